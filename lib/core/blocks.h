@@ -1,0 +1,64 @@
+/*
+ * GGUF block layouts (ggml-common.h facts: sizes, field order). Shared by the dtype
+ * table, the quantizers and the engine's kernels. Each struct's size is asserted.
+ */
+#ifndef LMP_BLOCKS_H
+#define LMP_BLOCKS_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } lmp_block_q4_0;                 /* 18 */
+typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } lmp_block_q4_1;              /* 20 */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } lmp_block_q5_0;  /* 22 */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } lmp_block_q5_1; /* 24 */
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } lmp_block_q8_0;                      /* 34 */
+typedef struct {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4];
+    uint16_t d, dmin;
+} lmp_block_q2_k; /* 84 */
+typedef struct {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;
+} lmp_block_q3_k; /* 110 */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+} lmp_block_q4_k; /* 144 */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} lmp_block_q5_k; /* 176 */
+typedef struct {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+} lmp_block_q6_k; /* 210 */
+
+static_assert(sizeof(lmp_block_q4_0) == 18, "q4_0 block size");
+static_assert(sizeof(lmp_block_q4_1) == 20, "q4_1 block size");
+static_assert(sizeof(lmp_block_q5_0) == 22, "q5_0 block size");
+static_assert(sizeof(lmp_block_q5_1) == 24, "q5_1 block size");
+static_assert(sizeof(lmp_block_q8_0) == 34, "q8_0 block size");
+static_assert(sizeof(lmp_block_q2_k) == 84, "q2_k block size");
+static_assert(sizeof(lmp_block_q3_k) == 110, "q3_k block size");
+static_assert(sizeof(lmp_block_q4_k) == 144, "q4_k block size");
+static_assert(sizeof(lmp_block_q5_k) == 176, "q5_k block size");
+static_assert(sizeof(lmp_block_q6_k) == 210, "q6_k block size");
+
+#endif

@@ -1,0 +1,377 @@
+/*
+ * Small services shared by every module: whole-file mappings, atomic output files,
+ * paths, time, peak RSS, threads, the progress bar, a seeded PRNG and FNV hashing.
+ */
+
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---------------------------------------------------------------- mmap */
+
+int lmp_mmap_open(lmp_mmap *m, const char *path)
+{
+    struct stat st;
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lmp_err(LMP_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lmp_err(LMP_EIO, "%s: not a regular file", path);
+    }
+    m->path = strdup(path);
+    m->size = (size_t)st.st_size;
+    m->fd = fd;
+    if (m->size > 0) {
+        void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            lmp_mmap_close(m);
+            return lmp_err(LMP_EIO, "%s: mmap failed: %s", path, strerror(e));
+        }
+        m->data = p;
+    }
+    return LMP_OK;
+}
+
+void lmp_mmap_close(lmp_mmap *m)
+{
+    if (!m)
+        return;
+    if (m->data && m->size)
+        munmap((void *)m->data, m->size);
+    if (m->fd >= 0 && m->path)
+        close(m->fd);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+    m->fd = -1;
+}
+
+/* ---------------------------------------------------------------- atomic output */
+
+int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)
+{
+    memset(o, 0, sizeof *o);
+    if (!force && lmp_path_exists(path))
+        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", path);
+    size_t n = strlen(path) + 32;
+    o->path = strdup(path);
+    o->tmp_path = malloc(n);
+    if (!o->path || !o->tmp_path) {
+        lmp_outfile_abort(o);
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    snprintf(o->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    o->fp = fopen(o->tmp_path, "wb");
+    if (!o->fp) {
+        int e = errno;
+        free(o->path);
+        free(o->tmp_path);
+        memset(o, 0, sizeof *o);
+        return lmp_err(LMP_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    setvbuf(o->fp, NULL, _IOFBF, 1 << 20);
+    return LMP_OK;
+}
+
+int lmp_outfile_write(lmp_outfile *o, const void *buf, size_t n)
+{
+    if (o->failed)
+        return LMP_EIO;
+    if (n && fwrite(buf, 1, n, o->fp) != n) {
+        o->failed = 1;
+        return lmp_err(LMP_EIO, "%s: write failed: %s", o->path, strerror(errno));
+    }
+    o->written += n;
+    return LMP_OK;
+}
+
+int lmp_outfile_pad(lmp_outfile *o, size_t alignment)
+{
+    static const uint8_t zeros[64];
+    uint64_t pos = (uint64_t)ftello(o->fp);
+    size_t pad = (size_t)((alignment - pos % alignment) % alignment);
+    while (pad > 0) {
+        size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+        int rc = lmp_outfile_write(o, zeros, k);
+        if (rc)
+            return rc;
+        pad -= k;
+    }
+    return LMP_OK;
+}
+
+int lmp_outfile_seek(lmp_outfile *o, uint64_t offset)
+{
+    if (fseeko(o->fp, (off_t)offset, SEEK_SET) != 0) {
+        o->failed = 1;
+        return lmp_err(LMP_EIO, "%s: seek failed: %s", o->path, strerror(errno));
+    }
+    return LMP_OK;
+}
+
+int lmp_outfile_commit(lmp_outfile *o)
+{
+    int rc = LMP_OK;
+    if (!o->fp)
+        return lmp_err(LMP_EIO, "output file not open");
+    if (o->failed)
+        rc = LMP_EIO;
+    if (fflush(o->fp) != 0 || fsync(fileno(o->fp)) != 0)
+        rc = lmp_err(LMP_EIO, "%s: flush failed: %s", o->path, strerror(errno));
+    if (fclose(o->fp) != 0 && rc == LMP_OK)
+        rc = lmp_err(LMP_EIO, "%s: close failed: %s", o->path, strerror(errno));
+    o->fp = NULL;
+    if (rc == LMP_OK && rename(o->tmp_path, o->path) != 0)
+        rc = lmp_err(LMP_EIO, "%s: rename failed: %s", o->path, strerror(errno));
+    if (rc != LMP_OK)
+        unlink(o->tmp_path);
+    free(o->path);
+    free(o->tmp_path);
+    memset(o, 0, sizeof *o);
+    return rc;
+}
+
+void lmp_outfile_abort(lmp_outfile *o)
+{
+    if (!o)
+        return;
+    if (o->fp)
+        fclose(o->fp);
+    if (o->tmp_path)
+        unlink(o->tmp_path);
+    free(o->path);
+    free(o->tmp_path);
+    memset(o, 0, sizeof *o);
+}
+
+/* ---------------------------------------------------------------- paths */
+
+int lmp_read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    *out = NULL;
+    if (!f)
+        return lmp_err(errno == ENOENT ? LMP_ENOTFOUND : LMP_EIO, "%s: cannot open: %s", path,
+                       strerror(errno));
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? cap * 2 : 65536 * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return lmp_err(LMP_ENOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return lmp_err(LMP_EIO, "%s: read failed", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (len)
+        *len = n;
+    return LMP_OK;
+}
+
+bool lmp_path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+bool lmp_path_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *lmp_path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *s = malloc(a + b + 2);
+    if (!s)
+        return NULL;
+    memcpy(s, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/')
+        s[k++] = '/';
+    memcpy(s + k, name, b + 1);
+    return s;
+}
+
+bool lmp_str_endswith(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* ---------------------------------------------------------------- threads, time */
+
+int lmp_num_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void lmp_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    if (n > 0)
+        omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+double lmp_time_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t lmp_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t kb = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kb = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb * 1024;
+}
+
+/* ---------------------------------------------------------------- progress */
+
+void lmp_progress_begin(lmp_progress *p, const char *label, uint64_t total)
+{
+    const char *env = getenv("LMP_PROGRESS");
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->total = total;
+    p->t_start = p->t_last = lmp_time_s();
+    p->enabled = env ? atoi(env) != 0 : isatty(STDERR_FILENO);
+}
+
+static void progress_draw(lmp_progress *p, double now)
+{
+    double frac = p->total ? (double)p->done / (double)p->total : 0.0;
+    double el = now - p->t_start;
+    double eta = frac > 0 ? el * (1 - frac) / frac : 0;
+    char bar[31];
+    int fill = (int)(frac * 30);
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r%s [%s] %5.1f%% %llu/%llu  %.1fs ETA %.1fs\x1b[K", p->label, bar,
+            100 * frac, (unsigned long long)p->done, (unsigned long long)p->total, el, eta);
+    fflush(stderr);
+    p->drawn = true;
+}
+
+void lmp_progress_update(lmp_progress *p, uint64_t done)
+{
+    p->done = done;
+    if (!p->enabled)
+        return;
+    double now = lmp_time_s();
+    if (now - p->t_last < 0.16 && done < p->total)
+        return;
+    p->t_last = now;
+    progress_draw(p, now);
+}
+
+void lmp_progress_end(lmp_progress *p)
+{
+    if (p->enabled && p->drawn) {
+        fprintf(stderr, "\r\x1b[K");
+        fflush(stderr);
+    }
+    p->drawn = false;
+}
+
+/* ---------------------------------------------------------------- rng, hash */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void lmp_rng_seed(lmp_rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* xoshiro256** */
+uint64_t lmp_rng_next(lmp_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double lmp_rng_uniform(lmp_rng *r) { return (double)(lmp_rng_next(r) >> 11) * 0x1.0p-53; }
+
+float lmp_rng_normal(lmp_rng *r)
+{
+    double u1 = lmp_rng_uniform(r), u2 = lmp_rng_uniform(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+}
+
+uint64_t lmp_fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}

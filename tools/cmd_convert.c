@@ -1,0 +1,9 @@
+#include "cli.h"
+#include <stdio.h>
+int cmd_convert(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "not yet\n");
+    return 2;
+}

@@ -1,0 +1,54 @@
+/*
+ * The lmpress command: git-style subcommands. Each subcommand lives in tools/cmd_*.c,
+ * parses its options and makes library calls; no algorithm code lives in tools/.
+ */
+#include "cli.h"
+#include "lib/core/core.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} command;
+
+static const command g_commands[] = {
+    {"inspect", cmd_inspect, "show architecture, tensors and metadata of a checkpoint"},
+    {"convert", cmd_convert, "convert a checkpoint to GGUF or safetensors (f32/f16/bf16)"},
+    {"synth", cmd_synth, "write a random-weight HF checkpoint for tests and benchmarks"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "lmpress %s: convert, compress and evaluate language-model checkpoints\n\n"
+               "usage: lmpress <command> [options]\n\ncommands:\n",
+            LMP_VERSION);
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
+    fprintf(f, "\n'lmpress <command> --help' describes each command.\n"
+               "Environment: LMP_THREADS (threads), LMP_PROGRESS=0|1 (progress bar).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("lmpress %s\n", LMP_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        if (strcmp(argv[1], g_commands[i].name) == 0)
+            return g_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "lmpress: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
