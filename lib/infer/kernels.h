@@ -1,0 +1,38 @@
+/*
+ * Compute kernels of the engine: matrix products of f32 activations with weights stored
+ * in any supported dtype (dense f32/f16/bf16 or GGUF blocks, used in place, never expanded
+ * into a full f32 copy of the model). Each kernel has a scalar reference; SIMD variants
+ * (AVX2, AVX-512) are chosen once at start-up and checked against the reference by
+ * tests/unit/test_kernels.c. Results do not depend on the thread count.
+ */
+#ifndef LMP_KERNELS_H
+#define LMP_KERNELS_H
+
+#include "../core/core.h"
+
+/* A weight matrix [rows = out_features, cols = in_features], row-major, each row `cols`
+ * elements of `dtype` (block types: cols a multiple of the block size). Borrowed. */
+typedef struct {
+    lmp_dtype dtype;
+    int64_t rows, cols;
+    const void *data;
+    size_t row_bytes; /* lmp_dtype_row_bytes(dtype, cols) */
+} lmp_wmat;
+
+typedef enum { LMP_ISA_AUTO = 0, LMP_ISA_REF, LMP_ISA_AVX2, LMP_ISA_AVX512 } lmp_isa;
+
+/* Forces a variant (tests, benchmarks); AUTO picks the best the CPU has. LMP_ISA env
+ * (ref|avx2|avx512) does the same. Returns the variant in use after the call. */
+lmp_isa lmp_kernels_set_isa(lmp_isa isa);
+lmp_isa lmp_kernels_isa(void);
+const char *lmp_isa_name(lmp_isa isa);
+
+/* true when lmp_gemm has a kernel for weights of this dtype. */
+bool lmp_gemm_supports(lmp_dtype dt);
+
+/* Y[m][n] = sum_k X[m][k] * W[n][k] (+ bias[n] when bias != NULL), for m < M.
+ * X: f32 [M][W->cols], Y: f32 [M][W->rows], both dense row-major. Parallel inside
+ * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
+void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
+
+#endif
