@@ -189,6 +189,13 @@ bool lmp_path_is_dir(const char *path);
 /* Joins dir and name into a malloc'd string. */
 char *lmp_path_join(const char *dir, const char *name);
 bool lmp_str_endswith(const char *s, const char *suffix);
+/* Output folders: lmp_dir_begin creates "<dir>.tmp.<pid>" (refusing an existing dir
+ * unless force) and returns its malloc'd path; fill it, then lmp_dir_commit renames it
+ * onto dir (replacing an existing one); on failure lmp_dir_remove(tmp). */
+int lmp_dir_begin(const char *dir, bool force, char **tmp);
+int lmp_dir_commit(const char *tmp, const char *dir);
+int lmp_dir_remove(const char *path); /* recursive; no error when absent */
+int lmp_copy_file(const char *src, const char *dst); /* atomic, replaces dst */
 
 /* ---------------------------------------------------------------- threads/progress */
 

@@ -375,3 +375,73 @@ uint64_t lmp_fnv1a(uint64_t h, const void *data, size_t n)
     }
     return h;
 }
+
+/* ---------------------------------------------------------------- folders */
+
+#include <ftw.h>
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+int lmp_dir_remove(const char *path)
+{
+    if (!lmp_path_exists(path))
+        return LMP_OK;
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return lmp_err(LMP_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    return LMP_OK;
+}
+
+int lmp_dir_begin(const char *dir, bool force, char **tmp)
+{
+    *tmp = NULL;
+    if (!force && lmp_path_exists(dir))
+        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", dir);
+    size_t n = strlen(dir) + 32;
+    char *t = malloc(n);
+    if (!t)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());
+    lmp_dir_remove(t);
+    if (mkdir(t, 0755) != 0) {
+        int e = errno;
+        free(t);
+        return lmp_err(LMP_EIO, "%s: cannot create folder: %s", dir, strerror(e));
+    }
+    *tmp = t;
+    return LMP_OK;
+}
+
+int lmp_dir_commit(const char *tmp, const char *dir)
+{
+    int rc = LMP_OK;
+    if (lmp_path_exists(dir) && (rc = lmp_dir_remove(dir)))
+        return rc;
+    if (rename(tmp, dir) != 0)
+        return lmp_err(LMP_EIO, "%s: rename failed: %s", dir, strerror(errno));
+    return LMP_OK;
+}
+
+int lmp_copy_file(const char *src, const char *dst)
+{
+    char *buf;
+    size_t len;
+    lmp_outfile o;
+    int rc = lmp_read_file(src, &buf, &len);
+    if (rc)
+        return rc;
+    if ((rc = lmp_outfile_open(&o, dst, true)) == 0) {
+        rc = lmp_outfile_write(&o, buf, len);
+        if (rc == 0)
+            rc = lmp_outfile_commit(&o);
+        else
+            lmp_outfile_abort(&o);
+    }
+    free(buf);
+    return rc;
+}

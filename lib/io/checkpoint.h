@@ -26,9 +26,14 @@ typedef struct {
     /* GGUF llama-architecture files hold attn_q/attn_k rows in ggml's interleaved RoPE
      * order (convert_hf_to_gguf's permute); true when that applies to this file. */
     bool qk_interleaved;
+    char config_error[512];  /* why has_config is false (lenient opens only) */
 } lmp_ckpt;
 
+/* Opens `path`; the hyper-parameters must be readable and supported. */
 int lmp_ckpt_open(lmp_ckpt *c, const char *path);
+/* require_config=false still opens the tensors when the config is missing or unsupported
+ * (has_config false, config_error says why): for inspect. */
+int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config);
 void lmp_ckpt_close(lmp_ckpt *c); /* accepts NULL */
 const lmp_tensor *lmp_ckpt_find(const lmp_ckpt *c, const char *name); /* stored name */
 /* Finds a tensor by its HF name in any kind of checkpoint (GGUF names are mapped). */

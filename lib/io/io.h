@@ -12,5 +12,6 @@
 #include "config.h"
 #include "h5.h"
 #include "checkpoint.h"
+#include "synth.h"
 
 #endif

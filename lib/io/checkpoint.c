@@ -1,0 +1,354 @@
+/*
+ * Opens any checkpoint lmpress reads (HF folder, .safetensors / index, .gguf) behind one
+ * struct, derives the hyper-parameters (config.json or GGUF metadata), and maps tensor
+ * names between Hugging Face and llama.cpp conventions.
+ */
+#include "checkpoint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- names */
+
+typedef struct {
+    const char *hf, *gg;
+} name_pair;
+
+static const name_pair g_global[] = {
+    {"model.embed_tokens", "token_embd"},
+    {"model.norm", "output_norm"},
+    {"lm_head", "output"},
+};
+
+static const name_pair g_layer[] = {
+    {"input_layernorm", "attn_norm"},
+    {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},
+    {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},
+    {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+
+/* Splits "<stem>.<suffix>" where suffix is weight or bias. */
+static const char *suffix_of(const char *name, size_t *stem_len)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot || (strcmp(dot, ".weight") != 0 && strcmp(dot, ".bias") != 0))
+        return NULL;
+    *stem_len = (size_t)(dot - name);
+    return dot;
+}
+
+int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n)
+{
+    size_t sl;
+    const char *suf = suffix_of(hf, &sl);
+    if (!suf)
+        return LMP_ENOTFOUND;
+    for (size_t i = 0; i < sizeof g_global / sizeof g_global[0]; i++)
+        if (strlen(g_global[i].hf) == sl && strncmp(hf, g_global[i].hf, sl) == 0) {
+            snprintf(out, n, "%s%s", g_global[i].gg, suf);
+            return LMP_OK;
+        }
+    int layer, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0)
+        return LMP_ENOTFOUND;
+    const char *rest = hf + used;
+    size_t rl = sl - (size_t)used;
+    for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++)
+        if (strlen(g_layer[i].hf) == rl && strncmp(rest, g_layer[i].hf, rl) == 0) {
+            snprintf(out, n, "blk.%d.%s%s", layer, g_layer[i].gg, suf);
+            return LMP_OK;
+        }
+    return LMP_ENOTFOUND;
+}
+
+int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n)
+{
+    size_t sl;
+    const char *suf = suffix_of(gg, &sl);
+    if (!suf)
+        return LMP_ENOTFOUND;
+    for (size_t i = 0; i < sizeof g_global / sizeof g_global[0]; i++)
+        if (strlen(g_global[i].gg) == sl && strncmp(gg, g_global[i].gg, sl) == 0) {
+            snprintf(out, n, "%s%s", g_global[i].hf, suf);
+            return LMP_OK;
+        }
+    int layer, used = 0;
+    if (sscanf(gg, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0)
+        return LMP_ENOTFOUND;
+    const char *rest = gg + used;
+    size_t rl = sl - (size_t)used;
+    for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++)
+        if (strlen(g_layer[i].gg) == rl && strncmp(rest, g_layer[i].gg, rl) == 0) {
+            snprintf(out, n, "model.layers.%d.%s%s", layer, g_layer[i].hf, suf);
+            return LMP_OK;
+        }
+    return LMP_ENOTFOUND;
+}
+
+/* convert_hf_to_gguf's permute: HF row (h, t, i) with t in {0,1} the rotate-half, i <
+ * head_dim/2 becomes ggml row (h, i, t). */
+int64_t lmp_qk_perm_row(int64_t row, int n_head, int64_t head_dim, bool to_gguf)
+{
+    (void)n_head;
+    int64_t h = row / head_dim, r = row % head_dim, half = head_dim / 2;
+    if (to_gguf) { /* destination ggml row r = 2i + t; source HF row t*half + i */
+        int64_t i = r / 2, t = r % 2;
+        return h * head_dim + t * half + i;
+    }
+    /* destination HF row r = t*half + i; source ggml row 2i + t */
+    int64_t t = r / half, i = r % half;
+    return h * head_dim + 2 * i + t;
+}
+
+/* ---------------------------------------------------------------- GGUF config */
+
+static int gguf_int(const lmp_gguf_reader *g, const char *arch, const char *key, int *out,
+                    bool required, int def)
+{
+    char k[128];
+    int64_t v;
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    int rc = lmp_gguf_get_int(g, k, &v);
+    if (rc == LMP_ENOTFOUND && !required) {
+        *out = def;
+        return LMP_OK;
+    }
+    if (rc == LMP_ENOTFOUND)
+        return lmp_err(LMP_EFORMAT, "%s: required key %s is missing", g->path, k);
+    if (rc)
+        return lmp_err(LMP_EFORMAT, "%s: key %s is not an integer", g->path, k);
+    if (v < 0 || v > 0x7fffffff)
+        return lmp_err(LMP_EFORMAT, "%s: key %s = %lld out of range", g->path, k, (long long)v);
+    *out = (int)v;
+    return LMP_OK;
+}
+
+static int gguf_float(const lmp_gguf_reader *g, const char *key, float *out, float def)
+{
+    double v;
+    int rc = lmp_gguf_get_float(g, key, &v);
+    if (rc == LMP_ENOTFOUND) {
+        *out = def;
+        return LMP_OK;
+    }
+    if (rc)
+        return lmp_err(LMP_EFORMAT, "%s: key %s is not a float", g->path, key);
+    *out = (float)v;
+    return LMP_OK;
+}
+
+static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
+{
+    const char *arch;
+    char k[128];
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (lmp_gguf_get_str(g, "general.architecture", &arch))
+        return lmp_err(LMP_EFORMAT, "%s: general.architecture is missing", g->path);
+    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: llama, qwen2)",
+                       g->path, arch);
+    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    snprintf(c->model_type, sizeof c->model_type, "%s", arch);
+    const char *mt;
+    if (lmp_gguf_get_str(g, "lmpress.model_type", &mt) == 0 && strlen(mt) < sizeof c->model_type)
+        snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    if ((rc = gguf_int(g, arch, "embedding_length", &c->hidden_size, true, 0)) ||
+        (rc = gguf_int(g, arch, "feed_forward_length", &c->intermediate_size, true, 0)) ||
+        (rc = gguf_int(g, arch, "block_count", &c->n_layers, true, 0)) ||
+        (rc = gguf_int(g, arch, "attention.head_count", &c->n_heads, true, 0)) ||
+        (rc = gguf_int(g, arch, "attention.head_count_kv", &c->n_kv_heads, false, 0)) ||
+        (rc = gguf_int(g, arch, "context_length", &c->max_pos, false, 2048)))
+        return rc;
+    if (c->n_kv_heads == 0)
+        c->n_kv_heads = c->n_heads;
+    if (c->hidden_size <= 0 || c->n_heads <= 0 || c->n_layers <= 0 || c->n_heads % c->n_kv_heads)
+        return lmp_err(LMP_EFORMAT, "%s: inconsistent hyper-parameters", g->path);
+    if ((rc = gguf_int(g, arch, "attention.key_length", &c->head_dim, false, c->hidden_size / c->n_heads)))
+        return rc;
+    int rope_dim;
+    if ((rc = gguf_int(g, arch, "rope.dimension_count", &rope_dim, false, c->head_dim)))
+        return rc;
+    if (rope_dim != c->head_dim)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: partial RoPE (%d of %d dims) is not supported", g->path,
+                       rope_dim, c->head_dim);
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
+    if ((rc = gguf_float(g, k, &c->rms_eps, 1e-5f)))
+        return rc;
+    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
+    if ((rc = gguf_float(g, k, &c->rope_theta, 10000.0f)))
+        return rc;
+    const char *st;
+    snprintf(k, sizeof k, "%s.rope.scaling.type", arch);
+    if (lmp_gguf_get_str(g, k, &st) == 0 && strcmp(st, "linear") == 0) {
+        c->rope_type = LMP_ROPE_LINEAR;
+        snprintf(k, sizeof k, "%s.rope.scaling.factor", arch);
+        if ((rc = gguf_float(g, k, &c->rope_factor, 1.0f)))
+            return rc;
+    }
+    /* llama.cpp stores Llama 3 scaling as a rope_freqs tensor; lmpress also writes the
+     * parameters it was computed from, which the engine uses. */
+    double f;
+    if (lmp_gguf_get_float(g, "lmpress.rope.llama3.factor", &f) == 0) {
+        c->rope_type = LMP_ROPE_LLAMA3;
+        c->rope_factor = (float)f;
+        if ((rc = gguf_float(g, "lmpress.rope.llama3.low_freq_factor", &c->rope_low_freq_factor, 1)) ||
+            (rc = gguf_float(g, "lmpress.rope.llama3.high_freq_factor", &c->rope_high_freq_factor, 4)))
+            return rc;
+        int64_t om;
+        c->rope_orig_max_pos = lmp_gguf_get_int(g, "lmpress.rope.llama3.original_max_position_embeddings", &om) == 0
+                                   ? (int)om
+                                   : 8192;
+    } else if (lmp_gguf_find_tensor(g, "rope_freqs.weight")) {
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "%s: rope_freqs tensor without lmpress.rope.llama3.* keys (Llama 3 RoPE scaling "
+                       "from another converter) is not supported yet",
+                       g->path);
+    }
+    const lmp_gguf_kv *toks = lmp_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    const lmp_tensor *emb = lmp_gguf_find_tensor(g, "token_embd.weight");
+    snprintf(k, sizeof k, "%s.vocab_size", arch);
+    int vs = 0;
+    if (gguf_int(g, arch, "vocab_size", &vs, false, 0) == 0 && vs > 0)
+        c->vocab_size = vs;
+    else if (emb && emb->ndim == 2)
+        c->vocab_size = (int)emb->shape[0];
+    else if (toks)
+        c->vocab_size = (int)toks->n;
+    c->tie_embeddings = lmp_gguf_find_tensor(g, "output.weight") == NULL;
+    c->attn_bias = lmp_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    c->o_bias = lmp_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
+    c->mlp_bias = lmp_gguf_find_tensor(g, "blk.0.ffn_down.bias") != NULL;
+    int64_t v;
+    c->bos_id = lmp_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) == 0 ? (int)v : -1;
+    c->eos_id = lmp_gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v) == 0 ? (int)v : -1;
+    c->pad_id = lmp_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v) == 0 ? (int)v : -1;
+    snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
+    c->sliding_window = lmp_gguf_get_int(g, k, &v) == 0 ? (int)v : 0;
+    return LMP_OK;
+}
+
+/* ---------------------------------------------------------------- open/close */
+
+static bool is_gguf_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    if (!f)
+        return false;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+static char *dirname_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return strdup(".");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 2);
+    if (!d)
+        return NULL;
+    memcpy(d, path, n ? n : 1);
+    d[n ? n : 1] = 0;
+    if (!n)
+        d[0] = '/';
+    return d;
+}
+
+int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
+{
+    int rc = LMP_OK;
+    memset(c, 0, sizeof *c);
+    c->path = strdup(path);
+    if (!lmp_path_exists(path))
+        return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
+    if (lmp_path_is_dir(path)) {
+        c->kind = LMP_CKPT_HF;
+        c->dir = strdup(path);
+    } else if (is_gguf_file(path) || lmp_str_endswith(path, ".gguf")) {
+        c->kind = LMP_CKPT_GGUF;
+    } else {
+        c->kind = LMP_CKPT_SAFETENSORS;
+        c->dir = dirname_of(path);
+    }
+    if (c->kind == LMP_CKPT_GGUF) {
+        if ((rc = lmp_gguf_open(&c->gguf, path)))
+            goto fail;
+        c->n_tensors = (int)c->gguf.n_tensors;
+        c->tensors = c->gguf.tensors;
+        rc = config_from_gguf(&c->config, &c->gguf);
+        if (rc && require_config)
+            goto fail;
+        c->has_config = rc == LMP_OK;
+        if (rc)
+            snprintf(c->config_error, sizeof c->config_error, "%s", lmp_errmsg());
+        rc = LMP_OK;
+        c->qk_interleaved = strcmp(c->config.arch, "llama") == 0;
+        return LMP_OK;
+    }
+    char *cfg = lmp_path_join(c->dir, "config.json");
+    if (lmp_path_exists(cfg)) {
+        rc = lmp_config_load(&c->config, cfg);
+        c->has_config = rc == LMP_OK;
+        if (rc && !require_config) {
+            snprintf(c->config_error, sizeof c->config_error, "%s", lmp_errmsg());
+            rc = LMP_OK;
+        }
+    } else if (c->kind == LMP_CKPT_HF && require_config) {
+        rc = lmp_err(LMP_ENOTFOUND, "%s: folder has no config.json", path);
+    }
+    free(cfg);
+    if (rc)
+        goto fail;
+    if ((rc = lmp_st_open(&c->st, path)))
+        goto fail;
+    c->n_tensors = c->st.n_tensors;
+    c->tensors = c->st.tensors;
+    char *tok = lmp_path_join(c->dir, "tokenizer.json");
+    if (lmp_path_exists(tok))
+        c->tokenizer_path = tok;
+    else
+        free(tok);
+    return LMP_OK;
+fail:
+    lmp_ckpt_close(c);
+    return rc;
+}
+
+int lmp_ckpt_open(lmp_ckpt *c, const char *path) { return lmp_ckpt_open_ex(c, path, true); }
+
+void lmp_ckpt_close(lmp_ckpt *c)
+{
+    if (!c)
+        return;
+    lmp_st_close(&c->st);
+    lmp_gguf_close(&c->gguf);
+    free(c->path);
+    free(c->dir);
+    free(c->tokenizer_path);
+    memset(c, 0, sizeof *c);
+}
+
+const lmp_tensor *lmp_ckpt_find(const lmp_ckpt *c, const char *name)
+{
+    if (c->kind == LMP_CKPT_GGUF)
+        return lmp_gguf_find_tensor(&c->gguf, name);
+    return lmp_st_find(&c->st, name);
+}
+
+const lmp_tensor *lmp_ckpt_find_hf(const lmp_ckpt *c, const char *hf_name)
+{
+    if (c->kind != LMP_CKPT_GGUF)
+        return lmp_st_find(&c->st, hf_name);
+    char gg[LMP_MAX_NAME];
+    if (lmp_name_hf_to_gguf(hf_name, gg, sizeof gg))
+        return NULL;
+    return lmp_gguf_find_tensor(&c->gguf, gg);
+}

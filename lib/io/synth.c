@@ -1,0 +1,616 @@
+/*
+ * lmpress synth: random-weight checkpoints with the real shapes of popular models. The
+ * weights are seeded per tensor and per 1M-element chunk, so the output is the same for
+ * a seed whatever the thread count. The tokenizer is a byte-level BPE (GPT-2 byte
+ * alphabet, GPT-2 pre-tokenizer regex) trained here on built-in text; its vocabulary is
+ * smaller than the presets' vocab_size, which (as in many real models) leaves embedding
+ * rows no token reaches.
+ */
+#include "synth.h"
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Written for lmpress; any resemblance to a real text is in the subject matter only. */
+static const char g_corpus[] =
+    "The river ran past the old mill and under the stone bridge, where the children of the "
+    "village came every morning to watch the water. In the spring it was loud and brown, "
+    "carrying branches and leaves from the hills; in the summer it grew quiet and clear, and "
+    "the fish could be seen resting in the shadow of the rocks.\n\n"
+    "Anna was the first to notice that the water had changed. She told her brother, who told "
+    "the miller, who said that the weather had been dry for three weeks and that the river "
+    "always fell a little in August. But Anna counted the steps on the bank every day, and "
+    "every day there was one more step above the water than the day before.\n\n"
+    "A language model reads a sequence of tokens and predicts the next one. It is trained on a "
+    "large collection of text, and the quality of its predictions is measured by perplexity: "
+    "the exponential of the average negative log-likelihood of the correct token. A smaller "
+    "model can be made from a larger one by quantization, which stores each weight in fewer "
+    "bits, or by pruning, which removes weights that matter least. Both save memory and time, "
+    "and both cost some accuracy; the question is always how much.\n\n"
+    "The numbers 1, 2, 3 and 4 appear in the table below, together with 10, 20, 30 and 40, "
+    "and the year 1999. Prices were $12.50, $7.25 and $100; the distance was 42 km.\n\n"
+    "\"Where are you going?\" asked the teacher. \"To the station,\" said the boy, \"because the "
+    "train leaves at seven, and I don't want to miss it again.\" They walked together through "
+    "the market, past the bakery and the shop that sold maps, until they could hear the bell.\n\n"
+    "In the evening the lamps were lit one by one along the harbour. The boats came back with "
+    "their nets full, and the people who had waited all day on the pier helped to carry the "
+    "baskets up the hill. Nobody spoke much; they were tired, and the wind was cold, but there "
+    "would be bread and soup and a fire in every house before the night was over.\n\n"
+    "Quantization maps each group of weights to a small set of levels: a scale, sometimes a "
+    "zero point, and an integer code for every weight. Round-to-nearest is the simplest method. "
+    "GPTQ corrects the remaining weights of a row after each one is quantized, using second-order "
+    "information from calibration data. AWQ protects the channels that see the largest "
+    "activations by scaling them before quantization. Pruning methods such as Wanda and SparseGPT "
+    "decide which weights to remove by looking at the inputs as well as the weights themselves.\n";
+
+const char *lmp_synth_corpus(void) { return g_corpus; }
+
+/* ---------------------------------------------------------------- presets */
+
+#define P(mt, d, ff, nl, nh, nkv, hd, v, ctx, eps, theta, tie)                                       \
+    {.model_type = mt, .arch = "", .hidden_size = d, .intermediate_size = ff, .n_layers = nl,        \
+     .n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .vocab_size = v, .max_pos = ctx,              \
+     .rms_eps = eps, .rope_theta = theta, .tie_embeddings = tie, .bos_id = -1, .eos_id = -1,         \
+     .pad_id = -1, .rope_factor = 1}
+
+static lmp_synth_preset g_presets[] = {
+    {"tiny", "llama, 2 layers, d 256, FFN 512, GQA 4/2 (fast tests)",
+     P("llama", 256, 512, 2, 4, 2, 64, 0, 512, 1e-5f, 10000.0f, false)},
+    {"tiny-qwen2", "qwen2 (q/k/v bias), 2 layers, d 256, tied embeddings",
+     P("qwen2", 256, 512, 2, 4, 2, 64, 0, 512, 1e-6f, 1000000.0f, true)},
+    {"tiny-mistral", "mistral, 2 layers, d 256, GQA 8/2, head_dim 32",
+     P("mistral", 256, 512, 2, 8, 2, 32, 0, 512, 1e-5f, 1000000.0f, false)},
+    {"tiny-llama3", "llama with Llama 3 RoPE scaling, 2 layers, d 256, tied",
+     P("llama", 256, 512, 2, 4, 1, 64, 0, 512, 1e-5f, 500000.0f, true)},
+    {"smollm2-135m", "SmolLM2-135M shapes: d 576, 30 layers, 9/3 heads, FFN 1536, vocab 49152",
+     P("llama", 576, 1536, 30, 9, 3, 64, 49152, 8192, 1e-5f, 100000.0f, true)},
+    {"qwen2.5-0.5b", "Qwen2.5-0.5B shapes: d 896, 24 layers, 14/2 heads, FFN 4864, vocab 151936",
+     P("qwen2", 896, 4864, 24, 14, 2, 64, 151936, 32768, 1e-6f, 1000000.0f, true)},
+    {"tinyllama-1.1b", "TinyLlama-1.1B shapes: d 2048, 22 layers, 32/4 heads, FFN 5632, vocab 32000",
+     P("llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e-5f, 10000.0f, false)},
+    {"llama-3.2-1b", "Llama-3.2-1B shapes: d 2048, 16 layers, 32/8 heads, FFN 8192, vocab 128256, llama3 RoPE",
+     P("llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, 1e-5f, 500000.0f, true)},
+    {.name = NULL},
+};
+
+static void fix_presets(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    for (lmp_synth_preset *p = g_presets; p->name; p++) {
+        lmp_config *c = &p->config;
+        snprintf(c->arch, sizeof c->arch, "%s", strcmp(c->model_type, "qwen2") == 0 ? "qwen2" : "llama");
+        if (strcmp(c->model_type, "qwen2") == 0)
+            c->attn_bias = true;
+        if (strcmp(p->name, "tiny-llama3") == 0 || strcmp(p->name, "llama-3.2-1b") == 0) {
+            c->rope_type = LMP_ROPE_LLAMA3;
+            c->rope_factor = 32;
+            c->rope_low_freq_factor = 1;
+            c->rope_high_freq_factor = 4;
+            c->rope_orig_max_pos = strcmp(p->name, "tiny-llama3") == 0 ? 64 : 8192;
+        }
+    }
+}
+
+const lmp_synth_preset *lmp_synth_presets(void)
+{
+    fix_presets();
+    return g_presets;
+}
+
+const lmp_synth_preset *lmp_synth_find(const char *name)
+{
+    for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+void lmp_synth_default_params(lmp_synth_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->seed = 1;
+    p->dtype = LMP_DT_F32;
+    p->shard_bytes = 2ULL << 30;
+    p->tokenizer_merges = 2000;
+}
+
+/* ---------------------------------------------------------------- byte-level BPE */
+
+/* GPT-2's reversible byte -> printable code point map. */
+static void byte_to_unicode(int map[256])
+{
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        map[b] = keep ? b : 256 + n++;
+    }
+}
+
+static int utf8_put(char *o, int cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+typedef struct {
+    int *sym;  /* token ids */
+    int n;
+    int count; /* occurrences in the corpus */
+} bpe_word;
+
+static int char_class(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80)
+        return 1;
+    if (c >= '0' && c <= '9')
+        return 2;
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r')
+        return 0;
+    return 3;
+}
+
+/* Splits text roughly as GPT-2's regex does (an optional leading space joined to a run of
+ * letters, digits or punctuation; other whitespace alone) and counts unique words. */
+static int split_words(const char *text, bpe_word **out)
+{
+    int cap = 256, n = 0;
+    bpe_word *w = calloc((size_t)cap, sizeof *w);
+    size_t len = strlen(text), i = 0;
+    while (i < len) {
+        size_t s = i;
+        if (text[i] == ' ' && i + 1 < len && char_class((unsigned char)text[i + 1]) != 0)
+            i++;
+        int cl = char_class((unsigned char)text[i]);
+        while (i < len && char_class((unsigned char)text[i]) == cl && (cl != 0 || i == s || text[i] == text[s]))
+            i++;
+        if (i == s)
+            i++;
+        int k;
+        for (k = 0; k < n; k++)
+            if (w[k].n == (int)(i - s)) {
+                int same = 1;
+                for (int j = 0; j < w[k].n && same; j++)
+                    same = w[k].sym[j] == (unsigned char)text[s + (size_t)j];
+                if (same)
+                    break;
+            }
+        if (k < n) {
+            w[k].count++;
+            continue;
+        }
+        if (n == cap) {
+            cap *= 2;
+            w = realloc(w, sizeof *w * (size_t)cap);
+        }
+        w[n].n = (int)(i - s);
+        w[n].sym = malloc(sizeof(int) * (size_t)w[n].n);
+        for (int j = 0; j < w[n].n; j++)
+            w[n].sym[j] = (unsigned char)text[s + (size_t)j];
+        w[n].count = 1;
+        n++;
+    }
+    *out = w;
+    return n;
+}
+
+typedef struct {
+    char **tok;     /* token strings (byte-level unicode), n_tok of them */
+    int n_tok;
+    int (*merges)[2];
+    int n_merges;
+} bpe_vocab;
+
+static void bpe_free(bpe_vocab *v)
+{
+    for (int i = 0; i < v->n_tok; i++)
+        free(v->tok[i]);
+    free(v->tok);
+    free(v->merges);
+}
+
+static int bpe_train(bpe_vocab *v, int max_merges)
+{
+    int map[256];
+    byte_to_unicode(map);
+    v->tok = calloc((size_t)(256 + max_merges), sizeof(char *));
+    v->merges = calloc((size_t)(max_merges + 1), sizeof v->merges[0]);
+    if (!v->tok || !v->merges)
+        return lmp_err(LMP_ENOMEM, "synth: out of memory");
+    for (int b = 0; b < 256; b++) {
+        char buf[4] = {0};
+        utf8_put(buf, map[b]);
+        v->tok[b] = strdup(buf);
+    }
+    v->n_tok = 256;
+    bpe_word *w;
+    int nw = split_words(g_corpus, &w);
+    int cap = 256 + max_merges;
+    enum { HB = 1 << 14 };
+    uint64_t *hkey = malloc(sizeof(uint64_t) * HB);
+    int *hcnt = malloc(sizeof(int) * HB);
+    char *dup = calloc(1, HB); /* pairs whose merged string already exists */
+    uint64_t *dupkey = malloc(sizeof(uint64_t) * HB);
+    memset(dupkey, 0xff, sizeof(uint64_t) * HB);
+    while (v->n_merges < max_merges) {
+        /* Count adjacent pairs in a small hash table; pick the most frequent (ties: the
+         * smallest ids) whose merged string is new. */
+        memset(hkey, 0xff, sizeof(uint64_t) * HB);
+        for (int k = 0; k < nw; k++)
+            for (int j = 0; j + 1 < w[k].n; j++) {
+                uint64_t key = (uint64_t)w[k].sym[j] << 32 | (uint32_t)w[k].sym[j + 1];
+                uint64_t hh = (key * 0x9e3779b97f4a7c15ULL) >> 50;
+                while (hkey[hh] != UINT64_MAX && hkey[hh] != key)
+                    hh = (hh + 1) & (HB - 1);
+                if (hkey[hh] == UINT64_MAX) {
+                    hkey[hh] = key;
+                    hcnt[hh] = 0;
+                }
+                hcnt[hh] += w[k].count;
+            }
+        int best_a = -1, best_b = -1, best_c = 1;
+        for (int hh = 0; hh < HB; hh++) {
+            if (hkey[hh] == UINT64_MAX || hcnt[hh] < best_c)
+                continue;
+            int a = (int)(hkey[hh] >> 32), b = (int)(uint32_t)hkey[hh];
+            if (hcnt[hh] == best_c && best_a >= 0 && (a > best_a || (a == best_a && b > best_b)))
+                continue;
+            uint64_t dh = (hkey[hh] * 0x9e3779b97f4a7c15ULL) >> 50;
+            while (dupkey[dh] != UINT64_MAX && dupkey[dh] != hkey[hh])
+                dh = (dh + 1) & (HB - 1);
+            if (dupkey[dh] == hkey[hh] && dup[dh])
+                continue;
+            size_t la = strlen(v->tok[a]), lb = strlen(v->tok[b]);
+            char *str = malloc(la + lb + 1);
+            memcpy(str, v->tok[a], la);
+            memcpy(str + la, v->tok[b], lb + 1);
+            bool exists = false;
+            for (int t = 0; t < v->n_tok && !exists; t++)
+                exists = strcmp(v->tok[t], str) == 0;
+            free(str);
+            if (exists) {
+                dupkey[dh] = hkey[hh];
+                dup[dh] = 1;
+                continue;
+            }
+            best_a = a;
+            best_b = b;
+            best_c = hcnt[hh];
+        }
+        if (best_a < 0 || v->n_tok >= cap)
+            break;
+        int id = v->n_tok++;
+        size_t la = strlen(v->tok[best_a]), lb = strlen(v->tok[best_b]);
+        v->tok[id] = malloc(la + lb + 1);
+        memcpy(v->tok[id], v->tok[best_a], la);
+        memcpy(v->tok[id] + la, v->tok[best_b], lb + 1);
+        v->merges[v->n_merges][0] = best_a;
+        v->merges[v->n_merges][1] = best_b;
+        v->n_merges++;
+        for (int k = 0; k < nw; k++) {
+            int o = 0;
+            for (int j = 0; j < w[k].n; j++) {
+                if (j + 1 < w[k].n && w[k].sym[j] == best_a && w[k].sym[j + 1] == best_b) {
+                    w[k].sym[o++] = id;
+                    j++;
+                } else {
+                    w[k].sym[o++] = w[k].sym[j];
+                }
+            }
+            w[k].n = o;
+        }
+    }
+    for (int k = 0; k < nw; k++)
+        free(w[k].sym);
+    free(w);
+    free(hkey);
+    free(hcnt);
+    free(dup);
+    free(dupkey);
+    return LMP_OK;
+}
+
+static cJSON *added_token(int id, const char *content)
+{
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "id", id);
+    cJSON_AddStringToObject(t, "content", content);
+    cJSON_AddBoolToObject(t, "single_word", false);
+    cJSON_AddBoolToObject(t, "lstrip", false);
+    cJSON_AddBoolToObject(t, "rstrip", false);
+    cJSON_AddBoolToObject(t, "normalized", false);
+    cJSON_AddBoolToObject(t, "special", true);
+    return t;
+}
+
+#define SYNTH_BOS "<|begin_of_text|>"
+#define SYNTH_EOS "<|end_of_text|>"
+
+static char *tokenizer_json(const bpe_vocab *v, int bos, int eos)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "version", "1.0");
+    cJSON_AddNullToObject(r, "truncation");
+    cJSON_AddNullToObject(r, "padding");
+    cJSON *added = cJSON_AddArrayToObject(r, "added_tokens");
+    cJSON_AddItemToArray(added, added_token(eos, SYNTH_EOS));
+    cJSON_AddItemToArray(added, added_token(bos, SYNTH_BOS));
+    cJSON_AddNullToObject(r, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(r, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "ByteLevel");
+    cJSON_AddBoolToObject(pre, "add_prefix_space", false);
+    cJSON_AddBoolToObject(pre, "trim_offsets", true);
+    cJSON_AddBoolToObject(pre, "use_regex", true);
+    cJSON *pp = cJSON_AddObjectToObject(r, "post_processor");
+    cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(pp, "single");
+    cJSON *pair = cJSON_AddArrayToObject(pp, "pair");
+    for (int k = 0; k < 2; k++) {
+        cJSON *arr = k ? pair : single;
+        for (int s = 0; s <= k; s++) {
+            cJSON *st = cJSON_CreateObject(), *sp = cJSON_AddObjectToObject(st, "SpecialToken");
+            cJSON_AddStringToObject(sp, "id", SYNTH_BOS);
+            cJSON_AddNumberToObject(sp, "type_id", s);
+            cJSON_AddItemToArray(arr, st);
+            cJSON *sq = cJSON_CreateObject(), *q = cJSON_AddObjectToObject(sq, "Sequence");
+            cJSON_AddStringToObject(q, "id", s ? "B" : "A");
+            cJSON_AddNumberToObject(q, "type_id", s);
+            cJSON_AddItemToArray(arr, sq);
+        }
+    }
+    cJSON *stoks = cJSON_AddObjectToObject(pp, "special_tokens");
+    cJSON *b = cJSON_AddObjectToObject(stoks, SYNTH_BOS);
+    cJSON_AddStringToObject(b, "id", SYNTH_BOS);
+    cJSON *ids = cJSON_AddArrayToObject(b, "ids");
+    cJSON_AddItemToArray(ids, cJSON_CreateNumber(bos));
+    cJSON *toks = cJSON_AddArrayToObject(b, "tokens");
+    cJSON_AddItemToArray(toks, cJSON_CreateString(SYNTH_BOS));
+    cJSON *dec = cJSON_AddObjectToObject(r, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", true);
+    cJSON_AddBoolToObject(dec, "trim_offsets", true);
+    cJSON_AddBoolToObject(dec, "use_regex", true);
+    cJSON *m = cJSON_AddObjectToObject(r, "model");
+    cJSON_AddStringToObject(m, "type", "BPE");
+    cJSON_AddNullToObject(m, "dropout");
+    cJSON_AddNullToObject(m, "unk_token");
+    cJSON_AddNullToObject(m, "continuing_subword_prefix");
+    cJSON_AddNullToObject(m, "end_of_word_suffix");
+    cJSON_AddBoolToObject(m, "fuse_unk", false);
+    cJSON_AddBoolToObject(m, "byte_fallback", false);
+    cJSON_AddBoolToObject(m, "ignore_merges", false);
+    cJSON *voc = cJSON_AddObjectToObject(m, "vocab");
+    for (int i = 0; i < v->n_tok; i++)
+        cJSON_AddNumberToObject(voc, v->tok[i], i);
+    cJSON *mg = cJSON_AddArrayToObject(m, "merges");
+    for (int i = 0; i < v->n_merges; i++) {
+        cJSON *p2 = cJSON_CreateArray();
+        cJSON_AddItemToArray(p2, cJSON_CreateString(v->tok[v->merges[i][0]]));
+        cJSON_AddItemToArray(p2, cJSON_CreateString(v->tok[v->merges[i][1]]));
+        cJSON_AddItemToArray(mg, p2);
+    }
+    char *s = cJSON_Print(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+    char *path = lmp_path_join(dir, name);
+    lmp_outfile o;
+    int rc = lmp_outfile_open(&o, path, true);
+    if (rc == 0) {
+        rc = lmp_outfile_write(&o, text, strlen(text));
+        if (rc == 0)
+            rc = lmp_outfile_write(&o, "\n", 1);
+        if (rc == 0)
+            rc = lmp_outfile_commit(&o);
+        else
+            lmp_outfile_abort(&o);
+    }
+    free(path);
+    return rc;
+}
+
+typedef struct {
+    char name[LMP_MAX_NAME];
+    int ndim;
+    int64_t shape[2];
+    int kind; /* 0 linear weight, 1 norm, 2 bias, 3 embedding/lm_head */
+    int64_t fan_in;
+} synth_tensor;
+
+static int plan_tensors(const lmp_config *c, synth_tensor **out)
+{
+    int cap = 16 + c->n_layers * 12, n = 0;
+    synth_tensor *t = calloc((size_t)cap, sizeof *t);
+    if (!t)
+        return -1;
+    int64_t d = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim,
+            f = c->intermediate_size, V = c->vocab_size;
+#define ADD(nm, nd, s0, s1, k, fi)                                                                         \
+    do {                                                                                               \
+        snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                               \
+        t[n].ndim = nd;                                                                                \
+        t[n].shape[0] = s0;                                                                            \
+        t[n].shape[1] = s1;                                                                            \
+        t[n].kind = k;                                                                                 \
+        t[n].fan_in = fi;                                                                              \
+        n++;                                                                                           \
+    } while (0)
+    ADD("model.embed_tokens.weight", 2, V, d, 3, d);
+    char nm[LMP_MAX_NAME];
+    for (int l = 0; l < c->n_layers; l++) {
+#define L(suffix, nd, s0, s1, k, fi)                                                                       \
+    do {                                                                                               \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                      \
+        ADD(nm, nd, s0, s1, k, fi);                                                                    \
+    } while (0)
+        L("input_layernorm.weight", 1, d, 0, 1, 1);
+        L("self_attn.q_proj.weight", 2, q, d, 0, d);
+        if (c->attn_bias)
+            L("self_attn.q_proj.bias", 1, q, 0, 2, 1);
+        L("self_attn.k_proj.weight", 2, kv, d, 0, d);
+        if (c->attn_bias)
+            L("self_attn.k_proj.bias", 1, kv, 0, 2, 1);
+        L("self_attn.v_proj.weight", 2, kv, d, 0, d);
+        if (c->attn_bias)
+            L("self_attn.v_proj.bias", 1, kv, 0, 2, 1);
+        L("self_attn.o_proj.weight", 2, d, q, 0, q);
+        L("post_attention_layernorm.weight", 1, d, 0, 1, 1);
+        L("mlp.gate_proj.weight", 2, f, d, 0, d);
+        L("mlp.up_proj.weight", 2, f, d, 0, d);
+        L("mlp.down_proj.weight", 2, d, f, 0, f);
+#undef L
+    }
+    ADD("model.norm.weight", 1, d, 0, 1, 1);
+    if (!c->tie_embeddings)
+        ADD("lm_head.weight", 2, V, d, 3, d);
+#undef ADD
+    *out = t;
+    return n;
+}
+
+#define CHUNK (1 << 20)
+
+/* Fills chunk `ci` of tensor `t` (elements [ci*CHUNK, ci*CHUNK+n)). */
+static void fill_chunk(const synth_tensor *t, uint64_t seed, int64_t ci, float *x, int64_t n)
+{
+    lmp_rng r;
+    uint64_t h = lmp_fnv1a(LMP_FNV_INIT, t->name, strlen(t->name));
+    h = lmp_fnv1a(h, &seed, sizeof seed);
+    h = lmp_fnv1a(h, &ci, sizeof ci);
+    lmp_rng_seed(&r, h);
+    float std = t->kind == 0 || t->kind == 3 ? 1.0f / sqrtf((float)t->fan_in) : 0.02f;
+    float base = t->kind == 1 ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = base + std * lmp_rng_normal(&r);
+}
+
+int lmp_synth_write(const lmp_synth_params *p, const char *dir)
+{
+    int rc = LMP_OK;
+    lmp_config c = p->config;
+    bpe_vocab voc = {0};
+    synth_tensor *plan = NULL;
+    lmp_st_writer *w = NULL;
+    float *buf = NULL;
+    void *conv = NULL;
+    char *tmpdir = NULL, *txt = NULL;
+    lmp_progress prog;
+
+    if (p->dtype != LMP_DT_F32 && p->dtype != LMP_DT_F16 && p->dtype != LMP_DT_BF16)
+        return lmp_err(LMP_EINVAL, "synth: --dtype must be f32, f16 or bf16");
+
+    int specials = 2;
+    int max_merges = p->tokenizer_merges;
+    if (c.vocab_size > 0 && max_merges > c.vocab_size - 256 - specials)
+        max_merges = c.vocab_size - 256 - specials;
+    if (max_merges < 0)
+        return lmp_err(LMP_EINVAL, "synth: vocab_size %d is below the 258 tokens of the byte-level tokenizer",
+                       c.vocab_size);
+    if ((rc = bpe_train(&voc, max_merges)))
+        goto cleanup;
+    int eos = voc.n_tok, bos = voc.n_tok + 1, n_tok = voc.n_tok + specials;
+    if (c.vocab_size == 0)
+        c.vocab_size = n_tok;
+    c.bos_id = bos;
+    c.eos_id = eos;
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+             p->dtype == LMP_DT_F32 ? "float32" : p->dtype == LMP_DT_F16 ? "float16" : "bfloat16");
+
+    if ((rc = lmp_dir_begin(dir, p->force, &tmpdir)))
+        goto cleanup;
+    if ((rc = lmp_config_to_json(&c, &txt)) || (rc = write_text(tmpdir, "config.json", txt)))
+        goto cleanup;
+    free(txt);
+    txt = tokenizer_json(&voc, bos, eos);
+    if (!txt || (rc = write_text(tmpdir, "tokenizer.json", txt)))
+        goto cleanup;
+    free(txt);
+    txt = malloc(512);
+    snprintf(txt, 512,
+             "{\n  \"bos_token\": \"%s\",\n  \"eos_token\": \"%s\",\n  \"add_bos_token\": true,\n"
+             "  \"model_max_length\": %d,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}",
+             SYNTH_BOS, SYNTH_EOS, c.max_pos);
+    if ((rc = write_text(tmpdir, "tokenizer_config.json", txt)))
+        goto cleanup;
+    snprintf(txt, 512, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"do_sample\": false\n}", bos, eos);
+    if ((rc = write_text(tmpdir, "generation_config.json", txt)))
+        goto cleanup;
+
+    int nt = plan_tensors(&c, &plan);
+    if (nt < 0) {
+        rc = lmp_err(LMP_ENOMEM, "synth: out of memory");
+        goto cleanup;
+    }
+    uint64_t total = 0;
+    size_t es = lmp_dtype_info(p->dtype)->type_size;
+    for (int i = 0; i < nt; i++)
+        total += (uint64_t)plan[i].shape[0] * (uint64_t)(plan[i].ndim == 2 ? plan[i].shape[1] : 1) * es;
+    if ((rc = lmp_st_writer_new(&w, tmpdir, total > p->shard_bytes ? p->shard_bytes : 0, true)))
+        goto cleanup;
+    for (int i = 0; i < nt && rc == 0; i++)
+        rc = lmp_st_writer_add(w, plan[i].name, p->dtype, plan[i].ndim, plan[i].shape);
+    if (rc || (rc = lmp_st_writer_meta(w, "format", "pt")) || (rc = lmp_st_writer_begin(w)))
+        goto cleanup;
+
+    enum { BATCH = 16 }; /* chunks generated in parallel */
+    buf = malloc(sizeof(float) * CHUNK * BATCH);
+    conv = malloc(es * CHUNK * BATCH);
+    if (!buf || !conv) {
+        rc = lmp_err(LMP_ENOMEM, "synth: out of memory");
+        goto cleanup;
+    }
+    lmp_progress_begin(&prog, "synth", total);
+    uint64_t done = 0;
+    for (int i = 0; i < nt && rc == 0; i++) {
+        int64_t ne = plan[i].shape[0] * (plan[i].ndim == 2 ? plan[i].shape[1] : 1);
+        int64_t nchunks = (ne + CHUNK - 1) / CHUNK;
+        for (int64_t c0 = 0; c0 < nchunks && rc == 0; c0 += BATCH) {
+            int64_t cend = c0 + BATCH < nchunks ? c0 + BATCH : nchunks;
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int64_t ci = c0; ci < cend; ci++) {
+                int64_t off = ci * CHUNK, m = ne - off < CHUNK ? ne - off : CHUNK;
+                float *x = buf + (ci - c0) * CHUNK;
+                fill_chunk(&plan[i], p->seed, ci, x, m);
+                lmp_dtype_info(p->dtype)->from_f32(x, (uint8_t *)conv + (size_t)(ci - c0) * CHUNK * es, m);
+            }
+            int64_t first = c0 * CHUNK, last = cend * CHUNK < ne ? cend * CHUNK : ne;
+            rc = lmp_st_writer_write(w, conv, (size_t)(last - first) * es);
+            done += (uint64_t)(last - first) * es;
+            lmp_progress_update(&prog, done);
+        }
+    }
+    lmp_progress_end(&prog);
+    if (rc)
+        goto cleanup;
+    rc = lmp_st_writer_finish(w);
+    w = NULL;
+    if (rc)
+        goto cleanup;
+    rc = lmp_dir_commit(tmpdir, dir);
+cleanup:
+    lmp_st_writer_abort(w);
+    if (rc && tmpdir)
+        lmp_dir_remove(tmpdir);
+    free(tmpdir);
+    free(txt);
+    free(plan);
+    free(buf);
+    free(conv);
+    bpe_free(&voc);
+    return rc;
+}

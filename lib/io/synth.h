@@ -1,0 +1,38 @@
+/*
+ * Random-weight Hugging Face checkpoints with real model shapes, for tests, benchmarks
+ * and the demo: config.json, model.safetensors (sharded above a size), a byte-level BPE
+ * tokenizer.json trained on built-in text, tokenizer_config.json and
+ * generation_config.json. Deterministic for a seed. Part of lib/io.
+ */
+#ifndef LMP_SYNTH_H
+#define LMP_SYNTH_H
+
+#include "config.h"
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    lmp_config config; /* vocab_size 0 = the size of the generated tokenizer */
+} lmp_synth_preset;
+
+/* NULL-terminated table (name == NULL ends it). */
+const lmp_synth_preset *lmp_synth_presets(void);
+const lmp_synth_preset *lmp_synth_find(const char *name);
+
+typedef struct {
+    lmp_config config;     /* shapes; vocab_size 0 = tokenizer size */
+    uint64_t seed;
+    lmp_dtype dtype;       /* f32, f16 or bf16 */
+    uint64_t shard_bytes;  /* 0 = single file; default 2 GiB shards like HF */
+    bool force;
+    int tokenizer_merges;  /* upper bound of BPE merges trained (<= vocab - 256 - specials) */
+} lmp_synth_params;
+
+void lmp_synth_default_params(lmp_synth_params *p);
+/* Writes the checkpoint folder `dir` atomically (built under a temporary name, renamed
+ * when complete). Streams tensor by tensor: memory does not grow with model size. */
+int lmp_synth_write(const lmp_synth_params *p, const char *dir);
+/* The built-in English text the tokenizer is trained on (also used by the demo). */
+const char *lmp_synth_corpus(void);
+
+#endif
