@@ -74,12 +74,13 @@ sanitize:
 # libFuzzer binaries (clang): build/fuzz/fuzz_<target>; run e.g.
 #   build/fuzz/fuzz_gguf tests/fuzz/corpus/gguf -max_total_time=60
 FUZZ_CC ?= clang
+FUZZ_LIB_SRC := $(sort $(wildcard lib/core/*.c) $(wildcard lib/io/*.c))
 fuzz: $(DEPS_OK)
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  echo "  FUZZ $$n"; \
 	  $(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -I. $(H5_CFLAGS) -fopenmp=libgomp \
-	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/$$n $$f $(LIB_SRC) $(LDLIBS) || exit 1; \
+	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/$$n $$f $(FUZZ_LIB_SRC) $(LDLIBS) || exit 1; \
 	done
 
 install: all

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -113,13 +114,21 @@ __attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t *s, 
         d[i] = lmp_bf16_to_f32(s[i]);
 }
 
+/* AVX2 + F16C with OS support for the YMM state, read from CPUID directly (clang 14's
+ * __builtin_cpu_supports does not know "f16c"). */
 static int g_have_f16c = -1;
 static bool have_f16c(void)
 {
     if (g_have_f16c < 0) {
-        __builtin_cpu_init();
-        g_have_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                      !getenv("LMP_NO_SIMD");
+        unsigned a, b, c, d;
+        bool ok = false;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && (c & (1u << 27)) && (c & (1u << 28))) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            if ((lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5)))
+                ok = true;
+        }
+        g_have_f16c = ok && !getenv("LMP_NO_SIMD");
     }
     return g_have_f16c;
 }

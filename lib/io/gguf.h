@@ -63,6 +63,14 @@ typedef struct {
     size_t data_offset;      /* start of the tensor data section */
 } lmp_gguf_reader;
 
+/* Opens a GGUF v2/v3 file (mapped) or a caller's image (borrowed: it must outlive r; `name`
+ * is used in messages, NULL gives "<memory>"). Validates the whole layout before returning;
+ * on failure returns LMP_EFORMAT (malformed), LMP_EUNSUPPORTED (version, ggml type) or
+ * LMP_EIO/LMP_ENOMEM with a message naming the file and the defect, and leaves r cleared
+ * (nothing to free; closing it again is harmless).
+ * KV keys and tensor names never contain NUL bytes; a file without tensors may end right
+ * after its metadata (data_offset may then lie past the end). Not thread safe per reader;
+ * distinct readers are independent. */
 int lmp_gguf_open(lmp_gguf_reader *r, const char *path);
 int lmp_gguf_open_mem(lmp_gguf_reader *r, const uint8_t *data, size_t size, const char *name);
 void lmp_gguf_close(lmp_gguf_reader *r); /* accepts NULL and zeroed structs */
@@ -80,7 +88,13 @@ size_t lmp_gguf_type_size(lmp_gguf_type t); /* 0 for STRING/ARRAY */
 /* Streaming writer. Protocol: new -> set_* (any order; a key set twice is replaced) and
  * add_tensor (in the order the data will be written) -> begin (writes header, KVs, tensor
  * infos) -> write (bytes of each tensor in order, padded to the alignment automatically)
- * -> finish (renames into place). general.alignment, if set, must be a power of two. */
+ * -> finish (renames into place). general.alignment, if set, must be a power of two.
+ * Details: set_scalar takes numeric/bool types only (val points to the C type: uint8_t,
+ * ..., bool, double); set_* and add_tensor after begin are refused; finish without begin
+ * begins first (fine for metadata-only files) and refuses, removing the temporary, when
+ * a tensor is short of bytes. With no tensors the file ends right after the KVs, with no
+ * padding (as llama.cpp's vocab files do); with tensors every tensor and the file end are
+ * padded to the alignment. The writer holds copies of all values; it is not thread safe. */
 typedef struct lmp_gguf_writer lmp_gguf_writer;
 
 int lmp_gguf_writer_new(lmp_gguf_writer **w, const char *path, bool force);
