@@ -28,7 +28,8 @@ int cmd_synth(int argc, char **argv)
     const cli_cmd_info info = {
         "synth", "(--preset NAME | --config config.json) -o DIR [--seed S] [--dtype f32|f16|bf16]",
         "Write a random-weight Hugging Face checkpoint (config.json, model.safetensors, a byte-level BPE\n"
-        "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json) for tests,\n"
+        "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json, and corpus.txt,\n"
+        "the built-in text the tokenizer was trained on) for tests,\n"
         "benchmarks and the demo. Weights are deterministic for a seed whatever the thread count.",
         "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3 (fast tests), smollm2-135m, qwen2.5-0.5b,\n"
         "tinyllama-1.1b, llama-3.2-1b (real shapes; their tokenizer is smaller than vocab_size)."};

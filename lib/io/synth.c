@@ -550,6 +550,9 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
     snprintf(txt, 512, "{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"do_sample\": false\n}", bos, eos);
     if ((rc = write_text(tmpdir, "generation_config.json", txt)))
         goto cleanup;
+    /* the text the tokenizer was trained on: evaluation text for demos without fixtures */
+    if ((rc = write_text(tmpdir, "corpus.txt", g_corpus)))
+        goto cleanup;
 
     int nt = plan_tensors(&c, &plan);
     if (nt < 0) {

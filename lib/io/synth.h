@@ -1,8 +1,9 @@
 /*
  * Random-weight Hugging Face checkpoints with real model shapes, for tests, benchmarks
  * and the demo: config.json, model.safetensors (sharded above a size), a byte-level BPE
- * tokenizer.json trained on built-in text, tokenizer_config.json and
- * generation_config.json. Deterministic for a seed. Part of lib/io.
+ * tokenizer.json trained on built-in text, tokenizer_config.json,
+ * generation_config.json and corpus.txt (that built-in text, usable as evaluation text).
+ * Deterministic for a seed. Part of lib/io.
  */
 #ifndef LMP_SYNTH_H
 #define LMP_SYNTH_H
