@@ -135,10 +135,15 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
             rc = convert_rows(it, r, nr, buf, tmp, &res->f16_overflow);
             if (rc == 0)
                 rc = wr(ctx, buf, (size_t)nr * out_row);
+            if (!it->perm_heads) { /* rows consumed in order: drop their pages */
+                size_t in_row = t->nbytes / (size_t)rows;
+                lmp_mmap_release((const uint8_t *)t->data + (size_t)r * in_row, (size_t)nr * in_row);
+            }
             res->bytes_out += (uint64_t)nr * out_row;
         }
         if (rows == 0 && cols == 0 && rc == 0)
             rc = wr(ctx, buf, 0);
+        lmp_mmap_release(t->data, t->nbytes); /* keep RSS bounded on large inputs */
         done_b += t->nbytes;
         res->bytes_in += t->nbytes;
         res->params += (uint64_t)lmp_tensor_nelem(t);

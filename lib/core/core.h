@@ -162,6 +162,10 @@ typedef struct {
 
 int lmp_mmap_open(lmp_mmap *m, const char *path);
 void lmp_mmap_close(lmp_mmap *m); /* accepts NULL and zeroed structs */
+/* Drops the pages of [p, p+n) (inside a read-only file mapping) from this process's
+ * resident set; a later access reads them again. Streaming readers call it on what they
+ * have consumed so that RSS stays bounded however large the file is. */
+void lmp_mmap_release(const void *p, size_t n);
 
 /* Output file written under "<path>.tmp.<pid>" and renamed onto `path` only by
  * lmp_outfile_commit; lmp_outfile_abort (or a commit failure) removes the temporary.

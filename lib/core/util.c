@@ -61,6 +61,17 @@ void lmp_mmap_close(lmp_mmap *m)
     m->fd = -1;
 }
 
+void lmp_mmap_release(const void *p, size_t n)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* ---------------------------------------------------------------- atomic output */
 
 int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)

@@ -3,7 +3,7 @@
 # convert HF -> GGUF -> HF through the CLI, and option errors.
 . tests/cli/lib.sh
 ok "top-level --help" "$LMP_BIN" --help
-for c in $("$LMP_BIN" --help | awk '/^commands:/{f=1;next} f&&NF{print $1}'); do
+for c in $("$LMP_BIN" --help | awk '/^commands:/{f=1;next} f&&!NF{exit} f{print $1}'); do
     ok "$c --help" "$LMP_BIN" "$c" --help
     check "$c --help prints usage" "grep -q 'usage: lmpress $c' '$T/out'"
 done
