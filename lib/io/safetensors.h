@@ -15,10 +15,11 @@
 typedef struct {
     char *path;             /* what was opened (file, index or folder) */
     int n_files;
-    lmp_mmap *files;        /* one mapping per shard */
+    lmp_mmap *files;        /* one mapping per shard (fd < 0: caller's bytes, not mapped) */
     int n_tensors;
     lmp_tensor *tensors;    /* in file order (shard by shard, by data offset) */
     int *tensor_file;       /* index into files[] per tensor */
+    int *by_name;           /* private: tensor indices sorted by name (lmp_st_find) */
     int n_meta;
     char **meta_keys;       /* __metadata__ of the first file (owned) */
     char **meta_vals;
@@ -48,7 +49,11 @@ typedef struct lmp_st_writer lmp_st_writer;
 /* `path` ending in ".safetensors": one file (shard_bytes must be 0). Otherwise `path` is a
  * folder (created if missing): model.safetensors when everything fits in shard_bytes (or
  * shard_bytes is 0), else model-0000i-of-0000N.safetensors plus
- * model.safetensors.index.json. force=false refuses to replace existing outputs. */
+ * model.safetensors.index.json. force=false refuses to replace existing outputs. In a
+ * folder, model.safetensors and the index shadow each other, so without force either one
+ * already there is refused, and with force the one not written is removed after success.
+ * Tensors are written in declared order (no reordering, no padding between tensors), so a
+ * tensor's data is aligned to its element size only if the bytes before it keep it so. */
 int lmp_st_writer_new(lmp_st_writer **w, const char *path, uint64_t shard_bytes, bool force);
 int lmp_st_writer_add(lmp_st_writer *w, const char *name, lmp_dtype dt, int ndim,
                       const int64_t *shape);
