@@ -1,0 +1,642 @@
+/*
+ * Tokenizer tests: parity with the ids the Hugging Face `tokenizers` library produced
+ * (llama.cpp's vocabulary test vectors, through the GGUF vocabularies and through the
+ * matching tokenizer.json files), stories260K's run.c prompt ids, GGUF export round trips
+ * on WikiText-2, decode(encode(x)) == x, invalid UTF-8 and malformed tokenizer.json files.
+ * Fixtures missing: the tests that need them are skipped.
+ */
+#include "lib/infer/tokenizer.h"
+#include "lib/io/io.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *slurp(const char *path, size_t *len)
+{
+    char *b = NULL;
+    if (lmp_read_file(path, &b, len) != 0)
+        return NULL;
+    return b;
+}
+
+static void print_ids(const char *label, const int32_t *ids, size_t n)
+{
+    fprintf(stderr, "  %s:", label);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, " %d", (int)ids[i]);
+    fprintf(stderr, "\n");
+}
+
+/* Runs every case of <vocab>.gguf.inp through tok and compares with .gguf.out; prints the
+ * first mismatch. Cases are separated by "\n__ggml_vocab_test__\n" (the newline before
+ * the separator is not part of the case). */
+static void parity(const lmp_tokenizer *tok, const char *vocab, const char *via)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tokenizers/llamacpp-vocab/ggml-vocab-%s.gguf.inp", vocab);
+    const char *inp_path = fixture(rel);
+    snprintf(rel, sizeof rel, "tokenizers/llamacpp-vocab/ggml-vocab-%s.gguf.out", vocab);
+    const char *out_path = fixture(rel);
+    if (!inp_path || !out_path) {
+        SKIP("%s parity vectors absent", vocab);
+        return;
+    }
+    size_t il, ol;
+    char *inp = slurp(inp_path, &il), *out = slurp(out_path, &ol);
+    CHECK(inp && out, "cannot read %s vectors", vocab);
+    if (!inp || !out) {
+        free(inp);
+        free(out);
+        return;
+    }
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    size_t seplen = sizeof sep - 1;
+    char *ip = inp, *op = out;
+    int ncase = 0, bad = 0;
+    while (ip < inp + il) {
+        char *e = strstr(ip, sep);
+        if (!e)
+            break;
+        char *oe = strchr(op, '\n');
+        if (!oe)
+            break;
+        *oe = 0;
+        int32_t want[4096];
+        size_t nw = 0;
+        for (char *q = op; *q;) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            if (end == q)
+                break;
+            if (nw < 4096)
+                want[nw++] = (int32_t)v;
+            q = end;
+        }
+        int32_t *got = NULL;
+        size_t ng = 0;
+        int rc = lmp_tokenizer_encode(tok, ip, (size_t)(e - ip), false, &got, &ng);
+        bool same = rc == 0 && ng == nw && (nw == 0 || memcmp(got, want, nw * sizeof(int32_t)) == 0);
+        if (!same && !bad) {
+            fprintf(stderr, "%s via %s: case %d \"%.*s\" differs (rc %d)\n", vocab, via, ncase, (int)(e - ip), ip, rc);
+            print_ids("want", want, nw);
+            print_ids("got ", got, ng);
+        }
+        bad += !same;
+        free(got);
+        ncase++;
+        ip = e + seplen;
+        op = oe + 1;
+    }
+    CHECK(ncase >= 40 && bad == 0, "%s via %s: %d of %d cases differ", vocab, via, bad, ncase);
+    free(inp);
+    free(out);
+}
+
+static lmp_tokenizer *load(const char *rel)
+{
+    const char *p = fixture(rel);
+    if (!p) {
+        SKIP("%s absent", rel);
+        return NULL;
+    }
+    lmp_tokenizer *t = NULL;
+    int rc = lmp_tokenizer_load(&t, p);
+    CHECK(rc == 0, "load %s: %s", rel, lmp_errmsg());
+    return t;
+}
+
+static void test_parity(void)
+{
+    static const char *ggufs[] = {"gpt-2", "starcoder", "deepseek-coder", "llama-spm", "phi-3"};
+    for (int i = 0; i < 5; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "tokenizers/llamacpp-vocab/ggml-vocab-%s.gguf", ggufs[i]);
+        lmp_tokenizer *t = load(rel);
+        if (!t)
+            continue;
+        parity(t, ggufs[i], "gguf");
+        lmp_tokenizer_free(t);
+    }
+    static const char *json[][2] = {{"llama-spm", "hf-meta/llama-2/tokenizer.json"},
+                                    {"phi-3", "hf-meta/phi-3-mini-4k-instruct/tokenizer.json"},
+                                    {"gpt-2", "hf-meta/gpt2-gptq-4bit/tokenizer.json"}};
+    for (int i = 0; i < 3; i++) {
+        lmp_tokenizer *t = load(json[i][1]);
+        if (!t)
+            continue;
+        parity(t, json[i][0], "tokenizer.json");
+        lmp_tokenizer_free(t);
+    }
+}
+
+static void test_stories_prompt(void)
+{
+    lmp_tokenizer *t = load("models/stories260K");
+    const char *pp = fixture("models/stories260K/reference/prompt1.txt");
+    const char *ip = fixture("models/stories260K/reference/prompt1_ids.txt");
+    if (!t || !pp || !ip) {
+        if (t && (!pp || !ip))
+            SKIP("stories260K reference absent");
+        lmp_tokenizer_free(t);
+        return;
+    }
+    size_t pl, il;
+    char *prompt = slurp(pp, &pl), *ids_txt = slurp(ip, &il);
+    /* run.c encodes the prompt as given on its command line: the file's final newline is
+     * not part of it */
+    while (pl && (prompt[pl - 1] == '\n' || prompt[pl - 1] == '\r'))
+        pl--;
+    int32_t want[512];
+    size_t nw = 0;
+    for (char *q = ids_txt; q && *q && nw < 512;) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (end == q)
+            break;
+        want[nw++] = (int32_t)v;
+        q = end;
+    }
+    int32_t *got = NULL;
+    size_t ng = 0;
+    int rc = lmp_tokenizer_encode(t, prompt, pl, true, &got, &ng);
+    bool same = rc == 0 && ng == nw && memcmp(got, want, nw * sizeof(int32_t)) == 0;
+    CHECK(same, "stories260K prompt1 ids differ");
+    if (!same) {
+        print_ids("want", want, nw);
+        print_ids("got ", got, ng);
+    }
+    CHECK(lmp_tokenizer_bos(t) == 1 && lmp_tokenizer_eos(t) == 2, "bos %d eos %d", lmp_tokenizer_bos(t),
+          lmp_tokenizer_eos(t));
+    CHECK(lmp_tokenizer_n_vocab(t) == 512, "n_vocab %d", lmp_tokenizer_n_vocab(t));
+    /* decode skips or renders the BOS; rendered, HF's Strip decoder removes the leading
+     * space of the first token only, and "<s>" is the first: "<s> Once upon..." */
+    char *txt = NULL;
+    size_t tl = 0;
+    CHECK(lmp_tokenizer_decode(t, got, ng, true, &txt, &tl) == 0 && tl == pl && memcmp(txt, prompt, pl) == 0,
+          "decode(skip_special) != prompt: \"%s\"", txt ? txt : "");
+    free(txt);
+    txt = NULL;
+    CHECK(lmp_tokenizer_decode(t, got, ng, false, &txt, &tl) == 0 && tl == pl + 4 && memcmp(txt, "<s> ", 4) == 0 &&
+              memcmp(txt + 4, prompt, pl) == 0,
+          "decode(render special) = \"%s\"", txt ? txt : "");
+    free(txt);
+    free(got);
+    free(prompt);
+    free(ids_txt);
+    lmp_tokenizer_free(t);
+}
+
+static bool same_ids(const lmp_tokenizer *a, const lmp_tokenizer *b, const char *text, size_t len, const char *what)
+{
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    int ra = lmp_tokenizer_encode(a, text, len, true, &ia, &na);
+    int rb = lmp_tokenizer_encode(b, text, len, true, &ib, &nb);
+    bool same = ra == 0 && rb == 0 && na == nb && memcmp(ia, ib, na * sizeof(int32_t)) == 0;
+    if (!same) {
+        size_t i = 0;
+        while (i < na && i < nb && ia[i] == ib[i])
+            i++;
+        fprintf(stderr, "%s: %zu vs %zu ids, first difference at %zu (%d vs %d)\n", what, na, nb, i,
+                i < na ? (int)ia[i] : -1, i < nb ? (int)ib[i] : -1);
+    }
+    free(ia);
+    free(ib);
+    return same;
+}
+
+/* json -> write_gguf -> read back -> identical ids on WikiText-2. */
+static void export_roundtrip(const char *rel, const char *want_model, const char *want_pre)
+{
+    lmp_tokenizer *t = load(rel);
+    const char *wp = fixture("text/wiki.test.raw");
+    if (!t)
+        return;
+    if (!wp) {
+        SKIP("wiki.test.raw absent");
+        lmp_tokenizer_free(t);
+        return;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/tok-%d.gguf", tmpdir(), (int)lmp_fnv1a(LMP_FNV_INIT, rel, strlen(rel)) & 0xffff);
+    lmp_gguf_writer *w = NULL;
+    int rc = lmp_gguf_writer_new(&w, path, true);
+    CHECK(rc == 0, "writer: %s", lmp_errmsg());
+    if (rc) {
+        lmp_tokenizer_free(t);
+        return;
+    }
+    rc = lmp_tokenizer_write_gguf(t, w);
+    CHECK(rc == 0, "write_gguf %s: %s", rel, lmp_errmsg());
+    if (rc) {
+        lmp_gguf_writer_abort(w);
+        lmp_tokenizer_free(t);
+        return;
+    }
+    CHECK(lmp_gguf_writer_begin(w) == 0 && lmp_gguf_writer_finish(w) == 0, "gguf finish: %s", lmp_errmsg());
+    lmp_gguf_reader r = {0};
+    lmp_tokenizer *g = NULL;
+    rc = lmp_gguf_open(&r, path);
+    CHECK(rc == 0, "reopen: %s", lmp_errmsg());
+    if (rc == 0) {
+        const char *m = NULL, *p = NULL;
+        lmp_gguf_get_str(&r, "tokenizer.ggml.model", &m);
+        lmp_gguf_get_str(&r, "tokenizer.ggml.pre", &p);
+        CHECK(m && !strcmp(m, want_model), "%s: model %s, want %s", rel, m ? m : "-", want_model);
+        CHECK(p && !strcmp(p, want_pre), "%s: pre %s, want %s", rel, p ? p : "-", want_pre);
+        rc = lmp_tokenizer_from_gguf(&g, &r);
+        CHECK(rc == 0, "from_gguf: %s", lmp_errmsg());
+        lmp_gguf_close(&r);
+    }
+    if (g) {
+        size_t wl;
+        char *wiki = slurp(wp, &wl);
+        CHECK(same_ids(t, g, wiki, wl, rel), "%s: GGUF export tokenizes wiki.test.raw differently", rel);
+        CHECK(lmp_tokenizer_bos(g) == lmp_tokenizer_bos(t) && lmp_tokenizer_eos(g) == lmp_tokenizer_eos(t),
+              "%s: bos/eos %d/%d vs %d/%d", rel, lmp_tokenizer_bos(g), lmp_tokenizer_eos(g), lmp_tokenizer_bos(t),
+              lmp_tokenizer_eos(t));
+        free(wiki);
+    }
+    lmp_tokenizer_free(g);
+    lmp_tokenizer_free(t);
+}
+
+static void test_export(void)
+{
+    export_roundtrip("models/stories260K/tokenizer.json", "llama", "default");
+    export_roundtrip("hf-meta/smollm-135m-seqcls-ft/tokenizer.json", "gpt2", "smollm");
+    export_roundtrip("hf-meta/granite-3.1-1b-a400m-instruct/tokenizer.json", "gpt2", "gpt-2");
+    export_roundtrip("hf-meta/llama-2/tokenizer.json", "llama", "default");
+}
+
+/* decode(encode(x)) == x */
+static void roundtrip_text(const lmp_tokenizer *t, const char *s, size_t n, const char *what)
+{
+    int32_t *ids = NULL;
+    size_t ni = 0;
+    char *back = NULL;
+    size_t bl = 0;
+    int rc = lmp_tokenizer_encode(t, s, n, false, &ids, &ni);
+    if (rc == 0)
+        rc = lmp_tokenizer_decode(t, ids, ni, false, &back, &bl);
+    bool same = rc == 0 && bl == n && memcmp(back, s, n) == 0;
+    if (!same) {
+        size_t i = 0;
+        while (i < n && i < bl && back[i] == s[i])
+            i++;
+        fprintf(stderr, "%s: round trip differs at byte %zu of %zu (got %zu bytes): \"%.40s\" vs \"%.40s\"\n", what, i,
+                n, bl, s + i, back ? back + i : "");
+    }
+    CHECK(same, "%s: decode(encode(x)) != x", what);
+    free(ids);
+    free(back);
+}
+
+static size_t random_utf8(lmp_rng *r, char *buf, size_t max_chars)
+{
+    size_t n = 0, k = 1 + lmp_rng_next(r) % max_chars;
+    for (size_t i = 0; i < k; i++) {
+        uint64_t x = lmp_rng_next(r);
+        uint32_t cp;
+        switch (x % 6) {
+        case 0: cp = ' '; break;
+        case 1: cp = 0x20 + (uint32_t)(x >> 8) % 95; break;
+        case 2: cp = "\n\t\r 0123456789"[(x >> 8) % 14]; break;
+        case 3: cp = 0xA0 + (uint32_t)(x >> 8) % 0x700; break;
+        case 4: cp = 0x3000 + (uint32_t)(x >> 8) % 0x7000; break;
+        default: cp = 0x1F300 + (uint32_t)(x >> 8) % 0x300; break;
+        }
+        if (cp >= 0xD800 && cp < 0xE000)
+            cp = 'x';
+        if (cp < 0x80)
+            buf[n++] = (char)cp;
+        else if (cp < 0x800) {
+            buf[n++] = (char)(0xC0 | cp >> 6);
+            buf[n++] = (char)(0x80 | (cp & 63));
+        } else if (cp < 0x10000) {
+            buf[n++] = (char)(0xE0 | cp >> 12);
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 63));
+            buf[n++] = (char)(0x80 | (cp & 63));
+        } else {
+            buf[n++] = (char)(0xF0 | cp >> 18);
+            buf[n++] = (char)(0x80 | ((cp >> 12) & 63));
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 63));
+            buf[n++] = (char)(0x80 | (cp & 63));
+        }
+    }
+    return n;
+}
+
+static void test_roundtrip(void)
+{
+    const char *wp = fixture("text/wiki.test.raw");
+    static const char *toks[] = {"models/stories260K/tokenizer.json", "hf-meta/smollm-135m-seqcls-ft/tokenizer.json",
+                                 "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf",
+                                 "tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf"};
+    size_t wl = 0;
+    char *wiki = wp ? slurp(wp, &wl) : NULL;
+    for (int i = 0; i < 4; i++) {
+        lmp_tokenizer *t = load(toks[i]);
+        if (!t)
+            continue;
+        if (wiki)
+            roundtrip_text(t, wiki, wl, toks[i]);
+        lmp_rng r;
+        uint64_t seed = 1234 + (uint64_t)i;
+        lmp_rng_seed(&r, seed);
+        char buf[2048];
+        int fails_before = t_fail;
+        for (int k = 0; k < 300 && t_fail == fails_before; k++) {
+            size_t n = random_utf8(&r, buf, 200);
+            roundtrip_text(t, buf, n, toks[i]);
+        }
+        if (t_fail != fails_before)
+            fprintf(stderr, "  (random strings, seed %llu)\n", (unsigned long long)seed);
+        lmp_tokenizer_free(t);
+    }
+    free(wiki);
+}
+
+static bool pieces_are(const lmp_tokenizer *t, const char *text, size_t n, const char *const *want, size_t nw)
+{
+    int32_t *ids = NULL;
+    size_t ni = 0;
+    bool ok = lmp_tokenizer_encode(t, text, n, false, &ids, &ni) == 0 && ni == nw;
+    for (size_t i = 0; ok && i < ni; i++) {
+        size_t pl;
+        const char *p = lmp_tokenizer_piece(t, ids[i], &pl);
+        ok = p && pl == strlen(want[i]) && !memcmp(p, want[i], pl);
+    }
+    free(ids);
+    return ok;
+}
+
+static void test_invalid_utf8(void)
+{
+    lmp_tokenizer *t = load("hf-meta/llama-2/tokenizer.json");
+    if (t) {
+        /* SentencePiece with byte_fallback: the invalid byte becomes its byte token */
+        const char *w1[] = {"\xE2\x96\x81" "a", "<0xFF>", "b"};
+        CHECK(pieces_are(t, "a\xff" "b", 3, w1, 3), "llama-2: invalid byte not byte-fallback encoded");
+        const char *w2[] = {"\xE2\x96\x81", "<0xE2>", "<0x82>"};
+        CHECK(pieces_are(t, "\xE2\x82", 2, w2, 3), "llama-2: truncated sequence not byte-fallback encoded");
+        lmp_tokenizer_free(t);
+    }
+    t = load("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    if (t) {
+        /* byte-level: U+FFFD (EF BF BD) in GPT-2's alphabet is "ï¿½", one maximal subpart each */
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int rc = lmp_tokenizer_encode(t, "a\xE2\x82" "b", 4, false, &ids, &n);
+        char joined[64] = "";
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            size_t pl;
+            const char *p = lmp_tokenizer_piece(t, ids[i], &pl);
+            strncat(joined, p, pl < 20 ? pl : 20);
+        }
+        CHECK(rc == 0 && !strcmp(joined, "a\xC3\xAF\xC2\xBF\xC2\xBD" "b"), "gpt-2: invalid UTF-8 not replaced by U+FFFD: %s",
+              joined);
+        free(ids);
+        /* random bytes: never a crash */
+        lmp_rng r;
+        lmp_rng_seed(&r, 99);
+        char buf[512];
+        int ok = 0;
+        for (int k = 0; k < 200; k++) {
+            size_t len = lmp_rng_next(&r) % sizeof buf;
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (char)lmp_rng_next(&r);
+            ids = NULL;
+            if (lmp_tokenizer_encode(t, buf, len, false, &ids, &n) == 0)
+                ok++;
+            free(ids);
+        }
+        CHECK(ok == 200, "gpt-2: random bytes: %d of 200 encoded", ok);
+        lmp_tokenizer_free(t);
+    }
+}
+
+static void expect_bad(const char *json, int want_rc, const char *want_in_msg)
+{
+    lmp_tokenizer *t = NULL;
+    int rc = lmp_tokenizer_from_json(&t, json, strlen(json), "bad.json");
+    CHECK(rc == want_rc && t == NULL && strstr(lmp_errmsg(), want_in_msg) && strstr(lmp_errmsg(), "bad.json"),
+          "rc %d (want %d), message \"%s\" (want \"%s\")", rc, want_rc, lmp_errmsg(), want_in_msg);
+    lmp_tokenizer_free(t);
+}
+
+/* A small byte-level BPE in the shape `lmpress synth` writes: 256 byte tokens, merges,
+ * <|endoftext|> as a special added token. */
+static char *synth_json(void)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *j = malloc(cap);
+    n += (size_t)snprintf(j + n, cap - n, "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":259,\"content\":\"<|endoftext|>\","
+                                          "\"single_word\":false,\"lstrip\":false,\"rstrip\":false,\"normalized\":false,\"special\":true},"
+                                          "{\"id\":260,\"content\":\"<mask>\",\"single_word\":false,\"lstrip\":true,\"rstrip\":false,"
+                                          "\"normalized\":false,\"special\":true},{\"id\":261,\"content\":\"on\",\"single_word\":true,"
+                                          "\"lstrip\":false,\"rstrip\":true,\"normalized\":false,\"special\":false}],"
+                                          "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                                          "\"trim_offsets\":true,\"use_regex\":true},\"post_processor\":{\"type\":\"ByteLevel\","
+                                          "\"add_prefix_space\":true,\"trim_offsets\":false,\"use_regex\":true},\"decoder\":{\"type\":"
+                                          "\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,\"use_regex\":true},"
+                                          "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":null,"
+                                          "\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{");
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = b;
+        /* GPT-2 alphabet */
+        bool pr = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+        if (!pr) {
+            int k = 0;
+            for (int i = 0; i < b; i++)
+                if (!((i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || i >= 0xAE))
+                    k++;
+            cp = 256 + (uint32_t)k;
+        }
+        char u[8];
+        if (cp == '"' || cp == '\\')
+            snprintf(u, sizeof u, "\\%c", (char)cp);
+        else if (cp < 0x80)
+            snprintf(u, sizeof u, "%c", (char)cp);
+        else
+            snprintf(u, sizeof u, "%c%c", (char)(0xC0 | cp >> 6), (char)(0x80 | (cp & 63)));
+        n += (size_t)snprintf(j + n, cap - n, "\"%s\":%d,", u, b);
+    }
+    n += (size_t)snprintf(j + n, cap - n, "\"th\":256,\"\xC4\xA0t\":257,\"\xC4\xA0th\":258},\"merges\":[[\"t\",\"h\"],"
+                                          "[\"\xC4\xA0\",\"t\"],[\"\xC4\xA0t\",\"h\"]]}}");
+    return j;
+}
+
+static void test_synth_and_bad(void)
+{
+    char *j = synth_json();
+    lmp_tokenizer *t = NULL;
+    int rc = lmp_tokenizer_from_json(&t, j, strlen(j), "synth.json");
+    CHECK(rc == 0, "synth json: %s", lmp_errmsg());
+    if (t) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        /* " the<|endoftext|>th": " th" merges via "Ġt"+"h" (rank 2) after "t h"? no: pairs of
+         * " the" are (Ġ,t) rank 1 and (t,h) rank 0: "th" wins, then Ġ+th is not a merge. */
+        rc = lmp_tokenizer_encode(t, " the<|endoftext|>th", 19, false, &ids, &n);
+        int32_t want[] = {' ', 256, 'e', 259, 256};
+        CHECK(rc == 0 && n == 5 && !memcmp(ids, want, sizeof want), "synth encode: %zu ids", n);
+        free(ids);
+        /* lstrip: "<mask>" takes the spaces before it; single_word: "on" only as a whole
+         * word, rstrip: then with the spaces after it (HF AddedVocabulary rules) */
+        rc = lmp_tokenizer_encode(t, "a  <mask>b on  x ton", 20, false, &ids, &n);
+        int32_t want2[] = {'a', 260, 'b', ' ', 261, 'x', 257, 'o', 'n'}; /* " ton": Ġt o n */
+        CHECK(rc == 0 && n == 9 && !memcmp(ids, want2, sizeof want2), "added-token flags: %zu ids", n);
+        if (rc == 0 && (n != 9 || memcmp(ids, want2, sizeof want2)))
+            print_ids("got", ids, n);
+        free(ids);
+        char *txt = NULL;
+        size_t tl;
+        int32_t in[] = {258, 259, 'x'};
+        CHECK(lmp_tokenizer_decode(t, in, 3, false, &txt, &tl) == 0 && !strcmp(txt, " th<|endoftext|>x"), "synth decode %s",
+              txt ? txt : "");
+        free(txt);
+        CHECK(lmp_tokenizer_decode(t, in, 3, true, &txt, &tl) == 0 && !strcmp(txt, " thx"), "synth decode skip %s",
+              txt ? txt : "");
+        free(txt);
+        int32_t bad_id = 5000;
+        txt = NULL;
+        CHECK(lmp_tokenizer_decode(t, &bad_id, 1, false, &txt, &tl) == LMP_EINVAL && !txt, "decode of id 5000 accepted");
+        lmp_tokenizer_free(t);
+    }
+    free(j);
+
+    expect_bad("{\"version\":\"1.0\"}", LMP_EFORMAT, "model");
+    expect_bad("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", LMP_EUNSUPPORTED, "WordPiece");
+    expect_bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", LMP_EUNSUPPORTED, "Unigram");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[\"a c\"]}}", LMP_EFORMAT, "\"c\"");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[\"a b\"]}}", LMP_EFORMAT,
+               "not in the vocabulary");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":\"x\"},\"merges\":[]}}", LMP_EFORMAT, "\"a\"");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}", LMP_EFORMAT, "integer");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]", LMP_EFORMAT, "invalid JSON");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"NFKD\"}}",
+               LMP_EUNSUPPORTED, "NFKD");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}}",
+               LMP_EUNSUPPORTED, "BertPreTokenizer");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\","
+               "\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\",\"invert\":false}}",
+               LMP_EFORMAT, "regex");
+    expect_bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"CTC\"}}",
+               LMP_EUNSUPPORTED, "CTC");
+}
+
+/* The Metaspace pre-tokenizer (prepend_scheme first, no split) is the llama-2 normalizers
+ * in another form: same ids on text that does not start with a space. */
+static void test_metaspace(void)
+{
+    const char *p = fixture("hf-meta/llama-2/tokenizer.json"), *wp = fixture("text/wiki.test.raw");
+    if (!p || !wp) {
+        SKIP("llama-2 tokenizer.json or wiki.test.raw absent");
+        return;
+    }
+    size_t jl, wl;
+    char *j = slurp(p, &jl), *wiki = slurp(wp, &wl);
+    char *a = strstr(j, "\"normalizer\": {"), *b = strstr(j, "\"pre_tokenizer\": null,");
+    CHECK(a && b && a < b, "llama-2 tokenizer.json layout");
+    if (a && b && a < b) {
+        const char *repl = "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": "
+                           "\"\\u2581\", \"prepend_scheme\": \"first\", \"split\": false},";
+        size_t rl = strlen(repl), tail = jl - (size_t)(b + 22 - j);
+        char *m = malloc(jl + rl + 1);
+        size_t head = (size_t)(a - j);
+        memcpy(m, j, head);
+        memcpy(m + head, repl, rl);
+        memcpy(m + head + rl, b + 22, tail);
+        lmp_tokenizer *ms = NULL, *ref = NULL;
+        int rc = lmp_tokenizer_from_json(&ms, m, head + rl + tail, "metaspace.json");
+        CHECK(rc == 0, "metaspace json: %s", lmp_errmsg());
+        rc = lmp_tokenizer_from_json(&ref, j, jl, "llama-2");
+        size_t off = 0;
+        while (off < wl && (wiki[off] == ' ' || wiki[off] == '\n'))
+            off++;
+        size_t n = wl - off > 200000 ? 200000 : wl - off;
+        if (ms && ref)
+            CHECK(same_ids(ms, ref, wiki + off, n, "metaspace"), "Metaspace pre-tokenizer differs from Prepend+Replace");
+        lmp_tokenizer_free(ms);
+        lmp_tokenizer_free(ref);
+        free(m);
+    }
+    free(j);
+    free(wiki);
+}
+
+static void test_gguf_pre_unknown(void)
+{
+    const char *p = fixture("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    if (!p) {
+        SKIP("gpt-2 vocab absent");
+        return;
+    }
+    lmp_gguf_reader r = {0};
+    CHECK(lmp_gguf_open(&r, p) == 0, "open: %s", lmp_errmsg());
+    char path[512];
+    snprintf(path, sizeof path, "%s/badpre.gguf", tmpdir());
+    lmp_gguf_writer *w = NULL;
+    CHECK(lmp_gguf_writer_new(&w, path, true) == 0, "writer");
+    for (uint64_t i = 0; w && i < r.n_kv; i++)
+        if (!strncmp(r.kv[i].key, "tokenizer.", 10))
+            lmp_gguf_set_kv(w, &r.kv[i]);
+    if (w) {
+        lmp_gguf_set_str(w, "tokenizer.ggml.pre", "no-such-pre");
+        CHECK(lmp_gguf_writer_begin(w) == 0 && lmp_gguf_writer_finish(w) == 0, "finish: %s", lmp_errmsg());
+    }
+    lmp_gguf_close(&r);
+    lmp_tokenizer *t = NULL;
+    int rc = lmp_tokenizer_load(&t, path);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "no-such-pre"), "unknown pre: rc %d %s", rc, lmp_errmsg());
+    lmp_tokenizer_free(t);
+}
+
+static void test_misc(void)
+{
+    lmp_tokenizer *a = load("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    lmp_tokenizer *b = load("hf-meta/gpt2-gptq-4bit/tokenizer.json");
+    if (a) {
+        CHECK(lmp_tokenizer_n_vocab(a) == 50257 && lmp_tokenizer_bos(a) == 50256, "gpt-2 n_vocab %d bos %d",
+              lmp_tokenizer_n_vocab(a), lmp_tokenizer_bos(a));
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK(lmp_tokenizer_encode(a, "Hello", 5, true, &ids, &n) == 0 && n == 1, "gpt-2 adds no BOS by default");
+        free(ids);
+        size_t pl;
+        const char *p = lmp_tokenizer_piece(a, 50256, &pl);
+        CHECK(p && pl == 13 && !memcmp(p, "<|endoftext|>", 13), "piece 50256");
+        CHECK(lmp_tokenizer_piece(a, 50257, &pl) == NULL, "piece beyond vocab");
+    }
+    if (b) {
+        CHECK(lmp_tokenizer_n_vocab(b) == 50257, "gpt-2 json n_vocab %d", lmp_tokenizer_n_vocab(b));
+        CHECK(lmp_tokenizer_hash(b) == lmp_tokenizer_hash(b) && (!a || lmp_tokenizer_hash(a) != 0), "hash");
+    }
+    lmp_tokenizer_free(a);
+    lmp_tokenizer_free(b);
+    lmp_tokenizer *t = NULL;
+    CHECK(lmp_tokenizer_load(&t, "/nonexistent/tokenizer.json") != 0 && !t, "missing file accepted");
+}
+
+int main(void)
+{
+    double t0 = lmp_time_s(), t1 = t0, t2;
+#define TIMED(f)                                                                                   \
+    f();                                                                                           \
+    t2 = lmp_time_s();                                                                             \
+    fprintf(stderr, "  %-22s %.2f s\n", #f, t2 - t1);                                               \
+    t1 = t2
+    TIMED(test_parity);
+    TIMED(test_stories_prompt);
+    TIMED(test_export);
+    TIMED(test_roundtrip);
+    TIMED(test_invalid_utf8);
+    TIMED(test_synth_and_bad);
+    TIMED(test_metaspace);
+    TIMED(test_gguf_pre_unknown);
+    TIMED(test_misc);
+    fprintf(stderr, "test_tokenizer: %.2f s\n", lmp_time_s() - t0);
+    return test_finish();
+}
