@@ -291,7 +291,7 @@ static int write_vocab(lmp_gguf_writer *w, const lmp_ckpt *c)
     lmp_tokenizer *tok;
     if ((rc = lmp_tokenizer_load(&tok, c->tokenizer_path)))
         return rc;
-    rc = lmp_tokenizer_write_gguf(tok, w);
+    rc = lmp_tokenizer_write_gguf(tok, w, c->config.vocab_size);
     lmp_tokenizer_free(tok);
     return rc;
 }

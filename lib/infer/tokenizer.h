@@ -82,6 +82,8 @@ const char *lmp_tokenizer_model_name(const lmp_tokenizer *tok);
  * bos/eos/unknown/padding ids when known, add_bos_token/add_eos_token (from the
  * post-processor), add_space_prefix (llama). A tokenizer whose pipeline GGUF cannot express
  * is LMP_EUNSUPPORTED with the reason. */
-int lmp_tokenizer_write_gguf(const lmp_tokenizer *tok, lmp_gguf_writer *w);
+/* n_rows: the model's embedding rows; when larger than the vocabulary, [PADn] tokens of
+ * type unused fill the gap (llama.cpp sizes the embedding by the vocabulary). 0 = none. */
+int lmp_tokenizer_write_gguf(const lmp_tokenizer *tok, lmp_gguf_writer *w, int32_t n_rows);
 
 #endif

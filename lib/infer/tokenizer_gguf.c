@@ -478,10 +478,12 @@ static int write_ids(const lmp_tokenizer *t, lmp_gguf_writer *w)
     return 0;
 }
 
-int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w)
+int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w, int32_t n_rows)
 {
     int rc = 0;
-    int32_t n = t->n_vocab;
+    /* llama.cpp sizes the embedding by the vocabulary: pad with [PADn] tokens up to the
+     * model's rows, as convert_hf_to_gguf does. */
+    int32_t n = n_rows > t->n_vocab ? n_rows : t->n_vocab;
     const char **strs = NULL;
     uint64_t *lens = NULL;
     int32_t *types = NULL;
@@ -497,7 +499,7 @@ int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w)
         goto cleanup;
     }
     for (int32_t i = 0; i < n; i++) {
-        if (t->pieces[i].s) {
+        if (i < t->n_vocab && t->pieces[i].s) {
             strs[i] = t->pieces[i].s;
             lens[i] = t->pieces[i].len;
             types[i] = t->ttype[i];
@@ -514,10 +516,16 @@ int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w)
     }
     if (t->from_gguf && t->model == TK_MODEL_SCORES) {
         /* a GGUF llama vocabulary: copy as read */
+        if (!(scores = malloc(sizeof(float) * (size_t)n))) {
+            rc = lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+            goto cleanup;
+        }
+        for (int32_t i = 0; i < n; i++)
+            scores[i] = i < t->n_vocab ? t->scores[i] : -1e9f;
         if ((rc = lmp_gguf_set_str(w, "tokenizer.ggml.model", "llama")) ||
             (rc = lmp_gguf_set_str(w, "tokenizer.ggml.pre", "default")) ||
             (rc = lmp_gguf_set_arr_str(w, "tokenizer.ggml.tokens", strs, lens, (uint64_t)n)) ||
-            (rc = lmp_gguf_set_arr(w, "tokenizer.ggml.scores", LMP_GGUF_F32, t->scores, (uint64_t)n)) ||
+            (rc = lmp_gguf_set_arr(w, "tokenizer.ggml.scores", LMP_GGUF_F32, scores, (uint64_t)n)) ||
             (rc = lmp_gguf_set_arr(w, "tokenizer.ggml.token_type", LMP_GGUF_I32, types, (uint64_t)n)) ||
             (rc = lmp_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", t->add_space_prefix)))
             goto cleanup;

@@ -227,7 +227,7 @@ static void export_roundtrip(const char *rel, const char *want_model, const char
         lmp_tokenizer_free(t);
         return;
     }
-    rc = lmp_tokenizer_write_gguf(t, w);
+    rc = lmp_tokenizer_write_gguf(t, w, 0);
     CHECK(rc == 0, "write_gguf %s: %s", rel, lmp_errmsg());
     if (rc) {
         lmp_gguf_writer_abort(w);
