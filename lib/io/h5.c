@@ -285,6 +285,7 @@ int lmp_h5_attr_get_str(lmp_h5 *f, const char *obj, const char *key, char **val)
         char *s = NULL;
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8; the conversion must not change it */
         if (H5Aread(a, mt, &s) >= 0 && s) {
             *val = strdup(s);
             H5free_memory(s);

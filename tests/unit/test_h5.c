@@ -77,6 +77,23 @@ int main(void)
         SKIP("python3-h5py not installed: independent read");
     }
 
+    /* A file written by h5py (variable-length UTF-8 string attribute, its default). */
+    char py[600];
+    snprintf(py, sizeof py, "%s/py.h5", tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import h5py,numpy as n;f=h5py.File('%s','w');f.attrs['teacher']='caf\\u00e9';"
+             "f['x']=n.arange(6,dtype=n.float32).reshape(2,3);f.close()\" 2>/dev/null",
+             py);
+    if (system(cmd) == 0) {
+        CHECK(lmp_h5_open(&f, py, false) == 0, "open h5py file");
+        CHECK(lmp_h5_attr_get_str(f, "/", "teacher", &s) == 0 && strcmp(s, "caf\xc3\xa9") == 0,
+              "h5py variable-length UTF-8 attribute: %s", lmp_errmsg());
+        free(s);
+        lmp_h5_close(f, false);
+    } else {
+        SKIP("python3-h5py not installed: h5py-written file");
+    }
+
     /* Truncated file: refused with a message naming it. */
     char trunc[600];
     snprintf(trunc, sizeof trunc, "%s/trunc.h5", tmpdir());
