@@ -18,6 +18,8 @@ LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+BENCH_SRC := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -60,7 +62,11 @@ test: all $(UNIT_BIN) $(REPLAY_BIN)
 check: all $(UNIT_BIN)
 	@BUILD=$(BUILD) LMP_QUICK=1 sh scripts/run_tests.sh unit
 
-bench: all
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/liblmpress.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/liblmpress.a $(LDLIBS)
+
+bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 
 demo: all

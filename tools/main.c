@@ -18,6 +18,9 @@ static const command g_commands[] = {
     {"inspect", cmd_inspect, "show architecture, tensors and metadata of a checkpoint"},
     {"convert", cmd_convert, "convert a checkpoint to GGUF or safetensors (f32/f16/bf16)"},
     {"synth", cmd_synth, "write a random-weight HF checkpoint for tests and benchmarks"},
+    {"run", cmd_run, "generate text from a prompt (greedy or sampled)"},
+    {"ppl", cmd_ppl, "perplexity of a text file (gptq, llamacpp or windows protocol)"},
+    {"tokenize", cmd_tokenize, "encode text with a model's tokenizer (ids, pieces or count)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,345 @@
+/*
+ * The forward pass: the block runner (one Llama decoder block on a batch of hidden
+ * states: RMSNorm, q/k/v projections, RoPE in either pairing, causal grouped-query
+ * attention over the KV cache, output projection, RMSNorm, SwiGLU MLP, residuals),
+ * sessions that run every block in order with an f32 KV cache, and the final norm and
+ * output projection. Matrix products go through lmp_gemm (weights in place, any
+ * supported dtype); everything else here is f32 with fixed-order reductions, so results
+ * do not depend on the thread count. Not here: weight loading (model.c).
+ */
+#include "infer.h"
+#include "infer_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Largest number of tokens pushed through the blocks at once by lmp_eval: bounds the
+ * activation buffers ([n][ffn] floats) and the logits of one step. */
+#define EVAL_BATCH 512
+
+/* ---------------------------------------------------------------- small kernels --- */
+
+/* Row-wise RMSNorm (transformers' LlamaRMSNorm) with lmp_rmsnorm. */
+static void rmsnorm_rows(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps)
+{
+    for (int64_t i = 0; i < n; i++)
+        lmp_rmsnorm(y + i * d, x + i * d, w, d, eps);
+}
+
+/* ---------------------------------------------------------------- RoPE ------------ */
+
+/* Rotates each head of x[n][n_heads * head_dim] in place; token i is at position
+ * pos0 + i. HF's rotate-half pairs element j with j + head_dim/2; ggml's interleaved
+ * layout (GGUF llama files) pairs 2j with 2j+1. Pair j turns by pos * inv_freq[j]. */
+static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_heads, float *cs)
+{
+    const int hd = m->cfg.head_dim, half = hd / 2;
+    float *cosv = cs, *sinv = cs + half;
+    for (int i = 0; i < n; i++) {
+        float p = (float)(pos0 + i);
+        for (int j = 0; j < half; j++) {
+            float a = p * m->inv_freq[j]; /* f32 angle, as transformers computes it */
+            cosv[j] = cosf(a);
+            sinv[j] = sinf(a);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)i * n_heads + h) * hd;
+            if (m->interleaved) {
+                for (int j = 0; j < half; j++) {
+                    float x0 = v[2 * j], x1 = v[2 * j + 1];
+                    v[2 * j] = x0 * cosv[j] - x1 * sinv[j];
+                    v[2 * j + 1] = x0 * sinv[j] + x1 * cosv[j];
+                }
+            } else {
+                for (int j = 0; j < half; j++) {
+                    float x0 = v[j], x1 = v[j + half];
+                    v[j] = x0 * cosv[j] - x1 * sinv[j];
+                    v[j + half] = x0 * sinv[j] + x1 * cosv[j];
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- attention ------- */
+
+/* out[i][h*hd..] = softmax(q_i,h . K^T / sqrt(hd)) V over the keys token i may see.
+ * K, V: [.][kvd]; key t is visible to query i when t < base + i + 1 (base = number of
+ * cached positions before the batch) and, with a sliding window (Mistral; Qwen2 with
+ * use_sliding_window), when (base + i) - t < window, as transformers' sliding-window
+ * causal mask has it. Query head h reads KV head h / (n_heads/n_kv) (transformers'
+ * repeat_kv order). */
+
+/* First key visible to the query at absolute position p. */
+static inline int first_key(int p, int sw) { return sw > 0 && p + 1 > sw ? p + 1 - sw : 0; }
+
+/* Few queries (decoding): one serial task per (token, head), parallel over tasks. */
+static int attention_loop(const lmp_model *m, const float *q, int n, int base, const float *K,
+                     const float *V, float *out)
+{
+    const int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nkv = m->cfg.n_kv_heads;
+    const int group = nh / nkv;
+    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    const int max_keys = base + n;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int sw = m->cfg.sliding_window;
+    int nthr = 1;
+#ifdef _OPENMP
+    nthr = omp_get_max_threads();
+#endif
+    float *scores = malloc(sizeof(float) * (size_t)max_keys * (size_t)nthr);
+    if (!scores)
+        return lmp_err(LMP_ENOMEM, "out of memory (attention scores, %d keys)", max_keys);
+    const int64_t tasks = (int64_t)n * nh;
+#pragma omp parallel for schedule(dynamic, 4) if (tasks * max_keys > 4096)
+    for (int64_t task = 0; task < tasks; task++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        const int i = (int)(task / nh), h = (int)(task % nh), kh = h / group;
+        const int nk = base + i + 1, t0 = first_key(base + i, sw);
+        const float *qh = q + i * qd + (int64_t)h * hd;
+        float *s = scores + (size_t)tid * (size_t)max_keys;
+        for (int t = t0; t < nk; t++)
+            s[t - t0] = lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd) * scale;
+        lmp_softmax_f32(s, nk - t0);
+        float *o = out + i * qd + (int64_t)h * hd;
+        memset(o, 0, sizeof(float) * (size_t)hd);
+        for (int t = t0; t < nk; t++)
+            lmp_axpy_f32(o, s[t - t0], V + t * kvd + (int64_t)kh * hd, hd);
+    }
+    free(scores);
+    return 0;
+}
+
+/* Many queries (prompt processing): per KV head, the scores of all its query heads and
+ * tokens against the visible key span as one lmp_gemm (S = Q K^T), masked row softmax,
+ * and a second lmp_gemm (O = P V). Masked entries cost a little wasted arithmetic but
+ * the products run at matrix-kernel speed. Each row is reduced in a fixed order. */
+static int attention_gemm(const lmp_model *m, const float *q, int n, int base, const float *K,
+                          const float *V, float *out)
+{
+    const int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nkv = m->cfg.n_kv_heads;
+    const int group = nh / nkv, sw = m->cfg.sliding_window;
+    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
+    const int kt0 = first_key(base, sw), nkeys = base + n - kt0;
+    const int64_t rows = (int64_t)group * n;
+    const float scale = 1.0f / sqrtf((float)hd);
+    size_t nf = (size_t)nkeys * hd * 2 + (size_t)rows * (2 * (size_t)hd + (size_t)nkeys);
+    float *buf = malloc(sizeof(float) * nf);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (attention of %d tokens over %d keys)", n, nkeys);
+    float *Kh = buf, *Vt = Kh + (size_t)nkeys * hd, *Qg = Vt + (size_t)nkeys * hd;
+    float *O = Qg + (size_t)rows * hd, *S = O + (size_t)rows * hd;
+    const lmp_wmat wk = {LMP_DT_F32, nkeys, hd, Kh, sizeof(float) * (size_t)hd};
+    const lmp_wmat wv = {LMP_DT_F32, hd, nkeys, Vt, sizeof(float) * (size_t)nkeys};
+    for (int kh = 0; kh < nkv; kh++) {
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < nkeys; t++) {
+            const float *kr = K + (int64_t)(kt0 + t) * kvd + (int64_t)kh * hd;
+            const float *vr = V + (int64_t)(kt0 + t) * kvd + (int64_t)kh * hd;
+            memcpy(Kh + (size_t)t * hd, kr, sizeof(float) * (size_t)hd);
+            for (int j = 0; j < hd; j++)
+                Vt[(size_t)j * nkeys + t] = vr[j];
+        }
+        for (int64_t r = 0; r < rows; r++) /* row r = query head kh*group + r/n, token r%n */
+            memcpy(Qg + r * hd, q + (r % n) * qd + (int64_t)(kh * group + r / n) * hd,
+                   sizeof(float) * (size_t)hd);
+        lmp_gemm(S, Qg, &wk, NULL, rows);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const int p = base + (int)(r % n), lo = first_key(p, sw) - kt0, hi = p + 1 - kt0;
+            float *sr = S + r * nkeys;
+            for (int t = lo; t < hi; t++)
+                sr[t] *= scale;
+            lmp_softmax_f32(sr + lo, hi - lo);
+            memset(sr, 0, sizeof(float) * (size_t)lo);
+            memset(sr + hi, 0, sizeof(float) * (size_t)(nkeys - hi));
+        }
+        lmp_gemm(O, S, &wv, NULL, rows);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(out + (r % n) * qd + (int64_t)(kh * group + r / n) * hd, O + r * hd,
+                   sizeof(float) * (size_t)hd);
+    }
+    free(buf);
+    return 0;
+}
+
+/* Queries per batch from which the two-gemm attention pays off. */
+#define ATTN_GEMM_MIN 8
+
+static int attention(const lmp_model *m, const float *q, int n, int base, const float *K,
+                     const float *V, float *out)
+{
+    if (n >= ATTN_GEMM_MIN)
+        return attention_gemm(m, q, n, base, K, V, out);
+    return attention_loop(m, q, n, base, K, V, out);
+}
+
+/* ---------------------------------------------------------------- block runner ---- */
+
+static int linear(const lmp_layer *L, lmp_linear w, float *Y, const float *X, int64_t n, int layer,
+                  lmp_linear_hook hook, void *user)
+{
+    if (hook) {
+        int rc = hook(user, layer, w, X, n, L->w[w].cols);
+        if (rc)
+            return rc;
+    }
+    lmp_gemm(Y, X, &L->w[w], L->bias[w], n);
+    return 0;
+}
+
+int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                  lmp_linear_hook hook, void *user)
+{
+    const lmp_config *c = &m->cfg;
+    if (layer < 0 || layer >= c->n_layers || n <= 0 || pos0 < 0)
+        return lmp_err(LMP_EINVAL, "lmp_block_run: layer %d, %d tokens at position %d", layer, n,
+                       pos0);
+    if (kv && pos0 + n > kv->n_ctx)
+        return lmp_err(LMP_ERANGE, "positions %d..%d exceed the KV cache of %d", pos0,
+                       pos0 + n - 1, kv->n_ctx);
+    const lmp_layer *L = &m->layers[layer];
+    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
+    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+
+    /* xn: normed input; q, a: queries then attention output; k, v: this batch's keys and
+     * values (written straight into the cache when there is one); g, u: FFN. */
+    size_t nf = (size_t)n * (size_t)(d + qd + qd + 2 * kvd + 2 * ff) + (size_t)hd;
+    float *buf = malloc(sizeof(float) * nf);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
+    float *xn = buf, *q = xn + n * d, *a = q + n * qd, *kb = a + n * qd, *vb = kb + n * kvd;
+    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff;
+    float *k = kv ? kv->k + (int64_t)pos0 * kvd : kb;
+    float *v = kv ? kv->v + (int64_t)pos0 * kvd : vb;
+    int rc;
+
+    /* attention */
+    rmsnorm_rows(xn, x, L->attn_norm, n, d, c->rms_eps);
+    if ((rc = linear(L, LMP_LIN_Q, q, xn, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_K, k, xn, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_V, v, xn, n, layer, hook, user)))
+        goto done;
+    rope_apply(m, q, n, pos0, c->n_heads, cs);
+    rope_apply(m, k, n, pos0, c->n_kv_heads, cs);
+    if (kv)
+        rc = attention(m, q, n, pos0, kv->k, kv->v, a);
+    else
+        rc = attention(m, q, n, 0, k, v, a);
+    if (rc)
+        goto done;
+    if ((rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
+        goto done;
+    for (int64_t i = 0; i < n * d; i++)
+        x[i] += xn[i];
+
+    /* MLP: down(silu(gate(x)) * up(x)) */
+    rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
+    if ((rc = linear(L, LMP_LIN_GATE, g, xn, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_UP, u, xn, n, layer, hook, user)))
+        goto done;
+    lmp_silu_mul(g, u, n * ff);
+    if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
+        goto done;
+    for (int64_t i = 0; i < n * d; i++)
+        x[i] += xn[i];
+done:
+    free(buf);
+    return rc;
+}
+
+void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
+{
+    const int64_t d = m->cfg.hidden_size;
+    rmsnorm_rows(x, x, m->final_norm, n, d, m->cfg.rms_eps);
+    lmp_gemm(logits, x, &m->output, NULL, n);
+}
+
+/* ---------------------------------------------------------------- sessions -------- */
+
+int lmp_session_new(lmp_session **out, const lmp_model *m, int n_ctx)
+{
+    *out = NULL;
+    const lmp_config *c = &m->cfg;
+    if (n_ctx <= 0)
+        n_ctx = c->max_pos > 0 ? c->max_pos : 2048;
+    const int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    lmp_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->kv = calloc((size_t)c->n_layers, sizeof *s->kv);
+    size_t per = (size_t)n_ctx * (size_t)kvd;
+    s->kv_mem = malloc(sizeof(float) * per * 2 * (size_t)c->n_layers);
+    if (!s->kv || !s->kv_mem) {
+        lmp_session_free(s);
+        return lmp_err(LMP_ENOMEM, "out of memory (KV cache: %d positions x %d layers)", n_ctx,
+                       c->n_layers);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        s->kv[l].k = s->kv_mem + per * 2 * (size_t)l;
+        s->kv[l].v = s->kv[l].k + per;
+        s->kv[l].n_ctx = n_ctx;
+    }
+    *out = s;
+    return 0;
+}
+
+void lmp_session_free(lmp_session *s)
+{
+    if (!s)
+        return;
+    free(s->kv);
+    free(s->kv_mem);
+    free(s);
+}
+
+void lmp_session_reset(lmp_session *s) { s->pos = 0; }
+int lmp_session_pos(const lmp_session *s) { return s->pos; }
+int lmp_session_n_ctx(const lmp_session *s) { return s->n_ctx; }
+
+int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool all_positions)
+{
+    const lmp_model *m = s->m;
+    const int64_t d = m->cfg.hidden_size, V = m->n_vocab;
+    if (n <= 0)
+        return lmp_err(LMP_EINVAL, "lmp_eval: %d tokens", n);
+    if (s->pos + n > s->n_ctx)
+        return lmp_err(LMP_ERANGE, "%d tokens after %d would exceed the context of %d", n,
+                       s->pos, s->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
+            return lmp_err(LMP_EINVAL, "token id %d out of range [0, %d)", (int)tokens[i],
+                           m->n_vocab);
+    int nb = n < EVAL_BATCH ? n : EVAL_BATCH;
+    float *x = malloc(sizeof(float) * (size_t)nb * (size_t)d);
+    if (!x)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int off = 0; off < n; off += nb) {
+        int cnt = n - off < nb ? n - off : nb;
+        if ((rc = lmp_model_embed(m, tokens + off, cnt, x)))
+            break;
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if ((rc = lmp_block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL)))
+                goto done;
+        s->pos += cnt;
+        if (!logits)
+            continue;
+        if (all_positions)
+            lmp_model_head(m, x, cnt, logits + (int64_t)off * V);
+        else if (off + cnt == n)
+            lmp_model_head(m, x + (int64_t)(cnt - 1) * d, 1, logits);
+    }
+done:
+    free(x);
+    return rc;
+}

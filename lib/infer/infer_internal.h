@@ -1,0 +1,41 @@
+/*
+ * Private to lib/infer's engine files (model.c, forward.c, ppl.c, sample.c): the layout
+ * of lmp_model and lmp_session. Not installed, not for other modules.
+ */
+#ifndef LMP_INFER_INTERNAL_H
+#define LMP_INFER_INTERNAL_H
+
+#include "infer.h"
+
+typedef struct {
+    float *attn_norm;              /* (hidden) owned f32 */
+    float *ffn_norm;               /* (hidden) owned f32 */
+    lmp_wmat w[LMP_LIN_COUNT];     /* q (n_heads*head_dim, hidden), k/v (n_kv*head_dim,
+                                      hidden), o (hidden, n_heads*head_dim), gate/up (ffn,
+                                      hidden), down (hidden, ffn); borrowed */
+    float *bias[LMP_LIN_COUNT];    /* (rows) owned f32, or NULL */
+} lmp_layer;
+
+struct lmp_model {
+    lmp_ckpt ckpt;                 /* owns the mappings every weight points into */
+    lmp_config cfg;
+    bool interleaved;              /* q/k rows in ggml's interleaved RoPE order */
+    const lmp_tensor *embed;       /* (vocab, hidden) any dtype with to_f32; borrowed */
+    size_t embed_row_bytes;
+    int n_vocab;
+    lmp_layer *layers;             /* (n_layers) */
+    float *final_norm;             /* (hidden) owned f32 */
+    lmp_wmat output;               /* (vocab, hidden): lm_head or the tied embeddings */
+    float *inv_freq;               /* (head_dim/2) RoPE frequencies, scaling applied */
+    lmp_tokenizer *tok;            /* owned, or NULL */
+};
+
+struct lmp_session {
+    const lmp_model *m;
+    int n_ctx;
+    int pos;                       /* positions filled */
+    lmp_kv_layer *kv;              /* (n_layers) */
+    float *kv_mem;                 /* (n_layers, 2, n_ctx, n_kv*head_dim) */
+};
+
+#endif

@@ -1,0 +1,427 @@
+/*
+ * Model assembly: opens a checkpoint through lib/io, finds every tensor a Llama-family
+ * decoder needs by its HF name, checks shape and dtype against the config, and keeps
+ * borrowed views of the weights (the file mapping is the model; nothing is expanded to
+ * f32 except the small norm and bias vectors). Also the RoPE frequency table (plain,
+ * linear and Llama 3 scaling) and the embedding lookup. Not here: the forward pass
+ * (forward.c), sampling (sample.c), perplexity (ppl.c).
+ */
+#include "infer.h"
+#include "infer_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const g_linear_names[LMP_LIN_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+};
+
+const char *lmp_linear_name(lmp_linear which)
+{
+    return (unsigned)which < LMP_LIN_COUNT ? g_linear_names[which] : "?";
+}
+
+/* HF module path of each linear inside model.layers.N. */
+static const char *linear_module(lmp_linear which)
+{
+    return which <= LMP_LIN_O ? "self_attn" : "mlp";
+}
+
+/* ---------------------------------------------------------------- validation ----- */
+
+static int check_shape(const lmp_tensor *t, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+    bool ok = t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    if (ok)
+        return 0;
+    char got[64];
+    lmp_shape_str(t, got, sizeof got);
+    if (ndim == 1)
+        return lmp_err(LMP_EFORMAT,
+                       "tensor %s has shape %s but the model's config implies [%lld]", name,
+                       got, (long long)d0);
+    return lmp_err(LMP_EFORMAT,
+                   "tensor %s has shape %s but the model's config implies [%lld, %lld]", name,
+                   got, (long long)d0, (long long)d1);
+}
+
+/* The tensor's bytes must hold rows x cols of its dtype (lib/io checks the span; this
+ * catches a block type whose row length is not a multiple of the block). */
+static int check_rows(const lmp_tensor *t, const char *name, int64_t rows, int64_t cols,
+                      size_t *row_bytes)
+{
+    const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+    if (!tr || cols % tr->block_size != 0)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "tensor %s: rows of %lld elements cannot be stored as %s (block of %d)",
+                       name, (long long)cols, tr ? tr->name : "?", tr ? tr->block_size : 0);
+    size_t rb = lmp_dtype_row_bytes(t->dtype, cols);
+    if (rb == 0 || t->nbytes < rb * (size_t)rows || !t->data)
+        return lmp_err(LMP_EFORMAT, "tensor %s: %zu bytes of data, expected %zu", name,
+                       t->nbytes, rb * (size_t)rows);
+    *row_bytes = rb;
+    return 0;
+}
+
+static const lmp_tensor *find(const lmp_model *m, const char *name)
+{
+    return lmp_ckpt_find_hf(&m->ckpt, name);
+}
+
+static int need(const lmp_model *m, const char *name, const lmp_tensor **out)
+{
+    *out = find(m, name);
+    if (!*out)
+        return lmp_err(LMP_ENOTFOUND, "%s: tensor %s is missing (config: %s, %d layers)",
+                       m->ckpt.path, name, m->cfg.model_type, m->cfg.n_layers);
+    return 0;
+}
+
+/* A weight matrix used by lmp_gemm: checked, then viewed in place. */
+static int load_wmat(lmp_model *m, const char *name, int64_t rows, int64_t cols, lmp_wmat *w)
+{
+    const lmp_tensor *t;
+    int rc = need(m, name, &t);
+    if (rc)
+        return rc;
+    if ((rc = check_shape(t, name, 2, rows, cols)))
+        return rc;
+    if (!lmp_gemm_supports(t->dtype))
+        return lmp_err(LMP_EUNSUPPORTED, "tensor %s: dtype %s has no matrix kernel", name,
+                       lmp_dtype_info(t->dtype)->name);
+    size_t rb;
+    if ((rc = check_rows(t, name, rows, cols, &rb)))
+        return rc;
+    w->dtype = t->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->data = t->data;
+    w->row_bytes = rb;
+    return 0;
+}
+
+/* A small vector (norm weight, bias) converted to an owned f32 copy. */
+static int load_vec(lmp_model *m, const char *name, int64_t n, float **out)
+{
+    const lmp_tensor *t;
+    int rc = need(m, name, &t);
+    if (rc)
+        return rc;
+    if ((rc = check_shape(t, name, 1, n, 0)))
+        return rc;
+    const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+    size_t rb;
+    if (!tr->to_f32)
+        return lmp_err(LMP_EUNSUPPORTED, "tensor %s: dtype %s cannot be converted to f32",
+                       name, tr->name);
+    if ((rc = check_rows(t, name, 1, n, &rb)))
+        return rc;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    tr->to_f32(t->data, v, n);
+    *out = v;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- RoPE ------------ */
+
+/* inv_freq[i] = theta^(-2i/d) for the pair i, with the config's scaling. Computed in
+ * double and rounded to f32, as transformers' f32 table is (see
+ * modeling_rope_utils._compute_llama3_parameters for the Llama 3 rule). */
+static int rope_init(lmp_model *m)
+{
+    const lmp_config *c = &m->cfg;
+    int half = c->head_dim / 2;
+    m->inv_freq = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));
+    if (!m->inv_freq)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    double theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+    for (int i = 0; i < half; i++) {
+        /* transformers: 1 / base ** (arange(0, d, 2).float() / d), in f32 */
+        float expo = (float)(2 * i) / (float)c->head_dim;
+        double f = (double)(float)(1.0 / pow(theta, (double)expo));
+        if (c->rope_type == LMP_ROPE_LINEAR && c->rope_factor > 0) {
+            f /= c->rope_factor;
+        } else if (c->rope_type == LMP_ROPE_LLAMA3) {
+            double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
+            double lo = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
+            double hi = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
+            double old = c->rope_orig_max_pos > 0 ? c->rope_orig_max_pos : 8192;
+            double lo_wavelen = old / lo, hi_wavelen = old / hi;
+            double wavelen = 2.0 * M_PI / f;
+            if (wavelen > lo_wavelen) {
+                f = f / factor;
+            } else if (wavelen >= hi_wavelen) {
+                double smooth = (old / wavelen - lo) / (hi - lo);
+                f = (1.0 - smooth) * f / factor + smooth * f;
+            }
+        }
+        m->inv_freq[i] = (float)f;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- load ------------ */
+
+static int assemble(lmp_model *m)
+{
+    const lmp_config *c = &m->cfg;
+    char name[LMP_MAX_NAME];
+    int rc;
+
+    if (c->hidden_size <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+        c->head_dim <= 0 || c->intermediate_size <= 0 || c->n_heads % c->n_kv_heads != 0 ||
+        c->head_dim % 2 != 0)
+        return lmp_err(LMP_EFORMAT,
+                       "%s: inconsistent config (hidden %d, layers %d, heads %d/%d, head_dim %d, "
+                       "ffn %d)",
+                       m->ckpt.path, c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads,
+                       c->head_dim, c->intermediate_size);
+    const int64_t d = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim,
+                  kvd = (int64_t)c->n_kv_heads * c->head_dim, ff = c->intermediate_size;
+
+    /* embeddings: converted row by row at lookup */
+    const lmp_tensor *emb;
+    if ((rc = need(m, "model.embed_tokens.weight", &emb)))
+        return rc;
+    int64_t vocab = c->vocab_size > 0 ? c->vocab_size : emb->shape[0];
+    if ((rc = check_shape(emb, "model.embed_tokens.weight", 2, vocab, d)))
+        return rc;
+    if (!lmp_dtype_info(emb->dtype)->to_f32)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "tensor model.embed_tokens.weight: dtype %s cannot be converted to f32",
+                       lmp_dtype_info(emb->dtype)->name);
+    if ((rc = check_rows(emb, "model.embed_tokens.weight", vocab, d, &m->embed_row_bytes)))
+        return rc;
+    m->embed = emb;
+    m->n_vocab = (int)vocab;
+
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        lmp_layer *L = &m->layers[l];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = load_vec(m, name, d, &L->attn_norm)))
+            return rc;
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((rc = load_vec(m, name, d, &L->ffn_norm)))
+            return rc;
+        for (int w = 0; w < LMP_LIN_COUNT; w++) {
+            int64_t rows, cols;
+            bool bias;
+            switch (w) {
+            case LMP_LIN_Q: rows = qd, cols = d, bias = c->attn_bias; break;
+            case LMP_LIN_K:
+            case LMP_LIN_V: rows = kvd, cols = d, bias = c->attn_bias; break;
+            case LMP_LIN_O: rows = d, cols = qd, bias = c->o_bias; break;
+            case LMP_LIN_GATE:
+            case LMP_LIN_UP: rows = ff, cols = d, bias = c->mlp_bias; break;
+            default: rows = d, cols = ff, bias = c->mlp_bias; break;
+            }
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, linear_module(w),
+                     g_linear_names[w]);
+            if ((rc = load_wmat(m, name, rows, cols, &L->w[w])))
+                return rc;
+            if (bias) {
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, linear_module(w),
+                         g_linear_names[w]);
+                if ((rc = load_vec(m, name, rows, &L->bias[w])))
+                    return rc;
+            }
+        }
+    }
+    if ((rc = load_vec(m, "model.norm.weight", d, &m->final_norm)))
+        return rc;
+
+    /* output matrix: lm_head, or the embeddings when tied (GGUF omits `output` then) */
+    const lmp_tensor *head = find(m, "lm_head.weight");
+    if (head && !c->tie_embeddings) {
+        rc = load_wmat(m, "lm_head.weight", vocab, d, &m->output);
+    } else if (c->tie_embeddings || m->ckpt.kind == LMP_CKPT_GGUF) {
+        rc = load_wmat(m, "model.embed_tokens.weight", vocab, d, &m->output);
+        if (rc)
+            rc = lmp_err_prefix(rc, "tied output matrix");
+    } else {
+        rc = lmp_err(LMP_ENOTFOUND,
+                     "%s: tensor lm_head.weight is missing and tie_word_embeddings is false",
+                     m->ckpt.path);
+    }
+    if (rc)
+        return rc;
+    return rope_init(m);
+}
+
+/* tokenizer.json next to the weights, or the GGUF vocabulary; none is not an error
+ * (token ids can still be evaluated). */
+static int load_tokenizer(lmp_model *m)
+{
+    int rc = 0;
+    if (m->ckpt.kind == LMP_CKPT_GGUF) {
+        if (lmp_gguf_find_kv(&m->ckpt.gguf, "tokenizer.ggml.model"))
+            rc = lmp_tokenizer_from_gguf(&m->tok, &m->ckpt.gguf);
+    } else if (m->ckpt.tokenizer_path) {
+        rc = lmp_tokenizer_load(&m->tok, m->ckpt.dir ? m->ckpt.dir : m->ckpt.tokenizer_path);
+    }
+    if (rc)
+        return lmp_err_prefix(rc, "%s: tokenizer", m->ckpt.path);
+    if (m->tok && lmp_tokenizer_n_vocab(m->tok) > m->n_vocab)
+        lmp_warn("%s: the tokenizer has %d tokens, the model's output only %d", m->ckpt.path,
+                 lmp_tokenizer_n_vocab(m->tok), m->n_vocab);
+    return 0;
+}
+
+int lmp_model_load(lmp_model **out, const char *path)
+{
+    *out = NULL;
+    lmp_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    int rc = lmp_ckpt_open(&m->ckpt, path);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    if (!m->ckpt.has_config) {
+        rc = lmp_err(LMP_ENOTFOUND, "%s: no model config (config.json or GGUF metadata)", path);
+        goto fail;
+    }
+    m->cfg = m->ckpt.config;
+    m->interleaved = m->ckpt.qk_interleaved;
+    if ((rc = assemble(m))) {
+        if (!strstr(lmp_errmsg(), m->ckpt.path))
+            lmp_err_prefix(rc, "%s", path);
+        goto fail;
+    }
+    if ((rc = load_tokenizer(m)))
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    lmp_model_free(m);
+    return rc;
+}
+
+void lmp_model_free(lmp_model *m)
+{
+    if (!m)
+        return;
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            free(m->layers[l].attn_norm);
+            free(m->layers[l].ffn_norm);
+            for (int w = 0; w < LMP_LIN_COUNT; w++)
+                free(m->layers[l].bias[w]);
+        }
+        free(m->layers);
+    }
+    free(m->final_norm);
+    free(m->inv_freq);
+    lmp_tokenizer_free(m->tok);
+    lmp_ckpt_close(&m->ckpt);
+    free(m);
+}
+
+/* ---------------------------------------------------------------- accessors ------- */
+
+const lmp_config *lmp_model_config(const lmp_model *m) { return &m->cfg; }
+const lmp_ckpt *lmp_model_ckpt(const lmp_model *m) { return &m->ckpt; }
+const lmp_tokenizer *lmp_model_tokenizer(const lmp_model *m) { return m->tok; }
+int lmp_model_n_vocab(const lmp_model *m) { return m->n_vocab; }
+bool lmp_model_rope_interleaved(const lmp_model *m) { return m->interleaved; }
+
+int lmp_model_bos(const lmp_model *m)
+{
+    if (m->tok && lmp_tokenizer_bos(m->tok) >= 0)
+        return lmp_tokenizer_bos(m->tok);
+    return m->cfg.bos_id;
+}
+
+int lmp_model_eos(const lmp_model *m)
+{
+    if (m->tok && lmp_tokenizer_eos(m->tok) >= 0)
+        return lmp_tokenizer_eos(m->tok);
+    return m->cfg.eos_id;
+}
+
+const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
+        return NULL;
+    return &m->layers[layer].w[which];
+}
+
+int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wmat *w)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
+        return lmp_err(LMP_EINVAL, "no linear %d of layer %d", (int)which, layer);
+    lmp_wmat *cur = &m->layers[layer].w[which];
+    if (w->rows != cur->rows || w->cols != cur->cols)
+        return lmp_err(LMP_EINVAL, "layer %d %s: replacement is [%lld, %lld], expected [%lld, %lld]",
+                       layer, lmp_linear_name(which), (long long)w->rows, (long long)w->cols,
+                       (long long)cur->rows, (long long)cur->cols);
+    if (!lmp_gemm_supports(w->dtype))
+        return lmp_err(LMP_EUNSUPPORTED, "layer %d %s: dtype %s has no matrix kernel", layer,
+                       lmp_linear_name(which), lmp_dtype_info(w->dtype)->name);
+    size_t rb = lmp_dtype_row_bytes(w->dtype, w->cols);
+    if (rb == 0 || (w->row_bytes && w->row_bytes < rb) || !w->data)
+        return lmp_err(LMP_EINVAL, "layer %d %s: rows of %lld %s elements need %zu bytes, got %zu",
+                       layer, lmp_linear_name(which), (long long)w->cols,
+                       lmp_dtype_info(w->dtype)->name, rb, w->row_bytes);
+    *cur = *w;
+    if (!cur->row_bytes)
+        cur->row_bytes = rb;
+    return 0;
+}
+
+int lmp_model_embed(const lmp_model *m, const int32_t *tokens, int64_t n, float *x)
+{
+    const int64_t d = m->cfg.hidden_size;
+    const lmp_dtype_traits *tr = lmp_dtype_info(m->embed->dtype);
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
+            return lmp_err(LMP_EINVAL, "token id %d out of range [0, %d)", (int)tokens[i],
+                           m->n_vocab);
+        const uint8_t *row = (const uint8_t *)m->embed->data + (size_t)tokens[i] * m->embed_row_bytes;
+        tr->to_f32(row, x + i * d, d);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tokenizer ------- */
+
+int lmp_model_tokenize(const lmp_model *m, const char *text, size_t len, bool add_bos,
+                       int32_t **ids, int64_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!m->tok)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: the model has no tokenizer", m->ckpt.path);
+    size_t cnt = 0;
+    int rc = lmp_tokenizer_encode(m->tok, text, len, add_bos, ids, &cnt);
+    if (rc)
+        return rc;
+    *n = (int64_t)cnt;
+    for (size_t i = 0; i < cnt; i++)
+        if ((*ids)[i] >= m->n_vocab) {
+            rc = lmp_err(LMP_EFORMAT, "%s: the tokenizer gave id %d; the model has %d rows",
+                         m->ckpt.path, (int)(*ids)[i], m->n_vocab);
+            free(*ids);
+            *ids = NULL;
+            *n = 0;
+            return rc;
+        }
+    return 0;
+}
+
+int lmp_model_detokenize(const lmp_model *m, const int32_t *ids, int64_t n, char **text,
+                         size_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    if (!m->tok)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: the model has no tokenizer", m->ckpt.path);
+    return lmp_tokenizer_decode(m->tok, ids, (size_t)n, true, text, len);
+}

@@ -1,0 +1,206 @@
+/*
+ * Perplexity under the three protocols people report, which give different numbers for
+ * the same model and text (see infer.h and docs FORMATS.md):
+ *   gptq      IST-DASLab/gptq llama.py llama_eval + datautils.py (also AWQ, Wanda);
+ *   llamacpp  llama.cpp tools/perplexity/perplexity.cpp, perplexity();
+ *   windows   llama2.c run.c as used for the fixtures' reference figures.
+ * The NLL of each scored token is a log-softmax in f32 with max subtraction (sum in
+ * double), accumulated in double in token order, so the result does not depend on the
+ * thread count. Not here: the forward pass (forward.c), tokenization (tokenizer.c).
+ */
+#include "infer.h"
+#include "infer_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tokens per lmp_eval call inside a window: bounds the logits buffer ([B][vocab]). */
+#define PPL_BATCH 512
+
+static const char *const g_proto_names[] = {"gptq", "llamacpp", "windows"};
+static const int g_proto_ctx[] = {2048, 512, 256};
+
+const char *lmp_ppl_protocol_name(lmp_ppl_protocol p)
+{
+    return (unsigned)p < 3 ? g_proto_names[p] : "?";
+}
+
+int lmp_ppl_protocol_from_name(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, g_proto_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+lmp_ppl_params lmp_ppl_default_params(void)
+{
+    lmp_ppl_params p;
+    memset(&p, 0, sizeof p);
+    p.protocol = LMP_PPL_GPTQ;
+    return p;
+}
+
+double lmp_nll(const float *logits, int64_t n_vocab, int32_t target)
+{
+    return lmp_logsumexp_f32(logits, n_vocab) - (double)logits[target];
+}
+
+/* One window: feeds in[0..ctx) to a fresh session and adds -log p(target[j] | in[0..j])
+ * for every j in [j0, j1) to *sum and its square to *sum2. */
+static int score_window(lmp_session *s, const int32_t *in, const int32_t *target, int ctx, int j0,
+                        int j1, float *logits, double *sum, double *sum2)
+{
+    const int64_t V = lmp_model_n_vocab(s->m);
+    lmp_session_reset(s);
+    for (int off = 0; off < ctx; off += PPL_BATCH) {
+        int cnt = ctx - off < PPL_BATCH ? ctx - off : PPL_BATCH;
+        bool want = off + cnt > j0 && off < j1; /* any scored position in this batch */
+        int rc = lmp_eval(s, in + off, cnt, want ? logits : NULL, true);
+        if (rc)
+            return rc;
+        if (!want)
+            continue;
+        for (int j = off > j0 ? off : j0; j < off + cnt && j < j1; j++) {
+            double nll = lmp_nll(logits + (int64_t)(j - off) * V, V, target[j]);
+            *sum += nll;
+            *sum2 += nll * nll;
+        }
+    }
+    return 0;
+}
+
+int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const lmp_ppl_params *p,
+                   lmp_ppl_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if ((unsigned)p->protocol > LMP_PPL_WINDOWS)
+        return lmp_err(LMP_EINVAL, "unknown perplexity protocol %d", (int)p->protocol);
+    const char *pname = g_proto_names[p->protocol];
+    const int ctx = p->ctx > 0 ? p->ctx : g_proto_ctx[p->protocol];
+    if (ctx < 2 || (p->protocol == LMP_PPL_LLAMACPP && ctx < 4))
+        return lmp_err(LMP_EINVAL, "context %d is too small for protocol %s", ctx, pname);
+    const int bos = lmp_model_bos(m);
+    if (p->protocol != LMP_PPL_GPTQ && bos < 0)
+        return lmp_err(LMP_EUNSUPPORTED, "protocol %s needs a BOS token and the model has none",
+                       pname);
+    int64_t need = p->protocol == LMP_PPL_LLAMACPP ? 2 * (int64_t)ctx : ctx;
+    if (n < need)
+        return lmp_err(LMP_EINVAL,
+                       "the text gives %lld tokens; protocol %s with context %d needs at least %lld",
+                       (long long)n, pname, ctx, (long long)need);
+    if (lmp_model_config(m)->max_pos > 0 && ctx > lmp_model_config(m)->max_pos)
+        lmp_warn("context %d is longer than the model's max_position_embeddings %d", ctx,
+                 lmp_model_config(m)->max_pos);
+    int64_t nw64 = n / ctx;
+    if (p->max_chunks > 0 && p->max_chunks < nw64)
+        nw64 = p->max_chunks;
+    if (nw64 > INT32_MAX)
+        return lmp_err(LMP_ERANGE, "too many windows");
+    const int nw = (int)nw64;
+    const int64_t V = lmp_model_n_vocab(m);
+    const int B = ctx < PPL_BATCH ? ctx : PPL_BATCH;
+
+    lmp_session *s = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)B * (size_t)V);
+    int32_t *in = malloc(sizeof(int32_t) * (size_t)ctx);
+    int rc = 0;
+    if (!logits || !in) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory (logits of %d positions)", B);
+        goto done;
+    }
+    if ((rc = lmp_session_new(&s, m, ctx)))
+        goto done;
+
+    double sum = 0, sum2 = 0, window_sum = 0;
+    int64_t count = 0;
+    double t0 = lmp_time_s();
+    for (int w = 0; w < nw; w++) {
+        const int32_t *win = tokens + (int64_t)w * ctx;
+        double ws = 0;
+        switch (p->protocol) {
+        case LMP_PPL_GPTQ: /* logits[:-1] vs labels[1:]; loss.float() * seqlen per window */
+            rc = score_window(s, win, win + 1, ctx, 0, ctx - 1, logits, &ws, &sum2);
+            window_sum += ws / (ctx - 1) * ctx;
+            count += ctx - 1;
+            break;
+        case LMP_PPL_LLAMACPP: { /* first token -> BOS; logits[first..ctx-2] vs tokens +1 */
+            const int first = ctx / 2;
+            memcpy(in, win, sizeof(int32_t) * (size_t)ctx);
+            in[0] = bos;
+            rc = score_window(s, in, win + 1, ctx, first, ctx - 1, logits, &ws, &sum2);
+            count += ctx - 1 - first;
+            break;
+        }
+        case LMP_PPL_WINDOWS: /* BOS + window[0..ctx-1) predicts window[0..ctx) */
+            in[0] = bos;
+            memcpy(in + 1, win, sizeof(int32_t) * (size_t)(ctx - 1));
+            rc = score_window(s, in, win, ctx, 0, ctx, logits, &ws, &sum2);
+            count += ctx;
+            break;
+        }
+        if (rc)
+            goto done;
+        sum += ws;
+        if (p->progress)
+            p->progress(p->user, w + 1, nw);
+    }
+    r->seconds = lmp_time_s() - t0;
+
+    /* llama.cpp's estimate: mean and variance of the per-token NLL, the standard error
+     * of the mean propagated through exp. */
+    double mean = sum / (double)count, var = sum2 / (double)count - mean * mean;
+    if (p->protocol == LMP_PPL_GPTQ)
+        mean = window_sum / ((double)nw * ctx); /* torch.exp(stack(nlls).sum() / (n * seqlen)) */
+    r->nll_mean = mean;
+    r->ppl = exp(mean);
+    r->ppl_stderr = var > 0 && count > 1 ? r->ppl * sqrt(var / (double)(count - 1)) : 0;
+    r->n_scored = count;
+    r->n_fed = (int64_t)nw * ctx;
+    r->n_windows = nw;
+    r->ctx = ctx;
+    r->tokens_per_s = r->seconds > 0 ? (double)r->n_fed / r->seconds : 0;
+done:
+    lmp_session_free(s);
+    free(logits);
+    free(in);
+    return rc;
+}
+
+int lmp_ppl_text(const lmp_model *m, const char *text, size_t len, const lmp_ppl_params *p,
+                 lmp_ppl_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (p->max_bytes && len > p->max_bytes)
+        len = p->max_bytes;
+    char *buf = malloc(len + 1);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (!(p->strip_cr && text[i] == '\r'))
+            buf[n++] = text[i];
+    buf[n] = 0;
+    int rc;
+    if (n == 0) {
+        rc = lmp_err(LMP_EINVAL, "the text is empty");
+        goto done;
+    }
+    const lmp_tokenizer *tok = lmp_model_tokenizer(m);
+    if (!tok) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: the model has no tokenizer", lmp_model_ckpt(m)->path);
+        goto done;
+    }
+    int32_t *ids = NULL;
+    int64_t nids = 0;
+    /* gptq and llamacpp: the tokenizer's own BOS rule (HF add_special_tokens=True,
+     * llama.cpp common_tokenize(..., true)); windows: never a BOS in the stream. */
+    rc = lmp_model_tokenize(m, buf, n, p->protocol != LMP_PPL_WINDOWS, &ids, &nids);
+    if (rc == 0)
+        rc = lmp_ppl_tokens(m, ids, nids, p, r);
+    free(ids);
+done:
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,147 @@
+/*
+ * lmpress run: generates text from a prompt (greedy by default). Parses options, makes
+ * the library calls (lmp_model_load, lmp_model_tokenize, lmp_generate) and prints; no
+ * algorithm code here.
+ */
+#include "cli.h"
+#include "lib/infer/infer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Streams the text as it grows: the whole sequence (prompt + new tokens) is decoded
+ * after each token and the bytes not yet printed are written, holding back a trailing
+ * U+FFFD that may still become a character when the next byte token arrives. */
+typedef struct {
+    const lmp_model *m;
+    int32_t *ids;
+    int n, cap;
+    size_t printed;
+    int rc;
+} stream;
+
+static int stream_flush(stream *st, bool final)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = lmp_model_detokenize(st->m, st->ids, st->n, &text, &len);
+    if (rc)
+        return rc;
+    size_t upto = len;
+    if (!final && len >= 3 && memcmp(text + len - 3, "\xEF\xBF\xBD", 3) == 0)
+        upto = len - 3;
+    if (upto > st->printed) {
+        fwrite(text + st->printed, 1, upto - st->printed, stdout);
+        fflush(stdout);
+        st->printed = upto;
+    }
+    free(text);
+    return 0;
+}
+
+static int on_token(void *user, int32_t tok)
+{
+    stream *st = user;
+    if (st->n < st->cap)
+        st->ids[st->n++] = tok;
+    return (st->rc = stream_flush(st, false));
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *prompt = NULL;
+    long long n_new = 256, top_k = 0, seed = 0, ctx = 0, threads = 0;
+    double temp = 0, top_p = 1;
+    bool no_bos = false, ignore_eos = false;
+    const cli_opt opts[] = {
+        {"prompt", 'p', OPT_STR, &prompt, "TEXT", "the prompt (required)"},
+        {"n-predict", 'n', OPT_INT, &n_new, "N", "tokens to generate (default 256)"},
+        {"temp", 0, OPT_FLOAT, &temp, "T", "temperature; 0 = greedy (default)"},
+        {"top-k", 0, OPT_INT, &top_k, "K", "sample from the K most likely tokens (0 = all)"},
+        {"top-p", 0, OPT_FLOAT, &top_p, "P", "nucleus sampling threshold in (0, 1] (default 1)"},
+        {"seed", 0, OPT_INT, &seed, "S", "random seed for sampling (default 0)"},
+        {"ctx", 'c', OPT_INT, &ctx, "N", "context size (default: the model's max positions)"},
+        {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not start the prompt with BOS"},
+        {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS"},
+        {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
+        {0},
+    };
+    const cli_cmd_info info = {
+        "run", "MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--no-bos]",
+        "Generate text. MODEL is an HF folder, a .safetensors file or a .gguf file. The prompt and its\n"
+        "continuation are printed to stdout as they are produced, followed by a newline; timings go to\n"
+        "stderr. Generation stops after N tokens, at EOS (or BOS, which ends a sequence in llama2.c-style\n"
+        "models) unless --ignore-eos, or when the context is full.",
+        NULL};
+    const char **pos;
+    int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
+    if (r)
+        return r > 0 ? 0 : 2;
+    if (np != 1 || !prompt) {
+        fprintf(stderr, "lmpress run: need one MODEL and -p PROMPT (see --help)\n");
+        return 2;
+    }
+    if (n_new < 0 || n_new > 1000000 || top_k < 0 || top_k > 1 << 30 || ctx < 0 || ctx > 1 << 24 ||
+        threads < 0) {
+        fprintf(stderr, "lmpress run: -n, --top-k, --ctx and --threads must be >= 0 (and sane)\n");
+        return 2;
+    }
+    lmp_set_num_threads((int)threads);
+    lmp_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
+
+    lmp_model *m = NULL;
+    lmp_session *s = NULL;
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    stream st = {0};
+    int rc = lmp_model_load(&m, pos[0]);
+    if (rc)
+        return cli_fail("run", rc);
+    if ((rc = lmp_model_tokenize(m, prompt, strlen(prompt), !no_bos, &ids, &n_ids)))
+        goto done;
+    if (n_ids == 0) {
+        rc = lmp_err(LMP_EINVAL, "the prompt gives no tokens (try without --no-bos)");
+        goto done;
+    }
+    if ((rc = lmp_session_new(&s, m, (int)ctx)))
+        goto done;
+    if (n_ids > lmp_session_n_ctx(s)) {
+        rc = lmp_err(LMP_EINVAL, "the prompt is %lld tokens, longer than the context of %d",
+                     (long long)n_ids, lmp_session_n_ctx(s));
+        goto done;
+    }
+    st.m = m;
+    st.cap = (int)n_ids + (int)n_new;
+    st.ids = malloc(sizeof(int32_t) * (size_t)(st.cap > 0 ? st.cap : 1));
+    if (!st.ids) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(st.ids, ids, sizeof(int32_t) * (size_t)n_ids);
+    st.n = (int)n_ids;
+    if ((rc = stream_flush(&st, false)))
+        goto done;
+    lmp_gen_stats gs;
+    int n_out = 0;
+    rc = lmp_generate(s, ids, (int)n_ids, (int)n_new, &sp, !ignore_eos, on_token, &st, NULL,
+                      &n_out, &gs);
+    if (!rc)
+        rc = st.rc;
+    if (!rc)
+        rc = stream_flush(&st, true);
+    putchar('\n');
+    fflush(stdout);
+    if (rc)
+        goto done;
+    fprintf(stderr, "lmpress run: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in "
+                    "%.3f s (%.2f tok/s)\n",
+            gs.n_prompt, gs.prompt_s, gs.prompt_s > 0 ? gs.n_prompt / gs.prompt_s : 0, gs.n_gen,
+            gs.gen_s, gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0);
+done:
+    free(st.ids);
+    free(ids);
+    lmp_session_free(s);
+    lmp_model_free(m);
+    return rc ? cli_fail("run", rc) : 0;
+}
