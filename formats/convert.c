@@ -11,6 +11,9 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,35 +57,44 @@ typedef struct {
 static bool is_matrix(const lmp_tensor *t) { return t->ndim >= 2; }
 
 /* Converts rows [r0, r0+nr) of `it` into dst (out dtype), through f32 when the types
- * differ. Counts values that overflow f16. */
-static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, float *tmp,
+ * differ; rows in parallel, each thread with its own f32 row of `tmp` (maxcols floats per
+ * thread). Counts values that overflow f16. The output does not depend on the thread
+ * count. */
+static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, float *tmp, int64_t maxcols,
                         uint64_t *overflow)
 {
     const lmp_tensor *t = it->src;
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
     size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(it->out_dtype);
+    bool same = t->dtype == it->out_dtype;
+    if (!same && (!ti->to_f32 || !to->from_f32))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
+    bool check16 = it->out_dtype == LMP_DT_F16;
+    uint64_t over = 0;
+#pragma omp parallel for schedule(static) reduction(+ : over) if (nr * cols > 65536)
     for (int64_t r = 0; r < nr; r++) {
         int64_t src_row = r0 + r;
-        if (it->perm_heads > 0) {
-            int64_t hd = t->shape[0] / it->perm_heads;
-            src_row = lmp_qk_perm_row(r0 + r, it->perm_heads, hd, it->perm_dir > 0);
-        }
+        if (it->perm_heads > 0)
+            src_row = lmp_qk_perm_row(r0 + r, it->perm_heads, t->shape[0] / it->perm_heads, it->perm_dir > 0);
         const uint8_t *s = (const uint8_t *)t->data + (size_t)src_row * in_row;
         uint8_t *d = (uint8_t *)dst + (size_t)r * out_row;
-        if (t->dtype == it->out_dtype) {
+        if (same) {
             memcpy(d, s, in_row);
             continue;
         }
-        if (!ti->to_f32 || !to->from_f32)
-            return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
-        ti->to_f32(s, tmp, cols);
-        if (it->out_dtype == LMP_DT_F16)
+        int th = 0;
+#ifdef _OPENMP
+        th = omp_get_thread_num();
+#endif
+        float *x = tmp + (size_t)th * (size_t)maxcols;
+        ti->to_f32(s, x, cols);
+        if (check16)
             for (int64_t j = 0; j < cols; j++)
-                if (isfinite(tmp[j]) && fabsf(tmp[j]) >= 65520.0f)
-                    (*overflow)++;
-        to->from_f32(tmp, d, cols);
+                over += isfinite(x[j]) && fabsf(x[j]) >= 65520.0f;
+        to->from_f32(x, d, cols);
     }
+    *overflow += over;
     return LMP_OK;
 }
 
@@ -101,7 +113,7 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
         if (items[i].src && items[i].src->ndim)
             maxcols = items[i].src->shape[items[i].src->ndim - 1] > maxcols ? items[i].src->shape[items[i].src->ndim - 1]
                                                                             : maxcols;
-    tmp = malloc(sizeof(float) * (size_t)maxcols);
+    tmp = malloc(sizeof(float) * (size_t)maxcols * (size_t)lmp_num_threads());
     if (!buf || !tmp) {
         rc = lmp_err(LMP_ENOMEM, "convert: out of memory");
         goto done;
@@ -132,7 +144,7 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
         }
         for (int64_t r = 0; r < rows && rc == 0; r += per) {
             int64_t nr = rows - r < per ? rows - r : per;
-            rc = convert_rows(it, r, nr, buf, tmp, &res->f16_overflow);
+            rc = convert_rows(it, r, nr, buf, tmp, maxcols, &res->f16_overflow);
             if (rc == 0)
                 rc = wr(ctx, buf, (size_t)nr * out_row);
             if (!it->perm_heads) { /* rows consumed in order: drop their pages */

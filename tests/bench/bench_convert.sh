@@ -3,6 +3,8 @@
 # of the same file in the same run (the physical limit of this disk and page cache):
 #   bf16 -> GGUF f16   (tinyllama-1.1b shapes in bf16, 2.2 GB)
 #   f32  -> safetensors f16 (tinyllama-1.1b shapes in f32, 4.4 GB)
+# lmpress fsyncs every output before renaming it into place; `cp` does not, so the table
+# also shows `cp` followed by `sync FILE`, the like-for-like limit.
 # Usage: sh tests/bench/bench_convert.sh [WORKDIR]   (needs ~16 GB of free disk)
 set -eu
 L=${LMP_BIN:-build/lmpress}
@@ -25,9 +27,13 @@ cat "$W/tl-bf16/model.safetensors" > /dev/null; cat "$W/tl-f32/model.safetensors
 for i in 1 2; do
     rm -f "$W/cp.bin" "$W/out.gguf"; rm -rf "$W/out-f16"
     run "cp bf16 file (limit)" "$B1" cp "$W/tl-bf16/model.safetensors" "$W/cp.bin"
+    rm -f "$W/cp.bin"
+    run "cp + fsync bf16 file (limit)" "$B1" sh -c "cp '$W/tl-bf16/model.safetensors' '$W/cp.bin' && sync '$W/cp.bin'"
     run "convert bf16 -> GGUF f16" "$B1" "$L" convert "$W/tl-bf16" -o "$W/out.gguf" --dtype f16
     rm -f "$W/cp.bin"
     run "cp f32 file (limit)" "$B2" cp "$W/tl-f32/model.safetensors" "$W/cp.bin"
+    rm -f "$W/cp.bin"
+    run "cp + fsync f32 file (limit)" "$B2" sh -c "cp '$W/tl-f32/model.safetensors' '$W/cp.bin' && sync '$W/cp.bin'"
     run "convert f32 -> safetensors f16" "$B2" "$L" convert "$W/tl-f32" -o "$W/out-f16" --dtype f16
 done
 rm -rf "$W/cp.bin" "$W/out.gguf" "$W/out-f16"
