@@ -1,0 +1,127 @@
+/*
+ * formats/: the on-disk packings of integer group quantization, translated to and from
+ * the canonical intgroup lmp_qtensor (lib/quant/intquant.h): GPTQ v1/v2 (AutoGPTQ,
+ * GPTQModel, transformers, vLLM), AWQ GEMM (AutoAWQ) and compressed-tensors
+ * pack-quantized (llm-compressor, vLLM), plus their config.json "quantization_config"
+ * blocks. Per Linear only; the model-level writer (whole folder) lives elsewhere.
+ *
+ * Packings (facts from the reference implementations, see docs FORMATS.md):
+ *   GPTQ   qweight I32 [in*bits/32, out]: for each output column an LSB-first bit stream
+ *          along the input axis (4-bit: word w of column j holds rows 8w..8w+7, row 8w+k
+ *          at bits 4k; 3-bit: 32 rows per 3 words, values straddle word boundaries as in
+ *          AutoGPTQ's pack); qzeros I32 [n_groups, out*bits/32], the same stream along
+ *          the output axis, holding z-1 (v1, "gptq") or z (v2, "gptq_v2"); scales F16
+ *          [n_groups, out]; g_idx I32 [in]. bits 2, 3, 4, 8.
+ *   AWQ    qweight I32 [in, out/8]: nibble i of word c holds output column 8c+order[i],
+ *          order = {0,2,4,6,1,3,5,7}; qzeros I32 [n_groups, out/8] same interleave, true
+ *          zero; scales F16 [n_groups, out]. 4-bit only, no g_idx, in % group_size == 0.
+ *   CT     weight_packed I32 [out, ceil(in/(32/bits))]: 32/bits whole values per word,
+ *          LSB first (no straddling; 3-bit uses 30 bits of each word), value = signed
+ *          code + 2^(bits-1) = our unsigned code; weight_scale [out, n_groups] (F16 by
+ *          default, BF16/F32 on request); weight_zero_point I32 [ceil(out/(32/bits)),
+ *          n_groups], packed the same way along the output axis, only when asymmetric;
+ *          weight_g_idx I32 [in] only with (group) act-order; weight_shape I64 [2] =
+ *          {out, in}. bits 2..8.
+ * The layer's bias, if any, is written by the caller as "<prefix>.bias".
+ */
+#ifndef LMP_PACKING_H
+#define LMP_PACKING_H
+
+#include "lib/io/io.h"
+#include "lib/quant/intquant.h"
+
+#include <cjson/cJSON.h>
+
+typedef enum {
+    LMP_QFMT_GPTQ_V1 = 0, /* checkpoint_format "gptq": qzeros hold z-1; sym only */
+    LMP_QFMT_GPTQ_V2,     /* checkpoint_format "gptq_v2": qzeros hold z */
+    LMP_QFMT_AWQ_GEMM,    /* AutoAWQ version "gemm" */
+    LMP_QFMT_CT_PACKED,   /* compressed-tensors format "pack-quantized" */
+    LMP_QFMT_COUNT
+} lmp_qformat;
+
+const char *lmp_qformat_name(lmp_qformat f); /* "gptq", "gptq_v2", "awq", "pack-quantized" */
+
+/* What a checkpoint's quantization_config says (and what a reader needs besides the
+ * tensors). */
+typedef struct {
+    int bits;
+    int group_size;       /* -1 = per output channel */
+    bool sym;
+    bool desc_act;        /* act-order */
+    bool static_groups;
+    bool true_sequential;
+    float damp_percent;
+    lmp_dtype scale_dtype; /* compressed-tensors weight_scale dtype (F16, BF16 or F32) */
+} lmp_intq_config;
+
+/* Defaults (4 bits, group 128, sym, damp 0.01, true_sequential, F16 scales), then the
+ * fields a qtensor determines (bits, group_size, sym, desc_act = has g_idx) when q != NULL. */
+void lmp_intq_config_init(lmp_intq_config *c, const lmp_qtensor *q);
+
+/* The tensors of one quantized Linear in one packing. Names are suffixes ("qweight");
+ * after pack they are owned, after lmp_packed_linear_from_st borrowed. */
+#define LMP_PACKED_MAX 6
+typedef struct {
+    lmp_qformat format;
+    int n;
+    lmp_tensor t[LMP_PACKED_MAX];
+} lmp_packed_linear;
+
+void lmp_packed_linear_free(lmp_packed_linear *p); /* accepts NULL */
+/* Borrowed pointer to the tensor named `suffix`, or NULL. */
+const lmp_tensor *lmp_packed_linear_find(const lmp_packed_linear *p, const char *suffix);
+
+/* Canonical -> packing. `scale_dtype` matters only for compressed-tensors: LMP_DT_F16
+ * (the usual), LMP_DT_BF16 or LMP_DT_F32; GPTQ and AWQ always store f16. Scales are rounded to the stored dtype (exact when the quantizer ran with
+ * scale_f16). Refuses, with a message naming the constraint: bits the packing lacks,
+ * shapes it cannot hold, asymmetric GPTQ v1, act-order in AWQ, zero points above 2^bits-1.
+ * *out is owned by the caller (lmp_packed_linear_free). */
+int lmp_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_packed_linear *out);
+int lmp_awq_pack(const lmp_qtensor *q, lmp_packed_linear *out);
+int lmp_ct_pack(const lmp_qtensor *q, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_qformat_pack(lmp_qformat f, const lmp_qtensor *q, lmp_dtype scale_dtype,
+                     lmp_packed_linear *out);
+
+/* Packing -> canonical. `cfg` gives bits, group_size and sym (from the checkpoint's
+ * quantization_config); every shape, dtype and value range is checked against it before
+ * use, and errors name the tensor. sym is kept only when every zero equals 2^(bits-1)
+ * (AWQ: decided by the zeros alone). GPTQ v1 zeros are read as stored + 1, what its
+ * loaders compute. A trivial g_idx is dropped. *out is initialized here. */
+int lmp_gptq_unpack(const lmp_packed_linear *in, lmp_qformat f, const lmp_intq_config *cfg,
+                    lmp_qtensor *out);
+int lmp_awq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_ct_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_qformat_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg,
+                       lmp_qtensor *out);
+
+/* Safetensors glue. declare adds "<prefix>.<suffix>" for every tensor (before
+ * lmp_st_writer_begin); write then emits their bytes in the same order. from_st collects
+ * a Linear's tensors of format f from a reader (borrowed views; missing required tensors
+ * are LMP_ENOTFOUND naming them). */
+int lmp_packed_linear_declare(lmp_st_writer *w, const char *prefix, const lmp_packed_linear *p);
+int lmp_packed_linear_write(lmp_st_writer *w, const lmp_packed_linear *p);
+int lmp_packed_linear_from_st(const lmp_st_reader *r, const char *prefix, lmp_qformat f,
+                              lmp_packed_linear *out);
+
+/* quantization_config objects (owned cJSON, cJSON_Delete). GPTQ's is also the whole of
+ * quantize_config.json. AWQ: modules_to_not_convert NULL-terminated list or NULL (null).
+ * compressed-tensors: `ignore` NULL-terminated list, NULL = {"lm_head"}. */
+cJSON *lmp_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_awq_config_json(const lmp_intq_config *c, const char *const *modules_to_not_convert);
+cJSON *lmp_ct_config_json(const lmp_intq_config *c, const char *const *ignore);
+cJSON *lmp_qformat_config_json(lmp_qformat f, const lmp_intq_config *c);
+/* Reads a quantization_config object: the format and its config. LMP_EUNSUPPORTED for
+ * other quant_methods / formats / several weight groups, with a message. */
+int lmp_qformat_config_parse(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+
+/* Helpers shared by formats/gptq.c, awq.c, ctensors.c (not for other callers).
+ * check_tensor: `t` present (else LMP_ENOTFOUND), dtype `dt` (-1: any), `ndim` dims,
+ * shape[i] (-1: any), byte size consistent; messages name `fmt` and `name`.
+ * scale_at: element i of an F16/BF16/F32 tensor as f32. */
+int lmp_pack_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
+                          int ndim, const int64_t *shape);
+float lmp_pack_scale_at(const lmp_tensor *t, int64_t i);
+bool lmp_pack_scale_dtype_ok(const lmp_tensor *t);
+
+#endif
