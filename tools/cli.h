@@ -58,5 +58,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

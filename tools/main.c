@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "lib/core/core.h"
+#include "lib/quant/quant.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,7 @@ typedef struct {
 static const command g_commands[] = {
     {"inspect", cmd_inspect, "show architecture, tensors and metadata of a checkpoint"},
     {"convert", cmd_convert, "convert a checkpoint to GGUF or safetensors (f32/f16/bf16)"},
+    {"quantize", cmd_quantize, "quantize to GGUF (q8_0, q4_0, q4_k_m, ...; llama.cpp mixes)"},
     {"synth", cmd_synth, "write a random-weight HF checkpoint for tests and benchmarks"},
     {"run", cmd_run, "generate text from a prompt (greedy or sampled)"},
     {"ppl", cmd_ppl, "perplexity of a text file (gptq, llamacpp or windows protocol)"},
@@ -36,6 +38,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    lmp_quant_init(); /* k-quant rows of the dtype table, for every command */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,0 +1,875 @@
+/*
+ * GGUF k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): dequantizers, reference quantizers and
+ * importance-weighted quantizers, plus the weighted variants of the legacy 32-value types
+ * (Q4_0, Q4_1, Q5_0, Q5_1; their unweighted quantizers live in lib/core/dtype.c).
+ *
+ * The scale searches follow ggml's ggml-quants.c (facts of the algorithm, re-derived
+ * here): each 16- or 32-value sub-block gets a scale (and for Q2_K/Q4_K/Q5_K a min) from a
+ * small grid search that minimizes a weighted squared (or absolute) error; the sub-block
+ * scales are then themselves quantized to 4/6/8 bits against one f16 super-block scale,
+ * and the values are re-rounded against the quantized scales. Rounding is
+ * round-half-to-even (ggml's nearest_int) and every floating-point expression keeps
+ * ggml's evaluation order, so the reference quantizers give ggml's bytes.
+ *
+ * Not here: SIMD dot products (lib/infer/kernels*), the IQ types, Q8_K.
+ */
+#include "quant.h"
+#include "../core/blocks.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#define GROUP_EPS 1e-15f /* ggml's GROUP_MAX_EPS: a sub-block below this is all zero */
+
+static inline float fp16(uint16_t h) { return lmp_f16_to_f32(h); }
+static inline uint16_t tofp16(float f) { return lmp_f32_to_f16(f); }
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Round half to even, as ggml's nearest_int (magic-number addition) does for |x| < 2^22
+ * (ggml asserts that range; here larger values are clamped to it). */
+static inline int nint(float x) { return (int)rintf(fminf(fmaxf(x, -4194303.f), 4194303.f)); }
+
+/* ---------------------------------------------------------------- scale searches */
+
+/* Symmetric search: codes L[i] in [0, 2*nmax) (stored with offset nmax) for x ~ s*(L-nmax).
+ * The first guess maps the signed value of largest magnitude to -nmax; with weights
+ * (qw, or x^2 when qw is NULL) the least-squares scale is refined over 18 nearby
+ * inverse scales. Returns the scale (ggml make_qx_quants, rmse_type 1). */
+static float search_sym(int n, int nmax, const float *x, int8_t *L, const float *qw)
+{
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = clampi(nint(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        float w = qw ? qw[i] : x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = clampi(nint(iscale * x[i]), -nmax, nmax - 1);
+            float w = qw ? qw[i] : x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (int8_t)(nmax + clampi(nint(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Q3_K's symmetric search (ggml make_q3_quants with do_rmse): start from the
+ * largest-magnitude mapping, then up to 5 passes of coordinate descent on each code with
+ * weights x^2. L gets codes in [0, 2*nmax). */
+static float search_q3(int n, int nmax, const float *x, int8_t *L)
+{
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = clampi(nint(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int nl = clampi(nint(x[i] * sl2 / slx), -nmax, nmax - 1);
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Asymmetric search: x ~ scale*L - m with L in [0, nmax], m >= 0 returned in *mn.
+ * Tries nstep+1 inverse scales (rmin + rdelta*k + nmax)/(max - min) and keeps the
+ * weighted least-squares (scale, min) of lowest error; `mad` uses absolute instead of
+ * squared error. w NULL means w = x^2. (ggml make_qkx2_quants, and make_qkx3_quants when
+ * w may be NULL; both write the same arithmetic.) */
+static float search_asym(int n, int nmax, const float *x, const float *w, uint8_t *L, float *mn, uint8_t *Laux,
+                         float rmin, float rdelta, int nstep, bool mad)
+{
+#define W(i) (w ? w[i] : x[i] * x[i])
+    float min = x[0], max = x[0];
+    float sum_w = W(0), sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        float wi = W(i);
+        sum_w += wi;
+        sum_x += wi * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *mn = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)clampi(nint(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * L[i] + min - x[i];
+        diff = mad ? fabsf(diff) : diff * diff;
+        best += W(i) * diff;
+    }
+    if (nstep < 1) {
+        *mn = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = clampi(nint(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            float wi = W(i);
+            sum_l += wi * l;
+            sum_l2 += wi * l * l;
+            sum_xl += wi * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = mad ? fabsf(diff) : diff * diff;
+                err += W(i) * diff;
+            }
+            if (err < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *mn = -min;
+    return scale;
+#undef W
+}
+
+/* Quantizes n non-negative values (sub-block scales or mins) to [0, nmax] against one
+ * scale, minimizing the qw-weighted error: grid over 8 nearby scales, then coordinate
+ * descent (ggml make_qp_quants). */
+static float search_pos(int n, int nmax, const float *x, uint8_t *L, const float *qw)
+{
+    float max = 0;
+    for (int i = 0; i < n; i++)
+        max = fmaxf(max, x[i]);
+    if (max < GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)nint(iscale * x[i]);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        float diff = x[i] - scale * L[i];
+        best += qw[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0)
+            continue;
+        float iscale_is = (0.1f * is + nmax) / max;
+        float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imin(nmax, nint(iscale_is * x[i]));
+            float diff = x[i] - scale_is * l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best) {
+            best = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imin(nmax, nint(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * l;
+        suml2 += qw[i] * l * l;
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float slx = sumlx - qw[i] * x[i] * L[i];
+            float sl2 = suml2 - qw[i] * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int nl = imin(nmax, nint(x[i] * sl2 / slx));
+                if (nl != L[i]) {
+                    slx += qw[i] * x[i] * nl;
+                    sl2 += qw[i] * nl * nl;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed)
+            break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ---------------------------------------------------------------- packing helpers */
+
+/* Q2_K/Q3_K 2-bit planes: in each 128-value half, byte l of the 32 holds values l, l+32,
+ * l+64, l+96 at bits 0, 2, 4, 6. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs)
+{
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+static inline int unpack_2bit(const uint8_t *qs, int k)
+{
+    int half = k / 128, r = k % 128;
+    return (qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+}
+
+/* Q4_K/Q5_K: eight 6-bit (scale, min) pairs in 12 bytes. Pairs 0-3: low 6 bits of bytes
+ * 0-3 (scale) and 4-7 (min). Pairs 4-7: low nibbles in bytes 8-11 (scale low, min high),
+ * their top 2 bits in bits 6-7 of bytes 0-3 (scale) and 4-7 (min). */
+static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, uint8_t *s)
+{
+    memset(s, 0, K_SCALE_SIZE);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s[j] = ls[j];
+            s[j + 4] = lm[j];
+        } else {
+            s[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            s[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
+static inline void scale_min_k4(int j, const uint8_t *s, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Q3_K: sixteen 6-bit scales (stored +32) in 12 bytes: low nibbles of scales 0-7 in the
+ * low nibbles of bytes 0-7, of 8-15 in their high nibbles; the top 2 bits of scale j in
+ * byte 8 + j%4 at bit 2*(j/4). */
+static void pack_scales_q3(const int *l, uint8_t *s)
+{
+    memset(s, 0, 12);
+    for (int j = 0; j < 16; j++) {
+        if (j < 8)
+            s[j] = (uint8_t)(l[j] & 0xF);
+        else
+            s[j - 8] |= (uint8_t)((l[j] & 0xF) << 4);
+        s[j % 4 + 8] |= (uint8_t)((l[j] >> 4) << (2 * (j / 4)));
+    }
+}
+
+static inline int scale_q3(int j, const uint8_t *s)
+{
+    int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+    return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+/* Q3_K high bits: bit b of hmask[m] is the high bit of value 32*b + m. */
+static void pack_q3_hmask(uint8_t *L, uint8_t *hmask)
+{
+    memset(hmask, 0, QK_K / 8);
+    for (int j = 0; j < QK_K; j++)
+        if (L[j] > 3) {
+            hmask[j % 32] |= (uint8_t)(1 << (j / 32));
+            L[j] -= 4;
+        }
+}
+
+/* Q4_K: in each 64-value chunk, 32 bytes: low nibbles the first 32 values, high the next. */
+static void pack_q4_k(const uint8_t *L, uint8_t *qs)
+{
+    for (int j = 0; j < QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+}
+
+/* Q5_K: as Q4_K for the low 4 bits; the 5th bit of value 64c + l (l < 32) is bit 2c of
+ * qh[l], of 64c + 32 + l bit 2c+1. */
+static void pack_q5_k(const uint8_t *L, uint8_t *qs, uint8_t *qh)
+{
+    memset(qh, 0, QK_K / 8);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int a = L[64 * c + l], b = L[64 * c + 32 + l];
+            if (a > 15) {
+                a -= 16;
+                qh[l] |= (uint8_t)(1 << (2 * c));
+            }
+            if (b > 15) {
+                b -= 16;
+                qh[l] |= (uint8_t)(1 << (2 * c + 1));
+            }
+            qs[32 * c + l] = (uint8_t)(a | (b << 4));
+        }
+}
+
+/* Q6_K: per 128-value half h: ql[64h + l] = low nibbles of values l (bits 0-3) and l+64
+ * (bits 4-7), ql[64h + 32 + l] of l+32 and l+96; qh[32h + l] the high 2 bits of l, l+32,
+ * l+64, l+96 at bits 0, 2, 4, 6. */
+static void pack_q6_k(const int8_t *L, lmp_block_q6_k *y)
+{
+    for (int h = 0; h < 2; h++) {
+        const int8_t *Lh = L + 128 * h;
+        uint8_t *ql = y->ql + 64 * h, *qh = y->qh + 32 * h;
+        for (int l = 0; l < 32; l++) {
+            ql[l] = (uint8_t)((Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4));
+            ql[l + 32] = (uint8_t)((Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4));
+            qh[l] = (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
+                              ((Lh[l + 96] >> 4) << 6));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- dequantizers */
+
+static void q2_k_to(const void *src, float *y, int64_t n)
+{
+    const lmp_block_q2_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        float d = fp16(b[i].d), dmin = fp16(b[i].dmin);
+        for (int k = 0; k < QK_K; k++) {
+            int sc = b[i].scales[k / 16];
+            y[k] = d * (sc & 0xF) * unpack_2bit(b[i].qs, k) - dmin * (sc >> 4);
+        }
+    }
+}
+
+static void q3_k_to(const void *src, float *y, int64_t n)
+{
+    const lmp_block_q3_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        float d = fp16(b[i].d);
+        for (int k = 0; k < QK_K; k++) {
+            int q = unpack_2bit(b[i].qs, k) - ((b[i].hmask[k % 32] >> (k / 32)) & 1 ? 0 : 4);
+            y[k] = d * scale_q3(k / 16, b[i].scales) * q;
+        }
+    }
+}
+
+static void q4_k_to(const void *src, float *y, int64_t n)
+{
+    const lmp_block_q4_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        float d = fp16(b[i].d), dmin = fp16(b[i].dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_k4(j, b[i].scales, &sc, &m);
+            float d1 = d * sc, m1 = dmin * m;
+            const uint8_t *q = b[i].qs + 32 * (j / 2);
+            for (int l = 0; l < 32; l++)
+                y[32 * j + l] = d1 * ((j & 1) ? q[l] >> 4 : q[l] & 0xF) - m1;
+        }
+    }
+}
+
+static void q5_k_to(const void *src, float *y, int64_t n)
+{
+    const lmp_block_q5_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        float d = fp16(b[i].d), dmin = fp16(b[i].dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_k4(j, b[i].scales, &sc, &m);
+            float d1 = d * sc, m1 = dmin * m;
+            const uint8_t *q = b[i].qs + 32 * (j / 2);
+            for (int l = 0; l < 32; l++) {
+                int lo = (j & 1) ? q[l] >> 4 : q[l] & 0xF;
+                int hi = (b[i].qh[l] >> j) & 1;
+                y[32 * j + l] = d1 * (lo + (hi ? 16 : 0)) - m1;
+            }
+        }
+    }
+}
+
+static void q6_k_to(const void *src, float *y, int64_t n)
+{
+    const lmp_block_q6_k *b = src;
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        float d = fp16(b[i].d);
+        for (int k = 0; k < QK_K; k++) {
+            int h = k / 128, r = k % 128, l = r % 32, quarter = r / 32;
+            int lo = b[i].ql[64 * h + l + 32 * (quarter & 1)];
+            lo = quarter >= 2 ? lo >> 4 : lo & 0xF;
+            int hi = (b[i].qh[32 * h + l] >> (2 * quarter)) & 3;
+            y[k] = d * b[i].scales[k / 16] * ((lo | (hi << 4)) - 32);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- Q2_K */
+
+/* Final codes for an asymmetric 16-value sub-block given the stored scale and min. */
+static void requant_asym(const float *x, int n, float d, float dm, int nmax, uint8_t *L)
+{
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)clampi(nint((x[i] + dm) / d), 0, nmax);
+}
+
+static void q2_k_block(const float *x, lmp_block_q2_k *y, const float *qw)
+{
+    uint8_t L[QK_K], Laux[16], Ls[16], Lm[16];
+    float w[16], mins[16], scales[16], sw[16];
+    if (!qw) { /* reference: 4-bit scales/mins against their maxima */
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++)
+                w[l] = fabsf(x[16 * j + l]);
+            scales[j] = search_asym(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            max_scale = fmaxf(max_scale, scales[j]);
+            max_min = fmaxf(max_min, mins[j]);
+        }
+        for (int j = 0; j < 16; j++) {
+            Ls[j] = max_scale > 0 ? (uint8_t)nint(15.f / max_scale * scales[j]) : 0;
+            Lm[j] = max_min > 0 ? (uint8_t)nint(15.f / max_min * mins[j]) : 0;
+        }
+        y->d = tofp16(max_scale > 0 ? max_scale / 15.f : 0.f);
+        y->dmin = tofp16(max_min > 0 ? max_min / 15.f : 0.f);
+    } else { /* weighted: w = qw * sqrt(sigma^2 + x^2), scales fitted with make_qp */
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; j++)
+            sumx2 += x[j] * x[j];
+        float sigma2 = sumx2 / QK_K;
+        for (int j = 0; j < 16; j++) {
+            sw[j] = 0;
+            for (int l = 0; l < 16; l++)
+                w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            for (int l = 0; l < 16; l++)
+                sw[j] += w[l];
+            scales[j] = search_asym(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        }
+        float dm = search_pos(16, 15, scales, Ls, sw);
+        float mm = search_pos(16, 15, mins, Lm, sw);
+        y->d = tofp16(dm);
+        y->dmin = tofp16(mm);
+    }
+    for (int j = 0; j < 16; j++)
+        y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+    float d = fp16(y->d), dmin = fp16(y->dmin);
+    for (int j = 0; j < 16; j++) {
+        float dj = d * (y->scales[j] & 0xF);
+        if (!dj)
+            continue;
+        requant_asym(x + 16 * j, 16, dj, dmin * (y->scales[j] >> 4), 3, L + 16 * j);
+    }
+    pack_2bit(L, y->qs);
+}
+
+/* ---------------------------------------------------------------- Q3_K */
+
+static void q3_k_block(const float *x, lmp_block_q3_k *y, const float *qw)
+{
+    int8_t L[QK_K];
+    float scales[16];
+    int ls[16];
+    if (!qw) { /* reference: 6-bit scales against the signed largest one (-> -32) */
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = search_q3(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        if (max_scale) {
+            float iscale = -32.f / max_scale;
+            for (int j = 0; j < 16; j++)
+                ls[j] = clampi((int8_t)nint(iscale * scales[j]), -32, 31) + 32;
+            pack_scales_q3(ls, y->scales);
+            y->d = tofp16(1 / iscale);
+        } else {
+            memset(y->scales, 0, 12);
+            y->d = tofp16(0.f);
+        }
+    } else {
+        float w[16], sw[16];
+        int8_t Ls[16];
+        float sumx2 = 0;
+        for (int j = 0; j < QK_K; j++)
+            sumx2 += x[j] * x[j];
+        float sigma2 = 2 * sumx2 / QK_K;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++)
+                w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+            float s = 0;
+            for (int l = 0; l < 16; l++)
+                s += w[l];
+            sw[j] = s;
+            scales[j] = search_sym(16, 4, x + 16 * j, L + 16 * j, w);
+        }
+        float d_block = search_sym(16, 32, scales, Ls, sw);
+        for (int j = 0; j < 16; j++)
+            ls[j] = Ls[j];
+        pack_scales_q3(ls, y->scales);
+        y->d = tofp16(d_block);
+    }
+    float d = fp16(y->d);
+    for (int j = 0; j < 16; j++) {
+        float dj = d * scale_q3(j, y->scales);
+        if (!dj)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(clampi(nint(x[16 * j + i] / dj), -4, 3) + 4);
+    }
+    pack_q3_hmask((uint8_t *)L, y->hmask);
+    pack_2bit((const uint8_t *)L, y->qs);
+}
+
+/* ---------------------------------------------------------------- Q4_K / Q5_K */
+
+/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): 8 sub-blocks of 32 with a 6-bit scale and
+ * min each. Fills d, dmin, scales[12] and the final codes L. */
+static void qk_scale_min_block(const float *x, int nmax, uint16_t *d_out, uint16_t *dmin_out, uint8_t *sc12,
+                               uint8_t *L, const float *qw)
+{
+    uint8_t Laux[32], Ls[8], Lm[8];
+    float w[32], mins[8], scales[8];
+    if (!qw) { /* reference: weights av_x + |x|, 6-bit scales/mins against their maxima */
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 8; j++) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++)
+                sum_x2 += x[32 * j + l] * x[32 * j + l];
+            float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++)
+                w[l] = av_x + fabsf(x[32 * j + l]);
+            if (nmax == 15)
+                scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false);
+            else
+                scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
+            max_scale = fmaxf(max_scale, scales[j]);
+            max_min = fmaxf(max_min, mins[j]);
+        }
+        float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        for (int j = 0; j < 8; j++) {
+            Ls[j] = (uint8_t)imin(63, (uint8_t)nint(inv_scale * scales[j]));
+            Lm[j] = (uint8_t)imin(63, (uint8_t)nint(inv_min * mins[j]));
+        }
+        *d_out = tofp16(max_scale / 63.f);
+        *dmin_out = tofp16(max_min / 63.f);
+    } else { /* weighted: w = qw * sqrt(sigma^2 + x^2), scales and mins fitted with make_qp */
+        float sw[8], sum_x2 = 0;
+        for (int l = 0; l < QK_K; l++)
+            sum_x2 += x[l] * x[l];
+        float sigma2 = 2 * sum_x2 / QK_K;
+        for (int j = 0; j < 8; j++) {
+            for (int l = 0; l < 32; l++)
+                w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            float s = 0;
+            for (int l = 0; l < 32; l++)
+                s += w[l];
+            sw[j] = s;
+            scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        }
+        float d_block = search_pos(8, 63, scales, Ls, sw);
+        float m_block = search_pos(8, 63, mins, Lm, sw);
+        for (int j = 0; j < 8; j++) {
+            Ls[j] = (uint8_t)imin(63, Ls[j]);
+            Lm[j] = (uint8_t)imin(63, Lm[j]);
+        }
+        *d_out = tofp16(d_block);
+        *dmin_out = tofp16(m_block);
+    }
+    pack_scale_min_k4(Ls, Lm, sc12);
+    float d = fp16(*d_out), dmin = fp16(*dmin_out);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        scale_min_k4(j, sc12, &sc, &m);
+        float dj = d * sc;
+        if (!dj)
+            continue;
+        requant_asym(x + 32 * j, 32, dj, dmin * m, nmax, L + 32 * j);
+    }
+}
+
+static void q4_k_block(const float *x, lmp_block_q4_k *y, const float *qw)
+{
+    uint8_t L[QK_K];
+    qk_scale_min_block(x, 15, &y->d, &y->dmin, y->scales, L, qw);
+    pack_q4_k(L, y->qs);
+}
+
+static void q5_k_block(const float *x, lmp_block_q5_k *y, const float *qw)
+{
+    uint8_t L[QK_K];
+    qk_scale_min_block(x, 31, &y->d, &y->dmin, y->scales, L, qw);
+    pack_q5_k(L, y->qs, y->qh);
+}
+
+/* ---------------------------------------------------------------- Q6_K */
+
+static void q6_k_block(const float *x, lmp_block_q6_k *y, const float *qw)
+{
+    int8_t L[QK_K];
+    float scales[16], max_scale = 0, amax = 0;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = search_sym(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
+        if (fabsf(scales[j]) > amax) {
+            amax = fabsf(scales[j]);
+            max_scale = scales[j];
+        }
+    }
+    if (amax < GROUP_EPS) {
+        memset(y, 0, sizeof *y);
+        return;
+    }
+    float iscale = -128.f / max_scale;
+    y->d = tofp16(1 / iscale);
+    for (int j = 0; j < 16; j++)
+        y->scales[j] = (int8_t)imin(127, nint(iscale * scales[j]));
+    float d = fp16(y->d);
+    for (int j = 0; j < 16; j++) {
+        float dj = d * y->scales[j];
+        if (!dj)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(clampi(nint(x[16 * j + i] / dj), -32, 31) + 32);
+    }
+    pack_q6_k(L, y);
+}
+
+/* ---------------------------------------------------------------- row entry points */
+
+#define ROW_FNS(T, BT)                                                                                     \
+    static void T##_from(const float *x, void *dst, int64_t n)                                           \
+    {                                                                                                      \
+        BT *y = dst;                                                                                       \
+        for (int64_t i = 0; i < n / QK_K; i++)                                                             \
+            T##_block(x + i * QK_K, y + i, NULL);                                                          \
+    }                                                                                                      \
+    static void T##_from_w(const float *x, void *dst, int64_t n, const float *qw)                        \
+    {                                                                                                      \
+        BT *y = dst;                                                                                       \
+        for (int64_t i = 0; i < n / QK_K; i++)                                                             \
+            T##_block(x + i * QK_K, y + i, qw + i * QK_K);                                                 \
+    }
+ROW_FNS(q2_k, lmp_block_q2_k)
+ROW_FNS(q3_k, lmp_block_q3_k)
+ROW_FNS(q4_k, lmp_block_q4_k)
+ROW_FNS(q5_k, lmp_block_q5_k)
+ROW_FNS(q6_k, lmp_block_q6_k)
+
+/* ---------------------------------------------------------------- weighted legacy types */
+
+/* The weighted 32-value quantizers scale the weights by sqrt(sigma^2 + x^2), sigma^2 the
+ * row's mean square (ggml quantize_row_q4_0_impl and friends). */
+static float row_sigma2(const float *x, int64_t n)
+{
+    float s = 0;
+    for (int64_t j = 0; j < n; j++)
+        s += x[j] * x[j];
+    return s / n;
+}
+
+static void q4_0_from_w(const float *x, void *dst, int64_t n, const float *qw)
+{
+    lmp_block_q4_0 *y = dst;
+    float w[32], sigma2 = row_sigma2(x, n);
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib, *q = qw + 32 * ib;
+        for (int j = 0; j < 32; j++)
+            w[j] = q[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        y[ib].d = tofp16(search_sym(32, 8, xb, L, w));
+        for (int j = 0; j < 16; j++)
+            y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+    }
+}
+
+static void q5_0_from_w(const float *x, void *dst, int64_t n, const float *qw)
+{
+    lmp_block_q5_0 *y = dst;
+    float w[32], sigma2 = row_sigma2(x, n);
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib, *q = qw + 32 * ib;
+        for (int j = 0; j < 32; j++)
+            w[j] = q[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        y[ib].d = tofp16(search_sym(32, 16, xb, L, w));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            y[ib].qs[j] = (uint8_t)((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
+            qh |= (uint32_t)((L[j] >> 4) & 1) << j;
+            qh |= (uint32_t)((L[j + 16] >> 4) & 1) << (j + 16);
+        }
+        memcpy(y[ib].qh, &qh, 4);
+    }
+}
+
+/* Q4_1 / Q5_1: x ~ d*L + m with the asymmetric search; nmax 15 or 31. */
+static void q41_51_w(const float *x, int64_t n, const float *qw, int nmax, uint16_t *d, uint16_t *m, uint8_t *qs,
+                     uint8_t *qh4, size_t stride)
+{
+    float w[32], sigma2 = row_sigma2(x, n), mn;
+    uint8_t L[32], Laux[32];
+    for (int64_t ib = 0; ib < n / 32; ib++) {
+        const float *xb = x + 32 * ib, *q = qw + 32 * ib;
+        for (int j = 0; j < 32; j++)
+            w[j] = q[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+        float s = search_asym(32, nmax, xb, w, L, &mn, Laux, -0.9f, 0.05f, 36, false);
+        uint16_t *db = (uint16_t *)((uint8_t *)d + ib * stride), *mb = (uint16_t *)((uint8_t *)m + ib * stride);
+        *db = tofp16(s);
+        *mb = tofp16(-mn);
+        uint8_t *qsb = qs + ib * stride;
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            qsb[j] = (uint8_t)((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
+            qh |= (uint32_t)((L[j] >> 4) & 1) << j;
+            qh |= (uint32_t)((L[j + 16] >> 4) & 1) << (j + 16);
+        }
+        if (qh4)
+            memcpy(qh4 + ib * stride, &qh, 4);
+    }
+}
+
+static void q4_1_from_w(const float *x, void *dst, int64_t n, const float *qw)
+{
+    lmp_block_q4_1 *y = dst;
+    q41_51_w(x, n, qw, 15, &y[0].d, &y[0].m, y[0].qs, NULL, sizeof *y);
+}
+
+static void q5_1_from_w(const float *x, void *dst, int64_t n, const float *qw)
+{
+    lmp_block_q5_1 *y = dst;
+    q41_51_w(x, n, qw, 31, &y[0].d, &y[0].m, y[0].qs, y[0].qh, sizeof *y);
+}
+
+/* ---------------------------------------------------------------- registration */
+
+typedef void (*weighted_fn)(const float *, void *, int64_t, const float *);
+
+static weighted_fn weighted_for(lmp_dtype t)
+{
+    switch (t) {
+    case LMP_DT_Q2_K: return q2_k_from_w;
+    case LMP_DT_Q3_K: return q3_k_from_w;
+    case LMP_DT_Q4_K: return q4_k_from_w;
+    case LMP_DT_Q5_K: return q5_k_from_w;
+    case LMP_DT_Q6_K: return q6_k_from_w;
+    case LMP_DT_Q4_0: return q4_0_from_w;
+    case LMP_DT_Q4_1: return q4_1_from_w;
+    case LMP_DT_Q5_0: return q5_0_from_w;
+    case LMP_DT_Q5_1: return q5_1_from_w;
+    default: return NULL;
+    }
+}
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void register_all(void)
+{
+    lmp_dtype_register(LMP_DT_Q2_K, q2_k_to, q2_k_from);
+    lmp_dtype_register(LMP_DT_Q3_K, q3_k_to, q3_k_from);
+    lmp_dtype_register(LMP_DT_Q4_K, q4_k_to, q4_k_from);
+    lmp_dtype_register(LMP_DT_Q5_K, q5_k_to, q5_k_from);
+    lmp_dtype_register(LMP_DT_Q6_K, q6_k_to, q6_k_from);
+}
+
+void lmp_quant_init(void) { pthread_once(&g_once, register_all); }
+
+__attribute__((constructor)) static void kquants_ctor(void) { lmp_quant_init(); }
+
+bool lmp_quant_uses_weights(lmp_dtype t) { return weighted_for(t) != NULL; }
+
+size_t lmp_quant_rows(lmp_dtype t, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *qw)
+{
+    lmp_quant_init();
+    const lmp_dtype_traits *tr = lmp_dtype_info(t);
+    size_t row = lmp_dtype_row_bytes(t, n_per_row);
+    if (!tr || !tr->from_f32 || !row || nrows < 0)
+        return 0;
+    weighted_fn wf = qw ? weighted_for(t) : NULL;
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *x = src + r * n_per_row;
+        void *y = (uint8_t *)dst + (size_t)r * row;
+        if (wf)
+            wf(x, y, n_per_row, qw);
+        else
+            tr->from_f32(x, y, n_per_row);
+    }
+    return row * (size_t)nrows;
+}
