@@ -35,4 +35,25 @@ bool lmp_gemm_supports(lmp_dtype dt);
  * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
 
+/* ---------------------------------------------------------------- small kernels
+ * Vector helpers for attention and norms. Same variant selection as lmp_gemm; single
+ * threaded (the caller parallelizes over heads/rows); each result depends only on the
+ * inputs and the variant, never on the thread count. n may be 0. */
+
+/* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; the mean is accumulated in a fixed order.
+ * y may equal x (in place). */
+void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). */
+void lmp_silu_mul(float *gate_inout, const float *up, int64_t n);
+/* sum_i a[i] * b[i] (f32 accumulation, fixed order per variant). */
+float lmp_dot_f32(const float *a, const float *b, int64_t n);
+/* y[i] += a * x[i]. */
+void lmp_axpy_f32(float *y, float a, const float *x, int64_t n);
+/* x[i] = exp(x[i] - max) / sum_j exp(x[j] - max), in place; -INFINITY entries give 0
+ * (at least one entry must be finite). */
+void lmp_softmax_f32(float *x, int64_t n);
+/* log(sum_i exp(x[i])), computed as max + log(sum exp(x[i] - max)) with the sum in
+ * double. Returns -INFINITY for n == 0. */
+double lmp_logsumexp_f32(const float *x, int64_t n);
+
 #endif

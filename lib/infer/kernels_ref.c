@@ -1,0 +1,171 @@
+/*
+ * Reference (scalar, portable) kernels: the definition every SIMD variant is tested
+ * against, and the fallback on CPUs without AVX2. Weight rows are dequantized through the
+ * dtype traits table (lib/core/dtype.c), so any dtype with a to_f32 works here, including
+ * rows added later (k-quants). Dot products accumulate in f32 in index order (no
+ * -ffast-math, so the compiler keeps that order). Not tuned for speed.
+ */
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- weights */
+
+static void gen_to_f32(lmp_dtype dt, const void *row, int64_t k0, int64_t n, float *dst)
+{
+    const lmp_dtype_traits *t = lmp_dtype_info(dt);
+    const uint8_t *src = (const uint8_t *)row + (size_t)(k0 / t->block_size) * t->type_size;
+    t->to_f32(src, dst, n);
+}
+
+static float gen_dot(lmp_dtype dt, const void *row, const float *x, int64_t n)
+{
+    float buf[256]; /* multiple of every block size (QK_K = 256) */
+    float s = 0.0f;
+    for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        int64_t c = n - k0 < 256 ? n - k0 : 256;
+        gen_to_f32(dt, row, k0, c, buf);
+        for (int64_t k = 0; k < c; k++)
+            s += x[k0 + k] * buf[k];
+    }
+    return s;
+}
+
+/* One trampoline pair per dtype so the table holds plain function pointers. */
+#define REF_DT(nm, DT)                                                                   \
+    static void ref_to_##nm(const void *row, int64_t k0, int64_t n, float *dst)          \
+    {                                                                                    \
+        gen_to_f32(DT, row, k0, n, dst);                                                 \
+    }                                                                                    \
+    static float ref_dot_##nm(const void *row, const float *x, int64_t n)                \
+    {                                                                                    \
+        return gen_dot(DT, row, x, n);                                                   \
+    }
+REF_DT(f32, LMP_DT_F32)
+REF_DT(f16, LMP_DT_F16)
+REF_DT(bf16, LMP_DT_BF16)
+REF_DT(q4_0, LMP_DT_Q4_0)
+REF_DT(q4_1, LMP_DT_Q4_1)
+REF_DT(q5_0, LMP_DT_Q5_0)
+REF_DT(q5_1, LMP_DT_Q5_1)
+REF_DT(q8_0, LMP_DT_Q8_0)
+REF_DT(q2_k, LMP_DT_Q2_K)
+REF_DT(q3_k, LMP_DT_Q3_K)
+REF_DT(q4_k, LMP_DT_Q4_K)
+REF_DT(q5_k, LMP_DT_Q5_K)
+REF_DT(q6_k, LMP_DT_Q6_K)
+
+/* ---------------------------------------------------------------- packing, ukr */
+
+void lmp_k_pack_w_generic(const float *src, int64_t lds, int rows, int64_t kc, int nr,
+                          float *wp)
+{
+    for (int j = 0; j < rows; j++)
+        for (int64_t k = 0; k < kc; k++)
+            wp[k * nr + j] = src[j * lds + k];
+    for (int j = rows; j < nr; j++)
+        for (int64_t k = 0; k < kc; k++)
+            wp[k * nr + j] = 0.0f;
+}
+
+void lmp_k_pack_x(const float *x, int64_t ldx, int rows, int64_t K, int mr, float *xp)
+{
+    for (int i = 0; i < rows; i++)
+        for (int64_t k = 0; k < K; k++)
+            xp[k * mr + i] = x[i * ldx + k];
+    for (int i = rows; i < mr; i++)
+        for (int64_t k = 0; k < K; k++)
+            xp[k * mr + i] = 0.0f;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static float ref_h_dot_f32(const float *a, const float *b, int64_t n)
+{
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void ref_axpy_f32(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / (double)(n > 0 ? n : 1) + eps));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] * scale * w[i];
+}
+
+static void ref_silu_mul(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void ref_softmax(float *x, int64_t n)
+{
+    if (n <= 0)
+        return;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        s += x[i];
+    }
+    float inv = (float)(1.0 / s);
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+static double ref_logsumexp(const float *x, int64_t n)
+{
+    if (n <= 0)
+        return -INFINITY;
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    if (isinf(mx))
+        return mx;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += expf(x[i] - mx);
+    return mx + log(s);
+}
+
+void lmp_kimpl_fill_ref(lmp_kimpl *k)
+{
+    memset(k, 0, sizeof *k);
+    k->name = "ref";
+#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, NULL}
+    SET(LMP_DT_F32, f32);
+    SET(LMP_DT_F16, f16);
+    SET(LMP_DT_BF16, bf16);
+    SET(LMP_DT_Q4_0, q4_0);
+    SET(LMP_DT_Q4_1, q4_1);
+    SET(LMP_DT_Q5_0, q5_0);
+    SET(LMP_DT_Q5_1, q5_1);
+    SET(LMP_DT_Q8_0, q8_0);
+    SET(LMP_DT_Q2_K, q2_k);
+    SET(LMP_DT_Q3_K, q3_k);
+    SET(LMP_DT_Q4_K, q4_k);
+    SET(LMP_DT_Q5_K, q5_k);
+    SET(LMP_DT_Q6_K, q6_k);
+#undef SET
+    k->dot_f32 = ref_h_dot_f32;
+    k->axpy_f32 = ref_axpy_f32;
+    k->rmsnorm = ref_rmsnorm;
+    k->silu_mul = ref_silu_mul;
+    k->softmax = ref_softmax;
+    k->logsumexp = ref_logsumexp;
+}

@@ -1,0 +1,253 @@
+/*
+ * lib/infer kernels: lmp_gemm for every weight dtype and every variant this CPU has (ref,
+ * avx2, avx512), against a double-precision product of the dequantized weights, on shapes
+ * that exercise both regimes (M = 1..3 streaming rows, M >= 4 tiled) and every tile edge
+ * (N, M, K not multiples of the register tile or the K block); bitwise equality between
+ * 1 and 2 threads; the helper kernels against their formulas.
+ */
+#include "lib/infer/kernels.h"
+#include "test.h"
+
+#include <math.h>
+#include <omp.h>
+
+#define SEED 20240611u
+/* |y - y_exact| <= TOL * sum_k |x_k| |w_k| (+ |bias|): f32 accumulation in any order. */
+#define TOL_GEMM 1e-5
+/* The _1 block types fold the offset as m * sum(x) in the SIMD dots, so the rounding
+ * scales with |q d| + |m| rather than |w|; a looser bound for them. */
+#define TOL_GEMM_OFFSET 1e-4
+#define TOL_HELPER 1e-5
+
+typedef struct { int64_t M, N, K; } shape;
+
+static const shape k_shapes[] = {
+    {1, 67, 96},  {2, 67, 96},   {3, 67, 96},    {4, 67, 96},  {17, 67, 96},
+    {64, 67, 64}, {130, 67, 96}, {17, 67, 4096}, {1, 40, 4096}, {130, 33, 512},
+    {13, 64, 256}, {12, 32, 64},
+};
+/* dense types also take any K */
+static const shape k_dense_shapes[] = {{5, 37, 67}, {13, 70, 300}, {1, 9, 13}, {24, 31, 17}};
+
+static void fill_normal(lmp_rng *r, float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = lmp_rng_normal(r) * scale;
+}
+
+/* Checks one (dtype, variant, shape, bias) case; returns false on failure. */
+static bool check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uint64_t seed)
+{
+    const lmp_dtype_traits *t = lmp_dtype_info(dt);
+    const int64_t M = s.M, N = s.N, K = s.K;
+    lmp_rng r;
+    lmp_rng_seed(&r, seed);
+    float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * N * K);
+    float *Wd = malloc(sizeof(float) * N * K), *bias = malloc(sizeof(float) * N);
+    float *Y1 = malloc(sizeof(float) * M * N), *Y2 = malloc(sizeof(float) * M * N);
+    size_t rb = lmp_dtype_row_bytes(dt, K);
+    uint8_t *Wq = malloc(rb * N);
+    fill_normal(&r, X, M * K, 1.0f);
+    fill_normal(&r, Wf, N * K, 0.05f);
+    fill_normal(&r, bias, N, 0.5f);
+    for (int64_t n = 0; n < N; n++) {
+        t->from_f32(Wf + n * K, Wq + n * rb, K);
+        t->to_f32(Wq + n * rb, Wd + n * K, K);
+    }
+    lmp_wmat W = {dt, N, K, Wq, rb};
+    const float *b = with_bias ? bias : NULL;
+
+    lmp_set_num_threads(1);
+    lmp_gemm(Y1, X, &W, b, M);
+    lmp_set_num_threads(2);
+    for (int64_t i = 0; i < M * N; i++)
+        Y2[i] = NAN;
+    lmp_gemm(Y2, X, &W, b, M);
+
+    const double tol = (dt == LMP_DT_Q4_1 || dt == LMP_DT_Q5_1) ? TOL_GEMM_OFFSET : TOL_GEMM;
+    double worst = 0.0;
+    int64_t wm = 0, wn = 0, nbad = 0;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double e = b ? b[n] : 0.0, mag = b ? fabs(b[n]) : 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                e += (double)X[m * K + k] * Wd[n * K + k];
+                mag += fabs((double)X[m * K + k] * Wd[n * K + k]);
+            }
+            double err = fabs(Y1[m * N + n] - e) / (mag > 0 ? mag : 1.0);
+            if (!(err <= tol)) {
+                if (nbad++ < 3)
+                    fprintf(stderr, "  %s/%s M=%ld N=%ld K=%ld: Y[%ld][%ld] = %.8g, want %.8g\n",
+                            t->name, lmp_isa_name(isa), (long)M, (long)N, (long)K, (long)m,
+                            (long)n, Y1[m * N + n], e);
+                err = INFINITY; /* NaN too */
+            }
+            if (err > worst) {
+                worst = err;
+                wm = m;
+                wn = n;
+            }
+        }
+    bool same = memcmp(Y1, Y2, sizeof(float) * M * N) == 0;
+    CHECK(worst <= tol, "%s/%s M=%ld N=%ld K=%ld bias=%d: worst rel err %.3g at [%ld][%ld] "
+          "(tol %.0e), %ld bad, seed %llu", t->name, lmp_isa_name(isa), (long)M, (long)N,
+          (long)K, with_bias, worst, (long)wm, (long)wn, tol, (long)nbad,
+          (unsigned long long)seed);
+    CHECK(same, "%s/%s M=%ld N=%ld K=%ld: 1 and 2 threads differ", t->name,
+          lmp_isa_name(isa), (long)M, (long)N, (long)K);
+    if (getenv("LMP_TEST_VERBOSE"))
+        printf("  %-5s %-6s M=%-4ld N=%-3ld K=%-5ld bias=%d worst %.2e\n", t->name,
+               lmp_isa_name(isa), (long)M, (long)N, (long)K, with_bias, worst);
+    free(X), free(Wf), free(Wd), free(bias), free(Y1), free(Y2), free(Wq);
+    return worst <= tol && same;
+}
+
+static void test_gemm(const lmp_isa *isas, int nisa)
+{
+    static const lmp_dtype dts[] = {LMP_DT_F32,  LMP_DT_F16,  LMP_DT_BF16, LMP_DT_Q8_0,
+                                    LMP_DT_Q4_0, LMP_DT_Q4_1, LMP_DT_Q5_0, LMP_DT_Q5_1};
+    for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+        CHECK(lmp_gemm_supports(dts[d]), "%s supported", lmp_dtype_info(dts[d])->name);
+        bool dense = lmp_dtype_info(dts[d])->block_size == 1;
+        for (int i = 0; i < nisa; i++) {
+            lmp_kernels_set_isa(isas[i]);
+            uint64_t seed = SEED + 1000 * d;
+            for (size_t s = 0; s < sizeof k_shapes / sizeof *k_shapes; s++)
+                check_gemm(dts[d], isas[i], k_shapes[s], (s & 1) == 0, seed++);
+            check_gemm(dts[d], isas[i], k_shapes[4], true, seed++);
+            check_gemm(dts[d], isas[i], k_shapes[4], false, seed++);
+            if (dense)
+                for (size_t s = 0; s < sizeof k_dense_shapes / sizeof *k_dense_shapes; s++)
+                    check_gemm(dts[d], isas[i], k_dense_shapes[s], s & 1, seed++);
+        }
+    }
+    CHECK(!lmp_gemm_supports(LMP_DT_I32), "i32 weights are not supported");
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static double relerr(double got, double want, double scale)
+{
+    return fabs(got - want) / (scale > 0 ? scale : 1.0);
+}
+
+static void test_helpers(lmp_isa isa, uint64_t seed)
+{
+    static const int64_t ns[] = {0, 1, 7, 16, 33, 100, 1000};
+    const char *nm = lmp_isa_name(isa);
+    lmp_kernels_set_isa(isa);
+    lmp_rng r;
+    lmp_rng_seed(&r, seed);
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+        const int64_t n = ns[t];
+        float *a = malloc(sizeof(float) * (n + 1)), *b = malloc(sizeof(float) * (n + 1));
+        float *y = malloc(sizeof(float) * (n + 1)), *w = malloc(sizeof(float) * (n + 1));
+        fill_normal(&r, a, n, 2.0f);
+        fill_normal(&r, b, n, 1.0f);
+        fill_normal(&r, w, n, 1.0f);
+        double worst;
+
+        /* dot */
+        double e = 0, mag = 0;
+        for (int64_t i = 0; i < n; i++)
+            e += (double)a[i] * b[i], mag += fabs((double)a[i] * b[i]);
+        CHECK(relerr(lmp_dot_f32(a, b, n), e, mag) <= TOL_HELPER, "%s dot n=%ld", nm, (long)n);
+
+        /* axpy */
+        memcpy(y, b, sizeof(float) * n);
+        lmp_axpy_f32(y, 0.75f, a, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double want = b[i] + 0.75 * a[i];
+            double er = relerr(y[i], want, fabs(b[i]) + fabs(0.75 * a[i]));
+            worst = er > worst ? er : worst;
+        }
+        CHECK(worst <= TOL_HELPER, "%s axpy n=%ld: worst %.3g", nm, (long)n, worst);
+
+        /* rmsnorm, also in place */
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++)
+            ss += (double)a[i] * a[i];
+        double sc = 1.0 / sqrt(ss / (n ? n : 1) + 1e-5);
+        lmp_rmsnorm(y, a, w, n, 1e-5f);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double want = a[i] * sc * w[i];
+            double er = relerr(y[i], want, fabs(want));
+            worst = er > worst ? er : worst;
+        }
+        memcpy(b, a, sizeof(float) * n);
+        lmp_rmsnorm(b, b, w, n, 1e-5f);
+        CHECK(worst <= TOL_HELPER && memcmp(b, y, sizeof(float) * n) == 0,
+              "%s rmsnorm n=%ld: worst %.3g", nm, (long)n, worst);
+
+        /* silu_mul (gate values spanning the exp range, including saturation) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i] * 10.0f;
+        if (n > 3)
+            y[0] = -200.0f, y[1] = 200.0f, y[2] = 0.0f;
+        memcpy(b, y, sizeof(float) * n);
+        lmp_silu_mul(y, w, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double g = b[i], want = g / (1.0 + exp(-g)) * w[i];
+            double er = relerr(y[i], want, fabs(want) + 1e-30);
+            worst = er > worst ? er : worst;
+        }
+        CHECK(worst <= TOL_HELPER, "%s silu_mul n=%ld: worst %.3g", nm, (long)n, worst);
+
+        /* softmax with a -inf entry and a wide range */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i] * 20.0f;
+        if (n > 2)
+            y[1] = -INFINITY;
+        memcpy(b, y, sizeof(float) * n);
+        double mx = -INFINITY, se = 0;
+        for (int64_t i = 0; i < n; i++)
+            mx = b[i] > mx ? b[i] : mx;
+        for (int64_t i = 0; i < n; i++)
+            se += exp((double)b[i] - mx);
+        lmp_softmax_f32(y, n);
+        worst = 0;
+        double tot = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double want = exp((double)b[i] - mx) / se;
+            double er = fabs(y[i] - want) / (want > 1e-30 ? want : 1.0);
+            if (want < 1e-30) /* underflow region: absolute */
+                er = fabs(y[i]) > 1e-30 ? 1 : 0;
+            worst = er > worst ? er : worst;
+            tot += y[i];
+        }
+        CHECK(worst <= TOL_HELPER && (n == 0 || fabs(tot - 1) < 1e-5),
+              "%s softmax n=%ld: worst %.3g, sum %.8g", nm, (long)n, worst, tot);
+
+        /* logsumexp */
+        double lse = lmp_logsumexp_f32(b, n);
+        double want = n ? mx + log(se) : -INFINITY;
+        CHECK((n == 0 && lse == -INFINITY) || fabs(lse - want) <= 1e-6 * (1 + fabs(want)),
+              "%s logsumexp n=%ld: %.10g want %.10g", nm, (long)n, lse, want);
+        free(a), free(b), free(y), free(w);
+    }
+}
+
+int main(void)
+{
+    lmp_isa isas[3];
+    int nisa = 0;
+    for (lmp_isa i = LMP_ISA_REF; i <= LMP_ISA_AVX512; i++) {
+        if (lmp_kernels_set_isa(i) == i)
+            isas[nisa++] = i;
+        else
+            SKIP("variant %s: not available on this CPU", lmp_isa_name(i));
+    }
+    CHECK(!strcmp(lmp_isa_name(LMP_ISA_AVX2), "avx2"), "isa name");
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
+    CHECK(lmp_kernels_isa() == isas[nisa - 1], "auto picks the best variant (%s)",
+          lmp_isa_name(lmp_kernels_isa()));
+
+    test_gemm(isas, nisa);
+    for (int i = 0; i < nisa; i++)
+        test_helpers(isas[i], SEED + 77 + i);
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
+    return test_finish();
+}
