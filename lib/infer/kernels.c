@@ -162,6 +162,13 @@ static float *xp_buffer(size_t nfloat)
     return tl_xp;
 }
 
+void lmp_kernels_scratch_free(void)
+{
+    free(tl_xp);
+    tl_xp = NULL;
+    tl_xp_cap = 0;
+}
+
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                       int64_t M, const lmp_kdt *d)
 {
@@ -287,16 +294,17 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
     const int64_t N = W->rows, K = W->cols;
     if (M <= 0 || N <= 0)
         return;
-    const lmp_kdt *d = &k->dt[W->dtype];
-    if (K == 0 || !d->dot) {
+    const bool ok = lmp_gemm_supports(W->dtype);
+    if (K == 0 || !ok) {
         /* nothing to sum (an unsupported dtype is a caller bug: lmp_gemm_supports) */
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++)
                 Y[m * N + n] = bias ? bias[n] : 0.0f;
-        if (!d->dot)
-            lmp_warn("lmp_gemm: no kernel for dtype %s", lmp_dtype_info(W->dtype)->name);
+        if (!ok)
+            lmp_warn("lmp_gemm: no kernel for weights of dtype %d", (int)W->dtype);
         return;
     }
+    const lmp_kdt *d = &k->dt[W->dtype];
     if (k->ukr && M >= g_small_m) {
         const int64_t mtiles = (M + k->mr - 1) / k->mr;
         float *xp = xp_buffer((size_t)(mtiles * k->mr * K));

@@ -35,6 +35,11 @@ bool lmp_gemm_supports(lmp_dtype dt);
  * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
 
+/* lmp_gemm keeps a per-calling-thread buffer for the packed copy of X (M x K floats of
+ * the largest call with M >= 16, reused across calls). This frees the calling thread's
+ * buffer; optional (e.g. after prompt processing, or before a thread exits). */
+void lmp_kernels_scratch_free(void);
+
 /* ---------------------------------------------------------------- small kernels
  * Vector helpers for attention and norms. Same variant selection as lmp_gemm; single
  * threaded (the caller parallelizes over heads/rows); each result depends only on the

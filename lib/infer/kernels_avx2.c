@@ -187,6 +187,50 @@ DENSE(f32, float)
 DENSE(f16, uint16_t)
 DENSE(bf16, uint16_t)
 
+/* Four rows of X against one weight row, the weights decoded once: the streaming path
+ * for small M (rows past nx repeat row 0 and are discarded). */
+#define DENSE_DOTN(nm, T)                                                                \
+    T256 static void dotn_##nm(const void *row, const float *x, int64_t ldx, int nx,     \
+                               int64_t n, float *out)                                    \
+    {                                                                                    \
+        const T *w = row;                                                                \
+        const float *xr[4] = {x, nx > 1 ? x + ldx : x, nx > 2 ? x + 2 * ldx : x,         \
+                              nx > 3 ? x + 3 * ldx : x};                                 \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                      \
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                       \
+        int64_t i = 0;                                                                   \
+        for (; i + 16 <= n; i += 16) {                                                   \
+            const __m256 w0 = load_##nm(w + i), w1 = load_##nm(w + i + 8);               \
+            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[0] + i), a0);                    \
+            b0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[0] + i + 8), b0);                \
+            a1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[1] + i), a1);                    \
+            b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[1] + i + 8), b1);                \
+            a2 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[2] + i), a2);                    \
+            b2 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[2] + i + 8), b2);                \
+            a3 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[3] + i), a3);                    \
+            b3 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr[3] + i + 8), b3);                \
+        }                                                                                \
+        for (; i + 8 <= n; i += 8) {                                                     \
+            const __m256 w0 = load_##nm(w + i);                                          \
+            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[0] + i), a0);                    \
+            a1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[1] + i), a1);                    \
+            a2 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[2] + i), a2);                    \
+            a3 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr[3] + i), a3);                    \
+        }                                                                                \
+        float r[4] = {hsum(_mm256_add_ps(a0, b0)), hsum(_mm256_add_ps(a1, b1)),          \
+                      hsum(_mm256_add_ps(a2, b2)), hsum(_mm256_add_ps(a3, b3))};         \
+        for (; i < n; i++) {                                                             \
+            const float wi = sc_##nm(w + i);                                             \
+            for (int j = 0; j < 4; j++)                                                  \
+                r[j] += wi * xr[j][i];                                                   \
+        }                                                                                \
+        for (int j = 0; j < nx; j++)                                                     \
+            out[j] = r[j];                                                               \
+    }
+DENSE_DOTN(f32, float)
+DENSE_DOTN(f16, uint16_t)
+DENSE_DOTN(bf16, uint16_t)
+
 /* Block decoders: the 32 quants of a block as four float vectors (elements 0-7, 8-15,
  * 16-23, 24-31), unscaled, plus d (and m for the _1 types); value = q * d (+ m). */
 T256 static inline void dq_q8_0(const lmp_block_q8_0 *b, __m256 q[4], float *d, float *m)
@@ -321,6 +365,48 @@ BLOCK_KERNELS(q4_0, lmp_block_q4_0, 0)
 BLOCK_KERNELS(q4_1, lmp_block_q4_1, 1)
 BLOCK_KERNELS(q5_0, lmp_block_q5_0, 0)
 BLOCK_KERNELS(q5_1, lmp_block_q5_1, 1)
+
+#define BLOCK_DOTN(nm, BT, HAS_M)                                                        \
+    T256 static void dotn_##nm(const void *row, const float *x, int64_t ldx, int nx,     \
+                               int64_t n, float *out)                                    \
+    {                                                                                    \
+        const BT *b = row;                                                               \
+        const float *xr[4] = {x, nx > 1 ? x + ldx : x, nx > 2 ? x + 2 * ldx : x,         \
+                              nx > 3 ? x + 3 * ldx : x};                                 \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                      \
+        __m256 m0 = a0, m1 = a0, m2 = a0, m3 = a0;                                       \
+        for (int64_t i = 0; i < n / 32; i++) {                                           \
+            __m256 q[4];                                                                 \
+            float d, m;                                                                  \
+            dq_##nm(b + i, q, &d, &m);                                                   \
+            const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);                 \
+            (void)vm;                                                                    \
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                          \
+            {                                                                            \
+                const float *xb = xr[r] + 32 * i;                                        \
+                const __m256 y0 = _mm256_loadu_ps(xb), y1 = _mm256_loadu_ps(xb + 8);     \
+                const __m256 y2 = _mm256_loadu_ps(xb + 16), y3 = _mm256_loadu_ps(xb + 24); \
+                __m256 t = _mm256_fmadd_ps(q[1], y1, _mm256_mul_ps(q[0], y0));           \
+                t = _mm256_fmadd_ps(q[2], y2, t);                                        \
+                t = _mm256_fmadd_ps(q[3], y3, t);                                        \
+                __m256 *acc = r == 0 ? &a0 : r == 1 ? &a1 : r == 2 ? &a2 : &a3;           \
+                __m256 *accm = r == 0 ? &m0 : r == 1 ? &m1 : r == 2 ? &m2 : &m3;          \
+                *acc = _mm256_fmadd_ps(t, vd, *acc);                                     \
+                if (HAS_M)                                                               \
+                    *accm = _mm256_fmadd_ps(                                             \
+                        _mm256_add_ps(_mm256_add_ps(y0, y1), _mm256_add_ps(y2, y3)), vm, *accm); \
+            }                                                                            \
+        }                                                                                \
+        const __m256 s[4] = {_mm256_add_ps(a0, m0), _mm256_add_ps(a1, m1),               \
+                             _mm256_add_ps(a2, m2), _mm256_add_ps(a3, m3)};              \
+        for (int j = 0; j < nx; j++)                                                     \
+            out[j] = hsum(s[j]);                                                         \
+    }
+BLOCK_DOTN(q8_0, lmp_block_q8_0, 0)
+BLOCK_DOTN(q4_0, lmp_block_q4_0, 0)
+BLOCK_DOTN(q4_1, lmp_block_q4_1, 1)
+BLOCK_DOTN(q5_0, lmp_block_q5_0, 0)
+BLOCK_DOTN(q5_1, lmp_block_q5_1, 1)
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -468,7 +554,7 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->ukr = ukr_6x16;
     k->pack_w = pack_w_16;
     k->pack_x = pack_x_6;
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){to_##nm, dot_##nm, NULL}
+#define SET(DT, nm) k->dt[DT] = (lmp_kdt){to_##nm, dot_##nm, dotn_##nm}
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);

@@ -32,7 +32,29 @@ static float gen_dot(lmp_dtype dt, const void *row, const float *x, int64_t n)
     return s;
 }
 
-/* One trampoline pair per dtype so the table holds plain function pointers. */
+/* Up to 4 rows of X against one weight row, each decoded chunk shared by the rows; per
+ * row the arithmetic is exactly gen_dot's (same chunks, same order). */
+static void gen_dotn(lmp_dtype dt, const void *row, const float *x, int64_t ldx, int nx,
+                     int64_t n, float *out)
+{
+    float buf[256];
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t k0 = 0; k0 < n; k0 += 256) {
+        int64_t c = n - k0 < 256 ? n - k0 : 256;
+        gen_to_f32(dt, row, k0, c, buf);
+        for (int r = 0; r < nx; r++) {
+            const float *xr = x + r * ldx + k0;
+            float a = s[r];
+            for (int64_t k = 0; k < c; k++)
+                a += xr[k] * buf[k];
+            s[r] = a;
+        }
+    }
+    for (int r = 0; r < nx; r++)
+        out[r] = s[r];
+}
+
+/* One trampoline set per dtype so the table holds plain function pointers. */
 #define REF_DT(nm, DT)                                                                   \
     static void ref_to_##nm(const void *row, int64_t k0, int64_t n, float *dst)          \
     {                                                                                    \
@@ -41,6 +63,11 @@ static float gen_dot(lmp_dtype dt, const void *row, const float *x, int64_t n)
     static float ref_dot_##nm(const void *row, const float *x, int64_t n)                \
     {                                                                                    \
         return gen_dot(DT, row, x, n);                                                   \
+    }                                                                                    \
+    static void ref_dotn_##nm(const void *row, const float *x, int64_t ldx, int nx,      \
+                              int64_t n, float *out)                                     \
+    {                                                                                    \
+        gen_dotn(DT, row, x, ldx, nx, n, out);                                           \
     }
 REF_DT(f32, LMP_DT_F32)
 REF_DT(f16, LMP_DT_F16)
@@ -147,7 +174,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
 {
     memset(k, 0, sizeof *k);
     k->name = "ref";
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, NULL}
+#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, ref_dotn_##nm}
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);
