@@ -142,13 +142,16 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
             rc = lmp_err(LMP_EUNSUPPORTED, "%s: row too large", t->name);
             break;
         }
+        size_t in_row = rows ? t->nbytes / (size_t)rows : 0;
         for (int64_t r = 0; r < rows && rc == 0; r += per) {
             int64_t nr = rows - r < per ? rows - r : per;
+            if (r + nr < rows) /* read the next chunk while this one is converted and written */
+                lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r + nr) * in_row,
+                                  (size_t)(rows - r - nr < per ? rows - r - nr : per) * in_row);
             rc = convert_rows(it, r, nr, buf, tmp, maxcols, &res->f16_overflow);
             if (rc == 0)
                 rc = wr(ctx, buf, (size_t)nr * out_row);
             if (!it->perm_heads) { /* rows consumed in order: drop their pages */
-                size_t in_row = t->nbytes / (size_t)rows;
                 lmp_mmap_release((const uint8_t *)t->data + (size_t)r * in_row, (size_t)nr * in_row);
             }
             res->bytes_out += (uint64_t)nr * out_row;

@@ -166,6 +166,8 @@ void lmp_mmap_close(lmp_mmap *m); /* accepts NULL and zeroed structs */
  * resident set; a later access reads them again. Streaming readers call it on what they
  * have consumed so that RSS stays bounded however large the file is. */
 void lmp_mmap_release(const void *p, size_t n);
+/* Asks the kernel to start reading [p, p+n) of a file mapping now (readahead). */
+void lmp_mmap_prefetch(const void *p, size_t n);
 
 /* Output file written under "<path>.tmp.<pid>" and renamed onto `path` only by
  * lmp_outfile_commit; lmp_outfile_abort (or a commit failure) removes the temporary.

@@ -72,6 +72,16 @@ void lmp_mmap_release(const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+void lmp_mmap_prefetch(const void *p, size_t n)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    if (n)
+        madvise((void *)a, (uintptr_t)p + n - a, MADV_WILLNEED);
+}
+
 /* ---------------------------------------------------------------- atomic output */
 
 int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Prompt processing (pp512) and generation (tg128) tokens/s with 2 threads for generated
+# models shaped like SmolLM2-135M, Qwen2.5-0.5B and TinyLlama-1.1B in f32, f16, bf16, q8_0
+# and q4_0, each GGUF run by lmpress (build/bench/bench_engine) and, when LLAMA_BIN points
+# at a local llama.cpp build (its bin/ folder, never committed), by llama-bench on the
+# same file in the same run.
+# Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin sh tests/bench/bench_engine.sh [WORKDIR]
+set -eu
+L=${LMP_BIN:-build/lmpress}
+BE=${BENCH_ENGINE:-$(dirname "$L")/bench/bench_engine}
+W=${1:-${TMPDIR:-/tmp}/lmpress-bench-engine}
+T=${THREADS:-2}
+MODELS=${MODELS:-"smollm2-135m qwen2.5-0.5b tinyllama-1.1b"}
+TYPES=${TYPES:-"f32 f16 bf16 q8_0 q4_0"}
+mkdir -p "$W"
+printf '%-16s %-5s %12s %12s %12s %12s %8s %8s\n' model type "lmp pp512" "llama pp512" "lmp tg128" "llama tg128" "pp ratio" "tg ratio"
+for m in $MODELS; do
+    [ -d "$W/$m" ] || "$L" synth --preset "$m" -o "$W/$m" > /dev/null
+    for t in $TYPES; do
+        g="$W/$m-$t.gguf"
+        if [ ! -f "$g" ]; then
+            case $t in
+                f32|f16|bf16) "$L" convert "$W/$m" -o "$g" --dtype "$t" > /dev/null ;;
+                *) "$L" quantize "$W/$m" -o "$g" --type "$t" > /dev/null 2>&1 ;;
+            esac
+        fi
+        set -- $("$BE" "$g" -t "$T" -r 3 | awk '{print $4, $9}')
+        lpp=$1; ltg=$2
+        cpp=-; ctg=-
+        if [ -n "${LLAMA_BIN:-}" ] && [ -x "$LLAMA_BIN/llama-bench" ]; then
+            out=$("$LLAMA_BIN/llama-bench" -m "$g" -t "$T" -p 512 -n 128 -r 3 -o csv 2>/dev/null || true)
+            cpp=$(echo "$out" | python3 -c 'import csv,sys
+r=list(csv.DictReader(sys.stdin))
+pp=[x for x in r if x["n_prompt"]=="512" and x["n_gen"]=="0"]; tg=[x for x in r if x["n_gen"]=="128" and x["n_prompt"]=="0"]
+print(pp[0]["avg_ts"] if pp else "-", tg[0]["avg_ts"] if tg else "-")')
+            ctg=${cpp#* }; cpp=${cpp% *}
+        fi
+        awk -v m="$m" -v t="$t" -v a="$lpp" -v b="$cpp" -v c="$ltg" -v d="$ctg" 'BEGIN {
+            r1 = (b + 0 > 0) ? sprintf("%.2f", a / b) : "-"; r2 = (d + 0 > 0) ? sprintf("%.2f", c / d) : "-";
+            printf "%-16s %-5s %12.1f %12s %12.1f %12s %8s %8s\n", m, t, a, b, c, d, r1, r2 }'
+    done
+done
