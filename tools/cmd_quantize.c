@@ -1,10 +1,15 @@
 /*
- * lmpress quantize: GGUF quantization with llama.cpp's types and per-tensor mixes
- * (round-to-nearest). Parses options, converts an HF checkpoint to a temporary GGUF with
- * formats' lmp_convert when needed, and makes one lib/quant call.
+ * lmpress quantize: two paths sharing one option table.
+ *   GGUF (--type): llama.cpp's types and per-tensor mixes (round-to-nearest). Converts an
+ *   HF checkpoint to a temporary GGUF with formats' lmp_convert when needed, and makes one
+ *   lib/quant call.
+ *   Integer groups (--method gptq|rtn): calibrated layer-by-layer GPTQ or RTN written as
+ *   a GPTQ or compressed-tensors folder: one formats/qmodel.h call (lmp_qmodel_quantize).
  */
 #include "cli.h"
 #include "formats/formats.h"
+#include "formats/qmodel.h"
+#include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 
 #include <stdio.h>
@@ -30,36 +35,280 @@ static void print_tensor(void *ctx, const lmp_gguf_quant_tensor_info *t)
             t->bytes_in / 1048576.0, t->bytes_out / 1048576.0, err, t->note[0] ? "  " : "", t->note);
 }
 
+/* ---------------------------------------------------------------- GPTQ / RTN ------ */
+
+typedef struct {
+    const char *method, *format, *calib, *calib_mode;
+    long long bits, group_size, samples, seqlen, seed;
+    double damp;
+    bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
+} int_opts;
+
+static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st)
+{
+    (void)ctx;
+    double we = -1, wr = -1;
+    const char *wn = "";
+    for (int k = 0; k < LMP_LIN_COUNT; k++)
+        if (st[k].err > we) {
+            we = st[k].err;
+            wr = st[k].err_rtn;
+            wn = lmp_linear_name(st[k].which);
+        }
+    if (we >= 0 && wr >= 0)
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)\n", layer + 1, n_layers,
+                layer, seconds, we, wn, wr);
+    else if (we >= 0)
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer,
+                seconds, we, wn);
+    else
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+}
+
+static int quantize_int(const char *model, const char *out, const int_opts *o)
+{
+    lmp_qmodel_quant_params p;
+    lmp_qmodel_quant_default_params(&p);
+    const char *method = o->method ? o->method : "gptq";
+    if (strcmp(method, "gptq") == 0)
+        p.pipe.method = LMP_QMETHOD_GPTQ;
+    else if (strcmp(method, "rtn") == 0)
+        p.pipe.method = LMP_QMETHOD_RTN;
+    else {
+        fprintf(stderr, "lmpress quantize: --method must be gptq or rtn\n");
+        return 2;
+    }
+    if (o->sym && o->asym) {
+        fprintf(stderr, "lmpress quantize: --sym and --asym conflict\n");
+        return 2;
+    }
+    if (o->act_order && o->no_act_order) {
+        fprintf(stderr, "lmpress quantize: --act-order and --no-act-order conflict\n");
+        return 2;
+    }
+    p.pipe.sym = !o->asym;
+    if (o->no_act_order)
+        p.pipe.act_order = false;
+    if (p.pipe.method == LMP_QMETHOD_RTN) {
+        if (o->act_order) {
+            fprintf(stderr, "lmpress quantize: --act-order applies to GPTQ only\n");
+            return 2;
+        }
+        p.pipe.act_order = false;
+    }
+    p.pipe.true_sequential = !o->no_true_seq;
+    if (o->bits != -1) {
+        if (o->bits < 2 || o->bits > 8) {
+            fprintf(stderr, "lmpress quantize: --bits must be 2..8\n");
+            return 2;
+        }
+        p.pipe.bits = (int)o->bits;
+    }
+    if (o->group_size != -2) {
+        if (o->group_size == 0 || o->group_size < -1 || o->group_size > 1 << 20) {
+            fprintf(stderr, "lmpress quantize: --group-size must be positive, or -1 (one group per row)\n");
+            return 2;
+        }
+        p.pipe.group_size = (int)o->group_size;
+    }
+    if (o->damp >= 0) {
+        if (!(o->damp > 0 && o->damp < 1)) {
+            fprintf(stderr, "lmpress quantize: --damp must be in (0, 1)\n");
+            return 2;
+        }
+        p.pipe.damp = (float)o->damp;
+    }
+    const char *fmt = o->format ? o->format : "gptq";
+    if (strcmp(fmt, "gptq") == 0)
+        p.write.format = p.pipe.sym ? LMP_QFMT_GPTQ_V1 : LMP_QFMT_GPTQ_V2;
+    else if (strcmp(fmt, "gptq_v2") == 0 || strcmp(fmt, "gptq-v2") == 0)
+        p.write.format = LMP_QFMT_GPTQ_V2;
+    else if (strcmp(fmt, "compressed-tensors") == 0 || strcmp(fmt, "ct") == 0)
+        p.write.format = LMP_QFMT_CT_PACKED;
+    else {
+        fprintf(stderr, "lmpress quantize: --format must be gptq, gptq_v2 or compressed-tensors\n");
+        return 2;
+    }
+    if (strcmp(fmt, "gptq") == 0 && !p.pipe.sym && !o->json)
+        fprintf(stderr, "note: asymmetric GPTQ is written as checkpoint_format gptq_v2 (v1 stores zero-1, which "
+                        "overflows)\n");
+    if (o->samples != -1) {
+        if (o->samples < 1 || o->samples > 1 << 20) {
+            fprintf(stderr, "lmpress quantize: --calib-samples must be positive\n");
+            return 2;
+        }
+        p.calib.n_samples = (int)o->samples;
+    }
+    if (o->seqlen != -1) {
+        if (o->seqlen < 2 || o->seqlen > 1 << 20) {
+            fprintf(stderr, "lmpress quantize: --calib-seqlen must be at least 2\n");
+            return 2;
+        }
+        p.calib.seq_len = (int)o->seqlen;
+    }
+    if (o->seed != -1) {
+        if (o->seed < 0) {
+            fprintf(stderr, "lmpress quantize: --seed must be non-negative\n");
+            return 2;
+        }
+        p.calib.seed = (uint64_t)o->seed;
+    }
+    if (o->calib_mode) {
+        if (strcmp(o->calib_mode, "random") == 0)
+            p.calib.mode = LMP_CALIB_RANDOM;
+        else if (strcmp(o->calib_mode, "chunks") == 0)
+            p.calib.mode = LMP_CALIB_CHUNKS;
+        else {
+            fprintf(stderr, "lmpress quantize: --calib-mode must be random or chunks\n");
+            return 2;
+        }
+    }
+    if (p.pipe.method == LMP_QMETHOD_GPTQ && !o->calib) {
+        fprintf(stderr, "lmpress quantize: GPTQ needs calibration text: --calib FILE (plain or .gz)\n");
+        return 2;
+    }
+    p.calib_path = o->calib;
+    p.write.force = o->force;
+    p.pipe.on_layer_done = o->json ? NULL : print_layer;
+
+    lmp_qmodel_quant_result r;
+    int e = lmp_qmodel_quantize(model, out, &p, &r);
+    if (e) {
+        lmp_qmodel_quant_result_free(&r);
+        return cli_fail("quantize", e);
+    }
+    const lmp_qpipe_result *pr = &r.pipe;
+    const lmp_qmodel_write_stats *ws = &r.write;
+    double bpw_lin = ws->qparams ? ws->qbytes * 8.0 / (double)ws->qparams : 0;
+    double bpw_all = ws->params ? ws->bytes * 8.0 / (double)ws->params : 0;
+    int n_lin = pr->n_layers * LMP_LIN_COUNT, n_cmp = 0;
+    for (int i = 0; i < n_lin; i++)
+        n_cmp += pr->lin[i].err >= 0 && pr->lin[i].err_rtn >= 0;
+    const char *fname = lmp_qformat_name(p.write.format);
+    if (o->json) {
+        printf("{\"input\": ");
+        cli_json_str(model);
+        printf(", \"output\": ");
+        cli_json_str(out);
+        printf(", \"method\": \"%s\", \"format\": \"%s\", \"bits\": %d, \"group_size\": %d, \"sym\": %s, "
+               "\"act_order\": %s, \"damp\": %.6g, \"true_sequential\": %s, \"calib_samples\": %d, "
+               "\"calib_seqlen\": %d, \"calib_text_tokens\": %lld, \"activation_bytes\": %llu, "
+               "\"linears\": %d, \"quantized_params\": %llu, \"quantized_bytes\": %llu, \"bpw_linear\": %.4f, "
+               "\"params\": %llu, \"bytes\": %llu, \"bpw\": %.4f, \"worse_than_rtn\": %d, \"compared\": %d, "
+               "\"seconds\": %.4f, \"peak_rss\": %llu, \"layers\": [",
+               method, fname, p.pipe.bits, p.pipe.group_size, p.pipe.sym ? "true" : "false",
+               p.pipe.act_order ? "true" : "false", (double)p.pipe.damp, p.pipe.true_sequential ? "true" : "false",
+               pr->n_samples, pr->seq_len, (long long)r.calib_text_tokens, (unsigned long long)pr->act_bytes,
+               ws->n_quantized, (unsigned long long)ws->qparams, (unsigned long long)ws->qbytes, bpw_lin,
+               (unsigned long long)ws->params, (unsigned long long)ws->bytes, bpw_all, pr->n_worse_than_rtn,
+               n_cmp, r.seconds, (unsigned long long)r.peak_rss);
+        for (int i = 0; i < n_lin; i++) {
+            const lmp_qlinear_stats *st = &pr->lin[i];
+            printf("%s{\"name\": ", i ? ", " : "");
+            cli_json_str(st->name);
+            printf(", \"rows\": %lld, \"cols\": %lld, \"loss\": %.6g, \"err\": %.6g, \"err_rtn\": %.6g, "
+                   "\"seconds\": %.4f}",
+                   (long long)st->rows, (long long)st->cols, st->loss, st->err, st->err_rtn, st->seconds);
+        }
+        printf("]}\n");
+    } else {
+        if (o->verbose) {
+            printf("%-36s %-12s %12s %10s %10s %7s\n", "linear", "shape", "gptq loss", "err", "rtn err", "secs");
+            for (int i = 0; i < n_lin; i++) {
+                const lmp_qlinear_stats *st = &pr->lin[i];
+                char shape[32];
+                snprintf(shape, sizeof shape, "%lldx%lld", (long long)st->rows, (long long)st->cols);
+                printf("%-36s %-12s %12.5g %10.6f %10.6f %7.3f\n", st->name, shape, st->loss, st->err, st->err_rtn,
+                       st->seconds);
+            }
+        }
+        char b1[32], b2[32], b3[32];
+        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights, %.3f bits per weight; "
+               "folder tensors %s (%.3f bits per parameter overall)\n",
+               out, method, p.pipe.bits, p.pipe.group_size, p.pipe.sym ? "sym" : "asym",
+               p.pipe.act_order ? " act-order" : "", fname, ws->n_quantized, cli_bytes((double)ws->qbytes, b1, sizeof b1),
+               bpw_lin, cli_bytes((double)ws->bytes, b2, sizeof b2), bpw_all);
+        if (pr->n_samples)
+            printf("calibration: %d x %d tokens (of %lld in the text), activations %s\n", pr->n_samples, pr->seq_len,
+                   (long long)r.calib_text_tokens, cli_bytes((double)pr->act_bytes, b3, sizeof b3));
+        if (n_cmp && p.pipe.method == LMP_QMETHOD_GPTQ)
+            printf("GPTQ output error below RTN's on %d of %d linears; worst %.5f (%s)\n", n_cmp - pr->n_worse_than_rtn,
+                   n_cmp, pr->worst_err, pr->worst_name);
+        else if (n_cmp)
+            printf("worst output error %.5f (%s)\n", pr->worst_err, pr->worst_name);
+        printf("%.2fs, peak RSS %s\n", r.seconds, cli_bytes((double)r.peak_rss, b3, sizeof b3));
+    }
+    lmp_qmodel_quant_result_free(&r);
+    return 0;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *out = NULL, *type = NULL;
     cli_strlist tt = {0}, keep = {0};
     long long threads = 0;
     bool force = false, json = false, verbose = false, requant = false;
+    int_opts io = {0};
+    io.bits = -1;
+    io.group_size = -2;
+    io.samples = -1;
+    io.seqlen = -1;
+    io.seed = -1;
+    io.damp = -1;
     const cli_opt opts[] = {
-        {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file"},
+        {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
         {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
                                             "q3_k_l, q3_k_m, q3_k_s, q2_k, f16, bf16 or f32"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
+        {"method", 0, OPT_STR, &io.method, "M", "gptq or rtn: integer groups written as a GPTQ / compressed-tensors "
+                                                 "folder (instead of --type)"},
+        {"bits", 0, OPT_INT, &io.bits, "N", "--method: bits per weight, 2..8 (default 4)"},
+        {"group-size", 0, OPT_INT, &io.group_size, "N", "--method: columns per group, or -1 per row (default 128)"},
+        {"sym", 0, OPT_FLAG, &io.sym, NULL, "--method: symmetric (default)"},
+        {"asym", 0, OPT_FLAG, &io.asym, NULL, "--method: asymmetric (zero points)"},
+        {"act-order", 0, OPT_FLAG, &io.act_order, NULL, "GPTQ: columns by decreasing Hessian diagonal (default)"},
+        {"no-act-order", 0, OPT_FLAG, &io.no_act_order, NULL, "GPTQ: columns in order"},
+        {"no-true-sequential", 0, OPT_FLAG, &io.no_true_seq, NULL,
+         "GPTQ: all Hessians of a block from one pass over the original block"},
+        {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
+        {"format", 0, OPT_STR, &io.format, "F", "--method: gptq (v1; v2 when asymmetric), gptq_v2 or "
+                                                "compressed-tensors (default gptq)"},
+        {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ)"},
+        {"calib-samples", 0, OPT_INT, &io.samples, "N", "calibration windows (default 128)"},
+        {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, capped to the context)"},
+        {"calib-mode", 0, OPT_STR, &io.calib_mode, "M", "random (GPTQ's random windows, default) or chunks "
+                                                         "(consecutive, llama.cpp imatrix)"},
+        {"seed", 0, OPT_INT, &io.seed, "S", "seed of the random windows (default 0)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
-        {"verbose", 'v', OPT_FLAG, &verbose, NULL, "measure each tensor's relative RMS quantization error"},
+        {"verbose", 'v', OPT_FLAG, &verbose, NULL, "GGUF: measure each tensor's relative RMS error; --method: print "
+                                                   "the per-linear error table"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
     };
     const cli_cmd_info info = {
         "quantize", "MODEL -o OUT.gguf --type TYPE [--tensor-type REGEX=TYPE ...] [--keep REGEX ...] "
-                    "[--allow-requantize] [--force] [--verbose] [--json]",
+                    "[--allow-requantize] [--force] [--verbose] [--json]\n"
+                    "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
+                    "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
+                    "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
         "or .safetensors (converted to GGUF first, as `lmpress convert` does) or an f32/f16/bf16 GGUF.\n"
         "The _s/_m/_l types are llama.cpp's mixes: e.g. q4_k_m writes the output (or tied token embedding)\n"
         "and half of the attn_v and ffn_down tensors in q6_K. 1-D tensors and norms stay as they are. A\n"
         "tensor whose row length does not fit the block size falls back as llama.cpp does (q4_K -> q5_0,\n"
         "q6_K -> q8_0, ..., f16 when 32 does not divide it), and says so. The output appears only when\n"
-        "complete; per-tensor lines go to stderr when it is not a terminal, a progress bar when it is.",
+        "complete; per-tensor lines go to stderr when it is not a terminal, a progress bar when it is.\n\n"
+        "With --method, every linear layer is quantized to integer groups, layer by layer on calibration\n"
+        "text (GPTQ: Frantar et al. 2022, true-sequential, as AutoGPTQ; RTN: round to nearest), each block\n"
+        "seeing the outputs of the quantized blocks before it, and the model is written as a Hugging Face\n"
+        "folder in GPTQ or compressed-tensors (pack-quantized) layout; embeddings, norms and lm_head stay\n"
+        "as they are. Memory: the calibration activations, samples x seqlen x hidden x 4 bytes (128 x 2048\n"
+        "x 4096 is 4 GiB), plus one block. Per-layer lines and the output error ||WX-QX||/||WX|| against\n"
+        "RTN's go to stderr; --verbose prints the per-linear table.",
         NULL};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np), rc = 0;
@@ -69,6 +318,30 @@ int cmd_quantize(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     char *tmp = NULL;
+    io.force = force;
+    io.json = json;
+    io.verbose = verbose;
+    bool int_path = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2 || io.asym ||
+                    io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.samples != -1 ||
+                    io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.no_true_seq;
+    if (int_path) {
+        if (type || tt.n || keep.n || requant) {
+            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize (GGUF) and "
+                            "--method/--bits/--format/--calib (GPTQ, RTN) do not mix\n");
+            rc = 2;
+        } else if (np != 1 || !out) {
+            fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
+            rc = 2;
+        } else if (threads < 0) {
+            fprintf(stderr, "lmpress quantize: --threads must be positive\n");
+            rc = 2;
+        } else {
+            lmp_set_num_threads((int)threads);
+            lmp_quant_init();
+            rc = quantize_int(pos[0], out, &io);
+        }
+        goto done;
+    }
     if (np != 1 || !out || !type) {
         fprintf(stderr, "lmpress quantize: need MODEL, -o OUT and --type TYPE (see --help)\n");
         rc = 2;

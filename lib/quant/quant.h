@@ -141,5 +141,7 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
 
 /* Integer group quantization (lmp_qtensor, RTN, GPTQ): lib/quant/intquant.h */
 #include "intquant.h"
+/* Calibration and the layer-by-layer pipeline: lib/quant/pipeline.h */
+#include "pipeline.h"
 
 #endif

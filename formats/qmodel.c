@@ -1,0 +1,600 @@
+/*
+ * Quantized model folders (GPTQ v1/v2, compressed-tensors pack-quantized): the streaming
+ * writer, the reader that hands each linear back as a canonical lmp_qtensor, and the glue
+ * behind `lmpress quantize --method gptq|rtn`. See qmodel.h.
+ *
+ * Streaming with safetensors' header-first layout: every packed shape is known before
+ * the first forward pass, because it depends only on the linear's shape and the
+ * configuration. We pack an all-zero tensor once per distinct linear shape to learn the
+ * tensor names, dtypes and shapes (so this file never restates a packing rule), declare
+ * everything, write the unquantized tensors, and then each block as it arrives; the
+ * actual packing of each linear is checked against its declaration.
+ */
+#include "qmodel.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- writer ---------- */
+
+/* The declared layout of one packed linear shape. */
+typedef struct {
+    int64_t rows, cols;
+    int n;
+    char name[LMP_PACKED_MAX][LMP_MAX_NAME];
+    lmp_dtype dtype[LMP_PACKED_MAX];
+    int ndim[LMP_PACKED_MAX];
+    int64_t shape[LMP_PACKED_MAX][LMP_MAX_DIMS];
+} packed_shape;
+
+struct lmp_qmodel_writer {
+    const lmp_model *m;
+    const lmp_ckpt *ck;
+    lmp_intq_config qc;
+    lmp_qmodel_write_params p;
+    char *dir, *tmp;
+    lmp_st_writer *sw;
+    int n_layers, next_layer;
+    int *tensor_layer;   /* per ckpt tensor: -2 skip (a quantized linear's weight), -1 not in a block, else block */
+    packed_shape shapes[8];
+    int n_shapes;
+    bool gidx;           /* declared with g_idx */
+    lmp_qmodel_write_stats st;
+};
+
+void lmp_qmodel_write_default_params(lmp_qmodel_write_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->format = LMP_QFMT_GPTQ_V1;
+    p->scale_dtype = LMP_DT_F16;
+}
+
+static int pack_one(const lmp_qmodel_writer *w, const lmp_qtensor *q, lmp_packed_linear *out)
+{
+    return lmp_qformat_pack(w->p.format, q, w->qc.scale_dtype, out);
+}
+
+/* Shape table entry for [rows, cols], packing an empty tensor on first use. */
+static int shape_for(lmp_qmodel_writer *w, int64_t rows, int64_t cols, const char *name, const packed_shape **out)
+{
+    for (int i = 0; i < w->n_shapes; i++)
+        if (w->shapes[i].rows == rows && w->shapes[i].cols == cols) {
+            *out = &w->shapes[i];
+            return LMP_OK;
+        }
+    if (w->n_shapes == (int)(sizeof w->shapes / sizeof w->shapes[0]))
+        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: too many distinct linear shapes");
+    lmp_qtensor q;
+    int rc = lmp_qtensor_intgroup_init(&q, rows, cols, w->qc.bits, w->qc.group_size, w->qc.sym, w->gidx);
+    if (rc)
+        return rc;
+    snprintf(q.name, sizeof q.name, "%s", name);
+    if (q.ig.g_idx)
+        for (int64_t c = 0; c < cols; c++)
+            q.ig.g_idx[c] = (int32_t)(c / q.ig.gs);
+    lmp_packed_linear pl;
+    rc = pack_one(w, &q, &pl);
+    lmp_qtensor_free(&q);
+    if (rc)
+        return rc;
+    packed_shape *s = &w->shapes[w->n_shapes++];
+    s->rows = rows;
+    s->cols = cols;
+    s->n = pl.n;
+    for (int i = 0; i < pl.n; i++) {
+        snprintf(s->name[i], LMP_MAX_NAME, "%s", pl.t[i].name);
+        s->dtype[i] = pl.t[i].dtype;
+        s->ndim[i] = pl.t[i].ndim;
+        memcpy(s->shape[i], pl.t[i].shape, sizeof s->shape[i]);
+    }
+    lmp_packed_linear_free(&pl);
+    *out = s;
+    return LMP_OK;
+}
+
+/* Block index of an HF tensor name "model.layers.<N>.", else -1. */
+static int name_layer(const char *name)
+{
+    const char *pre = "model.layers.";
+    size_t k = strlen(pre);
+    if (strncmp(name, pre, k) != 0)
+        return -1;
+    char *end;
+    long v = strtol(name + k, &end, 10);
+    return end != name + k && *end == '.' && v >= 0 ? (int)v : -1;
+}
+
+static bool is_linear_weight(const char *name, int layer)
+{
+    char buf[LMP_MAX_NAME];
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        lmp_linear_hf_prefix(layer, (lmp_linear)w, buf, sizeof buf);
+        size_t k = strlen(buf);
+        if (strncmp(name, buf, k) == 0 && strcmp(name + k, ".weight") == 0)
+            return true;
+    }
+    return false;
+}
+
+static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
+{
+    int rc = lmp_st_writer_write(w->sw, t->data, t->nbytes);
+    if (rc == 0) {
+        w->st.bytes += t->nbytes;
+        w->st.params += (uint64_t)lmp_tensor_nelem(t);
+        w->st.n_tensors++;
+    }
+    return rc;
+}
+
+int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const char *dir,
+                           const lmp_intq_config *qc, const lmp_qmodel_write_params *p)
+{
+    *out = NULL;
+    const lmp_ckpt *ck = lmp_model_ckpt(m);
+    const lmp_config *cfg = lmp_model_config(m);
+    if (ck->kind == LMP_CKPT_GGUF)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "%s: GGUF input cannot be written as GPTQ / compressed-tensors (llama.cpp names and "
+                       "permuted q/k rows); convert it to a Hugging Face folder first (lmpress convert)",
+                       ck->path);
+    if (p->format != LMP_QFMT_GPTQ_V1 && p->format != LMP_QFMT_GPTQ_V2 && p->format != LMP_QFMT_CT_PACKED)
+        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (gptq, gptq_v2 or pack-quantized)",
+                       lmp_qformat_name(p->format));
+    if (p->format == LMP_QFMT_GPTQ_V1 && !qc->sym)
+        return lmp_err(LMP_EINVAL, "GPTQ v1 (checkpoint_format \"gptq\") cannot hold asymmetric zero points; "
+                                   "write gptq_v2 or compressed-tensors");
+    lmp_qmodel_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    w->m = m;
+    w->ck = ck;
+    w->qc = *qc;
+    w->p = *p;
+    if (p->format == LMP_QFMT_CT_PACKED)
+        w->qc.scale_dtype = p->scale_dtype ? p->scale_dtype : LMP_DT_F16;
+    w->n_layers = cfg->n_layers;
+    w->gidx = qc->desc_act && !qc->static_groups;
+    int rc;
+    w->dir = strdup(dir);
+    w->tensor_layer = calloc((size_t)ck->n_tensors + 1, sizeof(int));
+    if (!w->dir || !w->tensor_layer) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* classify every input tensor; each linear weight must be there */
+    int found = 0;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const char *nm = ck->tensors[i].name;
+        int l = name_layer(nm);
+        if (l >= w->n_layers) {
+            rc = lmp_err(LMP_EFORMAT, "%s: tensor %s names block %d of a %d-block model", ck->path, nm, l,
+                         w->n_layers);
+            goto fail;
+        }
+        w->tensor_layer[i] = l >= 0 && is_linear_weight(nm, l) ? -2 : l;
+        found += w->tensor_layer[i] == -2;
+    }
+    if (found != w->n_layers * LMP_LIN_COUNT) {
+        rc = lmp_err(LMP_EFORMAT, "%s: found %d linear weights with Hugging Face names, expected %d", ck->path,
+                     found, w->n_layers * LMP_LIN_COUNT);
+        goto fail;
+    }
+    /* learn packed shapes first: a format constraint fails before the folder exists */
+    for (int l = 0; l < w->n_layers; l++)
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+            const packed_shape *s;
+            char name[LMP_MAX_NAME];
+            lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
+            if ((rc = shape_for(w, wm->rows, wm->cols, name, &s)))
+                goto fail;
+        }
+    if ((rc = lmp_dir_begin(dir, p->force, &w->tmp)))
+        goto fail;
+    if ((rc = lmp_st_writer_new(&w->sw, w->tmp, p->shard_bytes, true)))
+        goto fail;
+    /* declaration order = write order: tensors outside the blocks, then block by block
+     * its other tensors and its seven packed linears */
+    for (int i = 0; i < ck->n_tensors; i++)
+        if (w->tensor_layer[i] == -1) {
+            const lmp_tensor *t = &ck->tensors[i];
+            if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                goto fail;
+        }
+    for (int l = 0; l < w->n_layers; l++) {
+        for (int i = 0; i < ck->n_tensors; i++)
+            if (w->tensor_layer[i] == l) {
+                const lmp_tensor *t = &ck->tensors[i];
+                if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                    goto fail;
+            }
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+            const packed_shape *s;
+            char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
+            lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
+            if ((rc = shape_for(w, wm->rows, wm->cols, prefix, &s)))
+                goto fail;
+            for (int j = 0; j < s->n; j++) {
+                snprintf(name, sizeof name, "%s.%s", prefix, s->name[j]);
+                if ((rc = lmp_st_writer_add(w->sw, name, s->dtype[j], s->ndim[j], s->shape[j])))
+                    goto fail;
+            }
+        }
+    }
+    if ((rc = lmp_st_writer_meta(w->sw, "format", "pt")) || (rc = lmp_st_writer_begin(w->sw)))
+        goto fail;
+    for (int i = 0; i < ck->n_tensors; i++)
+        if (w->tensor_layer[i] == -1 && (rc = write_tensor(w, &ck->tensors[i])))
+            goto fail;
+    *out = w;
+    return LMP_OK;
+fail:
+    lmp_qmodel_writer_abort(w);
+    return rc;
+}
+
+int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st)
+{
+    (void)st;
+    lmp_qmodel_writer *w = ctx;
+    if (layer != w->next_layer)
+        return lmp_err(LMP_EINVAL, "quantized writer: block %d arrived, expected %d", layer, w->next_layer);
+    int rc;
+    for (int i = 0; i < w->ck->n_tensors; i++)
+        if (w->tensor_layer[i] == layer && (rc = write_tensor(w, &w->ck->tensors[i])))
+            return rc;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const lmp_qtensor *qk = &q[k];
+        const packed_shape *s;
+        char prefix[LMP_MAX_NAME];
+        lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
+        if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
+            qk->ig.sym != w->qc.sym)
+            return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
+                           prefix, w->qc.bits, w->qc.group_size, w->qc.sym ? "symmetric" : "asymmetric");
+        if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s)))
+            return rc;
+        /* act-order can leave a trivial permutation, which the canonical object drops;
+         * the declaration promised a g_idx, so give the packer the trivial one */
+        lmp_qtensor tmp = *qk;
+        int32_t *gi = NULL;
+        if (w->gidx && !qk->ig.g_idx) {
+            gi = malloc((size_t)qk->cols * sizeof(int32_t));
+            if (!gi)
+                return lmp_err(LMP_ENOMEM, "out of memory");
+            for (int64_t c = 0; c < qk->cols; c++)
+                gi[c] = (int32_t)(c / qk->ig.gs);
+            tmp.ig.g_idx = gi;
+        }
+        lmp_packed_linear pl;
+        rc = pack_one(w, &tmp, &pl);
+        free(gi);
+        if (rc)
+            return lmp_err_prefix(rc, "%s", prefix);
+        bool same = pl.n == s->n;
+        for (int j = 0; same && j < pl.n; j++)
+            same = strcmp(pl.t[j].name, s->name[j]) == 0 && pl.t[j].dtype == s->dtype[j] &&
+                   pl.t[j].ndim == s->ndim[j] && memcmp(pl.t[j].shape, s->shape[j], sizeof s->shape[j]) == 0;
+        if (!same) {
+            lmp_packed_linear_free(&pl);
+            return lmp_err(LMP_EINVAL, "quantized writer: %s packs to other tensors than declared (g_idx without "
+                                       "act-order?)", prefix);
+        }
+        for (int j = 0; j < pl.n && rc == 0; j++) {
+            rc = lmp_st_writer_write(w->sw, pl.t[j].data, pl.t[j].nbytes);
+            w->st.bytes += pl.t[j].nbytes;
+            w->st.qbytes += pl.t[j].nbytes;
+            w->st.n_tensors++;
+        }
+        lmp_packed_linear_free(&pl);
+        if (rc)
+            return rc;
+        w->st.params += (uint64_t)(qk->rows * qk->cols);
+        w->st.qparams += (uint64_t)(qk->rows * qk->cols);
+        w->st.n_quantized++;
+    }
+    w->next_layer++;
+    return LMP_OK;
+}
+
+static int write_json_file(const char *dir, const char *name, cJSON *j)
+{
+    char *txt = cJSON_Print(j), *path = lmp_path_join(dir, name);
+    int rc;
+    if (!txt || !path) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
+    } else {
+        lmp_outfile o;
+        if ((rc = lmp_outfile_open(&o, path, true)) == 0) {
+            rc = lmp_outfile_write(&o, txt, strlen(txt));
+            rc = rc ? rc : lmp_outfile_write(&o, "\n", 1);
+            if (rc == 0)
+                rc = lmp_outfile_commit(&o);
+            else
+                lmp_outfile_abort(&o);
+        }
+    }
+    free(txt);
+    free(path);
+    return rc;
+}
+
+static cJSON *qconfig_json(const lmp_qmodel_writer *w)
+{
+    return lmp_qformat_config_json(w->p.format, &w->qc);
+}
+
+static int write_configs(lmp_qmodel_writer *w)
+{
+    const lmp_ckpt *ck = w->ck;
+    char *src = NULL, *orig = ck->dir ? lmp_path_join(ck->dir, "config.json") : NULL;
+    cJSON *j = NULL;
+    int rc = LMP_OK;
+    if (orig && lmp_read_file(orig, &src, NULL) == 0) {
+        j = cJSON_Parse(src);
+        if (!cJSON_IsObject(j)) {
+            rc = lmp_err(LMP_EFORMAT, "%s: cannot re-read config.json", orig);
+            goto done;
+        }
+    } else {
+        char *txt = NULL;
+        if ((rc = lmp_config_to_json(lmp_model_config(w->m), &txt)))
+            goto done;
+        j = cJSON_Parse(txt);
+        free(txt);
+        if (!j) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
+    cJSON *qc = qconfig_json(w);
+    if (!qc) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    cJSON_AddItemToObject(j, "quantization_config", qc);
+    if ((rc = write_json_file(w->tmp, "config.json", j)))
+        goto done;
+    if (w->p.format == LMP_QFMT_GPTQ_V1 || w->p.format == LMP_QFMT_GPTQ_V2) {
+        cJSON *q2 = qconfig_json(w);
+        if (!q2) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        rc = write_json_file(w->tmp, "quantize_config.json", q2);
+        cJSON_Delete(q2);
+        if (rc)
+            goto done;
+    }
+    static const char *extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                  "special_tokens_map.json", "tokenizer.model"};
+    for (size_t k = 0; ck->dir && k < sizeof extra / sizeof extra[0] && !rc; k++) {
+        char *s = lmp_path_join(ck->dir, extra[k]), *d = lmp_path_join(w->tmp, extra[k]);
+        if (!s || !d)
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+        else if (lmp_path_exists(s))
+            rc = lmp_copy_file(s, d);
+        free(s);
+        free(d);
+    }
+done:
+    cJSON_Delete(j);
+    free(src);
+    free(orig);
+    return rc;
+}
+
+int lmp_qmodel_writer_finish(lmp_qmodel_writer *w, lmp_qmodel_write_stats *st)
+{
+    int rc;
+    if (w->next_layer != w->n_layers) {
+        rc = lmp_err(LMP_EINVAL, "quantized writer: finished after %d of %d blocks", w->next_layer, w->n_layers);
+        goto done;
+    }
+    rc = lmp_st_writer_finish(w->sw);
+    w->sw = NULL;
+    if (rc == 0)
+        rc = write_configs(w);
+    if (rc == 0)
+        rc = lmp_dir_commit(w->tmp, w->dir);
+    if (rc == 0 && st)
+        *st = w->st;
+done:
+    if (rc == 0) {
+        free(w->tmp);
+        w->tmp = NULL;
+    }
+    lmp_qmodel_writer_abort(w);
+    return rc;
+}
+
+void lmp_qmodel_writer_abort(lmp_qmodel_writer *w)
+{
+    if (!w)
+        return;
+    lmp_st_writer_abort(w->sw);
+    if (w->tmp) {
+        lmp_dir_remove(w->tmp);
+        free(w->tmp);
+    }
+    free(w->dir);
+    free(w->tensor_layer);
+    free(w);
+}
+
+/* ---------------------------------------------------------------- reader ---------- */
+
+struct lmp_qmodel {
+    char *dir;
+    lmp_config cfg;
+    lmp_qformat format;
+    lmp_intq_config qc;
+    lmp_st_reader st;
+};
+
+int lmp_qmodel_open(lmp_qmodel **out, const char *dir)
+{
+    *out = NULL;
+    lmp_qmodel *q = calloc(1, sizeof *q);
+    char *path = lmp_path_join(dir, "config.json"), *txt = NULL;
+    cJSON *j = NULL;
+    size_t len = 0;
+    int rc;
+    if (!q || !path || !(q->dir = strdup(dir))) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = lmp_read_file(path, &txt, &len)))
+        goto fail;
+    if ((rc = lmp_config_parse(&q->cfg, txt, len, path)))
+        goto fail;
+    j = cJSON_Parse(txt);
+    const cJSON *qcj = j ? cJSON_GetObjectItemCaseSensitive(j, "quantization_config") : NULL;
+    if (!qcj) {
+        rc = lmp_err(LMP_EFORMAT, "%s: no \"quantization_config\": not a quantized checkpoint", path);
+        goto fail;
+    }
+    if ((rc = lmp_qformat_config_parse(qcj, &q->format, &q->qc))) {
+        rc = lmp_err_prefix(rc, "%s", path);
+        goto fail;
+    }
+    if ((rc = lmp_st_open(&q->st, dir)))
+        goto fail;
+    cJSON_Delete(j);
+    free(txt);
+    free(path);
+    *out = q;
+    return LMP_OK;
+fail:
+    cJSON_Delete(j);
+    free(txt);
+    free(path);
+    lmp_qmodel_close(q);
+    return rc;
+}
+
+void lmp_qmodel_close(lmp_qmodel *q)
+{
+    if (!q)
+        return;
+    lmp_st_close(&q->st);
+    free(q->dir);
+    free(q);
+}
+
+lmp_qformat lmp_qmodel_format(const lmp_qmodel *q) { return q->format; }
+const lmp_intq_config *lmp_qmodel_qconfig(const lmp_qmodel *q) { return &q->qc; }
+const lmp_config *lmp_qmodel_config(const lmp_qmodel *q) { return &q->cfg; }
+const lmp_st_reader *lmp_qmodel_tensors(const lmp_qmodel *q) { return &q->st; }
+
+bool lmp_qmodel_has_linear(const lmp_qmodel *q, const char *prefix)
+{
+    char name[2 * LMP_MAX_NAME];
+    snprintf(name, sizeof name, "%s.%s", prefix, q->format == LMP_QFMT_CT_PACKED ? "weight_packed" : "qweight");
+    return lmp_st_find(&q->st, name) != NULL;
+}
+
+int lmp_qmodel_linear(const lmp_qmodel *q, const char *prefix, lmp_qtensor *out)
+{
+    memset(out, 0, sizeof *out);
+    lmp_packed_linear pl;
+    int rc = lmp_packed_linear_from_st(&q->st, prefix, q->format, &pl);
+    if (rc)
+        return rc;
+    rc = lmp_qformat_unpack(&pl, &q->qc, out);
+    lmp_packed_linear_free(&pl);
+    if (rc)
+        return lmp_err_prefix(rc, "%s: %s", q->dir, prefix);
+    snprintf(out->name, sizeof out->name, "%s", prefix);
+    return LMP_OK;
+}
+
+int lmp_qmodel_layer_linear(const lmp_qmodel *q, int layer, lmp_linear which, lmp_qtensor *out)
+{
+    char prefix[LMP_MAX_NAME];
+    if (layer < 0 || layer >= q->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT) {
+        memset(out, 0, sizeof *out);
+        return lmp_err(LMP_EINVAL, "%s: no linear %d in block %d", q->dir, (int)which, layer);
+    }
+    return lmp_qmodel_linear(q, lmp_linear_hf_prefix(layer, which, prefix, sizeof prefix), out);
+}
+
+/* ---------------------------------------------------------------- quantize -------- */
+
+void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p)
+{
+    memset(p, 0, sizeof *p);
+    lmp_qpipe_default_params(&p->pipe);
+    lmp_calib_default_params(&p->calib);
+    lmp_qmodel_write_default_params(&p->write);
+}
+
+void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r)
+{
+    if (r)
+        lmp_qpipe_result_free(&r->pipe);
+}
+
+int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
+                        lmp_qmodel_quant_result *r)
+{
+    memset(r, 0, sizeof *r);
+    double t0 = lmp_time_s();
+    if (!p->write.force && lmp_path_exists(out))
+        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
+    if (p->pipe.method == LMP_QMETHOD_GPTQ && !p->calib_path)
+        return lmp_err(LMP_EINVAL, "GPTQ needs calibration text (--calib FILE)");
+    lmp_model *m = NULL;
+    lmp_calib_data cal = {0};
+    lmp_qmodel_writer *w = NULL;
+    int rc;
+    if ((rc = lmp_model_load(&m, model)))
+        return rc;
+    if ((rc = lmp_qpipe_check(m, &p->pipe)))
+        goto done;
+    lmp_intq_config qc;
+    lmp_intq_config_init(&qc, NULL);
+    qc.bits = p->pipe.bits;
+    qc.group_size = p->pipe.group_size;
+    qc.sym = p->pipe.sym;
+    qc.desc_act = p->pipe.act_order && p->pipe.method == LMP_QMETHOD_GPTQ;
+    qc.static_groups = p->pipe.static_groups && qc.desc_act;
+    qc.true_sequential = p->pipe.true_sequential;
+    qc.damp_percent = p->pipe.damp;
+    qc.scale_dtype = p->write.scale_dtype ? p->write.scale_dtype : LMP_DT_F16;
+    if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input cannot be written as GPTQ / compressed-tensors; convert it to "
+                                       "a Hugging Face folder first (lmpress convert)", model);
+        goto done;
+    }
+    if (p->calib_path) {
+        if ((rc = lmp_calib_load(m, p->calib_path, &p->calib, &cal)))
+            goto done;
+        r->calib_text_tokens = cal.n_text_tokens;
+        uint64_t ab = lmp_qpipe_act_bytes(m, &cal);
+        if (ab >= (256ull << 20))
+            lmp_info("calibration activations: %d x %d tokens x hidden %d in f32 = %.2f GiB held for the whole run "
+                     "(fewer --calib-samples or a shorter --calib-seqlen use less)",
+                     cal.n_samples, cal.seq_len, lmp_model_config(m)->hidden_size, ab / 1073741824.0);
+    }
+    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &p->write)))
+        goto done;
+    lmp_qpipe_params pp = p->pipe;
+    pp.act_order = qc.desc_act;
+    pp.sink = lmp_qmodel_writer_layer;
+    pp.sink_ctx = w;
+    if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
+        goto done;
+    rc = lmp_qmodel_writer_finish(w, &r->write);
+    w = NULL;
+done:
+    lmp_qmodel_writer_abort(w);
+    lmp_calib_free(&cal);
+    lmp_model_free(m);
+    r->seconds = lmp_time_s() - t0;
+    r->peak_rss = lmp_peak_rss();
+    return rc;
+}

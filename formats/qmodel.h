@@ -1,0 +1,111 @@
+/*
+ * Whole quantized model folders in the integer-group formats that transformers, vLLM and
+ * GPTQModel load: GPTQ (checkpoint_format "gptq" = v1, or "gptq_v2") and
+ * compressed-tensors "pack-quantized". The writer streams: it declares every tensor up
+ * front (packed shapes come from packing an empty tensor of each linear's shape, so they
+ * follow formats/packing.h exactly), writes the tensors that are not quantized at once,
+ * then each block's tensors as lib/quant's pipeline hands it over; at no point does it
+ * hold more than one block's packed tensors. The folder is built under a temporary name
+ * and renamed when complete. The reader opens such a folder and returns each linear as
+ * the canonical intgroup lmp_qtensor, for the engine to run next.
+ *
+ * Also the glue `lmpress quantize --method gptq|rtn` calls: model + calibration +
+ * pipeline + writer (lib/quant does not include formats/, so the pairing lives here).
+ * Not here: the per-Linear packings (gptq.c, ctensors.c), the algorithms (lib/quant).
+ */
+#ifndef LMP_QMODEL_H
+#define LMP_QMODEL_H
+
+#include "formats/packing.h"
+#include "lib/infer/infer.h"
+#include "lib/quant/pipeline.h"
+
+/* ---------------------------------------------------------------- writer ---------- */
+
+typedef struct {
+    lmp_qformat format;      /* LMP_QFMT_GPTQ_V1 (sym only), LMP_QFMT_GPTQ_V2, LMP_QFMT_CT_PACKED */
+    lmp_dtype scale_dtype;   /* compressed-tensors weight_scale: F16 (default), BF16 or F32 */
+    bool force;              /* replace an existing folder */
+    uint64_t shard_bytes;    /* 0 = one model.safetensors (default) */
+} lmp_qmodel_write_params;
+
+typedef struct {
+    int n_tensors;           /* tensors written */
+    int n_quantized;         /* linears packed */
+    uint64_t bytes;          /* tensor data written */
+    uint64_t qbytes;         /* of which packed linears */
+    uint64_t qparams;        /* weights of the packed linears */
+    uint64_t params;         /* every weight, packed linears counted by their weights */
+} lmp_qmodel_write_stats;
+
+void lmp_qmodel_write_default_params(lmp_qmodel_write_params *p);
+
+typedef struct lmp_qmodel_writer lmp_qmodel_writer;
+
+/* Starts the folder `dir` for model `m` (an HF folder or safetensors checkpoint; GGUF
+ * input is LMP_EUNSUPPORTED: its q/k rows are permuted and its names are llama.cpp's).
+ * `qc` is what quantization_config will say (bits, group_size, sym, desc_act, ...).
+ * Every tensor is declared here; shapes a packing cannot hold (GPTQ's whole words, v1
+ * with asymmetric zeros, ...) fail here, before any calibration work. An existing `dir`
+ * is LMP_EEXIST unless force. The model must outlive the writer. */
+int lmp_qmodel_writer_open(lmp_qmodel_writer **w, const lmp_model *m, const char *dir,
+                           const lmp_intq_config *qc, const lmp_qmodel_write_params *p);
+/* Writes block `layer` (blocks in order 0, 1, ...): its other tensors (norms, biases)
+ * as they are in the input, and q[LMP_LIN_COUNT] packed. Has the lmp_qpipe_sink
+ * signature (ctx = the writer; st unused). */
+int lmp_qmodel_writer_layer(void *w, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st);
+/* Completes the safetensors, writes config.json (the input's, with
+ * "quantization_config"), quantize_config.json (GPTQ), copies tokenizer.json,
+ * tokenizer_config.json, generation_config.json, special_tokens_map.json, and renames the
+ * folder into place. Frees w whatever the result; st may be NULL. */
+int lmp_qmodel_writer_finish(lmp_qmodel_writer *w, lmp_qmodel_write_stats *st);
+void lmp_qmodel_writer_abort(lmp_qmodel_writer *w); /* removes the temporary; accepts NULL */
+
+/* ---------------------------------------------------------------- reader ---------- */
+
+typedef struct lmp_qmodel lmp_qmodel;
+
+/* Opens a GPTQ / compressed-tensors (pack-quantized) / AWQ folder: config.json with a
+ * quantization_config lmp_qformat_config_parse accepts, and its safetensors. A folder
+ * without quantization_config is LMP_EFORMAT. *out owned (lmp_qmodel_close). */
+int lmp_qmodel_open(lmp_qmodel **out, const char *dir);
+void lmp_qmodel_close(lmp_qmodel *q); /* accepts NULL */
+lmp_qformat lmp_qmodel_format(const lmp_qmodel *q);
+const lmp_intq_config *lmp_qmodel_qconfig(const lmp_qmodel *q); /* borrowed */
+const lmp_config *lmp_qmodel_config(const lmp_qmodel *q);       /* borrowed */
+const lmp_st_reader *lmp_qmodel_tensors(const lmp_qmodel *q);   /* borrowed; every tensor */
+/* true when "<prefix>.<packed weight>" exists (qweight or weight_packed). */
+bool lmp_qmodel_has_linear(const lmp_qmodel *q, const char *prefix);
+/* Unpacks the Linear "<prefix>" (e.g. "model.layers.0.self_attn.q_proj") into a new
+ * canonical intgroup tensor named prefix (*out owned, lmp_qtensor_free). Shapes and
+ * value ranges are checked (formats/packing.h); missing tensors are LMP_ENOTFOUND. */
+int lmp_qmodel_linear(const lmp_qmodel *q, const char *prefix, lmp_qtensor *out);
+int lmp_qmodel_layer_linear(const lmp_qmodel *q, int layer, lmp_linear which, lmp_qtensor *out);
+
+/* ---------------------------------------------------------------- quantize -------- */
+
+typedef struct {
+    lmp_qpipe_params pipe;       /* method, bits, group, ...; its sink is the writer */
+    lmp_calib_params calib;
+    const char *calib_path;      /* required for GPTQ; optional for RTN (errors measured) */
+    lmp_qmodel_write_params write;
+} lmp_qmodel_quant_params;
+
+typedef struct {
+    lmp_qpipe_result pipe;       /* owned: lmp_qmodel_quant_result_free */
+    lmp_qmodel_write_stats write;
+    int64_t calib_text_tokens;
+    double seconds;
+    uint64_t peak_rss;
+} lmp_qmodel_quant_result;
+
+void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p);
+void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r); /* accepts NULL */
+/* Loads `model`, draws the calibration windows, runs the pipeline with the writer as
+ * its sink, and completes `out`. Everything that can be refused (existing output, bad
+ * group size, format constraints, short calibration text) is refused before the first
+ * forward pass. `out` appears only when complete. */
+int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
+                        lmp_qmodel_quant_result *r);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * The layer-by-layer calibrated quantizer: GPTQ's "sequential" driver (IST-DASLab/gptq
+ * llama.py llama_sequential; true-sequential groups as AutoGPTQ runs them) on the
+ * engine's block runner. For block i: every calibration sample goes through the block
+ * with a linear-input hook that accumulates one Hessian per distinct input (q/k/v share
+ * the normed attention input, gate/up the normed MLP input); the linears are quantized
+ * (GPTQ or RTN) and their dequantized f32 copies installed in the model; the block is then
+ * run again on the hidden states in place, so block i+1 calibrates on the outputs of the
+ * QUANTIZED block i. The block's original weights are restored and its copies freed
+ * before block i+1, so memory holds one block's weights and the hidden states of all
+ * samples, whatever the depth. Hessian-collecting passes run on a copy of one sample and
+ * stop (hook status PASS_DONE) as soon as the last input they need has been seen.
+ *
+ * Not here: token windows (calib.c), file layouts (formats/qmodel.c).
+ */
+#include "pipeline.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Positive hook status: "this pass has what it needs", not an error. */
+#define PASS_DONE 1
+
+enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
+
+static int input_class(lmp_linear w)
+{
+    switch (w) {
+    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
+    case LMP_LIN_O: return IN_O;
+    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
+    default: return IN_DOWN;
+    }
+}
+/* The first linear (in run order) that reads each input. */
+static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
+
+void lmp_qpipe_default_params(lmp_qpipe_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->method = LMP_QMETHOD_GPTQ;
+    p->bits = 4;
+    p->group_size = 128;
+    p->sym = true;
+    p->act_order = true;
+    p->static_groups = false;
+    p->damp = 0.01f;
+    p->blocksize = 128;
+    p->true_sequential = true;
+    p->compare_rtn = true;
+    p->progress = true;
+}
+
+void lmp_qpipe_result_free(lmp_qpipe_result *r)
+{
+    if (!r)
+        return;
+    free(r->lin);
+    free(r->layer_seconds);
+    memset(r, 0, sizeof *r);
+}
+
+const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t n)
+{
+    bool attn = which <= LMP_LIN_O;
+    snprintf(buf, n, "model.layers.%d.%s.%s", layer, attn ? "self_attn" : "mlp", lmp_linear_name(which));
+    return buf;
+}
+
+int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
+{
+    if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN)
+        return lmp_err(LMP_EINVAL, "quantize: unknown method %d", (int)p->method);
+    if (p->bits < 2 || p->bits > 8)
+        return lmp_err(LMP_EINVAL, "quantize: %d bits (2..8)", p->bits);
+    if (p->group_size == 0 || p->group_size < -1)
+        return lmp_err(LMP_EINVAL, "quantize: group size %d (a positive number, or -1 for one group per row)",
+                       p->group_size);
+    if (p->method == LMP_QMETHOD_GPTQ && (!(p->damp > 0.0f) || p->damp >= 1.0f))
+        return lmp_err(LMP_EINVAL, "quantize: damp %g (must be in (0, 1))", (double)p->damp);
+    if (p->blocksize < 1)
+        return lmp_err(LMP_EINVAL, "quantize: GPTQ block size %d", p->blocksize);
+    const lmp_config *c = lmp_model_config(m);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int w = 0; w < LMP_LIN_COUNT; w++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
+            char name[LMP_MAX_NAME];
+            lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
+            if (!lmp_dtype_info(wm->dtype)->to_f32)
+                return lmp_err(LMP_EUNSUPPORTED, "%s.weight: dtype %s cannot be converted to f32", name,
+                               lmp_dtype_info(wm->dtype)->name);
+            if (p->group_size > 0 && wm->cols % p->group_size)
+                return lmp_err(LMP_EINVAL,
+                               "%s.weight: in_features %lld is not a multiple of group size %d (GPTQ and "
+                               "compressed-tensors kernels need whole groups; choose a group size that divides "
+                               "every layer's in_features, or -1)",
+                               name, (long long)wm->cols, p->group_size);
+        }
+    return LMP_OK;
+}
+
+uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal)
+{
+    if (!cal)
+        return 0;
+    return (uint64_t)cal->n_samples * (uint64_t)cal->seq_len * (uint64_t)lmp_model_config(m)->hidden_size *
+           sizeof(float);
+}
+
+/* tr(A H A^T) for A f32 [rows][cols], in double, 64 rows at a time. */
+static double quad_trace(const float *A, const double *H, int64_t rows, int64_t cols, double *a, double *ah)
+{
+    enum { CH = 64 };
+    double tr = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += CH) {
+        int64_t k = rows - r0 < CH ? rows - r0 : CH;
+        for (int64_t i = 0; i < k * cols; i++)
+            a[i] = A[r0 * cols + i];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)cols, (int)cols, 1.0, a, (int)cols,
+                    H, (int)cols, 0.0, ah, (int)cols);
+        for (int64_t i = 0; i < k * cols; i++)
+            tr += a[i] * ah[i];
+    }
+    return tr;
+}
+
+/* Relative error given the precomputed denominator tr(W H W^T). Returns -1 on ENOMEM. */
+static double rel_error_den(const float *W, const float *Q, const double *H, int64_t rows, int64_t cols,
+                            double den)
+{
+    int64_t k = rows < 64 ? rows : 64;
+    double *a = malloc((size_t)(2 * k * cols) * sizeof(double));
+    float *D = malloc((size_t)(rows * cols) * sizeof(float));
+    double e = -1;
+    if (a && D) {
+        for (int64_t i = 0; i < rows * cols; i++)
+            D[i] = W[i] - Q[i];
+        double num = quad_trace(D, H, rows, cols, a, a + k * cols);
+        e = den > 0 ? sqrt(fmax(num, 0.0) / den) : 0.0;
+    }
+    free(a);
+    free(D);
+    return e;
+}
+
+static double trace_w(const float *W, const double *H, int64_t rows, int64_t cols)
+{
+    int64_t k = rows < 64 ? rows : 64;
+    double *a = malloc((size_t)(2 * k * cols) * sizeof(double));
+    if (!a)
+        return -1;
+    double t = quad_trace(W, H, rows, cols, a, a + k * cols);
+    free(a);
+    return t;
+}
+
+double lmp_qpipe_rel_error(const float *W, const float *Q, const double *H, int64_t rows, int64_t cols)
+{
+    double den = trace_w(W, H, rows, cols);
+    return den < 0 ? -1 : rel_error_den(W, Q, H, rows, cols, den);
+}
+
+int lmp_qpipe_install(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q, float **buf)
+{
+    *buf = NULL;
+    float *d = malloc((size_t)(q->rows * q->cols) * sizeof(float));
+    if (!d)
+        return lmp_err(LMP_ENOMEM, "out of memory dequantizing %s", q->name);
+    lmp_qtensor_dequant(q, d);
+    lmp_wmat w = {LMP_DT_F32, q->rows, q->cols, d, (size_t)q->cols * sizeof(float)};
+    int rc = lmp_model_set_linear(m, layer, which, &w);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *buf = d;
+    return LMP_OK;
+}
+
+/* Linear weight -> f32 copy, refusing non-finite values (naming the tensor). */
+static int weight_f32(const lmp_wmat *w, const char *name, float **out)
+{
+    *out = NULL;
+    float *W = malloc((size_t)(w->rows * w->cols) * sizeof(float));
+    if (!W)
+        return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
+    const lmp_dtype_traits *tr = lmp_dtype_info(w->dtype);
+    for (int64_t r = 0; r < w->rows; r++)
+        tr->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, W + r * w->cols, w->cols);
+    for (int64_t i = 0; i < w->rows * w->cols; i++)
+        if (!isfinite(W[i])) {
+            int rc = lmp_err(LMP_ERANGE, "%s.weight: non-finite value %g at [%lld, %lld]; refusing to quantize",
+                             name, (double)W[i], (long long)(i / w->cols), (long long)(i % w->cols));
+            free(W);
+            return rc;
+        }
+    *out = W;
+    return LMP_OK;
+}
+
+/* ---------------------------------------------------------------- Hessian hook ---- */
+
+typedef struct {
+    double *H[IN_COUNT];   /* [cols][cols] or NULL when not collected in this pass */
+    int64_t ns[IN_COUNT];
+    lmp_linear stop_at;    /* PASS_DONE after this linear's input is seen */
+} hess_ctx;
+
+static int hess_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    hess_ctx *h = user;
+    int cls = input_class(which);
+    if (which == g_first[cls] && h->H[cls]) {
+        int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
+        if (rc)
+            return rc;
+    }
+    return which == h->stop_at ? PASS_DONE : 0;
+}
+
+/* ---------------------------------------------------------------- one linear ------ */
+
+static int quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
+                           lmp_qtensor *q, lmp_qlinear_stats *st)
+{
+    float *W = NULL, *Qf = NULL;
+    lmp_qtensor rq = {0};
+    double t0 = lmp_time_s();
+    int rc = weight_f32(wm, name, &W);
+    if (rc)
+        return rc;
+    const int64_t rows = wm->rows, cols = wm->cols;
+    st->loss = -1;
+    st->err = -1;
+    st->err_rtn = -1;
+    lmp_rtn_params rp;
+    lmp_rtn_default_params(&rp);
+    rp.bits = p->bits;
+    rp.group_size = p->group_size;
+    rp.sym = p->sym;
+    if (p->method == LMP_QMETHOD_GPTQ) {
+        lmp_gptq_params gp;
+        lmp_gptq_default_params(&gp);
+        gp.bits = p->bits;
+        gp.group_size = p->group_size;
+        gp.sym = p->sym;
+        gp.act_order = p->act_order;
+        gp.static_groups = p->static_groups;
+        gp.percdamp = p->damp;
+        gp.blocksize = p->blocksize;
+        rc = lmp_quant_gptq(W, rows, cols, H, &gp, q, &st->loss);
+    } else {
+        rc = lmp_quant_rtn(W, rows, cols, &rp, q);
+    }
+    if (rc) {
+        rc = lmp_err_prefix(rc, "%s.weight", name);
+        goto done;
+    }
+    snprintf(q->name, sizeof q->name, "%s", name);
+    if (H) {
+        Qf = malloc((size_t)(rows * cols) * sizeof(float));
+        if (!Qf) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
+            goto done;
+        }
+        lmp_qtensor_dequant(q, Qf);
+        double den = trace_w(W, H, rows, cols);
+        st->err = den < 0 ? -1 : rel_error_den(W, Qf, H, rows, cols, den);
+        if (p->method == LMP_QMETHOD_RTN) {
+            st->err_rtn = st->err;
+        } else if (p->compare_rtn) {
+            if ((rc = lmp_quant_rtn(W, rows, cols, &rp, &rq)))
+                goto done;
+            lmp_qtensor_dequant(&rq, Qf);
+            st->err_rtn = den < 0 ? -1 : rel_error_den(W, Qf, H, rows, cols, den);
+        }
+        if (st->err < 0 || (p->compare_rtn && p->method == LMP_QMETHOD_GPTQ && st->err_rtn < 0)) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
+            goto done;
+        }
+    }
+    st->seconds = lmp_time_s() - t0;
+done:
+    if (rc)
+        lmp_qtensor_free(q);
+    lmp_qtensor_free(&rq);
+    free(W);
+    free(Qf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the run --------- */
+
+int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
+{
+    memset(res, 0, sizeof *res);
+    double t_start = lmp_time_s();
+    const lmp_config *c = lmp_model_config(m);
+    const int nl = c->n_layers;
+    int rc = lmp_qpipe_check(m, p);
+    if (rc)
+        return rc;
+    if (!cal && p->method == LMP_QMETHOD_GPTQ)
+        return lmp_err(LMP_EINVAL, "quantize: GPTQ needs calibration text");
+    res->n_layers = nl;
+    res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
+    res->layer_seconds = calloc((size_t)nl, sizeof *res->layer_seconds);
+    if (!res->lin || !res->layer_seconds)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+
+    const int64_t d = c->hidden_size;
+    const int N = cal ? cal->n_samples : 0, L = cal ? cal->seq_len : 0;
+    float *states = NULL, *scratch = NULL;
+    lmp_qtensor qt[LMP_LIN_COUNT];
+    float *deq[LMP_LIN_COUNT] = {0};
+    lmp_wmat orig[LMP_LIN_COUNT];
+    hess_ctx hc;
+    memset(qt, 0, sizeof qt);
+    memset(&hc, 0, sizeof hc);
+
+    if (cal) {
+        res->n_samples = N;
+        res->seq_len = L;
+        res->act_bytes = lmp_qpipe_act_bytes(m, cal);
+        states = malloc(res->act_bytes);
+        scratch = malloc((size_t)L * d * sizeof(float));
+        if (!states || !scratch) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%d x %d x %lld f32 = %.1f MiB)",
+                         N, L, (long long)d, res->act_bytes / 1048576.0);
+            goto done;
+        }
+        for (int s = 0; s < N; s++)
+            if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, states + (int64_t)s * L * d)))
+                goto done;
+    }
+
+    /* Groups of input classes quantized together: true-sequential runs one class per
+     * group; otherwise every Hessian comes from one pass over the original block. */
+    int groups[IN_COUNT][IN_COUNT + 1];
+    int n_groups;
+    if (p->true_sequential) {
+        n_groups = IN_COUNT;
+        for (int g = 0; g < IN_COUNT; g++) {
+            groups[g][0] = g;
+            groups[g][1] = -1;
+        }
+    } else {
+        n_groups = 1;
+        for (int k = 0; k < IN_COUNT; k++)
+            groups[0][k] = k;
+        groups[0][IN_COUNT] = -1;
+    }
+
+    for (int l = 0; l < nl; l++) {
+        double tl = lmp_time_s();
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            orig[w] = *lmp_model_linear(m, l, (lmp_linear)w);
+        char label[64];
+        snprintf(label, sizeof label, "layer %d/%d", l + 1, nl);
+        lmp_progress pg;
+        lmp_progress_begin(&pg, label, cal ? (uint64_t)(n_groups + 1) * N : LMP_LIN_COUNT);
+        if (!p->progress)
+            pg.enabled = false;
+        uint64_t done_n = 0;
+        for (int g = 0; g < n_groups; g++) {
+            memset(&hc, 0, sizeof hc);
+            if (cal) {
+                int last = -1;
+                for (int k = 0; groups[g][k] >= 0; k++) {
+                    int cls = groups[g][k];
+                    int64_t cols = orig[g_first[cls]].cols;
+                    hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
+                    if (!hc.H[cls]) {
+                        rc = lmp_err(LMP_ENOMEM, "out of memory for a %lld x %lld Hessian", (long long)cols,
+                                     (long long)cols);
+                        goto layer_fail;
+                    }
+                    last = cls;
+                }
+                hc.stop_at = g_first[last];
+                for (int s = 0; s < N; s++) {
+                    memcpy(scratch, states + (int64_t)s * L * d, (size_t)L * d * sizeof(float));
+                    rc = lmp_block_run(m, l, scratch, L, 0, NULL, hess_hook, &hc);
+                    if (rc != 0 && rc != PASS_DONE)
+                        goto layer_fail;
+                    rc = 0;
+                    lmp_progress_update(&pg, ++done_n);
+                }
+            }
+            for (int w = 0; w < LMP_LIN_COUNT; w++) {
+                int cls = input_class((lmp_linear)w);
+                bool in_group = false;
+                for (int k = 0; groups[g][k] >= 0; k++)
+                    in_group |= groups[g][k] == cls;
+                if (!in_group)
+                    continue;
+                lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT + w];
+                st->layer = l;
+                st->which = (lmp_linear)w;
+                st->rows = orig[w].rows;
+                st->cols = orig[w].cols;
+                lmp_linear_hf_prefix(l, (lmp_linear)w, st->name, sizeof st->name);
+                if ((rc = quantize_linear(p, &orig[w], hc.H[cls], st->name, &qt[w], st)))
+                    goto layer_fail;
+                res->params += (uint64_t)(orig[w].rows * orig[w].cols);
+                res->qbytes += lmp_qtensor_nbytes(&qt[w]);
+                if (st->err > res->worst_err) {
+                    res->worst_err = st->err;
+                    snprintf(res->worst_name, sizeof res->worst_name, "%s", st->name);
+                }
+                if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
+                    res->n_worse_than_rtn++;
+                if (cal && (rc = lmp_qpipe_install(m, l, (lmp_linear)w, &qt[w], &deq[w])))
+                    goto layer_fail;
+                if (!cal)
+                    lmp_progress_update(&pg, ++done_n);
+            }
+            for (int k = 0; k < IN_COUNT; k++) {
+                free(hc.H[k]);
+                hc.H[k] = NULL;
+            }
+        }
+        /* the quantized block produces the next block's inputs */
+        for (int s = 0; s < N; s++) {
+            if ((rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, NULL, NULL)))
+                goto layer_fail;
+            lmp_progress_update(&pg, ++done_n);
+        }
+        lmp_progress_end(&pg);
+        if (p->sink && (rc = p->sink(p->sink_ctx, l, qt, &res->lin[l * LMP_LIN_COUNT])))
+            goto layer_fail;
+        res->layer_seconds[l] = lmp_time_s() - tl;
+        if (p->on_layer_done)
+            p->on_layer_done(p->log_ctx, l, nl, res->layer_seconds[l], &res->lin[l * LMP_LIN_COUNT]);
+    layer_fail:
+        if (rc)
+            lmp_progress_end(&pg);
+        for (int w = 0; w < LMP_LIN_COUNT; w++) {
+            if (deq[w])
+                lmp_model_set_linear(m, l, (lmp_linear)w, &orig[w]);
+            free(deq[w]);
+            deq[w] = NULL;
+            lmp_qtensor_free(&qt[w]);
+        }
+        for (int k = 0; k < IN_COUNT; k++) {
+            free(hc.H[k]);
+            hc.H[k] = NULL;
+        }
+        if (rc)
+            goto done;
+    }
+done:
+    free(states);
+    free(scratch);
+    res->seconds = lmp_time_s() - t_start;
+    res->peak_rss = lmp_peak_rss();
+    return rc;
+}
