@@ -22,6 +22,9 @@ static const command g_commands[] = {
     {"synth", cmd_synth, "write a random-weight HF checkpoint for tests and benchmarks"},
     {"run", cmd_run, "generate text from a prompt (greedy or sampled)"},
     {"ppl", cmd_ppl, "perplexity of a text file (gptq, llamacpp or windows protocol)"},
+    {"distill", cmd_distill, "export teacher logits to HDF5 (top-k or full), merge shards"},
+    {"eval", cmd_eval, "KL divergence of a model against exported teacher logits"},
+    {"compare", cmd_compare, "report: perplexity, KLD, size, bits per weight of variants"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer (ids, pieces or count)"},
 };
 

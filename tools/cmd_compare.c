@@ -1,0 +1,95 @@
+/*
+ * lmpress compare: evaluates a base model and its variants (perplexity, KLD against the
+ * base, size, bits per weight, tokens/s) and writes a report folder. One
+ * lmp_distill_compare call; the work is in lib/distill/report.c.
+ */
+#include "cli.h"
+#include "lib/distill/distill.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int cmd_compare(int argc, char **argv)
+{
+    const char *file = NULL, *out = NULL, *proto = "gptq";
+    long long ctx = 0, chunks = 0, k = 0, threads = 0;
+    bool keep = false, force = false, json = false;
+    const cli_opt opts[] = {
+        {"file", 'f', OPT_STR, &file, "TEXT", "evaluation text (required)"},
+        {"output", 'o', OPT_STR, &out, "DIR", "report folder (required)"},
+        {"protocol", 0, OPT_STR, &proto, "P", "perplexity protocol: gptq (default), llamacpp, windows"},
+        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: the protocol's); also the KLD window"},
+        {"chunks", 0, OPT_INT, &chunks, "K", "use at most K windows (default all)"},
+        {"top-k", 'k', OPT_INT, &k, "K", "KLD from the base's top-K (default 0: exact, full log-probs)"},
+        {"keep-logits", 0, OPT_FLAG, &keep, NULL, "keep DIR/base-logits.h5"},
+        {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing report folder"},
+        {"json", 0, OPT_FLAG, &json, NULL, "print report.json's rows as one JSON object on stdout"},
+        {0},
+    };
+    const cli_cmd_info info = {
+        "compare", "BASE VARIANT... -f TEXT -o REPORT_DIR [--protocol P] [--ctx N] [--chunks K]",
+        "Evaluates BASE and each VARIANT (HF folders or GGUF files, quantized ones included):\n"
+        "perplexity, KL divergence against BASE, size on disk, bits per weight, tokens/s. Writes\n"
+        "REPORT_DIR/report.md, report.json, bpw_ppl.svg and bpw_kld.svg.",
+        "The KLD uses BASE's log-probs exported once (lmpress distill export, first token of each\n"
+        "window replaced by BOS, every position) on windows of the same size as the perplexity."};
+    const char **pos;
+    int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
+    if (r)
+        return r > 0 ? 0 : 2;
+    if (np < 2 || !file || !out) {
+        fprintf(stderr, "lmpress compare: need BASE, at least one VARIANT, -f TEXT and -o DIR (see --help)\n");
+        return 2;
+    }
+    int pr = lmp_ppl_protocol_from_name(proto);
+    if (pr < 0) {
+        fprintf(stderr, "lmpress compare: unknown protocol '%s' (gptq, llamacpp, windows)\n", proto);
+        return 2;
+    }
+    if (ctx < 0 || ctx > 1 << 22 || chunks < 0 || chunks > 1 << 30 || k < 0 || k > 1 << 24 || threads < 0) {
+        fprintf(stderr, "lmpress compare: --ctx, --chunks, --top-k and --threads must be >= 0\n");
+        return 2;
+    }
+    lmp_set_num_threads((int)threads);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = lmp_read_file(file, &text, &len);
+    if (rc)
+        return cli_fail("compare", rc);
+    lmp_compare_params p = lmp_compare_default_params();
+    p.protocol = (lmp_ppl_protocol)pr;
+    p.ctx = (int)ctx;
+    p.chunks = (int)chunks;
+    p.top_k = (int)k;
+    p.keep_logits = keep;
+    p.force = force;
+    lmp_compare_row *rows = NULL;
+    rc = lmp_distill_compare(pos[0], pos + 1, np - 1, text, len, file, out, &p, &rows);
+    free(text);
+    if (rc)
+        return cli_fail("compare", rc);
+    if (json) {
+        printf("{\"report\": ");
+        cli_json_str(out);
+        printf(", \"variants\": [");
+        for (int i = 0; i < np; i++) {
+            printf("%s{\"name\": ", i ? ", " : "");
+            cli_json_str(rows[i].name);
+            printf(", \"bpw\": %.6f, \"ppl\": %.6f, \"kld\": %.9g, \"same_top\": %.6f, \"size_bytes\": %llu, "
+                   "\"tokens_per_s\": %.1f}",
+                   rows[i].bpw, rows[i].ppl, rows[i].kld, rows[i].same_top,
+                   (unsigned long long)rows[i].size_bytes, rows[i].tokens_per_s);
+        }
+        printf("]}\n");
+    } else {
+        printf("%-28s %10s %8s %12s %12s %9s\n", "variant", "size MiB", "bpw", "ppl", "KLD", "same top");
+        for (int i = 0; i < np; i++)
+            printf("%-28s %10.2f %8.3f %12.4f %12.6f %8.2f%%\n", rows[i].name,
+                   (double)rows[i].size_bytes / 1048576.0, rows[i].bpw, rows[i].ppl, rows[i].kld,
+                   100 * rows[i].same_top);
+        printf("report: %s/report.md\n", out);
+    }
+    free(rows);
+    return 0;
+}
