@@ -17,7 +17,7 @@ if [ -z "$MODEL" ]; then
 fi
 TEXT="$OUT/eval.txt"
 FIX=${LMP_FIXTURES:-../shared/fixtures}
-if [ -f "$FIX/text/wiki.test.raw" ]; then head -c 200000 "$FIX/text/wiki.test.raw" > "$TEXT"
+if [ -f "$FIX/text/wiki.test.raw" ]; then head -c 60000 "$FIX/text/wiki.test.raw" > "$TEXT"
 elif [ -f "$MODEL/corpus.txt" ]; then for i in 1 2 3 4 5 6; do cat "$MODEL/corpus.txt"; done > "$TEXT"
 else echo "demo: no evaluation text (no fixtures, no corpus.txt in $MODEL)" >&2; exit 1; fi
 
@@ -30,13 +30,16 @@ for t in q8_0 q4_k_m q4_0; do
     step "lmpress quantize $MODEL -o $OUT/model-$t.gguf --type $t"
     "$L" quantize "$MODEL" -o "$OUT/model-$t.gguf" --type "$t" --force 2>&1 | tail -n 3
 done
-step "perplexity (llama.cpp protocol, ctx 128, 8 chunks) of each variant"
-printf '%-22s %10s %12s\n' variant size ppl
-for v in "$MODEL" "$OUT/model-f16.gguf" "$OUT/model-q8_0.gguf" "$OUT/model-q4_k_m.gguf" "$OUT/model-q4_0.gguf"; do
-    ppl=$("$L" ppl "$v" -f "$TEXT" --protocol llamacpp --ctx 128 --chunks 8 --json | sed -n 's/.*"ppl": *\([0-9.eE+-]*\).*/\1/p')
-    size=$(du -sh "$v" | cut -f1)
-    printf '%-22s %10s %12s\n' "$(basename "$v")" "$size" "$ppl"
-done
+step "lmpress distill export $MODEL (teacher top-64 log-probs, 16 x 128 tokens)"
+VOCAB=$("$L" inspect "$MODEL" --json --no-tensors | sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p')
+FULL=""; [ "${VOCAB:-999999}" -le 32000 ] && FULL=--full  # exact KLD for small vocabularies
+"$L" distill export "$MODEL" -f "$TEXT" -o "$OUT/teacher.h5" --ctx 128 --chunks 16 --top-k 64 $FULL --force
+step "lmpress compare: perplexity, KLD against the original, size, bits per weight"
+"$L" compare "$MODEL" "$OUT/model-f16.gguf" "$OUT/model-q8_0.gguf" "$OUT/model-q4_k_m.gguf" "$OUT/model-q4_0.gguf" \
+    -f "$TEXT" -o "$OUT/report" --protocol llamacpp --ctx 128 --chunks 8 --force
+cat "$OUT/report/report.md"
+step "lmpress eval $OUT/model-q4_0.gguf --base $OUT/teacher.h5"
+"$L" eval "$OUT/model-q4_0.gguf" --base "$OUT/teacher.h5" | head -n 12
 step "lmpress run $OUT/model-q4_k_m.gguf -p 'The river' -n 24"
 "$L" run "$OUT/model-q4_k_m.gguf" -p "The river" -n 24
-step "done: outputs in $OUT/"
+step "done: outputs in $OUT/; the report is $OUT/report/report.md (plots: $OUT/report/*.svg)"
