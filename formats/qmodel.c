@@ -40,6 +40,12 @@ struct lmp_qmodel_writer {
     int n_shapes;
     bool gidx;           /* declared with g_idx */
     lmp_qmodel_write_stats st;
+    /* AWQ: block fold_layer's folded vectors (lmp_qmodel_writer_fold), written instead of
+     * the input's: [0] input_layernorm, [1] post_attention_layernorm, [2 + k] linear k's
+     * bias; NULL = as in the input */
+    float *fold[2 + LMP_LIN_COUNT];
+    int64_t fold_n[2 + LMP_LIN_COUNT];
+    int fold_layer;
 };
 
 void lmp_qmodel_write_default_params(lmp_qmodel_write_params *p)
@@ -138,8 +144,9 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                        "%s: GGUF input cannot be written as GPTQ / compressed-tensors (llama.cpp names and "
                        "permuted q/k rows); convert it to a Hugging Face folder first (lmpress convert)",
                        ck->path);
-    if (p->format != LMP_QFMT_GPTQ_V1 && p->format != LMP_QFMT_GPTQ_V2 && p->format != LMP_QFMT_CT_PACKED)
-        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (gptq, gptq_v2 or pack-quantized)",
+    if (p->format != LMP_QFMT_GPTQ_V1 && p->format != LMP_QFMT_GPTQ_V2 && p->format != LMP_QFMT_CT_PACKED &&
+        p->format != LMP_QFMT_AWQ_GEMM)
+        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (gptq, gptq_v2, awq or pack-quantized)",
                        lmp_qformat_name(p->format));
     if (p->format == LMP_QFMT_GPTQ_V1 && !qc->sym)
         return lmp_err(LMP_EINVAL, "GPTQ v1 (checkpoint_format \"gptq\") cannot hold asymmetric zero points; "
@@ -235,6 +242,87 @@ fail:
     return rc;
 }
 
+static void fold_clear(lmp_qmodel_writer *w)
+{
+    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++) {
+        free(w->fold[i]);
+        w->fold[i] = NULL;
+    }
+}
+
+int lmp_qmodel_writer_fold(void *ctx, int layer, const lmp_qfold *f)
+{
+    lmp_qmodel_writer *w = ctx;
+    if (layer != w->next_layer)
+        return lmp_err(LMP_EINVAL, "quantized writer: folded vectors of block %d arrived, expected %d", layer,
+                       w->next_layer);
+    fold_clear(w);
+    const float *src[2 + LMP_LIN_COUNT] = {f->attn_norm, f->ffn_norm};
+    int64_t d = lmp_model_config(w->m)->hidden_size;
+    w->fold_n[0] = w->fold_n[1] = d;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        src[2 + k] = f->bias[k];
+        w->fold_n[2 + k] = lmp_model_linear(w->m, layer, (lmp_linear)k)->rows;
+    }
+    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++)
+        if (src[i]) {
+            if (!(w->fold[i] = malloc(sizeof(float) * (size_t)w->fold_n[i]))) {
+                fold_clear(w);
+                return lmp_err(LMP_ENOMEM, "out of memory");
+            }
+            memcpy(w->fold[i], src[i], sizeof(float) * (size_t)w->fold_n[i]);
+        }
+    w->fold_layer = layer;
+    return LMP_OK;
+}
+
+/* A block tensor: the folded replacement when there is one (in the input's dtype), else
+ * the input's bytes. */
+static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor *t)
+{
+    int idx = -1;
+    char name[LMP_MAX_NAME + 16];
+    for (int i = 0; i < 2 + LMP_LIN_COUNT && idx < 0; i++) {
+        if (i < 2) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
+                     i == 0 ? "input_layernorm" : "post_attention_layernorm");
+        } else {
+            char prefix[LMP_MAX_NAME];
+            snprintf(name, sizeof name, "%s.bias", lmp_linear_hf_prefix(layer, (lmp_linear)(i - 2), prefix,
+                                                                          sizeof prefix));
+        }
+        if (strcmp(t->name, name) == 0)
+            idx = i;
+    }
+    if (idx < 0 || w->fold_layer != layer || !w->fold[idx])
+        return write_tensor(w, t);
+    const int64_t n = w->fold_n[idx];
+    if (lmp_tensor_nelem(t) != n)
+        return lmp_err(LMP_EFORMAT, "quantized writer: %s has %lld elements, the folded vector %lld", t->name,
+                       (long long)lmp_tensor_nelem(t), (long long)n);
+    size_t es = t->dtype == LMP_DT_F32 ? 4 : 2;
+    if (t->dtype != LMP_DT_F32 && t->dtype != LMP_DT_F16 && t->dtype != LMP_DT_BF16)
+        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: %s is %s; folded vectors are written as f32/f16/bf16",
+                       t->name, lmp_dtype_info(t->dtype)->name);
+    void *buf = malloc(es * (size_t)n);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (t->dtype == LMP_DT_F32)
+        memcpy(buf, w->fold[idx], es * (size_t)n);
+    else if (t->dtype == LMP_DT_F16)
+        lmp_f32_to_f16_row(w->fold[idx], buf, n);
+    else
+        lmp_f32_to_bf16_row(w->fold[idx], buf, n);
+    int rc = lmp_st_writer_write(w->sw, buf, es * (size_t)n);
+    free(buf);
+    if (rc == 0) {
+        w->st.bytes += es * (size_t)n;
+        w->st.params += (uint64_t)n;
+        w->st.n_tensors++;
+    }
+    return rc;
+}
+
 int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st)
 {
     (void)st;
@@ -243,7 +331,7 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
         return lmp_err(LMP_EINVAL, "quantized writer: block %d arrived, expected %d", layer, w->next_layer);
     int rc;
     for (int i = 0; i < w->ck->n_tensors; i++)
-        if (w->tensor_layer[i] == layer && (rc = write_tensor(w, &w->ck->tensors[i])))
+        if (w->tensor_layer[i] == layer && (rc = write_layer_tensor(w, layer, &w->ck->tensors[i])))
             return rc;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const lmp_qtensor *qk = &q[k];
@@ -415,6 +503,7 @@ void lmp_qmodel_writer_abort(lmp_qmodel_writer *w)
 {
     if (!w)
         return;
+    fold_clear(w);
     lmp_st_writer_abort(w->sw);
     if (w->tmp) {
         lmp_dir_remove(w->tmp);
@@ -547,6 +636,8 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
         return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
     if (p->pipe.method == LMP_QMETHOD_GPTQ && !p->calib_path)
         return lmp_err(LMP_EINVAL, "GPTQ needs calibration text (--calib FILE)");
+    if (p->pipe.method == LMP_QMETHOD_AWQ && !p->calib_path)
+        return lmp_err(LMP_EINVAL, "AWQ needs calibration text (--calib FILE)");
     lmp_model *m = NULL;
     lmp_calib_data cal = {0};
     lmp_qmodel_writer *w = NULL;
@@ -571,7 +662,12 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
         goto done;
     }
     if (p->calib_path) {
-        if ((rc = lmp_calib_load(m, p->calib_path, &p->calib, &cal)))
+        lmp_calib_params cpar = p->calib;
+        if (p->pipe.method == LMP_QMETHOD_AWQ && cpar.seq_len == 0) { /* AutoAWQ's max_calib_seq_len */
+            int ctx = lmp_model_config(m)->max_pos > 0 ? lmp_model_config(m)->max_pos : 512;
+            cpar.seq_len = ctx < 512 ? ctx : 512;
+        }
+        if ((rc = lmp_calib_load(m, p->calib_path, &cpar, &cal)))
             goto done;
         r->calib_text_tokens = cal.n_text_tokens;
         uint64_t ab = lmp_qpipe_act_bytes(m, &cal);
@@ -586,6 +682,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     pp.act_order = qc.desc_act;
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
+    pp.fold_sink = lmp_qmodel_writer_fold;
     if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
         goto done;
     rc = lmp_qmodel_writer_finish(w, &r->write);

@@ -23,7 +23,9 @@
 /* ---------------------------------------------------------------- writer ---------- */
 
 typedef struct {
-    lmp_qformat format;      /* LMP_QFMT_GPTQ_V1 (sym only), LMP_QFMT_GPTQ_V2, LMP_QFMT_CT_PACKED */
+    lmp_qformat format;      /* LMP_QFMT_GPTQ_V1 (sym only), LMP_QFMT_GPTQ_V2, LMP_QFMT_CT_PACKED,
+                                LMP_QFMT_AWQ_GEMM (4-bit, no act-order; folded norms via
+                                lmp_qmodel_writer_fold) */
     lmp_dtype scale_dtype;   /* compressed-tensors weight_scale: F16 (default), BF16 or F32 */
     bool force;              /* replace an existing folder */
     uint64_t shard_bytes;    /* 0 = one model.safetensors (default) */
@@ -54,6 +56,10 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **w, const lmp_model *m, const char
  * as they are in the input, and q[LMP_LIN_COUNT] packed. Has the lmp_qpipe_sink
  * signature (ctx = the writer; st unused). */
 int lmp_qmodel_writer_layer(void *w, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st);
+/* AWQ's folded vectors of block `layer` (called before lmp_qmodel_writer_layer of the
+ * same block; the lmp_qpipe_fold_sink signature): the norms and biases given are written
+ * instead of the input's, in the input tensor's dtype (f32, f16 or bf16). */
+int lmp_qmodel_writer_fold(void *w, int layer, const lmp_qfold *f);
 /* Completes the safetensors, writes config.json (the input's, with
  * "quantization_config"), quantize_config.json (GPTQ), copies tokenizer.json,
  * tokenizer_config.json, generation_config.json, special_tokens_map.json, and renames the
@@ -107,5 +113,18 @@ void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r); /* accepts NULL *
  * forward pass. `out` appears only when complete. */
 int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
                         lmp_qmodel_quant_result *r);
+
+/* ---------------------------------------------------------------- engine loading --
+ * (formats/qload.c) */
+
+/* lmp_model_load for quantized folders too: the GPTQ / AWQ / compressed-tensors linears
+ * are unpacked once into canonical intgroup tensors owned by the model and run natively
+ * by the engine (lmp_model_set_linear_q); every other tensor is loaded as
+ * lmp_model_load does. A folder without quantization_config loads exactly as with
+ * lmp_model_load. Returns status; *out owned (lmp_model_free). */
+int lmp_qmodel_load(lmp_model **out, const char *path);
+/* The tools' single entry point: sparse-compressed folders (formats/sparse.h),
+ * quantized folders (lmp_qmodel_load), anything else lmp_model_load opens. */
+int lmp_model_load_any(lmp_model **out, const char *path);
 
 #endif

@@ -3,6 +3,7 @@
  * one library call (lmp_ppl_text) and prints; the protocols live in lib/infer/ppl.c.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "lib/infer/infer.h"
 
 #include <stdio.h>
@@ -76,7 +77,7 @@ int cmd_ppl(int argc, char **argv)
         lmp_err(LMP_EINVAL, "%s: the text file is empty", file);
         return cli_fail("ppl", LMP_EINVAL);
     }
-    if ((rc = lmp_model_load(&m, pos[0]))) {
+    if ((rc = lmp_model_load_any(&m, pos[0]))) {
         free(text);
         return cli_fail("ppl", rc);
     }

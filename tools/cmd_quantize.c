@@ -42,6 +42,7 @@ typedef struct {
     long long bits, group_size, samples, seqlen, seed;
     double damp;
     bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
+    bool no_clip, no_duo;   /* AWQ */
 } int_opts;
 
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st)
@@ -74,8 +75,15 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         p.pipe.method = LMP_QMETHOD_GPTQ;
     else if (strcmp(method, "rtn") == 0)
         p.pipe.method = LMP_QMETHOD_RTN;
+    else if (strcmp(method, "awq") == 0)
+        p.pipe.method = LMP_QMETHOD_AWQ;
     else {
-        fprintf(stderr, "lmpress quantize: --method must be gptq or rtn\n");
+        fprintf(stderr, "lmpress quantize: --method must be gptq, rtn or awq\n");
+        return 2;
+    }
+    const bool awq = p.pipe.method == LMP_QMETHOD_AWQ;
+    if ((o->no_clip || o->no_duo) && !awq) {
+        fprintf(stderr, "lmpress quantize: --no-clip / --no-duo-scaling apply to AWQ only\n");
         return 2;
     }
     if (o->sym && o->asym) {
@@ -86,9 +94,18 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         fprintf(stderr, "lmpress quantize: --act-order and --no-act-order conflict\n");
         return 2;
     }
-    p.pipe.sym = !o->asym;
+    p.pipe.sym = awq ? o->sym : !o->asym; /* AWQ's convention: zero points */
     if (o->no_act_order)
         p.pipe.act_order = false;
+    if (awq) {
+        if (o->act_order) {
+            fprintf(stderr, "lmpress quantize: AWQ has no act-order (--act-order applies to GPTQ only)\n");
+            return 2;
+        }
+        p.pipe.act_order = false;
+        p.pipe.awq_clip = !o->no_clip;
+        p.pipe.awq_duo_scaling = !o->no_duo;
+    }
     if (p.pipe.method == LMP_QMETHOD_RTN) {
         if (o->act_order) {
             fprintf(stderr, "lmpress quantize: --act-order applies to GPTQ only\n");
@@ -118,15 +135,18 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         }
         p.pipe.damp = (float)o->damp;
     }
-    const char *fmt = o->format ? o->format : "gptq";
-    if (strcmp(fmt, "gptq") == 0)
+    const char *fmt = o->format ? o->format : awq ? "awq" : "gptq";
+    /* AWQ GEMM holds any 4-bit grouped weights without act-order (checked below) */
+    if (strcmp(fmt, "awq") == 0)
+        p.write.format = LMP_QFMT_AWQ_GEMM;
+    else if (strcmp(fmt, "gptq") == 0)
         p.write.format = p.pipe.sym ? LMP_QFMT_GPTQ_V1 : LMP_QFMT_GPTQ_V2;
     else if (strcmp(fmt, "gptq_v2") == 0 || strcmp(fmt, "gptq-v2") == 0)
         p.write.format = LMP_QFMT_GPTQ_V2;
     else if (strcmp(fmt, "compressed-tensors") == 0 || strcmp(fmt, "ct") == 0)
         p.write.format = LMP_QFMT_CT_PACKED;
     else {
-        fprintf(stderr, "lmpress quantize: --format must be gptq, gptq_v2 or compressed-tensors\n");
+        fprintf(stderr, "lmpress quantize: --format must be gptq, gptq_v2, awq or compressed-tensors\n");
         return 2;
     }
     if (strcmp(fmt, "gptq") == 0 && !p.pipe.sym && !o->json)
@@ -163,8 +183,14 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
             return 2;
         }
     }
-    if (p.pipe.method == LMP_QMETHOD_GPTQ && !o->calib) {
-        fprintf(stderr, "lmpress quantize: GPTQ needs calibration text: --calib FILE (plain or .gz)\n");
+    if (p.write.format == LMP_QFMT_AWQ_GEMM && (p.pipe.bits != 4 || p.pipe.act_order)) {
+        fprintf(stderr, "lmpress quantize: --format awq (AutoAWQ GEMM) holds 4-bit weights without act-order%s\n",
+                p.pipe.act_order ? " (add --no-act-order)" : "");
+        return 2;
+    }
+    if ((p.pipe.method == LMP_QMETHOD_GPTQ || awq) && !o->calib) {
+        fprintf(stderr, "lmpress quantize: %s needs calibration text: --calib FILE (plain or .gz)\n",
+                awq ? "AWQ" : "GPTQ");
         return 2;
     }
     p.calib_path = o->calib;
@@ -231,9 +257,9 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         if (pr->n_samples)
             printf("calibration: %d x %d tokens (of %lld in the text), activations %s\n", pr->n_samples, pr->seq_len,
                    (long long)r.calib_text_tokens, cli_bytes((double)pr->act_bytes, b3, sizeof b3));
-        if (n_cmp && p.pipe.method == LMP_QMETHOD_GPTQ)
-            printf("GPTQ output error below RTN's on %d of %d linears; worst %.5f (%s)\n", n_cmp - pr->n_worse_than_rtn,
-                   n_cmp, pr->worst_err, pr->worst_name);
+        if (n_cmp && (p.pipe.method == LMP_QMETHOD_GPTQ || awq))
+            printf("%s output error below RTN's on %d of %d linears; worst %.5f (%s)\n", awq ? "AWQ" : "GPTQ",
+                   n_cmp - pr->n_worse_than_rtn, n_cmp, pr->worst_err, pr->worst_name);
         else if (n_cmp)
             printf("worst output error %.5f (%s)\n", pr->worst_err, pr->worst_name);
         printf("%.2fs, peak RSS %s\n", r.seconds, cli_bytes((double)r.peak_rss, b3, sizeof b3));
@@ -244,8 +270,9 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
 
 int cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL, *type = NULL;
+    const char *out = NULL, *type = NULL, *imatrix_calib = NULL;
     cli_strlist tt = {0}, keep = {0};
+    lmp_imatrix im = {0};
     long long threads = 0;
     bool force = false, json = false, verbose = false, requant = false;
     int_opts io = {0};
@@ -263,22 +290,28 @@ int cmd_quantize(int argc, char **argv)
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
-        {"method", 0, OPT_STR, &io.method, "M", "gptq or rtn: integer groups written as a GPTQ / compressed-tensors "
-                                                 "folder (instead of --type)"},
+        {"method", 0, OPT_STR, &io.method, "M", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
+                                                 "compressed-tensors folder (instead of --type)"},
         {"bits", 0, OPT_INT, &io.bits, "N", "--method: bits per weight, 2..8 (default 4)"},
         {"group-size", 0, OPT_INT, &io.group_size, "N", "--method: columns per group, or -1 per row (default 128)"},
-        {"sym", 0, OPT_FLAG, &io.sym, NULL, "--method: symmetric (default)"},
-        {"asym", 0, OPT_FLAG, &io.asym, NULL, "--method: asymmetric (zero points)"},
+        {"sym", 0, OPT_FLAG, &io.sym, NULL, "--method: symmetric (default for gptq/rtn)"},
+        {"asym", 0, OPT_FLAG, &io.asym, NULL, "--method: asymmetric (zero points; always for awq unless --sym)"},
+        {"no-clip", 0, OPT_FLAG, &io.no_clip, NULL, "AWQ: skip the clipping-range search"},
+        {"no-duo-scaling", 0, OPT_FLAG, &io.no_duo, NULL, "AWQ: scales from activations only (s = x^a, the paper's) "
+                                                          "instead of AutoAWQ's x^a / w^(1-a)"},
         {"act-order", 0, OPT_FLAG, &io.act_order, NULL, "GPTQ: columns by decreasing Hessian diagonal (default)"},
         {"no-act-order", 0, OPT_FLAG, &io.no_act_order, NULL, "GPTQ: columns in order"},
         {"no-true-sequential", 0, OPT_FLAG, &io.no_true_seq, NULL,
          "GPTQ: all Hessians of a block from one pass over the original block"},
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
-        {"format", 0, OPT_STR, &io.format, "F", "--method: gptq (v1; v2 when asymmetric), gptq_v2 or "
-                                                "compressed-tensors (default gptq)"},
-        {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ)"},
+        {"format", 0, OPT_STR, &io.format, "F", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
+                                                "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
+        {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ and AWQ)"},
+        {"imatrix-calib", 0, OPT_STR, &imatrix_calib, "FILE", "--type: importance weights (llama.cpp imatrix, E[x^2] "
+                                                            "per input column) from this calibration text"},
         {"calib-samples", 0, OPT_INT, &io.samples, "N", "calibration windows (default 128)"},
-        {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, capped to the context)"},
+        {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, AWQ and imatrix 512; capped "
+                                                     "to the context)"},
         {"calib-mode", 0, OPT_STR, &io.calib_mode, "M", "random (GPTQ's random windows, default) or chunks "
                                                          "(consecutive, llama.cpp imatrix)"},
         {"seed", 0, OPT_INT, &io.seed, "S", "seed of the random windows (default 0)"},
@@ -291,10 +324,13 @@ int cmd_quantize(int argc, char **argv)
     };
     const cli_cmd_info info = {
         "quantize", "MODEL -o OUT.gguf --type TYPE [--tensor-type REGEX=TYPE ...] [--keep REGEX ...] "
-                    "[--allow-requantize] [--force] [--verbose] [--json]\n"
+                    "[--allow-requantize] [--imatrix-calib FILE [--calib-samples N] [--calib-seqlen L]] [--force] "
+                    "[--verbose] [--json]\n"
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
-                    "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]",
+                    "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]\n"
+                    "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] "
+                    "[--no-duo-scaling] [--format awq|gptq_v2|compressed-tensors] --calib FILE [...]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
         "or .safetensors (converted to GGUF first, as `lmpress convert` does) or an f32/f16/bf16 GGUF.\n"
         "The _s/_m/_l types are llama.cpp's mixes: e.g. q4_k_m writes the output (or tied token embedding)\n"
@@ -308,7 +344,14 @@ int cmd_quantize(int argc, char **argv)
         "folder in GPTQ or compressed-tensors (pack-quantized) layout; embeddings, norms and lm_head stay\n"
         "as they are. Memory: the calibration activations, samples x seqlen x hidden x 4 bytes (128 x 2048\n"
         "x 4096 is 4 GiB), plus one block. Per-layer lines and the output error ||WX-QX||/||WX|| against\n"
-        "RTN's go to stderr; --verbose prints the per-linear table.",
+        "RTN's go to stderr; --verbose prints the per-linear table.\n\n"
+        "--method awq (Lin et al. 2023, as AutoAWQ): per layer group, activation-aware scales searched on the\n"
+        "calibration text and folded into the preceding RMSNorm / v_proj / up_proj, a clipping search, then\n"
+        "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
+        "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
+        "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
+        "recorded as quantize.imatrix.* keys.",
         NULL};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np), rc = 0;
@@ -321,13 +364,15 @@ int cmd_quantize(int argc, char **argv)
     io.force = force;
     io.json = json;
     io.verbose = verbose;
+    /* the calibration window options serve --imatrix-calib on the GGUF path */
+    bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode;
     bool int_path = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2 || io.asym ||
-                    io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.samples != -1 ||
-                    io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.no_true_seq;
+                    io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
+                    io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
-        if (type || tt.n || keep.n || requant) {
-            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize (GGUF) and "
-                            "--method/--bits/--format/--calib (GPTQ, RTN) do not mix\n");
+        if (type || tt.n || keep.n || requant || imatrix_calib) {
+            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib (GGUF) "
+                            "and --method/--bits/--format/--calib (GPTQ, RTN, AWQ) do not mix\n");
             rc = 2;
         } else if (np != 1 || !out) {
             fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
@@ -372,6 +417,47 @@ int cmd_quantize(int argc, char **argv)
     lmp_set_num_threads((int)threads);
     lmp_quant_init();
 
+    if (imatrix_calib) { /* importance weights first: a bad calibration text fails before conversion */
+        lmp_calib_params cp;
+        lmp_calib_default_params(&cp);
+        cp.mode = LMP_CALIB_CHUNKS; /* llama-imatrix: consecutive chunks, BOS first */
+        if (io.samples != -1) {
+            if (io.samples < 1 || io.samples > 1 << 20) {
+                fprintf(stderr, "lmpress quantize: --calib-samples must be positive\n");
+                rc = 2;
+                goto done;
+            }
+            cp.n_samples = (int)io.samples;
+        }
+        if (io.seqlen != -1) {
+            if (io.seqlen < 2 || io.seqlen > 1 << 20) {
+                fprintf(stderr, "lmpress quantize: --calib-seqlen must be at least 2\n");
+                rc = 2;
+                goto done;
+            }
+            cp.seq_len = (int)io.seqlen;
+        }
+        if (io.seed > 0)
+            cp.seed = (uint64_t)io.seed;
+        if (io.calib_mode) {
+            if (strcmp(io.calib_mode, "random") == 0)
+                cp.mode = LMP_CALIB_RANDOM;
+            else if (strcmp(io.calib_mode, "chunks") != 0) {
+                fprintf(stderr, "lmpress quantize: --calib-mode must be random or chunks\n");
+                rc = 2;
+                goto done;
+            }
+        }
+        int e = lmp_imatrix_compute(pos[0], imatrix_calib, &cp, !json, &im);
+        if (e) {
+            rc = cli_fail("quantize", e);
+            goto done;
+        }
+        if (!json)
+            fprintf(stderr, "imatrix: %d chunks (%lld tokens) from %s, %d linears\n", im.n_chunks,
+                    (long long)im.n_tokens, imatrix_calib, im.n_entries);
+    }
+
     const char *src = pos[0];
     if (lmp_path_is_dir(src) || !lmp_str_endswith(src, ".gguf")) {
         size_t n = strlen(out) + 64;
@@ -408,6 +494,15 @@ int cmd_quantize(int argc, char **argv)
     p.force = force;
     p.measure_error = verbose;
     p.on_tensor = json ? NULL : print_tensor;
+    if (imatrix_calib) {
+        p.weights = lmp_imatrix_weights;
+        p.weights_ctx = &im;
+        /* no imatrix file exists: both keys name the calibration text it came from */
+        p.imatrix_file = imatrix_calib;
+        p.imatrix_dataset = imatrix_calib;
+        p.imatrix_entries = im.n_entries;
+        p.imatrix_chunks = im.n_chunks;
+    }
     lmp_gguf_quant_result res;
     int e = lmp_gguf_quantize(src, out, &p, &res);
     if (tmp)
@@ -439,6 +534,9 @@ int cmd_quantize(int argc, char **argv)
             printf(", \"rel_rms_max\": %.6g, \"rel_rms_max_tensor\": ", res.rel_rms_max);
             cli_json_str(res.rel_rms_max_name);
         }
+        if (imatrix_calib)
+            printf(", \"imatrix_chunks\": %d, \"imatrix_tokens\": %lld, \"imatrix_entries\": %d", im.n_chunks,
+                   (long long)im.n_tokens, im.n_entries);
         printf("}\n");
     } else {
         char b1[32], b2[32], b3[32], types[512];
@@ -458,6 +556,7 @@ int cmd_quantize(int argc, char **argv)
             printf("largest relative RMS error: %.5f (%s)\n", res.rel_rms_max, res.rel_rms_max_name);
     }
 done:
+    lmp_imatrix_free(&im);
     free(tmp);
     free(tt.v);
     free(keep.v);

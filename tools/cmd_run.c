@@ -4,6 +4,7 @@
  * algorithm code here.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "lib/infer/infer.h"
 
 #include <stdio.h>
@@ -95,7 +96,7 @@ int cmd_run(int argc, char **argv)
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     stream st = {0};
-    int rc = lmp_model_load(&m, pos[0]);
+    int rc = lmp_model_load_any(&m, pos[0]);
     if (rc)
         return cli_fail("run", rc);
     if ((rc = lmp_model_tokenize(m, prompt, strlen(prompt), !no_bos, &ids, &n_ids)))

@@ -136,8 +136,10 @@ static int attention_gemm(const lmp_model *m, const float *q, int n, int base, c
         return lmp_err(LMP_ENOMEM, "out of memory (attention of %d tokens over %d keys)", n, nkeys);
     float *Kh = buf, *Vt = Kh + (size_t)nkeys * hd, *Qg = Vt + (size_t)nkeys * hd;
     float *O = Qg + (size_t)rows * hd, *S = O + (size_t)rows * hd;
-    const lmp_wmat wk = {LMP_DT_F32, nkeys, hd, Kh, sizeof(float) * (size_t)hd};
-    const lmp_wmat wv = {LMP_DT_F32, hd, nkeys, Vt, sizeof(float) * (size_t)nkeys};
+    const lmp_wmat wk = {.dtype = LMP_DT_F32, .rows = nkeys, .cols = hd, .data = Kh,
+                         .row_bytes = sizeof(float) * (size_t)hd};
+    const lmp_wmat wv = {.dtype = LMP_DT_F32, .rows = hd, .cols = nkeys, .data = Vt,
+                         .row_bytes = sizeof(float) * (size_t)nkeys};
     for (int kh = 0; kh < nkv; kh++) {
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < nkeys; t++) {

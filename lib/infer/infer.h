@@ -48,6 +48,25 @@ typedef struct lmp_model lmp_model;
 int lmp_model_load(lmp_model **out, const char *path);
 void lmp_model_free(lmp_model *m); /* accepts NULL */
 
+/* Loader hooks for checkpoints whose linear layers are not plain `.weight` tensors
+ * (GPTQ / AWQ / compressed-tensors folders: formats/qmodel.h lmp_qmodel_load fills
+ * them; lib/infer knows no file layout). */
+typedef struct {
+    /* Called during assembly for each linear whose "<prefix>.weight" the checkpoint
+     * lacks (prefix e.g. "model.layers.3.mlp.down_proj"), after the linear's shape is
+     * known. It installs the weight (lmp_model_adopt_linear_q / _set_linear_q /
+     * _set_linear) and returns 0; LMP_MODEL_HOOK_PASS (positive) when it has nothing
+     * for this linear (the weight is then reported missing as lmp_model_load does);
+     * a negative status aborts the load with its message. */
+    int (*missing_linear)(void *user, lmp_model *m, int layer, lmp_linear which,
+                          const char *prefix);
+    void *user;
+} lmp_model_load_hooks;
+
+#define LMP_MODEL_HOOK_PASS 1
+/* lmp_model_load with hooks (NULL: exactly lmp_model_load). */
+int lmp_model_load_ex(lmp_model **out, const char *path, const lmp_model_load_hooks *hooks);
+
 /* Tokenizes text[0..len) with the model's tokenizer. add_bos: prepend BOS when the
  * tokenizer's own rule asks for one (HF add_bos_token / GGUF tokenizer.ggml.add_bos_token;
  * Llama-style vocabularies do, Qwen2's does not); false never adds one. *ids is malloc'd
@@ -78,6 +97,16 @@ bool lmp_model_rope_interleaved(const lmp_model *m);
  * data must outlive the model (the model does not take ownership). Returns status. */
 const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which);
 int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wmat *w);
+/* Installs an intgroup weight (lib/core/qtensor.h) as linear `which` of `layer`, run
+ * natively by lmp_gemm (the payload stays packed). set: borrowed, q must outlive every
+ * forward pass that uses it (quantize-and-continue calibration). adopt: the model takes
+ * the arrays of *q (moved; *q is zeroed on success) and frees them in lmp_model_free,
+ * even after the linear is replaced. Shape must match; q is checked
+ * (lmp_qtensor_intgroup_check). Returns status. */
+int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q);
+int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qtensor *q);
+/* Number of linears (over all blocks) whose weight is an intgroup payload. */
+int lmp_model_n_intgroup(const lmp_model *m);
 
 /* Embedding lookup: x[i][0..hidden) = embed_tokens row tokens[i] (only those rows are
  * converted). Token ids out of range are LMP_EINVAL. */

@@ -28,6 +28,10 @@ struct lmp_model {
     lmp_wmat output;               /* (vocab, hidden): lm_head or the tied embeddings */
     float *inv_freq;               /* (head_dim/2) RoPE frequencies, scaling applied */
     lmp_tokenizer *tok;            /* owned, or NULL */
+    const lmp_model_load_hooks *hooks; /* during lmp_model_load_ex only, else NULL */
+    lmp_qtensor **owned_q;         /* (n_owned_q) intgroup weights adopted by the model
+                                      (lmp_model_adopt_linear_q); freed by lmp_model_free */
+    int n_owned_q, cap_owned_q;
 };
 
 struct lmp_session {

@@ -15,17 +15,28 @@
  *    dequantized to f32 and packed k-major into a per-thread buffer (KC x nr floats,
  *    never a full f32 copy of W) and every row tile of X streams past it through the
  *    variant's mr x nr register tile (outer-product FMAs: 12 x 32 on AVX-512, 6 x 16 on
- *    AVX2). Threads own contiguous ranges of (strip, row block) tasks and work through
- *    them in groups of 128 output columns, K blocks outermost within a group.
+ *    AVX2). (strip, row block) tasks are handed out dynamically in groups of 128 output
+ *    columns, K blocks outermost within a group (dynamic: on a busy machine a thread
+ *    the OS delays leaves its groups to the others).
  *    Measured on the 2-core Zen 4 dev VM (one thread, M = 512): 91-101 GFLOP/s for every
  *    dtype, within 0-8% of OpenBLAS sgemm on the same f32 shapes.
- * Choice for q8_0/q4_0 (measured, see tests/bench/bench_gemm.c): weight panels are
- * dequantized to f32 and run through the f32 micro-kernel; X is not quantized. The
- * dequantization is paid once per KC x nr panel and shared by up to 512 rows of X, so
- * q4_0/q8_0 run at the f32 rate (about OpenBLAS), activations stay exact (no 8-bit
- * rounding of X), and one micro-kernel serves every dtype, k-quants included. An int8
- * path (X quantized to q8 blocks, vpdpbusd) could be up to ~2x faster on paper on Zen 4
- * (VNNI is double-pumped there, and per-block scaling costs FMAs); not done yet.
+ * Rounded activations (kernels.h: lmp_gemm_set_exact; lmp_k_act picks the format per
+ * dtype). bf16 weights: X rounded to bf16, products with vdpbf16ps (AVX512-BF16) in a
+ * 12 x 32 tile over pairs of k; q8_0/q4_0/q5_0 weights: X quantized per block of 32 to
+ * int8 + f32 scale, integer dots with vpdpbusd (AVX512-VNNI) in a 12 x 16 tile whose
+ * panels hold the weights as signed bytes (kernels_avx512_act.c). Measured on the Zen 4
+ * dev VM, one thread, M = 512: bf16 ~180-200 GFLOP/s and q8_0/q4_0 ~250-310 against
+ * ~95 for the f32 panels. X is converted once per call (packed tiles for M >= 16,
+ * converted rows for the streaming path), and the reference rounds identically, so the
+ * variants agree to f32 accumulation order. A variant without a tile of the format runs
+ * the f32 panels on the rounded X (same values). Other dtypes (f32, f16, q4_1, q5_1,
+ * k-quants) keep f32 activations and f32 panels (dequantized once per KC x nr panel and
+ * shared by up to 512 rows of X).
+ * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
+ * dotq4) that shares the horizontal sums; matrices under LMP_K_PAR_MIN_BYTES run on
+ * the calling thread (no fork/join). Batched path: the next weight panel is prefetched
+ * into L2 while the current one is multiplied (the weights come from DRAM once per
+ * call; without it the panel decode was ~10% of a pp512 profile).
  *
  * Determinism: threads split only output columns (W strips) and row tiles of X, never
  * the K reduction; every element is bias + (sum over K block 0) + (sum over block 1) ...
@@ -49,6 +60,11 @@
 #define LMP_K_GROUP_COLS 128
 
 static int64_t g_small_m = LMP_K_SMALL_M; /* LMP_GEMM_SMALL_M overrides (tuning) */
+/* Weight bytes below which the streaming path runs on the calling thread alone: a
+ * fork/join costs about what streaming this much takes (~20 GB/s per core), and a
+ * region the busy machine's scheduler delays costs far more. */
+#define LMP_K_PAR_MIN_BYTES (64 * 1024)
+static size_t g_par_min = LMP_K_PAR_MIN_BYTES; /* LMP_GEMM_PAR_MIN overrides (tuning) */
 static lmp_kimpl g_impl[4];
 static bool g_avail[4];
 static const lmp_kimpl *g_cur;
@@ -88,7 +104,15 @@ static void init_once(void)
     lmp_kimpl_fill_avx2(&g_impl[LMP_ISA_AVX2]);
     g_impl[LMP_ISA_AVX512] = g_impl[LMP_ISA_AVX2];
     lmp_kimpl_fill_avx512(&g_impl[LMP_ISA_AVX512]);
+    /* extensions with kernels of their own, each optional within the avx512 variant */
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi"))
+        lmp_kimpl_fill_avx512_vnni(&g_impl[LMP_ISA_AVX512]);
+    if (__builtin_cpu_supports("avx512bf16"))
+        lmp_kimpl_fill_avx512_bf16(&g_impl[LMP_ISA_AVX512]);
 #endif
+    const char *pm = getenv("LMP_GEMM_PAR_MIN");
+    if (pm && *pm)
+        g_par_min = (size_t)strtoull(pm, NULL, 10);
     const char *sm = getenv("LMP_GEMM_SMALL_M");
     if (sm && *sm)
         g_small_m = strtol(sm, NULL, 10);
@@ -120,6 +144,12 @@ lmp_isa lmp_kernels_set_isa(lmp_isa isa)
     return g_cur_isa;
 }
 
+const lmp_kimpl *lmp_k_impl(lmp_isa isa)
+{
+    pthread_once(&g_once, init_once);
+    return isa > LMP_ISA_AUTO && isa <= LMP_ISA_AVX512 && g_avail[isa] ? &g_impl[isa] : NULL;
+}
+
 lmp_isa lmp_kernels_isa(void)
 {
     pthread_once(&g_once, init_once);
@@ -147,26 +177,102 @@ bool lmp_gemm_supports(lmp_dtype dt)
 
 /* ---------------------------------------------------------------- gemm */
 
-/* Packed-X scratch of the calling thread, grown on demand and reused across calls. */
-static _Thread_local float *tl_xp;
-static _Thread_local size_t tl_xp_cap;
+static int g_exact = -1; /* -1: not decided yet (LMP_GEMM_EXACT env) */
 
-static float *xp_buffer(size_t nfloat)
+void lmp_gemm_set_exact(bool exact) { g_exact = exact; }
+
+bool lmp_gemm_exact(void)
 {
-    if (nfloat > tl_xp_cap) {
-        free(tl_xp);
-        size_t bytes = (nfloat * sizeof(float) + 63) & ~(size_t)63;
-        tl_xp = aligned_alloc(64, bytes);
-        tl_xp_cap = tl_xp ? nfloat : 0;
+    if (g_exact < 0) {
+        const char *e = getenv("LMP_GEMM_EXACT");
+        g_exact = e && *e && strcmp(e, "0") != 0;
     }
-    return tl_xp;
+    return g_exact;
+}
+
+lmp_act lmp_k_act(lmp_dtype dt)
+{
+    if (lmp_gemm_exact() || (int)dt < 0 || dt >= LMP_DT_COUNT || !impl()->dt[dt].dotq)
+        return LMP_ACT_F32;
+    return dt == LMP_DT_BF16 ? LMP_ACT_BF16 : LMP_ACT_Q8;
+}
+
+/* Bytes of one row of K elements in an activation format. */
+static size_t act_row_bytes(lmp_act act, int64_t K)
+{
+    size_t b = act == LMP_ACT_Q8 ? LMP_XQ8_BYTES(K) : act == LMP_ACT_BF16 ? 2 * (size_t)K
+                                                                          : 4 * (size_t)K;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* Per-calling-thread scratch, grown on demand and reused across calls: [0] packed X
+ * tiles or converted rows of X, [1] X rounded to the activation format as f32. */
+static _Thread_local void *tl_buf[2];
+static _Thread_local size_t tl_cap[2];
+
+static void *scratch(int i, size_t bytes)
+{
+    if (bytes > tl_cap[i]) {
+        free(tl_buf[i]);
+        bytes = (bytes + 63) & ~(size_t)63;
+        tl_buf[i] = aligned_alloc(64, bytes);
+        tl_cap[i] = tl_buf[i] ? bytes : 0;
+    }
+    return tl_buf[i];
 }
 
 void lmp_kernels_scratch_free(void)
 {
-    free(tl_xp);
-    tl_xp = NULL;
-    tl_xp_cap = 0;
+    for (int i = 0; i < 2; i++) {
+        free(tl_buf[i]);
+        tl_buf[i] = NULL;
+        tl_cap[i] = 0;
+    }
+}
+
+/* Row r of X in activation format act (xa[r * rb ...]). */
+static void convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_t M, int64_t K,
+                         void *xa, size_t rb)
+{
+    for (int64_t m = 0; m < M; m++) {
+        void *dst = (uint8_t *)xa + (size_t)m * rb;
+        if (act == LMP_ACT_Q8)
+            k->quant_q8(X + m * K, K, dst);
+        else
+            k->to_bf16(X + m * K, K, dst);
+    }
+}
+
+
+/* M == 1 with a four-row kernel: rows in fixed groups of four (the last N % 4 rows one
+ * at a time), so each row's arithmetic is the same for any thread count. xa: the
+ * converted row when act (dotq4 / dotq), else X (dot4 / dot). */
+static void gemm_rows4(float *Y, const float *X, const void *xa, const lmp_wmat *W,
+                       const float *bias, const lmp_kdt *d)
+{
+    const int64_t N = W->rows, K = W->cols, ng = N / 4, ntask = ng + N % 4;
+    const uint8_t *w = W->data;
+    const size_t rb = W->row_bytes;
+    /* dynamic chunks (about 8 per thread): a thread the OS delays (a busy machine)
+     * leaves its share to the others instead of stalling the join */
+    const int64_t chunk = ntask / (8 * omp_get_max_threads()) > 0 ? ntask / (8 * omp_get_max_threads()) : 1;
+#pragma omp parallel for schedule(dynamic, chunk) if ((size_t)N * rb >= g_par_min)
+    for (int64_t g = 0; g < ntask; g++) {
+        if (g < ng) {
+            float o[4];
+            const uint8_t *row = w + (size_t)(4 * g) * rb;
+            if (xa)
+                d->dotq4(row, rb, xa, K, o);
+            else
+                d->dot4(row, rb, X, K, o);
+            for (int r = 0; r < 4; r++)
+                Y[4 * g + r] = o[r] + (bias ? bias[4 * g + r] : 0.0f);
+        } else {
+            const int64_t n = 4 * ng + (g - ng);
+            const void *row = w + (size_t)n * rb;
+            Y[n] = (xa ? d->dotq(row, xa, K) : d->dot(row, X, K)) + (bias ? bias[n] : 0.0f);
+        }
+    }
 }
 
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
@@ -175,7 +281,11 @@ static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *
     const int64_t N = W->rows, K = W->cols;
     const uint8_t *w = W->data;
     const size_t rb = W->row_bytes;
-#pragma omp parallel for schedule(static)
+    if (M == 1 && d->dot4) {
+        gemm_rows4(Y, X, NULL, W, bias, d);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)N * rb * M >= g_par_min)
     for (int64_t n = 0; n < N; n++) {
         const void *row = w + (size_t)n * rb;
         float b = bias ? bias[n] : 0.0f;
@@ -194,14 +304,55 @@ static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *
     }
 }
 
-static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float *bias,
-                       int64_t M, const lmp_kimpl *k, const lmp_kdt *d, float *xp)
+/* The streaming path on converted activation rows (xa: M rows of xrb bytes). */
+static void gemm_rows_act(float *Y, const void *xa, size_t xrb, const lmp_wmat *W,
+                          const float *bias, int64_t M, const lmp_kdt *d)
 {
     const int64_t N = W->rows, K = W->cols;
-    const int mr = k->mr, nr = k->nr;
+    const uint8_t *w = W->data;
+    const size_t rb = W->row_bytes;
+    if (M == 1 && d->dotq4) {
+        gemm_rows4(Y, NULL, xa, W, bias, d);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)N * rb * M >= g_par_min)
+    for (int64_t n = 0; n < N; n++) {
+        const void *row = w + (size_t)n * rb;
+        const float b = bias ? bias[n] : 0.0f;
+        for (int64_t m = 0; m < M; m++)
+            Y[m * N + n] = d->dotq(row, (const uint8_t *)xa + (size_t)m * xrb, K) + b;
+    }
+}
+
+/* Prefetch (to L2) rows [n0, n0 + nr) of W, elements [k0, k0 + LMP_K_KC). */
+static inline void prefetch_panel(const lmp_wmat *W, int64_t n0, int nr, int64_t k0)
+{
+    const int64_t kc = W->cols - k0 < LMP_K_KC ? W->cols - k0 : LMP_K_KC;
+    const size_t off = lmp_dtype_row_bytes(W->dtype, k0), len = lmp_dtype_row_bytes(W->dtype, kc);
+    const int64_t n1 = n0 + nr < W->rows ? n0 + nr : W->rows;
+    for (int64_t n = n0; n < n1; n++) {
+        const char *p = (const char *)W->data + (size_t)n * W->row_bytes + off;
+        for (size_t b = 0; b < len; b += 64)
+            __builtin_prefetch(p + b, 0, 2);
+    }
+}
+
+/* The batched path. tile == NULL: f32 panels (W dequantized by d->to_f32 and packed by
+ * k->pack_w, X packed by k->pack_x, k->ukr); otherwise the tile's own format (W packed
+ * by d->pack_wq). */
+static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float *bias,
+                       int64_t M, const lmp_kimpl *k, const lmp_kdt *d, const lmp_ktile *tile,
+                       void *xpv)
+{
+    const int64_t N = W->rows, K = W->cols;
+    const int mr = tile ? tile->mr : k->mr, nr = tile ? tile->nr : k->nr;
     const int64_t mtiles = (M + mr - 1) / mr, nstrips = (N + nr - 1) / nr;
     const uint8_t *w = W->data;
     const size_t rb = W->row_bytes;
+    uint8_t *xp = xpv;
+    /* packed X: K block kb, tile t at xp + kb * kbstride + t * xtile(kc) */
+    const size_t xfull = tile ? tile->x_bytes(LMP_K_KC) : sizeof(float) * mr * LMP_K_KC;
+    const size_t kbstride = (size_t)mtiles * xfull;
 
     /* Row blocks of X: as large as L2 allows, smaller when there are too few W strips to
      * keep every thread busy (this changes who computes what, never the arithmetic). */
@@ -215,39 +366,44 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
     }
     const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
 
-    const int64_t mpad = mtiles * mr;
-
 #pragma omp parallel
     {
-        /* xp holds X by K block, then row tile: xp + k0 * mpad + t * mr * kc is tile t of
-         * block k0 (kc x mr, k-major), so one K block of every tile is contiguous in L2 */
+        /* xp holds X by K block, then row tile, so one K block of every tile is
+         * contiguous in L2 */
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < mtiles; t++) {
             const int rows = (int)(M - t * mr < mr ? M - t * mr : mr);
             for (int64_t k0 = 0; k0 < K; k0 += LMP_K_KC) {
                 const int64_t kc = K - k0 < LMP_K_KC ? K - k0 : LMP_K_KC;
-                float *dst = xp + k0 * mpad + t * mr * kc;
-                if (k->pack_x)
-                    k->pack_x(X + t * mr * K + k0, K, rows, kc, dst);
-                else
-                    lmp_k_pack_x(X + t * mr * K + k0, K, rows, kc, mr, dst);
+                const float *src = X + t * mr * K + k0;
+                if (tile) {
+                    tile->pack_x(src, K, rows, kc, xp + (k0 / LMP_K_KC) * kbstride +
+                                                       (size_t)t * tile->x_bytes(kc));
+                } else {
+                    float *dst = (float *)(xp + (k0 / LMP_K_KC) * kbstride) + t * mr * kc;
+                    if (k->pack_x)
+                        k->pack_x(src, K, rows, kc, dst);
+                    else
+                        lmp_k_pack_x(src, K, rows, kc, mr, dst);
+                }
             }
         }
         /* implicit barrier: xp complete */
 
-        /* Tasks (W strip s, row block b) = s * nmb + b, split into contiguous ranges as
-         * schedule(static) would. Each thread takes its tasks in groups of about 128
-         * output columns and walks K blocks outermost inside a group: the group's Y
+        /* Tasks (W strip s, row block b) = s * nmb + b, in groups of about 128 output
+         * columns; a thread walks K blocks outermost inside a group: the group's Y
          * (M x 128 floats) and one K block of X (M x KC) share L2, and X is streamed
          * from L3 once per group rather than once per strip. */
-        const int nt = omp_get_num_threads(), me = omp_get_thread_num();
-        const int64_t task0 = ntasks * me / nt, task1 = ntasks * (me + 1) / nt;
         const int64_t group = nr >= LMP_K_GROUP_COLS ? 1 : LMP_K_GROUP_COLS / nr;
+        const int64_t ngroups = (ntasks + group - 1) / group;
         /* per-thread panels, 2 x 32 KiB on the stack */
         _Alignas(64) float wtmp[LMP_K_NR_MAX * LMP_K_KC];
-        _Alignas(64) float wp[LMP_K_KC * LMP_K_NR_MAX];
-        for (int64_t g0 = task0; g0 < task1; g0 += group) {
-            const int64_t g1 = g0 + group < task1 ? g0 + group : task1;
+        _Alignas(64) float wp[LMP_K_WPANEL_MAX / sizeof(float)];
+        /* groups handed out dynamically: a thread the OS delays leaves its share to the
+         * others (who computes a group never changes its arithmetic) */
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t gi = 0; gi < ngroups; gi++) {
+            const int64_t g0 = gi * group, g1 = g0 + group < ntasks ? g0 + group : ntasks;
             for (int64_t task = g0; task < g1; task++) {
                 const int64_t n0 = task / nmb * nr, b = task % nmb;
                 const int nv = (int)(N - n0 < nr ? N - n0 : nr);
@@ -263,24 +419,42 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
             }
             for (int64_t k0 = 0; k0 < K; k0 += LMP_K_KC) {
                 const int64_t kc = K - k0 < LMP_K_KC ? K - k0 : LMP_K_KC;
+                const uint8_t *xk = xp + (k0 / LMP_K_KC) * kbstride;
+                const size_t xt = tile ? tile->x_bytes(kc) : sizeof(float) * mr * kc;
                 int64_t packed = -1; /* strip now in wp */
                 for (int64_t task = g0; task < g1; task++) {
                     const int64_t s = task / nmb, b = task % nmb, n0 = s * nr;
                     const int nv = (int)(N - n0 < nr ? N - n0 : nr);
                     if (s != packed) {
-                        /* f32 rows go through the copy too: transposing straight from W
-                         * reads rows K floats apart, which alias in L1 when K is a
-                         * power of two */
-                        for (int r = 0; r < nv; r++)
-                            d->to_f32(w + (size_t)(n0 + r) * rb, k0, kc, wtmp + r * LMP_K_KC);
-                        k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
+                        /* the next panel's weights are likely still in DRAM: fetch them
+                         * into L2 while this one is multiplied */
+                        const int64_t last_s = (g1 - 1) / nmb;
+                        int64_t ps = s + 1, pk = k0;
+                        if (ps > last_s)
+                            ps = g0 / nmb, pk = k0 + LMP_K_KC;
+                        if (pk < K)
+                            prefetch_panel(W, ps * nr, nr, pk);
+                        if (tile) {
+                            d->pack_wq(w + (size_t)n0 * rb, rb, nv, k0, kc, wp);
+                        } else {
+                            /* f32 rows go through the copy too: transposing straight
+                             * from W reads rows K floats apart, which alias in L1 when
+                             * K is a power of two */
+                            for (int r = 0; r < nv; r++)
+                                d->to_f32(w + (size_t)(n0 + r) * rb, k0, kc,
+                                          wtmp + r * LMP_K_KC);
+                            k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
+                        }
                         packed = s;
                     }
                     const int64_t t0 = b * tpb, t1 = t0 + tpb < mtiles ? t0 + tpb : mtiles;
                     for (int64_t t = t0; t < t1; t++) {
                         const int m = (int)(M - t * mr < mr ? M - t * mr : mr);
-                        k->ukr(kc, xp + k0 * mpad + t * mr * kc, wp, Y + t * mr * N + n0, N, m,
-                               nv);
+                        float *y = Y + t * mr * N + n0;
+                        if (tile)
+                            tile->ukr(kc, xk + (size_t)t * xt, wp, y, N, m, nv);
+                        else
+                            k->ukr(kc, (const float *)(xk + (size_t)t * xt), wp, y, N, m, nv);
                     }
                 }
             }
@@ -288,8 +462,20 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
     }
 }
 
+/* Bytes of the packed X of the batched path. */
+static size_t xp_bytes(const lmp_kimpl *k, const lmp_ktile *tile, int64_t M, int64_t K)
+{
+    const int mr = tile ? tile->mr : k->mr;
+    const int64_t mtiles = (M + mr - 1) / mr, nkb = (K + LMP_K_KC - 1) / LMP_K_KC;
+    const int64_t last = K - (nkb - 1) * LMP_K_KC;
+    size_t per = tile ? (size_t)(nkb - 1) * tile->x_bytes(LMP_K_KC) + tile->x_bytes(last)
+                      : sizeof(float) * (size_t)mr * (size_t)K;
+    return per * (size_t)mtiles;
+}
+
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M)
 {
+    if (W->q) { lmp_gemm_intgroup(Y, X, W, bias, M); return; } /* intgroup hook: kernels_intgroup.c */
     const lmp_kimpl *k = impl();
     const int64_t N = W->rows, K = W->cols;
     if (M <= 0 || N <= 0)
@@ -305,11 +491,52 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
         return;
     }
     const lmp_kdt *d = &k->dt[W->dtype];
-    if (k->ukr && M >= g_small_m) {
-        const int64_t mtiles = (M + k->mr - 1) / k->mr;
-        float *xp = xp_buffer((size_t)(mtiles * k->mr * K));
+    const lmp_act act = lmp_k_act(W->dtype);
+    const bool batched = k->ukr && M >= g_small_m;
+    if (act != LMP_ACT_F32) {
+        const lmp_ktile *tile = act == LMP_ACT_Q8 ? &k->tile_q8 : &k->tile_bf16;
+        if (batched && tile->ukr && d->pack_wq && K % tile->kb == 0) {
+            void *xp = scratch(0, xp_bytes(k, tile, M, K));
+            if (xp) {
+                gemm_tiled(Y, X, W, bias, M, k, d, tile, xp);
+                return;
+            }
+        }
+        if (batched) {
+            /* no tile of this format here: f32 panels on X rounded to the format */
+            float *xr = scratch(1, sizeof(float) * (size_t)(M * K));
+            const size_t rb = act_row_bytes(act, K);
+            void *tmp = malloc(rb);
+            void *xp = xr && tmp ? scratch(0, xp_bytes(k, NULL, M, K)) : NULL;
+            if (xp) {
+                for (int64_t m = 0; m < M; m++) {
+                    convert_rows(k, act, X + m * K, 1, K, tmp, rb);
+                    float *dst = xr + m * K;
+                    if (act == LMP_ACT_BF16)
+                        lmp_bf16_to_f32_row(tmp, dst, K);
+                    else
+                        for (int64_t i = 0; i < K; i++)
+                            dst[i] = (float)((const int8_t *)tmp)[i] * lmp_xq8_d(tmp, K)[i / 32];
+                }
+                free(tmp);
+                gemm_tiled(Y, xr, W, bias, M, k, d, NULL, xp);
+                return;
+            }
+            free(tmp);
+        }
+        const size_t rb = act_row_bytes(act, K);
+        void *xa = scratch(0, rb * (size_t)M);
+        if (xa) {
+            convert_rows(k, act, X, M, K, xa, rb);
+            gemm_rows_act(Y, xa, rb, W, bias, M, d);
+            return;
+        }
+        lmp_warn("lmp_gemm: out of memory for rounded activations; using f32 activations");
+    }
+    if (batched) {
+        void *xp = scratch(0, xp_bytes(k, NULL, M, K));
         if (xp) {
-            gemm_tiled(Y, X, W, bias, M, k, d, xp);
+            gemm_tiled(Y, X, W, bias, M, k, d, NULL, xp);
             return;
         }
         /* no memory for the packed copy of X: the streaming path needs none */

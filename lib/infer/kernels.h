@@ -9,14 +9,18 @@
 #define LMP_KERNELS_H
 
 #include "../core/core.h"
+#include "../core/qtensor.h"
 
 /* A weight matrix [rows = out_features, cols = in_features], row-major, each row `cols`
- * elements of `dtype` (block types: cols a multiple of the block size). Borrowed. */
+ * elements of `dtype` (block types: cols a multiple of the block size). Borrowed.
+ * When `q` is non-NULL the weight is an intgroup payload instead (see the intgroup
+ * section at the end): dtype, data and row_bytes are then unused (LMP_DT_U8, NULL, 0). */
 typedef struct {
     lmp_dtype dtype;
     int64_t rows, cols;
     const void *data;
     size_t row_bytes; /* lmp_dtype_row_bytes(dtype, cols) */
+    const lmp_qtensor *q; /* intgroup weight (borrowed) or NULL */
 } lmp_wmat;
 
 typedef enum { LMP_ISA_AUTO = 0, LMP_ISA_REF, LMP_ISA_AVX2, LMP_ISA_AVX512 } lmp_isa;
@@ -34,6 +38,20 @@ bool lmp_gemm_supports(lmp_dtype dt);
  * X: f32 [M][W->cols], Y: f32 [M][W->rows], both dense row-major. Parallel inside
  * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
+
+/* Rounded activations (the llama.cpp approach, on by default): for bf16 weights X is
+ * rounded to bf16 (nearest even) and the products use bf16 dot instructions; for q8_0,
+ * q4_0 and q5_0 weights each block of 32 elements of a row of X is quantized to int8
+ * with an f32 scale (d = max|x| / 127, q = round(x / d)) and the dots are integer (VNNI).
+ * The result is then sum_k round(X)[m][k] * W[n][k] up to f32 accumulation: every
+ * variant rounds X identically (the reference included), and the error against exact
+ * activations is bounded by the rounding (bf16: 2^-9 |x| per element; q8: d/2 per
+ * element). Exact mode (f32 activations for every dtype, the behaviour before rounding
+ * was introduced, slower) is chosen by LMP_GEMM_EXACT=1 in the environment or by
+ * lmp_gemm_set_exact(true); golden tests that compare bf16 models with a float64
+ * reference at 1e-4 need it. Not thread-safe against concurrent lmp_gemm calls. */
+void lmp_gemm_set_exact(bool exact);
+bool lmp_gemm_exact(void);
 
 /* lmp_gemm keeps a per-calling-thread buffer for the packed copy of X (M x K floats of
  * the largest call with M >= 16, reused across calls). This frees the calling thread's
@@ -60,5 +78,31 @@ void lmp_softmax_f32(float *x, int64_t n);
 /* log(sum_i exp(x[i])), computed as max + log(sum exp(x[i] - max)) with the sum in
  * double. Returns -INFINITY for n == 0. */
 double lmp_logsumexp_f32(const float *x, int64_t n);
+
+/* ---------------------------------------------------------------- intgroup weights
+ * (kernels_intgroup.c) Weights in the canonical intgroup scheme (lib/core/qtensor.h:
+ * 2..8-bit codes along the input axis, f32 scale and u8 zero per (row, group), optional
+ * act-order g_idx) run in place: lmp_gemm sends an lmp_wmat with `q` set here. Small M
+ * (decoding): each weight row is decoded once for up to four rows of X, fused with the
+ * dot products (4- and 8-bit codes without g_idx and groups of a multiple of 16: codes
+ * minus zero converted in registers, sum per group then times its scale; otherwise the
+ * row is dequantized into a per-thread f32 buffer first). M >= 16: weight panels are
+ * dequantized to f32 (exactly lmp_qtensor_dequant_row's values) and run through the
+ * same register tile as every other dtype. Deterministic for any thread count. */
+
+/* Fills *w as an intgroup view of q (borrowed: q must outlive every use of w). Checks q
+ * (lmp_qtensor_intgroup_check). Returns status. */
+int lmp_wmat_intgroup(lmp_wmat *w, const lmp_qtensor *q);
+/* Row r of any weight lmp_gemm accepts (dense, block or intgroup) as f32 out[cols]. */
+void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out);
+/* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
+void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float *bias,
+                       int64_t M);
+/* The scalar reference of lmp_gemm_intgroup whatever the selected variant (tests):
+ * each row dequantized exactly, dot products summed in f32 in index order. */
+void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const float *bias,
+                           int64_t M);
+/* Frees the calling thread's intgroup scratch (packed X, row buffer); optional. */
+void lmp_kernels_intgroup_scratch_free(void);
 
 #endif

@@ -546,6 +546,124 @@ T256 static double h_logsumexp(const float *x, int64_t n)
     return m + log(sum_exp(x, n, m, NULL));
 }
 
+/* ---------------------------------------------------------------- rounded activations */
+
+/* Q8 activations (kernels_internal.h: LMP_ACT_Q8), bitwise as the reference: max is
+ * exact, d and 1/d single f32 operations, cvtps2dq rounds to nearest even. */
+T256 static void quant_q8(const float *x, int64_t n, void *xq)
+{
+    int8_t *q = xq;
+    float *d = (float *)lmp_xq8_d(xq, n);
+    int32_t *s = (int32_t *)lmp_xq8_s(xq, n);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int g = 0; g < 4; g++) {
+            v[g] = _mm256_loadu_ps(xb + 8 * g);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[g], absmask));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i i[4], sum = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            i[g] = _mm256_cvtps_epi32(_mm256_mul_ps(v[g], vid));
+            sum = _mm256_add_epi32(sum, i[g]);
+        }
+        /* int32 -> int8 in order: packs interleave 128-bit lanes, the permute undoes it */
+        const __m256i p01 = _mm256_packs_epi32(i[0], i[1]), p23 = _mm256_packs_epi32(i[2], i[3]);
+        const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23),
+                                                      _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+        t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+        d[b] = db;
+        s[b] = _mm_cvtsi128_si32(t);
+    }
+}
+
+/* Signed weight bytes of one block (w = d * q exactly). */
+T256 static inline __m256i wq_q8_0(const lmp_block_q8_0 *b)
+{
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+T256 static inline __m256i nib32(const uint8_t *qs)
+{
+    const __m128i v = _mm_loadu_si128((const __m128i *)qs), f = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), f), _mm_and_si128(v, f));
+}
+T256 static inline __m256i wq_q4_0(const lmp_block_q4_0 *b)
+{
+    return _mm256_sub_epi8(nib32(b->qs), _mm256_set1_epi8(8));
+}
+T256 static inline __m256i wq_q5_0(const lmp_block_q5_0 *b)
+{
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    /* byte j gets bit j of qh: spread each byte of qh over 8 bytes, test one bit each */
+    const __m256i sp = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)qh),
+        _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll));
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sp, bit), bit),
+                                        _mm256_set1_epi8(16));
+    return _mm256_sub_epi8(_mm256_or_si256(nib32(b->qs), hb), _mm256_set1_epi8(16));
+}
+
+/* sum over the block of w * x as 8 int32 lanes: |w| (unsigned) times x with w's sign
+ * (maddubs: 2 * 128 * 127 fits int16), pairs widened by madd. */
+T256 static inline __m256 isum_f(__m256i w, __m256i x)
+{
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+#define DOTQ8(nm, BT)                                                                     \
+    T256 static float dotq_##nm(const void *row, const void *xq, int64_t n)               \
+    {                                                                                     \
+        const BT *b = row;                                                                \
+        const int8_t *xs = xq;                                                            \
+        const float *xd = lmp_xq8_d(xq, n);                                               \
+        const int64_t nb = n / 32;                                                        \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                         \
+        int64_t i = 0;                                                                    \
+        for (; i + 2 <= nb; i += 2) {                                                     \
+            a0 = _mm256_fmadd_ps(isum_f(wq_##nm(b + i), _mm256_loadu_si256((const __m256i *)(xs + 32 * i))), \
+                                 _mm256_set1_ps(_cvtsh_ss(b[i].d) * xd[i]), a0);          \
+            a1 = _mm256_fmadd_ps(isum_f(wq_##nm(b + i + 1),                               \
+                                        _mm256_loadu_si256((const __m256i *)(xs + 32 * i + 32))), \
+                                 _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * xd[i + 1]), a1);  \
+        }                                                                                 \
+        if (i < nb)                                                                       \
+            a0 = _mm256_fmadd_ps(isum_f(wq_##nm(b + i), _mm256_loadu_si256((const __m256i *)(xs + 32 * i))), \
+                                 _mm256_set1_ps(_cvtsh_ss(b[i].d) * xd[i]), a0);          \
+        return hsum(_mm256_add_ps(a0, a1));                                               \
+    }
+DOTQ8(q8_0, lmp_block_q8_0)
+DOTQ8(q4_0, lmp_block_q4_0)
+DOTQ8(q5_0, lmp_block_q5_0)
+
+/* bf16 weights against bf16 activations: both widened to f32 exactly. */
+T256 static float dotq_bf16(const void *row, const void *xa, int64_t n)
+{
+    const uint16_t *w = row, *x = xa;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_bf16(w + i), load_bf16(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16(w + i + 8), load_bf16(x + i + 8), a1);
+    }
+    float r = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        r += lmp_bf16_to_f32(w[i]) * lmp_bf16_to_f32(x[i]);
+    return r;
+}
+
 void lmp_kimpl_fill_avx2(lmp_kimpl *k)
 {
     k->name = "avx2";
@@ -554,7 +672,7 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->ukr = ukr_6x16;
     k->pack_w = pack_w_16;
     k->pack_x = pack_x_6;
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){to_##nm, dot_##nm, dotn_##nm}
+#define SET(DT, nm) (k->dt[DT].to_f32 = to_##nm, k->dt[DT].dot = dot_##nm, k->dt[DT].dotn = dotn_##nm)
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);
@@ -564,6 +682,11 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     SET(LMP_DT_Q5_0, q5_0);
     SET(LMP_DT_Q5_1, q5_1);
 #undef SET
+    k->quant_q8 = quant_q8;
+    k->dt[LMP_DT_Q8_0].dotq = dotq_q8_0;
+    k->dt[LMP_DT_Q4_0].dotq = dotq_q4_0;
+    k->dt[LMP_DT_Q5_0].dotq = dotq_q5_0;
+    k->dt[LMP_DT_BF16].dotq = dotq_bf16;
     k->dot_f32 = h_dot_f32;
     k->axpy_f32 = h_axpy_f32;
     k->rmsnorm = h_rmsnorm;

@@ -167,9 +167,32 @@ T512 static inline __m512 maskload_bf16(__mmask16 k, const uint16_t *p)
         _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
 }
 
+/* Sums of four vectors: out[r] = sum of the lanes of v[r]. */
+T512 static inline void hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float *out)
+{
+#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    const __m256 u01 = _mm256_hadd_ps(HALF(v0), HALF(v1)), u23 = _mm256_hadd_ps(HALF(v2), HALF(v3));
+#undef HALF
+    const __m256 w = _mm256_hadd_ps(u01, u23);
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1)));
+}
+
 /* Dense rows: four accumulators over 64 elements, a masked tail. */
 #define DENSE_DOT(nm, T, LOAD, MLOAD)                                                    \
     T512 static float dot_##nm(const void *row, const float *x, int64_t n)               \
+    {                                                                                    \
+        return hsum(vdot_##nm(row, x, n));                                               \
+    }                                                                                    \
+    T512 static void dot4_##nm(const void *row, size_t rb, const float *x, int64_t n,    \
+                               float *out)                                               \
+    {                                                                                    \
+        const uint8_t *r = row;                                                          \
+        hsum4(vdot_##nm(r, x, n), vdot_##nm(r + rb, x, n), vdot_##nm(r + 2 * rb, x, n),  \
+              vdot_##nm(r + 3 * rb, x, n), out);                                         \
+    }
+#define DENSE_VDOT(nm, T, LOAD, MLOAD)                                                   \
+    T512 static inline __m512 vdot_##nm(const void *row, const float *x, int64_t n)      \
     {                                                                                    \
         const T *w = row;                                                                \
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                      \
@@ -186,11 +209,14 @@ T512 static inline __m512 maskload_bf16(__mmask16 k, const uint16_t *p)
             __mmask16 k = (__mmask16)((1u << (n - i)) - 1);                              \
             s1 = _mm512_fmadd_ps(MLOAD(k, w + i), _mm512_maskz_loadu_ps(k, x + i), s1);  \
         }                                                                                \
-        return hsum(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));        \
+        return _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));              \
     }
 
 #define LOAD_F32(p) _mm512_loadu_ps(p)
 #define MLOAD_F32(k, p) _mm512_maskz_loadu_ps(k, p)
+DENSE_VDOT(f32, float, LOAD_F32, MLOAD_F32)
+DENSE_VDOT(f16, uint16_t, load_f16, maskload_f16)
+DENSE_VDOT(bf16, uint16_t, load_bf16, maskload_bf16)
 DENSE_DOT(f32, float, LOAD_F32, MLOAD_F32)
 DENSE_DOT(f16, uint16_t, load_f16, maskload_f16)
 DENSE_DOT(bf16, uint16_t, load_bf16, maskload_bf16)
@@ -560,7 +586,7 @@ void lmp_kimpl_fill_avx512(lmp_kimpl *k)
     k->ukr = ukr_12x32;
     k->pack_w = pack_w_32;
     k->pack_x = pack_x_12;
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){to_##nm, dot_##nm, dotn_##nm}
+#define SET(DT, nm) (k->dt[DT].to_f32 = to_##nm, k->dt[DT].dot = dot_##nm, k->dt[DT].dotn = dotn_##nm)
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);
@@ -570,6 +596,10 @@ void lmp_kimpl_fill_avx512(lmp_kimpl *k)
     SET(LMP_DT_Q5_0, q5_0);
     SET(LMP_DT_Q5_1, q5_1);
 #undef SET
+    k->dt[LMP_DT_F32].dot4 = dot4_f32;
+    k->dt[LMP_DT_F16].dot4 = dot4_f16;
+    k->dt[LMP_DT_BF16].dot4 = dot4_bf16;
+    lmp_kimpl_fill_avx512_kq(k);
     k->dot_f32 = h_dot_f32;
     k->axpy_f32 = h_axpy_f32;
     k->rmsnorm = h_rmsnorm;

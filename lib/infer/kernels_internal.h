@@ -17,6 +17,45 @@
  * while every row tile of X streams past it. Multiple of every block size (256 = QK_K). */
 #define LMP_K_KC 256
 
+/* Activation formats. lmp_gemm rounds X to the format its weight dtype computes in
+ * (kernels.h: LMP_GEMM_EXACT); every variant computes with the same rounded X, so the
+ * rounding is part of the definition (the reference does it too). */
+typedef enum { LMP_ACT_F32 = 0, LMP_ACT_BF16, LMP_ACT_Q8 } lmp_act;
+
+/* A Q8 activation row of n elements (n a multiple of 32): n int8 quants, then n/32 f32
+ * scales, then n/32 int32 sums of the quants; the row stands for x[k] = d[k/32] * qs[k].
+ * Per block of 32: amax = max |x|, d = amax / 127, id = d ? 1 / d : 0,
+ * qs = round-to-nearest-even(x * id) (f32 arithmetic), s = sum qs. */
+#define LMP_XQ8_BYTES(n) ((size_t)(n) + 8 * (size_t)((n) / 32))
+static inline const float *lmp_xq8_d(const void *xq, int64_t n)
+{
+    return (const float *)((const int8_t *)xq + n);
+}
+static inline const int32_t *lmp_xq8_s(const void *xq, int64_t n)
+{
+    return (const int32_t *)((const int8_t *)xq + n + 4 * (n / 32));
+}
+/* A BF16 activation row: n bf16 values, x rounded to nearest even (NaN stays NaN, f32
+ * subnormals flush to a signed zero as vcvtne2ps2bf16 does). */
+
+/* A tiled compute format of its own (int8 or bf16 dot products): X tiles and W panels
+ * packed for a micro-kernel that is not the f32 one. Used for dtypes whose activation
+ * format is not f32. */
+typedef struct {
+    int mr, nr;
+    int kb; /* k0 and kc are multiples of kb */
+    /* bytes of one packed X tile of mr rows x kc (a multiple of 64) */
+    size_t (*x_bytes)(int64_t kc);
+    /* packs rows < rows (rows up to mr: the rest padded so they contribute 0) of
+     * x[i*ldx + k], k < kc, rounding them to the activation format */
+    void (*pack_x)(const float *x, int64_t ldx, int rows, int64_t kc, void *xp);
+    /* y[i*ldy + j] += sum over the panel, for i < m, j < n */
+    void (*ukr)(int64_t kc, const void *xp, const void *wp, float *y, int64_t ldy, int m,
+                int n);
+} lmp_ktile;
+/* Largest W panel (bytes) of any tile for kc = LMP_K_KC (the driver's stack buffer). */
+#define LMP_K_WPANEL_MAX (LMP_K_KC * LMP_K_NR_MAX * 4)
+
 /* Per-dtype operations of one variant. */
 typedef struct {
     /* Elements [k0, k0 + n) of one weight row (row points at the row start) to f32.
@@ -27,6 +66,18 @@ typedef struct {
     /* out[r] = sum_k row[k] * x[r*ldx + k] for r < nx (1 <= nx <= 4): the weight row
      * decoded once for several rows of X. Optional (NULL: the driver loops over dot). */
     void (*dotn)(const void *row, const float *x, int64_t ldx, int nx, int64_t n, float *out);
+    /* Dtypes with a non-f32 activation format (lmp_k_act): the dot of a weight row with
+     * one converted activation row (LMP_ACT_Q8 / LMP_ACT_BF16 layout above). */
+    float (*dotq)(const void *row, const void *xa, int64_t n);
+    /* The same dtypes: rows r < rows (row r at w + r*rb), elements [k0, k0 + kc), packed
+     * as the panel of the variant's tile for the activation format (rows up to its nr;
+     * the rest padded with zeros). Optional (NULL: f32 panels, X rounded first). */
+    void (*pack_wq)(const void *w, size_t rb, int rows, int64_t k0, int64_t kc, void *wp);
+    /* Four consecutive weight rows (rb bytes apart) against one row of X (f32 x, or
+     * converted xa): out[r] = row r . x, sharing the horizontal sums. Optional (NULL: the
+     * driver calls dot / dotq per row); used by the M == 1 path. */
+    void (*dot4)(const void *row, size_t rb, const float *x, int64_t n, float *out);
+    void (*dotq4)(const void *row, size_t rb, const void *xa, int64_t n, float *out);
 } lmp_kdt;
 
 typedef struct {
@@ -49,13 +100,33 @@ typedef struct {
     void (*silu_mul)(float *g, const float *u, int64_t n);
     void (*softmax)(float *x, int64_t n);
     double (*logsumexp)(const float *x, int64_t n);
+    /* Activation rounding (bitwise the reference's): the LMP_ACT_Q8 row of x[0..n)
+     * (n a multiple of 32), and the bf16 values of x[0..n). */
+    void (*quant_q8)(const float *x, int64_t n, void *xq);
+    void (*to_bf16)(const float *x, int64_t n, uint16_t *y);
+    /* Tiles of the activation formats (ukr NULL: none in this variant). */
+    lmp_ktile tile_q8, tile_bf16;
 } lmp_kimpl;
+
+/* The activation format lmp_gemm uses for weights of dtype dt (LMP_ACT_F32 in exact
+ * mode, or when no variant has a dotq for it). */
+lmp_act lmp_k_act(lmp_dtype dt);
+/* The merged table of a variant (NULL when this CPU lacks it); for tests. */
+const lmp_kimpl *lmp_k_impl(lmp_isa isa);
+/* Reference rounding of one value to bf16 (the definition of LMP_ACT_BF16). */
+uint16_t lmp_k_bf16_round(float x);
 
 /* Fills *k with the variant's entries (entries it lacks stay as they were). */
 void lmp_kimpl_fill_ref(lmp_kimpl *k);
 #if defined(__x86_64__)
 void lmp_kimpl_fill_avx2(lmp_kimpl *k);
 void lmp_kimpl_fill_avx512(lmp_kimpl *k);
+/* kernels_avx512_act.c: int8 (VNNI) and bf16 (AVX512-BF16) kernels on rounded
+ * activations, filled into the avx512 variant when the CPU has the extension */
+void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k);
+void lmp_kimpl_fill_avx512_bf16(lmp_kimpl *k);
+/* kernels_avx512_kq.c: k-quant decoders and fused dots (called by fill_avx512) */
+void lmp_kimpl_fill_avx512_kq(lmp_kimpl *k);
 #endif
 
 /* Generic packing (C, any nr); variants may supply a faster one. */

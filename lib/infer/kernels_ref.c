@@ -7,6 +7,8 @@
  */
 #include "kernels_internal.h"
 
+#include "../core/blocks.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -82,6 +84,94 @@ REF_DT(q3_k, LMP_DT_Q3_K)
 REF_DT(q4_k, LMP_DT_Q4_K)
 REF_DT(q5_k, LMP_DT_Q5_K)
 REF_DT(q6_k, LMP_DT_Q6_K)
+
+/* ---------------------------------------------------------------- rounded activations */
+
+uint16_t lmp_k_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: quiet, keep the sign and top bits */
+        return (uint16_t)((u >> 16) | 0x40);
+    if ((u & 0x7f800000u) == 0) /* zero or subnormal: signed zero */
+        return (uint16_t)((u >> 16) & 0x8000);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static void ref_round_bf16(const float *x, int64_t n, uint16_t *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = lmp_k_bf16_round(x[i]);
+}
+
+static void ref_quant_q8(const float *x, int64_t n, void *xq)
+{
+    int8_t *q = xq;
+    float *d = (float *)lmp_xq8_d(xq, n);
+    int32_t *s = (int32_t *)lmp_xq8_s(xq, n);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = (int)nearbyintf(xb[j] * id);
+            q[32 * b + j] = (int8_t)v;
+            sum += v;
+        }
+        d[b] = db;
+        s[b] = sum;
+    }
+}
+
+/* Block integers of the Q8-activation dtypes: w[k] = d * q[k] exactly. */
+static float ints_q8_0(const void *row, int64_t b, int8_t q[32])
+{
+    const lmp_block_q8_0 *blk = (const lmp_block_q8_0 *)row + b;
+    memcpy(q, blk->qs, 32);
+    return lmp_f16_to_f32(blk->d);
+}
+
+static float ints_q4_0(const void *row, int64_t b, int8_t q[32])
+{
+    const lmp_block_q4_0 *blk = (const lmp_block_q4_0 *)row + b;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((blk->qs[j] & 15) - 8);
+        q[j + 16] = (int8_t)((blk->qs[j] >> 4) - 8);
+    }
+    return lmp_f16_to_f32(blk->d);
+}
+
+static float ints_q5_0(const void *row, int64_t b, int8_t q[32])
+{
+    const lmp_block_q5_0 *blk = (const lmp_block_q5_0 *)row + b;
+    uint32_t qh;
+    memcpy(&qh, blk->qh, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((blk->qs[j] & 15) | (((qh >> j) & 1) << 4)) - 16);
+        q[j + 16] = (int8_t)(((blk->qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+    }
+    return lmp_f16_to_f32(blk->d);
+}
+
+/* The definition of the Q8-activation dot: per block the exact integer sum, then
+ * s += (float)isum * (dw * dx), blocks in order. */
+#define REF_DOTQ8(nm)                                                                        static float ref_dotq_##nm(const void *row, const void *xq, int64_t n)                   {                                                                                            const int8_t *xs = xq;                                                                   const float *xd = lmp_xq8_d(xq, n);                                                      float s = 0.0f;                                                                          for (int64_t b = 0; b < n / 32; b++) {                                                       int8_t q[32];                                                                            const float dw = ints_##nm(row, b, q);                                                   int32_t is = 0;                                                                          for (int j = 0; j < 32; j++)                                                                 is += (int32_t)q[j] * xs[32 * b + j];                                                s += (float)is * (dw * xd[b]);                                                       }                                                                                        return s;                                                                            }
+REF_DOTQ8(q8_0)
+REF_DOTQ8(q4_0)
+REF_DOTQ8(q5_0)
+
+static float ref_dotq_bf16(const void *row, const void *xa, int64_t n)
+{
+    const uint16_t *w = row, *x = xa;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(w[i]);
+    return s;
+}
 
 /* ---------------------------------------------------------------- packing, ukr */
 
@@ -174,7 +264,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
 {
     memset(k, 0, sizeof *k);
     k->name = "ref";
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, ref_dotn_##nm}
+#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, ref_dotn_##nm, NULL, NULL, NULL, NULL}
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);
@@ -189,6 +279,12 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     SET(LMP_DT_Q5_K, q5_k);
     SET(LMP_DT_Q6_K, q6_k);
 #undef SET
+    k->dt[LMP_DT_BF16].dotq = ref_dotq_bf16;
+    k->dt[LMP_DT_Q8_0].dotq = ref_dotq_q8_0;
+    k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
+    k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
+    k->quant_q8 = ref_quant_q8;
+    k->to_bf16 = ref_round_bf16;
     k->dot_f32 = ref_h_dot_f32;
     k->axpy_f32 = ref_axpy_f32;
     k->rmsnorm = ref_rmsnorm;

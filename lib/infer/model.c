@@ -223,8 +223,25 @@ static int assemble(lmp_model *m)
             }
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, linear_module(w),
                      g_linear_names[w]);
-            if ((rc = load_wmat(m, name, rows, cols, &L->w[w])))
+            if (!find(m, name) && m->hooks && m->hooks->missing_linear) {
+                /* a quantized checkpoint: the caller's hook installs the weight */
+                char prefix[LMP_MAX_NAME];
+                snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, linear_module(w),
+                         g_linear_names[w]);
+                memset(&L->w[w], 0, sizeof L->w[w]);
+                L->w[w].rows = rows;
+                L->w[w].cols = cols;
+                rc = m->hooks->missing_linear(m->hooks->user, m, l, (lmp_linear)w, prefix);
+                if (rc < 0)
+                    return rc;
+                if (!rc && !L->w[w].q && !L->w[w].data)
+                    return lmp_err(LMP_EINVAL, "%s: the loader hook installed no weight for %s",
+                                   m->ckpt.path, prefix);
+                if (rc && (rc = load_wmat(m, name, rows, cols, &L->w[w])))
+                    return rc;
+            } else if ((rc = load_wmat(m, name, rows, cols, &L->w[w]))) {
                 return rc;
+            }
             if (bias) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, linear_module(w),
                          g_linear_names[w]);
@@ -275,10 +292,16 @@ static int load_tokenizer(lmp_model *m)
 
 int lmp_model_load(lmp_model **out, const char *path)
 {
+    return lmp_model_load_ex(out, path, NULL);
+}
+
+int lmp_model_load_ex(lmp_model **out, const char *path, const lmp_model_load_hooks *hooks)
+{
     *out = NULL;
     lmp_model *m = calloc(1, sizeof *m);
     if (!m)
         return lmp_err(LMP_ENOMEM, "out of memory");
+    m->hooks = hooks;
     int rc = lmp_ckpt_open(&m->ckpt, path);
     if (rc) {
         free(m);
@@ -297,6 +320,7 @@ int lmp_model_load(lmp_model **out, const char *path)
     }
     if ((rc = load_tokenizer(m)))
         goto fail;
+    m->hooks = NULL;
     *out = m;
     return 0;
 fail:
@@ -317,6 +341,11 @@ void lmp_model_free(lmp_model *m)
         }
         free(m->layers);
     }
+    for (int i = 0; i < m->n_owned_q; i++) {
+        lmp_qtensor_free(m->owned_q[i]);
+        free(m->owned_q[i]);
+    }
+    free(m->owned_q);
     free(m->final_norm);
     free(m->inv_freq);
     lmp_tokenizer_free(m->tok);
@@ -362,6 +391,18 @@ int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wm
         return lmp_err(LMP_EINVAL, "layer %d %s: replacement is [%lld, %lld], expected [%lld, %lld]",
                        layer, lmp_linear_name(which), (long long)w->rows, (long long)w->cols,
                        (long long)cur->rows, (long long)cur->cols);
+    if (w->q) {
+        /* an intgroup view (e.g. a saved lmp_model_linear being restored) */
+        int rc = lmp_qtensor_intgroup_check(w->q, NULL);
+        if (rc)
+            return lmp_err_prefix(rc, "layer %d %s", layer, lmp_linear_name(which));
+        if (w->q->rows != w->rows || w->q->cols != w->cols)
+            return lmp_err(LMP_EINVAL, "layer %d %s: intgroup payload is [%lld, %lld], the view [%lld, %lld]",
+                           layer, lmp_linear_name(which), (long long)w->q->rows,
+                           (long long)w->q->cols, (long long)w->rows, (long long)w->cols);
+        *cur = *w;
+        return 0;
+    }
     if (!lmp_gemm_supports(w->dtype))
         return lmp_err(LMP_EUNSUPPORTED, "layer %d %s: dtype %s has no matrix kernel", layer,
                        lmp_linear_name(which), lmp_dtype_info(w->dtype)->name);
@@ -374,6 +415,48 @@ int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wm
     if (!cur->row_bytes)
         cur->row_bytes = rb;
     return 0;
+}
+
+int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q)
+{
+    lmp_wmat w;
+    int rc = lmp_wmat_intgroup(&w, q);
+    if (rc)
+        return lmp_err_prefix(rc, "layer %d %s", layer, lmp_linear_name(which));
+    return lmp_model_set_linear(m, layer, which, &w);
+}
+
+int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qtensor *q)
+{
+    if (m->n_owned_q == m->cap_owned_q) {
+        int cap = m->cap_owned_q ? 2 * m->cap_owned_q : 64;
+        lmp_qtensor **p = realloc(m->owned_q, (size_t)cap * sizeof *p);
+        if (!p)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        m->owned_q = p;
+        m->cap_owned_q = cap;
+    }
+    lmp_qtensor *own = malloc(sizeof *own);
+    if (!own)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    *own = *q;
+    int rc = lmp_model_set_linear_q(m, layer, which, own);
+    if (rc) {
+        free(own);
+        return rc;
+    }
+    m->owned_q[m->n_owned_q++] = own;
+    memset(q, 0, sizeof *q);
+    return 0;
+}
+
+int lmp_model_n_intgroup(const lmp_model *m)
+{
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            n += m->layers[l].w[w].q != NULL;
+    return n;
 }
 
 int lmp_model_embed(const lmp_model *m, const int32_t *tokens, int64_t n, float *x)

@@ -430,6 +430,16 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         rc = lmp_gguf_set_u32(w, "general.file_type", (uint32_t)qt->ftype);
     if (!rc)
         rc = lmp_gguf_set_u32(w, "general.quantization_version", 2);
+    /* imatrix provenance: the keys of llama.cpp tools/quantize/quantize.cpp
+     * (LLM_KV_QUANTIZE_IMATRIX_*; counts as u32, as llama-quant.cpp writes int overrides) */
+    if (!rc && p->weights && p->imatrix_file)
+        rc = lmp_gguf_set_str(w, "quantize.imatrix.file", p->imatrix_file);
+    if (!rc && p->weights && p->imatrix_dataset)
+        rc = lmp_gguf_set_str(w, "quantize.imatrix.dataset", p->imatrix_dataset);
+    if (!rc && p->weights && p->imatrix_entries > 0)
+        rc = lmp_gguf_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)p->imatrix_entries);
+    if (!rc && p->weights && p->imatrix_chunks > 0)
+        rc = lmp_gguf_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)p->imatrix_chunks);
     for (int i = 0; i < c.n_tensors && !rc; i++)
         rc = lmp_gguf_writer_add_tensor(w, c.tensors[i].name, plan[i].out, c.tensors[i].ndim, c.tensors[i].shape);
     if (rc || (rc = lmp_gguf_writer_begin(w)))

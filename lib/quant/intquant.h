@@ -4,109 +4,19 @@
  * meaning behind GPTQ, AWQ and compressed-tensors checkpoints; formats/packing.h
  * translates between it and each on-disk packing. It knows no file layout.
  *
- * Canonical intgroup layout (chosen for the engine's dequantize-and-dot kernels: one row
- * of a Linear is one contiguous run of codes along the input axis, like a GGUF row):
- *   codes  uint8 [rows][row_bytes]: row r is an LSB-first bit stream of `cols` codes of
- *          `bits` bits (code c at bit c*bits of the row), zero-padded to row_bytes =
- *          ceil(cols*bits/64)*8 bytes. bits 8: one byte per code; bits 4: code 2k in the
- *          low nibble of byte k, 2k+1 in the high nibble (byte-identical to
- *          compressed-tensors' weight_packed row); bits 2: four per byte; bits 3/5/6/7:
- *          codes may straddle bytes (read with an unaligned 16-bit load).
- *   scales f32   [rows][n_groups]
- *   zeros  uint8 [rows][n_groups]   always present; sym stores 2^(bits-1) (GPTQ's
- *          (maxq+1)/2). Values 0..2^bits (2^bits only arises from reading GPTQ v1 files,
- *          whose loaders add 1 to a stored maxq; packers refuse it).
- *   g_idx  int32 [cols] or NULL     the group of each input column (act-order); NULL
- *          means column c is in group c / group_size. Normalized: never trivial.
- * Dequantization: w[r][c] = scales[r][g] * (code[r][c] - zeros[r][g]), g = g_idx[c] or
- * c / gs, computed in f32 exactly as written (GPTQ quant.py: scale * (q - zero)).
+ * The object and its layout live in lib/core/qtensor.h (the engine runs it in place);
+ * this header adds what only the quantizers and formats need.
  */
 #ifndef LMP_INTQUANT_H
 #define LMP_INTQUANT_H
 
-#include "../core/core.h"
+#include "../core/qtensor.h"
 
 /* ---------------------------------------------------------------- the object ------ */
 
-typedef enum {
-    LMP_QS_DENSE = 0, /* dtype f32/f16/bf16 rows */
-    LMP_QS_BLOCK,     /* a GGUF block dtype along the input axis */
-    LMP_QS_INTGROUP,  /* integer codes with per-(row, group) scale and zero */
-    LMP_QS_SPARSE,    /* reserved: bitmask over another scheme (not implemented here) */
-} lmp_qscheme;
-
-typedef struct {
-    int bits;          /* 2..8 */
-    int group_size;    /* as configured: > 0, or -1 = one group per output row */
-    int gs;            /* effective group size: group_size, or cols when -1 */
-    int n_groups;      /* ceil(cols / gs) */
-    bool sym;          /* zeros are all 2^(bits-1) */
-    int64_t row_bytes; /* bytes per row of codes (multiple of 8) */
-    uint8_t *codes;    /* (rows, row_bytes) bit stream per row, see above */
-    float *scales;     /* (rows, n_groups) */
-    uint8_t *zeros;    /* (rows, n_groups) */
-    int32_t *g_idx;    /* (cols) or NULL */
-} lmp_intgroup;
-
-/* A weight matrix [rows = out_features][cols = in_features] in one scheme.
- * DENSE/BLOCK: `data` holds rows of `dtype`, row_bytes each, owned or borrowed.
- * INTGROUP: `ig` arrays, always owned. */
-typedef struct {
-    char name[LMP_MAX_NAME];
-    lmp_qscheme scheme;
-    int64_t rows, cols;
-    lmp_dtype dtype;   /* DENSE/BLOCK element type; INTGROUP: LMP_DT_U8 (unused) */
-    void *data;        /* DENSE/BLOCK: (rows, row_bytes) */
-    size_t row_bytes;  /* DENSE/BLOCK */
-    bool owned;        /* DENSE/BLOCK: data freed by lmp_qtensor_free */
-    lmp_intgroup ig;   /* INTGROUP */
-} lmp_qtensor;
-
-/* Allocates a zeroed INTGROUP tensor (codes 0, scales 0, zeros 2^(bits-1) when sym, 0
- * otherwise; g_idx allocated (zeroed) only when with_gidx). bits 2..8; group_size > 0
- * or -1; rows, cols >= 1. Returns status; on failure *q is left freed. */
-int lmp_qtensor_intgroup_init(lmp_qtensor *q, int64_t rows, int64_t cols, int bits,
-                              int group_size, bool sym, bool with_gidx);
-/* DENSE or BLOCK view of existing rows (borrowed; `data` must outlive q). */
-int lmp_qtensor_view(lmp_qtensor *q, lmp_dtype dt, int64_t rows, int64_t cols,
-                     const void *data);
-/* Frees owned storage and zeroes *q; accepts NULL. */
-void lmp_qtensor_free(lmp_qtensor *q);
-
-/* Dequantizes row r into out[cols] (f32). Thread safe (read only). */
-void lmp_qtensor_dequant_row(const lmp_qtensor *q, int64_t r, float *out);
-/* Whole matrix into out[rows][cols]. */
-void lmp_qtensor_dequant(const lmp_qtensor *q, float *out);
-/* Bytes of payload held in memory (codes + scales + zeros + g_idx, or the dense rows). */
-size_t lmp_qtensor_nbytes(const lmp_qtensor *q);
-/* Bits per weight including scales/zeros/g_idx as held in memory. */
-double lmp_qtensor_bpw(const lmp_qtensor *q);
-
-/* Group of input column c (g_idx or c / gs). */
-static inline int lmp_ig_group(const lmp_intgroup *ig, int64_t c)
-{
-    return ig->g_idx ? ig->g_idx[c] : (int)(c / ig->gs);
-}
-/* Code of (r, c) / store a code (value < 2^bits; the bits it covers must be zero or are
- * OR-ed: set_code writes into zeroed storage, as the quantizers do). */
-static inline unsigned lmp_ig_code(const lmp_intgroup *ig, int64_t r, int64_t c)
-{
-    const uint8_t *row = ig->codes + r * ig->row_bytes;
-    int64_t bit = c * ig->bits;
-    unsigned v = row[bit >> 3];
-    if ((bit & 7) + ig->bits > 8)
-        v |= (unsigned)row[(bit >> 3) + 1] << 8;
-    return (v >> (bit & 7)) & ((1u << ig->bits) - 1);
-}
-static inline void lmp_ig_set_code(lmp_intgroup *ig, int64_t r, int64_t c, unsigned v)
-{
-    uint8_t *row = ig->codes + r * ig->row_bytes;
-    int64_t bit = c * ig->bits;
-    unsigned w = (v & ((1u << ig->bits) - 1)) << (bit & 7);
-    row[bit >> 3] |= (uint8_t)w;
-    if ((bit & 7) + ig->bits > 8)
-        row[(bit >> 3) + 1] |= (uint8_t)(w >> 8);
-}
+/* lmp_qscheme, lmp_intgroup, lmp_qtensor, lmp_qtensor_intgroup_init / _view / _free /
+ * _dequant_row / _dequant / _nbytes / _bpw, lmp_ig_group, lmp_ig_code, lmp_ig_set_code:
+ * lib/core/qtensor.h. */
 
 /* Drops g_idx when it equals c / gs for every column (keeps the invariant "never
  * trivial"); checks every entry is in [0, n_groups). Returns status. */

@@ -4,7 +4,8 @@
  * engine's block runner. For block i: every calibration sample goes through the block
  * with a linear-input hook that accumulates one Hessian per distinct input (q/k/v share
  * the normed attention input, gate/up the normed MLP input); the linears are quantized
- * (GPTQ or RTN) and their dequantized f32 copies installed in the model; the block is then
+ * (GPTQ or RTN) and installed in the model as they are (the engine runs intgroup
+ * weights natively, lmp_model_set_linear_q); the block is then
  * run again on the hidden states in place, so block i+1 calibrates on the outputs of the
  * QUANTIZED block i. The block's original weights are restored and its copies freed
  * before block i+1, so memory holds one block's weights and the hidden states of all
@@ -51,6 +52,10 @@ void lmp_qpipe_default_params(lmp_qpipe_params *p)
     p->true_sequential = true;
     p->compare_rtn = true;
     p->progress = true;
+    p->awq_grid = 20;
+    p->awq_duo_scaling = true;
+    p->awq_clip = true;
+    p->awq_clip_tokens = 512;
 }
 
 void lmp_qpipe_result_free(lmp_qpipe_result *r)
@@ -71,8 +76,13 @@ const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t 
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
-    if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN)
+    if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN && p->method != LMP_QMETHOD_AWQ)
         return lmp_err(LMP_EINVAL, "quantize: unknown method %d", (int)p->method);
+    if (p->method == LMP_QMETHOD_AWQ && p->act_order)
+        return lmp_err(LMP_EINVAL, "quantize: AWQ has no act-order (its groups follow the column order; "
+                                   "set act_order false)");
+    if (p->method == LMP_QMETHOD_AWQ && (p->awq_grid < 1 || p->awq_grid > 1000 || p->awq_clip_tokens < 1))
+        return lmp_err(LMP_EINVAL, "quantize: AWQ grid %d / clip tokens %d", p->awq_grid, p->awq_clip_tokens);
     if (p->bits < 2 || p->bits > 8)
         return lmp_err(LMP_EINVAL, "quantize: %d bits (2..8)", p->bits);
     if (p->group_size == 0 || p->group_size < -1)
@@ -169,7 +179,8 @@ int lmp_qpipe_install(lmp_model *m, int layer, lmp_linear which, const lmp_qtens
     if (!d)
         return lmp_err(LMP_ENOMEM, "out of memory dequantizing %s", q->name);
     lmp_qtensor_dequant(q, d);
-    lmp_wmat w = {LMP_DT_F32, q->rows, q->cols, d, (size_t)q->cols * sizeof(float)};
+    lmp_wmat w = {.dtype = LMP_DT_F32, .rows = q->rows, .cols = q->cols, .data = d,
+                  .row_bytes = (size_t)q->cols * sizeof(float)};
     int rc = lmp_model_set_linear(m, layer, which, &w);
     if (rc) {
         free(d);
@@ -186,9 +197,8 @@ static int weight_f32(const lmp_wmat *w, const char *name, float **out)
     float *W = malloc((size_t)(w->rows * w->cols) * sizeof(float));
     if (!W)
         return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
-    const lmp_dtype_traits *tr = lmp_dtype_info(w->dtype);
-    for (int64_t r = 0; r < w->rows; r++)
-        tr->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, W + r * w->cols, w->cols);
+    for (int64_t r = 0; r < w->rows; r++) /* dense, block or intgroup rows */
+        lmp_wmat_row_f32(w, r, W + r * w->cols);
     for (int64_t i = 0; i < w->rows * w->cols; i++)
         if (!isfinite(W[i])) {
             int rc = lmp_err(LMP_ERANGE, "%s.weight: non-finite value %g at [%lld, %lld]; refusing to quantize",
@@ -303,6 +313,8 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     int rc = lmp_qpipe_check(m, p);
     if (rc)
         return rc;
+    if (p->method == LMP_QMETHOD_AWQ)
+        return lmp_awq_run(m, cal, p, res);
     if (!cal && p->method == LMP_QMETHOD_GPTQ)
         return lmp_err(LMP_EINVAL, "quantize: GPTQ needs calibration text");
     res->n_layers = nl;
@@ -315,7 +327,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     const int N = cal ? cal->n_samples : 0, L = cal ? cal->seq_len : 0;
     float *states = NULL, *scratch = NULL;
     lmp_qtensor qt[LMP_LIN_COUNT];
-    float *deq[LMP_LIN_COUNT] = {0};
+    bool installed[LMP_LIN_COUNT] = {0}; /* qt[w] runs natively as linear w */
     lmp_wmat orig[LMP_LIN_COUNT];
     hess_ctx hc;
     memset(qt, 0, sizeof qt);
@@ -413,8 +425,13 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 }
                 if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
                     res->n_worse_than_rtn++;
-                if (cal && (rc = lmp_qpipe_install(m, l, (lmp_linear)w, &qt[w], &deq[w])))
-                    goto layer_fail;
+                if (cal) {
+                    /* the engine runs the intgroup payload in place (bitwise the
+                     * dequantized f32 copy's result on the tiled path, M >= 16) */
+                    if ((rc = lmp_model_set_linear_q(m, l, (lmp_linear)w, &qt[w])))
+                        goto layer_fail;
+                    installed[w] = true;
+                }
                 if (!cal)
                     lmp_progress_update(&pg, ++done_n);
             }
@@ -439,10 +456,9 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
         if (rc)
             lmp_progress_end(&pg);
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
-            if (deq[w])
+            if (installed[w])
                 lmp_model_set_linear(m, l, (lmp_linear)w, &orig[w]);
-            free(deq[w]);
-            deq[w] = NULL;
+            installed[w] = false;
             lmp_qtensor_free(&qt[w]);
         }
         for (int k = 0; k < IN_COUNT; k++) {

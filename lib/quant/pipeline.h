@@ -68,7 +68,20 @@ void lmp_calib_free(lmp_calib_data *d); /* accepts NULL */
 
 /* ---------------------------------------------------------------- the pipeline ---- */
 
-typedef enum { LMP_QMETHOD_GPTQ = 0, LMP_QMETHOD_RTN } lmp_qmethod;
+/* AWQ (Lin et al. 2023): activation-aware per-channel scales folded into the preceding
+ * norm / linear, a clipping search, then asymmetric RTN; see lmp_awq_run below. */
+typedef enum { LMP_QMETHOD_GPTQ = 0, LMP_QMETHOD_RTN, LMP_QMETHOD_AWQ } lmp_qmethod;
+
+/* Vectors of one block that a method changed (AWQ folds its scales into the two RMSNorm
+ * weights and, through v_proj / up_proj, into their biases): f32, borrowed for the call,
+ * NULL = unchanged. A writer must store these instead of the input's tensors. */
+typedef struct {
+    const float *attn_norm;            /* (hidden) input_layernorm.weight */
+    const float *ffn_norm;             /* (hidden) post_attention_layernorm.weight */
+    const float *bias[LMP_LIN_COUNT];  /* (rows of linear k) "<prefix>.bias" */
+} lmp_qfold;
+/* Called before the sink of the same block (ctx = sink_ctx). Non-zero stops the run. */
+typedef int (*lmp_qpipe_fold_sink)(void *ctx, int layer, const lmp_qfold *f);
 
 /* What happened to one linear. Errors are relative output errors on the calibration
  * inputs the linear saw, ||W X - Q X||_F / ||W X||_F, computed from the Hessian
@@ -107,6 +120,14 @@ typedef struct {
     bool progress;        /* progress bar on stderr (default true; silent when not a TTY) */
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
+    lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */
+    /* AWQ (AutoAWQ's defaults): alpha grid of awq_grid points in [0, 1) (default 20);
+     * duo scaling s = x^a / w^(1-a) (AutoAWQ's default true; false: the paper's x^a);
+     * clipping-range search (default true) on awq_clip_tokens sampled tokens (512). */
+    int awq_grid;
+    bool awq_duo_scaling;
+    bool awq_clip;
+    int awq_clip_tokens;
     /* After each block (may be NULL): layer, seconds, for per-layer log lines. */
     void (*on_layer_done)(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st);
     void *log_ctx;
@@ -142,17 +163,105 @@ uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal);
 
 /* Quantizes every linear of every block of `m`, block by block. `cal` may be NULL only
  * for RTN (no forward passes, err = -1). The model is used for forward passes with the
- * quantized blocks installed one at a time (dequantized f32 copies); on return every
+ * quantized blocks installed one at a time (intgroup, run natively); on return every
  * linear of `m` is its original weight again. Weights that are not finite are LMP_ERANGE
  * naming the tensor. *res is filled (owned; lmp_qpipe_result_free) even on failure. */
 int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p,
                   lmp_qpipe_result *res);
 
+/* ---------------------------------------------------------------- AWQ ------------ */
+/* lib/quant/awq.c. AWQ (Lin et al. 2023, "AWQ: Activation-aware Weight Quantization";
+ * facts from casper-hansen/AutoAWQ awq/quantize/quantizer.py and scale.py), block by
+ * block on the engine's block runner:
+ *  1. every calibration sample through block i with the ORIGINAL weights, capturing the
+ *     input of each linear (q/k/v share one, gate/up share one); the float outputs are
+ *     block i+1's inputs (AutoAWQ feeds the float block output forward, not the
+ *     quantized one; we follow it);
+ *  2. per layer group (input_layernorm -> q,k,v; v_proj -> o_proj when their weights
+ *     have the same shape, i.e. no GQA; post_attention_layernorm -> gate,up; up_proj ->
+ *     down_proj) a grid search over alpha = i/grid, s = mean|x|^a (/ w_mean^(1-a) with
+ *     duo scaling), clamped at 1e-4 and divided by sqrt(max(s) min(s)), minimizing the
+ *     MSE of the group's module output with Q(W diag(s)) diag(s)^-1 in place of W: the
+ *     attention output (through o_proj, with the engine's attention) for q/k/v, the
+ *     whole MLP for gate/up, the linear's own output for o and down;
+ *  3. the scales folded (lmp_awq_fold), the clipping search (every linear but q and k,
+ *     per (row, group) max |w| shrunk by i/20, i < 10, minimizing the group's output
+ *     MSE on up to awq_clip_tokens sampled tokens) and the clip applied;
+ *  4. AWQ's group quantizer (lmp_awq_quant) on the scaled, clipped weights.
+ * Memory: the inputs of all four linear classes for all samples (tokens x (3 hidden +
+ * FFN) f32, as AutoAWQ's input_feat), twice the hidden states, one block's weights. */
+
+typedef enum { LMP_AWQ_QKV = 0, LMP_AWQ_VO, LMP_AWQ_MLP, LMP_AWQ_DOWN, LMP_AWQ_NGROUPS } lmp_awq_group;
+
+/* One block's foldable parameters as f32 arrays (the caller owns them). */
+typedef struct {
+    float *attn_norm;              /* (hidden) */
+    float *ffn_norm;               /* (hidden) */
+    float *bias[LMP_LIN_COUNT];    /* (rows of linear k) or NULL */
+    float *w[LMP_LIN_COUNT];       /* (rows, cols) of linear k, row-major */
+} lmp_awq_block;
+
+/* True when v_proj and o_proj have the same shape (the v -> o group applies). */
+bool lmp_awq_has_vo(const lmp_config *c);
+/* Folds scales s[g] (NULL = group g not scaled; length = the group's in_features) into b
+ * so that the float block computes the same function: attn_norm /= s, q/k/v columns *= s
+ * (QKV); v rows and bias /= s, o columns *= s (VO); ffn_norm /= s, gate/up columns *= s
+ * (MLP); up rows and bias /= s, down columns *= s (DOWN). VO without lmp_awq_has_vo is
+ * LMP_EINVAL. */
+int lmp_awq_fold(lmp_awq_block *b, const lmp_config *c, const float *const s[LMP_AWQ_NGROUPS]);
+/* AWQ's group quantizer (AutoAWQ pseudo_quantize_tensor) of W[rows][cols] into a new
+ * INTGROUP tensor: with zero points (sym false), per (row, group) scale = max(max - min,
+ * 1e-5) / (2^bits - 1) (the range is NOT widened to include 0, unlike GPTQ's), rounded to
+ * f16, zero = clamp(-round(min / scale), 0, 2^bits - 1); sym: scale = max(max|w|, 1e-5) /
+ * (2^(bits-1) - 1), codes in [-2^(bits-1), 2^(bits-1) - 1] stored + 2^(bits-1). */
+int lmp_awq_quant(const float *W, int64_t rows, int64_t cols, int bits, int group_size, bool sym,
+                  lmp_qtensor *out);
+/* The layer-by-layer AWQ run (lmp_qpipe_run calls it for LMP_QMETHOD_AWQ; same contract:
+ * the model is unchanged on return). Per-linear err is the relative output error of the
+ * folded, clipped, quantized linear on its (scaled) calibration inputs; err_rtn that of
+ * lmp_awq_quant on the original weight (AWQ without scales or clipping); loss -1. */
+int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res);
+
+/* Interim accessors (mutable, borrowed) to the model's f32 RMSNorm weights and linear
+ * biases (NULL when the linear has none), until lib/infer exposes lmp_model_norm /
+ * lmp_model_bias: AWQ's tests and fake-quantized evaluation install folded vectors
+ * through them. Not thread safe with forward passes. */
+float *lmp_awq_model_norm(lmp_model *m, int layer, bool ffn);
+float *lmp_awq_model_bias(lmp_model *m, int layer, lmp_linear which);
+
+/* ---------------------------------------------------------------- imatrix -------- */
+/* lib/quant/imatrix.c: llama.cpp-style importance matrix (llama-imatrix): every
+ * calibration window through all blocks of the FLOAT model, and per linear the mean of
+ * x^2 over the tokens for each input column (q/k/v share the vector, as do gate/up).
+ * Used as lmp_quant_rows' importance weights on the GGUF path. */
+typedef struct {
+    int n_layers;
+    int64_t cols[LMP_LIN_COUNT];
+    float *v;            /* owned: per layer the 4 input classes (attn, o, mlp, down) */
+    int n_chunks;        /* calibration windows */
+    int64_t n_tokens;    /* tokens seen per linear */
+    int n_entries;       /* linears covered (7 per layer): llama.cpp's entries_count */
+} lmp_imatrix;
+
+/* Runs every window of cal through the model (each block in order) collecting E[x^2].
+ * *out owned (lmp_imatrix_free). */
+int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool progress, lmp_imatrix *out);
+/* Loads `model`, draws the windows (seq_len 0 = min(512, context), llama-imatrix's n_ctx)
+ * from calib_path and collects; the model is freed before returning. */
+int lmp_imatrix_compute(const char *model, const char *calib_path, const lmp_calib_params *cp, bool progress,
+                        lmp_imatrix *out);
+void lmp_imatrix_free(lmp_imatrix *im); /* accepts NULL */
+/* The column weights of linear `which` of `layer` (borrowed), NULL when out of range. */
+const float *lmp_imatrix_get(const lmp_imatrix *im, int layer, lmp_linear which);
+/* lmp_quant_weights_fn over GGUF names (blk.N.attn_q.weight ... blk.N.ffn_down.weight;
+ * ctx = the lmp_imatrix): NULL for other tensors or a column count that differs. */
+const float *lmp_imatrix_weights(void *ctx, const char *gguf_name, int64_t cols);
+
 /* Installs a dequantized f32 copy of q as linear `which` of `layer`: *buf receives the
  * malloc'd [rows][cols] f32 matrix, which the caller frees only after restoring the
  * original weight (lmp_model_set_linear) or freeing the model. For fake-quantized
- * evaluation (perplexity of the quantized model before the engine runs intgroup
- * weights natively). */
+ * evaluation with f32 weights: the reference the native intgroup path
+ * (lmp_model_set_linear_q) is compared with. */
 int lmp_qpipe_install(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q, float **buf);
 
 /* Relative output error sqrt(tr(D H D^T) / tr(W H W^T)), D = W - Q, W and Q f32

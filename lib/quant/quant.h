@@ -108,6 +108,12 @@ typedef struct {
     bool measure_error;        /* fill rel_rms (costs a dequantization per tensor) */
     lmp_quant_weights_fn weights; /* optional importance weights */
     void *weights_ctx;
+    /* imatrix provenance, written (as llama-quantize does) only with `weights`:
+     * quantize.imatrix.file (string, when set), quantize.imatrix.dataset (string, when
+     * set), quantize.imatrix.entries_count and .chunks_count (u32, when > 0). */
+    const char *imatrix_file;
+    const char *imatrix_dataset;
+    int imatrix_entries, imatrix_chunks;
     void (*on_tensor)(void *ctx, const lmp_gguf_quant_tensor_info *info);
     void *on_tensor_ctx;
 } lmp_gguf_quant_params;

@@ -75,7 +75,7 @@ refuses "existing output" "exists" "$LMP_BIN" quantize "$M" -o "$T/g" --method r
 ok "--force replaces" "$LMP_BIN" quantize "$M" -o "$T/g" --method rtn --force
 check "replaced by rtn (no act-order)" "st_py '$T/g' \"not c['quantization_config']['desc_act']\""
 refuses "--type and --method" "do not mix" "$LMP_BIN" quantize "$M" -o "$T/x4" --method rtn --type q4_0
-refuses "unknown format" "--format" "$LMP_BIN" quantize "$M" -o "$T/x5" --method rtn --format awq
+refuses "unknown format" "--format" "$LMP_BIN" quantize "$M" -o "$T/x5" --method rtn --format exl2
 refuses "--sym --asym" "conflict" "$LMP_BIN" quantize "$M" -o "$T/x6" --method rtn --sym --asym
 refuses "bits 9" "bits" "$LMP_BIN" quantize "$M" -o "$T/x7" --method rtn --bits 9
 refuses "seqlen above context" "context" "$LMP_BIN" quantize "$M" -o "$T/x8" --method gptq --calib "$TXT" \

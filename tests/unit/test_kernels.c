@@ -6,6 +6,8 @@
  * 1 and 2 threads; the helper kernels against their formulas.
  */
 #include "lib/infer/kernels.h"
+#include "lib/infer/kernels_internal.h"
+#include "lib/quant/quant.h"
 #include "test.h"
 
 #include <math.h>
@@ -18,13 +20,44 @@
  * scales with |q d| + |m| rather than |w|; a looser bound for them. */
 #define TOL_GEMM_OFFSET 1e-4
 #define TOL_HELPER 1e-5
+/* Rounded activations (kernels.h): every variant is held to TOL_GEMM against the
+ * double product of the rounded X (round_act below, the definition written out again);
+ * against the exact X the difference is bounded by the rounding itself:
+ * |y - y_exact| <= sum_k |x_k - round(x)_k| |w_k| + TOL_GEMM * sum_k |x_k w_k|. */
 
 typedef struct { int64_t M, N, K; } shape;
+
+/* X rounded to the activation format of weights of dtype dt, in double (exactly the
+ * f32 values the kernels multiply: bf16(x), or q * d). */
+static void round_act(lmp_act act, const float *x, int64_t n, double *xr)
+{
+    if (act == LMP_ACT_F32) {
+        for (int64_t i = 0; i < n; i++)
+            xr[i] = x[i];
+    } else if (act == LMP_ACT_BF16) {
+        for (int64_t i = 0; i < n; i++)
+            xr[i] = lmp_bf16_to_f32(lmp_k_bf16_round(x[i]));
+    } else {
+        for (int64_t b = 0; b < n / 32; b++) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++)
+                amax = fmaxf(amax, fabsf(x[32 * b + j]));
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            for (int j = 0; j < 32; j++)
+                xr[32 * b + j] = (double)nearbyintf(x[32 * b + j] * id) * d;
+        }
+    }
+}
 
 static const shape k_shapes[] = {
     {1, 67, 96},  {2, 67, 96},   {3, 67, 96},    {4, 67, 96},  {17, 67, 96},
     {64, 67, 64}, {130, 67, 96}, {17, 67, 4096}, {1, 40, 4096}, {130, 33, 512},
     {13, 64, 256}, {12, 32, 64},
+};
+/* k-quants: K a multiple of 256 */
+static const shape k_kq_shapes[] = {
+    {1, 67, 256}, {2, 67, 512}, {3, 40, 256}, {4, 67, 256}, {17, 67, 512},
+    {130, 33, 512}, {1, 40, 4096}, {13, 64, 256}, {24, 31, 768}, {16, 32, 256},
 };
 /* dense types also take any K */
 static const shape k_dense_shapes[] = {{5, 37, 67}, {13, 70, 300}, {1, 9, 13}, {24, 31, 17}};
@@ -66,15 +99,27 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
     lmp_gemm(Y2, X, &W, b, M);
 
     const double tol = (dt == LMP_DT_Q4_1 || dt == LMP_DT_Q5_1) ? TOL_GEMM_OFFSET : TOL_GEMM;
+    const lmp_act act = lmp_k_act(dt);
+    double *Xr = malloc(sizeof(double) * M * K);
+    round_act(act, X, M * K, Xr);
     double worst = 0.0;
-    int64_t wm = 0, wn = 0, nbad = 0;
+    int64_t wm = 0, wn = 0, nbad = 0, nfar = 0;
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double e = b ? b[n] : 0.0, mag = b ? fabs(b[n]) : 0.0;
+            double ex = e, magx = mag, rnd = 0.0;
             for (int64_t k = 0; k < K; k++) {
-                e += (double)X[m * K + k] * Wd[n * K + k];
-                mag += fabs((double)X[m * K + k] * Wd[n * K + k]);
+                e += Xr[m * K + k] * Wd[n * K + k];
+                mag += fabs(Xr[m * K + k] * Wd[n * K + k]);
+                ex += (double)X[m * K + k] * Wd[n * K + k];
+                magx += fabs((double)X[m * K + k] * Wd[n * K + k]);
+                rnd += fabs(X[m * K + k] - Xr[m * K + k]) * fabs(Wd[n * K + k]);
             }
+            /* the rounding of X stays within its own bound */
+            if (!(fabs(Y1[m * N + n] - ex) <= rnd * (1 + 1e-6) + tol * magx) && nfar++ < 3)
+                fprintf(stderr, "  %s/%s M=%ld N=%ld K=%ld: Y[%ld][%ld] = %.8g, exact-X %.8g, "
+                        "rounding bound %.3g\n", t->name, lmp_isa_name(isa), (long)M, (long)N,
+                        (long)K, (long)m, (long)n, Y1[m * N + n], ex, rnd);
             double err = fabs(Y1[m * N + n] - e) / (mag > 0 ? mag : 1.0);
             if (!(err <= tol)) {
                 if (nbad++ < 3)
@@ -96,6 +141,9 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
           (unsigned long long)seed);
     CHECK(same, "%s/%s M=%ld N=%ld K=%ld: 1 and 2 threads differ", t->name,
           lmp_isa_name(isa), (long)M, (long)N, (long)K);
+    CHECK(nfar == 0, "%s/%s M=%ld N=%ld K=%ld: %ld results outside the activation-rounding "
+          "bound", t->name, lmp_isa_name(isa), (long)M, (long)N, (long)K, (long)nfar);
+    free(Xr);
     if (getenv("LMP_TEST_VERBOSE"))
         printf("  %-5s %-6s M=%-4ld N=%-3ld K=%-5ld bias=%d worst %.2e\n", t->name,
                lmp_isa_name(isa), (long)M, (long)N, (long)K, with_bias, worst);
@@ -106,7 +154,9 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
 static void test_gemm(const lmp_isa *isas, int nisa)
 {
     static const lmp_dtype dts[] = {LMP_DT_F32,  LMP_DT_F16,  LMP_DT_BF16, LMP_DT_Q8_0,
-                                    LMP_DT_Q4_0, LMP_DT_Q4_1, LMP_DT_Q5_0, LMP_DT_Q5_1};
+                                    LMP_DT_Q4_0, LMP_DT_Q4_1, LMP_DT_Q5_0, LMP_DT_Q5_1,
+                                    LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K,
+                                    LMP_DT_Q6_K};
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
         CHECK(lmp_gemm_supports(dts[d]), "%s supported", lmp_dtype_info(dts[d])->name);
         bool dense = lmp_dtype_info(dts[d])->block_size == 1;
@@ -121,10 +171,15 @@ static void test_gemm(const lmp_isa *isas, int nisa)
         worst = e > worst ? e : worst;                                                   \
         cases++;                                                                         \
     } while (0)
-            for (size_t s = 0; s < sizeof k_shapes / sizeof *k_shapes; s++)
-                RUN(k_shapes[s], (s & 1) == 0);
-            RUN(k_shapes[4], true);
-            RUN(k_shapes[4], false);
+            if (lmp_dtype_info(dts[d])->block_size == 256) {
+                for (size_t s = 0; s < sizeof k_kq_shapes / sizeof *k_kq_shapes; s++)
+                    RUN(k_kq_shapes[s], (s & 1) == 0);
+            } else {
+                for (size_t s = 0; s < sizeof k_shapes / sizeof *k_shapes; s++)
+                    RUN(k_shapes[s], (s & 1) == 0);
+                RUN(k_shapes[4], true);
+                RUN(k_shapes[4], false);
+            }
             if (dense)
                 for (size_t s = 0; s < sizeof k_dense_shapes / sizeof *k_dense_shapes; s++)
                     RUN(k_dense_shapes[s], s & 1);
@@ -143,6 +198,127 @@ static void test_gemm(const lmp_isa *isas, int nisa)
     lmp_gemm(y, x, &W, bias, 1);
     lmp_log_level = lvl;
     CHECK(y[0] == 0.5f && y[1] == -0.5f, "unsupported dtype leaves Y = bias");
+}
+
+/* Activation rounding: every variant's quantizer and bf16 conversion bitwise equal to
+ * the reference (ties to even, zero blocks, subnormals, NaN), and the reference equal
+ * to the definition written out in round_act. */
+static void test_act_rounding(const lmp_isa *isas, int nisa)
+{
+    static const int64_t ns[] = {32, 96, 4096, 1, 13, 67, 300};
+    const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 5);
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+        const int64_t n = ns[t];
+        float *x = malloc(sizeof(float) * n);
+        fill_normal(&r, x, n, 3.0f);
+        for (int64_t i = 0; i < n; i++) /* blocks of very different scales */
+            x[i] *= (float)(1 << (i / 32 % 7)) / 8.0f;
+        if (n >= 96) {
+            for (int j = 0; j < 32; j++) /* block 1: d = 1, ties at .5 go to even */
+                x[32 + j] = j == 0 ? 127.0f : (float)(j % 8) - 3.5f;
+            for (int j = 0; j < 32; j++) /* block 2: all zero */
+                x[64 + j] = 0.0f;
+        }
+        if (n >= 13)
+            x[3] = 1e-40f, x[4] = -1e-40f, x[5] = -0.0f, x[6] = 3.0e38f;
+        if (n % 32 == 0) {
+            const size_t qb = LMP_XQ8_BYTES(n);
+            uint8_t *q0 = malloc(qb), *q1 = malloc(qb);
+            ref->quant_q8(x, n, q0);
+            double *xr = malloc(sizeof(double) * n);
+            round_act(LMP_ACT_Q8, x, n, xr);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++)
+                bad += xr[i] != (double)((const int8_t *)q0)[i] * lmp_xq8_d(q0, n)[i / 32];
+            for (int64_t b = 0; b < n / 32; b++) {
+                int32_t sum = 0;
+                for (int j = 0; j < 32; j++)
+                    sum += ((const int8_t *)q0)[32 * b + j];
+                bad += sum != lmp_xq8_s(q0, n)[b];
+            }
+            CHECK(bad == 0, "q8 activations n=%ld: reference differs from the definition at %ld "
+                  "places", (long)n, (long)bad);
+            for (int i = 0; i < nisa; i++) {
+                memset(q1, 0xee, qb);
+                lmp_k_impl(isas[i])->quant_q8(x, n, q1);
+                CHECK(memcmp(q0, q1, qb) == 0, "q8 activations %s n=%ld: not bitwise the "
+                      "reference", lmp_isa_name(isas[i]), (long)n);
+            }
+            free(q0), free(q1), free(xr);
+        }
+        if (n >= 13)
+            x[7] = NAN, x[8] = -INFINITY, x[9] = 1.00390625f /* tie: 1 + 2^-8 */;
+        uint16_t *h0 = malloc(2 * n), *h1 = malloc(2 * n);
+        ref->to_bf16(x, n, h0);
+        for (int i = 0; i < nisa; i++) {
+            memset(h1, 0xee, 2 * n);
+            lmp_k_impl(isas[i])->to_bf16(x, n, h1);
+            int64_t first = -1;
+            for (int64_t j = 0; j < n && first < 0; j++)
+                if (h0[j] != h1[j])
+                    first = j;
+            CHECK(first < 0, "bf16 activations %s n=%ld: differ from the reference at %ld "
+                  "(x %.9g: %04x, want %04x)", lmp_isa_name(isas[i]), (long)n, (long)first,
+                  first >= 0 ? x[first] : 0.0, first >= 0 ? h1[first] : 0,
+                  first >= 0 ? h0[first] : 0);
+        }
+        free(h0), free(h1), free(x);
+    }
+}
+
+/* Every variant's decoder (to_f32, the source of the f32 weight panels) gives the dtype
+ * table's dequantized values bitwise, at a block offset too. */
+static void test_decoders(const lmp_isa *isas, int nisa)
+{
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 9);
+    const int64_t K = 1024;
+    float *x = malloc(sizeof(float) * K), *want = malloc(sizeof(float) * K);
+    float *got = malloc(sizeof(float) * K);
+    fill_normal(&r, x, K, 0.05f);
+    for (lmp_dtype dt = 0; dt < LMP_DT_COUNT; dt++) {
+        const lmp_dtype_traits *t = lmp_dtype_info(dt);
+        if (!lmp_gemm_supports(dt) || !t->from_f32)
+            continue;
+        uint8_t *w = malloc(lmp_dtype_row_bytes(dt, K));
+        t->from_f32(x, w, K);
+        t->to_f32(w, want, K);
+        const int64_t k0 = t->block_size == 256 ? 256 : 32 * t->block_size;
+        for (int i = 0; i < nisa; i++) {
+            const lmp_kdt *d = &lmp_k_impl(isas[i])->dt[dt];
+            memset(got, 0, sizeof(float) * K);
+            d->to_f32(w, k0, K - k0, got);
+            CHECK(memcmp(got, want + k0, sizeof(float) * (K - k0)) == 0,
+                  "%s/%s to_f32: not bitwise the reference dequantizer", t->name,
+                  lmp_isa_name(isas[i]));
+        }
+        free(w);
+    }
+    free(x), free(want), free(got);
+}
+
+/* Exact mode: f32 activations for every dtype (checked against the exact product). */
+static void test_exact_mode(const lmp_isa *isas, int nisa)
+{
+    static const lmp_dtype dts[] = {LMP_DT_BF16, LMP_DT_Q8_0, LMP_DT_Q4_0};
+    static const shape sh[] = {{1, 67, 96}, {3, 40, 512}, {130, 33, 512}};
+    lmp_gemm_set_exact(true);
+    CHECK(lmp_gemm_exact(), "exact mode on");
+    for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+        CHECK(lmp_k_act(dts[d]) == LMP_ACT_F32, "exact mode: f32 activations");
+        for (int i = 0; i < nisa; i++) {
+            lmp_kernels_set_isa(isas[i]);
+            for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
+                check_gemm(dts[d], isas[i], sh[s], s & 1, SEED + 31 * s + d);
+        }
+    }
+    lmp_gemm_set_exact(false);
+    CHECK(!lmp_gemm_exact() && lmp_k_act(LMP_DT_BF16) == LMP_ACT_BF16 &&
+          lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F32,
+          "default: rounded activations for bf16 and q4_0, f32 for f16");
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -255,6 +431,7 @@ int main(void)
 {
     lmp_isa isas[3];
     int nisa = 0;
+    lmp_quant_init(); /* registers the k-quant dequantizers in the dtype table */
     for (lmp_isa i = LMP_ISA_REF; i <= LMP_ISA_AVX512; i++) {
         if (lmp_kernels_set_isa(i) == i)
             isas[nisa++] = i;
@@ -266,7 +443,10 @@ int main(void)
     CHECK(lmp_kernels_isa() == isas[nisa - 1], "auto picks the best variant (%s)",
           lmp_isa_name(lmp_kernels_isa()));
 
+    test_act_rounding(isas, nisa);
+    test_decoders(isas, nisa);
     test_gemm(isas, nisa);
+    test_exact_mode(isas, nisa);
     for (int i = 0; i < nisa; i++)
         test_helpers(isas[i], SEED + 77 + i);
     lmp_kernels_set_isa(LMP_ISA_AUTO);

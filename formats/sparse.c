@@ -1,0 +1,1152 @@
+/*
+ * Pruned model folders: dense / sparse-bitmask / sparse-24-bitmask writers (streaming,
+ * block by block), the decompressing reader the engine uses, the structured (smaller
+ * model) writer and the `lmpress prune` glue. See sparse.h for the layouts.
+ */
+#include "sparse.h"
+#include "formats/formats.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const g_fmt_names[] = {"dense", "sparse-bitmask", "sparse-24-bitmask"};
+
+const char *lmp_sparse_format_name(lmp_sparse_format f)
+{
+    return (unsigned)f < 3 ? g_fmt_names[f] : "?";
+}
+
+/* ---------------------------------------------------------------- helpers --------- */
+
+static int name_layer(const char *name)
+{
+    const char *pre = "model.layers.";
+    size_t k = strlen(pre);
+    if (strncmp(name, pre, k) != 0)
+        return -1;
+    char *end;
+    long v = strtol(name + k, &end, 10);
+    return end != name + k && *end == '.' && v >= 0 ? (int)v : -1;
+}
+
+/* linear index when `name` is "<prefix of linear k of layer>.<suffix>", else -1 */
+static int linear_of(const char *name, int layer, const char *suffix)
+{
+    char buf[LMP_MAX_NAME];
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        lmp_linear_hf_prefix(layer, (lmp_linear)w, buf, sizeof buf);
+        size_t k = strlen(buf);
+        if (strncmp(name, buf, k) == 0 && name[k] == '.' && strcmp(name + k + 1, suffix) == 0)
+            return w;
+    }
+    return -1;
+}
+
+static int write_json_file(const char *dir, const char *name, cJSON *j)
+{
+    char *txt = cJSON_Print(j), *path = lmp_path_join(dir, name);
+    int rc;
+    if (!txt || !path) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
+    } else {
+        lmp_outfile o;
+        if ((rc = lmp_outfile_open(&o, path, true)) == 0) {
+            rc = lmp_outfile_write(&o, txt, strlen(txt));
+            rc = rc ? rc : lmp_outfile_write(&o, "\n", 1);
+            if (rc == 0)
+                rc = lmp_outfile_commit(&o);
+            else
+                lmp_outfile_abort(&o);
+        }
+    }
+    free(txt);
+    free(path);
+    return rc;
+}
+
+/* config.json of the input (or one generated from cfg) as a cJSON object (owned). */
+static int config_json(const char *srcdir, const lmp_config *cfg, cJSON **out)
+{
+    *out = NULL;
+    char *src = NULL, *path = srcdir ? lmp_path_join(srcdir, "config.json") : NULL;
+    cJSON *j = NULL;
+    if (path && lmp_read_file(path, &src, NULL) == 0) {
+        j = cJSON_Parse(src);
+        if (!cJSON_IsObject(j)) {
+            cJSON_Delete(j);
+            free(src);
+            int rc = lmp_err(LMP_EFORMAT, "%s: cannot re-read config.json", path);
+            free(path);
+            return rc;
+        }
+    } else {
+        char *txt = NULL;
+        int rc = lmp_config_to_json(cfg, &txt);
+        if (rc) {
+            free(path);
+            return rc;
+        }
+        j = cJSON_Parse(txt);
+        free(txt);
+    }
+    free(src);
+    free(path);
+    if (!j)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    *out = j;
+    return LMP_OK;
+}
+
+static void json_set_num(cJSON *j, const char *key, double v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(j, key);
+    cJSON_AddNumberToObject(j, key, v);
+}
+
+static int copy_tokenizer_files(const char *srcdir, const char *dst)
+{
+    static const char *extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                  "special_tokens_map.json", "tokenizer.model"};
+    int rc = LMP_OK;
+    for (size_t k = 0; srcdir && k < sizeof extra / sizeof extra[0] && !rc; k++) {
+        char *s = lmp_path_join(srcdir, extra[k]), *d = lmp_path_join(dst, extra[k]);
+        if (!s || !d)
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+        else if (lmp_path_exists(s))
+            rc = lmp_copy_file(s, d);
+        free(s);
+        free(d);
+    }
+    return rc;
+}
+
+static uint64_t path_bytes(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    if (!S_ISDIR(sb.st_mode))
+        return (uint64_t)sb.st_size;
+    uint64_t n = 0;
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *p = lmp_path_join(path, e->d_name);
+        if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+            n += (uint64_t)sb.st_size;
+        free(p);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* ---------------------------------------------------------------- writer ---------- */
+
+struct lmp_sparse_writer {
+    const lmp_model *m;
+    const lmp_ckpt *ck;
+    lmp_sparse_format f;
+    lmp_prune_spec spec;
+    char *dir, *tmp;
+    lmp_st_writer *sw;
+    int n_layers, next_layer;
+    int *tensor_layer; /* -2 a linear weight (written from the sink), -1 outside blocks, else block */
+    lmp_dtype dt[LMP_LIN_COUNT]; /* stored dtype of each linear (same in every block) */
+    void *buf;
+    size_t buf_len;
+    lmp_sparse_write_stats st;
+};
+
+static int write_tensor(lmp_sparse_writer *w, const lmp_tensor *t)
+{
+    int rc = lmp_st_writer_write(w->sw, t->data, t->nbytes);
+    if (rc == 0) {
+        w->st.bytes += t->nbytes;
+        w->st.params += (uint64_t)lmp_tensor_nelem(t);
+        w->st.n_tensors++;
+    }
+    return rc;
+}
+
+static int wbytes(lmp_sparse_writer *w, const void *p, size_t n)
+{
+    w->st.bytes += n;
+    return lmp_st_writer_write(w->sw, p, n);
+}
+
+static int declare_linear(lmp_sparse_writer *w, const char *prefix, lmp_dtype dt, int64_t rows, int64_t cols)
+{
+    char name[2 * LMP_MAX_NAME];
+    int rc;
+    int64_t zeros = lmp_prune_matrix_zeros(&w->spec, rows, cols), nnz = rows * cols - zeros;
+    switch (w->f) {
+    case LMP_SPFMT_DENSE: {
+        int64_t sh[2] = {rows, cols};
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        return lmp_st_writer_add(w->sw, name, dt, 2, sh);
+    }
+    case LMP_SPFMT_BITMASK: {
+        int64_t s1[1] = {2}, s2[1] = {nnz}, s3[2] = {rows, (cols + 7) / 8}, s4[1] = {rows};
+        snprintf(name, sizeof name, "%s.shape", prefix);
+        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s1)))
+            return rc;
+        snprintf(name, sizeof name, "%s.compressed", prefix);
+        if ((rc = lmp_st_writer_add(w->sw, name, dt, 1, s2)))
+            return rc;
+        snprintf(name, sizeof name, "%s.bitmask", prefix);
+        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3)))
+            return rc;
+        snprintf(name, sizeof name, "%s.row_offsets", prefix);
+        return lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s4);
+    }
+    case LMP_SPFMT_24: {
+        int64_t s1[2] = {2, 1}, s2[2] = {rows, cols / 2}, s3[2] = {rows, (cols + 7) / 8};
+        snprintf(name, sizeof name, "%s.shape", prefix);
+        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, 2, s1)))
+            return rc;
+        snprintf(name, sizeof name, "%s.compressed", prefix);
+        if ((rc = lmp_st_writer_add(w->sw, name, dt, 2, s2)))
+            return rc;
+        snprintf(name, sizeof name, "%s.bitmask", prefix);
+        return lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3);
+    }
+    }
+    return lmp_err(LMP_EINVAL, "sparse writer: format %d", (int)w->f);
+}
+
+int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const char *dir, lmp_sparse_format f,
+                           const lmp_prune_spec *spec, bool force)
+{
+    *out = NULL;
+    const lmp_ckpt *ck = lmp_model_ckpt(m);
+    if (ck->kind == LMP_CKPT_GGUF)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input cannot be written as a Hugging Face folder (llama.cpp names "
+                                         "and permuted q/k rows); convert it first (lmpress convert)", ck->path);
+    if ((unsigned)f > LMP_SPFMT_24)
+        return lmp_err(LMP_EINVAL, "sparse writer: unknown format %d", (int)f);
+    if (f == LMP_SPFMT_24 && !(spec->m == 4 && spec->n == 2))
+        return lmp_err(LMP_EINVAL, "sparse-24-bitmask holds the 2:4 pattern only (--pattern 2:4); use sparse-bitmask "
+                                   "for other sparsity");
+    lmp_sparse_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    w->m = m;
+    w->ck = ck;
+    w->f = f;
+    w->spec = *spec;
+    w->n_layers = lmp_model_config(m)->n_layers;
+    w->dir = strdup(dir);
+    w->tensor_layer = calloc((size_t)ck->n_tensors + 1, sizeof(int));
+    int rc;
+    if (!w->dir || !w->tensor_layer) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const lmp_wmat *wm = lmp_model_linear(m, 0, (lmp_linear)k);
+        w->dt[k] = wm->dtype;
+        if (!lmp_dtype_info(wm->dtype)->is_float || !lmp_dtype_info(wm->dtype)->st_name) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: linear weights of dtype %s (f32, f16 or bf16 needed)",
+                         lmp_dtype_info(wm->dtype)->name);
+            goto fail;
+        }
+    }
+    int found = 0;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const char *nm = ck->tensors[i].name;
+        int l = name_layer(nm);
+        if (l >= w->n_layers) {
+            rc = lmp_err(LMP_EFORMAT, "%s: tensor %s names block %d of a %d-block model", ck->path, nm, l, w->n_layers);
+            goto fail;
+        }
+        w->tensor_layer[i] = l >= 0 && linear_of(nm, l, "weight") >= 0 ? -2 : l;
+        found += w->tensor_layer[i] == -2;
+    }
+    if (found != w->n_layers * LMP_LIN_COUNT) {
+        rc = lmp_err(LMP_EFORMAT, "%s: found %d linear weights with Hugging Face names, expected %d", ck->path, found,
+                     w->n_layers * LMP_LIN_COUNT);
+        goto fail;
+    }
+    if ((rc = lmp_dir_begin(dir, force, &w->tmp)))
+        goto fail;
+    if ((rc = lmp_st_writer_new(&w->sw, w->tmp, 0, true)))
+        goto fail;
+    for (int i = 0; i < ck->n_tensors; i++)
+        if (w->tensor_layer[i] == -1) {
+            const lmp_tensor *t = &ck->tensors[i];
+            if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                goto fail;
+        }
+    for (int l = 0; l < w->n_layers; l++) {
+        for (int i = 0; i < ck->n_tensors; i++)
+            if (w->tensor_layer[i] == l) {
+                const lmp_tensor *t = &ck->tensors[i];
+                if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                    goto fail;
+            }
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+            char prefix[LMP_MAX_NAME];
+            lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
+            if (wm->dtype != w->dt[k]) {
+                rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s is %s, block 0's is %s", prefix,
+                             lmp_dtype_info(wm->dtype)->name, lmp_dtype_info(w->dt[k])->name);
+                goto fail;
+            }
+            if ((rc = declare_linear(w, prefix, wm->dtype, wm->rows, wm->cols)))
+                goto fail;
+        }
+    }
+    if ((rc = lmp_st_writer_meta(w->sw, "format", "pt")) || (rc = lmp_st_writer_begin(w->sw)))
+        goto fail;
+    for (int i = 0; i < ck->n_tensors; i++)
+        if (w->tensor_layer[i] == -1 && (rc = write_tensor(w, &ck->tensors[i])))
+            goto fail;
+    *out = w;
+    return LMP_OK;
+fail:
+    lmp_sparse_writer_abort(w);
+    return rc;
+}
+
+static void *wbuf(lmp_sparse_writer *w, size_t n)
+{
+    if (n > w->buf_len) {
+        void *b = realloc(w->buf, n);
+        if (!b)
+            return NULL;
+        w->buf = b;
+        w->buf_len = n;
+    }
+    return w->buf;
+}
+
+int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const uint8_t *const *mask,
+                            const lmp_qtensor *q, const lmp_prune_linear_stats *st)
+{
+    (void)q;
+    (void)st;
+    lmp_sparse_writer *w = ctx;
+    if (layer != w->next_layer)
+        return lmp_err(LMP_EINVAL, "sparse writer: block %d arrived, expected %d", layer, w->next_layer);
+    int rc;
+    for (int i = 0; i < w->ck->n_tensors; i++)
+        if (w->tensor_layer[i] == layer && (rc = write_tensor(w, &w->ck->tensors[i])))
+            return rc;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const lmp_wmat *wm = lmp_model_linear(w->m, layer, (lmp_linear)k);
+        const int64_t rows = wm->rows, cols = wm->cols;
+        const lmp_dtype dt = w->dt[k];
+        const lmp_dtype_traits *tr = lmp_dtype_info(dt);
+        const size_t es = tr->type_size;
+        char prefix[LMP_MAX_NAME];
+        lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
+        int64_t zeros = 0, want = lmp_prune_matrix_zeros(&w->spec, rows, cols);
+        for (int64_t i = 0; i < rows * cols; i++)
+            zeros += !mask[k][i];
+        if (zeros != want)
+            return lmp_err(LMP_EINVAL, "sparse writer: %s has %lld pruned weights, %lld declared", prefix,
+                           (long long)zeros, (long long)want);
+        const int64_t mb = (cols + 7) / 8;
+        uint8_t *row = wbuf(w, (size_t)cols * (es > 4 ? es : 4) + (size_t)mb + 64);
+        if (!row)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        if (w->f == LMP_SPFMT_DENSE) {
+            for (int64_t r = 0; r < rows && rc == 0; r++) {
+                tr->from_f32(W[k] + r * cols, row, cols);
+                rc = wbytes(w, row, (size_t)cols * es);
+            }
+        } else {
+            int64_t sh[2] = {rows, cols};
+            rc = wbytes(w, sh, sizeof sh);
+            float *vals = malloc((size_t)cols * sizeof(float));
+            if (!vals)
+                return lmp_err(LMP_ENOMEM, "out of memory");
+            /* compressed values, row by row */
+            for (int64_t r = 0; r < rows && rc == 0; r++) {
+                int64_t n = 0;
+                for (int64_t j = 0; j < cols; j++)
+                    if (mask[k][r * cols + j])
+                        vals[n++] = W[k][r * cols + j];
+                if (w->f == LMP_SPFMT_24 && n != cols / 2) {
+                    rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld keeps %lld of %lld (2:4 keeps half)", prefix,
+                                 (long long)r, (long long)n, (long long)cols);
+                    break;
+                }
+                tr->from_f32(vals, row, n);
+                rc = wbytes(w, row, (size_t)n * es);
+            }
+            free(vals);
+            /* bitmask, little bit order */
+            for (int64_t r = 0; r < rows && rc == 0; r++) {
+                memset(row, 0, (size_t)mb);
+                for (int64_t j = 0; j < cols; j++)
+                    if (mask[k][r * cols + j])
+                        row[j >> 3] |= (uint8_t)(1u << (j & 7));
+                rc = wbytes(w, row, (size_t)mb);
+            }
+            if (w->f == LMP_SPFMT_BITMASK) {
+                int64_t off = 0;
+                for (int64_t r = 0; r < rows && rc == 0; r++) {
+                    rc = wbytes(w, &off, sizeof off);
+                    for (int64_t j = 0; j < cols; j++)
+                        off += mask[k][r * cols + j];
+                }
+            }
+            if (w->f == LMP_SPFMT_24)
+                for (int64_t r = 0; r < rows && rc == 0; r++)
+                    for (int64_t g = 0; g < cols; g += 4) {
+                        int n = mask[k][r * cols + g] + mask[k][r * cols + g + 1] + mask[k][r * cols + g + 2] +
+                                mask[k][r * cols + g + 3];
+                        if (n != 2) {
+                            rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld columns %lld..%lld keep %d (2:4)",
+                                         prefix, (long long)r, (long long)g, (long long)g + 3, n);
+                            break;
+                        }
+                    }
+            w->st.n_tensors += w->f == LMP_SPFMT_BITMASK ? 3 : 2;
+        }
+        if (rc)
+            return rc;
+        w->st.n_tensors++;
+        w->st.params += (uint64_t)(rows * cols);
+        w->st.linear_params += (uint64_t)(rows * cols);
+        w->st.zeros += (uint64_t)zeros;
+        /* this block's input pages are not needed again: keep RSS independent of depth
+         * (the checkpoint's mapping; the model may hold a pruned copy installed now) */
+        char wname[2 * LMP_MAX_NAME];
+        snprintf(wname, sizeof wname, "%s.weight", prefix);
+        const lmp_tensor *src = lmp_ckpt_find(w->ck, wname);
+        if (src)
+            lmp_mmap_release(src->data, src->nbytes);
+    }
+    for (int i = 0; i < w->ck->n_tensors; i++)
+        if (w->tensor_layer[i] == layer)
+            lmp_mmap_release(w->ck->tensors[i].data, w->ck->tensors[i].nbytes);
+    w->next_layer++;
+    return LMP_OK;
+}
+
+static cJSON *sparsity_config(const char *format, const lmp_prune_spec *s, double global)
+{
+    cJSON *sc = cJSON_CreateObject();
+    char structure[32];
+    if (s->m)
+        snprintf(structure, sizeof structure, "%d:%d", s->n, s->m);
+    else
+        snprintf(structure, sizeof structure, "unstructured");
+    cJSON_AddStringToObject(sc, "format", format);
+    cJSON_AddNumberToObject(sc, "global_sparsity", global);
+    cJSON_AddStringToObject(sc, "sparsity_structure", structure);
+    cJSON *t = cJSON_AddArrayToObject(sc, "targets");
+    cJSON_AddItemToArray(t, cJSON_CreateString("Linear"));
+    cJSON *ig = cJSON_AddArrayToObject(sc, "ignore");
+    cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
+    cJSON_AddBoolToObject(sc, "registry_requires_subclass", false);
+    return sc;
+}
+
+int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
+{
+    int rc;
+    cJSON *j = NULL;
+    if (w->next_layer != w->n_layers) {
+        rc = lmp_err(LMP_EINVAL, "sparse writer: finished after %d of %d blocks", w->next_layer, w->n_layers);
+        goto done;
+    }
+    rc = lmp_st_writer_finish(w->sw);
+    w->sw = NULL;
+    if (rc == 0)
+        rc = config_json(w->ck->dir, lmp_model_config(w->m), &j);
+    if (rc == 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
+        if (w->f != LMP_SPFMT_DENSE) {
+            cJSON *qc = cJSON_CreateObject();
+            cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
+            cJSON_AddStringToObject(qc, "format", lmp_sparse_format_name(w->f));
+            double global = w->st.params ? (double)w->st.zeros / (double)w->st.params : 0;
+            cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config(lmp_sparse_format_name(w->f), &w->spec, global));
+            cJSON_AddItemToObject(j, "quantization_config", qc);
+        }
+        rc = write_json_file(w->tmp, "config.json", j);
+    }
+    if (rc == 0)
+        rc = copy_tokenizer_files(w->ck->dir, w->tmp);
+    if (rc == 0)
+        rc = lmp_dir_commit(w->tmp, w->dir);
+    if (rc == 0 && st)
+        *st = w->st;
+done:
+    cJSON_Delete(j);
+    if (rc == 0) {
+        free(w->tmp);
+        w->tmp = NULL;
+    }
+    lmp_sparse_writer_abort(w);
+    return rc;
+}
+
+void lmp_sparse_writer_abort(lmp_sparse_writer *w)
+{
+    if (!w)
+        return;
+    lmp_st_writer_abort(w->sw);
+    if (w->tmp) {
+        lmp_dir_remove(w->tmp);
+        free(w->tmp);
+    }
+    free(w->dir);
+    free(w->tensor_layer);
+    free(w->buf);
+    free(w);
+}
+
+/* ---------------------------------------------------------------- reader ---------- */
+
+/* format of the folder's sparsity_config ("sparse-bitmask" ...) into fmt; 0 when present */
+static int read_sparsity(const char *dir, lmp_sparse_format *fmt, cJSON **cfg)
+{
+    char *path = lmp_path_join(dir, "config.json"), *txt = NULL;
+    int rc = path ? lmp_read_file(path, &txt, NULL) : LMP_ENOMEM;
+    cJSON *j = rc == 0 ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    rc = LMP_ENOTFOUND;
+    const cJSON *qc = j ? cJSON_GetObjectItemCaseSensitive(j, "quantization_config") : NULL;
+    const cJSON *sc = qc ? cJSON_GetObjectItemCaseSensitive(qc, "sparsity_config") : NULL;
+    const cJSON *f = sc ? cJSON_GetObjectItemCaseSensitive(sc, "format") : NULL;
+    if (cJSON_IsString(f)) {
+        if (strcmp(f->valuestring, "sparse-bitmask") == 0) {
+            *fmt = LMP_SPFMT_BITMASK;
+            rc = 0;
+        } else if (strcmp(f->valuestring, "sparse-24-bitmask") == 0) {
+            *fmt = LMP_SPFMT_24;
+            rc = 0;
+        }
+    }
+    if (rc == 0 && cfg)
+        *cfg = j;
+    else
+        cJSON_Delete(j);
+    free(path);
+    return rc;
+}
+
+bool lmp_sparse_is_compressed(const char *path)
+{
+    lmp_sparse_format f;
+    return lmp_path_is_dir(path) && read_sparsity(path, &f, NULL) == 0;
+}
+
+typedef struct {
+    const lmp_tensor *shape, *comp, *mask, *offs;
+    int64_t rows, cols;
+} sp_parts;
+
+static bool has_suffix_of(const char *name, const char *suffix, char *prefix, size_t n)
+{
+    size_t a = strlen(name), b = strlen(suffix);
+    if (a <= b + 1 || strcmp(name + a - b, suffix) != 0 || name[a - b - 1] != '.')
+        return false;
+    snprintf(prefix, n, "%.*s", (int)(a - b - 1), name);
+    return true;
+}
+
+static int find_parts(const lmp_st_reader *st, const char *prefix, lmp_sparse_format f, sp_parts *p)
+{
+    char name[2 * LMP_MAX_NAME];
+    memset(p, 0, sizeof *p);
+    snprintf(name, sizeof name, "%s.shape", prefix);
+    p->shape = lmp_st_find(st, name);
+    snprintf(name, sizeof name, "%s.compressed", prefix);
+    p->comp = lmp_st_find(st, name);
+    snprintf(name, sizeof name, "%s.bitmask", prefix);
+    p->mask = lmp_st_find(st, name);
+    snprintf(name, sizeof name, "%s.row_offsets", prefix);
+    p->offs = lmp_st_find(st, name);
+    if (!p->shape || !p->comp || !p->mask || (f == LMP_SPFMT_BITMASK && !p->offs))
+        return lmp_err(LMP_EFORMAT, "%s: incomplete compressed weight (needs shape, compressed, bitmask%s)", prefix,
+                       f == LMP_SPFMT_BITMASK ? ", row_offsets" : "");
+    if (p->shape->dtype != LMP_DT_I64 || lmp_tensor_nelem(p->shape) != 2)
+        return lmp_err(LMP_EFORMAT, "%s.shape: expected two int64 values", prefix);
+    const int64_t *sh = p->shape->data;
+    p->rows = sh[0];
+    p->cols = sh[1];
+    if (p->rows <= 0 || p->cols <= 0 || p->rows > (1LL << 31) || p->cols > (1LL << 31))
+        return lmp_err(LMP_EFORMAT, "%s.shape: [%lld, %lld]", prefix, (long long)p->rows, (long long)p->cols);
+    const lmp_dtype_traits *tr = lmp_dtype_info(p->comp->dtype);
+    if (!tr->is_float)
+        return lmp_err(LMP_EUNSUPPORTED, "%s.compressed: dtype %s (f32, f16 or bf16)", prefix, tr->name);
+    const int64_t mb = (p->cols + 7) / 8;
+    if (p->mask->dtype != LMP_DT_U8 || p->mask->ndim != 2 || p->mask->shape[0] != p->rows || p->mask->shape[1] != mb)
+        return lmp_err(LMP_EFORMAT, "%s.bitmask: expected U8 [%lld, %lld]", prefix, (long long)p->rows, (long long)mb);
+    const uint8_t *bm = p->mask->data;
+    int64_t total = 0;
+    for (int64_t r = 0; r < p->rows; r++) {
+        int64_t n = 0;
+        for (int64_t j = 0; j < p->cols; j++)
+            n += bm[r * mb + (j >> 3)] >> (j & 7) & 1;
+        if (f == LMP_SPFMT_BITMASK) {
+            if (p->offs->dtype != LMP_DT_I64 || lmp_tensor_nelem(p->offs) != p->rows)
+                return lmp_err(LMP_EFORMAT, "%s.row_offsets: expected int64 [%lld]", prefix, (long long)p->rows);
+            if (((const int64_t *)p->offs->data)[r] != total)
+                return lmp_err(LMP_EFORMAT, "%s.row_offsets[%lld] = %lld, the bitmask gives %lld", prefix, (long long)r,
+                               (long long)((const int64_t *)p->offs->data)[r], (long long)total);
+        } else {
+            if (p->cols % 4)
+                return lmp_err(LMP_EFORMAT, "%s: 2:4 with %lld columns", prefix, (long long)p->cols);
+            for (int64_t g = 0; g < p->cols; g += 4) {
+                int k = (bm[r * mb + (g >> 3)] >> (g & 7)) & 15;
+                if (__builtin_popcount((unsigned)k) != 2)
+                    return lmp_err(LMP_EFORMAT, "%s.bitmask: row %lld columns %lld..%lld do not keep exactly 2 of 4",
+                                   prefix, (long long)r, (long long)g, (long long)g + 3);
+            }
+        }
+        total += n;
+    }
+    if (lmp_tensor_nelem(p->comp) != total ||
+        (f == LMP_SPFMT_24 && (p->comp->ndim != 2 || p->comp->shape[0] != p->rows || p->comp->shape[1] != p->cols / 2)))
+        return lmp_err(LMP_EFORMAT, "%s.compressed: %lld values, the bitmask keeps %lld", prefix,
+                       (long long)lmp_tensor_nelem(p->comp), (long long)total);
+    return LMP_OK;
+}
+
+int lmp_sparse_decompress(const char *in, const char *out, bool force)
+{
+    lmp_sparse_format f;
+    cJSON *cfg = NULL;
+    lmp_st_reader st;
+    memset(&st, 0, sizeof st);
+    lmp_st_writer *sw = NULL;
+    char *tmp = NULL;
+    uint8_t *row = NULL;
+    int rc = read_sparsity(in, &f, &cfg);
+    if (rc)
+        return lmp_err(LMP_EFORMAT, "%s: no compressed-tensors sparse-bitmask / sparse-24-bitmask sparsity_config", in);
+    if ((rc = lmp_st_open(&st, in)))
+        goto done;
+    if ((rc = lmp_dir_begin(out, force, &tmp)) || (rc = lmp_st_writer_new(&sw, tmp, 0, true)))
+        goto done;
+    char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
+    size_t maxrow = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < st.n_tensors; i++) {
+            const lmp_tensor *t = &st.tensors[i];
+            if (has_suffix_of(t->name, "compressed", prefix, sizeof prefix)) {
+                sp_parts p;
+                if ((rc = find_parts(&st, prefix, f, &p)))
+                    goto done;
+                size_t es = lmp_dtype_info(p.comp->dtype)->type_size;
+                if (pass == 0) {
+                    int64_t sh[2] = {p.rows, p.cols};
+                    snprintf(name, sizeof name, "%s.weight", prefix);
+                    if ((rc = lmp_st_writer_add(sw, name, p.comp->dtype, 2, sh)))
+                        goto done;
+                    if ((size_t)p.cols * es > maxrow)
+                        maxrow = (size_t)p.cols * es;
+                    continue;
+                }
+                const int64_t mb = (p.cols + 7) / 8;
+                const uint8_t *bm = p.mask->data, *src = p.comp->data;
+                for (int64_t r = 0; r < p.rows && rc == 0; r++) {
+                    memset(row, 0, (size_t)p.cols * es);
+                    for (int64_t j = 0; j < p.cols; j++)
+                        if (bm[r * mb + (j >> 3)] >> (j & 7) & 1) {
+                            memcpy(row + j * es, src, es);
+                            src += es;
+                        }
+                    rc = lmp_st_writer_write(sw, row, (size_t)p.cols * es);
+                }
+                if (rc)
+                    goto done;
+                continue;
+            }
+            bool part = false;
+            static const char *sfx[] = {"shape", "bitmask", "row_offsets"};
+            for (int s = 0; s < 3 && !part; s++)
+                if (has_suffix_of(t->name, sfx[s], prefix, sizeof prefix)) {
+                    snprintf(name, sizeof name, "%s.compressed", prefix);
+                    part = lmp_st_find(&st, name) != NULL;
+                }
+            if (part)
+                continue;
+            if (pass == 0)
+                rc = lmp_st_writer_add(sw, t->name, t->dtype, t->ndim, t->shape);
+            else
+                rc = lmp_st_writer_write(sw, t->data, t->nbytes);
+            if (rc)
+                goto done;
+        }
+        if (pass == 0) {
+            if ((rc = lmp_st_writer_meta(sw, "format", "pt")) || (rc = lmp_st_writer_begin(sw)))
+                goto done;
+            row = malloc(maxrow ? maxrow : 1);
+            if (!row) {
+                rc = lmp_err(LMP_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
+    rc = lmp_st_writer_finish(sw);
+    sw = NULL;
+    if (rc)
+        goto done;
+    {
+        cJSON *qc = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+        if (qc && !cJSON_GetObjectItemCaseSensitive(qc, "config_groups"))
+            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+        else if (qc)
+            cJSON_DeleteItemFromObjectCaseSensitive(qc, "sparsity_config");
+    }
+    if ((rc = write_json_file(tmp, "config.json", cfg)) || (rc = copy_tokenizer_files(in, tmp)))
+        goto done;
+    rc = lmp_dir_commit(tmp, out);
+    if (rc == 0) {
+        free(tmp);
+        tmp = NULL;
+    }
+done:
+    lmp_st_writer_abort(sw);
+    if (tmp) {
+        lmp_dir_remove(tmp);
+        free(tmp);
+    }
+    free(row);
+    lmp_st_close(&st);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+int lmp_sparse_model_load(lmp_model **m, const char *path)
+{
+    *m = NULL;
+    if (!lmp_sparse_is_compressed(path))
+        return lmp_model_load(m, path);
+    const char *td = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/lmpress-sparse.XXXXXX", td && *td ? td : "/tmp");
+    if (!mkdtemp(tmpl))
+        return lmp_err(LMP_EIO, "cannot create a temporary folder %s for decompressing %s", tmpl, path);
+    char *dense = lmp_path_join(tmpl, "model");
+    int rc = dense ? lmp_sparse_decompress(path, dense, true) : lmp_err(LMP_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = lmp_model_load(m, dense);
+    /* the mapping keeps the data; nothing on disk outlives this call */
+    lmp_dir_remove(tmpl);
+    free(dense);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- structured ------ */
+
+/* What to keep of one tensor of block l: row/col index lists in element units. */
+typedef struct {
+    const int *rows;  /* NULL = all */
+    int64_t n_rows;
+    const int *cols;  /* NULL = all */
+    int64_t n_cols;
+    int *owned;
+} slice;
+
+/* expands kept head indices into kept row indices */
+static int *head_rows(const int *heads, int n, int hd)
+{
+    int *r = malloc((size_t)n * hd * sizeof(int));
+    if (r)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < hd; j++)
+                r[i * hd + j] = heads[i] * hd + j;
+    return r;
+}
+
+static int slice_for(const lmp_struct_plan *p, const lmp_tensor *t, int l, slice *s)
+{
+    memset(s, 0, sizeof *s);
+    const lmp_config *o = &p->out;
+    const int hd = p->in.head_dim;
+    const int *kh = p->keep_heads + (int64_t)l * o->n_heads, *kk = p->keep_kv + (int64_t)l * o->n_kv_heads;
+    const int *kf = p->keep_ffn + (int64_t)l * o->intermediate_size;
+    int w = linear_of(t->name, l, "weight"), b = linear_of(t->name, l, "bias");
+    int k = w >= 0 ? w : b;
+    if (k < 0)
+        return LMP_OK;
+    bool need_heads = p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS;
+    bool ffn = p->kind == LMP_STRUCT_FFN;
+    switch (k) {
+    case LMP_LIN_Q:
+        if (need_heads) {
+            s->rows = s->owned = head_rows(kh, o->n_heads, hd);
+            s->n_rows = (int64_t)o->n_heads * hd;
+        }
+        break;
+    case LMP_LIN_K: case LMP_LIN_V:
+        if (p->kind == LMP_STRUCT_KV_HEADS) {
+            s->rows = s->owned = head_rows(kk, o->n_kv_heads, hd);
+            s->n_rows = (int64_t)o->n_kv_heads * hd;
+        }
+        break;
+    case LMP_LIN_O:
+        if (need_heads && w >= 0) {
+            s->cols = s->owned = head_rows(kh, o->n_heads, hd);
+            s->n_cols = (int64_t)o->n_heads * hd;
+        }
+        break;
+    case LMP_LIN_GATE: case LMP_LIN_UP:
+        if (ffn) {
+            s->rows = kf;
+            s->n_rows = o->intermediate_size;
+        }
+        break;
+    case LMP_LIN_DOWN:
+        if (ffn && w >= 0) {
+            s->cols = kf;
+            s->n_cols = o->intermediate_size;
+        }
+        break;
+    }
+    if (s->n_rows && !s->rows)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (s->n_cols && !s->cols)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    return LMP_OK;
+}
+
+int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *dir, bool force,
+                     lmp_sparse_write_stats *st)
+{
+    const lmp_ckpt *ck = lmp_model_ckpt(m);
+    if (ck->kind == LMP_CKPT_GGUF)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input cannot be written as a Hugging Face folder; convert it first",
+                       ck->path);
+    lmp_sparse_write_stats s0;
+    memset(&s0, 0, sizeof s0);
+    int *newidx = malloc((size_t)p->in.n_layers * sizeof(int));
+    if (!newidx)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    for (int l = 0; l < p->in.n_layers; l++)
+        newidx[l] = -1;
+    for (int i = 0; i < p->out.n_layers; i++)
+        newidx[p->keep_layers[i]] = i;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const lmp_tensor *t = &ck->tensors[i];
+        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+        if (name_layer(t->name) >= 0 && (tr->block_size != 1 || t->ndim > 2)) {
+            free(newidx);
+            return lmp_err(LMP_EUNSUPPORTED, "structured pruning: tensor %s is %s (dense dtypes only)", t->name,
+                           tr->name);
+        }
+    }
+    lmp_st_writer *sw = NULL;
+    char *tmp = NULL;
+    cJSON *j = NULL;
+    uint8_t *row = NULL;
+    int rc;
+    if ((rc = lmp_dir_begin(dir, force, &tmp)) || (rc = lmp_st_writer_new(&sw, tmp, 0, true)))
+        goto done;
+    size_t maxrow = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < ck->n_tensors; i++) {
+            const lmp_tensor *t = &ck->tensors[i];
+            int l = name_layer(t->name);
+            if (l >= p->in.n_layers) {
+                rc = lmp_err(LMP_EFORMAT, "%s: tensor %s names block %d of a %d-block model", ck->path, t->name, l,
+                             p->in.n_layers);
+                goto done;
+            }
+            if (l >= 0 && newidx[l] < 0)
+                continue;
+            char name[LMP_MAX_NAME];
+            if (l >= 0) {
+                const char *rest = strchr(t->name + strlen("model.layers."), '.');
+                snprintf(name, sizeof name, "model.layers.%d%s", newidx[l], rest);
+            } else {
+                snprintf(name, sizeof name, "%s", t->name);
+            }
+            slice s;
+            memset(&s, 0, sizeof s);
+            if (l >= 0 && (rc = slice_for(p, t, l, &s)))
+                goto done;
+            const int64_t R = t->shape[0], C = t->ndim == 2 ? t->shape[1] : 1;
+            const size_t es = lmp_dtype_info(t->dtype)->type_size;
+            int64_t nr = s.rows ? s.n_rows : R, nc = s.cols ? s.n_cols : C;
+            if (pass == 0) {
+                int64_t sh[2] = {nr, nc};
+                rc = lmp_st_writer_add(sw, name, t->dtype, t->ndim, sh);
+                if ((size_t)nc * es > maxrow)
+                    maxrow = (size_t)nc * es;
+            } else if (!s.rows && !s.cols) {
+                rc = lmp_st_writer_write(sw, t->data, t->nbytes);
+                s0.bytes += t->nbytes;
+            } else {
+                for (int64_t r = 0; r < nr && rc == 0; r++) {
+                    const uint8_t *src = (const uint8_t *)t->data + (size_t)(s.rows ? s.rows[r] : r) * C * es;
+                    if (s.cols)
+                        for (int64_t c = 0; c < nc; c++)
+                            memcpy(row + c * es, src + (size_t)s.cols[c] * es, es);
+                    else
+                        memcpy(row, src, (size_t)nc * es);
+                    rc = lmp_st_writer_write(sw, row, (size_t)nc * es);
+                }
+                s0.bytes += (uint64_t)(nr * nc) * es;
+            }
+            if (pass == 1) {
+                lmp_mmap_release(t->data, t->nbytes);
+                s0.n_tensors++;
+                s0.params += (uint64_t)(nr * nc);
+            }
+            free(s.owned);
+            if (rc)
+                goto done;
+        }
+        if (pass == 0) {
+            if ((rc = lmp_st_writer_meta(sw, "format", "pt")) || (rc = lmp_st_writer_begin(sw)))
+                goto done;
+            row = malloc(maxrow ? maxrow : 1);
+            if (!row) {
+                rc = lmp_err(LMP_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
+    rc = lmp_st_writer_finish(sw);
+    sw = NULL;
+    if (rc || (rc = config_json(ck->dir, &p->in, &j)))
+        goto done;
+    json_set_num(j, "num_hidden_layers", p->out.n_layers);
+    json_set_num(j, "num_attention_heads", p->out.n_heads);
+    json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);
+    json_set_num(j, "head_dim", p->out.head_dim);
+    json_set_num(j, "intermediate_size", p->out.intermediate_size);
+    if ((rc = write_json_file(tmp, "config.json", j)) || (rc = copy_tokenizer_files(ck->dir, tmp)))
+        goto done;
+    rc = lmp_dir_commit(tmp, dir);
+    if (rc == 0) {
+        free(tmp);
+        tmp = NULL;
+        if (st)
+            *st = s0;
+    }
+done:
+    lmp_st_writer_abort(sw);
+    if (tmp) {
+        lmp_dir_remove(tmp);
+        free(tmp);
+    }
+    cJSON_Delete(j);
+    free(row);
+    free(newidx);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- prune ----------- */
+
+void lmp_prune_model_default_params(lmp_prune_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    lmp_prune_default_params(&p->prune);
+    lmp_calib_default_params(&p->calib);
+    p->calib.n_samples = 128;
+    p->qformat = LMP_QFMT_GPTQ_V1;
+}
+
+void lmp_prune_model_result_free(lmp_prune_model_result *r)
+{
+    if (!r)
+        return;
+    lmp_prune_result_free(&r->prune);
+    lmp_struct_plan_free(&r->plan);
+}
+
+typedef struct {
+    lmp_qmodel_writer *w;
+} qsink_ctx;
+
+static int qsink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
+                 const lmp_prune_linear_stats *st)
+{
+    (void)W;
+    (void)mask;
+    (void)st;
+    return lmp_qmodel_writer_layer(((qsink_ctx *)ctx)->w, layer, q, NULL);
+}
+
+/* adds sparsity_config (format "dense": the zeros are in the packed codes) to a
+ * compressed-tensors pack-quantized folder's config.json */
+static int patch_ct_sparsity(const char *dir, const lmp_prune_spec *s, double global)
+{
+    char *path = lmp_path_join(dir, "config.json"), *txt = NULL;
+    int rc = path ? lmp_read_file(path, &txt, NULL) : lmp_err(LMP_ENOMEM, "out of memory");
+    cJSON *j = rc == 0 ? cJSON_Parse(txt) : NULL;
+    cJSON *qc = j ? cJSON_GetObjectItemCaseSensitive(j, "quantization_config") : NULL;
+    if (rc == 0 && !qc)
+        rc = lmp_err(LMP_EFORMAT, "%s: no quantization_config", path);
+    if (rc == 0) {
+        cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config("dense", s, global));
+        rc = write_json_file(dir, "config.json", j);
+    }
+    cJSON_Delete(j);
+    free(txt);
+    free(path);
+    return rc;
+}
+
+int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p, lmp_prune_model_result *r)
+{
+    memset(r, 0, sizeof *r);
+    double t0 = lmp_time_s();
+    const bool gguf = p->out == LMP_PRUNE_OUT_GGUF;
+    const lmp_prune_spec *spec = &p->prune.spec;
+    if (!p->force && lmp_path_exists(out))
+        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
+    if (gguf && !lmp_str_endswith(out, ".gguf"))
+        return lmp_err(LMP_EINVAL, "GGUF output: %s must end in .gguf", out);
+    if (gguf && spec->qbits && !p->structured)
+        return lmp_err(LMP_EINVAL, "joint quantization (--then-quantize) writes GPTQ or compressed-tensors folders, "
+                                   "not GGUF");
+    if (!p->calib_path && (p->structured || spec->method != LMP_PRUNE_MAGNITUDE))
+        return lmp_err(LMP_EINVAL, "%s needs calibration text (--calib FILE)",
+                       p->structured ? "structured pruning" : lmp_prune_method_name(spec->method));
+    lmp_model *m = NULL;
+    lmp_calib_data cal = {0};
+    lmp_sparse_writer *sw = NULL;
+    lmp_qmodel_writer *qw = NULL;
+    char *text = NULL, *dense_dir = NULL;
+    size_t len = 0;
+    int rc;
+    if ((rc = lmp_model_load(&m, model)))
+        return rc;
+    const lmp_config *cfg = lmp_model_config(m);
+    if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input is not supported by prune (llama.cpp names, permuted q/k "
+                                       "rows); prune the Hugging Face checkpoint", model);
+        goto done;
+    }
+    /* refuse what can be refused before any forward pass */
+    if (p->structured) {
+        int k;
+        if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
+            goto done;
+    } else if ((rc = lmp_prune_check(m, spec))) {
+        goto done;
+    }
+    lmp_sparse_format sf = LMP_SPFMT_DENSE;
+    if (p->out == LMP_PRUNE_OUT_CT && !p->structured && !spec->qbits)
+        sf = spec->m == 4 && spec->n == 2 ? LMP_SPFMT_24 : LMP_SPFMT_BITMASK;
+    if (p->structured && p->out == LMP_PRUNE_OUT_CT) {
+        rc = lmp_err(LMP_EINVAL, "structured pruning writes a smaller dense model: --format safetensors or gguf");
+        goto done;
+    }
+    if (p->calib_path) {
+        if ((rc = lmp_calib_read_text(p->calib_path, 0, &text, &len)))
+            goto done;
+        if (p->calib_offset >= len) {
+            rc = lmp_err(LMP_EINVAL, "%s: calibration offset %zu is past its end (%zu bytes)", p->calib_path,
+                         p->calib_offset, len);
+            goto done;
+        }
+        size_t n = len - p->calib_offset;
+        if (p->calib_bytes && p->calib_bytes < n)
+            n = p->calib_bytes;
+        if ((rc = lmp_calib_from_text(m, text + p->calib_offset, n, p->calib_path, &p->calib, &cal)))
+            goto done;
+        r->calib_text_tokens = cal.n_text_tokens;
+    }
+    if (gguf) {
+        size_t n = strlen(out) + 64;
+        dense_dir = malloc(n);
+        if (!dense_dir) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
+    }
+    const char *dst = gguf ? dense_dir : out;
+    if (p->structured) {
+        if ((rc = lmp_struct_plan_make(m, &cal, p->kind, p->ratio, &r->plan)))
+            goto done;
+        if ((rc = lmp_struct_write(m, &r->plan, dst, p->force || gguf, &r->write)))
+            goto done;
+        r->format = "dense";
+    } else {
+        lmp_prune_params pp = p->prune;
+        qsink_ctx qctx;
+        if (spec->qbits) {
+            lmp_intq_config qc;
+            lmp_intq_config_init(&qc, NULL);
+            qc.bits = spec->qbits;
+            qc.group_size = spec->qgroup;
+            qc.sym = spec->qsym;
+            qc.damp_percent = spec->damp;
+            lmp_qmodel_write_params wp;
+            lmp_qmodel_write_default_params(&wp);
+            wp.format = p->out == LMP_PRUNE_OUT_CT ? LMP_QFMT_CT_PACKED : p->qformat;
+            if (wp.format == LMP_QFMT_GPTQ_V1 && !qc.sym)
+                wp.format = LMP_QFMT_GPTQ_V2;
+            wp.force = p->force;
+            if ((rc = lmp_qmodel_writer_open(&qw, m, out, &qc, &wp)))
+                goto done;
+            qctx.w = qw;
+            pp.sink = qsink;
+            pp.sink_ctx = &qctx;
+            r->format = lmp_qformat_name(wp.format);
+        } else {
+            if ((rc = lmp_sparse_writer_open(&sw, m, dst, sf, spec, p->force || gguf)))
+                goto done;
+            pp.sink = lmp_sparse_writer_layer;
+            pp.sink_ctx = sw;
+            r->format = lmp_sparse_format_name(sf);
+        }
+        if ((rc = lmp_prune_run(m, p->calib_path ? &cal : NULL, &pp, &r->prune)))
+            goto done;
+        if (qw) {
+            lmp_qmodel_write_stats ws;
+            rc = lmp_qmodel_writer_finish(qw, &ws);
+            qw = NULL;
+            if (rc)
+                goto done;
+            r->write.bytes = ws.bytes;
+            r->write.params = ws.params;
+            r->write.n_tensors = ws.n_tensors;
+            r->write.linear_params = ws.qparams;
+            r->write.zeros = r->prune.zeros;
+            if (p->out == LMP_PRUNE_OUT_CT &&
+                (rc = patch_ct_sparsity(out, spec, ws.params ? (double)r->prune.zeros / (double)ws.params : 0)))
+                goto done;
+        } else {
+            rc = lmp_sparse_writer_finish(sw, &r->write);
+            sw = NULL;
+            if (rc)
+                goto done;
+        }
+    }
+    if (gguf) {
+        lmp_convert_params cp;
+        lmp_convert_result cr;
+        lmp_convert_default_params(&cp);
+        cp.force = p->force;
+        cp.quiet = true;
+        rc = lmp_convert(dense_dir, out, &cp, &cr);
+        if (rc)
+            goto done;
+        r->format = "gguf";
+    }
+    r->out_bytes = path_bytes(out);
+done:
+    lmp_sparse_writer_abort(sw);
+    lmp_qmodel_writer_abort(qw);
+    if (dense_dir) {
+        lmp_dir_remove(dense_dir);
+        free(dense_dir);
+    }
+    free(text);
+    lmp_calib_free(&cal);
+    lmp_model_free(m);
+    r->seconds = lmp_time_s() - t0;
+    r->peak_rss = lmp_peak_rss();
+    return rc;
+}

@@ -1,0 +1,121 @@
+/*
+ * Pruned model folders: the writers for lib/prune's results and the reader that gives the
+ * engine something it runs.
+ *
+ * Unstructured / N:M results are written as a Hugging Face folder in one of
+ *   - dense safetensors (the zeros kept; the input's dtype),
+ *   - compressed-tensors "sparse-bitmask" (neuralmagic/compressed-tensors
+ *     compressors/sparse_compressors/sparse_bitmask.py): per Linear X, X.shape I64 [2],
+ *     X.compressed [nnz] (the kept values in row-major order, the input's dtype),
+ *     X.bitmask U8 [rows, ceil(cols/8)] (bit j%8 of byte j/8 of a row, little bit order,
+ *     1 = kept), X.row_offsets I64 [rows] (index in X.compressed where each row starts),
+ *   - compressed-tensors "sparse-24-bitmask" (sparse_24_bitmask.py): X.shape I64 [2, 1],
+ *     X.compressed [rows, cols/2], X.bitmask U8 [rows, ceil(cols/8)],
+ * with config.json "quantization_config": {"quant_method": "compressed-tensors",
+ * "sparsity_config": {"format", "sparsity_structure" ("unstructured" | "N:M"),
+ * "global_sparsity" (fraction of all model parameters that are zero), "targets":
+ * ["Linear"], "ignore": ["lm_head"]}}. The bitmask is the pruning mask itself (a kept
+ * weight that happens to be 0 is stored), so every count is known before the first
+ * forward pass and the writer streams block by block, like formats/qmodel.c.
+ * GGUF output is the dense folder converted with lmp_convert.
+ *
+ * The engine and compressed folders: lmp_sparse_model_load decompresses each Linear to
+ * its stored dtype into a temporary dense safetensors folder, loads that with
+ * lmp_model_load and removes the folder at once (the mapping keeps the data alive until
+ * lmp_model_free). No f32 copy of the model is made; disk use is the dense model's size.
+ *
+ * Structured results are a physically smaller dense model (lmp_struct_write).
+ * Also the glue `lmpress prune` calls (lmp_prune_model).
+ */
+#ifndef LMP_FORMATS_SPARSE_H
+#define LMP_FORMATS_SPARSE_H
+
+#include "formats/qmodel.h"
+#include "lib/prune/prune.h"
+
+typedef enum {
+    LMP_SPFMT_DENSE = 0,  /* safetensors, zeros kept */
+    LMP_SPFMT_BITMASK,    /* compressed-tensors sparse-bitmask */
+    LMP_SPFMT_24,         /* compressed-tensors sparse-24-bitmask (2:4 only) */
+} lmp_sparse_format;
+
+const char *lmp_sparse_format_name(lmp_sparse_format f); /* "dense", "sparse-bitmask", "sparse-24-bitmask" */
+
+typedef struct {
+    int n_tensors;
+    uint64_t bytes;         /* tensor data written */
+    uint64_t params;        /* parameters of the model */
+    uint64_t linear_params; /* of which in pruned linears */
+    uint64_t zeros;         /* pruned weights */
+} lmp_sparse_write_stats;
+
+typedef struct lmp_sparse_writer lmp_sparse_writer;
+
+/* Starts folder `dir` for model m (HF folder or safetensors; dense linears). spec gives the
+ * pattern and the number of zeros of every linear (declared up front). sparse-24-bitmask
+ * needs spec 2:4. Existing dir: LMP_EEXIST unless force. */
+int lmp_sparse_writer_open(lmp_sparse_writer **w, const lmp_model *m, const char *dir, lmp_sparse_format f,
+                           const lmp_prune_spec *spec, bool force);
+/* lmp_prune_sink: writes block `layer` (in order). Each mask must have exactly the declared
+ * number of zeros (LMP_EINVAL otherwise). */
+int lmp_sparse_writer_layer(void *w, int layer, const float *const *W, const uint8_t *const *mask,
+                            const lmp_qtensor *q, const lmp_prune_linear_stats *st);
+/* Completes the folder (config.json, tokenizer files) and renames it into place. Frees w. */
+int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st);
+void lmp_sparse_writer_abort(lmp_sparse_writer *w); /* accepts NULL */
+
+/* true when `path` is a folder whose config.json has a compressed-tensors sparsity_config
+ * with format sparse-bitmask or sparse-24-bitmask. */
+bool lmp_sparse_is_compressed(const char *path);
+/* Decompresses such a folder into a dense one at `out` (every tensor in its stored dtype,
+ * config.json without the sparsity config, tokenizer files copied). Every shape, bitmask
+ * count and row offset is checked; errors name the tensor. */
+int lmp_sparse_decompress(const char *in, const char *out, bool force);
+/* lmp_model_load for any folder, compressed sparse ones included (see above). */
+int lmp_sparse_model_load(lmp_model **m, const char *path);
+
+/* Writes the smaller dense model of a structured plan (the input's dtype; dense dtypes
+ * only), config.json with the new sizes (num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, head_dim, intermediate_size), tokenizer files. */
+int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *dir, bool force,
+                     lmp_sparse_write_stats *st);
+
+/* ---------------------------------------------------------------- prune ----------- */
+
+typedef enum { LMP_PRUNE_OUT_SAFETENSORS = 0, LMP_PRUNE_OUT_CT, LMP_PRUNE_OUT_GGUF } lmp_prune_out;
+
+typedef struct {
+    bool structured;
+    lmp_prune_params prune;      /* unstructured: spec, true_sequential, logging */
+    lmp_struct_kind kind;        /* structured */
+    double ratio;
+    lmp_calib_params calib;
+    const char *calib_path;      /* required except for magnitude */
+    size_t calib_offset;         /* use bytes [offset, offset + calib_bytes) of the file */
+    size_t calib_bytes;          /* 0 = to the end */
+    lmp_prune_out out;           /* compressed-tensors: sparse-24-bitmask for 2:4, else sparse-bitmask;
+                                    with joint quantization: pack-quantized */
+    lmp_qformat qformat;         /* joint quantization on safetensors output: GPTQ v1 (default) */
+    bool force;
+} lmp_prune_model_params;
+
+typedef struct {
+    lmp_prune_result prune;      /* unstructured (owned; lmp_prune_model_result_free) */
+    lmp_struct_plan plan;        /* structured (owned) */
+    lmp_sparse_write_stats write;
+    const char *format;          /* what was written: "dense", "sparse-bitmask", "gguf", "gptq", ... */
+    int64_t calib_text_tokens;
+    uint64_t out_bytes;          /* size of the output on disk (files of the folder, or the .gguf) */
+    double seconds;
+    uint64_t peak_rss;
+} lmp_prune_model_result;
+
+void lmp_prune_model_default_params(lmp_prune_model_params *p);
+void lmp_prune_model_result_free(lmp_prune_model_result *r); /* accepts NULL */
+/* Loads `model`, checks everything that can be refused (existing output, pattern vs row
+ * lengths, ratios, formats) before any forward pass, calibrates, prunes and writes `out`
+ * (a folder; a .gguf file for LMP_PRUNE_OUT_GGUF). `out` appears only when complete. */
+int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p,
+                    lmp_prune_model_result *r);
+
+#endif

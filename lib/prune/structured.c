@@ -1,0 +1,333 @@
+/*
+ * Structured pruning plans: which attention heads, FFN channels or decoder layers
+ * survive. The same number is removed from every block (every KV group for query heads),
+ * so the smaller model has one consistent config.json that transformers loads.
+ *
+ * Importance is activation-weighted (Wanda's idea applied to whole input columns): for
+ * the columns j of o_proj that belong to a head, or the column of down_proj of an FFN
+ * channel, ||X_j||^2 * ||W[:, j]||^2 summed over the unit, with X the calibration inputs
+ * of that linear. Blocks are planned in order; the removed parts of block i are zeroed
+ * (o_proj / down_proj columns, which makes the block compute exactly what the smaller
+ * block will) before block i runs on the hidden states, so block i+1 is scored on the
+ * pruned model's activations. Layers are scored by block influence, 1 - the mean cosine
+ * similarity of a block's input and output hidden states over calibration tokens (Men et
+ * al. 2024, "ShortGPT"), on the unpruned model; the lowest are removed.
+ * Not here: writing the smaller model (formats/sparse.c).
+ */
+#include "prune.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PASS_DONE 1
+
+static const char *const g_kind_names[] = {"heads", "kv-heads", "ffn", "layers"};
+
+const char *lmp_struct_kind_name(lmp_struct_kind k)
+{
+    return (unsigned)k < 4 ? g_kind_names[k] : "?";
+}
+
+int lmp_struct_kind_from_name(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, g_kind_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void lmp_struct_plan_free(lmp_struct_plan *p)
+{
+    if (!p)
+        return;
+    free(p->keep_layers);
+    free(p->keep_heads);
+    free(p->keep_kv);
+    free(p->keep_ffn);
+    free(p->score);
+    memset(p, 0, sizeof *p);
+}
+
+int lmp_struct_count(const lmp_config *c, lmp_struct_kind k, double ratio, int *removed)
+{
+    *removed = 0;
+    if (!(ratio > 0.0 && ratio < 1.0))
+        return lmp_err(LMP_EINVAL, "prune: structured ratio %g is outside (0, 1)", ratio);
+    int units, g = c->n_heads / c->n_kv_heads;
+    const char *what;
+    switch (k) {
+    case LMP_STRUCT_HEADS: units = g; what = "query heads per KV group"; break;
+    case LMP_STRUCT_KV_HEADS: units = c->n_kv_heads; what = "KV heads"; break;
+    case LMP_STRUCT_FFN: units = c->intermediate_size; what = "FFN channels"; break;
+    case LMP_STRUCT_LAYERS: units = c->n_layers; what = "layers"; break;
+    default: return lmp_err(LMP_EINVAL, "prune: unknown structured kind %d", (int)k);
+    }
+    int r = (int)floor(ratio * units + 0.5);
+    if (r <= 0)
+        return lmp_err(LMP_EINVAL, "prune: ratio %g of %d %s removes nothing (the same number is removed from every "
+                                   "%s; use a larger ratio)",
+                       ratio, units, what, k == LMP_STRUCT_HEADS ? "KV group" : k == LMP_STRUCT_LAYERS ? "model" : "layer");
+    if (r >= units) {
+        if (k == LMP_STRUCT_HEADS)
+            return lmp_err(LMP_EINVAL, "prune: ratio %g would remove every query head of each KV group (%d heads per "
+                                       "group); use a smaller ratio or --structured kv-heads",
+                           ratio, units);
+        return lmp_err(LMP_EINVAL, "prune: ratio %g would remove all %d %s", ratio, units, what);
+    }
+    *removed = r;
+    return LMP_OK;
+}
+
+typedef struct {
+    lmp_linear which;
+    double *xsq; /* [cols] sum of squares of the linear's input columns */
+} col_ctx;
+
+static int col_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    col_ctx *c = user;
+    if (which != c->which)
+        return 0;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < in; j++)
+            c->xsq[j] += (double)X[t * in + j] * X[t * in + j];
+    return PASS_DONE;
+}
+
+typedef struct {
+    double v;
+    int i;
+} sc;
+static int cmp_sc(const void *a, const void *b)
+{
+    const sc *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v < y->v ? -1 : 1;
+    return x->i - y->i;
+}
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* keep[] = indices of s[0..n) without the k lowest, ascending. */
+static void keep_highest(const double *s, int n, int k, int *keep)
+{
+    sc *t = malloc((size_t)n * sizeof *t);
+    for (int i = 0; i < n; i++) {
+        t[i].v = s[i];
+        t[i].i = i;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_sc);
+    for (int i = k; i < n; i++)
+        keep[i - k] = t[i].i;
+    qsort(keep, (size_t)(n - k), sizeof(int), cmp_int);
+    free(t);
+}
+
+static int plan_layers(lmp_model *m, const lmp_calib_data *cal, int k, lmp_struct_plan *p, float *states,
+                       float *prev)
+{
+    const lmp_config *c = &p->in;
+    const int N = cal->n_samples, L = cal->seq_len;
+    const int64_t d = c->hidden_size;
+    for (int l = 0; l < c->n_layers; l++) {
+        double cs = 0;
+        for (int s = 0; s < N; s++) {
+            float *x = states + (int64_t)s * L * d;
+            memcpy(prev, x, (size_t)(L * d) * sizeof(float));
+            int rc = lmp_block_run(m, l, x, L, 0, NULL, NULL, NULL);
+            if (rc)
+                return rc;
+            for (int t = 0; t < L; t++) {
+                double ab = 0, aa = 0, bb = 0;
+                for (int64_t j = 0; j < d; j++) {
+                    double a = prev[t * d + j], b = x[t * d + j];
+                    ab += a * b;
+                    aa += a * a;
+                    bb += b * b;
+                }
+                cs += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1.0;
+            }
+        }
+        p->score[l] = 1.0 - cs / ((double)N * L);
+    }
+    keep_highest(p->score, c->n_layers, k, p->keep_layers);
+    return LMP_OK;
+}
+
+int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kind kind, double ratio,
+                         lmp_struct_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    double t0 = lmp_time_s();
+    const lmp_config *c = lmp_model_config(m);
+    int k, rc = lmp_struct_count(c, kind, ratio, &k);
+    if (rc)
+        return rc;
+    if (!cal)
+        return lmp_err(LMP_EINVAL, "prune: structured pruning needs calibration text (--calib FILE)");
+    if (c->n_heads > 1024)
+        return lmp_err(LMP_EUNSUPPORTED, "prune: %d attention heads (at most 1024)", c->n_heads);
+    p->kind = kind;
+    p->ratio = ratio;
+    p->in = *c;
+    p->out = *c;
+    const int nl = c->n_layers, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv, hd = c->head_dim;
+    const int64_t F = c->intermediate_size, d = c->hidden_size;
+    switch (kind) {
+    case LMP_STRUCT_HEADS: p->out.n_heads = nkv * (g - k); break;
+    case LMP_STRUCT_KV_HEADS: p->out.n_kv_heads = nkv - k; p->out.n_heads = (nkv - k) * g; break;
+    case LMP_STRUCT_FFN: p->out.intermediate_size = (int)(F - k); break;
+    case LMP_STRUCT_LAYERS: p->out.n_layers = nl - k; break;
+    }
+    const lmp_config *o = &p->out;
+    p->keep_layers = malloc((size_t)o->n_layers * sizeof(int));
+    p->keep_heads = malloc((size_t)nl * o->n_heads * sizeof(int));
+    p->keep_kv = malloc((size_t)nl * o->n_kv_heads * sizeof(int));
+    p->keep_ffn = malloc((size_t)nl * o->intermediate_size * sizeof(int));
+    int n_score = kind == LMP_STRUCT_LAYERS ? nl : kind == LMP_STRUCT_FFN ? nl * (int)F
+                                              : kind == LMP_STRUCT_HEADS ? nl * nh : nl * nkv;
+    p->score = calloc((size_t)n_score, sizeof(double));
+    const int N = cal->n_samples, L = cal->seq_len;
+    float *states = malloc((size_t)N * L * d * sizeof(float)), *scratch = malloc((size_t)L * d * sizeof(float));
+    double *xsq = calloc((size_t)(F > d ? F : d) + (size_t)nh * hd, sizeof(double));
+    double *unit = calloc((size_t)(F > nh ? F : nh), sizeof(double));
+    float *Wm = NULL;
+    if (!p->keep_layers || !p->keep_heads || !p->keep_kv || !p->keep_ffn || !p->score || !states || !scratch ||
+        !xsq || !unit) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* defaults: everything kept */
+    for (int l = 0; l < o->n_layers; l++)
+        p->keep_layers[l] = l;
+    for (int l = 0; l < nl; l++) {
+        for (int h = 0; h < o->n_heads; h++)
+            p->keep_heads[l * o->n_heads + h] = h;
+        for (int h = 0; h < o->n_kv_heads; h++)
+            p->keep_kv[l * o->n_kv_heads + h] = h;
+        for (int j = 0; j < o->intermediate_size; j++)
+            p->keep_ffn[(int64_t)l * o->intermediate_size + j] = j;
+    }
+    for (int s = 0; s < N; s++)
+        if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, states + (int64_t)s * L * d)))
+            goto done;
+    if (kind == LMP_STRUCT_LAYERS) {
+        rc = plan_layers(m, cal, k, p, states, scratch);
+        goto done;
+    }
+    const lmp_linear which = kind == LMP_STRUCT_FFN ? LMP_LIN_DOWN : LMP_LIN_O;
+    for (int l = 0; l < nl; l++) {
+        const lmp_wmat orig = *lmp_model_linear(m, l, which);
+        const int64_t rows = orig.rows, cols = orig.cols;
+        col_ctx cc = {which, xsq};
+        memset(xsq, 0, (size_t)cols * sizeof(double));
+        for (int s = 0; s < N; s++) {
+            memcpy(scratch, states + (int64_t)s * L * d, (size_t)(L * d) * sizeof(float));
+            rc = lmp_block_run(m, l, scratch, L, 0, NULL, col_hook, &cc);
+            if (rc != 0 && rc != PASS_DONE)
+                goto done;
+            rc = 0;
+        }
+        Wm = malloc((size_t)(rows * cols) * sizeof(float));
+        if (!Wm) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        const lmp_dtype_traits *tr = lmp_dtype_info(orig.dtype);
+        for (int64_t r = 0; r < rows; r++)
+            tr->to_f32((const uint8_t *)orig.data + (size_t)r * orig.row_bytes, Wm + r * cols, cols);
+        if (kind == LMP_STRUCT_FFN) {
+            for (int64_t j = 0; j < cols; j++) {
+                double w2 = 0;
+                for (int64_t r = 0; r < rows; r++)
+                    w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
+                p->score[(int64_t)l * F + j] = xsq[j] * w2;
+            }
+            int *keep = p->keep_ffn + (int64_t)l * o->intermediate_size;
+            keep_highest(p->score + (int64_t)l * F, (int)F, k, keep);
+            /* zero the removed channels' down_proj columns */
+            uint8_t *kept = calloc((size_t)F, 1);
+            for (int j = 0; j < o->intermediate_size; j++)
+                kept[keep[j]] = 1;
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols; j++)
+                    if (!kept[j])
+                        Wm[r * cols + j] = 0.0f;
+            free(kept);
+        } else {
+            double hs[1024];
+            for (int h = 0; h < nh; h++) {
+                double s = 0;
+                for (int64_t j = (int64_t)h * hd; j < (int64_t)(h + 1) * hd; j++) {
+                    double w2 = 0;
+                    for (int64_t r = 0; r < rows; r++)
+                        w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
+                    s += xsq[j] * w2;
+                }
+                hs[h] = s;
+            }
+            uint8_t kept_h[1024] = {0};
+            if (kind == LMP_STRUCT_HEADS) {
+                for (int h = 0; h < nh; h++)
+                    p->score[(int64_t)l * nh + h] = hs[h];
+                int *kh = p->keep_heads + (int64_t)l * o->n_heads;
+                for (int grp = 0; grp < nkv; grp++) {
+                    int tmp[1024];
+                    keep_highest(hs + grp * g, g, k, tmp);
+                    for (int i = 0; i < g - k; i++)
+                        kh[grp * (g - k) + i] = grp * g + tmp[i];
+                }
+                for (int i = 0; i < o->n_heads; i++)
+                    kept_h[kh[i]] = 1;
+            } else {
+                double gsum[1024];
+                for (int grp = 0; grp < nkv; grp++) {
+                    gsum[grp] = 0;
+                    for (int i = 0; i < g; i++)
+                        gsum[grp] += hs[grp * g + i];
+                    p->score[(int64_t)l * nkv + grp] = gsum[grp];
+                }
+                int *kk = p->keep_kv + (int64_t)l * o->n_kv_heads;
+                keep_highest(gsum, nkv, k, kk);
+                int *kh = p->keep_heads + (int64_t)l * o->n_heads;
+                for (int i = 0; i < o->n_kv_heads; i++)
+                    for (int j = 0; j < g; j++) {
+                        kh[i * g + j] = kk[i] * g + j;
+                        kept_h[kk[i] * g + j] = 1;
+                    }
+            }
+            for (int64_t r = 0; r < rows; r++)
+                for (int h = 0; h < nh; h++)
+                    if (!kept_h[h])
+                        memset(Wm + r * cols + (int64_t)h * hd, 0, (size_t)hd * sizeof(float));
+        }
+        /* run the pruned block to produce the next block's inputs */
+        lmp_wmat nw = {.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wm, .row_bytes = (size_t)cols * sizeof(float)};
+        if ((rc = lmp_model_set_linear(m, l, which, &nw)))
+            goto done;
+        for (int s = 0; s < N && rc == 0; s++)
+            rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, NULL, NULL);
+        lmp_model_set_linear(m, l, which, &orig);
+        free(Wm);
+        Wm = NULL;
+        if (rc)
+            goto done;
+    }
+done:
+    free(Wm);
+    free(states);
+    free(scratch);
+    free(xsq);
+    free(unit);
+    p->params_in = lmp_config_n_params(&p->in);
+    p->params_out = lmp_config_n_params(&p->out);
+    p->seconds = lmp_time_s() - t0;
+    p->peak_rss = lmp_peak_rss();
+    if (rc)
+        lmp_struct_plan_free(p);
+    return rc;
+}

@@ -1,0 +1,926 @@
+/*
+ * AWQ, activation-aware weight quantization (Lin et al. 2023), layer by layer on the
+ * engine's block runner. Facts from casper-hansen/AutoAWQ (awq/quantize/quantizer.py:
+ * _search_best_scale, _compute_best_scale, _search_best_clip, _compute_best_clip,
+ * pseudo_quantize_tensor; awq/quantize/scale.py: apply_scale, apply_clip; awq/models/
+ * llama.py: get_layers_for_scaling); the code is ours. See pipeline.h for the steps.
+ *
+ * Losses, as the reference measures them: the q/k/v group by the attention module's
+ * output (the engine's block runner is run with the candidate q/k/v installed up to
+ * o_proj's input, which we multiply by o_proj ourselves: the bias cancels), gate/up by
+ * the MLP's output (computed here from the captured normed input), o and down by their
+ * own output. Linear output errors use ||X D^T||^2 with D the weight difference.
+ *
+ * Not here: file layouts (formats/qmodel.c writes the AWQ GEMM folder, including the
+ * folded norm weights handed over through lmp_qpipe_params.fold_sink).
+ */
+#include "pipeline.h"
+#include "quant.h"
+/* Interim: the f32 norm and bias vectors live in lib/infer's private model struct and
+ * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
+ * users; replace them by lmp_model_norm / lmp_model_bias when lib/infer has them). */
+#include "../infer/infer_internal.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PASS_DONE 1 /* hook status: this pass has what it needs */
+#define CH 256      /* tokens per chunk in the output-error products */
+
+enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
+
+static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
+/* input class and linears of each scaling group (LMP_LIN_COUNT ends a list) */
+static const int g_class[LMP_AWQ_NGROUPS] = {IN_ATTN, IN_O, IN_MLP, IN_DOWN};
+static const lmp_linear g_lins[LMP_AWQ_NGROUPS][4] = {
+    {LMP_LIN_Q, LMP_LIN_K, LMP_LIN_V, LMP_LIN_COUNT},
+    {LMP_LIN_O, LMP_LIN_COUNT},
+    {LMP_LIN_GATE, LMP_LIN_UP, LMP_LIN_COUNT},
+    {LMP_LIN_DOWN, LMP_LIN_COUNT},
+};
+
+static int input_class(lmp_linear w)
+{
+    switch (w) {
+    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
+    case LMP_LIN_O: return IN_O;
+    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
+    default: return IN_DOWN;
+    }
+}
+
+/* ---------------------------------------------------------------- accessors ------- */
+
+float *lmp_awq_model_norm(lmp_model *m, int layer, bool ffn)
+{
+    if (!m || layer < 0 || layer >= m->cfg.n_layers)
+        return NULL;
+    return ffn ? m->layers[layer].ffn_norm : m->layers[layer].attn_norm;
+}
+
+float *lmp_awq_model_bias(lmp_model *m, int layer, lmp_linear which)
+{
+    if (!m || layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
+        return NULL;
+    return m->layers[layer].bias[which];
+}
+
+/* ---------------------------------------------------------------- folding --------- */
+
+bool lmp_awq_has_vo(const lmp_config *c)
+{
+    int64_t d = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    return kvd == d && qd == d;
+}
+
+static void scale_cols(float *W, int64_t rows, int64_t cols, const float *s)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            W[r * cols + j] *= s[j];
+}
+
+int lmp_awq_fold(lmp_awq_block *b, const lmp_config *c, const float *const s[LMP_AWQ_NGROUPS])
+{
+    const int64_t d = c->hidden_size, ff = c->intermediate_size;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    if (s[LMP_AWQ_VO] && !lmp_awq_has_vo(c))
+        return lmp_err(LMP_EINVAL, "AWQ: v_proj [%lld, %lld] and o_proj [%lld, %lld] differ in shape (grouped-query "
+                                   "attention); the v -> o scales do not apply",
+                       (long long)kvd, (long long)d, (long long)d, (long long)qd);
+    if (s[LMP_AWQ_QKV]) { /* scale_ln_fcs: ln.weight /= s; fc.weight *= s */
+        const float *v = s[LMP_AWQ_QKV];
+        for (int64_t j = 0; j < d; j++)
+            b->attn_norm[j] /= v[j];
+        scale_cols(b->w[LMP_LIN_Q], qd, d, v);
+        scale_cols(b->w[LMP_LIN_K], kvd, d, v);
+        scale_cols(b->w[LMP_LIN_V], kvd, d, v);
+    }
+    if (s[LMP_AWQ_VO]) { /* scale_fc_fc: fc1 rows (and bias) /= s; fc2 columns *= s */
+        const float *v = s[LMP_AWQ_VO];
+        for (int64_t r = 0; r < kvd; r++) {
+            for (int64_t j = 0; j < d; j++)
+                b->w[LMP_LIN_V][r * d + j] /= v[r];
+            if (b->bias[LMP_LIN_V])
+                b->bias[LMP_LIN_V][r] /= v[r];
+        }
+        scale_cols(b->w[LMP_LIN_O], d, qd, v);
+    }
+    if (s[LMP_AWQ_MLP]) {
+        const float *v = s[LMP_AWQ_MLP];
+        for (int64_t j = 0; j < d; j++)
+            b->ffn_norm[j] /= v[j];
+        scale_cols(b->w[LMP_LIN_GATE], ff, d, v);
+        scale_cols(b->w[LMP_LIN_UP], ff, d, v);
+    }
+    if (s[LMP_AWQ_DOWN]) {
+        const float *v = s[LMP_AWQ_DOWN];
+        for (int64_t r = 0; r < ff; r++) {
+            for (int64_t j = 0; j < d; j++)
+                b->w[LMP_LIN_UP][r * d + j] /= v[r];
+            if (b->bias[LMP_LIN_UP])
+                b->bias[LMP_LIN_UP][r] /= v[r];
+        }
+        scale_cols(b->w[LMP_LIN_DOWN], d, ff, v);
+    }
+    return LMP_OK;
+}
+
+/* ---------------------------------------------------------------- quantizer ------- */
+
+static float f16_round(float s)
+{
+    if (!(s >= 0x1p-24f))
+        s = 0x1p-24f;
+    if (s > 65504.0f)
+        s = 65504.0f;
+    return lmp_f16_to_f32(lmp_f32_to_f16(s));
+}
+
+/* pseudo_quantize_tensor's parameters of one group w[0..n). */
+static void group_params(const float *w, int64_t n, int bits, bool sym, float *scale, int *zero)
+{
+    const int maxq = (1 << bits) - 1;
+    if (sym) {
+        float amax = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            amax = fmaxf(amax, fabsf(w[i]));
+        *scale = f16_round(fmaxf(amax, 1e-5f) / (float)((1 << (bits - 1)) - 1));
+        *zero = 1 << (bits - 1);
+        return;
+    }
+    float mn = w[0], mx = w[0];
+    for (int64_t i = 1; i < n; i++) {
+        mn = fminf(mn, w[i]);
+        mx = fmaxf(mx, w[i]);
+    }
+    float s = f16_round(fmaxf(mx - mn, 1e-5f) / (float)maxq);
+    float z = -rintf(mn / s);
+    *scale = s;
+    *zero = z < 0.0f ? 0 : z > (float)maxq ? maxq : (int)z;
+}
+
+/* q[i] = dequant(quant(w[i])) for one group. */
+static void group_fake(const float *w, float *q, int64_t n, int bits, bool sym)
+{
+    float s;
+    int z;
+    group_params(w, n, bits, sym, &s, &z);
+    const int maxq = (1 << bits) - 1;
+    for (int64_t i = 0; i < n; i++)
+        q[i] = s * (float)(lmp_intq_code(w[i], s, z, maxq) - z);
+}
+
+/* Q = fake-quantized W (rows, cols), groups of gs columns. */
+static void fake_quant(const float *W, float *Q, int64_t rows, int64_t cols, int gs, int bits, bool sym)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c0 = 0; c0 < cols; c0 += gs)
+            group_fake(W + r * cols + c0, Q + r * cols + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym);
+}
+
+int lmp_awq_quant(const float *W, int64_t rows, int64_t cols, int bits, int group_size, bool sym, lmp_qtensor *out)
+{
+    int rc = lmp_qtensor_intgroup_init(out, rows, cols, bits, group_size, sym, false);
+    if (rc)
+        return rc;
+    lmp_intgroup *ig = &out->ig;
+    const int maxq = (1 << bits) - 1;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *w = W + r * cols;
+        for (int g = 0; g < ig->n_groups; g++) {
+            int64_t c0 = (int64_t)g * ig->gs, c1 = c0 + ig->gs < cols ? c0 + ig->gs : cols;
+            for (int64_t c = c0; c < c1; c++)
+                bad |= !isfinite(w[c]);
+            float s;
+            int z;
+            group_params(w + c0, c1 - c0, bits, sym, &s, &z);
+            ig->scales[r * ig->n_groups + g] = s;
+            ig->zeros[r * ig->n_groups + g] = (uint8_t)z;
+            for (int64_t c = c0; c < c1; c++)
+                lmp_ig_set_code(ig, r, c, (unsigned)lmp_intq_code(w[c], s, z, maxq));
+        }
+    }
+    if (bad) {
+        lmp_qtensor_free(out);
+        return lmp_err(LMP_ERANGE, "AWQ quantizer: non-finite weight");
+    }
+    return LMP_OK;
+}
+
+/* ---------------------------------------------------------------- the run --------- */
+
+typedef struct {
+    lmp_model *m;
+    const lmp_qpipe_params *p;
+    int layer;
+    int64_t d, qd, kvd, ff, T;
+    int N, L;
+    const float *states;          /* (T, d) block inputs */
+    float *X[IN_COUNT];           /* (T, cols) captured linear inputs */
+    int64_t cols[IN_COUNT];
+    float *xmean[IN_COUNT];       /* (cols) mean |x| */
+    float *G[IN_COUNT];           /* (cols, cols) X^T X, built on first use when tokens > cols */
+    lmp_wmat orig[LMP_LIN_COUNT];
+    lmp_awq_block blk;            /* owned f32 copies: weights, norms, biases */
+    float *wfold[LMP_LIN_COUNT];  /* scaled, not clipped (for the error figures) */
+    float *scratch, *xo, *obuf;   /* (L, d), (L, qd), (CH, max rows) */
+    int gs;                       /* effective group size for a cols count: see eff_gs */
+    lmp_progress *pg;
+    uint64_t done_n;
+} awq_ctx;
+
+typedef struct {
+    float *X[IN_COUNT];
+    int64_t off; /* first token row of the running sample */
+    float *xo;   /* search pass: o_proj's input of one sample, then stop */
+} cap_ctx;
+
+static int cap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    cap_ctx *c = user;
+    if (c->xo) {
+        if (which != LMP_LIN_O)
+            return 0;
+        memcpy(c->xo, X, (size_t)(n * in) * sizeof(float));
+        return PASS_DONE;
+    }
+    int cls = input_class(which);
+    if (which == g_first[cls])
+        memcpy(c->X[cls] + c->off * in, X, (size_t)(n * in) * sizeof(float));
+    return 0;
+}
+
+static int eff_gs(const lmp_qpipe_params *p, int64_t cols)
+{
+    return p->group_size > 0 ? p->group_size : (int)cols;
+}
+
+static void tick(awq_ctx *a)
+{
+    lmp_progress_update(a->pg, ++a->done_n);
+}
+
+/* ||X D^T||_F^2 for X (T, in), D (rows, in), in chunks of CH tokens (buf: CH * rows). */
+static double out_sq(const float *X, int64_t T, int64_t in, const float *D, int64_t rows, float *buf)
+{
+    double acc = 0;
+    for (int64_t t0 = 0; t0 < T; t0 += CH) {
+        int64_t k = T - t0 < CH ? T - t0 : CH;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)rows, (int)in, 1.0f, X + t0 * in, (int)in,
+                    D, (int)in, 0.0f, buf, (int)rows);
+        for (int64_t i = 0; i < k * rows; i++)
+            acc += (double)buf[i] * buf[i];
+    }
+    return acc;
+}
+
+static int64_t lin_rows(const awq_ctx *a, lmp_linear k) { return a->orig[k].rows; }
+
+/* ||X_cls D^T||_F^2 for D (rows, cols of class cls): directly when there are fewer tokens
+ * than columns, else as tr(D G D^T) with the Gram matrix G = X^T X (one T x cols^2
+ * product per block instead of one T x rows x cols product per evaluation). */
+static double lin_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
+{
+    const int64_t in = a->cols[cls];
+    if (a->T <= in)
+        return out_sq(a->X[cls], a->T, in, D, rows, a->obuf);
+    if (!a->G[cls]) {
+        float *G = malloc(sizeof(float) * (size_t)(in * in));
+        if (!G)
+            return out_sq(a->X[cls], a->T, in, D, rows, a->obuf);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)in, (int)a->T, 1.0f, a->X[cls], (int)in, 0.0f, G,
+                    (int)in);
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t j = 0; j < i; j++)
+                G[i * in + j] = G[j * in + i];
+        a->G[cls] = G;
+    }
+    double acc = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += CH) { /* obuf holds CH x max(cols) */
+        int64_t k = rows - r0 < CH ? rows - r0 : CH;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)in, (int)in, 1.0f, D + r0 * in, (int)in,
+                    a->G[cls], (int)in, 0.0f, a->obuf, (int)in);
+        for (int64_t i = 0; i < k * in; i++)
+            acc += (double)D[r0 * in + i] * a->obuf[i];
+    }
+    return acc;
+}
+
+/* q/k/v candidates installed: attention-module output error against the float block. */
+static int qkv_loss(awq_ctx *a, float *const cand[3], double *loss)
+{
+    lmp_wmat w[3];
+    int rc = LMP_OK;
+    for (int i = 0; i < 3; i++) {
+        lmp_linear k = (lmp_linear)(LMP_LIN_Q + i);
+        w[i] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = a->orig[k].rows, .cols = a->orig[k].cols, .data = cand[i],
+                          .row_bytes = (size_t)a->orig[k].cols * sizeof(float)};
+        if ((rc = lmp_model_set_linear(a->m, a->layer, k, &w[i])))
+            goto restore;
+    }
+    cap_ctx cc = {{0}, 0, a->xo};
+    double acc = 0;
+    for (int s = 0; s < a->N; s++) {
+        int64_t o = (int64_t)s * a->L;
+        memcpy(a->scratch, a->states + o * a->d, (size_t)(a->L * a->d) * sizeof(float));
+        rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, cap_hook, &cc);
+        if (rc != PASS_DONE) {
+            if (rc == 0)
+                rc = lmp_err(LMP_EINVAL, "AWQ: block %d ran without reaching o_proj", a->layer);
+            goto restore;
+        }
+        rc = 0;
+        const float *ref = a->X[IN_O] + o * a->qd;
+        for (int64_t i = 0; i < a->L * a->qd; i++)
+            a->xo[i] -= ref[i];
+        acc += out_sq(a->xo, a->L, a->qd, a->blk.w[LMP_LIN_O], a->d, a->obuf);
+        tick(a);
+    }
+    *loss = acc / ((double)a->T * (double)a->d);
+restore:
+    for (int i = 0; i < 3; i++)
+        lmp_model_set_linear(a->m, a->layer, (lmp_linear)(LMP_LIN_Q + i), &a->orig[LMP_LIN_Q + i]);
+    return rc;
+}
+
+/* MLP output error: down(silu(gate x) * up x) with candidate gate/up vs the originals.
+ * href: the original silu(gate x) * up x of every token (T, ff), or NULL (recomputed);
+ * cg == NULL fills href instead. */
+static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, double *loss)
+{
+    const int64_t d = a->d, ff = a->ff;
+    float *buf = malloc(sizeof(float) * (size_t)(4 * CH * ff));
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
+    float *gr = buf, *ur = gr + CH * ff, *gc = ur + CH * ff, *uc = gc + CH * ff;
+    const float *bg = a->blk.bias[LMP_LIN_GATE], *bu = a->blk.bias[LMP_LIN_UP];
+    const float *X = a->X[IN_MLP];
+    double acc = 0;
+    for (int64_t t0 = 0; t0 < a->T; t0 += CH) {
+        int64_t k = a->T - t0 < CH ? a->T - t0 : CH;
+        const float *x = X + t0 * d;
+        const float *ws[4] = {a->blk.w[LMP_LIN_GATE], a->blk.w[LMP_LIN_UP], cg, cu};
+        float *outs[4] = {gr, ur, gc, uc};
+        for (int i = 0; i < 4; i++) {
+            if ((i < 2 && href && cg) || (i >= 2 && !cg))
+                continue;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)ff, (int)d, 1.0f, x, (int)d, ws[i],
+                        (int)d, 0.0f, outs[i], (int)ff);
+            const float *b = i % 2 ? bu : bg;
+            if (b)
+                for (int64_t t = 0; t < k; t++)
+                    for (int64_t j = 0; j < ff; j++)
+                        outs[i][t * ff + j] += b[j];
+        }
+        if (!cg) {
+            lmp_silu_mul(gr, ur, k * ff);
+            memcpy(href + t0 * ff, gr, sizeof(float) * (size_t)(k * ff));
+            continue;
+        }
+        const float *ref = gr;
+        if (href)
+            ref = href + t0 * ff;
+        else
+            lmp_silu_mul(gr, ur, k * ff);
+        lmp_silu_mul(gc, uc, k * ff);
+        for (int64_t i = 0; i < k * ff; i++)
+            gc[i] -= ref[i];
+        acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
+    }
+    free(buf);
+    if (loss)
+        *loss = acc / ((double)a->T * (double)d);
+    return LMP_OK;
+}
+
+/* s = mean|x|^r (/ (w_mean^(1-r) + 1e-4) with duo scaling), clamped at 1e-4, divided by
+ * sqrt(max * min); non-finite entries 1 (_compute_best_scale). */
+static void make_scales(const float *xm, const float *wm, int64_t n, float ratio, float *s)
+{
+    float mx = -FLT_MAX, mn = FLT_MAX;
+    for (int64_t j = 0; j < n; j++) {
+        float v = powf(xm[j], ratio);
+        if (wm)
+            v = v / (powf(wm[j], 1.0f - ratio) + 1e-4f);
+        v = fmaxf(v, 1e-4f);
+        s[j] = v;
+        mx = fmaxf(mx, v);
+        mn = fminf(mn, v);
+    }
+    float norm = sqrtf(mx * mn);
+    for (int64_t j = 0; j < n; j++) {
+        s[j] /= norm;
+        if (!isfinite(s[j]))
+            s[j] = 1.0f;
+    }
+}
+
+/* w_mean of _search_best_scale: the group's weights stacked, |w| / (max |w| of its
+ * quantization group + 1e-6), averaged over all rows. */
+static void weight_mean(const awq_ctx *a, int g, int64_t in, float *wm)
+{
+    const int gs = eff_gs(a->p, in);
+    double *acc = calloc((size_t)in, sizeof(double));
+    int64_t nrows = 0;
+    if (!acc) { /* degrade to x-only scales rather than fail */
+        for (int64_t c = 0; c < in; c++)
+            wm[c] = 1.0f;
+        return;
+    }
+    for (int i = 0; g_lins[g][i] != LMP_LIN_COUNT; i++) {
+        lmp_linear k = g_lins[g][i];
+        const float *W = a->blk.w[k];
+        int64_t rows = lin_rows(a, k);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c0 = 0; c0 < in; c0 += gs) {
+                int64_t c1 = c0 + gs < in ? c0 + gs : in;
+                float amax = 0;
+                for (int64_t c = c0; c < c1; c++)
+                    amax = fmaxf(amax, fabsf(W[r * in + c]));
+                for (int64_t c = c0; c < c1; c++)
+                    acc[c] += fabsf(W[r * in + c]) / (amax + 1e-6f);
+            }
+        nrows += rows;
+    }
+    for (int64_t c = 0; c < in; c++)
+        wm[c] = (float)(acc[c] / (double)nrows);
+    free(acc);
+}
+
+/* Grid search of group g's scales into best (in). *ratio gets the chosen alpha. */
+static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
+{
+    const int cls = g_class[g];
+    const int64_t in = a->cols[cls];
+    const int grid = a->p->awq_grid, bits = a->p->bits, gs = eff_gs(a->p, in);
+    const bool sym = a->p->sym;
+    float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL, *href = NULL;
+    int n = 0, rc = LMP_OK;
+    int64_t maxrows = 0;
+    for (; g_lins[g][n] != LMP_LIN_COUNT; n++) {
+        int64_t r = lin_rows(a, g_lins[g][n]);
+        cand[n] = malloc(sizeof(float) * (size_t)(r * in));
+        maxrows = r > maxrows ? r : maxrows;
+        if (!cand[n])
+            rc = LMP_ENOMEM;
+    }
+    tmp = malloc(sizeof(float) * (size_t)(maxrows * in));
+    if (a->p->awq_duo_scaling)
+        wm = malloc(sizeof(float) * (size_t)in);
+    if (rc || !s || !tmp || (a->p->awq_duo_scaling && !wm)) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ scale search)");
+        goto done;
+    }
+    if (wm)
+        weight_mean(a, g, in, wm);
+    /* the MLP's reference activations, when they fit in 512 MiB */
+    if (g == LMP_AWQ_MLP && (uint64_t)a->T * (uint64_t)a->ff * sizeof(float) <= (512ull << 20) &&
+        (href = malloc(sizeof(float) * (size_t)(a->T * a->ff))) && (rc = mlp_loss(a, NULL, NULL, href, NULL)))
+        goto done;
+    double best_loss = INFINITY;
+    for (int i = 0; i < grid; i++) {
+        float r = (float)i / (float)grid;
+        make_scales(a->xmean[cls], wm, in, r, s);
+        for (int k = 0; k < n; k++) { /* Q(W diag(s)) diag(s)^-1 */
+            lmp_linear lk = g_lins[g][k];
+            int64_t rows = lin_rows(a, lk);
+            const float *W = a->blk.w[lk];
+            for (int64_t e = 0; e < rows * in; e++)
+                tmp[e] = W[e] * s[e % in];
+            fake_quant(tmp, cand[k], rows, in, gs, bits, sym);
+            for (int64_t e = 0; e < rows * in; e++)
+                cand[k][e] /= s[e % in];
+        }
+        double loss = 0;
+        if (g == LMP_AWQ_QKV) {
+            if ((rc = qkv_loss(a, cand, &loss)))
+                goto done;
+        } else if (g == LMP_AWQ_MLP) {
+            if ((rc = mlp_loss(a, cand[0], cand[1], href, &loss)))
+                goto done;
+            tick(a);
+        } else {
+            lmp_linear lk = g_lins[g][0];
+            int64_t rows = lin_rows(a, lk);
+            for (int64_t e = 0; e < rows * in; e++)
+                cand[0][e] = a->blk.w[lk][e] - cand[0][e];
+            loss = lin_sq(a, cls, cand[0], rows) / ((double)a->T * (double)rows);
+            tick(a);
+        }
+        if (loss < best_loss) {
+            best_loss = loss;
+            *ratio_out = r;
+            memcpy(best, s, sizeof(float) * (size_t)in);
+        }
+    }
+    if (!(best_loss < INFINITY))
+        rc = lmp_err(LMP_ERANGE, "AWQ: layer %d: no finite loss in the scale search of %s", a->layer,
+                     lmp_linear_name(g_lins[g][0]));
+done:
+    free(href);
+    free(s);
+    free(wm);
+    free(tmp);
+    for (int k = 0; k < 3; k++)
+        free(cand[k]);
+    return rc;
+}
+
+/* _compute_best_clip for linear k: per (row, group) the max |w| shrunk by 1 - i/20
+ * (i < 10) minimizing mean over sampled tokens of (x . (Q(clamp(w)) - w))^2, computed
+ * as d^T G d with G = X^T X / n of the group's columns; then W clamped. */
+static int clip_linear(awq_ctx *a, lmp_linear k)
+{
+    const int cls = input_class(k);
+    const int64_t in = a->cols[cls], rows = lin_rows(a, k);
+    const int gs = eff_gs(a->p, in), bits = a->p->bits;
+    const bool sym = a->p->sym;
+    enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
+    int64_t step = a->T / a->p->awq_clip_tokens;
+    if (step < 1)
+        step = 1;
+    int64_t ns = (a->T + step - 1) / step;
+    float *Xs = malloc(sizeof(float) * (size_t)(ns * in)), *G = malloc(sizeof(float) * (size_t)gs * gs);
+    float *D = malloc(sizeof(float) * (size_t)(rows * gs)), *P = malloc(sizeof(float) * (size_t)(rows * gs));
+    float *orgmax = malloc(sizeof(float) * (size_t)rows), *best = malloc(sizeof(float) * (size_t)rows);
+    double *minerr = malloc(sizeof(double) * (size_t)rows);
+    int rc = LMP_OK;
+    if (!Xs || !G || !D || !P || !orgmax || !best || !minerr) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip search)");
+        goto done;
+    }
+    for (int64_t t = 0; t < ns; t++)
+        memcpy(Xs + t * in, a->X[cls] + t * step * in, sizeof(float) * (size_t)in);
+    float *W = a->blk.w[k];
+    for (int64_t c0 = 0; c0 < in; c0 += gs) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, gs, gs, (int)ns, 1.0f / (float)ns, Xs + c0, (int)in,
+                    Xs + c0, (int)in, 0.0f, G, gs);
+        for (int64_t r = 0; r < rows; r++) {
+            float m = 0;
+            for (int j = 0; j < gs; j++)
+                m = fmaxf(m, fabsf(W[r * in + c0 + j]));
+            orgmax[r] = best[r] = m;
+            minerr[r] = 1e9;
+        }
+        for (int i = 0; i < N_SHRINK; i++) {
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < rows; r++) {
+                const float *w = W + r * in + c0;
+                float mx = orgmax[r] * (1.0f - (float)i / N_GRID), *d = D + r * gs;
+                for (int j = 0; j < gs; j++)
+                    d[j] = fminf(fmaxf(w[j], -mx), mx);
+                group_fake(d, d, gs, bits, sym);
+                for (int j = 0; j < gs; j++)
+                    d[j] -= w[j];
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, gs, gs, 1.0f, D, gs, G, gs, 0.0f, P, gs);
+            for (int64_t r = 0; r < rows; r++) {
+                double e = 0;
+                for (int j = 0; j < gs; j++)
+                    e += (double)D[r * gs + j] * P[r * gs + j];
+                if (e < minerr[r]) {
+                    minerr[r] = e;
+                    best[r] = orgmax[r] * (1.0f - (float)i / N_GRID);
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows; r++)
+            for (int j = 0; j < gs; j++) {
+                float *w = &W[r * in + c0 + j];
+                *w = fminf(fmaxf(*w, -best[r]), best[r]);
+            }
+    }
+done:
+    free(Xs);
+    free(G);
+    free(D);
+    free(P);
+    free(orgmax);
+    free(best);
+    free(minerr);
+    return rc;
+}
+
+/* sqrt(||X (Wref - Q)^T||^2 / ||X Wref^T||^2) over all captured tokens. */
+static double rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, int64_t rows, float *D)
+{
+    int64_t in = a->cols[cls];
+    for (int64_t e = 0; e < rows * in; e++)
+        D[e] = Wref[e] - Q[e];
+    double num = lin_sq(a, cls, D, rows);
+    double den = lin_sq(a, cls, Wref, rows);
+    return den > 0 ? sqrt(num / den) : 0.0;
+}
+
+static int weight_f32(const lmp_wmat *w, const char *name, float **out)
+{
+    *out = malloc(sizeof(float) * (size_t)(w->rows * w->cols));
+    if (!*out)
+        return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
+    for (int64_t r = 0; r < w->rows; r++) /* dense, block or intgroup rows */
+        lmp_wmat_row_f32(w, r, *out + r * w->cols);
+    for (int64_t i = 0; i < w->rows * w->cols; i++)
+        if (!isfinite((*out)[i])) {
+            int rc = lmp_err(LMP_ERANGE, "%s.weight: non-finite value %g at [%lld, %lld]; refusing to quantize", name,
+                             (double)(*out)[i], (long long)(i / w->cols), (long long)(i % w->cols));
+            free(*out);
+            *out = NULL;
+            return rc;
+        }
+    return LMP_OK;
+}
+
+static float *dup_vec(const float *v, int64_t n)
+{
+    float *o = malloc(sizeof(float) * (size_t)n);
+    if (o)
+        memcpy(o, v, sizeof(float) * (size_t)n);
+    return o;
+}
+
+static void block_free(awq_ctx *a)
+{
+    for (int c = 0; c < IN_COUNT; c++) {
+        free(a->G[c]);
+        a->G[c] = NULL;
+    }
+    free(a->blk.attn_norm);
+    free(a->blk.ffn_norm);
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        free(a->blk.bias[k]);
+        free(a->blk.w[k]);
+        free(a->wfold[k]);
+        a->wfold[k] = NULL;
+    }
+    memset(&a->blk, 0, sizeof a->blk);
+}
+
+/* One block: capture, search, fold, clip, quantize. next (T, d) receives the float
+ * outputs. qt / st are filled for the sinks. */
+static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats *st)
+{
+    const lmp_qpipe_params *p = a->p;
+    const int l = a->layer;
+    int rc = LMP_OK;
+    float *s[LMP_AWQ_NGROUPS] = {0}, *Q = NULL, *D = NULL;
+    int64_t maxw = 0;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        a->orig[k] = *lmp_model_linear(a->m, l, (lmp_linear)k);
+        char name[LMP_MAX_NAME];
+        lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
+        if ((rc = weight_f32(&a->orig[k], name, &a->blk.w[k])))
+            goto done;
+        int64_t n = a->orig[k].rows * a->orig[k].cols;
+        maxw = n > maxw ? n : maxw;
+        const float *b = lmp_awq_model_bias(a->m, l, (lmp_linear)k);
+        if (b && !(a->blk.bias[k] = dup_vec(b, a->orig[k].rows)))
+            goto oom;
+    }
+    if (!(a->blk.attn_norm = dup_vec(lmp_awq_model_norm(a->m, l, false), a->d)) ||
+        !(a->blk.ffn_norm = dup_vec(lmp_awq_model_norm(a->m, l, true), a->d)))
+        goto oom;
+    Q = malloc(sizeof(float) * (size_t)maxw);
+    D = malloc(sizeof(float) * (size_t)maxw);
+    if (!Q || !D)
+        goto oom;
+
+    /* 1. inputs of every linear and the float outputs (the next block's inputs) */
+    cap_ctx cc = {{a->X[0], a->X[1], a->X[2], a->X[3]}, 0, NULL};
+    for (int smp = 0; smp < a->N; smp++) {
+        int64_t o = (int64_t)smp * a->L;
+        cc.off = o;
+        memcpy(next + o * a->d, a->states + o * a->d, sizeof(float) * (size_t)(a->L * a->d));
+        if ((rc = lmp_block_run(a->m, l, next + o * a->d, a->L, 0, NULL, cap_hook, &cc)))
+            goto done;
+        tick(a);
+    }
+    for (int c = 0; c < IN_COUNT; c++) {
+        const int64_t in = a->cols[c];
+        double *acc = calloc((size_t)in, sizeof(double));
+        if (!acc)
+            goto oom;
+        for (int64_t t = 0; t < a->T; t++)
+            for (int64_t j = 0; j < in; j++)
+                acc[j] += fabs((double)a->X[c][t * in + j]);
+        for (int64_t j = 0; j < in; j++)
+            a->xmean[c][j] = (float)(acc[j] / (double)a->T);
+        free(acc);
+    }
+    /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
+    for (int k = 0; k < LMP_LIN_COUNT && p->compare_rtn; k++) {
+        int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
+        fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, in), p->bits, p->sym);
+        st[k].err_rtn = rel_err(a, input_class((lmp_linear)k), a->blk.w[k], Q, rows, D);
+    }
+
+    /* 2. scale search, every group on the original block (as the reference) */
+    for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
+        if (g == LMP_AWQ_VO && !lmp_awq_has_vo(lmp_model_config(a->m)))
+            continue;
+        float ratio = 0;
+        if (!(s[g] = malloc(sizeof(float) * (size_t)a->cols[g_class[g]])))
+            goto oom;
+        if ((rc = search_scales(a, g, s[g], &ratio)))
+            goto done;
+    }
+    /* 3. fold; the captured inputs become the inputs of the folded block */
+    if ((rc = lmp_awq_fold(&a->blk, lmp_model_config(a->m), (const float *const *)s)))
+        goto done;
+    for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
+        if (!s[g])
+            continue;
+        int c = g_class[g];
+        const int64_t in = a->cols[c];
+        for (int64_t t = 0; t < a->T; t++)
+            for (int64_t j = 0; j < in; j++)
+                a->X[c][t * in + j] /= s[g][j];
+        if (a->G[c]) /* X diag(1/s): G -> diag(1/s) G diag(1/s) */
+            for (int64_t i = 0; i < in; i++)
+                for (int64_t j = 0; j < in; j++)
+                    a->G[c][i * in + j] /= s[g][i] * s[g][j];
+    }
+    for (int k = 0; k < LMP_LIN_COUNT; k++)
+        if (!(a->wfold[k] = dup_vec(a->blk.w[k], a->orig[k].rows * a->orig[k].cols)))
+            goto oom;
+    /* clipping (not q/k: "due to qk bmm, it is hard to clip precisely") */
+    if (p->awq_clip)
+        for (int k = LMP_LIN_V; k < LMP_LIN_COUNT; k++) {
+            if ((rc = clip_linear(a, (lmp_linear)k)))
+                goto done;
+            tick(a);
+        }
+    /* 4. quantize */
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        double t0 = lmp_time_s();
+        int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
+        lmp_qlinear_stats *sk = &st[k];
+        sk->layer = l;
+        sk->which = (lmp_linear)k;
+        sk->rows = rows;
+        sk->cols = in;
+        sk->loss = -1;
+        if (!p->compare_rtn)
+            sk->err_rtn = -1;
+        lmp_linear_hf_prefix(l, (lmp_linear)k, sk->name, sizeof sk->name);
+        if ((rc = lmp_awq_quant(a->blk.w[k], rows, in, p->bits, p->group_size, p->sym, &qt[k]))) {
+            rc = lmp_err_prefix(rc, "%s.weight", sk->name);
+            goto done;
+        }
+        snprintf(qt[k].name, sizeof qt[k].name, "%s", sk->name);
+        lmp_qtensor_dequant(&qt[k], Q);
+        sk->err = rel_err(a, input_class((lmp_linear)k), a->wfold[k], Q, rows, D);
+        sk->seconds = lmp_time_s() - t0;
+        tick(a);
+    }
+    goto done;
+oom:
+    rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ, block %d)", l);
+done:
+    for (int g = 0; g < LMP_AWQ_NGROUPS; g++)
+        free(s[g]);
+    free(Q);
+    free(D);
+    return rc;
+}
+
+int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
+{
+    memset(res, 0, sizeof *res);
+    double t_start = lmp_time_s();
+    lmp_quant_init();
+    int rc = lmp_qpipe_check(m, p);
+    if (rc)
+        return rc;
+    if (p->method != LMP_QMETHOD_AWQ)
+        return lmp_err(LMP_EINVAL, "lmp_awq_run: method is not AWQ");
+    if (!cal || cal->n_samples < 1)
+        return lmp_err(LMP_EINVAL, "quantize: AWQ needs calibration text (--calib FILE)");
+    const lmp_config *c = lmp_model_config(m);
+    const int nl = c->n_layers;
+    res->n_layers = nl;
+    res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
+    res->layer_seconds = calloc((size_t)nl, sizeof *res->layer_seconds);
+    if (!res->lin || !res->layer_seconds)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+
+    awq_ctx a;
+    memset(&a, 0, sizeof a);
+    a.m = m;
+    a.p = p;
+    a.d = c->hidden_size;
+    a.qd = (int64_t)c->n_heads * c->head_dim;
+    a.kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    a.ff = c->intermediate_size;
+    a.N = cal->n_samples;
+    a.L = cal->seq_len;
+    a.T = (int64_t)a.N * a.L;
+    a.cols[IN_ATTN] = a.d;
+    a.cols[IN_O] = a.qd;
+    a.cols[IN_MLP] = a.d;
+    a.cols[IN_DOWN] = a.ff;
+    res->n_samples = a.N;
+    res->seq_len = a.L;
+    uint64_t feat = 0;
+    for (int k = 0; k < IN_COUNT; k++)
+        feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
+    res->act_bytes = 2 * lmp_qpipe_act_bytes(m, cal) + feat;
+    float *states = malloc(sizeof(float) * (size_t)(a.T * a.d)), *next = malloc(sizeof(float) * (size_t)(a.T * a.d));
+    int64_t maxrows = a.d > a.ff ? a.d : a.ff;
+    maxrows = a.qd > maxrows ? a.qd : maxrows;
+    a.scratch = malloc(sizeof(float) * (size_t)(a.L * a.d));
+    a.xo = malloc(sizeof(float) * (size_t)(a.L * a.qd));
+    a.obuf = malloc(sizeof(float) * (size_t)(CH * maxrows));
+    bool ok = states && next && a.scratch && a.xo && a.obuf;
+    for (int k = 0; k < IN_COUNT; k++) {
+        a.X[k] = malloc(sizeof(float) * (size_t)(a.T * a.cols[k]));
+        a.xmean[k] = malloc(sizeof(float) * (size_t)a.cols[k]);
+        ok = ok && a.X[k] && a.xmean[k];
+    }
+    lmp_qtensor qt[LMP_LIN_COUNT];
+    memset(qt, 0, sizeof qt);
+    if (!ok) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory for AWQ's calibration activations (%d x %d tokens: %.1f MiB)", a.N,
+                     a.L, res->act_bytes / 1048576.0);
+        goto done;
+    }
+    a.states = states;
+    for (int smp = 0; smp < a.N; smp++)
+        if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)smp * a.L, a.L, states + (int64_t)smp * a.L * a.d)))
+            goto done;
+
+    const bool vo = lmp_awq_has_vo(c);
+    for (int l = 0; l < nl; l++) {
+        double tl = lmp_time_s();
+        char label[64];
+        snprintf(label, sizeof label, "awq layer %d/%d", l + 1, nl);
+        lmp_progress pg;
+        uint64_t steps = (uint64_t)a.N * (uint64_t)(1 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
+                         (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
+        lmp_progress_begin(&pg, label, steps);
+        if (!p->progress)
+            pg.enabled = false;
+        a.pg = &pg;
+        a.done_n = 0;
+        a.layer = l;
+        a.states = states;
+        lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT];
+        rc = awq_block(&a, next, qt, st);
+        lmp_progress_end(&pg);
+        if (rc == 0 && p->fold_sink) {
+            lmp_qfold f;
+            memset(&f, 0, sizeof f);
+            f.attn_norm = a.blk.attn_norm;
+            f.ffn_norm = a.blk.ffn_norm;
+            for (int k = 0; k < LMP_LIN_COUNT; k++)
+                f.bias[k] = a.blk.bias[k];
+            rc = p->fold_sink(p->sink_ctx, l, &f);
+        }
+        if (rc == 0) {
+            for (int k = 0; k < LMP_LIN_COUNT; k++) {
+                res->params += (uint64_t)(qt[k].rows * qt[k].cols);
+                res->qbytes += lmp_qtensor_nbytes(&qt[k]);
+                if (st[k].err > res->worst_err) {
+                    res->worst_err = st[k].err;
+                    snprintf(res->worst_name, sizeof res->worst_name, "%s", st[k].name);
+                }
+                if (st[k].err_rtn >= 0 && st[k].err > st[k].err_rtn)
+                    res->n_worse_than_rtn++;
+            }
+            if (p->sink)
+                rc = p->sink(p->sink_ctx, l, qt, st);
+        }
+        for (int k = 0; k < LMP_LIN_COUNT; k++)
+            lmp_qtensor_free(&qt[k]);
+        block_free(&a);
+        if (rc)
+            goto done;
+        res->layer_seconds[l] = lmp_time_s() - tl;
+        if (p->on_layer_done)
+            p->on_layer_done(p->log_ctx, l, nl, res->layer_seconds[l], st);
+        float *t = states;
+        states = next;
+        next = t;
+    }
+done:
+    block_free(&a);
+    free(states);
+    free(next);
+    free(a.scratch);
+    free(a.xo);
+    free(a.obuf);
+    for (int k = 0; k < IN_COUNT; k++) {
+        free(a.X[k]);
+        free(a.xmean[k]);
+    }
+    res->seconds = lmp_time_s() - t_start;
+    res->peak_rss = lmp_peak_rss();
+    return rc;
+}

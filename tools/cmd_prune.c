@@ -1,0 +1,353 @@
+/*
+ * lmpress prune: unstructured / N:M pruning (magnitude, Wanda, SparseGPT, optionally
+ * SparseGPT with joint integer quantization) or structured pruning (heads, KV heads, FFN
+ * channels, layers) of a Hugging Face checkpoint. Parses options and makes one
+ * formats/sparse.h call (lmp_prune_model); no algorithm code here.
+ */
+#include "cli.h"
+#include "formats/sparse.h"
+#include "lib/prune/prune.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_prune(int argc, char **argv);
+
+static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_prune_linear_stats *st)
+{
+    (void)ctx;
+    double we = -1;
+    const char *wn = "";
+    for (int k = 0; k < LMP_LIN_COUNT; k++)
+        if (st[k].err > we) {
+            we = st[k].err;
+            wn = lmp_linear_name(st[k].which);
+        }
+    if (we >= 0)
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer, seconds,
+                we, wn);
+    else
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+}
+
+static int parse_pattern(const char *s, int *n, int *m)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10);
+    if (errno || end == s || *end != ':')
+        return -1;
+    const char *t = end + 1;
+    long b = strtol(t, &end, 10);
+    if (errno || end == t || *end || a <= 0 || b <= 0 || a >= b || b > 64)
+        return -1;
+    *n = (int)a;
+    *m = (int)b;
+    return 0;
+}
+
+static int bad(const char *msg)
+{
+    fprintf(stderr, "lmpress prune: %s\n", msg);
+    return 2;
+}
+
+int cmd_prune(int argc, char **argv)
+{
+    const char *out = NULL, *method = NULL, *pattern = NULL, *scope = NULL, *structured = NULL, *calib = NULL,
+               *format = NULL, *qformat = NULL;
+    double sparsity = -1e300, ratio = -1e300, damp = -1;
+    long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
+              coff = -1, cbytes = -1;
+    bool asym = false, no_ts = false, force = false, json = false, verbose = false;
+    const cli_opt opts[] = {
+        {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
+        {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
+        {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "fraction of each row's weights set to zero, in [0, 1)"},
+        {"pattern", 0, OPT_STR, &pattern, "N:M", "keep N of every M consecutive inputs (2:4, 4:8)"},
+        {"scope", 0, OPT_STR, &scope, "row|matrix", "magnitude: compare within each row (default) or per matrix"},
+        {"structured", 0, OPT_STR, &structured, "KIND", "heads, kv-heads, ffn or layers: a smaller dense model"},
+        {"ratio", 0, OPT_FLOAT, &ratio, "R", "structured: fraction removed (of each KV group's query heads, of the "
+                                             "KV heads, of the FFN channels, of the layers)"},
+        {"calib", 0, OPT_STR, &calib, "FILE", "calibration text, plain or gzip (all but magnitude)"},
+        {"calib-samples", 0, OPT_INT, &samples, "N", "calibration windows (default 128)"},
+        {"calib-seqlen", 0, OPT_INT, &seqlen, "L", "tokens per window (default 2048, capped to the context)"},
+        {"calib-offset", 0, OPT_INT, &coff, "BYTES", "use the calibration file from this byte (default 0)"},
+        {"calib-bytes", 0, OPT_INT, &cbytes, "BYTES", "use at most this many bytes of it (default all)"},
+        {"seed", 0, OPT_INT, &seed, "S", "seed of the random windows (default 0)"},
+        {"format", 0, OPT_STR, &format, "F", "safetensors (dense, zeros kept; default), compressed-tensors "
+                                             "(sparse-24-bitmask for 2:4, else sparse-bitmask) or gguf"},
+        {"then-quantize", 0, OPT_INT, &tq, "BITS", "sparsegpt: quantize to BITS-bit integer groups in the same pass "
+                                                   "(GPTQ folder, or pack-quantized with --format compressed-tensors)"},
+        {"group-size", 0, OPT_INT, &group, "N", "--then-quantize: group size, or -1 per row (default 128)"},
+        {"asym", 0, OPT_FLAG, &asym, NULL, "--then-quantize: asymmetric (zero points)"},
+        {"qformat", 0, OPT_STR, &qformat, "F", "--then-quantize on safetensors: gptq (default) or gptq_v2"},
+        {"damp", 0, OPT_FLOAT, &damp, "F", "sparsegpt: dampening fraction of mean(diag(H)) (default 0.01)"},
+        {"blocksize", 0, OPT_INT, &blocksize, "N", "sparsegpt: columns per mask block (default 128)"},
+        {"no-true-sequential", 0, OPT_FLAG, &no_ts, NULL, "all statistics of a block from one pass over the original "
+                                                           "block (the reference scripts' way)"},
+        {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
+        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"verbose", 'v', OPT_FLAG, &verbose, NULL, "print the per-linear table"},
+        {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
+        {0},
+    };
+    const cli_cmd_info info = {
+        "prune",
+        "MODEL -o OUT (--method magnitude|wanda|sparsegpt (--sparsity S | --pattern N:M) | --structured "
+        "heads|kv-heads|ffn|layers --ratio R) [--calib FILE --calib-samples N --calib-seqlen L --seed S] "
+        "[--format safetensors|compressed-tensors|gguf] [--then-quantize BITS] [--json] [--force]",
+        "Prune a Hugging Face checkpoint, layer by layer on calibration text (each block sees the outputs of\n"
+        "the pruned blocks before it; memory: samples x seqlen x hidden x 4 bytes plus one block).\n\n"
+        "Unstructured / N:M (--method): magnitude |W| (per row, or --scope matrix), Wanda |W_ij| * ||X_j||\n"
+        "per output row (Sun et al. 2023), SparseGPT (Frantar & Alistarh 2023: Hessian-based masks chosen\n"
+        "block by block with the OBS update of the remaining weights). Every row loses exactly\n"
+        "floor(S * in_features) weights, or M-N of every M. Output: dense safetensors with the zeros, a\n"
+        "compressed-tensors sparse-bitmask / sparse-24-bitmask folder (config.json sparsity_config), GGUF\n"
+        "(dense), or with --then-quantize a GPTQ / pack-quantized folder pruned and quantized in one pass.\n\n"
+        "Structured (--structured): the result is a physically smaller dense model whose config.json\n"
+        "transformers loads; the SAME number of units is removed from every layer so the per-layer sizes\n"
+        "stay uniform. heads: R of each KV group's query heads (never all of them); kv-heads: R of the KV\n"
+        "heads, each with its query group; ffn: R of the intermediate channels (gate/up rows, down\n"
+        "columns); layers: R of the decoder blocks with the lowest block influence (1 - cos(input, output)).\n"
+        "Heads and channels are ranked by activation-weighted importance ||X_j||^2 ||W[:, j]||^2.",
+        NULL};
+    const char **pos;
+    int np, pr = cli_parse(argc, argv, opts, &info, &pos, &np);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+    if (np != 1 || !out)
+        return bad("need MODEL and -o OUT (see --help)");
+    lmp_prune_model_params p;
+    lmp_prune_model_default_params(&p);
+    lmp_prune_spec *s = &p.prune.spec;
+    if (!!method + !!structured != 1)
+        return bad("give exactly one of --method (unstructured / N:M) and --structured");
+    if (method) {
+        int mm = lmp_prune_method_from_name(method);
+        if (mm < 0)
+            return bad("--method must be magnitude, wanda or sparsegpt");
+        s->method = (lmp_prune_method)mm;
+        if ((sparsity > -1e299) == !!pattern)
+            return bad("give exactly one of --sparsity S and --pattern N:M");
+        if (ratio > -1e299)
+            return bad("--ratio applies to --structured");
+        if (pattern) {
+            if (parse_pattern(pattern, &s->n, &s->m))
+                return bad("--pattern must be N:M with 0 < N < M <= 64 (e.g. 2:4)");
+        } else {
+            if (!(sparsity >= 0.0 && sparsity < 1.0))
+                return bad("--sparsity must be in [0, 1)");
+            s->sparsity = sparsity;
+        }
+        if (scope) {
+            if (strcmp(scope, "row") == 0)
+                s->scope = LMP_PRUNE_SCOPE_ROW;
+            else if (strcmp(scope, "matrix") == 0)
+                s->scope = LMP_PRUNE_SCOPE_MATRIX;
+            else
+                return bad("--scope must be row or matrix");
+            if (s->scope == LMP_PRUNE_SCOPE_MATRIX && (s->method != LMP_PRUNE_MAGNITUDE || pattern))
+                return bad("--scope matrix applies to unstructured magnitude pruning only");
+        }
+        if (tq != -1) {
+            if (s->method != LMP_PRUNE_SPARSEGPT)
+                return bad("--then-quantize needs --method sparsegpt (joint pruning and quantization)");
+            if (tq < 2 || tq > 8)
+                return bad("--then-quantize BITS must be 2..8");
+            s->qbits = (int)tq;
+            s->qsym = !asym;
+            if (group != -2) {
+                if (group == 0 || group < -1 || group > 1 << 20)
+                    return bad("--group-size must be positive, or -1");
+                s->qgroup = (int)group;
+            }
+        } else if (asym || group != -2 || qformat) {
+            return bad("--asym, --group-size and --qformat apply to --then-quantize");
+        }
+        if (damp >= 0) {
+            if (!(damp > 0 && damp < 1))
+                return bad("--damp must be in (0, 1)");
+            s->damp = (float)damp;
+        }
+        if (blocksize != -1) {
+            if (blocksize < 1 || blocksize > 1 << 16)
+                return bad("--blocksize must be positive");
+            s->blocksize = (int)blocksize;
+        }
+        p.prune.true_sequential = !no_ts;
+    } else {
+        int k = lmp_struct_kind_from_name(structured);
+        if (k < 0)
+            return bad("--structured must be heads, kv-heads, ffn or layers");
+        if (ratio < -1e299)
+            return bad("--structured needs --ratio R");
+        if (!(ratio > 0 && ratio < 1))
+            return bad("--ratio must be in (0, 1)");
+        if (sparsity > -1e299 || pattern || scope || tq != -1)
+            return bad("--sparsity, --pattern, --scope and --then-quantize apply to --method");
+        p.structured = true;
+        p.kind = (lmp_struct_kind)k;
+        p.ratio = ratio;
+    }
+    if (format) {
+        if (strcmp(format, "safetensors") == 0)
+            p.out = LMP_PRUNE_OUT_SAFETENSORS;
+        else if (strcmp(format, "compressed-tensors") == 0 || strcmp(format, "ct") == 0)
+            p.out = LMP_PRUNE_OUT_CT;
+        else if (strcmp(format, "gguf") == 0)
+            p.out = LMP_PRUNE_OUT_GGUF;
+        else
+            return bad("--format must be safetensors, compressed-tensors or gguf");
+    }
+    if (qformat) {
+        if (strcmp(qformat, "gptq") == 0)
+            p.qformat = LMP_QFMT_GPTQ_V1;
+        else if (strcmp(qformat, "gptq_v2") == 0)
+            p.qformat = LMP_QFMT_GPTQ_V2;
+        else
+            return bad("--qformat must be gptq or gptq_v2");
+    }
+    if (samples != -1) {
+        if (samples < 1 || samples > 1 << 20)
+            return bad("--calib-samples must be positive");
+        p.calib.n_samples = (int)samples;
+    }
+    if (seqlen != -1) {
+        if (seqlen < 2 || seqlen > 1 << 20)
+            return bad("--calib-seqlen must be at least 2");
+        p.calib.seq_len = (int)seqlen;
+    }
+    if (seed != -1) {
+        if (seed < 0)
+            return bad("--seed must be non-negative");
+        p.calib.seed = (uint64_t)seed;
+    }
+    if (coff != -1) {
+        if (coff < 0)
+            return bad("--calib-offset must be non-negative");
+        p.calib_offset = (size_t)coff;
+    }
+    if (cbytes != -1) {
+        if (cbytes < 1)
+            return bad("--calib-bytes must be positive");
+        p.calib_bytes = (size_t)cbytes;
+    }
+    if (threads < 0)
+        return bad("--threads must be positive");
+    if (!calib && (p.structured || s->method != LMP_PRUNE_MAGNITUDE))
+        return bad("this method needs calibration text: --calib FILE (plain or .gz)");
+    lmp_set_num_threads((int)threads);
+    p.calib_path = calib;
+    p.force = force;
+    p.prune.on_layer_done = json ? NULL : print_layer;
+
+    lmp_prune_model_result r;
+    int e = lmp_prune_model(pos[0], out, &p, &r);
+    if (e) {
+        lmp_prune_model_result_free(&r);
+        return cli_fail("prune", e);
+    }
+    char b1[32], b2[32];
+    if (p.structured) {
+        const lmp_struct_plan *pl = &r.plan;
+        double shrink = 1.0 - (double)pl->params_out / (double)pl->params_in;
+        if (json) {
+            printf("{\"input\": ");
+            cli_json_str(pos[0]);
+            printf(", \"output\": ");
+            cli_json_str(out);
+            printf(", \"structured\": \"%s\", \"ratio\": %.6g, \"format\": \"%s\", \"params_in\": %lld, "
+                   "\"params_out\": %lld, \"params_written\": %llu, \"shrink\": %.6f, \"layers\": %d, \"heads\": %d, "
+                   "\"kv_heads\": %d, \"head_dim\": %d, \"intermediate_size\": %d, \"out_bytes\": %llu, "
+                   "\"seconds\": %.4f, \"peak_rss\": %llu, \"keep_layers\": [",
+                   lmp_struct_kind_name(pl->kind), pl->ratio, r.format, (long long)pl->params_in,
+                   (long long)pl->params_out, (unsigned long long)r.write.params, shrink, pl->out.n_layers,
+                   pl->out.n_heads, pl->out.n_kv_heads, pl->out.head_dim, pl->out.intermediate_size,
+                   (unsigned long long)r.out_bytes, r.seconds, (unsigned long long)r.peak_rss);
+            for (int i = 0; i < pl->out.n_layers; i++)
+                printf("%s%d", i ? ", " : "", pl->keep_layers[i]);
+            printf("]}\n");
+        } else {
+            printf("wrote %s: %s pruned by %.3g: %d layers, %d heads / %d KV heads (head_dim %d), FFN %d; "
+                   "%lld -> %lld parameters (%.1f%% fewer), %s\n",
+                   out, lmp_struct_kind_name(pl->kind), pl->ratio, pl->out.n_layers, pl->out.n_heads,
+                   pl->out.n_kv_heads, pl->out.head_dim, pl->out.intermediate_size, (long long)pl->params_in,
+                   (long long)pl->params_out, 100 * shrink, cli_bytes((double)r.out_bytes, b1, sizeof b1));
+            if (pl->kind == LMP_STRUCT_LAYERS) {
+                printf("kept layers:");
+                for (int i = 0; i < pl->out.n_layers; i++)
+                    printf(" %d", pl->keep_layers[i]);
+                printf("\nblock influence:");
+                for (int i = 0; i < pl->in.n_layers; i++)
+                    printf(" %.4f", pl->score[i]);
+                printf("\n");
+            }
+            printf("%.2fs, peak RSS %s\n", r.seconds, cli_bytes((double)r.peak_rss, b2, sizeof b2));
+        }
+    } else {
+        const lmp_prune_result *pr2 = &r.prune;
+        int n_lin = pr2->n_layers * LMP_LIN_COUNT;
+        double worst = -1;
+        const char *wn = "";
+        for (int i = 0; i < n_lin; i++)
+            if (pr2->lin[i].err > worst) {
+                worst = pr2->lin[i].err;
+                wn = pr2->lin[i].name;
+            }
+        if (json) {
+            printf("{\"input\": ");
+            cli_json_str(pos[0]);
+            printf(", \"output\": ");
+            cli_json_str(out);
+            printf(", \"method\": \"%s\", \"sparsity\": %.6g, \"pattern\": \"", lmp_prune_method_name(s->method),
+                   s->m ? 0.0 : s->sparsity);
+            if (s->m)
+                printf("%d:%d", s->n, s->m);
+            printf("\", \"format\": \"%s\", \"then_quantize\": %d, \"calib_samples\": %d, \"calib_seqlen\": %d, "
+                   "\"calib_text_tokens\": %lld, \"linear_params\": %llu, \"zeros\": %llu, \"linear_sparsity\": %.6f, "
+                   "\"params\": %llu, \"bytes\": %llu, \"out_bytes\": %llu, \"seconds\": %.4f, \"peak_rss\": %llu, "
+                   "\"layers\": [",
+                   r.format, s->qbits, pr2->n_samples, pr2->seq_len, (long long)r.calib_text_tokens,
+                   (unsigned long long)pr2->params, (unsigned long long)pr2->zeros, pr2->sparsity,
+                   (unsigned long long)r.write.params, (unsigned long long)r.write.bytes,
+                   (unsigned long long)r.out_bytes, r.seconds, (unsigned long long)r.peak_rss);
+            for (int i = 0; i < n_lin; i++) {
+                const lmp_prune_linear_stats *st = &pr2->lin[i];
+                printf("%s{\"name\": ", i ? ", " : "");
+                cli_json_str(st->name);
+                printf(", \"rows\": %lld, \"cols\": %lld, \"zeros\": %lld, \"err\": %.6g, \"loss\": %.6g, "
+                       "\"seconds\": %.4f}",
+                       (long long)st->rows, (long long)st->cols, (long long)st->zeros, st->err, st->loss, st->seconds);
+            }
+            printf("]}\n");
+        } else {
+            if (verbose) {
+                printf("%-36s %-12s %10s %10s %12s %7s\n", "linear", "shape", "zeros", "err", "loss", "secs");
+                for (int i = 0; i < n_lin; i++) {
+                    const lmp_prune_linear_stats *st = &pr2->lin[i];
+                    char shape[32];
+                    snprintf(shape, sizeof shape, "%lldx%lld", (long long)st->rows, (long long)st->cols);
+                    printf("%-36s %-12s %10lld %10.6f %12.5g %7.3f\n", st->name, shape, (long long)st->zeros, st->err,
+                           st->loss, st->seconds);
+                }
+            }
+            char pat[32];
+            if (s->m)
+                snprintf(pat, sizeof pat, "%d:%d", s->n, s->m);
+            else
+                snprintf(pat, sizeof pat, "%.4g unstructured", s->sparsity);
+            printf("wrote %s (%s): %s %s, %llu of %llu linear weights zero (%.2f%%), %s on disk\n", out, r.format,
+                   lmp_prune_method_name(s->method), pat, (unsigned long long)pr2->zeros,
+                   (unsigned long long)pr2->params, 100 * pr2->sparsity, cli_bytes((double)r.out_bytes, b1, sizeof b1));
+            if (pr2->n_samples)
+                printf("calibration: %d x %d tokens; worst relative output error %.5f (%s)\n", pr2->n_samples,
+                       pr2->seq_len, worst, wn);
+            printf("%.2fs, peak RSS %s\n", r.seconds, cli_bytes((double)r.peak_rss, b2, sizeof b2));
+        }
+    }
+    lmp_prune_model_result_free(&r);
+    return 0;
+}
