@@ -1,5 +1,7 @@
 #!/bin/sh
-# make demo [MODEL=path]: the main job end to end -- convert, compress, evaluate. Without
+# make demo [MODEL=path]: the main job end to end -- synth -> convert -> quantize (GGUF
+# mixes, RTN, GPTQ, AWQ) -> prune (Wanda 50%, 2:4) -> teacher logits -> compare report with
+# plots. Without
 # MODEL, lmpress generates its own default model (synth --preset tiny). Outputs go to
 # demo-out/. Evaluation text: WikiText-2 from ../shared/fixtures when present, else the
 # generated model's corpus.txt.
@@ -30,12 +32,22 @@ for t in q8_0 q4_k_m q4_0; do
     step "lmpress quantize $MODEL -o $OUT/model-$t.gguf --type $t"
     "$L" quantize "$MODEL" -o "$OUT/model-$t.gguf" --type "$t" --force 2>&1 | tail -n 3
 done
+CAL="--calib $TEXT --calib-samples 8 --calib-seqlen 128"
+for m in rtn gptq awq; do
+    step "lmpress quantize $MODEL -o $OUT/model-$m-4bit --method $m --bits 4 --group-size 128 (calibrated)"
+    fmt=gptq; [ $m = awq ] && fmt=awq
+    "$L" quantize "$MODEL" -o "$OUT/model-$m-4bit" --method $m --bits 4 --group-size 128 --format $fmt $CAL --force 2>&1 | tail -n 2
+done
+step "lmpress prune $MODEL --method wanda --sparsity 0.5 / --pattern 2:4 (compressed-tensors bitmask)"
+"$L" prune "$MODEL" -o "$OUT/model-wanda50" --method wanda --sparsity 0.5 --format compressed-tensors $CAL --force 2>&1 | tail -n 1
+"$L" prune "$MODEL" -o "$OUT/model-wanda-2of4" --method wanda --pattern 2:4 --format compressed-tensors $CAL --force 2>&1 | tail -n 1
 step "lmpress distill export $MODEL (teacher top-64 log-probs, 16 x 128 tokens)"
 VOCAB=$("$L" inspect "$MODEL" --json --no-tensors | sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p')
 FULL=""; [ "${VOCAB:-999999}" -le 32000 ] && FULL=--full  # exact KLD for small vocabularies
 "$L" distill export "$MODEL" -f "$TEXT" -o "$OUT/teacher.h5" --ctx 128 --chunks 16 --top-k 64 $FULL --force
 step "lmpress compare: perplexity, KLD against the original, size, bits per weight"
 "$L" compare "$MODEL" "$OUT/model-f16.gguf" "$OUT/model-q8_0.gguf" "$OUT/model-q4_k_m.gguf" "$OUT/model-q4_0.gguf" \
+    "$OUT/model-rtn-4bit" "$OUT/model-gptq-4bit" "$OUT/model-awq-4bit" "$OUT/model-wanda50" "$OUT/model-wanda-2of4" \
     -f "$TEXT" -o "$OUT/report" --protocol llamacpp --ctx 128 --chunks 8 --force
 cat "$OUT/report/report.md"
 step "lmpress eval $OUT/model-q4_0.gguf --base $OUT/teacher.h5"

@@ -4,6 +4,7 @@
  * lmp_distill_compare call; the work is in lib/distill/report.c.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "lib/distill/distill.h"
 
 #include <stdio.h>
@@ -58,6 +59,7 @@ int cmd_compare(int argc, char **argv)
     if (rc)
         return cli_fail("compare", rc);
     lmp_compare_params p = lmp_compare_default_params();
+    p.load = lmp_model_load_any; /* HF, GGUF, GPTQ/AWQ/compressed-tensors and sparse folders */
     p.protocol = (lmp_ppl_protocol)pr;
     p.ctx = (int)ctx;
     p.chunks = (int)chunks;

@@ -4,6 +4,7 @@
  * layout is docs/formats/logits.md; the work is in lib/distill.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "lib/distill/distill.h"
 
 #include <inttypes.h>
@@ -106,7 +107,7 @@ static int distill_export(int argc, char **argv)
     int rc = lmp_read_file(file, &text, &len);
     if (rc)
         return cli_fail("distill export", rc);
-    if ((rc = lmp_model_load(&m, pos[0]))) {
+    if ((rc = lmp_model_load_any(&m, pos[0]))) {
         free(text);
         return cli_fail("distill export", rc);
     }

@@ -3,6 +3,7 @@
  * `lmpress distill export`, with llama.cpp's statistics. One lmp_distill_eval call.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "lib/distill/distill.h"
 
 #include <stdio.h>
@@ -51,7 +52,7 @@ int cmd_eval(int argc, char **argv)
     }
     lmp_set_num_threads((int)threads);
     lmp_model *m = NULL;
-    int rc = lmp_model_load(&m, pos[0]);
+    int rc = lmp_model_load_any(&m, pos[0]);
     if (rc)
         return cli_fail("eval", rc);
     lmp_kld_params p = lmp_kld_default_params();

@@ -162,6 +162,10 @@ typedef struct {
     int top_k;                 /* KLD base: 0 = full log-probs in f32 (exact) */
     bool keep_logits;          /* keep REPORT_DIR/base-logits.h5 */
     bool force;                /* replace an existing REPORT_DIR */
+    /* Model loader (NULL = lmp_model_load). tools/ passes formats/'s lmp_model_load_any so
+     * that GPTQ / AWQ / compressed-tensors / sparse folders can be compared too (lib/ must
+     * not depend on formats/). */
+    int (*load)(lmp_model **out, const char *path);
 } lmp_compare_params;
 
 lmp_compare_params lmp_compare_default_params(void);

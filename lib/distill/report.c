@@ -181,17 +181,19 @@ static uint64_t file_size(const char *path)
     return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
-/* Bytes of the weights on disk: the file, or an HF folder's *.safetensors. */
-static uint64_t weights_size(const lmp_ckpt *c)
+/* Bytes of the weights on disk as the user gave them: the file, or a folder's
+ * *.safetensors (a quantized or sparse folder may be loaded through a temporary copy, so
+ * the path given is measured, not the checkpoint the engine opened). */
+static uint64_t weights_size(const char *path)
 {
-    if (c->kind != LMP_CKPT_HF || !c->dir)
-        return file_size(c->path);
+    if (!lmp_path_is_dir(path))
+        return file_size(path);
     uint64_t s = 0;
-    DIR *d = opendir(c->dir);
+    DIR *d = opendir(path);
     struct dirent *de;
     while (d && (de = readdir(d)))
         if (lmp_str_endswith(de->d_name, ".safetensors")) {
-            char *p = lmp_path_join(c->dir, de->d_name);
+            char *p = lmp_path_join(path, de->d_name);
             s += file_size(p);
             free(p);
         }
@@ -213,9 +215,13 @@ static void row_basics(lmp_compare_row *r, const char *path, const lmp_model *m)
         if (r->path[i] == '/')
             b = r->path + i;
     snprintf(r->name, sizeof r->name, "%s", b ? b + 1 : r->path);
-    r->size_bytes = weights_size(c);
-    for (int i = 0; i < c->n_tensors; i++)
-        r->n_params += lmp_tensor_nelem(&c->tensors[i]);
+    r->size_bytes = weights_size(r->path);
+    /* parameters of the model the config describes (packed quantized tensors and sparse
+     * encodings would miscount); tied embeddings counted once */
+    r->n_params = lmp_config_n_params(lmp_model_config(m));
+    if (r->n_params <= 0)
+        for (int i = 0; i < c->n_tensors; i++)
+            r->n_params += lmp_tensor_nelem(&c->tensors[i]);
     r->bpw = r->n_params ? 8.0 * (double)r->size_bytes / (double)r->n_params : 0;
 }
 
@@ -372,7 +378,7 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         const char *path = i == 0 ? base : variants[i - 1];
         lmp_compare_row *r = &rows[i];
         lmp_ppl_result pr;
-        if ((rc = lmp_model_load(&m, path)))
+        if ((rc = (p->load ? p->load : lmp_model_load)(&m, path)))
             goto fail;
         row_basics(r, path, m);
         lmp_info("[%d/%d] %s: perplexity (%s)", i + 1, n, r->name, lmp_ppl_protocol_name(p->protocol));

@@ -33,8 +33,9 @@
  * k-quants) keep f32 activations and f32 panels (dequantized once per KC x nr panel and
  * shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
- * dotq4) that shares the horizontal sums; matrices under LMP_K_PAR_MIN_BYTES run on
- * the calling thread (no fork/join). Batched path: the next weight panel is prefetched
+ * dotq4) that shares the horizontal sums, handed out in dynamic chunks; matrices under
+ * LMP_K_PAR_MIN_BYTES (env LMP_GEMM_PAR_MIN) run on the calling thread (no fork/join).
+ * Batched path: the next weight panel is prefetched
  * into L2 while the current one is multiplied (the weights come from DRAM once per
  * call; without it the panel decode was ~10% of a pp512 profile).
  *
