@@ -431,17 +431,8 @@ static int write_config_json(const lmp_ckpt *c, const char *dir, int dtype)
             snprintf(cf.torch_dtype, sizeof cf.torch_dtype, "%s", td);
         rc = lmp_config_to_json(&cf, &txt);
     }
-    if (rc == 0) {
-        lmp_outfile o;
-        if ((rc = lmp_outfile_open(&o, path, true)) == 0) {
-            rc = lmp_outfile_write(&o, txt, strlen(txt));
-            rc = rc ? rc : lmp_outfile_write(&o, "\n", 1);
-            if (rc == 0)
-                rc = lmp_outfile_commit(&o);
-            else
-                lmp_outfile_abort(&o);
-        }
-    }
+    if (rc == 0)
+        rc = lmp_write_text(path, txt);
     free(txt);
     free(src);
     free(orig);

@@ -394,15 +394,7 @@ static int write_json_file(const char *dir, const char *name, cJSON *j)
     if (!txt || !path) {
         rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
     } else {
-        lmp_outfile o;
-        if ((rc = lmp_outfile_open(&o, path, true)) == 0) {
-            rc = lmp_outfile_write(&o, txt, strlen(txt));
-            rc = rc ? rc : lmp_outfile_write(&o, "\n", 1);
-            if (rc == 0)
-                rc = lmp_outfile_commit(&o);
-            else
-                lmp_outfile_abort(&o);
-        }
+        rc = lmp_write_text(path, txt);
     }
     free(txt);
     free(path);

@@ -202,6 +202,8 @@ int lmp_dir_begin(const char *dir, bool force, char **tmp);
 int lmp_dir_commit(const char *tmp, const char *dir);
 int lmp_dir_remove(const char *path); /* recursive; no error when absent */
 int lmp_copy_file(const char *src, const char *dst); /* atomic, replaces dst */
+/* Writes text followed by a newline to path, atomically, replacing an existing file. */
+int lmp_write_text(const char *path, const char *text);
 
 /* ---------------------------------------------------------------- threads/progress */
 

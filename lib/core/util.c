@@ -448,6 +448,21 @@ int lmp_dir_commit(const char *tmp, const char *dir)
     return LMP_OK;
 }
 
+int lmp_write_text(const char *path, const char *text)
+{
+    lmp_outfile o;
+    int rc = lmp_outfile_open(&o, path, true);
+    if (rc)
+        return rc;
+    rc = lmp_outfile_write(&o, text, strlen(text));
+    if (rc == 0)
+        rc = lmp_outfile_write(&o, "\n", 1);
+    if (rc == 0)
+        return lmp_outfile_commit(&o);
+    lmp_outfile_abort(&o);
+    return rc;
+}
+
 int lmp_copy_file(const char *src, const char *dst)
 {
     char *buf;

@@ -409,17 +409,7 @@ static char *tokenizer_json(const bpe_vocab *v, int bos, int eos)
 static int write_text(const char *dir, const char *name, const char *text)
 {
     char *path = lmp_path_join(dir, name);
-    lmp_outfile o;
-    int rc = lmp_outfile_open(&o, path, true);
-    if (rc == 0) {
-        rc = lmp_outfile_write(&o, text, strlen(text));
-        if (rc == 0)
-            rc = lmp_outfile_write(&o, "\n", 1);
-        if (rc == 0)
-            rc = lmp_outfile_commit(&o);
-        else
-            lmp_outfile_abort(&o);
-    }
+    int rc = path ? lmp_write_text(path, text) : lmp_err(LMP_ENOMEM, "synth: out of memory");
     free(path);
     return rc;
 }
