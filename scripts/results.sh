@@ -24,7 +24,12 @@ row() { # label, path
     p1=$(ppl "$2" -f "$FIX/text/wikitext2-test.gptq-join.txt" --protocol windows --ctx 256 --max-bytes 20000 --strip-cr --chunks "$CH")
     p2=$(ppl "$2" -f "$FIX/text/wiki.test.raw" --protocol llamacpp --ctx 256 --chunks "$CH")
     if [ -d "$2" ]; then bytes=$(cat "$2"/*.safetensors | wc -c); else bytes=$(wc -c < "$2"); fi
-    bpw=$("$L" inspect "$2" --json --no-tensors | sed -n 's/.*"bits_per_weight": *\([0-9.]*\).*/\1/p')
+    # bits per weight against the original's parameter count (packed tensors of quantized
+    # folders would miscount parameters)
+    if [ -z "${params:-}" ]; then
+        params=$("$L" inspect "$2" --json --no-tensors | sed -n 's/.*"parameters": *\([0-9]*\).*/\1/p')
+    fi
+    bpw=$(awk -v b="$bytes" -v p="$params" 'BEGIN { printf "%.3f", 8 * b / p }')
     [ -z "${base1:-}" ] && { base1=$p1; base2=$p2; }
     awk -v l="$1" -v b="$bytes" -v w="$bpw" -v p1="$p1" -v p2="$p2" -v b1="$base1" -v b2="$base2" 'BEGIN {
         printf "| %s | %.2f | %.2f MiB | %.4f | %+.2f%% | %.4f | %+.2f%% |\n", l, w, b / 1048576, p1, 100 * (p1 / b1 - 1), p2, 100 * (p2 / b2 - 1) }'
