@@ -3,7 +3,7 @@
  * unstructured mask) and 2:4 (two values and two 2-bit positions per group of four
  * inputs). Written to be measured against the engine's dense lmp_gemm on the same
  * matrices (tests/bench/bench_prune.sh); the engine does not call them (see
- * docs/results-pruning.md for the numbers and why). Plain C with `omp simd` inner loops,
+ * docs/results.md (Pruning) for the numbers and why). Plain C with `omp simd` inner loops,
  * compiled for AVX-512, AVX2+FMA and baseline x86-64 (function multiversioning picks one
  * at load time). Deterministic: each output element is one fixed-order sum.
  */
