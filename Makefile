@@ -11,7 +11,7 @@ H5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include
 H5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lcjson -lpcre2-8 -llapacke -lopenblas $(H5_LIBS) -lz -lm -lpthread
+LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) -lz -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c))

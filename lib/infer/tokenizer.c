@@ -13,6 +13,8 @@
  */
 #include "tokenizer_internal.h"
 
+#include <utf8proc.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -752,16 +754,32 @@ static int normalize_piece(tk_ctx *c, tk_piece *p)
             if (replace_matches(c, p, nm->content, nm->content_len))
                 return c->err;
             break;
-        case TK_N_NFC: {
-            /* Text made only of code points below U+0300 is NFC already (no combining
-             * marks, no decomposable characters there); beyond that we would need the
-             * Unicode composition tables, which we do not carry: refuse, never guess. */
+        case TK_N_NFC:
+        case TK_N_NFKC: {
+            /* Unicode normalization through utf8proc (Unicode composition tables). Text
+             * made only of code points below U+00A0 is unchanged by NFC and NFKC. */
             const unsigned char *s = (const unsigned char *)c->buf + p->off;
-            for (size_t i = 0; i < p->len; i++)
-                if (s[i] >= 0xCC)
-                    return c->err = lmp_err(LMP_EUNSUPPORTED,
-                                            "%s: the NFC normalizer is only supported on text below "
-                                            "U+0300 (this text has a character beyond)", t->name);
+            size_t i = 0;
+            while (i < p->len && s[i] < 0xC2)
+                i++;
+            if (i == p->len)
+                break;
+            utf8proc_uint8_t *out = NULL;
+            int opts = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (nm->type == TK_N_NFKC ? UTF8PROC_COMPAT : 0);
+            utf8proc_ssize_t n = utf8proc_map(s, (utf8proc_ssize_t)p->len, &out, (utf8proc_option_t)opts);
+            if (n < 0)
+                return c->err = lmp_err(LMP_EFORMAT, "%s: Unicode normalization failed: %s", t->name,
+                                        utf8proc_errmsg(n));
+            size_t off;
+            if (buf_reserve(c, (size_t)n, &off)) {
+                free(out);
+                return c->err;
+            }
+            memcpy(c->buf + off, out, (size_t)n);
+            free(out);
+            c->blen += (size_t)n;
+            p->off = off;
+            p->len = (size_t)n;
             break;
         }
         }

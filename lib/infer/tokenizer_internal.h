@@ -40,7 +40,7 @@ typedef struct {
     uint32_t mask;
 } tk_pairmap;
 
-enum { TK_N_PREPEND, TK_N_REPLACE, TK_N_NFC };
+enum { TK_N_PREPEND, TK_N_REPLACE, TK_N_NFC, TK_N_NFKC };
 typedef struct {
     int type;
     char *pat;        /* Replace: literal pattern (when re is NULL); Prepend: the prefix */

@@ -152,15 +152,15 @@ static int parse_normalizer(lmp_tokenizer *t, const cJSON *o)
             return rc;
         return 0;
     }
-    if (!strcmp(ty, "NFC")) {
+    if (!strcmp(ty, "NFC") || !strcmp(ty, "NFKC")) {
         tk_norm *n = tk_add_norm(t);
         if (!n)
             return LMP_ENOMEM;
-        n->type = TK_N_NFC;
+        n->type = ty[2] == 'K' ? TK_N_NFKC : TK_N_NFC;
         return 0;
     }
     return lmp_err(LMP_EUNSUPPORTED, "%s: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                                     "Replace, NFC)", t->name, ty);
+                                     "Replace, NFC, NFKC)", t->name, ty);
 }
 
 static int parse_pretok(lmp_tokenizer *t, const cJSON *o)

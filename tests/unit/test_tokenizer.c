@@ -567,6 +567,63 @@ static void test_metaspace(void)
     free(wiki);
 }
 
+/* NFC / NFKC normalizers (utf8proc): composed and decomposed spellings give the same ids
+ * (facts: U+0065 U+0301 composes to U+00E9; U+FB01 is compatibility-equivalent to "fi"). */
+static void test_normalizers(void)
+{
+    const char *p = fixture("hf-meta/smollm-135m-seqcls-ft/tokenizer.json");
+    if (!p) {
+        SKIP("smollm tokenizer.json absent: NFC/NFKC");
+        return;
+    }
+    size_t jl;
+    char *j = slurp(p, &jl), *a = strstr(j, "\"normalizer\": null,");
+    CHECK(a != NULL, "smollm tokenizer.json has a null normalizer");
+    if (!a) {
+        free(j);
+        return;
+    }
+    static const char *const kinds[] = {"NFC", "NFKC"};
+    lmp_tokenizer *plain = NULL, *norm[2] = {NULL, NULL};
+    CHECK(lmp_tokenizer_from_json(&plain, j, jl, "smollm") == 0, "plain: %s", lmp_errmsg());
+    for (int k = 0; k < 2; k++) {
+        char repl[64];
+        snprintf(repl, sizeof repl, "\"normalizer\": {\"type\": \"%s\"},", kinds[k]);
+        size_t head = (size_t)(a - j), cut = strlen("\"normalizer\": null,"), rl = strlen(repl);
+        char *m = malloc(jl + rl + 1);
+        memcpy(m, j, head);
+        memcpy(m + head, repl, rl);
+        memcpy(m + head + rl, a + cut, jl - head - cut);
+        CHECK(lmp_tokenizer_from_json(&norm[k], m, jl - cut + rl, kinds[k]) == 0, "%s: %s", kinds[k], lmp_errmsg());
+        free(m);
+    }
+    const char *composed = "caf\xc3\xa9 fine", *decomposed = "cafe\xcc\x81 fine", *ligature = "caf\xc3\xa9 \xef\xac\x81ne";
+    if (plain && norm[0] && norm[1]) {
+        int32_t *x, *y;
+        size_t nx, ny;
+        lmp_tokenizer_encode(plain, composed, strlen(composed), false, &x, &nx);
+        lmp_tokenizer_encode(plain, decomposed, strlen(decomposed), false, &y, &ny);
+        CHECK(nx != ny || memcmp(x, y, nx * 4) != 0, "without a normalizer the two spellings differ");
+        free(x);
+        free(y);
+        for (int k = 0; k < 2; k++) {
+            lmp_tokenizer_encode(norm[k], composed, strlen(composed), false, &x, &nx);
+            lmp_tokenizer_encode(norm[k], decomposed, strlen(decomposed), false, &y, &ny);
+            CHECK(nx == ny && memcmp(x, y, nx * 4) == 0, "%s: composed and decomposed spellings agree", kinds[k]);
+            free(y);
+            lmp_tokenizer_encode(norm[k], ligature, strlen(ligature), false, &y, &ny);
+            bool same = nx == ny && memcmp(x, y, nx * 4) == 0;
+            CHECK(k == 1 ? same : !same, "%s: U+FB01 %s \"fi\"", kinds[k], k ? "becomes" : "stays apart from");
+            free(x);
+            free(y);
+        }
+    }
+    lmp_tokenizer_free(plain);
+    lmp_tokenizer_free(norm[0]);
+    lmp_tokenizer_free(norm[1]);
+    free(j);
+}
+
 static void test_gguf_pre_unknown(void)
 {
     const char *p = fixture("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
@@ -635,6 +692,7 @@ int main(void)
     TIMED(test_invalid_utf8);
     TIMED(test_synth_and_bad);
     TIMED(test_metaspace);
+    TIMED(test_normalizers);
     TIMED(test_gguf_pre_unknown);
     TIMED(test_misc);
     fprintf(stderr, "test_tokenizer: %.2f s\n", lmp_time_s() - t0);
