@@ -11,9 +11,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,11 +54,11 @@ typedef struct {
 static bool is_matrix(const lmp_tensor *t) { return t->ndim >= 2; }
 
 /* Converts rows [r0, r0+nr) of `it` into dst (out dtype), through f32 when the types
- * differ; rows in parallel, each thread with its own f32 row of `tmp` (maxcols floats per
- * thread). Counts values that overflow f16. The output does not depend on the thread
- * count. */
-static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, float *tmp, int64_t maxcols,
-                        uint64_t *overflow)
+ * differ, using the f32 row `tmp` (maxcols floats). Counts values that overflow f16.
+ * Single-threaded on purpose: conversion is bound by page faults and memory bandwidth, and
+ * a second thread measured slower (2.2 GB bf16 -> f16: 2.3 s on one thread, 4.2-5.7 s on
+ * two, docs/benchmarks.md). */
+static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, float *tmp, uint64_t *overflow)
 {
     const lmp_tensor *t = it->src;
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
@@ -72,7 +69,6 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
         return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
     bool check16 = it->out_dtype == LMP_DT_F16;
     uint64_t over = 0;
-#pragma omp parallel for schedule(static) reduction(+ : over) if (nr * cols > 65536)
     for (int64_t r = 0; r < nr; r++) {
         int64_t src_row = r0 + r;
         if (it->perm_heads > 0)
@@ -83,11 +79,7 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
             memcpy(d, s, in_row);
             continue;
         }
-        int th = 0;
-#ifdef _OPENMP
-        th = omp_get_thread_num();
-#endif
-        float *x = tmp + (size_t)th * (size_t)maxcols;
+        float *x = tmp;
         ti->to_f32(s, x, cols);
         if (check16)
             for (int64_t j = 0; j < cols; j++)
@@ -113,7 +105,7 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
         if (items[i].src && items[i].src->ndim)
             maxcols = items[i].src->shape[items[i].src->ndim - 1] > maxcols ? items[i].src->shape[items[i].src->ndim - 1]
                                                                             : maxcols;
-    tmp = malloc(sizeof(float) * (size_t)maxcols * (size_t)lmp_num_threads());
+    tmp = malloc(sizeof(float) * (size_t)maxcols);
     if (!buf || !tmp) {
         rc = lmp_err(LMP_ENOMEM, "convert: out of memory");
         goto done;
@@ -148,7 +140,7 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
             if (r + nr < rows) /* read the next chunk while this one is converted and written */
                 lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r + nr) * in_row,
                                   (size_t)(rows - r - nr < per ? rows - r - nr : per) * in_row);
-            rc = convert_rows(it, r, nr, buf, tmp, maxcols, &res->f16_overflow);
+            rc = convert_rows(it, r, nr, buf, tmp, &res->f16_overflow);
             if (rc == 0)
                 rc = wr(ctx, buf, (size_t)nr * out_row);
             if (!it->perm_heads) { /* rows consumed in order: drop their pages */
