@@ -146,13 +146,62 @@ int lmp_svg_scatter(const char *path, const char *title, const char *xlabel, con
                xml_esc(xlabel, e1, sizeof e1));
     svg_printf(&w, "<text x=\"20\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 20 %.1f)\">%s</text>\n",
                (T + H - B) / 2, (T + H - B) / 2, xml_esc(ylabel, e1, sizeof e1));
-    /* points and labels */
+    /* points, then labels placed greedily where they overlap no earlier label or point
+     * (estimated 6.2 px per character at font-size 11), with a leader line when a label
+     * had to move away from its point */
+    enum { MAXL = 256 };
+    double bx0[MAXL + MAXL], by0[MAXL + MAXL], bx1[MAXL + MAXL], by1[MAXL + MAXL];
+    int nb = 0;
     for (int i = 0; i < n; i++) {
         if (!isfinite(x[i]) || !isfinite(y[i]))
             continue;
-        svg_printf(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#1f77b4\" stroke=\"black\"/>\n"
-                       "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%s</text>\n",
-                   PX(x[i]), PY(y[i]), PX(x[i]) + 8, PY(y[i]) - 8 - 12 * (i % 2),
+        svg_printf(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#1f77b4\" stroke=\"black\"/>\n", PX(x[i]),
+                   PY(y[i]));
+        if (nb < MAXL) {
+            bx0[nb] = PX(x[i]) - 5;
+            bx1[nb] = PX(x[i]) + 5;
+            by0[nb] = PY(y[i]) - 5;
+            by1[nb] = PY(y[i]) + 5;
+            nb++;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            continue;
+        double px = PX(x[i]), py = PY(y[i]), tw = 6.2 * (double)strlen(labels[i]), th = 12;
+        double best_x = px + 8, best_y = py - 8, best_cost = INFINITY;
+        for (int k = 0; k < 24 && best_cost > 0; k++) {
+            int ring = k / 4, side = k % 4;
+            double dy = (side & 1 ? 16 + 14 * ring : -8 - 14 * ring);
+            double lx = side & 2 ? px - 8 - tw : px + 8, ly = py + dy; /* ly = text baseline */
+            double x0 = lx, x1 = lx + tw, y0 = ly - th + 2, y1 = ly + 2, cost = 0;
+            if (x0 < 2 || x1 > W - 2 || y0 < T || y1 > H - B)
+                cost += 1e6;
+            for (int b = 0; b < nb; b++) {
+                double ox = fmin(x1, bx1[b]) - fmax(x0, bx0[b]), oy = fmin(y1, by1[b]) - fmax(y0, by0[b]);
+                if (ox > 0 && oy > 0)
+                    cost += ox * oy;
+            }
+            cost += k * 1e-3; /* prefer the nearest position among equals */
+            if (cost < best_cost - 1e-9 || k == 0) {
+                best_cost = cost;
+                best_x = lx;
+                best_y = ly;
+            }
+            if (cost < 1)
+                break;
+        }
+        if (nb < MAXL + MAXL) {
+            bx0[nb] = best_x;
+            bx1[nb] = best_x + tw;
+            by0[nb] = best_y - th + 2;
+            by1[nb] = best_y + 2;
+            nb++;
+        }
+        if (fabs(best_y - (py - 8)) > 20)
+            svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\" stroke-width=\"0.7\"/>\n",
+                       px, py, best_x < px ? best_x + tw : best_x, best_y - 4);
+        svg_printf(&w, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">%s</text>\n", best_x, best_y,
                    xml_esc(labels[i], e1, sizeof e1));
     }
 #undef PX

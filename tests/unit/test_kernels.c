@@ -88,7 +88,7 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
         t->from_f32(Wf + n * K, Wq + n * rb, K);
         t->to_f32(Wq + n * rb, Wd + n * K, K);
     }
-    lmp_wmat W = {dt, N, K, Wq, rb};
+    lmp_wmat W = {dt, N, K, Wq, rb, NULL};
     const float *b = with_bias ? bias : NULL;
 
     lmp_set_num_threads(1);
@@ -192,7 +192,7 @@ static void test_gemm(const lmp_isa *isas, int nisa)
     /* unsupported weights: Y = bias (and a warning), never a crash */
     int32_t wi[6] = {1, 2, 3, 4, 5, 6};
     float x[3] = {1, 1, 1}, bias[2] = {0.5f, -0.5f}, y[2] = {NAN, NAN};
-    lmp_wmat W = {LMP_DT_I32, 2, 3, wi, 12};
+    lmp_wmat W = {LMP_DT_I32, 2, 3, wi, 12, NULL};
     int lvl = lmp_log_level;
     lmp_log_level = LMP_LOG_ERROR;
     lmp_gemm(y, x, &W, bias, 1);
