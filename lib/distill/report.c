@@ -263,7 +263,7 @@ static void row_basics(lmp_compare_row *r, const char *path, const lmp_model *m)
     for (size_t i = 0; i < n; i++)
         if (r->path[i] == '/')
             b = r->path + i;
-    snprintf(r->name, sizeof r->name, "%s", b ? b + 1 : r->path);
+    snprintf(r->name, sizeof r->name, "%.127s", b ? b + 1 : r->path);
     r->size_bytes = weights_size(r->path);
     /* parameters of the model the config describes (packed quantized tensors and sparse
      * encodings would miscount); tied embeddings counted once */

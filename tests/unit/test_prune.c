@@ -298,7 +298,7 @@ static void test_layer_errors(lmp_model *m, const lmp_calib_data *cal)
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
             const int64_t R = wm->rows, C = wm->cols;
-            float *W0 = malloc((size_t)(R * C) * sizeof(float)), *W = malloc((size_t)(R * C) * sizeof(float));
+            float *W0 = malloc((size_t)(R * C) * sizeof(float)), *W = NULL; /* allocated by lmp_tensor_to_f32 */
             lmp_tensor_to_f32(&(lmp_tensor){.dtype = wm->dtype, .ndim = 2, .shape = {R, C}, .data = (void *)wm->data,
                                             .nbytes = wm->row_bytes * R},
                               &W);
