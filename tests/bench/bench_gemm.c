@@ -153,7 +153,7 @@ int main(int argc, char **argv)
                 memcpy(p, w0, bytes);
                 copies[c] = p;
             }
-            lmp_wmat W = {dt, N, K, w0, rb};
+            lmp_wmat W = {dt, N, K, w0, rb, NULL};
             for (int ti = 0; ti < nthreads; ti++) {
                 lmp_set_num_threads(threads[ti]);
                 openblas_set_num_threads(threads[ti]);

@@ -470,7 +470,7 @@ static void test_gutenberg(void)
             for (int w = 0; w < LMP_LIN_COUNT; w++) {
                 const lmp_wmat *W = lmp_model_linear(m, l, w);
                 lmp_wmat Q = {LMP_DT_Q8_0, W->rows, W->cols, NULL,
-                              lmp_dtype_row_bytes(LMP_DT_Q8_0, W->cols)};
+                              lmp_dtype_row_bytes(LMP_DT_Q8_0, W->cols), NULL};
                 qbuf[l][w] = malloc(Q.row_bytes * (size_t)W->rows);
                 for (int64_t r = 0; r < W->rows; r++)
                     q8->from_f32((const float *)W->data + r * W->cols,
