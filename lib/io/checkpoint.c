@@ -42,53 +42,41 @@ static const char *suffix_of(const char *name, size_t *stem_len)
     return dot;
 }
 
-int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n)
+/* One mapping, both directions: to_gguf maps HF -> llama.cpp names, else the reverse. */
+static int map_name(const char *name, char *out, size_t n, bool to_gguf)
 {
     size_t sl;
-    const char *suf = suffix_of(hf, &sl);
+    const char *suf = suffix_of(name, &sl);
     if (!suf)
         return LMP_ENOTFOUND;
-    for (size_t i = 0; i < sizeof g_global / sizeof g_global[0]; i++)
-        if (strlen(g_global[i].hf) == sl && strncmp(hf, g_global[i].hf, sl) == 0) {
-            snprintf(out, n, "%s%s", g_global[i].gg, suf);
+    for (size_t i = 0; i < sizeof g_global / sizeof g_global[0]; i++) {
+        const char *from = to_gguf ? g_global[i].hf : g_global[i].gg;
+        if (strlen(from) == sl && strncmp(name, from, sl) == 0) {
+            snprintf(out, n, "%s%s", to_gguf ? g_global[i].gg : g_global[i].hf, suf);
             return LMP_OK;
         }
+    }
     int layer, used = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0)
+    if (sscanf(name, to_gguf ? "model.layers.%d.%n" : "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0)
         return LMP_ENOTFOUND;
-    const char *rest = hf + used;
+    const char *rest = name + used;
     size_t rl = sl - (size_t)used;
-    for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++)
-        if (strlen(g_layer[i].hf) == rl && strncmp(rest, g_layer[i].hf, rl) == 0) {
-            snprintf(out, n, "blk.%d.%s%s", layer, g_layer[i].gg, suf);
+    for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++) {
+        const char *from = to_gguf ? g_layer[i].hf : g_layer[i].gg;
+        if (strlen(from) == rl && strncmp(rest, from, rl) == 0) {
+            if (to_gguf)
+                snprintf(out, n, "blk.%d.%s%s", layer, g_layer[i].gg, suf);
+            else
+                snprintf(out, n, "model.layers.%d.%s%s", layer, g_layer[i].hf, suf);
             return LMP_OK;
         }
+    }
     return LMP_ENOTFOUND;
 }
 
-int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n)
-{
-    size_t sl;
-    const char *suf = suffix_of(gg, &sl);
-    if (!suf)
-        return LMP_ENOTFOUND;
-    for (size_t i = 0; i < sizeof g_global / sizeof g_global[0]; i++)
-        if (strlen(g_global[i].gg) == sl && strncmp(gg, g_global[i].gg, sl) == 0) {
-            snprintf(out, n, "%s%s", g_global[i].hf, suf);
-            return LMP_OK;
-        }
-    int layer, used = 0;
-    if (sscanf(gg, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0)
-        return LMP_ENOTFOUND;
-    const char *rest = gg + used;
-    size_t rl = sl - (size_t)used;
-    for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++)
-        if (strlen(g_layer[i].gg) == rl && strncmp(rest, g_layer[i].gg, rl) == 0) {
-            snprintf(out, n, "model.layers.%d.%s%s", layer, g_layer[i].hf, suf);
-            return LMP_OK;
-        }
-    return LMP_ENOTFOUND;
-}
+int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n) { return map_name(hf, out, n, true); }
+
+int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n) { return map_name(gg, out, n, false); }
 
 /* convert_hf_to_gguf's permute: HF row (h, t, i) with t in {0,1} the rotate-half, i <
  * head_dim/2 becomes ggml row (h, i, t). */
