@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GROUP_EPS 1e-15f /* ggml's GROUP_MAX_EPS: a sub-block below this is all zero */
@@ -29,8 +30,18 @@ static inline int imax(int a, int b) { return a > b ? a : b; }
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Round half to even, as ggml's nearest_int (magic-number addition) does for |x| < 2^22
- * (ggml asserts that range; here larger values are clamped to it). */
-static inline int nint(float x) { return (int)rintf(fminf(fmaxf(x, -4194303.f), 4194303.f)); }
+ * (ggml asserts that range; here larger values, and NaN, are clamped to it first: NaN ->
+ * -4194303, as fminf(fmaxf(NaN, lo), hi) gives). The same magic-number addition as ggml's:
+ * inline, where rintf is a libm call on baseline x86-64. */
+static inline int nint(float x)
+{
+    float c = x >= -4194303.f ? x : -4194303.f; /* NaN -> lo */
+    c = c <= 4194303.f ? c : 4194303.f;
+    float v = c + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
 
 /* ---------------------------------------------------------------- scale searches */
 
@@ -281,6 +292,230 @@ static float search_pos(int n, int nmax, const float *x, uint8_t *L, const float
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+/* ---------------------------------------------------------------- batched searches
+ *
+ * The searches of a super-block's sub-blocks are independent, so eight of them run at
+ * once in the eight lanes of an AVX2 vector: lane j does sub-block j's scalar arithmetic,
+ * operation for operation (the same products, sums in the same order, IEEE division and
+ * square root, round-half-even, no fused multiply-add), so the codes and scales are
+ * bit-identical to the scalar functions above. The scalar functions stay as the
+ * reference (machines without AVX2, LMP_QUANT_SCALAR=1, lmp_quant_set_simd(false)) and
+ * the unit tests compare both paths. */
+
+static int g_simd; /* 1: AVX2 batches (set by lmp_quant_init when the CPU has AVX2) */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KQ_X86 1
+#define KQ_AVX2 __attribute__((target("avx2")))
+
+/* nint (clamped to +-4194303, NaN -> -4194303, round half to even) as a float */
+KQ_AVX2 static inline __m256 vnint(__m256 v)
+{
+    v = _mm256_max_ps(v, _mm256_set1_ps(-4194303.f)); /* NaN in the first operand -> second */
+    v = _mm256_min_ps(v, _mm256_set1_ps(4194303.f));
+    return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* clampi(v, lo, hi) on integral floats */
+KQ_AVX2 static inline __m256 vclamp(__m256 v, __m256 lo, __m256 hi)
+{
+    return _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+}
+
+/* Stores lane j of the integral floats V[0..n) as L[j*n + i] + off. */
+KQ_AVX2 static void store_codes_x8(const __m256 *V, int n, int off, uint8_t *L)
+{
+    int32_t t[8];
+    for (int i = 0; i < n; i++) {
+        _mm256_storeu_si256((__m256i *)t, _mm256_cvtps_epi32(V[i]));
+        for (int j = 0; j < 8; j++)
+            L[j * n + i] = (uint8_t)(t[j] + off);
+    }
+}
+
+/* Eight search_asym calls (sub-block j: x + j*n, w + j*n, L + j*n; n <= 32, w given). */
+KQ_AVX2 static void search_asym_x8(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scale_out,
+                                   float *mn_out, float rmin, float rdelta, int nstep, bool mad)
+{
+    __m256 X[32], Wt[32], Lb[32], La[32];
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n));
+    for (int i = 0; i < n; i++) {
+        X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        Wt[i] = _mm256_i32gather_ps(w + i, idx, 4);
+    }
+    const __m256 zero = _mm256_setzero_ps(), vnmax = _mm256_set1_ps((float)nmax);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 mn = X[0], mx = X[0], sw = Wt[0], sx = _mm256_mul_ps(Wt[0], X[0]);
+    for (int i = 1; i < n; i++) {
+        mn = _mm256_min_ps(X[i], mn); /* x < min ? x : min */
+        mx = _mm256_max_ps(X[i], mx); /* x > max ? x : max */
+        sw = _mm256_add_ps(sw, Wt[i]);
+        sx = _mm256_add_ps(sx, _mm256_mul_ps(Wt[i], X[i]));
+    }
+    mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
+    const __m256 mn0 = mn, deg = _mm256_cmp_ps(mx, mn, _CMP_LE_OQ);
+    __m256 iscale = _mm256_div_ps(vnmax, _mm256_sub_ps(mx, mn));
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.f), iscale), best = zero;
+    for (int i = 0; i < n; i++) {
+        __m256 l = vclamp(vnint(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn))), zero, vnmax);
+        Lb[i] = l;
+        __m256 d = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, l), mn), X[i]);
+        d = mad ? _mm256_and_ps(d, absmask) : _mm256_mul_ps(d, d);
+        best = _mm256_add_ps(best, _mm256_mul_ps(Wt[i], d));
+    }
+    for (int is = 0; nstep >= 1 && is <= nstep; is++) {
+        float num = rmin + rdelta * is + nmax;
+        iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
+        __m256 sl = zero, sl2 = zero, sxl = zero;
+        for (int i = 0; i < n; i++) {
+            __m256 l = vclamp(vnint(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn))), zero, vnmax);
+            La[i] = l;
+            __m256 t = _mm256_mul_ps(Wt[i], l);
+            sl = _mm256_add_ps(sl, t);
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(t, l));
+            sxl = _mm256_add_ps(sxl, _mm256_mul_ps(t, X[i]));
+        }
+        __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, sl2), _mm256_mul_ps(sl, sl));
+        __m256 ts = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, sxl), _mm256_mul_ps(sx, sl)), D);
+        __m256 tm = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, sx), _mm256_mul_ps(sl, sxl)), D);
+        __m256 pos = _mm256_cmp_ps(tm, zero, _CMP_GT_OQ);
+        tm = _mm256_blendv_ps(tm, zero, pos);
+        ts = _mm256_blendv_ps(ts, _mm256_div_ps(sxl, sl2), pos);
+        __m256 err = zero;
+        for (int i = 0; i < n; i++) {
+            __m256 d = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(ts, La[i]), tm), X[i]);
+            d = mad ? _mm256_and_ps(d, absmask) : _mm256_mul_ps(d, d);
+            err = _mm256_add_ps(err, _mm256_mul_ps(Wt[i], d));
+        }
+        __m256 acc = _mm256_and_ps(_mm256_cmp_ps(D, zero, _CMP_GT_OQ), _mm256_cmp_ps(err, best, _CMP_LT_OQ));
+        if (_mm256_movemask_ps(acc)) {
+            for (int i = 0; i < n; i++)
+                Lb[i] = _mm256_blendv_ps(Lb[i], La[i], acc);
+            best = _mm256_blendv_ps(best, err, acc);
+            scale = _mm256_blendv_ps(scale, ts, acc);
+            mn = _mm256_blendv_ps(mn, tm, acc);
+        }
+    }
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    for (int i = 0; i < n; i++)
+        Lb[i] = _mm256_blendv_ps(Lb[i], zero, deg);
+    _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, deg));
+    _mm256_storeu_ps(mn_out, _mm256_xor_ps(_mm256_blendv_ps(mn, mn0, deg), sign));
+    store_codes_x8(Lb, n, 0, L);
+}
+
+/* Eight search_sym calls (sub-block j: x + j*n, qw + j*n or NULL for x^2, codes L + j*n;
+ * n <= 32). */
+KQ_AVX2 static void search_sym_x8(int n, int nmax, const float *x, const float *qw, int8_t *L, float *scale_out)
+{
+    __m256 X[32], Wt[32], Lb[32], La[32];
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n));
+    const __m256 zero = _mm256_setzero_ps(), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 lo = _mm256_set1_ps((float)-nmax), hi = _mm256_set1_ps((float)(nmax - 1));
+    __m256 amax = zero, mx = zero;
+    for (int i = 0; i < n; i++) {
+        X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+        Wt[i] = qw ? _mm256_i32gather_ps(qw + i, idx, 4) : _mm256_mul_ps(X[i], X[i]);
+        __m256 a = _mm256_and_ps(X[i], absmask), gt = _mm256_cmp_ps(a, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, a, gt);
+        mx = _mm256_blendv_ps(mx, X[i], gt);
+    }
+    const __m256 deg = _mm256_cmp_ps(amax, _mm256_set1_ps(GROUP_EPS), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), mx);
+    __m256 slx = zero, sl2 = zero;
+    for (int i = 0; i < n; i++) {
+        __m256 l = vclamp(vnint(_mm256_mul_ps(iscale, X[i])), lo, hi);
+        Lb[i] = l;
+        slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(Wt[i], X[i]), l));
+        sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(Wt[i], l), l));
+    }
+    __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(slx, sl2), _mm256_cmp_ps(sl2, zero, _CMP_NEQ_UQ));
+    __m256 best = _mm256_mul_ps(scale, slx);
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0)
+            continue;
+        float num = -(nmax + 0.1f * is);
+        iscale = _mm256_div_ps(_mm256_set1_ps(num), mx);
+        slx = sl2 = zero;
+        for (int i = 0; i < n; i++) {
+            __m256 l = vclamp(vnint(_mm256_mul_ps(iscale, X[i])), lo, hi);
+            La[i] = l;
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(Wt[i], X[i]), l));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(Wt[i], l), l));
+        }
+        __m256 acc = _mm256_and_ps(_mm256_cmp_ps(sl2, zero, _CMP_GT_OQ),
+                                   _mm256_cmp_ps(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2), _CMP_GT_OQ));
+        if (_mm256_movemask_ps(acc)) {
+            __m256 s = _mm256_div_ps(slx, sl2);
+            for (int i = 0; i < n; i++)
+                Lb[i] = _mm256_blendv_ps(Lb[i], La[i], acc);
+            scale = _mm256_blendv_ps(scale, s, acc);
+            best = _mm256_blendv_ps(best, _mm256_mul_ps(s, slx), acc);
+        }
+    }
+    /* codes + nmax; a sub-block below GROUP_EPS gets codes 0 and scale 0 */
+    for (int i = 0; i < n; i++)
+        Lb[i] = _mm256_blendv_ps(_mm256_add_ps(Lb[i], _mm256_set1_ps((float)nmax)), zero, deg);
+    _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, deg));
+    store_codes_x8(Lb, n, 0, (uint8_t *)L);
+}
+
+/* L[i] = clampi(nint((x[i] + dm) / d), 0, nmax) for n a multiple of 8 (requant_asym). */
+KQ_AVX2 static void requant_asym_avx2(const float *x, int n, float d, float dm, int nmax, uint8_t *L)
+{
+    const __m256 vd = _mm256_set1_ps(d), vdm = _mm256_set1_ps(dm), zero = _mm256_setzero_ps(),
+                 hi = _mm256_set1_ps((float)nmax);
+    for (int i = 0; i < n; i += 8) {
+        __m256 l = vclamp(vnint(_mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + i), vdm), vd)), zero, hi);
+        __m128i q = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_cvtps_epi32(l)),
+                                    _mm256_extracti128_si256(_mm256_cvtps_epi32(l), 1));
+        _mm_storel_epi64((__m128i *)(L + i), _mm_packus_epi16(q, q));
+    }
+}
+
+/* L[i] = clampi(nint(x[i] / d), -nmax, nmax - 1) + nmax for n a multiple of 8. */
+KQ_AVX2 static void requant_sym_avx2(const float *x, int n, float d, int nmax, int8_t *L)
+{
+    const __m256 vd = _mm256_set1_ps(d), lo = _mm256_set1_ps((float)-nmax), hi = _mm256_set1_ps((float)(nmax - 1)),
+                 off = _mm256_set1_ps((float)nmax);
+    for (int i = 0; i < n; i += 8) {
+        __m256 l = _mm256_add_ps(vclamp(vnint(_mm256_div_ps(_mm256_loadu_ps(x + i), vd)), lo, hi), off);
+        __m128i q = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_cvtps_epi32(l)),
+                                    _mm256_extracti128_si256(_mm256_cvtps_epi32(l), 1));
+        _mm_storel_epi64((__m128i *)(L + i), _mm_packus_epi16(q, q));
+    }
+}
+#endif
+
+/* nsub search_asym calls on consecutive n-value sub-blocks (weights w given). */
+static void search_asym_many(int nsub, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
+                             float *mins, float rmin, float rdelta, int nstep, bool mad)
+{
+    int j = 0;
+#ifdef KQ_X86
+    if (g_simd && n <= 32)
+        for (; j + 8 <= nsub; j += 8)
+            search_asym_x8(n, nmax, x + n * j, w + n * j, L + n * j, scales + j, mins + j, rmin, rdelta, nstep, mad);
+#endif
+    uint8_t Laux[256];
+    for (; j < nsub; j++)
+        scales[j] = search_asym(n, nmax, x + n * j, w + n * j, L + n * j, &mins[j], Laux, rmin, rdelta, nstep, mad);
+}
+
+/* nsub search_sym calls on consecutive n-value sub-blocks (qw NULL: weights x^2). */
+static void search_sym_many(int nsub, int n, int nmax, const float *x, int8_t *L, float *scales, const float *qw)
+{
+    int j = 0;
+#ifdef KQ_X86
+    if (g_simd && n <= 32)
+        for (; j + 8 <= nsub; j += 8)
+            search_sym_x8(n, nmax, x + n * j, qw ? qw + n * j : NULL, L + n * j, scales + j);
+#endif
+    for (; j < nsub; j++)
+        scales[j] = search_sym(n, nmax, x + n * j, L + n * j, qw ? qw + n * j : NULL);
+}
+
 /* ---------------------------------------------------------------- packing helpers */
 
 /* Q2_K/Q3_K 2-bit planes: in each 128-value half, byte l of the 32 holds values l, l+32,
@@ -485,20 +720,26 @@ static void q6_k_to(const void *src, float *y, int64_t n)
 /* Final codes for an asymmetric 16-value sub-block given the stored scale and min. */
 static void requant_asym(const float *x, int n, float d, float dm, int nmax, uint8_t *L)
 {
+#ifdef KQ_X86
+    if (g_simd && n % 8 == 0) {
+        requant_asym_avx2(x, n, d, dm, nmax, L);
+        return;
+    }
+#endif
     for (int i = 0; i < n; i++)
         L[i] = (uint8_t)clampi(nint((x[i] + dm) / d), 0, nmax);
 }
 
 static void q2_k_block(const float *x, lmp_block_q2_k *y, const float *qw)
 {
-    uint8_t L[QK_K], Laux[16], Ls[16], Lm[16];
-    float w[16], mins[16], scales[16], sw[16];
+    uint8_t L[QK_K], Ls[16], Lm[16];
+    float w[QK_K], mins[16], scales[16], sw[16];
     if (!qw) { /* reference: 4-bit scales/mins against their maxima */
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < QK_K; l++)
+            w[l] = fabsf(x[l]);
+        search_asym_many(16, 16, 3, x, w, L, scales, mins, -0.5f, 0.1f, 15, true);
         for (int j = 0; j < 16; j++) {
-            for (int l = 0; l < 16; l++)
-                w[l] = fabsf(x[16 * j + l]);
-            scales[j] = search_asym(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             max_scale = fmaxf(max_scale, scales[j]);
             max_min = fmaxf(max_min, mins[j]);
         }
@@ -516,11 +757,11 @@ static void q2_k_block(const float *x, lmp_block_q2_k *y, const float *qw)
         for (int j = 0; j < 16; j++) {
             sw[j] = 0;
             for (int l = 0; l < 16; l++)
-                w[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                w[16 * j + l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; l++)
-                sw[j] += w[l];
-            scales[j] = search_asym(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+                sw[j] += w[16 * j + l];
         }
+        search_asym_many(16, 16, 3, x, w, L, scales, mins, -0.9f, 0.05f, 36, false);
         float dm = search_pos(16, 15, scales, Ls, sw);
         float mm = search_pos(16, 15, mins, Lm, sw);
         y->d = tofp16(dm);
@@ -605,8 +846,8 @@ static void q3_k_block(const float *x, lmp_block_q3_k *y, const float *qw)
 static void qk_scale_min_block(const float *x, int nmax, uint16_t *d_out, uint16_t *dmin_out, uint8_t *sc12,
                                uint8_t *L, const float *qw)
 {
-    uint8_t Laux[32], Ls[8], Lm[8];
-    float w[32], mins[8], scales[8];
+    uint8_t Ls[8], Lm[8];
+    float w[QK_K], mins[8], scales[8];
     if (!qw) { /* reference: weights av_x + |x|, 6-bit scales/mins against their maxima */
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 8; j++) {
@@ -615,11 +856,13 @@ static void qk_scale_min_block(const float *x, int nmax, uint16_t *d_out, uint16
                 sum_x2 += x[32 * j + l] * x[32 * j + l];
             float av_x = sqrtf(sum_x2 / 32);
             for (int l = 0; l < 32; l++)
-                w[l] = av_x + fabsf(x[32 * j + l]);
-            if (nmax == 15)
-                scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false);
-            else
-                scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
+                w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+        }
+        if (nmax == 15)
+            search_asym_many(8, 32, nmax, x, w, L, scales, mins, -1.f, 0.1f, 20, false);
+        else
+            search_asym_many(8, 32, nmax, x, w, L, scales, mins, -0.5f, 0.1f, 15, false);
+        for (int j = 0; j < 8; j++) {
             max_scale = fmaxf(max_scale, scales[j]);
             max_min = fmaxf(max_min, mins[j]);
         }
@@ -638,13 +881,13 @@ static void qk_scale_min_block(const float *x, int nmax, uint16_t *d_out, uint16
         float sigma2 = 2 * sum_x2 / QK_K;
         for (int j = 0; j < 8; j++) {
             for (int l = 0; l < 32; l++)
-                w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+                w[32 * j + l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
             float s = 0;
             for (int l = 0; l < 32; l++)
-                s += w[l];
+                s += w[32 * j + l];
             sw[j] = s;
-            scales[j] = search_asym(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
         }
+        search_asym_many(8, 32, nmax, x, w, L, scales, mins, -0.9f, 0.05f, 36, false);
         float d_block = search_pos(8, 63, scales, Ls, sw);
         float m_block = search_pos(8, 63, mins, Lm, sw);
         for (int j = 0; j < 8; j++) {
@@ -686,8 +929,8 @@ static void q6_k_block(const float *x, lmp_block_q6_k *y, const float *qw)
 {
     int8_t L[QK_K];
     float scales[16], max_scale = 0, amax = 0;
+    search_sym_many(16, 16, 32, x, L, scales, qw);
     for (int j = 0; j < 16; j++) {
-        scales[j] = search_sym(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
         if (fabsf(scales[j]) > amax) {
             amax = fabsf(scales[j]);
             max_scale = scales[j];
@@ -706,6 +949,12 @@ static void q6_k_block(const float *x, lmp_block_q6_k *y, const float *qw)
         float dj = d * y->scales[j];
         if (!dj)
             continue;
+#ifdef KQ_X86
+        if (g_simd) {
+            requant_sym_avx2(x + 16 * j, 16, dj, 32, L + 16 * j);
+            continue;
+        }
+#endif
         for (int i = 0; i < 16; i++)
             L[16 * j + i] = (int8_t)(clampi(nint(x[16 * j + i] / dj), -32, 31) + 32);
     }
@@ -842,6 +1091,11 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void register_all(void)
 {
+#ifdef KQ_X86
+    __builtin_cpu_init();
+    const char *e = getenv("LMP_QUANT_SCALAR");
+    g_simd = __builtin_cpu_supports("avx2") && !(e && *e && strcmp(e, "0") != 0);
+#endif
     lmp_dtype_register(LMP_DT_Q2_K, q2_k_to, q2_k_from);
     lmp_dtype_register(LMP_DT_Q3_K, q3_k_to, q3_k_from);
     lmp_dtype_register(LMP_DT_Q4_K, q4_k_to, q4_k_from);
@@ -850,6 +1104,19 @@ static void register_all(void)
 }
 
 void lmp_quant_init(void) { pthread_once(&g_once, register_all); }
+
+bool lmp_quant_set_simd(bool on)
+{
+    lmp_quant_init();
+#ifdef KQ_X86
+    bool was = g_simd;
+    g_simd = on && __builtin_cpu_supports("avx2");
+    return was;
+#else
+    (void)on;
+    return false;
+#endif
+}
 
 __attribute__((constructor)) static void kquants_ctor(void) { lmp_quant_init(); }
 

@@ -38,6 +38,13 @@ size_t lmp_quant_rows(lmp_dtype t, const float *src, void *dst, int64_t nrows, i
 /* True when lmp_quant_rows uses `qw` for type t (Q2_K..Q6_K, Q4_0, Q4_1, Q5_0, Q5_1). */
 bool lmp_quant_uses_weights(lmp_dtype t);
 
+/* The k-quant searches (Q2_K, Q4_K, Q5_K, Q6_K) run eight sub-blocks at once with AVX2
+ * when the CPU has it (bit-identical to the scalar reference: same operations per lane).
+ * Turns that on or off (off: the scalar code; LMP_QUANT_SCALAR=1 in the environment does
+ * the same at start-up) and returns the previous setting; for tests and benchmarks, not
+ * to be called while another thread quantizes. */
+bool lmp_quant_set_simd(bool on);
+
 /* ================================================================================
  * GGUF quantization driver (lib/quant/gguf_quant.c): `lmpress quantize`.
  *

@@ -325,6 +325,80 @@ static void test_golden_and_determinism(void)
     CHECK(lmp_dtype_info(LMP_DT_Q6_K)->to_f32 != NULL, "init twice keeps the table");
 }
 
+/* ---------------------------------------------------------------- SIMD = scalar */
+
+/* The AVX2 batched searches must give the scalar reference's bytes on every kind of
+ * block: Gaussian at several scales, values below ggml's GROUP_MAX_EPS, zeros, constants,
+ * one-hot, all-positive / all-negative, coarse grids (rounding ties), f16- and
+ * bf16-rounded values, half-sparse, sub-blocks of mixed magnitude, huge values. */
+static void fill_kind(float *x, int n, int kind, lmp_rng *r)
+{
+    for (int i = 0; i < n; i++) {
+        float g = lmp_rng_normal(r);
+        float v;
+        switch (kind) {
+        case 0: v = g; break;
+        case 1: v = g * 1e-3f; break;
+        case 2: v = g * 1e3f; break;
+        case 3: v = g * 1e-17f; break;                        /* below GROUP_MAX_EPS */
+        case 4: v = 0.f; break;
+        case 5: v = 0.75f; break;
+        case 6: v = -1.25f; break;
+        case 7: v = i % 97 == 3 ? 2.f : 0.f; break;          /* one-hot-ish */
+        case 8: v = fabsf(g) + 0.1f; break;                   /* all positive */
+        case 9: v = -fabsf(g); break;                         /* all non-positive */
+        case 10: v = (float)((int)(lmp_rng_next(r) % 9) - 4) * 0.5f; break; /* ties */
+        case 11: v = lmp_f16_to_f32(lmp_f32_to_f16(g * 0.02f)); break;
+        case 12: v = lmp_bf16_to_f32(lmp_f32_to_bf16(g)); break;
+        case 13: v = lmp_rng_next(r) % 2 ? 0.f : g; break;
+        case 14: v = (i / 16) % 3 == 0 ? 0.f : (i / 32) % 2 ? g * 1e-4f : g * 10.f; break;
+        case 15: v = g * 1e30f; break;
+        case 16: v = (i / 16) % 2 ? -0.f : 0.f; break;
+        default: v = (float)(lmp_rng_next(r) % 16); break;    /* small non-negative integers */
+        }
+        x[i] = v;
+    }
+}
+
+static void test_simd_equals_scalar(void)
+{
+    enum { KINDS = 18, ROWS = 24, C = 512 };
+    const lmp_dtype ts[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K};
+    float *x = malloc(sizeof(float) * ROWS * C), *qw = malloc(sizeof(float) * C);
+    uint8_t *a = malloc(8 * ROWS * C), *b = malloc(8 * ROWS * C);
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 7);
+    bool had = lmp_quant_set_simd(true);
+    int mism = 0, compared = 0;
+    for (int kind = 0; kind < KINDS; kind++) {
+        for (int row = 0; row < ROWS; row++) /* rows of one kind, some mixed with Gaussian blocks */
+            fill_kind(x + row * C, C, row % 4 == 3 ? (kind + row) % KINDS : kind, &r);
+        for (int j = 0; j < C; j++)
+            qw[j] = j % 29 == 0 ? 0.f : 0.05f + (float)(lmp_rng_next(&r) % 1000) / 50.f;
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+            for (int w = 0; w < 2; w++) {
+                lmp_quant_set_simd(true);
+                size_t n = lmp_quant_rows(ts[k], x, a, ROWS, C, w ? qw : NULL);
+                lmp_quant_set_simd(false);
+                size_t n2 = lmp_quant_rows(ts[k], x, b, ROWS, C, w ? qw : NULL);
+                compared++;
+                if (n != n2 || memcmp(a, b, n) != 0) {
+                    mism++;
+                    fprintf(stderr, "  %s%s, data kind %d: SIMD and scalar bytes differ\n",
+                            lmp_dtype_info(ts[k])->name, w ? " (weighted)" : "", kind);
+                }
+            }
+    }
+    lmp_quant_set_simd(had);
+    printf("  SIMD vs scalar k-quants: %d of %d (type, weights, data kind) cases identical (SIMD %s)\n",
+           compared - mism, compared, had ? "available" : "not available on this CPU");
+    CHECK(mism == 0, "%d cases where the batched (AVX2) searches differ from the scalar reference", mism);
+    free(x);
+    free(qw);
+    free(a);
+    free(b);
+}
+
 /* ---------------------------------------------------------------- mixes and fallbacks */
 
 static int mix(const char *type, const lmp_gguf_mix_info *mi, const char *name, int64_t rows, int64_t cols)
@@ -411,6 +485,7 @@ int main(void)
     test_layout_q2_k();
     test_weighted();
     test_golden_and_determinism();
+    test_simd_equals_scalar();
     test_mix();
     return test_finish();
 }
