@@ -264,6 +264,111 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
     lmp_gemm(logits, x, &m->output, NULL, n);
 }
 
+/* ---------------------------------------------------------------- decoding -------- */
+
+/* One token through every block and the head inside a single OpenMP parallel region.
+ * Decoding does so little arithmetic per matrix that opening a region for each product
+ * (7 per block plus attention) cost more than the products on a loaded 2-core machine;
+ * here the team meets at barriers instead. The arithmetic is that of lmp_block_run with
+ * n == 1 and of lmp_model_head, operation for operation (lmp_gemv_team is lmp_gemm's
+ * M == 1 path; the residual adds fold into the output rows, x + (dot + bias) as before),
+ * so logits are bitwise identical to the batched path's and to any thread count's. */
+typedef struct {
+    float *xn, *q, *a, *g, *u, *cs, *scores; /* scores: one row of n_ctx per thread */
+} decode_buf;
+
+static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *logits,
+                        const decode_buf *b, int nthr)
+{
+    const lmp_config *c = &m->cfg;
+    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
+    const int nh = c->n_heads, group = c->n_heads / c->n_kv_heads, sw = c->sliding_window;
+    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)c->n_kv_heads * hd;
+    const int pos = s->pos, t0 = first_key(pos, sw), nk = pos + 1;
+    const float scale = 1.0f / sqrtf((float)hd);
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    float *sc = b->scores + (size_t)(tid < nthr ? tid : 0) * (size_t)s->n_ctx;
+    for (int l = 0; l < c->n_layers; l++) {
+        const lmp_layer *L = &m->layers[l];
+        float *k = s->kv[l].k + (int64_t)pos * kvd, *v = s->kv[l].v + (int64_t)pos * kvd;
+#pragma omp single
+        lmp_rmsnorm(b->xn, x, L->attn_norm, d, c->rms_eps);
+        lmp_gemv_team(b->q, b->xn, &L->w[LMP_LIN_Q], L->bias[LMP_LIN_Q], false);
+        lmp_gemv_team(k, b->xn, &L->w[LMP_LIN_K], L->bias[LMP_LIN_K], false);
+        lmp_gemv_team(v, b->xn, &L->w[LMP_LIN_V], L->bias[LMP_LIN_V], false);
+#pragma omp barrier
+#pragma omp single
+        {
+            rope_apply(m, b->q, 1, pos, nh, b->cs);
+            rope_apply(m, k, 1, pos, c->n_kv_heads, b->cs);
+        }
+        /* attention_loop's arithmetic, one task per head */
+#pragma omp for schedule(dynamic, 1)
+        for (int h = 0; h < nh; h++) {
+            const int kh = h / group;
+            const float *qh = b->q + (int64_t)h * hd;
+            const float *K = s->kv[l].k, *V = s->kv[l].v;
+            for (int t = t0; t < nk; t++)
+                sc[t - t0] = lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd) * scale;
+            lmp_softmax_f32(sc, nk - t0);
+            float *o = b->a + (int64_t)h * hd;
+            memset(o, 0, sizeof(float) * (size_t)hd);
+            for (int t = t0; t < nk; t++)
+                lmp_axpy_f32(o, sc[t - t0], V + t * kvd + (int64_t)kh * hd, hd);
+        }
+        lmp_gemv_team(x, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], true);
+#pragma omp barrier
+#pragma omp single
+        lmp_rmsnorm(b->xn, x, L->ffn_norm, d, c->rms_eps);
+        lmp_gemv_team(b->g, b->xn, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false);
+        lmp_gemv_team(b->u, b->xn, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false);
+#pragma omp barrier
+#pragma omp single
+        lmp_silu_mul(b->g, b->u, ff);
+        lmp_gemv_team(x, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], true);
+#pragma omp barrier
+    }
+    if (logits) {
+#pragma omp single
+        lmp_rmsnorm(x, x, m->final_norm, d, c->rms_eps);
+        lmp_gemv_team(logits, x, &m->output, NULL, false);
+    }
+    (void)qd;
+}
+
+/* lmp_eval for one token: the single-region path above. */
+static int decode_one(lmp_session *s, const int32_t *token, float *logits)
+{
+    const lmp_model *m = s->m;
+    const lmp_config *c = &m->cfg;
+    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
+    const int64_t qd = (int64_t)c->n_heads * hd;
+    int nthr = 1;
+#ifdef _OPENMP
+    nthr = omp_get_max_threads();
+#endif
+    size_t nf = (size_t)(2 * d + 2 * qd + 2 * ff + hd) + (size_t)nthr * (size_t)s->n_ctx;
+    float *buf = malloc(sizeof(float) * nf);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (decoding buffers)");
+    float *x = buf;
+    decode_buf b = {.xn = x + d, .q = x + 2 * d, .a = x + 2 * d + qd, .g = x + 2 * d + 2 * qd};
+    b.u = b.g + ff;
+    b.cs = b.u + ff;
+    b.scores = b.cs + hd;
+    int rc = lmp_model_embed(m, token, 1, x);
+    if (!rc) {
+#pragma omp parallel num_threads(nthr)
+        decode_team(m, s, x, logits, &b, nthr);
+        s->pos += 1;
+    }
+    free(buf);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- sessions -------- */
 
 int lmp_session_new(lmp_session **out, const lmp_model *m, int n_ctx)
@@ -321,6 +426,8 @@ int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool a
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
             return lmp_err(LMP_EINVAL, "token id %d out of range [0, %d)", (int)tokens[i],
                            m->n_vocab);
+    if (n == 1)
+        return decode_one(s, tokens, logits);
     int nb = n < EVAL_BATCH ? n : EVAL_BATCH;
     float *x = malloc(sizeof(float) * (size_t)nb * (size_t)d);
     if (!x)

@@ -545,6 +545,69 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
     gemm_rows(Y, X, W, bias, M, d);
 }
 
+/* ---------------------------------------------------------------- team matrix-vector */
+
+void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc)
+{
+    if (W->q) {
+        lmp_gemv_intgroup_team(y, x, W, bias, acc);
+        return;
+    }
+    const lmp_kimpl *k = impl();
+    const int64_t N = W->rows, K = W->cols;
+    if (N <= 0)
+        return;
+    if (K == 0 || !lmp_gemm_supports(W->dtype)) {
+        /* nothing to sum, or a caller bug (see lmp_gemm) */
+#pragma omp for schedule(static) nowait
+        for (int64_t n = 0; n < N; n++)
+            y[n] = (acc ? y[n] : 0.0f) + (bias ? bias[n] : 0.0f);
+        return;
+    }
+    const lmp_kdt *d = &k->dt[W->dtype];
+    const lmp_act act = lmp_k_act(W->dtype);
+    /* every thread rounds x into its own scratch (a few microseconds) rather than
+     * waiting at a barrier for one thread to do it; all get the same bytes */
+    const void *xa = NULL;
+    if (act != LMP_ACT_F32) {
+        void *buf = scratch(0, act_row_bytes(act, K));
+        if (buf) {
+            convert_rows(k, act, x, 1, K, buf, act_row_bytes(act, K));
+            xa = buf;
+        }
+    }
+    const uint8_t *w = W->data;
+    const size_t rb = W->row_bytes;
+    const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
+    const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);
+    const int64_t per = ntask / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
+    if (act != LMP_ACT_F32 && !xa) {
+        /* no memory for the rounded row: every thread would fail alike; f32 dot */
+        if (omp_get_thread_num() == 0)
+            lmp_warn("lmp_gemv_team: out of memory for rounded activations; using f32");
+    }
+#pragma omp for schedule(dynamic, chunk) nowait
+    for (int64_t g = 0; g < ntask; g++) {
+        if (g < ng) { /* rows 4g..4g+3, as gemm_rows4 */
+            float o[4];
+            const uint8_t *row = w + (size_t)(4 * g) * rb;
+            if (xa)
+                d->dotq4(row, rb, xa, K, o);
+            else
+                d->dot4(row, rb, x, K, o);
+            for (int r = 0; r < 4; r++) {
+                const float v = o[r] + (bias ? bias[4 * g + r] : 0.0f);
+                y[4 * g + r] = acc ? y[4 * g + r] + v : v;
+            }
+        } else {
+            const int64_t n = 4 * ng + (g - ng);
+            const void *row = w + (size_t)n * rb;
+            const float v = (xa ? d->dotq(row, xa, K) : d->dot(row, x, K)) + (bias ? bias[n] : 0.0f);
+            y[n] = acc ? y[n] + v : v;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- small kernels */
 
 void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)

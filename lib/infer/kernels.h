@@ -39,6 +39,15 @@ bool lmp_gemm_supports(lmp_dtype dt);
  * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
 
+/* One row of X (M == 1) from inside an OpenMP parallel region: every thread of the team
+ * must call it, with the same arguments, in the same order as the other team calls. The
+ * output rows are shared out as an orphaned `omp for nowait` (no barrier at the end: the
+ * caller places `#pragma omp barrier` before reading y). y[n] = dot(W[n], x) + bias[n],
+ * or y[n] += that when acc. Same arithmetic as lmp_gemm with M == 1, so the results are
+ * bitwise identical to it for any thread count. Decoding uses it to run a whole token in
+ * one parallel region instead of one region per matrix product. */
+void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc);
+
 /* Rounded activations (the llama.cpp approach, on by default): for bf16 weights X is
  * rounded to bf16 (nearest even) and the products use bf16 dot instructions; for q8_0,
  * q4_0 and q5_0 weights each block of 32 elements of a row of X is quantized to int8
@@ -96,6 +105,9 @@ int lmp_wmat_intgroup(lmp_wmat *w, const lmp_qtensor *q);
 /* Row r of any weight lmp_gemm accepts (dense, block or intgroup) as f32 out[cols]. */
 void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out);
 /* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
+/* lmp_gemv_team for W->q != NULL (called by lmp_gemv_team). */
+void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
+                            bool acc);
 void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                        int64_t M);
 /* The scalar reference of lmp_gemm_intgroup whatever the selected variant (tests):

@@ -628,6 +628,22 @@ void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float 
     gemm_rows(Y, X, q, bias, M, v->rows);
 }
 
+void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
+                            bool acc)
+{
+    const lmp_qtensor *q = W->q;
+    const ig_variant *v = variant();
+    const int64_t N = q->rows, K = q->cols;
+    const int64_t per = N / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
+#pragma omp for schedule(dynamic, chunk) nowait
+    for (int64_t n = 0; n < N; n++) {
+        float out[4];
+        v->rows(q, n, x, K, 1, out); /* as gemm_rows with M == 1 */
+        const float r = out[0] + (bias ? bias[n] : 0.0f);
+        y[n] = acc ? y[n] + r : r;
+    }
+}
+
 void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                            int64_t M)
 {

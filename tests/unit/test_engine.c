@@ -94,6 +94,39 @@ static float *logits_stepwise(const lmp_model *m, const int32_t *ids, int n)
     return lg;
 }
 
+/* lmp_eval with one token runs the token through every block in one parallel region
+ * (forward.c decode_one); it must give the bits of the block runner (lmp_model_embed,
+ * lmp_block_run with n == 1 per layer, lmp_model_head) for 1, 2 and 3 threads. */
+static bool decode_matches_blocks(const lmp_model *m, const int32_t *ids, int n)
+{
+    const lmp_config *c = lmp_model_config(m);
+    const int64_t d = c->hidden_size, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int V = lmp_model_n_vocab(m), nl = c->n_layers;
+    float *kvm = malloc(sizeof(float) * (size_t)(2 * n * kvd * nl));
+    float *ref = malloc(sizeof(float) * (size_t)n * V), *x = malloc(sizeof(float) * d);
+    lmp_kv_layer *kv = malloc(sizeof *kv * (size_t)nl);
+    bool ok = kvm && ref && x && kv;
+    for (int l = 0; ok && l < nl; l++)
+        kv[l] = (lmp_kv_layer){kvm + (size_t)(2 * l) * n * kvd, kvm + (size_t)(2 * l + 1) * n * kvd, n};
+    lmp_set_num_threads(2);
+    for (int i = 0; ok && i < n; i++) {
+        ok = lmp_model_embed(m, ids + i, 1, x) == 0;
+        for (int l = 0; ok && l < nl; l++)
+            ok = lmp_block_run(m, l, x, 1, i, &kv[l], NULL, NULL) == 0;
+        if (ok)
+            lmp_model_head(m, x, 1, ref + (size_t)i * V);
+    }
+    for (int t = 1; ok && t <= 3; t++) {
+        lmp_set_num_threads(t);
+        float *got = logits_stepwise(m, ids, n);
+        ok = got && memcmp(got, ref, sizeof(float) * (size_t)n * V) == 0;
+        free(got);
+    }
+    lmp_set_num_threads(2);
+    free(kvm), free(ref), free(x), free(kv);
+    return ok;
+}
+
 /* ---------------------------------------------------------------- stories260K ----- */
 
 static void test_stories_logits(lmp_model *m)
@@ -559,12 +592,15 @@ static void test_synthetic(void)
             CHECK(c->rope_type == LMP_ROPE_LLAMA3 && c->head_dim == 48 && c->n_heads * 48 != c->hidden_size,
                   "llama3 preset shape");
         float *a = logits_batched(m, ids, 40), *b = logits_stepwise(m, ids, 40);
+        CHECK(decode_matches_blocks(m, ids, 40), "%s: one-region decoding != block runner",
+              presets[k]);
         char what[64];
         snprintf(what, sizeof what, "%s batched vs decode", presets[k]);
         CHECK(a && b && max_abs_diff(what, b, a, 40 * (size_t)V, V) <= 1e-4, "%s", what);
         if (k == 2 && a) {
             m->cfg.sliding_window = 16;
             float *w = logits_batched(m, ids, 40), *ws = logits_stepwise(m, ids, 40);
+            CHECK(decode_matches_blocks(m, ids, 40), "window 16: one-region decoding != block runner");
             CHECK(w && memcmp(w, a, sizeof(float) * 16 * V) == 0,
                   "window 16 changed the first 16 positions");
             double late = 0;
@@ -603,6 +639,10 @@ int main(int argc, char **argv)
         CHECK(lmp_model_n_vocab(m) == 512 && !lmp_model_rope_interleaved(m), "stories260K shape");
         CHECK(lmp_model_tokenizer(m) != NULL && lmp_model_bos(m) == 1, "tokenizer, BOS");
         test_stories_logits(m);
+        int32_t ids[24];
+        for (int i = 0; i < 24; i++)
+            ids[i] = (1 + i * 53) % 512;
+        CHECK(decode_matches_blocks(m, ids, 24), "stories260K: one-region decoding != block runner");
         test_block_runner(m);
         test_stories_greedy(m);
         test_stories_ppl(m);
