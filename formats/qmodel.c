@@ -125,6 +125,8 @@ static bool is_linear_weight(const char *name, int layer)
 static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
 {
     int rc = lmp_st_writer_write(w->sw, t->data, t->nbytes);
+    if (!t->owned) /* a checkpoint tensor in its read-only file mapping: drop the pages read */
+        lmp_mmap_release(t->data, t->nbytes);
     if (rc == 0) {
         w->st.bytes += t->nbytes;
         w->st.params += (uint64_t)lmp_tensor_nelem(t);

@@ -111,15 +111,14 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
     const int gs = ig->gs, ng = ig->n_groups;
 
     Wp = malloc((size_t)rows * cols * sizeof(float));
-    Hd = malloc((size_t)cols * cols * sizeof(double));
-    Hinv = malloc((size_t)cols * cols * sizeof(float));
+    Hd = malloc((size_t)cols * cols * sizeof(double)); /* later reused in place for Hinv */
     W1 = malloc((size_t)rows * bs * sizeof(float));
     Err = malloc((size_t)rows * bs * sizeof(float));
     cur_s = malloc((size_t)rows * sizeof(float));
     cur_z = malloc((size_t)rows * sizeof(int));
     perm = malloc((size_t)cols * sizeof(int));
     row_loss = calloc((size_t)rows, sizeof(double));
-    if (!Wp || !Hd || !Hinv || !W1 || !Err || !cur_s || !cur_z || !perm || !row_loss) {
+    if (!Wp || !Hd || !W1 || !Err || !cur_s || !cur_z || !perm || !row_loss) {
         rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for [%lld, %lld]", (long long)rows,
                      (long long)cols);
         goto cleanup;
@@ -131,7 +130,6 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
                          (long long)(i % cols));
             goto cleanup;
         }
-    memcpy(Hd, H, (size_t)cols * cols * sizeof(double));
 
     /* The reference calls find_params(W) on the whole unmodified W first; only the
      * per-channel case (group_size -1) keeps those parameters. */
@@ -147,10 +145,9 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
     {
         bool any_dead = false;
         for (int64_t i = 0; i < cols; i++)
-            if (Hd[i * cols + i] == 0.0) {
-                Hd[i * cols + i] = 1.0;
+            if (H[i * cols + i] == 0.0) {
                 any_dead = true;
-            } else if (!isfinite(Hd[i * cols + i])) {
+            } else if (!isfinite(H[i * cols + i])) {
                 rc = lmp_err(LMP_ERANGE, "gptq: Hessian diagonal %lld is not finite", (long long)i);
                 goto cleanup;
             }
@@ -181,35 +178,45 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
             }
     }
 
+    /* Hd = H with dead diagonals set to 1, and with act-order permuted by decreasing
+     * diagonal, built straight from H (no second cols x cols buffer) */
     if (p->act_order) {
         ent = malloc((size_t)cols * sizeof *ent);
-        double *tmp = malloc((size_t)cols * cols * sizeof(double));
         float *wt = malloc((size_t)cols * sizeof(float));
-        if (!ent || !tmp || !wt) {
-            free(tmp);
+        if (!ent || !wt) {
             free(wt);
             rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for act-order");
             goto cleanup;
         }
         for (int64_t i = 0; i < cols; i++) {
-            ent[i].d = Hd[i * cols + i];
+            double h = H[i * cols + i];
+            ent[i].d = h == 0.0 ? 1.0 : h;
             ent[i].i = (int)i;
         }
         qsort(ent, (size_t)cols, sizeof *ent, cmp_diag_desc);
         for (int64_t i = 0; i < cols; i++)
             perm[i] = ent[i].i;
-        for (int64_t i = 0; i < cols; i++)
+        #pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < cols; i++) {
+            const double *hr = H + (int64_t)perm[i] * cols;
+            double *dr = Hd + i * cols;
             for (int64_t j = 0; j < cols; j++)
-                tmp[i * cols + j] = Hd[(int64_t)perm[i] * cols + perm[j]];
-        memcpy(Hd, tmp, (size_t)cols * cols * sizeof(double));
+                dr[j] = hr[perm[j]];
+            if (dr[i] == 0.0)
+                dr[i] = 1.0;
+        }
         for (int64_t r = 0; r < rows; r++) {
             float *w = Wp + r * cols;
             for (int64_t i = 0; i < cols; i++)
                 wt[i] = w[perm[i]];
             memcpy(w, wt, (size_t)cols * sizeof(float));
         }
-        free(tmp);
         free(wt);
+    } else {
+        memcpy(Hd, H, (size_t)cols * cols * sizeof(double));
+        for (int64_t i = 0; i < cols; i++)
+            if (Hd[i * cols + i] == 0.0)
+                Hd[i * cols + i] = 1.0;
     }
 
     /* H += damp I; Hinv = the upper Cholesky factor of H^-1 (the reference's
@@ -247,10 +254,28 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
                          (int)info);
             goto cleanup;
         }
+        /* Hinv[i][j] = A[n-1-i][n-1-j] in f32 for j >= i, else 0, written over A's own
+         * memory (no third cols x cols buffer): reverse in place again, then narrow in
+         * increasing index order (f32 element k ends at byte 4k + 4, before double
+         * element k + 1 that is still to be read), then give back the upper half. */
+        for (int64_t i = 0; i < cols * cols / 2; i++) {
+            double t = A[i];
+            A[i] = A[cols * cols - 1 - i];
+            A[cols * cols - 1 - i] = t;
+        }
+        unsigned char *bytes = (unsigned char *)A;
         for (int64_t i = 0; i < cols; i++)
-            for (int64_t j = 0; j < cols; j++)
-                Hinv[i * cols + j] =
-                    j >= i ? (float)A[(cols - 1 - i) * cols + (cols - 1 - j)] : 0.0f;
+            for (int64_t j = 0; j < cols; j++) {
+                int64_t k = i * cols + j;
+                double v;
+                memcpy(&v, bytes + 8 * k, sizeof v);
+                float f = j >= i ? (float)v : 0.0f;
+                memcpy(bytes + 4 * k, &f, sizeof f);
+            }
+        Hinv = realloc(Hd, (size_t)cols * cols * sizeof(float));
+        if (!Hinv)
+            Hinv = (float *)(void *)Hd; /* shrinking failed: keep the block */
+        Hd = NULL;
     }
     t_chol = lmp_time_s() - t_chol;
     double t_loop = lmp_time_s(), t_gemm = 0.0;

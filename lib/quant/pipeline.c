@@ -304,6 +304,33 @@ done:
 
 /* ---------------------------------------------------------------- the run --------- */
 
+/* Drops the resident pages of [p, p + n) when that range lies in a tensor the model's
+ * checkpoint maps from its file (read-only, private: a later access reads the file
+ * again), so that RSS does not grow by every block's weights as the run goes through the
+ * model. Memory that is not file-mapped (weights installed by a caller) is left alone. */
+static void release_mapped(const lmp_model *m, const void *p, size_t n)
+{
+    const lmp_ckpt *c = lmp_model_ckpt(m);
+    const uint8_t *a = p;
+    for (int i = 0; c && a && i < c->n_tensors; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        const uint8_t *b = t->data;
+        if (!t->owned && b && a >= b && a + n <= b + t->nbytes) {
+            lmp_mmap_release(p, n);
+            return;
+        }
+    }
+}
+
+/* The same for every file-mapped tensor of the checkpoint. */
+static void release_all_mapped(const lmp_model *m)
+{
+    const lmp_ckpt *c = lmp_model_ckpt(m);
+    for (int i = 0; c && i < c->n_tensors; i++)
+        if (!c->tensors[i].owned && c->tensors[i].data)
+            lmp_mmap_release(c->tensors[i].data, c->tensors[i].nbytes);
+}
+
 int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -347,6 +374,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
         for (int s = 0; s < N; s++)
             if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, states + (int64_t)s * L * d)))
                 goto done;
+        release_all_mapped(m); /* the embedding rows just read */
     }
 
     /* Groups of input classes quantized together: true-sequential runs one class per
@@ -449,6 +477,9 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
         lmp_progress_end(&pg);
         if (p->sink && (rc = p->sink(p->sink_ctx, l, qt, &res->lin[l * LMP_LIN_COUNT])))
             goto layer_fail;
+        for (int w = 0; w < LMP_LIN_COUNT; w++) /* block l's weights are not read again */
+            if (orig[w].data)
+                release_mapped(m, orig[w].data, (size_t)orig[w].rows * orig[w].row_bytes);
         res->layer_seconds[l] = lmp_time_s() - tl;
         if (p->on_layer_done)
             p->on_layer_done(p->log_ctx, l, nl, res->layer_seconds[l], &res->lin[l * LMP_LIN_COUNT]);
