@@ -91,6 +91,12 @@ int lmp_model_n_vocab(const lmp_model *m); /* rows of the output matrix */
  * then rotates pairs (2i, 2i+1) instead of HF's (i, i + head_dim/2). */
 bool lmp_model_rope_interleaved(const lmp_model *m);
 
+/* The RMSNorm weights of block `layer` (hidden floats; the attention norm, or the FFN
+ * norm when ffn) and the bias of linear `which` (rows floats, or NULL: no bias), owned by
+ * the model and writable: AWQ folds its scales into them. NULL for a layer out of range. */
+float *lmp_model_norm_mut(lmp_model *m, int layer, bool ffn);
+float *lmp_model_bias_mut(lmp_model *m, int layer, lmp_linear which);
+
 /* The weight of linear `which` in block `layer` (borrowed). lmp_model_set_linear
  * replaces it for every later forward pass (quantize-and-continue calibration, fake
  * quantization); `w` must have the same rows/cols and a dtype lmp_gemm supports, and its

@@ -375,6 +375,20 @@ int lmp_model_eos(const lmp_model *m)
     return m->cfg.eos_id;
 }
 
+float *lmp_model_norm_mut(lmp_model *m, int layer, bool ffn)
+{
+    if (!m || layer < 0 || layer >= m->cfg.n_layers)
+        return NULL;
+    return ffn ? m->layers[layer].ffn_norm : m->layers[layer].attn_norm;
+}
+
+float *lmp_model_bias_mut(lmp_model *m, int layer, lmp_linear which)
+{
+    if (!m || layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
+        return NULL;
+    return m->layers[layer].bias[which];
+}
+
 const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which)
 {
     if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)

@@ -19,7 +19,6 @@
 /* Interim: the f32 norm and bias vectors live in lib/infer's private model struct and
  * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
  * users; replace them by lmp_model_norm / lmp_model_bias when lib/infer has them). */
-#include "../infer/infer_internal.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -54,18 +53,11 @@ static int input_class(lmp_linear w)
 
 /* ---------------------------------------------------------------- accessors ------- */
 
-float *lmp_awq_model_norm(lmp_model *m, int layer, bool ffn)
-{
-    if (!m || layer < 0 || layer >= m->cfg.n_layers)
-        return NULL;
-    return ffn ? m->layers[layer].ffn_norm : m->layers[layer].attn_norm;
-}
+float *lmp_awq_model_norm(lmp_model *m, int layer, bool ffn) { return lmp_model_norm_mut(m, layer, ffn); }
 
 float *lmp_awq_model_bias(lmp_model *m, int layer, lmp_linear which)
 {
-    if (!m || layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
-        return NULL;
-    return m->layers[layer].bias[which];
+    return lmp_model_bias_mut(m, layer, which);
 }
 
 /* ---------------------------------------------------------------- folding --------- */
