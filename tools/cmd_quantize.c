@@ -270,9 +270,10 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
 
 int cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL, *type = NULL, *imatrix_calib = NULL;
+    const char *out = NULL, *type = NULL, *imatrix_calib = NULL, *imatrix_file = NULL, *imatrix_out = NULL;
     cli_strlist tt = {0}, keep = {0};
     lmp_imatrix im = {0};
+    lmp_imatrix_file imf = {0};
     long long threads = 0;
     bool force = false, json = false, verbose = false, requant = false;
     int_opts io = {0};
@@ -309,6 +310,10 @@ int cmd_quantize(int argc, char **argv)
         {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ and AWQ)"},
         {"imatrix-calib", 0, OPT_STR, &imatrix_calib, "FILE", "--type: importance weights (llama.cpp imatrix, E[x^2] "
                                                             "per input column) from this calibration text"},
+        {"imatrix", 0, OPT_STR, &imatrix_file, "FILE", "--type: importance weights from a llama.cpp imatrix file "
+                                                      "(llama-imatrix output, legacy .dat or GGUF)"},
+        {"imatrix-out", 0, OPT_STR, &imatrix_out, "FILE", "with --imatrix-calib: also write the computed importance "
+                                                         "as a llama.cpp legacy imatrix .dat"},
         {"calib-samples", 0, OPT_INT, &io.samples, "N", "calibration windows (default 128)"},
         {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, AWQ and imatrix 512; capped "
                                                      "to the context)"},
@@ -324,7 +329,8 @@ int cmd_quantize(int argc, char **argv)
     };
     const cli_cmd_info info = {
         "quantize", "MODEL -o OUT.gguf --type TYPE [--tensor-type REGEX=TYPE ...] [--keep REGEX ...] "
-                    "[--allow-requantize] [--imatrix-calib FILE [--calib-samples N] [--calib-seqlen L]] [--force] "
+                    "[--allow-requantize] [--imatrix FILE | --imatrix-calib FILE [--calib-samples N] "
+                    "[--calib-seqlen L] [--imatrix-out FILE]] [--force] "
                     "[--verbose] [--json]\n"
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
@@ -351,7 +357,8 @@ int cmd_quantize(int argc, char **argv)
         "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
-        "recorded as quantize.imatrix.* keys.",
+        "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
+        "llama-quantize --imatrix FILE uses: legacy .dat values / ncall, GGUF in_sum2 / counts).",
         NULL};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np), rc = 0;
@@ -370,7 +377,7 @@ int cmd_quantize(int argc, char **argv)
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
-        if (type || tt.n || keep.n || requant || imatrix_calib) {
+        if (type || tt.n || keep.n || requant || imatrix_calib || imatrix_file || imatrix_out) {
             fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib (GGUF) "
                             "and --method/--bits/--format/--calib (GPTQ, RTN, AWQ) do not mix\n");
             rc = 2;
@@ -414,9 +421,29 @@ int cmd_quantize(int argc, char **argv)
         rc = 2;
         goto done;
     }
+    if (imatrix_file && imatrix_calib) {
+        fprintf(stderr, "lmpress quantize: --imatrix FILE and --imatrix-calib TEXT conflict (one source of weights)\n");
+        rc = 2;
+        goto done;
+    }
+    if (imatrix_out && !imatrix_calib) {
+        fprintf(stderr, "lmpress quantize: --imatrix-out needs --imatrix-calib (it saves the computed importance)\n");
+        rc = 2;
+        goto done;
+    }
     lmp_set_num_threads((int)threads);
     lmp_quant_init();
 
+    if (imatrix_file) { /* read first: a broken file fails before any conversion */
+        int e = lmp_imatrix_file_load(imatrix_file, &imf);
+        if (e) {
+            rc = cli_fail("quantize", e);
+            goto done;
+        }
+        if (!json)
+            fprintf(stderr, "imatrix: %d entries, %d chunks%s%s from %s\n", imf.n_entries, imf.chunks,
+                    imf.dataset ? " of " : "", imf.dataset ? imf.dataset : "", imatrix_file);
+    }
     if (imatrix_calib) { /* importance weights first: a bad calibration text fails before conversion */
         lmp_calib_params cp;
         lmp_calib_default_params(&cp);
@@ -456,6 +483,10 @@ int cmd_quantize(int argc, char **argv)
         if (!json)
             fprintf(stderr, "imatrix: %d chunks (%lld tokens) from %s, %d linears\n", im.n_chunks,
                     (long long)im.n_tokens, imatrix_calib, im.n_entries);
+        if (imatrix_out && (e = lmp_imatrix_file_save(imatrix_out, &im, imatrix_calib, force))) {
+            rc = cli_fail("quantize", e);
+            goto done;
+        }
     }
 
     const char *src = pos[0];
@@ -502,6 +533,13 @@ int cmd_quantize(int argc, char **argv)
         p.imatrix_dataset = imatrix_calib;
         p.imatrix_entries = im.n_entries;
         p.imatrix_chunks = im.n_chunks;
+    } else if (imatrix_file) { /* the keys llama-quantize writes for --imatrix */
+        p.weights = lmp_imatrix_file_weights;
+        p.weights_ctx = &imf;
+        p.imatrix_file = imatrix_file;
+        p.imatrix_dataset = imf.dataset;
+        p.imatrix_entries = imf.n_entries;
+        p.imatrix_chunks = imf.chunks;
     }
     lmp_gguf_quant_result res;
     int e = lmp_gguf_quantize(src, out, &p, &res);
@@ -557,6 +595,7 @@ int cmd_quantize(int argc, char **argv)
     }
 done:
     lmp_imatrix_free(&im);
+    lmp_imatrix_file_free(&imf);
     free(tmp);
     free(tt.v);
     free(keep.v);

@@ -257,6 +257,36 @@ const float *lmp_imatrix_get(const lmp_imatrix *im, int layer, lmp_linear which)
  * ctx = the lmp_imatrix): NULL for other tensors or a column count that differs. */
 const float *lmp_imatrix_weights(void *ctx, const char *gguf_name, int64_t cols);
 
+/* A llama.cpp imatrix file (llama-imatrix output: the legacy binary .dat or the GGUF
+ * format), as per-tensor importance weights: `values` are what llama-quantize passes to
+ * its quantizers (legacy: stored value / ncall; GGUF: in_sum2 / count), one vector of
+ * nval floats per GGUF tensor name (blk.N.attn_q.weight ...). */
+typedef struct {
+    int n_entries;
+    char **names;
+    float **values;
+    int64_t *nval;
+    int chunks;          /* the file's chunk count (0 when absent) */
+    char *dataset;       /* the calibration text it names, or NULL */
+} lmp_imatrix_file;
+
+/* Reads `path` (legacy .dat or GGUF imatrix). A malformed file is LMP_EFORMAT naming the
+ * byte offset or entry and the defect (truncation, negative or oversized counts and
+ * lengths, duplicate names, non-finite or negative values, trailing garbage); *f is
+ * then cleared. On success *f is owned (lmp_imatrix_file_free). */
+int lmp_imatrix_file_load(const char *path, lmp_imatrix_file *f);
+void lmp_imatrix_file_free(lmp_imatrix_file *f); /* accepts NULL and cleared structs */
+/* The entry named `name` (borrowed; *nval its length) or NULL. */
+const float *lmp_imatrix_file_get(const lmp_imatrix_file *f, const char *name, int64_t *nval);
+/* lmp_quant_weights_fn over a loaded file (ctx = the lmp_imatrix_file): NULL for tensors
+ * it lacks; a length other than `cols` is warned about and not used. */
+const float *lmp_imatrix_file_weights(void *ctx, const char *gguf_name, int64_t cols);
+/* Writes a computed imatrix as llama.cpp's legacy .dat (entries sorted by name, values
+ * E[x^2] * chunks, chunk count and `dataset` (NULL: empty) as the trailer), which
+ * llama-quantize --imatrix and lmp_imatrix_file_load read. Atomic; LMP_EEXIST unless
+ * force. */
+int lmp_imatrix_file_save(const char *path, const lmp_imatrix *im, const char *dataset, bool force);
+
 /* Installs a dequantized f32 copy of q as linear `which` of `layer`: *buf receives the
  * malloc'd [rows][cols] f32 matrix, which the caller frees only after restoring the
  * original weight (lmp_model_set_linear) or freeing the model. For fake-quantized
