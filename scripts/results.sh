@@ -7,7 +7,9 @@
 # CALIB (calibration text) is given, gptq/rtn 4-bit g128 folders. Protocols: windows (ctx
 # 256, first 20,000 bytes of wikitext2-test.gptq-join.txt, CR stripped) and llamacpp (ctx
 # 256 on wiki.test.raw), both on the first PPL_CHUNKS windows (default 16). Size: the GGUF
-# file, or a folder's top-level *.safetensors.
+# file, or a folder's top-level *.safetensors. METHODS (default "rtn gptq") and
+# CALIB_SAMPLES x CALIB_SEQLEN (default 32 x 256) choose the calibrated folders; an output
+# that already exists in WORKDIR is evaluated as it is (not rebuilt).
 set -eu
 L=${LMP_BIN:-build/lmpress}
 FIX=${LMP_FIXTURES:-../shared/fixtures}
@@ -15,6 +17,9 @@ MODEL=$1; W=$2
 TYPES=${3:-"f16 q8_0 q6_k q5_k_m q4_k_m q4_0 q3_k_m q2_k"}
 CALIB=${4:-}
 CH=${PPL_CHUNKS:-16}
+METHODS=${METHODS:-"rtn gptq"}
+CS=${CALIB_SAMPLES:-32}
+CL=${CALIB_SEQLEN:-256}
 mkdir -p "$W"
 ppl() { # model, protocol args...
     m=$1; shift
@@ -46,10 +51,10 @@ for t in $TYPES; do
     row "GGUF $t" "$out"
 done
 if [ -n "$CALIB" ]; then
-    for m in rtn gptq; do
+    for m in $METHODS; do
         out="$W/$(basename "$MODEL")-$m-4b-g128"
         [ -d "$out" ] || "$L" quantize "$MODEL" -o "$out" --method "$m" --bits 4 --group-size 128 \
-            --calib "$CALIB" --calib-samples 32 --calib-seqlen 256 > /dev/null 2>&1
+            --calib "$CALIB" --calib-samples "$CS" --calib-seqlen "$CL" > /dev/null 2>&1
         row "$m 4-bit g128 (GPTQ format)" "$out" || true
     done
 fi
