@@ -566,13 +566,18 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
     }
     const lmp_kdt *d = &k->dt[W->dtype];
     const lmp_act act = lmp_k_act(W->dtype);
-    /* every thread rounds x into its own scratch (a few microseconds) rather than
-     * waiting at a barrier for one thread to do it; all get the same bytes */
+    /* every thread rounds x into a buffer of its own (a few microseconds) rather than
+     * waiting at a barrier for one thread to do it; all get the same bytes. On the stack
+     * up to 64 KiB (K <= 32768 in bf16): worker threads come and go with the team size,
+     * and a thread-local heap buffer would leak with them. */
+    _Alignas(64) uint8_t stack_xa[65536];
+    void *heap_xa = NULL;
     const void *xa = NULL;
     if (act != LMP_ACT_F32) {
-        void *buf = scratch(0, act_row_bytes(act, K));
+        const size_t xrb = act_row_bytes(act, K);
+        void *buf = xrb <= sizeof stack_xa ? stack_xa : (heap_xa = aligned_alloc(64, xrb));
         if (buf) {
-            convert_rows(k, act, x, 1, K, buf, act_row_bytes(act, K));
+            convert_rows(k, act, x, 1, K, buf, xrb);
             xa = buf;
         }
     }
@@ -606,6 +611,7 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
             y[n] = acc ? y[n] + v : v;
         }
     }
+    free(heap_xa);
 }
 
 /* ---------------------------------------------------------------- small kernels */
