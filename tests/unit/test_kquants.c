@@ -363,7 +363,7 @@ static void fill_kind(float *x, int n, int kind, lmp_rng *r)
 static void test_simd_equals_scalar(void)
 {
     enum { KINDS = 18, ROWS = 24, C = 512 };
-    const lmp_dtype ts[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K};
+    const lmp_dtype ts[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K, LMP_DT_Q8_0};
     float *x = malloc(sizeof(float) * ROWS * C), *qw = malloc(sizeof(float) * C);
     uint8_t *a = malloc(8 * ROWS * C), *b = malloc(8 * ROWS * C);
     lmp_rng r;
