@@ -331,7 +331,10 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += b->rows_per) {
         int64_t nr = rows - r0 < b->rows_per ? rows - r0 : b->rows_per;
         const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * in_row;
-#pragma omp parallel for schedule(static)
+        /* rows are independent and written to their own slots: dynamic scheduling keeps
+         * both threads busy when one is descheduled (shared machines), and the bytes do
+         * not depend on which thread quantized which row */
+#pragma omp parallel for schedule(dynamic, 4)
         for (int64_t r = 0; r < nr; r++) {
             float *x = b->f + r * cols;
             ti->to_f32(src + (size_t)r * in_row, x, cols);
