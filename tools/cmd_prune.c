@@ -5,6 +5,7 @@
  * formats/sparse.h call (lmp_prune_model); no algorithm code here.
  */
 #include "cli.h"
+#include "formats/qmodel.h"
 #include "formats/sparse.h"
 #include "lib/prune/prune.h"
 
@@ -48,6 +49,49 @@ static int parse_pattern(const char *s, int *n, int *m)
     return 0;
 }
 
+/* A GGUF or a quantized folder (GPTQ / AWQ / compressed-tensors) whose linears are natively
+ * quantized: the pruning algorithms read such weights (lib/prune dequantizes rows with
+ * lmp_wmat_row_f32), but the writers of lmp_prune_model take Hugging Face f32/f16/bf16
+ * checkpoints only. Refused here naming the first quantized linear and its storage, before
+ * anything is loaded twice or written. Returns 0 when the input is not quantized. */
+static int refuse_quantized(const char *model)
+{
+    bool gguf = lmp_str_endswith(model, ".gguf"), qdir = false;
+    if (!gguf && lmp_path_is_dir(model)) {
+        char *cfg = lmp_path_join(model, "config.json"), *txt = NULL;
+        if (cfg && lmp_read_file(cfg, &txt, NULL) == 0)
+            qdir = strstr(txt, "\"quantization_config\"") != NULL;
+        free(cfg);
+        free(txt);
+    }
+    if (!gguf && !qdir)
+        return 0;
+    lmp_model *m = NULL;
+    if (lmp_model_load_any(&m, model))
+        return 0; /* lmp_prune_model reports the loading error itself */
+    const lmp_config *c = lmp_model_config(m);
+    int rc = 0;
+    for (int l = 0; l < c->n_layers && !rc; l++)
+        for (int w = 0; w < LMP_LIN_COUNT && !rc; w++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
+            lmp_dtype dt = wm->dtype;
+            if (!wm->q && (dt == LMP_DT_F32 || dt == LMP_DT_F16 || dt == LMP_DT_BF16))
+                continue;
+            char name[LMP_MAX_NAME], what[64];
+            lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
+            if (wm->q)
+                snprintf(what, sizeof what, "%d-bit integer groups", wm->q->ig.bits);
+            else
+                snprintf(what, sizeof what, "%s", lmp_dtype_info(dt)->name);
+            rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s.weight is natively quantized (%s); prune writes f32 weights from an "
+                         "f32/f16/bf16 Hugging Face checkpoint: prune the checkpoint this model was quantized from "
+                         "(then quantize the pruned model, or use --method sparsegpt --then-quantize)",
+                         model, name, what);
+        }
+    lmp_model_free(m);
+    return rc;
+}
+
 static int bad(const char *msg)
 {
     fprintf(stderr, "lmpress prune: %s\n", msg);
@@ -61,7 +105,7 @@ int cmd_prune(int argc, char **argv)
     double sparsity = -1e300, ratio = -1e300, damp = -1;
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
               coff = -1, cbytes = -1;
-    bool asym = false, no_ts = false, force = false, json = false, verbose = false;
+    bool asym = false, no_ts = false, no_bos = false, force = false, json = false, verbose = false;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
         {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
@@ -76,6 +120,8 @@ int cmd_prune(int argc, char **argv)
         {"calib-seqlen", 0, OPT_INT, &seqlen, "L", "tokens per window (default 2048, capped to the context)"},
         {"calib-offset", 0, OPT_INT, &coff, "BYTES", "use the calibration file from this byte (default 0)"},
         {"calib-bytes", 0, OPT_INT, &cbytes, "BYTES", "use at most this many bytes of it (default all)"},
+        {"no-calib-bos", 0, OPT_FLAG, &no_bos, NULL, "keep the calibration windows as drawn (default: the first token "
+                                                     "of each replaced by BOS, as inference inputs start)"},
         {"seed", 0, OPT_INT, &seed, "S", "seed of the random windows (default 0)"},
         {"format", 0, OPT_STR, &format, "F", "safetensors (dense, zeros kept; default), compressed-tensors "
                                              "(sparse-24-bitmask for 2:4, else sparse-bitmask) or gguf"},
@@ -240,12 +286,16 @@ int cmd_prune(int argc, char **argv)
     if (!calib && (p.structured || s->method != LMP_PRUNE_MAGNITUDE))
         return bad("this method needs calibration text: --calib FILE (plain or .gz)");
     lmp_set_num_threads((int)threads);
+    p.prune.calib_bos = !no_bos;
     p.calib_path = calib;
     p.force = force;
     p.prune.on_layer_done = json ? NULL : print_layer;
 
     lmp_prune_model_result r;
-    int e = lmp_prune_model(pos[0], out, &p, &r);
+    int e = refuse_quantized(pos[0]);
+    if (e)
+        return cli_fail("prune", e);
+    e = lmp_prune_model(pos[0], out, &p, &r);
     if (e) {
         lmp_prune_model_result_free(&r);
         return cli_fail("prune", e);

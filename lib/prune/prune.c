@@ -387,6 +387,42 @@ done:
 
 /* ---------------------------------------------------------------- entry ----------- */
 
+/* Magnitude / Wanda: scores |W_ij| (* sqrt(xsq_j)), selection, zeroing. */
+static int prune_scored(float *W, int64_t rows, int64_t cols, const double *xsq, int64_t xsq_stride,
+                        const lmp_prune_spec *s, uint8_t *keep)
+{
+    float *S = malloc((size_t)(rows * cols) * sizeof(float));
+    float *nrm = malloc((size_t)cols * sizeof(float));
+    if (!S || !nrm) {
+        free(S);
+        free(nrm);
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    for (int64_t j = 0; j < cols; j++)
+        nrm[j] = s->method == LMP_PRUNE_WANDA ? (float)sqrt(fmax(xsq[j * xsq_stride], 0.0)) : 1.0f;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            S[r * cols + j] = fabsf(W[r * cols + j]) * nrm[j];
+    int rc = s->scope == LMP_PRUNE_SCOPE_MATRIX ? select_matrix(S, rows, cols, s, keep)
+                                                : select_rows(S, rows, cols, s, keep);
+    if (rc == 0)
+        for (int64_t i = 0; i < rows * cols; i++)
+            if (!keep[i])
+                W[i] = 0.0f;
+    free(S);
+    free(nrm);
+    return rc;
+}
+
+static int check_finite(const float *W, int64_t rows, int64_t cols)
+{
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (!isfinite(W[i]))
+            return lmp_err(LMP_ERANGE, "non-finite weight %g at [%lld, %lld]", (double)W[i], (long long)(i / cols),
+                           (long long)(i % cols));
+    return LMP_OK;
+}
+
 int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s, uint8_t *mask,
                      lmp_qtensor *q, double *loss)
 {
@@ -395,40 +431,40 @@ int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, cons
         return rc;
     if (loss)
         *loss = -1;
-    for (int64_t i = 0; i < rows * cols; i++)
-        if (!isfinite(W[i]))
-            return lmp_err(LMP_ERANGE, "non-finite weight %g at [%lld, %lld]", (double)W[i], (long long)(i / cols),
-                           (long long)(i % cols));
+    if ((rc = check_finite(W, rows, cols)))
+        return rc;
     if (s->method != LMP_PRUNE_MAGNITUDE && !H)
         return lmp_err(LMP_EINVAL, "prune: %s needs calibration statistics", lmp_prune_method_name(s->method));
     if (s->qbits && !q)
         return lmp_err(LMP_EINVAL, "prune: joint quantization needs an output tensor");
     uint8_t *keep = mask ? mask : malloc((size_t)(rows * cols));
-    float *S = NULL;
     if (!keep)
         return lmp_err(LMP_ENOMEM, "out of memory");
-    if (s->method == LMP_PRUNE_SPARSEGPT) {
+    if (s->method == LMP_PRUNE_SPARSEGPT)
         rc = sparsegpt(W, rows, cols, H, s, keep, q, loss);
-    } else {
-        S = malloc((size_t)(rows * cols) * sizeof(float));
-        if (!S) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = 0; j < cols; j++) {
-                float a = fabsf(W[r * cols + j]);
-                S[r * cols + j] = s->method == LMP_PRUNE_WANDA ? a * (float)sqrt(fmax(H[j * cols + j], 0.0)) : a;
-            }
-        rc = s->scope == LMP_PRUNE_SCOPE_MATRIX ? select_matrix(S, rows, cols, s, keep)
-                                                : select_rows(S, rows, cols, s, keep);
-        if (rc == 0)
-            for (int64_t i = 0; i < rows * cols; i++)
-                if (!keep[i])
-                    W[i] = 0.0f;
-    }
-done:
-    free(S);
+    else /* Wanda: the diagonal of H is ||X_j||^2 up to a common factor */
+        rc = prune_scored(W, rows, cols, H, cols + 1, s, keep);
+    if (keep != mask)
+        free(keep);
+    return rc;
+}
+
+int lmp_prune_linear_norms(float *W, int64_t rows, int64_t cols, const double *xsq, const lmp_prune_spec *s,
+                           uint8_t *mask)
+{
+    int rc = lmp_prune_spec_check(s, cols, "linear");
+    if (rc)
+        return rc;
+    if (s->method == LMP_PRUNE_SPARSEGPT)
+        return lmp_err(LMP_EINVAL, "prune: sparsegpt needs the whole Hessian (lmp_prune_linear)");
+    if (s->method == LMP_PRUNE_WANDA && !xsq)
+        return lmp_err(LMP_EINVAL, "prune: wanda needs the input norms");
+    if ((rc = check_finite(W, rows, cols)))
+        return rc;
+    uint8_t *keep = mask ? mask : malloc((size_t)(rows * cols));
+    if (!keep)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    rc = prune_scored(W, rows, cols, xsq, 1, s, keep);
     if (keep != mask)
         free(keep);
     return rc;

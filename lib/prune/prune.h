@@ -71,6 +71,12 @@ int64_t lmp_prune_matrix_zeros(const lmp_prune_spec *s, int64_t rows, int64_t co
 int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s,
                      uint8_t *mask, lmp_qtensor *q, double *loss);
 
+/* Magnitude or Wanda from the input norms alone: xsq[cols] = sum over the calibration
+ * tokens of X_j^2 (any common scale; ignored by magnitude, may be NULL there). Same masks
+ * as lmp_prune_linear with an H whose diagonal is xsq, without the cols x cols matrix. */
+int lmp_prune_linear_norms(float *W, int64_t rows, int64_t cols, const double *xsq, const lmp_prune_spec *s,
+                           uint8_t *mask);
+
 /* ---------------------------------------------------------------- the pipeline ---- */
 
 typedef struct {
@@ -97,6 +103,12 @@ typedef struct {
      * gate/up, then down (as the quantization pipeline; default true). false: all from one
      * pass over the original block (the SparseGPT / Wanda reference scripts). */
     bool true_sequential;
+    /* The first token of every calibration window replaced by the model's BOS (when it has
+     * one), so that calibration sees what inference sees: every prompt and every window of
+     * the perplexity protocols starts with BOS, and models trained that way put massive
+     * activations (an attention sink) on it that random mid-text windows never produce.
+     * Default true; false: the windows as given (the Wanda / SparseGPT reference scripts). */
+    bool calib_bos;
     bool progress;
     lmp_prune_sink sink;
     void *sink_ctx;

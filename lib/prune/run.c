@@ -35,6 +35,7 @@ void lmp_prune_default_params(lmp_prune_params *p)
     memset(p, 0, sizeof *p);
     lmp_prune_default_spec(&p->spec);
     p->true_sequential = true;
+    p->calib_bos = true;
     p->progress = true;
 }
 
@@ -54,7 +55,9 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
             char name[LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
-            if (!lmp_dtype_info(wm->dtype)->to_f32)
+            /* natively quantized linears (intgroup payloads of GPTQ/AWQ folders, GGUF
+             * blocks) are read row by row through lmp_wmat_row_f32 */
+            if (!wm->q && !lmp_dtype_info(wm->dtype)->to_f32)
                 return lmp_err(LMP_EUNSUPPORTED, "%s.weight: dtype %s cannot be converted to f32", name,
                                lmp_dtype_info(wm->dtype)->name);
             int rc = lmp_prune_spec_check(s, wm->cols, name);
@@ -64,33 +67,76 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
     return LMP_OK;
 }
 
+/* Statistics of one forward pass: per distinct linear input, the Hessian (SparseGPT) or
+ * the column sums of squares (Wanda). */
 typedef struct {
     double *H[IN_COUNT];
+    double *xsq[IN_COUNT];
     int64_t ns[IN_COUNT];
     lmp_linear stop_at;
-} hess_ctx;
+} stat_ctx;
 
-static int hess_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+static int stat_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     (void)layer;
-    hess_ctx *h = user;
+    stat_ctx *h = user;
     int cls = input_class(which);
-    if (which == g_first[cls] && h->H[cls]) {
-        int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
-        if (rc)
-            return rc;
+    if (which == g_first[cls]) {
+        if (h->H[cls]) {
+            int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
+            if (rc)
+                return rc;
+        }
+        if (h->xsq[cls]) { /* every token, in double, in token order (deterministic) */
+            double *q = h->xsq[cls];
+            for (int64_t t = 0; t < n; t++) {
+                const float *x = X + t * in;
+                for (int64_t j = 0; j < in; j++)
+                    q[j] += (double)x[j] * x[j];
+            }
+        }
     }
     return which == h->stop_at ? PASS_DONE : 0;
 }
 
+/* Relative output error of every linear on the inputs it sees in the pruned block:
+ * ||X W^T - X W'^T||_F / ||X W^T||_F accumulated over the calibration tokens. */
+typedef struct {
+    const lmp_wmat *orig, *pruned; /* [LMP_LIN_COUNT] */
+    double num[LMP_LIN_COUNT], den[LMP_LIN_COUNT];
+    float *y0, *y1;                /* [seq_len * max rows] */
+} err_ctx;
+
+static int err_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    (void)in;
+    err_ctx *e = user;
+    const int64_t rows = e->orig[which].rows;
+    bool exact = lmp_gemm_exact();
+    lmp_gemm_set_exact(true); /* f32 activations for both, whatever the original's dtype */
+    lmp_gemm(e->y0, X, &e->orig[which], NULL, n);
+    lmp_gemm(e->y1, X, &e->pruned[which], NULL, n);
+    lmp_gemm_set_exact(exact);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n * rows; i++) {
+        double a = e->y0[i], d = a - e->y1[i];
+        num += d * d;
+        den += a * a;
+    }
+    e->num[which] += num;
+    e->den[which] += den;
+    return 0;
+}
+
+/* f32 copy of any weight the engine runs (dense, GGUF blocks, intgroup payloads). */
 static int weight_f32(const lmp_wmat *w, const char *name, float **out)
 {
     *out = malloc((size_t)(w->rows * w->cols) * sizeof(float));
     if (!*out)
         return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
-    const lmp_dtype_traits *tr = lmp_dtype_info(w->dtype);
     for (int64_t r = 0; r < w->rows; r++)
-        tr->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, *out + r * w->cols, w->cols);
+        lmp_wmat_row_f32(w, r, *out + r * w->cols);
     return LMP_OK;
 }
 
@@ -100,12 +146,12 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     double t_start = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;
+    const lmp_prune_method method = p->spec.method;
     int rc = lmp_prune_check(m, &p->spec);
     if (rc)
         return rc;
-    if (!cal && p->spec.method != LMP_PRUNE_MAGNITUDE)
-        return lmp_err(LMP_EINVAL, "prune: %s needs calibration text (--calib FILE)",
-                       lmp_prune_method_name(p->spec.method));
+    if (!cal && method != LMP_PRUNE_MAGNITUDE)
+        return lmp_err(LMP_EINVAL, "prune: %s needs calibration text (--calib FILE)", lmp_prune_method_name(method));
     res->n_layers = nl;
     res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
     if (!res->lin)
@@ -117,29 +163,47 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     float *Wp[LMP_LIN_COUNT] = {0};
     uint8_t *mask[LMP_LIN_COUNT] = {0};
     lmp_qtensor qt[LMP_LIN_COUNT];
-    lmp_wmat orig[LMP_LIN_COUNT];
+    lmp_wmat orig[LMP_LIN_COUNT], pw[LMP_LIN_COUNT];
     bool installed[LMP_LIN_COUNT] = {0};
-    hess_ctx hc;
+    stat_ctx hc;
+    err_ctx ec;
     memset(qt, 0, sizeof qt);
     memset(&hc, 0, sizeof hc);
+    memset(&ec, 0, sizeof ec);
 
     if (cal) {
+        int64_t max_rows = 0;
+        for (int w = 0; w < LMP_LIN_COUNT; w++) {
+            int64_t r = lmp_model_linear(m, 0, (lmp_linear)w)->rows;
+            max_rows = r > max_rows ? r : max_rows;
+        }
         res->n_samples = N;
         res->seq_len = L;
         res->act_bytes = lmp_qpipe_act_bytes(m, cal);
         states = malloc(res->act_bytes);
         scratch = malloc((size_t)L * d * sizeof(float));
-        if (!states || !scratch) {
+        ec.y0 = malloc((size_t)(L * max_rows) * sizeof(float));
+        ec.y1 = malloc((size_t)(L * max_rows) * sizeof(float));
+        if (!states || !scratch || !ec.y0 || !ec.y1) {
             rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%.1f MiB)",
                          res->act_bytes / 1048576.0);
             goto done;
         }
-        for (int s = 0; s < N; s++)
-            if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, states + (int64_t)s * L * d)))
+        const int bos = p->calib_bos ? lmp_model_bos(m) : -1;
+        for (int s = 0; s < N; s++) {
+            const int32_t *tok = cal->tokens + (int64_t)s * L;
+            if ((rc = lmp_model_embed(m, tok, L, states + (int64_t)s * L * d)))
                 goto done;
+            if (bos >= 0 && tok[0] != bos && (rc = lmp_model_embed(m, &(int32_t){bos}, 1, states + (int64_t)s * L * d)))
+                goto done;
+        }
     }
+    /* Magnitude needs no statistics (calibration, when given, only measures the errors).
+     * True-sequential: one statistics pass per distinct input, the linears before it
+     * already pruned; otherwise one pass over the original block for all of them. */
+    const bool stats = cal && method != LMP_PRUNE_MAGNITUDE;
     int groups[IN_COUNT][IN_COUNT + 1], n_groups;
-    if (p->true_sequential) {
+    if (stats && p->true_sequential) {
         n_groups = IN_COUNT;
         for (int g = 0; g < IN_COUNT; g++) {
             groups[g][0] = g;
@@ -159,20 +223,23 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
         char label[64];
         snprintf(label, sizeof label, "prune layer %d/%d", l + 1, nl);
         lmp_progress pg;
-        lmp_progress_begin(&pg, label, cal ? (uint64_t)(n_groups + 1) * N : LMP_LIN_COUNT);
+        lmp_progress_begin(&pg, label, cal ? (uint64_t)((stats ? n_groups : 0) + 1) * N : LMP_LIN_COUNT);
         if (!p->progress)
             pg.enabled = false;
         uint64_t done_n = 0;
         for (int g = 0; g < n_groups; g++) {
             memset(&hc, 0, sizeof hc);
-            if (cal) {
+            if (stats) {
                 int last = -1;
                 for (int k = 0; groups[g][k] >= 0; k++) {
                     int cls = groups[g][k];
                     int64_t cols = orig[g_first[cls]].cols;
-                    hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
-                    if (!hc.H[cls]) {
-                        rc = lmp_err(LMP_ENOMEM, "out of memory for a %lld x %lld Hessian", (long long)cols,
+                    if (method == LMP_PRUNE_SPARSEGPT)
+                        hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
+                    else
+                        hc.xsq[cls] = calloc((size_t)cols, sizeof(double));
+                    if (!hc.H[cls] && !hc.xsq[cls]) {
+                        rc = lmp_err(LMP_ENOMEM, "out of memory for the statistics of a %lld-column input",
                                      (long long)cols);
                         goto layer_fail;
                     }
@@ -181,7 +248,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                 hc.stop_at = g_first[last];
                 for (int s = 0; s < N; s++) {
                     memcpy(scratch, states + (int64_t)s * L * d, (size_t)L * d * sizeof(float));
-                    rc = lmp_block_run(m, l, scratch, L, 0, NULL, hess_hook, &hc);
+                    rc = lmp_block_run(m, l, scratch, L, 0, NULL, stat_hook, &hc);
                     if (rc != 0 && rc != PASS_DONE)
                         goto layer_fail;
                     rc = 0;
@@ -202,22 +269,21 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                 st->rows = rows;
                 st->cols = cols;
                 st->err = -1;
+                st->loss = -1;
                 lmp_linear_hf_prefix(l, (lmp_linear)w, st->name, sizeof st->name);
                 double t0 = lmp_time_s();
-                float *W0 = NULL;
                 if ((rc = weight_f32(&orig[w], st->name, &Wp[w])))
-                    goto layer_fail;
-                if (hc.H[cls] && (rc = weight_f32(&orig[w], st->name, &W0)))
                     goto layer_fail;
                 mask[w] = malloc((size_t)(rows * cols));
                 if (!mask[w]) {
-                    free(W0);
                     rc = lmp_err(LMP_ENOMEM, "out of memory");
                     goto layer_fail;
                 }
-                rc = lmp_prune_linear(Wp[w], rows, cols, hc.H[cls], &p->spec, mask[w], &qt[w], &st->loss);
+                if (method == LMP_PRUNE_SPARSEGPT)
+                    rc = lmp_prune_linear(Wp[w], rows, cols, hc.H[cls], &p->spec, mask[w], &qt[w], &st->loss);
+                else
+                    rc = lmp_prune_linear_norms(Wp[w], rows, cols, hc.xsq[cls], &p->spec, mask[w]);
                 if (rc) {
-                    free(W0);
                     rc = lmp_err_prefix(rc, "%s.weight", st->name);
                     goto layer_fail;
                 }
@@ -227,15 +293,12 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                 st->seconds = lmp_time_s() - t0;
                 for (int64_t i = 0; i < rows * cols; i++)
                     st->zeros += !mask[w][i];
-                if (W0) {
-                    st->err = lmp_qpipe_rel_error(W0, Wp[w], hc.H[cls], rows, cols);
-                    free(W0);
-                }
                 res->params += (uint64_t)(rows * cols);
                 res->zeros += (uint64_t)st->zeros;
+                pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wp[w],
+                                   .row_bytes = (size_t)cols * sizeof(float)};
                 if (cal) {
-                    lmp_wmat nw = {.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wp[w], .row_bytes = (size_t)cols * sizeof(float)};
-                    if ((rc = lmp_model_set_linear(m, l, (lmp_linear)w, &nw)))
+                    if ((rc = lmp_model_set_linear(m, l, (lmp_linear)w, &pw[w])))
                         goto layer_fail;
                     installed[w] = true;
                 } else {
@@ -244,14 +307,24 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
             }
             for (int k = 0; k < IN_COUNT; k++) {
                 free(hc.H[k]);
+                free(hc.xsq[k]);
                 hc.H[k] = NULL;
+                hc.xsq[k] = NULL;
             }
         }
+        /* the pruned block produces the next block's inputs; the hook measures the errors */
+        ec.orig = orig;
+        ec.pruned = pw;
+        memset(ec.num, 0, sizeof ec.num);
+        memset(ec.den, 0, sizeof ec.den);
         for (int s = 0; s < N; s++) {
-            if ((rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, NULL, NULL)))
+            if ((rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, err_hook, &ec)))
                 goto layer_fail;
             lmp_progress_update(&pg, ++done_n);
         }
+        if (cal)
+            for (int w = 0; w < LMP_LIN_COUNT; w++)
+                res->lin[l * LMP_LIN_COUNT + w].err = ec.den[w] > 0 ? sqrt(ec.num[w] / ec.den[w]) : 0.0;
         lmp_progress_end(&pg);
         if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)Wp, (const uint8_t *const *)mask,
                                      p->spec.qbits ? qt : NULL, &res->lin[l * LMP_LIN_COUNT])))
@@ -273,7 +346,9 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
         }
         for (int k = 0; k < IN_COUNT; k++) {
             free(hc.H[k]);
+            free(hc.xsq[k]);
             hc.H[k] = NULL;
+            hc.xsq[k] = NULL;
         }
         if (rc)
             goto done;
@@ -281,6 +356,8 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
 done:
     free(states);
     free(scratch);
+    free(ec.y0);
+    free(ec.y1);
     res->sparsity = res->params ? (double)res->zeros / (double)res->params : 0;
     res->seconds = lmp_time_s() - t_start;
     res->peak_rss = lmp_peak_rss();

@@ -237,9 +237,8 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
-        const lmp_dtype_traits *tr = lmp_dtype_info(orig.dtype);
-        for (int64_t r = 0; r < rows; r++)
-            tr->to_f32((const uint8_t *)orig.data + (size_t)r * orig.row_bytes, Wm + r * cols, cols);
+        for (int64_t r = 0; r < rows; r++) /* dense, GGUF blocks or an intgroup payload */
+            lmp_wmat_row_f32(&orig, r, Wm + r * cols);
         if (kind == LMP_STRUCT_FFN) {
             for (int64_t j = 0; j < cols; j++) {
                 double w2 = 0;

@@ -6,7 +6,10 @@
 # 4-bit quantization (GPTQ folder), structured FFN / layer pruning (config.json sizes,
 # parameter count, the smaller model runs), --json, and refused inputs: sparsity outside
 # [0, 1), a pattern that does not divide the row length, a ratio that removes every head
-# of a group, a missing --calib, an existing output, --then-quantize with Wanda.
+# of a group, a missing --calib, an existing output, --then-quantize with Wanda, and natively
+# quantized inputs (a Q8_0 GGUF and a 4-bit RTN folder made by lmpress quantize: refused naming
+# the first quantized linear and its storage; the library path that prunes such weights is
+# tested in tests/unit/test_prune.c).
 . tests/cli/lib.sh
 if ! "$LMP_BIN" prune --help 2>/dev/null | grep -q -- --structured; then
     skip "lmpress prune is not in this build"
@@ -126,5 +129,11 @@ refuses "existing output" "exists" "$LMP_BIN" prune "$M" -o "$T/m24" --method ma
 refuses "then-quantize with wanda" "sparsegpt" "$LMP_BIN" prune "$M" -o "$T/x" --method wanda --sparsity 0.5 \
     --then-quantize 4 $C
 refuses "sparsity and pattern" "exactly one" "$LMP_BIN" prune "$M" -o "$T/x" --method wanda --sparsity 0.5 --pattern 2:4
+ok "Q8_0 GGUF made by lmpress quantize" "$LMP_BIN" quantize "$M" -o "$T/q8.gguf" --type q8_0 -t 1
+refuses "natively quantized input: Q8_0 GGUF" "q_proj.weight is natively quantized (q8_0)" "$LMP_BIN" prune \
+    "$T/q8.gguf" -o "$T/x" --method wanda --sparsity 0.5 $C
+ok "4-bit RTN folder made by lmpress quantize" "$LMP_BIN" quantize "$M" -o "$T/rtn4" --method rtn --bits 4 -t 1
+refuses "natively quantized input: RTN folder" "natively quantized (4-bit integer groups)" "$LMP_BIN" prune \
+    "$T/rtn4" -o "$T/x" --method magnitude --sparsity 0.5
 check "nothing left by refusals" "[ ! -e '$T/x' ]"
 finish

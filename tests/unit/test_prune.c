@@ -341,6 +341,117 @@ static void test_layer_errors(lmp_model *m, const lmp_calib_data *cal)
     free(x);
 }
 
+/* Natively quantized linears (Q8_0 blocks as in a q8_0 GGUF, 4-bit intgroup payloads as in
+ * a GPTQ folder) are read through lmp_wmat_row_f32: the kept weights of magnitude and Wanda
+ * equal the dequantized originals exactly, every row loses its share, SparseGPT and a
+ * structured plan run on them. */
+typedef struct {
+    float *deq[16][LMP_LIN_COUNT];
+    bool exact;     /* magnitude / Wanda: kept weights unchanged */
+    int bad_rows, bad_vals, layers;
+    double worst_err;
+} qin_ctx;
+
+static int qin_sink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
+                    const lmp_prune_linear_stats *st)
+{
+    (void)q;
+    qin_ctx *c = ctx;
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        const int64_t R = st[w].rows, C = st[w].cols;
+        for (int64_t r = 0; r < R; r++) {
+            int64_t z = 0;
+            for (int64_t j = 0; j < C; j++) {
+                int64_t i = r * C + j;
+                z += !mask[w][i];
+                if (mask[w][i] ? c->exact && W[w][i] != c->deq[layer][w][i] : W[w][i] != 0.0f)
+                    c->bad_vals++;
+            }
+            c->bad_rows += z != C / 2;
+        }
+        c->worst_err = fmax(c->worst_err, st[w].err);
+    }
+    c->layers++;
+    return 0;
+}
+
+static void test_quantized_input(const char *M, const lmp_calib_data *cal)
+{
+    lmp_model *m = NULL;
+    if (lmp_model_load(&m, M)) {
+        CHECK(0, "load %s: %s", M, lmp_errmsg());
+        return;
+    }
+    const lmp_config *c = lmp_model_config(m);
+    qin_ctx qc;
+    memset(&qc, 0, sizeof qc);
+    void *q8[16][LMP_LIN_COUNT] = {{0}};
+    lmp_qtensor ig[16][LMP_LIN_COUNT];
+    memset(ig, 0, sizeof ig);
+    int rc = 0;
+    for (int l = 0; l < c->n_layers && l < 16 && rc == 0; l++)
+        for (int w = 0; w < LMP_LIN_COUNT && rc == 0; w++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
+            const int64_t R = wm->rows, C = wm->cols;
+            float *W = malloc((size_t)(R * C) * sizeof(float));
+            for (int64_t r = 0; r < R; r++)
+                lmp_wmat_row_f32(wm, r, W + r * C);
+            if (l % 2 == 0) { /* Q8_0 rows */
+                size_t rb = lmp_dtype_row_bytes(LMP_DT_Q8_0, C);
+                q8[l][w] = malloc(rb * (size_t)R);
+                for (int64_t r = 0; r < R; r++)
+                    lmp_dtype_info(LMP_DT_Q8_0)->from_f32(W + r * C, (uint8_t *)q8[l][w] + rb * (size_t)r, C);
+                lmp_wmat nw = {.dtype = LMP_DT_Q8_0, .rows = R, .cols = C, .data = q8[l][w], .row_bytes = rb};
+                rc = lmp_model_set_linear(m, l, (lmp_linear)w, &nw);
+            } else { /* 4-bit groups of 128 */
+                lmp_rtn_params rp;
+                lmp_rtn_default_params(&rp);
+                rc = lmp_quant_rtn(W, R, C, &rp, &ig[l][w]);
+                if (rc == 0)
+                    rc = lmp_model_set_linear_q(m, l, (lmp_linear)w, &ig[l][w]);
+            }
+            const lmp_wmat *qm = lmp_model_linear(m, l, (lmp_linear)w);
+            for (int64_t r = 0; r < R; r++) /* the values pruning must start from */
+                lmp_wmat_row_f32(qm, r, W + r * C);
+            qc.deq[l][w] = W;
+        }
+    CHECK(rc == 0, "installing quantized linears: %s", lmp_errmsg());
+    for (int meth = 0; meth < 3 && rc == 0; meth++) {
+        lmp_prune_params p;
+        lmp_prune_default_params(&p);
+        p.progress = false;
+        p.spec.method = (lmp_prune_method)meth;
+        p.true_sequential = meth != LMP_PRUNE_WANDA;
+        p.sink = qin_sink;
+        p.sink_ctx = &qc;
+        qc.exact = meth != LMP_PRUNE_SPARSEGPT;
+        qc.bad_rows = qc.bad_vals = qc.layers = 0;
+        qc.worst_err = 0;
+        lmp_prune_result r;
+        rc = lmp_prune_run(m, cal, &p, &r);
+        CHECK(rc == 0, "%s on Q8_0 / intgroup linears: %s", lmp_prune_method_name(p.spec.method), lmp_errmsg());
+        CHECK(rc == 0 && qc.layers == c->n_layers && qc.bad_vals == 0 && qc.bad_rows == 0 &&
+                  r.zeros * 2 == r.params && qc.worst_err > 0 && qc.worst_err < 1,
+              "%s on quantized linears: %d layers, %d wrong values, %d rows not half zero, zeros %llu of %llu, "
+              "worst error %g",
+              lmp_prune_method_name(p.spec.method), qc.layers, qc.bad_vals, qc.bad_rows,
+              (unsigned long long)r.zeros, (unsigned long long)r.params, qc.worst_err);
+        lmp_prune_result_free(&r);
+    }
+    lmp_struct_plan pl;
+    rc = lmp_struct_plan_make(m, cal, LMP_STRUCT_FFN, 0.25, &pl);
+    CHECK(rc == 0 && pl.out.intermediate_size == 576, "ffn plan on quantized linears: %s", rc ? lmp_errmsg() : "");
+    if (rc == 0)
+        lmp_struct_plan_free(&pl);
+    lmp_model_free(m);
+    for (int l = 0; l < 16; l++)
+        for (int w = 0; w < LMP_LIN_COUNT; w++) {
+            free(q8[l][w]);
+            free(qc.deq[l][w]);
+            lmp_qtensor_free(&ig[l][w]);
+        }
+}
+
 static void test_fixture(void)
 {
     const char *M = fixture("models/gutenberg-5M");
@@ -453,6 +564,7 @@ static void test_fixture(void)
     cp.n_samples = 8;
     cp.seq_len = 64;
     lmp_calib_from_text(m, text + 100000, len - 100000, "calib", &cp, &cal);
+    test_quantized_input(M, &cal);
     const struct {
         lmp_struct_kind k;
         double r;
