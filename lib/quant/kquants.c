@@ -521,6 +521,45 @@ KQ_AVX2 static void q8_0_rows_avx2(const float *x, void *dst, int64_t n)
         _mm256_storeu_si256((__m256i *)b[i].qs, r);
     }
 }
+
+/* Q4_0 rows, ggml's quantize_row_q4_0_ref (lib/core/dtype.c q4_0_from): max = the first
+ * value of largest magnitude (+0 when all are zero), d = max / -8, q = min(15,
+ * trunc(x * id + 8.5)), eight values at a time. */
+KQ_AVX2 static void q4_0_rows_avx2(const float *x, void *dst, int64_t n)
+{
+    lmp_block_q4_0 *b = dst;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), c85 = _mm256_set1_ps(8.5f);
+    const __m256i c15 = _mm256_set1_epi32(15);
+    for (int64_t i = 0; i < n / QK4_0; i++) {
+        const float *v = x + i * QK4_0;
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK4_0; j += 8)
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + j), absmask));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        float amax = _mm_cvtss_f32(h), max = 0;
+        if (amax > 0) /* the scalar loop keeps the first value reaching the largest magnitude */
+            for (int j = 0; j < QK4_0; j++)
+                if (fabsf(v[j]) == amax) {
+                    max = v[j];
+                    break;
+                }
+        float d = max / -8, id = d ? 1.0f / d : 0.0f;
+        b[i].d = tofp16(d);
+        const __m256 vid = _mm256_set1_ps(id);
+        int32_t t[16];
+        for (int k = 0; k < 2; k++) {
+            __m256i lo = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * k), vid), c85));
+            __m256i hi = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 16 + 8 * k), vid), c85));
+            lo = _mm256_min_epi32(lo, c15);
+            hi = _mm256_min_epi32(hi, c15);
+            _mm256_storeu_si256((__m256i *)(t + 8 * k), _mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)));
+        }
+        for (int j = 0; j < 16; j++)
+            b[i].qs[j] = (uint8_t)t[j];
+    }
+}
 #endif
 
 /* nsub search_asym calls on consecutive n-value sub-blocks (weights w given). */
@@ -1166,9 +1205,14 @@ size_t lmp_quant_rows(lmp_dtype t, const float *src, void *dst, int64_t nrows, i
         return 0;
     weighted_fn wf = qw ? weighted_for(t) : NULL;
 #ifdef KQ_X86
-    if (t == LMP_DT_Q8_0 && g_simd) { /* the same bytes as tr->from_f32, faster */
-        for (int64_t r = 0; r < nrows; r++)
-            q8_0_rows_avx2(src + r * n_per_row, (uint8_t *)dst + (size_t)r * row, n_per_row);
+    if ((t == LMP_DT_Q8_0 || (t == LMP_DT_Q4_0 && !wf)) && g_simd) { /* tr->from_f32's bytes, faster */
+        for (int64_t r = 0; r < nrows; r++) {
+            uint8_t *y = (uint8_t *)dst + (size_t)r * row;
+            if (t == LMP_DT_Q8_0)
+                q8_0_rows_avx2(src + r * n_per_row, y, n_per_row);
+            else
+                q4_0_rows_avx2(src + r * n_per_row, y, n_per_row);
+        }
         return row * (size_t)nrows;
     }
 #endif

@@ -353,7 +353,7 @@ static void fill_kind(float *x, int n, int kind, lmp_rng *r)
         case 13: v = lmp_rng_next(r) % 2 ? 0.f : g; break;
         case 14: v = (i / 16) % 3 == 0 ? 0.f : (i / 32) % 2 ? g * 1e-4f : g * 10.f; break;
         case 15: v = g * 1e30f; break;
-        case 16: v = (i / 16) % 2 ? -0.f : 0.f; break;
+        case 16: v = i % 3 == 1 ? 0.f : -0.f; break;         /* signed zeros, blocks start with -0 */
         default: v = (float)(lmp_rng_next(r) % 16); break;    /* small non-negative integers */
         }
         x[i] = v;
@@ -363,7 +363,8 @@ static void fill_kind(float *x, int n, int kind, lmp_rng *r)
 static void test_simd_equals_scalar(void)
 {
     enum { KINDS = 18, ROWS = 24, C = 512 };
-    const lmp_dtype ts[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K, LMP_DT_Q8_0};
+    const lmp_dtype ts[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K, LMP_DT_Q8_0,
+                            LMP_DT_Q4_0};
     float *x = malloc(sizeof(float) * ROWS * C), *qw = malloc(sizeof(float) * C);
     uint8_t *a = malloc(8 * ROWS * C), *b = malloc(8 * ROWS * C);
     lmp_rng r;
