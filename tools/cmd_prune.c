@@ -105,7 +105,7 @@ int cmd_prune(int argc, char **argv)
     double sparsity = -1e300, ratio = -1e300, damp = -1;
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
               coff = -1, cbytes = -1;
-    bool asym = false, no_ts = false, no_bos = false, force = false, json = false, verbose = false;
+    bool asym = false, no_ts = false, yes_ts = false, calib_bos = false, force = false, json = false, verbose = false;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
         {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
@@ -120,8 +120,8 @@ int cmd_prune(int argc, char **argv)
         {"calib-seqlen", 0, OPT_INT, &seqlen, "L", "tokens per window (default 2048, capped to the context)"},
         {"calib-offset", 0, OPT_INT, &coff, "BYTES", "use the calibration file from this byte (default 0)"},
         {"calib-bytes", 0, OPT_INT, &cbytes, "BYTES", "use at most this many bytes of it (default all)"},
-        {"no-calib-bos", 0, OPT_FLAG, &no_bos, NULL, "keep the calibration windows as drawn (default: the first token "
-                                                     "of each replaced by BOS, as inference inputs start)"},
+        {"calib-bos", 0, OPT_FLAG, &calib_bos, NULL, "replace the first token of every calibration window by BOS "
+                                                    "(as inference inputs start; default: the windows as drawn)"},
         {"seed", 0, OPT_INT, &seed, "S", "seed of the random windows (default 0)"},
         {"format", 0, OPT_STR, &format, "F", "safetensors (dense, zeros kept; default), compressed-tensors "
                                              "(sparse-24-bitmask for 2:4, else sparse-bitmask) or gguf"},
@@ -133,7 +133,9 @@ int cmd_prune(int argc, char **argv)
         {"damp", 0, OPT_FLOAT, &damp, "F", "sparsegpt: dampening fraction of mean(diag(H)) (default 0.01)"},
         {"blocksize", 0, OPT_INT, &blocksize, "N", "sparsegpt: columns per mask block (default 128)"},
         {"no-true-sequential", 0, OPT_FLAG, &no_ts, NULL, "all statistics of a block from one pass over the original "
-                                                           "block (the reference scripts' way)"},
+                                                           "block (default for wanda, as its reference code)"},
+        {"true-sequential", 0, OPT_FLAG, &yes_ts, NULL, "q/k/v, o, gate/up, down pruned in turn, each on the outputs "
+                                                       "of the ones before (default for sparsegpt)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "print the per-linear table"},
@@ -223,7 +225,9 @@ int cmd_prune(int argc, char **argv)
                 return bad("--blocksize must be positive");
             s->blocksize = (int)blocksize;
         }
-        p.prune.true_sequential = !no_ts;
+        if (no_ts && yes_ts)
+            return bad("give at most one of --true-sequential and --no-true-sequential");
+        p.prune.true_sequential = no_ts ? 0 : yes_ts ? 1 : -1;
     } else {
         int k = lmp_struct_kind_from_name(structured);
         if (k < 0)
@@ -286,7 +290,7 @@ int cmd_prune(int argc, char **argv)
     if (!calib && (p.structured || s->method != LMP_PRUNE_MAGNITUDE))
         return bad("this method needs calibration text: --calib FILE (plain or .gz)");
     lmp_set_num_threads((int)threads);
-    p.prune.calib_bos = !no_bos;
+    p.prune.calib_bos = calib_bos;
     p.calib_path = calib;
     p.force = force;
     p.prune.on_layer_done = json ? NULL : print_layer;

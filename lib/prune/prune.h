@@ -99,15 +99,19 @@ typedef int (*lmp_prune_sink)(void *ctx, int layer, const float *const *W, const
 
 typedef struct {
     lmp_prune_spec spec;
-    /* Within a block: q/k/v pruned first, o's statistics collected with them pruned, then
-     * gate/up, then down (as the quantization pipeline; default true). false: all from one
-     * pass over the original block (the SparseGPT / Wanda reference scripts). */
-    bool true_sequential;
+    /* 1: within a block, q/k/v pruned first, o's statistics collected with them pruned,
+     * then gate/up, then down (as the quantization pipeline). 0: all statistics of a
+     * block from one pass over the original block. -1 (default): the method's own
+     * reference behaviour: 0 for Wanda (Sun et al.'s prune_wanda gathers the input norms
+     * of every linear of a block in one forward pass; measured worse true-sequential on
+     * gutenberg-5M, docs/results.md), 1 for SparseGPT. Magnitude needs no statistics. */
+    int true_sequential;
     /* The first token of every calibration window replaced by the model's BOS (when it has
      * one), so that calibration sees what inference sees: every prompt and every window of
      * the perplexity protocols starts with BOS, and models trained that way put massive
      * activations (an attention sink) on it that random mid-text windows never produce.
-     * Default true; false: the windows as given (the Wanda / SparseGPT reference scripts). */
+     * Default false: the windows as given (the Wanda / SparseGPT reference scripts); no
+     * consistent effect measured on gutenberg-5M (docs/results.md). */
     bool calib_bos;
     bool progress;
     lmp_prune_sink sink;

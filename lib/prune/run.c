@@ -34,8 +34,8 @@ void lmp_prune_default_params(lmp_prune_params *p)
 {
     memset(p, 0, sizeof *p);
     lmp_prune_default_spec(&p->spec);
-    p->true_sequential = true;
-    p->calib_bos = true;
+    p->true_sequential = -1;
+    p->calib_bos = false;
     p->progress = true;
 }
 
@@ -203,7 +203,8 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
      * already pruned; otherwise one pass over the original block for all of them. */
     const bool stats = cal && method != LMP_PRUNE_MAGNITUDE;
     int groups[IN_COUNT][IN_COUNT + 1], n_groups;
-    if (stats && p->true_sequential) {
+    const bool ts = p->true_sequential < 0 ? method == LMP_PRUNE_SPARSEGPT : p->true_sequential != 0;
+    if (stats && ts) {
         n_groups = IN_COUNT;
         for (int g = 0; g < IN_COUNT; g++) {
             groups[g][0] = g;

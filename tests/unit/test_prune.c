@@ -341,6 +341,90 @@ static void test_layer_errors(lmp_model *m, const lmp_calib_data *cal)
     free(x);
 }
 
+/* Perplexity orderings on gutenberg-5M (calibration windows from byte 100,000 on, evaluation
+ * on the first 16 run.c windows of the text's first 20,000 bytes: disjoint). Each variant is
+ * pruned in memory (the sink keeps f32 copies), installed, scored and removed again. */
+typedef struct {
+    float *W[16][LMP_LIN_COUNT];
+    lmp_wmat w[16][LMP_LIN_COUNT];
+} keep_ctx;
+
+static int keep_sink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
+                     const lmp_prune_linear_stats *st)
+{
+    (void)mask;
+    (void)q;
+    keep_ctx *k = ctx;
+    for (int w = 0; w < LMP_LIN_COUNT && layer < 16; w++) {
+        size_t n = (size_t)(st[w].rows * st[w].cols);
+        k->W[layer][w] = malloc(n * sizeof(float));
+        memcpy(k->W[layer][w], W[w], n * sizeof(float));
+        k->w[layer][w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = st[w].rows, .cols = st[w].cols,
+                                    .data = k->W[layer][w], .row_bytes = (size_t)st[w].cols * sizeof(float)};
+    }
+    return 0;
+}
+
+static double pruned_ppl(lmp_model *m, const lmp_calib_data *cal, lmp_prune_method meth, bool pat24, const char *text,
+                         size_t len)
+{
+    const lmp_config *c = lmp_model_config(m);
+    keep_ctx k;
+    memset(&k, 0, sizeof k);
+    lmp_prune_params p;
+    lmp_prune_default_params(&p);
+    p.progress = false;
+    p.spec.method = meth;
+    if (pat24) {
+        p.spec.n = 2;
+        p.spec.m = 4;
+    }
+    p.sink = keep_sink;
+    p.sink_ctx = &k;
+    lmp_prune_result r;
+    int rc = lmp_prune_run(m, meth == LMP_PRUNE_MAGNITUDE ? NULL : cal, &p, &r);
+    lmp_prune_result_free(&r);
+    double ppl = -1;
+    if (rc == 0 && c->n_layers <= 16) {
+        lmp_wmat orig[16][LMP_LIN_COUNT];
+        for (int l = 0; l < c->n_layers; l++)
+            for (int w = 0; w < LMP_LIN_COUNT; w++) {
+                orig[l][w] = *lmp_model_linear(m, l, (lmp_linear)w);
+                lmp_model_set_linear(m, l, (lmp_linear)w, &k.w[l][w]);
+            }
+        lmp_ppl_params pp = lmp_ppl_default_params();
+        pp.protocol = LMP_PPL_WINDOWS;
+        pp.max_bytes = 20000;
+        pp.max_chunks = 16;
+        lmp_ppl_result pr;
+        if (lmp_ppl_text(m, text, len, &pp, &pr) == 0)
+            ppl = pr.ppl;
+        for (int l = 0; l < c->n_layers; l++)
+            for (int w = 0; w < LMP_LIN_COUNT; w++)
+                lmp_model_set_linear(m, l, (lmp_linear)w, &orig[l][w]);
+    }
+    CHECK(rc == 0 && ppl > 1, "%s%s: %s", lmp_prune_method_name(meth), pat24 ? " 2:4" : " 50%", lmp_errmsg());
+    for (int l = 0; l < 16; l++)
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            free(k.W[l][w]);
+    return ppl;
+}
+
+static void test_ppl_orderings(lmp_model *m, const lmp_calib_data *cal, const char *text, size_t len)
+{
+    double u[3], p24[3];
+    for (int meth = 0; meth < 3; meth++) {
+        u[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, false, text, len);
+        p24[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, true, text, len);
+    }
+    printf("gutenberg-5M ppl (16 windows, %d x %d calibration tokens): 50%%: magnitude %.3f, wanda %.3f, sparsegpt "
+           "%.3f; 2:4: magnitude %.3f, wanda %.3f, sparsegpt %.3f\n",
+           cal->n_samples, cal->seq_len, u[0], u[1], u[2], p24[0], p24[1], p24[2]);
+    CHECK(u[2] < u[0], "sparsegpt 50%% ppl %.3f not below magnitude's %.3f", u[2], u[0]);
+    CHECK(p24[2] < p24[1] && p24[1] < p24[0], "2:4 ppl not ordered: sparsegpt %.3f, wanda %.3f, magnitude %.3f", p24[2],
+          p24[1], p24[0]);
+}
+
 /* Natively quantized linears (Q8_0 blocks as in a q8_0 GGUF, 4-bit intgroup payloads as in
  * a GPTQ folder) are read through lmp_wmat_row_f32: the kept weights of magnitude and Wanda
  * equal the dequantized originals exactly, every row loses its share, SparseGPT and a
@@ -475,6 +559,7 @@ static void test_fixture(void)
     lmp_calib_data cal;
     CHECK(lmp_calib_from_text(m, text + 100000, len - 100000, "calib", &cp, &cal) == 0, "calib: %s", lmp_errmsg());
     test_layer_errors(m, &cal);
+    test_ppl_orderings(m, &cal, text, len);
 
     /* writer round trips: identical logits through every format */
     const char *T = tmpdir();
