@@ -408,7 +408,7 @@ const float *lmp_imatrix_file_weights(void *ctx, const char *gguf_name, int64_t 
     int64_t n = 0;
     const float *v = lmp_imatrix_file_get(ctx, gguf_name, &n);
     if (v && n != cols) {
-        lmp_warn("imatrix entry %s holds %lld values, the tensor's rows %lld: not used", gguf_name, (long long)n,
+        lmp_warn("imatrix entry %s holds %lld values, the tensor's rows have %lld: not used", gguf_name, (long long)n,
                  (long long)cols);
         return NULL;
     }
