@@ -231,9 +231,12 @@ __attribute__((target("avx512f,avx512dq,avx2"))) static inline void hsum4(__m512
     }                                                                                     \
     T static void dotq4_##nm(const void *row, size_t rb, const void *xa, int64_t n, float *out) \
     {                                                                                     \
+        /* rows in address order (see kernels_avx512.c dot4) */                          \
         const uint8_t *r = row;                                                           \
-        hsum4(vdotq_##nm(r, xa, n), vdotq_##nm(r + rb, xa, n),                            \
-              vdotq_##nm(r + 2 * rb, xa, n), vdotq_##nm(r + 3 * rb, xa, n), out);         \
+        const __m512 v0 = vdotq_##nm(r, xa, n), v1 = vdotq_##nm(r + rb, xa, n);           \
+        const __m512 v2 = vdotq_##nm(r + 2 * rb, xa, n);                                  \
+        const __m512 v3 = vdotq_##nm(r + 3 * rb, xa, n);                                  \
+        hsum4(v0, v1, v2, v3, out);                                                       \
     }
 DOTQ_WRAP(q8_0, TV)
 DOTQ_WRAP(q4_0, TV)
