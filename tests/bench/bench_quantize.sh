@@ -67,10 +67,12 @@ if [ -z "${SKIP_EXTRA:-}" ]; then
 fi
 if [ -z "${SKIP_GPTQ:-}" ] && [ -f "$FIX/text/wiki.test.raw" ]; then
     rm -rf "$W/gptq"
-    if measure "lmpress GPTQ 4-bit g128, 32 x 512 calib, -t $T" "$L" quantize "$W/tl" -o "$W/gptq" --method gptq \
+    # passive OpenMP waits: spinning workers take a third of the time on a shared machine
+    if measure "lmpress GPTQ 4-bit g128, 32 x 512 calib, -t $T" env OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
+        "$L" quantize "$W/tl" -o "$W/gptq" --method gptq \
         --bits 4 --group-size 128 --calib "$FIX/text/wiki.test.raw" --calib-samples 32 --calib-seqlen 512 -t "$T"; then
         # per-layer lines: "[i/n] layer i  S.SSs  worst output error ..."
-        tr '\r' '\n' < "$W/last.log" | awk '/^\[[0-9]+\/[0-9]+\] layer/ { s = $4; sub(/s$/, "", s); n++; t += s;
+        tr '\r' '\n' < "$W/last.log" | awk '/^\[[0-9]+\/[0-9]+\] layer/ { s = $4; sub(/s$/, "", s); s += 0; n++; t += s;
             if (s > mx) mx = s; if (mn == "" || s < mn) mn = s }
             END { if (n) printf "  %d layers: %.2f s per layer on average (%.2f-%.2f), %.1f s in layers\n", n, t / n, mn, mx, t }'
         grep -E "^(wrote|calibration|GPTQ|[0-9.]+s, peak)" "$W/last.log" | sed 's/^/  /'
