@@ -1,12 +1,15 @@
 /*
  * The layer-by-layer pruning driver: the same calibration and block-by-block structure as
  * lib/quant's GPTQ pipeline (pipeline.c), whose public pieces it reuses (calibration
- * windows, lmp_gptq_hessian_add, lmp_qpipe_rel_error, lmp_linear_hf_prefix). For block i:
- * every sample goes through the block with a hook that accumulates one Hessian per
- * distinct linear input; the linears are pruned (lmp_prune_linear) and their f32 copies
- * installed; the block runs again on the hidden states in place, so block i+1 sees the
- * outputs of the PRUNED block i (as SparseGPT's llama_sequential does). The original
- * weights are restored before block i+1; memory holds one block plus the hidden states.
+ * windows, lmp_gptq_hessian_add, lmp_linear_hf_prefix). For block i: every sample goes
+ * through the block with a hook that accumulates, per distinct linear input, the Hessian
+ * (SparseGPT) or the column sums of squares (Wanda; magnitude needs nothing); the linears
+ * are pruned (lmp_prune_linear / lmp_prune_linear_norms) from f32 copies of whatever the
+ * model holds (dense, GGUF blocks, intgroup payloads: lmp_wmat_row_f32) and installed; the
+ * block runs again on the hidden states in place, so block i+1 sees the outputs of the
+ * PRUNED block i (as the Wanda and SparseGPT reference code do), and that pass measures each
+ * linear's output error. The original weights are restored before block i+1; memory holds
+ * one block plus the hidden states.
  * Not here: the algorithms (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
