@@ -177,6 +177,9 @@ DOTQ8(q5_0, lmp_block_q5_0, ISUM2_Q5_0, one_q5_0)
 /* q4_0, the decoding hot spot: two blocks (36 bytes) per masked load; vpermb spreads
  * the 16 nibble bytes of each block over two 128-bit lanes (the second lane shifted
  * right by 4) and gathers the two f16 scales into lanes 0-7 / 8-15. */
+#ifndef LMP_Q4_PF
+#define LMP_Q4_PF 2048
+#endif
 TV static inline __m512 vdotq_q4_0(const void *row, const void *xq, int64_t n)
 {
     const uint8_t *b = row;
@@ -195,6 +198,7 @@ TV static inline __m512 vdotq_q4_0(const void *row, const void *xq, int64_t n)
 #define PAIR(i, acc, xdv, xi)                                                                 {                                                                                             const __m512i raw = _mm512_maskz_loadu_epi8(0xfffffffffull, b + 18 * (i));                __m512i v = _mm512_permutexvar_epi8(nidx, raw);                                           v = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xff00ff00u, v, 4), m4);                   const __m512i x = _mm512_loadu_si512(xs + 32 * (i));                                      const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v, x),                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, x));         const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(didx, raw)));         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),                                                                    _mm512_mul_ps(dw, _mm512_permutexvar_ps(xi, xdv)), acc);        }
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
+        _mm_prefetch((const char *)(b + 18 * i) + LMP_Q4_PF, _MM_HINT_T0);
         const __m512 xdv = _mm512_castps128_ps512(_mm_loadu_ps(xd + i));
         PAIR(i, a0, xdv, xa)
         PAIR(i + 2, a1, xdv, xb)
