@@ -245,35 +245,48 @@ static void convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_
 }
 
 
+/* Task g of a one-row product: rows 4g..4g+3 through the four-row kernel when g < ng,
+ * else row 4ng + (g - ng) alone. xa: the converted row (dotq4 / dotq), or NULL for the
+ * f32 row X (dot4 / dot). Y[n] = dot + bias[n], or Y[n] += that when acc. */
+static inline void row_task(float *Y, const float *X, const void *xa, const lmp_wmat *W,
+                            const float *bias, const lmp_kdt *d, int64_t ng, int64_t g, bool acc)
+{
+    const int64_t K = W->cols;
+    const size_t rb = W->row_bytes;
+    const uint8_t *w = W->data;
+    if (g < ng) {
+        float o[4];
+        const uint8_t *row = w + (size_t)(4 * g) * rb;
+        if (xa)
+            d->dotq4(row, rb, xa, K, o);
+        else
+            d->dot4(row, rb, X, K, o);
+        for (int r = 0; r < 4; r++) {
+            const float v = o[r] + (bias ? bias[4 * g + r] : 0.0f);
+            Y[4 * g + r] = acc ? Y[4 * g + r] + v : v;
+        }
+    } else {
+        const int64_t n = 4 * ng + (g - ng);
+        const void *row = w + (size_t)n * rb;
+        const float v = (xa ? d->dotq(row, xa, K) : d->dot(row, X, K)) + (bias ? bias[n] : 0.0f);
+        Y[n] = acc ? Y[n] + v : v;
+    }
+}
+
 /* M == 1 with a four-row kernel: rows in fixed groups of four (the last N % 4 rows one
  * at a time), so each row's arithmetic is the same for any thread count. xa: the
  * converted row when act (dotq4 / dotq), else X (dot4 / dot). */
 static void gemm_rows4(float *Y, const float *X, const void *xa, const lmp_wmat *W,
                        const float *bias, const lmp_kdt *d)
 {
-    const int64_t N = W->rows, K = W->cols, ng = N / 4, ntask = ng + N % 4;
-    const uint8_t *w = W->data;
+    const int64_t N = W->rows, ng = N / 4, ntask = ng + N % 4;
     const size_t rb = W->row_bytes;
     /* dynamic chunks (about 8 per thread): a thread the OS delays (a busy machine)
      * leaves its share to the others instead of stalling the join */
     const int64_t chunk = ntask / (8 * omp_get_max_threads()) > 0 ? ntask / (8 * omp_get_max_threads()) : 1;
 #pragma omp parallel for schedule(dynamic, chunk) if ((size_t)N * rb >= g_par_min)
-    for (int64_t g = 0; g < ntask; g++) {
-        if (g < ng) {
-            float o[4];
-            const uint8_t *row = w + (size_t)(4 * g) * rb;
-            if (xa)
-                d->dotq4(row, rb, xa, K, o);
-            else
-                d->dot4(row, rb, X, K, o);
-            for (int r = 0; r < 4; r++)
-                Y[4 * g + r] = o[r] + (bias ? bias[4 * g + r] : 0.0f);
-        } else {
-            const int64_t n = 4 * ng + (g - ng);
-            const void *row = w + (size_t)n * rb;
-            Y[n] = (xa ? d->dotq(row, xa, K) : d->dot(row, X, K)) + (bias ? bias[n] : 0.0f);
-        }
-    }
+    for (int64_t g = 0; g < ntask; g++)
+        row_task(Y, X, xa, W, bias, d, ng, g, false);
 }
 
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
@@ -581,8 +594,6 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
             xa = buf;
         }
     }
-    const uint8_t *w = W->data;
-    const size_t rb = W->row_bytes;
     const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
     const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);
     const int64_t per = ntask / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
@@ -592,25 +603,8 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
             lmp_warn("lmp_gemv_team: out of memory for rounded activations; using f32");
     }
 #pragma omp for schedule(dynamic, chunk) nowait
-    for (int64_t g = 0; g < ntask; g++) {
-        if (g < ng) { /* rows 4g..4g+3, as gemm_rows4 */
-            float o[4];
-            const uint8_t *row = w + (size_t)(4 * g) * rb;
-            if (xa)
-                d->dotq4(row, rb, xa, K, o);
-            else
-                d->dot4(row, rb, x, K, o);
-            for (int r = 0; r < 4; r++) {
-                const float v = o[r] + (bias ? bias[4 * g + r] : 0.0f);
-                y[4 * g + r] = acc ? y[4 * g + r] + v : v;
-            }
-        } else {
-            const int64_t n = 4 * ng + (g - ng);
-            const void *row = w + (size_t)n * rb;
-            const float v = (xa ? d->dotq(row, xa, K) : d->dot(row, x, K)) + (bias ? bias[n] : 0.0f);
-            y[n] = acc ? y[n] + v : v;
-        }
-    }
+    for (int64_t g = 0; g < ntask; g++) /* as gemm_rows4 */
+        row_task(y, x, xa, W, bias, d, ng, g, acc);
     free(heap_xa);
 }
 

@@ -24,6 +24,7 @@
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "lib/core/blocks.h"
+#include "team_check.h"
 #include "test.h"
 
 #include <math.h>
@@ -112,34 +113,6 @@ static void test_range(void)
 }
 
 /* One case on the current variant; returns false on failure (printed). */
-/* lmp_gemv_team (decoding: one parallel region per token) must equal lmp_gemm's M == 1
- * path bitwise for 1, 2 and 3 threads, and add onto y exactly (y + (dot + bias)) when
- * accumulating. x is one row of K. */
-static bool team_equal(const lmp_wmat *W, const float *x, const float *b)
-{
-    const int64_t N = W->rows;
-    float *ref = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
-    lmp_set_num_threads(1);
-    lmp_gemm(ref, x, W, b, 1);
-    bool ok = true;
-    for (int t = 1; t <= 3; t++) {
-        for (int64_t n = 0; n < N; n++)
-            y[n] = NAN;
-#pragma omp parallel num_threads(t)
-        lmp_gemv_team(y, x, W, b, false);
-        ok = ok && memcmp(y, ref, sizeof(float) * N) == 0;
-        for (int64_t n = 0; n < N; n++)
-            y[n] = (float)n * 0.25f - 1.0f;
-#pragma omp parallel num_threads(t)
-        lmp_gemv_team(y, x, W, b, true);
-        for (int64_t n = 0; n < N; n++)
-            ok = ok && y[n] == ((float)n * 0.25f - 1.0f) + ref[n];
-    }
-    free(ref);
-    free(y);
-    return ok;
-}
-
 static void check_case(const igcase *ic, lmp_isa isa, uint64_t seed)
 {
     lmp_rng r;
