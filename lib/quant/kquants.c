@@ -487,6 +487,19 @@ KQ_AVX2 static void requant_sym_avx2(const float *x, int n, float d, int nmax, i
     }
 }
 
+/* max |v[j]| over a block of 32 (a maximum: the order does not matter). */
+KQ_AVX2 static inline float amax32_avx2(const float *v)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < 32; j += 8)
+        m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + j), absmask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
 /* Q8_0 rows, ggml's quantize_row_q8_0_ref (lib/core/dtype.c q8_0_from) eight values at a
  * time: amax is a maximum (order-free), d = amax / 127, id = 1 / d, q = roundf(x * id)
  * (half away from zero: trunc, then +-1 where the remainder, exact, is >= 0.5). */
@@ -497,13 +510,7 @@ KQ_AVX2 static void q8_0_rows_avx2(const float *x, void *dst, int64_t n)
     const __m256 one = _mm256_set1_ps(1.f), sign = _mm256_set1_ps(-0.f);
     for (int64_t i = 0; i < n / QK8_0; i++) {
         const float *v = x + i * QK8_0;
-        __m256 m = _mm256_setzero_ps();
-        for (int j = 0; j < QK8_0; j += 8)
-            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + j), absmask));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-        float amax = _mm_cvtss_f32(h);
+        float amax = amax32_avx2(v);
         float d = amax / 127.f, id = d ? 1.f / d : 0.f;
         b[i].d = tofp16(d);
         const __m256 vid = _mm256_set1_ps(id);
@@ -528,17 +535,11 @@ KQ_AVX2 static void q8_0_rows_avx2(const float *x, void *dst, int64_t n)
 KQ_AVX2 static void q4_0_rows_avx2(const float *x, void *dst, int64_t n)
 {
     lmp_block_q4_0 *b = dst;
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), c85 = _mm256_set1_ps(8.5f);
+    const __m256 c85 = _mm256_set1_ps(8.5f);
     const __m256i c15 = _mm256_set1_epi32(15);
     for (int64_t i = 0; i < n / QK4_0; i++) {
         const float *v = x + i * QK4_0;
-        __m256 m = _mm256_setzero_ps();
-        for (int j = 0; j < QK4_0; j += 8)
-            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + j), absmask));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-        float amax = _mm_cvtss_f32(h), max = 0;
+        float amax = amax32_avx2(v), max = 0;
         if (amax > 0) /* the scalar loop keeps the first value reaching the largest magnitude */
             for (int j = 0; j < QK4_0; j++)
                 if (fabsf(v[j]) == amax) {
