@@ -272,7 +272,8 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
  * here the team meets at barriers instead. The arithmetic is that of lmp_block_run with
  * n == 1 and of lmp_model_head, operation for operation (lmp_gemv_team is lmp_gemm's
  * M == 1 path; the residual adds fold into the output rows, x + (dot + bias) as before),
- * so logits are bitwise identical to the batched path's and to any thread count's. */
+ * so logits are bitwise identical to lmp_block_run's for one token (tests/unit/
+ * test_engine.c checks it) and to any thread count's. */
 typedef struct {
     float *xn, *q, *a, *g, *u, *cs, *scores; /* scores: one row of n_ctx per thread */
 } decode_buf;
@@ -283,7 +284,7 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
     const lmp_config *c = &m->cfg;
     const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
     const int nh = c->n_heads, group = c->n_heads / c->n_kv_heads, sw = c->sliding_window;
-    const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)c->n_kv_heads * hd;
+    const int64_t kvd = (int64_t)c->n_kv_heads * hd;
     const int pos = s->pos, t0 = first_key(pos, sw), nk = pos + 1;
     const float scale = 1.0f / sqrtf((float)hd);
     int tid = 0;
@@ -336,7 +337,6 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
         lmp_rmsnorm(x, x, m->final_norm, d, c->rms_eps);
         lmp_gemv_team(logits, x, &m->output, NULL, false);
     }
-    (void)qd;
 }
 
 /* lmp_eval for one token: the single-region path above. */
