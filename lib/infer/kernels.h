@@ -104,10 +104,10 @@ double lmp_logsumexp_f32(const float *x, int64_t n);
 int lmp_wmat_intgroup(lmp_wmat *w, const lmp_qtensor *q);
 /* Row r of any weight lmp_gemm accepts (dense, block or intgroup) as f32 out[cols]. */
 void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out);
-/* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
 /* lmp_gemv_team for W->q != NULL (called by lmp_gemv_team). */
 void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
                             bool acc);
+/* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
 void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                        int64_t M);
 /* The scalar reference of lmp_gemm_intgroup whatever the selected variant (tests):
