@@ -18,21 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PASS_DONE 1
-
-enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
-
-static int input_class(lmp_linear w)
-{
-    switch (w) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
-    case LMP_LIN_O: return IN_O;
-    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
-    default: return IN_DOWN;
-    }
-}
-static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
-
 void lmp_prune_default_params(lmp_prune_params *p)
 {
     memset(p, 0, sizeof *p);
@@ -73,9 +58,9 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
 /* Statistics of one forward pass: per distinct linear input, the Hessian (SparseGPT) or
  * the column sums of squares (Wanda). */
 typedef struct {
-    double *H[IN_COUNT];
-    double *xsq[IN_COUNT];
-    int64_t ns[IN_COUNT];
+    double *H[LMP_IN_COUNT];
+    double *xsq[LMP_IN_COUNT];
+    int64_t ns[LMP_IN_COUNT];
     lmp_linear stop_at;
 } stat_ctx;
 
@@ -83,8 +68,8 @@ static int stat_hook(void *user, int layer, lmp_linear which, const float *X, in
 {
     (void)layer;
     stat_ctx *h = user;
-    int cls = input_class(which);
-    if (which == g_first[cls]) {
+    int cls = lmp_linear_input(which);
+    if (which == lmp_input_first(cls)) {
         if (h->H[cls]) {
             int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
             if (rc)
@@ -99,7 +84,7 @@ static int stat_hook(void *user, int layer, lmp_linear which, const float *X, in
             }
         }
     }
-    return which == h->stop_at ? PASS_DONE : 0;
+    return which == h->stop_at ? LMP_PASS_DONE : 0;
 }
 
 /* Relative output error of every linear on the inputs it sees in the pruned block:
@@ -205,20 +190,9 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
      * True-sequential: one statistics pass per distinct input, the linears before it
      * already pruned; otherwise one pass over the original block for all of them. */
     const bool stats = cal && method != LMP_PRUNE_MAGNITUDE;
-    int groups[IN_COUNT][IN_COUNT + 1], n_groups;
+    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
     const bool ts = p->true_sequential < 0 ? method == LMP_PRUNE_SPARSEGPT : p->true_sequential != 0;
-    if (stats && ts) {
-        n_groups = IN_COUNT;
-        for (int g = 0; g < IN_COUNT; g++) {
-            groups[g][0] = g;
-            groups[g][1] = -1;
-        }
-    } else {
-        n_groups = 1;
-        for (int k = 0; k < IN_COUNT; k++)
-            groups[0][k] = k;
-        groups[0][IN_COUNT] = -1;
-    }
+    const int n_groups = lmp_input_groups(stats && ts, groups);
 
     for (int l = 0; l < nl; l++) {
         double tl = lmp_time_s();
@@ -237,7 +211,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                 int last = -1;
                 for (int k = 0; groups[g][k] >= 0; k++) {
                     int cls = groups[g][k];
-                    int64_t cols = orig[g_first[cls]].cols;
+                    int64_t cols = orig[lmp_input_first(cls)].cols;
                     if (method == LMP_PRUNE_SPARSEGPT)
                         hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
                     else
@@ -249,18 +223,12 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                     }
                     last = cls;
                 }
-                hc.stop_at = g_first[last];
-                for (int s = 0; s < N; s++) {
-                    memcpy(scratch, states + (int64_t)s * L * d, (size_t)L * d * sizeof(float));
-                    rc = lmp_block_run(m, l, scratch, L, 0, NULL, stat_hook, &hc);
-                    if (rc != 0 && rc != PASS_DONE)
-                        goto layer_fail;
-                    rc = 0;
-                    lmp_progress_update(&pg, ++done_n);
-                }
+                hc.stop_at = lmp_input_first(last);
+                if ((rc = lmp_calib_block_pass(m, l, states, N, L, scratch, stat_hook, &hc, &pg, &done_n)))
+                    goto layer_fail;
             }
             for (int w = 0; w < LMP_LIN_COUNT; w++) {
-                int cls = input_class((lmp_linear)w);
+                int cls = lmp_linear_input((lmp_linear)w);
                 bool in_group = false;
                 for (int k = 0; groups[g][k] >= 0; k++)
                     in_group |= groups[g][k] == cls;
@@ -309,7 +277,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                     lmp_progress_update(&pg, ++done_n);
                 }
             }
-            for (int k = 0; k < IN_COUNT; k++) {
+            for (int k = 0; k < LMP_IN_COUNT; k++) {
                 free(hc.H[k]);
                 free(hc.xsq[k]);
                 hc.H[k] = NULL;
@@ -348,7 +316,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
             mask[w] = NULL;
             lmp_qtensor_free(&qt[w]);
         }
-        for (int k = 0; k < IN_COUNT; k++) {
+        for (int k = 0; k < LMP_IN_COUNT; k++) {
             free(hc.H[k]);
             free(hc.xsq[k]);
             hc.H[k] = NULL;

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PASS_DONE 1
-
 static const char *const g_kind_names[] = {"heads", "kv-heads", "ffn", "layers"};
 
 const char *lmp_struct_kind_name(lmp_struct_kind k)
@@ -93,7 +91,7 @@ static int col_hook(void *user, int layer, lmp_linear which, const float *X, int
     for (int64_t t = 0; t < n; t++)
         for (int64_t j = 0; j < in; j++)
             c->xsq[j] += (double)X[t * in + j] * X[t * in + j];
-    return PASS_DONE;
+    return LMP_PASS_DONE;
 }
 
 typedef struct {
@@ -225,13 +223,9 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
         const int64_t rows = orig.rows, cols = orig.cols;
         col_ctx cc = {which, xsq};
         memset(xsq, 0, (size_t)cols * sizeof(double));
-        for (int s = 0; s < N; s++) {
-            memcpy(scratch, states + (int64_t)s * L * d, (size_t)(L * d) * sizeof(float));
-            rc = lmp_block_run(m, l, scratch, L, 0, NULL, col_hook, &cc);
-            if (rc != 0 && rc != PASS_DONE)
-                goto done;
-            rc = 0;
-        }
+        uint64_t passes = 0;
+        if ((rc = lmp_calib_block_pass(m, l, states, N, L, scratch, col_hook, &cc, NULL, &passes)))
+            goto done;
         Wm = malloc((size_t)(rows * cols) * sizeof(float));
         if (!Wm) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");

@@ -26,30 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PASS_DONE 1 /* hook status: this pass has what it needs */
 #define CH 256      /* tokens per chunk in the output-error products */
 
-enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
-
-static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
 /* input class and linears of each scaling group (LMP_LIN_COUNT ends a list) */
-static const int g_class[LMP_AWQ_NGROUPS] = {IN_ATTN, IN_O, IN_MLP, IN_DOWN};
+static const int g_class[LMP_AWQ_NGROUPS] = {LMP_IN_ATTN, LMP_IN_O, LMP_IN_MLP, LMP_IN_DOWN};
 static const lmp_linear g_lins[LMP_AWQ_NGROUPS][4] = {
     {LMP_LIN_Q, LMP_LIN_K, LMP_LIN_V, LMP_LIN_COUNT},
     {LMP_LIN_O, LMP_LIN_COUNT},
     {LMP_LIN_GATE, LMP_LIN_UP, LMP_LIN_COUNT},
     {LMP_LIN_DOWN, LMP_LIN_COUNT},
 };
-
-static int input_class(lmp_linear w)
-{
-    switch (w) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
-    case LMP_LIN_O: return IN_O;
-    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
-    default: return IN_DOWN;
-    }
-}
 
 /* ---------------------------------------------------------------- accessors ------- */
 
@@ -215,10 +201,10 @@ typedef struct {
     int64_t d, qd, kvd, ff, T;
     int N, L;
     const float *states;          /* (T, d) block inputs */
-    float *X[IN_COUNT];           /* (T, cols) captured linear inputs */
-    int64_t cols[IN_COUNT];
-    float *xmean[IN_COUNT];       /* (cols) mean |x| */
-    float *G[IN_COUNT];           /* (cols, cols) X^T X, built on first use when tokens > cols */
+    float *X[LMP_IN_COUNT];       /* (T, cols) captured linear inputs */
+    int64_t cols[LMP_IN_COUNT];
+    float *xmean[LMP_IN_COUNT];   /* (cols) mean |x| */
+    float *G[LMP_IN_COUNT];       /* (cols, cols) X^T X, built on first use when tokens > cols */
     lmp_wmat orig[LMP_LIN_COUNT];
     lmp_awq_block blk;            /* owned f32 copies: weights, norms, biases */
     float *wfold[LMP_LIN_COUNT];  /* scaled, not clipped (for the error figures) */
@@ -229,7 +215,7 @@ typedef struct {
 } awq_ctx;
 
 typedef struct {
-    float *X[IN_COUNT];
+    float *X[LMP_IN_COUNT];
     int64_t off; /* first token row of the running sample */
     float *xo;   /* search pass: o_proj's input of one sample, then stop */
 } cap_ctx;
@@ -242,10 +228,10 @@ static int cap_hook(void *user, int layer, lmp_linear which, const float *X, int
         if (which != LMP_LIN_O)
             return 0;
         memcpy(c->xo, X, (size_t)(n * in) * sizeof(float));
-        return PASS_DONE;
+        return LMP_PASS_DONE;
     }
-    int cls = input_class(which);
-    if (which == g_first[cls])
+    int cls = lmp_linear_input(which);
+    if (which == lmp_input_first(cls))
         memcpy(c->X[cls] + c->off * in, X, (size_t)(n * in) * sizeof(float));
     return 0;
 }
@@ -324,13 +310,13 @@ static int qkv_loss(awq_ctx *a, float *const cand[3], double *loss)
         int64_t o = (int64_t)s * a->L;
         memcpy(a->scratch, a->states + o * a->d, (size_t)(a->L * a->d) * sizeof(float));
         rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, cap_hook, &cc);
-        if (rc != PASS_DONE) {
+        if (rc != LMP_PASS_DONE) {
             if (rc == 0)
                 rc = lmp_err(LMP_EINVAL, "AWQ: block %d ran without reaching o_proj", a->layer);
             goto restore;
         }
         rc = 0;
-        const float *ref = a->X[IN_O] + o * a->qd;
+        const float *ref = a->X[LMP_IN_O] + o * a->qd;
         for (int64_t i = 0; i < a->L * a->qd; i++)
             a->xo[i] -= ref[i];
         acc += out_sq(a->xo, a->L, a->qd, a->blk.w[LMP_LIN_O], a->d, a->obuf);
@@ -354,7 +340,7 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, d
         return lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
     float *gr = buf, *ur = gr + CH * ff, *gc = ur + CH * ff, *uc = gc + CH * ff;
     const float *bg = a->blk.bias[LMP_LIN_GATE], *bu = a->blk.bias[LMP_LIN_UP];
-    const float *X = a->X[IN_MLP];
+    const float *X = a->X[LMP_IN_MLP];
     double acc = 0;
     for (int64_t t0 = 0; t0 < a->T; t0 += CH) {
         int64_t k = a->T - t0 < CH ? a->T - t0 : CH;
@@ -531,7 +517,7 @@ done:
  * as d^T G d with G = X^T X / n of the group's columns; then W clamped. */
 static int clip_linear(awq_ctx *a, lmp_linear k)
 {
-    const int cls = input_class(k);
+    const int cls = lmp_linear_input(k);
     const int64_t in = a->cols[cls], rows = lin_rows(a, k);
     const int gs = eff_gs(a->p, in), bits = a->p->bits;
     const bool sym = a->p->sym;
@@ -640,7 +626,7 @@ static float *dup_vec(const float *v, int64_t n)
 
 static void block_free(awq_ctx *a)
 {
-    for (int c = 0; c < IN_COUNT; c++) {
+    for (int c = 0; c < LMP_IN_COUNT; c++) {
         free(a->G[c]);
         a->G[c] = NULL;
     }
@@ -694,7 +680,7 @@ static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats
             goto done;
         tick(a);
     }
-    for (int c = 0; c < IN_COUNT; c++) {
+    for (int c = 0; c < LMP_IN_COUNT; c++) {
         const int64_t in = a->cols[c];
         double *acc = calloc((size_t)in, sizeof(double));
         if (!acc)
@@ -710,7 +696,7 @@ static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats
     for (int k = 0; k < LMP_LIN_COUNT && p->compare_rtn; k++) {
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
         fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, in), p->bits, p->sym);
-        st[k].err_rtn = rel_err(a, input_class((lmp_linear)k), a->blk.w[k], Q, rows, D);
+        st[k].err_rtn = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D);
     }
 
     /* 2. scale search, every group on the original block (as the reference) */
@@ -768,7 +754,7 @@ static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats
         }
         snprintf(qt[k].name, sizeof qt[k].name, "%s", sk->name);
         lmp_qtensor_dequant(&qt[k], Q);
-        sk->err = rel_err(a, input_class((lmp_linear)k), a->wfold[k], Q, rows, D);
+        sk->err = rel_err(a, lmp_linear_input((lmp_linear)k), a->wfold[k], Q, rows, D);
         sk->seconds = lmp_time_s() - t0;
         tick(a);
     }
@@ -814,14 +800,14 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.N = cal->n_samples;
     a.L = cal->seq_len;
     a.T = (int64_t)a.N * a.L;
-    a.cols[IN_ATTN] = a.d;
-    a.cols[IN_O] = a.qd;
-    a.cols[IN_MLP] = a.d;
-    a.cols[IN_DOWN] = a.ff;
+    a.cols[LMP_IN_ATTN] = a.d;
+    a.cols[LMP_IN_O] = a.qd;
+    a.cols[LMP_IN_MLP] = a.d;
+    a.cols[LMP_IN_DOWN] = a.ff;
     res->n_samples = a.N;
     res->seq_len = a.L;
     uint64_t feat = 0;
-    for (int k = 0; k < IN_COUNT; k++)
+    for (int k = 0; k < LMP_IN_COUNT; k++)
         feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
     res->act_bytes = 2 * lmp_qpipe_act_bytes(m, cal) + feat;
     float *states = malloc(sizeof(float) * (size_t)(a.T * a.d)), *next = malloc(sizeof(float) * (size_t)(a.T * a.d));
@@ -831,7 +817,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.xo = malloc(sizeof(float) * (size_t)(a.L * a.qd));
     a.obuf = malloc(sizeof(float) * (size_t)(CH * maxrows));
     bool ok = states && next && a.scratch && a.xo && a.obuf;
-    for (int k = 0; k < IN_COUNT; k++) {
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
         a.X[k] = malloc(sizeof(float) * (size_t)(a.T * a.cols[k]));
         a.xmean[k] = malloc(sizeof(float) * (size_t)a.cols[k]);
         ok = ok && a.X[k] && a.xmean[k];
@@ -908,7 +894,7 @@ done:
     free(a.scratch);
     free(a.xo);
     free(a.obuf);
-    for (int k = 0; k < IN_COUNT; k++) {
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
         free(a.X[k]);
         free(a.xmean[k]);
     }

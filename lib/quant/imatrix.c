@@ -16,30 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
-
-static int input_class(lmp_linear w)
-{
-    switch (w) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
-    case LMP_LIN_O: return IN_O;
-    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
-    default: return IN_DOWN;
-    }
-}
-static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
-
 typedef struct {
     double *acc;              /* [n_layers][sum of class widths] */
-    int64_t off[IN_COUNT];    /* offset of each class within a layer's run */
+    int64_t off[LMP_IN_COUNT];    /* offset of each class within a layer's run */
     int64_t per_layer;
 } im_ctx;
 
 static int im_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     im_ctx *c = user;
-    int cls = input_class(which);
-    if (which != g_first[cls])
+    int cls = lmp_linear_input(which);
+    if (which != lmp_input_first(cls))
         return 0;
     double *a = c->acc + (int64_t)layer * c->per_layer + c->off[cls];
     for (int64_t t = 0; t < n; t++)
@@ -59,8 +46,8 @@ void lmp_imatrix_free(lmp_imatrix *im)
 static int64_t class_width(const lmp_config *c, int cls)
 {
     switch (cls) {
-    case IN_ATTN: case IN_MLP: return c->hidden_size;
-    case IN_O: return (int64_t)c->n_heads * c->head_dim;
+    case LMP_IN_ATTN: case LMP_IN_MLP: return c->hidden_size;
+    case LMP_IN_O: return (int64_t)c->n_heads * c->head_dim;
     default: return c->intermediate_size;
     }
 }
@@ -75,7 +62,7 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
     const int64_t d = c->hidden_size;
     im_ctx ic;
     memset(&ic, 0, sizeof ic);
-    for (int k = 0; k < IN_COUNT; k++) {
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
         ic.off[k] = ic.per_layer;
         ic.per_layer += class_width(c, k);
     }
@@ -145,11 +132,11 @@ const float *lmp_imatrix_get(const lmp_imatrix *im, int layer, lmp_linear which)
     if (!im || !im->v || layer < 0 || layer >= im->n_layers || (unsigned)which >= LMP_LIN_COUNT)
         return NULL;
     int64_t per = 0, off = 0;
-    int cls = input_class(which);
-    for (int k = 0; k < IN_COUNT; k++) {
+    int cls = lmp_linear_input(which);
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
         if (k == cls)
             off = per;
-        per += im->cols[g_first[k]];
+        per += im->cols[lmp_input_first(k)];
     }
     return im->v + (int64_t)layer * per + off;
 }

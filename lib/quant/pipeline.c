@@ -10,7 +10,7 @@
  * QUANTIZED block i. The block's original weights are restored and its copies freed
  * before block i+1, so memory holds one block's weights and the hidden states of all
  * samples, whatever the depth. Hessian-collecting passes run on a copy of one sample and
- * stop (hook status PASS_DONE) as soon as the last input they need has been seen.
+ * stop (hook status LMP_PASS_DONE) as soon as the last input they need has been seen.
  *
  * Not here: token windows (calib.c), file layouts (formats/qmodel.c).
  */
@@ -21,22 +21,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Positive hook status: "this pass has what it needs", not an error. */
-#define PASS_DONE 1
-
-enum { IN_ATTN = 0, IN_O, IN_MLP, IN_DOWN, IN_COUNT };
-
-static int input_class(lmp_linear w)
+int lmp_calib_block_pass(const lmp_model *m, int layer, const float *states, int n, int L,
+                         float *scratch, lmp_linear_hook hook, void *user, lmp_progress *pg,
+                         uint64_t *done)
 {
-    switch (w) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return IN_ATTN;
-    case LMP_LIN_O: return IN_O;
-    case LMP_LIN_GATE: case LMP_LIN_UP: return IN_MLP;
-    default: return IN_DOWN;
+    const int64_t d = lmp_model_config(m)->hidden_size;
+    for (int s = 0; s < n; s++) {
+        memcpy(scratch, states + (int64_t)s * L * d, (size_t)L * (size_t)d * sizeof(float));
+        int rc = lmp_block_run(m, layer, scratch, L, 0, NULL, hook, user);
+        if (rc != 0 && rc != LMP_PASS_DONE)
+            return rc;
+        ++*done;
+        if (pg)
+            lmp_progress_update(pg, *done);
     }
+    return LMP_OK;
 }
-/* The first linear (in run order) that reads each input. */
-static const lmp_linear g_first[IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
 
 void lmp_qpipe_default_params(lmp_qpipe_params *p)
 {
@@ -213,22 +213,22 @@ static int weight_f32(const lmp_wmat *w, const char *name, float **out)
 /* ---------------------------------------------------------------- Hessian hook ---- */
 
 typedef struct {
-    double *H[IN_COUNT];   /* [cols][cols] or NULL when not collected in this pass */
-    int64_t ns[IN_COUNT];
-    lmp_linear stop_at;    /* PASS_DONE after this linear's input is seen */
+    double *H[LMP_IN_COUNT];   /* [cols][cols] or NULL when not collected in this pass */
+    int64_t ns[LMP_IN_COUNT];
+    lmp_linear stop_at;    /* LMP_PASS_DONE after this linear's input is seen */
 } hess_ctx;
 
 static int hess_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     (void)layer;
     hess_ctx *h = user;
-    int cls = input_class(which);
-    if (which == g_first[cls] && h->H[cls]) {
+    int cls = lmp_linear_input(which);
+    if (which == lmp_input_first(cls) && h->H[cls]) {
         int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
         if (rc)
             return rc;
     }
-    return which == h->stop_at ? PASS_DONE : 0;
+    return which == h->stop_at ? LMP_PASS_DONE : 0;
 }
 
 /* ---------------------------------------------------------------- one linear ------ */
@@ -379,20 +379,8 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
 
     /* Groups of input classes quantized together: true-sequential runs one class per
      * group; otherwise every Hessian comes from one pass over the original block. */
-    int groups[IN_COUNT][IN_COUNT + 1];
-    int n_groups;
-    if (p->true_sequential) {
-        n_groups = IN_COUNT;
-        for (int g = 0; g < IN_COUNT; g++) {
-            groups[g][0] = g;
-            groups[g][1] = -1;
-        }
-    } else {
-        n_groups = 1;
-        for (int k = 0; k < IN_COUNT; k++)
-            groups[0][k] = k;
-        groups[0][IN_COUNT] = -1;
-    }
+    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
+    const int n_groups = lmp_input_groups(p->true_sequential, groups);
 
     for (int l = 0; l < nl; l++) {
         double tl = lmp_time_s();
@@ -411,7 +399,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 int last = -1;
                 for (int k = 0; groups[g][k] >= 0; k++) {
                     int cls = groups[g][k];
-                    int64_t cols = orig[g_first[cls]].cols;
+                    int64_t cols = orig[lmp_input_first(cls)].cols;
                     hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
                     if (!hc.H[cls]) {
                         rc = lmp_err(LMP_ENOMEM, "out of memory for a %lld x %lld Hessian", (long long)cols,
@@ -420,18 +408,12 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                     }
                     last = cls;
                 }
-                hc.stop_at = g_first[last];
-                for (int s = 0; s < N; s++) {
-                    memcpy(scratch, states + (int64_t)s * L * d, (size_t)L * d * sizeof(float));
-                    rc = lmp_block_run(m, l, scratch, L, 0, NULL, hess_hook, &hc);
-                    if (rc != 0 && rc != PASS_DONE)
-                        goto layer_fail;
-                    rc = 0;
-                    lmp_progress_update(&pg, ++done_n);
-                }
+                hc.stop_at = lmp_input_first(last);
+                if ((rc = lmp_calib_block_pass(m, l, states, N, L, scratch, hess_hook, &hc, &pg, &done_n)))
+                    goto layer_fail;
             }
             for (int w = 0; w < LMP_LIN_COUNT; w++) {
-                int cls = input_class((lmp_linear)w);
+                int cls = lmp_linear_input((lmp_linear)w);
                 bool in_group = false;
                 for (int k = 0; groups[g][k] >= 0; k++)
                     in_group |= groups[g][k] == cls;
@@ -463,7 +445,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 if (!cal)
                     lmp_progress_update(&pg, ++done_n);
             }
-            for (int k = 0; k < IN_COUNT; k++) {
+            for (int k = 0; k < LMP_IN_COUNT; k++) {
                 free(hc.H[k]);
                 hc.H[k] = NULL;
             }
@@ -492,7 +474,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
             installed[w] = false;
             lmp_qtensor_free(&qt[w]);
         }
-        for (int k = 0; k < IN_COUNT; k++) {
+        for (int k = 0; k < LMP_IN_COUNT; k++) {
             free(hc.H[k]);
             hc.H[k] = NULL;
         }

@@ -22,6 +22,61 @@
 #include "../infer/infer.h"
 #include "intquant.h"
 
+/* ---------------------------------------------------------------- linear inputs --- */
+
+/* A block's seven linears read four distinct inputs: the attention-normed hidden state
+ * (q, k, v), the attention output (o), the FFN-normed hidden state (gate, up) and the
+ * gated FFN activation (down). Calibration statistics are gathered once per input. */
+typedef enum { LMP_IN_ATTN = 0, LMP_IN_O, LMP_IN_MLP, LMP_IN_DOWN, LMP_IN_COUNT } lmp_lin_input;
+
+/* The input linear w reads. */
+static inline lmp_lin_input lmp_linear_input(lmp_linear w)
+{
+    switch (w) {
+    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return LMP_IN_ATTN;
+    case LMP_LIN_O: return LMP_IN_O;
+    case LMP_LIN_GATE: case LMP_LIN_UP: return LMP_IN_MLP;
+    default: return LMP_IN_DOWN;
+    }
+}
+
+/* The first linear (in the block runner's order) that reads input c. */
+static inline lmp_linear lmp_input_first(int c)
+{
+    static const lmp_linear first[LMP_IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
+    return first[c];
+}
+
+/* The passes over a block's inputs: true-sequential gives one pass per input (groups[g] =
+ * {g, -1}), otherwise one pass for all four (groups[0] = {0, 1, 2, 3, -1}). Returns the
+ * number of groups. */
+static inline int lmp_input_groups(bool true_sequential, int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1])
+{
+    if (true_sequential) {
+        for (int g = 0; g < LMP_IN_COUNT; g++) {
+            groups[g][0] = g;
+            groups[g][1] = -1;
+        }
+        return LMP_IN_COUNT;
+    }
+    for (int k = 0; k < LMP_IN_COUNT; k++)
+        groups[0][k] = k;
+    groups[0][LMP_IN_COUNT] = -1;
+    return 1;
+}
+
+/* Positive hook status "this pass has what it needs" (not an error): a calibration hook
+ * returns it to stop lmp_block_run early, and lmp_calib_block_pass treats it as success. */
+#define LMP_PASS_DONE 1
+
+/* Runs block `layer` on each of the n windows of L tokens in states (n x L x hidden f32),
+ * each first copied into scratch (L x hidden) so that states are left as they are, with
+ * hook collecting statistics; LMP_PASS_DONE from the hook ends a window early. Advances pg
+ * (when not NULL) and *done by one per window. Returns status (never LMP_PASS_DONE). */
+int lmp_calib_block_pass(const lmp_model *m, int layer, const float *states, int n, int L,
+                         float *scratch, lmp_linear_hook hook, void *user, lmp_progress *pg,
+                         uint64_t *done);
+
 /* ---------------------------------------------------------------- calibration ----- */
 
 typedef enum {
