@@ -10,6 +10,7 @@
 
 #if defined(__x86_64__)
 #include "../core/blocks.h"
+#include "kernels_x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -167,17 +168,6 @@ T512 static inline __m512 maskload_bf16(__mmask16 k, const uint16_t *p)
         _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
 }
 
-/* Sums of four vectors: out[r] = sum of the lanes of v[r]. */
-T512 static inline void hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float *out)
-{
-#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
-    const __m256 u01 = _mm256_hadd_ps(HALF(v0), HALF(v1)), u23 = _mm256_hadd_ps(HALF(v2), HALF(v3));
-#undef HALF
-    const __m256 w = _mm256_hadd_ps(u01, u23);
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1)));
-}
-
 /* Dense rows: four accumulators over 64 elements, a masked tail. */
 #define DENSE_DOT(nm, T, LOAD, MLOAD)                                                    \
     T512 static float dot_##nm(const void *row, const float *x, int64_t n)               \
@@ -192,7 +182,7 @@ T512 static inline void hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float 
         const uint8_t *r = row;                                                          \
         const __m512 v0 = vdot_##nm(r, x, n), v1 = vdot_##nm(r + rb, x, n);              \
         const __m512 v2 = vdot_##nm(r + 2 * rb, x, n), v3 = vdot_##nm(r + 3 * rb, x, n); \
-        hsum4(v0, v1, v2, v3, out);                                                      \
+        lmp_hsum4_512(v0, v1, v2, v3, out);                                               \
     }
 #define DENSE_VDOT(nm, T, LOAD, MLOAD)                                                   \
     T512 static inline __m512 vdot_##nm(const void *row, const float *x, int64_t n)      \

@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__)
 #include "../core/blocks.h"
+#include "kernels_x86.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -217,17 +218,6 @@ TV static inline __m512 vdotq_q4_0(const void *row, const void *xq, int64_t n)
     return _mm512_add_ps(a0, a1);
 }
 
-/* Sums of four vectors: out[r] = sum of the lanes of v[r]. */
-__attribute__((target("avx512f,avx512dq,avx2"))) static inline void hsum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3, float *out)
-{
-#define HALF(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
-    const __m256 u01 = _mm256_hadd_ps(HALF(v0), HALF(v1)), u23 = _mm256_hadd_ps(HALF(v2), HALF(v3));
-#undef HALF
-    const __m256 w = _mm256_hadd_ps(u01, u23);
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1)));
-}
-
 #define DOTQ_WRAP(nm, T)                                                                  \
     T static float dotq_##nm(const void *row, const void *xa, int64_t n)                  \
     {                                                                                     \
@@ -240,7 +230,7 @@ __attribute__((target("avx512f,avx512dq,avx2"))) static inline void hsum4(__m512
         const __m512 v0 = vdotq_##nm(r, xa, n), v1 = vdotq_##nm(r + rb, xa, n);           \
         const __m512 v2 = vdotq_##nm(r + 2 * rb, xa, n);                                  \
         const __m512 v3 = vdotq_##nm(r + 3 * rb, xa, n);                                  \
-        hsum4(v0, v1, v2, v3, out);                                                       \
+        lmp_hsum4_512(v0, v1, v2, v3, out);                                                \
     }
 DOTQ_WRAP(q8_0, TV)
 DOTQ_WRAP(q4_0, TV)
