@@ -32,6 +32,9 @@ struct lmp_model {
     lmp_qtensor **owned_q;         /* (n_owned_q) intgroup weights adopted by the model
                                       (lmp_model_adopt_linear_q); freed by lmp_model_free */
     int n_owned_q, cap_owned_q;
+    void **repacked;               /* (n_repacked) weights repacked at load
+                                      (lmp_wmat_repack); freed by lmp_model_free */
+    int n_repacked, cap_repacked;
 };
 
 struct lmp_session {

@@ -46,6 +46,7 @@
  */
 #include "kernels_internal.h"
 
+#include <math.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -245,6 +246,59 @@ static void convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_
 }
 
 
+/* Rows 16g..16g+15 of an LMP_WL_Q4_0X16 weight against one row of X: o[r] = dot. The
+ * interleaved kernel on the converted row xa; without one (f32 activations: exact mode
+ * switched on after the weights were repacked) each row is read back into row layout
+ * and dotted by the row kernel. */
+static void x16_group(const lmp_wmat *W, const lmp_kimpl *k, int64_t g, const float *x,
+                      const void *xa, float o[16])
+{
+    const int64_t K = W->cols;
+    if (xa) {
+        k->gemv_q4x16((const uint8_t *)W->data + (size_t)g * 16 * W->row_bytes, xa, K, o);
+        return;
+    }
+    void *row = malloc(W->row_bytes);
+    for (int r = 0; r < 16; r++) {
+        if (!row) {
+            o[r] = NAN; /* out of memory: visible, never silent */
+            continue;
+        }
+        lmp_k_x16_rows(W, 16 * g + r, 1, 0, K / 32, row);
+        o[r] = k->dt[LMP_DT_Q4_0].dot(row, x, K);
+    }
+    free(row);
+}
+
+/* Group g of a one-row product on an interleaved weight: Y[n] = dot + bias[n], or
+ * Y[n] += that when acc (as row_task). */
+static inline void x16_task(float *Y, const float *X, const void *xa, const lmp_wmat *W,
+                            const float *bias, const lmp_kimpl *k, int64_t g, bool acc)
+{
+    float o[16];
+    x16_group(W, k, g, X, xa, o);
+    for (int r = 0; r < 16; r++) {
+        const int64_t n = 16 * g + r;
+        const float v = o[r] + (bias ? bias[n] : 0.0f);
+        Y[n] = acc ? Y[n] + v : v;
+    }
+}
+
+/* The streaming path (M < LMP_K_SMALL_M) on an interleaved weight: X as f32 rows, or
+ * converted rows xa (xrb bytes apart) when xa != NULL. Groups of 16 rows in dynamic
+ * chunks; each group's arithmetic is fixed, so any thread count gives the same bits. */
+static void gemm_x16(float *Y, const float *X, const void *xa, size_t xrb, const lmp_wmat *W,
+                     const float *bias, int64_t M, const lmp_kimpl *k)
+{
+    const int64_t N = W->rows, K = W->cols, ng = N / 16;
+    const int64_t per = ng / (8 * omp_get_max_threads()), chunk = per > 0 ? per : 1;
+#pragma omp parallel for schedule(dynamic, chunk) if ((size_t)N * W->row_bytes * M >= g_par_min)
+    for (int64_t g = 0; g < ng; g++)
+        for (int64_t m = 0; m < M; m++)
+            x16_task(Y + m * N, X + m * K, xa ? (const uint8_t *)xa + (size_t)m * xrb : NULL, W,
+                     bias, k, g, false);
+}
+
 /* Task g of a one-row product: rows 4g..4g+3 through the four-row kernel when g < ng,
  * else row 4ng + (g - ng) alone. xa: the converted row (dotq4 / dotq), or NULL for the
  * f32 row X (dot4 / dot). Y[n] = dot + bias[n], or Y[n] += that when acc. */
@@ -290,11 +344,15 @@ static void gemm_rows4(float *Y, const float *X, const void *xa, const lmp_wmat 
 }
 
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
-                      int64_t M, const lmp_kdt *d)
+                      int64_t M, const lmp_kimpl *k, const lmp_kdt *d)
 {
     const int64_t N = W->rows, K = W->cols;
     const uint8_t *w = W->data;
     const size_t rb = W->row_bytes;
+    if (W->layout == LMP_WL_Q4_0X16) {
+        gemm_x16(Y, X, NULL, 0, W, bias, M, k);
+        return;
+    }
     if (M == 1 && d->dot4) {
         gemm_rows4(Y, X, NULL, W, bias, d);
         return;
@@ -320,11 +378,15 @@ static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *
 
 /* The streaming path on converted activation rows (xa: M rows of xrb bytes). */
 static void gemm_rows_act(float *Y, const void *xa, size_t xrb, const lmp_wmat *W,
-                          const float *bias, int64_t M, const lmp_kdt *d)
+                          const float *bias, int64_t M, const lmp_kimpl *k, const lmp_kdt *d)
 {
     const int64_t N = W->rows, K = W->cols;
     const uint8_t *w = W->data;
     const size_t rb = W->row_bytes;
+    if (W->layout == LMP_WL_Q4_0X16) {
+        gemm_x16(Y, NULL, xa, xrb, W, bias, M, k);
+        return;
+    }
     if (M == 1 && d->dotq4) {
         gemm_rows4(Y, NULL, xa, W, bias, d);
         return;
@@ -344,6 +406,18 @@ static inline void prefetch_panel(const lmp_wmat *W, int64_t n0, int nr, int64_t
     const int64_t kc = W->cols - k0 < LMP_K_KC ? W->cols - k0 : LMP_K_KC;
     const size_t off = lmp_dtype_row_bytes(W->dtype, k0), len = lmp_dtype_row_bytes(W->dtype, kc);
     const int64_t n1 = n0 + nr < W->rows ? n0 + nr : W->rows;
+    if (W->layout == LMP_WL_Q4_0X16) {
+        /* each group of 16 rows holds the K range contiguously */
+        for (int64_t g = n0 / 16; g * 16 < n1; g++) {
+            const char *p = (const char *)W->data + (size_t)g * 16 * W->row_bytes;
+            const size_t nb = (size_t)(W->cols / 32), b0 = (size_t)(k0 / 32), nk = (size_t)(kc / 32);
+            for (size_t b = 0; b < nk * 256; b += 64)
+                __builtin_prefetch(p + 256 * b0 + b, 0, 2);
+            for (size_t b = 0; b < nk * 32; b += 64)
+                __builtin_prefetch(p + 256 * nb + 32 * b0 + b, 0, 2);
+        }
+        return;
+    }
     for (int64_t n = n0; n < n1; n++) {
         const char *p = (const char *)W->data + (size_t)n * W->row_bytes + off;
         for (size_t b = 0; b < len; b += 64)
@@ -413,6 +487,7 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
         /* per-thread panels, 2 x 32 KiB on the stack */
         _Alignas(64) float wtmp[LMP_K_NR_MAX * LMP_K_KC];
         _Alignas(64) float wp[LMP_K_WPANEL_MAX / sizeof(float)];
+        _Alignas(64) uint8_t xrows[LMP_K_NR_MAX * (LMP_K_KC / 32) * 18];
         /* groups handed out dynamically: a thread the OS delays leaves its share to the
          * others (who computes a group never changes its arithmetic) */
 #pragma omp for schedule(dynamic, 1) nowait
@@ -448,15 +523,25 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
                             ps = g0 / nmb, pk = k0 + LMP_K_KC;
                         if (pk < K)
                             prefetch_panel(W, ps * nr, nr, pk);
+                        /* the strip's rows: in W, or read back from the
+                         * interleaved layout into row layout (K block only) */
+                        const uint8_t *src = w + (size_t)n0 * rb;
+                        size_t srb = rb;
+                        int64_t sk0 = k0;
+                        if (W->layout == LMP_WL_Q4_0X16) {
+                            lmp_k_x16_rows(W, n0, nv, k0 / 32, kc / 32, xrows);
+                            src = xrows;
+                            srb = (size_t)(kc / 32) * 18;
+                            sk0 = 0;
+                        }
                         if (tile) {
-                            d->pack_wq(w + (size_t)n0 * rb, rb, nv, k0, kc, wp);
+                            d->pack_wq(src, srb, nv, sk0, kc, wp);
                         } else {
                             /* f32 rows go through the copy too: transposing straight
                              * from W reads rows K floats apart, which alias in L1 when
                              * K is a power of two */
                             for (int r = 0; r < nv; r++)
-                                d->to_f32(w + (size_t)(n0 + r) * rb, k0, kc,
-                                          wtmp + r * LMP_K_KC);
+                                d->to_f32(src + (size_t)r * srb, sk0, kc, wtmp + r * LMP_K_KC);
                             k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
                         }
                         packed = s;
@@ -542,7 +627,7 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
         void *xa = scratch(0, rb * (size_t)M);
         if (xa) {
             convert_rows(k, act, X, M, K, xa, rb);
-            gemm_rows_act(Y, xa, rb, W, bias, M, d);
+            gemm_rows_act(Y, xa, rb, W, bias, M, k, d);
             return;
         }
         lmp_warn("lmp_gemm: out of memory for rounded activations; using f32 activations");
@@ -555,7 +640,7 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
         }
         /* no memory for the packed copy of X: the streaming path needs none */
     }
-    gemm_rows(Y, X, W, bias, M, d);
+    gemm_rows(Y, X, W, bias, M, k, d);
 }
 
 /* ---------------------------------------------------------------- team matrix-vector */
@@ -593,6 +678,15 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
             convert_rows(k, act, x, 1, K, buf, xrb);
             xa = buf;
         }
+    }
+    if (W->layout == LMP_WL_Q4_0X16) {
+        const int64_t ng = N / 16, per = ng / (8 * omp_get_num_threads());
+        const int64_t chunk = per > 0 ? per : 1;
+#pragma omp for schedule(dynamic, chunk) nowait
+        for (int64_t g = 0; g < ng; g++) /* as gemm_x16 */
+            x16_task(y, x, xa, W, bias, k, g, acc);
+        free(heap_xa);
+        return;
     }
     const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
     const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);

@@ -106,7 +106,18 @@ typedef struct {
     void (*to_bf16)(const float *x, int64_t n, uint16_t *y);
     /* Tiles of the activation formats (ukr NULL: none in this variant). */
     lmp_ktile tile_q8, tile_bf16;
+    /* q4_0 weights in the LMP_WL_Q4_0X16 layout (kernels.h): out[r] = row r of the
+     * group at grp . the LMP_ACT_Q8 row xq of n elements, r < 16. q4x16_simd: this
+     * variant's is faster than the row kernels (lmp_wmat_repack_wanted). */
+    void (*gemv_q4x16)(const void *grp, const void *xq, int64_t n, float out[16]);
+    bool q4x16_simd;
 } lmp_kimpl;
+
+/* kernels_repack.c: rows [n0, n0 + nv) of a LMP_WL_Q4_0X16 weight, blocks [b0, b0 + nb),
+ * back in row layout: row i at dst + i * nb * 18 (the bytes the rows held). */
+void lmp_k_x16_rows(const lmp_wmat *W, int64_t n0, int nv, int64_t b0, int64_t nb, void *dst);
+/* The reference gemv_q4x16: per row the arithmetic of the reference q4_0 dotq. */
+void lmp_k_gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16]);
 
 /* The activation format lmp_gemm uses for weights of dtype dt (LMP_ACT_F32 in exact
  * mode, or when no variant has a dotq for it). */

@@ -670,6 +670,15 @@ void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out)
         lmp_qtensor_dequant_row(w->q, r, out);
         return;
     }
+    if (w->layout == LMP_WL_Q4_0X16) {
+        /* read back one block at a time into row layout, then the dtype's decoder */
+        uint8_t blk[18];
+        for (int64_t b = 0; b < w->cols / 32; b++) {
+            lmp_k_x16_rows(w, r, 1, b, 1, blk);
+            lmp_dtype_info(w->dtype)->to_f32(blk, out + 32 * b, 32);
+        }
+        return;
+    }
     lmp_dtype_info(w->dtype)->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, out,
                                      w->cols);
 }

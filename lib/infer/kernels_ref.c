@@ -283,6 +283,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->dt[LMP_DT_Q8_0].dotq = ref_dotq_q8_0;
     k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
+    k->gemv_q4x16 = lmp_k_gemv_q4x16_ref;
     k->quant_q8 = ref_quant_q8;
     k->to_bf16 = ref_round_bf16;
     k->dot_f32 = ref_h_dot_f32;

@@ -78,7 +78,32 @@ static int need(const lmp_model *m, const char *name, const lmp_tensor **out)
     return 0;
 }
 
-/* A weight matrix used by lmp_gemm: checked, then viewed in place. */
+/* q4_0 weights go into the interleaved layout of the decoding kernel when the kernels
+ * in use decode it faster (kernels.h: lmp_wmat_repack_wanted): the same bytes in another
+ * order, in memory the model owns. A file-mapped original's pages are dropped from the
+ * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
+ * so the model's footprint stays one copy of the weights. */
+static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w)
+{
+    if (m->n_repacked == m->cap_repacked) {
+        int cap = m->cap_repacked ? 2 * m->cap_repacked : 64;
+        void **p = realloc(m->repacked, (size_t)cap * sizeof *p);
+        if (!p)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        m->repacked = p;
+        m->cap_repacked = cap;
+    }
+    void *buf;
+    int rc = lmp_wmat_repack(w, &buf);
+    if (rc)
+        return rc;
+    m->repacked[m->n_repacked++] = buf;
+    if (!t->owned)
+        lmp_mmap_release(t->data, t->nbytes);
+    return 0;
+}
+
+/* A weight matrix used by lmp_gemm: checked, then viewed in place (or repacked). */
 static int load_wmat(lmp_model *m, const char *name, int64_t rows, int64_t cols, lmp_wmat *w)
 {
     const lmp_tensor *t;
@@ -98,7 +123,8 @@ static int load_wmat(lmp_model *m, const char *name, int64_t rows, int64_t cols,
     w->cols = cols;
     w->data = t->data;
     w->row_bytes = rb;
-    return 0;
+    w->layout = LMP_WL_ROWS;
+    return lmp_wmat_repack_wanted(w) ? repack(m, t, w) : 0;
 }
 
 /* A small vector (norm weight, bias) converted to an owned f32 copy. */
@@ -341,6 +367,9 @@ void lmp_model_free(lmp_model *m)
         }
         free(m->layers);
     }
+    for (int i = 0; i < m->n_repacked; i++)
+        free(m->repacked[i]);
+    free(m->repacked);
     for (int i = 0; i < m->n_owned_q; i++) {
         lmp_qtensor_free(m->owned_q[i]);
         free(m->owned_q[i]);

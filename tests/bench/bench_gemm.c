@@ -153,7 +153,23 @@ int main(int argc, char **argv)
                 memcpy(p, w0, bytes);
                 copies[c] = p;
             }
-            lmp_wmat W = {dt, N, K, w0, rb, NULL};
+            lmp_wmat W = {dt, N, K, w0, rb, NULL, LMP_WL_ROWS};
+            /* q4_0 runs in the interleaved layout where the engine would load it so
+             * (LMP_Q4_REPACK=0: the rows) */
+            const bool x16 = lmp_wmat_repack_wanted(&W);
+            for (int c = 0; x16 && c < ncopies; c++) {
+                lmp_wmat v = W;
+                void *buf = NULL;
+                v.data = copies[c];
+                if (lmp_wmat_repack(&v, &buf) == 0) {
+                    free((void *)copies[c]);
+                    copies[c] = buf;
+                }
+            }
+            if (x16) {
+                W.data = copies[0];
+                W.layout = LMP_WL_Q4_0X16;
+            }
             for (int ti = 0; ti < nthreads; ti++) {
                 lmp_set_num_threads(threads[ti]);
                 openblas_set_num_threads(threads[ti]);
@@ -163,7 +179,7 @@ int main(int argc, char **argv)
                 if (blas && dt == LMP_DT_F32)
                     snprintf(bl, sizeof bl, "%8.1f",
                              2.0 * Mbig * N * K / time_blas(Y, X, Wf, Mbig, N, K, reps) * 1e-9);
-                printf("%-27s %-5s %3d %9.1f %9.1f %9.1f %8s\n", L->name, t->name, threads[ti],
+                printf("%-27s %-5s %3d %9.1f %9.1f %9.1f %8s\n", L->name, x16 ? "q4x16" : t->name, threads[ti],
                        2.0 * Mbig * N * K / tb * 1e-9, t1 * 1e6, bytes / t1 * 1e-9, bl);
                 fflush(stdout);
             }

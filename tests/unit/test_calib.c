@@ -460,7 +460,7 @@ int main(void)
         float *bad = malloc((size_t)(up->rows * up->cols) * sizeof(float));
         lmp_dtype_info(up->dtype)->to_f32(up->data, bad, up->rows * up->cols);
         bad[77] = NAN;
-        lmp_wmat bw = {LMP_DT_F32, up->rows, up->cols, bad, (size_t)up->cols * 4, NULL};
+        lmp_wmat bw = {LMP_DT_F32, up->rows, up->cols, bad, (size_t)up->cols * 4, NULL, LMP_WL_ROWS};
         CHECK(lmp_model_set_linear(m, 1, LMP_LIN_UP, &bw) == 0, "%s", lmp_errmsg());
         pipe_params(&pp, LMP_QMETHOD_GPTQ, 128);
         CHECK(lmp_qpipe_run(m, &cal, &pp, &res) == LMP_ERANGE, "NaN weights accepted");

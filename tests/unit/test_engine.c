@@ -8,7 +8,10 @@
  */
 #include "lib/infer/infer.h"
 #include "lib/infer/infer_internal.h"
+#include "formats/formats.h"
+#include "lib/infer/kernels_internal.h"
 #include "lib/io/synth.h"
+#include "lib/quant/quant.h"
 #include "test.h"
 
 #include <math.h>
@@ -503,7 +506,7 @@ static void test_gutenberg(void)
             for (int w = 0; w < LMP_LIN_COUNT; w++) {
                 const lmp_wmat *W = lmp_model_linear(m, l, w);
                 lmp_wmat Q = {LMP_DT_Q8_0, W->rows, W->cols, NULL,
-                              lmp_dtype_row_bytes(LMP_DT_Q8_0, W->cols), NULL};
+                              lmp_dtype_row_bytes(LMP_DT_Q8_0, W->cols), NULL, LMP_WL_ROWS};
                 qbuf[l][w] = malloc(Q.row_bytes * (size_t)W->rows);
                 for (int64_t r = 0; r < W->rows; r++)
                     q8->from_f32((const float *)W->data + r * W->cols,
@@ -547,6 +550,72 @@ static void test_gutenberg(void)
         lmp_model_free(m);
     }
     free(ref);
+}
+
+/* gutenberg-5M as a q4_0 GGUF (lmp_convert, lmp_gguf_quantize): loaded with the q4_0
+ * weights repacked into the decoding kernel's interleaved layout (where the kernels in use
+ * have it) and without (LMP_Q4_REPACK=0): the batched path gives the same bits (its
+ * panels come from the same rows), decoding agrees to f32 accumulation order, the
+ * one-region decoder equals the block runner, and the same perplexity comes out. */
+static void test_q4_repack(const int32_t *ids, int n)
+{
+    char f32path[600], path[600];
+    snprintf(f32path, sizeof f32path, "%s/g5m-f32.gguf", tmpdir());
+    snprintf(path, sizeof path, "%s/g5m-q4_0.gguf", tmpdir());
+    lmp_convert_params cvp;
+    lmp_convert_default_params(&cvp);
+    cvp.force = true;
+    cvp.quiet = true;
+    lmp_convert_result cvr;
+    int rc = lmp_convert(fixture(GUTEN), f32path, &cvp, &cvr);
+    CHECK(rc == 0, "convert gutenberg-5M: %s", lmp_errmsg());
+    lmp_gguf_quant_params gp;
+    lmp_gguf_quant_default_params(&gp);
+    gp.type = "q4_0";
+    gp.force = true;
+    lmp_gguf_quant_result gr;
+    if (rc == 0)
+        rc = lmp_gguf_quantize(f32path, path, &gp, &gr);
+    CHECK(rc == 0, "q4_0 GGUF: %s", lmp_errmsg());
+    lmp_model *rows = NULL, *x16 = NULL;
+    setenv("LMP_Q4_REPACK", "0", 1);
+    if (rc == 0)
+        rc = lmp_model_load(&rows, path);
+    unsetenv("LMP_Q4_REPACK");
+    if (rc == 0)
+        rc = lmp_model_load(&x16, path);
+    CHECK(rc == 0, "load %s: %s", path, lmp_errmsg());
+    if (rc) {
+        lmp_model_free(rows);
+        return;
+    }
+    const lmp_wmat *wr = lmp_model_linear(rows, 0, LMP_LIN_UP), *wx = lmp_model_linear(x16, 0, LMP_LIN_UP);
+    const bool want = lmp_k_impl(lmp_kernels_isa())->q4x16_simd;
+    CHECK(wr->dtype == LMP_DT_Q4_0 && wr->layout == LMP_WL_ROWS, "LMP_Q4_REPACK=0 keeps the rows");
+    CHECK(wx->layout == (want ? LMP_WL_Q4_0X16 : LMP_WL_ROWS) && x16->n_repacked == (want ? 42 : 0),
+          "q4_0 linears repacked where the kernels have the layout (%d)", x16->n_repacked);
+    const int V = lmp_model_n_vocab(rows);
+    float *a = logits_batched(rows, ids, n), *b = logits_batched(x16, ids, n);
+    CHECK(a && b && memcmp(a, b, sizeof(float) * n * V) == 0, "q4_0 batched logits: repacked != rows");
+    /* decoding: the f32 sums of the two kernels differ in order (~1e-6), and that can
+     * move an activation of a later layer across a rounding boundary of its int8
+     * quantization: one step (d / 2 of a block) shifts some logits by ~1e-2 whatever
+     * the layout (the row kernel's decoding differs from its own batched pass alike), so
+     * the bound is relative to the logits' scale, as for Q8_0 above */
+    float *c = logits_stepwise(rows, ids, n), *d = logits_stepwise(x16, ids, n);
+    double scale = 0;
+    for (size_t i = 0; b && i < (size_t)n * V; i++)
+        scale = fmax(scale, fabs(b[i]));
+    CHECK(c && d && max_abs_diff("q4_0 decode repacked vs rows", d, c, (size_t)n * V, V) <= 2e-2 * scale,
+          "q4_0 decoding: repacked vs rows");
+    CHECK(c && d && max_abs_diff("q4_0 decode vs batched", d, b, (size_t)n * V, V) <= 2e-2 * scale,
+          "q4_0 repacked: decoding vs batched");
+    CHECK(decode_matches_blocks(x16, ids, n), "q4_0 repacked: one-region decoding != block runner");
+    free(a), free(b), free(c), free(d);
+    lmp_model_free(rows);
+    lmp_model_free(x16);
+    remove(f32path);
+    remove(path);
 }
 
 /* ---------------------------------------------------------------- synthetic ------- */
@@ -651,8 +720,12 @@ int main(int argc, char **argv)
     }
     test_bad_config();
     test_synthetic();
-    if (fixture(GUTEN "/model.safetensors"))
+    if (fixture(GUTEN "/model.safetensors")) {
         test_gutenberg();
+        int32_t gids[64];
+        if (read_ids(fixture(GUTEN "/reference/prompt_ids.txt"), gids, 64) == 64)
+            test_q4_repack(gids, 40);
+    }
     else
         SKIP("gutenberg-5M not found");
     return test_finish();

@@ -288,14 +288,15 @@ static int q4_0_to_intgroup(const lmp_wmat *w, bool unpermute, int n_head, int h
     if (rc)
         return rc;
     const int half = hd / 2;
-    for (int64_t r = 0; r < w->rows; r++) {
+    lmp_block_q4_0 *b = malloc(w->row_bytes);
+    for (int64_t r = 0; r < w->rows && b; r++) {
         int64_t src = r;
         if (unpermute) { /* HF row h*hd + j*half + i is GGUF row h*hd + 2i + j */
             int64_t h = r / hd, rem = r % hd, j = rem / half, i = rem % half;
             src = h * hd + 2 * i + j;
         }
         (void)n_head;
-        const lmp_block_q4_0 *b = (const lmp_block_q4_0 *)((const uint8_t *)w->data + (size_t)src * w->row_bytes);
+        lmp_wmat_row_raw(w, src, b); /* the engine may hold the rows repacked */
         for (int64_t blk = 0; blk < w->cols / 32; blk++) {
             q->ig.scales[r * q->ig.n_groups + blk] = lmp_f16_to_f32(b[blk].d);
             for (int k = 0; k < 16; k++) {
@@ -304,6 +305,9 @@ static int q4_0_to_intgroup(const lmp_wmat *w, bool unpermute, int n_head, int h
             }
         }
     }
+    if (!b)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    free(b);
     return 0;
 }
 

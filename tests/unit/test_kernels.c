@@ -89,7 +89,7 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
         t->from_f32(Wf + n * K, Wq + n * rb, K);
         t->to_f32(Wq + n * rb, Wd + n * K, K);
     }
-    lmp_wmat W = {dt, N, K, Wq, rb, NULL};
+    lmp_wmat W = {dt, N, K, Wq, rb, NULL, LMP_WL_ROWS};
     const float *b = with_bias ? bias : NULL;
 
     lmp_set_num_threads(1);
@@ -195,7 +195,7 @@ static void test_gemm(const lmp_isa *isas, int nisa)
     /* unsupported weights: Y = bias (and a warning), never a crash */
     int32_t wi[6] = {1, 2, 3, 4, 5, 6};
     float x[3] = {1, 1, 1}, bias[2] = {0.5f, -0.5f}, y[2] = {NAN, NAN};
-    lmp_wmat W = {LMP_DT_I32, 2, 3, wi, 12, NULL};
+    lmp_wmat W = {LMP_DT_I32, 2, 3, wi, 12, NULL, LMP_WL_ROWS};
     int lvl = lmp_log_level;
     lmp_log_level = LMP_LOG_ERROR;
     lmp_gemm(y, x, &W, bias, 1);
@@ -430,6 +430,112 @@ static void test_helpers(lmp_isa isa, uint64_t seed)
     }
 }
 
+/* q4_0 repacked into the interleaved layout (kernels.h: LMP_WL_Q4_0X16): the same rows
+ * read back; lmp_gemm on it equal to lmp_gemm on the rows: bitwise for the reference
+ * (same arithmetic per row) and for every variant's batched path (its panels are packed
+ * from the rows read back), within f32 accumulation order for the SIMD decoding kernel;
+ * lmp_gemv_team bitwise equal to lmp_gemm M = 1 for 1-3 threads; exact mode too. */
+static void test_repack(const lmp_isa *isas, int nisa)
+{
+    static const shape shapes[] = {{1, 16, 32}, {1, 48, 96}, {3, 32, 256}, {1, 64, 2048},
+                                   {17, 48, 96}, {40, 32, 512}, {2, 16, 2080}};
+    const lmp_dtype_traits *t = lmp_dtype_info(LMP_DT_Q4_0);
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t M = shapes[si].M, N = shapes[si].N, K = shapes[si].K;
+        const size_t rb = lmp_dtype_row_bytes(LMP_DT_Q4_0, K);
+        lmp_rng r;
+        lmp_rng_seed(&r, SEED + 500 + si);
+        float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * K);
+        float *bias = malloc(sizeof(float) * N), *Y1 = malloc(sizeof(float) * M * N);
+        float *Y2 = malloc(sizeof(float) * M * N), *f1 = malloc(sizeof(float) * K);
+        float *f2 = malloc(sizeof(float) * K);
+        uint8_t *Wq = malloc(rb * N), *back = malloc(rb * N);
+        fill_normal(&r, X, M * K, 1.0f);
+        fill_normal(&r, bias, N, 0.5f);
+        for (int64_t n = 0; n < N; n++) {
+            fill_normal(&r, Wf, K, 0.05f);
+            t->from_f32(Wf, Wq + n * rb, K);
+        }
+        const lmp_wmat W = {LMP_DT_Q4_0, N, K, Wq, rb, NULL, LMP_WL_ROWS};
+        lmp_wmat P = W;
+        void *buf = NULL;
+        int rc = lmp_wmat_repack(&P, &buf);
+        CHECK(rc == 0 && P.layout == LMP_WL_Q4_0X16 && P.data == buf && buf != Wq,
+              "repack [%ld, %ld]: %s", (long)N, (long)K, lmp_errmsg());
+        if (rc) {
+            free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
+            continue;
+        }
+        CHECK(memcmp(buf, Wq, rb * N) != 0 || N * K == 0, "repacked bytes are reordered");
+        lmp_k_x16_rows(&P, 0, (int)N, 0, K / 32, back);
+        CHECK(memcmp(back, Wq, rb * N) == 0, "[%ld, %ld]: rows read back differ", (long)N, (long)K);
+        bool rows_ok = true;
+        for (int64_t n = 0; n < N; n++) {
+            lmp_wmat_row_f32(&W, n, f1);
+            lmp_wmat_row_f32(&P, n, f2);
+            rows_ok = rows_ok && memcmp(f1, f2, sizeof(float) * K) == 0;
+        }
+        CHECK(rows_ok, "[%ld, %ld]: lmp_wmat_row_f32 differs between layouts", (long)N, (long)K);
+        for (int i = 0; i < nisa; i++) {
+            lmp_kernels_set_isa(isas[i]);
+            for (int exact = 0; exact < 2; exact++) {
+                lmp_gemm_set_exact(exact);
+                lmp_set_num_threads(2);
+                const float *b = (si & 1) ? bias : NULL;
+                lmp_gemm(Y1, X, &W, b, M);
+                lmp_gemm(Y2, X, &P, b, M);
+                /* bitwise where both layouts run the same arithmetic: the reference
+                 * (its interleaved kernel is its row kernel per row), and the batched
+                 * path (panels packed from the rows read back); the SIMD row kernels
+                 * sum in other orders than the interleaved one */
+                const bool bitwise = isas[i] == LMP_ISA_REF || M >= 16;
+                double worst = 0;
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t n = 0; n < N; n++) {
+                        double mag = b ? fabs(b[n]) : 0;
+                        lmp_wmat_row_f32(&W, n, f1);
+                        for (int64_t k = 0; k < K; k++)
+                            mag += fabs((double)X[m * K + k] * f1[k]);
+                        const double e = fabs((double)Y1[m * N + n] - Y2[m * N + n]) / (mag > 0 ? mag : 1);
+                        worst = e > worst || e != e ? e : worst;
+                    }
+                if (bitwise)
+                    CHECK(memcmp(Y1, Y2, sizeof(float) * M * N) == 0,
+                          "q4_0x16/%s exact=%d M=%ld N=%ld K=%ld: not bitwise equal to the rows",
+                          lmp_isa_name(isas[i]), exact, (long)M, (long)N, (long)K);
+                else
+                    CHECK(worst <= TOL_GEMM, "q4_0x16/%s M=%ld N=%ld K=%ld: rel diff %.3g from the rows",
+                          lmp_isa_name(isas[i]), (long)M, (long)N, (long)K, worst);
+                CHECK(team_equal(&P, X, b), "q4_0x16/%s exact=%d N=%ld K=%ld: lmp_gemv_team differs "
+                      "from lmp_gemm M=1", lmp_isa_name(isas[i]), exact, (long)N, (long)K);
+            }
+            lmp_gemm_set_exact(false);
+        }
+        free(buf);
+        free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
+    }
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
+    /* when: q4_0 with rows in groups of 16, a variant whose kernel pays, not disabled */
+    uint8_t q[16 * 18] = {0};
+    lmp_wmat w = {LMP_DT_Q4_0, 16, 32, q, 18, NULL, LMP_WL_ROWS};
+    const bool simd = lmp_k_impl(lmp_kernels_isa())->q4x16_simd;
+    CHECK(lmp_wmat_repack_wanted(&w) == simd, "repack wanted iff the variant has the kernel (%d)", simd);
+    setenv("LMP_Q4_REPACK", "0", 1);
+    CHECK(!lmp_wmat_repack_wanted(&w), "LMP_Q4_REPACK=0 turns repacking off");
+    unsetenv("LMP_Q4_REPACK");
+    lmp_wmat w15 = w, w8 = w;
+    w15.rows = 15;
+    w8.dtype = LMP_DT_Q8_0;
+    w8.row_bytes = 34;
+    CHECK(!lmp_wmat_repack_wanted(&w15) && !lmp_wmat_repack_wanted(&w8), "15 rows or q8_0: no repack");
+    void *buf = (void *)1;
+    CHECK(lmp_wmat_repack(&w15, &buf) != 0 && buf == NULL && w15.layout == LMP_WL_ROWS,
+          "repack refuses 15 rows");
+    if (simd)
+        printf("q4_0x16 repack: %zu shapes checked against the row layout\n",
+               sizeof shapes / sizeof *shapes);
+}
+
 int main(void)
 {
     lmp_isa isas[3];
@@ -450,6 +556,7 @@ int main(void)
     test_decoders(isas, nisa);
     test_gemm(isas, nisa);
     test_exact_mode(isas, nisa);
+    test_repack(isas, nisa);
     for (int i = 0; i < nisa; i++)
         test_helpers(isas[i], SEED + 77 + i);
     lmp_kernels_set_isa(LMP_ISA_AUTO);
