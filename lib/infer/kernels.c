@@ -602,20 +602,24 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
             }
         }
         if (batched) {
-            /* no tile of this format here: f32 panels on X rounded to the format */
+            /* no tile of this format here: f32 panels on X rounded to the format (rows
+             * rounded in parallel, each thread through a row buffer of its own) */
             float *xr = scratch(1, sizeof(float) * (size_t)(M * K));
             const size_t rb = act_row_bytes(act, K);
-            void *tmp = malloc(rb);
+            const int nth = omp_get_max_threads();
+            uint8_t *tmp = aligned_alloc(64, rb * (size_t)nth);
             void *xp = xr && tmp ? scratch(0, xp_bytes(k, NULL, M, K)) : NULL;
             if (xp) {
+#pragma omp parallel for schedule(static) num_threads(nth)
                 for (int64_t m = 0; m < M; m++) {
-                    convert_rows(k, act, X + m * K, 1, K, tmp, rb);
+                    void *t = tmp + rb * (size_t)omp_get_thread_num();
+                    convert_rows(k, act, X + m * K, 1, K, t, rb);
                     float *dst = xr + m * K;
                     if (act == LMP_ACT_BF16)
-                        lmp_bf16_to_f32_row(tmp, dst, K);
+                        lmp_bf16_to_f32_row(t, dst, K);
                     else
                         for (int64_t i = 0; i < K; i++)
-                            dst[i] = (float)((const int8_t *)tmp)[i] * lmp_xq8_d(tmp, K)[i / 32];
+                            dst[i] = (float)((const int8_t *)t)[i] * lmp_xq8_d(t, K)[i / 32];
                 }
                 free(tmp);
                 gemm_tiled(Y, xr, W, bias, M, k, d, NULL, xp);

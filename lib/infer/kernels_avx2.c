@@ -687,6 +687,9 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_Q4_0].dotq = dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = dotq_q5_0;
     k->dt[LMP_DT_BF16].dotq = dotq_bf16;
+    /* no AVX2 integer q6_K kernel: f32 activations and the f32 row kernel rather than
+     * the reference's scalar one on rounded activations */
+    k->dt[LMP_DT_Q6_K].dotq = NULL;
     k->dot_f32 = h_dot_f32;
     k->axpy_f32 = h_axpy_f32;
     k->rmsnorm = h_rmsnorm;

@@ -296,6 +296,58 @@ TV static void gemv_q4x16(const void *grp, const void *xq, int64_t n, float out[
     _mm512_storeu_ps(out, _mm512_add_ps(a0, a1));
 }
 
+/* q6_K against Q8 activations: per half super-block (128 values) the 6-bit codes of
+ * values 0-63 and 64-127 as two registers of unsigned bytes (low nibbles of ql with
+ * bits 4-5 from qh, shifted per 32-byte half by per-word shift counts), each with two
+ * vpdpbusd (codes . x, and 32 . x for the offset), then per lane (four values of one
+ * 16-value sub-block, within one 32-value activation block) acc += float(isum) *
+ * (d * scale[sub-block] * dx[block]). No horizontal sums before the end. */
+TV static float dotq_q6_k(const void *row, const void *xq, int64_t n)
+{
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    const __m512i o32 = _mm512_set1_epi8(32);
+    /* bits 0-1 (2-3) of qh to 4-5 for values 0-31 (32-63); 4-5 (6-7) for 64-95 (96-127) */
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    /* lane l of values 0-63 of half h: sub-block 8h + l/4, activation block 4h + l/8;
+     * values 64-127: 8h + 4 + l/4 and 4h + 2 + l/8 */
+    const __m512i sa0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i da0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_q6_k *b = (const lmp_block_q6_k *)row + i;
+        const __m512 sc = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales))),
+            _mm512_set1_ps(_cvtsh_ss(b->d)));
+        const __m512 dx = _mm512_castps256_ps512(_mm256_loadu_ps(xd + 8 * i));
+        for (int h = 0; h < 2; h++) {
+            const __m512i L = _mm512_loadu_si512(b->ql + 64 * h);
+            const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+            const __m512i qa = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                               _mm512_and_si512(_mm512_sllv_epi16(H, shl), m30));
+            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                               _mm512_and_si512(_mm512_srlv_epi16(H, shr), m30));
+            const __m512i xa = _mm512_loadu_si512(xs + 256 * i + 128 * h);
+            const __m512i xb = _mm512_loadu_si512(xs + 256 * i + 128 * h + 64);
+            const __m512i pa = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qa, xa),
+                                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), o32, xa));
+            const __m512i pb = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qb, xb),
+                                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), o32, xb));
+            const __m512i s0 = _mm512_add_epi32(sa0, _mm512_set1_epi32(8 * h));
+            const __m512i d0 = _mm512_add_epi32(da0, _mm512_set1_epi32(4 * h));
+            const __m512 fa = _mm512_mul_ps(_mm512_permutexvar_ps(s0, sc), _mm512_permutexvar_ps(d0, dx));
+            const __m512 fb = _mm512_mul_ps(
+                _mm512_permutexvar_ps(_mm512_add_epi32(s0, _mm512_set1_epi32(4)), sc),
+                _mm512_permutexvar_ps(_mm512_add_epi32(d0, _mm512_set1_epi32(2)), dx));
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pa), fa, acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pb), fb, acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 /* ---------------------------------------------------------------- Q8 tile 12 x 16 */
 
 #define QMR 12
@@ -453,6 +505,7 @@ void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k)
     k->dt[LMP_DT_Q5_0].pack_wq = pack_wq_q5_0;
     k->gemv_q4x16 = gemv_q4x16;
     k->q4x16_simd = true;
+    k->dt[LMP_DT_Q6_K].dotq = dotq_q6_k;
 }
 
 /* ================================================================ BF16 activations */

@@ -164,6 +164,40 @@ REF_DOTQ8(q8_0)
 REF_DOTQ8(q4_0)
 REF_DOTQ8(q5_0)
 
+/* q6_K (lib/core/blocks.h) against a Q8 activation row: the 6-bit codes minus 32 in
+ * element order, per block of 32 the exact integer sum of its two 16-element sub-blocks
+ * each times its int8 scale, then s += (float)is * (d * dx), blocks in order. */
+static float ref_dotq_q6_k(const void *row, const void *xq, int64_t n)
+{
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_q6_k *b = (const lmp_block_q6_k *)row + i;
+        int8_t q[256];
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+                q[128 * h + l] = (int8_t)(((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32);
+                q[128 * h + l + 32] = (int8_t)(((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                q[128 * h + l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                q[128 * h + l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        const float d = lmp_f16_to_f32(b->d);
+        for (int c = 0; c < 8; c++) {
+            int32_t is = 0;
+            for (int t = 0; t < 2; t++) {
+                int32_t sub = 0;
+                for (int j = 0; j < 16; j++)
+                    sub += (int32_t)q[32 * c + 16 * t + j] * xs[256 * i + 32 * c + 16 * t + j];
+                is += (int32_t)b->scales[2 * c + t] * sub;
+            }
+            s += (float)is * (d * xd[8 * i + c]);
+        }
+    }
+    return s;
+}
+
 static float ref_dotq_bf16(const void *row, const void *xa, int64_t n)
 {
     const uint16_t *w = row, *x = xa;
@@ -283,6 +317,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->dt[LMP_DT_Q8_0].dotq = ref_dotq_q8_0;
     k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
+    k->dt[LMP_DT_Q6_K].dotq = ref_dotq_q6_k;
     k->gemv_q4x16 = lmp_k_gemv_q4x16_ref;
     k->quant_q8 = ref_quant_q8;
     k->to_bf16 = ref_round_bf16;
