@@ -1,7 +1,9 @@
 /*
  * lib/prune and formats/sparse.c: exact per-row sparsity and N:M patterns for every
  * method, reconstruction error ordering (SparseGPT <= Wanda <= magnitude) on synthetic
- * data with outlier input channels and on gutenberg-5M's calibration inputs, SparseGPT with
+ * data with outlier input channels and on gutenberg-5M's calibration inputs, gutenberg-5M's
+ * Wanda masks (50%, 2:4) equal to an independent reference's (golden/wanda-gutenberg5m.json,
+ * tests/reference/prune_ref.py), SparseGPT with
  * joint quantization, refused specs, the sparse kernels against a plain product, writer
  * round trips (dense / sparse-bitmask / sparse-24-bitmask give identical engine logits),
  * a corrupted bitmask folder refused, structured plans (parameter counts, smaller model
@@ -15,6 +17,7 @@
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 
 static void rand_problem(lmp_rng *g, float *W, int64_t rows, int64_t cols, double *H, int64_t n)
@@ -341,9 +344,12 @@ static void test_layer_errors(lmp_model *m, const lmp_calib_data *cal)
     free(x);
 }
 
-/* Perplexity orderings on gutenberg-5M (calibration windows from byte 100,000 on, evaluation
- * on the first 16 run.c windows of the text's first 20,000 bytes: disjoint). Each variant is
- * pruned in memory (the sink keeps f32 copies), installed, scored and removed again. */
+/* Perplexity orderings on gutenberg-5M (calibration windows from bytes 100,000 .. 400,000,
+ * evaluation on the first 16 run.c windows of the text's first 20,000 bytes: disjoint). Each
+ * variant is pruned in memory (the sink keeps f32 copies), installed, scored and removed
+ * again. gutenberg-5M's Wanda masks (50% and 2:4) and perplexities are also held to
+ * golden/wanda-gutenberg5m.json, written by the independent float64 reference
+ * tests/reference/prune_ref.py with the same calibration (golden/README.md). */
 typedef struct {
     float *W[16][LMP_LIN_COUNT];
     lmp_wmat w[16][LMP_LIN_COUNT];
@@ -365,8 +371,92 @@ static int keep_sink(void *ctx, int layer, const float *const *W, const uint8_t 
     return 0;
 }
 
+/* One pruned linear's keep mask as the golden holds it: FNV-1a 64 over one byte per weight,
+ * row-major, 1 = nonzero (kept), 0 = zero (pruned); and the number of nonzero weights. */
+typedef struct {
+    uint64_t fnv;
+    int64_t kept;
+} mask_digest;
+
+static mask_digest digest_of(const float *W, int64_t n)
+{
+    mask_digest d = {LMP_FNV_INIT, 0};
+    uint8_t buf[4096];
+    for (int64_t i = 0; i < n; i += (int64_t)sizeof buf) {
+        int64_t cnt = n - i < (int64_t)sizeof buf ? n - i : (int64_t)sizeof buf;
+        for (int64_t j = 0; j < cnt; j++) {
+            buf[j] = W[i + j] != 0.0f;
+            d.kept += buf[j];
+        }
+        d.fnv = lmp_fnv1a(d.fnv, buf, (size_t)cnt);
+    }
+    return d;
+}
+
+#define TOL_GOLDEN_PPL 1e-4 /* relative: same masks, f32 engine vs float64 reference */
+
+/* Holds the digests dg[l][w] and the perplexity of a pruned gutenberg-5M to the run `key` of
+ * golden/wanda-gutenberg5m.json (LMP_GOLDEN overrides the folder); a missing file fails, and
+ * so does a golden made with a different calibration size. */
+static void check_golden_masks(const char *key, const lmp_calib_data *cal, mask_digest dg[][LMP_LIN_COUNT],
+                               int n_layers, double ppl)
+{
+    const char *dir = getenv("LMP_GOLDEN");
+    char path[512];
+    snprintf(path, sizeof path, "%s/wanda-gutenberg5m.json", dir && *dir ? dir : "golden");
+    char *buf = NULL;
+    size_t n = 0;
+    if (lmp_read_file(path, &buf, &n) != LMP_OK) {
+        CHECK(0, "golden file missing: %s (golden/README.md says how to regenerate it)", lmp_errmsg());
+        return;
+    }
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "runs"), key);
+    const cJSON *lins = cJSON_GetObjectItemCaseSensitive(run, "linears");
+    const cJSON *gp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(run, "ppl"), "value");
+    CHECK(cJSON_GetArraySize(lins) == n_layers * LMP_LIN_COUNT && cJSON_IsNumber(gp), "%s: no run %s of %d linears",
+          path, key, n_layers * LMP_LIN_COUNT);
+    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(run, "calibration");
+    const cJSON *gs = cJSON_GetObjectItemCaseSensitive(gc, "samples");
+    const cJSON *gl = cJSON_GetObjectItemCaseSensitive(gc, "seqlen");
+    const cJSON *gt = cJSON_GetObjectItemCaseSensitive(gc, "tokens");
+    CHECK(cJSON_IsNumber(gs) && gs->valueint == cal->n_samples && cJSON_IsNumber(gl) && gl->valueint == cal->seq_len &&
+              cJSON_IsNumber(gt) && (int64_t)gt->valuedouble == cal->n_text_tokens,
+          "%s %s: calibration is not this test's %d x %d windows of %lld tokens", path, key, cal->n_samples,
+          cal->seq_len, (long long)cal->n_text_tokens);
+    int bad = 0;
+    for (int i = 0; i < n_layers * LMP_LIN_COUNT && i < cJSON_GetArraySize(lins); i++) {
+        const cJSON *e = cJSON_GetArrayItem(lins, i);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "name"));
+        const char *hex = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "fnv1a"));
+        const cJSON *kept = cJSON_GetObjectItemCaseSensitive(e, "kept");
+        const mask_digest *d = &dg[i / LMP_LIN_COUNT][i % LMP_LIN_COUNT];
+        char want_name[LMP_MAX_NAME], got[17];
+        lmp_linear_hf_prefix(i / LMP_LIN_COUNT, (lmp_linear)(i % LMP_LIN_COUNT), want_name, sizeof want_name);
+        snprintf(got, sizeof got, "%016llx", (unsigned long long)d->fnv);
+        bool ok = name && strcmp(name, want_name) == 0 && hex && strcmp(hex, got) == 0 && cJSON_IsNumber(kept) &&
+                  (int64_t)kept->valuedouble == d->kept;
+        if (!ok && bad == 0) /* the first difference in full */
+            fprintf(stderr, "%s %s: lmpress %s %s, %lld kept; golden %s %s, %lld kept\n", path, key, want_name, got,
+                    (long long)d->kept, name ? name : "?", hex ? hex : "?",
+                    cJSON_IsNumber(kept) ? (long long)kept->valuedouble : -1LL);
+        bad += !ok;
+    }
+    CHECK(bad == 0, "gutenberg-5M %s: %d of %d linear masks differ from the reference's (%s)", key, bad,
+          n_layers * LMP_LIN_COUNT, path);
+    if (cJSON_IsNumber(gp)) {
+        double rel = fabs(ppl - gp->valuedouble) / gp->valuedouble;
+        printf("gutenberg-5M %s: %d linear masks as the reference's, ppl %.4f vs %.4f (rel. %.1e)\n", key,
+               n_layers * LMP_LIN_COUNT - bad, ppl, gp->valuedouble, rel);
+        CHECK(rel <= TOL_GOLDEN_PPL, "gutenberg-5M %s ppl %.5f, reference %.5f", key, ppl, gp->valuedouble);
+    }
+    cJSON_Delete(j);
+}
+
+/* dg (NULL, or [16][LMP_LIN_COUNT]): the pruned linears' mask digests */
 static double pruned_ppl(lmp_model *m, const lmp_calib_data *cal, lmp_prune_method meth, bool pat24, const char *text,
-                         size_t len)
+                         size_t len, mask_digest dg[][LMP_LIN_COUNT])
 {
     const lmp_config *c = lmp_model_config(m);
     keep_ctx k;
@@ -404,6 +494,9 @@ static double pruned_ppl(lmp_model *m, const lmp_calib_data *cal, lmp_prune_meth
                 lmp_model_set_linear(m, l, (lmp_linear)w, &orig[l][w]);
     }
     CHECK(rc == 0 && ppl > 1, "%s%s: %s", lmp_prune_method_name(meth), pat24 ? " 2:4" : " 50%", lmp_errmsg());
+    for (int l = 0; dg && rc == 0 && l < c->n_layers && l < 16; l++)
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            dg[l][w] = digest_of(k.W[l][w], k.w[l][w].rows * k.w[l][w].cols);
     for (int l = 0; l < 16; l++)
         for (int w = 0; w < LMP_LIN_COUNT; w++)
             free(k.W[l][w]);
@@ -411,14 +504,22 @@ static double pruned_ppl(lmp_model *m, const lmp_calib_data *cal, lmp_prune_meth
 }
 
 /* wanda_too: also Wanda 50% below magnitude 50% (stories260K; on gutenberg-5M its sign
- * depends on the calibration draw, docs/results.md) */
+ * depends on the calibration draw, docs/results.md). golden: the Wanda runs are gutenberg-5M's
+ * of golden/wanda-gutenberg5m.json (same calibration), checked against it. */
 static void test_ppl_orderings(lmp_model *m, const char *name, const lmp_calib_data *cal, const char *text, size_t len,
-                               bool wanda_too)
+                               bool wanda_too, bool golden)
 {
     double u[3], p24[3];
+    static mask_digest dg[2][16][LMP_LIN_COUNT];
+    const bool wg = golden && lmp_model_config(m)->n_layers <= 16;
     for (int meth = 0; meth < 3; meth++) {
-        u[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, false, text, len);
-        p24[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, true, text, len);
+        const bool g = wg && meth == LMP_PRUNE_WANDA;
+        u[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, false, text, len, g ? dg[0] : NULL);
+        p24[meth] = pruned_ppl(m, cal, (lmp_prune_method)meth, true, text, len, g ? dg[1] : NULL);
+    }
+    if (wg) {
+        check_golden_masks("wanda-0.5", cal, dg[0], lmp_model_config(m)->n_layers, u[LMP_PRUNE_WANDA]);
+        check_golden_masks("wanda-2:4", cal, dg[1], lmp_model_config(m)->n_layers, p24[LMP_PRUNE_WANDA]);
     }
     printf("%s ppl (16 windows, %d x %d calibration tokens): 50%%: magnitude %.3f, wanda %.3f, sparsegpt "
            "%.3f; 2:4: magnitude %.3f, wanda %.3f, sparsegpt %.3f\n",
@@ -564,13 +665,13 @@ static void test_fixture(void)
     lmp_calib_data cal;
     CHECK(lmp_calib_from_text(m, text + 100000, len - 100000, "calib", &cp, &cal) == 0, "calib: %s", lmp_errmsg());
     test_layer_errors(m, &cal);
-    test_ppl_orderings(m, "gutenberg-5M", &cal, text, len, false);
+    test_ppl_orderings(m, "gutenberg-5M", &cal, text, len, false, true);
     const char *S = fixture("models/stories260K");
     lmp_model *sm = NULL;
     if (S && lmp_model_load(&sm, S) == 0) {
         lmp_calib_data scal;
         if (lmp_calib_from_text(sm, text + 100000, len - 100000, "calib", &cp, &scal) == 0) {
-            test_ppl_orderings(sm, "stories260K", &scal, text, len, true);
+            test_ppl_orderings(sm, "stories260K", &scal, text, len, true, false);
             lmp_calib_free(&scal);
         } else {
             CHECK(0, "stories260K calibration: %s", lmp_errmsg());
