@@ -83,19 +83,26 @@ static int need(const lmp_model *m, const char *name, const lmp_tensor **out)
  * order, in memory the model owns. A file-mapped original's pages are dropped from the
  * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
  * so the model's footprint stays one copy of the weights. */
+/* Room for one more pointer in a growable array of the model (*arr holds n of *cap). */
+static int grow_ptrs(void **arr, int n, int *cap)
+{
+    if (n < *cap)
+        return 0;
+    const int c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, (size_t)c * sizeof(void *));
+    if (!p)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
 static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w)
 {
-    if (m->n_repacked == m->cap_repacked) {
-        int cap = m->cap_repacked ? 2 * m->cap_repacked : 64;
-        void **p = realloc(m->repacked, (size_t)cap * sizeof *p);
-        if (!p)
-            return lmp_err(LMP_ENOMEM, "out of memory");
-        m->repacked = p;
-        m->cap_repacked = cap;
-    }
-    void *buf;
-    int rc = lmp_wmat_repack(w, &buf);
-    if (rc)
+    void *buf, *arr = m->repacked;
+    int rc = grow_ptrs(&arr, m->n_repacked, &m->cap_repacked);
+    m->repacked = arr;
+    if (rc || (rc = lmp_wmat_repack(w, &buf)))
         return rc;
     m->repacked[m->n_repacked++] = buf;
     if (!t->owned)
@@ -471,19 +478,16 @@ int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_
 
 int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qtensor *q)
 {
-    if (m->n_owned_q == m->cap_owned_q) {
-        int cap = m->cap_owned_q ? 2 * m->cap_owned_q : 64;
-        lmp_qtensor **p = realloc(m->owned_q, (size_t)cap * sizeof *p);
-        if (!p)
-            return lmp_err(LMP_ENOMEM, "out of memory");
-        m->owned_q = p;
-        m->cap_owned_q = cap;
-    }
+    void *arr = m->owned_q;
+    int rc = grow_ptrs(&arr, m->n_owned_q, &m->cap_owned_q);
+    m->owned_q = arr;
+    if (rc)
+        return rc;
     lmp_qtensor *own = malloc(sizeof *own);
     if (!own)
         return lmp_err(LMP_ENOMEM, "out of memory");
     *own = *q;
-    int rc = lmp_model_set_linear_q(m, layer, which, own);
+    rc = lmp_model_set_linear_q(m, layer, which, own);
     if (rc) {
         free(own);
         return rc;

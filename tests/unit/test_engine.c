@@ -8,10 +8,9 @@
  */
 #include "lib/infer/infer.h"
 #include "lib/infer/infer_internal.h"
-#include "formats/formats.h"
 #include "lib/infer/kernels_internal.h"
 #include "lib/io/synth.h"
-#include "lib/quant/quant.h"
+#include "quant_gguf.h"
 #include "test.h"
 
 #include <math.h>
@@ -562,21 +561,8 @@ static void test_q4_repack(const int32_t *ids, int n)
     char f32path[600], path[600];
     snprintf(f32path, sizeof f32path, "%s/g5m-f32.gguf", tmpdir());
     snprintf(path, sizeof path, "%s/g5m-q4_0.gguf", tmpdir());
-    lmp_convert_params cvp;
-    lmp_convert_default_params(&cvp);
-    cvp.force = true;
-    cvp.quiet = true;
-    lmp_convert_result cvr;
-    int rc = lmp_convert(fixture(GUTEN), f32path, &cvp, &cvr);
-    CHECK(rc == 0, "convert gutenberg-5M: %s", lmp_errmsg());
-    lmp_gguf_quant_params gp;
-    lmp_gguf_quant_default_params(&gp);
-    gp.type = "q4_0";
-    gp.force = true;
-    lmp_gguf_quant_result gr;
-    if (rc == 0)
-        rc = lmp_gguf_quantize(f32path, path, &gp, &gr);
-    CHECK(rc == 0, "q4_0 GGUF: %s", lmp_errmsg());
+    int rc = quant_gguf(fixture(GUTEN), f32path, path, "q4_0", NULL, 0);
+    CHECK(rc == 0, "%s", lmp_errmsg());
     lmp_model *rows = NULL, *x16 = NULL;
     setenv("LMP_Q4_REPACK", "0", 1);
     if (rc == 0)

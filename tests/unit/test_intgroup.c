@@ -24,6 +24,7 @@
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "lib/core/blocks.h"
+#include "quant_gguf.h"
 #include "team_check.h"
 #include "test.h"
 
@@ -316,26 +317,11 @@ static void test_gguf(lmp_model *m, const char *mdir, const int32_t *ids, const 
     char path[600], dir[600];
     snprintf(path, sizeof path, "%s/q4_0.gguf", tmpdir());
     snprintf(dir, sizeof dir, "%s/q4_0-gptq", tmpdir());
-    lmp_gguf_quant_params gp;
-    lmp_gguf_quant_default_params(&gp);
     const char *keep[] = {"token_embd"};
-    gp.type = "q4_0";
-    gp.keep = keep;
-    gp.n_keep = 1;
-    gp.force = true;
-    lmp_gguf_quant_result gr;
     char f32path[600];
     snprintf(f32path, sizeof f32path, "%s/f32.gguf", tmpdir());
-    lmp_convert_params cvp;
-    lmp_convert_default_params(&cvp);
-    cvp.force = true;
-    cvp.quiet = true;
-    lmp_convert_result cvr;
-    int rc = lmp_convert(mdir, f32path, &cvp, &cvr);
-    CHECK(rc == 0, "convert to GGUF: %s", lmp_errmsg());
-    if (rc == 0)
-        rc = lmp_gguf_quantize(f32path, path, &gp, &gr);
-    CHECK(rc == 0, "q4_0 gguf: %s", lmp_errmsg());
+    int rc = quant_gguf(mdir, f32path, path, "q4_0", keep, 1);
+    CHECK(rc == 0, "%s", lmp_errmsg());
     lmp_model *g = NULL;
     if (rc || (rc = lmp_model_load(&g, path))) {
         CHECK(rc == 0, "load %s: %s", path, lmp_errmsg());
