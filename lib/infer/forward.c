@@ -119,8 +119,13 @@ static int attention_loop(const lmp_model *m, const float *q, int n, int base, c
 
 /* Many queries (prompt processing): per KV head, the scores of all its query heads and
  * tokens against the visible key span as one lmp_gemm (S = Q K^T), masked row softmax,
- * and a second lmp_gemm (O = P V). Masked entries cost a little wasted arithmetic but
- * the products run at matrix-kernel speed. Each row is reduced in a fixed order. */
+ * and a second lmp_gemm (O = P V), in causal chunks of ATTN_CHUNK query tokens: chunk c
+ * only multiplies the keys up to its last token (from its first token's window start), so
+ * the work above the diagonal is cut to what lies inside the chunks (512 tokens: 5/8 of
+ * the full square). Rows of a chunk: its tokens for each query head of the group, head
+ * major. The masked entries inside a chunk are zeros (adding them changes no sum). Each
+ * row is reduced in a fixed order whatever the thread count. */
+#define ATTN_CHUNK 128
 static int attention_gemm(const lmp_model *m, const float *q, int n, int base, const float *K,
                           const float *V, float *out)
 {
@@ -136,10 +141,6 @@ static int attention_gemm(const lmp_model *m, const float *q, int n, int base, c
         return lmp_err(LMP_ENOMEM, "out of memory (attention of %d tokens over %d keys)", n, nkeys);
     float *Kh = buf, *Vt = Kh + (size_t)nkeys * hd, *Qg = Vt + (size_t)nkeys * hd;
     float *O = Qg + (size_t)rows * hd, *S = O + (size_t)rows * hd;
-    const lmp_wmat wk = {.dtype = LMP_DT_F32, .rows = nkeys, .cols = hd, .data = Kh,
-                         .row_bytes = sizeof(float) * (size_t)hd};
-    const lmp_wmat wv = {.dtype = LMP_DT_F32, .rows = hd, .cols = nkeys, .data = Vt,
-                         .row_bytes = sizeof(float) * (size_t)nkeys};
     for (int kh = 0; kh < nkv; kh++) {
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < nkeys; t++) {
@@ -149,24 +150,38 @@ static int attention_gemm(const lmp_model *m, const float *q, int n, int base, c
             for (int j = 0; j < hd; j++)
                 Vt[(size_t)j * nkeys + t] = vr[j];
         }
-        for (int64_t r = 0; r < rows; r++) /* row r = query head kh*group + r/n, token r%n */
-            memcpy(Qg + r * hd, q + (r % n) * qd + (int64_t)(kh * group + r / n) * hd,
-                   sizeof(float) * (size_t)hd);
-        lmp_gemm(S, Qg, &wk, NULL, rows);
+        for (int t0 = 0; t0 < n; t0 += ATTN_CHUNK) {
+            const int t1 = t0 + ATTN_CHUNK < n ? t0 + ATTN_CHUNK : n, cnt = t1 - t0;
+            const int klo = first_key(base + t0, sw) - kt0, nk = base + t1 - kt0 - klo;
+            const int64_t r0 = (int64_t)group * t0, nr = (int64_t)group * cnt;
+            /* local row g * cnt + i = query head kh*group + g, token t0 + i */
+            for (int64_t r = 0; r < nr; r++)
+                memcpy(Qg + (r0 + r) * hd,
+                       q + (t0 + r % cnt) * qd + (int64_t)(kh * group + r / cnt) * hd,
+                       sizeof(float) * (size_t)hd);
+            const lmp_wmat wk = {.dtype = LMP_DT_F32, .rows = nk, .cols = hd,
+                                 .data = Kh + (size_t)klo * hd,
+                                 .row_bytes = sizeof(float) * (size_t)hd};
+            const lmp_wmat wv = {.dtype = LMP_DT_F32, .rows = hd, .cols = nk, .data = Vt + klo,
+                                 .row_bytes = sizeof(float) * (size_t)nkeys};
+            float *Sc = S + r0 * nkeys; /* nr x nk, dense */
+            lmp_gemm(Sc, Qg + r0 * hd, &wk, NULL, nr);
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            const int p = base + (int)(r % n), lo = first_key(p, sw) - kt0, hi = p + 1 - kt0;
-            float *sr = S + r * nkeys;
-            for (int t = lo; t < hi; t++)
-                sr[t] *= scale;
-            lmp_softmax_f32(sr + lo, hi - lo);
-            memset(sr, 0, sizeof(float) * (size_t)lo);
-            memset(sr + hi, 0, sizeof(float) * (size_t)(nkeys - hi));
+            for (int64_t r = 0; r < nr; r++) {
+                const int p = base + t0 + (int)(r % cnt);
+                const int lo = first_key(p, sw) - kt0 - klo, hi = p + 1 - kt0 - klo;
+                float *sr = Sc + r * nk;
+                for (int t = lo; t < hi; t++)
+                    sr[t] *= scale;
+                lmp_softmax_f32(sr + lo, hi - lo);
+                memset(sr, 0, sizeof(float) * (size_t)lo);
+                memset(sr + hi, 0, sizeof(float) * (size_t)(nk - hi));
+            }
+            lmp_gemm(O + r0 * hd, Sc, &wv, NULL, nr);
+            for (int64_t r = 0; r < nr; r++)
+                memcpy(out + (t0 + r % cnt) * qd + (int64_t)(kh * group + r / cnt) * hd,
+                       O + (r0 + r) * hd, sizeof(float) * (size_t)hd);
         }
-        lmp_gemm(O, S, &wv, NULL, rows);
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(out + (r % n) * qd + (int64_t)(kh * group + r / n) * hd, O + r * hd,
-                   sizeof(float) * (size_t)hd);
     }
     free(buf);
     return 0;
