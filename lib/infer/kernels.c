@@ -33,7 +33,9 @@
  * k-quants) keep f32 activations and f32 panels (dequantized once per KC x nr panel and
  * shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
- * dotq4) that shares the horizontal sums, handed out in dynamic chunks; matrices under
+ * dotq4) that shares the horizontal sums, handed out in dynamic chunks (q4_0 repacked
+ * into the interleaved layout, kernels.h LMP_WL_Q4_0X16: groups of 16 rows through
+ * gemv_q4x16, one result per lane; the other paths read its rows back); matrices under
  * LMP_K_PAR_MIN_BYTES (env LMP_GEMM_PAR_MIN) run on the calling thread (no fork/join).
  * Batched path: the next weight panel is prefetched
  * into L2 while the current one is multiplied (the weights come from DRAM once per
