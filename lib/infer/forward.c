@@ -24,10 +24,33 @@
 /* ---------------------------------------------------------------- small kernels --- */
 
 /* Row-wise RMSNorm (transformers' LlamaRMSNorm) with lmp_rmsnorm. */
+/* Element-wise work of a batch (norms, RoPE, residuals, SwiGLU) is split over threads by
+ * rows from this many elements on (each row computed alike whatever the split; below it
+ * a fork/join costs more than the work, and decoding's one row stays on its thread). */
+#define ROWS_PAR_MIN 65536
+
 static void rmsnorm_rows(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps)
 {
+#pragma omp parallel for schedule(static) if (n > 1 && n * d >= ROWS_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         lmp_rmsnorm(y + i * d, x + i * d, w, d, eps);
+}
+
+/* x[i] += y[i] for the n rows of d. */
+static void add_rows(float *x, const float *y, int64_t n, int64_t d)
+{
+#pragma omp parallel for schedule(static) if (n > 1 && n * d >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++)
+            x[i * d + j] += y[i * d + j];
+}
+
+/* gate[i] = silu(gate[i]) * up[i], row by row (as decoding does it). */
+static void silu_mul_rows(float *g, const float *u, int64_t n, int64_t ff)
+{
+#pragma omp parallel for schedule(static) if (n > 1 && n * ff >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        lmp_silu_mul(g + i * ff, u + i * ff, ff);
 }
 
 /* ---------------------------------------------------------------- RoPE ------------ */
@@ -38,8 +61,12 @@ static void rmsnorm_rows(float *y, const float *x, const float *w, int64_t n, in
 static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_heads, float *cs)
 {
     const int hd = m->cfg.head_dim, half = hd / 2;
-    float *cosv = cs, *sinv = cs + half;
+    /* tokens over threads when each can keep its angles on the stack (head_dim <= 512) */
+    const bool par = n > 1 && half <= 256 && (int64_t)n * n_heads * hd >= ROWS_PAR_MIN;
+#pragma omp parallel for schedule(static) if (par)
     for (int i = 0; i < n; i++) {
+        float own[512];
+        float *cosv = par ? own : cs, *sinv = cosv + half;
         float p = (float)(pos0 + i);
         for (int j = 0; j < half; j++) {
             float a = p * m->inv_freq[j]; /* f32 angle, as transformers computes it */
@@ -254,19 +281,17 @@ int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_
         goto done;
     if ((rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
         goto done;
-    for (int64_t i = 0; i < n * d; i++)
-        x[i] += xn[i];
+    add_rows(x, xn, n, d);
 
     /* MLP: down(silu(gate(x)) * up(x)) */
     rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
     if ((rc = linear(L, LMP_LIN_GATE, g, xn, n, layer, hook, user)) ||
         (rc = linear(L, LMP_LIN_UP, u, xn, n, layer, hook, user)))
         goto done;
-    lmp_silu_mul(g, u, n * ff);
+    silu_mul_rows(g, u, n, ff);
     if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
         goto done;
-    for (int64_t i = 0; i < n * d; i++)
-        x[i] += xn[i];
+    add_rows(x, xn, n, d);
 done:
     free(buf);
     return rc;
