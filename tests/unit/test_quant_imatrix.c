@@ -139,28 +139,28 @@ static void test_legacy(void)
     put32(&b, 100);
     put(&b, "blk.0", 5);
     expect_broken(&b, "name past the end", "name length 100");
-    b.n = 0;
-    put32(&b, 1);
-    put_entry(&b, "x", 1, 0, one);
-    expect_broken(&b, "zero values", "0 values");
-    b.n = 0;
-    put32(&b, 1);
-    put_entry(&b, "x", 1, 2, one);
-    b.n -= 4;
-    expect_broken(&b, "values past the end", "do not fit");
-    b.n = 0;
-    put32(&b, 1);
-    put_entry(&b, "x", -2, 2, one);
-    expect_broken(&b, "negative ncall", "negative call count");
+    /* files of one entry "x", each broken in one way (cut: bytes taken off the end) */
     const float bad[2] = {1.f, NAN}, neg[2] = {1.f, -0.5f};
-    b.n = 0;
-    put32(&b, 1);
-    put_entry(&b, "x", 1, 2, bad);
-    expect_broken(&b, "NaN value", "finite and non-negative");
-    b.n = 0;
-    put32(&b, 1);
-    put_entry(&b, "x", 1, 2, neg);
-    expect_broken(&b, "negative value", "finite and non-negative");
+    static const struct {
+        const char *label, *want;
+        int32_t ncall, nval;
+        int vals; /* 0 one, 1 bad, 2 neg */
+        size_t cut;
+    } one_entry[] = {
+        {"zero values", "0 values", 1, 0, 0, 0},
+        {"values past the end", "do not fit", 1, 2, 0, 4},
+        {"negative ncall", "negative call count", -2, 2, 0, 0},
+        {"NaN value", "finite and non-negative", 1, 2, 1, 0},
+        {"negative value", "finite and non-negative", 1, 2, 2, 0},
+    };
+    for (size_t i = 0; i < sizeof one_entry / sizeof *one_entry; i++) {
+        const float *v = one_entry[i].vals == 1 ? bad : one_entry[i].vals == 2 ? neg : one;
+        b.n = 0;
+        put32(&b, 1);
+        put_entry(&b, "x", one_entry[i].ncall, one_entry[i].nval, v);
+        b.n -= one_entry[i].cut;
+        expect_broken(&b, one_entry[i].label, one_entry[i].want);
+    }
     b.n = 0;
     put32(&b, 2);
     put_entry(&b, "x", 1, 2, one);
