@@ -29,9 +29,12 @@
  * ~95 for the f32 panels. X is converted once per call (packed tiles for M >= 16,
  * converted rows for the streaming path), and the reference rounds identically, so the
  * variants agree to f32 accumulation order. A variant without a tile of the format runs
- * the f32 panels on the rounded X (same values). Other dtypes (f32, f16, q4_1, q5_1,
- * k-quants) keep f32 activations and f32 panels (dequantized once per KC x nr panel and
- * shared by up to 512 rows of X).
+ * the f32 panels on the rounded X (same values). f16 weights: X rounded to f16, which
+ * has no tile of its own (the batched path runs the f32 panels on it); decoding then
+ * reads half the bytes of X (a 5632-wide f32 row and the streamed weight rows overflow
+ * the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row). Other dtypes (f32, q4_1,
+ * q5_1, k-quants but q6_K) keep f32 activations and f32 panels (dequantized once per
+ * KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
  * dotq4) that shares the horizontal sums, handed out in dynamic chunks (q4_0 repacked
  * into the interleaved layout, kernels.h LMP_WL_Q4_0X16: groups of 16 rows through
@@ -198,14 +201,15 @@ lmp_act lmp_k_act(lmp_dtype dt)
 {
     if (lmp_gemm_exact() || (int)dt < 0 || dt >= LMP_DT_COUNT || !impl()->dt[dt].dotq)
         return LMP_ACT_F32;
-    return dt == LMP_DT_BF16 ? LMP_ACT_BF16 : LMP_ACT_Q8;
+    return dt == LMP_DT_BF16 ? LMP_ACT_BF16 : dt == LMP_DT_F16 ? LMP_ACT_F16 : LMP_ACT_Q8;
 }
 
 /* Bytes of one row of K elements in an activation format. */
 static size_t act_row_bytes(lmp_act act, int64_t K)
 {
-    size_t b = act == LMP_ACT_Q8 ? LMP_XQ8_BYTES(K) : act == LMP_ACT_BF16 ? 2 * (size_t)K
-                                                                          : 4 * (size_t)K;
+    size_t b = act == LMP_ACT_Q8                             ? LMP_XQ8_BYTES(K)
+               : act == LMP_ACT_BF16 || act == LMP_ACT_F16 ? 2 * (size_t)K
+                                                             : 4 * (size_t)K;
     return (b + 63) & ~(size_t)63;
 }
 
@@ -234,17 +238,22 @@ void lmp_kernels_scratch_free(void)
     }
 }
 
-/* Row r of X in activation format act (xa[r * rb ...]). */
-static void convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_t M, int64_t K,
-                         void *xa, size_t rb)
+/* Row r of X in activation format act (xa[r * rb ...]). Nonzero when the format cannot
+ * hold X (f16: a finite value overflowed): the caller then uses f32 activations. */
+static int convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_t M, int64_t K,
+                        void *xa, size_t rb)
 {
+    int over = 0;
     for (int64_t m = 0; m < M; m++) {
         void *dst = (uint8_t *)xa + (size_t)m * rb;
         if (act == LMP_ACT_Q8)
             k->quant_q8(X + m * K, K, dst);
-        else
+        else if (act == LMP_ACT_BF16)
             k->to_bf16(X + m * K, K, dst);
+        else
+            over |= k->to_f16(X + m * K, K, dst);
     }
+    return over;
 }
 
 
@@ -595,8 +604,10 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
     const lmp_act act = lmp_k_act(W->dtype);
     const bool batched = k->ukr && M >= g_small_m;
     if (act != LMP_ACT_F32) {
-        const lmp_ktile *tile = act == LMP_ACT_Q8 ? &k->tile_q8 : &k->tile_bf16;
-        if (batched && tile->ukr && d->pack_wq && K % tile->kb == 0) {
+        const lmp_ktile *tile = act == LMP_ACT_Q8     ? &k->tile_q8
+                                : act == LMP_ACT_BF16 ? &k->tile_bf16
+                                                      : NULL;
+        if (batched && tile && tile->ukr && d->pack_wq && K % tile->kb == 0) {
             void *xp = scratch(0, xp_bytes(k, tile, M, K));
             if (xp) {
                 gemm_tiled(Y, X, W, bias, M, k, d, tile, xp);
@@ -612,31 +623,35 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
             uint8_t *tmp = aligned_alloc(64, rb * (size_t)nth);
             void *xp = xr && tmp ? scratch(0, xp_bytes(k, NULL, M, K)) : NULL;
             if (xp) {
-#pragma omp parallel for schedule(static) num_threads(nth)
+                int over = 0;
+#pragma omp parallel for schedule(static) num_threads(nth) reduction(| : over)
                 for (int64_t m = 0; m < M; m++) {
                     void *t = tmp + rb * (size_t)omp_get_thread_num();
-                    convert_rows(k, act, X + m * K, 1, K, t, rb);
+                    over |= convert_rows(k, act, X + m * K, 1, K, t, rb);
                     float *dst = xr + m * K;
                     if (act == LMP_ACT_BF16)
                         lmp_bf16_to_f32_row(t, dst, K);
+                    else if (act == LMP_ACT_F16)
+                        lmp_f16_to_f32_row(t, dst, K);
                     else
                         for (int64_t i = 0; i < K; i++)
                             dst[i] = (float)((const int8_t *)t)[i] * lmp_xq8_d(t, K)[i / 32];
                 }
                 free(tmp);
-                gemm_tiled(Y, xr, W, bias, M, k, d, NULL, xp);
+                /* f16 overflow: the whole product on the exact X */
+                gemm_tiled(Y, over ? X : xr, W, bias, M, k, d, NULL, xp);
                 return;
             }
             free(tmp);
         }
         const size_t rb = act_row_bytes(act, K);
         void *xa = scratch(0, rb * (size_t)M);
-        if (xa) {
-            convert_rows(k, act, X, M, K, xa, rb);
+        if (xa && convert_rows(k, act, X, M, K, xa, rb) == 0) {
             gemm_rows_act(Y, xa, rb, W, bias, M, k, d);
             return;
         }
-        lmp_warn("lmp_gemm: out of memory for rounded activations; using f32 activations");
+        if (!xa)
+            lmp_warn("lmp_gemm: out of memory for rounded activations; using f32 activations");
     }
     if (batched) {
         void *xp = scratch(0, xp_bytes(k, NULL, M, K));
@@ -680,10 +695,9 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
     if (act != LMP_ACT_F32) {
         const size_t xrb = act_row_bytes(act, K);
         void *buf = xrb <= sizeof stack_xa ? stack_xa : (heap_xa = aligned_alloc(64, xrb));
-        if (buf) {
-            convert_rows(k, act, x, 1, K, buf, xrb);
+        /* f16 overflow: f32 activations (every thread decides alike) */
+        if (buf && convert_rows(k, act, x, 1, K, buf, xrb) == 0)
             xa = buf;
-        }
     }
     if (W->layout == LMP_WL_Q4_0X16) {
         const int64_t ng = N / 16, per = ng / (8 * omp_get_num_threads());
@@ -697,7 +711,7 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
     const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
     const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);
     const int64_t per = ntask / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
-    if (act != LMP_ACT_F32 && !xa) {
+    if (act != LMP_ACT_F32 && !xa && !heap_xa && act_row_bytes(act, K) > sizeof stack_xa) {
         /* no memory for the rounded row: every thread would fail alike; f32 dot */
         if (omp_get_thread_num() == 0)
             lmp_warn("lmp_gemv_team: out of memory for rounded activations; using f32");

@@ -664,6 +664,44 @@ T256 static float dotq_bf16(const void *row, const void *xa, int64_t n)
     return r;
 }
 
+/* f16 weights against f16 activations: both widened to f32 exactly (F16C). */
+T256 static float dotq_f16(const void *row, const void *xa, int64_t n)
+{
+    const uint16_t *w = row, *x = xa;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_f16(w + i), load_f16(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16(w + i + 8), load_f16(x + i + 8), a1);
+    }
+    float r = hsum(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        r += lmp_f16_to_f32(w[i]) * lmp_f16_to_f32(x[i]);
+    return r;
+}
+
+/* x to f16, nearest even (vcvtps2ph keeps f16 subnormals, NaN and Inf as the reference
+ * does); nonzero when a finite x became Inf. */
+T256 static int round_f16(const float *x, int64_t n, uint16_t *y)
+{
+    const __m256 big = _mm256_set1_ps(65520.0f), inf = _mm256_set1_ps(INFINITY);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 over = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i), a = _mm256_and_ps(v, absm);
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+        over = _mm256_or_ps(over, _mm256_and_ps(_mm256_cmp_ps(a, big, _CMP_GE_OQ),
+                                                _mm256_cmp_ps(a, inf, _CMP_LT_OQ)));
+    }
+    int r = _mm256_movemask_ps(over) != 0;
+    for (; i < n; i++) {
+        y[i] = lmp_f32_to_f16(x[i]);
+        r |= (y[i] & 0x7fff) == 0x7c00 && isfinite(x[i]);
+    }
+    return r;
+}
+
 void lmp_kimpl_fill_avx2(lmp_kimpl *k)
 {
     k->name = "avx2";
@@ -687,6 +725,8 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_Q4_0].dotq = dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = dotq_q5_0;
     k->dt[LMP_DT_BF16].dotq = dotq_bf16;
+    k->dt[LMP_DT_F16].dotq = dotq_f16;
+    k->to_f16 = round_f16;
     /* no AVX2 integer q6_K kernel: f32 activations and the f32 row kernel rather than
      * the reference's scalar one on rounded activations */
     k->dt[LMP_DT_Q6_K].dotq = NULL;

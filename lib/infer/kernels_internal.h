@@ -20,7 +20,7 @@
 /* Activation formats. lmp_gemm rounds X to the format its weight dtype computes in
  * (kernels.h: LMP_GEMM_EXACT); every variant computes with the same rounded X, so the
  * rounding is part of the definition (the reference does it too). */
-typedef enum { LMP_ACT_F32 = 0, LMP_ACT_BF16, LMP_ACT_Q8 } lmp_act;
+typedef enum { LMP_ACT_F32 = 0, LMP_ACT_BF16, LMP_ACT_Q8, LMP_ACT_F16 } lmp_act;
 
 /* A Q8 activation row of n elements (n a multiple of 32): n int8 quants, then n/32 f32
  * scales, then n/32 int32 sums of the quants; the row stands for x[k] = d[k/32] * qs[k].
@@ -36,7 +36,11 @@ static inline const int32_t *lmp_xq8_s(const void *xq, int64_t n)
     return (const int32_t *)((const int8_t *)xq + n + 4 * (n / 32));
 }
 /* A BF16 activation row: n bf16 values, x rounded to nearest even (NaN stays NaN, f32
- * subnormals flush to a signed zero as vcvtne2ps2bf16 does). */
+ * subnormals flush to a signed zero as vcvtne2ps2bf16 does).
+ * An F16 activation row: n f16 values, x rounded to nearest even (lmp_f32_to_f16: f16
+ * subnormals kept, NaN stays NaN, Inf stays Inf). A finite x of magnitude 65520 or more
+ * would become Inf: then the whole product runs on f32 activations instead (to_f16
+ * reports it), so rounding never turns a finite activation infinite. */
 
 /* A tiled compute format of its own (int8 or bf16 dot products): X tiles and W panels
  * packed for a micro-kernel that is not the f32 one. Used for dtypes whose activation
@@ -104,6 +108,8 @@ typedef struct {
      * (n a multiple of 32), and the bf16 values of x[0..n). */
     void (*quant_q8)(const float *x, int64_t n, void *xq);
     void (*to_bf16)(const float *x, int64_t n, uint16_t *y);
+    /* The f16 values of x[0..n); returns nonzero when a finite x overflowed to Inf. */
+    int (*to_f16)(const float *x, int64_t n, uint16_t *y);
     /* Tiles of the activation formats (ukr NULL: none in this variant). */
     lmp_ktile tile_q8, tile_bf16;
     /* q4_0 weights in the LMP_WL_Q4_0X16 layout (kernels.h): out[r] = row r of the

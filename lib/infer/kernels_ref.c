@@ -105,6 +105,16 @@ static void ref_round_bf16(const float *x, int64_t n, uint16_t *y)
         y[i] = lmp_k_bf16_round(x[i]);
 }
 
+static int ref_round_f16(const float *x, int64_t n, uint16_t *y)
+{
+    int over = 0;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = lmp_f32_to_f16(x[i]);
+        over |= (y[i] & 0x7fff) == 0x7c00 && isfinite(x[i]);
+    }
+    return over;
+}
+
 static void ref_quant_q8(const float *x, int64_t n, void *xq)
 {
     int8_t *q = xq;
@@ -204,6 +214,15 @@ static float ref_dotq_bf16(const void *row, const void *xa, int64_t n)
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++)
         s += lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(w[i]);
+    return s;
+}
+
+static float ref_dotq_f16(const void *row, const void *xa, int64_t n)
+{
+    const uint16_t *w = row, *x = xa;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        s += lmp_f16_to_f32(x[i]) * lmp_f16_to_f32(w[i]);
     return s;
 }
 
@@ -314,6 +333,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     SET(LMP_DT_Q6_K, q6_k);
 #undef SET
     k->dt[LMP_DT_BF16].dotq = ref_dotq_bf16;
+    k->dt[LMP_DT_F16].dotq = ref_dotq_f16;
     k->dt[LMP_DT_Q8_0].dotq = ref_dotq_q8_0;
     k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
@@ -321,6 +341,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->gemv_q4x16 = lmp_k_gemv_q4x16_ref;
     k->quant_q8 = ref_quant_q8;
     k->to_bf16 = ref_round_bf16;
+    k->to_f16 = ref_round_f16;
     k->dot_f32 = ref_h_dot_f32;
     k->axpy_f32 = ref_axpy_f32;
     k->rmsnorm = ref_rmsnorm;

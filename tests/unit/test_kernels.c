@@ -29,7 +29,7 @@
 typedef struct { int64_t M, N, K; } shape;
 
 /* X rounded to the activation format of weights of dtype dt, in double (exactly the
- * f32 values the kernels multiply: bf16(x), or q * d). */
+ * f32 values the kernels multiply: bf16(x), f16(x), or q * d). */
 static void round_act(lmp_act act, const float *x, int64_t n, double *xr)
 {
     if (act == LMP_ACT_F32) {
@@ -38,6 +38,9 @@ static void round_act(lmp_act act, const float *x, int64_t n, double *xr)
     } else if (act == LMP_ACT_BF16) {
         for (int64_t i = 0; i < n; i++)
             xr[i] = lmp_bf16_to_f32(lmp_k_bf16_round(x[i]));
+    } else if (act == LMP_ACT_F16) {
+        for (int64_t i = 0; i < n; i++)
+            xr[i] = lmp_f16_to_f32(lmp_f32_to_f16(x[i]));
     } else {
         for (int64_t b = 0; b < n / 32; b++) {
             float amax = 0.0f;
@@ -267,8 +270,72 @@ static void test_act_rounding(const lmp_isa *isas, int nisa)
                   first >= 0 ? x[first] : 0.0, first >= 0 ? h1[first] : 0,
                   first >= 0 ? h0[first] : 0);
         }
+        /* f16: bitwise the reference, which is lmp_f32_to_f16 (nearest even, f16
+         * subnormals kept); overflow reported exactly when a finite x became Inf */
+        if (n >= 13)
+            x[6] = 65504.0f /* f16 max (3e38 above) */, x[10] = 65519.0f /* rounds to it */,
+            x[11] = 6.0e-8f /* f16 subnormal */, x[12] = 0x1p-25f /* half the least: a tie, to 0 */;
+        ref->to_f16(x, n, h0);
+        int64_t bad = 0;
+        for (int64_t j = 0; j < n; j++)
+            bad += h0[j] != lmp_f32_to_f16(x[j]);
+        const int ref_over = ref->to_f16(x, n, h0);
+        CHECK(bad == 0 && ref_over == 0, "f16 activations n=%ld: reference differs from "
+              "lmp_f32_to_f16 at %ld places (overflow %d)", (long)n, (long)bad, ref_over);
+        for (int i = 0; i < nisa; i++) {
+            memset(h1, 0xee, 2 * n);
+            const int over = lmp_k_impl(isas[i])->to_f16(x, n, h1);
+            CHECK(over == 0 && memcmp(h0, h1, 2 * n) == 0, "f16 activations %s n=%ld: not "
+                  "bitwise the reference (overflow %d)", lmp_isa_name(isas[i]), (long)n, over);
+            /* one finite value past the f16 range, anywhere (SIMD body or tail) */
+            const int64_t at = (int64_t)(t * 7) % n;
+            const float keep = x[at];
+            x[at] = -65520.0f;
+            CHECK(lmp_k_impl(isas[i])->to_f16(x, n, h1) != 0, "f16 activations %s n=%ld: "
+                  "overflow at %ld not reported", lmp_isa_name(isas[i]), (long)n, (long)at);
+            x[at] = keep;
+        }
         free(h0), free(h1), free(x);
     }
+}
+
+/* f16 weights: X with a finite value past the f16 range runs on f32 activations (the
+ * product equals exact mode's bitwise), in every path: one row (lmp_gemm and the team),
+ * a few rows, and the batched one. */
+static void test_f16_overflow(const lmp_isa *isas, int nisa)
+{
+    static const shape sh[] = {{1, 67, 96}, {3, 40, 512}, {40, 33, 512}};
+    for (size_t s = 0; s < sizeof sh / sizeof *sh; s++) {
+        const int64_t M = sh[s].M, N = sh[s].N, K = sh[s].K;
+        lmp_rng r;
+        lmp_rng_seed(&r, SEED + 77 + s);
+        float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * N * K);
+        float *Y1 = malloc(sizeof(float) * M * N), *Y2 = malloc(sizeof(float) * M * N);
+        uint16_t *Wh = malloc(2 * N * K);
+        fill_normal(&r, X, M * K, 1.0f);
+        fill_normal(&r, Wf, N * K, 0.05f);
+        lmp_f32_to_f16_row(Wf, Wh, N * K);
+        X[(M - 1) * K + K / 2] = 1.0e5f; /* the last row only */
+        const lmp_wmat W = {LMP_DT_F16, N, K, Wh, 2 * (size_t)K, NULL, LMP_WL_ROWS};
+        for (int i = 0; i < nisa; i++) {
+            lmp_kernels_set_isa(isas[i]);
+            lmp_gemm_set_exact(true);
+            lmp_gemm(Y1, X, &W, NULL, M);
+            lmp_gemm_set_exact(false);
+            lmp_gemm(Y2, X, &W, NULL, M);
+            bool finite = true;
+            for (int64_t j = 0; j < M * N; j++)
+                finite = finite && isfinite(Y2[j]);
+            CHECK(finite && memcmp(Y1, Y2, sizeof(float) * M * N) == 0,
+                  "f16/%s M=%ld: overflowing X not run on f32 activations", lmp_isa_name(isas[i]),
+                  (long)M);
+            if (M == 1)
+                CHECK(team_equal(&W, X, NULL), "f16/%s: overflowing X: lmp_gemv_team differs "
+                      "from lmp_gemm", lmp_isa_name(isas[i]));
+        }
+        free(X), free(Wf), free(Y1), free(Y2), free(Wh);
+    }
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
 }
 
 /* Every variant's decoder (to_f32, the source of the f32 weight panels) gives the dtype
@@ -305,7 +372,7 @@ static void test_decoders(const lmp_isa *isas, int nisa)
 /* Exact mode: f32 activations for every dtype (checked against the exact product). */
 static void test_exact_mode(const lmp_isa *isas, int nisa)
 {
-    static const lmp_dtype dts[] = {LMP_DT_BF16, LMP_DT_Q8_0, LMP_DT_Q4_0};
+    static const lmp_dtype dts[] = {LMP_DT_BF16, LMP_DT_F16, LMP_DT_Q8_0, LMP_DT_Q4_0};
     static const shape sh[] = {{1, 67, 96}, {3, 40, 512}, {130, 33, 512}};
     lmp_gemm_set_exact(true);
     CHECK(lmp_gemm_exact(), "exact mode on");
@@ -319,8 +386,9 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
     }
     lmp_gemm_set_exact(false);
     CHECK(!lmp_gemm_exact() && lmp_k_act(LMP_DT_BF16) == LMP_ACT_BF16 &&
-          lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F32,
-          "default: rounded activations for bf16 and q4_0, f32 for f16");
+          lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F16 &&
+          lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q4_K) == LMP_ACT_F32,
+          "default: rounded activations for bf16, f16 and q4_0, f32 for f32 and q4_K");
     lmp_kernels_set_isa(LMP_ISA_AUTO);
 }
 
@@ -556,6 +624,7 @@ int main(void)
     test_decoders(isas, nisa);
     test_gemm(isas, nisa);
     test_exact_mode(isas, nisa);
+    test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);
     for (int i = 0; i < nisa; i++)
         test_helpers(isas[i], SEED + 77 + i);
