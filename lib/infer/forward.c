@@ -153,8 +153,18 @@ static int attention_loop(const lmp_model *m, const float *q, int n, int base, c
  * major. The masked entries inside a chunk are zeros (adding them changes no sum). Each
  * row is reduced in a fixed order whatever the thread count. */
 #define ATTN_CHUNK 128
-static int attention_gemm(const lmp_model *m, const float *q, int n, int base, const float *K,
-                          const float *V, float *out)
+
+/* Floats of attention_gemm's scratch for n queries after base cached positions. */
+static size_t attention_gemm_floats(const lmp_model *m, int n, int base)
+{
+    const int hd = m->cfg.head_dim, group = m->cfg.n_heads / m->cfg.n_kv_heads;
+    const size_t nkeys = (size_t)(base + n - first_key(base, m->cfg.sliding_window));
+    const size_t rows = (size_t)group * (size_t)n;
+    return nkeys * (size_t)hd * 2 + rows * (2 * (size_t)hd + nkeys);
+}
+
+static void attention_gemm(const lmp_model *m, const float *q, int n, int base, const float *K,
+                           const float *V, float *out, float *buf)
 {
     const int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nkv = m->cfg.n_kv_heads;
     const int group = nh / nkv, sw = m->cfg.sliding_window;
@@ -162,10 +172,6 @@ static int attention_gemm(const lmp_model *m, const float *q, int n, int base, c
     const int kt0 = first_key(base, sw), nkeys = base + n - kt0;
     const int64_t rows = (int64_t)group * n;
     const float scale = 1.0f / sqrtf((float)hd);
-    size_t nf = (size_t)nkeys * hd * 2 + (size_t)rows * (2 * (size_t)hd + (size_t)nkeys);
-    float *buf = malloc(sizeof(float) * nf);
-    if (!buf)
-        return lmp_err(LMP_ENOMEM, "out of memory (attention of %d tokens over %d keys)", n, nkeys);
     float *Kh = buf, *Vt = Kh + (size_t)nkeys * hd, *Qg = Vt + (size_t)nkeys * hd;
     float *O = Qg + (size_t)rows * hd, *S = O + (size_t)rows * hd;
     for (int kh = 0; kh < nkv; kh++) {
@@ -210,18 +216,19 @@ static int attention_gemm(const lmp_model *m, const float *q, int n, int base, c
                        O + (r0 + r) * hd, sizeof(float) * (size_t)hd);
         }
     }
-    free(buf);
-    return 0;
 }
 
 /* Queries per batch from which the two-gemm attention pays off. */
 #define ATTN_GEMM_MIN 8
 
+/* abuf: attention_gemm_floats(m, n, base) floats when n >= ATTN_GEMM_MIN */
 static int attention(const lmp_model *m, const float *q, int n, int base, const float *K,
-                     const float *V, float *out)
+                     const float *V, float *out, float *abuf)
 {
-    if (n >= ATTN_GEMM_MIN)
-        return attention_gemm(m, q, n, base, K, V, out);
+    if (n >= ATTN_GEMM_MIN) {
+        attention_gemm(m, q, n, base, K, V, out, abuf);
+        return 0;
+    }
     return attention_loop(m, q, n, base, K, V, out);
 }
 
@@ -239,28 +246,33 @@ static int linear(const lmp_layer *L, lmp_linear w, float *Y, const float *X, in
     return 0;
 }
 
-int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
-                  lmp_linear_hook hook, void *user)
+/* Floats of block_run's scratch for n tokens after base cached positions: the block's
+ * activations, then attention_gemm's. */
+static size_t block_floats(const lmp_model *m, int n, int base)
 {
     const lmp_config *c = &m->cfg;
-    if (layer < 0 || layer >= c->n_layers || n <= 0 || pos0 < 0)
-        return lmp_err(LMP_EINVAL, "lmp_block_run: layer %d, %d tokens at position %d", layer, n,
-                       pos0);
-    if (kv && pos0 + n > kv->n_ctx)
-        return lmp_err(LMP_ERANGE, "positions %d..%d exceed the KV cache of %d", pos0,
-                       pos0 + n - 1, kv->n_ctx);
+    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
+    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    return (size_t)n * (size_t)(d + qd + qd + 2 * kvd + 2 * ff) + (size_t)hd +
+           (n >= ATTN_GEMM_MIN ? attention_gemm_floats(m, n, base) : 0);
+}
+
+/* lmp_block_run on a caller's scratch of block_floats(m, n, kv ? pos0 : 0) floats
+ * (sessions keep theirs across layers and calls: a fresh buffer per block of a 512-token
+ * TinyLlama batch is 37 MB of pages faulted in and zeroed by the kernel every time). */
+static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                     lmp_linear_hook hook, void *user, float *buf)
+{
+    const lmp_config *c = &m->cfg;
     const lmp_layer *L = &m->layers[layer];
     const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
     const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
 
     /* xn: normed input; q, a: queries then attention output; k, v: this batch's keys and
-     * values (written straight into the cache when there is one); g, u: FFN. */
-    size_t nf = (size_t)n * (size_t)(d + qd + qd + 2 * kvd + 2 * ff) + (size_t)hd;
-    float *buf = malloc(sizeof(float) * nf);
-    if (!buf)
-        return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
+     * values (written straight into the cache when there is one); g, u: FFN; then the
+     * attention's scratch. */
     float *xn = buf, *q = xn + n * d, *a = q + n * qd, *kb = a + n * qd, *vb = kb + n * kvd;
-    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff;
+    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff, *abuf = cs + hd;
     float *k = kv ? kv->k + (int64_t)pos0 * kvd : kb;
     float *v = kv ? kv->v + (int64_t)pos0 * kvd : vb;
     int rc;
@@ -270,29 +282,50 @@ int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_
     if ((rc = linear(L, LMP_LIN_Q, q, xn, n, layer, hook, user)) ||
         (rc = linear(L, LMP_LIN_K, k, xn, n, layer, hook, user)) ||
         (rc = linear(L, LMP_LIN_V, v, xn, n, layer, hook, user)))
-        goto done;
+        return rc;
     rope_apply(m, q, n, pos0, c->n_heads, cs);
     rope_apply(m, k, n, pos0, c->n_kv_heads, cs);
     if (kv)
-        rc = attention(m, q, n, pos0, kv->k, kv->v, a);
+        rc = attention(m, q, n, pos0, kv->k, kv->v, a, abuf);
     else
-        rc = attention(m, q, n, 0, k, v, a);
-    if (rc)
-        goto done;
-    if ((rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
-        goto done;
+        rc = attention(m, q, n, 0, k, v, a, abuf);
+    if (rc || (rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
+        return rc;
     add_rows(x, xn, n, d);
 
     /* MLP: down(silu(gate(x)) * up(x)) */
     rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
     if ((rc = linear(L, LMP_LIN_GATE, g, xn, n, layer, hook, user)) ||
         (rc = linear(L, LMP_LIN_UP, u, xn, n, layer, hook, user)))
-        goto done;
+        return rc;
     silu_mul_rows(g, u, n, ff);
     if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
-        goto done;
+        return rc;
     add_rows(x, xn, n, d);
-done:
+    return 0;
+}
+
+static int check_block_args(const lmp_model *m, int layer, int n, int pos0, const lmp_kv_layer *kv)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || n <= 0 || pos0 < 0)
+        return lmp_err(LMP_EINVAL, "lmp_block_run: layer %d, %d tokens at position %d", layer, n,
+                       pos0);
+    if (kv && pos0 + n > kv->n_ctx)
+        return lmp_err(LMP_ERANGE, "positions %d..%d exceed the KV cache of %d", pos0,
+                       pos0 + n - 1, kv->n_ctx);
+    return 0;
+}
+
+int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                  lmp_linear_hook hook, void *user)
+{
+    int rc = check_block_args(m, layer, n, pos0, kv);
+    if (rc)
+        return rc;
+    float *buf = malloc(sizeof(float) * block_floats(m, n, kv ? pos0 : 0));
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
+    rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf);
     free(buf);
     return rc;
 }
@@ -446,6 +479,7 @@ void lmp_session_free(lmp_session *s)
         return;
     free(s->kv);
     free(s->kv_mem);
+    free(s->work);
     free(s);
 }
 
@@ -475,10 +509,22 @@ int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool a
     int rc = 0;
     for (int off = 0; off < n; off += nb) {
         int cnt = n - off < nb ? n - off : nb;
+        /* the blocks' scratch, kept by the session (grown when a batch needs more) */
+        const size_t need = block_floats(m, cnt, s->pos);
+        if (need > s->work_cap) {
+            free(s->work);
+            s->work_cap = 0;
+            if (!(s->work = malloc(sizeof(float) * need))) {
+                rc = lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", cnt);
+                break;
+            }
+            s->work_cap = need;
+        }
         if ((rc = lmp_model_embed(m, tokens + off, cnt, x)))
             break;
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if ((rc = lmp_block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL)))
+            if ((rc = check_block_args(m, l, cnt, s->pos, &s->kv[l])) ||
+                (rc = block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL, s->work)))
                 goto done;
         s->pos += cnt;
         if (!logits)

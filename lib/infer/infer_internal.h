@@ -43,6 +43,8 @@ struct lmp_session {
     int pos;                       /* positions filled */
     lmp_kv_layer *kv;              /* (n_layers) */
     float *kv_mem;                 /* (n_layers, 2, n_ctx, n_kv*head_dim) */
+    float *work;                   /* the blocks' scratch (forward.c block_floats) */
+    size_t work_cap;               /* its floats */
 };
 
 #endif
