@@ -3,7 +3,7 @@
 # models shaped like SmolLM2-135M, Qwen2.5-0.5B and TinyLlama-1.1B in f32, f16, bf16, q8_0
 # and q4_0, each GGUF run by lmpress (build/bench/bench_engine) and, when LLAMA_BIN points
 # at a local llama.cpp build (its bin/ folder, never committed), by llama-bench on the
-# same file in the same run.
+# same file in the same run. Each figure is the mean of 3 repetitions (both tools).
 # Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin sh tests/bench/bench_engine.sh [WORKDIR]
 set -eu
 L=${LMP_BIN:-build/lmpress}
@@ -24,7 +24,9 @@ for m in $MODELS; do
                 *) "$L" quantize "$W/$m" -o "$g" --type "$t" > /dev/null 2>&1 ;;
             esac
         fi
-        set -- $("$BE" "$g" -t "$T" -r 3 | awk '{print $4, $9}')
+        # means of 3 repetitions for both tools (bench_engine: after a warm-up run;
+        # llama-bench: its avg_ts)
+        set -- $("$BE" "$g" -t "$T" -r 3 | awk '{gsub(/\)/, ""); print $7, $12}')
         lpp=$1; ltg=$2
         cpp=-; ctg=-
         if [ -n "${LLAMA_BIN:-}" ] && [ -x "$LLAMA_BIN/llama-bench" ]; then
