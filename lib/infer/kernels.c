@@ -29,9 +29,9 @@
  * ~95 for the f32 panels. X is converted once per call (packed tiles for M >= 16,
  * converted rows for the streaming path), and the reference rounds identically, so the
  * variants agree to f32 accumulation order. A variant without a tile of the format runs
- * the f32 panels on the rounded X (same values). f16 weights: X rounded to f16, which
- * has no tile of its own (the batched path runs the f32 panels on it); decoding then
- * reads half the bytes of X (a 5632-wide f32 row and the streamed weight rows overflow
+ * the f32 panels on the rounded X (same values). f16 weights: X rounded to f16 on the
+ * streaming path only (M < LMP_K_SMALL_M; lmp_k_act_m), the batched one keeps f32 X and
+ * panels; decoding then reads half the bytes of X (a 5632-wide f32 row and the streamed weight rows overflow
  * the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row). Other dtypes (f32, q4_1,
  * q5_1, k-quants but q6_K) keep f32 activations and f32 panels (dequantized once per
  * KC x nr panel and shared by up to 512 rows of X).
@@ -202,6 +202,14 @@ lmp_act lmp_k_act(lmp_dtype dt)
     if (lmp_gemm_exact() || (int)dt < 0 || dt >= LMP_DT_COUNT || !impl()->dt[dt].dotq)
         return LMP_ACT_F32;
     return dt == LMP_DT_BF16 ? LMP_ACT_BF16 : dt == LMP_DT_F16 ? LMP_ACT_F16 : LMP_ACT_Q8;
+}
+
+lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M)
+{
+    const lmp_act act = lmp_k_act(dt);
+    /* f16 rounds X only where it streams the weights: the batched path's f32 panels gain
+     * nothing from it and would pay a pass over X */
+    return act == LMP_ACT_F16 && impl()->ukr && M >= g_small_m ? LMP_ACT_F32 : act;
 }
 
 /* Bytes of one row of K elements in an activation format. */
@@ -601,7 +609,7 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
         return;
     }
     const lmp_kdt *d = &k->dt[W->dtype];
-    const lmp_act act = lmp_k_act(W->dtype);
+    const lmp_act act = lmp_k_act_m(W->dtype, M);
     const bool batched = k->ukr && M >= g_small_m;
     if (act != LMP_ACT_F32) {
         const lmp_ktile *tile = act == LMP_ACT_Q8     ? &k->tile_q8
@@ -615,31 +623,28 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
             }
         }
         if (batched) {
-            /* no tile of this format here: f32 panels on X rounded to the format (rows
-             * rounded in parallel, each thread through a row buffer of its own) */
+            /* no tile of this format here (a variant without the q8 or bf16 tile): f32
+             * panels on X rounded to the format (rows rounded in parallel, each thread
+             * through a row buffer of its own) */
             float *xr = scratch(1, sizeof(float) * (size_t)(M * K));
             const size_t rb = act_row_bytes(act, K);
             const int nth = omp_get_max_threads();
             uint8_t *tmp = aligned_alloc(64, rb * (size_t)nth);
             void *xp = xr && tmp ? scratch(0, xp_bytes(k, NULL, M, K)) : NULL;
             if (xp) {
-                int over = 0;
-#pragma omp parallel for schedule(static) num_threads(nth) reduction(| : over)
+#pragma omp parallel for schedule(static) num_threads(nth)
                 for (int64_t m = 0; m < M; m++) {
                     void *t = tmp + rb * (size_t)omp_get_thread_num();
-                    over |= convert_rows(k, act, X + m * K, 1, K, t, rb);
+                    convert_rows(k, act, X + m * K, 1, K, t, rb); /* never f16 here */
                     float *dst = xr + m * K;
                     if (act == LMP_ACT_BF16)
                         lmp_bf16_to_f32_row(t, dst, K);
-                    else if (act == LMP_ACT_F16)
-                        lmp_f16_to_f32_row(t, dst, K);
                     else
                         for (int64_t i = 0; i < K; i++)
                             dst[i] = (float)((const int8_t *)t)[i] * lmp_xq8_d(t, K)[i / 32];
                 }
                 free(tmp);
-                /* f16 overflow: the whole product on the exact X */
-                gemm_tiled(Y, over ? X : xr, W, bias, M, k, d, NULL, xp);
+                gemm_tiled(Y, xr, W, bias, M, k, d, NULL, xp);
                 return;
             }
             free(tmp);

@@ -76,9 +76,10 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
  * rounded to bf16 (nearest even) and the products use bf16 dot instructions; for q8_0,
  * q4_0 and q5_0 weights each block of 32 elements of a row of X is quantized to int8
  * with an f32 scale (d = max|x| / 127, q = round(x / d)) and the dots are integer (VNNI)
- * (q6_K too where a variant has the kernel); for f16 weights X is rounded to f16 (half
- * the bytes of X to keep in cache while the weights stream past; a product whose X holds
- * a finite value f16 cannot, |x| >= 65520, runs on f32 activations instead).
+ * (q6_K too where a variant has the kernel); for f16 weights X is rounded to f16 when
+ * fewer than 16 rows of X stream the weights (decoding: half the bytes of X to keep in
+ * cache while the weights stream past; a product whose X holds a finite value f16
+ * cannot, |x| >= 65520, runs on f32 activations instead); batched f16 products keep f32 X.
  * The result is then sum_k round(X)[m][k] * W[n][k] up to f32 accumulation: every
  * variant rounds X identically (the reference included), and the error against exact
  * activations is bounded by the rounding (bf16: 2^-9 |x| per element; f16: 2^-12 |x|,

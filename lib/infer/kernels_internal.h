@@ -128,6 +128,9 @@ void lmp_k_gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[
 /* The activation format lmp_gemm uses for weights of dtype dt (LMP_ACT_F32 in exact
  * mode, or when no variant has a dotq for it). */
 lmp_act lmp_k_act(lmp_dtype dt);
+/* The format of a product with M rows of X: lmp_k_act, but f32 for f16 weights on the
+ * batched path (M >= LMP_K_SMALL_M with a register tile). */
+lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M);
 /* The merged table of a variant (NULL when this CPU lacks it); for tests. */
 const lmp_kimpl *lmp_k_impl(lmp_isa isa);
 /* Reference rounding of one value to bf16 (the definition of LMP_ACT_BF16). */

@@ -103,7 +103,7 @@ static double check_gemm(lmp_dtype dt, lmp_isa isa, shape s, bool with_bias, uin
     lmp_gemm(Y2, X, &W, b, M);
 
     const double tol = (dt == LMP_DT_Q4_1 || dt == LMP_DT_Q5_1) ? TOL_GEMM_OFFSET : TOL_GEMM;
-    const lmp_act act = lmp_k_act(dt);
+    const lmp_act act = lmp_k_act_m(dt, M);
     double *Xr = malloc(sizeof(double) * M * K);
     round_act(act, X, M * K, Xr);
     double worst = 0.0;
@@ -389,6 +389,14 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
           lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F16 &&
           lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q4_K) == LMP_ACT_F32,
           "default: rounded activations for bf16, f16 and q4_0, f32 for f32 and q4_K");
+    for (int i = 0; i < nisa; i++) { /* f16: rounded only where the weights stream */
+        lmp_kernels_set_isa(isas[i]);
+        const bool tiled = lmp_k_impl(isas[i])->ukr != NULL;
+        CHECK(lmp_k_act_m(LMP_DT_F16, 1) == LMP_ACT_F16 && lmp_k_act_m(LMP_DT_F16, 15) == LMP_ACT_F16 &&
+              lmp_k_act_m(LMP_DT_F16, 16) == (tiled ? LMP_ACT_F32 : LMP_ACT_F16) &&
+              lmp_k_act_m(LMP_DT_BF16, 512) == LMP_ACT_BF16,
+              "%s: f16 activations rounded below 16 rows only", lmp_isa_name(isas[i]));
+    }
     lmp_kernels_set_isa(LMP_ISA_AUTO);
 }
 
