@@ -3,13 +3,15 @@
 # models shaped like SmolLM2-135M, Qwen2.5-0.5B and TinyLlama-1.1B in f32, f16, bf16, q8_0
 # and q4_0, each GGUF run by lmpress (build/bench/bench_engine) and, when LLAMA_BIN points
 # at a local llama.cpp build (its bin/ folder, never committed), by llama-bench on the
-# same file in the same run. Each figure is the mean of 3 repetitions (both tools).
+# same file in the same run: ROUNDS (3) alternating rounds of one repetition each, each
+# tool's best round reported.
 # Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin sh tests/bench/bench_engine.sh [WORKDIR]
 set -eu
 L=${LMP_BIN:-build/lmpress}
 BE=${BENCH_ENGINE:-$(dirname "$L")/bench/bench_engine}
 W=${1:-${TMPDIR:-/tmp}/lmpress-bench-engine}
 T=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 MODELS=${MODELS:-"smollm2-135m qwen2.5-0.5b tinyllama-1.1b"}
 TYPES=${TYPES:-"f32 f16 bf16 q8_0 q4_0"}
 mkdir -p "$W"
@@ -24,19 +26,26 @@ for m in $MODELS; do
                 *) "$L" quantize "$W/$m" -o "$g" --type "$t" > /dev/null 2>&1 ;;
             esac
         fi
-        # means of 3 repetitions for both tools (bench_engine: after a warm-up run;
-        # llama-bench: its avg_ts)
-        set -- $("$BE" "$g" -t "$T" -r 3 | awk '{gsub(/\)/, ""); print $7, $12}')
-        lpp=$1; ltg=$2
-        cpp=-; ctg=-
-        if [ -n "${LLAMA_BIN:-}" ] && [ -x "$LLAMA_BIN/llama-bench" ]; then
-            out=$("$LLAMA_BIN/llama-bench" -m "$g" -t "$T" -p 512 -n 128 -r 3 -o csv 2>/dev/null || true)
-            cpp=$(echo "$out" | python3 -c 'import csv,sys
+        # ROUNDS alternating rounds (lmpress, then llama-bench, one repetition each after
+        # its own warm-up run), so both tools sample the same stretches of time on a
+        # machine whose memory bandwidth drifts; each tool's figure is its best round
+        lpp=0; ltg=0; cpp=-; ctg=-
+        r=0
+        while [ "$r" -lt "$ROUNDS" ]; do
+            r=$((r + 1))
+            set -- $("$BE" "$g" -t "$T" -r 1 | awk '{print $4, $9}')
+            lpp=$(awk -v a="$lpp" -v b="$1" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+            ltg=$(awk -v a="$ltg" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+            if [ -n "${LLAMA_BIN:-}" ] && [ -x "$LLAMA_BIN/llama-bench" ]; then
+                out=$("$LLAMA_BIN/llama-bench" -m "$g" -t "$T" -p 512 -n 128 -r 1 -o csv 2>/dev/null || true)
+                set -- $(echo "$out" | python3 -c 'import csv,sys
 r=list(csv.DictReader(sys.stdin))
 pp=[x for x in r if x["n_prompt"]=="512" and x["n_gen"]=="0"]; tg=[x for x in r if x["n_gen"]=="128" and x["n_prompt"]=="0"]
 print(pp[0]["avg_ts"] if pp else "-", tg[0]["avg_ts"] if tg else "-")')
-            ctg=${cpp#* }; cpp=${cpp% *}
-        fi
+                cpp=$(awk -v a="$cpp" -v b="$1" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+                ctg=$(awk -v a="$ctg" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
+            fi
+        done
         awk -v m="$m" -v t="$t" -v a="$lpp" -v b="$cpp" -v c="$ltg" -v d="$ctg" 'BEGIN {
             r1 = (b + 0 > 0) ? sprintf("%.2f", a / b) : "-"; r2 = (d + 0 > 0) ? sprintf("%.2f", c / d) : "-";
             printf "%-16s %-5s %12.1f %12s %12.1f %12s %8s %8s\n", m, t, a, b, c, d, r1, r2 }'
