@@ -648,37 +648,24 @@ DOTQ8(q8_0, lmp_block_q8_0)
 DOTQ8(q4_0, lmp_block_q4_0)
 DOTQ8(q5_0, lmp_block_q5_0)
 
-/* bf16 weights against bf16 activations: both widened to f32 exactly. */
-T256 static float dotq_bf16(const void *row, const void *xa, int64_t n)
-{
-    const uint16_t *w = row, *x = xa;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(load_bf16(w + i), load_bf16(x + i), a0);
-        a1 = _mm256_fmadd_ps(load_bf16(w + i + 8), load_bf16(x + i + 8), a1);
+/* bf16 (f16) weights against bf16 (f16) activations: both widened to f32 exactly. */
+#define DOTQ_HALF(nm, LOAD, SC)                                                          \
+    T256 static float dotq_##nm(const void *row, const void *xa, int64_t n)              \
+    {                                                                                    \
+        const uint16_t *w = row, *x = xa;                                                \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                        \
+        int64_t i = 0;                                                                   \
+        for (; i + 16 <= n; i += 16) {                                                   \
+            a0 = _mm256_fmadd_ps(LOAD(w + i), LOAD(x + i), a0);                          \
+            a1 = _mm256_fmadd_ps(LOAD(w + i + 8), LOAD(x + i + 8), a1);                  \
+        }                                                                                \
+        float r = hsum(_mm256_add_ps(a0, a1));                                           \
+        for (; i < n; i++)                                                               \
+            r += SC(w + i) * SC(x + i);                                                  \
+        return r;                                                                        \
     }
-    float r = hsum(_mm256_add_ps(a0, a1));
-    for (; i < n; i++)
-        r += lmp_bf16_to_f32(w[i]) * lmp_bf16_to_f32(x[i]);
-    return r;
-}
-
-/* f16 weights against f16 activations: both widened to f32 exactly (F16C). */
-T256 static float dotq_f16(const void *row, const void *xa, int64_t n)
-{
-    const uint16_t *w = row, *x = xa;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(load_f16(w + i), load_f16(x + i), a0);
-        a1 = _mm256_fmadd_ps(load_f16(w + i + 8), load_f16(x + i + 8), a1);
-    }
-    float r = hsum(_mm256_add_ps(a0, a1));
-    for (; i < n; i++)
-        r += lmp_f16_to_f32(w[i]) * lmp_f16_to_f32(x[i]);
-    return r;
-}
+DOTQ_HALF(bf16, load_bf16, sc_bf16)
+DOTQ_HALF(f16, load_f16, sc_f16)
 
 /* x to f16, nearest even (vcvtps2ph keeps f16 subnormals, NaN and Inf as the reference
  * does); nonzero when a finite x became Inf. */

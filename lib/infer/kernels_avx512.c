@@ -184,32 +184,34 @@ T512 static inline __m512 maskload_bf16(__mmask16 k, const uint16_t *p)
         const __m512 v2 = vdot_##nm(r + 2 * rb, x, n), v3 = vdot_##nm(r + 3 * rb, x, n); \
         lmp_hsum4_512(v0, v1, v2, v3, out);                                               \
     }
-#define DENSE_VDOT(nm, T, LOAD, MLOAD)                                                   \
-    T512 static inline __m512 vdot_##nm(const void *row, const float *x, int64_t n)      \
+/* vdot_NM: weights of type T (LOAD / MLOAD give 16 as f32) against X of type XT (XLOAD /
+ * XMLOAD): f32 rows, or the F16 activation rows of f16 weights (vdotq_f16). */
+#define DENSE_VDOT(nm, T, LOAD, MLOAD, XT, XLOAD, XMLOAD)                                \
+    T512 static inline __m512 vdot##nm(const void *row, const XT *x, int64_t n)          \
     {                                                                                    \
         const T *w = row;                                                                \
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                      \
         int64_t i = 0;                                                                   \
         for (; i + 64 <= n; i += 64) {                                                   \
-            s0 = _mm512_fmadd_ps(LOAD(w + i), _mm512_loadu_ps(x + i), s0);               \
-            s1 = _mm512_fmadd_ps(LOAD(w + i + 16), _mm512_loadu_ps(x + i + 16), s1);     \
-            s2 = _mm512_fmadd_ps(LOAD(w + i + 32), _mm512_loadu_ps(x + i + 32), s2);     \
-            s3 = _mm512_fmadd_ps(LOAD(w + i + 48), _mm512_loadu_ps(x + i + 48), s3);     \
+            s0 = _mm512_fmadd_ps(LOAD(w + i), XLOAD(x + i), s0);                         \
+            s1 = _mm512_fmadd_ps(LOAD(w + i + 16), XLOAD(x + i + 16), s1);               \
+            s2 = _mm512_fmadd_ps(LOAD(w + i + 32), XLOAD(x + i + 32), s2);               \
+            s3 = _mm512_fmadd_ps(LOAD(w + i + 48), XLOAD(x + i + 48), s3);               \
         }                                                                                \
         for (; i + 16 <= n; i += 16)                                                     \
-            s0 = _mm512_fmadd_ps(LOAD(w + i), _mm512_loadu_ps(x + i), s0);               \
+            s0 = _mm512_fmadd_ps(LOAD(w + i), XLOAD(x + i), s0);                         \
         if (i < n) {                                                                     \
             __mmask16 k = (__mmask16)((1u << (n - i)) - 1);                              \
-            s1 = _mm512_fmadd_ps(MLOAD(k, w + i), _mm512_maskz_loadu_ps(k, x + i), s1);  \
+            s1 = _mm512_fmadd_ps(MLOAD(k, w + i), XMLOAD(k, x + i), s1);                 \
         }                                                                                \
         return _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));              \
     }
 
 #define LOAD_F32(p) _mm512_loadu_ps(p)
 #define MLOAD_F32(k, p) _mm512_maskz_loadu_ps(k, p)
-DENSE_VDOT(f32, float, LOAD_F32, MLOAD_F32)
-DENSE_VDOT(f16, uint16_t, load_f16, maskload_f16)
-DENSE_VDOT(bf16, uint16_t, load_bf16, maskload_bf16)
+DENSE_VDOT(_f32, float, LOAD_F32, MLOAD_F32, float, LOAD_F32, MLOAD_F32)
+DENSE_VDOT(_f16, uint16_t, load_f16, maskload_f16, float, LOAD_F32, MLOAD_F32)
+DENSE_VDOT(_bf16, uint16_t, load_bf16, maskload_bf16, float, LOAD_F32, MLOAD_F32)
 DENSE_DOT(f32, float, LOAD_F32, MLOAD_F32)
 DENSE_DOT(f16, uint16_t, load_f16, maskload_f16)
 DENSE_DOT(bf16, uint16_t, load_bf16, maskload_bf16)
@@ -217,25 +219,7 @@ DENSE_DOT(bf16, uint16_t, load_bf16, maskload_bf16)
 /* f16 weights against an F16 activation row (kernels_internal.h): both widened to f32
  * exactly; half the bytes of X an f32 row takes, so a 5632-element X stays in L1 beside
  * the streamed weights (with f32 X the decoder dropped to ~16 GB/s a core on such rows). */
-T512 static inline __m512 vdotq_f16(const void *row, const uint16_t *x, int64_t n)
-{
-    const uint16_t *w = row;
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_fmadd_ps(load_f16(w + i), load_f16(x + i), s0);
-        s1 = _mm512_fmadd_ps(load_f16(w + i + 16), load_f16(x + i + 16), s1);
-        s2 = _mm512_fmadd_ps(load_f16(w + i + 32), load_f16(x + i + 32), s2);
-        s3 = _mm512_fmadd_ps(load_f16(w + i + 48), load_f16(x + i + 48), s3);
-    }
-    for (; i + 16 <= n; i += 16)
-        s0 = _mm512_fmadd_ps(load_f16(w + i), load_f16(x + i), s0);
-    if (i < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        s1 = _mm512_fmadd_ps(maskload_f16(k, w + i), maskload_f16(k, x + i), s1);
-    }
-    return _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));
-}
+DENSE_VDOT(q_f16, uint16_t, load_f16, maskload_f16, uint16_t, load_f16, maskload_f16)
 T512 static float dotq_f16(const void *row, const void *xa, int64_t n)
 {
     return hsum(vdotq_f16(row, xa, n));

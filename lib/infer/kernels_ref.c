@@ -208,23 +208,18 @@ static float ref_dotq_q6_k(const void *row, const void *xq, int64_t n)
     return s;
 }
 
-static float ref_dotq_bf16(const void *row, const void *xa, int64_t n)
-{
-    const uint16_t *w = row, *x = xa;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        s += lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(w[i]);
-    return s;
-}
-
-static float ref_dotq_f16(const void *row, const void *xa, int64_t n)
-{
-    const uint16_t *w = row, *x = xa;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        s += lmp_f16_to_f32(x[i]) * lmp_f16_to_f32(w[i]);
-    return s;
-}
+/* bf16 (f16) weights against bf16 (f16) activations, widened exactly, summed in order. */
+#define REF_DOTQ_HALF(nm, WIDEN)                                                         \
+    static float ref_dotq_##nm(const void *row, const void *xa, int64_t n)               \
+    {                                                                                    \
+        const uint16_t *w = row, *x = xa;                                                \
+        float s = 0.0f;                                                                  \
+        for (int64_t i = 0; i < n; i++)                                                  \
+            s += WIDEN(x[i]) * WIDEN(w[i]);                                              \
+        return s;                                                                        \
+    }
+REF_DOTQ_HALF(bf16, lmp_bf16_to_f32)
+REF_DOTQ_HALF(f16, lmp_f16_to_f32)
 
 /* ---------------------------------------------------------------- packing, ukr */
 
