@@ -253,26 +253,25 @@ DOTQ_WRAP(q5_0, TV)
 TV static inline __m512 x16_block(const uint8_t *q, const uint8_t *d, const int32_t *x,
                                   int32_t xsum, float xd, __m512 acc)
 {
-    const __m512i m4 = _mm512_set1_epi8(15);
+    /* high nibbles used in place (byte & 0xf0 = 16 * nibble, no shift): c sums 16x, so
+     * 16 * (a + c / 16) = 16a + c is exact and float(16a + c) * (dw * dx / 16) rounds as
+     * float(a + c / 16) * (dw * dx) (power-of-two scalings) */
+    const __m512i m4 = _mm512_set1_epi8(15), mf0 = _mm512_set1_epi8((char)0xf0);
     const __m512i w0 = _mm512_loadu_si512(q), w1 = _mm512_loadu_si512(q + 64);
     const __m512i w2 = _mm512_loadu_si512(q + 128), w3 = _mm512_loadu_si512(q + 192);
     __m512i a = _mm512_dpbusd_epi32(_mm512_set1_epi32(-8 * xsum), _mm512_and_si512(w0, m4),
                                     _mm512_set1_epi32(x[0]));
-    __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                    _mm512_and_si512(_mm512_srli_epi16(w0, 4), m4),
+    __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(w0, mf0),
                                     _mm512_set1_epi32(x[4]));
     a = _mm512_dpbusd_epi32(a, _mm512_and_si512(w1, m4), _mm512_set1_epi32(x[1]));
-    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(_mm512_srli_epi16(w1, 4), m4),
-                            _mm512_set1_epi32(x[5]));
+    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(w1, mf0), _mm512_set1_epi32(x[5]));
     a = _mm512_dpbusd_epi32(a, _mm512_and_si512(w2, m4), _mm512_set1_epi32(x[2]));
-    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(_mm512_srli_epi16(w2, 4), m4),
-                            _mm512_set1_epi32(x[6]));
+    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(w2, mf0), _mm512_set1_epi32(x[6]));
     a = _mm512_dpbusd_epi32(a, _mm512_and_si512(w3, m4), _mm512_set1_epi32(x[3]));
-    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(_mm512_srli_epi16(w3, 4), m4),
-                            _mm512_set1_epi32(x[7]));
+    c = _mm512_dpbusd_epi32(c, _mm512_and_si512(w3, mf0), _mm512_set1_epi32(x[7]));
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, c)),
-                           _mm512_mul_ps(dw, _mm512_set1_ps(xd)), acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(a, 4), c)),
+                           _mm512_mul_ps(dw, _mm512_set1_ps(xd * 0.0625f)), acc);
 }
 
 TV static void gemv_q4x16(const void *grp, const void *xq, int64_t n, float out[16])
