@@ -31,10 +31,10 @@
  * variants agree to f32 accumulation order. A variant without a tile of the format runs
  * the f32 panels on the rounded X (same values). f16 weights: X rounded to f16 on the
  * streaming path only (M < LMP_K_SMALL_M; lmp_k_act_m), the batched one keeps f32 X and
- * panels; decoding then reads half the bytes of X (a 5632-wide f32 row and the streamed weight rows overflow
- * the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row). Other dtypes (f32, q4_1,
- * q5_1, k-quants but q6_K) keep f32 activations and f32 panels (dequantized once per
- * KC x nr panel and shared by up to 512 rows of X).
+ * panels; decoding then reads half the bytes of X (a 5632-wide f32 row and the streamed
+ * weight rows overflow the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row).
+ * Other dtypes (f32, q4_1, q5_1, k-quants but q6_K) keep f32 activations and f32 panels
+ * (dequantized once per KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
  * dotq4) that shares the horizontal sums, handed out in dynamic chunks (q4_0 repacked
  * into the interleaved layout, kernels.h LMP_WL_Q4_0X16: groups of 16 rows through
