@@ -23,12 +23,12 @@
 
 /* ---------------------------------------------------------------- small kernels --- */
 
-/* Row-wise RMSNorm (transformers' LlamaRMSNorm) with lmp_rmsnorm. */
 /* Element-wise work of a batch (norms, RoPE, residuals, SwiGLU) is split over threads by
  * rows from this many elements on (each row computed alike whatever the split; below it
  * a fork/join costs more than the work, and decoding's one row stays on its thread). */
 #define ROWS_PAR_MIN 65536
 
+/* Row-wise RMSNorm (transformers' LlamaRMSNorm) with lmp_rmsnorm. */
 static void rmsnorm_rows(float *y, const float *x, const float *w, int64_t n, int64_t d, float eps)
 {
 #pragma omp parallel for schedule(static) if (n > 1 && n * d >= ROWS_PAR_MIN)
@@ -305,7 +305,8 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
     return 0;
 }
 
-static int check_block_args(const lmp_model *m, int layer, int n, int pos0, const lmp_kv_layer *kv)
+int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                  lmp_linear_hook hook, void *user)
 {
     if (layer < 0 || layer >= m->cfg.n_layers || n <= 0 || pos0 < 0)
         return lmp_err(LMP_EINVAL, "lmp_block_run: layer %d, %d tokens at position %d", layer, n,
@@ -313,19 +314,10 @@ static int check_block_args(const lmp_model *m, int layer, int n, int pos0, cons
     if (kv && pos0 + n > kv->n_ctx)
         return lmp_err(LMP_ERANGE, "positions %d..%d exceed the KV cache of %d", pos0,
                        pos0 + n - 1, kv->n_ctx);
-    return 0;
-}
-
-int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
-                  lmp_linear_hook hook, void *user)
-{
-    int rc = check_block_args(m, layer, n, pos0, kv);
-    if (rc)
-        return rc;
     float *buf = malloc(sizeof(float) * block_floats(m, n, kv ? pos0 : 0));
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
-    rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf);
+    int rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf);
     free(buf);
     return rc;
 }
@@ -522,9 +514,9 @@ int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool a
         }
         if ((rc = lmp_model_embed(m, tokens + off, cnt, x)))
             break;
+        /* arguments valid by construction (n and the context checked above) */
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if ((rc = check_block_args(m, l, cnt, s->pos, &s->kv[l])) ||
-                (rc = block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL, s->work)))
+            if ((rc = block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL, s->work)))
                 goto done;
         s->pos += cnt;
         if (!logits)

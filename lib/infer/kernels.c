@@ -700,9 +700,13 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
     if (act != LMP_ACT_F32) {
         const size_t xrb = act_row_bytes(act, K);
         void *buf = xrb <= sizeof stack_xa ? stack_xa : (heap_xa = aligned_alloc(64, xrb));
-        /* f16 overflow: f32 activations (every thread decides alike) */
-        if (buf && convert_rows(k, act, x, 1, K, buf, xrb) == 0)
+        /* no memory, or f16 overflow: f32 activations (every thread decides alike) */
+        if (!buf) {
+            if (omp_get_thread_num() == 0)
+                lmp_warn("lmp_gemv_team: out of memory for rounded activations; using f32");
+        } else if (convert_rows(k, act, x, 1, K, buf, xrb) == 0) {
             xa = buf;
+        }
     }
     if (W->layout == LMP_WL_Q4_0X16) {
         const int64_t ng = N / 16, per = ng / (8 * omp_get_num_threads());
@@ -716,11 +720,6 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
     const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
     const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);
     const int64_t per = ntask / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
-    if (act != LMP_ACT_F32 && !xa && !heap_xa && act_row_bytes(act, K) > sizeof stack_xa) {
-        /* no memory for the rounded row: every thread would fail alike; f32 dot */
-        if (omp_get_thread_num() == 0)
-            lmp_warn("lmp_gemv_team: out of memory for rounded activations; using f32");
-    }
 #pragma omp for schedule(dynamic, chunk) nowait
     for (int64_t g = 0; g < ntask; g++) /* as gemm_rows4 */
         row_task(y, x, xa, W, bias, d, ng, g, acc);

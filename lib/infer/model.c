@@ -78,11 +78,6 @@ static int need(const lmp_model *m, const char *name, const lmp_tensor **out)
     return 0;
 }
 
-/* q4_0 weights go into the interleaved layout of the decoding kernel when the kernels
- * in use decode it faster (kernels.h: lmp_wmat_repack_wanted): the same bytes in another
- * order, in memory the model owns. A file-mapped original's pages are dropped from the
- * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
- * so the model's footprint stays one copy of the weights. */
 /* Room for one more pointer in a growable array of the model (*arr holds n of *cap). */
 static int grow_ptrs(void **arr, int n, int *cap)
 {
@@ -97,6 +92,11 @@ static int grow_ptrs(void **arr, int n, int *cap)
     return 0;
 }
 
+/* q4_0 weights go into the interleaved layout of the decoding kernel when the kernels
+ * in use decode it faster (kernels.h: lmp_wmat_repack_wanted): the same bytes in another
+ * order, in memory the model owns. A file-mapped original's pages are dropped from the
+ * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
+ * so the model's footprint stays one copy of the weights. */
 static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w)
 {
     void *buf, *arr = m->repacked;
