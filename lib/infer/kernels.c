@@ -54,6 +54,7 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,8 +66,18 @@
 #define LMP_K_MB_ROWS 512
 /* Output columns a thread finishes before moving on (Y: 512 x 128 floats = 256 KiB). */
 #define LMP_K_GROUP_COLS 128
+/* Rows of X per thread from which each thread multiplies its own rows by all of W rather
+ * than the threads sharing rows and splitting W. The two vCPUs of the benchmark VM sit on
+ * one CCD at times and on two at others (a cache line handed between them: ~40 vs
+ * ~180 ns); on two, every line of packed X or Y that one thread writes and the other reads
+ * crosses the fabric, and pp512 fell by a quarter (smollm2 f32: 510 vs 685 t/s). Own rows
+ * keep X, Y and the rows of the element-wise steps around the product on one core; each
+ * thread then packs every W panel, which 128 rows amortize (own rows: 635 and 715 t/s in
+ * the two states). */
+#define LMP_K_OWN_ROWS 128
 
 static int64_t g_small_m = LMP_K_SMALL_M; /* LMP_GEMM_SMALL_M overrides (tuning) */
+static int64_t g_own_rows = LMP_K_OWN_ROWS; /* LMP_GEMM_OWN_ROWS overrides (tuning, tests) */
 /* Weight bytes below which the streaming path runs on the calling thread alone: a
  * fork/join costs about what streaming this much takes (~20 GB/s per core), and a
  * region the busy machine's scheduler delays costs far more. */
@@ -120,6 +131,9 @@ static void init_once(void)
     const char *pm = getenv("LMP_GEMM_PAR_MIN");
     if (pm && *pm)
         g_par_min = (size_t)strtoull(pm, NULL, 10);
+    const char *orows = getenv("LMP_GEMM_OWN_ROWS");
+    if (orows && *orows)
+        g_own_rows = strtol(orows, NULL, 10);
     const char *sm = getenv("LMP_GEMM_SMALL_M");
     if (sm && *sm)
         g_small_m = strtol(sm, NULL, 10);
@@ -444,140 +458,247 @@ static inline void prefetch_panel(const lmp_wmat *W, int64_t n0, int nr, int64_t
     }
 }
 
+/* Strip s of W (rows s*nr .. s*nr+nv-1), elements [k0, k0+kc), packed into wp for the
+ * tile (d->pack_wq) or for the f32 ukr (d->to_f32 into wtmp, then k->pack_w); xrows:
+ * the interleaved layout's rows read back into row layout. */
+static void pack_strip(const lmp_wmat *W, const lmp_kimpl *k, const lmp_kdt *d,
+                       const lmp_ktile *tile, int64_t n0, int nv, int64_t k0, int64_t kc,
+                       float *wtmp, void *wp, uint8_t *xrows)
+{
+    const uint8_t *src = (const uint8_t *)W->data + (size_t)n0 * W->row_bytes;
+    size_t srb = W->row_bytes;
+    int64_t sk0 = k0;
+    if (W->layout == LMP_WL_Q4_0X16) {
+        lmp_k_x16_rows(W, n0, nv, k0 / 32, kc / 32, xrows);
+        src = xrows;
+        srb = (size_t)(kc / 32) * 18;
+        sk0 = 0;
+    }
+    if (tile) {
+        d->pack_wq(src, srb, nv, sk0, kc, wp);
+        return;
+    }
+    /* f32 rows go through the copy too: transposing straight from W reads rows K floats
+     * apart, which alias in L1 when K is a power of two */
+    for (int r = 0; r < nv; r++)
+        d->to_f32(src + (size_t)r * srb, sk0, kc, wtmp + r * LMP_K_KC);
+    k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
+}
+
+/* Y rows [m0, m1), columns [n0, n1) set to the bias (or zero) before the K blocks add up. */
+static void init_y(float *Y, const float *bias, int64_t N, int64_t m0, int64_t m1, int64_t n0,
+                   int64_t n1)
+{
+    for (int64_t m = m0; m < m1; m++) {
+        float *y = Y + m * N + n0;
+        if (bias)
+            memcpy(y, bias + n0, (size_t)(n1 - n0) * sizeof(float));
+        else
+            memset(y, 0, (size_t)(n1 - n0) * sizeof(float));
+    }
+}
+
+/* One product of the batched path: the operands and the layout of packed X. */
+typedef struct {
+    float *Y;
+    const float *X, *bias;
+    const lmp_wmat *W;
+    const lmp_kimpl *k;
+    const lmp_kdt *d;
+    const lmp_ktile *tile;
+    int64_t M, N, K, mtiles, nstrips;
+    int mr, nr;
+    uint8_t *xp;      /* packed X: K block kb, tile t at xp + kb * kbstride + t * xtile(kc) */
+    size_t kbstride;
+} tiled;
+
+/* Packs row tiles [t0, t1) of X into xp (every K block). */
+static void pack_tiles(const tiled *g, int64_t t0, int64_t t1)
+{
+    for (int64_t t = t0; t < t1; t++) {
+        const int rows = (int)(g->M - t * g->mr < g->mr ? g->M - t * g->mr : g->mr);
+        for (int64_t k0 = 0; k0 < g->K; k0 += LMP_K_KC) {
+            const int64_t kc = g->K - k0 < LMP_K_KC ? g->K - k0 : LMP_K_KC;
+            const float *src = g->X + t * g->mr * g->K + k0;
+            uint8_t *kb = g->xp + (k0 / LMP_K_KC) * g->kbstride;
+            if (g->tile)
+                g->tile->pack_x(src, g->K, rows, kc, kb + (size_t)t * g->tile->x_bytes(kc));
+            else if (g->k->pack_x)
+                g->k->pack_x(src, g->K, rows, kc, (float *)kb + t * g->mr * kc);
+            else
+                lmp_k_pack_x(src, g->K, rows, kc, g->mr, (float *)kb + t * g->mr * kc);
+        }
+    }
+}
+
+/* Per-thread panels (on the stack: 2 x 32 KiB and the interleaved rows). */
+typedef struct {
+    _Alignas(64) float wtmp[LMP_K_NR_MAX * LMP_K_KC];
+    _Alignas(64) float wp[LMP_K_WPANEL_MAX / sizeof(float)];
+    _Alignas(64) uint8_t xrows[LMP_K_NR_MAX * (LMP_K_KC / 32) * 18];
+} panels;
+
+/* Row tiles [t0, t1) times W strip s, K block k0 (wp holds the strip's panel). */
+static void tiles_times_panel(const tiled *g, const void *wp, int64_t t0, int64_t t1, int64_t s,
+                              int64_t k0)
+{
+    const int64_t kc = g->K - k0 < LMP_K_KC ? g->K - k0 : LMP_K_KC, n0 = s * g->nr;
+    const int nv = (int)(g->N - n0 < g->nr ? g->N - n0 : g->nr);
+    const uint8_t *xk = g->xp + (k0 / LMP_K_KC) * g->kbstride;
+    const size_t xt = g->tile ? g->tile->x_bytes(kc) : sizeof(float) * g->mr * kc;
+    for (int64_t t = t0; t < t1; t++) {
+        const int m = (int)(g->M - t * g->mr < g->mr ? g->M - t * g->mr : g->mr);
+        float *y = g->Y + t * g->mr * g->N + n0;
+        if (g->tile)
+            g->tile->ukr(kc, xk + (size_t)t * xt, wp, y, g->N, m, nv);
+        else
+            g->k->ukr(kc, (const float *)(xk + (size_t)t * xt), wp, y, g->N, m, nv);
+    }
+}
+
+/* Strip s's panel for K block k0 into p->wp, after prefetching the panel of strip ps,
+ * K block pk (the next one this thread packs; none when pk >= K): its weights are likely
+ * still in DRAM, fetched into L2 while this one is multiplied. */
+static void panel(const tiled *g, panels *p, int64_t s, int64_t k0, int64_t ps, int64_t pk)
+{
+    if (pk < g->K)
+        prefetch_panel(g->W, ps * g->nr, g->nr, pk);
+    const int64_t kc = g->K - k0 < LMP_K_KC ? g->K - k0 : LMP_K_KC, n0 = s * g->nr;
+    const int nv = (int)(g->N - n0 < g->nr ? g->N - n0 : g->nr);
+    pack_strip(g->W, g->k, g->d, g->tile, n0, nv, k0, kc, p->wtmp, p->wp, p->xrows);
+}
+
+/* Row tiles [t0, t1) times strips [s0, s1): Y set to the bias, then K blocks outermost
+ * (the tiles' Y and one K block of their X stay in L2 across the strips). */
+static void tiles_times_strips(const tiled *g, panels *p, int64_t t0, int64_t t1, int64_t s0,
+                               int64_t s1)
+{
+    const int64_t m1 = t1 * g->mr < g->M ? t1 * g->mr : g->M;
+    init_y(g->Y, g->bias, g->N, t0 * g->mr, m1, s0 * g->nr, s1 * g->nr < g->N ? s1 * g->nr : g->N);
+    for (int64_t k0 = 0; k0 < g->K; k0 += LMP_K_KC)
+        for (int64_t s = s0; s < s1; s++) {
+            const bool last = s + 1 == s1;
+            panel(g, p, s, k0, last ? s0 : s + 1, last ? k0 + LMP_K_KC : k0);
+            tiles_times_panel(g, p->wp, t0, t1, s, k0);
+        }
+}
+
+/* A thread's own rows (LMP_K_OWN_ROWS): thread i of nt owns row tiles [own_lo(i), own_lo(i + 1)). */
+static inline int64_t own_lo(const tiled *g, int i, int nt) { return g->mtiles * i / nt; }
+
+/* Units of owner o: its row tiles in blocks of at most tpb tiles, times groups of
+ * `group` strips, block-major; unit u of owner o multiplied by the calling thread. */
+static void own_unit(const tiled *g, panels *p, int o, int nt, int64_t tpb, int64_t group,
+                     int64_t u)
+{
+    const int64_t ngroups = (g->nstrips + group - 1) / group;
+    const int64_t t0 = own_lo(g, o, nt) + u / ngroups * tpb, tend = own_lo(g, o + 1, nt);
+    const int64_t s0 = u % ngroups * group;
+    tiles_times_strips(g, p, t0, t0 + tpb < tend ? t0 + tpb : tend, s0,
+                       s0 + group < g->nstrips ? s0 + group : g->nstrips);
+}
+
+/* A unit counter on a cache line of its own. */
+typedef struct {
+    _Alignas(64) _Atomic int64_t next;
+} own_counter;
+
 /* The batched path. tile == NULL: f32 panels (W dequantized by d->to_f32 and packed by
  * k->pack_w, X packed by k->pack_x, k->ukr); otherwise the tile's own format (W packed
- * by d->pack_wq). */
+ * by d->pack_wq). Each output is the same sum of the same ukr calls in the same K order
+ * whichever thread computes it, so the thread count never changes a bit. */
 static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                        int64_t M, const lmp_kimpl *k, const lmp_kdt *d, const lmp_ktile *tile,
                        void *xpv)
 {
-    const int64_t N = W->rows, K = W->cols;
-    const int mr = tile ? tile->mr : k->mr, nr = tile ? tile->nr : k->nr;
-    const int64_t mtiles = (M + mr - 1) / mr, nstrips = (N + nr - 1) / nr;
-    const uint8_t *w = W->data;
-    const size_t rb = W->row_bytes;
-    uint8_t *xp = xpv;
-    /* packed X: K block kb, tile t at xp + kb * kbstride + t * xtile(kc) */
-    const size_t xfull = tile ? tile->x_bytes(LMP_K_KC) : sizeof(float) * mr * LMP_K_KC;
-    const size_t kbstride = (size_t)mtiles * xfull;
-
-    /* Row blocks of X: as large as L2 allows, smaller when there are too few W strips to
-     * keep every thread busy (this changes who computes what, never the arithmetic). */
-    int64_t tpb = (LMP_K_MB_ROWS + mr - 1) / mr;
-    int nth = omp_get_max_threads();
-    if (nstrips < 4 * nth) {
-        int64_t want_blocks = (4 * nth + nstrips - 1) / nstrips;
-        int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
-        if (t2 < tpb)
-            tpb = t2 > 0 ? t2 : 1;
-    }
-    const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
+    tiled g = {.Y = Y, .X = X, .bias = bias, .W = W, .k = k, .d = d, .tile = tile, .M = M,
+               .N = W->rows, .K = W->cols, .mr = tile ? tile->mr : k->mr,
+               .nr = tile ? tile->nr : k->nr, .xp = xpv};
+    g.mtiles = (M + g.mr - 1) / g.mr;
+    g.nstrips = (g.N + g.nr - 1) / g.nr;
+    g.kbstride = (size_t)g.mtiles * (tile ? tile->x_bytes(LMP_K_KC) : sizeof(float) * g.mr * LMP_K_KC);
+    const int64_t mtiles = g.mtiles, nstrips = g.nstrips;
+    const int mr = g.mr;
+    const int nth = omp_get_max_threads();
+    const int64_t group = g.nr >= LMP_K_GROUP_COLS ? 1 : LMP_K_GROUP_COLS / g.nr;
+    const int64_t tpb_l2 = (LMP_K_MB_ROWS + mr - 1) / mr;
+    own_counter ctr[nth > 0 ? nth : 1];
 
 #pragma omp parallel
     {
-        /* xp holds X by K block, then row tile, so one K block of every tile is
-         * contiguous in L2 */
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        panels p;
+        if (nt > 1 && nt <= nth && M >= g_own_rows * nt && g_own_rows > 0) {
+            /* Own rows: each thread packs its tiles of X and multiplies them by every
+             * strip (units of L2-sized row blocks times strip groups); a thread done with
+             * its own units takes the next ones of another (a thread the OS delays leaves
+             * its share), so only then does a row cross to another core. */
+            const int64_t ngroups = (nstrips + group - 1) / group;
+            atomic_store_explicit(&ctr[tid].next, 0, memory_order_relaxed);
+            pack_tiles(&g, own_lo(&g, tid, nt), own_lo(&g, tid + 1, nt));
+#pragma omp barrier
+            for (int i = 0; i < nt; i++) {
+                const int o = (tid + i) % nt;
+                const int64_t ntile = own_lo(&g, o + 1, nt) - own_lo(&g, o, nt);
+                const int64_t units = (ntile + tpb_l2 - 1) / tpb_l2 * ngroups;
+                for (int64_t u; (u = atomic_fetch_add_explicit(&ctr[o].next, 1,
+                                                               memory_order_relaxed)) < units;)
+                    own_unit(&g, &p, o, nt, tpb_l2, group, u);
+            }
+        } else {
+            /* Shared rows: row blocks of X as large as L2 allows, smaller when there are
+             * too few W strips to keep every thread busy; tasks (W strip s, row block b) =
+             * s * nmb + b in groups of about LMP_K_GROUP_COLS output columns, handed out
+             * dynamically. A thread walks K blocks outermost inside a group: the group's
+             * Y and one K block of X share L2, and X is streamed from L3 once per group
+             * rather than once per strip. */
+            int64_t tpb = tpb_l2;
+            if (nstrips < 4 * nt) {
+                const int64_t want_blocks = (4 * nt + nstrips - 1) / nstrips;
+                const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
+                if (t2 < tpb)
+                    tpb = t2 > 0 ? t2 : 1;
+            }
+            const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
+            const int64_t ngroups = (ntasks + group - 1) / group;
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < mtiles; t++) {
-            const int rows = (int)(M - t * mr < mr ? M - t * mr : mr);
-            for (int64_t k0 = 0; k0 < K; k0 += LMP_K_KC) {
-                const int64_t kc = K - k0 < LMP_K_KC ? K - k0 : LMP_K_KC;
-                const float *src = X + t * mr * K + k0;
-                if (tile) {
-                    tile->pack_x(src, K, rows, kc, xp + (k0 / LMP_K_KC) * kbstride +
-                                                       (size_t)t * tile->x_bytes(kc));
-                } else {
-                    float *dst = (float *)(xp + (k0 / LMP_K_KC) * kbstride) + t * mr * kc;
-                    if (k->pack_x)
-                        k->pack_x(src, K, rows, kc, dst);
-                    else
-                        lmp_k_pack_x(src, K, rows, kc, mr, dst);
-                }
-            }
-        }
-        /* implicit barrier: xp complete */
-
-        /* Tasks (W strip s, row block b) = s * nmb + b, in groups of about 128 output
-         * columns; a thread walks K blocks outermost inside a group: the group's Y
-         * (M x 128 floats) and one K block of X (M x KC) share L2, and X is streamed
-         * from L3 once per group rather than once per strip. */
-        const int64_t group = nr >= LMP_K_GROUP_COLS ? 1 : LMP_K_GROUP_COLS / nr;
-        const int64_t ngroups = (ntasks + group - 1) / group;
-        /* per-thread panels, 2 x 32 KiB on the stack */
-        _Alignas(64) float wtmp[LMP_K_NR_MAX * LMP_K_KC];
-        _Alignas(64) float wp[LMP_K_WPANEL_MAX / sizeof(float)];
-        _Alignas(64) uint8_t xrows[LMP_K_NR_MAX * (LMP_K_KC / 32) * 18];
-        /* groups handed out dynamically: a thread the OS delays leaves its share to the
-         * others (who computes a group never changes its arithmetic) */
+            for (int64_t t = 0; t < mtiles; t++)
+                pack_tiles(&g, t, t + 1);
+            /* implicit barrier: xp complete */
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t gi = 0; gi < ngroups; gi++) {
-            const int64_t g0 = gi * group, g1 = g0 + group < ntasks ? g0 + group : ntasks;
-            for (int64_t task = g0; task < g1; task++) {
-                const int64_t n0 = task / nmb * nr, b = task % nmb;
-                const int nv = (int)(N - n0 < nr ? N - n0 : nr);
-                const int64_t m0 = b * tpb * mr;
-                const int64_t m1 = (b + 1) * tpb * mr < M ? (b + 1) * tpb * mr : M;
-                for (int64_t m = m0; m < m1; m++) {
-                    float *y = Y + m * N + n0;
-                    if (bias)
-                        memcpy(y, bias + n0, (size_t)nv * sizeof(float));
-                    else
-                        memset(y, 0, (size_t)nv * sizeof(float));
-                }
-            }
-            for (int64_t k0 = 0; k0 < K; k0 += LMP_K_KC) {
-                const int64_t kc = K - k0 < LMP_K_KC ? K - k0 : LMP_K_KC;
-                const uint8_t *xk = xp + (k0 / LMP_K_KC) * kbstride;
-                const size_t xt = tile ? tile->x_bytes(kc) : sizeof(float) * mr * kc;
-                int64_t packed = -1; /* strip now in wp */
+            for (int64_t gi = 0; gi < ngroups; gi++) {
+                const int64_t g0 = gi * group, g1 = g0 + group < ntasks ? g0 + group : ntasks;
                 for (int64_t task = g0; task < g1; task++) {
-                    const int64_t s = task / nmb, b = task % nmb, n0 = s * nr;
-                    const int nv = (int)(N - n0 < nr ? N - n0 : nr);
-                    if (s != packed) {
-                        /* the next panel's weights are likely still in DRAM: fetch them
-                         * into L2 while this one is multiplied */
-                        const int64_t last_s = (g1 - 1) / nmb;
-                        int64_t ps = s + 1, pk = k0;
-                        if (ps > last_s)
-                            ps = g0 / nmb, pk = k0 + LMP_K_KC;
-                        if (pk < K)
-                            prefetch_panel(W, ps * nr, nr, pk);
-                        /* the strip's rows: in W, or read back from the
-                         * interleaved layout into row layout (K block only) */
-                        const uint8_t *src = w + (size_t)n0 * rb;
-                        size_t srb = rb;
-                        int64_t sk0 = k0;
-                        if (W->layout == LMP_WL_Q4_0X16) {
-                            lmp_k_x16_rows(W, n0, nv, k0 / 32, kc / 32, xrows);
-                            src = xrows;
-                            srb = (size_t)(kc / 32) * 18;
-                            sk0 = 0;
+                    const int64_t n0 = task / nmb * g.nr, b = task % nmb;
+                    const int64_t m1 = (b + 1) * tpb * mr < M ? (b + 1) * tpb * mr : M;
+                    init_y(Y, bias, g.N, b * tpb * mr, m1, n0, n0 + g.nr < g.N ? n0 + g.nr : g.N);
+                }
+                const int64_t last_s = (g1 - 1) / nmb;
+                for (int64_t k0 = 0; k0 < g.K; k0 += LMP_K_KC) {
+                    int64_t packed = -1; /* strip now in p.wp */
+                    for (int64_t task = g0; task < g1; task++) {
+                        const int64_t s = task / nmb, b = task % nmb;
+                        if (s != packed) {
+                            const bool last = s + 1 > last_s;
+                            panel(&g, &p, s, k0, last ? g0 / nmb : s + 1,
+                                  last ? k0 + LMP_K_KC : k0);
+                            packed = s;
                         }
-                        if (tile) {
-                            d->pack_wq(src, srb, nv, sk0, kc, wp);
-                        } else {
-                            /* f32 rows go through the copy too: transposing straight
-                             * from W reads rows K floats apart, which alias in L1 when
-                             * K is a power of two */
-                            for (int r = 0; r < nv; r++)
-                                d->to_f32(src + (size_t)r * srb, sk0, kc, wtmp + r * LMP_K_KC);
-                            k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
-                        }
-                        packed = s;
-                    }
-                    const int64_t t0 = b * tpb, t1 = t0 + tpb < mtiles ? t0 + tpb : mtiles;
-                    for (int64_t t = t0; t < t1; t++) {
-                        const int m = (int)(M - t * mr < mr ? M - t * mr : mr);
-                        float *y = Y + t * mr * N + n0;
-                        if (tile)
-                            tile->ukr(kc, xk + (size_t)t * xt, wp, y, N, m, nv);
-                        else
-                            k->ukr(kc, (const float *)(xk + (size_t)t * xt), wp, y, N, m, nv);
+                        const int64_t t0 = b * tpb;
+                        tiles_times_panel(&g, p.wp, t0, t0 + tpb < mtiles ? t0 + tpb : mtiles, s, k0);
                     }
                 }
             }
         }
     }
+}
+
+int64_t lmp_k_set_own_rows(int64_t rows)
+{
+    impl(); /* the environment's value is read first, then replaced */
+    const int64_t old = g_own_rows;
+    g_own_rows = rows;
+    return old;
 }
 
 /* Bytes of the packed X of the batched path. */

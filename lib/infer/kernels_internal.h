@@ -131,6 +131,9 @@ lmp_act lmp_k_act(lmp_dtype dt);
 /* The format of a product with M rows of X: lmp_k_act, but f32 for f16 weights on the
  * batched path (M >= LMP_K_SMALL_M with a register tile). */
 lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M);
+/* Rows of X per thread from which the batched path gives each thread rows of its own
+ * (kernels.c: LMP_K_OWN_ROWS; 0: never); returns the previous value. For tests. */
+int64_t lmp_k_set_own_rows(int64_t rows);
 /* The merged table of a variant (NULL when this CPU lacks it); for tests. */
 const lmp_kimpl *lmp_k_impl(lmp_isa isa);
 /* Reference rounding of one value to bf16 (the definition of LMP_ACT_BF16). */

@@ -612,6 +612,66 @@ static void test_repack(const lmp_isa *isas, int nisa)
                sizeof shapes / sizeof *shapes);
 }
 
+/* The batched path with rows of X owned by threads (kernels.c: LMP_K_OWN_ROWS) forced on
+ * small shapes: bitwise equal to one thread for 2, 3 and 4 threads, repeated (a thread
+ * done with its own rows takes another's; 4 threads on a 2-core machine make that
+ * common), including several L2 row blocks per thread, partial tiles and strips, and
+ * several K blocks. */
+static void test_own_rows(const lmp_isa *isas, int nisa)
+{
+    static const shape shapes[] = {{130, 67, 96}, {300, 100, 600}, {61, 33, 512}, {1100, 40, 64}};
+    static const lmp_dtype dts[] = {LMP_DT_F32, LMP_DT_F16, LMP_DT_BF16, LMP_DT_Q8_0, LMP_DT_Q4_0};
+    const int64_t saved = lmp_k_set_own_rows(0);
+    int cases = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t M = shapes[si].M, N = shapes[si].N, K = shapes[si].K;
+        lmp_rng r;
+        lmp_rng_seed(&r, SEED + 700 + si);
+        float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * N * K);
+        float *bias = malloc(sizeof(float) * N), *Y1 = malloc(sizeof(float) * M * N);
+        float *Y2 = malloc(sizeof(float) * M * N);
+        fill_normal(&r, X, M * K, 1.0f);
+        fill_normal(&r, Wf, N * K, 0.05f);
+        fill_normal(&r, bias, N, 0.5f);
+        for (size_t di = 0; di < sizeof dts / sizeof *dts; di++) {
+            const lmp_dtype_traits *t = lmp_dtype_info(dts[di]);
+            if (K % t->block_size)
+                continue;
+            const size_t rb = lmp_dtype_row_bytes(dts[di], K);
+            uint8_t *Wq = malloc(rb * N);
+            for (int64_t n = 0; n < N; n++)
+                t->from_f32(Wf + n * K, Wq + n * rb, K);
+            const lmp_wmat W = {dts[di], N, K, Wq, rb, NULL, LMP_WL_ROWS};
+            const float *b = (si + di) & 1 ? bias : NULL;
+            for (int i = 0; i < nisa; i++) {
+                lmp_kernels_set_isa(isas[i]);
+                lmp_k_set_own_rows(0);
+                lmp_set_num_threads(1);
+                lmp_gemm(Y1, X, &W, b, M);
+                lmp_k_set_own_rows(1);
+                bool same = true;
+                for (int nt = 2; nt <= 4; nt++)
+                    for (int rep = 0; rep < 3; rep++) {
+                        lmp_set_num_threads(nt);
+                        for (int64_t j = 0; j < M * N; j++)
+                            Y2[j] = NAN;
+                        lmp_gemm(Y2, X, &W, b, M);
+                        same = same && memcmp(Y1, Y2, sizeof(float) * M * N) == 0;
+                    }
+                CHECK(same, "own rows %s/%s M=%ld N=%ld K=%ld: 2-4 threads differ from 1",
+                      t->name, lmp_isa_name(isas[i]), (long)M, (long)N, (long)K);
+                cases++;
+            }
+            free(Wq);
+        }
+        free(X), free(Wf), free(bias), free(Y1), free(Y2);
+    }
+    lmp_kernels_set_isa(LMP_ISA_AUTO);
+    lmp_set_num_threads(2);
+    lmp_k_set_own_rows(saved);
+    printf("own rows: %d cases bitwise equal for 1-4 threads\n", cases);
+}
+
 int main(void)
 {
     lmp_isa isas[3];
@@ -634,6 +694,7 @@ int main(void)
     test_exact_mode(isas, nisa);
     test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);
+    test_own_rows(isas, nisa);
     for (int i = 0; i < nisa; i++)
         test_helpers(isas[i], SEED + 77 + i);
     lmp_kernels_set_isa(LMP_ISA_AUTO);
