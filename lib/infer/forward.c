@@ -341,6 +341,7 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
  * test_engine.c checks it) and to any thread count's. */
 typedef struct {
     float *xn, *q, *a, *g, *u, *cs, *scores; /* scores: one row of n_ctx per thread */
+    lmp_team *team;                          /* the products' work shares */
 } decode_buf;
 
 static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *logits,
@@ -362,9 +363,9 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
         float *k = s->kv[l].k + (int64_t)pos * kvd, *v = s->kv[l].v + (int64_t)pos * kvd;
 #pragma omp single
         lmp_rmsnorm(b->xn, x, L->attn_norm, d, c->rms_eps);
-        lmp_gemv_team(b->q, b->xn, &L->w[LMP_LIN_Q], L->bias[LMP_LIN_Q], false);
-        lmp_gemv_team(k, b->xn, &L->w[LMP_LIN_K], L->bias[LMP_LIN_K], false);
-        lmp_gemv_team(v, b->xn, &L->w[LMP_LIN_V], L->bias[LMP_LIN_V], false);
+        lmp_gemv_team(b->q, b->xn, &L->w[LMP_LIN_Q], L->bias[LMP_LIN_Q], false, b->team);
+        lmp_gemv_team(k, b->xn, &L->w[LMP_LIN_K], L->bias[LMP_LIN_K], false, b->team);
+        lmp_gemv_team(v, b->xn, &L->w[LMP_LIN_V], L->bias[LMP_LIN_V], false, b->team);
 #pragma omp barrier
 #pragma omp single
         {
@@ -385,22 +386,22 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
             for (int t = t0; t < nk; t++)
                 lmp_axpy_f32(o, sc[t - t0], V + t * kvd + (int64_t)kh * hd, hd);
         }
-        lmp_gemv_team(x, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], true);
+        lmp_gemv_team(x, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], true, b->team);
 #pragma omp barrier
 #pragma omp single
         lmp_rmsnorm(b->xn, x, L->ffn_norm, d, c->rms_eps);
-        lmp_gemv_team(b->g, b->xn, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false);
-        lmp_gemv_team(b->u, b->xn, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false);
+        lmp_gemv_team(b->g, b->xn, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false, b->team);
+        lmp_gemv_team(b->u, b->xn, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false, b->team);
 #pragma omp barrier
 #pragma omp single
         lmp_silu_mul(b->g, b->u, ff);
-        lmp_gemv_team(x, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], true);
+        lmp_gemv_team(x, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], true, b->team);
 #pragma omp barrier
     }
     if (logits) {
 #pragma omp single
         lmp_rmsnorm(x, x, m->final_norm, d, c->rms_eps);
-        lmp_gemv_team(logits, x, &m->output, NULL, false);
+        lmp_gemv_team(logits, x, &m->output, NULL, false, b->team);
     }
 }
 
@@ -424,12 +425,15 @@ static int decode_one(lmp_session *s, const int32_t *token, float *logits)
     b.u = b.g + ff;
     b.cs = b.u + ff;
     b.scores = b.cs + hd;
-    int rc = lmp_model_embed(m, token, 1, x);
+    b.team = lmp_team_new(nthr);
+    int rc = b.team ? lmp_model_embed(m, token, 1, x)
+                    : lmp_err(LMP_ENOMEM, "out of memory (decoding buffers)");
     if (!rc) {
 #pragma omp parallel num_threads(nthr)
         decode_team(m, s, x, logits, &b, nthr);
         s->pos += 1;
     }
+    lmp_team_free(b.team);
     free(buf);
     return rc;
 }

@@ -15,9 +15,11 @@
  *    dequantized to f32 and packed k-major into a per-thread buffer (KC x nr floats,
  *    never a full f32 copy of W) and every row tile of X streams past it through the
  *    variant's mr x nr register tile (outer-product FMAs: 12 x 32 on AVX-512, 6 x 16 on
- *    AVX2). (strip, row block) tasks are handed out dynamically in groups of 128 output
- *    columns, K blocks outermost within a group (dynamic: on a busy machine a thread
- *    the OS delays leaves its groups to the others).
+ *    AVX2). From 128 rows of X per thread (LMP_K_OWN_ROWS) each thread packs its own row
+ *    tiles and multiplies them by every strip, so X and Y stay on its core; below that
+ *    (strip, row block) tasks are handed out dynamically in groups of 128 output
+ *    columns. K blocks outermost within a group either way; on a busy machine a thread
+ *    the OS delays leaves its units to the others.
  *    Measured on the 2-core Zen 4 dev VM (one thread, M = 512): 91-101 GFLOP/s for every
  *    dtype, within 0-8% of OpenBLAS sgemm on the same f32 shapes.
  * Rounded activations (kernels.h: lmp_gemm_set_exact; lmp_k_act picks the format per
@@ -36,7 +38,8 @@
  * Other dtypes (f32, q4_1, q5_1, k-quants but q6_K) keep f32 activations and f32 panels
  * (dequantized once per KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
- * dotq4) that shares the horizontal sums, handed out in dynamic chunks (q4_0 repacked
+ * dotq4) that shares the horizontal sums, in work shares (lmp_k_share: each thread's
+ * contiguous share first, then the rest of the others'; q4_0 repacked
  * into the interleaved layout, kernels.h LMP_WL_Q4_0X16: groups of 16 rows through
  * gemv_q4x16, one result per lane; the other paths read its rows back); matrices under
  * LMP_K_PAR_MIN_BYTES (env LMP_GEMM_PAR_MIN) run on the calling thread (no fork/join).
@@ -317,19 +320,122 @@ static inline void x16_task(float *Y, const float *X, const void *xa, const lmp_
     }
 }
 
+/* ---------------------------------------------------------------- work shares */
+
+lmp_team *lmp_team_new(int n)
+{
+    lmp_team *t = malloc(sizeof *t);
+    if (n < 1)
+        n = 1;
+    lmp_k_slot *s = t ? aligned_alloc(64, sizeof(lmp_k_slot) * (size_t)n) : NULL;
+    if (!s) {
+        free(t);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        atomic_init(&s[i].next, 0);
+        s[i].calls = 0;
+    }
+    t->n = n;
+    t->slot = s;
+    return t;
+}
+
+void lmp_team_free(lmp_team *t)
+{
+    if (t)
+        free(t->slot);
+    free(t);
+}
+
+int64_t lmp_k_claim(lmp_k_slot *s, uint64_t c, int64_t units, bool owner)
+{
+    uint64_t v = atomic_load_explicit(&s->next, memory_order_relaxed);
+    for (;;) {
+        const uint64_t seq = v >> 32;
+        int64_t idx = (int64_t)(v & 0xffffffffu);
+        uint64_t want;
+        if (seq < c && owner && units > 0)
+            want = (c << 32) | 1, idx = 0; /* opens call c, claiming unit 0 */
+        else if (seq == c && idx < units)
+            want = v + 1;
+        else
+            return -1;
+        if (atomic_compare_exchange_weak_explicit(&s->next, &v, want, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return idx;
+    }
+}
+
+void lmp_k_share(lmp_team *team, int64_t ntask, int64_t unit, lmp_k_range_fn fn, void *ctx)
+{
+    const int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    if (unit < 1)
+        unit = 1;
+    if (!team || nt == 1 || team->n < nt) {
+        const int64_t lo = ntask * tid / nt, hi = ntask * (tid + 1) / nt;
+        for (int64_t a = lo; a < hi; a += unit)
+            fn(ctx, a, a + unit < hi ? a + unit : hi);
+        return;
+    }
+    const uint64_t c = ++team->slot[tid].calls;
+    for (int i = 0; i < nt; i++) {
+        const int o = (tid + i) % nt;
+        const int64_t lo = ntask * o / nt, hi = ntask * (o + 1) / nt;
+        const int64_t units = (hi - lo + unit - 1) / unit;
+        for (int64_t u; (u = lmp_k_claim(&team->slot[o], c, units, o == tid)) >= 0;)
+            fn(ctx, lo + u * unit, lo + (u + 1) * unit < hi ? lo + (u + 1) * unit : hi);
+    }
+}
+
+/* Tasks of a unit: about this many bytes of weights (a claim costs tens of cycles, a unit
+ * streams for about a microsecond). */
+#define LMP_K_UNIT_BYTES 32768
+
+static inline int64_t unit_tasks(size_t task_bytes)
+{
+    return task_bytes >= LMP_K_UNIT_BYTES ? 1 : (int64_t)(LMP_K_UNIT_BYTES / task_bytes);
+}
+
+/* A streaming product's operands, for the units of lmp_k_share. */
+typedef struct {
+    float *Y;
+    const float *X, *bias;
+    const void *xa; /* converted rows of X, xrb bytes apart, or NULL: f32 X */
+    size_t xrb;
+    const lmp_wmat *W;
+    const lmp_kimpl *k;
+    const lmp_kdt *d;
+    int64_t M, ng; /* ng: four-row tasks before the single rows (row layout) */
+    bool acc;
+} stream;
+
+static void x16_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const stream *s = ctx;
+    const int64_t K = s->W->cols, N = s->W->rows;
+    for (int64_t g = lo; g < hi; g++)
+        for (int64_t m = 0; m < s->M; m++)
+            x16_task(s->Y + m * N, s->X ? s->X + m * K : NULL,
+                     s->xa ? (const uint8_t *)s->xa + (size_t)m * s->xrb : NULL, s->W, s->bias,
+                     s->k, g, s->acc);
+}
+
 /* The streaming path (M < LMP_K_SMALL_M) on an interleaved weight: X as f32 rows, or
- * converted rows xa (xrb bytes apart) when xa != NULL. Groups of 16 rows in dynamic
- * chunks; each group's arithmetic is fixed, so any thread count gives the same bits. */
+ * converted rows xa (xrb bytes apart) when xa != NULL. Groups of 16 rows in work shares;
+ * each group's arithmetic is fixed, so any thread count gives the same bits. */
 static void gemm_x16(float *Y, const float *X, const void *xa, size_t xrb, const lmp_wmat *W,
                      const float *bias, int64_t M, const lmp_kimpl *k)
 {
-    const int64_t N = W->rows, K = W->cols, ng = N / 16;
-    const int64_t per = ng / (8 * omp_get_max_threads()), chunk = per > 0 ? per : 1;
-#pragma omp parallel for schedule(dynamic, chunk) if ((size_t)N * W->row_bytes * M >= g_par_min)
-    for (int64_t g = 0; g < ng; g++)
-        for (int64_t m = 0; m < M; m++)
-            x16_task(Y + m * N, X + m * K, xa ? (const uint8_t *)xa + (size_t)m * xrb : NULL, W,
-                     bias, k, g, false);
+    const int64_t N = W->rows;
+    stream s = {.Y = Y, .X = X, .bias = bias, .xa = xa, .xrb = xrb, .W = W, .k = k, .M = M};
+    const int nth = omp_get_max_threads();
+    lmp_k_slot slot[nth > 0 ? nth : 1];
+    lmp_team team = {nth > 0 ? nth : 1, slot};
+    for (int i = 0; i < team.n; i++)
+        atomic_init(&slot[i].next, 0), slot[i].calls = 0;
+#pragma omp parallel if ((size_t)N * W->row_bytes * M >= g_par_min)
+    lmp_k_share(&team, N / 16, unit_tasks(16 * W->row_bytes), x16_range, &s);
 }
 
 /* Task g of a one-row product: rows 4g..4g+3 through the four-row kernel when g < ng,
@@ -360,20 +466,30 @@ static inline void row_task(float *Y, const float *X, const void *xa, const lmp_
     }
 }
 
+static void rows4_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const stream *s = ctx;
+    for (int64_t g = lo; g < hi; g++)
+        row_task(s->Y, s->X, s->xa, s->W, s->bias, s->d, s->ng, g, s->acc);
+}
+
 /* M == 1 with a four-row kernel: rows in fixed groups of four (the last N % 4 rows one
  * at a time), so each row's arithmetic is the same for any thread count. xa: the
- * converted row when act (dotq4 / dotq), else X (dot4 / dot). */
+ * converted row when act (dotq4 / dotq), else X (dot4 / dot). Work shares: a thread the
+ * OS delays (a busy machine) leaves the rest of its share to the others. */
 static void gemm_rows4(float *Y, const float *X, const void *xa, const lmp_wmat *W,
                        const float *bias, const lmp_kdt *d)
 {
     const int64_t N = W->rows, ng = N / 4, ntask = ng + N % 4;
     const size_t rb = W->row_bytes;
-    /* dynamic chunks (about 8 per thread): a thread the OS delays (a busy machine)
-     * leaves its share to the others instead of stalling the join */
-    const int64_t chunk = ntask / (8 * omp_get_max_threads()) > 0 ? ntask / (8 * omp_get_max_threads()) : 1;
-#pragma omp parallel for schedule(dynamic, chunk) if ((size_t)N * rb >= g_par_min)
-    for (int64_t g = 0; g < ntask; g++)
-        row_task(Y, X, xa, W, bias, d, ng, g, false);
+    stream s = {.Y = Y, .X = X, .bias = bias, .xa = xa, .W = W, .d = d, .M = 1, .ng = ng};
+    const int nth = omp_get_max_threads();
+    lmp_k_slot slot[nth > 0 ? nth : 1];
+    lmp_team team = {nth > 0 ? nth : 1, slot};
+    for (int i = 0; i < team.n; i++)
+        atomic_init(&slot[i].next, 0), slot[i].calls = 0;
+#pragma omp parallel if ((size_t)N * rb >= g_par_min)
+    lmp_k_share(&team, ntask, unit_tasks(4 * rb), rows4_range, &s);
 }
 
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
@@ -598,11 +714,6 @@ static void own_unit(const tiled *g, panels *p, int o, int nt, int64_t tpb, int6
                        s0 + group < g->nstrips ? s0 + group : g->nstrips);
 }
 
-/* A unit counter on a cache line of its own. */
-typedef struct {
-    _Alignas(64) _Atomic int64_t next;
-} own_counter;
-
 /* The batched path. tile == NULL: f32 panels (W dequantized by d->to_f32 and packed by
  * k->pack_w, X packed by k->pack_x, k->ukr); otherwise the tile's own format (W packed
  * by d->pack_wq). Each output is the same sum of the same ukr calls in the same K order
@@ -622,7 +733,9 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
     const int nth = omp_get_max_threads();
     const int64_t group = g.nr >= LMP_K_GROUP_COLS ? 1 : LMP_K_GROUP_COLS / g.nr;
     const int64_t tpb_l2 = (LMP_K_MB_ROWS + mr - 1) / mr;
-    own_counter ctr[nth > 0 ? nth : 1];
+    lmp_k_slot slot[nth > 0 ? nth : 1]; /* own rows: one call, opened by each owner */
+    for (int i = 0; i < (nth > 0 ? nth : 1); i++)
+        atomic_init(&slot[i].next, 0);
 
 #pragma omp parallel
     {
@@ -634,15 +747,13 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
              * its own units takes the next ones of another (a thread the OS delays leaves
              * its share), so only then does a row cross to another core. */
             const int64_t ngroups = (nstrips + group - 1) / group;
-            atomic_store_explicit(&ctr[tid].next, 0, memory_order_relaxed);
             pack_tiles(&g, own_lo(&g, tid, nt), own_lo(&g, tid + 1, nt));
 #pragma omp barrier
             for (int i = 0; i < nt; i++) {
                 const int o = (tid + i) % nt;
                 const int64_t ntile = own_lo(&g, o + 1, nt) - own_lo(&g, o, nt);
                 const int64_t units = (ntile + tpb_l2 - 1) / tpb_l2 * ngroups;
-                for (int64_t u; (u = atomic_fetch_add_explicit(&ctr[o].next, 1,
-                                                               memory_order_relaxed)) < units;)
+                for (int64_t u; (u = lmp_k_claim(&slot[o], 1, units, o == tid)) >= 0;)
                     own_unit(&g, &p, o, nt, tpb_l2, group, u);
             }
         } else {
@@ -792,10 +903,11 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
 
 /* ---------------------------------------------------------------- team matrix-vector */
 
-void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc)
+void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc,
+                   lmp_team *team)
 {
     if (W->q) {
-        lmp_gemv_intgroup_team(y, x, W, bias, acc);
+        lmp_gemv_intgroup_team(y, x, W, bias, acc, team);
         return;
     }
     const lmp_kimpl *k = impl();
@@ -829,21 +941,18 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
             xa = buf;
         }
     }
+    stream s = {.Y = y, .X = x, .bias = bias, .xa = xa, .W = W, .k = k, .d = d, .M = 1,
+                .acc = acc};
     if (W->layout == LMP_WL_Q4_0X16) {
-        const int64_t ng = N / 16, per = ng / (8 * omp_get_num_threads());
-        const int64_t chunk = per > 0 ? per : 1;
-#pragma omp for schedule(dynamic, chunk) nowait
-        for (int64_t g = 0; g < ng; g++) /* as gemm_x16 */
-            x16_task(y, x, xa, W, bias, k, g, acc);
-        free(heap_xa);
-        return;
+        /* as gemm_x16 */
+        lmp_k_share(team, N / 16, unit_tasks(16 * W->row_bytes), x16_range, &s);
+    } else {
+        /* as gemm_rows4 */
+        const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
+        s.ng = four ? N / 4 : 0;
+        lmp_k_share(team, s.ng + (four ? N % 4 : N), unit_tasks((four ? 4 : 1) * W->row_bytes),
+                    rows4_range, &s);
     }
-    const bool four = xa ? d->dotq4 != NULL : d->dot4 != NULL;
-    const int64_t ng = four ? N / 4 : 0, ntask = ng + (four ? N % 4 : N);
-    const int64_t per = ntask / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
-#pragma omp for schedule(dynamic, chunk) nowait
-    for (int64_t g = 0; g < ntask; g++) /* as gemm_rows4 */
-        row_task(y, x, xa, W, bias, d, ng, g, acc);
     free(heap_xa);
 }
 

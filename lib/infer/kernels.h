@@ -63,14 +63,27 @@ bool lmp_gemm_supports(lmp_dtype dt);
  * (OpenMP), deterministic for any thread count. M may be 1 (decoding). */
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M);
 
+/* Work shares of one OpenMP team for lmp_gemv_team: one slot per thread (a counter on a
+ * cache line of its own). Each thread works through its own contiguous share of a
+ * product's rows, claiming them from its own slot, then takes what is left of the
+ * others' shares, so a thread the OS delays leaves its rows to the others without the
+ * threads bidding for every chunk on one shared counter (an `omp for` with dynamic
+ * chunks: each claim moves a cache line between cores, 25% of a SmolLM2 token when the
+ * two cores are on different CCDs). n: the largest team it serves. */
+typedef struct lmp_team lmp_team;
+lmp_team *lmp_team_new(int n); /* NULL when out of memory */
+void lmp_team_free(lmp_team *t);
+
 /* One row of X (M == 1) from inside an OpenMP parallel region: every thread of the team
  * must call it, with the same arguments, in the same order as the other team calls. The
- * output rows are shared out as an orphaned `omp for nowait` (no barrier at the end: the
- * caller places `#pragma omp barrier` before reading y). y[n] = dot(W[n], x) + bias[n],
- * or y[n] += that when acc. Same arithmetic as lmp_gemm with M == 1, so the results are
- * bitwise identical to it for any thread count. Decoding uses it to run a whole token in
- * one parallel region instead of one region per matrix product. */
-void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc);
+ * output rows are shared out through team (NULL: fixed contiguous shares, no taking
+ * over), with no barrier at the end: the caller places `#pragma omp barrier` before
+ * reading y. y[n] = dot(W[n], x) + bias[n], or y[n] += that when acc. Same arithmetic as
+ * lmp_gemm with M == 1, so the results are bitwise identical to it for any thread count.
+ * Decoding uses it to run a whole token in one parallel region instead of one region
+ * per matrix product. */
+void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc,
+                   lmp_team *team);
 
 /* Rounded activations (the llama.cpp approach, on by default): for bf16 weights X is
  * rounded to bf16 (nearest even) and the products use bf16 dot instructions; for q8_0,
@@ -134,7 +147,7 @@ int lmp_wmat_intgroup(lmp_wmat *w, const lmp_qtensor *q);
 void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out);
 /* lmp_gemv_team for W->q != NULL (called by lmp_gemv_team). */
 void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
-                            bool acc);
+                            bool acc, lmp_team *team);
 /* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
 void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                        int64_t M);

@@ -10,6 +10,9 @@
 
 #include "kernels.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 /* Largest register tile any variant uses (the driver's scratch is sized by them). */
 #define LMP_K_MR_MAX 16
 #define LMP_K_NR_MAX 32
@@ -131,6 +134,29 @@ lmp_act lmp_k_act(lmp_dtype dt);
 /* The format of a product with M rows of X: lmp_k_act, but f32 for f16 weights on the
  * batched path (M >= LMP_K_SMALL_M with a register tile). */
 lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M);
+/* A thread's slot of an lmp_team: `next` packs the call it serves (high 32 bits) and the
+ * next unclaimed unit of its share (low 32); `calls` counts the owner's calls (only the
+ * owner touches it). */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t next;
+    uint64_t calls;
+} lmp_k_slot;
+struct lmp_team {
+    int n;
+    lmp_k_slot *slot;
+};
+/* Claims the next unit of slot s for call c (units in the share): its index, or -1 when
+ * none is left. Only the owner opens a call on its slot; another thread finding the slot
+ * still on an earlier call takes nothing (the owner has not started; were it opened for
+ * call c, the owner would lose the rest of the earlier call). */
+int64_t lmp_k_claim(lmp_k_slot *s, uint64_t c, int64_t units, bool owner);
+/* From inside a parallel region, every thread of it: tasks [0, ntask) in contiguous
+ * shares (thread i: [ntask i / nt, ntask (i + 1) / nt)), fn(ctx, lo, hi) on units of up
+ * to `unit` tasks, own share first, then the rest of the others' (team NULL or smaller
+ * than the region: own share only). */
+typedef void (*lmp_k_range_fn)(void *ctx, int64_t lo, int64_t hi);
+void lmp_k_share(lmp_team *team, int64_t ntask, int64_t unit, lmp_k_range_fn fn, void *ctx);
+
 /* Rows of X per thread from which the batched path gives each thread rows of its own
  * (kernels.c: LMP_K_OWN_ROWS; 0: never); returns the previous value. For tests. */
 int64_t lmp_k_set_own_rows(int64_t rows);

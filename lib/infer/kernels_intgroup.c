@@ -628,20 +628,32 @@ void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float 
     gemm_rows(Y, X, q, bias, M, v->rows);
 }
 
-void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
-                            bool acc)
+typedef struct {
+    float *y;
+    const float *x, *bias;
+    const lmp_qtensor *q;
+    const ig_variant *v;
+    bool acc;
+} team_rows;
+
+static void team_range(void *ctx, int64_t lo, int64_t hi)
 {
-    const lmp_qtensor *q = W->q;
-    const ig_variant *v = variant();
-    const int64_t N = q->rows, K = q->cols;
-    const int64_t per = N / (8 * omp_get_num_threads()), chunk = per > 0 ? per : 1;
-#pragma omp for schedule(dynamic, chunk) nowait
-    for (int64_t n = 0; n < N; n++) {
+    const team_rows *t = ctx;
+    for (int64_t n = lo; n < hi; n++) {
         float out[4];
-        v->rows(q, n, x, K, 1, out); /* as gemm_rows with M == 1 */
-        const float r = out[0] + (bias ? bias[n] : 0.0f);
-        y[n] = acc ? y[n] + r : r;
+        t->v->rows(t->q, n, t->x, t->q->cols, 1, out); /* as gemm_rows with M == 1 */
+        const float r = out[0] + (t->bias ? t->bias[n] : 0.0f);
+        t->y[n] = t->acc ? t->y[n] + r : r;
     }
+}
+
+void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
+                            bool acc, lmp_team *team)
+{
+    team_rows t = {y, x, bias, W->q, variant(), acc};
+    /* rows of about 32 KiB of weights per unit at 4 bits */
+    const int64_t unit = W->q->cols >= 65536 ? 1 : 65536 / (W->q->cols > 0 ? W->q->cols : 1);
+    lmp_k_share(team, W->q->rows, unit, team_range, &t);
 }
 
 void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const float *bias,

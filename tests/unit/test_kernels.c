@@ -672,6 +672,58 @@ static void test_own_rows(const lmp_isa *isas, int nisa)
     printf("own rows: %d cases bitwise equal for 1-4 threads\n", cases);
 }
 
+/* Work shares (lmp_k_claim, lmp_k_share): the claim protocol step by step on one slot,
+ * then every task of successive calls without barriers run exactly once for 1-4
+ * threads, with and without a team, for several task and unit counts. */
+static void count_range(void *ctx, int64_t lo, int64_t hi)
+{
+    _Atomic int *hits = ctx;
+    for (int64_t i = lo; i < hi; i++)
+        atomic_fetch_add(&hits[i], 1);
+}
+
+static void test_work_shares(void)
+{
+    lmp_k_slot s;
+    atomic_init(&s.next, 0);
+    s.calls = 0;
+    CHECK(lmp_k_claim(&s, 1, 3, false) == -1, "a slot not yet opened gives nothing to others");
+    CHECK(lmp_k_claim(&s, 1, 3, true) == 0, "the owner opens call 1 at unit 0");
+    CHECK(lmp_k_claim(&s, 1, 3, false) == 1, "another thread takes unit 1");
+    CHECK(lmp_k_claim(&s, 2, 3, false) == -1, "a later call does not reopen another's slot");
+    CHECK(lmp_k_claim(&s, 1, 3, true) == 2, "the owner goes on with unit 2 of call 1");
+    CHECK(lmp_k_claim(&s, 1, 3, true) == -1 && lmp_k_claim(&s, 1, 3, false) == -1,
+          "nothing after the last unit");
+    CHECK(lmp_k_claim(&s, 2, 1, true) == 0 && lmp_k_claim(&s, 1, 3, false) == -1,
+          "an earlier call finds the slot moved on");
+    CHECK(lmp_k_claim(&s, 4, 0, true) == -1, "an empty share gives nothing");
+
+    static const int64_t counts[][2] = {{0, 1}, {1, 1}, {7, 1}, {7, 3}, {100, 1}, {100, 7},
+                                        {1000, 16}, {5, 100}};
+    lmp_team *team = lmp_team_new(4), *small = lmp_team_new(2);
+    bool ok = team && small;
+    for (size_t ci = 0; ok && ci < sizeof counts / sizeof *counts; ci++) {
+        const int64_t ntask = counts[ci][0], unit = counts[ci][1];
+        _Atomic int *hits = calloc(3 * (size_t)ntask + 1, sizeof *hits);
+        for (int nt = 1; nt <= 4; nt++)
+            for (int with = 0; with < 3; with++) {
+                lmp_team *tm = with == 0 ? NULL : with == 1 ? team : small;
+                for (int64_t i = 0; i < 3 * ntask; i++)
+                    atomic_store(&hits[i], 0);
+#pragma omp parallel num_threads(nt)
+                for (int c = 0; c < 3; c++)
+                    lmp_k_share(tm, ntask, unit, count_range, hits + c * ntask);
+                for (int64_t i = 0; i < 3 * ntask; i++)
+                    ok = ok && atomic_load(&hits[i]) == 1;
+                CHECK(ok, "work shares: %ld tasks in units of %ld, %d threads, team %d: a task "
+                      "not run exactly once", (long)ntask, (long)unit, nt, with);
+            }
+        free(hits);
+    }
+    lmp_team_free(team);
+    lmp_team_free(small);
+}
+
 int main(void)
 {
     lmp_isa isas[3];
@@ -695,6 +747,7 @@ int main(void)
     test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);
     test_own_rows(isas, nisa);
+    test_work_shares();
     for (int i = 0; i < nisa; i++)
         test_helpers(isas[i], SEED + 77 + i);
     lmp_kernels_set_isa(LMP_ISA_AUTO);
