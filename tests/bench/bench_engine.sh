@@ -4,18 +4,21 @@
 # and q4_0, each GGUF run by lmpress (build/bench/bench_engine) and, when LLAMA_BIN points
 # at a local llama.cpp build (its bin/ folder, never committed), by llama-bench on the
 # same file in the same run: ROUNDS (3) alternating rounds of one repetition each, each
-# tool's best round reported.
+# tool's best round reported. Beside each round, build/bench/bench_placement measures where
+# the two threads sit (cache-line handoff in ns: ~30-50 on one CCD of the benchmark VM,
+# ~160-210 on two; the last column gives the range over the rounds).
 # Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin sh tests/bench/bench_engine.sh [WORKDIR]
 set -eu
 L=${LMP_BIN:-build/lmpress}
 BE=${BENCH_ENGINE:-$(dirname "$L")/bench/bench_engine}
+BP=${BENCH_PLACEMENT:-$(dirname "$BE")/bench_placement}
 W=${1:-${TMPDIR:-/tmp}/lmpress-bench-engine}
 T=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 MODELS=${MODELS:-"smollm2-135m qwen2.5-0.5b tinyllama-1.1b"}
 TYPES=${TYPES:-"f32 f16 bf16 q8_0 q4_0"}
 mkdir -p "$W"
-printf '%-16s %-5s %12s %12s %12s %12s %8s %8s\n' model type "lmp pp512" "llama pp512" "lmp tg128" "llama tg128" "pp ratio" "tg ratio"
+printf '%-16s %-5s %12s %12s %12s %12s %8s %8s %10s\n' model type "lmp pp512" "llama pp512" "lmp tg128" "llama tg128" "pp ratio" "tg ratio" "handoff ns"
 for m in $MODELS; do
     [ -d "$W/$m" ] || "$L" synth --preset "$m" -o "$W/$m" > /dev/null
     for t in $TYPES; do
@@ -29,10 +32,15 @@ for m in $MODELS; do
         # ROUNDS alternating rounds (lmpress, then llama-bench, one repetition each after
         # its own warm-up run), so both tools sample the same stretches of time on a
         # machine whose memory bandwidth drifts; each tool's figure is its best round
-        lpp=0; ltg=0; cpp=-; ctg=-
+        lpp=0; ltg=0; cpp=-; ctg=-; hmin=-; hmax=-
         r=0
         while [ "$r" -lt "$ROUNDS" ]; do
             r=$((r + 1))
+            if [ -x "$BP" ]; then
+                h=$("$BP" -q | awk '{print $1}')
+                hmin=$(awk -v a="$hmin" -v b="$h" 'BEGIN { print (a == "-" || b + 0 < a + 0) ? b : a }')
+                hmax=$(awk -v a="$hmax" -v b="$h" 'BEGIN { print (a == "-" || b + 0 > a + 0) ? b : a }')
+            fi
             set -- $("$BE" "$g" -t "$T" -r 1 | awk '{print $4, $9}')
             lpp=$(awk -v a="$lpp" -v b="$1" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
             ltg=$(awk -v a="$ltg" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
@@ -46,8 +54,8 @@ print(pp[0]["avg_ts"] if pp else "-", tg[0]["avg_ts"] if tg else "-")')
                 ctg=$(awk -v a="$ctg" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
             fi
         done
-        awk -v m="$m" -v t="$t" -v a="$lpp" -v b="$cpp" -v c="$ltg" -v d="$ctg" 'BEGIN {
+        awk -v m="$m" -v t="$t" -v a="$lpp" -v b="$cpp" -v c="$ltg" -v d="$ctg" -v h="$hmin-$hmax" 'BEGIN {
             r1 = (b + 0 > 0) ? sprintf("%.2f", a / b) : "-"; r2 = (d + 0 > 0) ? sprintf("%.2f", c / d) : "-";
-            printf "%-16s %-5s %12.1f %12s %12.1f %12s %8s %8s\n", m, t, a, b, c, d, r1, r2 }'
+            printf "%-16s %-5s %12.1f %12s %12.1f %12s %8s %8s %10s\n", m, t, a, b, c, d, r1, r2, h }'
     done
 done
