@@ -699,7 +699,8 @@ static void tiles_times_strips(const tiled *g, panels *p, int64_t t0, int64_t t1
         }
 }
 
-/* A thread's own rows (LMP_K_OWN_ROWS): thread i of nt owns row tiles [own_lo(i), own_lo(i + 1)). */
+/* A thread's own rows (LMP_K_OWN_ROWS): thread i of nt owns row tiles
+ * [own_lo(i), own_lo(i + 1)). */
 static inline int64_t own_lo(const tiled *g, int i, int nt) { return g->mtiles * i / nt; }
 
 /* Units of owner o: its row tiles in blocks of at most tpb tiles, times groups of
@@ -727,7 +728,8 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
                .nr = tile ? tile->nr : k->nr, .xp = xpv};
     g.mtiles = (M + g.mr - 1) / g.mr;
     g.nstrips = (g.N + g.nr - 1) / g.nr;
-    g.kbstride = (size_t)g.mtiles * (tile ? tile->x_bytes(LMP_K_KC) : sizeof(float) * g.mr * LMP_K_KC);
+    g.kbstride = (size_t)g.mtiles *
+                 (tile ? tile->x_bytes(LMP_K_KC) : sizeof(float) * g.mr * LMP_K_KC);
     const int64_t mtiles = g.mtiles, nstrips = g.nstrips;
     const int mr = g.mr;
     const int nth = omp_get_max_threads();
@@ -757,19 +759,12 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
                     own_unit(&g, &p, o, nt, tpb_l2, group, u);
             }
         } else {
-            /* Shared rows: row blocks of X as large as L2 allows, smaller when there are
-             * too few W strips to keep every thread busy; tasks (W strip s, row block b) =
-             * s * nmb + b in groups of about LMP_K_GROUP_COLS output columns, handed out
-             * dynamically. A thread walks K blocks outermost inside a group: the group's
-             * Y and one K block of X share L2, and X is streamed from L3 once per group
-             * rather than once per strip. */
-            int64_t tpb = tpb_l2;
-            if (nstrips < 4 * nt) {
-                const int64_t want_blocks = (4 * nt + nstrips - 1) / nstrips;
-                const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
-                if (t2 < tpb)
-                    tpb = t2 > 0 ? t2 : 1;
-            }
+            /* Shared rows: row blocks of X (lmp_k_block_tiles); tasks (W strip s, row
+             * block b) = s * nmb + b in groups of about LMP_K_GROUP_COLS output columns,
+             * handed out dynamically. A thread walks K blocks outermost inside a group:
+             * the group's Y and one K block of X share L2, and X is streamed from L3 once
+             * per group rather than once per strip. */
+            const int64_t tpb = lmp_k_block_tiles(mtiles, nstrips, nt, tpb_l2);
             const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
             const int64_t ngroups = (ntasks + group - 1) / group;
 #pragma omp for schedule(static)
@@ -796,7 +791,8 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
                             packed = s;
                         }
                         const int64_t t0 = b * tpb;
-                        tiles_times_panel(&g, p.wp, t0, t0 + tpb < mtiles ? t0 + tpb : mtiles, s, k0);
+                        const int64_t t1 = t0 + tpb < mtiles ? t0 + tpb : mtiles;
+                        tiles_times_panel(&g, p.wp, t0, t1, s, k0);
                     }
                 }
             }

@@ -178,6 +178,21 @@ void lmp_kimpl_fill_avx512_bf16(lmp_kimpl *k);
 void lmp_kimpl_fill_avx512_kq(lmp_kimpl *k);
 #endif
 
+/* Row tiles per row block of a batched product whose threads share the rows of X: at
+ * most tpb_l2 (what L2 holds), fewer when there are too few W strips (nstrips) to keep
+ * nth threads busy (this changes who computes what, never the arithmetic). */
+static inline int64_t lmp_k_block_tiles(int64_t mtiles, int64_t nstrips, int nth, int64_t tpb_l2)
+{
+    int64_t tpb = tpb_l2;
+    if (nstrips < 4 * nth) {
+        const int64_t want_blocks = (4 * nth + nstrips - 1) / nstrips;
+        const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
+        if (t2 < tpb)
+            tpb = t2 > 0 ? t2 : 1;
+    }
+    return tpb;
+}
+
 /* Generic packing (C, any nr); variants may supply a faster one. */
 void lmp_k_pack_w_generic(const float *src, int64_t lds, int rows, int64_t kc, int nr,
                           float *wp);

@@ -542,14 +542,8 @@ static void gemm_tiled(float *Y, const float *X, const lmp_qtensor *q, const flo
     const int64_t N = q->rows, K = q->cols;
     const int mr = k->mr, nr = k->nr;
     const int64_t mtiles = (M + mr - 1) / mr, nstrips = (N + nr - 1) / nr;
-    int64_t tpb = (IG_MB_ROWS + mr - 1) / mr;
-    const int nth = omp_get_max_threads();
-    if (nstrips < 4 * nth) {
-        const int64_t want_blocks = (4 * nth + nstrips - 1) / nstrips;
-        const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
-        if (t2 < tpb)
-            tpb = t2 > 0 ? t2 : 1;
-    }
+    const int64_t tpb = lmp_k_block_tiles(mtiles, nstrips, omp_get_max_threads(),
+                                          (IG_MB_ROWS + mr - 1) / mr);
     const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
     const int64_t mpad = mtiles * mr;
 
