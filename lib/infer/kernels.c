@@ -594,6 +594,10 @@ static void pack_strip(const lmp_wmat *W, const lmp_kimpl *k, const lmp_kdt *d,
         d->pack_wq(src, srb, nv, sk0, kc, wp);
         return;
     }
+    if (d->pack_wf && nv == k->nr && kc % 16 == 0) {
+        d->pack_wf(src, srb, sk0, kc, wp);
+        return;
+    }
     /* f32 rows go through the copy too: transposing straight from W reads rows K floats
      * apart, which alias in L1 when K is a power of two */
     for (int r = 0; r < nv; r++)

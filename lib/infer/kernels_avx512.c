@@ -147,6 +147,24 @@ T512 static void pack_w_32(const float *src, int64_t lds, int rows, int64_t kc, 
 
 /* ---------------------------------------------------------------- weight rows */
 
+/* lmp_kdt.pack_wf for f16: 16 rows x 16 values at a time widened (exactly) straight into
+ * registers and transposed there, instead of widening the rows into a buffer and
+ * transposing from it (a pass over 32 KiB less per panel). */
+T512 static void pack_wf_f16(const void *w, size_t rb, int64_t k0, int64_t kc, float *wp)
+{
+    for (int64_t k = 0; k < kc; k += 16)
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *base = (const uint8_t *)w + (size_t)(16 * half) * rb;
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_cvtph_ps(_mm256_loadu_si256(
+                    (const __m256i *)((const uint16_t *)(base + (size_t)i * rb) + k0 + k)));
+            transpose16_regs(r);
+            for (int j = 0; j < 16; j++)
+                _mm512_storeu_ps(wp + (k + j) * NR + 16 * half, r[j]);
+        }
+}
+
 T512 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 T512 static inline __m512 load_f16(const uint16_t *p)
@@ -609,6 +627,7 @@ void lmp_kimpl_fill_avx512(lmp_kimpl *k)
 #undef SET
     k->dt[LMP_DT_F32].dot4 = dot4_f32;
     k->dt[LMP_DT_F16].dot4 = dot4_f16;
+    k->dt[LMP_DT_F16].pack_wf = pack_wf_f16;
     k->dt[LMP_DT_BF16].dot4 = dot4_bf16;
     k->dt[LMP_DT_F16].dotq = dotq_f16;
     k->dt[LMP_DT_F16].dotq4 = dotq4_f16;

@@ -85,6 +85,10 @@ typedef struct {
      * driver calls dot / dotq per row); used by the M == 1 path. */
     void (*dot4)(const void *row, size_t rb, const float *x, int64_t n, float *out);
     void (*dotq4)(const void *row, size_t rb, const void *xa, int64_t n, float *out);
+    /* Dtypes on f32 panels: the variant's nr rows (row r at w + r*rb), elements [k0,
+     * k0 + kc) with kc a multiple of 16, decoded and packed as the f32 ukr's panel in one
+     * pass. Optional (NULL, fewer rows or another kc: to_f32 into rows, then pack_w). */
+    void (*pack_wf)(const void *w, size_t rb, int64_t k0, int64_t kc, float *wp);
 } lmp_kdt;
 
 typedef struct {

@@ -312,7 +312,8 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
 {
     memset(k, 0, sizeof *k);
     k->name = "ref";
-#define SET(DT, nm) k->dt[DT] = (lmp_kdt){ref_to_##nm, ref_dot_##nm, ref_dotn_##nm, NULL, NULL, NULL, NULL}
+#define SET(DT, nm) \
+    k->dt[DT] = (lmp_kdt){.to_f32 = ref_to_##nm, .dot = ref_dot_##nm, .dotn = ref_dotn_##nm}
     SET(LMP_DT_F32, f32);
     SET(LMP_DT_F16, f16);
     SET(LMP_DT_BF16, bf16);
