@@ -322,6 +322,15 @@ static inline void x16_task(float *Y, const float *X, const void *xa, const lmp_
 
 /* ---------------------------------------------------------------- work shares */
 
+/* Slots before any call: every slot on call 0, nothing claimed. */
+static void slots_init(lmp_k_slot *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_init(&s[i].next, 0);
+        s[i].calls = 0;
+    }
+}
+
 lmp_team *lmp_team_new(int n)
 {
     lmp_team *t = malloc(sizeof *t);
@@ -332,10 +341,7 @@ lmp_team *lmp_team_new(int n)
         free(t);
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        atomic_init(&s[i].next, 0);
-        s[i].calls = 0;
-    }
+    slots_init(s, n);
     t->n = n;
     t->slot = s;
     return t;
@@ -388,6 +394,18 @@ void lmp_k_share(lmp_team *team, int64_t ntask, int64_t unit, lmp_k_range_fn fn,
     }
 }
 
+/* lmp_k_share in a parallel region of its own (par false: the calling thread alone),
+ * with a team on the stack. */
+static void share_region(bool par, int64_t ntask, int64_t unit, lmp_k_range_fn fn, void *ctx)
+{
+    const int nth = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
+    lmp_k_slot slot[nth];
+    slots_init(slot, nth);
+    lmp_team team = {nth, slot};
+#pragma omp parallel if (par)
+    lmp_k_share(&team, ntask, unit, fn, ctx);
+}
+
 /* Tasks of a unit: about this many bytes of weights (a claim costs tens of cycles, a unit
  * streams for about a microsecond). */
 #define LMP_K_UNIT_BYTES 32768
@@ -429,13 +447,8 @@ static void gemm_x16(float *Y, const float *X, const void *xa, size_t xrb, const
 {
     const int64_t N = W->rows;
     stream s = {.Y = Y, .X = X, .bias = bias, .xa = xa, .xrb = xrb, .W = W, .k = k, .M = M};
-    const int nth = omp_get_max_threads();
-    lmp_k_slot slot[nth > 0 ? nth : 1];
-    lmp_team team = {nth > 0 ? nth : 1, slot};
-    for (int i = 0; i < team.n; i++)
-        atomic_init(&slot[i].next, 0), slot[i].calls = 0;
-#pragma omp parallel if ((size_t)N * W->row_bytes * M >= g_par_min)
-    lmp_k_share(&team, N / 16, unit_tasks(16 * W->row_bytes), x16_range, &s);
+    share_region((size_t)N * W->row_bytes * M >= g_par_min, N / 16,
+                 unit_tasks(16 * W->row_bytes), x16_range, &s);
 }
 
 /* Task g of a one-row product: rows 4g..4g+3 through the four-row kernel when g < ng,
@@ -483,13 +496,7 @@ static void gemm_rows4(float *Y, const float *X, const void *xa, const lmp_wmat 
     const int64_t N = W->rows, ng = N / 4, ntask = ng + N % 4;
     const size_t rb = W->row_bytes;
     stream s = {.Y = Y, .X = X, .bias = bias, .xa = xa, .W = W, .d = d, .M = 1, .ng = ng};
-    const int nth = omp_get_max_threads();
-    lmp_k_slot slot[nth > 0 ? nth : 1];
-    lmp_team team = {nth > 0 ? nth : 1, slot};
-    for (int i = 0; i < team.n; i++)
-        atomic_init(&slot[i].next, 0), slot[i].calls = 0;
-#pragma omp parallel if ((size_t)N * rb >= g_par_min)
-    lmp_k_share(&team, ntask, unit_tasks(4 * rb), rows4_range, &s);
+    share_region((size_t)N * rb >= g_par_min, ntask, unit_tasks(4 * rb), rows4_range, &s);
 }
 
 static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *bias,
@@ -740,8 +747,7 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
     const int64_t group = g.nr >= LMP_K_GROUP_COLS ? 1 : LMP_K_GROUP_COLS / g.nr;
     const int64_t tpb_l2 = (LMP_K_MB_ROWS + mr - 1) / mr;
     lmp_k_slot slot[nth > 0 ? nth : 1]; /* own rows: one call, opened by each owner */
-    for (int i = 0; i < (nth > 0 ? nth : 1); i++)
-        atomic_init(&slot[i].next, 0);
+    slots_init(slot, nth > 0 ? nth : 1);
 
 #pragma omp parallel
     {
