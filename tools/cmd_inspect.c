@@ -108,6 +108,15 @@ int cmd_inspect(int argc, char **argv)
                    cf->model_type, cf->arch, cf->hidden_size, cf->intermediate_size, cf->n_layers, cf->n_heads,
                    cf->n_kv_heads, cf->head_dim, cf->vocab_size, cf->max_pos, cf->rope_theta, cf->rms_eps,
                    cf->tie_embeddings ? "true" : "false", cf->attn_bias ? "true" : "false");
+        if (c.has_config && cf->n_experts > 0) {
+            int sparse = 0;
+            for (int l = 0; l < cf->n_layers; l++)
+                sparse += lmp_config_layer_is_moe(cf, l);
+            printf(", \"moe\": {\"experts\": %d, \"experts_used\": %d, \"expert_ffn\": %d, "
+                   "\"norm_topk\": %s, \"sparse_layers\": %d}",
+                   cf->n_experts, cf->n_experts_used, cf->moe_ff, cf->moe_norm_topk ? "true" : "false",
+                   sparse);
+        }
         printf(", \"n_tensors\": %d, \"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"bits_per_weight\": %.4f",
                c.n_tensors, params, bytes, bpw);
         if (!no_tensors) {
@@ -159,6 +168,15 @@ int cmd_inspect(int argc, char **argv)
                : cf->rope_type == LMP_ROPE_LINEAR ? " (linear scaling)"
                                                   : "",
                cf->rms_eps, cf->tie_embeddings ? "yes" : "no", cf->attn_bias ? "yes" : "no");
+        if (cf->n_experts > 0) {
+            int sparse = 0;
+            for (int l = 0; l < cf->n_layers; l++)
+                sparse += lmp_config_layer_is_moe(cf, l);
+            printf("experts:       %d of FFN %d per sparse layer, top-%d%s; %d of %d layers sparse\n",
+                   cf->n_experts, cf->moe_ff, cf->n_experts_used,
+                   cf->moe_norm_topk ? " (weights renormalised)" : " (softmax weights)", sparse,
+                   cf->n_layers);
+        }
     } else {
         printf("architecture:  unknown (%s)\n", c.config_error[0] ? c.config_error : "no config.json next to the weights");
     }

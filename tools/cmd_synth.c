@@ -11,7 +11,7 @@
 int cmd_synth(int argc, char **argv)
 {
     const char *preset = NULL, *config = NULL, *out = NULL, *dtype = "f32";
-    long long seed = 1, shard_mb = 2048;
+    long long seed = 1, shard_mb = 2048, layers = 0;
     bool force = false, json = false, list = false;
     const cli_opt opts[] = {
         {"preset", 0, OPT_STR, &preset, "NAME", "model shapes to use (see --list)"},
@@ -19,6 +19,7 @@ int cmd_synth(int argc, char **argv)
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
         {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},
         {"dtype", 0, OPT_STR, &dtype, "T", "f32 (default), f16 or bf16"},
+        {"layers", 0, OPT_INT, &layers, "N", "keep only the first N layers (big shapes in tests)"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "shard safetensors above this size (default 2048)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output folder"},
         {"list", 0, OPT_FLAG, &list, NULL, "list the presets and exit"},
@@ -26,13 +27,15 @@ int cmd_synth(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "synth", "(--preset NAME | --config config.json) -o DIR [--seed S] [--dtype f32|f16|bf16]",
+        "synth", "(--preset NAME | --config config.json) -o DIR [--layers N] [--seed S] [--dtype f32|f16|bf16]",
         "Write a random-weight Hugging Face checkpoint (config.json, model.safetensors, a byte-level BPE\n"
         "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json, and corpus.txt,\n"
         "the built-in text the tokenizer was trained on) for tests,\n"
         "benchmarks and the demo. Weights are deterministic for a seed whatever the thread count.",
-        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3 (fast tests), smollm2-135m, qwen2.5-0.5b,\n"
-        "tinyllama-1.1b, llama-3.2-1b (real shapes; their tokenizer is smaller than vocab_size)."};
+        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3, tiny-mixtral, tiny-qwen3-moe, tiny-granitemoe\n"
+        "(fast tests; the tiny mixture-of-experts presets tie the last expert's router row to expert 0's),\n"
+        "smollm2-135m, qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, mixtral-8x7b and qwen3-30b-a3b (real shapes,\n"
+        "the last two in 2 layers; their tokenizer is smaller than vocab_size)."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
@@ -60,8 +63,14 @@ int cmd_synth(int argc, char **argv)
             return 2;
         }
         p.config = ps->config;
+        p.router_tie = ps->router_tie;
     } else {
         int rc = lmp_config_load(&p.config, config);
+        if (rc)
+            return cli_fail("synth", rc);
+    }
+    if (layers) {
+        int rc = lmp_config_set_layers(&p.config, layers > 0 && layers < 1 << 20 ? (int)layers : -1);
         if (rc)
             return cli_fail("synth", rc);
     }

@@ -114,6 +114,21 @@ int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qten
 /* Number of linears (over all blocks) whose weight is an intgroup payload. */
 int lmp_model_n_intgroup(const lmp_model *m);
 
+/* ---- mixture of experts (mixtral, qwen3_moe, granitemoe; lib/infer/moe.c) ----
+ * A sparse layer has no dense gate/up/down (lmp_model_linear returns NULL for them);
+ * its experts' linears are reached here. */
+bool lmp_model_is_moe(const lmp_model *m);          /* any sparse layer */
+int lmp_model_n_experts(const lmp_model *m, int layer); /* 0: a dense layer */
+/* Linear which (LMP_LIN_GATE, _UP or _DOWN) of expert `expert` of sparse layer `layer`
+ * (borrowed), or NULL. set: as lmp_model_set_linear (borrowed, same shape). */
+const lmp_wmat *lmp_model_expert_linear(const lmp_model *m, int layer, int expert,
+                                        lmp_linear which);
+int lmp_model_set_expert_linear(lmp_model *m, int layer, int expert, lmp_linear which,
+                                const lmp_wmat *w);
+/* Tokens routed to each expert of sparse layer `layer` since the model was loaded, by
+ * every evaluation (counts[n_experts]); LMP_EINVAL for a dense layer. */
+int lmp_model_expert_hits(const lmp_model *m, int layer, uint64_t *counts);
+
 /* Embedding lookup: x[i][0..hidden) = embed_tokens row tokens[i] (only those rows are
  * converted). Token ids out of range are LMP_EINVAL. */
 int lmp_model_embed(const lmp_model *m, const int32_t *tokens, int64_t n, float *x);

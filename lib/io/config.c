@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *g_supported[] = {"llama", "mistral", "qwen2"};
+static const char *g_supported[] = {"llama", "mistral", "qwen2", "mixtral", "qwen3_moe", "granitemoe"};
 
-const char *lmp_config_supported(void) { return "llama, mistral, qwen2"; }
+const char *lmp_config_supported(void)
+{
+    return "llama, mistral, qwen2, mixtral, qwen3_moe, granitemoe";
+}
 
 /* Reads an integer key. Absent: *out = def and ok unless required. */
 static int get_int(const cJSON *root, const char *key, int *out, int def, bool required,
@@ -103,6 +106,81 @@ static int parse_rope_scaling(lmp_config *c, const cJSON *rs, const char *name)
     return LMP_OK;
 }
 
+/* The mixture-of-experts keys of mixtral, qwen3_moe and granitemoe (transformers'
+ * MixtralConfig, Qwen3MoeConfig, GraniteMoeConfig defaults), range-checked. */
+static int parse_moe(lmp_config *c, const cJSON *root, const char *name)
+{
+    const bool q3 = strcmp(c->model_type, "qwen3_moe") == 0;
+    const char *ne_key = q3 ? "num_experts" : "num_local_experts";
+    int rc;
+    c->moe_sparse_step = 1;
+    c->moe_norm_topk = true;
+    if ((rc = get_int(root, ne_key, &c->n_experts, q3 ? 128 : 8, false, name)) ||
+        (rc = get_int(root, "num_experts_per_tok", &c->n_experts_used, q3 ? 8 : 2, false, name)))
+        return rc;
+    if (c->n_experts <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"%s\" = %d must be positive", name, ne_key, c->n_experts);
+    if (c->n_experts_used <= 0 || c->n_experts_used > c->n_experts)
+        return lmp_err(LMP_EFORMAT,
+                       "%s: \"num_experts_per_tok\" = %d must be between 1 and \"%s\" = %d",
+                       name, c->n_experts_used, ne_key, c->n_experts);
+    c->moe_ff = c->intermediate_size;
+    if (!q3)
+        return LMP_OK;
+    if ((rc = get_int(root, "moe_intermediate_size", &c->moe_ff, 768, false, name)) ||
+        (rc = get_bool(root, "norm_topk_prob", &c->moe_norm_topk, false, name)) ||
+        (rc = get_int(root, "decoder_sparse_step", &c->moe_sparse_step, 1, false, name)))
+        return rc;
+    if (c->moe_ff <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"moe_intermediate_size\" = %d must be positive", name,
+                       c->moe_ff);
+    if (c->moe_sparse_step <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"decoder_sparse_step\" = %d must be positive", name,
+                       c->moe_sparse_step);
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (!mo || cJSON_IsNull(mo))
+        return LMP_OK;
+    if (!cJSON_IsArray(mo))
+        return lmp_err(LMP_EFORMAT, "%s: \"mlp_only_layers\" must be a list of layer indices", name);
+    const int n = cJSON_GetArraySize(mo);
+    if (n > (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: \"mlp_only_layers\" lists %d layers (at most %d supported)",
+                       name, n, (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]));
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(mo, i);
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+            v->valuedouble >= c->n_layers)
+            return lmp_err(LMP_EFORMAT,
+                           "%s: \"mlp_only_layers\"[%d] must be a layer index in [0, %d)", name, i,
+                           c->n_layers);
+        c->mlp_only[c->n_mlp_only++] = (int)v->valuedouble;
+    }
+    return LMP_OK;
+}
+
+int lmp_config_set_layers(lmp_config *c, int n)
+{
+    if (n <= 0 || n > c->n_layers)
+        return lmp_err(LMP_EINVAL, "%d layers requested; the config has %d", n, c->n_layers);
+    c->n_layers = n;
+    int k = 0; /* mlp_only_layers beyond the new depth go */
+    for (int i = 0; i < c->n_mlp_only; i++)
+        if (c->mlp_only[i] < n)
+            c->mlp_only[k++] = c->mlp_only[i];
+    c->n_mlp_only = k;
+    return LMP_OK;
+}
+
+bool lmp_config_layer_is_moe(const lmp_config *c, int l)
+{
+    if (c->n_experts <= 0)
+        return false;
+    for (int i = 0; i < c->n_mlp_only; i++)
+        if (c->mlp_only[i] == l)
+            return false;
+    return (l + 1) % (c->moe_sparse_step > 0 ? c->moe_sparse_step : 1) == 0;
+}
+
 int lmp_config_parse(lmp_config *c, const char *json, size_t len, const char *name)
 {
     int rc = LMP_OK;
@@ -130,7 +208,14 @@ int lmp_config_parse(lmp_config *c, const char *json, size_t len, const char *na
     }
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
     bool qwen = strcmp(c->model_type, "qwen2") == 0;
-    snprintf(c->arch, sizeof c->arch, "%s", qwen ? "qwen2" : "llama");
+    const bool moe = strcmp(c->model_type, "mixtral") == 0 || strcmp(c->model_type, "qwen3_moe") == 0 ||
+                     strcmp(c->model_type, "granitemoe") == 0;
+    /* llama.cpp's architecture names (Mixtral converts as llama with experts) */
+    snprintf(c->arch, sizeof c->arch, "%s",
+             qwen                                          ? "qwen2"
+             : strcmp(c->model_type, "qwen3_moe") == 0     ? "qwen3moe"
+             : strcmp(c->model_type, "granitemoe") == 0    ? "granitemoe"
+                                                           : "llama");
 
     if ((rc = get_int(root, "hidden_size", &c->hidden_size, 0, true, name)) ||
         (rc = get_int(root, "intermediate_size", &c->intermediate_size, 0, true, name)) ||
@@ -183,9 +268,11 @@ int lmp_config_parse(lmp_config *c, const char *json, size_t len, const char *na
             goto cleanup;
         c->attn_bias = c->o_bias = ab;
     }
+    if (moe && (rc = parse_moe(c, root, name)))
+        goto cleanup;
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     bool use_sw = true;
-    if (qwen && (rc = get_bool(root, "use_sliding_window", &use_sw, false, name)))
+    if ((qwen || strcmp(c->model_type, "qwen3_moe") == 0) && (rc = get_bool(root, "use_sliding_window", &use_sw, false, name)))
         goto cleanup;
     if (sw && cJSON_IsNumber(sw) && use_sw)
         c->sliding_window = (int)sw->valuedouble;
@@ -221,9 +308,12 @@ int lmp_config_to_json(const lmp_config *c, char **out)
 {
     cJSON *r = cJSON_CreateObject();
     bool qwen = strcmp(c->model_type, "qwen2") == 0;
-    const char *archs = qwen ? "Qwen2ForCausalLM" : strcmp(c->model_type, "mistral") == 0
-                                                        ? "MistralForCausalLM"
-                                                        : "LlamaForCausalLM";
+    const char *archs = qwen                                         ? "Qwen2ForCausalLM"
+                        : strcmp(c->model_type, "mistral") == 0    ? "MistralForCausalLM"
+                        : strcmp(c->model_type, "mixtral") == 0    ? "MixtralForCausalLM"
+                        : strcmp(c->model_type, "qwen3_moe") == 0  ? "Qwen3MoeForCausalLM"
+                        : strcmp(c->model_type, "granitemoe") == 0 ? "GraniteMoeForCausalLM"
+                                                                   : "LlamaForCausalLM";
     cJSON *a = cJSON_AddArrayToObject(r, "architectures");
     cJSON_AddItemToArray(a, cJSON_CreateString(archs));
     cJSON_AddStringToObject(r, "model_type", c->model_type);
@@ -268,6 +358,19 @@ int lmp_config_to_json(const lmp_config *c, char **out)
         cJSON_AddNumberToObject(r, "pad_token_id", c->pad_id);
     if (c->torch_dtype[0])
         cJSON_AddStringToObject(r, "torch_dtype", c->torch_dtype);
+    if (c->n_experts > 0) {
+        const bool q3 = strcmp(c->model_type, "qwen3_moe") == 0;
+        cJSON_AddNumberToObject(r, q3 ? "num_experts" : "num_local_experts", c->n_experts);
+        cJSON_AddNumberToObject(r, "num_experts_per_tok", c->n_experts_used);
+        if (q3) {
+            cJSON_AddNumberToObject(r, "moe_intermediate_size", c->moe_ff);
+            cJSON_AddBoolToObject(r, "norm_topk_prob", c->moe_norm_topk);
+            cJSON_AddNumberToObject(r, "decoder_sparse_step", c->moe_sparse_step);
+            cJSON *mo = cJSON_AddArrayToObject(r, "mlp_only_layers");
+            for (int i = 0; i < c->n_mlp_only; i++)
+                cJSON_AddItemToArray(mo, cJSON_CreateNumber(c->mlp_only[i]));
+        }
+    }
     cJSON_AddStringToObject(r, "transformers_version", "4.44.0");
     *out = cJSON_Print(r);
     cJSON_Delete(r);
@@ -278,13 +381,20 @@ int64_t lmp_config_n_params(const lmp_config *c)
 {
     int64_t d = c->hidden_size, f = c->intermediate_size, hd = c->head_dim;
     int64_t q = (int64_t)c->n_heads * hd, kv = (int64_t)c->n_kv_heads * hd;
-    int64_t per = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
+    int64_t per = d * q + 2 * d * kv + q * d + 2 * d;
     if (c->attn_bias)
         per += q + 2 * kv;
     if (c->o_bias)
         per += d;
-    if (c->mlp_bias)
-        per += 2 * f + d;
+    int64_t ffn = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (lmp_config_layer_is_moe(c, l))
+            ffn += (int64_t)c->n_experts * (d + 3 * d * (int64_t)c->moe_ff); /* router + experts */
+        else
+            ffn += 3 * d * f + (c->mlp_bias ? 2 * f + d : 0);
+    }
+    if (strcmp(c->model_type, "qwen3_moe") == 0)
+        per += 2 * hd; /* q_norm, k_norm */
     int64_t emb = (int64_t)c->vocab_size * d;
-    return per * c->n_layers + emb * (c->tie_embeddings ? 1 : 2) + d;
+    return per * c->n_layers + ffn + emb * (c->tie_embeddings ? 1 : 2) + d;
 }

@@ -14,6 +14,8 @@ typedef struct {
     const char *name;
     const char *summary;
     lmp_config config; /* vocab_size 0 = the size of the generated tokenizer */
+    bool router_tie;   /* mixture of experts: the last expert's router row is a copy of
+                          expert 0's, so every token has a routing tie (tests) */
 } lmp_synth_preset;
 
 /* NULL-terminated table (name == NULL ends it). */
@@ -27,6 +29,7 @@ typedef struct {
     uint64_t shard_bytes;  /* 0 = single file; default 2 GiB shards like HF */
     bool force;
     int tokenizer_merges;  /* upper bound of BPE merges trained (<= vocab - 256 - specials) */
+    bool router_tie;       /* lmp_synth_preset.router_tie */
 } lmp_synth_params;
 
 void lmp_synth_default_params(lmp_synth_params *p);

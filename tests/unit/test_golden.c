@@ -181,6 +181,7 @@ static void golden_model(golden *g)
         lmp_synth_params sp;
         lmp_synth_default_params(&sp);
         sp.config = ps->config;
+        sp.router_tie = ps->router_tie;
         sp.seed = (uint64_t)g->seed;
         sp.dtype = (lmp_dtype)dt;
         int rc = lmp_synth_write(&sp, dir);
@@ -453,7 +454,10 @@ static void test_one(golden *all, int n_all, golden *g)
         }
     }
 
-    check_gguf(g, m, lg);
+    if (lmp_model_is_moe(m))
+        SKIP("%s: GGUF conversion of expert tensors not checked yet", g->file);
+    else
+        check_gguf(g, m, lg);
     free(lg);
 done:
     lmp_model_free(m);
@@ -486,7 +490,7 @@ static void test_fast(golden *g)
 int main(void)
 {
     static const char *const files[] = {"tiny", "tiny-qwen2", "tiny-mistral", "tiny-llama3",
-                                        "tiny-f16", "tiny-bf16", "stories260K"};
+                                        "tiny-f16", "tiny-bf16", "stories260K", "tiny-mixtral"};
     const int nf = (int)(sizeof files / sizeof files[0]);
     golden g[MAX_GOLDEN];
     int n = 0;

@@ -1,0 +1,289 @@
+/*
+ * Mixture-of-experts models (mixtral, qwen3_moe, granitemoe): config keys and their range
+ * checks on the real configs and broken ones, synth presets, and engine properties the
+ * golden files cannot show: decoding gives the block runner's bits for any thread count,
+ * batched results do not depend on the thread count, decoding reads only the routed
+ * experts' weights (the others are replaced by NaN matrices and nothing changes), and
+ * calibration through expert layers is refused. Logits against the float64 reference are
+ * in test_golden.c (golden/tiny-mixtral.h5 and the other MoE files).
+ */
+#include "lib/infer/infer.h"
+#include "test.h"
+
+#include <math.h>
+
+/* ---------------------------------------------------------------- config */
+
+static void test_real_configs(void)
+{
+    lmp_config c;
+    const char *p = fixture("hf-meta/configs/mixtral-8x7b.json");
+    if (!p) {
+        SKIP("fixtures absent: real MoE configs");
+        return;
+    }
+    CHECK(lmp_config_load(&c, p) == 0, "mixtral: %s", lmp_errmsg());
+    CHECK(strcmp(c.arch, "llama") == 0 && c.n_experts == 8 && c.n_experts_used == 2 &&
+              c.moe_ff == 14336 && c.moe_norm_topk && lmp_config_layer_is_moe(&c, 0) &&
+              lmp_config_layer_is_moe(&c, 31),
+          "mixtral experts: %d top-%d ff %d", c.n_experts, c.n_experts_used, c.moe_ff);
+    /* Mixtral-8x7B has 46.7B parameters (Mistral AI's announcement) */
+    CHECK(llabs(lmp_config_n_params(&c) - 46702792704LL) < 1000000, "mixtral params %lld",
+          (long long)lmp_config_n_params(&c));
+
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/qwen3-30b-a3b.json")) == 0, "qwen3_moe: %s",
+          lmp_errmsg());
+    CHECK(strcmp(c.arch, "qwen3moe") == 0 && c.n_experts == 128 && c.n_experts_used == 8 &&
+              c.moe_ff == 768 && c.moe_norm_topk && c.moe_sparse_step == 1 && c.n_mlp_only == 0 &&
+              c.head_dim == 128,
+          "qwen3_moe experts");
+    /* Qwen3-30B-A3B: 30.5B parameters (model card) */
+    CHECK(llabs(lmp_config_n_params(&c) - 30532122624LL) < 1000000, "qwen3-30b params %lld",
+          (long long)lmp_config_n_params(&c));
+
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/granite-3.1-1b-a400m-moe.json")) == 0,
+          "granitemoe: %s", lmp_errmsg());
+    CHECK(strcmp(c.arch, "granitemoe") == 0 && c.n_experts == 32 && c.n_experts_used == 8 &&
+              c.moe_ff == 512 && c.tie_embeddings,
+          "granitemoe experts");
+    CHECK(lmp_config_set_layers(&c, 2) == 0 && c.n_layers == 2, "depth override");
+    CHECK(lmp_config_set_layers(&c, 3) != 0, "depth override beyond the config refused");
+}
+
+static void test_broken_configs(void)
+{
+#define BASE(mt) "{\"model_type\":\"" mt "\",\"hidden_size\":64,\"intermediate_size\":32," \
+                 "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"vocab_size\":100"
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
+        {BASE("mixtral") ",\"num_local_experts\":8,\"num_experts_per_tok\":9}", "num_experts_per_tok"},
+        {BASE("mixtral") ",\"num_local_experts\":0}", "num_local_experts"},
+        {BASE("granitemoe") ",\"num_local_experts\":4,\"num_experts_per_tok\":0}", "num_experts_per_tok"},
+        {BASE("qwen3_moe") ",\"num_experts\":16,\"num_experts_per_tok\":17}", "num_experts_per_tok"},
+        {BASE("qwen3_moe") ",\"num_experts\":4,\"num_experts_per_tok\":2,\"moe_intermediate_size\":-1}",
+         "moe_intermediate_size"},
+        {BASE("qwen3_moe") ",\"num_experts\":4,\"num_experts_per_tok\":2,\"decoder_sparse_step\":0}",
+         "decoder_sparse_step"},
+        {BASE("qwen3_moe") ",\"num_experts\":4,\"num_experts_per_tok\":2,\"mlp_only_layers\":[1,4]}",
+         "mlp_only_layers"},
+        {BASE("qwen3_moe") ",\"num_experts\":4,\"num_experts_per_tok\":2,\"mlp_only_layers\":3}",
+         "mlp_only_layers"},
+        {BASE("qwen3_moe") ",\"num_experts\":4,\"num_experts_per_tok\":2,\"norm_topk_prob\":1}",
+         "norm_topk_prob"},
+    };
+#undef BASE
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lmp_config c;
+        int rc = lmp_config_parse(&c, bad[i].json, strlen(bad[i].json), "bad.json");
+        CHECK(rc != 0 && strstr(lmp_errmsg(), "bad.json") && strstr(lmp_errmsg(), bad[i].want),
+              "case %zu refused naming bad.json and %s: rc %d, %s", i, bad[i].want, rc, lmp_errmsg());
+    }
+    /* qwen3_moe: mlp_only_layers and decoder_sparse_step pick the dense layers */
+    const char *ok = "{\"model_type\":\"qwen3_moe\",\"hidden_size\":64,\"intermediate_size\":32,"
+                     "\"num_hidden_layers\":6,\"num_attention_heads\":4,\"vocab_size\":100,"
+                     "\"num_experts\":4,\"num_experts_per_tok\":2,\"decoder_sparse_step\":2,"
+                     "\"mlp_only_layers\":[3]}";
+    lmp_config c;
+    CHECK(lmp_config_parse(&c, ok, strlen(ok), "ok.json") == 0, "sparse step config: %s", lmp_errmsg());
+    bool want[6] = {false, true, false, false, false, true};
+    for (int l = 0; l < 6; l++)
+        CHECK(lmp_config_layer_is_moe(&c, l) == want[l], "layer %d sparse %d", l, want[l]);
+    /* the JSON written back parses to the same routing */
+    char *js = NULL;
+    lmp_config c2;
+    CHECK(lmp_config_to_json(&c, &js) == 0 && lmp_config_parse(&c2, js, strlen(js), "round") == 0 &&
+              c2.n_experts == 4 && c2.moe_sparse_step == 2 && c2.n_mlp_only == 1 && c2.mlp_only[0] == 3,
+          "MoE keys survive config_to_json: %s", lmp_errmsg());
+    free(js);
+}
+
+/* ---------------------------------------------------------------- engine */
+
+static char g_dir[512];
+
+static lmp_model *tiny_model(const char *preset)
+{
+    snprintf(g_dir, sizeof g_dir, "%s/%s", tmpdir(), preset);
+    if (!lmp_path_exists(g_dir)) {
+        lmp_synth_params sp;
+        lmp_synth_default_params(&sp);
+        const lmp_synth_preset *ps = lmp_synth_find(preset);
+        sp.config = ps->config;
+        sp.router_tie = ps->router_tie;
+        sp.seed = 5;
+        if (lmp_synth_write(&sp, g_dir)) {
+            CHECK(0, "synth %s: %s", preset, lmp_errmsg());
+            return NULL;
+        }
+    }
+    lmp_model *m = NULL;
+    int rc = lmp_model_load(&m, g_dir);
+    CHECK(rc == 0, "load %s: %s", preset, lmp_errmsg());
+    return m;
+}
+
+static float *eval_seq(const lmp_model *m, const int32_t *ids, int n, bool stepwise)
+{
+    lmp_session *s;
+    if (lmp_session_new(&s, m, n))
+        return NULL;
+    const int V = lmp_model_n_vocab(m);
+    float *lg = malloc(sizeof(float) * (size_t)n * V);
+    int rc = 0;
+    if (stepwise)
+        for (int i = 0; rc == 0 && i < n; i++)
+            rc = lmp_eval(s, ids + i, 1, lg + (size_t)i * V, false);
+    else
+        rc = lmp_eval(s, ids, n, lg, true);
+    lmp_session_free(s);
+    if (rc) {
+        free(lg);
+        return NULL;
+    }
+    return lg;
+}
+
+static int dummy_hook(void *u, int l, lmp_linear w, const float *X, int64_t n, int64_t k)
+{
+    (void)u, (void)l, (void)w, (void)X, (void)n, (void)k;
+    return 0;
+}
+
+static void test_engine(const char *preset)
+{
+    lmp_model *m = tiny_model(preset);
+    if (!m)
+        return;
+    const lmp_config *c = lmp_model_config(m);
+    const int V = lmp_model_n_vocab(m), n = 40;
+    const int64_t d = c->hidden_size, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int32_t ids[40];
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 7919 + 13) % V);
+    CHECK(lmp_model_is_moe(m), "%s is a mixture of experts", preset);
+    for (int l = 0; l < c->n_layers; l++)
+        CHECK((lmp_model_n_experts(m, l) > 0) == lmp_config_layer_is_moe(c, l) &&
+                  (lmp_model_linear(m, l, LMP_LIN_GATE) == NULL) == lmp_config_layer_is_moe(c, l),
+              "%s layer %d: experts %d", preset, l, lmp_model_n_experts(m, l));
+
+    /* thread-count independence, batched and decoding: bitwise */
+    int nt = lmp_num_threads();
+    lmp_set_num_threads(1);
+    float *b1 = eval_seq(m, ids, n, false), *s1 = eval_seq(m, ids, n, true);
+    lmp_set_num_threads(2);
+    float *b2 = eval_seq(m, ids, n, false), *s2 = eval_seq(m, ids, n, true);
+    lmp_set_num_threads(3);
+    float *s3 = eval_seq(m, ids, n, true);
+    lmp_set_num_threads(nt);
+    const size_t bytes = sizeof(float) * (size_t)n * V;
+    CHECK(b1 && b2 && memcmp(b1, b2, bytes) == 0, "%s: batched logits differ between 1 and 2 threads",
+          preset);
+    CHECK(s1 && s2 && s3 && memcmp(s1, s2, bytes) == 0 && memcmp(s1, s3, bytes) == 0,
+          "%s: decoded logits differ between 1, 2 and 3 threads", preset);
+    /* batched (tokens grouped per expert) and decoded agree to f32 rounding */
+    double worst = 0;
+    for (size_t i = 0; b1 && s1 && i < (size_t)n * V; i++)
+        worst = fmax(worst, fabs((double)b1[i] - s1[i]));
+    CHECK(b1 && s1 && worst < 1e-4, "%s: batched vs decoded max |diff| %.3g", preset, worst);
+
+    /* decoding = the block runner with n == 1, bitwise */
+    float *kvm = calloc((size_t)(2 * n * kvd * c->n_layers), sizeof(float));
+    float *x = malloc(sizeof(float) * (size_t)d), *ref = malloc(sizeof(float) * (size_t)V);
+    lmp_kv_layer *kv = malloc(sizeof *kv * (size_t)c->n_layers);
+    for (int l = 0; l < c->n_layers; l++)
+        kv[l] = (lmp_kv_layer){kvm + (size_t)(2 * l) * n * kvd, kvm + (size_t)(2 * l + 1) * n * kvd, n};
+    bool ok = true;
+    for (int i = 0; ok && i < 8; i++) {
+        ok = lmp_model_embed(m, ids + i, 1, x) == 0;
+        for (int l = 0; ok && l < c->n_layers; l++)
+            ok = lmp_block_run(m, l, x, 1, i, &kv[l], NULL, NULL) == 0;
+        if (ok)
+            lmp_model_head(m, x, 1, ref);
+        ok = ok && s2 && memcmp(ref, s2 + (size_t)i * V, sizeof(float) * V) == 0;
+    }
+    CHECK(ok, "%s: decoding differs from lmp_block_run with one token", preset);
+
+    /* calibration hooks through expert layers are refused, not run wrongly */
+    int moe_l = 0;
+    while (moe_l < c->n_layers && !lmp_model_n_experts(m, moe_l))
+        moe_l++;
+    lmp_model_embed(m, ids, 4, kvm);
+    int rc = lmp_block_run(m, moe_l, kvm, 4, 0, NULL, dummy_hook, NULL);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "experts"), "hook refused: %d %s", rc,
+          lmp_errmsg());
+    free(kvm), free(x), free(ref), free(kv);
+
+    /* decoding reads only the routed experts: replay the last token with every other
+     * expert's weights replaced by NaN and compare the bits */
+    const int L = c->n_layers;
+    const int E = c->n_experts;
+    uint64_t *h0 = calloc((size_t)L * E, sizeof *h0), *h1 = calloc((size_t)L * E, sizeof *h1);
+    lmp_session *s = NULL;
+    float *want = malloc(sizeof(float) * V), *got = malloc(sizeof(float) * V);
+    rc = lmp_session_new(&s, m, n);
+    rc = rc ? rc : lmp_eval(s, ids, n - 1, NULL, false);
+    for (int l = 0; l < L; l++)
+        if (lmp_model_n_experts(m, l))
+            lmp_model_expert_hits(m, l, h0 + (size_t)l * E);
+    rc = rc ? rc : lmp_eval(s, ids + n - 1, 1, want, false);
+    int routed = 0, poisoned = 0;
+    for (int l = 0; l < L; l++)
+        if (lmp_model_n_experts(m, l)) {
+            lmp_model_expert_hits(m, l, h1 + (size_t)l * E);
+            for (int e = 0; e < E; e++)
+                routed += h1[(size_t)l * E + e] != h0[(size_t)l * E + e];
+        }
+    int sparse = 0;
+    for (int l = 0; l < L; l++)
+        sparse += lmp_model_n_experts(m, l) > 0;
+    CHECK(rc == 0 && routed == sparse * c->n_experts_used, "%s: one token routed to %d experts (%d layers x %d)",
+          preset, routed, sparse, c->n_experts_used);
+    lmp_session_reset(s);
+    rc = rc ? rc : lmp_eval(s, ids, n - 1, NULL, false);
+    /* poison after the prompt: the batched pass above used the real weights */
+    size_t nmax = (size_t)(c->moe_ff > d ? c->moe_ff : d) * (size_t)(c->moe_ff > d ? c->moe_ff : d);
+    float *nan = malloc(sizeof(float) * nmax);
+    for (size_t i = 0; i < nmax; i++)
+        nan[i] = NAN;
+    lmp_wmat saved[3 * 64 * 4];
+    for (int l = 0; l < L && l < 4; l++)
+        for (int e = 0; e < E && e < 64; e++)
+            for (int w = 0; w < 3; w++) {
+                const lmp_wmat *cur = lmp_model_expert_linear(m, l, e, (lmp_linear)(LMP_LIN_GATE + w));
+                if (!cur)
+                    continue;
+                saved[(l * 64 + e) * 3 + w] = *cur;
+                if (h1[(size_t)l * E + e] != h0[(size_t)l * E + e])
+                    continue;
+                lmp_wmat pw = {.dtype = LMP_DT_F32, .rows = cur->rows, .cols = cur->cols, .data = nan,
+                               .row_bytes = sizeof(float) * (size_t)cur->cols};
+                poisoned += lmp_model_set_expert_linear(m, l, e, (lmp_linear)(LMP_LIN_GATE + w), &pw) == 0;
+            }
+    rc = rc ? rc : lmp_eval(s, ids + n - 1, 1, got, false);
+    CHECK(rc == 0 && poisoned == 3 * (sparse * E - routed) && memcmp(want, got, sizeof(float) * V) == 0,
+          "%s: decoding with the %d unrouted expert matrices poisoned gives the same bits", preset,
+          poisoned);
+    for (int l = 0; l < L && l < 4; l++)
+        for (int e = 0; e < E && e < 64; e++)
+            for (int w = 0; w < 3; w++)
+                if (lmp_model_expert_linear(m, l, e, (lmp_linear)(LMP_LIN_GATE + w)))
+                    lmp_model_set_expert_linear(m, l, e, (lmp_linear)(LMP_LIN_GATE + w),
+                                                &saved[(l * 64 + e) * 3 + w]);
+    CHECK(lmp_model_set_expert_linear(m, 0, E, LMP_LIN_GATE, &saved[0]) == LMP_EINVAL,
+          "expert out of range refused");
+    lmp_session_free(s);
+    free(nan), free(h0), free(h1), free(want), free(got);
+    free(b1), free(b2), free(s1), free(s2), free(s3);
+    lmp_model_free(m);
+}
+
+int main(void)
+{
+    lmp_log_level = LMP_LOG_WARN;
+    test_real_configs();
+    test_broken_configs();
+    lmp_gemm_set_exact(true);
+    test_engine("tiny-mixtral");
+    return test_finish();
+}
