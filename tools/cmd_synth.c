@@ -19,7 +19,7 @@ int cmd_synth(int argc, char **argv)
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
         {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},
         {"dtype", 0, OPT_STR, &dtype, "T", "f32 (default), f16 or bf16"},
-        {"layers", 0, OPT_INT, &layers, "N", "keep only the first N layers (big shapes in tests)"},
+        {"layers", 0, OPT_INT, &layers, "N", "keep only the first N decoder layers (test big shapes)"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "shard safetensors above this size (default 2048)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output folder"},
         {"list", 0, OPT_FLAG, &list, NULL, "list the presets and exit"},
@@ -32,10 +32,14 @@ int cmd_synth(int argc, char **argv)
         "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json, and corpus.txt,\n"
         "the built-in text the tokenizer was trained on) for tests,\n"
         "benchmarks and the demo. Weights are deterministic for a seed whatever the thread count.",
-        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3, tiny-mixtral, tiny-qwen3-moe, tiny-granitemoe\n"
-        "(fast tests; the tiny mixture-of-experts presets tie the last expert's router row to expert 0's),\n"
-        "smollm2-135m, qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, mixtral-8x7b and qwen3-30b-a3b (real shapes,\n"
-        "the last two in 2 layers; their tokenizer is smaller than vocab_size)."};
+        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3, tiny-phi3, tiny-gemma, tiny-gemma2,\n"
+        "tiny-gemma3, tiny-qwen3, tiny-smollm3, tiny-granite, tiny-olmo2 (fast tests); smollm2-135m,\n"
+        "qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, phi-4-mini, phi-3.5-mini, gemma-3-1b, gemma-3-270m,\n"
+        "gemma-2-2b, qwen3-0.6b, qwen3-4b, smollm3-3b, granite-3.3-2b, olmo2-1b (real shapes; their\n"
+        "tokenizer is smaller than vocab_size). Mixture of experts: tiny-mixtral, tiny-qwen3-moe,\n"
+        "tiny-granitemoe (fast tests; their routers tie the last expert's row to expert 0's, so routing\n"
+        "ties occur), mixtral-8x7b and qwen3-30b-a3b (real shapes in 2 layers). --config accepts the config.json of every supported\n"
+        "family (see lmpress inspect); --layers N shrinks it in depth."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
@@ -63,16 +67,16 @@ int cmd_synth(int argc, char **argv)
             return 2;
         }
         p.config = ps->config;
-        p.router_tie = ps->router_tie;
+        p.router_tie = lmp_synth_router_tie(preset);
     } else {
         int rc = lmp_config_load(&p.config, config);
         if (rc)
             return cli_fail("synth", rc);
     }
     if (layers) {
-        int rc = lmp_config_set_layers(&p.config, layers > 0 && layers < 1 << 20 ? (int)layers : -1);
+        int rc = lmp_config_set_layers(&p.config, layers > 0 && layers <= LMP_MAX_LAYERS ? (int)layers : -1);
         if (rc)
-            return cli_fail("synth", rc);
+            return cli_fail("synth", lmp_err_prefix(rc, "--layers"));
     }
     int dt = lmp_dtype_from_name(dtype);
     if (dt != LMP_DT_F32 && dt != LMP_DT_F16 && dt != LMP_DT_BF16) {

@@ -30,6 +30,27 @@ static const name_pair g_layer[] = {
     {"mlp.gate_proj", "ffn_gate"},
     {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},
+    {"self_attn.q_norm", "attn_q_norm"},
+    {"self_attn.k_norm", "attn_k_norm"},
+};
+
+/* Per-architecture names, consulted before g_layer (llama.cpp's tensor_mapping for the
+ * arch: gemma2/gemma3/olmo2 post-norms, phi3's fused projections). */
+typedef struct {
+    const char *arch, *hf, *gg;
+} arch_pair;
+
+static const arch_pair g_arch_layer[] = {
+    {"gemma2", "post_attention_layernorm", "post_attention_norm"},
+    {"gemma2", "pre_feedforward_layernorm", "ffn_norm"},
+    {"gemma2", "post_feedforward_layernorm", "post_ffw_norm"},
+    {"gemma3", "post_attention_layernorm", "post_attention_norm"},
+    {"gemma3", "pre_feedforward_layernorm", "ffn_norm"},
+    {"gemma3", "post_feedforward_layernorm", "post_ffw_norm"},
+    {"olmo2", "post_attention_layernorm", "post_attention_norm"},
+    {"olmo2", "post_feedforward_layernorm", "post_ffw_norm"},
+    {"phi3", "self_attn.qkv_proj", "attn_qkv"},
+    {"phi3", "mlp.gate_up_proj", "ffn_up"},
 };
 
 /* Splits "<stem>.<suffix>" where suffix is weight or bias. */
@@ -42,8 +63,9 @@ static const char *suffix_of(const char *name, size_t *stem_len)
     return dot;
 }
 
-/* One mapping, both directions: to_gguf maps HF -> llama.cpp names, else the reverse. */
-static int map_name(const char *name, char *out, size_t n, bool to_gguf)
+/* One mapping, both directions: to_gguf maps HF -> llama.cpp names, else the reverse.
+ * arch: the GGUF architecture (NULL: llama). */
+static int map_name(const char *arch, const char *name, char *out, size_t n, bool to_gguf)
 {
     size_t sl;
     const char *suf = suffix_of(name, &sl);
@@ -61,6 +83,18 @@ static int map_name(const char *name, char *out, size_t n, bool to_gguf)
         return LMP_ENOTFOUND;
     const char *rest = name + used;
     size_t rl = sl - (size_t)used;
+    for (size_t i = 0; arch && i < sizeof g_arch_layer / sizeof g_arch_layer[0]; i++) {
+        if (strcmp(g_arch_layer[i].arch, arch) != 0)
+            continue;
+        const char *from = to_gguf ? g_arch_layer[i].hf : g_arch_layer[i].gg;
+        if (strlen(from) == rl && strncmp(rest, from, rl) == 0) {
+            if (to_gguf)
+                snprintf(out, n, "blk.%d.%s%s", layer, g_arch_layer[i].gg, suf);
+            else
+                snprintf(out, n, "model.layers.%d.%s%s", layer, g_arch_layer[i].hf, suf);
+            return LMP_OK;
+        }
+    }
     for (size_t i = 0; i < sizeof g_layer / sizeof g_layer[0]; i++) {
         const char *from = to_gguf ? g_layer[i].hf : g_layer[i].gg;
         if (strlen(from) == rl && strncmp(rest, from, rl) == 0) {
@@ -74,9 +108,19 @@ static int map_name(const char *name, char *out, size_t n, bool to_gguf)
     return LMP_ENOTFOUND;
 }
 
-int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n) { return map_name(hf, out, n, true); }
+int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n) { return map_name(NULL, hf, out, n, true); }
 
-int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n) { return map_name(gg, out, n, false); }
+int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n) { return map_name(NULL, gg, out, n, false); }
+
+int lmp_name_hf_to_gguf_arch(const char *arch, const char *hf, char *out, size_t n)
+{
+    return map_name(arch, hf, out, n, true);
+}
+
+int lmp_name_gguf_to_hf_arch(const char *arch, const char *gg, char *out, size_t n)
+{
+    return map_name(arch, gg, out, n, false);
+}
 
 /* convert_hf_to_gguf's permute: HF row (h, t, i) with t in {0,1} the rotate-half, i <
  * head_dim/2 becomes ggml row (h, i, t). */
@@ -336,7 +380,7 @@ const lmp_tensor *lmp_ckpt_find_hf(const lmp_ckpt *c, const char *hf_name)
     if (c->kind != LMP_CKPT_GGUF)
         return lmp_st_find(&c->st, hf_name);
     char gg[LMP_MAX_NAME];
-    if (lmp_name_hf_to_gguf(hf_name, gg, sizeof gg))
+    if (lmp_name_hf_to_gguf_arch(c->config.arch, hf_name, gg, sizeof gg))
         return NULL;
     return lmp_gguf_find_tensor(&c->gguf, gg);
 }

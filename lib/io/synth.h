@@ -14,13 +14,15 @@ typedef struct {
     const char *name;
     const char *summary;
     lmp_config config; /* vocab_size 0 = the size of the generated tokenizer */
-    bool router_tie;   /* mixture of experts: the last expert's router row is a copy of
-                          expert 0's, so every token has a routing tie (tests) */
 } lmp_synth_preset;
 
 /* NULL-terminated table (name == NULL ends it). */
 const lmp_synth_preset *lmp_synth_presets(void);
 const lmp_synth_preset *lmp_synth_find(const char *name);
+/* true for the presets whose mixture-of-experts routers tie the last expert's row to
+ * expert 0's, so that tokens meet routing ties (the tiny MoE presets, for tests): pass
+ * it on as lmp_synth_params.router_tie. */
+bool lmp_synth_router_tie(const char *preset);
 
 typedef struct {
     lmp_config config;     /* shapes; vocab_size 0 = tokenizer size */
@@ -29,7 +31,7 @@ typedef struct {
     uint64_t shard_bytes;  /* 0 = single file; default 2 GiB shards like HF */
     bool force;
     int tokenizer_merges;  /* upper bound of BPE merges trained (<= vocab - 256 - specials) */
-    bool router_tie;       /* lmp_synth_preset.router_tie */
+    bool router_tie;       /* lmp_synth_router_tie(preset) */
 } lmp_synth_params;
 
 void lmp_synth_default_params(lmp_synth_params *p);

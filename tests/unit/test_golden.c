@@ -30,7 +30,7 @@
 #define TOL_HALF_REL 2e-2 /* f16/bf16 weights vs f32 golden: max |diff| / max |logit| */
 #define TOL_PPL_REL 1e-4  /* |ppl - want| / want */
 
-#define MAX_GOLDEN 16
+#define MAX_GOLDEN 32
 
 typedef struct {
     char file[512];
@@ -181,7 +181,7 @@ static void golden_model(golden *g)
         lmp_synth_params sp;
         lmp_synth_default_params(&sp);
         sp.config = ps->config;
-        sp.router_tie = ps->router_tie;
+        sp.router_tie = lmp_synth_router_tie(ps->name);
         sp.seed = (uint64_t)g->seed;
         sp.dtype = (lmp_dtype)dt;
         int rc = lmp_synth_write(&sp, dir);
@@ -490,7 +490,8 @@ static void test_fast(golden *g)
 int main(void)
 {
     static const char *const files[] = {"tiny", "tiny-qwen2", "tiny-mistral", "tiny-llama3",
-                                        "tiny-f16", "tiny-bf16", "stories260K", "tiny-mixtral"};
+                                        "tiny-f16", "tiny-bf16", "stories260K", "tiny-mixtral",
+                                        "tiny-qwen3-moe", "tiny-granitemoe"};
     const int nf = (int)(sizeof files / sizeof files[0]);
     golden g[MAX_GOLDEN];
     int n = 0;

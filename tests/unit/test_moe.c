@@ -47,7 +47,7 @@ static void test_real_configs(void)
               c.moe_ff == 512 && c.tie_embeddings,
           "granitemoe experts");
     CHECK(lmp_config_set_layers(&c, 2) == 0 && c.n_layers == 2, "depth override");
-    CHECK(lmp_config_set_layers(&c, 3) != 0, "depth override beyond the config refused");
+    CHECK(lmp_config_set_layers(&c, 0) != 0, "depth override of 0 layers refused");
 }
 
 static void test_broken_configs(void)
@@ -110,7 +110,7 @@ static lmp_model *tiny_model(const char *preset)
         lmp_synth_default_params(&sp);
         const lmp_synth_preset *ps = lmp_synth_find(preset);
         sp.config = ps->config;
-        sp.router_tie = ps->router_tie;
+        sp.router_tie = lmp_synth_router_tie(ps->name);
         sp.seed = 5;
         if (lmp_synth_write(&sp, g_dir)) {
             CHECK(0, "synth %s: %s", preset, lmp_errmsg());
@@ -285,5 +285,7 @@ int main(void)
     test_broken_configs();
     lmp_gemm_set_exact(true);
     test_engine("tiny-mixtral");
+    test_engine("tiny-qwen3-moe");
+    test_engine("tiny-granitemoe");
     return test_finish();
 }
