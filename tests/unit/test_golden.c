@@ -454,10 +454,7 @@ static void test_one(golden *all, int n_all, golden *g)
         }
     }
 
-    if (lmp_model_is_moe(m))
-        SKIP("%s: GGUF conversion of expert tensors not checked yet", g->file);
-    else
-        check_gguf(g, m, lg);
+    check_gguf(g, m, lg);
     free(lg);
 done:
     lmp_model_free(m);
