@@ -77,8 +77,9 @@ static bool ends_with(const char *s, const char *suf)
 int lmp_gguf_mix_type(const lmp_gguf_qtype *qt, const lmp_gguf_mix_info *mi, const char *name, int ndim,
                       const int64_t *shape)
 {
-    /* tensor_allows_quantization: 2-D+ tensors named *weight, not norms */
-    if (ndim < 2 || !ends_with(name, "weight") || strstr(name, "_norm.weight"))
+    /* tensor_allows_quantization: 2-D+ tensors named *weight, not norms, not expert routers */
+    if (ndim < 2 || !ends_with(name, "weight") || strstr(name, "_norm.weight") ||
+        strstr(name, "ffn_gate_inp.weight"))
         return -1;
     lmp_dtype t = qt->dtype;
     if (!lmp_dtype_info(t)->is_quant)
@@ -98,6 +99,15 @@ int lmp_gguf_mix_type(const lmp_gguf_qtype *qt, const lmp_gguf_mix_info *mi, con
     }
     if (strcmp(name, "token_embd.weight") == 0)
         return t;
+    /* llama.cpp's 8-expert rule (Mixtral): attn_v and attn_k in q8_0, attn_output in q5_K
+     * for the low-bit K mixes (llama-quant.cpp, "for the 8-expert model") */
+    if (mi->n_expert == 8 && (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") ||
+                              strstr(name, "attn_v.weight") || strstr(name, "attn_k.weight")))
+        return LMP_DT_Q8_0;
+    if (mi->n_expert == 8 && strstr(name, "attn_output.weight"))
+        return ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_Q4_K_S || ft == FT_Q4_K_M
+                   ? LMP_DT_Q5_K
+                   : t;
     if (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") || strstr(name, "attn_v.weight")) {
         int i = layer, nv = mi->n_attn_v > 0 ? mi->n_attn_v : n;
         if (ft == FT_Q2_K)
@@ -246,6 +256,7 @@ static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf
     mi.n_head_kv = c->config.n_kv_heads;
     mi.tied = true;
     mi.has_imatrix = p->weights != NULL;
+    mi.n_expert = c->config.n_experts;
     for (int i = 0; i < c->n_tensors; i++) {
         const char *nm = c->tensors[i].name;
         if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
