@@ -55,6 +55,10 @@ static int64_t class_width(const lmp_config *c, int cls)
 int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool progress, lmp_imatrix *out)
 {
     memset(out, 0, sizeof *out);
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: importance-matrix calibration (--imatrix-calib) of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); GGUF block types without --imatrix-calib work",
+                       lmp_model_ckpt(m)->path);
     if (!cal || cal->n_samples < 1 || cal->seq_len < 1)
         return lmp_err(LMP_EINVAL, "imatrix: no calibration windows");
     const lmp_config *c = lmp_model_config(m);

@@ -7,7 +7,10 @@
  * calibration through expert layers is refused. Logits against the float64 reference are
  * in test_golden.c (golden/tiny-mixtral.h5 and the other MoE files).
  */
+#include "formats/formats.h"
 #include "lib/infer/infer.h"
+#include "lib/prune/prune.h"
+#include "lib/quant/quant.h"
 #include "test.h"
 
 #include <math.h>
@@ -278,6 +281,132 @@ static void test_engine(const char *preset)
     lmp_model_free(m);
 }
 
+/* ---------------------------------------------------------------- GGUF */
+
+/* HF -> GGUF -> HF: every tensor of the original back with the same name, shape and
+ * bytes (f32 in, f32 out), and the GGUF's experts stacked as llama.cpp names them. */
+static void test_gguf_round_trip(const char *preset)
+{
+    char dir[512], gg[600], back[600];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir(), preset);
+    snprintf(gg, sizeof gg, "%s/%s.gguf", tmpdir(), preset);
+    snprintf(back, sizeof back, "%s/%s-back", tmpdir(), preset);
+    lmp_convert_params cp;
+    lmp_convert_result cr;
+    lmp_convert_default_params(&cp);
+    cp.quiet = cp.force = true;
+    int rc = lmp_convert(dir, gg, &cp, &cr);
+    CHECK(rc == 0, "%s -> GGUF: %s", preset, lmp_errmsg());
+    rc = rc ? rc : lmp_convert(gg, back, &cp, &cr);
+    CHECK(rc == 0, "%s GGUF -> HF: %s", preset, lmp_errmsg());
+    if (rc)
+        return;
+    lmp_ckpt a, b, g;
+    if (lmp_ckpt_open(&a, dir) || lmp_ckpt_open(&b, back) || lmp_ckpt_open(&g, gg)) {
+        CHECK(0, "reopen: %s", lmp_errmsg());
+        return;
+    }
+    const lmp_config *c = &g.config;
+    CHECK(strcmp(c->model_type, a.config.model_type) == 0 && c->n_experts == a.config.n_experts &&
+              c->n_experts_used == a.config.n_experts_used && c->moe_ff == a.config.moe_ff &&
+              c->n_mlp_only == a.config.n_mlp_only && c->moe_norm_topk == a.config.moe_norm_topk,
+          "%s: GGUF config %s, %d experts top-%d ff %d", preset, c->model_type, c->n_experts,
+          c->n_experts_used, c->moe_ff);
+    const lmp_tensor *ge = lmp_ckpt_find(&g, "blk.0.ffn_down_exps.weight");
+    const lmp_tensor *gi = lmp_ckpt_find(&g, "blk.0.ffn_gate_inp.weight");
+    CHECK(ge && ge->ndim == 3 && ge->shape[0] == c->n_experts && ge->shape[1] == c->hidden_size &&
+              ge->shape[2] == c->moe_ff && gi && gi->dtype == LMP_DT_F32,
+          "%s: stacked blk.0.ffn_down_exps [E, d, ff] and an f32 ffn_gate_inp", preset);
+    int same = 0;
+    for (int i = 0; i < a.n_tensors; i++) {
+        const lmp_tensor *t = &a.tensors[i], *u = lmp_ckpt_find(&b, t->name);
+        bool ok = u && u->ndim == t->ndim && u->dtype == t->dtype && u->nbytes == t->nbytes &&
+                  memcmp(u->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) == 0 &&
+                  memcmp(u->data, t->data, t->nbytes) == 0;
+        if (!ok)
+            fprintf(stderr, "  %s: %s differs after the round trip\n", preset, t->name);
+        same += ok;
+    }
+    CHECK(same == a.n_tensors && b.n_tensors == a.n_tensors, "%s: %d of %d tensors identical after "
+          "HF -> GGUF -> HF (%d tensors back)", preset, same, a.n_tensors, b.n_tensors);
+    lmp_ckpt_close(&a);
+    lmp_ckpt_close(&b);
+    lmp_ckpt_close(&g);
+}
+
+/* A llama-architecture GGUF holding expert tensors without llama.expert_count is refused
+ * naming the problem (and so by every command that opens it). */
+static void test_gguf_refusal(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/experts-no-count.gguf", tmpdir());
+    lmp_gguf_writer *w = NULL;
+    int64_t sh[3] = {2, 4, 64};
+    static float zeros[2 * 4 * 64];
+    int rc = lmp_gguf_writer_new(&w, path, true);
+    rc = rc ? rc : lmp_gguf_set_str(w, "general.architecture", "llama");
+    rc = rc ? rc : lmp_gguf_set_u32(w, "llama.embedding_length", 64);
+    rc = rc ? rc : lmp_gguf_set_u32(w, "llama.feed_forward_length", 4);
+    rc = rc ? rc : lmp_gguf_set_u32(w, "llama.block_count", 1);
+    rc = rc ? rc : lmp_gguf_set_u32(w, "llama.attention.head_count", 4);
+    rc = rc ? rc : lmp_gguf_writer_add_tensor(w, "blk.0.ffn_gate_exps.weight", LMP_DT_F32, 3, sh);
+    rc = rc ? rc : lmp_gguf_writer_begin(w);
+    rc = rc ? rc : lmp_gguf_writer_write(w, zeros, sizeof zeros);
+    if (rc)
+        lmp_gguf_writer_abort(w);
+    else
+        rc = lmp_gguf_writer_finish(w);
+    CHECK(rc == 0, "writing the broken GGUF: %s", lmp_errmsg());
+    lmp_ckpt c;
+    rc = lmp_ckpt_open(&c, path);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "experts-no-count.gguf") &&
+              strstr(lmp_errmsg(), "expert_count"),
+          "expert tensors without expert_count refused: %d %s", rc, lmp_errmsg());
+    if (rc == 0)
+        lmp_ckpt_close(&c);
+}
+
+/* llama.cpp's per-tensor rules for experts (llama-quant.cpp). */
+static void test_quant_rules(void)
+{
+    lmp_gguf_mix_info mi = {.n_layers = 32, .n_head = 32, .n_head_kv = 8, .n_attn_v = 32, .n_expert = 8};
+    const lmp_gguf_qtype *q4km = lmp_gguf_qtype_find("q4_k_m"), *q40 = lmp_gguf_qtype_find("q4_0");
+    const int64_t sq[2] = {4096, 4096}, se[3] = {8, 14336, 4096}, sr[2] = {8, 4096};
+    CHECK(lmp_gguf_mix_type(q4km, &mi, "blk.3.ffn_gate_inp.weight", 2, sr) < 0, "routers never quantized");
+    CHECK(lmp_gguf_mix_type(q4km, &mi, "blk.3.attn_v.weight", 2, sq) == LMP_DT_Q8_0 &&
+              lmp_gguf_mix_type(q40, &mi, "blk.3.attn_k.weight", 2, sq) == LMP_DT_Q8_0,
+          "8 experts: attn_v/attn_k in q8_0");
+    CHECK(lmp_gguf_mix_type(q4km, &mi, "blk.3.attn_output.weight", 2, sq) == LMP_DT_Q5_K &&
+              lmp_gguf_mix_type(q40, &mi, "blk.3.attn_output.weight", 2, sq) == LMP_DT_Q4_0,
+          "8 experts: attn_output q5_K for q4_k_m only");
+    CHECK(lmp_gguf_mix_type(q4km, &mi, "blk.0.ffn_down_exps.weight", 3, se) == LMP_DT_Q6_K &&
+              lmp_gguf_mix_type(q4km, &mi, "blk.5.ffn_down_exps.weight", 3, se) == LMP_DT_Q4_K &&
+              lmp_gguf_mix_type(q4km, &mi, "blk.5.ffn_gate_exps.weight", 3, se) == LMP_DT_Q4_K,
+          "expert ffn_down follows the layer rule of ffn_down");
+    mi.n_expert = 128;
+    CHECK(lmp_gguf_mix_type(q4km, &mi, "blk.3.attn_k.weight", 2, sq) == LMP_DT_Q4_K,
+          "128 experts: no 8-expert rule");
+}
+
+/* Calibrated methods refuse expert models clearly (no crash, nothing written). */
+static void test_calibrated_refused(void)
+{
+    lmp_model *m = tiny_model("tiny-mixtral");
+    if (!m)
+        return;
+    lmp_qpipe_params qp;
+    lmp_qpipe_default_params(&qp);
+    int rc = lmp_qpipe_check(m, &qp);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "mixture-of-experts"), "GPTQ refused: %s",
+          lmp_errmsg());
+    lmp_prune_spec ps;
+    memset(&ps, 0, sizeof ps);
+    rc = lmp_prune_check(m, &ps);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "mixture-of-experts"), "pruning refused: %s",
+          lmp_errmsg());
+    lmp_model_free(m);
+}
+
 int main(void)
 {
     lmp_log_level = LMP_LOG_WARN;
@@ -287,5 +416,11 @@ int main(void)
     test_engine("tiny-mixtral");
     test_engine("tiny-qwen3-moe");
     test_engine("tiny-granitemoe");
+    test_gguf_round_trip("tiny-mixtral");
+    test_gguf_round_trip("tiny-qwen3-moe");
+    test_gguf_round_trip("tiny-granitemoe");
+    test_gguf_refusal();
+    test_quant_rules();
+    test_calibrated_refused();
     return test_finish();
 }
