@@ -3,8 +3,8 @@
 # depth override, inspect (HF and GGUF), convert HF -> GGUF (stacked expert tensors) -> HF,
 # quantize to GGUF block types (routers kept in f32), ppl and run, the same perplexity from
 # HF, GGUF and back, and the refusals: top-k above the expert count in config.json (file
-# and key named, nothing written), calibrated methods and pruning on expert models
-# (nothing written). The real configs' parsing is in tests/unit/test_moe.c.
+# and key named, nothing written), calibrated methods on expert models (nothing written);
+# magnitude 2:4 pruning of every expert. The real configs' parsing is in tests/unit/test_moe.c.
 . tests/cli/lib.sh
 # one thread: the thread-count independence is in tests/unit/test_moe.c, and on a loaded
 # 2-core machine decoding with two threads spends its time at barriers
@@ -91,7 +91,11 @@ check "nothing written for the bad config" "[ ! -e '$T/bad' ]"
 refuses "GPTQ on experts" "mixture-of-experts" "$LMP_BIN" quantize "$T/tiny-mixtral" -o "$T/gq" --method gptq \
     --calib "$T/tiny-mixtral/corpus.txt" --calib-samples 2 --calib-seqlen 32 --group-size 32
 check "nothing written for GPTQ" "[ ! -e '$T/gq' ]"
-refuses "magnitude pruning on experts" "mixture-of-experts" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pr" \
-    --method magnitude --sparsity 0.5
-check "nothing written for prune" "[ ! -e '$T/pr' ]"
+ok "magnitude 2:4 on every linear and expert" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pr" \
+    --method magnitude --pattern 2:4 --json
+check "prune: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
+ok "ppl of the pruned experts" "$LMP_BIN" ppl "$T/pr" -f "$T/tiny-granitemoe/corpus.txt" --ctx 64
+refuses "Wanda on experts" "routed" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pw" \
+    --method wanda --sparsity 0.5 --calib "$T/tiny-granitemoe/corpus.txt"
+check "nothing written for Wanda" "[ ! -e '$T/pw' ]"
 finish

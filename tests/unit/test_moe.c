@@ -8,6 +8,7 @@
  * in test_golden.c (golden/tiny-mixtral.h5 and the other MoE files).
  */
 #include "formats/formats.h"
+#include "formats/sparse.h"
 #include "lib/infer/infer.h"
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"
@@ -388,6 +389,94 @@ static void test_quant_rules(void)
           "128 experts: no 8-expert rule");
 }
 
+/* Magnitude pruning of every linear including each expert (no calibration needed): each
+ * row of each matrix loses exactly its share, every zeroed |w| is at most every kept |w|
+ * of its row (N:M: of its group), routers and embeddings are untouched, and the pruned
+ * model runs. */
+static void test_prune_experts(const char *preset, int n, int mm)
+{
+    char dir[512], out[600];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir(), preset);
+    snprintf(out, sizeof out, "%s/%s-pruned-%d-%d", tmpdir(), preset, n, mm);
+    lmp_prune_model_params pp;
+    lmp_prune_model_result pr;
+    lmp_prune_model_default_params(&pp);
+    pp.prune.spec.method = LMP_PRUNE_MAGNITUDE;
+    pp.prune.spec.sparsity = 0.5;
+    pp.prune.spec.n = n;
+    pp.prune.spec.m = mm;
+    pp.force = true;
+    pp.prune.progress = false;
+    int rc = lmp_prune_model(dir, out, &pp, &pr);
+    CHECK(rc == 0, "%s: magnitude prune %d:%d: %s", preset, n, mm, lmp_errmsg());
+    lmp_prune_model_result_free(&pr);
+    if (rc)
+        return;
+    lmp_ckpt a, b;
+    if (lmp_ckpt_open(&a, dir) || lmp_ckpt_open(&b, out)) {
+        CHECK(0, "reopen: %s", lmp_errmsg());
+        return;
+    }
+    int bad = 0, experts = 0, kept_same = 0, other = 0;
+    for (int i = 0; i < a.n_tensors; i++) {
+        const lmp_tensor *t = &a.tensors[i], *u = lmp_ckpt_find(&b, t->name);
+        if (!u || u->nbytes != t->nbytes) {
+            bad++;
+            continue;
+        }
+        const bool router = strstr(t->name, ".gate.weight") || strstr(t->name, "router");
+        const bool lin = t->ndim >= 2 && strstr(t->name, "model.layers.") && !router;
+        if (!lin) {
+            other++;
+            kept_same += memcmp(t->data, u->data, t->nbytes) == 0;
+            continue;
+        }
+        experts += strstr(t->name, "experts") || strstr(t->name, "_linear") ? 1 : 0;
+        const float *w0 = t->data, *w1 = u->data;
+        const int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
+        const int64_t grp = mm ? mm : cols, want = mm ? (mm - n) : (int64_t)(0.5 * cols);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t g0 = 0; g0 < cols; g0 += grp) {
+                int64_t z = 0;
+                float maxz = 0, mink = INFINITY;
+                for (int64_t j = g0; j < g0 + grp; j++) {
+                    float x = w0[r * cols + j], y = w1[r * cols + j];
+                    if (y == 0.0f) {
+                        z++;
+                        maxz = fmaxf(maxz, fabsf(x));
+                    } else {
+                        bad += y != x;
+                        mink = fminf(mink, fabsf(x));
+                    }
+                }
+                bad += z != want || maxz > mink;
+            }
+    }
+    CHECK(bad == 0 && experts > 0 && kept_same == other && b.n_tensors == a.n_tensors,
+          "%s %d:%d: every row (group) of every linear and expert pruned by magnitude (%d defects, %d "
+          "expert tensors, %d of %d other tensors unchanged)", preset, n, mm, bad, experts, kept_same, other);
+    lmp_ckpt_close(&a);
+    lmp_ckpt_close(&b);
+    lmp_model *m = NULL;
+    rc = lmp_model_load(&m, out);
+    float *lg = rc ? NULL : eval_seq(m, (const int32_t[]){1, 2, 3, 4}, 4, false);
+    bool finite = lg != NULL;
+    for (int i = 0; lg && i < 4 * lmp_model_n_vocab(m); i++)
+        finite &= isfinite(lg[i]);
+    CHECK(finite, "%s: the pruned model runs: %s", preset, lmp_errmsg());
+    free(lg);
+    lmp_model_free(m);
+    /* calibrated methods are refused for experts, nothing written */
+    char out2[600];
+    snprintf(out2, sizeof out2, "%s/%s-wanda", tmpdir(), preset);
+    pp.prune.spec.method = LMP_PRUNE_WANDA;
+    pp.calib_path = "unused.txt";
+    rc = lmp_prune_model(dir, out2, &pp, &pr);
+    lmp_prune_model_result_free(&pr);
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "wanda") && !lmp_path_exists(out2),
+          "%s: Wanda on experts refused: %s", preset, lmp_errmsg());
+}
+
 /* Calibrated methods refuse expert models clearly (no crash, nothing written). */
 static void test_calibrated_refused(void)
 {
@@ -422,5 +511,8 @@ int main(void)
     test_gguf_refusal();
     test_quant_rules();
     test_calibrated_refused();
+    test_prune_experts("tiny-mixtral", 0, 0);
+    test_prune_experts("tiny-granitemoe", 2, 4);
+    test_prune_experts("tiny-qwen3-moe", 2, 4);
     return test_finish();
 }
