@@ -30,7 +30,7 @@
 #define TOL_HALF_REL 2e-2 /* f16/bf16 weights vs f32 golden: max |diff| / max |logit| */
 #define TOL_PPL_REL 1e-4  /* |ppl - want| / want */
 
-#define MAX_GOLDEN 16
+#define MAX_GOLDEN 32
 
 typedef struct {
     char file[512];
@@ -486,7 +486,10 @@ static void test_fast(golden *g)
 int main(void)
 {
     static const char *const files[] = {"tiny", "tiny-qwen2", "tiny-mistral", "tiny-llama3",
-                                        "tiny-f16", "tiny-bf16", "stories260K"};
+                                        "tiny-f16", "tiny-bf16", "stories260K",
+                                        /* issue 16 families */
+                                        "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3",
+                                        "tiny-qwen3", "tiny-smollm3", "tiny-granite", "tiny-olmo2"};
     const int nf = (int)(sizeof files / sizeof files[0]);
     golden g[MAX_GOLDEN];
     int n = 0;
