@@ -267,6 +267,21 @@ static int family_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char 
         if ((rc = gguf_float(g, k, &c->logits_scaling, 1.0f)))
             return rc;
     }
+    /* every tensor must be one the engine knows for this architecture: a file holding
+     * others (experts under the llama architecture, an unknown block layout) is refused
+     * here, by every command, rather than run or quantized into something unloadable */
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const char *tn = g->tensors[i].name;
+        char hf[LMP_MAX_NAME];
+        if (strcmp(tn, "rope_freqs.weight") == 0 || strcmp(tn, "rope_factors_long.weight") == 0 ||
+            strcmp(tn, "rope_factors_short.weight") == 0)
+            continue;
+        if (lmp_name_gguf_to_hf_arch(arch, tn, hf, sizeof hf))
+            return lmp_err(LMP_EUNSUPPORTED,
+                           "%s: tensor %s is not part of the %s architecture as lmpress runs it "
+                           "(the engine cannot run this file)",
+                           g->path, tn, arch);
+    }
     /* llama.cpp files hold 2-D weights in their own names; fused qkv for phi3 only */
     if (phi3 && !lmp_gguf_find_tensor(g, "blk.0.attn_qkv.weight"))
         c->fused_qkv = false; /* separate attn_q/attn_k/attn_v (llama.cpp accepts both) */
