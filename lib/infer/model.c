@@ -246,7 +246,7 @@ static float *rope_table(const lmp_config *c, double theta, lmp_rope_scaling typ
         double f = (double)(float)(1.0 / pow(theta, (double)expo));
         if (type == LMP_ROPE_LINEAR && c->rope_factor > 0) {
             f /= c->rope_factor;
-        } else if (type == LMP_ROPE_LONGROPE && ext) {
+        } else if ((type == LMP_ROPE_LONGROPE || type == LMP_ROPE_FREQS) && ext) {
             f = 1.0 / ((double)ext[i] * pow(theta, (double)expo));
         } else if (type == LMP_ROPE_LLAMA3) {
             double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
@@ -277,7 +277,11 @@ static int rope_init(lmp_model *m)
     if (lr && c->n_rope_factors != m->rope_dim / 2)
         return lmp_err(LMP_EFORMAT, "%s: longrope has %d factors for %d rotated pairs", m->ckpt.path,
                        c->n_rope_factors, m->rope_dim / 2);
-    m->inv_freq = rope_table(c, theta, c->rope_type, lr ? c->rope_short : NULL);
+    if (c->rope_type == LMP_ROPE_FREQS && c->n_rope_factors != m->rope_dim / 2)
+        return lmp_err(LMP_EFORMAT, "%s: rope_freqs has %d factors for %d rotated pairs", m->ckpt.path,
+                       c->n_rope_factors, m->rope_dim / 2);
+    m->inv_freq = rope_table(c, theta, c->rope_type,
+                             lr || c->rope_type == LMP_ROPE_FREQS ? c->rope_short : NULL);
     if (!m->inv_freq)
         return lmp_err(LMP_ENOMEM, "out of memory");
     if (lr) {

@@ -5,6 +5,7 @@
  */
 #include "checkpoint.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +175,121 @@ static int gguf_float(const lmp_gguf_reader *g, const char *key, float *out, flo
     return LMP_OK;
 }
 
+/* n f32 values of a 1-D GGUF tensor (rope_freqs, rope_factors_*) into out. */
+static int gguf_factors(const lmp_gguf_reader *g, const char *name, float *out, int n)
+{
+    const lmp_tensor *t = lmp_gguf_find_tensor(g, name);
+    if (!t)
+        return lmp_err(LMP_EFORMAT, "%s: tensor %s is missing", g->path, name);
+    if (n > LMP_MAX_ROPE_FACTORS || t->ndim != 1 || t->shape[0] != n || t->dtype != LMP_DT_F32 ||
+        t->nbytes < sizeof(float) * (size_t)n || !t->data)
+        return lmp_err(LMP_EFORMAT, "%s: tensor %s must be %d f32 values (one per rotated pair)", g->path,
+                       name, n);
+    memcpy(out, t->data, sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (!(out[i] > 0) || !isfinite(out[i]))
+            return lmp_err(LMP_EFORMAT, "%s: tensor %s[%d] = %g is not a positive factor", g->path, name, i,
+                           out[i]);
+    return LMP_OK;
+}
+
+/* The issue-16 family keys, as llama.cpp's converter writes them (and its loader's
+ * defaults where it has fixed rules: gemma2 local on even layers, gemma3 5:1, smollm3 no
+ * RoPE every 4th layer). */
+static int family_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char *arch)
+{
+    char k[128];
+    int rc;
+    int64_t v;
+    const bool phi3 = strcmp(arch, "phi3") == 0, gemma2 = strcmp(arch, "gemma2") == 0,
+               gemma3 = strcmp(arch, "gemma3") == 0;
+    if (phi3) {
+        if (lmp_gguf_find_tensor(g, "rope_factors_long.weight")) {
+            c->rope_type = LMP_ROPE_LONGROPE;
+            c->n_rope_factors = c->rope_dim / 2;
+            if ((rc = gguf_factors(g, "rope_factors_long.weight", c->rope_long, c->n_rope_factors)) ||
+                (rc = gguf_factors(g, "rope_factors_short.weight", c->rope_short, c->n_rope_factors)))
+                return rc;
+            snprintf(k, sizeof k, "%s.rope.scaling.attn_factor", arch);
+            if ((rc = gguf_float(g, k, &c->rope_attn_factor, 0.0f)))
+                return rc;
+        }
+        if ((rc = gguf_int(g, arch, "rope.scaling.original_context_length", &c->rope_orig_max_pos, false,
+                           c->max_pos)))
+            return rc;
+    }
+    if (gemma2 || gemma3) {
+        int pat = gemma2 ? 2 : 6;
+        snprintf(k, sizeof k, "%s.attention.sliding_window_pattern", arch);
+        if (lmp_gguf_get_int(g, k, &v) == 0)
+            pat = (int)v;
+        if (pat <= 0)
+            return lmp_err(LMP_EFORMAT, "%s: %s must be positive", g->path, k);
+        if (gemma2 && c->sliding_window <= 0)
+            c->sliding_window = 4096;
+        if (c->sliding_window > 0) {
+            c->swa_layers = true;
+            for (int l = 0; l < c->n_layers; l++)
+                if (l % pat < pat - 1)
+                    c->layer_flags[l] |= LMP_LAYER_SLIDING;
+        }
+        snprintf(k, sizeof k, "%s.attn_logit_softcapping", arch);
+        if ((rc = gguf_float(g, k, &c->attn_softcap, gemma2 ? 50.0f : 0.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.final_logit_softcapping", arch);
+        if ((rc = gguf_float(g, k, &c->final_softcap, gemma2 ? 30.0f : 0.0f)))
+            return rc;
+        if ((rc = gguf_float(g, "lmpress.query_pre_attn_scalar", &c->query_pre_attn_scalar, (float)c->head_dim)))
+            return rc;
+        if (gemma3) {
+            snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);
+            if ((rc = gguf_float(g, k, &c->rope_local_theta, 10000.0f)))
+                return rc;
+        }
+    }
+    if (strcmp(arch, "smollm3") == 0) {
+        c->no_rope_interval = 4;
+        for (int l = 0; l < c->n_layers; l++)
+            if ((l + 1) % 4 == 0)
+                c->layer_flags[l] |= LMP_LAYER_NOROPE;
+    }
+    if (strcmp(arch, "granite") == 0) {
+        snprintf(k, sizeof k, "%s.attention.scale", arch);
+        if ((rc = gguf_float(g, k, &c->attn_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.embedding_scale", arch);
+        if ((rc = gguf_float(g, k, &c->embed_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.residual_scale", arch);
+        if ((rc = gguf_float(g, k, &c->residual_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.logit_scale", arch);
+        if ((rc = gguf_float(g, k, &c->logits_scaling, 1.0f)))
+            return rc;
+    }
+    /* every tensor must be one the engine knows for this architecture: a file holding
+     * others (experts under the llama architecture, an unknown block layout) is refused
+     * here, by every command, rather than run or quantized into something unloadable */
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const char *tn = g->tensors[i].name;
+        char hf[LMP_MAX_NAME];
+        if (strcmp(tn, "rope_freqs.weight") == 0 || strcmp(tn, "rope_factors_long.weight") == 0 ||
+            strcmp(tn, "rope_factors_short.weight") == 0)
+            continue;
+        if (strstr(tn, "_exps.") || strstr(tn, ".ffn_gate_inp."))
+            continue; /* experts: moe_from_gguf (refused there without an expert count) */
+        if (lmp_name_gguf_to_hf_arch(arch, tn, hf, sizeof hf))
+            return lmp_err(LMP_EUNSUPPORTED,
+                           "%s: tensor %s is not part of the %s architecture as lmpress runs it "
+                           "(the engine cannot run this file)",
+                           g->path, tn, arch);
+    }
+    /* llama.cpp files hold 2-D weights in their own names; fused qkv for phi3 only */
+    if (phi3 && !lmp_gguf_find_tensor(g, "blk.0.attn_qkv.weight"))
+        c->fused_qkv = false; /* separate attn_q/attn_k/attn_v (llama.cpp accepts both) */
+    return LMP_OK;
+}
+
 /* Mixture of experts as llama.cpp's converter writes it: <arch>.expert_count,
  * expert_used_count, expert_feed_forward_length (qwen3moe), blk.N.ffn_gate_inp and the
  * stacked blk.N.ffn_{gate,up,down}_exps tensors; a llama-architecture file with experts is
@@ -253,15 +369,20 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
     memset(c, 0, sizeof *c);
     if (lmp_gguf_get_str(g, "general.architecture", &arch))
         return lmp_err(LMP_EFORMAT, "%s: general.architecture is missing", g->path);
-    if (strcmp(arch, "llama") != 0 && strcmp(arch, "qwen2") != 0 && strcmp(arch, "qwen3moe") != 0 &&
-        strcmp(arch, "granitemoe") != 0)
-        return lmp_err(LMP_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (supported: llama, qwen2, "
-                       "qwen3moe, granitemoe)", g->path, arch);
-    snprintf(c->arch, sizeof c->arch, "%s", arch);
-    snprintf(c->model_type, sizeof c->model_type, "%s", arch);
+    const lmp_family *fam = lmp_family_by_arch(arch);
+    if (!fam)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "%s: architecture \"%s\" is not supported (supported: llama, qwen2, phi3, gemma, "
+                       "gemma2, gemma3, qwen3, smollm3, granite, olmo2, qwen3moe, granitemoe)",
+                       g->path, arch);
+    snprintf(c->model_type, sizeof c->model_type, "%s", fam->model_type);
     const char *mt;
-    if (lmp_gguf_get_str(g, "lmpress.model_type", &mt) == 0 && strlen(mt) < sizeof c->model_type)
+    if (lmp_gguf_get_str(g, "lmpress.model_type", &mt) == 0 && strlen(mt) < sizeof c->model_type &&
+        lmp_family_find(mt) && strcmp(lmp_family_find(mt)->gguf_arch, arch) == 0)
         snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    if ((rc = lmp_config_apply_family(c)))
+        return lmp_err_prefix(rc, "%s", g->path);
+    c->norm_plus1 = false; /* llama.cpp stores gemma's norms as 1 + w */
     if ((rc = gguf_int(g, arch, "embedding_length", &c->hidden_size, true, 0)) ||
         (rc = gguf_int(g, arch, "feed_forward_length", &c->intermediate_size, true, 0)) ||
         (rc = gguf_int(g, arch, "block_count", &c->n_layers, true, 0)) ||
@@ -278,9 +399,15 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
     int rope_dim;
     if ((rc = gguf_int(g, arch, "rope.dimension_count", &rope_dim, false, c->head_dim)))
         return rc;
-    if (rope_dim != c->head_dim)
-        return lmp_err(LMP_EUNSUPPORTED, "%s: partial RoPE (%d of %d dims) is not supported", g->path,
+    if (rope_dim <= 0 || rope_dim > c->head_dim || rope_dim % 2)
+        return lmp_err(LMP_EFORMAT, "%s: %s.rope.dimension_count %d for head_dim %d", g->path, arch,
                        rope_dim, c->head_dim);
+    if (rope_dim != c->head_dim && strcmp(arch, "phi3") != 0)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: partial RoPE (%d of %d dims) is not supported for %s",
+                       g->path, rope_dim, c->head_dim, arch);
+    c->rope_dim = rope_dim;
+    if (rope_dim != c->head_dim)
+        c->partial_rotary = (float)rope_dim / (float)c->head_dim;
     snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
     if ((rc = gguf_float(g, k, &c->rms_eps, 1e-5f)))
         return rc;
@@ -309,10 +436,11 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
                                    ? (int)om
                                    : 8192;
     } else if (lmp_gguf_find_tensor(g, "rope_freqs.weight")) {
-        return lmp_err(LMP_EUNSUPPORTED,
-                       "%s: rope_freqs tensor without lmpress.rope.llama3.* keys (Llama 3 RoPE scaling "
-                       "from another converter) is not supported yet",
-                       g->path);
+        /* llama.cpp's own Llama 3 conversions: per-pair divisors of the frequencies */
+        if ((rc = gguf_factors(g, "rope_freqs.weight", c->rope_short, c->rope_dim / 2)))
+            return rc;
+        c->rope_type = LMP_ROPE_FREQS;
+        c->n_rope_factors = c->rope_dim / 2;
     }
     const lmp_gguf_kv *toks = lmp_gguf_find_kv(g, "tokenizer.ggml.tokens");
     const lmp_tensor *emb = lmp_gguf_find_tensor(g, "token_embd.weight");
@@ -334,6 +462,8 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
     c->pad_id = lmp_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v) == 0 ? (int)v : -1;
     snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
     c->sliding_window = lmp_gguf_get_int(g, k, &v) == 0 ? (int)v : 0;
+    if ((rc = family_from_gguf(c, g, arch)))
+        return rc;
     return moe_from_gguf(c, g, arch);
 }
 
@@ -394,7 +524,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
         if (rc)
             snprintf(c->config_error, sizeof c->config_error, "%s", lmp_errmsg());
         rc = LMP_OK;
-        const lmp_family *fam = lmp_family_find(c->config.model_type);
+        const lmp_family *fam = c->has_config ? lmp_family_by_arch(c->config.arch) : NULL;
         c->qk_interleaved = fam ? fam->qk_interleaved : strcmp(c->config.arch, "llama") == 0;
         return LMP_OK;
     }

@@ -507,7 +507,10 @@ static int parse_obj(lmp_config *c, const cJSON *root, const char *name)
         c->swa_layers = true;
     }
     if (c->swa_layers && c->sliding_window <= 0)
-        return lmp_err(LMP_EFORMAT, "%s: layers with sliding attention but no \"sliding_window\"", name);
+        for (int l = 0; l < c->n_layers; l++)
+            if (c->layer_flags[l] & LMP_LAYER_SLIDING)
+                return lmp_err(LMP_EFORMAT, "%s: layer %d has sliding attention but there is no "
+                                            "\"sliding_window\"", name, l);
 
     /* gemma2/3: attention scale and soft-capping */
     if (gemma2 || gemma3) {
@@ -678,6 +681,10 @@ int lmp_config_to_json(const lmp_config *c, char **out)
     const lmp_family *fam = lmp_family_find(c->model_type);
     if (!fam)
         return lmp_err(LMP_EUNSUPPORTED, "config: model_type \"%s\" is not supported", c->model_type);
+    if (c->rope_type == LMP_ROPE_FREQS)
+        return lmp_err(LMP_EUNSUPPORTED, "config: RoPE frequency factors from a GGUF rope_freqs tensor "
+                                         "have no config.json form (the llama3 parameters they came "
+                                         "from are not in the file)");
     cJSON *r = cJSON_CreateObject();
     const char *ty = c->model_type;
     bool qwen2 = strcmp(ty, "qwen2") == 0, gemma = fam->norm_plus1;

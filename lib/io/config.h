@@ -12,7 +12,15 @@
 #define LMP_MAX_LAYERS 1024
 #define LMP_MAX_ROPE_FACTORS 256
 
-typedef enum { LMP_ROPE_NONE = 0, LMP_ROPE_LINEAR, LMP_ROPE_LLAMA3, LMP_ROPE_LONGROPE } lmp_rope_scaling;
+/* LMP_ROPE_FREQS: per-pair frequency divisors read from a GGUF rope_freqs tensor
+ * (llama.cpp's own Llama 3 conversions), kept in rope_short; GGUF only. */
+typedef enum {
+    LMP_ROPE_NONE = 0,
+    LMP_ROPE_LINEAR,
+    LMP_ROPE_LLAMA3,
+    LMP_ROPE_LONGROPE,
+    LMP_ROPE_FREQS
+} lmp_rope_scaling;
 
 /* Where the RMSNorms of a block sit. */
 typedef enum {
