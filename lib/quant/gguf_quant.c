@@ -320,8 +320,11 @@ typedef struct {
 } buffers;
 
 /* Converts, checks, quantizes and writes one tensor in chunks of rows. */
-static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out, const float *qw, bool measure,
-                         buffers *b, double *sum_err, double *sum_ref)
+/* qw: importance weights of `cols` values shared by every row, or, with qw_rows > 0, one
+ * vector per qw_rows consecutive rows (the experts of a 3-D tensor, llama-imatrix's layout
+ * of nval = cols x n_matrices). */
+static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out, const float *qw, int64_t qw_rows,
+                         bool measure, buffers *b, double *sum_err, double *sum_ref)
 {
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(out);
@@ -358,7 +361,8 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
                     }
             if (b->bad[r] >= 0 || t->dtype == out)
                 continue;
-            lmp_quant_rows(out, x, b->q + (size_t)r * out_row, 1, cols, qw);
+            const float *wr = qw && qw_rows > 0 ? qw + ((r0 + r) / qw_rows) * cols : qw;
+            lmp_quant_rows(out, x, b->q + (size_t)r * out_row, 1, cols, wr);
             if (measure) {
                 float *y = malloc(sizeof(float) * (size_t)cols);
                 double e = 0, n2 = 0;
@@ -493,11 +497,15 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         const lmp_tensor *t = &c.tensors[i];
         int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, n = lmp_tensor_nelem(t);
         lmp_dtype o = plan[i].out;
-        const float *qw = p->weights && o != t->dtype && lmp_quant_uses_weights(o)
-                              ? p->weights(p->weights_ctx, t->name, cols)
-                              : NULL;
+        const bool use_w = p->weights && o != t->dtype && lmp_quant_uses_weights(o);
+        const float *qw = NULL;
+        int64_t qw_rows = 0;
+        if (use_w && t->ndim == 3) /* stacked experts: one vector per expert matrix */
+            qw_rows = (qw = p->weights(p->weights_ctx, t->name, cols * t->shape[0])) ? t->shape[1] : 0;
+        else if (use_w)
+            qw = p->weights(p->weights_ctx, t->name, cols);
         double se = 0, sr = 0;
-        rc = stream_tensor(w, t, o, qw, p->measure_error, &b, &se, &sr);
+        rc = stream_tensor(w, t, o, qw, qw_rows, p->measure_error, &b, &se, &sr);
         if (rc)
             break;
         uint64_t bo = (uint64_t)lmp_dtype_row_bytes(o, cols) * (uint64_t)(cols ? n / cols : 0);

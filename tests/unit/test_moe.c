@@ -477,6 +477,65 @@ static void test_prune_experts(const char *preset, int n, int mm)
           "%s: Wanda on experts refused: %s", preset, lmp_errmsg());
 }
 
+/* Importance weights for stacked experts (llama-imatrix's layout: cols x n_experts values
+ * for a *_exps tensor) are applied per expert: the quantized rows of expert e equal
+ * lmp_quant_rows of those rows with expert e's slice. */
+static int64_t g_wcalls_stack;
+static const float *expert_weights(void *ctx, const char *name, int64_t cols)
+{
+    static float w[8 * 4096];
+    if (!strstr(name, "ffn_up_exps") || cols > (int64_t)(sizeof w / sizeof w[0]))
+        return NULL;
+    g_wcalls_stack++;
+    for (int64_t j = 0; j < cols; j++) /* a different profile per 64-column slice */
+        w[j] = 0.1f + (float)((j * 37 + (j / 64) * 11) % 97);
+    (void)ctx;
+    return w;
+}
+
+static void test_expert_imatrix(void)
+{
+    char gg[600], out[600];
+    snprintf(gg, sizeof gg, "%s/tiny-mixtral.gguf", tmpdir()); /* from test_gguf_round_trip */
+    snprintf(out, sizeof out, "%s/tiny-mixtral-q4_0-w.gguf", tmpdir());
+    lmp_gguf_quant_params qp;
+    lmp_gguf_quant_result qr;
+    lmp_gguf_quant_default_params(&qp);
+    qp.type = "q4_0";
+    qp.force = true;
+    qp.weights = expert_weights;
+    int rc = lmp_gguf_quantize(gg, out, &qp, &qr);
+    CHECK(rc == 0 && g_wcalls_stack > 0, "quantize with expert weights: %s", lmp_errmsg());
+    lmp_ckpt a, b;
+    if (rc || lmp_ckpt_open(&a, gg) || lmp_ckpt_open(&b, out)) {
+        CHECK(0, "reopen: %s", lmp_errmsg());
+        return;
+    }
+    const lmp_tensor *t = lmp_ckpt_find(&a, "blk.0.ffn_up_exps.weight"), *u = lmp_ckpt_find(&b, "blk.0.ffn_up_exps.weight");
+    bool ok = t && u && t->ndim == 3 && u->dtype == LMP_DT_Q4_0;
+    int differ_from_first = 0;
+    if (ok) {
+        const int64_t E = t->shape[0], R = t->shape[1], C = t->shape[2];
+        const float *w = expert_weights(NULL, "ffn_up_exps", C * E);
+        const size_t orow = lmp_dtype_row_bytes(LMP_DT_Q4_0, C);
+        uint8_t *q = malloc(orow), *q0 = malloc(orow);
+        for (int64_t e = 0; e < E && ok; e++)
+            for (int64_t r = 0; r < R && ok; r++) {
+                const float *x = (const float *)t->data + (e * R + r) * C;
+                lmp_quant_rows(LMP_DT_Q4_0, x, q, 1, C, w + e * C);
+                lmp_quant_rows(LMP_DT_Q4_0, x, q0, 1, C, w);
+                ok = memcmp(q, (const uint8_t *)u->data + (size_t)(e * R + r) * orow, orow) == 0;
+                differ_from_first += memcmp(q, q0, orow) != 0;
+            }
+        free(q);
+        free(q0);
+    }
+    CHECK(ok && differ_from_first > 0, "every expert quantized with its own importance slice (%d rows "
+          "differ from using expert 0's)", differ_from_first);
+    lmp_ckpt_close(&a);
+    lmp_ckpt_close(&b);
+}
+
 /* Calibrated methods refuse expert models clearly (no crash, nothing written). */
 static void test_calibrated_refused(void)
 {
@@ -510,6 +569,7 @@ int main(void)
     test_gguf_round_trip("tiny-granitemoe");
     test_gguf_refusal();
     test_quant_rules();
+    test_expert_imatrix();
     test_calibrated_refused();
     test_prune_experts("tiny-mixtral", 0, 0);
     test_prune_experts("tiny-granitemoe", 2, 4);
