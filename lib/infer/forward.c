@@ -448,11 +448,7 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
         in = xn;
     }
     if (L->moe) {
-        if (hook)
-            return lmp_err(LMP_EUNSUPPORTED,
-                           "layer %d: calibration through mixture-of-experts layers is not "
-                           "supported", layer);
-        if ((rc = lmp_moe_run(m, L->moe, in, n, mo, mbuf)))
+        if ((rc = lmp_moe_run(m, L->moe, in, n, mo, mbuf, layer, hook, user)))
             return rc;
         residual_rows(m, x, mo, L->post_ffn_norm, n);
         return 0;

@@ -145,6 +145,13 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits);
 typedef int (*lmp_linear_hook)(void *user, int layer, lmp_linear which, const float *X,
                                int64_t n, int64_t in_features);
 
+/* Inside a hook call: the expert of a mixture-of-experts layer whose routed tokens X holds
+ * (which = LMP_LIN_GATE: the input of its gate and up projections, the rows of the tokens
+ * routed to it, in token order; LMP_LIN_DOWN: the input of its down projection), or -1
+ * for the attention and dense linears. Experts no token reached are not called.
+ * Thread-local; valid during the call. */
+int lmp_hook_expert(void);
+
 /* The keys and values of one block for positions [0, n_ctx): f32, [n_ctx][n_kv_heads *
  * head_dim] each, RoPE already applied to k. */
 typedef struct {

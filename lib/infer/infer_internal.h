@@ -77,9 +77,10 @@ void lmp_moe_free(lmp_moe *e); /* accepts NULL */
 /* Scratch floats lmp_moe_run needs for n tokens. */
 size_t lmp_moe_floats(const lmp_model *m, int n);
 /* out[n][hidden] = sum over each token's routed experts of weight * expert(xn row), the
- * experts in ascending index order; buf: lmp_moe_floats(m, n) floats (out not inside). */
+ * experts in ascending index order; buf: lmp_moe_floats(m, n) floats (out not inside).
+ * hook (may be NULL) sees each reached expert's inputs (lmp_hook_expert). */
 int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, float *out,
-                float *buf);
+                float *buf, int layer, lmp_linear_hook hook, void *user);
 /* Decoding one token inside an OpenMP parallel region (every thread calls it): the same
  * arithmetic as lmp_moe_run with n == 1, bitwise. scratch: lmp_moe_decode_floats(m)
  * floats shared by the team. team: lmp_gemv_team's shares. */

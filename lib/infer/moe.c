@@ -283,8 +283,12 @@ size_t lmp_moe_floats(const lmp_model *m, int n)
     return (size_t)n * (E + 2 * d + 2 * ff + 4 * k) + E + 1;
 }
 
+static _Thread_local int g_hook_expert = -1;
+
+int lmp_hook_expert(void) { return g_hook_expert; }
+
 int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, float *out,
-                float *buf)
+                float *buf, int layer, lmp_linear_hook hook, void *user)
 {
     const int64_t d = m->cfg.hidden_size, ff = e->ff;
     const int E = e->n_experts, k = e->top_k;
@@ -322,11 +326,22 @@ int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, fl
 #pragma omp parallel for schedule(static) if (par)
         for (int r = 0; r < nc; r++)
             memcpy(Xe + (int64_t)r * d, xn + (int64_t)lt[c0 + r] * d, sizeof(float) * (size_t)d);
+        int rc;
+        g_hook_expert = x;
+        rc = hook ? hook(user, layer, LMP_LIN_GATE, Xe, nc, d) : 0;
+        g_hook_expert = -1;
+        if (rc)
+            return rc;
         lmp_gemm(G, Xe, &e->w[3 * x], NULL, nc);
         lmp_gemm(U, Xe, &e->w[3 * x + 1], NULL, nc);
 #pragma omp parallel for schedule(static) if ((int64_t)nc * ff >= ROWS_PAR_MIN)
         for (int r = 0; r < nc; r++)
             lmp_silu_mul(G + (int64_t)r * ff, U + (int64_t)r * ff, ff);
+        g_hook_expert = x;
+        rc = hook ? hook(user, layer, LMP_LIN_DOWN, G, nc, ff) : 0;
+        g_hook_expert = -1;
+        if (rc)
+            return rc;
         lmp_gemm(D, G, &e->w[3 * x + 2], NULL, nc);
         /* each token appears once per expert: rows are disjoint */
 #pragma omp parallel for schedule(static) if (par)

@@ -362,6 +362,13 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
             if (b->bad[r] >= 0 || t->dtype == out)
                 continue;
             const float *wr = qw && qw_rows > 0 ? qw + ((r0 + r) / qw_rows) * cols : qw;
+            if (wr && qw_rows > 0) { /* an all-zero slice: an expert calibration never reached */
+                bool any = false;
+                for (int64_t j = 0; j < cols && !any; j++)
+                    any = wr[j] != 0.0f;
+                if (!any)
+                    wr = NULL;
+            }
             lmp_quant_rows(out, x, b->q + (size_t)r * out_row, 1, cols, wr);
             if (measure) {
                 float *y = malloc(sizeof(float) * (size_t)cols);

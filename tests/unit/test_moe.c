@@ -148,9 +148,24 @@ static float *eval_seq(const lmp_model *m, const int32_t *ids, int n, bool stepw
     return lg;
 }
 
-static int dummy_hook(void *u, int l, lmp_linear w, const float *X, int64_t n, int64_t k)
+typedef struct {
+    int64_t gate_rows, down_rows;
+    int dense_ffn, attn;
+} hook_count;
+
+static int count_hook(void *u, int l, lmp_linear w, const float *X, int64_t n, int64_t k)
 {
-    (void)u, (void)l, (void)w, (void)X, (void)n, (void)k;
+    hook_count *h = u;
+    (void)l, (void)X, (void)k;
+    const int e = lmp_hook_expert();
+    if (e >= 0 && w == LMP_LIN_GATE)
+        h->gate_rows += n;
+    else if (e >= 0 && w == LMP_LIN_DOWN)
+        h->down_rows += n;
+    else if (w >= LMP_LIN_GATE)
+        h->dense_ffn++;
+    else
+        h->attn++;
     return 0;
 }
 
@@ -208,14 +223,18 @@ static void test_engine(const char *preset)
     }
     CHECK(ok, "%s: decoding differs from lmp_block_run with one token", preset);
 
-    /* calibration hooks through expert layers are refused, not run wrongly */
+    /* calibration hooks see each reached expert's routed rows (lmp_hook_expert) */
     int moe_l = 0;
     while (moe_l < c->n_layers && !lmp_model_n_experts(m, moe_l))
         moe_l++;
     lmp_model_embed(m, ids, 4, kvm);
-    int rc = lmp_block_run(m, moe_l, kvm, 4, 0, NULL, dummy_hook, NULL);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "experts"), "hook refused: %d %s", rc,
-          lmp_errmsg());
+    hook_count hcnt = {0};
+    int rc = lmp_block_run(m, moe_l, kvm, 4, 0, NULL, count_hook, &hcnt);
+    CHECK(rc == 0 && hcnt.gate_rows == 4 * c->n_experts_used && hcnt.down_rows == hcnt.gate_rows &&
+              hcnt.dense_ffn == 0 && hcnt.attn == 4,
+          "%s: hook sees %lld routed gate rows (want %d), %lld down rows, %d dense FFN calls, %d attention "
+          "calls", preset, (long long)hcnt.gate_rows, 4 * c->n_experts_used, (long long)hcnt.down_rows,
+          hcnt.dense_ffn, hcnt.attn);
     free(kvm), free(x), free(ref), free(kv);
 
     /* decoding reads only the routed experts: replay the last token with every other
@@ -536,6 +555,82 @@ static void test_expert_imatrix(void)
     lmp_ckpt_close(&b);
 }
 
+/* lmpress's own importance matrix on experts: each expert's statistics over the tokens
+ * routed to it (counts equal the engine's routing counters), experts no token reached get
+ * no weights (their rows are quantized as without an imatrix), the others their slice. */
+static void test_moe_imatrix_calib(void)
+{
+    char dir[512], gg[600], out[600], txt[600];
+    snprintf(dir, sizeof dir, "%s/tiny-mixtral", tmpdir());
+    snprintf(gg, sizeof gg, "%s/tiny-mixtral.gguf", tmpdir());
+    snprintf(out, sizeof out, "%s/tiny-mixtral-q4_0-im.gguf", tmpdir());
+    snprintf(txt, sizeof txt, "%s/corpus.txt", dir);
+    lmp_model *m = NULL;
+    if (lmp_model_load(&m, dir)) {
+        CHECK(0, "load: %s", lmp_errmsg());
+        return;
+    }
+    const lmp_config *c = lmp_model_config(m);
+    const int E = c->n_experts, L = c->n_layers;
+    uint64_t h0[2][8], h1[2][8];
+    for (int l = 0; l < L && l < 2; l++)
+        lmp_model_expert_hits(m, l, h0[l]);
+    lmp_calib_params cp;
+    lmp_calib_default_params(&cp);
+    cp.n_samples = 1;
+    cp.seq_len = 5; /* few tokens: some experts are never reached */
+    lmp_calib_data cal = {0};
+    lmp_imatrix im = {0};
+    int rc = lmp_calib_load(m, txt, &cp, &cal);
+    rc = rc ? rc : lmp_imatrix_collect(m, &cal, false, &im);
+    CHECK(rc == 0 && im.ev && im.n_experts == E, "imatrix on experts: %s", lmp_errmsg());
+    for (int l = 0; l < L && l < 2; l++)
+        lmp_model_expert_hits(m, l, h1[l]);
+    int same = 0, unreached = 0;
+    for (int l = 0; rc == 0 && l < L && l < 2; l++)
+        for (int e = 0; e < E; e++) {
+            same += (uint64_t)im.ecount[l * E + e] == h1[l][e] - h0[l][e];
+            unreached += im.ecount[l * E + e] == 0;
+        }
+    CHECK(rc == 0 && same == 2 * E && unreached > 0, "per-expert token counts = routing counters (%d of %d), "
+          "%d experts unreached", same, 2 * E, unreached);
+    lmp_calib_free(&cal);
+    lmp_model_free(m);
+    lmp_gguf_quant_params qp;
+    lmp_gguf_quant_result qr;
+    lmp_gguf_quant_default_params(&qp);
+    qp.type = "q4_0";
+    qp.force = true;
+    qp.weights = lmp_imatrix_weights;
+    qp.weights_ctx = &im;
+    rc = rc ? rc : lmp_gguf_quantize(gg, out, &qp, &qr);
+    CHECK(rc == 0, "quantize with the expert imatrix: %s", lmp_errmsg());
+    lmp_ckpt a, b;
+    if (rc || lmp_ckpt_open(&a, gg) || lmp_ckpt_open(&b, out)) {
+        lmp_imatrix_free(&im);
+        return;
+    }
+    const lmp_tensor *t = lmp_ckpt_find(&a, "blk.1.ffn_down_exps.weight"), *u = lmp_ckpt_find(&b, "blk.1.ffn_down_exps.weight");
+    bool ok = t && u && u->dtype == LMP_DT_Q4_0;
+    if (ok) {
+        const int64_t R = t->shape[1], C = t->shape[2];
+        const size_t orow = lmp_dtype_row_bytes(LMP_DT_Q4_0, C);
+        const float *ev = im.ev + (int64_t)1 * E * (im.e_hidden + im.e_ff) + (int64_t)E * im.e_hidden;
+        uint8_t *q = malloc(orow);
+        for (int64_t e = 0; e < E && ok; e++)
+            for (int64_t r = 0; r < R && ok; r++) {
+                const float *x = (const float *)t->data + (e * R + r) * C;
+                lmp_quant_rows(LMP_DT_Q4_0, x, q, 1, C, im.ecount[1 * E + e] ? ev + e * C : NULL);
+                ok = memcmp(q, (const uint8_t *)u->data + (size_t)(e * R + r) * orow, orow) == 0;
+            }
+        free(q);
+    }
+    CHECK(ok, "reached experts quantized with their own slice, unreached ones without weights");
+    lmp_ckpt_close(&a);
+    lmp_ckpt_close(&b);
+    lmp_imatrix_free(&im);
+}
+
 /* Calibrated methods refuse expert models clearly (no crash, nothing written). */
 static void test_calibrated_refused(void)
 {
@@ -570,6 +665,7 @@ int main(void)
     test_gguf_refusal();
     test_quant_rules();
     test_expert_imatrix();
+    test_moe_imatrix_calib();
     test_calibrated_refused();
     test_prune_experts("tiny-mixtral", 0, 0);
     test_prune_experts("tiny-granitemoe", 2, 4);
