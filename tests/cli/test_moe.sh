@@ -31,6 +31,12 @@ for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
     done
     ok "run $p" "$LMP_BIN" run "$T/$p.gguf" -p "The river" -n 8
 done
+# importance matrix from calibration: experts see their routed tokens; with 4 tokens some
+# experts are never reached and the command names them
+ok "q4_0 with --imatrix-calib" "$LMP_BIN" quantize "$T/tiny-mixtral" -o "$T/mix-im.gguf" --type q4_0 \
+    --imatrix-calib "$T/tiny-mixtral/corpus.txt" --calib-samples 1 --calib-seqlen 4
+check "unreached experts listed" "grep -q 'experts no calibration token was routed to' '$T/err'"
+
 # the same model in every form gives the same perplexity (f32 weights)
 ppl_of() { "$LMP_BIN" ppl "$1" -f "$T/tiny-mixtral/corpus.txt" --protocol llamacpp --ctx 64 --chunks 2 2>/dev/null | awk '{print $2}'; }
 a=$(ppl_of "$T/tiny-mixtral"); b=$(ppl_of "$T/tiny-mixtral.gguf"); c=$(ppl_of "$T/tiny-mixtral-back")
@@ -76,6 +82,12 @@ for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
     done
     ok "run $p" "$LMP_BIN" run "$T/$p.gguf" -p "The river" -n 8
 done
+# importance matrix from calibration: experts see their routed tokens; with 4 tokens some
+# experts are never reached and the command names them
+ok "q4_0 with --imatrix-calib" "$LMP_BIN" quantize "$T/tiny-mixtral" -o "$T/mix-im.gguf" --type q4_0 \
+    --imatrix-calib "$T/tiny-mixtral/corpus.txt" --calib-samples 1 --calib-seqlen 4
+check "unreached experts listed" "grep -q 'experts no calibration token was routed to' '$T/err'"
+
 # the same model in every form gives the same perplexity (f32 weights)
 ppl_of() { "$LMP_BIN" ppl "$1" -f "$T/tiny-mixtral/corpus.txt" --protocol llamacpp --ctx 64 --chunks 2 2>/dev/null | awk '{print $2}'; }
 a=$(ppl_of "$T/tiny-mixtral"); b=$(ppl_of "$T/tiny-mixtral.gguf"); c=$(ppl_of "$T/tiny-mixtral-back")
