@@ -75,7 +75,10 @@ class MoeConfig:
         self.head_dim = d.get("head_dim") or self.hidden // self.n_heads
         if self.model_type == "granitemoe":
             self.head_dim = self.hidden // self.n_heads  # GraniteMoeAttention ignores head_dim
+        self.rope_dim = self.head_dim  # full rotary (llama_ref.rope_inv_freq reads it)
         self.vocab = d["vocab_size"]
+        self.max_pos = d.get("max_position_embeddings", 2048)
+        self.orig_max_pos = None
         self.eps = float(d.get("rms_norm_eps", 1e-6))
         self.theta = float(d.get("rope_theta", 10000.0))
         self.rope_scaling = d.get("rope_scaling") or None
@@ -112,7 +115,7 @@ class MoeModel:
         with open(os.path.join(folder, "config.json")) as f:
             self.cfg = MoeConfig(json.load(f))
         self.w = llama_ref.load_weights(folder)
-        self.inv, self.div = llama_ref.rope_inv_freq(self.cfg)
+        self.inv, self.div, self.mscale = llama_ref.rope_inv_freq(self.cfg)
         c = self.cfg
         emb = self.w["model.embed_tokens.weight"]
         self.head = emb if c.tied or "lm_head.weight" not in self.w else self.w["lm_head.weight"]
@@ -200,8 +203,8 @@ class MoeModel:
                 q = rms(q, self.w[p + "self_attn.q_norm.weight"], c.eps)
                 k = rms(k, self.w[p + "self_attn.k_norm.weight"], c.eps)
             q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
-            q = llama_ref.apply_rope(q, pos, self.inv, self.div)
-            k = llama_ref.apply_rope(k, pos, self.inv, self.div)
+            q = llama_ref.apply_rope(q, pos, self.inv, self.div, self.mscale)
+            k = llama_ref.apply_rope(k, pos, self.inv, self.div, self.mscale)
             k = k.repeat_interleave(rep, dim=0)
             v = v.repeat_interleave(rep, dim=0)
             s = (q @ k.transpose(1, 2)) * c.attn_scale
