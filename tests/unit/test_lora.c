@@ -373,6 +373,24 @@ int main(void)
     if (mg2 && mg)
         CHECK(memcmp(mg2, mg, nl * sizeof(float)) == 0, "GGUF-base merge differs from HF-base merge by %.3g",
               max_diff(mg2, mg, nl));
+    /* GGUF base -> HF folder (rows un-permuted while merging): the HF merge's tensors, byte for byte */
+    char hf2[600];
+    snprintf(hf2, sizeof hf2, "%s/merged-from-gguf-hf", td);
+    CHECK(merge_to(base_gg, ad, NULL, 1, hf2, LMP_DT_F32) == 0, "merge gguf -> hf");
+    lmp_ckpt c1, c2;
+    if (lmp_ckpt_open(&c1, hf) == 0 && lmp_ckpt_open(&c2, hf2) == 0) {
+        int same = 0;
+        for (int i = 0; i < c1.n_tensors; i++) {
+            const lmp_tensor *x = &c1.tensors[i], *y = lmp_ckpt_find(&c2, x->name);
+            same += y && y->nbytes == x->nbytes && memcmp(x->data, y->data, x->nbytes) == 0;
+        }
+        CHECK(same == c1.n_tensors && c2.n_tensors == c1.n_tensors, "GGUF -> HF merge: %d of %d tensors equal", same,
+              c1.n_tensors);
+        lmp_ckpt_close(&c1);
+        lmp_ckpt_close(&c2);
+    } else {
+        CHECK(0, "open merged folders: %s", lmp_errmsg());
+    }
     /* unmerged on the GGUF base (B's q/k rows permuted) */
     float *ug = logits_of(base_gg, ADAPTER, 1);
     if (ug && mg)
