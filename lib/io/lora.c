@@ -174,6 +174,11 @@ int lmp_lora_open(lmp_lora **out, const char *path)
     if (!a)
         return lmp_err(LMP_ENOMEM, "out of memory");
     a->path = strdup(path);
+    if (!lmp_path_exists(path)) {
+        lmp_lora_close(a);
+        return lmp_err(LMP_ENOTFOUND, "%s: no such adapter (a PEFT folder with adapter_config.json and "
+                                      "adapter_model.safetensors)", path);
+    }
     if (lmp_path_is_dir(path)) {
         a->config_path = lmp_path_join(path, "adapter_config.json");
         a->weights_path = lmp_path_join(path, "adapter_model.safetensors");
