@@ -16,6 +16,7 @@ if [ ! -d "$G" ] || [ ! -f "$TXT" ]; then
     skip "fixtures gutenberg-5M / tinystories text not found at $LMP_FIXTURES"
     finish; exit $?
 fi
+mkdir -p "$T/tmp"; export TMPDIR="$T/tmp"   # where --lora's temporary merges go
 tail -n +15 "$TXT" > "$T/held.txt"
 head -n 14 "$TXT" > "$T/train.txt"
 ppl() { "$B" ppl "$@" -f "$T/held.txt" --protocol windows --json 2>/dev/null | sed -n 's/.*"ppl": *\([0-9.]*\).*/\1/p'; }
@@ -50,7 +51,7 @@ p_mq4=$(ppl "$T/mq4.gguf"); p_bq4=$(ppl "$T/bq4.gguf")
 echo "q4_k_m: base $p_bq4, merged $p_mq4"
 check "q4_k_m merged ($p_mq4) < base q4_k_m ($p_bq4)" "lt '$p_mq4' '$p_bq4'"
 check "q4_k_m merged ($p_mq4) < base f32 ($p_base)" "lt '$p_mq4' '$p_base'"
-check "no temporary merge left" "! ls -d \"\${TMPDIR:-/tmp}\"/lmpress-lora.* 2>/dev/null | grep -q ."
+check "no temporary merge left" "[ -z \"\$(ls '$T/tmp')\" ]"
 C="--calib $T/train.txt --calib-samples 8 --calib-seqlen 128"
 ok "quantize --lora gptq 4-bit" "$B" quantize "$G" --lora "$A" -o "$T/mg4" --method gptq $C
 ok "quantize base gptq 4-bit" "$B" quantize "$G" -o "$T/bg4" --method gptq $C
@@ -140,4 +141,5 @@ check "nothing written (shapes, modules, architecture)" "[ ! -e '$T/x' ] && [ ! 
 refuses "quantize --lora with a bad adapter" "rank 16" "$B" quantize "$G" --lora "$T/bad-rank" -o "$T/x.gguf" --type q8_0
 check "nothing written (quantize)" "[ ! -e '$T/x.gguf' ]"
 ok "merge --help" "$B" merge --help
+check "no temporary merge left after prune, distill export and failures" "[ -z \"\$(ls '$T/tmp')\" ]"
 finish
