@@ -84,6 +84,7 @@ ok "convert adapter to GGUF" "$B" convert "$A" -o "$T/a.gguf" --base "$G"
 "$B" inspect "$T/a.gguf" --json > "$T/ai.json" 2>/dev/null
 check "adapter GGUF keys" "grep -q '\"general.type\": \"adapter\"' '$T/ai.json' && grep -q '\"adapter.type\": \"lora\"' '$T/ai.json'"
 check "adapter GGUF tensors" "grep -q 'blk.0.attn_q.weight.lora_a' '$T/ai.json' && grep -q 'blk.5.ffn_down.weight.lora_b' '$T/ai.json'"
+check "inspect names an adapter GGUF" "'$B' inspect '$T/a.gguf' --no-tensors | grep -q 'llama LoRA adapter'"
 refuses "adapter without --base" "--base" "$B" convert "$A" -o "$T/y.gguf"
 check "nothing written (no --base)" "[ ! -e '$T/y.gguf' ]"
 
