@@ -51,6 +51,10 @@ p_mq4=$(ppl "$T/mq4.gguf"); p_bq4=$(ppl "$T/bq4.gguf")
 echo "q4_k_m: base $p_bq4, merged $p_mq4"
 check "q4_k_m merged ($p_mq4) < base q4_k_m ($p_bq4)" "lt '$p_mq4' '$p_bq4'"
 check "q4_k_m merged ($p_mq4) < base f32 ($p_base)" "lt '$p_mq4' '$p_base'"
+ok "convert the base to GGUF" "$B" convert "$G" -o "$T/b.gguf"
+ok "quantize --lora from a GGUF base (q8_0)" "$B" quantize "$T/b.gguf" --lora "$A" -o "$T/mq8.gguf" --type q8_0
+p_mq8=$(ppl "$T/mq8.gguf")
+check "q8_0 of the GGUF base + adapter ($p_mq8) close to merged ($p_m)" "close '$p_mq8' '$p_m' 2e-3"
 check "no temporary merge left" "[ -z \"\$(ls '$T/tmp')\" ]"
 C="--calib $T/train.txt --calib-samples 8 --calib-seqlen 128"
 ok "quantize --lora gptq 4-bit" "$B" quantize "$G" --lora "$A" -o "$T/mg4" --method gptq $C
