@@ -311,11 +311,84 @@ static void test_synthetic(void)
     lmp_ckpt_close(&c);
 }
 
+/* Hostile adapters: each must be refused with a message naming the file and the defect. */
+static void write_bad(const char *dir, const char *cfg, const char *name, lmp_dtype dt, int ndim, const int64_t *sh,
+                      const char *name2)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    if (system(cmd) != 0)
+        return;
+    char *c = lmp_path_join(dir, "adapter_config.json"), *st = lmp_path_join(dir, "adapter_model.safetensors");
+    lmp_write_text(c, cfg);
+    lmp_st_writer *w = NULL;
+    size_t n = lmp_dtype_row_bytes(dt, 1);
+    for (int d = 0; d < ndim; d++)
+        n *= (size_t)sh[d];
+    void *zero = calloc(1, n * 2 + 1);
+    int rc = lmp_st_writer_new(&w, st, 0, true);
+    if (!rc)
+        rc = lmp_st_writer_add(w, name, dt, ndim, sh);
+    if (!rc && name2)
+        rc = lmp_st_writer_add(w, name2, dt, ndim, sh);
+    if (!rc)
+        rc = lmp_st_writer_begin(w);
+    if (!rc)
+        rc = lmp_st_writer_write(w, zero, n * (name2 ? 2 : 1));
+    if (!rc) {
+        lmp_st_writer_finish(w);
+        w = NULL;
+    }
+    lmp_st_writer_abort(w);
+    free(zero);
+    free(c);
+    free(st);
+}
+
+static void bad_case(const char *what, const char *cfg, const char *name, lmp_dtype dt, int ndim, const int64_t *sh,
+                     const char *name2, const char *word)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/bad-%s", tmpdir(), what);
+    write_bad(dir, cfg, name, dt, ndim, sh, name2);
+    lmp_lora *a = NULL;
+    int rc = lmp_lora_open(&a, dir);
+    CHECK(rc != 0 && !a && strstr(lmp_errmsg(), word) && strstr(lmp_errmsg(), dir), "%s: rc %d, '%s'", what, rc,
+          lmp_errmsg());
+    lmp_lora_close(a);
+}
+
+static void test_bad_adapters(void)
+{
+    const char *ok = "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8}";
+    const char *qa = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+    const char *qb = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight";
+    int64_t s2[2] = {4, 16}, s3[3] = {4, 4, 4};
+    bad_case("json", "{not json", qa, LMP_DT_F32, 2, s2, qb, "JSON");
+    bad_case("r", "{\"peft_type\": \"LORA\", \"lora_alpha\": 8}", qa, LMP_DT_F32, 2, s2, qb, "'r'");
+    bad_case("rfrac", "{\"peft_type\": \"LORA\", \"r\": 2.5, \"lora_alpha\": 8}", qa, LMP_DT_F32, 2, s2, qb, "'r'");
+    bad_case("type", "{\"peft_type\": \"IA3\", \"r\": 4}", qa, LMP_DT_F32, 2, s2, qb, "IA3");
+    bad_case("noB", ok, qa, LMP_DT_F32, 2, s2, NULL, "no lora_B");
+    bad_case("name", ok, "model.layers.0.self_attn.q_proj.lora_A.weight", LMP_DT_F32, 2, s2, NULL, "layout");
+    bad_case("adname", ok, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight", LMP_DT_F32, 2, s2,
+             NULL, "layout");
+    bad_case("3d", ok, qa, LMP_DT_F32, 3, s3, qb, "dimensions");
+    bad_case("int", ok, qa, LMP_DT_I32, 2, s2, qb, "dtype");
+    bad_case("dora", ok, "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector", LMP_DT_F32, 2, s2,
+             NULL, "DoRA");
+    bad_case("pattern", "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"rank_pattern\": {\"q_proj(\": 2}}", qa,
+             LMP_DT_F32, 2, s2, qb, "regular expression");
+    lmp_lora *a = NULL;
+    CHECK(lmp_lora_open(&a, "/nonexistent/adapter") == LMP_ENOTFOUND && strstr(lmp_errmsg(), "/nonexistent/adapter"),
+          "missing adapter: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     lmp_quant_init();
     const char *model = fixture("models/gutenberg-5M");
     test_reader();
+    test_bad_adapters();
     test_synthetic();
     if (!model) {
         SKIP("gutenberg-5M fixture absent");
