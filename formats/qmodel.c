@@ -146,6 +146,12 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                        "%s: GGUF input cannot be written as GPTQ / compressed-tensors (llama.cpp names and "
                        "permuted q/k rows); convert it to a Hugging Face folder first (lmpress convert)",
                        ck->path);
+    if (cfg->fused_qkv || cfg->fused_gate_up)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); writing them as "
+                       "published GPTQ/AWQ checkpoints do (one fused quantized tensor each) is not "
+                       "supported yet: quantize to GGUF (--type) instead",
+                       ck->path, cfg->model_type);
     if (p->format != LMP_QFMT_GPTQ_V1 && p->format != LMP_QFMT_GPTQ_V2 && p->format != LMP_QFMT_CT_PACKED &&
         p->format != LMP_QFMT_AWQ_GEMM)
         return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (gptq, gptq_v2, awq or pack-quantized)",
@@ -284,10 +290,13 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
 {
     int idx = -1;
     char name[LMP_MAX_NAME + 16];
+    const lmp_config *cfg = lmp_model_config(w->m);
     for (int i = 0; i < 2 + LMP_LIN_COUNT && idx < 0; i++) {
-        if (i < 2) {
+        if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
-                     i == 0 ? "input_layernorm" : "post_attention_layernorm");
+                     i == 0                              ? "input_layernorm"
+                     : cfg->norms == LMP_NORM_SANDWICH ? "pre_feedforward_layernorm"
+                                                         : "post_attention_layernorm");
         } else {
             char prefix[LMP_MAX_NAME];
             snprintf(name, sizeof name, "%s.bias", lmp_linear_hf_prefix(layer, (lmp_linear)(i - 2), prefix,
@@ -309,6 +318,9 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     void *buf = malloc(es * (size_t)n);
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory");
+    if (idx < 2 && cfg->norm_plus1) /* the engine's (1 + w) back to the stored w (gemma) */
+        for (int64_t j = 0; j < n; j++)
+            w->fold[idx][j] -= 1.0f;
     if (t->dtype == LMP_DT_F32)
         memcpy(buf, w->fold[idx], es * (size_t)n);
     else if (t->dtype == LMP_DT_F16)

@@ -910,6 +910,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     if (rc || (rc = config_json(ck->dir, &p->in, &j)))
         goto done;
     json_set_num(j, "num_hidden_layers", p->out.n_layers);
+    /* per-layer lists (gemma2/3 layer_types, smollm3 no_rope_layers) follow the kept layers */
+    static const char *per_layer[] = {"layer_types", "no_rope_layers"};
+    for (size_t li = 0; li < sizeof per_layer / sizeof per_layer[0]; li++) {
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(j, per_layer[li]);
+        if (!cJSON_IsArray(old) || cJSON_GetArraySize(old) != p->in.n_layers)
+            continue;
+        cJSON *nw = cJSON_CreateArray();
+        for (int i = 0; i < p->out.n_layers; i++)
+            cJSON_AddItemToArray(nw, cJSON_Duplicate(cJSON_GetArrayItem(old, p->keep_layers[i]), true));
+        cJSON_ReplaceItemInObjectCaseSensitive(j, per_layer[li], nw);
+    }
     json_set_num(j, "num_attention_heads", p->out.n_heads);
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);
     json_set_num(j, "head_dim", p->out.head_dim);
@@ -1019,6 +1030,20 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         goto done;
     }
     /* refuse what can be refused before any forward pass */
+    if (cfg->fused_qkv || cfg->fused_gate_up) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); "
+                                       "pruning them is not supported yet",
+                     model, cfg->model_type);
+        goto done;
+    }
+    if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
+        (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "
+                                       "removing heads changes those norms, so structured head pruning is "
+                                       "refused (ffn and layers work)",
+                     model, cfg->model_type);
+        goto done;
+    }
     if (p->structured) {
         int k;
         if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
