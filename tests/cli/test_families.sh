@@ -38,8 +38,17 @@ for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
     # integer groups, prune
     case $fam in
     phi3)
-        refuses "$fam: gptq refuses fused projections" "fused" "$B" quantize "$M" -o "$T/$fam-gptq" \
-            --method gptq --calib "$TXT" --calib-samples 2 --calib-seqlen 32 --group-size 32
+        # written as published Phi-3 GPTQ checkpoints are: one fused qkv_proj / gate_up_proj
+        ok "$fam: gptq (fused tensors)" "$B" quantize "$M" -o "$T/$fam-gptq" --method gptq --calib "$TXT" \
+            --calib-samples 2 --calib-seqlen 32 --group-size 32
+        check "$fam: gptq folder holds qkv_proj.qweight" "'$B' inspect '$T/$fam-gptq' | grep -q 'layers.0.self_attn.qkv_proj.qweight'"
+        check "$fam: gptq folder holds gate_up_proj.qweight" "'$B' inspect '$T/$fam-gptq' | grep -q 'layers.0.mlp.gate_up_proj.qweight'"
+        g=$("$B" ppl "$T/$fam-gptq" -f "$TXT" --protocol llamacpp --ctx 32 --chunks 2 --json 2>/dev/null)
+        check "$fam: gptq ppl $(jget ppl "$g") within 15% of $pa" "close '$(jget ppl "$g")' '$pa' 0.15"
+        ok "$fam: awq (fused tensors)" "$B" quantize "$M" -o "$T/$fam-awq" --method awq --calib "$TXT" \
+            --calib-samples 2 --calib-seqlen 32 --group-size 32
+        w=$("$B" ppl "$T/$fam-awq" -f "$TXT" --protocol llamacpp --ctx 32 --chunks 2 --json 2>/dev/null)
+        check "$fam: awq ppl $(jget ppl "$w") within 15% of $pa" "close '$(jget ppl "$w")' '$pa' 0.15"
         refuses "$fam: prune refuses fused projections" "fused" "$B" prune "$M" -o "$T/$fam-pr" \
             --method wanda --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
         ;;
