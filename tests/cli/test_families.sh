@@ -49,8 +49,11 @@ for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
             --calib-samples 2 --calib-seqlen 32 --group-size 32
         w=$("$B" ppl "$T/$fam-awq" -f "$TXT" --protocol llamacpp --ctx 32 --chunks 2 --json 2>/dev/null)
         check "$fam: awq ppl $(jget ppl "$w") within 15% of $pa" "close '$(jget ppl "$w")' '$pa' 0.15"
-        refuses "$fam: prune refuses fused projections" "fused" "$B" prune "$M" -o "$T/$fam-pr" \
-            --method wanda --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
+        ok "$fam: prune wanda 50% (fused tensors, dense)" "$B" prune "$M" -o "$T/$fam-pr" --method wanda \
+            --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
+        ok "$fam: pruned model runs" "$B" ppl "$T/$fam-pr" -f "$TXT" --ctx 32 --chunks 1
+        refuses "$fam: compressed sparse format refused for fused" "fused" "$B" prune "$M" -o "$T/$fam-prc" \
+            --method wanda --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32 --format compressed-tensors
         ;;
     *)
         ok "$fam: gptq" "$B" quantize "$M" -o "$T/$fam-gptq" --method gptq --calib "$TXT" \
