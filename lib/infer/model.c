@@ -491,8 +491,10 @@ void lmp_model_free(lmp_model *m)
             free(m->layers[l].post_ffn_norm);
             free(m->layers[l].q_norm);
             free(m->layers[l].k_norm);
-            for (int w = 0; w < LMP_LIN_COUNT; w++)
+            for (int w = 0; w < LMP_LIN_COUNT; w++) {
                 free(m->layers[l].bias[w]);
+                lmp_lora_lin_free(m->layers[l].lora[w]);
+            }
         }
         free(m->layers);
     }
