@@ -495,7 +495,11 @@ static int set_arch_keys(lmp_gguf_writer *w, const lmp_config *c, const char *na
     }
     if (c->rope_local_theta > 0)
         KF32("rope.freq_base_swa", c->rope_local_theta);
-    if (c->query_pre_attn_scalar > 0 && c->query_pre_attn_scalar != (float)c->head_dim && !rc)
+    /* llama.cpp derives the scale (head_dim; hidden / heads for the 27B gemma2/3); a
+     * query_pre_attn_scalar it would not derive is kept in an lmpress key */
+    const bool big = (strcmp(a, "gemma2") == 0 && c->n_layers == 46) || (strcmp(a, "gemma3") == 0 && c->n_layers == 62);
+    const float derived = big ? (float)(c->hidden_size / c->n_heads) : (float)c->head_dim;
+    if (c->query_pre_attn_scalar > 0 && c->query_pre_attn_scalar != derived && !rc)
         rc = lmp_gguf_set_f32(w, "lmpress.query_pre_attn_scalar", c->query_pre_attn_scalar);
     if (strcmp(c->model_type, "granite") == 0) {
         KF32("attention.scale", c->attn_multiplier > 0 ? c->attn_multiplier : 1);

@@ -239,7 +239,11 @@ static int family_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char 
         snprintf(k, sizeof k, "%s.final_logit_softcapping", arch);
         if ((rc = gguf_float(g, k, &c->final_softcap, gemma2 ? 30.0f : 0.0f)))
             return rc;
-        if ((rc = gguf_float(g, "lmpress.query_pre_attn_scalar", &c->query_pre_attn_scalar, (float)c->head_dim)))
+        /* llama.cpp's rule when the file does not say: head_dim, but hidden / heads for the
+         * 27B models (gemma2 46 layers, gemma3 62) */
+        const bool big = (gemma2 && c->n_layers == 46) || (gemma3 && c->n_layers == 62);
+        if ((rc = gguf_float(g, "lmpress.query_pre_attn_scalar", &c->query_pre_attn_scalar,
+                             big ? (float)(c->hidden_size / c->n_heads) : (float)c->head_dim)))
             return rc;
         if (gemma3) {
             snprintf(k, sizeof k, "%s.rope.freq_base_swa", arch);

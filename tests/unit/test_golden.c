@@ -19,6 +19,9 @@
 #include "test.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Named tolerances (golden/README.md explains them). */
 #define TOL_F32 1e-4      /* max |logit diff|, engine vs float64 reference, same weights */
@@ -470,6 +473,23 @@ static void test_one(golden *all, int n_all, golden *g)
         goto done;
     diff_stat d = compare_golden(g, lg, g->n_seqs);
     diff_print(g->file, "batched vs reference", &d);
+#ifdef _OPENMP
+    { /* the same bits on one thread (every family's block, decoding included below) */
+        int nt = omp_get_max_threads();
+        omp_set_num_threads(1);
+        float *one = eval_batched(m, g->tokens, g->seq_len);
+        float *st1 = eval_stepwise(m, g->tokens, 4);
+        omp_set_num_threads(nt);
+        float *stn = eval_stepwise(m, g->tokens, 4);
+        CHECK(one && memcmp(one, lg, sizeof(float) * (size_t)g->seq_len * (size_t)g->n_vocab) == 0,
+              "%s: batched logits on 1 thread differ from %d threads", g->file, nt);
+        CHECK(st1 && stn && memcmp(st1, stn, sizeof(float) * 4 * (size_t)g->n_vocab) == 0,
+              "%s: decoding logits on 1 thread differ from %d threads", g->file, nt);
+        free(one);
+        free(st1);
+        free(stn);
+    }
+#endif
     CHECK(d.worst <= TOL_F32, "%s: batched logits: max |diff| %.3g > %g at seq %d pos %d vocab %d "
           "(got %.7g, want %.7g)", g->file, d.worst, TOL_F32, d.seq, d.pos, d.vocab, d.got, d.want);
 
