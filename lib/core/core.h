@@ -76,6 +76,14 @@ typedef enum {
     LMP_DT_Q4_K,
     LMP_DT_Q5_K,
     LMP_DT_Q6_K,
+    /* low-bit GGUF types (lib/quant/iquants.c, tquants.c) */
+    LMP_DT_IQ4_NL,
+    LMP_DT_IQ4_XS,
+    LMP_DT_MXFP4,
+    LMP_DT_TQ1_0,
+    LMP_DT_TQ2_0,
+    LMP_DT_Q1_0,
+    LMP_DT_Q2_0,
     LMP_DT_COUNT
 } lmp_dtype;
 
