@@ -285,8 +285,9 @@ int cmd_quantize(int argc, char **argv)
     io.damp = -1;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
-        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
-                                            "q3_k_l, q3_k_m, q3_k_s, q2_k, f16, bf16 or f32"},
+        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
+                                            "q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, q2_k, q2_0, tq2_0, tq1_0, q1_0, "
+                                            "mxfp4_moe, f16, bf16 or f32"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},

@@ -75,6 +75,25 @@ typedef struct {
 typedef struct { uint8_t qs[QK_K / 4]; uint16_t d; } lmp_block_tq2_0;                   /* 66 */
 typedef struct { uint16_t d; uint8_t qs[QK1_0 / 8]; } lmp_block_q1_0;                   /* 18 */
 typedef struct { uint16_t d; uint8_t qs[QK2_0 / 4]; } lmp_block_q2_0;                   /* 18 */
+/* lattice types (lib/quant/iq3quants.c, iq2quants.c, iq1quants.c; codebooks iq_grids.c) */
+typedef struct { uint16_t d; uint8_t qs[3 * QK_K / 8]; } lmp_block_iq3_xxs;             /* 98 */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QK_K / 4];
+    uint8_t qh[QK_K / 32];
+    uint8_t signs[QK_K / 8];
+    uint8_t scales[QK_K / 64];
+} lmp_block_iq3_s; /* 110 */
+typedef struct { uint16_t d; uint16_t qs[QK_K / 8]; } lmp_block_iq2_xxs;                /* 66 */
+typedef struct { uint16_t d; uint16_t qs[QK_K / 8]; uint8_t scales[QK_K / 32]; } lmp_block_iq2_xs; /* 74 */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QK_K / 4];
+    uint8_t qh[QK_K / 32];
+    uint8_t scales[QK_K / 32];
+} lmp_block_iq2_s; /* 82 */
+typedef struct { uint16_t d; uint8_t qs[QK_K / 8]; uint16_t qh[QK_K / 32]; } lmp_block_iq1_s; /* 50 */
+typedef struct { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[QK_K / 32]; } lmp_block_iq1_m; /* 56 */
 
 static_assert(sizeof(lmp_block_q4_0) == 18, "q4_0 block size");
 static_assert(sizeof(lmp_block_q4_1) == 20, "q4_1 block size");
@@ -93,5 +112,12 @@ static_assert(sizeof(lmp_block_tq1_0) == 54, "tq1_0 block size");
 static_assert(sizeof(lmp_block_tq2_0) == 66, "tq2_0 block size");
 static_assert(sizeof(lmp_block_q1_0) == 18, "q1_0 block size");
 static_assert(sizeof(lmp_block_q2_0) == 18, "q2_0 block size");
+static_assert(sizeof(lmp_block_iq3_xxs) == 98, "iq3_xxs block size");
+static_assert(sizeof(lmp_block_iq3_s) == 110, "iq3_s block size");
+static_assert(sizeof(lmp_block_iq2_xxs) == 66, "iq2_xxs block size");
+static_assert(sizeof(lmp_block_iq2_xs) == 74, "iq2_xs block size");
+static_assert(sizeof(lmp_block_iq2_s) == 82, "iq2_s block size");
+static_assert(sizeof(lmp_block_iq1_s) == 50, "iq1_s block size");
+static_assert(sizeof(lmp_block_iq1_m) == 56, "iq1_m block size");
 
 #endif

@@ -84,6 +84,13 @@ typedef enum {
     LMP_DT_TQ2_0,
     LMP_DT_Q1_0,
     LMP_DT_Q2_0,
+    LMP_DT_IQ3_XXS,
+    LMP_DT_IQ3_S,
+    LMP_DT_IQ2_XXS,
+    LMP_DT_IQ2_XS,
+    LMP_DT_IQ2_S,
+    LMP_DT_IQ1_S,
+    LMP_DT_IQ1_M,
     LMP_DT_COUNT
 } lmp_dtype;
 

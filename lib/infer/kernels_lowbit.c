@@ -1,6 +1,6 @@
 /*
- * Kernels for the low-bit GGUF types (lib/quant/iquants.c, tquants.c): IQ4_NL, IQ4_XS,
- * MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0.
+ * Kernels for the low-bit GGUF types (lib/quant/iquants.c, tquants.c, iq3quants.c):
+ * IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0, IQ3_XXS, IQ3_S.
  *
  * Reference (every type): rows decoded through the dtype table's to_f32 and summed in
  * index order, like kernels_ref.c's generic rows. IQ4_NL and IQ4_XS also compute on Q8
@@ -67,6 +67,8 @@ LB_DT(tq1_0, LMP_DT_TQ1_0)
 LB_DT(tq2_0, LMP_DT_TQ2_0)
 LB_DT(q1_0, LMP_DT_Q1_0)
 LB_DT(q2_0, LMP_DT_Q2_0)
+LB_DT(iq3_xxs, LMP_DT_IQ3_XXS)
+LB_DT(iq3_s, LMP_DT_IQ3_S)
 
 /* IQ4_XS sub-block scale ls - 32 of sub-block ib (0..7). */
 static inline int xs_scale(const lmp_block_iq4_xs *b, int ib)
@@ -119,6 +121,8 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     SET(LMP_DT_TQ2_0, tq2_0);
     SET(LMP_DT_Q1_0, q1_0);
     SET(LMP_DT_Q2_0, q2_0);
+    SET(LMP_DT_IQ3_XXS, iq3_xxs);
+    SET(LMP_DT_IQ3_S, iq3_s);
 #undef SET
     k->dt[LMP_DT_IQ4_NL].dotq = ref_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;

@@ -16,6 +16,9 @@ void lmp_iq_register(void);
 void lmp_tq_register(void);
 /* The weighted quantizer of type t, or NULL when the family ignores weights for t. */
 lmp_weighted_fn lmp_iq_weighted(lmp_dtype t);
+/* iq3quants.c, iq2quants.c, iq1quants.c (called by lmp_iq_register / lmp_iq_weighted) */
+void lmp_iq3_register(void);
+lmp_weighted_fn lmp_iq3_weighted(lmp_dtype t);
 
 /* ggml's nearest_int: round half to even through the 1.5 * 2^23 magic number (|x| <
  * 2^22; larger values and NaN are clamped first). */

@@ -29,10 +29,7 @@ static const struct {
 } TYPES[] = {
     {LMP_DT_IQ4_NL, GGML_TYPE_IQ4_NL}, {LMP_DT_IQ4_XS, GGML_TYPE_IQ4_XS}, {LMP_DT_MXFP4, GGML_TYPE_MXFP4},
     {LMP_DT_TQ1_0, GGML_TYPE_TQ1_0},   {LMP_DT_TQ2_0, GGML_TYPE_TQ2_0},   {LMP_DT_Q1_0, GGML_TYPE_Q1_0},
-    {LMP_DT_Q2_0, GGML_TYPE_Q2_0},
-#ifdef LMP_HAVE_GRID_TYPES
-    LMP_GRID_TYPE_ROWS
-#endif
+    {LMP_DT_Q2_0, GGML_TYPE_Q2_0},     {LMP_DT_IQ3_XXS, GGML_TYPE_IQ3_XXS}, {LMP_DT_IQ3_S, GGML_TYPE_IQ3_S},
 };
 #define NT (int)(sizeof TYPES / sizeof TYPES[0])
 
@@ -66,6 +63,21 @@ static void fill_kind(int kind, float *x, int64_t n, float *qw, int64_t cols, ui
     }
     for (int64_t j = 0; qw && j < cols; j++) /* imatrix-like: mean squares of activations */
         qw[j] = (float)(lmp_rng_uniform(&r) * lmp_rng_uniform(&r) * 4.0 + 1e-4);
+}
+
+/* tests/unit/test_iquants.c's random_blocks (keep identical): seeded random bytes with
+ * the f16 scale (first two bytes of every block here) set to a finite value near 1. */
+static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
+{
+    const size_t bs = lmp_dtype_info(t)->type_size;
+    lmp_rng r;
+    lmp_rng_seed(&r, seed);
+    for (size_t i = 0; i < bs * (size_t)nb; i++)
+        buf[i] = (uint8_t)(lmp_rng_next(&r) >> 24);
+    for (int b = 0; b < nb; b++) {
+        uint16_t d = (uint16_t)(0x3800 + (b * 37 % 0x800)); /* [0.5, 1) */
+        memcpy(buf + bs * (size_t)b, &d, 2);
+    }
 }
 
 int main(void)
@@ -130,6 +142,25 @@ int main(void)
             }
         printf("  %-8s %d of %d identical\n", lmp_dtype_info(TYPES[k].t)->name, nsame, ntot);
         bad += ntot - nsame;
+    }
+    /* codebooks: every grid point reached (1024 random blocks), ggml's dequantization */
+    printf("codebook hashes (1024 random blocks, ggml dequantization):\n");
+    for (int k = 0; k < NT; k++) {
+        const lmp_dtype t = TYPES[k].t;
+        if (lmp_dtype_info(t)->block_size != 256 || t == LMP_DT_IQ4_XS || t == LMP_DT_TQ1_0 || t == LMP_DT_TQ2_0)
+            continue;
+        enum { NBLK = 1024 };
+        uint8_t *blk = malloc(lmp_dtype_info(t)->type_size * NBLK);
+        float *y1 = malloc(sizeof(float) * 256 * NBLK), *y2 = malloc(sizeof(float) * 256 * NBLK);
+        random_blocks(t, NBLK, 77, blk);
+        ggml_get_type_traits(TYPES[k].g)->to_float(blk, y2, 256 * NBLK);
+        lmp_dtype_info(t)->to_f32(blk, y1, 256 * NBLK);
+        int same = memcmp(y1, y2, sizeof(float) * 256 * NBLK) == 0;
+        bad += !same;
+        printf("    {LMP_DT_%s, 0x%016llxULL}, /* lmpress %016llx %s */\n", lmp_dtype_info(t)->name,
+               (unsigned long long)lmp_fnv1a(LMP_FNV_INIT, y2, sizeof(float) * 256 * NBLK),
+               (unsigned long long)lmp_fnv1a(LMP_FNV_INIT, y1, sizeof(float) * 256 * NBLK), same ? "same" : "DIFFERENT");
+        free(blk), free(y1), free(y2);
     }
     free(x), free(qw), free(a), free(b);
     printf("%s\n", bad ? "MISMATCH" : "all identical");

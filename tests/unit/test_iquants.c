@@ -34,7 +34,48 @@ static const struct { lmp_dtype t; int w; uint64_t h; } GOLDEN[] = {
     {LMP_DT_TQ2_0, 0, 0xcdf52cd0f902f153ULL},  {LMP_DT_TQ2_0, 1, 0xcdf52cd0f902f153ULL},
     {LMP_DT_Q1_0, 0, 0xb84c8e141c1e0814ULL},   {LMP_DT_Q1_0, 1, 0xb84c8e141c1e0814ULL},
     {LMP_DT_Q2_0, 0, 0x993571969cba9f78ULL},   {LMP_DT_Q2_0, 1, 0x993571969cba9f78ULL},
+    {LMP_DT_IQ3_XXS, 0, 0xa7ab7aeec98124bdULL}, {LMP_DT_IQ3_XXS, 1, 0x657f9f437621b285ULL},
+    {LMP_DT_IQ3_S, 0, 0xa6a4b604c1adf158ULL},  {LMP_DT_IQ3_S, 1, 0x030c9437b14e53f8ULL},
 };
+
+/* Same blocks as tests/reference/ggml_lowbit_check.c's random_blocks (keep identical):
+ * seeded random bytes, the f16 scale (first two bytes) set finite in [0.5, 1). */
+static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
+{
+    const size_t bs = lmp_dtype_info(t)->type_size;
+    lmp_rng r;
+    lmp_rng_seed(&r, seed);
+    for (size_t i = 0; i < bs * (size_t)nb; i++)
+        buf[i] = (uint8_t)(lmp_rng_next(&r) >> 24);
+    for (int b = 0; b < nb; b++) {
+        uint16_t d = (uint16_t)(0x3800 + (b * 37 % 0x800));
+        memcpy(buf + bs * (size_t)b, &d, 2);
+    }
+}
+
+/* The codebooks (lib/quant/iq_grids.c) against llama.cpp: 1024 random blocks reach every
+ * grid point (and sign pattern, scale code); the hash is of ggml's own dequantization of
+ * the same bytes (dequantize_row_<type>, printed by ggml_lowbit_check.c). */
+static const struct { lmp_dtype t; uint64_t h; } CODEBOOK[] = {
+    {LMP_DT_IQ3_XXS, 0x2c4f2651f00c6de8ULL},
+    {LMP_DT_IQ3_S, 0x0cd6daf9086885feULL},
+};
+
+static void test_codebooks(void)
+{
+    enum { NBLK = 1024 };
+    for (size_t k = 0; k < sizeof CODEBOOK / sizeof CODEBOOK[0]; k++) {
+        const lmp_dtype_traits *tr = lmp_dtype_info(CODEBOOK[k].t);
+        uint8_t *blk = malloc(tr->type_size * NBLK);
+        float *y = malloc(sizeof(float) * 256 * NBLK);
+        random_blocks(CODEBOOK[k].t, NBLK, 77, blk);
+        tr->to_f32(blk, y, 256 * NBLK);
+        uint64_t h = lmp_fnv1a(LMP_FNV_INIT, y, sizeof(float) * 256 * NBLK);
+        CHECK(h == CODEBOOK[k].h, "%s: dequantized codebook hash %016llx, llama.cpp's %016llx", tr->name,
+              (unsigned long long)h, (unsigned long long)CODEBOOK[k].h);
+        free(blk), free(y);
+    }
+}
 
 static void test_golden(void)
 {
@@ -182,7 +223,7 @@ static void test_roundtrip_and_weights(void)
     enum { R = 16, C = 1024 };
     static const struct { lmp_dtype t; double bound; } B[] = {
         {LMP_DT_IQ4_NL, 0.085}, {LMP_DT_IQ4_XS, 0.085}, {LMP_DT_MXFP4, 0.16},
-        {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
+        {LMP_DT_IQ3_S, 0.20},   {LMP_DT_IQ3_XXS, 0.24}, {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
     };
     float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C), qw[C];
     void *q = malloc(8 * R * C);
@@ -209,8 +250,8 @@ static void test_roundtrip_and_weights(void)
             nz += y[j] != 0;
         CHECK(nz == 0, "%s: a zero row dequantizes to %d non-zeros", tr->name, nz);
     }
-    const lmp_dtype wt[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS};
-    for (size_t k = 0; k < 2; k++) {
+    const lmp_dtype wt[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_IQ3_S, LMP_DT_IQ3_XXS};
+    for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
         double werr[2];
         CHECK(lmp_quant_uses_weights(wt[k]), "%s uses weights", lmp_dtype_info(wt[k])->name);
         for (int w = 0; w < 2; w++) {
@@ -234,6 +275,7 @@ int main(void)
 {
     lmp_quant_init();
     test_golden();
+    test_codebooks();
     test_layouts();
     test_roundtrip_and_weights();
     return test_finish();
