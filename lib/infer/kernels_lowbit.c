@@ -1,6 +1,7 @@
 /*
- * Kernels for the low-bit GGUF types (lib/quant/iquants.c, tquants.c, iq3quants.c):
- * IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0, IQ3_XXS, IQ3_S.
+ * Kernels for the low-bit GGUF types (lib/quant/iquants.c, tquants.c, iq3quants.c,
+ * iq2quants.c): IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0, IQ3_XXS, IQ3_S, IQ2_XXS,
+ * IQ2_XS, IQ2_S.
  *
  * Reference (every type): rows decoded through the dtype table's to_f32 and summed in
  * index order, like kernels_ref.c's generic rows. IQ4_NL and IQ4_XS also compute on Q8
@@ -69,6 +70,9 @@ LB_DT(q1_0, LMP_DT_Q1_0)
 LB_DT(q2_0, LMP_DT_Q2_0)
 LB_DT(iq3_xxs, LMP_DT_IQ3_XXS)
 LB_DT(iq3_s, LMP_DT_IQ3_S)
+LB_DT(iq2_xxs, LMP_DT_IQ2_XXS)
+LB_DT(iq2_xs, LMP_DT_IQ2_XS)
+LB_DT(iq2_s, LMP_DT_IQ2_S)
 
 /* IQ4_XS sub-block scale ls - 32 of sub-block ib (0..7). */
 static inline int xs_scale(const lmp_block_iq4_xs *b, int ib)
@@ -123,6 +127,9 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     SET(LMP_DT_Q2_0, q2_0);
     SET(LMP_DT_IQ3_XXS, iq3_xxs);
     SET(LMP_DT_IQ3_S, iq3_s);
+    SET(LMP_DT_IQ2_XXS, iq2_xxs);
+    SET(LMP_DT_IQ2_XS, iq2_xs);
+    SET(LMP_DT_IQ2_S, iq2_s);
 #undef SET
     k->dt[LMP_DT_IQ4_NL].dotq = ref_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;

@@ -264,6 +264,7 @@ void lmp_iq_register(void)
     lmp_dtype_register(LMP_DT_IQ4_XS, iq4_xs_to, iq4_xs_from);
     lmp_dtype_register(LMP_DT_MXFP4, mxfp4_to, mxfp4_from);
     lmp_iq3_register();
+    lmp_iq2_register();
 }
 
 lmp_weighted_fn lmp_iq_weighted(lmp_dtype t)
@@ -271,6 +272,6 @@ lmp_weighted_fn lmp_iq_weighted(lmp_dtype t)
     switch (t) {
     case LMP_DT_IQ4_NL: return iq4_nl_from_w;
     case LMP_DT_IQ4_XS: return iq4_xs_from_w;
-    default: return lmp_iq3_weighted(t);
+    default: return lmp_iq3_weighted(t) ? lmp_iq3_weighted(t) : lmp_iq2_weighted(t);
     }
 }

@@ -293,6 +293,11 @@ static float search_pos(int n, int nmax, const float *x, uint8_t *L, const float
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+float lmp_q_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw)
+{
+    return search_pos(n, nmax, x, L, qw);
+}
+
 /* ---------------------------------------------------------------- batched searches
  *
  * The searches of a super-block's sub-blocks are independent, so eight of them run at

@@ -19,6 +19,11 @@ lmp_weighted_fn lmp_iq_weighted(lmp_dtype t);
 /* iq3quants.c, iq2quants.c, iq1quants.c (called by lmp_iq_register / lmp_iq_weighted) */
 void lmp_iq3_register(void);
 lmp_weighted_fn lmp_iq3_weighted(lmp_dtype t);
+void lmp_iq2_register(void);
+lmp_weighted_fn lmp_iq2_weighted(lmp_dtype t);
+/* kquants.c: ggml's make_qp_quants (n non-negative values to [0, nmax] against one
+ * scale, qw-weighted; returns the scale) */
+float lmp_q_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 
 /* ggml's nearest_int: round half to even through the 1.5 * 2^23 magic number (|x| <
  * 2^22; larger values and NaN are clamped first). */

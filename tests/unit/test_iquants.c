@@ -36,6 +36,8 @@ static const struct { lmp_dtype t; int w; uint64_t h; } GOLDEN[] = {
     {LMP_DT_Q2_0, 0, 0x993571969cba9f78ULL},   {LMP_DT_Q2_0, 1, 0x993571969cba9f78ULL},
     {LMP_DT_IQ3_XXS, 0, 0xa7ab7aeec98124bdULL}, {LMP_DT_IQ3_XXS, 1, 0x657f9f437621b285ULL},
     {LMP_DT_IQ3_S, 0, 0xa6a4b604c1adf158ULL},  {LMP_DT_IQ3_S, 1, 0x030c9437b14e53f8ULL},
+    {LMP_DT_IQ2_XXS, 1, 0x647323287321f5fdULL}, {LMP_DT_IQ2_XS, 1, 0xe60509cfed241ee2ULL},
+    {LMP_DT_IQ2_S, 0, 0xdbef60366ef0d9b2ULL},  {LMP_DT_IQ2_S, 1, 0x675ee53af08218a8ULL},
 };
 
 /* Same blocks as tests/reference/ggml_lowbit_check.c's random_blocks (keep identical):
@@ -59,6 +61,9 @@ static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
 static const struct { lmp_dtype t; uint64_t h; } CODEBOOK[] = {
     {LMP_DT_IQ3_XXS, 0x2c4f2651f00c6de8ULL},
     {LMP_DT_IQ3_S, 0x0cd6daf9086885feULL},
+    {LMP_DT_IQ2_XXS, 0x8a5c75dab76137f7ULL},
+    {LMP_DT_IQ2_XS, 0xce346e2aec55c6a9ULL},
+    {LMP_DT_IQ2_S, 0xdd18cb5179f43a60ULL},
 };
 
 static void test_codebooks(void)
@@ -223,7 +228,8 @@ static void test_roundtrip_and_weights(void)
     enum { R = 16, C = 1024 };
     static const struct { lmp_dtype t; double bound; } B[] = {
         {LMP_DT_IQ4_NL, 0.085}, {LMP_DT_IQ4_XS, 0.085}, {LMP_DT_MXFP4, 0.16},
-        {LMP_DT_IQ3_S, 0.20},   {LMP_DT_IQ3_XXS, 0.24}, {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
+        {LMP_DT_IQ3_S, 0.20},   {LMP_DT_IQ3_XXS, 0.24}, {LMP_DT_IQ2_S, 0.30},  {LMP_DT_IQ2_XS, 0.34},
+        {LMP_DT_IQ2_XXS, 0.40}, {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
     };
     float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C), qw[C];
     void *q = malloc(8 * R * C);
@@ -250,7 +256,8 @@ static void test_roundtrip_and_weights(void)
             nz += y[j] != 0;
         CHECK(nz == 0, "%s: a zero row dequantizes to %d non-zeros", tr->name, nz);
     }
-    const lmp_dtype wt[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_IQ3_S, LMP_DT_IQ3_XXS};
+    const lmp_dtype wt[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_IQ3_S, LMP_DT_IQ3_XXS, LMP_DT_IQ2_S,
+                            LMP_DT_IQ2_XS, LMP_DT_IQ2_XXS};
     for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
         double werr[2];
         CHECK(lmp_quant_uses_weights(wt[k]), "%s uses weights", lmp_dtype_info(wt[k])->name);
