@@ -287,9 +287,9 @@ int cmd_quantize(int argc, char **argv)
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
         {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
                                             "q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, iq3_m, iq3_s, iq3_xs, iq3_xxs, "
-                                            "q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, q1_0, "
-                                            "mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs and iq2_* need an "
-                                            "importance matrix)"},
+                                            "q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, iq1_m, iq1_s, "
+                                            "q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, iq2_* and iq1_* "
+                                            "need an importance matrix)"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},

@@ -1,7 +1,7 @@
 /*
  * Kernels for the low-bit GGUF types (lib/quant/iquants.c, tquants.c, iq3quants.c,
  * iq2quants.c): IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0, Q1_0, Q2_0, IQ3_XXS, IQ3_S, IQ2_XXS,
- * IQ2_XS, IQ2_S.
+ * IQ2_XS, IQ2_S, IQ1_S, IQ1_M (iq1quants.c).
  *
  * Reference (every type): rows decoded through the dtype table's to_f32 and summed in
  * index order, like kernels_ref.c's generic rows. IQ4_NL and IQ4_XS also compute on Q8
@@ -73,6 +73,8 @@ LB_DT(iq3_s, LMP_DT_IQ3_S)
 LB_DT(iq2_xxs, LMP_DT_IQ2_XXS)
 LB_DT(iq2_xs, LMP_DT_IQ2_XS)
 LB_DT(iq2_s, LMP_DT_IQ2_S)
+LB_DT(iq1_s, LMP_DT_IQ1_S)
+LB_DT(iq1_m, LMP_DT_IQ1_M)
 
 /* IQ4_XS sub-block scale ls - 32 of sub-block ib (0..7). */
 static inline int xs_scale(const lmp_block_iq4_xs *b, int ib)
@@ -130,6 +132,8 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     SET(LMP_DT_IQ2_XXS, iq2_xxs);
     SET(LMP_DT_IQ2_XS, iq2_xs);
     SET(LMP_DT_IQ2_S, iq2_s);
+    SET(LMP_DT_IQ1_S, iq1_s);
+    SET(LMP_DT_IQ1_M, iq1_m);
 #undef SET
     k->dt[LMP_DT_IQ4_NL].dotq = ref_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;

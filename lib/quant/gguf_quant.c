@@ -48,6 +48,8 @@ static const lmp_gguf_qtype g_qtypes[] = {
     {"iq2_s", FT_IQ2_S, LMP_DT_IQ2_XS, "iq2_xs, attn_v/attn_output/first ffn_down in iq3_s (imatrix)"},
     {"iq2_xs", FT_IQ2_XS, LMP_DT_IQ2_XS, "2.31 bpw lattice (needs an imatrix)"},
     {"iq2_xxs", FT_IQ2_XXS, LMP_DT_IQ2_XXS, "2.06 bpw lattice (needs an imatrix)"},
+    {"iq1_m", FT_IQ1_M, LMP_DT_IQ1_M, "1.75 bpw lattice (needs an imatrix)"},
+    {"iq1_s", FT_IQ1_S, LMP_DT_IQ1_S, "1.56 bpw lattice (needs an imatrix)"},
     {"q4_k_s", FT_Q4_K_S, LMP_DT_Q4_K, "q4_K, first layers' attn_v/ffn_down in q5_K"},
     {"q4_1", FT_Q4_1, LMP_DT_Q4_1, "5.0 bpw legacy, with min"},
     {"q4_0", FT_Q4_0, LMP_DT_Q4_0, "4.5 bpw legacy"},
@@ -275,7 +277,7 @@ static int compile_patterns(const lmp_gguf_quant_params *p, pattern **ov, patter
         if (!tr || tr->ggml_type < 0 || !tr->from_f32 || !(tr->is_quant || dt == LMP_DT_F32 || dt == LMP_DT_F16 ||
                                                            dt == LMP_DT_BF16))
             return lmp_err(LMP_EINVAL, "--tensor-type '%s': unknown tensor type '%s' (q2_k..q6_k, q4_0, q4_1, q5_0, "
-                                       "q5_1, q8_0, iq4_nl, iq4_xs, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, mxfp4, tq1_0, tq2_0, q1_0, q2_0, f16, bf16, f32)", s, eq + 1);
+                                       "q5_1, q8_0, iq4_nl, iq4_xs, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s, mxfp4, tq1_0, tq2_0, q1_0, q2_0, f16, bf16, f32)", s, eq + 1);
         char *rx = strndup(s, (size_t)(eq - s));
         if (!rx)
             return lmp_err(LMP_ENOMEM, "quantize: out of memory");

@@ -265,6 +265,7 @@ void lmp_iq_register(void)
     lmp_dtype_register(LMP_DT_MXFP4, mxfp4_to, mxfp4_from);
     lmp_iq3_register();
     lmp_iq2_register();
+    lmp_iq1_register();
 }
 
 lmp_weighted_fn lmp_iq_weighted(lmp_dtype t)
@@ -272,6 +273,10 @@ lmp_weighted_fn lmp_iq_weighted(lmp_dtype t)
     switch (t) {
     case LMP_DT_IQ4_NL: return iq4_nl_from_w;
     case LMP_DT_IQ4_XS: return iq4_xs_from_w;
-    default: return lmp_iq3_weighted(t) ? lmp_iq3_weighted(t) : lmp_iq2_weighted(t);
+    default: {
+        lmp_weighted_fn f = lmp_iq3_weighted(t);
+        f = f ? f : lmp_iq2_weighted(t);
+        return f ? f : lmp_iq1_weighted(t);
+    }
     }
 }

@@ -21,6 +21,8 @@ void lmp_iq3_register(void);
 lmp_weighted_fn lmp_iq3_weighted(lmp_dtype t);
 void lmp_iq2_register(void);
 lmp_weighted_fn lmp_iq2_weighted(lmp_dtype t);
+void lmp_iq1_register(void);
+lmp_weighted_fn lmp_iq1_weighted(lmp_dtype t);
 /* kquants.c: ggml's make_qp_quants (n non-negative values to [0, nmax] against one
  * scale, qw-weighted; returns the scale) */
 float lmp_q_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw);

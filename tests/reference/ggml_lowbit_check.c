@@ -31,6 +31,7 @@ static const struct {
     {LMP_DT_TQ1_0, GGML_TYPE_TQ1_0},   {LMP_DT_TQ2_0, GGML_TYPE_TQ2_0},   {LMP_DT_Q1_0, GGML_TYPE_Q1_0},
     {LMP_DT_Q2_0, GGML_TYPE_Q2_0},     {LMP_DT_IQ3_XXS, GGML_TYPE_IQ3_XXS}, {LMP_DT_IQ3_S, GGML_TYPE_IQ3_S},
     {LMP_DT_IQ2_XXS, GGML_TYPE_IQ2_XXS}, {LMP_DT_IQ2_XS, GGML_TYPE_IQ2_XS}, {LMP_DT_IQ2_S, GGML_TYPE_IQ2_S},
+    {LMP_DT_IQ1_S, GGML_TYPE_IQ1_S},     {LMP_DT_IQ1_M, GGML_TYPE_IQ1_M},
 };
 #define NT (int)(sizeof TYPES / sizeof TYPES[0])
 
@@ -77,7 +78,12 @@ static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
         buf[i] = (uint8_t)(lmp_rng_next(&r) >> 24);
     for (int b = 0; b < nb; b++) {
         uint16_t d = (uint16_t)(0x3800 + (b * 37 % 0x800)); /* [0.5, 1) */
-        memcpy(buf + bs * (size_t)b, &d, 2);
+        if (t == LMP_DT_IQ1_M) { /* the f16 scale is the top nibbles of the 4 scale words */
+            uint8_t *sc = buf + bs * (size_t)b + 48;
+            for (int k = 0; k < 4; k++)
+                sc[2 * k + 1] = (uint8_t)((sc[2 * k + 1] & 0x0f) | (((d >> 4 * k) & 0xf) << 4));
+        } else
+            memcpy(buf + bs * (size_t)b, &d, 2);
     }
 }
 

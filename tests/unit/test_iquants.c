@@ -38,6 +38,8 @@ static const struct { lmp_dtype t; int w; uint64_t h; } GOLDEN[] = {
     {LMP_DT_IQ3_S, 0, 0xa6a4b604c1adf158ULL},  {LMP_DT_IQ3_S, 1, 0x030c9437b14e53f8ULL},
     {LMP_DT_IQ2_XXS, 1, 0x647323287321f5fdULL}, {LMP_DT_IQ2_XS, 1, 0xe60509cfed241ee2ULL},
     {LMP_DT_IQ2_S, 0, 0xdbef60366ef0d9b2ULL},  {LMP_DT_IQ2_S, 1, 0x675ee53af08218a8ULL},
+    {LMP_DT_IQ1_S, 1, 0xa3da9508d62344f0ULL},  {LMP_DT_IQ1_M, 0, 0xd9e8d78c85e4f36cULL},
+    {LMP_DT_IQ1_M, 1, 0xc20096e81ae31879ULL},
 };
 
 /* Same blocks as tests/reference/ggml_lowbit_check.c's random_blocks (keep identical):
@@ -51,7 +53,12 @@ static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
         buf[i] = (uint8_t)(lmp_rng_next(&r) >> 24);
     for (int b = 0; b < nb; b++) {
         uint16_t d = (uint16_t)(0x3800 + (b * 37 % 0x800));
-        memcpy(buf + bs * (size_t)b, &d, 2);
+        if (t == LMP_DT_IQ1_M) { /* the f16 scale is the top nibbles of the 4 scale words */
+            uint8_t *sc = buf + bs * (size_t)b + 48;
+            for (int k = 0; k < 4; k++)
+                sc[2 * k + 1] = (uint8_t)((sc[2 * k + 1] & 0x0f) | (((d >> 4 * k) & 0xf) << 4));
+        } else
+            memcpy(buf + bs * (size_t)b, &d, 2);
     }
 }
 
@@ -64,6 +71,8 @@ static const struct { lmp_dtype t; uint64_t h; } CODEBOOK[] = {
     {LMP_DT_IQ2_XXS, 0x8a5c75dab76137f7ULL},
     {LMP_DT_IQ2_XS, 0xce346e2aec55c6a9ULL},
     {LMP_DT_IQ2_S, 0xdd18cb5179f43a60ULL},
+    {LMP_DT_IQ1_S, 0xda47ba9ba0037fe4ULL},
+    {LMP_DT_IQ1_M, 0xb2b1ea86452eed44ULL},
 };
 
 static void test_codebooks(void)
@@ -229,7 +238,7 @@ static void test_roundtrip_and_weights(void)
     static const struct { lmp_dtype t; double bound; } B[] = {
         {LMP_DT_IQ4_NL, 0.085}, {LMP_DT_IQ4_XS, 0.085}, {LMP_DT_MXFP4, 0.16},
         {LMP_DT_IQ3_S, 0.20},   {LMP_DT_IQ3_XXS, 0.24}, {LMP_DT_IQ2_S, 0.30},  {LMP_DT_IQ2_XS, 0.34},
-        {LMP_DT_IQ2_XXS, 0.40}, {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
+        {LMP_DT_IQ2_XXS, 0.40}, {LMP_DT_IQ1_M, 0.60},  {LMP_DT_IQ1_S, 0.62}, {LMP_DT_TQ2_0, 0.85},   {LMP_DT_TQ1_0, 0.85},   {LMP_DT_Q2_0, 0.75}, {LMP_DT_Q1_0, 0.62},
     };
     float *x = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * C), qw[C];
     void *q = malloc(8 * R * C);
@@ -257,7 +266,7 @@ static void test_roundtrip_and_weights(void)
         CHECK(nz == 0, "%s: a zero row dequantizes to %d non-zeros", tr->name, nz);
     }
     const lmp_dtype wt[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_IQ3_S, LMP_DT_IQ3_XXS, LMP_DT_IQ2_S,
-                            LMP_DT_IQ2_XS, LMP_DT_IQ2_XXS};
+                            LMP_DT_IQ2_XS, LMP_DT_IQ2_XXS, LMP_DT_IQ1_M, LMP_DT_IQ1_S};
     for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
         double werr[2];
         CHECK(lmp_quant_uses_weights(wt[k]), "%s uses weights", lmp_dtype_info(wt[k])->name);

@@ -165,7 +165,7 @@ static void test_gemm(const lmp_isa *isas, int nisa)
                                     LMP_DT_Q6_K, LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_MXFP4,
                                     LMP_DT_TQ1_0, LMP_DT_TQ2_0, LMP_DT_Q1_0, LMP_DT_Q2_0,
                                     LMP_DT_IQ3_XXS, LMP_DT_IQ3_S, LMP_DT_IQ2_XXS, LMP_DT_IQ2_XS,
-                                    LMP_DT_IQ2_S};
+                                    LMP_DT_IQ2_S, LMP_DT_IQ1_S, LMP_DT_IQ1_M};
     for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
         CHECK(lmp_gemm_supports(dts[d]), "%s supported", lmp_dtype_info(dts[d])->name);
         bool dense = lmp_dtype_info(dts[d])->block_size == 1;
