@@ -539,6 +539,7 @@ int cmd_quantize(int argc, char **argv)
     } else if (imatrix_file) { /* the keys llama-quantize writes for --imatrix */
         p.weights = lmp_imatrix_file_weights;
         p.weights_ctx = &imf;
+        p.weights_len = lmp_imatrix_file_len; /* refuses entries of another model's shapes */
         p.imatrix_file = imatrix_file;
         p.imatrix_dataset = imf.dataset;
         p.imatrix_entries = imf.n_entries;

@@ -409,6 +409,13 @@ static int check_weights(const lmp_ckpt *c, const plan_item *plan, const lmp_ggu
                                t->name, lmp_dtype_info(o)->name);
             continue;
         }
+        if (p->weights_len && strcmp(t->name, "token_embd.weight") != 0) {
+            int64_t len = p->weights_len(p->weights_ctx, t->name);
+            if (len > 0 && len != cols)
+                return lmp_err(LMP_EINVAL, "%s: the importance matrix entry for tensor '%s' holds %lld values, its "
+                               "rows have %lld (an imatrix of another model?)", c->path, t->name, (long long)len,
+                               (long long)cols);
+        }
         if (!lmp_quant_uses_weights(o) || strncmp(t->name, "blk.", 4) != 0)
             continue;
         wanted++;
