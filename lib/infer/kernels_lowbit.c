@@ -17,6 +17,7 @@
 #include "kernels_internal.h"
 
 #include "../core/blocks.h"
+#include "../quant/iq_grid.h"
 
 #include <string.h>
 
@@ -117,6 +118,80 @@ static float ref_dotq_iq4_xs(const void *row, const void *xq, int64_t n)
     return s;
 }
 
+/* IQ3_S / IQ2_XS codes of one 32-value block as signed bytes (grid value times sign). */
+static void ints_iq3_s(const lmp_block_iq3_s *b, int ib, int8_t q[32])
+{
+    const uint8_t *qs = b->qs + 8 * ib, *signs = b->signs + 4 * ib, h = b->qh[ib];
+    for (int l = 0; l < 8; l++) {
+        const uint32_t g = lmp_iq3s_grid[qs[l] | ((h << (8 - l)) & 256)];
+        for (int j = 0; j < 4; j++) {
+            const int v = (uint8_t)(g >> 8 * j), bit = 4 * (l % 2) + j;
+            q[4 * l + j] = (int8_t)(signs[l / 2] & (1 << bit) ? -v : v);
+        }
+    }
+}
+
+static void ints_iq2_xs(const lmp_block_iq2_xs *b, int ib, int8_t q[32])
+{
+    for (int l = 0; l < 4; l++) {
+        const uint16_t c = b->qs[4 * ib + l];
+        const uint64_t g = lmp_iq2xs_grid[c & 511];
+        const uint8_t sg = lmp_iq_ksigns(c >> 9);
+        for (int j = 0; j < 8; j++) {
+            const int v = (uint8_t)(g >> 8 * j);
+            q[8 * l + j] = (int8_t)(sg & (1 << j) ? -v : v);
+        }
+    }
+}
+
+/* IQ3_S on Q8 activations: per 32-block the exact integer sum, then
+ * s += (float)is * (d * (1 + 2 sc) * dx). */
+static float ref_dotq_iq3_s(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq3_s *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = lmp_f16_to_f32(b[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            int8_t q[32];
+            ints_iq3_s(&b[i], ib, q);
+            int32_t is = 0;
+            for (int j = 0; j < 32; j++)
+                is += q[j] * xs[256 * i + 32 * ib + j];
+            const int sc = ib % 2 ? b[i].scales[ib / 2] >> 4 : b[i].scales[ib / 2] & 0xf;
+            s += (float)is * (d * (float)(1 + 2 * sc) * xd[8 * i + ib]);
+        }
+    }
+    return s;
+}
+
+/* IQ2_XS on Q8 activations: per 16-value half the exact integer sum, then
+ * s += (float)is * (d * (0.5 + sc) * 0.25 * dx), halves in order. */
+static float ref_dotq_iq2_xs(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq2_xs *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = lmp_f16_to_f32(b[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            int8_t q[32];
+            ints_iq2_xs(&b[i], ib, q);
+            for (int h = 0; h < 2; h++) {
+                int32_t is = 0;
+                for (int j = 0; j < 16; j++)
+                    is += q[16 * h + j] * xs[256 * i + 32 * ib + 16 * h + j];
+                const int sc = (b[i].scales[ib] >> 4 * h) & 0xf;
+                s += (float)is * (d * (0.5f + sc) * 0.25f * xd[8 * i + ib]);
+            }
+        }
+    }
+    return s;
+}
+
 void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
 {
 #define SET(DT, nm) k->dt[DT] = (lmp_kdt){.to_f32 = lb_to_##nm, .dot = lb_dot_##nm, .dotn = lb_dotn_##nm}
@@ -137,6 +212,8 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
 #undef SET
     k->dt[LMP_DT_IQ4_NL].dotq = ref_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;
+    k->dt[LMP_DT_IQ3_S].dotq = ref_dotq_iq3_s;
+    k->dt[LMP_DT_IQ2_XS].dotq = ref_dotq_iq2_xs;
 }
 
 #if defined(__x86_64__)
@@ -245,8 +322,85 @@ T2 static void avx2_to_iq4_xs(const void *row, int64_t k0, int64_t n, float *dst
     }
 }
 
+/* byte j of the result: 0xff when bit j % 8 of byte j / 8 of `bits` is set */
+T2 static inline __m256i sign_mask(uint32_t bits)
+{
+    const __m256i sp = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)bits),
+        _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(sp, bit), bit);
+}
+
+/* w with the bytes under mask m negated */
+T2 static inline __m256i apply_signs(__m256i w, __m256i m)
+{
+    return _mm256_sub_epi8(_mm256_xor_si256(w, m), m);
+}
+
+T2 static float avx2_dotq_iq3_s(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq3_s *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            const uint8_t *qs = b[i].qs + 8 * ib, h = b[i].qh[ib];
+            const __m256i g = _mm256_setr_epi32(
+                (int)lmp_iq3s_grid[qs[0] | ((h << 8) & 256)], (int)lmp_iq3s_grid[qs[1] | ((h << 7) & 256)],
+                (int)lmp_iq3s_grid[qs[2] | ((h << 6) & 256)], (int)lmp_iq3s_grid[qs[3] | ((h << 5) & 256)],
+                (int)lmp_iq3s_grid[qs[4] | ((h << 4) & 256)], (int)lmp_iq3s_grid[qs[5] | ((h << 3) & 256)],
+                (int)lmp_iq3s_grid[qs[6] | ((h << 2) & 256)], (int)lmp_iq3s_grid[qs[7] | ((h << 1) & 256)]);
+            uint32_t sg;
+            memcpy(&sg, b[i].signs + 4 * ib, 4);
+            const __m256i w = apply_signs(g, sign_mask(sg));
+            const int sc = ib % 2 ? b[i].scales[ib / 2] >> 4 : b[i].scales[ib / 2] & 0xf;
+            const __m256 p = isum8(w, _mm256_loadu_si256((const __m256i *)(xs + 256 * i + 32 * ib)));
+            const __m256 f = _mm256_set1_ps(d * (float)(1 + 2 * sc) * xd[8 * i + ib]);
+            if (ib % 2)
+                a1 = _mm256_fmadd_ps(p, f, a1);
+            else
+                a0 = _mm256_fmadd_ps(p, f, a0);
+        }
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
+T2 static float avx2_dotq_iq2_xs(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq2_xs *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            const uint16_t *c = b[i].qs + 4 * ib;
+            const __m256i g = _mm256_setr_epi64x((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
+                                                 (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511]);
+            const uint32_t sg = (uint32_t)lmp_iq_ksigns(c[0] >> 9) | (uint32_t)lmp_iq_ksigns(c[1] >> 9) << 8 |
+                                (uint32_t)lmp_iq_ksigns(c[2] >> 9) << 16 | (uint32_t)lmp_iq_ksigns(c[3] >> 9) << 24;
+            const __m256i w = apply_signs(g, sign_mask(sg));
+            const float dx = d * xd[8 * i + ib];
+            /* lanes 0-3: the first 16 values (scale nibble 0), lanes 4-7 the second */
+            const __m256 f = _mm256_setr_m128(_mm_set1_ps(dx * ((0.5f + (b[i].scales[ib] & 0xf)) * 0.25f)),
+                                              _mm_set1_ps(dx * ((0.5f + (b[i].scales[ib] >> 4)) * 0.25f)));
+            const __m256 p = isum8(w, _mm256_loadu_si256((const __m256i *)(xs + 256 * i + 32 * ib)));
+            if (ib % 2)
+                a1 = _mm256_fmadd_ps(p, f, a1);
+            else
+                a0 = _mm256_fmadd_ps(p, f, a0);
+        }
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
 void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k)
 {
+    k->dt[LMP_DT_IQ3_S].dotq = avx2_dotq_iq3_s;
+    k->dt[LMP_DT_IQ2_XS].dotq = avx2_dotq_iq2_xs;
     k->dt[LMP_DT_IQ4_NL].dotq = avx2_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = avx2_dotq_iq4_xs;
     k->dt[LMP_DT_IQ4_NL].to_f32 = avx2_to_iq4_nl;
