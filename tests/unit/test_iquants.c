@@ -287,6 +287,90 @@ static void test_roundtrip_and_weights(void)
     free(x), free(y), free(q);
 }
 
+/* ---------------------------------------------------------------- mixes, fallbacks */
+
+static int mix(const char *type, const lmp_gguf_mix_info *mi, const char *name, int64_t rows, int64_t cols)
+{
+    int64_t sh[2] = {rows, cols};
+    return lmp_gguf_mix_type(lmp_gguf_qtype_find(type), mi, name, 2, sh);
+}
+
+/* llama.cpp's llama_tensor_get_type_impl for the low-bit ftypes (dense models); the
+ * whole-file comparisons with llama-quantize are in tests/cli/test_lowbit.sh. */
+static void test_mixes(void)
+{
+    static const struct { const char *n; int ft; lmp_dtype dt; } FT[] = {
+        {"iq4_nl", 25, LMP_DT_IQ4_NL}, {"iq4_xs", 30, LMP_DT_IQ4_XS}, {"iq3_s", 26, LMP_DT_IQ3_S},
+        {"iq3_m", 27, LMP_DT_IQ3_S},   {"iq3_xs", 22, LMP_DT_IQ3_S},  {"iq3_xxs", 23, LMP_DT_IQ3_XXS},
+        {"iq2_m", 29, LMP_DT_IQ2_S},   {"iq2_s", 28, LMP_DT_IQ2_XS},  {"iq2_xs", 20, LMP_DT_IQ2_XS},
+        {"iq2_xxs", 19, LMP_DT_IQ2_XXS}, {"iq1_m", 31, LMP_DT_IQ1_M}, {"iq1_s", 24, LMP_DT_IQ1_S},
+        {"tq1_0", 36, LMP_DT_TQ1_0},   {"tq2_0", 37, LMP_DT_TQ2_0},   {"q1_0", 40, LMP_DT_Q1_0},
+        {"q2_0", 41, LMP_DT_Q2_0},     {"mxfp4_moe", 38, LMP_DT_MXFP4},
+    };
+    for (size_t i = 0; i < sizeof FT / sizeof FT[0]; i++) {
+        const lmp_gguf_qtype *q = lmp_gguf_qtype_find(FT[i].n);
+        CHECK(q && q->ftype == FT[i].ft && q->dtype == FT[i].dt, "--type %s: ftype %d, default %s", FT[i].n,
+              q ? q->ftype : -1, q ? lmp_dtype_info(q->dtype)->name : "?");
+    }
+    lmp_gguf_mix_info gqa8 = {.n_layers = 16, .n_head = 32, .n_head_kv = 4, .n_attn_v = 16, .tied = false};
+    lmp_gguf_mix_info mha = {.n_layers = 16, .n_head = 8, .n_head_kv = 8, .n_attn_v = 16, .tied = false};
+    lmp_gguf_mix_info mha_im = mha;
+    mha_im.has_imatrix = true;
+    struct { const char *ty; const lmp_gguf_mix_info *mi; const char *name; lmp_dtype want; } R[] = {
+        {"iq4_xs", &gqa8, "blk.3.attn_v.weight", LMP_DT_Q5_K},
+        {"iq4_xs", &mha, "blk.3.attn_v.weight", LMP_DT_IQ4_XS},
+        {"iq4_nl", &mha, "blk.1.ffn_down.weight", LMP_DT_Q5_K},    /* first eighth, no imatrix */
+        {"iq4_nl", &mha_im, "blk.1.ffn_down.weight", LMP_DT_IQ4_NL},
+        {"iq4_xs", &mha, "output.weight", LMP_DT_Q6_K},
+        {"iq3_m", &mha, "blk.5.attn_v.weight", LMP_DT_Q4_K},
+        {"iq3_m", &mha, "blk.5.attn_output.weight", LMP_DT_Q4_K},
+        {"iq3_m", &mha, "blk.1.ffn_down.weight", LMP_DT_Q4_K},
+        {"iq3_m", &mha, "blk.5.ffn_down.weight", LMP_DT_IQ3_S},
+        {"iq3_s", &gqa8, "blk.5.attn_v.weight", LMP_DT_Q4_K},
+        {"iq3_xs", &mha, "blk.5.attn_q.weight", LMP_DT_IQ3_XXS},
+        {"iq3_xs", &mha, "blk.5.ffn_up.weight", LMP_DT_IQ3_XXS},
+        {"iq3_xs", &mha, "blk.15.ffn_gate.weight", LMP_DT_IQ3_S}, /* last eighth */
+        {"iq3_xxs", &mha, "blk.5.attn_k.weight", LMP_DT_IQ2_S},
+        {"iq3_xxs", &mha, "blk.5.attn_v.weight", LMP_DT_IQ3_S},   /* no imatrix */
+        {"iq3_xxs", &mha_im, "blk.5.attn_v.weight", LMP_DT_IQ3_XXS},
+        {"iq3_xxs", &mha, "blk.5.ffn_down.weight", LMP_DT_Q3_K},
+        {"iq3_xxs", &mha, "token_embd.weight", LMP_DT_IQ3_S},
+        {"iq3_xxs", &mha, "output.weight", LMP_DT_Q5_K},
+        {"iq2_xs", &mha, "blk.5.attn_v.weight", LMP_DT_Q2_K},
+        {"iq2_xs", &gqa8, "blk.5.attn_v.weight", LMP_DT_Q4_K},
+        {"iq2_m", &mha, "blk.5.attn_v.weight", LMP_DT_IQ3_S},
+        {"iq2_m", &mha, "blk.1.ffn_down.weight", LMP_DT_IQ3_S},
+        {"iq2_m", &mha, "blk.5.ffn_down.weight", LMP_DT_IQ2_S},
+        {"iq2_xxs", &mha, "token_embd.weight", LMP_DT_Q2_K},
+        {"iq1_s", &mha, "blk.5.attn_output.weight", LMP_DT_IQ2_XXS},
+        {"iq1_m", &mha, "output.weight", LMP_DT_Q5_K},
+        {"tq2_0", &mha, "token_embd.weight", LMP_DT_Q4_K},
+        {"q1_0", &mha, "token_embd.weight", LMP_DT_Q1_0},
+        {"mxfp4_moe", &mha, "blk.5.ffn_up.weight", LMP_DT_Q8_0},
+        {"mxfp4_moe", &mha, "output.weight", LMP_DT_Q8_0},
+    };
+    for (size_t i = 0; i < sizeof R / sizeof R[0]; i++) {
+        int t = mix(R[i].ty, R[i].mi, R[i].name, 512, 4096);
+        CHECK(t == (int)R[i].want, "%s %s: %s, llama.cpp gives %s", R[i].ty, R[i].name,
+              t >= 0 ? lmp_dtype_info((lmp_dtype)t)->name : "kept", lmp_dtype_info(R[i].want)->name);
+    }
+    const int64_t sh3[3] = {8, 512, 4096};
+    CHECK(lmp_gguf_mix_type(lmp_gguf_qtype_find("mxfp4_moe"), &mha, "blk.0.ffn_up_exps.weight", 3, sh3) ==
+              LMP_DT_MXFP4,
+          "mxfp4_moe: experts in mxfp4");
+    struct { lmp_dtype t; int64_t cols; lmp_dtype want; } FB[] = {
+        {LMP_DT_IQ4_XS, 96, LMP_DT_IQ4_NL}, {LMP_DT_IQ3_S, 576, LMP_DT_IQ4_NL}, {LMP_DT_IQ2_XXS, 96, LMP_DT_IQ4_NL},
+        {LMP_DT_IQ1_M, 96, LMP_DT_IQ4_NL},  {LMP_DT_TQ1_0, 96, LMP_DT_Q4_0},    {LMP_DT_TQ2_0, 96, LMP_DT_Q4_0},
+        {LMP_DT_Q2_0, 96, LMP_DT_Q4_0},     {LMP_DT_IQ4_XS, 100, LMP_DT_F16},   {LMP_DT_Q1_0, 96, LMP_DT_F16},
+        {LMP_DT_IQ4_XS, 512, LMP_DT_IQ4_XS},
+    };
+    for (size_t i = 0; i < sizeof FB / sizeof FB[0]; i++) {
+        lmp_dtype got = lmp_gguf_fallback_type(FB[i].t, FB[i].cols);
+        CHECK(got == FB[i].want, "%s with %lld columns falls back to %s (want %s)", lmp_dtype_info(FB[i].t)->name,
+              (long long)FB[i].cols, lmp_dtype_info(got)->name, lmp_dtype_info(FB[i].want)->name);
+    }
+}
+
 int main(void)
 {
     lmp_quant_init();
@@ -294,5 +378,6 @@ int main(void)
     test_codebooks();
     test_layouts();
     test_roundtrip_and_weights();
+    test_mixes();
     return test_finish();
 }
