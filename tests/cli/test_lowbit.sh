@@ -38,6 +38,26 @@ for ty in iq3_s; do
     check "$ty: 3 threads = 1 thread" "[ -s '$T/t1-$ty.gguf' ] && cmp -s '$T/t1-$ty.gguf' '$T/t3-$ty.gguf'"
 done
 
+# an imatrix whose names match none of the tensors (another architecture's naming)
+if command -v "$PY" >/dev/null 2>&1; then
+    "$PY" -c "
+import struct
+names = ['model.layers.%d.self_attn.q_proj' % i for i in range(2)]
+with open('$T/names.dat', 'wb') as f:
+    f.write(struct.pack('<i', len(names)))
+    for n in names:
+        f.write(struct.pack('<i', len(n)) + n.encode() + struct.pack('<ii', 1, 256) + struct.pack('<256f', *([1.0] * 256)))
+    f.write(struct.pack('<ii', 1, 0))
+"
+    refuses "imatrix with other names" "matches none" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/names.gguf" --type iq4_xs \
+        --imatrix "$T/names.dat"
+    check "other names: nothing written" "[ ! -e '$T/names.gguf' ]"
+    refuses "other names, type needing an imatrix" "no entry" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/names2.gguf" \
+        --type iq2_xxs --imatrix "$T/names.dat"
+else
+    skip "python3 absent: imatrix with other names"
+fi
+
 # an imatrix of another model: gutenberg-5M's ffn_down rows are 768, tiny's 512
 M="$LMP_FIXTURES/models/gutenberg-5M"
 if [ -d "$M" ] && [ -f "$TXT" ]; then
