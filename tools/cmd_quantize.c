@@ -290,8 +290,11 @@ int cmd_quantize(int argc, char **argv)
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into MODEL first (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
-        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
-                                            "q3_k_l, q3_k_m, q3_k_s, q2_k, f16, bf16 or f32"},
+        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
+                                            "q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, iq3_m, iq3_s, iq3_xs, iq3_xxs, "
+                                            "q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, iq1_m, iq1_s, "
+                                            "q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, iq2_* and iq1_* "
+                                            "need an importance matrix)"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
@@ -576,6 +579,7 @@ int cmd_quantize(int argc, char **argv)
     } else if (imatrix_file) { /* the keys llama-quantize writes for --imatrix */
         p.weights = lmp_imatrix_file_weights;
         p.weights_ctx = &imf;
+        p.weights_len = lmp_imatrix_file_len; /* refuses entries of another model's shapes */
         p.imatrix_file = imatrix_file;
         p.imatrix_dataset = imf.dataset;
         p.imatrix_entries = imf.n_entries;

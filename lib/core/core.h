@@ -76,6 +76,21 @@ typedef enum {
     LMP_DT_Q4_K,
     LMP_DT_Q5_K,
     LMP_DT_Q6_K,
+    /* low-bit GGUF types (lib/quant/iquants.c, tquants.c) */
+    LMP_DT_IQ4_NL,
+    LMP_DT_IQ4_XS,
+    LMP_DT_MXFP4,
+    LMP_DT_TQ1_0,
+    LMP_DT_TQ2_0,
+    LMP_DT_Q1_0,
+    LMP_DT_Q2_0,
+    LMP_DT_IQ3_XXS,
+    LMP_DT_IQ3_S,
+    LMP_DT_IQ2_XXS,
+    LMP_DT_IQ2_XS,
+    LMP_DT_IQ2_S,
+    LMP_DT_IQ1_S,
+    LMP_DT_IQ1_M,
     LMP_DT_COUNT
 } lmp_dtype;
 

@@ -416,6 +416,21 @@ static lmp_dtype_traits g_traits[LMP_DT_COUNT] = {
     [LMP_DT_Q4_K] = {"q4_k", NULL, 12, QK_K, sizeof(lmp_block_q4_k), false, true, NULL, NULL},
     [LMP_DT_Q5_K] = {"q5_k", NULL, 13, QK_K, sizeof(lmp_block_q5_k), false, true, NULL, NULL},
     [LMP_DT_Q6_K] = {"q6_k", NULL, 14, QK_K, sizeof(lmp_block_q6_k), false, true, NULL, NULL},
+    /* filled by lib/quant/iquants.c and tquants.c */
+    [LMP_DT_IQ4_NL] = {"iq4_nl", NULL, 20, QK4_NL, sizeof(lmp_block_iq4_nl), false, true, NULL, NULL},
+    [LMP_DT_IQ4_XS] = {"iq4_xs", NULL, 23, QK_K, sizeof(lmp_block_iq4_xs), false, true, NULL, NULL},
+    [LMP_DT_MXFP4] = {"mxfp4", NULL, 39, QK_MXFP4, sizeof(lmp_block_mxfp4), false, true, NULL, NULL},
+    [LMP_DT_TQ1_0] = {"tq1_0", NULL, 34, QK_K, sizeof(lmp_block_tq1_0), false, true, NULL, NULL},
+    [LMP_DT_TQ2_0] = {"tq2_0", NULL, 35, QK_K, sizeof(lmp_block_tq2_0), false, true, NULL, NULL},
+    [LMP_DT_Q1_0] = {"q1_0", NULL, 41, QK1_0, sizeof(lmp_block_q1_0), false, true, NULL, NULL},
+    [LMP_DT_Q2_0] = {"q2_0", NULL, 42, QK2_0, sizeof(lmp_block_q2_0), false, true, NULL, NULL},
+    [LMP_DT_IQ3_XXS] = {"iq3_xxs", NULL, 18, QK_K, sizeof(lmp_block_iq3_xxs), false, true, NULL, NULL},
+    [LMP_DT_IQ3_S] = {"iq3_s", NULL, 21, QK_K, sizeof(lmp_block_iq3_s), false, true, NULL, NULL},
+    [LMP_DT_IQ2_XXS] = {"iq2_xxs", NULL, 16, QK_K, sizeof(lmp_block_iq2_xxs), false, true, NULL, NULL},
+    [LMP_DT_IQ2_XS] = {"iq2_xs", NULL, 17, QK_K, sizeof(lmp_block_iq2_xs), false, true, NULL, NULL},
+    [LMP_DT_IQ2_S] = {"iq2_s", NULL, 22, QK_K, sizeof(lmp_block_iq2_s), false, true, NULL, NULL},
+    [LMP_DT_IQ1_S] = {"iq1_s", NULL, 19, QK_K, sizeof(lmp_block_iq1_s), false, true, NULL, NULL},
+    [LMP_DT_IQ1_M] = {"iq1_m", NULL, 29, QK_K, sizeof(lmp_block_iq1_m), false, true, NULL, NULL},
 };
 
 const lmp_dtype_traits *lmp_dtype_info(lmp_dtype t)

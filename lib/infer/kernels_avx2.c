@@ -723,6 +723,7 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->silu_mul = h_silu_mul;
     k->softmax = h_softmax;
     k->logsumexp = h_logsumexp;
+    lmp_kimpl_fill_lowbit_avx2(k);
 }
 
 #endif /* __x86_64__ */

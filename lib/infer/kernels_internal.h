@@ -171,6 +171,13 @@ uint16_t lmp_k_bf16_round(float x);
 
 /* Fills *k with the variant's entries (entries it lacks stay as they were). */
 void lmp_kimpl_fill_ref(lmp_kimpl *k);
+/* kernels_lowbit.c: the low-bit GGUF types (IQ4_NL, IQ4_XS, MXFP4, TQ*, Q1_0, Q2_0),
+ * called at the end of fill_ref / fill_avx2 / fill_avx512_vnni */
+void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k);
+#if defined(__x86_64__)
+void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k);
+void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k);
+#endif
 #if defined(__x86_64__)
 void lmp_kimpl_fill_avx2(lmp_kimpl *k);
 void lmp_kimpl_fill_avx512(lmp_kimpl *k);

@@ -344,4 +344,5 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->silu_mul = ref_silu_mul;
     k->softmax = ref_softmax;
     k->logsumexp = ref_logsumexp;
+    lmp_kimpl_fill_lowbit_ref(k);
 }

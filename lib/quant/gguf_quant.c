@@ -25,6 +25,9 @@ enum { /* llama.h LLAMA_FTYPE_* */
     FT_F32 = 0, FT_F16 = 1, FT_Q4_0 = 2, FT_Q4_1 = 3, FT_Q8_0 = 7, FT_Q5_0 = 8, FT_Q5_1 = 9,
     FT_Q2_K = 10, FT_Q3_K_S = 11, FT_Q3_K_M = 12, FT_Q3_K_L = 13, FT_Q4_K_S = 14, FT_Q4_K_M = 15,
     FT_Q5_K_S = 16, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_BF16 = 32,
+    FT_IQ2_XXS = 19, FT_IQ2_XS = 20, FT_IQ3_XS = 22, FT_IQ3_XXS = 23, FT_IQ1_S = 24, FT_IQ3_S = 26, FT_IQ3_M = 27,
+    FT_IQ2_S = 28, FT_IQ2_M = 29, FT_IQ1_M = 31,
+    FT_IQ4_NL = 25, FT_IQ4_XS = 30, FT_TQ1_0 = 36, FT_TQ2_0 = 37, FT_MXFP4_MOE = 38, FT_Q1_0 = 40, FT_Q2_0 = 41,
 };
 
 static const lmp_gguf_qtype g_qtypes[] = {
@@ -35,6 +38,18 @@ static const lmp_gguf_qtype g_qtypes[] = {
     {"q5_1", FT_Q5_1, LMP_DT_Q5_1, "6.0 bpw legacy, with min"},
     {"q5_0", FT_Q5_0, LMP_DT_Q5_0, "5.5 bpw legacy"},
     {"q4_k_m", FT_Q4_K_M, LMP_DT_Q4_K, "q4_K, half of attn_v/ffn_down in q6_K"},
+    {"iq4_xs", FT_IQ4_XS, LMP_DT_IQ4_XS, "4.25 bpw non-linear (imatrix advised)"},
+    {"iq4_nl", FT_IQ4_NL, LMP_DT_IQ4_NL, "4.50 bpw non-linear, 32-value blocks"},
+    {"iq3_m", FT_IQ3_M, LMP_DT_IQ3_S, "iq3_s, attn_v/attn_output and first ffn_down in q4_K"},
+    {"iq3_s", FT_IQ3_S, LMP_DT_IQ3_S, "3.44 bpw lattice"},
+    {"iq3_xs", FT_IQ3_XS, LMP_DT_IQ3_S, "iq3_s, attn_q/attn_k and middle ffn_up/gate in iq3_xxs"},
+    {"iq3_xxs", FT_IQ3_XXS, LMP_DT_IQ3_XXS, "3.06 bpw lattice (needs an imatrix)"},
+    {"iq2_m", FT_IQ2_M, LMP_DT_IQ2_S, "iq2_s, attn_v/attn_output/first ffn_down in iq3_s (imatrix)"},
+    {"iq2_s", FT_IQ2_S, LMP_DT_IQ2_XS, "iq2_xs, attn_v/attn_output/first ffn_down in iq3_s (imatrix)"},
+    {"iq2_xs", FT_IQ2_XS, LMP_DT_IQ2_XS, "2.31 bpw lattice (needs an imatrix)"},
+    {"iq2_xxs", FT_IQ2_XXS, LMP_DT_IQ2_XXS, "2.06 bpw lattice (needs an imatrix)"},
+    {"iq1_m", FT_IQ1_M, LMP_DT_IQ1_M, "1.75 bpw lattice (needs an imatrix)"},
+    {"iq1_s", FT_IQ1_S, LMP_DT_IQ1_S, "1.56 bpw lattice (needs an imatrix)"},
     {"q4_k_s", FT_Q4_K_S, LMP_DT_Q4_K, "q4_K, first layers' attn_v/ffn_down in q5_K"},
     {"q4_1", FT_Q4_1, LMP_DT_Q4_1, "5.0 bpw legacy, with min"},
     {"q4_0", FT_Q4_0, LMP_DT_Q4_0, "4.5 bpw legacy"},
@@ -42,6 +57,11 @@ static const lmp_gguf_qtype g_qtypes[] = {
     {"q3_k_m", FT_Q3_K_M, LMP_DT_Q3_K, "q3_K, attn_v/attn_output/ffn_down in q4_K/q5_K"},
     {"q3_k_s", FT_Q3_K_S, LMP_DT_Q3_K, "q3_K everywhere but the output"},
     {"q2_k", FT_Q2_K, LMP_DT_Q2_K, "q2_K, attn_v/attn_output/ffn_down in q3_K/q4_K"},
+    {"q2_0", FT_Q2_0, LMP_DT_Q2_0, "2.25 bpw, {-1,0,1,2} x scale per 64"},
+    {"tq2_0", FT_TQ2_0, LMP_DT_TQ2_0, "2.06 bpw ternary (for ternary-trained models)"},
+    {"tq1_0", FT_TQ1_0, LMP_DT_TQ1_0, "1.69 bpw ternary (for ternary-trained models)"},
+    {"q1_0", FT_Q1_0, LMP_DT_Q1_0, "1.13 bpw, sign x mean |w| per 128"},
+    {"mxfp4_moe", FT_MXFP4_MOE, LMP_DT_MXFP4, "MXFP4 experts, everything else q8_0"},
     {"f16", FT_F16, LMP_DT_F16, "no quantization, f16 matrices"},
     {"bf16", FT_BF16, LMP_DT_BF16, "no quantization, bf16 matrices"},
     {"f32", FT_F32, LMP_DT_F32, "no quantization, f32 matrices"},
@@ -92,59 +112,105 @@ int lmp_gguf_mix_type(const lmp_gguf_qtype *qt, const lmp_gguf_mix_info *mi, con
     int gqa = mi->n_head_kv > 0 ? mi->n_head / mi->n_head_kv : 1;
 
     /* the output (and a tied token embedding, which doubles as the output) */
+    const bool iq2 = ft == FT_IQ2_XXS || ft == FT_IQ2_XS || ft == FT_IQ1_S || ft == FT_IQ2_S || ft == FT_IQ2_M ||
+                     ft == FT_IQ1_M; /* llama.cpp's very-low-bit group */
+    const bool iq2s = ft == FT_IQ2_S || ft == FT_IQ2_M, iq4 = ft == FT_IQ4_NL || ft == FT_IQ4_XS;
     if (strcmp(name, "output.weight") == 0 || (mi->tied && strcmp(name, "token_embd.weight") == 0)) {
-        if (nx % lmp_dtype_info(t)->block_size != 0)
+        if (ft == FT_MXFP4_MOE || nx % lmp_dtype_info(t)->block_size != 0)
             return LMP_DT_Q8_0;
+        if (iq2 || ft == FT_IQ3_XXS)
+            return LMP_DT_Q5_K;
         return t == LMP_DT_Q8_0 ? t : LMP_DT_Q6_K;
     }
-    if (strcmp(name, "token_embd.weight") == 0)
+    if (ft == FT_MXFP4_MOE) /* experts (3-D) in MXFP4, the rest q8_0 */
+        return ndim >= 3 && shape[ndim - 3] > 1 ? LMP_DT_MXFP4 : LMP_DT_Q8_0;
+    if (strcmp(name, "token_embd.weight") == 0) {
+        if (ft == FT_IQ2_XXS || ft == FT_IQ2_XS || ft == FT_IQ1_S || ft == FT_IQ1_M)
+            return LMP_DT_Q2_K;
+        if (iq2s || ft == FT_IQ3_XXS)
+            return LMP_DT_IQ3_S;
+        return ft == FT_TQ1_0 || ft == FT_TQ2_0 || ft == FT_Q2_0 ? LMP_DT_Q4_K : t;
+    }
+    const bool attn_v = strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") ||
+                        strstr(name, "attn_v.weight");
+    if (iq2) {
+        if (attn_v)
+            return gqa >= 4 || mi->n_expert >= 4 ? LMP_DT_Q4_K : iq2s ? LMP_DT_IQ3_S : LMP_DT_Q2_K;
+        if (mi->n_expert == 8 && strstr(name, "attn_k.weight"))
+            return LMP_DT_Q4_K;
+        if (strstr(name, "ffn_down"))
+            return layer < n / 8 ? (iq2s ? LMP_DT_IQ3_S : LMP_DT_Q2_K) : t;
+        if (strstr(name, "attn_output.weight"))
+            return mi->n_expert == 8                   ? LMP_DT_Q5_K
+                   : ft == FT_IQ1_S || ft == FT_IQ1_M ? LMP_DT_IQ2_XXS
+                   : iq2s                             ? LMP_DT_IQ3_S
+                                                      : t;
         return t;
-    /* llama.cpp's 8-expert rule (Mixtral): attn_v and attn_k in q8_0, attn_output in q5_K
-     * for the low-bit K mixes (llama-quant.cpp, "for the 8-expert model") */
-    if (mi->n_expert == 8 && (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") ||
-                              strstr(name, "attn_v.weight") || strstr(name, "attn_k.weight")))
+    }
+    /* llama.cpp's 8-expert rules (Mixtral; llama-quant.cpp "for the 8-expert model"):
+     * attn_v and attn_k in q8_0, attn_output in q5_K for the low-bit mixes */
+    const bool moe8 = mi->n_expert == 8;
+    if (moe8 && (attn_v || strstr(name, "attn_k.weight")))
         return LMP_DT_Q8_0;
-    if (mi->n_expert == 8 && strstr(name, "attn_output.weight"))
-        return ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_Q4_K_S || ft == FT_Q4_K_M
+    if (moe8 && strstr(name, "attn_output.weight"))
+        return ft == FT_Q2_K || ft == FT_IQ3_XS || ft == FT_IQ3_XXS || ft == FT_Q3_K_S || ft == FT_Q3_K_M ||
+                       ft == FT_IQ4_NL || ft == FT_Q4_K_S || ft == FT_Q4_K_M || ft == FT_IQ3_S || ft == FT_IQ3_M ||
+                       ft == FT_IQ4_XS
                    ? LMP_DT_Q5_K
                    : t;
-    if (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") || strstr(name, "attn_v.weight")) {
+    if (attn_v) {
         int i = layer, nv = mi->n_attn_v > 0 ? mi->n_attn_v : n;
         if (ft == FT_Q2_K)
             return gqa >= 4 ? LMP_DT_Q4_K : LMP_DT_Q3_K;
+        if (ft == FT_IQ3_XXS)
+            return gqa >= 4 ? LMP_DT_Q4_K : !mi->has_imatrix ? LMP_DT_IQ3_S : LMP_DT_IQ3_XXS;
+        if ((ft == FT_IQ3_XS || ft == FT_IQ3_S) && gqa >= 4)
+            return LMP_DT_Q4_K;
+        if (ft == FT_IQ3_M)
+            return LMP_DT_Q4_K;
         if (ft == FT_Q3_K_M)
             return i < 2 ? LMP_DT_Q5_K : LMP_DT_Q4_K;
         if (ft == FT_Q3_K_L)
             return LMP_DT_Q5_K;
         if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && more_bits(i, nv))
             return LMP_DT_Q6_K;
+        if (iq4 && gqa >= 4)
+            return LMP_DT_Q5_K;
         if (ft == FT_Q4_K_S && i < 4)
             return LMP_DT_Q5_K;
         return t;
     }
     if (strstr(name, "attn_k.weight") || strstr(name, "attn_q.weight"))
-        return t;
+        return ft == FT_IQ3_XS ? LMP_DT_IQ3_XXS : ft == FT_IQ3_XXS ? LMP_DT_IQ2_S : t;
     if (strstr(name, "attn_output.weight")) {
         if (ft == FT_Q2_K)
             return LMP_DT_Q3_K;
-        if (ft == FT_Q3_K_M)
+        if (ft == FT_IQ3_XXS)
+            return LMP_DT_IQ3_S;
+        if (ft == FT_Q3_K_M || ft == FT_IQ3_M)
             return LMP_DT_Q4_K;
         if (ft == FT_Q3_K_L)
             return LMP_DT_Q5_K;
         return t;
     }
     if (strstr(name, "ffn_up") || strstr(name, "ffn_gate"))
-        return t;
+        return ft == FT_IQ3_XS && layer >= n / 8 && layer < 7 * n / 8 ? LMP_DT_IQ3_XXS : t;
     if (strstr(name, "ffn_down")) {
         int i = layer;
         if (ft == FT_Q2_K)
             return LMP_DT_Q3_K;
+        if (ft == FT_IQ3_XXS && !mi->has_imatrix)
+            return i < n / 8 ? LMP_DT_Q4_K : LMP_DT_Q3_K;
         if (ft == FT_Q3_K_M)
             return i < n / 16 ? LMP_DT_Q5_K : LMP_DT_Q4_K;
+        if (ft == FT_IQ3_M && (i < n / 8 || (mi->n_expert == 8 && more_bits(i, n))))
+            return LMP_DT_Q4_K;
         if (ft == FT_Q3_K_L)
             return LMP_DT_Q5_K;
         if (ft == FT_Q4_K_M)
             return more_bits(i, n) ? LMP_DT_Q6_K : t;
+        if (iq4 && i < n / 8 && !mi->has_imatrix)
+            return LMP_DT_Q5_K;
         if (ft == FT_Q5_K_M && more_bits(i, n))
             return LMP_DT_Q6_K;
         if (ft == FT_Q4_K_S && i < n / 8)
@@ -164,11 +230,22 @@ lmp_dtype lmp_gguf_fallback_type(lmp_dtype t, int64_t cols)
     lmp_dtype r;
     switch (t) {
     case LMP_DT_Q2_K:
-    case LMP_DT_Q3_K: r = LMP_DT_Q4_0; break;
+    case LMP_DT_Q3_K:
+    case LMP_DT_Q2_0:
+    case LMP_DT_TQ1_0:
+    case LMP_DT_TQ2_0: r = LMP_DT_Q4_0; break;
+    case LMP_DT_IQ4_XS:
+    case LMP_DT_IQ3_S:
+    case LMP_DT_IQ3_XXS:
+    case LMP_DT_IQ2_S:
+    case LMP_DT_IQ2_XS:
+    case LMP_DT_IQ2_XXS:
+    case LMP_DT_IQ1_M:
+    case LMP_DT_IQ1_S: r = LMP_DT_IQ4_NL; break;
     case LMP_DT_Q4_K: r = LMP_DT_Q5_0; break;
     case LMP_DT_Q5_K: r = LMP_DT_Q5_1; break;
     case LMP_DT_Q6_K: r = LMP_DT_Q8_0; break;
-    default: r = LMP_DT_F16; break; /* llama.cpp has no fallback for 32-value types */
+    default: r = LMP_DT_F16; break; /* llama.cpp has none for 32-value types, MXFP4, Q1_0 */
     }
     return cols % lmp_dtype_info(r)->block_size == 0 ? r : LMP_DT_F16;
 }
@@ -217,7 +294,7 @@ static int compile_patterns(const lmp_gguf_quant_params *p, pattern **ov, patter
         if (!tr || tr->ggml_type < 0 || !tr->from_f32 || !(tr->is_quant || dt == LMP_DT_F32 || dt == LMP_DT_F16 ||
                                                            dt == LMP_DT_BF16))
             return lmp_err(LMP_EINVAL, "--tensor-type '%s': unknown tensor type '%s' (q2_k..q6_k, q4_0, q4_1, q5_0, "
-                                       "q5_1, q8_0, f16, bf16, f32)", s, eq + 1);
+                                       "q5_1, q8_0, iq4_nl, iq4_xs, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s, mxfp4, tq1_0, tq2_0, q1_0, q2_0, f16, bf16, f32)", s, eq + 1);
         char *rx = strndup(s, (size_t)(eq - s));
         if (!rx)
             return lmp_err(LMP_ENOMEM, "quantize: out of memory");
@@ -302,10 +379,77 @@ static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf
             res->n_fallback++;
         }
         it->out = fb;
+        if (it->out != t->dtype && !lmp_dtype_info(fb)->from_f32)
+            return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' is planned as %s, which lmpress cannot write yet",
+                           c->path, t->name, lmp_dtype_info(fb)->name);
         if (it->out != t->dtype && !st->to_f32)
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' is %s, which cannot be converted", c->path, t->name,
                            st->name);
     }
+    return LMP_OK;
+}
+
+/* llama.cpp tensor_requires_imatrix: the very low-bit types are garbage without
+ * importance weights (token_embd and output are exempt). */
+static bool requires_imatrix(lmp_dtype t, const char *name)
+{
+    if (strcmp(name, "token_embd.weight") == 0 || strcmp(name, "output.weight") == 0)
+        return false;
+    switch (t) {
+    case LMP_DT_IQ3_XXS:
+    case LMP_DT_IQ2_XXS:
+    case LMP_DT_IQ2_XS:
+    case LMP_DT_IQ2_S:
+    case LMP_DT_IQ1_S:
+    case LMP_DT_IQ1_M: return true;
+    default: return false;
+    }
+}
+
+/* Before anything is written: a type that needs importance weights gets them for every
+ * tensor, and importance weights that match none of the tensors they would serve (an
+ * imatrix of another model: other names or other row lengths) are refused. */
+static int check_weights(const lmp_ckpt *c, const plan_item *plan, const lmp_gguf_quant_params *p)
+{
+    int wanted = 0, found = 0;
+    const char *first_miss = NULL;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        lmp_dtype o = plan[i].out;
+        int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+        if (o == t->dtype || !lmp_dtype_info(o)->is_quant)
+            continue;
+        bool need = requires_imatrix(o, t->name);
+        if (!p->weights) {
+            if (need)
+                return lmp_err(LMP_EINVAL, "%s: tensor '%s' is planned as %s, which needs an importance matrix "
+                               "(--imatrix FILE or --imatrix-calib TEXT), as llama-quantize requires", c->path,
+                               t->name, lmp_dtype_info(o)->name);
+            continue;
+        }
+        if (p->weights_len && strcmp(t->name, "token_embd.weight") != 0) {
+            int64_t len = p->weights_len(p->weights_ctx, t->name);
+            if (len > 0 && len != cols)
+                return lmp_err(LMP_EINVAL, "%s: the importance matrix entry for tensor '%s' holds %lld values, its "
+                               "rows have %lld (an imatrix of another model?)", c->path, t->name, (long long)len,
+                               (long long)cols);
+        }
+        if (!lmp_quant_uses_weights(o) || strncmp(t->name, "blk.", 4) != 0)
+            continue;
+        wanted++;
+        const float *w = p->weights(p->weights_ctx, t->name, cols);
+        found += w != NULL;
+        if (!w && !first_miss)
+            first_miss = t->name;
+        if (!w && need)
+            return lmp_err(LMP_EINVAL, "%s: the importance matrix has no entry of %lld values for tensor '%s', "
+                           "and %s needs one (an imatrix of another model?)", c->path, (long long)cols, t->name,
+                           lmp_dtype_info(o)->name);
+    }
+    if (p->weights && wanted > 0 && found == 0)
+        return lmp_err(LMP_EINVAL, "%s: the importance matrix matches none of the %d tensors it would weight "
+                       "(first: '%s'): tensor names or row lengths differ (an imatrix of another model?)", c->path,
+                       wanted, first_miss);
     return LMP_OK;
 }
 
@@ -443,7 +587,7 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         rc = lmp_err(LMP_ENOMEM, "quantize: out of memory");
         goto done;
     }
-    if ((rc = make_plan(&c, qt, p, ov, keep, plan, res)))
+    if ((rc = make_plan(&c, qt, p, ov, keep, plan, res)) || (rc = check_weights(&c, plan, p)))
         goto done;
 
     /* metadata: every input KV, then file type and quantization version */

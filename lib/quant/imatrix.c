@@ -476,6 +476,12 @@ const float *lmp_imatrix_file_weights(void *ctx, const char *gguf_name, int64_t 
     return v;
 }
 
+int64_t lmp_imatrix_file_len(void *ctx, const char *gguf_name)
+{
+    int64_t n = 0;
+    return lmp_imatrix_file_get(ctx, gguf_name, &n) ? n : 0;
+}
+
 int lmp_imatrix_file_save(const char *path, const lmp_imatrix *im, const char *dataset, bool force)
 {
     static const char *names[LMP_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",

@@ -14,6 +14,7 @@
  * Not here: SIMD dot products (lib/infer/kernels*), the IQ types, Q8_K.
  */
 #include "quant.h"
+#include "lowbit.h"
 #include "../core/blocks.h"
 
 #include <math.h>
@@ -290,6 +291,11 @@ static float search_pos(int n, int nmax, const float *x, uint8_t *L, const float
             break;
     }
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+float lmp_q_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw)
+{
+    return search_pos(n, nmax, x, L, qw);
 }
 
 /* ---------------------------------------------------------------- batched searches
@@ -1158,7 +1164,7 @@ static weighted_fn weighted_for(lmp_dtype t)
     case LMP_DT_Q4_1: return q4_1_from_w;
     case LMP_DT_Q5_0: return q5_0_from_w;
     case LMP_DT_Q5_1: return q5_1_from_w;
-    default: return NULL;
+    default: return lmp_iq_weighted(t); /* the low-bit families (lowbit.h) */
     }
 }
 
@@ -1176,6 +1182,8 @@ static void register_all(void)
     lmp_dtype_register(LMP_DT_Q4_K, q4_k_to, q4_k_from);
     lmp_dtype_register(LMP_DT_Q5_K, q5_k_to, q5_k_from);
     lmp_dtype_register(LMP_DT_Q6_K, q6_k_to, q6_k_from);
+    lmp_iq_register();
+    lmp_tq_register();
 }
 
 void lmp_quant_init(void) { pthread_once(&g_once, register_all); }

@@ -345,6 +345,9 @@ const float *lmp_imatrix_file_get(const lmp_imatrix_file *f, const char *name, i
 /* lmp_quant_weights_fn over a loaded file (ctx = the lmp_imatrix_file): NULL for tensors
  * it lacks; a length other than `cols` is warned about and not used. */
 const float *lmp_imatrix_file_weights(void *ctx, const char *gguf_name, int64_t cols);
+/* lmp_gguf_quant_params.weights_len for an lmp_imatrix_file: values its entry for the
+ * tensor holds, 0 when it has none. */
+int64_t lmp_imatrix_file_len(void *ctx, const char *gguf_name);
 /* Writes a computed imatrix as llama.cpp's legacy .dat (entries sorted by name, values
  * E[x^2] * chunks, chunk count and `dataset` (NULL: empty) as the trailer), which
  * llama-quantize --imatrix and lmp_imatrix_file_load read. Atomic; LMP_EEXIST unless

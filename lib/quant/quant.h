@@ -124,6 +124,11 @@ typedef struct {
     int imatrix_entries, imatrix_chunks;
     void (*on_tensor)(void *ctx, const lmp_gguf_quant_tensor_info *info);
     void *on_tensor_ctx;
+    /* optional, with `weights`: how many values the weights source holds for a tensor
+     * (0: none). An entry whose length differs from the tensor's row length is refused
+     * before anything is written (an imatrix of another model), as llama-quantize does
+     * (token_embd exempt). */
+    int64_t (*weights_len)(void *ctx, const char *gguf_name);
 } lmp_gguf_quant_params;
 
 typedef struct {

@@ -419,7 +419,7 @@ static void test_mix(void)
         const lmp_gguf_qtype *q = lmp_gguf_qtype_find(ft[i].n);
         CHECK(q && q->ftype == ft[i].ft, "type %s: file type %d, want %d", ft[i].n, q ? q->ftype : -1, ft[i].ft);
     }
-    CHECK(!lmp_gguf_qtype_find("q7_k") && !lmp_gguf_qtype_find("iq4_xs"), "unknown types are refused");
+    CHECK(!lmp_gguf_qtype_find("q7_k") && !lmp_gguf_qtype_find("iq5_xs"), "unknown types are refused");
 
     /* a Llama-2-7B-like model: 32 layers, 32 heads, no GQA, untied */
     lmp_gguf_mix_info mi = {32, 32, 32, 32, false, false};
