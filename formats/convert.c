@@ -49,9 +49,22 @@ typedef struct {
     int perm_heads; /* > 0: permute rows (Q/K) with this many heads */
     int perm_dir;   /* 1: HF -> ggml order, -1: ggml -> HF order */
     const float *synthetic; /* rope_freqs: values computed here */
+    /* Mixture of experts: row ranges of one or more sources written one after another
+     * (experts stacked into llama.cpp's 3-D *_exps tensors, or split out of them); when
+     * n_parts > 0 they replace src's rows (src = the first part's tensor) and the output
+     * has out_shape. */
+    int n_parts;
+    struct conv_part *parts; /* (n_parts), owned */
+    int out_ndim;
+    int64_t out_shape[3];
     float add;      /* added to every value (gemma norms: HF w <-> GGUF 1 + w) */
     struct lora_bind *lora;  /* LoRA updates merged into this tensor, or NULL */
 } conv_item;
+
+typedef struct conv_part {
+    const lmp_tensor *t;
+    int64_t row0, rows; /* rows of t (t's elements / its last dimension) */
+} conv_part;
 
 /* The LoRA updates of one tensor (lmpress merge): adapters' targets with their factors in
  * f32 (loaded just before the tensor streams, freed after it). */
@@ -79,7 +92,7 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
     size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(it->out_dtype);
-    bool same = t->dtype == it->out_dtype && !it->lora && it->add == 0;
+    bool same = t->dtype == it->out_dtype && it->add == 0 && !it->lora;
     if (!same && (!ti->to_f32 || !to->from_f32))
         return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
     bool check16 = it->out_dtype == LMP_DT_F16;
@@ -172,6 +185,14 @@ static int bind_loras(const lmp_ckpt *c, conv_item *items, int n, const lmp_conv
         conv_item *it = &items[i];
         if (!it->src)
             continue;
+        for (int pi = 0; pi < it->n_parts; pi++) /* expert tensors stacked or split here */
+            for (int k = 0; k < p->n_loras; k++)
+                if (lmp_lora_find(p->loras[k], it->parts[pi].t->name) ||
+                    lmp_lora_find_full(p->loras[k], it->parts[pi].t->name))
+                    return free(lb), lmp_err(LMP_EUNSUPPORTED, "merge: adapters on mixture-of-experts expert "
+                                             "tensors ('%s') are not supported", it->parts[pi].t->name);
+        if (it->n_parts)
+            continue;
         char hf[LMP_MAX_NAME];
         if (c->kind == LMP_CKPT_GGUF) {
             if (lmp_name_gguf_to_hf(it->src->name, hf, sizeof hf))
@@ -234,12 +255,53 @@ static int bind_loras(const lmp_ckpt *c, conv_item *items, int n, const lmp_conv
 /* Streams every planned tensor into `write(ctx, bytes, n)`. */
 typedef int (*write_fn)(void *ctx, const void *data, size_t n);
 
+#define STREAM_BUF (8 << 20)
+
+/* Rows [row0, row0 + rows) of it->src (rows < 0: all of them) through `wr`. */
+static int stream_rows(const conv_item *it, int64_t row0, int64_t rows, uint8_t *buf, float *tmp, write_fn wr,
+                       void *ctx, lmp_convert_result *res, uint64_t *done_b)
+{
+    int rc = LMP_OK;
+    const lmp_tensor *t = it->src;
+    int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, all = cols ? lmp_tensor_nelem(t) / cols : 0;
+    if (rows < 0)
+        rows = all;
+    if (row0 < 0 || row0 + rows > all)
+        return lmp_err(LMP_EFORMAT, "%s: rows %lld..%lld of %lld", t->name, (long long)row0,
+                       (long long)(row0 + rows), (long long)all);
+    size_t out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
+    if (cols && !out_row)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: %lld columns do not fit %s blocks", t->name, (long long)cols,
+                       lmp_dtype_info(it->out_dtype)->name);
+    int64_t per = out_row ? (int64_t)(STREAM_BUF / out_row) : rows;
+    if (per < 1)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: row too large", t->name);
+    size_t in_row = all ? t->nbytes / (size_t)all : 0;
+    for (int64_t r = row0; r < row0 + rows && rc == 0; r += per) {
+        int64_t end = row0 + rows, nr = end - r < per ? end - r : per;
+        if (r + nr < end) /* read the next chunk while this one is converted and written */
+            lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r + nr) * in_row,
+                              (size_t)(end - r - nr < per ? end - r - nr : per) * in_row);
+        rc = convert_rows(it, r, nr, buf, tmp, &res->f16_overflow);
+        if (rc == 0)
+            rc = wr(ctx, buf, (size_t)nr * out_row);
+        if (!it->perm_heads) /* rows consumed in order: drop their pages */
+            lmp_mmap_release((const uint8_t *)t->data + (size_t)r * in_row, (size_t)nr * in_row);
+        res->bytes_out += (uint64_t)nr * out_row;
+    }
+    if (rows == 0 && cols == 0 && rc == 0)
+        rc = wr(ctx, buf, 0);
+    *done_b += (uint64_t)rows * in_row;
+    res->bytes_in += (uint64_t)rows * in_row;
+    res->params += (uint64_t)(rows * cols);
+    return rc;
+}
+
 static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, lmp_convert_result *res,
                         bool quiet)
 {
-    enum { BUF = 8 << 20 };
     int rc = LMP_OK;
-    uint8_t *buf = malloc(BUF);
+    uint8_t *buf = malloc(STREAM_BUF);
     float *tmp = NULL;
     int64_t maxcols = 1;
     for (int i = 0; i < n; i++)
@@ -253,8 +315,17 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
     }
     lmp_progress prog;
     uint64_t total = 0, done_b = 0;
-    for (int i = 0; i < n; i++)
-        total += items[i].src ? items[i].src->nbytes : 0;
+    for (int i = 0; i < n; i++) {
+        if (!items[i].n_parts) {
+            total += items[i].src ? items[i].src->nbytes : 0;
+            continue;
+        }
+        for (int pi = 0; pi < items[i].n_parts; pi++) {
+            const lmp_tensor *t = items[i].parts[pi].t;
+            int64_t cols = t->shape[t->ndim - 1], all = lmp_tensor_nelem(t) / cols;
+            total += (uint64_t)items[i].parts[pi].rows * (t->nbytes / (size_t)all);
+        }
+    }
     lmp_progress_begin(&prog, "convert", total);
     for (int i = 0; i < n && rc == 0; i++) {
         const conv_item *it = &items[i];
@@ -262,43 +333,24 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
             rc = wr(ctx, it->synthetic, sizeof(float) * (size_t)it->perm_heads);
             continue;
         }
-        const lmp_tensor *t = it->src;
-        int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
-        size_t out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
-        if (it->lora && (rc = lora_load(it->lora, cols)))
+        if (it->lora && (rc = lora_load(it->lora, it->src->shape[it->src->ndim - 1])))
             break;
-        if (cols && !out_row) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: %lld columns do not fit %s blocks", t->name, (long long)cols,
-                         lmp_dtype_info(it->out_dtype)->name);
-            break;
-        }
-        int64_t per = out_row ? (int64_t)(BUF / out_row) : rows;
-        if (per < 1) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: row too large", t->name);
-            break;
-        }
-        size_t in_row = rows ? t->nbytes / (size_t)rows : 0;
-        for (int64_t r = 0; r < rows && rc == 0; r += per) {
-            int64_t nr = rows - r < per ? rows - r : per;
-            if (r + nr < rows) /* read the next chunk while this one is converted and written */
-                lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r + nr) * in_row,
-                                  (size_t)(rows - r - nr < per ? rows - r - nr : per) * in_row);
-            rc = convert_rows(it, r, nr, buf, tmp, &res->f16_overflow);
-            if (rc == 0)
-                rc = wr(ctx, buf, (size_t)nr * out_row);
-            if (!it->perm_heads) { /* rows consumed in order: drop their pages */
-                lmp_mmap_release((const uint8_t *)t->data + (size_t)r * in_row, (size_t)nr * in_row);
+        const int np = it->n_parts ? it->n_parts : 1;
+        for (int pi = 0; pi < np && rc == 0; pi++) {
+            conv_item one = *it;
+            int64_t row0 = 0, rows = -1;
+            if (it->n_parts) {
+                one.src = it->parts[pi].t;
+                row0 = it->parts[pi].row0;
+                rows = it->parts[pi].rows;
             }
-            res->bytes_out += (uint64_t)nr * out_row;
+            rc = stream_rows(&one, row0, rows, buf, tmp, wr, ctx, res, &done_b);
         }
-        if (rows == 0 && cols == 0 && rc == 0)
-            rc = wr(ctx, buf, 0);
         if (it->lora)
             lora_unload(it->lora);
-        lmp_mmap_release(t->data, t->nbytes); /* keep RSS bounded on large inputs */
-        done_b += t->nbytes;
-        res->bytes_in += t->nbytes;
-        res->params += (uint64_t)lmp_tensor_nelem(t);
+        const lmp_tensor *t = it->src;
+        if (!it->n_parts)
+            lmp_mmap_release(t->data, t->nbytes); /* keep RSS bounded on large inputs */
         lmp_progress_update(&prog, done_b);
         if (!quiet && !prog.enabled) {
             char sh[96];
@@ -462,6 +514,20 @@ static int set_arch_keys(lmp_gguf_writer *w, const lmp_config *c, const char *na
                                                "every 4th (llama.cpp assumes every 4th)");
                 break;
             }
+    if (c->n_experts > 0) { /* mixture of experts, as llama.cpp's converter writes it */
+        KU32("expert_count", c->n_experts);
+        KU32("expert_used_count", c->n_experts_used);
+        if (c->moe_ff != c->intermediate_size)
+            KU32("expert_feed_forward_length", c->moe_ff);
+        if (!c->moe_norm_topk && !rc) /* llama.cpp always renormalises: lmpress's own key */
+            rc = lmp_gguf_set_bool(w, "lmpress.moe.norm_topk_prob", false);
+        if (strcmp(c->model_type, "granitemoe") == 0) { /* granite's multipliers, as granite */
+            KF32("attention.scale", c->attn_multiplier > 0 ? c->attn_multiplier : 1);
+            KF32("embedding_scale", c->embed_multiplier > 0 ? c->embed_multiplier : 1);
+            KF32("residual_scale", c->residual_multiplier > 0 ? c->residual_multiplier : 1);
+            KF32("logit_scale", c->logits_scaling > 0 ? c->logits_scaling : 1);
+        }
+    }
 #undef KF32
     if (!rc && strcmp(c->model_type, c->arch) != 0 && strcmp(c->model_type, "gemma3_text") != 0)
         rc = lmp_gguf_set_str(w, "lmpress.model_type", c->model_type);
@@ -506,9 +572,215 @@ static int write_vocab(lmp_gguf_writer *w, const lmp_ckpt *c)
     return rc;
 }
 
+/* ---------------------------------------------------------------- experts */
+
+/* Mixture-of-experts tensors between Hugging Face and llama.cpp layouts, as llama.cpp's
+ * converter writes them (convert_hf_to_gguf: Mixtral and Qwen3-MoE experts stacked per
+ * projection into blk.N.ffn_{gate,up,down}_exps [E, rows, cols]; GraniteMoE's fused
+ * input_linear [E, 2 ff, d] split into ffn_gate_exps and ffn_up_exps, output_linear renamed
+ * ffn_down_exps; every router is blk.N.ffn_gate_inp, kept in f32) and back. */
+
+static void free_items(conv_item *items, int n)
+{
+    for (int i = 0; items && i < n; i++)
+        free(items[i].parts);
+    free(items);
+}
+
+/* The HF router name of layer l for the model type. */
+static void hf_router_name(const lmp_config *c, int l, char *out, size_t n)
+{
+    snprintf(out, n, "model.layers.%d.%s.weight", l,
+             strcmp(c->model_type, "granitemoe") == 0 ? "block_sparse_moe.router.layer"
+             : strcmp(c->model_type, "mixtral") == 0  ? "block_sparse_moe.gate"
+                                                      : "mlp.gate");
+}
+
+/* Per-expert HF name of projection p (0 gate, 1 up, 2 down) of expert e in layer l. */
+static void hf_expert_name(const lmp_config *c, int l, int e, int p, char *out, size_t n)
+{
+    static const char *const mix[3] = {"w1", "w3", "w2"}, *const q3[3] = {"gate_proj", "up_proj", "down_proj"};
+    const bool mixtral = strcmp(c->model_type, "mixtral") == 0;
+    snprintf(out, n, "model.layers.%d.%s.%d.%s.weight", l, mixtral ? "block_sparse_moe.experts" : "mlp.experts",
+             e, mixtral ? mix[p] : q3[p]);
+}
+
+static const char *const g_exps[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+
+/* An item of E parts (or 2E for granite's input_linear), output [d0, d1, d2]. */
+static int parts_item(conv_item *it, int np, int64_t d0, int64_t d1, int64_t d2)
+{
+    it->parts = calloc((size_t)np, sizeof *it->parts);
+    if (!it->parts)
+        return lmp_err(LMP_ENOMEM, "convert: out of memory");
+    it->n_parts = np;
+    it->out_ndim = 3;
+    it->out_shape[0] = d0;
+    it->out_shape[1] = d1;
+    it->out_shape[2] = d2;
+    return 0;
+}
+
+/* HF -> GGUF: plans tensor t when it is an expert or router tensor. Returns 1 when handled
+ * (items appended to items[*n], possibly none: experts after the first are stacked into
+ * expert 0's item), 0 when t is not a mixture-of-experts tensor, or a negative status. */
+static int moe_plan_to_gguf(const lmp_ckpt *c, const lmp_tensor *t, int want, conv_item *items, int *n)
+{
+    const lmp_config *cf = &c->config;
+    int l, used = 0;
+    if (cf->n_experts <= 0 || sscanf(t->name, "model.layers.%d.%n", &l, &used) != 1 || !used)
+        return 0;
+    const char *rest = t->name + used;
+    const int E = cf->n_experts;
+    char nm[LMP_MAX_NAME];
+    conv_item *it = &items[*n];
+    hf_router_name(cf, l, nm, sizeof nm);
+    if (strcmp(t->name, nm) == 0) {
+        it->src = t;
+        snprintf(it->out_name, sizeof it->out_name, "blk.%d.ffn_gate_inp.weight", l);
+        it->out_dtype = LMP_DT_F32; /* llama.cpp keeps routers in f32 */
+        ++*n;
+        return 1;
+    }
+    if (strcmp(rest, "block_sparse_moe.input_linear.weight") == 0) {
+        const int64_t ff = cf->moe_ff, d = cf->hidden_size;
+        if (t->ndim != 3 || t->shape[0] != E || t->shape[1] != 2 * ff || t->shape[2] != d)
+            return lmp_err(LMP_EFORMAT, "%s: %s is not [%d, %lld, %lld]", c->path, t->name, E,
+                           (long long)(2 * ff), (long long)d);
+        for (int p = 0; p < 2; p++, it++) {
+            int rc = parts_item(it, E, E, ff, d);
+            if (rc)
+                return rc;
+            it->src = t;
+            it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
+            snprintf(it->out_name, sizeof it->out_name, "blk.%d.%s.weight", l, g_exps[p]);
+            for (int e = 0; e < E; e++)
+                it->parts[e] = (conv_part){t, (int64_t)e * 2 * ff + p * ff, ff};
+            ++*n;
+        }
+        return 1;
+    }
+    if (strcmp(rest, "block_sparse_moe.output_linear.weight") == 0) {
+        it->src = t;
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
+        snprintf(it->out_name, sizeof it->out_name, "blk.%d.ffn_down_exps.weight", l);
+        ++*n;
+        return 1;
+    }
+    for (int p = 0; p < 3; p++) {
+        hf_expert_name(cf, l, 0, p, nm, sizeof nm);
+        char pre[LMP_MAX_NAME];
+        int e = -1, k = 0;
+        /* "<...experts.>E<.w1.weight>": match expert E of projection p */
+        const char *dot = strstr(nm, ".experts.0.");
+        if (!dot)
+            continue;
+        dot += strlen(".experts");
+        snprintf(pre, sizeof pre, "%.*s", (int)(dot - nm + 1), nm);
+        if (strncmp(t->name, pre, strlen(pre)) != 0 || sscanf(t->name + strlen(pre), "%d%n", &e, &k) != 1 ||
+            strcmp(t->name + strlen(pre) + k, dot + 2) != 0)
+            continue;
+        if (e != 0)
+            return 1; /* stacked into expert 0's item */
+        if (t->ndim != 2)
+            return lmp_err(LMP_EFORMAT, "%s: %s is not a matrix", c->path, t->name);
+        int rc = parts_item(it, E, E, t->shape[0], t->shape[1]);
+        if (rc)
+            return rc;
+        it->src = t;
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
+        snprintf(it->out_name, sizeof it->out_name, "blk.%d.%s.weight", l, g_exps[p]);
+        for (int x = 0; x < E; x++) {
+            hf_expert_name(cf, l, x, p, nm, sizeof nm);
+            const lmp_tensor *tx = lmp_ckpt_find(c, nm);
+            if (!tx)
+                return lmp_err(LMP_ENOTFOUND, "%s: expert tensor %s is missing (%d experts)", c->path, nm, E);
+            if (tx->ndim != 2 || tx->shape[0] != t->shape[0] || tx->shape[1] != t->shape[1] || tx->dtype != t->dtype)
+                return lmp_err(LMP_EFORMAT, "%s: %s differs in shape or dtype from expert 0's", c->path, nm);
+            it->parts[x] = (conv_part){tx, 0, t->shape[0]};
+        }
+        ++*n;
+        return 1;
+    }
+    return 0;
+}
+
+/* GGUF -> HF: the inverse. Same return convention. */
+static int moe_plan_to_hf(const lmp_ckpt *c, const lmp_tensor *t, conv_item *items, int *n, int want)
+{
+    const lmp_config *cf = &c->config;
+    int l, used = 0;
+    if (cf->n_experts <= 0 || sscanf(t->name, "blk.%d.%n", &l, &used) != 1 || !used)
+        return 0;
+    const char *rest = t->name + used;
+    const int E = cf->n_experts;
+    const bool granite = strcmp(cf->model_type, "granitemoe") == 0;
+    conv_item *it = &items[*n];
+    if (strcmp(rest, "ffn_gate_inp.weight") == 0) {
+        it->src = t;
+        hf_router_name(cf, l, it->out_name, sizeof it->out_name);
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, false);
+        ++*n;
+        return 1;
+    }
+    int p = -1;
+    for (int k = 0; k < 3; k++) {
+        char want_name[64];
+        snprintf(want_name, sizeof want_name, "%s.weight", g_exps[k]);
+        if (strcmp(rest, want_name) == 0)
+            p = k;
+    }
+    if (p < 0)
+        return 0;
+    if (t->ndim != 3 || t->shape[0] != E)
+        return lmp_err(LMP_EFORMAT, "%s: %s is not [%d, rows, cols]", c->path, t->name, E);
+    const int64_t rows = t->shape[1], cols = t->shape[2];
+    if (granite && p == 2) {
+        it->src = t;
+        snprintf(it->out_name, sizeof it->out_name, "model.layers.%d.block_sparse_moe.output_linear.weight", l);
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, false);
+        ++*n;
+        return 1;
+    }
+    if (granite) { /* input_linear = [gate; up] rows per expert, written at ffn_gate_exps */
+        if (p == 1)
+            return 1;
+        char un[LMP_MAX_NAME];
+        snprintf(un, sizeof un, "blk.%d.ffn_up_exps.weight", l);
+        const lmp_tensor *up = lmp_ckpt_find(c, un);
+        if (!up || up->ndim != 3 || up->shape[0] != E || up->shape[1] != rows || up->shape[2] != cols ||
+            up->dtype != t->dtype)
+            return lmp_err(LMP_EFORMAT, "%s: %s missing or unlike %s", c->path, un, t->name);
+        int rc = parts_item(it, 2 * E, E, 2 * rows, cols);
+        if (rc)
+            return rc;
+        it->src = t;
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, false);
+        snprintf(it->out_name, sizeof it->out_name, "model.layers.%d.block_sparse_moe.input_linear.weight", l);
+        for (int e = 0; e < E; e++) {
+            it->parts[2 * e] = (conv_part){t, (int64_t)e * rows, rows};
+            it->parts[2 * e + 1] = (conv_part){up, (int64_t)e * rows, rows};
+        }
+        ++*n;
+        return 1;
+    }
+    for (int e = 0; e < E; e++, it++) { /* one HF tensor per expert */
+        int rc = parts_item(it, 1, rows, cols, 0);
+        if (rc)
+            return rc;
+        it->out_ndim = 2;
+        it->src = t;
+        it->out_dtype = (lmp_dtype)out_dtype_for(t, want, false);
+        hf_expert_name(cf, l, e, p, it->out_name, sizeof it->out_name);
+        it->parts[0] = (conv_part){t, (int64_t)e * rows, rows};
+        ++*n;
+    }
+    return 1;
+}
+
 static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, float *rope_factors)
 {
-    conv_item *items = calloc((size_t)c->n_tensors + 3, sizeof *items);
+    conv_item *items = calloc((size_t)c->n_tensors + 3 + (size_t)c->config.n_layers, sizeof *items);
     int n = 0;
     if (!items)
         return lmp_err(LMP_ENOMEM, "convert: out of memory");
@@ -517,12 +789,19 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
     for (int i = 0; i < c->n_tensors; i++) {
         const lmp_tensor *t = &c->tensors[i];
         conv_item *it = &items[n];
+        int mrc = c->kind == LMP_CKPT_GGUF ? 0 : moe_plan_to_gguf(c, t, want, items, &n);
+        if (mrc < 0) {
+            free_items(items, n + 2);
+            return mrc;
+        }
+        if (mrc)
+            continue;
         if (c->kind == LMP_CKPT_GGUF) {
             snprintf(it->out_name, sizeof it->out_name, "%s", t->name);
         } else if (lmp_name_hf_to_gguf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
             if (strstr(t->name, "rotary_emb.inv_freq"))
                 continue; /* recomputed from rope_theta */
-            free(items);
+            free_items(items, n);
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no llama.cpp name", c->path, t->name);
         }
         it->src = t;
@@ -536,7 +815,7 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
             it->perm_dir = 1;
             int64_t want_rows = (int64_t)it->perm_heads * c->config.head_dim;
             if (t->shape[0] != want_rows) {
-                free(items);
+                free_items(items, n);
                 return lmp_err(LMP_EFORMAT, "%s: '%s' has %lld rows, config implies %lld", c->path, t->name,
                                (long long)t->shape[0], (long long)want_rows);
             }
@@ -579,7 +858,7 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
     if ((rc = plan_gguf(c, p->dtype, &items, &n, rope_factors)))
         return rc;
     if ((rc = bind_loras(c, items, n, p, &binds, res))) {
-        free(items);
+        free_items(items, n);
         return rc;
     }
     /* file type from the most common matrix dtype */
@@ -602,6 +881,9 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
         if (items[i].synthetic) {
             int64_t sh[1] = {items[i].perm_heads};
             rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, LMP_DT_F32, 1, sh);
+        } else if (items[i].n_parts) {
+            rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, items[i].out_dtype, items[i].out_ndim,
+                                            items[i].out_shape);
         } else {
             rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, items[i].out_dtype, items[i].src->ndim,
                                             items[i].src->shape);
@@ -616,7 +898,7 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
     res->n_tensors = n;
 done:
     lmp_gguf_writer_abort(w);
-    free(items);
+    free_items(items, n);
     free(binds);
     return rc;
 }
@@ -660,7 +942,8 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
     bool folder = !lmp_str_endswith(out, ".safetensors");
     char *tmp = NULL;
     lmp_st_writer *w = NULL;
-    conv_item *items = calloc((size_t)c->n_tensors + 1, sizeof *items);
+    const size_t cap = (size_t)c->n_tensors + 1 + (size_t)c->config.n_layers * 3 * (size_t)c->config.n_experts;
+    conv_item *items = calloc(cap, sizeof *items);
     lora_bind *binds = NULL;
     int n = 0, rc = LMP_OK;
     if (!items)
@@ -675,6 +958,13 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
             if (strcmp(t->name, "rope_freqs.weight") == 0 || strcmp(t->name, "rope_factors_long.weight") == 0 ||
                 strcmp(t->name, "rope_factors_short.weight") == 0)
                 continue; /* in config.json (rope_scaling) */
+            int mrc = moe_plan_to_hf(c, t, items, &n, p->dtype);
+            if (mrc < 0) {
+                rc = mrc;
+                goto done;
+            }
+            if (mrc)
+                continue;
             if (lmp_name_gguf_to_hf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
                 rc = lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no Hugging Face name", c->path, t->name);
                 goto done;
@@ -703,7 +993,10 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
     if ((rc = lmp_st_writer_new(&w, target, folder ? p->shard_bytes : 0, folder ? true : p->force)))
         goto done;
     for (int i = 0; i < n && rc == 0; i++)
-        rc = lmp_st_writer_add(w, items[i].out_name, items[i].out_dtype, items[i].src->ndim, items[i].src->shape);
+        rc = items[i].n_parts ? lmp_st_writer_add(w, items[i].out_name, items[i].out_dtype, items[i].out_ndim,
+                                                  items[i].out_shape)
+                              : lmp_st_writer_add(w, items[i].out_name, items[i].out_dtype, items[i].src->ndim,
+                                                  items[i].src->shape);
     if (rc || (rc = lmp_st_writer_meta(w, "format", "pt")) || (rc = lmp_st_writer_begin(w)))
         goto done;
     if ((rc = stream_items(items, n, st_write_cb, w, res, p->quiet)))
@@ -735,7 +1028,7 @@ done:
     if (rc && tmp)
         lmp_dir_remove(tmp);
     free(tmp);
-    free(items);
+    free_items(items, (int)cap); /* unused entries are zero */
     free(binds);
     return rc;
 }

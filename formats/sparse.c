@@ -1030,6 +1030,112 @@ static int patch_ct_sparsity(const char *dir, const lmp_prune_spec *s, double gl
     return rc;
 }
 
+/* ---------------------------------------------------------------- experts */
+
+/* Mixture-of-experts models: magnitude pruning (unstructured or N:M; it needs no
+ * calibration, so an expert's mask depends on its own weights only) of every linear
+ * weight of the blocks: attention projections, dense FFNs and each expert's matrices (a
+ * 3-D tensor, granite's input_linear / output_linear, is pruned matrix by matrix); the
+ * routers, embeddings and lm_head are kept. Written as dense safetensors with the input's
+ * names and dtypes (zeros kept), config.json and tokenizer files copied. Calibrated
+ * methods would need each expert to see the tokens routed to it: refused before this. */
+static bool moe_pruned(const lmp_tensor *t)
+{
+    const char *nm = t->name;
+    if (t->ndim < 2 || t->ndim > 3 || !lmp_str_endswith(nm, ".weight") || !strstr(nm, "model.layers."))
+        return false;
+    return !strstr(nm, "block_sparse_moe.gate.weight") && !strstr(nm, ".mlp.gate.weight") &&
+           !strstr(nm, "router.layer.weight");
+}
+
+static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_model_params *p,
+                         lmp_prune_model_result *r)
+{
+    const lmp_ckpt *c = lmp_model_ckpt(m);
+    const lmp_prune_spec *spec = &p->prune.spec;
+    lmp_st_writer *w = NULL;
+    char *tmp = NULL;
+    float *buf = NULL;
+    void *conv = NULL;
+    cJSON *cfg = NULL;
+    int rc = LMP_OK;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        if (!moe_pruned(t))
+            continue;
+        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+        if (!tr->to_f32 || !tr->from_f32 || tr->is_quant)
+            return lmp_err(LMP_EUNSUPPORTED, "%s: %s is %s (pruning reads f32, f16 or bf16 weights)", c->path,
+                           t->name, tr->name);
+        if ((rc = lmp_prune_spec_check(spec, t->shape[t->ndim - 1], t->name)))
+            return rc;
+    }
+    if ((rc = lmp_dir_begin(out, p->force, &tmp)) || (rc = lmp_st_writer_new(&w, tmp, 0, true)))
+        goto done;
+    int64_t maxel = 0;
+    for (int i = 0; i < c->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        rc = lmp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape);
+        if (moe_pruned(t) && t->shape[t->ndim - 1] * t->shape[t->ndim - 2] > maxel)
+            maxel = t->shape[t->ndim - 1] * t->shape[t->ndim - 2];
+    }
+    if (rc || (rc = lmp_st_writer_meta(w, "format", "pt")) || (rc = lmp_st_writer_begin(w)))
+        goto done;
+    buf = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
+    conv = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
+    if (!buf || !conv) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < c->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        r->write.params += (uint64_t)lmp_tensor_nelem(t);
+        r->write.bytes += t->nbytes;
+        if (!moe_pruned(t)) {
+            rc = lmp_st_writer_write(w, t->data, t->nbytes);
+            continue;
+        }
+        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+        const int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
+        const int64_t nmat = t->ndim == 3 ? t->shape[0] : 1, el = rows * cols;
+        const size_t mb = (size_t)el * tr->type_size;
+        for (int64_t k = 0; k < nmat && !rc; k++) {
+            tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
+            if ((rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
+                rc = lmp_err_prefix(rc, "%s (matrix %lld)", t->name, (long long)k);
+                break;
+            }
+            for (int64_t j = 0; j < el; j++)
+                r->write.zeros += buf[j] == 0.0f;
+            tr->from_f32(buf, conv, el);
+            rc = lmp_st_writer_write(w, conv, mb);
+        }
+        r->write.linear_params += (uint64_t)(nmat * el);
+        r->prune.params += (uint64_t)(nmat * el);
+    }
+    r->prune.zeros = r->write.zeros;
+    r->prune.sparsity = r->prune.params ? (double)r->prune.zeros / (double)r->prune.params : 0;
+    r->write.n_tensors = c->n_tensors;
+    if (rc)
+        goto done;
+    rc = lmp_st_writer_finish(w);
+    w = NULL;
+    if (rc || (rc = config_json(c->dir, lmp_model_config(m), &cfg)) || (rc = write_json_file(tmp, "config.json", cfg)) ||
+        (rc = copy_tokenizer_files(c->dir, tmp)))
+        goto done;
+    rc = lmp_dir_commit(tmp, out);
+    r->format = "dense";
+done:
+    lmp_st_writer_abort(w);
+    if (rc && tmp)
+        lmp_dir_remove(tmp);
+    cJSON_Delete(cfg);
+    free(tmp);
+    free(buf);
+    free(conv);
+    return rc;
+}
+
 int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p, lmp_prune_model_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -1059,6 +1165,21 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
         rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input is not supported by prune (llama.cpp names, permuted q/k "
                                        "rows); prune the Hugging Face checkpoint", model);
+        goto done;
+    }
+    if (lmp_model_is_moe(m)) {
+        if (p->structured || spec->method != LMP_PRUNE_MAGNITUDE || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: only magnitude pruning (unstructured or "
+                         "N:M) to dense safetensors is supported; %s would need each expert to see the tokens "
+                         "routed to it (not implemented); nothing was written", model,
+                         p->structured ? "structured pruning" : spec->qbits ? "joint quantization"
+                         : spec->method != LMP_PRUNE_MAGNITUDE ? lmp_prune_method_name(spec->method)
+                                                              : "this output format");
+            goto done;
+        }
+        rc = moe_magnitude(m, out, p, r);
+        if (rc == 0)
+            r->out_bytes = path_bytes(out);
         goto done;
     }
     /* refuse what can be refused before any forward pass */

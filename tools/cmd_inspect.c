@@ -58,6 +58,24 @@ static void print_kv_value(const lmp_gguf_kv *kv, bool json)
     printf("%s", buf);
 }
 
+/* The mixture-of-experts line (text) or object member (JSON); nothing for dense models. */
+static void print_experts(const lmp_config *cf, bool json)
+{
+    if (cf->n_experts <= 0)
+        return;
+    int sparse = 0;
+    for (int l = 0; l < cf->n_layers; l++)
+        sparse += lmp_config_layer_is_moe(cf, l);
+    if (json)
+        printf(", \"moe\": {\"experts\": %d, \"experts_used\": %d, \"expert_ffn\": %d, "
+               "\"norm_topk\": %s, \"sparse_layers\": %d}",
+               cf->n_experts, cf->n_experts_used, cf->moe_ff, cf->moe_norm_topk ? "true" : "false", sparse);
+    else
+        printf("experts:       %d of FFN %d per sparse layer, top-%d%s; %d of %d layers sparse\n",
+               cf->n_experts, cf->moe_ff, cf->n_experts_used,
+               cf->moe_norm_topk ? " (weights renormalised)" : " (softmax weights)", sparse, cf->n_layers);
+}
+
 /* A bare config.json: what lmpress reads from it (no weights). */
 static int inspect_config(const char *path, bool json)
 {
@@ -80,6 +98,7 @@ static int inspect_config(const char *path, bool json)
                c.n_kv_heads, c.head_dim, c.vocab_size, c.max_pos, c.rope_theta, c.rms_eps,
                c.tie_embeddings ? "true" : "false", c.attn_bias ? "true" : "false");
         cli_json_str(feat);
+        print_experts(&c, true);
         printf(", \"parameters\": %lld}\n", np);
         return 0;
     }
@@ -97,6 +116,7 @@ static int inspect_config(const char *path, bool json)
            c.rms_eps, c.tie_embeddings ? "yes" : "no", c.attn_bias ? "yes" : "no");
     if (feat[0])
         printf("               %s\n", feat);
+    print_experts(&c, false);
     printf("parameters:    %lld (%.2fM) implied by the config\n", np, (double)np / 1e6);
     return 0;
 }
@@ -160,6 +180,8 @@ int cmd_inspect(int argc, char **argv)
             printf(", \"features\": ");
             cli_json_str(feat);
         }
+        if (c.has_config)
+            print_experts(cf, true);
         printf(", \"n_tensors\": %d, \"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"bits_per_weight\": %.4f",
                c.n_tensors, params, bytes, bpw);
         if (!no_tensors) {
@@ -212,6 +234,7 @@ int cmd_inspect(int argc, char **argv)
                : cf->rope_type == LMP_ROPE_LONGROPE ? " (longrope)"
                                                     : "",
                cf->rms_eps, cf->tie_embeddings ? "yes" : "no", cf->attn_bias ? "yes" : "no");
+        print_experts(cf, false);
         char feat[512];
         lmp_config_features(cf, feat, sizeof feat);
         if (feat[0])

@@ -491,6 +491,38 @@ int cmd_quantize(int argc, char **argv)
         if (!json)
             fprintf(stderr, "imatrix: %d chunks (%lld tokens) from %s, %d linears\n", im.n_chunks,
                     (long long)im.n_tokens, imatrix_calib, im.n_entries);
+        if (im.ev) { /* mixture of experts: say which experts the calibration never reached */
+            int unreached = 0;
+            for (int l = 0; l < im.n_layers; l++) {
+                const int64_t *cnt = im.ecount + (int64_t)l * im.n_experts;
+                bool sparse = false;
+                int in_layer = 0;
+                for (int x = 0; x < im.n_experts; x++)
+                    sparse |= cnt[x] > 0;
+                for (int x = 0; sparse && x < im.n_experts; x++) {
+                    if (cnt[x])
+                        continue;
+                    if (!unreached++)
+                        fprintf(stderr, "imatrix: experts no calibration token was routed to are quantized "
+                                        "without importance weights (as RTN):");
+                    if (in_layer++)
+                        fprintf(stderr, " %d", x);
+                    else
+                        fprintf(stderr, " layer %d experts %d", l, x);
+                }
+                if (in_layer)
+                    fprintf(stderr, ";");
+            }
+            if (unreached)
+                fprintf(stderr, " %d in all\n", unreached);
+            else if (!json)
+                fprintf(stderr, "imatrix: every expert was reached by the calibration tokens\n");
+            if (imatrix_out) {
+                rc = cli_fail("quantize", lmp_err(LMP_EUNSUPPORTED, "--imatrix-out: writing the per-expert "
+                                                  "importance of a mixture of experts is not supported"));
+                goto done;
+            }
+        }
         if (imatrix_out && (e = lmp_imatrix_file_save(imatrix_out, &im, imatrix_calib, force))) {
             rc = cli_fail("quantize", e);
             goto done;

@@ -27,7 +27,7 @@ int cmd_synth(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "synth", "(--preset NAME | --config config.json) -o DIR [--seed S] [--dtype f32|f16|bf16]",
+        "synth", "(--preset NAME | --config config.json) -o DIR [--layers N] [--seed S] [--dtype f32|f16|bf16]",
         "Write a random-weight Hugging Face checkpoint (config.json, model.safetensors, a byte-level BPE\n"
         "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json, and corpus.txt,\n"
         "the built-in text the tokenizer was trained on) for tests,\n"
@@ -36,7 +36,9 @@ int cmd_synth(int argc, char **argv)
         "tiny-gemma3, tiny-qwen3, tiny-smollm3, tiny-granite, tiny-olmo2 (fast tests); smollm2-135m,\n"
         "qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, phi-4-mini, phi-3.5-mini, gemma-3-1b, gemma-3-270m,\n"
         "gemma-2-2b, qwen3-0.6b, qwen3-4b, smollm3-3b, granite-3.3-2b, olmo2-1b (real shapes; their\n"
-        "tokenizer is smaller than vocab_size). --config accepts the config.json of every supported\n"
+        "tokenizer is smaller than vocab_size). Mixture of experts: tiny-mixtral, tiny-qwen3-moe,\n"
+        "tiny-granitemoe (fast tests; their routers tie the last expert's row to expert 0's, so routing\n"
+        "ties occur), mixtral-8x7b and qwen3-30b-a3b (real shapes in 2 layers). --config accepts the config.json of every supported\n"
         "family (see lmpress inspect); --layers N shrinks it in depth."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
@@ -65,6 +67,7 @@ int cmd_synth(int argc, char **argv)
             return 2;
         }
         p.config = ps->config;
+        p.router_tie = lmp_synth_router_tie(preset);
     } else {
         int rc = lmp_config_load(&p.config, config);
         if (rc)

@@ -393,7 +393,8 @@ static size_t block_floats(const lmp_model *m, int n, int base)
     const lmp_config *c = &m->cfg;
     const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
     const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    return (size_t)n * (size_t)(d + qd + qd + 2 * kvd + 2 * ff) + (size_t)hd +
+    size_t moe = c->n_experts > 0 ? (size_t)n * (size_t)d + lmp_moe_floats(m, n) : 0;
+    return (size_t)n * (size_t)(d + qd + qd + 2 * kvd + 2 * ff) + (size_t)hd + moe +
            (n >= ATTN_GEMM_MIN ? attention_gemm_floats(m, n, base) : 0);
 }
 
@@ -412,7 +413,9 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
      * values (written straight into the cache when there is one); g, u: FFN; then the
      * attention's scratch. */
     float *xn = buf, *q = xn + n * d, *a = q + n * qd, *kb = a + n * qd, *vb = kb + n * kvd;
-    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff, *abuf = cs + hd;
+    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff;
+    float *mo = cs + hd, *mbuf = mo + (c->n_experts > 0 ? n * d : 0); /* experts' output */
+    float *abuf = mbuf + (c->n_experts > 0 ? lmp_moe_floats(m, n) : 0);
     float *k = kv ? kv->k + (int64_t)pos0 * kvd : kb;
     float *v = kv ? kv->v + (int64_t)pos0 * kvd : vb;
     int rc;
@@ -440,11 +443,17 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
         return rc;
     residual_rows(m, x, xn, L->post_attn_norm, n);
 
-    /* MLP: down(act(gate(x)) * up(x)) */
+    /* MLP: down(act(gate(x)) * up(x)), or the routed experts' weighted sum of it (moe.c) */
     in = x;
     if (L->ffn_norm) {
         rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
         in = xn;
+    }
+    if (L->moe) {
+        if ((rc = lmp_moe_run(m, L->moe, in, n, mo, mbuf, layer, hook, user)))
+            return rc;
+        residual_rows(m, x, mo, L->post_ffn_norm, n);
+        return 0;
     }
     if ((rc = linear(L, LMP_LIN_GATE, g, in, n, layer, hook, user)) ||
         (rc = linear(L, LMP_LIN_UP, u, in, n, layer, hook, user)))
@@ -493,6 +502,7 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
  * test_engine.c checks it) and to any thread count's. */
 typedef struct {
     float *xn, *q, *a, *g, *u, *cs, *scores; /* scores: one row of n_ctx per thread */
+    float *mo, *mscratch;                    /* experts' output (hidden), moe.c scratch */
     lmp_team *team;                          /* the products' work shares */
 } decode_buf;
 
@@ -562,6 +572,12 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
 #pragma omp single
             lmp_rmsnorm(b->xn, x, L->ffn_norm, d, c->rms_eps);
         }
+        if (L->moe) { /* residual_rows as batched: x += mo (times the multiplier) */
+            lmp_moe_decode_team(m, L->moe, in, b->mo, b->mscratch, b->team);
+#pragma omp single
+            residual_rows(m, x, b->mo, L->post_ffn_norm, 1);
+            continue;
+        }
         lmp_gemv_team(b->g, in, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false, b->team);
         lmp_gemv_team(b->u, in, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false, b->team);
 #pragma omp barrier
@@ -600,7 +616,8 @@ static int decode_one(lmp_session *s, const int32_t *token, float *logits)
 #ifdef _OPENMP
     nthr = omp_get_max_threads();
 #endif
-    size_t nf = (size_t)(2 * d + 2 * qd + 2 * ff + hd) + (size_t)nthr * (size_t)s->n_ctx;
+    const size_t moe = c->n_experts > 0 ? (size_t)d + lmp_moe_decode_floats(m) : 0;
+    size_t nf = (size_t)(2 * d + 2 * qd + 2 * ff + hd) + (size_t)nthr * (size_t)s->n_ctx + moe;
     float *buf = malloc(sizeof(float) * nf);
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (decoding buffers)");
@@ -609,6 +626,8 @@ static int decode_one(lmp_session *s, const int32_t *token, float *logits)
     b.u = b.g + ff;
     b.cs = b.u + ff;
     b.scores = b.cs + hd;
+    b.mo = b.scores + (size_t)nthr * (size_t)s->n_ctx;
+    b.mscratch = b.mo + d;
     b.team = lmp_team_new(nthr);
     int rc = b.team ? lmp_model_embed(m, token, 1, x)
                     : lmp_err(LMP_ENOMEM, "out of memory (decoding buffers)");

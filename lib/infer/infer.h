@@ -123,6 +123,21 @@ int lmp_model_add_lora(lmp_model *m, const lmp_lora *a, double scale);
 /* Number of linears (over all blocks) whose weight is an intgroup payload. */
 int lmp_model_n_intgroup(const lmp_model *m);
 
+/* ---- mixture of experts (mixtral, qwen3_moe, granitemoe; lib/infer/moe.c) ----
+ * A sparse layer has no dense gate/up/down (lmp_model_linear returns NULL for them);
+ * its experts' linears are reached here. */
+bool lmp_model_is_moe(const lmp_model *m);          /* any sparse layer */
+int lmp_model_n_experts(const lmp_model *m, int layer); /* 0: a dense layer */
+/* Linear which (LMP_LIN_GATE, _UP or _DOWN) of expert `expert` of sparse layer `layer`
+ * (borrowed), or NULL. set: as lmp_model_set_linear (borrowed, same shape). */
+const lmp_wmat *lmp_model_expert_linear(const lmp_model *m, int layer, int expert,
+                                        lmp_linear which);
+int lmp_model_set_expert_linear(lmp_model *m, int layer, int expert, lmp_linear which,
+                                const lmp_wmat *w);
+/* Tokens routed to each expert of sparse layer `layer` since the model was loaded, by
+ * every evaluation (counts[n_experts]); LMP_EINVAL for a dense layer. */
+int lmp_model_expert_hits(const lmp_model *m, int layer, uint64_t *counts);
+
 /* Embedding lookup: x[i][0..hidden) = embed_tokens row tokens[i] (only those rows are
  * converted). Token ids out of range are LMP_EINVAL. */
 int lmp_model_embed(const lmp_model *m, const int32_t *tokens, int64_t n, float *x);
@@ -138,6 +153,13 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits);
  * called lmp_block_run, in the order q, k, v, o, gate, up, down. */
 typedef int (*lmp_linear_hook)(void *user, int layer, lmp_linear which, const float *X,
                                int64_t n, int64_t in_features);
+
+/* Inside a hook call: the expert of a mixture-of-experts layer whose routed tokens X holds
+ * (which = LMP_LIN_GATE: the input of its gate and up projections, the rows of the tokens
+ * routed to it, in token order; LMP_LIN_DOWN: the input of its down projection), or -1
+ * for the attention and dense linears. Experts no token reached are not called.
+ * Thread-local; valid during the call. */
+int lmp_hook_expert(void);
 
 /* The keys and values of one block for positions [0, n_ctx): f32, [n_ctx][n_kv_heads *
  * head_dim] each, RoPE already applied to k. */

@@ -20,6 +20,8 @@ typedef struct {
                                       hidden), o (hidden, n_heads*head_dim), gate/up (ffn,
                                       hidden), down (hidden, ffn); borrowed */
     float *bias[LMP_LIN_COUNT];    /* (rows) owned f32, or NULL */
+    struct lmp_moe *moe;           /* mixture of experts in place of gate/up/down (their
+                                      w[] entries are then unused), owned; NULL: dense */
     struct lmp_lora_lin *lora[LMP_LIN_COUNT]; /* unmerged LoRA beside the linear (lora.c),
                                       owned, or NULL */
 } lmp_layer;
@@ -74,5 +76,31 @@ struct lmp_session {
     float *work;                   /* the blocks' scratch (forward.c block_floats) */
     size_t work_cap;               /* its floats */
 };
+
+/* model.c: a view of rows [row0, row0 + rows) of tensor t (name for messages) as an
+ * lmp_wmat of `cols` columns, checked (kernel, bytes), repacked when the kernels want it
+ * (the copy owned by m). Expert slices of 3-D tensors are such row ranges. */
+int lmp_model_wmat_view(lmp_model *m, const lmp_tensor *t, const char *name, int64_t row0,
+                        int64_t rows, int64_t cols, lmp_wmat *w);
+
+/* moe.c: the mixture-of-experts FFN of a sparse layer. */
+typedef struct lmp_moe lmp_moe;
+/* Loads layer l's router and experts (HF per-expert or fused 3-D tensors, or GGUF stacked
+ * *_exps tensors); *out owned by the caller (lmp_moe_free). */
+int lmp_moe_load(lmp_model *m, int l, lmp_moe **out);
+void lmp_moe_free(lmp_moe *e); /* accepts NULL */
+/* Scratch floats lmp_moe_run needs for n tokens. */
+size_t lmp_moe_floats(const lmp_model *m, int n);
+/* out[n][hidden] = sum over each token's routed experts of weight * expert(xn row), the
+ * experts in ascending index order; buf: lmp_moe_floats(m, n) floats (out not inside).
+ * hook (may be NULL) sees each reached expert's inputs (lmp_hook_expert). */
+int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, float *out,
+                float *buf, int layer, lmp_linear_hook hook, void *user);
+/* Decoding one token inside an OpenMP parallel region (every thread calls it): the same
+ * arithmetic as lmp_moe_run with n == 1, bitwise. scratch: lmp_moe_decode_floats(m)
+ * floats shared by the team. team: lmp_gemv_team's shares. */
+size_t lmp_moe_decode_floats(const lmp_model *m);
+void lmp_moe_decode_team(const lmp_model *m, const lmp_moe *e, const float *xn, float *out,
+                         float *scratch, lmp_team *team);
 
 #endif

@@ -82,6 +82,10 @@ int lmp_model_add_lora(lmp_model *m, const lmp_lora *a, double scale)
                            "adapter for another model?",
                            a->weights_path, t->module, base, m->cfg.model_type);
         }
+        if (m->layers[layer].moe && w >= LMP_LIN_GATE)
+            return lmp_err(LMP_EUNSUPPORTED,
+                           "%s: the adapter targets '%s', but layer %d of %s is a mixture of experts (adapters "
+                           "on experts are not supported)", a->weights_path, t->module, layer, base);
         const lmp_wmat *W = &m->layers[layer].w[w];
         if (t->A->shape[1] != W->cols || t->B->shape[0] != W->rows) {
             char s1[64], s2[64];

@@ -161,6 +161,38 @@ static int load_wmat_rows(lmp_model *m, const char *name, int64_t row0, int64_t 
     return lmp_wmat_repack_wanted(w) ? repack(m, t, w, false) : 0;
 }
 
+int lmp_model_wmat_view(lmp_model *m, const lmp_tensor *t, const char *name, int64_t row0,
+                        int64_t rows, int64_t cols, lmp_wmat *w)
+{
+    if (!lmp_gemm_supports(t->dtype))
+        return lmp_err(LMP_EUNSUPPORTED, "tensor %s: dtype %s has no matrix kernel", name,
+                       lmp_dtype_info(t->dtype)->name);
+    size_t rb;
+    int rc = check_rows(t, name, row0 + rows, cols, &rb);
+    if (rc)
+        return rc;
+    w->dtype = t->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->data = (const uint8_t *)t->data + (size_t)row0 * rb;
+    w->row_bytes = rb;
+    w->layout = LMP_WL_ROWS;
+    w->q = NULL;
+    if (!lmp_wmat_repack_wanted(w))
+        return 0;
+    /* as repack() does, but only this view's pages are dropped from the resident set */
+    void *buf, *arr = m->repacked;
+    const void *orig = w->data;
+    rc = grow_ptrs(&arr, m->n_repacked, &m->cap_repacked);
+    m->repacked = arr;
+    if (rc || (rc = lmp_wmat_repack(w, &buf)))
+        return rc;
+    m->repacked[m->n_repacked++] = buf;
+    if (!t->owned)
+        lmp_mmap_release(orig, (size_t)rows * rb);
+    return 0;
+}
+
 /* A small vector (norm weight, bias) converted to an owned f32 copy. */
 static int load_vec(lmp_model *m, const char *name, int64_t n, float **out)
 {
@@ -343,9 +375,14 @@ static int assemble(lmp_model *m)
             if ((rc = load_norm(m, name, head ? c->head_dim : kvd, &L->k_norm)))
                 return rc;
         }
+        const bool moe = lmp_config_layer_is_moe(c, l);
+        if (moe && (rc = lmp_moe_load(m, l, &L->moe)))
+            return rc;
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
             int64_t rows, cols, row0 = 0, fused_rows = 0;
             bool bias;
+            if (moe && w >= LMP_LIN_GATE)
+                break; /* the experts replace the dense FFN (moe.c) */
             const char *fused = NULL;
             switch (w) {
             case LMP_LIN_Q: rows = qd, cols = d, bias = c->attn_bias; break;
@@ -495,6 +532,7 @@ void lmp_model_free(lmp_model *m)
                 free(m->layers[l].bias[w]);
                 lmp_lora_lin_free(m->layers[l].lora[w]);
             }
+            lmp_moe_free(m->layers[l].moe);
         }
         free(m->layers);
     }
@@ -555,12 +593,15 @@ const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which
 {
     if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
         return NULL;
+    if (m->layers[layer].moe && which >= LMP_LIN_GATE)
+        return NULL; /* experts: lmp_model_expert_linear */
     return &m->layers[layer].w[which];
 }
 
 int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wmat *w)
 {
-    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT)
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)which >= LMP_LIN_COUNT ||
+        (m->layers[layer].moe && which >= LMP_LIN_GATE))
         return lmp_err(LMP_EINVAL, "no linear %d of layer %d", (int)which, layer);
     lmp_wmat *cur = &m->layers[layer].w[which];
     if (w->rows != cur->rows || w->cols != cur->cols)

@@ -280,6 +280,8 @@ static int family_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char 
         if (strcmp(tn, "rope_freqs.weight") == 0 || strcmp(tn, "rope_factors_long.weight") == 0 ||
             strcmp(tn, "rope_factors_short.weight") == 0)
             continue;
+        if (strstr(tn, "_exps.") || strstr(tn, ".ffn_gate_inp."))
+            continue; /* experts: moe_from_gguf (refused there without an expert count) */
         if (lmp_name_gguf_to_hf_arch(arch, tn, hf, sizeof hf))
             return lmp_err(LMP_EUNSUPPORTED,
                            "%s: tensor %s is not part of the %s architecture as lmpress runs it "
@@ -289,6 +291,77 @@ static int family_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char 
     /* llama.cpp files hold 2-D weights in their own names; fused qkv for phi3 only */
     if (phi3 && !lmp_gguf_find_tensor(g, "blk.0.attn_qkv.weight"))
         c->fused_qkv = false; /* separate attn_q/attn_k/attn_v (llama.cpp accepts both) */
+    return LMP_OK;
+}
+
+/* Mixture of experts as llama.cpp's converter writes it: <arch>.expert_count,
+ * expert_used_count, expert_feed_forward_length (qwen3moe), blk.N.ffn_gate_inp and the
+ * stacked blk.N.ffn_{gate,up,down}_exps tensors; a llama-architecture file with experts is
+ * Mixtral. A layer without ffn_gate_inp is dense (lmpress's qwen3_moe mlp_only_layers;
+ * llama.cpp requires every layer sparse); lmpress.moe.norm_topk_prob = false marks a
+ * qwen3_moe without renormalisation (llama.cpp always renormalises). Expert tensors
+ * without an expert count are refused: the engine could not run them. */
+static int moe_from_gguf(lmp_config *c, const lmp_gguf_reader *g, const char *arch)
+{
+    char k[128];
+    int rc, ne = 0;
+    bool has_exps = false;
+    for (uint64_t i = 0; i < g->n_tensors && !has_exps; i++)
+        has_exps = strstr(g->tensors[i].name, "_exps.") || strstr(g->tensors[i].name, ".ffn_gate_inp.");
+    if ((rc = gguf_int(g, arch, "expert_count", &ne, false, 0)))
+        return rc;
+    if (ne <= 0) {
+        if (has_exps || strcmp(arch, "qwen3moe") == 0 || strcmp(arch, "granitemoe") == 0)
+            return lmp_err(LMP_EUNSUPPORTED,
+                           "%s: mixture-of-experts tensors (ffn_gate_inp / *_exps) without %s.expert_count: "
+                           "lmpress cannot run this file", g->path, arch);
+        return LMP_OK;
+    }
+    if (strcmp(arch, "llama") == 0)
+        snprintf(c->model_type, sizeof c->model_type, "mixtral");
+    else if (strcmp(arch, "qwen3moe") == 0)
+        snprintf(c->model_type, sizeof c->model_type, "qwen3_moe");
+    else if (strcmp(arch, "granitemoe") == 0)
+        snprintf(c->model_type, sizeof c->model_type, "granitemoe");
+    else
+        return lmp_err(LMP_EUNSUPPORTED, "%s: experts under architecture \"%s\" are not supported "
+                       "(mixture of experts: llama (Mixtral), qwen3moe, granitemoe)", g->path, arch);
+    if ((rc = lmp_config_apply_family(c)))
+        return lmp_err_prefix(rc, "%s", g->path);
+    c->n_experts = ne;
+    c->moe_sparse_step = 1;
+    if ((rc = gguf_int(g, arch, "expert_used_count", &c->n_experts_used, true, 0)) ||
+        (rc = gguf_int(g, arch, "expert_feed_forward_length", &c->moe_ff, false, c->intermediate_size)))
+        return rc;
+    if (c->n_experts_used <= 0 || c->n_experts_used > ne || c->moe_ff <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: %s.expert_used_count = %d must be between 1 and %s.expert_count = %d",
+                       g->path, arch, c->n_experts_used, arch, ne);
+    const lmp_gguf_kv *nt = lmp_gguf_find_kv(g, "lmpress.moe.norm_topk_prob");
+    c->moe_norm_topk = !(nt && nt->type == LMP_GGUF_BOOL && !nt->v.b);
+    c->n_mlp_only = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        snprintf(k, sizeof k, "blk.%d.ffn_gate_inp.weight", l);
+        if (lmp_gguf_find_tensor(g, k))
+            continue;
+        if (c->n_mlp_only >= (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]))
+            return lmp_err(LMP_EUNSUPPORTED, "%s: more than %d dense layers in a mixture of experts", g->path,
+                           (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]));
+        c->mlp_only[c->n_mlp_only++] = l;
+    }
+    if (strcmp(arch, "granitemoe") == 0) { /* llama.cpp's names of granite's multipliers */
+        snprintf(k, sizeof k, "%s.attention.scale", arch);
+        if ((rc = gguf_float(g, k, &c->attn_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.embedding_scale", arch);
+        if ((rc = gguf_float(g, k, &c->embed_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.residual_scale", arch);
+        if ((rc = gguf_float(g, k, &c->residual_multiplier, 1.0f)))
+            return rc;
+        snprintf(k, sizeof k, "%s.logit_scale", arch);
+        if ((rc = gguf_float(g, k, &c->logits_scaling, 1.0f)))
+            return rc;
+    }
     return LMP_OK;
 }
 
@@ -304,7 +377,7 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
     if (!fam)
         return lmp_err(LMP_EUNSUPPORTED,
                        "%s: architecture \"%s\" is not supported (supported: llama, qwen2, phi3, gemma, "
-                       "gemma2, gemma3, qwen3, smollm3, granite, olmo2)",
+                       "gemma2, gemma3, qwen3, smollm3, granite, olmo2, qwen3moe, granitemoe)",
                        g->path, arch);
     snprintf(c->model_type, sizeof c->model_type, "%s", fam->model_type);
     const char *mt;
@@ -393,7 +466,9 @@ static int config_from_gguf(lmp_config *c, const lmp_gguf_reader *g)
     c->pad_id = lmp_gguf_get_int(g, "tokenizer.ggml.padding_token_id", &v) == 0 ? (int)v : -1;
     snprintf(k, sizeof k, "%s.attention.sliding_window", arch);
     c->sliding_window = lmp_gguf_get_int(g, k, &v) == 0 ? (int)v : 0;
-    return family_from_gguf(c, g, arch);
+    if ((rc = family_from_gguf(c, g, arch)))
+        return rc;
+    return moe_from_gguf(c, g, arch);
 }
 
 /* ---------------------------------------------------------------- open/close */

@@ -36,6 +36,12 @@ static const lmp_family g_families[] = {
      LMP_QKNORM_NONE, LMP_ACT_SILU, 32768, 2000000.0f, 1e-6f},
     {"granite", "GraniteForCausalLM", "granite", true, false, false, false, false, false, LMP_NORM_PRE,
      LMP_QKNORM_NONE, LMP_ACT_SILU, 2048, 10000.0f, 1e-6f},
+    {"mixtral", "MixtralForCausalLM", "llama", true, false, false, false, false, false, LMP_NORM_PRE,
+     LMP_QKNORM_NONE, LMP_ACT_SILU, 131072, 1000000.0f, 1e-5f},
+    {"qwen3_moe", "Qwen3MoeForCausalLM", "qwen3moe", false, false, false, false, false, false,
+     LMP_NORM_PRE, LMP_QKNORM_HEAD, LMP_ACT_SILU, 32768, 10000.0f, 1e-6f},
+    {"granitemoe", "GraniteMoeForCausalLM", "granitemoe", true, false, false, false, false, false,
+     LMP_NORM_PRE, LMP_QKNORM_NONE, LMP_ACT_SILU, 2048, 10000.0f, 1e-6f},
     {"olmo2", "Olmo2ForCausalLM", "olmo2", false, false, false, false, false, false, LMP_NORM_POST,
      LMP_QKNORM_FULL, LMP_ACT_SILU, 2048, 10000.0f, 1e-5f},
     {NULL},
@@ -45,7 +51,8 @@ const lmp_family *lmp_families(void) { return g_families; }
 
 const char *lmp_config_supported(void)
 {
-    return "llama, mistral, qwen2, phi3, gemma, gemma2, gemma3_text, qwen3, smollm3, granite, olmo2";
+    return "llama, mistral, qwen2, phi3, gemma, gemma2, gemma3_text, qwen3, smollm3, granite, "
+           "olmo2, mixtral, qwen3_moe, granitemoe";
 }
 
 const lmp_family *lmp_family_find(const char *model_type)
@@ -289,6 +296,58 @@ static int check_architectures(const cJSON *root, const char *name)
                    name, first);
 }
 
+/* The mixture-of-experts keys of mixtral, qwen3_moe and granitemoe (transformers'
+ * MixtralConfig, Qwen3MoeConfig, GraniteMoeConfig defaults), range-checked. */
+static int parse_moe(lmp_config *c, const cJSON *root, const char *name)
+{
+    const bool q3 = strcmp(c->model_type, "qwen3_moe") == 0;
+    const char *ne_key = q3 ? "num_experts" : "num_local_experts";
+    int rc;
+    c->moe_sparse_step = 1;
+    c->moe_norm_topk = true;
+    if ((rc = get_int(root, ne_key, &c->n_experts, q3 ? 128 : 8, false, name)) ||
+        (rc = get_int(root, "num_experts_per_tok", &c->n_experts_used, q3 ? 8 : 2, false, name)))
+        return rc;
+    if (c->n_experts <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"%s\" = %d must be positive", name, ne_key, c->n_experts);
+    if (c->n_experts_used <= 0 || c->n_experts_used > c->n_experts)
+        return lmp_err(LMP_EFORMAT,
+                       "%s: \"num_experts_per_tok\" = %d must be between 1 and \"%s\" = %d",
+                       name, c->n_experts_used, ne_key, c->n_experts);
+    c->moe_ff = c->intermediate_size;
+    if (!q3)
+        return LMP_OK;
+    if ((rc = get_int(root, "moe_intermediate_size", &c->moe_ff, 768, false, name)) ||
+        (rc = get_bool(root, "norm_topk_prob", &c->moe_norm_topk, false, name)) ||
+        (rc = get_int(root, "decoder_sparse_step", &c->moe_sparse_step, 1, false, name)))
+        return rc;
+    if (c->moe_ff <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"moe_intermediate_size\" = %d must be positive", name,
+                       c->moe_ff);
+    if (c->moe_sparse_step <= 0)
+        return lmp_err(LMP_EFORMAT, "%s: \"decoder_sparse_step\" = %d must be positive", name,
+                       c->moe_sparse_step);
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (!mo || cJSON_IsNull(mo))
+        return LMP_OK;
+    if (!cJSON_IsArray(mo))
+        return lmp_err(LMP_EFORMAT, "%s: \"mlp_only_layers\" must be a list of layer indices", name);
+    const int n = cJSON_GetArraySize(mo);
+    if (n > (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: \"mlp_only_layers\" lists %d layers (at most %d supported)",
+                       name, n, (int)(sizeof c->mlp_only / sizeof c->mlp_only[0]));
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(mo, i);
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+            v->valuedouble >= c->n_layers)
+            return lmp_err(LMP_EFORMAT,
+                           "%s: \"mlp_only_layers\"[%d] must be a layer index in [0, %d)", name, i,
+                           c->n_layers);
+        c->mlp_only[c->n_mlp_only++] = (int)v->valuedouble;
+    }
+    return LMP_OK;
+}
+
 /* The parse proper, on the object holding the model's keys. */
 static int parse_obj(lmp_config *c, const cJSON *root, const char *name)
 {
@@ -305,7 +364,9 @@ static int parse_obj(lmp_config *c, const cJSON *root, const char *name)
     bool qwen2 = strcmp(ty, "qwen2") == 0, qwen3 = strcmp(ty, "qwen3") == 0;
     bool phi3 = strcmp(ty, "phi3") == 0, gemma2 = strcmp(ty, "gemma2") == 0;
     bool gemma3 = strcmp(ty, "gemma3_text") == 0, gemma = fam->norm_plus1;
-    bool smol = strcmp(ty, "smollm3") == 0, granite = strcmp(ty, "granite") == 0;
+    bool smol = strcmp(ty, "smollm3") == 0;
+    bool granite = strcmp(ty, "granite") == 0 || strcmp(ty, "granitemoe") == 0;
+    bool moe = strcmp(ty, "mixtral") == 0 || strcmp(ty, "qwen3_moe") == 0 || strcmp(ty, "granitemoe") == 0;
 
     if ((rc = get_int(root, "hidden_size", &c->hidden_size, 0, true, name)) ||
         (rc = get_int(root, "intermediate_size", &c->intermediate_size, 0, true, name)) ||
@@ -529,7 +590,17 @@ static int parse_obj(lmp_config *c, const cJSON *root, const char *name)
         td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     if (cJSON_IsString(td))
         snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", td->valuestring);
-    return LMP_OK;
+    return moe ? parse_moe(c, root, name) : LMP_OK;
+}
+
+bool lmp_config_layer_is_moe(const lmp_config *c, int l)
+{
+    if (c->n_experts <= 0)
+        return false;
+    for (int i = 0; i < c->n_mlp_only; i++)
+        if (c->mlp_only[i] == l)
+            return false;
+    return (l + 1) % (c->moe_sparse_step > 0 ? c->moe_sparse_step : 1) == 0;
 }
 
 int lmp_config_parse(lmp_config *c, const char *json, size_t len, const char *name)
@@ -590,6 +661,11 @@ int lmp_config_set_layers(lmp_config *c, int n)
     for (int l = n; l < LMP_MAX_LAYERS; l++)
         c->layer_flags[l] = 0;
     c->n_layers = n;
+    int k = 0; /* mlp_only_layers beyond the new depth go */
+    for (int i = 0; i < c->n_mlp_only; i++)
+        if (c->mlp_only[i] < n)
+            c->mlp_only[k++] = c->mlp_only[i];
+    c->n_mlp_only = k;
     return LMP_OK;
 }
 
@@ -692,7 +768,7 @@ int lmp_config_to_json(const lmp_config *c, char **out)
         if (c->no_rope_interval > 0)
             cJSON_AddNumberToObject(r, "no_rope_layer_interval", c->no_rope_interval);
     }
-    if (strcmp(ty, "granite") == 0) {
+    if (strcmp(ty, "granite") == 0 || strcmp(ty, "granitemoe") == 0) {
         cJSON_AddNumberToObject(r, "embedding_multiplier", c->embed_multiplier > 0 ? c->embed_multiplier : 1);
         cJSON_AddNumberToObject(r, "attention_multiplier", c->attn_multiplier > 0 ? c->attn_multiplier : 1);
         cJSON_AddNumberToObject(r, "residual_multiplier",
@@ -707,6 +783,19 @@ int lmp_config_to_json(const lmp_config *c, char **out)
         cJSON_AddNumberToObject(r, "pad_token_id", c->pad_id);
     if (c->torch_dtype[0])
         cJSON_AddStringToObject(r, "torch_dtype", c->torch_dtype);
+    if (c->n_experts > 0) {
+        const bool q3 = strcmp(c->model_type, "qwen3_moe") == 0;
+        cJSON_AddNumberToObject(r, q3 ? "num_experts" : "num_local_experts", c->n_experts);
+        cJSON_AddNumberToObject(r, "num_experts_per_tok", c->n_experts_used);
+        if (q3) {
+            cJSON_AddNumberToObject(r, "moe_intermediate_size", c->moe_ff);
+            cJSON_AddBoolToObject(r, "norm_topk_prob", c->moe_norm_topk);
+            cJSON_AddNumberToObject(r, "decoder_sparse_step", c->moe_sparse_step);
+            cJSON *mo = cJSON_AddArrayToObject(r, "mlp_only_layers");
+            for (int i = 0; i < c->n_mlp_only; i++)
+                cJSON_AddItemToArray(mo, cJSON_CreateNumber(c->mlp_only[i]));
+        }
+    }
     cJSON_AddStringToObject(r, "transformers_version", "4.44.0");
     *out = cJSON_Print(r);
     cJSON_Delete(r);
@@ -717,21 +806,26 @@ int64_t lmp_config_n_params(const lmp_config *c)
 {
     int64_t d = c->hidden_size, f = c->intermediate_size, hd = c->head_dim;
     int64_t q = (int64_t)c->n_heads * hd, kv = (int64_t)c->n_kv_heads * hd;
-    int64_t per = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
+    int64_t per = d * q + 2 * d * kv + q * d + 2 * d;
     if (c->attn_bias)
         per += q + 2 * kv;
     if (c->o_bias)
         per += d;
-    if (c->mlp_bias)
-        per += 2 * f + d;
     if (c->norms == LMP_NORM_SANDWICH)
         per += 2 * d;
     if (c->qk_norm == LMP_QKNORM_HEAD)
         per += 2 * hd;
     else if (c->qk_norm == LMP_QKNORM_FULL)
         per += q + kv;
+    int64_t ffn = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (lmp_config_layer_is_moe(c, l))
+            ffn += (int64_t)c->n_experts * (d + 3 * d * (int64_t)c->moe_ff); /* router + experts */
+        else
+            ffn += 3 * d * f + (c->mlp_bias ? 2 * f + d : 0);
+    }
     int64_t emb = (int64_t)c->vocab_size * d;
-    return per * c->n_layers + emb * (c->tie_embeddings ? 1 : 2) + d;
+    return per * c->n_layers + ffn + emb * (c->tie_embeddings ? 1 : 2) + d;
 }
 
 void lmp_config_features(const lmp_config *c, char *buf, size_t n)

@@ -113,6 +113,18 @@ typedef struct {
     float attn_softcap;       /* gemma2: cap * tanh(score / cap); 0 = none */
     float final_softcap;      /* gemma2: the same on the logits */
     int no_rope_interval;     /* smollm3 no_rope_layer_interval (for the JSON); 0 = absent */
+    /* Mixture of experts (mixtral, qwen3_moe, granitemoe); n_experts 0 = a dense model.
+     * A sparse layer routes each token to n_experts_used of n_experts SwiGLU experts of
+     * width moe_ff (lmp_config_layer_is_moe says which layers are sparse). */
+    int n_experts;            /* num_local_experts (mixtral, granitemoe) / num_experts */
+    int n_experts_used;       /* num_experts_per_tok (top-k) */
+    int moe_ff;               /* moe_intermediate_size (qwen3_moe), else intermediate_size */
+    bool moe_norm_topk;       /* renormalise the top-k weights to sum 1 (mixtral, granitemoe:
+                                 always; qwen3_moe: norm_topk_prob) */
+    int moe_sparse_step;      /* qwen3_moe decoder_sparse_step: layer l sparse when (l+1) %
+                                 step == 0 (1 elsewhere) */
+    int n_mlp_only;           /* qwen3_moe mlp_only_layers: dense layers, at most 64 */
+    int mlp_only[64];
 } lmp_config;
 
 /* Supported model_type values, for messages: "llama, mistral, qwen2, ...". */
@@ -140,6 +152,9 @@ int lmp_config_load(lmp_config *c, const char *path);
 int lmp_config_set_layers(lmp_config *c, int n);
 /* Serializes as an HF config.json (malloc'd string). */
 int lmp_config_to_json(const lmp_config *c, char **out);
+/* true when layer l of c runs a mixture of experts (n_experts > 0, l not in
+ * mlp_only_layers, (l + 1) % moe_sparse_step == 0). */
+bool lmp_config_layer_is_moe(const lmp_config *c, int l);
 /* Parameter count implied by the config (embeddings counted once when tied). */
 int64_t lmp_config_n_params(const lmp_config *c);
 /* True when layer l uses sliding-window attention; its window (0 = full attention). */

@@ -111,6 +111,18 @@ static lmp_synth_preset g_presets[] = {
      P("granite", 2048, 8192, 40, 32, 8, 64, 49159, 131072, 1e-5f, 10000000.0f, true)},
     {"olmo2-1b", "OLMo-2-1B shapes: d 2048, 16 layers, 16/16 heads, FFN 8192, vocab 100352",
      P("olmo2", 2048, 8192, 16, 16, 16, 128, 100352, 4096, 1e-6f, 500000.0f, false)},
+    /* mixture of experts (family_preset adds the expert keys); the tiny ones tie the last
+     * expert's router row to expert 0's (lmp_synth_router_tie) */
+    {"tiny-mixtral", "mixtral, 2 layers, d 64, 8 experts of FFN 96, top-2, GQA 4/2",
+     P("mixtral", 64, 96, 2, 4, 2, 16, 0, 512, 1e-5f, 1000000.0f, false)},
+    {"tiny-qwen3-moe", "qwen3_moe, 3 layers (layer 1 dense), d 64, 16 experts of FFN 32, top-4, q/k norm",
+     P("qwen3_moe", 64, 128, 3, 4, 2, 32, 0, 512, 1e-6f, 1000000.0f, false)},
+    {"tiny-granitemoe", "granitemoe, 2 layers, d 64, 8 experts of FFN 48 (fused), top-3, multipliers",
+     P("granitemoe", 64, 48, 2, 4, 2, 16, 0, 512, 1e-6f, 1500000.0f, true)},
+    {"mixtral-8x7b", "Mixtral-8x7B shapes in 2 of its 32 layers: d 4096, 32/8 heads, 8 experts of FFN 14336, top-2",
+     P("mixtral", 4096, 14336, 2, 32, 8, 128, 32000, 32768, 1e-5f, 1000000.0f, false)},
+    {"qwen3-30b-a3b", "Qwen3-30B-A3B shapes in 2 of its 48 layers: d 2048, 32/4 heads, 128 experts of FFN 768, top-8",
+     P("qwen3_moe", 2048, 6144, 2, 32, 4, 128, 151936, 40960, 1e-6f, 1000000.0f, false)},
     {.name = NULL},
 };
 
@@ -165,7 +177,39 @@ static void family_preset(const char *name, lmp_config *c)
         c->attn_multiplier = tiny ? 0.1f : 0.015625f;
         c->residual_multiplier = 0.22f;
         c->logits_scaling = tiny ? 8.0f : 8.0f;
+    } else if (strcmp(ty, "mixtral") == 0) {
+        c->n_experts = 8;
+        c->n_experts_used = 2;
+        c->moe_ff = c->intermediate_size;
+        c->moe_norm_topk = true;
+        c->moe_sparse_step = 1;
+    } else if (strcmp(ty, "qwen3_moe") == 0) {
+        c->n_experts = tiny ? 16 : 128;
+        c->n_experts_used = tiny ? 4 : 8;
+        c->moe_ff = tiny ? 32 : 768;
+        c->moe_norm_topk = true;
+        c->moe_sparse_step = 1;
+        if (tiny) { /* a dense layer in the middle: mlp_only_layers */
+            c->n_mlp_only = 1;
+            c->mlp_only[0] = 1;
+        }
+    } else if (strcmp(ty, "granitemoe") == 0) { /* Granite-3.1-1B-A400M's multipliers */
+        c->n_experts = 8;
+        c->n_experts_used = 3;
+        c->moe_ff = c->intermediate_size;
+        c->moe_norm_topk = true;
+        c->moe_sparse_step = 1;
+        c->embed_multiplier = 12.0f;
+        c->attn_multiplier = 0.015625f;
+        c->residual_multiplier = 0.22f;
+        c->logits_scaling = 6.0f;
     }
+}
+
+bool lmp_synth_router_tie(const char *preset)
+{
+    return strcmp(preset, "tiny-mixtral") == 0 || strcmp(preset, "tiny-qwen3-moe") == 0 ||
+           strcmp(preset, "tiny-granitemoe") == 0;
 }
 
 static void fix_presets(void)
@@ -509,31 +553,44 @@ static int write_text(const char *dir, const char *name, const char *text)
 typedef struct {
     char name[LMP_MAX_NAME];
     int ndim;
-    int64_t shape[2];
-    int kind; /* 0 linear weight, 1 norm, 2 bias, 3 embedding/lm_head, 4 norm stored as w - 1 */
+    int64_t shape[3];
+    int kind; /* 0 linear weight, 1 norm, 2 bias, 3 embedding/lm_head, 4 norm stored as w - 1,
+                 5 MoE router */
     int64_t fan_in;
 } synth_tensor;
 
+static int64_t synth_nelem(const synth_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
 static int plan_tensors(const lmp_config *c, synth_tensor **out)
 {
-    int cap = 16 + c->n_layers * 20, n = 0;
+    int cap = 16 + c->n_layers * (20 + (c->n_experts > 0 ? 3 * c->n_experts + 2 : 0)), n = 0;
     synth_tensor *t = calloc((size_t)cap, sizeof *t);
     if (!t)
         return -1;
     int64_t d = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim,
-            f = c->intermediate_size, V = c->vocab_size;
-#define ADD(nm, nd, s0, s1, k, fi)                                                                         \
+            f = c->intermediate_size, V = c->vocab_size, E = c->n_experts, ef = c->moe_ff;
+#define ADD3(nm, nd, s0, s1, s2, k, fi)                                                                    \
     do {                                                                                               \
         snprintf(t[n].name, sizeof t[n].name, "%s", nm);                                               \
         t[n].ndim = nd;                                                                                \
         t[n].shape[0] = s0;                                                                            \
         t[n].shape[1] = s1;                                                                            \
+        t[n].shape[2] = s2;                                                                            \
         t[n].kind = k;                                                                                 \
         t[n].fan_in = fi;                                                                              \
         n++;                                                                                           \
     } while (0)
+#define ADD(nm, nd, s0, s1, k, fi) ADD3(nm, nd, s0, s1, 0, k, fi)
     ADD("model.embed_tokens.weight", 2, V, d, 3, d);
     char nm[LMP_MAX_NAME];
+    const bool mixtral = strcmp(c->model_type, "mixtral") == 0;
+    const bool granite = strcmp(c->model_type, "granitemoe") == 0;
     for (int l = 0; l < c->n_layers; l++) {
 #define L(suffix, nd, s0, s1, k, fi)                                                                       \
     do {                                                                                               \
@@ -571,6 +628,28 @@ static int plan_tensors(const lmp_config *c, synth_tensor **out)
             L("pre_feedforward_layernorm.weight", 1, d, 0, nk, 1);
         if (c->norms != LMP_NORM_PRE)
             L("post_feedforward_layernorm.weight", 1, d, 0, nk, 1);
+        if (lmp_config_layer_is_moe(c, l)) {
+            if (granite) { /* experts stacked: input_linear = [gate; up] rows per expert */
+                L("block_sparse_moe.router.layer.weight", 2, E, d, 5, d);
+                snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.input_linear.weight", l);
+                ADD3(nm, 3, E, 2 * ef, d, 0, d);
+                snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.output_linear.weight", l);
+                ADD3(nm, 3, E, d, ef, 0, ef);
+                continue;
+            }
+            L(mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight", 2, E, d, 5, d);
+            for (int e = 0; e < E; e++) {
+                char sub[96];
+                const char *pre = mixtral ? "block_sparse_moe.experts" : "mlp.experts";
+                snprintf(sub, sizeof sub, "%s.%d.%s.weight", pre, e, mixtral ? "w1" : "gate_proj");
+                L(sub, 2, ef, d, 0, d);
+                snprintf(sub, sizeof sub, "%s.%d.%s.weight", pre, e, mixtral ? "w2" : "down_proj");
+                L(sub, 2, d, ef, 0, ef);
+                snprintf(sub, sizeof sub, "%s.%d.%s.weight", pre, e, mixtral ? "w3" : "up_proj");
+                L(sub, 2, ef, d, 0, d);
+            }
+            continue;
+        }
         if (c->fused_gate_up) {
             L("mlp.gate_up_proj.weight", 2, 2 * f, d, 0, d);
         } else {
@@ -590,22 +669,42 @@ static int plan_tensors(const lmp_config *c, synth_tensor **out)
     if (!c->tie_embeddings)
         ADD("lm_head.weight", 2, V, d, 3, d);
 #undef ADD
+#undef ADD3
     *out = t;
     return n;
 }
 
 #define CHUNK (1 << 20)
 
-/* Fills chunk `ci` of tensor `t` (elements [ci*CHUNK, ci*CHUNK+n)). */
-static void fill_chunk(const synth_tensor *t, uint64_t seed, int64_t ci, float *x, int64_t n)
+/* Fills chunk `ci` of tensor `t` (elements [ci*CHUNK, ci*CHUNK+n)). A router (kind 5)
+ * is drawn row by row, each row from its own stream, so that with `tie` its last row can
+ * repeat row 0 exactly. */
+static void fill_chunk(const synth_tensor *t, uint64_t seed, int64_t ci, float *x, int64_t n, bool tie)
 {
     lmp_rng r;
     uint64_t h = lmp_fnv1a(LMP_FNV_INIT, t->name, strlen(t->name));
     h = lmp_fnv1a(h, &seed, sizeof seed);
+    float std = t->kind == 0 || t->kind == 3 || t->kind == 5 ? 1.0f / sqrtf((float)t->fan_in) : 0.02f;
+    float base = t->kind == 1 ? 1.0f : 0.0f;
+    if (t->kind == 5) {
+        const int64_t cols = t->shape[1];
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t e = ci * CHUNK + i;
+            if (i == 0 || e % cols == 0) {
+                int64_t row = e / cols;
+                if (tie && row == t->shape[0] - 1)
+                    row = 0;
+                uint64_t hr = lmp_fnv1a(h, &row, sizeof row);
+                lmp_rng_seed(&r, hr);
+                for (int64_t k = 0; k < e % cols; k++) /* a chunk starting inside a row */
+                    (void)lmp_rng_normal(&r);
+            }
+            x[i] = std * lmp_rng_normal(&r);
+        }
+        return;
+    }
     h = lmp_fnv1a(h, &ci, sizeof ci);
     lmp_rng_seed(&r, h);
-    float std = t->kind == 0 || t->kind == 3 ? 1.0f / sqrtf((float)t->fan_in) : 0.02f;
-    float base = t->kind == 1 ? 1.0f : 0.0f;
     for (int64_t i = 0; i < n; i++)
         x[i] = base + std * lmp_rng_normal(&r);
 }
@@ -673,7 +772,7 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
     uint64_t total = 0;
     size_t es = lmp_dtype_info(p->dtype)->type_size;
     for (int i = 0; i < nt; i++)
-        total += (uint64_t)plan[i].shape[0] * (uint64_t)(plan[i].ndim == 2 ? plan[i].shape[1] : 1) * es;
+        total += (uint64_t)synth_nelem(&plan[i]) * es;
     if ((rc = lmp_st_writer_new(&w, tmpdir, total > p->shard_bytes ? p->shard_bytes : 0, true)))
         goto cleanup;
     for (int i = 0; i < nt && rc == 0; i++)
@@ -691,7 +790,7 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
     lmp_progress_begin(&prog, "synth", total);
     uint64_t done = 0;
     for (int i = 0; i < nt && rc == 0; i++) {
-        int64_t ne = plan[i].shape[0] * (plan[i].ndim == 2 ? plan[i].shape[1] : 1);
+        int64_t ne = synth_nelem(&plan[i]);
         int64_t nchunks = (ne + CHUNK - 1) / CHUNK;
         for (int64_t c0 = 0; c0 < nchunks && rc == 0; c0 += BATCH) {
             int64_t cend = c0 + BATCH < nchunks ? c0 + BATCH : nchunks;
@@ -699,7 +798,7 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
             for (int64_t ci = c0; ci < cend; ci++) {
                 int64_t off = ci * CHUNK, m = ne - off < CHUNK ? ne - off : CHUNK;
                 float *x = buf + (ci - c0) * CHUNK;
-                fill_chunk(&plan[i], p->seed, ci, x, m);
+                fill_chunk(&plan[i], p->seed, ci, x, m, p->router_tie);
                 lmp_dtype_info(p->dtype)->from_f32(x, (uint8_t *)conv + (size_t)(ci - c0) * CHUNK * es, m);
             }
             int64_t first = c0 * CHUNK, last = cend * CHUNK < ne ? cend * CHUNK : ne;

@@ -19,6 +19,10 @@ typedef struct {
 /* NULL-terminated table (name == NULL ends it). */
 const lmp_synth_preset *lmp_synth_presets(void);
 const lmp_synth_preset *lmp_synth_find(const char *name);
+/* true for the presets whose mixture-of-experts routers tie the last expert's row to
+ * expert 0's, so that tokens meet routing ties (the tiny MoE presets, for tests): pass
+ * it on as lmp_synth_params.router_tie. */
+bool lmp_synth_router_tie(const char *preset);
 
 typedef struct {
     lmp_config config;     /* shapes; vocab_size 0 = tokenizer size */
@@ -27,6 +31,7 @@ typedef struct {
     uint64_t shard_bytes;  /* 0 = single file; default 2 GiB shards like HF */
     bool force;
     int tokenizer_merges;  /* upper bound of BPE merges trained (<= vocab - 256 - specials) */
+    bool router_tie;       /* lmp_synth_router_tie(preset) */
 } lmp_synth_params;
 
 void lmp_synth_default_params(lmp_synth_params *p);

@@ -37,6 +37,10 @@ void lmp_prune_result_free(lmp_prune_result *r)
 
 int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
 {
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); nothing was written",
+                       lmp_model_ckpt(m)->path);
     const lmp_config *c = lmp_model_config(m);
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
@@ -131,6 +135,10 @@ static int weight_f32(const lmp_wmat *w, const char *name, float **out)
 int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_params *p, lmp_prune_result *res)
 {
     memset(res, 0, sizeof *res);
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); nothing was written",
+                       lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;

@@ -160,6 +160,10 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
                          lmp_struct_plan *p)
 {
     memset(p, 0, sizeof *p);
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: structured pruning of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); nothing was written",
+                       lmp_model_ckpt(m)->path);
     double t0 = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
     int k, rc = lmp_struct_count(c, kind, ratio, &k);

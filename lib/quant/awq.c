@@ -787,6 +787,10 @@ done:
 int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
 {
     memset(res, 0, sizeof *res);
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: AWQ of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
+                       lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
     lmp_quant_init();
     int rc = lmp_qpipe_check(m, p);

@@ -77,8 +77,9 @@ static bool ends_with(const char *s, const char *suf)
 int lmp_gguf_mix_type(const lmp_gguf_qtype *qt, const lmp_gguf_mix_info *mi, const char *name, int ndim,
                       const int64_t *shape)
 {
-    /* tensor_allows_quantization: 2-D+ tensors named *weight, not norms */
-    if (ndim < 2 || !ends_with(name, "weight") || strstr(name, "_norm.weight"))
+    /* tensor_allows_quantization: 2-D+ tensors named *weight, not norms, not expert routers */
+    if (ndim < 2 || !ends_with(name, "weight") || strstr(name, "_norm.weight") ||
+        strstr(name, "ffn_gate_inp.weight"))
         return -1;
     lmp_dtype t = qt->dtype;
     if (!lmp_dtype_info(t)->is_quant)
@@ -98,6 +99,15 @@ int lmp_gguf_mix_type(const lmp_gguf_qtype *qt, const lmp_gguf_mix_info *mi, con
     }
     if (strcmp(name, "token_embd.weight") == 0)
         return t;
+    /* llama.cpp's 8-expert rule (Mixtral): attn_v and attn_k in q8_0, attn_output in q5_K
+     * for the low-bit K mixes (llama-quant.cpp, "for the 8-expert model") */
+    if (mi->n_expert == 8 && (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") ||
+                              strstr(name, "attn_v.weight") || strstr(name, "attn_k.weight")))
+        return LMP_DT_Q8_0;
+    if (mi->n_expert == 8 && strstr(name, "attn_output.weight"))
+        return ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_Q4_K_S || ft == FT_Q4_K_M
+                   ? LMP_DT_Q5_K
+                   : t;
     if (strstr(name, "attn_qkv.weight") || strstr(name, "attn_kv_b.weight") || strstr(name, "attn_v.weight")) {
         int i = layer, nv = mi->n_attn_v > 0 ? mi->n_attn_v : n;
         if (ft == FT_Q2_K)
@@ -246,6 +256,7 @@ static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf
     mi.n_head_kv = c->config.n_kv_heads;
     mi.tied = true;
     mi.has_imatrix = p->weights != NULL;
+    mi.n_expert = c->config.n_experts;
     for (int i = 0; i < c->n_tensors; i++) {
         const char *nm = c->tensors[i].name;
         if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
@@ -309,8 +320,11 @@ typedef struct {
 } buffers;
 
 /* Converts, checks, quantizes and writes one tensor in chunks of rows. */
-static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out, const float *qw, bool measure,
-                         buffers *b, double *sum_err, double *sum_ref)
+/* qw: importance weights of `cols` values shared by every row, or, with qw_rows > 0, one
+ * vector per qw_rows consecutive rows (the experts of a 3-D tensor, llama-imatrix's layout
+ * of nval = cols x n_matrices). */
+static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out, const float *qw, int64_t qw_rows,
+                         bool measure, buffers *b, double *sum_err, double *sum_ref)
 {
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(out);
@@ -347,7 +361,15 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
                     }
             if (b->bad[r] >= 0 || t->dtype == out)
                 continue;
-            lmp_quant_rows(out, x, b->q + (size_t)r * out_row, 1, cols, qw);
+            const float *wr = qw && qw_rows > 0 ? qw + ((r0 + r) / qw_rows) * cols : qw;
+            if (wr && qw_rows > 0) { /* an all-zero slice: an expert calibration never reached */
+                bool any = false;
+                for (int64_t j = 0; j < cols && !any; j++)
+                    any = wr[j] != 0.0f;
+                if (!any)
+                    wr = NULL;
+            }
+            lmp_quant_rows(out, x, b->q + (size_t)r * out_row, 1, cols, wr);
             if (measure) {
                 float *y = malloc(sizeof(float) * (size_t)cols);
                 double e = 0, n2 = 0;
@@ -482,11 +504,15 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         const lmp_tensor *t = &c.tensors[i];
         int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, n = lmp_tensor_nelem(t);
         lmp_dtype o = plan[i].out;
-        const float *qw = p->weights && o != t->dtype && lmp_quant_uses_weights(o)
-                              ? p->weights(p->weights_ctx, t->name, cols)
-                              : NULL;
+        const bool use_w = p->weights && o != t->dtype && lmp_quant_uses_weights(o);
+        const float *qw = NULL;
+        int64_t qw_rows = 0;
+        if (use_w && t->ndim == 3) /* stacked experts: one vector per expert matrix */
+            qw_rows = (qw = p->weights(p->weights_ctx, t->name, cols * t->shape[0])) ? t->shape[1] : 0;
+        else if (use_w)
+            qw = p->weights(p->weights_ctx, t->name, cols);
         double se = 0, sr = 0;
-        rc = stream_tensor(w, t, o, qw, p->measure_error, &b, &se, &sr);
+        rc = stream_tensor(w, t, o, qw, qw_rows, p->measure_error, &b, &se, &sr);
         if (rc)
             break;
         uint64_t bo = (uint64_t)lmp_dtype_row_bytes(o, cols) * (uint64_t)(cols ? n / cols : 0);

@@ -20,11 +20,31 @@ typedef struct {
     double *acc;              /* [n_layers][sum of class widths] */
     int64_t off[LMP_IN_COUNT];    /* offset of each class within a layer's run */
     int64_t per_layer;
+    /* experts: [n_layers][E * (d + ff)] sums of x^2 over the tokens routed to each, and
+     * [n_layers][E] their counts */
+    double *eacc;
+    int64_t *ecnt;
+    int E;
+    int64_t ed, eff;
 } im_ctx;
 
 static int im_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     im_ctx *c = user;
+    const int ex = lmp_hook_expert();
+    if (ex >= 0) { /* an expert's routed tokens only */
+        const int64_t per = (int64_t)c->E * (c->ed + c->eff);
+        double *a = c->eacc + (int64_t)layer * per +
+                    (which == LMP_LIN_GATE ? (int64_t)ex * c->ed : (int64_t)c->E * c->ed + (int64_t)ex * c->eff);
+        if (in != (which == LMP_LIN_GATE ? c->ed : c->eff))
+            return lmp_err(LMP_EINVAL, "imatrix: layer %d expert %d: %lld inputs", layer, ex, (long long)in);
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t j = 0; j < in; j++)
+                a[j] += (double)X[t * in + j] * X[t * in + j];
+        if (which == LMP_LIN_GATE)
+            c->ecnt[(int64_t)layer * c->E + ex] += n;
+        return 0;
+    }
     int cls = lmp_linear_input(which);
     if (which != lmp_input_first(cls))
         return 0;
@@ -40,6 +60,8 @@ void lmp_imatrix_free(lmp_imatrix *im)
     if (!im)
         return;
     free(im->v);
+    free(im->ev);
+    free(im->ecount);
     memset(im, 0, sizeof *im);
 }
 
@@ -69,6 +91,17 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
     ic.acc = calloc((size_t)(nl * ic.per_layer), sizeof(double));
     float *x = malloc(sizeof(float) * (size_t)(L * d));
     int rc = LMP_OK;
+    if (lmp_model_is_moe(m)) {
+        ic.E = c->n_experts;
+        ic.ed = d;
+        ic.eff = c->moe_ff;
+        ic.eacc = calloc((size_t)nl * (size_t)ic.E * (size_t)(ic.ed + ic.eff), sizeof(double));
+        ic.ecnt = calloc((size_t)nl * (size_t)ic.E, sizeof(int64_t));
+        if (!ic.eacc || !ic.ecnt) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix experts)");
+            goto done;
+        }
+    }
     if (!ic.acc || !x) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix)");
         goto done;
@@ -94,13 +127,43 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
     const double ntok = (double)cal->n_samples * L;
     for (int64_t i = 0; i < nl * ic.per_layer; i++)
         out->v[i] = (float)(ic.acc[i] / ntok);
+    if (ic.eacc) { /* each expert: the mean over ITS tokens; never reached: zeros */
+        const int64_t per = (int64_t)ic.E * (ic.ed + ic.eff);
+        out->ev = calloc((size_t)(nl * per), sizeof(float));
+        out->ecount = malloc(sizeof(int64_t) * (size_t)nl * (size_t)ic.E);
+        if (!out->ev || !out->ecount) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix)");
+            goto done;
+        }
+        memcpy(out->ecount, ic.ecnt, sizeof(int64_t) * (size_t)nl * (size_t)ic.E);
+        out->n_experts = ic.E;
+        out->e_hidden = ic.ed;
+        out->e_ff = ic.eff;
+        for (int l = 0; l < nl; l++)
+            for (int e = 0; e < ic.E; e++) {
+                const int64_t cnt = ic.ecnt[(int64_t)l * ic.E + e];
+                if (!cnt)
+                    continue;
+                const double *a = ic.eacc + (int64_t)l * per;
+                float *o = out->ev + (int64_t)l * per;
+                for (int64_t j = 0; j < ic.ed; j++)
+                    o[(int64_t)e * ic.ed + j] = (float)(a[(int64_t)e * ic.ed + j] / (double)cnt);
+                const int64_t base = (int64_t)ic.E * ic.ed + (int64_t)e * ic.eff;
+                for (int64_t j = 0; j < ic.eff; j++)
+                    o[base + j] = (float)(a[base + j] / (double)cnt);
+            }
+    }
     out->n_layers = nl;
-    for (int k = 0; k < LMP_LIN_COUNT; k++)
-        out->cols[k] = lmp_model_linear(m, 0, (lmp_linear)k)->cols;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) /* the dense widths (experts: e_hidden, e_ff) */
+        out->cols[k] = class_width(c, lmp_linear_input((lmp_linear)k));
     out->n_chunks = cal->n_samples;
     out->n_tokens = (int64_t)cal->n_samples * L;
     out->n_entries = nl * LMP_LIN_COUNT;
 done:
+    if (rc)
+        lmp_imatrix_free(out);
+    free(ic.eacc);
+    free(ic.ecnt);
     free(ic.acc);
     free(x);
     return rc;
@@ -150,6 +213,17 @@ const float *lmp_imatrix_weights(void *ctx, const char *gguf_name, int64_t cols)
     char what[32];
     if (!im || sscanf(gguf_name, "blk.%d.%31[a-z_].weight%n", &layer, what, &n) != 2 || gguf_name[n] != 0)
         return NULL;
+    if (im->ev && layer >= 0 && layer < im->n_layers) { /* stacked experts: one slice each */
+        const int64_t E = im->n_experts, per = E * (im->e_hidden + im->e_ff);
+        const float *base = im->ev + (int64_t)layer * per;
+        bool any = false; /* a dense layer (qwen3_moe mlp_only_layers) has no expert counts */
+        for (int64_t e = 0; e < E; e++)
+            any |= im->ecount[(int64_t)layer * E + e] > 0;
+        if ((strcmp(what, "ffn_gate_exps") == 0 || strcmp(what, "ffn_up_exps") == 0) && any)
+            return cols == E * im->e_hidden ? base : NULL;
+        if (strcmp(what, "ffn_down_exps") == 0 && any)
+            return cols == E * im->e_ff ? base + E * im->e_hidden : NULL;
+    }
     for (int k = 0; k < LMP_LIN_COUNT; k++)
         if (strcmp(what, names[k]) == 0)
             return im->cols[k] == cols ? lmp_imatrix_get(im, layer, (lmp_linear)k) : NULL;

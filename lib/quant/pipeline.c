@@ -76,6 +76,10 @@ const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t 
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: calibrated quantization (GPTQ, AWQ, RTN folders) of mixture-of-experts models is not supported yet "
+                       "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
+                       lmp_model_ckpt(m)->path);
     if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN && p->method != LMP_QMETHOD_AWQ)
         return lmp_err(LMP_EINVAL, "quantize: unknown method %d", (int)p->method);
     if (p->method == LMP_QMETHOD_AWQ && p->act_order)

@@ -296,6 +296,14 @@ typedef struct {
     int n_chunks;        /* calibration windows */
     int64_t n_tokens;    /* tokens seen per linear */
     int n_entries;       /* linears covered (7 per layer): llama.cpp's entries_count */
+    /* mixture of experts: per sparse layer and expert, E[x^2] over the tokens ROUTED to
+     * that expert only: ev holds per layer [n_experts][hidden] (gate/up input) then
+     * [n_experts][moe_ff] (down input); ecount[layer][expert] those tokens (0: the expert
+     * was never reached; its slice is zero, read as "no weights"). NULL for dense models. */
+    int n_experts;
+    int64_t e_hidden, e_ff;
+    float *ev;
+    int64_t *ecount;
 } lmp_imatrix;
 
 /* Runs every window of cal through the model (each block in order) collecting E[x^2].
@@ -308,8 +316,9 @@ int lmp_imatrix_compute(const char *model, const char *calib_path, const lmp_cal
 void lmp_imatrix_free(lmp_imatrix *im); /* accepts NULL */
 /* The column weights of linear `which` of `layer` (borrowed), NULL when out of range. */
 const float *lmp_imatrix_get(const lmp_imatrix *im, int layer, lmp_linear which);
-/* lmp_quant_weights_fn over GGUF names (blk.N.attn_q.weight ... blk.N.ffn_down.weight;
- * ctx = the lmp_imatrix): NULL for other tensors or a column count that differs. */
+/* lmp_quant_weights_fn over GGUF names (blk.N.attn_q.weight ... blk.N.ffn_down.weight,
+ * and blk.N.ffn_{gate,up,down}_exps.weight asked for cols x n_experts values: one slice per
+ * expert; ctx = the lmp_imatrix): NULL for other tensors or a column count that differs. */
 const float *lmp_imatrix_weights(void *ctx, const char *gguf_name, int64_t cols);
 
 /* A llama.cpp imatrix file (llama-imatrix output: the legacy binary .dat or the GGUF

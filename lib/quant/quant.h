@@ -77,6 +77,7 @@ typedef struct {
     int n_attn_v;       /* number of attn_v tensors */
     bool tied;          /* no output.weight: token_embd is treated as the output */
     bool has_imatrix;   /* importance weights are used (changes q4_0/q5_0 ffn_down) */
+    int n_expert;       /* <arch>.expert_count (0: dense); 8 raises attn_v/attn_k/attn_output */
 } lmp_gguf_mix_info;
 
 /* The type llama.cpp's mix gives GGUF tensor `name` (shape outermost first, `ndim`

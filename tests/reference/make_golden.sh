@@ -61,6 +61,20 @@ synth_golden tiny-bf16 tiny 11 bf16 1011 --n-seqs 2
 for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
     synth_golden tiny-$fam tiny-$fam 21 f32 1021 --n-seqs 2
 done
+# Mixture of experts (tests/reference/moe_ref.py): the tiny presets tie the last expert's
+# router row to expert 0's, so some tokens have a routing tie on the top-k boundary (the
+# file's routing_boundary_ties attribute counts them).
+moe_golden() {
+    out=$1 preset=$2 seed=$3 tseed=$4
+    dir=$work/$out
+    cmd="lmpress synth --preset $preset --seed $seed --dtype f32 -o DIR"
+    "$LMPRESS" synth --preset "$preset" --seed "$seed" --dtype f32 -o "$dir" >/dev/null
+    "$PYTHON" tests/reference/moe_ref.py golden --model "$dir" --out "golden/$out.h5" --name "$preset" \
+        --source synth --seed "$seed" --dtype f32 --command "$cmd" --token-seed "$tseed"
+}
+moe_golden tiny-mixtral tiny-mixtral 21 1021
+moe_golden tiny-qwen3-moe tiny-qwen3-moe 22 1022
+moe_golden tiny-granitemoe tiny-granitemoe 23 1023
 
 # A real pretrained model from the fixtures (read there at test time, never copied).
 if [ -f "$FIX/models/stories260K/model.safetensors" ]; then

@@ -46,7 +46,10 @@ static void test_real_configs(void)
           "seqcls refused: %s", lmp_errmsg());
 
     int rc = lmp_config_load(&c, fixture("hf-meta/granite-3.1-1b-a400m-instruct/config.json"));
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "granitemoe") && strstr(lmp_errmsg(), "llama, mistral, qwen2"),
+    CHECK(rc == 0 && c.n_experts == 32, "granitemoe: %s", lmp_errmsg());
+    const char *bert = "{\"model_type\":\"bert\"}";
+    rc = lmp_config_parse(&c, bert, strlen(bert), "bert.json");
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "bert") && strstr(lmp_errmsg(), "llama, mistral, qwen2"),
           "unknown model_type lists supported ones: %s", lmp_errmsg());
 
     CHECK(lmp_config_load(&c, fixture("models/stories260K/config.json")) == 0, "stories: %s", lmp_errmsg());

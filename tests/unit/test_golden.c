@@ -184,6 +184,7 @@ static void golden_model(golden *g)
         lmp_synth_params sp;
         lmp_synth_default_params(&sp);
         sp.config = ps->config;
+        sp.router_tie = lmp_synth_router_tie(ps->name);
         sp.seed = (uint64_t)g->seed;
         sp.dtype = (lmp_dtype)dt;
         int rc = lmp_synth_write(&sp, dir);
@@ -576,7 +577,9 @@ int main(void)
                                         "tiny-f16", "tiny-bf16", "stories260K",
                                         /* issue 16 families */
                                         "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3",
-                                        "tiny-qwen3", "tiny-smollm3", "tiny-granite", "tiny-olmo2"};
+                                        "tiny-qwen3", "tiny-smollm3", "tiny-granite", "tiny-olmo2",
+                                        /* issue 16 mixture of experts (moe_ref.py) */
+                                        "tiny-mixtral", "tiny-qwen3-moe", "tiny-granitemoe"};
     const int nf = (int)(sizeof files / sizeof files[0]);
     golden g[MAX_GOLDEN];
     int n = 0;
