@@ -63,5 +63,6 @@ int cmd_prune(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
 
 #endif
