@@ -953,12 +953,16 @@ static int eval_item(scorer *sc, const lmp_task_set *t, const lmp_task_item *it,
                 int last = q[i].n - base > 1 ? 1 : 0;
                 q[i].from = base;
                 q[i].to = q[i].n - last;
-                if (!skip) {
-                    /* llama.cpp's "wrong first logits": choice i > 0 scores its first token
-                     * with the logits of the last position of choice i - 1 */
-                    q[i].keep_last = i + 1 < k;
-                    q[i].first_from_alt = i > 0;
-                }
+            }
+            /* llama.cpp's "wrong first logits" (its FIXME): the second choice's logits are
+             * read at index (n_0 - cp) + (j + 1 - cp) of a batch holding the last shared
+             * position, then the first choice's positions cp.., then the second's; for
+             * j = cp - 1 (the scored tokens start right after the common prefix: always
+             * when the option is not skipped, and when the second option's tokens end
+             * inside the prefix) that is the first choice's last position. */
+            if (k == 2 && q[1].from == cp && cp > 0) {
+                q[0].keep_last = true;
+                q[1].first_from_alt = true;
             }
         }
     }
