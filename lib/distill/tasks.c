@@ -769,6 +769,8 @@ static int score_group(scorer *sc, seqreq *q, int k, int line)
         }
         /* positions P .. end-1 are fed; their logits score tokens P+1 .. end */
         int end = r->keep_last ? r->n : r->to - 1;
+        if (r->keep_last && r->n == P) /* the sequence is all prefix: its last logits are P-1's */
+            memcpy(sc->alt, sc->plog, sizeof(float) * (size_t)sc->V);
         for (int a = P; a < end; a += FEED_CHUNK) {
             int c = end - a < FEED_CHUNK ? end - a : FEED_CHUNK;
             if ((rc = lmp_eval(sc->s, r->tok + a, c, sc->buf, true)))
