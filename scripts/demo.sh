@@ -1,7 +1,7 @@
 #!/bin/sh
 # make demo [MODEL=path]: the main job end to end -- synth -> convert -> quantize (GGUF
-# mixes, RTN, GPTQ, AWQ) -> prune (Wanda 50%, 2:4) -> teacher logits -> compare report with
-# plots. Without
+# mixes, RTN, GPTQ, AWQ) -> prune (Wanda 50%, 2:4) -> teacher logits -> one small task ->
+# compare report with task columns and plots. Without
 # MODEL, lmpress generates its own default model (synth --preset tiny). Outputs go to
 # demo-out/. Evaluation text: WikiText-2 from ../shared/fixtures when present, else the
 # generated model's corpus.txt.
@@ -45,10 +45,20 @@ step "lmpress distill export $MODEL (teacher top-64 log-probs, 16 x 128 tokens)"
 VOCAB=$("$L" inspect "$MODEL" --json --no-tensors | sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p')
 FULL=""; [ "${VOCAB:-999999}" -le 32000 ] && FULL=--full  # exact KLD for small vocabularies
 "$L" distill export "$MODEL" -f "$TEXT" -o "$OUT/teacher.h5" --ctx 128 --chunks 16 --top-k 64 $FULL --force
-step "lmpress compare: perplexity, KLD against the original, size, bits per weight"
+# one small task (ARC-Easy from the fixtures, else a few built-in items)
+if [ -f "$FIX/tasks/arc_easy.jsonl" ]; then TASK="arc_easy=$FIX/tasks/arc_easy.jsonl"
+else
+    printf '%s\n' '{"query": "Question: What do cows drink?", "choices": ["water", "stones", "music"], "gold": 0}' \
+        '{"query": "Question: Which is hot?", "choices": ["ice", "the sun", "snow"], "gold": 1}' \
+        '{"query": "Question: What flies?", "choices": ["a bird", "a rock"], "gold": 0}' > "$OUT/mini-task.jsonl"
+    TASK="mini=$OUT/mini-task.jsonl"
+fi
+step "lmpress tasks $MODEL --task $TASK --limit 40 (accuracy by log-likelihood, lm-eval protocol)"
+"$L" tasks "$MODEL" --task "$TASK" --limit 40
+step "lmpress compare: perplexity, KLD against the original, size, bits per weight, task accuracy"
 "$L" compare "$MODEL" "$OUT/model-f16.gguf" "$OUT/model-q8_0.gguf" "$OUT/model-q4_k_m.gguf" "$OUT/model-q4_0.gguf" \
     "$OUT/model-rtn-4bit" "$OUT/model-gptq-4bit" "$OUT/model-awq-4bit" "$OUT/model-wanda50" "$OUT/model-wanda-2of4" \
-    -f "$TEXT" -o "$OUT/report" --protocol llamacpp --ctx 128 --chunks 8 --force
+    -f "$TEXT" -o "$OUT/report" --protocol llamacpp --ctx 128 --chunks 8 --task "$TASK" --task-limit 20 --force
 cat "$OUT/report/report.md"
 step "lmpress eval $OUT/model-q4_0.gguf --base $OUT/teacher.h5"
 "$L" eval "$OUT/model-q4_0.gguf" --base "$OUT/teacher.h5" | head -n 12

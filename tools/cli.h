@@ -63,6 +63,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
 /* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cmd_merge.c).

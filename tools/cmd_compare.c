@@ -9,12 +9,16 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cmd_compare(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *proto = "gptq";
     long long ctx = 0, chunks = 0, k = 0, threads = 0;
     bool keep = false, force = false, json = false;
+    cli_strlist tasks = {0};
+    const char *task_proto = "lm-eval";
+    long long task_limit = 0, task_seed = 1;
     const cli_opt opts[] = {
         {"file", 'f', OPT_STR, &file, "TEXT", "evaluation text (required)"},
         {"output", 'o', OPT_STR, &out, "DIR", "report folder (required)"},
@@ -26,13 +30,18 @@ int cmd_compare(int argc, char **argv)
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
         {"force", 0, OPT_FLAG, &force, NULL, "replace an existing report folder"},
         {"json", 0, OPT_FLAG, &json, NULL, "print report.json's rows as one JSON object on stdout"},
+        {"task", 0, OPT_MULTI, &tasks, "NAME=FILE", "also score this task on every variant (repeatable; see lmpress tasks)"},
+        {"task-protocol", 0, OPT_STR, &task_proto, "P", "task protocol: lm-eval (default) or llamacpp"},
+        {"task-limit", 0, OPT_INT, &task_limit, "N", "score a random subset of N items per task (default all)"},
+        {"task-seed", 0, OPT_INT, &task_seed, "S", "seed of that subset (default 1)"},
         {0},
     };
     const cli_cmd_info info = {
         "compare", "BASE VARIANT... -f TEXT -o REPORT_DIR [--protocol P] [--ctx N] [--chunks K]",
         "Evaluates BASE and each VARIANT (HF folders or GGUF files, quantized ones included):\n"
         "perplexity, KL divergence against BASE, size on disk, bits per weight, tokens/s. Writes\n"
-        "REPORT_DIR/report.md, report.json, bpw_ppl.svg and bpw_kld.svg.",
+        "REPORT_DIR/report.md, report.json, bpw_ppl.svg and bpw_kld.svg. With --task, every variant is\n"
+        "also scored on the tasks (accuracy +/- standard error, change against BASE; tasks.svg).",
         "The KLD uses BASE's log-probs exported once (lmpress distill export, first token of each\n"
         "window replaced by BOS, every position) on windows of the same size as the perplexity."};
     const char **pos;
@@ -52,12 +61,48 @@ int cmd_compare(int argc, char **argv)
         fprintf(stderr, "lmpress compare: --ctx, --chunks, --top-k and --threads must be >= 0\n");
         return 2;
     }
+    int tpr = lmp_task_protocol_from_name(task_proto);
+    if (tpr < 0 || task_limit < 0 || task_seed < 0 || tasks.n > LMP_COMPARE_MAX_TASKS) {
+        fprintf(stderr, "lmpress compare: --task-protocol is lm-eval or llamacpp, --task-limit and --task-seed >= 0, "
+                        "at most %d tasks\n", LMP_COMPARE_MAX_TASKS);
+        free(tasks.v);
+        return 2;
+    }
     lmp_set_num_threads((int)threads);
+    /* task files are read and checked before any model is evaluated */
+    lmp_task_set *sets[LMP_COMPARE_MAX_TASKS] = {0};
+    char *tnames[LMP_COMPARE_MAX_TASKS] = {0};
+    int rc = 0;
+    for (int i = 0; i < tasks.n && !rc; i++) {
+        const char *eq = strchr(tasks.v[i], '=');
+        if (!eq || eq == tasks.v[i] || !eq[1]) {
+            fprintf(stderr, "lmpress compare: --task '%s': expected NAME=FILE\n", tasks.v[i]);
+            rc = -2;
+        } else if (!(tnames[i] = strndup(tasks.v[i], (size_t)(eq - tasks.v[i])))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+        } else {
+            rc = lmp_task_load(eq + 1, &sets[i]);
+        }
+    }
+    if (rc) {
+        for (int i = 0; i < tasks.n; i++) {
+            lmp_task_free(sets[i]);
+            free(tnames[i]);
+        }
+        free(tasks.v);
+        return rc == -2 ? 2 : cli_fail("compare", rc);
+    }
     char *text = NULL;
     size_t len = 0;
-    int rc = lmp_read_file(file, &text, &len);
-    if (rc)
+    rc = lmp_read_file(file, &text, &len);
+    if (rc) {
+        for (int i = 0; i < tasks.n; i++) {
+            lmp_task_free(sets[i]);
+            free(tnames[i]);
+        }
+        free(tasks.v);
         return cli_fail("compare", rc);
+    }
     lmp_compare_params p = lmp_compare_default_params();
     p.load = lmp_model_load_any; /* HF, GGUF, GPTQ/AWQ/compressed-tensors and sparse folders */
     p.protocol = (lmp_ppl_protocol)pr;
@@ -66,11 +111,24 @@ int cmd_compare(int argc, char **argv)
     p.top_k = (int)k;
     p.keep_logits = keep;
     p.force = force;
+    p.n_tasks = tasks.n;
+    p.tasks = (const lmp_task_set *const *)sets;
+    p.task_names = (const char *const *)tnames;
+    p.task = lmp_task_default_params();
+    p.task.protocol = (lmp_task_protocol)tpr;
+    p.task.limit = (int)task_limit;
+    p.task.seed = (uint64_t)task_seed;
     lmp_compare_row *rows = NULL;
     rc = lmp_distill_compare(pos[0], pos + 1, np - 1, text, len, file, out, &p, &rows);
     free(text);
-    if (rc)
+    for (int i = 0; i < tasks.n; i++)
+        lmp_task_free(sets[i]);
+    free(tasks.v);
+    if (rc) {
+        for (int i = 0; i < p.n_tasks; i++)
+            free(tnames[i]);
         return cli_fail("compare", rc);
+    }
     if (json) {
         printf("{\"report\": ");
         cli_json_str(out);
@@ -79,9 +137,24 @@ int cmd_compare(int argc, char **argv)
             printf("%s{\"name\": ", i ? ", " : "");
             cli_json_str(rows[i].name);
             printf(", \"bpw\": %.6f, \"ppl\": %.6f, \"kld\": %.9g, \"same_top\": %.6f, \"size_bytes\": %llu, "
-                   "\"tokens_per_s\": %.1f}",
+                   "\"tokens_per_s\": %.1f",
                    rows[i].bpw, rows[i].ppl, rows[i].kld, rows[i].same_top,
                    (unsigned long long)rows[i].size_bytes, rows[i].tokens_per_s);
+            if (p.n_tasks > 0) {
+                printf(", \"tasks\": {");
+                for (int t = 0; t < p.n_tasks; t++) {
+                    const lmp_task_result *tr = &rows[i].task[t];
+                    printf("%s\"%s\": {\"n\": %d, \"acc\": %.9g, \"acc_stderr\": %.9g", t ? ", " : "", tnames[t],
+                           tr->n, tr->acc, tr->acc_stderr);
+                    if (tr->kind != LMP_TASK_COMPLETION)
+                        printf(", \"acc_norm\": %.9g, \"acc_norm_stderr\": %.9g", tr->acc_norm, tr->acc_norm_stderr);
+                    else
+                        printf(", \"acc_norm\": null, \"acc_norm_stderr\": null, \"ppl\": %.9g", tr->ppl);
+                    printf("}");
+                }
+                printf("}");
+            }
+            printf("}");
         }
         printf("]}\n");
     } else {
@@ -90,8 +163,19 @@ int cmd_compare(int argc, char **argv)
             printf("%-28s %10.2f %8.3f %12.4f %12.6f %8.2f%%\n", rows[i].name,
                    (double)rows[i].size_bytes / 1048576.0, rows[i].bpw, rows[i].ppl, rows[i].kld,
                    100 * rows[i].same_top);
+        for (int t = 0; t < p.n_tasks; t++) {
+            printf("%-28s", tnames[t]);
+            for (int i = 0; i < np; i++) {
+                const lmp_task_result *tr = &rows[i].task[t];
+                bool norm = p.task.protocol == LMP_TASK_LLAMACPP && tr->kind != LMP_TASK_COMPLETION;
+                printf(" %s%.1f%%", i ? "| " : "", 100 * (norm ? tr->acc_norm : tr->acc));
+            }
+            printf("   (task accuracy per variant)\n");
+        }
         printf("report: %s/report.md\n", out);
     }
+    for (int i = 0; i < tasks.n; i++)
+        free(tnames[i]);
     free(rows);
     return 0;
 }

@@ -26,6 +26,7 @@ static const command g_commands[] = {
     {"ppl", cmd_ppl, "perplexity of a text file (gptq, llamacpp or windows protocol)"},
     {"distill", cmd_distill, "export teacher logits to HDF5 (top-k or full), merge shards"},
     {"eval", cmd_eval, "KL divergence of a model against exported teacher logits"},
+    {"tasks", cmd_tasks, "task accuracy (HellaSwag, ARC, PIQA, WinoGrande, LAMBADA) by log-likelihood"},
     {"compare", cmd_compare, "report: perplexity, KLD, size, bits per weight of variants"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer (ids, pieces or count)"},
 };

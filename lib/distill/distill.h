@@ -20,6 +20,7 @@
 
 #include "../core/core.h"
 #include "../infer/infer.h"
+#include "tasks.h"
 
 /* Version of the logits file layout, stored as the "format_version" attribute. */
 #define LMP_LOGITS_FORMAT "lmpress-logits"
@@ -166,7 +167,16 @@ typedef struct {
      * that GPTQ / AWQ / compressed-tensors / sparse folders can be compared too (lib/ must
      * not depend on formats/). */
     int (*load)(lmp_model **out, const char *path);
+    /* Tasks scored on every variant (tasks.h; n_tasks <= LMP_COMPARE_MAX_TASKS, 0 =
+     * none): report.md gets a task table (accuracy +/- stderr, change against the
+     * base), report.json the results, tasks.svg a plot. */
+    int n_tasks;
+    const lmp_task_set *const *tasks;
+    const char *const *task_names;
+    lmp_task_params task;
 } lmp_compare_params;
+
+#define LMP_COMPARE_MAX_TASKS 16
 
 lmp_compare_params lmp_compare_default_params(void);
 
@@ -180,6 +190,7 @@ typedef struct {
     int64_t n_params;     /* elements of every tensor */
     double bpw;           /* 8 * size_bytes / n_params */
     double tokens_per_s;  /* from the perplexity run */
+    lmp_task_result task[LMP_COMPARE_MAX_TASKS]; /* params.n_tasks of them */
 } lmp_compare_row;
 
 /* Evaluates base (row 0) and each variant on text[0..len) and writes report.md,
@@ -191,6 +202,13 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
                         const lmp_compare_params *p, lmp_compare_row **rows);
 
 /* ---------------------------------------------------------------- plots ----------- */
+
+/* Task accuracy per variant as a standalone SVG: one column per variant, one coloured
+ * series per task with +/- one standard error bars and the task's chance level dashed.
+ * acc[t][v] and err[t][v] in [0, 1] (non-finite points left out); chance[t] may be NaN. */
+int lmp_svg_tasks(const char *path, const char *title, const char *const *variants, int n_variants,
+                  const char *const *tasks, int n_tasks, const double *acc, const double *err,
+                  const double *chance, bool force);
 
 /* A labelled scatter plot as a standalone SVG: axes with "nice" ticks (1, 2, 5 x 10^n),
  * tick labels, axis titles, one circle and label per point. Non-finite points are left

@@ -297,6 +297,101 @@ static void json_num(FILE *f, double v)
         fputs("null", f);
 }
 
+/* The figure compare reports for a task: acc_norm under llama.cpp's protocol (what
+ * llama-perplexity prints), acc under lm-eval's and for completion tasks. */
+static void task_primary(const lmp_task_result *t, lmp_task_protocol pr, double *v, double *se)
+{
+    bool norm = pr == LMP_TASK_LLAMACPP && t->kind != LMP_TASK_COMPLETION;
+    *v = norm ? t->acc_norm : t->acc;
+    *se = norm ? t->acc_norm_stderr : t->acc_stderr;
+}
+
+static void write_task_table(FILE *f, const lmp_compare_row *rows, int n, const lmp_compare_params *p)
+{
+    int nt = p->n_tasks < LMP_COMPARE_MAX_TASKS ? p->n_tasks : LMP_COMPARE_MAX_TASKS;
+    fprintf(f, "\n## Tasks\n\n%s protocol; %s. Each cell: accuracy ± standard error "
+               "(sqrt(p(1-p)/(n-1))) and the change against the base in points; `*` marks a change larger "
+               "than twice the two standard errors combined (sqrt(se_base² + se²); unpaired, so "
+               "conservative). Completion tasks (LAMBADA) add the continuation's perplexity.\n\n| variant |",
+            lmp_task_protocol_name(p->task.protocol),
+            p->task.protocol == LMP_TASK_LLAMACPP ? "accuracy = acc_norm, llama-perplexity's figure"
+                                                  : "accuracy = acc (argmax of the summed log-likelihood)");
+    for (int t = 0; t < nt; t++)
+        fprintf(f, " %s (n %d) |", p->task_names[t], rows[0].task[t].n);
+    fprintf(f, "\n|---|");
+    for (int t = 0; t < nt; t++)
+        fprintf(f, "---:|");
+    fprintf(f, "\n");
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "| %s%s |", rows[i].name, i == 0 ? " (base)" : "");
+        for (int t = 0; t < nt; t++) {
+            const lmp_task_result *r = &rows[i].task[t], *b = &rows[0].task[t];
+            double v, se, bv, bse;
+            task_primary(r, p->task.protocol, &v, &se);
+            task_primary(b, p->task.protocol, &bv, &bse);
+            fprintf(f, " %.2f%% ± %.2f", 100 * v, 100 * se);
+            if (i > 0) {
+                double d = v - bv;
+                fprintf(f, " (%+.2f%s)", 100 * d, fabs(d) > 2 * sqrt(se * se + bse * bse) ? "*" : "");
+            }
+            if (r->kind == LMP_TASK_COMPLETION)
+                fprintf(f, "; ppl %.4g ± %.3g", r->ppl, r->ppl_stderr);
+            fprintf(f, " |");
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\nChance levels:");
+    for (int t = 0; t < nt; t++)
+        if (isfinite(rows[0].task[t].chance))
+            fprintf(f, " %s %.2f%%;", p->task_names[t], 100 * rows[0].task[t].chance);
+    fprintf(f, "\n\n![task accuracy](tasks.svg)\n");
+}
+
+static void write_task_json(FILE *f, const lmp_compare_row *rows, int i, const lmp_compare_params *p)
+{
+    int nt = p->n_tasks < LMP_COMPARE_MAX_TASKS ? p->n_tasks : LMP_COMPARE_MAX_TASKS;
+    fprintf(f, ", \"tasks\": {");
+    for (int t = 0; t < nt; t++) {
+        const lmp_task_result *r = &rows[i].task[t], *b = &rows[0].task[t];
+        fprintf(f, "%s", t ? ", " : "");
+        json_str(f, p->task_names[t]);
+        fprintf(f, ": {\"n\": %d", r->n);
+        const char *keys[] = {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "chance", "ppl", "ppl_stderr",
+                              "delta_acc", "delta_acc_norm"};
+        double vals[] = {r->acc, r->acc_stderr, r->acc_norm, r->acc_norm_stderr, r->chance, r->ppl, r->ppl_stderr,
+                         r->acc - b->acc, r->acc_norm - b->acc_norm};
+        for (int k = 0; k < 9; k++) {
+            fprintf(f, ", \"%s\": ", keys[k]);
+            json_num(f, vals[k]);
+        }
+        fputc('}', f);
+    }
+    fputc('}', f);
+}
+
+static int write_task_plot(const char *dir, const lmp_compare_row *rows, int n, const lmp_compare_params *p,
+                           const char **labels)
+{
+    int nt = p->n_tasks < LMP_COMPARE_MAX_TASKS ? p->n_tasks : LMP_COMPARE_MAX_TASKS;
+    double *a = malloc(sizeof(double) * (size_t)(2 * nt * n + nt));
+    if (!a)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    double *e = a + nt * n, *ch = e + nt * n;
+    for (int t = 0; t < nt; t++) {
+        ch[t] = rows[0].task[t].chance;
+        for (int i = 0; i < n; i++)
+            task_primary(&rows[i].task[t], p->task.protocol, &a[t * n + i], &e[t * n + i]);
+    }
+    char *path = lmp_path_join(dir, "tasks.svg");
+    char title[160];
+    snprintf(title, sizeof title, "Task accuracy (%s protocol, %s)", lmp_task_protocol_name(p->task.protocol),
+             p->task.protocol == LMP_TASK_LLAMACPP ? "acc_norm" : "acc");
+    int rc = lmp_svg_tasks(path, title, labels, n, p->task_names, nt, a, e, ch, true);
+    free(path);
+    free(a);
+    return rc;
+}
+
 static int write_reports(const char *dir, const lmp_compare_row *rows, int n, const char *text_path,
                          const lmp_compare_params *p, int ctx, int kld_seqs, bool exact)
 {
@@ -325,6 +420,8 @@ static int write_reports(const char *dir, const lmp_compare_row *rows, int n, co
     fprintf(f, "\nSize: the weight files on disk; bits/weight = 8 x size / parameters. tokens/s: the "
                "perplexity run (model time).\n\n![bits per weight vs perplexity](bpw_ppl.svg)\n\n"
                "![bits per weight vs KLD](bpw_kld.svg)\n");
+    if (p->n_tasks > 0)
+        write_task_table(f, rows, n, p);
     if (fclose(f) != 0)
         rc = lmp_err(LMP_EIO, "%s: write failed", md);
     if (rc)
@@ -357,6 +454,8 @@ static int write_reports(const char *dir, const lmp_compare_row *rows, int n, co
             fprintf(f, ", \"%s\": ", keys[k]);
             json_num(f, vals[k]);
         }
+        if (p->n_tasks > 0)
+            write_task_json(f, rows, i, p);
         fputc('}', f);
     }
     fprintf(f, "\n]}\n");
@@ -388,6 +487,8 @@ static int write_reports(const char *dir, const lmp_compare_row *rows, int n, co
         rc = lmp_svg_scatter(s1, t1, "bits per weight", "perplexity", x, yp, lab, n, true);
         if (!rc)
             rc = lmp_svg_scatter(s2, t2, "bits per weight", "mean KLD (nats)", x, yk, lab, n, true);
+        if (!rc && p->n_tasks > 0)
+            rc = write_task_plot(dir, rows, n, p, lab);
         free(s1);
         free(s2);
         free(x);
@@ -473,6 +574,14 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         if (i == 0) {
             r->same_top = 1;
             r->kld_exact = exact;
+        }
+        for (int t = 0; t < p->n_tasks && t < LMP_COMPARE_MAX_TASKS; t++) {
+            lmp_info("[%d/%d] %s: task %s (%s)", i + 1, n, r->name, p->task_names[t],
+                     lmp_task_protocol_name(p->task.protocol));
+            if ((rc = lmp_task_eval(m, p->tasks[t], &p->task, &r->task[t]))) {
+                rc = lmp_err_prefix(rc, "%s", path);
+                goto fail;
+            }
         }
         lmp_model_free(m);
         m = NULL;

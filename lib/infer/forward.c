@@ -683,6 +683,13 @@ void lmp_session_free(lmp_session *s)
 }
 
 void lmp_session_reset(lmp_session *s) { s->pos = 0; }
+int lmp_session_rewind(lmp_session *s, int pos)
+{
+    if (pos < 0 || pos > s->pos)
+        return lmp_err(LMP_EINVAL, "cannot rewind a session at position %d to %d", s->pos, pos);
+    s->pos = pos;
+    return 0;
+}
 int lmp_session_pos(const lmp_session *s) { return s->pos; }
 int lmp_session_n_ctx(const lmp_session *s) { return s->n_ctx; }
 

@@ -187,6 +187,10 @@ typedef struct lmp_session lmp_session;
 int lmp_session_new(lmp_session **out, const lmp_model *m, int n_ctx);
 void lmp_session_free(lmp_session *s); /* accepts NULL */
 void lmp_session_reset(lmp_session *s); /* forget every position */
+/* Forgets the positions from pos on (0 <= pos <= lmp_session_pos; otherwise LMP_EINVAL):
+ * the cache of [0, pos) is kept, so sequences that share a prefix are evaluated by
+ * feeding the prefix once and rewinding to its end before each continuation. */
+int lmp_session_rewind(lmp_session *s, int pos);
 int lmp_session_pos(const lmp_session *s); /* positions filled so far */
 int lmp_session_n_ctx(const lmp_session *s);
 
