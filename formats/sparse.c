@@ -995,7 +995,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     const lmp_prune_spec *spec = &p->prune.spec;
     if (!p->force && lmp_path_exists(out))
         return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
-    if (gguf && !lmp_str_endswith(out, ".gguf"))
+    if (gguf && !lmp_str_endswith_ci(out, ".gguf"))
         return lmp_err(LMP_EINVAL, "GGUF output: %s must end in .gguf", out);
     if (gguf && spec->qbits && !p->structured)
         return lmp_err(LMP_EINVAL, "joint quantization (--then-quantize) writes GPTQ or compressed-tensors folders, "

@@ -18,7 +18,7 @@ int cmd_compare(int argc, char **argv)
     const cli_opt opts[] = {
         {"file", 'f', OPT_STR, &file, "TEXT", "evaluation text (required)"},
         {"output", 'o', OPT_STR, &out, "DIR", "report folder (required)"},
-        {"protocol", 0, OPT_STR, &proto, "P", "perplexity protocol: gptq (default), llamacpp, windows"},
+        {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "perplexity protocol: gptq (default), llamacpp, windows"},
         {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: the protocol's); also the KLD window"},
         {"chunks", 0, OPT_INT, &chunks, "K", "use at most K windows (default all)"},
         {"top-k", 'k', OPT_INT, &k, "K", "KLD from the base's top-K (default 0: exact, full log-probs)"},

@@ -67,7 +67,7 @@ int cmd_inspect(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "inspect", "PATH [--json] [--no-tensors]",
+        "inspect", "MODEL [--json] [--no-tensors]",
         "Show the architecture and hyper-parameters, a tensor table (name, dtype, shape, bytes), totals\n"
         "(parameters, bytes, bits per weight) and metadata of PATH: an HF folder, a .safetensors file,\n"
         "a model.safetensors.index.json, or a .gguf file.",

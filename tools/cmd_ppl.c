@@ -24,7 +24,7 @@ int cmd_ppl(int argc, char **argv)
     bool strip_cr = false, json = false;
     const cli_opt opts[] = {
         {"file", 'f', OPT_STR, &file, "TEXT", "text file to score (required)"},
-        {"protocol", 0, OPT_STR, &proto, "P", "gptq (default), llamacpp or windows"},
+        {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
         {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default 2048 / 512 / 256 by protocol)"},
         {"chunks", 0, OPT_INT, &chunks, "K", "score at most K windows (default all)"},
         {"max-bytes", 0, OPT_INT, &max_bytes, "N", "use only the first N bytes of the text"},

@@ -56,7 +56,7 @@ static int parse_pattern(const char *s, int *n, int *m)
  * anything is loaded twice or written. Returns 0 when the input is not quantized. */
 static int refuse_quantized(const char *model)
 {
-    bool gguf = lmp_str_endswith(model, ".gguf"), qdir = false;
+    bool gguf = lmp_str_endswith_ci(model, ".gguf"), qdir = false;
     if (!gguf && lmp_path_is_dir(model)) {
         char *cfg = lmp_path_join(model, "config.json"), *txt = NULL;
         if (cfg && lmp_read_file(cfg, &txt, NULL) == 0)
@@ -107,12 +107,12 @@ int cmd_prune(int argc, char **argv)
               coff = -1, cbytes = -1;
     bool asym = false, no_ts = false, yes_ts = false, calib_bos = false, force = false, json = false, verbose = false;
     const cli_opt opts[] = {
-        {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
-        {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
+        {"output", 'o', OPT_STR, &out, "OUT", "output folder, or a .gguf file (GGUF: by the extension or --format gguf)"},
+        {"method", 0, OPT_NAME, &method, "magnitude|wanda|sparsegpt", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
         {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "fraction of each row's weights set to zero, in [0, 1)"},
         {"pattern", 0, OPT_STR, &pattern, "N:M", "keep N of every M consecutive inputs (2:4, 4:8)"},
-        {"scope", 0, OPT_STR, &scope, "row|matrix", "magnitude: compare within each row (default) or per matrix"},
-        {"structured", 0, OPT_STR, &structured, "KIND", "heads, kv-heads, ffn or layers: a smaller dense model"},
+        {"scope", 0, OPT_NAME, &scope, "row|matrix", "magnitude: compare within each row (default) or per matrix"},
+        {"structured", 0, OPT_NAME, &structured, "heads|kv-heads|ffn|layers", "heads, kv-heads, ffn or layers: a smaller dense model"},
         {"ratio", 0, OPT_FLOAT, &ratio, "R", "structured: fraction removed (of each KV group's query heads, of the "
                                              "KV heads, of the FFN channels, of the layers)"},
         {"calib", 0, OPT_STR, &calib, "FILE", "calibration text, plain or gzip (all but magnitude)"},
@@ -123,13 +123,13 @@ int cmd_prune(int argc, char **argv)
         {"calib-bos", 0, OPT_FLAG, &calib_bos, NULL, "replace the first token of every calibration window by BOS "
                                                     "(as inference inputs start; default: the windows as drawn)"},
         {"seed", 0, OPT_INT, &seed, "S", "seed of the random windows (default 0)"},
-        {"format", 0, OPT_STR, &format, "F", "safetensors (dense, zeros kept; default), compressed-tensors "
+        {"format", 0, OPT_NAME, &format, "safetensors|compressed-tensors|ct|gguf", "safetensors (dense, zeros kept; default), compressed-tensors "
                                              "(sparse-24-bitmask for 2:4, else sparse-bitmask) or gguf"},
         {"then-quantize", 0, OPT_INT, &tq, "BITS", "sparsegpt: quantize to BITS-bit integer groups in the same pass "
                                                    "(GPTQ folder, or pack-quantized with --format compressed-tensors)"},
         {"group-size", 0, OPT_INT, &group, "N", "--then-quantize: group size, or -1 per row (default 128)"},
         {"asym", 0, OPT_FLAG, &asym, NULL, "--then-quantize: asymmetric (zero points)"},
-        {"qformat", 0, OPT_STR, &qformat, "F", "--then-quantize on safetensors: gptq (default) or gptq_v2"},
+        {"qformat", 0, OPT_NAME, &qformat, "gptq|gptq_v2", "--then-quantize on safetensors: gptq (default) or gptq_v2"},
         {"damp", 0, OPT_FLOAT, &damp, "F", "sparsegpt: dampening fraction of mean(diag(H)) (default 0.01)"},
         {"blocksize", 0, OPT_INT, &blocksize, "N", "sparsegpt: columns per mask block (default 128)"},
         {"no-true-sequential", 0, OPT_FLAG, &no_ts, NULL, "all statistics of a block from one pass over the original "
@@ -137,7 +137,7 @@ int cmd_prune(int argc, char **argv)
         {"true-sequential", 0, OPT_FLAG, &yes_ts, NULL, "q/k/v, o, gate/up, down pruned in turn, each on the outputs "
                                                        "of the ones before (default for sparsegpt)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "print the per-linear table"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
@@ -251,6 +251,19 @@ int cmd_prune(int argc, char **argv)
             p.out = LMP_PRUNE_OUT_GGUF;
         else
             return bad("--format must be safetensors, compressed-tensors or gguf");
+    } else if (cli_is_gguf_name(out)) {
+        p.out = LMP_PRUNE_OUT_GGUF; /* the extension decides, as in convert and quantize */
+    }
+    if (p.out == LMP_PRUNE_OUT_GGUF && !cli_is_gguf_name(out)) {
+        fprintf(stderr, "lmpress prune: --format gguf writes a GGUF file: the output must end in .gguf (not '%s')\n",
+                out);
+        return 2;
+    }
+    if (p.out != LMP_PRUNE_OUT_GGUF && cli_filelike_name(out)) {
+        fprintf(stderr, "lmpress prune: --format %s writes a Hugging Face folder, and '%s' is a file name; give a "
+                        "folder name, or -o NAME.gguf for a GGUF file\n",
+                format ? format : "safetensors", out);
+        return 2;
     }
     if (qformat) {
         if (strcmp(qformat, "gptq") == 0)

@@ -12,6 +12,7 @@
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,13 +286,13 @@ int cmd_quantize(int argc, char **argv)
     io.damp = -1;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
-        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
+        {"type", 0, OPT_NAME, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, q4_1, q4_0, "
                                             "q3_k_l, q3_k_m, q3_k_s, q2_k, f16, bf16 or f32"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
-        {"method", 0, OPT_STR, &io.method, "M", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
+        {"method", 0, OPT_NAME, &io.method, "gptq|rtn|awq", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
                                                  "compressed-tensors folder (instead of --type)"},
         {"bits", 0, OPT_INT, &io.bits, "N", "--method: bits per weight, 2..8 (default 4)"},
         {"group-size", 0, OPT_INT, &io.group_size, "N", "--method: columns per group, or -1 per row (default 128)"},
@@ -305,7 +306,7 @@ int cmd_quantize(int argc, char **argv)
         {"no-true-sequential", 0, OPT_FLAG, &io.no_true_seq, NULL,
          "GPTQ: all Hessians of a block from one pass over the original block"},
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
-        {"format", 0, OPT_STR, &io.format, "F", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
+        {"format", 0, OPT_NAME, &io.format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
                                                 "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
         {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ and AWQ)"},
         {"imatrix-calib", 0, OPT_STR, &imatrix_calib, "FILE", "--type: importance weights (llama.cpp imatrix, E[x^2] "
@@ -317,11 +318,11 @@ int cmd_quantize(int argc, char **argv)
         {"calib-samples", 0, OPT_INT, &io.samples, "N", "calibration windows (default 128)"},
         {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, AWQ and imatrix 512; capped "
                                                      "to the context)"},
-        {"calib-mode", 0, OPT_STR, &io.calib_mode, "M", "random (GPTQ's random windows, default) or chunks "
+        {"calib-mode", 0, OPT_NAME, &io.calib_mode, "random|chunks", "random (GPTQ's random windows, default) or chunks "
                                                          "(consecutive, llama.cpp imatrix)"},
         {"seed", 0, OPT_INT, &io.seed, "S", "seed of the random windows (default 0)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "GGUF: measure each tensor's relative RMS error; --method: print "
                                                    "the per-linear error table"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
@@ -332,6 +333,7 @@ int cmd_quantize(int argc, char **argv)
                     "[--allow-requantize] [--imatrix FILE | --imatrix-calib FILE [--calib-samples N] "
                     "[--calib-seqlen L] [--imatrix-out FILE]] [--force] "
                     "[--verbose] [--json]\n"
+                    "       lmpress quantize IN.gguf OUT.gguf TYPE [NTHREADS]   (llama-quantize's form)\n"
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
                     "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]\n"
@@ -368,6 +370,24 @@ int cmd_quantize(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     char *tmp = NULL;
+    bool int_any = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2;
+    if (!int_any && !out && !type && (np == 3 || np == 4)) {
+        /* llama-quantize's form: IN.gguf OUT.gguf TYPE [NTHREADS] */
+        out = pos[1];
+        for (char *c = (char *)pos[2]; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        type = pos[2];
+        if (np == 4) {
+            char *end;
+            threads = strtoll(pos[3], &end, 10);
+            if (end == pos[3] || *end || threads < 1) {
+                fprintf(stderr, "lmpress quantize: '%s' is not a thread count (IN OUT TYPE [NTHREADS])\n", pos[3]);
+                rc = 2;
+                goto done;
+            }
+        }
+        np = 1;
+    }
     io.force = force;
     io.json = json;
     io.verbose = verbose;
@@ -383,6 +403,11 @@ int cmd_quantize(int argc, char **argv)
             rc = 2;
         } else if (np != 1 || !out) {
             fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
+            rc = 2;
+        } else if (cli_filelike_name(out)) {
+            fprintf(stderr, "lmpress quantize: --method %s writes a Hugging Face folder, and '%s' is a file name; "
+                            "give a folder name with -o, or use --type TYPE for a GGUF file\n",
+                    io.method ? io.method : "gptq", out);
             rc = 2;
         } else if (threads < 0) {
             fprintf(stderr, "lmpress quantize: --threads must be positive\n");
@@ -406,8 +431,9 @@ int cmd_quantize(int argc, char **argv)
         rc = 2;
         goto done;
     }
-    if (!lmp_str_endswith(out, ".gguf")) {
-        fprintf(stderr, "lmpress quantize: the output must be a .gguf file\n");
+    if (!cli_is_gguf_name(out)) {
+        fprintf(stderr, "lmpress quantize: --type %s writes a GGUF file, so the output must end in .gguf (not '%s'); "
+                        "--method gptq|rtn|awq writes a Hugging Face folder\n", type, out);
         rc = 2;
         goto done;
     }
@@ -490,7 +516,7 @@ int cmd_quantize(int argc, char **argv)
     }
 
     const char *src = pos[0];
-    if (lmp_path_is_dir(src) || !lmp_str_endswith(src, ".gguf")) {
+    if (lmp_path_is_dir(src) || !cli_is_gguf_name(src)) {
         size_t n = strlen(out) + 64;
         tmp = malloc(n);
         if (!tmp) {

@@ -260,7 +260,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
     if (lmp_path_is_dir(path)) {
         c->kind = LMP_CKPT_HF;
         c->dir = strdup(path);
-    } else if (is_gguf_file(path) || lmp_str_endswith(path, ".gguf")) {
+    } else if (is_gguf_file(path) || lmp_str_endswith_ci(path, ".gguf")) {
         c->kind = LMP_CKPT_GGUF;
     } else {
         c->kind = LMP_CKPT_SAFETENSORS;

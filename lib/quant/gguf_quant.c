@@ -409,7 +409,7 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
     res->ftype = qt->ftype;
     if ((rc = compile_patterns(p, &ov, &keep)))
         goto done;
-    if (!lmp_str_endswith(in, ".gguf") || lmp_path_is_dir(in)) {
+    if (!lmp_str_endswith_ci(in, ".gguf") || lmp_path_is_dir(in)) {
         rc = lmp_err(LMP_EINVAL, "%s: lmp_gguf_quantize reads GGUF (convert other checkpoints first)", in);
         goto done;
     }

@@ -1,0 +1,58 @@
+#!/bin/sh
+# Issue 18: the interfaces users expect. Short flags with one meaning (llama.cpp's -m/-f/-o/
+# -t/-c/-n/-p), -m wherever the model is positional, llama-quantize's positional form,
+# "did you mean" for options, values and subcommands, `lmpress help CMD`, case-insensitive
+# names, and output kinds decided by the extension (refusing file-like folder names).
+. tests/cli/lib.sh
+S=$LMP_FIXTURES/models/stories260K
+"$LMP_BIN" synth --preset tiny -o "$T/m" --seed 3 >/dev/null 2>&1
+
+# ---- item 7: flags
+ok "help CMD" "$LMP_BIN" help quantize
+cp "$T/out" "$T/h1"
+"$LMP_BIN" quantize --help > "$T/h2" 2>&1
+check "help CMD = CMD --help" "cmp -s '$T/h1' '$T/h2'"
+refuses "command did-you-mean" "did you mean 'quantize'" "$LMP_BIN" quantise x
+refuses "option did-you-mean" "did you mean '--calib-samples'" "$LMP_BIN" quantize "$T/m" -o "$T/q" --method rtn --calib-sample 4
+refuses "value did-you-mean" "did you mean 'gptq'" "$LMP_BIN" quantize "$T/m" -o "$T/q" --method gtpq
+refuses "protocol did-you-mean" "did you mean 'llamacpp'" "$LMP_BIN" ppl "$T/m" -f x --protocol llamcpp
+for c in inspect convert quantize prune synth run ppl distill eval compare tokenize; do
+    "$LMP_BIN" help $c > "$T/h" 2>&1
+    check "$c: --force has no short form" "! grep -qE -- '-[a-z], --force' '$T/h'"
+    check "$c: -f is a file when present" "! grep -qE -- '-f, --' '$T/h' || grep -qE -- '-f, --file' '$T/h'"
+    check "$c: -t is threads when present" "! grep -qE -- '-t, --' '$T/h' || grep -qE -- '-t, --threads' '$T/h'"
+    check "$c: -o is output when present" "! grep -qE -- '-o, --' '$T/h' || grep -qE -- '-o, --output' '$T/h'"
+    check "$c: -c is ctx when present" "! grep -qE -- '-c, --' '$T/h' || grep -qE -- '-c, --ctx' '$T/h'"
+done
+for c in inspect convert quantize prune run ppl eval tokenize; do
+    "$LMP_BIN" help $c > "$T/h" 2>&1
+    check "$c accepts -m MODEL" "grep -qE -- '-m, --model' '$T/h'"
+done
+ok "inspect -m" "$LMP_BIN" inspect -m "$T/m" --json --no-tensors
+cp "$T/out" "$T/i1"
+"$LMP_BIN" inspect "$T/m" --json --no-tensors > "$T/i2"
+check "inspect -m = positional" "cmp -s '$T/i1' '$T/i2'"
+ok "tokenize -m -p" "$LMP_BIN" tokenize -m "$T/m" -p "hello world" --count
+refuses "-m twice" "given twice" "$LMP_BIN" inspect -m "$T/m" --model "$T/m"
+ok "case-insensitive --dtype and .GGUF" "$LMP_BIN" convert "$T/m" -o "$T/UP.GGUF" --dtype F16
+check "X.GGUF is a GGUF file" "[ -f '$T/UP.GGUF' ] && head -c 4 '$T/UP.GGUF' | grep -q GGUF"
+ok "llama-quantize positional form" "$LMP_BIN" quantize "$T/UP.GGUF" "$T/pos.gguf" Q8_0 1
+check "positional form wrote q8_0" "grep -q 'q8_0' '$T/out' && [ -f '$T/pos.gguf' ]"
+ok "same with -o --type" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/opt.gguf" --type q8_0 -t 1
+check "positional = options, byte for byte" "cmp -s '$T/pos.gguf' '$T/opt.gguf'"
+refuses "positional bad nthreads" "thread count" "$LMP_BIN" quantize "$T/UP.GGUF" "$T/p2.gguf" q8_0 many
+ok "--method RTN (any case)" "$LMP_BIN" quantize "$T/m" -o "$T/rtnfold" --method RTN --bits 4 -t 1
+check "rtn folder written" "[ -f '$T/rtnfold/config.json' ]"
+
+# ---- item 2: output kind by extension
+refuses "convert x.ggml refused" "looks like a file" "$LMP_BIN" convert "$T/m" -o "$T/x.ggml"
+check "nothing written for x.ggml" "[ ! -e '$T/x.ggml' ]"
+refuses "convert x.bin refused" "-o NAME.gguf" "$LMP_BIN" convert "$T/m" -o "$T/x.bin"
+refuses "gptq to .gguf refused" "Hugging Face folder" "$LMP_BIN" quantize "$T/m" -o "$T/gq.gguf" --method rtn
+check "nothing written for gq.gguf" "[ ! -e '$T/gq.gguf' ]"
+refuses "--type to a folder name refused" "must end in .gguf" "$LMP_BIN" quantize "$T/m" -o "$T/qdir" --type q8_0
+ok "prune -o p.GGUF writes GGUF" "$LMP_BIN" prune "$T/m" -o "$T/p.GGUF" --method magnitude --sparsity 0.5 -t 1
+check "p.GGUF is a GGUF file" "[ -f '$T/p.GGUF' ] && head -c 4 '$T/p.GGUF' | grep -q GGUF"
+refuses "prune folder format to file name" "Hugging Face folder" "$LMP_BIN" prune "$T/m" -o "$T/p.safetensors" --method magnitude --sparsity 0.5
+refuses "prune --format gguf to a folder name" "must end in .gguf" "$LMP_BIN" prune "$T/m" -o "$T/pdir" --method magnitude --sparsity 0.5 --format gguf
+finish
