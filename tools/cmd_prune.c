@@ -16,9 +16,24 @@
 
 int cmd_prune(int argc, char **argv);
 
+/* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
+ * the same time each) */
+static void eta_text(const void *ctx, int layer, int n_layers, char *buf, size_t n)
+{
+    const double *t0 = ctx;
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+}
+
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_prune_linear_stats *st)
 {
-    (void)ctx;
+    char eta[64];
+    eta_text(ctx, layer, n_layers, eta, sizeof eta);
     double we = -1;
     const char *wn = "";
     for (int k = 0; k < LMP_LIN_COUNT; k++)
@@ -27,10 +42,10 @@ static void print_layer(void *ctx, int layer, int n_layers, double seconds, cons
             wn = lmp_linear_name(st[k].which);
         }
     if (we >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer, seconds,
-                we, wn);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)%s\n", layer + 1, n_layers, layer, seconds,
+                we, wn, eta);
     else
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs%s\n", layer + 1, n_layers, layer, seconds, eta);
 }
 
 static int parse_pattern(const char *s, int *n, int *m)
@@ -307,6 +322,8 @@ int cmd_prune(int argc, char **argv)
     p.calib_path = calib;
     p.force = force;
     p.prune.on_layer_done = json ? NULL : print_layer;
+    double t_start = lmp_time_s();
+    p.prune.log_ctx = &t_start;
 
     lmp_prune_model_result r;
     int e = refuse_quantized(pos[0]);

@@ -46,9 +46,24 @@ typedef struct {
     bool no_clip, no_duo;   /* AWQ */
 } int_opts;
 
+/* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
+ * the same time each) */
+static void eta_text(const void *ctx, int layer, int n_layers, char *buf, size_t n)
+{
+    const double *t0 = ctx;
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+}
+
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st)
 {
-    (void)ctx;
+    char eta[64];
+    eta_text(ctx, layer, n_layers, eta, sizeof eta);
     double we = -1, wr = -1;
     const char *wn = "";
     for (int k = 0; k < LMP_LIN_COUNT; k++)
@@ -58,13 +73,13 @@ static void print_layer(void *ctx, int layer, int n_layers, double seconds, cons
             wn = lmp_linear_name(st[k].which);
         }
     if (we >= 0 && wr >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)\n", layer + 1, n_layers,
-                layer, seconds, we, wn, wr);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)%s\n", layer + 1, n_layers,
+                layer, seconds, we, wn, wr, eta);
     else if (we >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer,
-                seconds, we, wn);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)%s\n", layer + 1, n_layers, layer,
+                seconds, we, wn, eta);
     else
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs%s\n", layer + 1, n_layers, layer, seconds, eta);
 }
 
 static int quantize_int(const char *model, const char *out, const int_opts *o)
@@ -197,6 +212,8 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
     p.calib_path = o->calib;
     p.write.force = o->force;
     p.pipe.on_layer_done = o->json ? NULL : print_layer;
+    double t_start = lmp_time_s();
+    p.pipe.log_ctx = &t_start;
 
     lmp_qmodel_quant_result r;
     int e = lmp_qmodel_quantize(model, out, &p, &r);
@@ -206,8 +223,11 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
     }
     const lmp_qpipe_result *pr = &r.pipe;
     const lmp_qmodel_write_stats *ws = &r.write;
-    double bpw_lin = ws->qparams ? ws->qbytes * 8.0 / (double)ws->qparams : 0;
-    double bpw_all = ws->params ? ws->bytes * 8.0 / (double)ws->params : 0;
+    /* the one definition of bits per weight (lib/io/bpw.h), measured on the output */
+    lmp_bpw bw;
+    if (lmp_path_bpw(out, &bw) != 0)
+        memset(&bw, 0, sizeof bw);
+    double bpw_lin = bw.bpw_linear, bpw_all = bw.bpw;
     int n_lin = pr->n_layers * LMP_LIN_COUNT, n_cmp = 0;
     for (int i = 0; i < n_lin; i++)
         n_cmp += pr->lin[i].err >= 0 && pr->lin[i].err_rtn >= 0;
@@ -250,11 +270,11 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
             }
         }
         char b1[32], b2[32], b3[32];
-        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights, %.3f bits per weight; "
-               "folder tensors %s (%.3f bits per parameter overall)\n",
+        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
+               "weight %.3f linear layers, %.3f whole file\n",
                out, method, p.pipe.bits, p.pipe.group_size, p.pipe.sym ? "sym" : "asym",
                p.pipe.act_order ? " act-order" : "", fname, ws->n_quantized, cli_bytes((double)ws->qbytes, b1, sizeof b1),
-               bpw_lin, cli_bytes((double)ws->bytes, b2, sizeof b2), bpw_all);
+               cli_bytes((double)bw.file_bytes, b2, sizeof b2), bpw_lin, bpw_all);
         if (pr->n_samples)
             printf("calibration: %d x %d tokens (of %lld in the text), activations %s\n", pr->n_samples, pr->seq_len,
                    (long long)r.calib_text_tokens, cli_bytes((double)pr->act_bytes, b3, sizeof b3));
@@ -370,6 +390,8 @@ int cmd_quantize(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     char *tmp = NULL;
+    const double t_cmd = lmp_time_s(); /* the summary's time covers conversion and imatrix too */
+    double t_imatrix = 0, t_conv = 0;
     bool int_any = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2;
     if (!int_any && !out && !type && (np == 3 || np == 4)) {
         /* llama-quantize's form: IN.gguf OUT.gguf TYPE [NTHREADS] */
@@ -501,7 +523,9 @@ int cmd_quantize(int argc, char **argv)
                 goto done;
             }
         }
+        double ti = lmp_time_s();
         int e = lmp_imatrix_compute(pos[0], imatrix_calib, &cp, !json, &im);
+        t_imatrix = lmp_time_s() - ti;
         if (e) {
             rc = cli_fail("quantize", e);
             goto done;
@@ -531,7 +555,9 @@ int cmd_quantize(int argc, char **argv)
         cp.quiet = true;
         if (!json)
             fprintf(stderr, "converting %s to GGUF (llama.cpp names and vocabulary) first\n", src);
+        double tc = lmp_time_s();
         int e = lmp_convert(src, tmp, &cp, &cr);
+        t_conv = lmp_time_s() - tc;
         if (e) {
             unlink(tmp);
             rc = cli_fail("quantize", e);
@@ -576,16 +602,22 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(type);
+    const double t_total = lmp_time_s() - t_cmd;
+    lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h) */
+    if (lmp_path_bpw(out, &gbw) != 0)
+        memset(&gbw, 0, sizeof gbw);
     if (json) {
         printf("{\"input\": ");
         cli_json_str(pos[0]);
         printf(", \"output\": ");
         cli_json_str(out);
         printf(", \"type\": \"%s\", \"file_type\": %d, \"tensors\": %d, \"quantized\": %d, \"fallbacks\": %d, "
-               "\"parameters\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bpw\": %.4f, \"seconds\": %.4f, "
+               "\"parameters\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bpw\": %.4f, \"bpw_linear\": %.4f, "
+               "\"seconds\": %.4f, \"quantize_seconds\": %.4f, \"imatrix_seconds\": %.4f, \"convert_seconds\": %.4f, "
                "\"peak_rss\": %llu, \"tensor_types\": {",
                qt->name, res.ftype, res.n_tensors, res.n_quantized, res.n_fallback, (unsigned long long)res.params,
-               (unsigned long long)res.bytes_in, (unsigned long long)res.bytes_out, res.bpw, res.seconds,
+               (unsigned long long)res.bytes_in, (unsigned long long)res.bytes_out, gbw.bpw, gbw.bpw_linear, t_total,
+               res.seconds, t_imatrix, t_conv,
                (unsigned long long)res.peak_rss);
         int first = 1;
         for (int d = 0; d < LMP_DT_COUNT; d++)
@@ -610,10 +642,17 @@ int cmd_quantize(int argc, char **argv)
             if (res.type_count[d])
                 k += (size_t)snprintf(types + k, sizeof types - k, "%s%s %d", k ? ", " : "",
                                       lmp_dtype_info((lmp_dtype)d)->name, res.type_count[d]);
-        printf("wrote %s: %s (file type %d), %d tensors (%s), %s -> %s, %.2f bits per weight, %.2fs, peak RSS %s\n",
+        printf("wrote %s: %s (file type %d), %d tensors (%s), %s -> %s, bits per weight %.3f linear layers, "
+               "%.3f whole file, peak RSS %s\n",
                out, qt->name, res.ftype, res.n_tensors, types, cli_bytes((double)res.bytes_in, b1, sizeof b1),
-               cli_bytes((double)res.bytes_out, b2, sizeof b2), res.bpw, res.seconds,
+               cli_bytes((double)res.bytes_out, b2, sizeof b2), gbw.bpw_linear, gbw.bpw,
                cli_bytes((double)res.peak_rss, b3, sizeof b3));
+        printf("%.2fs in all: %.2fs quantizing", t_total, res.seconds);
+        if (imatrix_calib)
+            printf(", %.2fs importance weights", t_imatrix);
+        if (t_conv > 0)
+            printf(", %.2fs converting to GGUF", t_conv);
+        printf("\n");
         if (res.n_fallback)
             printf("%d tensor(s) did not fit their block size and used a fallback type\n", res.n_fallback);
         if (res.rel_rms_max >= 0)

@@ -38,9 +38,30 @@ int cmd_synth(int argc, char **argv)
     if (r)
         return r > 0 ? 0 : 2;
     if (list) {
-        for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++)
-            printf("%-16s %s (%.1fM parameters)\n", p->name, p->summary,
-                   p->config.vocab_size ? lmp_config_n_params(&p->config) / 1e6 : 0.0);
+        if (json)
+            printf("{\"presets\": [");
+        int i = 0;
+        for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++, i++) {
+            int64_t n = p->config.vocab_size ? lmp_config_n_params(&p->config) : 0;
+            if (json) {
+                printf("%s{\"name\": ", i ? ", " : "");
+                cli_json_str(p->name);
+                printf(", \"summary\": ");
+                cli_json_str(p->summary);
+                printf(", \"parameters\": %lld}", (long long)n);
+                continue;
+            }
+            char num[32];
+            if (n >= 1000000000)
+                snprintf(num, sizeof num, "%.2fB", (double)n / 1e9);
+            else if (n >= 1000000)
+                snprintf(num, sizeof num, "%.1fM", (double)n / 1e6);
+            else
+                snprintf(num, sizeof num, "%.1fK", (double)n / 1e3);
+            printf("%-16s %s (%s parameters)\n", p->name, p->summary, num);
+        }
+        if (json)
+            printf("]}\n");
         return 0;
     }
     if (np) {

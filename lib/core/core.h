@@ -224,6 +224,7 @@ typedef struct {
     double t_start, t_last;
     bool enabled;
     bool drawn;
+    const char *unit; /* what done/total count ("block passes"), shown after them; may be NULL */
 } lmp_progress;
 
 void lmp_progress_begin(lmp_progress *p, const char *label, uint64_t total);

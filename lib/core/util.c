@@ -325,8 +325,9 @@ static void progress_draw(lmp_progress *p, double now)
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[30] = 0;
-    fprintf(stderr, "\r%s [%s] %5.1f%% %llu/%llu  %.1fs ETA %.1fs\x1b[K", p->label, bar,
-            100 * frac, (unsigned long long)p->done, (unsigned long long)p->total, el, eta);
+    fprintf(stderr, "\r%s [%s] %5.1f%% %llu/%llu%s%s  %.1fs ETA %.1fs\x1b[K", p->label, bar, 100 * frac,
+            (unsigned long long)p->done, (unsigned long long)p->total, p->unit ? " " : "", p->unit ? p->unit : "", el,
+            eta);
     fflush(stderr);
     p->drawn = true;
 }

@@ -306,38 +306,6 @@ static void json_num(FILE *f, double v)
         fputs("null", f);
 }
 
-int lmp_compare_plots(const char *dir, const lmp_compare_row *rows, int n, const lmp_compare_params *p, int ctx)
-{
-    int rc = LMP_OK;
-    double *x = malloc(sizeof(double) * (size_t)n * 3);
-    const char **lab = malloc(sizeof(char *) * (size_t)n);
-    if (!x || !lab) {
-        free(x);
-        free(lab);
-        return lmp_err(LMP_ENOMEM, "out of memory");
-    }
-    double *yp = x + n, *yk = x + 2 * n;
-    for (int i = 0; i < n; i++) {
-        x[i] = rows[i].bpw;
-        yp[i] = rows[i].ppl;
-        yk[i] = rows[i].kld;
-        lab[i] = rows[i].name;
-    }
-    char *s1 = lmp_path_join(dir, "bpw_ppl.svg"), *s2 = lmp_path_join(dir, "bpw_kld.svg");
-    char t1[128], t2[128];
-    snprintf(t1, sizeof t1, "Perplexity (%s, ctx %d) against bits per weight", lmp_ppl_protocol_name(p->protocol),
-             ctx);
-    snprintf(t2, sizeof t2, "KL divergence from the base against bits per weight");
-    rc = lmp_svg_scatter(s1, t1, "bits per weight", "perplexity", x, yp, lab, n, true);
-    if (!rc)
-        rc = lmp_svg_scatter(s2, t2, "bits per weight", "mean KLD (nats)", x, yk, lab, n, true);
-    free(s1);
-    free(s2);
-    free(x);
-    free(lab);
-    return rc;
-}
-
 /* report.json (and the --resume partial record): settings and every row so far. */
 static int write_json(const char *path, const lmp_compare_row *rows, int n, const char *text_path,
                       const lmp_compare_params *p, int ctx, int kld_seqs, bool exact, const char *kld_base)
@@ -470,7 +438,7 @@ static int model_facts_of(const lmp_compare_params *p, const char *path, model_f
 
 /* Rows of an earlier run (report.json or the partial record) that match these settings. */
 static void resume_rows(const char *json_path, lmp_compare_row *rows, int n, const char *const *paths,
-                        const char *text_path, const lmp_compare_params *p, int ctx)
+                        const char *text_path, const lmp_compare_params *p, int ctx, int *kld_seqs)
 {
     char *txt = NULL;
     if (lmp_read_file(json_path, &txt, NULL) != 0)
@@ -493,6 +461,9 @@ static void resume_rows(const char *json_path, lmp_compare_row *rows, int n, con
         cJSON_Delete(root);
         return;
     }
+    const cJSON *ks = cJSON_GetObjectItemCaseSensitive(root, "kld_sequences");
+    if (cJSON_IsNumber(ks) && ks->valueint > 0)
+        *kld_seqs = ks->valueint;
     const cJSON *v;
     cJSON_ArrayForEach(v, vs)
     {
@@ -563,7 +534,7 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
     int rc = LMP_OK;
     /* ---- first, every input: exists, loads, same vocabulary, context within each model's */
     model_facts bf = {0};
-    int ctx = 0;
+    int ctx = 0, kld_seqs = 0;
     for (int i = 0; i < n; i++) {
         model_facts mf = {0};
         lmp_info("checking %s", paths[i]);
@@ -624,8 +595,8 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         snprintf(partial, strlen(out_dir) + 32, "%.*s.partial.json", (int)k, out_dir);
     }
     if (p->resume) {
-        resume_rows(report_json, rows, n, paths, text_path, p, ctx);
-        resume_rows(partial, rows, n, paths, text_path, p, ctx);
+        resume_rows(report_json, rows, n, paths, text_path, p, ctx, &kld_seqs);
+        resume_rows(partial, rows, n, paths, text_path, p, ctx, &kld_seqs);
         int nr = 0;
         for (int i = 0; i < n; i++)
             nr += rows[i].resumed;
@@ -662,7 +633,7 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
     else if (!p->base_logits && !rows[0].resumed)
         need_logits = true; /* exported with the base's perplexity below */
     bool exact = p->top_k == 0;
-    int kld_seqs = 0, kld_ctx = 0;
+    int kld_ctx = 0;
     const char *kld_base = p->base_logits ? p->base_logits : "the base's logits, exported by this command";
     lmp_ppl_params pp = lmp_ppl_default_params();
     pp.protocol = p->protocol;

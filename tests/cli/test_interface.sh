@@ -44,6 +44,23 @@ refuses "positional bad nthreads" "thread count" "$LMP_BIN" quantize "$T/UP.GGUF
 ok "--method RTN (any case)" "$LMP_BIN" quantize "$T/m" -o "$T/rtnfold" --method RTN --bits 4 -t 1
 check "rtn folder written" "[ -f '$T/rtnfold/config.json' ]"
 
+# ---- item 6: one bits-per-weight definition; logical parameter counts of packed folders
+jget() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+ok "rtn --json" "$LMP_BIN" quantize "$T/m" -o "$T/rtn2" --method rtn --bits 4 -t 1 --json
+cp "$T/out" "$T/q.json"
+ok "inspect dense" "$LMP_BIN" inspect "$T/m" --json --no-tensors
+cp "$T/out" "$T/d.json"
+ok "inspect packed" "$LMP_BIN" inspect "$T/rtn2" --json --no-tensors
+cp "$T/out" "$T/p.json"
+check "packed folder: logical parameters = the dense model's" "[ \"\$(jget '$T/p.json' 'd[\"parameters\"]')\" = \"\$(jget '$T/d.json' 'd[\"parameters\"]')\" ]"
+check "packed folder: linear bpw about 4.25" "[ \"\$(jget '$T/p.json' '4.1 < d[\"bits_per_weight_linear\"] < 4.4')\" = True ]"
+check "dense: 32 bits per linear weight" "[ \"\$(jget '$T/d.json' 'd[\"bits_per_weight_linear\"]')\" = 32.0 ]"
+check "quantize's summary = inspect's figures" "[ \"\$(jget '$T/q.json' '[round(d[\"bpw_linear\"],4), round(d[\"bpw\"],4)]')\" = \"\$(jget '$T/p.json' '[round(d[\"bits_per_weight_linear\"],4), round(d[\"bits_per_weight\"],4)]')\" ]"
+ok "q8_0 --json" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/q8b.gguf" --type q8_0 --json
+cp "$T/out" "$T/g.json"
+ok "inspect q8_0" "$LMP_BIN" inspect "$T/q8b.gguf" --json --no-tensors
+check "GGUF q8_0: 8.5 bits per linear weight, same in both" "[ \"\$(jget '$T/out' 'round(d[\"bits_per_weight_linear\"],4)')\" = 8.5 ] && [ \"\$(jget '$T/g.json' 'round(d[\"bpw_linear\"],4)')\" = 8.5 ]"
+
 # ---- item 2: output kind by extension
 refuses "convert x.ggml refused" "looks like a file" "$LMP_BIN" convert "$T/m" -o "$T/x.ggml"
 check "nothing written for x.ggml" "[ ! -e '$T/x.ggml' ]"
