@@ -42,13 +42,16 @@ int cmd_synth(int argc, char **argv)
             printf("{\"presets\": [");
         int i = 0;
         for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++, i++) {
-            int64_t n = p->config.vocab_size ? lmp_config_n_params(&p->config) : 0;
+            /* vocab_size 0: the vocabulary is the tokenizer trained when writing, so the
+             * count leaves the embeddings out and says so */
+            int64_t n = lmp_config_n_params(&p->config);
+            bool no_emb = p->config.vocab_size == 0;
             if (json) {
                 printf("%s{\"name\": ", i ? ", " : "");
                 cli_json_str(p->name);
                 printf(", \"summary\": ");
                 cli_json_str(p->summary);
-                printf(", \"parameters\": %lld}", (long long)n);
+                printf(", \"parameters\": %lld, \"embeddings_included\": %s}", (long long)n, no_emb ? "false" : "true");
                 continue;
             }
             char num[32];
@@ -58,7 +61,8 @@ int cmd_synth(int argc, char **argv)
                 snprintf(num, sizeof num, "%.1fM", (double)n / 1e6);
             else
                 snprintf(num, sizeof num, "%.1fK", (double)n / 1e3);
-            printf("%-16s %s (%s parameters)\n", p->name, p->summary, num);
+            printf("%-16s %s (%s parameters%s)\n", p->name, p->summary, num,
+                   no_emb ? " without the embeddings: the vocabulary is the tokenizer trained when writing" : "");
         }
         if (json)
             printf("]}\n");

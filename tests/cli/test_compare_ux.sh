@@ -48,6 +48,26 @@ ok "compare --resume adds a variant" "$L" compare "$M" "$T/q8.gguf" "$T/q4.gguf"
 check "two rows resumed" "grep -q '2 of 3 rows taken' '$T/err'"
 check "only the new variant evaluated" "! grep -q 'q8.gguf: perplexity' '$T/err' && grep -q 'q4.gguf: perplexity' '$T/err'"
 check "q4 row computed, q8 row marked resumed" "grep -q 'q8.gguf (resumed)' '$T/r1/report.md' && [ \"\$(jget '$T/r1/report.json' 'len(d[\"variants\"])')\" = 3 ]"
+# ---- item 5: plots
+check "PNG plots written" "head -c 8 '$T/r1/bpw_ppl.png' | od -An -c | grep -q 'P   N   G' && head -c 8 '$T/r1/bpw_kld.png' | od -An -c | grep -q 'P   N   G'"
+check "KLD plot on a log scale, base left out" "grep -q 'log scale' '$T/r1/bpw_kld.svg' && ! grep -q '(base)<' '$T/r1/bpw_kld.svg'"
+check "legend per family" "grep -q '>GGUF<' '$T/r1/bpw_ppl.svg' && grep -q '>base<' '$T/r1/bpw_ppl.svg'"
+check "error bars drawn" "[ \$(grep -c '<line' '$T/r1/bpw_ppl.svg') -gt 30 ]"
+check "labels do not overlap" "$PY - '$T/r1/bpw_ppl.svg' '$T/r1/bpw_kld.svg' <<'PYEOF'
+import re, sys
+for f in sys.argv[1:]:
+    boxes = []
+    for m in re.finditer(r'<text x=\"([0-9.]+)\" y=\"([0-9.]+)\"[^>]*font-size=\"11\"[^>]*text-anchor=\"start\"[^>]*>([^<]*)<', open(f).read()):
+        x, y, t = float(m.group(1)), float(m.group(2)), m.group(3)
+        if y > 520: continue  # the caption
+        boxes.append((x, y - 11, x + 0.58 * 11 * len(t), y + 3))
+    for i in range(len(boxes)):
+        for j in range(i):
+            a, b = boxes[i], boxes[j]
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (f, a, b)
+    assert len(boxes) >= 2, f
+PYEOF"
+
 ok "compare from scratch" "$L" compare "$M" "$T/q8.gguf" "$T/q4.gguf" -f "$TXT" -o "$T/r2" --chunks 2
 check "resumed = recomputed (ppl and KLD)" "[ \"\$(jget '$T/r1/report.json' '[round(v[\"ppl\"],6) for v in d[\"variants\"]] + [round(v[\"kld\"],9) for v in d[\"variants\"]]')\" = \"\$(jget '$T/r2/report.json' '[round(v[\"ppl\"],6) for v in d[\"variants\"]] + [round(v[\"kld\"],9) for v in d[\"variants\"]]')\" ]"
 ok "resume with other settings recomputes" "$L" compare "$M" "$T/q8.gguf" -f "$TXT" -o "$T/r1" --chunks 1 --resume

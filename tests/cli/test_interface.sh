@@ -61,6 +61,25 @@ cp "$T/out" "$T/g.json"
 ok "inspect q8_0" "$LMP_BIN" inspect "$T/q8b.gguf" --json --no-tensors
 check "GGUF q8_0: 8.5 bits per linear weight, same in both" "[ \"\$(jget '$T/out' 'round(d[\"bits_per_weight_linear\"],4)')\" = 8.5 ] && [ \"\$(jget '$T/g.json' 'round(d[\"bpw_linear\"],4)')\" = 8.5 ]"
 
+# ---- item 10: progress that means something; summaries time the whole job
+ok "gptq with per-layer ETA" "$LMP_BIN" quantize "$T/m" -o "$T/gq" --method gptq --calib "$T/m/corpus.txt" --calib-samples 4 --calib-seqlen 32 -t 1
+check "per-layer lines carry elapsed and ETA" "grep -q 'layer 1 .*elapsed .*ETA' '$T/err'"
+LMP_PROGRESS=1 "$LMP_BIN" quantize "$T/m" -o "$T/gq2" --method gptq --calib "$T/m/corpus.txt" --calib-samples 4 --calib-seqlen 32 -t 1 > /dev/null 2> "$T/bar"
+check "one bar for the whole model, units named" "grep -q 'block passes' '$T/bar' && ! grep -q '/[0-9]* block passes.*layer 1/2.*100.0%' '$T/bar'"
+ok "imatrix quantize --json" "$LMP_BIN" quantize "$T/m" -o "$T/im.gguf" --type q4_0 --imatrix-calib "$T/m/corpus.txt" --calib-samples 4 --calib-seqlen 32 --json
+check "seconds cover imatrix + conversion + quantizing" "$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d[\"imatrix_seconds\"] > 0 and d[\"seconds\"] >= d[\"imatrix_seconds\"] + d[\"quantize_seconds\"] + d[\"convert_seconds\"] - 1e-3 else 1)' '$T/out'"
+ok "imatrix quantize text" "$LMP_BIN" quantize "$T/m" -o "$T/im2.gguf" --type q4_0 --imatrix-calib "$T/m/corpus.txt" --calib-samples 4 --calib-seqlen 32
+check "summary says where the time went" "grep -q 's in all: .* quantizing, .* importance weights' '$T/out'"
+
+# ---- item 12: small ones
+ok "synth --list" "$LMP_BIN" synth --list
+check "no preset shows 0 parameters" "! grep -qE '\((0.0[KM]|0) parameters' '$T/out' && grep -q 'tiny .*1.2M parameters without the embeddings' '$T/out'"
+ok "synth --list --json" "$LMP_BIN" synth --list --json
+check "synth --list --json parses" "$PY -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if len(d[\"presets\"]) >= 8 and all(p[\"parameters\"] > 0 for p in d[\"presets\"]) else 1)' '$T/out'"
+refuses "run --temp -1" "temp" "$LMP_BIN" run "$T/m" -p "hello" --temp -1
+check "nothing printed before the error" "[ ! -s '$T/out' ]"
+refuses "run --top-p 0" "top-p" "$LMP_BIN" run "$T/m" -p "hello" --top-p 0
+
 # ---- item 2: output kind by extension
 refuses "convert x.ggml refused" "looks like a file" "$LMP_BIN" convert "$T/m" -o "$T/x.ggml"
 check "nothing written for x.ggml" "[ ! -e '$T/x.ggml' ]"
