@@ -2,6 +2,7 @@
  * Option parsing and help printing for every subcommand, driven by one table each.
  */
 #include "cli.h"
+#include "formats/deploy.h"
 #include "lib/core/core.h"
 
 #include <ctype.h>
@@ -348,4 +349,62 @@ const char *cli_bytes(double n, char *buf, int len)
     }
     snprintf(buf, (size_t)len, i ? "%.2f %s" : "%.0f %s", n, u[i]);
     return buf;
+}
+
+int cli_parse_size(const char *cmd, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (end != s && *end) {
+        char u = (char)toupper((unsigned char)*end);
+        mul = u == 'K' ? 1e3 : u == 'M' ? 1e6 : u == 'G' ? 1e9 : u == 'T' ? 1e12 : 0;
+        if (mul && (end[1] == 0 || ((end[1] == 'B' || end[1] == 'b') && end[2] == 0)))
+            end += end[1] ? 2 : 1;
+    }
+    if (errno || end == s || *end || !mul || !(v > 0) || v * mul > 1e18) {
+        fprintf(stderr, "lmpress %s: --split-max-size '%s': expected a size such as 500M or 2G\n", cmd, s);
+        return -1;
+    }
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t split_max, bool force, bool json)
+{
+    char *tmpl = lmp_chat_template_find(out, src);
+    char *first = NULL;
+    int nf = 1, rc = 0;
+    if (split_max > 0) {
+        rc = lmp_gguf_split(out, out, split_max, force, &nf);
+        if (rc) {
+            free(tmpl);
+            return cli_fail(cmd, rc);
+        }
+        remove(out);
+        first = lmp_gguf_split_path(out, 0, nf);
+        if (!json)
+            fprintf(stderr, "split into %d file(s) of at most %.0f MB of tensors: %s ... (llama.cpp loads the first)\n",
+                    nf, split_max / 1e6, first ? first : "?");
+    }
+    if (tmpl) {
+        char *mf = NULL;
+        lmp_chat_family fam = lmp_chat_family_of(tmpl);
+        rc = lmp_modelfile_write(out, first, tmpl, force, &mf);
+        if (rc == LMP_EEXIST) {
+            if (!json)
+                fprintf(stderr, "note: %s; the Modelfile was not replaced\n", lmp_errmsg());
+            rc = 0;
+        } else if (rc) {
+            rc = cli_fail(cmd, rc);
+        } else if (!json) {
+            fprintf(stderr, "wrote %s (Ollama; chat template %s%s)\n", mf, lmp_chat_family_name(fam),
+                    fam == LMP_CHAT_UNKNOWN ? ": TEMPLATE to be added by hand" : "");
+        }
+        free(mf);
+    }
+    free(tmpl);
+    free(first);
+    return rc;
 }

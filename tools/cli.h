@@ -63,6 +63,14 @@ void cli_json_str(const char *s);
  * is refused where a folder would be written. */
 bool cli_is_gguf_name(const char *path);
 bool cli_filelike_name(const char *path);
+/* --split-max-size N, NK, NM, NG (10^3, 10^6, 10^9, as llama-gguf-split): 0 or -1
+ * (message printed). */
+int cli_parse_size(const char *cmd, const char *s, uint64_t *out);
+/* After a GGUF was written to `out` from `src` (issue 18 item 11): splits it when
+ * split_max > 0 (llama.cpp's PREFIX-0000i-of-0000N.gguf layout, `out` removed) and writes
+ * an Ollama Modelfile beside it when the model has a chat template. Notes go to stderr
+ * (not with json). Returns 0 or an exit status (message printed). */
+int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t split_max, bool force, bool json);
 /* Levenshtein distance, capped; for "did you mean" suggestions. */
 int cli_edit_distance(const char *a, const char *b);
 /* Of `cands` (n names), the closest to `s` within a small distance, or NULL. */

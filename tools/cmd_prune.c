@@ -116,7 +116,8 @@ static int bad(const char *msg)
 int cmd_prune(int argc, char **argv)
 {
     const char *out = NULL, *method = NULL, *pattern = NULL, *scope = NULL, *structured = NULL, *calib = NULL,
-               *format = NULL, *qformat = NULL;
+               *format = NULL, *qformat = NULL, *split = NULL;
+    uint64_t split_max = 0;
     double sparsity = -1e300, ratio = -1e300, damp = -1;
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
               coff = -1, cbytes = -1;
@@ -151,6 +152,8 @@ int cmd_prune(int argc, char **argv)
                                                            "block (default for wanda, as its reference code)"},
         {"true-sequential", 0, OPT_FLAG, &yes_ts, NULL, "q/k/v, o, gate/up, down pruned in turn, each on the outputs "
                                                        "of the ones before (default for sparsegpt)"},
+        {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF output: split into files of at most N bytes of "
+                                                        "tensors (llama-gguf-split's layout)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
         {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "print the per-linear table"},
@@ -326,6 +329,11 @@ int cmd_prune(int argc, char **argv)
     p.prune.log_ctx = &t_start;
 
     lmp_prune_model_result r;
+    if (split && (cli_parse_size("prune", split, &split_max) || p.out != LMP_PRUNE_OUT_GGUF)) {
+        if (split_max)
+            fprintf(stderr, "lmpress prune: --split-max-size applies to GGUF output (-o NAME.gguf)\n");
+        return 2;
+    }
     int e = refuse_quantized(pos[0]);
     if (e)
         return cli_fail("prune", e);
@@ -333,6 +341,10 @@ int cmd_prune(int argc, char **argv)
     if (e) {
         lmp_prune_model_result_free(&r);
         return cli_fail("prune", e);
+    }
+    if (p.out == LMP_PRUNE_OUT_GGUF && (e = cli_gguf_deploy("prune", out, pos[0], split_max, force, json))) {
+        lmp_prune_model_result_free(&r);
+        return e;
     }
     char b1[32], b2[32];
     if (p.structured) {

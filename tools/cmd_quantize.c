@@ -291,7 +291,9 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
 
 int cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL, *type = NULL, *imatrix_calib = NULL, *imatrix_file = NULL, *imatrix_out = NULL;
+    const char *out = NULL, *type = NULL, *imatrix_calib = NULL, *imatrix_file = NULL, *imatrix_out = NULL,
+               *split = NULL;
+    uint64_t split_max = 0;
     cli_strlist tt = {0}, keep = {0};
     lmp_imatrix im = {0};
     lmp_imatrix_file imf = {0};
@@ -312,6 +314,8 @@ int cmd_quantize(int argc, char **argv)
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
+        {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF: split into files of at most N bytes of tensors "
+                                                        "(llama-gguf-split's layout; M = 10^6, G = 10^9)"},
         {"method", 0, OPT_NAME, &io.method, "gptq|rtn|awq", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
                                                  "compressed-tensors folder (instead of --type)"},
         {"bits", 0, OPT_INT, &io.bits, "N", "--method: bits per weight, 2..8 (default 4)"},
@@ -419,8 +423,8 @@ int cmd_quantize(int argc, char **argv)
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
-        if (type || tt.n || keep.n || requant || imatrix_calib || imatrix_file || imatrix_out) {
-            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib (GGUF) "
+        if (type || tt.n || keep.n || requant || imatrix_calib || imatrix_file || imatrix_out || split) {
+            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib/--split-max-size (GGUF) "
                             "and --method/--bits/--format/--calib (GPTQ, RTN, AWQ) do not mix\n");
             rc = 2;
         } else if (np != 1 || !out) {
@@ -450,6 +454,10 @@ int cmd_quantize(int argc, char **argv)
         fprintf(stderr, "lmpress quantize: unknown type '%s'; one of:\n", type);
         for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name; q++)
             fprintf(stderr, "  %-8s %s\n", q->name, q->help);
+        rc = 2;
+        goto done;
+    }
+    if (split && cli_parse_size("quantize", split, &split_max)) {
         rc = 2;
         goto done;
     }
@@ -602,6 +610,8 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(type);
+    if ((rc = cli_gguf_deploy("quantize", out, pos[0], split_max, force, json)))
+        goto done;
     const double t_total = lmp_time_s() - t_cmd;
     lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h) */
     if (lmp_path_bpw(out, &gbw) != 0)

@@ -13,6 +13,7 @@
 #include "h5.h"
 #include "checkpoint.h"
 #include "bpw.h"
+#include "gguf_split.h"
 #include "synth.h"
 
 #endif
