@@ -7,21 +7,7 @@
 
 #include "lib/io/io.h"
 
-/* The chat-template families lmpress translates to Ollama's Go template. */
-typedef enum {
-    LMP_CHAT_NONE = 0,  /* no chat template */
-    LMP_CHAT_CHATML,    /* <|im_start|>role ... <|im_end|> (Qwen2/2.5, SmolLM2, many fine-tunes) */
-    LMP_CHAT_LLAMA3,    /* <|start_header_id|>role<|end_header_id|> ... <|eot_id|> */
-    LMP_CHAT_LLAMA2,    /* [INST] ... [/INST] (Llama 2, Mistral v0.1-v0.3) */
-    LMP_CHAT_ZEPHYR,    /* <|user|>\n ... </s> (Zephyr, TinyLlama-Chat) */
-    LMP_CHAT_PHI3,      /* <|user|>\n ... <|end|> */
-    LMP_CHAT_GEMMA,     /* <start_of_turn>user ... <end_of_turn> */
-    LMP_CHAT_UNKNOWN,   /* a template lmpress does not translate */
-} lmp_chat_family;
-
-/* Recognises the family of a Jinja chat template by its markers. */
-lmp_chat_family lmp_chat_family_of(const char *jinja);
-const char *lmp_chat_family_name(lmp_chat_family f);
+/* The families and their detection: lib/io/chat.h. */
 
 /* The chat template of a GGUF (tokenizer.chat_template) or, when it has none, of the
  * Hugging Face folder it was made from (tokenizer_config.json "chat_template": a string,

@@ -48,57 +48,6 @@ static const family_row g_fam[] = {
     [LMP_CHAT_UNKNOWN] = {"unknown", NULL, {0}},
 };
 
-lmp_chat_family lmp_chat_family_of(const char *j)
-{
-    if (!j || !*j)
-        return LMP_CHAT_NONE;
-    if (strstr(j, "<|im_start|>"))
-        return LMP_CHAT_CHATML;
-    if (strstr(j, "<|start_header_id|>"))
-        return LMP_CHAT_LLAMA3;
-    if (strstr(j, "<start_of_turn>"))
-        return LMP_CHAT_GEMMA;
-    if (strstr(j, "<|user|>") && strstr(j, "<|end|>"))
-        return LMP_CHAT_PHI3;
-    if (strstr(j, "<|user|>"))
-        return LMP_CHAT_ZEPHYR;
-    if (strstr(j, "[INST]"))
-        return LMP_CHAT_LLAMA2;
-    return LMP_CHAT_UNKNOWN;
-}
-
-const char *lmp_chat_family_name(lmp_chat_family f)
-{
-    return (unsigned)f <= LMP_CHAT_UNKNOWN ? g_fam[f].name : "?";
-}
-
-static char *template_of_folder(const char *dir)
-{
-    char *p = lmp_path_join(dir, "tokenizer_config.json"), *txt = NULL, *out = NULL;
-    if (!p || lmp_read_file(p, &txt, NULL) != 0) {
-        free(p);
-        return NULL;
-    }
-    free(p);
-    cJSON *root = cJSON_Parse(txt);
-    free(txt);
-    const cJSON *ct = root ? cJSON_GetObjectItemCaseSensitive(root, "chat_template") : NULL;
-    if (cJSON_IsString(ct)) {
-        out = strdup(ct->valuestring);
-    } else if (cJSON_IsArray(ct)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, ct)
-        {
-            const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "template");
-            if (cJSON_IsString(n) && cJSON_IsString(t) && strcmp(n->valuestring, "default") == 0)
-                out = strdup(t->valuestring);
-        }
-    }
-    cJSON_Delete(root);
-    return out;
-}
-
 char *lmp_chat_template_find(const char *gguf, const char *src)
 {
     lmp_gguf_reader r;
@@ -111,13 +60,13 @@ char *lmp_chat_template_find(const char *gguf, const char *src)
     }
     if (!out && src) {
         if (lmp_path_is_dir(src)) {
-            out = template_of_folder(src);
+            out = lmp_chat_template_of_dir(src);
         } else {
             /* a .safetensors file: its folder */
             const char *sl = strrchr(src, '/');
             char *d = sl ? strndup(src, (size_t)(sl - src)) : strdup(".");
             if (d && !lmp_str_endswith_ci(src, ".gguf"))
-                out = template_of_folder(d);
+                out = lmp_chat_template_of_dir(d);
             free(d);
         }
     }

@@ -116,7 +116,7 @@ static int bad(const char *msg)
 int cmd_prune(int argc, char **argv)
 {
     const char *out = NULL, *method = NULL, *pattern = NULL, *scope = NULL, *structured = NULL, *calib = NULL,
-               *format = NULL, *qformat = NULL, *split = NULL;
+               *format = NULL, *qformat = NULL, *split = NULL, *calib_field = NULL;
     uint64_t split_max = 0;
     double sparsity = -1e300, ratio = -1e300, damp = -1;
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
@@ -131,7 +131,9 @@ int cmd_prune(int argc, char **argv)
         {"structured", 0, OPT_NAME, &structured, "heads|kv-heads|ffn|layers", "heads, kv-heads, ffn or layers: a smaller dense model"},
         {"ratio", 0, OPT_FLOAT, &ratio, "R", "structured: fraction removed (of each KV group's query heads, of the "
                                              "KV heads, of the FFN channels, of the layers)"},
-        {"calib", 0, OPT_STR, &calib, "FILE", "calibration text, plain or gzip (all but magnitude)"},
+        {"calib", 0, OPT_STR, &calib, "FILE[,FILE]", "calibration data (all but magnitude): plain or gzip text, "
+                                                    "JSONL (text field or chats), several files mixed"},
+        {"calib-field", 0, OPT_STR, &calib_field, "NAME", "JSONL calibration: the string field with the text"},
         {"calib-samples", 0, OPT_INT, &samples, "N", "calibration windows (default 128)"},
         {"calib-seqlen", 0, OPT_INT, &seqlen, "L", "tokens per window (default 2048, capped to the context)"},
         {"calib-offset", 0, OPT_INT, &coff, "BYTES", "use the calibration file from this byte (default 0)"},
@@ -323,6 +325,7 @@ int cmd_prune(int argc, char **argv)
     lmp_set_num_threads((int)threads);
     p.prune.calib_bos = calib_bos;
     p.calib_path = calib;
+    p.calib.text_field = calib_field;
     p.force = force;
     p.prune.on_layer_done = json ? NULL : print_layer;
     double t_start = lmp_time_s();

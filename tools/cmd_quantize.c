@@ -39,7 +39,7 @@ static void print_tensor(void *ctx, const lmp_gguf_quant_tensor_info *t)
 /* ---------------------------------------------------------------- GPTQ / RTN ------ */
 
 typedef struct {
-    const char *method, *format, *calib, *calib_mode;
+    const char *method, *format, *calib, *calib_mode, *calib_field;
     long long bits, group_size, samples, seqlen, seed;
     double damp;
     bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
@@ -210,6 +210,7 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         return 2;
     }
     p.calib_path = o->calib;
+    p.calib.text_field = o->calib_field;
     p.write.force = o->force;
     p.pipe.on_layer_done = o->json ? NULL : print_layer;
     double t_start = lmp_time_s();
@@ -332,7 +333,10 @@ int cmd_quantize(int argc, char **argv)
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
         {"format", 0, OPT_NAME, &io.format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
                                                 "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
-        {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ and AWQ)"},
+        {"calib", 0, OPT_STR, &io.calib, "FILE[,FILE]", "calibration data (required for GPTQ and AWQ): plain or gzip "
+                                                       "text, JSONL (text field or chats), several files mixed"},
+        {"calib-field", 0, OPT_STR, &io.calib_field, "NAME", "JSONL calibration: the string field with the text "
+                                                             "(default \"text\"; chats in \"messages\" otherwise)"},
         {"imatrix-calib", 0, OPT_STR, &imatrix_calib, "FILE", "--type: importance weights (llama.cpp imatrix, E[x^2] "
                                                             "per input column) from this calibration text"},
         {"imatrix", 0, OPT_STR, &imatrix_file, "FILE", "--type: importance weights from a llama.cpp imatrix file "
@@ -381,6 +385,11 @@ int cmd_quantize(int argc, char **argv)
         "calibration text and folded into the preceding RMSNorm / v_proj / up_proj, a clipping search, then\n"
         "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
         "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "Calibration data (--calib, --imatrix-calib): FILE[,FILE...], each plain or gzip text or JSONL (one\n"
+        "object per line: its \"text\" or --calib-field string, or a \"messages\"/\"conversations\" chat rendered\n"
+        "with the model's chat template: " LMP_CHAT_SUPPORTED "; others are refused).\n"
+        "Random windows are shared among the files by their tokens; the tokens and windows drawn from\n"
+        "each file are reported on stderr.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
@@ -418,7 +427,7 @@ int cmd_quantize(int argc, char **argv)
     io.json = json;
     io.verbose = verbose;
     /* the calibration window options serve --imatrix-calib on the GGUF path */
-    bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode;
+    bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.calib_field;
     bool int_path = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2 || io.asym ||
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
@@ -522,6 +531,7 @@ int cmd_quantize(int argc, char **argv)
         }
         if (io.seed > 0)
             cp.seed = (uint64_t)io.seed;
+        cp.text_field = io.calib_field;
         if (io.calib_mode) {
             if (strcmp(io.calib_mode, "random") == 0)
                 cp.mode = LMP_CALIB_RANDOM;

@@ -14,6 +14,7 @@
 #include "checkpoint.h"
 #include "bpw.h"
 #include "gguf_split.h"
+#include "chat.h"
 #include "synth.h"
 
 #endif
