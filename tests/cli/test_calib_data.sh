@@ -39,7 +39,7 @@ cp "$T/err" "$T/e1"
 for f in a.txt b.txt.gz c.jsonl e.jsonl; do
     check "$f reported" "grep -q 'calibration: $T/$f: [0-9]* tokens.*[0-9]* of 8 windows of 32' '$T/e1'"
 done
-check "windows add up to 8" "[ \$(sed -n 's/.*, \([0-9]*\) of 8 windows.*/\1/p' '$T/e1' | awk '{s+=$1} END {print s}') = 8 ]"
+check "windows add up to 8" "[ \$(sed -n 's/.*, \([0-9]*\) of 8 windows.*/\1/p' '$T/e1' | awk '{s+=\$1} END {print s}') = 8 ]"
 check "plain file tokens = tokenize's" "grep -q 'a.txt: '\$(count '$T/a.txt')' tokens' '$T/e1'"
 check "JSONL text documents = the same text joined" "grep -q 'c.jsonl: '\$(count '$T/c.txt')' tokens (JSONL)' '$T/e1'"
 check "chats rendered as ChatML" "grep -q 'e.jsonl: '\$(count '$T/e.txt')' tokens (JSONL chats rendered' '$T/e1'"
