@@ -122,8 +122,56 @@ static bool is_linear_weight(const char *name, int layer)
     return false;
 }
 
+/* The dtype a non-packed tensor is written in (--dtype for integer-group folders). */
+static lmp_dtype out_dtype(const lmp_qmodel_writer *w, lmp_dtype dt)
+{
+    if (w->p.convert_dense && (dt == LMP_DT_F32 || dt == LMP_DT_F16 || dt == LMP_DT_BF16))
+        return w->p.dense_dtype;
+    return dt;
+}
+
+/* f32 values into `od` (F32/F16/BF16) bytes; *bytes set. */
+static void *encode_f32(const float *x, int64_t n, lmp_dtype od, size_t *bytes)
+{
+    size_t es = od == LMP_DT_F32 ? 4 : 2;
+    void *buf = malloc(es * (size_t)(n ? n : 1));
+    if (!buf)
+        return NULL;
+    if (od == LMP_DT_F32)
+        memcpy(buf, x, es * (size_t)n);
+    else if (od == LMP_DT_F16)
+        lmp_f32_to_f16_row(x, buf, n);
+    else
+        lmp_f32_to_bf16_row(x, buf, n);
+    *bytes = es * (size_t)n;
+    return buf;
+}
+
 static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
 {
+    lmp_dtype od = out_dtype(w, t->dtype);
+    if (od != t->dtype) { /* row by row through f32 */
+        int64_t n = lmp_tensor_nelem(t), cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? n / cols : 0;
+        float *row = malloc(sizeof(float) * (size_t)(cols ? cols : 1));
+        size_t in_es = lmp_dtype_info(t->dtype)->type_size, nb = 0;
+        int rc = row ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+        for (int64_t r = 0; r < rows && !rc; r++) {
+            lmp_dtype_info(t->dtype)->to_f32((const uint8_t *)t->data + (size_t)r * (size_t)cols * in_es, row, cols);
+            void *enc = encode_f32(row, cols, od, &nb);
+            rc = enc ? lmp_st_writer_write(w->sw, enc, nb) : lmp_err(LMP_ENOMEM, "out of memory");
+            free(enc);
+            if (!rc)
+                w->st.bytes += nb;
+        }
+        free(row);
+        if (!t->owned)
+            lmp_mmap_release(t->data, t->nbytes);
+        if (rc == 0) {
+            w->st.params += (uint64_t)n;
+            w->st.n_tensors++;
+        }
+        return rc;
+    }
     int rc = lmp_st_writer_write(w->sw, t->data, t->nbytes);
     if (!t->owned) /* a checkpoint tensor in its read-only file mapping: drop the pages read */
         lmp_mmap_release(t->data, t->nbytes);
@@ -208,14 +256,14 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
     for (int i = 0; i < ck->n_tensors; i++)
         if (w->tensor_layer[i] == -1) {
             const lmp_tensor *t = &ck->tensors[i];
-            if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+            if ((rc = lmp_st_writer_add(w->sw, t->name, out_dtype(w, t->dtype), t->ndim, t->shape)))
                 goto fail;
         }
     for (int l = 0; l < w->n_layers; l++) {
         for (int i = 0; i < ck->n_tensors; i++)
             if (w->tensor_layer[i] == l) {
                 const lmp_tensor *t = &ck->tensors[i];
-                if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                if ((rc = lmp_st_writer_add(w->sw, t->name, out_dtype(w, t->dtype), t->ndim, t->shape)))
                     goto fail;
             }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
@@ -302,23 +350,17 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     if (lmp_tensor_nelem(t) != n)
         return lmp_err(LMP_EFORMAT, "quantized writer: %s has %lld elements, the folded vector %lld", t->name,
                        (long long)lmp_tensor_nelem(t), (long long)n);
-    size_t es = t->dtype == LMP_DT_F32 ? 4 : 2;
     if (t->dtype != LMP_DT_F32 && t->dtype != LMP_DT_F16 && t->dtype != LMP_DT_BF16)
         return lmp_err(LMP_EUNSUPPORTED, "quantized writer: %s is %s; folded vectors are written as f32/f16/bf16",
                        t->name, lmp_dtype_info(t->dtype)->name);
-    void *buf = malloc(es * (size_t)n);
+    size_t nb = 0;
+    void *buf = encode_f32(w->fold[idx], n, out_dtype(w, t->dtype), &nb);
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory");
-    if (t->dtype == LMP_DT_F32)
-        memcpy(buf, w->fold[idx], es * (size_t)n);
-    else if (t->dtype == LMP_DT_F16)
-        lmp_f32_to_f16_row(w->fold[idx], buf, n);
-    else
-        lmp_f32_to_bf16_row(w->fold[idx], buf, n);
-    int rc = lmp_st_writer_write(w->sw, buf, es * (size_t)n);
+    int rc = lmp_st_writer_write(w->sw, buf, nb);
     free(buf);
     if (rc == 0) {
-        w->st.bytes += es * (size_t)n;
+        w->st.bytes += nb;
         w->st.params += (uint64_t)n;
         w->st.n_tensors++;
     }
@@ -438,6 +480,10 @@ static int write_configs(lmp_qmodel_writer *w)
         goto done;
     }
     cJSON_AddItemToObject(j, "quantization_config", qc);
+    if (w->p.convert_dense) { /* the precision of the unquantized tensors */
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+        cJSON_AddStringToObject(j, "torch_dtype", w->p.dense_dtype == LMP_DT_BF16 ? "bfloat16" : "float16");
+    }
     if ((rc = write_json_file(w->tmp, "config.json", j)))
         goto done;
     if (w->p.format == LMP_QFMT_GPTQ_V1 || w->p.format == LMP_QFMT_GPTQ_V2) {

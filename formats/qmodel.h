@@ -29,6 +29,11 @@ typedef struct {
     lmp_dtype scale_dtype;   /* compressed-tensors weight_scale: F16 (default), BF16 or F32 */
     bool force;              /* replace an existing folder */
     uint64_t shard_bytes;    /* 0 = one model.safetensors (default) */
+    /* Precision of everything left unquantized (embeddings, norms, lm_head, biases, folded
+     * vectors) and config.json's torch_dtype: with convert_dense, every f32/f16/bf16
+     * tensor is written as dense_dtype (F16 or BF16); otherwise as the input has it. */
+    bool convert_dense;
+    lmp_dtype dense_dtype;
 } lmp_qmodel_write_params;
 
 typedef struct {

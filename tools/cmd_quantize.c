@@ -39,7 +39,7 @@ static void print_tensor(void *ctx, const lmp_gguf_quant_tensor_info *t)
 /* ---------------------------------------------------------------- GPTQ / RTN ------ */
 
 typedef struct {
-    const char *method, *format, *calib, *calib_mode, *calib_field;
+    const char *method, *format, *calib, *calib_mode, *calib_field, *dtype;
     long long bits, group_size, samples, seqlen, seed;
     double damp;
     bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
@@ -211,6 +211,10 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
     }
     p.calib_path = o->calib;
     p.calib.text_field = o->calib_field;
+    if (o->dtype) {
+        p.write.convert_dense = true;
+        p.write.dense_dtype = strcmp(o->dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
+    }
     p.write.force = o->force;
     p.pipe.on_layer_done = o->json ? NULL : print_layer;
     double t_start = lmp_time_s();
@@ -333,6 +337,8 @@ int cmd_quantize(int argc, char **argv)
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
         {"format", 0, OPT_NAME, &io.format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
                                                 "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
+        {"dtype", 0, OPT_NAME, &io.dtype, "f16|bf16", "--method: precision of every tensor left unquantized "
+                                                     "(embeddings, norms, lm_head) and torch_dtype (default: the input's)"},
         {"calib", 0, OPT_STR, &io.calib, "FILE[,FILE]", "calibration data (required for GPTQ and AWQ): plain or gzip "
                                                        "text, JSONL (text field or chats), several files mixed"},
         {"calib-field", 0, OPT_STR, &io.calib_field, "NAME", "JSONL calibration: the string field with the text "
@@ -428,7 +434,7 @@ int cmd_quantize(int argc, char **argv)
     io.verbose = verbose;
     /* the calibration window options serve --imatrix-calib on the GGUF path */
     bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.calib_field;
-    bool int_path = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2 || io.asym ||
+    bool int_path = io.method || io.format || io.calib || io.dtype || io.bits != -1 || io.group_size != -2 || io.asym ||
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {

@@ -80,6 +80,30 @@ refuses "run --temp -1" "temp" "$LMP_BIN" run "$T/m" -p "hello" --temp -1
 check "nothing printed before the error" "[ ! -s '$T/out' ]"
 refuses "run --top-p 0" "top-p" "$LMP_BIN" run "$T/m" -p "hello" --top-p 0
 
+# ---- item 8: selecting tensors by llama.cpp or Hugging Face names; --dtype for folders
+ok "--keep by llama.cpp name" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/k1.gguf" --type q4_0 --keep 'blk\.0\.attn_q\.weight'
+ok "--keep by HF name" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/k2.gguf" --type q4_0 --keep 'layers\.0\.self_attn\.q_proj'
+check "both names select the same tensor" "cmp -s '$T/k1.gguf' '$T/k2.gguf'"
+"$LMP_BIN" inspect "$T/k2.gguf" > "$T/k2.txt"
+check "kept tensor unquantized" "grep -E 'blk.0.attn_q.weight +f16' '$T/k2.txt' >/dev/null && grep -E 'blk.1.attn_q.weight +q4_0' '$T/k2.txt' >/dev/null"
+ok "--tensor-type by HF name" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/tt.gguf" --type q4_0 --tensor-type 'mlp\.down_proj=q8_0'
+"$LMP_BIN" inspect "$T/tt.gguf" > "$T/tt.txt"
+check "HF-named override applied" "grep -E 'blk.1.ffn_down.weight +q8_0' '$T/tt.txt' >/dev/null && grep -E 'blk.1.ffn_up.weight +q4_0' '$T/tt.txt' >/dev/null"
+ok "pattern matching nothing" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/nm.gguf" --type q4_0 --keep 'attn_nothing' --tensor-type 'nope=q8_0'
+check "warned for each" "grep -q \"keep 'attn_nothing' matches no tensor\" '$T/err' && grep -q \"tensor-type 'nope=q8_0' matches no tensor\" '$T/err'"
+refuses "--keep with --method said" "do not mix" "$LMP_BIN" quantize "$T/m" -o "$T/kx" --method rtn --keep 'q_proj'
+ok "--method rtn --dtype bf16" "$LMP_BIN" quantize "$T/m" -o "$T/rb" --method rtn --dtype BF16 -t 1
+"$LMP_BIN" inspect "$T/rb" > "$T/rb.txt"
+check "unquantized tensors in bf16" "grep -E 'model.embed_tokens.weight +bf16' '$T/rb.txt' >/dev/null && grep -E 'model.norm.weight +bf16' '$T/rb.txt' >/dev/null && ! grep -E ' f32 ' '$T/rb.txt'"
+check "torch_dtype bfloat16" "grep -q '\"torch_dtype\":.*\"bfloat16\"' '$T/rb/config.json'"
+ok "--dtype f16 folder" "$LMP_BIN" quantize "$T/m" -o "$T/rh" --method rtn --dtype f16 -t 1
+check "torch_dtype float16" "grep -q '\"torch_dtype\":.*\"float16\"' '$T/rh/config.json'"
+for v in rtnfold rb rh; do "$LMP_BIN" ppl "$T/$v" -f "$T/m/corpus.txt" --ctx 64 --chunks 4 --json > "$T/$v.ppl" 2>/dev/null; done
+check "bf16/f16 rest of the model: perplexity within 1% of the f32 one" "$PY -c '
+import json,sys
+a, b, c = (json.load(open(\"$T/\" + v + \".ppl\"))[\"ppl\"] for v in (\"rtnfold\", \"rb\", \"rh\"))
+sys.exit(0 if abs(b / a - 1) < 0.01 and abs(c / a - 1) < 0.01 and b != a else 1)'"
+
 # ---- item 2: output kind by extension
 refuses "convert x.ggml refused" "looks like a file" "$LMP_BIN" convert "$T/m" -o "$T/x.ggml"
 check "nothing written for x.ggml" "[ ! -e '$T/x.ggml' ]"
