@@ -12,6 +12,7 @@
  */
 #include "qmodel.h"
 
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,6 +184,38 @@ static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
     return rc;
 }
 
+/* A kept linear is written in its input dtype (f32/f16/bf16; --dtype applies), else f16. */
+static lmp_dtype keep_dtype(const lmp_qmodel_writer *w, const lmp_wmat *wm)
+{
+    lmp_dtype dt = wm->q ? LMP_DT_F16 : wm->dtype;
+    if (dt != LMP_DT_F32 && dt != LMP_DT_F16 && dt != LMP_DT_BF16)
+        dt = LMP_DT_F16;
+    return out_dtype(w, dt);
+}
+
+static int write_kept_linear(lmp_qmodel_writer *w, int layer, int k)
+{
+    const lmp_wmat *wm = lmp_model_linear(w->m, layer, (lmp_linear)k);
+    lmp_dtype od = keep_dtype(w, wm);
+    float *row = malloc(sizeof(float) * (size_t)wm->cols);
+    int rc = row ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+    size_t nb = 0;
+    for (int64_t r = 0; r < wm->rows && !rc; r++) {
+        lmp_wmat_row_f32(wm, r, row);
+        void *enc = encode_f32(row, wm->cols, od, &nb);
+        rc = enc ? lmp_st_writer_write(w->sw, enc, nb) : lmp_err(LMP_ENOMEM, "out of memory");
+        free(enc);
+        if (!rc)
+            w->st.bytes += nb;
+    }
+    free(row);
+    if (!rc) {
+        w->st.params += (uint64_t)(wm->rows * wm->cols);
+        w->st.n_tensors++;
+    }
+    return rc;
+}
+
 int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const char *dir,
                            const lmp_intq_config *qc, const lmp_qmodel_write_params *p)
 {
@@ -244,6 +277,8 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             const packed_shape *s;
             char name[LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
+            if (p->keep && p->keep[l * LMP_LIN_COUNT + k])
+                continue;
             if ((rc = shape_for(w, wm->rows, wm->cols, name, &s)))
                 goto fail;
         }
@@ -271,6 +306,13 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             const packed_shape *s;
             char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
+            if (p->keep && p->keep[l * LMP_LIN_COUNT + k]) { /* --keep: a dense weight */
+                int64_t shape[2] = {wm->rows, wm->cols};
+                snprintf(name, sizeof name, "%s.weight", prefix);
+                if ((rc = lmp_st_writer_add(w->sw, name, keep_dtype(w, wm), 2, shape)))
+                    goto fail;
+                continue;
+            }
             if ((rc = shape_for(w, wm->rows, wm->cols, prefix, &s)))
                 goto fail;
             for (int j = 0; j < s->n; j++) {
@@ -382,6 +424,11 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
         const packed_shape *s;
         char prefix[LMP_MAX_NAME];
         lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
+        if (w->p.keep && w->p.keep[layer * LMP_LIN_COUNT + k]) {
+            if ((rc = write_kept_linear(w, layer, k)))
+                return lmp_err_prefix(rc, "%s", prefix);
+            continue;
+        }
         if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
             qk->ig.sym != w->qc.sym)
             return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
@@ -447,7 +494,25 @@ static int write_json_file(const char *dir, const char *name, cJSON *j)
 
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
-    return lmp_qformat_config_json(w->p.format, &w->qc);
+    cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
+    if (!j || !w->p.keep)
+        return j;
+    /* the linears --keep left dense: compressed-tensors lists them in "ignore", GPTQ and
+     * AWQ configs in "modules_to_not_convert" */
+    const char *key = w->p.format == LMP_QFMT_CT_PACKED ? "ignore" : "modules_to_not_convert";
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, key);
+        arr = cJSON_AddArrayToObject(j, key);
+    }
+    for (int l = 0; arr && l < w->n_layers; l++)
+        for (int k = 0; k < LMP_LIN_COUNT; k++)
+            if (w->p.keep[l * LMP_LIN_COUNT + k]) {
+                char prefix[LMP_MAX_NAME];
+                lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
+                cJSON_AddItemToArray(arr, cJSON_CreateString(prefix));
+            }
+    return j;
 }
 
 static int write_configs(lmp_qmodel_writer *w)
@@ -681,6 +746,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     lmp_model *m = NULL;
     lmp_calib_data cal = {0};
     lmp_qmodel_writer *w = NULL;
+    uint8_t *keep = NULL;
     int rc;
     if ((rc = lmp_model_load(&m, model)))
         return rc;
@@ -716,9 +782,51 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
                      "(fewer --calib-samples or a shorter --calib-seqlen use less)",
                      cal.n_samples, cal.seq_len, lmp_model_config(m)->hidden_size, ab / 1073741824.0);
     }
-    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &p->write)))
+    lmp_qmodel_write_params wp = p->write;
+    if (p->n_keep) {
+        if (p->pipe.method == LMP_QMETHOD_AWQ) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "--keep with --method awq: AWQ folds its scales into the neighbouring "
+                                           "norms and linears; use --method gptq or rtn to keep linears dense");
+            goto done;
+        }
+        const int nl = lmp_model_config(m)->n_layers;
+        if (!(keep = calloc((size_t)nl * LMP_LIN_COUNT, 1))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < p->n_keep && !rc; i++) {
+            regex_t re;
+            int e = regcomp(&re, p->keep[i], REG_EXTENDED | REG_NOSUB);
+            if (e) {
+                rc = lmp_err(LMP_EINVAL, "--keep '%s': bad regular expression", p->keep[i]);
+                break;
+            }
+            int hits = 0;
+            for (int l = 0; l < nl; l++)
+                for (int k = 0; k < LMP_LIN_COUNT; k++) {
+                    char hf[LMP_MAX_NAME], full[LMP_MAX_NAME + 8], gg[LMP_MAX_NAME];
+                    lmp_linear_hf_prefix(l, (lmp_linear)k, hf, sizeof hf);
+                    snprintf(full, sizeof full, "%s.weight", hf);
+                    bool hit = regexec(&re, full, 0, NULL, 0) == 0 ||
+                               (lmp_name_hf_to_gguf(full, gg, sizeof gg) == 0 && regexec(&re, gg, 0, NULL, 0) == 0);
+                    if (hit) {
+                        keep[l * LMP_LIN_COUNT + k] = 1;
+                        hits++;
+                    }
+                }
+            regfree(&re);
+            if (!hits)
+                lmp_warn("--keep '%s' matches no linear layer (names: model.layers.N.self_attn.q_proj or "
+                         "blk.N.attn_q.weight; embeddings, norms and lm_head always stay unquantized)", p->keep[i]);
+        }
+        if (rc)
+            goto done;
+        wp.keep = keep;
+    }
+    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &wp)))
         goto done;
     lmp_qpipe_params pp = p->pipe;
+    pp.keep = keep;
     pp.act_order = qc.desc_act;
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
@@ -731,6 +839,7 @@ done:
     lmp_qmodel_writer_abort(w);
     lmp_calib_free(&cal);
     lmp_model_free(m);
+    free(keep);
     r->seconds = lmp_time_s() - t0;
     r->peak_rss = lmp_peak_rss();
     return rc;

@@ -44,6 +44,8 @@ typedef struct {
     double damp;
     bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
     bool no_clip, no_duo;   /* AWQ */
+    const char *const *keep; /* --keep: linears left dense */
+    int n_keep;
 } int_opts;
 
 /* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
@@ -211,6 +213,8 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
     }
     p.calib_path = o->calib;
     p.calib.text_field = o->calib_field;
+    p.keep = o->keep;
+    p.n_keep = o->n_keep;
     if (o->dtype) {
         p.write.convert_dense = true;
         p.write.dense_dtype = strcmp(o->dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
@@ -317,7 +321,7 @@ int cmd_quantize(int argc, char **argv)
                                             "q3_k_l, q3_k_m, q3_k_s, q2_k, f16, bf16 or f32"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
-        {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
+        {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors (GGUF) or linears (--method gptq|rtn) matching REGEX, by llama.cpp or HF name, stay unquantized (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
         {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF: split into files of at most N bytes of tensors "
                                                         "(llama-gguf-split's layout; M = 10^6, G = 10^9)"},
@@ -438,8 +442,10 @@ int cmd_quantize(int argc, char **argv)
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
-        if (type || tt.n || keep.n || requant || imatrix_calib || imatrix_file || imatrix_out || split) {
-            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib/--split-max-size (GGUF) "
+        io.keep = keep.v;
+        io.n_keep = keep.n;
+        if (type || tt.n || requant || imatrix_calib || imatrix_file || imatrix_out || split) {
+            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--allow-requantize/--imatrix-calib/--split-max-size (GGUF) "
                             "and --method/--bits/--format/--calib (GPTQ, RTN, AWQ) do not mix\n");
             rc = 2;
         } else if (np != 1 || !out) {

@@ -429,6 +429,12 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 st->rows = orig[w].rows;
                 st->cols = orig[w].cols;
                 lmp_linear_hf_prefix(l, (lmp_linear)w, st->name, sizeof st->name);
+                if (p->keep && p->keep[l * LMP_LIN_COUNT + w]) { /* --keep: stays dense */
+                    st->err = st->err_rtn = -1;
+                    if (!cal)
+                        lmp_progress_update(&pg, ++done_n);
+                    continue;
+                }
                 if ((rc = quantize_linear(p, &orig[w], hc.H[cls], st->name, &qt[w], st)))
                     goto layer_fail;
                 res->params += (uint64_t)(orig[w].rows * orig[w].cols);

@@ -196,6 +196,9 @@ typedef struct {
     bool true_sequential;
     bool compare_rtn;     /* also measure RTN's error (default true) */
     bool progress;        /* progress bar on stderr (default true; silent when not a TTY) */
+    /* Linears left as they are ([n_layers * LMP_LIN_COUNT], 1 = keep; NULL = none): not
+     * quantized, the sink gets a zeroed lmp_qtensor (scheme 0) for them (issue 18 item 8). */
+    const uint8_t *keep;
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
     lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */

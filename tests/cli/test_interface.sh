@@ -91,7 +91,24 @@ ok "--tensor-type by HF name" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/tt.gguf" -
 check "HF-named override applied" "grep -E 'blk.1.ffn_down.weight +q8_0' '$T/tt.txt' >/dev/null && grep -E 'blk.1.ffn_up.weight +q4_0' '$T/tt.txt' >/dev/null"
 ok "pattern matching nothing" "$LMP_BIN" quantize "$T/UP.GGUF" -o "$T/nm.gguf" --type q4_0 --keep 'attn_nothing' --tensor-type 'nope=q8_0'
 check "warned for each" "grep -q \"keep 'attn_nothing' matches no tensor\" '$T/err' && grep -q \"tensor-type 'nope=q8_0' matches no tensor\" '$T/err'"
-refuses "--keep with --method said" "do not mix" "$LMP_BIN" quantize "$T/m" -o "$T/kx" --method rtn --keep 'q_proj'
+ok "--method rtn --keep (HF and llama.cpp names)" "$LMP_BIN" quantize "$T/m" -o "$T/kr" --method rtn --keep 'layers\.0\.mlp\.down_proj' --keep 'blk\.1\.attn_q' --keep 'nothing_here' -t 1
+check "unmatched --keep warned" "grep -q \"keep 'nothing_here' matches no linear\" '$T/err'"
+"$LMP_BIN" inspect "$T/kr" > "$T/kr.txt"
+check "kept linears dense, others packed" "grep -qE 'model.layers.0.mlp.down_proj.weight +f32' '$T/kr.txt' && grep -qE 'model.layers.1.self_attn.q_proj.weight +f32' '$T/kr.txt' && grep -q 'model.layers.1.mlp.down_proj.qweight' '$T/kr.txt' && ! grep -q 'layers.0.mlp.down_proj.qweight' '$T/kr.txt'"
+check "listed in modules_to_not_convert" "$PY -c 'import json,sys; q=json.load(open(sys.argv[1]))[\"quantization_config\"]; sys.exit(0 if q[\"modules_to_not_convert\"] == [\"model.layers.0.mlp.down_proj\", \"model.layers.1.self_attn.q_proj\"] else 1)' '$T/kr/config.json'"
+check "kept weights byte-identical to the input's" "$PY - '$T/m/model.safetensors' '$T/kr/model.safetensors' <<'PYEOF'
+import json, struct, sys
+def t(p, name):
+    b = open(p, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    o = h[name]['data_offsets']; return b[8 + n + o[0]: 8 + n + o[1]]
+for nm in ('model.layers.0.mlp.down_proj.weight', 'model.layers.1.self_attn.q_proj.weight'):
+    assert t(sys.argv[1], nm) == t(sys.argv[2], nm), nm
+PYEOF"
+ok "--keep everything" "$LMP_BIN" quantize "$T/m" -o "$T/kall" --method rtn --keep '.*' -t 1
+"$LMP_BIN" ppl "$T/m" -f "$T/m/corpus.txt" --ctx 64 --chunks 4 --json > "$T/p0.json" 2>/dev/null
+"$LMP_BIN" ppl "$T/kall" -f "$T/m/corpus.txt" --ctx 64 --chunks 4 --json > "$T/p1.json" 2>/dev/null
+check "all kept: the folder evaluates exactly as the input" "[ \"\$(jget '$T/p0.json' 'd[\"ppl\"]')\" = \"\$(jget '$T/p1.json' 'd[\"ppl\"]')\" ]"
+refuses "--keep with awq refused" "AWQ folds" "$LMP_BIN" quantize "$T/m" -o "$T/ka" --method awq --calib "$T/m/corpus.txt" --calib-samples 2 --calib-seqlen 32 --keep 'q_proj'
 ok "--method rtn --dtype bf16" "$LMP_BIN" quantize "$T/m" -o "$T/rb" --method rtn --dtype BF16 -t 1
 "$LMP_BIN" inspect "$T/rb" > "$T/rb.txt"
 check "unquantized tensors in bf16" "grep -E 'model.embed_tokens.weight +bf16' '$T/rb.txt' >/dev/null && grep -E 'model.norm.weight +bf16' '$T/rb.txt' >/dev/null && ! grep -E ' f32 ' '$T/rb.txt'"
