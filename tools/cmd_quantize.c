@@ -472,7 +472,15 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     if (!lmp_gguf_qtype_find(type)) {
-        fprintf(stderr, "lmpress quantize: unknown type '%s'; one of:\n", type);
+        const char *names[64];
+        int nn = 0;
+        for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name && nn < 64; q++)
+            names[nn++] = q->name;
+        const char *sg = cli_suggest(type, names, nn);
+        if (sg)
+            fprintf(stderr, "lmpress quantize: unknown type '%s'; did you mean '%s'? One of:\n", type, sg);
+        else
+            fprintf(stderr, "lmpress quantize: unknown type '%s'; one of:\n", type);
         for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name; q++)
             fprintf(stderr, "  %-8s %s\n", q->name, q->help);
         rc = 2;

@@ -14,7 +14,7 @@ int cmd_synth(int argc, char **argv)
     long long seed = 1, shard_mb = 2048;
     bool force = false, json = false, list = false;
     const cli_opt opts[] = {
-        {"preset", 0, OPT_STR, &preset, "NAME", "model shapes to use (see --list)"},
+        {"preset", 0, OPT_NAME, &preset, "NAME", "model shapes to use (see --list)"},
         {"config", 0, OPT_STR, &config, "FILE", "take the shapes from an HF config.json instead"},
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
         {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},

@@ -15,6 +15,9 @@ check "help CMD = CMD --help" "cmp -s '$T/h1' '$T/h2'"
 refuses "command did-you-mean" "did you mean 'quantize'" "$LMP_BIN" quantise x
 refuses "option did-you-mean" "did you mean '--calib-samples'" "$LMP_BIN" quantize "$T/m" -o "$T/q" --method rtn --calib-sample 4
 refuses "value did-you-mean" "did you mean 'gptq'" "$LMP_BIN" quantize "$T/m" -o "$T/q" --method gtpq
+refuses "type did-you-mean" "did you mean 'q4_k_m'" "$LMP_BIN" quantize "$T/m" -o "$T/q.gguf" --type q4_km
+ok "preset name any case" "$LMP_BIN" synth --preset TINY -o "$T/m-upper" --seed 3
+check "same bytes as --preset tiny" "cmp -s '$T/m/model.safetensors' '$T/m-upper/model.safetensors'"
 refuses "protocol did-you-mean" "did you mean 'llamacpp'" "$LMP_BIN" ppl "$T/m" -f x --protocol llamcpp
 for c in inspect convert quantize prune synth run ppl distill eval compare tokenize; do
     "$LMP_BIN" help $c > "$T/h" 2>&1
