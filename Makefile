@@ -9,8 +9,8 @@ PREFIX  ?= /usr/local
 OPT     ?= -O2
 H5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 H5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
-CAIRO_CFLAGS := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/include/cairo)
-CAIRO_LIBS   := $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo fontconfig 2>/dev/null || echo -I/usr/include/cairo)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo fontconfig 2>/dev/null || echo -lcairo -lfontconfig)
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIRO_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) -lz -lm -lpthread

@@ -385,7 +385,7 @@ int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t 
         remove(out);
         first = lmp_gguf_split_path(out, 0, nf);
         if (!json)
-            fprintf(stderr, "split into %d file(s) of at most %.0f MB of tensors: %s ... (llama.cpp loads the first)\n",
+            fprintf(stderr, "split into %d file(s) of at most %.3g MB of tensors: %s ... (llama.cpp loads the first)\n",
                     nf, split_max / 1e6, first ? first : "?");
     }
     if (tmpl) {

@@ -640,12 +640,12 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(type);
+    lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
+    if (lmp_path_bpw(out, &gbw) != 0)
+        memset(&gbw, 0, sizeof gbw);
     if ((rc = cli_gguf_deploy("quantize", out, pos[0], split_max, force, json)))
         goto done;
     const double t_total = lmp_time_s() - t_cmd;
-    lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h) */
-    if (lmp_path_bpw(out, &gbw) != 0)
-        memset(&gbw, 0, sizeof gbw);
     if (json) {
         printf("{\"input\": ");
         cli_json_str(pos[0]);

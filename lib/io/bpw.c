@@ -61,6 +61,8 @@ int lmp_path_bpw(const char *path, lmp_bpw *out)
 {
     lmp_ckpt c;
     memset(out, 0, sizeof *out);
+    if (!lmp_path_exists(path))
+        return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
     int rc = lmp_ckpt_open_ex(&c, path, false);
     if (rc)
         return rc;

@@ -254,9 +254,9 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
 {
     int rc = LMP_OK;
     memset(c, 0, sizeof *c);
-    c->path = strdup(path);
-    if (!lmp_path_exists(path))
+    if (!lmp_path_exists(path)) /* before anything is allocated: nothing to close */
         return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
+    c->path = strdup(path);
     if (lmp_path_is_dir(path)) {
         c->kind = LMP_CKPT_HF;
         c->dir = strdup(path);
