@@ -144,10 +144,10 @@ static int check_choice(const cli_opt *o, const char *cmd, const char *val)
     }
     const char *s = cli_suggest(val, cands, n);
     if (s)
-        fprintf(stderr, "lmpress %s: --%s: unknown value '%s' (did you mean '%s'?; one of %s)\n", cmd, o->lng,
-                val, s, o->metavar);
+        fprintf(stderr, "lmpress %s: --%s: unknown %s '%s' (did you mean '%s'?; one of %s)\n", cmd, o->lng,
+                o->lng, val, s, o->metavar);
     else
-        fprintf(stderr, "lmpress %s: --%s: unknown value '%s' (one of %s)\n", cmd, o->lng, val, o->metavar);
+        fprintf(stderr, "lmpress %s: --%s: unknown %s '%s' (one of %s)\n", cmd, o->lng, o->lng, val, o->metavar);
     return -1;
 }
 

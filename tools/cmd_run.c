@@ -90,7 +90,7 @@ int cmd_run(int argc, char **argv)
     }
     /* sampling settings are checked before the model loads and before any output */
     if (!(temp >= 0) || !(top_p > 0 && top_p <= 1)) {
-        fprintf(stderr, "lmpress run: --temp must be >= 0 (0 = greedy) and --top-p in (0, 1]\n");
+        fprintf(stderr, "lmpress run: the temperature (--temp) must be >= 0 (0 = greedy) and --top-p in (0, 1]\n");
         return 2;
     }
     lmp_set_num_threads((int)threads);
