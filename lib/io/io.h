@@ -16,5 +16,6 @@
 #include "gguf_split.h"
 #include "chat.h"
 #include "synth.h"
+#include "lora.h"
 
 #endif

@@ -19,7 +19,7 @@ refuses "type did-you-mean" "did you mean 'q4_k_m'" "$LMP_BIN" quantize "$T/m" -
 ok "preset name any case" "$LMP_BIN" synth --preset TINY -o "$T/m-upper" --seed 3
 check "same bytes as --preset tiny" "cmp -s '$T/m/model.safetensors' '$T/m-upper/model.safetensors'"
 refuses "protocol did-you-mean" "did you mean 'llamacpp'" "$LMP_BIN" ppl "$T/m" -f x --protocol llamcpp
-for c in inspect convert quantize prune synth run ppl distill eval compare tokenize; do
+for c in $("$LMP_BIN" --help | awk '/^commands:/{f=1;next} f&&!NF{exit} f{print $1}'); do
     "$LMP_BIN" help $c > "$T/h" 2>&1
     check "$c: --force has no short form" "! grep -qE -- '-[a-z], --force' '$T/h'"
     check "$c: -f is a file when present" "! grep -qE -- '-f, --' '$T/h' || grep -qE -- '-f, --file' '$T/h'"
