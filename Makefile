@@ -9,9 +9,11 @@ PREFIX  ?= /usr/local
 OPT     ?= -O2
 H5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include/hdf5/serial)
 H5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
+CAIRO_CFLAGS := $(shell pkg-config --cflags cairo fontconfig 2>/dev/null || echo -I/usr/include/cairo)
+CAIRO_LIBS   := $(shell pkg-config --libs cairo fontconfig 2>/dev/null || echo -lcairo -lfontconfig)
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) -lz -lm -lpthread
+CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIRO_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) -lz -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c))
@@ -70,7 +72,7 @@ bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh tests/bench/run.sh
 
 demo: all
-	@BUILD=$(BUILD) sh scripts/demo.sh $(MODEL)
+	@BUILD=$(BUILD) TEXT=$(TEXT) sh scripts/demo.sh $(MODEL)
 
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \

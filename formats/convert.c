@@ -939,7 +939,7 @@ static int write_config_json(const lmp_ckpt *c, const char *dir, int dtype)
 static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_convert_params *p,
                                   lmp_convert_result *res)
 {
-    bool folder = !lmp_str_endswith(out, ".safetensors");
+    bool folder = !lmp_str_endswith_ci(out, ".safetensors");
     char *tmp = NULL;
     lmp_st_writer *w = NULL;
     const size_t cap = (size_t)c->n_tensors + 1 + (size_t)c->config.n_layers * 3 * (size_t)c->config.n_experts;
@@ -1043,7 +1043,7 @@ int lmp_convert(const char *in, const char *out, const lmp_convert_params *p, lm
         return lmp_err(LMP_EINVAL, "convert: --dtype must be f32, f16 or bf16 (quantized types: lmpress quantize)");
     if ((rc = lmp_ckpt_open(&c, in)))
         return rc;
-    res->to_gguf = lmp_str_endswith(out, ".gguf");
+    res->to_gguf = lmp_str_endswith_ci(out, ".gguf");
     rc = res->to_gguf ? convert_to_gguf(&c, out, p, res) : convert_to_safetensors(&c, out, p, res);
     lmp_ckpt_close(&c);
     res->seconds = lmp_time_s() - t0;

@@ -12,6 +12,7 @@
  */
 #include "qmodel.h"
 
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,14 +221,111 @@ int lmp_qtensor_intgroup_rows(const lmp_qtensor *q, int64_t r0, int64_t rows, lm
     return LMP_OK;
 }
 
+/* The dtype a non-packed tensor is written in (--dtype for integer-group folders). */
+static lmp_dtype out_dtype(const lmp_qmodel_writer *w, lmp_dtype dt)
+{
+    if (w->p.convert_dense && (dt == LMP_DT_F32 || dt == LMP_DT_F16 || dt == LMP_DT_BF16))
+        return w->p.dense_dtype;
+    return dt;
+}
+
+/* f32 values into `od` (F32/F16/BF16) bytes; *bytes set. */
+static void *encode_f32(const float *x, int64_t n, lmp_dtype od, size_t *bytes)
+{
+    size_t es = od == LMP_DT_F32 ? 4 : 2;
+    void *buf = malloc(es * (size_t)(n ? n : 1));
+    if (!buf)
+        return NULL;
+    if (od == LMP_DT_F32)
+        memcpy(buf, x, es * (size_t)n);
+    else if (od == LMP_DT_F16)
+        lmp_f32_to_f16_row(x, buf, n);
+    else
+        lmp_f32_to_bf16_row(x, buf, n);
+    *bytes = es * (size_t)n;
+    return buf;
+}
+
 static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
 {
+    lmp_dtype od = out_dtype(w, t->dtype);
+    if (od != t->dtype) { /* row by row through f32 */
+        int64_t n = lmp_tensor_nelem(t), cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? n / cols : 0;
+        float *row = malloc(sizeof(float) * (size_t)(cols ? cols : 1));
+        size_t in_es = lmp_dtype_info(t->dtype)->type_size, nb = 0;
+        int rc = row ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+        for (int64_t r = 0; r < rows && !rc; r++) {
+            lmp_dtype_info(t->dtype)->to_f32((const uint8_t *)t->data + (size_t)r * (size_t)cols * in_es, row, cols);
+            void *enc = encode_f32(row, cols, od, &nb);
+            rc = enc ? lmp_st_writer_write(w->sw, enc, nb) : lmp_err(LMP_ENOMEM, "out of memory");
+            free(enc);
+            if (!rc)
+                w->st.bytes += nb;
+        }
+        free(row);
+        if (!t->owned)
+            lmp_mmap_release(t->data, t->nbytes);
+        if (rc == 0) {
+            w->st.params += (uint64_t)n;
+            w->st.n_tensors++;
+        }
+        return rc;
+    }
     int rc = lmp_st_writer_write(w->sw, t->data, t->nbytes);
     if (!t->owned) /* a checkpoint tensor in its read-only file mapping: drop the pages read */
         lmp_mmap_release(t->data, t->nbytes);
     if (rc == 0) {
         w->st.bytes += t->nbytes;
         w->st.params += (uint64_t)lmp_tensor_nelem(t);
+        w->st.n_tensors++;
+    }
+    return rc;
+}
+
+/* --keep on a slot: 1 when every linear of it is kept, 0 when none is, an error when a
+ * fused tensor (phi3's qkv_proj / gate_up_proj) would be split between kept and packed. */
+static int slot_kept(const uint8_t *keep, int layer, const lin_slot *s, const char *name)
+{
+    if (!keep)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        n += keep[layer * LMP_LIN_COUNT + s->first + i] != 0;
+    if (n == 0)
+        return 0;
+    if (n < s->n || s->n > 1)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: --keep on a fused projection is not supported (it would be "
+                                         "written as one dense tensor beside packed ones)", name);
+    return 1;
+}
+
+/* A kept linear is written in its input dtype (f32/f16/bf16; --dtype applies), else f16. */
+static lmp_dtype keep_dtype(const lmp_qmodel_writer *w, const lmp_wmat *wm)
+{
+    lmp_dtype dt = wm->q ? LMP_DT_F16 : wm->dtype;
+    if (dt != LMP_DT_F32 && dt != LMP_DT_F16 && dt != LMP_DT_BF16)
+        dt = LMP_DT_F16;
+    return out_dtype(w, dt);
+}
+
+static int write_kept_linear(lmp_qmodel_writer *w, int layer, int k)
+{
+    const lmp_wmat *wm = lmp_model_linear(w->m, layer, (lmp_linear)k);
+    lmp_dtype od = keep_dtype(w, wm);
+    float *row = malloc(sizeof(float) * (size_t)wm->cols);
+    int rc = row ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+    size_t nb = 0;
+    for (int64_t r = 0; r < wm->rows && !rc; r++) {
+        lmp_wmat_row_f32(wm, r, row);
+        void *enc = encode_f32(row, wm->cols, od, &nb);
+        rc = enc ? lmp_st_writer_write(w->sw, enc, nb) : lmp_err(LMP_ENOMEM, "out of memory");
+        free(enc);
+        if (!rc)
+            w->st.bytes += nb;
+    }
+    free(row);
+    if (!rc) {
+        w->st.params += (uint64_t)(wm->rows * wm->cols);
         w->st.n_tensors++;
     }
     return rc;
@@ -296,6 +394,12 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             char name[LMP_MAX_NAME];
             int64_t rows, cols;
             slot_prefix(l, &sl[k], name, sizeof name);
+            if ((rc = slot_kept(p->keep, l, &sl[k], name)) != 0) {
+                if (rc < 0)
+                    goto fail;
+                rc = LMP_OK;
+                continue;
+            }
             slot_shape(m, l, &sl[k], &rows, &cols);
             if ((rc = shape_for(w, rows, cols, name, &s)))
                 goto fail;
@@ -309,14 +413,14 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
     for (int i = 0; i < ck->n_tensors; i++)
         if (w->tensor_layer[i] == -1) {
             const lmp_tensor *t = &ck->tensors[i];
-            if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+            if ((rc = lmp_st_writer_add(w->sw, t->name, out_dtype(w, t->dtype), t->ndim, t->shape)))
                 goto fail;
         }
     for (int l = 0; l < w->n_layers; l++) {
         for (int i = 0; i < ck->n_tensors; i++)
             if (w->tensor_layer[i] == l) {
                 const lmp_tensor *t = &ck->tensors[i];
-                if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
+                if ((rc = lmp_st_writer_add(w->sw, t->name, out_dtype(w, t->dtype), t->ndim, t->shape)))
                     goto fail;
             }
         for (int k = 0; k < ns; k++) {
@@ -324,6 +428,14 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
             int64_t rows, cols;
             slot_prefix(l, &sl[k], prefix, sizeof prefix);
+            if (p->keep && p->keep[l * LMP_LIN_COUNT + sl[k].first]) { /* --keep: a dense weight */
+                const lmp_wmat *wm = lmp_model_linear(m, l, sl[k].first);
+                int64_t shape[2] = {wm->rows, wm->cols};
+                snprintf(name, sizeof name, "%s.weight", prefix);
+                if ((rc = lmp_st_writer_add(w->sw, name, keep_dtype(w, wm), 2, shape)))
+                    goto fail;
+                continue;
+            }
             slot_shape(m, l, &sl[k], &rows, &cols);
             if ((rc = shape_for(w, rows, cols, prefix, &s)))
                 goto fail;
@@ -407,26 +519,20 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     if (lmp_tensor_nelem(t) != n)
         return lmp_err(LMP_EFORMAT, "quantized writer: %s has %lld elements, the folded vector %lld", t->name,
                        (long long)lmp_tensor_nelem(t), (long long)n);
-    size_t es = t->dtype == LMP_DT_F32 ? 4 : 2;
     if (t->dtype != LMP_DT_F32 && t->dtype != LMP_DT_F16 && t->dtype != LMP_DT_BF16)
         return lmp_err(LMP_EUNSUPPORTED, "quantized writer: %s is %s; folded vectors are written as f32/f16/bf16",
                        t->name, lmp_dtype_info(t->dtype)->name);
-    void *buf = malloc(es * (size_t)n);
-    if (!buf)
-        return lmp_err(LMP_ENOMEM, "out of memory");
     if (idx < 2 && cfg->norm_plus1) /* the engine's (1 + w) back to the stored w (gemma) */
         for (int64_t j = 0; j < n; j++)
             w->fold[idx][j] -= 1.0f;
-    if (t->dtype == LMP_DT_F32)
-        memcpy(buf, w->fold[idx], es * (size_t)n);
-    else if (t->dtype == LMP_DT_F16)
-        lmp_f32_to_f16_row(w->fold[idx], buf, n);
-    else
-        lmp_f32_to_bf16_row(w->fold[idx], buf, n);
-    int rc = lmp_st_writer_write(w->sw, buf, es * (size_t)n);
+    size_t nb = 0;
+    void *buf = encode_f32(w->fold[idx], n, out_dtype(w, t->dtype), &nb);
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    int rc = lmp_st_writer_write(w->sw, buf, nb);
     free(buf);
     if (rc == 0) {
-        w->st.bytes += es * (size_t)n;
+        w->st.bytes += nb;
         w->st.params += (uint64_t)n;
         w->st.n_tensors++;
     }
@@ -449,6 +555,11 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
         const packed_shape *s;
         char prefix[LMP_MAX_NAME];
         slot_prefix(layer, &sl[k], prefix, sizeof prefix);
+        if (w->p.keep && w->p.keep[layer * LMP_LIN_COUNT + sl[k].first]) {
+            if ((rc = write_kept_linear(w, layer, sl[k].first)))
+                return lmp_err_prefix(rc, "%s", prefix);
+            continue;
+        }
         lmp_qtensor fused = {0};
         const lmp_qtensor *qk = &q[sl[k].first];
         if (sl[k].n > 1) {
@@ -528,7 +639,25 @@ static int write_json_file(const char *dir, const char *name, cJSON *j)
 
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
-    return lmp_qformat_config_json(w->p.format, &w->qc);
+    cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
+    if (!j || !w->p.keep)
+        return j;
+    /* the linears --keep left dense: compressed-tensors lists them in "ignore", GPTQ and
+     * AWQ configs in "modules_to_not_convert" */
+    const char *key = w->p.format == LMP_QFMT_CT_PACKED ? "ignore" : "modules_to_not_convert";
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, key);
+        arr = cJSON_AddArrayToObject(j, key);
+    }
+    for (int l = 0; arr && l < w->n_layers; l++)
+        for (int k = 0; k < LMP_LIN_COUNT; k++)
+            if (w->p.keep[l * LMP_LIN_COUNT + k]) {
+                char prefix[LMP_MAX_NAME];
+                lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
+                cJSON_AddItemToArray(arr, cJSON_CreateString(prefix));
+            }
+    return j;
 }
 
 static int write_configs(lmp_qmodel_writer *w)
@@ -561,6 +690,10 @@ static int write_configs(lmp_qmodel_writer *w)
         goto done;
     }
     cJSON_AddItemToObject(j, "quantization_config", qc);
+    if (w->p.convert_dense) { /* the precision of the unquantized tensors */
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
+        cJSON_AddStringToObject(j, "torch_dtype", w->p.dense_dtype == LMP_DT_BF16 ? "bfloat16" : "float16");
+    }
     if ((rc = write_json_file(w->tmp, "config.json", j)))
         goto done;
     if (w->p.format == LMP_QFMT_GPTQ_V1 || w->p.format == LMP_QFMT_GPTQ_V2) {
@@ -758,6 +891,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     lmp_model *m = NULL;
     lmp_calib_data cal = {0};
     lmp_qmodel_writer *w = NULL;
+    uint8_t *keep = NULL;
     int rc;
     if ((rc = lmp_model_load(&m, model)))
         return rc;
@@ -793,9 +927,51 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
                      "(fewer --calib-samples or a shorter --calib-seqlen use less)",
                      cal.n_samples, cal.seq_len, lmp_model_config(m)->hidden_size, ab / 1073741824.0);
     }
-    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &p->write)))
+    lmp_qmodel_write_params wp = p->write;
+    if (p->n_keep) {
+        if (p->pipe.method == LMP_QMETHOD_AWQ) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "--keep with --method awq: AWQ folds its scales into the neighbouring "
+                                           "norms and linears; use --method gptq or rtn to keep linears dense");
+            goto done;
+        }
+        const int nl = lmp_model_config(m)->n_layers;
+        if (!(keep = calloc((size_t)nl * LMP_LIN_COUNT, 1))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < p->n_keep && !rc; i++) {
+            regex_t re;
+            int e = regcomp(&re, p->keep[i], REG_EXTENDED | REG_NOSUB);
+            if (e) {
+                rc = lmp_err(LMP_EINVAL, "--keep '%s': bad regular expression", p->keep[i]);
+                break;
+            }
+            int hits = 0;
+            for (int l = 0; l < nl; l++)
+                for (int k = 0; k < LMP_LIN_COUNT; k++) {
+                    char hf[LMP_MAX_NAME], full[LMP_MAX_NAME + 8], gg[LMP_MAX_NAME];
+                    lmp_linear_hf_prefix(l, (lmp_linear)k, hf, sizeof hf);
+                    snprintf(full, sizeof full, "%s.weight", hf);
+                    bool hit = regexec(&re, full, 0, NULL, 0) == 0 ||
+                               (lmp_name_hf_to_gguf(full, gg, sizeof gg) == 0 && regexec(&re, gg, 0, NULL, 0) == 0);
+                    if (hit) {
+                        keep[l * LMP_LIN_COUNT + k] = 1;
+                        hits++;
+                    }
+                }
+            regfree(&re);
+            if (!hits)
+                lmp_warn("--keep '%s' matches no linear layer (names: model.layers.N.self_attn.q_proj or "
+                         "blk.N.attn_q.weight; embeddings, norms and lm_head always stay unquantized)", p->keep[i]);
+        }
+        if (rc)
+            goto done;
+        wp.keep = keep;
+    }
+    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &wp)))
         goto done;
     lmp_qpipe_params pp = p->pipe;
+    pp.keep = keep;
     pp.act_order = qc.desc_act;
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
@@ -808,6 +984,7 @@ done:
     lmp_qmodel_writer_abort(w);
     lmp_calib_free(&cal);
     lmp_model_free(m);
+    free(keep);
     r->seconds = lmp_time_s() - t0;
     r->peak_rss = lmp_peak_rss();
     return rc;

@@ -29,6 +29,15 @@ typedef struct {
     lmp_dtype scale_dtype;   /* compressed-tensors weight_scale: F16 (default), BF16 or F32 */
     bool force;              /* replace an existing folder */
     uint64_t shard_bytes;    /* 0 = one model.safetensors (default) */
+    /* Precision of everything left unquantized (embeddings, norms, lm_head, biases, folded
+     * vectors) and config.json's torch_dtype: with convert_dense, every f32/f16/bf16
+     * tensor is written as dense_dtype (F16 or BF16); otherwise as the input has it. */
+    bool convert_dense;
+    lmp_dtype dense_dtype;
+    /* Linears written dense ("<prefix>.weight", [n_layers * LMP_LIN_COUNT], 1 = dense; NULL
+     * = none) and listed in quantization_config (modules_to_not_convert; compressed-tensors
+     * ignore). */
+    const uint8_t *keep;
 } lmp_qmodel_write_params;
 
 typedef struct {
@@ -98,6 +107,11 @@ typedef struct {
     lmp_calib_params calib;
     const char *calib_path;      /* required for GPTQ; optional for RTN (errors measured) */
     lmp_qmodel_write_params write;
+    /* --keep: extended regexes; a linear whose Hugging Face name (model.layers.0.mlp.down_proj)
+     * or llama.cpp name (blk.0.ffn_down.weight) matches stays dense (GPTQ, RTN; not AWQ,
+     * whose scales are folded into the neighbours). A pattern matching nothing is warned. */
+    const char *const *keep;
+    int n_keep;
 } lmp_qmodel_quant_params;
 
 typedef struct {

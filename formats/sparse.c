@@ -1144,7 +1144,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     const lmp_prune_spec *spec = &p->prune.spec;
     if (!p->force && lmp_path_exists(out))
         return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
-    if (gguf && !lmp_str_endswith(out, ".gguf"))
+    if (gguf && !lmp_str_endswith_ci(out, ".gguf"))
         return lmp_err(LMP_EINVAL, "GGUF output: %s must end in .gguf", out);
     if (gguf && spec->qbits && !p->structured)
         return lmp_err(LMP_EINVAL, "joint quantization (--then-quantize) writes GPTQ or compressed-tensors folders, "
@@ -1212,7 +1212,12 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         rc = lmp_err(LMP_EINVAL, "structured pruning writes a smaller dense model: --format safetensors or gguf");
         goto done;
     }
-    if (p->calib_path) {
+    if (p->calib_path && !p->calib_offset && !p->calib_bytes) {
+        /* several files, JSONL, chats: lmp_calib_load (one plain file: the same windows) */
+        if ((rc = lmp_calib_load(m, p->calib_path, &p->calib, &cal)))
+            goto done;
+        r->calib_text_tokens = cal.n_text_tokens;
+    } else if (p->calib_path) {
         if ((rc = lmp_calib_read_text(p->calib_path, 0, &text, &len)))
             goto done;
         if (p->calib_offset >= len) {

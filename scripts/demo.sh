@@ -3,13 +3,15 @@
 # mixes, RTN, GPTQ, AWQ) -> prune (Wanda 50%, 2:4) -> teacher logits -> one small task ->
 # compare report with task columns and plots. Without
 # MODEL, lmpress generates its own default model (synth --preset tiny). Outputs go to
-# demo-out/. Evaluation text: WikiText-2 from ../shared/fixtures when present, else the
-# generated model's corpus.txt.
+# demo-out/. Evaluation (and calibration) text: TEXT=FILE (make demo MODEL=DIR TEXT=FILE),
+# else WikiText-2 from ../shared/fixtures when present, else the model's corpus.txt (only
+# generated models have one).
 set -eu
 BUILD=${BUILD:-build}
 L="$BUILD/lmpress"
 OUT=demo-out
 MODEL=${1:-}
+USER_TEXT=${2:-${TEXT:-}}
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*"; }
 if [ -z "$MODEL" ]; then
@@ -19,9 +21,13 @@ if [ -z "$MODEL" ]; then
 fi
 TEXT="$OUT/eval.txt"
 FIX=${LMP_FIXTURES:-../shared/fixtures}
-if [ -f "$FIX/text/wiki.test.raw" ]; then head -c 60000 "$FIX/text/wiki.test.raw" > "$TEXT"
+if [ -n "$USER_TEXT" ]; then
+    [ -f "$USER_TEXT" ] || { echo "demo: TEXT=$USER_TEXT: no such file" >&2; exit 1; }
+    head -c 60000 "$USER_TEXT" > "$TEXT"
+elif [ -f "$FIX/text/wiki.test.raw" ]; then head -c 60000 "$FIX/text/wiki.test.raw" > "$TEXT"
 elif [ -f "$MODEL/corpus.txt" ]; then for i in 1 2 3 4 5 6; do cat "$MODEL/corpus.txt"; done > "$TEXT"
-else echo "demo: no evaluation text (no fixtures, no corpus.txt in $MODEL)" >&2; exit 1; fi
+else echo "demo: no evaluation text: give one with make demo MODEL=$MODEL TEXT=some.txt (plain text, 60 KB used;" \
+    "e.g. WikiText-2's wiki.test.raw)" >&2; exit 1; fi
 
 step "lmpress inspect $MODEL"
 "$L" inspect "$MODEL" --no-tensors

@@ -14,6 +14,9 @@ typedef enum {
     OPT_INT,    /* long long *; strict decimal */
     OPT_FLOAT,  /* double *; strict */
     OPT_MULTI,  /* cli_strlist *; repeatable */
+    OPT_NAME,   /* const char **; a name (method, type, protocol, format...): stored lower-cased,
+                 * so that `--method GPTQ` = `--method gptq`; a metavar "a|b|c" lists the
+                 * accepted values (checked here, with "did you mean") */
 } cli_opt_kind;
 
 typedef struct {
@@ -36,11 +39,17 @@ typedef struct {
     const char *summary; /* one line */
     const char *details; /* extra paragraphs printed after the options, or NULL */
 } cli_cmd_info;
+/* A usage that starts with MODEL, IN, BASE or TEACHER has the model as its first positional
+ * argument: `-m/--model MODEL` supplies it there (llama.cpp's -m). */
 
 /* Parses argv (argv[0] is the subcommand). Positional arguments are returned in pos[]
  * (pointers into argv; *npos set). "--json" and "--help" are the caller's to put in the
  * table; -h/--help print help. Returns 0 to go on, 1 when help was printed (exit 0), -1
  * on a bad option (message printed; exit 2). */
+/* Conventions (issue 18 item 7), the same in every subcommand and matching llama.cpp:
+ * -m model (wherever the usage starts with MODEL, IN, BASE or TEACHER), -f input file, -o output,
+ * -t threads, -c context, -n tokens to generate, -p prompt, -k top-k; --force never has
+ * a short form. Unknown options get a "did you mean". */
 int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *info,
               const char ***pos, int *npos);
 void cli_help(const cli_opt *opts, const cli_cmd_info *info);
@@ -48,6 +57,24 @@ void cli_help(const cli_opt *opts, const cli_cmd_info *info);
 int cli_fail(const char *cmd, int rc);
 /* Prints a JSON string literal (escaped) to stdout. */
 void cli_json_str(const char *s);
+/* Output kinds by name (issue 18 item 2), the same rule in every subcommand: a name ending
+ * in .gguf (any case) is a GGUF file; a name with another file extension (.ggml, .bin,
+ * .safetensors, .pt, .pth, .h5, .json, .txt, .gz, .zip, .tar, .ckpt, .onnx) is file-like and
+ * is refused where a folder would be written. */
+bool cli_is_gguf_name(const char *path);
+bool cli_filelike_name(const char *path);
+/* --split-max-size N, NK, NM, NG (10^3, 10^6, 10^9, as llama-gguf-split): 0 or -1
+ * (message printed). */
+int cli_parse_size(const char *cmd, const char *s, uint64_t *out);
+/* After a GGUF was written to `out` from `src` (issue 18 item 11): splits it when
+ * split_max > 0 (llama.cpp's PREFIX-0000i-of-0000N.gguf layout, `out` removed) and writes
+ * an Ollama Modelfile beside it when the model has a chat template. Notes go to stderr
+ * (not with json). Returns 0 or an exit status (message printed). */
+int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t split_max, bool force, bool json);
+/* Levenshtein distance, capped; for "did you mean" suggestions. */
+int cli_edit_distance(const char *a, const char *b);
+/* Of `cands` (n names), the closest to `s` within a small distance, or NULL. */
+const char *cli_suggest(const char *s, const char *const *cands, int n);
 /* "1.23 MiB" into buf. */
 const char *cli_bytes(double n, char *buf, int len);
 

@@ -13,17 +13,22 @@
 
 int cmd_compare(int argc, char **argv)
 {
-    const char *file = NULL, *out = NULL, *proto = "gptq";
+    const char *file = NULL, *out = NULL, *proto = "gptq", *base_logits = NULL;
     long long ctx = 0, chunks = 0, k = 0, threads = 0;
-    bool keep = false, force = false, json = false;
+    bool keep = false, force = false, json = false, allow_long = false, resume = false;
     cli_strlist tasks = {0};
     const char *task_proto = "lm-eval";
     long long task_limit = 0, task_seed = 1;
     const cli_opt opts[] = {
         {"file", 'f', OPT_STR, &file, "TEXT", "evaluation text (required)"},
         {"output", 'o', OPT_STR, &out, "DIR", "report folder (required)"},
-        {"protocol", 0, OPT_STR, &proto, "P", "perplexity protocol: gptq (default), llamacpp, windows"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: the protocol's); also the KLD window"},
+        {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "perplexity protocol: gptq (default), llamacpp, windows"},
+        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: the protocol's, at most the base's context); also the KLD window"},
+        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above a model's max_position_embeddings"},
+        {"base-logits", 0, OPT_STR, &base_logits, "FILE", "KLD against these teacher logits (lmpress distill export) "
+                                                          "instead of exporting the base's"},
+        {"resume", 0, OPT_FLAG, &resume, NULL, "reuse the rows of an earlier (or interrupted) run into REPORT_DIR "
+                                               "with the same settings"},
         {"chunks", 0, OPT_INT, &chunks, "K", "use at most K windows (default all)"},
         {"top-k", 'k', OPT_INT, &k, "K", "KLD from the base's top-K (default 0: exact, full log-probs)"},
         {"keep-logits", 0, OPT_FLAG, &keep, NULL, "keep DIR/base-logits.h5"},
@@ -37,13 +42,18 @@ int cmd_compare(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "compare", "BASE VARIANT... -f TEXT -o REPORT_DIR [--protocol P] [--ctx N] [--chunks K]",
+        "compare", "BASE VARIANT... -f TEXT -o REPORT_DIR [--protocol P] [--ctx N] [--chunks K] [--base-logits FILE] "
+                   "[--resume]",
         "Evaluates BASE and each VARIANT (HF folders or GGUF files, quantized ones included):\n"
         "perplexity, KL divergence against BASE, size on disk, bits per weight, tokens/s. Writes\n"
         "REPORT_DIR/report.md, report.json, bpw_ppl.svg and bpw_kld.svg. With --task, every variant is\n"
         "also scored on the tasks (accuracy +/- standard error, change against BASE; tasks.svg).",
         "The KLD uses BASE's log-probs exported once (lmpress distill export, first token of each\n"
-        "window replaced by BOS, every position) on windows of the same size as the perplexity."};
+        "window replaced by BOS, every position) on windows of the same size as the perplexity, or uses\n"
+        "--base-logits FILE. Every input is checked first (exists, loads, same vocabulary as BASE, context\n"
+        "within each model's): a bad one fails before any evaluation. With --resume the rows of an\n"
+        "earlier run with the same settings (REPORT_DIR/report.json, or REPORT_DIR.partial.json and\n"
+        "REPORT_DIR.base-logits.h5 kept after every row of an interrupted --resume run) are reused."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
@@ -118,6 +128,9 @@ int cmd_compare(int argc, char **argv)
     p.task.protocol = (lmp_task_protocol)tpr;
     p.task.limit = (int)task_limit;
     p.task.seed = (uint64_t)task_seed;
+    p.allow_long_ctx = allow_long;
+    p.base_logits = base_logits;
+    p.resume = resume;
     lmp_compare_row *rows = NULL;
     rc = lmp_distill_compare(pos[0], pos + 1, np - 1, text, len, file, out, &p, &rows);
     free(text);
@@ -136,10 +149,12 @@ int cmd_compare(int argc, char **argv)
         for (int i = 0; i < np; i++) {
             printf("%s{\"name\": ", i ? ", " : "");
             cli_json_str(rows[i].name);
-            printf(", \"bpw\": %.6f, \"ppl\": %.6f, \"kld\": %.9g, \"same_top\": %.6f, \"size_bytes\": %llu, "
-                   "\"tokens_per_s\": %.1f",
-                   rows[i].bpw, rows[i].ppl, rows[i].kld, rows[i].same_top,
-                   (unsigned long long)rows[i].size_bytes, rows[i].tokens_per_s);
+            printf(", \"protocol\": \"%s\", \"ctx\": %d, \"kld_ctx\": %d, \"resumed\": %s, \"bpw\": %.6f, "
+                   "\"bpw_linear\": %.6f, \"ppl\": %.6f, \"ppl_stderr\": %.6f, \"kld\": %.9g, \"kld_stderr\": %.9g, "
+                   "\"same_top\": %.6f, \"size_bytes\": %llu, \"tokens_per_s\": %.1f",
+                   rows[i].protocol, rows[i].ctx, rows[i].kld_ctx, rows[i].resumed ? "true" : "false", rows[i].bpw,
+                   rows[i].bpw_linear, rows[i].ppl, rows[i].ppl_stderr, rows[i].kld, rows[i].kld_stderr,
+                   rows[i].same_top, (unsigned long long)rows[i].size_bytes, rows[i].tokens_per_s);
             if (p.n_tasks > 0) {
                 printf(", \"tasks\": {");
                 for (int t = 0; t < p.n_tasks; t++) {
@@ -158,11 +173,17 @@ int cmd_compare(int argc, char **argv)
         }
         printf("]}\n");
     } else {
-        printf("%-28s %10s %8s %12s %12s %9s\n", "variant", "size MiB", "bpw", "ppl", "KLD", "same top");
-        for (int i = 0; i < np; i++)
-            printf("%-28s %10.2f %8.3f %12.4f %12.6f %8.2f%%\n", rows[i].name,
-                   (double)rows[i].size_bytes / 1048576.0, rows[i].bpw, rows[i].ppl, rows[i].kld,
-                   100 * rows[i].same_top);
+        printf("%-28s %-14s %10s %8s %8s %20s %12s %9s\n", "variant", "protocol ctx", "size MiB", "bpw", "bpw lin",
+               "ppl", "KLD", "same top");
+        for (int i = 0; i < np; i++) {
+            char pc[32], pp[48];
+            snprintf(pc, sizeof pc, "%s %d", rows[i].protocol, rows[i].ctx);
+            snprintf(pp, sizeof pp, "%.4f +/- %.4f", rows[i].ppl, rows[i].ppl_stderr);
+            printf("%-28s %-14s %10.2f %8.3f %8.3f %20s %12.6f %8.2f%%%s\n", rows[i].name, pc,
+                   (double)rows[i].size_bytes / 1048576.0, rows[i].bpw, rows[i].bpw_linear, pp, rows[i].kld,
+                   100 * rows[i].same_top, rows[i].resumed ? "  (resumed)" : "");
+        }
+        printf("bpw: whole weight files; bpw lin: the linear layers' tensors (see report.md)\n");
         for (int t = 0; t < p.n_tasks; t++) {
             printf("%-28s", tnames[t]);
             for (int i = 0; i < np; i++) {

@@ -10,28 +10,33 @@
 
 int cmd_convert(int argc, char **argv)
 {
-    const char *out = NULL, *dtype = NULL, *base = NULL;
+    const char *out = NULL, *dtype = NULL, *split = NULL, *base = NULL;
+    uint64_t split_max = 0;
     long long shard_mb = 0, threads = 0;
     bool force = false, json = false;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output: *.gguf, *.safetensors, or a folder (HF layout)"},
-        {"dtype", 0, OPT_STR, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: keep the input's)"},
+        {"dtype", 0, OPT_NAME, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: keep the input's)"},
         {"base", 0, OPT_STR, &base, "BASE", "IN is a PEFT LoRA adapter: write llama.cpp's adapter GGUF for BASE"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "folder output: shard safetensors above MB (default: one file)"},
+        {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF: split into files of at most N bytes of tensors "
+                                                        "(llama-gguf-split's layout; M = 10^6, G = 10^9)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
     };
     const cli_cmd_info info = {
         "convert", "IN -o OUT [--dtype f32|f16|bf16] [--force] [--json]",
         "Convert a checkpoint. IN is an HF folder, a .safetensors file or index, or a .gguf file.\n"
-        "OUT ending in .gguf writes GGUF for llama.cpp: llama.cpp tensor names, Q/K rows permuted to\n"
+        "OUT ending in .gguf (any case) writes GGUF for llama.cpp: llama.cpp tensor names, Q/K rows permuted to\n"
         "ggml's RoPE order (llama architecture), 1-D tensors in f32, the general.* and <arch>.* keys,\n"
         "and the full tokenizer.ggml.* vocabulary from tokenizer.json. A folder or a .safetensors path\n"
-        "writes safetensors with Hugging Face names (a folder also gets config.json and tokenizer files).\n"
+        "writes safetensors with Hugging Face names (a folder also gets config.json and tokenizer files);\n"
+        "other file-like names (x.ggml, x.bin) are refused rather than made into a folder.\n"
         "The conversion streams tensor by tensor; the output appears only when complete. Converting to\n"
-        "f16 warns when values exceed the f16 range.\n"
+        "f16 warns when values exceed the f16 range. A GGUF written from a model with a chat template gets\n"
+        "an Ollama Modelfile beside it (NAME.Modelfile); --split-max-size writes llama.cpp split files.\n"
         "IN a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) with --base BASE and\n"
         "OUT.gguf writes llama.cpp's LoRA adapter GGUF (llama-cli / llama-perplexity --lora OUT.gguf):\n"
         "<tensor>.lora_a/.lora_b under llama.cpp names, B's Q/K rows in ggml's RoPE order (llama),\n"
@@ -43,6 +48,17 @@ int cmd_convert(int argc, char **argv)
         return r > 0 ? 0 : 2;
     if (np != 1 || !out) {
         fprintf(stderr, "lmpress convert: need IN and -o OUT (see --help)\n");
+        return 2;
+    }
+    if (!cli_is_gguf_name(out) && !lmp_str_endswith_ci(out, ".safetensors") && cli_filelike_name(out)) {
+        fprintf(stderr, "lmpress convert: '%s' looks like a file, but only a name ending in .gguf (GGUF) or "
+                        ".safetensors (one safetensors file) is written as a file; any other name is a Hugging Face "
+                        "folder. Use -o NAME.gguf for GGUF, or a folder name\n", out);
+        return 2;
+    }
+    if (split && (cli_parse_size("convert", split, &split_max) || !cli_is_gguf_name(out))) {
+        if (split_max)
+            fprintf(stderr, "lmpress convert: --split-max-size applies to GGUF output (-o NAME.gguf)\n");
         return 2;
     }
     lmp_convert_params p;
@@ -91,6 +107,8 @@ int cmd_convert(int argc, char **argv)
     int rc = lmp_convert(pos[0], out, &p, &res);
     if (rc)
         return cli_fail("convert", rc);
+    if (res.to_gguf && (rc = cli_gguf_deploy("convert", out, pos[0], split_max, force, json)))
+        return rc;
     double gbps = res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0;
     if (json) {
         printf("{\"input\": ");

@@ -38,9 +38,9 @@ static int parse_shard(const char *s, int *i, int *n)
 static int distill_export(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *shard = NULL;
-    long long k = 64, ctx = 512, chunks = 0, threads = 0;
+    long long k = 64, ctx = 0, chunks = 0, threads = 0;
     double temp = 1.0;
-    bool full = false, f32 = false, force = false, json = false;
+    bool full = false, f32 = false, force = false, json = false, allow_long = false;
     cli_strlist loras = {0};
     double lora_scale = 1;
     char *lora_tmp = NULL;
@@ -50,7 +50,8 @@ static int distill_export(int argc, char **argv)
         {"file", 'f', OPT_STR, &file, "TEXT", "text to run the teacher on (required)"},
         {"output", 'o', OPT_STR, &out, "FILE", "output .h5 file (required)"},
         {"top-k", 'k', OPT_INT, &k, "K", "log-probs kept per position (default 64; 0 with --full)"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "tokens per sequence (default 512)"},
+        {"ctx", 'c', OPT_INT, &ctx, "N", "tokens per sequence (default 512, at most the model's context)"},
+        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above the model's max_position_embeddings"},
         {"temperature", 0, OPT_FLOAT, &temp, "T", "log-probs of softmax(logits/T) (default 1)"},
         {"full", 0, OPT_FLAG, &full, NULL, "also store every log-prob (exact KLD; small vocabularies)"},
         {"f32", 0, OPT_FLAG, &f32, NULL, "log-probs in f32 (default f16)"},
@@ -86,7 +87,7 @@ static int distill_export(int argc, char **argv)
         fprintf(stderr, "lmpress distill export: --shard '%s': expected i/n with 0 <= i < n\n", shard);
         return 2;
     }
-    if (k < 0 || k > 1 << 24 || ctx < 2 || ctx > 1 << 22 || chunks < 0 || chunks > 1 << 30 || threads < 0 ||
+    if (k < 0 || k > 1 << 24 || (ctx != 0 && ctx < 2) || ctx > 1 << 22 || chunks < 0 || chunks > 1 << 30 || threads < 0 ||
         !(temp > 0)) {
         fprintf(stderr, "lmpress distill export: --top-k >= 0, --ctx >= 2, --chunks >= 0, --temperature > 0\n");
         return 2;
@@ -99,6 +100,7 @@ static int distill_export(int argc, char **argv)
     p.stop_after = stop ? atoi(stop) : 0;
     p.top_k = (int)k;
     p.ctx = (int)ctx;
+    p.allow_long_ctx = allow_long;
     p.temperature = temp;
     p.full = full;
     p.f32 = f32;
@@ -147,6 +149,7 @@ static int distill_export(int argc, char **argv)
         rc = 3;
         goto done;
     }
+    p.ctx = st.ctx; /* the context used (the default is the model's when shorter) */
     double bpt = (double)st.file_bytes / ((double)st.n_seqs * p.ctx);
     if (json) {
         printf("{\"output\": ");

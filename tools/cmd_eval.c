@@ -20,12 +20,13 @@ int cmd_eval(int argc, char **argv)
 {
     const char *base = NULL;
     long long chunks = 0, skip = 0, threads = 0;
-    bool json = false, topk = false;
+    bool json = false, topk = false, allow_long = false;
     const cli_opt opts[] = {
         {"base", 0, OPT_STR, &base, "FILE", "teacher logits (lmpress distill export; required)"},
         {"chunks", 0, OPT_INT, &chunks, "K", "evaluate at most K sequences (default all)"},
         {"skip", 0, OPT_INT, &skip, "N", "ignore the first N positions of each sequence (llama.cpp: ctx/2)"},
         {"topk", 0, OPT_FLAG, &topk, NULL, "use the top-k estimate even when full log-probs are stored"},
+        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept a file whose sequences are longer than MODEL's context"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object on stdout"},
         {0},
@@ -36,7 +37,10 @@ int cmd_eval(int argc, char **argv)
         "standard error, percentiles, same top p, delta-p (mean, RMS), both perplexities and their ratio.",
         "With full log-probs in the file the KLD is exact. With top-k only it is KL over the k ids plus\n"
         "one bucket for the rest: a lower bound of the true KLD; 'gap bound' is the mean of a per-position\n"
-        "upper bound of the difference (docs/formats/logits.md). The perplexities are at the file's\n"
+        "upper bound of the difference (docs/formats/logits.md): the true KLD lies between the estimate and\n"
+        "the estimate plus the gap bound. It is a worst case, not an estimate, so it can exceed the KLD.\n"
+        "A per-position KLD below 0 is rounding noise of stored log-probs (f16 above all); the percentiles\n"
+        "clamp it at 0 and say how many positions it was, the mean keeps it. The perplexities are at the file's\n"
         "temperature (1 unless exported otherwise) and count the positions that have a next token."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
@@ -59,6 +63,7 @@ int cmd_eval(int argc, char **argv)
     p.max_seqs = (int)chunks;
     p.skip = (int)skip;
     p.use_topk = topk;
+    p.allow_long_ctx = allow_long;
     lmp_progress bar;
     lmp_progress_begin(&bar, "eval", 0);
     p.progress = on_progress;
@@ -81,6 +86,7 @@ int cmd_eval(int argc, char **argv)
         printf("}");
         if (k.has_topk)
             printf(", \"kld_topk\": %.9g, \"kld_topk_gap_bound\": %.9g", k.kld_topk, k.kld_topk_gap_bound);
+        printf(", \"kld_negative_positions\": %lld, \"kld_min_raw\": %.9g", (long long)k.n_kld_negative, k.kld_min_raw);
         printf(", \"same_top\": %.9g, \"same_top_stderr\": %.9g, \"dp_mean\": %.9g, \"dp_stderr\": %.9g, "
                "\"dp_rms\": %.9g, \"dp_rms_stderr\": %.9g, \"ppl_base\": %.9g, \"ppl_base_stderr\": %.9g, "
                "\"ppl\": %.9g, \"ppl_stderr\": %.9g, \"ppl_ratio\": %.9g, \"ln_ppl_ratio\": %.9g, "
@@ -107,8 +113,12 @@ int cmd_eval(int argc, char **argv)
         else
             printf("%5s%%  KLD: %10.6f\n", nm, k.kld_pct[i]);
     }
+    if (k.n_kld_negative)
+        printf("(%lld positions had a KLD below 0 by rounding, lowest %.3g: the percentiles show them as 0)\n",
+               (long long)k.n_kld_negative, k.kld_min_raw);
     if (k.has_topk)
-        printf("top-%d  KLD: %10.6f  (lower bound; gap bound %.6f)\n", k.k, k.kld_topk, k.kld_topk_gap_bound);
+        printf("top-%d  KLD: %10.6f  (a lower bound; the true KLD is at most %.6f more: gap bound, a worst case)\n",
+               k.k, k.kld_topk, k.kld_topk_gap_bound);
     printf("Same top p : %9.4f%% +/- %.4f%%\n", 100 * k.same_top, 100 * k.same_top_stderr);
     printf("Mean     dp: %9.4f%% +/- %.4f%%\n", 100 * k.dp_mean, 100 * k.dp_stderr);
     printf("RMS      dp: %9.4f%% +/- %.4f%%\n", 100 * k.dp_rms, 100 * k.dp_rms_stderr);

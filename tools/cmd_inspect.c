@@ -130,7 +130,7 @@ int cmd_inspect(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "inspect", "PATH [--json] [--no-tensors]",
+        "inspect", "MODEL [--json] [--no-tensors]",
         "Show the architecture and hyper-parameters, a tensor table (name, dtype, shape, bytes), totals\n"
         "(parameters, bytes, bits per weight) and metadata of PATH: an HF folder, a .safetensors file,\n"
         "a model.safetensors.index.json, or a .gguf file. A bare config.json is described too (what\n"
@@ -150,12 +150,17 @@ int cmd_inspect(int argc, char **argv)
     int rc = lmp_ckpt_open_ex(&c, pos[0], false);
     if (rc)
         return cli_fail("inspect", rc);
-    uint64_t params = 0, bytes = 0;
-    for (int i = 0; i < c.n_tensors; i++) {
-        params += (uint64_t)lmp_tensor_nelem(&c.tensors[i]);
-        bytes += c.tensors[i].nbytes;
+    /* one definition of parameters and bits per weight (lib/io/bpw.h): logical counts
+     * (a packed int32 of eight 4-bit codes is eight parameters), whole file and linears */
+    lmp_bpw bw;
+    lmp_ckpt_bpw(&c, &bw);
+    {
+        lmp_bpw bf;
+        if (lmp_path_bpw(pos[0], &bf) == 0)
+            bw = bf;
     }
-    double bpw = params ? 8.0 * (double)bytes / (double)params : 0;
+    uint64_t params = (uint64_t)bw.params, bytes = bw.bytes;
+    double bpw = bw.bpw;
     const lmp_config *cf = &c.config;
     char sh[128], b1[32];
     if (json) {
@@ -182,8 +187,11 @@ int cmd_inspect(int argc, char **argv)
         }
         if (c.has_config)
             print_experts(cf, true);
-        printf(", \"n_tensors\": %d, \"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"bits_per_weight\": %.4f",
-               c.n_tensors, params, bytes, bpw);
+        printf(", \"n_tensors\": %d, \"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"file_bytes\": %" PRIu64
+               ", \"bits_per_weight\": %.4f, \"linear_parameters\": %lld, \"linear_bytes\": %" PRIu64
+               ", \"bits_per_weight_linear\": %.4f, \"packed\": %s",
+               c.n_tensors, params, bytes, bw.file_bytes, bpw, (long long)bw.linear_params, bw.linear_bytes,
+               bw.bpw_linear, bw.packed ? "true" : "false");
         if (!no_tensors) {
             printf(", \"tensors\": [");
             for (int i = 0; i < c.n_tensors; i++) {
@@ -256,8 +264,12 @@ int cmd_inspect(int argc, char **argv)
                    t->nbytes);
         }
     }
-    printf("\ntotals:        %d tensors, %" PRIu64 " parameters (%.2fM), %s, %.3f bits per weight\n", c.n_tensors,
-           params, (double)params / 1e6, cli_bytes((double)bytes, b1, sizeof b1), bpw);
+    char b2[32];
+    printf("\ntotals:        %d tensors, %" PRIu64 " parameters (%.2fM%s), %s in tensors, %s on disk\n", c.n_tensors,
+           params, (double)params / 1e6, bw.packed ? ", logical: packed codes counted one per weight" : "",
+           cli_bytes((double)bytes, b1, sizeof b1), cli_bytes((double)bw.file_bytes, b2, sizeof b2));
+    printf("bits/weight:   %.3f whole file, %.3f linear layers (%.2fM parameters)\n", bpw, bw.bpw_linear,
+           (double)bw.linear_params / 1e6);
     if (c.kind == LMP_CKPT_GGUF && c.gguf.n_kv) {
         printf("\nmetadata (%" PRIu64 " keys):\n", c.gguf.n_kv);
         for (uint64_t i = 0; i < c.gguf.n_kv; i++) {

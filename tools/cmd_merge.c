@@ -111,9 +111,9 @@ int cmd_merge(int argc, char **argv)
                                                   "adapter_model.safetensors); repeatable"},
         {"scale", 0, OPT_FLOAT, &scale_dummy, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output: *.gguf, *.safetensors, or a folder (HF layout)"},
-        {"dtype", 0, OPT_STR, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: the base's)"},
+        {"dtype", 0, OPT_NAME, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: the base's)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
     };

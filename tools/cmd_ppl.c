@@ -21,15 +21,16 @@ int cmd_ppl(int argc, char **argv)
 {
     const char *file = NULL, *proto = "gptq";
     long long ctx = 0, chunks = 0, max_bytes = 0, threads = 0;
-    bool strip_cr = false, json = false;
+    bool strip_cr = false, json = false, allow_long = false;
     cli_strlist loras = {0};
     double lora_scale = 1;
     const cli_opt opts[] = {
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter run unmerged beside the weights (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"file", 'f', OPT_STR, &file, "TEXT", "text file to score (required)"},
-        {"protocol", 0, OPT_STR, &proto, "P", "gptq (default), llamacpp or windows"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default 2048 / 512 / 256 by protocol)"},
+        {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
+        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: 2048 / 512 / 256 by protocol, at most the model's)"},
+        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above the model's max_position_embeddings"},
         {"chunks", 0, OPT_INT, &chunks, "K", "score at most K windows (default all)"},
         {"max-bytes", 0, OPT_INT, &max_bytes, "N", "use only the first N bytes of the text"},
         {"strip-cr", 0, OPT_FLAG, &strip_cr, NULL, "remove carriage returns before tokenizing"},
@@ -50,6 +51,8 @@ int cmd_ppl(int argc, char **argv)
         "  windows   llama2.c run.c: tokenized without BOS, windows of ctx tokens fed as BOS + the first\n"
         "            ctx-1, all ctx scored. Default ctx 256. The fixtures' run.c figures use\n"
         "            --max-bytes 20000 --strip-cr.\n"
+        "The default ctx is the protocol's, capped to the model's max_position_embeddings; a longer --ctx\n"
+        "is refused unless --allow-long-ctx.\n"
         "tokens/s counts every token evaluated (windows x ctx) over the model time."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
@@ -97,6 +100,7 @@ int cmd_ppl(int argc, char **argv)
     p.max_chunks = (int)chunks;
     p.max_bytes = (size_t)max_bytes;
     p.strip_cr = strip_cr;
+    p.allow_long_ctx = allow_long;
     lmp_progress bar;
     lmp_progress_begin(&bar, "ppl", 0);
     p.progress = on_progress;

@@ -16,9 +16,24 @@
 
 int cmd_prune(int argc, char **argv);
 
+/* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
+ * the same time each) */
+static void eta_text(const void *ctx, int layer, int n_layers, char *buf, size_t n)
+{
+    const double *t0 = ctx;
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+}
+
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_prune_linear_stats *st)
 {
-    (void)ctx;
+    char eta[64];
+    eta_text(ctx, layer, n_layers, eta, sizeof eta);
     double we = -1;
     const char *wn = "";
     for (int k = 0; k < LMP_LIN_COUNT; k++)
@@ -27,10 +42,10 @@ static void print_layer(void *ctx, int layer, int n_layers, double seconds, cons
             wn = lmp_linear_name(st[k].which);
         }
     if (we >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer, seconds,
-                we, wn);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)%s\n", layer + 1, n_layers, layer, seconds,
+                we, wn, eta);
     else
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs%s\n", layer + 1, n_layers, layer, seconds, eta);
 }
 
 static int parse_pattern(const char *s, int *n, int *m)
@@ -56,7 +71,7 @@ static int parse_pattern(const char *s, int *n, int *m)
  * anything is loaded twice or written. Returns 0 when the input is not quantized. */
 static int refuse_quantized(const char *model)
 {
-    bool gguf = lmp_str_endswith(model, ".gguf"), qdir = false;
+    bool gguf = lmp_str_endswith_ci(model, ".gguf"), qdir = false;
     if (!gguf && lmp_path_is_dir(model)) {
         char *cfg = lmp_path_join(model, "config.json"), *txt = NULL;
         if (cfg && lmp_read_file(cfg, &txt, NULL) == 0)
@@ -101,7 +116,8 @@ static int bad(const char *msg)
 int cmd_prune(int argc, char **argv)
 {
     const char *out = NULL, *method = NULL, *pattern = NULL, *scope = NULL, *structured = NULL, *calib = NULL,
-               *format = NULL, *qformat = NULL;
+               *format = NULL, *qformat = NULL, *split = NULL, *calib_field = NULL;
+    uint64_t split_max = 0;
     double sparsity = -1e300, ratio = -1e300, damp = -1;
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
               coff = -1, cbytes = -1;
@@ -112,15 +128,17 @@ int cmd_prune(int argc, char **argv)
     const cli_opt opts[] = {
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into MODEL first (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
-        {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
-        {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
+        {"output", 'o', OPT_STR, &out, "OUT", "output folder, or a .gguf file (GGUF: by the extension or --format gguf)"},
+        {"method", 0, OPT_NAME, &method, "magnitude|wanda|sparsegpt", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
         {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "fraction of each row's weights set to zero, in [0, 1)"},
         {"pattern", 0, OPT_STR, &pattern, "N:M", "keep N of every M consecutive inputs (2:4, 4:8)"},
-        {"scope", 0, OPT_STR, &scope, "row|matrix", "magnitude: compare within each row (default) or per matrix"},
-        {"structured", 0, OPT_STR, &structured, "KIND", "heads, kv-heads, ffn or layers: a smaller dense model"},
+        {"scope", 0, OPT_NAME, &scope, "row|matrix", "magnitude: compare within each row (default) or per matrix"},
+        {"structured", 0, OPT_NAME, &structured, "heads|kv-heads|ffn|layers", "heads, kv-heads, ffn or layers: a smaller dense model"},
         {"ratio", 0, OPT_FLOAT, &ratio, "R", "structured: fraction removed (of each KV group's query heads, of the "
                                              "KV heads, of the FFN channels, of the layers)"},
-        {"calib", 0, OPT_STR, &calib, "FILE", "calibration text, plain or gzip (all but magnitude)"},
+        {"calib", 0, OPT_STR, &calib, "FILE[,FILE]", "calibration data (all but magnitude): plain or gzip text, "
+                                                    "JSONL (text field or chats), several files mixed"},
+        {"calib-field", 0, OPT_STR, &calib_field, "NAME", "JSONL calibration: the string field with the text"},
         {"calib-samples", 0, OPT_INT, &samples, "N", "calibration windows (default 128)"},
         {"calib-seqlen", 0, OPT_INT, &seqlen, "L", "tokens per window (default 2048, capped to the context)"},
         {"calib-offset", 0, OPT_INT, &coff, "BYTES", "use the calibration file from this byte (default 0)"},
@@ -128,21 +146,23 @@ int cmd_prune(int argc, char **argv)
         {"calib-bos", 0, OPT_FLAG, &calib_bos, NULL, "replace the first token of every calibration window by BOS "
                                                     "(as inference inputs start; default: the windows as drawn)"},
         {"seed", 0, OPT_INT, &seed, "S", "seed of the random windows (default 0)"},
-        {"format", 0, OPT_STR, &format, "F", "safetensors (dense, zeros kept; default), compressed-tensors "
+        {"format", 0, OPT_NAME, &format, "safetensors|compressed-tensors|ct|gguf", "safetensors (dense, zeros kept; default), compressed-tensors "
                                              "(sparse-24-bitmask for 2:4, else sparse-bitmask) or gguf"},
         {"then-quantize", 0, OPT_INT, &tq, "BITS", "sparsegpt: quantize to BITS-bit integer groups in the same pass "
                                                    "(GPTQ folder, or pack-quantized with --format compressed-tensors)"},
         {"group-size", 0, OPT_INT, &group, "N", "--then-quantize: group size, or -1 per row (default 128)"},
         {"asym", 0, OPT_FLAG, &asym, NULL, "--then-quantize: asymmetric (zero points)"},
-        {"qformat", 0, OPT_STR, &qformat, "F", "--then-quantize on safetensors: gptq (default) or gptq_v2"},
+        {"qformat", 0, OPT_NAME, &qformat, "gptq|gptq_v2", "--then-quantize on safetensors: gptq (default) or gptq_v2"},
         {"damp", 0, OPT_FLOAT, &damp, "F", "sparsegpt: dampening fraction of mean(diag(H)) (default 0.01)"},
         {"blocksize", 0, OPT_INT, &blocksize, "N", "sparsegpt: columns per mask block (default 128)"},
         {"no-true-sequential", 0, OPT_FLAG, &no_ts, NULL, "all statistics of a block from one pass over the original "
                                                            "block (default for wanda, as its reference code)"},
         {"true-sequential", 0, OPT_FLAG, &yes_ts, NULL, "q/k/v, o, gate/up, down pruned in turn, each on the outputs "
                                                        "of the ones before (default for sparsegpt)"},
+        {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF output: split into files of at most N bytes of "
+                                                        "tensors (llama-gguf-split's layout)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "print the per-linear table"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
@@ -256,6 +276,19 @@ int cmd_prune(int argc, char **argv)
             p.out = LMP_PRUNE_OUT_GGUF;
         else
             return bad("--format must be safetensors, compressed-tensors or gguf");
+    } else if (cli_is_gguf_name(out)) {
+        p.out = LMP_PRUNE_OUT_GGUF; /* the extension decides, as in convert and quantize */
+    }
+    if (p.out == LMP_PRUNE_OUT_GGUF && !cli_is_gguf_name(out)) {
+        fprintf(stderr, "lmpress prune: --format gguf writes a GGUF file: the output must end in .gguf (not '%s')\n",
+                out);
+        return 2;
+    }
+    if (p.out != LMP_PRUNE_OUT_GGUF && cli_filelike_name(out)) {
+        fprintf(stderr, "lmpress prune: --format %s writes a Hugging Face folder, and '%s' is a file name; give a "
+                        "folder name, or -o NAME.gguf for a GGUF file\n",
+                format ? format : "safetensors", out);
+        return 2;
     }
     if (qformat) {
         if (strcmp(qformat, "gptq") == 0)
@@ -297,10 +330,18 @@ int cmd_prune(int argc, char **argv)
     lmp_set_num_threads((int)threads);
     p.prune.calib_bos = calib_bos;
     p.calib_path = calib;
+    p.calib.text_field = calib_field;
     p.force = force;
     p.prune.on_layer_done = json ? NULL : print_layer;
+    double t_start = lmp_time_s();
+    p.prune.log_ctx = &t_start;
 
     lmp_prune_model_result r;
+    if (split && (cli_parse_size("prune", split, &split_max) || p.out != LMP_PRUNE_OUT_GGUF)) {
+        if (split_max)
+            fprintf(stderr, "lmpress prune: --split-max-size applies to GGUF output (-o NAME.gguf)\n");
+        return 2;
+    }
     int lr = cli_lora_prepare("prune", argc, argv, &loras, &pos[0], &lora_tmp);
     free(loras.v);
     if (lr)
@@ -312,6 +353,10 @@ int cmd_prune(int argc, char **argv)
     if (e) {
         lmp_prune_model_result_free(&r);
         return cli_fail("prune", e);
+    }
+    if (p.out == LMP_PRUNE_OUT_GGUF && (e = cli_gguf_deploy("prune", out, pos[0], split_max, force, json))) {
+        lmp_prune_model_result_free(&r);
+        return e;
     }
     char b1[32], b2[32];
     if (p.structured) {

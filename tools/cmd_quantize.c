@@ -12,6 +12,7 @@
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +39,33 @@ static void print_tensor(void *ctx, const lmp_gguf_quant_tensor_info *t)
 /* ---------------------------------------------------------------- GPTQ / RTN ------ */
 
 typedef struct {
-    const char *method, *format, *calib, *calib_mode;
+    const char *method, *format, *calib, *calib_mode, *calib_field, *dtype;
     long long bits, group_size, samples, seqlen, seed;
     double damp;
     bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
     bool no_clip, no_duo;   /* AWQ */
+    const char *const *keep; /* --keep: linears left dense */
+    int n_keep;
 } int_opts;
+
+/* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
+ * the same time each) */
+static void eta_text(const void *ctx, int layer, int n_layers, char *buf, size_t n)
+{
+    const double *t0 = ctx;
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+}
 
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st)
 {
-    (void)ctx;
+    char eta[64];
+    eta_text(ctx, layer, n_layers, eta, sizeof eta);
     double we = -1, wr = -1;
     const char *wn = "";
     for (int k = 0; k < LMP_LIN_COUNT; k++)
@@ -57,13 +75,13 @@ static void print_layer(void *ctx, int layer, int n_layers, double seconds, cons
             wn = lmp_linear_name(st[k].which);
         }
     if (we >= 0 && wr >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)\n", layer + 1, n_layers,
-                layer, seconds, we, wn, wr);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)%s\n", layer + 1, n_layers,
+                layer, seconds, we, wn, wr, eta);
     else if (we >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)\n", layer + 1, n_layers, layer,
-                seconds, we, wn);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)%s\n", layer + 1, n_layers, layer,
+                seconds, we, wn, eta);
     else
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs\n", layer + 1, n_layers, layer, seconds);
+        fprintf(stderr, "[%d/%d] layer %d  %.2fs%s\n", layer + 1, n_layers, layer, seconds, eta);
 }
 
 static int quantize_int(const char *model, const char *out, const int_opts *o)
@@ -194,8 +212,17 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         return 2;
     }
     p.calib_path = o->calib;
+    p.calib.text_field = o->calib_field;
+    p.keep = o->keep;
+    p.n_keep = o->n_keep;
+    if (o->dtype) {
+        p.write.convert_dense = true;
+        p.write.dense_dtype = strcmp(o->dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
+    }
     p.write.force = o->force;
     p.pipe.on_layer_done = o->json ? NULL : print_layer;
+    double t_start = lmp_time_s();
+    p.pipe.log_ctx = &t_start;
 
     lmp_qmodel_quant_result r;
     int e = lmp_qmodel_quantize(model, out, &p, &r);
@@ -205,8 +232,11 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
     }
     const lmp_qpipe_result *pr = &r.pipe;
     const lmp_qmodel_write_stats *ws = &r.write;
-    double bpw_lin = ws->qparams ? ws->qbytes * 8.0 / (double)ws->qparams : 0;
-    double bpw_all = ws->params ? ws->bytes * 8.0 / (double)ws->params : 0;
+    /* the one definition of bits per weight (lib/io/bpw.h), measured on the output */
+    lmp_bpw bw;
+    if (lmp_path_bpw(out, &bw) != 0)
+        memset(&bw, 0, sizeof bw);
+    double bpw_lin = bw.bpw_linear, bpw_all = bw.bpw;
     int n_lin = pr->n_layers * LMP_LIN_COUNT, n_cmp = 0;
     for (int i = 0; i < n_lin; i++)
         n_cmp += pr->lin[i].err >= 0 && pr->lin[i].err_rtn >= 0;
@@ -249,11 +279,11 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
             }
         }
         char b1[32], b2[32], b3[32];
-        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights, %.3f bits per weight; "
-               "folder tensors %s (%.3f bits per parameter overall)\n",
+        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
+               "weight %.3f linear layers, %.3f whole file\n",
                out, method, p.pipe.bits, p.pipe.group_size, p.pipe.sym ? "sym" : "asym",
                p.pipe.act_order ? " act-order" : "", fname, ws->n_quantized, cli_bytes((double)ws->qbytes, b1, sizeof b1),
-               bpw_lin, cli_bytes((double)ws->bytes, b2, sizeof b2), bpw_all);
+               cli_bytes((double)bw.file_bytes, b2, sizeof b2), bpw_lin, bpw_all);
         if (pr->n_samples)
             printf("calibration: %d x %d tokens (of %lld in the text), activations %s\n", pr->n_samples, pr->seq_len,
                    (long long)r.calib_text_tokens, cli_bytes((double)pr->act_bytes, b3, sizeof b3));
@@ -270,7 +300,9 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
 
 int cmd_quantize(int argc, char **argv)
 {
-    const char *out = NULL, *type = NULL, *imatrix_calib = NULL, *imatrix_file = NULL, *imatrix_out = NULL;
+    const char *out = NULL, *type = NULL, *imatrix_calib = NULL, *imatrix_file = NULL, *imatrix_out = NULL,
+               *split = NULL;
+    uint64_t split_max = 0;
     cli_strlist tt = {0}, keep = {0};
     lmp_imatrix im = {0};
     lmp_imatrix_file imf = {0};
@@ -290,16 +322,18 @@ int cmd_quantize(int argc, char **argv)
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into MODEL first (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
-        {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
+        {"type", 0, OPT_NAME, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
                                             "q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, iq3_m, iq3_s, iq3_xs, iq3_xxs, "
                                             "q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, iq1_m, iq1_s, "
                                             "q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, iq2_* and iq1_* "
                                             "need an importance matrix)"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
-        {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors matching REGEX are written as they are (repeatable)"},
+        {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors (GGUF) or linears (--method gptq|rtn) matching REGEX, by llama.cpp or HF name, stay unquantized (repeatable)"},
         {"allow-requantize", 0, OPT_FLAG, &requant, NULL, "accept an input that is already quantized"},
-        {"method", 0, OPT_STR, &io.method, "M", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
+        {"split-max-size", 0, OPT_STR, &split, "N[M|G]", "GGUF: split into files of at most N bytes of tensors "
+                                                        "(llama-gguf-split's layout; M = 10^6, G = 10^9)"},
+        {"method", 0, OPT_NAME, &io.method, "gptq|rtn|awq", "gptq, rtn or awq: integer groups written as a GPTQ / AWQ / "
                                                  "compressed-tensors folder (instead of --type)"},
         {"bits", 0, OPT_INT, &io.bits, "N", "--method: bits per weight, 2..8 (default 4)"},
         {"group-size", 0, OPT_INT, &io.group_size, "N", "--method: columns per group, or -1 per row (default 128)"},
@@ -313,9 +347,14 @@ int cmd_quantize(int argc, char **argv)
         {"no-true-sequential", 0, OPT_FLAG, &io.no_true_seq, NULL,
          "GPTQ: all Hessians of a block from one pass over the original block"},
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
-        {"format", 0, OPT_STR, &io.format, "F", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
+        {"format", 0, OPT_NAME, &io.format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
                                                 "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
-        {"calib", 0, OPT_STR, &io.calib, "FILE", "calibration text, plain or gzip (required for GPTQ and AWQ)"},
+        {"dtype", 0, OPT_NAME, &io.dtype, "f16|bf16", "--method: precision of every tensor left unquantized "
+                                                     "(embeddings, norms, lm_head) and torch_dtype (default: the input's)"},
+        {"calib", 0, OPT_STR, &io.calib, "FILE[,FILE]", "calibration data (required for GPTQ and AWQ): plain or gzip "
+                                                       "text, JSONL (text field or chats), several files mixed"},
+        {"calib-field", 0, OPT_STR, &io.calib_field, "NAME", "JSONL calibration: the string field with the text "
+                                                             "(default \"text\"; chats in \"messages\" otherwise)"},
         {"imatrix-calib", 0, OPT_STR, &imatrix_calib, "FILE", "--type: importance weights (llama.cpp imatrix, E[x^2] "
                                                             "per input column) from this calibration text"},
         {"imatrix", 0, OPT_STR, &imatrix_file, "FILE", "--type: importance weights from a llama.cpp imatrix file "
@@ -325,11 +364,11 @@ int cmd_quantize(int argc, char **argv)
         {"calib-samples", 0, OPT_INT, &io.samples, "N", "calibration windows (default 128)"},
         {"calib-seqlen", 0, OPT_INT, &io.seqlen, "L", "tokens per window (default 2048, AWQ and imatrix 512; capped "
                                                      "to the context)"},
-        {"calib-mode", 0, OPT_STR, &io.calib_mode, "M", "random (GPTQ's random windows, default) or chunks "
+        {"calib-mode", 0, OPT_NAME, &io.calib_mode, "random|chunks", "random (GPTQ's random windows, default) or chunks "
                                                          "(consecutive, llama.cpp imatrix)"},
         {"seed", 0, OPT_INT, &io.seed, "S", "seed of the random windows (default 0)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
         {"verbose", 'v', OPT_FLAG, &verbose, NULL, "GGUF: measure each tensor's relative RMS error; --method: print "
                                                    "the per-linear error table"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
@@ -340,6 +379,7 @@ int cmd_quantize(int argc, char **argv)
                     "[--allow-requantize] [--imatrix FILE | --imatrix-calib FILE [--calib-samples N] "
                     "[--calib-seqlen L] [--imatrix-out FILE]] [--force] "
                     "[--verbose] [--json]\n"
+                    "       lmpress quantize IN.gguf OUT.gguf TYPE [NTHREADS]   (llama-quantize's form)\n"
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
                     "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]\n"
@@ -363,6 +403,11 @@ int cmd_quantize(int argc, char **argv)
         "calibration text and folded into the preceding RMSNorm / v_proj / up_proj, a clipping search, then\n"
         "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
         "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "Calibration data (--calib, --imatrix-calib): FILE[,FILE...], each plain or gzip text or JSONL (one\n"
+        "object per line: its \"text\" or --calib-field string, or a \"messages\"/\"conversations\" chat rendered\n"
+        "with the model's chat template: " LMP_CHAT_SUPPORTED "; others are refused).\n"
+        "Random windows are shared among the files by their tokens; the tokens and windows drawn from\n"
+        "each file are reported on stderr.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
@@ -377,23 +422,50 @@ int cmd_quantize(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     char *tmp = NULL;
+    const double t_cmd = lmp_time_s(); /* the summary's time covers conversion and imatrix too */
+    double t_imatrix = 0, t_conv = 0;
+    bool int_any = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2;
+    if (!int_any && !out && !type && (np == 3 || np == 4)) {
+        /* llama-quantize's form: IN.gguf OUT.gguf TYPE [NTHREADS] */
+        out = pos[1];
+        for (char *c = (char *)pos[2]; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        type = pos[2];
+        if (np == 4) {
+            char *end;
+            threads = strtoll(pos[3], &end, 10);
+            if (end == pos[3] || *end || threads < 1) {
+                fprintf(stderr, "lmpress quantize: '%s' is not a thread count (IN OUT TYPE [NTHREADS])\n", pos[3]);
+                rc = 2;
+                goto done;
+            }
+        }
+        np = 1;
+    }
     if (np == 1 && (rc = cli_lora_prepare("quantize", argc, argv, &loras, &pos[0], &lora_tmp)))
         goto done;
     io.force = force;
     io.json = json;
     io.verbose = verbose;
     /* the calibration window options serve --imatrix-calib on the GGUF path */
-    bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode;
-    bool int_path = io.method || io.format || io.calib || io.bits != -1 || io.group_size != -2 || io.asym ||
+    bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.calib_field;
+    bool int_path = io.method || io.format || io.calib || io.dtype || io.bits != -1 || io.group_size != -2 || io.asym ||
                     io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
-        if (type || tt.n || keep.n || requant || imatrix_calib || imatrix_file || imatrix_out) {
-            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--keep/--allow-requantize/--imatrix-calib (GGUF) "
+        io.keep = keep.v;
+        io.n_keep = keep.n;
+        if (type || tt.n || requant || imatrix_calib || imatrix_file || imatrix_out || split) {
+            fprintf(stderr, "lmpress quantize: --type/--tensor-type/--allow-requantize/--imatrix-calib/--split-max-size (GGUF) "
                             "and --method/--bits/--format/--calib (GPTQ, RTN, AWQ) do not mix\n");
             rc = 2;
         } else if (np != 1 || !out) {
             fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
+            rc = 2;
+        } else if (cli_filelike_name(out)) {
+            fprintf(stderr, "lmpress quantize: --method %s writes a Hugging Face folder, and '%s' is a file name; "
+                            "give a folder name with -o, or use --type TYPE for a GGUF file\n",
+                    io.method ? io.method : "gptq", out);
             rc = 2;
         } else if (threads < 0) {
             fprintf(stderr, "lmpress quantize: --threads must be positive\n");
@@ -411,14 +483,27 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     if (!lmp_gguf_qtype_find(type)) {
-        fprintf(stderr, "lmpress quantize: unknown type '%s'; one of:\n", type);
+        const char *names[64];
+        int nn = 0;
+        for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name && nn < 64; q++)
+            names[nn++] = q->name;
+        const char *sg = cli_suggest(type, names, nn);
+        if (sg)
+            fprintf(stderr, "lmpress quantize: unknown type '%s'; did you mean '%s'? One of:\n", type, sg);
+        else
+            fprintf(stderr, "lmpress quantize: unknown type '%s'; one of:\n", type);
         for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name; q++)
             fprintf(stderr, "  %-8s %s\n", q->name, q->help);
         rc = 2;
         goto done;
     }
-    if (!lmp_str_endswith(out, ".gguf")) {
-        fprintf(stderr, "lmpress quantize: the output must be a .gguf file\n");
+    if (split && cli_parse_size("quantize", split, &split_max)) {
+        rc = 2;
+        goto done;
+    }
+    if (!cli_is_gguf_name(out)) {
+        fprintf(stderr, "lmpress quantize: --type %s writes a GGUF file, so the output must end in .gguf (not '%s'); "
+                        "--method gptq|rtn|awq writes a Hugging Face folder\n", type, out);
         rc = 2;
         goto done;
     }
@@ -477,6 +562,7 @@ int cmd_quantize(int argc, char **argv)
         }
         if (io.seed > 0)
             cp.seed = (uint64_t)io.seed;
+        cp.text_field = io.calib_field;
         if (io.calib_mode) {
             if (strcmp(io.calib_mode, "random") == 0)
                 cp.mode = LMP_CALIB_RANDOM;
@@ -486,7 +572,9 @@ int cmd_quantize(int argc, char **argv)
                 goto done;
             }
         }
+        double ti = lmp_time_s();
         int e = lmp_imatrix_compute(pos[0], imatrix_calib, &cp, !json, &im);
+        t_imatrix = lmp_time_s() - ti;
         if (e) {
             rc = cli_fail("quantize", e);
             goto done;
@@ -533,7 +621,7 @@ int cmd_quantize(int argc, char **argv)
     }
 
     const char *src = pos[0];
-    if (lmp_path_is_dir(src) || !lmp_str_endswith(src, ".gguf")) {
+    if (lmp_path_is_dir(src) || !cli_is_gguf_name(src)) {
         size_t n = strlen(out) + 64;
         tmp = malloc(n);
         if (!tmp) {
@@ -548,7 +636,9 @@ int cmd_quantize(int argc, char **argv)
         cp.quiet = true;
         if (!json)
             fprintf(stderr, "converting %s to GGUF (llama.cpp names and vocabulary) first\n", src);
+        double tc = lmp_time_s();
         int e = lmp_convert(src, tmp, &cp, &cr);
+        t_conv = lmp_time_s() - tc;
         if (e) {
             unlink(tmp);
             rc = cli_fail("quantize", e);
@@ -594,16 +684,24 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(type);
+    lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
+    if (lmp_path_bpw(out, &gbw) != 0)
+        memset(&gbw, 0, sizeof gbw);
+    if ((rc = cli_gguf_deploy("quantize", out, pos[0], split_max, force, json)))
+        goto done;
+    const double t_total = lmp_time_s() - t_cmd;
     if (json) {
         printf("{\"input\": ");
         cli_json_str(pos[0]);
         printf(", \"output\": ");
         cli_json_str(out);
         printf(", \"type\": \"%s\", \"file_type\": %d, \"tensors\": %d, \"quantized\": %d, \"fallbacks\": %d, "
-               "\"parameters\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bpw\": %.4f, \"seconds\": %.4f, "
+               "\"parameters\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bpw\": %.4f, \"bpw_linear\": %.4f, "
+               "\"seconds\": %.4f, \"quantize_seconds\": %.4f, \"imatrix_seconds\": %.4f, \"convert_seconds\": %.4f, "
                "\"peak_rss\": %llu, \"tensor_types\": {",
                qt->name, res.ftype, res.n_tensors, res.n_quantized, res.n_fallback, (unsigned long long)res.params,
-               (unsigned long long)res.bytes_in, (unsigned long long)res.bytes_out, res.bpw, res.seconds,
+               (unsigned long long)res.bytes_in, (unsigned long long)res.bytes_out, gbw.bpw, gbw.bpw_linear, t_total,
+               res.seconds, t_imatrix, t_conv,
                (unsigned long long)res.peak_rss);
         int first = 1;
         for (int d = 0; d < LMP_DT_COUNT; d++)
@@ -628,10 +726,17 @@ int cmd_quantize(int argc, char **argv)
             if (res.type_count[d])
                 k += (size_t)snprintf(types + k, sizeof types - k, "%s%s %d", k ? ", " : "",
                                       lmp_dtype_info((lmp_dtype)d)->name, res.type_count[d]);
-        printf("wrote %s: %s (file type %d), %d tensors (%s), %s -> %s, %.2f bits per weight, %.2fs, peak RSS %s\n",
+        printf("wrote %s: %s (file type %d), %d tensors (%s), %s -> %s, bits per weight %.3f linear layers, "
+               "%.3f whole file, peak RSS %s\n",
                out, qt->name, res.ftype, res.n_tensors, types, cli_bytes((double)res.bytes_in, b1, sizeof b1),
-               cli_bytes((double)res.bytes_out, b2, sizeof b2), res.bpw, res.seconds,
+               cli_bytes((double)res.bytes_out, b2, sizeof b2), gbw.bpw_linear, gbw.bpw,
                cli_bytes((double)res.peak_rss, b3, sizeof b3));
+        printf("%.2fs in all: %.2fs quantizing", t_total, res.seconds);
+        if (imatrix_calib)
+            printf(", %.2fs importance weights", t_imatrix);
+        if (t_conv > 0)
+            printf(", %.2fs converting to GGUF", t_conv);
+        printf("\n");
         if (res.n_fallback)
             printf("%d tensor(s) did not fit their block size and used a fallback type\n", res.n_fallback);
         if (res.rel_rms_max >= 0)

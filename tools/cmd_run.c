@@ -92,6 +92,11 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "lmpress run: -n, --top-k, --ctx and --threads must be >= 0 (and sane)\n");
         return 2;
     }
+    /* sampling settings are checked before the model loads and before any output */
+    if (!(temp >= 0) || !(top_p > 0 && top_p <= 1)) {
+        fprintf(stderr, "lmpress run: the temperature (--temp) must be >= 0 (0 = greedy) and --top-p in (0, 1]\n");
+        return 2;
+    }
     lmp_set_num_threads((int)threads);
     lmp_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
 

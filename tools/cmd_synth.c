@@ -14,14 +14,14 @@ int cmd_synth(int argc, char **argv)
     long long seed = 1, shard_mb = 2048, layers = 0;
     bool force = false, json = false, list = false;
     const cli_opt opts[] = {
-        {"preset", 0, OPT_STR, &preset, "NAME", "model shapes to use (see --list)"},
+        {"preset", 0, OPT_NAME, &preset, "NAME", "model shapes to use (see --list)"},
         {"config", 0, OPT_STR, &config, "FILE", "take the shapes from an HF config.json instead"},
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
         {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},
-        {"dtype", 0, OPT_STR, &dtype, "T", "f32 (default), f16 or bf16"},
+        {"dtype", 0, OPT_NAME, &dtype, "f32|f16|bf16", "f32 (default), f16 or bf16"},
         {"layers", 0, OPT_INT, &layers, "N", "keep only the first N decoder layers (test big shapes)"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "shard safetensors above this size (default 2048)"},
-        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output folder"},
+        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output folder"},
         {"list", 0, OPT_FLAG, &list, NULL, "list the presets and exit"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
@@ -45,9 +45,34 @@ int cmd_synth(int argc, char **argv)
     if (r)
         return r > 0 ? 0 : 2;
     if (list) {
-        for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++)
-            printf("%-16s %s (%.1fM parameters)\n", p->name, p->summary,
-                   p->config.vocab_size ? lmp_config_n_params(&p->config) / 1e6 : 0.0);
+        if (json)
+            printf("{\"presets\": [");
+        int i = 0;
+        for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++, i++) {
+            /* vocab_size 0: the vocabulary is the tokenizer trained when writing, so the
+             * count leaves the embeddings out and says so */
+            int64_t n = lmp_config_n_params(&p->config);
+            bool no_emb = p->config.vocab_size == 0;
+            if (json) {
+                printf("%s{\"name\": ", i ? ", " : "");
+                cli_json_str(p->name);
+                printf(", \"summary\": ");
+                cli_json_str(p->summary);
+                printf(", \"parameters\": %lld, \"embeddings_included\": %s}", (long long)n, no_emb ? "false" : "true");
+                continue;
+            }
+            char num[32];
+            if (n >= 1000000000)
+                snprintf(num, sizeof num, "%.2fB", (double)n / 1e9);
+            else if (n >= 1000000)
+                snprintf(num, sizeof num, "%.1fM", (double)n / 1e6);
+            else
+                snprintf(num, sizeof num, "%.1fK", (double)n / 1e3);
+            printf("%-16s %s (%s parameters%s)\n", p->name, p->summary, num,
+                   no_emb ? " without the embeddings: the vocabulary is the tokenizer trained when writing" : "");
+        }
+        if (json)
+            printf("]}\n");
         return 0;
     }
     if (np) {

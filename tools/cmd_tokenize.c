@@ -15,7 +15,8 @@ int cmd_tokenize(int argc, char **argv)
     const char *text = NULL, *file = NULL;
     bool no_bos = false, json = false, count = false;
     const cli_opt opts[] = {
-        {"text", 't', OPT_STR, &text, "STR", "text to tokenize"},
+        {"prompt", 'p', OPT_STR, &text, "STR", "text to tokenize (llama-tokenize's -p)"},
+        {"text", 0, OPT_STR, &text, "STR", "the same as --prompt"},
         {"file", 'f', OPT_STR, &file, "FILE", "tokenize the bytes of FILE exactly"},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not add the BOS/EOS tokens of the post-processor"},
         {"json", 0, OPT_FLAG, &json, NULL, "print {\"ids\": [...], \"pieces\": [...]}"},
@@ -23,7 +24,7 @@ int cmd_tokenize(int argc, char **argv)
         {0},
     };
     const cli_cmd_info info = {
-        "tokenize", "MODEL (--text STR | -f FILE) [--no-bos] [--json] [--count]",
+        "tokenize", "MODEL (-p TEXT | -f FILE) [--no-bos] [--json] [--count]",
         "Encode text with the tokenizer of MODEL (an HF folder, a tokenizer.json or a .gguf).",
         "By default the ids are printed on one line separated by spaces. Special tokens written\n"
         "in the text are recognised. The tokenizer.json truncation and padding settings are\n"

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct {
     const char *name;
@@ -38,7 +39,7 @@ static void usage(FILE *f)
             LMP_VERSION);
     for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
         fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
-    fprintf(f, "\n'lmpress <command> --help' describes each command.\n"
+    fprintf(f, "\n'lmpress <command> --help' or 'lmpress help <command>' describes each command.\n"
                "Environment: LMP_THREADS (threads), LMP_PROGRESS=0|1 (progress bar).\n");
 }
 
@@ -49,7 +50,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    const size_t ncmd = sizeof g_commands / sizeof g_commands[0];
+    if (strcmp(argv[1], "help") == 0 && argc >= 3) {
+        /* lmpress help CMD = lmpress CMD --help */
+        for (size_t i = 0; i < ncmd; i++)
+            if (strcasecmp(argv[2], g_commands[i].name) == 0) {
+                char *hv[] = {(char *)g_commands[i].name, "--help", NULL};
+                return g_commands[i].fn(2, hv);
+            }
+        argv[1] = argv[2]; /* unknown: the message below, with a suggestion */
+    } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
         return 0;
     }
@@ -57,10 +67,17 @@ int main(int argc, char **argv)
         printf("lmpress %s\n", LMP_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
-        if (strcmp(argv[1], g_commands[i].name) == 0)
+    for (size_t i = 0; i < ncmd; i++)
+        if (strcasecmp(argv[1], g_commands[i].name) == 0)
             return g_commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "lmpress: unknown command '%s'\n\n", argv[1]);
+    const char *names[64];
+    for (size_t i = 0; i < ncmd && i < 64; i++)
+        names[i] = g_commands[i].name;
+    const char *sg = cli_suggest(argv[1], names, (int)ncmd);
+    if (sg)
+        fprintf(stderr, "lmpress: unknown command '%s'; did you mean '%s'?\n\n", argv[1], sg);
+    else
+        fprintf(stderr, "lmpress: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -210,6 +210,8 @@ bool lmp_path_is_dir(const char *path);
 /* Joins dir and name into a malloc'd string. */
 char *lmp_path_join(const char *dir, const char *name);
 bool lmp_str_endswith(const char *s, const char *suffix);
+/* The same, ignoring ASCII case: file extensions ("X.GGUF" is a GGUF file). */
+bool lmp_str_endswith_ci(const char *s, const char *suffix);
 /* Output folders: lmp_dir_begin creates "<dir>.tmp.<pid>" (refusing an existing dir
  * unless force) and returns its malloc'd path; fill it, then lmp_dir_commit renames it
  * onto dir (replacing an existing one); on failure lmp_dir_remove(tmp). */
@@ -237,6 +239,7 @@ typedef struct {
     double t_start, t_last;
     bool enabled;
     bool drawn;
+    const char *unit; /* what done/total count ("block passes"), shown after them; may be NULL */
 } lmp_progress;
 
 void lmp_progress_begin(lmp_progress *p, const char *label, uint64_t total);

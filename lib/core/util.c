@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -252,6 +253,12 @@ bool lmp_str_endswith(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+bool lmp_str_endswith_ci(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
 /* ---------------------------------------------------------------- threads, time */
 
 int lmp_num_threads(void)
@@ -318,8 +325,9 @@ static void progress_draw(lmp_progress *p, double now)
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[30] = 0;
-    fprintf(stderr, "\r%s [%s] %5.1f%% %llu/%llu  %.1fs ETA %.1fs\x1b[K", p->label, bar,
-            100 * frac, (unsigned long long)p->done, (unsigned long long)p->total, el, eta);
+    fprintf(stderr, "\r%s [%s] %5.1f%% %llu/%llu%s%s  %.1fs ETA %.1fs\x1b[K", p->label, bar, 100 * frac,
+            (unsigned long long)p->done, (unsigned long long)p->total, p->unit ? " " : "", p->unit ? p->unit : "", el,
+            eta);
     fflush(stderr);
     p->drawn = true;
 }

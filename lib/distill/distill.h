@@ -41,7 +41,7 @@ uint64_t lmp_distill_vocab_hash(const lmp_tokenizer *tok);
 /* ---------------------------------------------------------------- export ---------- */
 
 typedef struct {
-    int ctx;            /* tokens per sequence; 0 = 512 (llama.cpp's KLD default) */
+    int ctx;            /* tokens per sequence; 0 = min(512 (llama.cpp's KLD default), the model's) */
     int top_k;          /* ids/log-probs kept per position; 0 = none (needs full) */
     double temperature; /* log-probs of softmax(logits / T); 1 = raw (default) */
     bool full;          /* also store every log-prob ([seq][ctx][vocab]) */
@@ -59,6 +59,7 @@ typedef struct {
      * sequences of this shard. */
     void (*progress)(void *user, int done, int total);
     void *user;
+    bool allow_long_ctx; /* accept ctx above the model's max_position_embeddings */
 } lmp_distill_params;
 
 lmp_distill_params lmp_distill_default_params(void); /* ctx 512, k 64, T 1, f16, 1 shard */
@@ -75,6 +76,7 @@ typedef struct {
     double tokens_per_s;    /* n_tokens / seconds */
     uint64_t file_bytes;    /* size of the output (0 when not complete) */
     uint64_t weights_hash, tokenizer_hash;
+    int ctx;                /* tokens per sequence used */
 } lmp_distill_stats;
 
 /* Exports the teacher's distributions over text[0..len) to `out`.
@@ -112,6 +114,7 @@ typedef struct {
     bool use_topk;  /* use the top-k estimate even when full log-probs are stored */
     void (*progress)(void *user, int done, int total);
     void *user;
+    bool allow_long_ctx; /* accept a file ctx above the model's max_position_embeddings */
 } lmp_kld_params;
 
 lmp_kld_params lmp_kld_default_params(void);
@@ -143,6 +146,11 @@ typedef struct {
     int n_seqs, ctx;
     double temperature;
     double seconds, tokens_per_s; /* model time; tokens fed / seconds */
+    /* Positions whose KLD came out below 0 (f16/f32 rounding of log-probs that agree to
+     * within it: a KLD is >= 0 by definition) and the lowest value; kld_pct clamps them at 0,
+     * kld_mean keeps them (unbiased). */
+    int64_t n_kld_negative;
+    double kld_min_raw;
 } lmp_kld_result;
 
 /* KL(teacher || model) on the tokens stored in `logits_path`, feeding each stored sequence
@@ -174,6 +182,15 @@ typedef struct {
     const lmp_task_set *const *tasks;
     const char *const *task_names;
     lmp_task_params task;
+    bool allow_long_ctx;       /* accept ctx above a model's max_position_embeddings */
+    /* Teacher logits exported before (lmpress distill export) used as the KLD base
+     * instead of exporting the base's (NULL = export). Its vocabulary must match. */
+    const char *base_logits;
+    /* Reuse the rows of an earlier run: out_dir/report.json and the partial record
+     * <out_dir>.partial.json that a run with resume keeps after every row (with the base's
+     * logits in <out_dir>.base-logits.h5). A row is reused when its path, protocol, ctx,
+     * chunks, top-k and text agree; the others are evaluated. */
+    bool resume;
 } lmp_compare_params;
 
 #define LMP_COMPARE_MAX_TASKS 16
@@ -191,9 +208,18 @@ typedef struct {
     double bpw;           /* 8 * size_bytes / n_params */
     double tokens_per_s;  /* from the perplexity run */
     lmp_task_result task[LMP_COMPARE_MAX_TASKS]; /* params.n_tasks of them */
+    int ctx;              /* the perplexity window */
+    int kld_ctx;          /* the KLD sequences' length (the base logits') */
+    char protocol[16];    /* the perplexity protocol */
+    bool resumed;         /* taken from an earlier run (--resume) */
+    /* bits per weight (docs/architecture.md "Bits per weight"): bpw above is the whole
+     * files over every logical parameter; bpw_linear the linear layers' stored tensors
+     * (codes, scales, zeros, g_idx) over their logical parameters */
+    double bpw_linear;
 } lmp_compare_row;
 
-/* Evaluates base (row 0) and each variant on text[0..len) and writes report.md,
+/* Checks every input first (exists, loads, same vocabulary as the base, context within
+ * each model's), then evaluates base (row 0) and each variant on text[0..len) and writes report.md,
  * report.json, bpw_ppl.svg and bpw_kld.svg into out_dir (built in a temporary folder,
  * renamed when complete). rows (may be NULL) receives n_variants + 1 rows (caller frees).
  * text_path is only recorded. Progress lines go to stderr through lmp_info. */
@@ -209,6 +235,8 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
 int lmp_svg_tasks(const char *path, const char *title, const char *const *variants, int n_variants,
                   const char *const *tasks, int n_tasks, const double *acc, const double *err,
                   const double *chance, bool force);
+/* The report's plots of bits per weight against perplexity and KLD (SVG and PNG). */
+int lmp_compare_plots(const char *dir, const lmp_compare_row *rows, int n, const lmp_compare_params *p, int ctx);
 
 /* A labelled scatter plot as a standalone SVG: axes with "nice" ticks (1, 2, 5 x 10^n),
  * tick labels, axis titles, one circle and label per point. Non-finite points are left

@@ -213,11 +213,20 @@ int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params 
                          path, h->tokenizer_hash, h->vocab_hash, th, vh, mpath);
             goto done;
         }
-        lmp_info("tokenizer hashes differ (%016" PRIx64 " in %s, %016" PRIx64
+        /* an HF folder and its GGUF differ in how they store the same vocabulary (every
+         * HF-vs-GGUF evaluation): identical pieces are not worth a note (issue 18) */
+        lmp_debug("tokenizer hashes differ (%016" PRIx64 " in %s, %016" PRIx64
                  " for %s) but the vocabularies are identical: token ids mean the same pieces",
                  h->tokenizer_hash, path, th, mpath);
     } else if (!tok) {
         lmp_warn("%s has no tokenizer: only the vocabulary size (%d) is checked", mpath, V);
+    }
+    {
+        int cr = lmp_ctx_resolve(m, ctx, ctx, p->allow_long_ctx);
+        if (cr < 0) {
+            rc = lmp_err_prefix(cr, "%s (sequences of %d tokens)", path, ctx);
+            goto done;
+        }
     }
     if (p->skip < 0 || p->skip >= ctx) {
         rc = lmp_err(LMP_EINVAL, "--skip %d: must be in 0..%d (the file's ctx - 1)", p->skip, ctx - 1);
@@ -317,7 +326,12 @@ int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params 
         int64_t lo = (int64_t)f;
         double fr = f - (double)lo;
         r->kld_pct[i] = lo + 1 < nk ? (1 - fr) * klds[lo] + fr * klds[lo + 1] : klds[lo];
+        if (r->kld_pct[i] < 0)
+            r->kld_pct[i] = 0; /* rounding noise: a KLD is never negative */
     }
+    r->kld_min_raw = nk ? klds[0] : 0;
+    for (int64_t i = 0; i < nk && klds[i] < 0; i++)
+        r->n_kld_negative++;
     r->has_topk = h->k > 0;
     if (r->has_topk) {
         r->kld_topk = skt / (double)nk;

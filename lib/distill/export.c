@@ -418,7 +418,10 @@ int lmp_distill_export(const lmp_model *m, const char *model_path, const char *t
 {
     memset(st, 0, sizeof *st);
     const int V = lmp_model_n_vocab(m);
-    const int ctx = p->ctx > 0 ? p->ctx : 512;
+    const int ctx = lmp_ctx_resolve(m, p->ctx, 512, p->allow_long_ctx);
+    if (ctx < 0)
+        return ctx;
+    st->ctx = ctx;
     if (p->top_k < 0 || p->top_k > V)
         return lmp_err(LMP_EINVAL, "--top-k %d: must be in 0..%d (the vocabulary)", p->top_k, V);
     if (p->top_k == 0 && !p->full)
@@ -438,9 +441,6 @@ int lmp_distill_export(const lmp_model *m, const char *model_path, const char *t
         return lmp_err(LMP_EUNSUPPORTED, "%s: the model has no tokenizer", model_path);
     if (len == 0)
         return lmp_err(LMP_EINVAL, "the text is empty");
-    if (lmp_model_config(m)->max_pos > 0 && ctx > lmp_model_config(m)->max_pos)
-        lmp_warn("context %d is longer than the model's max_position_embeddings %d", ctx,
-                 lmp_model_config(m)->max_pos);
 
     exporter e = {.m = m};
     lw_header *h = &e.h;

@@ -6,6 +6,8 @@
  */
 #include "distill_internal.h"
 
+#include <cjson/cJSON.h>
+
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
@@ -254,12 +256,11 @@ static uint64_t weights_size(const char *path)
 static void row_basics(lmp_compare_row *r, const char *path, const lmp_model *m)
 {
     const lmp_ckpt *c = lmp_model_ckpt(m);
-    const char *b = strrchr(path, '/');
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
     snprintf(r->path, sizeof r->path, "%.*s", (int)n, path);
-    b = NULL;
+    const char *b = NULL;
     for (size_t i = 0; i < n; i++)
         if (r->path[i] == '/')
             b = r->path + i;
@@ -272,6 +273,14 @@ static void row_basics(lmp_compare_row *r, const char *path, const lmp_model *m)
         for (int i = 0; i < c->n_tensors; i++)
             r->n_params += lmp_tensor_nelem(&c->tensors[i]);
     r->bpw = r->n_params ? 8.0 * (double)r->size_bytes / (double)r->n_params : 0;
+    /* the linear figure from the path as given (bpw.h): a packed folder's own tensors */
+    lmp_bpw bw;
+    if (lmp_path_bpw(r->path, &bw) == 0 && bw.params > 0) {
+        r->bpw_linear = bw.bpw_linear;
+        r->n_params = bw.params;
+        r->size_bytes = bw.file_bytes;
+        r->bpw = bw.bpw;
+    }
 }
 
 static void json_str(FILE *f, const char *s)
@@ -392,8 +401,63 @@ static int write_task_plot(const char *dir, const lmp_compare_row *rows, int n, 
     return rc;
 }
 
+/* report.json (and the --resume partial record): settings and every row so far. */
+static int write_json(const char *path, const lmp_compare_row *rows, int n, const char *text_path,
+                      const lmp_compare_params *p, int ctx, int kld_seqs, bool exact, const char *kld_base)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return lmp_err(LMP_EIO, "%s: cannot write", path);
+    fprintf(f, "{\"lmpress_version\": \"%s\", \"base\": ", LMP_VERSION);
+    json_str(f, rows[0].path);
+    fprintf(f, ", \"text\": ");
+    json_str(f, text_path);
+    fprintf(f, ", \"protocol\": \"%s\", \"ctx\": %d, \"chunks\": %d, \"top_k\": %d, \"kld_sequences\": %d, "
+               "\"kld_exact\": %s, \"kld_base\": ",
+            lmp_ppl_protocol_name(p->protocol), ctx, p->chunks, p->top_k, kld_seqs, exact ? "true" : "false");
+    json_str(f, kld_base);
+    fprintf(f, ", \"bpw_definition\": \"bpw: 8 x weight files' bytes / logical parameters; bpw_linear: 8 x "
+               "bytes of the linear layers' stored tensors / their logical parameters\", \"variants\": [");
+    for (int i = 0; i < n; i++) {
+        const lmp_compare_row *r = &rows[i];
+        fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
+        json_str(f, r->name);
+        fprintf(f, ", \"path\": ");
+        json_str(f, r->path);
+        fprintf(f, ", \"base\": %s, \"protocol\": \"%s\", \"ctx\": %d, \"kld_ctx\": %d, \"size_bytes\": %llu, "
+                   "\"params\": %lld, \"bpw\": ",
+                i == 0 ? "true" : "false", r->protocol, r->ctx, r->kld_ctx, (unsigned long long)r->size_bytes,
+                (long long)r->n_params);
+        json_num(f, r->bpw);
+        const char *keys[] = {"bpw_linear", "ppl", "ppl_stderr", "kld", "kld_stderr", "kld_p99", "same_top",
+                              "dp_rms", "tokens_per_s"};
+        double vals[] = {r->bpw_linear, r->ppl, r->ppl_stderr, r->kld, r->kld_stderr, r->kld_p99, r->same_top,
+                         r->dp_rms, r->tokens_per_s};
+        for (int k = 0; k < 9; k++) {
+            fprintf(f, ", \"%s\": ", keys[k]);
+            json_num(f, vals[k]);
+        }
+        fprintf(f, ", \"kld_exact\": %s", r->kld_exact ? "true" : "false");
+        if (p->n_tasks > 0)
+            write_task_json(f, rows, i, p);
+        fputc('}', f);
+    }
+    fprintf(f, "\n]}\n");
+    if (fclose(f) != 0)
+        return lmp_err(LMP_EIO, "%s: write failed", path);
+    return LMP_OK;
+}
+
+/* "within error": the variant's difference from the base is smaller than twice the
+ * combined standard error (independent errors assumed: a conservative test here, since
+ * both are measured on the same text) */
+static bool ppl_within_error(const lmp_compare_row *b, const lmp_compare_row *r)
+{
+    return fabs(r->ppl - b->ppl) <= 2 * sqrt(r->ppl_stderr * r->ppl_stderr + b->ppl_stderr * b->ppl_stderr);
+}
+
 static int write_reports(const char *dir, const lmp_compare_row *rows, int n, const char *text_path,
-                         const lmp_compare_params *p, int ctx, int kld_seqs, bool exact)
+                         const lmp_compare_params *p, int ctx, int kld_seqs, bool exact, const char *kld_base)
 {
     char *md = lmp_path_join(dir, "report.md"), *js = lmp_path_join(dir, "report.json");
     FILE *f = fopen(md, "w");
@@ -404,94 +468,53 @@ static int write_reports(const char *dir, const lmp_compare_row *rows, int n, co
     }
     fprintf(f, "# lmpress compare\n\n");
     fprintf(f, "Base: `%s`. Text: `%s`. Perplexity: %s protocol, ctx %d%s. KLD against the base: "
-               "%d sequences of %d tokens (first token of each replaced by BOS), %s.\n\n",
+               "%d sequences of %d tokens (first token of each replaced by BOS), %s, from %s.\n\n",
             rows[0].path, text_path, lmp_ppl_protocol_name(p->protocol), ctx,
-            p->chunks ? " (first windows only, --chunks)" : "", kld_seqs, ctx,
-            exact ? "exact (full log-probs)" : "top-k estimate (a lower bound)");
-    fprintf(f, "| variant | size | bits/weight | ppl | KLD | KLD 99%% | same top p | RMS dp | tokens/s |\n"
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            p->chunks ? " (first windows only, --chunks)" : "", kld_seqs, rows[0].kld_ctx,
+            exact ? "exact (full log-probs)" : "top-k estimate (a lower bound)", kld_base);
+    fprintf(f, "| variant | protocol, ctx | size | bpw (file) | bpw (linear) | ppl | KLD | KLD 99%% | same top p | "
+               "RMS dp | tokens/s |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    int n_within = 0;
     for (int i = 0; i < n; i++) {
         const lmp_compare_row *r = &rows[i];
-        fprintf(f, "| %s%s | %.2f MiB | %.3f | %.4f ± %.4f | %.6f ± %.6f | %.6f | %.2f%% | %.3f%% | %.0f |\n",
-                r->name, i == 0 ? " (base)" : "", (double)r->size_bytes / 1048576.0, r->bpw, r->ppl,
-                r->ppl_stderr, r->kld, r->kld_stderr, r->kld_p99, 100 * r->same_top, 100 * r->dp_rms,
-                r->tokens_per_s);
+        const char *mark = "";
+        if (i > 0 && r->ppl < rows[0].ppl && ppl_within_error(&rows[0], r)) {
+            mark = " (within error)";
+            n_within++;
+        }
+        fprintf(f, "| %s%s%s | %s, %d (KLD %d) | %.2f MiB | %.3f | %.3f | %.4f ± %.4f%s | %.6f ± %.6f | %.6f | "
+                   "%.2f%% | %.3f%% | %.0f |\n",
+                r->name, i == 0 ? " (base)" : "", r->resumed ? " (resumed)" : "", r->protocol, r->ctx, r->kld_ctx,
+                (double)r->size_bytes / 1048576.0, r->bpw, r->bpw_linear, r->ppl, r->ppl_stderr, mark, r->kld,
+                r->kld_stderr, r->kld_p99, 100 * r->same_top, 100 * r->dp_rms, r->tokens_per_s);
     }
-    fprintf(f, "\nSize: the weight files on disk; bits/weight = 8 x size / parameters. tokens/s: the "
-               "perplexity run (model time).\n\n![bits per weight vs perplexity](bpw_ppl.svg)\n\n"
-               "![bits per weight vs KLD](bpw_kld.svg)\n");
+    fprintf(f, "\nBits per weight, two figures: bpw (file) = 8 x the weight files' bytes on disk / the model's "
+               "logical parameters; bpw (linear) = 8 x the bytes of the linear layers' stored tensors (codes, "
+               "scales, zeros) / their logical parameters. tokens/s: the perplexity run (model time). ± is one "
+               "standard error.%s\n\n![bits per weight vs perplexity](bpw_ppl.svg)\n\n"
+               "![bits per weight vs KLD](bpw_kld.svg)\n",
+            n_within ? " A lower perplexity than the base marked \"within error\" differs from it by less than "
+                       "two standard errors: not an improvement."
+                     : "");
     if (p->n_tasks > 0)
         write_task_table(f, rows, n, p);
     if (fclose(f) != 0)
         rc = lmp_err(LMP_EIO, "%s: write failed", md);
     if (rc)
         goto done;
-    if (!(f = fopen(js, "w"))) {
-        rc = lmp_err(LMP_EIO, "%s: cannot write", js);
+    if ((rc = write_json(js, rows, n, text_path, p, ctx, kld_seqs, exact, kld_base)))
         goto done;
-    }
-    fprintf(f, "{\"lmpress_version\": \"%s\", \"base\": ", LMP_VERSION);
-    json_str(f, rows[0].path);
-    fprintf(f, ", \"text\": ");
-    json_str(f, text_path);
-    fprintf(f, ", \"protocol\": \"%s\", \"ctx\": %d, \"chunks\": %d, \"kld_sequences\": %d, \"kld_exact\": %s, "
-               "\"variants\": [",
-            lmp_ppl_protocol_name(p->protocol), ctx, p->chunks, kld_seqs, exact ? "true" : "false");
-    for (int i = 0; i < n; i++) {
-        const lmp_compare_row *r = &rows[i];
-        fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
-        json_str(f, r->name);
-        fprintf(f, ", \"path\": ");
-        json_str(f, r->path);
-        fprintf(f, ", \"base\": %s, \"size_bytes\": %llu, \"params\": %lld, \"bpw\": ", i == 0 ? "true" : "false",
-                (unsigned long long)r->size_bytes, (long long)r->n_params);
-        json_num(f, r->bpw);
-        const char *keys[] = {"ppl", "ppl_stderr", "kld", "kld_stderr", "kld_p99", "same_top", "dp_rms",
-                              "tokens_per_s"};
-        double vals[] = {r->ppl, r->ppl_stderr, r->kld, r->kld_stderr, r->kld_p99, r->same_top, r->dp_rms,
-                         r->tokens_per_s};
-        for (int k = 0; k < 8; k++) {
-            fprintf(f, ", \"%s\": ", keys[k]);
-            json_num(f, vals[k]);
-        }
-        if (p->n_tasks > 0)
-            write_task_json(f, rows, i, p);
-        fputc('}', f);
-    }
-    fprintf(f, "\n]}\n");
-    if (fclose(f) != 0)
-        rc = lmp_err(LMP_EIO, "%s: write failed", js);
-    if (rc)
-        goto done;
-    {
-        double *x = malloc(sizeof(double) * (size_t)n * 3);
+    rc = lmp_compare_plots(dir, rows, n, p, ctx);
+    if (!rc && p->n_tasks > 0) {
         const char **lab = malloc(sizeof(char *) * (size_t)n);
-        if (!x || !lab) {
-            free(x);
-            free(lab);
+        if (!lab) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
-        double *yp = x + n, *yk = x + 2 * n;
-        for (int i = 0; i < n; i++) {
-            x[i] = rows[i].bpw;
-            yp[i] = rows[i].ppl;
-            yk[i] = rows[i].kld;
+        for (int i = 0; i < n; i++)
             lab[i] = rows[i].name;
-        }
-        char *s1 = lmp_path_join(dir, "bpw_ppl.svg"), *s2 = lmp_path_join(dir, "bpw_kld.svg");
-        char t1[128], t2[128];
-        snprintf(t1, sizeof t1, "Perplexity (%s, ctx %d) against bits per weight",
-                 lmp_ppl_protocol_name(p->protocol), ctx);
-        snprintf(t2, sizeof t2, "KL divergence from the base against bits per weight");
-        rc = lmp_svg_scatter(s1, t1, "bits per weight", "perplexity", x, yp, lab, n, true);
-        if (!rc)
-            rc = lmp_svg_scatter(s2, t2, "bits per weight", "mean KLD (nats)", x, yk, lab, n, true);
-        if (!rc && p->n_tasks > 0)
-            rc = write_task_plot(dir, rows, n, p, lab);
-        free(s1);
-        free(s2);
-        free(x);
+        rc = write_task_plot(dir, rows, n, p, lab);
         free(lab);
     }
 done:
@@ -500,53 +523,272 @@ done:
     return rc;
 }
 
+/* What the first pass learns of a model without keeping it loaded. */
+typedef struct {
+    int n_vocab, max_pos;
+    uint64_t vocab_hash;
+    bool has_tok;
+} model_facts;
+
+static int model_facts_of(const lmp_compare_params *p, const char *path, model_facts *mf)
+{
+    if (!lmp_path_exists(path))
+        return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
+    lmp_model *m = NULL;
+    int rc = (p->load ? p->load : lmp_model_load)(&m, path);
+    if (rc)
+        return rc;
+    mf->n_vocab = lmp_model_n_vocab(m);
+    mf->max_pos = lmp_model_config(m)->max_pos;
+    const lmp_tokenizer *tok = lmp_model_tokenizer(m);
+    mf->has_tok = tok != NULL;
+    mf->vocab_hash = tok ? lmp_distill_vocab_hash(tok) : 0;
+    lmp_model_free(m);
+    return LMP_OK;
+}
+
+/* Rows of an earlier run (report.json or the partial record) that match these settings. */
+static void resume_rows(const char *json_path, lmp_compare_row *rows, int n, const char *const *paths,
+                        const char *text_path, const lmp_compare_params *p, int ctx, int *kld_seqs)
+{
+    char *txt = NULL;
+    if (lmp_read_file(json_path, &txt, NULL) != 0)
+        return;
+    cJSON *root = cJSON_Parse(txt);
+    free(txt);
+    if (!root)
+        return;
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "protocol");
+    const cJSON *cx = cJSON_GetObjectItemCaseSensitive(root, "ctx");
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "chunks");
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(root, "top_k");
+    const cJSON *tx = cJSON_GetObjectItemCaseSensitive(root, "text");
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "variants");
+    if (!cJSON_IsString(pr) || strcmp(pr->valuestring, lmp_ppl_protocol_name(p->protocol)) != 0 ||
+        !cJSON_IsNumber(cx) || cx->valueint != ctx || !cJSON_IsNumber(ch) || ch->valueint != p->chunks ||
+        !cJSON_IsNumber(tk) || tk->valueint != p->top_k || !cJSON_IsString(tx) ||
+        strcmp(tx->valuestring, text_path) != 0 || !cJSON_IsArray(vs)) {
+        lmp_info("%s: made with other settings (protocol, ctx, chunks, top-k or text): not reused", json_path);
+        cJSON_Delete(root);
+        return;
+    }
+    const cJSON *ks = cJSON_GetObjectItemCaseSensitive(root, "kld_sequences");
+    if (cJSON_IsNumber(ks) && ks->valueint > 0)
+        *kld_seqs = ks->valueint;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vs)
+    {
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(v, "path");
+        if (!cJSON_IsString(path))
+            continue;
+        for (int i = 0; i < n; i++) {
+            size_t k = strlen(paths[i]);
+            while (k > 1 && paths[i][k - 1] == '/')
+                k--;
+            if (rows[i].resumed || strlen(path->valuestring) != k || strncmp(path->valuestring, paths[i], k) != 0)
+                continue;
+            if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "base")) != (i == 0))
+                continue;
+            lmp_compare_row *r = &rows[i];
+            const char *keys[] = {"bpw", "bpw_linear", "ppl", "ppl_stderr", "kld", "kld_stderr", "kld_p99",
+                                  "same_top", "dp_rms", "tokens_per_s"};
+            double *dst[] = {&r->bpw, &r->bpw_linear, &r->ppl, &r->ppl_stderr, &r->kld, &r->kld_stderr,
+                             &r->kld_p99, &r->same_top, &r->dp_rms, &r->tokens_per_s};
+            bool okrow = true;
+            for (int q = 0; q < 10; q++) {
+                const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, keys[q]);
+                if (cJSON_IsNumber(x))
+                    *dst[q] = x->valuedouble;
+                else if (q >= 2 && q <= 3)
+                    okrow = false; /* no perplexity: evaluate again */
+            }
+            const cJSON *kc = cJSON_GetObjectItemCaseSensitive(v, "kld_ctx");
+            const cJSON *sz = cJSON_GetObjectItemCaseSensitive(v, "size_bytes");
+            const cJSON *pa = cJSON_GetObjectItemCaseSensitive(v, "params");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(v, "name");
+            if (!okrow || !cJSON_IsNumber(kc) || !cJSON_IsNumber(sz) || !cJSON_IsNumber(pa) || !cJSON_IsString(nm))
+                continue;
+            r->kld_ctx = kc->valueint;
+            r->size_bytes = (uint64_t)sz->valuedouble;
+            r->n_params = (int64_t)pa->valuedouble;
+            r->kld_exact = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "kld_exact"));
+            snprintf(r->name, sizeof r->name, "%s", nm->valuestring);
+            snprintf(r->path, sizeof r->path, "%s", path->valuestring);
+            snprintf(r->protocol, sizeof r->protocol, "%s", lmp_ppl_protocol_name(p->protocol));
+            r->ctx = ctx;
+            r->resumed = true;
+        }
+    }
+    cJSON_Delete(root);
+}
+
 int lmp_distill_compare(const char *base, const char *const *variants, int n_variants, const char *text,
                         size_t len, const char *text_path, const char *out_dir, const lmp_compare_params *p,
                         lmp_compare_row **rows_out)
 {
     const int n = n_variants + 1;
     lmp_compare_row *rows = calloc((size_t)n, sizeof *rows);
-    char *tmp = NULL, *logits = NULL;
+    const char **paths = malloc(sizeof(char *) * (size_t)n);
+    char *tmp = NULL, *logits = NULL, *partial = NULL, *report_json = NULL;
     lmp_model *m = NULL;
+    bool logits_ours = false; /* logits is <out_dir>.base-logits.h5, made by this command */
     if (rows_out)
         *rows_out = NULL;
-    if (!rows)
-        return lmp_err(LMP_ENOMEM, "out of memory");
-    int rc = lmp_dir_begin(out_dir, p->force, &tmp);
-    if (rc) {
+    if (!rows || !paths) {
         free(rows);
-        return rc;
+        free(paths);
+        return lmp_err(LMP_ENOMEM, "out of memory");
     }
-    logits = lmp_path_join(tmp, "base-logits.h5");
+    paths[0] = base;
+    for (int i = 1; i < n; i++)
+        paths[i] = variants[i - 1];
+    int rc = LMP_OK;
+    if (p->resume && p->n_tasks > 0) { /* resumed rows carry no task scores */
+        rc = lmp_err(LMP_EINVAL, "--resume and --task cannot be combined (the earlier run's rows have no task "
+                                 "scores); run the tasks with lmpress tasks, or compare without --resume");
+        goto fail;
+    }
+    /* ---- first, every input: exists, loads, same vocabulary, context within each model's */
+    model_facts bf = {0};
+    int ctx = 0, kld_seqs = 0;
+    for (int i = 0; i < n; i++) {
+        model_facts mf = {0};
+        lmp_info("checking %s", paths[i]);
+        if ((rc = model_facts_of(p, paths[i], &mf))) {
+            rc = lmp_err_prefix(rc, "%s %s (nothing was evaluated)", i ? "variant" : "base", paths[i]);
+            goto fail;
+        }
+        if (i == 0) {
+            bf = mf;
+            if (!mf.has_tok) {
+                rc = lmp_err(LMP_EUNSUPPORTED, "base %s has no tokenizer (nothing was evaluated)", base);
+                goto fail;
+            }
+            int want = lmp_ppl_protocol_ctx(p->protocol);
+            ctx = p->ctx > 0 ? p->ctx : (mf.max_pos > 0 && mf.max_pos < want ? mf.max_pos : want);
+        } else if (mf.n_vocab != bf.n_vocab || (mf.has_tok && mf.vocab_hash != bf.vocab_hash)) {
+            rc = lmp_err(LMP_EINVAL, "variant %s has another vocabulary than base %s (%d tokens%s against %d): KLD "
+                                     "and perplexity would not compare (nothing was evaluated)",
+                         paths[i], base, mf.n_vocab, mf.n_vocab == bf.n_vocab ? ", other pieces" : "", bf.n_vocab);
+            goto fail;
+        }
+        if (mf.max_pos > 0 && ctx > mf.max_pos && !p->allow_long_ctx) {
+            rc = lmp_err(LMP_EINVAL, "context %d is longer than %s's %d (max_position_embeddings); use a shorter "
+                                     "--ctx or --allow-long-ctx (nothing was evaluated)",
+                         ctx, paths[i], mf.max_pos);
+            goto fail;
+        }
+    }
+    if (p->base_logits) {
+        lw_reader *rd = NULL;
+        if ((rc = lw_reader_open(&rd, p->base_logits))) {
+            rc = lmp_err_prefix(rc, "--base-logits (nothing was evaluated)");
+            goto fail;
+        }
+        const lw_header *h = lw_reader_header(rd);
+        int hv = h->vocab;
+        bool hfull = h->full;
+        lw_reader_close(rd);
+        if (hv != bf.n_vocab) {
+            rc = lmp_err(LMP_EINVAL, "--base-logits %s has a vocabulary of %d tokens; base %s has %d (nothing was "
+                                     "evaluated)", p->base_logits, hv, base, bf.n_vocab);
+            goto fail;
+        }
+        if (p->top_k == 0 && !hfull)
+            lmp_info("%s has top-k log-probs only: the KLD is the top-k estimate (a lower bound)", p->base_logits);
+    }
+    /* ---- earlier rows (--resume) */
+    partial = malloc(strlen(out_dir) + 32);
+    report_json = lmp_path_join(out_dir, "report.json");
+    if (!partial || !report_json) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    {
+        size_t k = strlen(out_dir);
+        while (k > 1 && out_dir[k - 1] == '/')
+            k--;
+        snprintf(partial, strlen(out_dir) + 32, "%.*s.partial.json", (int)k, out_dir);
+    }
+    if (p->resume) {
+        resume_rows(report_json, rows, n, paths, text_path, p, ctx, &kld_seqs);
+        resume_rows(partial, rows, n, paths, text_path, p, ctx, &kld_seqs);
+        int nr = 0;
+        for (int i = 0; i < n; i++)
+            nr += rows[i].resumed;
+        lmp_info("--resume: %d of %d rows taken from the earlier run", nr, n);
+    } else if (!p->force && lmp_path_exists(out_dir)) {
+        rc = lmp_err(LMP_EEXIST, "%s exists (use --force to replace it, or --resume to add to it)", out_dir);
+        goto fail;
+    }
+    if ((rc = lmp_dir_begin(out_dir, p->force || p->resume, &tmp)))
+        goto fail;
+    if (p->base_logits) {
+        logits = strdup(p->base_logits);
+    } else {
+        logits = malloc(strlen(partial) + 32);
+        if (logits)
+            snprintf(logits, strlen(partial) + 32, "%.*s.base-logits.h5", (int)(strlen(partial) - 13), partial);
+        logits_ours = true;
+    }
+    if (!logits) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (logits_ours && p->resume && !lmp_path_exists(logits)) { /* kept by --keep-logits before */
+        char *kept = lmp_path_join(out_dir, "base-logits.h5");
+        if (kept && lmp_path_exists(kept))
+            rename(kept, logits);
+        free(kept);
+    }
+    bool need_logits = false;
+    for (int i = 1; i < n; i++)
+        need_logits |= !rows[i].resumed;
+    if (!p->base_logits && p->resume && lmp_path_exists(logits))
+        lmp_info("--resume: reusing the base's logits %s", logits);
+    else if (!p->base_logits && !rows[0].resumed)
+        need_logits = true; /* exported with the base's perplexity below */
+    bool exact = p->top_k == 0;
+    int kld_ctx = 0;
+    const char *kld_base = p->base_logits ? p->base_logits : "the base's logits, exported by this command";
     lmp_ppl_params pp = lmp_ppl_default_params();
     pp.protocol = p->protocol;
-    pp.ctx = p->ctx;
+    pp.ctx = ctx;
     pp.max_chunks = p->chunks;
-    int ctx = 0, kld_seqs = 0;
-    bool exact = p->top_k == 0;
+    pp.allow_long_ctx = p->allow_long_ctx;
     for (int i = 0; i < n; i++) {
-        const char *path = i == 0 ? base : variants[i - 1];
         lmp_compare_row *r = &rows[i];
+        const char *path = paths[i];
+        bool export_now = i == 0 && logits_ours && need_logits && !(p->resume && lmp_path_exists(logits));
+        if (r->resumed && !export_now) {
+            if (i > 0 && !kld_ctx)
+                kld_ctx = r->kld_ctx;
+            continue;
+        }
         lmp_ppl_result pr;
         if ((rc = (p->load ? p->load : lmp_model_load)(&m, path)))
             goto fail;
-        row_basics(r, path, m);
-        lmp_info("[%d/%d] %s: perplexity (%s)", i + 1, n, r->name, lmp_ppl_protocol_name(p->protocol));
-        if ((rc = lmp_ppl_text(m, text, len, &pp, &pr))) {
-            rc = lmp_err_prefix(rc, "%s", path);
-            goto fail;
+        if (!r->resumed) {
+            row_basics(r, path, m);
+            snprintf(r->protocol, sizeof r->protocol, "%s", lmp_ppl_protocol_name(p->protocol));
+            lmp_info("[%d/%d] %s: perplexity (%s, ctx %d)", i + 1, n, r->name, r->protocol, ctx);
+            if ((rc = lmp_ppl_text(m, text, len, &pp, &pr))) {
+                rc = lmp_err_prefix(rc, "%s", path);
+                goto fail;
+            }
+            r->ppl = pr.ppl;
+            r->ppl_stderr = pr.ppl_stderr;
+            r->tokens_per_s = pr.tokens_per_s;
+            r->ctx = pr.ctx;
         }
-        r->ppl = pr.ppl;
-        r->ppl_stderr = pr.ppl_stderr;
-        r->tokens_per_s = pr.tokens_per_s;
-        if (i == 0) {
-            ctx = pr.ctx;
+        if (export_now) {
             lmp_distill_params dp = lmp_distill_default_params();
             lmp_distill_stats st;
             dp.ctx = ctx;
             dp.max_seqs = p->chunks;
             dp.f32 = true;
             dp.full = exact;
+            dp.allow_long_ctx = p->allow_long_ctx;
             dp.top_k = exact ? 0 : (p->top_k < lmp_model_n_vocab(m) ? p->top_k : lmp_model_n_vocab(m));
             dp.force = true;
             lmp_info("[%d/%d] %s: exporting base logits (%s)", i + 1, n, r->name,
@@ -556,9 +798,12 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
                 goto fail;
             }
             kld_seqs = st.n_seqs;
-        } else {
+            kld_ctx = st.ctx;
+        } else if (i > 0) {
             lmp_kld_params kp = lmp_kld_default_params();
             lmp_kld_result kr;
+            kp.max_seqs = p->base_logits ? p->chunks : 0;
+            kp.allow_long_ctx = p->allow_long_ctx;
             lmp_info("[%d/%d] %s: KL divergence against the base", i + 1, n, r->name);
             if ((rc = lmp_distill_eval(m, logits, &kp, &kr))) {
                 rc = lmp_err_prefix(rc, "%s", path);
@@ -570,6 +815,8 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
             r->same_top = kr.same_top;
             r->dp_rms = kr.dp_rms;
             r->kld_exact = kr.exact;
+            kld_seqs = kr.n_seqs;
+            kld_ctx = kr.ctx;
         }
         if (i == 0) {
             r->same_top = 1;
@@ -585,15 +832,37 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         }
         lmp_model_free(m);
         m = NULL;
+        if (p->resume) /* the record --resume reads if this run is interrupted */
+            for (int q = 0; q <= i; q++)
+                rows[q].kld_ctx = rows[q].kld_ctx ? rows[q].kld_ctx : kld_ctx;
+        if (p->resume && (rc = write_json(partial, rows, i + 1, text_path, p, ctx, kld_seqs, exact, kld_base)))
+            goto fail;
     }
-    if (!p->keep_logits)
-        remove(logits);
-    if ((rc = write_reports(tmp, rows, n, text_path, p, ctx, kld_seqs, exact)))
+    for (int i = 0; i < n; i++)
+        if (!rows[i].kld_ctx)
+            rows[i].kld_ctx = kld_ctx;
+    if (p->keep_logits && logits_ours && lmp_path_exists(logits)) {
+        char *dst = lmp_path_join(tmp, "base-logits.h5");
+        if (!dst || rename(logits, dst) != 0) {
+            free(dst);
+            rc = lmp_err(LMP_EIO, "%s: cannot move into the report folder", logits);
+            goto fail;
+        }
+        free(dst);
+        kld_base = "base-logits.h5 (kept, --keep-logits)";
+    }
+    if ((rc = write_reports(tmp, rows, n, text_path, p, ctx, kld_seqs, exact, kld_base)))
         goto fail;
     if ((rc = lmp_dir_commit(tmp, out_dir)))
         goto fail;
+    if (logits_ours)
+        remove(logits);
+    remove(partial);
     free(tmp);
     free(logits);
+    free(partial);
+    free(report_json);
+    free(paths);
     if (rows_out)
         *rows_out = rows;
     else
@@ -601,9 +870,17 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
     return LMP_OK;
 fail:
     lmp_model_free(m);
-    lmp_dir_remove(tmp);
+    if (tmp)
+        lmp_dir_remove(tmp);
+    /* without --resume nothing stays behind; with it the record and the base's logits
+     * stay for the next run */
+    if (logits && logits_ours && !p->resume)
+        remove(logits);
     free(tmp);
     free(logits);
+    free(partial);
+    free(report_json);
+    free(paths);
     free(rows);
     return rc;
 }

@@ -260,6 +260,7 @@ typedef enum {
 
 const char *lmp_ppl_protocol_name(lmp_ppl_protocol p);
 int lmp_ppl_protocol_from_name(const char *name); /* -1 when unknown */
+int lmp_ppl_protocol_ctx(lmp_ppl_protocol p);      /* the protocol's default window */
 
 typedef struct {
     lmp_ppl_protocol protocol;
@@ -270,9 +271,16 @@ typedef struct {
     /* Called after each window (may be NULL): windows done, total windows. */
     void (*progress)(void *user, int done, int total);
     void *user;
+    bool allow_long_ctx; /* accept a context longer than the model's (else LMP_EINVAL) */
 } lmp_ppl_params;
 
 lmp_ppl_params lmp_ppl_default_params(void); /* gptq, defaults, whole text */
+
+/* Context rules shared by ppl, distill export, eval and compare (issue 18 item 1): the
+ * default is min(want, the model's max_position_embeddings) (want when the model does not
+ * say); a requested context longer than the model's is LMP_EINVAL naming both, unless
+ * allow_long (then a warning). lmp_ctx_resolve returns the context or a negative status. */
+int lmp_ctx_resolve(const lmp_model *m, int requested, int want, bool allow_long);
 
 typedef struct {
     double ppl;

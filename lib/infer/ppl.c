@@ -26,6 +26,27 @@ const char *lmp_ppl_protocol_name(lmp_ppl_protocol p)
     return (unsigned)p < 3 ? g_proto_names[p] : "?";
 }
 
+int lmp_ppl_protocol_ctx(lmp_ppl_protocol p)
+{
+    return (unsigned)p <= LMP_PPL_WINDOWS ? g_proto_ctx[p] : 0;
+}
+
+int lmp_ctx_resolve(const lmp_model *m, int requested, int want, bool allow_long)
+{
+    const int mp = lmp_model_config(m)->max_pos;
+    if (requested <= 0)
+        return mp > 0 && mp < want ? mp : want;
+    if (mp > 0 && requested > mp) {
+        if (!allow_long)
+            return lmp_err(LMP_EINVAL, "context %d is longer than the model's %d (max_position_embeddings): "
+                                       "positions past it were never trained (use --allow-long-ctx to run anyway)",
+                           requested, mp);
+        lmp_warn("context %d is longer than the model's max_position_embeddings %d (--allow-long-ctx)", requested,
+                 mp);
+    }
+    return requested;
+}
+
 int lmp_ppl_protocol_from_name(const char *name)
 {
     for (int i = 0; i < 3; i++)
@@ -78,7 +99,9 @@ int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const l
     if ((unsigned)p->protocol > LMP_PPL_WINDOWS)
         return lmp_err(LMP_EINVAL, "unknown perplexity protocol %d", (int)p->protocol);
     const char *pname = g_proto_names[p->protocol];
-    const int ctx = p->ctx > 0 ? p->ctx : g_proto_ctx[p->protocol];
+    const int ctx = lmp_ctx_resolve(m, p->ctx, g_proto_ctx[p->protocol], p->allow_long_ctx);
+    if (ctx < 0)
+        return ctx;
     if (ctx < 2 || (p->protocol == LMP_PPL_LLAMACPP && ctx < 4))
         return lmp_err(LMP_EINVAL, "context %d is too small for protocol %s", ctx, pname);
     const int bos = lmp_model_bos(m);
@@ -90,9 +113,6 @@ int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const l
         return lmp_err(LMP_EINVAL,
                        "the text gives %lld tokens; protocol %s with context %d needs at least %lld",
                        (long long)n, pname, ctx, (long long)need);
-    if (lmp_model_config(m)->max_pos > 0 && ctx > lmp_model_config(m)->max_pos)
-        lmp_warn("context %d is longer than the model's max_position_embeddings %d", ctx,
-                 lmp_model_config(m)->max_pos);
     int64_t nw64 = n / ctx;
     if (p->max_chunks > 0 && p->max_chunks < nw64)
         nw64 = p->max_chunks;

@@ -647,7 +647,7 @@ int lmp_tokenizer_load(lmp_tokenizer **tok, const char *path)
 {
     int rc;
     *tok = NULL;
-    if (lmp_str_endswith(path, ".gguf")) {
+    if (lmp_str_endswith_ci(path, ".gguf")) {
         lmp_gguf_reader r = {0};
         if ((rc = lmp_gguf_open(&r, path)))
             return rc;

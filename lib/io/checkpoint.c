@@ -504,13 +504,13 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
 {
     int rc = LMP_OK;
     memset(c, 0, sizeof *c);
-    c->path = strdup(path);
-    if (!lmp_path_exists(path))
+    if (!lmp_path_exists(path)) /* before anything is allocated: nothing to close */
         return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
+    c->path = strdup(path);
     if (lmp_path_is_dir(path)) {
         c->kind = LMP_CKPT_HF;
         c->dir = strdup(path);
-    } else if (is_gguf_file(path) || lmp_str_endswith(path, ".gguf")) {
+    } else if (is_gguf_file(path) || lmp_str_endswith_ci(path, ".gguf")) {
         c->kind = LMP_CKPT_GGUF;
     } else {
         c->kind = LMP_CKPT_SAFETENSORS;

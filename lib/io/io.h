@@ -12,6 +12,9 @@
 #include "config.h"
 #include "h5.h"
 #include "checkpoint.h"
+#include "bpw.h"
+#include "gguf_split.h"
+#include "chat.h"
 #include "synth.h"
 #include "lora.h"
 

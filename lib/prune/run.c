@@ -202,17 +202,21 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     const bool ts = p->true_sequential < 0 ? method == LMP_PRUNE_SPARSEGPT : p->true_sequential != 0;
     const int n_groups = lmp_input_groups(stats && ts, groups);
 
+    /* one bar for the whole model (layers x passes), so its ETA is the job's (issue 18) */
+    const uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + 1) * N : LMP_LIN_COUNT;
+    char label[64];
+    snprintf(label, sizeof label, "layer 1/%d", nl);
+    lmp_progress pg;
+    lmp_progress_begin(&pg, label, per_layer * (uint64_t)nl);
+    pg.unit = cal ? "block passes" : "linears";
+    if (!p->progress)
+        pg.enabled = false;
     for (int l = 0; l < nl; l++) {
         double tl = lmp_time_s();
         for (int w = 0; w < LMP_LIN_COUNT; w++)
             orig[w] = *lmp_model_linear(m, l, (lmp_linear)w);
-        char label[64];
         snprintf(label, sizeof label, "prune layer %d/%d", l + 1, nl);
-        lmp_progress pg;
-        lmp_progress_begin(&pg, label, cal ? (uint64_t)((stats ? n_groups : 0) + 1) * N : LMP_LIN_COUNT);
-        if (!p->progress)
-            pg.enabled = false;
-        uint64_t done_n = 0;
+        uint64_t done_n = (uint64_t)l * per_layer;
         for (int g = 0; g < n_groups; g++) {
             memset(&hc, 0, sizeof hc);
             if (stats) {
@@ -305,10 +309,10 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
         if (cal)
             for (int w = 0; w < LMP_LIN_COUNT; w++)
                 res->lin[l * LMP_LIN_COUNT + w].err = ec.den[w] > 0 ? sqrt(ec.num[w] / ec.den[w]) : 0.0;
-        lmp_progress_end(&pg);
         if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)Wp, (const uint8_t *const *)mask,
                                      p->spec.qbits ? qt : NULL, &res->lin[l * LMP_LIN_COUNT])))
             goto layer_fail;
+        lmp_progress_end(&pg); /* clears the bar's line for the caller's per-layer line */
         if (p->on_layer_done)
             p->on_layer_done(p->log_ctx, l, nl, lmp_time_s() - tl, &res->lin[l * LMP_LIN_COUNT]);
     layer_fail:
@@ -333,6 +337,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
         if (rc)
             goto done;
     }
+    lmp_progress_end(&pg);
 done:
     free(states);
     free(scratch);

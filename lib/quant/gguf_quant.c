@@ -256,6 +256,8 @@ typedef struct {
     regex_t re;
     lmp_dtype dt; /* override type; unused for --keep */
     bool ok;
+    int hits;     /* tensors it matched (a pattern matching nothing is warned about) */
+    const char *text;
 } pattern;
 
 static void patterns_free(pattern *p, int n)
@@ -275,6 +277,7 @@ static int compile_one(pattern *p, const char *rx, const char *what)
         return lmp_err(LMP_EINVAL, "%s '%s': bad regular expression: %s", what, rx, msg);
     }
     p->ok = true;
+    p->text = rx;
     return LMP_OK;
 }
 
@@ -300,6 +303,7 @@ static int compile_patterns(const lmp_gguf_quant_params *p, pattern **ov, patter
             return lmp_err(LMP_ENOMEM, "quantize: out of memory");
         rc = compile_one(&(*ov)[i], rx, "--tensor-type");
         (*ov)[i].dt = (lmp_dtype)dt;
+        (*ov)[i].text = s;
         free(rx);
     }
     for (int i = 0; i < p->n_keep && !rc; i++)
@@ -307,12 +311,28 @@ static int compile_patterns(const lmp_gguf_quant_params *p, pattern **ov, patter
     return rc;
 }
 
-static const pattern *match(const pattern *p, int n, const char *name)
+/* Patterns match the GGUF name (llama.cpp's: blk.3.attn_q.weight) or the Hugging Face
+ * name of the same tensor (model.layers.3.self_attn.q_proj.weight), whichever the user
+ * wrote (issue 18 item 8). */
+static pattern *match(pattern *p, int n, const char *name)
+{
+    char hf[LMP_MAX_NAME];
+    bool has_hf = lmp_name_gguf_to_hf(name, hf, sizeof hf) == 0;
+    for (int i = 0; i < n; i++)
+        if (p[i].ok && (regexec(&p[i].re, name, 0, NULL, 0) == 0 ||
+                        (has_hf && regexec(&p[i].re, hf, 0, NULL, 0) == 0))) {
+            p[i].hits++;
+            return &p[i];
+        }
+    return NULL;
+}
+
+static void warn_unmatched(const pattern *p, int n, const char *what)
 {
     for (int i = 0; i < n; i++)
-        if (p[i].ok && regexec(&p[i].re, name, 0, NULL, 0) == 0)
-            return &p[i];
-    return NULL;
+        if (p[i].ok && !p[i].hits)
+            lmp_warn("%s '%s' matches no tensor (names: llama.cpp's blk.N.attn_q.weight or Hugging Face's "
+                     "model.layers.N.self_attn.q_proj.weight; see lmpress inspect)", what, p[i].text);
 }
 
 /* ---------------------------------------------------------------- the plan */
@@ -324,8 +344,8 @@ typedef struct {
 
 void lmp_gguf_quant_default_params(lmp_gguf_quant_params *p) { memset(p, 0, sizeof *p); }
 
-static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf_quant_params *p, const pattern *ov,
-                     const pattern *keep, plan_item *plan, lmp_gguf_quant_result *res)
+static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf_quant_params *p, pattern *ov,
+                     pattern *keep, plan_item *plan, lmp_gguf_quant_result *res)
 {
     lmp_gguf_mix_info mi = {0};
     mi.n_layers = c->config.n_layers;
@@ -360,7 +380,7 @@ static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf
         if (mt < 0)
             continue; /* 1-D tensors and norms stay as they are */
         lmp_dtype want = (lmp_dtype)mt;
-        const pattern *o = match(ov, p->n_tensor_type, t->name);
+        pattern *o = match(ov, p->n_tensor_type, t->name);
         if (o) {
             want = o->dt;
             snprintf(it->note, sizeof it->note, "%s (--tensor-type)", lmp_dtype_info(want)->name);
@@ -386,6 +406,8 @@ static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' is %s, which cannot be converted", c->path, t->name,
                            st->name);
     }
+    warn_unmatched(keep, p->n_keep, "--keep");
+    warn_unmatched(ov, p->n_tensor_type, "--tensor-type");
     return LMP_OK;
 }
 
@@ -575,7 +597,7 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
     res->ftype = qt->ftype;
     if ((rc = compile_patterns(p, &ov, &keep)))
         goto done;
-    if (!lmp_str_endswith(in, ".gguf") || lmp_path_is_dir(in)) {
+    if (!lmp_str_endswith_ci(in, ".gguf") || lmp_path_is_dir(in)) {
         rc = lmp_err(LMP_EINVAL, "%s: lmp_gguf_quantize reads GGUF (convert other checkpoints first)", in);
         goto done;
     }

@@ -386,17 +386,21 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
     const int n_groups = lmp_input_groups(p->true_sequential, groups);
 
+    /* one bar for the whole model (layers x passes), so its ETA is the job's (issue 18) */
+    const uint64_t per_layer = cal ? (uint64_t)(n_groups + 1) * N : LMP_LIN_COUNT;
+    char label[64];
+    snprintf(label, sizeof label, "layer 1/%d", nl);
+    lmp_progress pg;
+    lmp_progress_begin(&pg, label, per_layer * (uint64_t)nl);
+    pg.unit = cal ? "block passes" : "linears";
+    if (!p->progress)
+        pg.enabled = false;
     for (int l = 0; l < nl; l++) {
         double tl = lmp_time_s();
         for (int w = 0; w < LMP_LIN_COUNT; w++)
             orig[w] = *lmp_model_linear(m, l, (lmp_linear)w);
-        char label[64];
         snprintf(label, sizeof label, "layer %d/%d", l + 1, nl);
-        lmp_progress pg;
-        lmp_progress_begin(&pg, label, cal ? (uint64_t)(n_groups + 1) * N : LMP_LIN_COUNT);
-        if (!p->progress)
-            pg.enabled = false;
-        uint64_t done_n = 0;
+        uint64_t done_n = (uint64_t)l * per_layer;
         for (int g = 0; g < n_groups; g++) {
             memset(&hc, 0, sizeof hc);
             if (cal) {
@@ -429,6 +433,12 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 st->rows = orig[w].rows;
                 st->cols = orig[w].cols;
                 lmp_linear_hf_prefix(l, (lmp_linear)w, st->name, sizeof st->name);
+                if (p->keep && p->keep[l * LMP_LIN_COUNT + w]) { /* --keep: stays dense */
+                    st->err = st->err_rtn = -1;
+                    if (!cal)
+                        lmp_progress_update(&pg, ++done_n);
+                    continue;
+                }
                 if ((rc = quantize_linear(p, &orig[w], hc.H[cls], st->name, &qt[w], st)))
                     goto layer_fail;
                 res->params += (uint64_t)(orig[w].rows * orig[w].cols);
@@ -460,13 +470,13 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
                 goto layer_fail;
             lmp_progress_update(&pg, ++done_n);
         }
-        lmp_progress_end(&pg);
         if (p->sink && (rc = p->sink(p->sink_ctx, l, qt, &res->lin[l * LMP_LIN_COUNT])))
             goto layer_fail;
         for (int w = 0; w < LMP_LIN_COUNT; w++) /* block l's weights are not read again */
             if (orig[w].data)
                 release_mapped(m, orig[w].data, (size_t)orig[w].rows * orig[w].row_bytes);
         res->layer_seconds[l] = lmp_time_s() - tl;
+        lmp_progress_end(&pg); /* clears the bar's line for the caller's per-layer line */
         if (p->on_layer_done)
             p->on_layer_done(p->log_ctx, l, nl, res->layer_seconds[l], &res->lin[l * LMP_LIN_COUNT]);
     layer_fail:
@@ -485,6 +495,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
         if (rc)
             goto done;
     }
+    lmp_progress_end(&pg);
 done:
     free(states);
     free(scratch);

@@ -96,7 +96,20 @@ typedef struct {
     lmp_calib_mode mode; /* default LMP_CALIB_RANDOM */
     uint64_t seed;      /* default 0 (lmp_rng) */
     size_t max_bytes;   /* read at most this many bytes of the text (0 = all) */
+    /* JSONL calibration files: the string field holding each document's text (NULL: "text",
+     * or a "messages"/"conversations" chat rendered with the model's chat template) */
+    const char *text_field;
 } lmp_calib_params;
+
+#define LMP_CALIB_MAX_SOURCES 16
+/* What one calibration file gave. */
+typedef struct {
+    char name[256];
+    bool jsonl, chat;     /* JSONL; its documents were chats rendered with the template */
+    int n_docs;           /* JSONL documents (0 for plain text) */
+    int64_t tokens;       /* tokens of its text */
+    int windows;          /* windows drawn from it */
+} lmp_calib_source;
 
 /* Token windows for calibration. */
 typedef struct {
@@ -104,6 +117,8 @@ typedef struct {
     int32_t *tokens;        /* [n_samples][seq_len], owned */
     int64_t n_text_tokens;  /* tokens the whole text gave */
     size_t text_bytes;      /* bytes read */
+    int n_sources;          /* lmp_calib_load: the files, in order */
+    lmp_calib_source sources[LMP_CALIB_MAX_SOURCES];
 } lmp_calib_data;
 
 void lmp_calib_default_params(lmp_calib_params *p);
@@ -116,7 +131,15 @@ int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t 
  * seq_len above the model's context is LMP_EINVAL. *out is owned (lmp_calib_free). */
 int lmp_calib_from_text(const lmp_model *m, const char *text, size_t len, const char *name,
                         const lmp_calib_params *p, lmp_calib_data *out);
-/* lmp_calib_read_text + lmp_calib_from_text. */
+/* Calibration from one or several files, `paths` separated by commas (issue 18 item 9):
+ * plain or gzip text, or JSONL (by a .jsonl / .jsonl.gz name or a first '{'): one JSON
+ * object per line, its text the string field p->text_field (default "text"), or its
+ * "messages" / "conversations" list ({role, content} or ShareGPT {from, value}) rendered
+ * with the model's chat template (lib/io/chat.h families; others refused). One plain file
+ * is exactly lmp_calib_read_text + lmp_calib_from_text. Several files: each tokenized on
+ * its own; random windows are shared out in proportion to the files' tokens (files too
+ * short for a window get none), chunks run through the files in order. Every file's
+ * tokens and windows are in out->sources and reported through lmp_info. */
 int lmp_calib_load(const lmp_model *m, const char *path, const lmp_calib_params *p,
                    lmp_calib_data *out);
 void lmp_calib_free(lmp_calib_data *d); /* accepts NULL */
@@ -173,6 +196,9 @@ typedef struct {
     bool true_sequential;
     bool compare_rtn;     /* also measure RTN's error (default true) */
     bool progress;        /* progress bar on stderr (default true; silent when not a TTY) */
+    /* Linears left as they are ([n_layers * LMP_LIN_COUNT], 1 = keep; NULL = none): not
+     * quantized, the sink gets a zeroed lmp_qtensor (scheme 0) for them (issue 18 item 8). */
+    const uint8_t *keep;
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
     lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */
