@@ -128,6 +128,20 @@ static void test_parity(void)
         parity(t, json[i][0], "tokenizer.json");
         lmp_tokenizer_free(t);
     }
+    /* a Qwen folder without tokenizer.json: vocab.json + merges.txt + tokenizer_config.json
+     * (Qwen2Tokenizer: NFC, the Qwen2 split regex) against llama.cpp's qwen2 vectors, which
+     * Hugging Face's Qwen tokenizer produced */
+    lmp_tokenizer *q = load("hf-meta/qwen2.5-14b-sakura-v1.0");
+    if (q) {
+        parity(q, "qwen2", "vocab.json + merges.txt");
+        CHECK(lmp_tokenizer_n_vocab(q) == 151665 && lmp_tokenizer_eos(q) == 151645 && lmp_tokenizer_pad(q) == 151643 &&
+                  lmp_tokenizer_bos(q) == -1,
+              "qwen: n_vocab %d eos %d pad %d bos %d", lmp_tokenizer_n_vocab(q), lmp_tokenizer_eos(q),
+              lmp_tokenizer_pad(q), lmp_tokenizer_bos(q));
+        CHECK(lmp_tokenizer_is_special(q, 151644) && !lmp_tokenizer_is_special(q, 151657),
+              "qwen: <|im_start|> special, <tool_call> not (added_tokens_decoder flags)");
+        lmp_tokenizer_free(q);
+    }
 }
 
 static void test_stories_prompt(void)
