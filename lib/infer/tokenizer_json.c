@@ -372,6 +372,7 @@ static int parse_post(lmp_tokenizer *t, const cJSON *o)
         t->prefix = t->suffix = NULL;
         t->n_prefix = t->n_suffix = 0;
         bool seen_seq = false;
+        t->post_kind = TK_POST_TEMPLATE;
         cJSON_ArrayForEach(it, single)
         {
             const cJSON *st = get(it, "SpecialToken"), *sq = get(it, "Sequence");
@@ -392,8 +393,31 @@ static int parse_post(lmp_tokenizer *t, const cJSON *o)
         }
         return 0;
     }
+    if (!strcmp(ty, "RobertaProcessing") || !strcmp(ty, "BertProcessing")) {
+        /* single sequence: cls $A sep; "cls"/"sep" are [content, id] */
+        int32_t ids[2];
+        static const char *keys[] = {"cls", "sep"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = get(o, keys[k]), *id = cJSON_GetArrayItem(v, 1);
+            if (!cJSON_IsArray(v) || !cJSON_IsString(cJSON_GetArrayItem(v, 0)) || !cJSON_IsNumber(id) ||
+                id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 || id->valuedouble >= 2147483647.0)
+                return lmp_err(LMP_EFORMAT, "%s: %s needs \"%s\": [token, id]", t->name, ty, keys[k]);
+            ids[k] = (int32_t)id->valuedouble;
+        }
+        free(t->prefix);
+        free(t->suffix);
+        t->prefix = malloc(sizeof(int32_t));
+        t->suffix = malloc(sizeof(int32_t));
+        if (!t->prefix || !t->suffix)
+            return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+        t->prefix[0] = ids[0];
+        t->suffix[0] = ids[1];
+        t->n_prefix = t->n_suffix = 1;
+        t->post_kind = ty[0] == 'R' ? TK_POST_ROBERTA : TK_POST_BERT;
+        return 0;
+    }
     return lmp_err(LMP_EUNSUPPORTED, "%s: post-processor \"%s\" is not supported (supported: TemplateProcessing, "
-                                     "ByteLevel, Sequence)", t->name, ty);
+                                     "RobertaProcessing, BertProcessing, ByteLevel, Sequence)", t->name, ty);
 }
 
 /* ---------------------------------------------------------------- model ------------ */

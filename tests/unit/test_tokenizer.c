@@ -9,6 +9,7 @@
 #include "lib/io/io.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -691,6 +692,85 @@ static void test_misc(void)
     CHECK(lmp_tokenizer_load(&t, "/nonexistent/tokenizer.json") != 0 && !t, "missing file accepted");
 }
 
+/* golden/tokenizers: small tokenizer.json files of our own (Falcon's pre-tokenizer
+ * pipeline with steps after ByteLevel, a legacy RoBERTa file without model.type, and
+ * WhitespaceSplit + Punctuation) and the ids Hugging Face tokenizers gives for a set of
+ * texts (tests/reference/make_tokenizer_golden.py, tokenizer_golden.js). */
+static void test_hf_golden(void)
+{
+    size_t el;
+    char *ej = slurp("golden/tokenizers/expected.json", &el);
+    CHECK(ej != NULL, "golden/tokenizers/expected.json unreadable (run from the repository root)");
+    cJSON *root = ej ? cJSON_ParseWithLength(ej, el) : NULL;
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "texts");
+    CHECK(cJSON_GetArraySize(texts) >= 10, "expected.json has texts");
+    static const char *names[] = {"falcon", "roberta", "wsplit"};
+    for (int k = 0; k < 3 && root; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "golden/tokenizers/%s.json", names[k]);
+        lmp_tokenizer *t = NULL;
+        int rc = lmp_tokenizer_load(&t, path);
+        CHECK(rc == 0, "%s: %s", path, lmp_errmsg());
+        if (rc)
+            continue;
+        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, names[k]);
+        for (int sp = 0; sp < 2; sp++) {
+            const cJSON *lists = cJSON_GetObjectItemCaseSensitive(exp, sp ? "special" : "plain");
+            int bad = 0, n = cJSON_GetArraySize(texts);
+            for (int i = 0; i < n; i++) {
+                const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+                const cJSON *want = cJSON_GetArrayItem(lists, i);
+                int32_t *ids = NULL;
+                size_t ni = 0;
+                rc = lmp_tokenizer_encode(t, s, strlen(s), sp == 1, &ids, &ni);
+                bool same = rc == 0 && (int)ni == cJSON_GetArraySize(want);
+                for (size_t j = 0; same && j < ni; j++)
+                    same = ids[j] == cJSON_GetArrayItem(want, (int)j)->valueint;
+                if (!same && !bad++) {
+                    fprintf(stderr, "%s (%s): text %d \"%s\" differs\n", names[k], sp ? "special" : "plain", i, s);
+                    print_ids("got ", ids, ni);
+                }
+                free(ids);
+            }
+            CHECK(bad == 0, "%s (%s): %d of %d texts differ from Hugging Face", names[k], sp ? "special" : "plain", bad, n);
+        }
+        /* GGUF export: Falcon's pipeline is named "falcon", RoBERTa's byte-level one "gpt-2"
+         * with BOS and EOS added; WhitespaceSplit has no llama.cpp name and is refused */
+        char gp[512];
+        snprintf(gp, sizeof gp, "%s/golden-%s.gguf", tmpdir(), names[k]);
+        lmp_gguf_writer *w = NULL;
+        CHECK(lmp_gguf_writer_new(&w, gp, true) == 0, "writer %s", gp);
+        rc = lmp_tokenizer_write_gguf(t, w, 0);
+        if (k == 2) {
+            CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "WhitespaceSplit"), "wsplit GGUF: rc %d %s", rc,
+                  lmp_errmsg());
+            lmp_gguf_writer_abort(w);
+        } else {
+            CHECK(rc == 0 && lmp_gguf_writer_begin(w) == 0 && lmp_gguf_writer_finish(w) == 0, "%s GGUF: %s", names[k],
+                  lmp_errmsg());
+            lmp_gguf_reader r = {0};
+            lmp_tokenizer *g = NULL;
+            const char *pre = NULL;
+            if (lmp_gguf_open(&r, gp) == 0) {
+                lmp_gguf_get_str(&r, "tokenizer.ggml.pre", &pre);
+                CHECK(pre && !strcmp(pre, k == 0 ? "falcon" : "gpt-2"), "%s: pre %s", names[k], pre ? pre : "-");
+                CHECK(lmp_tokenizer_from_gguf(&g, &r) == 0, "%s: reload %s", names[k], lmp_errmsg());
+                lmp_gguf_close(&r);
+            }
+            for (int i = 0; g && i < cJSON_GetArraySize(texts); i++) {
+                const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+                if (k == 1 && strstr(s, "<mask>"))
+                    continue; /* lstrip: GGUF cannot hold it (the writer warns) */
+                CHECK(same_ids(t, g, s, strlen(s), names[k]), "%s: GGUF export differs on text %d", names[k], i);
+            }
+            lmp_tokenizer_free(g);
+        }
+        lmp_tokenizer_free(t);
+    }
+    cJSON_Delete(root);
+    free(ej);
+}
+
 int main(void)
 {
     double t0 = lmp_time_s(), t1 = t0, t2;
@@ -709,6 +789,7 @@ int main(void)
     TIMED(test_normalizers);
     TIMED(test_gguf_pre_unknown);
     TIMED(test_misc);
+    TIMED(test_hf_golden);
     fprintf(stderr, "test_tokenizer: %.2f s\n", lmp_time_s() - t0);
     return test_finish();
 }
