@@ -222,6 +222,45 @@ static int get_flag(const lmp_gguf_reader *r, const char *key, bool *dst)
     return 0;
 }
 
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* tokenizer.chat_template, and the named ones listed in tokenizer.chat_templates. */
+static int read_gguf_templates(const lmp_gguf_reader *r, lmp_tokenizer *t)
+{
+    const char *s = NULL;
+    if (lmp_gguf_get_str(r, "tokenizer.chat_template", &s) == 0 && !(t->chat_template = dup_n(s, strlen(s))))
+        return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    const lmp_gguf_kv *names = find_arr(r, "tokenizer.chat_templates", LMP_GGUF_STRING);
+    if (!names || !names->n)
+        return 0;
+    if (!(t->tmpl_name = calloc(names->n, sizeof(char *))) || !(t->tmpl_text = calloc(names->n, sizeof(char *))))
+        return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    char **arr = names->arr;
+    for (uint64_t i = 0; i < names->n; i++) {
+        char key[320];
+        snprintf(key, sizeof key, "tokenizer.chat_template.%.*s", (int)(names->arr_lens[i] < 256 ? names->arr_lens[i] : 256),
+                 arr[i]);
+        if (lmp_gguf_get_str(r, key, &s)) {
+            lmp_warn("%s: tokenizer.chat_templates names \"%s\" but %s is missing", t->name, arr[i], key);
+            continue;
+        }
+        t->tmpl_name[t->n_templates] = dup_n(arr[i], names->arr_lens[i]);
+        t->tmpl_text[t->n_templates] = dup_n(s, strlen(s));
+        if (!t->tmpl_name[t->n_templates] || !t->tmpl_text[t->n_templates])
+            return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+        t->n_templates++;
+    }
+    return 0;
+}
+
 int lmp_tokenizer_from_gguf(lmp_tokenizer **tokp, const lmp_gguf_reader *r)
 {
     int rc = 0;
@@ -433,6 +472,8 @@ int lmp_tokenizer_from_gguf(lmp_tokenizer **tokp, const lmp_gguf_reader *r)
         t->suffix[0] = t->eos;
         t->n_suffix = 1;
     }
+    if ((rc = read_gguf_templates(r, t)))
+        goto cleanup;
     /* control, unknown and user-defined tokens are split out of the raw text first */
     int n_added = 0;
     for (int32_t i = 0; i < n; i++)

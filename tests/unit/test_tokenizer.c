@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -692,6 +693,54 @@ static void test_misc(void)
     CHECK(lmp_tokenizer_load(&t, "/nonexistent/tokenizer.json") != 0 && !t, "missing file accepted");
 }
 
+/* GGUF vocabularies out to tokenizer.json + tokenizer_config.json (what `convert x.gguf -o
+ * hf/` writes): the folder must give the GGUF's ids on llama.cpp's vectors and on
+ * WikiText-2, with the same special tokens. */
+static void test_hf_export(void)
+{
+    static const char *ggufs[] = {"gpt-2", "starcoder", "deepseek-coder", "llama-spm", "phi-3"};
+    const char *wp = fixture("text/wiki.test.raw");
+    size_t wl = 0;
+    char *wiki = wp ? slurp(wp, &wl) : NULL;
+    for (int i = 0; i < 5; i++) {
+        char rel[256], dir[512];
+        snprintf(rel, sizeof rel, "tokenizers/llamacpp-vocab/ggml-vocab-%s.gguf", ggufs[i]);
+        lmp_tokenizer *g = load(rel), *f = NULL;
+        if (!g)
+            continue;
+        snprintf(dir, sizeof dir, "%s/hf-%s", tmpdir(), ggufs[i]);
+        mkdir(dir, 0755);
+        int rc = lmp_tokenizer_write_hf(g, dir);
+        CHECK(rc == 0, "%s: write_hf: %s", ggufs[i], lmp_errmsg());
+        if (rc == 0) {
+            rc = lmp_tokenizer_load(&f, dir);
+            CHECK(rc == 0, "%s: load written folder: %s", ggufs[i], lmp_errmsg());
+        }
+        if (f) {
+            parity(f, ggufs[i], "GGUF -> tokenizer.json");
+            if (wiki)
+                CHECK(same_ids(g, f, wiki, wl, ggufs[i]), "%s: tokenizer.json from GGUF differs on wiki.test.raw",
+                      ggufs[i]);
+            CHECK(lmp_tokenizer_bos(f) == lmp_tokenizer_bos(g) && lmp_tokenizer_eos(f) == lmp_tokenizer_eos(g) &&
+                      lmp_tokenizer_pad(f) == lmp_tokenizer_pad(g) && lmp_tokenizer_n_vocab(f) == lmp_tokenizer_n_vocab(g),
+                  "%s: bos/eos/pad/n_vocab %d/%d/%d/%d vs %d/%d/%d/%d", ggufs[i], lmp_tokenizer_bos(f),
+                  lmp_tokenizer_eos(f), lmp_tokenizer_pad(f), lmp_tokenizer_n_vocab(f), lmp_tokenizer_bos(g),
+                  lmp_tokenizer_eos(g), lmp_tokenizer_pad(g), lmp_tokenizer_n_vocab(g));
+            int32_t probe[] = {0, 1, 2, 13, 100, 1000};
+            char *a = NULL, *b = NULL;
+            size_t al, bl;
+            CHECK(lmp_tokenizer_decode(g, probe, 6, false, &a, &al) == 0 &&
+                      lmp_tokenizer_decode(f, probe, 6, false, &b, &bl) == 0 && al == bl && !memcmp(a, b, al),
+                  "%s: decode differs", ggufs[i]);
+            free(a);
+            free(b);
+        }
+        lmp_tokenizer_free(f);
+        lmp_tokenizer_free(g);
+    }
+    free(wiki);
+}
+
 /* golden/tokenizers: small tokenizer.json files of our own (Falcon's pre-tokenizer
  * pipeline with steps after ByteLevel, a legacy RoBERTa file without model.type, and
  * WhitespaceSplit + Punctuation) and the ids Hugging Face tokenizers gives for a set of
@@ -734,6 +783,22 @@ static void test_hf_golden(void)
             }
             CHECK(bad == 0, "%s (%s): %d of %d texts differ from Hugging Face", names[k], sp ? "special" : "plain", bad, n);
         }
+        /* written back as tokenizer.json (lmp_tokenizer_to_json) it gives the same ids */
+        char *tj = NULL;
+        lmp_tokenizer *back = NULL;
+        CHECK(lmp_tokenizer_to_json(t, &tj) == 0 && lmp_tokenizer_from_json(&back, tj, strlen(tj), "rewritten") == 0,
+              "%s: to_json round trip: %s", names[k], lmp_errmsg());
+        for (int i = 0; back && i < cJSON_GetArraySize(texts); i++) {
+            const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+            CHECK(same_ids(t, back, s, strlen(s), names[k]), "%s: rewritten tokenizer.json differs on text %d", names[k], i);
+        }
+        if (k == 0 && tj) {
+            char op[512];
+            snprintf(op, sizeof op, "%s/rewritten-falcon.json", tmpdir());
+            lmp_write_text(op, tj); /* for checking with Hugging Face by hand */
+        }
+        lmp_tokenizer_free(back);
+        free(tj);
         /* GGUF export: Falcon's pipeline is named "falcon", RoBERTa's byte-level one "gpt-2"
          * with BOS and EOS added; WhitespaceSplit has no llama.cpp name and is refused */
         char gp[512];
@@ -790,6 +855,7 @@ int main(void)
     TIMED(test_gguf_pre_unknown);
     TIMED(test_misc);
     TIMED(test_hf_golden);
+    TIMED(test_hf_export);
     fprintf(stderr, "test_tokenizer: %.2f s\n", lmp_time_s() - t0);
     return test_finish();
 }
