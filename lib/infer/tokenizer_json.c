@@ -1087,7 +1087,7 @@ static char *dir_of(const char *path)
 }
 
 /* A file named vocab.json is the vocab.json + merges.txt form when merges.txt is beside it
- * and the file is not itself a tokenizer.json (no "model" member). */
+ * and the file is not itself a tokenizer.json (no "model" object). */
 static bool is_vocab_form(const char *path, const char *txt, size_t len)
 {
     const char *base = strrchr(path, '/');
@@ -1095,7 +1095,7 @@ static bool is_vocab_form(const char *path, const char *txt, size_t len)
     if (strcmp(base, "vocab.json"))
         return false;
     cJSON *r = cJSON_ParseWithLength(txt, len);
-    bool ok = cJSON_IsObject(r) && !get(r, "model");
+    bool ok = cJSON_IsObject(r) && !cJSON_IsObject(get(r, "model")); /* "model" may be a token */
     cJSON_Delete(r);
     if (!ok)
         return false;
