@@ -26,8 +26,11 @@ int cmd_convert(int argc, char **argv)
         "Convert a checkpoint. IN is an HF folder, a .safetensors file or index, or a .gguf file.\n"
         "OUT ending in .gguf writes GGUF for llama.cpp: llama.cpp tensor names, Q/K rows permuted to\n"
         "ggml's RoPE order (llama architecture), 1-D tensors in f32, the general.* and <arch>.* keys,\n"
-        "and the full tokenizer.ggml.* vocabulary from tokenizer.json. A folder or a .safetensors path\n"
-        "writes safetensors with Hugging Face names (a folder also gets config.json and tokenizer files).\n"
+        "and the full tokenizer.ggml.* vocabulary from tokenizer.json (or vocab.json + merges.txt) with\n"
+        "the special-token ids and the chat template (tokenizer_config.json or chat_template.jinja).\n"
+        "A folder or a .safetensors path writes safetensors with Hugging Face names (a folder also gets\n"
+        "config.json and the tokenizer files: copied from an HF input, made from a GGUF's vocabulary as\n"
+        "tokenizer.json + tokenizer_config.json with the special tokens and chat template).\n"
         "The conversion streams tensor by tensor; the output appears only when complete. Converting to\n"
         "f16 warns when values exceed the f16 range.",
         NULL};

@@ -6,8 +6,9 @@
  * "gpt2": ranked merges with the pre-tokenizer named by tokenizer.ggml.pre). Part of
  * lib/infer.
  *
- * Not here: WordPiece, Unigram and WordLevel models, NFD/NFKD/NFKC normalization (refused
- * with LMP_EUNSUPPORTED naming the component), truncation and padding (a tokenizer.json's
+ * Not here: WordPiece, Unigram and WordLevel models, NFD/NFKD normalization, the
+ * Whitespace/BertPreTokenizer/UnicodeScripts pre-tokenizers (refused with LMP_EUNSUPPORTED
+ * naming the component), truncation and padding (a tokenizer.json's
  * "truncation"/"padding" settings are ignored: lmpress always encodes the whole text).
  *
  * Text is raw bytes. Invalid UTF-8 never crashes: SentencePiece-style vocabularies with
@@ -27,7 +28,12 @@
 typedef struct lmp_tokenizer lmp_tokenizer;
 
 /* Loads from `path`: an HF folder (tokenizer.json inside, plus tokenizer_config.json when
- * present for the bos/eos/pad names), a tokenizer.json, or a .gguf file. *tok is owned by
+ * present for the bos/eos/pad names and the chat template, or chat_template.jinja), a
+ * tokenizer.json, or a .gguf file. A folder without tokenizer.json but with vocab.json +
+ * merges.txt (or the path of such a vocab.json) is built as transformers' converter for
+ * tokenizer_config.json's tokenizer_class builds it (Qwen2Tokenizer, GPT2Tokenizer,
+ * CodeGenTokenizer, RobertaTokenizer, BartTokenizer; others are LMP_EUNSUPPORTED), with
+ * the added tokens of added_tokens_decoder or added_tokens.json. *tok is owned by
  * the caller (lmp_tokenizer_free). @return 0, LMP_EIO/LMP_ENOTFOUND (file), LMP_EFORMAT
  * (malformed), LMP_EUNSUPPORTED (a component named in the message). */
 int lmp_tokenizer_load(lmp_tokenizer **tok, const char *path);

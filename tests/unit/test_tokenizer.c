@@ -142,6 +142,30 @@ static void test_parity(void)
               lmp_tokenizer_pad(q), lmp_tokenizer_bos(q));
         CHECK(lmp_tokenizer_is_special(q, 151644) && !lmp_tokenizer_is_special(q, 151657),
               "qwen: <|im_start|> special, <tool_call> not (added_tokens_decoder flags)");
+        /* to GGUF: named "qwen2", with the chat template, and the same ids read back */
+        char gp[512];
+        snprintf(gp, sizeof gp, "%s/qwen.gguf", tmpdir());
+        lmp_gguf_writer *w = NULL;
+        int rc = lmp_gguf_writer_new(&w, gp, true);
+        if (rc == 0 && (rc = lmp_tokenizer_write_gguf(q, w, 152064)) == 0 && (rc = lmp_gguf_writer_begin(w)) == 0)
+            rc = lmp_gguf_writer_finish(w);
+        else
+            lmp_gguf_writer_abort(w);
+        CHECK(rc == 0, "qwen to GGUF: %s", lmp_errmsg());
+        lmp_gguf_reader r = {0};
+        lmp_tokenizer *g = NULL;
+        if (rc == 0 && lmp_gguf_open(&r, gp) == 0) {
+            const char *pre = NULL, *tmpl = NULL;
+            lmp_gguf_get_str(&r, "tokenizer.ggml.pre", &pre);
+            lmp_gguf_get_str(&r, "tokenizer.chat_template", &tmpl);
+            CHECK(pre && !strcmp(pre, "qwen2"), "qwen GGUF pre %s", pre ? pre : "-");
+            CHECK(tmpl && strstr(tmpl, "<|im_start|>assistant"), "qwen GGUF chat template");
+            CHECK(lmp_tokenizer_from_gguf(&g, &r) == 0, "qwen GGUF reload: %s", lmp_errmsg());
+            lmp_gguf_close(&r);
+        }
+        if (g)
+            parity(g, "qwen2", "vocab.json -> GGUF");
+        lmp_tokenizer_free(g);
         lmp_tokenizer_free(q);
     }
 }
