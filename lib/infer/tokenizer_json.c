@@ -966,7 +966,8 @@ static int from_vocab_merges(lmp_tokenizer **tokp, const char *dir, const char *
                 const char *ct = get_str(a, "content");
                 if (ct && !strcmp(ct, names[k])) {
                     /* a token listed as special is special (transformers marks it so) */
-                    cJSON_ReplaceItemInObjectCaseSensitive((cJSON *)a, "special", cJSON_CreateBool(true));
+                    cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)a, "special");
+                    cJSON_AddBoolToObject((cJSON *)a, "special", true);
                     have = true;
                 }
             }
