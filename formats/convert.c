@@ -1009,17 +1009,8 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
     if (folder) {
         if (c->has_config && (rc = write_config_json(c, tmp, p->dtype)))
             goto done;
-        static const char *extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                                      "special_tokens_map.json", "tokenizer.model"};
-        for (size_t k = 0; c->dir && c->kind != LMP_CKPT_GGUF && k < sizeof extra / sizeof extra[0] && !rc; k++) {
-            char *s = lmp_path_join(c->dir, extra[k]), *d = lmp_path_join(tmp, extra[k]);
-            if (lmp_path_exists(s))
-                rc = lmp_copy_file(s, d);
-            free(s);
-            free(d);
-        }
-        if (c->kind == LMP_CKPT_GGUF)
-            lmp_warn("%s: GGUF input: no tokenizer.json is written (the vocabulary stays in the GGUF)", out);
+        /* tokenizer files: copied from an HF folder, made from a GGUF's vocabulary */
+        rc = lmp_tokenizer_files_write(c, tmp);
         if (rc == 0)
             rc = lmp_dir_commit(tmp, out);
     }

@@ -707,17 +707,7 @@ static int write_configs(lmp_qmodel_writer *w)
         if (rc)
             goto done;
     }
-    static const char *extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                                  "special_tokens_map.json", "tokenizer.model"};
-    for (size_t k = 0; ck->dir && k < sizeof extra / sizeof extra[0] && !rc; k++) {
-        char *s = lmp_path_join(ck->dir, extra[k]), *d = lmp_path_join(w->tmp, extra[k]);
-        if (!s || !d)
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-        else if (lmp_path_exists(s))
-            rc = lmp_copy_file(s, d);
-        free(s);
-        free(d);
-    }
+    rc = lmp_tokenizer_files_write(ck, w->tmp);
 done:
     cJSON_Delete(j);
     free(src);

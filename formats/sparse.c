@@ -98,23 +98,6 @@ static void json_set_num(cJSON *j, const char *key, double v)
     cJSON_AddNumberToObject(j, key, v);
 }
 
-static int copy_tokenizer_files(const char *srcdir, const char *dst)
-{
-    static const char *extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                                  "special_tokens_map.json", "tokenizer.model"};
-    int rc = LMP_OK;
-    for (size_t k = 0; srcdir && k < sizeof extra / sizeof extra[0] && !rc; k++) {
-        char *s = lmp_path_join(srcdir, extra[k]), *d = lmp_path_join(dst, extra[k]);
-        if (!s || !d)
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-        else if (lmp_path_exists(s))
-            rc = lmp_copy_file(s, d);
-        free(s);
-        free(d);
-    }
-    return rc;
-}
-
 static uint64_t path_bytes(const char *path)
 {
     struct stat sb;
@@ -501,7 +484,7 @@ int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
         rc = write_json_file(w->tmp, "config.json", j);
     }
     if (rc == 0)
-        rc = copy_tokenizer_files(w->ck->dir, w->tmp);
+        rc = lmp_tokenizer_files_write(w->ck, w->tmp);
     if (rc == 0)
         rc = lmp_dir_commit(w->tmp, w->dir);
     if (rc == 0 && st)
@@ -727,7 +710,7 @@ int lmp_sparse_decompress(const char *in, const char *out, bool force)
         else if (qc)
             cJSON_DeleteItemFromObjectCaseSensitive(qc, "sparsity_config");
     }
-    if ((rc = write_json_file(tmp, "config.json", cfg)) || (rc = copy_tokenizer_files(in, tmp)))
+    if ((rc = write_json_file(tmp, "config.json", cfg)) || (rc = lmp_tokenizer_files_from(in, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, out);
     if (rc == 0) {
@@ -957,7 +940,7 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);
     json_set_num(j, "head_dim", p->out.head_dim);
     json_set_num(j, "intermediate_size", p->out.intermediate_size);
-    if ((rc = write_json_file(tmp, "config.json", j)) || (rc = copy_tokenizer_files(ck->dir, tmp)))
+    if ((rc = write_json_file(tmp, "config.json", j)) || (rc = lmp_tokenizer_files_write(ck, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, dir);
     if (rc == 0) {

@@ -25,7 +25,8 @@ int cmd_tokenize(int argc, char **argv)
     };
     const cli_cmd_info info = {
         "tokenize", "MODEL (-p TEXT | -f FILE) [--no-bos] [--json] [--count]",
-        "Encode text with the tokenizer of MODEL (an HF folder, a tokenizer.json or a .gguf).",
+        "Encode text with the tokenizer of MODEL (an HF folder with tokenizer.json or with vocab.json +\n"
+        "merges.txt, a tokenizer.json, a vocab.json or a .gguf).",
         "By default the ids are printed on one line separated by spaces. Special tokens written\n"
         "in the text are recognised. The tokenizer.json truncation and padding settings are\n"
         "ignored: the whole text is always encoded."};

@@ -319,6 +319,11 @@ int tk_regex(pcre2_code **re, const char *pat, size_t len, const char *name, boo
     return 0;
 }
 
+/* Punctuation: Rust's is_ascii_punctuation or Unicode P*; WhitespaceSplit: White_Space. */
+const char tk_punct_regex[] = "[\\p{P}\\$\\+<=>\\^`\\|~]";
+const char tk_ws_regex[] =
+    "[\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]";
+
 const char tk_gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -376,6 +381,11 @@ typedef struct {
     size_t nckey, cckey;
     int32_t *cids;
     size_t ncids, ccids;
+    /* steps after ByteLevel: the mapped text and mapped offset -> raw offset */
+    char *mbuf;
+    size_t cmbuf;
+    size_t *m2r;
+    size_t cm2r;
     int err;
 } tk_ctx;
 
@@ -799,16 +809,61 @@ static int stage_normalize(tk_ctx *c)
 
 /* ---------------------------------------------------------------- pre-tokenizers --- */
 
+/* Matches of a pre-tokenizer step that follows ByteLevel: HF runs it on the text mapped
+ * to the byte-level alphabet (one code point per byte), so the pattern sees e.g. U+00B2 for
+ * byte 0xB2 and U+0120 for a space. The engine keeps raw bytes: map, match, and turn the
+ * match offsets back into byte offsets (mapped character k is raw byte k). */
+static int mapped_matches(tk_ctx *c, const tk_pre *pr, const char *s, size_t len)
+{
+    GROW(c->mbuf, c->cmbuf, len * 2 + 1, return nomem(c));
+    GROW(c->m2r, c->cm2r, len * 2 + 1, return nomem(c));
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char u[4];
+        int l = tk_utf8_encode(tk_byte_to_cp((uint8_t)s[i]), u);
+        for (int k = 0; k < l; k++) {
+            c->m2r[n] = i;
+            c->mbuf[n++] = u[k];
+        }
+    }
+    c->m2r[n] = len;
+    int rc = pr->re ? regex_matches(c, pr->re, c->mbuf, n) : literal_matches(c, pr->lit, pr->lit_len, c->mbuf, n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < c->nm; i++) {
+        c->mt[i].s = c->m2r[c->mt[i].s];
+        c->mt[i].e = c->m2r[c->mt[i].e];
+    }
+    return 0;
+}
+
+static int step_matches(tk_ctx *c, const tk_pre *pr, const char *s, size_t len)
+{
+    if (pr->mapped)
+        return mapped_matches(c, pr, s, len);
+    return pr->re ? regex_matches(c, pr->re, s, len) : literal_matches(c, pr->lit, pr->lit_len, s, len);
+}
+
 static int pre_one(tk_ctx *c, const tk_pre *pr, tk_piece p)
 {
     switch (pr->type) {
+    case TK_P_PUNCT:
+    case TK_P_WSPLIT:
+        if (step_matches(c, pr, c->buf + p.off, p.len))
+            return c->err;
+        return split_emit(c, &p, pr->behavior, false);
     case TK_P_SPLIT:
+        if (pr->mapped) {
+            if (mapped_matches(c, pr, c->buf + p.off, p.len))
+                return c->err;
+            return split_emit(c, &p, pr->behavior, pr->invert);
+        }
         if (pr->re ? regex_matches(c, pr->re, c->buf + p.off, p.len)
                    : literal_matches(c, pr->lit, pr->lit_len, c->buf + p.off, p.len))
             return c->err;
         return split_emit(c, &p, pr->behavior, pr->invert);
     case TK_P_DIGITS:
-        if (regex_matches(c, pr->re, c->buf + p.off, p.len))
+        if (step_matches(c, pr, c->buf + p.off, p.len))
             return c->err;
         return split_emit(c, &p, pr->individual ? TK_B_ISOLATED : TK_B_CONTIGUOUS, false);
     case TK_P_BYTELEVEL:
@@ -1215,6 +1270,8 @@ static void ctx_free(tk_ctx *c)
     free(c->cent);
     free(c->ckey);
     free(c->cids);
+    free(c->mbuf);
+    free(c->m2r);
     if (c->md)
         pcre2_match_data_free(c->md);
     if (c->mctx)
@@ -1804,6 +1861,13 @@ void lmp_tokenizer_free(lmp_tokenizer *t)
     if (t->word_re)
         pcre2_code_free(t->word_re);
     free(t->gguf_pre);
+    free(t->chat_template);
+    for (int k = 0; k < t->n_templates; k++) {
+        free(t->tmpl_name[k]);
+        free(t->tmpl_text[k]);
+    }
+    free(t->tmpl_name);
+    free(t->tmpl_text);
     free(t->name);
     free(t);
 }

@@ -6,8 +6,9 @@
  * "gpt2": ranked merges with the pre-tokenizer named by tokenizer.ggml.pre). Part of
  * lib/infer.
  *
- * Not here: WordPiece, Unigram and WordLevel models, NFD/NFKD/NFKC normalization (refused
- * with LMP_EUNSUPPORTED naming the component), truncation and padding (a tokenizer.json's
+ * Not here: WordPiece, Unigram and WordLevel models, NFD/NFKD normalization, the
+ * Whitespace/BertPreTokenizer/UnicodeScripts pre-tokenizers (refused with LMP_EUNSUPPORTED
+ * naming the component), truncation and padding (a tokenizer.json's
  * "truncation"/"padding" settings are ignored: lmpress always encodes the whole text).
  *
  * Text is raw bytes. Invalid UTF-8 never crashes: SentencePiece-style vocabularies with
@@ -21,12 +22,18 @@
 #define LMP_TOKENIZER_H
 
 #include "../core/core.h"
+#include "../io/checkpoint.h"
 #include "../io/gguf.h"
 
 typedef struct lmp_tokenizer lmp_tokenizer;
 
 /* Loads from `path`: an HF folder (tokenizer.json inside, plus tokenizer_config.json when
- * present for the bos/eos/pad names), a tokenizer.json, or a .gguf file. *tok is owned by
+ * present for the bos/eos/pad names and the chat template, or chat_template.jinja), a
+ * tokenizer.json, or a .gguf file. A folder without tokenizer.json but with vocab.json +
+ * merges.txt (or the path of such a vocab.json) is built as transformers' converter for
+ * tokenizer_config.json's tokenizer_class builds it (Qwen2Tokenizer, GPT2Tokenizer,
+ * CodeGenTokenizer, RobertaTokenizer, BartTokenizer; others are LMP_EUNSUPPORTED), with
+ * the added tokens of added_tokens_decoder or added_tokens.json. *tok is owned by
  * the caller (lmp_tokenizer_free). @return 0, LMP_EIO/LMP_ENOTFOUND (file), LMP_EFORMAT
  * (malformed), LMP_EUNSUPPORTED (a component named in the message). */
 int lmp_tokenizer_load(lmp_tokenizer **tok, const char *path);
@@ -85,5 +92,27 @@ const char *lmp_tokenizer_model_name(const lmp_tokenizer *tok);
 /* n_rows: the model's embedding rows; when larger than the vocabulary, [PADn] tokens of
  * type unused fill the gap (llama.cpp sizes the embedding by the vocabulary). 0 = none. */
 int lmp_tokenizer_write_gguf(const lmp_tokenizer *tok, lmp_gguf_writer *w, int32_t n_rows);
+
+/* Hugging Face files out (tokenizer_hf.c). lmp_tokenizer_to_json: a tokenizer.json with
+ * this tokenizer's vocabulary, merges (a score-driven GGUF "llama" vocabulary gets every
+ * split of a token into two tokens as a merge, ranked by the token's score), added tokens
+ * and pipeline, which loads back into the same ids. lmp_tokenizer_config_to_json: a
+ * tokenizer_config.json with the bos/eos/unk/pad tokens, add_bos_token/add_eos_token, the
+ * chat template(s) and added_tokens_decoder. Both malloc'd. */
+int lmp_tokenizer_to_json(const lmp_tokenizer *tok, char **json);
+int lmp_tokenizer_config_to_json(const lmp_tokenizer *tok, char **json);
+/* Writes tokenizer.json and tokenizer_config.json into dir. */
+int lmp_tokenizer_write_hf(const lmp_tokenizer *tok, const char *dir);
+
+/* The one way every writer of an output folder gets its tokenizer files. From an HF
+ * folder `src`: copies tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * generation_config.json, tokenizer.model, vocab.json, merges.txt, added_tokens.json,
+ * chat_template.jinja and chat_template.json where present. From a .gguf `src`: writes
+ * tokenizer.json and tokenizer_config.json made from its vocabulary (a GGUF without one, or
+ * with one lmpress cannot read, is a warning: no files). NULL src: nothing. */
+int lmp_tokenizer_files_from(const char *src, const char *dst);
+int lmp_tokenizer_files_from_gguf(const lmp_gguf_reader *r, const char *dst);
+/* The same for an open checkpoint (its folder, or its GGUF vocabulary). */
+int lmp_tokenizer_files_write(const lmp_ckpt *c, const char *dst);
 
 #endif

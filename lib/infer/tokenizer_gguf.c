@@ -106,12 +106,61 @@ static const tk_pre_def *pre_find(const char *name)
     return NULL;
 }
 
+/* Falcon's own tokenizer.json pipeline: Punctuation(Contiguous), ByteLevel (GPT-2 regex),
+ * then Digits and a [0-9]{3} Split on the byte-level alphabet. llama.cpp approximates it
+ * with the "falcon" regex list above (used only to recognise the name); lmpress runs the
+ * original, which Hugging Face's ids follow. */
+#define RX_DIGITS3 "[0-9][0-9][0-9]"
+
+static int falcon_setup(lmp_tokenizer *t, const char *name)
+{
+    int rc;
+    tk_pre *p;
+    static const int types[] = {TK_P_PUNCT, TK_P_BYTELEVEL, TK_P_DIGITS, TK_P_SPLIT};
+    static const char *const rx[] = {NULL, NULL, "\\p{N}", RX_DIGITS3};
+    for (int k = 0; k < 4; k++) {
+        if (!(p = tk_add_pre(t)))
+            return LMP_ENOMEM;
+        p->type = types[k];
+        p->mapped = k >= 2;
+        const char *r = k == 0 ? tk_punct_regex : k == 1 ? tk_gpt2_regex : rx[k];
+        if (k == 0)
+            p->behavior = TK_B_CONTIGUOUS;
+        if (k == 1)
+            p->use_regex = true;
+        if (k == 3) {
+            p->behavior = TK_B_ISOLATED;
+            p->lit_is_regex = true;
+            p->lit_len = strlen(r);
+            if (!(p->lit = malloc(p->lit_len + 1)))
+                return lmp_err(LMP_ENOMEM, "%s: out of memory", name);
+            memcpy(p->lit, r, p->lit_len + 1);
+        }
+        if ((rc = tk_regex(&p->re, r, strlen(r), name, k != 2 && k != 0)))
+            return rc;
+    }
+    return 0;
+}
+
+/* Whether a pipeline is Falcon's (falcon_setup's steps, as tokenizer.json gives them). */
+static bool is_falcon(const lmp_tokenizer *t)
+{
+    const tk_pre *p = t->pres;
+    return t->n_pres == 4 && p[0].type == TK_P_PUNCT && p[0].behavior == TK_B_CONTIGUOUS && !p[0].mapped &&
+           p[1].type == TK_P_BYTELEVEL && !p[1].add_prefix_space && p[1].use_regex && p[2].type == TK_P_DIGITS &&
+           !p[2].individual && p[2].mapped && p[3].type == TK_P_SPLIT && p[3].mapped && p[3].lit_is_regex &&
+           !strcmp(p[3].lit, RX_DIGITS3) && p[3].behavior == TK_B_ISOLATED && !p[3].invert && t->n_norms == 0 &&
+           !t->ignore_merges;
+}
+
 int tk_gguf_pre_setup(lmp_tokenizer *t, const char *pre, const char *name)
 {
     const tk_pre_def *d = pre_find(pre);
     int rc;
     if (!d)
         return lmp_err(LMP_EUNSUPPORTED, "%s: tokenizer.ggml.pre \"%s\" is not supported", name, pre);
+    if (!strcmp(pre, "falcon"))
+        return falcon_setup(t, name);
     for (int i = 0; d->rx[i]; i++) {
         tk_pre *p = tk_add_pre(t);
         if (!p)
@@ -170,6 +219,45 @@ static int get_flag(const lmp_gguf_reader *r, const char *key, bool *dst)
     const lmp_gguf_kv *kv = lmp_gguf_find_kv(r, key);
     if (kv && kv->type == LMP_GGUF_BOOL)
         *dst = kv->v.b;
+    return 0;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* tokenizer.chat_template, and the named ones listed in tokenizer.chat_templates. */
+static int read_gguf_templates(const lmp_gguf_reader *r, lmp_tokenizer *t)
+{
+    const char *s = NULL;
+    if (lmp_gguf_get_str(r, "tokenizer.chat_template", &s) == 0 && !(t->chat_template = dup_n(s, strlen(s))))
+        return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    const lmp_gguf_kv *names = find_arr(r, "tokenizer.chat_templates", LMP_GGUF_STRING);
+    if (!names || !names->n)
+        return 0;
+    if (!(t->tmpl_name = calloc(names->n, sizeof(char *))) || !(t->tmpl_text = calloc(names->n, sizeof(char *))))
+        return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    char **arr = names->arr;
+    for (uint64_t i = 0; i < names->n; i++) {
+        char key[320];
+        snprintf(key, sizeof key, "tokenizer.chat_template.%.*s", (int)(names->arr_lens[i] < 256 ? names->arr_lens[i] : 256),
+                 arr[i]);
+        if (lmp_gguf_get_str(r, key, &s)) {
+            lmp_warn("%s: tokenizer.chat_templates names \"%s\" but %s is missing", t->name, arr[i], key);
+            continue;
+        }
+        t->tmpl_name[t->n_templates] = dup_n(arr[i], names->arr_lens[i]);
+        t->tmpl_text[t->n_templates] = dup_n(s, strlen(s));
+        if (!t->tmpl_name[t->n_templates] || !t->tmpl_text[t->n_templates])
+            return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+        t->n_templates++;
+    }
     return 0;
 }
 
@@ -384,6 +472,8 @@ int lmp_tokenizer_from_gguf(lmp_tokenizer **tokp, const lmp_gguf_reader *r)
         t->suffix[0] = t->eos;
         t->n_suffix = 1;
     }
+    if ((rc = read_gguf_templates(r, t)))
+        goto cleanup;
     /* control, unknown and user-defined tokens are split out of the raw text first */
     int n_added = 0;
     for (int32_t i = 0; i < n; i++)
@@ -427,6 +517,11 @@ static int pre_as_list(const lmp_tokenizer *t, const char **rx, int max, char *w
     int n = 0;
     for (int k = 0; k < t->n_pres; k++) {
         const tk_pre *p = &t->pres[k];
+        if (p->mapped || p->type == TK_P_PUNCT || p->type == TK_P_WSPLIT) {
+            snprintf(why, wn, "%s", p->mapped ? "a pre-tokenizer step after ByteLevel"
+                                             : "a Punctuation or WhitespaceSplit pre-tokenizer");
+            return -1;
+        }
         if (n >= max) {
             snprintf(why, wn, "too many pre-tokenizer steps");
             return -1;
@@ -458,6 +553,44 @@ static int pre_as_list(const lmp_tokenizer *t, const char **rx, int max, char *w
     return n;
 }
 
+/* tokenizer.chat_template and, for named templates, tokenizer.chat_template.<name> plus
+ * the tokenizer.chat_templates list (gguf-py's add_chat_template: names reduced to
+ * [A-Za-z0-9_]). */
+static int write_templates(const lmp_tokenizer *t, lmp_gguf_writer *w)
+{
+    int rc = 0;
+    if (t->chat_template && (rc = lmp_gguf_set_str(w, "tokenizer.chat_template", t->chat_template)))
+        return rc;
+    if (!t->n_templates)
+        return 0;
+    char **names = calloc((size_t)t->n_templates, sizeof(char *));
+    if (!names)
+        return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    for (int k = 0; k < t->n_templates && !rc; k++) {
+        size_t n = strlen(t->tmpl_name[k]);
+        char *key = malloc(n + 32);
+        if (!key || !(names[k] = malloc(n + 1))) {
+            free(key);
+            rc = lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+            break;
+        }
+        for (size_t i = 0; i <= n; i++) {
+            char ch = t->tmpl_name[k][i];
+            names[k][i] = !ch || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ? ch : '_';
+        }
+        snprintf(key, n + 32, "tokenizer.chat_template.%s", names[k]);
+        rc = lmp_gguf_set_str(w, key, t->tmpl_text[k]);
+        free(key);
+    }
+    if (!rc)
+        rc = lmp_gguf_set_arr_str(w, "tokenizer.chat_templates", (const char *const *)names, NULL,
+                                  (uint64_t)t->n_templates);
+    for (int k = 0; k < t->n_templates; k++)
+        free(names[k]);
+    free(names);
+    return rc;
+}
+
 static int write_ids(const lmp_tokenizer *t, lmp_gguf_writer *w)
 {
     int rc;
@@ -481,6 +614,17 @@ static int write_ids(const lmp_tokenizer *t, lmp_gguf_writer *w)
 int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w, int32_t n_rows)
 {
     int rc = 0;
+    for (int k = 0; k < t->n_added; k++) {
+        const tk_added *a = &t->added[k];
+        if (a->lstrip || a->rstrip || a->single_word) {
+            lmp_warn("%s: added token \"%.*s\" has lstrip/rstrip/single_word, which GGUF cannot hold "
+                     "(the GGUF keeps the token without them)", t->name, (int)a->content.len, a->content.s);
+            break;
+        }
+    }
+    rc = write_templates(t, w);
+    if (rc)
+        return rc;
     /* llama.cpp sizes the embedding by the vocabulary: pad with [PADn] tokens up to the
      * model's rows, as convert_hf_to_gguf does. */
     int32_t n = n_rows > t->n_vocab ? n_rows : t->n_vocab;
@@ -598,6 +742,8 @@ int lmp_tokenizer_write_gguf(const lmp_tokenizer *t, lmp_gguf_writer *w, int32_t
     }
     /* byte-level BPE */
     const char *pre = t->gguf_pre;
+    if (!pre && is_falcon(t))
+        pre = "falcon";
     if (!pre) {
         const char *rx[8];
         char why[128] = "";

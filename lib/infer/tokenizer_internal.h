@@ -50,7 +50,9 @@ typedef struct {
     pcre2_code *re;   /* Replace with a Regex pattern */
 } tk_norm;
 
-enum { TK_P_SPLIT, TK_P_BYTELEVEL, TK_P_METASPACE, TK_P_DIGITS };
+/* Punctuation (one character each: Unicode P or ASCII punctuation) and WhitespaceSplit
+ * (Unicode White_Space, behavior Removed) split like Split with a one-character class. */
+enum { TK_P_SPLIT, TK_P_BYTELEVEL, TK_P_METASPACE, TK_P_DIGITS, TK_P_PUNCT, TK_P_WSPLIT };
 enum { TK_B_REMOVED, TK_B_ISOLATED, TK_B_MERGED_PREV, TK_B_MERGED_NEXT, TK_B_CONTIGUOUS };
 enum { TK_PS_ALWAYS, TK_PS_FIRST, TK_PS_NEVER };
 typedef struct {
@@ -67,6 +69,7 @@ typedef struct {
     int prepend_scheme;
     bool split;          /* Metaspace */
     bool individual;     /* Digits */
+    bool mapped;         /* after a ByteLevel step: matches run on the byte-level alphabet */
 } tk_pre;
 
 enum { TK_D_BYTELEVEL, TK_D_METASPACE, TK_D_REPLACE, TK_D_BYTEFALLBACK, TK_D_FUSE, TK_D_STRIP };
@@ -129,7 +132,15 @@ struct lmp_tokenizer {
     uint32_t bigram_mask;
     bool segment;
     pcre2_code *word_re;       /* one \\w character (Rust's Unicode \\w), for single_word */
+    /* Chat templates (Jinja text): the default one, then named ones (tokenizer_config.json
+     * list form, GGUF tokenizer.chat_template.<name>). */
+    char *chat_template;
+    int n_templates;
+    char **tmpl_name, **tmpl_text;
+    int post_kind;             /* TK_POST_*: how the prefix/suffix ids were given */
 };
+
+enum { TK_POST_NONE, TK_POST_TEMPLATE, TK_POST_ROBERTA, TK_POST_BERT };
 
 /* Engine helpers (tokenizer.c). */
 tk_str tk_str_dup(const char *s, size_t len);
@@ -158,5 +169,7 @@ tk_dec *tk_add_dec(lmp_tokenizer *t);
 int tk_gguf_pre_setup(lmp_tokenizer *t, const char *pre, const char *name);
 
 extern const char tk_gpt2_regex[];
+extern const char tk_punct_regex[], tk_ws_regex[];
+extern const char *const tk_behavior_names[5]; /* TK_B_* as tokenizer.json spells them */
 
 #endif

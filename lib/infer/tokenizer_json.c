@@ -109,6 +109,22 @@ static int prepend_scheme(lmp_tokenizer *t, const cJSON *o, const char *what, in
 
 /* ---------------------------------------------------------------- components ------- */
 
+const char *const tk_behavior_names[5] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+
+/* "behavior" of Split (required) or Punctuation (default Isolated). */
+static int get_behavior(lmp_tokenizer *t, const cJSON *o, const char *what, bool required, int *out)
+{
+    const char *beh = get_str(o, "behavior");
+    if (!beh && !required)
+        return 0;
+    for (int i = 0; i < 5; i++)
+        if (beh && !strcmp(beh, tk_behavior_names[i])) {
+            *out = i;
+            return 0;
+        }
+    return lmp_err(LMP_EFORMAT, "%s: %s: unknown behavior \"%s\"", t->name, what, beh ? beh : "(none)");
+}
+
 static int parse_normalizer(lmp_tokenizer *t, const cJSON *o)
 {
     if (!o || cJSON_IsNull(o))
@@ -179,17 +195,12 @@ static int parse_pretok(lmp_tokenizer *t, const cJSON *o)
         return 0;
     }
     if (!strcmp(ty, "Split")) {
-        const char *pat, *beh = get_str(o, "behavior");
+        const char *pat;
         bool rx;
-        if ((rc = get_pattern(t, o, "Split pre-tokenizer", &pat, &rx)))
+        int b;
+        if ((rc = get_pattern(t, o, "Split pre-tokenizer", &pat, &rx)) ||
+            (rc = get_behavior(t, o, "Split pre-tokenizer", true, &b)))
             return rc;
-        static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
-        int b = -1;
-        for (int i = 0; i < 5; i++)
-            if (beh && !strcmp(beh, names[i]))
-                b = i;
-        if (b < 0)
-            return lmp_err(LMP_EFORMAT, "%s: Split pre-tokenizer: unknown behavior \"%s\"", t->name, beh ? beh : "(none)");
         tk_pre *p = tk_add_pre(t);
         if (!p || !(p->lit = xstrdup(pat)))
             return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
@@ -232,8 +243,21 @@ static int parse_pretok(lmp_tokenizer *t, const cJSON *o)
         p->individual = get_bool(o, "individual_digits", false);
         return tk_regex(&p->re, "\\p{N}", 5, t->name, false);
     }
+    if (!strcmp(ty, "Punctuation") || !strcmp(ty, "WhitespaceSplit")) {
+        bool punct = ty[0] == 'P';
+        int b = punct ? TK_B_ISOLATED : TK_B_REMOVED;
+        if (punct && (rc = get_behavior(t, o, "Punctuation pre-tokenizer", false, &b)))
+            return rc;
+        tk_pre *p = tk_add_pre(t);
+        if (!p)
+            return LMP_ENOMEM;
+        p->type = punct ? TK_P_PUNCT : TK_P_WSPLIT;
+        p->behavior = b;
+        const char *rx = punct ? tk_punct_regex : tk_ws_regex;
+        return tk_regex(&p->re, rx, strlen(rx), t->name, false);
+    }
     return lmp_err(LMP_EUNSUPPORTED, "%s: pre-tokenizer \"%s\" is not supported (supported: Sequence, Split, "
-                                     "ByteLevel, Metaspace, Digits)", t->name, ty);
+                                     "ByteLevel, Metaspace, Digits, Punctuation, WhitespaceSplit)", t->name, ty);
 }
 
 static int parse_decoder(lmp_tokenizer *t, const cJSON *o)
@@ -348,6 +372,7 @@ static int parse_post(lmp_tokenizer *t, const cJSON *o)
         t->prefix = t->suffix = NULL;
         t->n_prefix = t->n_suffix = 0;
         bool seen_seq = false;
+        t->post_kind = TK_POST_TEMPLATE;
         cJSON_ArrayForEach(it, single)
         {
             const cJSON *st = get(it, "SpecialToken"), *sq = get(it, "Sequence");
@@ -368,8 +393,31 @@ static int parse_post(lmp_tokenizer *t, const cJSON *o)
         }
         return 0;
     }
+    if (!strcmp(ty, "RobertaProcessing") || !strcmp(ty, "BertProcessing")) {
+        /* single sequence: cls $A sep; "cls"/"sep" are [content, id] */
+        int32_t ids[2];
+        static const char *keys[] = {"cls", "sep"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *v = get(o, keys[k]), *id = cJSON_GetArrayItem(v, 1);
+            if (!cJSON_IsArray(v) || !cJSON_IsString(cJSON_GetArrayItem(v, 0)) || !cJSON_IsNumber(id) ||
+                id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 || id->valuedouble >= 2147483647.0)
+                return lmp_err(LMP_EFORMAT, "%s: %s needs \"%s\": [token, id]", t->name, ty, keys[k]);
+            ids[k] = (int32_t)id->valuedouble;
+        }
+        free(t->prefix);
+        free(t->suffix);
+        t->prefix = malloc(sizeof(int32_t));
+        t->suffix = malloc(sizeof(int32_t));
+        if (!t->prefix || !t->suffix)
+            return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+        t->prefix[0] = ids[0];
+        t->suffix[0] = ids[1];
+        t->n_prefix = t->n_suffix = 1;
+        t->post_kind = ty[0] == 'R' ? TK_POST_ROBERTA : TK_POST_BERT;
+        return 0;
+    }
     return lmp_err(LMP_EUNSUPPORTED, "%s: post-processor \"%s\" is not supported (supported: TemplateProcessing, "
-                                     "ByteLevel, Sequence)", t->name, ty);
+                                     "RobertaProcessing, BertProcessing, ByteLevel, Sequence)", t->name, ty);
 }
 
 /* ---------------------------------------------------------------- model ------------ */
@@ -554,10 +602,10 @@ static int32_t find_token(const lmp_tokenizer *t, const char *s)
     return tk_strmap_get(&t->vocab, s, n);
 }
 
-int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, const char *name)
+/* Builds from a parsed tokenizer.json tree (root is not freed). */
+static int from_tree(lmp_tokenizer **tokp, const cJSON *root, const char *name)
 {
     int rc = 0;
-    cJSON *root = NULL;
     lmp_tokenizer *t = calloc(1, sizeof *t);
     *tokp = NULL;
     if (!t || !(t->name = xstrdup(name ? name : "tokenizer.json"))) {
@@ -565,13 +613,6 @@ int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, 
         goto cleanup;
     }
     t->bos = t->eos = t->pad = t->unk_id = -1;
-    root = cJSON_ParseWithLength(json, len);
-    if (!root) {
-        const char *ep = cJSON_GetErrorPtr();
-        size_t at = ep && ep >= json && ep <= json + len ? (size_t)(ep - json) : 0;
-        rc = lmp_err(LMP_EFORMAT, "%s: invalid JSON (near byte %zu)", t->name, at);
-        goto cleanup;
-    }
     if (!cJSON_IsObject(root)) {
         rc = lmp_err(LMP_EFORMAT, "%s: not a JSON object", t->name);
         goto cleanup;
@@ -581,14 +622,19 @@ int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, 
         (rc = parse_normalizer(t, get(root, "normalizer"))) || (rc = parse_pretok(t, get(root, "pre_tokenizer"))) ||
         (rc = parse_post(t, get(root, "post_processor"))) || (rc = parse_decoder(t, get(root, "decoder"))))
         goto cleanup;
+    /* steps after ByteLevel see the byte-level alphabet (Falcon: Digits and a Split) */
     for (int k = 0; k < t->n_pres; k++) {
-        if (t->pres[k].type != TK_P_BYTELEVEL)
-            continue;
-        if (k != t->n_pres - 1) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: a pre-tokenizer after ByteLevel is not supported", t->name);
-            goto cleanup;
+        tk_pre *p = &t->pres[k];
+        if (t->byte_level) {
+            if (p->type == TK_P_BYTELEVEL || p->type == TK_P_METASPACE) {
+                rc = lmp_err(LMP_EUNSUPPORTED, "%s: a %s pre-tokenizer after ByteLevel is not supported", t->name,
+                             p->type == TK_P_BYTELEVEL ? "second ByteLevel" : "Metaspace");
+                goto cleanup;
+            }
+            p->mapped = true;
         }
-        t->byte_level = true;
+        if (p->type == TK_P_BYTELEVEL)
+            t->byte_level = true;
     }
     if (t->byte_fallback)
         for (int32_t i = 0; i < t->n_model; i++)
@@ -615,32 +661,450 @@ int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, 
     *tokp = t;
     t = NULL;
 cleanup:
-    cJSON_Delete(root);
     lmp_tokenizer_free(t);
     return rc;
 }
 
-/* tokenizer_config.json: bos/eos/pad token names (string or {"content": ...}). */
-static void apply_config(lmp_tokenizer *t, const char *path)
+int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, const char *name)
+{
+    *tokp = NULL;
+    const char *nm = name ? name : "tokenizer.json";
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) {
+        const char *ep = cJSON_GetErrorPtr();
+        size_t at = ep && ep >= json && ep <= json + len ? (size_t)(ep - json) : 0;
+        return lmp_err(LMP_EFORMAT, "%s: invalid JSON (near byte %zu)", nm, at);
+    }
+    int rc = from_tree(tokp, root, nm);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- folder files ----- */
+
+/* Chat templates: tokenizer_config.json "chat_template" (a string, or a list of
+ * {"name", "template"} where "default" is the main one), else chat_template.jinja, else
+ * chat_template.json {"chat_template": ...} in the folder (gguf-py's order). Names are
+ * kept as written; the GGUF writer filters them as gguf-py does. */
+static int take_templates(lmp_tokenizer *t, const cJSON *v, const char *from)
+{
+    if (cJSON_IsString(v)) {
+        free(t->chat_template);
+        return (t->chat_template = xstrdup(v->valuestring)) ? 0 : lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    if (!cJSON_IsArray(v)) {
+        if (v && !cJSON_IsNull(v))
+            lmp_warn("%s: \"chat_template\" is neither a string nor a list: ignored", from);
+        return 0;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        const char *nm = get_str(it, "name"), *tx = get_str(it, "template");
+        if (!nm || !tx || !*nm) {
+            lmp_warn("%s: a \"chat_template\" list entry without \"name\" or \"template\" is ignored", from);
+            continue;
+        }
+        if (!strcmp(nm, "default")) {
+            free(t->chat_template);
+            if (!(t->chat_template = xstrdup(tx)))
+                return lmp_err(LMP_ENOMEM, "out of memory");
+            continue;
+        }
+        char **a = realloc(t->tmpl_name, sizeof(char *) * (size_t)(t->n_templates + 1));
+        if (a)
+            t->tmpl_name = a;
+        char **b = a ? realloc(t->tmpl_text, sizeof(char *) * (size_t)(t->n_templates + 1)) : NULL;
+        if (b)
+            t->tmpl_text = b;
+        if (!a || !b)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        t->tmpl_name[t->n_templates] = xstrdup(nm);
+        t->tmpl_text[t->n_templates] = xstrdup(tx);
+        t->n_templates++;
+        if (!t->tmpl_name[t->n_templates - 1] || !t->tmpl_text[t->n_templates - 1])
+            return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int read_templates(lmp_tokenizer *t, const cJSON *cfg, const char *cfg_path, const char *dir)
+{
+    const cJSON *v = cfg ? get(cfg, "chat_template") : NULL;
+    if (v && !cJSON_IsNull(v))
+        return take_templates(t, v, cfg_path);
+    if (!dir)
+        return 0;
+    char *jp = lmp_path_join(dir, "chat_template.jinja"), *js = lmp_path_join(dir, "chat_template.json");
+    char *txt = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (!jp || !js) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+    } else if (lmp_path_exists(jp)) {
+        if ((rc = lmp_read_file(jp, &txt, &len)) == 0) {
+            free(t->chat_template);
+            t->chat_template = txt;
+            txt = NULL;
+        }
+    } else if (lmp_path_exists(js) && (rc = lmp_read_file(js, &txt, &len)) == 0) {
+        cJSON *r = cJSON_ParseWithLength(txt, len);
+        if (!r)
+            rc = lmp_err(LMP_EFORMAT, "%s: invalid JSON", js);
+        else
+            rc = take_templates(t, get(r, "chat_template"), js);
+        cJSON_Delete(r);
+    }
+    free(txt);
+    free(jp);
+    free(js);
+    return rc;
+}
+
+/* A special-token entry of tokenizer_config.json / special_tokens_map.json: a string or
+ * {"content": ...}. */
+static const char *token_text(const cJSON *v)
+{
+    return cJSON_IsString(v) ? v->valuestring : get_str(v, "content");
+}
+
+/* tokenizer_config.json next to the tokenizer: bos/eos/pad token names and the chat
+ * templates. A missing file is not an error; a malformed one is ignored for the token
+ * names (as before) but its chat template is not guessed. */
+static int apply_config(lmp_tokenizer *t, const char *path, const char *dir)
 {
     char *txt = NULL;
     size_t len;
-    if (lmp_read_file(path, &txt, &len) != 0)
-        return; /* optional file */
-    cJSON *root = cJSON_ParseWithLength(txt, len);
+    cJSON *root = NULL;
+    if (lmp_read_file(path, &txt, &len) == 0)
+        root = cJSON_ParseWithLength(txt, len);
     static const char *keys[] = {"bos_token", "eos_token", "pad_token"};
     int32_t *dst[] = {&t->bos, &t->eos, &t->pad};
     for (int k = 0; k < 3 && root; k++) {
-        const cJSON *v = get(root, keys[k]);
-        const char *s = cJSON_IsString(v) ? v->valuestring : get_str(v, "content");
+        const char *s = token_text(get(root, keys[k]));
         if (s) {
             int32_t id = find_token(t, s);
             if (id >= 0)
                 *dst[k] = id;
         }
     }
+    int rc = read_templates(t, root, path, dir);
     cJSON_Delete(root);
     free(txt);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- vocab.json form -- */
+
+#define RX_QWEN2_HF                                                                                \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+static cJSON *obj_type(const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddStringToObject(o, "type", type)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static bool is_class(const char *cls, const char *base)
+{
+    size_t n = strlen(base);
+    return cls && !strncmp(cls, base, n) && (!cls[n] || !strcmp(cls + n, "Fast"));
+}
+
+/* Hugging Face folders without tokenizer.json: vocab.json + merges.txt, which transformers
+ * turns into a fast tokenizer with the converter of tokenizer_config.json's
+ * tokenizer_class (convert_slow_tokenizer.py). Built here as the tokenizer.json those
+ * converters produce, then read by the same code:
+ * - Qwen2Tokenizer: NFC, Split(Qwen2 regex, Isolated), ByteLevel(use_regex false);
+ * - GPT2Tokenizer / CodeGenTokenizer (also when no class is named): ByteLevel with the
+ *   config's add_prefix_space; BOS added when add_bos_token is true;
+ * - RobertaTokenizer / BartTokenizer / LongformerTokenizer: ByteLevel, <s> A </s>.
+ * Added tokens: added_tokens_decoder (with its flags), else added_tokens.json; the special
+ * tokens the config names (bos/eos/unk/pad/sep/cls/mask, additional_special_tokens) are
+ * added as special tokens as transformers does. */
+static int from_vocab_merges(lmp_tokenizer **tokp, const char *dir, const char *vocab_path)
+{
+    char *vtxt = NULL, *mtxt = NULL, *ctxt = NULL, *atxt = NULL, *stxt = NULL;
+    char *merges_path = lmp_path_join(dir, "merges.txt"), *cfg_path = lmp_path_join(dir, "tokenizer_config.json");
+    char *added_path = lmp_path_join(dir, "added_tokens.json"), *smap_path = lmp_path_join(dir, "special_tokens_map.json");
+    cJSON *root = NULL, *cfg = NULL, *addj = NULL, *smap = NULL, *vocab = NULL;
+    size_t vl, ml, cl, al, sl;
+    int rc = 0;
+    *tokp = NULL;
+    if (!merges_path || !cfg_path || !added_path || !smap_path) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = lmp_read_file(vocab_path, &vtxt, &vl)) || (rc = lmp_read_file(merges_path, &mtxt, &ml)))
+        goto done;
+    if (!(vocab = cJSON_ParseWithLength(vtxt, vl)) || !cJSON_IsObject(vocab)) {
+        rc = lmp_err(LMP_EFORMAT, "%s: not a JSON object of token -> id", vocab_path);
+        goto done;
+    }
+    if (lmp_read_file(cfg_path, &ctxt, &cl) == 0 && !(cfg = cJSON_ParseWithLength(ctxt, cl))) {
+        rc = lmp_err(LMP_EFORMAT, "%s: invalid JSON", cfg_path);
+        goto done;
+    }
+    if (lmp_read_file(smap_path, &stxt, &sl) == 0 && !(smap = cJSON_ParseWithLength(stxt, sl))) {
+        rc = lmp_err(LMP_EFORMAT, "%s: invalid JSON", smap_path);
+        goto done;
+    }
+    const char *cls = cfg ? get_str(cfg, "tokenizer_class") : NULL;
+    int kind = !cls || is_class(cls, "GPT2Tokenizer") || is_class(cls, "CodeGenTokenizer") ? 0
+               : is_class(cls, "Qwen2Tokenizer")                                             ? 1
+               : is_class(cls, "RobertaTokenizer") || is_class(cls, "BartTokenizer") ||
+                       is_class(cls, "LongformerTokenizer")
+                   ? 2
+                   : -1;
+    if (kind < 0) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: tokenizer_class \"%s\" with vocab.json + merges.txt and no tokenizer.json "
+                                       "is not supported (supported: GPT2Tokenizer, CodeGenTokenizer, Qwen2Tokenizer, "
+                                       "RobertaTokenizer, BartTokenizer)", cfg_path, cls);
+        goto done;
+    }
+    bool prefix_space = cfg && cJSON_IsTrue(get(cfg, "add_prefix_space"));
+    bool add_bos = cfg && cJSON_IsTrue(get(cfg, "add_bos_token"));
+
+    root = cJSON_CreateObject();
+    cJSON *model = cJSON_AddObjectToObject(root, "model"), *merges = cJSON_CreateArray();
+    if (!model || !merges) {
+        cJSON_Delete(merges);
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON *vocab_ref = vocab;
+    vocab = NULL;
+    cJSON_AddItemToObject(model, "merges", merges);
+    /* merges.txt: one "a b" per line; "#version" header lines and blank lines skipped */
+    for (char *line = mtxt, *end = mtxt + ml; line < end;) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (n && line[n - 1] == '\r')
+            n--;
+        if (n && strncmp(line, "#version", 8)) {
+            char save = line[n];
+            line[n] = 0;
+            cJSON *m = cJSON_CreateString(line);
+            line[n] = save;
+            if (!m || !cJSON_AddItemToArray(merges, m)) {
+                cJSON_Delete(m);
+                rc = lmp_err(LMP_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    /* added tokens */
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    const cJSON *dec = cfg ? get(cfg, "added_tokens_decoder") : NULL, *it;
+    if (cJSON_IsObject(dec)) {
+        cJSON_ArrayForEach(it, dec)
+        {
+            char *e;
+            long id = strtol(it->string, &e, 10);
+            if (*e || id < 0 || !get_str(it, "content")) {
+                rc = lmp_err(LMP_EFORMAT, "%s: added_tokens_decoder entry \"%s\" is not an id with a content", cfg_path,
+                             it->string);
+                goto done;
+            }
+            cJSON *a = cJSON_Duplicate(it, true);
+            if (!a) {
+                rc = lmp_err(LMP_ENOMEM, "out of memory");
+                goto done;
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(a, "id");
+            cJSON_AddNumberToObject(a, "id", (double)id);
+            cJSON_DeleteItemFromObjectCaseSensitive(a, "__type");
+            cJSON_AddItemToArray(added, a);
+        }
+    } else if (lmp_read_file(added_path, &atxt, &al) == 0) {
+        if (!(addj = cJSON_ParseWithLength(atxt, al)) || !cJSON_IsObject(addj)) {
+            rc = lmp_err(LMP_EFORMAT, "%s: not a JSON object of token -> id", added_path);
+            goto done;
+        }
+        cJSON_ArrayForEach(it, addj)
+        {
+            if (!cJSON_IsNumber(it)) {
+                rc = lmp_err(LMP_EFORMAT, "%s: \"%s\" has no integer id", added_path, it->string);
+                goto done;
+            }
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a, "id", it->valuedouble);
+            cJSON_AddStringToObject(a, "content", it->string);
+            cJSON_AddBoolToObject(a, "special", false);
+            cJSON_AddBoolToObject(a, "normalized", true);
+            cJSON_AddItemToArray(added, a);
+        }
+    }
+    /* the special tokens the config names are special added tokens (when they exist) */
+    static const char *sk[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    for (int src = 0; src < 2; src++) {
+        const cJSON *c = src ? smap : cfg;
+        if (!c)
+            continue;
+        const char *names[64];
+        int nn = 0;
+        for (int k = 0; k < 7; k++)
+            if (token_text(get(c, sk[k])))
+                names[nn++] = token_text(get(c, sk[k]));
+        const cJSON *extra = get(c, "additional_special_tokens");
+        cJSON_ArrayForEach(it, extra) if (nn < 64 && token_text(it)) names[nn++] = token_text(it);
+        for (int k = 0; k < nn; k++) {
+            bool have = false;
+            const cJSON *a;
+            cJSON_ArrayForEach(a, added)
+            {
+                const char *ct = get_str(a, "content");
+                if (ct && !strcmp(ct, names[k])) {
+                    /* a token listed as special is special (transformers marks it so) */
+                    cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)a, "special");
+                    cJSON_AddBoolToObject((cJSON *)a, "special", true);
+                    have = true;
+                }
+            }
+            const cJSON *vid = get(vocab_ref, names[k]);
+            if (have || !cJSON_IsNumber(vid))
+                continue;
+            cJSON *a2 = cJSON_CreateObject();
+            cJSON_AddNumberToObject(a2, "id", vid->valuedouble);
+            cJSON_AddStringToObject(a2, "content", names[k]);
+            cJSON_AddBoolToObject(a2, "special", true);
+            cJSON_AddBoolToObject(a2, "normalized", false);
+            cJSON_AddItemToArray(added, a2);
+        }
+    }
+    /* pipeline */
+    cJSON *pre = NULL, *post = NULL;
+    if (kind == 1) {
+        cJSON_AddItemToObject(root, "normalizer", obj_type("NFC"));
+        pre = obj_type("Sequence");
+        cJSON *arr = cJSON_AddArrayToObject(pre, "pretokenizers"), *sp = obj_type("Split"), *bl = obj_type("ByteLevel");
+        cJSON *pat = cJSON_AddObjectToObject(sp, "pattern");
+        cJSON_AddStringToObject(pat, "Regex", RX_QWEN2_HF);
+        cJSON_AddStringToObject(sp, "behavior", "Isolated");
+        cJSON_AddBoolToObject(sp, "invert", false);
+        cJSON_AddBoolToObject(bl, "add_prefix_space", prefix_space);
+        cJSON_AddBoolToObject(bl, "use_regex", false);
+        cJSON_AddItemToArray(arr, sp);
+        cJSON_AddItemToArray(arr, bl);
+    } else {
+        pre = obj_type("ByteLevel");
+        cJSON_AddBoolToObject(pre, "add_prefix_space", prefix_space);
+        cJSON_AddBoolToObject(pre, "use_regex", true);
+    }
+    cJSON_AddItemToObject(root, "pre_tokenizer", pre);
+    cJSON_AddItemToObject(root, "decoder", obj_type("ByteLevel"));
+    const char *bos = cfg ? token_text(get(cfg, "bos_token")) : NULL;
+    if (!bos && smap)
+        bos = token_text(get(smap, "bos_token"));
+    if (kind == 2) {
+        const char *cs = cfg ? token_text(get(cfg, "cls_token")) : NULL, *ss = cfg ? token_text(get(cfg, "sep_token")) : NULL;
+        cs = cs ? cs : "<s>";
+        ss = ss ? ss : "</s>";
+        const cJSON *ci = get(vocab_ref, cs), *si = get(vocab_ref, ss);
+        if (!cJSON_IsNumber(ci) || !cJSON_IsNumber(si)) {
+            rc = lmp_err(LMP_EFORMAT, "%s: the cls/sep tokens \"%s\"/\"%s\" are not in the vocabulary", vocab_path, cs, ss);
+            goto done;
+        }
+        post = obj_type("RobertaProcessing");
+        cJSON *a = cJSON_AddArrayToObject(post, "cls"), *b = cJSON_AddArrayToObject(post, "sep");
+        cJSON_AddItemToArray(a, cJSON_CreateString(cs));
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ci->valuedouble));
+        cJSON_AddItemToArray(b, cJSON_CreateString(ss));
+        cJSON_AddItemToArray(b, cJSON_CreateNumber(si->valuedouble));
+    } else if (add_bos && bos) {
+        const cJSON *bi = get(vocab_ref, bos);
+        int32_t id = -1;
+        cJSON_ArrayForEach(it, added) if (get_str(it, "content") && !strcmp(get_str(it, "content"), bos))
+            id = (int32_t)get(it, "id")->valuedouble;
+        if (id < 0 && cJSON_IsNumber(bi))
+            id = (int32_t)bi->valuedouble;
+        if (id < 0) {
+            rc = lmp_err(LMP_EFORMAT, "%s: add_bos_token is true but bos_token \"%s\" is not a token", cfg_path, bos);
+            goto done;
+        }
+        post = obj_type("TemplateProcessing");
+        cJSON *single = cJSON_AddArrayToObject(post, "single"), *st = cJSON_CreateObject(), *sq = cJSON_CreateObject();
+        cJSON *sti = cJSON_AddObjectToObject(st, "SpecialToken"), *sqi = cJSON_AddObjectToObject(sq, "Sequence");
+        cJSON_AddStringToObject(sti, "id", bos);
+        cJSON_AddNumberToObject(sti, "type_id", 0);
+        cJSON_AddStringToObject(sqi, "id", "A");
+        cJSON_AddNumberToObject(sqi, "type_id", 0);
+        cJSON_AddItemToArray(single, st);
+        cJSON_AddItemToArray(single, sq);
+        cJSON *sp = cJSON_AddObjectToObject(post, "special_tokens"), *e = cJSON_AddObjectToObject(sp, bos);
+        cJSON *ids = cJSON_AddArrayToObject(e, "ids");
+        cJSON_AddStringToObject(e, "id", bos);
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(id));
+    }
+    if (post)
+        cJSON_AddItemToObject(root, "post_processor", post);
+    if ((rc = from_tree(tokp, root, vocab_path)))
+        goto done;
+    if ((rc = apply_config(*tokp, cfg_path, dir))) {
+        lmp_tokenizer_free(*tokp);
+        *tokp = NULL;
+    }
+done:
+    cJSON_Delete(root);
+    cJSON_Delete(vocab);
+    cJSON_Delete(cfg);
+    cJSON_Delete(addj);
+    cJSON_Delete(smap);
+    free(vtxt);
+    free(mtxt);
+    free(ctxt);
+    free(atxt);
+    free(stxt);
+    free(merges_path);
+    free(cfg_path);
+    free(added_path);
+    free(smap_path);
+    return rc;
+}
+
+/* The folder of a file path ("." when it has none), malloc'd. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return xstrdup(".");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, path, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* A file named vocab.json is the vocab.json + merges.txt form when merges.txt is beside it
+ * and the file is not itself a tokenizer.json (no "model" object). */
+static bool is_vocab_form(const char *path, const char *txt, size_t len)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strcmp(base, "vocab.json"))
+        return false;
+    cJSON *r = cJSON_ParseWithLength(txt, len);
+    bool ok = cJSON_IsObject(r) && !cJSON_IsObject(get(r, "model")); /* "model" may be a token */
+    cJSON_Delete(r);
+    if (!ok)
+        return false;
+    char *d = dir_of(path), *m = d ? lmp_path_join(d, "merges.txt") : NULL;
+    ok = m && lmp_path_exists(m);
+    free(d);
+    free(m);
+    return ok;
 }
 
 int lmp_tokenizer_load(lmp_tokenizer **tok, const char *path)
@@ -655,38 +1119,41 @@ int lmp_tokenizer_load(lmp_tokenizer **tok, const char *path)
         lmp_gguf_close(&r);
         return rc;
     }
-    char *json_path = NULL, *cfg_path = NULL, *txt = NULL;
+    char *dir = NULL, *json_path = NULL, *cfg_path = NULL, *txt = NULL;
     size_t len;
-    if (lmp_path_is_dir(path)) {
-        json_path = lmp_path_join(path, "tokenizer.json");
-        cfg_path = lmp_path_join(path, "tokenizer_config.json");
-    } else {
-        json_path = xstrdup(path);
-        const char *slash = strrchr(path, '/');
-        if (slash) {
-            size_t dl = (size_t)(slash - path);
-            cfg_path = malloc(dl + 32);
-            if (cfg_path)
-                snprintf(cfg_path, dl + 32, "%.*s/tokenizer_config.json", (int)dl, path);
-        } else {
-            cfg_path = xstrdup("tokenizer_config.json");
-        }
-    }
-    if (!json_path || !cfg_path) {
+    bool is_dir = lmp_path_is_dir(path);
+    dir = is_dir ? xstrdup(path) : dir_of(path);
+    json_path = is_dir ? lmp_path_join(path, "tokenizer.json") : xstrdup(path);
+    cfg_path = dir ? lmp_path_join(dir, "tokenizer_config.json") : NULL;
+    if (!dir || !json_path || !cfg_path) {
         rc = lmp_err(LMP_ENOMEM, "out of memory");
         goto cleanup;
     }
-    if (lmp_path_is_dir(path) && !lmp_path_exists(json_path)) {
-        rc = lmp_err(LMP_ENOTFOUND, "%s: no tokenizer.json in this folder", path);
+    if (is_dir && !lmp_path_exists(json_path)) {
+        char *vp = lmp_path_join(path, "vocab.json"), *mp = lmp_path_join(path, "merges.txt");
+        if (vp && mp && lmp_path_exists(vp) && lmp_path_exists(mp))
+            rc = from_vocab_merges(tok, path, vp);
+        else
+            rc = lmp_err(LMP_ENOTFOUND, "%s: no tokenizer.json (nor vocab.json + merges.txt) in this folder", path);
+        free(vp);
+        free(mp);
         goto cleanup;
     }
     if ((rc = lmp_read_file(json_path, &txt, &len)))
         goto cleanup;
+    if (!is_dir && is_vocab_form(json_path, txt, len)) {
+        rc = from_vocab_merges(tok, dir, json_path);
+        goto cleanup;
+    }
     if ((rc = lmp_tokenizer_from_json(tok, txt, len, json_path)))
         goto cleanup;
-    apply_config(*tok, cfg_path);
+    if ((rc = apply_config(*tok, cfg_path, dir))) {
+        lmp_tokenizer_free(*tok);
+        *tok = NULL;
+    }
 cleanup:
     free(txt);
+    free(dir);
     free(json_path);
     free(cfg_path);
     return rc;

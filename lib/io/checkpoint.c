@@ -551,10 +551,18 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
     c->n_tensors = c->st.n_tensors;
     c->tensors = c->st.tensors;
     char *tok = lmp_path_join(c->dir, "tokenizer.json");
-    if (lmp_path_exists(tok))
-        c->tokenizer_path = tok;
-    else
+    if (tok && !lmp_path_exists(tok)) {
+        /* a folder with vocab.json + merges.txt instead (Qwen, GPT-2 style) */
+        char *m = lmp_path_join(c->dir, "merges.txt");
         free(tok);
+        tok = lmp_path_join(c->dir, "vocab.json");
+        if (!m || !tok || !lmp_path_exists(m) || !lmp_path_exists(tok)) {
+            free(tok);
+            tok = NULL;
+        }
+        free(m);
+    }
+    c->tokenizer_path = tok;
     return LMP_OK;
 fail:
     lmp_ckpt_close(c);

@@ -22,7 +22,8 @@ typedef struct {
     lmp_gguf_reader gguf;    /* GGUF */
     int n_tensors;
     const lmp_tensor *tensors; /* borrowed from st or gguf; names as stored in the file */
-    char *tokenizer_path;    /* tokenizer.json next to the weights, or NULL */
+    char *tokenizer_path;    /* tokenizer.json (or vocab.json + merges.txt: vocab.json) next to
+                              * the weights, or NULL */
     /* GGUF llama-architecture files hold attn_q/attn_k rows in ggml's interleaved RoPE
      * order (convert_hf_to_gguf's permute); true when that applies to this file. */
     bool qk_interleaved;

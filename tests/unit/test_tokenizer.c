@@ -9,8 +9,10 @@
 #include "lib/io/io.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -127,6 +129,44 @@ static void test_parity(void)
             continue;
         parity(t, json[i][0], "tokenizer.json");
         lmp_tokenizer_free(t);
+    }
+    /* a Qwen folder without tokenizer.json: vocab.json + merges.txt + tokenizer_config.json
+     * (Qwen2Tokenizer: NFC, the Qwen2 split regex) against llama.cpp's qwen2 vectors, which
+     * Hugging Face's Qwen tokenizer produced */
+    lmp_tokenizer *q = load("hf-meta/qwen2.5-14b-sakura-v1.0");
+    if (q) {
+        parity(q, "qwen2", "vocab.json + merges.txt");
+        CHECK(lmp_tokenizer_n_vocab(q) == 151665 && lmp_tokenizer_eos(q) == 151645 && lmp_tokenizer_pad(q) == 151643 &&
+                  lmp_tokenizer_bos(q) == -1,
+              "qwen: n_vocab %d eos %d pad %d bos %d", lmp_tokenizer_n_vocab(q), lmp_tokenizer_eos(q),
+              lmp_tokenizer_pad(q), lmp_tokenizer_bos(q));
+        CHECK(lmp_tokenizer_is_special(q, 151644) && !lmp_tokenizer_is_special(q, 151657),
+              "qwen: <|im_start|> special, <tool_call> not (added_tokens_decoder flags)");
+        /* to GGUF: named "qwen2", with the chat template, and the same ids read back */
+        char gp[512];
+        snprintf(gp, sizeof gp, "%s/qwen.gguf", tmpdir());
+        lmp_gguf_writer *w = NULL;
+        int rc = lmp_gguf_writer_new(&w, gp, true);
+        if (rc == 0 && (rc = lmp_tokenizer_write_gguf(q, w, 152064)) == 0 && (rc = lmp_gguf_writer_begin(w)) == 0)
+            rc = lmp_gguf_writer_finish(w);
+        else
+            lmp_gguf_writer_abort(w);
+        CHECK(rc == 0, "qwen to GGUF: %s", lmp_errmsg());
+        lmp_gguf_reader r = {0};
+        lmp_tokenizer *g = NULL;
+        if (rc == 0 && lmp_gguf_open(&r, gp) == 0) {
+            const char *pre = NULL, *tmpl = NULL;
+            lmp_gguf_get_str(&r, "tokenizer.ggml.pre", &pre);
+            lmp_gguf_get_str(&r, "tokenizer.chat_template", &tmpl);
+            CHECK(pre && !strcmp(pre, "qwen2"), "qwen GGUF pre %s", pre ? pre : "-");
+            CHECK(tmpl && strstr(tmpl, "<|im_start|>assistant"), "qwen GGUF chat template");
+            CHECK(lmp_tokenizer_from_gguf(&g, &r) == 0, "qwen GGUF reload: %s", lmp_errmsg());
+            lmp_gguf_close(&r);
+        }
+        if (g)
+            parity(g, "qwen2", "vocab.json -> GGUF");
+        lmp_tokenizer_free(g);
+        lmp_tokenizer_free(q);
     }
 }
 
@@ -677,6 +717,149 @@ static void test_misc(void)
     CHECK(lmp_tokenizer_load(&t, "/nonexistent/tokenizer.json") != 0 && !t, "missing file accepted");
 }
 
+/* GGUF vocabularies out to tokenizer.json + tokenizer_config.json (what `convert x.gguf -o
+ * hf/` writes): the folder must give the GGUF's ids on llama.cpp's vectors and on
+ * WikiText-2, with the same special tokens. */
+static void test_hf_export(void)
+{
+    static const char *ggufs[] = {"gpt-2", "starcoder", "deepseek-coder", "llama-spm", "phi-3"};
+    const char *wp = fixture("text/wiki.test.raw");
+    size_t wl = 0;
+    char *wiki = wp ? slurp(wp, &wl) : NULL;
+    for (int i = 0; i < 5; i++) {
+        char rel[256], dir[512];
+        snprintf(rel, sizeof rel, "tokenizers/llamacpp-vocab/ggml-vocab-%s.gguf", ggufs[i]);
+        lmp_tokenizer *g = load(rel), *f = NULL;
+        if (!g)
+            continue;
+        snprintf(dir, sizeof dir, "%s/hf-%s", tmpdir(), ggufs[i]);
+        mkdir(dir, 0755);
+        int rc = lmp_tokenizer_write_hf(g, dir);
+        CHECK(rc == 0, "%s: write_hf: %s", ggufs[i], lmp_errmsg());
+        if (rc == 0) {
+            rc = lmp_tokenizer_load(&f, dir);
+            CHECK(rc == 0, "%s: load written folder: %s", ggufs[i], lmp_errmsg());
+        }
+        if (f) {
+            parity(f, ggufs[i], "GGUF -> tokenizer.json");
+            if (wiki)
+                CHECK(same_ids(g, f, wiki, wl, ggufs[i]), "%s: tokenizer.json from GGUF differs on wiki.test.raw",
+                      ggufs[i]);
+            CHECK(lmp_tokenizer_bos(f) == lmp_tokenizer_bos(g) && lmp_tokenizer_eos(f) == lmp_tokenizer_eos(g) &&
+                      lmp_tokenizer_pad(f) == lmp_tokenizer_pad(g) && lmp_tokenizer_n_vocab(f) == lmp_tokenizer_n_vocab(g),
+                  "%s: bos/eos/pad/n_vocab %d/%d/%d/%d vs %d/%d/%d/%d", ggufs[i], lmp_tokenizer_bos(f),
+                  lmp_tokenizer_eos(f), lmp_tokenizer_pad(f), lmp_tokenizer_n_vocab(f), lmp_tokenizer_bos(g),
+                  lmp_tokenizer_eos(g), lmp_tokenizer_pad(g), lmp_tokenizer_n_vocab(g));
+            int32_t probe[] = {0, 1, 2, 13, 100, 1000};
+            char *a = NULL, *b = NULL;
+            size_t al, bl;
+            CHECK(lmp_tokenizer_decode(g, probe, 6, false, &a, &al) == 0 &&
+                      lmp_tokenizer_decode(f, probe, 6, false, &b, &bl) == 0 && al == bl && !memcmp(a, b, al),
+                  "%s: decode differs", ggufs[i]);
+            free(a);
+            free(b);
+        }
+        lmp_tokenizer_free(f);
+        lmp_tokenizer_free(g);
+    }
+    free(wiki);
+}
+
+/* golden/tokenizers: small tokenizer.json files of our own (Falcon's pre-tokenizer
+ * pipeline with steps after ByteLevel, a legacy RoBERTa file without model.type, and
+ * WhitespaceSplit + Punctuation) and the ids Hugging Face tokenizers gives for a set of
+ * texts (tests/reference/make_tokenizer_golden.py, tokenizer_golden.js). */
+static void test_hf_golden(void)
+{
+    size_t el;
+    char *ej = slurp("golden/tokenizers/expected.json", &el);
+    CHECK(ej != NULL, "golden/tokenizers/expected.json unreadable (run from the repository root)");
+    cJSON *root = ej ? cJSON_ParseWithLength(ej, el) : NULL;
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "texts");
+    CHECK(cJSON_GetArraySize(texts) >= 10, "expected.json has texts");
+    static const char *names[] = {"falcon", "roberta", "wsplit"};
+    for (int k = 0; k < 3 && root; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "golden/tokenizers/%s.json", names[k]);
+        lmp_tokenizer *t = NULL;
+        int rc = lmp_tokenizer_load(&t, path);
+        CHECK(rc == 0, "%s: %s", path, lmp_errmsg());
+        if (rc)
+            continue;
+        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, names[k]);
+        for (int sp = 0; sp < 2; sp++) {
+            const cJSON *lists = cJSON_GetObjectItemCaseSensitive(exp, sp ? "special" : "plain");
+            int bad = 0, n = cJSON_GetArraySize(texts);
+            for (int i = 0; i < n; i++) {
+                const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+                const cJSON *want = cJSON_GetArrayItem(lists, i);
+                int32_t *ids = NULL;
+                size_t ni = 0;
+                rc = lmp_tokenizer_encode(t, s, strlen(s), sp == 1, &ids, &ni);
+                bool same = rc == 0 && (int)ni == cJSON_GetArraySize(want);
+                for (size_t j = 0; same && j < ni; j++)
+                    same = ids[j] == cJSON_GetArrayItem(want, (int)j)->valueint;
+                if (!same && !bad++) {
+                    fprintf(stderr, "%s (%s): text %d \"%s\" differs\n", names[k], sp ? "special" : "plain", i, s);
+                    print_ids("got ", ids, ni);
+                }
+                free(ids);
+            }
+            CHECK(bad == 0, "%s (%s): %d of %d texts differ from Hugging Face", names[k], sp ? "special" : "plain", bad, n);
+        }
+        /* written back as tokenizer.json (lmp_tokenizer_to_json) it gives the same ids */
+        char *tj = NULL;
+        lmp_tokenizer *back = NULL;
+        CHECK(lmp_tokenizer_to_json(t, &tj) == 0 && lmp_tokenizer_from_json(&back, tj, strlen(tj), "rewritten") == 0,
+              "%s: to_json round trip: %s", names[k], lmp_errmsg());
+        for (int i = 0; back && i < cJSON_GetArraySize(texts); i++) {
+            const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+            CHECK(same_ids(t, back, s, strlen(s), names[k]), "%s: rewritten tokenizer.json differs on text %d", names[k], i);
+        }
+        if (k == 0 && tj) {
+            char op[512];
+            snprintf(op, sizeof op, "%s/rewritten-falcon.json", tmpdir());
+            lmp_write_text(op, tj); /* for checking with Hugging Face by hand */
+        }
+        lmp_tokenizer_free(back);
+        free(tj);
+        /* GGUF export: Falcon's pipeline is named "falcon", RoBERTa's byte-level one "gpt-2"
+         * with BOS and EOS added; WhitespaceSplit has no llama.cpp name and is refused */
+        char gp[512];
+        snprintf(gp, sizeof gp, "%s/golden-%s.gguf", tmpdir(), names[k]);
+        lmp_gguf_writer *w = NULL;
+        CHECK(lmp_gguf_writer_new(&w, gp, true) == 0, "writer %s", gp);
+        rc = lmp_tokenizer_write_gguf(t, w, 0);
+        if (k == 2) {
+            CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "WhitespaceSplit"), "wsplit GGUF: rc %d %s", rc,
+                  lmp_errmsg());
+            lmp_gguf_writer_abort(w);
+        } else {
+            CHECK(rc == 0 && lmp_gguf_writer_begin(w) == 0 && lmp_gguf_writer_finish(w) == 0, "%s GGUF: %s", names[k],
+                  lmp_errmsg());
+            lmp_gguf_reader r = {0};
+            lmp_tokenizer *g = NULL;
+            const char *pre = NULL;
+            if (lmp_gguf_open(&r, gp) == 0) {
+                lmp_gguf_get_str(&r, "tokenizer.ggml.pre", &pre);
+                CHECK(pre && !strcmp(pre, k == 0 ? "falcon" : "gpt-2"), "%s: pre %s", names[k], pre ? pre : "-");
+                CHECK(lmp_tokenizer_from_gguf(&g, &r) == 0, "%s: reload %s", names[k], lmp_errmsg());
+                lmp_gguf_close(&r);
+            }
+            for (int i = 0; g && i < cJSON_GetArraySize(texts); i++) {
+                const char *s = cJSON_GetArrayItem(texts, i)->valuestring;
+                if (k == 1 && strstr(s, "<mask>"))
+                    continue; /* lstrip: GGUF cannot hold it (the writer warns) */
+                CHECK(same_ids(t, g, s, strlen(s), names[k]), "%s: GGUF export differs on text %d", names[k], i);
+            }
+            lmp_tokenizer_free(g);
+        }
+        lmp_tokenizer_free(t);
+    }
+    cJSON_Delete(root);
+    free(ej);
+}
+
 int main(void)
 {
     double t0 = lmp_time_s(), t1 = t0, t2;
@@ -695,6 +878,8 @@ int main(void)
     TIMED(test_normalizers);
     TIMED(test_gguf_pre_unknown);
     TIMED(test_misc);
+    TIMED(test_hf_golden);
+    TIMED(test_hf_export);
     fprintf(stderr, "test_tokenizer: %.2f s\n", lmp_time_s() - t0);
     return test_finish();
 }
