@@ -49,6 +49,7 @@ typedef struct {
     int perm_heads; /* > 0: permute rows (Q/K) with this many heads */
     int perm_dir;   /* 1: HF -> ggml order, -1: ggml -> HF order */
     const float *synthetic; /* rope_freqs: values computed here */
+    const char *file;       /* the input, for messages */
 } conv_item;
 
 static bool is_matrix(const lmp_tensor *t) { return t->ndim >= 2; }
@@ -76,11 +77,20 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
         const uint8_t *s = (const uint8_t *)t->data + (size_t)src_row * in_row;
         uint8_t *d = (uint8_t *)dst + (size_t)r * out_row;
         if (same) {
+            /* non-finite values are refused, reported at the row the input file holds */
+            int rc = lmp_check_finite_rows(it->file, t, src_row, 1, NULL, NULL);
+            if (rc)
+                return rc;
             memcpy(d, s, in_row);
             continue;
         }
         float *x = tmp;
         ti->to_f32(s, x, cols);
+        int64_t bad = lmp_first_nonfinite(x, cols);
+        if (bad >= 0)
+            return lmp_err(LMP_ERANGE, "%s: tensor %s row %lld column %lld is %s: non-finite weights are refused",
+                           it->file, t->name, (long long)src_row, (long long)bad,
+                           isnan(x[bad]) ? "NaN" : x[bad] > 0 ? "+Inf" : "-Inf");
         if (check16)
             for (int64_t j = 0; j < cols; j++)
                 over += isfinite(x[j]) && fabsf(x[j]) >= 65520.0f;
@@ -322,6 +332,7 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no llama.cpp name", c->path, t->name);
         }
         it->src = t;
+        it->file = c->path;
         it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
         if (it->out_dtype != t->dtype && lmp_dtype_info(t->dtype)->is_quant)
             it->out_dtype = t->dtype; /* never requantize here */
@@ -457,6 +468,7 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
             snprintf(it->out_name, sizeof it->out_name, "%s", t->name);
         }
         it->src = t;
+        it->file = c->path;
         it->out_dtype = (lmp_dtype)out_dtype_for(t, p->dtype, false);
         if (unpermute && (strstr(t->name, "attn_q.") || strstr(t->name, "attn_k."))) {
             it->perm_heads = strstr(t->name, "attn_q.") ? c->config.n_heads : c->config.n_kv_heads;

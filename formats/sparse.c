@@ -724,12 +724,14 @@ int lmp_sparse_model_load(lmp_model **m, const char *path)
     snprintf(tmpl, sizeof tmpl, "%s/lmpress-sparse.XXXXXX", td && *td ? td : "/tmp");
     if (!mkdtemp(tmpl))
         return lmp_err(LMP_EIO, "cannot create a temporary folder %s for decompressing %s", tmpl, path);
+    lmp_temp_register(tmpl, true);
     char *dense = lmp_path_join(tmpl, "model");
     int rc = dense ? lmp_sparse_decompress(path, dense, true) : lmp_err(LMP_ENOMEM, "out of memory");
     if (rc == 0)
         rc = lmp_model_load(m, dense);
     /* the mapping keeps the data; nothing on disk outlives this call */
     lmp_dir_remove(tmpl);
+    lmp_temp_unregister(tmpl);
     free(dense);
     return rc;
 }
@@ -1056,6 +1058,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
             goto done;
         }
         snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
+        lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
     }
     const char *dst = gguf ? dense_dir : out;
     if (p->structured) {
@@ -1133,6 +1136,7 @@ done:
     lmp_qmodel_writer_abort(qw);
     if (dense_dir) {
         lmp_dir_remove(dense_dir);
+        lmp_temp_unregister(dense_dir);
         free(dense_dir);
     }
     free(text);

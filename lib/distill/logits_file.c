@@ -301,6 +301,7 @@ int lw_reader_open(lw_reader **out, const char *path)
     if (!r)
         return lmp_err(LMP_ENOMEM, "out of memory");
     r->path = strdup(path);
+    lmp_input_note(path);
     r->half = half_type();
     r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int rc = LMP_OK;

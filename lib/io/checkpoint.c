@@ -4,6 +4,7 @@
  * names between Hugging Face and llama.cpp conventions.
  */
 #include "checkpoint.h"
+#include "validate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,22 @@ static char *dirname_of(const char *path)
     return d;
 }
 
+/* The shared model validation (validate.c): an error for every command, a warning for
+ * lenient opens (inspect), which still show the file. */
+static int validate(lmp_ckpt *c, bool strict)
+{
+    if (!c->has_config)
+        return LMP_OK;
+    int rc = lmp_ckpt_validate(c, NULL);
+    if (rc && strict) {
+        lmp_ckpt_close(c);
+        return rc;
+    }
+    if (rc)
+        lmp_warn("%s", lmp_errmsg());
+    return LMP_OK;
+}
+
 int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
 {
     int rc = LMP_OK;
@@ -257,6 +274,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
     c->path = strdup(path);
     if (!lmp_path_exists(path))
         return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
+    lmp_input_note(path);
     if (lmp_path_is_dir(path)) {
         c->kind = LMP_CKPT_HF;
         c->dir = strdup(path);
@@ -279,7 +297,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
             snprintf(c->config_error, sizeof c->config_error, "%s", lmp_errmsg());
         rc = LMP_OK;
         c->qk_interleaved = strcmp(c->config.arch, "llama") == 0;
-        return LMP_OK;
+        return validate(c, require_config);
     }
     char *cfg = lmp_path_join(c->dir, "config.json");
     if (lmp_path_exists(cfg)) {
@@ -304,7 +322,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
         c->tokenizer_path = tok;
     else
         free(tok);
-    return LMP_OK;
+    return validate(c, require_config);
 fail:
     lmp_ckpt_close(c);
     return rc;

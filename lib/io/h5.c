@@ -27,6 +27,7 @@ struct lmp_h5 {
     hid_t file;
     char *path;
     char *tmp_path; /* non-NULL for created files until committed */
+    int lock_fd;    /* lmp_output_lock of created files */
 };
 
 static void h5_quiet(void)
@@ -69,13 +70,16 @@ int lmp_h5_create(lmp_h5 **out, const char *path, bool force)
 {
     h5_quiet();
     *out = NULL;
-    if (!force && lmp_path_exists(path))
-        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", path);
+    int lock_fd, rc = lmp_output_begin(path, force, false, &lock_fd);
+    if (rc)
+        return rc;
     lmp_h5 *f = calloc(1, sizeof *f);
     size_t n = strlen(path) + 32;
     f->path = strdup(path);
     f->tmp_path = malloc(n);
+    f->lock_fd = lock_fd;
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    lmp_temp_register(f->tmp_path, false);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
     errno = 0;
@@ -100,6 +104,9 @@ int lmp_h5_open(lmp_h5 **out, const char *path, bool writable)
         return lmp_err(LMP_EFORMAT, "%s: not an HDF5 file (or truncated/corrupt)", path);
     lmp_h5 *f = calloc(1, sizeof *f);
     f->path = strdup(path);
+    f->lock_fd = -1;
+    if (!writable)
+        lmp_input_note(path);
     f->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f->file < 0) {
         lmp_h5_close(f, false);
@@ -126,11 +133,16 @@ int lmp_h5_close(lmp_h5 *f, bool commit)
                 close(fd);
             if (rc == LMP_OK && rename(f->tmp_path, f->path) != 0)
                 rc = lmp_err(LMP_EIO, "%s: rename failed: %s", f->path, strerror(errno));
+            if (rc == LMP_OK)
+                lmp_output_note_written(f->path);
             if (rc != LMP_OK)
                 unlink(f->tmp_path);
+            lmp_temp_unregister(f->tmp_path);
         } else {
             unlink(f->tmp_path);
+            lmp_temp_unregister(f->tmp_path);
         }
+        lmp_output_unlock(f->path, f->lock_fd);
     }
     free(f->path);
     free(f->tmp_path);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "h5.h"
 #include "checkpoint.h"
+#include "validate.h"
 #include "synth.h"
 
 #endif
