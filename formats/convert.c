@@ -328,6 +328,8 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
         } else if (lmp_name_hf_to_gguf(t->name, it->out_name, sizeof it->out_name)) {
             if (strstr(t->name, "rotary_emb.inv_freq"))
                 continue; /* recomputed from rope_theta */
+            if (lmp_allow_extra_tensors())
+                continue; /* --allow-extra: reported by the validation, not written */
             free(items);
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no llama.cpp name", c->path, t->name);
         }
@@ -460,6 +462,8 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
         if (c->kind == LMP_CKPT_GGUF) {
             if (strcmp(t->name, "rope_freqs.weight") == 0)
                 continue;
+            if (lmp_name_gguf_to_hf(t->name, it->out_name, sizeof it->out_name) && lmp_allow_extra_tensors())
+                continue; /* --allow-extra: reported by the validation, not written */
             if (lmp_name_gguf_to_hf(t->name, it->out_name, sizeof it->out_name)) {
                 rc = lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no Hugging Face name", c->path, t->name);
                 goto done;

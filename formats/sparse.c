@@ -460,8 +460,11 @@ int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
         cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
         if (w->f != LMP_SPFMT_DENSE) {
             cJSON *qc = cJSON_CreateObject();
+            /* exactly what compressed-tensors reads for a sparse-only model: its
+             * ModelCompressor.parse_quantization_config takes every key other than
+             * quant_method, version, sparsity_config and transform_config as a
+             * quantization config, so the format lives in sparsity_config only */
             cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
-            cJSON_AddStringToObject(qc, "format", lmp_sparse_format_name(w->f));
             double global = w->st.params ? (double)w->st.zeros / (double)w->st.params : 0;
             cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config(lmp_sparse_format_name(w->f), &w->spec, global));
             cJSON_AddItemToObject(j, "quantization_config", qc);

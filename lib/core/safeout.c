@@ -372,6 +372,7 @@ int lmp_output_lock(const char *path, int *fd_out)
             int k = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
             if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)k, 0) < 0)
                 (void)0;
+            lmp_temp_register(lp, false); /* a signal removes it with the temporaries */
             free(lp);
             *fd_out = fd;
             return LMP_OK;
@@ -387,8 +388,10 @@ void lmp_output_unlock(const char *path, int fd)
     if (fd < 0)
         return;
     char *lp = lock_path(path);
-    if (lp)
+    if (lp) {
         unlink(lp); /* while still holding the lock (see lmp_output_lock) */
+        lmp_temp_unregister(lp);
+    }
     free(lp);
     close(fd);
 }

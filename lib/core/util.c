@@ -114,6 +114,11 @@ int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)
         return lmp_err(LMP_EIO, "%s: cannot create: %s", path, strerror(e));
     }
     setvbuf(o->fp, NULL, _IOFBF, 1 << 20);
+    /* test hook (tests/cli/test_reliability.sh): hold the temporary open for N seconds so
+     * that a signal can be delivered mid-write */
+    const char *stall = getenv("LMP_DEBUG_STALL_OUTPUT");
+    if (stall && atoi(stall) > 0)
+        sleep((unsigned)atoi(stall));
     return LMP_OK;
 }
 
@@ -165,6 +170,9 @@ int lmp_outfile_commit(lmp_outfile *o)
     if (fclose(o->fp) != 0 && rc == LMP_OK)
         rc = lmp_err(LMP_EIO, "%s: close failed: %s", o->path, strerror(errno));
     o->fp = NULL;
+    /* inputs read since the output was opened count too */
+    if (rc == LMP_OK)
+        rc = lmp_output_check(o->path);
     if (rc == LMP_OK && rename(o->tmp_path, o->path) != 0)
         rc = lmp_err(LMP_EIO, "%s: rename failed: %s", o->path, strerror(errno));
     if (rc != LMP_OK)
@@ -506,7 +514,9 @@ int lmp_dir_begin(const char *dir, bool force, char **tmp)
 
 int lmp_dir_commit(const char *tmp, const char *dir)
 {
-    int rc = LMP_OK;
+    int rc = lmp_output_check(dir); /* inputs read since lmp_dir_begin count too */
+    if (rc)
+        return rc;
     char *marker = lmp_path_join(tmp, LMP_DIR_MARKER);
     rc = marker ? lmp_write_text(marker, "written by lmpress " LMP_VERSION) : lmp_err(LMP_ENOMEM, "out of memory");
     free(marker);

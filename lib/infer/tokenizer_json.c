@@ -540,6 +540,9 @@ static int parse_added(lmp_tokenizer *t, const cJSON *arr)
         if (vid >= 0 && vid != id)
             return lmp_err(LMP_EFORMAT, "%s: added token \"%s\" has id %d but the vocabulary gives it id %d", t->name,
                            content, (int)id, (int)vid);
+        if (id < t->n_model && t->pieces[id].s && vid < 0)
+            return lmp_err(LMP_EFORMAT, "%s: added token \"%s\" has id %d, which the vocabulary gives to \"%.*s\"",
+                           t->name, content, (int)id, (int)t->pieces[id].len, t->pieces[id].s);
         tk_added *a = &t->added[t->n_added++];
         a->id = id;
         a->content = tk_str_dup(content, strlen(content));

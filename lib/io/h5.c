@@ -131,6 +131,8 @@ int lmp_h5_close(lmp_h5 *f, bool commit)
                 rc = lmp_err(LMP_EIO, "%s: write failed: %s", f->path, strerror(errno));
             if (fd >= 0)
                 close(fd);
+            if (rc == LMP_OK)
+                rc = lmp_output_check(f->path);
             if (rc == LMP_OK && rename(f->tmp_path, f->path) != 0)
                 rc = lmp_err(LMP_EIO, "%s: rename failed: %s", f->path, strerror(errno));
             if (rc == LMP_OK)
