@@ -191,9 +191,14 @@ check "[errors] hostile name: message is printable UTF-8" "$PY -c 'import sys; b
 CT_RULE='
 def ct_quant(qc):  # compressed-tensors ModelCompressor.parse_quantization_config
     q = dict(qc)
-    for k in ("sparsity_config", "transform_config", "quant_method", "version"):
+    for k in ("sparsity_config", "transform_config", "version"):
         q.pop(k, None)
-    return q or None
+    m = q.pop("quant_method", None)
+    if not q:
+        return None
+    if m is not None:
+        q["quant_method"] = m
+    return q
 '
 "$LMP_BIN" prune "$M" -o "$O/sp24" --method magnitude --pattern 2:4 --format compressed-tensors > /dev/null 2> "$T/err"
 n_cases=$((n_cases + 1))
@@ -202,5 +207,16 @@ check "[configs] sparse-only: compressed-tensors sees no quantization config" "$
 import json; qc = json.load(open(\"$O/sp24/config.json\"))[\"quantization_config\"]
 assert qc[\"quant_method\"] == \"compressed-tensors\" and ct_quant(qc) is None, qc
 assert qc[\"sparsity_config\"][\"format\"] in (\"sparse-24-bitmask\", \"sparse-bitmask\")'"
+ok "[configs] GPTQ folder (RTN)" "$LMP_BIN" quantize "$M" -o "$O/gq" --method rtn
+check "[configs] GPTQ: transformers GPTQConfig and vLLM read bits/group_size/desc_act/sym" "$PY -c '
+import json; q = json.load(open(\"$O/gq/config.json\"))[\"quantization_config\"]
+assert q[\"quant_method\"] == \"gptq\" and q[\"bits\"] in (2, 3, 4, 8) and isinstance(q[\"group_size\"], int)
+assert isinstance(q[\"desc_act\"], bool) and isinstance(q[\"sym\"], bool), q'"
+ok "[configs] compressed-tensors pack-quantized (RTN)" "$LMP_BIN" quantize "$M" -o "$O/cq" --method rtn --format compressed-tensors
+check "[configs] pack-quantized: compressed-tensors sees a quantization config with config_groups" "$PY -c '$CT_RULE
+import json; qc = json.load(open(\"$O/cq/config.json\"))[\"quantization_config\"]
+q = ct_quant(qc); assert q and q[\"format\"] == \"pack-quantized\" and q[\"quant_method\"] == \"compressed-tensors\"
+for g in q[\"config_groups\"].values():
+    w = g[\"weights\"]; assert g[\"targets\"] and w[\"type\"] == \"int\" and w[\"num_bits\"] in (2, 4, 8) and w[\"strategy\"] in (\"group\", \"channel\")'"
 echo "reliability cases: $n_cases"
 finish
