@@ -17,6 +17,7 @@
 #include "lib/distill/distill_internal.h"
 
 #include <assert.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,6 +77,8 @@ static void check_read(const char *path)
         lw_seq_free(&s);
     }
     lw_reader_close(r);
+    /* every file, dataset, attribute and type the reader opened is closed again */
+    assert(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
