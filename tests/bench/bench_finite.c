@@ -21,7 +21,7 @@ int main(int argc, char **argv)
         return 0;
     }
     lmp_ckpt c;
-    if (lmp_ckpt_open(&c, path)) {
+    if (lmp_ckpt_open_ex(&c, path, false)) { /* a config is not needed to read tensors */
         fprintf(stderr, "bench_finite: %s\n", lmp_errmsg());
         return 1;
     }

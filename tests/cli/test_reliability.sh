@@ -21,12 +21,19 @@ printf 'Once upon a time there was a little cat. It liked to play in the sun wit
 cat "$M/corpus.txt" >> "$T/text.txt" 2>/dev/null
 
 # refused_clean AREA NAME WORD OUT cmd... : refused (as `refuses`) and OUT absent, no temporary left
-n_cases=0
+n_cases=0; areas=""
+count() { # area ok(0/1): the per-area table printed at the end (docs/status.md)
+    case " $areas " in *" $1 "*) ;; *) areas="$areas $1";; esac
+    eval "tried_$1=\$((\${tried_$1:-0} + 1))"
+    [ "$2" -eq 1 ] && eval "refused_$1=\$((\${refused_$1:-0} + 1))"
+    n_cases=$((n_cases + 1))
+}
 refused_clean() {
     area=$1; name=$2; word=$3; out=$4; shift 4
-    n_cases=$((n_cases + 1))
+    f0=$fail
     refuses "[$area] $name" "$word" "$@"
     check "[$area] $name: nothing written" "[ ! -e '$out' ] && [ -z \"\$(ls -a '$(dirname "$out")' | grep '\\.tmp\\.')\" ]"
+    if [ "$fail" -eq "$f0" ]; then count "$area" 1; else count "$area" 0; fi
 }
 
 # ---- 1. config and weights agree (convert HF -> GGUF, ppl, run)
@@ -152,24 +159,28 @@ for sig in INT TERM; do
     i=0; while [ $i -lt 100 ] && ! ls "$O" | grep -q "sig$sig.gguf.tmp"; do sleep 0.1; i=$((i + 1)); done
     check "[signals] SIG$sig: a temporary existed" "ls '$O' | grep -q 'sig$sig.gguf.tmp'"
     kill -$sig $pid; wait $pid; rc=$?
-    n_cases=$((n_cases + 1))
+    f0=$fail
     check "[signals] SIG$sig: killed by the signal" "[ $rc -ge 128 ]"
     check "[signals] SIG$sig: no temporary or lock left" "[ -z \"\$(ls -a '$O' | grep 'sig$sig')\" ]"
+    if [ "$fail" -eq "$f0" ]; then count signals 1; else count signals 0; fi
 done
 sh -c 'exit 0' & deadpid=$!; wait $deadpid
 : > "$O/stale.gguf.tmp.$deadpid"
 mkdir "$O/stale.gguf.src.tmp.$deadpid.gguf.d" 2>/dev/null
 ok "[signals] a later run" "$LMP_BIN" convert "$M" -o "$O/stale.gguf"
 check "[signals] removed the stale temporary of a dead process" "[ ! -e '$O/stale.gguf.tmp.$deadpid' ]"
+f0=$fail
 check "[signals] and said so" "grep -q 'temporary left by an interrupted run' '$T/err'"
+if [ "$fail" -eq "$f0" ]; then count signals 1; else count signals 0; fi
 
 # ---- 9. errors tell the truth
 if [ -w /dev/full ]; then
-    "$LMP_BIN" inspect "$M" > /dev/full 2> "$T/err"; rc=$?
-    n_cases=$((n_cases + 1))
-    check "[errors] stdout to /dev/full fails" "[ $rc -ne 0 ] && grep -q 'No space left on device' '$T/err'"
-    "$LMP_BIN" tokenize "$M" --text "Once upon a time" > /dev/full 2> "$T/err"; rc=$?
-    check "[errors] tokenize to /dev/full fails" "[ $rc -ne 0 ]"
+    for cmd in "inspect $M" "tokenize $M --text Once" "inspect $M --json"; do
+        $LMP_BIN $cmd > /dev/full 2> "$T/err"; rc=$?
+        f0=$fail
+        check "[errors] $cmd > /dev/full fails" "[ $rc -ne 0 ] && grep -q 'No space left on device' '$T/err'"
+        if [ "$fail" -eq "$f0" ]; then count errors 1; else count errors 0; fi
+    done
 fi
 refused_clean errors "quantize into a missing folder names the user's output" "$O/nodir/q.gguf" "$O/nodir/q.gguf" \
     "$LMP_BIN" quantize "$M" -o "$O/nodir/q.gguf" --type q8_0
@@ -183,9 +194,10 @@ h += b' ' * ((8 - len(h) % 8) % 8)
 open(os.path.join(d, 'st_bad_name.safetensors'), 'wb').write(struct.pack('<Q', len(h)) + h + b'\0' * 8)
 PYEOF
 "$LMP_BIN" convert "$B/st_bad_name.safetensors" -o "$O/bn.gguf" > /dev/null 2> "$T/err"; rc=$?
-n_cases=$((n_cases + 1))
+f0=$fail
 check "[errors] hostile name: refused" "[ $rc -ne 0 ]"
 check "[errors] hostile name: message is printable UTF-8" "$PY -c 'import sys; b=open(\"$T/err\",\"rb\").read(); b.decode(\"utf-8\"); assert b\"\\x1b\" not in b'"
+if [ "$fail" -eq "$f0" ]; then count errors 1; else count errors 0; fi
 
 # ---- 10. configs other tools parse (compressed-tensors' own rule, transformers, vLLM)
 CT_RULE='
@@ -201,22 +213,28 @@ def ct_quant(qc):  # compressed-tensors ModelCompressor.parse_quantization_confi
     return q
 '
 "$LMP_BIN" prune "$M" -o "$O/sp24" --method magnitude --pattern 2:4 --format compressed-tensors > /dev/null 2> "$T/err"
-n_cases=$((n_cases + 1))
+f0=$fail
 check "[configs] sparse-only folder written" "[ -f '$O/sp24/config.json' ]"
 check "[configs] sparse-only: compressed-tensors sees no quantization config" "$PY -c '$CT_RULE
 import json; qc = json.load(open(\"$O/sp24/config.json\"))[\"quantization_config\"]
 assert qc[\"quant_method\"] == \"compressed-tensors\" and ct_quant(qc) is None, qc
 assert qc[\"sparsity_config\"][\"format\"] in (\"sparse-24-bitmask\", \"sparse-bitmask\")'"
+if [ "$fail" -eq "$f0" ]; then count configs 1; else count configs 0; fi
+f0=$fail
 ok "[configs] GPTQ folder (RTN)" "$LMP_BIN" quantize "$M" -o "$O/gq" --method rtn
 check "[configs] GPTQ: transformers GPTQConfig and vLLM read bits/group_size/desc_act/sym" "$PY -c '
 import json; q = json.load(open(\"$O/gq/config.json\"))[\"quantization_config\"]
 assert q[\"quant_method\"] == \"gptq\" and q[\"bits\"] in (2, 3, 4, 8) and isinstance(q[\"group_size\"], int)
 assert isinstance(q[\"desc_act\"], bool) and isinstance(q[\"sym\"], bool), q'"
+if [ "$fail" -eq "$f0" ]; then count configs 1; else count configs 0; fi
+f0=$fail
 ok "[configs] compressed-tensors pack-quantized (RTN)" "$LMP_BIN" quantize "$M" -o "$O/cq" --method rtn --format compressed-tensors
 check "[configs] pack-quantized: compressed-tensors sees a quantization config with config_groups" "$PY -c '$CT_RULE
 import json; qc = json.load(open(\"$O/cq/config.json\"))[\"quantization_config\"]
 q = ct_quant(qc); assert q and q[\"format\"] == \"pack-quantized\" and q[\"quant_method\"] == \"compressed-tensors\"
 for g in q[\"config_groups\"].values():
     w = g[\"weights\"]; assert g[\"targets\"] and w[\"type\"] == \"int\" and w[\"num_bits\"] in (2, 4, 8) and w[\"strategy\"] in (\"group\", \"channel\")'"
+if [ "$fail" -eq "$f0" ]; then count configs 1; else count configs 0; fi
 echo "reliability cases: $n_cases"
+for a in $areas; do eval "echo \"  $a: tried \$tried_$a, refused or handled \${refused_$a:-0}\""; done
 finish
