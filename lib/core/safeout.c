@@ -140,7 +140,7 @@ int lmp_output_check(const char *path)
 
 /* ---------------------------------------------------------------- temporaries and signals */
 
-enum { MAX_TEMPS = 64, TEMP_PATH = 4200 };
+enum { MAX_TEMPS = 256, TEMP_PATH = 4200 };
 typedef struct {
     volatile sig_atomic_t used;
     bool dir;
@@ -157,7 +157,7 @@ static void rm_tree_at(int dfd, const char *name, int depth)
     int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return;
-    char buf[4096];
+    char buf[4096] __attribute__((aligned(8)));
     for (;;) {
         long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
         if (n <= 0)
