@@ -91,7 +91,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
 	@mkdir -p $(BUILD)/fuzz
 	@echo "  FUZZ $*"
 	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -I. $(H5_CFLAGS) -fopenmp=libgomp \
-	  -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS)
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/lmpress
