@@ -14,5 +14,6 @@
 #include "checkpoint.h"
 #include "validate.h"
 #include "synth.h"
+#include "lora.h"
 
 #endif
