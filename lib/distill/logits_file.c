@@ -292,7 +292,7 @@ static int check_ds(lw_reader *r, const char *name, int nd, const int64_t *dims,
 int lw_reader_open(lw_reader **out, const char *path)
 {
     *out = NULL;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    lmp_h5_init();
     if (!lmp_path_exists(path))
         return lmp_err(LMP_ENOTFOUND, "%s: no such file", path);
     if (H5Fis_hdf5(path) <= 0)

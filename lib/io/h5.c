@@ -30,10 +30,16 @@ struct lmp_h5 {
     int lock_fd;    /* lmp_output_lock of created files */
 };
 
-static void h5_quiet(void)
+static void h5_quiet(void) { lmp_h5_init(); }
+
+void lmp_h5_init(void)
 {
     static int done;
     if (!done) {
+        /* No termination at exit: after a write that failed (a full disk), H5Fclose fails
+         * and leaves the file open inside the library, whose atexit handler then crashes
+         * closing it again (libhdf5 1.10.8). Every file is closed by lmpress itself. */
+        H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through lmp_err */
         done = 1;
     }

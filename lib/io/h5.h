@@ -9,6 +9,11 @@
 
 typedef struct lmp_h5 lmp_h5;
 
+/* Called before any other HDF5 call (every lmp_h5_* function does): silences HDF5's own
+ * error printing and keeps its exit handler from touching files a failed write left
+ * open. Code using the HDF5 C API directly calls it first. */
+void lmp_h5_init(void);
+
 /* create: written to a temporary name, renamed by lmp_h5_close(f, true). */
 int lmp_h5_create(lmp_h5 **f, const char *path, bool force);
 int lmp_h5_open(lmp_h5 **f, const char *path, bool writable);

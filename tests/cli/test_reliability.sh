@@ -182,6 +182,19 @@ if [ -w /dev/full ]; then
         if [ "$fail" -eq "$f0" ]; then count errors 1; else count errors 0; fi
     done
 fi
+# a full disk (a 64 KiB tmpfs in a private mount namespace; needs root, else skipped)
+mkdir -p "$O/small"
+if unshare -m sh -c "mount -t tmpfs -o size=64k tmpfs '$O/small'" 2>/dev/null; then
+    for cmd in "distill export $M -f $T/text.txt -o $O/small/l.h5 --top-k 4 --ctx 64 --chunks 4" \
+               "convert $M -o $O/small/t.gguf"; do
+        unshare -m sh -c "mount -t tmpfs -o size=64k tmpfs '$O/small' && exec $LMP_BIN $cmd" > /dev/null 2> "$T/err"; rc=$?
+        f0=$fail
+        check "[errors] full disk: ${cmd%% *} says so" "[ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q 'No space left on device' '$T/err' && ! grep -q 'text.txt:' '$T/err'"
+        if [ "$fail" -eq "$f0" ]; then count errors 1; else count errors 0; fi
+    done
+else
+    skip "a full disk needs a tmpfs mount (root)"
+fi
 refused_clean errors "quantize into a missing folder names the user's output" "$O/nodir/q.gguf" "$O/nodir/q.gguf" \
     "$LMP_BIN" quantize "$M" -o "$O/nodir/q.gguf" --type q8_0
 check "[errors] ... and no internal temporary name" "! grep -q 'tmp\\.' '$T/err'"
