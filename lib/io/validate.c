@@ -24,6 +24,16 @@ static bool attn_bias(const lmp_config *c) { return c->attn_bias; }
 static bool o_bias(const lmp_config *c) { return c->o_bias; }
 static bool mlp_bias(const lmp_config *c) { return c->mlp_bias; }
 static bool always(const lmp_config *c) { return (void)c, true; }
+/* issue-16 family features (lib/io/config.h) */
+static bool unfused_qkv(const lmp_config *c) { return !c->fused_qkv; }
+static bool fused_qkv(const lmp_config *c) { return c->fused_qkv; }
+static bool unfused_gate_up(const lmp_config *c) { return !c->fused_gate_up; }
+static bool fused_gate_up(const lmp_config *c) { return c->fused_gate_up; }
+static bool pre_norm(const lmp_config *c) { return c->norms != LMP_NORM_POST; }
+static bool sandwich(const lmp_config *c) { return c->norms == LMP_NORM_SANDWICH; }
+static bool post_ffn_norm(const lmp_config *c) { return c->norms != LMP_NORM_PRE; }
+static bool qk_norm_head(const lmp_config *c) { return c->qk_norm == LMP_QKNORM_HEAD; }
+static bool qk_norm_full(const lmp_config *c) { return c->qk_norm == LMP_QKNORM_FULL; }
 
 #define D1(a) 1, {LMP_DIM_##a, LMP_DIM_NONE}
 #define D2(a, b) 2, {LMP_DIM_##a, LMP_DIM_##b}
@@ -32,18 +42,26 @@ static bool always(const lmp_config *c) { return (void)c, true; }
  * map). Rows are checked in this order, so a missing layer reports its first tensor. */
 static const lmp_tensor_spec g_specs[] = {
     {"model.embed_tokens.weight", false, D2(VOCAB, HIDDEN), NULL, NULL, false},
-    {"input_layernorm.weight", true, D1(HIDDEN), NULL, NULL, false},
-    {"self_attn.q_proj.weight", true, D2(Q, HIDDEN), NULL, NULL, true},
-    {"self_attn.k_proj.weight", true, D2(KV, HIDDEN), NULL, NULL, true},
-    {"self_attn.v_proj.weight", true, D2(KV, HIDDEN), NULL, NULL, true},
+    {"input_layernorm.weight", true, D1(HIDDEN), pre_norm, NULL, false},
+    {"self_attn.q_proj.weight", true, D2(Q, HIDDEN), unfused_qkv, NULL, true},
+    {"self_attn.k_proj.weight", true, D2(KV, HIDDEN), unfused_qkv, NULL, true},
+    {"self_attn.v_proj.weight", true, D2(KV, HIDDEN), unfused_qkv, NULL, true},
+    {"self_attn.qkv_proj.weight", true, D2(QKV, HIDDEN), fused_qkv, NULL, true},
+    {"self_attn.q_norm.weight", true, D1(HEAD), qk_norm_head, NULL, false},
+    {"self_attn.k_norm.weight", true, D1(HEAD), qk_norm_head, NULL, false},
+    {"self_attn.q_norm.weight", true, D1(Q), qk_norm_full, NULL, false},
+    {"self_attn.k_norm.weight", true, D1(KV), qk_norm_full, NULL, false},
     {"self_attn.q_proj.bias", true, D1(Q), attn_bias, NULL, false},
     {"self_attn.k_proj.bias", true, D1(KV), attn_bias, NULL, false},
     {"self_attn.v_proj.bias", true, D1(KV), attn_bias, NULL, false},
     {"self_attn.o_proj.weight", true, D2(HIDDEN, Q), NULL, NULL, true},
     {"self_attn.o_proj.bias", true, D1(HIDDEN), o_bias, NULL, false},
     {"post_attention_layernorm.weight", true, D1(HIDDEN), NULL, NULL, false},
-    {"mlp.gate_proj.weight", true, D2(FF, HIDDEN), NULL, NULL, true},
-    {"mlp.up_proj.weight", true, D2(FF, HIDDEN), NULL, NULL, true},
+    {"pre_feedforward_layernorm.weight", true, D1(HIDDEN), sandwich, NULL, false},
+    {"post_feedforward_layernorm.weight", true, D1(HIDDEN), post_ffn_norm, NULL, false},
+    {"mlp.gate_proj.weight", true, D2(FF, HIDDEN), unfused_gate_up, NULL, true},
+    {"mlp.up_proj.weight", true, D2(FF, HIDDEN), unfused_gate_up, NULL, true},
+    {"mlp.gate_up_proj.weight", true, D2(FF2, HIDDEN), fused_gate_up, NULL, true},
     {"mlp.down_proj.weight", true, D2(HIDDEN, FF), NULL, NULL, true},
     {"mlp.gate_proj.bias", true, D1(FF), mlp_bias, NULL, false},
     {"mlp.up_proj.bias", true, D1(FF), mlp_bias, NULL, false},
@@ -54,6 +72,9 @@ static const lmp_tensor_spec g_specs[] = {
     {"lm_head.weight", false, D2(VOCAB, HIDDEN), untied, tied, true},
     /* llama.cpp's Llama 3 RoPE factors (GGUF only; written by convert from the config) */
     {"rope_freqs.weight", false, 1, {LMP_DIM_ANY, LMP_DIM_NONE}, NULL, always, false},
+    /* phi3 longrope factors (GGUF only) */
+    {"rope_factors_long.weight", false, 1, {LMP_DIM_ANY, LMP_DIM_NONE}, NULL, always, false},
+    {"rope_factors_short.weight", false, 1, {LMP_DIM_ANY, LMP_DIM_NONE}, NULL, always, false},
     {NULL, false, 0, {LMP_DIM_NONE, LMP_DIM_NONE}, NULL, NULL, false},
 };
 
@@ -68,6 +89,8 @@ int64_t lmp_dim_size(const lmp_config *c, lmp_dim d)
     case LMP_DIM_FF: return c->intermediate_size;
     case LMP_DIM_VOCAB: return c->vocab_size;
     case LMP_DIM_HEAD: return c->head_dim;
+    case LMP_DIM_QKV: return ((int64_t)c->n_heads + 2 * (int64_t)c->n_kv_heads) * c->head_dim;
+    case LMP_DIM_FF2: return 2 * (int64_t)c->intermediate_size;
     default: return -1;
     }
 }
@@ -81,6 +104,8 @@ static const char *dim_key(lmp_dim d)
     case LMP_DIM_FF: return "intermediate_size";
     case LMP_DIM_VOCAB: return "vocab_size";
     case LMP_DIM_HEAD: return "head_dim";
+    case LMP_DIM_QKV: return "(num_attention_heads + 2 x num_key_value_heads) x head_dim";
+    case LMP_DIM_FF2: return "2 x intermediate_size";
     default: return "?";
     }
 }
@@ -112,7 +137,8 @@ int lmp_config_check(const lmp_config *c, const char *src)
     if (!(c->rope_theta > 1 && isfinite(c->rope_theta)))
         BAD("%s: rope_theta (rope.freq_base) %g is out of range (a finite number > 1)", src,
             (double)c->rope_theta);
-    if (c->rope_type != LMP_ROPE_NONE && !(c->rope_factor > 0 && isfinite(c->rope_factor)))
+    if ((c->rope_type == LMP_ROPE_LINEAR || c->rope_type == LMP_ROPE_LLAMA3) &&
+        !(c->rope_factor > 0 && isfinite(c->rope_factor)))
         BAD("%s: rope scaling factor %g is out of range (finite, > 0)", src, (double)c->rope_factor);
     if (c->rope_type == LMP_ROPE_LLAMA3 &&
         (!(c->rope_low_freq_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
@@ -236,7 +262,7 @@ int lmp_ckpt_validate(const lmp_ckpt *c, bool *used_out)
                 if (need) {
                     char gg[LMP_MAX_NAME];
                     const char *shown = hf;
-                    if (gguf && lmp_name_hf_to_gguf(hf, gg, sizeof gg) == 0)
+                    if (gguf && lmp_name_hf_to_gguf_arch(cfg->arch, hf, gg, sizeof gg) == 0)
                         shown = gg;
                     if (s->per_layer)
                         rc = lmp_err(LMP_ENOTFOUND,

@@ -25,6 +25,8 @@ typedef enum {
     LMP_DIM_FF,     /* intermediate_size */
     LMP_DIM_VOCAB,  /* vocab_size */
     LMP_DIM_HEAD,   /* head_dim */
+    LMP_DIM_QKV,    /* (num_attention_heads + 2 num_key_value_heads) * head_dim: phi3 qkv_proj */
+    LMP_DIM_FF2,    /* 2 * intermediate_size: phi3 gate_up_proj */
     LMP_DIM_ANY,    /* not checked */
 } lmp_dim;
 
