@@ -44,6 +44,14 @@ for c in "vocab_big:vocab_size" "layers_high:is missing" "layers_low:belongs to 
     n=${c%%:*}; w=${c#*:}
     refused_clean config "convert hf_$n" "$w" "$O/$n.gguf" "$LMP_BIN" convert "$B/hf_$n" -o "$O/$n.gguf"
 done
+# the table's family rows (issue 16): a qwen3 without one q_norm, a phi3 with an unfused q_proj
+for fam in qwen3:model.layers.1.self_attn.q_norm.weight olmo2:model.layers.0.post_feedforward_layernorm.weight; do
+    p=${fam%%:*}; t=${fam#*:}
+    if "$LMP_BIN" synth --preset tiny-$p -o "$T/$p" > /dev/null 2>&1; then
+        $PY -c "import sys; sys.path.insert(0, 'tests/cli'); import reliability_inputs as r; r.hf_variant('$T/$p', '$B/hf_${p}_drop', drop=('$t',))"
+        refused_clean config "convert $p without $t" "$t is missing" "$O/$p.gguf" "$LMP_BIN" convert "$B/hf_${p}_drop" -o "$O/$p.gguf"
+    fi
+done
 refused_clean config "ppl hf_layers_low" "belongs to layer" "$O/none" "$LMP_BIN" ppl "$B/hf_layers_low" -f "$T/text.txt" --ctx 64
 refused_clean config "run hf_vocab_big" "vocab_size" "$O/none" "$LMP_BIN" run "$B/hf_vocab_big" -p "Once" -n 2
 refused_clean config "quantize hf_stray_layer9" "layer 9" "$O/q9.gguf" "$LMP_BIN" quantize "$B/hf_stray_layer9" -o "$O/q9.gguf" --type q8_0
