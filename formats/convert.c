@@ -57,6 +57,7 @@ typedef struct {
     struct conv_part *parts; /* (n_parts), owned */
     int out_ndim;
     int64_t out_shape[3];
+    const char *file;       /* the input, for messages */
     float add;      /* added to every value (gemma norms: HF w <-> GGUF 1 + w) */
     struct lora_bind *lora;  /* LoRA updates merged into this tensor, or NULL */
 } conv_item;
@@ -104,11 +105,20 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
         const uint8_t *s = (const uint8_t *)t->data + (size_t)src_row * in_row;
         uint8_t *d = (uint8_t *)dst + (size_t)r * out_row;
         if (same) {
+            /* non-finite values are refused, reported at the row the input file holds */
+            int rc = lmp_check_finite_rows(it->file, t, src_row, 1, NULL, NULL);
+            if (rc)
+                return rc;
             memcpy(d, s, in_row);
             continue;
         }
         float *x = tmp;
         ti->to_f32(s, x, cols);
+        int64_t bad = lmp_first_nonfinite(x, cols);
+        if (bad >= 0)
+            return lmp_err(LMP_ERANGE, "%s: tensor %s row %lld column %lld is %s: non-finite weights are refused",
+                           it->file, t->name, (long long)src_row, (long long)bad,
+                           isnan(x[bad]) ? "NaN" : x[bad] > 0 ? "+Inf" : "-Inf");
         if (it->add != 0)
             for (int64_t j = 0; j < cols; j++)
                 x[j] += it->add;
@@ -124,6 +134,10 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
                 lmp_lora_add_rows(lb->t[k], lb->A[k], lb->B[k], lb->mult[k], hf_row, 1, lb->row, lb->acc);
             for (int64_t j = 0; j < cols; j++)
                 x[j] += lb->row[j];
+            if ((bad = lmp_first_nonfinite(x, cols)) >= 0)
+                return lmp_err(LMP_ERANGE, "%s: tensor %s row %lld column %lld is not finite once the LoRA update "
+                                           "is added (the adapter overflows it)",
+                               it->file, t->name, (long long)src_row, (long long)bad);
         }
         if (check16)
             for (int64_t j = 0; j < cols; j++)
@@ -634,6 +648,7 @@ static int moe_plan_to_gguf(const lmp_ckpt *c, const lmp_tensor *t, int want, co
     const int E = cf->n_experts;
     char nm[LMP_MAX_NAME];
     conv_item *it = &items[*n];
+    it->file = c->path;
     hf_router_name(cf, l, nm, sizeof nm);
     if (strcmp(t->name, nm) == 0) {
         it->src = t;
@@ -716,6 +731,7 @@ static int moe_plan_to_hf(const lmp_ckpt *c, const lmp_tensor *t, conv_item *ite
     const int E = cf->n_experts;
     const bool granite = strcmp(cf->model_type, "granitemoe") == 0;
     conv_item *it = &items[*n];
+    it->file = c->path;
     if (strcmp(rest, "ffn_gate_inp.weight") == 0) {
         it->src = t;
         hf_router_name(cf, l, it->out_name, sizeof it->out_name);
@@ -801,10 +817,13 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
         } else if (lmp_name_hf_to_gguf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
             if (strstr(t->name, "rotary_emb.inv_freq"))
                 continue; /* recomputed from rope_theta */
+            if (lmp_allow_extra_tensors())
+                continue; /* --allow-extra: reported by the validation, not written */
             free_items(items, n);
             return lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no llama.cpp name", c->path, t->name);
         }
         it->src = t;
+        it->file = c->path;
         it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
         if (it->out_dtype != t->dtype && lmp_dtype_info(t->dtype)->is_quant)
             it->out_dtype = t->dtype; /* never requantize here */
@@ -965,6 +984,9 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
             }
             if (mrc)
                 continue;
+            if (lmp_name_gguf_to_hf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name) &&
+                lmp_allow_extra_tensors())
+                continue; /* --allow-extra: reported by the validation, not written */
             if (lmp_name_gguf_to_hf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
                 rc = lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no Hugging Face name", c->path, t->name);
                 goto done;
@@ -973,6 +995,7 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
             snprintf(it->out_name, sizeof it->out_name, "%s", t->name);
         }
         it->src = t;
+        it->file = c->path;
         it->out_dtype = (lmp_dtype)out_dtype_for(t, p->dtype, false);
         if (minus1 && lmp_str_endswith(t->name, "norm.weight"))
             it->add = -1.0f;

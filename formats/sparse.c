@@ -475,8 +475,11 @@ int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
         cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
         if (w->f != LMP_SPFMT_DENSE) {
             cJSON *qc = cJSON_CreateObject();
+            /* exactly what compressed-tensors reads for a sparse-only model: its
+             * ModelCompressor.parse_quantization_config takes every key other than
+             * quant_method, version, sparsity_config and transform_config as a
+             * quantization config, so the format lives in sparsity_config only */
             cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
-            cJSON_AddStringToObject(qc, "format", lmp_sparse_format_name(w->f));
             double global = w->st.params ? (double)w->st.zeros / (double)w->st.params : 0;
             cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config(lmp_sparse_format_name(w->f), &w->spec, global));
             cJSON_AddItemToObject(j, "quantization_config", qc);
@@ -739,12 +742,14 @@ int lmp_sparse_model_load(lmp_model **m, const char *path)
     snprintf(tmpl, sizeof tmpl, "%s/lmpress-sparse.XXXXXX", td && *td ? td : "/tmp");
     if (!mkdtemp(tmpl))
         return lmp_err(LMP_EIO, "cannot create a temporary folder %s for decompressing %s", tmpl, path);
+    lmp_temp_register(tmpl, true);
     char *dense = lmp_path_join(tmpl, "model");
     int rc = dense ? lmp_sparse_decompress(path, dense, true) : lmp_err(LMP_ENOMEM, "out of memory");
     if (rc == 0)
         rc = lmp_model_load(m, dense);
     /* the mapping keeps the data; nothing on disk outlives this call */
     lmp_dir_remove(tmpl);
+    lmp_temp_unregister(tmpl);
     free(dense);
     return rc;
 }
@@ -1223,6 +1228,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
             goto done;
         }
         snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
+        lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
     }
     const char *dst = gguf ? dense_dir : out;
     if (p->structured) {
@@ -1300,6 +1306,7 @@ done:
     lmp_qmodel_writer_abort(qw);
     if (dense_dir) {
         lmp_dir_remove(dense_dir);
+        lmp_temp_unregister(dense_dir);
         free(dense_dir);
     }
     free(text);

@@ -139,7 +139,10 @@ static int distill_export(int argc, char **argv)
     rc = lmp_distill_export(m, label, text, len, out, &p, &st);
     lmp_progress_end(&bar);
     if (rc) {
-        rc = lmp_err_prefix(rc, "%s", file);
+        /* name the text only when the message names no file of its own (an output's
+         * write error must not read as a problem of the text) */
+        if (!strchr(lmp_errmsg(), '/') && !strstr(lmp_errmsg(), out))
+            rc = lmp_err_prefix(rc, "%s", file);
         goto done;
     }
     if (!st.complete) {

@@ -629,6 +629,7 @@ int cmd_quantize(int argc, char **argv)
             goto done;
         }
         snprintf(tmp, n, "%s.src.tmp.%ld.gguf", out, (long)getpid());
+        lmp_temp_register(tmp, false); /* removed on SIGINT/SIGTERM */
         lmp_convert_params cp;
         lmp_convert_result cr;
         lmp_convert_default_params(&cp);
@@ -641,6 +642,14 @@ int cmd_quantize(int argc, char **argv)
         t_conv = lmp_time_s() - tc;
         if (e) {
             unlink(tmp);
+            lmp_temp_unregister(tmp);
+            /* the temporary is ours, not the user's: name the output they asked for */
+            char msg[1024];
+            const char *m = lmp_errmsg(), *at = strstr(m, tmp);
+            if (at) {
+                snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - m), m, out, at + strlen(tmp));
+                lmp_err(e, "%s", msg);
+            }
             rc = cli_fail("quantize", e);
             goto done;
         }
@@ -677,8 +686,10 @@ int cmd_quantize(int argc, char **argv)
     }
     lmp_gguf_quant_result res;
     int e = lmp_gguf_quantize(src, out, &p, &res);
-    if (tmp)
+    if (tmp) {
         unlink(tmp);
+        lmp_temp_unregister(tmp);
+    }
     if (e) {
         rc = cli_fail("quantize", e);
         goto done;

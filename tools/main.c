@@ -4,8 +4,10 @@
  */
 #include "cli.h"
 #include "lib/core/core.h"
+#include "lib/io/io.h"
 #include "lib/quant/quant.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -40,12 +42,32 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
         fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
     fprintf(f, "\n'lmpress <command> --help' or 'lmpress help <command>' describes each command.\n"
-               "Environment: LMP_THREADS (threads), LMP_PROGRESS=0|1 (progress bar).\n");
+               "Global option (any command, anywhere after it): --allow-extra reads checkpoints\n"
+               "that hold tensors their architecture does not use, ignoring them (reported);\n"
+               "without it they are refused.\n"
+               "Environment: LMP_THREADS (threads), LMP_PROGRESS=0|1 (progress bar),\n"
+               "LMP_ALLOW_EXTRA=1 (as --allow-extra).\n");
 }
 
 int main(int argc, char **argv)
 {
     lmp_quant_init(); /* k-quant rows of the dtype table, for every command */
+    /* --allow-extra: a policy of the checkpoint validation (lib/io/validate.h) that every
+     * command shares, taken out before the command parses its own options */
+    int k = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[k++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--allow-extra") == 0)
+            lmp_allow_extra = true;
+        else
+            argv[k++] = argv[i];
+    }
+    argc = k;
+    argv[argc] = NULL;
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -68,8 +90,18 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < ncmd; i++)
-        if (strcasecmp(argv[1], g_commands[i].name) == 0)
-            return g_commands[i].fn(argc - 1, argv + 1);
+        if (strcasecmp(argv[1], g_commands[i].name) == 0) {
+            int rc = g_commands[i].fn(argc - 1, argv + 1);
+            /* results go to stdout: a failed write (a full disk, /dev/full, a closed pipe)
+             * is a failure of the command, not a success with the output lost */
+            errno = 0;
+            if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "lmpress %s: error: writing to standard output failed: %s\n", argv[1],
+                        errno ? strerror(errno) : "I/O error");
+                return rc ? rc : 1;
+            }
+            return rc;
+        }
     const char *names[64];
     for (size_t i = 0; i < ncmd && i < 64; i++)
         names[i] = g_commands[i].name;

@@ -35,6 +35,10 @@ enum {
 int lmp_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The calling thread's last message (borrowed; valid until the next lmp_err). */
 const char *lmp_errmsg(void);
+/* Whether n bytes are valid UTF-8 without NUL (no overlongs, surrogates or code points
+ * past U+10FFFF). Messages are always printable: lmp_err and lmp_log escape invalid
+ * bytes and control characters as \xNN. */
+bool lmp_utf8_valid(const char *s, size_t n);
 /* Short name of a status code ("format error", ...). */
 const char *lmp_strstatus(int code);
 /* Prepends "prefix: " to the current message (keeps the code). Returns code. */
@@ -193,15 +197,21 @@ typedef struct {
     FILE *fp;
     uint64_t written;
     int failed;
+    int lock_fd; /* lmp_output_lock on path, -1 when none */
 } lmp_outfile;
 
-/* force=false refuses an existing `path` with LMP_EEXIST. */
+/* force=false refuses an existing `path` with LMP_EEXIST. Every output goes through
+ * lmp_output_begin (below): never onto, around or inside an input, one writer at a time,
+ * temporaries removed on SIGINT/SIGTERM. */
 int lmp_outfile_open(lmp_outfile *o, const char *path, bool force);
 int lmp_outfile_write(lmp_outfile *o, const void *buf, size_t n);
 int lmp_outfile_pad(lmp_outfile *o, size_t alignment); /* zero bytes up to a multiple */
 int lmp_outfile_seek(lmp_outfile *o, uint64_t offset);  /* absolute; for back-patching */
 int lmp_outfile_commit(lmp_outfile *o);
 void lmp_outfile_abort(lmp_outfile *o); /* accepts NULL / already finished */
+/* For writers that close and rename tmp_path themselves (sharded safetensors): releases
+ * the lock and the temporary's registration and frees o. */
+void lmp_outfile_renamed(lmp_outfile *o);
 
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 int lmp_read_file(const char *path, char **out, size_t *len);
@@ -221,6 +231,28 @@ int lmp_dir_remove(const char *path); /* recursive; no error when absent */
 int lmp_copy_file(const char *src, const char *dst); /* atomic, replaces dst */
 /* Writes text followed by a newline to path, atomically, replacing an existing file. */
 int lmp_write_text(const char *path, const char *text);
+
+/* Output safety (safeout.c), used by the helpers above and lib/io's HDF5 files:
+ * lmp_input_note records a file or folder being read (device + inode; lmp_mmap_open,
+ * lmp_read_file and the checkpoint/HDF5 readers call it). lmp_output_check refuses an
+ * output that is an input, a folder containing one, or a path inside an input folder.
+ * lmp_output_begin = that check + the --force rules (a folder is replaced only when it
+ * holds LMP_DIR_MARKER, which lmp_dir_commit writes, or is empty) + an advisory lock
+ * (flock on "<dir>/.<name>.lmpress-lock"; a second writer gets LMP_EEXIST) + removal of
+ * the stale temporaries ("<name>...tmp.<pid>") of dead processes, with a message.
+ * Temporaries registered with lmp_temp_register are removed if SIGINT, SIGTERM or SIGHUP
+ * kill the process (handlers installed on first use where the disposition is default). */
+#define LMP_DIR_MARKER ".lmpress-output"
+void lmp_input_note(const char *path);
+void lmp_output_note_written(const char *path); /* what we wrote is never an input */
+int lmp_output_check(const char *path);
+int lmp_output_begin(const char *path, bool force, bool dir, int *lock_fd);
+int lmp_output_lock(const char *path, int *fd);
+void lmp_output_unlock(const char *path, int fd); /* accepts fd -1 */
+bool lmp_dir_is_ours(const char *dir);
+void lmp_temp_register(const char *path, bool dir);
+void lmp_temp_unregister(const char *path);
+void lmp_temp_clean_stale(const char *path);
 
 /* ---------------------------------------------------------------- threads/progress */
 

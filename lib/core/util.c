@@ -27,6 +27,7 @@ int lmp_mmap_open(lmp_mmap *m, const char *path)
     struct stat st;
     memset(m, 0, sizeof *m);
     m->fd = -1;
+    lmp_input_note(path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return lmp_err(LMP_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -88,8 +89,11 @@ void lmp_mmap_prefetch(const void *p, size_t n)
 int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)
 {
     memset(o, 0, sizeof *o);
-    if (!force && lmp_path_exists(path))
-        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", path);
+    o->lock_fd = -1;
+    int lock_fd, rc = lmp_output_begin(path, force, false, &lock_fd);
+    if (rc)
+        return rc;
+    o->lock_fd = lock_fd;
     size_t n = strlen(path) + 32;
     o->path = strdup(path);
     o->tmp_path = malloc(n);
@@ -98,15 +102,24 @@ int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)
         return lmp_err(LMP_ENOMEM, "out of memory");
     }
     snprintf(o->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    lmp_temp_register(o->tmp_path, false);
     o->fp = fopen(o->tmp_path, "wb");
     if (!o->fp) {
         int e = errno;
+        lmp_temp_unregister(o->tmp_path);
+        lmp_output_unlock(path, o->lock_fd);
         free(o->path);
         free(o->tmp_path);
         memset(o, 0, sizeof *o);
+        o->lock_fd = -1;
         return lmp_err(LMP_EIO, "%s: cannot create: %s", path, strerror(e));
     }
     setvbuf(o->fp, NULL, _IOFBF, 1 << 20);
+    /* test hook (tests/cli/test_reliability.sh): hold the temporary open for N seconds so
+     * that a signal can be delivered mid-write */
+    const char *stall = getenv("LMP_DEBUG_STALL_OUTPUT");
+    if (stall && atoi(stall) > 0)
+        sleep((unsigned)atoi(stall));
     return LMP_OK;
 }
 
@@ -158,14 +171,35 @@ int lmp_outfile_commit(lmp_outfile *o)
     if (fclose(o->fp) != 0 && rc == LMP_OK)
         rc = lmp_err(LMP_EIO, "%s: close failed: %s", o->path, strerror(errno));
     o->fp = NULL;
+    /* inputs read since the output was opened count too */
+    if (rc == LMP_OK)
+        rc = lmp_output_check(o->path);
     if (rc == LMP_OK && rename(o->tmp_path, o->path) != 0)
         rc = lmp_err(LMP_EIO, "%s: rename failed: %s", o->path, strerror(errno));
     if (rc != LMP_OK)
         unlink(o->tmp_path);
+    else
+        lmp_output_note_written(o->path);
+    lmp_temp_unregister(o->tmp_path);
+    lmp_output_unlock(o->path, o->lock_fd);
     free(o->path);
     free(o->tmp_path);
     memset(o, 0, sizeof *o);
+    o->lock_fd = -1;
     return rc;
+}
+
+void lmp_outfile_renamed(lmp_outfile *o)
+{
+    lmp_output_note_written(o->path);
+    if (o->tmp_path)
+        lmp_temp_unregister(o->tmp_path);
+    if (o->path)
+        lmp_output_unlock(o->path, o->lock_fd);
+    free(o->path);
+    free(o->tmp_path);
+    memset(o, 0, sizeof *o);
+    o->lock_fd = -1;
 }
 
 void lmp_outfile_abort(lmp_outfile *o)
@@ -174,17 +208,23 @@ void lmp_outfile_abort(lmp_outfile *o)
         return;
     if (o->fp)
         fclose(o->fp);
-    if (o->tmp_path)
+    if (o->tmp_path) {
         unlink(o->tmp_path);
+        lmp_temp_unregister(o->tmp_path);
+    }
+    if (o->path)
+        lmp_output_unlock(o->path, o->lock_fd);
     free(o->path);
     free(o->tmp_path);
     memset(o, 0, sizeof *o);
+    o->lock_fd = -1;
 }
 
 /* ---------------------------------------------------------------- paths */
 
 int lmp_read_file(const char *path, char **out, size_t *len)
 {
+    lmp_input_note(path);
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t cap = 0, n = 0;
@@ -417,8 +457,29 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
+/* Output folders being written: temporary path -> final path and lock. */
+enum { MAX_OPEN_DIRS = 16 };
+static struct {
+    char *tmp, *dir;
+    int fd;
+} g_open_dirs[MAX_OPEN_DIRS];
+
+static void dir_release(const char *tmp)
+{
+    for (int i = 0; i < MAX_OPEN_DIRS; i++)
+        if (g_open_dirs[i].tmp && strcmp(g_open_dirs[i].tmp, tmp) == 0) {
+            lmp_temp_unregister(g_open_dirs[i].tmp);
+            lmp_output_unlock(g_open_dirs[i].dir, g_open_dirs[i].fd);
+            free(g_open_dirs[i].tmp);
+            free(g_open_dirs[i].dir);
+            g_open_dirs[i].tmp = g_open_dirs[i].dir = NULL;
+            return;
+        }
+}
+
 int lmp_dir_remove(const char *path)
 {
+    dir_release(path);
     if (!lmp_path_exists(path))
         return LMP_OK;
     if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
@@ -429,30 +490,54 @@ int lmp_dir_remove(const char *path)
 int lmp_dir_begin(const char *dir, bool force, char **tmp)
 {
     *tmp = NULL;
-    if (!force && lmp_path_exists(dir))
-        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", dir);
+    int fd, rc = lmp_output_begin(dir, force, true, &fd);
+    if (rc)
+        return rc;
     size_t n = strlen(dir) + 32;
     char *t = malloc(n);
-    if (!t)
-        return lmp_err(LMP_ENOMEM, "out of memory");
+    int slot = -1;
+    for (int i = 0; i < MAX_OPEN_DIRS && slot < 0; i++)
+        if (!g_open_dirs[i].tmp)
+            slot = i;
+    if (!t || slot < 0) {
+        free(t);
+        lmp_output_unlock(dir, fd);
+        return lmp_err(LMP_ENOMEM, "out of memory (or too many output folders open)");
+    }
     snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());
     lmp_dir_remove(t);
     if (mkdir(t, 0755) != 0) {
         int e = errno;
         free(t);
+        lmp_output_unlock(dir, fd);
         return lmp_err(LMP_EIO, "%s: cannot create folder: %s", dir, strerror(e));
     }
+    g_open_dirs[slot].tmp = strdup(t);
+    g_open_dirs[slot].dir = strdup(dir);
+    g_open_dirs[slot].fd = fd;
+    lmp_temp_register(t, true);
     *tmp = t;
     return LMP_OK;
 }
 
 int lmp_dir_commit(const char *tmp, const char *dir)
 {
-    int rc = LMP_OK;
+    int rc = lmp_output_check(dir); /* inputs read since lmp_dir_begin count too */
+    if (rc)
+        return rc;
+    char *marker = lmp_path_join(tmp, LMP_DIR_MARKER);
+    rc = marker ? lmp_write_text(marker, "written by lmpress " LMP_VERSION) : lmp_err(LMP_ENOMEM, "out of memory");
+    free(marker);
+    if (rc)
+        return rc;
+    if (lmp_path_exists(dir) && !lmp_dir_is_ours(dir))
+        return lmp_err(LMP_EEXIST, "%s: folder exists and was not written by lmpress: refusing to replace it", dir);
     if (lmp_path_exists(dir) && (rc = lmp_dir_remove(dir)))
         return rc;
     if (rename(tmp, dir) != 0)
         return lmp_err(LMP_EIO, "%s: rename failed: %s", dir, strerror(errno));
+    lmp_output_note_written(dir);
+    dir_release(tmp);
     return LMP_OK;
 }
 

@@ -359,6 +359,11 @@ int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params 
     r->temperature = h->temperature;
     r->seconds = seconds;
     r->tokens_per_s = seconds > 0 ? (double)(nseq * ctx) / seconds : 0;
+    /* a result that is not a number is an error, never printed (nor "nan" in JSON) */
+    if (!isfinite(r->kld_mean) || !isfinite(r->kld_stderr) || !isfinite(r->ppl_base) || !isfinite(r->ppl_model) ||
+        !isfinite(r->ppl_ratio) || !isfinite(r->dp_rms))
+        rc = lmp_err(LMP_ERANGE, "%s: the KL divergence or perplexities are not finite (KLD %g, base ppl %g, ppl %g)",
+                     path, r->kld_mean, r->ppl_base, r->ppl_model);
 done:
     lw_reader_close(rd);
     lw_seq_free(&t);

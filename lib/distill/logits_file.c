@@ -171,6 +171,7 @@ struct lw_reader {
     char *path;
     lw_header h;
     hid_t half;
+    uint8_t *seen; /* (vocab) scratch for the duplicate top-k id check */
 };
 
 static hid_t half_type(void)
@@ -291,7 +292,7 @@ static int check_ds(lw_reader *r, const char *name, int nd, const int64_t *dims,
 int lw_reader_open(lw_reader **out, const char *path)
 {
     *out = NULL;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    lmp_h5_init();
     if (!lmp_path_exists(path))
         return lmp_err(LMP_ENOTFOUND, "%s: no such file", path);
     if (H5Fis_hdf5(path) <= 0)
@@ -300,6 +301,7 @@ int lw_reader_open(lw_reader **out, const char *path)
     if (!r)
         return lmp_err(LMP_ENOMEM, "out of memory");
     r->path = strdup(path);
+    lmp_input_note(path);
     r->half = half_type();
     r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     int rc = LMP_OK;
@@ -366,6 +368,15 @@ int lw_reader_open(lw_reader **out, const char *path)
         goto fail;
     }
     h->n_seqs = rows;
+    /* Files written before checksums (no Fletcher32 filter) are read with their values
+     * range-checked only: they hold nothing else that could be verified. */
+    if (lmp_h5_ds_checksummed((int64_t)r->file, "target_logprob") == 0)
+        lmp_warn("%s: written without checksums (an older lmpress): values are range-checked but a "
+                 "damaged byte cannot be detected; export it again to get checksums", path);
+    if (!(r->seen = calloc((size_t)h->vocab, 1))) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto fail;
+    }
     *out = r;
     return LMP_OK;
 fail:
@@ -389,13 +400,70 @@ static int rd_row(lw_reader *r, const char *name, int64_t row, hid_t mt, void *b
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL);
     hid_t ms = H5Screate_simple(nd, dims, NULL);
     int rc = H5Dread(ds, mt, ms, fs, H5P_DEFAULT, buf) < 0
-                 ? lmp_err(LMP_EFORMAT, "%s: cannot read sequence %lld of '%s' (truncated or corrupt?)",
+                 ? lmp_err(LMP_EFORMAT,
+                           "%s: cannot read sequence %lld of '%s' (checksum mismatch: the file is damaged "
+                           "or truncated)",
                            r->path, (long long)row, name)
                  : LMP_OK;
     H5Sclose(ms);
     H5Sclose(fs);
     H5Dclose(ds);
     return rc;
+}
+
+static float lp_get(const lw_header *h, const void *lp, int64_t i)
+{
+    return h->f32 ? ((const float *)lp)[i] : lmp_f16_to_f32(((const uint16_t *)lp)[i]);
+}
+
+/* The values every consumer relies on: finite log-sum-exps, log-probs that are log-probs
+ * (not NaN, <= 0; -inf is a probability that underflowed), the rest mass a probability,
+ * top-k ids distinct. Anything else is a damaged or forged file, refused naming the place. */
+static int check_values(lw_reader *r, int64_t row, const lw_seq *s)
+{
+    const lw_header *h = &r->h;
+    const int k = h->k;
+    for (int j = 0; j < h->ctx; j++) {
+        if (!isfinite(s->lse[j]))
+            return lmp_err(LMP_EFORMAT, "%s: sequence %lld position %d: logsumexp is %g (not finite)",
+                           r->path, (long long)row, j, (double)s->lse[j]);
+        if (s->targets[j] >= 0 && !(s->target_lp[j] <= 0 && s->target_lp[j] > -INFINITY))
+            return lmp_err(LMP_EFORMAT,
+                           "%s: sequence %lld position %d: target_logprob is %g (a log-prob is finite and <= 0)",
+                           r->path, (long long)row, j, (double)s->target_lp[j]);
+        if (k > 0 && !(s->rest[j] >= 0 && s->rest[j] <= 1))
+            return lmp_err(LMP_EFORMAT, "%s: sequence %lld position %d: rest_mass is %g (outside [0, 1])",
+                           r->path, (long long)row, j, (double)s->rest[j]);
+        const int32_t *ids = s->topk_ids + (int64_t)j * k;
+        int bad = -1;
+        for (int a = 0; a < k && bad < 0; a++) {
+            if (r->seen[ids[a]])
+                bad = a;
+            r->seen[ids[a]] = 1;
+        }
+        for (int a = 0; a < k; a++)
+            r->seen[ids[a]] = 0;
+        if (bad >= 0)
+            return lmp_err(LMP_EFORMAT, "%s: sequence %lld position %d: top-k id %d appears twice", r->path,
+                           (long long)row, j, ids[bad]);
+        for (int a = 0; a < k; a++) {
+            float v = lp_get(h, s->topk_lp, (int64_t)j * k + a);
+            if (!(v <= 0))
+                return lmp_err(LMP_EFORMAT,
+                               "%s: sequence %lld position %d: top-k log-prob %g of id %d (a log-prob is <= 0)",
+                               r->path, (long long)row, j, (double)v, ids[a]);
+        }
+    }
+    if (h->full)
+        for (int64_t i = 0; i < (int64_t)h->ctx * h->vocab; i++) {
+            float v = lp_get(h, s->full_lp, i);
+            if (!(v <= 0))
+                return lmp_err(LMP_EFORMAT,
+                               "%s: sequence %lld position %lld: log-prob %g of id %lld (a log-prob is <= 0)",
+                               r->path, (long long)row, (long long)(i / h->vocab), (double)v,
+                               (long long)(i % h->vocab));
+        }
+    return LMP_OK;
 }
 
 int lw_reader_read(lw_reader *r, int64_t row, lw_seq *s)
@@ -428,7 +496,7 @@ int lw_reader_read(lw_reader *r, int64_t row, lw_seq *s)
         if (s->topk_ids[j] < 0 || s->topk_ids[j] >= h->vocab)
             return lmp_err(LMP_EFORMAT, "%s: sequence %lld: top-k id %d out of range", r->path,
                            (long long)row, s->topk_ids[j]);
-    return LMP_OK;
+    return check_values(r, row, s);
 }
 
 int lw_reader_seq_indices(lw_reader *r, int64_t *out)
@@ -453,5 +521,6 @@ void lw_reader_close(lw_reader *r)
     if (r->half > 0)
         H5Tclose(r->half);
     free(r->path);
+    free(r->seen);
     free(r);
 }

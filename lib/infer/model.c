@@ -472,9 +472,10 @@ static int load_tokenizer(lmp_model *m)
     }
     if (rc)
         return lmp_err_prefix(rc, "%s: tokenizer", m->ckpt.path);
+    /* every id the tokenizer can produce must be a row of the embedding */
     if (m->tok && lmp_tokenizer_n_vocab(m->tok) > m->n_vocab)
-        lmp_warn("%s: the tokenizer has %d tokens, the model's output only %d", m->ckpt.path,
-                 lmp_tokenizer_n_vocab(m->tok), m->n_vocab);
+        return lmp_err(LMP_EFORMAT, "%s: the tokenizer has %d tokens but the embedding only %d rows", m->ckpt.path,
+                       lmp_tokenizer_n_vocab(m->tok), m->n_vocab);
     return 0;
 }
 
@@ -506,6 +507,10 @@ int lmp_model_load_ex(lmp_model **out, const char *path, const lmp_model_load_ho
             lmp_err_prefix(rc, "%s", path);
         goto fail;
     }
+    /* non-finite weights are refused once, here, naming tensor and row as the file
+     * stores them (lib/io/validate.h) */
+    if ((rc = lmp_ckpt_check_finite(&m->ckpt)))
+        goto fail;
     if ((rc = load_tokenizer(m)))
         goto fail;
     m->hooks = NULL;

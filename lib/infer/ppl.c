@@ -181,6 +181,9 @@ int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const l
     r->n_windows = nw;
     r->ctx = ctx;
     r->tokens_per_s = r->seconds > 0 ? (double)r->n_fed / r->seconds : 0;
+    /* a perplexity that is not a number is an error, never a result (nor "nan" in JSON) */
+    if (!isfinite(r->ppl) || !isfinite(r->ppl_stderr))
+        rc = lmp_err(LMP_ERANGE, "perplexity is not finite (mean NLL %g): the model's outputs overflowed", mean);
 done:
     lmp_session_free(s);
     free(logits);

@@ -1131,7 +1131,8 @@ static int bpe_word(tk_ctx *c, const char *w, size_t n, bool cache)
         tk_centry *e = &c->cent[slot];
         if (e->klen == n && memcmp(c->ckey + e->koff, w, n) == 0) {
             GROW(c->out, c->cout, c->nout + e->n, return nomem(c));
-            memcpy(c->out + c->nout, c->cids + e->ioff, e->n * sizeof(int32_t));
+            if (e->n) /* a word may encode to no id: the arrays may still be NULL */
+                memcpy(c->out + c->nout, c->cids + e->ioff, e->n * sizeof(int32_t));
             c->nout += e->n;
             return 0;
         }
@@ -1145,7 +1146,8 @@ static int bpe_word(tk_ctx *c, const char *w, size_t n, bool cache)
     GROW(c->ckey, c->cckey, c->nckey + n, return nomem(c));
     GROW(c->cids, c->ccids, c->ncids + got, return nomem(c));
     memcpy(c->ckey + c->nckey, w, n);
-    memcpy(c->cids + c->ncids, c->out + before, got * sizeof(int32_t));
+    if (got) /* fuzz_tokenizer_json: a word with no id, NULL arrays */
+        memcpy(c->cids + c->ncids, c->out + before, got * sizeof(int32_t));
     c->cent[slot] = (tk_centry){(uint32_t)c->nckey, (uint32_t)n, (uint32_t)c->ncids, (uint32_t)got};
     c->nckey += n;
     c->ncids += got;

@@ -299,6 +299,11 @@ int lmp_tokenizer_from_gguf(lmp_tokenizer **tokp, const lmp_gguf_reader *r)
     }
     char **strs = toks->arr;
     for (int32_t i = 0; i < n; i++) {
+        if (!lmp_utf8_valid(strs[i], toks->arr_lens[i])) {
+            rc = lmp_err(LMP_EFORMAT, "%s: token %d of tokenizer.ggml.tokens is not valid UTF-8 (or holds a NUL)",
+                         t->name, (int)i);
+            goto cleanup;
+        }
         t->pieces[i] = tk_str_dup(strs[i], toks->arr_lens[i]);
         if (!t->pieces[i].s) {
             rc = lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);

@@ -445,7 +445,7 @@ static int grow_vocab(lmp_tokenizer *t, int32_t n)
 static int json_id(lmp_tokenizer *t, const cJSON *v, const char *what, const char *key, int32_t *id)
 {
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
-        v->valuedouble > 16777216.0 * 64)
+        v->valuedouble >= 16777216.0)
         return lmp_err(LMP_EFORMAT, "%s: %s \"%s\": id is not a non-negative integer", t->name, what, key);
     *id = (int32_t)v->valuedouble;
     return 0;
@@ -474,15 +474,21 @@ static int parse_model(lmp_tokenizer *t, const cJSON *m)
     if ((csp && *csp) || (ews && *ews))
         return lmp_err(LMP_EUNSUPPORTED, "%s: BPE continuing_subword_prefix/end_of_word_suffix is not supported", t->name);
 
-    int32_t maxid = -1;
+    int32_t maxid = -1, count = 0;
     cJSON_ArrayForEach(it, vocab)
     {
         int32_t id;
         if ((rc = json_id(t, it, "vocab entry", it->string, &id)))
             return rc;
+        if (!lmp_utf8_valid(it->string, strlen(it->string)))
+            return lmp_err(LMP_EFORMAT, "%s: vocab entry %d is not valid UTF-8", t->name, (int)id);
         if (id > maxid)
             maxid = id;
+        count++;
     }
+    /* ids index the embedding rows: a vocabulary is dense, not a few ids spread up to 2^24 */
+    if (maxid >= 2 * count + 1024)
+        return lmp_err(LMP_EFORMAT, "%s: vocab has %d entries but ids up to %d", t->name, (int)count, (int)maxid);
     if ((rc = grow_vocab(t, maxid + 1)))
         return rc;
     t->n_model = maxid + 1;
@@ -571,6 +577,20 @@ static int parse_added(lmp_tokenizer *t, const cJSON *arr)
             return lmp_err(LMP_EFORMAT, "%s: added token without \"content\"", t->name);
         if ((rc = json_id(t, get(it, "id"), "added token", content, &id)))
             return rc;
+        if (!lmp_utf8_valid(content, strlen(content)) || !*content)
+            return lmp_err(LMP_EFORMAT, "%s: added token %d is empty or not valid UTF-8", t->name, (int)id);
+        if (id >= t->n_vocab + 2 * n + 1024)
+            return lmp_err(LMP_EFORMAT, "%s: added token \"%s\" has id %d, far past the vocabulary (%d entries)",
+                           t->name, content, (int)id, t->n_vocab);
+        /* a special token the model's vocabulary also holds must keep that id: another one
+         * would feed the model a different row for <s> */
+        int32_t vid = t->vocab.slot ? tk_strmap_get(&t->vocab, content, strlen(content)) : -1;
+        if (vid >= 0 && vid != id)
+            return lmp_err(LMP_EFORMAT, "%s: added token \"%s\" has id %d but the vocabulary gives it id %d", t->name,
+                           content, (int)id, (int)vid);
+        if (id < t->n_model && t->pieces[id].s && vid < 0)
+            return lmp_err(LMP_EFORMAT, "%s: added token \"%s\" has id %d, which the vocabulary gives to \"%.*s\"",
+                           t->name, content, (int)id, (int)t->pieces[id].len, t->pieces[id].s);
         tk_added *a = &t->added[t->n_added++];
         a->id = id;
         a->content = tk_str_dup(content, strlen(content));
@@ -669,6 +689,8 @@ int lmp_tokenizer_from_json(lmp_tokenizer **tokp, const char *json, size_t len, 
 {
     *tokp = NULL;
     const char *nm = name ? name : "tokenizer.json";
+    if (memmem(json, len, "\\u0000", 6)) /* cJSON would cut the string there */
+        return lmp_err(LMP_EFORMAT, "%s: a string holds a NUL character (\\u0000)", nm);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
         const char *ep = cJSON_GetErrorPtr();

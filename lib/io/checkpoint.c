@@ -4,6 +4,7 @@
  * names between Hugging Face and llama.cpp conventions.
  */
 #include "checkpoint.h"
+#include "validate.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -500,6 +501,22 @@ static char *dirname_of(const char *path)
     return d;
 }
 
+/* The shared model validation (validate.c): an error for every command, a warning for
+ * lenient opens (inspect), which still show the file. */
+static int validate(lmp_ckpt *c, bool strict)
+{
+    if (!c->has_config)
+        return LMP_OK;
+    int rc = lmp_ckpt_validate(c, NULL);
+    if (rc && strict) {
+        lmp_ckpt_close(c);
+        return rc;
+    }
+    if (rc)
+        lmp_warn("%s", lmp_errmsg());
+    return LMP_OK;
+}
+
 int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
 {
     int rc = LMP_OK;
@@ -507,6 +524,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
     if (!lmp_path_exists(path)) /* before anything is allocated: nothing to close */
         return lmp_err(LMP_ENOTFOUND, "%s: no such file or folder", path);
     c->path = strdup(path);
+    lmp_input_note(path);
     if (lmp_path_is_dir(path)) {
         c->kind = LMP_CKPT_HF;
         c->dir = strdup(path);
@@ -530,7 +548,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
         rc = LMP_OK;
         const lmp_family *fam = c->has_config ? lmp_family_by_arch(c->config.arch) : NULL;
         c->qk_interleaved = fam ? fam->qk_interleaved : strcmp(c->config.arch, "llama") == 0;
-        return LMP_OK;
+        return validate(c, require_config);
     }
     char *cfg = lmp_path_join(c->dir, "config.json");
     if (lmp_path_exists(cfg)) {
@@ -563,7 +581,7 @@ int lmp_ckpt_open_ex(lmp_ckpt *c, const char *path, bool require_config)
         free(m);
     }
     c->tokenizer_path = tok;
-    return LMP_OK;
+    return validate(c, require_config);
 fail:
     lmp_ckpt_close(c);
     return rc;

@@ -426,6 +426,23 @@ static int read_tensors(lmp_gguf_reader *r, cursor *c)
                          r->tensors[sp[i].idx].name, sp[i].begin, sp[i].end);
             goto cleanup;
         }
+    /* The data section must be exactly the tensors' bytes with alignment padding between
+     * them: bytes no tensor info accounts for mean a miscounted tensor_count or wrong
+     * offsets (every tensor would then be read from the wrong place). */
+    uint64_t at = 0;
+    for (size_t i = 0; i < n_sp && !rc; i++) {
+        if (sp[i].begin - at >= r->alignment)
+            rc = lmp_err(LMP_EFORMAT,
+                         "%s: %" PRIu64 " bytes of the data section before tensor \"%s\" (at %" PRIu64
+                         ") belong to no tensor: tensor_count or the tensor offsets are wrong",
+                         c->name, sp[i].begin - at, r->tensors[sp[i].idx].name, sp[i].begin);
+        at = align_up(sp[i].end, r->alignment);
+    }
+    if (!rc && n_sp && data_left > at && data_left - at >= r->alignment)
+        rc = lmp_err(LMP_EFORMAT,
+                     "%s: the last %" PRIu64 " bytes of the data section belong to no tensor: tensor_count "
+                     "(%" PRIu64 ") is too low or the file has trailing data",
+                     c->name, data_left - at, n);
 cleanup:
     free(sp);
     free(idx);

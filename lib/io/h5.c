@@ -3,24 +3,43 @@
  * and deflate-compressed, with string/integer/float attributes. f16 is stored as a 16-bit
  * IEEE half type that h5py reads as float16. Created files are written under a
  * temporary name and renamed by lmp_h5_close(f, true).
+ *
+ * Integrity: files are created with the HDF5 1.8 file format as the lowest version
+ * (superblock v2, object headers v2), whose metadata (attributes, dataset layouts, chunk
+ * indexes) carries Jenkins checksums, and every dataset is chunked with the Fletcher32
+ * filter applied last (so it covers the stored, compressed bytes). HDF5 verifies both on
+ * every read: a flipped byte is a read error, never a different number. Files written
+ * before this (no Fletcher32 filter) still read; lmp_h5_checksummed says which they are.
  */
 #include "h5.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* ": No space left on device" when the C library left an errno behind, else "". */
+static const char *why(int e) { return e ? strerror(e) : "HDF5 library error"; }
+
 struct lmp_h5 {
     hid_t file;
     char *path;
     char *tmp_path; /* non-NULL for created files until committed */
+    int lock_fd;    /* lmp_output_lock of created files */
 };
 
-static void h5_quiet(void)
+static void h5_quiet(void) { lmp_h5_init(); }
+
+void lmp_h5_init(void)
 {
     static int done;
     if (!done) {
+        /* No termination at exit: after a write that failed (a full disk), H5Fclose fails
+         * and leaves the file open inside the library, whose atexit handler then crashes
+         * closing it again (libhdf5 1.10.8). Every file is closed by lmpress itself. */
+        H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through lmp_err */
         done = 1;
     }
@@ -57,17 +76,25 @@ int lmp_h5_create(lmp_h5 **out, const char *path, bool force)
 {
     h5_quiet();
     *out = NULL;
-    if (!force && lmp_path_exists(path))
-        return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", path);
+    int lock_fd, rc = lmp_output_begin(path, force, false, &lock_fd);
+    if (rc)
+        return rc;
     lmp_h5 *f = calloc(1, sizeof *f);
     size_t n = strlen(path) + 32;
     f->path = strdup(path);
     f->tmp_path = malloc(n);
+    f->lock_fd = lock_fd;
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    f->file = H5Fcreate(f->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    lmp_temp_register(f->tmp_path, false);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    errno = 0;
+    f->file = H5Fcreate(f->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int e = errno;
+    H5Pclose(fapl);
     if (f->file < 0) {
         lmp_h5_close(f, false);
-        return lmp_err(LMP_EIO, "%s: cannot create HDF5 file", path);
+        return lmp_err(LMP_EIO, "%s: cannot create: %s", path, why(e));
     }
     *out = f;
     return LMP_OK;
@@ -83,6 +110,9 @@ int lmp_h5_open(lmp_h5 **out, const char *path, bool writable)
         return lmp_err(LMP_EFORMAT, "%s: not an HDF5 file (or truncated/corrupt)", path);
     lmp_h5 *f = calloc(1, sizeof *f);
     f->path = strdup(path);
+    f->lock_fd = -1;
+    if (!writable)
+        lmp_input_note(path);
     f->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f->file < 0) {
         lmp_h5_close(f, false);
@@ -97,20 +127,60 @@ int lmp_h5_close(lmp_h5 *f, bool commit)
     int rc = LMP_OK;
     if (!f)
         return LMP_OK;
+    errno = 0;
     if (f->file >= 0 && f->file != 0 && H5Fclose(f->file) < 0)
-        rc = lmp_err(LMP_EIO, "%s: HDF5 close failed", f->path);
+        rc = lmp_err(LMP_EIO, "%s: write failed: %s", f->path, why(errno));
     if (f->tmp_path) {
         if (commit && rc == LMP_OK) {
-            if (rename(f->tmp_path, f->path) != 0)
-                rc = lmp_err(LMP_EIO, "%s: rename failed", f->path);
+            int fd = open(f->tmp_path, O_RDONLY);
+            if (fd >= 0 && fsync(fd) != 0)
+                rc = lmp_err(LMP_EIO, "%s: write failed: %s", f->path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            if (rc == LMP_OK)
+                rc = lmp_output_check(f->path);
+            if (rc == LMP_OK && rename(f->tmp_path, f->path) != 0)
+                rc = lmp_err(LMP_EIO, "%s: rename failed: %s", f->path, strerror(errno));
+            if (rc == LMP_OK)
+                lmp_output_note_written(f->path);
+            if (rc != LMP_OK)
+                unlink(f->tmp_path);
+            lmp_temp_unregister(f->tmp_path);
         } else {
             unlink(f->tmp_path);
+            lmp_temp_unregister(f->tmp_path);
         }
+        lmp_output_unlock(f->path, f->lock_fd);
     }
     free(f->path);
     free(f->tmp_path);
     free(f);
     return rc;
+}
+
+int lmp_h5_checksummed(lmp_h5 *f, const char *name)
+{
+    return lmp_h5_ds_checksummed((int64_t)f->file, name);
+}
+
+int lmp_h5_ds_checksummed(int64_t loc, const char *name)
+{
+    hid_t ds = H5Dopen2((hid_t)loc, name, H5P_DEFAULT);
+    if (ds < 0)
+        return -1;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int n = H5Pget_nfilters(dcpl), found = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned flags, cd[8];
+        size_t ncd = 8;
+        char nm[64];
+        unsigned cfg;
+        if (H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof nm, nm, &cfg) == H5Z_FILTER_FLETCHER32)
+            found = 1;
+    }
+    H5Pclose(dcpl);
+    H5Dclose(ds);
+    return found;
 }
 
 bool lmp_h5_exists(lmp_h5 *f, const char *name)
@@ -139,12 +209,14 @@ static int write_ds(lmp_h5 *f, const char *name, lmp_dtype dt, int ndim, const i
             H5Pset_shuffle(dcpl);
             H5Pset_deflate(dcpl, (unsigned)level);
         }
+        H5Pset_fletcher32(dcpl); /* last: checksums the bytes as stored */
     }
+    errno = 0;
     ds = H5Dcreate2(f->file, name, ft, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (ds < 0)
-        rc = lmp_err(LMP_EIO, "%s: cannot create dataset %s", f->path, name);
+        rc = lmp_err(LMP_EIO, "%s: cannot create dataset %s: %s", f->path, name, why(errno));
     else if (data && H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = lmp_err(LMP_EIO, "%s: cannot write dataset %s", f->path, name);
+        rc = lmp_err(LMP_EIO, "%s: cannot write dataset %s: %s", f->path, name, why(errno));
     if (ds >= 0)
         H5Dclose(ds);
     H5Pclose(dcpl);
@@ -159,8 +231,8 @@ int lmp_h5_write(lmp_h5 *f, const char *name, lmp_dtype dt, int ndim, const int6
 {
     if (ndim < 1 || ndim > 8)
         return lmp_err(LMP_EINVAL, "%s: dataset %s: bad rank %d", f->path, name, ndim);
-    if (chunk_rows > shape[0])
-        chunk_rows = shape[0];
+    if (chunk_rows > shape[0] || chunk_rows <= 0)
+        chunk_rows = shape[0]; /* always chunked: the Fletcher32 filter needs chunks */
     return write_ds(f, name, dt, ndim, shape, NULL, data, shape[0] ? chunk_rows : 0, level);
 }
 
@@ -199,7 +271,8 @@ int lmp_h5_read(lmp_h5 *f, const char *name, lmp_dtype dt, int *ndim, int64_t *s
     if (n && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0) {
         free(*data);
         *data = NULL;
-        rc = lmp_err(LMP_EFORMAT, "%s: cannot read dataset %s (corrupt or truncated?)", f->path, name);
+        rc = lmp_err(LMP_EFORMAT, "%s: cannot read dataset %s (checksum mismatch, corrupt or truncated)",
+                     f->path, name);
     }
 done:
     H5Sclose(space);

@@ -15,6 +15,7 @@
 #include "bpw.h"
 #include "gguf_split.h"
 #include "chat.h"
+#include "validate.h"
 #include "synth.h"
 #include "lora.h"
 

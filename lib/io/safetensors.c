@@ -1514,9 +1514,7 @@ int lmp_st_writer_finish(lmp_st_writer *w)
             goto done;
         }
         sh->state = 3;
-        free(sh->out.path);
-        free(sh->out.tmp_path);
-        memset(&sh->out, 0, sizeof sh->out);
+        lmp_outfile_renamed(&sh->out);
     }
     if (w->index_path && (rc = lmp_outfile_commit(&idx)) != LMP_OK)
         goto done;

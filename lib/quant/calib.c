@@ -37,6 +37,7 @@ int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t 
     *len = 0;
     /* gzread passes a file without the gzip magic through unchanged, so one reader
      * serves plain text and .gz alike. */
+    lmp_input_note(path); /* never an output of this run (lib/core/safeout.c) */
     gzFile f = gzopen(path, "rb");
     if (!f)
         return lmp_err(LMP_EIO, "%s: cannot open calibration text", path);

@@ -110,7 +110,8 @@ assert t['dtype'] == 'F32'
 o = 8 + n + t['data_offsets'][0] + 4 * 77
 b[o:o + 4] = struct.pack('<f', float('nan')); open(p, 'wb').write(bytes(b))
 PYEOF
-refuses "NaN weights" "blk.0.ffn_up.weight" "$LMP_BIN" quantize "$T/nan" -o "$T/nan.gguf" --type q4_k_m
+# named as the input stores it (issue 17): the HF name, row 0 column 77
+refuses "NaN weights" "model.layers.0.mlp.up_proj.weight row 0 column 77" "$LMP_BIN" quantize "$T/nan" -o "$T/nan.gguf" --type q4_k_m
 check "NaN message says NaN" "grep -q NaN '$T/err'"
 check "no output after a failure" "[ ! -e '$T/nan.gguf' ] && [ -z \"\$(ls $T | grep tmp)\" ]"
 finish

@@ -105,7 +105,7 @@ refuses "bad temperature" "temperature" "$B" run "$S" -p "Once" --temp -1
 mkdir -p "$T/badcfg"
 sed 's/"hidden_size": *[0-9]*/"hidden_size": 96/' "$S/config.json" > "$T/badcfg/config.json"
 ln -sf "$(cd "$S" && pwd)/model.safetensors" "$T/badcfg/model.safetensors"
-refuses "config/tensor mismatch (run)" "embed_tokens.weight has shape \[512, 64\] but the model's config implies \[512, 96\]" \
+refuses "config/tensor mismatch (run)" "embed_tokens.weight has shape \[512, 64\] but the config implies \[512, 96\]" \
     "$B" run "$T/badcfg" -p "Once"
 refuses "config/tensor mismatch (ppl)" "embed_tokens.weight" "$B" ppl "$T/badcfg" -f "$F/text/wiki.test.raw"
 ok "run --help" "$B" run --help

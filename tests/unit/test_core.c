@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <sys/stat.h>
 
 /* Reference decoding straight from the IEEE definition, in double. */
 static double ref_f16(uint16_t h)
@@ -248,6 +249,69 @@ static void test_outfile(void)
     free(txt);
 }
 
+/* lib/core/safeout.c: inputs never overwritten, folders replaced only when ours, one
+ * writer per output, printable messages. */
+static void test_safeout(void)
+{
+    char in[512], dir[512], other[512], sub[600];
+    snprintf(in, sizeof in, "%s/input.txt", tmpdir());
+    snprintf(dir, sizeof dir, "%s/infolder", tmpdir());
+    snprintf(other, sizeof other, "%s/foreign", tmpdir());
+    FILE *f = fopen(in, "w"); /* not through lmpress: what it wrote itself is no input */
+    if (f) {
+        fputs("precious\n", f);
+        fclose(f);
+    }
+    char *txt = NULL;
+    size_t n = 0;
+    CHECK(lmp_read_file(in, &txt, &n) == 0, "read input"); /* notes it as an input */
+    free(txt);
+    lmp_outfile o;
+    CHECK(lmp_outfile_open(&o, in, true) == LMP_EINVAL && strstr(lmp_errmsg(), "is the input"),
+          "--force onto an input refused: %s", lmp_errmsg());
+    /* an input folder: outputs inside it and the folder itself are refused */
+    mkdir(dir, 0755);
+    lmp_input_note(dir);
+    snprintf(sub, sizeof sub, "%s/new.bin", dir);
+    CHECK(lmp_outfile_open(&o, sub, false) == LMP_EINVAL && strstr(lmp_errmsg(), "inside the input folder"),
+          "output inside an input folder refused: %s", lmp_errmsg());
+    char *tmp = NULL;
+    CHECK(lmp_dir_begin(dir, true, &tmp) == LMP_EINVAL, "input folder as output refused: %s", lmp_errmsg());
+    /* a folder lmpress did not write */
+    mkdir(other, 0755);
+    snprintf(sub, sizeof sub, "%s/notes.txt", other);
+    lmp_write_text(sub, "mine");
+    CHECK(lmp_dir_begin(other, true, &tmp) == LMP_EEXIST && strstr(lmp_errmsg(), "not written by lmpress"),
+          "foreign folder refused: %s", lmp_errmsg());
+    CHECK(lmp_path_exists(sub), "foreign folder kept");
+    /* ours: written by lmp_dir_commit (marker), then replaced with --force */
+    snprintf(sub, sizeof sub, "%s/ours", tmpdir());
+    int rc = lmp_dir_begin(sub, false, &tmp);
+    CHECK(rc == 0 && lmp_dir_commit(tmp, sub) == 0, "write a folder: %s", lmp_errmsg());
+    free(tmp);
+    rc = lmp_dir_begin(sub, true, &tmp);
+    CHECK(rc == 0, "--force replaces a folder lmpress wrote: %s", lmp_errmsg());
+    /* one writer at a time: a second lock on the same output is refused */
+    char out[600];
+    snprintf(out, sizeof out, "%s/locked.bin", tmpdir());
+    int fd1 = -1, fd2 = -1;
+    CHECK(lmp_output_lock(out, &fd1) == 0, "first lock: %s", lmp_errmsg());
+    CHECK(lmp_output_lock(out, &fd2) == LMP_EEXIST && strstr(lmp_errmsg(), "another lmpress process"),
+          "second writer refused: %s", lmp_errmsg());
+    lmp_output_unlock(out, fd1);
+    CHECK(lmp_output_lock(out, &fd2) == 0, "lock again once released: %s", lmp_errmsg());
+    lmp_output_unlock(out, fd2);
+    if (rc == 0) {
+        lmp_dir_remove(tmp);
+        free(tmp);
+    }
+    /* messages are printable UTF-8 */
+    lmp_err(LMP_EFORMAT, "name \xff\x1b[31m end");
+    CHECK(strcmp(lmp_errmsg(), "name \\xff\\x1b[31m end") == 0, "escaped: %s", lmp_errmsg());
+    CHECK(lmp_utf8_valid("h\xc3\xa9", 3) && !lmp_utf8_valid("a\0b", 3) && !lmp_utf8_valid("\xed\xa0\x80", 3),
+          "utf8 validity");
+}
+
 static void test_rng(void)
 {
     lmp_rng a, b;
@@ -272,6 +336,7 @@ int main(void)
     test_bf16();
     test_dtypes();
     test_outfile();
+    test_safeout();
     test_rng();
     return test_finish();
 }

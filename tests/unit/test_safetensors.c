@@ -53,7 +53,8 @@ static int count_entries(const char *dir)
     if (!d)
         return 0;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            !lmp_str_endswith(e->d_name, ".lmpress-lock")) /* held while writing */
             n++;
     closedir(d);
     return n;
