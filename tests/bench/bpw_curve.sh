@@ -4,7 +4,7 @@
 # Importance matrix from TinyStories (calibration), KLD on wiki.test.raw (held out), both
 # from ../shared/fixtures/text. Prints one line per file: name bytes bpw kld.
 set -eu
-M=$1; W=$2; CTX=${3:-256}; CHUNKS=${4:-32}
+M=$1; W=$2; CTX=${3:-256}; CHUNKS=${4:-8}
 B=${LMP_BIN:-build/lmpress}
 T=${LMP_FIXTURES:-../shared/fixtures}/text
 mkdir -p "$W"
@@ -17,7 +17,7 @@ mkdir -p "$W"
 one() { # name, quantize args...
     n=$1; shift
     $B quantize "$W/base.gguf" -o "$W/$n.gguf" --imatrix "$W/imatrix.dat" --force --json "$@" > "$W/$n.q.json" 2>/dev/null
-    k=$($B eval "$W/$n.gguf" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("kld_mean", d.get("kld", {}).get("mean") if isinstance(d.get("kld"), dict) else d.get("kld")))')
+    k=$($B eval "$W/$n.gguf" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])')
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["bytes_out"], "%.4f" % d["bpw"], sys.argv[3])' "$W/$n.q.json" "$n" "$k"
 }
 for t in ${TYPES:-q2_k q3_k_s q3_k_m q4_k_s q4_k_m q5_k_m q6_k iq2_xs iq3_xxs iq3_s iq4_xs}; do one "$t" --type "$t"; done
