@@ -49,7 +49,21 @@ typedef struct {
     int perm_heads; /* > 0: permute rows (Q/K) with this many heads */
     int perm_dir;   /* 1: HF -> ggml order, -1: ggml -> HF order */
     const float *synthetic; /* rope_freqs: values computed here */
+    struct lora_bind *lora;  /* LoRA updates merged into this tensor, or NULL */
 } conv_item;
+
+/* The LoRA updates of one tensor (lmpress merge): adapters' targets with their factors in
+ * f32 (loaded just before the tensor streams, freed after it). */
+#define MAX_LORAS 16
+typedef struct lora_bind {
+    int n;
+    const lmp_lora_target *t[MAX_LORAS];
+    double mult[MAX_LORAS];
+    float *A[MAX_LORAS], *B[MAX_LORAS];
+    double *acc;    /* cols doubles */
+    float *row;     /* cols floats: a row's update */
+    int gg_heads;   /* > 0: the source rows are in ggml's Q/K order (HF row = perm) */
+} lora_bind;
 
 static bool is_matrix(const lmp_tensor *t) { return t->ndim >= 2; }
 
@@ -64,7 +78,7 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
     size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(it->out_dtype);
-    bool same = t->dtype == it->out_dtype;
+    bool same = t->dtype == it->out_dtype && !it->lora;
     if (!same && (!ti->to_f32 || !to->from_f32))
         return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
     bool check16 = it->out_dtype == LMP_DT_F16;
@@ -81,6 +95,19 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
         }
         float *x = tmp;
         ti->to_f32(s, x, cols);
+        if (it->lora) {
+            const lora_bind *lb = it->lora;
+            /* the update's rows are in HF order: the source row's HF index */
+            int64_t hf_row = it->perm_heads > 0 && it->perm_dir < 0 ? r0 + r
+                             : lb->gg_heads > 0 ? lmp_qk_perm_row(src_row, lb->gg_heads, t->shape[0] / lb->gg_heads, true)
+                                                : src_row;
+            for (int64_t j = 0; j < cols; j++)
+                lb->row[j] = 0;
+            for (int k = 0; k < lb->n; k++)
+                lmp_lora_add_rows(lb->t[k], lb->A[k], lb->B[k], lb->mult[k], hf_row, 1, lb->row, lb->acc);
+            for (int64_t j = 0; j < cols; j++)
+                x[j] += lb->row[j];
+        }
         if (check16)
             for (int64_t j = 0; j < cols; j++)
                 over += isfinite(x[j]) && fabsf(x[j]) >= 65520.0f;
@@ -88,6 +115,116 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
     }
     *overflow += over;
     return LMP_OK;
+}
+
+static void lora_unload(lora_bind *lb)
+{
+    for (int k = 0; k < lb->n; k++) {
+        free(lb->A[k]);
+        free(lb->B[k]);
+        lb->A[k] = lb->B[k] = NULL;
+    }
+    free(lb->acc);
+    free(lb->row);
+    lb->acc = NULL;
+    lb->row = NULL;
+}
+
+static int lora_load(lora_bind *lb, int64_t cols)
+{
+    int rc = 0;
+    for (int k = 0; k < lb->n && !rc; k++)
+        rc = lmp_lora_target_f32(lb->t[k], &lb->A[k], &lb->B[k]);
+    lb->acc = malloc(sizeof(double) * (size_t)cols);
+    lb->row = malloc(sizeof(float) * (size_t)cols);
+    if (!rc && (!lb->acc || !lb->row))
+        rc = lmp_err(LMP_ENOMEM, "merge: out of memory");
+    if (rc)
+        lora_unload(lb);
+    return rc;
+}
+
+/* Binds the adapters of p to the planned tensors of checkpoint c: checks every adapter
+ * against c, attaches LoRA updates, and makes saved modules replace their base tensor.
+ * *binds (n entries, caller frees) holds the updates. */
+static int bind_loras(const lmp_ckpt *c, conv_item *items, int n, const lmp_convert_params *p, lora_bind **binds,
+                      lmp_convert_result *res)
+{
+    *binds = NULL;
+    if (p->n_loras <= 0)
+        return 0;
+    if (p->n_loras > MAX_LORAS)
+        return lmp_err(LMP_EINVAL, "merge: at most %d adapters", MAX_LORAS);
+    for (int k = 0; k < p->n_loras; k++) {
+        int rc = lmp_lora_check(p->loras[k], c);
+        if (rc)
+            return rc;
+    }
+    lora_bind *lb = calloc((size_t)n + 1, sizeof *lb);
+    if (!lb)
+        return lmp_err(LMP_ENOMEM, "merge: out of memory");
+    int used = 0;
+    for (int i = 0; i < n; i++) {
+        conv_item *it = &items[i];
+        if (!it->src)
+            continue;
+        char hf[LMP_MAX_NAME];
+        if (c->kind == LMP_CKPT_GGUF) {
+            if (lmp_name_gguf_to_hf(it->src->name, hf, sizeof hf))
+                continue;
+        } else {
+            snprintf(hf, sizeof hf, "%s", it->src->name);
+        }
+        bool qk = strstr(hf, "self_attn.q_proj.") || strstr(hf, "self_attn.k_proj.");
+        int heads = strstr(hf, "q_proj") ? c->config.n_heads : c->config.n_kv_heads;
+        const lmp_tensor *base = it->src;
+        for (int k = 0; k < p->n_loras; k++) {
+            const lmp_lora_full *f = lmp_lora_find_full(p->loras[k], hf);
+            if (!f)
+                continue;
+            /* a saved module replaces the tensor (the last adapter wins), in HF row order */
+            it->src = f->t;
+            if (c->kind == LMP_CKPT_GGUF && c->qk_interleaved && qk && lmp_str_endswith(it->out_name, ".weight") &&
+                strncmp(it->out_name, "blk.", 4) == 0) {
+                it->perm_heads = heads;
+                it->perm_dir = 1;
+            } else if (c->kind == LMP_CKPT_GGUF && it->perm_dir < 0) {
+                it->perm_heads = 0; /* GGUF -> HF: the saved module is already in HF order */
+            }
+            if (lmp_dtype_info(it->out_dtype)->is_quant && !lmp_dtype_info(base->dtype)->is_quant)
+                it->out_dtype = base->dtype;
+        }
+        lora_bind *b = &lb[used];
+        for (int k = 0; k < p->n_loras; k++) {
+            const lmp_lora_target *t = lmp_lora_find(p->loras[k], hf);
+            if (!t)
+                continue;
+            b->t[b->n] = t;
+            b->mult[b->n] = p->lora_scales ? p->lora_scales[k] : 1.0;
+            b->n++;
+        }
+        if (it->src != base)
+            res->n_merged++;
+        if (!b->n)
+            continue;
+        /* stored rows in ggml order: the source is a GGUF llama file and is not un-permuted */
+        if (it->src == base && c->kind == LMP_CKPT_GGUF && c->qk_interleaved && qk && it->perm_dir >= 0)
+            b->gg_heads = heads;
+        if (it->src != base)
+            return free(lb), lmp_err(LMP_EINVAL, "merge: '%s' is both saved whole and LoRA-adapted", hf);
+        if (!lmp_dtype_info(base->dtype)->is_float && !lmp_dtype_info(base->dtype)->is_quant)
+            return free(lb), lmp_err(LMP_EUNSUPPORTED, "merge: '%s' has dtype %s", hf, lmp_dtype_info(base->dtype)->name);
+        const lmp_dtype_traits *to = lmp_dtype_info(it->out_dtype);
+        if (!to->from_f32 || !lmp_dtype_info(base->dtype)->to_f32)
+            return free(lb), lmp_err(LMP_EUNSUPPORTED, "merge: cannot re-quantize '%s' to %s", hf, to->name);
+        if (to->is_quant)
+            res->n_requantized++;
+        it->lora = b;
+        used++;
+        res->n_merged++;
+    }
+    *binds = lb;
+    return 0;
 }
 
 /* Streams every planned tensor into `write(ctx, bytes, n)`. */
@@ -124,6 +261,8 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
         const lmp_tensor *t = it->src;
         int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
         size_t out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
+        if (it->lora && (rc = lora_load(it->lora, cols)))
+            break;
         if (cols && !out_row) {
             rc = lmp_err(LMP_EUNSUPPORTED, "%s: %lld columns do not fit %s blocks", t->name, (long long)cols,
                          lmp_dtype_info(it->out_dtype)->name);
@@ -150,6 +289,8 @@ static int stream_items(const conv_item *items, int n, write_fn wr, void *ctx, l
         }
         if (rows == 0 && cols == 0 && rc == 0)
             rc = wr(ctx, buf, 0);
+        if (it->lora)
+            lora_unload(it->lora);
         lmp_mmap_release(t->data, t->nbytes); /* keep RSS bounded on large inputs */
         done_b += t->nbytes;
         res->bytes_in += t->nbytes;
@@ -359,8 +500,13 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
     int n = 0, rc;
     if (c->config.head_dim / 2 > 1024)
         return lmp_err(LMP_EUNSUPPORTED, "%s: head_dim too large", c->path);
+    lora_bind *binds = NULL;
     if ((rc = plan_gguf(c, p->dtype, &items, &n, rope_factors)))
         return rc;
+    if ((rc = bind_loras(c, items, n, p, &binds, res))) {
+        free(items);
+        return rc;
+    }
     /* file type from the most common matrix dtype */
     int counts[LMP_DT_COUNT] = {0}, best = LMP_DT_F32;
     for (int i = 0; i < n; i++)
@@ -396,6 +542,7 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
 done:
     lmp_gguf_writer_abort(w);
     free(items);
+    free(binds);
     return rc;
 }
 
@@ -439,6 +586,7 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
     char *tmp = NULL;
     lmp_st_writer *w = NULL;
     conv_item *items = calloc((size_t)c->n_tensors + 1, sizeof *items);
+    lora_bind *binds = NULL;
     int n = 0, rc = LMP_OK;
     if (!items)
         return lmp_err(LMP_ENOMEM, "convert: out of memory");
@@ -464,6 +612,8 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
         }
         n++;
     }
+    if ((rc = bind_loras(c, items, n, p, &binds, res)))
+        goto done;
     const char *target = out;
     if (folder) {
         if ((rc = lmp_dir_begin(out, p->force, &tmp)))
@@ -506,6 +656,7 @@ done:
         lmp_dir_remove(tmp);
     free(tmp);
     free(items);
+    free(binds);
     return rc;
 }
 

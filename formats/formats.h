@@ -13,6 +13,12 @@ typedef struct {
     bool force;         /* replace existing output */
     uint64_t shard_bytes; /* safetensors output: shard above this (0 = one file) */
     bool quiet;         /* no per-tensor lines on stderr */
+    /* LoRA adapters merged while converting (lmpress merge): W' = W + scale_i * s_i * B_i A_i
+     * in f32, written in the output dtype; quantized base tensors are dequantized and
+     * re-quantized to their own type. NULL/0: none. */
+    const lmp_lora *const *loras;
+    const double *lora_scales; /* per adapter (NULL: 1) */
+    int n_loras;
 } lmp_convert_params;
 
 typedef struct {
@@ -22,6 +28,8 @@ typedef struct {
     double seconds;
     uint64_t peak_rss;
     bool to_gguf;
+    int n_merged;       /* tensors changed by an adapter (LoRA update or saved module) */
+    int n_requantized;  /* of which quantized tensors re-quantized to their own type */
 } lmp_convert_result;
 
 void lmp_convert_default_params(lmp_convert_params *p);
@@ -31,6 +39,37 @@ void lmp_convert_default_params(lmp_convert_params *p);
  * config.json and the tokenizer files). Streams tensor by tensor; OUT appears only when
  * complete. */
 int lmp_convert(const char *in, const char *out, const lmp_convert_params *p, lmp_convert_result *res);
+
+/* ---------------------------------------------------------------- LoRA (merge.c) */
+
+/* Opens n PEFT adapters (lmp_lora_open); on failure nothing stays open. */
+int lmp_loras_open(const char *const *paths, int n, lmp_lora ***out);
+void lmp_loras_close(lmp_lora **a, int n); /* accepts NULL */
+
+/* lmpress merge: BASE with every adapter merged (W' = W + scales[i] * s_i * B_i A_i in
+ * f32; scales NULL: 1) written to OUT as lmp_convert writes it (OUT's extension picks
+ * GGUF or safetensors; p->dtype or the base's dtypes; quantized GGUF tensors re-quantized
+ * to their own type). Every adapter is checked against BASE before anything is written.
+ * An integer-group quantized base (GPTQ/AWQ/compressed-tensors) is refused with what to
+ * do instead. */
+int lmp_merge(const char *base, const char *const *adapters, const double *scales, int n,
+              const char *out, const lmp_convert_params *p, lmp_convert_result *res);
+
+/* `--lora` on quantize, prune and distill export: merges into a temporary checkpoint of
+ * the base's kind (a .gguf for a GGUF base, else an HF folder) under $TMPDIR (streamed
+ * like lmp_merge, never the whole model in memory). *merged: the path to read instead of
+ * base; *tmpdir: what lmp_merge_temp_remove deletes (both malloc'd). */
+int lmp_merge_temp(const char *base, const char *const *adapters, const double *scales, int n,
+                   char **merged, char **tmpdir);
+void lmp_merge_temp_remove(char *tmpdir); /* removes and frees; accepts NULL */
+
+/* lmpress convert ADAPTER -o OUT.gguf --base BASE: a llama.cpp LoRA adapter GGUF
+ * (general.type "adapter", adapter.type "lora", adapter.lora.alpha; "<tensor>.lora_a" /
+ * ".lora_b" under llama.cpp names; B's rows in ggml's Q/K order for the llama
+ * architecture; token_embd's lora_a transposed as llama.cpp reads it). Per-module
+ * scales that differ from alpha / rank (rsLoRA, rank/alpha patterns) are folded into B. */
+int lmp_lora_to_gguf(const char *adapter, const char *base, const char *out, bool force,
+                     int dtype, lmp_convert_result *res);
 
 /* llama.cpp general.file_type for a checkpoint whose matrices are mostly `dt`. */
 int lmp_gguf_file_type(lmp_dtype dt);

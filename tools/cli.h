@@ -63,5 +63,22 @@ int cmd_prune(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+
+/* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cmd_merge.c).
+ * --scale S applies to the --lora given before it (1 when none follows an adapter): fills
+ * scales[0..n_loras) from argv; -1 (message printed) on a --scale before any --lora. */
+int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double *scales);
+/* For commands that merge on the fly: when loras->n > 0, merges them into a temporary
+ * copy of *model (lmp_merge_temp) and points *model at it; *tmpdir is what
+ * cli_lora_cleanup removes. Returns the exit status (0 to go on). */
+int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *loras,
+                     const char **model, char **tmpdir);
+void cli_lora_cleanup(char *tmpdir);
+/* For run and ppl: attaches the adapters unmerged to a loaded model
+ * (lmp_model_add_lora). Returns the exit status (0 to go on). */
+struct lmp_model;
+int cli_lora_attach(const char *cmd, int argc, char **argv, const cli_strlist *loras,
+                    struct lmp_model *m);
 
 #endif

@@ -5,16 +5,18 @@
 #include "formats/formats.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_convert(int argc, char **argv)
 {
-    const char *out = NULL, *dtype = NULL;
+    const char *out = NULL, *dtype = NULL, *base = NULL;
     long long shard_mb = 0, threads = 0;
     bool force = false, json = false;
     const cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "OUT", "output: *.gguf, *.safetensors, or a folder (HF layout)"},
         {"dtype", 0, OPT_STR, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: keep the input's)"},
+        {"base", 0, OPT_STR, &base, "BASE", "IN is a PEFT LoRA adapter: write llama.cpp's adapter GGUF for BASE"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "folder output: shard safetensors above MB (default: one file)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
@@ -29,7 +31,11 @@ int cmd_convert(int argc, char **argv)
         "and the full tokenizer.ggml.* vocabulary from tokenizer.json. A folder or a .safetensors path\n"
         "writes safetensors with Hugging Face names (a folder also gets config.json and tokenizer files).\n"
         "The conversion streams tensor by tensor; the output appears only when complete. Converting to\n"
-        "f16 warns when values exceed the f16 range.",
+        "f16 warns when values exceed the f16 range.\n"
+        "IN a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) with --base BASE and\n"
+        "OUT.gguf writes llama.cpp's LoRA adapter GGUF (llama-cli / llama-perplexity --lora OUT.gguf):\n"
+        "<tensor>.lora_a/.lora_b under llama.cpp names, B's Q/K rows in ggml's RoPE order (llama),\n"
+        "adapter.lora.alpha (scales other than alpha/rank folded into B), factors in f32 (or --dtype).",
         NULL};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
@@ -52,6 +58,31 @@ int cmd_convert(int argc, char **argv)
     if (shard_mb < 0) {
         fprintf(stderr, "lmpress convert: --shard-mb must be positive\n");
         return 2;
+    }
+    char *cfg = lmp_path_join(pos[0], "adapter_config.json");
+    bool is_adapter = cfg && lmp_path_exists(cfg);
+    free(cfg);
+    if (is_adapter || base) {
+        if (!lmp_str_endswith(out, ".gguf")) {
+            fprintf(stderr, "lmpress convert: an adapter converts to llama.cpp's adapter GGUF: OUT must end in .gguf\n");
+            return 2;
+        }
+        lmp_convert_result ar;
+        int arc = lmp_lora_to_gguf(pos[0], base, out, force, p.dtype, &ar);
+        if (arc)
+            return cli_fail("convert", arc);
+        if (json) {
+            printf("{\"input\": ");
+            cli_json_str(pos[0]);
+            printf(", \"output\": ");
+            cli_json_str(out);
+            printf(", \"format\": \"gguf-lora\", \"tensors\": %d, \"parameters\": %llu, \"seconds\": %.4f}\n",
+                   ar.n_tensors, (unsigned long long)ar.params, ar.seconds);
+        } else {
+            printf("wrote %s: llama.cpp LoRA adapter, %d tensors, %llu parameters in %.2fs\n", out, ar.n_tensors,
+                   (unsigned long long)ar.params, ar.seconds);
+        }
+        return 0;
     }
     p.shard_bytes = (uint64_t)shard_mb << 20;
     p.force = force;

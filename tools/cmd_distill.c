@@ -41,7 +41,12 @@ static int distill_export(int argc, char **argv)
     long long k = 64, ctx = 512, chunks = 0, threads = 0;
     double temp = 1.0;
     bool full = false, f32 = false, force = false, json = false;
+    cli_strlist loras = {0};
+    double lora_scale = 1;
+    char *lora_tmp = NULL;
     const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into TEACHER first (repeatable)"},
+        {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"file", 'f', OPT_STR, &file, "TEXT", "text to run the teacher on (required)"},
         {"output", 'o', OPT_STR, &out, "FILE", "output .h5 file (required)"},
         {"top-k", 'k', OPT_INT, &k, "K", "log-probs kept per position (default 64; 0 with --full)"},
@@ -107,6 +112,17 @@ static int distill_export(int argc, char **argv)
     int rc = lmp_read_file(file, &text, &len);
     if (rc)
         return cli_fail("distill export", rc);
+    /* the teacher attribute names the base and its adapters, not the temporary merge */
+    char label[4096];
+    int ll = snprintf(label, sizeof label, "%s", pos[0]);
+    for (int i = 0; i < loras.n && ll > 0 && ll < (int)sizeof label; i++)
+        ll += snprintf(label + ll, sizeof label - (size_t)ll, " --lora %s", loras.v[i]);
+    if ((rc = cli_lora_prepare("distill export", argc, argv, &loras, &pos[0], &lora_tmp))) {
+        free(text);
+        free(loras.v);
+        return rc;
+    }
+    free(loras.v);
     if ((rc = lmp_model_load_any(&m, pos[0]))) {
         free(text);
         return cli_fail("distill export", rc);
@@ -118,7 +134,7 @@ static int distill_export(int argc, char **argv)
     p.progress = on_progress;
     p.user = &bar;
     lmp_distill_stats st;
-    rc = lmp_distill_export(m, pos[0], text, len, out, &p, &st);
+    rc = lmp_distill_export(m, label, text, len, out, &p, &st);
     lmp_progress_end(&bar);
     if (rc) {
         rc = lmp_err_prefix(rc, "%s", file);

@@ -160,7 +160,13 @@ int cmd_inspect(int argc, char **argv)
                                                   : "",
                cf->rms_eps, cf->tie_embeddings ? "yes" : "no", cf->attn_bias ? "yes" : "no");
     } else {
-        printf("architecture:  unknown (%s)\n", c.config_error[0] ? c.config_error : "no config.json next to the weights");
+        const char *gt = NULL, *ga = NULL;
+        if (c.kind == LMP_CKPT_GGUF && lmp_gguf_get_str(&c.gguf, "general.type", &gt) == 0 && strcmp(gt, "adapter") == 0 &&
+            lmp_gguf_get_str(&c.gguf, "general.architecture", &ga) == 0)
+            printf("architecture:  %s LoRA adapter (llama.cpp adapter GGUF: load it with --lora beside a %s model)\n",
+                   ga, ga);
+        else
+            printf("architecture:  unknown (%s)\n", c.config_error[0] ? c.config_error : "no config.json next to the weights");
     }
     if (!no_tensors) {
         printf("\n%-48s %-6s %-16s %12s\n", "tensor", "dtype", "shape", "bytes");

@@ -22,7 +22,11 @@ int cmd_ppl(int argc, char **argv)
     const char *file = NULL, *proto = "gptq";
     long long ctx = 0, chunks = 0, max_bytes = 0, threads = 0;
     bool strip_cr = false, json = false;
+    cli_strlist loras = {0};
+    double lora_scale = 1;
     const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter run unmerged beside the weights (repeatable)"},
+        {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"file", 'f', OPT_STR, &file, "TEXT", "text file to score (required)"},
         {"protocol", 0, OPT_STR, &proto, "P", "gptq (default), llamacpp or windows"},
         {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default 2048 / 512 / 256 by protocol)"},
@@ -81,6 +85,12 @@ int cmd_ppl(int argc, char **argv)
         free(text);
         return cli_fail("ppl", rc);
     }
+    if ((rc = cli_lora_attach("ppl", argc, argv, &loras, m))) {
+        free(text);
+        free(loras.v);
+        lmp_model_free(m);
+        return rc;
+    }
     lmp_ppl_params p = lmp_ppl_default_params();
     p.protocol = (lmp_ppl_protocol)pr;
     p.ctx = (int)ctx;
@@ -117,6 +127,7 @@ int cmd_ppl(int argc, char **argv)
     }
 done:
     free(text);
+    free(loras.v);
     lmp_model_free(m);
     return rc ? cli_fail("ppl", rc) : 0;
 }

@@ -106,7 +106,12 @@ int cmd_prune(int argc, char **argv)
     long long samples = -1, seqlen = -1, seed = -1, threads = 0, tq = -1, group = -2, blocksize = -1,
               coff = -1, cbytes = -1;
     bool asym = false, no_ts = false, yes_ts = false, calib_bos = false, force = false, json = false, verbose = false;
+    cli_strlist loras = {0};
+    double lora_scale = 1;
+    char *lora_tmp = NULL;
     const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into MODEL first (repeatable)"},
+        {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output folder (a .gguf file with --format gguf)"},
         {"method", 0, OPT_STR, &method, "M", "magnitude, wanda or sparsegpt (unstructured / N:M)"},
         {"sparsity", 0, OPT_FLOAT, &sparsity, "S", "fraction of each row's weights set to zero, in [0, 1)"},
@@ -296,6 +301,10 @@ int cmd_prune(int argc, char **argv)
     p.prune.on_layer_done = json ? NULL : print_layer;
 
     lmp_prune_model_result r;
+    int lr = cli_lora_prepare("prune", argc, argv, &loras, &pos[0], &lora_tmp);
+    free(loras.v);
+    if (lr)
+        return lr;
     int e = refuse_quantized(pos[0]);
     if (e)
         return cli_fail("prune", e);

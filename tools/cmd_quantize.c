@@ -288,7 +288,12 @@ int cmd_quantize(int argc, char **argv)
     io.seqlen = -1;
     io.seed = -1;
     io.damp = -1;
+    cli_strlist loras = {0};
+    double lora_scale = 1;
+    char *lora_tmp = NULL;
     const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter merged into MODEL first (repeatable)"},
+        {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output GGUF file, or folder (--method)"},
         {"type", 0, OPT_STR, &type, "TYPE", "q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s, iq4_xs, iq4_nl, "
                                             "q4_1, q4_0, q3_k_l, q3_k_m, q3_k_s, iq3_m, iq3_s, iq3_xs, iq3_xxs, "
@@ -384,9 +389,12 @@ int cmd_quantize(int argc, char **argv)
     if (r) {
         free(tt.v);
         free(keep.v);
+        free(loras.v);
         return r > 0 ? 0 : 2;
     }
     char *tmp = NULL;
+    if (np == 1 && (rc = cli_lora_prepare("quantize", argc, argv, &loras, &pos[0], &lora_tmp)))
+        goto done;
     io.force = force;
     io.json = json;
     io.verbose = verbose;
@@ -667,5 +675,7 @@ done:
     free(tmp);
     free(tt.v);
     free(keep.v);
+    free(loras.v);
+    cli_lora_cleanup(lora_tmp);
     return rc;
 }

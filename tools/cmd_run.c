@@ -55,7 +55,11 @@ int cmd_run(int argc, char **argv)
     long long n_new = 256, top_k = 0, seed = 0, ctx = 0, threads = 0;
     double temp = 0, top_p = 1;
     bool no_bos = false, ignore_eos = false;
+    cli_strlist loras = {0};
+    double lora_scale = 1;
     const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter run unmerged beside the weights (repeatable)"},
+        {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "the prompt (required)"},
         {"n-predict", 'n', OPT_INT, &n_new, "N", "tokens to generate (default 256)"},
         {"temp", 0, OPT_FLOAT, &temp, "T", "temperature; 0 = greedy (default)"},
@@ -97,8 +101,15 @@ int cmd_run(int argc, char **argv)
     int64_t n_ids = 0;
     stream st = {0};
     int rc = lmp_model_load_any(&m, pos[0]);
-    if (rc)
+    if (rc) {
+        free(loras.v);
         return cli_fail("run", rc);
+    }
+    if ((rc = cli_lora_attach("run", argc, argv, &loras, m))) {
+        free(loras.v);
+        lmp_model_free(m);
+        return rc;
+    }
     if ((rc = lmp_model_tokenize(m, prompt, strlen(prompt), !no_bos, &ids, &n_ids)))
         goto done;
     if (n_ids == 0) {
@@ -140,6 +151,7 @@ int cmd_run(int argc, char **argv)
             gs.n_prompt, gs.prompt_s, gs.prompt_s > 0 ? gs.n_prompt / gs.prompt_s : 0, gs.n_gen,
             gs.gen_s, gs.gen_s > 0 ? gs.n_gen / gs.gen_s : 0);
 done:
+    free(loras.v);
     free(st.ids);
     free(ids);
     lmp_session_free(s);

@@ -18,6 +18,7 @@ typedef struct {
 static const command g_commands[] = {
     {"inspect", cmd_inspect, "show architecture, tensors and metadata of a checkpoint"},
     {"convert", cmd_convert, "convert a checkpoint to GGUF or safetensors (f32/f16/bf16)"},
+    {"merge", cmd_merge, "merge PEFT LoRA adapters into a base checkpoint"},
     {"quantize", cmd_quantize, "quantize to GGUF (q8_0, q4_0, q4_k_m, ...; llama.cpp mixes)"},
     {"prune", cmd_prune, "prune weights (magnitude, Wanda, SparseGPT, N:M) or heads/FFN channels/layers"},
     {"synth", cmd_synth, "write a random-weight HF checkpoint for tests and benchmarks"},

@@ -243,6 +243,8 @@ static int linear(const lmp_layer *L, lmp_linear w, float *Y, const float *X, in
             return rc;
     }
     lmp_gemm(Y, X, &L->w[w], L->bias[w], n);
+    if (L->lora[w])
+        lmp_lora_lin_apply(L->lora[w], Y, X, n);
     return 0;
 }
 
@@ -496,7 +498,7 @@ int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool a
         if (tokens[i] < 0 || tokens[i] >= m->n_vocab)
             return lmp_err(LMP_EINVAL, "token id %d out of range [0, %d)", (int)tokens[i],
                            m->n_vocab);
-    if (n == 1)
+    if (n == 1 && !m->n_lora) /* unmerged adapters run in the block runner */
         return decode_one(s, tokens, logits);
     int nb = n < EVAL_BATCH ? n : EVAL_BATCH;
     float *x = malloc(sizeof(float) * (size_t)nb * (size_t)d);

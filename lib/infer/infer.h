@@ -111,6 +111,15 @@ int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wm
  * (lmp_qtensor_intgroup_check). Returns status. */
 int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q);
 int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qtensor *q);
+/* Attaches a PEFT LoRA adapter (lib/io/lora.h) unmerged: each adapted linear of each
+ * block then computes Y = X W^T + bias + scale * s * (X A^T) B^T, W untouched (any weight
+ * type, quantized ones included). The adapter is checked against the model's checkpoint
+ * (modules, shapes); for GGUF llama files B's q/k rows are permuted to ggml's order.
+ * Adapters that change embeddings, lm_head or save whole modules are refused (merge them
+ * with lmpress merge). Several adapters stack. Decoding then runs through the block
+ * runner (same arithmetic as batched evaluation). The factors are copied (f32). */
+int lmp_model_add_lora(lmp_model *m, const lmp_lora *a, double scale);
+
 /* Number of linears (over all blocks) whose weight is an intgroup payload. */
 int lmp_model_n_intgroup(const lmp_model *m);
 

@@ -14,7 +14,21 @@ typedef struct {
                                       hidden), o (hidden, n_heads*head_dim), gate/up (ffn,
                                       hidden), down (hidden, ffn); borrowed */
     float *bias[LMP_LIN_COUNT];    /* (rows) owned f32, or NULL */
+    struct lmp_lora_lin *lora[LMP_LIN_COUNT]; /* unmerged LoRA beside the linear (lora.c),
+                                      owned, or NULL */
 } lmp_layer;
+
+/* An unmerged LoRA update of one linear (lib/infer/lora.c): Y += (X A^T) B^T, the
+ * adapters' ranks stacked, each adapter's scale folded into its columns of B. */
+typedef struct lmp_lora_lin {
+    int r;
+    float *a, *b;                  /* A (r, cols), B (rows, r) f32 */
+    lmp_wmat A, B;
+} lmp_lora_lin;
+
+/* lora.c: Y[n][rows] += the update of `l` for X[n][cols]; frees a layer's updates. */
+void lmp_lora_lin_apply(const lmp_lora_lin *l, float *Y, const float *X, int64_t n);
+void lmp_lora_lin_free(lmp_lora_lin *l);
 
 struct lmp_model {
     lmp_ckpt ckpt;                 /* owns the mappings every weight points into */
@@ -35,6 +49,7 @@ struct lmp_model {
     void **repacked;               /* (n_repacked) weights repacked at load
                                       (lmp_wmat_repack); freed by lmp_model_free */
     int n_repacked, cap_repacked;
+    int n_lora;                    /* adapters attached unmerged (lmp_model_add_lora) */
 };
 
 struct lmp_session {

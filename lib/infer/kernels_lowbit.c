@@ -338,6 +338,30 @@ T2 static inline __m256i apply_signs(__m256i w, __m256i m)
     return _mm256_sub_epi8(_mm256_xor_si256(w, m), m);
 }
 
+/* the 32 signed codes of IQ3_S sub-block ib / IQ2_XS 32-block ib */
+T2 static inline __m256i w_iq3_s(const lmp_block_iq3_s *b, int ib)
+{
+    const uint8_t *qs = b->qs + 8 * ib, h = b->qh[ib];
+    const __m256i g = _mm256_setr_epi32(
+        (int)lmp_iq3s_grid[qs[0] | ((h << 8) & 256)], (int)lmp_iq3s_grid[qs[1] | ((h << 7) & 256)],
+        (int)lmp_iq3s_grid[qs[2] | ((h << 6) & 256)], (int)lmp_iq3s_grid[qs[3] | ((h << 5) & 256)],
+        (int)lmp_iq3s_grid[qs[4] | ((h << 4) & 256)], (int)lmp_iq3s_grid[qs[5] | ((h << 3) & 256)],
+        (int)lmp_iq3s_grid[qs[6] | ((h << 2) & 256)], (int)lmp_iq3s_grid[qs[7] | ((h << 1) & 256)]);
+    uint32_t sg;
+    memcpy(&sg, b->signs + 4 * ib, 4);
+    return apply_signs(g, sign_mask(sg));
+}
+
+T2 static inline __m256i w_iq2_xs(const lmp_block_iq2_xs *b, int ib)
+{
+    const uint16_t *c = b->qs + 4 * ib;
+    const __m256i g = _mm256_setr_epi64x((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
+                                         (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511]);
+    const uint32_t sg = (uint32_t)lmp_iq_ksigns(c[0] >> 9) | (uint32_t)lmp_iq_ksigns(c[1] >> 9) << 8 |
+                        (uint32_t)lmp_iq_ksigns(c[2] >> 9) << 16 | (uint32_t)lmp_iq_ksigns(c[3] >> 9) << 24;
+    return apply_signs(g, sign_mask(sg));
+}
+
 T2 static float avx2_dotq_iq3_s(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq3_s *b = row;
@@ -347,15 +371,7 @@ T2 static float avx2_dotq_iq3_s(const void *row, const void *xq, int64_t n)
     for (int64_t i = 0; i < n / 256; i++) {
         const float d = _cvtsh_ss(b[i].d);
         for (int ib = 0; ib < 8; ib++) {
-            const uint8_t *qs = b[i].qs + 8 * ib, h = b[i].qh[ib];
-            const __m256i g = _mm256_setr_epi32(
-                (int)lmp_iq3s_grid[qs[0] | ((h << 8) & 256)], (int)lmp_iq3s_grid[qs[1] | ((h << 7) & 256)],
-                (int)lmp_iq3s_grid[qs[2] | ((h << 6) & 256)], (int)lmp_iq3s_grid[qs[3] | ((h << 5) & 256)],
-                (int)lmp_iq3s_grid[qs[4] | ((h << 4) & 256)], (int)lmp_iq3s_grid[qs[5] | ((h << 3) & 256)],
-                (int)lmp_iq3s_grid[qs[6] | ((h << 2) & 256)], (int)lmp_iq3s_grid[qs[7] | ((h << 1) & 256)]);
-            uint32_t sg;
-            memcpy(&sg, b[i].signs + 4 * ib, 4);
-            const __m256i w = apply_signs(g, sign_mask(sg));
+            const __m256i w = w_iq3_s(&b[i], ib);
             const int sc = ib % 2 ? b[i].scales[ib / 2] >> 4 : b[i].scales[ib / 2] & 0xf;
             const __m256 p = isum8(w, _mm256_loadu_si256((const __m256i *)(xs + 256 * i + 32 * ib)));
             const __m256 f = _mm256_set1_ps(d * (float)(1 + 2 * sc) * xd[8 * i + ib]);
@@ -377,12 +393,7 @@ T2 static float avx2_dotq_iq2_xs(const void *row, const void *xq, int64_t n)
     for (int64_t i = 0; i < n / 256; i++) {
         const float d = _cvtsh_ss(b[i].d);
         for (int ib = 0; ib < 8; ib++) {
-            const uint16_t *c = b[i].qs + 4 * ib;
-            const __m256i g = _mm256_setr_epi64x((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
-                                                 (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511]);
-            const uint32_t sg = (uint32_t)lmp_iq_ksigns(c[0] >> 9) | (uint32_t)lmp_iq_ksigns(c[1] >> 9) << 8 |
-                                (uint32_t)lmp_iq_ksigns(c[2] >> 9) << 16 | (uint32_t)lmp_iq_ksigns(c[3] >> 9) << 24;
-            const __m256i w = apply_signs(g, sign_mask(sg));
+            const __m256i w = w_iq2_xs(&b[i], ib);
             const float dx = d * xd[8 * i + ib];
             /* lanes 0-3: the first 16 values (scale nibble 0), lanes 4-7 the second */
             const __m256 f = _mm256_setr_m128(_mm_set1_ps(dx * ((0.5f + (b[i].scales[ib] & 0xf)) * 0.25f)),
@@ -484,6 +495,59 @@ TV static inline __m512 v_iq4_xs(const void *row, const void *xq, int64_t n)
     return _mm512_add_ps(a0, a1);
 }
 
+TV static inline __m512 v_iq3_s(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq3_s *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        for (int ib = 0; ib < 8; ib += 2) {
+            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w_iq3_s(&b[i], ib)), w_iq3_s(&b[i], ib + 1), 1);
+            const uint8_t sc = b[i].scales[ib / 2];
+            const __m512 f = scale2(d * (float)(1 + 2 * (sc & 0xf)) * xd[8 * i + ib],
+                                    d * (float)(1 + 2 * (sc >> 4)) * xd[8 * i + ib + 1]);
+            const __m512 p = isum16(w, _mm512_loadu_si512(xs + 256 * i + 32 * ib));
+            if (ib % 4)
+                a1 = _mm512_fmadd_ps(p, f, a1);
+            else
+                a0 = _mm512_fmadd_ps(p, f, a0);
+        }
+    }
+    return _mm512_add_ps(a0, a1);
+}
+
+TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq2_xs *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const float d = _cvtsh_ss(b[i].d);
+        for (int ib = 0; ib < 8; ib += 2) {
+            const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(w_iq2_xs(&b[i], ib)), w_iq2_xs(&b[i], ib + 1), 1);
+            /* lanes 0-3 / 4-7 / 8-11 / 12-15: the four 16-value halves and their scales */
+            const float d0 = d * xd[8 * i + ib], d1 = d * xd[8 * i + ib + 1];
+            const uint8_t s0 = b[i].scales[ib], s1 = b[i].scales[ib + 1];
+            const __m512 f = _mm512_setr_ps(
+                d0 * ((0.5f + (s0 & 0xf)) * 0.25f), d0 * ((0.5f + (s0 & 0xf)) * 0.25f), d0 * ((0.5f + (s0 & 0xf)) * 0.25f),
+                d0 * ((0.5f + (s0 & 0xf)) * 0.25f), d0 * ((0.5f + (s0 >> 4)) * 0.25f), d0 * ((0.5f + (s0 >> 4)) * 0.25f),
+                d0 * ((0.5f + (s0 >> 4)) * 0.25f), d0 * ((0.5f + (s0 >> 4)) * 0.25f), d1 * ((0.5f + (s1 & 0xf)) * 0.25f),
+                d1 * ((0.5f + (s1 & 0xf)) * 0.25f), d1 * ((0.5f + (s1 & 0xf)) * 0.25f), d1 * ((0.5f + (s1 & 0xf)) * 0.25f),
+                d1 * ((0.5f + (s1 >> 4)) * 0.25f), d1 * ((0.5f + (s1 >> 4)) * 0.25f), d1 * ((0.5f + (s1 >> 4)) * 0.25f),
+                d1 * ((0.5f + (s1 >> 4)) * 0.25f));
+            const __m512 p = isum16(w, _mm512_loadu_si512(xs + 256 * i + 32 * ib));
+            if (ib % 4)
+                a1 = _mm512_fmadd_ps(p, f, a1);
+            else
+                a0 = _mm512_fmadd_ps(p, f, a0);
+        }
+    }
+    return _mm512_add_ps(a0, a1);
+}
+
 #define WRAP(nm)                                                                                   \
     TV static float v512_dotq_##nm(const void *row, const void *xa, int64_t n)                     \
     {                                                                                              \
@@ -497,6 +561,8 @@ TV static inline __m512 v_iq4_xs(const void *row, const void *xq, int64_t n)
     }
 WRAP(iq4_nl)
 WRAP(iq4_xs)
+WRAP(iq3_s)
+WRAP(iq2_xs)
 
 void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
 {
@@ -504,6 +570,10 @@ void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = v512_dotq_iq4_xs;
     k->dt[LMP_DT_IQ4_NL].dotq4 = v512_dotq4_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq4 = v512_dotq4_iq4_xs;
+    k->dt[LMP_DT_IQ3_S].dotq = v512_dotq_iq3_s;
+    k->dt[LMP_DT_IQ2_XS].dotq = v512_dotq_iq2_xs;
+    k->dt[LMP_DT_IQ3_S].dotq4 = v512_dotq4_iq3_s;
+    k->dt[LMP_DT_IQ2_XS].dotq4 = v512_dotq4_iq2_xs;
 }
 
 #endif /* __x86_64__ */

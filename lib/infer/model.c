@@ -369,8 +369,10 @@ void lmp_model_free(lmp_model *m)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
-            for (int w = 0; w < LMP_LIN_COUNT; w++)
+            for (int w = 0; w < LMP_LIN_COUNT; w++) {
                 free(m->layers[l].bias[w]);
+                lmp_lora_lin_free(m->layers[l].lora[w]);
+            }
         }
         free(m->layers);
     }

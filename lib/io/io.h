@@ -13,5 +13,6 @@
 #include "h5.h"
 #include "checkpoint.h"
 #include "synth.h"
+#include "lora.h"
 
 #endif

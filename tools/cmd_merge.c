@@ -1,0 +1,192 @@
+/*
+ * lmpress merge: PEFT LoRA adapters merged into a base checkpoint, and the --lora helpers
+ * the other subcommands share.
+ */
+#include "cli.h"
+#include "formats/formats.h"
+#include "lib/infer/infer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double *scales)
+{
+    int k = -1;
+    for (int i = 0; i < n_loras; i++)
+        scales[i] = 1.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (strcmp(a, "--lora") == 0 || strncmp(a, "--lora=", 7) == 0) {
+            k++;
+            i += a[6] == 0; /* its value */
+        } else if (strcmp(a, "--scale") == 0 || strncmp(a, "--scale=", 8) == 0) {
+            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : "");
+            if (k < 0) {
+                fprintf(stderr, "lmpress %s: --scale applies to the --lora ADAPTER before it; give --lora first\n",
+                        cmd);
+                return -1;
+            }
+            if (k < n_loras)
+                scales[k] = strtod(v, NULL);
+        }
+    }
+    return 0;
+}
+
+/* the temporary merged model of this process, removed at exit whatever the path out */
+static char *g_lora_tmp;
+static void lora_tmp_atexit(void)
+{
+    lmp_merge_temp_remove(g_lora_tmp);
+    g_lora_tmp = NULL;
+}
+
+int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *loras, const char **model,
+                     char **tmpdir)
+{
+    *tmpdir = NULL;
+    if (!loras->n)
+        return 0;
+    double *scales = malloc(sizeof(double) * (size_t)loras->n);
+    if (!scales)
+        return 1;
+    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
+        free(scales);
+        return 2;
+    }
+    char *merged = NULL;
+    int rc = lmp_merge_temp(*model, loras->v, scales, loras->n, &merged, tmpdir);
+    free(scales);
+    if (rc)
+        return cli_fail(cmd, rc);
+    *model = merged; /* lives as long as the process; the folder goes in cli_lora_cleanup or at exit */
+    if (!g_lora_tmp)
+        atexit(lora_tmp_atexit);
+    g_lora_tmp = *tmpdir;
+    return 0;
+}
+
+void cli_lora_cleanup(char *tmpdir)
+{
+    if (tmpdir && tmpdir == g_lora_tmp)
+        g_lora_tmp = NULL;
+    lmp_merge_temp_remove(tmpdir);
+}
+
+int cli_lora_attach(const char *cmd, int argc, char **argv, const cli_strlist *loras, struct lmp_model *m)
+{
+    if (!loras->n)
+        return 0;
+    double *scales = malloc(sizeof(double) * (size_t)loras->n);
+    if (!scales)
+        return 1;
+    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
+        free(scales);
+        return 2;
+    }
+    lmp_lora **a;
+    int rc = lmp_loras_open(loras->v, loras->n, &a);
+    for (int i = 0; rc == 0 && i < loras->n; i++)
+        rc = lmp_model_add_lora(m, a[i], scales[i]);
+    if (rc == 0)
+        lmp_loras_close(a, loras->n);
+    else if (a)
+        lmp_loras_close(a, loras->n);
+    free(scales);
+    return rc ? cli_fail(cmd, rc) : 0;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    const char *out = NULL, *dtype = NULL;
+    cli_strlist loras = {0};
+    double scale_dummy = 1;
+    long long threads = 0;
+    bool force = false, json = false;
+    const cli_opt opts[] = {
+        {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT adapter folder (adapter_config.json + "
+                                                  "adapter_model.safetensors); repeatable"},
+        {"scale", 0, OPT_FLOAT, &scale_dummy, "S", "multiplier of the --lora before it (default 1)"},
+        {"output", 'o', OPT_STR, &out, "OUT", "output: *.gguf, *.safetensors, or a folder (HF layout)"},
+        {"dtype", 0, OPT_STR, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: the base's)"},
+        {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
+        {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
+        {0},
+    };
+    const cli_cmd_info info = {
+        "merge", "BASE --lora ADAPTER [--scale S] [--lora ADAPTER2 [--scale S2]] -o OUT [--dtype T] [--force]",
+        "Merge PEFT LoRA adapters into BASE: W' = W + S * (lora_alpha / r) * B A for every adapted weight\n"
+        "(lora_alpha / sqrt(r) with use_rslora; rank_pattern / alpha_pattern per module; embeddings'\n"
+        "lora_embedding_A/B; modules_to_save replace their tensor), computed in f32 and written in the\n"
+        "base's dtype or --dtype. BASE is an HF folder, a .safetensors file or a .gguf; OUT's extension picks\n"
+        "GGUF or safetensors as in lmpress convert. Streams tensor by tensor. A quantized GGUF base is\n"
+        "dequantized, merged and re-quantized tensor by tensor to its own types; a GPTQ/AWQ/compressed-tensors\n"
+        "base is refused (merge into its full-precision base, then quantize; or run it unmerged with\n"
+        "lmpress ppl/run BASE --lora ADAPTER). Every adapter is checked against BASE first (modules, shapes,\n"
+        "ranks): nothing is written on error. DoRA adapters are refused.",
+        NULL};
+    const char **pos;
+    int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
+    if (r) {
+        free(loras.v);
+        return r > 0 ? 0 : 2;
+    }
+    double *scales = malloc(sizeof(double) * (size_t)(loras.n ? loras.n : 1));
+    int ret = 0;
+    if (np != 1 || !out || !loras.n) {
+        fprintf(stderr, "lmpress merge: need BASE, --lora ADAPTER and -o OUT (see --help)\n");
+        ret = 2;
+        goto done;
+    }
+    if (!scales || cli_lora_scales(argc, argv, "merge", loras.n, scales)) {
+        ret = 2;
+        goto done;
+    }
+    lmp_convert_params p;
+    lmp_convert_default_params(&p);
+    if (dtype) {
+        p.dtype = lmp_dtype_from_name(dtype);
+        if (p.dtype != LMP_DT_F32 && p.dtype != LMP_DT_F16 && p.dtype != LMP_DT_BF16) {
+            fprintf(stderr, "lmpress merge: --dtype must be f32, f16 or bf16\n");
+            ret = 2;
+            goto done;
+        }
+    }
+    p.force = force;
+    lmp_set_num_threads((int)threads);
+    lmp_convert_result res;
+    int rc = lmp_merge(pos[0], loras.v, scales, loras.n, out, &p, &res);
+    if (rc) {
+        ret = cli_fail("merge", rc);
+        goto done;
+    }
+    if (json) {
+        printf("{\"base\": ");
+        cli_json_str(pos[0]);
+        printf(", \"adapters\": [");
+        for (int i = 0; i < loras.n; i++) {
+            printf(i ? ", {\"path\": " : "{\"path\": ");
+            cli_json_str(loras.v[i]);
+            printf(", \"scale\": %g}", scales[i]);
+        }
+        printf("], \"output\": ");
+        cli_json_str(out);
+        printf(", \"format\": \"%s\", \"tensors\": %d, \"merged\": %d, \"requantized\": %d, \"seconds\": %.4f, "
+               "\"peak_rss\": %llu}\n",
+               res.to_gguf ? "gguf" : "safetensors", res.n_tensors, res.n_merged, res.n_requantized, res.seconds,
+               (unsigned long long)res.peak_rss);
+    } else {
+        char b1[32];
+        printf("wrote %s: %d tensors, %d changed by %d adapter(s)%s in %.2fs, peak RSS %s\n", out, res.n_tensors,
+               res.n_merged, loras.n, res.n_requantized ? " (quantized ones re-quantized to their type)" : "",
+               res.seconds, cli_bytes((double)res.peak_rss, b1, sizeof b1));
+    }
+done:
+    free(scales);
+    free(loras.v);
+    return ret;
+}
