@@ -49,6 +49,7 @@ typedef struct {
     int perm_heads; /* > 0: permute rows (Q/K) with this many heads */
     int perm_dir;   /* 1: HF -> ggml order, -1: ggml -> HF order */
     const float *synthetic; /* rope_freqs: values computed here */
+    float add;      /* added to every value (gemma norms: HF w <-> GGUF 1 + w) */
     struct lora_bind *lora;  /* LoRA updates merged into this tensor, or NULL */
 } conv_item;
 
@@ -78,7 +79,7 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
     size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(it->out_dtype);
-    bool same = t->dtype == it->out_dtype && !it->lora;
+    bool same = t->dtype == it->out_dtype && !it->lora && it->add == 0;
     if (!same && (!ti->to_f32 || !to->from_f32))
         return lmp_err(LMP_EUNSUPPORTED, "%s: cannot convert %s to %s", t->name, ti->name, to->name);
     bool check16 = it->out_dtype == LMP_DT_F16;
@@ -95,6 +96,9 @@ static int convert_rows(const conv_item *it, int64_t r0, int64_t nr, void *dst, 
         }
         float *x = tmp;
         ti->to_f32(s, x, cols);
+        if (it->add != 0)
+            for (int64_t j = 0; j < cols; j++)
+                x[j] += it->add;
         if (it->lora) {
             const lora_bind *lb = it->lora;
             /* the update's rows are in HF order: the source row's HF index */
@@ -370,7 +374,7 @@ static int set_arch_keys(lmp_gguf_writer *w, const lmp_config *c, const char *na
     KU32("feed_forward_length", c->intermediate_size);
     KU32("attention.head_count", c->n_heads);
     KU32("attention.head_count_kv", c->n_kv_heads);
-    KU32("rope.dimension_count", c->head_dim);
+    KU32("rope.dimension_count", c->rope_dim > 0 && c->rope_dim < c->head_dim ? c->rope_dim : c->head_dim);
     KU32("vocab_size", c->vocab_size);
     if (c->head_dim * c->n_heads != c->hidden_size) {
         KU32("attention.key_length", c->head_dim);
@@ -401,7 +405,65 @@ static int set_arch_keys(lmp_gguf_writer *w, const lmp_config *c, const char *na
     }
     if (c->sliding_window > 0)
         KU32("attention.sliding_window", c->sliding_window);
-    if (!rc && strcmp(c->model_type, c->arch) != 0)
+#define KF32(key, v)                                                                                       \
+    do {                                                                                                   \
+        snprintf(k, sizeof k, "%s.%s", a, key);                                                            \
+        if (!rc)                                                                                           \
+            rc = lmp_gguf_set_f32(w, k, (float)(v));                                                       \
+    } while (0)
+    /* issue 16 families: the keys llama.cpp's converter writes for each architecture */
+    if (c->rope_type == LMP_ROPE_LONGROPE) {
+        KU32("rope.scaling.original_context_length", c->rope_orig_max_pos);
+        double orig = c->rope_orig_max_pos, factor = (double)c->max_pos / orig;
+        double af = c->rope_attn_factor > 0 ? c->rope_attn_factor
+                    : factor > 1.0         ? sqrt(1.0 + log(factor) / log(orig))
+                                           : 1.0;
+        KF32("rope.scaling.attn_factor", af);
+    }
+    if (strcmp(a, "phi3") == 0 && c->sliding_window <= 0)
+        KU32("attention.sliding_window", 0); /* as llama.cpp's converter (Phi-4) */
+    if (c->attn_softcap > 0)
+        KF32("attn_logit_softcapping", c->attn_softcap);
+    if (c->final_softcap > 0)
+        KF32("final_logit_softcapping", c->final_softcap);
+    if (c->swa_layers) {
+        /* the period of the local/global pattern (llama.cpp: layer l local iff l % p < p - 1) */
+        int p = 0;
+        for (int cand = 1; cand <= c->n_layers + 1 && !p; cand++) {
+            bool ok = true;
+            for (int l = 0; l < c->n_layers && ok; l++)
+                ok = ((c->layer_flags[l] & LMP_LAYER_SLIDING) != 0) == (l % cand < cand - 1);
+            if (ok)
+                p = cand;
+        }
+        if (!p && !rc)
+            rc = lmp_err(LMP_EUNSUPPORTED, "GGUF: the local/global layer pattern is not periodic "
+                                           "(llama.cpp's sliding_window_pattern cannot express it)");
+        KU32("attention.sliding_window_pattern", p);
+    }
+    if (c->rope_local_theta > 0)
+        KF32("rope.freq_base_swa", c->rope_local_theta);
+    /* llama.cpp derives the scale (head_dim; hidden / heads for the 27B gemma2/3); a
+     * query_pre_attn_scalar it would not derive is kept in an lmpress key */
+    const bool big = (strcmp(a, "gemma2") == 0 && c->n_layers == 46) || (strcmp(a, "gemma3") == 0 && c->n_layers == 62);
+    const float derived = big ? (float)(c->hidden_size / c->n_heads) : (float)c->head_dim;
+    if (c->query_pre_attn_scalar > 0 && c->query_pre_attn_scalar != derived && !rc)
+        rc = lmp_gguf_set_f32(w, "lmpress.query_pre_attn_scalar", c->query_pre_attn_scalar);
+    if (strcmp(c->model_type, "granite") == 0) {
+        KF32("attention.scale", c->attn_multiplier > 0 ? c->attn_multiplier : 1);
+        KF32("embedding_scale", c->embed_multiplier > 0 ? c->embed_multiplier : 1);
+        KF32("residual_scale", c->residual_multiplier > 0 ? c->residual_multiplier : 1);
+        KF32("logit_scale", c->logits_scaling > 0 ? c->logits_scaling : 1);
+    }
+    if (strcmp(c->model_type, "smollm3") == 0 && !rc)
+        for (int l = 0; l < c->n_layers; l++)
+            if (((c->layer_flags[l] & LMP_LAYER_NOROPE) != 0) != ((l + 1) % 4 == 0)) {
+                rc = lmp_err(LMP_EUNSUPPORTED, "GGUF: smollm3 without RoPE on other layers than "
+                                               "every 4th (llama.cpp assumes every 4th)");
+                break;
+            }
+#undef KF32
+    if (!rc && strcmp(c->model_type, c->arch) != 0 && strcmp(c->model_type, "gemma3_text") != 0)
         rc = lmp_gguf_set_str(w, "lmpress.model_type", c->model_type);
 #undef KU32
     return rc;
@@ -446,17 +508,18 @@ static int write_vocab(lmp_gguf_writer *w, const lmp_ckpt *c)
 
 static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, float *rope_factors)
 {
-    conv_item *items = calloc((size_t)c->n_tensors + 2, sizeof *items);
+    conv_item *items = calloc((size_t)c->n_tensors + 3, sizeof *items);
     int n = 0;
     if (!items)
         return lmp_err(LMP_ENOMEM, "convert: out of memory");
-    bool permute = c->kind != LMP_CKPT_GGUF && strcmp(c->config.arch, "llama") == 0;
+    const lmp_family *fam = lmp_family_find(c->config.model_type);
+    bool permute = c->kind != LMP_CKPT_GGUF && fam && fam->qk_interleaved;
     for (int i = 0; i < c->n_tensors; i++) {
         const lmp_tensor *t = &c->tensors[i];
         conv_item *it = &items[n];
         if (c->kind == LMP_CKPT_GGUF) {
             snprintf(it->out_name, sizeof it->out_name, "%s", t->name);
-        } else if (lmp_name_hf_to_gguf(t->name, it->out_name, sizeof it->out_name)) {
+        } else if (lmp_name_hf_to_gguf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
             if (strstr(t->name, "rotary_emb.inv_freq"))
                 continue; /* recomputed from rope_theta */
             free(items);
@@ -466,6 +529,8 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
         it->out_dtype = (lmp_dtype)out_dtype_for(t, want, true);
         if (it->out_dtype != t->dtype && lmp_dtype_info(t->dtype)->is_quant)
             it->out_dtype = t->dtype; /* never requantize here */
+        if (c->kind != LMP_CKPT_GGUF && c->config.norm_plus1 && lmp_str_endswith(t->name, "norm.weight"))
+            it->add = 1.0f; /* llama.cpp stores gemma's (1 + w) */
         if (permute && (strstr(t->name, "self_attn.q_proj.") || strstr(t->name, "self_attn.k_proj."))) {
             it->perm_heads = strstr(t->name, "q_proj") ? c->config.n_heads : c->config.n_kv_heads;
             it->perm_dir = 1;
@@ -485,6 +550,16 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
         it->out_dtype = LMP_DT_F32;
         it->synthetic = rope_factors;
         it->perm_heads = c->config.head_dim / 2; /* element count for synthetic items */
+    }
+    if (c->kind != LMP_CKPT_GGUF && c->config.rope_type == LMP_ROPE_LONGROPE) {
+        /* phi3: the long and short factors as tensors (convert_hf_to_gguf) */
+        for (int k = 0; k < 2; k++) {
+            conv_item *it = &items[n++];
+            snprintf(it->out_name, sizeof it->out_name, k ? "rope_factors_short.weight" : "rope_factors_long.weight");
+            it->out_dtype = LMP_DT_F32;
+            it->synthetic = k ? c->config.rope_short : c->config.rope_long;
+            it->perm_heads = c->config.n_rope_factors;
+        }
     }
     *out = items;
     *n_out = n;
@@ -591,13 +666,16 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
     if (!items)
         return lmp_err(LMP_ENOMEM, "convert: out of memory");
     bool unpermute = c->kind == LMP_CKPT_GGUF && c->qk_interleaved;
+    const lmp_family *fam = lmp_family_find(c->config.model_type);
+    bool minus1 = c->kind == LMP_CKPT_GGUF && fam && fam->norm_plus1; /* GGUF 1 + w -> HF w */
     for (int i = 0; i < c->n_tensors; i++) {
         const lmp_tensor *t = &c->tensors[i];
         conv_item *it = &items[n];
         if (c->kind == LMP_CKPT_GGUF) {
-            if (strcmp(t->name, "rope_freqs.weight") == 0)
-                continue;
-            if (lmp_name_gguf_to_hf(t->name, it->out_name, sizeof it->out_name)) {
+            if (strcmp(t->name, "rope_freqs.weight") == 0 || strcmp(t->name, "rope_factors_long.weight") == 0 ||
+                strcmp(t->name, "rope_factors_short.weight") == 0)
+                continue; /* in config.json (rope_scaling) */
+            if (lmp_name_gguf_to_hf_arch(c->config.arch, t->name, it->out_name, sizeof it->out_name)) {
                 rc = lmp_err(LMP_EUNSUPPORTED, "%s: tensor '%s' has no Hugging Face name", c->path, t->name);
                 goto done;
             }
@@ -606,6 +684,8 @@ static int convert_to_safetensors(const lmp_ckpt *c, const char *out, const lmp_
         }
         it->src = t;
         it->out_dtype = (lmp_dtype)out_dtype_for(t, p->dtype, false);
+        if (minus1 && lmp_str_endswith(t->name, "norm.weight"))
+            it->add = -1.0f;
         if (unpermute && (strstr(t->name, "attn_q.") || strstr(t->name, "attn_k."))) {
             it->perm_heads = strstr(t->name, "attn_q.") ? c->config.n_heads : c->config.n_kv_heads;
             it->perm_dir = -1;

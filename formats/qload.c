@@ -38,6 +38,35 @@ static int qload_hook(void *user, lmp_model *m, int layer, lmp_linear which, con
         return LMP_MODEL_HOOK_PASS;
     /* neither "<prefix>.weight" nor the packed tensors: the reader names what is missing */
     lmp_qtensor q;
+    const lmp_config *cfg = lmp_model_config(m);
+    const bool qkv = cfg->fused_qkv && which <= LMP_LIN_V, gu = cfg->fused_gate_up &&
+                                                                (which == LMP_LIN_GATE || which == LMP_LIN_UP);
+    if ((qkv || gu) && !lmp_qmodel_has_linear(c->qm, prefix)) {
+        /* phi3: rows of the fused qkv_proj / gate_up_proj */
+        char fp[LMP_MAX_NAME];
+        snprintf(fp, sizeof fp, "model.layers.%d.%s", layer, qkv ? "self_attn.qkv_proj" : "mlp.gate_up_proj");
+        const int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim, kvd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+        const int64_t ff = cfg->intermediate_size;
+        const int64_t r0 = which == LMP_LIN_Q ? 0 : which == LMP_LIN_K ? qd : which == LMP_LIN_V ? qd + kvd
+                           : which == LMP_LIN_GATE ? 0 : ff;
+        const int64_t rows = which == LMP_LIN_Q ? qd : qkv ? kvd : ff;
+        lmp_qtensor f;
+        int rc = lmp_qmodel_linear(c->qm, fp, &f);
+        if (rc == 0 && f.rows != (qkv ? qd + 2 * kvd : 2 * ff))
+            rc = lmp_err(LMP_EFORMAT, "%s: %s has %lld rows, the config implies %lld", c->path, fp,
+                         (long long)f.rows, (long long)(qkv ? qd + 2 * kvd : 2 * ff));
+        if (rc == 0)
+            rc = lmp_qtensor_intgroup_rows(&f, r0, rows, &q);
+        lmp_qtensor_free(&f);
+        if (rc == 0) {
+            snprintf(q.name, sizeof q.name, "%s", prefix);
+            rc = lmp_model_adopt_linear_q(m, layer, which, &q);
+            lmp_qtensor_free(&q);
+        }
+        if (rc == 0)
+            c->n_linears++;
+        return rc;
+    }
     int rc = lmp_qmodel_linear(c->qm, prefix, &q);
     if (rc == 0)
         rc = lmp_model_adopt_linear_q(m, layer, which, &q);

@@ -110,16 +110,114 @@ static int name_layer(const char *name)
     return end != name + k && *end == '.' && v >= 0 ? (int)v : -1;
 }
 
-static bool is_linear_weight(const char *name, int layer)
+/* The tensors a block's linears are stored as ("slots"): one per linear, except that phi3
+ * stores q/k/v as one qkv_proj and gate/up as one gate_up_proj, rows concatenated, and so
+ * do its published GPTQ/AWQ checkpoints. */
+typedef struct {
+    lmp_linear first;
+    int n;             /* linears in the slot (rows concatenated in order) */
+    const char *fused; /* module path of the fused tensor, or NULL */
+} lin_slot;
+
+static int block_slots(const lmp_config *c, lin_slot out[LMP_LIN_COUNT])
+{
+    int n = 0;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        if (c->fused_qkv && k == LMP_LIN_Q) {
+            out[n++] = (lin_slot){LMP_LIN_Q, 3, "self_attn.qkv_proj"};
+            k = LMP_LIN_V;
+        } else if (c->fused_gate_up && k == LMP_LIN_GATE) {
+            out[n++] = (lin_slot){LMP_LIN_GATE, 2, "mlp.gate_up_proj"};
+            k = LMP_LIN_UP;
+        } else {
+            out[n++] = (lin_slot){(lmp_linear)k, 1, NULL};
+        }
+    }
+    return n;
+}
+
+static const char *slot_prefix(int layer, const lin_slot *s, char *buf, size_t n)
+{
+    if (!s->fused)
+        return lmp_linear_hf_prefix(layer, s->first, buf, n);
+    snprintf(buf, n, "model.layers.%d.%s", layer, s->fused);
+    return buf;
+}
+
+/* Rows and columns of a slot in model m. */
+static void slot_shape(const lmp_model *m, int layer, const lin_slot *s, int64_t *rows, int64_t *cols)
+{
+    *rows = 0;
+    *cols = lmp_model_linear(m, layer, s->first)->cols;
+    for (int i = 0; i < s->n; i++)
+        *rows += lmp_model_linear(m, layer, (lmp_linear)(s->first + i))->rows;
+}
+
+static bool is_linear_weight(const lmp_config *c, const char *name, int layer)
 {
     char buf[LMP_MAX_NAME];
-    for (int w = 0; w < LMP_LIN_COUNT; w++) {
-        lmp_linear_hf_prefix(layer, (lmp_linear)w, buf, sizeof buf);
+    lin_slot sl[LMP_LIN_COUNT];
+    int ns = block_slots(c, sl);
+    for (int w = 0; w < ns; w++) {
+        slot_prefix(layer, &sl[w], buf, sizeof buf);
         size_t k = strlen(buf);
         if (strncmp(name, buf, k) == 0 && strcmp(name + k, ".weight") == 0)
             return true;
     }
     return false;
+}
+
+/* The fused INTGROUP tensor of a slot: its linears' rows one after the other (they see
+ * the same input, so act-order gives them the same g_idx; anything else is refused). */
+static int slot_concat(const lmp_qtensor *q, const lin_slot *s, const char *name, lmp_qtensor *out)
+{
+    const lmp_qtensor *a = &q[s->first];
+    int64_t rows = 0;
+    for (int i = 0; i < s->n; i++) {
+        const lmp_qtensor *b = &q[s->first + i];
+        if (b->cols != a->cols || b->ig.bits != a->ig.bits || b->ig.gs != a->ig.gs || b->ig.sym != a->ig.sym ||
+            !b->ig.g_idx != !a->ig.g_idx ||
+            (a->ig.g_idx && memcmp(a->ig.g_idx, b->ig.g_idx, sizeof(int32_t) * (size_t)a->cols) != 0))
+            return lmp_err(LMP_EINVAL, "%s: the fused linears were quantized differently (group order); "
+                                       "they cannot share one tensor", name);
+        rows += b->rows;
+    }
+    int rc = lmp_qtensor_intgroup_init(out, rows, a->cols, a->ig.bits, a->ig.group_size, a->ig.sym,
+                                       a->ig.g_idx != NULL);
+    if (rc)
+        return rc;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    int64_t r0 = 0;
+    for (int i = 0; i < s->n; i++) {
+        const lmp_qtensor *b = &q[s->first + i];
+        const int64_t ng = out->ig.n_groups;
+        memcpy(out->ig.codes + r0 * out->ig.row_bytes, b->ig.codes, (size_t)(b->rows * out->ig.row_bytes));
+        memcpy(out->ig.scales + r0 * ng, b->ig.scales, sizeof(float) * (size_t)(b->rows * ng));
+        memcpy(out->ig.zeros + r0 * ng, b->ig.zeros, (size_t)(b->rows * ng));
+        r0 += b->rows;
+    }
+    if (a->ig.g_idx)
+        memcpy(out->ig.g_idx, a->ig.g_idx, sizeof(int32_t) * (size_t)a->cols);
+    return LMP_OK;
+}
+
+/* Rows [r0, r0 + rows) of a fused INTGROUP tensor as a tensor of their own. */
+int lmp_qtensor_intgroup_rows(const lmp_qtensor *q, int64_t r0, int64_t rows, lmp_qtensor *out)
+{
+    if (r0 < 0 || rows < 1 || r0 + rows > q->rows)
+        return lmp_err(LMP_EINVAL, "%s: rows %lld..%lld of %lld", q->name, (long long)r0,
+                       (long long)(r0 + rows), (long long)q->rows);
+    int rc = lmp_qtensor_intgroup_init(out, rows, q->cols, q->ig.bits, q->ig.group_size, q->ig.sym,
+                                       q->ig.g_idx != NULL);
+    if (rc)
+        return rc;
+    const int64_t ng = q->ig.n_groups;
+    memcpy(out->ig.codes, q->ig.codes + r0 * q->ig.row_bytes, (size_t)(rows * q->ig.row_bytes));
+    memcpy(out->ig.scales, q->ig.scales + r0 * ng, sizeof(float) * (size_t)(rows * ng));
+    memcpy(out->ig.zeros, q->ig.zeros + r0 * ng, (size_t)(rows * ng));
+    if (q->ig.g_idx)
+        memcpy(out->ig.g_idx, q->ig.g_idx, sizeof(int32_t) * (size_t)q->cols);
+    return LMP_OK;
 }
 
 static int write_tensor(lmp_qmodel_writer *w, const lmp_tensor *t)
@@ -181,22 +279,25 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                          w->n_layers);
             goto fail;
         }
-        w->tensor_layer[i] = l >= 0 && is_linear_weight(nm, l) ? -2 : l;
+        w->tensor_layer[i] = l >= 0 && is_linear_weight(cfg, nm, l) ? -2 : l;
         found += w->tensor_layer[i] == -2;
     }
-    if (found != w->n_layers * LMP_LIN_COUNT) {
+    lin_slot sl[LMP_LIN_COUNT];
+    const int ns = block_slots(cfg, sl);
+    if (found != w->n_layers * ns) {
         rc = lmp_err(LMP_EFORMAT, "%s: found %d linear weights with Hugging Face names, expected %d", ck->path,
-                     found, w->n_layers * LMP_LIN_COUNT);
+                     found, w->n_layers * ns);
         goto fail;
     }
     /* learn packed shapes first: a format constraint fails before the folder exists */
     for (int l = 0; l < w->n_layers; l++)
-        for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+        for (int k = 0; k < ns; k++) {
             const packed_shape *s;
             char name[LMP_MAX_NAME];
-            lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
-            if ((rc = shape_for(w, wm->rows, wm->cols, name, &s)))
+            int64_t rows, cols;
+            slot_prefix(l, &sl[k], name, sizeof name);
+            slot_shape(m, l, &sl[k], &rows, &cols);
+            if ((rc = shape_for(w, rows, cols, name, &s)))
                 goto fail;
         }
     if ((rc = lmp_dir_begin(dir, p->force, &w->tmp)))
@@ -218,12 +319,13 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                 if ((rc = lmp_st_writer_add(w->sw, t->name, t->dtype, t->ndim, t->shape)))
                     goto fail;
             }
-        for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+        for (int k = 0; k < ns; k++) {
             const packed_shape *s;
             char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
-            lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
-            if ((rc = shape_for(w, wm->rows, wm->cols, prefix, &s)))
+            int64_t rows, cols;
+            slot_prefix(l, &sl[k], prefix, sizeof prefix);
+            slot_shape(m, l, &sl[k], &rows, &cols);
+            if ((rc = shape_for(w, rows, cols, prefix, &s)))
                 goto fail;
             for (int j = 0; j < s->n; j++) {
                 snprintf(name, sizeof name, "%s.%s", prefix, s->name[j]);
@@ -284,10 +386,13 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
 {
     int idx = -1;
     char name[LMP_MAX_NAME + 16];
+    const lmp_config *cfg = lmp_model_config(w->m);
     for (int i = 0; i < 2 + LMP_LIN_COUNT && idx < 0; i++) {
-        if (i < 2) {
+        if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
-                     i == 0 ? "input_layernorm" : "post_attention_layernorm");
+                     i == 0                              ? "input_layernorm"
+                     : cfg->norms == LMP_NORM_SANDWICH ? "pre_feedforward_layernorm"
+                                                         : "post_attention_layernorm");
         } else {
             char prefix[LMP_MAX_NAME];
             snprintf(name, sizeof name, "%s.bias", lmp_linear_hf_prefix(layer, (lmp_linear)(i - 2), prefix,
@@ -309,6 +414,9 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     void *buf = malloc(es * (size_t)n);
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory");
+    if (idx < 2 && cfg->norm_plus1) /* the engine's (1 + w) back to the stored w (gemma) */
+        for (int64_t j = 0; j < n; j++)
+            w->fold[idx][j] -= 1.0f;
     if (t->dtype == LMP_DT_F32)
         memcpy(buf, w->fold[idx], es * (size_t)n);
     else if (t->dtype == LMP_DT_F16)
@@ -335,25 +443,39 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
     for (int i = 0; i < w->ck->n_tensors; i++)
         if (w->tensor_layer[i] == layer && (rc = write_layer_tensor(w, layer, &w->ck->tensors[i])))
             return rc;
-    for (int k = 0; k < LMP_LIN_COUNT; k++) {
-        const lmp_qtensor *qk = &q[k];
+    lin_slot sl[LMP_LIN_COUNT];
+    const int ns = block_slots(lmp_model_config(w->m), sl);
+    for (int k = 0; k < ns; k++) {
         const packed_shape *s;
         char prefix[LMP_MAX_NAME];
-        lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
+        slot_prefix(layer, &sl[k], prefix, sizeof prefix);
+        lmp_qtensor fused = {0};
+        const lmp_qtensor *qk = &q[sl[k].first];
+        if (sl[k].n > 1) {
+            if ((rc = slot_concat(q, &sl[k], prefix, &fused)))
+                return rc;
+            qk = &fused;
+        }
         if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
-            qk->ig.sym != w->qc.sym)
+            qk->ig.sym != w->qc.sym) {
+            lmp_qtensor_free(&fused);
             return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
                            prefix, w->qc.bits, w->qc.group_size, w->qc.sym ? "symmetric" : "asymmetric");
-        if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s)))
+        }
+        if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s))) {
+            lmp_qtensor_free(&fused);
             return rc;
+        }
         /* act-order can leave a trivial permutation, which the canonical object drops;
          * the declaration promised a g_idx, so give the packer the trivial one */
         lmp_qtensor tmp = *qk;
         int32_t *gi = NULL;
         if (w->gidx && !qk->ig.g_idx) {
             gi = malloc((size_t)qk->cols * sizeof(int32_t));
-            if (!gi)
+            if (!gi) {
+                lmp_qtensor_free(&fused);
                 return lmp_err(LMP_ENOMEM, "out of memory");
+            }
             for (int64_t c = 0; c < qk->cols; c++)
                 gi[c] = (int32_t)(c / qk->ig.gs);
             tmp.ig.g_idx = gi;
@@ -361,6 +483,7 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
         lmp_packed_linear pl;
         rc = pack_one(w, &tmp, &pl);
         free(gi);
+        lmp_qtensor_free(&fused);
         if (rc)
             return lmp_err_prefix(rc, "%s", prefix);
         bool same = pl.n == s->n;

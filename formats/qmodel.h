@@ -86,6 +86,9 @@ bool lmp_qmodel_has_linear(const lmp_qmodel *q, const char *prefix);
  * canonical intgroup tensor named prefix (*out owned, lmp_qtensor_free). Shapes and
  * value ranges are checked (formats/packing.h); missing tensors are LMP_ENOTFOUND. */
 int lmp_qmodel_linear(const lmp_qmodel *q, const char *prefix, lmp_qtensor *out);
+/* Rows [r0, r0 + rows) of an INTGROUP tensor as a new one (*out initialized here): the
+ * q/k/v or gate/up part of a fused phi3 linear. Returns status. */
+int lmp_qtensor_intgroup_rows(const lmp_qtensor *q, int64_t r0, int64_t rows, lmp_qtensor *out);
 int lmp_qmodel_layer_linear(const lmp_qmodel *q, int layer, lmp_linear which, lmp_qtensor *out);
 
 /* ---------------------------------------------------------------- quantize -------- */

@@ -249,6 +249,17 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
             goto fail;
         }
     }
+    /* phi3: q/k/v and gate/up stored as one qkv_proj / gate_up_proj; written dense the
+     * same way (their rows are written in q, k, v / gate, up order, which is the fused
+     * tensor's layout); the compressed formats are per linear */
+    const lmp_config *cfg = lmp_model_config(m);
+    const bool fq = cfg->fused_qkv, fg = cfg->fused_gate_up;
+    if ((fq || fg) && f != LMP_SPFMT_DENSE) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s stores q/k/v and gate/up fused; the compressed "
+                                       "sparse formats are not supported for it (write --format safetensors)",
+                     cfg->model_type);
+        goto fail;
+    }
     int found = 0;
     for (int i = 0; i < ck->n_tensors; i++) {
         const char *nm = ck->tensors[i].name;
@@ -257,12 +268,23 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
             rc = lmp_err(LMP_EFORMAT, "%s: tensor %s names block %d of a %d-block model", ck->path, nm, l, w->n_layers);
             goto fail;
         }
-        w->tensor_layer[i] = l >= 0 && linear_of(nm, l, "weight") >= 0 ? -2 : l;
+        char fb[LMP_MAX_NAME];
+        bool fused_name = false;
+        if (l >= 0 && fq) {
+            snprintf(fb, sizeof fb, "model.layers.%d.self_attn.qkv_proj.weight", l);
+            fused_name |= strcmp(nm, fb) == 0;
+        }
+        if (l >= 0 && fg) {
+            snprintf(fb, sizeof fb, "model.layers.%d.mlp.gate_up_proj.weight", l);
+            fused_name |= strcmp(nm, fb) == 0;
+        }
+        w->tensor_layer[i] = l >= 0 && (fused_name || linear_of(nm, l, "weight") >= 0) ? -2 : l;
         found += w->tensor_layer[i] == -2;
     }
-    if (found != w->n_layers * LMP_LIN_COUNT) {
+    const int per_block = LMP_LIN_COUNT - (fq ? 2 : 0) - (fg ? 1 : 0);
+    if (found != w->n_layers * per_block) {
         rc = lmp_err(LMP_EFORMAT, "%s: found %d linear weights with Hugging Face names, expected %d", ck->path, found,
-                     w->n_layers * LMP_LIN_COUNT);
+                     w->n_layers * per_block);
         goto fail;
     }
     if ((rc = lmp_dir_begin(dir, force, &w->tmp)))
@@ -291,7 +313,17 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
                              lmp_dtype_info(wm->dtype)->name, lmp_dtype_info(w->dt[k])->name);
                 goto fail;
             }
-            if ((rc = declare_linear(w, prefix, wm->dtype, wm->rows, wm->cols)))
+            if ((fq && (k == LMP_LIN_K || k == LMP_LIN_V)) || (fg && k == LMP_LIN_UP))
+                continue; /* part of the fused tensor declared with its first linear */
+            int64_t rows = wm->rows;
+            if (fq && k == LMP_LIN_Q) {
+                rows += 2 * lmp_model_linear(m, l, LMP_LIN_K)->rows;
+                snprintf(prefix, sizeof prefix, "model.layers.%d.self_attn.qkv_proj", l);
+            } else if (fg && k == LMP_LIN_GATE) {
+                rows += lmp_model_linear(m, l, LMP_LIN_UP)->rows;
+                snprintf(prefix, sizeof prefix, "model.layers.%d.mlp.gate_up_proj", l);
+            }
+            if ((rc = declare_linear(w, prefix, wm->dtype, rows, wm->cols)))
                 goto fail;
         }
     }
@@ -910,6 +942,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     if (rc || (rc = config_json(ck->dir, &p->in, &j)))
         goto done;
     json_set_num(j, "num_hidden_layers", p->out.n_layers);
+    /* per-layer lists (gemma2/3 layer_types, smollm3 no_rope_layers) follow the kept layers */
+    static const char *per_layer[] = {"layer_types", "no_rope_layers"};
+    for (size_t li = 0; li < sizeof per_layer / sizeof per_layer[0]; li++) {
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(j, per_layer[li]);
+        if (!cJSON_IsArray(old) || cJSON_GetArraySize(old) != p->in.n_layers)
+            continue;
+        cJSON *nw = cJSON_CreateArray();
+        for (int i = 0; i < p->out.n_layers; i++)
+            cJSON_AddItemToArray(nw, cJSON_Duplicate(cJSON_GetArrayItem(old, p->keep_layers[i]), true));
+        cJSON_ReplaceItemInObjectCaseSensitive(j, per_layer[li], nw);
+    }
     json_set_num(j, "num_attention_heads", p->out.n_heads);
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);
     json_set_num(j, "head_dim", p->out.head_dim);
@@ -1019,6 +1062,21 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         goto done;
     }
     /* refuse what can be refused before any forward pass */
+    if ((cfg->fused_qkv || cfg->fused_gate_up) && p->structured) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); "
+                                       "structured pruning of them is not supported yet (unstructured and "
+                                       "N:M are)",
+                     model, cfg->model_type);
+        goto done;
+    }
+    if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
+        (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "
+                                       "removing heads changes those norms, so structured head pruning is "
+                                       "refused (ffn and layers work)",
+                     model, cfg->model_type);
+        goto done;
+    }
     if (p->structured) {
         int k;
         if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))

@@ -58,6 +58,49 @@ static void print_kv_value(const lmp_gguf_kv *kv, bool json)
     printf("%s", buf);
 }
 
+/* A bare config.json: what lmpress reads from it (no weights). */
+static int inspect_config(const char *path, bool json)
+{
+    lmp_config c;
+    int rc = lmp_config_load(&c, path);
+    if (rc)
+        return cli_fail("inspect", rc);
+    char feat[512];
+    lmp_config_features(&c, feat, sizeof feat);
+    long long np = (long long)lmp_config_n_params(&c);
+    if (json) {
+        printf("{\"path\": ");
+        cli_json_str(path);
+        printf(", \"format\": \"config\", \"config\": {\"model_type\": \"%s\", \"arch\": \"%s\", "
+               "\"hidden_size\": %d, \"intermediate_size\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+               "\"n_kv_heads\": %d, \"head_dim\": %d, \"vocab_size\": %d, \"context_length\": %d, "
+               "\"rope_theta\": %g, \"rms_eps\": %g, \"tie_embeddings\": %s, \"attn_bias\": %s}, "
+               "\"features\": ",
+               c.model_type, c.arch, c.hidden_size, c.intermediate_size, c.n_layers, c.n_heads,
+               c.n_kv_heads, c.head_dim, c.vocab_size, c.max_pos, c.rope_theta, c.rms_eps,
+               c.tie_embeddings ? "true" : "false", c.attn_bias ? "true" : "false");
+        cli_json_str(feat);
+        printf(", \"parameters\": %lld}\n", np);
+        return 0;
+    }
+    printf("path:          %s\n", path);
+    printf("format:        config.json (no weights)\n");
+    printf("architecture:  %s (model_type %s)\n", c.arch, c.model_type);
+    printf("hyper-params:  hidden %d, layers %d, heads %d (kv %d), head_dim %d, ffn %d, vocab %d, ctx %d\n",
+           c.hidden_size, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.intermediate_size,
+           c.vocab_size, c.max_pos);
+    printf("               rope theta %g%s, rms eps %g, tied embeddings %s, q/k/v bias %s\n", c.rope_theta,
+           c.rope_type == LMP_ROPE_LLAMA3     ? " (llama3 scaling)"
+           : c.rope_type == LMP_ROPE_LINEAR   ? " (linear scaling)"
+           : c.rope_type == LMP_ROPE_LONGROPE ? " (longrope)"
+                                              : "",
+           c.rms_eps, c.tie_embeddings ? "yes" : "no", c.attn_bias ? "yes" : "no");
+    if (feat[0])
+        printf("               %s\n", feat);
+    printf("parameters:    %lld (%.2fM) implied by the config\n", np, (double)np / 1e6);
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
     bool json = false, no_tensors = false;
@@ -70,7 +113,8 @@ int cmd_inspect(int argc, char **argv)
         "inspect", "PATH [--json] [--no-tensors]",
         "Show the architecture and hyper-parameters, a tensor table (name, dtype, shape, bytes), totals\n"
         "(parameters, bytes, bits per weight) and metadata of PATH: an HF folder, a .safetensors file,\n"
-        "a model.safetensors.index.json, or a .gguf file.",
+        "a model.safetensors.index.json, or a .gguf file. A bare config.json is described too (what\n"
+        "lmpress reads from it, the parameter count it implies).",
         NULL};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
@@ -80,6 +124,8 @@ int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "lmpress inspect: need exactly one PATH (see --help)\n");
         return 2;
     }
+    if (lmp_str_endswith(pos[0], ".json") && !lmp_str_endswith(pos[0], ".index.json"))
+        return inspect_config(pos[0], json);
     lmp_ckpt c;
     int rc = lmp_ckpt_open_ex(&c, pos[0], false);
     if (rc)
@@ -108,6 +154,12 @@ int cmd_inspect(int argc, char **argv)
                    cf->model_type, cf->arch, cf->hidden_size, cf->intermediate_size, cf->n_layers, cf->n_heads,
                    cf->n_kv_heads, cf->head_dim, cf->vocab_size, cf->max_pos, cf->rope_theta, cf->rms_eps,
                    cf->tie_embeddings ? "true" : "false", cf->attn_bias ? "true" : "false");
+        if (c.has_config) {
+            char feat[512];
+            lmp_config_features(cf, feat, sizeof feat);
+            printf(", \"features\": ");
+            cli_json_str(feat);
+        }
         printf(", \"n_tensors\": %d, \"parameters\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"bits_per_weight\": %.4f",
                c.n_tensors, params, bytes, bpw);
         if (!no_tensors) {
@@ -155,10 +207,15 @@ int cmd_inspect(int argc, char **argv)
                cf->hidden_size, cf->n_layers, cf->n_heads, cf->n_kv_heads, cf->head_dim, cf->intermediate_size,
                cf->vocab_size, cf->max_pos);
         printf("               rope theta %g%s, rms eps %g, tied embeddings %s, q/k/v bias %s\n", cf->rope_theta,
-               cf->rope_type == LMP_ROPE_LLAMA3   ? " (llama3 scaling)"
-               : cf->rope_type == LMP_ROPE_LINEAR ? " (linear scaling)"
-                                                  : "",
+               cf->rope_type == LMP_ROPE_LLAMA3     ? " (llama3 scaling)"
+               : cf->rope_type == LMP_ROPE_LINEAR   ? " (linear scaling)"
+               : cf->rope_type == LMP_ROPE_LONGROPE ? " (longrope)"
+                                                    : "",
                cf->rms_eps, cf->tie_embeddings ? "yes" : "no", cf->attn_bias ? "yes" : "no");
+        char feat[512];
+        lmp_config_features(cf, feat, sizeof feat);
+        if (feat[0])
+            printf("               %s\n", feat);
     } else {
         const char *gt = NULL, *ga = NULL;
         if (c.kind == LMP_CKPT_GGUF && lmp_gguf_get_str(&c.gguf, "general.type", &gt) == 0 && strcmp(gt, "adapter") == 0 &&

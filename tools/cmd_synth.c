@@ -11,7 +11,7 @@
 int cmd_synth(int argc, char **argv)
 {
     const char *preset = NULL, *config = NULL, *out = NULL, *dtype = "f32";
-    long long seed = 1, shard_mb = 2048;
+    long long seed = 1, shard_mb = 2048, layers = 0;
     bool force = false, json = false, list = false;
     const cli_opt opts[] = {
         {"preset", 0, OPT_STR, &preset, "NAME", "model shapes to use (see --list)"},
@@ -19,6 +19,7 @@ int cmd_synth(int argc, char **argv)
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
         {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},
         {"dtype", 0, OPT_STR, &dtype, "T", "f32 (default), f16 or bf16"},
+        {"layers", 0, OPT_INT, &layers, "N", "keep only the first N decoder layers (test big shapes)"},
         {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "shard safetensors above this size (default 2048)"},
         {"force", 'f', OPT_FLAG, &force, NULL, "replace an existing output folder"},
         {"list", 0, OPT_FLAG, &list, NULL, "list the presets and exit"},
@@ -31,8 +32,12 @@ int cmd_synth(int argc, char **argv)
         "tokenizer.json trained on built-in text, tokenizer_config.json, generation_config.json, and corpus.txt,\n"
         "the built-in text the tokenizer was trained on) for tests,\n"
         "benchmarks and the demo. Weights are deterministic for a seed whatever the thread count.",
-        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3 (fast tests), smollm2-135m, qwen2.5-0.5b,\n"
-        "tinyllama-1.1b, llama-3.2-1b (real shapes; their tokenizer is smaller than vocab_size)."};
+        "Presets: tiny, tiny-qwen2, tiny-mistral, tiny-llama3, tiny-phi3, tiny-gemma, tiny-gemma2,\n"
+        "tiny-gemma3, tiny-qwen3, tiny-smollm3, tiny-granite, tiny-olmo2 (fast tests); smollm2-135m,\n"
+        "qwen2.5-0.5b, tinyllama-1.1b, llama-3.2-1b, phi-4-mini, phi-3.5-mini, gemma-3-1b, gemma-3-270m,\n"
+        "gemma-2-2b, qwen3-0.6b, qwen3-4b, smollm3-3b, granite-3.3-2b, olmo2-1b (real shapes; their\n"
+        "tokenizer is smaller than vocab_size). --config accepts the config.json of every supported\n"
+        "family (see lmpress inspect); --layers N shrinks it in depth."};
     const char **pos;
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
@@ -64,6 +69,11 @@ int cmd_synth(int argc, char **argv)
         int rc = lmp_config_load(&p.config, config);
         if (rc)
             return cli_fail("synth", rc);
+    }
+    if (layers) {
+        int rc = lmp_config_set_layers(&p.config, layers > 0 && layers <= LMP_MAX_LAYERS ? (int)layers : -1);
+        if (rc)
+            return cli_fail("synth", lmp_err_prefix(rc, "--layers"));
     }
     int dt = lmp_dtype_from_name(dtype);
     if (dt != LMP_DT_F32 && dt != LMP_DT_F16 && dt != LMP_DT_BF16) {

@@ -45,22 +45,131 @@ static void add_rows(float *x, const float *y, int64_t n, int64_t d)
             x[i * d + j] += y[i * d + j];
 }
 
+/* x[i] += y[i] * s for the n rows of d (granite's residual_multiplier). */
+static void add_scaled_rows(float *x, const float *y, float s, int64_t n, int64_t d)
+{
+#pragma omp parallel for schedule(static) if (n > 1 && n * d >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++)
+            x[i * d + j] += y[i * d + j] * s;
+}
+
+/* g[j] = gelu_tanh(g[j]) * u[j]: transformers' gelu_pytorch_tanh,
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in f32. */
+static void gelu_mul(float *g, const float *u, int64_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int64_t j = 0; j < n; j++) {
+        const float x = g[j];
+        g[j] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[j];
+    }
+}
+
+/* The FFN activation of the model on one row of ff: SwiGLU or GeGLU. */
+static void act_mul(const lmp_model *m, float *g, const float *u, int64_t ff)
+{
+    if (m->cfg.act == LMP_ACT_GELU_TANH)
+        gelu_mul(g, u, ff);
+    else
+        lmp_silu_mul(g, u, ff);
+}
+
+/* Residual add of a branch output y (post-norm and multiplier applied here, in place on
+ * y): x += post_norm(y) * resid_mult. */
+static void residual_rows(const lmp_model *m, float *x, float *y, const float *post_norm, int64_t n)
+{
+    const int64_t d = m->cfg.hidden_size;
+    if (post_norm)
+        rmsnorm_rows(y, y, post_norm, n, d, m->cfg.rms_eps);
+    const float rm = m->cfg.residual_multiplier;
+    if (rm > 0 && rm != 1.0f)
+        add_scaled_rows(x, y, rm, n, d);
+    else
+        add_rows(x, y, n, d);
+}
+
+/* Logits post-processing: granite's logits_scaling (divided) and gemma2's final soft-cap,
+ * on n rows of V. */
+static void logits_post(const lmp_model *m, float *lg, int64_t n)
+{
+    const float ls = m->cfg.logits_scaling, cap = m->cfg.final_softcap;
+    if ((ls <= 0 || ls == 1.0f) && cap <= 0)
+        return;
+    const int64_t V = m->n_vocab;
+#pragma omp parallel for schedule(static) if (n > 1 && n * V >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t v = 0; v < V; v++) {
+            float z = lg[i * V + v];
+            if (ls > 0 && ls != 1.0f)
+                z = z / ls;
+            if (cap > 0)
+                z = tanhf(z / cap) * cap;
+            lg[i * V + v] = z;
+        }
+}
+
+/* q/k RMSNorm (qwen3, gemma3: per head; olmo2: whole width) of n rows in place. */
+static void qk_norm_rows(const lmp_model *m, const lmp_layer *L, float *q, float *k, int64_t n)
+{
+    const lmp_config *c = &m->cfg;
+    if (!L->q_norm)
+        return;
+    const int64_t hd = c->head_dim;
+    if (c->qk_norm == LMP_QKNORM_HEAD) {
+        rmsnorm_rows(q, q, L->q_norm, n * c->n_heads, hd, c->rms_eps);
+        rmsnorm_rows(k, k, L->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+    } else {
+        rmsnorm_rows(q, q, L->q_norm, n, c->n_heads * hd, c->rms_eps);
+        rmsnorm_rows(k, k, L->k_norm, n, c->n_kv_heads * hd, c->rms_eps);
+    }
+}
+
 /* gate[i] = silu(gate[i]) * up[i], row by row (as decoding does it). */
-static void silu_mul_rows(float *g, const float *u, int64_t n, int64_t ff)
+static void act_mul_rows(const lmp_model *m, float *g, const float *u, int64_t n, int64_t ff)
 {
 #pragma omp parallel for schedule(static) if (n > 1 && n * ff >= ROWS_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
-        lmp_silu_mul(g + i * ff, u + i * ff, ff);
+        act_mul(m, g + i * ff, u + i * ff, ff);
 }
 
 /* ---------------------------------------------------------------- RoPE ------------ */
 
-/* Rotates each head of x[n][n_heads * head_dim] in place; token i is at position
- * pos0 + i. HF's rotate-half pairs element j with j + head_dim/2; ggml's interleaved
- * layout (GGUF llama files) pairs 2j with 2j+1. Pair j turns by pos * inv_freq[j]. */
-static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_heads, float *cs)
+/* The RoPE of one layer: its frequency table (NULL: no RoPE on this layer, smollm3) and
+ * the cos/sin scale (longrope's attention factor). */
+typedef struct {
+    const float *inv;
+    float mscale;
+} rope_par;
+
+/* Layer l's RoPE for a sequence of n_ctx positions: gemma3's local layers have their own
+ * base; longrope uses its long factors when the context exceeds the original one (the
+ * choice is the context's, as llama.cpp makes it, so batched and token-by-token
+ * evaluation agree; transformers picks by the longest position of each call). */
+static rope_par layer_rope(const lmp_model *m, int l, int n_ctx)
 {
-    const int hd = m->cfg.head_dim, half = hd / 2;
+    const lmp_config *c = &m->cfg;
+    rope_par r = {m->inv_freq, m->rope_mscale};
+    if (l < LMP_MAX_LAYERS && (c->layer_flags[l] & LMP_LAYER_NOROPE))
+        r.inv = NULL;
+    else if (m->inv_freq_local && lmp_config_window(c, l) > 0)
+        r.inv = m->inv_freq_local, r.mscale = 1.0f;
+    else if (m->inv_freq_long && n_ctx > c->rope_orig_max_pos)
+        r.inv = m->inv_freq_long;
+    return r;
+}
+
+/* Rotates each head of x[n][n_heads * head_dim] in place; token i is at position
+ * pos0 + i. HF's rotate-half pairs element j with j + rope_dim/2 (the first rope_dim of
+ * each head; the rest pass through: partial rotary); ggml's interleaved layout (GGUF llama
+ * files) pairs 2j with 2j+1. Pair j turns by pos * inv[j]; cos and sin are scaled by
+ * mscale. */
+static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_heads, float *cs,
+                       rope_par rp)
+{
+    if (!rp.inv)
+        return;
+    const int hd = m->cfg.head_dim, half = m->rope_dim / 2;
+    const float *inv = rp.inv, ms = rp.mscale;
     /* tokens over threads when each can keep its angles on the stack (head_dim <= 512) */
     const bool par = n > 1 && half <= 256 && (int64_t)n * n_heads * hd >= ROWS_PAR_MIN;
 #pragma omp parallel for schedule(static) if (par)
@@ -69,9 +178,9 @@ static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_head
         float *cosv = par ? own : cs, *sinv = cosv + half;
         float p = (float)(pos0 + i);
         for (int j = 0; j < half; j++) {
-            float a = p * m->inv_freq[j]; /* f32 angle, as transformers computes it */
-            cosv[j] = cosf(a);
-            sinv[j] = sinf(a);
+            float a = p * inv[j]; /* f32 angle, as transformers computes it */
+            cosv[j] = cosf(a) * ms;
+            sinv[j] = sinf(a) * ms;
         }
         for (int h = 0; h < n_heads; h++) {
             float *v = x + ((int64_t)i * n_heads + h) * hd;
@@ -104,16 +213,40 @@ static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_head
 /* First key visible to the query at absolute position p. */
 static inline int first_key(int p, int sw) { return sw > 0 && p + 1 > sw ? p + 1 - sw : 0; }
 
+/* One layer's attention: score scale, soft-cap (gemma2; 0 = none), window (0 = full). */
+typedef struct {
+    float scale, cap;
+    int window;
+} attn_par;
+
+static attn_par layer_attn(const lmp_model *m, int l)
+{
+    attn_par a = {m->attn_scale, m->cfg.attn_softcap, lmp_config_window(&m->cfg, l)};
+    return a;
+}
+
+/* score -> scaled (and soft-capped) score, as transformers computes it in f32 */
+static inline float score_of(float dot, const attn_par *ap)
+{
+    float s = dot * ap->scale;
+    return ap->cap > 0 ? tanhf(s / ap->cap) * ap->cap : s;
+}
+
+/* The widest window of any layer, for sizing scratch (0 = some layer attends fully). */
+static int size_window(const lmp_model *m)
+{
+    return m->cfg.swa_layers ? 0 : m->cfg.sliding_window;
+}
+
 /* Few queries (decoding): one serial task per (token, head), parallel over tasks. */
 static int attention_loop(const lmp_model *m, const float *q, int n, int base, const float *K,
-                     const float *V, float *out)
+                     const float *V, float *out, const attn_par *ap)
 {
     const int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nkv = m->cfg.n_kv_heads;
     const int group = nh / nkv;
     const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
     const int max_keys = base + n;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const int sw = m->cfg.sliding_window;
+    const int sw = ap->window;
     int nthr = 1;
 #ifdef _OPENMP
     nthr = omp_get_max_threads();
@@ -133,7 +266,7 @@ static int attention_loop(const lmp_model *m, const float *q, int n, int base, c
         const float *qh = q + i * qd + (int64_t)h * hd;
         float *s = scores + (size_t)tid * (size_t)max_keys;
         for (int t = t0; t < nk; t++)
-            s[t - t0] = lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd) * scale;
+            s[t - t0] = score_of(lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd), ap);
         lmp_softmax_f32(s, nk - t0);
         float *o = out + i * qd + (int64_t)h * hd;
         memset(o, 0, sizeof(float) * (size_t)hd);
@@ -158,20 +291,19 @@ static int attention_loop(const lmp_model *m, const float *q, int n, int base, c
 static size_t attention_gemm_floats(const lmp_model *m, int n, int base)
 {
     const int hd = m->cfg.head_dim, group = m->cfg.n_heads / m->cfg.n_kv_heads;
-    const size_t nkeys = (size_t)(base + n - first_key(base, m->cfg.sliding_window));
+    const size_t nkeys = (size_t)(base + n - first_key(base, size_window(m)));
     const size_t rows = (size_t)group * (size_t)n;
     return nkeys * (size_t)hd * 2 + rows * (2 * (size_t)hd + nkeys);
 }
 
 static void attention_gemm(const lmp_model *m, const float *q, int n, int base, const float *K,
-                           const float *V, float *out, float *buf)
+                           const float *V, float *out, float *buf, const attn_par *ap)
 {
     const int hd = m->cfg.head_dim, nh = m->cfg.n_heads, nkv = m->cfg.n_kv_heads;
-    const int group = nh / nkv, sw = m->cfg.sliding_window;
+    const int group = nh / nkv, sw = ap->window;
     const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
     const int kt0 = first_key(base, sw), nkeys = base + n - kt0;
     const int64_t rows = (int64_t)group * n;
-    const float scale = 1.0f / sqrtf((float)hd);
     float *Kh = buf, *Vt = Kh + (size_t)nkeys * hd, *Qg = Vt + (size_t)nkeys * hd;
     float *O = Qg + (size_t)rows * hd, *S = O + (size_t)rows * hd;
     for (int kh = 0; kh < nkv; kh++) {
@@ -204,8 +336,14 @@ static void attention_gemm(const lmp_model *m, const float *q, int n, int base, 
                 const int p = base + t0 + (int)(r % cnt);
                 const int lo = first_key(p, sw) - kt0 - klo, hi = p + 1 - kt0 - klo;
                 float *sr = Sc + r * nk;
-                for (int t = lo; t < hi; t++)
-                    sr[t] *= scale;
+                if (ap->cap > 0) {
+                    for (int t = lo; t < hi; t++)
+                        sr[t] = score_of(sr[t], ap);
+                } else {
+                    const float scale = ap->scale;
+                    for (int t = lo; t < hi; t++)
+                        sr[t] *= scale;
+                }
                 lmp_softmax_f32(sr + lo, hi - lo);
                 memset(sr, 0, sizeof(float) * (size_t)lo);
                 memset(sr + hi, 0, sizeof(float) * (size_t)(nk - hi));
@@ -223,13 +361,13 @@ static void attention_gemm(const lmp_model *m, const float *q, int n, int base, 
 
 /* abuf: attention_gemm_floats(m, n, base) floats when n >= ATTN_GEMM_MIN */
 static int attention(const lmp_model *m, const float *q, int n, int base, const float *K,
-                     const float *V, float *out, float *abuf)
+                     const float *V, float *out, float *abuf, const attn_par *ap)
 {
     if (n >= ATTN_GEMM_MIN) {
-        attention_gemm(m, q, n, base, K, V, out, abuf);
+        attention_gemm(m, q, n, base, K, V, out, abuf, ap);
         return 0;
     }
-    return attention_loop(m, q, n, base, K, V, out);
+    return attention_loop(m, q, n, base, K, V, out, ap);
 }
 
 /* ---------------------------------------------------------------- block runner ---- */
@@ -279,31 +417,42 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
     float *v = kv ? kv->v + (int64_t)pos0 * kvd : vb;
     int rc;
 
-    /* attention */
-    rmsnorm_rows(xn, x, L->attn_norm, n, d, c->rms_eps);
-    if ((rc = linear(L, LMP_LIN_Q, q, xn, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_K, k, xn, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_V, v, xn, n, layer, hook, user)))
+    /* attention (olmo2 has no pre-norm: the projections read x itself) */
+    const float *in = x;
+    if (L->attn_norm) {
+        rmsnorm_rows(xn, x, L->attn_norm, n, d, c->rms_eps);
+        in = xn;
+    }
+    if ((rc = linear(L, LMP_LIN_Q, q, in, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_K, k, in, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_V, v, in, n, layer, hook, user)))
         return rc;
-    rope_apply(m, q, n, pos0, c->n_heads, cs);
-    rope_apply(m, k, n, pos0, c->n_kv_heads, cs);
+    qk_norm_rows(m, L, q, k, n);
+    const rope_par rp = layer_rope(m, layer, kv ? kv->n_ctx : pos0 + n);
+    rope_apply(m, q, n, pos0, c->n_heads, cs, rp);
+    rope_apply(m, k, n, pos0, c->n_kv_heads, cs, rp);
+    const attn_par ap = layer_attn(m, layer);
     if (kv)
-        rc = attention(m, q, n, pos0, kv->k, kv->v, a, abuf);
+        rc = attention(m, q, n, pos0, kv->k, kv->v, a, abuf, &ap);
     else
-        rc = attention(m, q, n, 0, k, v, a, abuf);
+        rc = attention(m, q, n, 0, k, v, a, abuf, &ap);
     if (rc || (rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
         return rc;
-    add_rows(x, xn, n, d);
+    residual_rows(m, x, xn, L->post_attn_norm, n);
 
-    /* MLP: down(silu(gate(x)) * up(x)) */
-    rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
-    if ((rc = linear(L, LMP_LIN_GATE, g, xn, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_UP, u, xn, n, layer, hook, user)))
+    /* MLP: down(act(gate(x)) * up(x)) */
+    in = x;
+    if (L->ffn_norm) {
+        rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
+        in = xn;
+    }
+    if ((rc = linear(L, LMP_LIN_GATE, g, in, n, layer, hook, user)) ||
+        (rc = linear(L, LMP_LIN_UP, u, in, n, layer, hook, user)))
         return rc;
-    silu_mul_rows(g, u, n, ff);
+    act_mul_rows(m, g, u, n, ff);
     if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
         return rc;
-    add_rows(x, xn, n, d);
+    residual_rows(m, x, xn, L->post_ffn_norm, n);
     return 0;
 }
 
@@ -329,6 +478,7 @@ void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
     const int64_t d = m->cfg.hidden_size;
     rmsnorm_rows(x, x, m->final_norm, n, d, m->cfg.rms_eps);
     lmp_gemm(logits, x, &m->output, NULL, n);
+    logits_post(m, logits, n);
 }
 
 /* ---------------------------------------------------------------- decoding -------- */
@@ -351,10 +501,13 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
 {
     const lmp_config *c = &m->cfg;
     const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
-    const int nh = c->n_heads, group = c->n_heads / c->n_kv_heads, sw = c->sliding_window;
+    const int nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
     const int64_t kvd = (int64_t)c->n_kv_heads * hd;
-    const int pos = s->pos, t0 = first_key(pos, sw), nk = pos + 1;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const int pos = s->pos, nk = pos + 1;
+    /* the residual add folds into the output rows unless a post-norm or multiplier sits
+     * between the product and the add (then: product, then residual_rows as batched) */
+    const bool fold = c->norms == LMP_NORM_PRE &&
+                      !(c->residual_multiplier > 0 && c->residual_multiplier != 1.0f);
     int tid = 0;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
@@ -363,16 +516,23 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
     for (int l = 0; l < c->n_layers; l++) {
         const lmp_layer *L = &m->layers[l];
         float *k = s->kv[l].k + (int64_t)pos * kvd, *v = s->kv[l].v + (int64_t)pos * kvd;
+        const attn_par ap = layer_attn(m, l);
+        const rope_par rp = layer_rope(m, l, s->n_ctx);
+        const int t0 = first_key(pos, ap.window);
+        const float *in = L->attn_norm ? b->xn : x;
+        if (L->attn_norm) {
 #pragma omp single
-        lmp_rmsnorm(b->xn, x, L->attn_norm, d, c->rms_eps);
-        lmp_gemv_team(b->q, b->xn, &L->w[LMP_LIN_Q], L->bias[LMP_LIN_Q], false, b->team);
-        lmp_gemv_team(k, b->xn, &L->w[LMP_LIN_K], L->bias[LMP_LIN_K], false, b->team);
-        lmp_gemv_team(v, b->xn, &L->w[LMP_LIN_V], L->bias[LMP_LIN_V], false, b->team);
+            lmp_rmsnorm(b->xn, x, L->attn_norm, d, c->rms_eps);
+        }
+        lmp_gemv_team(b->q, in, &L->w[LMP_LIN_Q], L->bias[LMP_LIN_Q], false, b->team);
+        lmp_gemv_team(k, in, &L->w[LMP_LIN_K], L->bias[LMP_LIN_K], false, b->team);
+        lmp_gemv_team(v, in, &L->w[LMP_LIN_V], L->bias[LMP_LIN_V], false, b->team);
 #pragma omp barrier
 #pragma omp single
         {
-            rope_apply(m, b->q, 1, pos, nh, b->cs);
-            rope_apply(m, k, 1, pos, c->n_kv_heads, b->cs);
+            qk_norm_rows(m, L, b->q, k, 1);
+            rope_apply(m, b->q, 1, pos, nh, b->cs, rp);
+            rope_apply(m, k, 1, pos, c->n_kv_heads, b->cs, rp);
         }
         /* attention_loop's arithmetic, one task per head */
 #pragma omp for schedule(dynamic, 1)
@@ -381,29 +541,51 @@ static void decode_team(const lmp_model *m, lmp_session *s, float *x, float *log
             const float *qh = b->q + (int64_t)h * hd;
             const float *K = s->kv[l].k, *V = s->kv[l].v;
             for (int t = t0; t < nk; t++)
-                sc[t - t0] = lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd) * scale;
+                sc[t - t0] = score_of(lmp_dot_f32(qh, K + t * kvd + (int64_t)kh * hd, hd), &ap);
             lmp_softmax_f32(sc, nk - t0);
             float *o = b->a + (int64_t)h * hd;
             memset(o, 0, sizeof(float) * (size_t)hd);
             for (int t = t0; t < nk; t++)
                 lmp_axpy_f32(o, sc[t - t0], V + t * kvd + (int64_t)kh * hd, hd);
         }
-        lmp_gemv_team(x, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], true, b->team);
+        if (fold) {
+            lmp_gemv_team(x, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], true, b->team);
+#pragma omp barrier
+        } else {
+            lmp_gemv_team(b->xn, b->a, &L->w[LMP_LIN_O], L->bias[LMP_LIN_O], false, b->team);
 #pragma omp barrier
 #pragma omp single
-        lmp_rmsnorm(b->xn, x, L->ffn_norm, d, c->rms_eps);
-        lmp_gemv_team(b->g, b->xn, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false, b->team);
-        lmp_gemv_team(b->u, b->xn, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false, b->team);
+            residual_rows(m, x, b->xn, L->post_attn_norm, 1);
+        }
+        in = L->ffn_norm ? b->xn : x;
+        if (L->ffn_norm) {
+#pragma omp single
+            lmp_rmsnorm(b->xn, x, L->ffn_norm, d, c->rms_eps);
+        }
+        lmp_gemv_team(b->g, in, &L->w[LMP_LIN_GATE], L->bias[LMP_LIN_GATE], false, b->team);
+        lmp_gemv_team(b->u, in, &L->w[LMP_LIN_UP], L->bias[LMP_LIN_UP], false, b->team);
 #pragma omp barrier
 #pragma omp single
-        lmp_silu_mul(b->g, b->u, ff);
-        lmp_gemv_team(x, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], true, b->team);
+        act_mul(m, b->g, b->u, ff);
+        if (fold) {
+            lmp_gemv_team(x, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], true, b->team);
 #pragma omp barrier
+        } else {
+            lmp_gemv_team(b->xn, b->g, &L->w[LMP_LIN_DOWN], L->bias[LMP_LIN_DOWN], false, b->team);
+#pragma omp barrier
+#pragma omp single
+            residual_rows(m, x, b->xn, L->post_ffn_norm, 1);
+        }
     }
     if (logits) {
 #pragma omp single
         lmp_rmsnorm(x, x, m->final_norm, d, c->rms_eps);
         lmp_gemv_team(logits, x, &m->output, NULL, false, b->team);
+        if ((c->logits_scaling > 0 && c->logits_scaling != 1.0f) || c->final_softcap > 0) {
+#pragma omp barrier
+#pragma omp single
+            logits_post(m, logits, 1);
+        }
     }
 }
 

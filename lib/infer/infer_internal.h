@@ -8,8 +8,14 @@
 #include "infer.h"
 
 typedef struct {
-    float *attn_norm;              /* (hidden) owned f32 */
-    float *ffn_norm;               /* (hidden) owned f32 */
+    float *attn_norm;              /* (hidden) owned f32, as applied ((1 + w) for gemma);
+                                      NULL: no pre-norm (olmo2) */
+    float *ffn_norm;               /* (hidden) owned f32, or NULL */
+    float *post_attn_norm;         /* (hidden) gemma2/3, olmo2: norm of the attention output
+                                      before the residual add; NULL: none */
+    float *post_ffn_norm;          /* (hidden) the same for the FFN output */
+    float *q_norm, *k_norm;        /* (head_dim) per head, or (n_heads*head_dim) and
+                                      (n_kv*head_dim) full width; NULL: none */
     lmp_wmat w[LMP_LIN_COUNT];     /* q (n_heads*head_dim, hidden), k/v (n_kv*head_dim,
                                       hidden), o (hidden, n_heads*head_dim), gate/up (ffn,
                                       hidden), down (hidden, ffn); borrowed */
@@ -40,7 +46,14 @@ struct lmp_model {
     lmp_layer *layers;             /* (n_layers) */
     float *final_norm;             /* (hidden) owned f32 */
     lmp_wmat output;               /* (vocab, hidden): lm_head or the tied embeddings */
-    float *inv_freq;               /* (head_dim/2) RoPE frequencies, scaling applied */
+    float *inv_freq;               /* (rope_dim/2) RoPE frequencies, scaling applied (the
+                                      global layers'; longrope: short factors) */
+    float *inv_freq_local;         /* gemma3 local layers (own base, no scaling), or NULL */
+    float *inv_freq_long;          /* longrope: long factors (contexts past the original), or NULL */
+    float rope_mscale;             /* longrope attention factor on cos/sin (1 otherwise) */
+    int rope_dim;                  /* rotated dims per head (<= head_dim) */
+    float embed_scale;             /* embeddings times this (1: none) */
+    float attn_scale;              /* scores times this (1/sqrt(head_dim) for llama) */
     lmp_tokenizer *tok;            /* owned, or NULL */
     const lmp_model_load_hooks *hooks; /* during lmp_model_load_ex only, else NULL */
     lmp_qtensor **owned_q;         /* (n_owned_q) intgroup weights adopted by the model

@@ -97,7 +97,7 @@ static int grow_ptrs(void **arr, int n, int *cap)
  * order, in memory the model owns. A file-mapped original's pages are dropped from the
  * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
  * so the model's footprint stays one copy of the weights. */
-static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w)
+static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w, bool release)
 {
     void *buf, *arr = m->repacked;
     int rc = grow_ptrs(&arr, m->n_repacked, &m->cap_repacked);
@@ -105,7 +105,7 @@ static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w)
     if (rc || (rc = lmp_wmat_repack(w, &buf)))
         return rc;
     m->repacked[m->n_repacked++] = buf;
-    if (!t->owned)
+    if (release && !t->owned)
         lmp_mmap_release(t->data, t->nbytes);
     return 0;
 }
@@ -131,7 +131,34 @@ static int load_wmat(lmp_model *m, const char *name, int64_t rows, int64_t cols,
     w->data = t->data;
     w->row_bytes = rb;
     w->layout = LMP_WL_ROWS;
-    return lmp_wmat_repack_wanted(w) ? repack(m, t, w) : 0;
+    return lmp_wmat_repack_wanted(w) ? repack(m, t, w, true) : 0;
+}
+
+/* Rows [row0, row0 + rows) of a fused weight of total_rows (phi3 qkv_proj, gate_up_proj) as
+ * a linear of its own: a view into the same bytes (rows are contiguous in every dtype,
+ * block formats included). */
+static int load_wmat_rows(lmp_model *m, const char *name, int64_t row0, int64_t rows,
+                          int64_t total_rows, int64_t cols, lmp_wmat *w)
+{
+    const lmp_tensor *t;
+    int rc = need(m, name, &t);
+    if (rc)
+        return rc;
+    if ((rc = check_shape(t, name, 2, total_rows, cols)))
+        return rc;
+    if (!lmp_gemm_supports(t->dtype))
+        return lmp_err(LMP_EUNSUPPORTED, "tensor %s: dtype %s has no matrix kernel", name,
+                       lmp_dtype_info(t->dtype)->name);
+    size_t rb;
+    if ((rc = check_rows(t, name, total_rows, cols, &rb)))
+        return rc;
+    w->dtype = t->dtype;
+    w->rows = rows;
+    w->cols = cols;
+    w->data = (const uint8_t *)t->data + (size_t)row0 * rb;
+    w->row_bytes = rb;
+    w->layout = LMP_WL_ROWS;
+    return lmp_wmat_repack_wanted(w) ? repack(m, t, w, false) : 0;
 }
 
 /* A small vector (norm weight, bias) converted to an owned f32 copy. */
@@ -158,26 +185,38 @@ static int load_vec(lmp_model *m, const char *name, int64_t n, float **out)
     return 0;
 }
 
+/* A norm weight as the engine applies it: (1 + w) where the checkpoint stores w (gemma HF
+ * folders; computed in f32 as transformers' Gemma RMSNorm does). */
+static int load_norm(lmp_model *m, const char *name, int64_t n, float **out)
+{
+    int rc = load_vec(m, name, n, out);
+    if (!rc && m->cfg.norm_plus1)
+        for (int64_t i = 0; i < n; i++)
+            (*out)[i] = 1.0f + (*out)[i];
+    return rc;
+}
+
 /* ---------------------------------------------------------------- RoPE ------------ */
 
-/* inv_freq[i] = theta^(-2i/d) for the pair i, with the config's scaling. Computed in
- * double and rounded to f32, as transformers' f32 table is (see
- * modeling_rope_utils._compute_llama3_parameters for the Llama 3 rule). */
-static int rope_init(lmp_model *m)
+/* inv_freq[i] = theta^(-2i/d) for the pair i of the d = rope_dim rotated dims, with the
+ * scaling `type` (NONE for gemma3's local layers). Computed in double and rounded to
+ * f32, as transformers' f32 table is (see modeling_rope_utils._compute_llama3_parameters
+ * for the Llama 3 rule, _compute_longrope_parameters for longrope: inv_freq / ext[i]). */
+static float *rope_table(const lmp_config *c, double theta, lmp_rope_scaling type, const float *ext)
 {
-    const lmp_config *c = &m->cfg;
-    int half = c->head_dim / 2;
-    m->inv_freq = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));
-    if (!m->inv_freq)
-        return lmp_err(LMP_ENOMEM, "out of memory");
-    double theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+    const int dim = c->rope_dim > 0 ? c->rope_dim : c->head_dim, half = dim / 2;
+    float *t = malloc(sizeof(float) * (size_t)(half > 0 ? half : 1));
+    if (!t)
+        return NULL;
     for (int i = 0; i < half; i++) {
         /* transformers: 1 / base ** (arange(0, d, 2).float() / d), in f32 */
-        float expo = (float)(2 * i) / (float)c->head_dim;
+        float expo = (float)(2 * i) / (float)dim;
         double f = (double)(float)(1.0 / pow(theta, (double)expo));
-        if (c->rope_type == LMP_ROPE_LINEAR && c->rope_factor > 0) {
+        if (type == LMP_ROPE_LINEAR && c->rope_factor > 0) {
             f /= c->rope_factor;
-        } else if (c->rope_type == LMP_ROPE_LLAMA3) {
+        } else if ((type == LMP_ROPE_LONGROPE || type == LMP_ROPE_FREQS) && ext) {
+            f = 1.0 / ((double)ext[i] * pow(theta, (double)expo));
+        } else if (type == LMP_ROPE_LLAMA3) {
             double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
             double lo = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
             double hi = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
@@ -191,8 +230,48 @@ static int rope_init(lmp_model *m)
                 f = (1.0 - smooth) * f / factor + smooth * f;
             }
         }
-        m->inv_freq[i] = (float)f;
+        t[i] = (float)f;
     }
+    return t;
+}
+
+static int rope_init(lmp_model *m)
+{
+    const lmp_config *c = &m->cfg;
+    double theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+    m->rope_dim = c->rope_dim > 0 && c->rope_dim <= c->head_dim ? c->rope_dim : c->head_dim;
+    m->rope_mscale = 1.0f;
+    const bool lr = c->rope_type == LMP_ROPE_LONGROPE;
+    if (lr && c->n_rope_factors != m->rope_dim / 2)
+        return lmp_err(LMP_EFORMAT, "%s: longrope has %d factors for %d rotated pairs", m->ckpt.path,
+                       c->n_rope_factors, m->rope_dim / 2);
+    if (c->rope_type == LMP_ROPE_FREQS && c->n_rope_factors != m->rope_dim / 2)
+        return lmp_err(LMP_EFORMAT, "%s: rope_freqs has %d factors for %d rotated pairs", m->ckpt.path,
+                       c->n_rope_factors, m->rope_dim / 2);
+    m->inv_freq = rope_table(c, theta, c->rope_type,
+                             lr || c->rope_type == LMP_ROPE_FREQS ? c->rope_short : NULL);
+    if (!m->inv_freq)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (lr) {
+        if (!(m->inv_freq_long = rope_table(c, theta, c->rope_type, c->rope_long)))
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        /* attention factor: sqrt(1 + ln(max / orig) / ln(orig)) unless given */
+        double orig = c->rope_orig_max_pos > 0 ? c->rope_orig_max_pos : c->max_pos;
+        double factor = (double)c->max_pos / orig;
+        m->rope_mscale = c->rope_attn_factor > 0 ? c->rope_attn_factor
+                         : factor <= 1.0    ? 1.0f
+                                            : (float)sqrt(1.0 + log(factor) / log(orig));
+    }
+    if (c->rope_local_theta > 0 &&
+        !(m->inv_freq_local = rope_table(c, c->rope_local_theta, LMP_ROPE_NONE, NULL)))
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    /* embeddings and the attention scale */
+    m->embed_scale = c->embed_sqrt ? sqrtf((float)c->hidden_size)
+                     : c->embed_multiplier > 0 ? c->embed_multiplier
+                                               : 1.0f;
+    m->attn_scale = c->query_pre_attn_scalar > 0 ? (float)(1.0 / sqrt((double)c->query_pre_attn_scalar))
+                    : c->attn_multiplier > 0    ? c->attn_multiplier
+                                                : 1.0f / sqrtf((float)c->head_dim);
     return 0;
 }
 
@@ -236,15 +315,38 @@ static int assemble(lmp_model *m)
         return lmp_err(LMP_ENOMEM, "out of memory");
     for (int l = 0; l < c->n_layers; l++) {
         lmp_layer *L = &m->layers[l];
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        if ((rc = load_vec(m, name, d, &L->attn_norm)))
-            return rc;
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        if ((rc = load_vec(m, name, d, &L->ffn_norm)))
-            return rc;
+        /* norms by layout: llama pre-norms; gemma2/3 pre and post; olmo2 post only */
+        if (c->norms != LMP_NORM_POST) {
+            snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+            if ((rc = load_norm(m, name, d, &L->attn_norm)))
+                return rc;
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l,
+                     c->norms == LMP_NORM_SANDWICH ? "pre_feedforward_layernorm"
+                                                   : "post_attention_layernorm");
+            if ((rc = load_norm(m, name, d, &L->ffn_norm)))
+                return rc;
+        }
+        if (c->norms != LMP_NORM_PRE) {
+            snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+            if ((rc = load_norm(m, name, d, &L->post_attn_norm)))
+                return rc;
+            snprintf(name, sizeof name, "model.layers.%d.post_feedforward_layernorm.weight", l);
+            if ((rc = load_norm(m, name, d, &L->post_ffn_norm)))
+                return rc;
+        }
+        if (c->qk_norm != LMP_QKNORM_NONE) {
+            const bool head = c->qk_norm == LMP_QKNORM_HEAD;
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+            if ((rc = load_norm(m, name, head ? c->head_dim : qd, &L->q_norm)))
+                return rc;
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+            if ((rc = load_norm(m, name, head ? c->head_dim : kvd, &L->k_norm)))
+                return rc;
+        }
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
-            int64_t rows, cols;
+            int64_t rows, cols, row0 = 0, fused_rows = 0;
             bool bias;
+            const char *fused = NULL;
             switch (w) {
             case LMP_LIN_Q: rows = qd, cols = d, bias = c->attn_bias; break;
             case LMP_LIN_K:
@@ -254,9 +356,25 @@ static int assemble(lmp_model *m)
             case LMP_LIN_UP: rows = ff, cols = d, bias = c->mlp_bias; break;
             default: rows = d, cols = ff, bias = c->mlp_bias; break;
             }
+            if (c->fused_qkv && w <= LMP_LIN_V) {
+                fused = "self_attn.qkv_proj";
+                row0 = w == LMP_LIN_Q ? 0 : w == LMP_LIN_K ? qd : qd + kvd;
+                fused_rows = qd + 2 * kvd;
+            } else if (c->fused_gate_up && (w == LMP_LIN_GATE || w == LMP_LIN_UP)) {
+                fused = "mlp.gate_up_proj";
+                row0 = w == LMP_LIN_GATE ? 0 : ff;
+                fused_rows = 2 * ff;
+            }
+            char fname[LMP_MAX_NAME];
+            if (fused)
+                snprintf(fname, sizeof fname, "model.layers.%d.%s.weight", l, fused);
             snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, linear_module(w),
                      g_linear_names[w]);
-            if (!find(m, name) && m->hooks && m->hooks->missing_linear) {
+            if (fused && (find(m, fname) || !m->hooks || !m->hooks->missing_linear)) {
+                /* a view of the fused tensor's rows (biases: phi3 has none) */
+                if ((rc = load_wmat_rows(m, fname, row0, rows, fused_rows, cols, &L->w[w])))
+                    return rc;
+            } else if (!find(m, name) && m->hooks && m->hooks->missing_linear) {
                 /* a quantized checkpoint: the caller's hook installs the weight */
                 char prefix[LMP_MAX_NAME];
                 snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", l, linear_module(w),
@@ -283,7 +401,7 @@ static int assemble(lmp_model *m)
             }
         }
     }
-    if ((rc = load_vec(m, "model.norm.weight", d, &m->final_norm)))
+    if ((rc = load_norm(m, "model.norm.weight", d, &m->final_norm)))
         return rc;
 
     /* output matrix: lm_head, or the embeddings when tied (GGUF omits `output` then) */
@@ -369,6 +487,10 @@ void lmp_model_free(lmp_model *m)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
+            free(m->layers[l].post_attn_norm);
+            free(m->layers[l].post_ffn_norm);
+            free(m->layers[l].q_norm);
+            free(m->layers[l].k_norm);
             for (int w = 0; w < LMP_LIN_COUNT; w++) {
                 free(m->layers[l].bias[w]);
                 lmp_lora_lin_free(m->layers[l].lora[w]);
@@ -386,6 +508,8 @@ void lmp_model_free(lmp_model *m)
     free(m->owned_q);
     free(m->final_norm);
     free(m->inv_freq);
+    free(m->inv_freq_local);
+    free(m->inv_freq_long);
     lmp_tokenizer_free(m->tok);
     lmp_ckpt_close(&m->ckpt);
     free(m);
@@ -518,6 +642,9 @@ int lmp_model_embed(const lmp_model *m, const int32_t *tokens, int64_t n, float 
                            m->n_vocab);
         const uint8_t *row = (const uint8_t *)m->embed->data + (size_t)tokens[i] * m->embed_row_bytes;
         tr->to_f32(row, x + i * d, d);
+        if (m->embed_scale != 1.0f) /* gemma sqrt(hidden), granite embedding_multiplier */
+            for (int64_t j = 0; j < d; j++)
+                x[i * d + j] *= m->embed_scale;
     }
     return 0;
 }

@@ -43,6 +43,10 @@ const lmp_tensor *lmp_ckpt_find_hf(const lmp_ckpt *c, const char *hf_name);
  * "blk.3.ffn_down.weight"). Return LMP_ENOTFOUND for names with no mapping. */
 int lmp_name_hf_to_gguf(const char *hf, char *out, size_t n);
 int lmp_name_gguf_to_hf(const char *gg, char *out, size_t n);
+/* The same for a GGUF architecture whose names differ from llama's (gemma2/gemma3/olmo2
+ * post-norms, phi3's attn_qkv and fused ffn_up); arch NULL or any other: as above. */
+int lmp_name_hf_to_gguf_arch(const char *arch, const char *hf, char *out, size_t n);
+int lmp_name_gguf_to_hf_arch(const char *arch, const char *gg, char *out, size_t n);
 
 /* Row permutation between HF rotate-half and ggml interleaved RoPE layouts for a q or k
  * projection with n_head heads (rows = n_head * head_dim). to_gguf selects direction.

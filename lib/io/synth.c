@@ -73,8 +73,100 @@ static lmp_synth_preset g_presets[] = {
      P("llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e-5f, 10000.0f, false)},
     {"llama-3.2-1b", "Llama-3.2-1B shapes: d 2048, 16 layers, 32/8 heads, FFN 8192, vocab 128256, llama3 RoPE",
      P("llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, 1e-5f, 500000.0f, true)},
+    /* issue 16 families: tiny ones for the golden tests (vocab 512, each feature of the
+     * family exercised within 72 positions), then real shapes */
+    {"tiny-phi3", "phi3: fused qkv/gate_up, partial RoPE 0.75, longrope (original ctx 32), window 48, tied",
+     P("phi3", 128, 256, 2, 4, 2, 32, 512, 128, 1e-5f, 10000.0f, true)},
+    {"tiny-gemma", "gemma: (1+w) norms, GeGLU, embeddings x sqrt(d), head_dim 64 != d/heads",
+     P("gemma", 128, 256, 2, 4, 1, 64, 512, 512, 1e-6f, 10000.0f, true)},
+    {"tiny-gemma2", "gemma2: pre/post norms, soft-caps 20/3, query_pre_attn_scalar 24, window 16 on even layers",
+     P("gemma2", 128, 256, 3, 4, 2, 32, 512, 512, 1e-6f, 10000.0f, true)},
+    {"tiny-gemma3", "gemma3_text: per-head (1+w) q/k norms, window 16 on 2 of 3 layers, local theta 1e4, global linear x8",
+     P("gemma3_text", 128, 256, 3, 4, 1, 64, 512, 512, 1e-6f, 1000000.0f, true)},
+    {"tiny-qwen3", "qwen3: per-head q/k RMSNorm, head_dim 64 != d/heads, tied",
+     P("qwen3", 128, 256, 2, 4, 2, 64, 512, 512, 1e-6f, 1000000.0f, true)},
+    {"tiny-smollm3", "smollm3: no RoPE on every 4th layer (4 layers)",
+     P("smollm3", 128, 256, 4, 4, 2, 32, 512, 512, 1e-6f, 2000000.0f, true)},
+    {"tiny-granite", "granite: embedding x12, attention 0.1, residual 0.22, logits /8",
+     P("granite", 128, 256, 2, 4, 2, 32, 512, 512, 1e-5f, 10000.0f, true)},
+    {"tiny-olmo2", "olmo2: post-norms only, full-width q/k RMSNorm, untied",
+     P("olmo2", 128, 256, 2, 4, 4, 32, 512, 512, 1e-6f, 500000.0f, false)},
+    {"phi-4-mini", "Phi-4-mini shapes: d 3072, 32 layers, 24/8 heads, FFN 8192, vocab 200064, partial RoPE 0.75, longrope",
+     P("phi3", 3072, 8192, 32, 24, 8, 128, 200064, 131072, 1e-5f, 10000.0f, true)},
+    {"phi-3.5-mini", "Phi-3.5-mini shapes: d 3072, 32 layers, 32/32 heads, FFN 8192, vocab 32064, longrope",
+     P("phi3", 3072, 8192, 32, 32, 32, 96, 32064, 131072, 1e-5f, 10000.0f, false)},
+    {"gemma-3-1b", "Gemma-3-1B shapes: d 1152, 26 layers, 4/1 heads of 256, FFN 6912, vocab 262144, 5 local : 1 global",
+     P("gemma3_text", 1152, 6912, 26, 4, 1, 256, 262144, 32768, 1e-6f, 1000000.0f, true)},
+    {"gemma-3-270m", "Gemma-3-270M shapes: d 640, 18 layers, 4/1 heads of 256, FFN 2048, vocab 262144",
+     P("gemma3_text", 640, 2048, 18, 4, 1, 256, 262144, 32768, 1e-6f, 1000000.0f, true)},
+    {"gemma-2-2b", "Gemma-2-2B shapes: d 2304, 26 layers, 8/4 heads of 256, FFN 9216, vocab 256000, soft-caps",
+     P("gemma2", 2304, 9216, 26, 8, 4, 256, 256000, 8192, 1e-6f, 10000.0f, true)},
+    {"qwen3-0.6b", "Qwen3-0.6B shapes: d 1024, 28 layers, 16/8 heads of 128, FFN 3072, vocab 151936",
+     P("qwen3", 1024, 3072, 28, 16, 8, 128, 151936, 40960, 1e-6f, 1000000.0f, true)},
+    {"qwen3-4b", "Qwen3-4B shapes: d 2560, 36 layers, 32/8 heads of 128, FFN 9728, vocab 151936",
+     P("qwen3", 2560, 9728, 36, 32, 8, 128, 151936, 40960, 1e-6f, 1000000.0f, true)},
+    {"smollm3-3b", "SmolLM3-3B shapes: d 2048, 36 layers, 16/4 heads, FFN 11008, vocab 128256, no RoPE every 4th layer",
+     P("smollm3", 2048, 11008, 36, 16, 4, 128, 128256, 65536, 1e-6f, 5000000.0f, true)},
+    {"granite-3.3-2b", "Granite-3.3-2B shapes: d 2048, 40 layers, 32/8 heads, FFN 8192, vocab 49159, multipliers",
+     P("granite", 2048, 8192, 40, 32, 8, 64, 49159, 131072, 1e-5f, 10000000.0f, true)},
+    {"olmo2-1b", "OLMo-2-1B shapes: d 2048, 16 layers, 16/16 heads, FFN 8192, vocab 100352",
+     P("olmo2", 2048, 8192, 16, 16, 16, 128, 100352, 4096, 1e-6f, 500000.0f, false)},
     {.name = NULL},
 };
+
+/* The family keys of the issue-16 presets (the tiny ones chosen so that each feature
+ * shows within the golden tests' 72 positions). */
+static void family_preset(const char *name, lmp_config *c)
+{
+    const char *ty = c->model_type;
+    bool tiny = strncmp(name, "tiny-", 5) == 0;
+    if (strcmp(ty, "phi3") == 0) {
+        c->rope_type = LMP_ROPE_LONGROPE;
+        if (strcmp(name, "phi-3.5-mini") != 0) {
+            c->partial_rotary = 0.75f;
+            c->rope_dim = c->head_dim * 3 / 4;
+        }
+        c->n_rope_factors = c->rope_dim / 2;
+        c->rope_orig_max_pos = tiny ? 32 : 4096;
+        c->sliding_window = tiny ? 48 : 262144;
+        /* short factors near 1, long ones ramping up to the context ratio (the shape of the
+         * published lists, not their values) */
+        double ratio = (double)c->max_pos / c->rope_orig_max_pos;
+        for (int i = 0; i < c->n_rope_factors; i++) {
+            double t = (double)i / (c->n_rope_factors - 1);
+            c->rope_short[i] = (float)(1.0 + 0.5 * t * t);
+            c->rope_long[i] = (float)(1.0 + (ratio * 1.5 - 1.0) * t * t);
+        }
+    } else if (strcmp(ty, "gemma2") == 0 || strcmp(ty, "gemma3_text") == 0) {
+        bool g2 = strcmp(ty, "gemma2") == 0;
+        c->swa_layers = true;
+        c->sliding_window = tiny ? 16 : g2 ? 4096 : 512;
+        for (int l = 0; l < c->n_layers; l++)
+            if (g2 ? l % 2 == 0 : (l + 1) % (tiny ? 3 : 6) != 0)
+                c->layer_flags[l] |= LMP_LAYER_SLIDING;
+        c->query_pre_attn_scalar = tiny && g2 ? 24.0f : (float)c->head_dim;
+        if (g2) {
+            c->attn_softcap = tiny ? 20.0f : 50.0f;
+            c->final_softcap = tiny ? 3.0f : 30.0f;
+        } else {
+            c->rope_local_theta = 10000.0f;
+            if (tiny) { /* as Gemma 3 4B and up: linear scaling on the global layers */
+                c->rope_type = LMP_ROPE_LINEAR;
+                c->rope_factor = 8.0f;
+            }
+        }
+    } else if (strcmp(ty, "smollm3") == 0) {
+        c->no_rope_interval = 4;
+        for (int l = 0; l < c->n_layers; l++)
+            if ((l + 1) % 4 == 0)
+                c->layer_flags[l] |= LMP_LAYER_NOROPE;
+    } else if (strcmp(ty, "granite") == 0) {
+        c->embed_multiplier = 12.0f;
+        c->attn_multiplier = tiny ? 0.1f : 0.015625f;
+        c->residual_multiplier = 0.22f;
+        c->logits_scaling = tiny ? 8.0f : 8.0f;
+    }
+}
 
 static void fix_presets(void)
 {
@@ -84,9 +176,9 @@ static void fix_presets(void)
     done = 1;
     for (lmp_synth_preset *p = g_presets; p->name; p++) {
         lmp_config *c = &p->config;
-        snprintf(c->arch, sizeof c->arch, "%s", strcmp(c->model_type, "qwen2") == 0 ? "qwen2" : "llama");
-        if (strcmp(c->model_type, "qwen2") == 0)
-            c->attn_bias = true;
+        lmp_config_apply_family(c); /* every preset's model_type is in the table */
+        c->rope_dim = c->head_dim;
+        family_preset(p->name, c);
         if (strcmp(p->name, "tiny-llama3") == 0 || strcmp(p->name, "llama-3.2-1b") == 0) {
             c->rope_type = LMP_ROPE_LLAMA3;
             c->rope_factor = 32;
@@ -418,13 +510,13 @@ typedef struct {
     char name[LMP_MAX_NAME];
     int ndim;
     int64_t shape[2];
-    int kind; /* 0 linear weight, 1 norm, 2 bias, 3 embedding/lm_head */
+    int kind; /* 0 linear weight, 1 norm, 2 bias, 3 embedding/lm_head, 4 norm stored as w - 1 */
     int64_t fan_in;
 } synth_tensor;
 
 static int plan_tensors(const lmp_config *c, synth_tensor **out)
 {
-    int cap = 16 + c->n_layers * 12, n = 0;
+    int cap = 16 + c->n_layers * 20, n = 0;
     synth_tensor *t = calloc((size_t)cap, sizeof *t);
     if (!t)
         return -1;
@@ -448,24 +540,53 @@ static int plan_tensors(const lmp_config *c, synth_tensor **out)
         snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                      \
         ADD(nm, nd, s0, s1, k, fi);                                                                    \
     } while (0)
-        L("input_layernorm.weight", 1, d, 0, 1, 1);
-        L("self_attn.q_proj.weight", 2, q, d, 0, d);
-        if (c->attn_bias)
-            L("self_attn.q_proj.bias", 1, q, 0, 2, 1);
-        L("self_attn.k_proj.weight", 2, kv, d, 0, d);
-        if (c->attn_bias)
-            L("self_attn.k_proj.bias", 1, kv, 0, 2, 1);
-        L("self_attn.v_proj.weight", 2, kv, d, 0, d);
-        if (c->attn_bias)
-            L("self_attn.v_proj.bias", 1, kv, 0, 2, 1);
+        const int nk = c->norm_plus1 ? 4 : 1; /* (1 + w) norms: w near 0 */
+        if (c->norms != LMP_NORM_POST)
+            L("input_layernorm.weight", 1, d, 0, nk, 1);
+        if (c->fused_qkv) {
+            L("self_attn.qkv_proj.weight", 2, q + 2 * kv, d, 0, d);
+        } else {
+            L("self_attn.q_proj.weight", 2, q, d, 0, d);
+            if (c->attn_bias)
+                L("self_attn.q_proj.bias", 1, q, 0, 2, 1);
+            L("self_attn.k_proj.weight", 2, kv, d, 0, d);
+            if (c->attn_bias)
+                L("self_attn.k_proj.bias", 1, kv, 0, 2, 1);
+            L("self_attn.v_proj.weight", 2, kv, d, 0, d);
+            if (c->attn_bias)
+                L("self_attn.v_proj.bias", 1, kv, 0, 2, 1);
+        }
         L("self_attn.o_proj.weight", 2, d, q, 0, q);
-        L("post_attention_layernorm.weight", 1, d, 0, 1, 1);
-        L("mlp.gate_proj.weight", 2, f, d, 0, d);
-        L("mlp.up_proj.weight", 2, f, d, 0, d);
+        if (c->o_bias)
+            L("self_attn.o_proj.bias", 1, d, 0, 2, 1);
+        if (c->qk_norm == LMP_QKNORM_HEAD) {
+            L("self_attn.q_norm.weight", 1, c->head_dim, 0, nk, 1);
+            L("self_attn.k_norm.weight", 1, c->head_dim, 0, nk, 1);
+        } else if (c->qk_norm == LMP_QKNORM_FULL) {
+            L("self_attn.q_norm.weight", 1, q, 0, nk, 1);
+            L("self_attn.k_norm.weight", 1, kv, 0, nk, 1);
+        }
+        L("post_attention_layernorm.weight", 1, d, 0, nk, 1);
+        if (c->norms == LMP_NORM_SANDWICH)
+            L("pre_feedforward_layernorm.weight", 1, d, 0, nk, 1);
+        if (c->norms != LMP_NORM_PRE)
+            L("post_feedforward_layernorm.weight", 1, d, 0, nk, 1);
+        if (c->fused_gate_up) {
+            L("mlp.gate_up_proj.weight", 2, 2 * f, d, 0, d);
+        } else {
+            L("mlp.gate_proj.weight", 2, f, d, 0, d);
+            if (c->mlp_bias)
+                L("mlp.gate_proj.bias", 1, f, 0, 2, 1);
+            L("mlp.up_proj.weight", 2, f, d, 0, d);
+            if (c->mlp_bias)
+                L("mlp.up_proj.bias", 1, f, 0, 2, 1);
+        }
         L("mlp.down_proj.weight", 2, d, f, 0, f);
+        if (c->mlp_bias)
+            L("mlp.down_proj.bias", 1, d, 0, 2, 1);
 #undef L
     }
-    ADD("model.norm.weight", 1, d, 0, 1, 1);
+    ADD("model.norm.weight", 1, d, 0, c->norm_plus1 ? 4 : 1, 1);
     if (!c->tie_embeddings)
         ADD("lm_head.weight", 2, V, d, 3, d);
 #undef ADD

@@ -329,6 +329,21 @@ restore:
     return rc;
 }
 
+/* act(g) * u in place on n values: SwiGLU, or GeGLU with the tanh GELU (gemma; the
+ * engine's forward.c computes the same) */
+static void act_mul(const awq_ctx *a, float *g, const float *u, int64_t n)
+{
+    if (lmp_model_config(a->m)->act != LMP_ACT_GELU_TANH) {
+        lmp_silu_mul(g, u, n);
+        return;
+    }
+    const float k = 0.7978845608028654f;
+    for (int64_t j = 0; j < n; j++) {
+        const float x = g[j];
+        g[j] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[j];
+    }
+}
+
 /* MLP output error: down(silu(gate x) * up x) with candidate gate/up vs the originals.
  * href: the original silu(gate x) * up x of every token (T, ff), or NULL (recomputed);
  * cg == NULL fills href instead. */
@@ -359,7 +374,7 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, d
                         outs[i][t * ff + j] += b[j];
         }
         if (!cg) {
-            lmp_silu_mul(gr, ur, k * ff);
+            act_mul(a, gr, ur, k * ff);
             memcpy(href + t0 * ff, gr, sizeof(float) * (size_t)(k * ff));
             continue;
         }
@@ -367,8 +382,8 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, d
         if (href)
             ref = href + t0 * ff;
         else
-            lmp_silu_mul(gr, ur, k * ff);
-        lmp_silu_mul(gc, uc, k * ff);
+            act_mul(a, gr, ur, k * ff);
+        act_mul(a, gc, uc, k * ff);
         for (int64_t i = 0; i < k * ff; i++)
             gc[i] -= ref[i];
         acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
@@ -783,6 +798,16 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         return lmp_err(LMP_EINVAL, "quantize: AWQ needs calibration text (--calib FILE)");
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;
+    /* AWQ folds the scales of q/k/v and gate/up into the RMSNorm in front of them: a block
+     * without one (olmo2's post-norm-only layout) has nowhere exact to put them, so it is
+     * refused rather than quantized wrongly. A post-norm after o/down (gemma2/3) does not
+     * matter: v->o and up->down folds leave those outputs unchanged. */
+    if (c->norms == LMP_NORM_POST || !lmp_model_norm_mut(m, 0, false) || !lmp_model_norm_mut(m, 0, true))
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantize: AWQ needs a norm in front of q/k/v and gate/up to fold its scales "
+                       "into; %s has none (its norms follow the attention and the MLP): use --method "
+                       "gptq or rtn",
+                       c->model_type);
     res->n_layers = nl;
     res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
     res->layer_seconds = calloc((size_t)nl, sizeof *res->layer_seconds);

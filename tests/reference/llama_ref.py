@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """
-Independent reference forward pass for Llama-family decoders (llama, mistral, qwen2),
-written from the model definitions, in float64 PyTorch. It is the referee that lmpress's
+Independent reference forward pass for the decoder families lmpress runs (llama, mistral,
+qwen2, and issue 16's phi3, gemma, gemma2, gemma3_text, qwen3, smollm3, granite, olmo2),
+written from the published model definitions, in float64 PyTorch. It is the referee that lmpress's
 inference engine is held to (golden/*.h5, tests/unit/test_golden.c): it shares no code
 with lmpress and reads checkpoints with its own few lines of safetensors parsing.
 
@@ -17,6 +18,28 @@ What it computes, per the Hugging Face model definitions:
   Attention: scores / sqrt(head_dim), causal mask (plus mistral's sliding window when set:
         query i sees keys j with i - window < j <= i), softmax, GQA by repeating each K/V
         head for n_heads / n_kv_heads query heads. q/k/v biases when present (qwen2).
+
+The other families change that block as their model definitions say (FAMILIES below):
+  phi3:    q/k/v rows of one fused qkv_proj, gate/up halves of one gate_up_proj; RoPE on
+           the first partial_rotary_factor * head_dim dims only; LongRoPE: inv_freq_i /
+           ext_i with ext = long_factor when the sequence is longer than
+           original_max_position_embeddings else short_factor, cos/sin times the attention
+           factor sqrt(1 + ln(max/orig) / ln(orig)); sliding window on every layer.
+  gemma:   RMSNorm times (1 + w); embeddings times sqrt(hidden_size); GeGLU with the tanh
+           GELU; tied.  gemma2: plus a norm of each branch output before the residual add
+           (post_attention_layernorm, post_feedforward_layernorm; the FFN's input norm is
+           pre_feedforward_layernorm), scores scaled by query_pre_attn_scalar^-1/2 and
+           soft-capped (cap * tanh(s / cap)), final logits soft-capped, a sliding window
+           on the layers layer_types marks.  gemma3_text: plus per-head (1 + w) RMSNorm of
+           q and k before RoPE; the sliding layers use rope_local_base_freq, unscaled.
+  qwen3:   per-head RMSNorm of q and k before RoPE.
+  smollm3: no RoPE on the layers whose no_rope_layers entry is 0.
+  granite: embeddings times embedding_multiplier, scores times attention_multiplier
+           (instead of 1/sqrt(head_dim)), branch outputs times residual_multiplier, logits
+           divided by logits_scaling.
+  olmo2:   no input norms; each branch output normed (post_attention_layernorm,
+           post_feedforward_layernorm) before the add; q and k RMSNormed over their whole
+           projection width before RoPE.
 
 Weights stored as F32, F16 or BF16 are upcast exactly to float64; everything after that is
 float64. Not here: tokenization (callers pass token ids), sampling, quantized formats.
@@ -103,11 +126,30 @@ def safetensors_dtype(folder):
     return "?"
 
 
+# Block features per model_type (from each family's published model definition).
+FAMILIES = {
+    "llama": {}, "mistral": {}, "qwen2": {}, "smollm3": {}, "granite": {},
+    "phi3": {"fused": True},
+    "gemma": {"plus1": True, "gelu": True, "emb_sqrt": True},
+    "gemma2": {"plus1": True, "gelu": True, "emb_sqrt": True, "sandwich": True},
+    "gemma3_text": {"plus1": True, "gelu": True, "emb_sqrt": True, "sandwich": True, "qknorm": "head"},
+    "qwen3": {"qknorm": "head"},
+    "olmo2": {"post": True, "qknorm": "full"},
+}
+
+
 class Config:
     def __init__(self, d):
         self.model_type = d.get("model_type", "llama")
-        if self.model_type not in ("llama", "mistral", "qwen2"):
+        if self.model_type not in FAMILIES:
             raise ValueError("unsupported model_type %s" % self.model_type)
+        f = FAMILIES[self.model_type]
+        self.fused = f.get("fused", False)
+        self.plus1 = f.get("plus1", False)
+        self.gelu = f.get("gelu", False)
+        self.sandwich = f.get("sandwich", False)
+        self.post = f.get("post", False)
+        self.qknorm = f.get("qknorm")
         self.hidden = d["hidden_size"]
         self.ffn = d["intermediate_size"]
         self.n_layers = d["num_hidden_layers"]
@@ -119,18 +161,52 @@ class Config:
         self.theta = float(d.get("rope_theta", 10000.0))
         self.rope_scaling = d.get("rope_scaling") or None
         self.tied = bool(d.get("tie_word_embeddings", False))
-        # Sliding-window attention: mistral on every layer when sliding_window is set;
-        # qwen2 only with use_sliding_window, on layers >= max_window_layers.
+        self.max_pos = int(d.get("max_position_embeddings", 2048))
+        self.rope_dim = int(self.head_dim * float(d.get("partial_rotary_factor") or 1.0))
+        self.orig_max_pos = d.get("original_max_position_embeddings")
+        self.local_theta = d.get("rope_local_base_freq")
+        self.emb_scale = math.sqrt(self.hidden) if f.get("emb_sqrt") else 1.0
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        if d.get("query_pre_attn_scalar"):
+            self.scale = float(d["query_pre_attn_scalar"]) ** -0.5
+        self.attn_cap = d.get("attn_logit_softcapping") or 0.0
+        self.final_cap = d.get("final_logit_softcapping") or 0.0
+        self.resid_mult = 1.0
+        self.logits_div = 1.0
+        if self.model_type == "granite":
+            self.emb_scale = float(d.get("embedding_multiplier", 1.0))
+            self.scale = float(d.get("attention_multiplier", 1.0))
+            self.resid_mult = float(d.get("residual_multiplier", 1.0))
+            self.logits_div = float(d.get("logits_scaling", 1.0))
+        # RoPE per layer (smollm3: no_rope_layers[i] == 0 means no RoPE on layer i)
+        self.use_rope = [True] * self.n_layers
+        if self.model_type == "smollm3" and d.get("no_rope_layers"):
+            self.use_rope = [bool(x) for x in d["no_rope_layers"]]
+        # Sliding-window attention: mistral and phi3 on every layer when sliding_window is
+        # set; qwen2 only with use_sliding_window, on layers >= max_window_layers; gemma2/3
+        # on the layers layer_types marks.
         self.sliding_window = None
         self.window_from_layer = 0
+        self.sliding_layers = None
         sw = d.get("sliding_window")
-        if self.model_type == "mistral" and sw:
+        if self.model_type in ("mistral", "phi3") and sw:
             self.sliding_window = int(sw)
         if self.model_type == "qwen2" and d.get("use_sliding_window") and sw:
             self.sliding_window = int(sw)
             self.window_from_layer = int(d.get("max_window_layers", self.n_layers))
-        if d.get("hidden_act", "silu") != "silu":
-            raise ValueError("unsupported hidden_act %s" % d.get("hidden_act"))
+        if self.model_type in ("gemma2", "gemma3_text"):
+            self.sliding_window = int(sw)
+            self.sliding_layers = [t == "sliding_attention" for t in d["layer_types"]]
+        act = d.get("hidden_activation") or d.get("hidden_act", "silu")
+        if act != ("gelu_pytorch_tanh" if self.gelu else "silu"):
+            raise ValueError("unsupported activation %s for %s" % (act, self.model_type))
+
+    def windowed(self, layer):
+        if not self.sliding_window:
+            return False
+        if self.sliding_layers is not None:
+            return self.sliding_layers[layer]
+        return layer >= self.window_from_layer
 
 
 def load_config(folder):
@@ -138,17 +214,29 @@ def load_config(folder):
         return Config(json.load(f))
 
 
-def rope_inv_freq(cfg):
-    """inv_freq[head_dim/2] in float64, with the config's rope_scaling applied.
-    Returns (inv_freq, position_divisor)."""
-    hd = cfg.head_dim
-    inv = 1.0 / (cfg.theta ** (torch.arange(0, hd, 2, dtype=DTYPE) / hd))
-    rs = cfg.rope_scaling
+def rope_inv_freq(cfg, theta=None, scaling=True, seq_len=0):
+    """inv_freq[rope_dim/2] in float64, with the config's rope_scaling applied (unless
+    scaling is False: gemma3's local layers). Returns (inv_freq, position_divisor,
+    cos_sin_scale). LongRoPE picks the long factors when seq_len exceeds the original
+    context (transformers' dynamic rule for one forward call over the whole sequence)."""
+    hd = cfg.rope_dim
+    base = cfg.theta if theta is None else theta
+    inv = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=DTYPE) / hd))
+    rs = cfg.rope_scaling if scaling else None
     if not rs:
-        return inv, 1.0
+        return inv, 1.0, 1.0
     kind = rs.get("rope_type", rs.get("type"))
     if kind == "linear":
-        return inv, float(rs["factor"])
+        return inv, float(rs["factor"]), 1.0
+    if kind in ("longrope", "su"):
+        orig = cfg.orig_max_pos or cfg.max_pos
+        ext = rs["long_factor"] if seq_len > orig else rs["short_factor"]
+        ext = torch.tensor([float(x) for x in ext], dtype=DTYPE)
+        factor = cfg.max_pos / orig
+        af = rs.get("attention_factor")
+        if af is None:
+            af = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+        return inv / ext, 1.0, float(af)
     if kind == "llama3":
         factor = float(rs["factor"])
         lo = float(rs["low_freq_factor"])
@@ -167,24 +255,30 @@ def rope_inv_freq(cfg):
             else:  # in between: blend the two linearly in orig / wavelen
                 s = (orig / w - lo) / (hi - lo)
                 out[i] = (1 - s) * inv[i] / factor + s * inv[i]
-        return out, 1.0
+        return out, 1.0, 1.0
     if kind in (None, "default"):
-        return inv, 1.0
+        return inv, 1.0, 1.0
     raise ValueError("unsupported rope_scaling %r" % (rs,))
 
 
-def apply_rope(x, pos, inv, div):
-    """x [heads, n, head_dim] in the rotate-half layout; pos [n] absolute positions."""
-    ang = (pos.to(DTYPE) / div)[:, None] * inv[None, :]  # [n, hd/2]
-    cos = torch.cos(ang)
-    sin = torch.sin(ang)
-    h = x.shape[-1] // 2
-    a, b = x[..., :h], x[..., h:]
-    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+def apply_rope(x, pos, inv, div, mscale=1.0):
+    """x [heads, n, head_dim]: the first 2 * len(inv) dims rotated in the rotate-half
+    layout (partial rotary leaves the rest as is); pos [n] absolute positions."""
+    ang = (pos.to(DTYPE) / div)[:, None] * inv[None, :]  # [n, rot/2]
+    cos = torch.cos(ang) * mscale
+    sin = torch.sin(ang) * mscale
+    h = inv.numel()
+    a, b, rest = x[..., :h], x[..., h:2 * h], x[..., 2 * h:]
+    return torch.cat([a * cos - b * sin, b * cos + a * sin, rest], dim=-1)
 
 
-def rms_norm(x, w, eps):
-    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * w
+def rms_norm(x, w, eps, plus1=False):
+    """x / sqrt(mean(x^2) + eps) * w; gemma's norms multiply by (1 + w)."""
+    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * ((1.0 + w) if plus1 else w)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
 class Model:
@@ -192,7 +286,6 @@ class Model:
         self.folder = folder
         self.cfg = load_config(folder)
         self.w = load_weights(folder)
-        self.inv, self.div = rope_inv_freq(self.cfg)
         c = self.cfg
         emb = self.w["model.embed_tokens.weight"]
         if emb.shape[1] != c.hidden:
@@ -206,6 +299,9 @@ class Model:
         b = self.w.get(name + ".bias")
         return y + b if b is not None else y
 
+    def _norm(self, x, name):
+        return rms_norm(x, self.w[name + ".weight"], self.cfg.eps, self.cfg.plus1)
+
     def forward(self, ids):
         """Causal forward pass over ids (list/array of ints); returns float64 logits [n, vocab]."""
         c = self.cfg
@@ -218,30 +314,69 @@ class Model:
         windowed = causal
         if c.sliding_window:
             windowed = causal | (pos[None, :] <= pos[:, None] - c.sliding_window)
-        h = self.w["model.embed_tokens.weight"][ids]
+        rope_global = rope_inv_freq(c, seq_len=n)
+        rope_local = rope_inv_freq(c, theta=float(c.local_theta), scaling=False) if c.local_theta else None
+        h = self.w["model.embed_tokens.weight"][ids] * c.emb_scale
         rep = c.n_heads // c.n_kv
+        qd, kvd = c.n_heads * c.head_dim, c.n_kv * c.head_dim
         for L in range(c.n_layers):
             p = "model.layers.%d." % L
-            x = rms_norm(h, self.w[p + "input_layernorm.weight"], c.eps)
-            q = self._lin(x, p + "self_attn.q_proj").view(n, c.n_heads, c.head_dim).transpose(0, 1)
-            k = self._lin(x, p + "self_attn.k_proj").view(n, c.n_kv, c.head_dim).transpose(0, 1)
-            v = self._lin(x, p + "self_attn.v_proj").view(n, c.n_kv, c.head_dim).transpose(0, 1)
-            q = apply_rope(q, pos, self.inv, self.div)
-            k = apply_rope(k, pos, self.inv, self.div)
+            x = h if c.post else self._norm(h, p + "input_layernorm")
+            if c.fused:
+                qkv = self._lin(x, p + "self_attn.qkv_proj")
+                q, k, v = qkv[:, :qd], qkv[:, qd:qd + kvd], qkv[:, qd + kvd:]
+            else:
+                q = self._lin(x, p + "self_attn.q_proj")
+                k = self._lin(x, p + "self_attn.k_proj")
+                v = self._lin(x, p + "self_attn.v_proj")
+            if c.qknorm == "full":
+                q = self._norm(q, p + "self_attn.q_norm")
+                k = self._norm(k, p + "self_attn.k_norm")
+            q = q.view(n, c.n_heads, c.head_dim).transpose(0, 1)
+            k = k.view(n, c.n_kv, c.head_dim).transpose(0, 1)
+            v = v.view(n, c.n_kv, c.head_dim).transpose(0, 1)
+            if c.qknorm == "head":
+                q = self._norm(q, p + "self_attn.q_norm")
+                k = self._norm(k, p + "self_attn.k_norm")
+            if c.use_rope[L]:
+                inv, div, ms = rope_local if (rope_local and c.windowed(L)) else rope_global
+                q = apply_rope(q, pos, inv, div, ms)
+                k = apply_rope(k, pos, inv, div, ms)
             k = k.repeat_interleave(rep, dim=0)  # query head j uses kv head j // rep
             v = v.repeat_interleave(rep, dim=0)
-            s = q @ k.transpose(1, 2) / math.sqrt(c.head_dim)
-            mask = windowed if c.sliding_window and L >= c.window_from_layer else causal
+            s = q @ k.transpose(1, 2) * c.scale
+            if c.attn_cap:
+                s = torch.tanh(s / c.attn_cap) * c.attn_cap
+            mask = windowed if c.windowed(L) else causal
             s = s.masked_fill(mask[None], float("-inf"))
             a = torch.softmax(s, dim=-1) @ v  # [heads, n, hd]
             a = a.transpose(0, 1).reshape(n, c.n_heads * c.head_dim)
-            h = h + self._lin(a, p + "self_attn.o_proj")
-            x = rms_norm(h, self.w[p + "post_attention_layernorm.weight"], c.eps)
-            g = self._lin(x, p + "mlp.gate_proj")
-            u = self._lin(x, p + "mlp.up_proj")
-            h = h + self._lin(torch.nn.functional.silu(g) * u, p + "mlp.down_proj")
-        h = rms_norm(h, self.w["model.norm.weight"], c.eps)
-        return h @ self.head.T
+            o = self._lin(a, p + "self_attn.o_proj")
+            if c.sandwich or c.post:
+                o = self._norm(o, p + "post_attention_layernorm")
+            h = h + o * c.resid_mult
+            if c.post:
+                x = h
+            elif c.sandwich:
+                x = self._norm(h, p + "pre_feedforward_layernorm")
+            else:
+                x = self._norm(h, p + "post_attention_layernorm")
+            if c.fused:
+                gu = self._lin(x, p + "mlp.gate_up_proj")
+                g, u = gu[:, :c.ffn], gu[:, c.ffn:]
+            else:
+                g = self._lin(x, p + "mlp.gate_proj")
+                u = self._lin(x, p + "mlp.up_proj")
+            act = gelu_tanh(g) if c.gelu else torch.nn.functional.silu(g)
+            f = self._lin(act * u, p + "mlp.down_proj")
+            if c.sandwich or c.post:
+                f = self._norm(f, p + "post_feedforward_layernorm")
+            h = h + f * c.resid_mult
+        h = self._norm(h, "model.norm")
+        logits = h @ self.head.T / c.logits_div
+        if c.final_cap:
+            logits = torch.tanh(logits / c.final_cap) * c.final_cap
+        return logits
 
 
 def nll_rows(logits, targets):

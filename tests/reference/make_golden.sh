@@ -36,6 +36,12 @@ synth_golden() {
         --token-seed "$tseed" "$@"
 }
 
+ONLY=${ONLY:-}
+if [ -n "$ONLY" ]; then # ONLY="tiny-phi3 ..." regenerates just those synth goldens
+    for p in $ONLY; do synth_golden "$p" "$p" 21 f32 1021 --n-seqs 2; done
+    exit 0
+fi
+
 # f32 weights: one file per preset. 72 tokens per sequence: beyond tiny-llama3's
 # original_max_position_embeddings (64).
 synth_golden tiny tiny 11 f32 1011
@@ -48,6 +54,13 @@ synth_golden tiny-llama3 tiny-llama3 14 f32 1014
 # as tiny.h5, so the sequences are the first two of tiny.h5's.
 synth_golden tiny-f16 tiny 11 f16 1011 --n-seqs 2
 synth_golden tiny-bf16 tiny 11 bf16 1011 --n-seqs 2
+
+# issue 16 families (vocab 512, 2 sequences, to keep the files small): 72 positions run
+# past each sliding window (16 for gemma2/3, 48 for phi3) and past tiny-phi3's longrope
+# original context (32; the ppl windows of 32 tokens use the short factors).
+for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
+    synth_golden tiny-$fam tiny-$fam 21 f32 1021 --n-seqs 2
+done
 
 # A real pretrained model from the fixtures (read there at test time, never copied).
 if [ -f "$FIX/models/stories260K/model.safetensors" ]; then

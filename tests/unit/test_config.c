@@ -39,9 +39,11 @@ static void test_real_configs(void)
           lmp_errmsg());
     CHECK(strcmp(c.arch, "qwen2") == 0 && c.attn_bias && !c.o_bias && c.vocab_size == 152064, "qwen2 bias");
 
-    CHECK(lmp_config_load(&c, fixture("hf-meta/smollm-135m-seqcls-ft/config.json")) == 0, "smollm: %s",
-          lmp_errmsg());
-    CHECK(c.n_kv_heads == 3 && c.head_dim == 64 && c.pad_id == 49152, "smollm");
+    /* a classification head is not a language model: refused, naming the class */
+    CHECK(lmp_config_load(&c, fixture("hf-meta/smollm-135m-seqcls-ft/config.json")) == LMP_EUNSUPPORTED &&
+              strstr(lmp_errmsg(), "LlamaForSequenceClassification") &&
+              strstr(lmp_errmsg(), "smollm-135m-seqcls-ft/config.json"),
+          "seqcls refused: %s", lmp_errmsg());
 
     int rc = lmp_config_load(&c, fixture("hf-meta/granite-3.1-1b-a400m-instruct/config.json"));
     CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "granitemoe") && strstr(lmp_errmsg(), "llama, mistral, qwen2"),
@@ -51,6 +53,93 @@ static void test_real_configs(void)
     CHECK(lmp_config_load(&c, fixture("models/gutenberg-5M/config.json")) == 0, "gutenberg");
     CHECK(lmp_config_n_params(&c) == 4852992, "gutenberg-5M params %lld (README: 4,852,992)",
           (long long)lmp_config_n_params(&c));
+}
+
+/* issue 16: the real configs of every dense family, parsed with their features */
+static void test_family_configs(void)
+{
+    lmp_config c;
+    const char *p = fixture("hf-meta/configs/phi4-mini.json");
+    if (!p) {
+        SKIP("fixtures absent: hf-meta/configs");
+        return;
+    }
+    CHECK(lmp_config_load(&c, p) == 0, "phi4-mini: %s", lmp_errmsg());
+    CHECK(strcmp(c.arch, "phi3") == 0 && c.fused_qkv && c.fused_gate_up && c.rope_dim == 96 &&
+              c.rope_type == LMP_ROPE_LONGROPE && c.n_rope_factors == 48 && c.rope_orig_max_pos == 4096 &&
+              c.tie_embeddings && fabsf(c.rope_long[47] - 47.77f) < 1e-4f && c.rope_short[0] == 1.0f,
+          "phi4-mini: partial rotary 96 of 128, longrope 48 factors, tied");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/phi3-mini-4k.json")) == 0 && c.sliding_window == 2047 &&
+              !c.swa_layers && c.rope_type == LMP_ROPE_NONE && lmp_config_window(&c, 5) == 2047,
+          "phi3-mini-4k: window 2047 on every layer");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/gemma-2b.json")) == 0 && c.norm_plus1 && c.embed_sqrt &&
+              c.act == LMP_ACT_GELU_TANH && c.head_dim == 256 && c.tie_embeddings && c.norms == LMP_NORM_PRE,
+          "gemma-2b");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/gemma2-2b.json")) == 0 && c.norms == LMP_NORM_SANDWICH &&
+              c.attn_softcap == 50 && c.final_softcap == 30 && c.query_pre_attn_scalar == 256 &&
+              lmp_config_window(&c, 0) == 4096 && lmp_config_window(&c, 1) == 0 && c.eos_id == 1,
+          "gemma2-2b: soft-caps, even layers local");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/gemma3-1b.json")) == 0 && c.qk_norm == LMP_QKNORM_HEAD &&
+              c.rope_local_theta == 10000 && c.rope_theta == 1e6f && lmp_config_window(&c, 4) == 512 &&
+              lmp_config_window(&c, 5) == 0 && lmp_config_window(&c, 11) == 0 && c.attn_softcap == 0,
+          "gemma3-1b: 5 local : 1 global");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/gemma3-270m.json")) == 0 && lmp_config_window(&c, 17) == 0 &&
+              lmp_config_window(&c, 16) == 512,
+          "gemma3-270m: layer_types");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/qwen3-0.6b.json")) == 0 && c.qk_norm == LMP_QKNORM_HEAD &&
+              c.head_dim == 128 && !c.attn_bias && c.sliding_window == 0,
+          "qwen3-0.6b");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/smollm3-3b.json")) == 0 &&
+              (c.layer_flags[3] & LMP_LAYER_NOROPE) && !(c.layer_flags[2] & LMP_LAYER_NOROPE) &&
+              (c.layer_flags[35] & LMP_LAYER_NOROPE),
+          "smollm3: no RoPE on every 4th layer");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/granite-3.3-8b.json")) == 0 && c.embed_multiplier == 12 &&
+              c.attn_multiplier == 0.0078125f && c.residual_multiplier == 0.22f && c.logits_scaling == 16,
+          "granite multipliers");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/olmo2-7b.json")) == 0 && c.norms == LMP_NORM_POST &&
+              c.qk_norm == LMP_QKNORM_FULL && !c.tie_embeddings,
+          "olmo2");
+    CHECK(lmp_config_load(&c, fixture("hf-meta/configs/phi4-14b.json")) == 0 && c.rope_dim == c.head_dim,
+          "phi4-14b (keys defaulted)");
+
+    /* config -> JSON -> config keeps every feature */
+    static const char *files[] = {"phi4-mini", "phi3-mini-4k", "gemma-2b", "gemma2-2b", "gemma3-1b",
+                                  "gemma3-270m", "qwen3-0.6b", "smollm3-3b", "granite-3.3-8b", "olmo2-7b"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char rel[128], *txt = NULL;
+        lmp_config back;
+        snprintf(rel, sizeof rel, "hf-meta/configs/%s.json", files[i]);
+        int rc = lmp_config_load(&c, fixture(rel));
+        if (!rc)
+            rc = lmp_config_to_json(&c, &txt);
+        if (!rc)
+            rc = lmp_config_parse(&back, txt, strlen(txt), "roundtrip");
+        CHECK(rc == 0 && memcmp(&back, &c, sizeof c) == 0, "%s: config -> json -> config identical (%s)",
+              files[i], rc ? lmp_errmsg() : "differs");
+        free(txt);
+    }
+
+    /* v5 rope_parameters, per layer type, and text_config nesting */
+    const char *v5 = "{\"architectures\":[\"Gemma3ForConditionalGeneration\"],\"model_type\":\"gemma3\","
+                     "\"text_config\":{\"model_type\":\"gemma3_text\",\"hidden_size\":64,"
+                     "\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+                     "\"head_dim\":32,\"vocab_size\":300,\"sliding_window\":8,"
+                     "\"layer_types\":[\"sliding_attention\",\"full_attention\"],"
+                     "\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8.0,"
+                     "\"rope_theta\":1000000.0},\"sliding_attention\":{\"rope_type\":\"default\","
+                     "\"rope_theta\":10000.0}}}}";
+    CHECK(lmp_config_parse(&c, v5, strlen(v5), "v5.json") == 0 && c.rope_theta == 1e6f &&
+              c.rope_local_theta == 1e4f && c.rope_type == LMP_ROPE_LINEAR && c.rope_factor == 8 &&
+              c.hidden_size == 64 && lmp_config_window(&c, 0) == 8 && lmp_config_window(&c, 1) == 0,
+          "v5 per-layer-type rope_parameters inside text_config: %s", lmp_errmsg());
+    const char *v5b = "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":8,"
+                      "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10,"
+                      "\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,\"factor\":32.0,"
+                      "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                      "\"original_max_position_embeddings\":8192}}";
+    CHECK(lmp_config_parse(&c, v5b, strlen(v5b), "v5b.json") == 0 && c.rope_theta == 500000 &&
+              c.rope_type == LMP_ROPE_LLAMA3 && c.rope_factor == 32,
+          "v5 rope_parameters read (not theta 10000): %s", lmp_errmsg());
 }
 
 static void test_broken_configs(void)
@@ -83,6 +172,30 @@ static void test_broken_configs(void)
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
          "\"num_attention_heads\":4,\"vocab_size\":10,\"hidden_act\":\"gelu\"}",
          "gelu"},
+        /* issue 16 keys out of range */
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"partial_rotary_factor\":1.5}",
+         "partial_rotary_factor"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"partial_rotary_factor\":0}",
+         "partial_rotary_factor"},
+        {"{\"model_type\":\"phi3\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"rope_scaling\":{\"type\":\"longrope\","
+         "\"short_factor\":[1,1,1,1,1,1,1,1],\"long_factor\":[1,2,3]}}",
+         "long_factor"},
+        {"{\"model_type\":\"gemma2\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":3,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"sliding_window\":8,"
+         "\"layer_types\":[\"sliding_attention\",\"full_attention\"]}",
+         "layer_types"},
+        {"{\"model_type\":\"smollm3\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":3,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"no_rope_layers\":[1,1]}",
+         "no_rope_layers"},
+        {"{\"model_type\":\"llama\",\"architectures\":[\"LlamaForSequenceClassification\"],\"hidden_size\":64,"
+         "\"intermediate_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10}",
+         "LlamaForSequenceClassification"},
+        {"{\"model_type\":\"gemma\",\"hidden_size\":64,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":10,\"hidden_activation\":\"relu\"}",
+         "relu"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lmp_config c;
@@ -136,6 +249,7 @@ static void test_names(void)
 int main(void)
 {
     test_real_configs();
+    test_family_configs();
     test_broken_configs();
     test_names();
     return test_finish();

@@ -19,6 +19,9 @@
 #include "test.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Named tolerances (golden/README.md explains them). */
 #define TOL_F32 1e-4      /* max |logit diff|, engine vs float64 reference, same weights */
@@ -30,7 +33,7 @@
 #define TOL_HALF_REL 2e-2 /* f16/bf16 weights vs f32 golden: max |diff| / max |logit| */
 #define TOL_PPL_REL 1e-4  /* |ppl - want| / want */
 
-#define MAX_GOLDEN 16
+#define MAX_GOLDEN 32
 
 typedef struct {
     char file[512];
@@ -320,6 +323,63 @@ static void check_ppl(const golden *g, const lmp_model *m, lmp_ppl_protocol prot
           lmp_ppl_protocol_name(proto), r.ppl, want, rel, TOL_PPL_REL);
 }
 
+/* Copies GGUF `in` to `out` without the keys starting with `drop` (a file as llama.cpp's
+ * own converter writes it: e.g. rope_freqs without lmpress's llama3 parameters). */
+static int gguf_copy_without(const char *in, const char *out, const char *drop)
+{
+    lmp_gguf_reader g;
+    lmp_gguf_writer *w = NULL;
+    int rc = lmp_gguf_open(&g, in);
+    if (rc)
+        return rc;
+    if ((rc = lmp_gguf_writer_new(&w, out, true)))
+        goto done;
+    for (uint64_t i = 0; i < g.n_kv && !rc; i++)
+        if (strncmp(g.kv[i].key, drop, strlen(drop)) != 0)
+            rc = lmp_gguf_set_kv(w, &g.kv[i]);
+    for (uint64_t i = 0; i < g.n_tensors && !rc; i++)
+        rc = lmp_gguf_writer_add_tensor(w, g.tensors[i].name, g.tensors[i].dtype, g.tensors[i].ndim,
+                                        g.tensors[i].shape);
+    if (!rc)
+        rc = lmp_gguf_writer_begin(w);
+    for (uint64_t i = 0; i < g.n_tensors && !rc; i++)
+        rc = lmp_gguf_writer_write(w, g.tensors[i].data, g.tensors[i].nbytes);
+    if (!rc) {
+        rc = lmp_gguf_writer_finish(w);
+        w = NULL;
+    }
+done:
+    lmp_gguf_writer_abort(w);
+    lmp_gguf_close(&g);
+    return rc;
+}
+
+/* Logits of sequence 0 from the GGUF at `path` vs the HF folder's. */
+static void check_gguf_logits(const golden *g, const lmp_model *m, const float *hf_logits, const char *path,
+                              const char *what)
+{
+    lmp_model *mg = NULL;
+    int rc = lmp_model_load(&mg, path);
+    CHECK(rc == 0, "%s: load %s %s: %s", g->file, what, path, lmp_errmsg());
+    if (rc)
+        return;
+    CHECK(lmp_model_n_vocab(mg) == lmp_model_n_vocab(m), "%s: %s vocab %d vs %d", g->file, what,
+          lmp_model_n_vocab(mg), lmp_model_n_vocab(m));
+    float *lg = lmp_model_n_vocab(mg) == lmp_model_n_vocab(m) ? eval_batched(mg, g->tokens, g->seq_len) : NULL;
+    if (lg) {
+        const int64_t V = g->n_vocab;
+        diff_stat d;
+        diff_init(&d);
+        for (int p = 0; p < g->seq_len; p++)
+            diff_row(&d, 0, p, lg + (int64_t)p * V, hf_logits + (int64_t)p * V, V);
+        diff_print(g->file, what, &d);
+        double tol = TOL_GGUF * (d.max_ref > 1 ? d.max_ref : 1);
+        CHECK(d.worst <= tol, "%s: %s vs HF folder: max |diff| %.3g > %.3g", g->file, what, d.worst, tol);
+        free(lg);
+    }
+    lmp_model_free(mg);
+}
+
 /* HF folder vs the same model converted to GGUF by lmp_convert (dtype kept). */
 static void check_gguf(const golden *g, const lmp_model *m, const float *hf_logits)
 {
@@ -359,6 +419,16 @@ static void check_gguf(const golden *g, const lmp_model *m, const float *hf_logi
         }
     }
     lmp_model_free(mg);
+    if (lmp_model_config(m)->rope_type == LMP_ROPE_LLAMA3) {
+        /* llama.cpp's own Llama 3 GGUFs: rope_freqs only; the per-pair factors are read
+         * from the tensor (issue 16) */
+        char bare[640];
+        snprintf(bare, sizeof bare, "%s/%s-%s-ropefreqs.gguf", tmpdir(), g->name, g->dtype);
+        rc = gguf_copy_without(out, bare, "lmpress.rope.");
+        CHECK(rc == 0, "%s: GGUF copy without lmpress.rope keys: %s", g->file, lmp_errmsg());
+        if (!rc)
+            check_gguf_logits(g, m, hf_logits, bare, "GGUF with rope_freqs only (llama.cpp's form)");
+    }
 }
 
 /* The f32 golden with the same preset and seed as a f16/bf16 one, or NULL. */
@@ -402,6 +472,23 @@ static void test_one(golden *all, int n_all, golden *g)
         goto done;
     diff_stat d = compare_golden(g, lg, g->n_seqs);
     diff_print(g->file, "batched vs reference", &d);
+#ifdef _OPENMP
+    { /* the same bits on one thread (every family's block, decoding included below) */
+        int nt = omp_get_max_threads();
+        omp_set_num_threads(1);
+        float *one = eval_batched(m, g->tokens, g->seq_len);
+        float *st1 = eval_stepwise(m, g->tokens, 4);
+        omp_set_num_threads(nt);
+        float *stn = eval_stepwise(m, g->tokens, 4);
+        CHECK(one && memcmp(one, lg, sizeof(float) * (size_t)g->seq_len * (size_t)g->n_vocab) == 0,
+              "%s: batched logits on 1 thread differ from %d threads", g->file, nt);
+        CHECK(st1 && stn && memcmp(st1, stn, sizeof(float) * 4 * (size_t)g->n_vocab) == 0,
+              "%s: decoding logits on 1 thread differ from %d threads", g->file, nt);
+        free(one);
+        free(st1);
+        free(stn);
+    }
+#endif
     CHECK(d.worst <= TOL_F32, "%s: batched logits: max |diff| %.3g > %g at seq %d pos %d vocab %d "
           "(got %.7g, want %.7g)", g->file, d.worst, TOL_F32, d.seq, d.pos, d.vocab, d.got, d.want);
 
@@ -486,7 +573,10 @@ static void test_fast(golden *g)
 int main(void)
 {
     static const char *const files[] = {"tiny", "tiny-qwen2", "tiny-mistral", "tiny-llama3",
-                                        "tiny-f16", "tiny-bf16", "stories260K"};
+                                        "tiny-f16", "tiny-bf16", "stories260K",
+                                        /* issue 16 families */
+                                        "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3",
+                                        "tiny-qwen3", "tiny-smollm3", "tiny-granite", "tiny-olmo2"};
     const int nf = (int)(sizeof files / sizeof files[0]);
     golden g[MAX_GOLDEN];
     int n = 0;
