@@ -11,6 +11,7 @@
 #include "formats/qmodel.h"
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
+#include "quantize_plan.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -309,6 +310,10 @@ int cmd_quantize(int argc, char **argv)
     long long threads = 0;
     bool force = false, json = false, verbose = false, requant = false;
     int_opts io = {0};
+    quantize_plan_opts po = {0}; /* --target-bpw / --target-size (quantize_plan.c) */
+    char **plan_rules = NULL;
+    int n_plan_rules = 0;
+    po.target_bpw = -1;
     io.bits = -1;
     io.group_size = -2;
     io.samples = -1;
@@ -327,6 +332,12 @@ int cmd_quantize(int argc, char **argv)
                                             "q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, iq1_m, iq1_s, "
                                             "q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, iq2_* and iq1_* "
                                             "need an importance matrix)"},
+        {"target-bpw", 0, OPT_FLOAT, &po.target_bpw, "X", "instead of --type: each tensor's type chosen among the "
+                                                        "GGUF types to least measured error at X bits per weight"},
+        {"target-size", 0, OPT_STR, &po.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
+                                                             "1.5GiB)"},
+        {"dry-run", 0, OPT_FLAG, &po.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
+                                                    "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
         {"keep", 0, OPT_MULTI, &keep, "REGEX", "tensors (GGUF) or linears (--method gptq|rtn) matching REGEX, by llama.cpp or HF name, stay unquantized (repeatable)"},
@@ -408,6 +419,11 @@ int cmd_quantize(int argc, char **argv)
         "with the model's chat template: " LMP_CHAT_SUPPORTED "; others are refused).\n"
         "Random windows are shared among the files by their tokens; the tokens and windows drawn from\n"
         "each file are reported on stderr.\n"
+        "--target-bpw X / --target-size SIZE (instead of --type): every tensor llama.cpp's mixes quantize is\n"
+        "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s; with an importance matrix also\n"
+        "iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m), its relative output error on the imatrix statistics measured\n"
+        "(E[x^2] per column; 1 without one), and the types that minimise the summed error within the size\n"
+        "chosen by dynamic programming over the Pareto points of each tensor. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
@@ -477,6 +493,35 @@ int cmd_quantize(int argc, char **argv)
         }
         goto done;
     }
+    bool target = po.target_bpw != -1 || po.target_size;
+    if (target && (type || tt.n || (po.target_bpw != -1 && po.target_size))) {
+        fprintf(stderr, "lmpress quantize: --target-bpw / --target-size choose the types: not with --type, "
+                        "--tensor-type or each other\n");
+        rc = 2;
+        goto done;
+    }
+    if (target && po.target_bpw != -1 && !(po.target_bpw > 0 && po.target_bpw <= 64)) {
+        fprintf(stderr, "lmpress quantize: --target-bpw must be a positive number of bits per weight\n");
+        rc = 2;
+        goto done;
+    }
+    if (po.dry_run && !target) {
+        fprintf(stderr, "lmpress quantize: --dry-run needs --target-bpw or --target-size\n");
+        rc = 2;
+        goto done;
+    }
+    if (target) {
+        double sz;
+        if (po.target_size && !quantize_parse_size(po.target_size, &sz)) {
+            fprintf(stderr, "lmpress quantize: --target-size '%s': expected bytes, e.g. 600M or 1.5GiB\n",
+                    po.target_size);
+            rc = 2;
+            goto done;
+        }
+        type = "q8_0"; /* every planned tensor is overridden; q8_0 gives the file type */
+        if (po.dry_run && !out)
+            out = "(dry run).gguf";
+    }
     if (np != 1 || !out || !type) {
         fprintf(stderr, "lmpress quantize: need MODEL, -o OUT and --type TYPE (see --help)\n");
         rc = 2;
@@ -507,7 +552,7 @@ int cmd_quantize(int argc, char **argv)
         rc = 2;
         goto done;
     }
-    if (!force && lmp_path_exists(out)) { /* refuse before any conversion work */
+    if (!force && !po.dry_run && lmp_path_exists(out)) { /* refuse before any conversion work */
         fprintf(stderr, "lmpress quantize: error: %s exists (use --force to replace it)\n", out);
         rc = 1;
         goto done;
@@ -684,6 +729,24 @@ int cmd_quantize(int argc, char **argv)
         p.imatrix_entries = imf.n_entries;
         p.imatrix_chunks = imf.chunks;
     }
+    if (target) { /* measure, solve, and override every planned tensor */
+        po.json = json;
+        po.weights = p.weights;
+        po.weights_ctx = p.weights_ctx;
+        po.weights_len = p.weights_len;
+        int e = quantize_plan_make(src, pos[0], &po, &plan_rules, &n_plan_rules);
+        if (e || po.dry_run) {
+            if (tmp) {
+                unlink(tmp);
+                lmp_temp_unregister(tmp);
+            }
+            rc = e ? cli_fail("quantize", e) : 0;
+            goto done;
+        }
+        p.tensor_type = (const char *const *)plan_rules;
+        p.n_tensor_type = n_plan_rules;
+        p.on_tensor = NULL; /* the plan was printed */
+    }
     lmp_gguf_quant_result res;
     int e = lmp_gguf_quantize(src, out, &p, &res);
     if (tmp) {
@@ -754,6 +817,9 @@ int cmd_quantize(int argc, char **argv)
             printf("largest relative RMS error: %.5f (%s)\n", res.rel_rms_max, res.rel_rms_max_name);
     }
 done:
+    for (int i = 0; i < n_plan_rules; i++)
+        free(plan_rules[i]);
+    free(plan_rules);
     lmp_imatrix_free(&im);
     lmp_imatrix_file_free(&imf);
     free(tmp);

@@ -1,0 +1,91 @@
+/*
+ * Size-targeted mixed precision for GGUF (lib/quant/plan.c): `lmpress quantize
+ * --target-bpw X` / `--target-size N`.
+ *
+ * 1. Measure. Every tensor that llama.cpp's mixes quantize (lmp_gguf_mix_type) is
+ *    quantized with each candidate GGUF type by the same quantizer the writer uses (the
+ *    importance weights included), dequantized, and its error taken as the relative
+ *    output error on the calibration statistics: with d = E[x_j^2] per input column (the
+ *    imatrix; 1 for tensors without an entry), err = sum_ij d_j (W - Q(W))_ij^2 /
+ *    sum_ij d_j W_ij^2, i.e. E||(W - Q)x||^2 / E||W x||^2 for inputs with independent
+ *    columns. The model's predicted error is the sum of its tensors' errors.
+ * 2. Pareto. Per tensor only the (bytes, err) points that no cheaper point beats are kept.
+ * 3. Solve. min sum err subject to sum bytes <= budget, a multiple-choice knapsack,
+ *    by dynamic programming over the byte budget cut into at most LMP_PLAN_GRID cells
+ *    (each choice's bytes rounded UP to whole cells, so the plan never exceeds the
+ *    budget; with a cell of one byte the result is the exact optimum). Lagrangian
+ *    bisection was not used: it only reaches points on the lower convex hull of the
+ *    summed fronts and leaves budget unspent between them.
+ * Bytes are the tensor data of the whole file (tensors that are not quantized count at
+ * their size), so bits per weight = bytes * 8 / parameters, as the quantize summary says.
+ */
+#ifndef LMP_PLAN_H
+#define LMP_PLAN_H
+
+#include "quant.h"
+
+#define LMP_PLAN_MAX_CAND 16
+#define LMP_PLAN_GRID 65536
+
+/* One candidate type of one tensor. */
+typedef struct {
+    lmp_dtype dt;
+    uint64_t bytes;
+    double err;
+} lmp_plan_cand;
+
+typedef struct {
+    char name[LMP_MAX_NAME];
+    int64_t params;
+    int n_cand;                         /* Pareto points, by increasing bytes */
+    lmp_plan_cand cand[LMP_PLAN_MAX_CAND];
+    int choice;                         /* index into cand after lmp_plan_solve */
+} lmp_plan_tensor;
+
+typedef struct {
+    int n;                    /* planned (quantizable) tensors */
+    lmp_plan_tensor *t;       /* owned */
+    uint64_t fixed_bytes;     /* tensors kept as they are */
+    uint64_t params;          /* elements of all tensors */
+    uint64_t min_bytes, max_bytes; /* whole file, every tensor at its cheapest / dearest point */
+    /* after lmp_plan_solve */
+    uint64_t bytes;           /* whole file */
+    double err;               /* predicted: sum of the chosen errors */
+    double seconds;           /* measurement */
+} lmp_plan;
+
+/* Keeps the Pareto-optimal points of c[0..n) (fewer bytes or lower error than every
+ * other), sorted by increasing bytes (and so decreasing error), in place. Returns their
+ * number. */
+int lmp_plan_pareto(lmp_plan_cand *c, int n);
+
+/* Chooses one point per tensor minimising the summed error with the summed bytes (plus
+ * fixed_bytes) at most `budget` (whole-file bytes). Fills t[i].choice, bytes and err.
+ * A budget below min_bytes or above max_bytes is LMP_EINVAL saying the achievable range
+ * (above: nothing to choose, every tensor at its best point already fits a smaller
+ * file). */
+int lmp_plan_solve(lmp_plan *p, uint64_t budget);
+
+typedef struct {
+    lmp_quant_weights_fn weights;  /* importance weights (imatrix) or NULL */
+    void *weights_ctx;
+    /* optional: values the source holds for a tensor (0: none); an entry whose length
+     * differs from the tensor's rows is refused (an imatrix of another model) */
+    int64_t (*weights_len)(void *ctx, const char *gguf_name);
+    const lmp_dtype *types;        /* candidates, NULL = the default list */
+    int n_types;
+    bool progress;                 /* one line per tensor on stderr */
+} lmp_plan_params;
+
+/* The default candidates: q2_K..q6_K, q8_0, iq4_xs, iq3_s, and with importance weights
+ * also iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m (the types llama-quantize refuses without
+ * an imatrix). Writes up to `max` types into out, returns the count. */
+int lmp_plan_default_types(bool imatrix, lmp_dtype *out, int max);
+
+/* Measures every candidate of every quantizable tensor of the f32/f16/bf16 GGUF `in`
+ * (types whose blocks do not fit a tensor's rows, and imatrix-only types for a tensor
+ * without an importance entry, are skipped). *out is owned (lmp_plan_free). */
+int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out);
+void lmp_plan_free(lmp_plan *p); /* accepts NULL */
+
+#endif

@@ -1,0 +1,57 @@
+#!/bin/sh
+# lmpress quantize --target-bpw / --target-size (issue 21, size-targeted mixed precision):
+# the plan fits the target, the written file has the planned types and size, --dry-run
+# writes nothing, more bits predict less error, and bad targets / another model's imatrix
+# are refused with nothing written.
+. tests/cli/lib.sh
+TXT="$LMP_FIXTURES/text/wiki.test.raw"
+cat > "$T/config.json" <<'CFG'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "intermediate_size": 256,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512,
+ "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": true,
+ "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}
+CFG
+ok "synth 256-wide" "$LMP_BIN" synth --config "$T/config.json" -o "$T/m" --seed 3
+ok "convert" "$LMP_BIN" convert "$T/m" -o "$T/m.gguf"
+head -c 20000 "$TXT" > "$T/cal.txt" 2>/dev/null || printf 'the quick brown fox jumps over the lazy dog. %.0s' $(seq 1 300) > "$T/cal.txt"
+ok "imatrix" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/q8.gguf" --type q8_0 --imatrix-calib "$T/cal.txt" \
+    --calib-samples 2 --calib-seqlen 64 --imatrix-out "$T/m.dat"
+J() { python3 -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+
+ok "dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' > '$T/p35.json'"
+check "dry run: plan within 3.5 bpw" "[ \"\$(J '$T/p35.json' 'd[\"bpw\"] <= 3.5 and d[\"bpw\"] > 3.3')\" = True ]"
+check "dry run: several types chosen" "[ \"\$(J '$T/p35.json' 'len(set(t[\"type\"] for t in d[\"tensors\"])) >= 2')\" = True ]"
+ok "dry run 5.0" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 5 --dry-run --json --imatrix '$T/m.dat' > '$T/p50.json'"
+check "more bits, less predicted error" "[ \"\$(python3 -c \"import json; a=json.load(open('$T/p35.json')); b=json.load(open('$T/p50.json')); print(b['predicted_err'] < a['predicted_err'])\")\" = True ]"
+ok "dry run with -o writes nothing" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/dry.gguf" --target-bpw 4 --dry-run
+check "dry run: no file" "[ ! -e '$T/dry.gguf' ]"
+check "dry run table names tensors" "grep -q 'blk.0.ffn_down.weight' '$T/out'"
+
+ok "write 3.5" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/mix.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --json
+cp "$T/out" "$T/w35.json"
+check "written bpw <= 3.5 and = the plan's bytes" "[ \"\$(python3 -c \"import json; w=json.load(open('$T/w35.json')); p=json.load(open('$T/p35.json')); print(w['bpw'] <= 3.5 and w['bytes_out'] == p['bytes'])\")\" = True ]"
+"$LMP_BIN" inspect "$T/mix.gguf" > "$T/insp.txt" 2>/dev/null
+check "written types = planned types" "python3 -c \"
+import json,sys
+p=json.load(open('$T/p35.json'))
+rows={l.split()[0]: l.split()[1] for l in open('$T/insp.txt') if len(l.split())>1}
+sys.exit(0 if all(rows.get(t['name'],'?').lower()==t['type'] for t in p['tensors']) else 1)\""
+ok "the mix runs" "$LMP_BIN" ppl "$T/mix.gguf" -f "$T/cal.txt" --ctx 64 --chunks 1
+ok "--target-size" sh -c "'$LMP_BIN' quantize '$T/m.gguf' -o '$T/sz.gguf' --target-size 400K --json > '$T/sz.json'"
+check "--target-size: at most 400000 bytes of tensors" "[ \"\$(J '$T/sz.json' 'd[\"bytes_out\"] <= 400000')\" = True ]"
+
+# bad input: nothing written
+refuses "target below the smallest" "below the smallest achievable" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/lo.gguf" --target-bpw 1
+check "below: nothing written" "[ ! -e '$T/lo.gguf' ]"
+refuses "target above the largest" "above the largest achievable" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/hi.gguf" --target-bpw 30
+check "above: nothing written" "[ ! -e '$T/hi.gguf' ]"
+refuses "bad --target-size" "target-size" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/bs.gguf" --target-size 12Q
+refuses "--type with a target" "not with --type" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tt.gguf" --type q4_k_m --target-bpw 4
+refuses "--dry-run without a target" "needs --target-bpw" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/dd.gguf" --type q4_0 --dry-run
+sed 's/"hidden_size": 256/"hidden_size": 512/' "$T/config.json" > "$T/other.json"
+ok "another model" "$LMP_BIN" synth --config "$T/other.json" -o "$T/other" --seed 5
+ok "another model's imatrix" "$LMP_BIN" quantize "$T/other" -o "$T/o8.gguf" --type q8_0 --imatrix-calib "$T/cal.txt" \
+    --calib-samples 2 --calib-seqlen 32 --imatrix-out "$T/other.dat"
+refuses "imatrix of another model" "another model" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/om.gguf" --target-bpw 3.5 --imatrix "$T/other.dat"
+check "another model: nothing written" "[ ! -e '$T/om.gguf' ]"
+finish

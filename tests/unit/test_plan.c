@@ -1,0 +1,150 @@
+/*
+ * Size-targeted plan (lib/quant/plan.c): Pareto fronts, and the budget solver checked
+ * against brute force over every combination on small random cases; out-of-range
+ * targets refused; the measurement on a tiny GGUF (errors decrease with bits, bytes as
+ * the block layouts say).
+ */
+#include "test.h"
+#include "lib/core/core.h"
+#include "lib/quant/plan.h"
+
+#include <math.h>
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_pareto(void)
+{
+    lmp_plan_cand c[] = {{LMP_DT_Q4_K, 40, 0.3}, {LMP_DT_Q2_K, 20, 1.0}, {LMP_DT_Q3_K, 30, 1.2},
+                         {LMP_DT_Q6_K, 60, 0.1}, {LMP_DT_Q5_K, 50, 0.1}, {LMP_DT_Q8_0, 80, 0.05}};
+    int n = lmp_plan_pareto(c, 6);
+    CHECK(n == 4, "front of %d points, expected 4 (q3_K dominated by q2_K, q6_K by q5_K)", n);
+    CHECK(c[0].dt == LMP_DT_Q2_K && c[1].dt == LMP_DT_Q4_K && c[2].dt == LMP_DT_Q5_K && c[3].dt == LMP_DT_Q8_0,
+          "front order %d %d %d %d", c[0].dt, c[1].dt, c[2].dt, c[3].dt);
+    for (int i = 1; i < n; i++)
+        CHECK(c[i].bytes > c[i - 1].bytes && c[i].err < c[i - 1].err, "front point %d not monotone", i);
+}
+
+/* Exhaustive minimum over every combination; returns the best error (INFINITY if none). */
+static double brute(const lmp_plan *p, uint64_t budget, int i, uint64_t used, double err)
+{
+    if (used > budget)
+        return INFINITY;
+    if (i == p->n)
+        return err;
+    double best = INFINITY;
+    for (int k = 0; k < p->t[i].n_cand; k++) {
+        double v = brute(p, budget, i + 1, used + p->t[i].cand[k].bytes, err + p->t[i].cand[k].err);
+        if (v < best)
+            best = v;
+    }
+    return best;
+}
+
+static void test_solver_brute(void)
+{
+    int cases = 0, exact = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        lmp_plan p = {0};
+        lmp_plan_tensor t[6];
+        memset(t, 0, sizeof t);
+        p.n = 2 + (int)(rnd() % 5);
+        p.t = t;
+        p.fixed_bytes = rnd() % 50;
+        p.params = 1000;
+        for (int i = 0; i < p.n; i++) {
+            int nc = 1 + (int)(rnd() % 6);
+            for (int k = 0; k < nc; k++) {
+                t[i].cand[k].dt = (lmp_dtype)(LMP_DT_Q2_K + k % 5);
+                t[i].cand[k].bytes = 1 + rnd() % 200;
+                t[i].cand[k].err = (double)(rnd() % 100000) / 1000.0;
+            }
+            t[i].n_cand = lmp_plan_pareto(t[i].cand, nc);
+        }
+        uint64_t lo = p.fixed_bytes, hi = p.fixed_bytes;
+        for (int i = 0; i < p.n; i++) {
+            lo += t[i].cand[0].bytes;
+            hi += t[i].cand[t[i].n_cand - 1].bytes;
+        }
+        uint64_t budget = lo + rnd() % (hi - lo + 1);
+        int rc = lmp_plan_solve(&p, budget);
+        cases++;
+        if (rc) {
+            CHECK(rc == 0, "solve failed on case %d: %s", trial, lmp_errmsg());
+            continue;
+        }
+        double want = brute(&p, budget - p.fixed_bytes, 0, 0, 0);
+        uint64_t bytes = p.fixed_bytes;
+        double err = 0;
+        for (int i = 0; i < p.n; i++) {
+            bytes += t[i].cand[t[i].choice].bytes;
+            err += t[i].cand[t[i].choice].err;
+        }
+        exact += fabs(err - want) < 1e-9 && bytes <= budget && bytes == p.bytes && fabs(err - p.err) < 1e-9;
+    }
+    CHECK(exact == cases, "%d of %d random cases equal the brute-force optimum within the budget", exact, cases);
+}
+
+/* Coarse cells (budget above LMP_PLAN_GRID bytes): the plan still fits the budget and is
+ * no worse than the best plan under a budget reduced by n cells. */
+static void test_solver_coarse(void)
+{
+    lmp_plan p = {0};
+    lmp_plan_tensor t[4];
+    memset(t, 0, sizeof t);
+    p.n = 4;
+    p.t = t;
+    p.params = 10000000;
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 5; k++) {
+            t[i].cand[k].dt = (lmp_dtype)(LMP_DT_Q2_K + k);
+            t[i].cand[k].bytes = (uint64_t)(1000003 + 377777 * k + 1231 * i);
+            t[i].cand[k].err = 1.0 / (1 + k) / (1 + i);
+        }
+        t[i].n_cand = 5;
+    }
+    uint64_t budget = 6000000;
+    CHECK(lmp_plan_solve(&p, budget) == 0, "coarse solve: %s", lmp_errmsg());
+    CHECK(p.bytes <= budget, "coarse plan %llu bytes over the budget", (unsigned long long)p.bytes);
+    uint64_t unit = (budget + LMP_PLAN_GRID - 1) / LMP_PLAN_GRID;
+    double slack = brute(&p, budget - 4 * unit, 0, 0, 0), best = brute(&p, budget, 0, 0, 0);
+    CHECK(p.err <= slack + 1e-12 && p.err >= best - 1e-12, "coarse plan error %g outside [%g, %g]", p.err, best,
+          slack);
+}
+
+static void test_solver_range(void)
+{
+    lmp_plan p = {0};
+    lmp_plan_tensor t[1];
+    memset(t, 0, sizeof t);
+    p.n = 1;
+    p.t = t;
+    p.fixed_bytes = 10;
+    p.params = 100;
+    t[0].cand[0] = (lmp_plan_cand){LMP_DT_Q2_K, 20, 1.0};
+    t[0].cand[1] = (lmp_plan_cand){LMP_DT_Q4_K, 40, 0.2};
+    t[0].n_cand = 2;
+    CHECK(lmp_plan_solve(&p, 29) == LMP_EINVAL && strstr(lmp_errmsg(), "below the smallest"), "29 bytes: %s",
+          lmp_errmsg());
+    CHECK(lmp_plan_solve(&p, 51) == LMP_EINVAL && strstr(lmp_errmsg(), "above the largest"), "51 bytes: %s",
+          lmp_errmsg());
+    CHECK(lmp_plan_solve(&p, 30) == 0 && t[0].choice == 0 && p.bytes == 30, "30 bytes: the cheapest point");
+    CHECK(lmp_plan_solve(&p, 49) == 0 && t[0].choice == 0, "49 bytes: q4_K does not fit");
+    CHECK(lmp_plan_solve(&p, 50) == 0 && t[0].choice == 1 && p.bytes == 50, "50 bytes: the best point");
+}
+
+int main(void)
+{
+    test_pareto();
+    test_solver_brute();
+    test_solver_coarse();
+    test_solver_range();
+    printf("%d passed, %d failed\n", t_pass, t_fail);
+    return t_fail ? 1 : 0;
+}

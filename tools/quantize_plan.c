@@ -1,0 +1,140 @@
+/*
+ * The size-targeted plan of `lmpress quantize` (see quantize_plan.h): one lib/quant
+ * measurement, one solve, the printing, and the overrides for lmp_gguf_quantize.
+ */
+#include "quantize_plan.h"
+#include "cli.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool quantize_parse_size(const char *s, double *bytes)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0) || !isfinite(v))
+        return false;
+    static const struct {
+        const char *suf;
+        double mul;
+    } sx[] = {{"", 1},          {"B", 1},           {"K", 1e3},         {"KB", 1e3},        {"M", 1e6},
+              {"MB", 1e6},      {"G", 1e9},         {"GB", 1e9},        {"T", 1e12},        {"TB", 1e12},
+              {"KiB", 1024.0},  {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof sx / sizeof *sx; i++)
+        if (strcasecmp(end, sx[i].suf) == 0 && (strchr(sx[i].suf, 'i') == NULL || strcmp(end, sx[i].suf) == 0)) {
+            *bytes = v * sx[i].mul;
+            return true;
+        }
+    return false;
+}
+
+static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FILE *f, bool json)
+{
+    double bpw = p->params ? p->bytes * 8.0 / (double)p->params : 0;
+    if (json) {
+        printf("{\"input\": ");
+        cli_json_str(model);
+        printf(", \"target_bytes\": %llu, \"bytes\": %llu, \"params\": %llu, \"bpw\": %.4f, \"predicted_err\": %.6g, "
+               "\"min_bytes\": %llu, \"max_bytes\": %llu, \"fixed_bytes\": %llu, \"measure_seconds\": %.3f, "
+               "\"tensors\": [",
+               (unsigned long long)budget, (unsigned long long)p->bytes, (unsigned long long)p->params, bpw, p->err,
+               (unsigned long long)p->min_bytes, (unsigned long long)p->max_bytes,
+               (unsigned long long)p->fixed_bytes, p->seconds);
+        for (int i = 0; i < p->n; i++) {
+            const lmp_plan_tensor *t = &p->t[i];
+            const lmp_plan_cand *c = &t->cand[t->choice];
+            printf("%s{\"name\": ", i ? ", " : "");
+            cli_json_str(t->name);
+            printf(", \"type\": \"%s\", \"bytes\": %llu, \"bpw\": %.4f, \"predicted_err\": %.6g, \"front\": [",
+                   lmp_dtype_info(c->dt)->name, (unsigned long long)c->bytes, c->bytes * 8.0 / (double)t->params,
+                   c->err);
+            for (int k = 0; k < t->n_cand; k++)
+                printf("%s{\"type\": \"%s\", \"bytes\": %llu, \"err\": %.6g}", k ? ", " : "",
+                       lmp_dtype_info(t->cand[k].dt)->name, (unsigned long long)t->cand[k].bytes, t->cand[k].err);
+            printf("]}");
+        }
+        printf("]}\n");
+        return;
+    }
+    char b1[32], b2[32], b3[32];
+    fprintf(f, "%-36s %-8s %12s %7s %12s\n", "tensor", "type", "bytes", "bpw", "predicted err");
+    for (int i = 0; i < p->n; i++) {
+        const lmp_plan_tensor *t = &p->t[i];
+        const lmp_plan_cand *c = &t->cand[t->choice];
+        fprintf(f, "%-36s %-8s %12llu %7.3f %12.4g\n", t->name, lmp_dtype_info(c->dt)->name,
+                (unsigned long long)c->bytes, c->bytes * 8.0 / (double)t->params, c->err);
+    }
+    fprintf(f, "plan: %s of %s target (%.4f bits per weight), predicted error %.5g (sum of relative output errors); "
+               "%s kept as they are; achievable %.3f .. %.3f bits per weight\n",
+            cli_bytes((double)p->bytes, b1, sizeof b1), cli_bytes((double)budget, b2, sizeof b2), bpw, p->err,
+            cli_bytes((double)p->fixed_bytes, b3, sizeof b3), p->min_bytes * 8.0 / (double)p->params,
+            p->max_bytes * 8.0 / (double)p->params);
+}
+
+int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules)
+{
+    *rules = NULL;
+    *n_rules = 0;
+    lmp_plan_params pp = {0};
+    pp.weights = o->weights;
+    pp.weights_ctx = o->weights_ctx;
+    pp.weights_len = o->weights_len;
+    pp.progress = false;
+    lmp_plan p;
+    int rc = lmp_plan_measure(src, &pp, &p);
+    if (rc)
+        return rc;
+    double want = o->target_bpw > 0 ? o->target_bpw * (double)p.params / 8.0 : 0;
+    if (o->target_bpw <= 0 && !quantize_parse_size(o->target_size, &want)) {
+        lmp_plan_free(&p);
+        return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", o->target_size);
+    }
+    uint64_t budget = want >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(want);
+    if ((rc = lmp_plan_solve(&p, budget))) {
+        char m[1024];
+        snprintf(m, sizeof m, "%s", lmp_errmsg());
+        lmp_plan_free(&p);
+        return lmp_err(LMP_EINVAL, "%s: %s", model, m);
+    }
+    if (o->dry_run) {
+        print_plan(&p, model, budget, stdout, o->json);
+        lmp_plan_free(&p);
+        return LMP_OK;
+    }
+    if (!o->json)
+        print_plan(&p, model, budget, stderr, false);
+    char **r = calloc((size_t)p.n + 1, sizeof *r);
+    if (!r) {
+        lmp_plan_free(&p);
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < p.n; i++) {
+        const lmp_plan_tensor *t = &p.t[i];
+        char rx[2 * LMP_MAX_NAME + 64];
+        size_t k = 0;
+        rx[k++] = '^';
+        for (const char *s = t->name; *s && k + 4 < sizeof rx; s++) {
+            if (!isalnum((unsigned char)*s) && *s != '_')
+                rx[k++] = '\\';
+            rx[k++] = *s;
+        }
+        snprintf(rx + k, sizeof rx - k, "$=%s", lmp_dtype_info(t->cand[t->choice].dt)->name);
+        if (!(r[i] = strdup(rx))) {
+            for (int j = 0; j < i; j++)
+                free(r[j]);
+            free(r);
+            lmp_plan_free(&p);
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        }
+    }
+    *rules = r;
+    *n_rules = p.n;
+    lmp_plan_free(&p);
+    return LMP_OK;
+}

@@ -1,0 +1,31 @@
+/*
+ * `lmpress quantize --target-bpw X | --target-size N [--dry-run]`: the size-targeted plan
+ * (lib/quant/plan.h) turned into per-tensor type overrides for the GGUF writer.
+ */
+#ifndef LMP_TOOLS_QUANTIZE_PLAN_H
+#define LMP_TOOLS_QUANTIZE_PLAN_H
+
+#include "lib/quant/plan.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    double target_bpw;        /* > 0, or <= 0 when target_size is used */
+    const char *target_size;  /* "600M", "1.5GiB", "123456" (bytes), or NULL */
+    bool dry_run, json;
+    lmp_quant_weights_fn weights;
+    void *weights_ctx;
+    int64_t (*weights_len)(void *ctx, const char *gguf_name);
+} quantize_plan_opts;
+
+/* Parses a size: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
+ * suffix, a trailing B allowed. Returns false when it is not one. */
+bool quantize_parse_size(const char *s, double *bytes);
+
+/* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With
+ * dry_run prints it (table or JSON) on stdout; otherwise prints it on stderr (not with
+ * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
+ * array). Returns the lmp status. */
+int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules);
+
+#endif
