@@ -1109,7 +1109,7 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
     rc = lmp_st_writer_finish(w);
     w = NULL;
     if (rc || (rc = config_json(c->dir, lmp_model_config(m), &cfg)) || (rc = write_json_file(tmp, "config.json", cfg)) ||
-        (rc = copy_tokenizer_files(c->dir, tmp)))
+        (rc = lmp_tokenizer_files_write(c, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, out);
     r->format = "dense";
