@@ -552,6 +552,9 @@ static void resume_rows(const char *json_path, lmp_compare_row *rows, int n, con
                         const char *text_path, const lmp_compare_params *p, int ctx, int *kld_seqs)
 {
     char *txt = NULL;
+    /* the earlier run's record belongs to the output this run continues: reading it does
+     * not make the report folder an input (lib/core/safeout.c) */
+    lmp_output_note_written(json_path);
     if (lmp_read_file(json_path, &txt, NULL) != 0)
         return;
     cJSON *root = cJSON_Parse(txt);
