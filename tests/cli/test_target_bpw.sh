@@ -29,7 +29,7 @@ check "dry run table names tensors" "grep -q 'blk.0.ffn_down.weight' '$T/out'"
 
 ok "write 3.5" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/mix.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --json
 cp "$T/out" "$T/w35.json"
-check "written bpw <= 3.5 and = the plan's bytes" "[ \"\$(python3 -c \"import json; w=json.load(open('$T/w35.json')); p=json.load(open('$T/p35.json')); print(w['bpw'] <= 3.5 and w['bytes_out'] == p['bytes'])\")\" = True ]"
+check "written tensor bytes = the plan's, within 3.5 bits per parameter" "[ \"\$(python3 -c \"import json; w=json.load(open('$T/w35.json')); p=json.load(open('$T/p35.json')); print(8 * w['bytes_out'] / w['parameters'] <= 3.5 and w['bytes_out'] == p['bytes'])\")\" = True ]"
 "$LMP_BIN" inspect "$T/mix.gguf" > "$T/insp.txt" 2>/dev/null
 check "written types = planned types" "python3 -c \"
 import json,sys
