@@ -63,4 +63,16 @@ int lw_reader_read(lw_reader *r, int64_t row, lw_seq *s);
 int lw_reader_seq_indices(lw_reader *r, int64_t *out);
 void lw_reader_close(lw_reader *r);
 
+/* ---------------------------------------------------------------- SVG output (report.c) */
+
+/* An SVG being written to an atomic output file; the first write error sticks in rc. */
+typedef struct {
+    lmp_outfile o;
+    int rc;
+} svgw;
+
+void svg_printf(svgw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* XML-escaped copy of s (at most n-1 bytes). */
+const char *xml_esc(const char *s, char *buf, size_t n);
+
 #endif

@@ -18,13 +18,7 @@
 
 /* ---------------------------------------------------------------- SVG ------------- */
 
-typedef struct {
-    lmp_outfile o;
-    int rc;
-} svgw;
-
-static void svg_printf(svgw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void svg_printf(svgw *w, const char *fmt, ...)
+void svg_printf(svgw *w, const char *fmt, ...)
 {
     char buf[2048];
     va_list ap;
@@ -39,8 +33,7 @@ static void svg_printf(svgw *w, const char *fmt, ...)
         w->rc = lmp_outfile_write(&w->o, buf, (size_t)n);
 }
 
-/* XML-escaped copy of s (at most n-1 bytes). */
-static const char *xml_esc(const char *s, char *buf, size_t n)
+const char *xml_esc(const char *s, char *buf, size_t n)
 {
     size_t k = 0;
     for (; *s && k + 7 < n; s++) {

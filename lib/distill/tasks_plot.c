@@ -1,51 +1,15 @@
 /*
  * compare's task plot (distill.h lmp_svg_tasks): accuracy of each variant on each task,
- * one series per task with standard-error bars and the task's chance level. A small
- * standalone SVG writer (the scatter plots of report.c are separate).
+ * one series per task with standard-error bars and the task's chance level, written with
+ * report.c's SVG helpers (distill_internal.h).
  */
 #include "distill.h"
+#include "distill_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-typedef struct {
-    lmp_outfile o;
-    int rc;
-} tw;
-
-static void out(tw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(tw *w, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof buf)
-        n = sizeof buf - 1;
-    if (!w->rc)
-        w->rc = lmp_outfile_write(&w->o, buf, (size_t)n);
-}
-
-static const char *esc(const char *s, char *b, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 7 < n; s++) {
-        const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '"' ? "&quot;" : NULL;
-        if (e) {
-            memcpy(b + k, e, strlen(e));
-            k += strlen(e);
-        } else {
-            b[k++] = *s;
-        }
-    }
-    b[k] = 0;
-    return b;
-}
 
 int lmp_svg_tasks(const char *path, const char *title, const char *const *variants, int nv,
                   const char *const *tasks, int nt, const double *acc, const double *err,
@@ -79,38 +43,38 @@ int lmp_svg_tasks(const char *path, const char *title, const char *const *varian
     hi = fmin(1, ceil((hi + 0.01) / step) * step);
     if (hi <= lo)
         hi = lo + step;
-    tw w = {0};
+    svgw w = {0};
     char e1[512];
     int rc = lmp_outfile_open(&w.o, path, force);
     if (rc)
         return rc;
 #define PY(v) (H - B - ((v) - lo) / (hi - lo) * (H - T - B))
-    out(&w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
+    svg_printf(&w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
             "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
         W, H, W, H);
-    out(&w, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", W / 2,
-        esc(title, e1, sizeof e1));
+    svg_printf(&w, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n", W / 2,
+        xml_esc(title, e1, sizeof e1));
     for (double v = lo; v <= hi + step * 1e-6; v += step)
-        out(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n"
+        svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n"
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.0f%%</text>\n",
             L, PY(v), W - R, PY(v), L - 6, PY(v) + 4, 100 * v);
-    out(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
+    svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n"
             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
         L, H - B, W - R, H - B, L, T, L, H - B);
-    out(&w, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">accuracy "
+    svg_printf(&w, "<text x=\"18\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 18 %.1f)\">accuracy "
             "(&#177; 1 standard error)</text>\n",
         (T + H - B) / 2, (T + H - B) / 2);
     for (int v = 0; v < nv; v++) {
         double x = L + colw * (v + 0.5);
-        out(&w, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" transform=\"rotate(-35 %.1f %.1f)\">%s</text>\n", x,
-            H - B + 16, x, H - B + 16, esc(variants[v], e1, sizeof e1));
+        svg_printf(&w, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" transform=\"rotate(-35 %.1f %.1f)\">%s</text>\n", x,
+            H - B + 16, x, H - B + 16, xml_esc(variants[v], e1, sizeof e1));
     }
     for (int t = 0; t < nt; t++) {
         const char *c = colors[t % 10];
         double dx = nt > 1 ? (colw * 0.6) * ((double)t / (nt - 1) - 0.5) : 0;
         if (chance && isfinite(chance[t]))
-            out(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"5,4\" "
+            svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"5,4\" "
                     "stroke-width=\"1\"/>\n",
                 L, PY(chance[t]), W - R, PY(chance[t]), c);
         double px = NAN, py = NAN;
@@ -119,23 +83,23 @@ int lmp_svg_tasks(const char *path, const char *title, const char *const *varian
             if (!isfinite(a))
                 continue;
             if (isfinite(px))
-                out(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-opacity=\"0.4\"/>\n",
+                svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-opacity=\"0.4\"/>\n",
                     px, py, x, PY(a), c);
             if (isfinite(e) && e > 0)
-                out(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", x,
+                svg_printf(&w, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", x,
                     PY(fmin(hi, a + e)), x, PY(fmax(lo, a - e)), c);
-            out(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", x, PY(a), c);
+            svg_printf(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", x, PY(a), c);
             px = x;
             py = PY(a);
         }
         double ly = T + 10 + 18 * t;
-        out(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-            W - R + 14, ly, c, W - R + 24, ly + 4, esc(tasks[t], e1, sizeof e1));
+        svg_printf(&w, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+            W - R + 14, ly, c, W - R + 24, ly + 4, xml_esc(tasks[t], e1, sizeof e1));
     }
-    out(&w, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#555\">dashed: chance</text>\n", W - R + 14,
+    svg_printf(&w, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#555\">dashed: chance</text>\n", W - R + 14,
         T + 10 + 18 * nt + 4);
 #undef PY
-    out(&w, "</svg>\n");
+    svg_printf(&w, "</svg>\n");
     if (w.rc) {
         lmp_outfile_abort(&w.o);
         return w.rc;
