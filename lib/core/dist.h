@@ -1,0 +1,51 @@
+/*
+ * The process group of a data-parallel run. Under `mpirun -np N lmpress ...` every rank
+ * runs the same command on its share of the work (calibration windows, evaluation
+ * windows) and these collectives combine the results; a process started on its own is a
+ * group of one, where every collective is the identity. Only rank 0 writes outputs and
+ * prints results.
+ *
+ * Determinism: a reduction gives every rank the same bits (it is reduced on rank 0 in
+ * rank order and broadcast), so all ranks install the same compressed weights.
+ *
+ * Every collective must be called by every rank in the same order. A rank that fails
+ * locally still calls lmp_dist_status so that the others do not wait forever.
+ */
+#ifndef LMP_DIST_H
+#define LMP_DIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Joins the group (MPI_Init when started under an MPI launcher). Idempotent; called by
+ * the command's main. Returns 0 or a status. */
+int lmp_dist_init(int *argc, char ***argv);
+/* Leaves the group (MPI_Finalize). Safe to call without init. */
+void lmp_dist_finalize(void);
+
+int lmp_dist_rank(void); /* 0 when alone */
+int lmp_dist_size(void); /* 1 when alone */
+static inline bool lmp_dist_root(void) { return lmp_dist_rank() == 0; }
+
+/* This rank's share [*lo, *hi) of n items: contiguous, sizes differ by at most one, rank
+ * order. */
+void lmp_dist_share(int64_t n, int64_t *lo, int64_t *hi);
+
+/* In-place sums over ranks; every rank ends with the same bits. */
+int lmp_dist_sum_f64(double *buf, size_t n);
+int lmp_dist_sum_f32(float *buf, size_t n);
+int lmp_dist_sum_i64(int64_t *buf, size_t n);
+
+/* Copies bytes from rank `root` to every rank. */
+int lmp_dist_bcast(void *buf, size_t bytes, int root);
+
+/* buf holds n_rows rows of row_bytes; each rank has filled its lmp_dist_share(n_rows)
+ * rows. Afterwards every rank holds all rows. */
+int lmp_dist_allgather_rows(void *buf, int64_t n_rows, size_t row_bytes);
+
+/* Collective error agreement: returns rc when this rank failed, otherwise LMP_EIO with a
+ * message naming the failing rank when any other rank failed, otherwise 0. */
+int lmp_dist_status(int rc);
+
+#endif
