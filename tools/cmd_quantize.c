@@ -43,7 +43,7 @@ typedef struct {
     const char *method, *format, *calib, *calib_mode, *calib_field, *dtype;
     long long bits, group_size, samples, seqlen, seed;
     double damp;
-    bool sym, asym, act_order, no_act_order, no_true_seq, force, json, verbose;
+    bool sym, asym, act_order, no_act_order, no_true_seq, calib_bos, force, json, verbose;
     bool no_clip, no_duo;   /* AWQ */
     const char *const *keep; /* --keep: linears left dense */
     int n_keep;
@@ -133,6 +133,7 @@ static int quantize_int(const char *model, const char *out, const int_opts *o)
         p.pipe.act_order = false;
     }
     p.pipe.true_sequential = !o->no_true_seq;
+    p.pipe.calib_bos = o->calib_bos;
     if (o->bits != -1) {
         if (o->bits < 2 || o->bits > 8) {
             fprintf(stderr, "lmpress quantize: --bits must be 2..8\n");
@@ -357,6 +358,8 @@ int cmd_quantize(int argc, char **argv)
         {"no-act-order", 0, OPT_FLAG, &io.no_act_order, NULL, "GPTQ: columns in order"},
         {"no-true-sequential", 0, OPT_FLAG, &io.no_true_seq, NULL,
          "GPTQ: all Hessians of a block from one pass over the original block"},
+        {"calib-bos", 0, OPT_FLAG, &io.calib_bos, NULL,
+         "--method: replace the first token of every calibration window by BOS (as inference inputs start)"},
         {"damp", 0, OPT_FLOAT, &io.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) (default 0.01)"},
         {"format", 0, OPT_NAME, &io.format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct", "--method: gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ "
                                                 "GEMM) or compressed-tensors (default gptq; awq for --method awq)"},
@@ -466,7 +469,7 @@ int cmd_quantize(int argc, char **argv)
     /* the calibration window options serve --imatrix-calib on the GGUF path */
     bool calib_opts = io.samples != -1 || io.seqlen != -1 || io.seed != -1 || io.calib_mode || io.calib_field;
     bool int_path = io.method || io.format || io.calib || io.dtype || io.bits != -1 || io.group_size != -2 || io.asym ||
-                    io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.no_clip ||
+                    io.sym || io.act_order || io.no_act_order || io.damp >= 0 || io.no_true_seq || io.calib_bos || io.no_clip ||
                     io.no_duo || (calib_opts && !imatrix_calib);
     if (int_path) {
         io.keep = keep.v;

@@ -18,13 +18,14 @@
  *
  * A sparse matrix kernel (CSR and 2:4 in f32) for the benchmark against lmp_gemm.
  *
- * Not here: file layouts (formats/sparse.h), calibration windows (lib/quant/pipeline.h).
+ * Not here: file layouts (formats/sparse.h), calibration windows and the layer-wise driver (lib/calib/calib.h).
  */
 #ifndef LMP_PRUNE_H
 #define LMP_PRUNE_H
 
 #include "../infer/infer.h"
-#include "../quant/pipeline.h"
+#include "../calib/calib.h"
+#include "../quant/intquant.h"
 
 /* ---------------------------------------------------------------- one linear ------ */
 

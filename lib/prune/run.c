@@ -1,10 +1,8 @@
 /*
- * The layer-by-layer pruning driver: the same calibration and block-by-block structure as
- * lib/quant's GPTQ pipeline (pipeline.c), whose public pieces it reuses (calibration
- * windows, lmp_gptq_hessian_add, lmp_linear_hf_prefix). For block i: every sample goes
- * through the block with a hook that accumulates, per distinct linear input, the Hessian
- * (SparseGPT) or the column sums of squares (Wanda; magnitude needs nothing); the linears
- * are pruned (lmp_prune_linear / lmp_prune_linear_norms) from f32 copies of whatever the
+ * Magnitude, Wanda and SparseGPT as rows of lib/calib's layer-wise driver (calib.h). For
+ * block i the driver runs every window through the block gathering, per distinct linear
+ * input, the Hessian (SparseGPT, with lmp_gptq_hessian_add) or the column sums of squares
+ * (Wanda; magnitude needs nothing); here the linears are pruned (lmp_prune_linear / lmp_prune_linear_norms) from f32 copies of whatever the
  * model holds (dense, GGUF blocks, intgroup payloads: lmp_wmat_row_f32) and installed; the
  * block runs again on the hidden states in place, so block i+1 sees the outputs of the
  * PRUNED block i (as the Wanda and SparseGPT reference code do), and that pass measures each
@@ -59,38 +57,6 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
     return LMP_OK;
 }
 
-/* Statistics of one forward pass: per distinct linear input, the Hessian (SparseGPT) or
- * the column sums of squares (Wanda). */
-typedef struct {
-    double *H[LMP_IN_COUNT];
-    double *xsq[LMP_IN_COUNT];
-    int64_t ns[LMP_IN_COUNT];
-    lmp_linear stop_at;
-} stat_ctx;
-
-static int stat_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
-{
-    (void)layer;
-    stat_ctx *h = user;
-    int cls = lmp_linear_input(which);
-    if (which == lmp_input_first(cls)) {
-        if (h->H[cls]) {
-            int rc = lmp_gptq_hessian_add(h->H[cls], in, X, n, &h->ns[cls]);
-            if (rc)
-                return rc;
-        }
-        if (h->xsq[cls]) { /* every token, in double, in token order (deterministic) */
-            double *q = h->xsq[cls];
-            for (int64_t t = 0; t < n; t++) {
-                const float *x = X + t * in;
-                for (int64_t j = 0; j < in; j++)
-                    q[j] += (double)x[j] * x[j];
-            }
-        }
-    }
-    return which == h->stop_at ? LMP_PASS_DONE : 0;
-}
-
 /* Relative output error of every linear on the inputs it sees in the pruned block:
  * ||X W^T - X W'^T||_F / ||X W^T||_F accumulated over the calibration tokens. */
 typedef struct {
@@ -121,16 +87,138 @@ static int err_hook(void *user, int layer, lmp_linear which, const float *X, int
     return 0;
 }
 
-/* f32 copy of any weight the engine runs (dense, GGUF blocks, intgroup payloads). */
-static int weight_f32(const lmp_wmat *w, const char *name, float **out)
+/* ---------------------------------------------------------------- the rows -------- */
+
+typedef struct {
+    const lmp_prune_params *p;
+    lmp_prune_result *res;
+    float *Wp[LMP_LIN_COUNT];
+    uint8_t *mask[LMP_LIN_COUNT];
+    lmp_qtensor qt[LMP_LIN_COUNT];
+    lmp_wmat pw[LMP_LIN_COUNT];
+    err_ctx ec;
+} pr_ctx;
+
+static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
 {
-    *out = malloc((size_t)(w->rows * w->cols) * sizeof(float));
-    if (!*out)
-        return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
-    for (int64_t r = 0; r < w->rows; r++)
-        lmp_wmat_row_f32(w, r, *out + r * w->cols);
+    pr_ctx *c = ctx;
+    const lmp_prune_params *p = c->p;
+    lmp_prune_result *res = c->res;
+    const int l = b->layer;
+    const int cls = lmp_linear_input(w);
+    lmp_prune_linear_stats *st = &res->lin[l * LMP_LIN_COUNT + w];
+    const int64_t rows = b->orig[w].rows, cols = b->orig[w].cols;
+    st->layer = l;
+    st->which = w;
+    st->rows = rows;
+    st->cols = cols;
+    st->err = -1;
+    st->loss = -1;
+    lmp_linear_hf_prefix(l, w, st->name, sizeof st->name);
+    double t0 = lmp_time_s();
+    int rc = lmp_calib_weight_f32(&b->orig[w], st->name, &c->Wp[w]);
+    if (rc)
+        return rc;
+    c->mask[w] = malloc((size_t)(rows * cols));
+    if (!c->mask[w])
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (p->spec.method == LMP_PRUNE_SPARSEGPT)
+        rc = lmp_prune_linear(c->Wp[w], rows, cols, b->st.H[cls], &p->spec, c->mask[w], &c->qt[w], &st->loss);
+    else
+        rc = lmp_prune_linear_norms(c->Wp[w], rows, cols, b->st.xsq[cls], &p->spec, c->mask[w]);
+    if (rc)
+        return lmp_err_prefix(rc, "%s.weight", st->name);
+    if (p->spec.qbits) /* the installed copy is what the quantized tensor holds */
+        lmp_qtensor_dequant(&c->qt[w], c->Wp[w]);
+    snprintf(c->qt[w].name, sizeof c->qt[w].name, "%s", st->name);
+    st->seconds = lmp_time_s() - t0;
+    for (int64_t i = 0; i < rows * cols; i++)
+        st->zeros += !c->mask[w][i];
+    res->params += (uint64_t)(rows * cols);
+    res->zeros += (uint64_t)st->zeros;
+    c->pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = c->Wp[w],
+                          .row_bytes = (size_t)cols * sizeof(float)};
+    b->install_w[w] = &c->pw[w];
     return LMP_OK;
 }
+
+static int pr_rerun(void *ctx, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    return err_hook(&((pr_ctx *)ctx)->ec, layer, which, X, n, in);
+}
+
+static int pr_begin(void *ctx, lmp_calib_block *b)
+{
+    pr_ctx *c = ctx;
+    /* the re-run (the pruned block producing the next block's inputs) measures the errors */
+    c->ec.orig = b->orig;
+    c->ec.pruned = c->pw;
+    memset(c->ec.num, 0, sizeof c->ec.num);
+    memset(c->ec.den, 0, sizeof c->ec.den);
+    return LMP_OK;
+}
+
+static int pr_end(void *ctx, lmp_calib_block *b)
+{
+    pr_ctx *c = ctx;
+    const lmp_prune_params *p = c->p;
+    const int l = b->layer;
+    lmp_prune_linear_stats *st = &c->res->lin[l * LMP_LIN_COUNT];
+    if (b->cal)
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            st[w].err = c->ec.den[w] > 0 ? sqrt(c->ec.num[w] / c->ec.den[w]) : 0.0;
+    int rc;
+    if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)c->Wp, (const uint8_t *const *)c->mask,
+                                 p->spec.qbits ? c->qt : NULL, st)))
+        return rc;
+    if (p->on_layer_done)
+        p->on_layer_done(p->log_ctx, l, b->n_layers, lmp_time_s() - b->t0, st);
+    return LMP_OK;
+}
+
+static void pr_cleanup(void *ctx, lmp_calib_block *b)
+{
+    (void)b;
+    pr_ctx *c = ctx;
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        free(c->Wp[w]);
+        free(c->mask[w]);
+        c->Wp[w] = NULL;
+        c->mask[w] = NULL;
+        lmp_qtensor_free(&c->qt[w]);
+    }
+}
+
+/* Magnitude: no statistics (calibration, when given, only measures the errors). */
+static const lmp_calib_method g_magnitude_row = {
+    .name = "magnitude",
+    .begin = pr_begin,
+    .linear = pr_linear,
+    .rerun_hook = pr_rerun,
+    .end = pr_end,
+    .cleanup = pr_cleanup,
+};
+/* Wanda: the column sums of squares of every input. */
+static const lmp_calib_method g_wanda_row = {
+    .name = "wanda",
+    .stats = LMP_STAT_XSQ,
+    .begin = pr_begin,
+    .linear = pr_linear,
+    .rerun_hook = pr_rerun,
+    .end = pr_end,
+    .cleanup = pr_cleanup,
+};
+/* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input. */
+static const lmp_calib_method g_sparsegpt_row = {
+    .name = "sparsegpt",
+    .stats = LMP_STAT_HESSIAN,
+    .hessian_add = lmp_gptq_hessian_add,
+    .begin = pr_begin,
+    .linear = pr_linear,
+    .rerun_hook = pr_rerun,
+    .end = pr_end,
+    .cleanup = pr_cleanup,
+};
 
 int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_params *p, lmp_prune_result *res)
 {
@@ -152,197 +240,38 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
     if (!res->lin)
         return lmp_err(LMP_ENOMEM, "out of memory");
-
-    const int64_t d = c->hidden_size;
-    const int N = cal ? cal->n_samples : 0, L = cal ? cal->seq_len : 0;
-    float *states = NULL, *scratch = NULL;
-    float *Wp[LMP_LIN_COUNT] = {0};
-    uint8_t *mask[LMP_LIN_COUNT] = {0};
-    lmp_qtensor qt[LMP_LIN_COUNT];
-    lmp_wmat orig[LMP_LIN_COUNT], pw[LMP_LIN_COUNT];
-    bool installed[LMP_LIN_COUNT] = {0};
-    stat_ctx hc;
-    err_ctx ec;
-    memset(qt, 0, sizeof qt);
-    memset(&hc, 0, sizeof hc);
-    memset(&ec, 0, sizeof ec);
-
+    pr_ctx pc;
+    memset(&pc, 0, sizeof pc);
+    pc.p = p;
+    pc.res = res;
     if (cal) {
         int64_t max_rows = 0;
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
             int64_t r = lmp_model_linear(m, 0, (lmp_linear)w)->rows;
             max_rows = r > max_rows ? r : max_rows;
         }
-        res->n_samples = N;
-        res->seq_len = L;
-        res->act_bytes = lmp_qpipe_act_bytes(m, cal);
-        states = malloc(res->act_bytes);
-        scratch = malloc((size_t)L * d * sizeof(float));
-        ec.y0 = malloc((size_t)(L * max_rows) * sizeof(float));
-        ec.y1 = malloc((size_t)(L * max_rows) * sizeof(float));
-        if (!states || !scratch || !ec.y0 || !ec.y1) {
+        res->n_samples = cal->n_samples;
+        res->seq_len = cal->seq_len;
+        res->act_bytes = lmp_calib_act_bytes(m, cal);
+        pc.ec.y0 = malloc((size_t)(cal->seq_len * max_rows) * sizeof(float));
+        pc.ec.y1 = malloc((size_t)(cal->seq_len * max_rows) * sizeof(float));
+        if (!pc.ec.y0 || !pc.ec.y1) {
             rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%.1f MiB)",
                          res->act_bytes / 1048576.0);
             goto done;
         }
-        const int bos = p->calib_bos ? lmp_model_bos(m) : -1;
-        for (int s = 0; s < N; s++) {
-            const int32_t *tok = cal->tokens + (int64_t)s * L;
-            if ((rc = lmp_model_embed(m, tok, L, states + (int64_t)s * L * d)))
-                goto done;
-            if (bos >= 0 && tok[0] != bos && (rc = lmp_model_embed(m, &(int32_t){bos}, 1, states + (int64_t)s * L * d)))
-                goto done;
-        }
     }
-    /* Magnitude needs no statistics (calibration, when given, only measures the errors).
-     * True-sequential: one statistics pass per distinct input, the linears before it
+    /* True-sequential: one statistics pass per distinct input, the linears before it
      * already pruned; otherwise one pass over the original block for all of them. */
-    const bool stats = cal && method != LMP_PRUNE_MAGNITUDE;
-    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
     const bool ts = p->true_sequential < 0 ? method == LMP_PRUNE_SPARSEGPT : p->true_sequential != 0;
-    const int n_groups = lmp_input_groups(stats && ts, groups);
-
-    /* one bar for the whole model (layers x passes), so its ETA is the job's (issue 18) */
-    const uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + 1) * N : LMP_LIN_COUNT;
-    char label[64];
-    snprintf(label, sizeof label, "layer 1/%d", nl);
-    lmp_progress pg;
-    lmp_progress_begin(&pg, label, per_layer * (uint64_t)nl);
-    pg.unit = cal ? "block passes" : "linears";
-    if (!p->progress)
-        pg.enabled = false;
-    for (int l = 0; l < nl; l++) {
-        double tl = lmp_time_s();
-        for (int w = 0; w < LMP_LIN_COUNT; w++)
-            orig[w] = *lmp_model_linear(m, l, (lmp_linear)w);
-        snprintf(label, sizeof label, "prune layer %d/%d", l + 1, nl);
-        uint64_t done_n = (uint64_t)l * per_layer;
-        for (int g = 0; g < n_groups; g++) {
-            memset(&hc, 0, sizeof hc);
-            if (stats) {
-                int last = -1;
-                for (int k = 0; groups[g][k] >= 0; k++) {
-                    int cls = groups[g][k];
-                    int64_t cols = orig[lmp_input_first(cls)].cols;
-                    if (method == LMP_PRUNE_SPARSEGPT)
-                        hc.H[cls] = calloc((size_t)(cols * cols), sizeof(double));
-                    else
-                        hc.xsq[cls] = calloc((size_t)cols, sizeof(double));
-                    if (!hc.H[cls] && !hc.xsq[cls]) {
-                        rc = lmp_err(LMP_ENOMEM, "out of memory for the statistics of a %lld-column input",
-                                     (long long)cols);
-                        goto layer_fail;
-                    }
-                    last = cls;
-                }
-                hc.stop_at = lmp_input_first(last);
-                if ((rc = lmp_calib_block_pass(m, l, states, N, L, scratch, stat_hook, &hc, &pg, &done_n)))
-                    goto layer_fail;
-            }
-            for (int w = 0; w < LMP_LIN_COUNT; w++) {
-                int cls = lmp_linear_input((lmp_linear)w);
-                bool in_group = false;
-                for (int k = 0; groups[g][k] >= 0; k++)
-                    in_group |= groups[g][k] == cls;
-                if (!in_group)
-                    continue;
-                lmp_prune_linear_stats *st = &res->lin[l * LMP_LIN_COUNT + w];
-                const int64_t rows = orig[w].rows, cols = orig[w].cols;
-                st->layer = l;
-                st->which = (lmp_linear)w;
-                st->rows = rows;
-                st->cols = cols;
-                st->err = -1;
-                st->loss = -1;
-                lmp_linear_hf_prefix(l, (lmp_linear)w, st->name, sizeof st->name);
-                double t0 = lmp_time_s();
-                if ((rc = weight_f32(&orig[w], st->name, &Wp[w])))
-                    goto layer_fail;
-                mask[w] = malloc((size_t)(rows * cols));
-                if (!mask[w]) {
-                    rc = lmp_err(LMP_ENOMEM, "out of memory");
-                    goto layer_fail;
-                }
-                if (method == LMP_PRUNE_SPARSEGPT)
-                    rc = lmp_prune_linear(Wp[w], rows, cols, hc.H[cls], &p->spec, mask[w], &qt[w], &st->loss);
-                else
-                    rc = lmp_prune_linear_norms(Wp[w], rows, cols, hc.xsq[cls], &p->spec, mask[w]);
-                if (rc) {
-                    rc = lmp_err_prefix(rc, "%s.weight", st->name);
-                    goto layer_fail;
-                }
-                if (p->spec.qbits) /* the installed copy is what the quantized tensor holds */
-                    lmp_qtensor_dequant(&qt[w], Wp[w]);
-                snprintf(qt[w].name, sizeof qt[w].name, "%s", st->name);
-                st->seconds = lmp_time_s() - t0;
-                for (int64_t i = 0; i < rows * cols; i++)
-                    st->zeros += !mask[w][i];
-                res->params += (uint64_t)(rows * cols);
-                res->zeros += (uint64_t)st->zeros;
-                pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wp[w],
-                                   .row_bytes = (size_t)cols * sizeof(float)};
-                if (cal) {
-                    if ((rc = lmp_model_set_linear(m, l, (lmp_linear)w, &pw[w])))
-                        goto layer_fail;
-                    installed[w] = true;
-                } else {
-                    lmp_progress_update(&pg, ++done_n);
-                }
-            }
-            for (int k = 0; k < LMP_IN_COUNT; k++) {
-                free(hc.H[k]);
-                free(hc.xsq[k]);
-                hc.H[k] = NULL;
-                hc.xsq[k] = NULL;
-            }
-        }
-        /* the pruned block produces the next block's inputs; the hook measures the errors */
-        ec.orig = orig;
-        ec.pruned = pw;
-        memset(ec.num, 0, sizeof ec.num);
-        memset(ec.den, 0, sizeof ec.den);
-        for (int s = 0; s < N; s++) {
-            if ((rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, err_hook, &ec)))
-                goto layer_fail;
-            lmp_progress_update(&pg, ++done_n);
-        }
-        if (cal)
-            for (int w = 0; w < LMP_LIN_COUNT; w++)
-                res->lin[l * LMP_LIN_COUNT + w].err = ec.den[w] > 0 ? sqrt(ec.num[w] / ec.den[w]) : 0.0;
-        if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)Wp, (const uint8_t *const *)mask,
-                                     p->spec.qbits ? qt : NULL, &res->lin[l * LMP_LIN_COUNT])))
-            goto layer_fail;
-        lmp_progress_end(&pg); /* clears the bar's line for the caller's per-layer line */
-        if (p->on_layer_done)
-            p->on_layer_done(p->log_ctx, l, nl, lmp_time_s() - tl, &res->lin[l * LMP_LIN_COUNT]);
-    layer_fail:
-        if (rc)
-            lmp_progress_end(&pg);
-        for (int w = 0; w < LMP_LIN_COUNT; w++) {
-            if (installed[w])
-                lmp_model_set_linear(m, l, (lmp_linear)w, &orig[w]);
-            installed[w] = false;
-            free(Wp[w]);
-            free(mask[w]);
-            Wp[w] = NULL;
-            mask[w] = NULL;
-            lmp_qtensor_free(&qt[w]);
-        }
-        for (int k = 0; k < LMP_IN_COUNT; k++) {
-            free(hc.H[k]);
-            free(hc.xsq[k]);
-            hc.H[k] = NULL;
-            hc.xsq[k] = NULL;
-        }
-        if (rc)
-            goto done;
-    }
-    lmp_progress_end(&pg);
+    const lmp_calib_method *row = method == LMP_PRUNE_SPARSEGPT ? &g_sparsegpt_row
+                                  : method == LMP_PRUNE_WANDA   ? &g_wanda_row
+                                                                : &g_magnitude_row;
+    lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress};
+    rc = lmp_calib_run(m, cal, row, &pc, &o);
 done:
-    free(states);
-    free(scratch);
-    free(ec.y0);
-    free(ec.y1);
+    free(pc.ec.y0);
+    free(pc.ec.y1);
     res->sparsity = res->params ? (double)res->zeros / (double)res->params : 0;
     res->seconds = lmp_time_s() - t_start;
     res->peak_rss = lmp_peak_rss();

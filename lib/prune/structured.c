@@ -78,23 +78,6 @@ int lmp_struct_count(const lmp_config *c, lmp_struct_kind k, double ratio, int *
 }
 
 typedef struct {
-    lmp_linear which;
-    double *xsq; /* [cols] sum of squares of the linear's input columns */
-} col_ctx;
-
-static int col_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
-{
-    (void)layer;
-    col_ctx *c = user;
-    if (which != c->which)
-        return 0;
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t j = 0; j < in; j++)
-            c->xsq[j] += (double)X[t * in + j] * X[t * in + j];
-    return LMP_PASS_DONE;
-}
-
-typedef struct {
     double v;
     int i;
 } sc;
@@ -125,36 +108,169 @@ static void keep_highest(const double *s, int n, int k, int *keep)
     free(t);
 }
 
-static int plan_layers(lmp_model *m, const lmp_calib_data *cal, int k, lmp_struct_plan *p, float *states,
-                       float *prev)
+/* ---------------------------------------------------------------- the rows -------- */
+
+typedef struct {
+    lmp_struct_plan *p;
+    lmp_struct_kind kind;
+    int k;                  /* units removed per layer */
+    lmp_linear which;       /* o_proj (heads) or down_proj (FFN channels) */
+    float *Wm;              /* the block's pruned copy of `which` */
+    lmp_wmat nw;
+    double cs;              /* layers: sum of cosines of the running block */
+} st_ctx;
+
+/* Layers: block influence, 1 - mean cos(x_in, x_out), on the unpruned model. */
+static int layer_window(void *ctx, lmp_calib_block *b, int window, const float *in, const float *out)
 {
-    const lmp_config *c = &p->in;
-    const int N = cal->n_samples, L = cal->seq_len;
-    const int64_t d = c->hidden_size;
-    for (int l = 0; l < c->n_layers; l++) {
-        double cs = 0;
-        for (int s = 0; s < N; s++) {
-            float *x = states + (int64_t)s * L * d;
-            memcpy(prev, x, (size_t)(L * d) * sizeof(float));
-            int rc = lmp_block_run(m, l, x, L, 0, NULL, NULL, NULL);
-            if (rc)
-                return rc;
-            for (int t = 0; t < L; t++) {
-                double ab = 0, aa = 0, bb = 0;
-                for (int64_t j = 0; j < d; j++) {
-                    double a = prev[t * d + j], b = x[t * d + j];
-                    ab += a * b;
-                    aa += a * a;
-                    bb += b * b;
-                }
-                cs += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1.0;
-            }
+    (void)window;
+    st_ctx *c = ctx;
+    const int64_t d = lmp_model_config(b->m)->hidden_size;
+    if (window == 0)
+        c->cs = 0;
+    for (int t = 0; t < b->L; t++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t j = 0; j < d; j++) {
+            double x = in[t * d + j], y = out[t * d + j];
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
         }
-        p->score[l] = 1.0 - cs / ((double)N * L);
+        c->cs += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1.0;
     }
-    keep_highest(p->score, c->n_layers, k, p->keep_layers);
     return LMP_OK;
 }
+
+static int layer_end(void *ctx, lmp_calib_block *b)
+{
+    st_ctx *c = ctx;
+    c->p->score[b->layer] = 1.0 - c->cs / ((double)b->N * b->L);
+    return LMP_OK;
+}
+
+/* Heads, KV heads, FFN channels: score the units of block l from the sums of squares of
+ * `which`'s input columns and its weights, zero the removed ones' columns; the driver
+ * installs that copy and re-runs the block, so block l+1 is scored on the pruned model. */
+static int unit_block(void *ctx, lmp_calib_block *b)
+{
+    st_ctx *c = ctx;
+    lmp_struct_plan *p = c->p;
+    const lmp_config *o = &p->out;
+    const int l = b->layer, k = c->k;
+    const int nh = p->in.n_heads, nkv = p->in.n_kv_heads, g = nh / nkv, hd = p->in.head_dim;
+    const int64_t F = p->in.intermediate_size;
+    const lmp_wmat orig = b->orig[c->which];
+    const int64_t rows = orig.rows, cols = orig.cols;
+    const double *xsq = b->st.xsq[lmp_linear_input(c->which)];
+    float *Wm = c->Wm = malloc((size_t)(rows * cols) * sizeof(float));
+    if (!Wm)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < rows; r++) /* dense, GGUF blocks or an intgroup payload */
+        lmp_wmat_row_f32(&orig, r, Wm + r * cols);
+    if (c->kind == LMP_STRUCT_FFN) {
+        for (int64_t j = 0; j < cols; j++) {
+            double w2 = 0;
+            for (int64_t r = 0; r < rows; r++)
+                w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
+            p->score[(int64_t)l * F + j] = xsq[j] * w2;
+        }
+        int *keep = p->keep_ffn + (int64_t)l * o->intermediate_size;
+        keep_highest(p->score + (int64_t)l * F, (int)F, k, keep);
+        /* zero the removed channels' down_proj columns */
+        uint8_t *kept = calloc((size_t)F, 1);
+        if (!kept)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        for (int j = 0; j < o->intermediate_size; j++)
+            kept[keep[j]] = 1;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cols; j++)
+                if (!kept[j])
+                    Wm[r * cols + j] = 0.0f;
+        free(kept);
+    } else {
+        double hs[1024];
+        for (int h = 0; h < nh; h++) {
+            double s = 0;
+            for (int64_t j = (int64_t)h * hd; j < (int64_t)(h + 1) * hd; j++) {
+                double w2 = 0;
+                for (int64_t r = 0; r < rows; r++)
+                    w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
+                s += xsq[j] * w2;
+            }
+            hs[h] = s;
+        }
+        uint8_t kept_h[1024] = {0};
+        if (c->kind == LMP_STRUCT_HEADS) {
+            for (int h = 0; h < nh; h++)
+                p->score[(int64_t)l * nh + h] = hs[h];
+            int *kh = p->keep_heads + (int64_t)l * o->n_heads;
+            for (int grp = 0; grp < nkv; grp++) {
+                int tmp[1024];
+                keep_highest(hs + grp * g, g, k, tmp);
+                for (int i = 0; i < g - k; i++)
+                    kh[grp * (g - k) + i] = grp * g + tmp[i];
+            }
+            for (int i = 0; i < o->n_heads; i++)
+                kept_h[kh[i]] = 1;
+        } else {
+            double gsum[1024];
+            for (int grp = 0; grp < nkv; grp++) {
+                gsum[grp] = 0;
+                for (int i = 0; i < g; i++)
+                    gsum[grp] += hs[grp * g + i];
+                p->score[(int64_t)l * nkv + grp] = gsum[grp];
+            }
+            int *kk = p->keep_kv + (int64_t)l * o->n_kv_heads;
+            keep_highest(gsum, nkv, k, kk);
+            int *kh = p->keep_heads + (int64_t)l * o->n_heads;
+            for (int i = 0; i < o->n_kv_heads; i++)
+                for (int j = 0; j < g; j++) {
+                    kh[i * g + j] = kk[i] * g + j;
+                    kept_h[kk[i] * g + j] = 1;
+                }
+        }
+        for (int64_t r = 0; r < rows; r++)
+            for (int h = 0; h < nh; h++)
+                if (!kept_h[h])
+                    memset(Wm + r * cols + (int64_t)h * hd, 0, (size_t)hd * sizeof(float));
+    }
+    /* the pruned block produces the next block's inputs */
+    c->nw = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wm,
+                       .row_bytes = (size_t)cols * sizeof(float)};
+    b->install_w[c->which] = &c->nw;
+    return LMP_OK;
+}
+
+static void unit_cleanup(void *ctx, lmp_calib_block *b)
+{
+    (void)b;
+    st_ctx *c = ctx;
+    free(c->Wm);
+    c->Wm = NULL;
+}
+
+/* heads and KV heads: the sums of squares of o_proj's input columns */
+static const lmp_calib_method g_struct_heads_row = {
+    .name = "structured",
+    .stats = LMP_STAT_XSQ,
+    .classes = 1u << LMP_IN_O,
+    .block = unit_block,
+    .cleanup = unit_cleanup,
+};
+/* FFN channels: those of down_proj's input */
+static const lmp_calib_method g_struct_ffn_row = {
+    .name = "structured",
+    .stats = LMP_STAT_XSQ,
+    .classes = 1u << LMP_IN_DOWN,
+    .block = unit_block,
+    .cleanup = unit_cleanup,
+};
+/* layers: no statistics; each window's input and output as the block runs */
+static const lmp_calib_method g_struct_layers_row = {
+    .name = "structured",
+    .rerun_window = layer_window,
+    .end = layer_end,
+};
 
 int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kind kind, double ratio,
                          lmp_struct_plan *p)
@@ -177,8 +293,8 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
     p->ratio = ratio;
     p->in = *c;
     p->out = *c;
-    const int nl = c->n_layers, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv, hd = c->head_dim;
-    const int64_t F = c->intermediate_size, d = c->hidden_size;
+    const int nl = c->n_layers, nh = c->n_heads, nkv = c->n_kv_heads, g = nh / nkv;
+    const int64_t F = c->intermediate_size;
     switch (kind) {
     case LMP_STRUCT_HEADS: p->out.n_heads = nkv * (g - k); break;
     case LMP_STRUCT_KV_HEADS: p->out.n_kv_heads = nkv - k; p->out.n_heads = (nkv - k) * g; break;
@@ -193,13 +309,7 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
     int n_score = kind == LMP_STRUCT_LAYERS ? nl : kind == LMP_STRUCT_FFN ? nl * (int)F
                                               : kind == LMP_STRUCT_HEADS ? nl * nh : nl * nkv;
     p->score = calloc((size_t)n_score, sizeof(double));
-    const int N = cal->n_samples, L = cal->seq_len;
-    float *states = malloc((size_t)N * L * d * sizeof(float)), *scratch = malloc((size_t)L * d * sizeof(float));
-    double *xsq = calloc((size_t)(F > d ? F : d) + (size_t)nh * hd, sizeof(double));
-    double *unit = calloc((size_t)(F > nh ? F : nh), sizeof(double));
-    float *Wm = NULL;
-    if (!p->keep_layers || !p->keep_heads || !p->keep_kv || !p->keep_ffn || !p->score || !states || !scratch ||
-        !xsq || !unit) {
+    if (!p->keep_layers || !p->keep_heads || !p->keep_kv || !p->keep_ffn || !p->score) {
         rc = lmp_err(LMP_ENOMEM, "out of memory");
         goto done;
     }
@@ -214,112 +324,16 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
         for (int j = 0; j < o->intermediate_size; j++)
             p->keep_ffn[(int64_t)l * o->intermediate_size + j] = j;
     }
-    for (int s = 0; s < N; s++)
-        if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, states + (int64_t)s * L * d)))
-            goto done;
-    if (kind == LMP_STRUCT_LAYERS) {
-        rc = plan_layers(m, cal, k, p, states, scratch);
+    st_ctx sc = {p, kind, k, kind == LMP_STRUCT_FFN ? LMP_LIN_DOWN : LMP_LIN_O, NULL, {0}, 0};
+    const lmp_calib_method *row = kind == LMP_STRUCT_LAYERS ? &g_struct_layers_row
+                                  : kind == LMP_STRUCT_FFN  ? &g_struct_ffn_row
+                                                            : &g_struct_heads_row;
+    lmp_calib_opts co = {.progress = false};
+    if ((rc = lmp_calib_run(m, cal, row, &sc, &co)))
         goto done;
-    }
-    const lmp_linear which = kind == LMP_STRUCT_FFN ? LMP_LIN_DOWN : LMP_LIN_O;
-    for (int l = 0; l < nl; l++) {
-        const lmp_wmat orig = *lmp_model_linear(m, l, which);
-        const int64_t rows = orig.rows, cols = orig.cols;
-        col_ctx cc = {which, xsq};
-        memset(xsq, 0, (size_t)cols * sizeof(double));
-        uint64_t passes = 0;
-        if ((rc = lmp_calib_block_pass(m, l, states, N, L, scratch, col_hook, &cc, NULL, &passes)))
-            goto done;
-        Wm = malloc((size_t)(rows * cols) * sizeof(float));
-        if (!Wm) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-        for (int64_t r = 0; r < rows; r++) /* dense, GGUF blocks or an intgroup payload */
-            lmp_wmat_row_f32(&orig, r, Wm + r * cols);
-        if (kind == LMP_STRUCT_FFN) {
-            for (int64_t j = 0; j < cols; j++) {
-                double w2 = 0;
-                for (int64_t r = 0; r < rows; r++)
-                    w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
-                p->score[(int64_t)l * F + j] = xsq[j] * w2;
-            }
-            int *keep = p->keep_ffn + (int64_t)l * o->intermediate_size;
-            keep_highest(p->score + (int64_t)l * F, (int)F, k, keep);
-            /* zero the removed channels' down_proj columns */
-            uint8_t *kept = calloc((size_t)F, 1);
-            for (int j = 0; j < o->intermediate_size; j++)
-                kept[keep[j]] = 1;
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < cols; j++)
-                    if (!kept[j])
-                        Wm[r * cols + j] = 0.0f;
-            free(kept);
-        } else {
-            double hs[1024];
-            for (int h = 0; h < nh; h++) {
-                double s = 0;
-                for (int64_t j = (int64_t)h * hd; j < (int64_t)(h + 1) * hd; j++) {
-                    double w2 = 0;
-                    for (int64_t r = 0; r < rows; r++)
-                        w2 += (double)Wm[r * cols + j] * Wm[r * cols + j];
-                    s += xsq[j] * w2;
-                }
-                hs[h] = s;
-            }
-            uint8_t kept_h[1024] = {0};
-            if (kind == LMP_STRUCT_HEADS) {
-                for (int h = 0; h < nh; h++)
-                    p->score[(int64_t)l * nh + h] = hs[h];
-                int *kh = p->keep_heads + (int64_t)l * o->n_heads;
-                for (int grp = 0; grp < nkv; grp++) {
-                    int tmp[1024];
-                    keep_highest(hs + grp * g, g, k, tmp);
-                    for (int i = 0; i < g - k; i++)
-                        kh[grp * (g - k) + i] = grp * g + tmp[i];
-                }
-                for (int i = 0; i < o->n_heads; i++)
-                    kept_h[kh[i]] = 1;
-            } else {
-                double gsum[1024];
-                for (int grp = 0; grp < nkv; grp++) {
-                    gsum[grp] = 0;
-                    for (int i = 0; i < g; i++)
-                        gsum[grp] += hs[grp * g + i];
-                    p->score[(int64_t)l * nkv + grp] = gsum[grp];
-                }
-                int *kk = p->keep_kv + (int64_t)l * o->n_kv_heads;
-                keep_highest(gsum, nkv, k, kk);
-                int *kh = p->keep_heads + (int64_t)l * o->n_heads;
-                for (int i = 0; i < o->n_kv_heads; i++)
-                    for (int j = 0; j < g; j++) {
-                        kh[i * g + j] = kk[i] * g + j;
-                        kept_h[kk[i] * g + j] = 1;
-                    }
-            }
-            for (int64_t r = 0; r < rows; r++)
-                for (int h = 0; h < nh; h++)
-                    if (!kept_h[h])
-                        memset(Wm + r * cols + (int64_t)h * hd, 0, (size_t)hd * sizeof(float));
-        }
-        /* run the pruned block to produce the next block's inputs */
-        lmp_wmat nw = {.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = Wm, .row_bytes = (size_t)cols * sizeof(float)};
-        if ((rc = lmp_model_set_linear(m, l, which, &nw)))
-            goto done;
-        for (int s = 0; s < N && rc == 0; s++)
-            rc = lmp_block_run(m, l, states + (int64_t)s * L * d, L, 0, NULL, NULL, NULL);
-        lmp_model_set_linear(m, l, which, &orig);
-        free(Wm);
-        Wm = NULL;
-        if (rc)
-            goto done;
-    }
+    if (kind == LMP_STRUCT_LAYERS)
+        keep_highest(p->score, nl, k, p->keep_layers);
 done:
-    free(Wm);
-    free(states);
-    free(scratch);
-    free(xsq);
-    free(unit);
     p->params_in = lmp_config_n_params(&p->in);
     p->params_out = lmp_config_n_params(&p->out);
     p->seconds = lmp_time_s() - t0;

@@ -14,7 +14,7 @@
  * Not here: file layouts (formats/qmodel.c writes the AWQ GEMM folder, including the
  * folded norm weights handed over through lmp_qpipe_params.fold_sink).
  */
-#include "pipeline.h"
+#include "qpipe_internal.h"
 #include "quant.h"
 /* Interim: the f32 norm and bias vectors live in lib/infer's private model struct and
  * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
@@ -210,13 +210,12 @@ typedef struct {
     float *wfold[LMP_LIN_COUNT];  /* scaled, not clipped (for the error figures) */
     float *scratch, *xo, *obuf;   /* (L, d), (L, qd), (CH, max rows) */
     int gs;                       /* effective group size for a cols count: see eff_gs */
-    lmp_progress *pg;
-    uint64_t done_n;
+    lmp_calib_block *b;           /* the driver's block: progress */
+    lmp_qpipe_result *res;
+    lmp_qtensor qt[LMP_LIN_COUNT];
 } awq_ctx;
 
 typedef struct {
-    float *X[LMP_IN_COUNT];
-    int64_t off; /* first token row of the running sample */
     float *xo;   /* search pass: o_proj's input of one sample, then stop */
 } cap_ctx;
 
@@ -224,16 +223,10 @@ static int cap_hook(void *user, int layer, lmp_linear which, const float *X, int
 {
     (void)layer;
     cap_ctx *c = user;
-    if (c->xo) {
-        if (which != LMP_LIN_O)
-            return 0;
-        memcpy(c->xo, X, (size_t)(n * in) * sizeof(float));
-        return LMP_PASS_DONE;
-    }
-    int cls = lmp_linear_input(which);
-    if (which == lmp_input_first(cls))
-        memcpy(c->X[cls] + c->off * in, X, (size_t)(n * in) * sizeof(float));
-    return 0;
+    if (which != LMP_LIN_O)
+        return 0;
+    memcpy(c->xo, X, (size_t)(n * in) * sizeof(float));
+    return LMP_PASS_DONE;
 }
 
 static int eff_gs(const lmp_qpipe_params *p, int64_t cols)
@@ -243,7 +236,7 @@ static int eff_gs(const lmp_qpipe_params *p, int64_t cols)
 
 static void tick(awq_ctx *a)
 {
-    lmp_progress_update(a->pg, ++a->done_n);
+    lmp_calib_tick(a->b);
 }
 
 /* ||X D^T||_F^2 for X (T, in), D (rows, in), in chunks of CH tokens (buf: CH * rows). */
@@ -304,7 +297,7 @@ static int qkv_loss(awq_ctx *a, float *const cand[3], double *loss)
         if ((rc = lmp_model_set_linear(a->m, a->layer, k, &w[i])))
             goto restore;
     }
-    cap_ctx cc = {{0}, 0, a->xo};
+    cap_ctx cc = {a->xo};
     double acc = 0;
     for (int s = 0; s < a->N; s++) {
         int64_t o = (int64_t)s * a->L;
@@ -613,24 +606,6 @@ static double rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, in
     return den > 0 ? sqrt(num / den) : 0.0;
 }
 
-static int weight_f32(const lmp_wmat *w, const char *name, float **out)
-{
-    *out = malloc(sizeof(float) * (size_t)(w->rows * w->cols));
-    if (!*out)
-        return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
-    for (int64_t r = 0; r < w->rows; r++) /* dense, block or intgroup rows */
-        lmp_wmat_row_f32(w, r, *out + r * w->cols);
-    for (int64_t i = 0; i < w->rows * w->cols; i++)
-        if (!isfinite((*out)[i])) {
-            int rc = lmp_err(LMP_ERANGE, "%s.weight: non-finite value %g at [%lld, %lld]; refusing to quantize", name,
-                             (double)(*out)[i], (long long)(i / w->cols), (long long)(i % w->cols));
-            free(*out);
-            *out = NULL;
-            return rc;
-        }
-    return LMP_OK;
-}
-
 static float *dup_vec(const float *v, int64_t n)
 {
     float *o = malloc(sizeof(float) * (size_t)n);
@@ -656,9 +631,9 @@ static void block_free(awq_ctx *a)
     memset(&a->blk, 0, sizeof a->blk);
 }
 
-/* One block: capture, search, fold, clip, quantize. next (T, d) receives the float
- * outputs. qt / st are filled for the sinks. */
-static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats *st)
+/* One block after the driver's capture pass: search, fold, clip, quantize. qt / st are
+ * filled for the sinks. */
+static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 {
     const lmp_qpipe_params *p = a->p;
     const int l = a->layer;
@@ -669,7 +644,7 @@ static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats
         a->orig[k] = *lmp_model_linear(a->m, l, (lmp_linear)k);
         char name[LMP_MAX_NAME];
         lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
-        if ((rc = weight_f32(&a->orig[k], name, &a->blk.w[k])))
+        if ((rc = lmp_calib_weight_f32(&a->orig[k], name, &a->blk.w[k])))
             goto done;
         int64_t n = a->orig[k].rows * a->orig[k].cols;
         maxw = n > maxw ? n : maxw;
@@ -685,16 +660,8 @@ static int awq_block(awq_ctx *a, float *next, lmp_qtensor *qt, lmp_qlinear_stats
     if (!Q || !D)
         goto oom;
 
-    /* 1. inputs of every linear and the float outputs (the next block's inputs) */
-    cap_ctx cc = {{a->X[0], a->X[1], a->X[2], a->X[3]}, 0, NULL};
-    for (int smp = 0; smp < a->N; smp++) {
-        int64_t o = (int64_t)smp * a->L;
-        cc.off = o;
-        memcpy(next + o * a->d, a->states + o * a->d, sizeof(float) * (size_t)(a->L * a->d));
-        if ((rc = lmp_block_run(a->m, l, next + o * a->d, a->L, 0, NULL, cap_hook, &cc)))
-            goto done;
-        tick(a);
-    }
+    /* 1. the inputs of every linear: the driver's capture pass (its float outputs are the
+     * next block's inputs) */
     for (int c = 0; c < LMP_IN_COUNT; c++) {
         const int64_t in = a->cols[c];
         double *acc = calloc((size_t)in, sizeof(double));
@@ -784,6 +751,86 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- the row --------- */
+
+static int awq_row_block(void *ctx, lmp_calib_block *b)
+{
+    awq_ctx *a = ctx;
+    a->b = b;
+    a->layer = b->layer;
+    a->states = b->states;
+    for (int k = 0; k < LMP_IN_COUNT; k++)
+        a->X[k] = b->st.X[k];
+    return awq_block(a, a->qt, &a->res->lin[b->layer * LMP_LIN_COUNT]);
+}
+
+static int awq_row_end(void *ctx, lmp_calib_block *b)
+{
+    awq_ctx *a = ctx;
+    const lmp_qpipe_params *p = a->p;
+    lmp_qpipe_result *res = a->res;
+    const int l = b->layer;
+    lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT];
+    int rc = LMP_OK;
+    if (p->fold_sink) {
+        lmp_qfold f;
+        memset(&f, 0, sizeof f);
+        f.attn_norm = a->blk.attn_norm;
+        f.ffn_norm = a->blk.ffn_norm;
+        for (int k = 0; k < LMP_LIN_COUNT; k++)
+            f.bias[k] = a->blk.bias[k];
+        if ((rc = p->fold_sink(p->sink_ctx, l, &f)))
+            return rc;
+    }
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        res->params += (uint64_t)(a->qt[k].rows * a->qt[k].cols);
+        res->qbytes += lmp_qtensor_nbytes(&a->qt[k]);
+        if (st[k].err > res->worst_err) {
+            res->worst_err = st[k].err;
+            snprintf(res->worst_name, sizeof res->worst_name, "%s", st[k].name);
+        }
+        if (st[k].err_rtn >= 0 && st[k].err > st[k].err_rtn)
+            res->n_worse_than_rtn++;
+    }
+    if (p->sink && (rc = p->sink(p->sink_ctx, l, a->qt, st)))
+        return rc;
+    res->layer_seconds[l] = lmp_time_s() - b->t0;
+    if (p->on_layer_done)
+        p->on_layer_done(p->log_ctx, l, b->n_layers, res->layer_seconds[l], st);
+    return LMP_OK;
+}
+
+static void awq_row_cleanup(void *ctx, lmp_calib_block *b)
+{
+    (void)b;
+    awq_ctx *a = ctx;
+    for (int k = 0; k < LMP_LIN_COUNT; k++)
+        lmp_qtensor_free(&a->qt[k]);
+    block_free(a);
+    for (int k = 0; k < LMP_IN_COUNT; k++)
+        a->X[k] = NULL;
+}
+
+static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
+{
+    awq_ctx *a = ctx;
+    const lmp_qpipe_params *p = a->p;
+    const bool vo = lmp_awq_has_vo(lmp_model_config(b->m));
+    return (uint64_t)a->N * (uint64_t)(1 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
+           (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
+}
+
+/* AWQ: every linear's input captured on the float block, whose outputs go forward. */
+static const lmp_calib_method g_awq_row = {
+    .name = "awq",
+    .stats = LMP_STAT_CAPTURE,
+    .flags = LMP_CALIB_FLOAT_FORWARD,
+    .block = awq_row_block,
+    .end = awq_row_end,
+    .cleanup = awq_row_cleanup,
+    .steps = awq_row_steps,
+};
+
 int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -822,6 +869,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     memset(&a, 0, sizeof a);
     a.m = m;
     a.p = p;
+    a.res = res;
     a.d = c->hidden_size;
     a.qd = (int64_t)c->n_heads * c->head_dim;
     a.kvd = (int64_t)c->n_kv_heads * c->head_dim;
@@ -838,95 +886,31 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     uint64_t feat = 0;
     for (int k = 0; k < LMP_IN_COUNT; k++)
         feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
-    res->act_bytes = 2 * lmp_qpipe_act_bytes(m, cal) + feat;
-    float *states = malloc(sizeof(float) * (size_t)(a.T * a.d)), *next = malloc(sizeof(float) * (size_t)(a.T * a.d));
+    res->act_bytes = 2 * lmp_calib_act_bytes(m, cal) + feat;
     int64_t maxrows = a.d > a.ff ? a.d : a.ff;
     maxrows = a.qd > maxrows ? a.qd : maxrows;
     a.scratch = malloc(sizeof(float) * (size_t)(a.L * a.d));
     a.xo = malloc(sizeof(float) * (size_t)(a.L * a.qd));
     a.obuf = malloc(sizeof(float) * (size_t)(CH * maxrows));
-    bool ok = states && next && a.scratch && a.xo && a.obuf;
+    bool ok = a.scratch && a.xo && a.obuf;
     for (int k = 0; k < LMP_IN_COUNT; k++) {
-        a.X[k] = malloc(sizeof(float) * (size_t)(a.T * a.cols[k]));
         a.xmean[k] = malloc(sizeof(float) * (size_t)a.cols[k]);
-        ok = ok && a.X[k] && a.xmean[k];
+        ok = ok && a.xmean[k];
     }
-    lmp_qtensor qt[LMP_LIN_COUNT];
-    memset(qt, 0, sizeof qt);
     if (!ok) {
         rc = lmp_err(LMP_ENOMEM, "out of memory for AWQ's calibration activations (%d x %d tokens: %.1f MiB)", a.N,
                      a.L, res->act_bytes / 1048576.0);
         goto done;
     }
-    a.states = states;
-    for (int smp = 0; smp < a.N; smp++)
-        if ((rc = lmp_model_embed(m, cal->tokens + (int64_t)smp * a.L, a.L, states + (int64_t)smp * a.L * a.d)))
-            goto done;
-
-    const bool vo = lmp_awq_has_vo(c);
-    for (int l = 0; l < nl; l++) {
-        double tl = lmp_time_s();
-        char label[64];
-        snprintf(label, sizeof label, "awq layer %d/%d", l + 1, nl);
-        lmp_progress pg;
-        uint64_t steps = (uint64_t)a.N * (uint64_t)(1 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
-                         (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
-        lmp_progress_begin(&pg, label, steps);
-        if (!p->progress)
-            pg.enabled = false;
-        a.pg = &pg;
-        a.done_n = 0;
-        a.layer = l;
-        a.states = states;
-        lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT];
-        rc = awq_block(&a, next, qt, st);
-        lmp_progress_end(&pg);
-        if (rc == 0 && p->fold_sink) {
-            lmp_qfold f;
-            memset(&f, 0, sizeof f);
-            f.attn_norm = a.blk.attn_norm;
-            f.ffn_norm = a.blk.ffn_norm;
-            for (int k = 0; k < LMP_LIN_COUNT; k++)
-                f.bias[k] = a.blk.bias[k];
-            rc = p->fold_sink(p->sink_ctx, l, &f);
-        }
-        if (rc == 0) {
-            for (int k = 0; k < LMP_LIN_COUNT; k++) {
-                res->params += (uint64_t)(qt[k].rows * qt[k].cols);
-                res->qbytes += lmp_qtensor_nbytes(&qt[k]);
-                if (st[k].err > res->worst_err) {
-                    res->worst_err = st[k].err;
-                    snprintf(res->worst_name, sizeof res->worst_name, "%s", st[k].name);
-                }
-                if (st[k].err_rtn >= 0 && st[k].err > st[k].err_rtn)
-                    res->n_worse_than_rtn++;
-            }
-            if (p->sink)
-                rc = p->sink(p->sink_ctx, l, qt, st);
-        }
-        for (int k = 0; k < LMP_LIN_COUNT; k++)
-            lmp_qtensor_free(&qt[k]);
-        block_free(&a);
-        if (rc)
-            goto done;
-        res->layer_seconds[l] = lmp_time_s() - tl;
-        if (p->on_layer_done)
-            p->on_layer_done(p->log_ctx, l, nl, res->layer_seconds[l], st);
-        float *t = states;
-        states = next;
-        next = t;
-    }
+    lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress};
+    rc = lmp_calib_run(m, cal, &g_awq_row, &a, &o);
 done:
     block_free(&a);
-    free(states);
-    free(next);
     free(a.scratch);
     free(a.xo);
     free(a.obuf);
-    for (int k = 0; k < LMP_IN_COUNT; k++) {
-        free(a.X[k]);
+    for (int k = 0; k < LMP_IN_COUNT; k++)
         free(a.xmean[k]);
-    }
     res->seconds = lmp_time_s() - t_start;
     res->peak_rss = lmp_peak_rss();
     return rc;

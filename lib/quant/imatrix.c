@@ -16,45 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    double *acc;              /* [n_layers][sum of class widths] */
-    int64_t off[LMP_IN_COUNT];    /* offset of each class within a layer's run */
-    int64_t per_layer;
-    /* experts: [n_layers][E * (d + ff)] sums of x^2 over the tokens routed to each, and
-     * [n_layers][E] their counts */
-    double *eacc;
-    int64_t *ecnt;
-    int E;
-    int64_t ed, eff;
-} im_ctx;
-
-static int im_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
-{
-    im_ctx *c = user;
-    const int ex = lmp_hook_expert();
-    if (ex >= 0) { /* an expert's routed tokens only */
-        const int64_t per = (int64_t)c->E * (c->ed + c->eff);
-        double *a = c->eacc + (int64_t)layer * per +
-                    (which == LMP_LIN_GATE ? (int64_t)ex * c->ed : (int64_t)c->E * c->ed + (int64_t)ex * c->eff);
-        if (in != (which == LMP_LIN_GATE ? c->ed : c->eff))
-            return lmp_err(LMP_EINVAL, "imatrix: layer %d expert %d: %lld inputs", layer, ex, (long long)in);
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t j = 0; j < in; j++)
-                a[j] += (double)X[t * in + j] * X[t * in + j];
-        if (which == LMP_LIN_GATE)
-            c->ecnt[(int64_t)layer * c->E + ex] += n;
-        return 0;
-    }
-    int cls = lmp_linear_input(which);
-    if (which != lmp_input_first(cls))
-        return 0;
-    double *a = c->acc + (int64_t)layer * c->per_layer + c->off[cls];
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t j = 0; j < in; j++)
-            a[j] += (double)X[t * in + j] * X[t * in + j];
-    return 0;
-}
-
 void lmp_imatrix_free(lmp_imatrix *im)
 {
     if (!im)
@@ -74,6 +35,53 @@ static int64_t class_width(const lmp_config *c, int cls)
     }
 }
 
+/* The imatrix row: E[x^2] per input class (and per expert over its routed tokens), on
+ * the float model, streamed window by window through all blocks. */
+typedef struct {
+    lmp_imatrix *out;
+    int64_t off[LMP_IN_COUNT];    /* offset of each class within a layer's run */
+    int64_t per_layer;
+    double ntok;
+} im_ctx;
+
+static int im_block(void *ctx, lmp_calib_block *b)
+{
+    im_ctx *c = ctx;
+    lmp_imatrix *out = c->out;
+    const int l = b->layer;
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
+        const double *a = b->st.xsq[k];
+        float *o = out->v + (int64_t)l * c->per_layer + c->off[k];
+        for (int64_t j = 0; j < b->cols[k]; j++)
+            o[j] = (float)(a[j] / c->ntok);
+    }
+    if (b->st.exsq) { /* each expert: the mean over ITS tokens; never reached: zeros */
+        const int E = b->n_experts;
+        const int64_t ed = b->e_hidden, eff = b->e_ff, per = (int64_t)E * (ed + eff);
+        memcpy(out->ecount + (int64_t)l * E, b->st.ecount, sizeof(int64_t) * (size_t)E);
+        const double *a = b->st.exsq;
+        float *o = out->ev + (int64_t)l * per;
+        for (int e = 0; e < E; e++) {
+            const int64_t cnt = b->st.ecount[e];
+            if (!cnt)
+                continue;
+            for (int64_t j = 0; j < ed; j++)
+                o[(int64_t)e * ed + j] = (float)(a[(int64_t)e * ed + j] / (double)cnt);
+            const int64_t base = (int64_t)E * ed + (int64_t)e * eff;
+            for (int64_t j = 0; j < eff; j++)
+                o[base + j] = (float)(a[base + j] / (double)cnt);
+        }
+    }
+    return LMP_OK;
+}
+
+static const lmp_calib_method g_imatrix_row = {
+    .name = "imatrix",
+    .stats = LMP_STAT_XSQ | LMP_STAT_EXPERTS,
+    .flags = LMP_CALIB_STREAM,
+    .block = im_block,
+};
+
 int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool progress, lmp_imatrix *out)
 {
     memset(out, 0, sizeof *out);
@@ -81,78 +89,36 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
         return lmp_err(LMP_EINVAL, "imatrix: no calibration windows");
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers, L = cal->seq_len;
-    const int64_t d = c->hidden_size;
     im_ctx ic;
     memset(&ic, 0, sizeof ic);
+    ic.out = out;
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         ic.off[k] = ic.per_layer;
         ic.per_layer += class_width(c, k);
     }
-    ic.acc = calloc((size_t)(nl * ic.per_layer), sizeof(double));
-    float *x = malloc(sizeof(float) * (size_t)(L * d));
+    ic.ntok = (double)cal->n_samples * L;
     int rc = LMP_OK;
-    if (lmp_model_is_moe(m)) {
-        ic.E = c->n_experts;
-        ic.ed = d;
-        ic.eff = c->moe_ff;
-        ic.eacc = calloc((size_t)nl * (size_t)ic.E * (size_t)(ic.ed + ic.eff), sizeof(double));
-        ic.ecnt = calloc((size_t)nl * (size_t)ic.E, sizeof(int64_t));
-        if (!ic.eacc || !ic.ecnt) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix experts)");
-            goto done;
-        }
-    }
-    if (!ic.acc || !x) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix)");
-        goto done;
-    }
-    lmp_progress pg;
-    lmp_progress_begin(&pg, "imatrix", (uint64_t)cal->n_samples);
-    if (!progress)
-        pg.enabled = false;
-    for (int s = 0; s < cal->n_samples && !rc; s++) {
-        rc = lmp_model_embed(m, cal->tokens + (int64_t)s * L, L, x);
-        for (int l = 0; l < nl && !rc; l++)
-            rc = lmp_block_run(m, l, x, L, 0, NULL, im_hook, &ic);
-        lmp_progress_update(&pg, (uint64_t)s + 1);
-    }
-    lmp_progress_end(&pg);
-    if (rc)
-        goto done;
     out->v = malloc(sizeof(float) * (size_t)(nl * ic.per_layer));
     if (!out->v) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix)");
         goto done;
     }
-    const double ntok = (double)cal->n_samples * L;
-    for (int64_t i = 0; i < nl * ic.per_layer; i++)
-        out->v[i] = (float)(ic.acc[i] / ntok);
-    if (ic.eacc) { /* each expert: the mean over ITS tokens; never reached: zeros */
-        const int64_t per = (int64_t)ic.E * (ic.ed + ic.eff);
+    if (lmp_model_is_moe(m)) {
+        out->n_experts = c->n_experts;
+        out->e_hidden = c->hidden_size;
+        out->e_ff = c->moe_ff;
+        const int64_t per = (int64_t)out->n_experts * (out->e_hidden + out->e_ff);
         out->ev = calloc((size_t)(nl * per), sizeof(float));
-        out->ecount = malloc(sizeof(int64_t) * (size_t)nl * (size_t)ic.E);
+        out->ecount = malloc(sizeof(int64_t) * (size_t)nl * (size_t)out->n_experts);
         if (!out->ev || !out->ecount) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix)");
+            rc = lmp_err(LMP_ENOMEM, "out of memory (imatrix experts)");
             goto done;
         }
-        memcpy(out->ecount, ic.ecnt, sizeof(int64_t) * (size_t)nl * (size_t)ic.E);
-        out->n_experts = ic.E;
-        out->e_hidden = ic.ed;
-        out->e_ff = ic.eff;
-        for (int l = 0; l < nl; l++)
-            for (int e = 0; e < ic.E; e++) {
-                const int64_t cnt = ic.ecnt[(int64_t)l * ic.E + e];
-                if (!cnt)
-                    continue;
-                const double *a = ic.eacc + (int64_t)l * per;
-                float *o = out->ev + (int64_t)l * per;
-                for (int64_t j = 0; j < ic.ed; j++)
-                    o[(int64_t)e * ic.ed + j] = (float)(a[(int64_t)e * ic.ed + j] / (double)cnt);
-                const int64_t base = (int64_t)ic.E * ic.ed + (int64_t)e * ic.eff;
-                for (int64_t j = 0; j < ic.eff; j++)
-                    o[base + j] = (float)(a[base + j] / (double)cnt);
-            }
     }
+    lmp_calib_opts o = {.progress = progress};
+    /* the walk installs nothing: the model is only read */
+    if ((rc = lmp_calib_run((lmp_model *)m, cal, &g_imatrix_row, &ic, &o)))
+        goto done;
     out->n_layers = nl;
     for (int k = 0; k < LMP_LIN_COUNT; k++) /* the dense widths (experts: e_hidden, e_ff) */
         out->cols[k] = class_width(c, lmp_linear_input((lmp_linear)k));
@@ -162,10 +128,6 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
 done:
     if (rc)
         lmp_imatrix_free(out);
-    free(ic.eacc);
-    free(ic.ecnt);
-    free(ic.acc);
-    free(x);
     return rc;
 }
 

@@ -13,136 +13,17 @@
  * defaults (128 x 2048, GPTQ's) are capped to the model's context, and the caller is told
  * the size (lmp_qpipe_result.act_bytes, and lmp_qpipe_act_bytes before the run).
  *
+ * The walk itself is lib/calib's driver (calib.h); GPTQ and RTN are rows of hooks
+ * (pipeline.c), AWQ another (awq.c).
+ *
  * Not here: file layouts (formats/qmodel.h writes and reads GPTQ / compressed-tensors
  * folders; lib/quant never includes formats/), the intgroup kernels of the engine.
  */
 #ifndef LMP_PIPELINE_H
 #define LMP_PIPELINE_H
 
-#include "../infer/infer.h"
+#include "../calib/calib.h"
 #include "intquant.h"
-
-/* ---------------------------------------------------------------- linear inputs --- */
-
-/* A block's seven linears read four distinct inputs: the attention-normed hidden state
- * (q, k, v), the attention output (o), the FFN-normed hidden state (gate, up) and the
- * gated FFN activation (down). Calibration statistics are gathered once per input. */
-typedef enum { LMP_IN_ATTN = 0, LMP_IN_O, LMP_IN_MLP, LMP_IN_DOWN, LMP_IN_COUNT } lmp_lin_input;
-
-/* The input linear w reads. */
-static inline lmp_lin_input lmp_linear_input(lmp_linear w)
-{
-    switch (w) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return LMP_IN_ATTN;
-    case LMP_LIN_O: return LMP_IN_O;
-    case LMP_LIN_GATE: case LMP_LIN_UP: return LMP_IN_MLP;
-    default: return LMP_IN_DOWN;
-    }
-}
-
-/* The first linear (in the block runner's order) that reads input c. */
-static inline lmp_linear lmp_input_first(int c)
-{
-    static const lmp_linear first[LMP_IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
-    return first[c];
-}
-
-/* The passes over a block's inputs: true-sequential gives one pass per input (groups[g] =
- * {g, -1}), otherwise one pass for all four (groups[0] = {0, 1, 2, 3, -1}). Returns the
- * number of groups. */
-static inline int lmp_input_groups(bool true_sequential, int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1])
-{
-    if (true_sequential) {
-        for (int g = 0; g < LMP_IN_COUNT; g++) {
-            groups[g][0] = g;
-            groups[g][1] = -1;
-        }
-        return LMP_IN_COUNT;
-    }
-    for (int k = 0; k < LMP_IN_COUNT; k++)
-        groups[0][k] = k;
-    groups[0][LMP_IN_COUNT] = -1;
-    return 1;
-}
-
-/* Positive hook status "this pass has what it needs" (not an error): a calibration hook
- * returns it to stop lmp_block_run early, and lmp_calib_block_pass treats it as success. */
-#define LMP_PASS_DONE 1
-
-/* Runs block `layer` on each of the n windows of L tokens in states (n x L x hidden f32),
- * each first copied into scratch (L x hidden) so that states are left as they are, with
- * hook collecting statistics; LMP_PASS_DONE from the hook ends a window early. Advances pg
- * (when not NULL) and *done by one per window. Returns status (never LMP_PASS_DONE). */
-int lmp_calib_block_pass(const lmp_model *m, int layer, const float *states, int n, int L,
-                         float *scratch, lmp_linear_hook hook, void *user, lmp_progress *pg,
-                         uint64_t *done);
-
-/* ---------------------------------------------------------------- calibration ----- */
-
-typedef enum {
-    /* IST-DASLab/gptq datautils.py get_wikitext2: the text tokenized once (with the
-     * tokenizer's BOS rule), n_samples windows of seq_len tokens at uniformly random
-     * starts in [0, n_tokens - seq_len - 1] (windows may overlap). */
-    LMP_CALIB_RANDOM = 0,
-    /* llama.cpp imatrix: consecutive non-overlapping chunks from the start, the first
-     * token of each replaced by BOS when the model has one; needs n_samples * seq_len
-     * tokens. */
-    LMP_CALIB_CHUNKS,
-} lmp_calib_mode;
-
-typedef struct {
-    int n_samples;      /* default 128 */
-    int seq_len;        /* 0 = min(2048, the model's context) (default 0) */
-    lmp_calib_mode mode; /* default LMP_CALIB_RANDOM */
-    uint64_t seed;      /* default 0 (lmp_rng) */
-    size_t max_bytes;   /* read at most this many bytes of the text (0 = all) */
-    /* JSONL calibration files: the string field holding each document's text (NULL: "text",
-     * or a "messages"/"conversations" chat rendered with the model's chat template) */
-    const char *text_field;
-} lmp_calib_params;
-
-#define LMP_CALIB_MAX_SOURCES 16
-/* What one calibration file gave. */
-typedef struct {
-    char name[256];
-    bool jsonl, chat;     /* JSONL; its documents were chats rendered with the template */
-    int n_docs;           /* JSONL documents (0 for plain text) */
-    int64_t tokens;       /* tokens of its text */
-    int windows;          /* windows drawn from it */
-} lmp_calib_source;
-
-/* Token windows for calibration. */
-typedef struct {
-    int n_samples, seq_len;
-    int32_t *tokens;        /* [n_samples][seq_len], owned */
-    int64_t n_text_tokens;  /* tokens the whole text gave */
-    size_t text_bytes;      /* bytes read */
-    int n_sources;          /* lmp_calib_load: the files, in order */
-    lmp_calib_source sources[LMP_CALIB_MAX_SOURCES];
-} lmp_calib_data;
-
-void lmp_calib_default_params(lmp_calib_params *p);
-/* Reads a text file, plain or gzip (by its magic; zlib), into a malloc'd NUL-terminated
- * buffer, at most max_bytes (0 = all). An empty file is LMP_EINVAL naming it. */
-int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len);
-/* Tokenizes text[0..len) with the model's tokenizer and draws the windows. `name` is used
- * in messages. A text too short for one window (random: seq_len + 1 tokens; chunks:
- * n_samples * seq_len tokens) is LMP_EINVAL naming `name` and both token counts; a
- * seq_len above the model's context is LMP_EINVAL. *out is owned (lmp_calib_free). */
-int lmp_calib_from_text(const lmp_model *m, const char *text, size_t len, const char *name,
-                        const lmp_calib_params *p, lmp_calib_data *out);
-/* Calibration from one or several files, `paths` separated by commas (issue 18 item 9):
- * plain or gzip text, or JSONL (by a .jsonl / .jsonl.gz name or a first '{'): one JSON
- * object per line, its text the string field p->text_field (default "text"), or its
- * "messages" / "conversations" list ({role, content} or ShareGPT {from, value}) rendered
- * with the model's chat template (lib/io/chat.h families; others refused). One plain file
- * is exactly lmp_calib_read_text + lmp_calib_from_text. Several files: each tokenized on
- * its own; random windows are shared out in proportion to the files' tokens (files too
- * short for a window get none), chunks run through the files in order. Every file's
- * tokens and windows are in out->sources and reported through lmp_info. */
-int lmp_calib_load(const lmp_model *m, const char *path, const lmp_calib_params *p,
-                   lmp_calib_data *out);
-void lmp_calib_free(lmp_calib_data *d); /* accepts NULL */
 
 /* ---------------------------------------------------------------- the pipeline ---- */
 
@@ -209,6 +90,9 @@ typedef struct {
     bool awq_duo_scaling;
     bool awq_clip;
     int awq_clip_tokens;
+    /* The first token of every calibration window replaced by the model's BOS (when it
+     * has one), as lmp_prune_params.calib_bos (default false) */
+    bool calib_bos;
     /* After each block (may be NULL): layer, seconds, for per-layer log lines. */
     void (*on_layer_done)(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st);
     void *log_ctx;
@@ -231,9 +115,6 @@ typedef struct {
 
 void lmp_qpipe_default_params(lmp_qpipe_params *p);
 void lmp_qpipe_result_free(lmp_qpipe_result *r); /* accepts NULL */
-
-/* "model.layers.<layer>.self_attn.q_proj" etc. into buf. */
-const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t n);
 
 /* Checks the parameters against the model before any work: bits, group size dividing
  * every linear's in_features (LMP_EINVAL naming the first linear that does not), weight

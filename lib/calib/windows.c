@@ -6,7 +6,7 @@
  * passes (pipeline.c). Several files, JSONL documents and chat JSONL rendered with the
  * model's chat template (lib/io/chat.h) go through lmp_calib_load.
  */
-#include "pipeline.h"
+#include "calib.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

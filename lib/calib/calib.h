@@ -1,0 +1,265 @@
+/*
+ * lib/calib: the calibration engine below lib/quant, lib/prune and lib/distill (issue 15).
+ * Calibration text -> token windows (windows.c) -> the one layer-wise driver (driver.c)
+ * that every calibrated method runs on: GPTQ, RTN with statistics, AWQ (lib/quant),
+ * imatrix (lib/quant), magnitude / Wanda / SparseGPT (+ joint quantization) and
+ * structured pruning (lib/prune). A method is a ROW of hooks (lmp_calib_method): which
+ * statistics the driver gathers for it, what it does per linear or per block, and what it
+ * hands back to be installed; the driver owns the walk itself.
+ *
+ * The walk, block by block (GPTQ paper section 4, IST-DASLab/gptq llama.py
+ * llama_sequential; the Wanda and SparseGPT reference drivers are the same loop):
+ *  - windows embedded once (the first token replaced by BOS with calib_bos), the mapped
+ *    embedding pages released;
+ *  - per block: its weights' pages noted; per pass (true-sequential: one per distinct
+ *    linear input, the linears before it already installed; otherwise one) every window
+ *    through the block on a scratch copy with a hook gathering the row's statistics,
+ *    stopped as soon as the last input the pass needs has been seen;
+ *  - the row's per-linear action (or its per-block action) on those statistics; whatever
+ *    it hands back (b->install_q / b->install_w) is installed in the model;
+ *  - the block re-run on the hidden states in place so that the next block sees the
+ *    COMPRESSED outputs (or, LMP_CALIB_FLOAT_FORWARD, the float outputs of the statistics
+ *    pass: AWQ's reference feeds the float block forward);
+ *  - the row's end hook (sinks, per-layer reports), the block's mapped pages released,
+ *    its original weights restored, the row's cleanup.
+ * Methods that compress nothing (imatrix: LMP_CALIB_STREAM) walk window by window through
+ * all blocks instead, holding one window.
+ *
+ * Memory: the hidden states of every window, f32 N x L x hidden (lmp_calib_act_bytes),
+ * held in memory up to a threshold (LMP_CALIB_SPILL, default 2 GiB) and above it in an
+ * unlinked temporary file read and written one window at a time (exact: the same bits),
+ * plus one block's statistics (a double cols x cols Hessian per distinct input of the
+ * pass) and whatever the row keeps for one block. Nothing grows with depth. AWQ's row
+ * reads every window at once and keeps its states (twice) and captured inputs in memory.
+ */
+#ifndef LMP_CALIB_H
+#define LMP_CALIB_H
+
+#include "../infer/infer.h"
+/* ---------------------------------------------------------------- linear inputs --- */
+
+/* A block's seven linears read four distinct inputs: the attention-normed hidden state
+ * (q, k, v), the attention output (o), the FFN-normed hidden state (gate, up) and the
+ * gated FFN activation (down). Calibration statistics are gathered once per input. */
+typedef enum { LMP_IN_ATTN = 0, LMP_IN_O, LMP_IN_MLP, LMP_IN_DOWN, LMP_IN_COUNT } lmp_lin_input;
+
+/* The input linear w reads. */
+static inline lmp_lin_input lmp_linear_input(lmp_linear w)
+{
+    switch (w) {
+    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return LMP_IN_ATTN;
+    case LMP_LIN_O: return LMP_IN_O;
+    case LMP_LIN_GATE: case LMP_LIN_UP: return LMP_IN_MLP;
+    default: return LMP_IN_DOWN;
+    }
+}
+
+/* The first linear (in the block runner's order) that reads input c. */
+static inline lmp_linear lmp_input_first(int c)
+{
+    static const lmp_linear first[LMP_IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};
+    return first[c];
+}
+
+/* The passes over a block's inputs: true-sequential gives one pass per input (groups[g] =
+ * {g, -1}), otherwise one pass for all four (groups[0] = {0, 1, 2, 3, -1}). Returns the
+ * number of groups. */
+static inline int lmp_input_groups(bool true_sequential, int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1])
+{
+    if (true_sequential) {
+        for (int g = 0; g < LMP_IN_COUNT; g++) {
+            groups[g][0] = g;
+            groups[g][1] = -1;
+        }
+        return LMP_IN_COUNT;
+    }
+    for (int k = 0; k < LMP_IN_COUNT; k++)
+        groups[0][k] = k;
+    groups[0][LMP_IN_COUNT] = -1;
+    return 1;
+}
+
+/* Positive hook status "this pass has what it needs" (not an error): a calibration hook
+ * returns it to stop lmp_block_run early, and lmp_calib_block_pass treats it as success. */
+#define LMP_PASS_DONE 1
+
+/* Runs block `layer` on each of the n windows of L tokens in states (n x L x hidden f32),
+ * each first copied into scratch (L x hidden) so that states are left as they are, with
+ * hook collecting statistics; LMP_PASS_DONE from the hook ends a window early. Advances pg
+ * (when not NULL) and *done by one per window. Returns status (never LMP_PASS_DONE). */
+int lmp_calib_block_pass(const lmp_model *m, int layer, const float *states, int n, int L,
+                         float *scratch, lmp_linear_hook hook, void *user, lmp_progress *pg,
+                         uint64_t *done);
+
+/* ---------------------------------------------------------------- calibration ----- */
+
+typedef enum {
+    /* IST-DASLab/gptq datautils.py get_wikitext2: the text tokenized once (with the
+     * tokenizer's BOS rule), n_samples windows of seq_len tokens at uniformly random
+     * starts in [0, n_tokens - seq_len - 1] (windows may overlap). */
+    LMP_CALIB_RANDOM = 0,
+    /* llama.cpp imatrix: consecutive non-overlapping chunks from the start, the first
+     * token of each replaced by BOS when the model has one; needs n_samples * seq_len
+     * tokens. */
+    LMP_CALIB_CHUNKS,
+} lmp_calib_mode;
+
+typedef struct {
+    int n_samples;      /* default 128 */
+    int seq_len;        /* 0 = min(2048, the model's context) (default 0) */
+    lmp_calib_mode mode; /* default LMP_CALIB_RANDOM */
+    uint64_t seed;      /* default 0 (lmp_rng) */
+    size_t max_bytes;   /* read at most this many bytes of the text (0 = all) */
+    /* JSONL calibration files: the string field holding each document's text (NULL: "text",
+     * or a "messages"/"conversations" chat rendered with the model's chat template) */
+    const char *text_field;
+} lmp_calib_params;
+
+#define LMP_CALIB_MAX_SOURCES 16
+/* What one calibration file gave. */
+typedef struct {
+    char name[256];
+    bool jsonl, chat;     /* JSONL; its documents were chats rendered with the template */
+    int n_docs;           /* JSONL documents (0 for plain text) */
+    int64_t tokens;       /* tokens of its text */
+    int windows;          /* windows drawn from it */
+} lmp_calib_source;
+
+/* Token windows for calibration. */
+typedef struct {
+    int n_samples, seq_len;
+    int32_t *tokens;        /* [n_samples][seq_len], owned */
+    int64_t n_text_tokens;  /* tokens the whole text gave */
+    size_t text_bytes;      /* bytes read */
+    int n_sources;          /* lmp_calib_load: the files, in order */
+    lmp_calib_source sources[LMP_CALIB_MAX_SOURCES];
+} lmp_calib_data;
+
+void lmp_calib_default_params(lmp_calib_params *p);
+/* Reads a text file, plain or gzip (by its magic; zlib), into a malloc'd NUL-terminated
+ * buffer, at most max_bytes (0 = all). An empty file is LMP_EINVAL naming it. */
+int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len);
+/* Tokenizes text[0..len) with the model's tokenizer and draws the windows. `name` is used
+ * in messages. A text too short for one window (random: seq_len + 1 tokens; chunks:
+ * n_samples * seq_len tokens) is LMP_EINVAL naming `name` and both token counts; a
+ * seq_len above the model's context is LMP_EINVAL. *out is owned (lmp_calib_free). */
+int lmp_calib_from_text(const lmp_model *m, const char *text, size_t len, const char *name,
+                        const lmp_calib_params *p, lmp_calib_data *out);
+/* Calibration from one or several files, `paths` separated by commas (issue 18 item 9):
+ * plain or gzip text, or JSONL (by a .jsonl / .jsonl.gz name or a first '{'): one JSON
+ * object per line, its text the string field p->text_field (default "text"), or its
+ * "messages" / "conversations" list ({role, content} or ShareGPT {from, value}) rendered
+ * with the model's chat template (lib/io/chat.h families; others refused). One plain file
+ * is exactly lmp_calib_read_text + lmp_calib_from_text. Several files: each tokenized on
+ * its own; random windows are shared out in proportion to the files' tokens (files too
+ * short for a window get none), chunks run through the files in order. Every file's
+ * tokens and windows are in out->sources and reported through lmp_info. */
+int lmp_calib_load(const lmp_model *m, const char *path, const lmp_calib_params *p,
+                   lmp_calib_data *out);
+void lmp_calib_free(lmp_calib_data *d); /* accepts NULL */
+
+/* ---------------------------------------------------------------- helpers --------- */
+
+/* "model.layers.<layer>.self_attn.q_proj" etc. into buf. */
+const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t n);
+/* Bytes of hidden states a layer-wise run holds for cal (n_samples * seq_len * hidden * 4). */
+uint64_t lmp_calib_act_bytes(const lmp_model *m, const lmp_calib_data *cal);
+/* f32 copy [rows][cols] of any weight the engine runs (dense, GGUF blocks, intgroup
+ * payloads), refusing values that are not finite (LMP_ERANGE naming "<name>.weight" and
+ * the position). *out is malloc'd. */
+int lmp_calib_weight_f32(const lmp_wmat *w, const char *name, float **out);
+
+/* ---------------------------------------------------------------- the driver ------ */
+
+/* Statistics the driver gathers per distinct linear input during a statistics pass. */
+enum {
+    LMP_STAT_HESSIAN = 1u << 0, /* H: double [cols][cols], accumulated by row->hessian_add */
+    LMP_STAT_XSQ = 1u << 1,     /* xsq: double [cols], sum over tokens of x_j^2, token order */
+    LMP_STAT_CAPTURE = 1u << 2, /* X: f32 [N * L][cols], every token's input, window order */
+    LMP_STAT_EXPERTS = 1u << 3, /* mixture of experts: exsq / ecount per expert (routed tokens) */
+};
+
+/* Row flags. */
+enum {
+    /* The next block sees the float block's outputs: one statistics pass that runs every
+     * window to the end of the block (not stopped early) into b->next, and no re-run. */
+    LMP_CALIB_FLOAT_FORWARD = 1u << 0,
+    /* Nothing is installed: windows are streamed one at a time through every block
+     * (statistics of all blocks at once), then row->block is called per block. */
+    LMP_CALIB_STREAM = 1u << 1,
+};
+
+/* Statistics of one pass over one block, per input class (NULL where not gathered). */
+typedef struct {
+    double *H[LMP_IN_COUNT];
+    int64_t ns[LMP_IN_COUNT];      /* tokens hessian_add has seen */
+    double *xsq[LMP_IN_COUNT];
+    float *X[LMP_IN_COUNT];
+    int64_t off;                   /* CAPTURE: first token row of the running window */
+    /* LMP_STAT_EXPERTS: [E][hidden] (gate/up input) then [E][moe_ff] (down input) sums of
+     * x^2 over the tokens routed to each expert, and [E] their counts */
+    double *exsq;
+    int64_t *ecount;
+} lmp_calib_stats;
+
+/* What the row sees of the block being calibrated. */
+typedef struct {
+    lmp_model *m;
+    int layer, n_layers;
+    lmp_wmat orig[LMP_LIN_COUNT];  /* the block's weights at its start (restored at its end) */
+    const lmp_calib_data *cal;     /* NULL: no calibration (per-linear actions only) */
+    int N, L;                      /* windows and their length (0 without calibration) */
+    float *states;                 /* (N * L, hidden) the block's inputs; NULL when spilled to a file */
+    float *next;                   /* FLOAT_FORWARD: (N * L, hidden) the float block's outputs */
+    float *scratch;                /* (L, hidden) */
+    int64_t cols[LMP_IN_COUNT];    /* width of each input class */
+    lmp_calib_stats st;            /* the current pass */
+    int pass;                      /* index of the current pass (input group) */
+    int n_experts;
+    int64_t e_hidden, e_ff;
+    /* the row's results to install (borrowed until its cleanup): an intgroup payload run
+     * natively, or a weight matrix; at most one per linear */
+    const lmp_qtensor *install_q[LMP_LIN_COUNT];
+    const lmp_wmat *install_w[LMP_LIN_COUNT];
+    double t0;                     /* lmp_time_s() at the block's start */
+    lmp_progress *pg;
+    uint64_t done;                 /* progress steps done in the whole run */
+} lmp_calib_block;
+
+/* One method: a row of hooks (any may be NULL). ctx is the method's own state. */
+typedef struct {
+    const char *name;
+    unsigned stats;     /* LMP_STAT_* gathered before the action; 0: no statistics pass */
+    unsigned classes;   /* input classes gathered (bit 1 << LMP_IN_*); 0: all four */
+    unsigned flags;     /* LMP_CALIB_* */
+    int (*hessian_add)(double *H, int64_t cols, const float *X, int64_t n, int64_t *ns);
+    int (*begin)(void *ctx, lmp_calib_block *b);
+    /* per linear of the pass's classes, in lmp_linear order, after the pass */
+    int (*linear)(void *ctx, lmp_calib_block *b, lmp_linear w);
+    /* per block, after the statistics pass(es), when there is no per-linear action */
+    int (*block)(void *ctx, lmp_calib_block *b);
+    /* during the re-run: the hook (ctx) and, per window, its input and output */
+    lmp_linear_hook rerun_hook;
+    int (*rerun_window)(void *ctx, lmp_calib_block *b, int window, const float *in, const float *out);
+    int (*end)(void *ctx, lmp_calib_block *b);        /* the block done: sinks, reports */
+    void (*cleanup)(void *ctx, lmp_calib_block *b);   /* always, success or not */
+    /* progress steps of one block (NULL: passes x windows, or 7 linears without them) */
+    uint64_t (*steps)(void *ctx, const lmp_calib_block *b);
+} lmp_calib_method;
+
+typedef struct {
+    bool true_sequential;  /* one statistics pass per input class */
+    bool calib_bos;        /* first token of every window -> BOS (when the model has one) */
+    bool progress;         /* bar on stderr (silent when not a TTY) */
+    const char *unit;      /* progress unit (default "block passes") */
+} lmp_calib_opts;
+
+/* Runs `row` over every block of m. cal may be NULL (no passes; per-linear actions).
+ * On return every linear of m is its original weight again. Returns status. */
+int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_method *row, void *ctx,
+                  const lmp_calib_opts *o);
+
+/* One progress step of the running block (for rows that report finer steps). */
+void lmp_calib_tick(lmp_calib_block *b);
+
+#endif
