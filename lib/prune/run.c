@@ -2,13 +2,13 @@
  * Magnitude, Wanda and SparseGPT as rows of lib/calib's layer-wise driver (calib.h). For
  * block i the driver runs every window through the block gathering, per distinct linear
  * input, the Hessian (SparseGPT, with lmp_gptq_hessian_add) or the column sums of squares
- * (Wanda; magnitude needs nothing); here the linears are pruned (lmp_prune_linear / lmp_prune_linear_norms) from f32 copies of whatever the
- * model holds (dense, GGUF blocks, intgroup payloads: lmp_wmat_row_f32) and installed; the
- * block runs again on the hidden states in place, so block i+1 sees the outputs of the
- * PRUNED block i (as the Wanda and SparseGPT reference code do), and that pass measures each
- * linear's output error. The original weights are restored before block i+1; memory holds
- * one block plus the hidden states.
- * Not here: the algorithms (prune.c), file layouts (formats/sparse.c).
+ * (Wanda; magnitude needs nothing); here the linears are pruned (lmp_prune_linear /
+ * lmp_prune_linear_norms) from f32 copies of whatever the model holds (dense, GGUF
+ * blocks, intgroup payloads) and handed back to be installed; the driver runs the block
+ * again on the hidden states in place, so block i+1 sees the outputs of the PRUNED block i
+ * (as the Wanda and SparseGPT reference code do), and the re-run's hook measures each
+ * linear's output error. Not here: the walk (lib/calib/driver.c), the algorithms
+ * (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
 
