@@ -11,6 +11,7 @@
  * actual packing of each linear is checked against its declaration.
  */
 #include "qmodel.h"
+#include "folder.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -623,20 +624,6 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
     return LMP_OK;
 }
 
-static int write_json_file(const char *dir, const char *name, cJSON *j)
-{
-    char *txt = cJSON_Print(j), *path = lmp_path_join(dir, name);
-    int rc;
-    if (!txt || !path) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
-    } else {
-        rc = lmp_write_text(path, txt);
-    }
-    free(txt);
-    free(path);
-    return rc;
-}
-
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
     cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
@@ -663,26 +650,10 @@ static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 static int write_configs(lmp_qmodel_writer *w)
 {
     const lmp_ckpt *ck = w->ck;
-    char *src = NULL, *orig = ck->dir ? lmp_path_join(ck->dir, "config.json") : NULL;
     cJSON *j = NULL;
-    int rc = LMP_OK;
-    if (orig && lmp_read_file(orig, &src, NULL) == 0) {
-        j = cJSON_Parse(src);
-        if (!cJSON_IsObject(j)) {
-            rc = lmp_err(LMP_EFORMAT, "%s: cannot re-read config.json", orig);
-            goto done;
-        }
-    } else {
-        char *txt = NULL;
-        if ((rc = lmp_config_to_json(lmp_model_config(w->m), &txt)))
-            goto done;
-        j = cJSON_Parse(txt);
-        free(txt);
-        if (!j) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-    }
+    int rc = lmp_fmt_config_json(ck->dir, lmp_model_config(w->m), &j);
+    if (rc)
+        goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
     cJSON *qc = qconfig_json(w);
     if (!qc) {
@@ -694,7 +665,7 @@ static int write_configs(lmp_qmodel_writer *w)
         cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
         cJSON_AddStringToObject(j, "torch_dtype", w->p.dense_dtype == LMP_DT_BF16 ? "bfloat16" : "float16");
     }
-    if ((rc = write_json_file(w->tmp, "config.json", j)))
+    if ((rc = lmp_fmt_write_json(w->tmp, "config.json", j)))
         goto done;
     if (lmp_qformat_get(w->p.format)->quantize_config_json) {
         cJSON *q2 = qconfig_json(w);
@@ -702,7 +673,7 @@ static int write_configs(lmp_qmodel_writer *w)
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
-        rc = write_json_file(w->tmp, "quantize_config.json", q2);
+        rc = lmp_fmt_write_json(w->tmp, "quantize_config.json", q2);
         cJSON_Delete(q2);
         if (rc)
             goto done;
@@ -710,8 +681,6 @@ static int write_configs(lmp_qmodel_writer *w)
     rc = lmp_tokenizer_files_write(ck, w->tmp);
 done:
     cJSON_Delete(j);
-    free(src);
-    free(orig);
     return rc;
 }
 

@@ -30,7 +30,7 @@
 #ifndef LMP_FORMATS_SPARSE_H
 #define LMP_FORMATS_SPARSE_H
 
-#include "lib/infer/infer.h"
+#include "formats/folder.h"
 #include "lib/prune/prune.h"
 
 #include <cjson/cJSON.h>
@@ -93,15 +93,8 @@ int lmp_sparse_model_load(lmp_model **m, const char *path);
 int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *dir, bool force,
                      lmp_sparse_write_stats *st);
 
-/* ---------------------------------------------------------------- folder helpers -- */
+/* ---------------------------------------------------------------- sparsity_config -- */
 
-/* config.json of the input folder srcdir (or one generated from cfg when srcdir is NULL
- * or has none) as an owned cJSON object. */
-int lmp_fmt_config_json(const char *srcdir, const lmp_config *cfg, cJSON **out);
-/* Writes j as dir/name (pretty-printed). */
-int lmp_fmt_write_json(const char *dir, const char *name, cJSON *j);
-/* Size of a file, or of the regular files directly in a folder; 0 when missing. */
-uint64_t lmp_fmt_path_bytes(const char *path);
 /* compressed-tensors "sparsity_config" object (owned) for `format` ("sparse-bitmask",
  * "sparse-24-bitmask", or "dense" beside a pack-quantized config), the pattern of s and
  * the fraction of all parameters that are zero. */

@@ -75,6 +75,8 @@ if not objs:
 defs, undefs = {}, {}
 for o in objs:
     src = os.path.relpath(o, os.path.join(build, 'obj'))[:-2] + '.c'
+    if not os.path.exists(src):
+        continue  # left over from a renamed or removed source
     out = subprocess.run(['nm', '-P', o], capture_output=True, text=True).stdout
     for line in out.splitlines():
         f = line.split()
