@@ -64,8 +64,8 @@ int lmp_packed_linear_write(lmp_st_writer *w, const lmp_packed_linear *p)
     return LMP_OK;
 }
 
-int lmp_pack_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
-                          int ndim, const int64_t *shape)
+int lmp_fmt_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
+                         int ndim, const int64_t *shape)
 {
     if (!t)
         return lmp_err(LMP_ENOTFOUND, "%s: missing tensor %s", fmt, name);
@@ -86,7 +86,7 @@ int lmp_pack_check_tensor(const lmp_tensor *t, const char *fmt, const char *name
     return LMP_OK;
 }
 
-float lmp_pack_scale_at(const lmp_tensor *t, int64_t i)
+float lmp_fmt_scale_at(const lmp_tensor *t, int64_t i)
 {
     switch (t->dtype) {
     case LMP_DT_F16: return lmp_f16_to_f32(((const uint16_t *)t->data)[i]);
@@ -95,7 +95,7 @@ float lmp_pack_scale_at(const lmp_tensor *t, int64_t i)
     }
 }
 
-bool lmp_pack_scale_dtype_ok(const lmp_tensor *t)
+bool lmp_fmt_scale_dtype_ok(const lmp_tensor *t)
 {
     return t->dtype == LMP_DT_F16 || t->dtype == LMP_DT_BF16 || t->dtype == LMP_DT_F32;
 }

@@ -18,7 +18,7 @@
 #error "row copies below assume little-endian int32 words"
 #endif
 
-int lmp_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
+int lmp_fmt_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
 {
     (void)f; /* one format */
     memset(out, 0, sizeof *out);
@@ -112,7 +112,7 @@ static int64_t int_at(const lmp_tensor *t, int64_t i)
     }
 }
 
-int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
+int lmp_fmt_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
 {
     const char *fmt = "compressed-tensors";
     const lmp_tensor *tw = lmp_packed_linear_find(pl, "weight_packed");
@@ -127,7 +127,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
         return lmp_err(LMP_EUNSUPPORTED, "%s: num_bits %d not in 2..8", fmt, bits);
     const int pf = 32 / bits, maxq = (1 << bits) - 1, mid = 1 << (bits - 1);
     int64_t sh1[1] = {2};
-    if ((rc = lmp_pack_check_tensor(tsh, fmt, "weight_shape", -1, 1, sh1)))
+    if ((rc = lmp_fmt_check_tensor(tsh, fmt, "weight_shape", -1, 1, sh1)))
         return rc;
     if (tsh->dtype != LMP_DT_I64 && tsh->dtype != LMP_DT_I32)
         return lmp_err(LMP_EFORMAT, "%s: weight_shape dtype %s (expected i64 or i32)", fmt,
@@ -142,11 +142,11 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
                        (long long)in, cfg->group_size);
     const int64_t ng = in / gs, wpr = (in + pf - 1) / pf;
     int64_t sh_w[2] = {outf, wpr}, sh_s[2] = {outf, ng}, sh_g[1] = {in};
-    if ((rc = lmp_pack_check_tensor(tw, fmt, "weight_packed", LMP_DT_I32, 2, sh_w)) ||
-        (rc = lmp_pack_check_tensor(ts, fmt, "weight_scale", -1, 2, sh_s)) ||
-        (tg && (rc = lmp_pack_check_tensor(tg, fmt, "weight_g_idx", -1, 1, sh_g))))
+    if ((rc = lmp_fmt_check_tensor(tw, fmt, "weight_packed", LMP_DT_I32, 2, sh_w)) ||
+        (rc = lmp_fmt_check_tensor(ts, fmt, "weight_scale", -1, 2, sh_s)) ||
+        (tg && (rc = lmp_fmt_check_tensor(tg, fmt, "weight_g_idx", -1, 1, sh_g))))
         return rc;
-    if (!lmp_pack_scale_dtype_ok(ts))
+    if (!lmp_fmt_scale_dtype_ok(ts))
         return lmp_err(LMP_EFORMAT, "%s: weight_scale dtype %s (expected f16, bf16 or f32)", fmt,
                        lmp_dtype_info(ts->dtype)->name);
     if (tg && tg->dtype != LMP_DT_I32 && tg->dtype != LMP_DT_I64)
@@ -161,7 +161,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
             zp_packed = true;
         } else {
             int64_t sh_z[2] = {outf, ng};
-            if ((rc = lmp_pack_check_tensor(tz, fmt, "weight_zero_point", -1, 2, sh_z)))
+            if ((rc = lmp_fmt_check_tensor(tz, fmt, "weight_zero_point", -1, 2, sh_z)))
                 return rc;
             if (int_at(tz, 0) == INT64_MIN)
                 return lmp_err(LMP_EFORMAT, "%s: weight_zero_point dtype %s (expected integers)",
@@ -191,7 +191,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
         }
     }
     for (int64_t i = 0; i < outf * ng; i++)
-        ig->scales[i] = lmp_pack_scale_at(ts, i);
+        ig->scales[i] = lmp_fmt_scale_at(ts, i);
     if (tz) {
         bool all_mid = true;
         for (int64_t r = 0; r < outf; r++)
@@ -230,7 +230,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
     return LMP_OK;
 }
 
-cJSON *lmp_ct_config_json(const lmp_intq_config *c, lmp_qformat f)
+cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f)
 {
     (void)f;
     static const char *const def_ignore[] = {"lm_head", NULL};
@@ -271,7 +271,7 @@ cJSON *lmp_ct_config_json(const lmp_intq_config *c, lmp_qformat f)
     return o;
 }
 
-int lmp_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
 {
     int rc;
     const char *fmt = lmp_fmt_json_str(qc, "format");

@@ -37,7 +37,7 @@ static const char *gptq_name(lmp_qformat f)
     return f == LMP_QFMT_GPTQ_V1 ? "gptq" : "gptq_v2";
 }
 
-int lmp_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
+int lmp_fmt_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
 {
     (void)scale_dtype; /* GPTQ stores f16 scales */
     memset(out, 0, sizeof *out);
@@ -99,7 +99,7 @@ int lmp_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lm
 
 
 
-int lmp_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
+int lmp_fmt_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
 {
     const lmp_qformat f = pl->format;
     const char *fmt = gptq_name(f);
@@ -113,7 +113,7 @@ int lmp_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
         return lmp_err(LMP_EUNSUPPORTED, "%s: bits %d (GPTQ packs 2, 3, 4, 8)", fmt, bits);
     int64_t any2[2] = {-1, -1};
-    if ((rc = lmp_pack_check_tensor(tw, fmt, "qweight", LMP_DT_I32, 2, any2)))
+    if ((rc = lmp_fmt_check_tensor(tw, fmt, "qweight", LMP_DT_I32, 2, any2)))
         return rc;
     int64_t in = tw->shape[0] * 32 / bits, outf = tw->shape[1];
     if ((tw->shape[0] * 32) % bits || in < 1 || outf < 1 || (outf * bits) % 32 || in > INT32_MAX)
@@ -124,11 +124,11 @@ int lmp_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp
         return lmp_err(LMP_EFORMAT, "%s: group_size %d", fmt, cfg->group_size);
     int64_t ng = (in + gs - 1) / gs;
     int64_t sh_z[2] = {ng, outf * bits / 32}, sh_s[2] = {ng, outf}, sh_g[1] = {in};
-    if ((rc = lmp_pack_check_tensor(tz, fmt, "qzeros", LMP_DT_I32, 2, sh_z)) ||
-        (rc = lmp_pack_check_tensor(ts, fmt, "scales", -1, 2, sh_s)) ||
-        (tg && (rc = lmp_pack_check_tensor(tg, fmt, "g_idx", LMP_DT_I32, 1, sh_g))))
+    if ((rc = lmp_fmt_check_tensor(tz, fmt, "qzeros", LMP_DT_I32, 2, sh_z)) ||
+        (rc = lmp_fmt_check_tensor(ts, fmt, "scales", -1, 2, sh_s)) ||
+        (tg && (rc = lmp_fmt_check_tensor(tg, fmt, "g_idx", LMP_DT_I32, 1, sh_g))))
         return rc;
-    if (!lmp_pack_scale_dtype_ok(ts))
+    if (!lmp_fmt_scale_dtype_ok(ts))
         return lmp_err(LMP_EFORMAT, "%s: scales dtype %s (expected f16, bf16 or f32)", fmt,
                        lmp_dtype_info(ts->dtype)->name);
     rc = lmp_qtensor_intgroup_init(out, outf, in, bits, cfg->group_size, false, tg != NULL);
@@ -145,7 +145,7 @@ int lmp_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp
     for (int64_t g = 0; g < ng; g++)
         for (int64_t r = 0; r < outf; r++) {
             int z = (int)get_bits(qz + g * sh_z[1], 1, r * bits, bits) + zoff;
-            float s = lmp_pack_scale_at(ts, g * outf + r);
+            float s = lmp_fmt_scale_at(ts, g * outf + r);
             if (z > 255) { /* 8-bit v1 storing 255: its loaders' zero 256 has no u8 */
                 lmp_qtensor_free(out);
                 return lmp_err(LMP_EUNSUPPORTED, "%s: qzeros[%lld] of column %lld is 255 + 1 = 256, not representable",
@@ -169,7 +169,7 @@ int lmp_gptq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp
     return LMP_OK;
 }
 
-cJSON *lmp_gptq_config_json(const lmp_intq_config *c, lmp_qformat f)
+cJSON *lmp_fmt_gptq_config_json(const lmp_intq_config *c, lmp_qformat f)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -189,7 +189,7 @@ cJSON *lmp_gptq_config_json(const lmp_intq_config *c, lmp_qformat f)
     return o;
 }
 
-int lmp_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+int lmp_fmt_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
 {
     int rc;
     const char *cf = lmp_fmt_json_str(qc, "checkpoint_format");

@@ -10,11 +10,11 @@
 
 /* `t` present (else LMP_ENOTFOUND), dtype `dt` (-1: any), `ndim` dims, shape[i] (-1: any),
  * byte size consistent; messages name `fmt` and `name`. */
-int lmp_pack_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
-                          int ndim, const int64_t *shape);
+int lmp_fmt_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
+                         int ndim, const int64_t *shape);
 /* Element i of an F16/BF16/F32 tensor as f32. */
-float lmp_pack_scale_at(const lmp_tensor *t, int64_t i);
-bool lmp_pack_scale_dtype_ok(const lmp_tensor *t);
+float lmp_fmt_scale_at(const lmp_tensor *t, int64_t i);
+bool lmp_fmt_scale_dtype_ok(const lmp_tensor *t);
 
 /* quantization_config fields. json_int: absent or null gives def; a non-integer is
  * LMP_EFORMAT naming the key. json_bool: def unless a JSON boolean. json_str: NULL unless

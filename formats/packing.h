@@ -124,9 +124,9 @@ lmp_qformat lmp_qformat_for_zeros(lmp_qformat f, bool sym);
  * the quantizer ran with scale_f16). Refuses, with a message naming the constraint: bits
  * the packing lacks, shapes it cannot hold, asymmetric GPTQ v1, act-order in AWQ, zero
  * points above 2^bits-1. *out is owned by the caller (lmp_packed_linear_free). */
-int lmp_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
-int lmp_awq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
-int lmp_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_fmt_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_fmt_awq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_fmt_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
 /* Dispatch through the table. */
 int lmp_qformat_pack(lmp_qformat f, const lmp_qtensor *q, lmp_dtype scale_dtype,
                      lmp_packed_linear *out);
@@ -137,9 +137,9 @@ int lmp_qformat_pack(lmp_qformat f, const lmp_qtensor *q, lmp_dtype scale_dtype,
  * (AWQ: decided by the zeros alone). GPTQ v1 zeros are read as stored + 1, what its
  * loaders compute (the variant is in->format). A trivial g_idx is dropped. *out is
  * initialized here. */
-int lmp_gptq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
-int lmp_awq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
-int lmp_ct_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_fmt_gptq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_fmt_awq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_fmt_ct_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
 int lmp_qformat_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg,
                        lmp_qtensor *out);
 
@@ -155,14 +155,14 @@ int lmp_packed_linear_from_st(const lmp_st_reader *r, const char *prefix, lmp_qf
 /* quantization_config objects (owned cJSON, cJSON_Delete). GPTQ's is also the whole of
  * quantize_config.json. AWQ: "modules_to_not_convert" null; compressed-tensors: "ignore"
  * ["lm_head"] (the model writer fills in the linears it keeps dense). */
-cJSON *lmp_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
-cJSON *lmp_awq_config_json(const lmp_intq_config *c, lmp_qformat f);
-cJSON *lmp_ct_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_fmt_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_fmt_awq_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f);
 cJSON *lmp_qformat_config_json(lmp_qformat f, const lmp_intq_config *c);
 /* Each format's quantization_config reader (the rows' config_read). */
-int lmp_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
-int lmp_awq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
-int lmp_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+int lmp_fmt_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+int lmp_fmt_awq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
 /* Reads a quantization_config object: the row whose quant_method it names reads it, then
  * bits and group_size are range-checked. LMP_EUNSUPPORTED for other quant_methods /
  * formats / several weight groups, with a message. */

@@ -58,7 +58,7 @@ static void test_hand_4bit(void)
     /* 8x8, code (r, c) = r + c, one group of 8. Along the input axis row r holds the
      * nibbles r, r+1, ..., r+7 from the least significant end: 0x76543210 + r*0x11111111. */
     make_hand(&q, 8, 8, 4, 8, true, code_rpc, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 1, 8) && shape_is(&p, "qzeros", 1, 1) &&
           shape_is(&p, "scales", 1, 8) && shape_is(&p, "g_idx", 8, -1), "gptq shapes");
     for (int r = 0; r < 8; r++)
@@ -71,14 +71,14 @@ static void test_hand_4bit(void)
     CHECK(gi[0] == 0 && gi[7] == 0, "g_idx");
     lmp_packed_linear_free(&p);
 
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x77777777u, "v1 sym qzeros %08x", words(&p, "qzeros")[0]);
     CHECK(words(&p, "qweight")[3] == 0xa9876543u, "v1 qweight %08x", words(&p, "qweight")[3]);
     lmp_packed_linear_free(&p);
 
     /* AWQ packs along the output axis: nibble i of input row k holds column order[i],
      * order = 0,2,4,6,1,3,5,7, so row k = 0 reads 0,2,4,6,1,3,5,7 -> 0x75316420. */
-    CHECK(lmp_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 8, 1) && shape_is(&p, "qzeros", 1, 1) &&
           shape_is(&p, "scales", 1, 8) && p.n == 3, "awq shapes");
     for (int k = 0; k < 8; k++)
@@ -89,7 +89,7 @@ static void test_hand_4bit(void)
 
     /* compressed-tensors: weight_packed [8, 1], row r = the GPTQ column word; sym has no
      * zero point; weight_scale [out, n_groups]; weight_shape {8, 8}. */
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_packed", 8, 1) && shape_is(&p, "weight_scale", 8, 1) &&
           shape_is(&p, "weight_shape", 2, -1), "ct shapes");
     CHECK(!lmp_packed_linear_find(&p, "weight_zero_point") &&
@@ -106,16 +106,16 @@ static void test_hand_4bit(void)
     /* asymmetric, zero of row r = r: v2 / CT zeros 0x76543210 (nibble r at bit 4r); AWQ
      * interleaved 0x75316420; v1 refused. */
     make_hand(&q, 8, 8, 4, 8, false, code_rpc, zero_r);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x76543210u, "v2 asym qzeros %08x", words(&p, "qzeros")[0]);
     lmp_packed_linear_free(&p);
-    int rc = lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p);
+    int rc = lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p);
     CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "asymmetric"), "v1 asym refused: %d %s",
           rc, lmp_errmsg());
-    CHECK(lmp_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x75316420u, "awq asym qzeros %08x", words(&p, "qzeros")[0]);
     lmp_packed_linear_free(&p);
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_zero_point", 1, 1) && words(&p, "weight_zero_point")[0] == 0x76543210u,
           "ct asym zero point");
     lmp_packed_linear_free(&p);
@@ -131,7 +131,7 @@ static void test_hand_other_bits(void)
      * bits of row 10 (value 2 = 0b010) at bits 30-31 -> 0x88fac688; its high bit opens
      * word 1 (0), rows 11..20 at bits 1..30, row 21's low bit at 31, and so on. */
     make_hand(&q, 32, 32, 3, 32, true, code_c7, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 3, 32) && shape_is(&p, "qzeros", 1, 3), "gptq 3-bit shapes");
     const uint32_t *w = words(&p, "qweight");
     CHECK(w[0] == 0x88fac688u && w[32] == 0xc688fac6u && w[64] == 0xfac688fau && w[31] == w[0],
@@ -140,14 +140,14 @@ static void test_hand_other_bits(void)
     const uint32_t *z = words(&p, "qzeros");
     CHECK(z[0] == 0x24924924u && z[1] == 0x49249249u && z[2] == 0x92492492u, "v2 3-bit qzeros");
     lmp_packed_linear_free(&p);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     z = words(&p, "qzeros"); /* stored 3 = 0b011 */
     CHECK(z[0] == 0xdb6db6dbu && z[1] == 0xb6db6db6u && z[2] == 0x6db6db6du, "v1 3-bit qzeros");
     lmp_packed_linear_free(&p);
     /* compressed-tensors 3-bit: 10 whole values per word, bits 30-31 unused:
      * word 0 = 0x08fac688 (rows 0..9), word 1 = values 2,3,4,5,6,7,0,1,2,3 = 0x1a23eb1a,
      * word 2 = 0x2c688fac, word 3 = values 6, 7 = 0x3e */
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_packed", 32, 4), "ct 3-bit shape");
     w = words(&p, "weight_packed");
     CHECK(w[0] == 0x08fac688u && w[1] == 0x1a23eb1au && w[2] == 0x2c688facu && w[3] == 0x3eu &&
@@ -157,7 +157,7 @@ static void test_hand_other_bits(void)
 
     /* 2-bit 16x16, code c & 3: 0,1,2,3 repeating from the low end = 0xe4e4e4e4 */
     make_hand(&q, 16, 16, 2, -1, true, code_c3, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 1, 16) && words(&p, "qweight")[5] == 0xe4e4e4e4u &&
           words(&p, "qzeros")[0] == 0x55555555u, "gptq 2-bit words"); /* v1 zero 2-1 = 01 */
     lmp_packed_linear_free(&p);
@@ -165,11 +165,11 @@ static void test_hand_other_bits(void)
 
     /* 8-bit 4x4, code 7c: bytes 0, 7, 14, 21 = 0x150e0700 */
     make_hand(&q, 4, 4, 8, -1, true, code_c8, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qweight")[2] == 0x150e0700u && words(&p, "qzeros")[0] == 0x80808080u,
           "gptq 8-bit words %08x", words(&p, "qweight")[2]);
     lmp_packed_linear_free(&p);
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "weight_packed")[1] == 0x150e0700u, "ct 8-bit word");
     lmp_packed_linear_free(&p);
     lmp_qtensor_free(&q);
@@ -374,46 +374,46 @@ static void test_refusals_and_broken(void)
     int rc;
     /* shapes that do not fill words */
     make_random(&q, 8, 40, 3, 8, true, false, 1);
-    rc = lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p);
+    rc = lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p);
     CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "multiples of 32"), "3-bit 40 cols: %s",
           lmp_errmsg());
     lmp_qtensor_free(&q);
     make_random(&q, 8, 64, 5, 32, true, false, 2);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit GPTQ refused");
-    CHECK(lmp_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit AWQ refused");
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "5-bit CT packs: %s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit GPTQ refused");
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit AWQ refused");
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "5-bit CT packs: %s", lmp_errmsg());
     lmp_intq_config_init(&cfg, &q);
     lmp_qtensor back;
-    CHECK(lmp_ct_unpack(&p, &cfg, &back) == 0 && lmp_qtensor_intgroup_equal(&q, &back, NULL, 0),
+    CHECK(lmp_fmt_ct_unpack(&p, &cfg, &back) == 0 && lmp_qtensor_intgroup_equal(&q, &back, NULL, 0),
           "5-bit CT round trip");
     lmp_qtensor_free(&back);
     lmp_packed_linear_free(&p);
     lmp_qtensor_free(&q);
     make_random(&q, 12, 64, 4, 32, true, false, 3);
-    CHECK(lmp_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "AWQ out %% 8 refused");
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "AWQ out %% 8 refused");
     lmp_qtensor_free(&q);
 
     /* malformed GPTQ tensors */
     make_random(&q, 32, 128, 4, 32, false, true, 4);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     lmp_intq_config_init(&cfg, &q);
     lmp_tensor *tz = (lmp_tensor *)lmp_packed_linear_find(&p, "qzeros");
     tz->shape[0] = 3; /* wrong group count */
-    rc = lmp_gptq_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "qzeros"), "bad qzeros shape: %s", lmp_errmsg());
     tz->shape[0] = 4;
     int32_t *gi = lmp_packed_linear_find(&p, "g_idx")->data;
     gi[17] = 4; /* out of range */
-    rc = lmp_gptq_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "g_idx[17]"), "bad g_idx: %s", lmp_errmsg());
     gi[17] = 0;
     cfg.group_size = 64;
-    rc = lmp_gptq_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT, "group_size mismatch refused: %s", lmp_errmsg());
     cfg.group_size = 32;
     lmp_tensor *ts = (lmp_tensor *)lmp_packed_linear_find(&p, "scales");
     ts->dtype = LMP_DT_I16;
-    rc = lmp_gptq_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "scales"), "int scales refused: %s", lmp_errmsg());
     ts->dtype = LMP_DT_F16;
     /* the same tensors read as another format */
@@ -422,14 +422,14 @@ static void test_refusals_and_broken(void)
     CHECK(rc == LMP_ENOTFOUND, "gptq tensors as compressed-tensors: %s", lmp_errmsg());
     lmp_packed_linear_free(&p);
 
-    CHECK(lmp_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     int64_t *sh = lmp_packed_linear_find(&p, "weight_shape")->data;
     sh[1] = 129;
-    rc = lmp_ct_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_ct_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT, "weight_shape mismatch: %s", lmp_errmsg());
     sh[1] = 128;
     cfg.sym = true; /* config says sym but a zero point is present: data wins */
-    rc = lmp_ct_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_ct_unpack(&p, &cfg, &back);
     CHECK(rc == 0 && !back.ig.sym, "asym data under sym config");
     lmp_qtensor_free(&back);
     lmp_packed_linear_free(&p);
