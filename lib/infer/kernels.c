@@ -1,8 +1,13 @@
 /*
- * Kernel driver: variant selection (ref / AVX2 / AVX-512, chosen once, LMP_ISA overrides)
- * and the threading and cache blocking of lmp_gemm. The arithmetic lives in the variant
- * files (kernels_ref.c, kernels_avx2.c, kernels_avx512.c); this file only decides which
- * rows of W and X each thread touches, and in which order.
+ * Kernel driver, the only one: variant selection (ref / AVX2 / AVX-512, chosen once,
+ * LMP_ISA overrides) and the threading and cache blocking of lmp_gemm and lmp_gemv_team,
+ * for every weight kind (dense, GGUF blocks, the interleaved q4_0 layout, intgroup). The
+ * arithmetic lives in the leaves (kernels_ref.c, kernels_avx2.c, kernels_avx512*.c,
+ * kernels_lowbit.c, kernels_repack.c, kernels_intgroup.c), which fill the variants'
+ * tables through g_leaves below and never call back; this file only decides which rows
+ * of W and X each thread touches, and in which order. Intgroup weights take the same
+ * paths with the variant's strip decoder (ig_deq) in place of a dtype's to_f32 and its
+ * fused rows (ig_rows) in place of dot/dotn.
  *
  * Two regimes:
  *  - M < LMP_K_SMALL_M (decoding, M == 1, small batches): memory bound. Each thread
