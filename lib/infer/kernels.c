@@ -451,7 +451,7 @@ static void share_region(bool par, int64_t ntask, int64_t unit, lmp_k_range_fn f
 
 static inline int64_t unit_tasks(size_t task_bytes)
 {
-    return task_bytes >= LMP_K_UNIT_BYTES ? 1 : (int64_t)(LMP_K_UNIT_BYTES / task_bytes);
+    return task_bytes >= LMP_K_UNIT_BYTES ? 1 : (int64_t)(LMP_K_UNIT_BYTES / (task_bytes ? task_bytes : 1));
 }
 
 /* Bytes of one weight row as stored (intgroup: its codes). */
