@@ -21,13 +21,16 @@
 #include "core.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define DIST_CHUNK ((size_t)1 << 28) /* bytes per MPI call: 256 MiB, far below INT_MAX */
+/* bytes per MPI call: 256 MiB, far below INT_MAX; LMP_DEBUG_DIST_CHUNK (bytes) lowers it
+ * so that the tests cross chunk boundaries with small buffers */
+#define DIST_CHUNK dist_chunk()
 #define DIST_TAG 4242
 
 static int g_rank, g_size = 1;
@@ -36,6 +39,33 @@ static bool g_agreed;       /* a failure was agreed by every rank (lmp_dist_stat
 static MPI_Comm g_comm;
 static char g_host[MPI_MAX_PROCESSOR_NAME];
 static int g_stderr = -1;   /* the original standard error of a non-root rank */
+
+static size_t dist_chunk(void)
+{
+    static size_t c;
+    if (!c) {
+        const char *e = getenv("LMP_DEBUG_DIST_CHUNK");
+        long long v = e ? atoll(e) : 0;
+        c = v >= 16 ? (size_t)v : (size_t)1 << 28;
+    }
+    return c;
+}
+
+/* Test hook (tests/cli/test_mpi.sh): LMP_DEBUG_DIST_KILL="R:N" makes rank R kill itself
+ * with SIGKILL on entering its N-th collective, as the kernel's OOM killer or a lost host
+ * would. */
+static void debug_kill_point(void)
+{
+    static int calls, rank = -2, at;
+    if (rank == -2) {
+        const char *e = getenv("LMP_DEBUG_DIST_KILL");
+        rank = -1;
+        if (e && sscanf(e, "%d:%d", &rank, &at) != 2)
+            rank = -1;
+    }
+    if (rank == g_rank && ++calls == at)
+        raise(SIGKILL);
+}
 
 static bool launched_by_mpi(void)
 {
@@ -171,6 +201,7 @@ static int recv_bytes(void *buf, size_t bytes, int from)
 
 int lmp_dist_bcast(void *buf, size_t bytes, int root)
 {
+    debug_kill_point();
     if (g_size == 1)
         return LMP_OK;
     if (root < 0 || root >= g_size)
@@ -187,6 +218,7 @@ int lmp_dist_bcast(void *buf, size_t bytes, int root)
 
 int lmp_dist_barrier(void)
 {
+    debug_kill_point();
     if (g_size == 1)
         return LMP_OK;
     int mrc = MPI_Barrier(g_comm);
@@ -200,6 +232,7 @@ int lmp_dist_barrier(void)
 #define DEFINE_SUM(NAME, T)                                                                        \
     int NAME(T *buf, size_t n)                                                                     \
     {                                                                                              \
+        debug_kill_point();                                                                        \
         if (g_size == 1 || n == 0)                                                                 \
             return LMP_OK;                                                                         \
         const size_t per = DIST_CHUNK / sizeof(T);                                                 \
@@ -241,6 +274,7 @@ static void share_of(int r, int64_t n, int64_t *lo, int64_t *hi)
 
 int lmp_dist_allgather_rows(void *buf, int64_t n_rows, size_t row_bytes)
 {
+    debug_kill_point();
     if (g_size == 1)
         return LMP_OK;
     for (int r = 0; r < g_size; r++) {
@@ -255,6 +289,7 @@ int lmp_dist_allgather_rows(void *buf, int64_t n_rows, size_t row_bytes)
 
 int lmp_dist_gather_rows(void *buf, int64_t n_rows, size_t row_bytes, int root)
 {
+    debug_kill_point();
     if (g_size == 1)
         return LMP_OK;
     if (root < 0 || root >= g_size)
@@ -279,6 +314,7 @@ int lmp_dist_gather_rows(void *buf, int64_t n_rows, size_t row_bytes, int root)
 
 int lmp_dist_status(int rc)
 {
+    debug_kill_point();
     if (g_size == 1)
         return rc;
     int *all = malloc(sizeof(int) * (size_t)g_size);
