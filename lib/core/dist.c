@@ -34,7 +34,8 @@
 #define DIST_TAG 4242
 
 static int g_rank, g_size = 1;
-static bool g_mpi;          /* MPI_Init called by us */
+static bool g_mpi;          /* joined: collectives go through MPI */
+static bool g_owner;        /* MPI_Init was ours, so MPI_Finalize is too */
 static bool g_agreed;       /* a failure was agreed by every rank (lmp_dist_status) */
 static MPI_Comm g_comm;
 static char g_host[MPI_MAX_PROCESSOR_NAME];
@@ -107,7 +108,8 @@ int lmp_dist_init(int *argc, char ***argv)
     if (!inited && MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS)
         return lmp_err(LMP_EIO, "MPI_Init failed (started by an MPI launcher: OMPI_COMM_WORLD_SIZE, PMIX_RANK or "
                                 "PMI_RANK is set)");
-    g_mpi = !inited;
+    g_mpi = true;
+    g_owner = !inited;
     MPI_Comm_dup(MPI_COMM_WORLD, &g_comm);
     MPI_Comm_set_errhandler(g_comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(g_comm, &g_rank);
@@ -118,7 +120,7 @@ int lmp_dist_init(int *argc, char ***argv)
     if (g_rank != 0) {
         fflush(stdout);
         to_null(STDOUT_FILENO);
-        g_stderr = dup(STDERR_FILENO);
+        g_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
         if (lmp_log_level > LMP_LOG_ERROR)
             lmp_log_level = LMP_LOG_ERROR;
     }
@@ -131,8 +133,9 @@ void lmp_dist_finalize(void)
     if (!g_mpi)
         return;
     MPI_Comm_free(&g_comm);
-    MPI_Finalize();
-    g_mpi = false;
+    if (g_owner)
+        MPI_Finalize();
+    g_mpi = g_owner = false;
     g_rank = 0;
     g_size = 1;
 }

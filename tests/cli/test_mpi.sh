@@ -16,7 +16,7 @@ if ! command -v mpirun > /dev/null 2>&1; then skip "mpirun not found (Debian: op
 # as root OpenMPI refuses to start without these; one thread per rank on 2 shared cores;
 # the sanitizer build: OpenMPI's own allocations at exit are not ours to report
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 # vader (shared memory) and self only: no network interfaces probed
 MPI="mpirun --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none"
 run_np() { n=$1; shift; $MPI -np "$n" "$@"; }
