@@ -460,6 +460,17 @@ char *lmp_rank_temp_path(const char *path)
                  (long)getpid());
         if (mkdir(d, 0700) == 0 || errno == EEXIST)
             memcpy(g_scratch, d, sizeof d);
+        /* the folders of ranks that were killed (SIGKILL leaves them) */
+        DIR *dir = opendir(base && *base ? base : "/tmp");
+        struct dirent *e;
+        while (dir && (e = readdir(dir))) {
+            const char *dot = strncmp(e->d_name, "lmpress-rank", 12) == 0 ? strchr(e->d_name + 12, '.') : NULL;
+            long pid = dot ? strtol(dot + 1, NULL, 10) : 0;
+            if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+                rm_tree_at(dirfd(dir), e->d_name, 0);
+        }
+        if (dir)
+            closedir(dir);
     }
     unsigned long k = ++g_scratch_seq;
     bool have = g_scratch[0] != 0;
