@@ -16,7 +16,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIR
 LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) -lz -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c) $(wildcard jobs/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
