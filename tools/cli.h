@@ -126,7 +126,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_tasks(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
-/* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cmd_merge.c).
+/* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cli_lora.c).
  * --scale S applies to the --lora given before it (1 when none follows an adapter): fills
  * scales[0..n_loras) from argv; -1 (message printed) on a --scale before any --lora. */
 int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double *scales);
