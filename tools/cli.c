@@ -427,6 +427,17 @@ void cli_json_str(const char *s)
     putchar('"');
 }
 
+void cli_eta_text(const void *t0, int layer, int n_layers, char *buf, size_t n)
+{
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *(const double *)t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+}
+
 const char *cli_bytes(double n, char *buf, int len)
 {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -6,6 +6,7 @@
 #define LMP_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -108,6 +109,9 @@ int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t 
 int cli_edit_distance(const char *a, const char *b);
 /* Of `cands` (n names), the closest to `s` within a small distance, or NULL. */
 const char *cli_suggest(const char *s, const char *const *cands, int n);
+/* "; elapsed 12.3s, ETA 45.6s" into buf: the whole job's, from the layers done (layers take
+ * about the same time each); t0 points at the job's start (lmp_time_s), NULL gives "". */
+void cli_eta_text(const void *t0, int layer, int n_layers, char *buf, size_t n);
 /* "1.23 MiB" into buf. */
 const char *cli_bytes(double n, char *buf, int len);
 

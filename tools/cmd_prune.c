@@ -18,24 +18,10 @@
 
 _Static_assert(sizeof(size_t) == sizeof(uint64_t), "--calib-offset / --calib-bytes rows are OPT_U64");
 
-/* "elapsed 12.3s, ETA 45.6s": the whole job's, from the layers done (layers take about
- * the same time each) */
-static void eta_text(const void *ctx, int layer, int n_layers, char *buf, size_t n)
-{
-    const double *t0 = ctx;
-    if (!t0) {
-        buf[0] = 0;
-        return;
-    }
-    double el = lmp_time_s() - *t0;
-    double eta = el / (layer + 1) * (n_layers - layer - 1);
-    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
-}
-
 static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_prune_linear_stats *st)
 {
     char eta[64];
-    eta_text(ctx, layer, n_layers, eta, sizeof eta);
+    cli_eta_text(ctx, layer, n_layers, eta, sizeof eta);
     double we = -1;
     const char *wn = "";
     for (int k = 0; k < LMP_LIN_COUNT; k++)
