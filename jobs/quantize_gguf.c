@@ -125,7 +125,6 @@ int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf
     const bool dry = p->plan && p->dry_run;
     if (!p->q.force && !dry && lmp_path_exists(out)) /* refuse before any conversion work */
         return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
-    lmp_quant_init();
     lmp_gguf_quant_params q = p->q;
     lmp_imatrix im = {0};
     lmp_imatrix_file imf = {0};

@@ -7,7 +7,7 @@
  */
 #include "cli.h"
 #include "formats/qmodel.h"
-#include "formats/sparse.h"
+#include "jobs/prune_model.h"
 #include "jobs/dense_input.h"
 #include "lib/prune/prune.h"
 

@@ -9,7 +9,7 @@
  * first from their defaults; ranges are checked by the jobs' check functions.
  */
 #include "cli.h"
-#include "formats/qmodel.h"
+#include "jobs/quantize_model.h"
 #include "jobs/quantize_gguf.h"
 #include "quantize_plan.h"
 
@@ -89,7 +89,6 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
     p->pipe.on_layer_done = json ? NULL : print_layer;
     double t_start = lmp_time_s();
     p->pipe.log_ctx = &t_start;
-    lmp_quant_init();
 
     lmp_qmodel_quant_result r;
     e = lmp_qmodel_quantize(model, out, p, &r);

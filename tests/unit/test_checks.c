@@ -5,10 +5,10 @@
  */
 #include "test.h"
 
-#include "formats/qmodel.h"
-#include "formats/sparse.h"
 #include "jobs/dense_input.h"
+#include "jobs/prune_model.h"
 #include "jobs/quantize_gguf.h"
+#include "jobs/quantize_model.h"
 #include "lib/distill/distill.h"
 #include "lib/distill/tasks.h"
 #include "lib/infer/infer.h"
