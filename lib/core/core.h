@@ -224,6 +224,11 @@ char *lmp_path_join(const char *dir, const char *name);
 bool lmp_str_endswith(const char *s, const char *suffix);
 /* The same, ignoring ASCII case: file extensions ("X.GGUF" is a GGUF file). */
 bool lmp_str_endswith_ci(const char *s, const char *suffix);
+/* Edit distance ignoring ASCII case (a swap of neighbours is one edit), capped at 99. */
+int lmp_edit_distance(const char *a, const char *b);
+/* Of cands[0..n), the closest to s within a small distance (a prefix of a longer name
+ * counts as close), or NULL: for "did you mean" in messages. */
+const char *lmp_suggest(const char *s, const char *const *cands, int n);
 /* Output folders: lmp_dir_begin creates "<dir>.tmp.<pid>" (refusing an existing dir
  * unless force) and returns its malloc'd path; fill it, then lmp_dir_commit renames it
  * onto dir (replacing an existing one); on failure lmp_dir_remove(tmp). */

@@ -6,6 +6,7 @@
 #include "core.h"
 #include "dist.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -313,6 +314,51 @@ bool lmp_str_endswith_ci(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+int lmp_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int v = d[i - 1][j - 1] + c;
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            /* a swap of two neighbours counts as one edit */
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *lmp_suggest(const char *s, const char *const *cands, int n)
+{
+    const char *best = NULL;
+    int bd = 99;
+    size_t ls = strlen(s);
+    for (int i = 0; i < n; i++) {
+        int dd = lmp_edit_distance(s, cands[i]);
+        /* a prefix of a longer name ("--calib-sample") is a good guess too */
+        if (ls >= 3 && strncmp(cands[i], s, ls) == 0 && dd > 1)
+            dd = 1;
+        if (dd < bd) {
+            bd = dd;
+            best = cands[i];
+        }
+    }
+    int lim = ls <= 4 ? 1 : ls <= 8 ? 2 : 3;
+    return bd <= lim ? best : NULL;
 }
 
 /* ---------------------------------------------------------------- threads, time */

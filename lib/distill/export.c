@@ -368,6 +368,25 @@ lmp_distill_params lmp_distill_default_params(void)
     return p;
 }
 
+int lmp_distill_check(const lmp_distill_params *p)
+{
+    if (p->top_k < 0 || p->top_k > 1 << 24)
+        return lmp_err(LMP_EINVAL, "--top-k %d: must be >= 0", p->top_k);
+    if (p->top_k == 0 && !p->full)
+        return lmp_err(LMP_EINVAL, "--top-k 0 needs --full");
+    if ((p->ctx != 0 && p->ctx < 2) || p->ctx < 0 || p->ctx > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be at least 2 (at most %d)", p->ctx, 1 << 22);
+    if (p->max_seqs < 0 || p->max_seqs > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = all)", p->max_seqs);
+    if (!(p->temperature > 0) || !isfinite(p->temperature))
+        return lmp_err(LMP_EINVAL, "--temperature %g: must be > 0", p->temperature);
+    if (p->shard_count < 1 || p->shard_index < 0 || p->shard_index >= p->shard_count)
+        return lmp_err(LMP_EINVAL, "--shard %d/%d: expected i/n with 0 <= i < n", p->shard_index, p->shard_count);
+    if (p->deflate < 0 || p->deflate > 9)
+        return lmp_err(LMP_EINVAL, "deflate level %d: 0..9", p->deflate);
+    return LMP_OK;
+}
+
 static char *seg_path(const char *dir, int64_t w)
 {
     char name[64];

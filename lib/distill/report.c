@@ -220,6 +220,20 @@ lmp_compare_params lmp_compare_default_params(void)
     return p;
 }
 
+int lmp_compare_check(const lmp_compare_params *p)
+{
+    if (p->ctx < 0 || p->ctx > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be >= 0 (0 = the protocol's), at most %d", p->ctx, 1 << 22);
+    if (p->chunks < 0 || p->chunks > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = all)", p->chunks);
+    if (p->top_k < 0 || p->top_k > 1 << 24)
+        return lmp_err(LMP_EINVAL, "--top-k %d: must be >= 0 (0 = exact)", p->top_k);
+    if (p->n_tasks < 0 || p->n_tasks > LMP_COMPARE_MAX_TASKS)
+        return lmp_err(LMP_EINVAL, "--task: at most %d tasks", LMP_COMPARE_MAX_TASKS);
+    int rc = lmp_task_check(&p->task);
+    return rc ? lmp_err_prefix(rc, "task options (--task-*)") : LMP_OK;
+}
+
 static uint64_t file_size(const char *path)
 {
     struct stat sb;

@@ -210,6 +210,9 @@ typedef struct {
 } lmp_sampler_params;
 
 lmp_sampler_params lmp_sampler_default_params(void); /* greedy, top_k 0, top_p 1, seed 0 */
+/* Refuses a negative or non-finite temperature, a negative top_k, top_p outside (0, 1]
+ * (LMP_EINVAL naming the lmpress option). lmp_sampler_new checks the same. */
+int lmp_sampler_check(const lmp_sampler_params *p);
 
 typedef struct lmp_sampler lmp_sampler;
 int lmp_sampler_new(lmp_sampler **out, const lmp_sampler_params *p, int n_vocab);

@@ -52,28 +52,28 @@ int lmp_prune_spec_check(const lmp_prune_spec *s, int64_t cols, const char *name
         return lmp_err(LMP_EINVAL, "prune: unknown method %d", (int)s->method);
     if (s->m) {
         if (s->n <= 0 || s->m <= 0 || s->n >= s->m || s->m > 64)
-            return lmp_err(LMP_EINVAL, "prune: pattern %d:%d (need 0 < N < M <= 64, e.g. 2:4)", s->n, s->m);
+            return lmp_err(LMP_EINVAL, "prune: --pattern %d:%d: must be N:M with 0 < N < M <= 64 (e.g. 2:4)", s->n, s->m);
         if (cols % s->m)
             return lmp_err(LMP_EINVAL, "prune: %s: row length %lld is not a multiple of M = %d (pattern %d:%d)",
                            name, (long long)cols, s->m, s->n, s->m);
     } else if (!(s->sparsity >= 0.0 && s->sparsity < 1.0)) {
-        return lmp_err(LMP_EINVAL, "prune: sparsity %g is outside [0, 1)", s->sparsity);
+        return lmp_err(LMP_EINVAL, "prune: --sparsity %g: must be in [0, 1)", s->sparsity);
     }
     if (s->scope == LMP_PRUNE_SCOPE_MATRIX && (s->method != LMP_PRUNE_MAGNITUDE || s->m))
-        return lmp_err(LMP_EINVAL, "prune: a per-matrix threshold applies to unstructured magnitude pruning only");
+        return lmp_err(LMP_EINVAL, "prune: --scope matrix (a per-matrix threshold) applies to unstructured magnitude pruning only");
     if (s->method == LMP_PRUNE_SPARSEGPT) {
         if (!(s->damp > 0.0f && s->damp < 1.0f))
-            return lmp_err(LMP_EINVAL, "prune: damp %g (must be in (0, 1))", (double)s->damp);
+            return lmp_err(LMP_EINVAL, "prune: --damp %g: must be in (0, 1)", (double)s->damp);
         if (s->blocksize < 1 || (s->m && s->blocksize % s->m))
-            return lmp_err(LMP_EINVAL, "prune: SparseGPT block size %d (positive, a multiple of M)", s->blocksize);
+            return lmp_err(LMP_EINVAL, "prune: --blocksize %d: SparseGPT's block size must be positive and a multiple of M", s->blocksize);
     }
     if (s->qbits) {
         if (s->method != LMP_PRUNE_SPARSEGPT)
             return lmp_err(LMP_EINVAL, "prune: joint quantization (--then-quantize) needs --method sparsegpt");
         if (s->qbits < 2 || s->qbits > 8)
-            return lmp_err(LMP_EINVAL, "prune: %d quantization bits (2..8)", s->qbits);
+            return lmp_err(LMP_EINVAL, "prune: --then-quantize %d: BITS must be 2..8", s->qbits);
         if (s->qgroup == 0 || s->qgroup < -1)
-            return lmp_err(LMP_EINVAL, "prune: quantization group size %d", s->qgroup);
+            return lmp_err(LMP_EINVAL, "prune: --group-size %d: must be positive, or -1 (one group per row)", s->qgroup);
         if (s->qgroup > 0 && cols % s->qgroup)
             return lmp_err(LMP_EINVAL, "prune: %s: in_features %lld is not a multiple of group size %d", name,
                            (long long)cols, s->qgroup);

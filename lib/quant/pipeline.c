@@ -76,7 +76,7 @@ const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t 
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
-    if (lmp_model_is_moe(m))
+    if (m && lmp_model_is_moe(m))
         return lmp_err(LMP_EUNSUPPORTED, "%s: calibrated quantization (GPTQ, AWQ, RTN folders) of mixture-of-experts models is not supported yet "
                        "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
                        lmp_model_ckpt(m)->path);
@@ -88,14 +88,16 @@ int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
     if (p->method == LMP_QMETHOD_AWQ && (p->awq_grid < 1 || p->awq_grid > 1000 || p->awq_clip_tokens < 1))
         return lmp_err(LMP_EINVAL, "quantize: AWQ grid %d / clip tokens %d", p->awq_grid, p->awq_clip_tokens);
     if (p->bits < 2 || p->bits > 8)
-        return lmp_err(LMP_EINVAL, "quantize: %d bits (2..8)", p->bits);
-    if (p->group_size == 0 || p->group_size < -1)
-        return lmp_err(LMP_EINVAL, "quantize: group size %d (a positive number, or -1 for one group per row)",
+        return lmp_err(LMP_EINVAL, "quantize: --bits %d: must be 2..8", p->bits);
+    if (p->group_size == 0 || p->group_size < -1 || p->group_size > 1 << 20)
+        return lmp_err(LMP_EINVAL, "quantize: --group-size %d: must be positive, or -1 (one group per row)",
                        p->group_size);
-    if (p->method == LMP_QMETHOD_GPTQ && (!(p->damp > 0.0f) || p->damp >= 1.0f))
-        return lmp_err(LMP_EINVAL, "quantize: damp %g (must be in (0, 1))", (double)p->damp);
+    if (!(p->damp > 0.0f) || p->damp >= 1.0f)
+        return lmp_err(LMP_EINVAL, "quantize: --damp %g: must be in (0, 1)", (double)p->damp);
     if (p->blocksize < 1)
         return lmp_err(LMP_EINVAL, "quantize: GPTQ block size %d", p->blocksize);
+    if (!m) /* the preferences only, before the model is read */
+        return LMP_OK;
     const lmp_config *c = lmp_model_config(m);
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < LMP_LIN_COUNT; w++) {

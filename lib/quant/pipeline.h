@@ -122,6 +122,9 @@ typedef struct {
 } lmp_calib_data;
 
 void lmp_calib_default_params(lmp_calib_params *p);
+/* Refuses windows out of range before any work (LMP_EINVAL naming the option): n_samples
+ * 1..2^20, seq_len 0 (the default) or 2..2^20, a known mode. */
+int lmp_calib_check(const lmp_calib_params *p);
 /* Reads a text file, plain or gzip (by its magic; zlib), into a malloc'd NUL-terminated
  * buffer, at most max_bytes (0 = all). An empty file is LMP_EINVAL naming it. */
 int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len);
@@ -237,7 +240,9 @@ const char *lmp_linear_hf_prefix(int layer, lmp_linear which, char *buf, size_t 
 
 /* Checks the parameters against the model before any work: bits, group size dividing
  * every linear's in_features (LMP_EINVAL naming the first linear that does not), weight
- * dtypes convertible to f32. Returns status. */
+ * dtypes convertible to f32. With m NULL, the preferences alone (ranges, method and
+ * option pairs; messages name the lmpress option), before the model is read. Returns
+ * status. */
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p);
 /* Bytes of hidden states the run will hold for cal (n_samples * seq_len * hidden * 4). */
 uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal);
