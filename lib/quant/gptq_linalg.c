@@ -304,3 +304,43 @@ double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_
     free(part);
     return fail ? -1.0 : tr;
 }
+
+/* ---------------------------------------------------------------- f32 products ---- */
+
+void lmp_sgemm_fixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    enum { TM = 256, TN = 512 };
+    if (m <= 0 || n <= 0)
+        return;
+    const int64_t tm = (m + TM - 1) / TM, tn = (n + TN - 1) / TN;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tm * tn; t++) {
+        const int64_t i0 = t / tn * TM, j0 = t % tn * TN;
+        const float *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)min64(TM, m - i0), (int)min64(TN, n - j0), (int)k, alpha, a, (int)lda, b, (int)ldb, beta,
+                    C + i0 * ldc + j0, (int)ldc);
+    }
+}
+
+void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, float alpha)
+{
+    const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t p = 0; p < npairs; p++) {
+        int64_t ti = 0, q = p;
+        while (q >= nt - ti) {
+            q -= nt - ti;
+            ti++;
+        }
+        const int64_t tj = ti + q, i0 = ti * TS, j0 = tj * TS;
+        const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
+        if (ti == tj)
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)n, alpha, X + i0, (int)cols, 0.0f,
+                        G + i0 * cols + i0, (int)cols);
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mi, (int)mj, (int)n, alpha, X + i0, (int)cols,
+                        X + j0, (int)cols, 0.0f, G + i0 * cols + j0, (int)cols);
+    }
+}

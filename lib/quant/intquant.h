@@ -113,6 +113,12 @@ void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const
  * triangle is read), in double, thread-count independent, half the work of a full
  * product; -1 when out of memory. */
 double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_t cols);
+/* f32 products with the same bits for any thread count (AWQ's searches): C = alpha op(A)
+ * op(B) + beta C, row-major, op = transpose when ta / tb, as cblas_sgemm's arguments;
+ * G's upper triangle = alpha X^T X for X [n][cols] (the lower one is not written). */
+void lmp_sgemm_fixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, float alpha);
 
 /* GPTQ (Frantar et al. 2022, Alg. 1 with lazy batch updates, as gptq.py fasterquant) of
  * W[rows][cols] (f32, not modified) given H[cols][cols] (double, not modified; any

@@ -2,7 +2,7 @@
  * GPTQ / SparseGPT dense kernels (lib/quant/gptq_linalg.c) at sizes where OpenBLAS would
  * split the work among threads: X^T X against a plain double sum; the upper Cholesky
  * factor of H^-1 against LAPACK's potrf / potri / potrf in double (and U^T U H = I);
- * C -= A B and tr(A H A^T) against plain sums; refusal of an indefinite matrix naming the column; and the
+ * C -= A B, tr(A H A^T) and AWQ's f32 products against plain sums; refusal of an indefinite matrix naming the column; and the
  * same bits with 1, 2 and 3 threads for each kernel and for lmp_quant_gptq with act-order
  * and groups on a 256 x 768 matrix.
  */
@@ -211,6 +211,80 @@ static void test_quad(const double *H)
     free(A);
 }
 
+/* AWQ's f32 products: every transpose combination against a plain sum, the Gram matrix's
+ * upper triangle, and 1/2/3 threads */
+static void test_f32(void)
+{
+    enum { M = 300, K = 700, NN = 600 };
+    float *A = rand_x(M, K, 21), *At = malloc(sizeof(float) * M * K), *B = rand_x(K, NN, 22),
+          *Bt = malloc(sizeof(float) * K * NN);
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++)
+            At[k * M + i] = A[i * K + k];
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < NN; j++)
+            Bt[j * K + k] = B[k * NN + j];
+    float *Cs[4][3];
+    for (int v = 0; v < 4; v++) {
+        bool ta = v & 1, tb = v & 2;
+        for (int t = 0; t < 3; t++) {
+            lmp_set_num_threads(t + 1);
+            Cs[v][t] = malloc(sizeof(float) * M * NN);
+            for (int i = 0; i < M * NN; i++)
+                Cs[v][t][i] = 1.0f;
+            lmp_sgemm_fixed(ta, tb, M, NN, K, 0.5f, ta ? At : A, ta ? M : K, tb ? Bt : B, tb ? K : NN, 2.0f,
+                            Cs[v][t], NN);
+        }
+        double worst = 0;
+        for (int i = 0; i < M; i += 11)
+            for (int j = 0; j < NN; j += 7) {
+                double s = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    s += (double)A[i * K + k] * B[k * NN + j];
+                    mag += fabs((double)A[i * K + k] * B[k * NN + j]);
+                }
+                worst = fmax(worst, fabs(2.0 + 0.5 * s - Cs[v][0][i * NN + j]) / (2.0 + 0.5 * mag));
+            }
+        CHECK(worst < 1e-6, "sgemm_fixed ta %d tb %d vs double: %g", ta, tb, worst);
+        for (int t = 1; t < 3; t++)
+            CHECK(memcmp(Cs[v][0], Cs[v][t], sizeof(float) * M * NN) == 0, "sgemm_fixed ta %d tb %d: 1 and %d threads "
+                  "differ", ta, tb, t + 1);
+        for (int t = 0; t < 3; t++)
+            free(Cs[v][t]);
+    }
+    float *G[3];
+    for (int t = 0; t < 3; t++) {
+        lmp_set_num_threads(t + 1);
+        G[t] = calloc((size_t)K * K, sizeof(float));
+        lmp_ssyrk_fixed_upper(G[t], K, A, M, 0.25f);
+    }
+    lmp_set_num_threads(0);
+    double worst = 0;
+    int lower = 0;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j += (i % 9 == 0 ? 1 : 37)) {
+            if (j < i) {
+                lower += G[0][i * K + j] != 0.0f;
+                continue;
+            }
+            double s = 0, mag = 0;
+            for (int r = 0; r < M; r++) {
+                s += (double)A[r * K + i] * A[r * K + j];
+                mag += fabs((double)A[r * K + i] * A[r * K + j]);
+            }
+            worst = fmax(worst, fabs(0.25 * s - G[0][i * K + j]) / (0.25 * mag));
+        }
+    CHECK(worst < 1e-6 && lower == 0, "ssyrk_fixed_upper: error %g, %d lower entries written", worst, lower);
+    for (int t = 1; t < 3; t++)
+        CHECK(memcmp(G[0], G[t], sizeof(float) * K * K) == 0, "ssyrk_fixed_upper: 1 and %d threads differ", t + 1);
+    for (int t = 0; t < 3; t++)
+        free(G[t]);
+    free(A);
+    free(At);
+    free(B);
+    free(Bt);
+}
+
 /* the same bits for 1, 2 and 3 threads */
 static void test_threads(const float *X, const double *H)
 {
@@ -272,6 +346,7 @@ int main(void)
     test_hinv(H);
     test_gemm();
     test_quad(H);
+    test_f32();
     test_threads(X, H);
     free(H);
     free(X);
