@@ -96,7 +96,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_gptq MODEL [-n WINDOWS 32] [-l SEQLEN 512] [-L LAYER 0] [-t THREADS] [-x LAYERS]\n");
         return 2;
     }
-    lmp_quant_init();
     lmp_set_num_threads(T);
     lmp_model *m;
     if (lmp_model_load(&m, path)) {
