@@ -177,6 +177,13 @@ typedef struct {
  * count. Returns 0, LMP_ENOMEM, LMP_EINVAL, or the hook's status. */
 int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
                   lmp_linear_hook hook, void *user);
+/* lmp_block_run on the caller's scratch of lmp_block_scratch_floats(m, n, kv ? pos0 : 0)
+ * floats (NULL: one allocated for the call), for callers that run many blocks of the same
+ * size (calibration): a fresh 37 MB buffer per 512-token TinyLlama block is mapped, faulted
+ * in and zeroed by the kernel on every call. Same results as lmp_block_run. */
+size_t lmp_block_scratch_floats(const lmp_model *m, int n, int pos0);
+int lmp_block_run_buf(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                      lmp_linear_hook hook, void *user, float *scratch);
 
 /* ---------------------------------------------------------------- sessions -------- */
 

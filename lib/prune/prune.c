@@ -14,8 +14,6 @@
  */
 #include "prune.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,23 +235,18 @@ static int hinv_upper(const double *H, int64_t cols, float damp_frac, float **ou
     double damp = damp_frac * mean / (double)cols;
     for (int64_t j = 0; j < cols; j++)
         A[j * cols + j] += damp;
-    /* H = L L^T; H^-1 = L^-T L^-1; its upper Cholesky factor is U = chol(H^-1)^T ... computed
-     * directly: invert with potri, then factor the inverse as U^T U. */
-    lapack_int n = (lapack_int)cols, info;
-    info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, A, n);
-    if (info == 0)
-        info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', n, A, n);
-    if (info == 0) {
-        for (int64_t i = 0; i < cols; i++) /* mirror the lower triangle */
-            for (int64_t j = i + 1; j < cols; j++)
-                A[i * cols + j] = A[j * cols + i];
-        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', n, A, n);
-    }
-    if (info != 0) {
+    /* U, the upper Cholesky factor of H^-1, as GPTQ forms it (lib/quant/gptq_linalg.c:
+     * the reversed lower Cholesky factor of H, inverted; the result does not depend on
+     * the thread count, unlike LAPACK's potrf / potri under OpenBLAS's threads) */
+    int64_t bad = 0;
+    int rc = lmp_gptq_hinv_upper(A, cols, &bad);
+    if (rc) {
         free(A);
         free(U);
-        return lmp_err(LMP_ERANGE, "the damped Hessian is not positive definite (LAPACK info %d); try a larger "
-                                   "damp or more calibration samples", (int)info);
+        if (rc != LMP_ERANGE)
+            return rc;
+        return lmp_err(LMP_ERANGE, "the damped Hessian is not positive definite (column %lld); try a larger "
+                                   "damp or more calibration samples", (long long)bad);
     }
     for (int64_t i = 0; i < cols; i++)
         for (int64_t j = 0; j < cols; j++)
@@ -365,8 +358,7 @@ static int sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, cons
         }
         /* lazy update of the columns after the block: W[:, i2:] -= Err U[i1:i2, i2:] */
         if (i2 < cols)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(cols - i2), (int)cnt, -1.0f,
-                        Err, (int)B, U + i1 * cols + i2, (int)cols, 1.0f, W + i2, (int)cols);
+            lmp_gptq_gemm_sub(W + i2, cols, Err, B, U + i1 * cols + i2, cols, rows, cols - i2, cnt);
     }
     if (loss_out) {
         double l = 0;

@@ -125,21 +125,13 @@ uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal)
            sizeof(float);
 }
 
-/* tr(A H A^T) for A f32 [rows][cols], in double, 64 rows at a time. */
+/* tr(A H A^T) for A f32 [rows][cols], in double (gptq_linalg.c: thread-count independent,
+ * one triangular product per 64 rows; a and ah are not needed any more). */
 static double quad_trace(const float *A, const double *H, int64_t rows, int64_t cols, double *a, double *ah)
 {
-    enum { CH = 64 };
-    double tr = 0;
-    for (int64_t r0 = 0; r0 < rows; r0 += CH) {
-        int64_t k = rows - r0 < CH ? rows - r0 : CH;
-        for (int64_t i = 0; i < k * cols; i++)
-            a[i] = A[r0 * cols + i];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)cols, (int)cols, 1.0, a, (int)cols,
-                    H, (int)cols, 0.0, ah, (int)cols);
-        for (int64_t i = 0; i < k * cols; i++)
-            tr += a[i] * ah[i];
-    }
-    return tr;
+    (void)a;
+    (void)ah;
+    return lmp_gptq_quad_trace(A, H, rows, cols);
 }
 
 /* Relative error given the precomputed denominator tr(W H W^T). Returns -1 on ENOMEM. */
