@@ -314,6 +314,7 @@ int cmd_quantize(int argc, char **argv)
     char **plan_rules = NULL;
     int n_plan_rules = 0;
     po.target_bpw = -1;
+    long long plan_probes = -1;
     io.bits = -1;
     io.group_size = -2;
     io.samples = -1;
@@ -336,6 +337,11 @@ int cmd_quantize(int argc, char **argv)
                                                         "GGUF types to least measured error at X bits per weight"},
         {"target-size", 0, OPT_STR, &po.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
                                                              "1.5GiB)"},
+        {"target-calib", 0, OPT_STR, &po.calib_path, "FILE", "with a target: the text on which each tensor's "
+                                                            "probes are compared with the original model (KL "
+                                                            "divergence; default: the --imatrix-calib text)"},
+        {"target-probes", 0, OPT_INT, &plan_probes, "N", "with a target: types probed end to end per tensor "
+                                                         "(default 2; 0: every point of its front)"},
         {"dry-run", 0, OPT_FLAG, &po.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                     "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
@@ -502,6 +508,16 @@ int cmd_quantize(int argc, char **argv)
     }
     if (target && po.target_bpw != -1 && !(po.target_bpw > 0 && po.target_bpw <= 64)) {
         fprintf(stderr, "lmpress quantize: --target-bpw must be a positive number of bits per weight\n");
+        rc = 2;
+        goto done;
+    }
+    if (plan_probes < -1 || plan_probes > 16) {
+        fprintf(stderr, "lmpress quantize: --target-probes must be 0 (every point) to 16\n");
+        rc = 2;
+        goto done;
+    }
+    if ((po.calib_path || plan_probes != -1) && !target) {
+        fprintf(stderr, "lmpress quantize: --target-calib / --target-probes need --target-bpw or --target-size\n");
         rc = 2;
         goto done;
     }
@@ -734,6 +750,10 @@ int cmd_quantize(int argc, char **argv)
         po.weights = p.weights;
         po.weights_ctx = p.weights_ctx;
         po.weights_len = p.weights_len;
+        if (!po.calib_path)
+            po.calib_path = imatrix_calib;
+        po.calib_field = io.calib_field;
+        po.probes = plan_probes < 0 ? 0 : plan_probes == 0 ? -1 : (int)plan_probes;
         int e = quantize_plan_make(src, pos[0], &po, &plan_rules, &n_plan_rules);
         if (e || po.dry_run) {
             if (tmp) {
