@@ -334,7 +334,8 @@ int cmd_quantize(int argc, char **argv)
                                             "q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, iq2_* and iq1_* "
                                             "need an importance matrix)"},
         {"target-bpw", 0, OPT_FLOAT, &po.target_bpw, "X", "instead of --type: each tensor's type chosen among the "
-                                                        "GGUF types to least measured error at X bits per weight"},
+                                                        "GGUF types to least predicted KL divergence at X bits "
+                                                        "per weight"},
         {"target-size", 0, OPT_STR, &po.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
                                                              "1.5GiB)"},
         {"target-calib", 0, OPT_STR, &po.calib_path, "FILE", "with a target: the text on which each tensor's "
@@ -428,8 +429,12 @@ int cmd_quantize(int argc, char **argv)
         "--target-bpw X / --target-size SIZE (instead of --type): every tensor llama.cpp's mixes quantize is\n"
         "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s; with an importance matrix also\n"
         "iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m), its relative output error on the imatrix statistics measured\n"
-        "(E[x^2] per column; 1 without one), and the types that minimise the summed error within the size\n"
-        "chosen by dynamic programming over the Pareto points of each tensor. --dry-run prints the plan.\n"
+        "(E[x^2] per column; 1 without one). With calibration text (--target-calib FILE, or the\n"
+        "--imatrix-calib text) each tensor is then quantized ALONE at the types nearest the target\n"
+        "(--target-probes, default 2) and the model's KL divergence against the original measured on 8 x 128\n"
+        "tokens of it; the other types' errors are scaled by that KLD per unit of error. The types that\n"
+        "minimise the summed (predicted KLD) error within the size are chosen by dynamic programming over\n"
+        "the Pareto points of each tensor. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"

@@ -8,7 +8,9 @@
  *    output error on the calibration statistics: with d = E[x_j^2] per input column (the
  *    imatrix; 1 for tensors without an entry), err = sum_ij d_j (W - Q(W))_ij^2 /
  *    sum_ij d_j W_ij^2, i.e. E||(W - Q)x||^2 / E||W x||^2 for inputs with independent
- *    columns. The model's predicted error is the sum of its tensors' errors.
+ *    columns. Calibrated (lmp_plan_calibrate, below): each error becomes a predicted
+ *    contribution to the model's KL divergence, from probes that install the tensor's
+ *    quantization alone in the engine; the model's predicted error is the sum.
  * 2. Pareto. Per tensor only the (bytes, err) points that no cheaper point beats are kept.
  * 3. Solve. min sum err subject to sum bytes <= budget, a multiple-choice knapsack,
  *    by dynamic programming over the byte budget cut into at most LMP_PLAN_GRID cells
