@@ -1,6 +1,6 @@
 # lmpress build. `make` builds build/liblmpress.a and build/lmpress; `make test` runs the
 # suite (unit tests, CLI tests, fuzz-corpus replay); see README.md for the other targets.
-# New sources are picked up by wildcard: lib/*/*.c, formats/*.c, tools/*.c,
+# New sources are picked up by wildcard: lib/*/*.c, formats/*.c, jobs/*.c, tools/*.c,
 # tests/unit/test_*.c, tests/fuzz/fuzz_*.c.
 
 CC      ?= cc
@@ -16,7 +16,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIR
 LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) -lz -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c) $(wildcard jobs/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -99,7 +99,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/lmpress
 	install -m 755 $(BUILD)/lmpress $(DESTDIR)$(PREFIX)/bin/lmpress
 	install -m 644 $(BUILD)/liblmpress.a $(DESTDIR)$(PREFIX)/lib/liblmpress.a
-	@for h in $(wildcard lib/*/*.h formats/*.h); do \
+	@for h in $(wildcard lib/*/*.h formats/*.h jobs/*.h); do \
 	  case $$h in *_internal.h) continue;; esac; \
 	  install -d $(DESTDIR)$(PREFIX)/include/lmpress/$$(dirname $$h); \
 	  install -m 644 $$h $(DESTDIR)$(PREFIX)/include/lmpress/$$h; done

@@ -8,7 +8,7 @@
  */
 #include "cli.h"
 #include "formats/formats.h"
-#include "formats/qmodel.h"
+#include "jobs/quantize_model.h"
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "quantize_plan.h"
@@ -499,7 +499,6 @@ int cmd_quantize(int argc, char **argv)
             rc = 2;
         } else {
             lmp_set_num_threads((int)threads);
-            lmp_quant_init();
             rc = quantize_int(pos[0], out, &io);
         }
         goto done;
@@ -594,7 +593,6 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     lmp_set_num_threads((int)threads);
-    lmp_quant_init();
 
     if (imatrix_file) { /* read first: a broken file fails before any conversion */
         int e = lmp_imatrix_file_load(imatrix_file, &imf);

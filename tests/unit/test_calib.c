@@ -12,7 +12,7 @@
  * Calibration comes from bytes [100000, 400000) of the same file, disjoint from the
  * evaluated text. Skipped without the fixtures.
  */
-#include "formats/qmodel.h"
+#include "jobs/quantize_model.h"
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "test.h"
@@ -269,7 +269,6 @@ int main(void)
         SKIP("fixtures models/gutenberg-5M and text/wikitext2-test.gptq-join.txt not found (LMP_FIXTURES)");
         return test_finish();
     }
-    lmp_quant_init();
     lmp_model *m;
     if (lmp_model_load(&m, model)) {
         CHECK(0, "load %s: %s", model, lmp_errmsg());

@@ -13,7 +13,7 @@
  */
 #include "test.h"
 
-#include "formats/sparse.h"
+#include "jobs/prune_model.h"
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"
 
@@ -916,7 +916,6 @@ static int bench(void)
 
 int main(int argc, char **argv)
 {
-    lmp_quant_init();
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench();
     /* one thread unless LMP_THREADS says otherwise (shared CI machines oversubscribe);
