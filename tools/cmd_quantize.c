@@ -168,6 +168,9 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
 typedef struct {
     quantize_plan_opts po;
     const char *model;
+    const char *imatrix_calib; /* the probes' default text */
+    const char *calib_field;
+    long long probes;          /* --target-probes (-1: not given) */
 } plan_ctx;
 
 /* The planner (quantize_plan.c) as the job's plan hook. */
@@ -177,6 +180,10 @@ static int plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q,
     c->po.weights = q->weights;
     c->po.weights_ctx = q->weights_ctx;
     c->po.weights_len = q->weights_len;
+    if (!c->po.calib_path)
+        c->po.calib_path = c->imatrix_calib;
+    c->po.calib_field = c->calib_field;
+    c->po.probes = c->probes < 0 ? 0 : c->probes == 0 ? -1 : (int)c->probes;
     return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }
 
@@ -261,7 +268,7 @@ int cmd_quantize(int argc, char **argv)
     lmp_qmodel_quant_params ip;   /* --method: formats/qmodel.h */
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
-    plan_ctx pc = {.po = {.target_bpw = -1}}; /* --target-bpw / --target-size (quantize_plan.c) */
+    plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
     int sym = -1, act = -1; /* -1: the method's default */
     uint64_t split_max = 0;
@@ -290,9 +297,15 @@ int cmd_quantize(int argc, char **argv)
                                                  "iq1_m, iq1_s, q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, "
                                                  "iq2_* and iq1_* need an importance matrix)"},
         {"target-bpw", 0, OPT_FLOAT, &pc.po.target_bpw, "X", "instead of --type: each tensor's type chosen among the "
-                                                           "GGUF types to least measured error at X bits per weight"},
+                                                           "GGUF types to least predicted KL divergence at X "
+                                                           "bits per weight"},
         {"target-size", 0, OPT_STR, &pc.po.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
                                                                 "1.5GiB)"},
+        {"target-calib", 0, OPT_STR, &pc.po.calib_path, "FILE", "with a target: the text on which each tensor's "
+                                                               "probes are compared with the original model (KL "
+                                                               "divergence; default: the --imatrix-calib text)"},
+        {"target-probes", 0, OPT_INT, &pc.probes, "N", "with a target: types probed end to end per tensor "
+                                                       "(default 2; 0: every point of its front)"},
         {"dry-run", 0, OPT_FLAG, &pc.po.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                        "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
@@ -389,8 +402,12 @@ int cmd_quantize(int argc, char **argv)
         "--target-bpw X / --target-size SIZE (instead of --type): every tensor llama.cpp's mixes quantize is\n"
         "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s; with an importance matrix also\n"
         "iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m), its relative output error on the imatrix statistics measured\n"
-        "(E[x^2] per column; 1 without one), and the types that minimise the summed error within the size\n"
-        "chosen by dynamic programming over the Pareto points of each tensor. --dry-run prints the plan.\n"
+        "(E[x^2] per column; 1 without one). With calibration text (--target-calib FILE, or the\n"
+        "--imatrix-calib text) each tensor is then quantized ALONE at the types nearest the target\n"
+        "(--target-probes, default 2) and the model's KL divergence against the original measured on 8 x 128\n"
+        "tokens of it; the other types' errors are scaled by that KLD per unit of error. The types that\n"
+        "minimise the summed (predicted KLD) error within the size are chosen by dynamic programming over\n"
+        "the Pareto points of each tensor. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
@@ -462,6 +479,12 @@ int cmd_quantize(int argc, char **argv)
     } else if (pc.po.target_bpw != -1 && !(pc.po.target_bpw > 0 && pc.po.target_bpw <= 64)) {
         fprintf(stderr, "lmpress quantize: --target-bpw must be a positive number of bits per weight\n");
         rc = 2;
+    } else if (pc.probes < -1 || pc.probes > 16) {
+        fprintf(stderr, "lmpress quantize: --target-probes must be 0 (every point) to 16\n");
+        rc = 2;
+    } else if ((pc.po.calib_path || pc.probes != -1) && !target) {
+        fprintf(stderr, "lmpress quantize: --target-calib / --target-probes need --target-bpw or --target-size\n");
+        rc = 2;
     } else if (pc.po.dry_run && !target) {
         fprintf(stderr, "lmpress quantize: --dry-run needs --target-bpw or --target-size\n");
         rc = 2;
@@ -480,6 +503,8 @@ int cmd_quantize(int argc, char **argv)
     if (target) {
         pc.po.json = json;
         pc.model = pos[0];
+        pc.imatrix_calib = gp.imatrix_calib;
+        pc.calib_field = gp.calib.text_field;
         gp.plan = plan_hook;
         gp.plan_ctx = &pc;
         gp.dry_run = pc.po.dry_run;

@@ -103,6 +103,16 @@ float *lmp_model_bias_mut(lmp_model *m, int layer, lmp_linear which);
  * data must outlive the model (the model does not take ownership). Returns status. */
 const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which);
 int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wmat *w);
+/* The token embedding table and the output matrix (lm_head, or the embeddings again when
+ * tied), borrowed. The setters replace them for every later forward pass, as
+ * lmp_model_set_linear does for a linear (the size-targeted planner's probes): the
+ * embedding must be [vocab, hidden] of a dtype with to_f32, the output [vocab, hidden] of
+ * a dtype lmp_gemm supports; both borrowed (they must outlive the model's use). A tied
+ * model's output is not changed by lmp_model_set_embed: set both. Returns status. */
+const lmp_tensor *lmp_model_embed_tensor(const lmp_model *m);
+const lmp_wmat *lmp_model_output(const lmp_model *m);
+int lmp_model_set_embed(lmp_model *m, const lmp_tensor *t);
+int lmp_model_set_output(lmp_model *m, const lmp_wmat *w);
 /* Installs an intgroup weight (lib/core/qtensor.h) as linear `which` of `layer`, run
  * natively by lmp_gemm (the payload stays packed). set: borrowed, q must outlive every
  * forward pass that uses it (quantize-and-continue calibration). adopt: the model takes
