@@ -15,6 +15,7 @@
  * kernel tests bound it).
  */
 #include "kernels_internal.h"
+#include "kernels_lowbit.h"
 
 #include "../core/blocks.h"
 #include "../quant/iq_grid.h"
@@ -214,6 +215,7 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;
     k->dt[LMP_DT_IQ3_S].dotq = ref_dotq_iq3_s;
     k->dt[LMP_DT_IQ2_XS].dotq = ref_dotq_iq2_xs;
+    lmp_kimpl_fill_lowbit_q8_ref(k); /* the other types: kernels_lowbit_ref.c */
 }
 
 #if defined(__x86_64__)
@@ -416,6 +418,7 @@ void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = avx2_dotq_iq4_xs;
     k->dt[LMP_DT_IQ4_NL].to_f32 = avx2_to_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].to_f32 = avx2_to_iq4_xs;
+    lmp_kimpl_fill_lowbit_q8_avx2(k); /* kernels_lowbit_avx2.c */
 }
 
 /* ---------------------------------------------------------------- AVX-512 VNNI */
@@ -574,6 +577,7 @@ void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
     k->dt[LMP_DT_IQ2_XS].dotq = v512_dotq_iq2_xs;
     k->dt[LMP_DT_IQ3_S].dotq4 = v512_dotq4_iq3_s;
     k->dt[LMP_DT_IQ2_XS].dotq4 = v512_dotq4_iq2_xs;
+    lmp_kimpl_fill_lowbit_q8_avx512(k); /* kernels_lowbit_avx512.c */
 }
 
 #endif /* __x86_64__ */

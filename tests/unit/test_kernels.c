@@ -170,11 +170,6 @@ static void test_gemm(const lmp_isa *isas, int nisa)
         CHECK(lmp_gemm_supports(dts[d]), "%s supported", lmp_dtype_info(dts[d])->name);
         bool dense = lmp_dtype_info(dts[d])->block_size == 1;
         for (int i = 0; i < nisa; i++) {
-            /* low-bit types without SIMD rows of their own (all but IQ4_*, IQ3_S, IQ2_XS):
-             * the reference and the widest variant (its tiles) are enough */
-            if (dts[d] >= LMP_DT_MXFP4 && dts[d] != LMP_DT_IQ3_S && dts[d] != LMP_DT_IQ2_XS && i != 0 &&
-                i != nisa - 1)
-                continue;
             lmp_kernels_set_isa(isas[i]);
             uint64_t seed = SEED + 1000 * d;
             double worst = 0;
