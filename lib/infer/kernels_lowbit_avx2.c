@@ -3,8 +3,10 @@
  * Q1_0 and Q2_0 (definition: kernels_lowbit.h). Per 32-value block the codes are built in
  * one register (kernels_lowbit_x86.h: grid look-ups with vpshufb sign masks, nibble
  * tables, trit and crumb unpacking), multiplied with the int8 activations by vpmaddubsw
- * (vpsignb for the ternary codes) into eight exact int32 partial sums, and
- * (float)partial * (f * dx) accumulates in two lane-wise f32 sums (even and odd blocks).
+ * into eight exact int32 partial sums (vpsignb alone for codes in {-1, 0, 1}: TQ1_0 and
+ * Q1_0; TQ2_0's crumb 3 is a code 2, valid in the format though its quantizer never
+ * writes it), and (float)partial * (f * dx) accumulates in two lane-wise f32 sums (even
+ * and odd blocks).
  */
 #if defined(__x86_64__)
 #include "kernels_lowbit_x86.h"
@@ -130,7 +132,7 @@ T2 static float a2_dotq_tq2_0(const void *row, const void *xq, int64_t n)
     for (int64_t i = 0; i < n / 256; i++) {
         const float d = _cvtsh_ss(b[i].d);
         for (int jj = 0; jj < 8; jj++)
-            acc[jj & 1] = fma1(lb_idot_tern(lb_w_tq2_0(&b[i], jj), XB(8 * i + jj)), d * xd[8 * i + jj], acc[jj & 1]);
+            acc[jj & 1] = fma1(lb_idot(lb_w_tq2_0(&b[i], jj), XB(8 * i + jj)), d * xd[8 * i + jj], acc[jj & 1]);
     }
     return hsum8(_mm256_add_ps(acc[0], acc[1]));
 }

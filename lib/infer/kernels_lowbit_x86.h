@@ -48,7 +48,7 @@ LB_T2 static inline __m256i lb_idot(__m256i w, __m256i x)
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* the same for w in {-1, 0, 1} (one sign fewer) */
+/* the same for w in {-1, 0, 1} only (one sign fewer): TQ1_0, Q1_0 */
 LB_T2 static inline __m256i lb_idot_tern(__m256i w, __m256i x)
 {
     const __m256i p = _mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_sign_epi8(x, w));
