@@ -488,7 +488,6 @@ int cmd_quantize(int argc, char **argv)
             rc = 2;
         } else {
             lmp_set_num_threads((int)threads);
-            lmp_quant_init();
             rc = quantize_int(pos[0], out, &io);
         }
         goto done;
@@ -573,7 +572,6 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     }
     lmp_set_num_threads((int)threads);
-    lmp_quant_init();
 
     if (imatrix_file) { /* read first: a broken file fails before any conversion */
         int e = lmp_imatrix_file_load(imatrix_file, &imf);

@@ -51,7 +51,6 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    lmp_quant_init(); /* k-quant rows of the dtype table, for every command */
     /* --allow-extra: a policy of the checkpoint validation (lib/io/validate.h) that every
      * command shares, taken out before the command parses its own options */
     int k = 1;

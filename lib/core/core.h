@@ -56,8 +56,13 @@ void lmp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /* ---------------------------------------------------------------- dtypes ---------- */
 
-/* One row per element type, dense or block-quantized. Adding a block format means adding
- * an enum value and a row in lmp_dtype_traits (lib/core/dtype.c), nothing else. */
+/* One row per element type, dense or block-quantized, in a static const table
+ * (lib/core/dtype.c) whose converters are bound at compile time: nothing registers or
+ * initializes anything at run time. Adding a block format to the table means an enum value
+ * here and a row there naming its block size, bytes, GGUF id and its two row codecs (the
+ * codecs declared in lib/core/blockcodec.h when their code lives in lib/quant); the
+ * engine's reference kernels then read it through to_f32. docs/architecture.md ("Adding a
+ * GGUF block type") lists the rest: block struct, kernels, tests. */
 typedef enum {
     LMP_DT_F32 = 0,
     LMP_DT_F16,
@@ -112,15 +117,12 @@ typedef struct {
     void (*from_f32)(const float *src, void *dst, int64_t n);
 } lmp_dtype_traits;
 
+/* The row of t (never NULL for 0 <= t < LMP_DT_COUNT; NULL otherwise). Constant. */
 const lmp_dtype_traits *lmp_dtype_info(lmp_dtype t);
 /* Lookups; return -1 (as int) when unknown. */
 int lmp_dtype_from_name(const char *name);        /* "f16", "Q4_0" (case-insensitive) */
 int lmp_dtype_from_st_name(const char *st_name);  /* safetensors "F16", ... */
 int lmp_dtype_from_ggml(int ggml_type);
-/* Fills a row's to_f32/from_f32 (used by lib/quant for the k-quants); NULL keeps the
- * current function. */
-void lmp_dtype_register(lmp_dtype t, void (*to_f32)(const void *, float *, int64_t),
-                        void (*from_f32)(const float *, void *, int64_t));
 /* Bytes for n elements (n must be a multiple of the block size; returns 0 otherwise). */
 size_t lmp_dtype_row_bytes(lmp_dtype t, int64_t n);
 

@@ -1,11 +1,14 @@
 /*
  * The dtype traits table and exact float conversions. f16 and bf16 conversions round to
  * nearest even and handle NaN, Inf and subnormals exactly (checked against a reference
- * formula for all 65,536 inputs by tests/unit/test_core.c). Block types get their
- * dequantizers here; their quantizers live in lib/quant and are registered into the
- * table's from_f32 slots where the reference one is simple (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+ * formula for all 65,536 inputs by tests/unit/test_core.c). The table is static const
+ * and complete: every row's converters are bound at compile time. The simple block types
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) have their dequantizer and reference quantizer here; the
+ * others (k-quants, IQ*, TQ*, MXFP4, Q1_0, Q2_0) name the row codecs that lib/quant
+ * defines and lib/core/blockcodec.h declares (core never includes a lib/quant header).
  */
 #include "core.h"
+#include "blockcodec.h"
 #include "blocks.h"
 
 #include <math.h>
@@ -393,9 +396,9 @@ static void q5_1_from(const float *x, void *dst, int64_t n)
 
 /* ---------------------------------------------------------------- the table */
 
-/* k-quant rows get their to_f32/from_f32 from lib/quant (the quantization issue); until
- * then they are readable as opaque bytes only. */
-static lmp_dtype_traits g_traits[LMP_DT_COUNT] = {
+/* One row per lmp_dtype, in enum order: name, safetensors name, GGUF ggml_type, block
+ * size, block bytes, is_float, is_quant, to_f32, from_f32. */
+static const lmp_dtype_traits g_traits[LMP_DT_COUNT] = {
     [LMP_DT_F32] = {"f32", "F32", 0, 1, 4, true, false, f32_to_f32, f32_from_f32},
     [LMP_DT_F16] = {"f16", "F16", 1, 1, 2, true, false, f16_to, f16_from},
     [LMP_DT_BF16] = {"bf16", "BF16", 30, 1, 2, true, false, bf16_to, bf16_from},
@@ -411,43 +414,31 @@ static lmp_dtype_traits g_traits[LMP_DT_COUNT] = {
     [LMP_DT_Q5_0] = {"q5_0", NULL, 6, QK5_0, sizeof(lmp_block_q5_0), false, true, q5_0_to, q5_0_from},
     [LMP_DT_Q5_1] = {"q5_1", NULL, 7, QK5_1, sizeof(lmp_block_q5_1), false, true, q5_1_to, q5_1_from},
     [LMP_DT_Q8_0] = {"q8_0", NULL, 8, QK8_0, sizeof(lmp_block_q8_0), false, true, q8_0_to, q8_0_from},
-    [LMP_DT_Q2_K] = {"q2_k", NULL, 10, QK_K, sizeof(lmp_block_q2_k), false, true, NULL, NULL},
-    [LMP_DT_Q3_K] = {"q3_k", NULL, 11, QK_K, sizeof(lmp_block_q3_k), false, true, NULL, NULL},
-    [LMP_DT_Q4_K] = {"q4_k", NULL, 12, QK_K, sizeof(lmp_block_q4_k), false, true, NULL, NULL},
-    [LMP_DT_Q5_K] = {"q5_k", NULL, 13, QK_K, sizeof(lmp_block_q5_k), false, true, NULL, NULL},
-    [LMP_DT_Q6_K] = {"q6_k", NULL, 14, QK_K, sizeof(lmp_block_q6_k), false, true, NULL, NULL},
-    /* filled by lib/quant/iquants.c and tquants.c */
-    [LMP_DT_IQ4_NL] = {"iq4_nl", NULL, 20, QK4_NL, sizeof(lmp_block_iq4_nl), false, true, NULL, NULL},
-    [LMP_DT_IQ4_XS] = {"iq4_xs", NULL, 23, QK_K, sizeof(lmp_block_iq4_xs), false, true, NULL, NULL},
-    [LMP_DT_MXFP4] = {"mxfp4", NULL, 39, QK_MXFP4, sizeof(lmp_block_mxfp4), false, true, NULL, NULL},
-    [LMP_DT_TQ1_0] = {"tq1_0", NULL, 34, QK_K, sizeof(lmp_block_tq1_0), false, true, NULL, NULL},
-    [LMP_DT_TQ2_0] = {"tq2_0", NULL, 35, QK_K, sizeof(lmp_block_tq2_0), false, true, NULL, NULL},
-    [LMP_DT_Q1_0] = {"q1_0", NULL, 41, QK1_0, sizeof(lmp_block_q1_0), false, true, NULL, NULL},
-    [LMP_DT_Q2_0] = {"q2_0", NULL, 42, QK2_0, sizeof(lmp_block_q2_0), false, true, NULL, NULL},
-    [LMP_DT_IQ3_XXS] = {"iq3_xxs", NULL, 18, QK_K, sizeof(lmp_block_iq3_xxs), false, true, NULL, NULL},
-    [LMP_DT_IQ3_S] = {"iq3_s", NULL, 21, QK_K, sizeof(lmp_block_iq3_s), false, true, NULL, NULL},
-    [LMP_DT_IQ2_XXS] = {"iq2_xxs", NULL, 16, QK_K, sizeof(lmp_block_iq2_xxs), false, true, NULL, NULL},
-    [LMP_DT_IQ2_XS] = {"iq2_xs", NULL, 17, QK_K, sizeof(lmp_block_iq2_xs), false, true, NULL, NULL},
-    [LMP_DT_IQ2_S] = {"iq2_s", NULL, 22, QK_K, sizeof(lmp_block_iq2_s), false, true, NULL, NULL},
-    [LMP_DT_IQ1_S] = {"iq1_s", NULL, 19, QK_K, sizeof(lmp_block_iq1_s), false, true, NULL, NULL},
-    [LMP_DT_IQ1_M] = {"iq1_m", NULL, 29, QK_K, sizeof(lmp_block_iq1_m), false, true, NULL, NULL},
+    [LMP_DT_Q2_K] = {"q2_k", NULL, 10, QK_K, sizeof(lmp_block_q2_k), false, true, lmp_q2_k_to_f32, lmp_q2_k_from_f32},
+    [LMP_DT_Q3_K] = {"q3_k", NULL, 11, QK_K, sizeof(lmp_block_q3_k), false, true, lmp_q3_k_to_f32, lmp_q3_k_from_f32},
+    [LMP_DT_Q4_K] = {"q4_k", NULL, 12, QK_K, sizeof(lmp_block_q4_k), false, true, lmp_q4_k_to_f32, lmp_q4_k_from_f32},
+    [LMP_DT_Q5_K] = {"q5_k", NULL, 13, QK_K, sizeof(lmp_block_q5_k), false, true, lmp_q5_k_to_f32, lmp_q5_k_from_f32},
+    [LMP_DT_Q6_K] = {"q6_k", NULL, 14, QK_K, sizeof(lmp_block_q6_k), false, true, lmp_q6_k_to_f32, lmp_q6_k_from_f32},
+    /* low-bit types (codecs in lib/quant/iquants.c, iq3/iq2/iq1quants.c, tquants.c) */
+    [LMP_DT_IQ4_NL] = {"iq4_nl", NULL, 20, QK4_NL, sizeof(lmp_block_iq4_nl), false, true, lmp_iq4_nl_to_f32, lmp_iq4_nl_from_f32},
+    [LMP_DT_IQ4_XS] = {"iq4_xs", NULL, 23, QK_K, sizeof(lmp_block_iq4_xs), false, true, lmp_iq4_xs_to_f32, lmp_iq4_xs_from_f32},
+    [LMP_DT_MXFP4] = {"mxfp4", NULL, 39, QK_MXFP4, sizeof(lmp_block_mxfp4), false, true, lmp_mxfp4_to_f32, lmp_mxfp4_from_f32},
+    [LMP_DT_TQ1_0] = {"tq1_0", NULL, 34, QK_K, sizeof(lmp_block_tq1_0), false, true, lmp_tq1_0_to_f32, lmp_tq1_0_from_f32},
+    [LMP_DT_TQ2_0] = {"tq2_0", NULL, 35, QK_K, sizeof(lmp_block_tq2_0), false, true, lmp_tq2_0_to_f32, lmp_tq2_0_from_f32},
+    [LMP_DT_Q1_0] = {"q1_0", NULL, 41, QK1_0, sizeof(lmp_block_q1_0), false, true, lmp_q1_0_to_f32, lmp_q1_0_from_f32},
+    [LMP_DT_Q2_0] = {"q2_0", NULL, 42, QK2_0, sizeof(lmp_block_q2_0), false, true, lmp_q2_0_to_f32, lmp_q2_0_from_f32},
+    [LMP_DT_IQ3_XXS] = {"iq3_xxs", NULL, 18, QK_K, sizeof(lmp_block_iq3_xxs), false, true, lmp_iq3_xxs_to_f32, lmp_iq3_xxs_from_f32},
+    [LMP_DT_IQ3_S] = {"iq3_s", NULL, 21, QK_K, sizeof(lmp_block_iq3_s), false, true, lmp_iq3_s_to_f32, lmp_iq3_s_from_f32},
+    [LMP_DT_IQ2_XXS] = {"iq2_xxs", NULL, 16, QK_K, sizeof(lmp_block_iq2_xxs), false, true, lmp_iq2_xxs_to_f32, lmp_iq2_xxs_from_f32},
+    [LMP_DT_IQ2_XS] = {"iq2_xs", NULL, 17, QK_K, sizeof(lmp_block_iq2_xs), false, true, lmp_iq2_xs_to_f32, lmp_iq2_xs_from_f32},
+    [LMP_DT_IQ2_S] = {"iq2_s", NULL, 22, QK_K, sizeof(lmp_block_iq2_s), false, true, lmp_iq2_s_to_f32, lmp_iq2_s_from_f32},
+    [LMP_DT_IQ1_S] = {"iq1_s", NULL, 19, QK_K, sizeof(lmp_block_iq1_s), false, true, lmp_iq1_s_to_f32, lmp_iq1_s_from_f32},
+    [LMP_DT_IQ1_M] = {"iq1_m", NULL, 29, QK_K, sizeof(lmp_block_iq1_m), false, true, lmp_iq1_m_to_f32, lmp_iq1_m_from_f32},
 };
 
 const lmp_dtype_traits *lmp_dtype_info(lmp_dtype t)
 {
     return (unsigned)t < LMP_DT_COUNT ? &g_traits[t] : NULL;
-}
-
-/* Lets lib/quant fill the k-quant rows without lib/core depending on lib/quant. */
-void lmp_dtype_register(lmp_dtype t, void (*to_f32)(const void *, float *, int64_t),
-                        void (*from_f32)(const float *, void *, int64_t))
-{
-    if ((unsigned)t < LMP_DT_COUNT) {
-        if (to_f32)
-            g_traits[t].to_f32 = to_f32;
-        if (from_f32)
-            g_traits[t].from_f32 = from_f32;
-    }
 }
 
 int lmp_dtype_from_name(const char *name)

@@ -1,8 +1,13 @@
 /*
- * Kernel driver: variant selection (ref / AVX2 / AVX-512, chosen once, LMP_ISA overrides)
- * and the threading and cache blocking of lmp_gemm. The arithmetic lives in the variant
- * files (kernels_ref.c, kernels_avx2.c, kernels_avx512.c); this file only decides which
- * rows of W and X each thread touches, and in which order.
+ * Kernel driver, the only one: variant selection (ref / AVX2 / AVX-512, chosen once,
+ * LMP_ISA overrides) and the threading and cache blocking of lmp_gemm and lmp_gemv_team,
+ * for every weight kind (dense, GGUF blocks, the interleaved q4_0 layout, intgroup). The
+ * arithmetic lives in the leaves (kernels_ref.c, kernels_avx2.c, kernels_avx512*.c,
+ * kernels_lowbit.c, kernels_repack.c, kernels_intgroup.c), which fill the variants'
+ * tables through g_leaves below and never call back; this file only decides which rows
+ * of W and X each thread touches, and in which order. Intgroup weights take the same
+ * paths with the variant's strip decoder (ig_deq) in place of a dtype's to_f32 and its
+ * fused rows (ig_rows) in place of dot/dotn.
  *
  * Two regimes:
  *  - M < LMP_K_SMALL_M (decoding, M == 1, small batches): memory bound. Each thread
@@ -109,10 +114,45 @@ static void select_isa(lmp_isa isa)
     g_cur = &g_impl[isa];
 }
 
+/* ---------------------------------------------------------------- the variant table */
+
+#if defined(__x86_64__)
+static bool cpu_vnni(void)
+{
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
+}
+static bool cpu_bf16(void) { return __builtin_cpu_supports("avx512bf16"); }
+#endif
+
+/* Every leaf's fill function (kernels_internal.h), by variant, in the order applied: a
+ * variant starts as a copy of the next simpler one (ref from zero) and its rows run top
+ * to bottom, a later row overriding what an earlier one set. `has`: a CPU extension the
+ * row needs beyond its variant's (NULL: none); a row whose test fails is skipped. A new
+ * leaf is one row here plus its declaration in kernels_internal.h. */
+typedef struct {
+    lmp_isa isa;
+    bool (*has)(void);
+    void (*fill)(lmp_kimpl *k);
+} kleaf;
+
+static const kleaf g_leaves[] = {
+    {LMP_ISA_REF, NULL, lmp_kimpl_fill_ref},
+    {LMP_ISA_REF, NULL, lmp_kimpl_fill_lowbit_ref},
+    {LMP_ISA_REF, NULL, lmp_kimpl_fill_repack_ref},
+    {LMP_ISA_REF, NULL, lmp_kimpl_fill_intgroup_ref},
+#if defined(__x86_64__)
+    {LMP_ISA_AVX2, NULL, lmp_kimpl_fill_avx2},
+    {LMP_ISA_AVX2, NULL, lmp_kimpl_fill_lowbit_avx2},
+    {LMP_ISA_AVX512, NULL, lmp_kimpl_fill_avx512},
+    {LMP_ISA_AVX512, NULL, lmp_kimpl_fill_avx512_kq},
+    {LMP_ISA_AVX512, cpu_vnni, lmp_kimpl_fill_avx512_vnni},
+    {LMP_ISA_AVX512, cpu_vnni, lmp_kimpl_fill_lowbit_avx512_vnni},
+    {LMP_ISA_AVX512, cpu_bf16, lmp_kimpl_fill_avx512_bf16},
+#endif
+};
+
 static void init_once(void)
 {
-    lmp_kimpl_fill_ref(&g_impl[LMP_ISA_REF]);
-    g_avail[LMP_ISA_REF] = true;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     g_avail[LMP_ISA_AVX2] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -121,16 +161,15 @@ static void init_once(void)
                               __builtin_cpu_supports("avx512bw") &&
                               __builtin_cpu_supports("avx512vl") &&
                               __builtin_cpu_supports("avx512dq");
-    g_impl[LMP_ISA_AVX2] = g_impl[LMP_ISA_REF];
-    lmp_kimpl_fill_avx2(&g_impl[LMP_ISA_AVX2]);
-    g_impl[LMP_ISA_AVX512] = g_impl[LMP_ISA_AVX2];
-    lmp_kimpl_fill_avx512(&g_impl[LMP_ISA_AVX512]);
-    /* extensions with kernels of their own, each optional within the avx512 variant */
-    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi"))
-        lmp_kimpl_fill_avx512_vnni(&g_impl[LMP_ISA_AVX512]);
-    if (__builtin_cpu_supports("avx512bf16"))
-        lmp_kimpl_fill_avx512_bf16(&g_impl[LMP_ISA_AVX512]);
 #endif
+    g_avail[LMP_ISA_REF] = true;
+    for (int isa = LMP_ISA_REF; isa <= LMP_ISA_AVX512; isa++) {
+        if (isa > LMP_ISA_REF)
+            g_impl[isa] = g_impl[isa - 1];
+        for (size_t i = 0; i < sizeof g_leaves / sizeof g_leaves[0]; i++)
+            if (g_leaves[i].isa == (lmp_isa)isa && (!g_leaves[i].has || g_leaves[i].has()))
+                g_leaves[i].fill(&g_impl[isa]);
+    }
     const char *pm = getenv("LMP_GEMM_PAR_MIN");
     if (pm && *pm)
         g_par_min = (size_t)strtoull(pm, NULL, 10);
@@ -412,7 +451,13 @@ static void share_region(bool par, int64_t ntask, int64_t unit, lmp_k_range_fn f
 
 static inline int64_t unit_tasks(size_t task_bytes)
 {
-    return task_bytes >= LMP_K_UNIT_BYTES ? 1 : (int64_t)(LMP_K_UNIT_BYTES / task_bytes);
+    return task_bytes >= LMP_K_UNIT_BYTES ? 1 : (int64_t)(LMP_K_UNIT_BYTES / (task_bytes ? task_bytes : 1));
+}
+
+/* Bytes of one weight row as stored (intgroup: its codes). */
+static inline size_t wrow_bytes(const lmp_wmat *W)
+{
+    return W->q ? (size_t)W->q->ig.row_bytes : W->row_bytes;
 }
 
 /* A streaming product's operands, for the units of lmp_k_share. */
@@ -479,6 +524,18 @@ static inline void row_task(float *Y, const float *X, const void *xa, const lmp_
     }
 }
 
+/* Rows [lo, hi) of a one-row intgroup product (the arithmetic of gemm_rows, M == 1). */
+static void ig_range(void *ctx, int64_t lo, int64_t hi)
+{
+    const stream *s = ctx;
+    for (int64_t n = lo; n < hi; n++) {
+        float out[4];
+        s->k->ig_rows(s->W->q, n, s->X, s->W->cols, 1, out);
+        const float v = out[0] + (s->bias ? s->bias[n] : 0.0f);
+        s->Y[n] = s->acc ? s->Y[n] + v : v;
+    }
+}
+
 static void rows4_range(void *ctx, int64_t lo, int64_t hi)
 {
     const stream *s = ctx;
@@ -504,7 +561,23 @@ static void gemm_rows(float *Y, const float *X, const lmp_wmat *W, const float *
 {
     const int64_t N = W->rows, K = W->cols;
     const uint8_t *w = W->data;
-    const size_t rb = W->row_bytes;
+    const size_t rb = wrow_bytes(W);
+    if (W->q) {
+        /* intgroup: the variant's fused rows, each weight row decoded once for up to four
+         * rows of X */
+#pragma omp parallel for schedule(static) if ((size_t)N * rb * M >= g_par_min)
+        for (int64_t n = 0; n < N; n++) {
+            const float b = bias ? bias[n] : 0.0f;
+            for (int64_t m = 0; m < M; m += 4) {
+                float out[4];
+                const int nx = (int)(M - m < 4 ? M - m : 4);
+                k->ig_rows(W->q, n, X + m * K, K, nx, out);
+                for (int r = 0; r < nx; r++)
+                    Y[(m + r) * N + n] = out[r] + b;
+            }
+        }
+        return;
+    }
     if (W->layout == LMP_WL_Q4_0X16) {
         gemm_x16(Y, X, NULL, 0, W, bias, M, k);
         return;
@@ -559,6 +632,8 @@ static void gemm_rows_act(float *Y, const void *xa, size_t xrb, const lmp_wmat *
 /* Prefetch (to L2) rows [n0, n0 + nr) of W, elements [k0, k0 + LMP_K_KC). */
 static inline void prefetch_panel(const lmp_wmat *W, int64_t n0, int nr, int64_t k0)
 {
+    if (W->q) /* intgroup: its strip decoder reads codes, scales and zeros as it goes */
+        return;
     const int64_t kc = W->cols - k0 < LMP_K_KC ? W->cols - k0 : LMP_K_KC;
     const size_t off = lmp_dtype_row_bytes(W->dtype, k0), len = lmp_dtype_row_bytes(W->dtype, kc);
     const int64_t n1 = n0 + nr < W->rows ? n0 + nr : W->rows;
@@ -582,12 +657,19 @@ static inline void prefetch_panel(const lmp_wmat *W, int64_t n0, int nr, int64_t
 }
 
 /* Strip s of W (rows s*nr .. s*nr+nv-1), elements [k0, k0+kc), packed into wp for the
- * tile (d->pack_wq) or for the f32 ukr (d->to_f32 into wtmp, then k->pack_w); xrows:
- * the interleaved layout's rows read back into row layout. */
+ * tile (d->pack_wq) or for the f32 ukr (d->to_f32, or the intgroup strip decoder
+ * k->ig_deq, into wtmp, then k->pack_w); xrows: the interleaved layout's rows read back
+ * into row layout. */
 static void pack_strip(const lmp_wmat *W, const lmp_kimpl *k, const lmp_kdt *d,
                        const lmp_ktile *tile, int64_t n0, int nv, int64_t k0, int64_t kc,
                        float *wtmp, void *wp, uint8_t *xrows)
 {
+    if (W->q) {
+        for (int r = 0; r < nv; r++)
+            k->ig_deq(W->q, n0 + r, k0, kc, wtmp + r * LMP_K_KC);
+        k->pack_w(wtmp, LMP_K_KC, nv, kc, wp);
+        return;
+    }
     const uint8_t *src = (const uint8_t *)W->data + (size_t)n0 * W->row_bytes;
     size_t srb = W->row_bytes;
     int64_t sk0 = k0;
@@ -623,6 +705,21 @@ static void init_y(float *Y, const float *bias, int64_t N, int64_t m0, int64_t m
         else
             memset(y, 0, (size_t)(n1 - n0) * sizeof(float));
     }
+}
+
+/* Row tiles per row block of a batched product whose threads share the rows of X: at
+ * most tpb_l2 (what L2 holds), fewer when there are too few W strips (nstrips) to keep
+ * nth threads busy (this changes who computes what, never the arithmetic). */
+static inline int64_t block_tiles(int64_t mtiles, int64_t nstrips, int nth, int64_t tpb_l2)
+{
+    int64_t tpb = tpb_l2;
+    if (nstrips < 4 * nth) {
+        const int64_t want_blocks = (4 * nth + nstrips - 1) / nstrips;
+        const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
+        if (t2 < tpb)
+            tpb = t2 > 0 ? t2 : 1;
+    }
+    return tpb;
 }
 
 /* One product of the batched path: the operands and the layout of packed X. */
@@ -769,12 +866,12 @@ static void gemm_tiled(float *Y, const float *X, const lmp_wmat *W, const float 
                     own_unit(&g, &p, o, nt, tpb_l2, group, u);
             }
         } else {
-            /* Shared rows: row blocks of X (lmp_k_block_tiles); tasks (W strip s, row
+            /* Shared rows: row blocks of X (block_tiles); tasks (W strip s, row
              * block b) = s * nmb + b in groups of about LMP_K_GROUP_COLS output columns,
              * handed out dynamically. A thread walks K blocks outermost inside a group:
              * the group's Y and one K block of X share L2, and X is streamed from L3 once
              * per group rather than once per strip. */
-            const int64_t tpb = lmp_k_block_tiles(mtiles, nstrips, nt, tpb_l2);
+            const int64_t tpb = block_tiles(mtiles, nstrips, nt, tpb_l2);
             const int64_t nmb = (mtiles + tpb - 1) / tpb, ntasks = nstrips * nmb;
             const int64_t ngroups = (ntasks + group - 1) / group;
 #pragma omp for schedule(static)
@@ -831,11 +928,23 @@ static size_t xp_bytes(const lmp_kimpl *k, const lmp_ktile *tile, int64_t M, int
 
 void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, int64_t M)
 {
-    if (W->q) { lmp_gemm_intgroup(Y, X, W, bias, M); return; } /* intgroup hook: kernels_intgroup.c */
     const lmp_kimpl *k = impl();
     const int64_t N = W->rows, K = W->cols;
     if (M <= 0 || N <= 0)
         return;
+    if (W->q) {
+        /* intgroup: f32 activations; the variant's strip decoder feeds the batched path,
+         * its fused rows the streaming one */
+        if (K > 0 && k->ukr && M >= g_small_m) {
+            void *xp = scratch(0, xp_bytes(k, NULL, M, K));
+            if (xp) {
+                gemm_tiled(Y, X, W, bias, M, k, NULL, NULL, xp);
+                return;
+            }
+        }
+        gemm_rows(Y, X, W, bias, M, k, NULL);
+        return;
+    }
     const bool ok = lmp_gemm_supports(W->dtype);
     if (K == 0 || !ok) {
         /* nothing to sum (an unsupported dtype is a caller bug: lmp_gemm_supports) */
@@ -907,19 +1016,62 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
     gemm_rows(Y, X, W, bias, M, k, d);
 }
 
+void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const float *bias,
+                           int64_t M)
+{
+    const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
+    if (W->q && M > 0 && W->rows > 0)
+        gemm_rows(Y, X, W, bias, M, ref, NULL);
+}
+
+/* ---------------------------------------------------------------- weights */
+
+bool lmp_wmat_repack_wanted(const lmp_wmat *w)
+{
+    if (!w || w->q || w->layout != LMP_WL_ROWS || w->dtype != LMP_DT_Q4_0 || w->rows <= 0 ||
+        w->rows % 16 || w->cols <= 0 || w->cols % 32 || !w->data)
+        return false;
+    const char *e = getenv("LMP_Q4_REPACK");
+    if (e && !strcmp(e, "0"))
+        return false;
+    const lmp_kimpl *k = lmp_k_impl(lmp_kernels_isa());
+    return k && k->q4x16_simd && !lmp_gemm_exact();
+}
+
+void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out)
+{
+    if (w->q) {
+        lmp_qtensor_dequant_row(w->q, r, out);
+        return;
+    }
+    if (w->layout == LMP_WL_Q4_0X16) {
+        /* read back one block at a time into row layout, then the dtype's decoder */
+        uint8_t blk[18];
+        for (int64_t b = 0; b < w->cols / 32; b++) {
+            lmp_k_x16_rows(w, r, 1, b, 1, blk);
+            lmp_dtype_info(w->dtype)->to_f32(blk, out + 32 * b, 32);
+        }
+        return;
+    }
+    lmp_dtype_info(w->dtype)->to_f32((const uint8_t *)w->data + (size_t)r * w->row_bytes, out,
+                                     w->cols);
+}
+
 /* ---------------------------------------------------------------- team matrix-vector */
 
 void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bias, bool acc,
                    lmp_team *team)
 {
-    if (W->q) {
-        lmp_gemv_intgroup_team(y, x, W, bias, acc, team);
-        return;
-    }
     const lmp_kimpl *k = impl();
     const int64_t N = W->rows, K = W->cols;
     if (N <= 0)
         return;
+    if (W->q) {
+        /* intgroup: one row per task through the variant's fused rows (as gemm_rows) */
+        stream s = {.Y = y, .X = x, .bias = bias, .W = W, .k = k, .M = 1, .acc = acc};
+        lmp_k_share(team, N, unit_tasks(wrow_bytes(W)), ig_range, &s);
+        return;
+    }
     if (K == 0 || !lmp_gemm_supports(W->dtype)) {
         /* nothing to sum, or a caller bug (see lmp_gemm) */
 #pragma omp for schedule(static) nowait

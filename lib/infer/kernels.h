@@ -130,32 +130,26 @@ void lmp_softmax_f32(float *x, int64_t n);
 double lmp_logsumexp_f32(const float *x, int64_t n);
 
 /* ---------------------------------------------------------------- intgroup weights
- * (kernels_intgroup.c) Weights in the canonical intgroup scheme (lib/core/qtensor.h:
- * 2..8-bit codes along the input axis, f32 scale and u8 zero per (row, group), optional
- * act-order g_idx) run in place: lmp_gemm sends an lmp_wmat with `q` set here. Small M
- * (decoding): each weight row is decoded once for up to four rows of X, fused with the
- * dot products (4- and 8-bit codes without g_idx and groups of a multiple of 16: codes
- * minus zero converted in registers, sum per group then times its scale; otherwise the
- * row is dequantized into a per-thread f32 buffer first). M >= 16: weight panels are
- * dequantized to f32 (exactly lmp_qtensor_dequant_row's values) and run through the
- * same register tile as every other dtype. Deterministic for any thread count. */
+ * Weights in the canonical intgroup scheme (lib/core/qtensor.h: 2..8-bit codes along the
+ * input axis, f32 scale and u8 zero per (row, group), optional act-order g_idx) run in
+ * place: an lmp_wmat with `q` set goes through lmp_gemm / lmp_gemv_team like any dtype,
+ * with f32 activations. Small M (decoding): each weight row is decoded once for up to
+ * four rows of X, fused with the dot products (4- and 8-bit codes without g_idx and
+ * groups of a multiple of 16: codes minus zero converted in registers, sum per group then
+ * times its scale; otherwise the row is dequantized into a stack buffer first). M >= 16:
+ * the driver's batched path with the variant's intgroup strip decoder (exactly
+ * lmp_qtensor_dequant_row's values) in place of a dtype's, so the result equals that of
+ * the dequantized f32 matrix bit for bit. Deterministic for any thread count
+ * (kernels_intgroup.c, kernels_avx2.c, kernels_avx512.c). */
 
 /* Fills *w as an intgroup view of q (borrowed: q must outlive every use of w). Checks q
  * (lmp_qtensor_intgroup_check). Returns status. */
 int lmp_wmat_intgroup(lmp_wmat *w, const lmp_qtensor *q);
 /* Row r of any weight lmp_gemm accepts (dense, block or intgroup) as f32 out[cols]. */
 void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out);
-/* lmp_gemv_team for W->q != NULL (called by lmp_gemv_team). */
-void lmp_gemv_intgroup_team(float *y, const float *x, const lmp_wmat *W, const float *bias,
-                            bool acc, lmp_team *team);
-/* lmp_gemm for W->q != NULL (called by lmp_gemm; callable directly). */
-void lmp_gemm_intgroup(float *Y, const float *X, const lmp_wmat *W, const float *bias,
-                       int64_t M);
-/* The scalar reference of lmp_gemm_intgroup whatever the selected variant (tests):
- * each row dequantized exactly, dot products summed in f32 in index order. */
+/* The scalar reference of lmp_gemm on an intgroup W whatever the selected variant
+ * (tests): each row dequantized exactly, dot products summed in f32 in index order. */
 void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const float *bias,
                            int64_t M);
-/* Frees the calling thread's intgroup scratch (packed X, row buffer); optional. */
-void lmp_kernels_intgroup_scratch_free(void);
 
 #endif

@@ -689,6 +689,174 @@ T256 static int round_f16(const float *x, int64_t n, uint16_t *y)
     return r;
 }
 
+/* ---------------------------------------------------------------- intgroup weights
+ * The AVX2 decoders of intgroup codes (kernels_intgroup.c says what they compute). */
+
+#define IG_INL __attribute__((always_inline)) inline
+
+T256 static IG_INL float ig_hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Codes c .. c+15 (c a multiple of 16) as two vectors of 8 int32 lanes. */
+T256 static IG_INL void ig_dec16_256(const uint8_t *row, int bits, int64_t c, __m256i *lo8, __m256i *hi8)
+{
+    __m128i u;
+    if (bits == 8) {
+        u = _mm_loadu_si128((const __m128i *)(row + c));
+    } else {
+        const __m128i b = _mm_loadl_epi64((const __m128i *)(row + c / 2)), m = _mm_set1_epi8(15);
+        u = _mm_unpacklo_epi8(_mm_and_si128(b, m), _mm_and_si128(_mm_srli_epi16(b, 4), m));
+    }
+    *lo8 = _mm256_cvtepu8_epi32(u);
+    *hi8 = _mm256_cvtepu8_epi32(_mm_srli_si128(u, 8));
+}
+
+T256 static float ig_dot256(const float *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float t = ig_hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    return t;
+}
+
+T256 static void ig_deq_256(const lmp_qtensor *q, int64_t n, int64_t k0, int64_t kc, float *dst)
+{
+    const lmp_intgroup *ig = &q->ig;
+    if (!lmp_ig_fast_bits(ig) || kc % 16 || ig->gs % 16 || ig->g_idx) {
+        lmp_qtensor_dequant_range(q, n, k0, kc, dst);
+        return;
+    }
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    for (int64_t c = k0; c < k0 + kc;) {
+        const int g = (int)(c / ig->gs);
+        int64_t end = (int64_t)(g + 1) * ig->gs;
+        if (end > k0 + kc)
+            end = k0 + kc;
+        const __m256i zi = _mm256_set1_epi32(z[g]);
+        const __m256 sv = _mm256_set1_ps(s[g]);
+        for (; c < end; c += 16) {
+            __m256i a, b;
+            ig_dec16_256(row, ig->bits, c, &a, &b);
+            _mm256_storeu_ps(dst + (c - k0), _mm256_mul_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(a, zi))));
+            _mm256_storeu_ps(dst + (c - k0) + 8, _mm256_mul_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(b, zi))));
+        }
+    }
+}
+
+T256 static IG_INL void ig_fused_256(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx,
+                               float *out, const int NX, const int BITS)
+{
+    const lmp_intgroup *ig = &q->ig;
+    const int64_t K = q->cols, gs = ig->gs;
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    __m256 y[4];
+    for (int i = 0; i < NX; i++)
+        y[i] = _mm256_setzero_ps();
+    for (int g = 0; g < ig->n_groups; g++) {
+        const int64_t c0 = (int64_t)g * gs, c1 = c0 + gs < K ? c0 + gs : K;
+        const __m256i zi = _mm256_set1_epi32(z[g]);
+        __m256 a0[4], a1[4];
+        for (int i = 0; i < NX; i++)
+            a0[i] = a1[i] = _mm256_setzero_ps();
+        for (int64_t c = c0; c < c1; c += 16) {
+            __m256i qa, qb;
+            ig_dec16_256(row, BITS, c, &qa, &qb);
+            const __m256 w0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(qa, zi));
+            const __m256 w1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(qb, zi));
+            for (int i = 0; i < NX; i++) {
+                a0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * ldx + c), a0[i]);
+                a1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * ldx + c + 8), a1[i]);
+            }
+        }
+        const __m256 sv = _mm256_set1_ps(s[g]);
+        for (int i = 0; i < NX; i++)
+            y[i] = _mm256_fmadd_ps(_mm256_add_ps(a0[i], a1[i]), sv, y[i]);
+    }
+    for (int i = 0; i < NX; i++)
+        out[i] = ig_hsum256(y[i]);
+}
+
+T256 static IG_INL void ig_fused_gidx_256(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx,
+                                    float *out, const int NX, const int BITS)
+{
+    const lmp_intgroup *ig = &q->ig;
+    const int64_t K = q->cols;
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    float zf[LMP_IG_MAX_GROUPS];
+    for (int g = 0; g < ig->n_groups; g++)
+        zf[g] = (float)z[g];
+    __m256 a[4];
+    for (int i = 0; i < NX; i++)
+        a[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < K; c += 16) {
+        __m256i qa, qb;
+        ig_dec16_256(row, BITS, c, &qa, &qb);
+        const __m256i g0 = _mm256_loadu_si256((const __m256i *)(ig->g_idx + c));
+        const __m256i g1 = _mm256_loadu_si256((const __m256i *)(ig->g_idx + c + 8));
+        const __m256 w0 = _mm256_mul_ps(_mm256_i32gather_ps(s, g0, 4),
+                                        _mm256_sub_ps(_mm256_cvtepi32_ps(qa), _mm256_i32gather_ps(zf, g0, 4)));
+        const __m256 w1 = _mm256_mul_ps(_mm256_i32gather_ps(s, g1, 4),
+                                        _mm256_sub_ps(_mm256_cvtepi32_ps(qb), _mm256_i32gather_ps(zf, g1, 4)));
+        for (int i = 0; i < NX; i++)
+            a[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * ldx + c + 8),
+                                   _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * ldx + c), a[i]));
+    }
+    for (int i = 0; i < NX; i++)
+        out[i] = ig_hsum256(a[i]);
+}
+
+T256 static void ig_rows_256(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx, int nx,
+                          float *out)
+{
+    const lmp_intgroup *ig = &q->ig;
+    if (lmp_ig_fused_ok(q)) {
+        if (ig->g_idx) {
+            if (ig->bits == 4)
+                LMP_IG_FUSED_CASES(ig_fused_gidx_256, q, n, x, ldx, nx, out, 4)
+            else
+                LMP_IG_FUSED_CASES(ig_fused_gidx_256, q, n, x, ldx, nx, out, 8)
+        } else {
+            if (ig->bits == 4)
+                LMP_IG_FUSED_CASES(ig_fused_256, q, n, x, ldx, nx, out, 4)
+            else
+                LMP_IG_FUSED_CASES(ig_fused_256, q, n, x, ldx, nx, out, 8)
+        }
+        return;
+    }
+    _Alignas(32) float buf[LMP_IG_CHUNK];
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const int64_t K = q->cols;
+    for (int64_t k0 = 0; k0 < K; k0 += LMP_IG_CHUNK) {
+        const int64_t c = K - k0 < LMP_IG_CHUNK ? K - k0 : LMP_IG_CHUNK;
+        ig_deq_256(q, n, k0, c, buf);
+        for (int i = 0; i < nx; i++)
+            acc[i] += ig_dot256(buf, x + i * ldx + k0, c);
+    }
+    for (int i = 0; i < nx; i++)
+        out[i] = acc[i];
+}
+
 void lmp_kimpl_fill_avx2(lmp_kimpl *k)
 {
     k->name = "avx2";
@@ -723,7 +891,8 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->silu_mul = h_silu_mul;
     k->softmax = h_softmax;
     k->logsumexp = h_logsumexp;
-    lmp_kimpl_fill_lowbit_avx2(k);
+    k->ig_rows = ig_rows_256;
+    k->ig_deq = ig_deq_256;
 }
 
 #endif /* __x86_64__ */

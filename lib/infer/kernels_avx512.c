@@ -607,6 +607,188 @@ T512 static double h_logsumexp(const float *x, int64_t n)
     return m + log(_mm512_reduce_add_pd(_mm512_add_pd(s0, s1)));
 }
 
+/* ---------------------------------------------------------------- intgroup weights
+ * The AVX-512 decoders of intgroup codes (kernels_intgroup.c says what they compute). */
+
+#define IG_INL __attribute__((always_inline)) inline
+
+/* Codes c .. c+15 of a row (c a multiple of 16) as int32 lanes. */
+T512 static IG_INL __m512i ig_dec16_512(const uint8_t *row, int bits, int64_t c)
+{
+    if (bits == 8)
+        return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + c)));
+    const __m128i b = _mm_loadl_epi64((const __m128i *)(row + c / 2)), m = _mm_set1_epi8(15);
+    const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+}
+
+T512 static float ig_dot512(const float *a, const float *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+/* Dequantized weights, exactly s * (float)(q - z): 4/8 bits in registers, else scalar. */
+T512 static void ig_deq_512(const lmp_qtensor *q, int64_t n, int64_t k0, int64_t kc, float *dst)
+{
+    const lmp_intgroup *ig = &q->ig;
+    if (!lmp_ig_fast_bits(ig) || kc % 16 || ig->gs % 16 || ig->g_idx) {
+        lmp_qtensor_dequant_range(q, n, k0, kc, dst);
+        return;
+    }
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    for (int64_t c = k0; c < k0 + kc;) {
+        const int g = (int)(c / ig->gs);
+        int64_t end = (int64_t)(g + 1) * ig->gs;
+        if (end > k0 + kc)
+            end = k0 + kc;
+        const __m512i zi = _mm512_set1_epi32(z[g]);
+        const __m512 sv = _mm512_set1_ps(s[g]);
+        if (ig->bits == 4)
+            for (; c < end; c += 16)
+                _mm512_storeu_ps(dst + (c - k0), _mm512_mul_ps(sv, _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                                                       ig_dec16_512(row, 4, c), zi))));
+        else
+            for (; c < end; c += 16)
+                _mm512_storeu_ps(dst + (c - k0), _mm512_mul_ps(sv, _mm512_cvtepi32_ps(_mm512_sub_epi32(
+                                                                       ig_dec16_512(row, 8, c), zi))));
+    }
+}
+
+/* Fused, no g_idx: per group, (q - z) * x summed in two accumulators per row of X, then
+ * times the group's scale into the row's total. NX rows of X, BITS 4 or 8. */
+T512 static IG_INL void ig_fused_512(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx,
+                               float *out, const int NX, const int BITS)
+{
+    const lmp_intgroup *ig = &q->ig;
+    const int64_t K = q->cols, gs = ig->gs;
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    __m512 y[4];
+    for (int i = 0; i < NX; i++)
+        y[i] = _mm512_setzero_ps();
+    for (int g = 0; g < ig->n_groups; g++) {
+        const int64_t c0 = (int64_t)g * gs, c1 = c0 + gs < K ? c0 + gs : K;
+        const __m512i zi = _mm512_set1_epi32(z[g]);
+        __m512 a0[4], a1[4];
+        for (int i = 0; i < NX; i++)
+            a0[i] = a1[i] = _mm512_setzero_ps();
+        int64_t c = c0;
+        for (; c + 32 <= c1; c += 32) {
+            const __m512 w0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ig_dec16_512(row, BITS, c), zi));
+            const __m512 w1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ig_dec16_512(row, BITS, c + 16), zi));
+            for (int i = 0; i < NX; i++) {
+                a0[i] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i * ldx + c), a0[i]);
+                a1[i] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i * ldx + c + 16), a1[i]);
+            }
+        }
+        if (c < c1) {
+            const __m512 w0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(ig_dec16_512(row, BITS, c), zi));
+            for (int i = 0; i < NX; i++)
+                a0[i] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i * ldx + c), a0[i]);
+        }
+        const __m512 sv = _mm512_set1_ps(s[g]);
+        for (int i = 0; i < NX; i++)
+            y[i] = _mm512_fmadd_ps(_mm512_add_ps(a0[i], a1[i]), sv, y[i]);
+    }
+    for (int i = 0; i < NX; i++)
+        out[i] = _mm512_reduce_add_ps(y[i]);
+}
+
+/* Fused with g_idx: w = s[g_idx[c]] * (q - z[g_idx[c]]) formed exactly per column
+ * (gathers), multiplied into one accumulator per row of X. */
+T512 static IG_INL void ig_fused_gidx_512(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx,
+                                    float *out, const int NX, const int BITS)
+{
+    const lmp_intgroup *ig = &q->ig;
+    const int64_t K = q->cols;
+    const uint8_t *row = ig->codes + n * ig->row_bytes;
+    const float *s = ig->scales + n * ig->n_groups;
+    const uint8_t *z = ig->zeros + n * ig->n_groups;
+    const int ng = ig->n_groups;
+    _Alignas(64) float zf[LMP_IG_MAX_GROUPS + 32], sf[32];
+    for (int g = 0; g < ng; g++)
+        zf[g] = (float)z[g];
+    __m512 a[4];
+    for (int i = 0; i < NX; i++)
+        a[i] = _mm512_setzero_ps();
+    if (ng <= 32) {
+        /* up to 32 groups: scale and zero tables in two registers each, looked up with a
+         * permute instead of a gather (gathers cost ~8x more on Zen 4) */
+        for (int g = ng; g < 32; g++)
+            zf[g] = 0.0f;
+        for (int g = 0; g < 32; g++)
+            sf[g] = g < ng ? s[g] : 0.0f;
+        const __m512 s0 = _mm512_load_ps(sf), s1 = _mm512_load_ps(sf + 16);
+        const __m512 z0 = _mm512_load_ps(zf), z1 = _mm512_load_ps(zf + 16);
+        for (int64_t c = 0; c < K; c += 16) {
+            const __m512i gi = _mm512_loadu_si512((const void *)(ig->g_idx + c));
+            const __m512 sv = _mm512_permutex2var_ps(s0, gi, s1), zv = _mm512_permutex2var_ps(z0, gi, z1);
+            const __m512 w = _mm512_mul_ps(sv, _mm512_sub_ps(_mm512_cvtepi32_ps(ig_dec16_512(row, BITS, c)), zv));
+            for (int i = 0; i < NX; i++)
+                a[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + c), a[i]);
+        }
+    } else {
+        for (int64_t c = 0; c < K; c += 16) {
+            const __m512i gi = _mm512_loadu_si512((const void *)(ig->g_idx + c));
+            const __m512 sv = _mm512_i32gather_ps(gi, s, 4), zv = _mm512_i32gather_ps(gi, zf, 4);
+            const __m512 w = _mm512_mul_ps(sv, _mm512_sub_ps(_mm512_cvtepi32_ps(ig_dec16_512(row, BITS, c)), zv));
+            for (int i = 0; i < NX; i++)
+                a[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + i * ldx + c), a[i]);
+        }
+    }
+    for (int i = 0; i < NX; i++)
+        out[i] = _mm512_reduce_add_ps(a[i]);
+}
+
+T512 static void ig_rows_512(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx, int nx,
+                          float *out)
+{
+    const lmp_intgroup *ig = &q->ig;
+    if (lmp_ig_fused_ok(q)) {
+        if (ig->g_idx) {
+            if (ig->bits == 4)
+                LMP_IG_FUSED_CASES(ig_fused_gidx_512, q, n, x, ldx, nx, out, 4)
+            else
+                LMP_IG_FUSED_CASES(ig_fused_gidx_512, q, n, x, ldx, nx, out, 8)
+        } else {
+            if (ig->bits == 4)
+                LMP_IG_FUSED_CASES(ig_fused_512, q, n, x, ldx, nx, out, 4)
+            else
+                LMP_IG_FUSED_CASES(ig_fused_512, q, n, x, ldx, nx, out, 8)
+        }
+        return;
+    }
+    /* other widths: dequantize a chunk, dot it with each row of X */
+    _Alignas(64) float buf[LMP_IG_CHUNK];
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const int64_t K = q->cols;
+    for (int64_t k0 = 0; k0 < K; k0 += LMP_IG_CHUNK) {
+        const int64_t c = K - k0 < LMP_IG_CHUNK ? K - k0 : LMP_IG_CHUNK;
+        ig_deq_512(q, n, k0, c, buf);
+        for (int i = 0; i < nx; i++)
+            acc[i] += ig_dot512(buf, x + i * ldx + k0, c);
+    }
+    for (int i = 0; i < nx; i++)
+        out[i] = acc[i];
+}
+
 void lmp_kimpl_fill_avx512(lmp_kimpl *k)
 {
     k->name = "avx512";
@@ -631,13 +813,14 @@ void lmp_kimpl_fill_avx512(lmp_kimpl *k)
     k->dt[LMP_DT_BF16].dot4 = dot4_bf16;
     k->dt[LMP_DT_F16].dotq = dotq_f16;
     k->dt[LMP_DT_F16].dotq4 = dotq4_f16;
-    lmp_kimpl_fill_avx512_kq(k);
     k->dot_f32 = h_dot_f32;
     k->axpy_f32 = h_axpy_f32;
     k->rmsnorm = h_rmsnorm;
     k->silu_mul = h_silu_mul;
     k->softmax = h_softmax;
     k->logsumexp = h_logsumexp;
+    k->ig_rows = ig_rows_512;
+    k->ig_deq = ig_deq_512;
 }
 
 #endif /* __x86_64__ */

@@ -505,7 +505,6 @@ void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k)
     k->gemv_q4x16 = gemv_q4x16;
     k->q4x16_simd = true;
     k->dt[LMP_DT_Q6_K].dotq = dotq_q6_k;
-    lmp_kimpl_fill_lowbit_avx512_vnni(k);
 }
 
 /* ================================================================ BF16 activations */

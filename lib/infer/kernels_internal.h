@@ -1,9 +1,19 @@
 /*
- * Private interface between the kernel driver (kernels.c) and its variants
- * (kernels_ref.c, kernels_avx2.c, kernels_avx512.c). Each variant fills an lmp_kimpl;
- * NULL entries fall back to the next simpler variant (avx512 -> avx2 -> ref) when the
- * driver merges the tables at start-up, so a dtype or helper needs only a reference to
- * work everywhere, and SIMD rows are added where they pay.
+ * Private interface between the kernel driver (kernels.c) and its leaves: the variant
+ * files (kernels_ref.c, kernels_avx2.c, kernels_avx512*.c, kernels_lowbit.c,
+ * kernels_repack.c, kernels_intgroup.c). A leaf is a set of kernels plus one fill
+ * function that writes their pointers into an lmp_kimpl; it never calls the driver (no
+ * tiling, threading, row loops or variant choice in a leaf). kernels.c lists every fill
+ * function in one table (g_leaves: variant, optional CPU feature test, fill) and builds
+ * the three variants from it at start-up: ref first, then avx2 starting as a copy of ref,
+ * then avx512 as a copy of avx2, each applying its rows in order (a later row overrides
+ * what it sets). So NULL entries fall back to the next simpler variant, a dtype needs
+ * only a reference to work everywhere, and SIMD rows are added where they pay.
+ *
+ * Adding a leaf: write kernels_NAME.c with static kernels and
+ * `void lmp_kimpl_fill_NAME(lmp_kimpl *k)` setting k->dt[LMP_DT_X].dot etc. (target
+ * attributes per function, the whole file under #if defined(__x86_64__) for SIMD),
+ * declare the fill function below, and add one row to g_leaves in kernels.c.
  */
 #ifndef LMP_KERNELS_INTERNAL_H
 #define LMP_KERNELS_INTERNAL_H
@@ -124,13 +134,19 @@ typedef struct {
      * variant's is faster than the row kernels (lmp_wmat_repack_wanted). */
     void (*gemv_q4x16)(const void *grp, const void *xq, int64_t n, float out[16]);
     bool q4x16_simd;
+    /* Intgroup weights (lmp_wmat.q, lib/core/qtensor.h), f32 activations. ig_deq is the
+     * strip decoder of the batched path: dst[j] = w[n][k0 + j] for j < kc (k0 a
+     * multiple of LMP_K_KC), exactly lmp_qtensor_dequant_range's values. ig_rows is the
+     * streaming path's fused row: out[i] = sum_k w[n][k] * x[i*ldx + k] for i < nx
+     * (1..4). */
+    void (*ig_deq)(const lmp_qtensor *q, int64_t n, int64_t k0, int64_t kc, float *dst);
+    void (*ig_rows)(const lmp_qtensor *q, int64_t n, const float *x, int64_t ldx, int nx,
+                    float *out);
 } lmp_kimpl;
 
 /* kernels_repack.c: rows [n0, n0 + nv) of a LMP_WL_Q4_0X16 weight, blocks [b0, b0 + nb),
  * back in row layout: row i at dst + i * nb * 18 (the bytes the rows held). */
 void lmp_k_x16_rows(const lmp_wmat *W, int64_t n0, int nv, int64_t b0, int64_t nb, void *dst);
-/* The reference gemv_q4x16: per row the arithmetic of the reference q4_0 dotq. */
-void lmp_k_gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16]);
 
 /* The activation format lmp_gemm uses for weights of dtype dt (LMP_ACT_F32 in exact
  * mode, or when no variant has a dotq for it). */
@@ -169,40 +185,53 @@ const lmp_kimpl *lmp_k_impl(lmp_isa isa);
 /* Reference rounding of one value to bf16 (the definition of LMP_ACT_BF16). */
 uint16_t lmp_k_bf16_round(float x);
 
-/* Fills *k with the variant's entries (entries it lacks stay as they were). */
-void lmp_kimpl_fill_ref(lmp_kimpl *k);
-/* kernels_lowbit.c: the low-bit GGUF types (IQ4_NL, IQ4_XS, MXFP4, TQ*, Q1_0, Q2_0),
- * called at the end of fill_ref / fill_avx2 / fill_avx512_vnni */
-void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k);
+/* ---------------------------------------------------------------- leaves
+ * Fill functions, one per leaf, each listed once in kernels.c's g_leaves (in the order
+ * given there). Each sets the entries its kernels provide and leaves the others as they
+ * were (lmp_kimpl_fill_ref, the first row, starts from zero). */
+void lmp_kimpl_fill_ref(lmp_kimpl *k);          /* kernels_ref.c: every dtype, scalar */
+void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k);   /* kernels_lowbit.c: IQ*, TQ*, MXFP4, Q1_0, Q2_0 */
+void lmp_kimpl_fill_repack_ref(lmp_kimpl *k);   /* kernels_repack.c: gemv_q4x16 reference */
+void lmp_kimpl_fill_intgroup_ref(lmp_kimpl *k); /* kernels_intgroup.c: ig_deq, ig_rows */
 #if defined(__x86_64__)
-void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k);
-void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k);
-#endif
-#if defined(__x86_64__)
-void lmp_kimpl_fill_avx2(lmp_kimpl *k);
-void lmp_kimpl_fill_avx512(lmp_kimpl *k);
+void lmp_kimpl_fill_avx2(lmp_kimpl *k);              /* kernels_avx2.c (intgroup included) */
+void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k);       /* kernels_lowbit.c */
+void lmp_kimpl_fill_avx512(lmp_kimpl *k);            /* kernels_avx512.c (intgroup included) */
+void lmp_kimpl_fill_avx512_kq(lmp_kimpl *k);         /* kernels_avx512_kq.c: k-quants */
 /* kernels_avx512_act.c: int8 (VNNI) and bf16 (AVX512-BF16) kernels on rounded
- * activations, filled into the avx512 variant when the CPU has the extension */
+ * activations; rows of the avx512 variant applied only when the CPU has the extension */
 void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k);
+void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k); /* kernels_lowbit.c */
 void lmp_kimpl_fill_avx512_bf16(lmp_kimpl *k);
-/* kernels_avx512_kq.c: k-quant decoders and fused dots (called by fill_avx512) */
-void lmp_kimpl_fill_avx512_kq(lmp_kimpl *k);
 #endif
 
-/* Row tiles per row block of a batched product whose threads share the rows of X: at
- * most tpb_l2 (what L2 holds), fewer when there are too few W strips (nstrips) to keep
- * nth threads busy (this changes who computes what, never the arithmetic). */
-static inline int64_t lmp_k_block_tiles(int64_t mtiles, int64_t nstrips, int nth, int64_t tpb_l2)
+/* ---------------------------------------------------------------- intgroup helpers
+ * Shared by the intgroup decoders of kernels_intgroup.c, kernels_avx2.c and
+ * kernels_avx512.c. */
+/* column chunk of the dequantize-then-dot fallback (stack buffer) */
+#define LMP_IG_CHUNK 256
+/* largest n_groups the g_idx fused path keeps as f32 zeros on the stack */
+#define LMP_IG_MAX_GROUPS 4096
+/* 4- and 8-bit codes have SIMD decoders */
+static inline bool lmp_ig_fast_bits(const lmp_intgroup *ig)
 {
-    int64_t tpb = tpb_l2;
-    if (nstrips < 4 * nth) {
-        const int64_t want_blocks = (4 * nth + nstrips - 1) / nstrips;
-        const int64_t t2 = (mtiles + want_blocks - 1) / want_blocks;
-        if (t2 < tpb)
-            tpb = t2 > 0 ? t2 : 1;
-    }
-    return tpb;
+    return ig->bits == 4 || ig->bits == 8;
 }
+/* Whether a tensor takes the fused (decode in registers) row path of the SIMD variants. */
+static inline bool lmp_ig_fused_ok(const lmp_qtensor *q)
+{
+    const lmp_intgroup *ig = &q->ig;
+    return lmp_ig_fast_bits(ig) && q->cols % 16 == 0 &&
+           (ig->g_idx ? ig->n_groups <= LMP_IG_MAX_GROUPS : ig->gs % 16 == 0);
+}
+/* FN(q, n, x, ldx, out, NX, BITS) with NX a constant 1..4 (nx, clamped). */
+#define LMP_IG_FUSED_CASES(FN, q, n, x, ldx, nx, out, BITS)                              \
+    switch (nx) {                                                                        \
+    case 1: FN(q, n, x, ldx, out, 1, BITS); break;                                       \
+    case 2: FN(q, n, x, ldx, out, 2, BITS); break;                                       \
+    case 3: FN(q, n, x, ldx, out, 3, BITS); break;                                       \
+    default: FN(q, n, x, ldx, out, 4, BITS); break;                                      \
+    }
 
 /* Generic packing (C, any nr); variants may supply a faster one. */
 void lmp_k_pack_w_generic(const float *src, int64_t lds, int rows, int64_t kc, int nr,

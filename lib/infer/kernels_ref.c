@@ -334,7 +334,6 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
     k->dt[LMP_DT_Q6_K].dotq = ref_dotq_q6_k;
-    k->gemv_q4x16 = lmp_k_gemv_q4x16_ref;
     k->quant_q8 = ref_quant_q8;
     k->to_bf16 = ref_round_bf16;
     k->to_f16 = ref_round_f16;
@@ -344,5 +343,4 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->silu_mul = ref_silu_mul;
     k->softmax = ref_softmax;
     k->logsumexp = ref_logsumexp;
-    lmp_kimpl_fill_lowbit_ref(k);
 }

@@ -10,6 +10,8 @@
  * shuffles, no horizontal sums, one vector of 16 results per group. The bytes are the
  * same (same size, same nibbles, same f16 scales), only their order changes, so the
  * repacked copy replaces the rows rather than adding to them.
+ * A leaf: whether a weight is repacked is the driver's choice (lmp_wmat_repack_wanted in
+ * kernels.c); the SIMD kernel on this layout is kernels_avx512_act.c's gemv_q4x16.
  */
 #include "kernels_internal.h"
 
@@ -36,18 +38,6 @@ static void pack_block(const uint8_t *src, size_t rb, int64_t nb, int64_t b, uin
         for (int j = 0; j < 4; j++)
             memcpy(q + 64 * j + 4 * r, blk->qs + 4 * j, 4);
     }
-}
-
-bool lmp_wmat_repack_wanted(const lmp_wmat *w)
-{
-    if (!w || w->q || w->layout != LMP_WL_ROWS || w->dtype != LMP_DT_Q4_0 || w->rows <= 0 ||
-        w->rows % 16 || w->cols <= 0 || w->cols % 32 || !w->data)
-        return false;
-    const char *e = getenv("LMP_Q4_REPACK");
-    if (e && !strcmp(e, "0"))
-        return false;
-    const lmp_kimpl *k = lmp_k_impl(lmp_kernels_isa());
-    return k && k->q4x16_simd && !lmp_gemm_exact();
 }
 
 int lmp_wmat_repack(lmp_wmat *w, void **buf)
@@ -101,7 +91,7 @@ void lmp_wmat_row_raw(const lmp_wmat *w, int64_t r, void *dst)
 
 /* Per row: s += (float)isum * (dw * dx) block by block, as ref_dotq_q4_0 (kernels_ref.c),
  * so the reference gives the same bits in either layout. */
-void lmp_k_gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16])
+static void gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16])
 {
     const int8_t *xs = xq;
     const float *xd = lmp_xq8_d(xq, n);
@@ -126,3 +116,5 @@ void lmp_k_gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[
         }
     }
 }
+
+void lmp_kimpl_fill_repack_ref(lmp_kimpl *k) { k->gemv_q4x16 = gemv_q4x16_ref; }

@@ -792,7 +792,6 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
                        "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
                        lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
-    lmp_quant_init();
     int rc = lmp_qpipe_check(m, p);
     if (rc)
         return rc;

@@ -583,7 +583,6 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
     bool opened = false;
     double t0 = lmp_time_s();
 
-    lmp_quant_init();
     memset(res, 0, sizeof *res);
     res->rel_rms_max = -1;
     const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(p->type);

@@ -326,12 +326,12 @@ static void iq1_m_from_w(const float *x, void *dst, int64_t n, const float *qw_r
     }
 }
 
-static void iq1_s_from(const float *x, void *dst, int64_t n) { iq1_s_from_w(x, dst, n, NULL); }
-static void iq1_m_from(const float *x, void *dst, int64_t n) { iq1_m_from_w(x, dst, n, NULL); }
+void lmp_iq1_s_from_f32(const float *x, void *dst, int64_t n) { iq1_s_from_w(x, dst, n, NULL); }
+void lmp_iq1_m_from_f32(const float *x, void *dst, int64_t n) { iq1_m_from_w(x, dst, n, NULL); }
 
 /* ---------------------------------------------------------------- dequantizers */
 
-static void iq1_s_to(const void *src, float *y, int64_t n)
+void lmp_iq1_s_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq1_s *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -349,7 +349,7 @@ static void iq1_s_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void iq1_m_to(const void *src, float *y, int64_t n)
+void lmp_iq1_m_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq1_m *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -374,11 +374,6 @@ static void iq1_m_to(const void *src, float *y, int64_t n)
     }
 }
 
-void lmp_iq1_register(void)
-{
-    lmp_dtype_register(LMP_DT_IQ1_S, iq1_s_to, iq1_s_from);
-    lmp_dtype_register(LMP_DT_IQ1_M, iq1_m_to, iq1_m_from);
-}
 
 lmp_weighted_fn lmp_iq1_weighted(lmp_dtype t)
 {

@@ -379,9 +379,9 @@ static void iq2_s_from_w(const float *x, void *dst, int64_t n, const float *qw_r
     }
 }
 
-static void iq2_xxs_from(const float *x, void *dst, int64_t n) { iq2_xxs_from_w(x, dst, n, NULL); }
-static void iq2_xs_from(const float *x, void *dst, int64_t n) { iq2_xs_from_w(x, dst, n, NULL); }
-static void iq2_s_from(const float *x, void *dst, int64_t n) { iq2_s_from_w(x, dst, n, NULL); }
+void lmp_iq2_xxs_from_f32(const float *x, void *dst, int64_t n) { iq2_xxs_from_w(x, dst, n, NULL); }
+void lmp_iq2_xs_from_f32(const float *x, void *dst, int64_t n) { iq2_xs_from_w(x, dst, n, NULL); }
+void lmp_iq2_s_from_f32(const float *x, void *dst, int64_t n) { iq2_s_from_w(x, dst, n, NULL); }
 
 /* ---------------------------------------------------------------- dequantizers */
 
@@ -391,7 +391,7 @@ static inline void put8(float *y, float dl, uint64_t g, uint8_t signs)
         y[j] = dl * (uint8_t)(g >> 8 * j) * (signs & (1 << j) ? -1.f : 1.f);
 }
 
-static void iq2_xxs_to(const void *src, float *y, int64_t n)
+void lmp_iq2_xxs_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq2_xxs *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -406,7 +406,7 @@ static void iq2_xxs_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void iq2_xs_to(const void *src, float *y, int64_t n)
+void lmp_iq2_xs_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq2_xs *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -422,7 +422,7 @@ static void iq2_xs_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void iq2_s_to(const void *src, float *y, int64_t n)
+void lmp_iq2_s_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq2_s *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -437,12 +437,6 @@ static void iq2_s_to(const void *src, float *y, int64_t n)
     }
 }
 
-void lmp_iq2_register(void)
-{
-    lmp_dtype_register(LMP_DT_IQ2_XXS, iq2_xxs_to, iq2_xxs_from);
-    lmp_dtype_register(LMP_DT_IQ2_XS, iq2_xs_to, iq2_xs_from);
-    lmp_dtype_register(LMP_DT_IQ2_S, iq2_s_to, iq2_s_from);
-}
 
 lmp_weighted_fn lmp_iq2_weighted(lmp_dtype t)
 {

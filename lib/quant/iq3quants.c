@@ -231,9 +231,9 @@ static void iq3_xxs_from_w(const float *x, void *dst, int64_t n, const float *qw
     }
 }
 
-static void iq3_xxs_from(const float *x, void *dst, int64_t n) { iq3_xxs_from_w(x, dst, n, NULL); }
+void lmp_iq3_xxs_from_f32(const float *x, void *dst, int64_t n) { iq3_xxs_from_w(x, dst, n, NULL); }
 
-static void iq3_xxs_to(const void *src, float *y, int64_t n)
+void lmp_iq3_xxs_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq3_xxs *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -325,9 +325,9 @@ static void iq3_s_from_w(const float *x, void *dst, int64_t n, const float *qw)
     }
 }
 
-static void iq3_s_from(const float *x, void *dst, int64_t n) { iq3_s_from_w(x, dst, n, NULL); }
+void lmp_iq3_s_from_f32(const float *x, void *dst, int64_t n) { iq3_s_from_w(x, dst, n, NULL); }
 
-static void iq3_s_to(const void *src, float *y, int64_t n)
+void lmp_iq3_s_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq3_s *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -349,11 +349,6 @@ static void iq3_s_to(const void *src, float *y, int64_t n)
     }
 }
 
-void lmp_iq3_register(void)
-{
-    lmp_dtype_register(LMP_DT_IQ3_XXS, iq3_xxs_to, iq3_xxs_from);
-    lmp_dtype_register(LMP_DT_IQ3_S, iq3_s_to, iq3_s_from);
-}
 
 lmp_weighted_fn lmp_iq3_weighted(lmp_dtype t)
 {

@@ -169,10 +169,10 @@ static void iq4_xs_from_w(const float *x, void *dst, int64_t n, const float *qw)
         iq4_super(QK_K, x + QK_K * i, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l, qw ? qw + QK_K * i : NULL);
 }
 
-static void iq4_nl_from(const float *x, void *dst, int64_t n) { iq4_nl_from_w(x, dst, n, NULL); }
-static void iq4_xs_from(const float *x, void *dst, int64_t n) { iq4_xs_from_w(x, dst, n, NULL); }
+void lmp_iq4_nl_from_f32(const float *x, void *dst, int64_t n) { iq4_nl_from_w(x, dst, n, NULL); }
+void lmp_iq4_xs_from_f32(const float *x, void *dst, int64_t n) { iq4_xs_from_w(x, dst, n, NULL); }
 
-static void iq4_nl_to(const void *src, float *y, int64_t n)
+void lmp_iq4_nl_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq4_nl *b = src;
     for (int64_t i = 0; i < n / QK4_NL; i++, y += QK4_NL) {
@@ -184,7 +184,7 @@ static void iq4_nl_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void iq4_xs_to(const void *src, float *y, int64_t n)
+void lmp_iq4_xs_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_iq4_xs *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -212,7 +212,7 @@ static inline float e8m0_half(uint8_t e)
     return f;
 }
 
-static void mxfp4_from(const float *x, void *dst, int64_t n)
+void lmp_mxfp4_from_f32(const float *x, void *dst, int64_t n)
 {
     lmp_block_mxfp4 *y = dst;
     for (int64_t i = 0; i < n / QK_MXFP4; i++) {
@@ -244,7 +244,7 @@ static void mxfp4_from(const float *x, void *dst, int64_t n)
     }
 }
 
-static void mxfp4_to(const void *src, float *y, int64_t n)
+void lmp_mxfp4_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_mxfp4 *b = src;
     for (int64_t i = 0; i < n / QK_MXFP4; i++, y += QK_MXFP4) {
@@ -258,15 +258,6 @@ static void mxfp4_to(const void *src, float *y, int64_t n)
 
 /* ---------------------------------------------------------------- registration */
 
-void lmp_iq_register(void)
-{
-    lmp_dtype_register(LMP_DT_IQ4_NL, iq4_nl_to, iq4_nl_from);
-    lmp_dtype_register(LMP_DT_IQ4_XS, iq4_xs_to, iq4_xs_from);
-    lmp_dtype_register(LMP_DT_MXFP4, mxfp4_to, mxfp4_from);
-    lmp_iq3_register();
-    lmp_iq2_register();
-    lmp_iq1_register();
-}
 
 lmp_weighted_fn lmp_iq_weighted(lmp_dtype t)
 {

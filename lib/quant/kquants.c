@@ -18,7 +18,6 @@
 #include "../core/blocks.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -308,7 +307,8 @@ float lmp_q_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *qw
  * reference (machines without AVX2, LMP_QUANT_SCALAR=1, lmp_quant_set_simd(false)) and
  * the unit tests compare both paths. */
 
-static int g_simd; /* 1: AVX2 batches (set by lmp_quant_init when the CPU has AVX2) */
+static int g_simd = -1; /* 1: AVX2 batches, 0: scalar, -1: not decided yet (kq_simd) */
+static inline int kq_simd(void);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -575,7 +575,7 @@ static void search_asym_many(int nsub, int n, int nmax, const float *x, const fl
 {
     int j = 0;
 #ifdef KQ_X86
-    if (g_simd && n <= 32)
+    if (kq_simd() && n <= 32)
         for (; j + 8 <= nsub; j += 8)
             search_asym_x8(n, nmax, x + n * j, w + n * j, L + n * j, scales + j, mins + j, rmin, rdelta, nstep, mad);
 #endif
@@ -589,7 +589,7 @@ static void search_sym_many(int nsub, int n, int nmax, const float *x, int8_t *L
 {
     int j = 0;
 #ifdef KQ_X86
-    if (g_simd && n <= 32)
+    if (kq_simd() && n <= 32)
         for (; j + 8 <= nsub; j += 8)
             search_sym_x8(n, nmax, x + n * j, qw ? qw + n * j : NULL, L + n * j, scales + j);
 #endif
@@ -722,7 +722,7 @@ static void pack_q6_k(const int8_t *L, lmp_block_q6_k *y)
 
 /* ---------------------------------------------------------------- dequantizers */
 
-static void q2_k_to(const void *src, float *y, int64_t n)
+void lmp_q2_k_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q2_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
@@ -734,7 +734,7 @@ static void q2_k_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void q3_k_to(const void *src, float *y, int64_t n)
+void lmp_q3_k_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q3_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
@@ -746,7 +746,7 @@ static void q3_k_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void q4_k_to(const void *src, float *y, int64_t n)
+void lmp_q4_k_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q4_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
@@ -762,7 +762,7 @@ static void q4_k_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void q5_k_to(const void *src, float *y, int64_t n)
+void lmp_q5_k_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q5_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
@@ -781,7 +781,7 @@ static void q5_k_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void q6_k_to(const void *src, float *y, int64_t n)
+void lmp_q6_k_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q6_k *b = src;
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
@@ -802,7 +802,7 @@ static void q6_k_to(const void *src, float *y, int64_t n)
 static void requant_asym(const float *x, int n, float d, float dm, int nmax, uint8_t *L)
 {
 #ifdef KQ_X86
-    if (g_simd && n % 8 == 0) {
+    if (kq_simd() && n % 8 == 0) {
         requant_asym_avx2(x, n, d, dm, nmax, L);
         return;
     }
@@ -1031,7 +1031,7 @@ static void q6_k_block(const float *x, lmp_block_q6_k *y, const float *qw)
         if (!dj)
             continue;
 #ifdef KQ_X86
-        if (g_simd) {
+        if (kq_simd()) {
             requant_sym_avx2(x + 16 * j, 16, dj, 32, L + 16 * j);
             continue;
         }
@@ -1045,7 +1045,7 @@ static void q6_k_block(const float *x, lmp_block_q6_k *y, const float *qw)
 /* ---------------------------------------------------------------- row entry points */
 
 #define ROW_FNS(T, BT)                                                                                     \
-    static void T##_from(const float *x, void *dst, int64_t n)                                           \
+    void lmp_##T##_from_f32(const float *x, void *dst, int64_t n)                                           \
     {                                                                                                      \
         BT *y = dst;                                                                                       \
         for (int64_t i = 0; i < n / QK_K; i++)                                                             \
@@ -1148,7 +1148,7 @@ static void q5_1_from_w(const float *x, void *dst, int64_t n, const float *qw)
     q41_51_w(x, n, qw, 31, &y[0].d, &y[0].m, y[0].qs, y[0].qh, sizeof *y);
 }
 
-/* ---------------------------------------------------------------- registration */
+/* ---------------------------------------------------------------- weighted quantizers, SIMD switch */
 
 typedef void (*weighted_fn)(const float *, void *, int64_t, const float *);
 
@@ -1168,53 +1168,48 @@ static weighted_fn weighted_for(lmp_dtype t)
     }
 }
 
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void register_all(void)
+/* The AVX2 batches: on when the CPU has AVX2 and LMP_QUANT_SCALAR is unset or 0, decided
+ * on first use (-1 until then; every thread decides alike, so the race is benign). */
+static int kq_simd_detect(void)
 {
+    int on = 0;
 #ifdef KQ_X86
     __builtin_cpu_init();
     const char *e = getenv("LMP_QUANT_SCALAR");
-    g_simd = __builtin_cpu_supports("avx2") && !(e && *e && strcmp(e, "0") != 0);
+    on = __builtin_cpu_supports("avx2") && !(e && *e && strcmp(e, "0") != 0);
 #endif
-    lmp_dtype_register(LMP_DT_Q2_K, q2_k_to, q2_k_from);
-    lmp_dtype_register(LMP_DT_Q3_K, q3_k_to, q3_k_from);
-    lmp_dtype_register(LMP_DT_Q4_K, q4_k_to, q4_k_from);
-    lmp_dtype_register(LMP_DT_Q5_K, q5_k_to, q5_k_from);
-    lmp_dtype_register(LMP_DT_Q6_K, q6_k_to, q6_k_from);
-    lmp_iq_register();
-    lmp_tq_register();
+    __atomic_store_n(&g_simd, on, __ATOMIC_RELAXED);
+    return on;
 }
 
-void lmp_quant_init(void) { pthread_once(&g_once, register_all); }
+static inline int kq_simd(void)
+{
+    const int v = __atomic_load_n(&g_simd, __ATOMIC_RELAXED);
+    return v >= 0 ? v : kq_simd_detect();
+}
 
 bool lmp_quant_set_simd(bool on)
 {
-    lmp_quant_init();
+    const bool was = kq_simd();
 #ifdef KQ_X86
-    bool was = g_simd;
-    g_simd = on && __builtin_cpu_supports("avx2");
-    return was;
+    __atomic_store_n(&g_simd, on && __builtin_cpu_supports("avx2"), __ATOMIC_RELAXED);
 #else
     (void)on;
-    return false;
 #endif
+    return was;
 }
-
-__attribute__((constructor)) static void kquants_ctor(void) { lmp_quant_init(); }
 
 bool lmp_quant_uses_weights(lmp_dtype t) { return weighted_for(t) != NULL; }
 
 size_t lmp_quant_rows(lmp_dtype t, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *qw)
 {
-    lmp_quant_init();
     const lmp_dtype_traits *tr = lmp_dtype_info(t);
     size_t row = lmp_dtype_row_bytes(t, n_per_row);
     if (!tr || !tr->from_f32 || !row || nrows < 0)
         return 0;
     weighted_fn wf = qw ? weighted_for(t) : NULL;
 #ifdef KQ_X86
-    if ((t == LMP_DT_Q8_0 || (t == LMP_DT_Q4_0 && !wf)) && g_simd) { /* tr->from_f32's bytes, faster */
+    if ((t == LMP_DT_Q8_0 || (t == LMP_DT_Q4_0 && !wf)) && kq_simd()) { /* tr->from_f32's bytes, faster */
         for (int64_t r = 0; r < nrows; r++) {
             uint8_t *y = (uint8_t *)dst + (size_t)r * row;
             if (t == LMP_DT_Q8_0)

@@ -207,7 +207,6 @@ static int measure_one(const lmp_tensor *t, lmp_dtype dt, const float *qw, const
 int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
 {
     memset(out, 0, sizeof *out);
-    lmp_quant_init();
     lmp_dtype deftypes[LMP_PLAN_MAX_CAND];
     const lmp_dtype *types = pp->types;
     int n_types = pp->n_types;

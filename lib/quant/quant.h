@@ -16,14 +16,10 @@
  * make_qkx2_quants): the same input gives the same bytes as llama-quantize without an
  * imatrix. With weights (one non-negative number per column, llama.cpp's imatrix
  * "quant_weights") the searches minimize the weighted squared error instead.
+ * Every type's dequantizer and reference quantizer is bound in the dtype table at compile
+ * time (lmp_dtype_info(t)->to_f32 / from_f32; lib/core/blockcodec.h): nothing to
+ * initialize or register.
  * ================================================================================ */
-
-/* Registers the k-quant dequantizers and reference quantizers into the dtype table
- * (lmp_dtype_info(LMP_DT_Q4_K)->to_f32 etc.). Idempotent and thread safe; every
- * lib/quant entry point calls it, and programs should call it once at start-up (a
- * constructor also runs it when kquants.o is linked, which a static link does only when
- * something references this file). */
-void lmp_quant_init(void);
 
 /* Quantizes `nrows` rows of `n_per_row` floats (src, row-major) into dst as type `t`
  * (any type with a from_f32: block types, f32, f16, bf16). `qw` is NULL (reference

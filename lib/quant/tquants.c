@@ -44,7 +44,7 @@ static inline uint8_t pack_trits(const float *x, int stride, int count, float id
     return (uint8_t)(((uint16_t)q * 256 + 242) / 243);
 }
 
-static void tq1_0_from(const float *x, void *dst, int64_t n)
+void lmp_tq1_0_from_f32(const float *x, void *dst, int64_t n)
 {
     lmp_block_tq1_0 *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
@@ -66,7 +66,7 @@ static inline float trit(uint8_t b, int n)
     return (float)((int)(((uint16_t)q * 3) >> 8) - 1);
 }
 
-static void tq1_0_to(const void *src, float *y, int64_t n)
+void lmp_tq1_0_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_tq1_0 *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -83,7 +83,7 @@ static void tq1_0_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void tq2_0_from(const float *x, void *dst, int64_t n)
+void lmp_tq2_0_from_f32(const float *x, void *dst, int64_t n)
 {
     lmp_block_tq2_0 *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
@@ -99,7 +99,7 @@ static void tq2_0_from(const float *x, void *dst, int64_t n)
     }
 }
 
-static void tq2_0_to(const void *src, float *y, int64_t n)
+void lmp_tq2_0_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_tq2_0 *b = src;
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -113,7 +113,7 @@ static void tq2_0_to(const void *src, float *y, int64_t n)
 
 /* ---------------------------------------------------------------- Q1_0 / Q2_0 */
 
-static void q1_0_from(const float *x, void *dst, int64_t n)
+void lmp_q1_0_from_f32(const float *x, void *dst, int64_t n)
 {
     lmp_block_q1_0 *y = dst;
     for (int64_t i = 0; i < n / QK1_0; i++, x += QK1_0) {
@@ -128,7 +128,7 @@ static void q1_0_from(const float *x, void *dst, int64_t n)
     }
 }
 
-static void q1_0_to(const void *src, float *y, int64_t n)
+void lmp_q1_0_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q1_0 *b = src;
     for (int64_t i = 0; i < n / QK1_0; i++) {
@@ -138,7 +138,7 @@ static void q1_0_to(const void *src, float *y, int64_t n)
     }
 }
 
-static void q2_0_from(const float *x, void *dst, int64_t n)
+void lmp_q2_0_from_f32(const float *x, void *dst, int64_t n)
 {
     lmp_block_q2_0 *y = dst;
     for (int64_t i = 0; i < n / QK2_0; i++, x += QK2_0) {
@@ -157,7 +157,7 @@ static void q2_0_from(const float *x, void *dst, int64_t n)
     }
 }
 
-static void q2_0_to(const void *src, float *y, int64_t n)
+void lmp_q2_0_to_f32(const void *src, float *y, int64_t n)
 {
     const lmp_block_q2_0 *b = src;
     for (int64_t i = 0; i < n / QK2_0; i++) {
@@ -167,10 +167,3 @@ static void q2_0_to(const void *src, float *y, int64_t n)
     }
 }
 
-void lmp_tq_register(void)
-{
-    lmp_dtype_register(LMP_DT_TQ1_0, tq1_0_to, tq1_0_from);
-    lmp_dtype_register(LMP_DT_TQ2_0, tq2_0_to, tq2_0_from);
-    lmp_dtype_register(LMP_DT_Q1_0, q1_0_to, q1_0_from);
-    lmp_dtype_register(LMP_DT_Q2_0, q2_0_to, q2_0_from);
-}

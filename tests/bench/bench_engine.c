@@ -31,7 +31,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_engine MODEL [-p 512] [-n 128] [-r 3] [-t THREADS]\n");
         return 2;
     }
-    lmp_quant_init();
     lmp_set_num_threads(T);
     lmp_model *m;
     lmp_session *s;

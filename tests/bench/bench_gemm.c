@@ -83,7 +83,6 @@ static double time_blas(float *Y, const float *X, const float *W, int64_t M, int
 
 int main(int argc, char **argv)
 {
-    lmp_quant_init(); /* k-quant dequantizers */
     int threads[8] = {1, 2}, nthreads = 2, reps = 5, blas = 1;
     int64_t Mbig = 512;
     const char *dtnames = "f32,f16,bf16,q8_0,q4_0", *filter = NULL;

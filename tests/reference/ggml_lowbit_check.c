@@ -93,7 +93,6 @@ int main(void)
     int bad = 0;
     float *x = malloc(sizeof(float) * R2 * C2), *qw = malloc(sizeof(float) * C2);
     uint8_t *a = malloc(8 * R2 * C2), *b = malloc(8 * R2 * C2);
-    lmp_quant_init();
     for (int k = 0; k < NT; k++)
         ggml_quantize_init(TYPES[k].g);
     printf("golden hashes (fill seed 1234, %d x %d):\n", R, C);

@@ -421,7 +421,6 @@ static void test_imatrix(lmp_model *m, const char *model)
 
 int main(void)
 {
-    lmp_quant_init();
     g_slow = getenv("LMP_SLOW") && atoi(getenv("LMP_SLOW")) > 0;
     test_quantizer();
     test_fold();

@@ -269,7 +269,6 @@ int main(void)
         SKIP("fixtures models/gutenberg-5M and text/wikitext2-test.gptq-join.txt not found (LMP_FIXTURES)");
         return test_finish();
     }
-    lmp_quant_init();
     lmp_model *m;
     if (lmp_model_load(&m, model)) {
         CHECK(0, "load %s: %s", model, lmp_errmsg());

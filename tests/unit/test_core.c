@@ -227,6 +227,53 @@ static void test_dtypes(void)
     CHECK(blk.qs[0] == 0x00 && blk.qs[15] == 0xff, "q4_0 nibbles %02x %02x", blk.qs[0], blk.qs[15]);
 }
 
+/* The dtype table is complete without any initialization call: every row named, sized,
+ * findable by name and GGUF id, and every block type has both row codecs (this binary
+ * calls nothing in lib/quant; before issue 14 the k-quant and low-bit rows stayed empty
+ * here until lmp_quant_init ran). Each block type round-trips a smooth row to within a
+ * coarse bound, so a row bound to another type's codecs is caught too. */
+static void test_dtype_table(void)
+{
+    CHECK(lmp_dtype_info(LMP_DT_COUNT) == NULL && lmp_dtype_info((lmp_dtype)-1) == NULL,
+          "out-of-range dtypes have no row");
+    enum { N = 512 };
+    float x[N], y[N];
+    static uint8_t buf[N * 8];
+    for (int i = 0; i < N; i++)
+        x[i] = sinf(0.37f * (float)i) + 0.25f * cosf(0.11f * (float)i);
+    int nquant = 0;
+    for (int t = 0; t < LMP_DT_COUNT; t++) {
+        const lmp_dtype_traits *tr = lmp_dtype_info((lmp_dtype)t);
+        CHECK(tr && tr->name && tr->block_size > 0 && tr->type_size > 0, "dtype %d: empty row", t);
+        if (!tr || !tr->name)
+            continue;
+        CHECK(lmp_dtype_from_name(tr->name) == t, "%s: found by name as %d", tr->name,
+              lmp_dtype_from_name(tr->name));
+        CHECK(tr->ggml_type < 0 || lmp_dtype_from_ggml(tr->ggml_type) == t,
+              "%s: ggml type %d maps to %d", tr->name, tr->ggml_type, lmp_dtype_from_ggml(tr->ggml_type));
+        CHECK(tr->to_f32 != NULL, "%s: no to_f32", tr->name);
+        if (!tr->is_quant)
+            continue;
+        nquant++;
+        CHECK(tr->from_f32 != NULL && N % tr->block_size == 0 &&
+                  lmp_dtype_row_bytes((lmp_dtype)t, N) <= sizeof buf,
+              "%s: block type without a quantizer or too large a block", tr->name);
+        if (!tr->from_f32 || !tr->to_f32)
+            continue;
+        tr->from_f32(x, buf, N);
+        tr->to_f32(buf, y, N);
+        double e = 0, s2 = 0;
+        for (int i = 0; i < N; i++) {
+            e += (double)(y[i] - x[i]) * (y[i] - x[i]);
+            s2 += (double)x[i] * x[i];
+        }
+        /* the 1-bit and ternary types are coarse; 0.9 still tells a decoder from noise */
+        CHECK(sqrt(e / s2) < 0.9, "%s: relative rms error %.3f after a round trip", tr->name,
+              sqrt(e / s2));
+    }
+    CHECK(nquant == LMP_DT_COUNT - LMP_DT_Q4_0, "%d block types with codecs", nquant);
+}
+
 static void test_outfile(void)
 {
     char path[512];
@@ -335,6 +382,7 @@ int main(void)
     test_f16();
     test_bf16();
     test_dtypes();
+    test_dtype_table();
     test_outfile();
     test_safeout();
     test_rng();

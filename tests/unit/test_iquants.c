@@ -373,7 +373,6 @@ static void test_mixes(void)
 
 int main(void)
 {
-    lmp_quant_init();
     test_golden();
     test_codebooks();
     test_layouts();

@@ -854,7 +854,6 @@ int main(void)
 {
     lmp_isa isas[3];
     int nisa = 0;
-    lmp_quant_init(); /* registers the k-quant dequantizers in the dtype table */
     for (lmp_isa i = LMP_ISA_REF; i <= LMP_ISA_AVX512; i++) {
         if (lmp_kernels_set_isa(i) == i)
             isas[nisa++] = i;

@@ -385,7 +385,6 @@ static void test_bad_adapters(void)
 
 int main(void)
 {
-    lmp_quant_init();
     const char *model = fixture("models/gutenberg-5M");
     test_reader();
     test_bad_adapters();

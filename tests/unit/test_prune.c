@@ -916,7 +916,6 @@ static int bench(void)
 
 int main(int argc, char **argv)
 {
-    lmp_quant_init();
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench();
     /* one thread unless LMP_THREADS says otherwise (shared CI machines oversubscribe);
