@@ -16,7 +16,6 @@
  * The other types' SIMD rows: kernels_lowbit_avx2.c, kernels_lowbit_avx512.c.
  */
 #include "kernels_internal.h"
-#include "kernels_lowbit.h"
 
 #include "../core/blocks.h"
 #include "../quant/iq_grid.h"
@@ -216,7 +215,6 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;
     k->dt[LMP_DT_IQ3_S].dotq = ref_dotq_iq3_s;
     k->dt[LMP_DT_IQ2_XS].dotq = ref_dotq_iq2_xs;
-    lmp_kimpl_fill_lowbit_q8_ref(k); /* the other types: kernels_lowbit_ref.c */
 }
 
 #if defined(__x86_64__)
@@ -425,7 +423,6 @@ void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = avx2_dotq_iq4_xs;
     k->dt[LMP_DT_IQ4_NL].to_f32 = avx2_to_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].to_f32 = avx2_to_iq4_xs;
-    lmp_kimpl_fill_lowbit_q8_avx2(k); /* kernels_lowbit_avx2.c */
 }
 
 /* ---------------------------------------------------------------- AVX-512 VNNI */
@@ -531,7 +528,6 @@ void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
     /* IQ3_S and IQ2_XS keep the AVX2 rows (unsigned grid bytes in vpmaddubsw, integer
      * scales): one thread, TinyLlama's up projection, 1419 / 910 us a product against
      * 1518 / 3076 for the two-block VNNI rows this file had (ggml_lowbit_speed.c) */
-        lmp_kimpl_fill_lowbit_q8_avx512(k); /* kernels_lowbit_avx512.c */
-}
+    }
 
 #endif /* __x86_64__ */

@@ -20,11 +20,8 @@
 
 #include "kernels_internal.h"
 
-void lmp_kimpl_fill_lowbit_q8_ref(lmp_kimpl *k);
-#if defined(__x86_64__)
-void lmp_kimpl_fill_lowbit_q8_avx2(lmp_kimpl *k);
-void lmp_kimpl_fill_lowbit_q8_avx512(lmp_kimpl *k); /* AVX-512 VNNI */
-#endif
+/* The fill functions of these leaves (lmp_kimpl_fill_lowbit_q8_ref, _avx2, _avx512) are
+ * declared in kernels_internal.h and listed in kernels.c's g_leaves. */
 
 /* 2^(e - 128): half the E8M0 scale of an MXFP4 block (its code table is doubled). */
 static inline float lmp_lb_e8m0_half(uint8_t e)
