@@ -32,6 +32,9 @@
 
 #include <cjson/cJSON.h>
 
+/* The integer-group formats. One row each in formats/fmt_table.c's table (g_qformats);
+ * adding a format: a value here, its row there, its layout file (see docs/architecture.md,
+ * "How to add a quant format"). */
 typedef enum {
     LMP_QFMT_GPTQ_V1 = 0, /* checkpoint_format "gptq": qzeros hold z-1; sym only */
     LMP_QFMT_GPTQ_V2,     /* checkpoint_format "gptq_v2": qzeros hold z */
@@ -39,8 +42,6 @@ typedef enum {
     LMP_QFMT_CT_PACKED,   /* compressed-tensors format "pack-quantized" */
     LMP_QFMT_COUNT
 } lmp_qformat;
-
-const char *lmp_qformat_name(lmp_qformat f); /* "gptq", "gptq_v2", "awq", "pack-quantized" */
 
 /* What a checkpoint's quantization_config says (and what a reader needs besides the
  * tensors). */
@@ -72,14 +73,61 @@ void lmp_packed_linear_free(lmp_packed_linear *p); /* accepts NULL */
 /* Borrowed pointer to the tensor named `suffix`, or NULL. */
 const lmp_tensor *lmp_packed_linear_find(const lmp_packed_linear *p, const char *suffix);
 
+/* ---------------------------------------------------------------- the table ------- */
+
+/* One integer-group format: everything the model writer, the reader and the commands
+ * need to know about it. The functions live in the format's own file (fmt_gptq.c,
+ * fmt_awq.c, fmt_ct.c), which uses only fmt_common.c, never another format's file nor
+ * the table. */
+typedef struct {
+    const char *name;            /* "gptq", "gptq_v2", "awq", "pack-quantized" */
+    const char *const *aliases;  /* other names the commands accept (NULL-terminated or NULL) */
+    const char *quant_method;    /* quantization_config "quant_method" it is read from */
+    const char *const *required; /* tensor suffixes of one Linear, NULL-terminated;
+                                    required[0] is the packed weight ("is this linear packed") */
+    const char *const *optional; /* read when present (g_idx, zero points) */
+    const char *skip_key;        /* quantization_config list of the linears left dense */
+    const char *asym_refusal;    /* non-NULL: symmetric only; the writer's refusal */
+    lmp_qformat asym_format;     /* with asym_refusal: the format that holds asymmetric zeros */
+    bool scale_dtypes;           /* scales stored as F16, BF16 or F32 on request (else F16) */
+    bool quantize_config_json;   /* the folder also gets quantize_config.json */
+    /* canonical -> packing (scale_dtype only where scale_dtypes); *out owned */
+    int (*pack)(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+    /* packing (in->format) -> canonical, every shape and range checked against cfg */
+    int (*unpack)(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+    /* the quantization_config object (owned cJSON) */
+    cJSON *(*config_json)(const lmp_intq_config *c, lmp_qformat f);
+    /* reads a quantization_config whose quant_method is this row's: which of the formats
+     * sharing that quant_method (*f) and its config; LMP_EUNSUPPORTED for variants not
+     * in the table, with a message */
+    int (*config_read)(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+} lmp_qformat_row;
+
+/* The row of f, or NULL when f is not a format. */
+const lmp_qformat_row *lmp_qformat_get(lmp_qformat f);
+const char *lmp_qformat_name(lmp_qformat f); /* row's name, "?" for none */
+/* Format by its name or one of its aliases ("compressed-tensors", "ct", "gptq-v2"),
+ * case-insensitive; LMP_EINVAL naming the known ones otherwise. */
+int lmp_qformat_by_name(const char *name, lmp_qformat *f);
+/* "gptq, gptq_v2, awq or pack-quantized" (the names, or with quant_methods = true the
+ * distinct quant_methods) into buf. Returns buf. */
+const char *lmp_qformat_list(char *buf, size_t n, bool quant_methods);
+/* The format to write for zero points that are (a)symmetric: f itself, or its row's
+ * asym_format when f is symmetric-only and sym is false. */
+lmp_qformat lmp_qformat_for_zeros(lmp_qformat f, bool sym);
+
+/* ---------------------------------------------------------------- per format ------ */
+
 /* Canonical -> packing. `scale_dtype` matters only for compressed-tensors: LMP_DT_F16
- * (the usual), LMP_DT_BF16 or LMP_DT_F32; GPTQ and AWQ always store f16. Scales are rounded to the stored dtype (exact when the quantizer ran with
- * scale_f16). Refuses, with a message naming the constraint: bits the packing lacks,
- * shapes it cannot hold, asymmetric GPTQ v1, act-order in AWQ, zero points above 2^bits-1.
- * *out is owned by the caller (lmp_packed_linear_free). */
-int lmp_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_packed_linear *out);
-int lmp_awq_pack(const lmp_qtensor *q, lmp_packed_linear *out);
-int lmp_ct_pack(const lmp_qtensor *q, lmp_dtype scale_dtype, lmp_packed_linear *out);
+ * (the usual), LMP_DT_BF16 or LMP_DT_F32; GPTQ and AWQ always store f16 (AWQ and CT
+ * ignore f: they have one format each). Scales are rounded to the stored dtype (exact when
+ * the quantizer ran with scale_f16). Refuses, with a message naming the constraint: bits
+ * the packing lacks, shapes it cannot hold, asymmetric GPTQ v1, act-order in AWQ, zero
+ * points above 2^bits-1. *out is owned by the caller (lmp_packed_linear_free). */
+int lmp_fmt_gptq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_fmt_awq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+int lmp_fmt_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out);
+/* Dispatch through the table. */
 int lmp_qformat_pack(lmp_qformat f, const lmp_qtensor *q, lmp_dtype scale_dtype,
                      lmp_packed_linear *out);
 
@@ -87,11 +135,11 @@ int lmp_qformat_pack(lmp_qformat f, const lmp_qtensor *q, lmp_dtype scale_dtype,
  * quantization_config); every shape, dtype and value range is checked against it before
  * use, and errors name the tensor. sym is kept only when every zero equals 2^(bits-1)
  * (AWQ: decided by the zeros alone). GPTQ v1 zeros are read as stored + 1, what its
- * loaders compute. A trivial g_idx is dropped. *out is initialized here. */
-int lmp_gptq_unpack(const lmp_packed_linear *in, lmp_qformat f, const lmp_intq_config *cfg,
-                    lmp_qtensor *out);
-int lmp_awq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
-int lmp_ct_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+ * loaders compute (the variant is in->format). A trivial g_idx is dropped. *out is
+ * initialized here. */
+int lmp_fmt_gptq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_fmt_awq_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
+int lmp_fmt_ct_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg, lmp_qtensor *out);
 int lmp_qformat_unpack(const lmp_packed_linear *in, const lmp_intq_config *cfg,
                        lmp_qtensor *out);
 
@@ -105,23 +153,19 @@ int lmp_packed_linear_from_st(const lmp_st_reader *r, const char *prefix, lmp_qf
                               lmp_packed_linear *out);
 
 /* quantization_config objects (owned cJSON, cJSON_Delete). GPTQ's is also the whole of
- * quantize_config.json. AWQ: modules_to_not_convert NULL-terminated list or NULL (null).
- * compressed-tensors: `ignore` NULL-terminated list, NULL = {"lm_head"}. */
-cJSON *lmp_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
-cJSON *lmp_awq_config_json(const lmp_intq_config *c, const char *const *modules_to_not_convert);
-cJSON *lmp_ct_config_json(const lmp_intq_config *c, const char *const *ignore);
+ * quantize_config.json. AWQ: "modules_to_not_convert" null; compressed-tensors: "ignore"
+ * ["lm_head"] (the model writer fills in the linears it keeps dense). */
+cJSON *lmp_fmt_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_fmt_awq_config_json(const lmp_intq_config *c, lmp_qformat f);
+cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f);
 cJSON *lmp_qformat_config_json(lmp_qformat f, const lmp_intq_config *c);
-/* Reads a quantization_config object: the format and its config. LMP_EUNSUPPORTED for
- * other quant_methods / formats / several weight groups, with a message. */
+/* Each format's quantization_config reader (the rows' config_read). */
+int lmp_fmt_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+int lmp_fmt_awq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+/* Reads a quantization_config object: the row whose quant_method it names reads it, then
+ * bits and group_size are range-checked. LMP_EUNSUPPORTED for other quant_methods /
+ * formats / several weight groups, with a message. */
 int lmp_qformat_config_parse(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
-
-/* Helpers shared by formats/gptq.c, awq.c, ctensors.c (not for other callers).
- * check_tensor: `t` present (else LMP_ENOTFOUND), dtype `dt` (-1: any), `ndim` dims,
- * shape[i] (-1: any), byte size consistent; messages name `fmt` and `name`.
- * scale_at: element i of an F16/BF16/F32 tensor as f32. */
-int lmp_pack_check_tensor(const lmp_tensor *t, const char *fmt, const char *name, int dt,
-                          int ndim, const int64_t *shape);
-float lmp_pack_scale_at(const lmp_tensor *t, int64_t i);
-bool lmp_pack_scale_dtype_ok(const lmp_tensor *t);
 
 #endif

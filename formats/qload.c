@@ -7,7 +7,8 @@
  * hands it to the model (lmp_model_adopt_linear_q), which keeps it packed and runs it with
  * the intgroup kernels. Memory: the packed payload (about bits/8 bytes per weight plus
  * scales), never an f32 copy. Also lmp_model_load_any, the one entry point the tools use.
- * Not here: the packings (gptq.c, awq.c, ctensors.c), the kernels (lib/infer).
+ * Not here: the packings (fmt_gptq.c, fmt_awq.c, fmt_ct.c via fmt_table.c), the kernels
+ * (lib/infer).
  */
 #include "qmodel.h"
 #include "sparse.h"

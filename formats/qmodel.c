@@ -1,7 +1,7 @@
 /*
- * Quantized model folders (GPTQ v1/v2, compressed-tensors pack-quantized): the streaming
- * writer, the reader that hands each linear back as a canonical lmp_qtensor, and the glue
- * behind `lmpress quantize --method gptq|rtn`. See qmodel.h.
+ * Quantized model folders (GPTQ v1/v2, AWQ, compressed-tensors pack-quantized): the
+ * streaming writer and the reader that hands each linear back as a canonical lmp_qtensor.
+ * What differs between formats comes from their row in fmt_table.c. See qmodel.h.
  *
  * Streaming with safetensors' header-first layout: every packed shape is known before
  * the first forward pass, because it depends only on the linear's shape and the
@@ -11,8 +11,8 @@
  * actual packing of each linear is checked against its declaration.
  */
 #include "qmodel.h"
+#include "folder.h"
 
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -342,13 +342,14 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                        "%s: GGUF input cannot be written as GPTQ / compressed-tensors (llama.cpp names and "
                        "permuted q/k rows); convert it to a Hugging Face folder first (lmpress convert)",
                        ck->path);
-    if (p->format != LMP_QFMT_GPTQ_V1 && p->format != LMP_QFMT_GPTQ_V2 && p->format != LMP_QFMT_CT_PACKED &&
-        p->format != LMP_QFMT_AWQ_GEMM)
-        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (gptq, gptq_v2, awq or pack-quantized)",
-                       lmp_qformat_name(p->format));
-    if (p->format == LMP_QFMT_GPTQ_V1 && !qc->sym)
-        return lmp_err(LMP_EINVAL, "GPTQ v1 (checkpoint_format \"gptq\") cannot hold asymmetric zero points; "
-                                   "write gptq_v2 or compressed-tensors");
+    const lmp_qformat_row *row = lmp_qformat_get(p->format);
+    if (!row) {
+        char list[256];
+        return lmp_err(LMP_EUNSUPPORTED, "quantized writer: format %s (%s)", lmp_qformat_name(p->format),
+                       lmp_qformat_list(list, sizeof list, false));
+    }
+    if (row->asym_refusal && !qc->sym)
+        return lmp_err(LMP_EINVAL, "%s", row->asym_refusal);
     lmp_qmodel_writer *w = calloc(1, sizeof *w);
     if (!w)
         return lmp_err(LMP_ENOMEM, "out of memory");
@@ -356,7 +357,7 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
     w->ck = ck;
     w->qc = *qc;
     w->p = *p;
-    if (p->format == LMP_QFMT_CT_PACKED)
+    if (row->scale_dtypes)
         w->qc.scale_dtype = p->scale_dtype ? p->scale_dtype : LMP_DT_F16;
     w->n_layers = cfg->n_layers;
     w->gidx = qc->desc_act && !qc->static_groups;
@@ -623,20 +624,6 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
     return LMP_OK;
 }
 
-static int write_json_file(const char *dir, const char *name, cJSON *j)
-{
-    char *txt = cJSON_Print(j), *path = lmp_path_join(dir, name);
-    int rc;
-    if (!txt || !path) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
-    } else {
-        rc = lmp_write_text(path, txt);
-    }
-    free(txt);
-    free(path);
-    return rc;
-}
-
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
     cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
@@ -644,7 +631,7 @@ static cJSON *qconfig_json(const lmp_qmodel_writer *w)
         return j;
     /* the linears --keep left dense: compressed-tensors lists them in "ignore", GPTQ and
      * AWQ configs in "modules_to_not_convert" */
-    const char *key = w->p.format == LMP_QFMT_CT_PACKED ? "ignore" : "modules_to_not_convert";
+    const char *key = lmp_qformat_get(w->p.format)->skip_key;
     cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, key);
     if (!cJSON_IsArray(arr)) {
         cJSON_DeleteItemFromObjectCaseSensitive(j, key);
@@ -663,26 +650,10 @@ static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 static int write_configs(lmp_qmodel_writer *w)
 {
     const lmp_ckpt *ck = w->ck;
-    char *src = NULL, *orig = ck->dir ? lmp_path_join(ck->dir, "config.json") : NULL;
     cJSON *j = NULL;
-    int rc = LMP_OK;
-    if (orig && lmp_read_file(orig, &src, NULL) == 0) {
-        j = cJSON_Parse(src);
-        if (!cJSON_IsObject(j)) {
-            rc = lmp_err(LMP_EFORMAT, "%s: cannot re-read config.json", orig);
-            goto done;
-        }
-    } else {
-        char *txt = NULL;
-        if ((rc = lmp_config_to_json(lmp_model_config(w->m), &txt)))
-            goto done;
-        j = cJSON_Parse(txt);
-        free(txt);
-        if (!j) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-    }
+    int rc = lmp_fmt_config_json(ck->dir, lmp_model_config(w->m), &j);
+    if (rc)
+        goto done;
     cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
     cJSON *qc = qconfig_json(w);
     if (!qc) {
@@ -694,15 +665,15 @@ static int write_configs(lmp_qmodel_writer *w)
         cJSON_DeleteItemFromObjectCaseSensitive(j, "torch_dtype");
         cJSON_AddStringToObject(j, "torch_dtype", w->p.dense_dtype == LMP_DT_BF16 ? "bfloat16" : "float16");
     }
-    if ((rc = write_json_file(w->tmp, "config.json", j)))
+    if ((rc = lmp_fmt_write_json(w->tmp, "config.json", j)))
         goto done;
-    if (w->p.format == LMP_QFMT_GPTQ_V1 || w->p.format == LMP_QFMT_GPTQ_V2) {
+    if (lmp_qformat_get(w->p.format)->quantize_config_json) {
         cJSON *q2 = qconfig_json(w);
         if (!q2) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
-        rc = write_json_file(w->tmp, "quantize_config.json", q2);
+        rc = lmp_fmt_write_json(w->tmp, "quantize_config.json", q2);
         cJSON_Delete(q2);
         if (rc)
             goto done;
@@ -710,8 +681,6 @@ static int write_configs(lmp_qmodel_writer *w)
     rc = lmp_tokenizer_files_write(ck, w->tmp);
 done:
     cJSON_Delete(j);
-    free(src);
-    free(orig);
     return rc;
 }
 
@@ -822,7 +791,7 @@ const lmp_st_reader *lmp_qmodel_tensors(const lmp_qmodel *q) { return &q->st; }
 bool lmp_qmodel_has_linear(const lmp_qmodel *q, const char *prefix)
 {
     char name[2 * LMP_MAX_NAME];
-    snprintf(name, sizeof name, "%s.%s", prefix, q->format == LMP_QFMT_CT_PACKED ? "weight_packed" : "qweight");
+    snprintf(name, sizeof name, "%s.%s", prefix, lmp_qformat_get(q->format)->required[0]);
     return lmp_st_find(&q->st, name) != NULL;
 }
 
@@ -849,133 +818,4 @@ int lmp_qmodel_layer_linear(const lmp_qmodel *q, int layer, lmp_linear which, lm
         return lmp_err(LMP_EINVAL, "%s: no linear %d in block %d", q->dir, (int)which, layer);
     }
     return lmp_qmodel_linear(q, lmp_linear_hf_prefix(layer, which, prefix, sizeof prefix), out);
-}
-
-/* ---------------------------------------------------------------- quantize -------- */
-
-void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p)
-{
-    memset(p, 0, sizeof *p);
-    lmp_qpipe_default_params(&p->pipe);
-    lmp_calib_default_params(&p->calib);
-    lmp_qmodel_write_default_params(&p->write);
-}
-
-void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r)
-{
-    if (r)
-        lmp_qpipe_result_free(&r->pipe);
-}
-
-int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
-                        lmp_qmodel_quant_result *r)
-{
-    memset(r, 0, sizeof *r);
-    double t0 = lmp_time_s();
-    if (!p->write.force && lmp_path_exists(out))
-        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
-    if (p->pipe.method == LMP_QMETHOD_GPTQ && !p->calib_path)
-        return lmp_err(LMP_EINVAL, "GPTQ needs calibration text (--calib FILE)");
-    if (p->pipe.method == LMP_QMETHOD_AWQ && !p->calib_path)
-        return lmp_err(LMP_EINVAL, "AWQ needs calibration text (--calib FILE)");
-    lmp_model *m = NULL;
-    lmp_calib_data cal = {0};
-    lmp_qmodel_writer *w = NULL;
-    uint8_t *keep = NULL;
-    int rc;
-    if ((rc = lmp_model_load(&m, model)))
-        return rc;
-    if ((rc = lmp_qpipe_check(m, &p->pipe)))
-        goto done;
-    lmp_intq_config qc;
-    lmp_intq_config_init(&qc, NULL);
-    qc.bits = p->pipe.bits;
-    qc.group_size = p->pipe.group_size;
-    qc.sym = p->pipe.sym;
-    qc.desc_act = p->pipe.act_order && p->pipe.method == LMP_QMETHOD_GPTQ;
-    qc.static_groups = p->pipe.static_groups && qc.desc_act;
-    qc.true_sequential = p->pipe.true_sequential;
-    qc.damp_percent = p->pipe.damp;
-    qc.scale_dtype = p->write.scale_dtype ? p->write.scale_dtype : LMP_DT_F16;
-    if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input cannot be written as GPTQ / compressed-tensors; convert it to "
-                                       "a Hugging Face folder first (lmpress convert)", model);
-        goto done;
-    }
-    if (p->calib_path) {
-        lmp_calib_params cpar = p->calib;
-        if (p->pipe.method == LMP_QMETHOD_AWQ && cpar.seq_len == 0) { /* AutoAWQ's max_calib_seq_len */
-            int ctx = lmp_model_config(m)->max_pos > 0 ? lmp_model_config(m)->max_pos : 512;
-            cpar.seq_len = ctx < 512 ? ctx : 512;
-        }
-        if ((rc = lmp_calib_load(m, p->calib_path, &cpar, &cal)))
-            goto done;
-        r->calib_text_tokens = cal.n_text_tokens;
-        uint64_t ab = lmp_qpipe_act_bytes(m, &cal);
-        if (ab >= (256ull << 20))
-            lmp_info("calibration activations: %d x %d tokens x hidden %d in f32 = %.2f GiB held for the whole run "
-                     "(fewer --calib-samples or a shorter --calib-seqlen use less)",
-                     cal.n_samples, cal.seq_len, lmp_model_config(m)->hidden_size, ab / 1073741824.0);
-    }
-    lmp_qmodel_write_params wp = p->write;
-    if (p->n_keep) {
-        if (p->pipe.method == LMP_QMETHOD_AWQ) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "--keep with --method awq: AWQ folds its scales into the neighbouring "
-                                           "norms and linears; use --method gptq or rtn to keep linears dense");
-            goto done;
-        }
-        const int nl = lmp_model_config(m)->n_layers;
-        if (!(keep = calloc((size_t)nl * LMP_LIN_COUNT, 1))) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-        for (int i = 0; i < p->n_keep && !rc; i++) {
-            regex_t re;
-            int e = regcomp(&re, p->keep[i], REG_EXTENDED | REG_NOSUB);
-            if (e) {
-                rc = lmp_err(LMP_EINVAL, "--keep '%s': bad regular expression", p->keep[i]);
-                break;
-            }
-            int hits = 0;
-            for (int l = 0; l < nl; l++)
-                for (int k = 0; k < LMP_LIN_COUNT; k++) {
-                    char hf[LMP_MAX_NAME], full[LMP_MAX_NAME + 8], gg[LMP_MAX_NAME];
-                    lmp_linear_hf_prefix(l, (lmp_linear)k, hf, sizeof hf);
-                    snprintf(full, sizeof full, "%s.weight", hf);
-                    bool hit = regexec(&re, full, 0, NULL, 0) == 0 ||
-                               (lmp_name_hf_to_gguf(full, gg, sizeof gg) == 0 && regexec(&re, gg, 0, NULL, 0) == 0);
-                    if (hit) {
-                        keep[l * LMP_LIN_COUNT + k] = 1;
-                        hits++;
-                    }
-                }
-            regfree(&re);
-            if (!hits)
-                lmp_warn("--keep '%s' matches no linear layer (names: model.layers.N.self_attn.q_proj or "
-                         "blk.N.attn_q.weight; embeddings, norms and lm_head always stay unquantized)", p->keep[i]);
-        }
-        if (rc)
-            goto done;
-        wp.keep = keep;
-    }
-    if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &wp)))
-        goto done;
-    lmp_qpipe_params pp = p->pipe;
-    pp.keep = keep;
-    pp.act_order = qc.desc_act;
-    pp.sink = lmp_qmodel_writer_layer;
-    pp.sink_ctx = w;
-    pp.fold_sink = lmp_qmodel_writer_fold;
-    if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
-        goto done;
-    rc = lmp_qmodel_writer_finish(w, &r->write);
-    w = NULL;
-done:
-    lmp_qmodel_writer_abort(w);
-    lmp_calib_free(&cal);
-    lmp_model_free(m);
-    free(keep);
-    r->seconds = lmp_time_s() - t0;
-    r->peak_rss = lmp_peak_rss();
-    return rc;
 }

@@ -9,9 +9,9 @@
  * and renamed when complete. The reader opens such a folder and returns each linear as
  * the canonical intgroup lmp_qtensor, for the engine to run next.
  *
- * Also the glue `lmpress quantize --method gptq|rtn` calls: model + calibration +
- * pipeline + writer (lib/quant does not include formats/, so the pairing lives here).
- * Not here: the per-Linear packings (gptq.c, ctensors.c), the algorithms (lib/quant).
+ * Not here: the per-Linear packings (fmt_gptq.c, fmt_awq.c, fmt_ct.c through the table in
+ * fmt_table.c), the algorithms (lib/quant), the whole-model job `lmpress quantize
+ * --method gptq|rtn|awq` runs (jobs/quantize_model.h).
  */
 #ifndef LMP_QMODEL_H
 #define LMP_QMODEL_H
@@ -99,37 +99,6 @@ int lmp_qmodel_linear(const lmp_qmodel *q, const char *prefix, lmp_qtensor *out)
  * q/k/v or gate/up part of a fused phi3 linear. Returns status. */
 int lmp_qtensor_intgroup_rows(const lmp_qtensor *q, int64_t r0, int64_t rows, lmp_qtensor *out);
 int lmp_qmodel_layer_linear(const lmp_qmodel *q, int layer, lmp_linear which, lmp_qtensor *out);
-
-/* ---------------------------------------------------------------- quantize -------- */
-
-typedef struct {
-    lmp_qpipe_params pipe;       /* method, bits, group, ...; its sink is the writer */
-    lmp_calib_params calib;
-    const char *calib_path;      /* required for GPTQ; optional for RTN (errors measured) */
-    lmp_qmodel_write_params write;
-    /* --keep: extended regexes; a linear whose Hugging Face name (model.layers.0.mlp.down_proj)
-     * or llama.cpp name (blk.0.ffn_down.weight) matches stays dense (GPTQ, RTN; not AWQ,
-     * whose scales are folded into the neighbours). A pattern matching nothing is warned. */
-    const char *const *keep;
-    int n_keep;
-} lmp_qmodel_quant_params;
-
-typedef struct {
-    lmp_qpipe_result pipe;       /* owned: lmp_qmodel_quant_result_free */
-    lmp_qmodel_write_stats write;
-    int64_t calib_text_tokens;
-    double seconds;
-    uint64_t peak_rss;
-} lmp_qmodel_quant_result;
-
-void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p);
-void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r); /* accepts NULL */
-/* Loads `model`, draws the calibration windows, runs the pipeline with the writer as
- * its sink, and completes `out`. Everything that can be refused (existing output, bad
- * group size, format constraints, short calibration text) is refused before the first
- * forward pass. `out` appears only when complete. */
-int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
-                        lmp_qmodel_quant_result *r);
 
 /* ---------------------------------------------------------------- engine loading --
  * (formats/qload.c) */

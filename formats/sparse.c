@@ -1,22 +1,30 @@
 /*
  * Pruned model folders: dense / sparse-bitmask / sparse-24-bitmask writers (streaming,
  * block by block), the decompressing reader the engine uses, the structured (smaller
- * model) writer and the `lmpress prune` glue. See sparse.h for the layouts.
+ * model) writer. See sparse.h for the layouts; `lmpress prune` is jobs/prune_model.c.
  */
 #include "sparse.h"
-#include "formats/formats.h"
+#include "folder.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const g_fmt_names[] = {"dense", "sparse-bitmask", "sparse-24-bitmask"};
+static const lmp_sparse_format_row g_spformats[LMP_SPFMT_COUNT] = {
+    [LMP_SPFMT_DENSE] = {.name = "dense"},
+    [LMP_SPFMT_BITMASK] = {.name = "sparse-bitmask", .compressed = true, .row_offsets = true},
+    [LMP_SPFMT_24] = {.name = "sparse-24-bitmask", .compressed = true, .two_of_four = true},
+};
+
+const lmp_sparse_format_row *lmp_sparse_format_get(lmp_sparse_format f)
+{
+    return (unsigned)f < LMP_SPFMT_COUNT ? &g_spformats[f] : NULL;
+}
 
 const char *lmp_sparse_format_name(lmp_sparse_format f)
 {
-    return (unsigned)f < 3 ? g_fmt_names[f] : "?";
+    const lmp_sparse_format_row *r = lmp_sparse_format_get(f);
+    return r ? r->name : "?";
 }
 
 /* ---------------------------------------------------------------- helpers --------- */
@@ -45,52 +53,7 @@ static int linear_of(const char *name, int layer, const char *suffix)
     return -1;
 }
 
-static int write_json_file(const char *dir, const char *name, cJSON *j)
-{
-    char *txt = cJSON_Print(j), *path = lmp_path_join(dir, name);
-    int rc;
-    if (!txt || !path) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory writing %s", name);
-    } else {
-        rc = lmp_write_text(path, txt);
-    }
-    free(txt);
-    free(path);
-    return rc;
-}
 
-/* config.json of the input (or one generated from cfg) as a cJSON object (owned). */
-static int config_json(const char *srcdir, const lmp_config *cfg, cJSON **out)
-{
-    *out = NULL;
-    char *src = NULL, *path = srcdir ? lmp_path_join(srcdir, "config.json") : NULL;
-    cJSON *j = NULL;
-    if (path && lmp_read_file(path, &src, NULL) == 0) {
-        j = cJSON_Parse(src);
-        if (!cJSON_IsObject(j)) {
-            cJSON_Delete(j);
-            free(src);
-            int rc = lmp_err(LMP_EFORMAT, "%s: cannot re-read config.json", path);
-            free(path);
-            return rc;
-        }
-    } else {
-        char *txt = NULL;
-        int rc = lmp_config_to_json(cfg, &txt);
-        if (rc) {
-            free(path);
-            return rc;
-        }
-        j = cJSON_Parse(txt);
-        free(txt);
-    }
-    free(src);
-    free(path);
-    if (!j)
-        return lmp_err(LMP_ENOMEM, "out of memory");
-    *out = j;
-    return LMP_OK;
-}
 
 static void json_set_num(cJSON *j, const char *key, double v)
 {
@@ -98,28 +61,6 @@ static void json_set_num(cJSON *j, const char *key, double v)
     cJSON_AddNumberToObject(j, key, v);
 }
 
-static uint64_t path_bytes(const char *path)
-{
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return 0;
-    if (!S_ISDIR(sb.st_mode))
-        return (uint64_t)sb.st_size;
-    uint64_t n = 0;
-    DIR *d = opendir(path);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char *p = lmp_path_join(path, e->d_name);
-        if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
-            n += (uint64_t)sb.st_size;
-        free(p);
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
 
 /* ---------------------------------------------------------------- writer ---------- */
 
@@ -127,6 +68,7 @@ struct lmp_sparse_writer {
     const lmp_model *m;
     const lmp_ckpt *ck;
     lmp_sparse_format f;
+    const lmp_sparse_format_row *row;
     lmp_prune_spec spec;
     char *dir, *tmp;
     lmp_st_writer *sw;
@@ -160,39 +102,25 @@ static int declare_linear(lmp_sparse_writer *w, const char *prefix, lmp_dtype dt
     char name[2 * LMP_MAX_NAME];
     int rc;
     int64_t zeros = lmp_prune_matrix_zeros(&w->spec, rows, cols), nnz = rows * cols - zeros;
-    switch (w->f) {
-    case LMP_SPFMT_DENSE: {
+    if (!w->row->compressed) {
         int64_t sh[2] = {rows, cols};
         snprintf(name, sizeof name, "%s.weight", prefix);
         return lmp_st_writer_add(w->sw, name, dt, 2, sh);
     }
-    case LMP_SPFMT_BITMASK: {
-        int64_t s1[1] = {2}, s2[1] = {nnz}, s3[2] = {rows, (cols + 7) / 8}, s4[1] = {rows};
-        snprintf(name, sizeof name, "%s.shape", prefix);
-        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s1)))
-            return rc;
-        snprintf(name, sizeof name, "%s.compressed", prefix);
-        if ((rc = lmp_st_writer_add(w->sw, name, dt, 1, s2)))
-            return rc;
-        snprintf(name, sizeof name, "%s.bitmask", prefix);
-        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3)))
-            return rc;
-        snprintf(name, sizeof name, "%s.row_offsets", prefix);
-        return lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s4);
-    }
-    case LMP_SPFMT_24: {
-        int64_t s1[2] = {2, 1}, s2[2] = {rows, cols / 2}, s3[2] = {rows, (cols + 7) / 8};
-        snprintf(name, sizeof name, "%s.shape", prefix);
-        if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, 2, s1)))
-            return rc;
-        snprintf(name, sizeof name, "%s.compressed", prefix);
-        if ((rc = lmp_st_writer_add(w->sw, name, dt, 2, s2)))
-            return rc;
-        snprintf(name, sizeof name, "%s.bitmask", prefix);
-        return lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3);
-    }
-    }
-    return lmp_err(LMP_EINVAL, "sparse writer: format %d", (int)w->f);
+    /* shape, compressed, bitmask (+ row_offsets) */
+    const bool t24 = w->row->two_of_four;
+    int64_t s1[2] = {2, 1}, s2[2] = {t24 ? rows : nnz, cols / 2}, s3[2] = {rows, (cols + 7) / 8}, s4[1] = {rows};
+    snprintf(name, sizeof name, "%s.shape", prefix);
+    if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, t24 ? 2 : 1, s1)))
+        return rc;
+    snprintf(name, sizeof name, "%s.compressed", prefix);
+    if ((rc = lmp_st_writer_add(w->sw, name, dt, t24 ? 2 : 1, s2)))
+        return rc;
+    snprintf(name, sizeof name, "%s.bitmask", prefix);
+    if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3)) || !w->row->row_offsets)
+        return rc;
+    snprintf(name, sizeof name, "%s.row_offsets", prefix);
+    return lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s4);
 }
 
 int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const char *dir, lmp_sparse_format f,
@@ -203,9 +131,10 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
     if (ck->kind == LMP_CKPT_GGUF)
         return lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input cannot be written as a Hugging Face folder (llama.cpp names "
                                          "and permuted q/k rows); convert it first (lmpress convert)", ck->path);
-    if ((unsigned)f > LMP_SPFMT_24)
+    const lmp_sparse_format_row *row = lmp_sparse_format_get(f);
+    if (!row)
         return lmp_err(LMP_EINVAL, "sparse writer: unknown format %d", (int)f);
-    if (f == LMP_SPFMT_24 && !(spec->m == 4 && spec->n == 2))
+    if (row->two_of_four && !(spec->m == 4 && spec->n == 2))
         return lmp_err(LMP_EINVAL, "sparse-24-bitmask holds the 2:4 pattern only (--pattern 2:4); use sparse-bitmask "
                                    "for other sparsity");
     lmp_sparse_writer *w = calloc(1, sizeof *w);
@@ -214,6 +143,7 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
     w->m = m;
     w->ck = ck;
     w->f = f;
+    w->row = row;
     w->spec = *spec;
     w->n_layers = lmp_model_config(m)->n_layers;
     w->dir = strdup(dir);
@@ -237,7 +167,7 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
      * tensor's layout); the compressed formats are per linear */
     const lmp_config *cfg = lmp_model_config(m);
     const bool fq = cfg->fused_qkv, fg = cfg->fused_gate_up;
-    if ((fq || fg) && f != LMP_SPFMT_DENSE) {
+    if ((fq || fg) && row->compressed) {
         rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s stores q/k/v and gate/up fused; the compressed "
                                        "sparse formats are not supported for it (write --format safetensors)",
                      cfg->model_type);
@@ -364,7 +294,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
         uint8_t *row = wbuf(w, (size_t)cols * (es > 4 ? es : 4) + (size_t)mb + 64);
         if (!row)
             return lmp_err(LMP_ENOMEM, "out of memory");
-        if (w->f == LMP_SPFMT_DENSE) {
+        if (!w->row->compressed) {
             for (int64_t r = 0; r < rows && rc == 0; r++) {
                 tr->from_f32(W[k] + r * cols, row, cols);
                 rc = wbytes(w, row, (size_t)cols * es);
@@ -381,7 +311,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
                 for (int64_t j = 0; j < cols; j++)
                     if (mask[k][r * cols + j])
                         vals[n++] = W[k][r * cols + j];
-                if (w->f == LMP_SPFMT_24 && n != cols / 2) {
+                if (w->row->two_of_four && n != cols / 2) {
                     rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld keeps %lld of %lld (2:4 keeps half)", prefix,
                                  (long long)r, (long long)n, (long long)cols);
                     break;
@@ -398,7 +328,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
                         row[j >> 3] |= (uint8_t)(1u << (j & 7));
                 rc = wbytes(w, row, (size_t)mb);
             }
-            if (w->f == LMP_SPFMT_BITMASK) {
+            if (w->row->row_offsets) {
                 int64_t off = 0;
                 for (int64_t r = 0; r < rows && rc == 0; r++) {
                     rc = wbytes(w, &off, sizeof off);
@@ -406,7 +336,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
                         off += mask[k][r * cols + j];
                 }
             }
-            if (w->f == LMP_SPFMT_24)
+            if (w->row->two_of_four)
                 for (int64_t r = 0; r < rows && rc == 0; r++)
                     for (int64_t g = 0; g < cols; g += 4) {
                         int n = mask[k][r * cols + g] + mask[k][r * cols + g + 1] + mask[k][r * cols + g + 2] +
@@ -417,7 +347,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
                             break;
                         }
                     }
-            w->st.n_tensors += w->f == LMP_SPFMT_BITMASK ? 3 : 2;
+            w->st.n_tensors += w->row->row_offsets ? 3 : 2;
         }
         if (rc)
             return rc;
@@ -440,7 +370,7 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
     return LMP_OK;
 }
 
-static cJSON *sparsity_config(const char *format, const lmp_prune_spec *s, double global)
+cJSON *lmp_sparse_config_json(const char *format, const lmp_prune_spec *s, double global)
 {
     cJSON *sc = cJSON_CreateObject();
     char structure[32];
@@ -470,10 +400,10 @@ int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
     rc = lmp_st_writer_finish(w->sw);
     w->sw = NULL;
     if (rc == 0)
-        rc = config_json(w->ck->dir, lmp_model_config(w->m), &j);
+        rc = lmp_fmt_config_json(w->ck->dir, lmp_model_config(w->m), &j);
     if (rc == 0) {
         cJSON_DeleteItemFromObjectCaseSensitive(j, "quantization_config");
-        if (w->f != LMP_SPFMT_DENSE) {
+        if (w->row->compressed) {
             cJSON *qc = cJSON_CreateObject();
             /* exactly what compressed-tensors reads for a sparse-only model: its
              * ModelCompressor.parse_quantization_config takes every key other than
@@ -481,10 +411,10 @@ int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st)
              * quantization config, so the format lives in sparsity_config only */
             cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
             double global = w->st.params ? (double)w->st.zeros / (double)w->st.params : 0;
-            cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config(lmp_sparse_format_name(w->f), &w->spec, global));
+            cJSON_AddItemToObject(qc, "sparsity_config", lmp_sparse_config_json(lmp_sparse_format_name(w->f), &w->spec, global));
             cJSON_AddItemToObject(j, "quantization_config", qc);
         }
-        rc = write_json_file(w->tmp, "config.json", j);
+        rc = lmp_fmt_write_json(w->tmp, "config.json", j);
     }
     if (rc == 0)
         rc = lmp_tokenizer_files_write(w->ck, w->tmp);
@@ -531,13 +461,11 @@ static int read_sparsity(const char *dir, lmp_sparse_format *fmt, cJSON **cfg)
     const cJSON *sc = qc ? cJSON_GetObjectItemCaseSensitive(qc, "sparsity_config") : NULL;
     const cJSON *f = sc ? cJSON_GetObjectItemCaseSensitive(sc, "format") : NULL;
     if (cJSON_IsString(f)) {
-        if (strcmp(f->valuestring, "sparse-bitmask") == 0) {
-            *fmt = LMP_SPFMT_BITMASK;
-            rc = 0;
-        } else if (strcmp(f->valuestring, "sparse-24-bitmask") == 0) {
-            *fmt = LMP_SPFMT_24;
-            rc = 0;
-        }
+        for (int i = 0; i < LMP_SPFMT_COUNT && rc; i++)
+            if (g_spformats[i].compressed && strcmp(f->valuestring, g_spformats[i].name) == 0) {
+                *fmt = (lmp_sparse_format)i;
+                rc = 0;
+            }
     }
     if (rc == 0 && cfg)
         *cfg = j;
@@ -569,6 +497,7 @@ static bool has_suffix_of(const char *name, const char *suffix, char *prefix, si
 
 static int find_parts(const lmp_st_reader *st, const char *prefix, lmp_sparse_format f, sp_parts *p)
 {
+    const lmp_sparse_format_row *row = &g_spformats[f];
     char name[2 * LMP_MAX_NAME];
     memset(p, 0, sizeof *p);
     snprintf(name, sizeof name, "%s.shape", prefix);
@@ -579,9 +508,9 @@ static int find_parts(const lmp_st_reader *st, const char *prefix, lmp_sparse_fo
     p->mask = lmp_st_find(st, name);
     snprintf(name, sizeof name, "%s.row_offsets", prefix);
     p->offs = lmp_st_find(st, name);
-    if (!p->shape || !p->comp || !p->mask || (f == LMP_SPFMT_BITMASK && !p->offs))
+    if (!p->shape || !p->comp || !p->mask || (row->row_offsets && !p->offs))
         return lmp_err(LMP_EFORMAT, "%s: incomplete compressed weight (needs shape, compressed, bitmask%s)", prefix,
-                       f == LMP_SPFMT_BITMASK ? ", row_offsets" : "");
+                       row->row_offsets ? ", row_offsets" : "");
     if (p->shape->dtype != LMP_DT_I64 || lmp_tensor_nelem(p->shape) != 2)
         return lmp_err(LMP_EFORMAT, "%s.shape: expected two int64 values", prefix);
     const int64_t *sh = p->shape->data;
@@ -601,13 +530,13 @@ static int find_parts(const lmp_st_reader *st, const char *prefix, lmp_sparse_fo
         int64_t n = 0;
         for (int64_t j = 0; j < p->cols; j++)
             n += bm[r * mb + (j >> 3)] >> (j & 7) & 1;
-        if (f == LMP_SPFMT_BITMASK) {
+        if (row->row_offsets) {
             if (p->offs->dtype != LMP_DT_I64 || lmp_tensor_nelem(p->offs) != p->rows)
                 return lmp_err(LMP_EFORMAT, "%s.row_offsets: expected int64 [%lld]", prefix, (long long)p->rows);
             if (((const int64_t *)p->offs->data)[r] != total)
                 return lmp_err(LMP_EFORMAT, "%s.row_offsets[%lld] = %lld, the bitmask gives %lld", prefix, (long long)r,
                                (long long)((const int64_t *)p->offs->data)[r], (long long)total);
-        } else {
+        } else if (row->two_of_four) {
             if (p->cols % 4)
                 return lmp_err(LMP_EFORMAT, "%s: 2:4 with %lld columns", prefix, (long long)p->cols);
             for (int64_t g = 0; g < p->cols; g += 4) {
@@ -620,7 +549,7 @@ static int find_parts(const lmp_st_reader *st, const char *prefix, lmp_sparse_fo
         total += n;
     }
     if (lmp_tensor_nelem(p->comp) != total ||
-        (f == LMP_SPFMT_24 && (p->comp->ndim != 2 || p->comp->shape[0] != p->rows || p->comp->shape[1] != p->cols / 2)))
+        (row->two_of_four && (p->comp->ndim != 2 || p->comp->shape[0] != p->rows || p->comp->shape[1] != p->cols / 2)))
         return lmp_err(LMP_EFORMAT, "%s.compressed: %lld values, the bitmask keeps %lld", prefix,
                        (long long)lmp_tensor_nelem(p->comp), (long long)total);
     return LMP_OK;
@@ -713,7 +642,7 @@ int lmp_sparse_decompress(const char *in, const char *out, bool force)
         else if (qc)
             cJSON_DeleteItemFromObjectCaseSensitive(qc, "sparsity_config");
     }
-    if ((rc = write_json_file(tmp, "config.json", cfg)) || (rc = lmp_tokenizer_files_from(in, tmp)))
+    if ((rc = lmp_fmt_write_json(tmp, "config.json", cfg)) || (rc = lmp_tokenizer_files_from(in, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, out);
     if (rc == 0) {
@@ -927,7 +856,7 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     }
     rc = lmp_st_writer_finish(sw);
     sw = NULL;
-    if (rc || (rc = config_json(ck->dir, &p->in, &j)))
+    if (rc || (rc = lmp_fmt_config_json(ck->dir, &p->in, &j)))
         goto done;
     json_set_num(j, "num_hidden_layers", p->out.n_layers);
     /* per-layer lists (gemma2/3 layer_types, smollm3 no_rope_layers) follow the kept layers */
@@ -945,7 +874,7 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);
     json_set_num(j, "head_dim", p->out.head_dim);
     json_set_num(j, "intermediate_size", p->out.intermediate_size);
-    if ((rc = write_json_file(tmp, "config.json", j)) || (rc = lmp_tokenizer_files_write(ck, tmp)))
+    if ((rc = lmp_fmt_write_json(tmp, "config.json", j)) || (rc = lmp_tokenizer_files_write(ck, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, dir);
     if (rc == 0) {
@@ -963,356 +892,5 @@ done:
     cJSON_Delete(j);
     free(row);
     free(newidx);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- prune ----------- */
-
-void lmp_prune_model_default_params(lmp_prune_model_params *p)
-{
-    memset(p, 0, sizeof *p);
-    lmp_prune_default_params(&p->prune);
-    lmp_calib_default_params(&p->calib);
-    p->calib.n_samples = 128;
-    p->qformat = LMP_QFMT_GPTQ_V1;
-}
-
-void lmp_prune_model_result_free(lmp_prune_model_result *r)
-{
-    if (!r)
-        return;
-    lmp_prune_result_free(&r->prune);
-    lmp_struct_plan_free(&r->plan);
-}
-
-typedef struct {
-    lmp_qmodel_writer *w;
-} qsink_ctx;
-
-static int qsink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
-                 const lmp_prune_linear_stats *st)
-{
-    (void)W;
-    (void)mask;
-    (void)st;
-    return lmp_qmodel_writer_layer(((qsink_ctx *)ctx)->w, layer, q, NULL);
-}
-
-/* adds sparsity_config (format "dense": the zeros are in the packed codes) to a
- * compressed-tensors pack-quantized folder's config.json */
-static int patch_ct_sparsity(const char *dir, const lmp_prune_spec *s, double global)
-{
-    char *path = lmp_path_join(dir, "config.json"), *txt = NULL;
-    int rc = path ? lmp_read_file(path, &txt, NULL) : lmp_err(LMP_ENOMEM, "out of memory");
-    cJSON *j = rc == 0 ? cJSON_Parse(txt) : NULL;
-    cJSON *qc = j ? cJSON_GetObjectItemCaseSensitive(j, "quantization_config") : NULL;
-    if (rc == 0 && !qc)
-        rc = lmp_err(LMP_EFORMAT, "%s: no quantization_config", path);
-    if (rc == 0) {
-        cJSON_AddItemToObject(qc, "sparsity_config", sparsity_config("dense", s, global));
-        rc = write_json_file(dir, "config.json", j);
-    }
-    cJSON_Delete(j);
-    free(txt);
-    free(path);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- experts */
-
-/* Mixture-of-experts models: magnitude pruning (unstructured or N:M; it needs no
- * calibration, so an expert's mask depends on its own weights only) of every linear
- * weight of the blocks: attention projections, dense FFNs and each expert's matrices (a
- * 3-D tensor, granite's input_linear / output_linear, is pruned matrix by matrix); the
- * routers, embeddings and lm_head are kept. Written as dense safetensors with the input's
- * names and dtypes (zeros kept), config.json and tokenizer files copied. Calibrated
- * methods would need each expert to see the tokens routed to it: refused before this. */
-static bool moe_pruned(const lmp_tensor *t)
-{
-    const char *nm = t->name;
-    if (t->ndim < 2 || t->ndim > 3 || !lmp_str_endswith(nm, ".weight") || !strstr(nm, "model.layers."))
-        return false;
-    return !strstr(nm, "block_sparse_moe.gate.weight") && !strstr(nm, ".mlp.gate.weight") &&
-           !strstr(nm, "router.layer.weight");
-}
-
-static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_model_params *p,
-                         lmp_prune_model_result *r)
-{
-    const lmp_ckpt *c = lmp_model_ckpt(m);
-    const lmp_prune_spec *spec = &p->prune.spec;
-    lmp_st_writer *w = NULL;
-    char *tmp = NULL;
-    float *buf = NULL;
-    void *conv = NULL;
-    cJSON *cfg = NULL;
-    int rc = LMP_OK;
-    for (int i = 0; i < c->n_tensors; i++) {
-        const lmp_tensor *t = &c->tensors[i];
-        if (!moe_pruned(t))
-            continue;
-        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
-        if (!tr->to_f32 || !tr->from_f32 || tr->is_quant)
-            return lmp_err(LMP_EUNSUPPORTED, "%s: %s is %s (pruning reads f32, f16 or bf16 weights)", c->path,
-                           t->name, tr->name);
-        if ((rc = lmp_prune_spec_check(spec, t->shape[t->ndim - 1], t->name)))
-            return rc;
-    }
-    if ((rc = lmp_dir_begin(out, p->force, &tmp)) || (rc = lmp_st_writer_new(&w, tmp, 0, true)))
-        goto done;
-    int64_t maxel = 0;
-    for (int i = 0; i < c->n_tensors && !rc; i++) {
-        const lmp_tensor *t = &c->tensors[i];
-        rc = lmp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape);
-        if (moe_pruned(t) && t->shape[t->ndim - 1] * t->shape[t->ndim - 2] > maxel)
-            maxel = t->shape[t->ndim - 1] * t->shape[t->ndim - 2];
-    }
-    if (rc || (rc = lmp_st_writer_meta(w, "format", "pt")) || (rc = lmp_st_writer_begin(w)))
-        goto done;
-    buf = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
-    conv = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
-    if (!buf || !conv) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < c->n_tensors && !rc; i++) {
-        const lmp_tensor *t = &c->tensors[i];
-        r->write.params += (uint64_t)lmp_tensor_nelem(t);
-        r->write.bytes += t->nbytes;
-        if (!moe_pruned(t)) {
-            rc = lmp_st_writer_write(w, t->data, t->nbytes);
-            continue;
-        }
-        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
-        const int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
-        const int64_t nmat = t->ndim == 3 ? t->shape[0] : 1, el = rows * cols;
-        const size_t mb = (size_t)el * tr->type_size;
-        for (int64_t k = 0; k < nmat && !rc; k++) {
-            tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
-            if ((rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
-                rc = lmp_err_prefix(rc, "%s (matrix %lld)", t->name, (long long)k);
-                break;
-            }
-            for (int64_t j = 0; j < el; j++)
-                r->write.zeros += buf[j] == 0.0f;
-            tr->from_f32(buf, conv, el);
-            rc = lmp_st_writer_write(w, conv, mb);
-        }
-        r->write.linear_params += (uint64_t)(nmat * el);
-        r->prune.params += (uint64_t)(nmat * el);
-    }
-    r->prune.zeros = r->write.zeros;
-    r->prune.sparsity = r->prune.params ? (double)r->prune.zeros / (double)r->prune.params : 0;
-    r->write.n_tensors = c->n_tensors;
-    if (rc)
-        goto done;
-    rc = lmp_st_writer_finish(w);
-    w = NULL;
-    if (rc || (rc = config_json(c->dir, lmp_model_config(m), &cfg)) || (rc = write_json_file(tmp, "config.json", cfg)) ||
-        (rc = lmp_tokenizer_files_write(c, tmp)))
-        goto done;
-    rc = lmp_dir_commit(tmp, out);
-    r->format = "dense";
-done:
-    lmp_st_writer_abort(w);
-    if (rc && tmp)
-        lmp_dir_remove(tmp);
-    cJSON_Delete(cfg);
-    free(tmp);
-    free(buf);
-    free(conv);
-    return rc;
-}
-
-int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p, lmp_prune_model_result *r)
-{
-    memset(r, 0, sizeof *r);
-    double t0 = lmp_time_s();
-    const bool gguf = p->out == LMP_PRUNE_OUT_GGUF;
-    const lmp_prune_spec *spec = &p->prune.spec;
-    if (!p->force && lmp_path_exists(out))
-        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
-    if (gguf && !lmp_str_endswith_ci(out, ".gguf"))
-        return lmp_err(LMP_EINVAL, "GGUF output: %s must end in .gguf", out);
-    if (gguf && spec->qbits && !p->structured)
-        return lmp_err(LMP_EINVAL, "joint quantization (--then-quantize) writes GPTQ or compressed-tensors folders, "
-                                   "not GGUF");
-    if (!p->calib_path && (p->structured || spec->method != LMP_PRUNE_MAGNITUDE))
-        return lmp_err(LMP_EINVAL, "%s needs calibration text (--calib FILE)",
-                       p->structured ? "structured pruning" : lmp_prune_method_name(spec->method));
-    lmp_model *m = NULL;
-    lmp_calib_data cal = {0};
-    lmp_sparse_writer *sw = NULL;
-    lmp_qmodel_writer *qw = NULL;
-    char *text = NULL, *dense_dir = NULL;
-    size_t len = 0;
-    int rc;
-    if ((rc = lmp_model_load(&m, model)))
-        return rc;
-    const lmp_config *cfg = lmp_model_config(m);
-    if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input is not supported by prune (llama.cpp names, permuted q/k "
-                                       "rows); prune the Hugging Face checkpoint", model);
-        goto done;
-    }
-    if (lmp_model_is_moe(m)) {
-        if (p->structured || spec->method != LMP_PRUNE_MAGNITUDE || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: only magnitude pruning (unstructured or "
-                         "N:M) to dense safetensors is supported; %s would need each expert to see the tokens "
-                         "routed to it (not implemented); nothing was written", model,
-                         p->structured ? "structured pruning" : spec->qbits ? "joint quantization"
-                         : spec->method != LMP_PRUNE_MAGNITUDE ? lmp_prune_method_name(spec->method)
-                                                              : "this output format");
-            goto done;
-        }
-        rc = moe_magnitude(m, out, p, r);
-        if (rc == 0)
-            r->out_bytes = path_bytes(out);
-        goto done;
-    }
-    /* refuse what can be refused before any forward pass */
-    if ((cfg->fused_qkv || cfg->fused_gate_up) && p->structured) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); "
-                                       "structured pruning of them is not supported yet (unstructured and "
-                                       "N:M are)",
-                     model, cfg->model_type);
-        goto done;
-    }
-    if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
-        (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "
-                                       "removing heads changes those norms, so structured head pruning is "
-                                       "refused (ffn and layers work)",
-                     model, cfg->model_type);
-        goto done;
-    }
-    if (p->structured) {
-        int k;
-        if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
-            goto done;
-    } else if ((rc = lmp_prune_check(m, spec))) {
-        goto done;
-    }
-    lmp_sparse_format sf = LMP_SPFMT_DENSE;
-    if (p->out == LMP_PRUNE_OUT_CT && !p->structured && !spec->qbits)
-        sf = spec->m == 4 && spec->n == 2 ? LMP_SPFMT_24 : LMP_SPFMT_BITMASK;
-    if (p->structured && p->out == LMP_PRUNE_OUT_CT) {
-        rc = lmp_err(LMP_EINVAL, "structured pruning writes a smaller dense model: --format safetensors or gguf");
-        goto done;
-    }
-    if (p->calib_path && !p->calib_offset && !p->calib_bytes) {
-        /* several files, JSONL, chats: lmp_calib_load (one plain file: the same windows) */
-        if ((rc = lmp_calib_load(m, p->calib_path, &p->calib, &cal)))
-            goto done;
-        r->calib_text_tokens = cal.n_text_tokens;
-    } else if (p->calib_path) {
-        if ((rc = lmp_calib_read_text(p->calib_path, 0, &text, &len)))
-            goto done;
-        if (p->calib_offset >= len) {
-            rc = lmp_err(LMP_EINVAL, "%s: calibration offset %zu is past its end (%zu bytes)", p->calib_path,
-                         p->calib_offset, len);
-            goto done;
-        }
-        size_t n = len - p->calib_offset;
-        if (p->calib_bytes && p->calib_bytes < n)
-            n = p->calib_bytes;
-        if ((rc = lmp_calib_from_text(m, text + p->calib_offset, n, p->calib_path, &p->calib, &cal)))
-            goto done;
-        r->calib_text_tokens = cal.n_text_tokens;
-    }
-    if (gguf) {
-        size_t n = strlen(out) + 64;
-        dense_dir = malloc(n);
-        if (!dense_dir) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-        snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
-        lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
-    }
-    const char *dst = gguf ? dense_dir : out;
-    if (p->structured) {
-        if ((rc = lmp_struct_plan_make(m, &cal, p->kind, p->ratio, &r->plan)))
-            goto done;
-        if ((rc = lmp_struct_write(m, &r->plan, dst, p->force || gguf, &r->write)))
-            goto done;
-        r->format = "dense";
-    } else {
-        lmp_prune_params pp = p->prune;
-        qsink_ctx qctx;
-        if (spec->qbits) {
-            lmp_intq_config qc;
-            lmp_intq_config_init(&qc, NULL);
-            qc.bits = spec->qbits;
-            qc.group_size = spec->qgroup;
-            qc.sym = spec->qsym;
-            qc.damp_percent = spec->damp;
-            lmp_qmodel_write_params wp;
-            lmp_qmodel_write_default_params(&wp);
-            wp.format = p->out == LMP_PRUNE_OUT_CT ? LMP_QFMT_CT_PACKED : p->qformat;
-            if (wp.format == LMP_QFMT_GPTQ_V1 && !qc.sym)
-                wp.format = LMP_QFMT_GPTQ_V2;
-            wp.force = p->force;
-            if ((rc = lmp_qmodel_writer_open(&qw, m, out, &qc, &wp)))
-                goto done;
-            qctx.w = qw;
-            pp.sink = qsink;
-            pp.sink_ctx = &qctx;
-            r->format = lmp_qformat_name(wp.format);
-        } else {
-            if ((rc = lmp_sparse_writer_open(&sw, m, dst, sf, spec, p->force || gguf)))
-                goto done;
-            pp.sink = lmp_sparse_writer_layer;
-            pp.sink_ctx = sw;
-            r->format = lmp_sparse_format_name(sf);
-        }
-        if ((rc = lmp_prune_run(m, p->calib_path ? &cal : NULL, &pp, &r->prune)))
-            goto done;
-        if (qw) {
-            lmp_qmodel_write_stats ws;
-            rc = lmp_qmodel_writer_finish(qw, &ws);
-            qw = NULL;
-            if (rc)
-                goto done;
-            r->write.bytes = ws.bytes;
-            r->write.params = ws.params;
-            r->write.n_tensors = ws.n_tensors;
-            r->write.linear_params = ws.qparams;
-            r->write.zeros = r->prune.zeros;
-            if (p->out == LMP_PRUNE_OUT_CT &&
-                (rc = patch_ct_sparsity(out, spec, ws.params ? (double)r->prune.zeros / (double)ws.params : 0)))
-                goto done;
-        } else {
-            rc = lmp_sparse_writer_finish(sw, &r->write);
-            sw = NULL;
-            if (rc)
-                goto done;
-        }
-    }
-    if (gguf) {
-        lmp_convert_params cp;
-        lmp_convert_result cr;
-        lmp_convert_default_params(&cp);
-        cp.force = p->force;
-        cp.quiet = true;
-        rc = lmp_convert(dense_dir, out, &cp, &cr);
-        if (rc)
-            goto done;
-        r->format = "gguf";
-    }
-    r->out_bytes = path_bytes(out);
-done:
-    lmp_sparse_writer_abort(sw);
-    lmp_qmodel_writer_abort(qw);
-    if (dense_dir) {
-        lmp_dir_remove(dense_dir);
-        lmp_temp_unregister(dense_dir);
-        free(dense_dir);
-    }
-    free(text);
-    lmp_calib_free(&cal);
-    lmp_model_free(m);
-    r->seconds = lmp_time_s() - t0;
-    r->peak_rss = lmp_peak_rss();
     return rc;
 }

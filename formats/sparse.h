@@ -25,20 +25,33 @@
  * lmp_model_free). No f32 copy of the model is made; disk use is the dense model's size.
  *
  * Structured results are a physically smaller dense model (lmp_struct_write).
- * Also the glue `lmpress prune` calls (lmp_prune_model).
+ * The whole-model job `lmpress prune` runs is jobs/prune_model.h.
  */
 #ifndef LMP_FORMATS_SPARSE_H
 #define LMP_FORMATS_SPARSE_H
 
-#include "formats/qmodel.h"
+#include "formats/folder.h"
 #include "lib/prune/prune.h"
+
+#include <cjson/cJSON.h>
 
 typedef enum {
     LMP_SPFMT_DENSE = 0,  /* safetensors, zeros kept */
     LMP_SPFMT_BITMASK,    /* compressed-tensors sparse-bitmask */
     LMP_SPFMT_24,         /* compressed-tensors sparse-24-bitmask (2:4 only) */
+    LMP_SPFMT_COUNT
 } lmp_sparse_format;
 
+/* The sparse formats, one static const row each (sparse.c's g_spformats): the writer,
+ * the reader's format match and its checks read the row, not the enum. */
+typedef struct {
+    const char *name;  /* sparsity_config "format"; "dense" writes none */
+    bool compressed;   /* per Linear X: X.shape, X.compressed (kept values), X.bitmask */
+    bool row_offsets;  /* also X.row_offsets I64 [rows]; X.shape I64 [2], X.compressed [nnz] */
+    bool two_of_four;  /* the 2:4 pattern only; X.shape I64 [2, 1], X.compressed [rows, cols/2] */
+} lmp_sparse_format_row;
+
+const lmp_sparse_format_row *lmp_sparse_format_get(lmp_sparse_format f); /* NULL: none */
 const char *lmp_sparse_format_name(lmp_sparse_format f); /* "dense", "sparse-bitmask", "sparse-24-bitmask" */
 
 typedef struct {
@@ -80,42 +93,11 @@ int lmp_sparse_model_load(lmp_model **m, const char *path);
 int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *dir, bool force,
                      lmp_sparse_write_stats *st);
 
-/* ---------------------------------------------------------------- prune ----------- */
+/* ---------------------------------------------------------------- sparsity_config -- */
 
-typedef enum { LMP_PRUNE_OUT_SAFETENSORS = 0, LMP_PRUNE_OUT_CT, LMP_PRUNE_OUT_GGUF } lmp_prune_out;
-
-typedef struct {
-    bool structured;
-    lmp_prune_params prune;      /* unstructured: spec, true_sequential, logging */
-    lmp_struct_kind kind;        /* structured */
-    double ratio;
-    lmp_calib_params calib;
-    const char *calib_path;      /* required except for magnitude */
-    size_t calib_offset;         /* use bytes [offset, offset + calib_bytes) of the file */
-    size_t calib_bytes;          /* 0 = to the end */
-    lmp_prune_out out;           /* compressed-tensors: sparse-24-bitmask for 2:4, else sparse-bitmask;
-                                    with joint quantization: pack-quantized */
-    lmp_qformat qformat;         /* joint quantization on safetensors output: GPTQ v1 (default) */
-    bool force;
-} lmp_prune_model_params;
-
-typedef struct {
-    lmp_prune_result prune;      /* unstructured (owned; lmp_prune_model_result_free) */
-    lmp_struct_plan plan;        /* structured (owned) */
-    lmp_sparse_write_stats write;
-    const char *format;          /* what was written: "dense", "sparse-bitmask", "gguf", "gptq", ... */
-    int64_t calib_text_tokens;
-    uint64_t out_bytes;          /* size of the output on disk (files of the folder, or the .gguf) */
-    double seconds;
-    uint64_t peak_rss;
-} lmp_prune_model_result;
-
-void lmp_prune_model_default_params(lmp_prune_model_params *p);
-void lmp_prune_model_result_free(lmp_prune_model_result *r); /* accepts NULL */
-/* Loads `model`, checks everything that can be refused (existing output, pattern vs row
- * lengths, ratios, formats) before any forward pass, calibrates, prunes and writes `out`
- * (a folder; a .gguf file for LMP_PRUNE_OUT_GGUF). `out` appears only when complete. */
-int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p,
-                    lmp_prune_model_result *r);
+/* compressed-tensors "sparsity_config" object (owned) for `format` ("sparse-bitmask",
+ * "sparse-24-bitmask", or "dense" beside a pack-quantized config), the pattern of s and
+ * the fraction of all parameters that are zero. */
+cJSON *lmp_sparse_config_json(const char *format, const lmp_prune_spec *s, double global);
 
 #endif

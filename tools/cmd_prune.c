@@ -6,7 +6,7 @@
  */
 #include "cli.h"
 #include "formats/qmodel.h"
-#include "formats/sparse.h"
+#include "jobs/prune_model.h"
 #include "lib/prune/prune.h"
 
 #include <errno.h>

@@ -8,7 +8,7 @@
  */
 #include "cli.h"
 #include "formats/formats.h"
-#include "formats/qmodel.h"
+#include "jobs/quantize_model.h"
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "quantize_plan.h"

@@ -255,6 +255,15 @@ bool lmp_dir_is_ours(const char *dir);
 void lmp_temp_register(const char *path, bool dir);
 void lmp_temp_unregister(const char *path);
 void lmp_temp_clean_stale(const char *path);
+/* Root-only writing under MPI (dist.h): ranks other than 0 compute what rank 0 computes
+ * but their outputs must not reach the user's paths. lmp_output_begin skips the checks and
+ * the lock there (rank 0 does them), and every temporary (lmp_outfile, lmp_dir_begin, HDF5)
+ * is placed in a private scratch folder "${TMPDIR:-/tmp}/lmpress-rank<r>.<pid>" and
+ * removed instead of renamed at commit. lmp_rank_temp_path returns a fresh malloc'd path
+ * in that folder (NULL on rank 0 or when it cannot be created); lmp_rank_scratch_remove
+ * deletes the folder (lmp_dist_end). */
+char *lmp_rank_temp_path(const char *path);
+void lmp_rank_scratch_remove(void);
 
 /* ---------------------------------------------------------------- threads/progress */
 

@@ -12,7 +12,7 @@
  * Calibration comes from bytes [100000, 400000) of the same file, disjoint from the
  * evaluated text. Skipped without the fixtures.
  */
-#include "formats/qmodel.h"
+#include "jobs/quantize_model.h"
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 #include "test.h"

@@ -8,7 +8,7 @@
  * in test_golden.c (golden/tiny-mixtral.h5 and the other MoE files).
  */
 #include "formats/formats.h"
-#include "formats/sparse.h"
+#include "jobs/prune_model.h"
 #include "lib/infer/infer.h"
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"

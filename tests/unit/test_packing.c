@@ -3,9 +3,10 @@
  * GEMM and compressed-tensors pack-quantized; round trips canonical -> format ->
  * canonical for bits 2/3/4/8, group sizes 32/64/128/-1, with and without act-order;
  * identical dequantized values across formats; refusals; through safetensors files;
- * config JSON; malformed tensors.
+ * config JSON; malformed tensors; the format tables (fmt_table.c, sparse.c).
  */
 #include "formats/packing.h"
+#include "formats/sparse.h"
 #include "test.h"
 
 #include <math.h>
@@ -57,7 +58,7 @@ static void test_hand_4bit(void)
     /* 8x8, code (r, c) = r + c, one group of 8. Along the input axis row r holds the
      * nibbles r, r+1, ..., r+7 from the least significant end: 0x76543210 + r*0x11111111. */
     make_hand(&q, 8, 8, 4, 8, true, code_rpc, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 1, 8) && shape_is(&p, "qzeros", 1, 1) &&
           shape_is(&p, "scales", 1, 8) && shape_is(&p, "g_idx", 8, -1), "gptq shapes");
     for (int r = 0; r < 8; r++)
@@ -70,14 +71,14 @@ static void test_hand_4bit(void)
     CHECK(gi[0] == 0 && gi[7] == 0, "g_idx");
     lmp_packed_linear_free(&p);
 
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x77777777u, "v1 sym qzeros %08x", words(&p, "qzeros")[0]);
     CHECK(words(&p, "qweight")[3] == 0xa9876543u, "v1 qweight %08x", words(&p, "qweight")[3]);
     lmp_packed_linear_free(&p);
 
     /* AWQ packs along the output axis: nibble i of input row k holds column order[i],
      * order = 0,2,4,6,1,3,5,7, so row k = 0 reads 0,2,4,6,1,3,5,7 -> 0x75316420. */
-    CHECK(lmp_awq_pack(&q, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 8, 1) && shape_is(&p, "qzeros", 1, 1) &&
           shape_is(&p, "scales", 1, 8) && p.n == 3, "awq shapes");
     for (int k = 0; k < 8; k++)
@@ -88,7 +89,7 @@ static void test_hand_4bit(void)
 
     /* compressed-tensors: weight_packed [8, 1], row r = the GPTQ column word; sym has no
      * zero point; weight_scale [out, n_groups]; weight_shape {8, 8}. */
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_packed", 8, 1) && shape_is(&p, "weight_scale", 8, 1) &&
           shape_is(&p, "weight_shape", 2, -1), "ct shapes");
     CHECK(!lmp_packed_linear_find(&p, "weight_zero_point") &&
@@ -105,16 +106,16 @@ static void test_hand_4bit(void)
     /* asymmetric, zero of row r = r: v2 / CT zeros 0x76543210 (nibble r at bit 4r); AWQ
      * interleaved 0x75316420; v1 refused. */
     make_hand(&q, 8, 8, 4, 8, false, code_rpc, zero_r);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x76543210u, "v2 asym qzeros %08x", words(&p, "qzeros")[0]);
     lmp_packed_linear_free(&p);
-    int rc = lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, &p);
+    int rc = lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p);
     CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "asymmetric"), "v1 asym refused: %d %s",
           rc, lmp_errmsg());
-    CHECK(lmp_awq_pack(&q, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qzeros")[0] == 0x75316420u, "awq asym qzeros %08x", words(&p, "qzeros")[0]);
     lmp_packed_linear_free(&p);
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_zero_point", 1, 1) && words(&p, "weight_zero_point")[0] == 0x76543210u,
           "ct asym zero point");
     lmp_packed_linear_free(&p);
@@ -130,7 +131,7 @@ static void test_hand_other_bits(void)
      * bits of row 10 (value 2 = 0b010) at bits 30-31 -> 0x88fac688; its high bit opens
      * word 1 (0), rows 11..20 at bits 1..30, row 21's low bit at 31, and so on. */
     make_hand(&q, 32, 32, 3, 32, true, code_c7, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 3, 32) && shape_is(&p, "qzeros", 1, 3), "gptq 3-bit shapes");
     const uint32_t *w = words(&p, "qweight");
     CHECK(w[0] == 0x88fac688u && w[32] == 0xc688fac6u && w[64] == 0xfac688fau && w[31] == w[0],
@@ -139,14 +140,14 @@ static void test_hand_other_bits(void)
     const uint32_t *z = words(&p, "qzeros");
     CHECK(z[0] == 0x24924924u && z[1] == 0x49249249u && z[2] == 0x92492492u, "v2 3-bit qzeros");
     lmp_packed_linear_free(&p);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     z = words(&p, "qzeros"); /* stored 3 = 0b011 */
     CHECK(z[0] == 0xdb6db6dbu && z[1] == 0xb6db6db6u && z[2] == 0x6db6db6du, "v1 3-bit qzeros");
     lmp_packed_linear_free(&p);
     /* compressed-tensors 3-bit: 10 whole values per word, bits 30-31 unused:
      * word 0 = 0x08fac688 (rows 0..9), word 1 = values 2,3,4,5,6,7,0,1,2,3 = 0x1a23eb1a,
      * word 2 = 0x2c688fac, word 3 = values 6, 7 = 0x3e */
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "weight_packed", 32, 4), "ct 3-bit shape");
     w = words(&p, "weight_packed");
     CHECK(w[0] == 0x08fac688u && w[1] == 0x1a23eb1au && w[2] == 0x2c688facu && w[3] == 0x3eu &&
@@ -156,7 +157,7 @@ static void test_hand_other_bits(void)
 
     /* 2-bit 16x16, code c & 3: 0,1,2,3 repeating from the low end = 0xe4e4e4e4 */
     make_hand(&q, 16, 16, 2, -1, true, code_c3, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V1, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V1, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(shape_is(&p, "qweight", 1, 16) && words(&p, "qweight")[5] == 0xe4e4e4e4u &&
           words(&p, "qzeros")[0] == 0x55555555u, "gptq 2-bit words"); /* v1 zero 2-1 = 01 */
     lmp_packed_linear_free(&p);
@@ -164,11 +165,11 @@ static void test_hand_other_bits(void)
 
     /* 8-bit 4x4, code 7c: bytes 0, 7, 14, 21 = 0x150e0700 */
     make_hand(&q, 4, 4, 8, -1, true, code_c8, NULL);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "qweight")[2] == 0x150e0700u && words(&p, "qzeros")[0] == 0x80808080u,
           "gptq 8-bit words %08x", words(&p, "qweight")[2]);
     lmp_packed_linear_free(&p);
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     CHECK(words(&p, "weight_packed")[1] == 0x150e0700u, "ct 8-bit word");
     lmp_packed_linear_free(&p);
     lmp_qtensor_free(&q);
@@ -373,46 +374,46 @@ static void test_refusals_and_broken(void)
     int rc;
     /* shapes that do not fill words */
     make_random(&q, 8, 40, 3, 8, true, false, 1);
-    rc = lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p);
+    rc = lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p);
     CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "multiples of 32"), "3-bit 40 cols: %s",
           lmp_errmsg());
     lmp_qtensor_free(&q);
     make_random(&q, 8, 64, 5, 32, true, false, 2);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == LMP_EUNSUPPORTED, "5-bit GPTQ refused");
-    CHECK(lmp_awq_pack(&q, &p) == LMP_EUNSUPPORTED, "5-bit AWQ refused");
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "5-bit CT packs: %s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit GPTQ refused");
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "5-bit AWQ refused");
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "5-bit CT packs: %s", lmp_errmsg());
     lmp_intq_config_init(&cfg, &q);
     lmp_qtensor back;
-    CHECK(lmp_ct_unpack(&p, &cfg, &back) == 0 && lmp_qtensor_intgroup_equal(&q, &back, NULL, 0),
+    CHECK(lmp_fmt_ct_unpack(&p, &cfg, &back) == 0 && lmp_qtensor_intgroup_equal(&q, &back, NULL, 0),
           "5-bit CT round trip");
     lmp_qtensor_free(&back);
     lmp_packed_linear_free(&p);
     lmp_qtensor_free(&q);
     make_random(&q, 12, 64, 4, 32, true, false, 3);
-    CHECK(lmp_awq_pack(&q, &p) == LMP_EUNSUPPORTED, "AWQ out %% 8 refused");
+    CHECK(lmp_fmt_awq_pack(&q, LMP_QFMT_AWQ_GEMM, LMP_DT_F16, &p) == LMP_EUNSUPPORTED, "AWQ out %% 8 refused");
     lmp_qtensor_free(&q);
 
     /* malformed GPTQ tensors */
     make_random(&q, 32, 128, 4, 32, false, true, 4);
-    CHECK(lmp_gptq_pack(&q, LMP_QFMT_GPTQ_V2, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_gptq_pack(&q, LMP_QFMT_GPTQ_V2, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     lmp_intq_config_init(&cfg, &q);
     lmp_tensor *tz = (lmp_tensor *)lmp_packed_linear_find(&p, "qzeros");
     tz->shape[0] = 3; /* wrong group count */
-    rc = lmp_gptq_unpack(&p, LMP_QFMT_GPTQ_V2, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "qzeros"), "bad qzeros shape: %s", lmp_errmsg());
     tz->shape[0] = 4;
     int32_t *gi = lmp_packed_linear_find(&p, "g_idx")->data;
     gi[17] = 4; /* out of range */
-    rc = lmp_gptq_unpack(&p, LMP_QFMT_GPTQ_V2, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "g_idx[17]"), "bad g_idx: %s", lmp_errmsg());
     gi[17] = 0;
     cfg.group_size = 64;
-    rc = lmp_gptq_unpack(&p, LMP_QFMT_GPTQ_V2, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT, "group_size mismatch refused: %s", lmp_errmsg());
     cfg.group_size = 32;
     lmp_tensor *ts = (lmp_tensor *)lmp_packed_linear_find(&p, "scales");
     ts->dtype = LMP_DT_I16;
-    rc = lmp_gptq_unpack(&p, LMP_QFMT_GPTQ_V2, &cfg, &back);
+    rc = lmp_fmt_gptq_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT && strstr(lmp_errmsg(), "scales"), "int scales refused: %s", lmp_errmsg());
     ts->dtype = LMP_DT_F16;
     /* the same tensors read as another format */
@@ -421,14 +422,14 @@ static void test_refusals_and_broken(void)
     CHECK(rc == LMP_ENOTFOUND, "gptq tensors as compressed-tensors: %s", lmp_errmsg());
     lmp_packed_linear_free(&p);
 
-    CHECK(lmp_ct_pack(&q, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
+    CHECK(lmp_fmt_ct_pack(&q, LMP_QFMT_CT_PACKED, LMP_DT_F16, &p) == 0, "%s", lmp_errmsg());
     int64_t *sh = lmp_packed_linear_find(&p, "weight_shape")->data;
     sh[1] = 129;
-    rc = lmp_ct_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_ct_unpack(&p, &cfg, &back);
     CHECK(rc == LMP_EFORMAT, "weight_shape mismatch: %s", lmp_errmsg());
     sh[1] = 128;
     cfg.sym = true; /* config says sym but a zero point is present: data wins */
-    rc = lmp_ct_unpack(&p, &cfg, &back);
+    rc = lmp_fmt_ct_unpack(&p, &cfg, &back);
     CHECK(rc == 0 && !back.ig.sym, "asym data under sym config");
     lmp_qtensor_free(&back);
     lmp_packed_linear_free(&p);
@@ -482,6 +483,70 @@ static void test_config_json(void)
     cJSON_Delete(j);
 }
 
+/* The format table (formats/fmt_table.c): complete rows, names and aliases, the messages'
+ * lists, the symmetric-only fallback, the errors the reader names; the sparse table. */
+static void test_table(void)
+{
+    char list[256];
+    for (int fi = 0; fi < LMP_QFMT_COUNT; fi++) {
+        const lmp_qformat_row *r = lmp_qformat_get((lmp_qformat)fi);
+        CHECK(r && r->name && r->quant_method && r->required && r->required[0] && r->optional && r->skip_key &&
+                  r->pack && r->unpack && r->config_json && r->config_read,
+              "row %d complete", fi);
+        if (!r)
+            continue;
+        lmp_qformat f = LMP_QFMT_COUNT;
+        CHECK(lmp_qformat_by_name(r->name, &f) == 0 && (int)f == fi, "by name %s", r->name);
+        for (const char *const *a = r->aliases; a && *a; a++)
+            CHECK(lmp_qformat_by_name(*a, &f) == 0 && (int)f == fi, "alias %s", *a);
+        CHECK(!r->asym_refusal || lmp_qformat_get(r->asym_format)->asym_refusal == NULL,
+              "%s: the asymmetric fallback holds asymmetric zeros", r->name);
+    }
+    CHECK(lmp_qformat_get(LMP_QFMT_COUNT) == NULL && lmp_qformat_get((lmp_qformat)-1) == NULL &&
+              strcmp(lmp_qformat_name(LMP_QFMT_COUNT), "?") == 0,
+          "out of range");
+    lmp_qformat f;
+    CHECK(lmp_qformat_by_name("COMPRESSED-TENSORS", &f) == 0 && f == LMP_QFMT_CT_PACKED, "ct alias, any case");
+    CHECK(lmp_qformat_by_name("gptq-v2", &f) == 0 && f == LMP_QFMT_GPTQ_V2, "gptq-v2 alias");
+    CHECK(lmp_qformat_by_name("marlin", &f) == LMP_EINVAL && strstr(lmp_errmsg(), "marlin") &&
+              strstr(lmp_errmsg(), "gptq, gptq_v2, awq or pack-quantized"),
+          "unknown name: %s", lmp_errmsg());
+    CHECK(strcmp(lmp_qformat_list(list, sizeof list, false), "gptq, gptq_v2, awq or pack-quantized") == 0,
+          "names: %s", list);
+    CHECK(strcmp(lmp_qformat_list(list, sizeof list, true), "gptq, awq or compressed-tensors") == 0,
+          "quant_methods: %s", list);
+    CHECK(strcmp(lmp_qformat_list(list, 8, false), "gptq, g") == 0, "list truncated: %s", list);
+    CHECK(lmp_qformat_for_zeros(LMP_QFMT_GPTQ_V1, false) == LMP_QFMT_GPTQ_V2 &&
+              lmp_qformat_for_zeros(LMP_QFMT_GPTQ_V1, true) == LMP_QFMT_GPTQ_V1 &&
+              lmp_qformat_for_zeros(LMP_QFMT_CT_PACKED, false) == LMP_QFMT_CT_PACKED &&
+              lmp_qformat_for_zeros(LMP_QFMT_AWQ_GEMM, false) == LMP_QFMT_AWQ_GEMM,
+          "asymmetric fallback");
+    lmp_intq_config c;
+    cJSON *j = cJSON_Parse("{\"quant_method\":\"fp8\"}");
+    CHECK(lmp_qformat_config_parse(j, &f, &c) == LMP_EUNSUPPORTED &&
+              strstr(lmp_errmsg(), "\"fp8\" (expected gptq, awq or compressed-tensors)"),
+          "unknown quant_method: %s", lmp_errmsg());
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"quant_method\":\"gptq\",\"checkpoint_format\":\"marlin\"}");
+    CHECK(lmp_qformat_config_parse(j, &f, &c) == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "marlin"),
+          "unknown GPTQ variant: %s", lmp_errmsg());
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"quant_method\":\"GPTQ\",\"checkpoint_format\":\"gptq_v2\",\"bits\":9}");
+    CHECK(lmp_qformat_config_parse(j, &f, &c) == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "bits 9"),
+          "bits range checked after the row's reader: %s", lmp_errmsg());
+    cJSON_Delete(j);
+    static const char *const sp[LMP_SPFMT_COUNT] = {"dense", "sparse-bitmask", "sparse-24-bitmask"};
+    for (int i = 0; i < LMP_SPFMT_COUNT; i++) {
+        const lmp_sparse_format_row *r = lmp_sparse_format_get((lmp_sparse_format)i);
+        CHECK(r && strcmp(r->name, sp[i]) == 0 && strcmp(lmp_sparse_format_name((lmp_sparse_format)i), sp[i]) == 0 &&
+                  r->compressed == (i != LMP_SPFMT_DENSE) && r->row_offsets == (i == LMP_SPFMT_BITMASK) &&
+                  r->two_of_four == (i == LMP_SPFMT_24),
+              "sparse row %d", i);
+    }
+    CHECK(lmp_sparse_format_get(LMP_SPFMT_COUNT) == NULL && strcmp(lmp_sparse_format_name(LMP_SPFMT_COUNT), "?") == 0,
+          "sparse out of range");
+}
+
 int main(void)
 {
     test_hand_4bit();
@@ -491,5 +556,6 @@ int main(void)
     test_safetensors();
     test_refusals_and_broken();
     test_config_json();
+    test_table();
     return test_finish();
 }

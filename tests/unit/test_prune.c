@@ -13,7 +13,7 @@
  */
 #include "test.h"
 
-#include "formats/sparse.h"
+#include "jobs/prune_model.h"
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"
 

@@ -6,9 +6,10 @@
  * z_s, w = s * (q_s - z_s)); packing adds 2^(b-1), so the stored values are exactly our
  * unsigned codes and zeros. 32/bits whole values per int32 word, least significant first.
  * For bits 2, 4 and 8 a weight_packed row is byte-identical (little-endian) to our
- * canonical row, so those rows are copied. Not sparse-24-bitmask.
+ * canonical row, so those rows are copied. Not sparse-24-bitmask. The row
+ * LMP_QFMT_CT_PACKED of fmt_table.c points here; uses only fmt_common.c.
  */
-#include "packing.h"
+#include "fmt_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,9 @@
 #error "row copies below assume little-endian int32 words"
 #endif
 
-int lmp_ct_pack(const lmp_qtensor *q, lmp_dtype scale_dtype, lmp_packed_linear *out)
+int lmp_fmt_ct_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
 {
+    (void)f; /* one format */
     memset(out, 0, sizeof *out);
     out->format = LMP_QFMT_CT_PACKED;
     if (q->scheme != LMP_QS_INTGROUP)
@@ -110,7 +112,7 @@ static int64_t int_at(const lmp_tensor *t, int64_t i)
     }
 }
 
-int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
+int lmp_fmt_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
 {
     const char *fmt = "compressed-tensors";
     const lmp_tensor *tw = lmp_packed_linear_find(pl, "weight_packed");
@@ -125,7 +127,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
         return lmp_err(LMP_EUNSUPPORTED, "%s: num_bits %d not in 2..8", fmt, bits);
     const int pf = 32 / bits, maxq = (1 << bits) - 1, mid = 1 << (bits - 1);
     int64_t sh1[1] = {2};
-    if ((rc = lmp_pack_check_tensor(tsh, fmt, "weight_shape", -1, 1, sh1)))
+    if ((rc = lmp_fmt_check_tensor(tsh, fmt, "weight_shape", -1, 1, sh1)))
         return rc;
     if (tsh->dtype != LMP_DT_I64 && tsh->dtype != LMP_DT_I32)
         return lmp_err(LMP_EFORMAT, "%s: weight_shape dtype %s (expected i64 or i32)", fmt,
@@ -140,11 +142,11 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
                        (long long)in, cfg->group_size);
     const int64_t ng = in / gs, wpr = (in + pf - 1) / pf;
     int64_t sh_w[2] = {outf, wpr}, sh_s[2] = {outf, ng}, sh_g[1] = {in};
-    if ((rc = lmp_pack_check_tensor(tw, fmt, "weight_packed", LMP_DT_I32, 2, sh_w)) ||
-        (rc = lmp_pack_check_tensor(ts, fmt, "weight_scale", -1, 2, sh_s)) ||
-        (tg && (rc = lmp_pack_check_tensor(tg, fmt, "weight_g_idx", -1, 1, sh_g))))
+    if ((rc = lmp_fmt_check_tensor(tw, fmt, "weight_packed", LMP_DT_I32, 2, sh_w)) ||
+        (rc = lmp_fmt_check_tensor(ts, fmt, "weight_scale", -1, 2, sh_s)) ||
+        (tg && (rc = lmp_fmt_check_tensor(tg, fmt, "weight_g_idx", -1, 1, sh_g))))
         return rc;
-    if (!lmp_pack_scale_dtype_ok(ts))
+    if (!lmp_fmt_scale_dtype_ok(ts))
         return lmp_err(LMP_EFORMAT, "%s: weight_scale dtype %s (expected f16, bf16 or f32)", fmt,
                        lmp_dtype_info(ts->dtype)->name);
     if (tg && tg->dtype != LMP_DT_I32 && tg->dtype != LMP_DT_I64)
@@ -159,7 +161,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
             zp_packed = true;
         } else {
             int64_t sh_z[2] = {outf, ng};
-            if ((rc = lmp_pack_check_tensor(tz, fmt, "weight_zero_point", -1, 2, sh_z)))
+            if ((rc = lmp_fmt_check_tensor(tz, fmt, "weight_zero_point", -1, 2, sh_z)))
                 return rc;
             if (int_at(tz, 0) == INT64_MIN)
                 return lmp_err(LMP_EFORMAT, "%s: weight_zero_point dtype %s (expected integers)",
@@ -189,7 +191,7 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
         }
     }
     for (int64_t i = 0; i < outf * ng; i++)
-        ig->scales[i] = lmp_pack_scale_at(ts, i);
+        ig->scales[i] = lmp_fmt_scale_at(ts, i);
     if (tz) {
         bool all_mid = true;
         for (int64_t r = 0; r < outf; r++)
@@ -228,8 +230,9 @@ int lmp_ct_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_q
     return LMP_OK;
 }
 
-cJSON *lmp_ct_config_json(const lmp_intq_config *c, const char *const *ignore)
+cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f)
 {
+    (void)f;
     static const char *const def_ignore[] = {"lm_head", NULL};
     cJSON *o = cJSON_CreateObject();
     if (!o)
@@ -260,10 +263,49 @@ cJSON *lmp_ct_config_json(const lmp_intq_config *c, const char *const *ignore)
     cJSON_AddStringToObject(o, "format", "pack-quantized");
     cJSON_AddNullToObject(o, "global_compression_ratio");
     cJSON *ig = cJSON_AddArrayToObject(o, "ignore");
-    for (const char *const *p = ignore ? ignore : def_ignore; *p; p++)
+    for (const char *const *p = def_ignore; *p; p++) /* the model writer adds kept linears */
         cJSON_AddItemToArray(ig, cJSON_CreateString(*p));
     cJSON_AddNullToObject(o, "kv_cache_scheme");
     cJSON_AddStringToObject(o, "quant_method", "compressed-tensors");
     cJSON_AddStringToObject(o, "quantization_status", "compressed");
     return o;
+}
+
+int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+{
+    int rc;
+    const char *fmt = lmp_fmt_json_str(qc, "format");
+    if (!fmt || strcmp(fmt, "pack-quantized") != 0)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantization_config: compressed-tensors format \"%s\" (only pack-quantized)",
+                       fmt ? fmt : "(none)");
+    *f = LMP_QFMT_CT_PACKED;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+    if (!cJSON_IsObject(groups) || cJSON_GetArraySize(groups) != 1)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantization_config: expected exactly one entry in config_groups");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(groups->child, "weights");
+    if (!cJSON_IsObject(w))
+        return lmp_err(LMP_EFORMAT, "quantization_config: config_groups entry has no weights");
+    const char *type = lmp_fmt_json_str(w, "type");
+    if (type && strcmp(type, "int") != 0)
+        return lmp_err(LMP_EUNSUPPORTED, "quantization_config: weights type \"%s\" (expected int)", type);
+    if ((rc = lmp_fmt_json_int(w, "num_bits", 4, &c->bits)))
+        return rc;
+    c->sym = lmp_fmt_json_bool(w, "symmetric", true);
+    const char *strat = lmp_fmt_json_str(w, "strategy");
+    if (strat && strcmp(strat, "channel") == 0) {
+        c->group_size = -1;
+    } else if (strat && strcmp(strat, "group") == 0) {
+        if ((rc = lmp_fmt_json_int(w, "group_size", 128, &c->group_size)))
+            return rc;
+    } else {
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantization_config: weight strategy \"%s\" (expected group or channel)",
+                       strat ? strat : "(none)");
+    }
+    const char *ao = lmp_fmt_json_str(w, "actorder");
+    c->desc_act = ao != NULL;
+    c->static_groups = ao && (strcmp(ao, "weight") == 0 || strcmp(ao, "static") == 0);
+    return LMP_OK;
 }

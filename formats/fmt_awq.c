@@ -2,18 +2,22 @@
  * AWQ "gemm" checkpoint packing (AutoAWQ awq/modules/linear/gemm.py WQLinear_GEMM,
  * awq/utils/packing_utils.py) <-> the canonical intgroup lmp_qtensor, and AWQ's
  * quantization_config. 4-bit only; packed along the OUTPUT axis with the interleave
- * order {0,2,4,6,1,3,5,7}; zeros are true zeros. Not the AWQ algorithm (scale search).
+ * order {0,2,4,6,1,3,5,7}; zeros are true zeros. The row LMP_QFMT_AWQ_GEMM of fmt_table.c
+ * points here; uses only fmt_common.c. Not the AWQ algorithm (lib/quant/awq.c).
  */
-#include "packing.h"
+#include "fmt_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* nibble i of a word holds output column 8c + awq_order[i] */
 static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
-int lmp_awq_pack(const lmp_qtensor *q, lmp_packed_linear *out)
+int lmp_fmt_awq_pack(const lmp_qtensor *q, lmp_qformat f, lmp_dtype scale_dtype, lmp_packed_linear *out)
 {
+    (void)f; /* one format */
+    (void)scale_dtype; /* AWQ stores f16 scales */
     memset(out, 0, sizeof *out);
     out->format = LMP_QFMT_AWQ_GEMM;
     if (q->scheme != LMP_QS_INTGROUP)
@@ -73,7 +77,7 @@ int lmp_awq_pack(const lmp_qtensor *q, lmp_packed_linear *out)
     return LMP_OK;
 }
 
-int lmp_awq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
+int lmp_fmt_awq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_qtensor *out)
 {
     const char *fmt = "awq";
     const lmp_tensor *tw = lmp_packed_linear_find(pl, "qweight");
@@ -84,7 +88,7 @@ int lmp_awq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_
     if (cfg->bits != 4)
         return lmp_err(LMP_EUNSUPPORTED, "awq: bits %d (AWQ GEMM is 4-bit only)", cfg->bits);
     int64_t any2[2] = {-1, -1};
-    if ((rc = lmp_pack_check_tensor(tw, fmt, "qweight", LMP_DT_I32, 2, any2)))
+    if ((rc = lmp_fmt_check_tensor(tw, fmt, "qweight", LMP_DT_I32, 2, any2)))
         return rc;
     const int64_t in = tw->shape[0], wc = tw->shape[1], outf = wc * 8;
     if (in < 1 || wc < 1 || in > INT32_MAX)
@@ -95,10 +99,10 @@ int lmp_awq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_
                        (long long)in, cfg->group_size);
     const int64_t ng = in / gs;
     int64_t sh_z[2] = {ng, wc}, sh_s[2] = {ng, outf};
-    if ((rc = lmp_pack_check_tensor(tz, fmt, "qzeros", LMP_DT_I32, 2, sh_z)) ||
-        (rc = lmp_pack_check_tensor(ts, fmt, "scales", -1, 2, sh_s)))
+    if ((rc = lmp_fmt_check_tensor(tz, fmt, "qzeros", LMP_DT_I32, 2, sh_z)) ||
+        (rc = lmp_fmt_check_tensor(ts, fmt, "scales", -1, 2, sh_s)))
         return rc;
-    if (!lmp_pack_scale_dtype_ok(ts))
+    if (!lmp_fmt_scale_dtype_ok(ts))
         return lmp_err(LMP_EFORMAT, "awq: scales dtype %s (expected f16, bf16 or f32)",
                        lmp_dtype_info(ts->dtype)->name);
     rc = lmp_qtensor_intgroup_init(out, outf, in, 4, cfg->group_size, false, false);
@@ -124,14 +128,15 @@ int lmp_awq_unpack(const lmp_packed_linear *pl, const lmp_intq_config *cfg, lmp_
                 all_mid &= z == 8;
             }
         for (int64_t r = 0; r < outf; r++)
-            ig->scales[r * ng + g] = lmp_pack_scale_at(ts, g * outf + r);
+            ig->scales[r * ng + g] = lmp_fmt_scale_at(ts, g * outf + r);
     }
     ig->sym = all_mid; /* AWQ always stores zeros; symmetric when they are all 8 */
     return LMP_OK;
 }
 
-cJSON *lmp_awq_config_json(const lmp_intq_config *c, const char *const *modules_to_not_convert)
+cJSON *lmp_fmt_awq_config_json(const lmp_intq_config *c, lmp_qformat f)
 {
+    (void)f;
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -140,12 +145,25 @@ cJSON *lmp_awq_config_json(const lmp_intq_config *c, const char *const *modules_
     cJSON_AddNumberToObject(o, "group_size", c->group_size);
     cJSON_AddNumberToObject(o, "bits", c->bits);
     cJSON_AddStringToObject(o, "version", "gemm");
-    if (modules_to_not_convert) {
-        cJSON *a = cJSON_AddArrayToObject(o, "modules_to_not_convert");
-        for (int i = 0; a && modules_to_not_convert[i]; i++)
-            cJSON_AddItemToArray(a, cJSON_CreateString(modules_to_not_convert[i]));
-    } else {
-        cJSON_AddNullToObject(o, "modules_to_not_convert");
-    }
+    cJSON_AddNullToObject(o, "modules_to_not_convert"); /* the model writer lists kept linears */
     return o;
+}
+
+int lmp_fmt_awq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+{
+    int rc;
+    const char *v = lmp_fmt_json_str(qc, "version");
+    if (v && strcasecmp(v, "gemm") != 0)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantization_config: AWQ version \"%s\" (only \"gemm\" is supported)", v);
+    *f = LMP_QFMT_AWQ_GEMM;
+    if ((rc = lmp_fmt_json_int(qc, "bits", 4, &c->bits)) ||
+        (rc = lmp_fmt_json_int(qc, "group_size", 128, &c->group_size)))
+        return rc;
+    if (!(rc = lmp_fmt_json_int(qc, "w_bit", c->bits, &c->bits)))
+        rc = lmp_fmt_json_int(qc, "q_group_size", c->group_size, &c->group_size);
+    if (rc)
+        return rc;
+    c->sym = !lmp_fmt_json_bool(qc, "zero_point", true);
+    return LMP_OK;
 }

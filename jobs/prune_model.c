@@ -1,0 +1,359 @@
+/*
+ * `lmpress prune` as one library call (see prune_model.h): lib/prune's layer-by-layer
+ * driver or structured plan, with formats/' sparse, quantized or structured writers as
+ * the sink; mixture-of-experts models by magnitude, matrix by matrix, to dense
+ * safetensors.
+ */
+#include "prune_model.h"
+#include "formats/formats.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void lmp_prune_model_default_params(lmp_prune_model_params *p)
+{
+    memset(p, 0, sizeof *p);
+    lmp_prune_default_params(&p->prune);
+    lmp_calib_default_params(&p->calib);
+    p->calib.n_samples = 128;
+    p->qformat = LMP_QFMT_GPTQ_V1;
+}
+
+void lmp_prune_model_result_free(lmp_prune_model_result *r)
+{
+    if (!r)
+        return;
+    lmp_prune_result_free(&r->prune);
+    lmp_struct_plan_free(&r->plan);
+}
+
+typedef struct {
+    lmp_qmodel_writer *w;
+} qsink_ctx;
+
+static int qsink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
+                 const lmp_prune_linear_stats *st)
+{
+    (void)W;
+    (void)mask;
+    (void)st;
+    return lmp_qmodel_writer_layer(((qsink_ctx *)ctx)->w, layer, q, NULL);
+}
+
+/* adds sparsity_config (format "dense": the zeros are in the packed codes) to a
+ * compressed-tensors pack-quantized folder's config.json */
+static int patch_ct_sparsity(const char *dir, const lmp_prune_spec *s, double global)
+{
+    char *path = lmp_path_join(dir, "config.json"), *txt = NULL;
+    int rc = path ? lmp_read_file(path, &txt, NULL) : lmp_err(LMP_ENOMEM, "out of memory");
+    cJSON *j = rc == 0 ? cJSON_Parse(txt) : NULL;
+    cJSON *qc = j ? cJSON_GetObjectItemCaseSensitive(j, "quantization_config") : NULL;
+    if (rc == 0 && !qc)
+        rc = lmp_err(LMP_EFORMAT, "%s: no quantization_config", path);
+    if (rc == 0) {
+        cJSON_AddItemToObject(qc, "sparsity_config", lmp_sparse_config_json("dense", s, global));
+        rc = lmp_fmt_write_json(dir, "config.json", j);
+    }
+    cJSON_Delete(j);
+    free(txt);
+    free(path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- experts */
+
+/* Mixture-of-experts models: magnitude pruning (unstructured or N:M; it needs no
+ * calibration, so an expert's mask depends on its own weights only) of every linear
+ * weight of the blocks: attention projections, dense FFNs and each expert's matrices (a
+ * 3-D tensor, granite's input_linear / output_linear, is pruned matrix by matrix); the
+ * routers, embeddings and lm_head are kept. Written as dense safetensors with the input's
+ * names and dtypes (zeros kept), config.json and tokenizer files copied. Calibrated
+ * methods would need each expert to see the tokens routed to it: refused before this. */
+static bool moe_pruned(const lmp_tensor *t)
+{
+    const char *nm = t->name;
+    if (t->ndim < 2 || t->ndim > 3 || !lmp_str_endswith(nm, ".weight") || !strstr(nm, "model.layers."))
+        return false;
+    return !strstr(nm, "block_sparse_moe.gate.weight") && !strstr(nm, ".mlp.gate.weight") &&
+           !strstr(nm, "router.layer.weight");
+}
+
+static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_model_params *p,
+                         lmp_prune_model_result *r)
+{
+    const lmp_ckpt *c = lmp_model_ckpt(m);
+    const lmp_prune_spec *spec = &p->prune.spec;
+    lmp_st_writer *w = NULL;
+    char *tmp = NULL;
+    float *buf = NULL;
+    void *conv = NULL;
+    cJSON *cfg = NULL;
+    int rc = LMP_OK;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        if (!moe_pruned(t))
+            continue;
+        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+        if (!tr->to_f32 || !tr->from_f32 || tr->is_quant)
+            return lmp_err(LMP_EUNSUPPORTED, "%s: %s is %s (pruning reads f32, f16 or bf16 weights)", c->path,
+                           t->name, tr->name);
+        if ((rc = lmp_prune_spec_check(spec, t->shape[t->ndim - 1], t->name)))
+            return rc;
+    }
+    if ((rc = lmp_dir_begin(out, p->force, &tmp)) || (rc = lmp_st_writer_new(&w, tmp, 0, true)))
+        goto done;
+    int64_t maxel = 0;
+    for (int i = 0; i < c->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        rc = lmp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape);
+        if (moe_pruned(t) && t->shape[t->ndim - 1] * t->shape[t->ndim - 2] > maxel)
+            maxel = t->shape[t->ndim - 1] * t->shape[t->ndim - 2];
+    }
+    if (rc || (rc = lmp_st_writer_meta(w, "format", "pt")) || (rc = lmp_st_writer_begin(w)))
+        goto done;
+    buf = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
+    conv = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
+    if (!buf || !conv) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < c->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &c->tensors[i];
+        r->write.params += (uint64_t)lmp_tensor_nelem(t);
+        r->write.bytes += t->nbytes;
+        if (!moe_pruned(t)) {
+            rc = lmp_st_writer_write(w, t->data, t->nbytes);
+            continue;
+        }
+        const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+        const int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
+        const int64_t nmat = t->ndim == 3 ? t->shape[0] : 1, el = rows * cols;
+        const size_t mb = (size_t)el * tr->type_size;
+        for (int64_t k = 0; k < nmat && !rc; k++) {
+            tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
+            if ((rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
+                rc = lmp_err_prefix(rc, "%s (matrix %lld)", t->name, (long long)k);
+                break;
+            }
+            for (int64_t j = 0; j < el; j++)
+                r->write.zeros += buf[j] == 0.0f;
+            tr->from_f32(buf, conv, el);
+            rc = lmp_st_writer_write(w, conv, mb);
+        }
+        r->write.linear_params += (uint64_t)(nmat * el);
+        r->prune.params += (uint64_t)(nmat * el);
+    }
+    r->prune.zeros = r->write.zeros;
+    r->prune.sparsity = r->prune.params ? (double)r->prune.zeros / (double)r->prune.params : 0;
+    r->write.n_tensors = c->n_tensors;
+    if (rc)
+        goto done;
+    rc = lmp_st_writer_finish(w);
+    w = NULL;
+    if (rc || (rc = lmp_fmt_config_json(c->dir, lmp_model_config(m), &cfg)) || (rc = lmp_fmt_write_json(tmp, "config.json", cfg)) ||
+        (rc = lmp_tokenizer_files_write(c, tmp)))
+        goto done;
+    rc = lmp_dir_commit(tmp, out);
+    r->format = "dense";
+done:
+    lmp_st_writer_abort(w);
+    if (rc && tmp)
+        lmp_dir_remove(tmp);
+    cJSON_Delete(cfg);
+    free(tmp);
+    free(buf);
+    free(conv);
+    return rc;
+}
+
+int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_params *p, lmp_prune_model_result *r)
+{
+    memset(r, 0, sizeof *r);
+    double t0 = lmp_time_s();
+    const bool gguf = p->out == LMP_PRUNE_OUT_GGUF;
+    const lmp_prune_spec *spec = &p->prune.spec;
+    if (!p->force && lmp_path_exists(out))
+        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
+    if (gguf && !lmp_str_endswith_ci(out, ".gguf"))
+        return lmp_err(LMP_EINVAL, "GGUF output: %s must end in .gguf", out);
+    if (gguf && spec->qbits && !p->structured)
+        return lmp_err(LMP_EINVAL, "joint quantization (--then-quantize) writes GPTQ or compressed-tensors folders, "
+                                   "not GGUF");
+    if (!p->calib_path && (p->structured || spec->method != LMP_PRUNE_MAGNITUDE))
+        return lmp_err(LMP_EINVAL, "%s needs calibration text (--calib FILE)",
+                       p->structured ? "structured pruning" : lmp_prune_method_name(spec->method));
+    lmp_model *m = NULL;
+    lmp_calib_data cal = {0};
+    lmp_sparse_writer *sw = NULL;
+    lmp_qmodel_writer *qw = NULL;
+    char *text = NULL, *dense_dir = NULL;
+    size_t len = 0;
+    int rc;
+    if ((rc = lmp_model_load(&m, model)))
+        return rc;
+    const lmp_config *cfg = lmp_model_config(m);
+    if (lmp_model_ckpt(m)->kind == LMP_CKPT_GGUF) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: GGUF input is not supported by prune (llama.cpp names, permuted q/k "
+                                       "rows); prune the Hugging Face checkpoint", model);
+        goto done;
+    }
+    if (lmp_model_is_moe(m)) {
+        if (p->structured || spec->method != LMP_PRUNE_MAGNITUDE || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: only magnitude pruning (unstructured or "
+                         "N:M) to dense safetensors is supported; %s would need each expert to see the tokens "
+                         "routed to it (not implemented); nothing was written", model,
+                         p->structured ? "structured pruning" : spec->qbits ? "joint quantization"
+                         : spec->method != LMP_PRUNE_MAGNITUDE ? lmp_prune_method_name(spec->method)
+                                                              : "this output format");
+            goto done;
+        }
+        rc = moe_magnitude(m, out, p, r);
+        if (rc == 0)
+            r->out_bytes = lmp_fmt_path_bytes(out);
+        goto done;
+    }
+    /* refuse what can be refused before any forward pass */
+    if ((cfg->fused_qkv || cfg->fused_gate_up) && p->structured) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); "
+                                       "structured pruning of them is not supported yet (unstructured and "
+                                       "N:M are)",
+                     model, cfg->model_type);
+        goto done;
+    }
+    if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
+        (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "
+                                       "removing heads changes those norms, so structured head pruning is "
+                                       "refused (ffn and layers work)",
+                     model, cfg->model_type);
+        goto done;
+    }
+    if (p->structured) {
+        int k;
+        if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
+            goto done;
+    } else if ((rc = lmp_prune_check(m, spec))) {
+        goto done;
+    }
+    lmp_sparse_format sf = LMP_SPFMT_DENSE;
+    if (p->out == LMP_PRUNE_OUT_CT && !p->structured && !spec->qbits)
+        sf = spec->m == 4 && spec->n == 2 ? LMP_SPFMT_24 : LMP_SPFMT_BITMASK;
+    if (p->structured && p->out == LMP_PRUNE_OUT_CT) {
+        rc = lmp_err(LMP_EINVAL, "structured pruning writes a smaller dense model: --format safetensors or gguf");
+        goto done;
+    }
+    if (p->calib_path && !p->calib_offset && !p->calib_bytes) {
+        /* several files, JSONL, chats: lmp_calib_load (one plain file: the same windows) */
+        if ((rc = lmp_calib_load(m, p->calib_path, &p->calib, &cal)))
+            goto done;
+        r->calib_text_tokens = cal.n_text_tokens;
+    } else if (p->calib_path) {
+        if ((rc = lmp_calib_read_text(p->calib_path, 0, &text, &len)))
+            goto done;
+        if (p->calib_offset >= len) {
+            rc = lmp_err(LMP_EINVAL, "%s: calibration offset %zu is past its end (%zu bytes)", p->calib_path,
+                         p->calib_offset, len);
+            goto done;
+        }
+        size_t n = len - p->calib_offset;
+        if (p->calib_bytes && p->calib_bytes < n)
+            n = p->calib_bytes;
+        if ((rc = lmp_calib_from_text(m, text + p->calib_offset, n, p->calib_path, &p->calib, &cal)))
+            goto done;
+        r->calib_text_tokens = cal.n_text_tokens;
+    }
+    if (gguf) {
+        size_t n = strlen(out) + 64;
+        dense_dir = malloc(n);
+        if (!dense_dir) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
+        lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
+    }
+    const char *dst = gguf ? dense_dir : out;
+    if (p->structured) {
+        if ((rc = lmp_struct_plan_make(m, &cal, p->kind, p->ratio, &r->plan)))
+            goto done;
+        if ((rc = lmp_struct_write(m, &r->plan, dst, p->force || gguf, &r->write)))
+            goto done;
+        r->format = "dense";
+    } else {
+        lmp_prune_params pp = p->prune;
+        qsink_ctx qctx;
+        if (spec->qbits) {
+            lmp_intq_config qc;
+            lmp_intq_config_init(&qc, NULL);
+            qc.bits = spec->qbits;
+            qc.group_size = spec->qgroup;
+            qc.sym = spec->qsym;
+            qc.damp_percent = spec->damp;
+            lmp_qmodel_write_params wp;
+            lmp_qmodel_write_default_params(&wp);
+            wp.format = lmp_qformat_for_zeros(p->out == LMP_PRUNE_OUT_CT ? LMP_QFMT_CT_PACKED : p->qformat, qc.sym);
+            wp.force = p->force;
+            if ((rc = lmp_qmodel_writer_open(&qw, m, out, &qc, &wp)))
+                goto done;
+            qctx.w = qw;
+            pp.sink = qsink;
+            pp.sink_ctx = &qctx;
+            r->format = lmp_qformat_name(wp.format);
+        } else {
+            if ((rc = lmp_sparse_writer_open(&sw, m, dst, sf, spec, p->force || gguf)))
+                goto done;
+            pp.sink = lmp_sparse_writer_layer;
+            pp.sink_ctx = sw;
+            r->format = lmp_sparse_format_name(sf);
+        }
+        if ((rc = lmp_prune_run(m, p->calib_path ? &cal : NULL, &pp, &r->prune)))
+            goto done;
+        if (qw) {
+            lmp_qmodel_write_stats ws;
+            rc = lmp_qmodel_writer_finish(qw, &ws);
+            qw = NULL;
+            if (rc)
+                goto done;
+            r->write.bytes = ws.bytes;
+            r->write.params = ws.params;
+            r->write.n_tensors = ws.n_tensors;
+            r->write.linear_params = ws.qparams;
+            r->write.zeros = r->prune.zeros;
+            if (p->out == LMP_PRUNE_OUT_CT &&
+                (rc = patch_ct_sparsity(out, spec, ws.params ? (double)r->prune.zeros / (double)ws.params : 0)))
+                goto done;
+        } else {
+            rc = lmp_sparse_writer_finish(sw, &r->write);
+            sw = NULL;
+            if (rc)
+                goto done;
+        }
+    }
+    if (gguf) {
+        lmp_convert_params cp;
+        lmp_convert_result cr;
+        lmp_convert_default_params(&cp);
+        cp.force = p->force;
+        cp.quiet = true;
+        rc = lmp_convert(dense_dir, out, &cp, &cr);
+        if (rc)
+            goto done;
+        r->format = "gguf";
+    }
+    r->out_bytes = lmp_fmt_path_bytes(out);
+done:
+    lmp_sparse_writer_abort(sw);
+    lmp_qmodel_writer_abort(qw);
+    if (dense_dir) {
+        lmp_dir_remove(dense_dir);
+        lmp_temp_unregister(dense_dir);
+        free(dense_dir);
+    }
+    free(text);
+    lmp_calib_free(&cal);
+    lmp_model_free(m);
+    r->seconds = lmp_time_s() - t0;
+    r->peak_rss = lmp_peak_rss();
+    return rc;
+}
