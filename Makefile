@@ -11,9 +11,12 @@ H5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null || echo -I/usr/include
 H5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
 CAIRO_CFLAGS := $(shell pkg-config --cflags cairo fontconfig 2>/dev/null || echo -I/usr/include/cairo)
 CAIRO_LIBS   := $(shell pkg-config --libs cairo fontconfig 2>/dev/null || echo -lcairo -lfontconfig)
+# OpenMPI (lib/core/dist.c): the same binary runs alone or under mpirun (docs/architecture.md)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIRO_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) -lz -lm -lpthread
+CFLAGS  += -std=c11 -Wall -Wextra -fopenmp -D_GNU_SOURCE -I. $(H5_CFLAGS) $(CAIRO_CFLAGS) $(MPI_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas $(H5_LIBS) $(CAIRO_LIBS) $(MPI_LIBS) -lz -lm -lpthread
 LDFLAGS += $(EXTRA_LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*/*.c) $(wildcard formats/*.c) $(wildcard jobs/*.c))
@@ -92,7 +95,7 @@ fuzz: $(FUZZ_BIN)
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) | $(DEPS_OK)
 	@mkdir -p $(BUILD)/fuzz
 	@echo "  FUZZ $*"
-	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -I. $(H5_CFLAGS) -fopenmp=libgomp \
+	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -I. $(H5_CFLAGS) $(MPI_CFLAGS) -fopenmp=libgomp \
 	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS)
 
 install: all

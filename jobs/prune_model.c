@@ -28,6 +28,38 @@ void lmp_prune_model_result_free(lmp_prune_model_result *r)
     lmp_struct_plan_free(&r->plan);
 }
 
+int lmp_prune_model_check(const lmp_prune_model_params *p)
+{
+    lmp_prune_model_params d;
+    lmp_prune_model_default_params(&d);
+    const lmp_prune_spec *s = &p->prune.spec;
+    int rc;
+    if (p->structured) {
+        if ((unsigned)p->kind > LMP_STRUCT_LAYERS)
+            return lmp_err(LMP_EINVAL, "--structured: unknown kind %d", (int)p->kind);
+        if (!(p->ratio > 0 && p->ratio < 1))
+            return lmp_err(LMP_EINVAL, "--ratio %g: must be in (0, 1)", p->ratio);
+    } else {
+        if ((rc = lmp_prune_spec_check(s, 0, "linear")))
+            return rc;
+        if (!s->qbits && (s->qsym != d.prune.spec.qsym || s->qgroup != d.prune.spec.qgroup || p->qformat != d.qformat))
+            return lmp_err(LMP_EINVAL, "--asym, --group-size and --qformat apply to --then-quantize");
+        if (s->qbits && s->qgroup > 1 << 20)
+            return lmp_err(LMP_EINVAL, "--group-size %d: must be positive, or -1", s->qgroup);
+        if (s->blocksize > 1 << 16)
+            return lmp_err(LMP_EINVAL, "--blocksize %d: must be positive (at most 65536)", s->blocksize);
+        if (p->prune.true_sequential < -1 || p->prune.true_sequential > 1)
+            return lmp_err(LMP_EINVAL, "true_sequential %d: -1, 0 or 1", p->prune.true_sequential);
+    }
+    if (p->qformat != LMP_QFMT_GPTQ_V1 && p->qformat != LMP_QFMT_GPTQ_V2)
+        return lmp_err(LMP_EINVAL, "--qformat: gptq or gptq_v2");
+    if ((unsigned)p->out > LMP_PRUNE_OUT_GGUF)
+        return lmp_err(LMP_EINVAL, "--format: unknown output %d", (int)p->out);
+    if (!p->calib_path && (p->structured || s->method != LMP_PRUNE_MAGNITUDE))
+        return lmp_err(LMP_EINVAL, "this method needs calibration text: --calib FILE (plain or .gz)");
+    return lmp_calib_check(&p->calib);
+}
+
 typedef struct {
     lmp_qmodel_writer *w;
 } qsink_ctx;

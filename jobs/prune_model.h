@@ -42,6 +42,11 @@ typedef struct {
 
 void lmp_prune_model_default_params(lmp_prune_model_params *p);
 void lmp_prune_model_result_free(lmp_prune_model_result *r); /* accepts NULL */
+/* The preferences alone, before any work (LMP_EINVAL naming the lmpress option): the
+ * spec's ranges (lmp_prune_spec_check), joint-quantization options without
+ * --then-quantize, the structured ratio, calibration text where the method needs it, the
+ * windows (lmp_calib_check). */
+int lmp_prune_model_check(const lmp_prune_model_params *p);
 /* Loads `model`, checks everything that can be refused (existing output, pattern vs row
  * lengths, ratios, formats) before any forward pass, calibrates, prunes and writes `out`
  * (a folder; a .gguf file for LMP_PRUNE_OUT_GGUF). `out` appears only when complete. */

@@ -22,6 +22,32 @@ void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r)
         lmp_qpipe_result_free(&r->pipe);
 }
 
+int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
+{
+    const lmp_qpipe_params *q = &p->pipe;
+    const bool awq = q->method == LMP_QMETHOD_AWQ;
+    int rc = lmp_qpipe_check(NULL, q);
+    if (rc)
+        return rc;
+    if (q->method == LMP_QMETHOD_RTN && q->act_order)
+        return lmp_err(LMP_EINVAL, "--act-order applies to GPTQ only (RTN rounds each column on its own)");
+    if (!awq && (!q->awq_clip || !q->awq_duo_scaling))
+        return lmp_err(LMP_EINVAL, "--no-clip / --no-duo-scaling apply to AWQ only (--method awq)");
+    if ((unsigned)p->write.format >= LMP_QFMT_COUNT)
+        return lmp_err(LMP_EINVAL, "--format: unknown format %d", (int)p->write.format);
+    if (p->write.format == LMP_QFMT_GPTQ_V1 && !q->sym)
+        return lmp_err(LMP_EINVAL, "--format gptq (checkpoint_format v1) holds symmetric weights only: "
+                                   "asymmetric GPTQ is gptq_v2");
+    if (p->write.format == LMP_QFMT_AWQ_GEMM && (q->bits != 4 || q->act_order))
+        return lmp_err(LMP_EINVAL, "--format awq (AutoAWQ GEMM) holds 4-bit weights without act-order%s",
+                       q->act_order ? " (add --no-act-order)" : "");
+    if (p->write.convert_dense && p->write.dense_dtype != LMP_DT_F16 && p->write.dense_dtype != LMP_DT_BF16)
+        return lmp_err(LMP_EINVAL, "--dtype: the unquantized tensors are written in f16 or bf16");
+    if ((q->method == LMP_QMETHOD_GPTQ || awq) && !p->calib_path)
+        return lmp_err(LMP_EINVAL, "%s needs calibration text: --calib FILE (plain or .gz)", awq ? "AWQ" : "GPTQ");
+    return lmp_calib_check(&p->calib);
+}
+
 int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
                         lmp_qmodel_quant_result *r)
 {

@@ -33,6 +33,11 @@ typedef struct {
 
 void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p);
 void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r); /* accepts NULL */
+/* The preferences a command gives, before any work (LMP_EINVAL naming the lmpress option):
+ * lmp_qpipe_check's ranges, act-order with GPTQ only, AWQ's switches with AWQ only, the
+ * format's constraints (v1 symmetric, AWQ GEMM 4-bit without act-order), calibration
+ * text for GPTQ and AWQ, the windows (lmp_calib_check). */
+int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p);
 /* Loads `model`, draws the calibration windows, runs the pipeline with the writer as
  * its sink, and completes `out`. Everything that can be refused (existing output, bad
  * group size, format constraints, short calibration text) is refused before the first

@@ -2,7 +2,7 @@
 # Checks the Debian packages lmpress builds against. As root, installs what is missing
 # (apt-get update first); otherwise prints the exact command and fails.
 set -u
-PKGS="gcc make pkg-config zlib1g-dev libcjson-dev libhdf5-dev libpcre2-dev libutf8proc-dev libopenblas-openmp-dev liblapacke-dev libcairo2-dev"
+PKGS="gcc make pkg-config zlib1g-dev libcjson-dev libhdf5-dev libpcre2-dev libutf8proc-dev libopenblas-openmp-dev liblapacke-dev libcairo2-dev libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,32 +21,46 @@ static bool model_pos(const cli_cmd_info *info)
            strncmp(u, "BASE", 4) == 0 || strncmp(u, "TEACHER", 7) == 0;
 }
 
-void cli_help(const cli_opt *opts, const cli_cmd_info *info)
+static void help_row(const cli_opt *o)
+{
+    char left[96];
+    const char *mv = o->kind == OPT_FLAG || o->kind == OPT_OFF || o->kind == OPT_TRI ? NULL : o->metavar;
+    if (o->kind == OPT_TRI)
+        snprintf(left, sizeof left, "%s--%s, --%s", o->shrt ? "" : "    ", o->lng, o->metavar);
+    else if (o->shrt)
+        snprintf(left, sizeof left, "-%c, --%s%s%s", o->shrt, o->lng, mv ? " " : "", mv ? mv : "");
+    else
+        snprintf(left, sizeof left, "    --%s%s%s", o->lng, mv ? " " : "", mv ? mv : "");
+    if (strlen(left) > 28)
+        printf("  %s\n  %-28s %s\n", left, "", o->help);
+    else
+        printf("  %-28s %s\n", left, o->help);
+}
+
+void cli_help_groups(const cli_group *groups, int ngroups, const cli_cmd_info *info)
 {
     printf("usage: lmpress %s %s\n\n%s\n", info->name, info->usage, info->summary);
-    if ((opts && opts[0].lng) || model_pos(info)) {
-        printf("\noptions:\n");
-        if (model_pos(info))
+    for (int g = 0; g < ngroups; g++) {
+        const cli_opt *opts = groups[g].opts;
+        bool rows = opts && opts[0].lng;
+        if (!rows && !(g == 0 && model_pos(info)) && g != 0)
+            continue;
+        printf("\n%s:\n", groups[g].title ? groups[g].title : "options");
+        if (g == 0 && model_pos(info))
             printf("  %-28s %s\n", "-m, --model MODEL", "the model, as an option instead of the first argument");
+        for (const cli_opt *o = opts; rows && o->lng; o++)
+            help_row(o);
+        if (g == 0)
+            printf("  %-28s %s\n", "-h, --help", "show this help");
     }
-    if (opts && opts[0].lng) {
-        for (const cli_opt *o = opts; o->lng; o++) {
-            char left[64];
-            if (o->shrt)
-                snprintf(left, sizeof left, "-%c, --%s%s%s", o->shrt, o->lng, o->metavar ? " " : "",
-                         o->metavar ? o->metavar : "");
-            else
-                snprintf(left, sizeof left, "    --%s%s%s", o->lng, o->metavar ? " " : "",
-                         o->metavar ? o->metavar : "");
-            if (strlen(left) > 28)
-                printf("  %s\n  %-28s %s\n", left, "", o->help);
-            else
-                printf("  %-28s %s\n", left, o->help);
-        }
-    }
-    printf("  %-28s %s\n", "-h, --help", "show this help");
     if (info->details)
         printf("\n%s\n", info->details);
+}
+
+void cli_help(const cli_opt *opts, const cli_cmd_info *info)
+{
+    const cli_group g = {NULL, opts};
+    cli_help_groups(&g, 1, info);
 }
 
 static const char *ext_of(const char *path)
@@ -77,64 +92,30 @@ bool cli_filelike_name(const char *path)
 
 int cli_edit_distance(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return 99;
-    int d[64][64];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = (int)i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = (int)j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            int c = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            int v = d[i - 1][j - 1] + c;
-            if (d[i - 1][j] + 1 < v)
-                v = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < v)
-                v = d[i][j - 1] + 1;
-            /* a swap of two neighbours counts as one edit */
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
-                v = d[i - 2][j - 2] + 1;
-            d[i][j] = v;
-        }
-    return d[la][lb];
+    return lmp_edit_distance(a, b);
 }
 
 const char *cli_suggest(const char *s, const char *const *cands, int n)
 {
-    const char *best = NULL;
-    int bd = 99;
-    size_t ls = strlen(s);
-    for (int i = 0; i < n; i++) {
-        int dd = cli_edit_distance(s, cands[i]);
-        /* a prefix of a longer name ("--calib-sample") is a good guess too */
-        if (ls >= 3 && strncmp(cands[i], s, ls) == 0 && dd > 1)
-            dd = 1;
-        if (dd < bd) {
-            bd = dd;
-            best = cands[i];
-        }
-    }
-    int lim = ls <= 4 ? 1 : ls <= 8 ? 2 : 3;
-    return bd <= lim ? best : NULL;
+    return lmp_suggest(s, cands, n);
 }
 
-/* Checks an OPT_NAME value against "a|b|c"; prints the error with a suggestion. */
+/* Checks a value against an OPT_NAME / OPT_ENUM metavar "a|b|c": returns its index in
+ * the list (0 when there is no list), or -1 with the error printed, with a suggestion. */
 static int check_choice(const cli_opt *o, const char *cmd, const char *val)
 {
     if (!o->metavar || !strchr(o->metavar, '|'))
         return 0;
     const char *cands[64];
-    char buf[64][32];
-    int n = 0;
-    for (const char *p = o->metavar; *p && n < 64;) {
+    char buf[64][40];
+    int n = 0, idx = 0;
+    for (const char *p = o->metavar; *p && n < 64; idx++) {
         size_t k = strcspn(p, "|");
         if (k < sizeof buf[0]) {
             memcpy(buf[n], p, k);
             buf[n][k] = 0;
             if (strcmp(buf[n], val) == 0)
-                return 0;
+                return idx;
             cands[n] = buf[n];
             n++;
         }
@@ -151,18 +132,43 @@ static int check_choice(const cli_opt *o, const char *cmd, const char *val)
     return -1;
 }
 
+static int parse_int(const cli_opt *o, const char *cmd, const char *val, long long lo, long long hi,
+                     long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(val, &end, 10);
+    if (errno || end == val || *end) {
+        fprintf(stderr, "lmpress %s: --%s: '%s' is not an integer\n", cmd, o->lng, val);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "lmpress %s: --%s: %s is out of range (%lld..%lld)\n", cmd, o->lng, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int parse_value(const cli_opt *o, const char *cmd, const char *val)
 {
     char *end;
+    long long iv;
     switch (o->kind) {
     case OPT_NAME:
+    case OPT_ENUM: {
         /* argv's strings are the program's to modify (C11 5.1.2.2.1) */
         for (char *c = (char *)val; *c; c++)
             *c = (char)tolower((unsigned char)*c);
-        if (check_choice(o, cmd, val))
+        int k = check_choice(o, cmd, val);
+        if (k < 0)
             return -1;
-        *(const char **)o->dst = val;
+        if (o->kind == OPT_ENUM)
+            *(int *)o->dst = k;
+        else
+            *(const char **)o->dst = val;
         return 0;
+    }
     case OPT_STR:
         *(const char **)o->dst = val;
         return 0;
@@ -175,24 +181,33 @@ static int parse_value(const cli_opt *o, const char *cmd, const char *val)
         l->v = nv;
         return 0;
     }
-    case OPT_INT: {
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end) {
-            fprintf(stderr, "lmpress %s: --%s: '%s' is not an integer\n", cmd, o->lng, val);
+    case OPT_INT:
+        return parse_int(o, cmd, val, LLONG_MIN, LLONG_MAX, (long long *)o->dst);
+    case OPT_I32:
+        if (parse_int(o, cmd, val, INT_MIN, INT_MAX, &iv))
+            return -1;
+        *(int *)o->dst = (int)iv;
+        return 0;
+    case OPT_U64:
+        if (val[0] == '-' || parse_int(o, cmd, val, 0, LLONG_MAX, &iv)) {
+            if (val[0] == '-')
+                fprintf(stderr, "lmpress %s: --%s: '%s': must be non-negative\n", cmd, o->lng, val);
             return -1;
         }
-        *(long long *)o->dst = v;
+        *(uint64_t *)o->dst = (uint64_t)iv;
         return 0;
-    }
-    case OPT_FLOAT: {
+    case OPT_FLOAT:
+    case OPT_F32: {
         errno = 0;
         double v = strtod(val, &end);
-        if (errno || end == val || *end || !isfinite(v)) {
+        if (errno || end == val || *end || !isfinite(v) || (o->kind == OPT_F32 && fabs(v) > 3.0e38)) {
             fprintf(stderr, "lmpress %s: --%s: '%s' is not a number\n", cmd, o->lng, val);
             return -1;
         }
-        *(double *)o->dst = v;
+        if (o->kind == OPT_F32)
+            *(float *)o->dst = (float)v;
+        else
+            *(double *)o->dst = v;
         return 0;
     }
     default:
@@ -200,12 +215,51 @@ static int parse_value(const cli_opt *o, const char *cmd, const char *val)
     }
 }
 
-int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *info,
-              const char ***pos, int *npos)
+/* A flag row: sets its bool / tri-state. `neg` is true for OPT_TRI's opposite name. Both
+ * names of a tri-state given is a conflict (-1, message printed). */
+static int set_flag(const cli_opt *o, const char *cmd, bool neg)
+{
+    if (o->kind == OPT_TRI) {
+        int *t = o->dst, v = neg ? 0 : 1;
+        if (*t >= 0 && *t != v) {
+            fprintf(stderr, "lmpress %s: --%s and --%s conflict\n", cmd, o->lng, o->metavar);
+            return -1;
+        }
+        *t = v;
+    } else {
+        *(bool *)o->dst = o->kind != OPT_OFF;
+    }
+    return 0;
+}
+
+static bool is_flag(const cli_opt *o)
+{
+    return o->kind == OPT_FLAG || o->kind == OPT_OFF || o->kind == OPT_TRI;
+}
+
+/* Does row o answer to the long name nm[0..len)? *neg: by OPT_TRI's opposite name. */
+static bool long_match(const cli_opt *o, const char *nm, size_t len, bool *neg)
+{
+    *neg = false;
+    if (strlen(o->lng) == len && strncmp(o->lng, nm, len) == 0)
+        return true;
+    if (o->kind == OPT_TRI && o->metavar && strlen(o->metavar) == len && strncmp(o->metavar, nm, len) == 0) {
+        *neg = true;
+        return true;
+    }
+    return false;
+}
+
+int cli_parse_groups(int argc, char **argv, const cli_group *groups, int ngroups, const cli_cmd_info *info,
+                     const char ***pos, int *npos, cli_seen *seen)
 {
     static const char *posbuf[65];
     const char *model = NULL;
     int np = 0, only_pos = 0;
+    unsigned only = ~0u;
+    const char *first[CLI_MAX_GROUPS] = {0};
+    if (ngroups > CLI_MAX_GROUPS)
+        ngroups = CLI_MAX_GROUPS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_pos || a[0] != '-' || a[1] == 0) {
@@ -221,11 +275,9 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *in
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            cli_help(opts, info);
+            cli_help_groups(groups, ngroups, info);
             return 1;
         }
-        const cli_opt *o = NULL;
-        const char *inl = NULL;
         if (model_pos(info) && (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0 ||
                                 strncmp(a, "--model=", 8) == 0 || (a[1] == 'm' && a[2] && a[1] != '-'))) {
             const char *v = a[1] == 'm' ? (a[2] ? a + 2 : NULL) : a[7] == '=' ? a + 8 : NULL;
@@ -243,30 +295,46 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *in
             model = v;
             continue;
         }
-        if (a[1] == '-') {
-            const char *nm = a + 2, *eq = strchr(nm, '=');
-            size_t len = eq ? (size_t)(eq - nm) : strlen(nm);
-            for (const cli_opt *p = opts; p && p->lng; p++)
-                if (strlen(p->lng) == len && strncmp(p->lng, nm, len) == 0)
-                    o = p;
-            if (eq)
-                inl = eq + 1;
-        } else {
-            for (const cli_opt *p = opts; p && p->lng; p++)
-                if (p->shrt == a[1])
-                    o = p;
-            if (o && a[2])
-                inl = a + 2;
+        /* every row with this name, in every table */
+        const cli_opt *hit[CLI_MAX_GROUPS] = {0};
+        bool neg[CLI_MAX_GROUPS] = {0};
+        unsigned mask = 0;
+        const cli_opt *o = NULL;
+        const char *inl = NULL;
+        for (int g = 0; g < ngroups; g++) {
+            for (const cli_opt *p = groups[g].opts; p && p->lng; p++) {
+                bool ng = false;
+                if (a[1] == '-') {
+                    const char *nm = a + 2, *eq = strchr(nm, '=');
+                    if (!long_match(p, nm, eq ? (size_t)(eq - nm) : strlen(nm), &ng))
+                        continue;
+                    inl = eq ? eq + 1 : NULL;
+                } else {
+                    if (p->shrt != a[1])
+                        continue;
+                    inl = a[2] ? a + 2 : NULL;
+                }
+                hit[g] = p;
+                neg[g] = ng;
+                o = p;
+                mask |= 1u << g;
+            }
         }
         if (!o) {
-            const char *cands[128];
-            char names[128][48];
+            const char *cands[160];
+            char names[160][48];
             int n = 0;
-            for (const cli_opt *p = opts; p && p->lng && n < 126; p++) {
-                snprintf(names[n], sizeof names[n], "--%s", p->lng);
-                cands[n] = names[n];
-                n++;
-            }
+            for (int g = 0; g < ngroups; g++)
+                for (const cli_opt *p = groups[g].opts; p && p->lng && n < 156; p++) {
+                    snprintf(names[n], sizeof names[n], "--%s", p->lng);
+                    cands[n] = names[n];
+                    n++;
+                    if (p->kind == OPT_TRI && p->metavar) {
+                        snprintf(names[n], sizeof names[n], "--%s", p->metavar);
+                        cands[n] = names[n];
+                        n++;
+                    }
+                }
             cands[n++] = "--help";
             if (model_pos(info))
                 cands[n++] = "--model";
@@ -281,25 +349,34 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *in
                         info->name);
             return -1;
         }
-        if (o->kind == OPT_FLAG) {
+        if (!(mask & 1u)) /* table 0 is common to all: its rows do not narrow */
+            only &= mask;
+        for (int g = 0; g < ngroups; g++)
+            if (mask == 1u << g && !first[g])
+                first[g] = o->lng;
+        const char *val = NULL;
+        if (is_flag(o)) {
             if (inl) {
                 fprintf(stderr, "lmpress %s: --%s takes no value\n", info->name, o->lng);
                 return -1;
             }
-            *(bool *)o->dst = true;
-            continue;
-        }
-        const char *val = inl;
-        if (!val) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "lmpress %s: --%s needs a value (%s)\n", info->name, o->lng,
-                        o->metavar ? o->metavar : "VALUE");
-                return -1;
+        } else {
+            val = inl;
+            if (!val) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "lmpress %s: --%s needs a value (%s)\n", info->name, o->lng,
+                            o->metavar ? o->metavar : "VALUE");
+                    return -1;
+                }
+                val = argv[++i];
             }
-            val = argv[++i];
         }
-        if (parse_value(o, info->name, val) != 0)
-            return -1;
+        for (int g = 0; g < ngroups; g++) {
+            if (!hit[g])
+                continue;
+            if (is_flag(hit[g]) ? set_flag(hit[g], info->name, neg[g]) : parse_value(hit[g], info->name, val))
+                return -1;
+        }
     }
     if (model) {
         memmove(posbuf + 1, posbuf, sizeof(char *) * (size_t)np);
@@ -310,7 +387,18 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *in
         *pos = posbuf;
     if (npos)
         *npos = np;
+    if (seen) {
+        seen->only = only;
+        memcpy(seen->first, first, sizeof first);
+    }
     return 0;
+}
+
+int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *info,
+              const char ***pos, int *npos)
+{
+    const cli_group g = {NULL, opts};
+    return cli_parse_groups(argc, argv, &g, 1, info, pos, npos, NULL);
 }
 
 int cli_fail(const char *cmd, int rc)
@@ -337,6 +425,17 @@ void cli_json_str(const char *s)
         }
     }
     putchar('"');
+}
+
+void cli_eta_text(const void *t0, int layer, int n_layers, char *buf, size_t n)
+{
+    if (!t0) {
+        buf[0] = 0;
+        return;
+    }
+    double el = lmp_time_s() - *(const double *)t0;
+    double eta = el / (layer + 1) * (n_layers - layer - 1);
+    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
 }
 
 const char *cli_bytes(double n, char *buf, int len)

@@ -6,6 +6,7 @@
 #define LMP_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -17,6 +18,19 @@ typedef enum {
     OPT_NAME,   /* const char **; a name (method, type, protocol, format...): stored lower-cased,
                  * so that `--method GPTQ` = `--method gptq`; a metavar "a|b|c" lists the
                  * accepted values (checked here, with "did you mean") */
+    /* Rows that point straight into a library parameter struct (filled first by its
+     * *_default_params): the parser only converts; ranges are the library check's. */
+    OPT_I32,    /* int *; strict decimal within int */
+    OPT_F32,    /* float *; strict */
+    OPT_U64,    /* uint64_t *; strict non-negative decimal */
+    OPT_ENUM,   /* int * (an enum field: GCC/Clang store enums without negative values as
+                 * unsigned int, which int may access); metavar "a|b|c": stores the index of
+                 * the value given (case-insensitive, "did you mean"), so the list is in the
+                 * enum's order */
+    OPT_OFF,    /* bool *; no argument; sets false (`--no-clip` clears awq_clip) */
+    OPT_TRI,    /* int *, -1 until given; no argument; `--lng` sets 1 and `--METAVAR` (the
+                 * opposite name, e.g. "asym" for "sym") sets 0; both given is refused as a
+                 * conflict. For preferences whose default depends on another option. */
 } cli_opt_kind;
 
 typedef struct {
@@ -53,6 +67,26 @@ typedef struct {
 int cli_parse(int argc, char **argv, const cli_opt *opts, const cli_cmd_info *info,
               const char ***pos, int *npos);
 void cli_help(const cli_opt *opts, const cli_cmd_info *info);
+
+/* Several tables under one command (quantize: options common to both paths, GGUF block
+ * types, integer groups). A name may be a row of several tables: the value is written to
+ * every such row's dst (the calibration windows serve either path). --help prints each
+ * table under its title (NULL: "options"). */
+#define CLI_MAX_GROUPS 8
+typedef struct {
+    const char *title;  /* "GGUF block types (--type)" or NULL */
+    const cli_opt *opts;
+} cli_group;
+/* Which tables the options given came from. */
+typedef struct {
+    unsigned only;      /* AND over the options given of the tables holding each one
+                         * (all bits when none was given): the tables every option fits.
+                         * Table 0 is common to all: its rows do not narrow. */
+    const char *first[CLI_MAX_GROUPS]; /* first option given that is a row of table g only */
+} cli_seen;
+int cli_parse_groups(int argc, char **argv, const cli_group *groups, int ngroups, const cli_cmd_info *info,
+                     const char ***pos, int *npos, cli_seen *seen);
+void cli_help_groups(const cli_group *groups, int ngroups, const cli_cmd_info *info);
 /* Prints "lmpress <cmd>: <lmp_errmsg()>" and returns the exit status for `rc`. */
 int cli_fail(const char *cmd, int rc);
 /* Prints a JSON string literal (escaped) to stdout. */
@@ -75,6 +109,9 @@ int cli_gguf_deploy(const char *cmd, const char *out, const char *src, uint64_t 
 int cli_edit_distance(const char *a, const char *b);
 /* Of `cands` (n names), the closest to `s` within a small distance, or NULL. */
 const char *cli_suggest(const char *s, const char *const *cands, int n);
+/* "; elapsed 12.3s, ETA 45.6s" into buf: the whole job's, from the layers done (layers take
+ * about the same time each); t0 points at the job's start (lmp_time_s), NULL gives "". */
+void cli_eta_text(const void *t0, int layer, int n_layers, char *buf, size_t n);
 /* "1.23 MiB" into buf. */
 const char *cli_bytes(double n, char *buf, int len);
 
@@ -93,7 +130,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_tasks(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 
-/* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cmd_merge.c).
+/* LoRA options shared by merge, quantize, prune, distill export, ppl and run (cli_lora.c).
  * --scale S applies to the --lora given before it (1 when none follows an adapter): fills
  * scales[0..n_loras) from argv; -1 (message printed) on a --scale before any --lora. */
 int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double *scales);

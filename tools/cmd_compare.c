@@ -13,32 +13,32 @@
 
 int cmd_compare(int argc, char **argv)
 {
-    const char *file = NULL, *out = NULL, *proto = "gptq", *base_logits = NULL;
-    long long ctx = 0, chunks = 0, k = 0, threads = 0;
-    bool keep = false, force = false, json = false, allow_long = false, resume = false;
+    lmp_compare_params p = lmp_compare_default_params();
+    p.task = lmp_task_default_params();
+    const char *file = NULL, *out = NULL, *proto = "gptq", *task_proto = "lm-eval";
+    long long threads = 0;
+    bool json = false;
     cli_strlist tasks = {0};
-    const char *task_proto = "lm-eval";
-    long long task_limit = 0, task_seed = 1;
     const cli_opt opts[] = {
         {"file", 'f', OPT_STR, &file, "TEXT", "evaluation text (required)"},
         {"output", 'o', OPT_STR, &out, "DIR", "report folder (required)"},
         {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "perplexity protocol: gptq (default), llamacpp, windows"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: the protocol's, at most the base's context); also the KLD window"},
-        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above a model's max_position_embeddings"},
-        {"base-logits", 0, OPT_STR, &base_logits, "FILE", "KLD against these teacher logits (lmpress distill export) "
+        {"ctx", 'c', OPT_I32, &p.ctx, "N", "window size (default: the protocol's, at most the base's context); also the KLD window"},
+        {"allow-long-ctx", 0, OPT_FLAG, &p.allow_long_ctx, NULL, "accept --ctx above a model's max_position_embeddings"},
+        {"base-logits", 0, OPT_STR, &p.base_logits, "FILE", "KLD against these teacher logits (lmpress distill export) "
                                                           "instead of exporting the base's"},
-        {"resume", 0, OPT_FLAG, &resume, NULL, "reuse the rows of an earlier (or interrupted) run into REPORT_DIR "
+        {"resume", 0, OPT_FLAG, &p.resume, NULL, "reuse the rows of an earlier (or interrupted) run into REPORT_DIR "
                                                "with the same settings"},
-        {"chunks", 0, OPT_INT, &chunks, "K", "use at most K windows (default all)"},
-        {"top-k", 'k', OPT_INT, &k, "K", "KLD from the base's top-K (default 0: exact, full log-probs)"},
-        {"keep-logits", 0, OPT_FLAG, &keep, NULL, "keep DIR/base-logits.h5"},
+        {"chunks", 0, OPT_I32, &p.chunks, "K", "use at most K windows (default all)"},
+        {"top-k", 'k', OPT_I32, &p.top_k, "K", "KLD from the base's top-K (default 0: exact, full log-probs)"},
+        {"keep-logits", 0, OPT_FLAG, &p.keep_logits, NULL, "keep DIR/base-logits.h5"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
-        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing report folder"},
+        {"force", 0, OPT_FLAG, &p.force, NULL, "replace an existing report folder"},
         {"json", 0, OPT_FLAG, &json, NULL, "print report.json's rows as one JSON object on stdout"},
         {"task", 0, OPT_MULTI, &tasks, "NAME=FILE", "also score this task on every variant (repeatable; see lmpress tasks)"},
         {"task-protocol", 0, OPT_STR, &task_proto, "P", "task protocol: lm-eval (default) or llamacpp"},
-        {"task-limit", 0, OPT_INT, &task_limit, "N", "score a random subset of N items per task (default all)"},
-        {"task-seed", 0, OPT_INT, &task_seed, "S", "seed of that subset (default 1)"},
+        {"task-limit", 0, OPT_I32, &p.task.limit, "N", "score a random subset of N items per task (default all)"},
+        {"task-seed", 0, OPT_U64, &p.task.seed, "S", "seed of that subset (default 1)"},
         {0},
     };
     const cli_cmd_info info = {
@@ -62,27 +62,25 @@ int cmd_compare(int argc, char **argv)
         fprintf(stderr, "lmpress compare: need BASE, at least one VARIANT, -f TEXT and -o DIR (see --help)\n");
         return 2;
     }
-    int pr = lmp_ppl_protocol_from_name(proto);
-    if (pr < 0) {
-        fprintf(stderr, "lmpress compare: unknown protocol '%s' (gptq, llamacpp, windows)\n", proto);
-        return 2;
-    }
-    if (ctx < 0 || ctx > 1 << 22 || chunks < 0 || chunks > 1 << 30 || k < 0 || k > 1 << 24 || threads < 0) {
-        fprintf(stderr, "lmpress compare: --ctx, --chunks, --top-k and --threads must be >= 0\n");
-        return 2;
-    }
-    int tpr = lmp_task_protocol_from_name(task_proto);
-    if (tpr < 0 || task_limit < 0 || task_seed < 0 || tasks.n > LMP_COMPARE_MAX_TASKS) {
-        fprintf(stderr, "lmpress compare: --task-protocol is lm-eval or llamacpp, --task-limit and --task-seed >= 0, "
-                        "at most %d tasks\n", LMP_COMPARE_MAX_TASKS);
+    int pr = lmp_ppl_protocol_from_name(proto), tpr = lmp_task_protocol_from_name(task_proto);
+    if (pr < 0 || tpr < 0) {
+        fprintf(stderr, "lmpress compare: unknown %s '%s' (%s)\n", pr < 0 ? "protocol" : "task protocol",
+                pr < 0 ? proto : task_proto, pr < 0 ? "gptq, llamacpp, windows" : "lm-eval, llamacpp");
         free(tasks.v);
         return 2;
+    }
+    p.protocol = (lmp_ppl_protocol)pr;
+    p.task.protocol = (lmp_task_protocol)tpr;
+    p.n_tasks = tasks.n;
+    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads must be >= 0") : lmp_compare_check(&p);
+    if (rc) {
+        free(tasks.v);
+        return cli_fail("compare", rc);
     }
     lmp_set_num_threads((int)threads);
     /* task files are read and checked before any model is evaluated */
     lmp_task_set *sets[LMP_COMPARE_MAX_TASKS] = {0};
     char *tnames[LMP_COMPARE_MAX_TASKS] = {0};
-    int rc = 0;
     for (int i = 0; i < tasks.n && !rc; i++) {
         const char *eq = strchr(tasks.v[i], '=');
         if (!eq || eq == tasks.v[i] || !eq[1]) {
@@ -113,24 +111,9 @@ int cmd_compare(int argc, char **argv)
         free(tasks.v);
         return cli_fail("compare", rc);
     }
-    lmp_compare_params p = lmp_compare_default_params();
     p.load = lmp_model_load_any; /* HF, GGUF, GPTQ/AWQ/compressed-tensors and sparse folders */
-    p.protocol = (lmp_ppl_protocol)pr;
-    p.ctx = (int)ctx;
-    p.chunks = (int)chunks;
-    p.top_k = (int)k;
-    p.keep_logits = keep;
-    p.force = force;
-    p.n_tasks = tasks.n;
     p.tasks = (const lmp_task_set *const *)sets;
     p.task_names = (const char *const *)tnames;
-    p.task = lmp_task_default_params();
-    p.task.protocol = (lmp_task_protocol)tpr;
-    p.task.limit = (int)task_limit;
-    p.task.seed = (uint64_t)task_seed;
-    p.allow_long_ctx = allow_long;
-    p.base_logits = base_logits;
-    p.resume = resume;
     lmp_compare_row *rows = NULL;
     rc = lmp_distill_compare(pos[0], pos + 1, np - 1, text, len, file, out, &p, &rows);
     free(text);

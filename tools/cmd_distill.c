@@ -37,10 +37,11 @@ static int parse_shard(const char *s, int *i, int *n)
 
 static int distill_export(int argc, char **argv)
 {
+    lmp_distill_params p = lmp_distill_default_params();
+    p.ctx = 0; /* the command's default: min(512, the model's context) */
     const char *file = NULL, *out = NULL, *shard = NULL;
-    long long k = 64, ctx = 0, chunks = 0, threads = 0;
-    double temp = 1.0;
-    bool full = false, f32 = false, force = false, json = false, allow_long = false;
+    long long threads = 0;
+    bool json = false;
     cli_strlist loras = {0};
     double lora_scale = 1;
     char *lora_tmp = NULL;
@@ -49,16 +50,16 @@ static int distill_export(int argc, char **argv)
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"file", 'f', OPT_STR, &file, "TEXT", "text to run the teacher on (required)"},
         {"output", 'o', OPT_STR, &out, "FILE", "output .h5 file (required)"},
-        {"top-k", 'k', OPT_INT, &k, "K", "log-probs kept per position (default 64; 0 with --full)"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "tokens per sequence (default 512, at most the model's context)"},
-        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above the model's max_position_embeddings"},
-        {"temperature", 0, OPT_FLOAT, &temp, "T", "log-probs of softmax(logits/T) (default 1)"},
-        {"full", 0, OPT_FLAG, &full, NULL, "also store every log-prob (exact KLD; small vocabularies)"},
-        {"f32", 0, OPT_FLAG, &f32, NULL, "log-probs in f32 (default f16)"},
+        {"top-k", 'k', OPT_I32, &p.top_k, "K", "log-probs kept per position (default 64; 0 with --full)"},
+        {"ctx", 'c', OPT_I32, &p.ctx, "N", "tokens per sequence (default 512, at most the model's context)"},
+        {"allow-long-ctx", 0, OPT_FLAG, &p.allow_long_ctx, NULL, "accept --ctx above the model's max_position_embeddings"},
+        {"temperature", 0, OPT_FLOAT, &p.temperature, "T", "log-probs of softmax(logits/T) (default 1)"},
+        {"full", 0, OPT_FLAG, &p.full, NULL, "also store every log-prob (exact KLD; small vocabularies)"},
+        {"f32", 0, OPT_FLAG, &p.f32, NULL, "log-probs in f32 (default f16)"},
         {"shard", 0, OPT_STR, &shard, "i/n", "export only the sequences s with s % n == i"},
-        {"chunks", 0, OPT_INT, &chunks, "K", "use only the first K sequences of the text"},
+        {"chunks", 0, OPT_I32, &p.max_seqs, "K", "use only the first K sequences of the text"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
-        {"force", 0, OPT_FLAG, &force, NULL, "overwrite the output; restart a mismatching partial export"},
+        {"force", 0, OPT_FLAG, &p.force, NULL, "overwrite the output; restart a mismatching partial export"},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object on stdout"},
         {0},
     };
@@ -82,36 +83,23 @@ static int distill_export(int argc, char **argv)
         fprintf(stderr, "lmpress distill export: need one TEACHER, -f TEXT and -o FILE (see --help)\n");
         return 2;
     }
-    lmp_distill_params p = lmp_distill_default_params();
     if (shard && parse_shard(shard, &p.shard_index, &p.shard_count)) {
         fprintf(stderr, "lmpress distill export: --shard '%s': expected i/n with 0 <= i < n\n", shard);
         return 2;
     }
-    if (k < 0 || k > 1 << 24 || (ctx != 0 && ctx < 2) || ctx > 1 << 22 || chunks < 0 || chunks > 1 << 30 || threads < 0 ||
-        !(temp > 0)) {
-        fprintf(stderr, "lmpress distill export: --top-k >= 0, --ctx >= 2, --chunks >= 0, --temperature > 0\n");
-        return 2;
-    }
-    if (k == 0 && !full) {
-        fprintf(stderr, "lmpress distill export: --top-k 0 needs --full\n");
-        return 2;
+    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads must be >= 0") : lmp_distill_check(&p);
+    if (rc) {
+        free(loras.v);
+        return cli_fail("distill export", rc);
     }
     const char *stop = getenv("LMP_DISTILL_STOP_AFTER"); /* tests: simulated interruption */
     p.stop_after = stop ? atoi(stop) : 0;
-    p.top_k = (int)k;
-    p.ctx = (int)ctx;
-    p.allow_long_ctx = allow_long;
-    p.temperature = temp;
-    p.full = full;
-    p.f32 = f32;
-    p.max_seqs = (int)chunks;
-    p.force = force;
     lmp_set_num_threads((int)threads);
 
     char *text = NULL;
     size_t len = 0;
     lmp_model *m = NULL;
-    int rc = lmp_read_file(file, &text, &len);
+    rc = lmp_read_file(file, &text, &len);
     if (rc)
         return cli_fail("distill export", rc);
     /* the teacher attribute names the base and its adapters, not the temporary merge */
@@ -161,14 +149,14 @@ static int distill_export(int argc, char **argv)
                "\"tokens\": %lld, \"seconds\": %.3f, \"tokens_per_s\": %.1f, \"bytes\": %llu, "
                "\"bytes_per_token\": %.2f, \"windows\": %d, \"text_tokens\": %lld, "
                "\"teacher_hash\": \"%016" PRIx64 "\", \"tokenizer_hash\": \"%016" PRIx64 "\"}\n",
-               st.n_seqs, st.n_resumed, p.ctx, p.top_k, full ? "true" : "false", (long long)st.n_tokens,
+               st.n_seqs, st.n_resumed, p.ctx, p.top_k, p.full ? "true" : "false", (long long)st.n_tokens,
                st.seconds, st.tokens_per_s, (unsigned long long)st.file_bytes, bpt, st.n_windows,
                (long long)st.n_text_tokens, st.weights_hash, st.tokenizer_hash);
     } else {
         char b[32];
         printf("wrote %s: %d sequences x %d tokens (%d resumed), top-%d%s, %s (%.1f bytes/token), "
                "%.1f tokens/s\n",
-               out, st.n_seqs, p.ctx, st.n_resumed, p.top_k, full ? " + full log-probs" : "",
+               out, st.n_seqs, p.ctx, st.n_resumed, p.top_k, p.full ? " + full log-probs" : "",
                cli_bytes((double)st.file_bytes, b, sizeof b), bpt, st.tokens_per_s);
     }
 done:

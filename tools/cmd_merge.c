@@ -1,6 +1,6 @@
 /*
- * lmpress merge: PEFT LoRA adapters merged into a base checkpoint, and the --lora helpers
- * the other subcommands share.
+ * lmpress merge: PEFT LoRA adapters merged into a base checkpoint (one lmp_merge call).
+ * The --lora helpers the other subcommands share are in cli_lora.c.
  */
 #include "cli.h"
 #include "formats/formats.h"
@@ -9,95 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double *scales)
-{
-    int k = -1;
-    for (int i = 0; i < n_loras; i++)
-        scales[i] = 1.0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--") == 0)
-            break;
-        if (strcmp(a, "--lora") == 0 || strncmp(a, "--lora=", 7) == 0) {
-            k++;
-            i += a[6] == 0; /* its value */
-        } else if (strcmp(a, "--scale") == 0 || strncmp(a, "--scale=", 8) == 0) {
-            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : "");
-            if (k < 0) {
-                fprintf(stderr, "lmpress %s: --scale applies to the --lora ADAPTER before it; give --lora first\n",
-                        cmd);
-                return -1;
-            }
-            if (k < n_loras)
-                scales[k] = strtod(v, NULL);
-        }
-    }
-    return 0;
-}
-
-/* the temporary merged model of this process, removed at exit whatever the path out */
-static char *g_lora_tmp;
-static void lora_tmp_atexit(void)
-{
-    lmp_merge_temp_remove(g_lora_tmp);
-    g_lora_tmp = NULL;
-}
-
-int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *loras, const char **model,
-                     char **tmpdir)
-{
-    *tmpdir = NULL;
-    if (!loras->n)
-        return 0;
-    double *scales = malloc(sizeof(double) * (size_t)loras->n);
-    if (!scales)
-        return 1;
-    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
-        free(scales);
-        return 2;
-    }
-    char *merged = NULL;
-    int rc = lmp_merge_temp(*model, loras->v, scales, loras->n, &merged, tmpdir);
-    free(scales);
-    if (rc)
-        return cli_fail(cmd, rc);
-    *model = merged; /* lives as long as the process; the folder goes in cli_lora_cleanup or at exit */
-    if (!g_lora_tmp)
-        atexit(lora_tmp_atexit);
-    g_lora_tmp = *tmpdir;
-    return 0;
-}
-
-void cli_lora_cleanup(char *tmpdir)
-{
-    if (tmpdir && tmpdir == g_lora_tmp)
-        g_lora_tmp = NULL;
-    lmp_merge_temp_remove(tmpdir);
-}
-
-int cli_lora_attach(const char *cmd, int argc, char **argv, const cli_strlist *loras, struct lmp_model *m)
-{
-    if (!loras->n)
-        return 0;
-    double *scales = malloc(sizeof(double) * (size_t)loras->n);
-    if (!scales)
-        return 1;
-    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
-        free(scales);
-        return 2;
-    }
-    lmp_lora **a;
-    int rc = lmp_loras_open(loras->v, loras->n, &a);
-    for (int i = 0; rc == 0 && i < loras->n; i++)
-        rc = lmp_model_add_lora(m, a[i], scales[i]);
-    if (rc == 0)
-        lmp_loras_close(a, loras->n);
-    else if (a)
-        lmp_loras_close(a, loras->n);
-    free(scales);
-    return rc ? cli_fail(cmd, rc) : 0;
-}
 
 int cmd_merge(int argc, char **argv)
 {

@@ -52,8 +52,8 @@ static int on_token(void *user, int32_t tok)
 int cmd_run(int argc, char **argv)
 {
     const char *prompt = NULL;
-    long long n_new = 256, top_k = 0, seed = 0, ctx = 0, threads = 0;
-    double temp = 0, top_p = 1;
+    lmp_sampler_params sp = lmp_sampler_default_params();
+    long long n_new = 256, ctx = 0, threads = 0;
     bool no_bos = false, ignore_eos = false;
     cli_strlist loras = {0};
     double lora_scale = 1;
@@ -62,10 +62,10 @@ int cmd_run(int argc, char **argv)
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"prompt", 'p', OPT_STR, &prompt, "TEXT", "the prompt (required)"},
         {"n-predict", 'n', OPT_INT, &n_new, "N", "tokens to generate (default 256)"},
-        {"temp", 0, OPT_FLOAT, &temp, "T", "temperature; 0 = greedy (default)"},
-        {"top-k", 0, OPT_INT, &top_k, "K", "sample from the K most likely tokens (0 = all)"},
-        {"top-p", 0, OPT_FLOAT, &top_p, "P", "nucleus sampling threshold in (0, 1] (default 1)"},
-        {"seed", 0, OPT_INT, &seed, "S", "random seed for sampling (default 0)"},
+        {"temp", 0, OPT_F32, &sp.temperature, "T", "temperature; 0 = greedy (default)"},
+        {"top-k", 0, OPT_I32, &sp.top_k, "K", "sample from the K most likely tokens (0 = all)"},
+        {"top-p", 0, OPT_F32, &sp.top_p, "P", "nucleus sampling threshold in (0, 1] (default 1)"},
+        {"seed", 0, OPT_U64, &sp.seed, "S", "random seed for sampling (default 0)"},
         {"ctx", 'c', OPT_INT, &ctx, "N", "context size (default: the model's max positions)"},
         {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not start the prompt with BOS"},
         {"ignore-eos", 0, OPT_FLAG, &ignore_eos, NULL, "keep going after EOS"},
@@ -87,25 +87,22 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "lmpress run: need one MODEL and -p PROMPT (see --help)\n");
         return 2;
     }
-    if (n_new < 0 || n_new > 1000000 || top_k < 0 || top_k > 1 << 30 || ctx < 0 || ctx > 1 << 24 ||
-        threads < 0) {
-        fprintf(stderr, "lmpress run: -n, --top-k, --ctx and --threads must be >= 0 (and sane)\n");
+    if (n_new < 0 || n_new > 1000000 || ctx < 0 || ctx > 1 << 24 || threads < 0) {
+        fprintf(stderr, "lmpress run: -n, --ctx and --threads must be >= 0 (and sane)\n");
         return 2;
     }
     /* sampling settings are checked before the model loads and before any output */
-    if (!(temp >= 0) || !(top_p > 0 && top_p <= 1)) {
-        fprintf(stderr, "lmpress run: the temperature (--temp) must be >= 0 (0 = greedy) and --top-p in (0, 1]\n");
-        return 2;
-    }
+    int rc = lmp_sampler_check(&sp);
+    if (rc)
+        return cli_fail("run", rc);
     lmp_set_num_threads((int)threads);
-    lmp_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, (uint64_t)seed};
 
     lmp_model *m = NULL;
     lmp_session *s = NULL;
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     stream st = {0};
-    int rc = lmp_model_load_any(&m, pos[0]);
+    rc = lmp_model_load_any(&m, pos[0]);
     if (rc) {
         free(loras.v);
         return cli_fail("run", rc);

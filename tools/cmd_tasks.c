@@ -69,18 +69,19 @@ static const char *kind_name(lmp_task_kind k)
 int cmd_tasks(int argc, char **argv)
 {
     cli_strlist tasks = {0};
+    lmp_task_params p = lmp_task_default_params();
     const char *proto = "lm-eval", *items = NULL;
-    long long limit = 0, seed = 1, ctx = 0, threads = 0;
-    bool add_bos = false, json = false, force = false;
+    long long threads = 0;
+    bool json = false, force = false;
     const cli_opt opts[] = {
         {"task", 0, OPT_MULTI, &tasks, "NAME=FILE", "a task to run (repeatable; required)"},
         {"protocol", 0, OPT_STR, &proto, "P", "lm-eval (default) or llamacpp"},
-        {"limit", 0, OPT_INT, &limit, "N", "score a random subset of N items per task (default all)"},
-        {"seed", 0, OPT_INT, &seed, "S", "seed of that subset (default 1)"},
-        {"ctx", 'c', OPT_INT, &ctx, "N",
+        {"limit", 0, OPT_I32, &p.limit, "N", "score a random subset of N items per task (default all)"},
+        {"seed", 0, OPT_U64, &p.seed, "S", "seed of that subset (default 1)"},
+        {"ctx", 'c', OPT_I32, &p.ctx, "N",
          "lm-eval: model length, longer inputs cut from the left (default max_position_embeddings); "
          "llamacpp: longest sequence allowed (default 4096)"},
-        {"add-bos", 0, OPT_FLAG, &add_bos, NULL, "lm-eval: prepend BOS (lm-eval's add_bos_token=True)"},
+        {"add-bos", 0, OPT_FLAG, &p.add_bos, NULL, "lm-eval: prepend BOS (lm-eval's add_bos_token=True)"},
         {"items", 0, OPT_STR, &items, "FILE", "write one JSON line per item (scores, prediction)"},
         {"force", 0, OPT_FLAG, &force, NULL, "replace an existing --items file"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
@@ -127,10 +128,15 @@ int cmd_tasks(int argc, char **argv)
         free(tasks.v);
         return 2;
     }
-    if (limit < 0 || limit > 1 << 30 || ctx < 0 || ctx > 1 << 22 || threads < 0 || seed < 0) {
-        fprintf(stderr, "lmpress tasks: --limit, --seed, --ctx and --threads must be >= 0\n");
+    p.protocol = (lmp_task_protocol)pr;
+    if (threads < 0) {
+        fprintf(stderr, "lmpress tasks: --threads must be >= 0\n");
         free(tasks.v);
         return 2;
+    }
+    if ((rc = lmp_task_check(&p))) {
+        free(tasks.v);
+        return cli_fail("tasks", rc);
     }
     lmp_set_num_threads((int)threads);
     lmp_task_set **sets = calloc((size_t)tasks.n, sizeof *sets);
@@ -175,12 +181,6 @@ int cmd_tasks(int argc, char **argv)
             goto fail;
         io_open = true;
     }
-    lmp_task_params p = lmp_task_default_params();
-    p.protocol = (lmp_task_protocol)pr;
-    p.limit = (int)limit;
-    p.seed = (uint64_t)seed;
-    p.ctx = (int)ctx;
-    p.add_bos = add_bos;
     for (int i = 0; i < tasks.n; i++) {
         tasks_ctx c = {.items = io_open ? &io : NULL, .task = names[i]};
         lmp_progress_begin(&c.bar, names[i], 0);
@@ -214,7 +214,7 @@ int cmd_tasks(int argc, char **argv)
         printf("{\"model\": ");
         cli_json_str(pos[0]);
         printf(", \"protocol\": \"%s\", \"limit\": %lld, \"seed\": %lld, \"add_bos\": %s, \"tasks\": {",
-               lmp_task_protocol_name(p.protocol), limit, seed, add_bos ? "true" : "false");
+               lmp_task_protocol_name(p.protocol), (long long)p.limit, (long long)p.seed, p.add_bos ? "true" : "false");
         for (int i = 0; i < tasks.n; i++) {
             const lmp_task_result *t = &res[i];
             printf("%s\"%s\": {\"file\": ", i ? ", " : "", names[i]);

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "lib/core/core.h"
+#include "lib/core/dist.h"
 #include "lib/io/io.h"
 #include "lib/quant/quant.h"
 
@@ -49,7 +50,7 @@ static void usage(FILE *f)
                "LMP_ALLOW_EXTRA=1 (as --allow-extra).\n");
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     /* --allow-extra: a policy of the checkpoint validation (lib/io/validate.h) that every
      * command shares, taken out before the command parses its own options */
@@ -111,4 +112,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "lmpress: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+/* The same binary runs alone or under mpirun (lib/core/dist.h): every rank runs the
+ * command on its share; only rank 0 prints and writes. */
+int main(int argc, char **argv)
+{
+    if (lmp_dist_init(&argc, &argv)) {
+        fprintf(stderr, "lmpress: error: %s\n", lmp_errmsg());
+        return 1;
+    }
+    return lmp_dist_end(run(argc, argv));
 }

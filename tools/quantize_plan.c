@@ -42,10 +42,12 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         cli_json_str(model);
         printf(", \"target_bytes\": %llu, \"bytes\": %llu, \"params\": %llu, \"bpw\": %.4f, \"predicted_err\": %.6g, "
                "\"min_bytes\": %llu, \"max_bytes\": %llu, \"fixed_bytes\": %llu, \"measure_seconds\": %.3f, "
-               "\"tensors\": [",
+               "\"calibrated\": %s, \"calib_windows\": %d, \"calib_seqlen\": %d, \"probes\": %d, "
+               "\"calib_seconds\": %.3f, \"tensors\": [",
                (unsigned long long)budget, (unsigned long long)p->bytes, (unsigned long long)p->params, bpw, p->err,
                (unsigned long long)p->min_bytes, (unsigned long long)p->max_bytes,
-               (unsigned long long)p->fixed_bytes, p->seconds);
+               (unsigned long long)p->fixed_bytes, p->seconds, p->calibrated ? "true" : "false", p->calib_windows,
+               p->calib_seqlen, p->n_probes, p->calib_seconds);
         for (int i = 0; i < p->n; i++) {
             const lmp_plan_tensor *t = &p->t[i];
             const lmp_plan_cand *c = &t->cand[t->choice];
@@ -55,26 +57,32 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
                    lmp_dtype_info(c->dt)->name, (unsigned long long)c->bytes, c->bytes * 8.0 / (double)t->params,
                    c->err);
             for (int k = 0; k < t->n_cand; k++)
-                printf("%s{\"type\": \"%s\", \"bytes\": %llu, \"err\": %.6g}", k ? ", " : "",
-                       lmp_dtype_info(t->cand[k].dt)->name, (unsigned long long)t->cand[k].bytes, t->cand[k].err);
+                printf("%s{\"type\": \"%s\", \"bytes\": %llu, \"err\": %.6g, \"rel_err\": %.6g, \"kld\": %.6g}",
+                       k ? ", " : "", lmp_dtype_info(t->cand[k].dt)->name, (unsigned long long)t->cand[k].bytes,
+                       t->cand[k].err, t->cand[k].rel_err, t->cand[k].kld);
             printf("]}");
         }
         printf("]}\n");
         return;
     }
     char b1[32], b2[32], b3[32];
-    fprintf(f, "%-36s %-8s %12s %7s %12s\n", "tensor", "type", "bytes", "bpw", "predicted err");
+    fprintf(f, "%-36s %-8s %12s %7s %12s\n", "tensor", "type", "bytes", "bpw", p->calibrated ? "pred. KLD" : "predicted err");
     for (int i = 0; i < p->n; i++) {
         const lmp_plan_tensor *t = &p->t[i];
         const lmp_plan_cand *c = &t->cand[t->choice];
         fprintf(f, "%-36s %-8s %12llu %7.3f %12.4g\n", t->name, lmp_dtype_info(c->dt)->name,
                 (unsigned long long)c->bytes, c->bytes * 8.0 / (double)t->params, c->err);
     }
-    fprintf(f, "plan: %s of %s target (%.4f bits per weight), predicted error %.5g (sum of relative output errors); "
+    fprintf(f, "plan: %s of %s target (%.4f bits per weight), predicted %s %.5g; "
                "%s kept as they are; achievable %.3f .. %.3f bits per weight\n",
-            cli_bytes((double)p->bytes, b1, sizeof b1), cli_bytes((double)budget, b2, sizeof b2), bpw, p->err,
+            cli_bytes((double)p->bytes, b1, sizeof b1), cli_bytes((double)budget, b2, sizeof b2), bpw,
+            p->calibrated ? "KL divergence (sum of the tensors' calibrated contributions)"
+                          : "error (uncalibrated sum of relative output errors)", p->err,
             cli_bytes((double)p->fixed_bytes, b3, sizeof b3), p->min_bytes * 8.0 / (double)p->params,
             p->max_bytes * 8.0 / (double)p->params);
+    if (p->calibrated)
+        fprintf(f, "plan: types measured in %.1f s; %d end-to-end probes on %d x %d calibration tokens in %.1f s\n",
+                p->seconds, p->n_probes, p->calib_windows, p->calib_seqlen, p->calib_seconds);
 }
 
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules)
@@ -96,6 +104,23 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
         return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", o->target_size);
     }
     uint64_t budget = want >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(want);
+    if (o->calib_path) {
+        lmp_plan_calib_params cp;
+        lmp_plan_calib_default_params(&cp);
+        cp.calib_path = o->calib_path;
+        cp.cp.text_field = o->calib_field;
+        cp.target_bpw = p.params ? (double)budget * 8.0 / (double)p.params : 0;
+        if (o->probes)
+            cp.probes = o->probes < 0 ? 0 : o->probes;
+        if ((rc = lmp_plan_calibrate(src, &pp, &cp, &p))) {
+            lmp_plan_free(&p);
+            return rc;
+        }
+    } else if (!o->json || o->dry_run) {
+        fprintf(stderr, "lmpress quantize: warning: no calibration text (--imatrix-calib or --target-calib): the "
+                        "plan minimises the uncalibrated sum of relative output errors, not the model's KL "
+                        "divergence\n");
+    }
     if ((rc = lmp_plan_solve(&p, budget))) {
         char m[1024];
         snprintf(m, sizeof m, "%s", lmp_errmsg());

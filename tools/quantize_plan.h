@@ -16,6 +16,11 @@ typedef struct {
     lmp_quant_weights_fn weights;
     void *weights_ctx;
     int64_t (*weights_len)(void *ctx, const char *gguf_name);
+    /* calibration text for the KLD probes (lmp_plan_calibrate), or NULL: the plan then
+     * minimises the uncalibrated sum of relative output errors (a warning says so) */
+    const char *calib_path;
+    const char *calib_field;  /* JSONL text field, or NULL */
+    int probes;               /* points probed per tensor (0: the default, 2; -1: all) */
 } quantize_plan_opts;
 
 /* Parses a size: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB

@@ -136,6 +136,9 @@ typedef struct {
 } lmp_calib_data;
 
 void lmp_calib_default_params(lmp_calib_params *p);
+/* Refuses windows out of range before any work (LMP_EINVAL naming the option): n_samples
+ * 1..2^20, seq_len 0 (the default) or 2..2^20, a known mode. */
+int lmp_calib_check(const lmp_calib_params *p);
 /* Reads a text file, plain or gzip (by its magic; zlib), into a malloc'd NUL-terminated
  * buffer, at most max_bytes (0 = all). An empty file is LMP_EINVAL naming it. */
 int lmp_calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len);

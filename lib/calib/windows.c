@@ -23,6 +23,18 @@ void lmp_calib_default_params(lmp_calib_params *p)
     p->max_bytes = 0;
 }
 
+int lmp_calib_check(const lmp_calib_params *p)
+{
+    if (p->n_samples < 1 || p->n_samples > 1 << 20)
+        return lmp_err(LMP_EINVAL, "--calib-samples %d: must be positive (at most %d)", p->n_samples, 1 << 20);
+    if (p->seq_len < 0 || p->seq_len == 1 || p->seq_len > 1 << 20)
+        return lmp_err(LMP_EINVAL, "--calib-seqlen %d: must be at least 2 (at most %d; 0 = the default)",
+                       p->seq_len, 1 << 20);
+    if (p->mode != LMP_CALIB_RANDOM && p->mode != LMP_CALIB_CHUNKS)
+        return lmp_err(LMP_EINVAL, "--calib-mode: unknown mode %d (random or chunks)", (int)p->mode);
+    return LMP_OK;
+}
+
 void lmp_calib_free(lmp_calib_data *d)
 {
     if (!d)

@@ -224,6 +224,11 @@ char *lmp_path_join(const char *dir, const char *name);
 bool lmp_str_endswith(const char *s, const char *suffix);
 /* The same, ignoring ASCII case: file extensions ("X.GGUF" is a GGUF file). */
 bool lmp_str_endswith_ci(const char *s, const char *suffix);
+/* Edit distance ignoring ASCII case (a swap of neighbours is one edit), capped at 99. */
+int lmp_edit_distance(const char *a, const char *b);
+/* Of cands[0..n), the closest to s within a small distance (a prefix of a longer name
+ * counts as close), or NULL: for "did you mean" in messages. */
+const char *lmp_suggest(const char *s, const char *const *cands, int n);
 /* Output folders: lmp_dir_begin creates "<dir>.tmp.<pid>" (refusing an existing dir
  * unless force) and returns its malloc'd path; fill it, then lmp_dir_commit renames it
  * onto dir (replacing an existing one); on failure lmp_dir_remove(tmp). */
@@ -255,6 +260,15 @@ bool lmp_dir_is_ours(const char *dir);
 void lmp_temp_register(const char *path, bool dir);
 void lmp_temp_unregister(const char *path);
 void lmp_temp_clean_stale(const char *path);
+/* Root-only writing under MPI (dist.h): ranks other than 0 compute what rank 0 computes
+ * but their outputs must not reach the user's paths. lmp_output_begin skips the checks and
+ * the lock there (rank 0 does them), and every temporary (lmp_outfile, lmp_dir_begin, HDF5)
+ * is placed in a private scratch folder "${TMPDIR:-/tmp}/lmpress-rank<r>.<pid>" and
+ * removed instead of renamed at commit. lmp_rank_temp_path returns a fresh malloc'd path
+ * in that folder (NULL on rank 0 or when it cannot be created); lmp_rank_scratch_remove
+ * deletes the folder (lmp_dist_end). */
+char *lmp_rank_temp_path(const char *path);
+void lmp_rank_scratch_remove(void);
 
 /* ---------------------------------------------------------------- threads/progress */
 

@@ -23,6 +23,13 @@
 int lmp_dist_init(int *argc, char ***argv);
 /* Leaves the group (MPI_Finalize). Safe to call without init. */
 void lmp_dist_finalize(void);
+/* Leaves the group at the end of a command whose status on this rank is rc, and returns
+ * rc: MPI_Finalize when rc is 0 or when every rank learnt of the failure through
+ * lmp_dist_status; otherwise the other ranks may be waiting in a collective, so it prints
+ * this rank's message and calls MPI_Abort, which ends every rank of the job. */
+int lmp_dist_end(int rc);
+/* Whether this process runs under an MPI launcher (mpirun, srun) with MPI initialised. */
+bool lmp_dist_active(void);
 
 int lmp_dist_rank(void); /* 0 when alone */
 int lmp_dist_size(void); /* 1 when alone */
@@ -36,6 +43,13 @@ void lmp_dist_share(int64_t n, int64_t *lo, int64_t *hi);
 int lmp_dist_sum_f64(double *buf, size_t n);
 int lmp_dist_sum_f32(float *buf, size_t n);
 int lmp_dist_sum_i64(int64_t *buf, size_t n);
+
+/* As allgather_rows, but only `root` ends with all rows (the others' buf is untouched
+ * outside their own share): the way per-window results reach the rank that writes. */
+int lmp_dist_gather_rows(void *buf, int64_t n_rows, size_t row_bytes, int root);
+
+/* Waits for every rank. */
+int lmp_dist_barrier(void);
 
 /* Copies bytes from rank `root` to every rank. */
 int lmp_dist_bcast(void *buf, size_t bytes, int root);

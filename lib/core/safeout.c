@@ -10,6 +10,7 @@
  *    a later run removes the temporaries of dead processes next to its output.
  */
 #include "core.h"
+#include "dist.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -401,6 +402,8 @@ void lmp_output_unlock(const char *path, int fd)
 int lmp_output_begin(const char *path, bool force, bool dir, int *lock_fd)
 {
     *lock_fd = -1;
+    if (!lmp_dist_root())
+        return LMP_OK; /* rank 0 checks, locks and writes; this rank's copy goes to scratch */
     if (!force && lmp_path_exists(path))
         return lmp_err(LMP_EEXIST, "%s: output exists (use --force to overwrite)", path);
     int rc = lmp_output_check(path);
@@ -438,4 +441,63 @@ bool lmp_dir_is_ours(const char *dir)
     if (d)
         closedir(d);
     return empty;
+}
+
+/* ---------------------------------------------------------------- non-root ranks */
+
+static char g_scratch[TEMP_PATH];
+static unsigned long g_scratch_seq;
+
+char *lmp_rank_temp_path(const char *path)
+{
+    if (lmp_dist_root())
+        return NULL;
+    pthread_mutex_lock(&g_lock);
+    if (!g_scratch[0]) {
+        const char *base = getenv("TMPDIR");
+        char d[TEMP_PATH];
+        snprintf(d, sizeof d, "%s/lmpress-rank%d.%ld", base && *base ? base : "/tmp", lmp_dist_rank(),
+                 (long)getpid());
+        if (mkdir(d, 0700) == 0 || errno == EEXIST)
+            memcpy(g_scratch, d, sizeof d);
+        /* the folders of ranks that were killed (SIGKILL leaves them) */
+        DIR *dir = opendir(base && *base ? base : "/tmp");
+        struct dirent *e;
+        while (dir && (e = readdir(dir))) {
+            const char *dot = strncmp(e->d_name, "lmpress-rank", 12) == 0 ? strchr(e->d_name + 12, '.') : NULL;
+            long pid = dot ? strtol(dot + 1, NULL, 10) : 0;
+            if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+                rm_tree_at(dirfd(dir), e->d_name, 0);
+        }
+        if (dir)
+            closedir(dir);
+    }
+    unsigned long k = ++g_scratch_seq;
+    bool have = g_scratch[0] != 0;
+    pthread_mutex_unlock(&g_lock);
+    if (!have)
+        return NULL;
+    if (k == 1)
+        lmp_temp_register(g_scratch, true); /* a signal removes the folder */
+    const char *slash = strrchr(path, '/');
+    const char *name = slash && slash[1] ? slash + 1 : path;
+    size_t n = strlen(g_scratch) + strlen(name) + 48;
+    char *t = malloc(n);
+    if (t) {
+        int at = snprintf(t, n, "%s/%lu.", g_scratch, k);
+        snprintf(t + at, n - (size_t)at, "%s", name);
+        for (char *c = t + at; *c; c++)
+            if (*c == '/')
+                *c = '_';
+    }
+    return t;
+}
+
+void lmp_rank_scratch_remove(void)
+{
+    if (!g_scratch[0])
+        return;
+    rm_tree_at(AT_FDCWD, g_scratch, 0);
+    lmp_temp_unregister(g_scratch);
+    g_scratch[0] = 0;
 }

@@ -4,7 +4,9 @@
  */
 
 #include "core.h"
+#include "dist.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -102,6 +104,11 @@ int lmp_outfile_open(lmp_outfile *o, const char *path, bool force)
         return lmp_err(LMP_ENOMEM, "out of memory");
     }
     snprintf(o->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    char *rank_tmp = lmp_rank_temp_path(path); /* not rank 0 of an MPI job: a private copy */
+    if (rank_tmp) {
+        free(o->tmp_path);
+        o->tmp_path = rank_tmp;
+    }
     lmp_temp_register(o->tmp_path, false);
     o->fp = fopen(o->tmp_path, "wb");
     if (!o->fp) {
@@ -166,11 +173,21 @@ int lmp_outfile_commit(lmp_outfile *o)
         return lmp_err(LMP_EIO, "output file not open");
     if (o->failed)
         rc = LMP_EIO;
-    if (fflush(o->fp) != 0 || fsync(fileno(o->fp)) != 0)
+    /* another rank than 0's copy is dropped: no need to reach the disk */
+    if (fflush(o->fp) != 0 || (lmp_dist_root() && fsync(fileno(o->fp)) != 0))
         rc = lmp_err(LMP_EIO, "%s: flush failed: %s", o->path, strerror(errno));
     if (fclose(o->fp) != 0 && rc == LMP_OK)
         rc = lmp_err(LMP_EIO, "%s: close failed: %s", o->path, strerror(errno));
     o->fp = NULL;
+    if (!lmp_dist_root()) { /* rank 0 writes the output; this rank's copy is dropped */
+        unlink(o->tmp_path);
+        lmp_temp_unregister(o->tmp_path);
+        free(o->path);
+        free(o->tmp_path);
+        memset(o, 0, sizeof *o);
+        o->lock_fd = -1;
+        return rc;
+    }
     /* inputs read since the output was opened count too */
     if (rc == LMP_OK)
         rc = lmp_output_check(o->path);
@@ -299,6 +316,51 @@ bool lmp_str_endswith_ci(const char *s, const char *suffix)
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
+int lmp_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            int v = d[i - 1][j - 1] + c;
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            /* a swap of two neighbours counts as one edit */
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *lmp_suggest(const char *s, const char *const *cands, int n)
+{
+    const char *best = NULL;
+    int bd = 99;
+    size_t ls = strlen(s);
+    for (int i = 0; i < n; i++) {
+        int dd = lmp_edit_distance(s, cands[i]);
+        /* a prefix of a longer name ("--calib-sample") is a good guess too */
+        if (ls >= 3 && strncmp(cands[i], s, ls) == 0 && dd > 1)
+            dd = 1;
+        if (dd < bd) {
+            bd = dd;
+            best = cands[i];
+        }
+    }
+    int lim = ls <= 4 ? 1 : ls <= 8 ? 2 : 3;
+    return bd <= lim ? best : NULL;
+}
+
 /* ---------------------------------------------------------------- threads, time */
 
 int lmp_num_threads(void)
@@ -352,7 +414,7 @@ void lmp_progress_begin(lmp_progress *p, const char *label, uint64_t total)
     p->label = label;
     p->total = total;
     p->t_start = p->t_last = lmp_time_s();
-    p->enabled = env ? atoi(env) != 0 : isatty(STDERR_FILENO);
+    p->enabled = lmp_dist_root() && (env ? atoi(env) != 0 : isatty(STDERR_FILENO)); /* rank 0's only */
 }
 
 static void progress_draw(lmp_progress *p, double now)
@@ -505,6 +567,11 @@ int lmp_dir_begin(const char *dir, bool force, char **tmp)
         return lmp_err(LMP_ENOMEM, "out of memory (or too many output folders open)");
     }
     snprintf(t, n, "%s.tmp.%ld", dir, (long)getpid());
+    char *rank_tmp = lmp_rank_temp_path(dir); /* not rank 0 of an MPI job: a private copy */
+    if (rank_tmp) {
+        free(t);
+        t = rank_tmp;
+    }
     lmp_dir_remove(t);
     if (mkdir(t, 0755) != 0) {
         int e = errno;
@@ -522,6 +589,8 @@ int lmp_dir_begin(const char *dir, bool force, char **tmp)
 
 int lmp_dir_commit(const char *tmp, const char *dir)
 {
+    if (!lmp_dist_root()) /* rank 0 writes the output; this rank's copy is dropped */
+        return lmp_dir_remove(tmp);
     int rc = lmp_output_check(dir); /* inputs read since lmp_dir_begin count too */
     if (rc)
         return rc;

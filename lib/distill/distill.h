@@ -63,6 +63,9 @@ typedef struct {
 } lmp_distill_params;
 
 lmp_distill_params lmp_distill_default_params(void); /* ctx 512, k 64, T 1, f16, 1 shard */
+/* Refuses bad values before any work (LMP_EINVAL naming the lmpress option): top_k (0
+ * only with full), ctx (0 or 2..), max_seqs, temperature > 0, the shard, deflate. */
+int lmp_distill_check(const lmp_distill_params *p);
 
 typedef struct {
     int64_t n_text_tokens;  /* tokens in the text (with the leading BOS) */
@@ -196,6 +199,9 @@ typedef struct {
 #define LMP_COMPARE_MAX_TASKS 16
 
 lmp_compare_params lmp_compare_default_params(void);
+/* Refuses bad values before any work (LMP_EINVAL naming the lmpress option): ctx, chunks,
+ * top_k, the number of tasks, the task options (lmp_task_check). */
+int lmp_compare_check(const lmp_compare_params *p);
 
 typedef struct {
     char name[128];     /* file or folder name */

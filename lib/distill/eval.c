@@ -9,6 +9,7 @@
  * position order, so results do not depend on the thread count.
  */
 #include "distill_internal.h"
+#include "../core/dist.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -242,28 +243,29 @@ int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params 
     }
     const int B = ctx < EVAL_BATCH ? ctx : EVAL_BATCH;
     logits = malloc(sizeof(float) * (size_t)B * (size_t)V);
-    po = malloc(sizeof *po * (size_t)B);
+    /* per-position results of every sequence: under MPI each rank evaluates its share of
+     * the sequences (lmp_dist_share) and the rows are gathered, so the sums below run over
+     * the same values in the same order as in a single process */
+    po = malloc(sizeof *po * (size_t)(nseq * ctx));
     klds = malloc(sizeof(double) * (size_t)(nseq * ctx));
-    if (!logits || !po || !klds) {
+    if (!logits || !po || !klds)
         rc = lmp_err(LMP_ENOMEM, "out of memory (%lld positions)", (long long)(nseq * ctx));
-        goto done;
-    }
-    if ((rc = lw_seq_alloc(&t, h)) || (rc = lmp_session_new(&s, m, ctx)))
-        goto done;
+    else if (!(rc = lw_seq_alloc(&t, h)))
+        rc = lmp_session_new(&s, m, ctx);
 
-    double sk = 0, sk2 = 0, skt = 0, sg = 0, sdp = 0, sdp2 = 0, sdp4 = 0;
-    double snb = 0, snb2 = 0, snm = 0, snm2 = 0, sd = 0, sd2 = 0;
-    int64_t nk = 0, ns = 0, nsame = 0;
     double seconds = 0;
-    for (int64_t q = 0; q < nseq; q++) {
+    int64_t qlo, qhi;
+    lmp_dist_share(nseq, &qlo, &qhi);
+    for (int64_t q = qlo; q < qhi && !rc; q++) {
         if ((rc = lw_reader_read(rd, q, &t)))
-            goto done;
+            break;
         lmp_session_reset(s);
-        for (int off = 0; off < ctx; off += B) {
+        pos_out *pq = po + q * ctx;
+        for (int off = 0; off < ctx && !rc; off += B) {
             int cnt = ctx - off < B ? ctx - off : B;
             double t0 = lmp_time_s();
             if ((rc = lmp_eval(s, t.tokens + off, cnt, logits, true)))
-                goto done;
+                break;
             seconds += lmp_time_s() - t0;
             if (h->temperature != 1.0) {
                 const float inv = (float)(1.0 / h->temperature);
@@ -280,42 +282,53 @@ int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params 
 #pragma omp for schedule(static)
                 for (int j = 0; j < cnt; j++)
                     if (mask && tail)
-                        eval_position(h, &t, off + j, logits + (size_t)j * V, use_full, mask, tail, &po[j]);
+                        eval_position(h, &t, off + j, logits + (size_t)j * V, use_full, mask, tail, &pq[off + j]);
                 free(mask);
                 free(tail);
             }
-            if (oom) {
+            if (oom)
                 rc = lmp_err(LMP_ENOMEM, "out of memory");
-                goto done;
-            }
-            for (int j = 0; j < cnt; j++) {
-                if (off + j < p->skip)
-                    continue;
-                const pos_out *o = &po[j];
-                klds[nk++] = o->kld;
-                sk += o->kld;
-                sk2 += o->kld * o->kld;
-                skt += o->kld_topk;
-                sg += o->gap;
-                nsame += o->same;
-                if (o->scored) {
-                    ns++;
-                    sdp += o->dp;
-                    sdp2 += o->dp * o->dp;
-                    sdp4 += o->dp * o->dp * o->dp * o->dp;
-                    snb += o->nll_b;
-                    snb2 += o->nll_b * o->nll_b;
-                    snm += o->nll_m;
-                    snm2 += o->nll_m * o->nll_m;
-                    double d = o->nll_m - o->nll_b;
-                    sd += d;
-                    sd2 += d * d;
-                }
+        }
+        if (!rc && p->progress)
+            p->progress(p->user, (int)(q - qlo + 1), (int)(qhi - qlo));
+    }
+    if ((rc = lmp_dist_status(rc)) || (rc = lmp_dist_allgather_rows(po, nseq, sizeof *po * (size_t)ctx)))
+        goto done;
+    /* the evaluation time of the slowest rank (every rank takes the same branch) */
+    if (lmp_dist_size() > 1 && lmp_dist_size() <= 256) {
+        double ts[256] = {0};
+        ts[lmp_dist_rank()] = seconds;
+        if (lmp_dist_sum_f64(ts, (size_t)lmp_dist_size()) == 0)
+            for (int i = 0; i < lmp_dist_size(); i++)
+                seconds = ts[i] > seconds ? ts[i] : seconds;
+    }
+
+    double sk = 0, sk2 = 0, skt = 0, sg = 0, sdp = 0, sdp2 = 0, sdp4 = 0;
+    double snb = 0, snb2 = 0, snm = 0, snm2 = 0, sd = 0, sd2 = 0;
+    int64_t nk = 0, ns = 0, nsame = 0;
+    for (int64_t q = 0; q < nseq; q++)
+        for (int j = p->skip; j < ctx; j++) {
+            const pos_out *o = &po[q * ctx + j];
+            klds[nk++] = o->kld;
+            sk += o->kld;
+            sk2 += o->kld * o->kld;
+            skt += o->kld_topk;
+            sg += o->gap;
+            nsame += o->same;
+            if (o->scored) {
+                ns++;
+                sdp += o->dp;
+                sdp2 += o->dp * o->dp;
+                sdp4 += o->dp * o->dp * o->dp * o->dp;
+                snb += o->nll_b;
+                snb2 += o->nll_b * o->nll_b;
+                snm += o->nll_m;
+                snm2 += o->nll_m * o->nll_m;
+                double d = o->nll_m - o->nll_b;
+                sd += d;
+                sd2 += d * d;
             }
         }
-        if (p->progress)
-            p->progress(p->user, (int)(q + 1), (int)nseq);
-    }
 
     r->exact = use_full;
     r->k = h->k;

@@ -7,6 +7,7 @@
  * and uninterrupted runs identical. Not here: the file layout (logits_file.c).
  */
 #include "distill_internal.h"
+#include "../core/dist.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -367,6 +368,25 @@ lmp_distill_params lmp_distill_default_params(void)
     return p;
 }
 
+int lmp_distill_check(const lmp_distill_params *p)
+{
+    if (p->top_k < 0 || p->top_k > 1 << 24)
+        return lmp_err(LMP_EINVAL, "--top-k %d: must be >= 0", p->top_k);
+    if (p->top_k == 0 && !p->full)
+        return lmp_err(LMP_EINVAL, "--top-k 0 needs --full");
+    if ((p->ctx != 0 && p->ctx < 2) || p->ctx < 0 || p->ctx > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be at least 2 (at most %d)", p->ctx, 1 << 22);
+    if (p->max_seqs < 0 || p->max_seqs > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = all)", p->max_seqs);
+    if (!(p->temperature > 0) || !isfinite(p->temperature))
+        return lmp_err(LMP_EINVAL, "--temperature %g: must be > 0", p->temperature);
+    if (p->shard_count < 1 || p->shard_index < 0 || p->shard_index >= p->shard_count)
+        return lmp_err(LMP_EINVAL, "--shard %d/%d: expected i/n with 0 <= i < n", p->shard_index, p->shard_count);
+    if (p->deflate < 0 || p->deflate > 9)
+        return lmp_err(LMP_EINVAL, "deflate level %d: 0..9", p->deflate);
+    return LMP_OK;
+}
+
 static char *seg_path(const char *dir, int64_t w)
 {
     char name[64];
@@ -413,6 +433,58 @@ static bool segment_ok(const char *path, const lw_header *h, int64_t w, const ch
     return ok;
 }
 
+/* One computed sequence as a flat row for lmp_dist_gather_rows: an int64 sequence index
+ * (-1: this rank had none this round), then every array of lw_seq in a fixed order. */
+static size_t seq_row_bytes(const lw_header *h)
+{
+    size_t c = (size_t)h->ctx, k = (size_t)h->k, lp = h->f32 ? 4 : 2;
+    return 8 + c * 4 * 5 + c * k * (4 + lp) + (h->full ? c * (size_t)h->vocab * lp : 0);
+}
+
+static void seq_pack(const lw_header *h, const lw_seq *q, char *row, bool valid)
+{
+    size_t c = (size_t)h->ctx, k = (size_t)h->k, lp = h->f32 ? 4 : 2;
+    int64_t idx = valid ? q->seq_index : -1;
+    memcpy(row, &idx, 8);
+    if (!valid)
+        return;
+    char *p = row + 8;
+#define PUT(ptr, n) (memcpy(p, (ptr), (n)), p += (n))
+    PUT(q->tokens, c * 4);
+    PUT(q->targets, c * 4);
+    PUT(q->target_lp, c * 4);
+    PUT(q->lse, c * 4);
+    PUT(q->rest, c * 4);
+    PUT(q->topk_ids, c * k * 4);
+    PUT(q->topk_lp, c * k * lp);
+    if (h->full)
+        PUT(q->full_lp, c * (size_t)h->vocab * lp);
+#undef PUT
+}
+
+static bool seq_unpack(const lw_header *h, const char *row, lw_seq *q)
+{
+    size_t c = (size_t)h->ctx, k = (size_t)h->k, lp = h->f32 ? 4 : 2;
+    int64_t idx;
+    memcpy(&idx, row, 8);
+    if (idx < 0)
+        return false;
+    q->seq_index = idx;
+    const char *p = row + 8;
+#define GET(ptr, n) (memcpy((ptr), p, (n)), p += (n))
+    GET(q->tokens, c * 4);
+    GET(q->targets, c * 4);
+    GET(q->target_lp, c * 4);
+    GET(q->lse, c * 4);
+    GET(q->rest, c * 4);
+    GET(q->topk_ids, c * k * 4);
+    GET(q->topk_lp, c * k * lp);
+    if (h->full)
+        GET(q->full_lp, c * (size_t)h->vocab * lp);
+#undef GET
+    return true;
+}
+
 int lmp_distill_export(const lmp_model *m, const char *model_path, const char *text, size_t len,
                        const char *out, const lmp_distill_params *p, lmp_distill_stats *st)
 {
@@ -448,7 +520,9 @@ int lmp_distill_export(const lmp_model *m, const char *model_path, const char *t
     lw_writer *w = NULL;
     int32_t *ids = NULL;
     int64_t n = 0;
-    char *pdir = NULL, **segs = NULL, *seg = NULL;
+    char *pdir = NULL, **segs = NULL, *seg = NULL, *rows = NULL;
+    bool *have = NULL;
+    int *todo = NULL;
     int rc = lmp_model_tokenize(m, text, len, true, &ids, &n);
     if (rc)
         goto done;
@@ -488,113 +562,153 @@ int lmp_distill_export(const lmp_model *m, const char *model_path, const char *t
     char id[512];
     lw_export_id(h, id, sizeof id);
 
-    /* the partial folder: resume what matches, refuse (or with force restart) what not */
-    size_t pl = strlen(out) + 16;
-    pdir = malloc(pl);
-    if (!pdir) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory");
-        goto done;
-    }
-    snprintf(pdir, pl, "%s.partial", out);
-    if (lmp_path_exists(pdir) && !lmp_path_is_dir(pdir)) {
-        rc = lmp_err(LMP_EEXIST, "%s exists and is not a folder", pdir);
-        goto done;
-    }
-    if (!lmp_path_exists(pdir) && mkdir(pdir, 0777) != 0) {
-        rc = lmp_err(LMP_EIO, "%s: cannot create folder: %s", pdir, strerror(errno));
-        goto done;
-    }
-    clean_partial(pdir);
+    /* The partial folder: resume what matches, refuse (or with force restart) what not.
+     * Under MPI (dist.h) rank 0 owns the folder and the output: it decides what is done
+     * and tells the others; every rank computes its share of the rest, and rank 0 writes
+     * the sequences it gathers. Gather to rank 0 rather than parallel HDF5: each sequence
+     * is already written whole by one writer (the resumable segment files), Debian's
+     * parallel HDF5 is another build of the library (libhdf5-openmpi-dev) that every serial
+     * path would then link, and the ranks need no shared filesystem. */
+    const bool root = lmp_dist_root();
     int n_mine = 0;
     for (int64_t wi = p->shard_index; wi < nw; wi += p->shard_count)
         n_mine++;
     st->n_seqs = n_mine;
+    size_t pl = strlen(out) + 16;
+    pdir = malloc(pl);
     segs = calloc((size_t)n_mine + 1, sizeof *segs);
-    bool *have = calloc((size_t)n_mine + 1, 1);
-    if (!segs || !have) {
-        free(have);
+    have = calloc((size_t)n_mine + 1, 1);
+    if (!pdir || !segs || !have) {
         rc = lmp_err(LMP_ENOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0, mismatch = 0; i < n_mine; i++) {
-        segs[i] = seg_path(pdir, p->shard_index + (int64_t)i * p->shard_count);
-        if (lmp_path_exists(segs[i]) && segment_ok(segs[i], h, p->shard_index + (int64_t)i * p->shard_count, id, &mismatch))
+    snprintf(pdir, pl, "%s.partial", out);
+    for (int i = 0; i < n_mine; i++)
+        if (!(segs[i] = seg_path(pdir, p->shard_index + (int64_t)i * p->shard_count))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+    if (root && lmp_path_exists(pdir) && !lmp_path_is_dir(pdir))
+        rc = lmp_err(LMP_EEXIST, "%s exists and is not a folder", pdir);
+    else if (root && !lmp_path_exists(pdir) && mkdir(pdir, 0777) != 0)
+        rc = lmp_err(LMP_EIO, "%s: cannot create folder: %s", pdir, strerror(errno));
+    if (root && !rc)
+        clean_partial(pdir);
+    for (int i = 0, mismatch = 0; root && !rc && i < n_mine; i++) {
+        if (lmp_path_exists(segs[i]) &&
+            segment_ok(segs[i], h, p->shard_index + (int64_t)i * p->shard_count, id, &mismatch))
             have[i] = true;
         if (mismatch) {
             if (!p->force) {
-                free(have);
                 rc = lmp_err(LMP_EEXIST, "%s holds an interrupted export with other settings or "
                              "another teacher/text; remove it or use --force to restart", pdir);
-                goto done;
+                break;
             }
             lmp_info("%s: interrupted export with other settings, restarting (--force)", pdir);
             lmp_dir_remove(pdir);
             if (mkdir(pdir, 0777) != 0) {
-                free(have);
                 rc = lmp_err(LMP_EIO, "%s: cannot create folder: %s", pdir, strerror(errno));
-                goto done;
+                break;
             }
             memset(have, 0, (size_t)n_mine);
             mismatch = 0;
         }
     }
+    if ((rc = lmp_dist_status(rc)) || (rc = lmp_dist_bcast(have, (size_t)n_mine, 0)))
+        goto done;
     for (int i = 0; i < n_mine; i++)
         st->n_resumed += have[i];
     if (st->n_resumed)
         lmp_info("resuming %s: %d of %d sequences already done", out, st->n_resumed, n_mine);
 
-    if ((rc = lw_seq_alloc(&seq, h)) || (rc = lmp_session_new(&e.s, m, ctx))) {
-        free(have);
-        goto done;
+    /* the sequences to compute now, in order (at most stop_after of them) */
+    int n_todo = 0;
+    const int nr = lmp_dist_size();
+    const size_t row_bytes = seq_row_bytes(h);
+    todo = malloc(sizeof(int) * ((size_t)n_mine + 1));
+    if (todo)
+        for (int i = 0; i < n_mine; i++)
+            if (!have[i] && !(p->stop_after > 0 && n_todo >= p->stop_after))
+                todo[n_todo++] = i;
+    if (!todo)
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+    else if (!(rc = lw_seq_alloc(&seq, h)) && !(rc = lmp_session_new(&e.s, m, ctx))) {
+        e.logits = malloc(sizeof(float) * (size_t)(ctx < EXPORT_BATCH ? ctx : EXPORT_BATCH) * (size_t)V);
+        /* one row per rank (pages past a non-root rank's own row are never touched) */
+        if (!e.logits)
+            rc = lmp_err(LMP_ENOMEM, "out of memory (logits of %d positions)", EXPORT_BATCH);
+        else if (nr > 1 && !(rows = malloc(row_bytes * (size_t)nr)))
+            rc = lmp_err(LMP_ENOMEM, "out of memory (%d sequences of %zu bytes to gather)", nr, row_bytes);
     }
-    e.logits = malloc(sizeof(float) * (size_t)(ctx < EXPORT_BATCH ? ctx : EXPORT_BATCH) * (size_t)V);
-    if (!e.logits) {
-        free(have);
-        rc = lmp_err(LMP_ENOMEM, "out of memory (logits of %d positions)", EXPORT_BATCH);
+    if ((rc = lmp_dist_status(rc)))
         goto done;
-    }
     double t0 = lmp_time_s();
     int done_count = st->n_resumed;
-    for (int i = 0; i < n_mine; i++) {
-        if (have[i])
-            continue;
-        if (p->stop_after > 0 && st->n_computed >= p->stop_after)
-            break;
-        const int64_t wi = p->shard_index + (int64_t)i * p->shard_count;
-        const int32_t *win = ids + wi * ctx;
-        seq.seq_index = wi;
-        memcpy(seq.tokens, win, sizeof(int32_t) * (size_t)ctx);
-        if (h->bos >= 0)
-            seq.tokens[0] = h->bos; /* llama.cpp --kl-divergence-base */
-        for (int j = 0; j < ctx; j++) {
-            int64_t t = wi * ctx + j + 1;
-            seq.targets[j] = t < n ? win[j + 1] : -1; /* win[ctx] is the next window's first */
+    int64_t tlo, thi;
+    lmp_dist_share(n_todo, &tlo, &thi);
+    const int rounds = (n_todo + nr - 1) / nr; /* the largest share */
+    for (int k = 0; k < rounds; k++) {
+        const int64_t ti = tlo + k;
+        const bool mine = ti < thi;
+        if (mine) {
+            const int i = todo[ti];
+            const int64_t wi = p->shard_index + (int64_t)i * p->shard_count;
+            const int32_t *win = ids + wi * ctx;
+            seq.seq_index = wi;
+            memcpy(seq.tokens, win, sizeof(int32_t) * (size_t)ctx);
+            if (h->bos >= 0)
+                seq.tokens[0] = h->bos; /* llama.cpp --kl-divergence-base */
+            for (int j = 0; j < ctx; j++) {
+                int64_t t = wi * ctx + j + 1;
+                seq.targets[j] = t < n ? win[j + 1] : -1; /* win[ctx] is the next window's first */
+            }
+            rc = export_sequence(&e, &seq);
         }
-        if ((rc = export_sequence(&e, &seq)) || (rc = lw_writer_open(&w, segs[i], h, p->deflate, true)) ||
-            (rc = lw_writer_append(w, &seq)))
-            break;
-        rc = lw_writer_close(w, true);
-        w = NULL;
+        if (nr > 1) { /* this round's sequence of every rank to rank 0: row r is rank r's */
+            if ((rc = lmp_dist_status(rc)))
+                break;
+            seq_pack(h, &seq, rows + row_bytes * (size_t)lmp_dist_rank(), mine);
+            if ((rc = lmp_dist_gather_rows(rows, nr, row_bytes, 0)))
+                break;
+        }
+        for (int r = 0; root && !rc && r < nr; r++) { /* rank 0 writes them in rank order */
+            if (nr > 1 ? !seq_unpack(h, rows + row_bytes * (size_t)r, &seq) : !mine)
+                continue;
+            const int i = (int)((seq.seq_index - p->shard_index) / p->shard_count);
+            if ((rc = lw_writer_open(&w, segs[i], h, p->deflate, true)) || (rc = lw_writer_append(w, &seq)))
+                break;
+            rc = lw_writer_close(w, true);
+            w = NULL;
+            if (rc)
+                break;
+            if (p->progress)
+                p->progress(p->user, ++done_count, n_mine);
+        }
         if (rc)
             break;
-        st->n_computed++;
-        if (p->progress)
-            p->progress(p->user, ++done_count, n_mine);
+        st->n_computed += n_todo - k * nr < nr ? n_todo - k * nr : nr;
     }
-    free(have);
     st->seconds = lmp_time_s() - t0;
     st->n_tokens = (int64_t)st->n_computed * ctx;
     st->tokens_per_s = st->seconds > 0 ? (double)st->n_tokens / st->seconds : 0;
-    if (rc || st->n_resumed + st->n_computed < n_mine)
-        goto done; /* stopped early: the partial folder stays for the next run */
-    if ((rc = merge_files(out, (const char *const *)segs, n_mine, p->force)))
+    if ((rc = lmp_dist_status(rc)))
         goto done;
-    lmp_dir_remove(pdir);
-    struct stat sb;
+    if (st->n_resumed + st->n_computed < n_mine)
+        goto done; /* stopped early: the partial folder stays for the next run */
+    if (root && !(rc = merge_files(out, (const char *const *)segs, n_mine, p->force))) {
+        lmp_dir_remove(pdir);
+        struct stat sb;
+        st->file_bytes = stat(out, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    }
+    /* the output exists (on rank 0's filesystem) when any rank returns */
+    if ((rc = lmp_dist_status(rc)) || (rc = lmp_dist_bcast(&st->file_bytes, sizeof st->file_bytes, 0)))
+        goto done;
     st->complete = true;
-    st->file_bytes = stat(out, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 done:
     lw_writer_close(w, false);
+    free(have);
+    free(todo);
+    free(rows);
     lw_seq_free(&seq);
     lmp_session_free(e.s);
     free(e.logits);

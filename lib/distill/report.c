@@ -5,6 +5,7 @@
  * SVG writer below. Not here: the statistics themselves (eval.c, lib/infer/ppl.c).
  */
 #include "distill_internal.h"
+#include "../core/dist.h"
 
 #include <cjson/cJSON.h>
 
@@ -217,6 +218,20 @@ lmp_compare_params lmp_compare_default_params(void)
     memset(&p, 0, sizeof p);
     p.protocol = LMP_PPL_GPTQ;
     return p;
+}
+
+int lmp_compare_check(const lmp_compare_params *p)
+{
+    if (p->ctx < 0 || p->ctx > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be >= 0 (0 = the protocol's), at most %d", p->ctx, 1 << 22);
+    if (p->chunks < 0 || p->chunks > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = all)", p->chunks);
+    if (p->top_k < 0 || p->top_k > 1 << 24)
+        return lmp_err(LMP_EINVAL, "--top-k %d: must be >= 0 (0 = exact)", p->top_k);
+    if (p->n_tasks < 0 || p->n_tasks > LMP_COMPARE_MAX_TASKS)
+        return lmp_err(LMP_EINVAL, "--task: at most %d tasks", LMP_COMPARE_MAX_TASKS);
+    int rc = lmp_task_check(&p->task);
+    return rc ? lmp_err_prefix(rc, "task options (--task-*)") : LMP_OK;
 }
 
 static uint64_t file_size(const char *path)
@@ -731,7 +746,7 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         rc = lmp_err(LMP_ENOMEM, "out of memory");
         goto fail;
     }
-    if (logits_ours && p->resume && !lmp_path_exists(logits)) { /* kept by --keep-logits before */
+    if (logits_ours && p->resume && !lmp_path_exists(logits) && lmp_dist_root()) { /* kept by --keep-logits before */
         char *kept = lmp_path_join(out_dir, "base-logits.h5");
         if (kept && lmp_path_exists(kept))
             rename(kept, logits);
@@ -837,7 +852,8 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
     for (int i = 0; i < n; i++)
         if (!rows[i].kld_ctx)
             rows[i].kld_ctx = kld_ctx;
-    if (p->keep_logits && logits_ours && lmp_path_exists(logits)) {
+    /* under MPI the files beside the output are rank 0's (dist.h) */
+    if (p->keep_logits && logits_ours && lmp_path_exists(logits) && lmp_dist_root()) {
         char *dst = lmp_path_join(tmp, "base-logits.h5");
         if (!dst || rename(logits, dst) != 0) {
             free(dst);
@@ -851,9 +867,10 @@ int lmp_distill_compare(const char *base, const char *const *variants, int n_var
         goto fail;
     if ((rc = lmp_dir_commit(tmp, out_dir)))
         goto fail;
-    if (logits_ours)
+    if (logits_ours && lmp_dist_root())
         remove(logits);
-    remove(partial);
+    if (lmp_dist_root())
+        remove(partial);
     free(tmp);
     free(logits);
     free(partial);
@@ -870,7 +887,7 @@ fail:
         lmp_dir_remove(tmp);
     /* without --resume nothing stays behind; with it the record and the base's logits
      * stay for the next run */
-    if (logits && logits_ours && !p->resume)
+    if (logits && logits_ours && !p->resume && lmp_dist_root())
         remove(logits);
     free(tmp);
     free(logits);

@@ -58,6 +58,17 @@ lmp_task_params lmp_task_default_params(void)
     return p;
 }
 
+int lmp_task_check(const lmp_task_params *p)
+{
+    if ((unsigned)p->protocol > LMP_TASK_LLAMACPP)
+        return lmp_err(LMP_EINVAL, "--protocol: unknown protocol %d (lm-eval, llamacpp)", (int)p->protocol);
+    if (p->limit < 0 || p->limit > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--limit %d: must be >= 0 (0 = every item)", p->limit);
+    if (p->ctx < 0 || p->ctx > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be >= 0 (0 = the default), at most %d", p->ctx, 1 << 22);
+    return LMP_OK;
+}
+
 double lmp_task_stderr01(double p, int n)
 {
     return n < 2 ? 0 : sqrt(p * (1 - p) / (double)(n - 1));

@@ -100,6 +100,8 @@ typedef struct {
 } lmp_task_params;
 
 lmp_task_params lmp_task_default_params(void); /* lm-eval, all items, seed 1 */
+/* Refuses a bad protocol, a negative limit or ctx (LMP_EINVAL naming the lmpress option). */
+int lmp_task_check(const lmp_task_params *p);
 
 typedef struct {
     lmp_task_kind kind;

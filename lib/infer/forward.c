@@ -465,8 +465,13 @@ static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, l
     return 0;
 }
 
-int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
-                  lmp_linear_hook hook, void *user)
+size_t lmp_block_scratch_floats(const lmp_model *m, int n, int pos0)
+{
+    return block_floats(m, n > 0 ? n : 1, pos0 > 0 ? pos0 : 0);
+}
+
+int lmp_block_run_buf(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                      lmp_linear_hook hook, void *user, float *scratch)
 {
     if (layer < 0 || layer >= m->cfg.n_layers || n <= 0 || pos0 < 0)
         return lmp_err(LMP_EINVAL, "lmp_block_run: layer %d, %d tokens at position %d", layer, n,
@@ -474,12 +479,19 @@ int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_
     if (kv && pos0 + n > kv->n_ctx)
         return lmp_err(LMP_ERANGE, "positions %d..%d exceed the KV cache of %d", pos0,
                        pos0 + n - 1, kv->n_ctx);
-    float *buf = malloc(sizeof(float) * block_floats(m, n, kv ? pos0 : 0));
+    float *buf = scratch ? scratch : malloc(sizeof(float) * block_floats(m, n, kv ? pos0 : 0));
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
     int rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf);
-    free(buf);
+    if (!scratch)
+        free(buf);
     return rc;
+}
+
+int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                  lmp_linear_hook hook, void *user)
+{
+    return lmp_block_run_buf(m, layer, x, n, pos0, kv, hook, user, NULL);
 }
 
 void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)

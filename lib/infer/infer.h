@@ -103,6 +103,16 @@ float *lmp_model_bias_mut(lmp_model *m, int layer, lmp_linear which);
  * data must outlive the model (the model does not take ownership). Returns status. */
 const lmp_wmat *lmp_model_linear(const lmp_model *m, int layer, lmp_linear which);
 int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wmat *w);
+/* The token embedding table and the output matrix (lm_head, or the embeddings again when
+ * tied), borrowed. The setters replace them for every later forward pass, as
+ * lmp_model_set_linear does for a linear (the size-targeted planner's probes): the
+ * embedding must be [vocab, hidden] of a dtype with to_f32, the output [vocab, hidden] of
+ * a dtype lmp_gemm supports; both borrowed (they must outlive the model's use). A tied
+ * model's output is not changed by lmp_model_set_embed: set both. Returns status. */
+const lmp_tensor *lmp_model_embed_tensor(const lmp_model *m);
+const lmp_wmat *lmp_model_output(const lmp_model *m);
+int lmp_model_set_embed(lmp_model *m, const lmp_tensor *t);
+int lmp_model_set_output(lmp_model *m, const lmp_wmat *w);
 /* Installs an intgroup weight (lib/core/qtensor.h) as linear `which` of `layer`, run
  * natively by lmp_gemm (the payload stays packed). set: borrowed, q must outlive every
  * forward pass that uses it (quantize-and-continue calibration). adopt: the model takes
@@ -177,6 +187,13 @@ typedef struct {
  * count. Returns 0, LMP_ENOMEM, LMP_EINVAL, or the hook's status. */
 int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
                   lmp_linear_hook hook, void *user);
+/* lmp_block_run on the caller's scratch of lmp_block_scratch_floats(m, n, kv ? pos0 : 0)
+ * floats (NULL: one allocated for the call), for callers that run many blocks of the same
+ * size (calibration): a fresh 37 MB buffer per 512-token TinyLlama block is mapped, faulted
+ * in and zeroed by the kernel on every call. Same results as lmp_block_run. */
+size_t lmp_block_scratch_floats(const lmp_model *m, int n, int pos0);
+int lmp_block_run_buf(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
+                      lmp_linear_hook hook, void *user, float *scratch);
 
 /* ---------------------------------------------------------------- sessions -------- */
 
@@ -210,6 +227,9 @@ typedef struct {
 } lmp_sampler_params;
 
 lmp_sampler_params lmp_sampler_default_params(void); /* greedy, top_k 0, top_p 1, seed 0 */
+/* Refuses a negative or non-finite temperature, a negative top_k, top_p outside (0, 1]
+ * (LMP_EINVAL naming the lmpress option). lmp_sampler_new checks the same. */
+int lmp_sampler_check(const lmp_sampler_params *p);
 
 typedef struct lmp_sampler lmp_sampler;
 int lmp_sampler_new(lmp_sampler **out, const lmp_sampler_params *p, int n_vocab);

@@ -138,15 +138,18 @@ typedef struct {
 static const kleaf g_leaves[] = {
     {LMP_ISA_REF, NULL, lmp_kimpl_fill_ref},
     {LMP_ISA_REF, NULL, lmp_kimpl_fill_lowbit_ref},
+    {LMP_ISA_REF, NULL, lmp_kimpl_fill_lowbit_q8_ref},
     {LMP_ISA_REF, NULL, lmp_kimpl_fill_repack_ref},
     {LMP_ISA_REF, NULL, lmp_kimpl_fill_intgroup_ref},
 #if defined(__x86_64__)
     {LMP_ISA_AVX2, NULL, lmp_kimpl_fill_avx2},
     {LMP_ISA_AVX2, NULL, lmp_kimpl_fill_lowbit_avx2},
+    {LMP_ISA_AVX2, NULL, lmp_kimpl_fill_lowbit_q8_avx2},
     {LMP_ISA_AVX512, NULL, lmp_kimpl_fill_avx512},
     {LMP_ISA_AVX512, NULL, lmp_kimpl_fill_avx512_kq},
     {LMP_ISA_AVX512, cpu_vnni, lmp_kimpl_fill_avx512_vnni},
     {LMP_ISA_AVX512, cpu_vnni, lmp_kimpl_fill_lowbit_avx512_vnni},
+    {LMP_ISA_AVX512, cpu_vnni, lmp_kimpl_fill_lowbit_q8_avx512},
     {LMP_ISA_AVX512, cpu_bf16, lmp_kimpl_fill_avx512_bf16},
 #endif
 };

@@ -191,17 +191,20 @@ uint16_t lmp_k_bf16_round(float x);
  * were (lmp_kimpl_fill_ref, the first row, starts from zero). */
 void lmp_kimpl_fill_ref(lmp_kimpl *k);          /* kernels_ref.c: every dtype, scalar */
 void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k);   /* kernels_lowbit.c: IQ*, TQ*, MXFP4, Q1_0, Q2_0 */
+void lmp_kimpl_fill_lowbit_q8_ref(lmp_kimpl *k); /* kernels_lowbit_ref.c: their Q8 dots */
 void lmp_kimpl_fill_repack_ref(lmp_kimpl *k);   /* kernels_repack.c: gemv_q4x16 reference */
 void lmp_kimpl_fill_intgroup_ref(lmp_kimpl *k); /* kernels_intgroup.c: ig_deq, ig_rows */
 #if defined(__x86_64__)
 void lmp_kimpl_fill_avx2(lmp_kimpl *k);              /* kernels_avx2.c (intgroup included) */
 void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k);       /* kernels_lowbit.c */
+void lmp_kimpl_fill_lowbit_q8_avx2(lmp_kimpl *k);    /* kernels_lowbit_avx2.c */
 void lmp_kimpl_fill_avx512(lmp_kimpl *k);            /* kernels_avx512.c (intgroup included) */
 void lmp_kimpl_fill_avx512_kq(lmp_kimpl *k);         /* kernels_avx512_kq.c: k-quants */
 /* kernels_avx512_act.c: int8 (VNNI) and bf16 (AVX512-BF16) kernels on rounded
  * activations; rows of the avx512 variant applied only when the CPU has the extension */
 void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k);
 void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k); /* kernels_lowbit.c */
+void lmp_kimpl_fill_lowbit_q8_avx512(lmp_kimpl *k);   /* kernels_lowbit_avx512.c */
 void lmp_kimpl_fill_avx512_bf16(lmp_kimpl *k);
 #endif
 

@@ -639,6 +639,43 @@ int lmp_model_set_linear(lmp_model *m, int layer, lmp_linear which, const lmp_wm
     return 0;
 }
 
+const lmp_tensor *lmp_model_embed_tensor(const lmp_model *m)
+{
+    return m->embed;
+}
+
+const lmp_wmat *lmp_model_output(const lmp_model *m)
+{
+    return &m->output;
+}
+
+int lmp_model_set_embed(lmp_model *m, const lmp_tensor *t)
+{
+    const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+    if (t->ndim != 2 || t->shape[0] != m->embed->shape[0] || t->shape[1] != m->embed->shape[1])
+        return lmp_err(LMP_EINVAL, "token embedding replacement: shape differs from [%lld, %lld]",
+                       (long long)m->embed->shape[0], (long long)m->embed->shape[1]);
+    size_t rb = lmp_dtype_row_bytes(t->dtype, t->shape[1]);
+    if (!tr->to_f32 || rb == 0 || !t->data)
+        return lmp_err(LMP_EUNSUPPORTED, "token embedding replacement: dtype %s cannot be read", tr->name);
+    m->embed = t;
+    m->embed_row_bytes = rb;
+    return 0;
+}
+
+int lmp_model_set_output(lmp_model *m, const lmp_wmat *w)
+{
+    if (w->q || w->rows != m->output.rows || w->cols != m->output.cols || !w->data ||
+        !lmp_gemm_supports(w->dtype))
+        return lmp_err(LMP_EINVAL, "output matrix replacement: [%lld, %lld] %s, expected [%lld, %lld] of a "
+                       "dtype with a matrix kernel", (long long)w->rows, (long long)w->cols,
+                       lmp_dtype_info(w->dtype)->name, (long long)m->output.rows, (long long)m->output.cols);
+    m->output = *w;
+    if (!m->output.row_bytes)
+        m->output.row_bytes = lmp_dtype_row_bytes(w->dtype, w->cols);
+    return 0;
+}
+
 int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_qtensor *q)
 {
     lmp_wmat w;

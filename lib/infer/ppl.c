@@ -10,6 +10,7 @@
  */
 #include "infer.h"
 #include "infer_internal.h"
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -68,10 +69,10 @@ double lmp_nll(const float *logits, int64_t n_vocab, int32_t target)
     return lmp_logsumexp_f32(logits, n_vocab) - (double)logits[target];
 }
 
-/* One window: feeds in[0..ctx) to a fresh session and adds -log p(target[j] | in[0..j])
- * for every j in [j0, j1) to *sum and its square to *sum2. */
+/* One window: feeds in[0..ctx) to a fresh session and stores -log p(target[j] | in[0..j])
+ * for every j in [j0, j1) in nll[j - j0]. */
 static int score_window(lmp_session *s, const int32_t *in, const int32_t *target, int ctx, int j0,
-                        int j1, float *logits, double *sum, double *sum2)
+                        int j1, float *logits, double *nll)
 {
     const int64_t V = lmp_model_n_vocab(s->m);
     lmp_session_reset(s);
@@ -83,11 +84,8 @@ static int score_window(lmp_session *s, const int32_t *in, const int32_t *target
             return rc;
         if (!want)
             continue;
-        for (int j = off > j0 ? off : j0; j < off + cnt && j < j1; j++) {
-            double nll = lmp_nll(logits + (int64_t)(j - off) * V, V, target[j]);
-            *sum += nll;
-            *sum2 += nll * nll;
-        }
+        for (int j = off > j0 ? off : j0; j < off + cnt && j < j1; j++)
+            nll[j - j0] = lmp_nll(logits + (int64_t)(j - off) * V, V, target[j]);
     }
     return 0;
 }
@@ -122,49 +120,64 @@ int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const l
     const int64_t V = lmp_model_n_vocab(m);
     const int B = ctx < PPL_BATCH ? ctx : PPL_BATCH;
 
+    /* scored positions [j0, j1) of every window */
+    const int j0 = p->protocol == LMP_PPL_LLAMACPP ? ctx / 2 : 0;
+    const int j1 = p->protocol == LMP_PPL_WINDOWS ? ctx : ctx - 1;
+    const int K = j1 - j0;
+
     lmp_session *s = NULL;
     float *logits = malloc(sizeof(float) * (size_t)B * (size_t)V);
     int32_t *in = malloc(sizeof(int32_t) * (size_t)ctx);
+    /* per-token NLLs of every window: under MPI each rank scores its share of the windows
+     * (lmp_dist_share) and the rows are gathered, so the sums below run over the same
+     * values in the same order as in a single process (same bits, any rank count) */
+    double *nll = malloc(sizeof(double) * (size_t)nw * (size_t)K);
     int rc = 0;
-    if (!logits || !in) {
-        rc = lmp_err(LMP_ENOMEM, "out of memory (logits of %d positions)", B);
-        goto done;
+    if (!logits || !in || !nll)
+        rc = lmp_err(LMP_ENOMEM, "out of memory (logits of %d positions, %d x %d NLLs)", B, nw, K);
+    else
+        rc = lmp_session_new(&s, m, ctx);
+
+    int64_t wlo, whi;
+    lmp_dist_share(nw, &wlo, &whi);
+    double t0 = lmp_time_s();
+    for (int64_t w = wlo; w < whi && !rc; w++) {
+        const int32_t *win = tokens + w * ctx;
+        double *row = nll + (size_t)w * (size_t)K;
+        switch (p->protocol) {
+        case LMP_PPL_GPTQ: /* logits[:-1] vs labels[1:] */
+            rc = score_window(s, win, win + 1, ctx, j0, j1, logits, row);
+            break;
+        case LMP_PPL_LLAMACPP: /* first token -> BOS; logits[first..ctx-2] vs tokens +1 */
+            memcpy(in, win, sizeof(int32_t) * (size_t)ctx);
+            in[0] = bos;
+            rc = score_window(s, in, win + 1, ctx, j0, j1, logits, row);
+            break;
+        case LMP_PPL_WINDOWS: /* BOS + window[0..ctx-1) predicts window[0..ctx) */
+            in[0] = bos;
+            memcpy(in + 1, win, sizeof(int32_t) * (size_t)(ctx - 1));
+            rc = score_window(s, in, win, ctx, j0, j1, logits, row);
+            break;
+        }
+        if (!rc && p->progress)
+            p->progress(p->user, (int)(w - wlo + 1), (int)(whi - wlo));
     }
-    if ((rc = lmp_session_new(&s, m, ctx)))
+    if ((rc = lmp_dist_status(rc)) || (rc = lmp_dist_allgather_rows(nll, nw, sizeof(double) * (size_t)K)))
         goto done;
 
     double sum = 0, sum2 = 0, window_sum = 0;
     int64_t count = 0;
-    double t0 = lmp_time_s();
     for (int w = 0; w < nw; w++) {
-        const int32_t *win = tokens + (int64_t)w * ctx;
+        const double *row = nll + (size_t)w * (size_t)K;
         double ws = 0;
-        switch (p->protocol) {
-        case LMP_PPL_GPTQ: /* logits[:-1] vs labels[1:]; loss.float() * seqlen per window */
-            rc = score_window(s, win, win + 1, ctx, 0, ctx - 1, logits, &ws, &sum2);
+        for (int j = 0; j < K; j++) {
+            ws += row[j];
+            sum2 += row[j] * row[j];
+        }
+        if (p->protocol == LMP_PPL_GPTQ) /* loss.float() * seqlen per window */
             window_sum += ws / (ctx - 1) * ctx;
-            count += ctx - 1;
-            break;
-        case LMP_PPL_LLAMACPP: { /* first token -> BOS; logits[first..ctx-2] vs tokens +1 */
-            const int first = ctx / 2;
-            memcpy(in, win, sizeof(int32_t) * (size_t)ctx);
-            in[0] = bos;
-            rc = score_window(s, in, win + 1, ctx, first, ctx - 1, logits, &ws, &sum2);
-            count += ctx - 1 - first;
-            break;
-        }
-        case LMP_PPL_WINDOWS: /* BOS + window[0..ctx-1) predicts window[0..ctx) */
-            in[0] = bos;
-            memcpy(in + 1, win, sizeof(int32_t) * (size_t)(ctx - 1));
-            rc = score_window(s, in, win, ctx, 0, ctx, logits, &ws, &sum2);
-            count += ctx;
-            break;
-        }
-        if (rc)
-            goto done;
+        count += K;
         sum += ws;
-        if (p->progress)
-            p->progress(p->user, w + 1, nw);
     }
     r->seconds = lmp_time_s() - t0;
 
@@ -188,6 +201,7 @@ done:
     lmp_session_free(s);
     free(logits);
     free(in);
+    free(nll);
     return rc;
 }
 

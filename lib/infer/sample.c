@@ -32,15 +32,23 @@ int32_t lmp_argmax(const float *x, int64_t n)
     return (int32_t)best;
 }
 
+int lmp_sampler_check(const lmp_sampler_params *p)
+{
+    if (p->temperature < 0 || !isfinite(p->temperature))
+        return lmp_err(LMP_EINVAL, "--temp %g: the temperature must be >= 0 (0 = greedy)", (double)p->temperature);
+    if (p->top_k < 0 || p->top_k > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--top-k %d: must be >= 0 (0 = all tokens)", p->top_k);
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return lmp_err(LMP_EINVAL, "--top-p %g: must be in (0, 1]", (double)p->top_p);
+    return LMP_OK;
+}
+
 int lmp_sampler_new(lmp_sampler **out, const lmp_sampler_params *p, int n_vocab)
 {
     *out = NULL;
-    if (p->temperature < 0 || !isfinite(p->temperature))
-        return lmp_err(LMP_EINVAL, "temperature %g: must be >= 0", (double)p->temperature);
-    if (p->top_k < 0)
-        return lmp_err(LMP_EINVAL, "top-k %d: must be >= 0", p->top_k);
-    if (!(p->top_p > 0 && p->top_p <= 1))
-        return lmp_err(LMP_EINVAL, "top-p %g: must be in (0, 1]", (double)p->top_p);
+    int rc = lmp_sampler_check(p);
+    if (rc)
+        return rc;
     lmp_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return lmp_err(LMP_ENOMEM, "out of memory");

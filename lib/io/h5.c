@@ -12,6 +12,7 @@
  * before this (no Fletcher32 filter) still read; lmp_h5_checksummed says which they are.
  */
 #include "h5.h"
+#include "../core/dist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +86,11 @@ int lmp_h5_create(lmp_h5 **out, const char *path, bool force)
     f->tmp_path = malloc(n);
     f->lock_fd = lock_fd;
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    char *rank_tmp = lmp_rank_temp_path(path); /* not rank 0 of an MPI job: a private copy */
+    if (rank_tmp) {
+        free(f->tmp_path);
+        f->tmp_path = rank_tmp;
+    }
     lmp_temp_register(f->tmp_path, false);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
@@ -131,7 +137,7 @@ int lmp_h5_close(lmp_h5 *f, bool commit)
     if (f->file >= 0 && f->file != 0 && H5Fclose(f->file) < 0)
         rc = lmp_err(LMP_EIO, "%s: write failed: %s", f->path, why(errno));
     if (f->tmp_path) {
-        if (commit && rc == LMP_OK) {
+        if (commit && rc == LMP_OK && lmp_dist_root()) {
             int fd = open(f->tmp_path, O_RDONLY);
             if (fd >= 0 && fsync(fd) != 0)
                 rc = lmp_err(LMP_EIO, "%s: write failed: %s", f->path, strerror(errno));

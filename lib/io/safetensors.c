@@ -21,6 +21,7 @@
  * sorts by dtype alignment then name; readers accept any order).
  */
 #include "safetensors.h"
+#include "../core/dist.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -1509,7 +1510,9 @@ int lmp_st_writer_finish(lmp_st_writer *w)
     /* shards first, the index last, so no reader sees an index whose shards are missing */
     for (int s = 0; s < w->nsh; s++) {
         st_wshard *sh = &w->sh[s];
-        if (rename(sh->out.tmp_path, sh->path) != 0) {
+        if (!lmp_dist_root()) /* rank 0 writes the output; this rank's copy is dropped */
+            unlink(sh->out.tmp_path);
+        else if (rename(sh->out.tmp_path, sh->path) != 0) {
             rc = lmp_err(LMP_EIO, "%s: rename failed: %s", sh->path, strerror(errno));
             goto done;
         }
@@ -1520,7 +1523,7 @@ int lmp_st_writer_finish(lmp_st_writer *w)
         goto done;
     /* with force, a stale model.safetensors or index from an earlier run would shadow
      * (or be shadowed by) what was just written */
-    if (w->dir && w->force) {
+    if (w->dir && w->force && lmp_dist_root()) {
         char *stale = lmp_path_join(w->dir, w->index_path ? SINGLE_NAME : INDEX_NAME);
         if (stale && lmp_path_exists(stale) && unlink(stale) == 0)
             lmp_info("removed stale %s", stale);

@@ -14,8 +14,6 @@
  */
 #include "prune.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,28 +50,28 @@ int lmp_prune_spec_check(const lmp_prune_spec *s, int64_t cols, const char *name
         return lmp_err(LMP_EINVAL, "prune: unknown method %d", (int)s->method);
     if (s->m) {
         if (s->n <= 0 || s->m <= 0 || s->n >= s->m || s->m > 64)
-            return lmp_err(LMP_EINVAL, "prune: pattern %d:%d (need 0 < N < M <= 64, e.g. 2:4)", s->n, s->m);
+            return lmp_err(LMP_EINVAL, "prune: --pattern %d:%d: must be N:M with 0 < N < M <= 64 (e.g. 2:4)", s->n, s->m);
         if (cols % s->m)
             return lmp_err(LMP_EINVAL, "prune: %s: row length %lld is not a multiple of M = %d (pattern %d:%d)",
                            name, (long long)cols, s->m, s->n, s->m);
     } else if (!(s->sparsity >= 0.0 && s->sparsity < 1.0)) {
-        return lmp_err(LMP_EINVAL, "prune: sparsity %g is outside [0, 1)", s->sparsity);
+        return lmp_err(LMP_EINVAL, "prune: --sparsity %g: must be in [0, 1)", s->sparsity);
     }
     if (s->scope == LMP_PRUNE_SCOPE_MATRIX && (s->method != LMP_PRUNE_MAGNITUDE || s->m))
-        return lmp_err(LMP_EINVAL, "prune: a per-matrix threshold applies to unstructured magnitude pruning only");
+        return lmp_err(LMP_EINVAL, "prune: --scope matrix (a per-matrix threshold) applies to unstructured magnitude pruning only");
     if (s->method == LMP_PRUNE_SPARSEGPT) {
         if (!(s->damp > 0.0f && s->damp < 1.0f))
-            return lmp_err(LMP_EINVAL, "prune: damp %g (must be in (0, 1))", (double)s->damp);
+            return lmp_err(LMP_EINVAL, "prune: --damp %g: must be in (0, 1)", (double)s->damp);
         if (s->blocksize < 1 || (s->m && s->blocksize % s->m))
-            return lmp_err(LMP_EINVAL, "prune: SparseGPT block size %d (positive, a multiple of M)", s->blocksize);
+            return lmp_err(LMP_EINVAL, "prune: --blocksize %d: SparseGPT's block size must be positive and a multiple of M", s->blocksize);
     }
     if (s->qbits) {
         if (s->method != LMP_PRUNE_SPARSEGPT)
             return lmp_err(LMP_EINVAL, "prune: joint quantization (--then-quantize) needs --method sparsegpt");
         if (s->qbits < 2 || s->qbits > 8)
-            return lmp_err(LMP_EINVAL, "prune: %d quantization bits (2..8)", s->qbits);
+            return lmp_err(LMP_EINVAL, "prune: --then-quantize %d: BITS must be 2..8", s->qbits);
         if (s->qgroup == 0 || s->qgroup < -1)
-            return lmp_err(LMP_EINVAL, "prune: quantization group size %d", s->qgroup);
+            return lmp_err(LMP_EINVAL, "prune: --group-size %d: must be positive, or -1 (one group per row)", s->qgroup);
         if (s->qgroup > 0 && cols % s->qgroup)
             return lmp_err(LMP_EINVAL, "prune: %s: in_features %lld is not a multiple of group size %d", name,
                            (long long)cols, s->qgroup);
@@ -237,23 +235,18 @@ static int hinv_upper(const double *H, int64_t cols, float damp_frac, float **ou
     double damp = damp_frac * mean / (double)cols;
     for (int64_t j = 0; j < cols; j++)
         A[j * cols + j] += damp;
-    /* H = L L^T; H^-1 = L^-T L^-1; its upper Cholesky factor is U = chol(H^-1)^T ... computed
-     * directly: invert with potri, then factor the inverse as U^T U. */
-    lapack_int n = (lapack_int)cols, info;
-    info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', n, A, n);
-    if (info == 0)
-        info = LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', n, A, n);
-    if (info == 0) {
-        for (int64_t i = 0; i < cols; i++) /* mirror the lower triangle */
-            for (int64_t j = i + 1; j < cols; j++)
-                A[i * cols + j] = A[j * cols + i];
-        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', n, A, n);
-    }
-    if (info != 0) {
+    /* U, the upper Cholesky factor of H^-1, as GPTQ forms it (lib/quant/gptq_linalg.c:
+     * the reversed lower Cholesky factor of H, inverted; the result does not depend on
+     * the thread count, unlike LAPACK's potrf / potri under OpenBLAS's threads) */
+    int64_t bad = 0;
+    int rc = lmp_gptq_hinv_upper(A, cols, &bad);
+    if (rc) {
         free(A);
         free(U);
-        return lmp_err(LMP_ERANGE, "the damped Hessian is not positive definite (LAPACK info %d); try a larger "
-                                   "damp or more calibration samples", (int)info);
+        if (rc != LMP_ERANGE)
+            return rc;
+        return lmp_err(LMP_ERANGE, "the damped Hessian is not positive definite (column %lld); try a larger "
+                                   "damp or more calibration samples", (long long)bad);
     }
     for (int64_t i = 0; i < cols; i++)
         for (int64_t j = 0; j < cols; j++)
@@ -365,8 +358,7 @@ static int sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, cons
         }
         /* lazy update of the columns after the block: W[:, i2:] -= Err U[i1:i2, i2:] */
         if (i2 < cols)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(cols - i2), (int)cnt, -1.0f,
-                        Err, (int)B, U + i1 * cols + i2, (int)cols, 1.0f, W + i2, (int)cols);
+            lmp_gptq_gemm_sub(W + i2, cols, Err, B, U + i1 * cols + i2, cols, rows, cols - i2, cnt);
     }
     if (loss_out) {
         double l = 0;

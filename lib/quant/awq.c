@@ -20,7 +20,6 @@
  * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
  * users; replace them by lmp_model_norm / lmp_model_bias when lib/infer has them). */
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -245,8 +244,7 @@ static double out_sq(const float *X, int64_t T, int64_t in, const float *D, int6
     double acc = 0;
     for (int64_t t0 = 0; t0 < T; t0 += CH) {
         int64_t k = T - t0 < CH ? T - t0 : CH;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)rows, (int)in, 1.0f, X + t0 * in, (int)in,
-                    D, (int)in, 0.0f, buf, (int)rows);
+        lmp_sgemm_fixed(false, true, k, rows, in, 1.0f, X + t0 * in, in, D, in, 0.0f, buf, rows);
         for (int64_t i = 0; i < k * rows; i++)
             acc += (double)buf[i] * buf[i];
     }
@@ -267,8 +265,7 @@ static double lin_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
         float *G = malloc(sizeof(float) * (size_t)(in * in));
         if (!G)
             return out_sq(a->X[cls], a->T, in, D, rows, a->obuf);
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)in, (int)a->T, 1.0f, a->X[cls], (int)in, 0.0f, G,
-                    (int)in);
+        lmp_ssyrk_fixed_upper(G, in, a->X[cls], a->T, 1.0f);
         for (int64_t i = 0; i < in; i++)
             for (int64_t j = 0; j < i; j++)
                 G[i * in + j] = G[j * in + i];
@@ -277,8 +274,7 @@ static double lin_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
     double acc = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += CH) { /* obuf holds CH x max(cols) */
         int64_t k = rows - r0 < CH ? rows - r0 : CH;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)in, (int)in, 1.0f, D + r0 * in, (int)in,
-                    a->G[cls], (int)in, 0.0f, a->obuf, (int)in);
+        lmp_sgemm_fixed(false, false, k, in, in, 1.0f, D + r0 * in, in, a->G[cls], in, 0.0f, a->obuf, in);
         for (int64_t i = 0; i < k * in; i++)
             acc += (double)D[r0 * in + i] * a->obuf[i];
     }
@@ -358,8 +354,7 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, d
         for (int i = 0; i < 4; i++) {
             if ((i < 2 && href && cg) || (i >= 2 && !cg))
                 continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)ff, (int)d, 1.0f, x, (int)d, ws[i],
-                        (int)d, 0.0f, outs[i], (int)ff);
+            lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, x, d, ws[i], d, 0.0f, outs[i], ff);
             const float *b = i % 2 ? bu : bg;
             if (b)
                 for (int64_t t = 0; t < k; t++)
@@ -547,8 +542,7 @@ static int clip_linear(awq_ctx *a, lmp_linear k)
         memcpy(Xs + t * in, a->X[cls] + t * step * in, sizeof(float) * (size_t)in);
     float *W = a->blk.w[k];
     for (int64_t c0 = 0; c0 < in; c0 += gs) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, gs, gs, (int)ns, 1.0f / (float)ns, Xs + c0, (int)in,
-                    Xs + c0, (int)in, 0.0f, G, gs);
+        lmp_sgemm_fixed(true, false, gs, gs, ns, 1.0f / (float)ns, Xs + c0, in, Xs + c0, in, 0.0f, G, gs);
         for (int64_t r = 0; r < rows; r++) {
             float m = 0;
             for (int j = 0; j < gs; j++)
@@ -567,7 +561,7 @@ static int clip_linear(awq_ctx *a, lmp_linear k)
                 for (int j = 0; j < gs; j++)
                     d[j] -= w[j];
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, gs, gs, 1.0f, D, gs, G, gs, 0.0f, P, gs);
+            lmp_sgemm_fixed(false, false, rows, gs, gs, 1.0f, D, gs, G, gs, 0.0f, P, gs);
             for (int64_t r = 0; r < rows; r++) {
                 double e = 0;
                 for (int j = 0; j < gs; j++)

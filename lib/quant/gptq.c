@@ -6,15 +6,14 @@
  * Cholesky factor of H^-1, per-group parameters recomputed at group boundaries, and the
  * reported Losses. Produces the canonical intgroup lmp_qtensor; knows no file format.
  *
- * Precision: the Cholesky factor of H^-1 is computed in double (LAPACK), the
- * column loop and the block updates in f32 like the reference (cblas_sgemm). Within a
- * block every output row is independent (its group parameters are per row too), so the
- * column loop runs in parallel over rows; the result does not depend on the thread count.
+ * Precision: the Cholesky factor of H^-1 is computed in double, the column loop and the
+ * block updates in f32 like the reference. Within a block every output row is independent
+ * (its group parameters are per row too), so the column loop runs in parallel over rows;
+ * the factor and the block updates are gptq_linalg.c's fixed tilings (OpenBLAS's own
+ * threading changes the bits with the thread count); the result does not depend on it.
  */
 #include "intquant.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,26 +35,15 @@ int lmp_gptq_hessian_add(double *H, int64_t cols, const float *X, int64_t n,
 {
     if (n <= 0)
         return LMP_OK;
-    enum { CHUNK = 256 };
-    double *xd = malloc((size_t)CHUNK * cols * sizeof(double));
-    if (!xd)
-        return lmp_err(LMP_ENOMEM, "gptq: out of memory for the Hessian update");
+    /* H *= ns / (ns + n) folds into the product's beta (upper triangle only), the 2 / ns
+     * into its alpha; then one mirror of the triangle */
     double keep = (double)*nsamples / (double)(*nsamples + n);
-    for (int64_t i = 0; i < cols * cols; i++)
-        H[i] *= keep;
+    double alpha = 2.0 / (double)(*nsamples + n);
+    int rc = lmp_gptq_syrk_acc(H, cols, X, n, alpha, keep);
+    if (rc)
+        return rc;
     *nsamples += n;
-    double alpha = 2.0 / (double)*nsamples;
-    for (int64_t r0 = 0; r0 < n; r0 += CHUNK) {
-        int64_t k = n - r0 < CHUNK ? n - r0 : CHUNK;
-        for (int64_t i = 0; i < k * cols; i++)
-            xd[i] = X[r0 * cols + i];
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)k, alpha, xd,
-                    (int)cols, 1.0, H, (int)cols);
-    }
-    for (int64_t i = 0; i < cols; i++) /* mirror the upper triangle */
-        for (int64_t j = i + 1; j < cols; j++)
-            H[j * cols + i] = H[i * cols + j];
-    free(xd);
+    lmp_gptq_sym_from_upper(H, cols);
     return LMP_OK;
 }
 
@@ -229,47 +217,31 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
         double damp = (double)p->percdamp * (mean / (double)cols);
         for (int64_t i = 0; i < cols; i++)
             Hd[i * cols + i] += damp;
-        /* The reference forms H^-1 (cholesky_inverse) and factors it again. Same U with
-         * half the work and without forming H^-1: with J the reversal permutation, the
-         * lower Cholesky factor L of J H J gives H = (J L J)(J L J)^T, so
-         * H^-1 = U^T U with U = J L^-1 J, upper triangular with a positive diagonal:
-         * the (unique) upper Cholesky factor of H^-1. */
-        double *A = Hd; /* reversed in place: swap (i, j) with (n-1-i, n-1-j) */
-        for (int64_t i = 0; i < cols * cols / 2; i++) {
-            double t = A[i];
-            A[i] = A[cols * cols - 1 - i];
-            A[cols * cols - 1 - i] = t;
-        }
-        lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)cols, A,
-                                         (lapack_int)cols);
-        if (info != 0) {
+        /* The reference forms H^-1 (cholesky_inverse) and factors it again; the same U
+         * with half the work and without forming H^-1: lmp_gptq_hinv_upper (the reversed
+         * lower Cholesky factor, inverted), thread-count independent. */
+        double *A = Hd;
+        int64_t bad = 0;
+        rc = lmp_gptq_hinv_upper(A, cols, &bad);
+        if (rc == LMP_ERANGE) {
             rc = lmp_err(LMP_ERANGE,
-                         "gptq: H + damp is not positive definite (LAPACK info %d); raise percdamp (now %g)",
-                         (int)info, p->percdamp);
+                         "gptq: H + damp is not positive definite (column %lld); raise percdamp (now %g)",
+                         (long long)bad, p->percdamp);
             goto cleanup;
         }
-        info = LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', (lapack_int)cols, A, (lapack_int)cols);
-        if (info != 0) {
-            rc = lmp_err(LMP_ERANGE, "gptq: Cholesky factor of H is singular (LAPACK info %d)",
-                         (int)info);
+        if (rc)
             goto cleanup;
-        }
-        /* Hinv[i][j] = A[n-1-i][n-1-j] in f32 for j >= i, else 0, written over A's own
-         * memory (no third cols x cols buffer): reverse in place again, then narrow in
-         * increasing index order (f32 element k ends at byte 4k + 4, before double
-         * element k + 1 that is still to be read), then give back the upper half. */
-        for (int64_t i = 0; i < cols * cols / 2; i++) {
-            double t = A[i];
-            A[i] = A[cols * cols - 1 - i];
-            A[cols * cols - 1 - i] = t;
-        }
+        /* Hinv[i][j] = U[i][j] in f32 (zeros below the diagonal), written over A's own
+         * memory (no third cols x cols buffer): narrowed in increasing index order (f32
+         * element k ends at byte 4k + 4, before double element k + 1 that is still to be
+         * read), then the upper half given back. */
         unsigned char *bytes = (unsigned char *)A;
         for (int64_t i = 0; i < cols; i++)
             for (int64_t j = 0; j < cols; j++) {
                 int64_t k = i * cols + j;
                 double v;
                 memcpy(&v, bytes + 8 * k, sizeof v);
-                float f = j >= i ? (float)v : 0.0f;
+                float f = (float)v;
                 memcpy(bytes + 4 * k, &f, sizeof f);
             }
         Hinv = realloc(Hd, (size_t)cols * cols * sizeof(float));
@@ -325,10 +297,9 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
             row_loss[r] += lsum;
         }
         double tg = lmp_time_s();
-        if (i2 < cols)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(cols - i2),
-                        (int)count, -1.0f, Err, (int)count, Hinv + i1 * cols + i2, (int)cols,
-                        1.0f, Wp + i2, (int)cols);
+        if (i2 < cols) /* W[:, i2:] -= Err Hinv[i1:i2, i2:] */
+            lmp_gptq_gemm_sub(Wp + i2, cols, Err, count, Hinv + i1 * cols + i2, cols, rows,
+                              cols - i2, count);
         t_gemm += lmp_time_s() - tg;
     }
     lmp_debug("gptq [%lld x %lld]: inverse %.2fs, columns %.2fs, block updates %.2fs",

@@ -84,6 +84,42 @@ void lmp_gptq_default_params(lmp_gptq_params *p);
 int lmp_gptq_hessian_add(double *H, int64_t cols, const float *X, int64_t n,
                          int64_t *nsamples);
 
+/* Non-rescaling Hessian pieces for drivers that sum X^T X per window (or window group) and
+ * scale once: H_upper = beta * H_upper + alpha * X^T X over the upper triangle (i <= j) of
+ * H double [cols][cols], X f32 [n][cols]; the lower triangle is not touched. beta == 0
+ * does not read H. Products of f32 values are exact in double; the sums run in an order
+ * fixed by (cols, n) alone, so the bits do not depend on the thread count. Returns
+ * status (LMP_ENOMEM). lmp_gptq_sym_from_upper copies the upper triangle into the lower
+ * (H full symmetric, as lmp_quant_gptq takes it). */
+int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double alpha, double beta);
+void lmp_gptq_sym_from_upper(double *H, int64_t cols);
+
+/* Dense kernels of GPTQ and SparseGPT (lib/quant/gptq_linalg.c), thread-count independent
+ * (fixed tiles, each one single-threaded BLAS call):
+ *   lmp_gptq_chol_lower: A = L L^T in place in A's lower triangle (row-major n x n, reads
+ *     the lower triangle; the strictly upper part is left with scratch values); returns 0
+ *     or the 1-based column where A is not positive definite.
+ *   lmp_gptq_trinv_lower: L^-1 in place (lower; the strictly upper part is zeroed).
+ *   lmp_gptq_hinv_upper: A symmetric positive definite (full) -> A = U, the upper
+ *     Cholesky factor of A^-1 (A^-1 = U^T U), zeros below the diagonal; LMP_ERANGE with
+ *     *bad = the 1-based column when A is not positive definite.
+ *   lmp_gptq_gemm_sub: C[m][n] -= A[m][k] B[k][n] (f32, row-major with leading dims). */
+int64_t lmp_gptq_chol_lower(double *A, int64_t n);
+int lmp_gptq_trinv_lower(double *A, int64_t n);
+int lmp_gptq_hinv_upper(double *A, int64_t n, int64_t *bad);
+void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const float *B, int64_t ldb, int64_t m,
+                       int64_t n, int64_t k);
+/* tr(A H A^T) for A f32 [rows][cols] and H symmetric double [cols][cols] (its upper
+ * triangle is read), in double, thread-count independent, half the work of a full
+ * product; -1 when out of memory. */
+double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_t cols);
+/* f32 products with the same bits for any thread count (AWQ's searches): C = alpha op(A)
+ * op(B) + beta C, row-major, op = transpose when ta / tb, as cblas_sgemm's arguments;
+ * G's upper triangle = alpha X^T X for X [n][cols] (the lower one is not written). */
+void lmp_sgemm_fixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, float alpha);
+
 /* GPTQ (Frantar et al. 2022, Alg. 1 with lazy batch updates, as gptq.py fasterquant) of
  * W[rows][cols] (f32, not modified) given H[cols][cols] (double, not modified; any
  * positive scale, 2/n X^T X as lmp_gptq_hessian_add builds it). Dead columns (H_ii == 0)

@@ -118,7 +118,9 @@ void lmp_qpipe_result_free(lmp_qpipe_result *r); /* accepts NULL */
 
 /* Checks the parameters against the model before any work: bits, group size dividing
  * every linear's in_features (LMP_EINVAL naming the first linear that does not), weight
- * dtypes convertible to f32. Returns status. */
+ * dtypes convertible to f32. With m NULL, the preferences alone (ranges, method and
+ * option pairs; messages name the lmpress option), before the model is read. Returns
+ * status. */
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p);
 /* Bytes of hidden states the run will hold for cal (n_samples * seq_len * hidden * 4). */
 uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal);

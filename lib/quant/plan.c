@@ -293,8 +293,10 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
             out->fixed_bytes += t->nbytes;
             continue;
         }
-        for (int k = 0; k < pt->n_cand; k++)
-            pt->cand[k].err = ref > 0 ? pt->cand[k].err / ref : 0;
+        for (int k = 0; k < pt->n_cand; k++) {
+            pt->cand[k].err = pt->cand[k].rel_err = ref > 0 ? pt->cand[k].err / ref : 0;
+            pt->cand[k].kld = -1;
+        }
         pt->n_cand = lmp_plan_pareto(pt->cand, pt->n_cand);
         if (pp->progress)
             fprintf(stderr, "[%d/%d] %-32s %d candidates on the front, %s %.3g .. %s %.3g\n", i + 1, c.n_tensors,
@@ -315,5 +317,392 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
     lmp_ckpt_close(&c);
     if (rc)
         lmp_plan_free(out);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- KLD calibration */
+
+void lmp_plan_calib_default_params(lmp_plan_calib_params *p)
+{
+    memset(p, 0, sizeof *p);
+    lmp_calib_default_params(&p->cp);
+    p->cp.mode = LMP_CALIB_CHUNKS;
+    p->cp.n_samples = 8;
+    p->cp.seq_len = 128;
+    p->probes = 2;
+}
+
+/* Where a GGUF tensor sits in the engine. */
+typedef enum { SITE_NONE = 0, SITE_LINEAR, SITE_EMBED, SITE_OUTPUT } plan_site;
+
+static plan_site tensor_site(const char *name, int n_layers, int *layer, lmp_linear *which)
+{
+    if (strcmp(name, "token_embd.weight") == 0)
+        return SITE_EMBED;
+    if (strcmp(name, "output.weight") == 0)
+        return SITE_OUTPUT;
+    static const struct {
+        const char *suffix;
+        lmp_linear w;
+    } lin[] = {{"attn_q.weight", LMP_LIN_Q},      {"attn_k.weight", LMP_LIN_K},   {"attn_v.weight", LMP_LIN_V},
+               {"attn_output.weight", LMP_LIN_O}, {"ffn_gate.weight", LMP_LIN_GATE}, {"ffn_up.weight", LMP_LIN_UP},
+               {"ffn_down.weight", LMP_LIN_DOWN}};
+    int l, off = 0;
+    if (sscanf(name, "blk.%d.%n", &l, &off) != 1 || off == 0 || l < 0 || l >= n_layers)
+        return SITE_NONE;
+    for (size_t i = 0; i < sizeof lin / sizeof *lin; i++)
+        if (strcmp(name + off, lin[i].suffix) == 0) {
+            *layer = l;
+            *which = lin[i].w;
+            return SITE_LINEAR;
+        }
+    return SITE_NONE;
+}
+
+typedef struct {
+    lmp_model *m;
+    int W, S, L, d, V;       /* windows, tokens per window, layers, hidden, vocab */
+    const int32_t *tokens;   /* [W][S] */
+    float *h;                /* [L + 1][W * S][d]: the input of block l (h[L]: the final states) */
+    float *base_lp;          /* [W * S][V] log-softmax of the original model */
+    float *x, *logits;       /* work: [S][d], [HEAD_ROWS][V] */
+} plan_fwd;
+
+#define HEAD_ROWS 64
+
+static void log_softmax(const float *z, int V, float *out)
+{
+    float mx = z[0];
+    for (int v = 1; v < V; v++)
+        mx = z[v] > mx ? z[v] : mx;
+    double s = 0;
+    for (int v = 0; v < V; v++)
+        s += exp((double)z[v] - mx);
+    float lz = (float)(mx + log(s));
+    for (int v = 0; v < V; v++)
+        out[v] = z[v] - lz;
+}
+
+/* The states of window w from block `from` on into f->x, then the head: either stores the
+ * log-softmax (base) or adds the KLD(base || this) of every position to *kld. */
+static int run_window(plan_fwd *f, int w, int from, bool base, double *kld)
+{
+    const size_t ws = (size_t)f->S * f->d;
+    int rc = 0;
+    if (from == 0 && !base) {
+        if ((rc = lmp_model_embed(f->m, f->tokens + (size_t)w * f->S, f->S, f->x)))
+            return rc;
+    } else {
+        memcpy(f->x, f->h + (size_t)from * f->W * ws + (size_t)w * ws, ws * sizeof(float));
+    }
+    for (int l = from; l < f->L; l++) {
+        if ((rc = lmp_block_run(f->m, l, f->x, f->S, 0, NULL, NULL, NULL)))
+            return rc;
+        if (base)
+            memcpy(f->h + (size_t)(l + 1) * f->W * ws + (size_t)w * ws, f->x, ws * sizeof(float));
+    }
+    double acc = 0;
+    for (int r0 = 0; r0 < f->S; r0 += HEAD_ROWS) {
+        int nr = f->S - r0 < HEAD_ROWS ? f->S - r0 : HEAD_ROWS;
+        lmp_model_head(f->m, f->x + (size_t)r0 * f->d, nr, f->logits);
+        const size_t V = (size_t)f->V;
+        if (base) {
+            for (int r = 0; r < nr; r++)
+                log_softmax(f->logits + r * V, f->V, f->base_lp + ((size_t)w * f->S + r0 + r) * V);
+            continue;
+        }
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+        for (int r = 0; r < nr; r++) {
+            float *z = f->logits + r * V;
+            const float *bp = f->base_lp + ((size_t)w * f->S + r0 + r) * V;
+            log_softmax(z, f->V, z);
+            double k = 0;
+            for (size_t v = 0; v < V; v++)
+                k += exp((double)bp[v]) * ((double)bp[v] - z[v]);
+            acc += k > 0 ? k : 0;
+        }
+    }
+    if (kld)
+        *kld += acc;
+    return 0;
+}
+
+/* Mean KLD over every calibration position with the model as it is now, from block `from`. */
+static int fwd_kld(plan_fwd *f, int from, double *kld)
+{
+    double s = 0;
+    for (int w = 0; w < f->W; w++) {
+        int rc = run_window(f, w, from, false, &s);
+        if (rc)
+            return rc;
+    }
+    *kld = s / ((double)f->W * f->S);
+    return 0;
+}
+
+/* The tensor quantized as dt into owned bytes (the writer's quantizer and weights). */
+static int quantize_whole(const lmp_tensor *t, lmp_dtype dt, const float *qw, void **out, size_t *nbytes)
+{
+    int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
+    const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype);
+    size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(dt, cols);
+    uint8_t *q = malloc(out_row * (size_t)rows);
+    if (!q)
+        return lmp_err(LMP_ENOMEM, "plan: out of memory quantizing '%s'", t->name);
+    int64_t n_items = (rows + PLAN_ROWS - 1) / PLAN_ROWS;
+    int bad = 0;
+#pragma omp parallel reduction(+ : bad)
+    {
+        float *x = malloc(sizeof(float) * (size_t)(PLAN_ROWS * cols));
+        if (!x)
+            bad++;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; it++) {
+            if (!x)
+                continue;
+            int64_t r0 = it * PLAN_ROWS, nr = rows - r0 < PLAN_ROWS ? rows - r0 : PLAN_ROWS;
+            for (int64_t r = 0; r < nr; r++)
+                ti->to_f32((const uint8_t *)t->data + (size_t)(r0 + r) * in_row, x + r * cols, cols);
+            if (lmp_quant_rows(dt, x, q + (size_t)r0 * out_row, nr, cols, qw) == 0)
+                bad++;
+        }
+        free(x);
+    }
+    if (bad) {
+        free(q);
+        return lmp_err(LMP_ENOMEM, "plan: cannot quantize tensor '%s' as %s", t->name, lmp_dtype_info(dt)->name);
+    }
+    *out = q;
+    *nbytes = out_row * (size_t)rows;
+    return LMP_OK;
+}
+
+/* KLD of the model with tensor `name` alone replaced by its quantization as dt. */
+static int probe_one(plan_fwd *f, const lmp_tensor *t, plan_site site, int layer, lmp_linear which, bool tied,
+                     lmp_dtype dt, const float *qw, double *kld)
+{
+    void *q = NULL;
+    size_t nb = 0;
+    int rc = quantize_whole(t, dt, qw, &q, &nb);
+    if (rc)
+        return rc;
+    int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
+    lmp_wmat w = {0};
+    w.dtype = dt;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = q;
+    w.row_bytes = lmp_dtype_row_bytes(dt, cols);
+    if (site == SITE_LINEAR) {
+        lmp_wmat keep = *lmp_model_linear(f->m, layer, which);
+        if (!(rc = lmp_model_set_linear(f->m, layer, which, &w))) {
+            rc = fwd_kld(f, layer, kld);
+            int r2 = lmp_model_set_linear(f->m, layer, which, &keep);
+            rc = rc ? rc : r2;
+        }
+    } else if (site == SITE_OUTPUT || (site == SITE_EMBED && tied)) {
+        lmp_wmat keep = *lmp_model_output(f->m);
+        const lmp_tensor *keep_e = lmp_model_embed_tensor(f->m);
+        lmp_tensor te = *t;
+        te.dtype = dt;
+        te.data = q;
+        te.nbytes = nb;
+        te.owned = false;
+        if (!(rc = lmp_model_set_output(f->m, &w)) && (site == SITE_OUTPUT || !(rc = lmp_model_set_embed(f->m, &te))))
+            rc = fwd_kld(f, site == SITE_OUTPUT ? f->L : 0, kld);
+        lmp_model_set_output(f->m, &keep);
+        lmp_model_set_embed(f->m, keep_e);
+    } else { /* an untied input embedding */
+        const lmp_tensor *keep_e = lmp_model_embed_tensor(f->m);
+        lmp_tensor te = *t;
+        te.dtype = dt;
+        te.data = q;
+        te.nbytes = nb;
+        te.owned = false;
+        if (!(rc = lmp_model_set_embed(f->m, &te)))
+            rc = fwd_kld(f, 0, kld);
+        lmp_model_set_embed(f->m, keep_e);
+    }
+    free(q);
+    return rc;
+}
+
+static int cmp_dist(const void *a, const void *b)
+{
+    const double *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0;
+}
+
+static int cmp_dist_1(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, lmp_plan *p)
+{
+    if (!cp->calib_path)
+        return lmp_err(LMP_EINVAL, "plan: calibration needs a text");
+    double t0 = lmp_time_s();
+    plan_fwd f = {0};
+    lmp_calib_data cal = {0};
+    int rc = lmp_model_load(&f.m, in);
+    if (rc)
+        return rc;
+    const lmp_config *cfg = lmp_model_config(f.m);
+    if (lmp_model_is_moe(f.m)) {
+        lmp_model_free(f.m);
+        return lmp_err(LMP_EUNSUPPORTED, "%s: KLD calibration of a mixture of experts is not supported", in);
+    }
+    lmp_calib_params wp = cp->cp;
+    if (wp.seq_len > cfg->max_pos)
+        wp.seq_len = cfg->max_pos;
+    if ((rc = lmp_calib_load(f.m, cp->calib_path, &wp, &cal)))
+        goto out;
+    f.W = cal.n_samples;
+    f.S = cal.seq_len;
+    f.L = cfg->n_layers;
+    f.d = (int)cfg->hidden_size;
+    f.V = lmp_model_n_vocab(f.m);
+    f.tokens = cal.tokens;
+    size_t ntok = (size_t)f.W * f.S;
+    f.h = malloc(sizeof(float) * (size_t)(f.L + 1) * ntok * (size_t)f.d);
+    f.base_lp = malloc(sizeof(float) * ntok * (size_t)f.V);
+    f.x = malloc(sizeof(float) * (size_t)f.S * (size_t)f.d);
+    f.logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)f.V);
+    if (!f.h || !f.base_lp || !f.x || !f.logits) {
+        rc = lmp_err(LMP_ENOMEM, "plan: out of memory for %zu calibration positions (vocabulary %d): use fewer "
+                     "windows", ntok, f.V);
+        goto out;
+    }
+    for (int w = 0; w < f.W && !rc; w++) {
+        const size_t ws = (size_t)f.S * f.d;
+        if ((rc = lmp_model_embed(f.m, f.tokens + (size_t)w * f.S, f.S, f.h + (size_t)w * ws)))
+            break;
+        rc = run_window(&f, w, 0, true, NULL);
+    }
+    if (rc)
+        goto out;
+    const lmp_ckpt *ck = lmp_model_ckpt(f.m);
+    bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
+    int n_probes = 0;
+    double *logscale = calloc((size_t)p->n + 1, sizeof *logscale);
+    bool *probed = calloc((size_t)p->n + 1, sizeof *probed);
+    if (!logscale || !probed) {
+        free(logscale);
+        free(probed);
+        rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < p->n && !rc; i++) {
+        lmp_plan_tensor *pt = &p->t[i];
+        int layer = -1;
+        lmp_linear which = LMP_LIN_Q;
+        plan_site site = tensor_site(pt->name, f.L, &layer, &which);
+        const lmp_tensor *t = lmp_ckpt_find(ck, pt->name);
+        if (site == SITE_NONE || !t)
+            continue; /* given the median ratio below */
+        int64_t cols = t->shape[t->ndim - 1];
+        const float *imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
+        /* which points: nearest the target's bits per weight (or the middle) */
+        double order[LMP_PLAN_MAX_CAND][2];
+        double want = cp->target_bpw > 0 ? cp->target_bpw : 0;
+        for (int k = 0; k < pt->n_cand; k++) {
+            double bpw = pt->cand[k].bytes * 8.0 / (double)pt->params;
+            order[k][0] = want > 0 ? fabs(bpw - want) : fabs(k - (pt->n_cand - 1) / 2.0);
+            order[k][1] = k;
+        }
+        qsort(order, (size_t)pt->n_cand, sizeof order[0], cmp_dist);
+        int np = cp->probes <= 0 || cp->probes > pt->n_cand ? pt->n_cand : cp->probes;
+        for (int j = 0; j < np && !rc; j++) {
+            lmp_plan_cand *c = &pt->cand[(int)order[j][1]];
+            const float *qw = imp && lmp_quant_uses_weights(c->dt) ? imp : NULL;
+            double kld = 0;
+            rc = probe_one(&f, t, site, layer, which, tied, c->dt, qw, &kld);
+            c->kld = kld;
+            n_probes++;
+        }
+        if (rc)
+            break;
+        probed[i] = true;
+        /* the ratio KLD / rel_err: the probes' (log) geometric mean for the tensor */
+        double ls = 0;
+        int nl = 0;
+        for (int k = 0; k < pt->n_cand; k++)
+            if (pt->cand[k].kld >= 0 && pt->cand[k].rel_err > 0) {
+                ls += log((pt->cand[k].kld > 1e-12 ? pt->cand[k].kld : 1e-12) / pt->cand[k].rel_err);
+                nl++;
+            }
+        logscale[i] = nl ? ls / nl : log(1e-12);
+        if (cp->progress)
+            fprintf(stderr, "[plan %d/%d] %-28s KLD per unit error %.4g\n", i + 1, p->n, pt->name, exp(logscale[i]));
+    }
+    if (!rc) {
+        /* tensors the engine cannot probe alone: the median ratio of the others */
+        double *v = malloc(sizeof(double) * ((size_t)p->n + 1));
+        int nv = 0;
+        for (int i = 0; v && i < p->n; i++)
+            if (probed[i])
+                v[nv++] = logscale[i];
+        double med = log(1e-12);
+        if (nv) {
+            qsort(v, (size_t)nv, sizeof *v, cmp_dist_1);
+            med = v[nv / 2];
+        }
+        free(v);
+        for (int i = 0; i < p->n; i++) {
+            lmp_plan_tensor *pt = &p->t[i];
+            if (!probed[i])
+                logscale[i] = med;
+            pt->scale = exp(logscale[i]);
+            /* predicted: measured where probed; else rel_err times the ratio of the nearest
+             * probes, interpolated in log error between the two around it */
+            for (int k = 0; k < pt->n_cand; k++) {
+                lmp_plan_cand *c = &pt->cand[k];
+                if (c->kld >= 0) {
+                    c->err = c->kld;
+                    continue;
+                }
+                int lo = -1, hi = -1; /* probed points with more / less error */
+                for (int j = 0; j < pt->n_cand; j++) {
+                    if (pt->cand[j].kld < 0 || pt->cand[j].rel_err <= 0)
+                        continue;
+                    if (pt->cand[j].rel_err >= c->rel_err && (lo < 0 || pt->cand[j].rel_err < pt->cand[lo].rel_err))
+                        lo = j;
+                    if (pt->cand[j].rel_err <= c->rel_err && (hi < 0 || pt->cand[j].rel_err > pt->cand[hi].rel_err))
+                        hi = j;
+                }
+                double r;
+                if (lo >= 0 && hi >= 0 && pt->cand[lo].rel_err > pt->cand[hi].rel_err) {
+                    double rl = log((pt->cand[lo].kld > 1e-12 ? pt->cand[lo].kld : 1e-12) / pt->cand[lo].rel_err);
+                    double rh = log((pt->cand[hi].kld > 1e-12 ? pt->cand[hi].kld : 1e-12) / pt->cand[hi].rel_err);
+                    double a = (log(c->rel_err) - log(pt->cand[hi].rel_err)) /
+                               (log(pt->cand[lo].rel_err) - log(pt->cand[hi].rel_err));
+                    r = rh + a * (rl - rh);
+                } else if (lo >= 0 || hi >= 0) {
+                    int j = lo >= 0 ? lo : hi;
+                    r = log((pt->cand[j].kld > 1e-12 ? pt->cand[j].kld : 1e-12) / pt->cand[j].rel_err);
+                } else {
+                    r = logscale[i];
+                }
+                c->err = c->rel_err * exp(r);
+            }
+            pt->n_cand = lmp_plan_pareto(pt->cand, pt->n_cand);
+        }
+        p->calibrated = true;
+        p->calib_windows = f.W;
+        p->calib_seqlen = f.S;
+        p->n_probes = n_probes;
+    }
+    free(logscale);
+    free(probed);
+out:
+    p->calib_seconds = lmp_time_s() - t0;
+    free(f.h);
+    free(f.base_lp);
+    free(f.x);
+    free(f.logits);
+    lmp_calib_free(&cal);
+    lmp_model_free(f.m);
     return rc;
 }

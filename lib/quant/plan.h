@@ -8,7 +8,9 @@
  *    output error on the calibration statistics: with d = E[x_j^2] per input column (the
  *    imatrix; 1 for tensors without an entry), err = sum_ij d_j (W - Q(W))_ij^2 /
  *    sum_ij d_j W_ij^2, i.e. E||(W - Q)x||^2 / E||W x||^2 for inputs with independent
- *    columns. The model's predicted error is the sum of its tensors' errors.
+ *    columns. Calibrated (lmp_plan_calibrate, below): each error becomes a predicted
+ *    contribution to the model's KL divergence, from probes that install the tensor's
+ *    quantization alone in the engine; the model's predicted error is the sum.
  * 2. Pareto. Per tensor only the (bytes, err) points that no cheaper point beats are kept.
  * 3. Solve. min sum err subject to sum bytes <= budget, a multiple-choice knapsack,
  *    by dynamic programming over the byte budget cut into at most LMP_PLAN_GRID cells
@@ -22,6 +24,7 @@
 #ifndef LMP_PLAN_H
 #define LMP_PLAN_H
 
+#include "pipeline.h"
 #include "quant.h"
 
 #define LMP_PLAN_MAX_CAND 16
@@ -31,7 +34,9 @@
 typedef struct {
     lmp_dtype dt;
     uint64_t bytes;
-    double err;
+    double err;      /* after lmp_plan_calibrate: predicted KLD contribution */
+    double rel_err;  /* the importance-weighted relative output error (measured) */
+    double kld;      /* end-to-end KLD with this tensor alone at this type, or -1: not probed */
 } lmp_plan_cand;
 
 typedef struct {
@@ -40,6 +45,8 @@ typedef struct {
     int n_cand;                         /* Pareto points, by increasing bytes */
     lmp_plan_cand cand[LMP_PLAN_MAX_CAND];
     int choice;                         /* index into cand after lmp_plan_solve */
+    double scale;                       /* lmp_plan_calibrate: KLD per unit of rel_err at
+                                           the probes (geometric mean), 0 before */
 } lmp_plan_tensor;
 
 typedef struct {
@@ -52,6 +59,10 @@ typedef struct {
     uint64_t bytes;           /* whole file */
     double err;               /* predicted: sum of the chosen errors */
     double seconds;           /* measurement */
+    /* after lmp_plan_calibrate */
+    bool calibrated;          /* err is predicted KLD (else the relative output error) */
+    int calib_windows, calib_seqlen, n_probes;
+    double calib_seconds;
 } lmp_plan;
 
 /* Keeps the Pareto-optimal points of c[0..n) (fewer bytes or lower error than every
@@ -87,5 +98,31 @@ int lmp_plan_default_types(bool imatrix, lmp_dtype *out, int max);
  * without an importance entry, are skipped). *out is owned (lmp_plan_free). */
 int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out);
 void lmp_plan_free(lmp_plan *p); /* accepts NULL */
+
+/* Calibration against end-to-end KL divergence (issue 21). The measured error of a type is
+ * local (one tensor's output error on the imatrix statistics); what the budget should buy
+ * is the model's KLD. For every planned tensor, `probes` of its Pareto points (those nearest
+ * the target's bits per weight; 0 = every point) are installed in the engine ALONE, the
+ * model's logits on the calibration windows compared with the original's (mean KLD over
+ * all positions), everything else kept. A probed point's predicted KLD is the one
+ * measured; the others get rel_err x the KLD-per-error ratio of the nearest probes
+ * (interpolated in log error between probes, the nearest one's beyond). The model's
+ * predicted KLD is the sum (contributions of small perturbations add to first order).
+ * The token embedding of a tied model is probed in both its roles (input rows and the
+ * output matrix), as the written file uses it. Runs from the probed tensor's block on,
+ * with the earlier blocks' outputs cached. */
+typedef struct {
+    const char *calib_path;   /* calibration text (lmp_calib_load) */
+    lmp_calib_params cp;      /* windows (chunks with BOS, as imatrix) */
+    double target_bpw;        /* probe the points nearest this; <= 0: the middle of each front */
+    int probes;               /* points probed per tensor; 0 = all (default 2) */
+    bool progress;
+} lmp_plan_calib_params;
+
+void lmp_plan_calib_default_params(lmp_plan_calib_params *p);
+/* Calibrates the measured plan p of GGUF `in` (pp: the importance weights lmp_plan_measure
+ * used, so probes quantize alike). On success every candidate's err is its predicted KLD
+ * contribution and the fronts are Pareto again. */
+int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, lmp_plan *p);
 
 #endif

@@ -4,7 +4,6 @@
  */
 #include "qpipe_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,7 @@ void lmp_qpipe_result_free(lmp_qpipe_result *r)
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
-    if (lmp_model_is_moe(m))
+    if (m && lmp_model_is_moe(m))
         return lmp_err(LMP_EUNSUPPORTED, "%s: calibrated quantization (GPTQ, AWQ, RTN folders) of mixture-of-experts models is not supported yet "
                        "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
                        lmp_model_ckpt(m)->path);
@@ -52,14 +51,16 @@ int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
     if (p->method == LMP_QMETHOD_AWQ && (p->awq_grid < 1 || p->awq_grid > 1000 || p->awq_clip_tokens < 1))
         return lmp_err(LMP_EINVAL, "quantize: AWQ grid %d / clip tokens %d", p->awq_grid, p->awq_clip_tokens);
     if (p->bits < 2 || p->bits > 8)
-        return lmp_err(LMP_EINVAL, "quantize: %d bits (2..8)", p->bits);
-    if (p->group_size == 0 || p->group_size < -1)
-        return lmp_err(LMP_EINVAL, "quantize: group size %d (a positive number, or -1 for one group per row)",
+        return lmp_err(LMP_EINVAL, "quantize: --bits %d: must be 2..8", p->bits);
+    if (p->group_size == 0 || p->group_size < -1 || p->group_size > 1 << 20)
+        return lmp_err(LMP_EINVAL, "quantize: --group-size %d: must be positive, or -1 (one group per row)",
                        p->group_size);
-    if (p->method == LMP_QMETHOD_GPTQ && (!(p->damp > 0.0f) || p->damp >= 1.0f))
-        return lmp_err(LMP_EINVAL, "quantize: damp %g (must be in (0, 1))", (double)p->damp);
+    if (!(p->damp > 0.0f) || p->damp >= 1.0f)
+        return lmp_err(LMP_EINVAL, "quantize: --damp %g: must be in (0, 1)", (double)p->damp);
     if (p->blocksize < 1)
         return lmp_err(LMP_EINVAL, "quantize: GPTQ block size %d", p->blocksize);
+    if (!m) /* the preferences only, before the model is read */
+        return LMP_OK;
     const lmp_config *c = lmp_model_config(m);
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
@@ -84,21 +85,13 @@ uint64_t lmp_qpipe_act_bytes(const lmp_model *m, const lmp_calib_data *cal)
     return lmp_calib_act_bytes(m, cal);
 }
 
-/* tr(A H A^T) for A f32 [rows][cols], in double, 64 rows at a time. */
+/* tr(A H A^T) for A f32 [rows][cols], in double (gptq_linalg.c: thread-count independent,
+ * one triangular product per 64 rows; a and ah are not needed any more). */
 static double quad_trace(const float *A, const double *H, int64_t rows, int64_t cols, double *a, double *ah)
 {
-    enum { CH = 64 };
-    double tr = 0;
-    for (int64_t r0 = 0; r0 < rows; r0 += CH) {
-        int64_t k = rows - r0 < CH ? rows - r0 : CH;
-        for (int64_t i = 0; i < k * cols; i++)
-            a[i] = A[r0 * cols + i];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)k, (int)cols, (int)cols, 1.0, a, (int)cols,
-                    H, (int)cols, 0.0, ah, (int)cols);
-        for (int64_t i = 0; i < k * cols; i++)
-            tr += a[i] * ah[i];
-    }
-    return tr;
+    (void)a;
+    (void)ah;
+    return lmp_gptq_quad_trace(A, H, rows, cols);
 }
 
 /* Relative error given the precomputed denominator tr(W H W^T). Returns -1 on ENOMEM. */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # KLD against size: uniform GGUF recipes vs --target-bpw plans (issue 21, docs/results.md).
 # usage: tests/bench/bpw_curve.sh MODEL WORKDIR [CTX] [CHUNKS]
-# Importance matrix from TinyStories (calibration), KLD on wiki.test.raw (held out), both
+# Importance matrix and the plans' KLD probes from TinyStories (calibration), KLD on
+# wiki.test.raw (held out), both
 # from ../shared/fixtures/text. Prints one line per file: name bytes bpw kld.
 set -eu
 M=$1; W=$2; CTX=${3:-256}; CHUNKS=${4:-8}
@@ -22,4 +23,5 @@ one() { # name, quantize args...
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["bytes_out"], "%.4f" % d["bpw"], sys.argv[3])' "$W/$n.q.json" "$n" "$k"
 }
 for t in ${TYPES:-q2_k q3_k_s q3_k_m q4_k_s q4_k_m q5_k_m q6_k iq2_xs iq3_xxs iq3_s iq4_xs}; do one "$t" --type "$t"; done
-for b in ${TARGETS:-2.5 3.5 4.5}; do one "mix$b" --target-bpw "$b"; done
+# the plans' KLD probes run on the calibration text too (8 x 128 tokens of it), never on wiki
+for b in ${TARGETS:-2.5 3.5 4.5}; do one "mix$b" --target-bpw "$b" --target-calib "$T/tinystories-valid-sample.txt"; done

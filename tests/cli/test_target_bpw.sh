@@ -40,6 +40,25 @@ ok "the mix runs" "$LMP_BIN" ppl "$T/mix.gguf" -f "$T/cal.txt" --ctx 64 --chunks
 ok "--target-size" sh -c "'$LMP_BIN' quantize '$T/m.gguf' -o '$T/sz.gguf' --target-size 400K --json > '$T/sz.json'"
 check "--target-size: at most 400000 bytes of tensors" "[ \"\$(J '$T/sz.json' 'd[\"bytes_out\"] <= 400000')\" = True ]"
 
+# KLD calibration (--target-calib): every tensor probed end to end; a probe's KLD is the one
+# `lmpress eval` measures on a file with only that tensor quantized (independent path: the
+# GGUF writer, the loader and the session engine against the planner's cached block runner)
+ok "calibrated dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' > '$T/c35.json'"
+check "calibrated: flag, probes, windows" "[ \"\$(J '$T/c35.json' 'd[\"calibrated\"] and d[\"probes\"] >= len(d[\"tensors\"]) and d[\"calib_windows\"] == 8 and d[\"bpw\"] <= 3.5')\" = True ]"
+check "calibrated: every tensor has a probed point" "[ \"\$(J '$T/c35.json' 'all(any(c[\"kld\"] >= 0 for c in t[\"front\"]) for t in d[\"tensors\"])')\" = True ]"
+PT=$(J "$T/c35.json" '[c["type"] for t in d["tensors"] if t["name"] == "blk.0.ffn_down.weight" for c in t["front"] if c["kld"] >= 0][0]')
+PK=$(J "$T/c35.json" '[c["kld"] for t in d["tensors"] if t["name"] == "blk.0.ffn_down.weight" for c in t["front"] if c["kld"] >= 0][0]')
+ok "one tensor alone as $PT" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/one.gguf" --type f32 --tensor-type "^blk\.0\.ffn_down\.weight\$=$PT" --imatrix "$T/m.dat"
+ok "teacher on the calibration windows" "$LMP_BIN" distill export "$T/m.gguf" -f "$T/cal.txt" -o "$T/cal.h5" --ctx 128 --chunks 8 --full
+ok "eval the one-tensor file" sh -c "'$LMP_BIN' eval '$T/one.gguf' --base '$T/cal.h5' --json > '$T/one.json'"
+check "probe KLD = eval's KLD ($PK)" "[ \"\$(J '$T/one.json' 'abs(d[\"kld\"] - $PK) <= 1e-3 * d[\"kld\"] + 1e-7 and d[\"kld\"] > 0')\" = True ]"
+ok "calibrated write 3.0" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c30.gguf" --target-bpw 3 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-probes 1 --json
+check "calibrated write: within 3 bits per parameter" "[ \"\$(J '$T/out' '8 * d[\"bytes_out\"] / d[\"parameters\"] <= 3.0')\" = True ]"
+refuses "--target-calib without a target" "need --target-bpw" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tc.gguf" --type q4_0 --target-calib "$T/cal.txt"
+refuses "missing --target-calib text" "nope.txt" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tm.gguf" --target-bpw 4 --target-calib "$T/nope.txt"
+check "missing calibration text: nothing written" "[ ! -e '$T/tm.gguf' ]"
+refuses "bad --target-probes" "target-probes" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tp.gguf" --target-bpw 4 --target-probes 99
+
 # bad input: nothing written
 refuses "target below the smallest" "below the smallest achievable" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/lo.gguf" --target-bpw 1
 check "below: nothing written" "[ ! -e '$T/lo.gguf' ]"

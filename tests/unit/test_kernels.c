@@ -6,12 +6,14 @@
  * 1 and 2 threads; the helper kernels against their formulas.
  */
 #include "lib/infer/kernels.h"
+#include "lib/core/blocks.h"
 #include "lib/infer/kernels_internal.h"
 #include "lib/quant/quant.h"
 #include "team_check.h"
 #include "test.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <omp.h>
 
 #define SEED 20240611u
@@ -170,11 +172,6 @@ static void test_gemm(const lmp_isa *isas, int nisa)
         CHECK(lmp_gemm_supports(dts[d]), "%s supported", lmp_dtype_info(dts[d])->name);
         bool dense = lmp_dtype_info(dts[d])->block_size == 1;
         for (int i = 0; i < nisa; i++) {
-            /* low-bit types without SIMD rows of their own (all but IQ4_*, IQ3_S, IQ2_XS):
-             * the reference and the widest variant (its tiles) are enough */
-            if (dts[d] >= LMP_DT_MXFP4 && dts[d] != LMP_DT_IQ3_S && dts[d] != LMP_DT_IQ2_XS && i != 0 &&
-                i != nisa - 1)
-                continue;
             lmp_kernels_set_isa(isas[i]);
             uint64_t seed = SEED + 1000 * d;
             double worst = 0;
@@ -406,6 +403,127 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
               "%s: f16 activations rounded below 16 rows only", lmp_isa_name(isas[i]));
     }
     lmp_kernels_set_isa(LMP_ISA_AUTO);
+}
+
+/* ---------------------------------------------------------------- low-bit dots */
+
+/* The low-bit types' Q8-activation dots (kernels_lowbit.h) on rows of random bytes, so
+ * that every grid point, sign pattern, shift, trit byte and crumb is reached (not only
+ * the codes a quantizer picks), with sane random scale fields: every variant's dotq (and
+ * dotq4) against the exact sum over the dtype table's dequantized weights times the
+ * rounded activations, and against the reference dotq, within TOL_GEMM * sum |w x|. */
+static uint16_t rand_scale_f16(lmp_rng *r)
+{
+    const uint64_t v = lmp_rng_next(r);
+    return lmp_f32_to_f16((float)(v % 4096 + 1) * 2e-5f * (v & 4096 ? -1.0f : 1.0f));
+}
+
+static void lowbit_random_row(lmp_dtype dt, lmp_rng *r, uint8_t *w, int64_t n)
+{
+    const lmp_dtype_traits *t = lmp_dtype_info(dt);
+    const int64_t nb = n / t->block_size;
+    for (size_t i = 0; i < nb * t->type_size; i++)
+        w[i] = (uint8_t)lmp_rng_next(r);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *b = w + i * t->type_size;
+        uint16_t h = rand_scale_f16(r);
+        size_t at = 0; /* offset of the f16 scale */
+        switch (dt) {
+        case LMP_DT_TQ2_0: at = offsetof(lmp_block_tq2_0, d); break;
+        case LMP_DT_TQ1_0: at = offsetof(lmp_block_tq1_0, d); break;
+        case LMP_DT_MXFP4: b[0] = (uint8_t)(100 + lmp_rng_next(r) % 40); continue; /* E8M0 */
+        case LMP_DT_IQ1_M: { /* the f16 spread over the top nibbles of the four scales */
+            uint16_t sc[4];
+            memcpy(sc, b + offsetof(lmp_block_iq1_m, scales), 8);
+            for (int k = 0; k < 4; k++)
+                sc[k] = (uint16_t)((sc[k] & 0x0fff) | (((h >> 4 * k) & 15) << 12));
+            memcpy(b + offsetof(lmp_block_iq1_m, scales), sc, 8);
+            continue;
+        }
+        default: break; /* the others start with d */
+        }
+        memcpy(b + at, &h, 2);
+    }
+}
+
+static void test_lowbit_dots(const lmp_isa *isas, int nisa)
+{
+    static const lmp_dtype dts[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_MXFP4, LMP_DT_TQ1_0,
+                                    LMP_DT_TQ2_0,  LMP_DT_Q1_0,   LMP_DT_Q2_0,  LMP_DT_IQ3_XXS,
+                                    LMP_DT_IQ3_S,  LMP_DT_IQ2_XXS, LMP_DT_IQ2_XS, LMP_DT_IQ2_S,
+                                    LMP_DT_IQ1_S,  LMP_DT_IQ1_M};
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 21);
+    const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
+    for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+        const lmp_dtype dt = dts[d];
+        const lmp_dtype_traits *t = lmp_dtype_info(dt);
+        const int64_t bs = t->block_size;
+        const int64_t ns[2] = {3 * bs, bs == 256 ? 1024 : 32 * bs}; /* odd and even block counts */
+        double worst[3] = {0, 0, 0};
+        int64_t nbad = 0, nchk = 0;
+        for (int s = 0; s < 2; s++) {
+            const int64_t n = ns[s];
+            const size_t rb = lmp_dtype_row_bytes(dt, n);
+            uint8_t *w = malloc(4 * rb), *xq = malloc(LMP_XQ8_BYTES(n));
+            float *x = malloc(sizeof(float) * n), *wd = malloc(sizeof(float) * n);
+            double *exact = malloc(sizeof(double) * 4), *mag = malloc(sizeof(double) * 4);
+            for (int rep = 0; rep < 8; rep++) {
+                fill_normal(&r, x, n, 1.0f);
+                for (int64_t k = 0; k < n; k++) /* blocks of different scales */
+                    x[k] *= (float)(1 << (k / 32 % 5)) / 4.0f;
+                ref->quant_q8(x, n, xq);
+                const float *xd = lmp_xq8_d(xq, n);
+                for (int row = 0; row < 4; row++) {
+                    lowbit_random_row(dt, &r, w + row * rb, n);
+                    t->to_f32(w + row * rb, wd, n);
+                    exact[row] = mag[row] = 0;
+                    for (int64_t k = 0; k < n; k++) {
+                        const double xv = (double)((const int8_t *)xq)[k] * xd[k / 32];
+                        exact[row] += (double)wd[k] * xv;
+                        mag[row] += fabs((double)wd[k] * xv);
+                    }
+                }
+                const float want0 = ref->dt[dt].dotq(w, xq, n);
+                for (int i = 0; i < nisa; i++) {
+                    const lmp_kdt *kd = &lmp_k_impl(isas[i])->dt[dt];
+                    float got[4];
+                    for (int row = 0; row < 4; row++)
+                        got[row] = kd->dotq(w + row * rb, xq, n);
+                    const double e0 = fabs(got[0] - exact[0]) / (mag[0] > 0 ? mag[0] : 1);
+                    const double e1 = fabs((double)got[0] - want0) / (mag[0] > 0 ? mag[0] : 1);
+                    double e = e0 > e1 ? e0 : e1;
+                    if (kd->dotq4) {
+                        float g4[4];
+                        kd->dotq4(w, rb, xq, n, g4);
+                        for (int row = 0; row < 4; row++) {
+                            const double e4 = fabs(g4[row] - exact[row]) / (mag[row] > 0 ? mag[row] : 1);
+                            e = e4 > e ? e4 : e;
+                        }
+                    }
+                    for (int row = 1; row < 4; row++) {
+                        const double er = fabs(got[row] - exact[row]) / (mag[row] > 0 ? mag[row] : 1);
+                        e = er > e ? er : e;
+                    }
+                    nchk++;
+                    if (!(e <= TOL_GEMM) && nbad++ < 3)
+                        fprintf(stderr, "  %s/%s n=%ld: dotq %.9g, reference %.9g, exact %.9g (rel %.3g)\n",
+                                t->name, lmp_isa_name(isas[i]), (long)n, got[0], want0, exact[0], e);
+                    if (!(e <= worst[i]))
+                        worst[i] = e;
+                }
+            }
+            free(w), free(xq), free(x), free(wd), free(exact), free(mag);
+        }
+        CHECK(nbad == 0, "%s: %ld of %ld random-byte dots outside %.0e * sum|w x| (worst ref %.2e, "
+              "avx2 %.2e, avx512 %.2e)", t->name, (long)nbad, (long)nchk, TOL_GEMM, worst[0],
+              nisa > 1 ? worst[1] : 0.0, nisa > 2 ? worst[2] : 0.0);
+        CHECK(lmp_k_act(dt) == LMP_ACT_Q8, "%s computes on Q8 activations", t->name);
+        printf("lowbit dotq %-7s random bytes: worst |err| / sum|w x|", t->name);
+        for (int i = 0; i < nisa; i++)
+            printf(" %s %.2e", lmp_isa_name(isas[i]), worst[i]);
+        printf("\n");
+    }
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -750,6 +868,7 @@ int main(void)
     test_act_rounding(isas, nisa);
     test_decoders(isas, nisa);
     test_gemm(isas, nisa);
+    test_lowbit_dots(isas, nisa);
     test_exact_mode(isas, nisa);
     test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);

@@ -21,8 +21,9 @@ static uint64_t rnd(void)
 
 static void test_pareto(void)
 {
-    lmp_plan_cand c[] = {{LMP_DT_Q4_K, 40, 0.3}, {LMP_DT_Q2_K, 20, 1.0}, {LMP_DT_Q3_K, 30, 1.2},
-                         {LMP_DT_Q6_K, 60, 0.1}, {LMP_DT_Q5_K, 50, 0.1}, {LMP_DT_Q8_0, 80, 0.05}};
+    lmp_plan_cand c[] = {{.dt = LMP_DT_Q4_K, .bytes = 40, .err = 0.3},  {.dt = LMP_DT_Q2_K, .bytes = 20, .err = 1.0},
+                         {.dt = LMP_DT_Q3_K, .bytes = 30, .err = 1.2},  {.dt = LMP_DT_Q6_K, .bytes = 60, .err = 0.1},
+                         {.dt = LMP_DT_Q5_K, .bytes = 50, .err = 0.1},  {.dt = LMP_DT_Q8_0, .bytes = 80, .err = 0.05}};
     int n = lmp_plan_pareto(c, 6);
     CHECK(n == 4, "front of %d points, expected 4 (q3_K dominated by q2_K, q6_K by q5_K)", n);
     CHECK(c[0].dt == LMP_DT_Q2_K && c[1].dt == LMP_DT_Q4_K && c[2].dt == LMP_DT_Q5_K && c[3].dt == LMP_DT_Q8_0,
@@ -127,8 +128,8 @@ static void test_solver_range(void)
     p.t = t;
     p.fixed_bytes = 10;
     p.params = 100;
-    t[0].cand[0] = (lmp_plan_cand){LMP_DT_Q2_K, 20, 1.0};
-    t[0].cand[1] = (lmp_plan_cand){LMP_DT_Q4_K, 40, 0.2};
+    t[0].cand[0] = (lmp_plan_cand){.dt = LMP_DT_Q2_K, .bytes = 20, .err = 1.0};
+    t[0].cand[1] = (lmp_plan_cand){.dt = LMP_DT_Q4_K, .bytes = 40, .err = 0.2};
     t[0].n_cand = 2;
     CHECK(lmp_plan_solve(&p, 29) == LMP_EINVAL && strstr(lmp_errmsg(), "below the smallest"), "29 bytes: %s",
           lmp_errmsg());

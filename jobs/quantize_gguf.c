@@ -1,0 +1,219 @@
+/*
+ * The GGUF quantize job (jobs/quantize_gguf.h): importance weights, conversion to a
+ * temporary GGUF, plan, writer. Moved here from tools/cmd_quantize.c (issue 14) so that
+ * the command only sets preferences, makes this one call and prints.
+ */
+#include "jobs/quantize_gguf.h"
+#include "formats/formats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
+{
+    memset(p, 0, sizeof *p);
+    lmp_gguf_quant_default_params(&p->q);
+    lmp_calib_default_params(&p->calib);
+    p->calib.mode = LMP_CALIB_CHUNKS; /* llama-imatrix: consecutive chunks, BOS first */
+    p->notes = true;
+}
+
+/* "unknown type 'x'; did you mean 'y'? (one of a, b, ...)" */
+static int unknown_type(const char *type)
+{
+    const char *names[96];
+    char list[768];
+    int n = 0;
+    size_t k = 0;
+    list[0] = 0;
+    for (const lmp_gguf_qtype *q = lmp_gguf_qtype_list(); q->name && n < 96; q++) {
+        names[n++] = q->name;
+        if (k < sizeof list)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", k ? ", " : "", q->name);
+    }
+    const char *sg = lmp_suggest(type, names, n);
+    if (sg)
+        return lmp_err(LMP_EINVAL, "--type: unknown type '%s'; did you mean '%s'? (one of %s)", type, sg, list);
+    return lmp_err(LMP_EINVAL, "--type: unknown type '%s' (one of %s)", type, list);
+}
+
+int lmp_job_gguf_check(const lmp_job_gguf_params *p, const char *out)
+{
+    if (p->plan && (p->q.type || p->q.n_tensor_type))
+        return lmp_err(LMP_EINVAL, "--target-bpw / --target-size choose the types: not with --type, "
+                                   "--tensor-type or each other");
+    if (!p->plan && !p->q.type)
+        return lmp_err(LMP_EINVAL, "need MODEL, -o OUT and --type TYPE (see --help)");
+    if (p->q.type && !lmp_gguf_qtype_find(p->q.type))
+        return unknown_type(p->q.type);
+    if (out && !(p->plan && p->dry_run) && !lmp_str_endswith_ci(out, ".gguf"))
+        return lmp_err(LMP_EINVAL, "--type %s writes a GGUF file, so the output must end in .gguf (not '%s'); "
+                                   "--method gptq|rtn|awq writes a Hugging Face folder",
+                       p->q.type ? p->q.type : "(planned)", out);
+    if (p->imatrix_file && p->imatrix_calib)
+        return lmp_err(LMP_EINVAL, "--imatrix FILE and --imatrix-calib TEXT conflict (one source of weights)");
+    if (p->imatrix_out && !p->imatrix_calib)
+        return lmp_err(LMP_EINVAL, "--imatrix-out needs --imatrix-calib (it saves the computed importance)");
+    if (p->imatrix_calib)
+        return lmp_calib_check(&p->calib);
+    return LMP_OK;
+}
+
+/* Tells which experts of a mixture no calibration token was routed to (their tensors
+ * are quantized without importance weights). */
+static void note_experts(const lmp_imatrix *im, bool notes)
+{
+    int unreached = 0;
+    for (int l = 0; l < im->n_layers; l++) {
+        const int64_t *cnt = im->ecount + (int64_t)l * im->n_experts;
+        bool sparse = false;
+        int in_layer = 0;
+        for (int x = 0; x < im->n_experts; x++)
+            sparse |= cnt[x] > 0;
+        for (int x = 0; sparse && x < im->n_experts; x++) {
+            if (cnt[x])
+                continue;
+            if (!unreached++)
+                fprintf(stderr, "imatrix: experts no calibration token was routed to are quantized "
+                                "without importance weights (as RTN):");
+            if (in_layer++)
+                fprintf(stderr, " %d", x);
+            else
+                fprintf(stderr, " layer %d experts %d", l, x);
+        }
+        if (in_layer)
+            fprintf(stderr, ";");
+    }
+    if (unreached)
+        fprintf(stderr, " %d in all\n", unreached);
+    else if (notes)
+        fprintf(stderr, "imatrix: every expert was reached by the calibration tokens\n");
+}
+
+/* Converts an HF checkpoint to the temporary GGUF `tmp`; messages name `out`, the file
+ * the user asked for, instead of the temporary. */
+static int convert_first(const char *model, const char *tmp, const char *out, bool notes)
+{
+    lmp_convert_params cp;
+    lmp_convert_result cr;
+    lmp_convert_default_params(&cp);
+    cp.force = true;
+    cp.quiet = true;
+    if (notes)
+        fprintf(stderr, "converting %s to GGUF (llama.cpp names and vocabulary) first\n", model);
+    int e = lmp_convert(model, tmp, &cp, &cr);
+    if (e) {
+        char msg[1024];
+        const char *m = lmp_errmsg(), *at = strstr(m, tmp);
+        if (at) {
+            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - m), m, out, at + strlen(tmp));
+            lmp_err(e, "%s", msg);
+        }
+    }
+    return e;
+}
+
+int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf_params *p, lmp_job_gguf_result *r)
+{
+    memset(r, 0, sizeof *r);
+    const double t0 = lmp_time_s();
+    int rc = lmp_job_gguf_check(p, out);
+    if (rc)
+        return rc;
+    const bool dry = p->plan && p->dry_run;
+    if (!p->q.force && !dry && lmp_path_exists(out)) /* refuse before any conversion work */
+        return lmp_err(LMP_EEXIST, "%s exists (use --force to replace it)", out);
+    lmp_gguf_quant_params q = p->q;
+    lmp_imatrix im = {0};
+    lmp_imatrix_file imf = {0};
+    char *tmp = NULL, **rules = NULL;
+    int n_rules = 0;
+
+    if (p->imatrix_file) { /* read first: a broken file fails before any conversion */
+        if ((rc = lmp_imatrix_file_load(p->imatrix_file, &imf)))
+            goto done;
+        if (p->notes)
+            fprintf(stderr, "imatrix: %d entries, %d chunks%s%s from %s\n", imf.n_entries, imf.chunks,
+                    imf.dataset ? " of " : "", imf.dataset ? imf.dataset : "", p->imatrix_file);
+        q.weights = lmp_imatrix_file_weights;
+        q.weights_ctx = &imf;
+        q.weights_len = lmp_imatrix_file_len; /* refuses entries of another model's shapes */
+        q.imatrix_file = p->imatrix_file;     /* the keys llama-quantize writes for --imatrix */
+        q.imatrix_dataset = imf.dataset;
+        q.imatrix_entries = imf.n_entries;
+        q.imatrix_chunks = imf.chunks;
+    }
+    if (p->imatrix_calib) { /* a bad calibration text fails before conversion */
+        double ti = lmp_time_s();
+        rc = lmp_imatrix_compute(model, p->imatrix_calib, &p->calib, p->notes, &im);
+        r->imatrix_seconds = lmp_time_s() - ti;
+        if (rc)
+            goto done;
+        r->imatrix = true;
+        r->imatrix_chunks = im.n_chunks;
+        r->imatrix_entries = im.n_entries;
+        r->imatrix_tokens = im.n_tokens;
+        if (p->notes)
+            fprintf(stderr, "imatrix: %d chunks (%lld tokens) from %s, %d linears\n", im.n_chunks,
+                    (long long)im.n_tokens, p->imatrix_calib, im.n_entries);
+        if (im.ev) {
+            note_experts(&im, p->notes);
+            if (p->imatrix_out) {
+                rc = lmp_err(LMP_EUNSUPPORTED, "--imatrix-out: writing the per-expert importance of a mixture of "
+                                               "experts is not supported");
+                goto done;
+            }
+        }
+        if (p->imatrix_out && (rc = lmp_imatrix_file_save(p->imatrix_out, &im, p->imatrix_calib, p->q.force)))
+            goto done;
+        q.weights = lmp_imatrix_weights;
+        q.weights_ctx = &im;
+        /* no imatrix file exists: both keys name the calibration text it came from */
+        q.imatrix_file = p->imatrix_calib;
+        q.imatrix_dataset = p->imatrix_calib;
+        q.imatrix_entries = im.n_entries;
+        q.imatrix_chunks = im.n_chunks;
+    }
+
+    const char *src = model;
+    if (lmp_path_is_dir(model) || !lmp_str_endswith_ci(model, ".gguf")) {
+        size_t n = strlen(out) + 64;
+        if (!(tmp = malloc(n))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        snprintf(tmp, n, "%s.src.tmp.%ld.gguf", out, (long)getpid());
+        lmp_temp_register(tmp, false); /* removed on SIGINT/SIGTERM */
+        double tc = lmp_time_s();
+        rc = convert_first(model, tmp, out, p->notes);
+        r->convert_seconds = lmp_time_s() - tc;
+        if (rc)
+            goto done;
+        src = tmp;
+    }
+
+    if (p->plan) { /* measure, solve, and override every planned tensor */
+        if ((rc = p->plan(p->plan_ctx, src, &q, &rules, &n_rules)) || dry)
+            goto done;
+        q.type = "q8_0"; /* every planned tensor is overridden; q8_0 gives the file type */
+        q.tensor_type = (const char *const *)rules;
+        q.n_tensor_type = n_rules;
+        q.on_tensor = NULL; /* the plan was printed */
+    }
+    rc = lmp_gguf_quantize(src, out, &q, &r->q);
+done:
+    if (tmp) {
+        unlink(tmp);
+        lmp_temp_unregister(tmp);
+        free(tmp);
+    }
+    for (int i = 0; i < n_rules; i++)
+        free(rules[i]);
+    free(rules);
+    lmp_imatrix_free(&im);
+    lmp_imatrix_file_free(&imf);
+    r->seconds = lmp_time_s() - t0;
+    return rc;
+}

@@ -1,0 +1,346 @@
+/*
+ * The dense linear algebra of GPTQ and SparseGPT with results independent of the thread
+ * count: X^T X accumulation, the upper Cholesky factor of H^-1, and the lazy-batch block
+ * update, as fixed tilings whose tiles are computed by single-threaded BLAS calls.
+ *
+ * Why: OpenBLAS (0.3.21, OpenMP) gives different bits for the same sgemm, dgemm, dtrsm,
+ * dpotrf or dtrtri call with 1, 2 or 3 threads (it splits the work, and with it the order
+ * of the sums, by the thread count). Here the tiles and the order of every sum depend on
+ * the matrix sizes only; the tiles are shared among OpenMP threads and each is one BLAS
+ * call made inside an active parallel region, where OpenBLAS's OpenMP build runs on the
+ * calling thread alone. One thread or many, the same calls are made on the same data.
+ */
+#include "intquant.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    NB = 128,   /* Cholesky / inverse panel width */
+    TS = 256,   /* tile side of the products */
+    XROWS = 1024 /* rows of X converted to double at a time */
+};
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* ---------------------------------------------------------------- X^T X ---------- */
+
+int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double alpha, double beta)
+{
+    if (n <= 0) {
+        if (beta != 1.0)
+            for (int64_t i = 0; i < cols; i++)
+                for (int64_t j = i; j < cols; j++)
+                    H[i * cols + j] *= beta;
+        return LMP_OK;
+    }
+    const int64_t rows_at = min64(n, XROWS);
+    double *xd = malloc((size_t)(rows_at * cols) * sizeof(double));
+    if (!xd)
+        return lmp_err(LMP_ENOMEM, "out of memory for a Hessian update (%lld x %lld)", (long long)rows_at,
+                       (long long)cols);
+    const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
+    for (int64_t r0 = 0; r0 < n; r0 += XROWS) {
+        const int64_t k = min64(XROWS, n - r0);
+        const double b = r0 == 0 ? beta : 1.0;
+        #pragma omp parallel
+        {
+            #pragma omp for schedule(static)
+            for (int64_t i = 0; i < k * cols; i++)
+                xd[i] = X[r0 * cols + i];
+            /* upper tiles (ti <= tj), numbered row by row; one BLAS call each */
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t p = 0; p < npairs; p++) {
+                int64_t ti = 0, q = p;
+                while (q >= nt - ti) {
+                    q -= nt - ti;
+                    ti++;
+                }
+                const int64_t tj = ti + q;
+                const int64_t i0 = ti * TS, j0 = tj * TS;
+                const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
+                if (ti == tj) /* the upper triangle of a diagonal tile */
+                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)k, alpha, xd + i0, (int)cols, b,
+                                H + i0 * cols + i0, (int)cols);
+                else
+                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mi, (int)mj, (int)k, alpha, xd + i0,
+                                (int)cols, xd + j0, (int)cols, b, H + i0 * cols + j0, (int)cols);
+            }
+        }
+    }
+    free(xd);
+    return LMP_OK;
+}
+
+void lmp_gptq_sym_from_upper(double *H, int64_t cols)
+{
+    enum { T = 64 };
+    const int64_t nt = (cols + T - 1) / T;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t ti = 0; ti < nt; ti++) /* tile row ti of the lower triangle from tile column ti of the upper */
+        for (int64_t tj = 0; tj <= ti; tj++)
+            for (int64_t i = ti * T; i < min64(cols, (ti + 1) * T); i++)
+                for (int64_t j = tj * T; j < min64(i, (tj + 1) * T); j++)
+                    H[i * cols + j] = H[j * cols + i];
+}
+
+/* ---------------------------------------------------------------- Cholesky -------- */
+
+/* Unblocked lower Cholesky of the kb x kb block at A (leading dimension ld), in place;
+ * returns 0 or the 1-based column that is not positive. */
+static int64_t chol_block(double *A, int64_t kb, int64_t ld)
+{
+    for (int64_t j = 0; j < kb; j++) {
+        double *rj = A + j * ld;
+        double d = rj[j];
+        for (int64_t p = 0; p < j; p++)
+            d -= rj[p] * rj[p];
+        if (!(d > 0.0) || !isfinite(d))
+            return j + 1;
+        const double l = sqrt(d);
+        rj[j] = l;
+        for (int64_t i = j + 1; i < kb; i++) {
+            double *ri = A + i * ld;
+            double s = ri[j];
+            for (int64_t p = 0; p < j; p++)
+                s -= ri[p] * rj[p];
+            ri[j] = s / l;
+        }
+    }
+    return 0;
+}
+
+/* Inverse of the lower triangular kb x kb block at A in place (upper part left alone).
+ * M = L^-1: M[j][j] = 1 / L[j][j], and below the diagonal
+ * M[i][j] = -M[i][i] (L[i][j] M[j][j] + sum_{j<p<i} L[i][p] M[p][j]), columns left to right
+ * (columns right of j still hold L) and rows top down (M[p][j], p < i, is done). */
+static void trinv_block(double *A, int64_t kb, int64_t ld)
+{
+    for (int64_t j = 0; j < kb; j++)
+        A[j * ld + j] = 1.0 / A[j * ld + j];
+    for (int64_t j = 0; j < kb; j++)
+        for (int64_t i = j + 1; i < kb; i++) {
+            double s = A[i * ld + j] * A[j * ld + j];
+            for (int64_t p = j + 1; p < i; p++)
+                s += A[i * ld + p] * A[p * ld + j];
+            A[i * ld + j] = -s * A[i * ld + i];
+        }
+}
+
+int64_t lmp_gptq_chol_lower(double *A, int64_t n)
+{
+    for (int64_t k0 = 0; k0 < n; k0 += NB) {
+        const int64_t kb = min64(NB, n - k0), r0 = k0 + kb, nr = n - r0;
+        int64_t info = chol_block(A + k0 * n + k0, kb, n);
+        if (info)
+            return k0 + info;
+        if (nr <= 0)
+            break;
+        const int64_t nt = (nr + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
+        #pragma omp parallel
+        {
+            /* panel: A[r, k0:k0+kb] = A[r, k0:k0+kb] L_kk^-T */
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < nt; t++) {
+                const int64_t i0 = r0 + t * TS, mi = min64(TS, n - i0);
+                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)mi, (int)kb, 1.0,
+                            A + k0 * n + k0, (int)n, A + i0 * n + k0, (int)n);
+            }
+            /* trailing lower tiles (ti >= tj): A[ti, tj] -= A[ti, panel] A[tj, panel]^T */
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t p = 0; p < npairs; p++) {
+                int64_t ti = 0, q = p;
+                while (q > ti) {
+                    q -= ti + 1;
+                    ti++;
+                }
+                const int64_t tj = q;
+                const int64_t i0 = r0 + ti * TS, j0 = r0 + tj * TS;
+                const int64_t mi = min64(TS, n - i0), mj = min64(TS, n - j0);
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mi, (int)mj, (int)kb, -1.0,
+                            A + i0 * n + k0, (int)n, A + j0 * n + k0, (int)n, 1.0, A + i0 * n + j0, (int)n);
+            }
+        }
+    }
+    return 0;
+}
+
+int lmp_gptq_trinv_lower(double *A, int64_t n)
+{
+    /* the strictly upper part is zeroed so that diagonal tiles multiply as full tiles */
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof(double));
+    const int64_t nblk = (n + NB - 1) / NB;
+    double *pan = malloc((size_t)(n * NB) * sizeof(double)); /* L[r0:, block] */
+    double *tmp = malloc((size_t)(n * NB) * sizeof(double));
+    if (!pan || !tmp) {
+        free(pan);
+        free(tmp);
+        return lmp_err(LMP_ENOMEM, "out of memory inverting a %lld x %lld triangle", (long long)n, (long long)n);
+    }
+    for (int64_t b = nblk - 1; b >= 0; b--) {
+        const int64_t j0 = b * NB, jb = min64(NB, n - j0), r0 = j0 + jb, nr = n - r0;
+        double *Mjj = A + j0 * n + j0;
+        trinv_block(Mjj, jb, n);
+        if (nr <= 0)
+            continue;
+        for (int64_t r = 0; r < nr; r++)
+            memcpy(pan + r * jb, A + (r0 + r) * n + j0, (size_t)jb * sizeof(double));
+        const int64_t nt = (nr + NB - 1) / NB;
+        /* row tile [i0, i0+mi): M[i, j-block] = -(M[i, r0:i0+mi] L[r0:i0+mi, j-block]) M_jj,
+         * the rows of M right of the block being final (later blocks were done first) */
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t t = nt - 1; t >= 0; t--) {
+            const int64_t i0 = r0 + t * NB, mi = min64(NB, n - i0), kk = i0 + mi - r0;
+            double *tt = tmp + (i0 - r0) * jb;
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mi, (int)jb, (int)kk, 1.0, A + i0 * n + r0,
+                        (int)n, pan, (int)jb, 0.0, tt, (int)jb);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mi, (int)jb, (int)jb, -1.0, tt, (int)jb,
+                        Mjj, (int)n, 0.0, A + i0 * n + j0, (int)n);
+        }
+    }
+    free(pan);
+    free(tmp);
+    return LMP_OK;
+}
+
+static void reverse(double *A, int64_t n)
+{
+    const int64_t nn = n * n;
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nn / 2; i++) {
+        double t = A[i];
+        A[i] = A[nn - 1 - i];
+        A[nn - 1 - i] = t;
+    }
+}
+
+int lmp_gptq_hinv_upper(double *A, int64_t n, int64_t *bad)
+{
+    /* With R the reversal permutation, the lower Cholesky factor L of R A R gives
+     * A = (R L R)(R L R)^T, so A^-1 = U^T U with U = R L^-1 R: upper triangular with a
+     * positive diagonal, the (unique) upper Cholesky factor of A^-1. Reversing the array
+     * maps (i, j) to (n-1-i, n-1-j). */
+    *bad = 0;
+    reverse(A, n);
+    int64_t info = lmp_gptq_chol_lower(A, n);
+    if (info) {
+        *bad = n - info + 1; /* the column of A, 1-based */
+        return lmp_err(LMP_ERANGE, "matrix not positive definite (column %lld)", (long long)*bad);
+    }
+    int rc = lmp_gptq_trinv_lower(A, n);
+    if (rc)
+        return rc;
+    reverse(A, n);
+    return LMP_OK;
+}
+
+void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const float *B, int64_t ldb, int64_t m,
+                       int64_t n, int64_t k)
+{
+    enum { TM = 256, TN = 512 };
+    if (m <= 0 || n <= 0 || k <= 0)
+        return;
+    const int64_t tm = (m + TM - 1) / TM, tn = (n + TN - 1) / TN;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tm * tn; t++) {
+        const int64_t i0 = t / tn * TM, j0 = t % tn * TN;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)min64(TM, m - i0), (int)min64(TN, n - j0),
+                    (int)k, -1.0f, A + i0 * lda, (int)lda, B + j0, (int)ldb, 1.0f, C + i0 * ldc + j0, (int)ldc);
+    }
+}
+
+/* ---------------------------------------------------------------- tr(A H A^T) ----- */
+
+double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_t cols)
+{
+    /* a^T H a = 2 a^T (upper(H) a) - sum_i H_ii a_i^2: one triangular product per tile of
+     * rows (half a full product's work; only H's upper triangle is read); the tiles' sums
+     * are added in tile order */
+    enum { RT = 64 };
+    if (rows <= 0 || cols <= 0)
+        return 0.0;
+    const int64_t nt = (rows + RT - 1) / RT;
+    double *part = calloc((size_t)nt, sizeof(double));
+    if (!part)
+        return -1.0;
+    int fail = 0;
+    #pragma omp parallel
+    {
+        double *a = malloc((size_t)(2 * RT * cols) * sizeof(double));
+        if (!a) {
+            #pragma omp atomic write
+            fail = 1;
+        }
+        double *y = a ? a + RT * cols : NULL;
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < nt; t++) {
+            if (!a)
+                continue;
+            const int64_t r0 = t * RT, k = min64(RT, rows - r0);
+            for (int64_t i = 0; i < k * cols; i++)
+                a[i] = y[i] = A[r0 * cols + i];
+            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)k, (int)cols, 1.0, H,
+                        (int)cols, y, (int)cols);
+            double s = 0.0;
+            for (int64_t r = 0; r < k; r++) {
+                const double *ar = a + r * cols, *yr = y + r * cols;
+                for (int64_t i = 0; i < cols; i++)
+                    s += ar[i] * (2.0 * yr[i] - H[i * cols + i] * ar[i]);
+            }
+            part[t] = s;
+        }
+        free(a);
+    }
+    double tr = 0.0;
+    for (int64_t t = 0; t < nt; t++)
+        tr += part[t];
+    free(part);
+    return fail ? -1.0 : tr;
+}
+
+/* ---------------------------------------------------------------- f32 products ---- */
+
+void lmp_sgemm_fixed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    enum { TM = 256, TN = 512 };
+    if (m <= 0 || n <= 0)
+        return;
+    const int64_t tm = (m + TM - 1) / TM, tn = (n + TN - 1) / TN;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tm * tn; t++) {
+        const int64_t i0 = t / tn * TM, j0 = t % tn * TN;
+        const float *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    (int)min64(TM, m - i0), (int)min64(TN, n - j0), (int)k, alpha, a, (int)lda, b, (int)ldb, beta,
+                    C + i0 * ldc + j0, (int)ldc);
+    }
+}
+
+void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, float alpha)
+{
+    const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t p = 0; p < npairs; p++) {
+        int64_t ti = 0, q = p;
+        while (q >= nt - ti) {
+            q -= nt - ti;
+            ti++;
+        }
+        const int64_t tj = ti + q, i0 = ti * TS, j0 = tj * TS;
+        const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
+        if (ti == tj)
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)n, alpha, X + i0, (int)cols, 0.0f,
+                        G + i0 * cols + i0, (int)cols);
+        else
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mi, (int)mj, (int)n, alpha, X + i0, (int)cols,
+                        X + j0, (int)cols, 0.0f, G + i0 * cols + j0, (int)cols);
+    }
+}

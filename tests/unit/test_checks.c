@@ -1,0 +1,166 @@
+/*
+ * The library check functions the commands rely on (issue 14: validation only there):
+ * defaults pass, each bad value is LMP_EINVAL with a message naming the lmpress option,
+ * and the edges of each range are where the check says.
+ */
+#include "test.h"
+
+#include "jobs/dense_input.h"
+#include "jobs/prune_model.h"
+#include "jobs/quantize_gguf.h"
+#include "jobs/quantize_model.h"
+#include "lib/distill/distill.h"
+#include "lib/distill/tasks.h"
+#include "lib/infer/infer.h"
+
+/* rc is LMP_EINVAL and the message holds `word` */
+static int refused(int rc, const char *word)
+{
+    return rc == LMP_EINVAL && strstr(lmp_errmsg(), word) != NULL;
+}
+
+static void test_qmodel(void)
+{
+    lmp_qmodel_quant_params p;
+    lmp_qmodel_quant_default_params(&p);
+    p.calib_path = "x.txt";
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "defaults refused: %s", lmp_errmsg());
+    p.pipe.bits = 9;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--bits 9"), "bits 9: %s", lmp_errmsg());
+    p.pipe.bits = 2;
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "bits 2 refused: %s", lmp_errmsg());
+    p.pipe.bits = 8;
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "bits 8 refused: %s", lmp_errmsg());
+    p.pipe.group_size = 0;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--group-size"), "group 0: %s", lmp_errmsg());
+    p.pipe.group_size = -1;
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "group -1 refused: %s", lmp_errmsg());
+    p.pipe.damp = 1.0f;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--damp"), "damp 1: %s", lmp_errmsg());
+    p.pipe.damp = 0.01f;
+    p.calib_path = NULL;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--calib"), "gptq without calib: %s", lmp_errmsg());
+    p.pipe.method = LMP_QMETHOD_RTN;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--act-order"), "rtn with act-order: %s", lmp_errmsg());
+    p.pipe.act_order = false;
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "rtn without calib refused: %s", lmp_errmsg());
+    p.pipe.awq_clip = false;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "AWQ only"), "no-clip with rtn: %s", lmp_errmsg());
+    p.pipe.awq_clip = true;
+    p.pipe.sym = false;
+    p.write.format = LMP_QFMT_GPTQ_V1;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "gptq_v2"), "asym v1: %s", lmp_errmsg());
+    p.write.format = LMP_QFMT_AWQ_GEMM;
+    p.pipe.bits = 3;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "4-bit"), "awq 3 bits: %s", lmp_errmsg());
+    p.pipe.bits = 4;
+    p.calib.n_samples = 0;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--calib-samples"), "0 samples: %s", lmp_errmsg());
+    p.calib.n_samples = 1;
+    p.calib.seq_len = 1;
+    CHECK(refused(lmp_qmodel_quant_check(&p), "--calib-seqlen"), "seqlen 1: %s", lmp_errmsg());
+    p.calib.seq_len = 2;
+    CHECK(lmp_qmodel_quant_check(&p) == 0, "seqlen 2 refused: %s", lmp_errmsg());
+}
+
+static void test_prune(void)
+{
+    lmp_prune_model_params p;
+    lmp_prune_model_default_params(&p);
+    p.calib_path = "x.txt";
+    CHECK(lmp_prune_model_check(&p) == 0, "defaults refused: %s", lmp_errmsg());
+    p.prune.spec.sparsity = 1.0;
+    CHECK(refused(lmp_prune_model_check(&p), "--sparsity"), "sparsity 1: %s", lmp_errmsg());
+    p.prune.spec.sparsity = 0.5;
+    p.prune.spec.qsym = false;
+    CHECK(refused(lmp_prune_model_check(&p), "--then-quantize"), "asym without then-quantize: %s", lmp_errmsg());
+    p.prune.spec.qsym = true;
+    p.prune.spec.qbits = 4;
+    CHECK(refused(lmp_prune_model_check(&p), "sparsegpt"), "then-quantize with wanda: %s", lmp_errmsg());
+    p.prune.spec.method = LMP_PRUNE_SPARSEGPT;
+    CHECK(lmp_prune_model_check(&p) == 0, "sparsegpt 4-bit refused: %s", lmp_errmsg());
+    p.prune.spec.qbits = 0;
+    p.structured = true;
+    p.ratio = 1.0;
+    CHECK(refused(lmp_prune_model_check(&p), "--ratio"), "ratio 1: %s", lmp_errmsg());
+    p.ratio = 0.25;
+    p.calib_path = NULL;
+    CHECK(refused(lmp_prune_model_check(&p), "--calib"), "structured without calib: %s", lmp_errmsg());
+}
+
+static void test_small(void)
+{
+    lmp_sampler_params sp = lmp_sampler_default_params();
+    CHECK(lmp_sampler_check(&sp) == 0, "sampler defaults refused");
+    sp.top_p = 0;
+    CHECK(refused(lmp_sampler_check(&sp), "--top-p"), "top-p 0: %s", lmp_errmsg());
+    sp.top_p = 1;
+    sp.temperature = -1;
+    CHECK(refused(lmp_sampler_check(&sp), "--temp"), "temp -1: %s", lmp_errmsg());
+
+    lmp_task_params tp = lmp_task_default_params();
+    CHECK(lmp_task_check(&tp) == 0, "task defaults refused");
+    tp.limit = -1;
+    CHECK(refused(lmp_task_check(&tp), "--limit"), "limit -1: %s", lmp_errmsg());
+
+    lmp_compare_params cp = lmp_compare_default_params();
+    cp.task = lmp_task_default_params();
+    CHECK(lmp_compare_check(&cp) == 0, "compare defaults refused: %s", lmp_errmsg());
+    cp.chunks = -1;
+    CHECK(refused(lmp_compare_check(&cp), "--chunks"), "chunks -1: %s", lmp_errmsg());
+
+    lmp_distill_params dp = lmp_distill_default_params();
+    CHECK(lmp_distill_check(&dp) == 0, "distill defaults refused: %s", lmp_errmsg());
+    dp.top_k = 0;
+    CHECK(refused(lmp_distill_check(&dp), "--full"), "top-k 0 without full: %s", lmp_errmsg());
+    dp.full = true;
+    CHECK(lmp_distill_check(&dp) == 0, "top-k 0 with full refused: %s", lmp_errmsg());
+    dp.temperature = 0;
+    CHECK(refused(lmp_distill_check(&dp), "--temperature"), "temperature 0: %s", lmp_errmsg());
+}
+
+static void test_gguf_job(void)
+{
+    lmp_job_gguf_params p;
+    lmp_job_gguf_default_params(&p);
+    CHECK(p.calib.mode == LMP_CALIB_CHUNKS, "imatrix windows are not llama-imatrix's chunks by default");
+    CHECK(refused(lmp_job_gguf_check(&p, "o.gguf"), "--type"), "no type: %s", lmp_errmsg());
+    p.q.type = "q4_km";
+    CHECK(refused(lmp_job_gguf_check(&p, "o.gguf"), "did you mean 'q4_k_m'"), "suggestion: %s", lmp_errmsg());
+    p.q.type = "q4_k_m";
+    CHECK(lmp_job_gguf_check(&p, "o.gguf") == 0, "q4_k_m refused: %s", lmp_errmsg());
+    CHECK(refused(lmp_job_gguf_check(&p, "o.bin"), ".gguf"), "o.bin accepted: %s", lmp_errmsg());
+    CHECK(lmp_job_gguf_check(&p, "O.GGUF") == 0, "O.GGUF refused: %s", lmp_errmsg());
+    p.imatrix_file = "a.dat";
+    p.imatrix_calib = "t.txt";
+    CHECK(refused(lmp_job_gguf_check(&p, "o.gguf"), "conflict"), "both imatrix sources: %s", lmp_errmsg());
+    p.imatrix_file = NULL;
+    p.calib.n_samples = 0;
+    CHECK(refused(lmp_job_gguf_check(&p, "o.gguf"), "--calib-samples"), "0 chunks: %s", lmp_errmsg());
+    p.calib.n_samples = 4;
+    p.imatrix_calib = NULL;
+    p.imatrix_out = "o.dat";
+    CHECK(refused(lmp_job_gguf_check(&p, "o.gguf"), "--imatrix-calib"), "imatrix-out alone: %s", lmp_errmsg());
+}
+
+static void test_dense_input(void)
+{
+    /* an f32 model passes; a path that does not open is the job's to report */
+    CHECK(lmp_job_dense_input_check("/nonexistent/model.gguf", NULL) == 0, "missing file refused here");
+    const char *m = fixture("models/stories260K");
+    if (!m) {
+        SKIP("fixtures absent: stories260K");
+        return;
+    }
+    CHECK(lmp_job_dense_input_check(m, NULL) == 0, "stories260K refused: %s", lmp_errmsg());
+}
+
+int main(void)
+{
+    test_qmodel();
+    test_prune();
+    test_small();
+    test_gguf_job();
+    test_dense_input();
+    return test_finish();
+}

@@ -1,0 +1,195 @@
+/*
+ * The process group (lib/core/dist.h). Alone (make test) it is the group of one: shares
+ * cover everything, collectives are the identity, status passes through. Under
+ * `mpirun -np N` (tests/cli/test_mpi.sh, with LMP_DEBUG_DIST_CHUNK small so that every
+ * transfer crosses chunk boundaries) it checks against values computed independently on
+ * each rank: shares tile [0, n) in rank order with sizes differing by at most one; sums
+ * equal the rank-order sum (b0 + b1) + b2 ... bit for bit on every rank, and sums of exact
+ * values equal their closed form whatever the rank count; allgather, gather and bcast move
+ * the right rows; a failing rank is reported by every rank, naming it and its message.
+ * Failures of all ranks are summed so that rank 0's closing line counts them.
+ */
+#include "lib/core/core.h"
+#include "lib/core/dist.h"
+#include "test.h"
+
+#include <math.h>
+
+/* the value rank r contributes at index i: not exactly representable, so the order of
+ * the additions shows in the bits */
+static double val(int r, size_t i) { return 0.1 * (r + 1) + 1.0 / (double)(i + 3) + 1e-9 * (double)(r * 7 + 1); }
+
+static void test_share(void)
+{
+    const int R = lmp_dist_rank(), S = lmp_dist_size();
+    const int64_t ns[] = {0, 1, 2, 3, 5, 7, 100, 1001};
+    for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+        int64_t n = ns[t];
+        int64_t *all = calloc((size_t)S, 2 * sizeof(int64_t));
+        lmp_dist_share(n, &all[2 * R], &all[2 * R + 1]);
+        CHECK(lmp_dist_allgather_rows(all, S, 2 * sizeof(int64_t)) == 0, "allgather of shares");
+        int64_t at = 0, mn = INT64_MAX, mx = 0;
+        for (int r = 0; r < S; r++) {
+            CHECK(all[2 * r] == at, "n=%lld: rank %d starts at %lld, want %lld", (long long)n, r,
+                  (long long)all[2 * r], (long long)at);
+            int64_t k = all[2 * r + 1] - all[2 * r];
+            mn = k < mn ? k : mn;
+            mx = k > mx ? k : mx;
+            at = all[2 * r + 1];
+        }
+        CHECK(at == n, "n=%lld: shares end at %lld", (long long)n, (long long)at);
+        CHECK(mx - mn <= 1, "n=%lld: share sizes %lld..%lld", (long long)n, (long long)mn, (long long)mx);
+        free(all);
+    }
+}
+
+static void test_sums(void)
+{
+    const int R = lmp_dist_rank(), S = lmp_dist_size();
+    const size_t n = 10007; /* several chunks under LMP_DEBUG_DIST_CHUNK */
+    double *d = malloc(n * sizeof *d), *want = malloc(n * sizeof *want);
+    float *f = malloc(n * sizeof *f);
+    int64_t *q = malloc(n * sizeof *q);
+    double *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        d[i] = val(R, i);
+        want[i] = val(0, i);
+        for (int r = 1; r < S; r++)
+            want[i] += val(r, i); /* rank order */
+        f[i] = (float)(R + 1) * 0.25f + (float)i;
+        q[i] = (int64_t)(R + 1) * 1000000007LL + (int64_t)i * (i % 2 ? -1 : 1);
+        x[i] = ldexp((double)((R + 1) * (int64_t)(i + 1)), -20); /* exact in any order */
+    }
+    CHECK(lmp_dist_sum_f64(d, n) == 0, "sum f64");
+    CHECK(lmp_dist_sum_f32(f, n) == 0, "sum f32");
+    CHECK(lmp_dist_sum_i64(q, n) == 0, "sum i64");
+    CHECK(lmp_dist_sum_f64(x, n) == 0, "sum f64 exact");
+    size_t bad = 0, badf = 0, badq = 0, badx = 0;
+    const double tri = (double)S * (S + 1) / 2; /* sum of r + 1 */
+    for (size_t i = 0; i < n; i++) {
+        bad += memcmp(&d[i], &want[i], sizeof(double)) != 0;
+        float wf = 0;
+        for (int r = 0; r < S; r++)
+            wf += (float)(r + 1) * 0.25f + (float)i;
+        badf += memcmp(&f[i], &wf, sizeof(float)) != 0;
+        badq += q[i] != (int64_t)tri * 1000000007LL + (int64_t)S * (int64_t)i * (i % 2 ? -1 : 1);
+        badx += x[i] != ldexp(tri * (double)(i + 1), -20);
+    }
+    CHECK(bad == 0, "%zu f64 sums differ from the rank-order sum", bad);
+    CHECK(badf == 0, "%zu f32 sums differ from the rank-order sum", badf);
+    CHECK(badq == 0, "%zu i64 sums wrong", badq);
+    CHECK(badx == 0, "%zu exact sums differ from the closed form (rank count %d)", badx, S);
+    /* every rank holds the same bits: gather everyone's result and compare with rank 0's */
+    double *all = malloc(sizeof(double) * (size_t)S * 64);
+    memcpy(all + (size_t)R * 64, d + 5000, 64 * sizeof(double));
+    CHECK(lmp_dist_allgather_rows(all, S, 64 * sizeof(double)) == 0, "allgather of results");
+    for (int r = 1; r < S; r++)
+        CHECK(memcmp(all, all + (size_t)r * 64, 64 * sizeof(double)) == 0, "rank %d's sum differs from rank 0's", r);
+    free(all);
+    CHECK(lmp_dist_sum_f64(NULL, 0) == 0, "empty sum");
+    free(d);
+    free(want);
+    free(f);
+    free(q);
+    free(x);
+}
+
+static void test_rows(void)
+{
+    const int R = lmp_dist_rank(), S = lmp_dist_size();
+    const int64_t n = 23;
+    const size_t rb = 3001; /* odd row size, crosses chunk boundaries */
+    unsigned char *a = malloc((size_t)n * rb), *g = malloc((size_t)n * rb);
+    memset(a, 0xEE, (size_t)n * rb);
+    memset(g, 0xEE, (size_t)n * rb);
+    int64_t lo, hi;
+    lmp_dist_share(n, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        for (size_t b = 0; b < rb; b++)
+            a[i * rb + b] = g[i * rb + b] = (unsigned char)(i * 31 + b * 7 + 1);
+    CHECK(lmp_dist_allgather_rows(a, n, rb) == 0, "allgather rows");
+    CHECK(lmp_dist_gather_rows(g, n, rb, 0) == 0, "gather rows");
+    size_t bad = 0, badg = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (size_t b = 0; b < rb; b++) {
+            unsigned char w = (unsigned char)(i * 31 + b * 7 + 1);
+            bad += a[i * rb + b] != w;
+            /* gather: rank 0 has every row; another rank only its own, the rest untouched */
+            unsigned char wg = R == 0 || (i >= lo && i < hi) ? w : 0xEE;
+            badg += g[i * rb + b] != wg;
+        }
+    CHECK(bad == 0, "%zu bytes wrong after allgather", bad);
+    CHECK(badg == 0, "%zu bytes wrong after gather to rank 0", badg);
+    for (int root = 0; root < S; root++) {
+        char buf[5003];
+        for (size_t b = 0; b < sizeof buf; b++)
+            buf[b] = (char)(R == root ? (int)(b * 13 + root) : -1);
+        CHECK(lmp_dist_bcast(buf, sizeof buf, root) == 0, "bcast from %d", root);
+        size_t wrong = 0;
+        for (size_t b = 0; b < sizeof buf; b++)
+            wrong += buf[b] != (char)(int)(b * 13 + root);
+        CHECK(wrong == 0, "bcast from %d: %zu bytes wrong", root, wrong);
+    }
+    CHECK(lmp_dist_barrier() == 0, "barrier");
+    free(a);
+    free(g);
+}
+
+static void test_status(void)
+{
+    const int R = lmp_dist_rank(), S = lmp_dist_size();
+    CHECK(lmp_dist_status(0) == 0, "status: nobody failed");
+    if (S == 1) {
+        CHECK(lmp_dist_status(LMP_EFORMAT) == LMP_EFORMAT, "alone, status passes rc through");
+        return;
+    }
+    /* the last rank fails; every rank must learn it, rank 0 with its message */
+    int rc = R == S - 1 ? lmp_err(LMP_EFORMAT, "boom from the last rank") : 0;
+    int got = lmp_dist_status(rc);
+    if (R == S - 1) {
+        CHECK(got == LMP_EFORMAT, "the failing rank keeps its rc (%d)", got);
+    } else {
+        char want[64];
+        snprintf(want, sizeof want, "rank %d of %d", S - 1, S);
+        CHECK(got == LMP_EIO, "another rank gets LMP_EIO (%d)", got);
+        CHECK(strstr(lmp_errmsg(), want) && strstr(lmp_errmsg(), "boom from the last rank"),
+              "message names the rank and its error: %s", lmp_errmsg());
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (lmp_dist_init(&argc, &argv)) {
+        fprintf(stderr, "init: %s\n", lmp_errmsg());
+        return 1;
+    }
+    const int S = lmp_dist_size();
+    if (S == 1) {
+        int64_t lo, hi;
+        lmp_dist_share(10, &lo, &hi);
+        CHECK(lo == 0 && hi == 10 && lmp_dist_root() && !lmp_dist_active(), "alone: the group of one");
+        double x[3] = {0.1, 0.2, 0.3};
+        CHECK(lmp_dist_sum_f64(x, 3) == 0 && x[0] == 0.1 && x[2] == 0.3, "alone: sums are the identity");
+    }
+    test_share();
+    test_sums();
+    test_rows();
+    /* the counts of every rank, before the status test silences the others' stderr */
+    int64_t counts[2] = {t_pass, t_fail};
+    if (lmp_dist_sum_i64(counts, 2) == 0) {
+        t_pass = (int)counts[0];
+        t_fail = (int)counts[1];
+    } else {
+        t_fail++;
+    }
+    if (lmp_dist_root())
+        fprintf(stderr, "%d ranks\n", S);
+    int before = t_fail;
+    test_status();
+    /* status failures of other ranks: one more agreement round tells rank 0 */
+    int64_t sf = t_fail - before;
+    lmp_dist_sum_i64(&sf, 1);
+    t_fail = before + (int)sf;
+    printf("%d passed, %d failed\n", t_pass, t_fail);
+    return lmp_dist_end(t_fail ? 1 : 0);
+}
