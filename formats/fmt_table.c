@@ -90,6 +90,24 @@ const char *lmp_qformat_list(char *buf, size_t n, bool quant_methods)
     return buf;
 }
 
+const char *lmp_qformat_choices(char *buf, size_t n, const char *quant_method)
+{
+    size_t len = 0;
+    if (n)
+        buf[0] = '\0';
+    for (int f = 0; f < LMP_QFMT_COUNT; f++) {
+        const lmp_qformat_row *r = &g_qformats[f];
+        if (quant_method && strcmp(r->quant_method, quant_method) != 0)
+            continue;
+        const char *const *al = r->aliases;
+        for (const char *s = r->name; s && len < n; s = al && *al ? *al++ : NULL) {
+            int w = snprintf(buf + len, n - len, "%s%s", len ? "|" : "", s);
+            len += w > 0 ? (size_t)w : 0;
+        }
+    }
+    return buf;
+}
+
 int lmp_qformat_by_name(const char *name, lmp_qformat *f)
 {
     for (int i = 0; i < LMP_QFMT_COUNT; i++)

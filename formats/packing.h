@@ -112,6 +112,10 @@ int lmp_qformat_by_name(const char *name, lmp_qformat *f);
 /* "gptq, gptq_v2, awq or pack-quantized" (the names, or with quant_methods = true the
  * distinct quant_methods) into buf. Returns buf. */
 const char *lmp_qformat_list(char *buf, size_t n, bool quant_methods);
+/* Every name and alias of the formats whose quant_method is `quant_method` (all when
+ * NULL), joined by '|' in table order ("gptq|gptq_v2|gptq-v2|awq|..."): the accepted
+ * values of a command's format option, its metavar. Returns buf. */
+const char *lmp_qformat_choices(char *buf, size_t n, const char *quant_method);
 /* The format to write for zero points that are (a)symmetric: f itself, or its row's
  * asym_format when f is symmetric-only and sym is false. */
 lmp_qformat lmp_qformat_for_zeros(lmp_qformat f, bool sym);

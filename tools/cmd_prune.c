@@ -65,7 +65,9 @@ int cmd_prune(int argc, char **argv)
     lmp_prune_model_params p;
     lmp_prune_model_default_params(&p);
     lmp_prune_spec *s = &p.prune.spec;
-    const char *out = NULL, *pattern = NULL, *split = NULL;
+    const char *out = NULL, *pattern = NULL, *split = NULL, *qformat = NULL;
+    char qfmt_choices[64]; /* --qformat: the format table's GPTQ rows, names and aliases */
+    lmp_qformat_choices(qfmt_choices, sizeof qfmt_choices, "gptq");
     int method = -1, format = -1, structured = -1; /* -1: not given */
     uint64_t split_max = 0;
     double sparsity = -1; /* -1: not given (exactly one of --sparsity and --pattern) */
@@ -109,8 +111,8 @@ int cmd_prune(int argc, char **argv)
                                                         "compressed-tensors)"},
         {"group-size", 0, OPT_I32, &s->qgroup, "N", "--then-quantize: group size, or -1 per row (default 128)"},
         {"asym", 0, OPT_OFF, &s->qsym, NULL, "--then-quantize: asymmetric (zero points)"},
-        {"qformat", 0, OPT_ENUM, &p.qformat, "gptq|gptq_v2", "--then-quantize on safetensors: gptq (default) or "
-                                                            "gptq_v2"},
+        {"qformat", 0, OPT_NAME, &qformat, qfmt_choices, "--then-quantize on safetensors: gptq (default; v2 "
+                                                        "when asymmetric) or gptq_v2"},
         {"damp", 0, OPT_F32, &s->damp, "F", "sparsegpt: dampening fraction of mean(diag(H)) (default 0.01)"},
         {"blocksize", 0, OPT_I32, &s->blocksize, "N", "sparsegpt: columns per mask block (default 128)"},
         {"true-sequential", 0, OPT_TRI, &p.prune.true_sequential, "no-true-sequential",
@@ -177,6 +179,8 @@ int cmd_prune(int argc, char **argv)
         rc = bad("--structured needs --ratio R");
     } else if (threads < 0) {
         rc = bad("--threads must be positive");
+    } else if (qformat && (rc = lmp_qformat_by_name(qformat, &p.qformat))) {
+        rc = cli_fail("prune", rc);
     }
     if (rc) {
         free(loras.v);

@@ -70,20 +70,20 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
     const bool awq = p->pipe.method == LMP_QMETHOD_AWQ;
     p->pipe.sym = sym >= 0 ? sym == 1 : !awq; /* AWQ's convention: zero points */
     p->pipe.act_order = act >= 0 ? act == 1 : p->pipe.method == LMP_QMETHOD_GPTQ;
-    const char *fmt = format ? format : awq ? "awq" : "gptq";
-    /* gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
-    p->write.format = strcmp(fmt, "awq") == 0                               ? LMP_QFMT_AWQ_GEMM
-                      : strcmp(fmt, "gptq") == 0                            ? (p->pipe.sym ? LMP_QFMT_GPTQ_V1 : LMP_QFMT_GPTQ_V2)
-                      : strcmp(fmt, "gptq_v2") == 0 || strcmp(fmt, "gptq-v2") == 0 ? LMP_QFMT_GPTQ_V2
-                                                                            : LMP_QFMT_CT_PACKED;
+    /* by name or alias from formats/fmt_table.c's table (the parser checked it against
+     * the same table); gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
+    lmp_qformat fmt = awq ? LMP_QFMT_AWQ_GEMM : LMP_QFMT_GPTQ_V1;
+    int e = format ? lmp_qformat_by_name(format, &fmt) : 0;
+    if (e)
+        return cli_fail("quantize", e);
+    p->write.format = lmp_qformat_for_zeros(fmt, p->pipe.sym);
     if (dtype) {
         p->write.convert_dense = true;
         p->write.dense_dtype = strcmp(dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
     }
-    int e = lmp_qmodel_quant_check(p);
-    if (e)
+    if ((e = lmp_qmodel_quant_check(p)))
         return cli_fail("quantize", e);
-    if (strcmp(fmt, "gptq") == 0 && !p->pipe.sym && !json)
+    if (p->write.format != fmt && !json)
         fprintf(stderr, "note: asymmetric GPTQ is written as checkpoint_format gptq_v2 (v1 stores zero-1, which "
                         "overflows)\n");
     p->pipe.on_layer_done = json ? NULL : print_layer;
@@ -270,6 +270,8 @@ int cmd_quantize(int argc, char **argv)
     lmp_qmodel_quant_default_params(&ip);
     plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
+    char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
+    lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
     int sym = -1, act = -1; /* -1: the method's default */
     uint64_t split_max = 0;
     cli_strlist tt = {0}, keep = {0}, loras = {0};
@@ -347,9 +349,9 @@ int cmd_quantize(int argc, char **argv)
          "replace the first token of every calibration window by BOS (as inference inputs start)"},
         {"damp", 0, OPT_F32, &ip.pipe.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) in (0, 1) "
                                                  "(default 0.01)"},
-        {"format", 0, OPT_NAME, &format, "gptq|gptq_v2|gptq-v2|awq|compressed-tensors|ct",
-         "gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ GEMM) or compressed-tensors (default gptq; awq for "
-         "--method awq)"},
+        {"format", 0, OPT_NAME, &format, fmt_choices,
+         "gptq (v1; v2 when asymmetric), gptq_v2, awq (AutoAWQ GEMM) or pack-quantized (compressed-tensors; default "
+         "gptq; awq for --method awq)"},
         {"dtype", 0, OPT_NAME, &dtype, "f16|bf16", "precision of every tensor left unquantized (embeddings, norms, "
                                                    "lm_head) and torch_dtype (default: the input's)"},
         {"calib", 0, OPT_STR, &ip.calib_path, "FILE[,FILE]", "calibration data (required for GPTQ and AWQ): plain or "

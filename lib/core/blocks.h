@@ -75,7 +75,7 @@ typedef struct {
 typedef struct { uint8_t qs[QK_K / 4]; uint16_t d; } lmp_block_tq2_0;                   /* 66 */
 typedef struct { uint16_t d; uint8_t qs[QK1_0 / 8]; } lmp_block_q1_0;                   /* 18 */
 typedef struct { uint16_t d; uint8_t qs[QK2_0 / 4]; } lmp_block_q2_0;                   /* 18 */
-/* lattice types (lib/quant/iq3quants.c, iq2quants.c, iq1quants.c; codebooks iq_grids.c) */
+/* lattice types (lib/quant/iq3quants.c, iq2quants.c, iq1quants.c; codebooks lib/core/iq_grids.c) */
 typedef struct { uint16_t d; uint8_t qs[3 * QK_K / 8]; } lmp_block_iq3_xxs;             /* 98 */
 typedef struct {
     uint16_t d;

@@ -18,7 +18,7 @@
 #include "kernels_internal.h"
 
 #include "../core/blocks.h"
-#include "../quant/iq_grid.h"
+#include "../core/iq_grid.h"
 
 #include <string.h>
 

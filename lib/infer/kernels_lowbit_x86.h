@@ -11,7 +11,7 @@
 #include "kernels_lowbit.h"
 
 #include "../core/blocks.h"
-#include "../quant/iq_grid.h"
+#include "../core/iq_grid.h"
 
 #include <immintrin.h>
 #include <string.h>

@@ -19,7 +19,7 @@
  */
 #include "quant.h"
 #include "lowbit.h"
-#include "iq_grid.h"
+#include "iq_lattice.h"
 #include "../core/blocks.h"
 
 #include <float.h>

@@ -62,7 +62,7 @@ static void random_blocks(lmp_dtype t, int nb, uint64_t seed, uint8_t *buf)
     }
 }
 
-/* The codebooks (lib/quant/iq_grids.c) against llama.cpp: 1024 random blocks reach every
+/* The codebooks (lib/core/iq_grids.c) against llama.cpp: 1024 random blocks reach every
  * grid point (and sign pattern, scale code); the hash is of ggml's own dequantization of
  * the same bytes (dequantize_row_<type>, printed by ggml_lowbit_check.c). */
 static const struct { lmp_dtype t; uint64_t h; } CODEBOOK[] = {

@@ -5,7 +5,7 @@
  * holds one point, value k in byte k (little-endian), as ggml-common.h (llama.cpp
  * d32676d) defines them; they are part of the file format. The quantizers' own grids
  * (points on the 2l + 1 lattice) and neighbour lists are derived from these at run time
- * (lib/quant/iq_grid.c). Generated from ggml-common.h; tests/unit/test_iquants.c checks
+ * (lib/quant/iq_lattice.c). Generated from ggml-common.h; tests/unit/test_iquants.c checks
  * every point against llama.cpp's dequantization (hashes written by
  * tests/reference/ggml_lowbit_check.c).
  */

@@ -1,11 +1,11 @@
 /*
- * The quantizers' view of the lattice codebooks (iq_grid.h), derived from the
- * dequantization grids of iq_grids.c: levels by rank of value, the lattice map and the
- * nearest-point lists (ggml iq2xs_init_impl / iq3xs_init_impl: all points at the nwant
+ * The quantizers' view of the lattice codebooks (iq_lattice.h), derived from the
+ * dequantization grids of lib/core/iq_grids.c: levels by rank of value, the lattice map
+ * and the nearest-point lists (ggml iq2xs_init_impl / iq3xs_init_impl: all points at the nwant
  * smallest distinct squared distances, ordered by distance then index; here by a
  * counting sort on the small integer distances instead of qsort, the same order).
  */
-#include "iq_grid.h"
+#include "iq_lattice.h"
 
 #include <pthread.h>
 #include <stdlib.h>
