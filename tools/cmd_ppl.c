@@ -19,21 +19,23 @@ static void on_progress(void *user, int done, int total)
 
 int cmd_ppl(int argc, char **argv)
 {
-    const char *file = NULL, *proto = "gptq";
-    long long ctx = 0, chunks = 0, max_bytes = 0, threads = 0;
-    bool strip_cr = false, json = false, allow_long = false;
+    lmp_ppl_params p = lmp_ppl_default_params();
+    const char *file = NULL;
+    long long threads = 0;
+    bool json = false;
     cli_strlist loras = {0};
     double lora_scale = 1;
     const cli_opt opts[] = {
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter run unmerged beside the weights (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
         {"file", 'f', OPT_STR, &file, "TEXT", "text file to score (required)"},
-        {"protocol", 0, OPT_NAME, &proto, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
-        {"ctx", 'c', OPT_INT, &ctx, "N", "window size (default: 2048 / 512 / 256 by protocol, at most the model's)"},
-        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept --ctx above the model's max_position_embeddings"},
-        {"chunks", 0, OPT_INT, &chunks, "K", "score at most K windows (default all)"},
-        {"max-bytes", 0, OPT_INT, &max_bytes, "N", "use only the first N bytes of the text"},
-        {"strip-cr", 0, OPT_FLAG, &strip_cr, NULL, "remove carriage returns before tokenizing"},
+        /* the metavar lists lmp_ppl_protocol in its order */
+        {"protocol", 0, OPT_ENUM, &p.protocol, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
+        {"ctx", 'c', OPT_I32, &p.ctx, "N", "window size (default: 2048 / 512 / 256 by protocol, at most the model's)"},
+        {"allow-long-ctx", 0, OPT_FLAG, &p.allow_long_ctx, NULL, "accept --ctx above the model's max_position_embeddings"},
+        {"chunks", 0, OPT_I32, &p.max_chunks, "K", "score at most K windows (default all)"},
+        {"max-bytes", 0, OPT_U64, &p.max_bytes, "N", "use only the first N bytes of the text"},
+        {"strip-cr", 0, OPT_FLAG, &p.strip_cr, NULL, "remove carriage returns before tokenizing"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object on stdout"},
         {0},
@@ -62,21 +64,17 @@ int cmd_ppl(int argc, char **argv)
         fprintf(stderr, "lmpress ppl: need one MODEL and -f TEXT (see --help)\n");
         return 2;
     }
-    int pr = lmp_ppl_protocol_from_name(proto);
-    if (pr < 0) {
-        fprintf(stderr, "lmpress ppl: unknown protocol '%s' (gptq, llamacpp, windows)\n", proto);
-        return 2;
-    }
-    if (ctx < 0 || ctx > 1 << 24 || chunks < 0 || chunks > 1 << 30 || max_bytes < 0 || threads < 0) {
-        fprintf(stderr, "lmpress ppl: --ctx, --chunks, --max-bytes and --threads must be >= 0\n");
-        return 2;
+    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_ppl_check(&p);
+    if (rc) {
+        free(loras.v);
+        return cli_fail("ppl", rc);
     }
     lmp_set_num_threads((int)threads);
 
     char *text = NULL;
     size_t len = 0;
     lmp_model *m = NULL;
-    int rc = lmp_read_file(file, &text, &len);
+    rc = lmp_read_file(file, &text, &len);
     if (rc)
         return cli_fail("ppl", rc);
     if (len == 0) {
@@ -94,13 +92,6 @@ int cmd_ppl(int argc, char **argv)
         lmp_model_free(m);
         return rc;
     }
-    lmp_ppl_params p = lmp_ppl_default_params();
-    p.protocol = (lmp_ppl_protocol)pr;
-    p.ctx = (int)ctx;
-    p.max_chunks = (int)chunks;
-    p.max_bytes = (size_t)max_bytes;
-    p.strip_cr = strip_cr;
-    p.allow_long_ctx = allow_long;
     lmp_progress bar;
     lmp_progress_begin(&bar, "ppl", 0);
     p.progress = on_progress;

@@ -286,7 +286,7 @@ typedef struct {
     lmp_ppl_protocol protocol;
     int ctx;           /* 0 = the protocol's default */
     int max_chunks;    /* 0 = every window */
-    size_t max_bytes;  /* text preprocessing: keep only the first max_bytes (0 = all) */
+    uint64_t max_bytes; /* text preprocessing: keep only the first max_bytes (0 = all) */
     bool strip_cr;     /* ... and remove every '\r' (run.c's reference figures do both) */
     /* Called after each window (may be NULL): windows done, total windows. */
     void (*progress)(void *user, int done, int total);
@@ -295,6 +295,9 @@ typedef struct {
 } lmp_ppl_params;
 
 lmp_ppl_params lmp_ppl_default_params(void); /* gptq, defaults, whole text */
+/* The parameters' ranges (LMP_EINVAL naming the lmpress option): a known protocol, ctx in
+ * [0, 2^24], max_chunks in [0, 2^30]. lmp_ppl_tokens and lmp_ppl_text call it. */
+int lmp_ppl_check(const lmp_ppl_params *p);
 
 /* Context rules shared by ppl, distill export, eval and compare (issue 18 item 1): the
  * default is min(want, the model's max_position_embeddings) (want when the model does not

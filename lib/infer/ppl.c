@@ -64,6 +64,18 @@ lmp_ppl_params lmp_ppl_default_params(void)
     return p;
 }
 
+int lmp_ppl_check(const lmp_ppl_params *p)
+{
+    if ((unsigned)p->protocol > LMP_PPL_WINDOWS)
+        return lmp_err(LMP_EINVAL, "--protocol: unknown perplexity protocol %d", (int)p->protocol);
+    if (p->ctx < 0 || p->ctx > 1 << 24)
+        return lmp_err(LMP_EINVAL, "--ctx %d: must be >= 0 (0 = the protocol's default; at most %d)", p->ctx,
+                       1 << 24);
+    if (p->max_chunks < 0 || p->max_chunks > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = every window)", p->max_chunks);
+    return LMP_OK;
+}
+
 double lmp_nll(const float *logits, int64_t n_vocab, int32_t target)
 {
     return lmp_logsumexp_f32(logits, n_vocab) - (double)logits[target];
@@ -94,8 +106,9 @@ int lmp_ppl_tokens(const lmp_model *m, const int32_t *tokens, int64_t n, const l
                    lmp_ppl_result *r)
 {
     memset(r, 0, sizeof *r);
-    if ((unsigned)p->protocol > LMP_PPL_WINDOWS)
-        return lmp_err(LMP_EINVAL, "unknown perplexity protocol %d", (int)p->protocol);
+    int crc = lmp_ppl_check(p);
+    if (crc)
+        return crc;
     const char *pname = g_proto_names[p->protocol];
     const int ctx = lmp_ctx_resolve(m, p->ctx, g_proto_ctx[p->protocol], p->allow_long_ctx);
     if (ctx < 0)
@@ -209,8 +222,11 @@ int lmp_ppl_text(const lmp_model *m, const char *text, size_t len, const lmp_ppl
                  lmp_ppl_result *r)
 {
     memset(r, 0, sizeof *r);
+    int crc = lmp_ppl_check(p);
+    if (crc)
+        return crc;
     if (p->max_bytes && len > p->max_bytes)
-        len = p->max_bytes;
+        len = (size_t)p->max_bytes;
     char *buf = malloc(len + 1);
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory");

@@ -155,6 +155,26 @@ static void test_dense_input(void)
     CHECK(lmp_job_dense_input_check(m, NULL) == 0, "stories260K refused: %s", lmp_errmsg());
 }
 
+static void test_ppl(void)
+{
+    lmp_ppl_params p = lmp_ppl_default_params();
+    CHECK(lmp_ppl_check(&p) == 0, "ppl defaults refused: %s", lmp_errmsg());
+    p.ctx = -1;
+    CHECK(refused(lmp_ppl_check(&p), "--ctx -1"), "ctx -1: %s", lmp_errmsg());
+    p.ctx = 1 << 24;
+    CHECK(lmp_ppl_check(&p) == 0, "ctx 2^24 refused: %s", lmp_errmsg());
+    p.ctx = (1 << 24) + 1;
+    CHECK(refused(lmp_ppl_check(&p), "--ctx"), "ctx 2^24+1: %s", lmp_errmsg());
+    p.ctx = 0;
+    p.max_chunks = -1;
+    CHECK(refused(lmp_ppl_check(&p), "--chunks -1"), "chunks -1: %s", lmp_errmsg());
+    p.max_chunks = 0;
+    p.protocol = (lmp_ppl_protocol)3;
+    CHECK(refused(lmp_ppl_check(&p), "--protocol"), "protocol 3: %s", lmp_errmsg());
+    p.protocol = LMP_PPL_WINDOWS;
+    CHECK(lmp_ppl_check(&p) == 0, "windows refused: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -162,5 +182,6 @@ int main(void)
     test_small();
     test_gguf_job();
     test_dense_input();
+    test_ppl();
     return test_finish();
 }
