@@ -18,15 +18,16 @@ static void on_progress(void *user, int done, int total)
 
 int cmd_eval(int argc, char **argv)
 {
+    lmp_kld_params p = lmp_kld_default_params();
     const char *base = NULL;
-    long long chunks = 0, skip = 0, threads = 0;
-    bool json = false, topk = false, allow_long = false;
+    long long threads = 0;
+    bool json = false;
     const cli_opt opts[] = {
         {"base", 0, OPT_STR, &base, "FILE", "teacher logits (lmpress distill export; required)"},
-        {"chunks", 0, OPT_INT, &chunks, "K", "evaluate at most K sequences (default all)"},
-        {"skip", 0, OPT_INT, &skip, "N", "ignore the first N positions of each sequence (llama.cpp: ctx/2)"},
-        {"topk", 0, OPT_FLAG, &topk, NULL, "use the top-k estimate even when full log-probs are stored"},
-        {"allow-long-ctx", 0, OPT_FLAG, &allow_long, NULL, "accept a file whose sequences are longer than MODEL's context"},
+        {"chunks", 0, OPT_I32, &p.max_seqs, "K", "evaluate at most K sequences (default all)"},
+        {"skip", 0, OPT_I32, &p.skip, "N", "ignore the first N positions of each sequence (llama.cpp: ctx/2)"},
+        {"topk", 0, OPT_FLAG, &p.use_topk, NULL, "use the top-k estimate even when full log-probs are stored"},
+        {"allow-long-ctx", 0, OPT_FLAG, &p.allow_long_ctx, NULL, "accept a file whose sequences are longer than MODEL's context"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object on stdout"},
         {0},
@@ -50,20 +51,13 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "lmpress eval: need one MODEL and --base FILE (see --help)\n");
         return 2;
     }
-    if (chunks < 0 || chunks > 1 << 30 || skip < 0 || skip > 1 << 22 || threads < 0) {
-        fprintf(stderr, "lmpress eval: --chunks, --skip and --threads must be >= 0\n");
-        return 2;
-    }
-    lmp_set_num_threads((int)threads);
-    lmp_model *m = NULL;
-    int rc = lmp_model_load_any(&m, pos[0]);
+    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_kld_check(&p);
     if (rc)
         return cli_fail("eval", rc);
-    lmp_kld_params p = lmp_kld_default_params();
-    p.max_seqs = (int)chunks;
-    p.skip = (int)skip;
-    p.use_topk = topk;
-    p.allow_long_ctx = allow_long;
+    lmp_set_num_threads((int)threads);
+    lmp_model *m = NULL;
+    if ((rc = lmp_model_load_any(&m, pos[0])))
+        return cli_fail("eval", rc);
     lmp_progress bar;
     lmp_progress_begin(&bar, "eval", 0);
     p.progress = on_progress;

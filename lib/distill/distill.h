@@ -121,6 +121,9 @@ typedef struct {
 } lmp_kld_params;
 
 lmp_kld_params lmp_kld_default_params(void);
+/* The parameters' ranges (LMP_EINVAL naming the lmpress option): max_seqs in [0, 2^30],
+ * skip in [0, 2^22]. lmp_distill_eval calls it. */
+int lmp_kld_check(const lmp_kld_params *p);
 
 /* Percentile fractions of lmp_kld_result.kld_pct (max, 99.9, 99, 95, 90, median, 10, 5,
  * 1, 0.1, min), linear interpolation between order statistics at f * (N - 1). */

@@ -30,6 +30,15 @@ lmp_kld_params lmp_kld_default_params(void)
     return p;
 }
 
+int lmp_kld_check(const lmp_kld_params *p)
+{
+    if (p->max_seqs < 0 || p->max_seqs > 1 << 30)
+        return lmp_err(LMP_EINVAL, "--chunks %d: must be >= 0 (0 = all)", p->max_seqs);
+    if (p->skip < 0 || p->skip > 1 << 22)
+        return lmp_err(LMP_EINVAL, "--skip %d: must be in [0, %d]", p->skip, 1 << 22);
+    return LMP_OK;
+}
+
 /* Per-position results, reduced later in order. */
 typedef struct {
     double kld, kld_topk, gap;
@@ -186,6 +195,9 @@ static void mean_err(double s, double s2, int64_t n, double *mean, double *err)
 int lmp_distill_eval(const lmp_model *m, const char *path, const lmp_kld_params *p, lmp_kld_result *r)
 {
     memset(r, 0, sizeof *r);
+    int crc = lmp_kld_check(p);
+    if (crc)
+        return crc;
     lw_reader *rd = NULL;
     lw_seq t = {0};
     lmp_session *s = NULL;

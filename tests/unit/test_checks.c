@@ -175,6 +175,22 @@ static void test_ppl(void)
     CHECK(lmp_ppl_check(&p) == 0, "windows refused: %s", lmp_errmsg());
 }
 
+static void test_kld(void)
+{
+    lmp_kld_params p = lmp_kld_default_params();
+    CHECK(lmp_kld_check(&p) == 0, "eval defaults refused: %s", lmp_errmsg());
+    p.max_seqs = -1;
+    CHECK(refused(lmp_kld_check(&p), "--chunks -1"), "chunks -1: %s", lmp_errmsg());
+    p.max_seqs = 1 << 30;
+    CHECK(lmp_kld_check(&p) == 0, "chunks 2^30 refused: %s", lmp_errmsg());
+    p.skip = -1;
+    CHECK(refused(lmp_kld_check(&p), "--skip -1"), "skip -1: %s", lmp_errmsg());
+    p.skip = 1 << 22;
+    CHECK(lmp_kld_check(&p) == 0, "skip 2^22 refused: %s", lmp_errmsg());
+    p.skip = (1 << 22) + 1;
+    CHECK(refused(lmp_kld_check(&p), "--skip"), "skip 2^22+1: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -183,5 +199,6 @@ int main(void)
     test_gguf_job();
     test_dense_input();
     test_ppl();
+    test_kld();
     return test_finish();
 }
