@@ -10,18 +10,20 @@
 
 int cmd_synth(int argc, char **argv)
 {
-    const char *preset = NULL, *config = NULL, *out = NULL, *dtype = "f32";
-    long long seed = 1, shard_mb = 2048, layers = 0;
-    bool force = false, json = false, list = false;
+    lmp_synth_params p;
+    lmp_synth_default_params(&p);
+    const char *out = NULL;
+    bool json = false, list = false;
     const cli_opt opts[] = {
-        {"preset", 0, OPT_NAME, &preset, "NAME", "model shapes to use (see --list)"},
-        {"config", 0, OPT_STR, &config, "FILE", "take the shapes from an HF config.json instead"},
+        {"preset", 0, OPT_NAME, &p.preset, "NAME", "model shapes to use (see --list)"},
+        {"config", 0, OPT_STR, &p.config_path, "FILE", "take the shapes from an HF config.json instead"},
         {"output", 'o', OPT_STR, &out, "DIR", "output folder (must not exist unless --force)"},
-        {"seed", 0, OPT_INT, &seed, "S", "random seed (default 1); same seed, same bytes"},
-        {"dtype", 0, OPT_NAME, &dtype, "f32|f16|bf16", "f32 (default), f16 or bf16"},
-        {"layers", 0, OPT_INT, &layers, "N", "keep only the first N decoder layers (test big shapes)"},
-        {"shard-mb", 0, OPT_INT, &shard_mb, "MB", "shard safetensors above this size (default 2048)"},
-        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output folder"},
+        {"seed", 0, OPT_U64, &p.seed, "S", "random seed (default 1); same seed, same bytes"},
+        /* the metavar lists lmp_dtype's first three values in their order */
+        {"dtype", 0, OPT_ENUM, &p.dtype, "f32|f16|bf16", "f32 (default), f16 or bf16"},
+        {"layers", 0, OPT_I32, &p.layers, "N", "keep only the first N decoder layers (test big shapes)"},
+        {"shard-mb", 0, OPT_U64, &p.shard_mb, "MB", "shard safetensors above this size (default 2048)"},
+        {"force", 0, OPT_FLAG, &p.force, NULL, "replace an existing output folder"},
         {"list", 0, OPT_FLAG, &list, NULL, "list the presets and exit"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
@@ -48,16 +50,16 @@ int cmd_synth(int argc, char **argv)
         if (json)
             printf("{\"presets\": [");
         int i = 0;
-        for (const lmp_synth_preset *p = lmp_synth_presets(); p->name; p++, i++) {
+        for (const lmp_synth_preset *ps = lmp_synth_presets(); ps->name; ps++, i++) {
             /* vocab_size 0: the vocabulary is the tokenizer trained when writing, so the
              * count leaves the embeddings out and says so */
-            int64_t n = lmp_config_n_params(&p->config);
-            bool no_emb = p->config.vocab_size == 0;
+            int64_t n = lmp_config_n_params(&ps->config);
+            bool no_emb = ps->config.vocab_size == 0;
             if (json) {
                 printf("%s{\"name\": ", i ? ", " : "");
-                cli_json_str(p->name);
+                cli_json_str(ps->name);
                 printf(", \"summary\": ");
-                cli_json_str(p->summary);
+                cli_json_str(ps->summary);
                 printf(", \"parameters\": %lld, \"embeddings_included\": %s}", (long long)n, no_emb ? "false" : "true");
                 continue;
             }
@@ -68,7 +70,7 @@ int cmd_synth(int argc, char **argv)
                 snprintf(num, sizeof num, "%.1fM", (double)n / 1e6);
             else
                 snprintf(num, sizeof num, "%.1fK", (double)n / 1e3);
-            printf("%-16s %s (%s parameters%s)\n", p->name, p->summary, num,
+            printf("%-16s %s (%s parameters%s)\n", ps->name, ps->summary, num,
                    no_emb ? " without the embeddings: the vocabulary is the tokenizer trained when writing" : "");
         }
         if (json)
@@ -79,58 +81,26 @@ int cmd_synth(int argc, char **argv)
         fprintf(stderr, "lmpress synth: unexpected argument '%s'\n", pos[0]);
         return 2;
     }
-    if (!out || (!preset == !config)) {
+    if (!out || (!p.preset && !p.config_path)) {
         fprintf(stderr, "lmpress synth: need -o DIR and exactly one of --preset or --config (see --help)\n");
         return 2;
     }
-    lmp_synth_params p;
-    lmp_synth_default_params(&p);
-    if (preset) {
-        const lmp_synth_preset *ps = lmp_synth_find(preset);
-        if (!ps) {
-            fprintf(stderr, "lmpress synth: unknown preset '%s' (see --list)\n", preset);
-            return 2;
-        }
-        p.config = ps->config;
-        p.router_tie = lmp_synth_router_tie(preset);
-    } else {
-        int rc = lmp_config_load(&p.config, config);
-        if (rc)
-            return cli_fail("synth", rc);
-    }
-    if (layers) {
-        int rc = lmp_config_set_layers(&p.config, layers > 0 && layers <= LMP_MAX_LAYERS ? (int)layers : -1);
-        if (rc)
-            return cli_fail("synth", lmp_err_prefix(rc, "--layers"));
-    }
-    int dt = lmp_dtype_from_name(dtype);
-    if (dt != LMP_DT_F32 && dt != LMP_DT_F16 && dt != LMP_DT_BF16) {
-        fprintf(stderr, "lmpress synth: --dtype must be f32, f16 or bf16\n");
-        return 2;
-    }
-    if (shard_mb < 1) {
-        fprintf(stderr, "lmpress synth: --shard-mb must be at least 1\n");
-        return 2;
-    }
-    p.dtype = (lmp_dtype)dt;
-    p.seed = (uint64_t)seed;
-    p.force = force;
-    p.shard_bytes = (uint64_t)shard_mb << 20;
+    static const char *const dt_name[] = {"f32", "f16", "bf16"};
     double t0 = lmp_time_s();
     int rc = lmp_synth_write(&p, out);
     if (rc)
         return cli_fail("synth", rc);
     double dt_s = lmp_time_s() - t0;
-    int64_t np_ = lmp_config_n_params(&p.config);
     if (json) {
         printf("{\"output\": ");
         cli_json_str(out);
         printf(", \"preset\": ");
-        cli_json_str(preset ? preset : "");
-        printf(", \"seed\": %lld, \"dtype\": \"%s\", \"seconds\": %.3f}\n", seed, dtype, dt_s);
+        cli_json_str(p.preset ? p.preset : "");
+        printf(", \"seed\": %llu, \"dtype\": \"%s\", \"seconds\": %.3f}\n", (unsigned long long)p.seed,
+               dt_name[p.dtype], dt_s);
     } else {
-        printf("wrote %s (%s, %s, seed %lld) in %.2fs\n", out, preset ? preset : config, dtype, seed, dt_s);
+        printf("wrote %s (%s, %s, seed %llu) in %.2fs\n", out, p.preset ? p.preset : p.config_path,
+               dt_name[p.dtype], (unsigned long long)p.seed, dt_s);
     }
-    (void)np_;
     return 0;
 }

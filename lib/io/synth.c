@@ -252,8 +252,41 @@ void lmp_synth_default_params(lmp_synth_params *p)
     memset(p, 0, sizeof *p);
     p->seed = 1;
     p->dtype = LMP_DT_F32;
-    p->shard_bytes = 2ULL << 30;
+    p->shard_mb = 2048;
     p->tokenizer_merges = 2000;
+}
+
+int lmp_synth_check(const lmp_synth_params *p)
+{
+    if (p->preset && p->config_path)
+        return lmp_err(LMP_EINVAL, "--preset and --config: give one of them");
+    if (p->preset && !lmp_synth_find(p->preset))
+        return lmp_err(LMP_EINVAL, "--preset: unknown preset '%s' (see lmpress synth --list)", p->preset);
+    if (p->layers < 0 || p->layers > LMP_MAX_LAYERS)
+        return lmp_err(LMP_EINVAL, "--layers %d: must be in [1, %d]", p->layers, LMP_MAX_LAYERS);
+    if (p->dtype != LMP_DT_F32 && p->dtype != LMP_DT_F16 && p->dtype != LMP_DT_BF16)
+        return lmp_err(LMP_EINVAL, "--dtype: must be f32, f16 or bf16");
+    if (p->shard_mb < 1 || p->shard_mb > 1ULL << 40)
+        return lmp_err(LMP_EINVAL, "--shard-mb %llu: must be at least 1 (at most 2^40)",
+                       (unsigned long long)p->shard_mb);
+    return LMP_OK;
+}
+
+int lmp_synth_config(const lmp_synth_params *p, lmp_config *c)
+{
+    int rc = lmp_synth_check(p);
+    if (rc)
+        return rc;
+    if (p->preset)
+        *c = lmp_synth_find(p->preset)->config;
+    else if (p->config_path) {
+        if ((rc = lmp_config_load(c, p->config_path)))
+            return rc;
+    } else
+        *c = p->config;
+    if (p->layers && (rc = lmp_config_set_layers(c, p->layers)))
+        return lmp_err_prefix(rc, "--layers");
+    return LMP_OK;
 }
 
 /* ---------------------------------------------------------------- byte-level BPE */
@@ -711,8 +744,11 @@ static void fill_chunk(const synth_tensor *t, uint64_t seed, int64_t ci, float *
 
 int lmp_synth_write(const lmp_synth_params *p, const char *dir)
 {
-    int rc = LMP_OK;
-    lmp_config c = p->config;
+    lmp_config c;
+    int rc = lmp_synth_config(p, &c);
+    if (rc)
+        return rc;
+    const bool router_tie = p->router_tie || (p->preset && lmp_synth_router_tie(p->preset));
     bpe_vocab voc = {0};
     synth_tensor *plan = NULL;
     lmp_st_writer *w = NULL;
@@ -720,9 +756,6 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
     void *conv = NULL;
     char *tmpdir = NULL, *txt = NULL;
     lmp_progress prog;
-
-    if (p->dtype != LMP_DT_F32 && p->dtype != LMP_DT_F16 && p->dtype != LMP_DT_BF16)
-        return lmp_err(LMP_EINVAL, "synth: --dtype must be f32, f16 or bf16");
 
     int specials = 2;
     int max_merges = p->tokenizer_merges;
@@ -773,7 +806,7 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
     size_t es = lmp_dtype_info(p->dtype)->type_size;
     for (int i = 0; i < nt; i++)
         total += (uint64_t)synth_nelem(&plan[i]) * es;
-    if ((rc = lmp_st_writer_new(&w, tmpdir, total > p->shard_bytes ? p->shard_bytes : 0, true)))
+    if ((rc = lmp_st_writer_new(&w, tmpdir, total > (p->shard_mb << 20) ? p->shard_mb << 20 : 0, true)))
         goto cleanup;
     for (int i = 0; i < nt && rc == 0; i++)
         rc = lmp_st_writer_add(w, plan[i].name, p->dtype, plan[i].ndim, plan[i].shape);
@@ -798,7 +831,7 @@ int lmp_synth_write(const lmp_synth_params *p, const char *dir)
             for (int64_t ci = c0; ci < cend; ci++) {
                 int64_t off = ci * CHUNK, m = ne - off < CHUNK ? ne - off : CHUNK;
                 float *x = buf + (ci - c0) * CHUNK;
-                fill_chunk(&plan[i], p->seed, ci, x, m, p->router_tie);
+                fill_chunk(&plan[i], p->seed, ci, x, m, router_tie);
                 lmp_dtype_info(p->dtype)->from_f32(x, (uint8_t *)conv + (size_t)(ci - c0) * CHUNK * es, m);
             }
             int64_t first = c0 * CHUNK, last = cend * CHUNK < ne ? cend * CHUNK : ne;

@@ -12,6 +12,7 @@
 #include "lib/distill/distill.h"
 #include "lib/distill/tasks.h"
 #include "lib/infer/infer.h"
+#include "lib/io/synth.h"
 
 /* rc is LMP_EINVAL and the message holds `word` */
 static int refused(int rc, const char *word)
@@ -191,6 +192,37 @@ static void test_kld(void)
     CHECK(refused(lmp_kld_check(&p), "--skip"), "skip 2^22+1: %s", lmp_errmsg());
 }
 
+static void test_synth(void)
+{
+    lmp_synth_params p;
+    lmp_synth_default_params(&p);
+    CHECK(lmp_synth_check(&p) == 0, "synth defaults refused: %s", lmp_errmsg());
+    p.preset = "nope";
+    CHECK(refused(lmp_synth_check(&p), "unknown preset 'nope'"), "preset nope: %s", lmp_errmsg());
+    p.preset = "tiny";
+    CHECK(lmp_synth_check(&p) == 0, "tiny refused: %s", lmp_errmsg());
+    p.config_path = "config.json";
+    CHECK(refused(lmp_synth_check(&p), "--config"), "both: %s", lmp_errmsg());
+    p.config_path = NULL;
+    p.layers = -1;
+    CHECK(refused(lmp_synth_check(&p), "--layers -1"), "layers -1: %s", lmp_errmsg());
+    p.layers = LMP_MAX_LAYERS;
+    CHECK(lmp_synth_check(&p) == 0, "layers max refused: %s", lmp_errmsg());
+    p.layers = LMP_MAX_LAYERS + 1;
+    CHECK(refused(lmp_synth_check(&p), "--layers"), "layers max+1: %s", lmp_errmsg());
+    p.layers = 0;
+    p.shard_mb = 0;
+    CHECK(refused(lmp_synth_check(&p), "--shard-mb 0"), "shard 0: %s", lmp_errmsg());
+    p.shard_mb = 1;
+    CHECK(lmp_synth_check(&p) == 0, "shard 1 refused: %s", lmp_errmsg());
+    p.dtype = LMP_DT_Q8_0;
+    CHECK(refused(lmp_synth_check(&p), "--dtype"), "dtype q8_0: %s", lmp_errmsg());
+    p.dtype = LMP_DT_BF16;
+    lmp_config c;
+    p.layers = 1;
+    CHECK(lmp_synth_config(&p, &c) == 0 && c.n_layers == 1, "tiny at 1 layer: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -200,5 +232,6 @@ int main(void)
     test_dense_input();
     test_ppl();
     test_kld();
+    test_synth();
     return test_finish();
 }
