@@ -12,13 +12,14 @@
 
 int cmd_tokenize(int argc, char **argv)
 {
-    const char *text = NULL, *file = NULL;
-    bool no_bos = false, json = false, count = false;
+    lmp_tokenize_params p;
+    lmp_tokenize_default_params(&p);
+    bool json = false, count = false;
     const cli_opt opts[] = {
-        {"prompt", 'p', OPT_STR, &text, "STR", "text to tokenize (llama-tokenize's -p)"},
-        {"text", 0, OPT_STR, &text, "STR", "the same as --prompt"},
-        {"file", 'f', OPT_STR, &file, "FILE", "tokenize the bytes of FILE exactly"},
-        {"no-bos", 0, OPT_FLAG, &no_bos, NULL, "do not add the BOS/EOS tokens of the post-processor"},
+        {"prompt", 'p', OPT_STR, &p.text, "STR", "text to tokenize (llama-tokenize's -p)"},
+        {"text", 0, OPT_STR, &p.text, "STR", "the same as --prompt"},
+        {"file", 'f', OPT_STR, &p.file, "FILE", "tokenize the bytes of FILE exactly"},
+        {"no-bos", 0, OPT_FLAG, &p.no_bos, NULL, "do not add the BOS/EOS tokens of the post-processor"},
         {"json", 0, OPT_FLAG, &json, NULL, "print {\"ids\": [...], \"pieces\": [...]}"},
         {"count", 0, OPT_FLAG, &count, NULL, "print only the number of tokens"},
         {0},
@@ -39,28 +40,15 @@ int cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "lmpress tokenize: expected one MODEL argument (see lmpress tokenize --help)\n");
         return 2;
     }
-    if (!!text == !!file) {
-        fprintf(stderr, "lmpress tokenize: give exactly one of --text and -f\n");
-        return 2;
-    }
     if (json && count) {
         fprintf(stderr, "lmpress tokenize: --json and --count cannot be combined\n");
         return 2;
     }
     lmp_tokenizer *tok = NULL;
-    char *buf = NULL;
     int32_t *ids = NULL;
-    size_t len = 0, n = 0;
-    int rc = 0, status = 0;
-    if (file) {
-        if ((rc = lmp_read_file(file, &buf, &len)))
-            goto fail;
-    } else {
-        len = strlen(text);
-    }
-    if ((rc = lmp_tokenizer_load(&tok, pos[0])))
-        goto fail;
-    if ((rc = lmp_tokenizer_encode(tok, file ? buf : text, len, !no_bos, &ids, &n)))
+    size_t n = 0;
+    int status = 0, rc = lmp_tokenize(pos[0], &p, &tok, &ids, &n);
+    if (rc)
         goto fail;
     if (count) {
         printf("%zu\n", n);
@@ -71,13 +59,13 @@ int cmd_tokenize(int argc, char **argv)
         printf("], \"pieces\": [");
         for (size_t i = 0; i < n; i++) {
             size_t pl;
-            const char *p = lmp_tokenizer_piece(tok, ids[i], &pl);
+            const char *pc = lmp_tokenizer_piece(tok, ids[i], &pl);
             char *z = malloc(pl + 1);
             if (!z) {
                 rc = lmp_err(LMP_ENOMEM, "out of memory");
                 goto fail;
             }
-            memcpy(z, p ? p : "", pl);
+            memcpy(z, pc ? pc : "", pl);
             z[pl] = 0;
             if (i)
                 printf(", ");
@@ -95,7 +83,6 @@ fail:
     status = cli_fail("tokenize", rc);
 done:
     free(ids);
-    free(buf);
     lmp_tokenizer_free(tok);
     return status;
 }

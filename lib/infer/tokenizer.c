@@ -1873,3 +1873,38 @@ void lmp_tokenizer_free(lmp_tokenizer *t)
     free(t->name);
     free(t);
 }
+
+void lmp_tokenize_default_params(lmp_tokenize_params *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+int lmp_tokenize_check(const lmp_tokenize_params *p)
+{
+    if (!p->text == !p->file)
+        return lmp_err(LMP_EINVAL, "give exactly one of --prompt (--text) and -f (--file)");
+    return LMP_OK;
+}
+
+int lmp_tokenize(const char *path, const lmp_tokenize_params *p, lmp_tokenizer **tok, int32_t **ids,
+                 size_t *n_ids)
+{
+    *tok = NULL;
+    *ids = NULL;
+    *n_ids = 0;
+    int rc = lmp_tokenize_check(p);
+    if (rc)
+        return rc;
+    char *buf = NULL;
+    size_t len;
+    if (p->file) {
+        if ((rc = lmp_read_file(p->file, &buf, &len)))
+            return rc;
+    } else {
+        len = strlen(p->text);
+    }
+    if ((rc = lmp_tokenizer_load(tok, path)) == 0)
+        rc = lmp_tokenizer_encode(*tok, p->file ? buf : p->text, len, !p->no_bos, ids, n_ids);
+    free(buf);
+    return rc;
+}

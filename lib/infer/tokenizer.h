@@ -115,4 +115,21 @@ int lmp_tokenizer_files_from_gguf(const lmp_gguf_reader *r, const char *dst);
 /* The same for an open checkpoint (its folder, or its GGUF vocabulary). */
 int lmp_tokenizer_files_write(const lmp_ckpt *c, const char *dst);
 
+/* What `lmpress tokenize` encodes: exactly one of text (a C string) and file (its bytes,
+ * exactly), with or without the post-processor's special tokens. */
+typedef struct {
+    const char *text;
+    const char *file;
+    bool no_bos;   /* add_special = false */
+} lmp_tokenize_params;
+
+void lmp_tokenize_default_params(lmp_tokenize_params *p);
+/* LMP_EINVAL naming the lmpress options unless exactly one of text and file is given. */
+int lmp_tokenize_check(const lmp_tokenize_params *p);
+/* Loads the tokenizer of `path` (as lmp_tokenizer_load) into *tok and encodes p's text
+ * into *ids / *n_ids (as lmp_tokenizer_encode). *tok and *ids are the caller's, also on
+ * failure (NULL when not made). */
+int lmp_tokenize(const char *path, const lmp_tokenize_params *p, lmp_tokenizer **tok, int32_t **ids,
+                 size_t *n_ids);
+
 #endif

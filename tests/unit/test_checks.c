@@ -12,6 +12,7 @@
 #include "lib/distill/distill.h"
 #include "lib/distill/tasks.h"
 #include "lib/infer/infer.h"
+#include "lib/infer/tokenizer.h"
 #include "lib/io/synth.h"
 
 /* rc is LMP_EINVAL and the message holds `word` */
@@ -223,6 +224,19 @@ static void test_synth(void)
     CHECK(lmp_synth_config(&p, &c) == 0 && c.n_layers == 1, "tiny at 1 layer: %s", lmp_errmsg());
 }
 
+static void test_tokenize(void)
+{
+    lmp_tokenize_params p;
+    lmp_tokenize_default_params(&p);
+    CHECK(refused(lmp_tokenize_check(&p), "exactly one of --prompt"), "neither: %s", lmp_errmsg());
+    p.text = "a";
+    CHECK(lmp_tokenize_check(&p) == 0, "text refused: %s", lmp_errmsg());
+    p.file = "x.txt";
+    CHECK(refused(lmp_tokenize_check(&p), "-f"), "both: %s", lmp_errmsg());
+    p.text = NULL;
+    CHECK(lmp_tokenize_check(&p) == 0, "file refused: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -233,5 +247,6 @@ int main(void)
     test_ppl();
     test_kld();
     test_synth();
+    test_tokenize();
     return test_finish();
 }
