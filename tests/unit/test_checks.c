@@ -9,6 +9,7 @@
 #include "jobs/prune_model.h"
 #include "jobs/quantize_gguf.h"
 #include "jobs/quantize_model.h"
+#include "jobs/run.h"
 #include "lib/distill/distill.h"
 #include "lib/distill/tasks.h"
 #include "lib/infer/infer.h"
@@ -237,6 +238,27 @@ static void test_tokenize(void)
     CHECK(lmp_tokenize_check(&p) == 0, "file refused: %s", lmp_errmsg());
 }
 
+static void test_run_job(void)
+{
+    lmp_job_run_params p;
+    lmp_job_run_default_params(&p);
+    CHECK(refused(lmp_job_run_check(&p), "-p PROMPT"), "no prompt: %s", lmp_errmsg());
+    p.prompt = "Once";
+    CHECK(lmp_job_run_check(&p) == 0 && p.n_predict == 256, "run defaults refused: %s", lmp_errmsg());
+    p.n_predict = -1;
+    CHECK(refused(lmp_job_run_check(&p), "-n -1"), "n -1: %s", lmp_errmsg());
+    p.n_predict = 1000000;
+    CHECK(lmp_job_run_check(&p) == 0, "n 10^6 refused: %s", lmp_errmsg());
+    p.n_predict = 1000001;
+    CHECK(refused(lmp_job_run_check(&p), "-n"), "n 10^6+1: %s", lmp_errmsg());
+    p.n_predict = 0;
+    p.ctx = -1;
+    CHECK(refused(lmp_job_run_check(&p), "--ctx -1"), "ctx -1: %s", lmp_errmsg());
+    p.ctx = 0;
+    p.sampler.top_p = 0;
+    CHECK(refused(lmp_job_run_check(&p), "--top-p"), "top-p 0 (sampler check): %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -248,5 +270,6 @@ int main(void)
     test_kld();
     test_synth();
     test_tokenize();
+    test_run_job();
     return test_finish();
 }
