@@ -10,6 +10,7 @@
 #include "jobs/quantize_gguf.h"
 #include "jobs/quantize_model.h"
 #include "jobs/run.h"
+#include "jobs/tasks.h"
 #include "lib/distill/distill.h"
 #include "lib/distill/tasks.h"
 #include "lib/infer/infer.h"
@@ -259,6 +260,35 @@ static void test_run_job(void)
     CHECK(refused(lmp_job_run_check(&p), "--top-p"), "top-p 0 (sampler check): %s", lmp_errmsg());
 }
 
+static void test_tasks_job(void)
+{
+    lmp_job_tasks_params p;
+    lmp_job_tasks_default_params(&p);
+    CHECK(refused(lmp_job_tasks_check(&p), "--task"), "no task: %s", lmp_errmsg());
+    const char *ok[] = {"arc=arc.jsonl", "hs=hs.txt"};
+    p.specs = ok;
+    p.n_tasks = 2;
+    CHECK(lmp_job_tasks_check(&p) == 0, "two tasks refused: %s", lmp_errmsg());
+    p.protocol = "llama.cpp";
+    CHECK(lmp_job_tasks_check(&p) == 0, "llama.cpp alias refused: %s", lmp_errmsg());
+    p.protocol = "gptq";
+    CHECK(refused(lmp_job_tasks_check(&p), "unknown protocol 'gptq'"), "protocol gptq: %s", lmp_errmsg());
+    p.protocol = "lm-eval";
+    const char *twice[] = {"a=x.jsonl", "a=y.jsonl"};
+    p.specs = twice;
+    CHECK(refused(lmp_job_tasks_check(&p), "given twice"), "name twice: %s", lmp_errmsg());
+    const char *bad[] = {"a=x.jsonl", "=y.jsonl"};
+    p.specs = bad;
+    CHECK(refused(lmp_job_tasks_check(&p), "NAME=FILE"), "empty name: %s", lmp_errmsg());
+    const char *quote[] = {"a\"b=x.jsonl"};
+    p.specs = quote;
+    p.n_tasks = 1;
+    CHECK(refused(lmp_job_tasks_check(&p), "no quotes"), "quote in name: %s", lmp_errmsg());
+    p.specs = ok;
+    p.task.limit = -1;
+    CHECK(lmp_job_tasks_check(&p) == lmp_task_check(&p.task), "task ranges not lmp_task_check's");
+}
+
 int main(void)
 {
     test_qmodel();
@@ -271,5 +301,6 @@ int main(void)
     test_synth();
     test_tokenize();
     test_run_job();
+    test_tasks_job();
     return test_finish();
 }
