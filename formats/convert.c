@@ -21,6 +21,13 @@ void lmp_convert_default_params(lmp_convert_params *p)
     p->shard_bytes = 0;
 }
 
+int lmp_convert_check(const lmp_convert_params *p)
+{
+    if (p->dtype != -1 && p->dtype != LMP_DT_F32 && p->dtype != LMP_DT_F16 && p->dtype != LMP_DT_BF16)
+        return lmp_err(LMP_EINVAL, "--dtype must be f32, f16 or bf16 (for quantized types use lmpress quantize)");
+    return LMP_OK;
+}
+
 int lmp_gguf_file_type(lmp_dtype dt)
 {
     switch (dt) {

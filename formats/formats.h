@@ -33,6 +33,9 @@ typedef struct {
 } lmp_convert_result;
 
 void lmp_convert_default_params(lmp_convert_params *p);
+/* LMP_EINVAL naming the lmpress option unless dtype is -1, f32, f16 or bf16. lmp_merge
+ * calls it. */
+int lmp_convert_check(const lmp_convert_params *p);
 /* Converts IN (HF folder, .safetensors/index, .gguf) to OUT: a path ending in .gguf gives
  * GGUF (llama.cpp layout and metadata, tokenizer from tokenizer.json or the input GGUF);
  * a folder or a .safetensors path gives safetensors with HF names (a folder also gets

@@ -44,6 +44,9 @@ int lmp_merge(const char *base, const char *const *adapters, const double *scale
               const lmp_convert_params *p, lmp_convert_result *res)
 {
     memset(res, 0, sizeof *res);
+    int crc = lmp_convert_check(p);
+    if (crc)
+        return crc;
     if (n <= 0)
         return lmp_err(LMP_EINVAL, "merge: no adapter (--lora ADAPTER)");
     for (int i = 0; scales && i < n; i++)

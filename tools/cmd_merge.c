@@ -12,19 +12,22 @@
 
 int cmd_merge(int argc, char **argv)
 {
-    const char *out = NULL, *dtype = NULL;
+    lmp_convert_params p;
+    lmp_convert_default_params(&p);
+    const char *out = NULL;
     cli_strlist loras = {0};
     double scale_dummy = 1;
     long long threads = 0;
-    bool force = false, json = false;
+    bool json = false;
     const cli_opt opts[] = {
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT adapter folder (adapter_config.json + "
                                                   "adapter_model.safetensors); repeatable"},
         {"scale", 0, OPT_FLOAT, &scale_dummy, "S", "multiplier of the --lora before it (default 1)"},
         {"output", 'o', OPT_STR, &out, "OUT", "output: *.gguf, *.safetensors, or a folder (HF layout)"},
-        {"dtype", 0, OPT_NAME, &dtype, "T", "f32, f16 or bf16 for weight matrices (default: the base's)"},
+        /* the metavar lists lmp_dtype's first three values in their order */
+        {"dtype", 0, OPT_ENUM, &p.dtype, "f32|f16|bf16", "f32, f16 or bf16 for weight matrices (default: the base's)"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: all cores)"},
-        {"force", 0, OPT_FLAG, &force, NULL, "replace an existing output"},
+        {"force", 0, OPT_FLAG, &p.force, NULL, "replace an existing output"},
         {"json", 0, OPT_FLAG, &json, NULL, "print a JSON summary on stdout"},
         {0},
     };
@@ -57,20 +60,14 @@ int cmd_merge(int argc, char **argv)
         ret = 2;
         goto done;
     }
-    lmp_convert_params p;
-    lmp_convert_default_params(&p);
-    if (dtype) {
-        p.dtype = lmp_dtype_from_name(dtype);
-        if (p.dtype != LMP_DT_F32 && p.dtype != LMP_DT_F16 && p.dtype != LMP_DT_BF16) {
-            fprintf(stderr, "lmpress merge: --dtype must be f32, f16 or bf16\n");
-            ret = 2;
-            goto done;
-        }
+    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_convert_check(&p);
+    if (rc) {
+        ret = cli_fail("merge", rc);
+        goto done;
     }
-    p.force = force;
     lmp_set_num_threads((int)threads);
     lmp_convert_result res;
-    int rc = lmp_merge(pos[0], loras.v, scales, loras.n, out, &p, &res);
+    rc = lmp_merge(pos[0], loras.v, scales, loras.n, out, &p, &res);
     if (rc) {
         ret = cli_fail("merge", rc);
         goto done;

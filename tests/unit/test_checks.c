@@ -5,6 +5,7 @@
  */
 #include "test.h"
 
+#include "formats/formats.h"
 #include "jobs/dense_input.h"
 #include "jobs/prune_model.h"
 #include "jobs/quantize_gguf.h"
@@ -289,6 +290,17 @@ static void test_tasks_job(void)
     CHECK(lmp_job_tasks_check(&p) == lmp_task_check(&p.task), "task ranges not lmp_task_check's");
 }
 
+static void test_convert(void)
+{
+    lmp_convert_params p;
+    lmp_convert_default_params(&p);
+    CHECK(lmp_convert_check(&p) == 0 && p.dtype == -1, "convert defaults refused: %s", lmp_errmsg());
+    p.dtype = LMP_DT_BF16;
+    CHECK(lmp_convert_check(&p) == 0, "bf16 refused: %s", lmp_errmsg());
+    p.dtype = LMP_DT_Q8_0;
+    CHECK(refused(lmp_convert_check(&p), "--dtype"), "q8_0: %s", lmp_errmsg());
+}
+
 int main(void)
 {
     test_qmodel();
@@ -302,5 +314,6 @@ int main(void)
     test_tokenize();
     test_run_job();
     test_tasks_job();
+    test_convert();
     return test_finish();
 }
