@@ -328,7 +328,13 @@ static void block_setup(lmp_calib_block *b, lmp_model *m, int layer)
     const lmp_config *c = lmp_model_config(m);
     b->layer = layer;
     for (int w = 0; w < LMP_LIN_COUNT; w++) {
-        b->orig[w] = *lmp_model_linear(m, layer, (lmp_linear)w);
+        /* an expert layer has no dense gate/up/down (its experts are routed: the rows
+         * that handle them read lmp_model_expert_linear) */
+        const lmp_wmat *wm = lmp_model_linear(m, layer, (lmp_linear)w);
+        if (wm)
+            b->orig[w] = *wm;
+        else
+            memset(&b->orig[w], 0, sizeof b->orig[w]);
         b->install_q[w] = NULL;
         b->install_w[w] = NULL;
     }
