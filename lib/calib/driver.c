@@ -100,7 +100,7 @@ static void release_all_mapped(const lmp_model *m)
             lmp_mmap_release(c->tensors[i].data, c->tensors[i].nbytes);
 }
 
-static int64_t class_width(const lmp_config *c, int cls)
+int64_t lmp_calib_class_width(const lmp_config *c, int cls)
 {
     switch (cls) {
     case LMP_IN_ATTN: case LMP_IN_MLP: return c->hidden_size;
@@ -339,7 +339,7 @@ static void block_setup(lmp_calib_block *b, lmp_model *m, int layer)
         b->install_w[w] = NULL;
     }
     for (int k = 0; k < LMP_IN_COUNT; k++)
-        b->cols[k] = class_width(c, k);
+        b->cols[k] = lmp_calib_class_width(c, k);
     b->pass = 0;
     b->t0 = lmp_time_s();
 }
