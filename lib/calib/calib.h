@@ -55,6 +55,10 @@ static inline lmp_lin_input lmp_linear_input(lmp_linear w)
 }
 
 /* The first linear (in the block runner's order) that reads input c. */
+/* Width of input class cls (lmp_lin_input): hidden for the normed attention and MLP
+ * inputs, heads x head_dim for o_proj's, the FFN width for down_proj's. */
+int64_t lmp_calib_class_width(const lmp_config *c, int cls);
+
 static inline lmp_linear lmp_input_first(int c)
 {
     static const lmp_linear first[LMP_IN_COUNT] = {LMP_LIN_Q, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_DOWN};

@@ -100,7 +100,7 @@ static void release_all_mapped(const lmp_model *m)
             lmp_mmap_release(c->tensors[i].data, c->tensors[i].nbytes);
 }
 
-static int64_t class_width(const lmp_config *c, int cls)
+int64_t lmp_calib_class_width(const lmp_config *c, int cls)
 {
     switch (cls) {
     case LMP_IN_ATTN: case LMP_IN_MLP: return c->hidden_size;
@@ -328,12 +328,18 @@ static void block_setup(lmp_calib_block *b, lmp_model *m, int layer)
     const lmp_config *c = lmp_model_config(m);
     b->layer = layer;
     for (int w = 0; w < LMP_LIN_COUNT; w++) {
-        b->orig[w] = *lmp_model_linear(m, layer, (lmp_linear)w);
+        /* an expert layer has no dense gate/up/down (its experts are routed: the rows
+         * that handle them read lmp_model_expert_linear) */
+        const lmp_wmat *wm = lmp_model_linear(m, layer, (lmp_linear)w);
+        if (wm)
+            b->orig[w] = *wm;
+        else
+            memset(&b->orig[w], 0, sizeof b->orig[w]);
         b->install_q[w] = NULL;
         b->install_w[w] = NULL;
     }
     for (int k = 0; k < LMP_IN_COUNT; k++)
-        b->cols[k] = class_width(c, k);
+        b->cols[k] = lmp_calib_class_width(c, k);
     b->pass = 0;
     b->t0 = lmp_time_s();
 }

@@ -26,15 +26,6 @@ void lmp_imatrix_free(lmp_imatrix *im)
     memset(im, 0, sizeof *im);
 }
 
-static int64_t class_width(const lmp_config *c, int cls)
-{
-    switch (cls) {
-    case LMP_IN_ATTN: case LMP_IN_MLP: return c->hidden_size;
-    case LMP_IN_O: return (int64_t)c->n_heads * c->head_dim;
-    default: return c->intermediate_size;
-    }
-}
-
 /* The imatrix row: E[x^2] per input class (and per expert over its routed tokens), on
  * the float model, streamed window by window through all blocks. */
 typedef struct {
@@ -94,7 +85,7 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
     ic.out = out;
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         ic.off[k] = ic.per_layer;
-        ic.per_layer += class_width(c, k);
+        ic.per_layer += lmp_calib_class_width(c, k);
     }
     ic.ntok = (double)cal->n_samples * L;
     int rc = LMP_OK;
@@ -121,7 +112,7 @@ int lmp_imatrix_collect(const lmp_model *m, const lmp_calib_data *cal, bool prog
         goto done;
     out->n_layers = nl;
     for (int k = 0; k < LMP_LIN_COUNT; k++) /* the dense widths (experts: e_hidden, e_ff) */
-        out->cols[k] = class_width(c, lmp_linear_input((lmp_linear)k));
+        out->cols[k] = lmp_calib_class_width(c, lmp_linear_input((lmp_linear)k));
     out->n_chunks = cal->n_samples;
     out->n_tokens = (int64_t)cal->n_samples * L;
     out->n_entries = nl * LMP_LIN_COUNT;
