@@ -1129,6 +1129,11 @@ void lmp_silu_mul(float *gate_inout, const float *up, int64_t n)
     impl()->silu_mul(gate_inout, up, n);
 }
 
+void lmp_gelu_mul(float *gate_inout, const float *up, int64_t n)
+{
+    impl()->gelu_mul(gate_inout, up, n);
+}
+
 float lmp_dot_f32(const float *a, const float *b, int64_t n) { return impl()->dot_f32(a, b, n); }
 
 void lmp_axpy_f32(float *y, float a, const float *x, int64_t n) { impl()->axpy_f32(y, a, x, n); }
