@@ -245,8 +245,7 @@ T512 static float dotq_f16(const void *row, const void *xa, int64_t n)
 /* Four rows in one pass over X: each 16 activations widened once for the four rows
  * (the row-at-a-time form widened them four times, and its decoding ran at ~2/3 of the
  * memory bandwidth llama.cpp reaches on the same f16 file). Every row keeps vdotq_f16's
- * four accumulators, fed in the same order, so the sums are bitwise those of
- * vdotq_f16 row by row. */
+ * four accumulators, fed in the same order as the row-at-a-time form fed them. */
 T512 static void dotq4_f16(const void *row, size_t rb, const void *xa, int64_t n, float *out)
 {
     const uint16_t *x = xa;
