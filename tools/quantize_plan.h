@@ -23,10 +23,6 @@ typedef struct {
     int probes;               /* points probed per tensor (0: the default, 2; -1: all) */
 } quantize_plan_opts;
 
-/* Parses a size: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
- * suffix, a trailing B allowed. Returns false when it is not one. */
-bool quantize_parse_size(const char *s, double *bytes);
-
 /* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With
  * dry_run prints it (table or JSON) on stdout; otherwise prints it on stderr (not with
  * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
