@@ -19,29 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    quantize_plan_opts po;
-    const char *model;
-    const lmp_job_gguf_params *gp;
-} plan_ctx;
-
-/* The planner (quantize_plan.c) as the job's plan hook. */
-static int plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules)
-{
-    plan_ctx *c = ctx;
-    const lmp_job_gguf_params *p = c->gp;
-    c->po.target_bpw = p->target_bpw;
-    c->po.target_size = p->target_size;
-    c->po.dry_run = p->dry_run;
-    c->po.weights = q->weights;
-    c->po.weights_ctx = q->weights_ctx;
-    c->po.weights_len = q->weights_len;
-    c->po.calib_path = p->target_calib ? p->target_calib : p->imatrix_calib; /* the probes' default text */
-    c->po.calib_field = p->calib.text_field;
-    c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
-    return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
-}
-
 enum { G_COMMON, G_GGUF, G_INT };
 
 int cmd_quantize(int argc, char **argv)
@@ -231,9 +208,9 @@ int cmd_quantize(int argc, char **argv)
     }
     const char *model = np == 1 ? pos[0] : NULL;
     const bool target = gp.target_bpw != -1 || gp.target_size;
-    plan_ctx pc = {.po = {.json = json}, .gp = &gp};
+    quantize_plan_ctx pc = {.po = {.json = json}, .gp = &gp};
     if (target) {
-        gp.plan = plan_hook;
+        gp.plan = quantize_plan_hook;
         gp.plan_ctx = &pc;
     }
     ip.keep = gp.q.keep = keep.v;

@@ -142,3 +142,19 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
     lmp_plan_free(&p);
     return LMP_OK;
 }
+
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules)
+{
+    quantize_plan_ctx *c = ctx;
+    const lmp_job_gguf_params *p = c->gp;
+    c->po.target_bpw = p->target_bpw;
+    c->po.target_size = p->target_size;
+    c->po.dry_run = p->dry_run;
+    c->po.weights = q->weights;
+    c->po.weights_ctx = q->weights_ctx;
+    c->po.weights_len = q->weights_len;
+    c->po.calib_path = p->target_calib ? p->target_calib : p->imatrix_calib; /* the probes' default text */
+    c->po.calib_field = p->calib.text_field;
+    c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
+    return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
+}

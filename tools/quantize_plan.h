@@ -5,6 +5,7 @@
 #ifndef LMP_TOOLS_QUANTIZE_PLAN_H
 #define LMP_TOOLS_QUANTIZE_PLAN_H
 
+#include "jobs/quantize_gguf.h"
 #include "lib/quant/plan.h"
 
 #include <stdbool.h>
@@ -28,5 +29,16 @@ typedef struct {
  * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
  * array). Returns the lmp status. */
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules);
+
+/* The planner as lmp_job_quantize_gguf's plan hook (lmp_job_gguf_params.plan, plan_ctx a
+ * quantize_plan_ctx): the target, calibration text (--target-calib, else the
+ * --imatrix-calib text) and probes from the job's parameters, the importance weights from
+ * the writer's. */
+typedef struct {
+    quantize_plan_opts po; /* json set by the command; the rest filled by the hook */
+    const char *model;     /* named in messages */
+    const lmp_job_gguf_params *gp;
+} quantize_plan_ctx;
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules);
 
 #endif
