@@ -2,17 +2,15 @@
  * lmpress prune: unstructured / N:M pruning (magnitude, Wanda, SparseGPT, optionally
  * SparseGPT with joint integer quantization) or structured pruning (heads, KV heads, FFN
  * channels, layers) of a Hugging Face checkpoint. Two option tables (--method,
- * --structured) whose rows point into lmp_prune_model_params; lmp_prune_model_check
- * refuses bad values; one formats/sparse.h call (lmp_prune_model); no algorithm code here.
+ * --structured) whose rows point into lmp_prune_model_params and lmp_prune_prefs;
+ * lmp_prune_prefs_apply resolves and checks them; one job call (jobs/prune_model.h,
+ * lmp_prune_model) and one print call (jobs/report.h); no algorithm code here.
  */
 #include "cli.h"
-#include "formats/qmodel.h"
-#include "jobs/prune_model.h"
-#include "jobs/dense_input.h"
 #include "jobs/args.h"
+#include "jobs/dense_input.h"
 #include "jobs/prune_prefs.h"
 #include "jobs/report.h"
-#include "lib/prune/prune.h"
 
 #include <stdio.h>
 #include <stdlib.h>

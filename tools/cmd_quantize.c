@@ -3,14 +3,16 @@
  *   GGUF block types (--type): llama.cpp's types and mixes; the job (importance weights,
  *   conversion of an HF checkpoint, plan, writer) is jobs/quantize_gguf.h's one call.
  *   Integer groups (--method gptq|rtn|awq): calibrated layer-by-layer quantization written
- *   as a GPTQ / AWQ / compressed-tensors folder: formats/qmodel.h's one call.
+ *   as a GPTQ / AWQ / compressed-tensors folder: jobs/quantize_model.h's one call.
  * Which path runs follows from the tables the options given belong to (cli_parse_groups);
  * options of both is refused. The rows point into the two jobs' parameter structs, filled
- * first from their defaults; ranges are checked by the jobs' check functions.
+ * first from their defaults; every rule is the jobs' check functions'; the summaries are
+ * jobs/report.h's.
  */
 #include "cli.h"
-#include "jobs/quantize_model.h"
+#include "jobs/args.h"
 #include "jobs/quantize_gguf.h"
+#include "jobs/quantize_model.h"
 #include "jobs/report.h"
 #include "quantize_plan.h"
 
@@ -24,7 +26,7 @@ enum { G_COMMON, G_GGUF, G_INT };
 int cmd_quantize(int argc, char **argv)
 {
     lmp_job_gguf_params gp;       /* --type: jobs/quantize_gguf.h */
-    lmp_qmodel_quant_params ip;   /* --method: formats/qmodel.h */
+    lmp_qmodel_quant_params ip;   /* --method: jobs/quantize_model.h */
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
@@ -224,9 +226,9 @@ int cmd_quantize(int argc, char **argv)
     double t_start = lmp_time_s();
     ip.pipe.on_layer_done = json ? NULL : lmp_report_qmodel_layer;
     ip.pipe.log_ctx = &t_start;
-    int e = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads)
-            : int_path  ? lmp_qmodel_quant_check_args(model, out, &ip)
-                        : lmp_job_gguf_check_args(model, out, &gp);
+    int e = int_path ? lmp_qmodel_quant_check_args(model, out, &ip) : lmp_job_gguf_check_args(model, out, &gp);
+    if (!e)
+        e = lmp_job_threads(threads);
     if (!e && int_path)
         e = lmp_qmodel_quant_prefs(&ip, sym, act, format, dtype, !json);
     if (e || (split && !int_path && cli_parse_size("quantize", split, &split_max))) {
@@ -235,7 +237,6 @@ int cmd_quantize(int argc, char **argv)
     }
     if ((rc = cli_lora_prepare("quantize", argc, argv, &loras, &model, &lora_tmp)))
         goto done;
-    lmp_set_num_threads((int)threads);
     pc.model = model;
     if (int_path) {
         lmp_qmodel_quant_result r;
