@@ -60,6 +60,13 @@ typedef struct {
      * a negative status aborts the load with its message. */
     int (*missing_linear)(void *user, lmp_model *m, int layer, lmp_linear which,
                           const char *prefix);
+    /* The same for an expert's linear of a mixture-of-experts layer stored per expert
+     * (mixtral, qwen3_moe) whose "<prefix>.weight" is absent (prefix e.g.
+     * "model.layers.0.mlp.experts.3.down_proj"): it fills *q with the intgroup weight
+     * (rows x cols as the config implies; the model adopts it) and returns 0, or
+     * LMP_MODEL_HOOK_PASS / a negative status as above. May be NULL. */
+    int (*missing_expert)(void *user, lmp_model *m, int layer, int expert, lmp_linear which,
+                          const char *prefix, lmp_qtensor *q);
     void *user;
 } lmp_model_load_hooks;
 

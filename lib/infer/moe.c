@@ -103,6 +103,37 @@ static int plain_view(lmp_model *m, const char *name, int64_t rows, int64_t cols
     return lmp_model_wmat_view(m, t, name, 0, rows, cols, w);
 }
 
+/* An expert's per-expert HF tensor (mixtral, qwen3_moe), or when it is absent and the
+ * loader has a hook for it (quantized folders: formats/qload.c), the intgroup weight the
+ * hook unpacks, adopted by the model and run natively. */
+static int expert_view(lmp_model *m, const char *name, int l, int x, int p, int64_t rows, int64_t cols,
+                       lmp_wmat *w)
+{
+    const lmp_model_load_hooks *h = m->hooks;
+    if (h && h->missing_expert && !lmp_ckpt_find_hf(&m->ckpt, name)) {
+        char prefix[LMP_MAX_NAME];
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(name) - strlen(".weight")), name);
+        lmp_qtensor q;
+        memset(&q, 0, sizeof q);
+        int rc = h->missing_expert(h->user, m, l, x, (lmp_linear)(LMP_LIN_GATE + p), prefix, &q);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            const lmp_qtensor *own = NULL;
+            if (q.rows != rows || q.cols != cols)
+                rc = lmp_err(LMP_EFORMAT, "%s: %s is [%lld, %lld], the config implies [%lld, %lld]", m->ckpt.path,
+                             prefix, (long long)q.rows, (long long)q.cols, (long long)rows, (long long)cols);
+            if (rc == 0)
+                rc = lmp_model_own_q(m, &q, &own);
+            if (rc == 0)
+                rc = lmp_wmat_intgroup(w, own);
+            lmp_qtensor_free(&q);
+            return rc;
+        }
+    }
+    return plain_view(m, name, rows, cols, w);
+}
+
 int lmp_moe_load(lmp_model *m, int l, lmp_moe **out)
 {
     const lmp_config *c = &m->cfg;
@@ -189,7 +220,7 @@ int lmp_moe_load(lmp_model *m, int l, lmp_moe **out)
             snprintf(name, sizeof name, "model.layers.%d.%s.%d.%s.weight", l,
                      mixtral ? "block_sparse_moe.experts" : "mlp.experts", x,
                      mixtral ? mix[p] : q3[p]);
-            if ((rc = plain_view(m, name, p < 2 ? ff : d, p < 2 ? d : ff, &e->w[3 * x + p])))
+            if ((rc = expert_view(m, name, l, x, p, p < 2 ? ff : d, p < 2 ? d : ff, &e->w[3 * x + p])))
                 return rc;
         }
     return 0;

@@ -56,6 +56,12 @@ typedef struct {
     double seconds;  /* quantization of this linear (Hessian collection excluded) */
 } lmp_qlinear_stats;
 
+/* Mixture of experts: called once per sparse block, before the sink of the same block,
+ * with its experts' quantized linears qe[3 * n_experts] (expert e's gate, up, down at
+ * 3e + 0, 1, 2), borrowed for the call and until that sink returns. The sink's q then
+ * holds zeroed tensors (scheme 0) for the block's gate/up/down (it has no dense FFN). */
+typedef int (*lmp_qpipe_expert_sink)(void *ctx, int layer, int n_experts, const lmp_qtensor *qe);
+
 /* Called once per block with its seven quantized linears (q[LMP_LIN_COUNT], in
  * lmp_linear order) and their statistics, all borrowed for the call only. A non-zero
  * return stops the pipeline with that status. */
@@ -83,6 +89,7 @@ typedef struct {
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
     lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */
+    lmp_qpipe_expert_sink expert_sink; /* experts' tensors, before sink (may be NULL) */
     /* AWQ (AutoAWQ's defaults): alpha grid of awq_grid points in [0, 1) (default 20);
      * duo scaling s = x^a / w^(1-a) (AutoAWQ's default true; false: the paper's x^a);
      * clipping-range search (default true) on awq_clip_tokens sampled tokens (512). */
@@ -107,6 +114,9 @@ typedef struct {
     uint64_t params;         /* weights quantized */
     uint64_t qbytes;         /* in-memory intgroup payload of all quantized linears */
     int n_worse_than_rtn;    /* linears whose err > err_rtn (GPTQ with compare_rtn) */
+    /* mixture of experts: expert linears quantized, and of them those of experts no
+     * calibration token was routed to (GPTQ falls back to RTN for them: no Hessian) */
+    int n_expert_linears, n_expert_unreached;
     double worst_err;        /* largest err */
     char worst_name[LMP_MAX_NAME];
     double seconds;
