@@ -44,8 +44,8 @@ struct lmp_qmodel_writer {
     /* AWQ: block fold_layer's folded vectors (lmp_qmodel_writer_fold), written instead of
      * the input's: [0] input_layernorm, [1] post_attention_layernorm, [2 + k] linear k's
      * bias; NULL = as in the input */
-    float *fold[2 + LMP_LIN_COUNT];
-    int64_t fold_n[2 + LMP_LIN_COUNT];
+    float *fold[3 + LMP_LIN_COUNT];    /* [2 + LMP_LIN_COUNT]: a sparse block's router */
+    int64_t fold_n[3 + LMP_LIN_COUNT];
     int fold_layer;
     /* mixture of experts: block qe_layer's experts (lmp_qmodel_writer_experts), borrowed
      * until its lmp_qmodel_writer_layer */
@@ -512,7 +512,7 @@ fail:
 
 static void fold_clear(lmp_qmodel_writer *w)
 {
-    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++) {
+    for (int i = 0; i < 3 + LMP_LIN_COUNT; i++) {
         free(w->fold[i]);
         w->fold[i] = NULL;
     }
@@ -525,14 +525,17 @@ int lmp_qmodel_writer_fold(void *ctx, int layer, const lmp_qfold *f)
         return lmp_err(LMP_EINVAL, "quantized writer: folded vectors of block %d arrived, expected %d", layer,
                        w->next_layer);
     fold_clear(w);
-    const float *src[2 + LMP_LIN_COUNT] = {f->attn_norm, f->ffn_norm};
+    const float *src[3 + LMP_LIN_COUNT] = {f->attn_norm, f->ffn_norm};
     int64_t d = lmp_model_config(w->m)->hidden_size;
     w->fold_n[0] = w->fold_n[1] = d;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
-        src[2 + k] = f->bias[k];
-        w->fold_n[2 + k] = lmp_model_linear(w->m, layer, (lmp_linear)k)->rows;
+        const lmp_wmat *lw = lmp_model_linear(w->m, layer, (lmp_linear)k); /* NULL: a sparse block's FFN */
+        src[2 + k] = lw ? f->bias[k] : NULL;
+        w->fold_n[2 + k] = lw ? lw->rows : 0;
     }
-    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++)
+    src[2 + LMP_LIN_COUNT] = lmp_model_n_experts(w->m, layer) > 0 ? f->router : NULL;
+    w->fold_n[2 + LMP_LIN_COUNT] = (int64_t)lmp_model_n_experts(w->m, layer) * d;
+    for (int i = 0; i < 3 + LMP_LIN_COUNT; i++)
         if (src[i]) {
             if (!(w->fold[i] = malloc(sizeof(float) * (size_t)w->fold_n[i]))) {
                 fold_clear(w);
@@ -551,8 +554,11 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     int idx = -1;
     char name[LMP_MAX_NAME + 16];
     const lmp_config *cfg = lmp_model_config(w->m);
-    for (int i = 0; i < 2 + LMP_LIN_COUNT && idx < 0; i++) {
-        if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
+    for (int i = 0; i < 3 + LMP_LIN_COUNT && idx < 0; i++) {
+        if (i == 2 + LMP_LIN_COUNT) { /* the router (AWQ's gate/up scales in its columns) */
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
+                     strcmp(cfg->model_type, "mixtral") == 0 ? "block_sparse_moe.gate" : "mlp.gate");
+        } else if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
                      i == 0                              ? "input_layernorm"
                      : cfg->norms == LMP_NORM_SANDWICH ? "pre_feedforward_layernorm"

@@ -189,6 +189,11 @@ enum {
      * (class LMP_IN_MLP: [E][hidden][hidden]) and the down input (LMP_IN_DOWN: [E][ff][ff]);
      * an expert no token reached keeps a zero Hessian and ens 0 (lib/calib/experts.c) */
     LMP_STAT_EXPERT_HESSIAN = 1u << 4,
+    /* mixture of experts, with LMP_STAT_CAPTURE: in a sparse layer X[LMP_IN_MLP] is filled
+     * from the experts' routed rows (every token reaches k experts: the FFN-normed input of
+     * every token), and each expert's down inputs are kept with their tokens (eX / eT /
+     * eXn) */
+    LMP_STAT_EXPERT_CAPTURE = 1u << 5,
 };
 
 /* Row flags. */
@@ -218,6 +223,12 @@ typedef struct {
     double **eH[LMP_IN_COUNT];
     int64_t *ens[LMP_IN_COUNT];
     int e_n;                       /* experts eH / ens hold (0: none) */
+    /* LMP_STAT_EXPERT_CAPTURE (sparse layers only): expert e's down inputs eX[e] (eXn[e]
+     * rows of moe_ff f32, window order) and their token rows eT[e] (into X[LMP_IN_MLP]) */
+    float **eX;
+    int64_t **eT;
+    int64_t *eXn, *eXcap;
+    int eX_n;
 } lmp_calib_stats;
 
 /* lib/calib/experts.c: the per-expert statistics of a sparse layer (the driver calls

@@ -177,6 +177,9 @@ typedef int (*lmp_linear_hook)(void *user, int layer, lmp_linear which, const fl
  * for the attention and dense linears. Experts no token reached are not called.
  * Thread-local; valid during the call. */
 int lmp_hook_expert(void);
+/* Inside such an expert call: the token index (row of the block's x, 0-based) of each of
+ * X's n rows, ascending; NULL outside expert calls. Thread-local; valid during the call. */
+const int *lmp_hook_expert_rows(void);
 
 /* The keys and values of one block for positions [0, n_ctx): f32, [n_ctx][n_kv_heads *
  * head_dim] each, RoPE already applied to k. */

@@ -315,8 +315,10 @@ size_t lmp_moe_floats(const lmp_model *m, int n)
 }
 
 static _Thread_local int g_hook_expert = -1;
+static _Thread_local const int *g_hook_rows;
 
 int lmp_hook_expert(void) { return g_hook_expert; }
+const int *lmp_hook_expert_rows(void) { return g_hook_expert >= 0 ? g_hook_rows : NULL; }
 
 int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, float *out,
                 float *buf, int layer, lmp_linear_hook hook, void *user)
@@ -359,6 +361,7 @@ int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, fl
             memcpy(Xe + (int64_t)r * d, xn + (int64_t)lt[c0 + r] * d, sizeof(float) * (size_t)d);
         int rc;
         g_hook_expert = x;
+        g_hook_rows = lt + c0;
         rc = hook ? hook(user, layer, LMP_LIN_GATE, Xe, nc, d) : 0;
         g_hook_expert = -1;
         if (rc)
@@ -369,6 +372,7 @@ int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, fl
         for (int r = 0; r < nc; r++)
             lmp_silu_mul(G + (int64_t)r * ff, U + (int64_t)r * ff, ff);
         g_hook_expert = x;
+        g_hook_rows = lt + c0;
         rc = hook ? hook(user, layer, LMP_LIN_DOWN, G, nc, ff) : 0;
         g_hook_expert = -1;
         if (rc)

@@ -38,6 +38,9 @@ typedef struct {
     const float *attn_norm;            /* (hidden) input_layernorm.weight */
     const float *ffn_norm;             /* (hidden) post_attention_layernorm.weight */
     const float *bias[LMP_LIN_COUNT];  /* (rows of linear k) "<prefix>.bias" */
+    /* mixture of experts: the router (n_experts, hidden) f32 with AWQ's gate/up scales
+     * folded into its columns (it reads the same normed input), kept unquantized */
+    const float *router;
 } lmp_qfold;
 /* Called before the sink of the same block (ctx = sink_ctx). Non-zero stops the run. */
 typedef int (*lmp_qpipe_fold_sink)(void *ctx, int layer, const lmp_qfold *f);

@@ -39,10 +39,11 @@ void lmp_qpipe_result_free(lmp_qpipe_result *r)
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
-    if (m && lmp_model_is_moe(m) && p->method == LMP_QMETHOD_AWQ)
-        return lmp_err(LMP_EUNSUPPORTED, "%s: AWQ of mixture-of-experts models is not supported yet (per-expert "
-                       "scales are not implemented); GPTQ and RTN quantize the experts (--method gptq|rtn), GGUF "
-                       "block types too (--type)", lmp_model_ckpt(m)->path);
+    if (m && lmp_model_is_moe(m) && p->method == LMP_QMETHOD_AWQ &&
+        strcmp(lmp_model_config(m)->model_type, "granitemoe") == 0)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: AWQ of granitemoe is not supported (its experts are fused 3-D "
+                       "parameters no integer-group folder holds; GGUF types: lmpress quantize --type)",
+                       lmp_model_ckpt(m)->path);
     if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN && p->method != LMP_QMETHOD_AWQ)
         return lmp_err(LMP_EINVAL, "quantize: unknown method %d", (int)p->method);
     if (p->method == LMP_QMETHOD_AWQ && p->act_order)
