@@ -5,8 +5,8 @@
 # HF, GGUF and back, and the refusals: top-k above the expert count in config.json (file
 # and key named, nothing written), calibrated methods on expert models (nothing written);
 # magnitude 2:4 pruning of every expert; GPTQ / RTN folders (GPTQ and compressed-tensors) and
-# Wanda / SparseGPT on experts, each expert on its routed tokens, loaded and evaluated;
-# AWQ and granitemoe integer-group folders refused. The real configs' parsing and the
+# Wanda / SparseGPT and AWQ on experts, each expert on its routed tokens, loaded and
+# evaluated; granitemoe integer-group folders refused. The real configs' parsing and the
 # per-expert Hessians against the float64 reference are in tests/unit/test_moe.c.
 . tests/cli/lib.sh
 # one thread: the thread-count independence is in tests/unit/test_moe.c, and on a loaded
@@ -119,9 +119,20 @@ check "granitemoe SparseGPT output loads, ppl near float ($f -> $g)" "near $f $g
 refuses "GPTQ folder of granitemoe" "fused 3-D" "$LMP_BIN" quantize "$T/tiny-granitemoe" -o "$T/gq" \
     --method gptq --calib "$T/tiny-granitemoe/corpus.txt" $C --group-size 16
 check "nothing written for granitemoe GPTQ" "[ ! -e '$T/gq' ]"
-refuses "AWQ on experts" "AWQ of mixture-of-experts" "$LMP_BIN" quantize "$T/tiny-mixtral" -o "$T/aw" \
-    --method awq --calib "$T/tiny-mixtral/corpus.txt" $C --group-size 32 --no-act-order
-check "nothing written for AWQ" "[ ! -e '$T/aw' ]"
+# AWQ: one gate/up scale shared by the experts (folded into the norm and the router), the
+# down scales per expert; AWQ-format folder with expert names, loads and runs
+for p in tiny-mixtral tiny-qwen3-moe; do
+    f=$(ppl_n "$T/$p" $p)
+    ok "AWQ on $p experts" "$LMP_BIN" quantize "$T/$p" -o "$T/$p-awq" --method awq --calib "$T/$p/corpus.txt" \
+        $C --group-size 32 --no-act-order
+    g=$(ppl_n "$T/$p-awq" $p)
+    check "$p AWQ folder loads, ppl near float ($f -> $g)" "near $f $g"
+done
+check "mixtral AWQ: expert qweight and folded router" \
+    "$LMP_BIN inspect $T/tiny-mixtral-awq | grep -q 'block_sparse_moe.experts.3.w3.qweight'"
+refuses "AWQ on granitemoe" "granitemoe" "$LMP_BIN" quantize "$T/tiny-granitemoe" -o "$T/aw" \
+    --method awq --calib "$T/tiny-granitemoe/corpus.txt" $C --group-size 16 --no-act-order
+check "nothing written for granitemoe AWQ" "[ ! -e '$T/aw' ]"
 ok "magnitude 2:4 on every linear and expert" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pr" \
     --method magnitude --pattern 2:4 --json
 check "prune: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
