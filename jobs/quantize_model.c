@@ -187,6 +187,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
     pp.fold_sink = lmp_qmodel_writer_fold;
+    pp.expert_sink = lmp_qmodel_writer_experts;
     if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
         goto done;
     rc = lmp_qmodel_writer_finish(w, &r->write);

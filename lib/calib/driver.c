@@ -242,8 +242,9 @@ static int stat_hook(void *user, int layer, lmp_linear which, const float *X, in
     lmp_calib_stats *st = h->per_layer ? &h->st[layer] : h->st;
     const int ex = lmp_hook_expert();
     if (ex >= 0) { /* an expert's routed tokens only */
-        if (!st->exsq)
-            return 0;
+        int rc = lmp_calib_expert_add(st, h->row, ex, which, X, n, in); /* experts.c (moecal) */
+        if (rc || !st->exsq)
+            return rc;
         const bool gate = which == LMP_LIN_GATE;
         if (in != (gate ? h->e_hidden : h->e_ff))
             return lmp_err(LMP_EINVAL, "calibration: layer %d expert %d: %lld inputs", layer, ex, (long long)in);
@@ -278,6 +279,7 @@ static void stats_free(lmp_calib_stats *st)
     }
     free(st->exsq);
     free(st->ecount);
+    lmp_calib_expert_free(st);
     memset(st, 0, sizeof *st);
 }
 
@@ -299,6 +301,9 @@ static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const l
             return lmp_err(LMP_ENOMEM, "out of memory for the captured inputs (%lld tokens x %lld columns f32: %.1f MiB)",
                            (long long)ntok, (long long)cols, (double)ntok * (double)cols * 4 / 1048576.0);
     }
+    int rc = lmp_calib_expert_alloc(st, row, b->m, b->layer, group, row->classes); /* experts.c (moecal) */
+    if (rc)
+        return rc;
     if ((row->stats & LMP_STAT_EXPERTS) && b->n_experts > 0) {
         const size_t per = (size_t)b->n_experts * (size_t)(b->e_hidden + b->e_ff);
         st->exsq = calloc(per, sizeof(double));

@@ -11,6 +11,7 @@
  * (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
+#include "prune_internal_moe.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,9 +36,9 @@ void lmp_prune_result_free(lmp_prune_result *r)
 
 int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
 {
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); nothing was written",
+    if (lmp_model_is_moe(m) && s->qbits)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: joint quantization (--then-quantize) of mixture-of-experts models is "
+                       "not supported; prune to dense safetensors, then quantize (lmpress quantize --method gptq)",
                        lmp_model_ckpt(m)->path);
     const lmp_config *c = lmp_model_config(m);
     for (int l = 0; l < c->n_layers; l++)
@@ -45,6 +46,13 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
             char name[LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
+            if (!wm) { /* a sparse block: its experts (expert 0 has every expert's shape) */
+                wm = lmp_model_expert_linear(m, l, 0, (lmp_linear)w);
+                lmp_expert_hf_prefix(c, l, 0, (lmp_linear)w, name, sizeof name);
+                if (!wm)
+                    return lmp_err(LMP_EINVAL, "%s: block %d has no %s", lmp_model_ckpt(m)->path, l,
+                                   lmp_linear_name((lmp_linear)w));
+            }
             /* natively quantized linears (intgroup payloads of GPTQ/AWQ folders, GGUF
              * blocks) are read row by row through lmp_wmat_row_f32 */
             if (!wm->q && !lmp_dtype_info(wm->dtype)->to_f32)
@@ -97,6 +105,7 @@ typedef struct {
     lmp_qtensor qt[LMP_LIN_COUNT];
     lmp_wmat pw[LMP_LIN_COUNT];
     err_ctx ec;
+    lmp_pexperts x;              /* a sparse block's experts (pexperts.c) */
 } pr_ctx;
 
 static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
@@ -115,6 +124,8 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     st->err = -1;
     st->loss = -1;
     lmp_linear_hf_prefix(l, w, st->name, sizeof st->name);
+    if (w >= LMP_LIN_GATE && lmp_model_n_experts(b->m, l) > 0) /* routed experts, each on its own tokens */
+        return lmp_pexperts_linear(&c->x, p, res, b, w, st);
     double t0 = lmp_time_s();
     int rc = lmp_calib_weight_f32(&b->orig[w], st->name, &c->Wp[w]);
     if (rc)
@@ -144,6 +155,8 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
 
 static int pr_rerun(void *ctx, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
+    if (lmp_hook_expert() >= 0) /* experts' errors are not measured */
+        return 0;
     return err_hook(&((pr_ctx *)ctx)->ec, layer, which, X, n, in);
 }
 
@@ -164,10 +177,13 @@ static int pr_end(void *ctx, lmp_calib_block *b)
     const lmp_prune_params *p = c->p;
     const int l = b->layer;
     lmp_prune_linear_stats *st = &c->res->lin[l * LMP_LIN_COUNT];
+    const bool sparse = lmp_model_n_experts(b->m, l) > 0;
     if (b->cal)
         for (int w = 0; w < LMP_LIN_COUNT; w++)
-            st[w].err = c->ec.den[w] > 0 ? sqrt(c->ec.num[w] / c->ec.den[w]) : 0.0;
+            st[w].err = sparse && w >= LMP_LIN_GATE ? -1 : c->ec.den[w] > 0 ? sqrt(c->ec.num[w] / c->ec.den[w]) : 0.0;
     int rc;
+    if (c->x.n && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, c->x.n, (const float *const *)c->x.W)))
+        return rc;
     if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)c->Wp, (const uint8_t *const *)c->mask,
                                  p->spec.qbits ? c->qt : NULL, st)))
         return rc;
@@ -178,8 +194,8 @@ static int pr_end(void *ctx, lmp_calib_block *b)
 
 static void pr_cleanup(void *ctx, lmp_calib_block *b)
 {
-    (void)b;
     pr_ctx *c = ctx;
+    lmp_pexperts_restore(&c->x, b->m, b->layer);
     for (int w = 0; w < LMP_LIN_COUNT; w++) {
         free(c->Wp[w]);
         free(c->mask[w]);
@@ -201,7 +217,7 @@ static const lmp_calib_method g_magnitude_row = {
 /* Wanda: the column sums of squares of every input. */
 static const lmp_calib_method g_wanda_row = {
     .name = "wanda",
-    .stats = LMP_STAT_XSQ,
+    .stats = LMP_STAT_XSQ | LMP_STAT_EXPERTS,
     .begin = pr_begin,
     .linear = pr_linear,
     .rerun_hook = pr_rerun,
@@ -211,7 +227,7 @@ static const lmp_calib_method g_wanda_row = {
 /* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input. */
 static const lmp_calib_method g_sparsegpt_row = {
     .name = "sparsegpt",
-    .stats = LMP_STAT_HESSIAN,
+    .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add,
     .begin = pr_begin,
     .linear = pr_linear,
@@ -223,10 +239,6 @@ static const lmp_calib_method g_sparsegpt_row = {
 int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_params *p, lmp_prune_result *res)
 {
     memset(res, 0, sizeof *res);
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); nothing was written",
-                       lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;
@@ -247,7 +259,8 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     if (cal) {
         int64_t max_rows = 0;
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
-            int64_t r = lmp_model_linear(m, 0, (lmp_linear)w)->rows;
+            const lmp_wmat *wm = lmp_model_linear(m, 0, (lmp_linear)w);
+            int64_t r = wm ? wm->rows : lmp_model_config(m)->hidden_size; /* experts: not measured */
             max_rows = r > max_rows ? r : max_rows;
         }
         res->n_samples = cal->n_samples;
@@ -269,6 +282,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                                                                 : &g_magnitude_row;
     lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress};
     rc = lmp_calib_run(m, cal, row, &pc, &o);
+    lmp_pexperts_free(&pc.x);
 done:
     free(pc.ec.y0);
     free(pc.ec.y1);
