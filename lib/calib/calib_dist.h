@@ -12,9 +12,10 @@
  *
  * Statistics. Every group's statistics (Hessian, xsq, the experts' sums and counts) are
  * gathered from zero over that group's windows in window order, exactly as one process
- * would; then the groups are combined in group order on rank 0 (its own groups as they
- * finish, the others' received from their owners) and the total broadcast: the first
- * group is copied (never added to a zero, which would turn a -0.0 into +0.0), xsq / exsq
+ * would; then the groups are combined in group order along the ranks (rank 0 folds its
+ * groups as they end and sends the running totals to rank 1, which folds its groups into
+ * them and sends them on, ...; the last rank with groups broadcasts the result, so each
+ * rank moves the totals about twice whatever G): the first group is copied (never added to a zero, which would turn a -0.0 into +0.0), xsq / exsq
  * / counts are added, and the Hessians, which the rows keep as running means (H = 2/ns
  * sum x x^T, lmp_gptq_hessian_add), are merged as means:
  *   H = H * (ns / (ns + ns_g)) + H_g * (ns_g / (ns + ns_g)),  ns += ns_g.

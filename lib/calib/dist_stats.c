@@ -219,7 +219,7 @@ static void set_fold(const lmp_calib_dist *d, lmp_calib_stats *T, const lmp_cali
     }
 }
 
-/* Sends (to rank 0) or receives (from `peer`) one set. */
+/* Sends one set to rank `peer` or receives it from `peer`. */
 static int set_xfer(const lmp_calib_dist *d, lmp_calib_stats *st, bool send, int peer)
 {
     int rc = LMP_OK;
@@ -239,20 +239,20 @@ static int set_xfer(const lmp_calib_dist *d, lmp_calib_stats *st, bool send, int
     return rc;
 }
 
-static int set_bcast(const lmp_calib_dist *d, lmp_calib_stats *st)
+static int set_bcast(const lmp_calib_dist *d, lmp_calib_stats *st, int root)
 {
     int rc = LMP_OK;
     for (int k = 0; k < LMP_IN_COUNT && !rc; k++) {
         const size_t c = (size_t)d->cols[k];
         if (!rc && st->H[k])
-            rc = lmp_dist_bcast(st->H[k], c * c * sizeof(double), 0);
+            rc = lmp_dist_bcast(st->H[k], c * c * sizeof(double), root);
         if (!rc && st->xsq[k])
-            rc = lmp_dist_bcast(st->xsq[k], c * sizeof(double), 0);
+            rc = lmp_dist_bcast(st->xsq[k], c * sizeof(double), root);
     }
     if (!rc)
-        rc = lmp_dist_bcast(st->ns, sizeof st->ns, 0);
-    if (!rc && st->exsq && !(rc = lmp_dist_bcast(st->exsq, d->ex_n * sizeof(double), 0)))
-        rc = lmp_dist_bcast(st->ecount, d->ex_cnt * sizeof(int64_t), 0);
+        rc = lmp_dist_bcast(st->ns, sizeof st->ns, root);
+    if (!rc && st->exsq && !(rc = lmp_dist_bcast(st->exsq, d->ex_n * sizeof(double), root)))
+        rc = lmp_dist_bcast(st->ecount, d->ex_cnt * sizeof(int64_t), root);
     return rc;
 }
 
@@ -307,26 +307,31 @@ int lmp_calib_dist_window(lmp_calib_dist *d, int s, lmp_calib_stats **into)
     return LMP_OK;
 }
 
+/* The groups are combined along the ranks in order, which is group order: rank 0 folds
+ * its groups (as they end) and sends the running totals to rank 1, which folds its own
+ * groups into them and sends them on, ... ; the last rank that has groups broadcasts the
+ * result. Each rank moves the totals about twice, whatever G. */
 int lmp_calib_dist_pass_end(lmp_calib_dist *d)
 {
     if (!d->grouped)
         return LMP_OK;
     int rc = LMP_OK;
+    const int last = (d->G < d->size ? d->G : d->size) - 1; /* the last rank with groups */
     if (d->rank == 0) {
         if (d->cur >= 0)
             root_fold(d, d->cur);
-        for (int g = d->ghi; g < d->G && !rc; g++) { /* the other ranks' groups, in order */
-            const int from = lmp_calib_group_owner(d->G, g, d->size);
-            for (int i = 0; i < d->n_sets && !rc; i++)
-                if (!(rc = set_xfer(d, &d->part[i], false, from)))
-                    set_fold(d, &d->total[i], &d->part[i], g == 0);
-        }
-    } else {
-        for (int s = 0; s < d->slots * d->n_sets && !rc; s++)
-            rc = set_xfer(d, &d->part[s], true, 0);
+    } else if (d->rank <= last) {
+        for (int i = 0; i < d->n_sets && !rc; i++)
+            rc = set_xfer(d, &d->total[i], false, d->rank - 1);
+        for (int g = d->glo; g < d->ghi && !rc; g++)
+            for (int i = 0; i < d->n_sets; i++)
+                set_fold(d, &d->total[i], &d->part[(g - d->glo) * d->n_sets + i], false);
     }
+    if (d->rank < last)
+        for (int i = 0; i < d->n_sets && !rc; i++)
+            rc = set_xfer(d, &d->total[i], true, d->rank + 1);
     for (int i = 0; i < d->n_sets && !rc && d->size > 1; i++)
-        rc = set_bcast(d, &d->total[i]);
+        rc = set_bcast(d, &d->total[i], last);
     d->cur = -1;
     parts_free(d);
     return rc;
