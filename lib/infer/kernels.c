@@ -40,6 +40,8 @@
  * streaming path only (M < LMP_K_SMALL_M; lmp_k_act_m), the batched one keeps f32 X and
  * panels; decoding then reads half the bytes of X (a 5632-wide f32 row and the streamed
  * weight rows overflow the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row).
+ * q4_K likewise rounds X (to Q8, with its integer dot where the variant has one) on the
+ * streaming path only.
  * Other dtypes (f32, q4_1, q5_1, k-quants but q6_K) keep f32 activations and f32 panels
  * (dequantized once per KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
@@ -266,9 +268,13 @@ lmp_act lmp_k_act(lmp_dtype dt)
 lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M)
 {
     const lmp_act act = lmp_k_act(dt);
-    /* f16 rounds X only where it streams the weights: the batched path's f32 panels gain
-     * nothing from it and would pay a pass over X */
-    return act == LMP_ACT_F16 && impl()->ukr && M >= g_small_m ? LMP_ACT_F32 : act;
+    /* f16 and q4_K round X only where they stream the weights: the batched path's f32
+     * panels gain nothing from it and would pay a pass over X (q4_K: 8% of qwen3-0.6b's
+     * pp512; its batched sums stay those of f32 activations, as before its integer dot) */
+    return (act == LMP_ACT_F16 || (act == LMP_ACT_Q8 && dt == LMP_DT_Q4_K)) && impl()->ukr &&
+                   M >= g_small_m
+               ? LMP_ACT_F32
+               : act;
 }
 
 /* Bytes of one row of K elements in an activation format. */
@@ -1127,6 +1133,11 @@ void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 void lmp_silu_mul(float *gate_inout, const float *up, int64_t n)
 {
     impl()->silu_mul(gate_inout, up, n);
+}
+
+void lmp_gelu_mul(float *gate_inout, const float *up, int64_t n)
+{
+    impl()->gelu_mul(gate_inout, up, n);
 }
 
 float lmp_dot_f32(const float *a, const float *b, int64_t n) { return impl()->dot_f32(a, b, n); }

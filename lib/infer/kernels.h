@@ -118,6 +118,11 @@ void lmp_kernels_scratch_free(void);
 void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 /* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). */
 void lmp_silu_mul(float *gate_inout, const float *up, int64_t n);
+/* gate[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(g) = 0.5 g (1 + tanh(z)) with
+ * z = sqrt(2/pi) (g + 0.044715 g^3) (transformers' gelu_pytorch_tanh). The reference
+ * computes it with tanhf; the SIMD variants as g / (1 + exp(-2z)) (the same function:
+ * (1 + tanh z) / 2 = 1 / (1 + exp(-2z))), within a few ulp of it. */
+void lmp_gelu_mul(float *gate_inout, const float *up, int64_t n);
 /* sum_i a[i] * b[i] (f32 accumulation, fixed order per variant). */
 float lmp_dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i]. */

@@ -119,6 +119,7 @@ typedef struct {
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    void (*gelu_mul)(float *g, const float *u, int64_t n);
     void (*softmax)(float *x, int64_t n);
     double (*logsumexp)(const float *x, int64_t n);
     /* Activation rounding (bitwise the reference's): the LMP_ACT_Q8 row of x[0..n)

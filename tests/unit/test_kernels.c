@@ -392,8 +392,11 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
     lmp_gemm_set_exact(false);
     CHECK(!lmp_gemm_exact() && lmp_k_act(LMP_DT_BF16) == LMP_ACT_BF16 &&
           lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F16 &&
-          lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q4_K) == LMP_ACT_F32,
-          "default: rounded activations for bf16, f16 and q4_0, f32 for f32 and q4_K");
+          lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q5_K) == LMP_ACT_F32 &&
+          lmp_k_act(LMP_DT_Q4_K) ==
+              (lmp_k_impl(lmp_kernels_isa())->dt[LMP_DT_Q4_K].dotq ? LMP_ACT_Q8 : LMP_ACT_F32),
+          "default: rounded activations for bf16, f16 and q4_0 (q4_K where the variant has its "
+          "integer dot), f32 for f32 and q5_K");
     for (int i = 0; i < nisa; i++) { /* f16: rounded only where the weights stream */
         lmp_kernels_set_isa(isas[i]);
         const bool tiled = lmp_k_impl(isas[i])->ukr != NULL;
@@ -432,6 +435,12 @@ static void lowbit_random_row(lmp_dtype dt, lmp_rng *r, uint8_t *w, int64_t n)
         case LMP_DT_TQ2_0: at = offsetof(lmp_block_tq2_0, d); break;
         case LMP_DT_TQ1_0: at = offsetof(lmp_block_tq1_0, d); break;
         case LMP_DT_MXFP4: b[0] = (uint8_t)(100 + lmp_rng_next(r) % 40); continue; /* E8M0 */
+        case LMP_DT_Q6_K: at = offsetof(lmp_block_q6_k, d); break;
+        case LMP_DT_Q4_K: { /* d, then dmin */
+            const uint16_t hm = rand_scale_f16(r);
+            memcpy(b + offsetof(lmp_block_q4_k, dmin), &hm, 2);
+            break;
+        }
         case LMP_DT_IQ1_M: { /* the f16 spread over the top nibbles of the four scales */
             uint16_t sc[4];
             memcpy(sc, b + offsetof(lmp_block_iq1_m, scales), 8);
@@ -451,7 +460,7 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
     static const lmp_dtype dts[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_MXFP4, LMP_DT_TQ1_0,
                                     LMP_DT_TQ2_0,  LMP_DT_Q1_0,   LMP_DT_Q2_0,  LMP_DT_IQ3_XXS,
                                     LMP_DT_IQ3_S,  LMP_DT_IQ2_XXS, LMP_DT_IQ2_XS, LMP_DT_IQ2_S,
-                                    LMP_DT_IQ1_S,  LMP_DT_IQ1_M};
+                                    LMP_DT_IQ1_S,  LMP_DT_IQ1_M,  LMP_DT_Q4_K,  LMP_DT_Q6_K};
     lmp_rng r;
     lmp_rng_seed(&r, SEED + 21);
     const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
@@ -487,6 +496,8 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
                 const float want0 = ref->dt[dt].dotq(w, xq, n);
                 for (int i = 0; i < nisa; i++) {
                     const lmp_kdt *kd = &lmp_k_impl(isas[i])->dt[dt];
+                    if (!kd->dotq) /* q4_K / q6_K without VNNI: f32 activations */
+                        continue;
                     float got[4];
                     for (int row = 0; row < 4; row++)
                         got[row] = kd->dotq(w + row * rb, xq, n);
@@ -518,11 +529,64 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
         CHECK(nbad == 0, "%s: %ld of %ld random-byte dots outside %.0e * sum|w x| (worst ref %.2e, "
               "avx2 %.2e, avx512 %.2e)", t->name, (long)nbad, (long)nchk, TOL_GEMM, worst[0],
               nisa > 1 ? worst[1] : 0.0, nisa > 2 ? worst[2] : 0.0);
-        CHECK(lmp_k_act(dt) == LMP_ACT_Q8, "%s computes on Q8 activations", t->name);
+        /* the k-quants have integer dots only with AVX-512 VNNI (f32 activations else) */
+        const bool kq = dt == LMP_DT_Q4_K || dt == LMP_DT_Q6_K;
+        CHECK(lmp_k_act(dt) == LMP_ACT_Q8 ||
+                  (kq && !lmp_k_impl(lmp_kernels_isa())->dt[dt].dotq && lmp_k_act(dt) == LMP_ACT_F32),
+              "%s computes on Q8 activations", t->name);
         printf("lowbit dotq %-7s random bytes: worst |err| / sum|w x|", t->name);
         for (int i = 0; i < nisa; i++)
             printf(" %s %.2e", lmp_isa_name(isas[i]), worst[i]);
         printf("\n");
+    }
+}
+
+/* f16 weights on F16 activations, the four-row dot (one pass over X for four rows): each
+ * row's sum does not depend on the row's position among the four (bitwise: every row has
+ * its own accumulators, fed in one order) and is within 1e-6 * sum |w x| of the single-row
+ * dot, on every variant that has both, at lengths with and without 64- and 16-element tails. */
+static void test_f16_dotq4_rows(const lmp_isa *isas, int nisa)
+{
+    static const int64_t ns[] = {16, 40, 64, 100, 1152, 3072, 3079};
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 41);
+    for (int i = 0; i < nisa; i++) {
+        const lmp_kdt *kd = &lmp_k_impl(isas[i])->dt[LMP_DT_F16];
+        if (!kd->dotq || !kd->dotq4)
+            continue;
+        int bad = 0;
+        for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
+            const int64_t n = ns[s];
+            float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
+            uint16_t *xa = malloc(2 * n), *wh = malloc(2 * 4 * n), *rot = malloc(2 * 4 * n);
+            double mag[4] = {0, 0, 0, 0};
+            fill_normal(&r, x, n, 1.0f);
+            for (int64_t k = 0; k < n; k++)
+                xa[k] = lmp_f32_to_f16(x[k]);
+            for (int row = 0; row < 4; row++) {
+                fill_normal(&r, w, n, 0.1f);
+                for (int64_t k = 0; k < n; k++) {
+                    wh[row * n + k] = lmp_f32_to_f16(w[k]);
+                    mag[row] += fabs((double)lmp_f16_to_f32(wh[row * n + k]) * lmp_f16_to_f32(xa[k]));
+                }
+            }
+            float four[4], turned[4];
+            kd->dotq4(wh, 2 * (size_t)n, xa, n, four);
+            for (int row = 0; row < 4; row++) /* rows rotated by one position */
+                memcpy(rot + ((row + 1) % 4) * n, wh + row * n, 2 * (size_t)n);
+            kd->dotq4(rot, 2 * (size_t)n, xa, n, turned);
+            for (int row = 0; row < 4; row++) {
+                const float one = kd->dotq(wh + row * n, xa, n);
+                const bool same = memcmp(&four[row], &turned[(row + 1) % 4], sizeof(float)) == 0;
+                if ((!same || !(fabs((double)four[row] - one) <= 1e-6 * mag[row])) && bad++ < 3)
+                    fprintf(stderr, "  f16 dotq4 %s n=%ld row %d: %.9g (moved: %.9g), dotq %.9g\n",
+                            lmp_isa_name(isas[i]), (long)n, row, four[row],
+                            turned[(row + 1) % 4], one);
+            }
+            free(x), free(w), free(xa), free(wh), free(rot);
+        }
+        CHECK(bad == 0, "f16 dotq4: rows independent of their position, within 1e-6 of dotq (%s)",
+              lmp_isa_name(isas[i]));
     }
 }
 
@@ -597,6 +661,24 @@ static void test_helpers(lmp_isa isa, uint64_t seed)
             worst = er > worst ? er : worst;
         }
         CHECK(worst <= TOL_HELPER, "%s silu_mul n=%ld: worst %.3g", nm, (long)n, worst);
+
+        /* gelu_mul (tanh approximation) against the formula in double, gate values up to
+         * +-200 (saturation on both sides) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i] * 4.0f;
+        if (n > 3)
+            y[0] = -200.0f, y[1] = 200.0f, y[2] = 0.0f;
+        memcpy(b, y, sizeof(float) * n);
+        lmp_gelu_mul(y, w, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double g = b[i];
+            double want = 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * w[i];
+            /* against |g u|: for g << 0 the reference's 1 + tanhf(z) cancels */
+            double er = relerr(y[i], want, fabs(g * w[i]) + 1e-30);
+            worst = er > worst ? er : worst;
+        }
+        CHECK(worst <= TOL_HELPER, "%s gelu_mul n=%ld: worst %.3g", nm, (long)n, worst);
 
         /* softmax with a -inf entry and a wide range */
         for (int64_t i = 0; i < n; i++)
@@ -869,6 +951,7 @@ int main(void)
     test_decoders(isas, nisa);
     test_gemm(isas, nisa);
     test_lowbit_dots(isas, nisa);
+    test_f16_dotq4_rows(isas, nisa);
     test_exact_mode(isas, nisa);
     test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);
