@@ -36,6 +36,7 @@
 #define LMP_CALIB_H
 
 #include "../infer/infer.h"
+#include "calib_dist.h"
 /* ---------------------------------------------------------------- linear inputs --- */
 
 /* A block's seven linears read four distinct inputs: the attention-normed hidden state
@@ -292,7 +293,20 @@ typedef struct lmp_calib_method {
     void (*cleanup)(void *ctx, lmp_calib_block *b);   /* always, success or not */
     /* progress steps of one block (NULL: passes x windows, or 7 linears without them) */
     uint64_t (*steps)(void *ctx, const lmp_calib_block *b);
+    /* Data-parallel runs (calib_dist.h). linear_share: called on every rank, in linear
+     * order, after rank `owner` alone ran `linear` for w: makes every rank hold the
+     * owner's result for w (broadcast from it) and sets b->install_* as `linear` did;
+     * NULL: every rank runs every linear. rerun_sums: the row's n doubles that its
+     * re-run hooks add to (from zero at the block's start), so that the driver can
+     * gather them per window group and combine them across ranks; NULL for a row with
+     * re-run hooks: its windows are not split among ranks. */
+    int (*linear_share)(void *ctx, lmp_calib_block *b, lmp_linear w, int owner);
+    double *(*rerun_sums)(void *ctx, lmp_calib_block *b, size_t *n);
 } lmp_calib_method;
+
+/* Broadcasts q (an INTGROUP tensor, or an empty one: rows 0) from rank `owner`; the other
+ * ranks' *q (empty on entry) becomes a copy. For linear_share hooks. */
+int lmp_calib_share_qtensor(lmp_qtensor *q, int owner);
 
 typedef struct {
     bool true_sequential;  /* one statistics pass per input class */

@@ -12,6 +12,7 @@
  */
 #include "prune.h"
 #include "prune_internal_moe.h"
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
  * ||X W^T - X W'^T||_F / ||X W^T||_F accumulated over the calibration tokens. */
 typedef struct {
     const lmp_wmat *orig, *pruned; /* [LMP_LIN_COUNT] */
-    double num[LMP_LIN_COUNT], den[LMP_LIN_COUNT];
+    double sums[2][LMP_LIN_COUNT]; /* [0]: the numerators, [1]: the denominators */
     float *y0, *y1;                /* [seq_len * max rows] */
 } err_ctx;
 
@@ -90,8 +91,8 @@ static int err_hook(void *user, int layer, lmp_linear which, const float *X, int
         num += d * d;
         den += a * a;
     }
-    e->num[which] += num;
-    e->den[which] += den;
+    e->sums[0][which] += num;
+    e->sums[1][which] += den;
     return 0;
 }
 
@@ -145,12 +146,48 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     st->seconds = lmp_time_s() - t0;
     for (int64_t i = 0; i < rows * cols; i++)
         st->zeros += !c->mask[w][i];
-    res->params += (uint64_t)(rows * cols);
-    res->zeros += (uint64_t)st->zeros;
     c->pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = c->Wp[w],
                           .row_bytes = (size_t)cols * sizeof(float)};
     b->install_w[w] = &c->pw[w];
     return LMP_OK;
+}
+
+/* Under mpirun (lib/calib/calib_dist.h): linear w's pruned weights, mask, quantized
+ * tensor and figures from the rank that pruned it. */
+static int pr_share(void *ctx, lmp_calib_block *b, lmp_linear w, int owner)
+{
+    pr_ctx *c = ctx;
+    lmp_prune_linear_stats *st = &c->res->lin[b->layer * LMP_LIN_COUNT + w];
+    const int64_t rows = b->orig[w].rows, cols = b->orig[w].cols;
+    int rc = lmp_dist_bcast(st, sizeof *st, owner);
+    if (rc)
+        return rc;
+    if (lmp_dist_rank() != owner) {
+        free(c->Wp[w]);
+        free(c->mask[w]);
+        c->Wp[w] = malloc((size_t)(rows * cols) * sizeof(float));
+        c->mask[w] = malloc((size_t)(rows * cols));
+        if (!c->Wp[w] || !c->mask[w])
+            return lmp_err(LMP_ENOMEM, "out of memory (%s from rank %d)", st->name, owner);
+    }
+    if ((rc = lmp_dist_bcast(c->Wp[w], (size_t)(rows * cols) * sizeof(float), owner)) ||
+        (rc = lmp_dist_bcast(c->mask[w], (size_t)(rows * cols), owner)))
+        return rc;
+    if (c->p->spec.qbits && (rc = lmp_calib_share_qtensor(&c->qt[w], owner)))
+        return rc;
+    c->pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = c->Wp[w],
+                          .row_bytes = (size_t)cols * sizeof(float)};
+    b->install_w[w] = &c->pw[w];
+    return LMP_OK;
+}
+
+/* The re-run's error sums, gathered per window group across ranks by the driver. */
+static double *pr_rerun_sums(void *ctx, lmp_calib_block *b, size_t *n)
+{
+    (void)b;
+    pr_ctx *c = ctx;
+    *n = 2 * LMP_LIN_COUNT;
+    return &c->ec.sums[0][0];
 }
 
 static int pr_rerun(void *ctx, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
@@ -166,8 +203,7 @@ static int pr_begin(void *ctx, lmp_calib_block *b)
     /* the re-run (the pruned block producing the next block's inputs) measures the errors */
     c->ec.orig = b->orig;
     c->ec.pruned = c->pw;
-    memset(c->ec.num, 0, sizeof c->ec.num);
-    memset(c->ec.den, 0, sizeof c->ec.den);
+    memset(c->ec.sums, 0, sizeof c->ec.sums);
     return LMP_OK;
 }
 
@@ -178,9 +214,16 @@ static int pr_end(void *ctx, lmp_calib_block *b)
     const int l = b->layer;
     lmp_prune_linear_stats *st = &c->res->lin[l * LMP_LIN_COUNT];
     const bool sparse = lmp_model_n_experts(b->m, l) > 0;
+    for (int w = 0; w < LMP_LIN_COUNT; w++) { /* the totals, in linear order */
+        if (sparse && w >= LMP_LIN_GATE) /* routed experts: counted by pexperts.c */
+            continue;
+        c->res->params += (uint64_t)(st[w].rows * st[w].cols);
+        c->res->zeros += (uint64_t)st[w].zeros;
+    }
     if (b->cal)
         for (int w = 0; w < LMP_LIN_COUNT; w++)
-            st[w].err = sparse && w >= LMP_LIN_GATE ? -1 : c->ec.den[w] > 0 ? sqrt(c->ec.num[w] / c->ec.den[w]) : 0.0;
+            st[w].err = sparse && w >= LMP_LIN_GATE ? -1
+                        : c->ec.sums[1][w] > 0 ? sqrt(c->ec.sums[0][w] / c->ec.sums[1][w]) : 0.0;
     int rc;
     if (c->x.n && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, c->x.n, (const float *const *)c->x.W)))
         return rc;
@@ -213,6 +256,8 @@ static const lmp_calib_method g_magnitude_row = {
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 /* Wanda: the column sums of squares of every input. */
 static const lmp_calib_method g_wanda_row = {
@@ -223,6 +268,8 @@ static const lmp_calib_method g_wanda_row = {
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 /* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input. */
 static const lmp_calib_method g_sparsegpt_row = {
@@ -234,6 +281,8 @@ static const lmp_calib_method g_sparsegpt_row = {
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 
 int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_params *p, lmp_prune_result *res)

@@ -12,6 +12,7 @@
  * (awq.c), file layouts (formats/qmodel.c).
  */
 #include "qpipe_internal.h"
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -118,18 +119,24 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     int rc = lmp_qpipe_quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st);
     if (rc)
         return rc;
-    res->params += (uint64_t)(b->orig[w].rows * b->orig[w].cols);
-    res->qbytes += lmp_qtensor_nbytes(&q->qt[w]);
-    if (st->err > res->worst_err) {
-        res->worst_err = st->err;
-        snprintf(res->worst_name, sizeof res->worst_name, "%s", st->name);
-    }
-    if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
-        res->n_worse_than_rtn++;
     /* the engine runs the intgroup payload in place (bitwise the dequantized f32 copy's
      * result on the tiled path, M >= 16) */
     b->install_q[w] = &q->qt[w];
     return LMP_OK;
+}
+
+/* Under mpirun (lib/calib/calib_dist.h): linear w's result and figures from the rank that
+ * quantized it. */
+static int qp_share(void *ctx, lmp_calib_block *b, lmp_linear w, int owner)
+{
+    qp_ctx *q = ctx;
+    lmp_qlinear_stats *st = &q->res->lin[b->layer * LMP_LIN_COUNT + w];
+    int rc = lmp_dist_bcast(st, sizeof *st, owner);
+    if (!rc)
+        rc = lmp_calib_share_qtensor(&q->qt[w], owner);
+    if (!rc && q->qt[w].rows > 0)
+        b->install_q[w] = &q->qt[w];
+    return rc;
 }
 
 static int qp_end(void *ctx, lmp_calib_block *b)
@@ -137,9 +144,24 @@ static int qp_end(void *ctx, lmp_calib_block *b)
     qp_ctx *q = ctx;
     const lmp_qpipe_params *p = q->p;
     const int l = b->layer;
+    lmp_qpipe_result *res = q->res;
     int rc = LMP_OK;
     if (q->x.n && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, q->x.n, q->x.q)))
         return rc;
+    /* the totals, in linear order (whichever rank quantized each linear) */
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        const lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT + w];
+        if (q->qt[w].rows == 0) /* --keep: stays dense */
+            continue;
+        res->params += (uint64_t)(b->orig[w].rows * b->orig[w].cols);
+        res->qbytes += lmp_qtensor_nbytes(&q->qt[w]);
+        if (st->err > res->worst_err) {
+            res->worst_err = st->err;
+            snprintf(res->worst_name, sizeof res->worst_name, "%s", st->name);
+        }
+        if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
+            res->n_worse_than_rtn++;
+    }
     if (p->sink && (rc = p->sink(p->sink_ctx, l, q->qt, &q->res->lin[l * LMP_LIN_COUNT])))
         return rc;
     q->res->layer_seconds[l] = lmp_time_s() - b->t0;
@@ -164,6 +186,7 @@ static const lmp_calib_method g_gptq_row = {
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
+    .linear_share = qp_share,
 };
 /* RTN: the same statistics, for the error figures only (none without calibration). */
 static const lmp_calib_method g_rtn_row = {
@@ -173,6 +196,7 @@ static const lmp_calib_method g_rtn_row = {
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
+    .linear_share = qp_share,
 };
 
 /* ---------------------------------------------------------------- the run --------- */
