@@ -141,14 +141,17 @@ static uint64_t spill_threshold(void)
     return v <= 0 ? 0 : (uint64_t)v;
 }
 
-static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spill)
+/* A store of `bytes` (windows of win floats) for `what`; in memory when spilling is not
+ * allowed or held + bytes (held: what other stores keep in memory) is within the
+ * threshold, else in an unlinked temporary file. */
+static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spill, uint64_t held, const char *what)
 {
     st->mem = NULL;
     st->fd = -1;
     st->win = win;
-    if (!allow_spill || bytes <= spill_threshold()) {
+    if (!allow_spill || held + bytes <= spill_threshold()) {
         st->mem = malloc(bytes ? bytes : 1);
-        return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%.1f MiB)",
+        return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the %s (%.1f MiB)", what,
                                           bytes / 1048576.0);
     }
     const char *dir = getenv("TMPDIR");
@@ -161,9 +164,9 @@ static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spi
         return lmp_err(LMP_EIO, "%s: cannot create the calibration activations' temporary file: %s", path,
                        strerror(errno));
     unlink(path); /* gone with the process, whatever happens */
-    lmp_info("calibration activations: %.1f MiB f32, spilled to an unlinked temporary file in %s (memory holds "
-             "one window; LMP_CALIB_SPILL sets the threshold)",
-             bytes / 1048576.0, dir);
+    lmp_info("%s: %.1f MiB f32, spilled to an unlinked temporary file in %s (memory holds one window; "
+             "LMP_CALIB_SPILL sets the threshold)",
+             what, bytes / 1048576.0, dir);
     return LMP_OK;
 }
 
@@ -176,10 +179,10 @@ static void store_close(act_store *st)
     st->fd = -1;
 }
 
-static int store_io(act_store *st, int s, float *buf, bool write)
+static int store_io(act_store *st, int s, float *buf, int64_t count, bool write)
 {
-    const size_t n = (size_t)st->win * sizeof(float);
-    off_t off = (off_t)s * (off_t)n;
+    const size_t n = (size_t)count * sizeof(float);
+    off_t off = (off_t)s * (off_t)st->win * (off_t)sizeof(float);
     size_t done = 0;
     while (done < n) {
         ssize_t r = write ? pwrite(st->fd, (const char *)buf + done, n - done, off + (off_t)done)
@@ -194,27 +197,30 @@ static int store_io(act_store *st, int s, float *buf, bool write)
     return LMP_OK;
 }
 
-/* Window s into dst. */
-static int store_get(act_store *st, int s, float *dst)
+/* The first count floats of window s into dst. */
+static int store_get_n(act_store *st, int s, float *dst, int64_t count)
 {
     if (st->mem) {
-        memcpy(dst, st->mem + (int64_t)s * st->win, (size_t)st->win * sizeof(float));
+        memcpy(dst, st->mem + (int64_t)s * st->win, (size_t)count * sizeof(float));
         return LMP_OK;
     }
-    return store_io(st, s, dst, false);
+    return store_io(st, s, dst, count, false);
 }
 
-/* src as window s (src may be the store's own memory: nothing to do). */
-static int store_put(act_store *st, int s, const float *src)
+/* src[0..count) as the start of window s (src may be the store's own memory: nothing to do). */
+static int store_put_n(act_store *st, int s, const float *src, int64_t count)
 {
     if (st->mem) {
         float *d = st->mem + (int64_t)s * st->win;
         if (d != src)
-            memcpy(d, src, (size_t)st->win * sizeof(float));
+            memcpy(d, src, (size_t)count * sizeof(float));
         return LMP_OK;
     }
-    return store_io(st, s, (float *)src, true);
+    return store_io(st, s, (float *)src, count, true);
 }
+
+static int store_get(act_store *st, int s, float *dst) { return store_get_n(st, s, dst, st->win); }
+static int store_put(act_store *st, int s, const float *src) { return store_put_n(st, s, src, st->win); }
 
 /* ---------------------------------------------------------------- statistics ------ */
 
@@ -355,7 +361,8 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     int all[LMP_IN_COUNT + 1] = {0, 1, 2, 3, -1};
     lmp_calib_stats *st = calloc((size_t)nl, sizeof *st);
     float *x = malloc(sizeof(float) * (size_t)(L * d));
-    if (!st || !x) {
+    float *bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, L, 0));
+    if (!st || !x || !bscr) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (calibration statistics)");
         goto done;
     }
@@ -378,7 +385,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
         if (!rc && bos >= 0 && tok[0] != bos)
             rc = lmp_model_embed(m, &(int32_t){bos}, 1, x);
         for (int l = 0; l < nl && !rc; l++)
-            rc = lmp_block_run(m, l, x, L, 0, NULL, stat_hook, &sc);
+            rc = lmp_block_run_buf(m, l, x, L, 0, NULL, stat_hook, &sc, bscr);
         lmp_progress_update(&pg, (uint64_t)s + 1);
     }
     lmp_progress_end(&pg);
@@ -398,7 +405,19 @@ done:
         stats_free(&st[l]);
     free(st);
     free(x);
+    free(bscr);
     return rc;
+}
+
+/* The state of window s at stage boundary `stage` beyond x (lmp_block_stage_buf) between
+ * the aux store and the block scratch. */
+static int aux_io(act_store *aux, const lmp_model *m, float *bscr, int L, int stage, int s, bool put)
+{
+    int64_t w;
+    float *p = lmp_block_stage_buf(m, bscr, L, stage, &w);
+    if (!p)
+        return LMP_OK;
+    return put ? store_put_n(aux, s, p, (int64_t)L * w) : store_get_n(aux, s, p, (int64_t)L * w);
 }
 
 int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_method *row, void *ctx,
@@ -425,21 +444,48 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     if ((row->flags & LMP_CALIB_STREAM) && cal)
         return run_stream(m, cal, row, ctx, o, &b);
 
+    /* Passes over a block's inputs: true-sequential gives one per input class (the
+     * linears of the earlier ones already installed), otherwise one for all four. */
+    const bool stats = cal && row->stats;
+    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
+    const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
+    /* Staged walk (true-sequential, dense blocks): the windows' state is carried from one
+     * stage boundary to the next (x in act, the attention output / FFN activation in aux),
+     * so each stage of the block runs once per window, after the linears before it are
+     * installed; otherwise every pass starts from the block's input. Rows with a per-block
+     * action or a per-window re-run callback see the unstaged walk. */
+    const bool staged_ok = cal && n_groups > 1 && !row->block && !row->rerun_window;
+
     bool installed[LMP_LIN_COUNT] = {0};
-    act_store act = {NULL, -1, (int64_t)L * d};
+    act_store act = {NULL, -1, (int64_t)L * d}, aux = {NULL, -1, 0};
     float *win2 = NULL; /* spilled, with rerun_window: a window's input */
+    float *bscr = NULL; /* the block runner's scratch, for L tokens */
     if (cal) {
         const uint64_t bytes = lmp_calib_act_bytes(m, cal);
         /* AWQ's rows read every window's states at once: memory */
-        if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt)))
+        if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt, 0, "calibration activations")))
             goto done;
+        uint64_t aux_bytes = 0;
+        if (staged_ok) {
+            const int64_t qd = (int64_t)c->n_heads * c->head_dim, ff = c->intermediate_size;
+            const int64_t w = (int64_t)L * (qd > ff ? qd : ff);
+            aux_bytes = (uint64_t)N * (uint64_t)w * sizeof(float);
+            if ((rc = store_open(&aux, aux_bytes, w, true, act.mem ? bytes : 0,
+                                 "calibration stage states (attention output, FFN activation)")))
+                goto done;
+        }
+        if (act.mem || aux.mem)
+            lmp_info("calibration memory: %d x %d tokens, hidden states %.1f MiB f32%s%s, stage states %.1f MiB%s",
+                     N, L, bytes / 1048576.0, act.mem ? " in memory" : " spilled", flt ? " (twice)" : "",
+                     aux_bytes / 1048576.0, !staged_ok ? " (none)" : aux.mem ? " in memory" : " spilled");
         b.states = act.mem;
         b.scratch = malloc((size_t)L * d * sizeof(float));
+        bscr = malloc(lmp_block_scratch_floats(m, L, 0) * sizeof(float));
         if (flt)
             b.next = malloc(bytes);
         if (act.fd >= 0 && row->rerun_window)
             win2 = malloc((size_t)L * d * sizeof(float));
-        if (!b.scratch || (flt && !b.next) || (act.fd >= 0 && row->rerun_window && !win2)) {
+        if (!b.scratch || !bscr || (flt && !b.next) || (act.fd >= 0 && row->rerun_window && !win2)) {
             rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%d x %d x %lld f32 = %.1f MiB%s)",
                          N, L, (long long)d, bytes / 1048576.0, flt ? ", twice" : "");
             goto done;
@@ -457,12 +503,6 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
         }
         release_all_mapped(m); /* the embedding rows just read */
     }
-
-    /* Passes over a block's inputs: true-sequential gives one per input class (the
-     * linears of the earlier ones already installed), otherwise one for all four. */
-    const bool stats = cal && row->stats;
-    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
-    const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
 
     /* one bar for the whole model (layers x passes), so its ETA is the job's */
     uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + (flt ? 0 : 1)) * N : LMP_LIN_COUNT;
@@ -484,34 +524,68 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
         block_setup(&b, m, l);
         snprintf(label, sizeof label, "%s layer %d/%d", row->name, l + 1, nl);
         b.done = (uint64_t)l * per_layer;
+        /* a mixture-of-experts FFN is one stage (no boundary before down_proj) */
+        const bool staged = staged_ok && lmp_model_n_experts(m, l) == 0;
+        int at = LMP_STAGE_IN; /* the boundary the windows' state in act / aux is at */
         if (row->begin && (rc = row->begin(ctx, &b)))
             goto layer_end;
         for (int g = 0; g < n_groups; g++) {
             b.pass = g;
+            int c1 = groups[g][0];
+            for (int k = 0; groups[g][k] >= 0; k++)
+                c1 = groups[g][k];
+            /* staged: the state is first advanced to the group's first class (the linears
+             * of the group before it run once, installed); the statistics then start there */
+            const int c0 = staged ? groups[g][0] : LMP_STAGE_IN;
             if (stats) {
                 if ((rc = stats_alloc(&b.st, row, &b, groups[g], (int64_t)N * L)))
                     goto layer_end;
                 sc.stop_at = pass_stop(row, groups[g]);
+                const bool gather = flt || sc.stop_at != LMP_LIN_COUNT || !staged;
                 if (flt) { /* every window to the end of the block, into next */
                     for (int s = 0; s < N; s++) {
                         const int64_t off = (int64_t)s * L;
                         float *x = b.next + off * d;
                         memcpy(x, b.states + off * d, sizeof(float) * (size_t)(L * d));
                         b.st.off = off;
-                        if ((rc = lmp_block_run(m, l, x, L, 0, NULL, stat_hook, &sc)))
+                        if ((rc = lmp_block_run_buf(m, l, x, L, 0, NULL, stat_hook, &sc, bscr)))
                             goto layer_end;
                         lmp_calib_tick(&b);
                     }
                 } else {
-                    for (int s = 0; s < N; s++) { /* on a copy: the states stay as they are */
-                        if ((rc = store_get(&act, s, b.scratch)))
+                    for (int s = 0; s < N; s++) {
+                        float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
+                        if (!act.mem && (rc = store_get(&act, s, x)))
                             goto layer_end;
-                        rc = lmp_block_run(m, l, b.scratch, L, 0, NULL, stat_hook, &sc);
-                        if (rc != 0 && rc != LMP_PASS_DONE)
-                            goto layer_end;
-                        rc = LMP_OK;
+                        if (at < c0) { /* advance: [at, c0) on the installed linears */
+                            if ((rc = aux_io(&aux, m, bscr, L, at, s, false)) ||
+                                (rc = lmp_block_run_stages(m, l, x, L, at, c0, row->rerun_hook, ctx, bscr)))
+                                goto layer_end;
+                            /* x changes in the o_proj stage; the stage buffer is c0's */
+                            if ((!act.mem && at <= LMP_STAGE_O && c0 > LMP_STAGE_O &&
+                                 (rc = store_put(&act, s, x))) ||
+                                (rc = aux_io(&aux, m, bscr, L, c0, s, true)))
+                                goto layer_end;
+                        }
+                        if (gather) {
+                            b.st.off = (int64_t)s * L;
+                            if (staged && c1 == c0) {
+                                /* stops at the class's first linear: x and the scratch's
+                                 * state are left as they are */
+                                rc = lmp_block_run_stages(m, l, x, L, c0, c0 + 1, stat_hook, &sc, bscr);
+                            } else { /* on a copy: the states stay as they are */
+                                float *xc = b.scratch;
+                                if (x != xc)
+                                    memcpy(xc, x, sizeof(float) * (size_t)(L * d));
+                                rc = lmp_block_run_stages(m, l, xc, L, c0, LMP_STAGE_OUT, stat_hook, &sc, bscr);
+                            }
+                            if (rc != 0 && rc != LMP_PASS_DONE)
+                                goto layer_end;
+                            rc = LMP_OK;
+                        }
                         lmp_calib_tick(&b);
                     }
+                    at = c0;
                 }
             }
             if (row->linear)
@@ -557,7 +631,8 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             act.mem = b.states = b.next;
             b.next = t;
         } else {
-            /* the compressed block produces the next block's inputs */
+            /* the compressed block produces the next block's inputs: the rest of it from
+             * the boundary the states are at (the whole block when not staged) */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;
             for (int s = 0; s < N; s++) {
                 float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
@@ -565,7 +640,8 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     goto layer_end;
                 if (in)
                     memcpy(in, x, sizeof(float) * (size_t)(L * d));
-                if ((rc = lmp_block_run(m, l, x, L, 0, NULL, row->rerun_hook, ctx)))
+                if ((rc = aux_io(&aux, m, bscr, L, at, s, false)) ||
+                    (rc = lmp_block_run_stages(m, l, x, L, at, LMP_STAGE_OUT, row->rerun_hook, ctx, bscr)))
                     goto layer_end;
                 if (in && (rc = row->rerun_window(ctx, &b, s, in, x)))
                     goto layer_end;
@@ -598,8 +674,10 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
 done:
     stats_free(&b.st);
     store_close(&act);
+    store_close(&aux);
     free(b.next);
     free(b.scratch);
+    free(bscr);
     free(win2);
     return rc;
 }
