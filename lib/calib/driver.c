@@ -231,7 +231,24 @@ typedef struct {
     lmp_linear stop_at;      /* LMP_PASS_DONE after this linear's input; LMP_LIN_COUNT: never */
     int n_experts;
     int64_t e_hidden, e_ff;
+    double seconds;          /* time inside the hook */
 } stat_ctx;
+
+/* A row's re-run hook, timed. */
+typedef struct {
+    lmp_linear_hook hook;
+    void *user;
+    double seconds;
+} timed_hook;
+
+static int timed_call(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    timed_hook *t = user;
+    double t0 = lmp_time_s();
+    int rc = t->hook(t->user, layer, which, X, n, in);
+    t->seconds += lmp_time_s() - t0;
+    return rc;
+}
 
 static void xsq_add(double *q, const float *X, int64_t n, int64_t in)
 {
@@ -242,9 +259,19 @@ static void xsq_add(double *q, const float *X, int64_t n, int64_t in)
     }
 }
 
+static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float *X, int64_t n, int64_t in);
+
 static int stat_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     stat_ctx *h = user;
+    double t0 = lmp_time_s();
+    int rc = stat_hook_body(h, layer, which, X, n, in);
+    h->seconds += lmp_time_s() - t0;
+    return rc;
+}
+
+static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
     lmp_calib_stats *st = h->per_layer ? &h->st[layer] : h->st;
     const int ex = lmp_hook_expert();
     if (ex >= 0) { /* an expert's routed tokens only */
@@ -391,6 +418,9 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     lmp_progress_end(&pg);
     for (int l = 0; l < nl && !rc; l++) {
         block_setup(b, m, l);
+        for (int k = 0; k < LMP_IN_COUNT && row->hessian_finish; k++)
+            if (st[l].H[k])
+                row->hessian_finish(st[l].H[k], b->cols[k]);
         b->st = st[l];
         if (row->block)
             rc = row->block(ctx, b);
@@ -456,6 +486,10 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
      * action or a per-window re-run callback see the unstaged walk. */
     const bool staged_ok = cal && n_groups > 1 && !row->block && !row->rerun_window;
 
+    lmp_calib_times T = {0};
+    double t_loops = 0, t_rwin = 0; /* window loops' wall, rerun_window's */
+    timed_hook th = {row->rerun_hook, ctx, 0};
+    lmp_linear_hook rhook = row->rerun_hook ? timed_call : NULL;
     bool installed[LMP_LIN_COUNT] = {0};
     act_store act = {NULL, -1, (int64_t)L * d}, aux = {NULL, -1, 0};
     float *win2 = NULL; /* spilled, with rerun_window: a window's input */
@@ -491,6 +525,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             goto done;
         }
         const int bos = o->calib_bos ? lmp_model_bos(m) : -1;
+        T.embed -= lmp_time_s();
         for (int s = 0; s < N; s++) {
             const int32_t *tok = cal->tokens + (int64_t)s * L;
             float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
@@ -502,6 +537,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 goto done;
         }
         release_all_mapped(m); /* the embedding rows just read */
+        T.embed += lmp_time_s();
     }
 
     /* one bar for the whole model (layers x passes), so its ETA is the job's */
@@ -542,6 +578,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     goto layer_end;
                 sc.stop_at = pass_stop(row, groups[g]);
                 const bool gather = flt || sc.stop_at != LMP_LIN_COUNT || !staged;
+                t_loops -= lmp_time_s();
                 if (flt) { /* every window to the end of the block, into next */
                     for (int s = 0; s < N; s++) {
                         const int64_t off = (int64_t)s * L;
@@ -559,7 +596,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                             goto layer_end;
                         if (at < c0) { /* advance: [at, c0) on the installed linears */
                             if ((rc = aux_io(&aux, m, bscr, L, at, s, false)) ||
-                                (rc = lmp_block_run_stages(m, l, x, L, at, c0, row->rerun_hook, ctx, bscr)))
+                                (rc = lmp_block_run_stages(m, l, x, L, at, c0, rhook, &th, bscr)))
                                 goto layer_end;
                             /* x changes in the o_proj stage; the stage buffer is c0's */
                             if ((!act.mem && at <= LMP_STAGE_O && c0 > LMP_STAGE_O &&
@@ -587,7 +624,14 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     }
                     at = c0;
                 }
+                t_loops += lmp_time_s();
+                T.stats -= lmp_time_s();
+                for (int k = 0; k < LMP_IN_COUNT && row->hessian_finish; k++)
+                    if (b.st.H[k])
+                        row->hessian_finish(b.st.H[k], b.cols[k]);
+                T.stats += lmp_time_s();
             }
+            T.solve -= lmp_time_s();
             if (row->linear)
                 for (int w = 0; w < LMP_LIN_COUNT; w++) {
                     const int cls = lmp_linear_input((lmp_linear)w);
@@ -610,9 +654,11 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     if (!cal)
                         lmp_calib_tick(&b);
                 }
+            T.solve += lmp_time_s();
             if (g + 1 < n_groups || !row->block)
                 stats_free(&b.st);
         }
+        T.solve -= lmp_time_s();
         if (row->block) {
             if ((rc = row->block(ctx, &b)))
                 goto layer_end;
@@ -626,6 +672,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     installed[w] = true;
                 }
         }
+        T.solve += lmp_time_s();
         if (flt) { /* the float outputs are the next block's inputs */
             float *t = act.mem;
             act.mem = b.states = b.next;
@@ -634,6 +681,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             /* the compressed block produces the next block's inputs: the rest of it from
              * the boundary the states are at (the whole block when not staged) */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;
+            t_loops -= lmp_time_s();
             for (int s = 0; s < N; s++) {
                 float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
                 if (!act.mem && (rc = store_get(&act, s, x)))
@@ -641,17 +689,23 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 if (in)
                     memcpy(in, x, sizeof(float) * (size_t)(L * d));
                 if ((rc = aux_io(&aux, m, bscr, L, at, s, false)) ||
-                    (rc = lmp_block_run_stages(m, l, x, L, at, LMP_STAGE_OUT, row->rerun_hook, ctx, bscr)))
+                    (rc = lmp_block_run_stages(m, l, x, L, at, LMP_STAGE_OUT, rhook, &th, bscr)))
                     goto layer_end;
+                double tw = lmp_time_s();
                 if (in && (rc = row->rerun_window(ctx, &b, s, in, x)))
                     goto layer_end;
+                t_rwin += lmp_time_s() - tw;
                 if ((rc = store_put(&act, s, x)))
                     goto layer_end;
                 lmp_calib_tick(&b);
             }
+            t_loops += lmp_time_s();
         }
         lmp_progress_end(&pg); /* clears the bar's line for the row's per-layer line */
-        if (row->end && (rc = row->end(ctx, &b)))
+        T.end -= lmp_time_s();
+        rc = row->end ? row->end(ctx, &b) : LMP_OK;
+        T.end += lmp_time_s();
+        if (rc)
             goto layer_end;
         for (int w = 0; w < LMP_LIN_COUNT; w++) /* block l's weights are not read again */
             if (b.orig[w].data)
@@ -671,6 +725,20 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             goto done;
     }
     lmp_progress_end(&pg);
+    T.stats += sc.seconds;
+    T.rerun = th.seconds + t_rwin;
+    T.forward = t_loops - sc.seconds - T.rerun;
+    lmp_info("%s: embedding %.2f s, forward %.2f s, statistics %.2f s, solve %.2f s, re-run hooks %.2f s, "
+              "end hooks %.2f s",
+              row->name, T.embed, T.forward, T.stats, T.solve, T.rerun, T.end);
+    if (o->times) {
+        o->times->embed += T.embed;
+        o->times->forward += T.forward;
+        o->times->stats += T.stats;
+        o->times->solve += T.solve;
+        o->times->rerun += T.rerun;
+        o->times->end += T.end;
+    }
 done:
     stats_free(&b.st);
     store_close(&act);

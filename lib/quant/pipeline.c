@@ -20,7 +20,7 @@
 /* ---------------------------------------------------------------- one linear ------ */
 
 static int quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                           lmp_qtensor *q, lmp_qlinear_stats *st)
+                           lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report)
 {
     float *W = NULL, *Qf = NULL;
     lmp_qtensor rq = {0};
@@ -56,6 +56,7 @@ static int quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const 
         goto done;
     }
     snprintf(q->name, sizeof q->name, "%s", name);
+    double t_rep = lmp_time_s();
     if (H) {
         Qf = malloc((size_t)(rows * cols) * sizeof(float));
         if (!Qf) {
@@ -79,6 +80,7 @@ static int quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const 
         }
     }
     st->seconds = lmp_time_s() - t0;
+    *t_report += lmp_time_s() - t_rep;
 done:
     if (rc)
         lmp_qtensor_free(q);
@@ -112,7 +114,8 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
         st->err = st->err_rtn = -1;
         return LMP_OK;
     }
-    int rc = quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st);
+    int rc = quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st,
+                             &res->report_seconds);
     if (rc)
         return rc;
     res->params += (uint64_t)(b->orig[w].rows * b->orig[w].cols);
@@ -155,7 +158,8 @@ static void qp_cleanup(void *ctx, lmp_calib_block *b)
 static const lmp_calib_method g_gptq_row = {
     .name = "gptq",
     .stats = LMP_STAT_HESSIAN,
-    .hessian_add = lmp_gptq_hessian_add,
+    .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_finish = lmp_gptq_sym_from_upper,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
@@ -164,7 +168,8 @@ static const lmp_calib_method g_gptq_row = {
 static const lmp_calib_method g_rtn_row = {
     .name = "rtn",
     .stats = LMP_STAT_HESSIAN,
-    .hessian_add = lmp_gptq_hessian_add,
+    .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_finish = lmp_gptq_sym_from_upper,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
@@ -198,7 +203,8 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     memset(&q, 0, sizeof q);
     q.p = p;
     q.res = res;
-    lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress};
+    lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress,
+                        .times = &res->phases};
     rc = lmp_calib_run(m, cal, p->method == LMP_QMETHOD_GPTQ ? &g_gptq_row : &g_rtn_row, &q, &o);
     res->seconds = lmp_time_s() - t_start;
     res->peak_rss = lmp_peak_rss();
