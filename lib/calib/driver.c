@@ -399,7 +399,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     }
     if (rc)
         goto done;
-    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff};
+    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff, 0};
     lmp_progress pg;
     lmp_progress_begin(&pg, row->name, (uint64_t)cal->n_samples);
     pg.unit = "windows";
@@ -554,7 +554,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     if (!o->progress)
         pg.enabled = false;
     b.pg = &pg;
-    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff};
+    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff, 0};
 
     for (int l = 0; l < nl; l++) {
         block_setup(&b, m, l);
