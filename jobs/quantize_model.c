@@ -132,11 +132,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
         if ((rc = lmp_calib_load(m, p->calib_path, &cpar, &cal)))
             goto done;
         r->calib_text_tokens = cal.n_text_tokens;
-        uint64_t ab = lmp_qpipe_act_bytes(m, &cal);
-        if (ab >= (256ull << 20))
-            lmp_info("calibration activations: %d x %d tokens x hidden %d in f32 = %.2f GiB held for the whole run "
-                     "(fewer --calib-samples or a shorter --calib-seqlen use less)",
-                     cal.n_samples, cal.seq_len, lmp_model_config(m)->hidden_size, ab / 1073741824.0);
+        /* the memory the windows take is stated by the driver (lib/calib), in memory or spilled */
     }
     lmp_qmodel_write_params wp = p->write;
     if (p->n_keep) {
@@ -181,6 +177,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     }
     if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &wp)))
         goto done;
+    r->prep_seconds = lmp_time_s() - t0;
     lmp_qpipe_params pp = p->pipe;
     pp.keep = keep;
     pp.act_order = qc.desc_act;
@@ -190,7 +187,9 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     pp.expert_sink = lmp_qmodel_writer_experts;
     if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
         goto done;
+    double tf = lmp_time_s();
     rc = lmp_qmodel_writer_finish(w, &r->write);
+    r->finish_seconds = lmp_time_s() - tf;
     w = NULL;
 done:
     lmp_qmodel_writer_abort(w);
@@ -200,4 +199,16 @@ done:
     r->seconds = lmp_time_s() - t0;
     r->peak_rss = lmp_peak_rss();
     return rc;
+}
+
+void lmp_qmodel_quant_phases_json(const lmp_qmodel_quant_result *r, FILE *f)
+{
+    const lmp_calib_times *t = &r->pipe.phases;
+    const double solve = t->solve - r->pipe.report_seconds, write = t->end + r->finish_seconds;
+    const double other = r->seconds - r->prep_seconds - t->embed - t->forward - t->stats - t->solve - t->rerun - write;
+    fprintf(f,
+            "\"phases\": {\"prepare\": %.3f, \"embed\": %.3f, \"forward\": %.3f, \"statistics\": %.3f, \"solve\": %.3f, "
+            "\"report\": %.3f, \"write\": %.3f, \"other\": %.3f}, ",
+            r->prep_seconds, t->embed, t->forward, t->stats, solve, r->pipe.report_seconds + t->rerun, write,
+            other > 0 ? other : 0.0);
 }

@@ -28,6 +28,8 @@ typedef struct {
     lmp_qmodel_write_stats write;
     int64_t calib_text_tokens;
     double seconds;
+    double prep_seconds;         /* model loaded, calibration text tokenized, writer opened */
+    double finish_seconds;       /* the writer's completion (non-layer tensors, config, rename) */
     uint64_t peak_rss;
 } lmp_qmodel_quant_result;
 
@@ -55,5 +57,10 @@ int lmp_qmodel_quant_check_args(const char *model, const char *out, const lmp_qm
  * forward pass. `out` appears only when complete. */
 int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
                         lmp_qmodel_quant_result *r);
+/* Prints `"phases": {...}, ` (JSON, wall seconds) to f: prepare (load, tokenize), embed,
+ * forward (block runs), statistics, solve (the per-linear solves, the error report
+ * excluded), report (the error figures), write (layers written by the sink plus the
+ * writer's completion), other (the rest of the run). */
+void lmp_qmodel_quant_phases_json(const lmp_qmodel_quant_result *r, FILE *f);
 
 #endif

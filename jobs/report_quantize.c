@@ -134,13 +134,15 @@ void lmp_report_qmodel(const char *model, const char *out, const lmp_qmodel_quan
                "\"calib_seqlen\": %d, \"calib_text_tokens\": %lld, \"activation_bytes\": %llu, "
                "\"linears\": %d, \"quantized_params\": %llu, \"quantized_bytes\": %llu, \"bpw_linear\": %.4f, "
                "\"params\": %llu, \"bytes\": %llu, \"bpw\": %.4f, \"worse_than_rtn\": %d, \"compared\": %d, "
-               "\"seconds\": %.4f, \"peak_rss\": %llu, \"layers\": [",
+               "\"seconds\": %.4f, \"peak_rss\": %llu, ",
                method_name[p->pipe.method], fname, p->pipe.bits, p->pipe.group_size, p->pipe.sym ? "true" : "false",
                p->pipe.act_order ? "true" : "false", (double)p->pipe.damp, p->pipe.true_sequential ? "true" : "false",
                pr->n_samples, pr->seq_len, (long long)r->calib_text_tokens, (unsigned long long)pr->act_bytes,
                ws->n_quantized, (unsigned long long)ws->qparams, (unsigned long long)ws->qbytes, bpw_lin,
                (unsigned long long)ws->params, (unsigned long long)ws->bytes, bpw_all, pr->n_worse_than_rtn,
                n_cmp, r->seconds, (unsigned long long)r->peak_rss);
+        lmp_qmodel_quant_phases_json(r, stdout); /* issue 15: where the time went */
+        printf("\"layers\": [");
         for (int i = 0; i < n_lin; i++) {
             const lmp_qlinear_stats *st = &pr->lin[i];
             printf("%s{\"name\": ", i ? ", " : "");

@@ -281,6 +281,9 @@ typedef struct lmp_calib_method {
     unsigned classes;   /* input classes gathered (bit 1 << LMP_IN_*); 0: all four */
     unsigned flags;     /* LMP_CALIB_* */
     int (*hessian_add)(double *H, int64_t cols, const float *X, int64_t n, int64_t *ns);
+    /* after a pass, on each Hessian it gathered (NULL: none; e.g. hessian_add fills one
+     * triangle per window and this mirrors it once) */
+    void (*hessian_finish)(double *H, int64_t cols);
     int (*begin)(void *ctx, lmp_calib_block *b);
     /* per linear of the pass's classes, in lmp_linear order, after the pass */
     int (*linear)(void *ctx, lmp_calib_block *b, lmp_linear w);
@@ -308,11 +311,23 @@ typedef struct lmp_calib_method {
  * ranks' *q (empty on entry) becomes a copy. For linear_share hooks. */
 int lmp_calib_share_qtensor(lmp_qtensor *q, int owner);
 
+/* Where a run's wall time went, in seconds (lmp_calib_opts.times). */
+typedef struct {
+    double embed;    /* the windows' embedding */
+    double forward;  /* block runs (statistics passes, stage advances, re-runs) and the
+                      * states' spill I/O, the hooks below excluded */
+    double stats;    /* the statistics hook (Hessians, sums of squares, captures, mirrors) */
+    double solve;    /* the row's per-linear / per-block actions and the installs */
+    double rerun;    /* the row's re-run hook and per-window callback (error measures) */
+    double end;      /* the row's end hooks (sinks: a layer written) */
+} lmp_calib_times;
+
 typedef struct {
     bool true_sequential;  /* one statistics pass per input class */
     bool calib_bos;        /* first token of every window -> BOS (when the model has one) */
     bool progress;         /* bar on stderr (silent when not a TTY) */
     const char *unit;      /* progress unit (default "block passes") */
+    lmp_calib_times *times; /* when not NULL: the phases' times, added to (also logged at debug level) */
 } lmp_calib_opts;
 
 /* Runs `row` over every block of m. cal may be NULL (no passes; per-linear actions).

@@ -142,14 +142,17 @@ static uint64_t spill_threshold(void)
     return v <= 0 ? 0 : (uint64_t)v;
 }
 
-static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spill)
+/* A store of `bytes` (windows of win floats) for `what`; in memory when spilling is not
+ * allowed or held + bytes (held: what other stores keep in memory) is within the
+ * threshold, else in an unlinked temporary file. */
+static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spill, uint64_t held, const char *what)
 {
     st->mem = NULL;
     st->fd = -1;
     st->win = win;
-    if (!allow_spill || bytes <= spill_threshold()) {
+    if (!allow_spill || held + bytes <= spill_threshold()) {
         st->mem = malloc(bytes ? bytes : 1);
-        return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%.1f MiB)",
+        return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the %s (%.1f MiB)", what,
                                           bytes / 1048576.0);
     }
     const char *dir = getenv("TMPDIR");
@@ -162,9 +165,9 @@ static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spi
         return lmp_err(LMP_EIO, "%s: cannot create the calibration activations' temporary file: %s", path,
                        strerror(errno));
     unlink(path); /* gone with the process, whatever happens */
-    lmp_info("calibration activations: %.1f MiB f32, spilled to an unlinked temporary file in %s (memory holds "
-             "one window; LMP_CALIB_SPILL sets the threshold)",
-             bytes / 1048576.0, dir);
+    lmp_info("%s: %.1f MiB f32, spilled to an unlinked temporary file in %s (memory holds one window; "
+             "LMP_CALIB_SPILL sets the threshold)",
+             what, bytes / 1048576.0, dir);
     return LMP_OK;
 }
 
@@ -177,10 +180,10 @@ static void store_close(act_store *st)
     st->fd = -1;
 }
 
-static int store_io(act_store *st, int s, float *buf, bool write)
+static int store_io(act_store *st, int s, float *buf, int64_t count, bool write)
 {
-    const size_t n = (size_t)st->win * sizeof(float);
-    off_t off = (off_t)s * (off_t)n;
+    const size_t n = (size_t)count * sizeof(float);
+    off_t off = (off_t)s * (off_t)st->win * (off_t)sizeof(float);
     size_t done = 0;
     while (done < n) {
         ssize_t r = write ? pwrite(st->fd, (const char *)buf + done, n - done, off + (off_t)done)
@@ -195,27 +198,30 @@ static int store_io(act_store *st, int s, float *buf, bool write)
     return LMP_OK;
 }
 
-/* Window s into dst. */
-static int store_get(act_store *st, int s, float *dst)
+/* The first count floats of window s into dst. */
+static int store_get_n(act_store *st, int s, float *dst, int64_t count)
 {
     if (st->mem) {
-        memcpy(dst, st->mem + (int64_t)s * st->win, (size_t)st->win * sizeof(float));
+        memcpy(dst, st->mem + (int64_t)s * st->win, (size_t)count * sizeof(float));
         return LMP_OK;
     }
-    return store_io(st, s, dst, false);
+    return store_io(st, s, dst, count, false);
 }
 
-/* src as window s (src may be the store's own memory: nothing to do). */
-static int store_put(act_store *st, int s, const float *src)
+/* src[0..count) as the start of window s (src may be the store's own memory: nothing to do). */
+static int store_put_n(act_store *st, int s, const float *src, int64_t count)
 {
     if (st->mem) {
         float *d = st->mem + (int64_t)s * st->win;
         if (d != src)
-            memcpy(d, src, (size_t)st->win * sizeof(float));
+            memcpy(d, src, (size_t)count * sizeof(float));
         return LMP_OK;
     }
-    return store_io(st, s, (float *)src, true);
+    return store_io(st, s, (float *)src, count, true);
 }
+
+static int store_get(act_store *st, int s, float *dst) { return store_get_n(st, s, dst, st->win); }
+static int store_put(act_store *st, int s, const float *src) { return store_put_n(st, s, src, st->win); }
 
 /* ---------------------------------------------------------------- statistics ------ */
 
@@ -226,7 +232,24 @@ typedef struct {
     lmp_linear stop_at;      /* LMP_PASS_DONE after this linear's input; LMP_LIN_COUNT: never */
     int n_experts;
     int64_t e_hidden, e_ff;
+    double seconds;          /* time inside the hook */
 } stat_ctx;
+
+/* A row's re-run hook, timed. */
+typedef struct {
+    lmp_linear_hook hook;
+    void *user;
+    double seconds;
+} timed_hook;
+
+static int timed_call(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    timed_hook *t = user;
+    double t0 = lmp_time_s();
+    int rc = t->hook(t->user, layer, which, X, n, in);
+    t->seconds += lmp_time_s() - t0;
+    return rc;
+}
 
 static void xsq_add(double *q, const float *X, int64_t n, int64_t in)
 {
@@ -237,9 +260,19 @@ static void xsq_add(double *q, const float *X, int64_t n, int64_t in)
     }
 }
 
+static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float *X, int64_t n, int64_t in);
+
 static int stat_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     stat_ctx *h = user;
+    double t0 = lmp_time_s();
+    int rc = stat_hook_body(h, layer, which, X, n, in);
+    h->seconds += lmp_time_s() - t0;
+    return rc;
+}
+
+static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
     lmp_calib_stats *st = h->per_layer ? &h->st[layer] : h->st;
     const int ex = lmp_hook_expert();
     if (ex >= 0) { /* an expert's routed tokens only */
@@ -361,7 +394,8 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     int all[LMP_IN_COUNT + 1] = {0, 1, 2, 3, -1};
     lmp_calib_stats *st = calloc((size_t)nl, sizeof *st);
     float *x = malloc(sizeof(float) * (size_t)(L * d));
-    if (!st || !x) {
+    float *bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, L, 0));
+    if (!st || !x || !bscr) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (calibration statistics)");
         goto done;
     }
@@ -371,7 +405,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     }
     if (rc)
         goto done;
-    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff};
+    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff, 0};
     /* calmpi: this rank's windows, statistics per window group */
     lmp_calib_dist ds;
     lmp_calib_dist_open(&ds, row, cal->n_samples);
@@ -392,7 +426,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
         if (!rc && bos >= 0 && tok[0] != bos)
             rc = lmp_model_embed(m, &(int32_t){bos}, 1, x);
         for (int l = 0; l < nl && !rc; l++)
-            rc = lmp_block_run(m, l, x, L, 0, NULL, stat_hook, &sc);
+            rc = lmp_block_run_buf(m, l, x, L, 0, NULL, stat_hook, &sc, bscr);
         lmp_progress_update(&pg, (uint64_t)(s - ds.lo) + 1);
     }
     lmp_progress_end(&pg);
@@ -403,6 +437,9 @@ done_dist:
     lmp_calib_dist_close(&ds);
     for (int l = 0; l < nl && !rc; l++) {
         block_setup(b, m, l);
+        for (int k = 0; k < LMP_IN_COUNT && row->hessian_finish; k++)
+            if (st[l].H[k])
+                row->hessian_finish(st[l].H[k], b->cols[k]);
         b->st = st[l];
         if (row->block)
             rc = row->block(ctx, b);
@@ -417,7 +454,19 @@ done:
         stats_free(&st[l]);
     free(st);
     free(x);
+    free(bscr);
     return rc;
+}
+
+/* The state of window s at stage boundary `stage` beyond x (lmp_block_stage_buf) between
+ * the aux store and the block scratch. */
+static int aux_io(act_store *aux, const lmp_model *m, float *bscr, int L, int stage, int s, bool put)
+{
+    int64_t w;
+    float *p = lmp_block_stage_buf(m, bscr, L, stage, &w);
+    if (!p)
+        return LMP_OK;
+    return put ? store_put_n(aux, s, p, (int64_t)L * w) : store_get_n(aux, s, p, (int64_t)L * w);
 }
 
 int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_method *row, void *ctx,
@@ -444,6 +493,25 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     if ((row->flags & LMP_CALIB_STREAM) && cal)
         return run_stream(m, cal, row, ctx, o, &b);
 
+    /* Passes over a block's inputs: true-sequential gives one per input class (the
+     * linears of the earlier ones already installed), otherwise one for all four. */
+    const bool stats = cal && row->stats;
+    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
+    const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
+    /* Staged walk (true-sequential, dense blocks): the windows' state is carried from one
+     * stage boundary to the next (x in act, the attention output / FFN activation in aux),
+     * so each stage of the block runs once per window, after the linears before it are
+     * installed; otherwise every pass starts from the block's input. Rows with a per-block
+     * action or a per-window re-run callback see the unstaged walk, and so do rows whose
+     * re-run hook keeps sums (pruning's error figures): those sums are gathered per window
+     * group around the final re-run (calmpi), and the staged walk would call the hook
+     * during the passes' advances instead. */
+    const bool staged_ok = cal && n_groups > 1 && !row->block && !row->rerun_window && !row->rerun_sums;
+
+    lmp_calib_times T = {0};
+    double t_loops = 0, t_rwin = 0; /* window loops' wall, rerun_window's */
+    timed_hook th = {row->rerun_hook, ctx, 0};
+    lmp_linear_hook rhook = row->rerun_hook ? timed_call : NULL;
     bool installed[LMP_LIN_COUNT] = {0};
     /* calmpi: this rank's windows [ds.lo, ds.hi) (all of them when not split); the act
      * store holds those only, window s at s - ds.lo */
@@ -458,25 +526,41 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             break;
         }
     const int n_own = ds.hi - ds.lo;
-    act_store act = {NULL, -1, (int64_t)L * d};
+    act_store act = {NULL, -1, (int64_t)L * d}, aux = {NULL, -1, 0};
     float *win2 = NULL; /* spilled, with rerun_window: a window's input */
+    float *bscr = NULL; /* the block runner's scratch, for L tokens */
     if (cal) {
         const uint64_t bytes = (uint64_t)n_own * (uint64_t)L * (uint64_t)d * sizeof(float); /* calmpi */
         /* AWQ's rows read every window's states at once: memory */
-        if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt)))
+        if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt, 0, "calibration activations")))
             goto done;
+        uint64_t aux_bytes = 0;
+        if (staged_ok) {
+            const int64_t qd = (int64_t)c->n_heads * c->head_dim, ff = c->intermediate_size;
+            const int64_t w = (int64_t)L * (qd > ff ? qd : ff);
+            aux_bytes = (uint64_t)n_own * (uint64_t)w * sizeof(float); /* calmpi: this rank's windows */
+            if ((rc = store_open(&aux, aux_bytes, w, true, act.mem ? bytes : 0,
+                                 "calibration stage states (attention output, FFN activation)")))
+                goto done;
+        }
+        if (act.mem || aux.mem)
+            lmp_info("calibration memory: %d x %d tokens, hidden states %.1f MiB f32%s%s, stage states %.1f MiB%s",
+                     N, L, bytes / 1048576.0, act.mem ? " in memory" : " spilled", flt ? " (twice)" : "",
+                     aux_bytes / 1048576.0, !staged_ok ? " (none)" : aux.mem ? " in memory" : " spilled");
         b.states = act.mem;
         b.scratch = malloc((size_t)L * d * sizeof(float));
+        bscr = malloc(lmp_block_scratch_floats(m, L, 0) * sizeof(float));
         if (flt)
             b.next = malloc(bytes);
         if (act.fd >= 0 && row->rerun_window)
             win2 = malloc((size_t)L * d * sizeof(float));
-        if (!b.scratch || (flt && !b.next) || (act.fd >= 0 && row->rerun_window && !win2)) {
+        if (!b.scratch || !bscr || (flt && !b.next) || (act.fd >= 0 && row->rerun_window && !win2)) {
             rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%d x %d x %lld f32 = %.1f MiB%s)",
                          N, L, (long long)d, bytes / 1048576.0, flt ? ", twice" : "");
             goto done;
         }
         const int bos = o->calib_bos ? lmp_model_bos(m) : -1;
+        T.embed -= lmp_time_s();
         for (int s = ds.lo; s < ds.hi; s++) { /* calmpi: this rank's windows */
             const int32_t *tok = cal->tokens + (int64_t)s * L;
             float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
@@ -488,15 +572,10 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 goto done;
         }
         release_all_mapped(m); /* the embedding rows just read */
+        T.embed += lmp_time_s();
         if ((rc = lmp_calib_dist_report_share(&ds, bytes))) /* calmpi */
             goto done;
     }
-
-    /* Passes over a block's inputs: true-sequential gives one per input class (the
-     * linears of the earlier ones already installed), otherwise one for all four. */
-    const bool stats = cal && row->stats;
-    int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
-    const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
 
     /* one bar for the whole model (layers x passes), so its ETA is the job's */
     uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + (flt ? 0 : 1)) * n_own : LMP_LIN_COUNT;
@@ -512,27 +591,38 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     if (!o->progress)
         pg.enabled = false;
     b.pg = &pg;
-    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff};
+    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff, 0};
 
     for (int l = 0; l < nl; l++) {
         block_setup(&b, m, l);
         snprintf(label, sizeof label, "%s layer %d/%d", row->name, l + 1, nl);
         b.done = (uint64_t)l * per_layer;
+        /* a mixture-of-experts FFN is one stage (no boundary before down_proj) */
+        const bool staged = staged_ok && lmp_model_n_experts(m, l) == 0;
+        int at = LMP_STAGE_IN; /* the boundary the windows' state in act / aux is at */
         if (row->begin && (rc = row->begin(ctx, &b)))
             goto layer_end;
         for (int g = 0; g < n_groups; g++) {
             b.pass = g;
+            int c1 = groups[g][0];
+            for (int k = 0; groups[g][k] >= 0; k++)
+                c1 = groups[g][k];
+            /* staged: the state is first advanced to the group's first class (the linears
+             * of the group before it run once, installed); the statistics then start there */
+            const int c0 = staged ? groups[g][0] : LMP_STAGE_IN;
             if (stats) {
                 if ((rc = stats_alloc(&b.st, row, &b, groups[g], (int64_t)N * L)))
                     goto layer_end;
                 sc.stop_at = pass_stop(row, groups[g]);
+                const bool gather = flt || sc.stop_at != LMP_LIN_COUNT || !staged;
+                t_loops -= lmp_time_s();
                 if (flt) { /* every window to the end of the block, into next */
                     for (int s = 0; s < N; s++) {
                         const int64_t off = (int64_t)s * L;
                         float *x = b.next + off * d;
                         memcpy(x, b.states + off * d, sizeof(float) * (size_t)(L * d));
                         b.st.off = off;
-                        if ((rc = lmp_block_run(m, l, x, L, 0, NULL, stat_hook, &sc)))
+                        if ((rc = lmp_block_run_buf(m, l, x, L, 0, NULL, stat_hook, &sc, bscr)))
                             goto layer_end;
                         lmp_calib_tick(&b);
                     }
@@ -541,20 +631,57 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                      * statistics, the groups combined after the pass */
                     if ((rc = lmp_calib_dist_pass_begin(&ds, &b.st, 1, &b)))
                         goto layer_end;
-                    for (int s = ds.lo; s < ds.hi; s++) { /* on a copy: the states stay as they are */
-                        if ((rc = lmp_calib_dist_window(&ds, s, &sc.st)) || (rc = store_get(&act, s - ds.lo, b.scratch)))
+                    for (int s = ds.lo; s < ds.hi; s++) {
+                        float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
+                        if ((rc = lmp_calib_dist_window(&ds, s, &sc.st)) ||
+                            (!act.mem && (rc = store_get(&act, s - ds.lo, x))))
                             goto layer_end;
-                        rc = lmp_block_run(m, l, b.scratch, L, 0, NULL, stat_hook, &sc);
-                        if (rc != 0 && rc != LMP_PASS_DONE)
-                            goto layer_end;
-                        rc = LMP_OK;
+                        if (at < c0) { /* advance: [at, c0) on the installed linears */
+                            if ((rc = aux_io(&aux, m, bscr, L, at, s - ds.lo, false)) ||
+                                (rc = lmp_block_run_stages(m, l, x, L, at, c0, rhook, &th, bscr)))
+                                goto layer_end;
+                            /* x changes in the o_proj stage; the stage buffer is c0's */
+                            if ((!act.mem && at <= LMP_STAGE_O && c0 > LMP_STAGE_O &&
+                                 (rc = store_put(&act, s - ds.lo, x))) ||
+                                (rc = aux_io(&aux, m, bscr, L, c0, s - ds.lo, true)))
+                                goto layer_end;
+                        }
+                        if (gather) {
+                            b.st.off = (int64_t)s * L;
+                            if (staged && c1 == c0) {
+                                /* stops at the class's first linear: x and the scratch's
+                                 * state are left as they are */
+                                rc = lmp_block_run_stages(m, l, x, L, c0, c0 + 1, stat_hook, &sc, bscr);
+                            } else { /* on a copy: the states stay as they are */
+                                float *xc = b.scratch;
+                                if (x != xc)
+                                    memcpy(xc, x, sizeof(float) * (size_t)(L * d));
+                                rc = lmp_block_run_stages(m, l, xc, L, c0, LMP_STAGE_OUT, stat_hook, &sc, bscr);
+                            }
+                            if (rc != 0 && rc != LMP_PASS_DONE)
+                                goto layer_end;
+                            rc = LMP_OK;
+                        }
                         lmp_calib_tick(&b);
                     }
+                    at = c0;
                     if ((rc = lmp_calib_dist_pass_end(&ds)))
                         goto layer_end;
                     sc.st = &b.st;
                 }
+                t_loops += lmp_time_s();
+                T.stats -= lmp_time_s();
+                for (int k = 0; k < LMP_IN_COUNT && row->hessian_finish; k++) {
+                    if (b.st.H[k])
+                        row->hessian_finish(b.st.H[k], b.cols[k]);
+                    /* the routed experts' Hessians (experts.c), same row, same form */
+                    for (int e = 0; b.st.eH[k] && e < b.st.e_n; e++)
+                        if (b.st.eH[k][e])
+                            row->hessian_finish(b.st.eH[k][e], k == LMP_IN_DOWN ? b.e_ff : b.e_hidden);
+                }
+                T.stats += lmp_time_s();
             }
+            T.solve -= lmp_time_s();
             if (row->linear) {
                 bool in_pass[LMP_LIN_COUNT] = {0};
                 for (int w = 0; w < LMP_LIN_COUNT; w++) {
@@ -581,9 +708,11 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                         lmp_calib_tick(&b);
                 }
             }
+            T.solve += lmp_time_s();
             if (g + 1 < n_groups || !row->block)
                 stats_free(&b.st);
         }
+        T.solve -= lmp_time_s();
         if (row->block) {
             if ((rc = row->block(ctx, &b)))
                 goto layer_end;
@@ -597,16 +726,19 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     installed[w] = true;
                 }
         }
+        T.solve += lmp_time_s();
         if (flt) { /* the float outputs are the next block's inputs */
             float *t = act.mem;
             act.mem = b.states = b.next;
             b.next = t;
         } else {
-            /* the compressed block produces the next block's inputs */
+            /* the compressed block produces the next block's inputs: the rest of it from
+             * the boundary the states are at (the whole block when not staged) */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;
             /* calmpi: this rank's windows; the row's re-run sums per window group */
             if ((rc = lmp_calib_dist_rerun_begin(&ds, row, ctx, &b)))
                 goto layer_end;
+            t_loops -= lmp_time_s();
             for (int s = ds.lo; s < ds.hi; s++) {
                 float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
                 if ((rc = lmp_calib_dist_rerun_window(&ds, s)))
@@ -615,19 +747,26 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     goto layer_end;
                 if (in)
                     memcpy(in, x, sizeof(float) * (size_t)(L * d));
-                if ((rc = lmp_block_run(m, l, x, L, 0, NULL, row->rerun_hook, ctx)))
+                if ((rc = aux_io(&aux, m, bscr, L, at, s - ds.lo, false)) ||
+                    (rc = lmp_block_run_stages(m, l, x, L, at, LMP_STAGE_OUT, rhook, &th, bscr)))
                     goto layer_end;
+                double tw = lmp_time_s();
                 if (in && (rc = row->rerun_window(ctx, &b, s, in, x)))
                     goto layer_end;
+                t_rwin += lmp_time_s() - tw;
                 if ((rc = store_put(&act, s - ds.lo, x)))
                     goto layer_end;
                 lmp_calib_tick(&b);
             }
             if ((rc = lmp_calib_dist_rerun_end(&ds)))
                 goto layer_end;
+            t_loops += lmp_time_s();
         }
         lmp_progress_end(&pg); /* clears the bar's line for the row's per-layer line */
-        if (row->end && (rc = row->end(ctx, &b)))
+        T.end -= lmp_time_s();
+        rc = row->end ? row->end(ctx, &b) : LMP_OK;
+        T.end += lmp_time_s();
+        if (rc)
             goto layer_end;
         for (int w = 0; w < LMP_LIN_COUNT; w++) /* block l's weights are not read again */
             if (b.orig[w].data)
@@ -648,12 +787,28 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     }
     lmp_progress_end(&pg);
     lmp_calib_dist_report_bytes(&ds, nl); /* calmpi */
+    T.stats += sc.seconds;
+    T.rerun = th.seconds + t_rwin;
+    T.forward = t_loops - sc.seconds - T.rerun;
+    lmp_info("%s: embedding %.2f s, forward %.2f s, statistics %.2f s, solve %.2f s, re-run hooks %.2f s, "
+              "end hooks %.2f s",
+              row->name, T.embed, T.forward, T.stats, T.solve, T.rerun, T.end);
+    if (o->times) {
+        o->times->embed += T.embed;
+        o->times->forward += T.forward;
+        o->times->stats += T.stats;
+        o->times->solve += T.solve;
+        o->times->rerun += T.rerun;
+        o->times->end += T.end;
+    }
 done:
     lmp_calib_dist_close(&ds); /* calmpi */
     stats_free(&b.st);
     store_close(&act);
+    store_close(&aux);
     free(b.next);
     free(b.scratch);
+    free(bscr);
     free(win2);
     return rc;
 }

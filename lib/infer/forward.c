@@ -387,70 +387,111 @@ static size_t block_floats(const lmp_model *m, int n, int base)
            (n >= ATTN_GEMM_MIN ? attention_gemm_floats(m, n, base) : 0);
 }
 
+/* Where a block's scratch (block_floats) holds its buffers: xn normed input; q, a queries
+ * then attention output; kb, vb this batch's keys and values (when there is no cache);
+ * g, u the FFN; cs RoPE's table; mo, mbuf the experts' output and scratch; then the
+ * attention's scratch. */
+typedef struct {
+    float *xn, *q, *a, *kb, *vb, *g, *u, *cs, *mo, *mbuf, *abuf;
+} block_bufs;
+
+static block_bufs block_layout(const lmp_model *m, int n, float *buf)
+{
+    const lmp_config *c = &m->cfg;
+    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
+    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    block_bufs b;
+    b.xn = buf;
+    b.q = b.xn + n * d;
+    b.a = b.q + n * qd;
+    b.kb = b.a + n * qd;
+    b.vb = b.kb + n * kvd;
+    b.g = b.vb + n * kvd;
+    b.u = b.g + n * ff;
+    b.cs = b.u + n * ff;
+    b.mo = b.cs + hd;
+    b.mbuf = b.mo + (c->n_experts > 0 ? n * d : 0);
+    b.abuf = b.mbuf + (c->n_experts > 0 ? lmp_moe_floats(m, n) : 0);
+    return b;
+}
+
 /* lmp_block_run on a caller's scratch of block_floats(m, n, kv ? pos0 : 0) floats
  * (sessions keep theirs across layers and calls: a fresh buffer per block of a 512-token
- * TinyLlama batch is 37 MB of pages faulted in and zeroed by the kernel every time). */
+ * TinyLlama batch is 37 MB of pages faulted in and zeroed by the kernel every time), from
+ * stage boundary `from` to `to` (LMP_STAGE_*; the whole block: LMP_STAGE_IN to
+ * LMP_STAGE_OUT). The stages are cut where a linear's input is ready, so running [a, b)
+ * then [b, c) performs exactly the arithmetic of [a, c). */
 static int block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
-                     lmp_linear_hook hook, void *user, float *buf)
+                     lmp_linear_hook hook, void *user, float *buf, int from, int to)
 {
     const lmp_config *c = &m->cfg;
     const lmp_layer *L = &m->layers[layer];
-    const int64_t d = c->hidden_size, hd = c->head_dim, ff = c->intermediate_size;
-    const int64_t qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-
-    /* xn: normed input; q, a: queries then attention output; k, v: this batch's keys and
-     * values (written straight into the cache when there is one); g, u: FFN; then the
-     * attention's scratch. */
-    float *xn = buf, *q = xn + n * d, *a = q + n * qd, *kb = a + n * qd, *vb = kb + n * kvd;
-    float *g = vb + n * kvd, *u = g + n * ff, *cs = u + n * ff;
-    float *mo = cs + hd, *mbuf = mo + (c->n_experts > 0 ? n * d : 0); /* experts' output */
-    float *abuf = mbuf + (c->n_experts > 0 ? lmp_moe_floats(m, n) : 0);
-    float *k = kv ? kv->k + (int64_t)pos0 * kvd : kb;
-    float *v = kv ? kv->v + (int64_t)pos0 * kvd : vb;
+    const int64_t d = c->hidden_size, ff = c->intermediate_size;
+    const int64_t kvd = c->n_kv_heads * c->head_dim;
+    const block_bufs B = block_layout(m, n, buf);
+    float *xn = B.xn, *q = B.q, *a = B.a, *g = B.g, *u = B.u;
+    float *k = kv ? kv->k + (int64_t)pos0 * kvd : B.kb;
+    float *v = kv ? kv->v + (int64_t)pos0 * kvd : B.vb;
     int rc;
+    const float *in;
 
-    /* attention (olmo2 has no pre-norm: the projections read x itself) */
-    const float *in = x;
-    if (L->attn_norm) {
-        rmsnorm_rows(xn, x, L->attn_norm, n, d, c->rms_eps);
-        in = xn;
-    }
-    if ((rc = linear(L, LMP_LIN_Q, q, in, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_K, k, in, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_V, v, in, n, layer, hook, user)))
-        return rc;
-    qk_norm_rows(m, L, q, k, n);
-    const rope_par rp = layer_rope(m, layer, kv ? kv->n_ctx : pos0 + n);
-    rope_apply(m, q, n, pos0, c->n_heads, cs, rp);
-    rope_apply(m, k, n, pos0, c->n_kv_heads, cs, rp);
-    const attn_par ap = layer_attn(m, layer);
-    if (kv)
-        rc = attention(m, q, n, pos0, kv->k, kv->v, a, abuf, &ap);
-    else
-        rc = attention(m, q, n, 0, k, v, a, abuf, &ap);
-    if (rc || (rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
-        return rc;
-    residual_rows(m, x, xn, L->post_attn_norm, n);
-
-    /* MLP: down(act(gate(x)) * up(x)), or the routed experts' weighted sum of it (moe.c) */
-    in = x;
-    if (L->ffn_norm) {
-        rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
-        in = xn;
-    }
-    if (L->moe) {
-        if ((rc = lmp_moe_run(m, L->moe, in, n, mo, mbuf, layer, hook, user)))
+    if (from <= LMP_STAGE_IN && to > LMP_STAGE_IN) {
+        /* attention (olmo2 has no pre-norm: the projections read x itself) */
+        in = x;
+        if (L->attn_norm) {
+            rmsnorm_rows(xn, x, L->attn_norm, n, d, c->rms_eps);
+            in = xn;
+        }
+        if ((rc = linear(L, LMP_LIN_Q, q, in, n, layer, hook, user)) ||
+            (rc = linear(L, LMP_LIN_K, k, in, n, layer, hook, user)) ||
+            (rc = linear(L, LMP_LIN_V, v, in, n, layer, hook, user)))
             return rc;
-        residual_rows(m, x, mo, L->post_ffn_norm, n);
-        return 0;
+        qk_norm_rows(m, L, q, k, n);
+        const rope_par rp = layer_rope(m, layer, kv ? kv->n_ctx : pos0 + n);
+        rope_apply(m, q, n, pos0, c->n_heads, B.cs, rp);
+        rope_apply(m, k, n, pos0, c->n_kv_heads, B.cs, rp);
+        const attn_par ap = layer_attn(m, layer);
+        if (kv)
+            rc = attention(m, q, n, pos0, kv->k, kv->v, a, B.abuf, &ap);
+        else
+            rc = attention(m, q, n, 0, k, v, a, B.abuf, &ap);
+        if (rc)
+            return rc;
     }
-    if ((rc = linear(L, LMP_LIN_GATE, g, in, n, layer, hook, user)) ||
-        (rc = linear(L, LMP_LIN_UP, u, in, n, layer, hook, user)))
-        return rc;
-    act_mul_rows(m, g, u, n, ff);
-    if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
-        return rc;
-    residual_rows(m, x, xn, L->post_ffn_norm, n);
+    if (from <= LMP_STAGE_O && to > LMP_STAGE_O) {
+        if ((rc = linear(L, LMP_LIN_O, xn, a, n, layer, hook, user)))
+            return rc;
+        residual_rows(m, x, xn, L->post_attn_norm, n);
+    }
+    if (from <= LMP_STAGE_MLP && to > LMP_STAGE_MLP) {
+        /* MLP: down(act(gate(x)) * up(x)), or the routed experts' weighted sum of it (moe.c) */
+        in = x;
+        if (L->ffn_norm) {
+            rmsnorm_rows(xn, x, L->ffn_norm, n, d, c->rms_eps);
+            in = xn;
+        }
+        if (L->moe) {
+            if (to < LMP_STAGE_OUT)
+                return lmp_err(LMP_EINVAL, "lmp_block_run_stages: layer %d is a mixture of experts: its FFN "
+                               "is one stage", layer);
+            if ((rc = lmp_moe_run(m, L->moe, in, n, B.mo, B.mbuf, layer, hook, user)))
+                return rc;
+            residual_rows(m, x, B.mo, L->post_ffn_norm, n);
+            return 0;
+        }
+        if ((rc = linear(L, LMP_LIN_GATE, g, in, n, layer, hook, user)) ||
+            (rc = linear(L, LMP_LIN_UP, u, in, n, layer, hook, user)))
+            return rc;
+        act_mul_rows(m, g, u, n, ff);
+    }
+    if (from <= LMP_STAGE_DOWN && to > LMP_STAGE_DOWN) {
+        if (L->moe)
+            return lmp_err(LMP_EINVAL, "lmp_block_run_stages: layer %d is a mixture of experts: its FFN "
+                           "is one stage", layer);
+        if ((rc = linear(L, LMP_LIN_DOWN, xn, g, n, layer, hook, user)))
+            return rc;
+        residual_rows(m, x, xn, L->post_ffn_norm, n);
+    }
     return 0;
 }
 
@@ -471,7 +512,7 @@ int lmp_block_run_buf(const lmp_model *m, int layer, float *x, int n, int pos0, 
     float *buf = scratch ? scratch : malloc(sizeof(float) * block_floats(m, n, kv ? pos0 : 0));
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (block activations for %d tokens)", n);
-    int rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf);
+    int rc = block_run(m, layer, x, n, pos0, kv, hook, user, buf, LMP_STAGE_IN, LMP_STAGE_OUT);
     if (!scratch)
         free(buf);
     return rc;
@@ -481,6 +522,35 @@ int lmp_block_run(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_
                   lmp_linear_hook hook, void *user)
 {
     return lmp_block_run_buf(m, layer, x, n, pos0, kv, hook, user, NULL);
+}
+
+int lmp_block_run_stages(const lmp_model *m, int layer, float *x, int n, int from, int to,
+                         lmp_linear_hook hook, void *user, float *scratch)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || n <= 0 || !scratch || from < LMP_STAGE_IN || to > LMP_STAGE_OUT ||
+        from > to)
+        return lmp_err(LMP_EINVAL, "lmp_block_run_stages: layer %d, %d tokens, stages [%d, %d)", layer, n, from, to);
+    if (m->layers[layer].moe && from == LMP_STAGE_DOWN)
+        return lmp_err(LMP_EINVAL, "lmp_block_run_stages: layer %d is a mixture of experts: its FFN is one stage",
+                       layer);
+    return block_run(m, layer, x, n, 0, NULL, hook, user, scratch, from, to);
+}
+
+float *lmp_block_stage_buf(const lmp_model *m, float *scratch, int n, int stage, int64_t *width)
+{
+    const block_bufs B = block_layout(m, n, scratch);
+    const lmp_config *c = &m->cfg;
+    switch (stage) {
+    case LMP_STAGE_O:
+        *width = (int64_t)c->n_heads * c->head_dim;
+        return B.a;
+    case LMP_STAGE_DOWN:
+        *width = c->intermediate_size;
+        return B.g;
+    default:
+        *width = 0;
+        return NULL;
+    }
 }
 
 void lmp_model_head(const lmp_model *m, float *x, int64_t n, float *logits)
@@ -731,7 +801,7 @@ int lmp_eval(lmp_session *s, const int32_t *tokens, int n, float *logits, bool a
             break;
         /* arguments valid by construction (n and the context checked above) */
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if ((rc = block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL, s->work)))
+            if ((rc = block_run(m, l, x, cnt, s->pos, &s->kv[l], NULL, NULL, s->work, LMP_STAGE_IN, LMP_STAGE_OUT)))
                 goto done;
         s->pos += cnt;
         if (!logits)

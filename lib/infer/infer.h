@@ -205,6 +205,32 @@ size_t lmp_block_scratch_floats(const lmp_model *m, int n, int pos0);
 int lmp_block_run_buf(const lmp_model *m, int layer, float *x, int n, int pos0, lmp_kv_layer *kv,
                       lmp_linear_hook hook, void *user, float *scratch);
 
+/* A block in stages, cut where a group of linears' input is ready (layer-wise calibration
+ * runs each stage once per window, after the linears before it are replaced). The state
+ * at each boundary: x (the residual stream) and, at LMP_STAGE_O and LMP_STAGE_DOWN, the
+ * buffer lmp_block_stage_buf names in the scratch (o_proj's input, the attention output
+ * [n][heads * head_dim]; down_proj's input, the FFN activation [n][ffn]). The normed
+ * inputs of q/k/v (LMP_STAGE_IN) and gate/up (LMP_STAGE_MLP) are recomputed from x. */
+enum {
+    LMP_STAGE_IN = 0, /* x: the block's input */
+    LMP_STAGE_O,      /* x as at IN; the attention output (o_proj's input) in the scratch */
+    LMP_STAGE_MLP,    /* x + the attention branch */
+    LMP_STAGE_DOWN,   /* x as at MLP; the FFN activation (down_proj's input) in the scratch */
+    LMP_STAGE_OUT,    /* x: the block's output */
+};
+/* Runs stages [from, to) of block `layer` (no KV cache, positions 0..n-1, as calibration
+ * does) on x[n][hidden] in place and scratch (lmp_block_scratch_floats(m, n, 0) floats,
+ * holding the boundary state of `from` on entry and of `to` on return). [a, b) then
+ * [b, c) is bitwise [a, c), and [IN, OUT) is lmp_block_run_buf. The hook sees the linears
+ * the stages run; its non-zero status stops the run (x and the scratch then hold a
+ * partial state). A mixture-of-experts layer's FFN is one stage: LMP_STAGE_DOWN is not a
+ * boundary of it (LMP_EINVAL). */
+int lmp_block_run_stages(const lmp_model *m, int layer, float *x, int n, int from, int to,
+                         lmp_linear_hook hook, void *user, float *scratch);
+/* Where in scratch (for n tokens) the state of boundary `stage` beyond x lives, and its
+ * width per token; NULL and 0 for the boundaries that have none. */
+float *lmp_block_stage_buf(const lmp_model *m, float *scratch, int n, int stage, int64_t *width);
+
 /* ---------------------------------------------------------------- sessions -------- */
 
 /* A sequence being evaluated: the KV cache of every block for up to n_ctx positions. */

@@ -1253,7 +1253,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
                      a.L, res->act_bytes / 1048576.0);
         goto done;
     }
-    lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress};
+    lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress, .times = &res->phases};
     rc = lmp_calib_run(m, cal, &g_awq_row, &a, &o);
 done:
     block_free(&a);

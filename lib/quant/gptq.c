@@ -30,21 +30,31 @@ void lmp_gptq_default_params(lmp_gptq_params *p)
     p->scale_f16 = true;
 }
 
-int lmp_gptq_hessian_add(double *H, int64_t cols, const float *X, int64_t n,
-                         int64_t *nsamples)
+int lmp_gptq_hessian_add_upper(double *H, int64_t cols, const float *X, int64_t n,
+                               int64_t *nsamples)
 {
     if (n <= 0)
         return LMP_OK;
     /* H *= ns / (ns + n) folds into the product's beta (upper triangle only), the 2 / ns
-     * into its alpha; then one mirror of the triangle */
+     * into its alpha */
     double keep = (double)*nsamples / (double)(*nsamples + n);
     double alpha = 2.0 / (double)(*nsamples + n);
     int rc = lmp_gptq_syrk_acc(H, cols, X, n, alpha, keep);
     if (rc)
         return rc;
     *nsamples += n;
-    lmp_gptq_sym_from_upper(H, cols);
     return LMP_OK;
+}
+
+int lmp_gptq_hessian_add(double *H, int64_t cols, const float *X, int64_t n,
+                         int64_t *nsamples)
+{
+    if (n <= 0)
+        return LMP_OK;
+    int rc = lmp_gptq_hessian_add_upper(H, cols, X, n, nsamples);
+    if (!rc) /* one mirror of the triangle */
+        lmp_gptq_sym_from_upper(H, cols);
+    return rc;
 }
 
 typedef struct {

@@ -83,6 +83,11 @@ void lmp_gptq_default_params(lmp_gptq_params *p);
  * result does not depend on the scale of H, only the reported loss does. */
 int lmp_gptq_hessian_add(double *H, int64_t cols, const float *X, int64_t n,
                          int64_t *nsamples);
+/* The same over H's upper triangle only (i <= j; the lower one is not read or written),
+ * for drivers that add many windows and mirror once (lmp_gptq_sym_from_upper) before the
+ * solve: after the mirror, bitwise lmp_gptq_hessian_add's H. */
+int lmp_gptq_hessian_add_upper(double *H, int64_t cols, const float *X, int64_t n,
+                               int64_t *nsamples);
 
 /* Non-rescaling Hessian pieces for drivers that sum X^T X per window (or window group) and
  * scale once: H_upper = beta * H_upper + alpha * X^T X over the upper triangle (i <= j) of

@@ -21,7 +21,7 @@
 /* ---------------------------------------------------------------- one linear ------ */
 
 int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                              lmp_qtensor *q, lmp_qlinear_stats *st)
+                              lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report)
 {
     float *W = NULL, *Qf = NULL;
     lmp_qtensor rq = {0};
@@ -57,6 +57,7 @@ int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, con
         goto done;
     }
     snprintf(q->name, sizeof q->name, "%s", name);
+    double t_rep = lmp_time_s();
     if (H) {
         Qf = malloc((size_t)(rows * cols) * sizeof(float));
         if (!Qf) {
@@ -80,6 +81,7 @@ int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, con
         }
     }
     st->seconds = lmp_time_s() - t0;
+    *t_report += lmp_time_s() - t_rep;
 done:
     if (rc)
         lmp_qtensor_free(q);
@@ -116,7 +118,8 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
         st->err = st->err_rtn = -1;
         return LMP_OK;
     }
-    int rc = lmp_qpipe_quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st);
+    int rc = lmp_qpipe_quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st,
+                                       &res->report_seconds);
     if (rc)
         return rc;
     /* the engine runs the intgroup payload in place (bitwise the dequantized f32 copy's
@@ -182,7 +185,8 @@ static void qp_cleanup(void *ctx, lmp_calib_block *b)
 static const lmp_calib_method g_gptq_row = {
     .name = "gptq",
     .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
-    .hessian_add = lmp_gptq_hessian_add,
+    .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_finish = lmp_gptq_sym_from_upper,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
@@ -192,7 +196,8 @@ static const lmp_calib_method g_gptq_row = {
 static const lmp_calib_method g_rtn_row = {
     .name = "rtn",
     .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
-    .hessian_add = lmp_gptq_hessian_add,
+    .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_finish = lmp_gptq_sym_from_upper,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
@@ -227,7 +232,8 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     memset(&q, 0, sizeof q);
     q.p = p;
     q.res = res;
-    lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress};
+    lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress,
+                        .times = &res->phases};
     rc = lmp_calib_run(m, cal, p->method == LMP_QMETHOD_GPTQ ? &g_gptq_row : &g_rtn_row, &q, &o);
     lmp_qexperts_free(&q.x);
     res->seconds = lmp_time_s() - t_start;

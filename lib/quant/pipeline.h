@@ -124,6 +124,8 @@ typedef struct {
     char worst_name[LMP_MAX_NAME];
     double seconds;
     uint64_t peak_rss;
+    lmp_calib_times phases;  /* the layer-wise driver's phases (calib.h) */
+    double report_seconds;   /* of phases.solve: the error figures (tr(D H D^T) of GPTQ, RTN, W) */
 } lmp_qpipe_result;
 
 void lmp_qpipe_default_params(lmp_qpipe_params *p);

@@ -76,7 +76,7 @@ int lmp_qexperts_linear(lmp_qexperts *x, const lmp_qpipe_params *p, lmp_qpipe_re
         lmp_expert_hf_prefix(c, l, e, w, name, sizeof name);
         lmp_qlinear_stats st = {0};
         lmp_qtensor_free(&x->q[k]);
-        if ((rc = lmp_qpipe_quantize_linear(&pe, &x->orig[k], H, name, &x->q[k], &st)))
+        if ((rc = lmp_qpipe_quantize_linear(&pe, &x->orig[k], H, name, &x->q[k], &st, &res->report_seconds)))
             return rc;
         lmp_wmat qw;
         if ((rc = lmp_wmat_intgroup(&qw, &x->q[k])) || (rc = lmp_model_set_expert_linear(m, l, e, w, &qw)))

@@ -13,7 +13,7 @@ double lmp_qpipe_rel_error_den(const float *W, const float *Q, const double *H, 
 /* One linear by GPTQ (H required) or RTN (H may be NULL: no error measure) into q (named
  * name); st's loss / err / err_rtn / seconds filled (pipeline.c). */
 int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                              lmp_qtensor *q, lmp_qlinear_stats *st);
+                              lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report);
 
 /* ---- mixture of experts (qexperts.c): the GPTQ / RTN rows' action on a sparse block ---- */
 typedef struct {

@@ -285,6 +285,68 @@ static void test_block_runner(lmp_model *m)
     free(ref);
 }
 
+/* lmp_block_run_stages: every split of a block into stages, with only x and the stage
+ * buffer carried between them (the rest of the scratch overwritten), gives the bits of
+ * lmp_block_run; each linear is hooked once. n = 7 (attention loop) and 24 (GEMM). */
+static void test_block_stages(lmp_model *m)
+{
+    const lmp_config *c = lmp_model_config(m);
+    const int64_t d = c->hidden_size;
+    static const int splits[][6] = {
+        {0, 1, 2, 3, 4, -1}, {0, 2, 4, -1}, {0, 3, 4, -1}, {0, 1, 4, -1}, {0, 4, -1},
+    };
+    for (int ni = 0; ni < 2; ni++) {
+        const int n = ni ? 24 : 7;
+        int32_t ids[24];
+        for (int i = 0; i < n; i++)
+            ids[i] = (3 + i * 71) % 512;
+        const size_t sf = lmp_block_scratch_floats(m, n, 0);
+        float *x0 = malloc(sizeof(float) * n * d), *ref = malloc(sizeof(float) * n * d);
+        float *x = malloc(sizeof(float) * n * d), *scr = malloc(sizeof(float) * sf);
+        float *keep = malloc(sizeof(float) * n * (c->intermediate_size + d));
+        CHECK(lmp_model_embed(m, ids, n, x0) == 0, "embed");
+        for (int l = 0; l < c->n_layers; l++) {
+            memcpy(ref, x0, sizeof(float) * n * d);
+            CHECK(lmp_block_run(m, l, ref, n, 0, NULL, NULL, NULL) == 0, "block %d", l);
+            for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+                memcpy(x, x0, sizeof(float) * n * d);
+                hook_log h = {{0}, 0, c};
+                int ok = 1;
+                for (int k = 0; splits[si][k + 1] >= 0 && ok; k++) {
+                    const int a = splits[si][k], b = splits[si][k + 1];
+                    int64_t w;
+                    float *sb = lmp_block_stage_buf(m, scr, n, a, &w);
+                    if (sb)
+                        memcpy(keep, sb, sizeof(float) * n * w);
+                    for (size_t i = 0; i < sf; i++) /* nothing else survives */
+                        scr[i] = NAN;
+                    if (sb)
+                        memcpy(sb, keep, sizeof(float) * n * w);
+                    hook_log *hp = n == 7 ? &h : NULL;
+                    ok = lmp_block_run_stages(m, l, x, n, a, b, hp ? count_hook : NULL, hp, scr) == 0;
+                }
+                CHECK(ok, "layer %d split %zu: %s", l, si, lmp_errmsg());
+                CHECK(memcmp(x, ref, sizeof(float) * n * d) == 0, "layer %d split %zu n %d: stages != block", l,
+                      si, n);
+                for (int wq = 0; wq < LMP_LIN_COUNT && n == 7; wq++)
+                    CHECK(h.calls[wq] == 1, "layer %d split %zu: %s hooked %d times", l, si,
+                          lmp_linear_name(wq), h.calls[wq]);
+                CHECK(h.bad == 0, "hook shapes");
+            }
+            memcpy(x0, ref, sizeof(float) * n * d);
+        }
+        CHECK(lmp_block_run_stages(m, 0, x, n, 3, 1, NULL, NULL, scr) == LMP_EINVAL, "from > to refused");
+        CHECK(lmp_block_run_stages(m, 0, x, n, 0, 5, NULL, NULL, scr) == LMP_EINVAL, "past OUT refused");
+        CHECK(lmp_block_run_stages(m, 0, x, n, 0, 4, NULL, NULL, NULL) == LMP_EINVAL, "no scratch refused");
+        int64_t w;
+        CHECK(lmp_block_stage_buf(m, scr, n, LMP_STAGE_O, &w) && w == (int64_t)c->n_heads * c->head_dim,
+              "o input width");
+        CHECK(lmp_block_stage_buf(m, scr, n, LMP_STAGE_DOWN, &w) && w == c->intermediate_size, "down input width");
+        CHECK(!lmp_block_stage_buf(m, scr, n, LMP_STAGE_MLP, &w) && w == 0, "no buffer at MLP");
+        free(x0), free(ref), free(x), free(scr), free(keep);
+    }
+}
+
 static int32_t *encode(const lmp_model *m, const char *s, bool bos, int64_t *n)
 {
     int32_t *ids = NULL;
@@ -728,6 +790,7 @@ int main(int argc, char **argv)
             ids[i] = (1 + i * 53) % 512;
         CHECK(decode_matches_blocks(m, ids, 24), "stories260K: one-region decoding != block runner");
         test_block_runner(m);
+        test_block_stages(m);
         test_stories_greedy(m);
         test_stories_ppl(m);
         test_ppl_slicing(m);

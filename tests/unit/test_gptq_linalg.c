@@ -74,6 +74,30 @@ static void test_syrk(const float *X)
             worst = e > worst ? e : worst;
         }
     CHECK(ns == N && worst < 1e-12, "hessian_add vs 2/N X^T X: relative error %g", worst);
+    /* the upper-triangle form over three uneven windows, mirrored once at the end, is
+     * bitwise the full form (the lower triangle, poisoned, is neither read nor written) */
+    double *Hu = malloc(sizeof(double) * C * C);
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++)
+            Hu[i * C + j] = j >= i ? 0.0 : NAN;
+    int64_t nu = 0;
+    ns = 0;
+    memset(H, 0, sizeof(double) * C * C);
+    const int cuts[4] = {0, 137, 300, N};
+    int rcs = 0;
+    for (int k = 0; k < 3; k++) {
+        rcs |= lmp_gptq_hessian_add(H, C, X + cuts[k] * C, cuts[k + 1] - cuts[k], &ns);
+        rcs |= lmp_gptq_hessian_add_upper(Hu, C, X + cuts[k] * C, cuts[k + 1] - cuts[k], &nu);
+    }
+    int lower_nan = 0;
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < i; j++)
+            lower_nan += isnan(Hu[i * C + j]);
+    CHECK(rcs == 0 && nu == N && lower_nan == C * (C - 1) / 2, "hessian_add_upper left the lower triangle (%d)",
+          lower_nan);
+    lmp_gptq_sym_from_upper(Hu, C);
+    CHECK(memcmp(H, Hu, sizeof(double) * C * C) == 0, "hessian_add_upper + one mirror != hessian_add per window");
+    free(Hu);
     free(H);
 }
 
