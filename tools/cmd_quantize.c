@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "jobs/quantize_model.h"
 #include "jobs/quantize_gguf.h"
+#include "quantize_intplan.h"
 #include "quantize_plan.h"
 
 #include <ctype.h>
@@ -72,7 +73,8 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
     p->pipe.act_order = act >= 0 ? act == 1 : p->pipe.method == LMP_QMETHOD_GPTQ;
     /* by name or alias from formats/fmt_table.c's table (the parser checked it against
      * the same table); gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
-    lmp_qformat fmt = awq ? LMP_QFMT_AWQ_GEMM : LMP_QFMT_GPTQ_V1;
+    const bool target = p->target_bpw > 0 || p->target_size; /* mixed: AWQ GEMM holds one setting */
+    lmp_qformat fmt = awq ? (target ? LMP_QFMT_GPTQ_V2 : LMP_QFMT_AWQ_GEMM) : LMP_QFMT_GPTQ_V1;
     int e = format ? lmp_qformat_by_name(format, &fmt) : 0;
     if (e)
         return cli_fail("quantize", e);
@@ -96,6 +98,18 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
         lmp_qmodel_quant_result_free(&r);
         return cli_fail("quantize", e);
     }
+    if (target && p->dry_run) { /* the plan only (quantize_intplan.c) */
+        if (json) {
+            quantize_intplan_json(p, &r);
+            printf("\n");
+        } else {
+            quantize_intplan_print(stdout, p, &r);
+        }
+        lmp_qmodel_quant_result_free(&r);
+        return 0;
+    }
+    if (target && !json)
+        quantize_intplan_print(stderr, p, &r);
     const lmp_qpipe_result *pr = &r.pipe;
     const lmp_qmodel_write_stats *ws = &r.write;
     /* the one definition of bits per weight (lib/io/bpw.h), measured on the output */
@@ -132,7 +146,12 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
                    "\"seconds\": %.4f}",
                    (long long)st->rows, (long long)st->cols, st->loss, st->err, st->err_rtn, st->seconds);
         }
-        printf("]}\n");
+        printf("]");
+        if (target) {
+            printf(", \"plan\": ");
+            quantize_intplan_json(p, &r);
+        }
+        printf("}\n");
     } else {
         if (verbose) {
             printf("%-36s %-12s %12s %10s %10s %7s\n", "linear", "shape", "gptq loss", "err", "rtn err", "secs");
@@ -145,9 +164,10 @@ static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *
             }
         }
         char b1[32], b2[32], b3[32];
-        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
+        printf("wrote %s: %s %s%d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
                "weight %.3f linear layers, %.3f whole file\n",
-               out, method_name[p->pipe.method], p->pipe.bits, p->pipe.group_size, p->pipe.sym ? "sym" : "asym",
+               out, method_name[p->pipe.method], target ? "mixed, base " : "", target ? r.base_bits : p->pipe.bits,
+               target ? r.base_group : p->pipe.group_size, p->pipe.sym ? "sym" : "asym",
                p->pipe.act_order ? " act-order" : "", fname, ws->n_quantized, cli_bytes((double)ws->qbytes, b1, sizeof b1),
                cli_bytes((double)bw.file_bytes, b2, sizeof b2), bpw_lin, bpw_all);
         if (pr->n_samples)
@@ -269,7 +289,9 @@ int cmd_quantize(int argc, char **argv)
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
     plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
-    const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
+    const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL, *int_size = NULL, *tbits = NULL,
+               *tgroups = NULL;
+    int tb[16], tg[16];
     char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
     lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
     int sym = -1, act = -1; /* -1: the method's default */
@@ -364,6 +386,19 @@ int cmd_quantize(int argc, char **argv)
         {"calib-field", 0, OPT_STR, &ip.calib.text_field, "NAME", "JSONL calibration: the string field with the text "
                                                                   "(default \"text\"; chats in \"messages\" otherwise)"},
         {"seed", 0, OPT_U64, &ip.calib.seed, "S", "seed of the random windows (default 0)"},
+        {"target-bpw", 0, OPT_FLOAT, &ip.target_bpw, "X", "instead of --bits / --group-size: bits (2, 3, 4, 8) and "
+                                                        "group (32, 64, 128, per channel) per linear, least summed "
+                                                        "output error at X bits per weight of the packed linears "
+                                                        "(stored bytes x 8 / weights); gptq, gptq_v2 or "
+                                                        "compressed-tensors"},
+        {"target-size", 0, OPT_STR, &int_size, "SIZE", "as --target-bpw, for SIZE bytes of tensors in the folder "
+                                                      "(600M, 1.5GiB)"},
+        {"dry-run", 0, OPT_FLAG, &ip.dry_run, NULL, "with a target: print the plan (linears, bits, group, bytes, "
+                                                    "predicted error) and write nothing"},
+        {"target-bits", 0, OPT_STR, &tbits, "LIST", "with a target: the candidate widths (default 2,3,4,8; e.g. 4,8 "
+                                                   "for vLLM's Marlin kernels)"},
+        {"target-groups", 0, OPT_STR, &tgroups, "LIST", "with a target: the candidate group sizes, -1 per channel "
+                                                       "(default 32,64,128,-1)"},
         {0},
     };
     const cli_group groups[] = {{NULL, common},
@@ -457,6 +492,42 @@ int cmd_quantize(int argc, char **argv)
         goto done;
     lmp_set_num_threads((int)threads);
     if (int_path) {
+        double isz = 0;
+        if (int_size && (!quantize_parse_size(int_size, &isz) || isz < 1)) {
+            fprintf(stderr, "lmpress quantize: --target-size '%s': expected bytes, e.g. 600M or 1.5GiB\n", int_size);
+            rc = 2;
+            goto done;
+        }
+        ip.target_size = (uint64_t)isz;
+        for (int li = 0; li < 2; li++) { /* --target-bits / --target-groups: comma lists */
+            const char *ls = li ? tgroups : tbits;
+            int *dst = li ? tg : tb, n = 0;
+            for (const char *c = ls; c && *c && n < 16;) {
+                char *end;
+                long v = strtol(c, &end, 10);
+                if (end == c || (*end && *end != ',')) {
+                    n = -1;
+                    break;
+                }
+                dst[n++] = (int)v;
+                c = *end ? end + 1 : end;
+            }
+            if (ls && n < 1) {
+                fprintf(stderr, "lmpress quantize: --target-%s '%s': expected a comma list of integers\n",
+                        li ? "groups" : "bits", ls);
+                rc = 2;
+                goto done;
+            }
+            if (ls && li) {
+                ip.target_groups = tg;
+                ip.n_target_groups = n;
+            } else if (ls) {
+                ip.target_bits = tb;
+                ip.n_target_bits = n;
+            }
+        }
+        if (!out && ip.dry_run && (ip.target_bpw > 0 || ip.target_size))
+            out = "(dry run)";
         if (np != 1 || !out) {
             fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
             rc = 2;

@@ -228,9 +228,11 @@ static int cap_hook(void *user, int layer, lmp_linear which, const float *X, int
     return LMP_PASS_DONE;
 }
 
-static int eff_gs(const lmp_qpipe_params *p, int64_t cols)
+/* The group width linear k of block `layer` is quantized with (per-linear plans). */
+static int eff_gs(const lmp_qpipe_params *p, int layer, lmp_linear k, int64_t cols)
 {
-    return p->group_size > 0 ? p->group_size : (int)cols;
+    const int g = lmp_qpipe_lin_group(p, layer, k);
+    return g > 0 ? g : (int)cols;
 }
 
 static void tick(awq_ctx *a)
@@ -408,7 +410,7 @@ static void make_scales(const float *xm, const float *wm, int64_t n, float ratio
  * quantization group + 1e-6), averaged over all rows. */
 static void weight_mean(const awq_ctx *a, int g, int64_t in, float *wm)
 {
-    const int gs = eff_gs(a->p, in);
+    const int gs = eff_gs(a->p, a->layer, g_lins[g][0], in); /* a plan gives a group's linears one setting */
     double *acc = calloc((size_t)in, sizeof(double));
     int64_t nrows = 0;
     if (!acc) { /* degrade to x-only scales rather than fail */
@@ -441,7 +443,7 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
 {
     const int cls = g_class[g];
     const int64_t in = a->cols[cls];
-    const int grid = a->p->awq_grid, bits = a->p->bits, gs = eff_gs(a->p, in);
+    const int grid = a->p->awq_grid;
     const bool sym = a->p->sym;
     float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL, *href = NULL;
     int n = 0, rc = LMP_OK;
@@ -476,7 +478,8 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
             const float *W = a->blk.w[lk];
             for (int64_t e = 0; e < rows * in; e++)
                 tmp[e] = W[e] * s[e % in];
-            fake_quant(tmp, cand[k], rows, in, gs, bits, sym);
+            fake_quant(tmp, cand[k], rows, in, eff_gs(a->p, a->layer, lk, in), lmp_qpipe_lin_bits(a->p, a->layer, lk),
+                       sym);
             for (int64_t e = 0; e < rows * in; e++)
                 cand[k][e] /= s[e % in];
         }
@@ -522,7 +525,7 @@ static int clip_linear(awq_ctx *a, lmp_linear k)
 {
     const int cls = lmp_linear_input(k);
     const int64_t in = a->cols[cls], rows = lin_rows(a, k);
-    const int gs = eff_gs(a->p, in), bits = a->p->bits;
+    const int gs = eff_gs(a->p, a->layer, k, in), bits = lmp_qpipe_lin_bits(a->p, a->layer, k);
     const bool sym = a->p->sym;
     enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
     int64_t step = a->T / a->p->awq_clip_tokens;
@@ -671,7 +674,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
     for (int k = 0; k < LMP_LIN_COUNT && p->compare_rtn; k++) {
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
-        fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, in), p->bits, p->sym);
+        fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, l, (lmp_linear)k, in), lmp_qpipe_lin_bits(p, l, (lmp_linear)k),
+                   p->sym);
         st[k].err_rtn = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D);
     }
 
@@ -724,7 +728,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         if (!p->compare_rtn)
             sk->err_rtn = -1;
         lmp_linear_hf_prefix(l, (lmp_linear)k, sk->name, sizeof sk->name);
-        if ((rc = lmp_awq_quant(a->blk.w[k], rows, in, p->bits, p->group_size, p->sym, &qt[k]))) {
+        if ((rc = lmp_awq_quant(a->blk.w[k], rows, in, lmp_qpipe_lin_bits(p, l, (lmp_linear)k),
+                                 lmp_qpipe_lin_group(p, l, (lmp_linear)k), p->sym, &qt[k]))) {
             rc = lmp_err_prefix(rc, "%s.weight", sk->name);
             goto done;
         }
