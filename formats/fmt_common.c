@@ -6,6 +6,9 @@
  */
 #include "fmt_internal.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdlib.h>
 #include <string.h>
 
 void lmp_intq_config_init(lmp_intq_config *c, const lmp_qtensor *q)
@@ -123,4 +126,108 @@ const char *lmp_fmt_json_str(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---------------------------------------------------------------- mixed configs -- */
+
+int lmp_fmt_rule_add(lmp_intq_rules *r, const char *pattern, int kind, bool skip, const lmp_intq_config *c,
+                     const char *what)
+{
+    lmp_intq_rule *nr = realloc(r->r, sizeof *nr * (size_t)(r->n + 1));
+    if (!nr)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    r->r = nr;
+    lmp_intq_rule *x = &nr[r->n];
+    memset(x, 0, sizeof *x);
+    x->kind = kind;
+    x->skip = skip;
+    x->c = *c;
+    if (!(x->pattern = strdup(pattern)))
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (kind == 1) {
+        int e;
+        PCRE2_SIZE off;
+        x->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED, &e, &off, NULL);
+        if (!x->code) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(e, msg, sizeof msg);
+            free(x->pattern);
+            return lmp_err(LMP_EFORMAT, "%s: regular expression \"%s\" does not compile at offset %d: %s", what,
+                           pattern, (int)off, (const char *)msg);
+        }
+    }
+    r->n++;
+    return LMP_OK;
+}
+
+void lmp_intq_rules_free(lmp_intq_rules *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n; i++) {
+        free(r->r[i].pattern);
+        pcre2_code_free(r->r[i].code);
+    }
+    free(r->r);
+    memset(r, 0, sizeof *r);
+}
+
+static bool rule_match(const lmp_intq_rule *x, const char *name)
+{
+    if (x->kind == 0)
+        return strcmp(x->pattern, name) == 0;
+    if (x->kind == 2)
+        return strcmp(x->pattern, "Linear") == 0; /* every module asked about is a linear */
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(x->code, NULL);
+    if (!md)
+        return false;
+    int rc = pcre2_match(x->code, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    return rc >= 0;
+}
+
+void lmp_intq_rules_resolve(const lmp_intq_rules *r, const lmp_intq_config *base, const char *name,
+                            lmp_intq_config *out, bool *skip)
+{
+    *out = *base;
+    *skip = false;
+    if (!r || r->n == 0)
+        return;
+    if (!r->ct) { /* GPTQModel / vLLM: the first matching key decides */
+        for (int i = 0; i < r->n; i++)
+            if (rule_match(&r->r[i], name)) {
+                *skip = r->r[i].skip;
+                *out = r->r[i].c;
+                return;
+            }
+        return;
+    }
+    const lmp_intq_rule *best = NULL;
+    for (int i = 0; i < r->n; i++) {
+        const lmp_intq_rule *x = &r->r[i];
+        if (!rule_match(x, name))
+            continue;
+        if (x->skip) { /* ignore wins */
+            *skip = true;
+            return;
+        }
+        if (!best || x->kind < best->kind)
+            best = x;
+    }
+    if (best)
+        *out = best->c;
+    else if (r->has_groups)
+        *skip = true; /* no group targets it */
+}
+
+void lmp_fmt_regex_escape(const char *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        if (strchr(".^$*+?()[]{}|\\", *s))
+            buf[k++] = '\\';
+        buf[k++] = *s;
+    }
+    if (n)
+        buf[k < n ? k : n - 1] = 0;
 }

@@ -271,27 +271,19 @@ cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f)
     return o;
 }
 
-int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+/* One config_groups entry's "weights" into c (the rest of c as given). */
+static int ct_weights(const cJSON *w, lmp_intq_config *c, const char *gname)
 {
     int rc;
-    const char *fmt = lmp_fmt_json_str(qc, "format");
-    if (!fmt || strcmp(fmt, "pack-quantized") != 0)
-        return lmp_err(LMP_EUNSUPPORTED,
-                       "quantization_config: compressed-tensors format \"%s\" (only pack-quantized)",
-                       fmt ? fmt : "(none)");
-    *f = LMP_QFMT_CT_PACKED;
-    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
-    if (!cJSON_IsObject(groups) || cJSON_GetArraySize(groups) != 1)
-        return lmp_err(LMP_EUNSUPPORTED,
-                       "quantization_config: expected exactly one entry in config_groups");
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(groups->child, "weights");
     if (!cJSON_IsObject(w))
-        return lmp_err(LMP_EFORMAT, "quantization_config: config_groups entry has no weights");
+        return lmp_err(LMP_EFORMAT, "quantization_config: config_groups entry \"%s\" has no weights", gname);
     const char *type = lmp_fmt_json_str(w, "type");
     if (type && strcmp(type, "int") != 0)
-        return lmp_err(LMP_EUNSUPPORTED, "quantization_config: weights type \"%s\" (expected int)", type);
+        return lmp_err(LMP_EUNSUPPORTED, "quantization_config: %s weights type \"%s\" (expected int)", gname, type);
     if ((rc = lmp_fmt_json_int(w, "num_bits", 4, &c->bits)))
         return rc;
+    if (c->bits < 2 || c->bits > 8)
+        return lmp_err(LMP_EUNSUPPORTED, "quantization_config: %s num_bits %d not in 2..8", gname, c->bits);
     c->sym = lmp_fmt_json_bool(w, "symmetric", true);
     const char *strat = lmp_fmt_json_str(w, "strategy");
     if (strat && strcmp(strat, "channel") == 0) {
@@ -299,13 +291,134 @@ int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
     } else if (strat && strcmp(strat, "group") == 0) {
         if ((rc = lmp_fmt_json_int(w, "group_size", 128, &c->group_size)))
             return rc;
+        if (c->group_size < 1)
+            return lmp_err(LMP_EFORMAT, "quantization_config: %s group_size %d", gname, c->group_size);
     } else {
         return lmp_err(LMP_EUNSUPPORTED,
-                       "quantization_config: weight strategy \"%s\" (expected group or channel)",
+                       "quantization_config: %s weight strategy \"%s\" (expected group or channel)", gname,
                        strat ? strat : "(none)");
     }
     const char *ao = lmp_fmt_json_str(w, "actorder");
     c->desc_act = ao != NULL;
     c->static_groups = ao && (strcmp(ao, "weight") == 0 || strcmp(ao, "static") == 0);
+    return LMP_OK;
+}
+
+/* true when the group's targets include the class "Linear" */
+static bool targets_linear(const cJSON *g)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(g, "targets"), *e;
+    cJSON_ArrayForEach(e, t)
+        if (cJSON_IsString(e) && strcmp(e->valuestring, "Linear") == 0)
+            return true;
+    return false;
+}
+
+int lmp_fmt_ct_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c)
+{
+    const char *fmt = lmp_fmt_json_str(qc, "format");
+    if (!fmt || strcmp(fmt, "pack-quantized") != 0)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "quantization_config: compressed-tensors format \"%s\" (only pack-quantized)",
+                       fmt ? fmt : "(none)");
+    *f = LMP_QFMT_CT_PACKED;
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+    if (!cJSON_IsObject(groups) || cJSON_GetArraySize(groups) < 1)
+        return lmp_err(LMP_EFORMAT, "quantization_config: no config_groups");
+    /* the base setting: the group targeting the class Linear, else the first (several
+     * groups: each module's own by lmp_intq_rules_parse) */
+    const cJSON *g = groups->child;
+    for (const cJSON *e = groups->child; e; e = e->next)
+        if (targets_linear(e)) {
+            g = e;
+            break;
+        }
+    return ct_weights(cJSON_GetObjectItemCaseSensitive(g, "weights"), c, g->string ? g->string : "group");
+}
+
+/* A target or ignore entry: "re:REGEX", a dotted module name, or a class name. */
+static int add_target(lmp_intq_rules *out, const char *t, bool skip, const lmp_intq_config *c, const char *what)
+{
+    if (strncmp(t, "re:", 3) == 0)
+        return lmp_fmt_rule_add(out, t + 3, 1, skip, c, what);
+    return lmp_fmt_rule_add(out, t, strchr(t, '.') || skip ? 0 : 2, skip, c, what);
+}
+
+int lmp_fmt_ct_config_rules(const cJSON *qc, const lmp_intq_config *base, lmp_intq_rules *out)
+{
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+    out->ct = true;
+    out->has_groups = true;
+    const cJSON *ig = cJSON_GetObjectItemCaseSensitive(qc, "ignore"), *e;
+    int rc;
+    cJSON_ArrayForEach(e, ig)
+        if (cJSON_IsString(e) && (rc = add_target(out, e->valuestring, true, base, "quantization_config.ignore")))
+            return rc;
+    for (const cJSON *g = groups ? groups->child : NULL; g; g = g->next) {
+        const char *gname = g->string ? g->string : "group";
+        lmp_intq_config c = *base;
+        if ((rc = ct_weights(cJSON_GetObjectItemCaseSensitive(g, "weights"), &c, gname)))
+            return rc;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(g, "targets");
+        if (!cJSON_IsArray(t))
+            return lmp_err(LMP_EFORMAT, "quantization_config: config_groups entry \"%s\" has no targets list", gname);
+        char what[128];
+        snprintf(what, sizeof what, "quantization_config.config_groups.%.80s.targets", gname);
+        cJSON_ArrayForEach(e, t) {
+            if (!cJSON_IsString(e))
+                return lmp_err(LMP_EFORMAT, "%s: a target that is not a string", what);
+            if ((rc = add_target(out, e->valuestring, false, &c, what)))
+                return rc;
+        }
+    }
+    return LMP_OK;
+}
+
+int lmp_fmt_ct_config_mixed(cJSON *qc, const lmp_intq_config *base, const lmp_intq_module *m, int n)
+{
+    /* one group per distinct setting, in order of first use, targets the exact module
+     * names (no "Linear" catch-all: vLLM matches a fused layer's class name before its
+     * shards' names, and would give qkv_proj the catch-all's scheme) */
+    cJSON_DeleteItemFromObjectCaseSensitive(qc, "config_groups");
+    cJSON *groups = cJSON_CreateObject();
+    char *done = calloc((size_t)(n ? n : 1), 1);
+    int ng = 0, rc = LMP_OK;
+    if (!groups || !done) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (done[i])
+            continue;
+        lmp_intq_config c = *base;
+        c.bits = m[i].bits;
+        c.group_size = m[i].group_size;
+        cJSON *one = lmp_fmt_ct_config_json(&c, LMP_QFMT_CT_PACKED);
+        cJSON *g = one ? cJSON_DetachItemFromObjectCaseSensitive(
+                             cJSON_GetObjectItemCaseSensitive(one, "config_groups"), "group_0")
+                       : NULL;
+        cJSON_Delete(one);
+        if (!g) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            break;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(g, "targets");
+        cJSON *t = cJSON_AddArrayToObject(g, "targets");
+        for (int j = i; j < n && t; j++)
+            if (!done[j] && m[j].bits == m[i].bits && m[j].group_size == m[i].group_size) {
+                done[j] = 1;
+                cJSON_AddItemToArray(t, cJSON_CreateString(m[j].name));
+            }
+        char name[32];
+        snprintf(name, sizeof name, "group_%d", ng++);
+        cJSON_AddItemToObject(groups, name, g);
+    }
+out:
+    free(done);
+    if (rc) {
+        cJSON_Delete(groups);
+        return rc;
+    }
+    cJSON_AddItemToObject(qc, "config_groups", groups);
     return LMP_OK;
 }

@@ -212,3 +212,103 @@ int lmp_fmt_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c
         c->damp_percent = (float)d->valuedouble;
     return LMP_OK;
 }
+
+/* ---------------------------------------------------------------- mixed ---------- */
+
+int lmp_fmt_gptq_config_rules(const cJSON *qc, const lmp_intq_config *base, lmp_intq_rules *out)
+{
+    const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(qc, "dynamic");
+    if (!dyn || cJSON_IsNull(dyn))
+        return LMP_OK;
+    if (!cJSON_IsObject(dyn))
+        return lmp_err(LMP_EFORMAT, "quantization_config: \"dynamic\" is not an object");
+    for (const cJSON *e = dyn->child; e; e = e->next) {
+        const char *key = e->string ? e->string : "";
+        char what[LMP_MAX_NAME + 64];
+        snprintf(what, sizeof what, "quantization_config.dynamic[\"%.200s\"]", key);
+        const bool skip = strncmp(key, "-:", 2) == 0;
+        const char *pat = skip || strncmp(key, "+:", 2) == 0 ? key + 2 : key;
+        lmp_intq_config c = *base;
+        if (!skip) {
+            if (!cJSON_IsObject(e))
+                return lmp_err(LMP_EFORMAT, "%s: the overrides are not an object", what);
+            int rc;
+            if ((rc = lmp_fmt_json_int(e, "bits", base->bits, &c.bits)) ||
+                (rc = lmp_fmt_json_int(e, "group_size", base->group_size, &c.group_size)))
+                return lmp_err_prefix(rc, "%s", what);
+            c.sym = lmp_fmt_json_bool(e, "sym", base->sym);
+            c.desc_act = lmp_fmt_json_bool(e, "desc_act", base->desc_act);
+            if (c.bits != 2 && c.bits != 3 && c.bits != 4 && c.bits != 8)
+                return lmp_err(LMP_EUNSUPPORTED, "%s: bits %d (GPTQ packs 2, 3, 4, 8)", what, c.bits);
+            if (c.group_size == 0 || c.group_size < -1)
+                return lmp_err(LMP_EFORMAT, "%s: group_size %d", what, c.group_size);
+        }
+        int rc = lmp_fmt_rule_add(out, pat, 1, skip, &c, what);
+        if (rc)
+            return rc;
+    }
+    return LMP_OK;
+}
+
+/* The last component of a module name ("q_proj") and the length of its parent path. */
+static const char *leaf(const char *name, size_t *parent_len)
+{
+    const char *d = strrchr(name, '.');
+    *parent_len = d ? (size_t)(d - name) : 0;
+    return d ? d + 1 : name;
+}
+
+int lmp_fmt_gptq_config_mixed(cJSON *qc, const lmp_intq_config *base, const lmp_intq_module *m, int n)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(qc, "dynamic");
+    cJSON *dyn = cJSON_AddObjectToObject(qc, "dynamic");
+    char *done = calloc((size_t)(n ? n : 1), 1);
+    if (!dyn || !done) {
+        free(done);
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    /* one key per parent module and setting: its linears' leaf names, plus vLLM's fused
+     * name when the whole fused set is there (q/k/v -> qkv_proj, gate/up -> gate_up_proj) */
+    for (int i = 0; i < n; i++) {
+        if (done[i] || (m[i].bits == base->bits && m[i].group_size == base->group_size))
+            continue;
+        size_t pl;
+        leaf(m[i].name, &pl);
+        char alt[256] = "";
+        size_t al = 0;
+        bool q = false, k = false, v = false, g = false, u = false;
+        for (int j = i; j < n; j++) {
+            size_t pj;
+            const char *lf = leaf(m[j].name, &pj);
+            if (done[j] || pj != pl || strncmp(m[j].name, m[i].name, pl) != 0 || m[j].bits != m[i].bits ||
+                m[j].group_size != m[i].group_size)
+                continue;
+            done[j] = 1;
+            char esc[128];
+            lmp_fmt_regex_escape(lf, esc, sizeof esc);
+            al += (size_t)snprintf(alt + al, al < sizeof alt ? sizeof alt - al : 0, "%s%s", al ? "|" : "", esc);
+            q |= strcmp(lf, "q_proj") == 0;
+            k |= strcmp(lf, "k_proj") == 0;
+            v |= strcmp(lf, "v_proj") == 0;
+            g |= strcmp(lf, "gate_proj") == 0;
+            u |= strcmp(lf, "up_proj") == 0;
+        }
+        if (q && k && v)
+            al += (size_t)snprintf(alt + al, al < sizeof alt ? sizeof alt - al : 0, "|qkv_proj");
+        if (g && u)
+            al += (size_t)snprintf(alt + al, al < sizeof alt ? sizeof alt - al : 0, "|gate_up_proj");
+        char parent[LMP_MAX_NAME], esc[2 * LMP_MAX_NAME], key[3 * LMP_MAX_NAME + 300];
+        snprintf(parent, sizeof parent, "%.*s", (int)pl, m[i].name);
+        lmp_fmt_regex_escape(parent, esc, sizeof esc);
+        snprintf(key, sizeof key, "+:%s\\.(%s)$", esc, alt);
+        cJSON *o = cJSON_AddObjectToObject(dyn, key);
+        if (!o) {
+            free(done);
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        }
+        cJSON_AddNumberToObject(o, "bits", m[i].bits);
+        cJSON_AddNumberToObject(o, "group_size", m[i].group_size);
+    }
+    free(done);
+    return LMP_OK;
+}

@@ -23,4 +23,11 @@ int lmp_fmt_json_int(const cJSON *o, const char *key, int def, int *out);
 bool lmp_fmt_json_bool(const cJSON *o, const char *key, bool def);
 const char *lmp_fmt_json_str(const cJSON *o, const char *key);
 
+/* Mixed configs (packing.h): appends a rule (kind 0 exact, 1 regex compiled anchored at
+ * the start, 2 class name); a regex that does not compile is LMP_EFORMAT naming `what`. */
+int lmp_fmt_rule_add(lmp_intq_rules *r, const char *pattern, int kind, bool skip, const lmp_intq_config *c,
+                     const char *what);
+/* s with the regex metacharacters escaped, into buf (n bytes; truncated). */
+void lmp_fmt_regex_escape(const char *s, char *buf, size_t n);
+
 #endif

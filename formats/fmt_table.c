@@ -30,6 +30,7 @@ static const lmp_qformat_row g_qformats[LMP_QFMT_COUNT] = {
         .quantize_config_json = true,
         .pack = lmp_fmt_gptq_pack, .unpack = lmp_fmt_gptq_unpack,
         .config_json = lmp_fmt_gptq_config_json, .config_read = lmp_fmt_gptq_config_read,
+        .config_mixed = lmp_fmt_gptq_config_mixed, .config_rules = lmp_fmt_gptq_config_rules,
     },
     [LMP_QFMT_GPTQ_V2] = {
         .name = "gptq_v2", .aliases = gptq_v2_aliases, .quant_method = "gptq",
@@ -38,6 +39,7 @@ static const lmp_qformat_row g_qformats[LMP_QFMT_COUNT] = {
         .quantize_config_json = true,
         .pack = lmp_fmt_gptq_pack, .unpack = lmp_fmt_gptq_unpack,
         .config_json = lmp_fmt_gptq_config_json, .config_read = lmp_fmt_gptq_config_read,
+        .config_mixed = lmp_fmt_gptq_config_mixed, .config_rules = lmp_fmt_gptq_config_rules,
     },
     [LMP_QFMT_AWQ_GEMM] = {
         .name = "awq", .quant_method = "awq",
@@ -53,6 +55,7 @@ static const lmp_qformat_row g_qformats[LMP_QFMT_COUNT] = {
         .scale_dtypes = true,
         .pack = lmp_fmt_ct_pack, .unpack = lmp_fmt_ct_unpack,
         .config_json = lmp_fmt_ct_config_json, .config_read = lmp_fmt_ct_config_read,
+        .config_mixed = lmp_fmt_ct_config_mixed, .config_rules = lmp_fmt_ct_config_rules,
     },
 };
 
@@ -216,4 +219,42 @@ int lmp_qformat_config_parse(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c
     if (c->group_size == 0 || c->group_size < -1)
         return lmp_err(LMP_EFORMAT, "quantization_config: group_size %d", c->group_size);
     return LMP_OK;
+}
+
+uint64_t lmp_qformat_linear_bytes(lmp_qformat f, int64_t rows, int64_t cols, int bits, int group_size, bool sym,
+                                  bool gidx, lmp_dtype scale_dtype)
+{
+    const lmp_qformat_row *r = lmp_qformat_get(f);
+    if (!r || bits < 2 || bits > 8 || (group_size > 0 && cols % group_size) || (r->asym_refusal && !sym))
+        return 0;
+    lmp_qtensor q;
+    if (lmp_qtensor_intgroup_init(&q, rows, cols, bits, group_size, sym, gidx))
+        return 0;
+    snprintf(q.name, sizeof q.name, "(size probe)");
+    if (q.ig.g_idx)
+        for (int64_t c = 0; c < cols; c++)
+            q.ig.g_idx[c] = (int32_t)(c / q.ig.gs);
+    if (!sym)
+        memset(q.ig.zeros, 1, (size_t)(rows * q.ig.n_groups)); /* a zero every packing holds */
+    lmp_packed_linear pl;
+    uint64_t bytes = 0;
+    if (r->pack(&q, f, r->scale_dtypes ? scale_dtype : LMP_DT_F16, &pl) == LMP_OK) {
+        for (int i = 0; i < pl.n; i++)
+            bytes += pl.t[i].nbytes;
+        lmp_packed_linear_free(&pl);
+    }
+    lmp_qtensor_free(&q);
+    return bytes;
+}
+
+int lmp_intq_rules_parse(const cJSON *qc, lmp_qformat f, const lmp_intq_config *base, lmp_intq_rules *out)
+{
+    memset(out, 0, sizeof *out);
+    const lmp_qformat_row *r = lmp_qformat_get(f);
+    if (!r || !r->config_rules)
+        return LMP_OK;
+    int rc = r->config_rules(qc, base, out);
+    if (rc)
+        lmp_intq_rules_free(out);
+    return rc;
 }

@@ -60,6 +60,52 @@ typedef struct {
  * fields a qtensor determines (bits, group_size, sym, desc_act = has g_idx) when q != NULL. */
 void lmp_intq_config_init(lmp_intq_config *c, const lmp_qtensor *q);
 
+/* ---------------------------------------------------------------- mixed configs --
+ * Per-module settings (issue 21, mixed precision) in the two forms vLLM loads:
+ *   GPTQ (GPTQModel) "dynamic": an object of regex keys, each optionally prefixed "+:"
+ *     (override, the default) or "-:" (module not quantized), values overriding "bits",
+ *     "group_size", "sym", "desc_act"; matched with Python's re.match (anchored at the
+ *     start only) against the module name; the first matching key in order wins (vLLM's
+ *     get_dynamic_override). vLLM matches its FUSED modules (qkv_proj, gate_up_proj), so
+ *     our writer's keys name both: "model\.layers\.3\.self_attn\.(q_proj|k_proj|
+ *     v_proj|qkv_proj)$".
+ *   compressed-tensors "config_groups": several groups, each with "targets" (exact module
+ *     names, "re:"-prefixed regexes, or a class name such as "Linear") and "weights"
+ *     args; "ignore" lists modules (names or "re:") left unquantized. Precedence as
+ *     compressed-tensors / vLLM: an exact name, then a regex, then the class.
+ * Regexes are PCRE2 (Python's re syntax for the usual patterns), anchored at the start. */
+typedef struct {
+    char *pattern;      /* owned: a module name, a regex, or a class name */
+    int kind;           /* 0 exact name, 1 regex, 2 class name ("Linear") */
+    bool skip;          /* module left unquantized ("-:", compressed-tensors ignore) */
+    lmp_intq_config c;  /* the module's setting (base with the rule's overrides) */
+    void *code;         /* compiled regex (pcre2_code), owned */
+} lmp_intq_rule;
+
+typedef struct {
+    int n;
+    lmp_intq_rule *r;   /* owned */
+    bool ct;            /* compressed-tensors precedence (else first match in order) */
+    bool has_groups;    /* compressed-tensors: targets decide; a module none names is not quantized */
+} lmp_intq_rules;
+
+/* Reads the per-module part of a quantization_config already parsed into (f, base):
+ * GPTQ "dynamic" (absent or null: no rules), compressed-tensors config_groups + ignore.
+ * A bad regex, a value that is not an object, bits outside 2..8 are LMP_EFORMAT /
+ * LMP_EUNSUPPORTED naming the key. *out owned (lmp_intq_rules_free), cleared on error. */
+int lmp_intq_rules_parse(const cJSON *qc, lmp_qformat f, const lmp_intq_config *base, lmp_intq_rules *out);
+void lmp_intq_rules_free(lmp_intq_rules *r); /* accepts NULL and cleared structs */
+/* The setting of module `name` ("model.layers.0.mlp.down_proj"): *out = base, or the
+ * matching rule's; *skip true when the module is not quantized. */
+void lmp_intq_rules_resolve(const lmp_intq_rules *r, const lmp_intq_config *base, const char *name,
+                            lmp_intq_config *out, bool *skip);
+
+/* One module's setting for a mixed quantization_config (the writer's input). */
+typedef struct {
+    const char *name;   /* "model.layers.3.self_attn.q_proj" */
+    int bits, group_size;
+} lmp_intq_module;
+
 /* The tensors of one quantized Linear in one packing. Names are suffixes ("qweight");
  * after pack they are owned, after lmp_packed_linear_from_st borrowed. */
 #define LMP_PACKED_MAX 6
@@ -101,6 +147,12 @@ typedef struct {
      * sharing that quant_method (*f) and its config; LMP_EUNSUPPORTED for variants not
      * in the table, with a message */
     int (*config_read)(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
+    /* per-module settings into the quantization_config qc made by config_json (base =
+     * its setting): GPTQ's "dynamic", compressed-tensors' config_groups; NULL: the format
+     * holds one setting only (AWQ GEMM). n modules, every quantized linear. */
+    int (*config_mixed)(cJSON *qc, const lmp_intq_config *base, const lmp_intq_module *m, int n);
+    /* reads the per-module part back (lmp_intq_rules_parse); NULL: none */
+    int (*config_rules)(const cJSON *qc, const lmp_intq_config *base, lmp_intq_rules *out);
 } lmp_qformat_row;
 
 /* The row of f, or NULL when f is not a format. */
@@ -163,6 +215,15 @@ cJSON *lmp_fmt_gptq_config_json(const lmp_intq_config *c, lmp_qformat f);
 cJSON *lmp_fmt_awq_config_json(const lmp_intq_config *c, lmp_qformat f);
 cJSON *lmp_fmt_ct_config_json(const lmp_intq_config *c, lmp_qformat f);
 cJSON *lmp_qformat_config_json(lmp_qformat f, const lmp_intq_config *c);
+int lmp_fmt_gptq_config_mixed(cJSON *qc, const lmp_intq_config *base, const lmp_intq_module *m, int n);
+int lmp_fmt_ct_config_mixed(cJSON *qc, const lmp_intq_config *base, const lmp_intq_module *m, int n);
+int lmp_fmt_gptq_config_rules(const cJSON *qc, const lmp_intq_config *base, lmp_intq_rules *out);
+int lmp_fmt_ct_config_rules(const cJSON *qc, const lmp_intq_config *base, lmp_intq_rules *out);
+/* Bytes linear [rows, cols] takes in format f at (bits, group_size, sym, g_idx) with
+ * scale_dtype (compressed-tensors): the sum of the tensors its packing writes (an empty
+ * tensor packed); 0 when the packing cannot hold that shape. */
+uint64_t lmp_qformat_linear_bytes(lmp_qformat f, int64_t rows, int64_t cols, int bits, int group_size, bool sym,
+                                  bool gidx, lmp_dtype scale_dtype);
 /* Each format's quantization_config reader (the rows' config_read). */
 int lmp_fmt_gptq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);
 int lmp_fmt_awq_config_read(const cJSON *qc, lmp_qformat *f, lmp_intq_config *c);

@@ -21,6 +21,7 @@
 /* The declared layout of one packed linear shape. */
 typedef struct {
     int64_t rows, cols;
+    int bits, gs;
     int n;
     char name[LMP_PACKED_MAX][LMP_MAX_NAME];
     lmp_dtype dtype[LMP_PACKED_MAX];
@@ -37,7 +38,7 @@ struct lmp_qmodel_writer {
     lmp_st_writer *sw;
     int n_layers, next_layer;
     int *tensor_layer;   /* per ckpt tensor: -2 skip (a quantized linear's weight), -1 not in a block, else block */
-    packed_shape shapes[8];
+    packed_shape shapes[128];
     int n_shapes;
     bool gidx;           /* declared with g_idx */
     lmp_qmodel_write_stats st;
@@ -65,18 +66,28 @@ static int pack_one(const lmp_qmodel_writer *w, const lmp_qtensor *q, lmp_packed
     return lmp_qformat_pack(w->p.format, q, w->qc.scale_dtype, out);
 }
 
-/* Shape table entry for [rows, cols], packing an empty tensor on first use. */
-static int shape_for(lmp_qmodel_writer *w, int64_t rows, int64_t cols, const char *name, const packed_shape **out)
+/* The setting of linear k of block `layer`: the plan's, else the configuration's. */
+static void lin_setting(const lmp_qmodel_writer *w, int layer, int k, int *bits, int *gs)
+{
+    const lmp_qsetting *s = w->p.per_linear ? &w->p.per_linear[layer * LMP_LIN_COUNT + k] : NULL;
+    *bits = s && s->bits ? s->bits : w->qc.bits;
+    *gs = s && s->bits ? s->group_size : w->qc.group_size;
+}
+
+/* Shape table entry for [rows, cols] at (bits, gs), packing an empty tensor on first use. */
+static int shape_for(lmp_qmodel_writer *w, int64_t rows, int64_t cols, int bits, int gs, const char *name,
+                     const packed_shape **out)
 {
     for (int i = 0; i < w->n_shapes; i++)
-        if (w->shapes[i].rows == rows && w->shapes[i].cols == cols) {
+        if (w->shapes[i].rows == rows && w->shapes[i].cols == cols && w->shapes[i].bits == bits &&
+            w->shapes[i].gs == gs) {
             *out = &w->shapes[i];
             return LMP_OK;
         }
     if (w->n_shapes == (int)(sizeof w->shapes / sizeof w->shapes[0]))
         return lmp_err(LMP_EUNSUPPORTED, "quantized writer: too many distinct linear shapes");
     lmp_qtensor q;
-    int rc = lmp_qtensor_intgroup_init(&q, rows, cols, w->qc.bits, w->qc.group_size, w->qc.sym, w->gidx);
+    int rc = lmp_qtensor_intgroup_init(&q, rows, cols, bits, gs, w->qc.sym, w->gidx);
     if (rc)
         return rc;
     snprintf(q.name, sizeof q.name, "%s", name);
@@ -91,6 +102,8 @@ static int shape_for(lmp_qmodel_writer *w, int64_t rows, int64_t cols, const cha
     packed_shape *s = &w->shapes[w->n_shapes++];
     s->rows = rows;
     s->cols = cols;
+    s->bits = bits;
+    s->gs = gs;
     s->n = pl.n;
     for (int i = 0; i < pl.n; i++) {
         snprintf(s->name[i], LMP_MAX_NAME, "%s", pl.t[i].name);
@@ -158,6 +171,21 @@ static void slot_shape(const lmp_model *m, int layer, const lin_slot *s, int64_t
     *cols = lmp_model_linear(m, layer, s->first)->cols;
     for (int i = 0; i < s->n; i++)
         *rows += lmp_model_linear(m, layer, (lmp_linear)(s->first + i))->rows;
+}
+
+/* The setting of a slot: its first linear's; the linears of a fused slot must agree. */
+static int slot_setting(const lmp_qmodel_writer *w, int layer, const lin_slot *s, const char *name, int *bits,
+                        int *gs)
+{
+    lin_setting(w, layer, s->first, bits, gs);
+    for (int i = 1; i < s->n; i++) {
+        int b, g;
+        lin_setting(w, layer, s->first + i, &b, &g);
+        if (b != *bits || g != *gs)
+            return lmp_err(LMP_EINVAL, "%s: the fused linears were planned with different settings (%d-bit group %d "
+                                       "and %d-bit group %d); one tensor holds one", name, *bits, *gs, b, g);
+    }
+    return LMP_OK;
 }
 
 static bool is_linear_weight(const lmp_model *m, const char *name, int layer)
@@ -346,6 +374,30 @@ static int write_kept_linear(lmp_qmodel_writer *w, int layer, int k)
     return rc;
 }
 
+uint64_t lmp_qmodel_fixed_bytes(const lmp_model *m, const lmp_qmodel_write_params *p)
+{
+    const lmp_ckpt *ck = lmp_model_ckpt(m);
+    const lmp_config *cfg = lmp_model_config(m);
+    lmp_qmodel_writer tw; /* only out_dtype / keep_dtype read it */
+    memset(&tw, 0, sizeof tw);
+    tw.p = *p;
+    uint64_t bytes = 0;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const lmp_tensor *t = &ck->tensors[i];
+        int l = name_layer(t->name);
+        if (l >= 0 && l < cfg->n_layers && is_linear_weight(m, t->name, l))
+            continue;
+        bytes += (uint64_t)lmp_tensor_nelem(t) * lmp_dtype_info(out_dtype(&tw, t->dtype))->type_size;
+    }
+    for (int l = 0; p->keep && l < cfg->n_layers; l++)
+        for (int k = 0; k < LMP_LIN_COUNT; k++)
+            if (p->keep[l * LMP_LIN_COUNT + k]) {
+                const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
+                bytes += (uint64_t)(wm->rows * wm->cols) * lmp_dtype_info(keep_dtype(&tw, wm))->type_size;
+            }
+    return bytes;
+}
+
 int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const char *dir,
                            const lmp_intq_config *qc, const lmp_qmodel_write_params *p)
 {
@@ -375,6 +427,16 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                        "that loads, so none is written. Use GGUF types (lmpress quantize --type q4_k_m ...) or "
                        "prune (dense output)",
                        ck->path);
+    if (p->per_linear && lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "%s: a mixed plan (per-linear bits and group size) is not written for "
+                                         "mixture-of-experts models yet", ck->path);
+    if (p->per_linear && !row->config_mixed)
+        for (int i = 0; i < cfg->n_layers * LMP_LIN_COUNT; i++)
+            if (p->per_linear[i].bits && (p->per_linear[i].bits != qc->bits ||
+                                          p->per_linear[i].group_size != qc->group_size))
+                return lmp_err(LMP_EUNSUPPORTED, "%s holds one bit width and group size for the whole model; a mixed "
+                                                 "plan needs gptq, gptq_v2 or compressed-tensors (--format)",
+                               row->name);
     lmp_qmodel_writer *w = calloc(1, sizeof *w);
     if (!w)
         return lmp_err(LMP_ENOMEM, "out of memory");
@@ -423,7 +485,7 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             char name[LMP_MAX_NAME];
             const lmp_wmat *wm = lmp_model_expert_linear(m, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3));
             lmp_expert_hf_prefix(cfg, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), name, sizeof name);
-            if ((rc = shape_for(w, wm->rows, wm->cols, name, &s)))
+            if ((rc = shape_for(w, wm->rows, wm->cols, w->qc.bits, w->qc.group_size, name, &s)))
                 goto fail;
         }
         for (int k = 0; k < ns; k++) {
@@ -438,7 +500,9 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                 continue;
             }
             slot_shape(m, l, &sl[k], &rows, &cols);
-            if ((rc = shape_for(w, rows, cols, name, &s)))
+            int bits, gs;
+            if ((rc = slot_setting(w, l, &sl[k], name, &bits, &gs)) ||
+                (rc = shape_for(w, rows, cols, bits, gs, name, &s)))
                 goto fail;
         }
     }
@@ -476,7 +540,9 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                 continue;
             }
             slot_shape(m, l, &sl[k], &rows, &cols);
-            if ((rc = shape_for(w, rows, cols, prefix, &s)))
+            int bits, gs;
+            if ((rc = slot_setting(w, l, &sl[k], prefix, &bits, &gs)) ||
+                (rc = shape_for(w, rows, cols, bits, gs, prefix, &s)))
                 goto fail;
             for (int j = 0; j < s->n; j++) {
                 snprintf(name, sizeof name, "%s.%s", prefix, s->name[j]);
@@ -489,7 +555,7 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
             const lmp_wmat *wm = lmp_model_expert_linear(m, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3));
             lmp_expert_hf_prefix(cfg, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), prefix, sizeof prefix);
-            if ((rc = shape_for(w, wm->rows, wm->cols, prefix, &s)))
+            if ((rc = shape_for(w, wm->rows, wm->cols, w->qc.bits, w->qc.group_size, prefix, &s)))
                 goto fail;
             for (int j = 0; j < s->n; j++) {
                 snprintf(name, sizeof name, "%s.%s", prefix, s->name[j]);
@@ -598,15 +664,15 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
 }
 
 /* Packs qk (declared as `prefix`) and writes its tensors. */
-static int write_packed(lmp_qmodel_writer *w, const lmp_qtensor *qk, const char *prefix)
+/* qk packed as declared at (bits, gs) and written. */
+static int write_packed(lmp_qmodel_writer *w, const lmp_qtensor *qk, const char *prefix, int bits, int gs)
 {
     const packed_shape *s;
     int rc;
-    if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
-        qk->ig.sym != w->qc.sym)
+    if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != bits || qk->ig.group_size != gs || qk->ig.sym != w->qc.sym)
         return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
-                       prefix, w->qc.bits, w->qc.group_size, w->qc.sym ? "symmetric" : "asymmetric");
-    if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s)))
+                       prefix, bits, gs, w->qc.sym ? "symmetric" : "asymmetric");
+    if ((rc = shape_for(w, qk->rows, qk->cols, bits, gs, prefix, &s)))
         return rc;
     /* act-order can leave a trivial permutation, which the canonical object drops;
      * the declaration promised a g_idx, so give the packer the trivial one */
@@ -692,7 +758,12 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
                 return rc;
             qk = &fused;
         }
-        rc = write_packed(w, qk, prefix);
+        int bits, gs;
+        if ((rc = slot_setting(w, layer, &sl[k], prefix, &bits, &gs))) {
+            lmp_qtensor_free(&fused);
+            return rc;
+        }
+        rc = write_packed(w, qk, prefix, bits, gs);
         lmp_qtensor_free(&fused);
         if (rc)
             return rc;
@@ -701,7 +772,7 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
         char prefix[LMP_MAX_NAME];
         lmp_expert_hf_prefix(lmp_model_config(w->m), layer, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), prefix,
                              sizeof prefix);
-        if ((rc = write_packed(w, &w->qe[k], prefix)))
+        if ((rc = write_packed(w, &w->qe[k], prefix, w->qc.bits, w->qc.group_size)))
             return rc;
     }
     w->qe = NULL;
@@ -709,9 +780,51 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
     return LMP_OK;
 }
 
+/* The per-module part of a mixed plan into j (nothing when every linear has the base
+ * setting). */
+static int qconfig_mixed(const lmp_qmodel_writer *w, cJSON *j)
+{
+    const lmp_qformat_row *row = lmp_qformat_get(w->p.format);
+    if (!w->p.per_linear || !row->config_mixed)
+        return LMP_OK;
+    const lmp_config *cfg = lmp_model_config(w->m);
+    lin_slot sl[LMP_LIN_COUNT];
+    const int ns = block_slots(cfg, false, sl) /* mixed plans: dense models only (writer_open) */;
+    lmp_intq_module *mods = calloc((size_t)w->n_layers * LMP_LIN_COUNT, sizeof *mods);
+    char (*names)[LMP_MAX_NAME] = calloc((size_t)w->n_layers * LMP_LIN_COUNT, LMP_MAX_NAME);
+    int n = 0, rc = LMP_OK;
+    bool mixed = false;
+    if (!mods || !names) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int l = 0; l < w->n_layers && !rc; l++)
+        for (int k = 0; k < ns && !rc; k++) {
+            if (w->p.keep && w->p.keep[l * LMP_LIN_COUNT + sl[k].first])
+                continue;
+            slot_prefix(l, &sl[k], names[n], LMP_MAX_NAME);
+            int bits, gs;
+            if ((rc = slot_setting(w, l, &sl[k], names[n], &bits, &gs)))
+                break;
+            mods[n] = (lmp_intq_module){names[n], bits, gs};
+            mixed |= bits != w->qc.bits || gs != w->qc.group_size;
+            n++;
+        }
+    if (!rc && mixed)
+        rc = row->config_mixed(j, &w->qc, mods, n);
+done:
+    free(mods);
+    free(names);
+    return rc;
+}
+
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
     cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
+    if (j && qconfig_mixed(w, j)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
     if (!j || (!w->p.keep && !lmp_model_is_moe(w->m)))
         return j;
     /* the linears --keep left dense: compressed-tensors lists them in "ignore", GPTQ and
@@ -823,6 +936,7 @@ struct lmp_qmodel {
     lmp_config cfg;
     lmp_qformat format;
     lmp_intq_config qc;
+    lmp_intq_rules rules;
     lmp_st_reader st;
 };
 
@@ -848,7 +962,8 @@ int lmp_qmodel_open(lmp_qmodel **out, const char *dir)
         rc = lmp_err(LMP_EFORMAT, "%s: no \"quantization_config\": not a quantized checkpoint", path);
         goto fail;
     }
-    if ((rc = lmp_qformat_config_parse(qcj, &q->format, &q->qc))) {
+    if ((rc = lmp_qformat_config_parse(qcj, &q->format, &q->qc)) ||
+        (rc = lmp_intq_rules_parse(qcj, q->format, &q->qc, &q->rules))) {
         rc = lmp_err_prefix(rc, "%s", path);
         goto fail;
     }
@@ -872,12 +987,18 @@ void lmp_qmodel_close(lmp_qmodel *q)
     if (!q)
         return;
     lmp_st_close(&q->st);
+    lmp_intq_rules_free(&q->rules);
     free(q->dir);
     free(q);
 }
 
 lmp_qformat lmp_qmodel_format(const lmp_qmodel *q) { return q->format; }
 const lmp_intq_config *lmp_qmodel_qconfig(const lmp_qmodel *q) { return &q->qc; }
+
+void lmp_qmodel_module_config(const lmp_qmodel *q, const char *prefix, lmp_intq_config *out, bool *skip)
+{
+    lmp_intq_rules_resolve(&q->rules, &q->qc, prefix, out, skip);
+}
 const lmp_config *lmp_qmodel_config(const lmp_qmodel *q) { return &q->cfg; }
 const lmp_st_reader *lmp_qmodel_tensors(const lmp_qmodel *q) { return &q->st; }
 
@@ -891,11 +1012,18 @@ bool lmp_qmodel_has_linear(const lmp_qmodel *q, const char *prefix)
 int lmp_qmodel_linear(const lmp_qmodel *q, const char *prefix, lmp_qtensor *out)
 {
     memset(out, 0, sizeof *out);
+    lmp_intq_config c;
+    bool skip;
+    lmp_qmodel_module_config(q, prefix, &c, &skip);
+    if (skip)
+        return lmp_err(LMP_EFORMAT, "%s: %s: quantization_config leaves it unquantized (a \"-:\" dynamic rule, "
+                                    "compressed-tensors ignore, or no config group targets it), but the folder has "
+                                    "no %s.weight", q->dir, prefix, prefix);
     lmp_packed_linear pl;
     int rc = lmp_packed_linear_from_st(&q->st, prefix, q->format, &pl);
     if (rc)
         return rc;
-    rc = lmp_qformat_unpack(&pl, &q->qc, out);
+    rc = lmp_qformat_unpack(&pl, &c, out);
     lmp_packed_linear_free(&pl);
     if (rc)
         return lmp_err_prefix(rc, "%s: %s", q->dir, prefix);

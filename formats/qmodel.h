@@ -38,6 +38,13 @@ typedef struct {
      * = none) and listed in quantization_config (modules_to_not_convert; compressed-tensors
      * ignore). */
     const uint8_t *keep;
+    /* Per-linear settings ([n_layers * LMP_LIN_COUNT], lmp_qpipe_params.per_linear's; NULL
+     * = the configuration's bits / group_size everywhere): a mixed-precision plan. The
+     * linears whose setting differs from the configuration's are written in the format's
+     * per-module form (GPTQ: GPTQModel "dynamic"; compressed-tensors: one config_groups
+     * entry per setting, exact module names as targets); AWQ GEMM holds one setting and
+     * refuses a mixed plan. The linears of a fused tensor (phi3) must share one setting. */
+    const lmp_qsetting *per_linear;
 } lmp_qmodel_write_params;
 
 typedef struct {
@@ -61,6 +68,10 @@ typedef struct lmp_qmodel_writer lmp_qmodel_writer;
  * is LMP_EEXIST unless force. The model must outlive the writer. */
 int lmp_qmodel_writer_open(lmp_qmodel_writer **w, const lmp_model *m, const char *dir,
                            const lmp_intq_config *qc, const lmp_qmodel_write_params *p);
+/* Bytes the folder's safetensors will hold besides the packed linears: every tensor that
+ * is not a linear weight of a block, at the dtype the writer gives it (p->convert_dense),
+ * plus the linears p->keep leaves dense. For `--target-size`. */
+uint64_t lmp_qmodel_fixed_bytes(const lmp_model *m, const lmp_qmodel_write_params *p);
 /* Writes block `layer` (blocks in order 0, 1, ...): its other tensors (norms, biases)
  * as they are in the input, and q[LMP_LIN_COUNT] packed. Has the lmp_qpipe_sink
  * signature (ctx = the writer; st unused). */
@@ -90,12 +101,17 @@ void lmp_qmodel_writer_abort(lmp_qmodel_writer *w); /* removes the temporary; ac
 typedef struct lmp_qmodel lmp_qmodel;
 
 /* Opens a GPTQ / compressed-tensors (pack-quantized) / AWQ folder: config.json with a
- * quantization_config lmp_qformat_config_parse accepts, and its safetensors. A folder
- * without quantization_config is LMP_EFORMAT. *out owned (lmp_qmodel_close). */
+ * quantization_config lmp_qformat_config_parse accepts, and its safetensors. Per-module
+ * settings (GPTQ "dynamic", several compressed-tensors config_groups, packing.h) are
+ * read too: each linear is unpacked with its own. A folder without quantization_config
+ * is LMP_EFORMAT. *out owned (lmp_qmodel_close). */
 int lmp_qmodel_open(lmp_qmodel **out, const char *dir);
 void lmp_qmodel_close(lmp_qmodel *q); /* accepts NULL */
 lmp_qformat lmp_qmodel_format(const lmp_qmodel *q);
-const lmp_intq_config *lmp_qmodel_qconfig(const lmp_qmodel *q); /* borrowed */
+const lmp_intq_config *lmp_qmodel_qconfig(const lmp_qmodel *q); /* borrowed; the base setting */
+/* The setting of module `prefix` (the base, or its per-module rule's); *skip when a rule
+ * leaves it unquantized ("-:" or compressed-tensors ignore / no group). */
+void lmp_qmodel_module_config(const lmp_qmodel *q, const char *prefix, lmp_intq_config *out, bool *skip);
 const lmp_config *lmp_qmodel_config(const lmp_qmodel *q);       /* borrowed */
 const lmp_st_reader *lmp_qmodel_tensors(const lmp_qmodel *q);   /* borrowed; every tensor */
 /* true when "<prefix>.<packed weight>" exists (qweight or weight_packed). */

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 
+#include <math.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,99 @@ void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p)
 
 void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r)
 {
-    if (r)
-        lmp_qpipe_result_free(&r->pipe);
+    if (!r)
+        return;
+    lmp_qpipe_result_free(&r->pipe);
+    lmp_intplan_free(&r->plan);
+}
+
+/* ---------------------------------------------------------------- size target ----- */
+
+/* The planner's bytes function: what the writer's packing stores, cached per shape. */
+typedef struct {
+    lmp_qformat f;
+    bool sym, gidx;
+    lmp_dtype sdt;
+    int n;
+    struct size_entry { int64_t rows, cols; int bits, gs; uint64_t bytes; } c[256];
+} bytes_ctx;
+
+static uint64_t plan_bytes(void *ctx, int64_t rows, int64_t cols, int bits, int gs)
+{
+    bytes_ctx *b = ctx;
+    for (int i = 0; i < b->n; i++)
+        if (b->c[i].rows == rows && b->c[i].cols == cols && b->c[i].bits == bits && b->c[i].gs == gs)
+            return b->c[i].bytes;
+    uint64_t v = lmp_qformat_linear_bytes(b->f, rows, cols, bits, gs, b->sym, b->gidx, b->sdt);
+    if (b->n < (int)(sizeof b->c / sizeof b->c[0]))
+        b->c[b->n++] = (struct size_entry){rows, cols, bits, gs, v};
+    return v;
+}
+
+/* Measures and solves the plan; settings[n_layers * LMP_LIN_COUNT] filled, qc's base set. */
+static int make_plan(lmp_model *m, const lmp_calib_data *cal, const lmp_qmodel_quant_params *p,
+                     const lmp_qmodel_write_params *wp, lmp_intq_config *qc, lmp_qsetting *settings,
+                     lmp_qmodel_quant_result *r)
+{
+    bytes_ctx *bc = calloc(1, sizeof *bc);
+    if (!bc)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    bc->f = wp->format;
+    bc->sym = qc->sym;
+    bc->gidx = qc->desc_act && !qc->static_groups;
+    bc->sdt = qc->scale_dtype;
+    lmp_intplan_params pp;
+    lmp_intplan_default_params(&pp);
+    pp.method = p->pipe.method;
+    pp.sym = p->pipe.sym;
+    pp.act_order = qc->desc_act;
+    pp.damp = p->pipe.damp;
+    pp.calib_bos = p->pipe.calib_bos;
+    pp.progress = p->pipe.progress;
+    pp.bytes = plan_bytes;
+    pp.bytes_ctx = bc;
+    pp.bits = p->target_bits;
+    pp.n_bits = p->n_target_bits;
+    pp.groups = p->target_groups;
+    pp.n_groups = p->n_target_groups;
+    int rc = lmp_intplan_measure(m, cal, &pp, &r->plan);
+    free(bc);
+    if (rc)
+        return rc;
+    lmp_intplan *pl = &r->plan;
+    static const int ub[2] = {4, 3};
+    for (int i = 0; i < 2; i++)
+        if (lmp_intplan_uniform(pl, ub[i], 128, &r->uni_bytes[i], &r->uni_err[i]))
+            r->uni_bytes[i] = 0, r->uni_err[i] = -1;
+    uint64_t fixed = 0, budget;
+    if (p->target_size) {
+        fixed = lmp_qmodel_fixed_bytes(m, wp);
+        budget = p->target_size;
+    } else {
+        budget = (uint64_t)floor(p->target_bpw * (double)pl->lin_params / 8.0);
+    }
+    if ((rc = lmp_intplan_solve(pl, budget, fixed)))
+        return lmp_err_prefix(rc, "--target-%s", p->target_size ? "size" : "bpw");
+    lmp_intplan_settings(pl, settings);
+    /* the base: the setting of the most weights */
+    uint64_t best = 0;
+    for (int i = 0; i < pl->n; i++) {
+        const lmp_intplan_cand *c = &pl->u[i].cand[pl->u[i].choice];
+        uint64_t w = 0;
+        for (int j = 0; j < pl->n; j++) {
+            const lmp_intplan_cand *d = &pl->u[j].cand[pl->u[j].choice];
+            if (d->bits == c->bits && d->group_size == c->group_size)
+                w += (uint64_t)pl->u[j].params;
+        }
+        if (w > best) {
+            best = w;
+            qc->bits = c->bits;
+            qc->group_size = c->group_size;
+        }
+    }
+    r->base_bits = qc->bits;
+    r->base_group = qc->group_size;
+    return LMP_OK;
 }
 
 int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
@@ -41,11 +133,25 @@ int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
     if (p->write.format == LMP_QFMT_GPTQ_V1 && !q->sym)
         return lmp_err(LMP_EINVAL, "--format gptq (checkpoint_format v1) holds symmetric weights only: "
                                    "asymmetric GPTQ is gptq_v2");
-    if (p->write.format == LMP_QFMT_AWQ_GEMM && (q->bits != 4 || q->act_order))
+    if (p->write.format == LMP_QFMT_AWQ_GEMM && (q->bits != 4 || q->act_order) && !(p->target_bpw > 0 || p->target_size > 0))
         return lmp_err(LMP_EINVAL, "--format awq (AutoAWQ GEMM) holds 4-bit weights without act-order%s",
                        q->act_order ? " (add --no-act-order)" : "");
     if (p->write.convert_dense && p->write.dense_dtype != LMP_DT_F16 && p->write.dense_dtype != LMP_DT_BF16)
         return lmp_err(LMP_EINVAL, "--dtype: the unquantized tensors are written in f16 or bf16");
+    if (p->target_bpw > 0 && p->target_size > 0)
+        return lmp_err(LMP_EINVAL, "--target-bpw and --target-size: give one");
+    if ((p->target_bits || p->target_groups) && !(p->target_bpw > 0 || p->target_size > 0))
+        return lmp_err(LMP_EINVAL, "--target-bits / --target-groups need --target-bpw or --target-size");
+    if ((p->target_bpw > 0 || p->target_size > 0) && p->n_keep)
+        return lmp_err(LMP_EUNSUPPORTED, "--keep with --target-bpw / --target-size is not supported (the plan "
+                                         "covers every linear)");
+    if (p->target_bpw < 0 || p->target_bpw > 64 || (p->target_bpw == 0 && p->target_size == 0 && p->dry_run))
+        return lmp_err(LMP_EINVAL, "%s", p->dry_run && p->target_bpw == 0 ? "--dry-run needs --target-bpw or "
+                                                                           "--target-size"
+                                                                         : "--target-bpw must be in (0, 64]");
+    if ((p->target_bpw > 0 || p->target_size > 0) && p->write.format == LMP_QFMT_AWQ_GEMM)
+        return lmp_err(LMP_EINVAL, "--format awq (AutoAWQ GEMM) holds one bit width for the whole model; a size "
+                                   "target writes gptq, gptq_v2 or compressed-tensors (--format)");
     if ((q->method == LMP_QMETHOD_GPTQ || awq) && !p->calib_path)
         return lmp_err(LMP_EINVAL, "%s needs calibration text: --calib FILE (plain or .gz)", awq ? "AWQ" : "GPTQ");
     return lmp_calib_check(&p->calib);
@@ -59,7 +165,8 @@ int lmp_qmodel_quant_prefs(lmp_qmodel_quant_params *p, int sym, int act, const c
     p->pipe.act_order = act >= 0 ? act == 1 : p->pipe.method == LMP_QMETHOD_GPTQ;
     /* by name or alias from formats/fmt_table.c's table (the parser checked it against
      * the same table); gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
-    lmp_qformat fmt = awq ? LMP_QFMT_AWQ_GEMM : LMP_QFMT_GPTQ_V1;
+    const bool target = p->target_bpw > 0 || p->target_size; /* mixed: AWQ GEMM holds one setting */
+    lmp_qformat fmt = awq ? (target ? LMP_QFMT_GPTQ_V2 : LMP_QFMT_AWQ_GEMM) : LMP_QFMT_GPTQ_V1;
     int e = format ? lmp_qformat_by_name(format, &fmt) : 0;
     if (e)
         return e;
@@ -103,6 +210,8 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     lmp_calib_data cal = {0};
     lmp_qmodel_writer *w = NULL;
     uint8_t *keep = NULL;
+    lmp_qsetting *settings = NULL;
+    const bool target = p->target_bpw > 0 || p->target_size > 0;
     int rc;
     if ((rc = lmp_model_load(&m, model)))
         return rc;
@@ -175,11 +284,28 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
             goto done;
         wp.keep = keep;
     }
+    if (target) {
+        const int nl = lmp_model_config(m)->n_layers;
+        if (!(settings = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *settings))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory");
+            goto done;
+        }
+        if ((rc = make_plan(m, p->calib_path ? &cal : NULL, p, &wp, &qc, settings, r)))
+            goto done;
+        wp.per_linear = settings;
+        if (p->dry_run)
+            goto done;
+    }
     if ((rc = lmp_qmodel_writer_open(&w, m, out, &qc, &wp)))
         goto done;
     r->prep_seconds = lmp_time_s() - t0;
     lmp_qpipe_params pp = p->pipe;
     pp.keep = keep;
+    pp.per_linear = settings;
+    if (settings) {
+        pp.bits = qc.bits;
+        pp.group_size = qc.group_size;
+    }
     pp.act_order = qc.desc_act;
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
@@ -196,6 +322,7 @@ done:
     lmp_calib_free(&cal);
     lmp_model_free(m);
     free(keep);
+    free(settings);
     r->seconds = lmp_time_s() - t0;
     r->peak_rss = lmp_peak_rss();
     return rc;

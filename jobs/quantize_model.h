@@ -9,6 +9,7 @@
 #define LMP_JOBS_QUANTIZE_MODEL_H
 
 #include "formats/qmodel.h"
+#include "lib/quant/intplan.h"
 #include "lib/quant/pipeline.h"
 
 typedef struct {
@@ -21,6 +22,21 @@ typedef struct {
      * whose scales are folded into the neighbours). A pattern matching nothing is warned. */
     const char *const *keep;
     int n_keep;
+    /* Size target (issue 21, lib/quant/intplan.h): bits and group size chosen per linear
+     * unit (q/k/v, o, gate/up, down of each block) to least summed error at
+     * target_bpw bits per weight of the packed linears (their stored bytes x 8 / their
+     * weights), or a folder of target_size bytes of tensors (0 / <= 0: no target). The
+     * base setting written (quantization_config bits / group_size) is the plan's most
+     * common one; pipe.bits / group_size are not used. dry_run: plan only, nothing
+     * written. */
+    double target_bpw;
+    uint64_t target_size;
+    bool dry_run;
+    /* the candidates (NULL: bits {2, 3, 4, 8}, groups {32, 64, 128, -1 per channel}) */
+    const int *target_bits;
+    int n_target_bits;
+    const int *target_groups;
+    int n_target_groups;
 } lmp_qmodel_quant_params;
 
 typedef struct {
@@ -31,6 +47,13 @@ typedef struct {
     double prep_seconds;         /* model loaded, calibration text tokenized, writer opened */
     double finish_seconds;       /* the writer's completion (non-layer tensors, config, rename) */
     uint64_t peak_rss;
+    /* with a target: the plan (owned; r->plan.n == 0 without one), the base setting
+     * written, and the uniform settings 4-bit and 3-bit group 128 measured alike
+     * (bytes of the packed linears, summed error; bytes 0 where not representable) */
+    lmp_intplan plan;
+    int base_bits, base_group;
+    uint64_t uni_bytes[2];
+    double uni_err[2];
 } lmp_qmodel_quant_result;
 
 void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p);

@@ -3,6 +3,7 @@
  * summary, the integer-group path's per-layer lines and summary.
  */
 #include "jobs/report.h"
+#include "jobs/report_intplan.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -112,6 +113,7 @@ void lmp_report_qmodel_layer(void *ctx, int layer, int n_layers, double seconds,
 void lmp_report_qmodel(const char *model, const char *out, const lmp_qmodel_quant_params *p,
                        const lmp_qmodel_quant_result *r, bool verbose, bool json)
 {
+    const bool target = p->target_bpw > 0 || p->target_size; /* a mixed plan (issue 21) */
     const bool awq = p->pipe.method == LMP_QMETHOD_AWQ;
     const lmp_qpipe_result *pr = &r->pipe;
     const lmp_qmodel_write_stats *ws = &r->write;
@@ -151,7 +153,12 @@ void lmp_report_qmodel(const char *model, const char *out, const lmp_qmodel_quan
                    "\"seconds\": %.4f}",
                    (long long)st->rows, (long long)st->cols, st->loss, st->err, st->err_rtn, st->seconds);
         }
-        printf("]}\n");
+        printf("]");
+        if (target) { /* issue 21: the integer-group plan (jobs/report_intplan.c) */
+            printf(", \"plan\": ");
+            lmp_report_intplan_json(p, r);
+        }
+        printf("}\n");
         return;
     }
     if (verbose) {
@@ -165,9 +172,10 @@ void lmp_report_qmodel(const char *model, const char *out, const lmp_qmodel_quan
         }
     }
     char b1[32], b2[32], b3[32];
-    printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
+    printf("wrote %s: %s %s%d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
            "weight %.3f linear layers, %.3f whole file\n",
-           out, method_name[p->pipe.method], p->pipe.bits, p->pipe.group_size, p->pipe.sym ? "sym" : "asym",
+           out, method_name[p->pipe.method], target ? "mixed, base " : "", target ? r->base_bits : p->pipe.bits,
+           target ? r->base_group : p->pipe.group_size, p->pipe.sym ? "sym" : "asym",
            p->pipe.act_order ? " act-order" : "", fname, ws->n_quantized,
            lmp_report_bytes((double)ws->qbytes, b1, sizeof b1), lmp_report_bytes((double)bw.file_bytes, b2, sizeof b2),
            bpw_lin, bpw_all);

@@ -14,6 +14,7 @@
 #include "jobs/quantize_gguf.h"
 #include "jobs/quantize_model.h"
 #include "jobs/report.h"
+#include "jobs/report_intplan.h"
 #include "quantize_plan.h"
 
 #include <ctype.h>
@@ -23,6 +24,46 @@
 
 enum { G_COMMON, G_GGUF, G_INT };
 
+/* --target-size / --target-bits / --target-groups of the integer-group path into p (tb, tg:
+ * 16 slots each, p points into them). Returns 0 or the usage exit code 2. */
+static int parse_int_target(lmp_qmodel_quant_params *p, const char *size, const char *bits, const char *groups,
+                            int *tb, int *tg)
+{
+    double sz = 0;
+    if (size && (!lmp_job_parse_bytes(size, &sz) || sz < 1)) {
+        fprintf(stderr, "lmpress quantize: error: --target-size '%s': expected bytes, e.g. 600M or 1.5GiB\n", size);
+        return 2;
+    }
+    p->target_size = (uint64_t)sz;
+    for (int li = 0; li < 2; li++) { /* comma lists of integers */
+        const char *ls = li ? groups : bits;
+        int *dst = li ? tg : tb, n = 0;
+        for (const char *c = ls; c && *c && n < 16;) {
+            char *end;
+            long v = strtol(c, &end, 10);
+            if (end == c || (*end && *end != ',')) {
+                n = -1;
+                break;
+            }
+            dst[n++] = (int)v;
+            c = *end ? end + 1 : end;
+        }
+        if (ls && n < 1) {
+            fprintf(stderr, "lmpress quantize: error: --target-%s '%s': expected a comma list of integers\n",
+                    li ? "groups" : "bits", ls);
+            return 2;
+        }
+        if (ls && li) {
+            p->target_groups = tg;
+            p->n_target_groups = n;
+        } else if (ls) {
+            p->target_bits = tb;
+            p->n_target_bits = n;
+        }
+    }
+    return 0;
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     lmp_job_gguf_params gp;       /* --type: jobs/quantize_gguf.h */
@@ -30,6 +71,8 @@ int cmd_quantize(int argc, char **argv)
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
+    const char *int_size = NULL, *tbits = NULL, *tgroups = NULL; /* integer-group size target */
+    int tb[16], tg[16];
     char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
     lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
     int sym = -1, act = -1; /* -1: the method's default */
@@ -124,6 +167,19 @@ int cmd_quantize(int argc, char **argv)
         {"calib-field", 0, OPT_STR, &ip.calib.text_field, "NAME", "JSONL calibration: the string field with the text "
                                                                   "(default \"text\"; chats in \"messages\" otherwise)"},
         {"seed", 0, OPT_U64, &ip.calib.seed, "S", "seed of the random windows (default 0)"},
+        {"target-bpw", 0, OPT_FLOAT, &ip.target_bpw, "X", "instead of --bits / --group-size: bits (2, 3, 4, 8) and "
+                                                        "group (32, 64, 128, per channel) per linear, least summed "
+                                                        "output error at X bits per weight of the packed linears "
+                                                        "(stored bytes x 8 / weights); gptq, gptq_v2 or "
+                                                        "compressed-tensors"},
+        {"target-size", 0, OPT_STR, &int_size, "SIZE", "as --target-bpw, for SIZE bytes of tensors in the folder "
+                                                      "(600M, 1.5GiB)"},
+        {"dry-run", 0, OPT_FLAG, &ip.dry_run, NULL, "with a target: print the plan (linears, bits, group, bytes, "
+                                                    "predicted error) and write nothing"},
+        {"target-bits", 0, OPT_STR, &tbits, "LIST", "with a target: the candidate widths (default 2,3,4,8; e.g. 4,8 "
+                                                   "for vLLM's Marlin kernels)"},
+        {"target-groups", 0, OPT_STR, &tgroups, "LIST", "with a target: the candidate group sizes, -1 per channel "
+                                                       "(default 32,64,128,-1)"},
         {0},
     };
     const cli_group groups[] = {{NULL, common},
@@ -158,6 +214,15 @@ int cmd_quantize(int argc, char **argv)
         "calibration text and folded into the preceding RMSNorm / v_proj / up_proj, a clipping search, then\n"
         "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
         "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "--target-bpw X / --target-size SIZE with --method (instead of --bits / --group-size): bits and group\n"
+        "size per linear (q/k/v share one, gate/up share one: vLLM fuses them), among --target-bits (2,3,4,8)\n"
+        "x --target-groups (32,64,128,-1), to least summed relative output error tr(dW H dW^T) / tr(W H W^T)\n"
+        "on the float model's calibration Hessians (each candidate made by the method's own quantizer; AWQ's\n"
+        "without its scales), solved exactly within the size. Bits per weight here: the packed linears'\n"
+        "stored bytes (qweight, qzeros, scales, g_idx; or weight_packed, weight_scale, zero points, g_idx,\n"
+        "weight_shape) x 8 / their weights; --target-size counts every tensor of the folder. Written as GPTQ\n"
+        "with GPTQModel's \"dynamic\" overrides or compressed-tensors with one config group per setting (vLLM\n"
+        "loads both; --method awq writes gptq_v2 then). --dry-run prints the plan.\n"
         "Calibration data (--calib, --imatrix-calib): FILE[,FILE...], each plain or gzip text or JSONL (one\n"
         "object per line: its \"text\" or --calib-field string, or a \"messages\"/\"conversations\" chat rendered\n"
         "with the model's chat template: " LMP_CHAT_SUPPORTED "; others are refused).\n"
@@ -226,6 +291,11 @@ int cmd_quantize(int argc, char **argv)
     double t_start = lmp_time_s();
     ip.pipe.on_layer_done = json ? NULL : lmp_report_qmodel_layer;
     ip.pipe.log_ctx = &t_start;
+    const bool int_target = int_path && (ip.target_bpw > 0 || int_size);
+    if (int_path && (rc = parse_int_target(&ip, int_size, tbits, tgroups, tb, tg)))
+        goto done;
+    if (int_target && ip.dry_run && !out)
+        out = "(dry run)";
     int e = int_path ? lmp_qmodel_quant_check_args(model, out, &ip) : lmp_job_gguf_check_args(model, out, &gp);
     if (!e)
         e = lmp_job_threads(threads);
@@ -240,10 +310,18 @@ int cmd_quantize(int argc, char **argv)
     pc.model = model;
     if (int_path) {
         lmp_qmodel_quant_result r;
-        if ((e = lmp_qmodel_quantize(model, out, &ip, &r)))
+        if ((e = lmp_qmodel_quantize(model, out, &ip, &r))) {
             rc = cli_fail("quantize", e);
-        else
+        } else if (int_target && ip.dry_run) { /* the plan only */
+            if (json)
+                lmp_report_intplan_json(&ip, &r), printf("\n");
+            else
+                lmp_report_intplan_print(stdout, &ip, &r);
+        } else {
+            if (int_target && !json)
+                lmp_report_intplan_print(stderr, &ip, &r);
             lmp_report_qmodel(model, out, &ip, &r, verbose, json);
+        }
         lmp_qmodel_quant_result_free(&r);
         goto done;
     }

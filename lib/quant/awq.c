@@ -236,9 +236,17 @@ static int cap_hook(void *user, int layer, lmp_linear which, const float *X, int
     return LMP_PASS_DONE;
 }
 
+/* The group width of a cols-wide input at the run's one setting (the experts' path). */
 static int eff_gs(const lmp_qpipe_params *p, int64_t cols)
 {
     return p->group_size > 0 ? p->group_size : (int)cols;
+}
+
+/* The group width linear k of block `layer` is quantized with (per-linear plans). */
+static int eff_gs_lin(const lmp_qpipe_params *p, int layer, lmp_linear k, int64_t cols)
+{
+    const int g = lmp_qpipe_lin_group(p, layer, k);
+    return g > 0 ? g : (int)cols;
 }
 
 static void tick(awq_ctx *a)
@@ -416,7 +424,7 @@ static void make_scales(const float *xm, const float *wm, int64_t n, float ratio
  * quantization group + 1e-6), averaged over all rows. */
 static void weight_mean(const awq_ctx *a, int g, int64_t in, float *wm)
 {
-    const int gs = eff_gs(a->p, in);
+    const int gs = eff_gs_lin(a->p, a->layer, g_lins[g][0], in); /* a plan gives a group's linears one setting */
     double *acc = calloc((size_t)in, sizeof(double));
     int64_t nrows = 0;
     if (!acc) { /* degrade to x-only scales rather than fail */
@@ -449,7 +457,7 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
 {
     const int cls = g_class[g];
     const int64_t in = a->cols[cls];
-    const int grid = a->p->awq_grid, bits = a->p->bits, gs = eff_gs(a->p, in);
+    const int grid = a->p->awq_grid;
     const bool sym = a->p->sym;
     float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL, *href = NULL;
     int n = 0, rc = LMP_OK;
@@ -484,7 +492,8 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
             const float *W = a->blk.w[lk];
             for (int64_t e = 0; e < rows * in; e++)
                 tmp[e] = W[e] * s[e % in];
-            fake_quant(tmp, cand[k], rows, in, gs, bits, sym);
+            fake_quant(tmp, cand[k], rows, in, eff_gs_lin(a->p, a->layer, lk, in), lmp_qpipe_lin_bits(a->p, a->layer, lk),
+                       sym);
             for (int64_t e = 0; e < rows * in; e++)
                 cand[k][e] /= s[e % in];
         }
@@ -526,18 +535,19 @@ done:
 /* _compute_best_clip for linear k: per (row, group) the max |w| shrunk by 1 - i/20
  * (i < 10) minimizing mean over sampled tokens of (x . (Q(clamp(w)) - w))^2, computed
  * as d^T G d with G = X^T X / n of the group's columns; then W clamped. */
-static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T);
+static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T, int gs, int bits);
 
 static int clip_linear(awq_ctx *a, lmp_linear k)
 {
     const int cls = lmp_linear_input(k);
-    return clip_w(a, a->blk.w[k], lin_rows(a, k), a->cols[cls], a->X[cls], a->T);
+    const int64_t in = a->cols[cls];
+    return clip_w(a, a->blk.w[k], lin_rows(a, k), in, a->X[cls], a->T, eff_gs_lin(a->p, a->layer, k, in),
+                  lmp_qpipe_lin_bits(a->p, a->layer, k));
 }
 
-/* W (rows, in) clipped on the inputs X (T, in). */
-static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T)
+/* W (rows, in) clipped on the inputs X (T, in), quantized at (gs, bits). */
+static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T, int gs, int bits)
 {
-    const int gs = eff_gs(a->p, in), bits = a->p->bits;
     const bool sym = a->p->sym;
     enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
     int64_t step = T / a->p->awq_clip_tokens;
@@ -689,7 +699,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
     for (int k = 0; k < nlin && p->compare_rtn; k++) {
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
-        fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, in), p->bits, p->sym);
+        fake_quant(a->blk.w[k], Q, rows, in, eff_gs_lin(p, l, (lmp_linear)k, in), lmp_qpipe_lin_bits(p, l, (lmp_linear)k),
+                   p->sym);
         st[k].err_rtn = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D);
     }
 
@@ -742,7 +753,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         if (!p->compare_rtn)
             sk->err_rtn = -1;
         lmp_linear_hf_prefix(l, (lmp_linear)k, sk->name, sizeof sk->name);
-        if ((rc = lmp_awq_quant(a->blk.w[k], rows, in, p->bits, p->group_size, p->sym, &qt[k]))) {
+        if ((rc = lmp_awq_quant(a->blk.w[k], rows, in, lmp_qpipe_lin_bits(p, l, (lmp_linear)k),
+                                 lmp_qpipe_lin_group(p, l, (lmp_linear)k), p->sym, &qt[k]))) {
             rc = lmp_err_prefix(rc, "%s.weight", sk->name);
             goto done;
         }
@@ -1025,7 +1037,7 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
             const float *X = q < 2 ? Xe : a->eX[e];
             char name[LMP_MAX_NAME];
             lmp_expert_hf_prefix(c, l, e, (lmp_linear)(LMP_LIN_GATE + q), name, sizeof name);
-            if (ne && p->awq_clip && (rc = clip_w(a, a->ew[k], rows, in, X, ne)))
+            if (ne && p->awq_clip && (rc = clip_w(a, a->ew[k], rows, in, X, ne, eff_gs(p, in), p->bits)))
                 goto done;
             if ((rc = lmp_awq_quant(a->ew[k], rows, in, p->bits, p->group_size, p->sym, &a->eqt[k]))) {
                 rc = lmp_err_prefix(rc, "%s.weight", name);

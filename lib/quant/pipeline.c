@@ -20,9 +20,11 @@
 
 /* ---------------------------------------------------------------- one linear ------ */
 
-int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                              lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report)
+int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear which, const lmp_wmat *wm,
+                              const double *H, const char *name, lmp_qtensor *q, lmp_qlinear_stats *st,
+                              double *t_report)
 {
+    const int bits = lmp_qpipe_lin_bits(p, layer, which), group = lmp_qpipe_lin_group(p, layer, which);
     float *W = NULL, *Qf = NULL;
     lmp_qtensor rq = {0};
     double t0 = lmp_time_s();
@@ -35,14 +37,14 @@ int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, con
     st->err_rtn = -1;
     lmp_rtn_params rp;
     lmp_rtn_default_params(&rp);
-    rp.bits = p->bits;
-    rp.group_size = p->group_size;
+    rp.bits = bits;
+    rp.group_size = group;
     rp.sym = p->sym;
     if (p->method == LMP_QMETHOD_GPTQ) {
         lmp_gptq_params gp;
         lmp_gptq_default_params(&gp);
-        gp.bits = p->bits;
-        gp.group_size = p->group_size;
+        gp.bits = bits;
+        gp.group_size = group;
         gp.sym = p->sym;
         gp.act_order = p->act_order;
         gp.static_groups = p->static_groups;
@@ -118,7 +120,7 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
         st->err = st->err_rtn = -1;
         return LMP_OK;
     }
-    int rc = lmp_qpipe_quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st,
+    int rc = lmp_qpipe_quantize_linear(p, l, w, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st,
                                        &res->report_seconds);
     if (rc)
         return rc;

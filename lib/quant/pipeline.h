@@ -70,6 +70,14 @@ typedef int (*lmp_qpipe_expert_sink)(void *ctx, int layer, int n_experts, const 
  * return stops the pipeline with that status. */
 typedef int (*lmp_qpipe_sink)(void *ctx, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st);
 
+/* One linear's integer-group setting (issue 21, mixed precision: lib/quant/intplan.h
+ * chooses them): bits 2..8 and group size (> 0, or -1 per output channel); bits 0 = the
+ * run's global bits / group_size. */
+typedef struct {
+    int bits;
+    int group_size;
+} lmp_qsetting;
+
 typedef struct {
     lmp_qmethod method;   /* default GPTQ */
     int bits;             /* 2..8, default 4 */
@@ -89,6 +97,9 @@ typedef struct {
     /* Linears left as they are ([n_layers * LMP_LIN_COUNT], 1 = keep; NULL = none): not
      * quantized, the sink gets a zeroed lmp_qtensor (scheme 0) for them (issue 18 item 8). */
     const uint8_t *keep;
+    /* Per-linear settings ([n_layers * LMP_LIN_COUNT], lmp_linear order within a block;
+     * NULL = bits / group_size for every linear): a mixed-precision plan. */
+    const lmp_qsetting *per_linear;
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
     lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */
@@ -129,6 +140,10 @@ typedef struct {
 } lmp_qpipe_result;
 
 void lmp_qpipe_default_params(lmp_qpipe_params *p);
+/* The bits / group size linear `which` of `layer` is quantized with (per_linear's entry,
+ * else the global ones). */
+int lmp_qpipe_lin_bits(const lmp_qpipe_params *p, int layer, lmp_linear which);
+int lmp_qpipe_lin_group(const lmp_qpipe_params *p, int layer, lmp_linear which);
 void lmp_qpipe_result_free(lmp_qpipe_result *r); /* accepts NULL */
 
 /* Checks the parameters against the model before any work: bits, group size dividing

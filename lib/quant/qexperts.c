@@ -63,6 +63,7 @@ int lmp_qexperts_linear(lmp_qexperts *x, const lmp_qpipe_params *p, lmp_qpipe_re
         const double *H = b->st.eH[cls] ? b->st.eH[cls][e] : NULL;
         const int64_t ns = b->st.ens[cls] ? b->st.ens[cls][e] : 0;
         lmp_qpipe_params pe = *p;
+        pe.per_linear = NULL; /* experts: the run's one setting (mixed plans cover dense linears) */
         if (!H || ns == 0) { /* unreached (or no calibration): RTN, no error measure */
             if (p->method == LMP_QMETHOD_GPTQ || (b->cal && p->method == LMP_QMETHOD_RTN)) {
                 n_missed++;
@@ -76,7 +77,7 @@ int lmp_qexperts_linear(lmp_qexperts *x, const lmp_qpipe_params *p, lmp_qpipe_re
         lmp_expert_hf_prefix(c, l, e, w, name, sizeof name);
         lmp_qlinear_stats st = {0};
         lmp_qtensor_free(&x->q[k]);
-        if ((rc = lmp_qpipe_quantize_linear(&pe, &x->orig[k], H, name, &x->q[k], &st, &res->report_seconds)))
+        if ((rc = lmp_qpipe_quantize_linear(&pe, l, w, &x->orig[k], H, name, &x->q[k], &st, &res->report_seconds)))
             return rc;
         lmp_wmat qw;
         if ((rc = lmp_wmat_intgroup(&qw, &x->q[k])) || (rc = lmp_model_set_expert_linear(m, l, e, w, &qw)))

@@ -37,6 +37,18 @@ void lmp_qpipe_result_free(lmp_qpipe_result *r)
     memset(r, 0, sizeof *r);
 }
 
+int lmp_qpipe_lin_bits(const lmp_qpipe_params *p, int layer, lmp_linear which)
+{
+    const lmp_qsetting *s = p->per_linear ? &p->per_linear[layer * LMP_LIN_COUNT + which] : NULL;
+    return s && s->bits ? s->bits : p->bits;
+}
+
+int lmp_qpipe_lin_group(const lmp_qpipe_params *p, int layer, lmp_linear which)
+{
+    const lmp_qsetting *s = p->per_linear ? &p->per_linear[layer * LMP_LIN_COUNT + which] : NULL;
+    return s && s->bits ? s->group_size : p->group_size;
+}
+
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
     if (m && lmp_model_is_moe(m) && p->method == LMP_QMETHOD_AWQ &&
@@ -81,12 +93,15 @@ int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
             if (!lmp_dtype_info(wm->dtype)->to_f32)
                 return lmp_err(LMP_EUNSUPPORTED, "%s.weight: dtype %s cannot be converted to f32", name,
                                lmp_dtype_info(wm->dtype)->name);
-            if (p->group_size > 0 && wm->cols % p->group_size)
+            const int lb = lmp_qpipe_lin_bits(p, l, (lmp_linear)w), lg = lmp_qpipe_lin_group(p, l, (lmp_linear)w);
+            if (lb < 2 || lb > 8 || lg == 0 || lg < -1)
+                return lmp_err(LMP_EINVAL, "%s: planned %d bits, group %d", name, lb, lg);
+            if (lg > 0 && wm->cols % lg)
                 return lmp_err(LMP_EINVAL,
                                "%s.weight: in_features %lld is not a multiple of group size %d (GPTQ and "
                                "compressed-tensors kernels need whole groups; choose a group size that divides "
                                "every layer's in_features, or -1)",
-                               name, (long long)wm->cols, p->group_size);
+                               name, (long long)wm->cols, lg);
         }
     return LMP_OK;
 }

@@ -10,10 +10,11 @@ double lmp_qpipe_trace_w(const float *W, const double *H, int64_t rows, int64_t 
 double lmp_qpipe_rel_error_den(const float *W, const float *Q, const double *H, int64_t rows, int64_t cols,
                                double den);
 
-/* One linear by GPTQ (H required) or RTN (H may be NULL: no error measure) into q (named
- * name); st's loss / err / err_rtn / seconds filled (pipeline.c). */
-int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                              lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report);
+/* One linear (linear `which` of block `layer`: its setting from p->per_linear when set) by
+ * GPTQ (H required) or RTN (H may be NULL: no error measure) into q (named name); st's loss / err / err_rtn / seconds filled (pipeline.c). */
+int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear which, const lmp_wmat *wm,
+                              const double *H, const char *name, lmp_qtensor *q, lmp_qlinear_stats *st,
+                              double *t_report);
 
 /* ---- mixture of experts (qexperts.c): the GPTQ / RTN rows' action on a sparse block ---- */
 typedef struct {

@@ -3,7 +3,9 @@
 LMP_BIN=${LMP_BIN:-$(pwd)/build/lmpress}
 LMP_FIXTURES=${LMP_FIXTURES:-$(pwd)/../shared/fixtures}
 PY=${PYTHON:-python3}
-T=$(mktemp -d "${LMP_TEST_TMP:-/tmp}/cli.XXXXXX")
+T=$(mktemp -d "${LMP_TEST_TMP:-/tmp}/cli.XXXXXX") && [ -d "$T" ] || {
+    # without its folder every check would write into the current one (or /): stop
+    echo "cannot make a temporary folder under ${LMP_TEST_TMP:-/tmp}"; echo "0 passed, 1 failed"; exit 1; }
 trap 'rm -rf "$T"' EXIT
 pass=0; fail=0; skip=0
 ok() { # name, command... : command must succeed
