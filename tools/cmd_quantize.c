@@ -171,6 +171,7 @@ typedef struct {
     const char *imatrix_calib; /* the probes' default text */
     const char *calib_field;
     long long probes;          /* --target-probes (-1: not given) */
+    long long refine;          /* --target-refine (-1: not given) */
 } plan_ctx;
 
 /* The planner (quantize_plan.c) as the job's plan hook. */
@@ -184,6 +185,7 @@ static int plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q,
         c->po.calib_path = c->imatrix_calib;
     c->po.calib_field = c->calib_field;
     c->po.probes = c->probes < 0 ? 0 : c->probes == 0 ? -1 : (int)c->probes;
+    c->po.refine = c->refine < 0 ? 0 : c->refine == 0 ? -1 : (int)c->refine;
     return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }
 
@@ -268,7 +270,7 @@ int cmd_quantize(int argc, char **argv)
     lmp_qmodel_quant_params ip;   /* --method: formats/qmodel.h */
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
-    plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
+    plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1, .refine = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
     char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
     lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
@@ -308,6 +310,9 @@ int cmd_quantize(int argc, char **argv)
                                                                "divergence; default: the --imatrix-calib text)"},
         {"target-probes", 0, OPT_INT, &pc.probes, "N", "with a target: types probed end to end per tensor "
                                                        "(default 2; 0: every point of its front)"},
+        {"target-refine", 0, OPT_INT, &pc.refine, "N", "with a target and calibration text: rounds in which the "
+                                                       "solved plan is measured whole and each tensor moved to its "
+                                                       "neighbouring types in its context (default 2; 0: none)"},
         {"dry-run", 0, OPT_FLAG, &pc.po.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                        "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
@@ -404,14 +409,18 @@ int cmd_quantize(int argc, char **argv)
         "Random windows are shared among the files by their tokens; the tokens and windows drawn from\n"
         "each file are reported on stderr.\n"
         "--target-bpw X / --target-size SIZE (instead of --type): every tensor llama.cpp's mixes quantize is\n"
-        "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s; with an importance matrix also\n"
-        "iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m), its relative output error on the imatrix statistics measured\n"
+        "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s, iq4_nl, q4_0, q4_1, q5_0, q5_1;\n"
+        "with an importance matrix also iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s), its relative output\n"
+        "error on the imatrix statistics measured\n"
         "(E[x^2] per column; 1 without one). With calibration text (--target-calib FILE, or the\n"
         "--imatrix-calib text) each tensor is then quantized ALONE at the types nearest the target\n"
         "(--target-probes, default 2) and the model's KL divergence against the original measured on 8 x 128\n"
         "tokens of it; the other types' errors are scaled by that KLD per unit of error. The types that\n"
         "minimise the summed (predicted KLD) error within the size are chosen by dynamic programming over\n"
-        "the Pareto points of each tensor. --dry-run prints the plan.\n"
+        "the Pareto points of each tensor. Then (--target-refine, default 2 rounds) the solved plan is run\n"
+        "whole on the same tokens, each tensor moved alone to its neighbouring types in that context, the\n"
+        "budget solved again on those measured differences, and the new plan kept only if its KL divergence\n"
+        "on the calibration text is lower. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"
@@ -486,8 +495,12 @@ int cmd_quantize(int argc, char **argv)
     } else if (pc.probes < -1 || pc.probes > 16) {
         fprintf(stderr, "lmpress quantize: --target-probes must be 0 (every point) to 16\n");
         rc = 2;
-    } else if ((pc.po.calib_path || pc.probes != -1) && !target) {
-        fprintf(stderr, "lmpress quantize: --target-calib / --target-probes need --target-bpw or --target-size\n");
+    } else if (pc.refine < -1 || pc.refine > 10) {
+        fprintf(stderr, "lmpress quantize: --target-refine must be 0 (none) to 10\n");
+        rc = 2;
+    } else if ((pc.po.calib_path || pc.probes != -1 || pc.refine != -1) && !target) {
+        fprintf(stderr, "lmpress quantize: --target-calib / --target-probes / --target-refine need --target-bpw or "
+                        "--target-size\n");
         rc = 2;
     } else if (pc.po.dry_run && !target) {
         fprintf(stderr, "lmpress quantize: --dry-run needs --target-bpw or --target-size\n");

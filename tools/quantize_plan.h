@@ -21,15 +21,18 @@ typedef struct {
     const char *calib_path;
     const char *calib_field;  /* JSONL text field, or NULL */
     int probes;               /* points probed per tensor (0: the default, 2; -1: all) */
+    int refine;               /* rounds in context after the solve (lmp_plan_refine; 0: the
+                                 default, 2; -1: none) */
 } quantize_plan_opts;
 
 /* Parses a size: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
  * suffix, a trailing B allowed. Returns false when it is not one. */
 bool quantize_parse_size(const char *s, double *bytes);
 
-/* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With
- * dry_run prints it (table or JSON) on stdout; otherwise prints it on stderr (not with
- * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
+/* Measures and solves the plan for the GGUF `src` (`model` names it in messages), then
+ * refines it in context when calibrated (lmp_plan_refine). With dry_run prints it (table
+ * or JSON) on stdout; otherwise prints it on stderr (with json only its summary lines)
+ * and returns the overrides "^name$=type" in *rules (owned: free each and the
  * array). Returns the lmp status. */
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules);
 
