@@ -806,6 +806,7 @@ void lmp_plan_refine_default_params(lmp_plan_refine_params *r)
 {
     memset(r, 0, sizeof *r);
     r->rounds = 2;
+    r->pairs = 8;
 }
 
 int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
@@ -826,7 +827,9 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
     double *alone = calloc(n * LMP_PLAN_MAX_CAND, sizeof *alone);
     double *ctx = calloc(n * LMP_PLAN_MAX_CAND, sizeof *ctx);
     int *prev = calloc(n, sizeof *prev);
-    if (!wh || !buf || !emb || !alone || !ctx || !prev) {
+    uint8_t *used = calloc(n, 1), *tried = calloc(n * (n + 1), 1);
+    bool fresh = false;
+    if (!wh || !buf || !emb || !alone || !ctx || !prev || !used || !tried) {
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
         goto done;
     }
@@ -917,6 +920,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         if (src || moved == 0) {
             for (int i = 0; i < p->n; i++)
                 p->t[i].choice = prev[i];
+            fresh = true;
             break;
         }
         for (int i = 0; i < p->n && !rc; i++)
@@ -937,13 +941,103 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         if (rp->progress)
             fprintf(stderr, "[refine %d] %d tensors moved: calibration KLD %.5g -> %.5g%s\n", round + 1, moved, k0, k1,
                     k1 < k0 ? "" : " (not better: kept the previous plan)");
-        if (k1 >= k0) {
-            for (int i = 0; i < p->n; i++)
-                p->t[i].choice = prev[i];
+        if (k1 >= k0) { /* back to the plan the differences were measured on */
+            for (int i = 0; i < p->n && !rc; i++)
+                if (p->t[i].choice != prev[i]) {
+                    p->t[i].choice = prev[i];
+                    if (wh[i].site != SITE_NONE) {
+                        lmp_dtype dt = p->t[i].cand[prev[i]].dt;
+                        rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt),
+                                         &buf[i], emb);
+                    }
+                }
+            double kb = 0;
+            if (!rc)
+                rc = fwd_cache(&f, &kb);
+            fresh = true;
             break;
         }
         k0 = k1;
         p->refine_rounds = round + 1;
+    }
+    /* Pair moves: when the last re-solve was not kept, the in-context differences still
+     * describe the installed plan; one tensor one type dearer and another one cheaper,
+     * within the budget, in the order of their predicted gain, each measured whole and
+     * kept if the KLD falls (a kept move makes the differences of its two tensors stale:
+     * they are not moved again). */
+    p->refine_pairs = 0;
+    p->bytes = p->fixed_bytes;
+    for (int i = 0; i < p->n; i++)
+        p->bytes += p->t[i].cand[p->t[i].choice].bytes;
+    for (int tries = 0; fresh && !rc && tries < rp->pairs; tries++) {
+        int bi = -1, bj = -1;
+        double bg = 0;
+        for (int i = 0; i < p->n; i++) {
+            int ci = p->t[i].choice;
+            if (wh[i].site == SITE_NONE || used[i] || ci + 1 >= p->t[i].n_cand)
+                continue;
+            double gain = -ctx[(size_t)i * LMP_PLAN_MAX_CAND + ci + 1];
+            uint64_t up = p->t[i].cand[ci + 1].bytes - p->t[i].cand[ci].bytes;
+            for (int j = -1; j < p->n; j++) { /* j = -1: no partner (the budget's slack) */
+                double loss = 0;
+                uint64_t down = 0;
+                if (j >= 0) {
+                    int cj = p->t[j].choice;
+                    if (j == i || wh[j].site == SITE_NONE || used[j] || cj == 0)
+                        continue;
+                    loss = ctx[(size_t)j * LMP_PLAN_MAX_CAND + cj - 1];
+                    down = p->t[j].cand[cj].bytes - p->t[j].cand[cj - 1].bytes;
+                }
+                if (p->bytes + up > budget + down || tried[(size_t)i * n + (size_t)(j + 1)])
+                    continue;
+                if (gain - loss > bg) {
+                    bg = gain - loss;
+                    bi = i;
+                    bj = j;
+                }
+            }
+        }
+        if (bi < 0)
+            break;
+        tried[(size_t)bi * n + (size_t)(bj + 1)] = 1;
+        int mv[2] = {bi, bj}, dk[2] = {1, -1};
+        for (int m = 0; m < 2 && !rc; m++)
+            if (mv[m] >= 0) {
+                lmp_plan_tensor *pt = &p->t[mv[m]];
+                lmp_dtype dt = pt->cand[pt->choice + dk[m]].dt;
+                rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
+                                 QW(mv[m], dt), &buf[mv[m]], emb);
+            }
+        int from = wh[bi].from;
+        if (bj >= 0 && wh[bj].from < from)
+            from = wh[bj].from;
+        double k1 = 0;
+        if (!rc)
+            rc = fwd_kld(&f, from, &k1);
+        if (rc)
+            break;
+        bool keep = k1 < k0;
+        if (rp->progress)
+            fprintf(stderr, "[refine pair] %s up, %s down: predicted %.3g, KLD %.5g -> %.5g%s\n", p->t[bi].name,
+                    bj >= 0 ? p->t[bj].name : "-", -bg, k0, k1, keep ? "" : " (not kept)");
+        for (int m = 0; m < 2 && !rc; m++)
+            if (mv[m] >= 0) {
+                lmp_plan_tensor *pt = &p->t[mv[m]];
+                if (keep) {
+                    pt->choice += dk[m];
+                    p->bytes = p->bytes + pt->cand[pt->choice].bytes - pt->cand[pt->choice - dk[m]].bytes;
+                    used[mv[m]] = 1;
+                } else {
+                    lmp_dtype dt = pt->cand[pt->choice].dt;
+                    rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
+                                     QW(mv[m], dt), &buf[mv[m]], emb);
+                }
+            }
+        if (keep && !rc) {
+            rc = fwd_cache(&f, &k1);
+            k0 = k1;
+            p->refine_pairs++;
+        }
     }
 #undef QW
     if (!rc) {
@@ -967,5 +1061,7 @@ done:
     free(alone);
     free(ctx);
     free(prev);
+    free(used);
+    free(tried);
     return rc;
 }

@@ -69,6 +69,7 @@ typedef struct {
     int refine_rounds, refine_probes;
     double refine_seconds;
     int refine_tried;                /* rounds whose new plan was measured */
+    int refine_pairs;                /* pair moves kept */
     int refine_moved[10];            /* per such round: tensors whose type changed */
     double refine_kld[10];           /* per such round: the new plan's calibration KLD */
 } lmp_plan;
@@ -142,10 +143,15 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
  * scaled by the neighbour's in-context / alone ratio), the budget is solved again, the new
  * plan installed and measured, and kept only if its KLD on the calibration windows is
  * lower. Up to `rounds` rounds; stops when a round moves nothing or does not improve.
+ * Then, with the differences of that last round (they describe the installed plan), up to
+ * `pairs` single moves (one tensor a type dearer, another one cheaper, or one dearer into
+ * the budget's slack), best predicted gain first, each measured whole and kept only if the
+ * KLD falls.
  * On return p holds the kept plan (choices, bytes) with the candidates' alone
  * predictions as before, and kld_solved / kld_refined say what was measured. */
 typedef struct {
     int rounds;     /* default 2 */
+    int pairs;      /* pair moves tried after a round that kept nothing (default 8) */
     bool progress;
 } lmp_plan_refine_params;
 
