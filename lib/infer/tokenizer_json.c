@@ -426,9 +426,14 @@ static int grow_vocab(lmp_tokenizer *t, int32_t n)
 {
     if (n <= t->n_vocab)
         return 0;
+    /* the vocabulary's hash map points into pieces[]: follow the move (added tokens past
+     * the vocabulary grow it after the map is built, and look ids up in it meanwhile) */
+    bool follow = t->vocab.slot && t->vocab.strs == t->pieces;
     tk_str *p = realloc(t->pieces, sizeof(tk_str) * (size_t)n);
     if (!p)
         return lmp_err(LMP_ENOMEM, "%s: out of memory", t->name);
+    if (follow)
+        t->vocab.strs = p;
     t->pieces = p;
     uint8_t *ty = realloc(t->ttype, (size_t)n);
     if (!ty)

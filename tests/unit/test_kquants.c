@@ -420,7 +420,7 @@ static void test_mix(void)
     CHECK(!lmp_gguf_qtype_find("q7_k") && !lmp_gguf_qtype_find("iq5_xs"), "unknown types are refused");
 
     /* a Llama-2-7B-like model: 32 layers, 32 heads, no GQA, untied */
-    lmp_gguf_mix_info mi = {32, 32, 32, 32, false, false};
+    lmp_gguf_mix_info mi = {32, 32, 32, 32, false, false, 0};
     int n6 = 0, want6[32] = {0};
     for (int i = 0; i < 32; i++) /* use_more_bits: first and last eighth, then every third */
         want6[i] = i < 4 || i >= 28 || (i - 4) % 3 == 2;
