@@ -53,7 +53,8 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         printf("\"refine_tried\": [");
         for (int r = 0; r < p->refine_tried; r++)
             printf("%s{\"moved\": %d, \"calib_kld\": %.6g}", r ? ", " : "", p->refine_moved[r], p->refine_kld[r]);
-        printf("], \"refine_pairs\": %d, \"tensors\": [", p->refine_pairs);
+        printf("], \"refine_pairs\": %d, \"refine_pairs_tried\": %d, \"tensors\": [", p->refine_pairs,
+               p->refine_pairs_tried);
         for (int i = 0; i < p->n; i++) {
             const lmp_plan_tensor *t = &p->t[i];
             const lmp_plan_cand *c = &t->cand[t->choice];
@@ -99,7 +100,8 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         fprintf(f, "plan: round %d moved %d tensors: calibration KL divergence %.5g%s\n", r + 1, p->refine_moved[r],
                 p->refine_kld[r], r < p->refine_rounds ? "" : " (not lower: not kept)");
     if (p->refine_probes)
-        fprintf(f, "plan: %d pair move(s) kept (a tensor a type dearer, another cheaper)\n", p->refine_pairs);
+        fprintf(f, "plan: %d of %d pair move(s) kept (a tensor a type dearer, another cheaper)\n", p->refine_pairs,
+                p->refine_pairs_tried);
 }
 
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules)

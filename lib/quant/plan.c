@@ -966,6 +966,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
      * kept if the KLD falls (a kept move makes the differences of its two tensors stale:
      * they are not moved again). */
     p->refine_pairs = 0;
+    p->refine_pairs_tried = 0;
     p->bytes = p->fixed_bytes;
     for (int i = 0; i < p->n; i++)
         p->bytes += p->t[i].cand[p->t[i].choice].bytes;
@@ -1000,6 +1001,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         if (bi < 0)
             break;
         tried[(size_t)bi * n + (size_t)(bj + 1)] = 1;
+        p->refine_pairs_tried++;
         int mv[2] = {bi, bj}, dk[2] = {1, -1};
         for (int m = 0; m < 2 && !rc; m++)
             if (mv[m] >= 0) {

@@ -70,6 +70,7 @@ typedef struct {
     double refine_seconds;
     int refine_tried;                /* rounds whose new plan was measured */
     int refine_pairs;                /* pair moves kept */
+    int refine_pairs_tried;          /* pair moves measured */
     int refine_moved[10];            /* per such round: tensors whose type changed */
     double refine_kld[10];           /* per such round: the new plan's calibration KLD */
 } lmp_plan;
