@@ -77,10 +77,36 @@ static int qload_hook(void *user, lmp_model *m, int layer, lmp_linear which, con
     return rc;
 }
 
+/* An expert's linear (mixtral, qwen3_moe folders written with each expert's own packed
+ * tensors: lmp_qmodel_writer_experts): unpacked into *q for the model to adopt. */
+static int qload_expert(void *user, lmp_model *m, int layer, int expert, lmp_linear which, const char *prefix,
+                        lmp_qtensor *q)
+{
+    (void)layer;
+    (void)expert;
+    (void)which;
+    qload_ctx *c = user;
+    if (!c->tried) {
+        c->tried = true;
+        const lmp_ckpt *ck = lmp_model_ckpt(m);
+        int rc = lmp_qmodel_open(&c->qm, ck->dir ? ck->dir : c->path);
+        if (rc == LMP_EFORMAT && strstr(lmp_errmsg(), "quantization_config"))
+            return LMP_MODEL_HOOK_PASS;
+        if (rc)
+            return rc;
+    }
+    if (!c->qm)
+        return LMP_MODEL_HOOK_PASS;
+    int rc = lmp_qmodel_linear(c->qm, prefix, q);
+    if (rc == 0)
+        c->n_linears++;
+    return rc;
+}
+
 int lmp_qmodel_load(lmp_model **out, const char *path)
 {
     qload_ctx c = {.path = path};
-    lmp_model_load_hooks h = {.missing_linear = qload_hook, .user = &c};
+    lmp_model_load_hooks h = {.missing_linear = qload_hook, .missing_expert = qload_expert, .user = &c};
     int rc = lmp_model_load_ex(out, path, &h);
     if (rc == 0 && c.n_linears)
         lmp_debug("%s: %d linears loaded as %s intgroup weights", path, c.n_linears,

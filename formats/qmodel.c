@@ -44,9 +44,13 @@ struct lmp_qmodel_writer {
     /* AWQ: block fold_layer's folded vectors (lmp_qmodel_writer_fold), written instead of
      * the input's: [0] input_layernorm, [1] post_attention_layernorm, [2 + k] linear k's
      * bias; NULL = as in the input */
-    float *fold[2 + LMP_LIN_COUNT];
-    int64_t fold_n[2 + LMP_LIN_COUNT];
+    float *fold[3 + LMP_LIN_COUNT];    /* [2 + LMP_LIN_COUNT]: a sparse block's router */
+    int64_t fold_n[3 + LMP_LIN_COUNT];
     int fold_layer;
+    /* mixture of experts: block qe_layer's experts (lmp_qmodel_writer_experts), borrowed
+     * until its lmp_qmodel_writer_layer */
+    const lmp_qtensor *qe;
+    int qe_n, qe_layer;
 };
 
 void lmp_qmodel_write_default_params(lmp_qmodel_write_params *p)
@@ -120,10 +124,12 @@ typedef struct {
     const char *fused; /* module path of the fused tensor, or NULL */
 } lin_slot;
 
-static int block_slots(const lmp_config *c, lin_slot out[LMP_LIN_COUNT])
+/* sparse: a mixture-of-experts block, whose gate/up/down are its experts' (written after
+ * the slots, expert by expert: expert_prefix) */
+static int block_slots(const lmp_config *c, bool sparse, lin_slot out[LMP_LIN_COUNT])
 {
     int n = 0;
-    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+    for (int k = 0; k < (sparse ? LMP_LIN_GATE : LMP_LIN_COUNT); k++) {
         if (c->fused_qkv && k == LMP_LIN_Q) {
             out[n++] = (lin_slot){LMP_LIN_Q, 3, "self_attn.qkv_proj"};
             k = LMP_LIN_V;
@@ -154,11 +160,20 @@ static void slot_shape(const lmp_model *m, int layer, const lin_slot *s, int64_t
         *rows += lmp_model_linear(m, layer, (lmp_linear)(s->first + i))->rows;
 }
 
-static bool is_linear_weight(const lmp_config *c, const char *name, int layer)
+static bool is_linear_weight(const lmp_model *m, const char *name, int layer)
 {
     char buf[LMP_MAX_NAME];
     lin_slot sl[LMP_LIN_COUNT];
-    int ns = block_slots(c, sl);
+    const lmp_config *c = lmp_model_config(m);
+    const int E = lmp_model_n_experts(m, layer);
+    int ns = block_slots(c, E > 0, sl);
+    for (int e = 0; e < E; e++) /* the experts' weights: packed in their place */
+        for (int k = LMP_LIN_GATE; k <= LMP_LIN_DOWN; k++) {
+            lmp_expert_hf_prefix(c, layer, e, (lmp_linear)k, buf, sizeof buf);
+            size_t n = strlen(buf);
+            if (strncmp(name, buf, n) == 0 && strcmp(name + n, ".weight") == 0)
+                return true;
+        }
     for (int w = 0; w < ns; w++) {
         slot_prefix(layer, &sl[w], buf, sizeof buf);
         size_t k = strlen(buf);
@@ -350,6 +365,16 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
     }
     if (row->asym_refusal && !qc->sym)
         return lmp_err(LMP_EINVAL, "%s", row->asym_refusal);
+    if (lmp_model_is_moe(m) && strcmp(cfg->model_type, "granitemoe") == 0)
+        return lmp_err(LMP_EUNSUPPORTED,
+                       "%s: granitemoe keeps each layer's experts in two fused 3-D parameters "
+                       "(block_sparse_moe.input_linear [experts, 2 x ffn, hidden] and output_linear); transformers' "
+                       "GPTQ / compressed-tensors loaders quantize Linear modules only, vLLM's granitemoe loader "
+                       "reads only the dense 3-D tensors, and GPTQModel writes per-expert "
+                       "input_linear.E.linear modules that neither of them reads: there is no integer-group layout "
+                       "that loads, so none is written. Use GGUF types (lmpress quantize --type q4_k_m ...) or "
+                       "prune (dense output)",
+                       ck->path);
     lmp_qmodel_writer *w = calloc(1, sizeof *w);
     if (!w)
         return lmp_err(LMP_ENOMEM, "out of memory");
@@ -378,18 +403,29 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                          w->n_layers);
             goto fail;
         }
-        w->tensor_layer[i] = l >= 0 && is_linear_weight(cfg, nm, l) ? -2 : l;
+        w->tensor_layer[i] = l >= 0 && is_linear_weight(m, nm, l) ? -2 : l;
         found += w->tensor_layer[i] == -2;
     }
     lin_slot sl[LMP_LIN_COUNT];
-    const int ns = block_slots(cfg, sl);
-    if (found != w->n_layers * ns) {
+    int expect = 0;
+    for (int l = 0; l < w->n_layers; l++)
+        expect += block_slots(cfg, lmp_model_n_experts(m, l) > 0, sl) + 3 * lmp_model_n_experts(m, l);
+    if (found != expect) {
         rc = lmp_err(LMP_EFORMAT, "%s: found %d linear weights with Hugging Face names, expected %d", ck->path,
-                     found, w->n_layers * ns);
+                     found, expect);
         goto fail;
     }
     /* learn packed shapes first: a format constraint fails before the folder exists */
-    for (int l = 0; l < w->n_layers; l++)
+    for (int l = 0; l < w->n_layers; l++) {
+        const int E = lmp_model_n_experts(m, l), ns = block_slots(cfg, E > 0, sl);
+        for (int k = 0; k < 3 * E; k++) {
+            const packed_shape *s;
+            char name[LMP_MAX_NAME];
+            const lmp_wmat *wm = lmp_model_expert_linear(m, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3));
+            lmp_expert_hf_prefix(cfg, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), name, sizeof name);
+            if ((rc = shape_for(w, wm->rows, wm->cols, name, &s)))
+                goto fail;
+        }
         for (int k = 0; k < ns; k++) {
             const packed_shape *s;
             char name[LMP_MAX_NAME];
@@ -405,6 +441,7 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
             if ((rc = shape_for(w, rows, cols, name, &s)))
                 goto fail;
         }
+    }
     if ((rc = lmp_dir_begin(dir, p->force, &w->tmp)))
         goto fail;
     if ((rc = lmp_st_writer_new(&w->sw, w->tmp, p->shard_bytes, true)))
@@ -418,6 +455,7 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                 goto fail;
         }
     for (int l = 0; l < w->n_layers; l++) {
+        const int E = lmp_model_n_experts(m, l), ns = block_slots(cfg, E > 0, sl);
         for (int i = 0; i < ck->n_tensors; i++)
             if (w->tensor_layer[i] == l) {
                 const lmp_tensor *t = &ck->tensors[i];
@@ -446,6 +484,19 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **out, const lmp_model *m, const ch
                     goto fail;
             }
         }
+        for (int k = 0; k < 3 * E; k++) { /* the experts, in expert order: gate, up, down */
+            const packed_shape *s;
+            char prefix[LMP_MAX_NAME], name[2 * LMP_MAX_NAME];
+            const lmp_wmat *wm = lmp_model_expert_linear(m, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3));
+            lmp_expert_hf_prefix(cfg, l, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), prefix, sizeof prefix);
+            if ((rc = shape_for(w, wm->rows, wm->cols, prefix, &s)))
+                goto fail;
+            for (int j = 0; j < s->n; j++) {
+                snprintf(name, sizeof name, "%s.%s", prefix, s->name[j]);
+                if ((rc = lmp_st_writer_add(w->sw, name, s->dtype[j], s->ndim[j], s->shape[j])))
+                    goto fail;
+            }
+        }
     }
     if ((rc = lmp_st_writer_meta(w->sw, "format", "pt")) || (rc = lmp_st_writer_begin(w->sw)))
         goto fail;
@@ -461,7 +512,7 @@ fail:
 
 static void fold_clear(lmp_qmodel_writer *w)
 {
-    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++) {
+    for (int i = 0; i < 3 + LMP_LIN_COUNT; i++) {
         free(w->fold[i]);
         w->fold[i] = NULL;
     }
@@ -474,14 +525,17 @@ int lmp_qmodel_writer_fold(void *ctx, int layer, const lmp_qfold *f)
         return lmp_err(LMP_EINVAL, "quantized writer: folded vectors of block %d arrived, expected %d", layer,
                        w->next_layer);
     fold_clear(w);
-    const float *src[2 + LMP_LIN_COUNT] = {f->attn_norm, f->ffn_norm};
+    const float *src[3 + LMP_LIN_COUNT] = {f->attn_norm, f->ffn_norm};
     int64_t d = lmp_model_config(w->m)->hidden_size;
     w->fold_n[0] = w->fold_n[1] = d;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
-        src[2 + k] = f->bias[k];
-        w->fold_n[2 + k] = lmp_model_linear(w->m, layer, (lmp_linear)k)->rows;
+        const lmp_wmat *lw = lmp_model_linear(w->m, layer, (lmp_linear)k); /* NULL: a sparse block's FFN */
+        src[2 + k] = lw ? f->bias[k] : NULL;
+        w->fold_n[2 + k] = lw ? lw->rows : 0;
     }
-    for (int i = 0; i < 2 + LMP_LIN_COUNT; i++)
+    src[2 + LMP_LIN_COUNT] = lmp_model_n_experts(w->m, layer) > 0 ? f->router : NULL;
+    w->fold_n[2 + LMP_LIN_COUNT] = (int64_t)lmp_model_n_experts(w->m, layer) * d;
+    for (int i = 0; i < 3 + LMP_LIN_COUNT; i++)
         if (src[i]) {
             if (!(w->fold[i] = malloc(sizeof(float) * (size_t)w->fold_n[i]))) {
                 fold_clear(w);
@@ -500,8 +554,11 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     int idx = -1;
     char name[LMP_MAX_NAME + 16];
     const lmp_config *cfg = lmp_model_config(w->m);
-    for (int i = 0; i < 2 + LMP_LIN_COUNT && idx < 0; i++) {
-        if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
+    for (int i = 0; i < 3 + LMP_LIN_COUNT && idx < 0; i++) {
+        if (i == 2 + LMP_LIN_COUNT) { /* the router (AWQ's gate/up scales in its columns) */
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
+                     strcmp(cfg->model_type, "mixtral") == 0 ? "block_sparse_moe.gate" : "mlp.gate");
+        } else if (i < 2) { /* the norms in front of q/k/v and gate/up (gemma2/3: pre_feedforward) */
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer,
                      i == 0                              ? "input_layernorm"
                      : cfg->norms == LMP_NORM_SANDWICH ? "pre_feedforward_layernorm"
@@ -540,20 +597,87 @@ static int write_layer_tensor(lmp_qmodel_writer *w, int layer, const lmp_tensor 
     return rc;
 }
 
+/* Packs qk (declared as `prefix`) and writes its tensors. */
+static int write_packed(lmp_qmodel_writer *w, const lmp_qtensor *qk, const char *prefix)
+{
+    const packed_shape *s;
+    int rc;
+    if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
+        qk->ig.sym != w->qc.sym)
+        return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
+                       prefix, w->qc.bits, w->qc.group_size, w->qc.sym ? "symmetric" : "asymmetric");
+    if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s)))
+        return rc;
+    /* act-order can leave a trivial permutation, which the canonical object drops;
+     * the declaration promised a g_idx, so give the packer the trivial one */
+    lmp_qtensor tmp = *qk;
+    int32_t *gi = NULL;
+    if (w->gidx && !qk->ig.g_idx) {
+        gi = malloc((size_t)qk->cols * sizeof(int32_t));
+        if (!gi)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        for (int64_t c = 0; c < qk->cols; c++)
+            gi[c] = (int32_t)(c / qk->ig.gs);
+        tmp.ig.g_idx = gi;
+    }
+    lmp_packed_linear pl;
+    rc = pack_one(w, &tmp, &pl);
+    free(gi);
+    if (rc)
+        return lmp_err_prefix(rc, "%s", prefix);
+    bool same = pl.n == s->n;
+    for (int j = 0; same && j < pl.n; j++)
+        same = strcmp(pl.t[j].name, s->name[j]) == 0 && pl.t[j].dtype == s->dtype[j] &&
+               pl.t[j].ndim == s->ndim[j] && memcmp(pl.t[j].shape, s->shape[j], sizeof s->shape[j]) == 0;
+    if (!same) {
+        lmp_packed_linear_free(&pl);
+        return lmp_err(LMP_EINVAL, "quantized writer: %s packs to other tensors than declared (g_idx without "
+                                   "act-order?)", prefix);
+    }
+    for (int j = 0; j < pl.n && rc == 0; j++) {
+        rc = lmp_st_writer_write(w->sw, pl.t[j].data, pl.t[j].nbytes);
+        w->st.bytes += pl.t[j].nbytes;
+        w->st.qbytes += pl.t[j].nbytes;
+        w->st.n_tensors++;
+    }
+    lmp_packed_linear_free(&pl);
+    if (rc)
+        return rc;
+    w->st.params += (uint64_t)(qk->rows * qk->cols);
+    w->st.qparams += (uint64_t)(qk->rows * qk->cols);
+    w->st.n_quantized++;
+    return LMP_OK;
+}
+
+int lmp_qmodel_writer_experts(void *ctx, int layer, int n_experts, const lmp_qtensor *qe)
+{
+    lmp_qmodel_writer *w = ctx;
+    if (layer != w->next_layer || n_experts != lmp_model_n_experts(w->m, layer))
+        return lmp_err(LMP_EINVAL, "quantized writer: %d experts of block %d arrived, expected block %d with %d",
+                       n_experts, layer, w->next_layer, lmp_model_n_experts(w->m, w->next_layer));
+    w->qe = qe;
+    w->qe_n = n_experts;
+    w->qe_layer = layer;
+    return LMP_OK;
+}
+
 int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st)
 {
     (void)st;
     lmp_qmodel_writer *w = ctx;
     if (layer != w->next_layer)
         return lmp_err(LMP_EINVAL, "quantized writer: block %d arrived, expected %d", layer, w->next_layer);
+    const int E = lmp_model_n_experts(w->m, layer);
+    if (E > 0 && (!w->qe || w->qe_layer != layer || w->qe_n != E))
+        return lmp_err(LMP_EINVAL, "quantized writer: block %d has %d experts but their tensors did not arrive "
+                                   "(lmp_qmodel_writer_experts)", layer, E);
     int rc;
     for (int i = 0; i < w->ck->n_tensors; i++)
         if (w->tensor_layer[i] == layer && (rc = write_layer_tensor(w, layer, &w->ck->tensors[i])))
             return rc;
     lin_slot sl[LMP_LIN_COUNT];
-    const int ns = block_slots(lmp_model_config(w->m), sl);
+    const int ns = block_slots(lmp_model_config(w->m), E > 0, sl);
     for (int k = 0; k < ns; k++) {
-        const packed_shape *s;
         char prefix[LMP_MAX_NAME];
         slot_prefix(layer, &sl[k], prefix, sizeof prefix);
         if (w->p.keep && w->p.keep[layer * LMP_LIN_COUNT + sl[k].first]) {
@@ -568,58 +692,19 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
                 return rc;
             qk = &fused;
         }
-        if (qk->scheme != LMP_QS_INTGROUP || qk->ig.bits != w->qc.bits || qk->ig.group_size != w->qc.group_size ||
-            qk->ig.sym != w->qc.sym) {
-            lmp_qtensor_free(&fused);
-            return lmp_err(LMP_EINVAL, "quantized writer: %s does not match the declared %d-bit group %d %s scheme",
-                           prefix, w->qc.bits, w->qc.group_size, w->qc.sym ? "symmetric" : "asymmetric");
-        }
-        if ((rc = shape_for(w, qk->rows, qk->cols, prefix, &s))) {
-            lmp_qtensor_free(&fused);
-            return rc;
-        }
-        /* act-order can leave a trivial permutation, which the canonical object drops;
-         * the declaration promised a g_idx, so give the packer the trivial one */
-        lmp_qtensor tmp = *qk;
-        int32_t *gi = NULL;
-        if (w->gidx && !qk->ig.g_idx) {
-            gi = malloc((size_t)qk->cols * sizeof(int32_t));
-            if (!gi) {
-                lmp_qtensor_free(&fused);
-                return lmp_err(LMP_ENOMEM, "out of memory");
-            }
-            for (int64_t c = 0; c < qk->cols; c++)
-                gi[c] = (int32_t)(c / qk->ig.gs);
-            tmp.ig.g_idx = gi;
-        }
-        lmp_packed_linear pl;
-        rc = pack_one(w, &tmp, &pl);
-        free(gi);
+        rc = write_packed(w, qk, prefix);
         lmp_qtensor_free(&fused);
         if (rc)
-            return lmp_err_prefix(rc, "%s", prefix);
-        bool same = pl.n == s->n;
-        for (int j = 0; same && j < pl.n; j++)
-            same = strcmp(pl.t[j].name, s->name[j]) == 0 && pl.t[j].dtype == s->dtype[j] &&
-                   pl.t[j].ndim == s->ndim[j] && memcmp(pl.t[j].shape, s->shape[j], sizeof s->shape[j]) == 0;
-        if (!same) {
-            lmp_packed_linear_free(&pl);
-            return lmp_err(LMP_EINVAL, "quantized writer: %s packs to other tensors than declared (g_idx without "
-                                       "act-order?)", prefix);
-        }
-        for (int j = 0; j < pl.n && rc == 0; j++) {
-            rc = lmp_st_writer_write(w->sw, pl.t[j].data, pl.t[j].nbytes);
-            w->st.bytes += pl.t[j].nbytes;
-            w->st.qbytes += pl.t[j].nbytes;
-            w->st.n_tensors++;
-        }
-        lmp_packed_linear_free(&pl);
-        if (rc)
             return rc;
-        w->st.params += (uint64_t)(qk->rows * qk->cols);
-        w->st.qparams += (uint64_t)(qk->rows * qk->cols);
-        w->st.n_quantized++;
     }
+    for (int k = 0; k < 3 * E; k++) {
+        char prefix[LMP_MAX_NAME];
+        lmp_expert_hf_prefix(lmp_model_config(w->m), layer, k / 3, (lmp_linear)(LMP_LIN_GATE + k % 3), prefix,
+                             sizeof prefix);
+        if ((rc = write_packed(w, &w->qe[k], prefix)))
+            return rc;
+    }
+    w->qe = NULL;
     w->next_layer++;
     return LMP_OK;
 }
@@ -627,7 +712,7 @@ int lmp_qmodel_writer_layer(void *ctx, int layer, const lmp_qtensor *q, const lm
 static cJSON *qconfig_json(const lmp_qmodel_writer *w)
 {
     cJSON *j = lmp_qformat_config_json(w->p.format, &w->qc);
-    if (!j || !w->p.keep)
+    if (!j || (!w->p.keep && !lmp_model_is_moe(w->m)))
         return j;
     /* the linears --keep left dense: compressed-tensors lists them in "ignore", GPTQ and
      * AWQ configs in "modules_to_not_convert" */
@@ -637,7 +722,15 @@ static cJSON *qconfig_json(const lmp_qmodel_writer *w)
         cJSON_DeleteItemFromObjectCaseSensitive(j, key);
         arr = cJSON_AddArrayToObject(j, key);
     }
+    const lmp_config *cfg = lmp_model_config(w->m);
     for (int l = 0; arr && l < w->n_layers; l++)
+        if (lmp_model_n_experts(w->m, l) > 0) { /* the routers stay in full precision */
+            char r[LMP_MAX_NAME];
+            snprintf(r, sizeof r, "model.layers.%d.%s", l,
+                     strcmp(cfg->model_type, "mixtral") == 0 ? "block_sparse_moe.gate" : "mlp.gate");
+            cJSON_AddItemToArray(arr, cJSON_CreateString(r));
+        }
+    for (int l = 0; arr && w->p.keep && l < w->n_layers; l++)
         for (int k = 0; k < LMP_LIN_COUNT; k++)
             if (w->p.keep[l * LMP_LIN_COUNT + k]) {
                 char prefix[LMP_MAX_NAME];

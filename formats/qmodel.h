@@ -65,6 +65,15 @@ int lmp_qmodel_writer_open(lmp_qmodel_writer **w, const lmp_model *m, const char
  * as they are in the input, and q[LMP_LIN_COUNT] packed. Has the lmp_qpipe_sink
  * signature (ctx = the writer; st unused). */
 int lmp_qmodel_writer_layer(void *w, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st);
+/* Mixture of experts: the experts of block `layer` (qe[3 * n_experts], expert e's gate, up,
+ * down at 3e + 0, 1, 2), called before lmp_qmodel_writer_layer of the same block (the
+ * lmp_qpipe_expert_sink signature); borrowed until that call, which writes them after the
+ * block's attention linears as "<prefix>.<packed tensor>" with each family's expert names
+ * (mixtral block_sparse_moe.experts.E.w1|w3|w2, qwen3_moe mlp.experts.E.gate_proj|up_proj|
+ * down_proj). The routers are written as they are and listed with the linears not
+ * converted (GPTQ modules_to_not_convert, compressed-tensors ignore). granitemoe (fused
+ * 3-D expert parameters) is refused by lmp_qmodel_writer_open. */
+int lmp_qmodel_writer_experts(void *w, int layer, int n_experts, const lmp_qtensor *qe);
 /* AWQ's folded vectors of block `layer` (called before lmp_qmodel_writer_layer of the
  * same block; the lmp_qpipe_fold_sink signature): the norms and biases given are written
  * instead of the input's, in the input tensor's dtype (f32, f16 or bf16). */

@@ -111,8 +111,131 @@ static bool moe_pruned(const lmp_tensor *t)
            !strstr(nm, "router.layer.weight");
 }
 
+/* Wanda / SparseGPT on a mixture of experts: the pruned f32 weights of every linear
+ * (attention, dense FFNs, each expert's matrices) kept by name until the whole model is
+ * written (4 bytes per linear weight held). */
+typedef struct {
+    const lmp_model *m;
+    int n, cap;
+    char (*name)[LMP_MAX_NAME + 8];
+    float **W;
+    int64_t *nel;
+} moe_store;
+
+static int store_put(moe_store *s, const char *name, const float *W, int64_t nel)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 64;
+        void *a = realloc(s->name, sizeof *s->name * (size_t)cap), *b = NULL, *c = NULL;
+        if (a)
+            s->name = a;
+        if (a && (b = realloc(s->W, sizeof *s->W * (size_t)cap)))
+            s->W = b;
+        if (b && (c = realloc(s->nel, sizeof *s->nel * (size_t)cap)))
+            s->nel = c;
+        if (!a || !b || !c)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        s->cap = cap;
+    }
+    float *copy = malloc(sizeof(float) * (size_t)nel);
+    if (!copy)
+        return lmp_err(LMP_ENOMEM, "out of memory holding the pruned %s", name);
+    memcpy(copy, W, sizeof(float) * (size_t)nel);
+    snprintf(s->name[s->n], sizeof s->name[0], "%s", name);
+    s->W[s->n] = copy;
+    s->nel[s->n++] = nel;
+    return LMP_OK;
+}
+
+static const float *store_get(const moe_store *s, const char *name, int64_t nel)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->name[i], name) == 0)
+            return s->nel[i] == nel ? s->W[i] : NULL;
+    return NULL;
+}
+
+static void store_free(moe_store *s)
+{
+    for (int i = 0; i < s->n; i++)
+        free(s->W[i]);
+    free(s->name);
+    free(s->W);
+    free(s->nel);
+    memset(s, 0, sizeof *s);
+}
+
+static int store_sink(void *ctx, int layer, const float *const *W, const uint8_t *const *mask, const lmp_qtensor *q,
+                      const lmp_prune_linear_stats *st)
+{
+    (void)mask;
+    (void)q;
+    moe_store *s = ctx;
+    for (int k = 0; k < LMP_LIN_COUNT; k++)
+        if (W[k]) {
+            char pre[LMP_MAX_NAME], nm[LMP_MAX_NAME + 8];
+            snprintf(nm, sizeof nm, "%s.weight", lmp_linear_hf_prefix(layer, (lmp_linear)k, pre, sizeof pre));
+            int rc = store_put(s, nm, W[k], st[k].rows * st[k].cols);
+            if (rc)
+                return rc;
+        }
+    return LMP_OK;
+}
+
+static int store_experts(void *ctx, int layer, int n_experts, const float *const *We)
+{
+    moe_store *s = ctx;
+    for (int k = 0; k < 3 * n_experts; k++) {
+        const lmp_linear w = (lmp_linear)(LMP_LIN_GATE + k % 3);
+        const lmp_wmat *wm = lmp_model_expert_linear(s->m, layer, k / 3, w);
+        char pre[LMP_MAX_NAME], nm[LMP_MAX_NAME + 8];
+        lmp_expert_hf_prefix(lmp_model_config(s->m), layer, k / 3, w, pre, sizeof pre);
+        snprintf(nm, sizeof nm, "%s.weight", pre);
+        int rc = store_put(s, nm, We[k], wm->rows * wm->cols);
+        if (rc)
+            return rc;
+    }
+    return LMP_OK;
+}
+
+/* Matrix k of checkpoint tensor t from the store into buf (rows x cols): a 2-D linear by
+ * its name; granitemoe's 3-D input_linear (expert k's gate rows then up rows) and
+ * output_linear from expert k's entries. */
+static int store_matrix(const moe_store *s, const lmp_tensor *t, int64_t k, int64_t rows, int64_t cols, float *buf)
+{
+    const lmp_config *c = lmp_model_config(s->m);
+    const float *a = NULL, *b = NULL;
+    char nm[LMP_MAX_NAME + 8], pre[LMP_MAX_NAME];
+    int l = -1;
+    if (t->ndim == 2) {
+        a = store_get(s, t->name, rows * cols);
+    } else if (sscanf(t->name, "model.layers.%d.", &l) == 1 && strstr(t->name, "input_linear")) {
+        lmp_expert_hf_prefix(c, l, (int)k, LMP_LIN_GATE, pre, sizeof pre);
+        snprintf(nm, sizeof nm, "%s.weight", pre);
+        a = store_get(s, nm, rows / 2 * cols);
+        lmp_expert_hf_prefix(c, l, (int)k, LMP_LIN_UP, pre, sizeof pre);
+        snprintf(nm, sizeof nm, "%s.weight", pre);
+        b = store_get(s, nm, rows / 2 * cols);
+        if (!b)
+            a = NULL;
+    } else if (l >= 0 && strstr(t->name, "output_linear")) {
+        lmp_expert_hf_prefix(c, l, (int)k, LMP_LIN_DOWN, pre, sizeof pre);
+        snprintf(nm, sizeof nm, "%s.weight", pre);
+        a = store_get(s, nm, rows * cols);
+    }
+    if (!a)
+        return lmp_err(LMP_EINVAL, "prune: %s (matrix %lld) was not pruned by the calibrated run", t->name,
+                       (long long)k);
+    const int64_t na = b ? rows / 2 * cols : rows * cols;
+    memcpy(buf, a, sizeof(float) * (size_t)na);
+    if (b)
+        memcpy(buf + na, b, sizeof(float) * (size_t)na);
+    return LMP_OK;
+}
+
+/* store NULL: magnitude, matrix by matrix; else the calibrated run's pruned weights. */
 static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_model_params *p,
-                         lmp_prune_model_result *r)
+                         lmp_prune_model_result *r, const moe_store *store)
 {
     const lmp_ckpt *c = lmp_model_ckpt(m);
     const lmp_prune_spec *spec = &p->prune.spec;
@@ -163,8 +286,13 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
         const int64_t nmat = t->ndim == 3 ? t->shape[0] : 1, el = rows * cols;
         const size_t mb = (size_t)el * tr->type_size;
         for (int64_t k = 0; k < nmat && !rc; k++) {
-            tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
-            if ((rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
+            if (store) {
+                if ((rc = store_matrix(store, t, k, rows, cols, buf)))
+                    break;
+            } else {
+                tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
+            }
+            if (!store && (rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
                 rc = lmp_err_prefix(rc, "%s (matrix %lld)", t->name, (long long)k);
                 break;
             }
@@ -230,20 +358,22 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
                                        "rows); prune the Hugging Face checkpoint", model);
         goto done;
     }
-    if (lmp_model_is_moe(m)) {
-        if (p->structured || spec->method != LMP_PRUNE_MAGNITUDE || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: only magnitude pruning (unstructured or "
-                         "N:M) to dense safetensors is supported; %s would need each expert to see the tokens "
-                         "routed to it (not implemented); nothing was written", model,
-                         p->structured ? "structured pruning" : spec->qbits ? "joint quantization"
-                         : spec->method != LMP_PRUNE_MAGNITUDE ? lmp_prune_method_name(spec->method)
-                                                              : "this output format");
+    const bool moe = lmp_model_is_moe(m);
+    if (moe) {
+        if (p->structured || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: unstructured and N:M pruning (magnitude, "
+                         "wanda, sparsegpt) to dense safetensors is supported; %s is not implemented; nothing was "
+                         "written", model,
+                         p->structured ? "structured pruning (heads / FFN channels of routed experts)"
+                         : spec->qbits ? "joint quantization" : "sparse-compressed or GGUF output");
             goto done;
         }
-        rc = moe_magnitude(m, out, p, r);
-        if (rc == 0)
-            r->out_bytes = lmp_fmt_path_bytes(out);
-        goto done;
+        if (spec->method == LMP_PRUNE_MAGNITUDE) {
+            rc = moe_magnitude(m, out, p, r, NULL);
+            if (rc == 0)
+                r->out_bytes = lmp_fmt_path_bytes(out);
+            goto done;
+        }
     }
     /* refuse what can be refused before any forward pass */
     if ((cfg->fused_qkv || cfg->fused_gate_up) && p->structured) {
@@ -306,6 +436,24 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
     }
     const char *dst = gguf ? dense_dir : out;
+    if (moe) { /* Wanda / SparseGPT: each expert on the tokens routed to it (lib/prune/pexperts.c) */
+        moe_store ms = {.m = m};
+        lmp_prune_params pp = p->prune;
+        pp.sink = store_sink;
+        pp.expert_sink = store_experts;
+        pp.sink_ctx = &ms;
+        rc = lmp_prune_run(m, &cal, &pp, &r->prune);
+        lmp_prune_result pr = r->prune;
+        r->prune.params = 0; /* counted again as the weights are written */
+        if (rc == 0)
+            rc = moe_magnitude(m, out, p, r, &ms);
+        r->prune.n_expert_linears = pr.n_expert_linears;
+        r->prune.n_expert_unreached = pr.n_expert_unreached;
+        store_free(&ms);
+        if (rc == 0)
+            r->out_bytes = lmp_fmt_path_bytes(out);
+        goto done;
+    }
     if (p->structured) {
         if ((rc = lmp_struct_plan_make(m, &cal, p->kind, p->ratio, &r->plan)))
             goto done;

@@ -6,9 +6,11 @@
 #include "jobs/quantize_gguf.h"
 #include "formats/formats.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
@@ -18,6 +20,57 @@ void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
     lmp_calib_default_params(&p->calib);
     p->calib.mode = LMP_CALIB_CHUNKS; /* llama-imatrix: consecutive chunks, BOS first */
     p->notes = true;
+    p->target_bpw = -1;
+    p->target_probes = -1;
+    p->target_refine = -1;
+}
+
+bool lmp_job_parse_bytes(const char *s, double *bytes)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0) || !isfinite(v))
+        return false;
+    static const struct {
+        const char *suf;
+        double mul;
+    } sx[] = {{"", 1},          {"B", 1},           {"K", 1e3},         {"KB", 1e3},        {"M", 1e6},
+              {"MB", 1e6},      {"G", 1e9},         {"GB", 1e9},        {"T", 1e12},        {"TB", 1e12},
+              {"KiB", 1024.0},  {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof sx / sizeof *sx; i++)
+        if (strcasecmp(end, sx[i].suf) == 0 && (strchr(sx[i].suf, 'i') == NULL || strcmp(end, sx[i].suf) == 0)) {
+            *bytes = v * sx[i].mul;
+            return true;
+        }
+    return false;
+}
+
+int lmp_job_gguf_check_args(const char *model, const char *out, const lmp_job_gguf_params *p)
+{
+    const bool target = p->target_bpw != -1 || p->target_size;
+    double sz;
+    if (p->target_bpw != -1 && p->target_size)
+        return lmp_err(LMP_EINVAL, "--target-bpw / --target-size choose the types: not with --type, "
+                                   "--tensor-type or each other");
+    if (p->target_bpw != -1 && !(p->target_bpw > 0 && p->target_bpw <= 64))
+        return lmp_err(LMP_EINVAL, "--target-bpw %g: must be a positive number of bits per weight (at most 64)",
+                       p->target_bpw);
+    if (p->target_probes < -1 || p->target_probes > 16)
+        return lmp_err(LMP_EINVAL, "--target-probes %d: must be 0 (every point) to 16", p->target_probes);
+    if (p->target_refine < -1 || p->target_refine > 10)
+        return lmp_err(LMP_EINVAL, "--target-refine %d: must be 0 (none) to 10", p->target_refine);
+    if ((p->target_calib || p->target_probes != -1 || p->target_refine != -1) && !target)
+        return lmp_err(LMP_EINVAL, "--target-calib / --target-probes / --target-refine need --target-bpw or "
+                       "--target-size");
+    if (p->dry_run && !target)
+        return lmp_err(LMP_EINVAL, "--dry-run needs --target-bpw or --target-size");
+    if (p->target_size && !lmp_job_parse_bytes(p->target_size, &sz))
+        return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", p->target_size);
+    if (!model || (!out && !(target && p->dry_run)))
+        return lmp_err(LMP_EINVAL, "need MODEL, -o OUT and --type TYPE (see --help)");
+    return LMP_OK;
 }
 
 /* "unknown type 'x'; did you mean 'y'? (one of a, b, ...)" */

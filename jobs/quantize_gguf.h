@@ -36,6 +36,14 @@ typedef struct {
     lmp_job_gguf_plan_fn plan; /* NULL: q.type and its overrides as given */
     void *plan_ctx;
     bool dry_run;              /* with plan: stop after it; out is neither checked nor written */
+    /* The size target the plan hook works to (checked here, before any work; the command
+     * sets plan when one is given): --target-bpw X or --target-size SIZE, with
+     * --target-calib FILE and --target-probes N (0: every point). */
+    double target_bpw;         /* -1: not given */
+    const char *target_size;   /* NULL: not given */
+    const char *target_calib;
+    int target_probes;         /* -1: not given */
+    int target_refine;         /* --target-refine rounds (-1: not given, the default 2; 0: none) */
 } lmp_job_gguf_params;
 
 typedef struct {
@@ -53,6 +61,14 @@ void lmp_job_gguf_default_params(lmp_job_gguf_params *p);
  * --imatrix-out without --imatrix-calib, calibration windows out of range, an output
  * name that is not *.gguf (when out is not NULL). */
 int lmp_job_gguf_check(const lmp_job_gguf_params *p, const char *out);
+/* The command's arguments too, before lmp_job_gguf_check: MODEL and OUT given (OUT may be
+ * NULL for a dry run), the size target's options (one target, X in (0, 64], a size that
+ * lmp_job_parse_bytes reads, probes in [0, 16], --target-calib / --target-probes /
+ * --dry-run only with a target). */
+int lmp_job_gguf_check_args(const char *model, const char *out, const lmp_job_gguf_params *p);
+/* A size in bytes: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
+ * suffix, a trailing B allowed. Returns false when it is not one. */
+bool lmp_job_parse_bytes(const char *s, double *bytes);
 /* Runs the job on `model` (HF folder, .safetensors or f32/f16/bf16 GGUF) into the GGUF
  * `out`: lmp_job_gguf_check, an existing out refused before any work (LMP_EEXIST unless
  * q.force), importance weights first (a bad file or text fails before conversion), the

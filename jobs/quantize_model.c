@@ -3,6 +3,9 @@
  * lib/quant pipeline + formats/qmodel.c writer. See quantize_model.h.
  */
 #include "quantize_model.h"
+#include "jobs/args.h"
+
+#include <stdio.h>
 
 #include <regex.h>
 #include <stdlib.h>
@@ -46,6 +49,43 @@ int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
     if ((q->method == LMP_QMETHOD_GPTQ || awq) && !p->calib_path)
         return lmp_err(LMP_EINVAL, "%s needs calibration text: --calib FILE (plain or .gz)", awq ? "AWQ" : "GPTQ");
     return lmp_calib_check(&p->calib);
+}
+
+int lmp_qmodel_quant_prefs(lmp_qmodel_quant_params *p, int sym, int act, const char *format, const char *dtype,
+                           bool notes)
+{
+    const bool awq = p->pipe.method == LMP_QMETHOD_AWQ;
+    p->pipe.sym = sym >= 0 ? sym == 1 : !awq; /* AWQ's convention: zero points */
+    p->pipe.act_order = act >= 0 ? act == 1 : p->pipe.method == LMP_QMETHOD_GPTQ;
+    /* by name or alias from formats/fmt_table.c's table (the parser checked it against
+     * the same table); gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
+    lmp_qformat fmt = awq ? LMP_QFMT_AWQ_GEMM : LMP_QFMT_GPTQ_V1;
+    int e = format ? lmp_qformat_by_name(format, &fmt) : 0;
+    if (e)
+        return e;
+    p->write.format = lmp_qformat_for_zeros(fmt, p->pipe.sym);
+    if (dtype) {
+        p->write.convert_dense = true;
+        p->write.dense_dtype = strcmp(dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
+    }
+    if ((e = lmp_qmodel_quant_check(p)))
+        return e;
+    if (p->write.format != fmt && notes)
+        fprintf(stderr, "note: asymmetric GPTQ is written as checkpoint_format gptq_v2 (v1 stores zero-1, which "
+                        "overflows)\n");
+    return LMP_OK;
+}
+
+int lmp_qmodel_quant_check_args(const char *model, const char *out, const lmp_qmodel_quant_params *p)
+{
+    static const char *const method_name[] = {"gptq", "rtn", "awq"};
+    if (!model || !out)
+        return lmp_err(LMP_EINVAL, "need MODEL and -o OUTDIR (see --help)");
+    if (lmp_job_filelike_name(out))
+        return lmp_err(LMP_EINVAL, "--method %s writes a Hugging Face folder, and '%s' is a file name; give a "
+                                   "folder name with -o, or use --type TYPE for a GGUF file",
+                       (unsigned)p->pipe.method < 3 ? method_name[p->pipe.method] : "?", out);
+    return LMP_OK;
 }
 
 int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_quant_params *p,
@@ -147,6 +187,7 @@ int lmp_qmodel_quantize(const char *model, const char *out, const lmp_qmodel_qua
     pp.sink = lmp_qmodel_writer_layer;
     pp.sink_ctx = w;
     pp.fold_sink = lmp_qmodel_writer_fold;
+    pp.expert_sink = lmp_qmodel_writer_experts;
     if ((rc = lmp_qpipe_run(m, p->calib_path ? &cal : NULL, &pp, &r->pipe)))
         goto done;
     rc = lmp_qmodel_writer_finish(w, &r->write);

@@ -38,6 +38,17 @@ void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r); /* accepts NULL *
  * format's constraints (v1 symmetric, AWQ GEMM 4-bit without act-order), calibration
  * text for GPTQ and AWQ, the windows (lmp_calib_check). */
 int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p);
+/* The preferences whose default depends on the method, resolved into p, then
+ * lmp_qmodel_quant_check: sym (-1: the
+ * method's; AWQ's convention is zero points), act (-1: on for GPTQ), format (NULL: gptq,
+ * awq for AWQ; a name or alias of formats/fmt_table.c's table; gptq is written as v2 when
+ * asymmetric, with a note on stderr when `notes` and the check passed), dtype (NULL: the input's; "f16" or
+ * "bf16" for the tensors left unquantized). Returns status (an unknown format name, the check's). */
+int lmp_qmodel_quant_prefs(lmp_qmodel_quant_params *p, int sym, int act, const char *format, const char *dtype,
+                           bool notes);
+/* The command's arguments (before lmp_qmodel_quant_prefs): MODEL and OUT given, OUT not a
+ * file name (the output is a folder). */
+int lmp_qmodel_quant_check_args(const char *model, const char *out, const lmp_qmodel_quant_params *p);
 /* Loads `model`, draws the calibration windows, runs the pipeline with the writer as
  * its sink, and completes `out`. Everything that can be refused (existing output, bad
  * group size, format constraints, short calibration text) is refused before the first

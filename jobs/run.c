@@ -4,6 +4,7 @@
 #include "jobs/run.h"
 #include "formats/formats.h"
 #include "formats/qmodel.h"
+#include "jobs/args.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,8 @@ void lmp_job_run_default_params(lmp_job_run_params *p)
 
 int lmp_job_run_check(const lmp_job_run_params *p)
 {
-    if (!p->prompt)
-        return lmp_err(LMP_EINVAL, "-p PROMPT is required");
+    if (!p->model || !p->prompt)
+        return lmp_err(LMP_EINVAL, "need one MODEL and -p PROMPT (see --help)");
     if (p->n_predict < 0 || p->n_predict > 1000000)
         return lmp_err(LMP_EINVAL, "-n %d: must be in [0, 1000000]", p->n_predict);
     if (p->ctx < 0 || p->ctx > 1 << 24)
@@ -64,20 +65,7 @@ static int on_token(void *user, int32_t tok)
     return (st->rc = stream_flush(st, false));
 }
 
-static int attach_loras(lmp_model *m, const lmp_job_run_params *p)
-{
-    if (!p->n_loras)
-        return LMP_OK;
-    lmp_lora **a = NULL;
-    int rc = lmp_loras_open(p->loras, p->n_loras, &a);
-    for (int i = 0; rc == 0 && i < p->n_loras; i++)
-        rc = lmp_model_add_lora(m, a[i], p->lora_scales ? p->lora_scales[i] : 1.0);
-    if (a)
-        lmp_loras_close(a, p->n_loras);
-    return rc;
-}
-
-int lmp_job_run(const char *model, const lmp_job_run_params *p, lmp_job_run_result *r)
+int lmp_job_run(const lmp_job_run_params *p, lmp_job_run_result *r)
 {
     memset(r, 0, sizeof *r);
     int rc = lmp_job_run_check(p);
@@ -88,7 +76,7 @@ int lmp_job_run(const char *model, const lmp_job_run_params *p, lmp_job_run_resu
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     stream st = {0};
-    if ((rc = lmp_model_load_any(&m, model)) || (rc = attach_loras(m, p)))
+    if ((rc = lmp_model_load_any(&m, p->model)) || (rc = lmp_job_attach_loras(m, p->loras, p->lora_scales, p->n_loras)))
         goto done;
     if ((rc = lmp_model_tokenize(m, p->prompt, strlen(p->prompt), !p->no_bos, &ids, &n_ids)))
         goto done;

@@ -9,6 +9,7 @@
 #include "lib/infer/infer.h"
 
 typedef struct {
+    const char *model;        /* MODEL (required) */
     const char *prompt;       /* required */
     lmp_sampler_params sampler;
     int n_predict;            /* tokens to generate (default 256) */
@@ -31,11 +32,11 @@ typedef struct {
 } lmp_job_run_result;
 
 void lmp_job_run_default_params(lmp_job_run_params *p);
-/* LMP_EINVAL naming the lmpress option: a prompt, n_predict in [0, 10^6], ctx in
+/* LMP_EINVAL naming the lmpress argument or option: a model and a prompt, n_predict in [0, 10^6], ctx in
  * [0, 2^24], the sampler's ranges (lmp_sampler_check). lmp_job_run calls it. */
 int lmp_job_run_check(const lmp_job_run_params *p);
 /* The whole run. A prompt that gives no tokens, or more than the context holds, is
  * LMP_EINVAL. Returns status. */
-int lmp_job_run(const char *model, const lmp_job_run_params *p, lmp_job_run_result *r);
+int lmp_job_run(const lmp_job_run_params *p, lmp_job_run_result *r);
 
 #endif

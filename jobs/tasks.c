@@ -35,6 +35,8 @@ static int split_spec(const char *spec, char **name, const char **file)
 
 int lmp_job_tasks_check(const lmp_job_tasks_params *p)
 {
+    if (!p->model || p->n_tasks < 1 || !p->specs)
+        return lmp_err(LMP_EINVAL, "need one MODEL and at least one --task NAME=FILE (see --help)");
     if (!p->protocol || lmp_task_protocol_from_name(p->protocol) < 0)
         return lmp_err(LMP_EINVAL, "--protocol: unknown protocol '%s' (lm-eval, llamacpp)",
                        p->protocol ? p->protocol : "");
@@ -100,7 +102,7 @@ static void on_item(void *user, const lmp_task_item_result *r)
     c->rc = lmp_outfile_write(c->items, buf, (size_t)n);
 }
 
-int lmp_job_tasks(const char *model, const lmp_job_tasks_params *p, lmp_job_tasks_result *r)
+int lmp_job_tasks(const lmp_job_tasks_params *p, lmp_job_tasks_result *r)
 {
     memset(r, 0, sizeof *r);
     int rc = lmp_job_tasks_check(p);
@@ -124,7 +126,7 @@ int lmp_job_tasks(const char *model, const lmp_job_tasks_params *p, lmp_job_task
         if ((rc = split_spec(p->specs[i], &r->names[i], &file)) || (rc = lmp_task_load(file, &r->sets[i])))
             goto done;
     }
-    if ((rc = lmp_model_load_any(&m, model)))
+    if ((rc = lmp_model_load_any(&m, p->model)))
         goto done;
     if (p->items) {
         if ((rc = lmp_outfile_open(&io, p->items, p->force)))

@@ -9,6 +9,7 @@
 #include "lib/distill/tasks.h"
 
 typedef struct {
+    const char *model;          /* MODEL (required) */
     lmp_task_params task;       /* limit, seed, ctx, add_bos (protocol: from `protocol`) */
     const char *protocol;       /* "lm-eval" (default; "lmeval") or "llamacpp" ("llama.cpp") */
     const char *const *specs;   /* n_tasks "NAME=FILE" */
@@ -29,13 +30,14 @@ typedef struct {
 } lmp_job_tasks_result;
 
 void lmp_job_tasks_default_params(lmp_job_tasks_params *p);
-/* LMP_EINVAL naming the lmpress option: a known protocol, at least one task, each NAME=FILE
+/* LMP_EINVAL naming the lmpress argument or option: a model and at least one task, a
+ * known protocol, each NAME=FILE
  * with a non-empty name free of quotes, backslashes and control characters, no name twice,
  * and lmp_task_check's ranges. lmp_job_tasks calls it. */
 int lmp_job_tasks_check(const lmp_job_tasks_params *p);
 /* The whole evaluation; *r holds what was made (also on failure) until
  * lmp_job_tasks_result_free. Returns status. */
-int lmp_job_tasks(const char *model, const lmp_job_tasks_params *p, lmp_job_tasks_result *r);
+int lmp_job_tasks(const lmp_job_tasks_params *p, lmp_job_tasks_result *r);
 void lmp_job_tasks_result_free(lmp_job_tasks_result *r);
 
 #endif

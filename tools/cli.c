@@ -3,6 +3,8 @@
  */
 #include "cli.h"
 #include "formats/deploy.h"
+#include "jobs/args.h"
+#include "jobs/report.h"
 #include "lib/core/core.h"
 
 #include <ctype.h>
@@ -63,31 +65,15 @@ void cli_help(const cli_opt *opts, const cli_cmd_info *info)
     cli_help_groups(&g, 1, info);
 }
 
-static const char *ext_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    const char *dot = strrchr(base, '.');
-    return dot && dot != base ? dot : NULL;
-}
 
 bool cli_is_gguf_name(const char *path)
 {
-    const char *e = ext_of(path);
-    return e && strcasecmp(e, ".gguf") == 0;
+    return lmp_job_is_gguf_name(path);
 }
 
 bool cli_filelike_name(const char *path)
 {
-    static const char *const exts[] = {".gguf", ".ggml", ".bin", ".safetensors", ".pt", ".pth", ".h5", ".json",
-                                       ".txt", ".gz", ".zip", ".tar", ".ckpt", ".onnx", ".ggjt", ".llamafile"};
-    const char *e = ext_of(path);
-    if (!e)
-        return false;
-    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
-        if (strcasecmp(e, exts[i]) == 0)
-            return true;
-    return false;
+    return lmp_job_filelike_name(path);
 }
 
 int cli_edit_distance(const char *a, const char *b)
@@ -409,45 +395,17 @@ int cli_fail(const char *cmd, int rc)
 
 void cli_json_str(const char *s)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", stdout); break;
-        case '\\': fputs("\\\\", stdout); break;
-        case '\n': fputs("\\n", stdout); break;
-        case '\r': fputs("\\r", stdout); break;
-        case '\t': fputs("\\t", stdout); break;
-        default:
-            if (*p < 0x20)
-                printf("\\u%04x", *p);
-            else
-                putchar(*p);
-        }
-    }
-    putchar('"');
+    lmp_report_json_str(s);
 }
 
 void cli_eta_text(const void *t0, int layer, int n_layers, char *buf, size_t n)
 {
-    if (!t0) {
-        buf[0] = 0;
-        return;
-    }
-    double el = lmp_time_s() - *(const double *)t0;
-    double eta = el / (layer + 1) * (n_layers - layer - 1);
-    snprintf(buf, n, "; elapsed %.1fs, ETA %.1fs", el, eta);
+    lmp_report_eta(t0, layer, n_layers, buf, n);
 }
 
 const char *cli_bytes(double n, char *buf, int len)
 {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (n >= 1024 && i < 4) {
-        n /= 1024;
-        i++;
-    }
-    snprintf(buf, (size_t)len, i ? "%.2f %s" : "%.0f %s", n, u[i]);
-    return buf;
+    return lmp_report_bytes(n, buf, len);
 }
 
 int cli_parse_size(const char *cmd, const char *s, uint64_t *out)

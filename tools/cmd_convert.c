@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "formats/formats.h"
+#include "jobs/args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,43 +50,20 @@ int cmd_convert(int argc, char **argv)
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
         return r > 0 ? 0 : 2;
-    if (np != 1 || !out) {
-        fprintf(stderr, "lmpress convert: need IN and -o OUT (see --help)\n");
+    const char *in = np == 1 ? pos[0] : NULL;
+    char *cfg = in ? lmp_path_join(in, "adapter_config.json") : NULL;
+    bool is_adapter = (cfg && lmp_path_exists(cfg)) || base;
+    free(cfg);
+    if (split && cli_parse_size("convert", split, &split_max) && in && out)
         return 2;
-    }
-    if (!cli_is_gguf_name(out) && !lmp_str_endswith_ci(out, ".safetensors") && cli_filelike_name(out)) {
-        fprintf(stderr, "lmpress convert: '%s' looks like a file, but only a name ending in .gguf (GGUF) or "
-                        ".safetensors (one safetensors file) is written as a file; any other name is a Hugging Face "
-                        "folder. Use -o NAME.gguf for GGUF, or a folder name\n", out);
-        return 2;
-    }
-    if (split && (cli_parse_size("convert", split, &split_max) || !cli_is_gguf_name(out))) {
-        if (split_max)
-            fprintf(stderr, "lmpress convert: --split-max-size applies to GGUF output (-o NAME.gguf)\n");
-        return 2;
-    }
+    int e = lmp_job_convert_args(in, out, split, dtype, shard_mb, is_adapter);
+    if (e)
+        return cli_fail("convert", e);
     lmp_convert_params p;
     lmp_convert_default_params(&p);
-    if (dtype) {
+    if (dtype)
         p.dtype = lmp_dtype_from_name(dtype);
-        if (p.dtype != LMP_DT_F32 && p.dtype != LMP_DT_F16 && p.dtype != LMP_DT_BF16) {
-            fprintf(stderr, "lmpress convert: --dtype must be f32, f16 or bf16 (for quantized types use "
-                            "lmpress quantize)\n");
-            return 2;
-        }
-    }
-    if (shard_mb < 0) {
-        fprintf(stderr, "lmpress convert: --shard-mb must be positive\n");
-        return 2;
-    }
-    char *cfg = lmp_path_join(pos[0], "adapter_config.json");
-    bool is_adapter = cfg && lmp_path_exists(cfg);
-    free(cfg);
-    if (is_adapter || base) {
-        if (!lmp_str_endswith(out, ".gguf")) {
-            fprintf(stderr, "lmpress convert: an adapter converts to llama.cpp's adapter GGUF: OUT must end in .gguf\n");
-            return 2;
-        }
+    if (is_adapter) {
         lmp_convert_result ar;
         int arc = lmp_lora_to_gguf(pos[0], base, out, force, p.dtype, &ar);
         if (arc)

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "formats/formats.h"
+#include "jobs/args.h"
 #include "lib/infer/infer.h"
 
 #include <stdio.h>
@@ -51,21 +52,15 @@ int cmd_merge(int argc, char **argv)
     }
     double *scales = malloc(sizeof(double) * (size_t)(loras.n ? loras.n : 1));
     int ret = 0;
-    if (np != 1 || !out || !loras.n) {
-        fprintf(stderr, "lmpress merge: need BASE, --lora ADAPTER and -o OUT (see --help)\n");
-        ret = 2;
+    int rc = lmp_job_merge_args(np == 1 ? pos[0] : NULL, loras.n, out, &p);
+    if (rc || (rc = lmp_job_threads(threads))) {
+        ret = cli_fail("merge", rc);
         goto done;
     }
     if (!scales || cli_lora_scales(argc, argv, "merge", loras.n, scales)) {
         ret = 2;
         goto done;
     }
-    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_convert_check(&p);
-    if (rc) {
-        ret = cli_fail("merge", rc);
-        goto done;
-    }
-    lmp_set_num_threads((int)threads);
     lmp_convert_result res;
     rc = lmp_merge(pos[0], loras.v, scales, loras.n, out, &p, &res);
     if (rc) {

@@ -1,26 +1,20 @@
 /*
- * lmpress ppl: perplexity of a text file under a named protocol. Parses options, makes
- * one library call (lmp_ppl_text) and prints; the protocols live in lib/infer/ppl.c.
+ * lmpress ppl: perplexity of a text file under a named protocol. Parses options into
+ * lmp_job_ppl_params, makes one job call (jobs/ppl.h: read, load, adapters, score) and
+ * prints; the protocols live in lib/infer/ppl.c.
  */
 #include "cli.h"
-#include "formats/qmodel.h"
-#include "lib/infer/infer.h"
+#include "jobs/args.h"
+#include "jobs/ppl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void on_progress(void *user, int done, int total)
-{
-    lmp_progress *p = user;
-    p->total = (uint64_t)total;
-    lmp_progress_update(p, (uint64_t)done);
-}
-
 int cmd_ppl(int argc, char **argv)
 {
-    lmp_ppl_params p = lmp_ppl_default_params();
-    const char *file = NULL;
+    lmp_job_ppl_params p;
+    lmp_job_ppl_default_params(&p);
     long long threads = 0;
     bool json = false;
     cli_strlist loras = {0};
@@ -28,14 +22,14 @@ int cmd_ppl(int argc, char **argv)
     const cli_opt opts[] = {
         {"lora", 0, OPT_MULTI, &loras, "ADAPTER", "PEFT LoRA adapter run unmerged beside the weights (repeatable)"},
         {"scale", 0, OPT_FLOAT, &lora_scale, "S", "multiplier of the --lora before it (default 1)"},
-        {"file", 'f', OPT_STR, &file, "TEXT", "text file to score (required)"},
+        {"file", 'f', OPT_STR, &p.text, "TEXT", "text file to score (required)"},
         /* the metavar lists lmp_ppl_protocol in its order */
-        {"protocol", 0, OPT_ENUM, &p.protocol, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
-        {"ctx", 'c', OPT_I32, &p.ctx, "N", "window size (default: 2048 / 512 / 256 by protocol, at most the model's)"},
-        {"allow-long-ctx", 0, OPT_FLAG, &p.allow_long_ctx, NULL, "accept --ctx above the model's max_position_embeddings"},
-        {"chunks", 0, OPT_I32, &p.max_chunks, "K", "score at most K windows (default all)"},
-        {"max-bytes", 0, OPT_U64, &p.max_bytes, "N", "use only the first N bytes of the text"},
-        {"strip-cr", 0, OPT_FLAG, &p.strip_cr, NULL, "remove carriage returns before tokenizing"},
+        {"protocol", 0, OPT_ENUM, &p.ppl.protocol, "gptq|llamacpp|windows", "gptq (default), llamacpp or windows"},
+        {"ctx", 'c', OPT_I32, &p.ppl.ctx, "N", "window size (default: 2048 / 512 / 256 by protocol, at most the model's)"},
+        {"allow-long-ctx", 0, OPT_FLAG, &p.ppl.allow_long_ctx, NULL, "accept --ctx above the model's max_position_embeddings"},
+        {"chunks", 0, OPT_I32, &p.ppl.max_chunks, "K", "score at most K windows (default all)"},
+        {"max-bytes", 0, OPT_U64, &p.ppl.max_bytes, "N", "use only the first N bytes of the text"},
+        {"strip-cr", 0, OPT_FLAG, &p.ppl.strip_cr, NULL, "remove carriage returns before tokenizing"},
         {"threads", 't', OPT_INT, &threads, "N", "threads (default: LMP_THREADS or all cores)"},
         {"json", 0, OPT_FLAG, &json, NULL, "print one JSON object on stdout"},
         {0},
@@ -60,69 +54,24 @@ int cmd_ppl(int argc, char **argv)
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
         return r > 0 ? 0 : 2;
-    if (np != 1 || !file) {
-        fprintf(stderr, "lmpress ppl: need one MODEL and -f TEXT (see --help)\n");
-        return 2;
-    }
-    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_ppl_check(&p);
-    if (rc) {
+    p.model = np == 1 ? pos[0] : NULL;
+    p.n_loras = loras.n;
+    p.loras = loras.v;
+    double *scales = loras.n ? malloc(sizeof(double) * (size_t)loras.n) : NULL;
+    int rc = loras.n && !scales ? lmp_err(LMP_ENOMEM, "out of memory") : lmp_job_ppl_check(&p);
+    if (!rc)
+        rc = lmp_job_threads(threads);
+    if (rc || (loras.n && cli_lora_scales(argc, argv, "ppl", loras.n, scales))) {
         free(loras.v);
-        return cli_fail("ppl", rc);
+        free(scales);
+        return rc ? cli_fail("ppl", rc) : 2;
     }
-    lmp_set_num_threads((int)threads);
-
-    char *text = NULL;
-    size_t len = 0;
-    lmp_model *m = NULL;
-    rc = lmp_read_file(file, &text, &len);
-    if (rc)
-        return cli_fail("ppl", rc);
-    if (len == 0) {
-        free(text);
-        lmp_err(LMP_EINVAL, "%s: the text file is empty", file);
-        return cli_fail("ppl", LMP_EINVAL);
-    }
-    if ((rc = lmp_model_load_any(&m, pos[0]))) {
-        free(text);
-        return cli_fail("ppl", rc);
-    }
-    if ((rc = cli_lora_attach("ppl", argc, argv, &loras, m))) {
-        free(text);
-        free(loras.v);
-        lmp_model_free(m);
-        return rc;
-    }
-    lmp_progress bar;
-    lmp_progress_begin(&bar, "ppl", 0);
-    p.progress = on_progress;
-    p.user = &bar;
+    p.lora_scales = scales;
     lmp_ppl_result res;
-    rc = lmp_ppl_text(m, text, len, &p, &res);
-    lmp_progress_end(&bar);
-    if (rc) {
-        rc = lmp_err_prefix(rc, "%s", file);
-        goto done;
-    }
-    if (json) {
-        printf("{\"ppl\": %.6f, \"stderr\": %.6f, \"tokens\": %lld, \"tokens_per_s\": %.1f, "
-               "\"protocol\": \"%s\", \"ctx\": %d, \"windows\": %d, \"nll\": %.6f, "
-               "\"tokens_fed\": %lld, \"seconds\": %.3f, \"model\": ",
-               res.ppl, res.ppl_stderr, (long long)res.n_scored, res.tokens_per_s,
-               lmp_ppl_protocol_name(p.protocol), res.ctx, res.n_windows, res.nll_mean,
-               (long long)res.n_fed, res.seconds);
-        cli_json_str(pos[0]);
-        printf(", \"text\": ");
-        cli_json_str(file);
-        printf("}\n");
-    } else {
-        printf("ppl %.4f +/- %.5f  (%s protocol, ctx %d, %d windows, %lld tokens scored, "
-               "%.1f tokens/s)\n",
-               res.ppl, res.ppl_stderr, lmp_ppl_protocol_name(p.protocol), res.ctx,
-               res.n_windows, (long long)res.n_scored, res.tokens_per_s);
-    }
-done:
-    free(text);
+    rc = lmp_job_ppl(&p, &res);
+    if (!rc)
+        lmp_report_ppl(&p, &res, json);
     free(loras.v);
-    lmp_model_free(m);
+    free(scales);
     return rc ? cli_fail("ppl", rc) : 0;
 }

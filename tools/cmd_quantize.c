@@ -3,14 +3,17 @@
  *   GGUF block types (--type): llama.cpp's types and mixes; the job (importance weights,
  *   conversion of an HF checkpoint, plan, writer) is jobs/quantize_gguf.h's one call.
  *   Integer groups (--method gptq|rtn|awq): calibrated layer-by-layer quantization written
- *   as a GPTQ / AWQ / compressed-tensors folder: formats/qmodel.h's one call.
+ *   as a GPTQ / AWQ / compressed-tensors folder: jobs/quantize_model.h's one call.
  * Which path runs follows from the tables the options given belong to (cli_parse_groups);
  * options of both is refused. The rows point into the two jobs' parameter structs, filled
- * first from their defaults; ranges are checked by the jobs' check functions.
+ * first from their defaults; every rule is the jobs' check functions'; the summaries are
+ * jobs/report.h's.
  */
 #include "cli.h"
-#include "jobs/quantize_model.h"
+#include "jobs/args.h"
 #include "jobs/quantize_gguf.h"
+#include "jobs/quantize_model.h"
+#include "jobs/report.h"
 #include "quantize_plan.h"
 
 #include <ctype.h>
@@ -18,259 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const method_name[] = {"gptq", "rtn", "awq"};
-
-static void print_tensor(void *ctx, const lmp_gguf_quant_tensor_info *t)
-{
-    (void)ctx;
-    if (t->progress_bar)
-        return; /* the bar is on stderr; per-tensor lines only when it is not */
-    char shape[96];
-    size_t k = 0;
-    shape[0] = 0;
-    for (int d = 0; d < t->src->ndim && k < sizeof shape; d++)
-        k += (size_t)snprintf(shape + k, sizeof shape - k, "%s%lld", d ? "x" : "", (long long)t->src->shape[d]);
-    char err[48] = "";
-    if (t->rel_rms >= 0)
-        snprintf(err, sizeof err, "  rel RMS %.5f", t->rel_rms);
-    fprintf(stderr, "[%*d/%d] %-32s [%s] %s -> %s  %.2f -> %.2f MiB%s%s%s\n", t->count >= 100 ? 3 : 2, t->index,
-            t->count, t->name, shape, lmp_dtype_info(t->src->dtype)->name, lmp_dtype_info(t->out_dtype)->name,
-            t->bytes_in / 1048576.0, t->bytes_out / 1048576.0, err, t->note[0] ? "  " : "", t->note);
-}
-
-/* ---------------------------------------------------------------- GPTQ / RTN ------ */
-
-static void print_layer(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st)
-{
-    char eta[64];
-    cli_eta_text(ctx, layer, n_layers, eta, sizeof eta);
-    double we = -1, wr = -1;
-    const char *wn = "";
-    for (int k = 0; k < LMP_LIN_COUNT; k++)
-        if (st[k].err > we) {
-            we = st[k].err;
-            wr = st[k].err_rtn;
-            wn = lmp_linear_name(st[k].which);
-        }
-    if (we >= 0 && wr >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s; RTN %.5f)%s\n", layer + 1, n_layers,
-                layer, seconds, we, wn, wr, eta);
-    else if (we >= 0)
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs  worst output error %.5f (%s)%s\n", layer + 1, n_layers, layer,
-                seconds, we, wn, eta);
-    else
-        fprintf(stderr, "[%d/%d] layer %d  %.2fs%s\n", layer + 1, n_layers, layer, seconds, eta);
-}
-
-
-/* --method path: p filled from the table; sym / act-order / format resolved by method. */
-static int run_int(const char *model, const char *out, lmp_qmodel_quant_params *p, int sym, int act,
-                   const char *format, const char *dtype, bool verbose, bool json)
-{
-    const bool awq = p->pipe.method == LMP_QMETHOD_AWQ;
-    p->pipe.sym = sym >= 0 ? sym == 1 : !awq; /* AWQ's convention: zero points */
-    p->pipe.act_order = act >= 0 ? act == 1 : p->pipe.method == LMP_QMETHOD_GPTQ;
-    /* by name or alias from formats/fmt_table.c's table (the parser checked it against
-     * the same table); gptq is v1, or v2 when asymmetric (v1 stores zero-1, which overflows) */
-    lmp_qformat fmt = awq ? LMP_QFMT_AWQ_GEMM : LMP_QFMT_GPTQ_V1;
-    int e = format ? lmp_qformat_by_name(format, &fmt) : 0;
-    if (e)
-        return cli_fail("quantize", e);
-    p->write.format = lmp_qformat_for_zeros(fmt, p->pipe.sym);
-    if (dtype) {
-        p->write.convert_dense = true;
-        p->write.dense_dtype = strcmp(dtype, "bf16") == 0 ? LMP_DT_BF16 : LMP_DT_F16;
-    }
-    if ((e = lmp_qmodel_quant_check(p)))
-        return cli_fail("quantize", e);
-    if (p->write.format != fmt && !json)
-        fprintf(stderr, "note: asymmetric GPTQ is written as checkpoint_format gptq_v2 (v1 stores zero-1, which "
-                        "overflows)\n");
-    p->pipe.on_layer_done = json ? NULL : print_layer;
-    double t_start = lmp_time_s();
-    p->pipe.log_ctx = &t_start;
-
-    lmp_qmodel_quant_result r;
-    e = lmp_qmodel_quantize(model, out, p, &r);
-    if (e) {
-        lmp_qmodel_quant_result_free(&r);
-        return cli_fail("quantize", e);
-    }
-    const lmp_qpipe_result *pr = &r.pipe;
-    const lmp_qmodel_write_stats *ws = &r.write;
-    /* the one definition of bits per weight (lib/io/bpw.h), measured on the output */
-    lmp_bpw bw;
-    if (lmp_path_bpw(out, &bw) != 0)
-        memset(&bw, 0, sizeof bw);
-    double bpw_lin = bw.bpw_linear, bpw_all = bw.bpw;
-    int n_lin = pr->n_layers * LMP_LIN_COUNT, n_cmp = 0;
-    for (int i = 0; i < n_lin; i++)
-        n_cmp += pr->lin[i].err >= 0 && pr->lin[i].err_rtn >= 0;
-    const char *fname = lmp_qformat_name(p->write.format);
-    if (json) {
-        printf("{\"input\": ");
-        cli_json_str(model);
-        printf(", \"output\": ");
-        cli_json_str(out);
-        printf(", \"method\": \"%s\", \"format\": \"%s\", \"bits\": %d, \"group_size\": %d, \"sym\": %s, "
-               "\"act_order\": %s, \"damp\": %.6g, \"true_sequential\": %s, \"calib_samples\": %d, "
-               "\"calib_seqlen\": %d, \"calib_text_tokens\": %lld, \"activation_bytes\": %llu, "
-               "\"linears\": %d, \"quantized_params\": %llu, \"quantized_bytes\": %llu, \"bpw_linear\": %.4f, "
-               "\"params\": %llu, \"bytes\": %llu, \"bpw\": %.4f, \"worse_than_rtn\": %d, \"compared\": %d, "
-               "\"seconds\": %.4f, \"peak_rss\": %llu, \"layers\": [",
-               method_name[p->pipe.method], fname, p->pipe.bits, p->pipe.group_size, p->pipe.sym ? "true" : "false",
-               p->pipe.act_order ? "true" : "false", (double)p->pipe.damp, p->pipe.true_sequential ? "true" : "false",
-               pr->n_samples, pr->seq_len, (long long)r.calib_text_tokens, (unsigned long long)pr->act_bytes,
-               ws->n_quantized, (unsigned long long)ws->qparams, (unsigned long long)ws->qbytes, bpw_lin,
-               (unsigned long long)ws->params, (unsigned long long)ws->bytes, bpw_all, pr->n_worse_than_rtn,
-               n_cmp, r.seconds, (unsigned long long)r.peak_rss);
-        for (int i = 0; i < n_lin; i++) {
-            const lmp_qlinear_stats *st = &pr->lin[i];
-            printf("%s{\"name\": ", i ? ", " : "");
-            cli_json_str(st->name);
-            printf(", \"rows\": %lld, \"cols\": %lld, \"loss\": %.6g, \"err\": %.6g, \"err_rtn\": %.6g, "
-                   "\"seconds\": %.4f}",
-                   (long long)st->rows, (long long)st->cols, st->loss, st->err, st->err_rtn, st->seconds);
-        }
-        printf("]}\n");
-    } else {
-        if (verbose) {
-            printf("%-36s %-12s %12s %10s %10s %7s\n", "linear", "shape", "gptq loss", "err", "rtn err", "secs");
-            for (int i = 0; i < n_lin; i++) {
-                const lmp_qlinear_stats *st = &pr->lin[i];
-                char shape[32];
-                snprintf(shape, sizeof shape, "%lldx%lld", (long long)st->rows, (long long)st->cols);
-                printf("%-36s %-12s %12.5g %10.6f %10.6f %7.3f\n", st->name, shape, st->loss, st->err, st->err_rtn,
-                       st->seconds);
-            }
-        }
-        char b1[32], b2[32], b3[32];
-        printf("wrote %s: %s %d-bit group %d %s%s (%s), %d linears: %s of packed weights; %s on disk; bits per "
-               "weight %.3f linear layers, %.3f whole file\n",
-               out, method_name[p->pipe.method], p->pipe.bits, p->pipe.group_size, p->pipe.sym ? "sym" : "asym",
-               p->pipe.act_order ? " act-order" : "", fname, ws->n_quantized, cli_bytes((double)ws->qbytes, b1, sizeof b1),
-               cli_bytes((double)bw.file_bytes, b2, sizeof b2), bpw_lin, bpw_all);
-        if (pr->n_samples)
-            printf("calibration: %d x %d tokens (of %lld in the text), activations %s\n", pr->n_samples, pr->seq_len,
-                   (long long)r.calib_text_tokens, cli_bytes((double)pr->act_bytes, b3, sizeof b3));
-        if (n_cmp && (p->pipe.method == LMP_QMETHOD_GPTQ || awq))
-            printf("%s output error below RTN's on %d of %d linears; worst %.5f (%s)\n", awq ? "AWQ" : "GPTQ",
-                   n_cmp - pr->n_worse_than_rtn, n_cmp, pr->worst_err, pr->worst_name);
-        else if (n_cmp)
-            printf("worst output error %.5f (%s)\n", pr->worst_err, pr->worst_name);
-        printf("%.2fs, peak RSS %s\n", r.seconds, cli_bytes((double)r.peak_rss, b3, sizeof b3));
-    }
-    lmp_qmodel_quant_result_free(&r);
-    return 0;
-}
-
-
-typedef struct {
-    quantize_plan_opts po;
-    const char *model;
-    const char *imatrix_calib; /* the probes' default text */
-    const char *calib_field;
-    long long probes;          /* --target-probes (-1: not given) */
-    long long refine;          /* --target-refine (-1: not given) */
-} plan_ctx;
-
-/* The planner (quantize_plan.c) as the job's plan hook. */
-static int plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules)
-{
-    plan_ctx *c = ctx;
-    c->po.weights = q->weights;
-    c->po.weights_ctx = q->weights_ctx;
-    c->po.weights_len = q->weights_len;
-    if (!c->po.calib_path)
-        c->po.calib_path = c->imatrix_calib;
-    c->po.calib_field = c->calib_field;
-    c->po.probes = c->probes < 0 ? 0 : c->probes == 0 ? -1 : (int)c->probes;
-    c->po.refine = c->refine < 0 ? 0 : c->refine == 0 ? -1 : (int)c->refine;
-    return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
-}
-
-/* --type path: one job call, the split / Modelfile, the summary. */
-static int run_gguf(const char *model, const char *out, const lmp_job_gguf_params *p, uint64_t split_max, bool json)
-{
-    lmp_job_gguf_result jr;
-    int e = lmp_job_quantize_gguf(model, out, p, &jr);
-    if (e)
-        return cli_fail("quantize", e);
-    if (p->plan && p->dry_run)
-        return 0;
-    const lmp_gguf_qtype *qt = lmp_gguf_qtype_find(p->q.type ? p->q.type : "q8_0");
-    lmp_bpw gbw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
-    if (lmp_path_bpw(out, &gbw) != 0)
-        memset(&gbw, 0, sizeof gbw);
-    int rc = cli_gguf_deploy("quantize", out, model, split_max, p->q.force, json);
-    if (rc)
-        return rc;
-    const lmp_gguf_quant_result res = jr.q;
-    const double t_total = jr.seconds, t_imatrix = jr.imatrix_seconds, t_conv = jr.convert_seconds;
-    if (json) {
-        printf("{\"input\": ");
-        cli_json_str(model);
-        printf(", \"output\": ");
-        cli_json_str(out);
-        printf(", \"type\": \"%s\", \"file_type\": %d, \"tensors\": %d, \"quantized\": %d, \"fallbacks\": %d, "
-               "\"parameters\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"bpw\": %.4f, \"bpw_linear\": %.4f, "
-               "\"seconds\": %.4f, \"quantize_seconds\": %.4f, \"imatrix_seconds\": %.4f, \"convert_seconds\": %.4f, "
-               "\"peak_rss\": %llu, \"tensor_types\": {",
-               qt->name, res.ftype, res.n_tensors, res.n_quantized, res.n_fallback, (unsigned long long)res.params,
-               (unsigned long long)res.bytes_in, (unsigned long long)res.bytes_out, gbw.bpw, gbw.bpw_linear, t_total,
-               res.seconds, t_imatrix, t_conv,
-               (unsigned long long)res.peak_rss);
-        int first = 1;
-        for (int d = 0; d < LMP_DT_COUNT; d++)
-            if (res.type_count[d]) {
-                printf("%s\"%s\": %d", first ? "" : ", ", lmp_dtype_info((lmp_dtype)d)->name, res.type_count[d]);
-                first = 0;
-            }
-        printf("}");
-        if (res.rel_rms_max >= 0) {
-            printf(", \"rel_rms_max\": %.6g, \"rel_rms_max_tensor\": ", res.rel_rms_max);
-            cli_json_str(res.rel_rms_max_name);
-        }
-        if (jr.imatrix)
-            printf(", \"imatrix_chunks\": %d, \"imatrix_tokens\": %lld, \"imatrix_entries\": %d", jr.imatrix_chunks,
-                   (long long)jr.imatrix_tokens, jr.imatrix_entries);
-        printf("}\n");
-    } else {
-        char b1[32], b2[32], b3[32], types[512];
-        size_t k = 0;
-        types[0] = 0;
-        for (int d = 0; d < LMP_DT_COUNT && k < sizeof types; d++)
-            if (res.type_count[d])
-                k += (size_t)snprintf(types + k, sizeof types - k, "%s%s %d", k ? ", " : "",
-                                      lmp_dtype_info((lmp_dtype)d)->name, res.type_count[d]);
-        printf("wrote %s: %s (file type %d), %d tensors (%s), %s -> %s, bits per weight %.3f linear layers, "
-               "%.3f whole file, peak RSS %s\n",
-               out, qt->name, res.ftype, res.n_tensors, types, cli_bytes((double)res.bytes_in, b1, sizeof b1),
-               cli_bytes((double)res.bytes_out, b2, sizeof b2), gbw.bpw_linear, gbw.bpw,
-               cli_bytes((double)res.peak_rss, b3, sizeof b3));
-        printf("%.2fs in all: %.2fs quantizing", t_total, res.seconds);
-        if (jr.imatrix)
-            printf(", %.2fs importance weights", t_imatrix);
-        if (t_conv > 0)
-            printf(", %.2fs converting to GGUF", t_conv);
-        printf("\n");
-        if (res.n_fallback)
-            printf("%d tensor(s) did not fit their block size and used a fallback type\n", res.n_fallback);
-        if (res.rel_rms_max >= 0)
-            printf("largest relative RMS error: %.5f (%s)\n", res.rel_rms_max, res.rel_rms_max_name);
-    }
-    return 0;
-}
-
 enum { G_COMMON, G_GGUF, G_INT };
 
 int cmd_quantize(int argc, char **argv)
 {
     lmp_job_gguf_params gp;       /* --type: jobs/quantize_gguf.h */
-    lmp_qmodel_quant_params ip;   /* --method: formats/qmodel.h */
+    lmp_qmodel_quant_params ip;   /* --method: jobs/quantize_model.h */
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
-    plan_ctx pc = {.po = {.target_bpw = -1}, .probes = -1, .refine = -1}; /* --target-bpw / --target-size (quantize_plan.c) */
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
     char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
     lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
@@ -300,20 +58,21 @@ int cmd_quantize(int argc, char **argv)
                                                  "iq3_xxs, q2_k, iq2_m, iq2_s, iq2_xs, iq2_xxs, q2_0, tq2_0, tq1_0, "
                                                  "iq1_m, iq1_s, q1_0, mxfp4_moe, f16, bf16 or f32 (iq3_xs, iq3_xxs, "
                                                  "iq2_* and iq1_* need an importance matrix)"},
-        {"target-bpw", 0, OPT_FLOAT, &pc.po.target_bpw, "X", "instead of --type: each tensor's type chosen among the "
+        {"target-bpw", 0, OPT_FLOAT, &gp.target_bpw, "X", "instead of --type: each tensor's type chosen among the "
                                                            "GGUF types to least predicted KL divergence at X "
                                                            "bits per weight"},
-        {"target-size", 0, OPT_STR, &pc.po.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
+        {"target-size", 0, OPT_STR, &gp.target_size, "SIZE", "as --target-bpw, for a file of SIZE bytes (600M, "
                                                                 "1.5GiB)"},
-        {"target-calib", 0, OPT_STR, &pc.po.calib_path, "FILE", "with a target: the text on which each tensor's "
+        {"target-calib", 0, OPT_STR, &gp.target_calib, "FILE", "with a target: the text on which each tensor's "
                                                                "probes are compared with the original model (KL "
                                                                "divergence; default: the --imatrix-calib text)"},
-        {"target-probes", 0, OPT_INT, &pc.probes, "N", "with a target: types probed end to end per tensor "
+        {"target-probes", 0, OPT_I32, &gp.target_probes, "N", "with a target: types probed end to end per tensor "
                                                        "(default 2; 0: every point of its front)"},
-        {"target-refine", 0, OPT_INT, &pc.refine, "N", "with a target and calibration text: rounds in which the "
-                                                       "solved plan is measured whole and each tensor moved to its "
-                                                       "neighbouring types in its context (default 2; 0: none)"},
-        {"dry-run", 0, OPT_FLAG, &pc.po.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
+        {"target-refine", 0, OPT_I32, &gp.target_refine, "N", "with a target and calibration text: rounds in which "
+                                                              "the solved plan is measured whole and each tensor moved "
+                                                              "to its neighbouring types in its context (default 2; 0: "
+                                                              "none)"},
+        {"dry-run", 0, OPT_FLAG, &gp.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                        "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
                                                          "first match wins)"},
@@ -458,86 +217,57 @@ int cmd_quantize(int argc, char **argv)
         }
         np = 1;
     }
-    if (threads < 0) {
-        fprintf(stderr, "lmpress quantize: --threads must be positive\n");
-        rc = 2;
-        goto done;
-    }
-    if (np == 1 && (rc = cli_lora_prepare("quantize", argc, argv, &loras, &pos[0], &lora_tmp)))
-        goto done;
-    lmp_set_num_threads((int)threads);
-    if (int_path) {
-        if (np != 1 || !out) {
-            fprintf(stderr, "lmpress quantize: need MODEL and -o OUTDIR (see --help)\n");
-            rc = 2;
-        } else if (cli_filelike_name(out)) {
-            fprintf(stderr, "lmpress quantize: --method %s writes a Hugging Face folder, and '%s' is a file name; "
-                            "give a folder name with -o, or use --type TYPE for a GGUF file\n",
-                    method_name[ip.pipe.method], out);
-            rc = 2;
-        } else {
-            ip.keep = keep.v;
-            ip.n_keep = keep.n;
-            ip.write.force = force;
-            rc = run_int(pos[0], out, &ip, sym, act, format, dtype, verbose, json);
-        }
-        goto done;
-    }
-    /* the planner's own options (quantize_plan.c) */
-    const bool target = pc.po.target_bpw != -1 || pc.po.target_size;
-    double sz;
-    if (pc.po.target_bpw != -1 && pc.po.target_size) {
-        fprintf(stderr, "lmpress quantize: --target-bpw / --target-size choose the types: not with --type, "
-                        "--tensor-type or each other\n");
-        rc = 2;
-    } else if (pc.po.target_bpw != -1 && !(pc.po.target_bpw > 0 && pc.po.target_bpw <= 64)) {
-        fprintf(stderr, "lmpress quantize: --target-bpw must be a positive number of bits per weight\n");
-        rc = 2;
-    } else if (pc.probes < -1 || pc.probes > 16) {
-        fprintf(stderr, "lmpress quantize: --target-probes must be 0 (every point) to 16\n");
-        rc = 2;
-    } else if (pc.refine < -1 || pc.refine > 10) {
-        fprintf(stderr, "lmpress quantize: --target-refine must be 0 (none) to 10\n");
-        rc = 2;
-    } else if ((pc.po.calib_path || pc.probes != -1 || pc.refine != -1) && !target) {
-        fprintf(stderr, "lmpress quantize: --target-calib / --target-probes / --target-refine need --target-bpw or "
-                        "--target-size\n");
-        rc = 2;
-    } else if (pc.po.dry_run && !target) {
-        fprintf(stderr, "lmpress quantize: --dry-run needs --target-bpw or --target-size\n");
-        rc = 2;
-    } else if (pc.po.target_size && !quantize_parse_size(pc.po.target_size, &sz)) {
-        fprintf(stderr, "lmpress quantize: --target-size '%s': expected bytes, e.g. 600M or 1.5GiB\n",
-                pc.po.target_size);
-        rc = 2;
-    } else if (np != 1 || (!out && !(target && pc.po.dry_run))) {
-        fprintf(stderr, "lmpress quantize: need MODEL, -o OUT and --type TYPE (see --help)\n");
-        rc = 2;
-    } else if (split && cli_parse_size("quantize", split, &split_max)) {
-        rc = 2;
-    }
-    if (rc)
-        goto done;
+    const char *model = np == 1 ? pos[0] : NULL;
+    const bool target = gp.target_bpw != -1 || gp.target_size;
+    quantize_plan_ctx pc = {.po = {.json = json}, .gp = &gp};
     if (target) {
-        pc.po.json = json;
-        pc.model = pos[0];
-        pc.imatrix_calib = gp.imatrix_calib;
-        pc.calib_field = gp.calib.text_field;
-        gp.plan = plan_hook;
+        gp.plan = quantize_plan_hook;
         gp.plan_ctx = &pc;
-        gp.dry_run = pc.po.dry_run;
-        if (!out)
-            out = "(dry run).gguf";
     }
+    ip.keep = gp.q.keep = keep.v;
+    ip.n_keep = gp.q.n_keep = keep.n;
+    ip.write.force = gp.q.force = force;
     gp.q.tensor_type = tt.v;
     gp.q.n_tensor_type = tt.n;
-    gp.q.keep = keep.v;
-    gp.q.n_keep = keep.n;
-    gp.q.force = force;
     gp.q.measure_error = verbose;
-    gp.q.on_tensor = json ? NULL : print_tensor;
+    gp.q.on_tensor = json ? NULL : lmp_report_gguf_tensor;
     gp.notes = !json;
-    rc = run_gguf(pos[0], out, &gp, split_max, json);
+    double t_start = lmp_time_s();
+    ip.pipe.on_layer_done = json ? NULL : lmp_report_qmodel_layer;
+    ip.pipe.log_ctx = &t_start;
+    int e = int_path ? lmp_qmodel_quant_check_args(model, out, &ip) : lmp_job_gguf_check_args(model, out, &gp);
+    if (!e)
+        e = lmp_job_threads(threads);
+    if (!e && int_path)
+        e = lmp_qmodel_quant_prefs(&ip, sym, act, format, dtype, !json);
+    if (e || (split && !int_path && cli_parse_size("quantize", split, &split_max))) {
+        rc = e ? cli_fail("quantize", e) : 2;
+        goto done;
+    }
+    if ((rc = cli_lora_prepare("quantize", argc, argv, &loras, &model, &lora_tmp)))
+        goto done;
+    pc.model = model;
+    if (int_path) {
+        lmp_qmodel_quant_result r;
+        if ((e = lmp_qmodel_quantize(model, out, &ip, &r)))
+            rc = cli_fail("quantize", e);
+        else
+            lmp_report_qmodel(model, out, &ip, &r, verbose, json);
+        lmp_qmodel_quant_result_free(&r);
+        goto done;
+    }
+    if (!out)
+        out = "(dry run).gguf";
+    lmp_job_gguf_result jr;
+    lmp_bpw bw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
+    if ((e = lmp_job_quantize_gguf(model, out, &gp, &jr)))
+        rc = cli_fail("quantize", e);
+    else if (!(gp.plan && gp.dry_run)) {
+        if (lmp_path_bpw(out, &bw) != 0)
+            memset(&bw, 0, sizeof bw);
+        if (!(rc = cli_gguf_deploy("quantize", out, model, split_max, force, json)))
+            lmp_report_gguf(model, out, &gp, &jr, &bw, json);
+    }
 done:
     free(tt.v);
     free(keep.v);

@@ -3,6 +3,7 @@
  * one job call (lmp_job_run: load, tokenize, generate) and prints the text it streams.
  */
 #include "cli.h"
+#include "jobs/args.h"
 #include "jobs/run.h"
 
 #include <stdio.h>
@@ -50,13 +51,11 @@ int cmd_run(int argc, char **argv)
     int np, r = cli_parse(argc, argv, opts, &info, &pos, &np);
     if (r)
         return r > 0 ? 0 : 2;
-    if (np != 1 || !p.prompt) {
-        fprintf(stderr, "lmpress run: need one MODEL and -p PROMPT (see --help)\n");
-        free(loras.v);
-        return 2;
-    }
     /* all settings are checked before the model loads and before any output */
-    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_job_run_check(&p);
+    p.model = np == 1 ? pos[0] : NULL;
+    int rc = lmp_job_run_check(&p);
+    if (!rc)
+        rc = lmp_job_threads(threads);
     double *scales = loras.n ? malloc(sizeof(double) * (size_t)loras.n) : NULL;
     if (!rc && loras.n && !scales)
         rc = lmp_err(LMP_ENOMEM, "out of memory");
@@ -65,13 +64,12 @@ int cmd_run(int argc, char **argv)
         free(scales);
         return rc ? cli_fail("run", rc) : 2;
     }
-    lmp_set_num_threads((int)threads);
     p.loras = loras.v;
     p.lora_scales = scales;
     p.n_loras = loras.n;
     p.on_text = on_text;
     lmp_job_run_result res;
-    rc = lmp_job_run(pos[0], &p, &res);
+    rc = lmp_job_run(&p, &res);
     if (res.streamed) {
         putchar('\n');
         fflush(stdout);

@@ -2,6 +2,7 @@
  * lmpress synth: writes a random-weight HF checkpoint (preset shapes or a config.json).
  */
 #include "cli.h"
+#include "jobs/args.h"
 #include "lib/io/io.h"
 
 #include <stdio.h>
@@ -77,18 +78,10 @@ int cmd_synth(int argc, char **argv)
             printf("]}\n");
         return 0;
     }
-    if (np) {
-        fprintf(stderr, "lmpress synth: unexpected argument '%s'\n", pos[0]);
-        return 2;
-    }
-    if (!out || (!p.preset && !p.config_path)) {
-        fprintf(stderr, "lmpress synth: need -o DIR and exactly one of --preset or --config (see --help)\n");
-        return 2;
-    }
     static const char *const dt_name[] = {"f32", "f16", "bf16"};
     double t0 = lmp_time_s();
-    int rc = lmp_synth_write(&p, out);
-    if (rc)
+    int rc = lmp_job_synth_args(np ? pos[0] : NULL, out, &p);
+    if (rc || (rc = lmp_synth_write(&p, out)))
         return cli_fail("synth", rc);
     double dt_s = lmp_time_s() - t0;
     if (json) {

@@ -5,6 +5,7 @@
  * protocols live in lib/distill/tasks.c (docs/tasks.md).
  */
 #include "cli.h"
+#include "jobs/args.h"
 #include "jobs/tasks.h"
 
 #include <math.h>
@@ -92,23 +93,18 @@ int cmd_tasks(int argc, char **argv)
         free(tasks.v);
         return r > 0 ? 0 : 2;
     }
-    if (np != 1 || tasks.n == 0) {
-        fprintf(stderr, "lmpress tasks: need one MODEL and at least one --task NAME=FILE (see --help)\n");
-        free(tasks.v);
-        return 2;
-    }
+    jp.model = np == 1 ? pos[0] : NULL;
     jp.specs = tasks.v;
     jp.n_tasks = tasks.n;
-    int rc = threads < 0 ? lmp_err(LMP_EINVAL, "--threads %lld: must be >= 0", threads) : lmp_job_tasks_check(&jp);
-    if (rc) {
+    int rc = lmp_job_tasks_check(&jp);
+    if (rc || (rc = lmp_job_threads(threads))) {
         free(tasks.v);
         return cli_fail("tasks", rc);
     }
-    lmp_set_num_threads((int)threads);
     jp.on_task = on_task;
     jp.user = &json;
     lmp_job_tasks_result res;
-    rc = lmp_job_tasks(pos[0], &jp, &res);
+    rc = lmp_job_tasks(&jp, &res);
     free(tasks.v);
     if (rc) {
         lmp_job_tasks_result_free(&res);

@@ -4,7 +4,7 @@
  * only; the work is lmp_tokenizer_* in lib/infer.
  */
 #include "cli.h"
-#include "lib/infer/tokenizer.h"
+#include "jobs/args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,19 +36,11 @@ int cmd_tokenize(int argc, char **argv)
     int r = cli_parse(argc, argv, opts, &info, &pos, &npos);
     if (r)
         return r > 0 ? 0 : 2;
-    if (npos != 1) {
-        fprintf(stderr, "lmpress tokenize: expected one MODEL argument (see lmpress tokenize --help)\n");
-        return 2;
-    }
-    if (json && count) {
-        fprintf(stderr, "lmpress tokenize: --json and --count cannot be combined\n");
-        return 2;
-    }
     lmp_tokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    int status = 0, rc = lmp_tokenize(pos[0], &p, &tok, &ids, &n);
-    if (rc)
+    int status = 0, rc = lmp_job_tokenize_args(npos == 1 ? pos[0] : NULL, json, count, &p);
+    if (rc || (rc = lmp_tokenize(pos[0], &p, &tok, &ids, &n)))
         goto fail;
     if (count) {
         printf("%zu\n", n);

@@ -4,6 +4,7 @@
  */
 #include "quantize_plan.h"
 #include "cli.h"
+#include "jobs/quantize_gguf.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -11,28 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-bool quantize_parse_size(const char *s, double *bytes)
-{
-    if (!s || !*s)
-        return false;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !(v > 0) || !isfinite(v))
-        return false;
-    static const struct {
-        const char *suf;
-        double mul;
-    } sx[] = {{"", 1},          {"B", 1},           {"K", 1e3},         {"KB", 1e3},        {"M", 1e6},
-              {"MB", 1e6},      {"G", 1e9},         {"GB", 1e9},        {"T", 1e12},        {"TB", 1e12},
-              {"KiB", 1024.0},  {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
-    for (size_t i = 0; i < sizeof sx / sizeof *sx; i++)
-        if (strcasecmp(end, sx[i].suf) == 0 && (strchr(sx[i].suf, 'i') == NULL || strcmp(end, sx[i].suf) == 0)) {
-            *bytes = v * sx[i].mul;
-            return true;
-        }
-    return false;
-}
 
 static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FILE *f, bool json, bool table)
 {
@@ -118,7 +97,7 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
     if (rc)
         return rc;
     double want = o->target_bpw > 0 ? o->target_bpw * (double)p.params / 8.0 : 0;
-    if (o->target_bpw <= 0 && !quantize_parse_size(o->target_size, &want)) {
+    if (o->target_bpw <= 0 && !lmp_job_parse_bytes(o->target_size, &want)) {
         lmp_plan_free(&p);
         return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", o->target_size);
     }
@@ -190,4 +169,21 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
     *n_rules = p.n;
     lmp_plan_free(&p);
     return LMP_OK;
+}
+
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules)
+{
+    quantize_plan_ctx *c = ctx;
+    const lmp_job_gguf_params *p = c->gp;
+    c->po.target_bpw = p->target_bpw;
+    c->po.target_size = p->target_size;
+    c->po.dry_run = p->dry_run;
+    c->po.weights = q->weights;
+    c->po.weights_ctx = q->weights_ctx;
+    c->po.weights_len = q->weights_len;
+    c->po.calib_path = p->target_calib ? p->target_calib : p->imatrix_calib; /* the probes' default text */
+    c->po.calib_field = p->calib.text_field;
+    c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
+    c->po.refine = p->target_refine < 0 ? 0 : p->target_refine == 0 ? -1 : p->target_refine;
+    return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }

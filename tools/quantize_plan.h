@@ -5,6 +5,7 @@
 #ifndef LMP_TOOLS_QUANTIZE_PLAN_H
 #define LMP_TOOLS_QUANTIZE_PLAN_H
 
+#include "jobs/quantize_gguf.h"
 #include "lib/quant/plan.h"
 
 #include <stdbool.h>
@@ -25,15 +26,21 @@ typedef struct {
                                  default, 2; -1: none) */
 } quantize_plan_opts;
 
-/* Parses a size: a number with an optional K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB
- * suffix, a trailing B allowed. Returns false when it is not one. */
-bool quantize_parse_size(const char *s, double *bytes);
-
-/* Measures and solves the plan for the GGUF `src` (`model` names it in messages), then
- * refines it in context when calibrated (lmp_plan_refine). With dry_run prints it (table
- * or JSON) on stdout; otherwise prints it on stderr (with json only its summary lines)
- * and returns the overrides "^name$=type" in *rules (owned: free each and the
+/* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With
+ * dry_run prints it (table or JSON) on stdout; otherwise prints it on stderr (not with
+ * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
  * array). Returns the lmp status. */
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules);
+
+/* The planner as lmp_job_quantize_gguf's plan hook (lmp_job_gguf_params.plan, plan_ctx a
+ * quantize_plan_ctx): the target, calibration text (--target-calib, else the
+ * --imatrix-calib text) and probes from the job's parameters, the importance weights from
+ * the writer's. */
+typedef struct {
+    quantize_plan_opts po; /* json set by the command; the rest filled by the hook */
+    const char *model;     /* named in messages */
+    const lmp_job_gguf_params *gp;
+} quantize_plan_ctx;
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules);
 
 #endif

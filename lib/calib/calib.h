@@ -36,6 +36,7 @@
 #define LMP_CALIB_H
 
 #include "../infer/infer.h"
+#include "calib_dist.h"
 /* ---------------------------------------------------------------- linear inputs --- */
 
 /* A block's seven linears read four distinct inputs: the attention-normed hidden state
@@ -184,6 +185,16 @@ enum {
     LMP_STAT_XSQ = 1u << 1,     /* xsq: double [cols], sum over tokens of x_j^2, token order */
     LMP_STAT_CAPTURE = 1u << 2, /* X: f32 [N * L][cols], every token's input, window order */
     LMP_STAT_EXPERTS = 1u << 3, /* mixture of experts: exsq / ecount per expert (routed tokens) */
+    /* mixture of experts: one Hessian per expert of a sparse layer, from the tokens routed
+     * to it only (eH / ens, by row->hessian_add), for the passes gathering the gate/up input
+     * (class LMP_IN_MLP: [E][hidden][hidden]) and the down input (LMP_IN_DOWN: [E][ff][ff]);
+     * an expert no token reached keeps a zero Hessian and ens 0 (lib/calib/experts.c) */
+    LMP_STAT_EXPERT_HESSIAN = 1u << 4,
+    /* mixture of experts, with LMP_STAT_CAPTURE: in a sparse layer X[LMP_IN_MLP] is filled
+     * from the experts' routed rows (every token reaches k experts: the FFN-normed input of
+     * every token), and each expert's down inputs are kept with their tokens (eX / eT /
+     * eXn) */
+    LMP_STAT_EXPERT_CAPTURE = 1u << 5,
 };
 
 /* Row flags. */
@@ -207,7 +218,37 @@ typedef struct {
      * x^2 over the tokens routed to each expert, and [E] their counts */
     double *exsq;
     int64_t *ecount;
+    /* LMP_STAT_EXPERT_HESSIAN (sparse layers only): eH[cls][e] the cols x cols Hessian of
+     * expert e's input of class cls (LMP_IN_MLP or LMP_IN_DOWN; NULL otherwise), ens[cls][e]
+     * the tokens hessian_add saw */
+    double **eH[LMP_IN_COUNT];
+    int64_t *ens[LMP_IN_COUNT];
+    int e_n;                       /* experts eH / ens hold (0: none) */
+    /* LMP_STAT_EXPERT_CAPTURE (sparse layers only): expert e's down inputs eX[e] (eXn[e]
+     * rows of moe_ff f32, window order) and their token rows eT[e] (into X[LMP_IN_MLP]) */
+    float **eX;
+    int64_t **eT;
+    int64_t *eXn, *eXcap;
+    int eX_n;
 } lmp_calib_stats;
+
+/* lib/calib/experts.c: the per-expert statistics of a sparse layer (the driver calls
+ * these; rows read b->st.eH / ens). */
+struct lmp_calib_method;
+/* Allocates eH / ens for the classes of group (-1 terminated) when the row asks for them
+ * and block `layer` is sparse. */
+int lmp_calib_expert_alloc(lmp_calib_stats *st, const struct lmp_calib_method *row, const lmp_model *m,
+                           int layer, const int *group, unsigned classes);
+/* Adds the routed rows X[n][in] of expert ex (which: LMP_LIN_GATE = the gate/up input,
+ * LMP_LIN_DOWN = the down input) to its Hessian when gathered this pass. */
+int lmp_calib_expert_add(lmp_calib_stats *st, const struct lmp_calib_method *row, int ex, lmp_linear which,
+                         const float *X, int64_t n, int64_t in);
+void lmp_calib_expert_free(lmp_calib_stats *st);
+/* The HF module path of expert `expert`'s linear which (GATE, UP, DOWN) in block `layer`:
+ * mixtral "model.layers.N.block_sparse_moe.experts.E.w1|w3|w2", qwen3_moe
+ * "model.layers.N.mlp.experts.E.gate_proj|up_proj|down_proj"; granitemoe (rows of fused 3-D
+ * parameters, for messages only) "model.layers.N.block_sparse_moe.input_linear.gate[E]". */
+const char *lmp_expert_hf_prefix(const lmp_config *c, int layer, int expert, lmp_linear which, char *buf, size_t n);
 
 /* What the row sees of the block being calibrated. */
 typedef struct {
@@ -234,7 +275,7 @@ typedef struct {
 } lmp_calib_block;
 
 /* One method: a row of hooks (any may be NULL). ctx is the method's own state. */
-typedef struct {
+typedef struct lmp_calib_method {
     const char *name;
     unsigned stats;     /* LMP_STAT_* gathered before the action; 0: no statistics pass */
     unsigned classes;   /* input classes gathered (bit 1 << LMP_IN_*); 0: all four */
@@ -252,7 +293,20 @@ typedef struct {
     void (*cleanup)(void *ctx, lmp_calib_block *b);   /* always, success or not */
     /* progress steps of one block (NULL: passes x windows, or 7 linears without them) */
     uint64_t (*steps)(void *ctx, const lmp_calib_block *b);
+    /* Data-parallel runs (calib_dist.h). linear_share: called on every rank, in linear
+     * order, after rank `owner` alone ran `linear` for w: makes every rank hold the
+     * owner's result for w (broadcast from it) and sets b->install_* as `linear` did;
+     * NULL: every rank runs every linear. rerun_sums: the row's n doubles that its
+     * re-run hooks add to (from zero at the block's start), so that the driver can
+     * gather them per window group and combine them across ranks; NULL for a row with
+     * re-run hooks: its windows are not split among ranks. */
+    int (*linear_share)(void *ctx, lmp_calib_block *b, lmp_linear w, int owner);
+    double *(*rerun_sums)(void *ctx, lmp_calib_block *b, size_t *n);
 } lmp_calib_method;
+
+/* Broadcasts q (an INTGROUP tensor, or an empty one: rows 0) from rank `owner`; the other
+ * ranks' *q (empty on entry) becomes a copy. For linear_share hooks. */
+int lmp_calib_share_qtensor(lmp_qtensor *q, int owner);
 
 typedef struct {
     bool true_sequential;  /* one statistics pass per input class */

@@ -7,6 +7,7 @@
  * Not here: the token windows (windows.c), the methods' arithmetic.
  */
 #include "calib.h"
+#include "dist_stats.h" /* calmpi: data-parallel calibration (calib_dist.h) */
 
 #include <errno.h>
 #include <math.h>
@@ -242,8 +243,9 @@ static int stat_hook(void *user, int layer, lmp_linear which, const float *X, in
     lmp_calib_stats *st = h->per_layer ? &h->st[layer] : h->st;
     const int ex = lmp_hook_expert();
     if (ex >= 0) { /* an expert's routed tokens only */
-        if (!st->exsq)
-            return 0;
+        int rc = lmp_calib_expert_add(st, h->row, ex, which, X, n, in); /* experts.c (moecal) */
+        if (rc || !st->exsq)
+            return rc;
         const bool gate = which == LMP_LIN_GATE;
         if (in != (gate ? h->e_hidden : h->e_ff))
             return lmp_err(LMP_EINVAL, "calibration: layer %d expert %d: %lld inputs", layer, ex, (long long)in);
@@ -278,6 +280,7 @@ static void stats_free(lmp_calib_stats *st)
     }
     free(st->exsq);
     free(st->ecount);
+    lmp_calib_expert_free(st);
     memset(st, 0, sizeof *st);
 }
 
@@ -299,6 +302,9 @@ static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const l
             return lmp_err(LMP_ENOMEM, "out of memory for the captured inputs (%lld tokens x %lld columns f32: %.1f MiB)",
                            (long long)ntok, (long long)cols, (double)ntok * (double)cols * 4 / 1048576.0);
     }
+    int rc = lmp_calib_expert_alloc(st, row, b->m, b->layer, group, row->classes); /* experts.c (moecal) */
+    if (rc)
+        return rc;
     if ((row->stats & LMP_STAT_EXPERTS) && b->n_experts > 0) {
         const size_t per = (size_t)b->n_experts * (size_t)(b->e_hidden + b->e_ff);
         st->exsq = calloc(per, sizeof(double));
@@ -366,22 +372,35 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     if (rc)
         goto done;
     stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff};
+    /* calmpi: this rank's windows, statistics per window group */
+    lmp_calib_dist ds;
+    lmp_calib_dist_open(&ds, row, cal->n_samples);
+    if ((rc = lmp_calib_dist_report_share(&ds, (uint64_t)L * (uint64_t)d * sizeof(float))) ||
+        (rc = lmp_calib_dist_pass_begin(&ds, st, nl, b)))
+        goto done_dist;
     lmp_progress pg;
-    lmp_progress_begin(&pg, row->name, (uint64_t)cal->n_samples);
+    lmp_progress_begin(&pg, row->name, (uint64_t)(ds.hi - ds.lo));
     pg.unit = "windows";
     if (!o->progress)
         pg.enabled = false;
     const int bos = o->calib_bos ? lmp_model_bos(m) : -1;
-    for (int s = 0; s < cal->n_samples && !rc; s++) {
+    for (int s = ds.lo; s < ds.hi && !rc; s++) {
         const int32_t *tok = cal->tokens + (int64_t)s * L;
-        rc = lmp_model_embed(m, tok, L, x);
+        rc = lmp_calib_dist_window(&ds, s, &sc.st); /* calmpi */
+        if (!rc)
+            rc = lmp_model_embed(m, tok, L, x);
         if (!rc && bos >= 0 && tok[0] != bos)
             rc = lmp_model_embed(m, &(int32_t){bos}, 1, x);
         for (int l = 0; l < nl && !rc; l++)
             rc = lmp_block_run(m, l, x, L, 0, NULL, stat_hook, &sc);
-        lmp_progress_update(&pg, (uint64_t)s + 1);
+        lmp_progress_update(&pg, (uint64_t)(s - ds.lo) + 1);
     }
     lmp_progress_end(&pg);
+    if (!rc)
+        rc = lmp_calib_dist_pass_end(&ds); /* calmpi: the groups combined, every rank the same totals */
+    lmp_calib_dist_report_bytes(&ds, nl);
+done_dist:
+    lmp_calib_dist_close(&ds);
     for (int l = 0; l < nl && !rc; l++) {
         block_setup(b, m, l);
         b->st = st[l];
@@ -426,10 +445,23 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
         return run_stream(m, cal, row, ctx, o, &b);
 
     bool installed[LMP_LIN_COUNT] = {0};
+    /* calmpi: this rank's windows [ds.lo, ds.hi) (all of them when not split); the act
+     * store holds those only, window s at s - ds.lo */
+    lmp_calib_dist ds;
+    lmp_calib_dist_open(&ds, row, N);
+    /* calmpi + experts: the per-expert statistics (experts.c) and the expert solves are not
+     * combined or shared among ranks yet, so every rank calibrates every window and every
+     * linear of an expert model (the same results on each rank, nothing split) */
+    for (int l = 0; l < nl; l++)
+        if (lmp_model_n_experts(m, l) > 0) {
+            lmp_calib_dist_whole(&ds);
+            break;
+        }
+    const int n_own = ds.hi - ds.lo;
     act_store act = {NULL, -1, (int64_t)L * d};
     float *win2 = NULL; /* spilled, with rerun_window: a window's input */
     if (cal) {
-        const uint64_t bytes = lmp_calib_act_bytes(m, cal);
+        const uint64_t bytes = (uint64_t)n_own * (uint64_t)L * (uint64_t)d * sizeof(float); /* calmpi */
         /* AWQ's rows read every window's states at once: memory */
         if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt)))
             goto done;
@@ -445,17 +477,19 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             goto done;
         }
         const int bos = o->calib_bos ? lmp_model_bos(m) : -1;
-        for (int s = 0; s < N; s++) {
+        for (int s = ds.lo; s < ds.hi; s++) { /* calmpi: this rank's windows */
             const int32_t *tok = cal->tokens + (int64_t)s * L;
-            float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
+            float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
             if ((rc = lmp_model_embed(m, tok, L, x)))
                 goto done;
             if (bos >= 0 && tok[0] != bos && (rc = lmp_model_embed(m, &(int32_t){bos}, 1, x)))
                 goto done;
-            if ((rc = store_put(&act, s, x)))
+            if ((rc = store_put(&act, s - ds.lo, x)))
                 goto done;
         }
         release_all_mapped(m); /* the embedding rows just read */
+        if ((rc = lmp_calib_dist_report_share(&ds, bytes))) /* calmpi */
+            goto done;
     }
 
     /* Passes over a block's inputs: true-sequential gives one per input class (the
@@ -465,7 +499,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
 
     /* one bar for the whole model (layers x passes), so its ETA is the job's */
-    uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + (flt ? 0 : 1)) * N : LMP_LIN_COUNT;
+    uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + (flt ? 0 : 1)) * n_own : LMP_LIN_COUNT;
     if (row->steps) {
         block_setup(&b, m, 0);
         per_layer = row->steps(ctx, &b);
@@ -503,8 +537,12 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                         lmp_calib_tick(&b);
                     }
                 } else {
-                    for (int s = 0; s < N; s++) { /* on a copy: the states stay as they are */
-                        if ((rc = store_get(&act, s, b.scratch)))
+                    /* calmpi: this rank's windows, each gathered into its window group's
+                     * statistics, the groups combined after the pass */
+                    if ((rc = lmp_calib_dist_pass_begin(&ds, &b.st, 1, &b)))
+                        goto layer_end;
+                    for (int s = ds.lo; s < ds.hi; s++) { /* on a copy: the states stay as they are */
+                        if ((rc = lmp_calib_dist_window(&ds, s, &sc.st)) || (rc = store_get(&act, s - ds.lo, b.scratch)))
                             goto layer_end;
                         rc = lmp_block_run(m, l, b.scratch, L, 0, NULL, stat_hook, &sc);
                         if (rc != 0 && rc != LMP_PASS_DONE)
@@ -512,18 +550,24 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                         rc = LMP_OK;
                         lmp_calib_tick(&b);
                     }
+                    if ((rc = lmp_calib_dist_pass_end(&ds)))
+                        goto layer_end;
+                    sc.st = &b.st;
                 }
             }
-            if (row->linear)
+            if (row->linear) {
+                bool in_pass[LMP_LIN_COUNT] = {0};
                 for (int w = 0; w < LMP_LIN_COUNT; w++) {
                     const int cls = lmp_linear_input((lmp_linear)w);
-                    bool in_group = false;
                     for (int k = 0; groups[g][k] >= 0; k++)
-                        in_group |= groups[g][k] == cls;
-                    if (!in_group)
+                        in_pass[w] |= groups[g][k] == cls;
+                }
+                /* calmpi: the pass's linears, split among ranks when the row can share them */
+                if ((rc = lmp_calib_dist_solve(&ds, row, ctx, &b, in_pass)))
+                    goto layer_end;
+                for (int w = 0; w < LMP_LIN_COUNT; w++) {
+                    if (!in_pass[w])
                         continue;
-                    if ((rc = row->linear(ctx, &b, (lmp_linear)w)))
-                        goto layer_end;
                     if (cal && b.install_q[w]) {
                         if ((rc = lmp_model_set_linear_q(m, l, (lmp_linear)w, b.install_q[w])))
                             goto layer_end;
@@ -536,6 +580,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     if (!cal)
                         lmp_calib_tick(&b);
                 }
+            }
             if (g + 1 < n_groups || !row->block)
                 stats_free(&b.st);
         }
@@ -559,9 +604,14 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
         } else {
             /* the compressed block produces the next block's inputs */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;
-            for (int s = 0; s < N; s++) {
-                float *x = act.mem ? act.mem + (int64_t)s * L * d : b.scratch;
-                if (!act.mem && (rc = store_get(&act, s, x)))
+            /* calmpi: this rank's windows; the row's re-run sums per window group */
+            if ((rc = lmp_calib_dist_rerun_begin(&ds, row, ctx, &b)))
+                goto layer_end;
+            for (int s = ds.lo; s < ds.hi; s++) {
+                float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
+                if ((rc = lmp_calib_dist_rerun_window(&ds, s)))
+                    goto layer_end;
+                if (!act.mem && (rc = store_get(&act, s - ds.lo, x)))
                     goto layer_end;
                 if (in)
                     memcpy(in, x, sizeof(float) * (size_t)(L * d));
@@ -569,10 +619,12 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                     goto layer_end;
                 if (in && (rc = row->rerun_window(ctx, &b, s, in, x)))
                     goto layer_end;
-                if ((rc = store_put(&act, s, x)))
+                if ((rc = store_put(&act, s - ds.lo, x)))
                     goto layer_end;
                 lmp_calib_tick(&b);
             }
+            if ((rc = lmp_calib_dist_rerun_end(&ds)))
+                goto layer_end;
         }
         lmp_progress_end(&pg); /* clears the bar's line for the row's per-layer line */
         if (row->end && (rc = row->end(ctx, &b)))
@@ -595,7 +647,9 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             goto done;
     }
     lmp_progress_end(&pg);
+    lmp_calib_dist_report_bytes(&ds, nl); /* calmpi */
 done:
+    lmp_calib_dist_close(&ds); /* calmpi */
     stats_free(&b.st);
     store_close(&act);
     free(b.next);

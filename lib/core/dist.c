@@ -40,6 +40,7 @@ static bool g_agreed;       /* a failure was agreed by every rank (lmp_dist_stat
 static MPI_Comm g_comm;
 static char g_host[MPI_MAX_PROCESSOR_NAME];
 static int g_stderr = -1;   /* the original standard error of a non-root rank */
+static uint64_t g_bytes;    /* payload bytes sent and received (lmp_dist_bytes) */
 
 static size_t dist_chunk(void)
 {
@@ -186,6 +187,7 @@ static int send_bytes(const void *buf, size_t bytes, int to)
         int mrc = MPI_Send(p + off, (int)k, MPI_BYTE, to, DIST_TAG, g_comm);
         if (mrc != MPI_SUCCESS)
             return mpi_fail(mrc, "send");
+        g_bytes += k;
     }
     return LMP_OK;
 }
@@ -198,6 +200,7 @@ static int recv_bytes(void *buf, size_t bytes, int from)
         int mrc = MPI_Recv(p + off, (int)k, MPI_BYTE, from, DIST_TAG, g_comm, MPI_STATUS_IGNORE);
         if (mrc != MPI_SUCCESS)
             return mpi_fail(mrc, "receive");
+        g_bytes += k;
     }
     return LMP_OK;
 }
@@ -215,8 +218,31 @@ int lmp_dist_bcast(void *buf, size_t bytes, int root)
         int mrc = MPI_Bcast(p + off, (int)k, MPI_BYTE, root, g_comm);
         if (mrc != MPI_SUCCESS)
             return mpi_fail(mrc, "broadcast");
+        g_bytes += k;
     }
     return LMP_OK;
+}
+
+uint64_t lmp_dist_bytes(void) { return g_bytes; }
+
+int lmp_dist_send(const void *buf, size_t bytes, int to)
+{
+    debug_kill_point();
+    if (g_size == 1 || to == g_rank)
+        return lmp_err(LMP_EINVAL, "lmp_dist_send: to rank %d from itself", to);
+    if (to < 0 || to >= g_size)
+        return lmp_err(LMP_EINVAL, "lmp_dist_send: rank %d outside 0..%d", to, g_size - 1);
+    return send_bytes(buf, bytes, to);
+}
+
+int lmp_dist_recv(void *buf, size_t bytes, int from)
+{
+    debug_kill_point();
+    if (g_size == 1 || from == g_rank)
+        return lmp_err(LMP_EINVAL, "lmp_dist_recv: from rank %d to itself", from);
+    if (from < 0 || from >= g_size)
+        return lmp_err(LMP_EINVAL, "lmp_dist_recv: rank %d outside 0..%d", from, g_size - 1);
+    return recv_bytes(buf, bytes, from);
 }
 
 int lmp_dist_barrier(void)

@@ -48,6 +48,15 @@ int lmp_dist_sum_i64(int64_t *buf, size_t n);
  * outside their own share): the way per-window results reach the rank that writes. */
 int lmp_dist_gather_rows(void *buf, int64_t n_rows, size_t row_bytes, int root);
 
+/* Point to point: `bytes` to rank `to` / from rank `from` (messages between two ranks
+ * arrive in the order they were sent). */
+int lmp_dist_send(const void *buf, size_t bytes, int to);
+int lmp_dist_recv(void *buf, size_t bytes, int from);
+
+/* Payload bytes this rank has sent and received through the collectives above since it
+ * started (a broadcast counts its payload once on every rank); 0 when alone. */
+uint64_t lmp_dist_bytes(void);
+
 /* Waits for every rank. */
 int lmp_dist_barrier(void);
 

@@ -54,22 +54,11 @@ static void add_scaled_rows(float *x, const float *y, float s, int64_t n, int64_
             x[i * d + j] += y[i * d + j] * s;
 }
 
-/* g[j] = gelu_tanh(g[j]) * u[j]: transformers' gelu_pytorch_tanh,
- * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in f32. */
-static void gelu_mul(float *g, const float *u, int64_t n)
-{
-    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-    for (int64_t j = 0; j < n; j++) {
-        const float x = g[j];
-        g[j] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[j];
-    }
-}
-
 /* The FFN activation of the model on one row of ff: SwiGLU or GeGLU. */
 static void act_mul(const lmp_model *m, float *g, const float *u, int64_t ff)
 {
     if (m->cfg.act == LMP_ACT_GELU_TANH)
-        gelu_mul(g, u, ff);
+        lmp_gelu_mul(g, u, ff); /* transformers' gelu_pytorch_tanh */
     else
         lmp_silu_mul(g, u, ff);
 }

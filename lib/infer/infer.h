@@ -60,6 +60,13 @@ typedef struct {
      * a negative status aborts the load with its message. */
     int (*missing_linear)(void *user, lmp_model *m, int layer, lmp_linear which,
                           const char *prefix);
+    /* The same for an expert's linear of a mixture-of-experts layer stored per expert
+     * (mixtral, qwen3_moe) whose "<prefix>.weight" is absent (prefix e.g.
+     * "model.layers.0.mlp.experts.3.down_proj"): it fills *q with the intgroup weight
+     * (rows x cols as the config implies; the model adopts it) and returns 0, or
+     * LMP_MODEL_HOOK_PASS / a negative status as above. May be NULL. */
+    int (*missing_expert)(void *user, lmp_model *m, int layer, int expert, lmp_linear which,
+                          const char *prefix, lmp_qtensor *q);
     void *user;
 } lmp_model_load_hooks;
 
@@ -170,6 +177,9 @@ typedef int (*lmp_linear_hook)(void *user, int layer, lmp_linear which, const fl
  * for the attention and dense linears. Experts no token reached are not called.
  * Thread-local; valid during the call. */
 int lmp_hook_expert(void);
+/* Inside such an expert call: the token index (row of the block's x, 0-based) of each of
+ * X's n rows, ascending; NULL outside expert calls. Thread-local; valid during the call. */
+const int *lmp_hook_expert_rows(void);
 
 /* The keys and values of one block for positions [0, n_ctx): f32, [n_ctx][n_kv_heads *
  * head_dim] each, RoPE already applied to k. */

@@ -88,6 +88,8 @@ typedef struct lmp_moe lmp_moe;
 /* Loads layer l's router and experts (HF per-expert or fused 3-D tensors, or GGUF stacked
  * *_exps tensors); *out owned by the caller (lmp_moe_free). */
 int lmp_moe_load(lmp_model *m, int l, lmp_moe **out);
+/* Moves *q into the model's owned intgroup tensors (*q zeroed); *own the kept copy. */
+int lmp_model_own_q(lmp_model *m, lmp_qtensor *q, const lmp_qtensor **own);
 void lmp_moe_free(lmp_moe *e); /* accepts NULL */
 /* Scratch floats lmp_moe_run needs for n tokens. */
 size_t lmp_moe_floats(const lmp_model *m, int n);

@@ -36,10 +36,15 @@
  * ~95 for the f32 panels. X is converted once per call (packed tiles for M >= 16,
  * converted rows for the streaming path), and the reference rounds identically, so the
  * variants agree to f32 accumulation order. A variant without a tile of the format runs
- * the f32 panels on the rounded X (same values). f16 weights: X rounded to f16 on the
+ * the f32 panels on the rounded X (same values). IQ4_XS, IQ3_S and IQ2_XS weights: X
+ * quantized per super-block of 256 (LMP_ACT_Q8K, one scale per 256 values), so their dots
+ * sum each super-block in integers and take one float step per 256 values (the batched
+ * path: f32 panels on that rounded X). f16 weights: X rounded to f16 on the
  * streaming path only (M < LMP_K_SMALL_M; lmp_k_act_m), the batched one keeps f32 X and
  * panels; decoding then reads half the bytes of X (a 5632-wide f32 row and the streamed
  * weight rows overflow the 32 KiB L1: ~16 GB/s a core against ~28 with the f16 row).
+ * q4_K likewise rounds X (to Q8, with its integer dot where the variant has one) on the
+ * streaming path only.
  * Other dtypes (f32, q4_1, q5_1, k-quants but q6_K) keep f32 activations and f32 panels
  * (dequantized once per KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
@@ -260,21 +265,29 @@ lmp_act lmp_k_act(lmp_dtype dt)
 {
     if (lmp_gemm_exact() || (int)dt < 0 || dt >= LMP_DT_COUNT || !impl()->dt[dt].dotq)
         return LMP_ACT_F32;
-    return dt == LMP_DT_BF16 ? LMP_ACT_BF16 : dt == LMP_DT_F16 ? LMP_ACT_F16 : LMP_ACT_Q8;
+    return dt == LMP_DT_BF16 ? LMP_ACT_BF16
+           : dt == LMP_DT_F16 ? LMP_ACT_F16
+           : impl()->dt[dt].q8k ? LMP_ACT_Q8K
+                                : LMP_ACT_Q8;
 }
 
 lmp_act lmp_k_act_m(lmp_dtype dt, int64_t M)
 {
     const lmp_act act = lmp_k_act(dt);
-    /* f16 rounds X only where it streams the weights: the batched path's f32 panels gain
-     * nothing from it and would pay a pass over X */
-    return act == LMP_ACT_F16 && impl()->ukr && M >= g_small_m ? LMP_ACT_F32 : act;
+    /* f16 and q4_K round X only where they stream the weights: the batched path's f32
+     * panels gain nothing from it and would pay a pass over X (q4_K: 8% of qwen3-0.6b's
+     * pp512; its batched sums stay those of f32 activations, as before its integer dot) */
+    return (act == LMP_ACT_F16 || (act == LMP_ACT_Q8 && dt == LMP_DT_Q4_K)) && impl()->ukr &&
+                   M >= g_small_m
+               ? LMP_ACT_F32
+               : act;
 }
 
 /* Bytes of one row of K elements in an activation format. */
 static size_t act_row_bytes(lmp_act act, int64_t K)
 {
     size_t b = act == LMP_ACT_Q8                             ? LMP_XQ8_BYTES(K)
+               : act == LMP_ACT_Q8K                          ? LMP_XQ8K_BYTES(K)
                : act == LMP_ACT_BF16 || act == LMP_ACT_F16 ? 2 * (size_t)K
                                                              : 4 * (size_t)K;
     return (b + 63) & ~(size_t)63;
@@ -315,6 +328,8 @@ static int convert_rows(const lmp_kimpl *k, lmp_act act, const float *X, int64_t
         void *dst = (uint8_t *)xa + (size_t)m * rb;
         if (act == LMP_ACT_Q8)
             k->quant_q8(X + m * K, K, dst);
+        else if (act == LMP_ACT_Q8K)
+            k->quant_q8k(X + m * K, K, dst);
         else if (act == LMP_ACT_BF16)
             k->to_bf16(X + m * K, K, dst);
         else
@@ -989,6 +1004,9 @@ void lmp_gemm(float *Y, const float *X, const lmp_wmat *W, const float *bias, in
                     float *dst = xr + m * K;
                     if (act == LMP_ACT_BF16)
                         lmp_bf16_to_f32_row(t, dst, K);
+                    else if (act == LMP_ACT_Q8K)
+                        for (int64_t i = 0; i < K; i++)
+                            dst[i] = (float)((const int8_t *)t)[i] * lmp_xq8k_d(t, K)[i / 256];
                     else
                         for (int64_t i = 0; i < K; i++)
                             dst[i] = (float)((const int8_t *)t)[i] * lmp_xq8_d(t, K)[i / 32];
@@ -1127,6 +1145,11 @@ void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 void lmp_silu_mul(float *gate_inout, const float *up, int64_t n)
 {
     impl()->silu_mul(gate_inout, up, n);
+}
+
+void lmp_gelu_mul(float *gate_inout, const float *up, int64_t n)
+{
+    impl()->gelu_mul(gate_inout, up, n);
 }
 
 float lmp_dot_f32(const float *a, const float *b, int64_t n) { return impl()->dot_f32(a, b, n); }

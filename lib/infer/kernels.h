@@ -89,7 +89,8 @@ void lmp_gemv_team(float *y, const float *x, const lmp_wmat *W, const float *bia
  * rounded to bf16 (nearest even) and the products use bf16 dot instructions; for q8_0,
  * q4_0 and q5_0 weights each block of 32 elements of a row of X is quantized to int8
  * with an f32 scale (d = max|x| / 127, q = round(x / d)) and the dots are integer (VNNI)
- * (q6_K too where a variant has the kernel); for f16 weights X is rounded to f16 when
+ * (q6_K and the low-bit GGUF types too where a variant has the kernel; IQ4_XS, IQ3_S and
+ * IQ2_XS weights: one scale per 256 elements, d = max|x| / 127 over the 256); for f16 weights X is rounded to f16 when
  * fewer than 16 rows of X stream the weights (decoding: half the bytes of X to keep in
  * cache while the weights stream past; a product whose X holds a finite value f16
  * cannot, |x| >= 65520, runs on f32 activations instead); batched f16 products keep f32 X.
@@ -118,6 +119,11 @@ void lmp_kernels_scratch_free(void);
 void lmp_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 /* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). */
 void lmp_silu_mul(float *gate_inout, const float *up, int64_t n);
+/* gate[i] = gelu_tanh(gate[i]) * up[i], gelu_tanh(g) = 0.5 g (1 + tanh(z)) with
+ * z = sqrt(2/pi) (g + 0.044715 g^3) (transformers' gelu_pytorch_tanh). The reference
+ * computes it with tanhf; the SIMD variants as g / (1 + exp(-2z)) (the same function:
+ * (1 + tanh z) / 2 = 1 / (1 + exp(-2z))), within a few ulp of it. */
+void lmp_gelu_mul(float *gate_inout, const float *up, int64_t n);
 /* sum_i a[i] * b[i] (f32 accumulation, fixed order per variant). */
 float lmp_dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i]. */

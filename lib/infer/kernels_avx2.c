@@ -469,6 +469,25 @@ T256 static void h_rmsnorm(float *y, const float *x, const float *w, int64_t n, 
         y[i] = x[i] * scale * w[i];
 }
 
+/* gelu_tanh(g) * u as g / (1 + exp(-2z)) * u, z = sqrt(2/pi) (g + 0.044715 g^3)
+ * (kernels.h: lmp_gelu_mul). */
+T256 static void h_gelu_mul(float *g, const float *u, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), c = _mm256_set1_ps(0.044715f);
+    const __m256 m2k = _mm256_set1_ps(-2.0f * 0.7978845608028654f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(g + i);
+        const __m256 z = _mm256_mul_ps(m2k, _mm256_fmadd_ps(_mm256_mul_ps(c, v), _mm256_mul_ps(v, v), v));
+        const __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, exp256(z)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        const float x = g[i];
+        g[i] = x / (1.0f + expf(-2.0f * 0.7978845608028654f * (0.044715f * x * (x * x) + x))) * u[i];
+    }
+}
+
 T256 static void h_silu_mul(float *g, const float *u, int64_t n)
 {
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -882,13 +901,15 @@ void lmp_kimpl_fill_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_BF16].dotq = dotq_bf16;
     k->dt[LMP_DT_F16].dotq = dotq_f16;
     k->to_f16 = round_f16;
-    /* no AVX2 integer q6_K kernel: f32 activations and the f32 row kernel rather than
+    /* no AVX2 integer q6_K / q4_K kernel: f32 activations and the f32 row kernel rather than
      * the reference's scalar one on rounded activations */
     k->dt[LMP_DT_Q6_K].dotq = NULL;
+    k->dt[LMP_DT_Q4_K].dotq = NULL; /* likewise q4_K */
     k->dot_f32 = h_dot_f32;
     k->axpy_f32 = h_axpy_f32;
     k->rmsnorm = h_rmsnorm;
     k->silu_mul = h_silu_mul;
+    k->gelu_mul = h_gelu_mul;
     k->softmax = h_softmax;
     k->logsumexp = h_logsumexp;
     k->ig_rows = ig_rows_256;

@@ -1,6 +1,7 @@
 /*
  * AVX-512 kernels on rounded activations (kernels.h: lmp_gemm_set_exact): int8 dot
- * products (VNNI vpdpbusd) for weights of q8_0 / q4_0 / q5_0 against activations
+ * products (VNNI vpdpbusd) for weights of q8_0 / q4_0 / q5_0 (and the row dots of q6_K
+ * and q4_K) against activations
  * quantized per block of 32 (LMP_ACT_Q8), and bf16 dot products (AVX512-BF16 vdpbf16ps)
  * for bf16 weights against activations rounded to bf16. Two separately selected parts:
  * lmp_kimpl_fill_avx512_vnni and lmp_kimpl_fill_avx512_bf16 (the driver calls each only
@@ -347,6 +348,70 @@ TV static float dotq_q6_k(const void *row, const void *xq, int64_t n)
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+/* q4_K against Q8 activations: each sub-block of 32 values (one 6-bit scale and min)
+ * is one activation block. Per 64 bytes of qs (sub-blocks 4p .. 4p+3): the low nibbles
+ * are sub-blocks 4p (bytes 0-31) and 4p+2 (32-63), the high nibbles 4p+1 and 4p+3; one
+ * vpdpbusd each against the matching two activation blocks, then per lane (four values
+ * of one sub-block) acc += float(isum) * (d * sc[sub-block] * dx[block]). The mins:
+ * acc_m += (dmin * m[j] * dx[j]) * float(sum of block j's quants), eight sub-blocks per
+ * register; result sum(acc) - sum(acc_m). No horizontal sums before the end. */
+TV static float dotq_q4_k(const void *row, const void *xq, int64_t n)
+{
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    const int32_t *xsum = lmp_xq8_s(xq, n);
+    const __m512i m4 = _mm512_set1_epi8(15);
+    /* lanes 0-7 of the low-nibble register: sub-block 4p, lanes 8-15: 4p+2; high: +1 */
+    const __m512i il = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i ih = _mm512_add_epi32(il, _mm512_set1_epi32(1));
+    const __m512i i4 = _mm512_set1_epi32(4);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_q4_k *b = (const lmp_block_q4_k *)row + i;
+        /* the eight 6-bit scales and mins, byte j of sc (mn) for sub-block j: bytes 0-3
+         * the low 6 bits of scales[0-3] ([4-7]), bytes 4-7 the nibbles of scales[8-11]
+         * with the top 2 bits of scales[0-3] ([4-7]) above them */
+        uint32_t u[3];
+        memcpy(u, b->scales, 12);
+        const uint32_t c3f = 0x3f3f3f3f, c0f = 0x0f0f0f0f, c03 = 0x03030303;
+        const __m128i v = _mm_setr_epi32((int)(u[0] & c3f), (int)((u[2] & c0f) | (((u[0] >> 6) & c03) << 4)),
+                                         (int)(u[1] & c3f),
+                                         (int)(((u[2] >> 4) & c0f) | (((u[1] >> 6) & c03) << 4)));
+        const __m256 dx = _mm256_loadu_ps(xd + 8 * i);
+        const __m256 fs = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))), dx);
+        const __m256 fm = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b->dmin)),
+                          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)))), dx);
+        accm = _mm256_fmadd_ps(fm, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(xsum + 8 * i))),
+                               accm);
+        const __m512 f = _mm512_castps256_ps512(fs);
+        const int8_t *x = xs + 256 * i;
+        for (int p = 0; p < 2; p++) {
+            const __m512i Q = _mm512_loadu_si512(b->qs + 64 * p);
+            const __m512i lo = _mm512_and_si512(Q, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(Q, 4), m4);
+            const int8_t *xp = x + 128 * p;
+            const __m512i xl = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xp)),
+                _mm256_loadu_si256((const __m256i *)(xp + 64)), 1);
+            const __m512i xh = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xp + 32))),
+                _mm256_loadu_si256((const __m256i *)(xp + 96)), 1);
+            const __m512i pl = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl);
+            const __m512i ph = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xh);
+            const __m512i jl = p ? _mm512_add_epi32(il, i4) : il;
+            const __m512i jh = p ? _mm512_add_epi32(ih, i4) : ih;
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pl), _mm512_permutexvar_ps(jl, f), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ph), _mm512_permutexvar_ps(jh, f), acc1);
+        }
+    }
+    const __m128 m2 = _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1));
+    const __m128 m1 = _mm_add_ps(m2, _mm_movehl_ps(m2, m2));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - _mm_cvtss_f32(_mm_add_ss(m1, _mm_movehdup_ps(m1)));
+}
+
 /* ---------------------------------------------------------------- Q8 tile 12 x 16 */
 
 #define QMR 12
@@ -505,6 +570,7 @@ void lmp_kimpl_fill_avx512_vnni(lmp_kimpl *k)
     k->gemv_q4x16 = gemv_q4x16;
     k->q4x16_simd = true;
     k->dt[LMP_DT_Q6_K].dotq = dotq_q6_k;
+    k->dt[LMP_DT_Q4_K].dotq = dotq_q4_k;
 }
 
 /* ================================================================ BF16 activations */

@@ -33,7 +33,7 @@
 /* Activation formats. lmp_gemm rounds X to the format its weight dtype computes in
  * (kernels.h: LMP_GEMM_EXACT); every variant computes with the same rounded X, so the
  * rounding is part of the definition (the reference does it too). */
-typedef enum { LMP_ACT_F32 = 0, LMP_ACT_BF16, LMP_ACT_Q8, LMP_ACT_F16 } lmp_act;
+typedef enum { LMP_ACT_F32 = 0, LMP_ACT_BF16, LMP_ACT_Q8, LMP_ACT_F16, LMP_ACT_Q8K } lmp_act;
 
 /* A Q8 activation row of n elements (n a multiple of 32): n int8 quants, then n/32 f32
  * scales, then n/32 int32 sums of the quants; the row stands for x[k] = d[k/32] * qs[k].
@@ -47,6 +47,22 @@ static inline const float *lmp_xq8_d(const void *xq, int64_t n)
 static inline const int32_t *lmp_xq8_s(const void *xq, int64_t n)
 {
     return (const int32_t *)((const int8_t *)xq + n + 4 * (n / 32));
+}
+/* A Q8K activation row of n elements (n a multiple of 256; the super-block types IQ4_XS,
+ * IQ3_S and IQ2_XS): n int8 quants, then n/256 f32 scales, then n/16 int16 sums of 16
+ * quants each; x[k] = d[k/256] * qs[k]. Per super-block of 256: amax = max |x|,
+ * d = amax / 127, id = d ? 1 / d : 0, qs = round-to-nearest-even(x * id) (f32
+ * arithmetic, as LMP_ACT_Q8 per 32). One scale per 256 lets a kernel sum a weight
+ * super-block's sub-blocks in integers (their integer scales times the exact code sums)
+ * and take one float step per 256 values. */
+#define LMP_XQ8K_BYTES(n) ((size_t)(n) + 4 * (size_t)((n) / 256) + 2 * (size_t)((n) / 16))
+static inline const float *lmp_xq8k_d(const void *xq, int64_t n)
+{
+    return (const float *)((const int8_t *)xq + n);
+}
+static inline const int16_t *lmp_xq8k_s(const void *xq, int64_t n)
+{
+    return (const int16_t *)((const int8_t *)xq + n + 4 * (n / 256));
 }
 /* A BF16 activation row: n bf16 values, x rounded to nearest even (NaN stays NaN, f32
  * subnormals flush to a signed zero as vcvtne2ps2bf16 does).
@@ -84,8 +100,12 @@ typedef struct {
      * decoded once for several rows of X. Optional (NULL: the driver loops over dot). */
     void (*dotn)(const void *row, const float *x, int64_t ldx, int nx, int64_t n, float *out);
     /* Dtypes with a non-f32 activation format (lmp_k_act): the dot of a weight row with
-     * one converted activation row (LMP_ACT_Q8 / LMP_ACT_BF16 layout above). */
+     * one converted activation row (LMP_ACT_Q8 / LMP_ACT_BF16 layout above; LMP_ACT_Q8K
+     * where q8k is set). */
     float (*dotq)(const void *row, const void *xa, int64_t n);
+    /* dotq and dotq4 take LMP_ACT_Q8K rows (set by the reference fill, so every variant
+     * that inherits or overrides them agrees). */
+    bool q8k;
     /* The same dtypes: rows r < rows (row r at w + r*rb), elements [k0, k0 + kc), packed
      * as the panel of the variant's tile for the activation format (rows up to its nr;
      * the rest padded with zeros). Optional (NULL: f32 panels, X rounded first). */
@@ -119,11 +139,14 @@ typedef struct {
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    void (*gelu_mul)(float *g, const float *u, int64_t n);
     void (*softmax)(float *x, int64_t n);
     double (*logsumexp)(const float *x, int64_t n);
     /* Activation rounding (bitwise the reference's): the LMP_ACT_Q8 row of x[0..n)
      * (n a multiple of 32), and the bf16 values of x[0..n). */
     void (*quant_q8)(const float *x, int64_t n, void *xq);
+    /* the LMP_ACT_Q8K row of x[0..n) (n a multiple of 256), bitwise the reference's */
+    void (*quant_q8k)(const float *x, int64_t n, void *xq);
     void (*to_bf16)(const float *x, int64_t n, uint16_t *y);
     /* The f16 values of x[0..n); returns nonzero when a finite x overflowed to Inf. */
     int (*to_f16)(const float *x, int64_t n, uint16_t *y);

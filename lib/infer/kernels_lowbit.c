@@ -4,15 +4,22 @@
  * IQ2_XS, IQ2_S, IQ1_S, IQ1_M (iq1quants.c).
  *
  * Reference (every type): rows decoded through the dtype table's to_f32 and summed in
- * index order, like kernels_ref.c's generic rows. IQ4_NL and IQ4_XS also compute on Q8
- * activations (kernels_internal.h: LMP_ACT_Q8): their codes are the int8 values of
- * LMP_IQ4NL_VALUES, so per block of 32 the definition is the exact integer sum
- * is = sum q[k] x8[k], then s += (float)is * (dw * dx), blocks in order, with dw the
- * block's f16 scale (IQ4_NL) or d * (ls - 32) (IQ4_XS sub-block).
- * AVX2 (vpshufb table look-up, vpmaddubsw) and AVX-512 VNNI (vpdpbusd, two blocks per
- * register; IQ4_NL / IQ4_XS) compute the same integer sums and accumulate the scaled sums
- * in lanes (the float arithmetic differs from the reference's in the order of its
- * roundings only; the kernel tests bound it). IQ3_S and IQ2_XS run the AVX2 rows in both variants.
+ * index order, like kernels_ref.c's generic rows. IQ4_NL also computes on Q8 activations
+ * (kernels_internal.h: LMP_ACT_Q8): its codes are the int8 values of LMP_IQ4NL_VALUES, so
+ * per block of 32 the definition is the exact integer sum is = sum q[k] x8[k], then
+ * s += (float)is * (dw * dx), blocks in order, dw the block's f16 scale.
+ * IQ4_XS, IQ3_S and IQ2_XS compute on Q8K activations (LMP_ACT_Q8K: one scale dx per 256
+ * values). Their sub-block scales are integers c times the super-block's f16 d (times
+ * 1/8 for IQ2_XS), so the definition per super-block is one exact int32 sum
+ *   is = sum over sub-blocks of c * (sum_k q[k] x8[k]),  s += (float)is * (dw * dx),
+ * super-blocks in order: c = ls - 32 per 32 values, q the LMP_IQ4NL_VALUES code (IQ4_XS);
+ * c = 1 + 2 sc per 32, q grid value times sign (IQ3_S); c = 2 sc + 1 per 16, q grid value
+ * times sign, dw = d / 8 (IQ2_XS: (0.5 + sc) / 4 = (2 sc + 1) / 8). |is| < 2^28.
+ * AVX2 (vpshufb table look-up, vpmaddubsw, the integer scales in vpmaddwd, int32 lanes
+ * summed over the super-block, one int-to-float and one FMA per super-block) and AVX-512
+ * VNNI (two sub-blocks a register, vpmaddubsw then vpdpwssd with the scales) compute the
+ * same integer sums; the lanes' float roundings differ from the reference's in order only
+ * (the kernel tests bound it). IQ4_NL: per 32-block float steps (vpdpbusd on AVX-512).
  * The other types' SIMD rows: kernels_lowbit_avx2.c, kernels_lowbit_avx512.c.
  */
 #include "kernels_internal.h"
@@ -20,6 +27,7 @@
 #include "../core/blocks.h"
 #include "../core/iq_grid.h"
 
+#include <math.h>
 #include <string.h>
 
 static const int8_t k_nl[16] = LMP_IQ4NL_VALUES;
@@ -99,22 +107,48 @@ static float ref_dotq_iq4_nl(const void *row, const void *xq, int64_t n)
     return s;
 }
 
+/* LMP_ACT_Q8K, the definition (kernels_internal.h): per super-block of 256 the absolute
+ * maximum, d = amax / 127, quants rounded to nearest even, int16 sums per 16. */
+static void ref_quant_q8k(const float *x, int64_t n, void *xq)
+{
+    int8_t *q = xq;
+    float *d = (float *)lmp_xq8k_d(xq, n);
+    int16_t *s = (int16_t *)lmp_xq8k_s(xq, n);
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + 256 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 256; j++)
+            amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        for (int j = 0; j < 256; j++)
+            q[256 * b + j] = (int8_t)(int)nearbyintf(xb[j] * id);
+        d[b] = db;
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += q[256 * b + 16 * g + j];
+            s[16 * b + g] = (int16_t)sum;
+        }
+    }
+}
+
 static float ref_dotq_iq4_xs(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq4_xs *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
+    const float *xd = lmp_xq8k_d(xq, n);
     float s = 0.0f;
     for (int64_t i = 0; i < n / 256; i++) {
-        const float d = lmp_f16_to_f32(b[i].d);
+        int32_t is = 0;
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *qs = b[i].qs + 16 * ib;
             const int8_t *x = xs + 256 * i + 32 * ib;
-            int32_t is = 0;
+            int32_t bs = 0;
             for (int j = 0; j < 16; j++)
-                is += k_nl[qs[j] & 15] * x[j] + k_nl[qs[j] >> 4] * x[j + 16];
-            s += (float)is * (d * (float)xs_scale(&b[i], ib) * xd[8 * i + ib]);
+                bs += k_nl[qs[j] & 15] * x[j] + k_nl[qs[j] >> 4] * x[j + 16];
+            is += xs_scale(&b[i], ib) * bs;
         }
+        s += (float)is * (lmp_f16_to_f32(b[i].d) * xd[i]);
     }
     return s;
 }
@@ -145,50 +179,50 @@ static void ints_iq2_xs(const lmp_block_iq2_xs *b, int ib, int8_t q[32])
     }
 }
 
-/* IQ3_S on Q8 activations: per 32-block the exact integer sum, then
- * s += (float)is * (d * (1 + 2 sc) * dx). */
+/* IQ3_S on Q8K activations: is = sum over 32-blocks of (1 + 2 sc) * exact code sum. */
 static float ref_dotq_iq3_s(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq3_s *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
+    const float *xd = lmp_xq8k_d(xq, n);
     float s = 0.0f;
     for (int64_t i = 0; i < n / 256; i++) {
-        const float d = lmp_f16_to_f32(b[i].d);
+        int32_t is = 0;
         for (int ib = 0; ib < 8; ib++) {
             int8_t q[32];
             ints_iq3_s(&b[i], ib, q);
-            int32_t is = 0;
+            int32_t bs = 0;
             for (int j = 0; j < 32; j++)
-                is += q[j] * xs[256 * i + 32 * ib + j];
+                bs += q[j] * xs[256 * i + 32 * ib + j];
             const int sc = ib % 2 ? b[i].scales[ib / 2] >> 4 : b[i].scales[ib / 2] & 0xf;
-            s += (float)is * (d * (float)(1 + 2 * sc) * xd[8 * i + ib]);
+            is += (1 + 2 * sc) * bs;
         }
+        s += (float)is * (lmp_f16_to_f32(b[i].d) * xd[i]);
     }
     return s;
 }
 
-/* IQ2_XS on Q8 activations: per 16-value half the exact integer sum, then
- * s += (float)is * (d * (0.5 + sc) * 0.25 * dx), halves in order. */
+/* IQ2_XS on Q8K activations: is = sum over 16-value halves of (2 sc + 1) * exact code
+ * sum, dw = d / 8. */
 static float ref_dotq_iq2_xs(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq2_xs *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
+    const float *xd = lmp_xq8k_d(xq, n);
     float s = 0.0f;
     for (int64_t i = 0; i < n / 256; i++) {
-        const float d = lmp_f16_to_f32(b[i].d);
+        int32_t is = 0;
         for (int ib = 0; ib < 8; ib++) {
             int8_t q[32];
             ints_iq2_xs(&b[i], ib, q);
             for (int h = 0; h < 2; h++) {
-                int32_t is = 0;
+                int32_t bs = 0;
                 for (int j = 0; j < 16; j++)
-                    is += q[16 * h + j] * xs[256 * i + 32 * ib + 16 * h + j];
-                const int sc = (b[i].scales[ib] >> 4 * h) & 0xf;
-                s += (float)is * (d * (0.5f + sc) * 0.25f * xd[8 * i + ib]);
+                    bs += q[16 * h + j] * xs[256 * i + 32 * ib + 16 * h + j];
+                is += (2 * ((b[i].scales[ib] >> 4 * h) & 0xf) + 1) * bs;
             }
         }
+        s += (float)is * (lmp_f16_to_f32(b[i].d) * 0.125f * xd[i]);
     }
     return s;
 }
@@ -215,6 +249,8 @@ void lmp_kimpl_fill_lowbit_ref(lmp_kimpl *k)
     k->dt[LMP_DT_IQ4_XS].dotq = ref_dotq_iq4_xs;
     k->dt[LMP_DT_IQ3_S].dotq = ref_dotq_iq3_s;
     k->dt[LMP_DT_IQ2_XS].dotq = ref_dotq_iq2_xs;
+    k->dt[LMP_DT_IQ4_XS].q8k = k->dt[LMP_DT_IQ3_S].q8k = k->dt[LMP_DT_IQ2_XS].q8k = true;
+    k->quant_q8k = ref_quant_q8k;
 }
 
 #if defined(__x86_64__)
@@ -271,26 +307,105 @@ T2 static float avx2_dotq_iq4_nl(const void *row, const void *xq, int64_t n)
     return hsum8(_mm256_add_ps(a0, a1));
 }
 
+/* The eight sub-block scales ls - 32 of an IQ4_XS super-block as int16 words 0-7. */
+T2 static inline __m128i xs_scales16(const lmp_block_iq4_xs *b)
+{
+    uint32_t l;
+    memcpy(&l, b->scales_l, 4);
+    const __m128i v = _mm_cvtsi32_si128((int)l), f = _mm_set1_epi8(15);
+    /* bytes 0-7: the low nibbles (sub-block 2 m) and high nibbles (2 m + 1) in order */
+    const __m128i lo = _mm_unpacklo_epi8(_mm_and_si128(v, f), _mm_and_si128(_mm_srli_epi16(v, 4), f));
+    /* word ib: bits 2 ib, 2 ib + 1 of scales_h moved to bits 14-15, then to 4-5 */
+    const __m128i h = _mm_mullo_epi16(_mm_set1_epi16((short)b->scales_h),
+                                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(h, 10), _mm_set1_epi16(0x30));
+    return _mm_sub_epi16(_mm_or_si128(_mm_cvtepu8_epi16(lo), hi), _mm_set1_epi16(32));
+}
+
+/* The low 8 bytes of v (each < 128) as words 0-7, times 2, plus 1. */
+T2 static inline __m128i odd16(__m128i v)
+{
+    const __m128i w = _mm_cvtepu8_epi16(v);
+    return _mm_add_epi16(_mm_add_epi16(w, w), _mm_set1_epi16(1));
+}
+
+/* The 16 nibbles of 8 bytes in order (low nibble first) as bytes 0-15. */
+T2 static inline __m128i nibbles16(uint64_t v8)
+{
+    const __m128i v = _mm_cvtsi64_si128((long long)v8), f = _mm_set1_epi8(15);
+    return _mm_unpacklo_epi8(_mm_and_si128(v, f), _mm_and_si128(_mm_srli_epi16(v, 4), f));
+}
+
+/* word ib of s (words 0-7, both 128-bit lanes) broadcast to every word */
+#define WORD16(s, ib) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (ib) + 1) << 8) | (2 * (ib)))))
+
+/* int16 pair sums of signed codes w times x (|w|, |x| <= 127: no saturation) */
+T2 static inline __m256i pairs16(__m256i w, __m256i x)
+{
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+
+/* IQ4_XS on Q8K: per super-block the eight sub-blocks' pair sums weighted by ls - 32 in
+ * vpmaddwd, summed in int32 lanes; one conversion and FMA per super-block. */
 T2 static float avx2_dotq_iq4_xs(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq4_xs *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
+    const float *xd = lmp_xq8k_d(xq, n);
     const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k_nl));
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++) {
-        const float d = _cvtsh_ss(b[i].d);
         const int8_t *x = xs + 256 * i;
-        const float *dx = xd + 8 * i;
-        for (int ib = 0; ib < 8; ib += 2) {
-            a0 = _mm256_fmadd_ps(isum8(nl32(b[i].qs + 16 * ib, tbl), _mm256_loadu_si256((const __m256i *)(x + 32 * ib))),
-                                 _mm256_set1_ps(d * (float)xs_scale(&b[i], ib) * dx[ib]), a0);
-            a1 = _mm256_fmadd_ps(isum8(nl32(b[i].qs + 16 * ib + 16, tbl),
-                                       _mm256_loadu_si256((const __m256i *)(x + 32 * ib + 32))),
-                                 _mm256_set1_ps(d * (float)xs_scale(&b[i], ib + 1) * dx[ib + 1]), a1);
-        }
+        const uint8_t *qs = b[i].qs;
+        const __m256i ls = _mm256_broadcastsi128_si256(xs_scales16(&b[i]));
+#define XS(ib) _mm256_madd_epi16(pairs16(nl32(qs + 16 * (ib), tbl), _mm256_loadu_si256((const __m256i *)(x + 32 * (ib)))), \
+                                 WORD16(ls, ib))
+        const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(XS(0), XS(2)), _mm256_add_epi32(XS(4), XS(6)));
+        const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(XS(1), XS(3)), _mm256_add_epi32(XS(5), XS(7)));
+#undef XS
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(_cvtsh_ss(b[i].d) * xd[i]), acc);
     }
-    return hsum8(_mm256_add_ps(a0, a1));
+    return hsum8(acc);
+}
+
+/* LMP_ACT_Q8K rows: bitwise the reference (max is exact; d, 1 / d and x * id are single
+ * f32 operations; vroundps rounds to nearest even as nearbyintf does). */
+T2 static void avx2_quant_q8k(const float *x, int64_t n, void *xq)
+{
+    int8_t *q = xq;
+    float *d = (float *)lmp_xq8k_d(xq, n);
+    int16_t *s = (int16_t *)lmp_xq8k_s(xq, n);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + 256 * b;
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < 256; j += 8)
+            m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xb + j), absm), m); /* NaN ignored, as the reference */
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int j = 0; j < 256; j += 32) {
+            __m256i v[4];
+            for (int u = 0; u < 4; u++)
+                v[u] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + j + 8 * u), vid),
+                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            /* packs interleave the 128-bit lanes: the permute puts the bytes back in order */
+            const __m256i w01 = _mm256_packs_epi32(v[0], v[1]), w23 = _mm256_packs_epi32(v[2], v[3]);
+            const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23),
+                                                           _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(q + 256 * b + j), b8);
+            /* the two 16-sums: pair sums of the bytes, then of the words */
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), b8), _mm256_set1_epi16(1));
+            int32_t t[8];
+            _mm256_storeu_si256((__m256i *)t, p);
+            s[16 * b + j / 16] = (int16_t)(t[0] + t[1] + t[2] + t[3]);
+            s[16 * b + j / 16 + 1] = (int16_t)(t[4] + t[5] + t[6] + t[7]);
+        }
+        d[b] = db;
+    }
 }
 
 /* f32 rows (exact mode, the f32 panels of the batched path): decoded 32 at a time. */
@@ -333,44 +448,49 @@ T2 static inline __m256i sign_mask(uint32_t bits)
     return _mm256_cmpeq_epi8(_mm256_and_si256(sp, bit), bit);
 }
 
-/* IQ3_S: as IQ2_XS below, the unsigned grid bytes (1..15) times sign-applied x in
- * vpmaddubsw (the sign bits as -1 / +1 multipliers), the integer scale 1 + 2 sc in
- * vpmaddwd, d * dx in the float multiply. */
+/* IQ3_S grid bytes of sub-block ib (unsigned, 1..15) and x with the block's signs applied */
+#define IQ3S_GRID(bi, ib)                                                                          \
+    _mm256_setr_epi32((int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 0] | (((bi)->qh[ib] << 8) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 1] | (((bi)->qh[ib] << 7) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 2] | (((bi)->qh[ib] << 6) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 3] | (((bi)->qh[ib] << 5) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 4] | (((bi)->qh[ib] << 4) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 5] | (((bi)->qh[ib] << 3) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 6] | (((bi)->qh[ib] << 2) & 256)],    \
+                      (int)lmp_iq3s_grid[(bi)->qs[8 * (ib) + 7] | (((bi)->qh[ib] << 1) & 256)])
+
+/* IQ3_S sub-block ib: int32 lanes of (1 + 2 sc) times the code sums */
+T2 static inline __m256i blk_iq3_s(const lmp_block_iq3_s *bi, int ib, const int8_t *xb, __m256i sc)
+{
+    uint32_t sb;
+    memcpy(&sb, bi->signs + 4 * ib, 4);
+    const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xb + 32 * ib)),
+                                       _mm256_or_si256(sign_mask(sb), _mm256_set1_epi8(1)));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(IQ3S_GRID(bi, ib), x), WORD16(sc, ib));
+}
+
+/* IQ3_S on Q8K: the unsigned grid bytes times sign-applied x in vpmaddubsw (the sign bits
+ * as -1 / +1 multipliers), the integer scales 1 + 2 sc in vpmaddwd, int32 lanes over the
+ * super-block, d * dx in one FMA per super-block. */
 T2 static float avx2_dotq_iq3_s(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq3_s *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
-    const __m256i one = _mm256_set1_epi8(1);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-#define BLK(ib, acc)                                                                               \
-    do {                                                                                           \
-        const uint8_t *qs = bi->qs + 8 * (ib), h = bi->qh[ib];                                     \
-        const __m256i g = _mm256_setr_epi32(                                                       \
-            (int)lmp_iq3s_grid[qs[0] | ((h << 8) & 256)], (int)lmp_iq3s_grid[qs[1] | ((h << 7) & 256)], \
-            (int)lmp_iq3s_grid[qs[2] | ((h << 6) & 256)], (int)lmp_iq3s_grid[qs[3] | ((h << 5) & 256)], \
-            (int)lmp_iq3s_grid[qs[4] | ((h << 4) & 256)], (int)lmp_iq3s_grid[qs[5] | ((h << 3) & 256)], \
-            (int)lmp_iq3s_grid[qs[6] | ((h << 2) & 256)], (int)lmp_iq3s_grid[qs[7] | ((h << 1) & 256)]); \
-        uint32_t sb;                                                                               \
-        memcpy(&sb, bi->signs + 4 * (ib), 4);                                                      \
-        const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xb + 32 * (ib))),  \
-                                           _mm256_or_si256(sign_mask(sb), one));                   \
-        const int sc = (ib) % 2 ? bi->scales[(ib) / 2] >> 4 : bi->scales[(ib) / 2] & 0xf;          \
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(g, x), _mm256_set1_epi16((short)(1 + 2 * sc))); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx[ib]), acc);             \
-    } while (0)
+    const float *xd = lmp_xq8k_d(xq, n);
+    __m256 acc = _mm256_setzero_ps();
+#define BLK(ib) blk_iq3_s(bi, ib, xb, sc)
     for (int64_t i = 0; i < n / 256; i++) {
         const lmp_block_iq3_s *bi = &b[i];
-        const float d = _cvtsh_ss(bi->d);
         const int8_t *xb = xs + 256 * i;
-        const float *dx = xd + 8 * i;
-        for (int ib = 0; ib < 8; ib += 2) {
-            BLK(ib, a0);
-            BLK(ib + 1, a1);
-        }
+        uint32_t s4;
+        memcpy(&s4, bi->scales, 4);
+        const __m256i sc = _mm256_broadcastsi128_si256(odd16(nibbles16(s4)));
+        const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(BLK(0), BLK(2)), _mm256_add_epi32(BLK(4), BLK(6)));
+        const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(BLK(1), BLK(3)), _mm256_add_epi32(BLK(5), BLK(7)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), _mm256_set1_ps(_cvtsh_ss(bi->d) * xd[i]), acc);
     }
 #undef BLK
-    return hsum8(_mm256_add_ps(a0, a1));
+    return hsum8(acc);
 }
 
 /* IQ2_XS sign multipliers: entry i holds byte j = -1 where bit j of ksigns(i) is set, else
@@ -387,31 +507,46 @@ static void fill_sgn_iq2(void)
     }
 }
 
-/* IQ2_XS: the grid values are unsigned (0..43), so the signs go onto x (vpsignb with the
- * table's multipliers) and vpmaddubsw multiplies the grid bytes directly; the pair sums
- * are weighted by the integer half-block scales 2 sc + 1 in vpmaddwd, and
- * (0.5 + sc) * 0.25 = (2 sc + 1) / 8 leaves d * dx / 8 for the float multiply. The
- * integer sums are the definition's times 2 sc + 1 (exact), so only the float rounding
- * differs from the reference. */
+/* IQ2_XS sub-block ib: int32 lanes of the halves' 2 sc + 1 times their code sums (word k
+ * of half h: byte 2 ib + h of the scale bytes, zero-extended) */
+T2 static inline __m256i blk_iq2_xs(const lmp_block_iq2_xs *bi, int ib, const int8_t *xb, __m256i sc)
+{
+    const uint16_t *c = bi->qs + 4 * ib;
+    const __m256i g = _mm256_setr_epi64x((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
+                                         (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511]);
+    const __m256i sg = _mm256_setr_epi64x((long long)k_sgn_iq2[c[0] >> 9], (long long)k_sgn_iq2[c[1] >> 9],
+                                          (long long)k_sgn_iq2[c[2] >> 9], (long long)k_sgn_iq2[c[3] >> 9]);
+    const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xb + 32 * ib)), sg);
+    const __m256i idx = _mm256_setr_m128i(_mm_set1_epi16((short)(0x8000 | (2 * ib))), _mm_set1_epi16((short)(0x8000 | (2 * ib + 1))));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(g, x), _mm256_shuffle_epi8(sc, idx));
+}
+
+/* IQ2_XS on Q8K: the grid values are unsigned (0..43), so the signs go onto x (vpsignb
+ * with the table's multipliers) and vpmaddubsw multiplies the grid bytes directly; the
+ * pair sums are weighted by the integer half-block scales 2 sc + 1 in vpmaddwd (the low
+ * 128-bit lane is the first half), int32 lanes over the super-block, d / 8 * dx in one FMA
+ * per super-block. */
 T2 static float avx2_dotq_iq2_xs(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq2_xs *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-#define BLK(ib, acc)                                                                                   do {                                                                                                   const uint16_t *c = bi->qs + 4 * (ib);                                                             const __m256i g = _mm256_setr_epi64x((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],                                              (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511]);         const __m256i sg = _mm256_setr_epi64x((long long)k_sgn_iq2[c[0] >> 9], (long long)k_sgn_iq2[c[1] >> 9],                                               (long long)k_sgn_iq2[c[2] >> 9], (long long)k_sgn_iq2[c[3] >> 9]);         const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xb + 32 * (ib))), sg);           const int sc = bi->scales[ib];                                                                     const __m256i s16 = _mm256_setr_m128i(_mm_set1_epi16((short)(2 * (sc & 0xf) + 1)),                                                       _mm_set1_epi16((short)(2 * (sc >> 4) + 1)));                 const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(g, x), s16);                              acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d8 * dx[ib]), acc);                } while (0)
+    const float *xd = lmp_xq8k_d(xq, n);
+    __m256 acc = _mm256_setzero_ps();
+#define BLK(ib) blk_iq2_xs(bi, ib, xb, sc)
     for (int64_t i = 0; i < n / 256; i++) {
         const lmp_block_iq2_xs *bi = &b[i];
-        const float d8 = _cvtsh_ss(bi->d) * 0.125f;
         const int8_t *xb = xs + 256 * i;
-        const float *dx = xd + 8 * i;
-        for (int ib = 0; ib < 8; ib += 2) {
-            BLK(ib, a0);
-            BLK(ib + 1, a1);
-        }
+        uint64_t s8;
+        memcpy(&s8, bi->scales, 8);
+        const __m128i sc16 = nibbles16(s8);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_add_epi8(_mm_add_epi8(sc16, sc16), _mm_set1_epi8(1)));
+        const __m256i s0 = _mm256_add_epi32(_mm256_add_epi32(BLK(0), BLK(2)), _mm256_add_epi32(BLK(4), BLK(6)));
+        const __m256i s1 = _mm256_add_epi32(_mm256_add_epi32(BLK(1), BLK(3)), _mm256_add_epi32(BLK(5), BLK(7)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)),
+                              _mm256_set1_ps(_cvtsh_ss(bi->d) * 0.125f * xd[i]), acc);
     }
 #undef BLK
-    return hsum8(_mm256_add_ps(a0, a1));
+    return hsum8(acc);
 }
 
 void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k)
@@ -421,6 +556,7 @@ void lmp_kimpl_fill_lowbit_avx2(lmp_kimpl *k)
     k->dt[LMP_DT_IQ2_XS].dotq = avx2_dotq_iq2_xs;
     k->dt[LMP_DT_IQ4_NL].dotq = avx2_dotq_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].dotq = avx2_dotq_iq4_xs;
+    k->quant_q8k = avx2_quant_q8k;
     k->dt[LMP_DT_IQ4_NL].to_f32 = avx2_to_iq4_nl;
     k->dt[LMP_DT_IQ4_XS].to_f32 = avx2_to_iq4_xs;
 }
@@ -475,31 +611,129 @@ TV static inline __m512 v_iq4_nl(const void *row, const void *xq, int64_t n)
     return _mm512_add_ps(a0, a1);
 }
 
+/* int16 pair sums of signed w times signed x: |w| times x with w's sign (|w|, |x| <= 127) */
+TV static inline __m512i pairs32(__m512i w, __m512i x)
+{
+    const __m512i sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    return _mm512_maddubs_epi16(_mm512_abs_epi8(w), sx);
+}
+
+/* words ib (128-bit lanes 0-1) and ib + 1 (lanes 2-3) of s (its words 0-7 in every lane) */
+#define WORD2(s, ib)                                                                               \
+    _mm512_shuffle_epi8((s), _mm512_inserti64x4(_mm512_set1_epi16((short)(((2 * (ib) + 1) << 8) | (2 * (ib)))), \
+                                                _mm256_set1_epi16((short)(((2 * (ib) + 3) << 8) | (2 * (ib) + 2))), 1))
+
+/* IQ4_XS on Q8K: two sub-blocks a register, vpmaddubsw pair sums weighted by ls - 32 in
+ * vpdpwssd, int32 lanes over the super-block, one conversion and FMA per super-block. */
 TV static inline __m512 v_iq4_xs(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq4_xs *b = row;
     const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
+    const float *xd = lmp_xq8k_d(xq, n);
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)k_nl));
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++) {
-        const float d = _cvtsh_ss(b[i].d);
         const int8_t *x = xs + 256 * i;
-        const float *dx = xd + 8 * i;
         const uint8_t *qs = b[i].qs;
-        int sc[8];
-        for (int ib = 0; ib < 8; ib++)
-            sc[ib] = xs_scale(&b[i], ib);
-        a0 = _mm512_fmadd_ps(isum16(nl64(qs, qs + 16, tbl), _mm512_loadu_si512(x)),
-                             scale2(d * (float)sc[0] * dx[0], d * (float)sc[1] * dx[1]), a0);
-        a1 = _mm512_fmadd_ps(isum16(nl64(qs + 32, qs + 48, tbl), _mm512_loadu_si512(x + 64)),
-                             scale2(d * (float)sc[2] * dx[2], d * (float)sc[3] * dx[3]), a1);
-        a0 = _mm512_fmadd_ps(isum16(nl64(qs + 64, qs + 80, tbl), _mm512_loadu_si512(x + 128)),
-                             scale2(d * (float)sc[4] * dx[4], d * (float)sc[5] * dx[5]), a0);
-        a1 = _mm512_fmadd_ps(isum16(nl64(qs + 96, qs + 112, tbl), _mm512_loadu_si512(x + 192)),
-                             scale2(d * (float)sc[6] * dx[6], d * (float)sc[7] * dx[7]), a1);
+        const __m512i ls = _mm512_broadcast_i32x4(xs_scales16(&b[i]));
+#define P(ib) pairs32(nl64(qs + 16 * (ib), qs + 16 * (ib) + 16, tbl), _mm512_loadu_si512(x + 32 * (ib)))
+        __m512i s0 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), P(0), WORD2(ls, 0));
+        __m512i s1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), P(2), WORD2(ls, 2));
+        s0 = _mm512_dpwssd_epi32(s0, P(4), WORD2(ls, 4));
+        s1 = _mm512_dpwssd_epi32(s1, P(6), WORD2(ls, 6));
+#undef P
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(_cvtsh_ss(b[i].d) * xd[i]), acc);
     }
-    return _mm512_add_ps(a0, a1);
+    return acc;
+}
+
+/* IQ3_S on Q8K: sub-blocks ib, ib + 1 a register; the 16 grid entries gathered (their
+ * 9-bit indices: qs bytes, bit 8 from qh as a mask), the grid bytes unsigned, the 64 sign
+ * bits of the two sub-blocks as a mask negating x, the scales 1 + 2 sc in vpdpwssd.
+ * (Sixteen scalar look-ups inserted into a zmm went through the stack: store-forwarding
+ * stalls, 2x slower than the AVX2 row.) */
+TV static inline __m512i blk2_iq3_s(const lmp_block_iq3_s *bi, int ib, const int8_t *xb, __m512i sc)
+{
+    const __m512i i8 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bi->qs + 8 * ib)));
+    uint16_t h;
+    memcpy(&h, bi->qh + ib, 2);
+    const __m512i idx = _mm512_mask_or_epi32(i8, (__mmask16)h, i8, _mm512_set1_epi32(256));
+    const __m512i g = _mm512_i32gather_epi32(idx, (const void *)lmp_iq3s_grid, 4);
+    uint64_t sg;
+    memcpy(&sg, bi->signs + 4 * ib, 8);
+    const __m512i x = _mm512_loadu_si512(xb + 32 * ib);
+    const __m512i sx = _mm512_mask_sub_epi8(x, (__mmask64)sg, _mm512_setzero_si512(), x);
+    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(g, sx), WORD2(sc, ib));
+}
+
+TV static inline __m512 v_iq3_s(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq3_s *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8k_d(xq, n);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_iq3_s *bi = &b[i];
+        const int8_t *xb = xs + 256 * i;
+        uint32_t s4;
+        memcpy(&s4, bi->scales, 4);
+        const __m512i sc = _mm512_broadcast_i32x4(odd16(nibbles16(s4)));
+        const __m512i s0 = _mm512_add_epi32(blk2_iq3_s(bi, 0, xb, sc), blk2_iq3_s(bi, 4, xb, sc));
+        const __m512i s1 = _mm512_add_epi32(blk2_iq3_s(bi, 2, xb, sc), blk2_iq3_s(bi, 6, xb, sc));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(_cvtsh_ss(bi->d) * xd[i]), acc);
+    }
+    return acc;
+}
+
+/* IQ2_XS on Q8K: sub-blocks ib, ib + 1 a register; the sign bytes of the eight codes
+ * (ksigns: 7 bits and their parity) as a mask negating x, the half-block scales 2 sc + 1
+ * (byte 2 ib + h of sc, 128-bit lane 2 (ib % 2) + h) in vpdpwssd. */
+TV static inline __m512i blk2_iq2_xs(const lmp_block_iq2_xs *bi, int ib, const int8_t *xb, __m512i sc)
+{
+    const uint16_t *c = bi->qs + 4 * ib;
+    const __m512i g = _mm512_setr_epi64((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
+                                        (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511],
+                                        (long long)lmp_iq2xs_grid[c[4] & 511], (long long)lmp_iq2xs_grid[c[5] & 511],
+                                        (long long)lmp_iq2xs_grid[c[6] & 511], (long long)lmp_iq2xs_grid[c[7] & 511]);
+    /* the 7 sign bits of each code, and the parity bit on top */
+    const __m128i s7 = _mm_srli_epi16(_mm_loadu_si128((const __m128i *)c), 9);
+    __m128i p = _mm_xor_si128(s7, _mm_srli_epi16(s7, 4));
+    p = _mm_xor_si128(p, _mm_srli_epi16(p, 2));
+    p = _mm_xor_si128(p, _mm_srli_epi16(p, 1));
+    const __m128i sb = _mm_or_si128(s7, _mm_slli_epi16(_mm_and_si128(p, _mm_set1_epi16(1)), 7));
+    const uint64_t sg = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(sb, sb));
+    const __m512i x = _mm512_loadu_si512(xb + 32 * ib);
+    const __m512i sx = _mm512_mask_sub_epi8(x, (__mmask64)sg, _mm512_setzero_si512(), x);
+    const __m512i idx = _mm512_setr_epi32(0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
+                                          0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
+                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
+                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
+                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
+                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
+                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001,
+                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001);
+    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(g, sx), _mm512_shuffle_epi8(sc, idx));
+}
+
+TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
+{
+    const lmp_block_iq2_xs *b = row;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8k_d(xq, n);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_iq2_xs *bi = &b[i];
+        const int8_t *xb = xs + 256 * i;
+        uint64_t s8;
+        memcpy(&s8, bi->scales, 8);
+        const __m128i sc16 = nibbles16(s8);
+        const __m512i sc = _mm512_broadcast_i32x4(_mm_add_epi8(_mm_add_epi8(sc16, sc16), _mm_set1_epi8(1)));
+        const __m512i s0 = _mm512_add_epi32(blk2_iq2_xs(bi, 0, xb, sc), blk2_iq2_xs(bi, 4, xb, sc));
+        const __m512i s1 = _mm512_add_epi32(blk2_iq2_xs(bi, 2, xb, sc), blk2_iq2_xs(bi, 6, xb, sc));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
+                              _mm512_set1_ps(_cvtsh_ss(bi->d) * 0.125f * xd[i]), acc);
+    }
+    return acc;
 }
 
 #define WRAP(nm)                                                                                   \
@@ -518,16 +752,17 @@ TV static inline __m512 v_iq4_xs(const void *row, const void *xq, int64_t n)
     }
 WRAP(iq4_nl)
 WRAP(iq4_xs)
+WRAP(iq3_s)
+WRAP(iq2_xs)
 
 void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
 {
-    k->dt[LMP_DT_IQ4_NL].dotq = v512_dotq_iq4_nl;
-    k->dt[LMP_DT_IQ4_XS].dotq = v512_dotq_iq4_xs;
-    k->dt[LMP_DT_IQ4_NL].dotq4 = v512_dotq4_iq4_nl;
-    k->dt[LMP_DT_IQ4_XS].dotq4 = v512_dotq4_iq4_xs;
-    /* IQ3_S and IQ2_XS keep the AVX2 rows (unsigned grid bytes in vpmaddubsw, integer
-     * scales): one thread, TinyLlama's up projection, 1419 / 910 us a product against
-     * 1518 / 3076 for the two-block VNNI rows this file had (ggml_lowbit_speed.c) */
-    }
+#define SET(DT, nm) (k->dt[DT].dotq = v512_dotq_##nm, k->dt[DT].dotq4 = v512_dotq4_##nm)
+    SET(LMP_DT_IQ4_NL, iq4_nl);
+    SET(LMP_DT_IQ4_XS, iq4_xs);
+    SET(LMP_DT_IQ3_S, iq3_s);
+    SET(LMP_DT_IQ2_XS, iq2_xs);
+#undef SET
+}
 
 #endif /* __x86_64__ */

@@ -208,6 +208,42 @@ static float ref_dotq_q6_k(const void *row, const void *xq, int64_t n)
     return s;
 }
 
+/* q4_K (lib/core/blocks.h) against a Q8 activation row: per sub-block j of 32 (one
+ * activation block) its 6-bit scale sc and min m, the exact integer sums isum = sum q x
+ * and xsum = sum x of the int8 activations, then
+ * s += (float)isum * (d * sc * dx) - (float)xsum * (dmin * m * dx), blocks in order
+ * (the weight is d * sc * q - dmin * m, as the dequantizer). */
+static float ref_dotq_q4_k(const void *row, const void *xq, int64_t n)
+{
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / 256; i++) {
+        const lmp_block_q4_k *b = (const lmp_block_q4_k *)row + i;
+        const float d = lmp_f16_to_f32(b->d), dmin = lmp_f16_to_f32(b->dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            if (j < 4) {
+                sc = b->scales[j] & 63;
+                m = b->scales[j + 4] & 63;
+            } else {
+                sc = (b->scales[j + 4] & 0xF) | ((b->scales[j - 4] >> 6) << 4);
+                m = (b->scales[j + 4] >> 4) | ((b->scales[j] >> 6) << 4);
+            }
+            const uint8_t *q = b->qs + 32 * (j / 2);
+            const int8_t *x = xs + 256 * i + 32 * j;
+            int32_t is = 0, xsum = 0;
+            for (int l = 0; l < 32; l++) {
+                is += (int32_t)((j & 1) ? q[l] >> 4 : q[l] & 15) * x[l];
+                xsum += x[l];
+            }
+            const float dx = xd[8 * i + j];
+            s += (float)is * (d * (float)sc * dx) - (float)xsum * (dmin * (float)m * dx);
+        }
+    }
+    return s;
+}
+
 /* bf16 (f16) weights against bf16 (f16) activations, widened exactly, summed in order. */
 #define REF_DOTQ_HALF(nm, WIDEN)                                                         \
     static float ref_dotq_##nm(const void *row, const void *xa, int64_t n)               \
@@ -276,6 +312,15 @@ static void ref_silu_mul(float *g, const float *u, int64_t n)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+static void ref_gelu_mul(float *g, const float *u, int64_t n)
+{
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
 static void ref_softmax(float *x, int64_t n)
 {
     if (n <= 0)
@@ -334,6 +379,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->dt[LMP_DT_Q4_0].dotq = ref_dotq_q4_0;
     k->dt[LMP_DT_Q5_0].dotq = ref_dotq_q5_0;
     k->dt[LMP_DT_Q6_K].dotq = ref_dotq_q6_k;
+    k->dt[LMP_DT_Q4_K].dotq = ref_dotq_q4_k;
     k->quant_q8 = ref_quant_q8;
     k->to_bf16 = ref_round_bf16;
     k->to_f16 = ref_round_f16;
@@ -341,6 +387,7 @@ void lmp_kimpl_fill_ref(lmp_kimpl *k)
     k->axpy_f32 = ref_axpy_f32;
     k->rmsnorm = ref_rmsnorm;
     k->silu_mul = ref_silu_mul;
+    k->gelu_mul = ref_gelu_mul;
     k->softmax = ref_softmax;
     k->logsumexp = ref_logsumexp;
 }

@@ -685,6 +685,23 @@ int lmp_model_set_linear_q(lmp_model *m, int layer, lmp_linear which, const lmp_
     return lmp_model_set_linear(m, layer, which, &w);
 }
 
+int lmp_model_own_q(lmp_model *m, lmp_qtensor *q, const lmp_qtensor **own)
+{
+    void *arr = m->owned_q;
+    int rc = grow_ptrs(&arr, m->n_owned_q, &m->cap_owned_q);
+    m->owned_q = arr;
+    if (rc)
+        return rc;
+    lmp_qtensor *o = malloc(sizeof *o);
+    if (!o)
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    *o = *q;
+    m->owned_q[m->n_owned_q++] = o;
+    memset(q, 0, sizeof *q);
+    *own = o;
+    return 0;
+}
+
 int lmp_model_adopt_linear_q(lmp_model *m, int layer, lmp_linear which, lmp_qtensor *q)
 {
     void *arr = m->owned_q;

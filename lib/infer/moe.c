@@ -103,6 +103,37 @@ static int plain_view(lmp_model *m, const char *name, int64_t rows, int64_t cols
     return lmp_model_wmat_view(m, t, name, 0, rows, cols, w);
 }
 
+/* An expert's per-expert HF tensor (mixtral, qwen3_moe), or when it is absent and the
+ * loader has a hook for it (quantized folders: formats/qload.c), the intgroup weight the
+ * hook unpacks, adopted by the model and run natively. */
+static int expert_view(lmp_model *m, const char *name, int l, int x, int p, int64_t rows, int64_t cols,
+                       lmp_wmat *w)
+{
+    const lmp_model_load_hooks *h = m->hooks;
+    if (h && h->missing_expert && !lmp_ckpt_find_hf(&m->ckpt, name)) {
+        char prefix[LMP_MAX_NAME];
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(name) - strlen(".weight")), name);
+        lmp_qtensor q;
+        memset(&q, 0, sizeof q);
+        int rc = h->missing_expert(h->user, m, l, x, (lmp_linear)(LMP_LIN_GATE + p), prefix, &q);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            const lmp_qtensor *own = NULL;
+            if (q.rows != rows || q.cols != cols)
+                rc = lmp_err(LMP_EFORMAT, "%s: %s is [%lld, %lld], the config implies [%lld, %lld]", m->ckpt.path,
+                             prefix, (long long)q.rows, (long long)q.cols, (long long)rows, (long long)cols);
+            if (rc == 0)
+                rc = lmp_model_own_q(m, &q, &own);
+            if (rc == 0)
+                rc = lmp_wmat_intgroup(w, own);
+            lmp_qtensor_free(&q);
+            return rc;
+        }
+    }
+    return plain_view(m, name, rows, cols, w);
+}
+
 int lmp_moe_load(lmp_model *m, int l, lmp_moe **out)
 {
     const lmp_config *c = &m->cfg;
@@ -189,7 +220,7 @@ int lmp_moe_load(lmp_model *m, int l, lmp_moe **out)
             snprintf(name, sizeof name, "model.layers.%d.%s.%d.%s.weight", l,
                      mixtral ? "block_sparse_moe.experts" : "mlp.experts", x,
                      mixtral ? mix[p] : q3[p]);
-            if ((rc = plain_view(m, name, p < 2 ? ff : d, p < 2 ? d : ff, &e->w[3 * x + p])))
+            if ((rc = expert_view(m, name, l, x, p, p < 2 ? ff : d, p < 2 ? d : ff, &e->w[3 * x + p])))
                 return rc;
         }
     return 0;
@@ -284,8 +315,10 @@ size_t lmp_moe_floats(const lmp_model *m, int n)
 }
 
 static _Thread_local int g_hook_expert = -1;
+static _Thread_local const int *g_hook_rows;
 
 int lmp_hook_expert(void) { return g_hook_expert; }
+const int *lmp_hook_expert_rows(void) { return g_hook_expert >= 0 ? g_hook_rows : NULL; }
 
 int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, float *out,
                 float *buf, int layer, lmp_linear_hook hook, void *user)
@@ -328,6 +361,7 @@ int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, fl
             memcpy(Xe + (int64_t)r * d, xn + (int64_t)lt[c0 + r] * d, sizeof(float) * (size_t)d);
         int rc;
         g_hook_expert = x;
+        g_hook_rows = lt + c0;
         rc = hook ? hook(user, layer, LMP_LIN_GATE, Xe, nc, d) : 0;
         g_hook_expert = -1;
         if (rc)
@@ -338,6 +372,7 @@ int lmp_moe_run(const lmp_model *m, const lmp_moe *e, const float *xn, int n, fl
         for (int r = 0; r < nc; r++)
             lmp_silu_mul(G + (int64_t)r * ff, U + (int64_t)r * ff, ff);
         g_hook_expert = x;
+        g_hook_rows = lt + c0;
         rc = hook ? hook(user, layer, LMP_LIN_DOWN, G, nc, ff) : 0;
         g_hook_expert = -1;
         if (rc)

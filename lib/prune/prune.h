@@ -98,6 +98,12 @@ typedef struct {
 typedef int (*lmp_prune_sink)(void *ctx, int layer, const float *const *W, const uint8_t *const *mask,
                               const lmp_qtensor *q, const lmp_prune_linear_stats *st);
 
+/* Mixture of experts: called once per sparse block, before the sink of the same block,
+ * with its experts' pruned weights We[3 * n_experts] (expert e's gate, up, down at 3e + 0,
+ * 1, 2; f32 [rows][cols]), borrowed for the call and until that sink returns. The sink's W
+ * is then NULL for the block's gate/up/down. */
+typedef int (*lmp_prune_expert_sink)(void *ctx, int layer, int n_experts, const float *const *We);
+
 typedef struct {
     lmp_prune_spec spec;
     /* 1: within a block, q/k/v pruned first, o's statistics collected with them pruned,
@@ -116,6 +122,7 @@ typedef struct {
     bool calib_bos;
     bool progress;
     lmp_prune_sink sink;
+    lmp_prune_expert_sink expert_sink; /* may be NULL */
     void *sink_ctx;
     void (*on_layer_done)(void *ctx, int layer, int n_layers, double seconds, const lmp_prune_linear_stats *st);
     void *log_ctx;
@@ -129,6 +136,9 @@ typedef struct {
     uint64_t params;             /* weights of the pruned linears */
     uint64_t zeros;              /* of which set to zero */
     double sparsity;             /* zeros / params */
+    /* mixture of experts: expert linears pruned, and of them those of experts no
+     * calibration token reached (pruned by magnitude: no statistics) */
+    int n_expert_linears, n_expert_unreached;
     double seconds;
     uint64_t peak_rss;
 } lmp_prune_result;

@@ -11,6 +11,8 @@
  * (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
+#include "prune_internal_moe.h"
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,9 +37,9 @@ void lmp_prune_result_free(lmp_prune_result *r)
 
 int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
 {
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); nothing was written",
+    if (lmp_model_is_moe(m) && s->qbits)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: joint quantization (--then-quantize) of mixture-of-experts models is "
+                       "not supported; prune to dense safetensors, then quantize (lmpress quantize --method gptq)",
                        lmp_model_ckpt(m)->path);
     const lmp_config *c = lmp_model_config(m);
     for (int l = 0; l < c->n_layers; l++)
@@ -45,6 +47,13 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
             char name[LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
+            if (!wm) { /* a sparse block: its experts (expert 0 has every expert's shape) */
+                wm = lmp_model_expert_linear(m, l, 0, (lmp_linear)w);
+                lmp_expert_hf_prefix(c, l, 0, (lmp_linear)w, name, sizeof name);
+                if (!wm)
+                    return lmp_err(LMP_EINVAL, "%s: block %d has no %s", lmp_model_ckpt(m)->path, l,
+                                   lmp_linear_name((lmp_linear)w));
+            }
             /* natively quantized linears (intgroup payloads of GPTQ/AWQ folders, GGUF
              * blocks) are read row by row through lmp_wmat_row_f32 */
             if (!wm->q && !lmp_dtype_info(wm->dtype)->to_f32)
@@ -61,7 +70,7 @@ int lmp_prune_check(const lmp_model *m, const lmp_prune_spec *s)
  * ||X W^T - X W'^T||_F / ||X W^T||_F accumulated over the calibration tokens. */
 typedef struct {
     const lmp_wmat *orig, *pruned; /* [LMP_LIN_COUNT] */
-    double num[LMP_LIN_COUNT], den[LMP_LIN_COUNT];
+    double sums[2][LMP_LIN_COUNT]; /* [0]: the numerators, [1]: the denominators */
     float *y0, *y1;                /* [seq_len * max rows] */
 } err_ctx;
 
@@ -82,8 +91,8 @@ static int err_hook(void *user, int layer, lmp_linear which, const float *X, int
         num += d * d;
         den += a * a;
     }
-    e->num[which] += num;
-    e->den[which] += den;
+    e->sums[0][which] += num;
+    e->sums[1][which] += den;
     return 0;
 }
 
@@ -97,6 +106,7 @@ typedef struct {
     lmp_qtensor qt[LMP_LIN_COUNT];
     lmp_wmat pw[LMP_LIN_COUNT];
     err_ctx ec;
+    lmp_pexperts x;              /* a sparse block's experts (pexperts.c) */
 } pr_ctx;
 
 static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
@@ -115,6 +125,8 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     st->err = -1;
     st->loss = -1;
     lmp_linear_hf_prefix(l, w, st->name, sizeof st->name);
+    if (w >= LMP_LIN_GATE && lmp_model_n_experts(b->m, l) > 0) /* routed experts, each on its own tokens */
+        return lmp_pexperts_linear(&c->x, p, res, b, w, st);
     double t0 = lmp_time_s();
     int rc = lmp_calib_weight_f32(&b->orig[w], st->name, &c->Wp[w]);
     if (rc)
@@ -134,16 +146,54 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     st->seconds = lmp_time_s() - t0;
     for (int64_t i = 0; i < rows * cols; i++)
         st->zeros += !c->mask[w][i];
-    res->params += (uint64_t)(rows * cols);
-    res->zeros += (uint64_t)st->zeros;
     c->pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = c->Wp[w],
                           .row_bytes = (size_t)cols * sizeof(float)};
     b->install_w[w] = &c->pw[w];
     return LMP_OK;
 }
 
+/* Under mpirun (lib/calib/calib_dist.h): linear w's pruned weights, mask, quantized
+ * tensor and figures from the rank that pruned it. */
+static int pr_share(void *ctx, lmp_calib_block *b, lmp_linear w, int owner)
+{
+    pr_ctx *c = ctx;
+    lmp_prune_linear_stats *st = &c->res->lin[b->layer * LMP_LIN_COUNT + w];
+    const int64_t rows = b->orig[w].rows, cols = b->orig[w].cols;
+    int rc = lmp_dist_bcast(st, sizeof *st, owner);
+    if (rc)
+        return rc;
+    if (lmp_dist_rank() != owner) {
+        free(c->Wp[w]);
+        free(c->mask[w]);
+        c->Wp[w] = malloc((size_t)(rows * cols) * sizeof(float));
+        c->mask[w] = malloc((size_t)(rows * cols));
+        if (!c->Wp[w] || !c->mask[w])
+            return lmp_err(LMP_ENOMEM, "out of memory (%s from rank %d)", st->name, owner);
+    }
+    if ((rc = lmp_dist_bcast(c->Wp[w], (size_t)(rows * cols) * sizeof(float), owner)) ||
+        (rc = lmp_dist_bcast(c->mask[w], (size_t)(rows * cols), owner)))
+        return rc;
+    if (c->p->spec.qbits && (rc = lmp_calib_share_qtensor(&c->qt[w], owner)))
+        return rc;
+    c->pw[w] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = c->Wp[w],
+                          .row_bytes = (size_t)cols * sizeof(float)};
+    b->install_w[w] = &c->pw[w];
+    return LMP_OK;
+}
+
+/* The re-run's error sums, gathered per window group across ranks by the driver. */
+static double *pr_rerun_sums(void *ctx, lmp_calib_block *b, size_t *n)
+{
+    (void)b;
+    pr_ctx *c = ctx;
+    *n = 2 * LMP_LIN_COUNT;
+    return &c->ec.sums[0][0];
+}
+
 static int pr_rerun(void *ctx, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
+    if (lmp_hook_expert() >= 0) /* experts' errors are not measured */
+        return 0;
     return err_hook(&((pr_ctx *)ctx)->ec, layer, which, X, n, in);
 }
 
@@ -153,8 +203,7 @@ static int pr_begin(void *ctx, lmp_calib_block *b)
     /* the re-run (the pruned block producing the next block's inputs) measures the errors */
     c->ec.orig = b->orig;
     c->ec.pruned = c->pw;
-    memset(c->ec.num, 0, sizeof c->ec.num);
-    memset(c->ec.den, 0, sizeof c->ec.den);
+    memset(c->ec.sums, 0, sizeof c->ec.sums);
     return LMP_OK;
 }
 
@@ -164,10 +213,20 @@ static int pr_end(void *ctx, lmp_calib_block *b)
     const lmp_prune_params *p = c->p;
     const int l = b->layer;
     lmp_prune_linear_stats *st = &c->res->lin[l * LMP_LIN_COUNT];
+    const bool sparse = lmp_model_n_experts(b->m, l) > 0;
+    for (int w = 0; w < LMP_LIN_COUNT; w++) { /* the totals, in linear order */
+        if (sparse && w >= LMP_LIN_GATE) /* routed experts: counted by pexperts.c */
+            continue;
+        c->res->params += (uint64_t)(st[w].rows * st[w].cols);
+        c->res->zeros += (uint64_t)st[w].zeros;
+    }
     if (b->cal)
         for (int w = 0; w < LMP_LIN_COUNT; w++)
-            st[w].err = c->ec.den[w] > 0 ? sqrt(c->ec.num[w] / c->ec.den[w]) : 0.0;
+            st[w].err = sparse && w >= LMP_LIN_GATE ? -1
+                        : c->ec.sums[1][w] > 0 ? sqrt(c->ec.sums[0][w] / c->ec.sums[1][w]) : 0.0;
     int rc;
+    if (c->x.n && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, c->x.n, (const float *const *)c->x.W)))
+        return rc;
     if (p->sink && (rc = p->sink(p->sink_ctx, l, (const float *const *)c->Wp, (const uint8_t *const *)c->mask,
                                  p->spec.qbits ? c->qt : NULL, st)))
         return rc;
@@ -178,8 +237,8 @@ static int pr_end(void *ctx, lmp_calib_block *b)
 
 static void pr_cleanup(void *ctx, lmp_calib_block *b)
 {
-    (void)b;
     pr_ctx *c = ctx;
+    lmp_pexperts_restore(&c->x, b->m, b->layer);
     for (int w = 0; w < LMP_LIN_COUNT; w++) {
         free(c->Wp[w]);
         free(c->mask[w]);
@@ -197,36 +256,38 @@ static const lmp_calib_method g_magnitude_row = {
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 /* Wanda: the column sums of squares of every input. */
 static const lmp_calib_method g_wanda_row = {
     .name = "wanda",
-    .stats = LMP_STAT_XSQ,
+    .stats = LMP_STAT_XSQ | LMP_STAT_EXPERTS,
     .begin = pr_begin,
     .linear = pr_linear,
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 /* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input. */
 static const lmp_calib_method g_sparsegpt_row = {
     .name = "sparsegpt",
-    .stats = LMP_STAT_HESSIAN,
+    .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add,
     .begin = pr_begin,
     .linear = pr_linear,
     .rerun_hook = pr_rerun,
     .end = pr_end,
     .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+    .rerun_sums = pr_rerun_sums,
 };
 
 int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_params *p, lmp_prune_result *res)
 {
     memset(res, 0, sizeof *res);
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: pruning of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); nothing was written",
-                       lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;
@@ -247,7 +308,8 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     if (cal) {
         int64_t max_rows = 0;
         for (int w = 0; w < LMP_LIN_COUNT; w++) {
-            int64_t r = lmp_model_linear(m, 0, (lmp_linear)w)->rows;
+            const lmp_wmat *wm = lmp_model_linear(m, 0, (lmp_linear)w);
+            int64_t r = wm ? wm->rows : lmp_model_config(m)->hidden_size; /* experts: not measured */
             max_rows = r > max_rows ? r : max_rows;
         }
         res->n_samples = cal->n_samples;
@@ -269,6 +331,7 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                                                                 : &g_magnitude_row;
     lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress};
     rc = lmp_calib_run(m, cal, row, &pc, &o);
+    lmp_pexperts_free(&pc.x);
 done:
     free(pc.ec.y0);
     free(pc.ec.y1);

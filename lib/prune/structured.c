@@ -141,6 +141,14 @@ static int layer_window(void *ctx, lmp_calib_block *b, int window, const float *
     return LMP_OK;
 }
 
+/* The sum of cosines, gathered per window group across ranks by the driver. */
+static double *layer_sums(void *ctx, lmp_calib_block *b, size_t *n)
+{
+    (void)b;
+    *n = 1;
+    return &((st_ctx *)ctx)->cs;
+}
+
 static int layer_end(void *ctx, lmp_calib_block *b)
 {
     st_ctx *c = ctx;
@@ -270,6 +278,7 @@ static const lmp_calib_method g_struct_layers_row = {
     .name = "structured",
     .rerun_window = layer_window,
     .end = layer_end,
+    .rerun_sums = layer_sums,
 };
 
 int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kind kind, double ratio,

@@ -212,6 +212,14 @@ typedef struct {
     lmp_calib_block *b;           /* the driver's block: progress */
     lmp_qpipe_result *res;
     lmp_qtensor qt[LMP_LIN_COUNT];
+    /* a sparse block (mixture of experts): its experts, see awq_moe */
+    int E;
+    int64_t eff;                  /* expert FFN width */
+    float **ew, **ewfold;         /* (3E) expert e's gate, up, down f32 (folded in place); scaled, not clipped */
+    lmp_qtensor *eqt;             /* (3E) */
+    float *router;                /* (E, d) f32, folded */
+    float **eX;                   /* (E) the driver's routed down inputs per expert (eXn rows) */
+    int64_t **eT, *eXn;           /* (E) their token rows into X[MLP] */
 } awq_ctx;
 
 typedef struct {
@@ -518,17 +526,24 @@ done:
 /* _compute_best_clip for linear k: per (row, group) the max |w| shrunk by 1 - i/20
  * (i < 10) minimizing mean over sampled tokens of (x . (Q(clamp(w)) - w))^2, computed
  * as d^T G d with G = X^T X / n of the group's columns; then W clamped. */
+static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T);
+
 static int clip_linear(awq_ctx *a, lmp_linear k)
 {
     const int cls = lmp_linear_input(k);
-    const int64_t in = a->cols[cls], rows = lin_rows(a, k);
+    return clip_w(a, a->blk.w[k], lin_rows(a, k), a->cols[cls], a->X[cls], a->T);
+}
+
+/* W (rows, in) clipped on the inputs X (T, in). */
+static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T)
+{
     const int gs = eff_gs(a->p, in), bits = a->p->bits;
     const bool sym = a->p->sym;
     enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
-    int64_t step = a->T / a->p->awq_clip_tokens;
+    int64_t step = T / a->p->awq_clip_tokens;
     if (step < 1)
         step = 1;
-    int64_t ns = (a->T + step - 1) / step;
+    int64_t ns = (T + step - 1) / step;
     float *Xs = malloc(sizeof(float) * (size_t)(ns * in)), *G = malloc(sizeof(float) * (size_t)gs * gs);
     float *D = malloc(sizeof(float) * (size_t)(rows * gs)), *P = malloc(sizeof(float) * (size_t)(rows * gs));
     float *orgmax = malloc(sizeof(float) * (size_t)rows), *best = malloc(sizeof(float) * (size_t)rows);
@@ -539,8 +554,7 @@ static int clip_linear(awq_ctx *a, lmp_linear k)
         goto done;
     }
     for (int64_t t = 0; t < ns; t++)
-        memcpy(Xs + t * in, a->X[cls] + t * step * in, sizeof(float) * (size_t)in);
-    float *W = a->blk.w[k];
+        memcpy(Xs + t * in, X + t * step * in, sizeof(float) * (size_t)in);
     for (int64_t c0 = 0; c0 < in; c0 += gs) {
         lmp_sgemm_fixed(true, false, gs, gs, ns, 1.0f / (float)ns, Xs + c0, in, Xs + c0, in, 0.0f, G, gs);
         for (int64_t r = 0; r < rows; r++) {
@@ -625,6 +639,8 @@ static void block_free(awq_ctx *a)
     memset(&a->blk, 0, sizeof a->blk);
 }
 
+static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st);
+
 /* One block after the driver's capture pass: search, fold, clip, quantize. qt / st are
  * filled for the sinks. */
 static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
@@ -634,7 +650,9 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     int rc = LMP_OK;
     float *s[LMP_AWQ_NGROUPS] = {0}, *Q = NULL, *D = NULL;
     int64_t maxw = 0;
-    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+    const bool sparse = a->E > 0;
+    const int nlin = sparse ? LMP_LIN_GATE : LMP_LIN_COUNT; /* a sparse block's FFN: awq_moe_block */
+    for (int k = 0; k < nlin; k++) {
         a->orig[k] = *lmp_model_linear(a->m, l, (lmp_linear)k);
         char name[LMP_MAX_NAME];
         lmp_linear_hf_prefix(l, (lmp_linear)k, name, sizeof name);
@@ -656,7 +674,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 
     /* 1. the inputs of every linear: the driver's capture pass (its float outputs are the
      * next block's inputs) */
-    for (int c = 0; c < LMP_IN_COUNT; c++) {
+    for (int c = 0; c < (sparse ? LMP_IN_DOWN : LMP_IN_COUNT); c++) {
         const int64_t in = a->cols[c];
         double *acc = calloc((size_t)in, sizeof(double));
         if (!acc)
@@ -669,7 +687,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         free(acc);
     }
     /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
-    for (int k = 0; k < LMP_LIN_COUNT && p->compare_rtn; k++) {
+    for (int k = 0; k < nlin && p->compare_rtn; k++) {
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
         fake_quant(a->blk.w[k], Q, rows, in, eff_gs(p, in), p->bits, p->sym);
         st[k].err_rtn = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D);
@@ -677,7 +695,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 
     /* 2. scale search, every group on the original block (as the reference) */
     for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
-        if (g == LMP_AWQ_VO && !lmp_awq_has_vo(lmp_model_config(a->m)))
+        if ((g == LMP_AWQ_VO && !lmp_awq_has_vo(lmp_model_config(a->m))) || (sparse && g >= LMP_AWQ_MLP))
             continue;
         float ratio = 0;
         if (!(s[g] = malloc(sizeof(float) * (size_t)a->cols[g_class[g]])))
@@ -701,18 +719,18 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
                 for (int64_t j = 0; j < in; j++)
                     a->G[c][i * in + j] /= s[g][i] * s[g][j];
     }
-    for (int k = 0; k < LMP_LIN_COUNT; k++)
+    for (int k = 0; k < nlin; k++)
         if (!(a->wfold[k] = dup_vec(a->blk.w[k], a->orig[k].rows * a->orig[k].cols)))
             goto oom;
     /* clipping (not q/k: "due to qk bmm, it is hard to clip precisely") */
     if (p->awq_clip)
-        for (int k = LMP_LIN_V; k < LMP_LIN_COUNT; k++) {
+        for (int k = LMP_LIN_V; k < nlin; k++) {
             if ((rc = clip_linear(a, (lmp_linear)k)))
                 goto done;
             tick(a);
         }
     /* 4. quantize */
-    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+    for (int k = 0; k < nlin; k++) {
         double t0 = lmp_time_s();
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
         lmp_qlinear_stats *sk = &st[k];
@@ -734,6 +752,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         sk->seconds = lmp_time_s() - t0;
         tick(a);
     }
+    if (sparse)
+        rc = awq_moe_block(a, st);
     goto done;
 oom:
     rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ, block %d)", l);
@@ -743,6 +763,337 @@ done:
     free(Q);
     free(D);
     return rc;
+}
+
+/* ---------------------------------------------------------------- experts -------- */
+/* AWQ on a sparse block (mixtral, qwen3_moe), as AutoAWQ's Mixtral / Qwen3-MoE mappings
+ * (awq/models/mixtral.py, qwen3_moe.py) group it: ONE scale for every expert's gate and
+ * up projections, since they all read post_attention_layernorm's output and the scale is
+ * folded into that norm, searched on the inputs of every token (the whole MoE input); then
+ * per expert its own up -> down scale from the tokens routed to it. The router reads the
+ * same normed input: its columns are multiplied by the scale (it stays unquantized), so
+ * routing is unchanged by the fold; AutoAWQ's mappings leave the router out (its input
+ * then changes), llm-compressor added it to the balanced layers (vllm-project/
+ * llm-compressor#2451), which is what is done here. The gate/up search loss is the sum,
+ * over routed (token, expert) pairs, of that expert's output error (AutoAWQ measures the
+ * whole block's output, which weights the pairs by their routing weights). Clipping and
+ * the error figures use each expert's routed tokens. Experts no calibration token reached
+ * get the shared scale (the fold must hold for every expert), no down scale and no
+ * clipping, and are named in a warning. */
+
+static int64_t awq_gather(const awq_ctx *a, int e, float *dst)
+{
+    const int64_t ne = a->eXn[e];
+    for (int64_t i = 0; i < ne; i++)
+        memcpy(dst + i * a->d, a->X[LMP_IN_MLP] + a->eT[e][i] * a->d, sizeof(float) * (size_t)a->d);
+    return ne;
+}
+
+/* ||X (Wref - Q)^T|| / ||X Wref^T|| over n rows of X; D scratch of rows x in. */
+static double awq_rel(awq_ctx *a, const float *X, int64_t n, int64_t in, const float *Wref, const float *Q,
+                      int64_t rows, float *D)
+{
+    for (int64_t e = 0; e < rows * in; e++)
+        D[e] = Wref[e] - Q[e];
+    double num = out_sq(X, n, in, D, rows, a->obuf), den = out_sq(X, n, in, Wref, rows, a->obuf);
+    return den > 0 ? sqrt(num / den) : 0.0;
+}
+
+/* The weight mean of duo scaling over `n` matrices (rows, in) of ws. */
+static void awq_wmean(const awq_ctx *a, float *const *ws, int n, int64_t rows, int64_t in, float *wm)
+{
+    const int gs = eff_gs(a->p, in);
+    double *acc = calloc((size_t)in, sizeof(double));
+    if (!acc) {
+        for (int64_t c = 0; c < in; c++)
+            wm[c] = 1.0f;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c0 = 0; c0 < in; c0 += gs) {
+                const float *W = ws[i] + r * in;
+                int64_t c1 = c0 + gs < in ? c0 + gs : in;
+                float amax = 0;
+                for (int64_t c = c0; c < c1; c++)
+                    amax = fmaxf(amax, fabsf(W[c]));
+                for (int64_t c = c0; c < c1; c++)
+                    acc[c] += fabsf(W[c]) / (amax + 1e-6f);
+            }
+    for (int64_t c = 0; c < in; c++)
+        wm[c] = (float)(acc[c] / ((double)n * (double)rows));
+    free(acc);
+}
+
+/* Q(W diag(s)) diag(s)^-1 of W (rows, in) into out (tmp: rows x in scratch). */
+static void awq_cand(const awq_ctx *a, const float *W, const float *s, int64_t rows, int64_t in, float *tmp,
+                     float *out)
+{
+    for (int64_t e = 0; e < rows * in; e++)
+        tmp[e] = W[e] * s[e % in];
+    fake_quant(tmp, out, rows, in, eff_gs(a->p, in), a->p->bits, a->p->sym);
+    for (int64_t e = 0; e < rows * in; e++)
+        out[e] /= s[e % in];
+}
+
+static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
+{
+    const lmp_qpipe_params *p = a->p;
+    const lmp_config *c = lmp_model_config(a->m);
+    const int l = a->layer, E = a->E, grid = p->awq_grid;
+    const int64_t d = a->d, ff = a->eff, mw = d * ff;
+    int rc = LMP_OK;
+    float *s = NULL, *sb = NULL, *wm = NULL, *cg = NULL, *cu = NULL, *tmp = NULL, *Xe = NULL, *gc = NULL, *uc = NULL;
+    float **sd = NULL;
+    double err[3] = {0}, err_rtn[3] = {0}, wsum = 0;
+    char missed[512];
+    size_t mlen = 0;
+    int n_missed = 0;
+    missed[0] = 0;
+    a->ew = calloc((size_t)3 * E, sizeof *a->ew);
+    a->ewfold = calloc((size_t)3 * E, sizeof *a->ewfold);
+    a->eqt = calloc((size_t)3 * E, sizeof *a->eqt);
+    a->router = malloc(sizeof(float) * (size_t)(E * d));
+    sd = calloc((size_t)E, sizeof *sd);
+    s = malloc(sizeof(float) * (size_t)d);
+    sb = malloc(sizeof(float) * (size_t)(d > ff ? d : ff));
+    wm = malloc(sizeof(float) * (size_t)(d > ff ? d : ff));
+    cg = malloc(sizeof(float) * (size_t)mw);
+    cu = malloc(sizeof(float) * (size_t)mw);
+    tmp = malloc(sizeof(float) * (size_t)mw);
+    Xe = malloc(sizeof(float) * (size_t)(a->T * d));
+    gc = malloc(sizeof(float) * (size_t)(CH * ff));
+    uc = malloc(sizeof(float) * (size_t)(CH * ff));
+    if (!a->ew || !a->ewfold || !a->eqt || !a->router || !sd || !s || !sb || !wm || !cg || !cu || !tmp || !Xe ||
+        !gc || !uc)
+        goto oom;
+    for (int k = 0; k < 3 * E; k++) {
+        char name[LMP_MAX_NAME];
+        const lmp_linear w = (lmp_linear)(LMP_LIN_GATE + k % 3);
+        lmp_expert_hf_prefix(c, l, k / 3, w, name, sizeof name);
+        if ((rc = lmp_calib_weight_f32(lmp_model_expert_linear(a->m, l, k / 3, w), name, &a->ew[k])))
+            goto done;
+    }
+    { /* the router, f32 */
+        char name[LMP_MAX_NAME];
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l,
+                 strcmp(c->model_type, "mixtral") == 0 ? "block_sparse_moe.gate" : "mlp.gate");
+        const lmp_tensor *t = lmp_ckpt_find_hf(lmp_model_ckpt(a->m), name);
+        const lmp_dtype_traits *tr = t ? lmp_dtype_info(t->dtype) : NULL;
+        if (!t || !tr->to_f32 || tr->is_quant || lmp_tensor_nelem(t) != E * d) {
+            rc = lmp_err(LMP_EUNSUPPORTED, "AWQ: %s: the router %s must be an f32/f16/bf16 [%d, %lld] tensor to fold "
+                         "the scales into", lmp_model_ckpt(a->m)->path, name, E, (long long)d);
+            goto done;
+        }
+        tr->to_f32(t->data, a->router, E * d);
+    }
+    /* RTN (AWQ's quantizer, no scales, no clip) on the original experts, routed inputs */
+    for (int e = 0; e < E; e++) {
+        const int64_t ne = a->eXn[e];
+        if (!ne)
+            continue;
+        awq_gather(a, e, Xe);
+        for (int q = 0; q < 3; q++) {
+            const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
+            fake_quant(a->ew[3 * e + q], cg, rows, in, eff_gs(p, in), p->bits, p->sym);
+            err_rtn[q] += (double)ne * awq_rel(a, q < 2 ? Xe : a->eX[e], ne, in, a->ew[3 * e + q], cg, rows, tmp);
+        }
+    }
+    /* 1. the shared gate/up scale: every expert's output error on its routed tokens */
+    if (p->awq_duo_scaling) {
+        float **gu = malloc(sizeof(float *) * (size_t)(2 * E));
+        if (!gu)
+            goto oom;
+        for (int e = 0; e < E; e++) {
+            gu[2 * e] = a->ew[3 * e];
+            gu[2 * e + 1] = a->ew[3 * e + 1];
+        }
+        awq_wmean(a, gu, 2 * E, ff, d, wm);
+        free(gu);
+    }
+    double best = INFINITY;
+    for (int i = 0; i < grid; i++) {
+        const float r = (float)i / (float)grid;
+        make_scales(a->xmean[LMP_IN_MLP], p->awq_duo_scaling ? wm : NULL, d, r, s);
+        double loss = 0;
+        int64_t pairs = 0;
+        for (int e = 0; e < E; e++) {
+            const int64_t ne = a->eXn[e];
+            if (!ne)
+                continue;
+            awq_cand(a, a->ew[3 * e], s, ff, d, tmp, cg);
+            awq_cand(a, a->ew[3 * e + 1], s, ff, d, tmp, cu);
+            awq_gather(a, e, Xe);
+            for (int64_t t0 = 0; t0 < ne; t0 += CH) {
+                const int64_t k = ne - t0 < CH ? ne - t0 : CH;
+                lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cg, d, 0.0f, gc, ff);
+                lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cu, d, 0.0f, uc, ff);
+                act_mul(a, gc, uc, k * ff);
+                for (int64_t j = 0; j < k * ff; j++) /* against the float block's down input */
+                    gc[j] -= a->eX[e][t0 * ff + j];
+                loss += out_sq(gc, k, ff, a->ew[3 * e + 2], d, a->obuf);
+            }
+            pairs += ne;
+        }
+        if (pairs == 0)
+            break;
+        loss /= (double)pairs * (double)d;
+        if (loss < best) {
+            best = loss;
+            memcpy(sb, s, sizeof(float) * (size_t)d);
+        }
+    }
+    if (!(best < INFINITY))
+        for (int64_t j = 0; j < d; j++) /* no expert reached: no scale */
+            sb[j] = 1.0f;
+    memcpy(s, sb, sizeof(float) * (size_t)d);
+    /* 2. per expert: up -> down on its routed down inputs */
+    for (int e = 0; e < E; e++) {
+        const int64_t ne = a->eXn[e];
+        if (!ne) {
+            n_missed++;
+            if (mlen + 8 < sizeof missed)
+                mlen += (size_t)snprintf(missed + mlen, sizeof missed - mlen, " %d", e);
+            continue;
+        }
+        float *xm = malloc(sizeof(float) * (size_t)ff);
+        if (!xm || !(sd[e] = malloc(sizeof(float) * (size_t)ff))) {
+            free(xm);
+            goto oom;
+        }
+        for (int64_t j = 0; j < ff; j++) {
+            double acc = 0;
+            for (int64_t t = 0; t < ne; t++)
+                acc += fabs((double)a->eX[e][t * ff + j]);
+            xm[j] = (float)(acc / (double)ne);
+        }
+        if (p->awq_duo_scaling)
+            awq_wmean(a, &a->ew[3 * e + 2], 1, d, ff, wm);
+        double bl = INFINITY;
+        for (int i = 0; i < grid; i++) {
+            const float r = (float)i / (float)grid;
+            make_scales(xm, p->awq_duo_scaling ? wm : NULL, ff, r, sb);
+            awq_cand(a, a->ew[3 * e + 2], sb, d, ff, tmp, cg);
+            for (int64_t j = 0; j < mw; j++)
+                cg[j] = a->ew[3 * e + 2][j] - cg[j];
+            double loss = out_sq(a->eX[e], ne, ff, cg, d, a->obuf) / ((double)ne * (double)d);
+            if (loss < bl) {
+                bl = loss;
+                memcpy(sd[e], sb, sizeof(float) * (size_t)ff);
+            }
+        }
+        free(xm);
+        if (!(bl < INFINITY)) {
+            rc = lmp_err(LMP_ERANGE, "AWQ: layer %d expert %d: no finite loss in the down scale search", l, e);
+            goto done;
+        }
+    }
+    /* 3. fold: ffn norm / s, every expert's gate/up and the router's columns * s; per
+     * expert up rows / sd, down columns * sd; the captured inputs follow */
+    for (int64_t j = 0; j < d; j++)
+        a->blk.ffn_norm[j] /= s[j];
+    for (int e = 0; e < E; e++) {
+        scale_cols(a->ew[3 * e], ff, d, s);
+        scale_cols(a->ew[3 * e + 1], ff, d, s);
+        if (sd[e]) {
+            for (int64_t r = 0; r < ff; r++)
+                for (int64_t j = 0; j < d; j++)
+                    a->ew[3 * e + 1][r * d + j] /= sd[e][r];
+            scale_cols(a->ew[3 * e + 2], d, ff, sd[e]);
+            for (int64_t t = 0; t < a->eXn[e]; t++)
+                for (int64_t j = 0; j < ff; j++)
+                    a->eX[e][t * ff + j] /= sd[e][j];
+        }
+    }
+    scale_cols(a->router, E, d, s);
+    for (int64_t t = 0; t < a->T; t++)
+        for (int64_t j = 0; j < d; j++)
+            a->X[LMP_IN_MLP][t * d + j] /= s[j];
+    for (int k = 0; k < 3 * E; k++) {
+        const int64_t n = mw;
+        if (!(a->ewfold[k] = dup_vec(a->ew[k], n)))
+            goto oom;
+    }
+    /* 4. clipping (routed tokens) and 5. quantization */
+    for (int e = 0; e < E; e++) {
+        const int64_t ne = a->eXn[e];
+        if (ne)
+            awq_gather(a, e, Xe);
+        for (int q = 0; q < 3; q++) {
+            const int k = 3 * e + q;
+            const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
+            const float *X = q < 2 ? Xe : a->eX[e];
+            char name[LMP_MAX_NAME];
+            lmp_expert_hf_prefix(c, l, e, (lmp_linear)(LMP_LIN_GATE + q), name, sizeof name);
+            if (ne && p->awq_clip && (rc = clip_w(a, a->ew[k], rows, in, X, ne)))
+                goto done;
+            if ((rc = lmp_awq_quant(a->ew[k], rows, in, p->bits, p->group_size, p->sym, &a->eqt[k]))) {
+                rc = lmp_err_prefix(rc, "%s.weight", name);
+                goto done;
+            }
+            snprintf(a->eqt[k].name, sizeof a->eqt[k].name, "%s", name);
+            if (ne) {
+                lmp_qtensor_dequant(&a->eqt[k], cg);
+                err[q] += (double)ne * awq_rel(a, X, ne, in, a->ewfold[k], cg, rows, tmp);
+            }
+            a->res->params += (uint64_t)(rows * in);
+            a->res->qbytes += lmp_qtensor_nbytes(&a->eqt[k]);
+            a->res->n_expert_linears++;
+        }
+        wsum += (double)ne;
+    }
+    for (int q = 0; q < 3; q++) {
+        lmp_qlinear_stats *sk = &st[LMP_LIN_GATE + q];
+        sk->layer = l;
+        sk->which = (lmp_linear)(LMP_LIN_GATE + q);
+        sk->rows = q < 2 ? ff : d;
+        sk->cols = q < 2 ? d : ff;
+        sk->loss = -1;
+        lmp_expert_hf_prefix(c, l, 0, sk->which, sk->name, sizeof sk->name);
+        sk->err = wsum > 0 ? err[q] / wsum : -1;
+        sk->err_rtn = wsum > 0 && p->compare_rtn ? err_rtn[q] / wsum : -1;
+    }
+    a->res->n_expert_unreached += 3 * n_missed;
+    if (n_missed)
+        lmp_warn("awq: layer %d: %d of %d experts saw no calibration token (none was routed to them); quantized "
+                 "with the shared gate/up scale only (no down scale, no clipping): experts%s",
+                 l, n_missed, E, missed);
+    goto done;
+oom:
+    rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ experts, block %d)", l);
+done:
+    for (int e = 0; sd && e < E; e++)
+        free(sd[e]);
+    free(sd);
+    free(s);
+    free(sb);
+    free(wm);
+    free(cg);
+    free(cu);
+    free(tmp);
+    free(Xe);
+    free(gc);
+    free(uc);
+    return rc;
+}
+
+static void awq_moe_free(awq_ctx *a)
+{
+    for (int k = 0; k < 3 * a->E; k++) {
+        if (a->ew)
+            free(a->ew[k]);
+        if (a->ewfold)
+            free(a->ewfold[k]);
+        if (a->eqt)
+            lmp_qtensor_free(&a->eqt[k]);
+    }
+    free(a->ew);
+    free(a->ewfold);
+    free(a->eqt);
+    free(a->router);
+    a->ew = a->ewfold = NULL;
+    a->eqt = NULL;
+    a->router = NULL;
 }
 
 /* ---------------------------------------------------------------- the row --------- */
@@ -755,6 +1106,11 @@ static int awq_row_block(void *ctx, lmp_calib_block *b)
     a->states = b->states;
     for (int k = 0; k < LMP_IN_COUNT; k++)
         a->X[k] = b->st.X[k];
+    a->E = lmp_model_n_experts(b->m, b->layer);
+    a->eff = lmp_model_config(b->m)->moe_ff;
+    a->eX = b->st.eX;
+    a->eT = b->st.eT;
+    a->eXn = b->st.eXn;
     return awq_block(a, a->qt, &a->res->lin[b->layer * LMP_LIN_COUNT]);
 }
 
@@ -773,9 +1129,12 @@ static int awq_row_end(void *ctx, lmp_calib_block *b)
         f.ffn_norm = a->blk.ffn_norm;
         for (int k = 0; k < LMP_LIN_COUNT; k++)
             f.bias[k] = a->blk.bias[k];
+        f.router = a->E > 0 ? a->router : NULL;
         if ((rc = p->fold_sink(p->sink_ctx, l, &f)))
             return rc;
     }
+    if (a->E > 0 && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, a->E, a->eqt)))
+        return rc;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         res->params += (uint64_t)(a->qt[k].rows * a->qt[k].cols);
         res->qbytes += lmp_qtensor_nbytes(&a->qt[k]);
@@ -800,6 +1159,8 @@ static void awq_row_cleanup(void *ctx, lmp_calib_block *b)
     awq_ctx *a = ctx;
     for (int k = 0; k < LMP_LIN_COUNT; k++)
         lmp_qtensor_free(&a->qt[k]);
+    awq_moe_free(a);
+    a->E = 0;
     block_free(a);
     for (int k = 0; k < LMP_IN_COUNT; k++)
         a->X[k] = NULL;
@@ -817,7 +1178,7 @@ static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
 /* AWQ: every linear's input captured on the float block, whose outputs go forward. */
 static const lmp_calib_method g_awq_row = {
     .name = "awq",
-    .stats = LMP_STAT_CAPTURE,
+    .stats = LMP_STAT_CAPTURE | LMP_STAT_EXPERT_CAPTURE,
     .flags = LMP_CALIB_FLOAT_FORWARD,
     .block = awq_row_block,
     .end = awq_row_end,
@@ -828,10 +1189,6 @@ static const lmp_calib_method g_awq_row = {
 int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params *p, lmp_qpipe_result *res)
 {
     memset(res, 0, sizeof *res);
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: AWQ of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
-                       lmp_model_ckpt(m)->path);
     double t_start = lmp_time_s();
     int rc = lmp_qpipe_check(m, p);
     if (rc)
@@ -881,6 +1238,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
     res->act_bytes = 2 * lmp_calib_act_bytes(m, cal) + feat;
     int64_t maxrows = a.d > a.ff ? a.d : a.ff;
+    maxrows = c->moe_ff > maxrows ? c->moe_ff : maxrows;
     maxrows = a.qd > maxrows ? a.qd : maxrows;
     a.scratch = malloc(sizeof(float) * (size_t)(a.L * a.d));
     a.xo = malloc(sizeof(float) * (size_t)(a.L * a.qd));

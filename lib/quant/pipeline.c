@@ -12,6 +12,7 @@
  * (awq.c), file layouts (formats/qmodel.c).
  */
 #include "qpipe_internal.h"
+#include "../core/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,8 +20,8 @@
 
 /* ---------------------------------------------------------------- one linear ------ */
 
-static int quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
-                           lmp_qtensor *q, lmp_qlinear_stats *st)
+int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, const lmp_wmat *wm, const double *H, const char *name,
+                              lmp_qtensor *q, lmp_qlinear_stats *st)
 {
     float *W = NULL, *Qf = NULL;
     lmp_qtensor rq = {0};
@@ -94,6 +95,7 @@ typedef struct {
     const lmp_qpipe_params *p;
     lmp_qpipe_result *res;
     lmp_qtensor qt[LMP_LIN_COUNT];
+    lmp_qexperts x;              /* a sparse block's experts (qexperts.c) */
 } qp_ctx;
 
 static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
@@ -108,25 +110,33 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     st->rows = b->orig[w].rows;
     st->cols = b->orig[w].cols;
     lmp_linear_hf_prefix(l, w, st->name, sizeof st->name);
+    if (w >= LMP_LIN_GATE && lmp_model_n_experts(b->m, l) > 0) /* routed experts, each on its own tokens */
+        return lmp_qexperts_linear(&q->x, p, res, b, w, st);
     if (p->keep && p->keep[l * LMP_LIN_COUNT + w]) { /* --keep: stays dense */
         st->err = st->err_rtn = -1;
         return LMP_OK;
     }
-    int rc = quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st);
+    int rc = lmp_qpipe_quantize_linear(p, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st);
     if (rc)
         return rc;
-    res->params += (uint64_t)(b->orig[w].rows * b->orig[w].cols);
-    res->qbytes += lmp_qtensor_nbytes(&q->qt[w]);
-    if (st->err > res->worst_err) {
-        res->worst_err = st->err;
-        snprintf(res->worst_name, sizeof res->worst_name, "%s", st->name);
-    }
-    if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
-        res->n_worse_than_rtn++;
     /* the engine runs the intgroup payload in place (bitwise the dequantized f32 copy's
      * result on the tiled path, M >= 16) */
     b->install_q[w] = &q->qt[w];
     return LMP_OK;
+}
+
+/* Under mpirun (lib/calib/calib_dist.h): linear w's result and figures from the rank that
+ * quantized it. */
+static int qp_share(void *ctx, lmp_calib_block *b, lmp_linear w, int owner)
+{
+    qp_ctx *q = ctx;
+    lmp_qlinear_stats *st = &q->res->lin[b->layer * LMP_LIN_COUNT + w];
+    int rc = lmp_dist_bcast(st, sizeof *st, owner);
+    if (!rc)
+        rc = lmp_calib_share_qtensor(&q->qt[w], owner);
+    if (!rc && q->qt[w].rows > 0)
+        b->install_q[w] = &q->qt[w];
+    return rc;
 }
 
 static int qp_end(void *ctx, lmp_calib_block *b)
@@ -134,7 +144,24 @@ static int qp_end(void *ctx, lmp_calib_block *b)
     qp_ctx *q = ctx;
     const lmp_qpipe_params *p = q->p;
     const int l = b->layer;
+    lmp_qpipe_result *res = q->res;
     int rc = LMP_OK;
+    if (q->x.n && p->expert_sink && (rc = p->expert_sink(p->sink_ctx, l, q->x.n, q->x.q)))
+        return rc;
+    /* the totals, in linear order (whichever rank quantized each linear) */
+    for (int w = 0; w < LMP_LIN_COUNT; w++) {
+        const lmp_qlinear_stats *st = &res->lin[l * LMP_LIN_COUNT + w];
+        if (q->qt[w].rows == 0) /* --keep: stays dense */
+            continue;
+        res->params += (uint64_t)(b->orig[w].rows * b->orig[w].cols);
+        res->qbytes += lmp_qtensor_nbytes(&q->qt[w]);
+        if (st->err > res->worst_err) {
+            res->worst_err = st->err;
+            snprintf(res->worst_name, sizeof res->worst_name, "%s", st->name);
+        }
+        if (p->method == LMP_QMETHOD_GPTQ && st->err_rtn >= 0 && st->err > st->err_rtn)
+            res->n_worse_than_rtn++;
+    }
     if (p->sink && (rc = p->sink(p->sink_ctx, l, q->qt, &q->res->lin[l * LMP_LIN_COUNT])))
         return rc;
     q->res->layer_seconds[l] = lmp_time_s() - b->t0;
@@ -145,8 +172,8 @@ static int qp_end(void *ctx, lmp_calib_block *b)
 
 static void qp_cleanup(void *ctx, lmp_calib_block *b)
 {
-    (void)b;
     qp_ctx *q = ctx;
+    lmp_qexperts_restore(&q->x, b->m, b->layer);
     for (int w = 0; w < LMP_LIN_COUNT; w++)
         lmp_qtensor_free(&q->qt[w]);
 }
@@ -154,20 +181,22 @@ static void qp_cleanup(void *ctx, lmp_calib_block *b)
 /* GPTQ: per linear, the Hessian of its input (also what RTN's error is measured on). */
 static const lmp_calib_method g_gptq_row = {
     .name = "gptq",
-    .stats = LMP_STAT_HESSIAN,
+    .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
+    .linear_share = qp_share,
 };
 /* RTN: the same statistics, for the error figures only (none without calibration). */
 static const lmp_calib_method g_rtn_row = {
     .name = "rtn",
-    .stats = LMP_STAT_HESSIAN,
+    .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add,
     .linear = qp_linear,
     .end = qp_end,
     .cleanup = qp_cleanup,
+    .linear_share = qp_share,
 };
 
 /* ---------------------------------------------------------------- the run --------- */
@@ -200,6 +229,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     q.res = res;
     lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress};
     rc = lmp_calib_run(m, cal, p->method == LMP_QMETHOD_GPTQ ? &g_gptq_row : &g_rtn_row, &q, &o);
+    lmp_qexperts_free(&q.x);
     res->seconds = lmp_time_s() - t_start;
     res->peak_rss = lmp_peak_rss();
     return rc;

@@ -38,6 +38,9 @@ typedef struct {
     const float *attn_norm;            /* (hidden) input_layernorm.weight */
     const float *ffn_norm;             /* (hidden) post_attention_layernorm.weight */
     const float *bias[LMP_LIN_COUNT];  /* (rows of linear k) "<prefix>.bias" */
+    /* mixture of experts: the router (n_experts, hidden) f32 with AWQ's gate/up scales
+     * folded into its columns (it reads the same normed input), kept unquantized */
+    const float *router;
 } lmp_qfold;
 /* Called before the sink of the same block (ctx = sink_ctx). Non-zero stops the run. */
 typedef int (*lmp_qpipe_fold_sink)(void *ctx, int layer, const lmp_qfold *f);
@@ -55,6 +58,12 @@ typedef struct {
     double err_rtn;  /* the same for RTN at the same bits/group/sym; -1 when not measured */
     double seconds;  /* quantization of this linear (Hessian collection excluded) */
 } lmp_qlinear_stats;
+
+/* Mixture of experts: called once per sparse block, before the sink of the same block,
+ * with its experts' quantized linears qe[3 * n_experts] (expert e's gate, up, down at
+ * 3e + 0, 1, 2), borrowed for the call and until that sink returns. The sink's q then
+ * holds zeroed tensors (scheme 0) for the block's gate/up/down (it has no dense FFN). */
+typedef int (*lmp_qpipe_expert_sink)(void *ctx, int layer, int n_experts, const lmp_qtensor *qe);
 
 /* Called once per block with its seven quantized linears (q[LMP_LIN_COUNT], in
  * lmp_linear order) and their statistics, all borrowed for the call only. A non-zero
@@ -83,6 +92,7 @@ typedef struct {
     lmp_qpipe_sink sink;  /* may be NULL */
     void *sink_ctx;
     lmp_qpipe_fold_sink fold_sink; /* AWQ's folded vectors, before sink (may be NULL) */
+    lmp_qpipe_expert_sink expert_sink; /* experts' tensors, before sink (may be NULL) */
     /* AWQ (AutoAWQ's defaults): alpha grid of awq_grid points in [0, 1) (default 20);
      * duo scaling s = x^a / w^(1-a) (AutoAWQ's default true; false: the paper's x^a);
      * clipping-range search (default true) on awq_clip_tokens sampled tokens (512). */
@@ -107,6 +117,9 @@ typedef struct {
     uint64_t params;         /* weights quantized */
     uint64_t qbytes;         /* in-memory intgroup payload of all quantized linears */
     int n_worse_than_rtn;    /* linears whose err > err_rtn (GPTQ with compare_rtn) */
+    /* mixture of experts: expert linears quantized, and of them those of experts no
+     * calibration token was routed to (GPTQ falls back to RTN for them: no Hessian) */
+    int n_expert_linears, n_expert_unreached;
     double worst_err;        /* largest err */
     char worst_name[LMP_MAX_NAME];
     double seconds;

@@ -39,9 +39,10 @@ void lmp_qpipe_result_free(lmp_qpipe_result *r)
 
 int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
 {
-    if (m && lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: calibrated quantization (GPTQ, AWQ, RTN folders) of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); GGUF block types work: lmpress quantize --type",
+    if (m && lmp_model_is_moe(m) && p->method == LMP_QMETHOD_AWQ &&
+        strcmp(lmp_model_config(m)->model_type, "granitemoe") == 0)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: AWQ of granitemoe is not supported (its experts are fused 3-D "
+                       "parameters no integer-group folder holds; GGUF types: lmpress quantize --type)",
                        lmp_model_ckpt(m)->path);
     if (p->method != LMP_QMETHOD_GPTQ && p->method != LMP_QMETHOD_RTN && p->method != LMP_QMETHOD_AWQ)
         return lmp_err(LMP_EINVAL, "quantize: unknown method %d", (int)p->method);
@@ -67,6 +68,16 @@ int lmp_qpipe_check(const lmp_model *m, const lmp_qpipe_params *p)
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
             char name[LMP_MAX_NAME];
             lmp_linear_hf_prefix(l, (lmp_linear)w, name, sizeof name);
+            if (!wm) { /* a sparse block's gate/up/down: its experts (expert 0 has every expert's shape) */
+                if (p->keep && p->keep[l * LMP_LIN_COUNT + w])
+                    return lmp_err(LMP_EUNSUPPORTED, "--keep on the experts of a mixture of experts (%s) is not "
+                                   "supported: every expert is quantized", name);
+                wm = lmp_model_expert_linear(m, l, 0, (lmp_linear)w);
+                lmp_expert_hf_prefix(c, l, 0, (lmp_linear)w, name, sizeof name);
+                if (!wm)
+                    return lmp_err(LMP_EINVAL, "%s: block %d has no %s", lmp_model_ckpt(m)->path, l,
+                                   lmp_linear_name((lmp_linear)w));
+            }
             if (!lmp_dtype_info(wm->dtype)->to_f32)
                 return lmp_err(LMP_EUNSUPPORTED, "%s.weight: dtype %s cannot be converted to f32", name,
                                lmp_dtype_info(wm->dtype)->name);

@@ -8,6 +8,9 @@
 # the two threads sit (cache-line handoff in ns: ~30-50 on one CCD of the benchmark VM,
 # ~160-210 on two; the last column gives the range over the rounds).
 # Usage: LLAMA_BIN=/path/to/llama.cpp/build/bin sh tests/bench/bench_engine.sh [WORKDIR]
+# MODELS (synth preset names), TYPES, ROUNDS, THREADS and SYNTH_ARGS (extra `lmpress synth`
+# options for the models not yet in WORKDIR, e.g. "--dtype f16 --layers 8") are taken
+# from the environment; files already in WORKDIR ($m and $m-$t.gguf) are used as they are.
 set -eu
 L=${LMP_BIN:-build/lmpress}
 BE=${BENCH_ENGINE:-$(dirname "$L")/bench/bench_engine}
@@ -17,10 +20,11 @@ T=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 MODELS=${MODELS:-"smollm2-135m qwen2.5-0.5b tinyllama-1.1b"}
 TYPES=${TYPES:-"f32 f16 bf16 q8_0 q4_0"}
+SYNTH_ARGS=${SYNTH_ARGS:-}
 mkdir -p "$W"
 printf '%-16s %-5s %12s %12s %12s %12s %8s %8s %10s\n' model type "lmp pp512" "llama pp512" "lmp tg128" "llama tg128" "pp ratio" "tg ratio" "handoff ns"
 for m in $MODELS; do
-    [ -d "$W/$m" ] || "$L" synth --preset "$m" -o "$W/$m" > /dev/null
+    [ -d "$W/$m" ] || "$L" synth --preset "$m" $SYNTH_ARGS -o "$W/$m" > /dev/null
     for t in $TYPES; do
         g="$W/$m-$t.gguf"
         if [ ! -f "$g" ]; then

@@ -4,7 +4,10 @@
 # quantize to GGUF block types (routers kept in f32), ppl and run, the same perplexity from
 # HF, GGUF and back, and the refusals: top-k above the expert count in config.json (file
 # and key named, nothing written), calibrated methods on expert models (nothing written);
-# magnitude 2:4 pruning of every expert. The real configs' parsing is in tests/unit/test_moe.c.
+# magnitude 2:4 pruning of every expert; GPTQ / RTN folders (GPTQ and compressed-tensors) and
+# Wanda / SparseGPT and AWQ on experts, each expert on its routed tokens, loaded and
+# evaluated; granitemoe integer-group folders refused. The real configs' parsing and the
+# per-expert Hessians against the float64 reference are in tests/unit/test_moe.c.
 . tests/cli/lib.sh
 # one thread: the thread-count independence is in tests/unit/test_moe.c, and on a loaded
 # 2-core machine decoding with two threads spends its time at barriers
@@ -72,14 +75,69 @@ fi
 sed 's/"num_experts_per_tok":[[:space:]]*[0-9]*/"num_experts_per_tok": 9/' "$T/tiny-mixtral/config.json" > "$T/bad.json"
 refuses "top-k above the expert count" "num_experts_per_tok" "$LMP_BIN" synth --config "$T/bad.json" -o "$T/bad"
 check "nothing written for the bad config" "[ ! -e '$T/bad' ]"
-refuses "GPTQ on experts" "mixture-of-experts" "$LMP_BIN" quantize "$T/tiny-mixtral" -o "$T/gq" --method gptq \
-    --calib "$T/tiny-mixtral/corpus.txt" --calib-samples 2 --calib-seqlen 32 --group-size 32
-check "nothing written for GPTQ" "[ ! -e '$T/gq' ]"
+# calibrated methods on experts: each expert's statistics from the tokens routed to it;
+# the folders load and run, perplexity near float's (random-weight tiny models: ppl ~ vocab)
+ppl_n() { "$LMP_BIN" ppl "$1" -f "$T/$2/corpus.txt" --protocol llamacpp --ctx 64 --chunks 2 2>/dev/null | awk '{print $2}'; }
+# (random-weight models: 50% sparsity moves ppl by up to ~30% either way; a broken expert
+# load gives an error or a non-finite / far-off value)
+near() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a > 0 && b > 0 && b < 1.5 * a && b > 0.6 * a)}'; }
+C="--calib-samples 2 --calib-seqlen 32"
+for p in tiny-mixtral tiny-qwen3-moe; do
+    f=$(ppl_n "$T/$p" $p)
+    ok "GPTQ on $p experts" "$LMP_BIN" quantize "$T/$p" -o "$T/$p-gptq" --method gptq --calib "$T/$p/corpus.txt" $C \
+        --group-size 32
+    g=$(ppl_n "$T/$p-gptq" $p)
+    check "$p GPTQ folder loads, ppl near float ($f -> $g)" "near $f $g"
+    ok "RTN on $p experts, compressed-tensors" "$LMP_BIN" quantize "$T/$p" -o "$T/$p-ct" --method rtn \
+        --format compressed-tensors --group-size 32
+    g=$(ppl_n "$T/$p-ct" $p)
+    check "$p compressed-tensors folder loads, ppl near float ($f -> $g)" "near $f $g"
+    check "$p routers listed unconverted" "grep -q 'gate\"' '$T/$p-ct/config.json'"
+    for meth in wanda sparsegpt; do
+        ok "$meth on $p experts" "$LMP_BIN" prune "$T/$p" -o "$T/$p-$meth" --method $meth --sparsity 0.5 \
+            --calib "$T/$p/corpus.txt" $C --json
+        check "$p $meth: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
+        g=$(ppl_n "$T/$p-$meth" $p)
+        check "$p $meth output loads, ppl near float ($f -> $g)" "near $f $g"
+    done
+done
+check "mixtral GPTQ: expert tensors by name" "$LMP_BIN inspect $T/tiny-mixtral-gptq | grep -q 'block_sparse_moe.experts.7.w2.qweight'"
+check "qwen3_moe compressed-tensors: expert tensors by name" \
+    "$LMP_BIN inspect $T/tiny-qwen3-moe-ct | grep -q 'mlp.experts.15.down_proj.weight_packed'"
+# experts no calibration token reached: RTN (GPTQ) / magnitude (Wanda), named
+ok "GPTQ with 4 calibration tokens" "$LMP_BIN" quantize "$T/tiny-qwen3-moe" -o "$T/gq4" --method gptq \
+    --calib "$T/tiny-qwen3-moe/corpus.txt" --calib-samples 1 --calib-seqlen 4 --group-size 32
+check "GPTQ names the unreached experts" "grep -q 'saw no calibration token.*quantized by RTN' '$T/err'"
+ok "Wanda with 4 calibration tokens" "$LMP_BIN" prune "$T/tiny-mixtral" -o "$T/wa4" --method wanda --sparsity 0.5 \
+    --calib "$T/tiny-mixtral/corpus.txt" --calib-samples 1 --calib-seqlen 4
+check "Wanda names the unreached experts" "grep -q 'saw no calibration token.*pruned by magnitude' '$T/err'"
+# granitemoe: pruning works (3-D tensors rebuilt), integer-group folders refused precisely
+ok "SparseGPT on granitemoe experts" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/gr-sg" --method sparsegpt \
+    --sparsity 0.5 --calib "$T/tiny-granitemoe/corpus.txt" $C
+f=$(ppl_n "$T/tiny-granitemoe" tiny-granitemoe); g=$(ppl_n "$T/gr-sg" tiny-granitemoe)
+check "granitemoe SparseGPT output loads, ppl near float ($f -> $g)" "near $f $g"
+refuses "GPTQ folder of granitemoe" "fused 3-D" "$LMP_BIN" quantize "$T/tiny-granitemoe" -o "$T/gq" \
+    --method gptq --calib "$T/tiny-granitemoe/corpus.txt" $C --group-size 16
+check "nothing written for granitemoe GPTQ" "[ ! -e '$T/gq' ]"
+# AWQ: one gate/up scale shared by the experts (folded into the norm and the router), the
+# down scales per expert; AWQ-format folder with expert names, loads and runs
+for p in tiny-mixtral tiny-qwen3-moe; do
+    f=$(ppl_n "$T/$p" $p)
+    ok "AWQ on $p experts" "$LMP_BIN" quantize "$T/$p" -o "$T/$p-awq" --method awq --calib "$T/$p/corpus.txt" \
+        $C --group-size 32 --no-act-order
+    g=$(ppl_n "$T/$p-awq" $p)
+    check "$p AWQ folder loads, ppl near float ($f -> $g)" "near $f $g"
+done
+check "mixtral AWQ: expert qweight and folded router" \
+    "$LMP_BIN inspect $T/tiny-mixtral-awq | grep -q 'block_sparse_moe.experts.3.w3.qweight'"
+refuses "AWQ on granitemoe" "granitemoe" "$LMP_BIN" quantize "$T/tiny-granitemoe" -o "$T/aw" \
+    --method awq --calib "$T/tiny-granitemoe/corpus.txt" $C --group-size 16 --no-act-order
+check "nothing written for granitemoe AWQ" "[ ! -e '$T/aw' ]"
 ok "magnitude 2:4 on every linear and expert" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pr" \
     --method magnitude --pattern 2:4 --json
 check "prune: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
 ok "ppl of the pruned experts" "$LMP_BIN" ppl "$T/pr" -f "$T/tiny-granitemoe/corpus.txt" --ctx 64
-refuses "Wanda on experts" "routed" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pw" \
-    --method wanda --sparsity 0.5 --calib "$T/tiny-granitemoe/corpus.txt"
-check "nothing written for Wanda" "[ ! -e '$T/pw' ]"
+refuses "structured pruning of experts" "structured pruning" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pw" \
+    --structured ffn --ratio 0.25 --calib "$T/tiny-granitemoe/corpus.txt"
+check "nothing written for structured pruning" "[ ! -e '$T/pw' ]"
 finish

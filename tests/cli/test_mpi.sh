@@ -2,8 +2,9 @@
 # The same lmpress binary under `mpirun -np 2` and `-np 3` on this machine (loopback,
 # oversubscribed, one OpenMP thread per rank) against the single-process run: the process
 # group's collectives (build/tests/test_dist under mpirun); ppl, eval, distill export and
-# compare, which split their windows across ranks; GPTQ, AWQ and SparseGPT on gutenberg-5M
-# (calibrated; byte-identical output folders); ranks other than 0 print nothing; a rank
+# compare, which split their windows across ranks; GPTQ, SparseGPT, Wanda, RTN, imatrix
+# (windows and solves split among ranks) and AWQ (not split) on gutenberg-5M at -np 1, 2, 3
+# (byte-identical outputs; each rank held its share); ranks other than 0 print nothing; a rank
 # killed mid-run and an unreachable host end the job non-zero with a message and no output.
 # Skipped when mpirun or the fixtures are absent.
 . tests/cli/lib.sh
@@ -92,23 +93,52 @@ check "compare -np 3: same report.json as one process" \
     "[ -s '$T/c1/report.json' ] && same_untimed '$T/c1/report.json' '$T/c3/report.json'"
 check "compare -np 3: nothing left beside the report" "[ \$(ls -d '$T'/c3* | wc -l) = 1 ]"
 
-# --- calibrated methods: byte-identical output folders
+# --- calibrated methods (lib/calib/dist_stats.c): each rank runs its window groups'
+# windows (statistics combined in group order) and its share of the per-linear solves;
+# -np 1, 2 and 3 write byte-identical files, those of a plain run
 C="--calib $TXT --calib-samples 8 --calib-seqlen 128"
-calibrated() { # name, output prefix, lmpress arguments (after MODEL -o OUT)
-    name=$1; o=$2; shift 2
-    "$B" "$@" -o "$T/$o.1" > /dev/null 2>&1
-    if [ ! -f "$T/$o.1/model.safetensors" ]; then check "$name: single-process run" false; return; fi
-    for n in 2 3; do
-        run_np $n "$B" "$@" -o "$T/$o.$n" > /dev/null 2> "$T/$o.$n.err"
-        check "$name -np $n: byte-identical folder" "diff -r '$T/$o.1' '$T/$o.$n' > /dev/null"
+calibrated() { # name, output (a folder, or a file ending .gguf), lmpress arguments before -o
+    cal=$1; o=$2; shift 2
+    "$B" "$@" -o "$T/1.$o" > /dev/null 2>&1
+    if [ ! -e "$T/1.$o" ]; then check "$cal: single-process run" false; return; fi
+    for n in 1 2 3; do
+        run_np $n "$B" "$@" -o "$T/np$n.$o" > /dev/null 2> "$T/$cal.$n.err"
+        check "$cal -np $n: byte-identical output" "diff -r '$T/1.$o' '$T/np$n.$o' > /dev/null"
     done
 }
+split_line() { # name, the windows per rank of -np 3 (3/3/2 of 8)
+    check "$1 -np 3: each rank held its share of the windows ($2)" \
+        "grep -q 'windows per rank $2 of 8 (8 window groups), activations per rank 0.38/0.38/0.25 MiB' '$T/$1.3.err'"
+}
 # shellcheck disable=SC2086
-calibrated "quantize gptq" gptq quantize "$G" --method gptq $C
+calibrated gptq gptq quantize "$G" --method gptq $C
+split_line gptq 3/3/2
+check "gptq -np 3: rank 0 reports the bytes it moved" "grep -q 'MiB per layer' '$T/gptq.3.err'"
 # shellcheck disable=SC2086
-calibrated "prune sparsegpt" sgpt prune "$G" --method sparsegpt --sparsity 0.5 $C
+calibrated sparsegpt sgpt prune "$G" --method sparsegpt --sparsity 0.5 $C
+split_line sparsegpt 3/3/2
 # shellcheck disable=SC2086
-calibrated "quantize awq" awq quantize "$G" --method awq --calib "$TXT" --calib-samples 4 --calib-seqlen 64
+calibrated wanda wanda prune "$G" --method wanda --sparsity 0.5 $C
+split_line wanda 3/3/2
+# shellcheck disable=SC2086
+calibrated rtn rtn quantize "$G" --method rtn --bits 4 $C
+split_line rtn 3/3/2
+# imatrix (streamed window by window) from a GGUF: the importance file and the q4_k file
+"$B" convert "$G" -o "$T/g.gguf" > /dev/null 2>&1
+for n in 1 2 3; do
+    run_np $n "$B" quantize "$T/g.gguf" --type q4_k --imatrix-calib "$TXT" --calib-samples 8 --calib-seqlen 128 \
+        --imatrix-out "$T/imx$n.gguf" -o "$T/im$n.gguf" > /dev/null 2> "$T/imatrix.$n.err"
+done
+"$B" quantize "$T/g.gguf" --type q4_k --imatrix-calib "$TXT" --calib-samples 8 --calib-seqlen 128 \
+    --imatrix-out "$T/imx0.gguf" -o "$T/im0.gguf" > /dev/null 2>&1
+for n in 1 2 3; do
+    check "imatrix -np $n: byte-identical importance file and q4_k file" \
+        "[ -s '$T/imx0.gguf' ] && cmp -s '$T/imx0.gguf' '$T/imx$n.gguf' && cmp -s '$T/im0.gguf' '$T/im$n.gguf'"
+done
+check "imatrix -np 3: windows per rank 3/3/2" "grep -q 'windows per rank 3/3/2 of 8' '$T/imatrix.3.err'"
+# AWQ reads every window at once: not split (every rank computes everything), same bytes
+calibrated awq awq quantize "$G" --method awq --calib "$TXT" --calib-samples 4 --calib-seqlen 64
+check "awq -np 3: says it is not split" "grep -q 'not split' '$T/awq.3.err'"
 
 # --- failures: a rank killed mid-run (SIGKILL on its 4th collective, as the OOM killer
 # would): mpirun ends every rank, says which died, exits non-zero; no output, no temporary

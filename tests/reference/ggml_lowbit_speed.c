@@ -12,7 +12,9 @@
  *   cc -O2 -std=c11 -D_GNU_SOURCE -I. -I$LLAMA/ggml/include \
  *      tests/reference/ggml_lowbit_speed.c build/liblmpress.a \
  *      -L$LLAMA/build/bin -lggml-cpu -lggml-base -Wl,-rpath,$LLAMA/build/bin \
- *      -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas -lz -lm -lpthread \
+ *      -fopenmp -lcjson -lpcre2-8 -lutf8proc -llapacke -lopenblas \
+ *      -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 $(pkg-config --libs cairo fontconfig) \
+ *      $(mpicc --showme:link) -lz -lm -lpthread \
  *      -o /tmp/ggml_lowbit_speed && /tmp/ggml_lowbit_speed [TYPE ...]
  * LMP_ISA=ref|avx2|avx512 picks lmpress's variant. Prints, per type, microseconds per
  * product of each tool and lmpress's speed relative to ggml's (> 1: lmpress faster).
@@ -53,7 +55,6 @@ int main(int argc, char **argv)
 {
     const int64_t K = 2048, N = 5632;
     const int R = getenv("ROUNDS") ? atoi(getenv("ROUNDS")) : 5;
-    lmp_quant_init();
     lmp_set_num_threads(1);
     ggml_cpu_init();
     lmp_rng rng;

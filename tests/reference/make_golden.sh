@@ -75,6 +75,12 @@ moe_golden() {
 moe_golden tiny-mixtral tiny-mixtral 21 1021
 moe_golden tiny-qwen3-moe tiny-qwen3-moe 22 1022
 moe_golden tiny-granitemoe tiny-granitemoe 23 1023
+# Per-expert calibration statistics (tests/unit/test_moe.c test_expert_hessian_ref): block
+# 0's FFN-normed inputs, routing and routed down inputs for one 48-token window of the
+# model test_moe.c synthesizes (seed 5).
+"$LMPRESS" synth --preset tiny-mixtral --seed 5 -o "$work/experts" >/dev/null
+"$PYTHON" tests/reference/moe_ref.py experts "$work/experts" golden/tiny-mixtral-experts.h5 \
+    $("$PYTHON" -c "print(' '.join(str((37 * i + 11) % 900) for i in range(48)))")
 
 # A real pretrained model from the fixtures (read there at test time, never copied).
 if [ -f "$FIX/models/stories260K/model.safetensors" ]; then

@@ -223,7 +223,64 @@ class MoeModel:
         return (h @ self.head.T) / c.logits_scaling
 
 
+def expert_inputs(m, ids):
+    """Layer 0 of a sparse first block: the FFN-normed input x [n, d], the routed experts
+    sel [n, k] (the same stable top-k as _moe) and each routed pair's down-projection input
+    g [n, k, ff] = silu(gate x) * (up x) of that expert, float64. The per-expert Hessians a
+    GPTQ / SparseGPT calibration gathers from the tokens routed to expert e are then
+    2/n_e sum x x^T over those tokens (and the same for g)."""
+    c = m.cfg
+    if not c.sparse(0):
+        raise ValueError("layer 0 is not sparse")
+    ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    n = ids.numel()
+    pos = torch.arange(n)
+    causal = pos[None, :] > pos[:, None]
+    rep = c.n_heads // c.n_kv
+    rms = llama_ref.rms_norm
+    p = "model.layers.0."
+    h = m.w["model.embed_tokens.weight"][ids] * c.embedding_multiplier
+    x = rms(h, m.w[p + "input_layernorm.weight"], c.eps)
+    q = m._lin(x, p + "self_attn.q_proj").view(n, c.n_heads, c.head_dim)
+    k = m._lin(x, p + "self_attn.k_proj").view(n, c.n_kv, c.head_dim)
+    v = m._lin(x, p + "self_attn.v_proj").view(n, c.n_kv, c.head_dim)
+    if c.model_type == "qwen3_moe":
+        q = rms(q, m.w[p + "self_attn.q_norm.weight"], c.eps)
+        k = rms(k, m.w[p + "self_attn.k_norm.weight"], c.eps)
+    q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    q = llama_ref.apply_rope(q, pos, m.inv, m.div, m.mscale)
+    k = llama_ref.apply_rope(k, pos, m.inv, m.div, m.mscale).repeat_interleave(rep, dim=0)
+    v = v.repeat_interleave(rep, dim=0)
+    s = ((q @ k.transpose(1, 2)) * c.attn_scale).masked_fill(causal[None], float("-inf"))
+    a = (torch.softmax(s, dim=-1) @ v).transpose(0, 1).reshape(n, c.n_heads * c.head_dim)
+    h = h + m._lin(a, p + "self_attn.o_proj") * c.residual_multiplier
+    x = rms(h, m.w[p + "post_attention_layernorm.weight"], c.eps)
+    R = m._router(0)
+    logits = torch.stack([(x * R[e]).sum(dim=-1) for e in range(c.n_experts)], dim=-1)
+    sel = torch.sort(logits, dim=-1, descending=True, stable=True).indices[:, :c.top_k]
+    ex = m._experts(0)
+    g = torch.zeros(n, c.top_k, ex[0][0].shape[0], dtype=torch.float64)
+    for t in range(n):
+        for j in range(c.top_k):
+            gw, uw, _ = ex[int(sel[t, j])]
+            g[t, j] = torch.nn.functional.silu(gw @ x[t]) * (uw @ x[t])
+    return x, sel, g
+
+
 def main(argv):
+    if len(argv) > 2 and argv[1] == "experts":
+        # moe_ref.py experts MODEL_DIR OUT.h5 ID...: layer 0's routed expert inputs
+        import h5py
+        m = MoeModel(argv[2])
+        ids = [int(t) for t in argv[4:]]
+        x, sel, g = expert_inputs(m, ids)
+        with h5py.File(argv[3], "w") as f:
+            f["tokens"] = np.asarray(ids, dtype=np.int64)
+            f["x"] = x.numpy()
+            f["sel"] = sel.numpy().astype(np.int64)
+            f["g"] = g.numpy()
+            f.attrs["reference"] = np.bytes_(b"tests/reference/moe_ref.py experts (float64 PyTorch)")
+        return 0
     if len(argv) > 1 and argv[1] == "golden":
         import h5py
         made = []

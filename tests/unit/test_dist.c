@@ -7,11 +7,19 @@
  * equal the rank-order sum (b0 + b1) + b2 ... bit for bit on every rank, and sums of exact
  * values equal their closed form whatever the rank count; allgather, gather and bcast move
  * the right rows; a failing rank is reported by every rank, naming it and its message.
+ * Grouped calibration statistics (lib/calib/dist_stats.c): every rank's windows are its
+ * window groups' windows, and the Hessian / xsq totals equal, bit for bit on every rank,
+ * the groups summed from zero in window order and combined in group order computed here
+ * alone (so 1, 2, 3 ranks give the same bits); a first group of -0.0 keeps its sign.
  * Failures of all ranks are summed so that rank 0's closing line counts them.
  */
 #include "lib/core/core.h"
 #include "lib/core/dist.h"
+#include "lib/calib/dist_stats.h"
+#include "lib/quant/intquant.h"
 #include "test.h"
+
+#include <string.h>
 
 #include <math.h>
 
@@ -135,6 +143,131 @@ static void test_rows(void)
     free(g);
 }
 
+/* ---------------------------------------------------------------- grouped statistics */
+
+enum { GC = 5, GT = 3 }; /* columns, tokens per window */
+
+static void window_x(int s, float *X)
+{
+    for (int i = 0; i < GT * GC; i++)
+        X[i] = (float)(0.37 * sin(1.3 * s + 0.7 * i) + 0.01 * (s + 1));
+}
+
+/* what one window adds, as the driver's hook would */
+static void window_add(lmp_calib_stats *st, int s)
+{
+    float X[GT * GC];
+    window_x(s, X);
+    lmp_gptq_hessian_add(st->H[0], GC, X, GT, &st->ns[0]);
+    for (int t = 0; t < GT; t++)
+        for (int j = 0; j < GC; j++)
+            st->xsq[0][j] += (double)X[t * GC + j] * X[t * GC + j];
+    for (int j = 0; j < GC; j++)
+        st->xsq[1][j] = -0.0; /* a statistic that is -0.0: its sign must survive */
+}
+
+static void test_grouped(int N)
+{
+    const int S = lmp_dist_size(), R = lmp_dist_rank();
+    lmp_calib_method row = {.name = "t", .stats = LMP_STAT_HESSIAN | LMP_STAT_XSQ};
+    lmp_calib_dist d;
+    lmp_calib_dist_open(&d, &row, N);
+    const int G = N < LMP_CALIB_GROUPS ? N : LMP_CALIB_GROUPS;
+    CHECK(d.grouped && d.G == G, "N=%d: %d groups (want %d)", N, d.G, G);
+    /* this rank's windows are exactly those of its groups */
+    int64_t glo, ghi;
+    lmp_dist_share(G, &glo, &ghi);
+    int wlo = 0, whi = 0, a, b;
+    if (ghi > glo) {
+        lmp_calib_group_windows(N, G, (int)glo, &wlo, &a);
+        lmp_calib_group_windows(N, G, (int)ghi - 1, &b, &whi);
+    }
+    CHECK(d.lo == wlo && d.hi == whi, "N=%d rank %d: windows [%d, %d), want [%d, %d)", N, R, d.lo, d.hi, wlo, whi);
+    for (int g = 0; g < G; g++)
+        CHECK(lmp_calib_group_owner(G, g, S) == (g >= glo && g < ghi ? R : lmp_calib_group_owner(G, g, S)) &&
+                  ((g >= glo && g < ghi) == (lmp_calib_group_owner(G, g, S) == R)),
+              "N=%d: owner of group %d", N, g);
+    int64_t share = d.hi - d.lo, total_w = share;
+    lmp_dist_sum_i64(&total_w, 1);
+    CHECK(total_w == N, "N=%d: the ranks' windows add up to %lld", N, (long long)total_w);
+
+    lmp_calib_block blk;
+    memset(&blk, 0, sizeof blk);
+    for (int k = 0; k < LMP_IN_COUNT; k++)
+        blk.cols[k] = GC;
+    lmp_calib_stats tot;
+    memset(&tot, 0, sizeof tot);
+    tot.H[0] = calloc(GC * GC, sizeof(double));
+    tot.xsq[0] = calloc(GC, sizeof(double));
+    tot.xsq[1] = calloc(GC, sizeof(double));
+    CHECK(lmp_calib_dist_pass_begin(&d, &tot, 1, &blk) == 0, "pass begin");
+    for (int s = d.lo; s < d.hi; s++) {
+        lmp_calib_stats *into = NULL;
+        CHECK(lmp_calib_dist_window(&d, s, &into) == 0 && into, "window %d", s);
+        if (into)
+            window_add(into, s);
+    }
+    CHECK(lmp_calib_dist_pass_end(&d) == 0, "pass end");
+
+    /* the reference, alone: groups from zero in window order, combined in group order */
+    double H[GC * GC], q[GC], q1[GC], gH[GC * GC], gq[GC], gq1[GC];
+    int64_t ns = 0;
+    for (int g = 0; g < G; g++) {
+        lmp_calib_stats p;
+        memset(&p, 0, sizeof p);
+        memset(gH, 0, sizeof gH);
+        memset(gq, 0, sizeof gq);
+        memset(gq1, 0, sizeof gq1);
+        p.H[0] = gH;
+        p.xsq[0] = gq;
+        p.xsq[1] = gq1;
+        int lo, hi;
+        lmp_calib_group_windows(N, G, g, &lo, &hi);
+        for (int s = lo; s < hi; s++)
+            window_add(&p, s);
+        if (g == 0) {
+            memcpy(H, gH, sizeof H);
+            memcpy(q, gq, sizeof q);
+            memcpy(q1, gq1, sizeof q1);
+            ns = p.ns[0];
+            continue;
+        }
+        double keep = (double)ns / (double)(ns + p.ns[0]), take = (double)p.ns[0] / (double)(ns + p.ns[0]);
+        for (int i = 0; i < GC * GC; i++)
+            H[i] = H[i] * keep + gH[i] * take;
+        for (int j = 0; j < GC; j++) {
+            q[j] += gq[j];
+            q1[j] += gq1[j];
+        }
+        ns += p.ns[0];
+    }
+    CHECK(tot.ns[0] == ns && ns == (int64_t)N * GT, "N=%d: %lld tokens, want %lld", N, (long long)tot.ns[0],
+          (long long)ns);
+    CHECK(memcmp(tot.H[0], H, sizeof H) == 0, "N=%d: the Hessian is the group-order combination, bit for bit", N);
+    CHECK(memcmp(tot.xsq[0], q, sizeof q) == 0, "N=%d: xsq is the group-order sum, bit for bit", N);
+    CHECK(signbit(tot.xsq[1][0]) && tot.xsq[1][0] == 0.0, "N=%d: a -0.0 statistic keeps its sign", N);
+    /* and the result is not that of one running sum over all windows (the grouping is real) */
+    if (N > G) {
+        double H1[GC * GC] = {0};
+        lmp_calib_stats one;
+        memset(&one, 0, sizeof one);
+        double o0[GC] = {0}, o1[GC] = {0};
+        one.H[0] = H1;
+        one.xsq[0] = o0;
+        one.xsq[1] = o1;
+        for (int s = 0; s < N; s++)
+            window_add(&one, s);
+        double err = 0;
+        for (int i = 0; i < GC * GC; i++)
+            err = fmax(err, fabs(H1[i] - H[i]) / (fabs(H1[i]) + 1e-30));
+        CHECK(err < 1e-12, "N=%d: grouped Hessian within %.1e of the running one", N, err);
+    }
+    lmp_calib_dist_close(&d);
+    free(tot.H[0]);
+    free(tot.xsq[0]);
+    free(tot.xsq[1]);
+}
+
 static void test_status(void)
 {
     const int R = lmp_dist_rank(), S = lmp_dist_size();
@@ -174,6 +307,10 @@ int main(int argc, char **argv)
     test_share();
     test_sums();
     test_rows();
+    test_grouped(1);
+    test_grouped(5);
+    test_grouped(8);
+    test_grouped(21);
     /* the counts of every rank, before the status test silences the others' stderr */
     int64_t counts[2] = {t_pass, t_fail};
     if (lmp_dist_sum_i64(counts, 2) == 0) {

@@ -43,6 +43,15 @@ static void round_act(lmp_act act, const float *x, int64_t n, double *xr)
     } else if (act == LMP_ACT_F16) {
         for (int64_t i = 0; i < n; i++)
             xr[i] = lmp_f16_to_f32(lmp_f32_to_f16(x[i]));
+    } else if (act == LMP_ACT_Q8K) {
+        for (int64_t b = 0; b < n / 256; b++) {
+            float amax = 0.0f;
+            for (int j = 0; j < 256; j++)
+                amax = fmaxf(amax, fabsf(x[256 * b + j]));
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            for (int j = 0; j < 256; j++)
+                xr[256 * b + j] = (double)nearbyintf(x[256 * b + j] * id) * d;
+        }
     } else {
         for (int64_t b = 0; b < n / 32; b++) {
             float amax = 0.0f;
@@ -216,7 +225,7 @@ static void test_gemm(const lmp_isa *isas, int nisa)
  * to the definition written out in round_act. */
 static void test_act_rounding(const lmp_isa *isas, int nisa)
 {
-    static const int64_t ns[] = {32, 96, 4096, 1, 13, 67, 300};
+    static const int64_t ns[] = {32, 96, 4096, 1, 13, 67, 300, 768};
     const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
     lmp_rng r;
     lmp_rng_seed(&r, SEED + 5);
@@ -255,6 +264,31 @@ static void test_act_rounding(const lmp_isa *isas, int nisa)
                 memset(q1, 0xee, qb);
                 lmp_k_impl(isas[i])->quant_q8(x, n, q1);
                 CHECK(memcmp(q0, q1, qb) == 0, "q8 activations %s n=%ld: not bitwise the "
+                      "reference", lmp_isa_name(isas[i]), (long)n);
+            }
+            free(q0), free(q1), free(xr);
+        }
+        if (n % 256 == 0) { /* Q8K: one scale per 256 values, int16 sums per 16 */
+            const size_t qb = LMP_XQ8K_BYTES(n);
+            uint8_t *q0 = malloc(qb), *q1 = malloc(qb);
+            ref->quant_q8k(x, n, q0);
+            double *xr = malloc(sizeof(double) * n);
+            round_act(LMP_ACT_Q8K, x, n, xr);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++)
+                bad += xr[i] != (double)((const int8_t *)q0)[i] * lmp_xq8k_d(q0, n)[i / 256];
+            for (int64_t b = 0; b < n / 16; b++) {
+                int32_t sum = 0;
+                for (int j = 0; j < 16; j++)
+                    sum += ((const int8_t *)q0)[16 * b + j];
+                bad += sum != lmp_xq8k_s(q0, n)[b];
+            }
+            CHECK(bad == 0, "q8k activations n=%ld: reference differs from the definition at %ld "
+                  "places", (long)n, (long)bad);
+            for (int i = 0; i < nisa; i++) {
+                memset(q1, 0xee, qb);
+                lmp_k_impl(isas[i])->quant_q8k(x, n, q1);
+                CHECK(memcmp(q0, q1, qb) == 0, "q8k activations %s n=%ld: not bitwise the "
                       "reference", lmp_isa_name(isas[i]), (long)n);
             }
             free(q0), free(q1), free(xr);
@@ -392,8 +426,11 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
     lmp_gemm_set_exact(false);
     CHECK(!lmp_gemm_exact() && lmp_k_act(LMP_DT_BF16) == LMP_ACT_BF16 &&
           lmp_k_act(LMP_DT_Q4_0) == LMP_ACT_Q8 && lmp_k_act(LMP_DT_F16) == LMP_ACT_F16 &&
-          lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q4_K) == LMP_ACT_F32,
-          "default: rounded activations for bf16, f16 and q4_0, f32 for f32 and q4_K");
+          lmp_k_act(LMP_DT_F32) == LMP_ACT_F32 && lmp_k_act(LMP_DT_Q5_K) == LMP_ACT_F32 &&
+          lmp_k_act(LMP_DT_Q4_K) ==
+              (lmp_k_impl(lmp_kernels_isa())->dt[LMP_DT_Q4_K].dotq ? LMP_ACT_Q8 : LMP_ACT_F32),
+          "default: rounded activations for bf16, f16 and q4_0 (q4_K where the variant has its "
+          "integer dot), f32 for f32 and q5_K");
     for (int i = 0; i < nisa; i++) { /* f16: rounded only where the weights stream */
         lmp_kernels_set_isa(isas[i]);
         const bool tiled = lmp_k_impl(isas[i])->ukr != NULL;
@@ -407,7 +444,8 @@ static void test_exact_mode(const lmp_isa *isas, int nisa)
 
 /* ---------------------------------------------------------------- low-bit dots */
 
-/* The low-bit types' Q8-activation dots (kernels_lowbit.h) on rows of random bytes, so
+/* The low-bit types' Q8- and Q8K-activation dots (kernels_lowbit.h, kernels_lowbit.c) on
+ * rows of random bytes, so
  * that every grid point, sign pattern, shift, trit byte and crumb is reached (not only
  * the codes a quantizer picks), with sane random scale fields: every variant's dotq (and
  * dotq4) against the exact sum over the dtype table's dequantized weights times the
@@ -432,6 +470,12 @@ static void lowbit_random_row(lmp_dtype dt, lmp_rng *r, uint8_t *w, int64_t n)
         case LMP_DT_TQ2_0: at = offsetof(lmp_block_tq2_0, d); break;
         case LMP_DT_TQ1_0: at = offsetof(lmp_block_tq1_0, d); break;
         case LMP_DT_MXFP4: b[0] = (uint8_t)(100 + lmp_rng_next(r) % 40); continue; /* E8M0 */
+        case LMP_DT_Q6_K: at = offsetof(lmp_block_q6_k, d); break;
+        case LMP_DT_Q4_K: { /* d, then dmin */
+            const uint16_t hm = rand_scale_f16(r);
+            memcpy(b + offsetof(lmp_block_q4_k, dmin), &hm, 2);
+            break;
+        }
         case LMP_DT_IQ1_M: { /* the f16 spread over the top nibbles of the four scales */
             uint16_t sc[4];
             memcpy(sc, b + offsetof(lmp_block_iq1_m, scales), 8);
@@ -451,7 +495,7 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
     static const lmp_dtype dts[] = {LMP_DT_IQ4_NL, LMP_DT_IQ4_XS, LMP_DT_MXFP4, LMP_DT_TQ1_0,
                                     LMP_DT_TQ2_0,  LMP_DT_Q1_0,   LMP_DT_Q2_0,  LMP_DT_IQ3_XXS,
                                     LMP_DT_IQ3_S,  LMP_DT_IQ2_XXS, LMP_DT_IQ2_XS, LMP_DT_IQ2_S,
-                                    LMP_DT_IQ1_S,  LMP_DT_IQ1_M};
+                                    LMP_DT_IQ1_S,  LMP_DT_IQ1_M,  LMP_DT_Q4_K,  LMP_DT_Q6_K};
     lmp_rng r;
     lmp_rng_seed(&r, SEED + 21);
     const lmp_kimpl *ref = lmp_k_impl(LMP_ISA_REF);
@@ -460,26 +504,34 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
         const lmp_dtype_traits *t = lmp_dtype_info(dt);
         const int64_t bs = t->block_size;
         const int64_t ns[2] = {3 * bs, bs == 256 ? 1024 : 32 * bs}; /* odd and even block counts */
+        /* the super-block types IQ4_XS, IQ3_S, IQ2_XS take Q8K rows (one scale per 256) */
+        const bool q8k = ref->dt[dt].q8k;
+        CHECK(q8k == (dt == LMP_DT_IQ4_XS || dt == LMP_DT_IQ3_S || dt == LMP_DT_IQ2_XS),
+              "%s: Q8K activations exactly for iq4_xs, iq3_s, iq2_xs", t->name);
         double worst[3] = {0, 0, 0};
         int64_t nbad = 0, nchk = 0;
         for (int s = 0; s < 2; s++) {
             const int64_t n = ns[s];
             const size_t rb = lmp_dtype_row_bytes(dt, n);
-            uint8_t *w = malloc(4 * rb), *xq = malloc(LMP_XQ8_BYTES(n));
+            uint8_t *w = malloc(4 * rb), *xq = malloc(q8k ? LMP_XQ8K_BYTES(n) : LMP_XQ8_BYTES(n));
             float *x = malloc(sizeof(float) * n), *wd = malloc(sizeof(float) * n);
             double *exact = malloc(sizeof(double) * 4), *mag = malloc(sizeof(double) * 4);
             for (int rep = 0; rep < 8; rep++) {
                 fill_normal(&r, x, n, 1.0f);
                 for (int64_t k = 0; k < n; k++) /* blocks of different scales */
                     x[k] *= (float)(1 << (k / 32 % 5)) / 4.0f;
-                ref->quant_q8(x, n, xq);
-                const float *xd = lmp_xq8_d(xq, n);
+                if (q8k)
+                    ref->quant_q8k(x, n, xq);
+                else
+                    ref->quant_q8(x, n, xq);
+                const float *xd = q8k ? lmp_xq8k_d(xq, n) : lmp_xq8_d(xq, n);
+                const int xblk = q8k ? 256 : 32;
                 for (int row = 0; row < 4; row++) {
                     lowbit_random_row(dt, &r, w + row * rb, n);
                     t->to_f32(w + row * rb, wd, n);
                     exact[row] = mag[row] = 0;
                     for (int64_t k = 0; k < n; k++) {
-                        const double xv = (double)((const int8_t *)xq)[k] * xd[k / 32];
+                        const double xv = (double)((const int8_t *)xq)[k] * xd[k / xblk];
                         exact[row] += (double)wd[k] * xv;
                         mag[row] += fabs((double)wd[k] * xv);
                     }
@@ -487,6 +539,8 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
                 const float want0 = ref->dt[dt].dotq(w, xq, n);
                 for (int i = 0; i < nisa; i++) {
                     const lmp_kdt *kd = &lmp_k_impl(isas[i])->dt[dt];
+                    if (!kd->dotq) /* q4_K / q6_K without VNNI: f32 activations */
+                        continue;
                     float got[4];
                     for (int row = 0; row < 4; row++)
                         got[row] = kd->dotq(w + row * rb, xq, n);
@@ -518,11 +572,65 @@ static void test_lowbit_dots(const lmp_isa *isas, int nisa)
         CHECK(nbad == 0, "%s: %ld of %ld random-byte dots outside %.0e * sum|w x| (worst ref %.2e, "
               "avx2 %.2e, avx512 %.2e)", t->name, (long)nbad, (long)nchk, TOL_GEMM, worst[0],
               nisa > 1 ? worst[1] : 0.0, nisa > 2 ? worst[2] : 0.0);
-        CHECK(lmp_k_act(dt) == LMP_ACT_Q8, "%s computes on Q8 activations", t->name);
+        /* the k-quants have integer dots only with AVX-512 VNNI (f32 activations else);
+         * the IQ super-block types with the per-256 format run on Q8K */
+        const bool kq = dt == LMP_DT_Q4_K || dt == LMP_DT_Q6_K;
+        CHECK(lmp_k_act(dt) == (q8k ? LMP_ACT_Q8K : LMP_ACT_Q8) ||
+                  (kq && !lmp_k_impl(lmp_kernels_isa())->dt[dt].dotq && lmp_k_act(dt) == LMP_ACT_F32),
+              "%s computes on Q8%s activations", t->name, q8k ? "K" : "");
         printf("lowbit dotq %-7s random bytes: worst |err| / sum|w x|", t->name);
         for (int i = 0; i < nisa; i++)
             printf(" %s %.2e", lmp_isa_name(isas[i]), worst[i]);
         printf("\n");
+    }
+}
+
+/* f16 weights on F16 activations, the four-row dot (one pass over X for four rows): each
+ * row's sum does not depend on the row's position among the four (bitwise: every row has
+ * its own accumulators, fed in one order) and is within 1e-6 * sum |w x| of the single-row
+ * dot, on every variant that has both, at lengths with and without 64- and 16-element tails. */
+static void test_f16_dotq4_rows(const lmp_isa *isas, int nisa)
+{
+    static const int64_t ns[] = {16, 40, 64, 100, 1152, 3072, 3079};
+    lmp_rng r;
+    lmp_rng_seed(&r, SEED + 41);
+    for (int i = 0; i < nisa; i++) {
+        const lmp_kdt *kd = &lmp_k_impl(isas[i])->dt[LMP_DT_F16];
+        if (!kd->dotq || !kd->dotq4)
+            continue;
+        int bad = 0;
+        for (size_t s = 0; s < sizeof ns / sizeof *ns; s++) {
+            const int64_t n = ns[s];
+            float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
+            uint16_t *xa = malloc(2 * n), *wh = malloc(2 * 4 * n), *rot = malloc(2 * 4 * n);
+            double mag[4] = {0, 0, 0, 0};
+            fill_normal(&r, x, n, 1.0f);
+            for (int64_t k = 0; k < n; k++)
+                xa[k] = lmp_f32_to_f16(x[k]);
+            for (int row = 0; row < 4; row++) {
+                fill_normal(&r, w, n, 0.1f);
+                for (int64_t k = 0; k < n; k++) {
+                    wh[row * n + k] = lmp_f32_to_f16(w[k]);
+                    mag[row] += fabs((double)lmp_f16_to_f32(wh[row * n + k]) * lmp_f16_to_f32(xa[k]));
+                }
+            }
+            float four[4], turned[4];
+            kd->dotq4(wh, 2 * (size_t)n, xa, n, four);
+            for (int row = 0; row < 4; row++) /* rows rotated by one position */
+                memcpy(rot + ((row + 1) % 4) * n, wh + row * n, 2 * (size_t)n);
+            kd->dotq4(rot, 2 * (size_t)n, xa, n, turned);
+            for (int row = 0; row < 4; row++) {
+                const float one = kd->dotq(wh + row * n, xa, n);
+                const bool same = memcmp(&four[row], &turned[(row + 1) % 4], sizeof(float)) == 0;
+                if ((!same || !(fabs((double)four[row] - one) <= 1e-6 * mag[row])) && bad++ < 3)
+                    fprintf(stderr, "  f16 dotq4 %s n=%ld row %d: %.9g (moved: %.9g), dotq %.9g\n",
+                            lmp_isa_name(isas[i]), (long)n, row, four[row],
+                            turned[(row + 1) % 4], one);
+            }
+            free(x), free(w), free(xa), free(wh), free(rot);
+        }
+        CHECK(bad == 0, "f16 dotq4: rows independent of their position, within 1e-6 of dotq (%s)",
+              lmp_isa_name(isas[i]));
     }
 }
 
@@ -597,6 +705,24 @@ static void test_helpers(lmp_isa isa, uint64_t seed)
             worst = er > worst ? er : worst;
         }
         CHECK(worst <= TOL_HELPER, "%s silu_mul n=%ld: worst %.3g", nm, (long)n, worst);
+
+        /* gelu_mul (tanh approximation) against the formula in double, gate values up to
+         * +-200 (saturation on both sides) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i] * 4.0f;
+        if (n > 3)
+            y[0] = -200.0f, y[1] = 200.0f, y[2] = 0.0f;
+        memcpy(b, y, sizeof(float) * n);
+        lmp_gelu_mul(y, w, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double g = b[i];
+            double want = 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * w[i];
+            /* against |g u|: for g << 0 the reference's 1 + tanhf(z) cancels */
+            double er = relerr(y[i], want, fabs(g * w[i]) + 1e-30);
+            worst = er > worst ? er : worst;
+        }
+        CHECK(worst <= TOL_HELPER, "%s gelu_mul n=%ld: worst %.3g", nm, (long)n, worst);
 
         /* softmax with a -inf entry and a wide range */
         for (int64_t i = 0; i < n; i++)
@@ -869,6 +995,7 @@ int main(void)
     test_decoders(isas, nisa);
     test_gemm(isas, nisa);
     test_lowbit_dots(isas, nisa);
+    test_f16_dotq4_rows(isas, nisa);
     test_exact_mode(isas, nisa);
     test_f16_overflow(isas, nisa);
     test_repack(isas, nisa);

@@ -10,6 +10,9 @@
 #include "formats/formats.h"
 #include "jobs/prune_model.h"
 #include "lib/infer/infer.h"
+#include "lib/io/h5.h"
+#include "lib/calib/calib.h"
+#include "lib/quant/pipeline.h"
 #include "lib/prune/prune.h"
 #include "lib/quant/quant.h"
 #include "test.h"
@@ -485,15 +488,16 @@ static void test_prune_experts(const char *preset, int n, int mm)
     CHECK(finite, "%s: the pruned model runs: %s", preset, lmp_errmsg());
     free(lg);
     lmp_model_free(m);
-    /* calibrated methods are refused for experts, nothing written */
+    /* structured pruning of experts is refused, nothing written (Wanda and SparseGPT on
+     * experts: tests/cli/test_moe.sh) */
     char out2[600];
-    snprintf(out2, sizeof out2, "%s/%s-wanda", tmpdir(), preset);
-    pp.prune.spec.method = LMP_PRUNE_WANDA;
+    snprintf(out2, sizeof out2, "%s/%s-struct", tmpdir(), preset);
+    pp.structured = true;
     pp.calib_path = "unused.txt";
     rc = lmp_prune_model(dir, out2, &pp, &pr);
     lmp_prune_model_result_free(&pr);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "wanda") && !lmp_path_exists(out2),
-          "%s: Wanda on experts refused: %s", preset, lmp_errmsg());
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "structured") && !lmp_path_exists(out2),
+          "%s: structured pruning of experts refused: %s", preset, lmp_errmsg());
 }
 
 /* Importance weights for stacked experts (llama-imatrix's layout: cols x n_experts values
@@ -631,23 +635,188 @@ static void test_moe_imatrix_calib(void)
     lmp_imatrix_free(&im);
 }
 
-/* Calibrated methods refuse expert models clearly (no crash, nothing written). */
-static void test_calibrated_refused(void)
+/* Per-expert Hessians (lib/calib/experts.c through the driver) against the float64
+ * reference: golden/tiny-mixtral-experts.h5 holds, for one window through block 0 of
+ * `lmpress synth --preset tiny-mixtral --seed 5`, the FFN-normed inputs x, the routed
+ * experts sel and each routed pair's down input g (tests/reference/moe_ref.py experts);
+ * the driver's eH must be 2/n_e sum x x^T over exactly the tokens routed to e (gate/up
+ * input) and the same over g (down input), with n_e tokens counted. */
+typedef struct {
+    int64_t n, k, d, ff;
+    double *x, *g;
+    int64_t *sel;
+    int checked;
+} eh_ref;
+
+static void cmp_expert_h(const double *H, int64_t ns, const eh_ref *r, int e, bool down)
+{
+    const int64_t c = down ? r->ff : r->d;
+    int64_t ne = 0;
+    double *R = calloc((size_t)(c * c), sizeof(double));
+    for (int64_t t = 0; t < r->n; t++)
+        for (int64_t j = 0; j < r->k; j++)
+            if (r->sel[t * r->k + j] == e) {
+                const double *v = down ? r->g + (t * r->k + j) * r->ff : r->x + t * r->d;
+                for (int64_t a = 0; a < c; a++)
+                    for (int64_t b = 0; b < c; b++)
+                        R[a * c + b] += v[a] * v[b];
+                ne++;
+            }
+    double md = 0, mx = 0;
+    for (int64_t i = 0; i < c * c; i++) {
+        double ref = ne ? 2.0 * R[i] / (double)ne : 0;
+        md = fmax(md, fabs(ref - (H ? H[i] : 0)));
+        mx = fmax(mx, fabs(ref));
+    }
+    CHECK(ns == ne && md <= 1e-5 * (mx > 0 ? mx : 1), "expert %d %s Hessian: %lld tokens (reference %lld), "
+          "max |diff| %.3g of %.3g", e, down ? "down" : "gate/up", (long long)ns, (long long)ne, md, mx);
+    free(R);
+}
+
+static int eh_block(void *ctx, lmp_calib_block *b)
+{
+    eh_ref *r = ctx;
+    if (b->layer != 0)
+        return 0;
+    CHECK(b->st.eH[LMP_IN_MLP] && b->st.eH[LMP_IN_DOWN] && b->st.e_n == 8, "expert Hessians gathered");
+    if (!b->st.eH[LMP_IN_MLP] || !b->st.eH[LMP_IN_DOWN])
+        return 0;
+    int reached = 0;
+    for (int e = 0; e < b->st.e_n; e++) {
+        cmp_expert_h(b->st.eH[LMP_IN_MLP][e], b->st.ens[LMP_IN_MLP][e], r, e, false);
+        cmp_expert_h(b->st.eH[LMP_IN_DOWN][e], b->st.ens[LMP_IN_DOWN][e], r, e, true);
+        reached += b->st.ens[LMP_IN_MLP][e] > 0;
+    }
+    CHECK(reached > 1, "several experts reached (%d)", reached);
+    r->checked = 1;
+    return 0;
+}
+
+static void test_expert_hessian_ref(void)
+{
+    const char *gd = getenv("LMP_GOLDEN");
+    char path[600];
+    snprintf(path, sizeof path, "%s/tiny-mixtral-experts.h5", gd && *gd ? gd : "golden");
+    lmp_h5 *f = NULL;
+    eh_ref r;
+    memset(&r, 0, sizeof r);
+    int nd;
+    int64_t sh[4];
+    int64_t *tok = NULL;
+    int rc = lmp_h5_open(&f, path, false);
+    CHECK(rc == 0, "open %s: %s", path, lmp_errmsg());
+    if (rc)
+        return;
+    rc = lmp_h5_read(f, "tokens", LMP_DT_I64, &nd, sh, (void **)&tok);
+    if (!rc) {
+        r.n = sh[0];
+        rc = lmp_h5_read(f, "x", LMP_DT_F64, &nd, sh, (void **)&r.x);
+    }
+    if (!rc) {
+        r.d = sh[1];
+        rc = lmp_h5_read(f, "sel", LMP_DT_I64, &nd, sh, (void **)&r.sel);
+    }
+    if (!rc) {
+        r.k = sh[1];
+        rc = lmp_h5_read(f, "g", LMP_DT_F64, &nd, sh, (void **)&r.g);
+        r.ff = sh[2];
+    }
+    lmp_h5_close(f, false);
+    CHECK(rc == 0, "read %s: %s", path, lmp_errmsg());
+    /* the model the reference read: synth --preset tiny-mixtral --seed 5 (tiny_model's) */
+    lmp_model *m = rc ? NULL : tiny_model("tiny-mixtral");
+    if (m) {
+        lmp_calib_data cal;
+        memset(&cal, 0, sizeof cal);
+        cal.n_samples = 1;
+        cal.seq_len = (int)r.n;
+        cal.tokens = malloc(sizeof(int32_t) * (size_t)r.n);
+        for (int64_t i = 0; i < r.n; i++)
+            cal.tokens[i] = (int32_t)tok[i];
+        const lmp_calib_method row = {.name = "expert-hessians", .stats = LMP_STAT_EXPERT_HESSIAN,
+                                      .hessian_add = lmp_gptq_hessian_add, .block = eh_block};
+        lmp_calib_opts o = {.true_sequential = false};
+        rc = lmp_calib_run(m, &cal, &row, &r, &o);
+        CHECK(rc == 0 && r.checked, "driver run with expert Hessians: %s", rc ? lmp_errmsg() : "");
+        free(cal.tokens);
+        lmp_model_free(m);
+    }
+    free(tok);
+    free(r.x);
+    free(r.g);
+    free(r.sel);
+}
+
+/* GPTQ / RTN / Wanda / SparseGPT on experts end to end (library level): the folder the
+ * quantize job writes loads and runs, with every expert's packed tensors; AWQ and joint
+ * quantization are refused clearly. */
+static void test_calibrated_experts(void)
 {
     lmp_model *m = tiny_model("tiny-mixtral");
     if (!m)
         return;
     lmp_qpipe_params qp;
     lmp_qpipe_default_params(&qp);
+    qp.group_size = 32;
     int rc = lmp_qpipe_check(m, &qp);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "mixture-of-experts"), "GPTQ refused: %s",
-          lmp_errmsg());
+    CHECK(rc == 0, "GPTQ accepted on experts: %s", rc ? lmp_errmsg() : "");
+    qp.method = LMP_QMETHOD_AWQ;
+    qp.act_order = false;
+    rc = lmp_qpipe_check(m, &qp);
+    CHECK(rc == 0, "AWQ accepted on mixtral experts: %s", rc ? lmp_errmsg() : "");
     lmp_prune_spec ps;
-    memset(&ps, 0, sizeof ps);
+    lmp_prune_default_spec(&ps);
+    ps.qbits = 4;
     rc = lmp_prune_check(m, &ps);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "mixture-of-experts"), "pruning refused: %s",
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "joint quantization"), "joint quantization refused: %s",
           lmp_errmsg());
+    /* GPTQ with one 4-token window: most experts unreached -> RTN, counted */
+    lmp_calib_data cal;
+    memset(&cal, 0, sizeof cal);
+    cal.n_samples = 1;
+    cal.seq_len = 4;
+    int32_t toks[4] = {1, 50, 60, 70};
+    cal.tokens = toks;
+    lmp_qpipe_default_params(&qp);
+    qp.group_size = 32;
+    qp.progress = false;
+    lmp_qpipe_result res;
+    int lvl = lmp_log_level;
+    lmp_log_level = LMP_LOG_ERROR; /* the unreached experts' warning */
+    rc = lmp_qpipe_run(m, &cal, &qp, &res);
+    lmp_log_level = lvl;
+    const lmp_config *c = lmp_model_config(m);
+    CHECK(rc == 0 && res.n_expert_linears == c->n_layers * 3 * c->n_experts && res.n_expert_unreached > 0 &&
+              res.n_expert_unreached < res.n_expert_linears,
+          "GPTQ on experts: %d expert linears, %d unreached (RTN): %s", res.n_expert_linears, res.n_expert_unreached,
+          rc ? lmp_errmsg() : "");
+    /* the model is restored */
+    const lmp_wmat *w0 = lmp_model_expert_linear(m, 0, 0, LMP_LIN_GATE);
+    CHECK(w0 && !w0->q, "experts restored after the run");
+    lmp_qpipe_result_free(&res);
+    /* AWQ: every expert quantized, the shared gate/up scale folded (router included), the
+     * model unchanged afterwards */
+    lmp_qpipe_default_params(&qp);
+    qp.method = LMP_QMETHOD_AWQ;
+    qp.act_order = false;
+    qp.group_size = 32;
+    qp.awq_grid = 4;
+    qp.progress = false;
+    lmp_log_level = LMP_LOG_ERROR;
+    rc = lmp_qpipe_run(m, &cal, &qp, &res);
+    lmp_log_level = lvl;
+    CHECK(rc == 0 && res.n_expert_linears == c->n_layers * 3 * c->n_experts && res.n_expert_unreached > 0,
+          "AWQ on experts: %d expert linears, %d unreached: %s", res.n_expert_linears, res.n_expert_unreached,
+          rc ? lmp_errmsg() : "");
+    lmp_qpipe_result_free(&res);
     lmp_model_free(m);
+    m = tiny_model("tiny-granitemoe");
+    if (m) {
+        rc = lmp_qpipe_check(m, &qp);
+        CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "granitemoe"), "AWQ on granitemoe refused: %s",
+              lmp_errmsg());
+        lmp_model_free(m);
+    }
 }
 
 int main(void)
@@ -666,7 +835,8 @@ int main(void)
     test_quant_rules();
     test_expert_imatrix();
     test_moe_imatrix_calib();
-    test_calibrated_refused();
+    test_expert_hessian_ref();
+    test_calibrated_experts();
     test_prune_experts("tiny-mixtral", 0, 0);
     test_prune_experts("tiny-granitemoe", 2, 4);
     test_prune_experts("tiny-qwen3-moe", 2, 4);
