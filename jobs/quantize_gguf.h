@@ -43,6 +43,7 @@ typedef struct {
     const char *target_size;   /* NULL: not given */
     const char *target_calib;
     int target_probes;         /* -1: not given */
+    int target_refine;         /* --target-refine rounds (-1: not given, the default 2; 0: none) */
 } lmp_job_gguf_params;
 
 typedef struct {

@@ -111,6 +111,10 @@ int cmd_quantize(int argc, char **argv)
                                                                "divergence; default: the --imatrix-calib text)"},
         {"target-probes", 0, OPT_I32, &gp.target_probes, "N", "with a target: types probed end to end per tensor "
                                                        "(default 2; 0: every point of its front)"},
+        {"target-refine", 0, OPT_I32, &gp.target_refine, "N", "with a target and calibration text: rounds in which "
+                                                              "the solved plan is measured whole and each tensor moved "
+                                                              "to its neighbouring types in its context (default 2; 0: "
+                                                              "none)"},
         {"dry-run", 0, OPT_FLAG, &gp.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                        "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
@@ -229,14 +233,19 @@ int cmd_quantize(int argc, char **argv)
         "Random windows are shared among the files by their tokens; the tokens and windows drawn from\n"
         "each file are reported on stderr.\n"
         "--target-bpw X / --target-size SIZE (instead of --type): every tensor llama.cpp's mixes quantize is\n"
-        "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s; with an importance matrix also\n"
-        "iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m), its relative output error on the imatrix statistics measured\n"
+        "quantized with each candidate type (q2_K..q6_K, q8_0, iq4_xs, iq3_s, iq4_nl, q4_0, q4_1, q5_0, q5_1;\n"
+        "with an importance matrix also iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s), its relative output\n"
+        "error on the imatrix statistics measured\n"
         "(E[x^2] per column; 1 without one). With calibration text (--target-calib FILE, or the\n"
         "--imatrix-calib text) each tensor is then quantized ALONE at the types nearest the target\n"
         "(--target-probes, default 2) and the model's KL divergence against the original measured on 8 x 128\n"
         "tokens of it; the other types' errors are scaled by that KLD per unit of error. The types that\n"
         "minimise the summed (predicted KLD) error within the size are chosen by dynamic programming over\n"
-        "the Pareto points of each tensor. --dry-run prints the plan.\n"
+        "the Pareto points of each tensor. Then (--target-refine, default 2 rounds) the solved plan is run\n"
+        "whole on the same tokens, each tensor moved alone to its neighbouring types in that context, the\n"
+        "budget solved again on those measured differences, and the new plan kept only if its KL divergence\n"
+        "on the calibration text is lower; after a round that keeps nothing, up to 8 pair moves (a tensor a\n"
+        "type dearer, another one cheaper), each measured whole and kept if lower. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"

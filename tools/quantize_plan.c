@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FILE *f, bool json)
+static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FILE *f, bool json, bool table)
 {
     double bpw = p->params ? p->bytes * 8.0 / (double)p->params : 0;
     if (json) {
@@ -22,11 +22,18 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         printf(", \"target_bytes\": %llu, \"bytes\": %llu, \"params\": %llu, \"bpw\": %.4f, \"predicted_err\": %.6g, "
                "\"min_bytes\": %llu, \"max_bytes\": %llu, \"fixed_bytes\": %llu, \"measure_seconds\": %.3f, "
                "\"calibrated\": %s, \"calib_windows\": %d, \"calib_seqlen\": %d, \"probes\": %d, "
-               "\"calib_seconds\": %.3f, \"tensors\": [",
+               "\"calib_seconds\": %.3f, \"refine_rounds\": %d, \"refine_probes\": %d, \"refine_seconds\": %.3f, "
+               "\"calib_kld_solved\": %.6g, \"calib_kld\": %.6g, ",
                (unsigned long long)budget, (unsigned long long)p->bytes, (unsigned long long)p->params, bpw, p->err,
                (unsigned long long)p->min_bytes, (unsigned long long)p->max_bytes,
                (unsigned long long)p->fixed_bytes, p->seconds, p->calibrated ? "true" : "false", p->calib_windows,
-               p->calib_seqlen, p->n_probes, p->calib_seconds);
+               p->calib_seqlen, p->n_probes, p->calib_seconds, p->refine_rounds, p->refine_probes, p->refine_seconds,
+               p->refine_probes ? p->kld_solved : -1, p->refine_probes ? p->kld_refined : -1);
+        printf("\"refine_tried\": [");
+        for (int r = 0; r < p->refine_tried; r++)
+            printf("%s{\"moved\": %d, \"calib_kld\": %.6g}", r ? ", " : "", p->refine_moved[r], p->refine_kld[r]);
+        printf("], \"refine_pairs\": %d, \"refine_pairs_tried\": %d, \"tensors\": [", p->refine_pairs,
+               p->refine_pairs_tried);
         for (int i = 0; i < p->n; i++) {
             const lmp_plan_tensor *t = &p->t[i];
             const lmp_plan_cand *c = &t->cand[t->choice];
@@ -45,8 +52,10 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         return;
     }
     char b1[32], b2[32], b3[32];
-    fprintf(f, "%-36s %-8s %12s %7s %12s\n", "tensor", "type", "bytes", "bpw", p->calibrated ? "pred. KLD" : "predicted err");
-    for (int i = 0; i < p->n; i++) {
+    if (table)
+        fprintf(f, "%-36s %-8s %12s %7s %12s\n", "tensor", "type", "bytes", "bpw",
+                p->calibrated ? "pred. KLD" : "predicted err");
+    for (int i = 0; table && i < p->n; i++) {
         const lmp_plan_tensor *t = &p->t[i];
         const lmp_plan_cand *c = &t->cand[t->choice];
         fprintf(f, "%-36s %-8s %12llu %7.3f %12.4g\n", t->name, lmp_dtype_info(c->dt)->name,
@@ -62,6 +71,16 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
     if (p->calibrated)
         fprintf(f, "plan: types measured in %.1f s; %d end-to-end probes on %d x %d calibration tokens in %.1f s\n",
                 p->seconds, p->n_probes, p->calib_windows, p->calib_seqlen, p->calib_seconds);
+    if (p->refine_probes)
+        fprintf(f, "plan: in context, %d probes, %d round(s) kept in %.1f s: the whole plan's KL divergence on the "
+                   "calibration text %.5g as solved, %.5g kept\n",
+                p->refine_probes, p->refine_rounds, p->refine_seconds, p->kld_solved, p->kld_refined);
+    for (int r = 0; r < p->refine_tried; r++)
+        fprintf(f, "plan: round %d moved %d tensors: calibration KL divergence %.5g%s\n", r + 1, p->refine_moved[r],
+                p->refine_kld[r], r < p->refine_rounds ? "" : " (not lower: not kept)");
+    if (p->refine_probes)
+        fprintf(f, "plan: %d of %d pair move(s) kept (a tensor a type dearer, another cheaper)\n", p->refine_pairs,
+                p->refine_pairs_tried);
 }
 
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules)
@@ -83,9 +102,9 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
         return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", o->target_size);
     }
     uint64_t budget = want >= 1.8e19 ? UINT64_MAX : (uint64_t)floor(want);
+    lmp_plan_calib_params cp;
+    lmp_plan_calib_default_params(&cp);
     if (o->calib_path) {
-        lmp_plan_calib_params cp;
-        lmp_plan_calib_default_params(&cp);
         cp.calib_path = o->calib_path;
         cp.cp.text_field = o->calib_field;
         cp.target_bpw = p.params ? (double)budget * 8.0 / (double)p.params : 0;
@@ -106,13 +125,22 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
         lmp_plan_free(&p);
         return lmp_err(LMP_EINVAL, "%s: %s", model, m);
     }
+    if (p.calibrated && o->refine >= 0) {
+        lmp_plan_refine_params rp;
+        lmp_plan_refine_default_params(&rp);
+        if (o->refine > 0)
+            rp.rounds = o->refine;
+        if ((rc = lmp_plan_refine(src, &pp, &cp, &rp, &p, budget))) {
+            lmp_plan_free(&p);
+            return rc;
+        }
+    }
     if (o->dry_run) {
-        print_plan(&p, model, budget, stdout, o->json);
+        print_plan(&p, model, budget, stdout, o->json, true);
         lmp_plan_free(&p);
         return LMP_OK;
     }
-    if (!o->json)
-        print_plan(&p, model, budget, stderr, false);
+    print_plan(&p, model, budget, stderr, false, !o->json); /* with --json: the summary lines only */
     char **r = calloc((size_t)p.n + 1, sizeof *r);
     if (!r) {
         lmp_plan_free(&p);
@@ -156,5 +184,6 @@ int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *
     c->po.calib_path = p->target_calib ? p->target_calib : p->imatrix_calib; /* the probes' default text */
     c->po.calib_field = p->calib.text_field;
     c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
+    c->po.refine = p->target_refine < 0 ? 0 : p->target_refine == 0 ? -1 : p->target_refine;
     return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }

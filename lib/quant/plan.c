@@ -126,9 +126,15 @@ int lmp_plan_solve(lmp_plan *p, uint64_t budget)
 
 int lmp_plan_default_types(bool imatrix, lmp_dtype *out, int max)
 {
-    static const lmp_dtype base[] = {LMP_DT_Q2_K, LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K, LMP_DT_Q6_K,
-                                     LMP_DT_Q8_0, LMP_DT_IQ4_XS, LMP_DT_IQ3_S};
-    static const lmp_dtype imx[] = {LMP_DT_IQ3_XXS, LMP_DT_IQ2_S, LMP_DT_IQ2_XS, LMP_DT_IQ2_XXS, LMP_DT_IQ1_M};
+    /* every GGUF type with a quantizer and a matrix kernel that can sit on a dense tensor
+     * (the Pareto fronts drop the ones a cheaper type beats); q4_1 and q5_1 fill the steps
+     * between q4_K, q5_K and q6_K. Not: tq1_0/tq2_0 (ternary models only), mxfp4 (gpt-oss
+     * experts), q1_0/q2_0, f16. */
+    static const lmp_dtype base[] = {LMP_DT_Q2_K,  LMP_DT_Q3_K, LMP_DT_Q4_K, LMP_DT_Q5_K,  LMP_DT_Q6_K,
+                                     LMP_DT_Q8_0,  LMP_DT_IQ4_XS, LMP_DT_IQ3_S, LMP_DT_IQ4_NL, LMP_DT_Q4_0,
+                                     LMP_DT_Q4_1, LMP_DT_Q5_0, LMP_DT_Q5_1};
+    static const lmp_dtype imx[] = {LMP_DT_IQ3_XXS, LMP_DT_IQ2_S, LMP_DT_IQ2_XS, LMP_DT_IQ2_XXS, LMP_DT_IQ1_M,
+                                    LMP_DT_IQ1_S};
     int n = 0;
     for (size_t i = 0; i < sizeof base / sizeof *base && n < max; i++)
         out[n++] = base[i];
@@ -383,22 +389,29 @@ static void log_softmax(const float *z, int V, float *out)
         out[v] = z[v] - lz;
 }
 
+#define RW_STORE_H 1  /* keep every block's input in f->h (the states the probes start from) */
+#define RW_STORE_LP 2 /* keep the log-softmax as the reference (else add the KLD against it) */
+
 /* The states of window w from block `from` on into f->x, then the head: either stores the
- * log-softmax (base) or adds the KLD(base || this) of every position to *kld. */
-static int run_window(plan_fwd *f, int w, int from, bool base, double *kld)
+ * log-softmax (RW_STORE_LP) or adds the KLD(base || this) of every position to *kld. With
+ * RW_STORE_H the inputs of the blocks are cached for runs that start later. */
+static int run_window(plan_fwd *f, int w, int from, int mode, double *kld)
 {
     const size_t ws = (size_t)f->S * f->d;
+    const bool base = (mode & RW_STORE_LP) != 0;
     int rc = 0;
-    if (from == 0 && !base) {
+    if (from == 0) {
         if ((rc = lmp_model_embed(f->m, f->tokens + (size_t)w * f->S, f->S, f->x)))
             return rc;
+        if (mode & RW_STORE_H)
+            memcpy(f->h + (size_t)w * ws, f->x, ws * sizeof(float));
     } else {
         memcpy(f->x, f->h + (size_t)from * f->W * ws + (size_t)w * ws, ws * sizeof(float));
     }
     for (int l = from; l < f->L; l++) {
         if ((rc = lmp_block_run(f->m, l, f->x, f->S, 0, NULL, NULL, NULL)))
             return rc;
-        if (base)
+        if (mode & RW_STORE_H)
             memcpy(f->h + (size_t)(l + 1) * f->W * ws + (size_t)w * ws, f->x, ws * sizeof(float));
     }
     double acc = 0;
@@ -432,7 +445,7 @@ static int fwd_kld(plan_fwd *f, int from, double *kld)
 {
     double s = 0;
     for (int w = 0; w < f->W; w++) {
-        int rc = run_window(f, w, from, false, &s);
+        int rc = run_window(f, w, from, 0, &s);
         if (rc)
             return rc;
     }
@@ -539,50 +552,73 @@ static int cmp_dist_1(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
-int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, lmp_plan *p)
+static void fwd_close(plan_fwd *f, lmp_calib_data *cal)
 {
+    free(f->h);
+    free(f->base_lp);
+    free(f->x);
+    free(f->logits);
+    lmp_calib_free(cal);
+    lmp_model_free(f->m);
+    memset(f, 0, sizeof *f);
+}
+
+/* Loads the model of GGUF `in` and the calibration windows, and runs the original once:
+ * its log-probs and every block's input kept. */
+static int fwd_open(const char *in, const lmp_plan_calib_params *cp, plan_fwd *f, lmp_calib_data *cal)
+{
+    memset(f, 0, sizeof *f);
+    memset(cal, 0, sizeof *cal);
     if (!cp->calib_path)
         return lmp_err(LMP_EINVAL, "plan: calibration needs a text");
-    double t0 = lmp_time_s();
-    plan_fwd f = {0};
-    lmp_calib_data cal = {0};
-    int rc = lmp_model_load(&f.m, in);
+    int rc = lmp_model_load(&f->m, in);
     if (rc)
         return rc;
-    const lmp_config *cfg = lmp_model_config(f.m);
-    if (lmp_model_is_moe(f.m)) {
-        lmp_model_free(f.m);
+    const lmp_config *cfg = lmp_model_config(f->m);
+    if (lmp_model_is_moe(f->m)) {
+        lmp_model_free(f->m);
+        f->m = NULL;
         return lmp_err(LMP_EUNSUPPORTED, "%s: KLD calibration of a mixture of experts is not supported", in);
     }
     lmp_calib_params wp = cp->cp;
     if (wp.seq_len > cfg->max_pos)
         wp.seq_len = cfg->max_pos;
-    if ((rc = lmp_calib_load(f.m, cp->calib_path, &wp, &cal)))
-        goto out;
-    f.W = cal.n_samples;
-    f.S = cal.seq_len;
-    f.L = cfg->n_layers;
-    f.d = (int)cfg->hidden_size;
-    f.V = lmp_model_n_vocab(f.m);
-    f.tokens = cal.tokens;
-    size_t ntok = (size_t)f.W * f.S;
-    f.h = malloc(sizeof(float) * (size_t)(f.L + 1) * ntok * (size_t)f.d);
-    f.base_lp = malloc(sizeof(float) * ntok * (size_t)f.V);
-    f.x = malloc(sizeof(float) * (size_t)f.S * (size_t)f.d);
-    f.logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)f.V);
-    if (!f.h || !f.base_lp || !f.x || !f.logits) {
+    if ((rc = lmp_calib_load(f->m, cp->calib_path, &wp, cal))) {
+        fwd_close(f, cal);
+        return rc;
+    }
+    f->W = cal->n_samples;
+    f->S = cal->seq_len;
+    f->L = cfg->n_layers;
+    f->d = (int)cfg->hidden_size;
+    f->V = lmp_model_n_vocab(f->m);
+    f->tokens = cal->tokens;
+    size_t ntok = (size_t)f->W * f->S;
+    f->h = malloc(sizeof(float) * (size_t)(f->L + 1) * ntok * (size_t)f->d);
+    f->base_lp = malloc(sizeof(float) * ntok * (size_t)f->V);
+    f->x = malloc(sizeof(float) * (size_t)f->S * (size_t)f->d);
+    f->logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)f->V);
+    if (!f->h || !f->base_lp || !f->x || !f->logits) {
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory for %zu calibration positions (vocabulary %d): use fewer "
-                     "windows", ntok, f.V);
-        goto out;
+                     "windows", ntok, f->V);
+        fwd_close(f, cal);
+        return rc;
     }
-    for (int w = 0; w < f.W && !rc; w++) {
-        const size_t ws = (size_t)f.S * f.d;
-        if ((rc = lmp_model_embed(f.m, f.tokens + (size_t)w * f.S, f.S, f.h + (size_t)w * ws)))
-            break;
-        rc = run_window(&f, w, 0, true, NULL);
-    }
+    for (int w = 0; w < f->W && !rc; w++)
+        rc = run_window(f, w, 0, RW_STORE_H | RW_STORE_LP, NULL);
     if (rc)
-        goto out;
+        fwd_close(f, cal);
+    return rc;
+}
+
+int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, lmp_plan *p)
+{
+    double t0 = lmp_time_s();
+    plan_fwd f;
+    lmp_calib_data cal;
+    int rc = fwd_open(in, cp, &f, &cal);
+    if (rc)
+        return rc;
     const lmp_ckpt *ck = lmp_model_ckpt(f.m);
     bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
     int n_probes = 0;
@@ -592,7 +628,8 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
         free(logscale);
         free(probed);
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
-        goto out;
+        fwd_close(&f, &cal);
+        return rc;
     }
     for (int i = 0; i < p->n && !rc; i++) {
         lmp_plan_tensor *pt = &p->t[i];
@@ -696,13 +733,337 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
     }
     free(logscale);
     free(probed);
-out:
     p->calib_seconds = lmp_time_s() - t0;
-    free(f.h);
-    free(f.base_lp);
-    free(f.x);
-    free(f.logits);
-    lmp_calib_free(&cal);
-    lmp_model_free(f.m);
+    fwd_close(&f, &cal);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- refinement in context */
+
+/* Installs tensor t quantized as dt in the model for every later pass; the bytes go to
+ * *buf (the caller frees them after the model, or after replacing them), the embedding's
+ * descriptor to *emb (it must outlive its use, as lmp_model_set_embed borrows it). */
+static int install_one(plan_fwd *f, const lmp_tensor *t, plan_site site, int layer, lmp_linear which, bool tied,
+                       lmp_dtype dt, const float *qw, void **buf, lmp_tensor *emb)
+{
+    void *q = NULL;
+    size_t nb = 0;
+    int rc = quantize_whole(t, dt, qw, &q, &nb);
+    if (rc)
+        return rc;
+    int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
+    lmp_wmat w = {0};
+    w.dtype = dt;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = q;
+    w.row_bytes = lmp_dtype_row_bytes(dt, cols);
+    if (site == SITE_LINEAR) {
+        rc = lmp_model_set_linear(f->m, layer, which, &w);
+    } else {
+        if (site == SITE_OUTPUT || tied)
+            rc = lmp_model_set_output(f->m, &w);
+        if (!rc && site == SITE_EMBED) {
+            *emb = *t;
+            emb->dtype = dt;
+            emb->data = q;
+            emb->nbytes = nb;
+            emb->owned = false;
+            rc = lmp_model_set_embed(f->m, emb);
+        }
+    }
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    free(*buf); /* the bytes it replaces (no longer referenced) */
+    *buf = q;
+    return LMP_OK;
+}
+
+typedef struct {
+    const lmp_tensor *t;
+    plan_site site;
+    int layer, from;
+    lmp_linear which;
+    const float *imp;
+} plan_where;
+
+/* Mean KLD of the model as installed now over all windows, caching every block's input. */
+static int fwd_cache(plan_fwd *f, double *kld)
+{
+    double s = 0;
+    for (int w = 0; w < f->W; w++) {
+        int rc = run_window(f, w, 0, RW_STORE_H, &s);
+        if (rc)
+            return rc;
+    }
+    *kld = s / ((double)f->W * f->S);
+    return 0;
+}
+
+void lmp_plan_refine_default_params(lmp_plan_refine_params *r)
+{
+    memset(r, 0, sizeof *r);
+    r->rounds = 2;
+    r->pairs = 8;
+}
+
+int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
+                    const lmp_plan_refine_params *rp, lmp_plan *p, uint64_t budget)
+{
+    double t0 = lmp_time_s();
+    plan_fwd f;
+    lmp_calib_data cal;
+    int rc = fwd_open(in, cp, &f, &cal);
+    if (rc)
+        return rc;
+    const lmp_ckpt *ck = lmp_model_ckpt(f.m);
+    bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
+    size_t n = (size_t)p->n + 1;
+    plan_where *wh = calloc(n, sizeof *wh);
+    void **buf = calloc(n, sizeof *buf);
+    lmp_tensor *emb = calloc(1, sizeof *emb); /* the installed embedding's descriptor */
+    double *alone = calloc(n * LMP_PLAN_MAX_CAND, sizeof *alone);
+    double *ctx = calloc(n * LMP_PLAN_MAX_CAND, sizeof *ctx);
+    int *prev = calloc(n, sizeof *prev);
+    uint8_t *used = calloc(n, 1), *tried = calloc(n * (n + 1), 1);
+    bool fresh = false;
+    if (!wh || !buf || !emb || !alone || !ctx || !prev || !used || !tried) {
+        rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < p->n; i++) {
+        lmp_plan_tensor *pt = &p->t[i];
+        wh[i].site = tensor_site(pt->name, f.L, &wh[i].layer, &wh[i].which);
+        wh[i].t = lmp_ckpt_find(ck, pt->name);
+        if (wh[i].site == SITE_NONE || !wh[i].t) {
+            wh[i].site = SITE_NONE; /* left at its choice, never installed: not refined */
+            continue;
+        }
+        wh[i].from = wh[i].site == SITE_LINEAR ? wh[i].layer : wh[i].site == SITE_OUTPUT ? f.L : 0;
+        int64_t cols = wh[i].t->shape[wh[i].t->ndim - 1];
+        wh[i].imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
+        for (int k = 0; k < pt->n_cand; k++)
+            alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
+    }
+#define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
+    /* the plan as solved, all installed */
+    for (int i = 0; i < p->n && !rc; i++)
+        if (wh[i].site != SITE_NONE) {
+            lmp_dtype dt = p->t[i].cand[p->t[i].choice].dt;
+            rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &buf[i], emb);
+        }
+    double k0 = 0;
+    if (!rc)
+        rc = fwd_cache(&f, &k0);
+    if (rc)
+        goto done;
+    p->kld_solved = k0;
+    p->refine_rounds = 0;
+    p->refine_tried = 0;
+    int n_probes = 0;
+    for (int round = 0; round < rp->rounds && !rc; round++) {
+        /* every tensor moved alone to its neighbours on the front, in the context of the rest */
+        for (int i = 0; i < p->n && !rc; i++) {
+            lmp_plan_tensor *pt = &p->t[i];
+            double *cx = ctx + (size_t)i * LMP_PLAN_MAX_CAND;
+            const double *al = alone + (size_t)i * LMP_PLAN_MAX_CAND;
+            int c = pt->choice;
+            for (int k = 0; k < pt->n_cand; k++)
+                cx[k] = NAN;
+            cx[c] = 0;
+            if (wh[i].site == SITE_NONE)
+                continue;
+            for (int d = -1; d <= 1 && !rc; d += 2) {
+                int k = c + d;
+                if (k < 0 || k >= pt->n_cand)
+                    continue;
+                double kl = 0;
+                lmp_dtype dt = pt->cand[k].dt;
+                rc = probe_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &kl);
+                n_probes++;
+                cx[k] = kl - k0;
+            }
+            /* the rest of the front: the alone-calibrated differences, scaled on each side
+             * by the ratio the neighbour measured in context (never negative) */
+            for (int d = -1; d <= 1; d += 2) {
+                int kn = c + d;
+                if (kn < 0 || kn >= pt->n_cand)
+                    continue;
+                double da = al[kn] - al[c], rho = da != 0 ? cx[kn] / da : 1;
+                for (int k = kn + d; k >= 0 && k < pt->n_cand; k += d)
+                    cx[k] = cx[kn] + (al[k] - al[kn]) * (rho > 0 ? rho : 1);
+            }
+            if (rp->progress)
+                fprintf(stderr, "[refine %d: %d/%d] %-28s %s %.3g | %s | %s %.3g\n", round + 1, i + 1, p->n, pt->name,
+                        c > 0 ? lmp_dtype_info(pt->cand[c - 1].dt)->name : "-", c > 0 ? cx[c - 1] : 0,
+                        lmp_dtype_info(pt->cand[c].dt)->name,
+                        c + 1 < pt->n_cand ? lmp_dtype_info(pt->cand[c + 1].dt)->name : "-",
+                        c + 1 < pt->n_cand ? cx[c + 1] : 0);
+        }
+        if (rc)
+            break;
+        /* solve on the in-context costs (the alone ones restored after) */
+        for (int i = 0; i < p->n; i++) {
+            prev[i] = p->t[i].choice;
+            for (int k = 0; k < p->t[i].n_cand; k++)
+                p->t[i].cand[k].err = ctx[(size_t)i * LMP_PLAN_MAX_CAND + k];
+        }
+        int src = lmp_plan_solve(p, budget);
+        for (int i = 0; i < p->n; i++)
+            for (int k = 0; k < p->t[i].n_cand; k++)
+                p->t[i].cand[k].err = alone[(size_t)i * LMP_PLAN_MAX_CAND + k];
+        int moved = 0;
+        for (int i = 0; !src && i < p->n; i++)
+            moved += p->t[i].choice != prev[i];
+        if (src || moved == 0) {
+            for (int i = 0; i < p->n; i++)
+                p->t[i].choice = prev[i];
+            fresh = true;
+            break;
+        }
+        for (int i = 0; i < p->n && !rc; i++)
+            if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i]) {
+                lmp_dtype dt = p->t[i].cand[p->t[i].choice].dt;
+                rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &buf[i],
+                                 emb);
+            }
+        double k1 = 0;
+        if (!rc)
+            rc = fwd_cache(&f, &k1);
+        if (rc)
+            break;
+        if (p->refine_tried < 10) {
+            p->refine_moved[p->refine_tried] = moved;
+            p->refine_kld[p->refine_tried++] = k1;
+        }
+        if (rp->progress)
+            fprintf(stderr, "[refine %d] %d tensors moved: calibration KLD %.5g -> %.5g%s\n", round + 1, moved, k0, k1,
+                    k1 < k0 ? "" : " (not better: kept the previous plan)");
+        if (k1 >= k0) { /* back to the plan the differences were measured on */
+            for (int i = 0; i < p->n && !rc; i++)
+                if (p->t[i].choice != prev[i]) {
+                    p->t[i].choice = prev[i];
+                    if (wh[i].site != SITE_NONE) {
+                        lmp_dtype dt = p->t[i].cand[prev[i]].dt;
+                        rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt),
+                                         &buf[i], emb);
+                    }
+                }
+            double kb = 0;
+            if (!rc)
+                rc = fwd_cache(&f, &kb);
+            fresh = true;
+            break;
+        }
+        k0 = k1;
+        p->refine_rounds = round + 1;
+    }
+    /* Pair moves: when the last re-solve was not kept, the in-context differences still
+     * describe the installed plan; one tensor one type dearer and another one cheaper,
+     * within the budget, in the order of their predicted gain, each measured whole and
+     * kept if the KLD falls (a kept move makes the differences of its two tensors stale:
+     * they are not moved again). */
+    p->refine_pairs = 0;
+    p->refine_pairs_tried = 0;
+    p->bytes = p->fixed_bytes;
+    for (int i = 0; i < p->n; i++)
+        p->bytes += p->t[i].cand[p->t[i].choice].bytes;
+    for (int tries = 0; fresh && !rc && tries < rp->pairs; tries++) {
+        int bi = -1, bj = -1;
+        double bg = 0;
+        for (int i = 0; i < p->n; i++) {
+            int ci = p->t[i].choice;
+            if (wh[i].site == SITE_NONE || used[i] || ci + 1 >= p->t[i].n_cand)
+                continue;
+            double gain = -ctx[(size_t)i * LMP_PLAN_MAX_CAND + ci + 1];
+            uint64_t up = p->t[i].cand[ci + 1].bytes - p->t[i].cand[ci].bytes;
+            for (int j = -1; j < p->n; j++) { /* j = -1: no partner (the budget's slack) */
+                double loss = 0;
+                uint64_t down = 0;
+                if (j >= 0) {
+                    int cj = p->t[j].choice;
+                    if (j == i || wh[j].site == SITE_NONE || used[j] || cj == 0)
+                        continue;
+                    loss = ctx[(size_t)j * LMP_PLAN_MAX_CAND + cj - 1];
+                    down = p->t[j].cand[cj].bytes - p->t[j].cand[cj - 1].bytes;
+                }
+                if (p->bytes + up > budget + down || tried[(size_t)i * n + (size_t)(j + 1)])
+                    continue;
+                if (gain - loss > bg) {
+                    bg = gain - loss;
+                    bi = i;
+                    bj = j;
+                }
+            }
+        }
+        if (bi < 0)
+            break;
+        tried[(size_t)bi * n + (size_t)(bj + 1)] = 1;
+        p->refine_pairs_tried++;
+        int mv[2] = {bi, bj}, dk[2] = {1, -1};
+        for (int m = 0; m < 2 && !rc; m++)
+            if (mv[m] >= 0) {
+                lmp_plan_tensor *pt = &p->t[mv[m]];
+                lmp_dtype dt = pt->cand[pt->choice + dk[m]].dt;
+                rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
+                                 QW(mv[m], dt), &buf[mv[m]], emb);
+            }
+        int from = wh[bi].from;
+        if (bj >= 0 && wh[bj].from < from)
+            from = wh[bj].from;
+        double k1 = 0;
+        if (!rc)
+            rc = fwd_kld(&f, from, &k1);
+        if (rc)
+            break;
+        bool keep = k1 < k0;
+        if (rp->progress)
+            fprintf(stderr, "[refine pair] %s up, %s down: predicted %.3g, KLD %.5g -> %.5g%s\n", p->t[bi].name,
+                    bj >= 0 ? p->t[bj].name : "-", -bg, k0, k1, keep ? "" : " (not kept)");
+        for (int m = 0; m < 2 && !rc; m++)
+            if (mv[m] >= 0) {
+                lmp_plan_tensor *pt = &p->t[mv[m]];
+                if (keep) {
+                    pt->choice += dk[m];
+                    p->bytes = p->bytes + pt->cand[pt->choice].bytes - pt->cand[pt->choice - dk[m]].bytes;
+                    used[mv[m]] = 1;
+                } else {
+                    lmp_dtype dt = pt->cand[pt->choice].dt;
+                    rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
+                                     QW(mv[m], dt), &buf[mv[m]], emb);
+                }
+            }
+        if (keep && !rc) {
+            rc = fwd_cache(&f, &k1);
+            k0 = k1;
+            p->refine_pairs++;
+        }
+    }
+#undef QW
+    if (!rc) {
+        p->bytes = p->fixed_bytes;
+        p->err = 0;
+        for (int i = 0; i < p->n; i++) {
+            p->bytes += p->t[i].cand[p->t[i].choice].bytes;
+            p->err += p->t[i].cand[p->t[i].choice].err;
+        }
+        p->kld_refined = k0;
+        p->refine_probes = n_probes;
+    }
+done:
+    p->refine_seconds = lmp_time_s() - t0;
+    fwd_close(&f, &cal); /* the model first: it borrows the installed bytes */
+    for (int i = 0; buf && i < p->n; i++)
+        free(buf[i]);
+    free(buf);
+    free(wh);
+    free(emb);
+    free(alone);
+    free(ctx);
+    free(prev);
+    free(used);
+    free(tried);
     return rc;
 }

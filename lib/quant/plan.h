@@ -27,7 +27,7 @@
 #include "pipeline.h"
 #include "quant.h"
 
-#define LMP_PLAN_MAX_CAND 16
+#define LMP_PLAN_MAX_CAND 24
 #define LMP_PLAN_GRID 65536
 
 /* One candidate type of one tensor. */
@@ -63,6 +63,16 @@ typedef struct {
     bool calibrated;          /* err is predicted KLD (else the relative output error) */
     int calib_windows, calib_seqlen, n_probes;
     double calib_seconds;
+    /* after lmp_plan_refine: the plan's KLD measured on the calibration windows, as solved
+     * from the tensors-alone predictions and after the in-context rounds kept */
+    double kld_solved, kld_refined;
+    int refine_rounds, refine_probes;
+    double refine_seconds;
+    int refine_tried;                /* rounds whose new plan was measured */
+    int refine_pairs;                /* pair moves kept */
+    int refine_pairs_tried;          /* pair moves measured */
+    int refine_moved[10];            /* per such round: tensors whose type changed */
+    double refine_kld[10];           /* per such round: the new plan's calibration KLD */
 } lmp_plan;
 
 /* Keeps the Pareto-optimal points of c[0..n) (fewer bytes or lower error than every
@@ -88,9 +98,9 @@ typedef struct {
     bool progress;                 /* one line per tensor on stderr */
 } lmp_plan_params;
 
-/* The default candidates: q2_K..q6_K, q8_0, iq4_xs, iq3_s, and with importance weights
- * also iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m (the types llama-quantize refuses without
- * an imatrix). Writes up to `max` types into out, returns the count. */
+/* The default candidates: q2_K..q6_K, q8_0, iq4_xs, iq3_s, iq4_nl, q4_0, q4_1, q5_0, q5_1,
+ * and with importance weights also iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s (the
+ * types llama-quantize refuses without an imatrix). Writes up to `max` types into out, returns the count. */
 int lmp_plan_default_types(bool imatrix, lmp_dtype *out, int max);
 
 /* Measures every candidate of every quantizable tensor of the f32/f16/bf16 GGUF `in`
@@ -124,5 +134,30 @@ void lmp_plan_calib_default_params(lmp_plan_calib_params *p);
  * used, so probes quantize alike). On success every candidate's err is its predicted KLD
  * contribution and the fronts are Pareto again. */
 int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, lmp_plan *p);
+
+/* Refinement in context (issue 21: the contributions of the tensors do not add). The
+ * solved plan p is installed in the engine whole and its KLD on the calibration windows
+ * measured; then each tensor is moved ALONE to its two neighbours on its front (one type
+ * cheaper, one dearer) with every other tensor at its planned type, and the change of
+ * the model's KLD measured. Those in-context differences replace the tensors-alone
+ * predictions around the current choice (the rest of each front: the alone differences
+ * scaled by the neighbour's in-context / alone ratio), the budget is solved again, the new
+ * plan installed and measured, and kept only if its KLD on the calibration windows is
+ * lower. Up to `rounds` rounds; stops when a round moves nothing or does not improve.
+ * Then, with the differences of that last round (they describe the installed plan), up to
+ * `pairs` single moves (one tensor a type dearer, another one cheaper, or one dearer into
+ * the budget's slack), best predicted gain first, each measured whole and kept only if the
+ * KLD falls.
+ * On return p holds the kept plan (choices, bytes) with the candidates' alone
+ * predictions as before, and kld_solved / kld_refined say what was measured. */
+typedef struct {
+    int rounds;     /* default 2 */
+    int pairs;      /* pair moves tried after a round that kept nothing (default 8) */
+    bool progress;
+} lmp_plan_refine_params;
+
+void lmp_plan_refine_default_params(lmp_plan_refine_params *r);
+int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
+                    const lmp_plan_refine_params *rp, lmp_plan *p, uint64_t budget);
 
 #endif

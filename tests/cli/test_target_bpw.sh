@@ -54,6 +54,18 @@ ok "eval the one-tensor file" sh -c "'$LMP_BIN' eval '$T/one.gguf' --base '$T/ca
 check "probe KLD = eval's KLD ($PK)" "[ \"\$(J '$T/one.json' 'abs(d[\"kld\"] - $PK) <= 1e-3 * d[\"kld\"] + 1e-7 and d[\"kld\"] > 0')\" = True ]"
 ok "calibrated write 3.0" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c30.gguf" --target-bpw 3 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-probes 1 --json
 check "calibrated write: within 3 bits per parameter" "[ \"\$(J '$T/out' '8 * d[\"bytes_out\"] / d[\"parameters\"] <= 3.0')\" = True ]"
+# refinement in context (--target-refine, default 2 rounds): the kept plan's KLD on the
+# calibration windows is never above the solved one's, and it is the KLD `lmpress eval`
+# measures on the written file against the teacher of the same windows (the whole plan:
+# GGUF writer, loader and session engine against the planner's installed model)
+check "refined: kept KLD <= every plan measured (lower only by kept pair moves)" "[ \"\$(J '$T/c35.json' 'd[\"calib_kld\"] > 0 and d[\"calib_kld\"] <= min([d[\"calib_kld_solved\"]] + [r[\"calib_kld\"] for r in d[\"refine_tried\"]]) and (d[\"refine_pairs\"] > 0 or d[\"calib_kld\"] == min([d[\"calib_kld_solved\"]] + [r[\"calib_kld\"] for r in d[\"refine_tried\"]]))')\" = True ]"
+ok "calibrated write 3.5 (the dry run's plan)" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --json
+ok "eval the written plan" sh -c "'$LMP_BIN' eval '$T/c35.gguf' --base '$T/cal.h5' --json > '$T/c35e.json'"
+CK=$(J "$T/c35.json" 'd["calib_kld"]')
+check "plan's calibration KLD = eval's KLD of the file ($CK)" "[ \"\$(J '$T/c35e.json' 'abs(d[\"kld\"] - $CK) <= 1e-3 * d[\"kld\"]')\" = True ]"
+ok "--target-refine 0" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-refine 0 > '$T/r0.json'"
+check "--target-refine 0: nothing measured in context" "[ \"\$(J '$T/r0.json' 'd[\"calib_kld\"] == -1 and d[\"refine_probes\"] == 0')\" = True ]"
+refuses "bad --target-refine" "target-refine" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tr.gguf" --target-bpw 4 --target-refine 99
 refuses "--target-calib without a target" "need --target-bpw" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tc.gguf" --type q4_0 --target-calib "$T/cal.txt"
 refuses "missing --target-calib text" "nope.txt" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tm.gguf" --target-bpw 4 --target-calib "$T/nope.txt"
 check "missing calibration text: nothing written" "[ ! -e '$T/tm.gguf' ]"

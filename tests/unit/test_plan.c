@@ -7,6 +7,7 @@
 #include "test.h"
 #include "lib/core/core.h"
 #include "lib/quant/plan.h"
+#include "lib/infer/kernels.h"
 
 #include <math.h>
 
@@ -140,8 +141,32 @@ static void test_solver_range(void)
     CHECK(lmp_plan_solve(&p, 50) == 0 && t[0].choice == 1 && p.bytes == 50, "50 bytes: the best point");
 }
 
+/* Every default candidate can be written and run: a quantizer, a matrix kernel, distinct,
+ * and the imatrix-only types only with an importance matrix. */
+static void test_default_types(void)
+{
+    lmp_dtype a[LMP_PLAN_MAX_CAND], b[LMP_PLAN_MAX_CAND];
+    int na = lmp_plan_default_types(false, a, LMP_PLAN_MAX_CAND), nb = lmp_plan_default_types(true, b, LMP_PLAN_MAX_CAND);
+    CHECK(na == 13 && nb == 19, "default candidates: %d without, %d with an importance matrix (13, 19 expected)", na, nb);
+    bool dup = false, bad = false, imx_free = true;
+    for (int i = 0; i < nb; i++) {
+        const lmp_dtype_traits *t = lmp_dtype_info(b[i]);
+        bad |= !t->from_f32 || !t->to_f32 || !lmp_gemm_supports(b[i]);
+        for (int j = 0; j < i; j++)
+            dup |= b[i] == b[j];
+    }
+    for (int i = 0; i < na; i++)
+        imx_free &= a[i] != LMP_DT_IQ2_XXS && a[i] != LMP_DT_IQ2_XS && a[i] != LMP_DT_IQ2_S && a[i] != LMP_DT_IQ3_XXS &&
+                    a[i] != LMP_DT_IQ1_S && a[i] != LMP_DT_IQ1_M;
+    CHECK(!bad, "a default candidate lacks a quantizer or a matrix kernel");
+    CHECK(!dup, "a default candidate is listed twice");
+    CHECK(imx_free, "an imatrix-only type is offered without an importance matrix");
+    CHECK(lmp_plan_default_types(true, b, 4) == 4, "the list is cut at max");
+}
+
 int main(void)
 {
+    test_default_types();
     test_pareto();
     test_solver_brute();
     test_solver_coarse();
