@@ -4,12 +4,14 @@
  */
 #include "quantize_model.h"
 #include "jobs/args.h"
+#include "jobs/quantize_gguf.h"
 
 #include <stdio.h>
 
 #include <math.h>
 #include <regex.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p)
@@ -180,6 +182,41 @@ int lmp_qmodel_quant_prefs(lmp_qmodel_quant_params *p, int sym, int act, const c
     if (p->write.format != fmt && notes)
         fprintf(stderr, "note: asymmetric GPTQ is written as checkpoint_format gptq_v2 (v1 stores zero-1, which "
                         "overflows)\n");
+    return LMP_OK;
+}
+
+int lmp_qmodel_quant_targets(lmp_qmodel_quant_params *p)
+{
+    double sz = 0;
+    const char *size = p->target_size_text;
+    if (size && (!lmp_job_parse_bytes(size, &sz) || sz < 1))
+        return lmp_err(LMP_EINVAL, "--target-size '%s': expected bytes, e.g. 600M or 1.5GiB", size);
+    if (size)
+        p->target_size = (uint64_t)sz;
+    for (int li = 0; li < 2; li++) { /* comma lists of integers */
+        const char *ls = li ? p->target_groups_text : p->target_bits_text;
+        int *dst = li ? p->target_groups_buf : p->target_bits_buf, n = 0;
+        for (const char *c = ls; c && *c;) {
+            char *end;
+            long v = strtol(c, &end, 10);
+            if (end == c || (*end && *end != ',') || n == 16 || v < INT_MIN || v > INT_MAX) {
+                n = -1;
+                break;
+            }
+            dst[n++] = (int)v;
+            c = *end ? end + 1 : end;
+        }
+        if (ls && n < 1)
+            return lmp_err(LMP_EINVAL, "--target-%s '%s': expected a comma list of at most 16 integers",
+                           li ? "groups" : "bits", ls);
+        if (ls && li) {
+            p->target_groups = p->target_groups_buf;
+            p->n_target_groups = n;
+        } else if (ls) {
+            p->target_bits = p->target_bits_buf;
+            p->n_target_bits = n;
+        }
+    }
     return LMP_OK;
 }
 

@@ -37,6 +37,11 @@ typedef struct {
     int n_target_bits;
     const int *target_groups;
     int n_target_groups;
+    /* the command's text for --target-size / --target-bits / --target-groups, read into
+     * target_size / target_bits / target_groups (pointing into the buffers below) by
+     * lmp_qmodel_quant_targets */
+    const char *target_size_text, *target_bits_text, *target_groups_text;
+    int target_bits_buf[16], target_groups_buf[16];
 } lmp_qmodel_quant_params;
 
 typedef struct {
@@ -73,6 +78,9 @@ int lmp_qmodel_quant_prefs(lmp_qmodel_quant_params *p, int sym, int act, const c
                            bool notes);
 /* The command's arguments (before lmp_qmodel_quant_prefs): MODEL and OUT given, OUT not a
  * file name (the output is a folder). */
+/* Reads p's target texts (a size such as 600M or 1.5GiB; comma lists of integers, at most
+ * 16) into target_size / target_bits / target_groups; LMP_EINVAL naming the option. */
+int lmp_qmodel_quant_targets(lmp_qmodel_quant_params *p);
 int lmp_qmodel_quant_check_args(const char *model, const char *out, const lmp_qmodel_quant_params *p);
 /* Loads `model`, draws the calibration windows, runs the pipeline with the writer as
  * its sink, and completes `out`. Everything that can be refused (existing output, bad

@@ -24,46 +24,6 @@
 
 enum { G_COMMON, G_GGUF, G_INT };
 
-/* --target-size / --target-bits / --target-groups of the integer-group path into p (tb, tg:
- * 16 slots each, p points into them). Returns 0 or the usage exit code 2. */
-static int parse_int_target(lmp_qmodel_quant_params *p, const char *size, const char *bits, const char *groups,
-                            int *tb, int *tg)
-{
-    double sz = 0;
-    if (size && (!lmp_job_parse_bytes(size, &sz) || sz < 1)) {
-        fprintf(stderr, "lmpress quantize: error: --target-size '%s': expected bytes, e.g. 600M or 1.5GiB\n", size);
-        return 2;
-    }
-    p->target_size = (uint64_t)sz;
-    for (int li = 0; li < 2; li++) { /* comma lists of integers */
-        const char *ls = li ? groups : bits;
-        int *dst = li ? tg : tb, n = 0;
-        for (const char *c = ls; c && *c && n < 16;) {
-            char *end;
-            long v = strtol(c, &end, 10);
-            if (end == c || (*end && *end != ',')) {
-                n = -1;
-                break;
-            }
-            dst[n++] = (int)v;
-            c = *end ? end + 1 : end;
-        }
-        if (ls && n < 1) {
-            fprintf(stderr, "lmpress quantize: error: --target-%s '%s': expected a comma list of integers\n",
-                    li ? "groups" : "bits", ls);
-            return 2;
-        }
-        if (ls && li) {
-            p->target_groups = tg;
-            p->n_target_groups = n;
-        } else if (ls) {
-            p->target_bits = tb;
-            p->n_target_bits = n;
-        }
-    }
-    return 0;
-}
-
 int cmd_quantize(int argc, char **argv)
 {
     lmp_job_gguf_params gp;       /* --type: jobs/quantize_gguf.h */
@@ -71,8 +31,6 @@ int cmd_quantize(int argc, char **argv)
     lmp_job_gguf_default_params(&gp);
     lmp_qmodel_quant_default_params(&ip);
     const char *out = NULL, *split = NULL, *format = NULL, *dtype = NULL;
-    const char *int_size = NULL, *tbits = NULL, *tgroups = NULL; /* integer-group size target */
-    int tb[16], tg[16];
     char fmt_choices[160]; /* --format's accepted names: the format table's names and aliases */
     lmp_qformat_choices(fmt_choices, sizeof fmt_choices, NULL);
     int sym = -1, act = -1; /* -1: the method's default */
@@ -176,13 +134,13 @@ int cmd_quantize(int argc, char **argv)
                                                         "output error at X bits per weight of the packed linears "
                                                         "(stored bytes x 8 / weights); gptq, gptq_v2 or "
                                                         "compressed-tensors"},
-        {"target-size", 0, OPT_STR, &int_size, "SIZE", "as --target-bpw, for SIZE bytes of tensors in the folder "
+        {"target-size", 0, OPT_STR, &ip.target_size_text, "SIZE", "as --target-bpw, for SIZE bytes of tensors in the folder "
                                                       "(600M, 1.5GiB)"},
         {"dry-run", 0, OPT_FLAG, &ip.dry_run, NULL, "with a target: print the plan (linears, bits, group, bytes, "
                                                     "predicted error) and write nothing"},
-        {"target-bits", 0, OPT_STR, &tbits, "LIST", "with a target: the candidate widths (default 2,3,4,8; e.g. 4,8 "
+        {"target-bits", 0, OPT_STR, &ip.target_bits_text, "LIST", "with a target: the candidate widths (default 2,3,4,8; e.g. 4,8 "
                                                    "for vLLM's Marlin kernels)"},
-        {"target-groups", 0, OPT_STR, &tgroups, "LIST", "with a target: the candidate group sizes, -1 per channel "
+        {"target-groups", 0, OPT_STR, &ip.target_groups_text, "LIST", "with a target: the candidate group sizes, -1 per channel "
                                                        "(default 32,64,128,-1)"},
         {0},
     };
@@ -300,12 +258,12 @@ int cmd_quantize(int argc, char **argv)
     double t_start = lmp_time_s();
     ip.pipe.on_layer_done = json ? NULL : lmp_report_qmodel_layer;
     ip.pipe.log_ctx = &t_start;
-    const bool int_target = int_path && (ip.target_bpw > 0 || int_size);
-    if (int_path && (rc = parse_int_target(&ip, int_size, tbits, tgroups, tb, tg)))
-        goto done;
+    const bool int_target = int_path && (ip.target_bpw > 0 || ip.target_size_text);
     if (int_target && ip.dry_run && !out)
         out = "(dry run)";
-    int e = int_path ? lmp_qmodel_quant_check_args(model, out, &ip) : lmp_job_gguf_check_args(model, out, &gp);
+    int e = int_path ? lmp_qmodel_quant_targets(&ip) : LMP_OK;
+    if (!e)
+        e = int_path ? lmp_qmodel_quant_check_args(model, out, &ip) : lmp_job_gguf_check_args(model, out, &gp);
     if (!e)
         e = lmp_job_threads(threads);
     if (!e && int_path)

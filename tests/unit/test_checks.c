@@ -378,6 +378,24 @@ static void test_qmodel_args(void)
     CHECK(refused(lmp_qmodel_quant_check_args("m", NULL, &p), "-o OUTDIR"), "no out: %s", lmp_errmsg());
     CHECK(refused(lmp_qmodel_quant_check_args("m", "x.bin", &p), "file name"), "x.bin: %s", lmp_errmsg());
     CHECK(refused(lmp_qmodel_quant_check_args("m", "x.GGUF", &p), "file name"), "x.GGUF: %s", lmp_errmsg());
+    /* the size target's texts (lmp_qmodel_quant_targets) */
+    CHECK(lmp_qmodel_quant_targets(&p) == 0 && !p.target_bits && !p.target_groups && !p.target_size,
+          "no target texts: %s", lmp_errmsg());
+    p.target_size_text = "1.5M";
+    p.target_bits_text = "4,8";
+    p.target_groups_text = "128,-1";
+    CHECK(lmp_qmodel_quant_targets(&p) == 0 && p.target_size == 1500000 && p.n_target_bits == 2 &&
+              p.target_bits[1] == 8 && p.n_target_groups == 2 && p.target_groups[1] == -1,
+          "targets read: %s", lmp_errmsg());
+    p.target_size_text = "lots";
+    CHECK(refused(lmp_qmodel_quant_targets(&p), "--target-size"), "bad size: %s", lmp_errmsg());
+    p.target_size_text = NULL;
+    p.target_bits_text = "4,,8";
+    CHECK(refused(lmp_qmodel_quant_targets(&p), "--target-bits"), "bad bits list: %s", lmp_errmsg());
+    p.target_bits_text = NULL;
+    p.target_groups_text = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17";
+    CHECK(refused(lmp_qmodel_quant_targets(&p), "--target-groups"), "17 groups: %s", lmp_errmsg());
+    lmp_qmodel_quant_default_params(&p);
     p.pipe.method = LMP_QMETHOD_RTN;
     CHECK(lmp_qmodel_quant_prefs(&p, -1, -1, NULL, NULL, false) == 0 && p.pipe.sym && !p.pipe.act_order &&
               p.write.format == LMP_QFMT_GPTQ_V1 && !p.write.convert_dense,
