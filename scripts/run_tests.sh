@@ -44,6 +44,13 @@ if [ "${1:-}" != unit ]; then
     for t in "$BUILD"/tests/replay_*; do
         case $t in *.d) continue;; esac
         n=$(basename "$t" | sed 's/^replay_//')
+        # logits_h5: libhdf5's own leak on a failed H5Fopen is suppressed (tests/fuzz/lsan-hdf5.supp,
+        # matched on the library module; the target asserts lmpress leaves no HDF5 object open)
+        if [ "$n" = logits_h5 ]; then
+            [ -x "$t" ] && run_one "fuzz-replay $n" env LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$(pwd)/tests/fuzz/lsan-hdf5.supp" \
+                "$t" "tests/fuzz/corpus/$n"
+            continue
+        fi
         [ -x "$t" ] && run_one "fuzz-replay $n" "$t" "tests/fuzz/corpus/$n"
     done
 fi
