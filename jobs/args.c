@@ -103,3 +103,10 @@ int lmp_job_tokenize_args(const char *model, bool json, bool count, const lmp_to
         return lmp_err(LMP_EINVAL, "--json and --count cannot be combined");
     return lmp_tokenize_check(p);
 }
+
+void lmp_job_progress(void *user, int done, int total)
+{
+    lmp_progress *p = user;
+    p->total = (uint64_t)total;
+    lmp_progress_update(p, (uint64_t)done);
+}

@@ -23,6 +23,9 @@ bool lmp_job_filelike_name(const char *path);
 /* --threads N: N >= 0 (0: LMP_THREADS or all cores) sets the thread count; a negative N is
  * LMP_EINVAL naming the option. */
 int lmp_job_threads(long long n);
+/* A (done, total) progress callback of the library's loops whose user pointer is an
+ * lmp_progress bar (ppl, eval, distill export). */
+void lmp_job_progress(void *user, int done, int total);
 /* Attaches n PEFT adapters unmerged to a loaded model (lmp_model_add_lora), each with its
  * scale (scales NULL: all 1). Returns status. */
 int lmp_job_attach_loras(struct lmp_model *m, const char *const *paths, const double *scales, int n);

@@ -2,6 +2,7 @@
  * The `lmpress distill` jobs (jobs/distill.h).
  */
 #include "jobs/distill.h"
+#include "jobs/args.h"
 #include "formats/qmodel.h"
 #include "jobs/report.h"
 
@@ -50,13 +51,6 @@ int lmp_job_export_check(const lmp_job_export_params *p)
     return resolve(p, &q);
 }
 
-static void on_progress(void *user, int done, int total)
-{
-    lmp_progress *p = user;
-    p->total = (uint64_t)total;
-    lmp_progress_update(p, (uint64_t)done);
-}
-
 int lmp_job_export(const lmp_job_export_params *p, lmp_job_export_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -77,7 +71,7 @@ int lmp_job_export(const lmp_job_export_params *p, lmp_job_export_result *r)
         q.top_k = lmp_model_n_vocab(m);
     lmp_progress bar;
     lmp_progress_begin(&bar, "export", 0);
-    q.progress = on_progress;
+    q.progress = lmp_job_progress;
     q.user = &bar;
     rc = lmp_distill_export(m, p->label ? p->label : p->teacher, text, len, p->out, &q, &r->st);
     lmp_progress_end(&bar);

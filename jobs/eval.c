@@ -2,6 +2,7 @@
  * The `lmpress eval` job (jobs/eval.h).
  */
 #include "jobs/eval.h"
+#include "jobs/args.h"
 #include "formats/qmodel.h"
 #include "jobs/report.h"
 
@@ -21,13 +22,6 @@ int lmp_job_eval_check(const lmp_job_eval_params *p)
     return lmp_kld_check(&p->kld);
 }
 
-static void on_progress(void *user, int done, int total)
-{
-    lmp_progress *p = user;
-    p->total = (uint64_t)total;
-    lmp_progress_update(p, (uint64_t)done);
-}
-
 int lmp_job_eval(const lmp_job_eval_params *p, lmp_kld_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -40,7 +34,7 @@ int lmp_job_eval(const lmp_job_eval_params *p, lmp_kld_result *r)
     lmp_progress bar;
     lmp_progress_begin(&bar, "eval", 0);
     lmp_kld_params q = p->kld;
-    q.progress = on_progress;
+    q.progress = lmp_job_progress;
     q.user = &bar;
     rc = lmp_distill_eval(m, p->base, &q, r);
     lmp_progress_end(&bar);

@@ -25,13 +25,6 @@ int lmp_job_ppl_check(const lmp_job_ppl_params *p)
     return lmp_ppl_check(&p->ppl);
 }
 
-static void on_progress(void *user, int done, int total)
-{
-    lmp_progress *p = user;
-    p->total = (uint64_t)total;
-    lmp_progress_update(p, (uint64_t)done);
-}
-
 int lmp_job_ppl(const lmp_job_ppl_params *p, lmp_ppl_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -56,7 +49,7 @@ int lmp_job_ppl(const lmp_job_ppl_params *p, lmp_ppl_result *r)
     lmp_progress bar;
     lmp_progress_begin(&bar, "ppl", 0);
     lmp_ppl_params q = p->ppl;
-    q.progress = on_progress;
+    q.progress = lmp_job_progress;
     q.user = &bar;
     rc = lmp_ppl_text(m, text, len, &q, r);
     lmp_progress_end(&bar);
