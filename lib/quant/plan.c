@@ -490,22 +490,28 @@ static int quantize_whole(const lmp_tensor *t, lmp_dtype dt, const float *qw, vo
     return LMP_OK;
 }
 
+/* Tensor t quantized as dt (*q malloc'd, *nb bytes) and the matrix descriptor *w over it. */
+static int quantize_wmat(const lmp_tensor *t, lmp_dtype dt, const float *qw, void **q, size_t *nb, lmp_wmat *w)
+{
+    int rc = quantize_whole(t, dt, qw, q, nb);
+    if (rc)
+        return rc;
+    const int64_t cols = t->shape[t->ndim - 1];
+    *w = (lmp_wmat){.dtype = dt, .rows = lmp_tensor_nelem(t) / cols, .cols = cols, .data = *q,
+                    .row_bytes = lmp_dtype_row_bytes(dt, cols)};
+    return LMP_OK;
+}
+
 /* KLD of the model with tensor `name` alone replaced by its quantization as dt. */
 static int probe_one(plan_fwd *f, const lmp_tensor *t, plan_site site, int layer, lmp_linear which, bool tied,
                      lmp_dtype dt, const float *qw, double *kld)
 {
     void *q = NULL;
     size_t nb = 0;
-    int rc = quantize_whole(t, dt, qw, &q, &nb);
+    lmp_wmat w;
+    int rc = quantize_wmat(t, dt, qw, &q, &nb, &w);
     if (rc)
         return rc;
-    int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
-    lmp_wmat w = {0};
-    w.dtype = dt;
-    w.rows = rows;
-    w.cols = cols;
-    w.data = q;
-    w.row_bytes = lmp_dtype_row_bytes(dt, cols);
     if (site == SITE_LINEAR) {
         lmp_wmat keep = *lmp_model_linear(f->m, layer, which);
         if (!(rc = lmp_model_set_linear(f->m, layer, which, &w))) {
@@ -748,16 +754,10 @@ static int install_one(plan_fwd *f, const lmp_tensor *t, plan_site site, int lay
 {
     void *q = NULL;
     size_t nb = 0;
-    int rc = quantize_whole(t, dt, qw, &q, &nb);
+    lmp_wmat w;
+    int rc = quantize_wmat(t, dt, qw, &q, &nb, &w);
     if (rc)
         return rc;
-    int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
-    lmp_wmat w = {0};
-    w.dtype = dt;
-    w.rows = rows;
-    w.cols = cols;
-    w.data = q;
-    w.row_bytes = lmp_dtype_row_bytes(dt, cols);
     if (site == SITE_LINEAR) {
         rc = lmp_model_set_linear(f->m, layer, which, &w);
     } else {
