@@ -714,10 +714,46 @@ static int slice_for(const lmp_struct_plan *p, const lmp_tensor *t, int l, slice
     const int *kf = p->keep_ffn + (int64_t)l * o->intermediate_size;
     int w = linear_of(t->name, l, "weight"), b = linear_of(t->name, l, "bias");
     int k = w >= 0 ? w : b;
-    if (k < 0)
-        return LMP_OK;
     bool need_heads = p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS;
     bool ffn = p->kind == LMP_STRUCT_FFN;
+    /* phi3's fused qkv_proj ([q; k; v] rows) and gate_up_proj ([gate; up] rows): the kept
+     * rows of each part, in the fused order */
+    char fb[LMP_MAX_NAME];
+    snprintf(fb, sizeof fb, "model.layers.%d.self_attn.qkv_proj.", l);
+    const bool qkv = strncmp(t->name, fb, strlen(fb)) == 0;
+    snprintf(fb, sizeof fb, "model.layers.%d.mlp.gate_up_proj.", l);
+    const bool gate_up = strncmp(t->name, fb, strlen(fb)) == 0;
+    if (qkv && need_heads) {
+        const int nh = p->in.n_heads, nkv = p->in.n_kv_heads;
+        const bool kv = p->kind == LMP_STRUCT_KV_HEADS;
+        const int nkv_out = kv ? o->n_kv_heads : nkv;
+        s->n_rows = (int64_t)(o->n_heads + 2 * nkv_out) * hd;
+        s->rows = s->owned = malloc((size_t)s->n_rows * sizeof(int));
+        if (!s->owned)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        int64_t r = 0;
+        for (int i = 0; i < o->n_heads; i++)
+            for (int j = 0; j < hd; j++)
+                s->owned[r++] = kh[i] * hd + j;
+        for (int part = 0; part < 2; part++) /* k, then v */
+            for (int i = 0; i < nkv_out; i++)
+                for (int j = 0; j < hd; j++)
+                    s->owned[r++] = (nh + part * nkv + (kv ? kk[i] : i)) * hd + j;
+        return LMP_OK;
+    }
+    if (gate_up && ffn) {
+        const int ff = p->in.intermediate_size;
+        s->n_rows = 2 * (int64_t)o->intermediate_size;
+        s->rows = s->owned = malloc((size_t)s->n_rows * sizeof(int));
+        if (!s->owned)
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        for (int part = 0; part < 2; part++) /* gate, then up */
+            for (int i = 0; i < o->intermediate_size; i++)
+                s->owned[part * o->intermediate_size + i] = part * ff + kf[i];
+        return LMP_OK;
+    }
+    if (k < 0)
+        return LMP_OK;
     switch (k) {
     case LMP_LIN_Q:
         if (need_heads) {

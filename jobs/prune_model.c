@@ -376,13 +376,6 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         }
     }
     /* refuse what can be refused before any forward pass */
-    if ((cfg->fused_qkv || cfg->fused_gate_up) && p->structured) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s stores q/k/v and gate/up fused (qkv_proj, gate_up_proj); "
-                                       "structured pruning of them is not supported yet (unstructured and "
-                                       "N:M are)",
-                     model, cfg->model_type);
-        goto done;
-    }
     if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
         (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
         rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "

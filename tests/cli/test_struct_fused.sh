@@ -1,0 +1,97 @@
+#!/bin/sh
+# Structured pruning of a model that stores q/k/v and gate/up fused (phi3's qkv_proj and
+# gate_up_proj, issue 16): heads, KV heads, FFN channels and layers on the tiny-phi3 preset.
+# Each pruned folder must load and run, and its fused tensors must hold exactly the kept
+# rows of the original in the fused order: the kept heads / channels are read back from
+# the tensors the writer slices without fusion (o_proj's and down_proj's columns) and the
+# fused rows are checked against them, independently of lmpress (numpy on the files).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+. tests/cli/lib.sh
+B=$LMP_BIN
+TXT="$LMP_FIXTURES/text/tinystories-valid-sample.txt"
+[ -f "$TXT" ] || TXT="$T/text.txt"
+[ -f "$TXT" ] || awk 'BEGIN { for (i = 0; i < 400; i++) printf "the river ran past the old mill and the children watched it %d times.\n", i }' > "$TXT"
+for p in "$PY" /usr/bin/python3; do
+    if "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+
+M="$T/phi"
+ok "synth tiny-phi3" "$B" synth --preset tiny-phi3 -o "$M"
+cat > "$T/check.py" <<'EOF'
+# usage: check.py ORIG PRUNED KIND: the fused rows of every block against the kept heads /
+# channels that o_proj / down_proj's columns show
+import json, struct, sys, glob, os
+import numpy as np
+
+def load(d):
+    out = {}
+    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
+        b = open(f, "rb").read()
+        n = struct.unpack("<Q", b[:8])[0]
+        h = json.loads(b[8:8 + n])
+        for k, v in h.items():
+            if k == "__metadata__":
+                continue
+            assert v["dtype"] == "F32", (k, v["dtype"])
+            a, e = v["data_offsets"]
+            out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype=np.float32).reshape(v["shape"])
+    return out, json.load(open(os.path.join(d, "config.json")))
+
+def kept_blocks(orig, new, width):
+    # the original column blocks (of `width`) each new column block equals, in order
+    nb = orig.shape[1] // width
+    keep = []
+    for j in range(new.shape[1] // width):
+        blk = new[:, j * width:(j + 1) * width]
+        m = [i for i in range(nb) if np.array_equal(orig[:, i * width:(i + 1) * width], blk)]
+        assert len(m) == 1, ("column block", j, m)
+        keep.append(m[0])
+    assert keep == sorted(keep), keep
+    return keep
+
+o, oc = load(sys.argv[1])
+n, nc = load(sys.argv[2])
+kind = sys.argv[3]
+L = nc["num_hidden_layers"]
+hd = oc["hidden_size"] // oc["num_attention_heads"]
+nh, nkv, ff = oc["num_attention_heads"], oc["num_key_value_heads"], oc["intermediate_size"]
+for l in range(L):
+    p = "model.layers.%d." % l
+    qkv_o, qkv_n = o[p + "self_attn.qkv_proj.weight"], n[p + "self_attn.qkv_proj.weight"]
+    gu_o, gu_n = o[p + "mlp.gate_up_proj.weight"], n[p + "mlp.gate_up_proj.weight"]
+    if kind in ("heads", "kv-heads"):
+        H = kept_blocks(o[p + "self_attn.o_proj.weight"], n[p + "self_attn.o_proj.weight"], hd)
+        assert len(H) == nc["num_attention_heads"]
+        if kind == "heads":
+            K = list(range(nkv))
+        else:  # whole GQA groups: the kv heads of the kept q heads
+            g = nh // nkv
+            K = sorted(set(h // g for h in H))
+            assert H == [k * g + j for k in K for j in range(g)], (H, K)
+            assert len(K) == nc["num_key_value_heads"]
+        rows = [h * hd + j for h in H for j in range(hd)]
+        rows += [(nh + k) * hd + j for k in K for j in range(hd)]
+        rows += [(nh + nkv + k) * hd + j for k in K for j in range(hd)]
+        assert np.array_equal(qkv_n, qkv_o[rows]), "layer %d: qkv_proj rows" % l
+        assert np.array_equal(gu_n, gu_o), "layer %d: gate_up_proj changed" % l
+    elif kind == "ffn":
+        F = kept_blocks(o[p + "mlp.down_proj.weight"], n[p + "mlp.down_proj.weight"], 1)
+        assert len(F) == nc["intermediate_size"] < ff
+        assert np.array_equal(gu_n, gu_o[F + [ff + f for f in F]]), "layer %d: gate_up_proj rows" % l
+        assert np.array_equal(qkv_n, qkv_o), "layer %d: qkv_proj changed" % l
+print("ok", kind, L)
+EOF
+for k in heads kv-heads ffn layers; do
+    ok "prune --structured $k (fused qkv_proj / gate_up_proj)" "$B" prune "$M" -o "$T/p-$k" --structured $k \
+        --ratio 0.25 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
+    ok "$k: pruned model runs" "$B" ppl "$T/p-$k" -f "$TXT" --ctx 32 --chunks 2
+    if "$PY" -c 'import numpy' 2>/dev/null; then
+        [ $k = layers ] || ok "$k: fused rows are the kept heads / channels" "$PY" "$T/check.py" "$M" "$T/p-$k" $k
+    else
+        skip "python3 with numpy is needed to read the folders"
+    fi
+done
+heads_of() { sed -n 's/.*"num_attention_heads":[[:space:]]*\([0-9]*\).*/\1/p' "$1/config.json"; }
+check "heads: fewer attention heads in config.json ($(heads_of "$M") -> $(heads_of "$T/p-heads"))" \
+    "[ '$(heads_of "$T/p-heads")' -lt '$(heads_of "$M")' ]"
+finish
