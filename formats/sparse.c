@@ -741,6 +741,22 @@ static int slice_for(const lmp_struct_plan *p, const lmp_tensor *t, int l, slice
                     s->owned[r++] = (nh + part * nkv + (kv ? kk[i] : i)) * hd + j;
         return LMP_OK;
     }
+    /* olmo2's q_norm / k_norm span the whole projection (heads x head_dim): the kept heads'
+     * entries (the norm then runs over the smaller width, as the pruned config says) */
+    snprintf(fb, sizeof fb, "model.layers.%d.self_attn.q_norm.weight", l);
+    const bool qn = p->in.qk_norm == LMP_QKNORM_FULL && strcmp(t->name, fb) == 0;
+    snprintf(fb, sizeof fb, "model.layers.%d.self_attn.k_norm.weight", l);
+    const bool kn = p->in.qk_norm == LMP_QKNORM_FULL && strcmp(t->name, fb) == 0;
+    if (qn && need_heads) {
+        s->rows = s->owned = head_rows(kh, o->n_heads, hd);
+        s->n_rows = (int64_t)o->n_heads * hd;
+        return s->rows ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    if (kn && p->kind == LMP_STRUCT_KV_HEADS) {
+        s->rows = s->owned = head_rows(kk, o->n_kv_heads, hd);
+        s->n_rows = (int64_t)o->n_kv_heads * hd;
+        return s->rows ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory");
+    }
     if (gate_up && ffn) {
         const int ff = p->in.intermediate_size;
         s->n_rows = 2 * (int64_t)o->intermediate_size;

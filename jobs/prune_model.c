@@ -376,14 +376,6 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         }
     }
     /* refuse what can be refused before any forward pass */
-    if (p->structured && cfg->qk_norm == LMP_QKNORM_FULL &&
-        (p->kind == LMP_STRUCT_HEADS || p->kind == LMP_STRUCT_KV_HEADS)) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: %s normalizes q and k over their whole width (q_norm, k_norm): "
-                                       "removing heads changes those norms, so structured head pruning is "
-                                       "refused (ffn and layers work)",
-                     model, cfg->model_type);
-        goto done;
-    }
     if (p->structured) {
         int k;
         if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))

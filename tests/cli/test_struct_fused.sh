@@ -1,6 +1,8 @@
 #!/bin/sh
 # Structured pruning of a model that stores q/k/v and gate/up fused (phi3's qkv_proj and
-# gate_up_proj, issue 16): heads, KV heads, FFN channels and layers on the tiny-phi3 preset.
+# gate_up_proj, issue 16): heads, KV heads, FFN channels and layers on the tiny-phi3 preset;
+# and of olmo2, whose q_norm / k_norm span every head (KV heads on tiny-olmo2: the norms keep
+# the kept heads' entries).
 # Each pruned folder must load and run, and its fused tensors must hold exactly the kept
 # rows of the original in the fused order: the kept heads / channels are read back from
 # the tensors the writer slices without fusion (o_proj's and down_proj's columns) and the
@@ -81,6 +83,24 @@ for l in range(L):
         assert np.array_equal(qkv_n, qkv_o), "layer %d: qkv_proj changed" % l
 print("ok", kind, L)
 EOF
+cat > "$T/check_norm.py" <<'EOF'
+# usage: check_norm.py ORIG PRUNED: olmo2's full-width q_norm / k_norm hold the entries of
+# the heads that o_proj's columns kept (load / kept_blocks from check.py)
+import os, sys
+exec(open(os.path.join(os.path.dirname(sys.argv[0]), "check.py")).read().split("o, oc = load")[0])
+o, oc = load(sys.argv[1])
+n, nc = load(sys.argv[2])
+hd = oc["hidden_size"] // oc["num_attention_heads"]
+for l in range(nc["num_hidden_layers"]):
+    p = "model.layers.%d.self_attn." % l
+    H = kept_blocks(o[p + "o_proj.weight"], n[p + "o_proj.weight"], hd)
+    rows = [h * hd + j for h in H for j in range(hd)]
+    assert len(H) < oc["num_attention_heads"]
+    assert np.array_equal(n[p + "q_norm.weight"], o[p + "q_norm.weight"][rows]), "q_norm"
+    assert np.array_equal(n[p + "k_norm.weight"], o[p + "k_norm.weight"][rows]), "k_norm (no GQA: kv = q heads)"
+    assert np.array_equal(n[p + "q_proj.weight"], o[p + "q_proj.weight"][rows]), "q_proj"
+print("ok norms", nc["num_hidden_layers"])
+EOF
 for k in heads kv-heads ffn layers; do
     ok "prune --structured $k (fused qkv_proj / gate_up_proj)" "$B" prune "$M" -o "$T/p-$k" --structured $k \
         --ratio 0.25 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
@@ -91,6 +111,13 @@ for k in heads kv-heads ffn layers; do
         skip "python3 with numpy is needed to read the folders"
     fi
 done
+ok "synth tiny-olmo2" "$B" synth --preset tiny-olmo2 -o "$T/olmo"
+ok "olmo2: prune --structured kv-heads (full-width q/k norms)" "$B" prune "$T/olmo" -o "$T/o-kv" \
+    --structured kv-heads --ratio 0.25 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
+ok "olmo2: pruned model runs" "$B" ppl "$T/o-kv" -f "$TXT" --ctx 32 --chunks 2
+if "$PY" -c 'import numpy' 2>/dev/null; then
+    ok "olmo2: q_norm / k_norm keep the kept heads' entries" "$PY" "$T/check_norm.py" "$T/olmo" "$T/o-kv"
+fi
 heads_of() { sed -n 's/.*"num_attention_heads":[[:space:]]*\([0-9]*\).*/\1/p' "$1/config.json"; }
 check "heads: fewer attention heads in config.json ($(heads_of "$M") -> $(heads_of "$T/p-heads"))" \
     "[ '$(heads_of "$T/p-heads")' -lt '$(heads_of "$M")' ]"
