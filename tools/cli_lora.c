@@ -38,10 +38,13 @@ int cli_lora_scales(int argc, char **argv, const char *cmd, int n_loras, double 
 
 /* the temporary merged model of this process, removed at exit whatever the path out */
 static char *g_lora_tmp;
+static char *g_lora_model; /* the merged copy's path the command reads instead of MODEL */
 static void lora_tmp_atexit(void)
 {
     lmp_merge_temp_remove(g_lora_tmp);
     g_lora_tmp = NULL;
+    free(g_lora_model);
+    g_lora_model = NULL;
 }
 
 int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *loras, const char **model,
@@ -62,17 +65,22 @@ int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *
     free(scales);
     if (rc)
         return cli_fail(cmd, rc);
-    *model = merged; /* lives as long as the process; the folder goes in cli_lora_cleanup or at exit */
-    if (!g_lora_tmp)
+    *model = merged; /* until cli_lora_cleanup (or exit): the folder and this path go there */
+    if (!g_lora_tmp && !g_lora_model)
         atexit(lora_tmp_atexit);
+    free(g_lora_model);
+    g_lora_model = merged;
     g_lora_tmp = *tmpdir;
     return 0;
 }
 
 void cli_lora_cleanup(char *tmpdir)
 {
-    if (tmpdir && tmpdir == g_lora_tmp)
+    if (tmpdir && tmpdir == g_lora_tmp) {
         g_lora_tmp = NULL;
+        free(g_lora_model);
+        g_lora_model = NULL;
+    }
     lmp_merge_temp_remove(tmpdir);
 }
 
