@@ -47,19 +47,31 @@ static void lora_tmp_atexit(void)
     g_lora_model = NULL;
 }
 
+/* The n adapters' --scale values (malloc'd into *scales): 0, or the exit code (1: out of
+ * memory, 2: a bad --scale, already said). */
+static int lora_scales(const char *cmd, int argc, char **argv, int n, double **scales)
+{
+    *scales = malloc(sizeof(double) * (size_t)n);
+    if (!*scales)
+        return 1;
+    if (cli_lora_scales(argc, argv, cmd, n, *scales)) {
+        free(*scales);
+        *scales = NULL;
+        return 2;
+    }
+    return 0;
+}
+
 int cli_lora_prepare(const char *cmd, int argc, char **argv, const cli_strlist *loras, const char **model,
                      char **tmpdir)
 {
     *tmpdir = NULL;
     if (!loras->n)
         return 0;
-    double *scales = malloc(sizeof(double) * (size_t)loras->n);
-    if (!scales)
-        return 1;
-    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
-        free(scales);
-        return 2;
-    }
+    double *scales;
+    int e = lora_scales(cmd, argc, argv, loras->n, &scales);
+    if (e)
+        return e;
     char *merged = NULL;
     int rc = lmp_merge_temp(*model, loras->v, scales, loras->n, &merged, tmpdir);
     free(scales);
@@ -88,20 +100,15 @@ int cli_lora_attach(const char *cmd, int argc, char **argv, const cli_strlist *l
 {
     if (!loras->n)
         return 0;
-    double *scales = malloc(sizeof(double) * (size_t)loras->n);
-    if (!scales)
-        return 1;
-    if (cli_lora_scales(argc, argv, cmd, loras->n, scales)) {
-        free(scales);
-        return 2;
-    }
-    lmp_lora **a;
+    double *scales;
+    int e = lora_scales(cmd, argc, argv, loras->n, &scales);
+    if (e)
+        return e;
+    lmp_lora **a = NULL;
     int rc = lmp_loras_open(loras->v, loras->n, &a);
     for (int i = 0; rc == 0 && i < loras->n; i++)
         rc = lmp_model_add_lora(m, a[i], scales[i]);
-    if (rc == 0)
-        lmp_loras_close(a, loras->n);
-    else if (a)
+    if (a)
         lmp_loras_close(a, loras->n);
     free(scales);
     return rc ? cli_fail(cmd, rc) : 0;
