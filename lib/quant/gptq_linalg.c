@@ -285,9 +285,12 @@ double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_
     /* a^T H a = 2 a^T (upper(H) a) - sum_i H_ii a_i^2: one triangular product per tile of
      * rows (half a full product's work; only H's upper triangle is read); the tiles' sums
      * are added in tile order */
-    enum { RT = 64 };
     if (rows <= 0 || cols <= 0)
         return 0.0;
+    /* tall matrices in tiles of 256 rows (each triangular product packs H once: fewer
+     * passes over it), short ones in tiles of 64 (work for every thread); the tiling
+     * depends on rows only */
+    const int64_t RT = rows >= 1024 ? 256 : 64;
     const int64_t nt = (rows + RT - 1) / RT;
     double *part = calloc((size_t)nt, sizeof(double));
     if (!part)

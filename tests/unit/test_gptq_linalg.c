@@ -223,25 +223,30 @@ static void test_gemm(void)
 
 static void test_quad(const double *H)
 {
-    enum { QR = 150 };
-    float *A = rand_x(QR, C, 13);
-    double want = 0;
-    for (int r = 0; r < QR; r++)
-        for (int i = 0; i < C; i++) {
-            double s = 0;
-            for (int j = 0; j < C; j++)
-                s += H[i * C + j] * A[r * C + j];
-            want += A[r * C + i] * s;
+    /* 150 rows: tiles of 64; 1100 rows: tiles of 256 */
+    const int rows_of[2] = {150, 1100};
+    for (int v = 0; v < 2; v++) {
+        const int QR = rows_of[v];
+        float *A = rand_x(QR, C, 13 + v);
+        double want = 0;
+        for (int r = 0; r < QR; r++)
+            for (int i = 0; i < C; i++) {
+                double s = 0;
+                for (int j = 0; j < C; j++)
+                    s += H[i * C + j] * A[r * C + j];
+                want += A[r * C + i] * s;
+            }
+        double got[3];
+        for (int t = 0; t < 3; t++) {
+            lmp_set_num_threads(t + 1);
+            got[t] = lmp_gptq_quad_trace(A, H, QR, C);
         }
-    double got[3];
-    for (int t = 0; t < 3; t++) {
-        lmp_set_num_threads(t + 1);
-        got[t] = lmp_gptq_quad_trace(A, H, QR, C);
+        lmp_set_num_threads(0);
+        CHECK(fabs(got[0] - want) / want < 1e-12, "quad_trace [%d rows] %.17g vs plain %.17g", QR, got[0], want);
+        CHECK(got[0] == got[1] && got[0] == got[2], "quad_trace [%d rows]: 1/2/3 threads %.17g %.17g %.17g", QR,
+              got[0], got[1], got[2]);
+        free(A);
     }
-    lmp_set_num_threads(0);
-    CHECK(fabs(got[0] - want) / want < 1e-12, "quad_trace %.17g vs plain %.17g", got[0], want);
-    CHECK(got[0] == got[1] && got[0] == got[2], "quad_trace: 1/2/3 threads %.17g %.17g %.17g", got[0], got[1], got[2]);
-    free(A);
 }
 
 /* AWQ's f32 products: every transpose combination against a plain sum, the Gram matrix's
