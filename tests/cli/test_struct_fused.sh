@@ -129,49 +129,6 @@ check "heads: fewer attention heads in config.json ($(heads_of "$M") -> $(heads_
 # compresses the fused module); decoded here by numpy from the layout alone, they equal the
 # dense pruned folder's tensors, every group of 4 of every fused row keeps 2 (2:4), and the
 # engine's log-probs of the compressed folder are the dense folder's, bit for bit.
-cat > "$T/check_ct.py" <<'EOF'
-# usage: check_ct.py DENSE COMPRESSED: decode every X.compressed of COMPRESSED and compare it
-# with DENSE's X.weight; the other tensors must be equal as stored
-import json, os, struct, sys
-import numpy as np
-
-def raw(d):
-    b = open(os.path.join(d, "model.safetensors"), "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    dt = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
-    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]],
-                             dtype=dt[v["dtype"]]).reshape(v["shape"]) for k, v in h.items() if k != "__metadata__"}
-
-d, c = raw(sys.argv[1]), raw(sys.argv[2])
-sc = json.load(open(os.path.join(sys.argv[2], "config.json")))["quantization_config"]["sparsity_config"]
-fmt = sc["format"]
-done = set()
-fused = 0
-for k in c:
-    if not k.endswith(".compressed"):
-        continue
-    p = k[:-len(".compressed")]
-    rows, cols = [int(x) for x in c[p + ".shape"].reshape(-1)]
-    bits = np.unpackbits(c[p + ".bitmask"], axis=1, bitorder="little")[:, :cols].astype(bool)
-    w = np.zeros((rows, cols), np.float32)
-    w[bits] = c[p + ".compressed"].reshape(-1)  # the kept positions in row-major order
-    if fmt == "sparse-bitmask":
-        offs = np.concatenate([[0], np.cumsum(bits.sum(1))[:-1]])
-        assert np.array_equal(c[p + ".row_offsets"], offs), p
-    else:
-        assert fmt == "sparse-24-bitmask" and sc["sparsity_structure"] == "2:4"
-        assert c[p + ".compressed"].shape == (rows, cols // 2), p
-        assert (bits.reshape(rows, cols // 4, 4).sum(2) == 2).all(), p + ": 2 of every 4 in every row"
-    assert np.array_equal(w, d[p + ".weight"]), p
-    fused += p.endswith("qkv_proj") or p.endswith("gate_up_proj")
-    done.add(p + ".weight")
-for k in d:
-    if k not in done:
-        assert np.array_equal(c[k], d[k]), k
-assert done and not any(k.endswith("_proj.weight") for k in c), "dense linear weights left"
-print("ok", fmt, len(done), "linears,", fused, "fused")
-EOF
 H5=
 for p in /usr/bin/python3 "$PY"; do
     if "$p" -c 'import h5py, numpy' 2>/dev/null; then H5=$p; break; fi
@@ -185,9 +142,10 @@ for v in "m24 --method magnitude --pattern 2:4" "m50 --method magnitude --sparsi
     ok "$n on fused tensors, dense" "$B" prune "$M" -o "$T/d-$n" "$@"
     ok "$n on fused tensors, compressed-tensors" "$B" prune "$M" -o "$T/c-$n" "$@" --format compressed-tensors
     if "$PY" -c 'import numpy' 2>/dev/null; then
-        ok "$n: compressed qkv_proj / gate_up_proj decode to the dense pruned tensors" "$PY" "$T/check_ct.py" \
+        ok "$n: compressed qkv_proj / gate_up_proj decode to the dense pruned tensors" "$PY" tests/cli/ct_sparse_check.py \
             "$T/d-$n" "$T/c-$n"
-        check "$n: the fused linears compressed (2 per block)" "grep -q ' 4 fused' '$T/out'"
+        check "$n: every linear compressed, the fused ones as one (2 per block)" \
+            "grep -q ' 8 linears compressed, 4 fused, 0 2-D weights dense' '$T/out'"
     else
         skip "python3 with numpy is needed to read the folders"
     fi
