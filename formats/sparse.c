@@ -912,7 +912,7 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     for (int i = 0; i < ck->n_tensors; i++) {
         const lmp_tensor *t = &ck->tensors[i];
         const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
-        if (name_layer(t->name) >= 0 && (tr->block_size != 1 || t->ndim > 2)) {
+        if (name_layer(t->name) >= 0 && (tr->block_size != 1 || t->ndim > 3)) {
             free(newidx);
             return lmp_err(LMP_EUNSUPPORTED, "structured pruning: tensor %s is %s (dense dtypes only)", t->name,
                            tr->name);
@@ -948,12 +948,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
             memset(&s, 0, sizeof s);
             if (l >= 0 && (rc = slice_for(p, t, l, &s)))
                 goto done;
+            if (t->ndim > 2 && (s.rows || s.cols)) { /* granitemoe's 3-D experts are never sliced */
+                free(s.owned);
+                rc = lmp_err(LMP_EUNSUPPORTED, "structured pruning: %s is %d-D", t->name, t->ndim);
+                goto done;
+            }
             const int64_t R = t->shape[0], C = t->ndim == 2 ? t->shape[1] : 1;
             const size_t es = lmp_dtype_info(t->dtype)->type_size;
             int64_t nr = s.rows ? s.n_rows : R, nc = s.cols ? s.n_cols : C;
             if (pass == 0) {
                 int64_t sh[2] = {nr, nc};
-                rc = lmp_st_writer_add(sw, name, t->dtype, t->ndim, sh);
+                rc = lmp_st_writer_add(sw, name, t->dtype, t->ndim, t->ndim > 2 ? t->shape : sh);
                 if ((size_t)nc * es > maxrow)
                     maxrow = (size_t)nc * es;
             } else if (!s.rows && !s.cols) {
@@ -1005,6 +1010,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
         for (int i = 0; i < p->out.n_layers; i++)
             cJSON_AddItemToArray(nw, cJSON_Duplicate(cJSON_GetArrayItem(old, p->keep_layers[i]), true));
         cJSON_ReplaceItemInObjectCaseSensitive(j, per_layer[li], nw);
+    }
+    /* qwen3_moe: the kept dense layers by their new indices (the plan's step 1 and list) */
+    if (p->in.n_experts > 0 && p->out.n_layers != p->in.n_layers &&
+        (cJSON_GetObjectItemCaseSensitive(j, "mlp_only_layers") ||
+         cJSON_GetObjectItemCaseSensitive(j, "decoder_sparse_step"))) {
+        json_set_num(j, "decoder_sparse_step", p->out.moe_sparse_step);
+        cJSON *ml = cJSON_CreateArray();
+        for (int i = 0; i < p->out.n_mlp_only; i++)
+            cJSON_AddItemToArray(ml, cJSON_CreateNumber(p->out.mlp_only[i]));
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "mlp_only_layers");
+        cJSON_AddItemToObject(j, "mlp_only_layers", ml);
     }
     json_set_num(j, "num_attention_heads", p->out.n_heads);
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);

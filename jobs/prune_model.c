@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void lmp_prune_model_default_params(lmp_prune_model_params *p)
@@ -407,7 +408,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     lmp_calib_data cal = {0};
     lmp_sparse_writer *sw = NULL;
     lmp_qmodel_writer *qw = NULL;
-    char *text = NULL, *dense_dir = NULL;
+    char *text = NULL, *dense_dir = NULL, *dense_sub = NULL;
     size_t len = 0;
     int rc;
     if ((rc = lmp_model_load(&m, model)))
@@ -419,12 +420,11 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         goto done;
     }
     const bool moe = lmp_model_is_moe(m);
-    if (moe && (p->structured || spec->qbits)) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: unstructured and N:M pruning (magnitude, "
-                     "wanda, sparsegpt) to safetensors, compressed-tensors or GGUF is supported; %s is not "
-                     "implemented; nothing was written", model,
-                     p->structured ? "structured pruning (heads / FFN channels of routed experts)"
-                                   : "joint quantization");
+    if (moe && !p->structured && spec->qbits) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: joint quantization (--then-quantize) is not "
+                     "implemented (SparseGPT's quantized experts would need the GPTQ writer's per-expert tensors "
+                     "fed from the pruning pass); prune, then quantize the pruned folder (lmpress quantize "
+                     "--method gptq); nothing was written", model);
         goto done;
     }
     /* refuse what can be refused before any forward pass */
@@ -463,20 +463,29 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         r->calib_text_tokens = cal.n_text_tokens;
     }
     if (gguf) {
-        size_t n = strlen(out) + 64;
+        /* the dense folder is OUT.dense.tmp.PID/STEM: lmp_convert names the model
+         * (general.name) after the folder, so the GGUF gets the output's stem */
+        size_t n = 2 * strlen(out) + 64;
         dense_dir = malloc(n);
-        if (!dense_dir) {
+        dense_sub = malloc(n);
+        if (!dense_dir || !dense_sub) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
         snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
         lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
+        const char *slash = strrchr(out, '/'), *stem = slash ? slash + 1 : out;
+        snprintf(dense_sub, n, "%s/%.*s", dense_dir, (int)(strlen(stem) - strlen(".gguf")), stem);
+        if (mkdir(dense_dir, 0755) != 0) {
+            rc = lmp_err(LMP_EIO, "cannot create the temporary folder %s", dense_dir);
+            goto done;
+        }
     }
-    const char *dst = gguf ? dense_dir : out;
-    if (moe && spec->method == LMP_PRUNE_MAGNITUDE) { /* no calibration: matrix by matrix */
+    const char *dst = gguf ? dense_sub : out;
+    if (moe && !p->structured && spec->method == LMP_PRUNE_MAGNITUDE) { /* no calibration: matrix by matrix */
         if ((rc = moe_write(m, dst, p->force || gguf, sf, p, r, NULL)))
             goto done;
-    } else if (moe) { /* Wanda / SparseGPT: each expert on the tokens routed to it (lib/prune/pexperts.c) */
+    } else if (moe && !p->structured) { /* Wanda / SparseGPT: each expert on the tokens routed to it (lib/prune/pexperts.c) */
         moe_store ms = {.m = m};
         lmp_prune_params pp = p->prune;
         pp.sink = store_sink;
@@ -554,7 +563,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         lmp_convert_default_params(&cp);
         cp.force = p->force;
         cp.quiet = true;
-        rc = lmp_convert(dense_dir, out, &cp, &cr);
+        rc = lmp_convert(dense_sub, out, &cp, &cr);
         if (rc)
             goto done;
         r->format = "gguf";
@@ -563,6 +572,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
 done:
     lmp_sparse_writer_abort(sw);
     lmp_qmodel_writer_abort(qw);
+    free(dense_sub);
     if (dense_dir) {
         lmp_dir_remove(dense_dir);
         lmp_temp_unregister(dense_dir);

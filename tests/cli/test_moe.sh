@@ -4,10 +4,12 @@
 # quantize to GGUF block types (routers kept in f32), ppl and run, the same perplexity from
 # HF, GGUF and back, and the refusals: top-k above the expert count in config.json (file
 # and key named, nothing written), calibrated methods on expert models (nothing written);
-# magnitude 2:4 pruning of every expert; pruned expert models (magnitude 2:4, Wanda 50%)
-# in compressed-tensors and GGUF against the dense pruned folder; GPTQ / RTN folders (GPTQ and compressed-tensors) and
+# magnitude 2:4 pruning of every expert; GPTQ / RTN folders (GPTQ and compressed-tensors) and
 # Wanda / SparseGPT and AWQ on experts, each expert on its routed tokens, loaded and
-# evaluated; granitemoe integer-group folders refused. The real configs' parsing and the
+# evaluated; granitemoe integer-group folders refused; pruned expert models (magnitude 2:4,
+# Wanda 50%) in compressed-tensors and GGUF against the dense pruned folder; structured
+# heads, KV heads and layers of expert models against the original with those parts zeroed;
+# structured FFN and joint quantization refused. The real configs' parsing and the
 # per-expert Hessians against the float64 reference are in tests/unit/test_moe.c.
 . tests/cli/lib.sh
 # one thread: the thread-count independence is in tests/unit/test_moe.c, and on a loaded
@@ -138,9 +140,6 @@ ok "magnitude 2:4 on every linear and expert" "$LMP_BIN" prune "$T/tiny-granitem
     --method magnitude --pattern 2:4 --json
 check "prune: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
 ok "ppl of the pruned experts" "$LMP_BIN" ppl "$T/pr" -f "$T/tiny-granitemoe/corpus.txt" --ctx 64
-refuses "structured pruning of experts" "structured pruning" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pw" \
-    --structured ffn --ratio 0.25 --calib "$T/tiny-granitemoe/corpus.txt"
-check "nothing written for structured pruning" "[ ! -e '$T/pw' ]"
 # pruned expert models in compressed-tensors (every 2-D Linear compressed, experts by their
 # own names; routers kept dense and listed in `ignore`; granitemoe's 3-D expert tensors are
 # not Linear modules and stay dense with their zeros) and GGUF (stacked *_exps): numpy
@@ -196,4 +195,42 @@ for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
         fi
     done
 done
+# structured heads, KV heads and layers of expert models (attention and whole blocks; the
+# experts and routers are copied): numpy finds every tensor to be the original's kept rows /
+# columns or unchanged (tests/cli/moe_struct_check.py) and builds the original with the
+# removed heads' o_proj columns (removed layers' o_proj and FFN outputs) zeroed instead,
+# whose log-probs must be the pruned model's; FFN channels of experts and joint quantization
+# are refused with the reason
+for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
+    X="$T/$p/corpus.txt"
+    for k in heads kv-heads layers; do
+        ok "$p --structured $k" "$LMP_BIN" prune "$T/$p" -o "$T/$p-s$k" --structured $k --ratio 0.5 --calib "$X" $C -t 1
+        if "$PY" -c 'import numpy' 2>/dev/null; then
+            ok "$p $k: kept parts are the original's, the rest unchanged" "$PY" tests/cli/moe_struct_check.py \
+                "$T/$p" "$T/$p-s$k" $k "$T/$p-z$k"
+            if [ -n "$H5" ]; then
+                [ -e "$T/$p.h5" ] || ok "log-probs of $p" lp "$T/$p" "$X"
+                ok "log-probs of $p-s$k" lp "$T/$p-s$k" "$X"
+                ok "log-probs of $p-z$k" lp "$T/$p-z$k" "$X"
+                d=$(lp_diff "$T/$p-s$k" "$T/$p-z$k"); u=$(lp_diff "$T/$p-s$k" "$T/$p")
+                check "$p $k: log-probs = the zeroed original's ($d; unpruned: $u)" \
+                    "awk -v a=$d -v b=$u 'BEGIN{exit !(a < 1e-5 && b > 1e-2)}'"
+            fi
+        fi
+    done
+done
+ok "mixtral --structured kv-heads to GGUF" "$LMP_BIN" prune "$T/tiny-mixtral" -o "$T/mix-skv.gguf" --structured kv-heads \
+    --ratio 0.5 --calib "$T/tiny-mixtral/corpus.txt" $C -t 1
+check "GGUF: head_count_kv halved" "[ \"\$(kv_of $T/mix-skv.gguf llama.attention.head_count_kv)\" = 1 ]"
+if [ -n "$H5" ]; then
+    ok "log-probs of the GGUF" lp "$T/mix-skv.gguf" "$T/tiny-mixtral/corpus.txt"
+    d=$(lp_diff "$T/tiny-mixtral-skv-heads" "$T/mix-skv.gguf")
+    check "structured GGUF log-probs within 1e-4 of the folder's ($d)" "awk -v a=$d 'BEGIN{exit !(a < 1e-4)}'"
+fi
+refuses "structured ffn of experts" "structured ffn on a mixture-of-experts" "$LMP_BIN" prune "$T/tiny-granitemoe" \
+    -o "$T/pw" --structured ffn --ratio 0.25 --calib "$T/tiny-granitemoe/corpus.txt"
+check "nothing written for structured ffn" "[ ! -e '$T/pw' ]"
+refuses "joint quantization of experts" "joint quantization" "$LMP_BIN" prune "$T/tiny-mixtral" -o "$T/pq" \
+    --method sparsegpt --sparsity 0.5 --then-quantize 4 --calib "$T/tiny-mixtral/corpus.txt" $C
+check "nothing written for joint quantization" "[ ! -e '$T/pq' ]"
 finish
