@@ -430,7 +430,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     /* refuse what can be refused before any forward pass */
     if (p->structured) {
         int k;
-        if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
+        if ((rc = lmp_struct_check(m, p->kind)) || (rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
             goto done;
     } else if ((rc = lmp_prune_check(m, spec))) {
         goto done;

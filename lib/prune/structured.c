@@ -77,6 +77,20 @@ int lmp_struct_count(const lmp_config *c, lmp_struct_kind k, double ratio, int *
     return LMP_OK;
 }
 
+int lmp_struct_check(const lmp_model *m, lmp_struct_kind kind)
+{
+    /* Mixture of experts: heads and KV heads are scored on o_proj's inputs and layers on
+     * the blocks' inputs and outputs, which routing does not change; FFN channels would
+     * be one plan per expert (each on its routed tokens) with a config.json that has one
+     * moe_intermediate_size for all experts: not done */
+    if (lmp_model_is_moe(m) && kind == LMP_STRUCT_FFN)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: --structured ffn on a mixture-of-experts model is not supported (the "
+                       "experts' FFN channels would need a plan per expert on its routed tokens, and config.json "
+                       "has one width for every expert); heads, kv-heads and layers are; nothing was written",
+                       lmp_model_ckpt(m)->path);
+    return LMP_OK;
+}
+
 typedef struct {
     double v;
     int i;
@@ -285,18 +299,13 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
                          lmp_struct_plan *p)
 {
     memset(p, 0, sizeof *p);
-    /* Mixture of experts: heads and KV heads are scored on o_proj's inputs and layers on
-     * the blocks' inputs and outputs, which routing does not change; FFN channels would
-     * be one plan per expert (each on its routed tokens) with a config.json that has one
-     * moe_intermediate_size for all experts: not done */
-    if (lmp_model_is_moe(m) && kind == LMP_STRUCT_FFN)
-        return lmp_err(LMP_EUNSUPPORTED, "%s: --structured ffn on a mixture-of-experts model is not supported (the "
-                       "experts' FFN channels would need a plan per expert on its routed tokens, and config.json "
-                       "has one width for every expert); heads, kv-heads and layers are; nothing was written",
-                       lmp_model_ckpt(m)->path);
+    int rc = lmp_struct_check(m, kind);
+    if (rc)
+        return rc;
     double t0 = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
-    int k, rc = lmp_struct_count(c, kind, ratio, &k);
+    int k;
+    rc = lmp_struct_count(c, kind, ratio, &k);
     if (rc)
         return rc;
     if (!cal)

@@ -488,16 +488,18 @@ static void test_prune_experts(const char *preset, int n, int mm)
     CHECK(finite, "%s: the pruned model runs: %s", preset, lmp_errmsg());
     free(lg);
     lmp_model_free(m);
-    /* structured pruning of experts is refused, nothing written (Wanda and SparseGPT on
-     * experts: tests/cli/test_moe.sh) */
+    /* structured FFN pruning of experts is refused before reading anything, nothing written
+     * (heads, KV heads, layers, Wanda and SparseGPT on experts: tests/cli/test_moe.sh) */
     char out2[600];
     snprintf(out2, sizeof out2, "%s/%s-struct", tmpdir(), preset);
     pp.structured = true;
+    pp.kind = LMP_STRUCT_FFN;
+    pp.ratio = 0.25;
     pp.calib_path = "unused.txt";
     rc = lmp_prune_model(dir, out2, &pp, &pr);
     lmp_prune_model_result_free(&pr);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "structured") && !lmp_path_exists(out2),
-          "%s: structured pruning of experts refused: %s", preset, lmp_errmsg());
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "structured ffn") && !lmp_path_exists(out2),
+          "%s: structured FFN pruning of experts refused: %s", preset, lmp_errmsg());
 }
 
 /* Importance weights for stacked experts (llama-imatrix's layout: cols x n_experts values
