@@ -821,6 +821,40 @@ static void test_calibrated_experts(void)
     }
 }
 
+/* The mask of the pruned weights the calibrated expert path hands over (values only):
+ * where a kept weight is exactly 0 the unit (group of M, row, matrix) has more zeros than
+ * the pattern prunes, and the first of them are marked kept so every count is the
+ * pattern's; fewer zeros than the pattern prunes is an error naming the tensor. */
+static void test_sparse_mask_of(void)
+{
+    lmp_prune_spec s;
+    lmp_prune_default_spec(&s);
+    s.m = 4;
+    s.n = 2;
+    /* 2 rows x 8: group 0 prunes 2 (two zeros), group 1 has a kept 0 (three zeros) */
+    const float W[16] = {1, 0, 2, 0, 0, 0, 3, 0, 0, 5, 6, 0, 7, 0, 0, 0};
+    uint8_t mask[16];
+    int rc = lmp_sparse_mask_of(W, 2, 8, &s, mask, "w");
+    const uint8_t want[16] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0};
+    CHECK(rc == 0 && memcmp(mask, want, 16) == 0, "2:4 mask from values: kept zeros marked first (%s)",
+          lmp_errmsg());
+    const float dense[8] = {1, 2, 3, 0, 4, 5, 6, 7};
+    rc = lmp_sparse_mask_of(dense, 1, 8, &s, mask, "model.layers.0.x.weight");
+    CHECK(rc == LMP_EINVAL && strstr(lmp_errmsg(), "model.layers.0.x.weight"), "too few zeros refused: %s",
+          lmp_errmsg());
+    s.m = s.n = 0;
+    s.sparsity = 0.5f;
+    s.scope = LMP_PRUNE_SCOPE_MATRIX; /* 8 of 16 in the matrix, wherever they are */
+    rc = lmp_sparse_mask_of(W, 2, 8, &s, mask, "w");
+    int kept = 0;
+    for (int i = 0; i < 16; i++)
+        kept += mask[i] != 0;
+    bool nonzero_kept = true;
+    for (int i = 0; i < 16; i++)
+        nonzero_kept &= W[i] == 0 || mask[i];
+    CHECK(rc == 0 && kept == 8 && nonzero_kept, "matrix scope: %d kept of 16, every nonzero kept", kept);
+}
+
 int main(void)
 {
     lmp_log_level = LMP_LOG_WARN;
@@ -839,6 +873,7 @@ int main(void)
     test_moe_imatrix_calib();
     test_expert_hessian_ref();
     test_calibrated_experts();
+    test_sparse_mask_of();
     test_prune_experts("tiny-mixtral", 0, 0);
     test_prune_experts("tiny-granitemoe", 2, 4);
     test_prune_experts("tiny-qwen3-moe", 2, 4);
