@@ -75,8 +75,6 @@ struct lmp_sparse_writer {
     int n_layers, next_layer;
     int *tensor_layer; /* -2 a linear weight (written from the sink), -1 outside blocks, else block */
     lmp_dtype dt[LMP_LIN_COUNT]; /* stored dtype of each linear (same in every block) */
-    void *buf;
-    size_t buf_len;
     lmp_sparse_write_stats st;
 };
 
@@ -91,36 +89,184 @@ static int write_tensor(lmp_sparse_writer *w, const lmp_tensor *t)
     return rc;
 }
 
-static int wbytes(lmp_sparse_writer *w, const void *p, size_t n)
-{
-    w->st.bytes += n;
-    return lmp_st_writer_write(w->sw, p, n);
-}
+/* ------------------------------------------------------- one Linear, maybe fused --- */
 
-static int declare_linear(lmp_sparse_writer *w, const char *prefix, lmp_dtype dt, int64_t rows, int64_t cols)
+int lmp_sparse_linear_declare(lmp_st_writer *sw, lmp_sparse_format f, const char *prefix, lmp_dtype dt,
+                              int64_t rows, int64_t cols, int64_t kept)
 {
+    const lmp_sparse_format_row *row = lmp_sparse_format_get(f);
     char name[2 * LMP_MAX_NAME];
     int rc;
-    int64_t zeros = lmp_prune_matrix_zeros(&w->spec, rows, cols), nnz = rows * cols - zeros;
-    if (!w->row->compressed) {
+    if (!row)
+        return lmp_err(LMP_EINVAL, "sparse writer: unknown format %d", (int)f);
+    if (!row->compressed) {
         int64_t sh[2] = {rows, cols};
         snprintf(name, sizeof name, "%s.weight", prefix);
-        return lmp_st_writer_add(w->sw, name, dt, 2, sh);
+        return lmp_st_writer_add(sw, name, dt, 2, sh);
     }
+    if (row->two_of_four && (cols % 4 || kept * 2 != rows * cols))
+        return lmp_err(LMP_EINVAL, "sparse-24-bitmask: %s [%lld, %lld] keeping %lld is not 2:4", prefix,
+                       (long long)rows, (long long)cols, (long long)kept);
     /* shape, compressed, bitmask (+ row_offsets) */
-    const bool t24 = w->row->two_of_four;
-    int64_t s1[2] = {2, 1}, s2[2] = {t24 ? rows : nnz, cols / 2}, s3[2] = {rows, (cols + 7) / 8}, s4[1] = {rows};
+    const bool t24 = row->two_of_four;
+    int64_t s1[2] = {2, 1}, s2[2] = {t24 ? rows : kept, cols / 2}, s3[2] = {rows, (cols + 7) / 8}, s4[1] = {rows};
     snprintf(name, sizeof name, "%s.shape", prefix);
-    if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_I64, t24 ? 2 : 1, s1)))
+    if ((rc = lmp_st_writer_add(sw, name, LMP_DT_I64, t24 ? 2 : 1, s1)))
         return rc;
     snprintf(name, sizeof name, "%s.compressed", prefix);
-    if ((rc = lmp_st_writer_add(w->sw, name, dt, t24 ? 2 : 1, s2)))
+    if ((rc = lmp_st_writer_add(sw, name, dt, t24 ? 2 : 1, s2)))
         return rc;
     snprintf(name, sizeof name, "%s.bitmask", prefix);
-    if ((rc = lmp_st_writer_add(w->sw, name, LMP_DT_U8, 2, s3)) || !w->row->row_offsets)
+    if ((rc = lmp_st_writer_add(sw, name, LMP_DT_U8, 2, s3)) || !row->row_offsets)
         return rc;
     snprintf(name, sizeof name, "%s.row_offsets", prefix);
-    return lmp_st_writer_add(w->sw, name, LMP_DT_I64, 1, s4);
+    return lmp_st_writer_add(sw, name, LMP_DT_I64, 1, s4);
+}
+
+int lmp_sparse_linear_write(lmp_st_writer *sw, lmp_sparse_format f, const char *prefix, lmp_dtype dt,
+                            const lmp_sparse_part *parts, int n_parts, int64_t cols, uint64_t *bytes)
+{
+    const lmp_sparse_format_row *fr = lmp_sparse_format_get(f);
+    const lmp_dtype_traits *tr = lmp_dtype_info(dt);
+    if (!fr || !tr->from_f32)
+        return lmp_err(LMP_EINVAL, "sparse writer: %s: format %d, dtype %s", prefix, (int)f, tr->name);
+    const size_t es = tr->type_size;
+    const int64_t mb = (cols + 7) / 8;
+    int64_t rows = 0;
+    for (int p = 0; p < n_parts; p++)
+        rows += parts[p].rows;
+    uint8_t *buf = malloc((size_t)cols * (es > 8 ? es : 8) + (size_t)mb + 64);
+    float *vals = malloc((size_t)cols * sizeof(float) + 16);
+    int rc = LMP_OK;
+    uint64_t nb = 0;
+#define SP_WRITE(ptr, n) (nb += (n), lmp_st_writer_write(sw, (ptr), (n)))
+    if (!buf || !vals) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (!fr->compressed) {
+        for (int p = 0; p < n_parts && rc == 0; p++)
+            for (int64_t r = 0; r < parts[p].rows && rc == 0; r++) {
+                tr->from_f32(parts[p].W + r * cols, buf, cols);
+                rc = SP_WRITE(buf, (size_t)cols * es);
+            }
+        goto done;
+    }
+    /* every row of every part: 2:4 in each group of 4 columns (the rows of a fused tensor
+     * are the rows of its parts: the pattern holds per row group of the fused weight) */
+    if (fr->two_of_four)
+        for (int p = 0, base = 0; p < n_parts; base += (int)parts[p].rows, p++)
+            for (int64_t r = 0; r < parts[p].rows; r++)
+                for (int64_t g = 0; g + 3 < cols; g += 4) {
+                    const uint8_t *k = parts[p].mask + r * cols + g;
+                    int n = (k[0] != 0) + (k[1] != 0) + (k[2] != 0) + (k[3] != 0);
+                    if (n != 2) {
+                        rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld columns %lld..%lld keep %d (2:4)",
+                                     prefix, (long long)(base + r), (long long)g,
+                                     (long long)g + 3, n);
+                        goto done;
+                    }
+                }
+    {
+        int64_t sh[2] = {rows, cols};
+        if ((rc = SP_WRITE(sh, sizeof sh)))
+            goto done;
+    }
+    /* the kept values, row by row */
+    for (int p = 0; p < n_parts && rc == 0; p++)
+        for (int64_t r = 0; r < parts[p].rows && rc == 0; r++) {
+            int64_t n = 0;
+            const float *W = parts[p].W + r * cols;
+            const uint8_t *k = parts[p].mask + r * cols;
+            for (int64_t j = 0; j < cols; j++)
+                if (k[j])
+                    vals[n++] = W[j];
+            tr->from_f32(vals, buf, n);
+            rc = SP_WRITE(buf, (size_t)n * es);
+        }
+    /* bitmask, little bit order */
+    for (int p = 0; p < n_parts && rc == 0; p++)
+        for (int64_t r = 0; r < parts[p].rows && rc == 0; r++) {
+            const uint8_t *k = parts[p].mask + r * cols;
+            memset(buf, 0, (size_t)mb);
+            for (int64_t j = 0; j < cols; j++)
+                if (k[j])
+                    buf[j >> 3] |= (uint8_t)(1u << (j & 7));
+            rc = SP_WRITE(buf, (size_t)mb);
+        }
+    if (fr->row_offsets) {
+        int64_t off = 0;
+        for (int p = 0; p < n_parts && rc == 0; p++)
+            for (int64_t r = 0; r < parts[p].rows && rc == 0; r++) {
+                rc = SP_WRITE(&off, sizeof off);
+                const uint8_t *k = parts[p].mask + r * cols;
+                for (int64_t j = 0; j < cols; j++)
+                    off += k[j] != 0;
+            }
+    }
+#undef SP_WRITE
+done:
+    free(buf);
+    free(vals);
+    if (bytes)
+        *bytes += nb;
+    return rc;
+}
+
+int lmp_sparse_mask_of(const float *W, int64_t rows, int64_t cols, const lmp_prune_spec *s, uint8_t *mask,
+                       const char *name)
+{
+    /* the unit whose count of pruned weights is fixed: a group of M (N:M), the matrix
+     * (matrix scope), else a row */
+    const int64_t n = rows * cols;
+    const int64_t unit = s->m ? s->m : s->scope == LMP_PRUNE_SCOPE_MATRIX ? n : cols;
+    const int64_t want = s->m ? s->m - s->n : s->scope == LMP_PRUNE_SCOPE_MATRIX ? lmp_prune_matrix_zeros(s, rows, cols)
+                                                                              : lmp_prune_row_zeros(s, cols);
+    for (int64_t u = 0; u < n; u += unit) {
+        int64_t z = 0;
+        for (int64_t j = u; j < u + unit; j++) {
+            mask[j] = W[j] != 0.0f;
+            z += !mask[j];
+        }
+        if (z < want)
+            return lmp_err(LMP_EINVAL, "%s: %lld zeros in weights %lld..%lld, the pattern prunes %lld", name,
+                           (long long)z, (long long)u, (long long)(u + unit - 1), (long long)want);
+        /* a kept weight that is exactly 0: stored (as a kept value) so the count holds */
+        for (int64_t j = u; j < u + unit && z > want; j++)
+            if (!mask[j]) {
+                mask[j] = 1;
+                z--;
+            }
+    }
+    return LMP_OK;
+}
+
+/* The Linears of block l as stored: phi3's fused qkv_proj (q, k, v rows) and gate_up_proj
+ * (gate, up rows) are one tensor of several parts. Returns the number of groups. */
+typedef struct {
+    char prefix[LMP_MAX_NAME];
+    int first, n;
+} lin_group;
+
+static int block_groups(const lmp_config *c, int l, lin_group *g)
+{
+    int n = 0;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        g[n].first = k;
+        g[n].n = 1;
+        if (c->fused_qkv && k == LMP_LIN_Q) {
+            g[n].n = 3;
+            snprintf(g[n].prefix, sizeof g[n].prefix, "model.layers.%d.self_attn.qkv_proj", l);
+        } else if (c->fused_gate_up && k == LMP_LIN_GATE) {
+            g[n].n = 2;
+            snprintf(g[n].prefix, sizeof g[n].prefix, "model.layers.%d.mlp.gate_up_proj", l);
+        } else {
+            lmp_linear_hf_prefix(l, (lmp_linear)k, g[n].prefix, sizeof g[n].prefix);
+        }
+        k += g[n].n - 1;
+        n++;
+    }
+    return n;
 }
 
 int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const char *dir, lmp_sparse_format f,
@@ -162,17 +308,11 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
             goto fail;
         }
     }
-    /* phi3: q/k/v and gate/up stored as one qkv_proj / gate_up_proj; written dense the
-     * same way (their rows are written in q, k, v / gate, up order, which is the fused
-     * tensor's layout); the compressed formats are per linear */
+    /* phi3: q/k/v and gate/up stored as one qkv_proj / gate_up_proj: written as one Linear
+     * of the parts' rows in q, k, v / gate, up order (the fused tensor's layout), in every
+     * format, as compressed-tensors compresses the fused module */
     const lmp_config *cfg = lmp_model_config(m);
     const bool fq = cfg->fused_qkv, fg = cfg->fused_gate_up;
-    if ((fq || fg) && row->compressed) {
-        rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s stores q/k/v and gate/up fused; the compressed "
-                                       "sparse formats are not supported for it (write --format safetensors)",
-                     cfg->model_type);
-        goto fail;
-    }
     int found = 0;
     for (int i = 0; i < ck->n_tensors; i++) {
         const char *nm = ck->tensors[i].name;
@@ -219,24 +359,32 @@ int lmp_sparse_writer_open(lmp_sparse_writer **out, const lmp_model *m, const ch
             }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)k);
-            char prefix[LMP_MAX_NAME];
-            lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
             if (wm->dtype != w->dt[k]) {
+                char prefix[LMP_MAX_NAME];
+                lmp_linear_hf_prefix(l, (lmp_linear)k, prefix, sizeof prefix);
                 rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s is %s, block 0's is %s", prefix,
                              lmp_dtype_info(wm->dtype)->name, lmp_dtype_info(w->dt[k])->name);
                 goto fail;
             }
-            if ((fq && (k == LMP_LIN_K || k == LMP_LIN_V)) || (fg && k == LMP_LIN_UP))
-                continue; /* part of the fused tensor declared with its first linear */
-            int64_t rows = wm->rows;
-            if (fq && k == LMP_LIN_Q) {
-                rows += 2 * lmp_model_linear(m, l, LMP_LIN_K)->rows;
-                snprintf(prefix, sizeof prefix, "model.layers.%d.self_attn.qkv_proj", l);
-            } else if (fg && k == LMP_LIN_GATE) {
-                rows += lmp_model_linear(m, l, LMP_LIN_UP)->rows;
-                snprintf(prefix, sizeof prefix, "model.layers.%d.mlp.gate_up_proj", l);
+        }
+        lin_group g[LMP_LIN_COUNT];
+        const int ng = block_groups(cfg, l, g);
+        for (int i = 0; i < ng; i++) {
+            const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)g[i].first);
+            int64_t rows = 0;
+            for (int k = g[i].first; k < g[i].first + g[i].n; k++) {
+                if (lmp_model_linear(m, l, (lmp_linear)k)->dtype != wm->dtype) {
+                    rc = lmp_err(LMP_EUNSUPPORTED, "sparse writer: %s holds parts of different dtypes", g[i].prefix);
+                    goto fail;
+                }
+                rows += lmp_model_linear(m, l, (lmp_linear)k)->rows;
             }
-            if ((rc = declare_linear(w, prefix, wm->dtype, rows, wm->cols)))
+            int64_t kept = 0; /* each part's count, summed (matrix scope counts per part) */
+            for (int k = g[i].first; k < g[i].first + g[i].n; k++) {
+                const lmp_wmat *pk = lmp_model_linear(m, l, (lmp_linear)k);
+                kept += pk->rows * pk->cols - lmp_prune_matrix_zeros(&w->spec, pk->rows, pk->cols);
+            }
+            if ((rc = lmp_sparse_linear_declare(w->sw, w->f, g[i].prefix, wm->dtype, rows, wm->cols, kept)))
                 goto fail;
         }
     }
@@ -252,18 +400,6 @@ fail:
     return rc;
 }
 
-static void *wbuf(lmp_sparse_writer *w, size_t n)
-{
-    if (n > w->buf_len) {
-        void *b = realloc(w->buf, n);
-        if (!b)
-            return NULL;
-        w->buf = b;
-        w->buf_len = n;
-    }
-    return w->buf;
-}
-
 int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const uint8_t *const *mask,
                             const lmp_qtensor *q, const lmp_prune_linear_stats *st)
 {
@@ -276,89 +412,38 @@ int lmp_sparse_writer_layer(void *ctx, int layer, const float *const *W, const u
     for (int i = 0; i < w->ck->n_tensors; i++)
         if (w->tensor_layer[i] == layer && (rc = write_tensor(w, &w->ck->tensors[i])))
             return rc;
-    for (int k = 0; k < LMP_LIN_COUNT; k++) {
-        const lmp_wmat *wm = lmp_model_linear(w->m, layer, (lmp_linear)k);
-        const int64_t rows = wm->rows, cols = wm->cols;
-        const lmp_dtype dt = w->dt[k];
-        const lmp_dtype_traits *tr = lmp_dtype_info(dt);
-        const size_t es = tr->type_size;
-        char prefix[LMP_MAX_NAME];
-        lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
-        int64_t zeros = 0, want = lmp_prune_matrix_zeros(&w->spec, rows, cols);
-        for (int64_t i = 0; i < rows * cols; i++)
-            zeros += !mask[k][i];
-        if (zeros != want)
-            return lmp_err(LMP_EINVAL, "sparse writer: %s has %lld pruned weights, %lld declared", prefix,
-                           (long long)zeros, (long long)want);
-        const int64_t mb = (cols + 7) / 8;
-        uint8_t *row = wbuf(w, (size_t)cols * (es > 4 ? es : 4) + (size_t)mb + 64);
-        if (!row)
-            return lmp_err(LMP_ENOMEM, "out of memory");
-        if (!w->row->compressed) {
-            for (int64_t r = 0; r < rows && rc == 0; r++) {
-                tr->from_f32(W[k] + r * cols, row, cols);
-                rc = wbytes(w, row, (size_t)cols * es);
+    lin_group g[LMP_LIN_COUNT];
+    const int ng = block_groups(lmp_model_config(w->m), layer, g);
+    for (int i = 0; i < ng; i++) {
+        lmp_sparse_part parts[3];
+        int64_t cols = 0;
+        for (int p = 0; p < g[i].n; p++) {
+            const int k = g[i].first + p;
+            const lmp_wmat *wm = lmp_model_linear(w->m, layer, (lmp_linear)k);
+            const int64_t rows = wm->rows;
+            cols = wm->cols;
+            int64_t zeros = 0, want = lmp_prune_matrix_zeros(&w->spec, rows, cols);
+            for (int64_t j = 0; j < rows * cols; j++)
+                zeros += !mask[k][j];
+            if (zeros != want) {
+                char prefix[LMP_MAX_NAME];
+                lmp_linear_hf_prefix(layer, (lmp_linear)k, prefix, sizeof prefix);
+                return lmp_err(LMP_EINVAL, "sparse writer: %s has %lld pruned weights, %lld declared", prefix,
+                               (long long)zeros, (long long)want);
             }
-        } else {
-            int64_t sh[2] = {rows, cols};
-            rc = wbytes(w, sh, sizeof sh);
-            float *vals = malloc((size_t)cols * sizeof(float));
-            if (!vals)
-                return lmp_err(LMP_ENOMEM, "out of memory");
-            /* compressed values, row by row */
-            for (int64_t r = 0; r < rows && rc == 0; r++) {
-                int64_t n = 0;
-                for (int64_t j = 0; j < cols; j++)
-                    if (mask[k][r * cols + j])
-                        vals[n++] = W[k][r * cols + j];
-                if (w->row->two_of_four && n != cols / 2) {
-                    rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld keeps %lld of %lld (2:4 keeps half)", prefix,
-                                 (long long)r, (long long)n, (long long)cols);
-                    break;
-                }
-                tr->from_f32(vals, row, n);
-                rc = wbytes(w, row, (size_t)n * es);
-            }
-            free(vals);
-            /* bitmask, little bit order */
-            for (int64_t r = 0; r < rows && rc == 0; r++) {
-                memset(row, 0, (size_t)mb);
-                for (int64_t j = 0; j < cols; j++)
-                    if (mask[k][r * cols + j])
-                        row[j >> 3] |= (uint8_t)(1u << (j & 7));
-                rc = wbytes(w, row, (size_t)mb);
-            }
-            if (w->row->row_offsets) {
-                int64_t off = 0;
-                for (int64_t r = 0; r < rows && rc == 0; r++) {
-                    rc = wbytes(w, &off, sizeof off);
-                    for (int64_t j = 0; j < cols; j++)
-                        off += mask[k][r * cols + j];
-                }
-            }
-            if (w->row->two_of_four)
-                for (int64_t r = 0; r < rows && rc == 0; r++)
-                    for (int64_t g = 0; g < cols; g += 4) {
-                        int n = mask[k][r * cols + g] + mask[k][r * cols + g + 1] + mask[k][r * cols + g + 2] +
-                                mask[k][r * cols + g + 3];
-                        if (n != 2) {
-                            rc = lmp_err(LMP_EINVAL, "sparse writer: %s row %lld columns %lld..%lld keep %d (2:4)",
-                                         prefix, (long long)r, (long long)g, (long long)g + 3, n);
-                            break;
-                        }
-                    }
-            w->st.n_tensors += w->row->row_offsets ? 3 : 2;
+            parts[p] = (lmp_sparse_part){.W = W[k], .mask = mask[k], .rows = rows};
+            w->st.params += (uint64_t)(rows * cols);
+            w->st.linear_params += (uint64_t)(rows * cols);
+            w->st.zeros += (uint64_t)zeros;
         }
-        if (rc)
+        if ((rc = lmp_sparse_linear_write(w->sw, w->f, g[i].prefix, w->dt[g[i].first], parts, g[i].n, cols,
+                                          &w->st.bytes)))
             return rc;
-        w->st.n_tensors++;
-        w->st.params += (uint64_t)(rows * cols);
-        w->st.linear_params += (uint64_t)(rows * cols);
-        w->st.zeros += (uint64_t)zeros;
+        w->st.n_tensors += w->row->compressed ? (w->row->row_offsets ? 4 : 3) : 1;
         /* this block's input pages are not needed again: keep RSS independent of depth
          * (the checkpoint's mapping; the model may hold a pruned copy installed now) */
         char wname[2 * LMP_MAX_NAME];
-        snprintf(wname, sizeof wname, "%s.weight", prefix);
+        snprintf(wname, sizeof wname, "%.*s.weight", (int)(sizeof wname - 8), g[i].prefix);
         const lmp_tensor *src = lmp_ckpt_find(w->ck, wname);
         if (src)
             lmp_mmap_release(src->data, src->nbytes);
@@ -443,7 +528,6 @@ void lmp_sparse_writer_abort(lmp_sparse_writer *w)
     }
     free(w->dir);
     free(w->tensor_layer);
-    free(w->buf);
     free(w);
 }
 
@@ -828,7 +912,7 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
     for (int i = 0; i < ck->n_tensors; i++) {
         const lmp_tensor *t = &ck->tensors[i];
         const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
-        if (name_layer(t->name) >= 0 && (tr->block_size != 1 || t->ndim > 2)) {
+        if (name_layer(t->name) >= 0 && (tr->block_size != 1 || t->ndim > 3)) {
             free(newidx);
             return lmp_err(LMP_EUNSUPPORTED, "structured pruning: tensor %s is %s (dense dtypes only)", t->name,
                            tr->name);
@@ -864,12 +948,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
             memset(&s, 0, sizeof s);
             if (l >= 0 && (rc = slice_for(p, t, l, &s)))
                 goto done;
+            if (t->ndim > 2 && (s.rows || s.cols)) { /* granitemoe's 3-D experts are never sliced */
+                free(s.owned);
+                rc = lmp_err(LMP_EUNSUPPORTED, "structured pruning: %s is %d-D", t->name, t->ndim);
+                goto done;
+            }
             const int64_t R = t->shape[0], C = t->ndim == 2 ? t->shape[1] : 1;
             const size_t es = lmp_dtype_info(t->dtype)->type_size;
             int64_t nr = s.rows ? s.n_rows : R, nc = s.cols ? s.n_cols : C;
             if (pass == 0) {
                 int64_t sh[2] = {nr, nc};
-                rc = lmp_st_writer_add(sw, name, t->dtype, t->ndim, sh);
+                rc = lmp_st_writer_add(sw, name, t->dtype, t->ndim, t->ndim > 2 ? t->shape : sh);
                 if ((size_t)nc * es > maxrow)
                     maxrow = (size_t)nc * es;
             } else if (!s.rows && !s.cols) {
@@ -921,6 +1010,17 @@ int lmp_struct_write(const lmp_model *m, const lmp_struct_plan *p, const char *d
         for (int i = 0; i < p->out.n_layers; i++)
             cJSON_AddItemToArray(nw, cJSON_Duplicate(cJSON_GetArrayItem(old, p->keep_layers[i]), true));
         cJSON_ReplaceItemInObjectCaseSensitive(j, per_layer[li], nw);
+    }
+    /* qwen3_moe: the kept dense layers by their new indices (the plan's step 1 and list) */
+    if (p->in.n_experts > 0 && p->out.n_layers != p->in.n_layers &&
+        (cJSON_GetObjectItemCaseSensitive(j, "mlp_only_layers") ||
+         cJSON_GetObjectItemCaseSensitive(j, "decoder_sparse_step"))) {
+        json_set_num(j, "decoder_sparse_step", p->out.moe_sparse_step);
+        cJSON *ml = cJSON_CreateArray();
+        for (int i = 0; i < p->out.n_mlp_only; i++)
+            cJSON_AddItemToArray(ml, cJSON_CreateNumber(p->out.mlp_only[i]));
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "mlp_only_layers");
+        cJSON_AddItemToObject(j, "mlp_only_layers", ml);
     }
     json_set_num(j, "num_attention_heads", p->out.n_heads);
     json_set_num(j, "num_key_value_heads", p->out.n_kv_heads);

@@ -77,6 +77,28 @@ int lmp_sparse_writer_layer(void *w, int layer, const float *const *W, const uin
 int lmp_sparse_writer_finish(lmp_sparse_writer *w, lmp_sparse_write_stats *st);
 void lmp_sparse_writer_abort(lmp_sparse_writer *w); /* accepts NULL */
 
+/* One Linear for writers with their own walk over a checkpoint (jobs/prune_model.c's
+ * expert models) and for fused tensors: `parts` stacked by rows make the stored matrix
+ * (phi3's qkv_proj is q, k, v; gate_up_proj gate, up), each with its f32 weights and mask
+ * (1 = kept) of rows x cols. Declare first (kept: the number of mask entries that are 1),
+ * then write in the declared order; sparse-24-bitmask checks that every group of 4 of
+ * every row keeps 2. bytes (may be NULL) is incremented by the bytes written. */
+typedef struct {
+    const float *W;
+    const uint8_t *mask;
+    int64_t rows;
+} lmp_sparse_part;
+int lmp_sparse_linear_declare(lmp_st_writer *sw, lmp_sparse_format f, const char *prefix, lmp_dtype dt,
+                              int64_t rows, int64_t cols, int64_t kept);
+int lmp_sparse_linear_write(lmp_st_writer *sw, lmp_sparse_format f, const char *prefix, lmp_dtype dt,
+                            const lmp_sparse_part *parts, int n_parts, int64_t cols, uint64_t *bytes);
+/* The mask of pruned weights W (rows x cols) whose pattern is s: 1 where W != 0; where a
+ * kept weight is exactly 0 (more zeros in a row, group or matrix than s prunes) the first
+ * such zeros are marked kept, so every count is s's. LMP_EINVAL (naming `name`) when a unit
+ * has fewer zeros than s prunes. */
+int lmp_sparse_mask_of(const float *W, int64_t rows, int64_t cols, const lmp_prune_spec *s, uint8_t *mask,
+                       const char *name);
+
 /* true when `path` is a folder whose config.json has a compressed-tensors sparsity_config
  * with format sparse-bitmask or sparse-24-bitmask. */
 bool lmp_sparse_is_compressed(const char *path);

@@ -1,14 +1,16 @@
 /*
  * `lmpress prune` as one library call (see prune_model.h): lib/prune's layer-by-layer
  * driver or structured plan, with formats/' sparse, quantized or structured writers as
- * the sink; mixture-of-experts models by magnitude, matrix by matrix, to dense
- * safetensors.
+ * the sink; mixture-of-experts models through their own writer (moe_write: every tensor in
+ * the checkpoint's order, experts by their Hugging Face names) to dense safetensors,
+ * compressed-tensors sparse folders or GGUF (the dense folder converted).
  */
 #include "prune_model.h"
 #include "formats/formats.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void lmp_prune_model_default_params(lmp_prune_model_params *p)
@@ -99,9 +101,9 @@ static int patch_ct_sparsity(const char *dir, const lmp_prune_spec *s, double gl
  * calibration, so an expert's mask depends on its own weights only) of every linear
  * weight of the blocks: attention projections, dense FFNs and each expert's matrices (a
  * 3-D tensor, granite's input_linear / output_linear, is pruned matrix by matrix); the
- * routers, embeddings and lm_head are kept. Written as dense safetensors with the input's
- * names and dtypes (zeros kept), config.json and tokenizer files copied. Calibrated
- * methods would need each expert to see the tokens routed to it: refused before this. */
+ * routers, embeddings and lm_head are kept. Written with the input's names and dtypes,
+ * config.json and tokenizer files copied. Wanda / SparseGPT hand their pruned weights over
+ * through the store below (each expert calibrated on the tokens routed to it). */
 static bool moe_pruned(const lmp_tensor *t)
 {
     const char *nm = t->name;
@@ -233,10 +235,36 @@ static int store_matrix(const moe_store *s, const lmp_tensor *t, int64_t k, int6
     return LMP_OK;
 }
 
-/* store NULL: magnitude, matrix by matrix; else the calibrated run's pruned weights. */
-static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_model_params *p,
-                         lmp_prune_model_result *r, const moe_store *store)
+/* The routers compressed-tensors must leave alone (they are Linear modules, kept dense):
+ * "re:" patterns in the sparsity_config's ignore list, as llm-compressor's Mixtral /
+ * Qwen3-MoE recipes name them. */
+static void moe_ignore(const lmp_ckpt *c, cJSON *sc)
 {
+    static const char *const routers[][2] = {
+        {"block_sparse_moe.gate.weight", "re:.*block_sparse_moe\\.gate$"},
+        {".mlp.gate.weight", "re:.*mlp\\.gate$"},
+        {"router.layer.weight", "re:.*router\\.layer$"},
+    };
+    cJSON *ig = cJSON_GetObjectItemCaseSensitive(sc, "ignore");
+    for (size_t k = 0; k < sizeof routers / sizeof routers[0] && ig; k++)
+        for (int i = 0; i < c->n_tensors; i++)
+            if (lmp_str_endswith(c->tensors[i].name, routers[k][0])) {
+                cJSON_AddItemToArray(ig, cJSON_CreateString(routers[k][1]));
+                break;
+            }
+}
+
+/* store NULL: magnitude, matrix by matrix; else the calibrated run's pruned weights.
+ * Format f: dense safetensors, or compressed-tensors sparse-bitmask / sparse-24-bitmask,
+ * where every 2-D pruned weight (attention, dense FFNs, each expert's w1/w2/w3 or
+ * gate/up/down_proj: Linear modules) is compressed and granitemoe's 3-D expert tensors
+ * (ParallelExperts parameters, not Linear modules, which compressed-tensors' "Linear"
+ * target does not reach) are written dense with their zeros. */
+static int moe_write(const lmp_model *m, const char *out, bool force, lmp_sparse_format f,
+                     const lmp_prune_model_params *p, lmp_prune_model_result *r, const moe_store *store)
+{
+    const lmp_sparse_format_row *fr = lmp_sparse_format_get(f);
+    uint8_t *mask = NULL;
     const lmp_ckpt *c = lmp_model_ckpt(m);
     const lmp_prune_spec *spec = &p->prune.spec;
     lmp_st_writer *w = NULL;
@@ -256,12 +284,21 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
         if ((rc = lmp_prune_spec_check(spec, t->shape[t->ndim - 1], t->name)))
             return rc;
     }
-    if ((rc = lmp_dir_begin(out, p->force, &tmp)) || (rc = lmp_st_writer_new(&w, tmp, 0, true)))
+    if ((rc = lmp_dir_begin(out, force, &tmp)) || (rc = lmp_st_writer_new(&w, tmp, 0, true)))
         goto done;
     int64_t maxel = 0;
+    char prefix[LMP_MAX_NAME];
     for (int i = 0; i < c->n_tensors && !rc; i++) {
         const lmp_tensor *t = &c->tensors[i];
-        rc = lmp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape);
+        const bool comp = fr->compressed && moe_pruned(t) && t->ndim == 2;
+        if (comp) {
+            snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(t->name) - strlen(".weight")), t->name);
+            rc = lmp_sparse_linear_declare(w, f, prefix, t->dtype, t->shape[0], t->shape[1],
+                                           t->shape[0] * t->shape[1] -
+                                               lmp_prune_matrix_zeros(spec, t->shape[0], t->shape[1]));
+        } else {
+            rc = lmp_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape);
+        }
         if (moe_pruned(t) && t->shape[t->ndim - 1] * t->shape[t->ndim - 2] > maxel)
             maxel = t->shape[t->ndim - 1] * t->shape[t->ndim - 2];
     }
@@ -269,7 +306,8 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
         goto done;
     buf = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
     conv = malloc(sizeof(float) * (size_t)(maxel > 0 ? maxel : 1));
-    if (!buf || !conv) {
+    mask = malloc((size_t)(maxel > 0 ? maxel : 1));
+    if (!buf || !conv || !mask) {
         rc = lmp_err(LMP_ENOMEM, "out of memory");
         goto done;
     }
@@ -292,12 +330,23 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
             } else {
                 tr->to_f32((const uint8_t *)t->data + (size_t)k * mb, buf, el);
             }
-            if (!store && (rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, NULL))) {
+            if (!store && (rc = lmp_prune_linear_norms(buf, rows, cols, NULL, spec, mask))) {
                 rc = lmp_err_prefix(rc, "%s (matrix %lld)", t->name, (long long)k);
                 break;
             }
             for (int64_t j = 0; j < el; j++)
                 r->write.zeros += buf[j] == 0.0f;
+            if (fr->compressed && t->ndim == 2) {
+                /* the calibrated run hands over weights: their mask is where they are 0 */
+                if (store && (rc = lmp_sparse_mask_of(buf, rows, cols, spec, mask, t->name)))
+                    break;
+                snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(t->name) - strlen(".weight")), t->name);
+                lmp_sparse_part part = {.W = buf, .mask = mask, .rows = rows};
+                r->write.bytes -= t->nbytes;
+                rc = lmp_sparse_linear_write(w, f, prefix, t->dtype, &part, 1, cols, &r->write.bytes);
+                r->write.n_tensors += fr->row_offsets ? 3 : 2;
+                continue;
+            }
             tr->from_f32(buf, conv, el);
             rc = lmp_st_writer_write(w, conv, mb);
         }
@@ -306,16 +355,27 @@ static int moe_magnitude(const lmp_model *m, const char *out, const lmp_prune_mo
     }
     r->prune.zeros = r->write.zeros;
     r->prune.sparsity = r->prune.params ? (double)r->prune.zeros / (double)r->prune.params : 0;
-    r->write.n_tensors = c->n_tensors;
+    r->write.n_tensors += c->n_tensors;
     if (rc)
         goto done;
     rc = lmp_st_writer_finish(w);
     w = NULL;
-    if (rc || (rc = lmp_fmt_config_json(c->dir, lmp_model_config(m), &cfg)) || (rc = lmp_fmt_write_json(tmp, "config.json", cfg)) ||
-        (rc = lmp_tokenizer_files_write(c, tmp)))
+    if (rc || (rc = lmp_fmt_config_json(c->dir, lmp_model_config(m), &cfg)))
+        goto done;
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "quantization_config");
+    if (fr->compressed) { /* as lmp_sparse_writer_finish writes it */
+        cJSON *qc = cJSON_CreateObject();
+        cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
+        cJSON *sc = lmp_sparse_config_json(fr->name, spec, r->write.params ? (double)r->write.zeros /
+                                                                                 (double)r->write.params : 0);
+        moe_ignore(c, sc);
+        cJSON_AddItemToObject(qc, "sparsity_config", sc);
+        cJSON_AddItemToObject(cfg, "quantization_config", qc);
+    }
+    if ((rc = lmp_fmt_write_json(tmp, "config.json", cfg)) || (rc = lmp_tokenizer_files_write(c, tmp)))
         goto done;
     rc = lmp_dir_commit(tmp, out);
-    r->format = "dense";
+    r->format = fr->name;
 done:
     lmp_st_writer_abort(w);
     if (rc && tmp)
@@ -324,6 +384,7 @@ done:
     free(tmp);
     free(buf);
     free(conv);
+    free(mask);
     return rc;
 }
 
@@ -347,7 +408,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
     lmp_calib_data cal = {0};
     lmp_sparse_writer *sw = NULL;
     lmp_qmodel_writer *qw = NULL;
-    char *text = NULL, *dense_dir = NULL;
+    char *text = NULL, *dense_dir = NULL, *dense_sub = NULL;
     size_t len = 0;
     int rc;
     if ((rc = lmp_model_load(&m, model)))
@@ -359,26 +420,17 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         goto done;
     }
     const bool moe = lmp_model_is_moe(m);
-    if (moe) {
-        if (p->structured || spec->qbits || p->out != LMP_PRUNE_OUT_SAFETENSORS) {
-            rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: unstructured and N:M pruning (magnitude, "
-                         "wanda, sparsegpt) to dense safetensors is supported; %s is not implemented; nothing was "
-                         "written", model,
-                         p->structured ? "structured pruning (heads / FFN channels of routed experts)"
-                         : spec->qbits ? "joint quantization" : "sparse-compressed or GGUF output");
-            goto done;
-        }
-        if (spec->method == LMP_PRUNE_MAGNITUDE) {
-            rc = moe_magnitude(m, out, p, r, NULL);
-            if (rc == 0)
-                r->out_bytes = lmp_fmt_path_bytes(out);
-            goto done;
-        }
+    if (moe && !p->structured && spec->qbits) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: mixture-of-experts model: joint quantization (--then-quantize) is not "
+                     "implemented (SparseGPT's quantized experts would need the GPTQ writer's per-expert tensors "
+                     "fed from the pruning pass); prune, then quantize the pruned folder (lmpress quantize "
+                     "--method gptq); nothing was written", model);
+        goto done;
     }
     /* refuse what can be refused before any forward pass */
     if (p->structured) {
         int k;
-        if ((rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
+        if ((rc = lmp_struct_check(m, p->kind)) || (rc = lmp_struct_count(cfg, p->kind, p->ratio, &k)))
             goto done;
     } else if ((rc = lmp_prune_check(m, spec))) {
         goto done;
@@ -411,17 +463,29 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         r->calib_text_tokens = cal.n_text_tokens;
     }
     if (gguf) {
-        size_t n = strlen(out) + 64;
+        /* the dense folder is OUT.dense.tmp.PID/STEM: lmp_convert names the model
+         * (general.name) after the folder, so the GGUF gets the output's stem */
+        size_t n = 2 * strlen(out) + 64;
         dense_dir = malloc(n);
-        if (!dense_dir) {
+        dense_sub = malloc(n);
+        if (!dense_dir || !dense_sub) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");
             goto done;
         }
         snprintf(dense_dir, n, "%s.dense.tmp.%ld", out, (long)getpid());
         lmp_temp_register(dense_dir, true); /* removed on SIGINT/SIGTERM */
+        const char *slash = strrchr(out, '/'), *stem = slash ? slash + 1 : out;
+        snprintf(dense_sub, n, "%s/%.*s", dense_dir, (int)(strlen(stem) - strlen(".gguf")), stem);
+        if (mkdir(dense_dir, 0755) != 0) {
+            rc = lmp_err(LMP_EIO, "cannot create the temporary folder %s", dense_dir);
+            goto done;
+        }
     }
-    const char *dst = gguf ? dense_dir : out;
-    if (moe) { /* Wanda / SparseGPT: each expert on the tokens routed to it (lib/prune/pexperts.c) */
+    const char *dst = gguf ? dense_sub : out;
+    if (moe && !p->structured && spec->method == LMP_PRUNE_MAGNITUDE) { /* no calibration: matrix by matrix */
+        if ((rc = moe_write(m, dst, p->force || gguf, sf, p, r, NULL)))
+            goto done;
+    } else if (moe && !p->structured) { /* Wanda / SparseGPT: each expert on the tokens routed to it (lib/prune/pexperts.c) */
         moe_store ms = {.m = m};
         lmp_prune_params pp = p->prune;
         pp.sink = store_sink;
@@ -431,15 +495,13 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         lmp_prune_result pr = r->prune;
         r->prune.params = 0; /* counted again as the weights are written */
         if (rc == 0)
-            rc = moe_magnitude(m, out, p, r, &ms);
+            rc = moe_write(m, dst, p->force || gguf, sf, p, r, &ms);
         r->prune.n_expert_linears = pr.n_expert_linears;
         r->prune.n_expert_unreached = pr.n_expert_unreached;
         store_free(&ms);
-        if (rc == 0)
-            r->out_bytes = lmp_fmt_path_bytes(out);
-        goto done;
-    }
-    if (p->structured) {
+        if (rc)
+            goto done;
+    } else if (p->structured) {
         if ((rc = lmp_struct_plan_make(m, &cal, p->kind, p->ratio, &r->plan)))
             goto done;
         if ((rc = lmp_struct_write(m, &r->plan, dst, p->force || gguf, &r->write)))
@@ -501,7 +563,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
         lmp_convert_default_params(&cp);
         cp.force = p->force;
         cp.quiet = true;
-        rc = lmp_convert(dense_dir, out, &cp, &cr);
+        rc = lmp_convert(dense_sub, out, &cp, &cr);
         if (rc)
             goto done;
         r->format = "gguf";
@@ -510,6 +572,7 @@ int lmp_prune_model(const char *model, const char *out, const lmp_prune_model_pa
 done:
     lmp_sparse_writer_abort(sw);
     lmp_qmodel_writer_abort(qw);
+    free(dense_sub);
     if (dense_dir) {
         lmp_dir_remove(dense_dir);
         lmp_temp_unregister(dense_dir);

@@ -184,6 +184,10 @@ typedef struct {
  * ratio; LMP_EINVAL with a message when the ratio removes nothing or everything (every
  * head of a group, every KV head, every channel, every layer), or is outside (0, 1). */
 int lmp_struct_count(const lmp_config *c, lmp_struct_kind k, double ratio, int *removed);
+/* What structured pruning refuses of model m before any work: FFN channels of a
+ * mixture-of-experts model (LMP_EUNSUPPORTED with the reason; heads, KV heads and layers of
+ * expert models are supported). */
+int lmp_struct_check(const lmp_model *m, lmp_struct_kind k);
 /* Chooses what to remove. Importance: heads and KV heads sum over their o_proj input
  * columns of ||X_j||^2 * ||W_o[:, j]||^2 (activation-weighted, Wanda-style); FFN channels
  * ||X_j||^2 * ||W_down[:, j]||^2 on the down_proj input; layers the block influence 1 -

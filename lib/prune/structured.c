@@ -77,6 +77,20 @@ int lmp_struct_count(const lmp_config *c, lmp_struct_kind k, double ratio, int *
     return LMP_OK;
 }
 
+int lmp_struct_check(const lmp_model *m, lmp_struct_kind kind)
+{
+    /* Mixture of experts: heads and KV heads are scored on o_proj's inputs and layers on
+     * the blocks' inputs and outputs, which routing does not change; FFN channels would
+     * be one plan per expert (each on its routed tokens) with a config.json that has one
+     * moe_intermediate_size for all experts: not done */
+    if (lmp_model_is_moe(m) && kind == LMP_STRUCT_FFN)
+        return lmp_err(LMP_EUNSUPPORTED, "%s: --structured ffn on a mixture-of-experts model is not supported (the "
+                       "experts' FFN channels would need a plan per expert on its routed tokens, and config.json "
+                       "has one width for every expert); heads, kv-heads and layers are; nothing was written",
+                       lmp_model_ckpt(m)->path);
+    return LMP_OK;
+}
+
 typedef struct {
     double v;
     int i;
@@ -285,13 +299,13 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
                          lmp_struct_plan *p)
 {
     memset(p, 0, sizeof *p);
-    if (lmp_model_is_moe(m))
-        return lmp_err(LMP_EUNSUPPORTED, "%s: structured pruning of mixture-of-experts models is not supported yet "
-                       "(experts would need the tokens routed to them); nothing was written",
-                       lmp_model_ckpt(m)->path);
+    int rc = lmp_struct_check(m, kind);
+    if (rc)
+        return rc;
     double t0 = lmp_time_s();
     const lmp_config *c = lmp_model_config(m);
-    int k, rc = lmp_struct_count(c, kind, ratio, &k);
+    int k;
+    rc = lmp_struct_count(c, kind, ratio, &k);
     if (rc)
         return rc;
     if (!cal)
@@ -340,8 +354,22 @@ int lmp_struct_plan_make(lmp_model *m, const lmp_calib_data *cal, lmp_struct_kin
     lmp_calib_opts co = {.progress = false};
     if ((rc = lmp_calib_run(m, cal, row, &sc, &co)))
         goto done;
-    if (kind == LMP_STRUCT_LAYERS)
+    if (kind == LMP_STRUCT_LAYERS) {
         keep_highest(p->score, nl, k, p->keep_layers);
+        /* qwen3_moe's dense layers (mlp_only_layers, decoder_sparse_step) by their new
+         * indices: step 1 and the kept dense layers listed */
+        if (c->n_experts > 0 && c->moe_sparse_step > 0) {
+            p->out.moe_sparse_step = 1;
+            p->out.n_mlp_only = 0;
+            for (int i = 0; i < o->n_layers && rc == 0; i++)
+                if (!lmp_config_layer_is_moe(c, p->keep_layers[i])) {
+                    if (p->out.n_mlp_only == 64)
+                        rc = lmp_err(LMP_EUNSUPPORTED, "prune: more than 64 dense layers kept (mlp_only_layers)");
+                    else
+                        p->out.mlp_only[p->out.n_mlp_only++] = i;
+                }
+        }
+    }
 done:
     p->params_in = lmp_config_n_params(&p->in);
     p->params_out = lmp_config_n_params(&p->out);

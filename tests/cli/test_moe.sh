@@ -6,7 +6,10 @@
 # and key named, nothing written), calibrated methods on expert models (nothing written);
 # magnitude 2:4 pruning of every expert; GPTQ / RTN folders (GPTQ and compressed-tensors) and
 # Wanda / SparseGPT and AWQ on experts, each expert on its routed tokens, loaded and
-# evaluated; granitemoe integer-group folders refused. The real configs' parsing and the
+# evaluated; granitemoe integer-group folders refused; pruned expert models (magnitude 2:4,
+# Wanda 50%) in compressed-tensors and GGUF against the dense pruned folder; structured
+# heads, KV heads and layers of expert models against the original with those parts zeroed;
+# structured FFN and joint quantization refused. The real configs' parsing and the
 # per-expert Hessians against the float64 reference are in tests/unit/test_moe.c.
 . tests/cli/lib.sh
 # one thread: the thread-count independence is in tests/unit/test_moe.c, and on a loaded
@@ -137,7 +140,97 @@ ok "magnitude 2:4 on every linear and expert" "$LMP_BIN" prune "$T/tiny-granitem
     --method magnitude --pattern 2:4 --json
 check "prune: half the linear weights zero" "grep -q '\"linear_sparsity\": 0.500000' '$T/out'"
 ok "ppl of the pruned experts" "$LMP_BIN" ppl "$T/pr" -f "$T/tiny-granitemoe/corpus.txt" --ctx 64
-refuses "structured pruning of experts" "structured pruning" "$LMP_BIN" prune "$T/tiny-granitemoe" -o "$T/pw" \
-    --structured ffn --ratio 0.25 --calib "$T/tiny-granitemoe/corpus.txt"
-check "nothing written for structured pruning" "[ ! -e '$T/pw' ]"
+# pruned expert models in compressed-tensors (every 2-D Linear compressed, experts by their
+# own names; routers kept dense and listed in `ignore`; granitemoe's 3-D expert tensors are
+# not Linear modules and stay dense with their zeros) and GGUF (stacked *_exps): numpy
+# decodes the compressed folders from the layout alone and finds the dense pruned folder's
+# weights; the engine's log-probs are the dense folder's bit for bit (compressed) or within
+# 1e-4 (GGUF: llama.cpp's row order of q/k), and far from the unpruned model's.
+H5=
+for p in /usr/bin/python3 "$PY"; do
+    if "$p" -c 'import h5py, numpy' 2>/dev/null; then H5=$p; break; fi
+done
+for p in "$PY" /usr/bin/python3; do
+    if "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+lp() { "$LMP_BIN" distill export "$1" -f "$2" -o "$1.h5" --full --f32 --ctx 32 --chunks 2 -t 1 > /dev/null 2>&1; }
+lp_diff() { "$H5" -c "
+import h5py, numpy as np
+a, b = h5py.File('$1.h5', 'r')['logprobs'][()], h5py.File('$2.h5', 'r')['logprobs'][()]
+print(float(np.abs(a - b).max()) if a.shape == b.shape and a.shape[2] > 1 else 1e9)"; }
+router_of() { case $1 in tiny-mixtral) echo block_sparse_moe.gate.weight;; tiny-qwen3-moe) echo mlp.gate.weight;;
+              *) echo block_sparse_moe.router.layer.weight;; esac; }
+for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
+    X="$T/$p/corpus.txt"
+    for v in "m24 --method magnitude --pattern 2:4" "w50 --method wanda --sparsity 0.5 --calib $X $C"; do
+        set -- $v
+        n=$1
+        shift
+        [ $p = tiny-granitemoe ] && [ $n = w50 ] && continue
+        ok "$p $n dense" "$LMP_BIN" prune "$T/$p" -o "$T/$p-d$n" "$@"
+        ok "$p $n compressed-tensors" "$LMP_BIN" prune "$T/$p" -o "$T/$p-c$n" "$@" --format compressed-tensors --json
+        check "$p $n compressed: format named" "grep -q '\"format\": \"sparse-' '$T/out'"
+        ok "$p $n GGUF" "$LMP_BIN" prune "$T/$p" -o "$T/$p-g$n.gguf" "$@" --format gguf
+        check "$p $n GGUF: stacked experts" "$LMP_BIN inspect $T/$p-g$n.gguf | grep -q 'blk.0.ffn_gate_exps'"
+        if "$PY" -c 'import numpy' 2>/dev/null; then
+            ok "$p $n: compressed folder decodes to the dense pruned weights" "$PY" tests/cli/ct_sparse_check.py \
+                "$T/$p-d$n" "$T/$p-c$n"
+            check "$p $n: only the routers dense among 2-D weights" \
+                "grep -q ' 2 2-D weights dense ($(router_of $p))\$' '$T/out'"
+            check "$p $n: routers ignored in sparsity_config" "grep -q 're:' '$T/$p-c$n/config.json'"
+        else
+            skip "python3 with numpy is needed to read the folders"
+        fi
+        if [ -n "$H5" ]; then
+            for f in "$T/$p" "$T/$p-d$n" "$T/$p-c$n" "$T/$p-g$n.gguf"; do
+                [ -e "$f.h5" ] || ok "log-probs of $(basename $f)" lp "$f" "$X"
+            done
+            check "$p $n: compressed log-probs = dense pruned ($(lp_diff $T/$p-d$n $T/$p-c$n))" \
+                "[ \"\$(lp_diff $T/$p-d$n $T/$p-c$n)\" = 0.0 ]"
+            a=$(lp_diff "$T/$p-d$n" "$T/$p-g$n.gguf"); b=$(lp_diff "$T/$p-d$n" "$T/$p")
+            check "$p $n: GGUF log-probs within 1e-4 of the dense pruned ($a; unpruned model: $b)" \
+                "awk -v a=$a -v b=$b 'BEGIN{exit !(a < 1e-4 && b > 1e-2)}'"
+        else
+            skip "h5py is needed to compare the log-probs"
+        fi
+    done
+done
+# structured heads, KV heads and layers of expert models (attention and whole blocks; the
+# experts and routers are copied): numpy finds every tensor to be the original's kept rows /
+# columns or unchanged (tests/cli/moe_struct_check.py) and builds the original with the
+# removed heads' o_proj columns (removed layers' o_proj and FFN outputs) zeroed instead,
+# whose log-probs must be the pruned model's; FFN channels of experts and joint quantization
+# are refused with the reason
+for p in tiny-mixtral tiny-qwen3-moe tiny-granitemoe; do
+    X="$T/$p/corpus.txt"
+    for k in heads kv-heads layers; do
+        ok "$p --structured $k" "$LMP_BIN" prune "$T/$p" -o "$T/$p-s$k" --structured $k --ratio 0.5 --calib "$X" $C -t 1
+        if "$PY" -c 'import numpy' 2>/dev/null; then
+            ok "$p $k: kept parts are the original's, the rest unchanged" "$PY" tests/cli/moe_struct_check.py \
+                "$T/$p" "$T/$p-s$k" $k "$T/$p-z$k"
+            if [ -n "$H5" ]; then
+                [ -e "$T/$p.h5" ] || ok "log-probs of $p" lp "$T/$p" "$X"
+                ok "log-probs of $p-s$k" lp "$T/$p-s$k" "$X"
+                ok "log-probs of $p-z$k" lp "$T/$p-z$k" "$X"
+                d=$(lp_diff "$T/$p-s$k" "$T/$p-z$k"); u=$(lp_diff "$T/$p-s$k" "$T/$p")
+                check "$p $k: log-probs = the zeroed original's ($d; unpruned: $u)" \
+                    "awk -v a=$d -v b=$u 'BEGIN{exit !(a < 1e-5 && b > 1e-2)}'"
+            fi
+        fi
+    done
+done
+ok "mixtral --structured kv-heads to GGUF" "$LMP_BIN" prune "$T/tiny-mixtral" -o "$T/mix-skv.gguf" --structured kv-heads \
+    --ratio 0.5 --calib "$T/tiny-mixtral/corpus.txt" $C -t 1
+check "GGUF: head_count_kv halved" "[ \"\$(kv_of $T/mix-skv.gguf llama.attention.head_count_kv)\" = 1 ]"
+if [ -n "$H5" ]; then
+    ok "log-probs of the GGUF" lp "$T/mix-skv.gguf" "$T/tiny-mixtral/corpus.txt"
+    d=$(lp_diff "$T/tiny-mixtral-skv-heads" "$T/mix-skv.gguf")
+    check "structured GGUF log-probs within 1e-4 of the folder's ($d)" "awk -v a=$d 'BEGIN{exit !(a < 1e-4)}'"
+fi
+refuses "structured ffn of experts" "structured ffn on a mixture-of-experts" "$LMP_BIN" prune "$T/tiny-granitemoe" \
+    -o "$T/pw" --structured ffn --ratio 0.25 --calib "$T/tiny-granitemoe/corpus.txt"
+check "nothing written for structured ffn" "[ ! -e '$T/pw' ]"
+refuses "joint quantization of experts" "joint quantization" "$LMP_BIN" prune "$T/tiny-mixtral" -o "$T/pq" \
+    --method sparsegpt --sparsity 0.5 --then-quantize 4 --calib "$T/tiny-mixtral/corpus.txt" $C
+check "nothing written for joint quantization" "[ ! -e '$T/pq' ]"
 finish

@@ -1,12 +1,15 @@
 #!/bin/sh
-# Structured pruning of a model that stores q/k/v and gate/up fused (phi3's qkv_proj and
-# gate_up_proj, issue 16): heads, KV heads, FFN channels and layers on the tiny-phi3 preset;
+# Pruning of a model that stores q/k/v and gate/up fused (phi3's qkv_proj and gate_up_proj,
+# issue 16): structured heads, KV heads, FFN channels and layers on the tiny-phi3 preset;
+# unstructured and 2:4 (magnitude, Wanda, SparseGPT) in the compressed-tensors formats;
 # and of olmo2, whose q_norm / k_norm span every head (KV heads on tiny-olmo2: the norms keep
 # the kept heads' entries).
 # Each pruned folder must load and run, and its fused tensors must hold exactly the kept
 # rows of the original in the fused order: the kept heads / channels are read back from
 # the tensors the writer slices without fusion (o_proj's and down_proj's columns) and the
-# fused rows are checked against them, independently of lmpress (numpy on the files).
+# fused rows are checked against them, independently of lmpress (numpy on the files); the
+# compressed fused tensors are decoded by numpy from the compressed-tensors layout and
+# compared with the dense pruned folder, and the engine's log-probs of both compared.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 . tests/cli/lib.sh
 B=$LMP_BIN
@@ -121,4 +124,42 @@ fi
 heads_of() { sed -n 's/.*"num_attention_heads":[[:space:]]*\([0-9]*\).*/\1/p' "$1/config.json"; }
 check "heads: fewer attention heads in config.json ($(heads_of "$M") -> $(heads_of "$T/p-heads"))" \
     "[ '$(heads_of "$T/p-heads")' -lt '$(heads_of "$M")' ]"
+# Unstructured / N:M pruning of the fused tensors in the compressed-tensors sparse formats:
+# qkv_proj and gate_up_proj are compressed as one Linear each (as compressed-tensors
+# compresses the fused module); decoded here by numpy from the layout alone, they equal the
+# dense pruned folder's tensors, every group of 4 of every fused row keeps 2 (2:4), and the
+# engine's log-probs of the compressed folder are the dense folder's, bit for bit.
+H5=
+for p in /usr/bin/python3 "$PY"; do
+    if "$p" -c 'import h5py, numpy' 2>/dev/null; then H5=$p; break; fi
+done
+W="--calib $TXT --calib-samples 2 --calib-seqlen 32 -t 1"
+for v in "m24 --method magnitude --pattern 2:4" "m50 --method magnitude --sparsity 0.5" \
+         "w24 --method wanda --pattern 2:4 $W" "s50 --method sparsegpt --sparsity 0.5 $W"; do
+    set -- $v
+    n=$1
+    shift
+    ok "$n on fused tensors, dense" "$B" prune "$M" -o "$T/d-$n" "$@"
+    ok "$n on fused tensors, compressed-tensors" "$B" prune "$M" -o "$T/c-$n" "$@" --format compressed-tensors
+    if "$PY" -c 'import numpy' 2>/dev/null; then
+        ok "$n: compressed qkv_proj / gate_up_proj decode to the dense pruned tensors" "$PY" tests/cli/ct_sparse_check.py \
+            "$T/d-$n" "$T/c-$n"
+        check "$n: every linear compressed, the fused ones as one (2 per block)" \
+            "grep -q ' 8 linears compressed, 4 fused, 0 2-D weights dense' '$T/out'"
+    else
+        skip "python3 with numpy is needed to read the folders"
+    fi
+    for k in d c; do
+        ok "log-probs of $k-$n" "$B" distill export "$T/$k-$n" -f "$TXT" -o "$T/$k-$n.h5" --full --f32 --ctx 32 \
+            --chunks 2 -t 1
+    done
+    if [ -n "$H5" ]; then
+        ok "$n: the compressed folder's log-probs are the dense pruned folder's" "$H5" -c "
+import h5py, numpy as np, sys
+a, b = h5py.File('$T/d-$n.h5', 'r'), h5py.File('$T/c-$n.h5', 'r')
+sys.exit(0 if np.array_equal(a['logprobs'][()], b['logprobs'][()]) and a['logprobs'].shape[2] > 1 else 1)"
+    else
+        skip "h5py is needed to compare the log-probs"
+    fi
+done
 finish

@@ -488,16 +488,18 @@ static void test_prune_experts(const char *preset, int n, int mm)
     CHECK(finite, "%s: the pruned model runs: %s", preset, lmp_errmsg());
     free(lg);
     lmp_model_free(m);
-    /* structured pruning of experts is refused, nothing written (Wanda and SparseGPT on
-     * experts: tests/cli/test_moe.sh) */
+    /* structured FFN pruning of experts is refused before reading anything, nothing written
+     * (heads, KV heads, layers, Wanda and SparseGPT on experts: tests/cli/test_moe.sh) */
     char out2[600];
     snprintf(out2, sizeof out2, "%s/%s-struct", tmpdir(), preset);
     pp.structured = true;
+    pp.kind = LMP_STRUCT_FFN;
+    pp.ratio = 0.25;
     pp.calib_path = "unused.txt";
     rc = lmp_prune_model(dir, out2, &pp, &pr);
     lmp_prune_model_result_free(&pr);
-    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "structured") && !lmp_path_exists(out2),
-          "%s: structured pruning of experts refused: %s", preset, lmp_errmsg());
+    CHECK(rc == LMP_EUNSUPPORTED && strstr(lmp_errmsg(), "structured ffn") && !lmp_path_exists(out2),
+          "%s: structured FFN pruning of experts refused: %s", preset, lmp_errmsg());
 }
 
 /* Importance weights for stacked experts (llama-imatrix's layout: cols x n_experts values
@@ -819,6 +821,40 @@ static void test_calibrated_experts(void)
     }
 }
 
+/* The mask of the pruned weights the calibrated expert path hands over (values only):
+ * where a kept weight is exactly 0 the unit (group of M, row, matrix) has more zeros than
+ * the pattern prunes, and the first of them are marked kept so every count is the
+ * pattern's; fewer zeros than the pattern prunes is an error naming the tensor. */
+static void test_sparse_mask_of(void)
+{
+    lmp_prune_spec s;
+    lmp_prune_default_spec(&s);
+    s.m = 4;
+    s.n = 2;
+    /* 2 rows x 8: group 0 prunes 2 (two zeros), group 1 has a kept 0 (three zeros) */
+    const float W[16] = {1, 0, 2, 0, 0, 0, 3, 0, 0, 5, 6, 0, 7, 0, 0, 0};
+    uint8_t mask[16];
+    int rc = lmp_sparse_mask_of(W, 2, 8, &s, mask, "w");
+    const uint8_t want[16] = {1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0};
+    CHECK(rc == 0 && memcmp(mask, want, 16) == 0, "2:4 mask from values: kept zeros marked first (%s)",
+          lmp_errmsg());
+    const float dense[8] = {1, 2, 3, 0, 4, 5, 6, 7};
+    rc = lmp_sparse_mask_of(dense, 1, 8, &s, mask, "model.layers.0.x.weight");
+    CHECK(rc == LMP_EINVAL && strstr(lmp_errmsg(), "model.layers.0.x.weight"), "too few zeros refused: %s",
+          lmp_errmsg());
+    s.m = s.n = 0;
+    s.sparsity = 0.5f;
+    s.scope = LMP_PRUNE_SCOPE_MATRIX; /* 8 of 16 in the matrix, wherever they are */
+    rc = lmp_sparse_mask_of(W, 2, 8, &s, mask, "w");
+    int kept = 0;
+    for (int i = 0; i < 16; i++)
+        kept += mask[i] != 0;
+    bool nonzero_kept = true;
+    for (int i = 0; i < 16; i++)
+        nonzero_kept &= W[i] == 0 || mask[i];
+    CHECK(rc == 0 && kept == 8 && nonzero_kept, "matrix scope: %d kept of 16, every nonzero kept", kept);
+}
+
 int main(void)
 {
     lmp_log_level = LMP_LOG_WARN;
@@ -837,6 +873,7 @@ int main(void)
     test_moe_imatrix_calib();
     test_expert_hessian_ref();
     test_calibrated_experts();
+    test_sparse_mask_of();
     test_prune_experts("tiny-mixtral", 0, 0);
     test_prune_experts("tiny-granitemoe", 2, 4);
     test_prune_experts("tiny-qwen3-moe", 2, 4);
