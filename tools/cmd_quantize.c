@@ -15,6 +15,7 @@
 #include "jobs/quantize_model.h"
 #include "jobs/report.h"
 #include "jobs/report_intplan.h"
+#include "lib/core/dist.h"
 #include "quantize_plan.h"
 
 #include <ctype.h>
@@ -298,7 +299,7 @@ int cmd_quantize(int argc, char **argv)
     lmp_bpw bw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
     if ((e = lmp_job_quantize_gguf(model, out, &gp, &jr)))
         rc = cli_fail("quantize", e);
-    else if (!(gp.plan && gp.dry_run)) {
+    else if (!(gp.plan && gp.dry_run) && lmp_dist_root()) { /* rank 0 wrote it, and reports */
         if (lmp_path_bpw(out, &bw) != 0)
             memset(&bw, 0, sizeof bw);
         if (!(rc = cli_gguf_deploy("quantize", out, model, split_max, force, json)))
