@@ -1136,9 +1136,10 @@ static int src_rows(void *ctx, int i, int64_t r0, int64_t nr, void *buf, const v
         if (!it->perm_heads && r0 + nr < all) /* read the next chunk while this one is quantized */
             lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r0 + nr) * in_row,
                               (size_t)(all - r0 - nr < nr ? all - r0 - nr : nr) * in_row);
-        if (item_plain(it)) { /* the quantizer checks the values and drops the pages */
+        if (item_plain(it)) { /* handed out of the mapping (the quantizer drops the pages) */
             *out = (const uint8_t *)t->data + (size_t)r0 * in_row;
-            return LMP_OK;
+            /* non-finite values refused as the converter refuses them: at the file's row */
+            return lmp_check_finite_rows(it->file, t, r0, nr, NULL, NULL);
         }
         *out = buf;
         return convert_rows(it, r0, nr, buf, s->tmp, &s->f16_overflow);

@@ -77,7 +77,7 @@ EOF
 refuses "missing tensor" "down_proj.weight is missing" "$LMP_BIN" quantize "$B-missing" -o "$T/b2.gguf" --type q4_k_m
 refuses "NaN in a permuted tensor" "$B-nan-self_attn: tensor model.layers.0.self_attn.q_proj.weight row 0 column 37" \
     "$LMP_BIN" quantize "$B-nan-self_attn" -o "$T/b3.gguf" --type q4_k_m
-refuses "NaN in an unchanged tensor" "$B-nan-mlp: tensor 'blk.1.ffn_down.weight' holds NaN" \
+refuses "NaN in an unchanged tensor" "$B-nan-mlp: tensor model.layers.1.mlp.down_proj.weight row 0 column 37" \
     "$LMP_BIN" quantize "$B-nan-mlp" -o "$T/b4.gguf" --type q8_0
 check "bad input: nothing written" "[ -z \"\$(ls '$T' | grep '^b[234]')\" ]"
 
@@ -94,6 +94,6 @@ if command -v mpirun > /dev/null 2>&1 && [ -z "$LMP_NO_MPI" ]; then
         -o "$T/mpib.gguf" --type q4_k_m
     check "mpirun: nothing written" "[ ! -e '$T/mpib.gguf' ]"
 else
-    skip "mpirun not found"
+    skip "mpirun not found (or LMP_NO_MPI set)"
 fi
 finish
