@@ -160,7 +160,8 @@ int cmd_quantize(int argc, char **argv)
                     "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] "
                     "[--no-duo-scaling] [--format awq|gptq_v2|compressed-tensors] --calib FILE [...]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
-        "or .safetensors (converted to GGUF first, as `lmpress convert` does) or an f32/f16/bf16 GGUF.\n"
+        "or .safetensors (read as `lmpress convert` would write its GGUF, no temporary file) or an\n"
+        "f32/f16/bf16 GGUF.\n"
         "The _s/_m/_l types are llama.cpp's mixes: e.g. q4_k_m writes the output (or tied token embedding)\n"
         "and half of the attn_v and ffn_down tensors in q6_K. 1-D tensors and norms stay as they are. A\n"
         "tensor whose row length does not fit the block size falls back as llama.cpp does (q4_K -> q5_0,\n"

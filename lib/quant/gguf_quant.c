@@ -6,9 +6,10 @@
  *
  * Facts followed: llama.cpp src/llama-quant.cpp (tensor_allows_quantization,
  * llama_tensor_get_type_impl, tensor_type_fallback, llama_ftype_get_default_type) and
- * include/llama.h (LLAMA_FTYPE_* values). Not here: reading HF checkpoints (formats/
- * converts them to GGUF first), calibration (the weights hook), other architectures'
- * special cases (Falcon, MoE, 70B GQA), the IQ types.
+ * include/llama.h (LLAMA_FTYPE_* values). The tensors come from an lmp_gguf_src: a GGUF
+ * file here, or an HF checkpoint through formats' converter (lmp_convert_src_open; lib/quant
+ * does not read HF layouts). Not here: calibration (the weights hook), other
+ * architectures' special cases (Falcon, MoE, 70B GQA), the IQ types.
  */
 #include "quant.h"
 #include "../io/io.h"
