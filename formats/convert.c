@@ -855,6 +855,7 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
         it->out_dtype = LMP_DT_F32;
         it->synthetic = rope_factors;
         it->perm_heads = c->config.head_dim / 2; /* element count for synthetic items */
+        it->out_shape[0] = it->perm_heads;
     }
     if (c->kind != LMP_CKPT_GGUF && c->config.rope_type == LMP_ROPE_LONGROPE) {
         /* phi3: the long and short factors as tensors (convert_hf_to_gguf) */
@@ -864,11 +865,45 @@ static int plan_gguf(const lmp_ckpt *c, int want, conv_item **out, int *n_out, f
             it->out_dtype = LMP_DT_F32;
             it->synthetic = k ? c->config.rope_short : c->config.rope_long;
             it->perm_heads = c->config.n_rope_factors;
+            it->out_shape[0] = it->perm_heads;
         }
     }
     *out = items;
     *n_out = n;
     return LMP_OK;
+}
+
+/* The shape a planned tensor is written with (*ndim set). */
+static const int64_t *item_shape(const conv_item *it, int *ndim)
+{
+    if (it->synthetic) {
+        *ndim = 1;
+        return &it->out_shape[0];
+    }
+    if (it->n_parts) {
+        *ndim = it->out_ndim;
+        return it->out_shape;
+    }
+    *ndim = it->src->ndim;
+    return it->src->shape;
+}
+
+/* Every KV of the GGUF of the planned tensors: the architecture's keys with the file type
+ * of the most common matrix dtype, then the vocabulary. */
+static int gguf_meta(lmp_gguf_writer *w, const lmp_ckpt *c, const conv_item *items, int n)
+{
+    int counts[LMP_DT_COUNT] = {0}, best = LMP_DT_F32, rc;
+    for (int i = 0; i < n; i++)
+        if (items[i].src && is_matrix(items[i].src))
+            counts[items[i].out_dtype]++;
+    for (int d = 0; d < LMP_DT_COUNT; d++)
+        if (counts[d] > counts[best])
+            best = d;
+    if ((rc = set_arch_keys(w, &c->config, base_name(c->path), lmp_gguf_file_type((lmp_dtype)best))))
+        return rc;
+    if (lmp_dtype_info((lmp_dtype)best)->is_quant && (rc = lmp_gguf_set_u32(w, "general.quantization_version", 2)))
+        return rc;
+    return write_vocab(w, c);
 }
 
 static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert_params *p,
@@ -887,33 +922,12 @@ static int convert_to_gguf(const lmp_ckpt *c, const char *out, const lmp_convert
         free_items(items, n);
         return rc;
     }
-    /* file type from the most common matrix dtype */
-    int counts[LMP_DT_COUNT] = {0}, best = LMP_DT_F32;
-    for (int i = 0; i < n; i++)
-        if (items[i].src && is_matrix(items[i].src))
-            counts[items[i].out_dtype]++;
-    for (int d = 0; d < LMP_DT_COUNT; d++)
-        if (counts[d] > counts[best])
-            best = d;
-    if ((rc = lmp_gguf_writer_new(&w, out, p->force)))
-        goto done;
-    if ((rc = set_arch_keys(w, &c->config, base_name(c->path), lmp_gguf_file_type((lmp_dtype)best))))
-        goto done;
-    if (lmp_dtype_info((lmp_dtype)best)->is_quant && (rc = lmp_gguf_set_u32(w, "general.quantization_version", 2)))
-        goto done;
-    if ((rc = write_vocab(w, c)))
+    if ((rc = lmp_gguf_writer_new(&w, out, p->force)) || (rc = gguf_meta(w, c, items, n)))
         goto done;
     for (int i = 0; i < n && rc == 0; i++) {
-        if (items[i].synthetic) {
-            int64_t sh[1] = {items[i].perm_heads};
-            rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, LMP_DT_F32, 1, sh);
-        } else if (items[i].n_parts) {
-            rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, items[i].out_dtype, items[i].out_ndim,
-                                            items[i].out_shape);
-        } else {
-            rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, items[i].out_dtype, items[i].src->ndim,
-                                            items[i].src->shape);
-        }
+        int ndim;
+        const int64_t *shape = item_shape(&items[i], &ndim);
+        rc = lmp_gguf_writer_add_tensor(w, items[i].out_name, items[i].out_dtype, ndim, shape);
     }
     if (rc || (rc = lmp_gguf_writer_begin(w)))
         goto done;
@@ -1072,5 +1086,168 @@ int lmp_convert(const char *in, const char *out, const lmp_convert_params *p, lm
     if (rc == 0 && res->f16_overflow)
         lmp_warn("%llu values exceed the f16 range (|x| > 65504) and were written as +/-Inf",
                  (unsigned long long)res->f16_overflow);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- a source for the GGUF quantizer */
+
+/* What lmp_convert(in, "x.gguf") would write, handed out row chunk by row chunk. */
+typedef struct {
+    lmp_ckpt c;
+    conv_item *items;
+    int n;
+    lmp_tensor *tensors;    /* (n) the GGUF tensors: names, dtypes, shapes, nbytes */
+    float rope_factors[1024];
+    float *tmp;             /* one f32 row */
+    uint64_t f16_overflow;
+} conv_src;
+
+static int src_meta(void *ctx, lmp_gguf_writer *w)
+{
+    const conv_src *s = ctx;
+    return gguf_meta(w, &s->c, s->items, s->n);
+}
+
+/* Whether an item's GGUF rows are the source's bytes as they are. */
+static bool item_plain(const conv_item *it)
+{
+    return !it->synthetic && !it->n_parts && !it->perm_heads && it->add == 0 && !it->lora &&
+           it->src->dtype == it->out_dtype;
+}
+
+static int src_rows(void *ctx, int i, int64_t r0, int64_t nr, void *buf, const void **out)
+{
+    conv_src *s = ctx;
+    const conv_item *it = &s->items[i];
+    *out = NULL;
+    if (it->synthetic) { /* one row of f32 factors */
+        *out = it->synthetic;
+        return LMP_OK;
+    }
+    const lmp_tensor *t = it->src;
+    int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+    size_t out_row = lmp_dtype_row_bytes(it->out_dtype, cols);
+    if (!it->n_parts) {
+        int64_t all = cols ? lmp_tensor_nelem(t) / cols : 0;
+        size_t in_row = lmp_dtype_row_bytes(t->dtype, cols);
+        if (r0 < 0 || nr < 0 || r0 + nr > all)
+            return lmp_err(LMP_EFORMAT, "%s: %s rows %lld..%lld of %lld", it->file, t->name, (long long)r0,
+                           (long long)(r0 + nr), (long long)all);
+        if (!it->perm_heads && r0 + nr < all) /* read the next chunk while this one is quantized */
+            lmp_mmap_prefetch((const uint8_t *)t->data + (size_t)(r0 + nr) * in_row,
+                              (size_t)(all - r0 - nr < nr ? all - r0 - nr : nr) * in_row);
+        if (item_plain(it)) { /* handed out of the mapping (the quantizer drops the pages) */
+            *out = (const uint8_t *)t->data + (size_t)r0 * in_row;
+            /* non-finite values refused as the converter refuses them: at the file's row */
+            return lmp_check_finite_rows(it->file, t, r0, nr, NULL, NULL);
+        }
+        *out = buf;
+        return convert_rows(it, r0, nr, buf, s->tmp, &s->f16_overflow);
+    }
+    /* experts: the output's rows run through the parts one after another */
+    int64_t at = 0;
+    for (int pi = 0; pi < it->n_parts && at < r0 + nr; pi++) {
+        const conv_part *pt = &it->parts[pi];
+        int64_t lo = r0 > at ? r0 : at, hi = r0 + nr < at + pt->rows ? r0 + nr : at + pt->rows;
+        if (lo < hi) {
+            conv_item one = *it;
+            one.src = pt->t;
+            int rc = convert_rows(&one, pt->row0 + (lo - at), hi - lo, (uint8_t *)buf + (size_t)(lo - r0) * out_row,
+                                  s->tmp, &s->f16_overflow);
+            if (rc)
+                return rc;
+        }
+        at += pt->rows;
+    }
+    if (at < r0 + nr)
+        return lmp_err(LMP_EFORMAT, "%s: %s: rows %lld..%lld beyond its %lld expert rows", it->file, it->out_name,
+                       (long long)r0, (long long)(r0 + nr), (long long)at);
+    *out = buf;
+    return LMP_OK;
+}
+
+static void src_done(void *ctx, int i)
+{
+    const conv_item *it = &((conv_src *)ctx)->items[i];
+    if (it->synthetic)
+        return;
+    if (!it->n_parts) { /* keep RSS bounded on large inputs */
+        lmp_mmap_release(it->src->data, it->src->nbytes);
+        return;
+    }
+    for (int pi = 0; pi < it->n_parts; pi++) {
+        const lmp_tensor *t = it->parts[pi].t;
+        size_t row = t->nbytes / (size_t)(lmp_tensor_nelem(t) / t->shape[t->ndim - 1]);
+        lmp_mmap_release((const uint8_t *)t->data + (size_t)it->parts[pi].row0 * row, (size_t)it->parts[pi].rows * row);
+    }
+}
+
+void lmp_convert_src_close(lmp_gguf_src *s)
+{
+    conv_src *cs = s ? s->ctx : NULL;
+    if (!cs)
+        return;
+    if (cs->f16_overflow)
+        lmp_warn("%llu values exceed the f16 range (|x| > 65504) and were written as +/-Inf",
+                 (unsigned long long)cs->f16_overflow);
+    free_items(cs->items, cs->n);
+    free(cs->tensors);
+    free(cs->tmp);
+    lmp_ckpt_close(&cs->c);
+    free(cs);
+    memset(s, 0, sizeof *s);
+}
+
+int lmp_convert_src_open(const char *in, lmp_gguf_src *s)
+{
+    memset(s, 0, sizeof *s);
+    conv_src *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return lmp_err(LMP_ENOMEM, "convert: out of memory");
+    int rc = lmp_ckpt_open(&cs->c, in);
+    if (rc) {
+        free(cs);
+        return rc;
+    }
+    s->ctx = cs;
+    const lmp_config *cf = &cs->c.config;
+    if (cf->head_dim / 2 > 1024) {
+        rc = lmp_err(LMP_EUNSUPPORTED, "%s: head_dim too large", cs->c.path);
+        goto fail;
+    }
+    if ((rc = plan_gguf(&cs->c, -1, &cs->items, &cs->n, cs->rope_factors)))
+        goto fail;
+    cs->tensors = calloc((size_t)cs->n + 1, sizeof *cs->tensors);
+    int64_t maxcols = 1;
+    for (int i = 0; cs->tensors && i < cs->n; i++) {
+        const conv_item *it = &cs->items[i];
+        lmp_tensor *t = &cs->tensors[i];
+        const int64_t *shape = item_shape(it, &t->ndim);
+        snprintf(t->name, sizeof t->name, "%s", it->out_name);
+        t->dtype = it->out_dtype;
+        for (int d = 0; d < t->ndim; d++)
+            t->shape[d] = shape[d];
+        int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+        t->nbytes = cols ? lmp_dtype_row_bytes(t->dtype, cols) * (size_t)(lmp_tensor_nelem(t) / cols) : 0;
+        maxcols = cols > maxcols ? cols : maxcols;
+    }
+    cs->tmp = malloc(sizeof(float) * (size_t)maxcols);
+    if (!cs->tensors || !cs->tmp) {
+        rc = lmp_err(LMP_ENOMEM, "convert: out of memory");
+        goto fail;
+    }
+    s->path = cs->c.path;
+    s->n_tensors = cs->n;
+    s->tensors = cs->tensors;
+    s->n_layers = cf->n_layers;
+    s->n_head = cf->n_heads;
+    s->n_head_kv = cf->n_kv_heads;
+    s->n_expert = cf->n_experts;
+    s->write_meta = src_meta;
+    s->rows = src_rows;
+    s->done = src_done;
+    return LMP_OK;
+fail:
+    lmp_convert_src_close(s);
     return rc;
 }

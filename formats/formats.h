@@ -7,6 +7,7 @@
 #define LMP_FORMATS_H
 
 #include "lib/io/io.h"
+#include "lib/quant/quant.h"
 
 typedef struct {
     int dtype;          /* LMP_DT_F32/F16/BF16 for matrices, or -1 to keep the input's */
@@ -42,6 +43,18 @@ int lmp_convert_check(const lmp_convert_params *p);
  * config.json and the tokenizer files). Streams tensor by tensor; OUT appears only when
  * complete. */
 int lmp_convert(const char *in, const char *out, const lmp_convert_params *p, lmp_convert_result *res);
+
+/* IN (any checkpoint lmp_convert reads; meant for HF folders and safetensors) as the GGUF
+ * that lmp_convert(IN, "x.gguf") with the default parameters would write: the same
+ * tensors (llama.cpp names and order, dtypes, Q/K permutation, experts stacked or split,
+ * gemma's 1 + w norms, rope factor tensors) and KVs (architecture keys, vocabulary), as a
+ * source for lib/quant's lmp_gguf_quantize_src. Rows are converted chunk by chunk when
+ * the quantizer asks for them (unchanged ones are handed out of the mapping), so
+ * quantizing an HF folder needs no temporary GGUF and writes the bytes of convert then
+ * quantize. Fills *s; lmp_convert_src_close frees it (also after a failed open). Returns
+ * status. */
+int lmp_convert_src_open(const char *in, lmp_gguf_src *s);
+void lmp_convert_src_close(lmp_gguf_src *s); /* accepts a zeroed source */
 
 /* ---------------------------------------------------------------- LoRA (merge.c) */
 

@@ -1,10 +1,12 @@
 /*
- * The GGUF quantize job (jobs/quantize_gguf.h): importance weights, conversion to a
- * temporary GGUF, plan, writer. Moved here from tools/cmd_quantize.c (issue 14) so that
- * the command only sets preferences, makes this one call and prints.
+ * The GGUF quantize job (jobs/quantize_gguf.h): importance weights, the source (a GGUF
+ * file, or an HF checkpoint read through formats' converter without a temporary GGUF),
+ * plan, writer. Moved here from tools/cmd_quantize.c (issue 14) so that the command only
+ * sets preferences, makes this one call and prints.
  */
 #include "jobs/quantize_gguf.h"
 #include "formats/formats.h"
+#include "lib/core/dist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -230,8 +232,23 @@ int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf
         q.imatrix_chunks = im.n_chunks;
     }
 
+    /* Under mpirun the importance weights above were computed by every rank (data
+     * parallel); the rest (plan, conversion, writing) is rank 0's alone, and the others
+     * wait for its status below, so no rank reads a file another one is writing. */
+    if (!lmp_dist_root())
+        goto done;
+    const bool hf = lmp_path_is_dir(model) || !lmp_str_endswith_ci(model, ".gguf");
+    if (hf && !p->plan) { /* tensors streamed from the converter: no temporary GGUF */
+        lmp_gguf_src s;
+        if (p->notes)
+            fprintf(stderr, "reading %s through the GGUF converter (llama.cpp names and vocabulary)\n", model);
+        if (!(rc = lmp_convert_src_open(model, &s)))
+            rc = lmp_gguf_quantize_src(&s, out, &q, &r->q);
+        lmp_convert_src_close(&s);
+        goto done;
+    }
     const char *src = model;
-    if (lmp_path_is_dir(model) || !lmp_str_endswith_ci(model, ".gguf")) {
+    if (hf) { /* the planner measures a GGUF file: convert to a temporary one first */
         size_t n = strlen(out) + 64;
         if (!(tmp = malloc(n))) {
             rc = lmp_err(LMP_ENOMEM, "out of memory");
@@ -257,6 +274,7 @@ int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf
     }
     rc = lmp_gguf_quantize(src, out, &q, &r->q);
 done:
+    rc = lmp_dist_status(rc);
     if (tmp) {
         unlink(tmp);
         lmp_temp_unregister(tmp);

@@ -5,9 +5,11 @@
  *
  * This file: `lmpress quantize --type` (GGUF block types), the whole job: importance
  * weights (computed from calibration text as llama-imatrix does, or read from
- * llama-imatrix's file, optionally saved), conversion of an HF checkpoint to a temporary
- * GGUF (formats' lmp_convert), an optional type plan (--target-bpw, through a hook the
- * tools' planner fills), and lib/quant's GGUF writer with llama.cpp's mixes.
+ * llama-imatrix's file, optionally saved), the source (a GGUF file, or an HF checkpoint
+ * read through formats' lmp_convert_src_open: no temporary GGUF), an optional type plan
+ * (--target-bpw, through a hook the tools' planner fills; it measures a GGUF file, so an
+ * HF checkpoint is converted to a temporary GGUF for it), and lib/quant's GGUF writer
+ * with llama.cpp's mixes.
  */
 #ifndef LMP_JOBS_QUANTIZE_GGUF_H
 #define LMP_JOBS_QUANTIZE_GGUF_H
@@ -71,9 +73,12 @@ int lmp_job_gguf_check_args(const char *model, const char *out, const lmp_job_gg
 bool lmp_job_parse_bytes(const char *s, double *bytes);
 /* Runs the job on `model` (HF folder, .safetensors or f32/f16/bf16 GGUF) into the GGUF
  * `out`: lmp_job_gguf_check, an existing out refused before any work (LMP_EEXIST unless
- * q.force), importance weights first (a bad file or text fails before conversion), the
- * conversion to a temporary GGUF beside out (removed on every path, and on SIGINT), the
- * plan, then lmp_gguf_quantize. Returns status; *r filled. */
+ * q.force), importance weights first (a bad file or text fails before conversion), then
+ * lmp_gguf_quantize_src on the GGUF file or on lmp_convert_src_open(model); with a plan,
+ * an HF model is converted to a temporary GGUF beside out first (removed on every path,
+ * and on SIGINT). Under mpirun the importance weights are computed by every rank and the
+ * rest is rank 0's; every rank returns rank 0's status (lmp_dist_status). Returns status;
+ * *r filled (zeros on the other ranks). */
 int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf_params *p, lmp_job_gguf_result *r);
 
 #endif

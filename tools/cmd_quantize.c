@@ -15,6 +15,7 @@
 #include "jobs/quantize_model.h"
 #include "jobs/report.h"
 #include "jobs/report_intplan.h"
+#include "lib/core/dist.h"
 #include "quantize_plan.h"
 
 #include <ctype.h>
@@ -159,7 +160,8 @@ int cmd_quantize(int argc, char **argv)
                     "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] "
                     "[--no-duo-scaling] [--format awq|gptq_v2|compressed-tensors] --calib FILE [...]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
-        "or .safetensors (converted to GGUF first, as `lmpress convert` does) or an f32/f16/bf16 GGUF.\n"
+        "or .safetensors (read as `lmpress convert` would write its GGUF, no temporary file) or an\n"
+        "f32/f16/bf16 GGUF.\n"
         "The _s/_m/_l types are llama.cpp's mixes: e.g. q4_k_m writes the output (or tied token embedding)\n"
         "and half of the attn_v and ffn_down tensors in q6_K. 1-D tensors and norms stay as they are. A\n"
         "tensor whose row length does not fit the block size falls back as llama.cpp does (q4_K -> q5_0,\n"
@@ -298,7 +300,7 @@ int cmd_quantize(int argc, char **argv)
     lmp_bpw bw; /* bits per weight by the one definition (lib/io/bpw.h), before any split */
     if ((e = lmp_job_quantize_gguf(model, out, &gp, &jr)))
         rc = cli_fail("quantize", e);
-    else if (!(gp.plan && gp.dry_run)) {
+    else if (!(gp.plan && gp.dry_run) && lmp_dist_root()) { /* rank 0 wrote it, and reports */
         if (lmp_path_bpw(out, &bw) != 0)
             memset(&bw, 0, sizeof bw);
         if (!(rc = cli_gguf_deploy("quantize", out, model, split_max, force, json)))

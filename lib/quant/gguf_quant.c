@@ -6,9 +6,10 @@
  *
  * Facts followed: llama.cpp src/llama-quant.cpp (tensor_allows_quantization,
  * llama_tensor_get_type_impl, tensor_type_fallback, llama_ftype_get_default_type) and
- * include/llama.h (LLAMA_FTYPE_* values). Not here: reading HF checkpoints (formats/
- * converts them to GGUF first), calibration (the weights hook), other architectures'
- * special cases (Falcon, MoE, 70B GQA), the IQ types.
+ * include/llama.h (LLAMA_FTYPE_* values). The tensors come from an lmp_gguf_src: a GGUF
+ * file here, or an HF checkpoint through formats' converter (lmp_convert_src_open; lib/quant
+ * does not read HF layouts). Not here: calibration (the weights hook), other
+ * architectures' special cases (Falcon, MoE, 70B GQA), the IQ types.
  */
 #include "quant.h"
 #include "../io/io.h"
@@ -344,16 +345,16 @@ typedef struct {
 
 void lmp_gguf_quant_default_params(lmp_gguf_quant_params *p) { memset(p, 0, sizeof *p); }
 
-static int make_plan(const lmp_ckpt *c, const lmp_gguf_qtype *qt, const lmp_gguf_quant_params *p, pattern *ov,
+static int make_plan(const lmp_gguf_src *c, const lmp_gguf_qtype *qt, const lmp_gguf_quant_params *p, pattern *ov,
                      pattern *keep, plan_item *plan, lmp_gguf_quant_result *res)
 {
     lmp_gguf_mix_info mi = {0};
-    mi.n_layers = c->config.n_layers;
-    mi.n_head = c->config.n_heads;
-    mi.n_head_kv = c->config.n_kv_heads;
+    mi.n_layers = c->n_layers;
+    mi.n_head = c->n_head;
+    mi.n_head_kv = c->n_head_kv;
     mi.tied = true;
     mi.has_imatrix = p->weights != NULL;
-    mi.n_expert = c->config.n_experts;
+    mi.n_expert = c->n_expert;
     for (int i = 0; i < c->n_tensors; i++) {
         const char *nm = c->tensors[i].name;
         if (strstr(nm, "attn_v.weight") || strstr(nm, "attn_qkv.weight") || strstr(nm, "attn_kv_b.weight"))
@@ -431,7 +432,7 @@ static bool requires_imatrix(lmp_dtype t, const char *name)
 /* Before anything is written: a type that needs importance weights gets them for every
  * tensor, and importance weights that match none of the tensors they would serve (an
  * imatrix of another model: other names or other row lengths) are refused. */
-static int check_weights(const lmp_ckpt *c, const plan_item *plan, const lmp_gguf_quant_params *p)
+static int check_weights(const lmp_gguf_src *c, const plan_item *plan, const lmp_gguf_quant_params *p)
 {
     int wanted = 0, found = 0;
     const char *first_miss = NULL;
@@ -478,6 +479,7 @@ static int check_weights(const lmp_ckpt *c, const plan_item *plan, const lmp_ggu
 /* ---------------------------------------------------------------- streaming */
 
 typedef struct {
+    uint8_t *in;     /* (rows_per, in_row) source rows when the source copies them */
     float *f;        /* (rows_per, cols) source rows in f32 */
     uint8_t *q;      /* (rows_per, out_row) */
     double *err, *ref; /* (rows_per) per-row squared error and squared norm */
@@ -489,28 +491,51 @@ typedef struct {
 /* qw: importance weights of `cols` values shared by every row, or, with qw_rows > 0, one
  * vector per qw_rows consecutive rows (the experts of a 3-D tensor, llama-imatrix's layout
  * of nval = cols x n_matrices). */
-static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out, const float *qw, int64_t qw_rows,
-                         bool measure, buffers *b, double *sum_err, double *sum_ref)
+/* Rows [r0, r0 + nr) of tensor i from the source into *p. Returns status. */
+static int src_rows(const lmp_gguf_src *s, int i, int64_t r0, int64_t nr, buffers *b, const uint8_t **p)
 {
+    const void *v = NULL;
+    int rc = s->rows(s->ctx, i, r0, nr, b->in, &v);
+    *p = v;
+    if (!rc && !v)
+        rc = lmp_err(LMP_EIO, "%s: cannot read tensor '%s'", s->path, s->tensors[i].name);
+    return rc;
+}
+
+/* Drops the pages of source rows that lie in the source's mapping (never our buffer). */
+static void release_rows(const buffers *b, const uint8_t *p, size_t n)
+{
+    if (p != b->in)
+        lmp_mmap_release(p, n);
+}
+
+static int stream_tensor(lmp_gguf_writer *w, const lmp_gguf_src *s, int ti_index, lmp_dtype out, const float *qw,
+                         int64_t qw_rows, bool measure, buffers *b, double *sum_err, double *sum_ref)
+{
+    const lmp_tensor *t = &s->tensors[ti_index];
     int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
     const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype), *to = lmp_dtype_info(out);
     size_t in_row = lmp_dtype_row_bytes(t->dtype, cols), out_row = lmp_dtype_row_bytes(out, cols);
     int rc = LMP_OK;
     if (rows == 0 || cols == 0)
-        return lmp_gguf_writer_write(w, t->data, 0);
+        return lmp_gguf_writer_write(w, b->in, 0);
     if (ti->is_quant && t->dtype == out) { /* same block type: copy the bytes */
         for (int64_t r = 0; r < rows && !rc; r += b->rows_per) {
             int64_t nr = rows - r < b->rows_per ? rows - r : b->rows_per;
-            const uint8_t *s = (const uint8_t *)t->data + (size_t)r * in_row;
-            rc = lmp_gguf_writer_write(w, s, (size_t)nr * in_row);
-            lmp_mmap_release(s, (size_t)nr * in_row);
+            const uint8_t *p;
+            if ((rc = src_rows(s, ti_index, r, nr, b, &p)))
+                return rc;
+            rc = lmp_gguf_writer_write(w, p, (size_t)nr * in_row);
+            release_rows(b, p, (size_t)nr * in_row);
         }
         return rc;
     }
     bool dense = !ti->is_quant;
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += b->rows_per) {
         int64_t nr = rows - r0 < b->rows_per ? rows - r0 : b->rows_per;
-        const uint8_t *src = (const uint8_t *)t->data + (size_t)r0 * in_row;
+        const uint8_t *src;
+        if ((rc = src_rows(s, ti_index, r0, nr, b, &src)))
+            return rc;
         /* rows are independent and written to their own slots: dynamic scheduling keeps
          * both threads busy when one is descheduled (shared machines), and the bytes do
          * not depend on which thread quantized which row */
@@ -555,8 +580,8 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
         for (int64_t r = 0; r < nr; r++) /* report the first bad value in row order */
             if (b->bad[r] >= 0) {
                 float v = b->f[r * cols + b->bad[r]];
-                return lmp_err(LMP_ERANGE, "tensor '%s' holds %s at row %lld, column %lld: refusing to quantize",
-                               t->name, isnan(v) ? "NaN" : "Inf", (long long)(r0 + r), (long long)b->bad[r]);
+                return lmp_err(LMP_ERANGE, "%s: tensor '%s' holds %s at row %lld, column %lld: refusing to quantize",
+                               s->path, t->name, isnan(v) ? "NaN" : "Inf", (long long)(r0 + r), (long long)b->bad[r]);
             }
         if (t->dtype == out) /* dense, same type: the input bytes as they are */
             rc = lmp_gguf_writer_write(w, src, (size_t)nr * in_row);
@@ -567,20 +592,73 @@ static int stream_tensor(lmp_gguf_writer *w, const lmp_tensor *t, lmp_dtype out,
                 *sum_err += b->err[r];
                 *sum_ref += b->ref[r];
             }
-        lmp_mmap_release(src, (size_t)nr * in_row);
+        release_rows(b, src, (size_t)nr * in_row);
     }
     return rc;
+}
+
+/* ---------------------------------------------------------------- a GGUF file as the source */
+
+static int ckpt_meta(void *ctx, lmp_gguf_writer *w)
+{
+    const lmp_ckpt *c = ctx;
+    int rc = LMP_OK;
+    for (uint64_t i = 0; i < c->gguf.n_kv && !rc; i++)
+        rc = lmp_gguf_set_kv(w, &c->gguf.kv[i]);
+    return rc;
+}
+
+static int ckpt_rows(void *ctx, int i, int64_t r0, int64_t nr, void *buf, const void **out)
+{
+    (void)nr;
+    (void)buf;
+    const lmp_tensor *t = &((const lmp_ckpt *)ctx)->tensors[i];
+    int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+    *out = (const uint8_t *)t->data + (size_t)r0 * lmp_dtype_row_bytes(t->dtype, cols);
+    return LMP_OK;
 }
 
 int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_params *p, lmp_gguf_quant_result *res)
 {
     lmp_ckpt c;
+    int rc;
+    if (!lmp_gguf_qtype_find(p->type) || !lmp_str_endswith_ci(in, ".gguf") || lmp_path_is_dir(in)) {
+        memset(res, 0, sizeof *res);
+        res->rel_rms_max = -1;
+        if (lmp_gguf_qtype_find(p->type))
+            return lmp_err(LMP_EINVAL, "%s: lmp_gguf_quantize reads GGUF (an HF checkpoint goes through formats' "
+                                       "lmp_convert_src_open and lmp_gguf_quantize_src)", in);
+        lmp_gguf_src none = {.path = in};
+        return lmp_gguf_quantize_src(&none, out, p, res); /* refuses the type with the list */
+    }
+    if ((rc = lmp_ckpt_open(&c, in))) {
+        memset(res, 0, sizeof *res);
+        res->rel_rms_max = -1;
+        return rc;
+    }
+    lmp_gguf_src s = {.path = c.path,
+                      .n_tensors = c.n_tensors,
+                      .tensors = c.tensors,
+                      .n_layers = c.config.n_layers,
+                      .n_head = c.config.n_heads,
+                      .n_head_kv = c.config.n_kv_heads,
+                      .n_expert = c.config.n_experts,
+                      .ctx = &c,
+                      .write_meta = ckpt_meta,
+                      .rows = ckpt_rows};
+    rc = lmp_gguf_quantize_src(&s, out, p, res);
+    lmp_ckpt_close(&c);
+    return rc;
+}
+
+int lmp_gguf_quantize_src(const lmp_gguf_src *c, const char *out, const lmp_gguf_quant_params *p,
+                          lmp_gguf_quant_result *res)
+{
     lmp_gguf_writer *w = NULL;
     pattern *ov = NULL, *keep = NULL;
     plan_item *plan = NULL;
     buffers b = {0};
     int rc;
-    bool opened = false;
     double t0 = lmp_time_s();
 
     memset(res, 0, sizeof *res);
@@ -596,26 +674,18 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
     res->ftype = qt->ftype;
     if ((rc = compile_patterns(p, &ov, &keep)))
         goto done;
-    if (!lmp_str_endswith_ci(in, ".gguf") || lmp_path_is_dir(in)) {
-        rc = lmp_err(LMP_EINVAL, "%s: lmp_gguf_quantize reads GGUF (convert other checkpoints first)", in);
-        goto done;
-    }
-    if ((rc = lmp_ckpt_open(&c, in)))
-        goto done;
-    opened = true;
-    plan = calloc((size_t)c.n_tensors + 1, sizeof *plan);
+    plan = calloc((size_t)c->n_tensors + 1, sizeof *plan);
     if (!plan) {
         rc = lmp_err(LMP_ENOMEM, "quantize: out of memory");
         goto done;
     }
-    if ((rc = make_plan(&c, qt, p, ov, keep, plan, res)) || (rc = check_weights(&c, plan, p)))
+    if ((rc = make_plan(c, qt, p, ov, keep, plan, res)) || (rc = check_weights(c, plan, p)))
         goto done;
 
     /* metadata: every input KV, then file type and quantization version */
     if ((rc = lmp_gguf_writer_new(&w, out, p->force)))
         goto done;
-    for (uint64_t i = 0; i < c.gguf.n_kv && !rc; i++) /* file_type is replaced in place below */
-        rc = lmp_gguf_set_kv(w, &c.gguf.kv[i]);
+    rc = c->write_meta(c->ctx, w); /* file_type is replaced in place below */
     if (!rc)
         rc = lmp_gguf_set_u32(w, "general.file_type", (uint32_t)qt->ftype);
     if (!rc)
@@ -630,43 +700,45 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         rc = lmp_gguf_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)p->imatrix_entries);
     if (!rc && p->weights && p->imatrix_chunks > 0)
         rc = lmp_gguf_set_u32(w, "quantize.imatrix.chunks_count", (uint32_t)p->imatrix_chunks);
-    for (int i = 0; i < c.n_tensors && !rc; i++)
-        rc = lmp_gguf_writer_add_tensor(w, c.tensors[i].name, plan[i].out, c.tensors[i].ndim, c.tensors[i].shape);
+    for (int i = 0; i < c->n_tensors && !rc; i++)
+        rc = lmp_gguf_writer_add_tensor(w, c->tensors[i].name, plan[i].out, c->tensors[i].ndim, c->tensors[i].shape);
     if (rc || (rc = lmp_gguf_writer_begin(w)))
         goto done;
 
     /* buffers sized for the widest tensor: about 16 MiB of f32 rows per chunk */
     int64_t maxcols = 1;
-    size_t max_out_row = 1;
-    for (int i = 0; i < c.n_tensors; i++) {
-        const lmp_tensor *t = &c.tensors[i];
+    size_t max_out_row = 1, max_in_row = 1;
+    for (int i = 0; i < c->n_tensors; i++) {
+        const lmp_tensor *t = &c->tensors[i];
         int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1;
         if (cols > maxcols)
             maxcols = cols;
         size_t orow = lmp_dtype_row_bytes(plan[i].out, cols), irow = lmp_dtype_row_bytes(t->dtype, cols);
+        max_in_row = irow > max_in_row ? irow : max_in_row;
         orow = orow > irow ? orow : irow;
         max_out_row = orow > max_out_row ? orow : max_out_row;
     }
     b.rows_per = (4 << 20) / maxcols;
     if (b.rows_per < 1)
         b.rows_per = 1;
+    b.in = malloc(max_in_row * (size_t)b.rows_per);
     b.f = malloc(sizeof(float) * (size_t)(b.rows_per * maxcols));
     b.q = malloc(max_out_row * (size_t)b.rows_per);
     b.err = calloc((size_t)b.rows_per, sizeof(double));
     b.ref = calloc((size_t)b.rows_per, sizeof(double));
     b.bad = calloc((size_t)b.rows_per, sizeof(int64_t));
-    if (!b.f || !b.q || !b.err || !b.ref || !b.bad) {
+    if (!b.in || !b.f || !b.q || !b.err || !b.ref || !b.bad) {
         rc = lmp_err(LMP_ENOMEM, "quantize: out of memory");
         goto done;
     }
 
     uint64_t total = 0, done_n = 0;
-    for (int i = 0; i < c.n_tensors; i++)
-        total += (uint64_t)lmp_tensor_nelem(&c.tensors[i]);
+    for (int i = 0; i < c->n_tensors; i++)
+        total += (uint64_t)lmp_tensor_nelem(&c->tensors[i]);
     lmp_progress prog;
     lmp_progress_begin(&prog, "quantize", total);
-    for (int i = 0; i < c.n_tensors && !rc; i++) {
-        const lmp_tensor *t = &c.tensors[i];
+    for (int i = 0; i < c->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &c->tensors[i];
         int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, n = lmp_tensor_nelem(t);
         lmp_dtype o = plan[i].out;
         const bool use_w = p->weights && o != t->dtype && lmp_quant_uses_weights(o);
@@ -677,7 +749,9 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         else if (use_w)
             qw = p->weights(p->weights_ctx, t->name, cols);
         double se = 0, sr = 0;
-        rc = stream_tensor(w, t, o, qw, qw_rows, p->measure_error, &b, &se, &sr);
+        rc = stream_tensor(w, c, i, o, qw, qw_rows, p->measure_error, &b, &se, &sr);
+        if (c->done)
+            c->done(c->ctx, i);
         if (rc)
             break;
         uint64_t bo = (uint64_t)lmp_dtype_row_bytes(o, cols) * (uint64_t)(cols ? n / cols : 0);
@@ -698,7 +772,7 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         done_n += (uint64_t)n;
         lmp_progress_update(&prog, done_n);
         if (p->on_tensor) {
-            lmp_gguf_quant_tensor_info info = {i + 1, c.n_tensors, t->name, t,     o,
+            lmp_gguf_quant_tensor_info info = {i + 1, c->n_tensors, t->name, t,     o,
                                                t->nbytes, bo,  rel,     plan[i].note, prog.enabled};
             p->on_tensor(p->on_tensor_ctx, &info);
         }
@@ -710,11 +784,10 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
     w = NULL;
 done:
     lmp_gguf_writer_abort(w);
-    if (opened)
-        lmp_ckpt_close(&c);
     patterns_free(ov, p->n_tensor_type);
     patterns_free(keep, p->n_keep);
     free(plan);
+    free(b.in);
     free(b.f);
     free(b.q);
     free(b.err);

@@ -141,18 +141,46 @@ typedef struct {
 } lmp_gguf_quant_result;
 
 void lmp_gguf_quant_default_params(lmp_gguf_quant_params *p);
+/* Where lmp_gguf_quantize_src takes its tensors from: the GGUF tensors (llama.cpp names,
+ * dtypes, shapes, order) and metadata of a GGUF file (lmp_gguf_quantize) or of any
+ * checkpoint as formats' converter would write it (formats.h lmp_convert_src_open: an HF
+ * folder streamed through the converter, no temporary GGUF). The source hands out rows
+ * tensor by tensor, so memory stays at one chunk of rows plus the output. */
+typedef struct lmp_gguf_writer lmp_gguf_writer;
+typedef struct {
+    const char *path;          /* the input, named in messages */
+    int n_tensors;
+    const lmp_tensor *tensors; /* (n_tensors) GGUF name, dtype, ndim, shape, nbytes; data unused */
+    /* the model, for the mixes: block_count, head counts, expert_count (0: dense) */
+    int n_layers, n_head, n_head_kv, n_expert;
+    void *ctx;
+    /* Adds every metadata KV the GGUF holds, in its order (the quantizer then replaces
+     * general.file_type in place and adds the quantization keys). Returns status. */
+    int (*write_meta)(void *ctx, lmp_gguf_writer *w);
+    /* Rows [r0, r0 + nr) of tensor i in its dtype (tensors[i].dtype, row bytes
+     * lmp_dtype_row_bytes): *out points into the source's own mapping, or is `buf` (room
+     * for nr rows) filled. Rows are asked in order, each tensor once. Returns status
+     * (the message names the input file). */
+    int (*rows)(void *ctx, int i, int64_t r0, int64_t nr, void *buf, const void **out);
+    /* Tensor i is written: its pages may be dropped (NULL: nothing to do). */
+    void (*done)(void *ctx, int i);
+} lmp_gguf_src;
+
 /* Quantizes the GGUF `in` (f32/f16/bf16 tensors; quantized ones only with
- * allow_requantize) into the GGUF `out`: every KV is copied, general.file_type and
- * general.quantization_version (2) are set, tensors keep their order and names. An HF
- * checkpoint is first converted with formats' lmp_convert (llama.cpp naming, Q/K
- * permutation, vocabulary): lib/quant does not depend on formats/. Streams tensor by
- * tensor with bounded memory (rows of one tensor in parallel with OpenMP; the output does
- * not depend on the thread count). Refuses: unknown types or bad patterns (LMP_EINVAL),
- * an existing `out` without force (LMP_EEXIST), quantized input without allow_requantize
- * (LMP_EUNSUPPORTED), NaN/Inf weights (LMP_ERANGE, naming the tensor). `out` appears
- * only when complete. */
+ * allow_requantize) into the GGUF `out`: lmp_gguf_quantize_src on the file's tensors and
+ * KVs. An HF checkpoint goes through formats' converter as a source instead (lib/quant
+ * does not depend on formats/). */
 int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_params *p,
                       lmp_gguf_quant_result *res);
+/* Quantizes the tensors of `src` into the GGUF `out`: every KV of the source, then
+ * general.file_type and general.quantization_version (2) set, tensors keep their order
+ * and names. Streams tensor by tensor with bounded memory (rows of one tensor in parallel
+ * with OpenMP; the output does not depend on the thread count). Refuses: unknown types
+ * or bad patterns (LMP_EINVAL), an existing `out` without force (LMP_EEXIST), quantized
+ * input without allow_requantize (LMP_EUNSUPPORTED), NaN/Inf weights (LMP_ERANGE, naming
+ * the input and the tensor). `out` appears only when complete. */
+int lmp_gguf_quantize_src(const lmp_gguf_src *src, const char *out, const lmp_gguf_quant_params *p,
+                          lmp_gguf_quant_result *res);
 
 /* Integer group quantization (lmp_qtensor, RTN, GPTQ): lib/quant/intquant.h */
 #include "intquant.h"
