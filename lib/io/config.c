@@ -676,15 +676,133 @@ static void add_float_list(cJSON *o, const char *key, const float *v, int n)
         cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
 }
 
+/* Llama 3 factor of one frequency (the engine's rule, lib/infer/model.c rope_table): the
+ * divisor applied to the unscaled frequency f. */
+static double llama3_divisor(double f, double factor, double lo, double hi, double old)
+{
+    double wavelen = 2.0 * M_PI / f;
+    if (wavelen > old / lo)
+        return factor;
+    if (wavelen < old / hi)
+        return 1.0;
+    double smooth = (old / wavelen - lo) / (hi - lo);
+    return 1.0 / ((1.0 - smooth) / factor + smooth);
+}
+
+/* Whether llama3 parameters give c's rope_freqs divisors within 1e-5 relative. */
+static bool llama3_matches(const lmp_config *c, double theta, double F, double lo, double hi, int orig)
+{
+    const int n = c->n_rope_factors, dim = 2 * n;
+    if (!(hi > lo) || !(lo > 0))
+        return false;
+    for (int i = 0; i < n; i++) {
+        double f = (double)(float)(1.0 / pow(theta, (double)(float)(2 * i) / (double)dim));
+        double r = llama3_divisor(f, F, lo, hi, orig);
+        if (!(fabs(r - c->rope_short[i]) <= 1e-5 * c->rope_short[i]))
+            return false;
+    }
+    return true;
+}
+
+static double snap5(double x)
+{
+    if (!(x > 0))
+        return x;
+    double m = pow(10.0, 4 - floor(log10(x)));
+    return round(x * m) / m;
+}
+
+/* llama.cpp's own Llama 3 GGUFs hold only the rope_freqs divisors. They depend on the four
+ * llama3 parameters through factor, and (between the two wavelength bounds) on
+ * smooth = A / wavelen - B with A = orig / (hi - lo), B = lo / (hi - lo): recovers a set
+ * (low_freq_factor 1, orig = the low bound) that gives the same divisors within 1e-5
+ * relative. 0, or -1 when the divisors do not follow the llama3 rule. */
+static int llama3_from_freqs(const lmp_config *c, float *factor, float *lo, float *hi, int *orig)
+{
+    const int n = c->n_rope_factors;
+    const double theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+    const int dim = 2 * n;
+    double F = 1, w_hi_max = 0, w_lo_min = INFINITY, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int n_mid = 0;
+    if (n <= 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (c->rope_short[i] > F)
+            F = c->rope_short[i];
+    if (!(F > 1))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        double f = (double)(float)(1.0 / pow(theta, (double)(float)(2 * i) / (double)dim));
+        double w = 2.0 * M_PI / f, r = c->rope_short[i];
+        if (fabs(r - 1.0) <= 1e-6) {
+            w_hi_max = w > w_hi_max ? w : w_hi_max;
+        } else if (fabs(r - F) <= 1e-6 * F) {
+            w_lo_min = w < w_lo_min ? w : w_lo_min;
+        } else { /* smooth = A * (1 / w) - B: least squares over the smoothed pairs */
+            double s = (1.0 / r - 1.0 / F) / (1.0 - 1.0 / F), x = 1.0 / w;
+            sx += x, sy += s, sxx += x * x, sxy += x * s;
+            n_mid++;
+        }
+    }
+    double lo_w, hi_w; /* wavelength bounds: orig / lo and orig / hi */
+    if (n_mid >= 2) {
+        double den = n_mid * sxx - sx * sx;
+        if (!(fabs(den) > 0))
+            return -1;
+        double A = (n_mid * sxy - sx * sy) / den, B = (sx * A - sy) / n_mid;
+        if (!(A > 0) || !(B > 0))
+            return -1;
+        lo_w = A / B;
+        hi_w = A / (1.0 + B);
+    } else if (n_mid == 0 && w_hi_max < w_lo_min && isfinite(w_lo_min)) {
+        lo_w = w_lo_min * 0.999; /* any bounds between the two groups give these divisors */
+        hi_w = w_hi_max > 0 ? w_hi_max * 1.001 : lo_w / 4;
+        if (!(hi_w < lo_w))
+            hi_w = lo_w / 1.0001;
+    } else {
+        return -1;
+    }
+    int o = (int)lround(lo_w);
+    if (o < 1)
+        return -1;
+    double l = o / lo_w, h = o / hi_w;
+    /* the same to 5 significant digits when that still gives the divisors (1, 4, ...) */
+    double ls = snap5(l), hs = snap5(h);
+    if (llama3_matches(c, theta, F, ls, hs, o))
+        l = ls, h = hs;
+    else if (!llama3_matches(c, theta, F, l, h, o))
+        return -1;
+    *factor = (float)F;
+    *lo = (float)l;
+    *hi = (float)h;
+    *orig = o;
+    return 0;
+}
+
 int lmp_config_to_json(const lmp_config *c, char **out)
 {
     const lmp_family *fam = lmp_family_find(c->model_type);
     if (!fam)
         return lmp_err(LMP_EUNSUPPORTED, "config: model_type \"%s\" is not supported", c->model_type);
-    if (c->rope_type == LMP_ROPE_FREQS)
-        return lmp_err(LMP_EUNSUPPORTED, "config: RoPE frequency factors from a GGUF rope_freqs tensor "
-                                         "have no config.json form (the llama3 parameters they came "
-                                         "from are not in the file)");
+    lmp_config *l3 = NULL; /* c with rope_freqs expressed as llama3 parameters */
+    if (c->rope_type == LMP_ROPE_FREQS) {
+        float factor, lo, hi;
+        int orig;
+        if (llama3_from_freqs(c, &factor, &lo, &hi, &orig) != 0)
+            return lmp_err(LMP_EUNSUPPORTED, "config: the RoPE frequency factors of this GGUF's rope_freqs "
+                                             "tensor do not follow the llama3 rule, and have no other "
+                                             "config.json form");
+        if (!(l3 = malloc(sizeof *l3)))
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        *l3 = *c;
+        l3->rope_type = LMP_ROPE_LLAMA3;
+        l3->rope_factor = factor;
+        l3->rope_low_freq_factor = lo;
+        l3->rope_high_freq_factor = hi;
+        l3->rope_orig_max_pos = orig;
+        l3->n_rope_factors = 0;
+        c = l3;
+    }
     cJSON *r = cJSON_CreateObject();
     const char *ty = c->model_type;
     bool qwen2 = strcmp(ty, "qwen2") == 0, gemma = fam->norm_plus1;
@@ -739,7 +857,9 @@ int lmp_config_to_json(const lmp_config *c, char **out)
     cJSON_AddBoolToObject(r, "mlp_bias", c->mlp_bias);
     if (c->sliding_window > 0)
         cJSON_AddNumberToObject(r, "sliding_window", c->sliding_window);
-    else
+    else if (strcmp(ty, "olmo2") != 0) /* OLMo 2's configs have no such key; llama.cpp's
+                                          converter writes it for olmo2 when present and
+                                          fails on null (issue 16) */
         cJSON_AddNullToObject(r, "sliding_window");
     if (qwen2 || strcmp(ty, "qwen3") == 0 || strcmp(ty, "smollm3") == 0)
         cJSON_AddBoolToObject(r, "use_sliding_window", c->sliding_window > 0);
@@ -799,6 +919,7 @@ int lmp_config_to_json(const lmp_config *c, char **out)
     cJSON_AddStringToObject(r, "transformers_version", "4.44.0");
     *out = cJSON_Print(r);
     cJSON_Delete(r);
+    free(l3);
     return *out ? LMP_OK : lmp_err(LMP_ENOMEM, "config: out of memory");
 }
 

@@ -119,6 +119,9 @@ static void test_family_configs(void)
             rc = lmp_config_parse(&back, txt, strlen(txt), "roundtrip");
         CHECK(rc == 0 && memcmp(&back, &c, sizeof c) == 0, "%s: config -> json -> config identical (%s)",
               files[i], rc ? lmp_errmsg() : "differs");
+        if (rc == 0 && strcmp(files[i], "olmo2-7b") == 0) /* as OLMo 2's own config: llama.cpp's
+                                                             converter fails on a null one */
+            CHECK(strstr(txt, "sliding_window") == NULL, "olmo2 config written without sliding_window");
         free(txt);
     }
 
@@ -249,11 +252,62 @@ static void test_names(void)
     CHECK(ok, "q/k permutation inverts");
 }
 
+/* llama.cpp's own Llama 3 GGUFs: rope_freqs divisors only. lmp_config_to_json must give the
+ * llama3 parameters back (GGUF -> HF folder), or refuse divisors that no llama3 parameters
+ * give. The divisors are computed here from Llama 3.2 1B's parameters with the rule of
+ * llama.cpp's converter (wavelength bounds orig/lo and orig/hi, linear smoothing). */
+static void test_llama3_from_rope_freqs(void)
+{
+    lmp_config c;
+    const char *p = fixture("hf-meta/configs/llama3.2-1b.json");
+    if (!p) {
+        SKIP("fixtures absent: llama3.2-1b config");
+        return;
+    }
+    if (lmp_config_load(&c, p) != 0) {
+        CHECK(0, "load %s: %s", p, lmp_errmsg());
+        return;
+    }
+    const int n = c.head_dim / 2;
+    const double theta = c.rope_theta, factor = 32, lo = 1, hi = 4, old = 8192;
+    c.rope_type = LMP_ROPE_FREQS;
+    c.n_rope_factors = n;
+    for (int i = 0; i < n; i++) {
+        double f = 1.0 / pow(theta, 2.0 * i / (2.0 * n)), w = 2 * M_PI / f, r;
+        if (w < old / hi)
+            r = 1;
+        else if (w > old / lo)
+            r = factor;
+        else {
+            double sm = (old / w - lo) / (hi - lo);
+            r = 1.0 / ((1 - sm) / factor + sm);
+        }
+        c.rope_short[i] = (float)r;
+    }
+    char *txt = NULL;
+    lmp_config back;
+    int rc = lmp_config_to_json(&c, &txt);
+    if (rc == 0)
+        rc = lmp_config_parse(&back, txt, strlen(txt), "rope_freqs");
+    CHECK(rc == 0 && back.rope_type == LMP_ROPE_LLAMA3 && back.rope_factor == 32 &&
+              back.rope_low_freq_factor == 1 && back.rope_high_freq_factor == 4 && back.rope_orig_max_pos == 8192,
+          "rope_freqs of Llama 3.2 1B -> config.json llama3 32/1/4/8192 (%s: %g %g %g %d)",
+          rc ? lmp_errmsg() : "got", rc ? 0 : back.rope_factor, rc ? 0 : back.rope_low_freq_factor,
+          rc ? 0 : back.rope_high_freq_factor, rc ? 0 : back.rope_orig_max_pos);
+    free(txt);
+    txt = NULL;
+    c.rope_short[n / 2] *= 1.01f; /* off the rule: refused, not approximated */
+    rc = lmp_config_to_json(&c, &txt);
+    CHECK(rc == LMP_EUNSUPPORTED && txt == NULL, "rope_freqs off the llama3 rule refused (rc %d)", rc);
+    free(txt);
+}
+
 int main(void)
 {
     test_real_configs();
     test_family_configs();
     test_broken_configs();
     test_names();
+    test_llama3_from_rope_freqs();
     return test_finish();
 }

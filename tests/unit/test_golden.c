@@ -11,14 +11,24 @@
  *     windows protocols when the model has a BOS) is compared;
  *   - f16/bf16 models are also held to the f32 golden of the same seed (the issue's
  *     tolerance for rounded weights);
- *   - the model converted to GGUF by lmp_convert must give the HF folder's logits.
+ *   - the model converted to GGUF by lmp_convert must give the HF folder's logits;
+ *   - the GGUF llama.cpp's own converter wrote for the same model (golden/llamacpp/,
+ *     rebuilt byte for byte from its stored form) must give the golden logits, be
+ *     described by inspect as the HF folder is, and convert back to an HF folder that
+ *     gives them too (issue 16).
  * Not here: tokenization (goldens hold token ids), quantized formats.
  */
 #include "formats/formats.h"
+#include "jobs/inspect.h"
 #include "lib/infer/infer.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <zlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -432,6 +442,349 @@ static void check_gguf(const golden *g, const lmp_model *m, const float *hf_logi
     }
 }
 
+/* ------------------------------------------- llama.cpp's own converter (issue 16) */
+
+/* The goldens converted by llama.cpp's converter (golden/llamacpp/README.md). */
+static bool llamacpp_converted(const char *name)
+{
+    static const char *const names[] = {"tiny", "tiny-llama3", "tiny-qwen2", "tiny-mistral", "tiny-phi3",
+                                        "tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-qwen3",
+                                        "tiny-smollm3", "tiny-granite", "tiny-olmo2", "tiny-mixtral",
+                                        "tiny-granitemoe"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Rebuilds the converter's GGUF of golden `g` from golden/llamacpp/NAME.gguf.gz (zeroed
+ * ranges) and NAME.fill.json (where each range comes from in the HF checkpoint `hf`),
+ * checking every filled tensor's FNV-1a and the whole file's, into `out`; *manifest gets
+ * the parsed NAME.fill.json. 0 or a status (LMP_ENOTFOUND when the pair is absent). */
+static int llamacpp_rebuild(const golden *g, const lmp_ckpt *hf, const char *out, cJSON **manifest)
+{
+    char jpath[600], zpath[600];
+    snprintf(jpath, sizeof jpath, "%s/llamacpp/%s.fill.json", golden_dir(), g->name);
+    snprintf(zpath, sizeof zpath, "%s/llamacpp/%s.gguf.gz", golden_dir(), g->name);
+    if (!lmp_path_exists(jpath) || !lmp_path_exists(zpath))
+        return LMP_ENOTFOUND;
+    char *txt = NULL;
+    size_t len = 0;
+    unsigned char *buf = NULL;
+    cJSON *root = NULL;
+    gzFile z = NULL;
+    int rc = lmp_read_file(jpath, &txt, &len);
+    if (rc)
+        return rc;
+    root = cJSON_ParseWithLength(txt, len);
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(root, "gguf_bytes");
+    const cJSON *jf = cJSON_GetObjectItemCaseSensitive(root, "gguf_fnv1a");
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "sources");
+    const cJSON *fills = cJSON_GetObjectItemCaseSensitive(root, "fills");
+    if (!cJSON_IsNumber(jb) || jb->valuedouble <= 0 || !cJSON_IsString(jf) || !cJSON_IsArray(src) ||
+        !cJSON_IsArray(fills)) {
+        rc = lmp_err(LMP_EFORMAT, "%s: not a fill manifest (gguf_bytes, gguf_fnv1a, sources, fills)", jpath);
+        goto done;
+    }
+    size_t n = (size_t)jb->valuedouble;
+    buf = malloc(n + 1);
+    z = gzopen(zpath, "rb");
+    if (!buf || !z) {
+        rc = lmp_err(LMP_EIO, "%s: cannot open", zpath);
+        goto done;
+    }
+    int got = gzread(z, buf, (unsigned)n + 1);
+    if (got < 0 || (size_t)got != n) {
+        rc = lmp_err(LMP_EFORMAT, "%s: %d bytes uncompressed, manifest says %zu", zpath, got, n);
+        goto done;
+    }
+    const int n_src = cJSON_GetArraySize(src);
+    const cJSON *f;
+    cJSON_ArrayForEach(f, fills)
+    {
+        const cJSON *tn = cJSON_GetObjectItemCaseSensitive(f, "tensor");
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(f, "offset");
+        const cJSON *tb = cJSON_GetObjectItemCaseSensitive(f, "nbytes");
+        const cJSON *th = cJSON_GetObjectItemCaseSensitive(f, "fnv1a");
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(f, "from");
+        if (!cJSON_IsString(tn) || !cJSON_IsNumber(to) || !cJSON_IsNumber(tb) || !cJSON_IsString(th) ||
+            !cJSON_IsArray(from) || to->valuedouble < 0 || tb->valuedouble < 0 ||
+            to->valuedouble + tb->valuedouble > (double)n) {
+            rc = lmp_err(LMP_EFORMAT, "%s: bad fill entry", jpath);
+            goto done;
+        }
+        size_t at = (size_t)to->valuedouble, end = at + (size_t)tb->valuedouble;
+        const cJSON *pc;
+        cJSON_ArrayForEach(pc, from)
+        {
+            if (!cJSON_IsArray(pc) || cJSON_GetArraySize(pc) != 3 || !cJSON_IsNumber(cJSON_GetArrayItem(pc, 0)) ||
+                !cJSON_IsNumber(cJSON_GetArrayItem(pc, 1)) || !cJSON_IsNumber(cJSON_GetArrayItem(pc, 2))) {
+                rc = lmp_err(LMP_EFORMAT, "%s: %s: a piece is not [source, offset, bytes]", jpath, tn->valuestring);
+                goto done;
+            }
+            int si = (int)cJSON_GetArrayItem(pc, 0)->valuedouble;
+            double po = cJSON_GetArrayItem(pc, 1)->valuedouble, pn = cJSON_GetArrayItem(pc, 2)->valuedouble;
+            const cJSON *sn = si >= 0 && si < n_src ? cJSON_GetArrayItem(src, si) : NULL;
+            const lmp_tensor *t = cJSON_IsString(sn) ? lmp_ckpt_find(hf, sn->valuestring) : NULL;
+            if (!t || po < 0 || pn < 0 || po + pn > (double)t->nbytes || at + (size_t)pn > end) {
+                rc = lmp_err(LMP_EFORMAT, "%s: %s: source piece %s [%.0f, +%.0f) not in the HF checkpoint",
+                             jpath, tn->valuestring, cJSON_IsString(sn) ? sn->valuestring : "?", po, pn);
+                goto done;
+            }
+            memcpy(buf + at, (const unsigned char *)t->data + (size_t)po, (size_t)pn);
+            at += (size_t)pn;
+        }
+        char hex[32];
+        size_t t0 = (size_t)to->valuedouble;
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)lmp_fnv1a(LMP_FNV_INIT, buf + t0, end - t0));
+        if (at != end || strcmp(hex, th->valuestring) != 0) {
+            rc = lmp_err(LMP_EFORMAT, "%s: %s rebuilt from the HF checkpoint has FNV-1a %s, the converter's "
+                         "%s (synth changed?)", jpath, tn->valuestring, hex, th->valuestring);
+            goto done;
+        }
+    }
+    char hex[32];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)lmp_fnv1a(LMP_FNV_INIT, buf, n));
+    if (strcmp(hex, jf->valuestring) != 0) {
+        rc = lmp_err(LMP_EFORMAT, "%s: rebuilt file has FNV-1a %s, the converter's %s", jpath, hex,
+                     jf->valuestring);
+        goto done;
+    }
+    FILE *o = fopen(out, "wb");
+    if (!o || fwrite(buf, 1, n, o) != n) {
+        rc = lmp_err(LMP_EIO, "%s: cannot write", out);
+        if (o)
+            fclose(o);
+        goto done;
+    }
+    if (fclose(o) != 0)
+        rc = lmp_err(LMP_EIO, "%s: cannot write", out);
+done:
+    if (z)
+        gzclose(z);
+    if (rc == 0)
+        *manifest = root;
+    else
+        cJSON_Delete(root);
+    free(buf);
+    free(txt);
+    return rc;
+}
+
+/* `lmpress inspect --json --no-tensors PATH` (the job, stdout captured): parsed, or NULL. */
+static cJSON *inspect_json(const char *path)
+{
+    char cap[640];
+    snprintf(cap, sizeof cap, "%s/inspect-%ld.json", tmpdir(), (long)getpid());
+    fflush(stdout);
+    int keep = dup(1), fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (keep < 0 || fd < 0) {
+        if (keep >= 0)
+            close(keep);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    dup2(fd, 1);
+    close(fd);
+    lmp_job_inspect_params ip;
+    lmp_job_inspect_default_params(&ip);
+    ip.path = path;
+    ip.json = true;
+    ip.no_tensors = true;
+    int rc = lmp_job_inspect(&ip);
+    fflush(stdout);
+    dup2(keep, 1);
+    close(keep);
+    char *txt = NULL;
+    size_t len = 0;
+    cJSON *j = NULL;
+    if (rc == 0 && lmp_read_file(cap, &txt, &len) == 0)
+        j = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    remove(cap);
+    return j;
+}
+
+/* One inspect --json member as compared: the GGUF's architecture name stands for the HF
+ * model_type (a Mistral GGUF is "llama"), the context length is the converter's choice
+ * (phi3: the original context), and gemma's norms hold 1 + w in GGUF (the "norm (1+w)"
+ * feature of the HF form). Malloc'd text or NULL when absent. */
+static char *inspect_member(const cJSON *j, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!x)
+        return NULL;
+    cJSON *d = cJSON_Duplicate(x, true);
+    if (strcmp(key, "config") == 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "model_type");
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "context_length");
+    }
+    char *t = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    const char *drop = "norm (1+w), ";
+    char *p = strcmp(key, "features") == 0 && t ? strstr(t, drop) : NULL;
+    if (p)
+        memmove(p, p + strlen(drop), strlen(p + strlen(drop)) + 1);
+    return t;
+}
+
+/* inspect describes the GGUF at `path` as it describes the HF folder `hf`: config,
+ * features, experts and linear parameter count equal. */
+static void check_inspect_same(const golden *g, const char *path, const char *hf)
+{
+    cJSON *a = inspect_json(path), *b = inspect_json(hf);
+    CHECK(a && b, "%s: inspect --json of %s and of %s", g->file, path, hf);
+    static const char *const keys[] = {"config", "features", "moe", "linear_parameters"};
+    for (size_t k = 0; a && b && k < sizeof keys / sizeof keys[0]; k++) {
+        char *sx = inspect_member(a, keys[k]), *sy = inspect_member(b, keys[k]);
+        bool same = (!sx && !sy) || (sx && sy && strcmp(sx, sy) == 0);
+        CHECK(same, "%s: inspect of llama.cpp's GGUF: %s %s, HF folder %s", g->file, keys[k],
+              sx ? sx : "(absent)", sy ? sy : "(absent)");
+        free(sx);
+        free(sy);
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+
+/* `dir`: the HF folder g->model_dir with config.json's keys replaced by `patch`'s (the
+ * other files linked). 0 or a status. */
+static int patched_folder(const golden *g, const cJSON *patch, const char *dir)
+{
+    char p[1200], *txt = NULL;
+    size_t len = 0;
+    snprintf(p, sizeof p, "mkdir -p '%s'", dir);
+    if (system(p) != 0)
+        return lmp_err(LMP_EIO, "%s: cannot create", dir);
+    char src[PATH_MAX];
+    if (!realpath(g->model_dir, src))
+        return lmp_err(LMP_EIO, "%s: cannot resolve", g->model_dir);
+    DIR *d = opendir(src);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.' && strcmp(e->d_name, "config.json") != 0) {
+            char from[PATH_MAX + 300], to[1200];
+            snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+            snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
+            if (!lmp_path_exists(to) && symlink(from, to) != 0) {
+                closedir(d);
+                return lmp_err(LMP_EIO, "%s: cannot link", to);
+            }
+        }
+    if (d)
+        closedir(d);
+    snprintf(p, sizeof p, "%s/config.json", g->model_dir);
+    int rc = lmp_read_file(p, &txt, &len);
+    if (rc)
+        return rc;
+    cJSON *cfg = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, patch)
+    {
+        cJSON_DeleteItemFromObjectCaseSensitive(cfg, it->string);
+        cJSON_AddItemToObject(cfg, it->string, cJSON_Duplicate(it, true));
+    }
+    char *out = cfg ? cJSON_Print(cfg) : NULL;
+    cJSON_Delete(cfg);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = out ? fopen(p, "w") : NULL;
+    rc = f && fputs(out, f) >= 0 ? LMP_OK : lmp_err(LMP_EIO, "%s: cannot write", p);
+    if (f && fclose(f) != 0)
+        rc = lmp_err(LMP_EIO, "%s: cannot write", p);
+    free(out);
+    return rc;
+}
+
+/* Golden `g`'s logits (every sequence, stored positions) from the model at `path`. */
+static void check_path_golden(const golden *g, const char *path, const char *what)
+{
+    lmp_model *m = NULL;
+    int rc = lmp_model_load(&m, path);
+    CHECK(rc == 0, "%s: load %s %s: %s", g->file, what, path, lmp_errmsg());
+    if (rc)
+        return;
+    CHECK(lmp_model_n_vocab(m) == g->n_vocab, "%s: %s vocab %d, golden %lld", g->file, what,
+          lmp_model_n_vocab(m), (long long)g->n_vocab);
+    float *lg = lmp_model_n_vocab(m) == g->n_vocab ? eval_all(m, g) : NULL;
+    if (lg) {
+        diff_stat d = compare_golden(g, lg, g->n_seqs);
+        diff_print(g->file, what, &d);
+        CHECK(d.worst <= TOL_F32, "%s: %s: max |diff| %.3g > %g at seq %d pos %d vocab %d (got %.7g, "
+              "want %.7g)", g->file, what, d.worst, TOL_F32, d.seq, d.pos, d.vocab, d.got, d.want);
+        free(lg);
+    } else {
+        CHECK(0, "%s: %s: eval failed", g->file, what);
+    }
+    lmp_model_free(m);
+}
+
+/* The GGUF llama.cpp's converter wrote for this golden's model: golden logits, inspect,
+ * and GGUF -> HF folder with lmp_convert. */
+static void check_llamacpp(const golden *g, const lmp_model *m)
+{
+    if (strcmp(g->name, "tiny-qwen3-moe") == 0 && strcmp(g->dtype, "f32") == 0)
+        SKIP("%s: no llama.cpp converter file: the converter refuses the dense layer of this "
+             "model (mlp_only_layers [1]): \"Can not map tensor 'model.layers.1.mlp.down_proj.weight'\"",
+             g->file);
+    if (!llamacpp_converted(g->name) || strcmp(g->dtype, "f32") != 0)
+        return;
+    char path[640];
+    snprintf(path, sizeof path, "%s/llamacpp-%s.gguf", tmpdir(), g->name);
+    cJSON *man = NULL;
+    int rc = llamacpp_rebuild(g, lmp_model_ckpt(m), path, &man);
+    CHECK(rc == 0, "%s: llama.cpp's converter file: %s", g->file,
+          rc == LMP_ENOTFOUND ? "golden/llamacpp/ pair missing" : lmp_errmsg());
+    if (rc)
+        return;
+    /* where the file cannot express the preset's model: the golden of what it means */
+    const cJSON *alt = cJSON_GetObjectItemCaseSensitive(man, "golden");
+    const cJSON *patch = cJSON_GetObjectItemCaseSensitive(man, "config_patch");
+    golden ag;
+    const golden *ref = g;
+    char hfdir[640];
+    snprintf(hfdir, sizeof hfdir, "%s", g->model_dir);
+    if (cJSON_IsString(alt)) {
+        char ap[600];
+        snprintf(ap, sizeof ap, "%s/%s", golden_dir(), alt->valuestring);
+        rc = golden_load(&ag, ap);
+        CHECK(rc == 0 && strcmp(ag.name, g->name) == 0 && ag.seed == g->seed && cJSON_IsObject(patch),
+              "%s: reference %s of what llama.cpp's file means (same preset and seed, with a config_patch)",
+              g->file, ap);
+        if (rc) {
+            cJSON_Delete(man);
+            return;
+        }
+        ref = &ag;
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(man, "why");
+        fprintf(stderr, "  %s: llama.cpp's file held to %s: %s\n", g->file, ap,
+                cJSON_IsString(why) ? why->valuestring : "");
+        snprintf(hfdir, sizeof hfdir, "%s/llamacpp-%s-patched", tmpdir(), g->name);
+        rc = patched_folder(g, patch, hfdir);
+        CHECK(rc == 0, "%s: patched HF folder %s: %s", g->file, hfdir, lmp_errmsg());
+        if (rc == 0) /* the patched HF folder must give that reference too */
+            check_path_golden(ref, hfdir, "HF folder with config_patch vs its reference");
+    }
+    check_path_golden(ref, path, "llama.cpp converter's GGUF vs reference");
+    if (rc == 0)
+        check_inspect_same(g, path, hfdir);
+    char hf[640];
+    snprintf(hf, sizeof hf, "%s/llamacpp-%s-hf", tmpdir(), g->name);
+    lmp_convert_params cp;
+    lmp_convert_result cr;
+    lmp_convert_default_params(&cp);
+    cp.quiet = true;
+    cp.force = true;
+    rc = lmp_convert(path, hf, &cp, &cr);
+    CHECK(rc == 0, "%s: convert llama.cpp's GGUF to an HF folder: %s", g->file, lmp_errmsg());
+    if (rc == 0)
+        check_path_golden(ref, hf, "HF folder converted from llama.cpp's GGUF vs reference");
+    if (ref == &ag)
+        golden_free(&ag);
+    cJSON_Delete(man);
+}
+
 /* The f32 golden with the same preset and seed as a f16/bf16 one, or NULL. */
 static const golden *f32_twin(const golden *all, int n, const golden *g)
 {
@@ -542,6 +895,7 @@ static void test_one(golden *all, int n_all, golden *g)
     }
 
     check_gguf(g, m, lg);
+    check_llamacpp(g, m);
     free(lg);
 done:
     lmp_model_free(m);
