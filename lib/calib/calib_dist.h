@@ -44,7 +44,10 @@
  *
  * Memory per rank: its windows' hidden states, one total per statistic, one group's
  * partial on rank 0, and on other ranks the partials of their groups until the pass
- * ends (ceil(G / ranks) of them).
+ * ends (ceil(G / ranks) of them). Those cannot be folded earlier without changing the
+ * bits: rank r may only add its groups onto the running total of groups 0 .. glo-1, which
+ * exists once the ranks before it have finished their windows, and adding its own groups
+ * together first would change the association (and so depend on the rank count).
  */
 #ifndef LMP_CALIB_DIST_H
 #define LMP_CALIB_DIST_H
