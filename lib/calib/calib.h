@@ -29,8 +29,10 @@
  * held in memory up to a threshold (LMP_CALIB_SPILL, default 2 GiB) and above it in an
  * unlinked temporary file read and written one window at a time (exact: the same bits),
  * plus one block's statistics (a double cols x cols Hessian per distinct input of the
- * pass) and whatever the row keeps for one block. Nothing grows with depth. AWQ's row
- * reads every window at once and keeps its states (twice) and captured inputs in memory.
+ * pass) and whatever the row keeps for one block. Nothing grows with depth. AWQ's row on
+ * dense models walks the windows itself (LMP_CALIB_SELF_WALK) and keeps its captured
+ * inputs in a store of its own, spilled the same way; on expert models it reads every
+ * window at once and keeps its states (twice) and captured inputs in memory.
  */
 #ifndef LMP_CALIB_H
 #define LMP_CALIB_H
@@ -177,6 +179,40 @@ uint64_t lmp_calib_act_bytes(const lmp_model *m, const lmp_calib_data *cal);
  * the position). *out is malloc'd. */
 int lmp_calib_weight_f32(const lmp_wmat *w, const char *name, float **out);
 
+/* ---------------------------------------------------------------- window stores --- */
+
+/* f32 windows of `win` floats each (store.c): in memory, or (when they would exceed the
+ * spill threshold) in an unlinked temporary file read and written one window at a time,
+ * so that resident memory holds one window whatever the calibration set's size. Both keep
+ * the values exactly: results do not depend on where the windows live. */
+typedef struct {
+    float *mem;        /* n * win floats, or NULL when spilled */
+    int fd;            /* spilled: the temporary file, else -1 */
+    int64_t win;       /* floats per window */
+} lmp_calib_store;
+
+/* Spill threshold in bytes: LMP_CALIB_SPILL (bytes, with an optional K/M/G suffix; 0:
+ * always spill; "off": never), default 2 GiB. */
+uint64_t lmp_calib_spill_threshold(void);
+/* A store of `bytes` (windows of win floats) for `what`; in memory when spilling is not
+ * allowed or held + bytes (held: what other stores keep in memory) is within the
+ * threshold, else in an unlinked temporary file (said through lmp_info). */
+int lmp_calib_store_open(lmp_calib_store *st, uint64_t bytes, int64_t win, bool allow_spill, uint64_t held,
+                         const char *what);
+void lmp_calib_store_close(lmp_calib_store *st);
+/* The first count floats of window s into dst / src[0..count) as the start of window s
+ * (src may be the store's own memory). */
+int lmp_calib_store_get_n(lmp_calib_store *st, int s, float *dst, int64_t count);
+int lmp_calib_store_put_n(lmp_calib_store *st, int s, const float *src, int64_t count);
+static inline int lmp_calib_store_get(lmp_calib_store *st, int s, float *dst)
+{
+    return lmp_calib_store_get_n(st, s, dst, st->win);
+}
+static inline int lmp_calib_store_put(lmp_calib_store *st, int s, const float *src)
+{
+    return lmp_calib_store_put_n(st, s, src, st->win);
+}
+
 /* ---------------------------------------------------------------- the driver ------ */
 
 /* Statistics the driver gathers per distinct linear input during a statistics pass. */
@@ -205,6 +241,12 @@ enum {
     /* Nothing is installed: windows are streamed one at a time through every block
      * (statistics of all blocks at once), then row->block is called per block. */
     LMP_CALIB_STREAM = 1u << 1,
+    /* awqdist: the row's per-block action walks this rank's windows [b->w_lo, b->w_hi)
+     * itself (lmp_calib_state_get / _put, the states spilled like any other row's) and
+     * leaves in them the next block's inputs; the driver runs no statistics pass and no
+     * re-run. Its windows are split among ranks in window groups (calib_dist.h), which the
+     * row combines itself (lmp_calib_gsum). */
+    LMP_CALIB_SELF_WALK = 1u << 2,
 };
 
 /* Statistics of one pass over one block, per input class (NULL where not gathered). */
@@ -272,7 +314,18 @@ typedef struct {
     double t0;                     /* lmp_time_s() at the block's start */
     lmp_progress *pg;
     uint64_t done;                 /* progress steps done in the whole run */
+    /* awqdist: this rank's windows [w_lo, w_hi) (all N when not split), held in store
+     * (window s at s - w_lo; read them through lmp_calib_state_get); G window groups
+     * (calib_dist.h), split among ranks when `split` */
+    lmp_calib_store *store;
+    int w_lo, w_hi, G;
+    bool split;
 } lmp_calib_block;
+
+/* Window s (w_lo <= s < w_hi) of the block's inputs, L x hidden f32: read into dst /
+ * replaced by src. */
+int lmp_calib_state_get(const lmp_calib_block *b, int s, float *dst);
+int lmp_calib_state_put(const lmp_calib_block *b, int s, const float *src);
 
 /* One method: a row of hooks (any may be NULL). ctx is the method's own state. */
 typedef struct lmp_calib_method {

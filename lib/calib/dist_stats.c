@@ -89,6 +89,10 @@ static void stats_release(lmp_calib_stats *st)
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         free(st->H[k]);
         free(st->xsq[k]);
+        for (int e = 0; st->eH[k] && e < st->e_n; e++) /* awqdist: the experts' Hessians */
+            free(st->eH[k][e]);
+        free(st->eH[k]);
+        free(st->ens[k]);
     }
     free(st->exsq);
     free(st->ecount);
@@ -170,6 +174,20 @@ static int set_alloc(const lmp_calib_dist *d, lmp_calib_stats *st)
     }
     if (t->exsq && (!(st->exsq = calloc(d->ex_n, sizeof(double))) || !(st->ecount = calloc(d->ex_cnt, sizeof(int64_t)))))
         return lmp_err(LMP_ENOMEM, "out of memory (a window group's expert statistics)");
+    /* awqdist: the experts' Hessians of a sparse block, shaped as the totals' */
+    st->e_n = t->e_n;
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
+        if (!t->eH[k])
+            continue;
+        const size_t c = (size_t)d->ecols[k];
+        if (!(st->eH[k] = calloc((size_t)t->e_n, sizeof(double *))) ||
+            !(st->ens[k] = calloc((size_t)t->e_n, sizeof(int64_t))))
+            return lmp_err(LMP_ENOMEM, "out of memory (a window group's expert Hessians)");
+        for (int e = 0; e < t->e_n; e++)
+            if (t->eH[k][e] && !(st->eH[k][e] = calloc(c * c, sizeof(double))))
+                return lmp_err(LMP_ENOMEM, "out of memory for a window group's %d expert Hessians of %zu x %zu",
+                               t->e_n, c, c);
+    }
     return LMP_OK;
 }
 
@@ -187,6 +205,26 @@ static void set_zero(const lmp_calib_dist *d, lmp_calib_stats *st)
         memset(st->exsq, 0, d->ex_n * sizeof(double));
         memset(st->ecount, 0, d->ex_cnt * sizeof(int64_t));
     }
+    for (int k = 0; k < LMP_IN_COUNT; k++) { /* awqdist: experts */
+        const size_t c = (size_t)d->ecols[k];
+        for (int e = 0; st->eH[k] && e < st->e_n; e++) {
+            if (st->eH[k][e])
+                memset(st->eH[k][e], 0, c * c * sizeof(double));
+            st->ens[k][e] = 0;
+        }
+    }
+}
+
+/* H <- H merged with the group mean P (nH, nP tokens; first: H = P), see calib_dist.h. */
+static void hess_fold(double *h, const double *p, int64_t n2, int64_t nH, int64_t nP, bool first)
+{
+    if (first || nH == 0) {
+        memcpy(h, p, sizeof(double) * (size_t)n2);
+    } else if (nP > 0) {
+        const double keep = (double)nH / (double)(nH + nP), take = (double)nP / (double)(nH + nP);
+        for (int64_t i = 0; i < n2; i++)
+            h[i] = h[i] * keep + p[i] * take;
+    }
 }
 
 /* T <- T combined with group partial P (first: T = P). Fixed arithmetic, see calib_dist.h. */
@@ -196,15 +234,7 @@ static void set_fold(const lmp_calib_dist *d, lmp_calib_stats *T, const lmp_cali
         const int64_t c = d->cols[k];
         if (T->H[k]) {
             const int64_t nT = first ? 0 : T->ns[k], nP = P->ns[k];
-            if (first || nT == 0) {
-                memcpy(T->H[k], P->H[k], sizeof(double) * (size_t)(c * c));
-            } else if (nP > 0) {
-                const double keep = (double)nT / (double)(nT + nP), take = (double)nP / (double)(nT + nP);
-                double *h = T->H[k];
-                const double *p = P->H[k];
-                for (int64_t i = 0; i < c * c; i++)
-                    h[i] = h[i] * keep + p[i] * take;
-            }
+            hess_fold(T->H[k], P->H[k], c * c, nT, nP, first);
             T->ns[k] = nT + nP;
         } else {
             T->ns[k] = first ? P->ns[k] : T->ns[k] + P->ns[k];
@@ -228,6 +258,16 @@ static void set_fold(const lmp_calib_dist *d, lmp_calib_stats *T, const lmp_cali
                 T->ecount[i] += P->ecount[i];
         }
     }
+    /* awqdist: every expert's Hessian merged as the dense ones, its token count added */
+    for (int k = 0; k < LMP_IN_COUNT; k++) {
+        const int64_t c = d->ecols[k];
+        for (int e = 0; T->eH[k] && e < T->e_n; e++) {
+            const int64_t nT = first ? 0 : T->ens[k][e], nP = P->ens[k][e];
+            if (T->eH[k][e])
+                hess_fold(T->eH[k][e], P->eH[k][e], c * c, nT, nP, first);
+            T->ens[k][e] = nT + nP;
+        }
+    }
 }
 
 /* Sends one set to rank `peer` or receives it from `peer`. */
@@ -246,6 +286,14 @@ static int set_xfer(const lmp_calib_dist *d, lmp_calib_stats *st, bool send, int
         rc = XFER(st->ns, sizeof st->ns);
     if (!rc && st->exsq && !(rc = XFER(st->exsq, d->ex_n * sizeof(double))))
         rc = XFER(st->ecount, d->ex_cnt * sizeof(int64_t));
+    for (int k = 0; k < LMP_IN_COUNT && !rc; k++) { /* awqdist: experts */
+        const size_t c = (size_t)d->ecols[k];
+        for (int e = 0; st->eH[k] && e < st->e_n && !rc; e++)
+            if (st->eH[k][e])
+                rc = XFER(st->eH[k][e], c * c * sizeof(double));
+        if (!rc && st->ens[k])
+            rc = XFER(st->ens[k], (size_t)st->e_n * sizeof(int64_t));
+    }
 #undef XFER
     return rc;
 }
@@ -264,6 +312,14 @@ static int set_bcast(const lmp_calib_dist *d, lmp_calib_stats *st, int root)
         rc = lmp_dist_bcast(st->ns, sizeof st->ns, root);
     if (!rc && st->exsq && !(rc = lmp_dist_bcast(st->exsq, d->ex_n * sizeof(double), root)))
         rc = lmp_dist_bcast(st->ecount, d->ex_cnt * sizeof(int64_t), root);
+    for (int k = 0; k < LMP_IN_COUNT && !rc; k++) { /* awqdist: experts */
+        const size_t c = (size_t)d->ecols[k];
+        for (int e = 0; st->eH[k] && e < st->e_n && !rc; e++)
+            if (st->eH[k][e])
+                rc = lmp_dist_bcast(st->eH[k][e], c * c * sizeof(double), root);
+        if (!rc && st->ens[k])
+            rc = lmp_dist_bcast(st->ens[k], (size_t)st->e_n * sizeof(int64_t), root);
+    }
     return rc;
 }
 
@@ -278,6 +334,8 @@ int lmp_calib_dist_pass_begin(lmp_calib_dist *d, lmp_calib_stats *total, int n_s
         d->cols[k] = b->cols[k];
     d->ex_n = (size_t)b->n_experts * (size_t)(b->e_hidden + b->e_ff);
     d->ex_cnt = (size_t)b->n_experts;
+    for (int k = 0; k < LMP_IN_COUNT; k++) /* awqdist: the experts' input widths */
+        d->ecols[k] = k == LMP_IN_DOWN ? b->e_ff : b->e_hidden;
     parts_free(d);
     if (d->slots == 0)
         return LMP_OK;
@@ -435,15 +493,20 @@ int lmp_calib_dist_solve(lmp_calib_dist *d, const lmp_calib_method *row, void *c
                 rc = row->linear(ctx, b, (lmp_linear)w);
         return rc;
     }
+    /* awqdist: a sparse block's expert linears (gate, up, down: every expert of each) run
+     * on every rank from the same combined statistics, so that every rank installs the
+     * same experts (the rows' linear_share hooks move dense results only) */
+    const bool sparse = lmp_model_n_experts(b->m, b->layer) > 0;
+    enum { ALL = -2 };
     int n = 0, owner[LMP_LIN_COUNT];
     for (int w = 0; w < LMP_LIN_COUNT; w++)
-        if (in_pass[w])
+        if (in_pass[w] && !(sparse && w >= LMP_LIN_GATE))
             n++;
     for (int w = 0, i = 0; w < LMP_LIN_COUNT; w++)
-        owner[w] = in_pass[w] ? (int)part_holding(n, d->size, i++) : -1;
+        owner[w] = !in_pass[w] ? -1 : sparse && w >= LMP_LIN_GATE ? ALL : (int)part_holding(n, d->size, i++);
     /* this rank's linears, then every rank learns of any failure, then the results */
     for (int w = 0; w < LMP_LIN_COUNT && !rc; w++)
-        if (owner[w] == d->rank)
+        if (owner[w] == d->rank || owner[w] == ALL)
             rc = row->linear(ctx, b, (lmp_linear)w);
     if ((rc = lmp_dist_status(rc)))
         return rc;
@@ -490,4 +553,86 @@ int lmp_calib_share_qtensor(lmp_qtensor *q, int owner)
         !(rc = lmp_dist_bcast(q->ig.zeros, ng, owner)) && q->ig.g_idx)
         rc = lmp_dist_bcast(q->ig.g_idx, (size_t)q->cols * sizeof(int32_t), owner);
     return rc;
+}
+
+/* ---------------------------------------------------------------- grouped sums ---- */
+/* (awqdist) for rows that walk the windows themselves: calib_dist.h, lmp_calib_gsum */
+
+void lmp_calib_own_groups(int G, int rank, int size, int *glo, int *ghi)
+{
+    int64_t a, b;
+    part_of(G, size, rank, &a, &b);
+    *glo = (int)a;
+    *ghi = (int)b;
+}
+
+int lmp_calib_window_group(int N, int G, int s)
+{
+    return (int)part_holding(N, G, s);
+}
+
+int lmp_calib_gsum_open(lmp_calib_gsum *s, size_t n, int G, bool split)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->G = G;
+    s->split = split && lmp_dist_size() > 1;
+    s->rank = s->split ? lmp_dist_rank() : 0;
+    s->size = s->split ? lmp_dist_size() : 1;
+    lmp_calib_own_groups(G, s->rank, s->size, &s->glo, &s->ghi);
+    s->cur = -1;
+    s->slots = s->rank == 0 ? 1 : s->ghi - s->glo;
+    s->part = calloc((size_t)(s->slots > 0 ? s->slots : 1) * (n ? n : 1), sizeof(double));
+    s->total = calloc(n ? n : 1, sizeof(double));
+    if (!s->part || !s->total)
+        return lmp_err(LMP_ENOMEM, "out of memory (window groups' sums, %zu doubles)", n);
+    return LMP_OK;
+}
+
+static void gsum_fold(lmp_calib_gsum *s, const double *p, bool first)
+{
+    for (size_t i = 0; i < s->n; i++)
+        s->total[i] = first ? p[i] : s->total[i] + p[i];
+}
+
+double *lmp_calib_gsum_at(lmp_calib_gsum *s, int g)
+{
+    const int slot = s->rank == 0 ? 0 : g - s->glo;
+    if (g != s->cur) {
+        if (s->rank == 0 && s->cur >= 0) /* rank 0: the previous group is complete */
+            gsum_fold(s, s->part, s->cur == 0);
+        s->cur = g;
+        memset(s->part + (size_t)slot * s->n, 0, s->n * sizeof(double));
+    }
+    return s->part + (size_t)slot * s->n;
+}
+
+int lmp_calib_gsum_end(lmp_calib_gsum *s)
+{
+    int rc = LMP_OK;
+    const int last = (s->G < s->size ? s->G : s->size) - 1; /* the last rank with groups */
+    const size_t bytes = s->n * sizeof(double);
+    if (s->rank == 0) {
+        if (s->cur >= 0)
+            gsum_fold(s, s->part, s->cur == 0);
+    } else if (s->rank <= last) {
+        if (!(rc = lmp_dist_recv(s->total, bytes, s->rank - 1)))
+            for (int g = s->glo; g < s->ghi; g++)
+                gsum_fold(s, s->part + (size_t)(g - s->glo) * s->n, false);
+    }
+    if (s->split) {
+        if (!rc && s->rank < last)
+            rc = lmp_dist_send(s->total, bytes, s->rank + 1);
+        if (!rc)
+            rc = lmp_dist_bcast(s->total, bytes, last);
+    }
+    s->cur = -1;
+    return rc;
+}
+
+void lmp_calib_gsum_close(lmp_calib_gsum *s)
+{
+    free(s->part);
+    free(s->total);
+    s->part = s->total = NULL;
 }

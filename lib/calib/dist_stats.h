@@ -21,6 +21,7 @@ typedef struct {
     int cur;                  /* group being gathered, -1: none */
     int64_t cols[LMP_IN_COUNT];
     size_t ex_n, ex_cnt;      /* experts: exsq and ecount lengths */
+    int64_t ecols[LMP_IN_COUNT]; /* experts: the widths of eH's inputs (awqdist) */
     /* the re-run's sums (row->rerun_sums) */
     double *rs;               /* the row's, n_rs of them */
     size_t n_rs;

@@ -112,116 +112,24 @@ int64_t lmp_calib_class_width(const lmp_config *c, int cls)
 
 /* ---------------------------------------------------------------- hidden states --- */
 
-/* The windows' hidden states between blocks: in memory, or (when they would exceed the
- * spill threshold) in an unlinked temporary file read and written one window at a time,
- * so that resident memory holds one window whatever the calibration set's size. Both
- * keep the f32 values exactly: results do not depend on where the states live. */
-typedef struct {
-    float *mem;        /* N * win floats, or NULL when spilled */
-    int fd;            /* spilled: the temporary file, else -1 */
-    int64_t win;       /* floats per window */
-} act_store;
-
-/* Spill threshold in bytes: LMP_CALIB_SPILL (bytes, with an optional K/M/G suffix; 0:
- * always spill; "off": never), default 2 GiB. */
-static uint64_t spill_threshold(void)
-{
-    const char *e = getenv("LMP_CALIB_SPILL");
-    if (!e || !*e)
-        return 2ull << 30;
-    if (strcmp(e, "off") == 0)
-        return UINT64_MAX;
-    char *end;
-    double v = strtod(e, &end);
-    switch (*end) {
-    case 'k': case 'K': v *= 1024; break;
-    case 'm': case 'M': v *= 1048576; break;
-    case 'g': case 'G': v *= 1073741824.0; break;
-    default: break;
-    }
-    return v <= 0 ? 0 : (uint64_t)v;
-}
-
-/* A store of `bytes` (windows of win floats) for `what`; in memory when spilling is not
- * allowed or held + bytes (held: what other stores keep in memory) is within the
- * threshold, else in an unlinked temporary file. */
+/* The windows' hidden states between blocks: a window store (store.c; awqdist moved it
+ * there so that AWQ's captured inputs are held the same way). */
+typedef lmp_calib_store act_store;
 static int store_open(act_store *st, uint64_t bytes, int64_t win, bool allow_spill, uint64_t held, const char *what)
 {
-    st->mem = NULL;
-    st->fd = -1;
-    st->win = win;
-    if (!allow_spill || held + bytes <= spill_threshold()) {
-        st->mem = malloc(bytes ? bytes : 1);
-        return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the %s (%.1f MiB)", what,
-                                          bytes / 1048576.0);
-    }
-    const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
-    char path[4096];
-    snprintf(path, sizeof path, "%s/lmpress-calib-XXXXXX", dir);
-    st->fd = mkstemp(path);
-    if (st->fd < 0)
-        return lmp_err(LMP_EIO, "%s: cannot create the calibration activations' temporary file: %s", path,
-                       strerror(errno));
-    unlink(path); /* gone with the process, whatever happens */
-    lmp_info("%s: %.1f MiB f32, spilled to an unlinked temporary file in %s (memory holds one window; "
-             "LMP_CALIB_SPILL sets the threshold)",
-             what, bytes / 1048576.0, dir);
-    return LMP_OK;
+    return lmp_calib_store_open(st, bytes, win, allow_spill, held, what);
 }
-
-static void store_close(act_store *st)
-{
-    free(st->mem);
-    if (st->fd >= 0)
-        close(st->fd);
-    st->mem = NULL;
-    st->fd = -1;
-}
-
-static int store_io(act_store *st, int s, float *buf, int64_t count, bool write)
-{
-    const size_t n = (size_t)count * sizeof(float);
-    off_t off = (off_t)s * (off_t)st->win * (off_t)sizeof(float);
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = write ? pwrite(st->fd, (const char *)buf + done, n - done, off + (off_t)done)
-                          : pread(st->fd, (char *)buf + done, n - done, off + (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return lmp_err(LMP_EIO, "calibration activations' temporary file: %s of window %d failed: %s",
-                           write ? "write" : "read", s, r < 0 ? strerror(errno) : "short read");
-        done += (size_t)r;
-    }
-    return LMP_OK;
-}
-
-/* The first count floats of window s into dst. */
+static void store_close(act_store *st) { lmp_calib_store_close(st); }
 static int store_get_n(act_store *st, int s, float *dst, int64_t count)
 {
-    if (st->mem) {
-        memcpy(dst, st->mem + (int64_t)s * st->win, (size_t)count * sizeof(float));
-        return LMP_OK;
-    }
-    return store_io(st, s, dst, count, false);
+    return lmp_calib_store_get_n(st, s, dst, count);
 }
-
-/* src[0..count) as the start of window s (src may be the store's own memory: nothing to do). */
 static int store_put_n(act_store *st, int s, const float *src, int64_t count)
 {
-    if (st->mem) {
-        float *d = st->mem + (int64_t)s * st->win;
-        if (d != src)
-            memcpy(d, src, (size_t)count * sizeof(float));
-        return LMP_OK;
-    }
-    return store_io(st, s, (float *)src, count, true);
+    return lmp_calib_store_put_n(st, s, src, count);
 }
-
-static int store_get(act_store *st, int s, float *dst) { return store_get_n(st, s, dst, st->win); }
-static int store_put(act_store *st, int s, const float *src) { return store_put_n(st, s, src, st->win); }
+static int store_get(act_store *st, int s, float *dst) { return lmp_calib_store_get(st, s, dst); }
+static int store_put(act_store *st, int s, const float *src) { return lmp_calib_store_put(st, s, src); }
 
 /* ---------------------------------------------------------------- statistics ------ */
 
@@ -517,16 +425,16 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
      * store holds those only, window s at s - ds.lo */
     lmp_calib_dist ds;
     lmp_calib_dist_open(&ds, row, N);
-    /* calmpi + experts: the per-expert statistics (experts.c) and the expert solves are not
-     * combined or shared among ranks yet, so every rank calibrates every window and every
-     * linear of an expert model (the same results on each rank, nothing split) */
-    for (int l = 0; l < nl; l++)
-        if (lmp_model_n_experts(m, l) > 0) {
-            lmp_calib_dist_whole(&ds);
-            break;
-        }
+    /* awqdist: expert models are split too (their Hessians are combined per group,
+     * dist_stats.c); rows walking the windows themselves get this rank's windows */
+    const bool self_walk = (row->flags & LMP_CALIB_SELF_WALK) != 0;
     const int n_own = ds.hi - ds.lo;
     act_store act = {NULL, -1, (int64_t)L * d}, aux = {NULL, -1, 0};
+    b.store = &act; /* awqdist: the row's view of this rank's windows */
+    b.w_lo = ds.lo;
+    b.w_hi = ds.hi;
+    b.G = ds.grouped ? ds.G : (N < LMP_CALIB_GROUPS ? N : LMP_CALIB_GROUPS);
+    b.split = ds.grouped;
     float *win2 = NULL; /* spilled, with rerun_window: a window's input */
     float *bscr = NULL; /* the block runner's scratch, for L tokens */
     if (cal) {
@@ -731,7 +639,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             float *t = act.mem;
             act.mem = b.states = b.next;
             b.next = t;
-        } else {
+        } else if (!self_walk) { /* awqdist: a self-walking row left the next inputs itself */
             /* the compressed block produces the next block's inputs: the rest of it from
              * the boundary the states are at (the whole block when not staged) */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;

@@ -16,6 +16,7 @@
  */
 #include "qpipe_internal.h"
 #include "quant.h"
+#include "../core/dist.h"
 /* Interim: the f32 norm and bias vectors live in lib/infer's private model struct and
  * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
  * users; replace them by lmp_model_norm / lmp_model_bias when lib/infer has them). */
@@ -220,6 +221,26 @@ typedef struct {
     float *router;                /* (E, d) f32, folded */
     float **eX;                   /* (E) the driver's routed down inputs per expert (eXn rows) */
     int64_t **eT, *eXn;           /* (E) their token rows into X[MLP] */
+    /* The windows (lib/calib/calib_dist.h). Dense models (self): the row walks this rank's
+     * windows [wlo, whi) itself (LMP_CALIB_SELF_WALK) and keeps each window's captured inputs
+     * (and the MLP's reference activations) in cap, spilled like the hidden states. Expert
+     * models: the driver's capture of every window (X, states), not split. Either way every
+     * sum over tokens is taken per window group and the groups combined in group order
+     * (lmp_calib_gsum), so the bits do not depend on the rank count. */
+    bool self, split;
+    int wlo, whi, ng;             /* ng: window groups */
+    lmp_calib_store cap;
+    uint64_t cap_bytes;
+    int64_t coff[LMP_IN_COUNT], hoff; /* a window's classes' inputs and href in cap */
+    float *wbuf;                  /* self: one window of cap */
+    int wcur;                     /* the window in wbuf, -1: none */
+    const float *wx[LMP_IN_COUNT], *whref; /* the current window's inputs (L rows), href */
+    const float *xs[LMP_IN_COUNT]; /* self, after the fold: the inputs are divided by these on load */
+    float *sv[LMP_AWQ_NGROUPS];   /* the block's chosen scales */
+    bool gram[LMP_IN_COUNT];      /* class gets a Gram matrix (more tokens than columns) */
+    float *gw;                    /* one window's f32 Gram (largest width squared) */
+    float *Xs[LMP_IN_COUNT];      /* the clip search's sampled tokens (ns_clip rows), every rank */
+    int64_t ns_clip, step_clip;
 } awq_ctx;
 
 typedef struct {
@@ -254,6 +275,49 @@ static void tick(awq_ctx *a)
     lmp_calib_tick(a->b);
 }
 
+/* ---------------------------------------------------------------- windows --------- */
+
+/* The window group of window s. */
+static int wgroup(const awq_ctx *a, int s) { return lmp_calib_window_group(a->N, a->ng, s); }
+
+/* Block input of window s (L x d) into dst. */
+static int get_state(awq_ctx *a, int s, float *dst)
+{
+    if (a->self)
+        return lmp_calib_state_get(a->b, s, dst);
+    memcpy(dst, a->states + (int64_t)s * a->L * a->d, sizeof(float) * (size_t)(a->L * a->d));
+    return LMP_OK;
+}
+
+/* Points wx / whref at window s's captured inputs (self: read from cap, divided by the
+ * folded scales; experts: into the driver's capture). */
+static int load_window(awq_ctx *a, int s)
+{
+    if (!a->self) {
+        for (int c = 0; c < LMP_IN_COUNT; c++)
+            a->wx[c] = a->X[c] ? a->X[c] + (int64_t)s * a->L * a->cols[c] : NULL;
+        return LMP_OK;
+    }
+    if (a->wcur == s)
+        return LMP_OK;
+    a->wcur = -1;
+    int rc = lmp_calib_store_get(&a->cap, s - a->wlo, a->wbuf);
+    if (rc)
+        return rc;
+    for (int c = 0; c < LMP_IN_COUNT; c++) {
+        float *x = a->wbuf + a->coff[c];
+        const int64_t in = a->cols[c];
+        if (a->xs[c])
+            for (int64_t t = 0; t < a->L; t++)
+                for (int64_t j = 0; j < in; j++)
+                    x[t * in + j] /= a->xs[c][j];
+        a->wx[c] = x;
+    }
+    a->whref = a->wbuf + a->hoff;
+    a->wcur = s;
+    return LMP_OK;
+}
+
 /* ||X D^T||_F^2 for X (T, in), D (rows, in), in chunks of CH tokens (buf: CH * rows). */
 static double out_sq(const float *X, int64_t T, int64_t in, const float *D, int64_t rows, float *buf)
 {
@@ -269,68 +333,74 @@ static double out_sq(const float *X, int64_t T, int64_t in, const float *D, int6
 
 static int64_t lin_rows(const awq_ctx *a, lmp_linear k) { return a->orig[k].rows; }
 
-/* ||X_cls D^T||_F^2 for D (rows, cols of class cls): directly when there are fewer tokens
- * than columns, else as tr(D G D^T) with the Gram matrix G = X^T X (one T x cols^2
- * product per block instead of one T x rows x cols product per evaluation). */
-static double lin_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
+/* ||X_cls D^T||_F^2 for D (rows, cols of class cls) over every token: as tr(D G D^T) with
+ * the class's Gram matrix G = X^T X when it has one (more tokens than columns: one product
+ * per block instead of one T x rows x cols product per evaluation), else directly, per
+ * window, summed per window group (collective when split). */
+static int lin_sq(awq_ctx *a, int cls, const float *D, int64_t rows, double *out)
 {
     const int64_t in = a->cols[cls];
-    if (a->T <= in)
-        return out_sq(a->X[cls], a->T, in, D, rows, a->obuf);
-    if (!a->G[cls]) {
-        float *G = malloc(sizeof(float) * (size_t)(in * in));
-        if (!G)
-            return out_sq(a->X[cls], a->T, in, D, rows, a->obuf);
-        lmp_ssyrk_fixed_upper(G, in, a->X[cls], a->T, 1.0f);
-        for (int64_t i = 0; i < in; i++)
-            for (int64_t j = 0; j < i; j++)
-                G[i * in + j] = G[j * in + i];
-        a->G[cls] = G;
+    if (a->G[cls]) {
+        double acc = 0;
+        for (int64_t r0 = 0; r0 < rows; r0 += CH) { /* obuf holds CH x max(cols) */
+            int64_t k = rows - r0 < CH ? rows - r0 : CH;
+            lmp_sgemm_fixed(false, false, k, in, in, 1.0f, D + r0 * in, in, a->G[cls], in, 0.0f, a->obuf, in);
+            for (int64_t i = 0; i < k * in; i++)
+                acc += (double)D[r0 * in + i] * a->obuf[i];
+        }
+        *out = acc;
+        return LMP_OK;
     }
-    double acc = 0;
-    for (int64_t r0 = 0; r0 < rows; r0 += CH) { /* obuf holds CH x max(cols) */
-        int64_t k = rows - r0 < CH ? rows - r0 : CH;
-        lmp_sgemm_fixed(false, false, k, in, in, 1.0f, D + r0 * in, in, a->G[cls], in, 0.0f, a->obuf, in);
-        for (int64_t i = 0; i < k * in; i++)
-            acc += (double)D[r0 * in + i] * a->obuf[i];
-    }
-    return acc;
+    lmp_calib_gsum gs;
+    int rc = lmp_calib_gsum_open(&gs, 1, a->ng, a->split);
+    for (int s = a->wlo; s < a->whi && !rc; s++)
+        if (!(rc = load_window(a, s)))
+            *lmp_calib_gsum_at(&gs, wgroup(a, s)) += out_sq(a->wx[cls], a->L, in, D, rows, a->obuf);
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gs);
+    *out = rc ? 0 : gs.total[0];
+    lmp_calib_gsum_close(&gs);
+    return rc;
 }
 
-/* q/k/v candidates installed: attention-module output error against the float block. */
+/* q/k/v candidates installed: attention-module output error against the float block,
+ * per window, summed per window group. */
 static int qkv_loss(awq_ctx *a, float *const cand[3], double *loss)
 {
     lmp_wmat w[3];
-    int rc = LMP_OK;
-    for (int i = 0; i < 3; i++) {
+    lmp_calib_gsum gs;
+    int rc = lmp_calib_gsum_open(&gs, 1, a->ng, a->split);
+    for (int i = 0; i < 3 && !rc; i++) {
         lmp_linear k = (lmp_linear)(LMP_LIN_Q + i);
         w[i] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = a->orig[k].rows, .cols = a->orig[k].cols, .data = cand[i],
                           .row_bytes = (size_t)a->orig[k].cols * sizeof(float)};
-        if ((rc = lmp_model_set_linear(a->m, a->layer, k, &w[i])))
-            goto restore;
+        rc = lmp_model_set_linear(a->m, a->layer, k, &w[i]);
     }
     cap_ctx cc = {a->xo};
-    double acc = 0;
-    for (int s = 0; s < a->N; s++) {
-        int64_t o = (int64_t)s * a->L;
-        memcpy(a->scratch, a->states + o * a->d, (size_t)(a->L * a->d) * sizeof(float));
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        if ((rc = get_state(a, s, a->scratch)))
+            break;
         rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, cap_hook, &cc);
         if (rc != LMP_PASS_DONE) {
             if (rc == 0)
                 rc = lmp_err(LMP_EINVAL, "AWQ: block %d ran without reaching o_proj", a->layer);
-            goto restore;
+            break;
         }
-        rc = 0;
-        const float *ref = a->X[LMP_IN_O] + o * a->qd;
+        if ((rc = load_window(a, s)))
+            break;
+        const float *ref = a->wx[LMP_IN_O];
         for (int64_t i = 0; i < a->L * a->qd; i++)
             a->xo[i] -= ref[i];
-        acc += out_sq(a->xo, a->L, a->qd, a->blk.w[LMP_LIN_O], a->d, a->obuf);
+        *lmp_calib_gsum_at(&gs, wgroup(a, s)) += out_sq(a->xo, a->L, a->qd, a->blk.w[LMP_LIN_O], a->d, a->obuf);
         tick(a);
     }
-    *loss = acc / ((double)a->T * (double)a->d);
-restore:
     for (int i = 0; i < 3; i++)
         lmp_model_set_linear(a->m, a->layer, (lmp_linear)(LMP_LIN_Q + i), &a->orig[LMP_LIN_Q + i]);
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gs);
+    if (!rc)
+        *loss = gs.total[0] / ((double)a->T * (double)a->d);
+    lmp_calib_gsum_close(&gs);
     return rc;
 }
 
@@ -349,53 +419,70 @@ static void act_mul(const awq_ctx *a, float *g, const float *u, int64_t n)
     }
 }
 
-/* MLP output error: down(silu(gate x) * up x) with candidate gate/up vs the originals.
- * href: the original silu(gate x) * up x of every token (T, ff), or NULL (recomputed);
- * cg == NULL fills href instead. */
-static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, float *href, double *loss)
+/* gate/up outputs (with biases) of weights wg, wu on k tokens x into g, u (k x ff). */
+static void mlp_gu(const awq_ctx *a, const float *x, int64_t k, const float *wg, const float *wu, float *g, float *u)
+{
+    const int64_t d = a->d, ff = a->ff;
+    const float *ws[2] = {wg, wu}, *bs[2] = {a->blk.bias[LMP_LIN_GATE], a->blk.bias[LMP_LIN_UP]};
+    float *outs[2] = {g, u};
+    for (int i = 0; i < 2; i++) {
+        lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, x, d, ws[i], d, 0.0f, outs[i], ff);
+        if (bs[i])
+            for (int64_t t = 0; t < k; t++)
+                for (int64_t j = 0; j < ff; j++)
+                    outs[i][t * ff + j] += bs[i][j];
+    }
+}
+
+/* The original block's act(gate x) * up x of n tokens x (n x d) into href (n x ff), in
+ * chunks of CH tokens; buf holds 2 CH ff. */
+static void mlp_ref(const awq_ctx *a, const float *x, int64_t n, float *href, float *buf)
+{
+    const int64_t ff = a->ff;
+    for (int64_t t0 = 0; t0 < n; t0 += CH) {
+        const int64_t k = n - t0 < CH ? n - t0 : CH;
+        mlp_gu(a, x + t0 * a->d, k, a->blk.w[LMP_LIN_GATE], a->blk.w[LMP_LIN_UP], buf, buf + CH * ff);
+        act_mul(a, buf, buf + CH * ff, k * ff);
+        if (href + t0 * ff != buf) /* (mlp_loss computes one chunk in place) */
+            memcpy(href + t0 * ff, buf, sizeof(float) * (size_t)(k * ff));
+    }
+}
+
+/* MLP output error: down(act(gate x) * up x) with candidate gate/up against the float
+ * block's (self: href captured with the window; experts' models: recomputed), per window
+ * in chunks of CH tokens, summed per window group. */
+static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
 {
     const int64_t d = a->d, ff = a->ff;
     float *buf = malloc(sizeof(float) * (size_t)(4 * CH * ff));
-    if (!buf)
-        return lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
-    float *gr = buf, *ur = gr + CH * ff, *gc = ur + CH * ff, *uc = gc + CH * ff;
-    const float *bg = a->blk.bias[LMP_LIN_GATE], *bu = a->blk.bias[LMP_LIN_UP];
-    const float *X = a->X[LMP_IN_MLP];
-    double acc = 0;
-    for (int64_t t0 = 0; t0 < a->T; t0 += CH) {
-        int64_t k = a->T - t0 < CH ? a->T - t0 : CH;
-        const float *x = X + t0 * d;
-        const float *ws[4] = {a->blk.w[LMP_LIN_GATE], a->blk.w[LMP_LIN_UP], cg, cu};
-        float *outs[4] = {gr, ur, gc, uc};
-        for (int i = 0; i < 4; i++) {
-            if ((i < 2 && href && cg) || (i >= 2 && !cg))
-                continue;
-            lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, x, d, ws[i], d, 0.0f, outs[i], ff);
-            const float *b = i % 2 ? bu : bg;
-            if (b)
-                for (int64_t t = 0; t < k; t++)
-                    for (int64_t j = 0; j < ff; j++)
-                        outs[i][t * ff + j] += b[j];
+    lmp_calib_gsum gs;
+    int rc = lmp_calib_gsum_open(&gs, 1, a->ng, a->split);
+    if (!rc && !buf)
+        rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        if ((rc = load_window(a, s)))
+            break;
+        double *acc = lmp_calib_gsum_at(&gs, wgroup(a, s));
+        for (int64_t t0 = 0; t0 < a->L; t0 += CH) {
+            const int64_t k = a->L - t0 < CH ? a->L - t0 : CH;
+            float *gc = buf, *uc = buf + CH * ff;
+            mlp_gu(a, a->wx[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
+            act_mul(a, gc, uc, k * ff);
+            const float *ref = a->self ? a->whref + t0 * ff : buf + 2 * CH * ff;
+            if (!a->self)
+                mlp_ref(a, a->wx[LMP_IN_MLP] + t0 * d, k, buf + 2 * CH * ff, buf + 2 * CH * ff);
+            for (int64_t i = 0; i < k * ff; i++)
+                gc[i] -= ref[i];
+            *acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
         }
-        if (!cg) {
-            act_mul(a, gr, ur, k * ff);
-            memcpy(href + t0 * ff, gr, sizeof(float) * (size_t)(k * ff));
-            continue;
-        }
-        const float *ref = gr;
-        if (href)
-            ref = href + t0 * ff;
-        else
-            act_mul(a, gr, ur, k * ff);
-        act_mul(a, gc, uc, k * ff);
-        for (int64_t i = 0; i < k * ff; i++)
-            gc[i] -= ref[i];
-        acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
     }
     free(buf);
-    if (loss)
-        *loss = acc / ((double)a->T * (double)d);
-    return LMP_OK;
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gs);
+    if (!rc)
+        *loss = gs.total[0] / ((double)a->T * (double)d);
+    lmp_calib_gsum_close(&gs);
+    return rc;
 }
 
 /* s = mean|x|^r (/ (w_mean^(1-r) + 1e-4) with duo scaling), clamped at 1e-4, divided by
@@ -452,14 +539,18 @@ static void weight_mean(const awq_ctx *a, int g, int64_t in, float *wm)
     free(acc);
 }
 
-/* Grid search of group g's scales into best (in). *ratio gets the chosen alpha. */
+/* Grid search of group g's scales into best (in). *ratio gets the chosen alpha. The
+ * losses of q/k/v and gate/up run over this rank's windows (summed per window group);
+ * o's and down's, from the Gram matrix every rank holds, are split among the ranks by
+ * candidate and their losses shared (split runs); the first smallest loss wins. */
 static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
 {
     const int cls = g_class[g];
     const int64_t in = a->cols[cls];
     const int grid = a->p->awq_grid;
     const bool sym = a->p->sym;
-    float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL, *href = NULL;
+    float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL;
+    double *losses = malloc(sizeof(double) * (size_t)(grid > 0 ? grid : 1));
     int n = 0, rc = LMP_OK;
     int64_t maxrows = 0;
     for (; g_lins[g][n] != LMP_LIN_COUNT; n++) {
@@ -472,18 +563,18 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
     tmp = malloc(sizeof(float) * (size_t)(maxrows * in));
     if (a->p->awq_duo_scaling)
         wm = malloc(sizeof(float) * (size_t)in);
-    if (rc || !s || !tmp || (a->p->awq_duo_scaling && !wm)) {
+    if (rc || !s || !tmp || !losses || (a->p->awq_duo_scaling && !wm)) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ scale search)");
         goto done;
     }
     if (wm)
         weight_mean(a, g, in, wm);
-    /* the MLP's reference activations, when they fit in 512 MiB */
-    if (g == LMP_AWQ_MLP && (uint64_t)a->T * (uint64_t)a->ff * sizeof(float) <= (512ull << 20) &&
-        (href = malloc(sizeof(float) * (size_t)(a->T * a->ff))) && (rc = mlp_loss(a, NULL, NULL, href, NULL)))
-        goto done;
-    double best_loss = INFINITY;
-    for (int i = 0; i < grid; i++) {
+    /* candidates [ilo, ihi) here: all, or this rank's share when the loss needs no window */
+    const bool share = a->split && (g == LMP_AWQ_VO || g == LMP_AWQ_DOWN) && a->G[cls] && lmp_dist_size() > 1;
+    int64_t ilo = 0, ihi = grid;
+    if (share)
+        lmp_dist_share(grid, &ilo, &ihi);
+    for (int i = (int)ilo; i < (int)ihi; i++) {
         float r = (float)i / (float)grid;
         make_scales(a->xmean[cls], wm, in, r, s);
         for (int k = 0; k < n; k++) { /* Q(W diag(s)) diag(s)^-1 */
@@ -502,7 +593,7 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
             if ((rc = qkv_loss(a, cand, &loss)))
                 goto done;
         } else if (g == LMP_AWQ_MLP) {
-            if ((rc = mlp_loss(a, cand[0], cand[1], href, &loss)))
+            if ((rc = mlp_loss(a, cand[0], cand[1], &loss)))
                 goto done;
             tick(a);
         } else {
@@ -510,23 +601,41 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
             int64_t rows = lin_rows(a, lk);
             for (int64_t e = 0; e < rows * in; e++)
                 cand[0][e] = a->blk.w[lk][e] - cand[0][e];
-            loss = lin_sq(a, cls, cand[0], rows) / ((double)a->T * (double)rows);
+            if ((rc = lin_sq(a, cls, cand[0], rows, &loss)))
+                goto done;
+            loss /= (double)a->T * (double)rows;
             tick(a);
         }
-        if (loss < best_loss) {
-            best_loss = loss;
-            *ratio_out = r;
-            memcpy(best, s, sizeof(float) * (size_t)in);
-        }
+        losses[i] = loss;
     }
-    if (!(best_loss < INFINITY))
+    if (share) /* every rank's candidates' losses, from it */
+        for (int r = 0; r < lmp_dist_size() && !rc; r++) {
+            const int64_t q = grid / lmp_dist_size(), e = grid % lmp_dist_size();
+            const int64_t lo = r * q + (r < e ? r : e), hi = lo + q + (r < e);
+            if (hi > lo)
+                rc = lmp_dist_bcast(losses + lo, sizeof(double) * (size_t)(hi - lo), r);
+        }
+    if (rc)
+        goto done;
+    double best_loss = INFINITY;
+    int bi = -1;
+    for (int i = 0; i < grid; i++)
+        if (losses[i] < best_loss) {
+            best_loss = losses[i];
+            bi = i;
+        }
+    if (!(best_loss < INFINITY)) {
         rc = lmp_err(LMP_ERANGE, "AWQ: layer %d: no finite loss in the scale search of %s", a->layer,
                      lmp_linear_name(g_lins[g][0]));
+        goto done;
+    }
+    *ratio_out = (float)bi / (float)grid;
+    make_scales(a->xmean[cls], wm, in, *ratio_out, best);
 done:
-    free(href);
     free(s);
     free(wm);
     free(tmp);
+    free(losses);
     for (int k = 0; k < 3; k++)
         free(cand[k]);
     return rc;
@@ -534,37 +643,91 @@ done:
 
 /* _compute_best_clip for linear k: per (row, group) the max |w| shrunk by 1 - i/20
  * (i < 10) minimizing mean over sampled tokens of (x . (Q(clamp(w)) - w))^2, computed
- * as d^T G d with G = X^T X / n of the group's columns; then W clamped. */
-static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T, int gs, int bits);
+ * as d^T G d with G = X^T X / n of the group's columns; then W clamped. The sampled tokens
+ * (every step-th of all windows, a->Xs) are gathered on every rank (clip_samples). */
+static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits);
 
 static int clip_linear(awq_ctx *a, lmp_linear k)
 {
     const int cls = lmp_linear_input(k);
     const int64_t in = a->cols[cls];
-    return clip_w(a, a->blk.w[k], lin_rows(a, k), in, a->X[cls], a->T, eff_gs_lin(a->p, a->layer, k, in),
-                  lmp_qpipe_lin_bits(a->p, a->layer, k));
+    return clip_core(a, a->blk.w[k], lin_rows(a, k), in, a->Xs[cls], a->ns_clip, eff_gs_lin(a->p, a->layer, k, in),
+                     lmp_qpipe_lin_bits(a->p, a->layer, k));
 }
 
-/* W (rows, in) clipped on the inputs X (T, in), quantized at (gs, bits). */
+/* The sampled token t of every step-th: its rows per class from this rank's windows, then
+ * each rank's rows from it (exact copies: the same rows as one process samples). */
+static int clip_samples(awq_ctx *a, const bool need[LMP_IN_COUNT])
+{
+    int64_t step = a->T / a->p->awq_clip_tokens;
+    if (step < 1)
+        step = 1;
+    const int64_t ns = (a->T + step - 1) / step, L = a->L;
+    a->ns_clip = ns;
+    a->step_clip = step;
+    for (int c = 0; c < LMP_IN_COUNT; c++)
+        if (need[c] && !(a->Xs[c] = malloc(sizeof(float) * (size_t)(ns * a->cols[c]))))
+            return lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples)");
+    int rc = LMP_OK;
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        int64_t t = ((int64_t)s * L + step - 1) / step; /* the first sample at or after the window's start */
+        if (t >= ns || t * step >= (int64_t)(s + 1) * L || (rc = load_window(a, s)))
+            continue;
+        for (; t < ns && t * step < (int64_t)(s + 1) * L; t++)
+            for (int c = 0; c < LMP_IN_COUNT; c++)
+                if (need[c])
+                    memcpy(a->Xs[c] + t * a->cols[c], a->wx[c] + (t * step - (int64_t)s * L) * a->cols[c],
+                           sizeof(float) * (size_t)a->cols[c]);
+    }
+    if (rc || !a->split || lmp_dist_size() < 2)
+        return rc;
+    for (int r = 0; r < lmp_dist_size() && !rc; r++) {
+        int glo, ghi, wlo, whi, x;
+        lmp_calib_own_groups(a->ng, r, lmp_dist_size(), &glo, &ghi);
+        if (ghi <= glo)
+            continue;
+        lmp_calib_group_windows(a->N, a->ng, glo, &wlo, &x);
+        lmp_calib_group_windows(a->N, a->ng, ghi - 1, &x, &whi);
+        int64_t t0 = ((int64_t)wlo * L + step - 1) / step, t1 = ((int64_t)whi * L + step - 1) / step;
+        t1 = t1 < ns ? t1 : ns;
+        for (int c = 0; c < LMP_IN_COUNT && !rc && t1 > t0; c++)
+            if (need[c])
+                rc = lmp_dist_bcast(a->Xs[c] + t0 * a->cols[c], sizeof(float) * (size_t)((t1 - t0) * a->cols[c]), r);
+    }
+    return rc;
+}
+
+/* W (rows, in) clipped on the sampled tokens of X (T, in) (the experts' routed tokens),
+ * quantized at (gs, bits). */
 static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T, int gs, int bits)
 {
-    const bool sym = a->p->sym;
-    enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
     int64_t step = T / a->p->awq_clip_tokens;
     if (step < 1)
         step = 1;
     int64_t ns = (T + step - 1) / step;
-    float *Xs = malloc(sizeof(float) * (size_t)(ns * in)), *G = malloc(sizeof(float) * (size_t)gs * gs);
+    float *Xs = malloc(sizeof(float) * (size_t)(ns * in));
+    if (!Xs)
+        return lmp_err(LMP_ENOMEM, "out of memory (AWQ clip search)");
+    for (int64_t t = 0; t < ns; t++)
+        memcpy(Xs + t * in, X + t * step * in, sizeof(float) * (size_t)in);
+    int rc = clip_core(a, W, rows, in, Xs, ns, gs, bits);
+    free(Xs);
+    return rc;
+}
+
+static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits)
+{
+    const bool sym = a->p->sym;
+    enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
+    float *G = malloc(sizeof(float) * (size_t)gs * gs);
     float *D = malloc(sizeof(float) * (size_t)(rows * gs)), *P = malloc(sizeof(float) * (size_t)(rows * gs));
     float *orgmax = malloc(sizeof(float) * (size_t)rows), *best = malloc(sizeof(float) * (size_t)rows);
     double *minerr = malloc(sizeof(double) * (size_t)rows);
     int rc = LMP_OK;
-    if (!Xs || !G || !D || !P || !orgmax || !best || !minerr) {
+    if (!G || !D || !P || !orgmax || !best || !minerr) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip search)");
         goto done;
     }
-    for (int64_t t = 0; t < ns; t++)
-        memcpy(Xs + t * in, X + t * step * in, sizeof(float) * (size_t)in);
     for (int64_t c0 = 0; c0 < in; c0 += gs) {
         lmp_sgemm_fixed(true, false, gs, gs, ns, 1.0f / (float)ns, Xs + c0, in, Xs + c0, in, 0.0f, G, gs);
         for (int64_t r = 0; r < rows; r++) {
@@ -603,7 +766,6 @@ static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X
             }
     }
 done:
-    free(Xs);
     free(G);
     free(D);
     free(P);
@@ -613,15 +775,18 @@ done:
     return rc;
 }
 
-/* sqrt(||X (Wref - Q)^T||^2 / ||X Wref^T||^2) over all captured tokens. */
-static double rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, int64_t rows, float *D)
+/* sqrt(||X (Wref - Q)^T||^2 / ||X Wref^T||^2) over all captured tokens into *out. */
+static int rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, int64_t rows, float *D, double *out)
 {
     int64_t in = a->cols[cls];
     for (int64_t e = 0; e < rows * in; e++)
         D[e] = Wref[e] - Q[e];
-    double num = lin_sq(a, cls, D, rows);
-    double den = lin_sq(a, cls, Wref, rows);
-    return den > 0 ? sqrt(num / den) : 0.0;
+    double num = 0, den = 0;
+    int rc = lin_sq(a, cls, D, rows, &num);
+    if (!rc)
+        rc = lin_sq(a, cls, Wref, rows, &den);
+    *out = den > 0 ? sqrt(num / den) : 0.0;
+    return rc;
 }
 
 static float *dup_vec(const float *v, int64_t n)
@@ -636,8 +801,16 @@ static void block_free(awq_ctx *a)
 {
     for (int c = 0; c < LMP_IN_COUNT; c++) {
         free(a->G[c]);
+        free(a->Xs[c]);
         a->G[c] = NULL;
+        a->Xs[c] = NULL;
+        a->xs[c] = NULL;
     }
+    for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
+        free(a->sv[g]);
+        a->sv[g] = NULL;
+    }
+    a->wcur = -1;
     free(a->blk.attn_norm);
     free(a->blk.ffn_norm);
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
@@ -651,14 +824,118 @@ static void block_free(awq_ctx *a)
 
 static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st);
 
-/* One block after the driver's capture pass: search, fold, clip, quantize. qt / st are
- * filled for the sinks. */
+/* Self: window s's inputs of every linear (the float block run with a capture hook) into
+ * wbuf, and the MLP's reference activations. */
+typedef struct {
+    float *buf;
+    const int64_t *coff;
+} wcap_ctx;
+
+static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    wcap_ctx *c = user;
+    const int cls = lmp_linear_input(which);
+    if (lmp_hook_expert() < 0 && which == lmp_input_first(cls))
+        memcpy(c->buf + c->coff[cls], X, sizeof(float) * (size_t)(n * in));
+    return 0;
+}
+
+/* 1. the inputs of every linear of this rank's windows (self: captured here into cap;
+ * experts: the driver's capture) and their sums per window group: mean |x| per class and
+ * the Gram matrices X^T X of the classes with more tokens than columns (f32 per window,
+ * added in double). */
+static int awq_inputs(awq_ctx *a, int nclass)
+{
+    int64_t off[LMP_IN_COUNT + 1] = {0};
+    for (int c = 0; c < nclass; c++)
+        off[c + 1] = off[c] + a->cols[c];
+    lmp_calib_gsum gx, gg[LMP_IN_COUNT];
+    memset(gg, 0, sizeof gg);
+    int rc = lmp_calib_gsum_open(&gx, (size_t)off[nclass], a->ng, a->split);
+    for (int c = 0; c < nclass && !rc; c++)
+        if (a->gram[c])
+            rc = lmp_calib_gsum_open(&gg[c], (size_t)(a->cols[c] * a->cols[c]), a->ng, a->split);
+    float *mbuf = a->self ? malloc(sizeof(float) * (size_t)(2 * CH * a->ff)) : NULL;
+    if (!rc && a->self && !mbuf)
+        rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ inputs)");
+    wcap_ctx wc = {a->wbuf, a->coff};
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        if (a->self) {
+            a->wcur = -1;
+            if ((rc = get_state(a, s, a->scratch)) ||
+                (rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, wcap_hook, &wc)))
+                break;
+            mlp_ref(a, a->wbuf + a->coff[LMP_IN_MLP], a->L, a->wbuf + a->hoff, mbuf);
+            if ((rc = lmp_calib_store_put(&a->cap, s - a->wlo, a->wbuf)))
+                break;
+            tick(a);
+        }
+        if ((rc = load_window(a, s)))
+            break;
+        const int g = wgroup(a, s);
+        double *acc = lmp_calib_gsum_at(&gx, g);
+        for (int c = 0; c < nclass; c++) {
+            const int64_t in = a->cols[c];
+            const float *x = a->wx[c];
+            double *q = acc + off[c];
+            for (int64_t t = 0; t < a->L; t++) /* every token, in order */
+                for (int64_t j = 0; j < in; j++)
+                    q[j] += fabs((double)x[t * in + j]);
+            if (!a->gram[c])
+                continue;
+            double *h = lmp_calib_gsum_at(&gg[c], g);
+            lmp_ssyrk_fixed_upper(a->gw, in, x, a->L, 1.0f);
+            for (int64_t i = 0; i < in; i++)
+                for (int64_t j = i; j < in; j++)
+                    h[i * in + j] += a->gw[i * in + j];
+        }
+    }
+    free(mbuf);
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gx);
+    for (int c = 0; c < nclass && !rc; c++) {
+        for (int64_t j = 0; j < a->cols[c]; j++)
+            a->xmean[c][j] = (float)(gx.total[off[c] + j] / (double)a->T);
+        if (!a->gram[c] || (rc = lmp_calib_gsum_end(&gg[c])))
+            continue;
+        const int64_t in = a->cols[c];
+        if (!(a->G[c] = malloc(sizeof(float) * (size_t)(in * in)))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ Gram matrix %lld x %lld)", (long long)in, (long long)in);
+            break;
+        }
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t j = i; j < in; j++)
+                a->G[c][i * in + j] = a->G[c][j * in + i] = (float)gg[c].total[i * in + j];
+        lmp_calib_gsum_close(&gg[c]);
+    }
+    lmp_calib_gsum_close(&gx);
+    for (int c = 0; c < LMP_IN_COUNT; c++)
+        lmp_calib_gsum_close(&gg[c]);
+    return rc;
+}
+
+/* Self: the float block's outputs of this rank's windows become the next block's inputs. */
+static int awq_forward(awq_ctx *a)
+{
+    int rc = LMP_OK;
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        if (!(rc = get_state(a, s, a->scratch)) &&
+            !(rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, NULL, NULL)))
+            rc = lmp_calib_state_put(a->b, s, a->scratch);
+        tick(a);
+    }
+    return rc;
+}
+
+/* One block: inputs, search, fold, clip, quantize (self: then the float outputs forward).
+ * qt / st are filled for the sinks. */
 static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 {
     const lmp_qpipe_params *p = a->p;
     const int l = a->layer;
     int rc = LMP_OK;
-    float *s[LMP_AWQ_NGROUPS] = {0}, *Q = NULL, *D = NULL;
+    float **s = a->sv, *Q = NULL, *D = NULL;
     int64_t maxw = 0;
     const bool sparse = a->E > 0;
     const int nlin = sparse ? LMP_LIN_GATE : LMP_LIN_COUNT; /* a sparse block's FFN: awq_moe_block */
@@ -682,26 +959,20 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     if (!Q || !D)
         goto oom;
 
-    /* 1. the inputs of every linear: the driver's capture pass (its float outputs are the
-     * next block's inputs) */
-    for (int c = 0; c < (sparse ? LMP_IN_DOWN : LMP_IN_COUNT); c++) {
-        const int64_t in = a->cols[c];
-        double *acc = calloc((size_t)in, sizeof(double));
-        if (!acc)
-            goto oom;
-        for (int64_t t = 0; t < a->T; t++)
-            for (int64_t j = 0; j < in; j++)
-                acc[j] += fabs((double)a->X[c][t * in + j]);
-        for (int64_t j = 0; j < in; j++)
-            a->xmean[c][j] = (float)(acc[j] / (double)a->T);
-        free(acc);
-    }
+    /* 1. the inputs of every linear, their means and Gram matrices (the Grams of the
+     * classes the dense linears read: a sparse block's FFN has its own path) */
+    const int nclass = sparse ? LMP_IN_DOWN : LMP_IN_COUNT;
+    for (int c = 0; c < LMP_IN_COUNT; c++)
+        a->gram[c] = c < (sparse ? LMP_IN_MLP : LMP_IN_COUNT) && a->T > a->cols[c];
+    if ((rc = awq_inputs(a, nclass)))
+        goto done;
     /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
     for (int k = 0; k < nlin && p->compare_rtn; k++) {
         int64_t rows = a->orig[k].rows, in = a->orig[k].cols;
         fake_quant(a->blk.w[k], Q, rows, in, eff_gs_lin(p, l, (lmp_linear)k, in), lmp_qpipe_lin_bits(p, l, (lmp_linear)k),
                    p->sym);
-        st[k].err_rtn = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D);
+        if ((rc = rel_err(a, lmp_linear_input((lmp_linear)k), a->blk.w[k], Q, rows, D, &st[k].err_rtn)))
+            goto done;
     }
 
     /* 2. scale search, every group on the original block (as the reference) */
@@ -714,7 +985,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         if ((rc = search_scales(a, g, s[g], &ratio)))
             goto done;
     }
-    /* 3. fold; the captured inputs become the inputs of the folded block */
+    /* 3. fold; the captured inputs become the inputs of the folded block (self: divided
+     * as they are read) */
     if ((rc = lmp_awq_fold(&a->blk, lmp_model_config(a->m), (const float *const *)s)))
         goto done;
     for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
@@ -722,9 +994,14 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
             continue;
         int c = g_class[g];
         const int64_t in = a->cols[c];
-        for (int64_t t = 0; t < a->T; t++)
-            for (int64_t j = 0; j < in; j++)
-                a->X[c][t * in + j] /= s[g][j];
+        if (a->self) {
+            a->xs[c] = s[g];
+            a->wcur = -1;
+        } else {
+            for (int64_t t = 0; t < a->T; t++)
+                for (int64_t j = 0; j < in; j++)
+                    a->X[c][t * in + j] /= s[g][j];
+        }
         if (a->G[c]) /* X diag(1/s): G -> diag(1/s) G diag(1/s) */
             for (int64_t i = 0; i < in; i++)
                 for (int64_t j = 0; j < in; j++)
@@ -733,13 +1010,19 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     for (int k = 0; k < nlin; k++)
         if (!(a->wfold[k] = dup_vec(a->blk.w[k], a->orig[k].rows * a->orig[k].cols)))
             goto oom;
-    /* clipping (not q/k: "due to qk bmm, it is hard to clip precisely") */
-    if (p->awq_clip)
+    /* clipping (not q/k: "due to qk bmm, it is hard to clip precisely") on sampled tokens */
+    if (p->awq_clip) {
+        bool need[LMP_IN_COUNT] = {0};
+        for (int k = LMP_LIN_V; k < nlin; k++)
+            need[lmp_linear_input((lmp_linear)k)] = true;
+        if ((rc = clip_samples(a, need)))
+            goto done;
         for (int k = LMP_LIN_V; k < nlin; k++) {
             if ((rc = clip_linear(a, (lmp_linear)k)))
                 goto done;
             tick(a);
         }
+    }
     /* 4. quantize */
     for (int k = 0; k < nlin; k++) {
         double t0 = lmp_time_s();
@@ -760,18 +1043,19 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         }
         snprintf(qt[k].name, sizeof qt[k].name, "%s", sk->name);
         lmp_qtensor_dequant(&qt[k], Q);
-        sk->err = rel_err(a, lmp_linear_input((lmp_linear)k), a->wfold[k], Q, rows, D);
+        if ((rc = rel_err(a, lmp_linear_input((lmp_linear)k), a->wfold[k], Q, rows, D, &sk->err)))
+            goto done;
         sk->seconds = lmp_time_s() - t0;
         tick(a);
     }
-    if (sparse)
-        rc = awq_moe_block(a, st);
+    if (sparse && (rc = awq_moe_block(a, st)))
+        goto done;
+    if (a->self)
+        rc = awq_forward(a);
     goto done;
 oom:
     rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ, block %d)", l);
 done:
-    for (int g = 0; g < LMP_AWQ_NGROUPS; g++)
-        free(s[g]);
     free(Q);
     free(D);
     return rc;
@@ -1110,12 +1394,36 @@ static void awq_moe_free(awq_ctx *a)
 
 /* ---------------------------------------------------------------- the row --------- */
 
+/* Self: the captured inputs' store (this rank's windows), once for the run. */
+static int64_t cap_window(const awq_ctx *a) { return a->L * (2 * a->d + a->qd + 2 * a->ff); }
+
 static int awq_row_block(void *ctx, lmp_calib_block *b)
 {
     awq_ctx *a = ctx;
     a->b = b;
     a->layer = b->layer;
     a->states = b->states;
+    a->wlo = b->w_lo;
+    a->whi = b->w_hi;
+    a->ng = b->G;
+    a->split = b->split;
+    a->wcur = -1;
+    if (a->self && !a->wbuf) {
+        const int64_t win = cap_window(a);
+        a->coff[LMP_IN_ATTN] = 0;
+        a->coff[LMP_IN_O] = a->L * a->d;
+        a->coff[LMP_IN_MLP] = a->L * (a->d + a->qd);
+        a->coff[LMP_IN_DOWN] = a->L * (2 * a->d + a->qd);
+        a->hoff = a->L * (2 * a->d + a->qd + a->ff);
+        const uint64_t held = b->states ? (uint64_t)(a->whi - a->wlo) * (uint64_t)(a->L * a->d) * sizeof(float) : 0;
+        int rc = lmp_calib_store_open(&a->cap, a->cap_bytes, win, true, held,
+                                      "AWQ's captured inputs (every linear's, and the MLP's reference outputs)");
+        if (rc)
+            return rc;
+        if (!(a->wbuf = malloc(sizeof(float) * (size_t)win)))
+            return lmp_err(LMP_ENOMEM, "out of memory (one window of AWQ's captured inputs, %.1f MiB)",
+                           (double)win * 4 / 1048576.0);
+    }
     for (int k = 0; k < LMP_IN_COUNT; k++)
         a->X[k] = b->st.X[k];
     a->E = lmp_model_n_experts(b->m, b->layer);
@@ -1183,11 +1491,25 @@ static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
     awq_ctx *a = ctx;
     const lmp_qpipe_params *p = a->p;
     const bool vo = lmp_awq_has_vo(lmp_model_config(b->m));
-    return (uint64_t)a->N * (uint64_t)(1 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
+    const uint64_t n = (uint64_t)(b->w_hi - b->w_lo); /* this rank's windows; self: inputs and forward too */
+    return n * (uint64_t)((a->self ? 2 : 1) + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
            (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
 }
 
-/* AWQ: every linear's input captured on the float block, whose outputs go forward. */
+/* AWQ on a dense model: the row walks this rank's windows itself (inputs captured into
+ * its own store, losses summed per window group, the float block's outputs forward). */
+static const lmp_calib_method g_awq_self_row = {
+    .name = "awq",
+    .flags = LMP_CALIB_SELF_WALK,
+    .block = awq_row_block,
+    .end = awq_row_end,
+    .cleanup = awq_row_cleanup,
+    .steps = awq_row_steps,
+};
+
+/* AWQ on an expert model: every linear's input (and the experts' routed inputs) captured
+ * by the driver on the float block of every window, whose outputs go forward (not split
+ * among ranks, held in memory). */
 static const lmp_calib_method g_awq_row = {
     .name = "awq",
     .stats = LMP_STAT_CAPTURE | LMP_STAT_EXPERT_CAPTURE,
@@ -1245,10 +1567,47 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.cols[LMP_IN_DOWN] = a.ff;
     res->n_samples = a.N;
     res->seq_len = a.L;
-    uint64_t feat = 0;
-    for (int k = 0; k < LMP_IN_COUNT; k++)
-        feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
-    res->act_bytes = 2 * lmp_calib_act_bytes(m, cal) + feat;
+    a.self = !lmp_model_is_moe(m);
+    a.cap.fd = -1;
+    a.wcur = -1;
+    if (a.self) { /* this rank's windows (calib_dist.h), as the driver splits them */
+        const int G = a.N < LMP_CALIB_GROUPS ? a.N : LMP_CALIB_GROUPS;
+        int glo, ghi, wlo = 0, whi = 0, x;
+        lmp_calib_own_groups(G, lmp_dist_rank(), lmp_dist_size(), &glo, &ghi);
+        if (ghi > glo) {
+            lmp_calib_group_windows(a.N, G, glo, &wlo, &x);
+            lmp_calib_group_windows(a.N, G, ghi - 1, &x, &whi);
+        }
+        a.cap_bytes = (uint64_t)(whi - wlo) * (uint64_t)cap_window(&a) * sizeof(float);
+        uint64_t gram = 0, gmax = 0;
+        for (int k = 0; k < LMP_IN_COUNT; k++)
+            if (a.T > a.cols[k]) { /* f32 matrix, double total and one double group partial */
+                gram += (uint64_t)(a.cols[k] * a.cols[k]) * 20;
+                gmax = (uint64_t)(a.cols[k] * a.cols[k]) > gmax ? (uint64_t)(a.cols[k] * a.cols[k]) : gmax;
+            }
+        res->act_bytes = (uint64_t)(whi - wlo) * (uint64_t)(a.L * a.d) * sizeof(float) + a.cap_bytes;
+        lmp_info("awq memory: captured inputs and MLP reference outputs %.1f MiB f32 (%d of %d windows x %d tokens x "
+                 "%lld floats), held like the hidden states (in memory up to LMP_CALIB_SPILL, else spilled, one "
+                 "window resident); Gram matrices %.1f MiB (f32, double sums), one window's f32 Gram %.1f MiB",
+                 a.cap_bytes / 1048576.0, whi - wlo, a.N, a.L, (long long)(cap_window(&a) / a.L),
+                 gram / 1048576.0, gmax * 4 / 1048576.0);
+        if (gmax && !(a.gw = malloc(sizeof(float) * (size_t)gmax))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ Gram matrices, %.1f MiB)", gmax * 4 / 1048576.0);
+            goto done;
+        }
+    } else {
+        uint64_t feat = 0, gmax = 0;
+        for (int k = 0; k < LMP_IN_COUNT; k++) {
+            feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
+            if (a.T > a.cols[k] && (uint64_t)(a.cols[k] * a.cols[k]) > gmax)
+                gmax = (uint64_t)(a.cols[k] * a.cols[k]);
+        }
+        res->act_bytes = 2 * lmp_calib_act_bytes(m, cal) + feat;
+        if (gmax && !(a.gw = malloc(sizeof(float) * (size_t)gmax))) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ Gram matrices, %.1f MiB)", gmax * 4 / 1048576.0);
+            goto done;
+        }
+    }
     int64_t maxrows = a.d > a.ff ? a.d : a.ff;
     maxrows = c->moe_ff > maxrows ? c->moe_ff : maxrows;
     maxrows = a.qd > maxrows ? a.qd : maxrows;
@@ -1266,9 +1625,12 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         goto done;
     }
     lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress, .times = &res->phases};
-    rc = lmp_calib_run(m, cal, &g_awq_row, &a, &o);
+    rc = lmp_calib_run(m, cal, a.self ? &g_awq_self_row : &g_awq_row, &a, &o);
 done:
     block_free(&a);
+    lmp_calib_store_close(&a.cap);
+    free(a.wbuf);
+    free(a.gw);
     free(a.scratch);
     free(a.xo);
     free(a.obuf);

@@ -3,8 +3,10 @@
 # oversubscribed, one OpenMP thread per rank) against the single-process run: the process
 # group's collectives (build/tests/test_dist under mpirun); ppl, eval, distill export and
 # compare, which split their windows across ranks; GPTQ, SparseGPT, Wanda, RTN, imatrix
-# (windows and solves split among ranks) and AWQ (not split) on gutenberg-5M at -np 1, 2, 3
-# (byte-identical outputs; each rank held its share); ranks other than 0 print nothing; a rank
+# (windows and solves split among ranks) and AWQ (windows split, its sums per window group,
+# also with its stores spilled) on gutenberg-5M, GPTQ on tiny-mixtral (expert Hessians
+# combined per group) at -np 1, 2, 3 (byte-identical outputs; each rank held its share);
+# ranks other than 0 print nothing; a rank
 # killed mid-run and an unreachable host end the job non-zero with a message and no output.
 # Skipped when mpirun or the fixtures are absent.
 . tests/cli/lib.sh
@@ -136,9 +138,22 @@ for n in 1 2 3; do
         "[ -s '$T/imx0.gguf' ] && cmp -s '$T/imx0.gguf' '$T/imx$n.gguf' && cmp -s '$T/im0.gguf' '$T/im$n.gguf'"
 done
 check "imatrix -np 3: windows per rank 3/3/2" "grep -q 'windows per rank 3/3/2 of 8' '$T/imatrix.3.err'"
-# AWQ reads every window at once: not split (every rank computes everything), same bytes
-calibrated awq awq quantize "$G" --method awq --calib "$TXT" --calib-samples 4 --calib-seqlen 64
-check "awq -np 3: says it is not split" "grep -q 'not split' '$T/awq.3.err'"
+# AWQ (awqdist): each rank walks its groups' windows; 12 x 32 tokens give groups of one and
+# two windows, Gram matrices for the 256-wide inputs and direct sums for down_proj's 768
+calibrated awq awq quantize "$G" --method awq --calib "$TXT" --calib-samples 12 --calib-seqlen 32
+check "awq -np 3: each rank held its share of the windows (6/4/2)" \
+    "grep -q 'windows per rank 6/4/2 of 12 (8 window groups)' '$T/awq.3.err'"
+check "awq -np 3: states its captured inputs' size up front" "grep -q 'awq memory: captured inputs' '$T/awq.3.err'"
+LMP_CALIB_SPILL=0 run_np 2 "$B" quantize "$G" --method awq --calib "$TXT" --calib-samples 12 --calib-seqlen 32 \
+    -o "$T/spill.awq" > /dev/null 2> "$T/awq.spill.err"
+check "awq -np 2, hidden states and captured inputs spilled: byte-identical output" \
+    "grep -q \"AWQ's captured inputs.*spilled\" '$T/awq.spill.err' && diff -r '$T/1.awq' '$T/spill.awq' > /dev/null"
+# expert models (awqdist): every expert's Hessian combined per window group
+"$B" synth --preset tiny-mixtral -o "$T/mix" --seed 7 > /dev/null 2>&1
+# shellcheck disable=SC2086
+calibrated moe-gptq moe-gptq quantize "$T/mix" --method gptq --calib "$T/mix/corpus.txt" --calib-samples 8 \
+    --calib-seqlen 32 --group-size 32
+check "moe-gptq -np 3: split (3/3/2 windows)" "grep -q 'windows per rank 3/3/2 of 8 (8 window groups)' '$T/moe-gptq.3.err'"
 
 # --- failures: a rank killed mid-run (SIGKILL on its 4th collective, as the OOM killer
 # would): mpirun ends every rank, says which died, exits non-zero; no output, no temporary

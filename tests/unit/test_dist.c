@@ -10,7 +10,9 @@
  * Grouped calibration statistics (lib/calib/dist_stats.c): every rank's windows are its
  * window groups' windows, and the Hessian / xsq totals equal, bit for bit on every rank,
  * the groups summed from zero in window order and combined in group order computed here
- * alone (so 1, 2, 3 ranks give the same bits); a first group of -0.0 keeps its sign.
+ * alone (so 1, 2, 3 ranks give the same bits); a first group of -0.0 keeps its sign; the
+ * experts' Hessians and token counts likewise (an expert absent from some groups); the
+ * grouped sums of self-walking rows (lmp_calib_gsum, AWQ) split or not.
  * Failures of all ranks are summed so that rank 0's closing line counts them.
  */
 #include "lib/core/core.h"
@@ -164,6 +166,43 @@ static void window_add(lmp_calib_stats *st, int s)
             st->xsq[0][j] += (double)X[t * GC + j] * X[t * GC + j];
     for (int j = 0; j < GC; j++)
         st->xsq[1][j] = -0.0; /* a statistic that is -0.0: its sign must survive */
+    /* experts (awqdist): expert 0 sees every token of the window, expert 1 the first
+     * token of every third window only (groups where it saw nothing merge as ens 0) */
+    if (st->eH[LMP_IN_MLP]) {
+        lmp_gptq_hessian_add(st->eH[LMP_IN_MLP][0], GC, X, GT, &st->ens[LMP_IN_MLP][0]);
+        if (s % 3 == 1)
+            lmp_gptq_hessian_add(st->eH[LMP_IN_MLP][1], GC, X + GC, 1, &st->ens[LMP_IN_MLP][1]);
+    }
+}
+
+/* Expert Hessians (class MLP, 2 experts) of a stats set: allocated / freed. */
+static void experts_alloc(lmp_calib_stats *st, double *buf)
+{
+    st->e_n = 2;
+    st->eH[LMP_IN_MLP] = calloc(2, sizeof(double *));
+    st->ens[LMP_IN_MLP] = calloc(2, sizeof(int64_t));
+    st->eH[LMP_IN_MLP][0] = buf;
+    st->eH[LMP_IN_MLP][1] = buf + GC * GC;
+}
+static void experts_release(lmp_calib_stats *st)
+{
+    free(st->eH[LMP_IN_MLP]);
+    free(st->ens[LMP_IN_MLP]);
+    st->eH[LMP_IN_MLP] = NULL;
+    st->ens[LMP_IN_MLP] = NULL;
+}
+
+/* H <- H merged with group mean P as calib_dist.h says (computed here alone) */
+static void ref_merge(double *H, const double *P, int64_t *n, int64_t nP, bool first)
+{
+    if (first || *n == 0) {
+        memcpy(H, P, sizeof(double) * GC * GC);
+    } else if (nP > 0) {
+        double keep = (double)*n / (double)(*n + nP), take = (double)nP / (double)(*n + nP);
+        for (int i = 0; i < GC * GC; i++)
+            H[i] = H[i] * keep + P[i] * take;
+    }
+    *n = (first ? 0 : *n) + nP;
 }
 
 static void test_grouped(int N)
@@ -195,8 +234,12 @@ static void test_grouped(int N)
     memset(&blk, 0, sizeof blk);
     for (int k = 0; k < LMP_IN_COUNT; k++)
         blk.cols[k] = GC;
+    blk.n_experts = 2;
+    blk.e_hidden = blk.e_ff = GC;
     lmp_calib_stats tot;
     memset(&tot, 0, sizeof tot);
+    double *teH = calloc(2 * GC * GC, sizeof(double));
+    experts_alloc(&tot, teH);
     tot.H[0] = calloc(GC * GC, sizeof(double));
     tot.xsq[0] = calloc(GC, sizeof(double));
     tot.xsq[1] = calloc(GC, sizeof(double));
@@ -210,14 +253,16 @@ static void test_grouped(int N)
     CHECK(lmp_calib_dist_pass_end(&d) == 0, "pass end");
 
     /* the reference, alone: groups from zero in window order, combined in group order */
-    double H[GC * GC], q[GC], q1[GC], gH[GC * GC], gq[GC], gq1[GC];
-    int64_t ns = 0;
+    double H[GC * GC], q[GC], q1[GC], gH[GC * GC], gq[GC], gq1[GC], eH[2 * GC * GC], geH[2 * GC * GC];
+    int64_t ns = 0, ens[2] = {0, 0};
     for (int g = 0; g < G; g++) {
         lmp_calib_stats p;
         memset(&p, 0, sizeof p);
         memset(gH, 0, sizeof gH);
         memset(gq, 0, sizeof gq);
         memset(gq1, 0, sizeof gq1);
+        memset(geH, 0, sizeof geH);
+        experts_alloc(&p, geH);
         p.H[0] = gH;
         p.xsq[0] = gq;
         p.xsq[1] = gq1;
@@ -225,6 +270,9 @@ static void test_grouped(int N)
         lmp_calib_group_windows(N, G, g, &lo, &hi);
         for (int s = lo; s < hi; s++)
             window_add(&p, s);
+        for (int e = 0; e < 2; e++)
+            ref_merge(eH + e * GC * GC, geH + e * GC * GC, &ens[e], p.ens[LMP_IN_MLP][e], g == 0);
+        experts_release(&p);
         if (g == 0) {
             memcpy(H, gH, sizeof H);
             memcpy(q, gq, sizeof q);
@@ -246,6 +294,11 @@ static void test_grouped(int N)
     CHECK(memcmp(tot.H[0], H, sizeof H) == 0, "N=%d: the Hessian is the group-order combination, bit for bit", N);
     CHECK(memcmp(tot.xsq[0], q, sizeof q) == 0, "N=%d: xsq is the group-order sum, bit for bit", N);
     CHECK(signbit(tot.xsq[1][0]) && tot.xsq[1][0] == 0.0, "N=%d: a -0.0 statistic keeps its sign", N);
+    CHECK(tot.ens[LMP_IN_MLP][0] == ns && tot.ens[LMP_IN_MLP][1] == ens[1] && ens[1] == (N + 1) / 3,
+          "N=%d: expert token counts %lld / %lld, want %lld / %lld", N, (long long)tot.ens[LMP_IN_MLP][0],
+          (long long)tot.ens[LMP_IN_MLP][1], (long long)ns, (long long)ens[1]);
+    CHECK(memcmp(teH, eH, sizeof eH) == 0, "N=%d: the experts' Hessians are the group-order combination, bit for bit",
+          N);
     /* and the result is not that of one running sum over all windows (the grouping is real) */
     if (N > G) {
         double H1[GC * GC] = {0};
@@ -263,9 +316,50 @@ static void test_grouped(int N)
         CHECK(err < 1e-12, "N=%d: grouped Hessian within %.1e of the running one", N, err);
     }
     lmp_calib_dist_close(&d);
+    experts_release(&tot);
+    free(teH);
     free(tot.H[0]);
     free(tot.xsq[0]);
     free(tot.xsq[1]);
+}
+
+/* Grouped sums of self-walking rows (lmp_calib_gsum, AWQ): n values per group, each
+ * rank adding only its groups' windows, against the group-order combination computed
+ * alone; an unsplit gsum (every group here) gives the same bits. */
+static void test_gsum(int N)
+{
+    enum { GN = 7 };
+    const int G = N < LMP_CALIB_GROUPS ? N : LMP_CALIB_GROUPS;
+    double ref[GN], gp[GN];
+    for (int g = 0; g < G; g++) {
+        int lo, hi;
+        lmp_calib_group_windows(N, G, g, &lo, &hi);
+        memset(gp, 0, sizeof gp);
+        for (int s = lo; s < hi; s++)
+            for (int i = 0; i < GN; i++)
+                gp[i] += val(s, (size_t)i) * (1 + 1e-3 * s);
+        for (int i = 0; i < GN; i++)
+            ref[i] = g == 0 ? gp[i] : ref[i] + gp[i];
+    }
+    for (int split = 0; split < 2; split++) {
+        lmp_calib_gsum gs;
+        CHECK(lmp_calib_gsum_open(&gs, GN, G, split) == 0, "gsum open");
+        int glo, ghi, wlo = 0, whi = 0, x;
+        lmp_calib_own_groups(G, gs.rank, gs.size, &glo, &ghi);
+        if (ghi > glo) {
+            lmp_calib_group_windows(N, G, glo, &wlo, &x);
+            lmp_calib_group_windows(N, G, ghi - 1, &x, &whi);
+        }
+        for (int s = wlo; s < whi; s++) {
+            double *p = lmp_calib_gsum_at(&gs, lmp_calib_window_group(N, G, s));
+            for (int i = 0; i < GN; i++)
+                p[i] += val(s, (size_t)i) * (1 + 1e-3 * s);
+        }
+        CHECK(lmp_calib_gsum_end(&gs) == 0, "gsum end");
+        CHECK(memcmp(gs.total, ref, sizeof ref) == 0, "N=%d %s: grouped sums are the group-order combination, bit for bit",
+              N, split ? "split" : "unsplit");
+        lmp_calib_gsum_close(&gs);
+    }
 }
 
 static void test_status(void)
@@ -311,6 +405,10 @@ int main(int argc, char **argv)
     test_grouped(5);
     test_grouped(8);
     test_grouped(21);
+    test_gsum(1);
+    test_gsum(5);
+    test_gsum(8);
+    test_gsum(21);
     /* the counts of every rank, before the status test silences the others' stderr */
     int64_t counts[2] = {t_pass, t_fail};
     if (lmp_dist_sum_i64(counts, 2) == 0) {
