@@ -142,6 +142,10 @@ int cmd_quantize(int argc, char **argv)
                                                    "for vLLM's Marlin kernels)"},
         {"target-groups", 0, OPT_STR, &ip.target_groups_text, "LIST", "with a target: the candidate group sizes, -1 per channel "
                                                        "(default 32,64,128,-1)"},
+        {"target-kld-probes", 0, OPT_I32, &ip.target_kld_probes, "N", "with a target and --calib: settings per unit "
+                                                       "(those nearest the target) installed alone and the model's KL "
+                                                       "divergence measured on 8 x 128 calibration tokens, to turn "
+                                                       "the errors into predicted KLD (default 2, at most 4; 0: none)"},
         {0},
     };
     const cli_group groups[] = {{NULL, common},
