@@ -20,6 +20,9 @@ void lmp_qmodel_quant_default_params(lmp_qmodel_quant_params *p)
     lmp_qpipe_default_params(&p->pipe);
     lmp_calib_default_params(&p->calib);
     lmp_qmodel_write_default_params(&p->write);
+    p->target_kld_probes = 2;
+    p->target_kld_windows = 8;
+    p->target_kld_seqlen = 128;
 }
 
 void lmp_qmodel_quant_result_free(lmp_qmodel_quant_result *r)
@@ -79,8 +82,27 @@ static int make_plan(lmp_model *m, const lmp_calib_data *cal, const lmp_qmodel_q
     pp.n_bits = p->n_target_bits;
     pp.groups = p->target_groups;
     pp.n_groups = p->n_target_groups;
+    /* the KLD probes: the settings nearest the target's bits per weight */
+    uint64_t fixed_all = lmp_qmodel_fixed_bytes(m, wp);
+    if (cal && p->target_kld_probes > 0) {
+        pp.probes = p->target_kld_probes;
+        pp.probe_bpw = p->target_bpw;
+        if (p->target_size) {
+            double lp = 0;
+            const lmp_config *cfg = lmp_model_config(m);
+            for (int l = 0; l < cfg->n_layers; l++)
+                for (int w = 0; w < LMP_LIN_COUNT; w++) {
+                    const lmp_wmat *wm = lmp_model_linear(m, l, (lmp_linear)w);
+                    lp += wm ? (double)wm->rows * (double)wm->cols : 0;
+                }
+            pp.probe_bpw = lp > 0 && p->target_size > fixed_all ? (double)(p->target_size - fixed_all) * 8.0 / lp : 4;
+        }
+    }
     int rc = lmp_intplan_measure(m, cal, &pp, &r->plan);
     free(bc);
+    if (!rc && cal && p->target_kld_probes > 0)
+        rc = lmp_intplan_calibrate(m, cal, p->target_kld_windows, p->target_kld_seqlen, p->pipe.calib_bos,
+                                   p->pipe.progress, &r->plan);
     if (rc)
         return rc;
     lmp_intplan *pl = &r->plan;
@@ -90,7 +112,7 @@ static int make_plan(lmp_model *m, const lmp_calib_data *cal, const lmp_qmodel_q
             r->uni_bytes[i] = 0, r->uni_err[i] = -1;
     uint64_t fixed = 0, budget;
     if (p->target_size) {
-        fixed = lmp_qmodel_fixed_bytes(m, wp);
+        fixed = fixed_all;
         budget = p->target_size;
     } else {
         budget = (uint64_t)floor(p->target_bpw * (double)pl->lin_params / 8.0);
@@ -142,6 +164,8 @@ int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
         return lmp_err(LMP_EINVAL, "--dtype: the unquantized tensors are written in f16 or bf16");
     if (p->target_bpw > 0 && p->target_size > 0)
         return lmp_err(LMP_EINVAL, "--target-bpw and --target-size: give one");
+    if (p->target_kld_probes < 0 || p->target_kld_probes > LMP_INTPLAN_MAX_PROBES)
+        return lmp_err(LMP_EINVAL, "--target-kld-probes must be in 0..%d", LMP_INTPLAN_MAX_PROBES);
     if ((p->target_bits || p->target_groups) && !(p->target_bpw > 0 || p->target_size > 0))
         return lmp_err(LMP_EINVAL, "--target-bits / --target-groups need --target-bpw or --target-size");
     if ((p->target_bpw > 0 || p->target_size > 0) && p->n_keep)

@@ -42,6 +42,11 @@ typedef struct {
      * lmp_qmodel_quant_targets */
     const char *target_size_text, *target_bits_text, *target_groups_text;
     int target_bits_buf[16], target_groups_buf[16];
+    /* with a target and calibration text: settings per unit probed end to end against the
+     * model's KL divergence (lmp_intplan_calibrate; default 2, at most 4; 0: none, the
+     * summed relative error alone) on the first target_kld_windows x target_kld_seqlen
+     * calibration tokens (default 8 x 128) */
+    int target_kld_probes, target_kld_windows, target_kld_seqlen;
 } lmp_qmodel_quant_params;
 
 typedef struct {

@@ -36,9 +36,13 @@ void lmp_report_intplan_print(FILE *f, const lmp_qmodel_quant_params *p, const l
     else
         fprintf(f, " <= target %.4f (%llu bytes)", p->target_bpw, (unsigned long long)pl->budget);
     fprintf(f, "; predicted error %.6g (%s); base setting %d-bit group %s\n", pl->err,
-            pl->calibrated ? "sum of relative squared output errors on the calibration Hessians"
-                           : "sum of relative squared weight errors, no calibration",
+            pl->kld_calibrated ? "sum of predicted KLD contributions, relative output errors scaled by KLD probes"
+            : pl->calibrated   ? "sum of relative squared output errors on the calibration Hessians"
+                               : "sum of relative squared weight errors, no calibration",
             r->base_bits, g);
+    if (pl->kld_calibrated)
+        fprintf(f, "KLD calibration: %d probes (each unit alone) on %d x %d calibration tokens, %.1f s\n", pl->n_probes,
+                pl->probe_windows, pl->probe_seqlen, pl->calib_seconds);
     static const int ub[2] = {4, 3};
     for (int i = 0; i < 2; i++)
         if (r->uni_bytes[i])
@@ -54,12 +58,14 @@ void lmp_report_intplan_json(const lmp_qmodel_quant_params *p, const lmp_qmodel_
     printf("{\"target_bpw\": %.6g, \"target_size\": %llu, \"budget\": %llu, \"bytes\": %llu, \"fixed_bytes\": %llu, "
            "\"linear_bytes\": %llu, \"linear_params\": %llu, \"bpw_linear\": %.6f, \"min_bytes\": %llu, "
            "\"max_bytes\": %llu, \"err\": %.9g, \"calibrated\": %s, \"base_bits\": %d, \"base_group_size\": %d, "
-           "\"seconds\": %.4f, \"uniform\": [",
+           "\"seconds\": %.4f, \"kld_calibrated\": %s, \"kld_probes\": %d, \"kld_windows\": %d, "
+           "\"kld_seqlen\": %d, \"uniform\": [",
            p->target_bpw > 0 ? p->target_bpw : 0, (unsigned long long)p->target_size, (unsigned long long)pl->budget,
            (unsigned long long)pl->bytes, (unsigned long long)pl->fixed_bytes, (unsigned long long)lin,
            (unsigned long long)pl->lin_params, pl->lin_params ? lin * 8.0 / (double)pl->lin_params : 0,
            (unsigned long long)pl->min_bytes, (unsigned long long)pl->max_bytes, pl->err,
-           pl->calibrated ? "true" : "false", r->base_bits, r->base_group, pl->seconds);
+           pl->calibrated ? "true" : "false", r->base_bits, r->base_group, pl->seconds,
+           pl->kld_calibrated ? "true" : "false", pl->n_probes, pl->probe_windows, pl->probe_seqlen);
     static const int ub[2] = {4, 3};
     for (int i = 0, k = 0; i < 2; i++)
         if (r->uni_bytes[i])

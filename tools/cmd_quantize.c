@@ -143,6 +143,10 @@ int cmd_quantize(int argc, char **argv)
                                                    "for vLLM's Marlin kernels)"},
         {"target-groups", 0, OPT_STR, &ip.target_groups_text, "LIST", "with a target: the candidate group sizes, -1 per channel "
                                                        "(default 32,64,128,-1)"},
+        {"target-kld-probes", 0, OPT_I32, &ip.target_kld_probes, "N", "with a target and --calib: settings per unit "
+                                                       "(those nearest the target) installed alone and the model's KL "
+                                                       "divergence measured on 8 x 128 calibration tokens, to turn "
+                                                       "the errors into predicted KLD (default 2, at most 4; 0: none)"},
         {0},
     };
     const cli_group groups[] = {{NULL, common},
@@ -182,7 +186,10 @@ int cmd_quantize(int argc, char **argv)
         "size per linear (q/k/v share one, gate/up share one: vLLM fuses them), among --target-bits (2,3,4,8)\n"
         "x --target-groups (32,64,128,-1), to least summed relative output error tr(dW H dW^T) / tr(W H W^T)\n"
         "on the float model's calibration Hessians (each candidate made by the method's own quantizer; AWQ's\n"
-        "without its scales), solved exactly within the size. Bits per weight here: the packed linears'\n"
+        "without its scales); with --calib, the --target-kld-probes settings per unit nearest the target\n"
+        "(default 2) are installed alone and the model's KL divergence measured on 8 x 128 calibration\n"
+        "tokens, turning the errors into predicted KLD; solved exactly within the size. Bits per weight\n"
+        "here: the packed linears'\n"
         "stored bytes (qweight, qzeros, scales, g_idx; or weight_packed, weight_scale, zero points, g_idx,\n"
         "weight_shape) x 8 / their weights; --target-size counts every tensor of the folder. Written as GPTQ\n"
         "with GPTQModel's \"dynamic\" overrides or compressed-tensors with one config group per setting (vLLM\n"

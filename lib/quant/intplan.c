@@ -10,6 +10,7 @@
 #include "plan.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ static const int g_def_groups[] = {32, 64, 128, -1};
 
 void lmp_intplan_default_params(lmp_intplan_params *p)
 {
+    /* probes = 0: nothing kept for lmp_intplan_calibrate (the caller asks for it) */
     memset(p, 0, sizeof *p);
     p->method = LMP_QMETHOD_GPTQ;
     p->sym = true;
@@ -26,10 +28,21 @@ void lmp_intplan_default_params(lmp_intplan_params *p)
     p->progress = true;
 }
 
+static void free_probes(lmp_intplan *p)
+{
+    for (int i = 0; p->u && i < p->n; i++) {
+        for (int j = 0; j < p->u[i].n_probe; j++)
+            for (int k = 0; k < 3; k++)
+                lmp_qtensor_free(&p->u[i].probe_q[j][k]);
+        p->u[i].n_probe = 0;
+    }
+}
+
 void lmp_intplan_free(lmp_intplan *p)
 {
     if (!p)
         return;
+    free_probes(p);
     free(p->u);
     memset(p, 0, sizeof *p);
 }
@@ -50,7 +63,7 @@ typedef struct {
 
 /* One linear at (bits, group): *err = tr(D H D^T) / tr(W H W^T) (H NULL: ||D||^2 / ||W||^2). */
 static int linear_err(const meas_ctx *c, const float *W, int64_t rows, int64_t cols, const double *H, int bits,
-                      int group, float *D, double den, const char *name, double *err)
+                      int group, float *D, double den, const char *name, double *err, lmp_qtensor *keep)
 {
     const lmp_intplan_params *pp = c->pp;
     lmp_qtensor q = {0};
@@ -77,7 +90,10 @@ static int linear_err(const meas_ctx *c, const float *W, int64_t rows, int64_t c
     if (rc)
         return lmp_err_prefix(rc, "plan: %s at %d bits, group %d", name, bits, group);
     lmp_qtensor_dequant(&q, D);
-    lmp_qtensor_free(&q);
+    if (keep)
+        *keep = q; /* moved: the probe's weights */
+    else
+        lmp_qtensor_free(&q);
     for (int64_t i = 0; i < rows * cols; i++)
         D[i] = W[i] - D[i];
     double num;
@@ -93,6 +109,12 @@ static int linear_err(const meas_ctx *c, const float *W, int64_t rows, int64_t c
     *err = den > 0 ? num / den : 0;
     return LMP_OK;
 }
+
+typedef struct {
+    int bits, group;
+    uint64_t bytes;
+    bool keep;
+} fit_cand;
 
 static int meas_block(void *ctx, lmp_calib_block *b)
 {
@@ -137,9 +159,12 @@ static int meas_block(void *ctx, lmp_calib_block *b)
         }
         if (!rc && !(D = malloc(sizeof(float) * (size_t)(maxn ? maxn : 1))))
             rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
-        u->n_cand = 0;
-        for (int bi = 0; bi < nb && !rc; bi++)
-            for (int gi = 0; gi < ng && !rc; gi++) {
+        /* the candidates that fit, then which of them to keep for the KLD probes (the
+         * nearest pp->probe_bpw in bits per weight) */
+        fit_cand fit[LMP_INTPLAN_MAX_CAND];
+        int nfit = 0;
+        for (int bi = 0; bi < nb; bi++)
+            for (int gi = 0; gi < ng; gi++) {
                 const int bits = bl[bi], group = gl[gi];
                 uint64_t bytes = 0;
                 bool fits = true;
@@ -150,20 +175,43 @@ static int meas_block(void *ctx, lmp_calib_block *b)
                     fits = by > 0;
                     bytes += by;
                 }
-                if (!fits || u->n_cand == LMP_INTPLAN_MAX_CAND)
-                    continue;
-                double err = 0;
-                for (int i = 0; i < nlin && !rc; i++) {
-                    const lmp_wmat *wm = &b->orig[lin[i]];
-                    char name[LMP_MAX_NAME];
-                    lmp_linear_hf_prefix(l, lin[i], name, sizeof name);
-                    double e = 0;
-                    rc = linear_err(c, W[i], wm->rows, wm->cols, H, bits, group, D, den[i], name, &e);
-                    err += e;
-                }
-                if (!rc)
-                    u->cand[u->n_cand++] = (lmp_intplan_cand){bits, group, bytes, err};
+                if (fits && nfit < LMP_INTPLAN_MAX_CAND)
+                    fit[nfit++] = (fit_cand){bits, group, bytes, false};
             }
+        int nkeep = pp->probes > LMP_INTPLAN_MAX_PROBES ? LMP_INTPLAN_MAX_PROBES : pp->probes;
+        if (!H)
+            nkeep = 0; /* no calibration text: nothing to probe on */
+        for (int j = 0; j < nkeep && j < nfit; j++) {
+            int best = -1;
+            double bd = INFINITY;
+            for (int k = 0; k < nfit; k++) {
+                double d = fabs(fit[k].bytes * 8.0 / (double)(u->params ? u->params : 1) - pp->probe_bpw);
+                if (!fit[k].keep && d < bd) {
+                    bd = d;
+                    best = k;
+                }
+            }
+            fit[best].keep = true;
+        }
+        u->n_cand = 0;
+        u->n_probe = 0;
+        for (int k = 0; k < nfit && !rc; k++) {
+            const int bits = fit[k].bits, group = fit[k].group;
+            lmp_qtensor *keep = fit[k].keep ? u->probe_q[u->n_probe] : NULL;
+            double err = 0;
+            for (int i = 0; i < nlin && !rc; i++) {
+                const lmp_wmat *wm = &b->orig[lin[i]];
+                char name[LMP_MAX_NAME];
+                lmp_linear_hf_prefix(l, lin[i], name, sizeof name);
+                double e = 0;
+                rc = linear_err(c, W[i], wm->rows, wm->cols, H, bits, group, D, den[i], name, &e, keep ? &keep[i] : NULL);
+                err += e;
+            }
+            if (keep)
+                u->probe_k[u->n_probe++] = u->n_cand; /* its weights are owned by the unit now */
+            if (!rc)
+                u->cand[u->n_cand++] = (lmp_intplan_cand){bits, group, fit[k].bytes, err, err, -1};
+        }
         if (!rc && u->n_cand == 0)
             rc = lmp_err(LMP_EINVAL, "plan: %s: no candidate (bits, group size) fits its shape in the target format",
                          u->name);
@@ -303,4 +351,137 @@ void lmp_intplan_settings(const lmp_intplan *p, lmp_qsetting *out)
                 s->group_size = 0;
             }
         }
+}
+
+/* ---------------------------------------------------------------- KLD calibration */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static double log_ratio(const lmp_intplan_cand *c)
+{
+    return log((c->kld > 1e-12 ? c->kld : 1e-12) / c->rel_err);
+}
+
+int lmp_intplan_calibrate(lmp_model *m, const lmp_calib_data *cal, int windows, int seq_len, bool calib_bos,
+                          bool progress, lmp_intplan *p)
+{
+    double t0 = lmp_time_s();
+    if (!cal || cal->n_samples < 1 || cal->seq_len < 1)
+        return lmp_err(LMP_EINVAL, "plan: KLD calibration needs calibration windows");
+    int W = windows < cal->n_samples ? windows : cal->n_samples;
+    int S = seq_len < cal->seq_len ? seq_len : cal->seq_len;
+    if (W < 1 || S < 2)
+        return lmp_err(LMP_EINVAL, "plan: KLD calibration on %d x %d tokens", W, S);
+    int32_t *tok = malloc(sizeof *tok * (size_t)W * (size_t)S);
+    double *ls = malloc(sizeof *ls * (size_t)(p->n ? p->n : 1));
+    if (!tok || !ls) {
+        free(tok);
+        free(ls);
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    }
+    const int bos = lmp_model_bos(m);
+    for (int w = 0; w < W; w++) {
+        memcpy(tok + (size_t)w * S, cal->tokens + (size_t)w * cal->seq_len, sizeof *tok * (size_t)S);
+        if (calib_bos && bos >= 0)
+            tok[(size_t)w * S] = bos; /* as the statistics passes saw the window */
+    }
+    lmp_plan_probe *pr = NULL;
+    int rc = lmp_plan_probe_open(m, tok, W, S, &pr);
+    free(tok);
+    int n_probes = 0, n_ls = 0;
+    for (int i = 0; i < p->n && !rc; i++) {
+        lmp_intplan_unit *u = &p->u[i];
+        lmp_linear lin[3];
+        int nlin = 0;
+        for (int w = 0; w < LMP_LIN_COUNT; w++)
+            if ((int)lmp_linear_input((lmp_linear)w) == u->cls)
+                lin[nlin++] = (lmp_linear)w;
+        for (int j = 0; j < u->n_probe && !rc; j++) {
+            lmp_wmat keep[3];
+            int set = 0;
+            for (int k = 0; k < nlin && !rc; k++) {
+                keep[k] = *lmp_model_linear(m, u->layer, lin[k]);
+                rc = lmp_model_set_linear_q(m, u->layer, lin[k], &u->probe_q[j][k]);
+                set += !rc;
+            }
+            double kld = 0;
+            if (!rc)
+                rc = lmp_plan_probe_kld(pr, u->layer, &kld);
+            for (int k = 0; k < set; k++) {
+                int r2 = lmp_model_set_linear(m, u->layer, lin[k], &keep[k]);
+                rc = rc ? rc : r2;
+            }
+            if (rc)
+                break;
+            u->cand[u->probe_k[j]].kld = kld;
+            n_probes++;
+        }
+        /* the unit's ratio (log, geometric mean of its probes) for the median */
+        double s = 0;
+        int ns = 0;
+        for (int k = 0; k < u->n_cand; k++)
+            if (u->cand[k].kld >= 0 && u->cand[k].rel_err > 0) {
+                s += log_ratio(&u->cand[k]);
+                ns++;
+            }
+        if (ns)
+            ls[n_ls++] = s / ns;
+        if (!rc && progress)
+            fprintf(stderr, "[plan %d/%d] %-40s KLD per unit error %.4g (%d probes)\n", i + 1, p->n, u->name,
+                    ns ? exp(s / ns) : 0.0, ns);
+    }
+    lmp_plan_probe_close(pr);
+    if (!rc) {
+        double med = 0;
+        if (n_ls) {
+            qsort(ls, (size_t)n_ls, sizeof *ls, cmp_double);
+            med = ls[n_ls / 2];
+        }
+        for (int i = 0; i < p->n; i++) {
+            lmp_intplan_unit *u = &p->u[i];
+            for (int k = 0; k < u->n_cand; k++) {
+                lmp_intplan_cand *c = &u->cand[k];
+                if (c->kld >= 0) {
+                    c->err = c->kld;
+                    continue;
+                }
+                int lo = -1, hi = -1; /* probed candidates with more / less error */
+                for (int j = 0; j < u->n_cand; j++) {
+                    const lmp_intplan_cand *d = &u->cand[j];
+                    if (d->kld < 0 || d->rel_err <= 0)
+                        continue;
+                    if (d->rel_err >= c->rel_err && (lo < 0 || d->rel_err < u->cand[lo].rel_err))
+                        lo = j;
+                    if (d->rel_err <= c->rel_err && (hi < 0 || d->rel_err > u->cand[hi].rel_err))
+                        hi = j;
+                }
+                double r;
+                if (c->rel_err <= 0) {
+                    c->err = 0;
+                    continue;
+                } else if (lo >= 0 && hi >= 0 && u->cand[lo].rel_err > u->cand[hi].rel_err) {
+                    double a = (log(c->rel_err) - log(u->cand[hi].rel_err)) /
+                               (log(u->cand[lo].rel_err) - log(u->cand[hi].rel_err));
+                    r = log_ratio(&u->cand[hi]) + a * (log_ratio(&u->cand[lo]) - log_ratio(&u->cand[hi]));
+                } else if (lo >= 0 || hi >= 0) {
+                    r = log_ratio(&u->cand[lo >= 0 ? lo : hi]);
+                } else {
+                    r = med;
+                }
+                c->err = c->rel_err * exp(r);
+            }
+        }
+        p->kld_calibrated = true;
+        p->n_probes = n_probes;
+        p->probe_windows = W;
+        p->probe_seqlen = S;
+    }
+    free(ls);
+    free_probes(p);
+    p->calib_seconds = lmp_time_s() - t0;
+    return rc;
 }

@@ -39,13 +39,17 @@
 #include "pipeline.h"
 
 #define LMP_INTPLAN_MAX_CAND 16
+#define LMP_INTPLAN_MAX_PROBES 4
 #define LMP_INTPLAN_UNITS 4 /* per block: q/k/v, o, gate/up, down (lmp_lin_input order) */
 
 typedef struct {
     int bits;
     int group_size;  /* -1: per output channel */
     uint64_t bytes;  /* the unit's linears in the target format */
-    double err;      /* sum over its linears of tr(D H D^T) / tr(W H W^T) */
+    double err;      /* sum over its linears of tr(D H D^T) / tr(W H W^T); after
+                        lmp_intplan_calibrate: the predicted KLD contribution */
+    double rel_err;  /* that measured sum (kept) */
+    double kld;      /* end-to-end KLD with this unit alone at this setting, or -1 */
 } lmp_intplan_cand;
 
 typedef struct {
@@ -56,6 +60,11 @@ typedef struct {
     int n_cand;                    /* every measured candidate (not only Pareto points) */
     lmp_intplan_cand cand[LMP_INTPLAN_MAX_CAND];
     int choice;                    /* index into cand after lmp_intplan_solve, else -1 */
+    /* kept by lmp_intplan_measure for lmp_intplan_calibrate (freed by it): the quantized
+     * linears of up to LMP_INTPLAN_MAX_PROBES candidates (indices probe_k) */
+    int n_probe;
+    int probe_k[LMP_INTPLAN_MAX_PROBES];
+    lmp_qtensor probe_q[LMP_INTPLAN_MAX_PROBES][3];
 } lmp_intplan_unit;
 
 typedef struct {
@@ -70,6 +79,10 @@ typedef struct {
     uint64_t bytes;                /* chosen linears + fixed_bytes (<= budget) */
     uint64_t min_bytes, max_bytes; /* the achievable range, fixed included */
     double err;                    /* summed predicted error of the choice */
+    /* after lmp_intplan_calibrate: err is predicted KLD */
+    bool kld_calibrated;
+    int n_probes, probe_windows, probe_seqlen;
+    double calib_seconds;
 } lmp_intplan;
 
 /* Bytes linear [rows, cols] takes at (bits, group_size) in the target format; 0 when the
@@ -89,6 +102,11 @@ typedef struct {
     void *bytes_ctx;
     bool calib_bos;
     bool progress;
+    /* KLD calibration (lmp_intplan_calibrate): per unit the `probes` candidates whose bits
+     * per weight are nearest probe_bpw are kept quantized (1..LMP_INTPLAN_MAX_PROBES; 0 or
+     * less: none kept, the default) */
+    int probes;
+    double probe_bpw;
 } lmp_intplan_params;
 
 void lmp_intplan_default_params(lmp_intplan_params *p);
@@ -105,5 +123,18 @@ int lmp_intplan_uniform(const lmp_intplan *p, int bits, int group_size, uint64_t
 /* The solved plan as per-linear settings, out[n_layers * LMP_LIN_COUNT]. */
 void lmp_intplan_settings(const lmp_intplan *p, lmp_qsetting *out);
 void lmp_intplan_free(lmp_intplan *p); /* accepts NULL */
+
+/* Calibration against end-to-end KL divergence (as lib/quant/plan.h's for GGUF): the
+ * summed relative output error weighs every unit alike, which the model's KLD does not
+ * (docs/results.md: plans below uniform on that error lost on KLD). For every unit the
+ * candidates kept by lmp_intplan_measure (params.probes) are installed ALONE in m (the
+ * method's own quantized weights, run natively), the model run from the unit's block on
+ * over the first `windows` x `seq_len` tokens of cal and its mean KLD against the original
+ * measured. A probed candidate's err becomes that KLD; the others' err is rel_err times
+ * the KLD / rel_err ratio of the probes (interpolated in log error between the two around
+ * it, the nearest one's beyond; units without probes: the median ratio). Frees the kept
+ * weights. m must be the model measured, with its original weights. */
+int lmp_intplan_calibrate(lmp_model *m, const lmp_calib_data *cal, int windows, int seq_len, bool calib_bos,
+                          bool progress, lmp_intplan *p);
 
 #endif

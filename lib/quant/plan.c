@@ -367,6 +367,7 @@ static plan_site tensor_site(const char *name, int n_layers, int *layer, lmp_lin
 
 typedef struct {
     lmp_model *m;
+    bool own_model;          /* fwd_close frees m (fwd_open loaded it) */
     int W, S, L, d, V;       /* windows, tokens per window, layers, hidden, vocab */
     const int32_t *tokens;   /* [W][S] */
     float *h;                /* [L + 1][W * S][d]: the input of block l (h[L]: the final states) */
@@ -564,9 +565,90 @@ static void fwd_close(plan_fwd *f, lmp_calib_data *cal)
     free(f->base_lp);
     free(f->x);
     free(f->logits);
-    lmp_calib_free(cal);
-    lmp_model_free(f->m);
+    if (cal)
+        lmp_calib_free(cal);
+    if (f->own_model)
+        lmp_model_free(f->m);
     memset(f, 0, sizeof *f);
+}
+
+/* With f->m, tokens, W and S set: the buffers, and the original model run once (its
+ * log-probs and every block's input kept). On failure the buffers are freed (not m). */
+static int fwd_setup(plan_fwd *f)
+{
+    const lmp_config *cfg = lmp_model_config(f->m);
+    f->L = cfg->n_layers;
+    f->d = (int)cfg->hidden_size;
+    f->V = lmp_model_n_vocab(f->m);
+    size_t ntok = (size_t)f->W * f->S;
+    f->h = malloc(sizeof(float) * (size_t)(f->L + 1) * ntok * (size_t)f->d);
+    f->base_lp = malloc(sizeof(float) * ntok * (size_t)f->V);
+    f->x = malloc(sizeof(float) * (size_t)f->S * (size_t)f->d);
+    f->logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)f->V);
+    int rc = 0;
+    if (!f->h || !f->base_lp || !f->x || !f->logits)
+        rc = lmp_err(LMP_ENOMEM, "plan: out of memory for %zu calibration positions (vocabulary %d): use fewer "
+                     "windows", ntok, f->V);
+    for (int w = 0; w < f->W && !rc; w++)
+        rc = run_window(f, w, 0, RW_STORE_H | RW_STORE_LP, NULL);
+    if (rc) {
+        free(f->h);
+        free(f->base_lp);
+        free(f->x);
+        free(f->logits);
+        f->h = f->base_lp = f->x = f->logits = NULL;
+    }
+    return rc;
+}
+
+struct lmp_plan_probe {
+    plan_fwd f;
+    int32_t *tokens; /* owned copy */
+};
+
+int lmp_plan_probe_open(lmp_model *m, const int32_t *tokens, int windows, int seq_len, lmp_plan_probe **out)
+{
+    *out = NULL;
+    if (windows < 1 || seq_len < 1)
+        return lmp_err(LMP_EINVAL, "plan: probes need at least one window of one token");
+    if (lmp_model_is_moe(m))
+        return lmp_err(LMP_EUNSUPPORTED, "plan: KLD probes of a mixture of experts are not supported");
+    lmp_plan_probe *p = calloc(1, sizeof *p);
+    size_t nt = (size_t)windows * (size_t)seq_len;
+    if (!p || !(p->tokens = malloc(nt * sizeof *p->tokens))) {
+        free(p);
+        return lmp_err(LMP_ENOMEM, "plan: out of memory");
+    }
+    memcpy(p->tokens, tokens, nt * sizeof *p->tokens);
+    p->f.m = m;
+    p->f.own_model = false;
+    p->f.tokens = p->tokens;
+    p->f.W = windows;
+    p->f.S = seq_len;
+    int rc = fwd_setup(&p->f);
+    if (rc) {
+        free(p->tokens);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return LMP_OK;
+}
+
+int lmp_plan_probe_kld(lmp_plan_probe *p, int from_layer, double *kld)
+{
+    if (from_layer < 0 || from_layer > p->f.L)
+        return lmp_err(LMP_EINVAL, "plan: probe from layer %d of %d", from_layer, p->f.L);
+    return fwd_kld(&p->f, from_layer, kld);
+}
+
+void lmp_plan_probe_close(lmp_plan_probe *p)
+{
+    if (!p)
+        return;
+    fwd_close(&p->f, NULL);
+    free(p->tokens);
+    free(p);
 }
 
 /* Loads the model of GGUF `in` and the calibration windows, and runs the original once:
@@ -580,6 +662,7 @@ static int fwd_open(const char *in, const lmp_plan_calib_params *cp, plan_fwd *f
     int rc = lmp_model_load(&f->m, in);
     if (rc)
         return rc;
+    f->own_model = true;
     const lmp_config *cfg = lmp_model_config(f->m);
     if (lmp_model_is_moe(f->m)) {
         lmp_model_free(f->m);
@@ -595,24 +678,8 @@ static int fwd_open(const char *in, const lmp_plan_calib_params *cp, plan_fwd *f
     }
     f->W = cal->n_samples;
     f->S = cal->seq_len;
-    f->L = cfg->n_layers;
-    f->d = (int)cfg->hidden_size;
-    f->V = lmp_model_n_vocab(f->m);
     f->tokens = cal->tokens;
-    size_t ntok = (size_t)f->W * f->S;
-    f->h = malloc(sizeof(float) * (size_t)(f->L + 1) * ntok * (size_t)f->d);
-    f->base_lp = malloc(sizeof(float) * ntok * (size_t)f->V);
-    f->x = malloc(sizeof(float) * (size_t)f->S * (size_t)f->d);
-    f->logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)f->V);
-    if (!f->h || !f->base_lp || !f->x || !f->logits) {
-        rc = lmp_err(LMP_ENOMEM, "plan: out of memory for %zu calibration positions (vocabulary %d): use fewer "
-                     "windows", ntok, f->V);
-        fwd_close(f, cal);
-        return rc;
-    }
-    for (int w = 0; w < f->W && !rc; w++)
-        rc = run_window(f, w, 0, RW_STORE_H | RW_STORE_LP, NULL);
-    if (rc)
+    if ((rc = fwd_setup(f)))
         fwd_close(f, cal);
     return rc;
 }

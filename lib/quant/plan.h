@@ -160,4 +160,17 @@ void lmp_plan_refine_default_params(lmp_plan_refine_params *r);
 int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
                     const lmp_plan_refine_params *rp, lmp_plan *p, uint64_t budget);
 
+/* A KLD probe session over a model the caller owns (the integer-group planner's
+ * calibration, lib/quant/intplan.c): the original's log-probs on `windows` x `seq_len`
+ * tokens (copied) and every block's input are kept at open; lmp_plan_probe_kld then runs
+ * the model as it is NOW (the caller installs and restores weights, e.g. with
+ * lmp_model_set_linear_q) from block `from_layer` on and gives the mean KLD(original ||
+ * now) over all positions. Memory: windows x seq_len x (vocab + (layers + 1) x hidden)
+ * floats. The model must outlive the session and keep its blocks before from_layer as
+ * they were at open. */
+typedef struct lmp_plan_probe lmp_plan_probe;
+int lmp_plan_probe_open(lmp_model *m, const int32_t *tokens, int windows, int seq_len, lmp_plan_probe **out);
+int lmp_plan_probe_kld(lmp_plan_probe *p, int from_layer, double *kld);
+void lmp_plan_probe_close(lmp_plan_probe *p); /* accepts NULL */
+
 #endif

@@ -1,6 +1,10 @@
 #!/bin/sh
 # KLD against size: uniform GGUF recipes vs --target-bpw plans (issue 21, docs/results.md).
 # usage: tests/bench/bpw_curve.sh MODEL WORKDIR [CTX] [CHUNKS]
+# env: TYPES (uniform recipes), TARGETS (plan bits per weight), REFINE (--target-refine rounds
+# of each plan, e.g. "2 0" for with and without the refinement; default 2),
+# INT_METHODS (e.g. "rtn gptq": integer-group folders, uniform 4/3-bit g128 against the
+# --target-bpw plan at exactly their packed size; default none).
 # Importance matrix and the plans' KLD probes from TinyStories (calibration), KLD on
 # wiki.test.raw (held out), both
 # from ../shared/fixtures/text. Prints one line per file: name bytes bpw kld.
@@ -26,4 +30,26 @@ one() { # name, quantize args...
 }
 for t in ${TYPES:-q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq2_m iq3_xxs iq3_xs iq3_s iq3_m iq4_xs iq4_nl}; do one "$t" --type "$t"; done
 # the plans' KLD probes run on the calibration text too (8 x 128 tokens of it), never on wiki
-for b in ${TARGETS:-2.5 3.5 4.5}; do one "mix$b" --target-bpw "$b" --target-calib "$T/tinystories-valid-sample.txt"; done
+for b in ${TARGETS:-2.5 3.5 4.5}; do
+    for r in ${REFINE:-2}; do
+        one "mix$b-r$r" --target-bpw "$b" --target-calib "$T/tinystories-valid-sample.txt" --target-refine "$r"
+    done
+done
+# integer-group folders: KLD of the folder against the same teacher; the plan's --target-bpw
+# is the uniform setting's packed bits per weight (4.25 / 3.2421875 for gutenberg-5M's GPTQ
+# v1 layout), its KLD probes on the --calib windows (TinyStories)
+intone() { # name, quantize args...
+    n=$1; shift
+    $B quantize "$M" -o "$W/$n" --calib "$T/tinystories-valid-sample.txt" --force --json "$@" > "$W/$n.q.json" 2>/dev/null
+    k=$($B eval "$W/$n" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])')
+    echo "$n $k"
+    rm -rf "${W:?}/$n"
+}
+for meth in ${INT_METHODS:-}; do
+    if [ "$meth" = gptq ]; then cs="--calib-samples 16 --calib-seqlen 128"; else cs="--calib-samples 8 --calib-seqlen 64"; fi
+    for u in "4 4.25" "3 3.2421875"; do
+        set -- $u
+        intone "$meth-$1bit-g128" --method "$meth" --bits "$1" --group-size 128 $cs
+        intone "$meth-plan$2" --method "$meth" --target-bpw "$2" $cs
+    done
+done

@@ -6,7 +6,9 @@
 # compressed-tensors folder with several config_groups, both loaded by ppl; a folder whose
 # "dynamic" leaves a linear unquantized ("-:") with its dense weight loads, without it is
 # refused naming the module; refused: targets below / above the achievable range (nothing
-# written), AWQ GEMM format, --keep with a target, bad candidate lists and sizes.
+# written), AWQ GEMM format, --keep with a target, bad candidate lists and sizes; GPTQ with
+# calibration text: the units' errors calibrated against KLD probes (and not with
+# --target-kld-probes 0).
 . tests/cli/lib.sh
 M=$LMP_FIXTURES/models/gutenberg-5M
 TXT=$LMP_FIXTURES/text/wiki.test.raw
@@ -134,5 +136,23 @@ refuses "bad candidate list" "comma list" $Q --target-bpw 3.6 --target-groups 64
 refuses "bad size" "expected bytes" $Q --target-size lots -o "$T/bad8"
 refuses "candidates without a target" "need --target-bpw" $Q -o "$T/bad9"
 refuses "gptq without calibration" "calibration" "$LMP_BIN" quantize "$M" --method gptq --target-bpw 3.6 -o "$T/bad10"
+refuses "bad --target-kld-probes" "target-kld-probes" $Q --target-bpw 3.6 --target-kld-probes 5 -o "$T/bad11"
 check "nothing written (refusals)" "[ -z \"\$(ls '$T' | grep bad)\" ]"
+
+# GPTQ with calibration text: the units' errors calibrated against KLD probes (2 per unit)
+ok "gptq dry run, KLD-calibrated" "$LMP_BIN" quantize "$M" --method gptq $CAND --target-bpw 3.6 --dry-run --json \
+    --calib "$TXT" --calib-samples 4 --calib-seqlen 32
+cp "$T/out" "$T/kld.json"
+check "kld calibration: 48 probes on 4 x 32 tokens, within the budget, err = sum of the units'" "$PY -c '
+import json, sys
+j = json.load(open(\"$T/kld.json\"))
+ok = j[\"kld_calibrated\"] is True and j[\"kld_probes\"] == 48 and j[\"kld_windows\"] == 4 and j[\"kld_seqlen\"] == 32
+ok = ok and j[\"linear_bytes\"] <= j[\"budget\"] and abs(j[\"err\"] - sum(u[\"err\"] for u in j[\"units\"])) <= 1e-9 * j[\"err\"]
+sys.exit(0 if ok else 1)'"
+ok "gptq dry run, --target-kld-probes 0" "$LMP_BIN" quantize "$M" --method gptq $CAND --target-bpw 3.6 --dry-run --json \
+    --calib "$TXT" --calib-samples 4 --calib-seqlen 32 --target-kld-probes 0
+check "no KLD calibration with 0 probes" "$PY -c '
+import json, sys
+j = json.load(open(\"$T/out\"))
+sys.exit(0 if j[\"kld_calibrated\"] is False and j[\"calibrated\"] is True else 1)'"
 finish

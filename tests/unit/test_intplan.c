@@ -16,8 +16,12 @@
  *    the plan is below the uniform 4-bit group-128 setting's error at that setting's own
  *    size, every linear reads back to exactly the in-memory RTN tensor at its planned
  *    setting, the loaded folder's logits equal the in-memory quantized model's, and
- *    unreachable targets / dry runs write nothing.
+ *    unreachable targets / dry runs write nothing;
+ *  - KLD calibration (lmp_intplan_calibrate): every unit probed, probed candidates predict
+ *    their measured KLD, and one probe's KLD equals the session engine's KLD of the model
+ *    with that unit RTN-quantized again and installed.
  */
+#include "formats/packing.h"
 #include "formats/qmodel.h"
 #include "jobs/quantize_model.h"
 #include "lib/quant/intplan.h"
@@ -237,8 +241,9 @@ static void test_solve(void)
             snprintf(u[i].name, sizeof u[i].name, "u%d", i);
             u[i].params = 100;
             for (int k = 0; k < u[i].n_cand; k++)
-                u[i].cand[k] = (lmp_intplan_cand){2 + k, 32, 10 + lmp_rng_next(&rng) % 200,
-                                                  (double)(lmp_rng_next(&rng) % 1000) / 100.0};
+                u[i].cand[k] = (lmp_intplan_cand){.bits = 2 + k, .group_size = 32,
+                                                  .bytes = 10 + lmp_rng_next(&rng) % 200,
+                                                  .err = (double)(lmp_rng_next(&rng) % 1000) / 100.0, .kld = -1};
         }
         p.lin_params = 100 * (uint64_t)p.n;
         /* brute force */
@@ -467,6 +472,148 @@ static void test_model(void)
     free(lb);
 }
 
+/* ---------------------------------------------------------------- KLD calibration - */
+
+static uint64_t gptq_bytes(void *ctx, int64_t rows, int64_t cols, int bits, int gs)
+{
+    (void)ctx;
+    return lmp_qformat_linear_bytes(LMP_QFMT_GPTQ_V1, rows, cols, bits, gs, true, false, LMP_DT_F16);
+}
+
+/* Sum over n positions of KLD(a || b), logits [n][V], in double. */
+static double kld_rows(const float *a, const float *b, int n, int V)
+{
+    double s = 0;
+    for (int r = 0; r < n; r++) {
+        const float *x = a + (size_t)r * V, *y = b + (size_t)r * V;
+        double mx = x[0], my = y[0], zx = 0, zy = 0;
+        for (int v = 1; v < V; v++) {
+            mx = fmax(mx, x[v]);
+            my = fmax(my, y[v]);
+        }
+        for (int v = 0; v < V; v++) {
+            zx += exp(x[v] - mx);
+            zy += exp(y[v] - my);
+        }
+        double k = 0, lx = mx + log(zx), ly = my + log(zy);
+        for (int v = 0; v < V; v++)
+            k += exp(x[v] - lx) * ((x[v] - lx) - (y[v] - ly));
+        s += k > 0 ? k : 0;
+    }
+    return s;
+}
+
+/* lmp_intplan_calibrate on gutenberg-5M (RTN, 3/4 bits x groups 64/128, probes nearest 3.6
+ * bpw): every unit probed twice, a probed candidate's predicted error is its measured KLD,
+ * and one probe's KLD equals an independent one: the unit's linears RTN-quantized again,
+ * installed, and the whole model run through the session engine on every window. */
+static void test_kld_calib(void)
+{
+    const char *model = fixture("models/gutenberg-5M");
+    const char *text = fixture("text/wikitext2-test.gptq-join.txt");
+    if (!model || !text) {
+        SKIP("gutenberg-5M / wikitext2 fixtures not found");
+        return;
+    }
+    lmp_model *m = NULL;
+    CHECK(lmp_model_load(&m, model) == 0, "load %s", lmp_errmsg());
+    if (!m)
+        return;
+    lmp_calib_params cp;
+    lmp_calib_default_params(&cp);
+    cp.mode = LMP_CALIB_CHUNKS;
+    cp.n_samples = 3;
+    cp.seq_len = 32;
+    lmp_calib_data cal;
+    memset(&cal, 0, sizeof cal);
+    int rc = lmp_calib_load(m, text, &cp, &cal);
+    CHECK(rc == 0, "calibration windows: %s", lmp_errmsg());
+    static const int cb[2] = {3, 4}, cg[2] = {64, 128};
+    lmp_intplan_params pp;
+    lmp_intplan_default_params(&pp);
+    pp.method = LMP_QMETHOD_RTN;
+    pp.act_order = false;
+    pp.progress = false;
+    pp.bits = cb;
+    pp.n_bits = 2;
+    pp.groups = cg;
+    pp.n_groups = 2;
+    pp.bytes = gptq_bytes;
+    pp.probes = 2;
+    pp.probe_bpw = 3.6;
+    lmp_intplan pl;
+    memset(&pl, 0, sizeof pl);
+    if (!rc)
+        rc = lmp_intplan_measure(m, &cal, &pp, &pl);
+    CHECK(rc == 0, "measure: %s", lmp_errmsg());
+    int kept = 0;
+    for (int i = 0; !rc && i < pl.n; i++)
+        kept += pl.u[i].n_probe == 2;
+    CHECK(!rc && kept == pl.n, "%d of %d units keep 2 probes", kept, pl.n);
+    const int ui = 2; /* layer 0 gate/up: two linears */
+    int pk = !rc && pl.n > ui ? pl.u[ui].probe_k[0] : 0;
+    if (!rc)
+        rc = lmp_intplan_calibrate(m, &cal, 8, 32, false, false, &pl);
+    CHECK(rc == 0 && pl.kld_calibrated && pl.n_probes == 2 * pl.n && pl.probe_windows == 3 && pl.probe_seqlen == 32,
+          "calibrate: %d probes on %d x %d tokens: %s", pl.n_probes, pl.probe_windows, pl.probe_seqlen,
+          rc ? lmp_errmsg() : "ok");
+    int bad = 0, probed = 0, left = 0;
+    for (int i = 0; !rc && i < pl.n; i++) {
+        left += pl.u[i].n_probe;
+        for (int k = 0; k < pl.u[i].n_cand; k++) {
+            const lmp_intplan_cand *c = &pl.u[i].cand[k];
+            bad += !(isfinite(c->err) && c->err > 0) || (c->kld >= 0 && c->err != c->kld);
+            probed += c->kld >= 0;
+        }
+    }
+    CHECK(!rc && bad == 0 && probed == 2 * pl.n && left == 0,
+          "predicted KLD finite and positive, the probed ones as measured (%d bad, %d probed, %d kept)", bad, probed,
+          left);
+    /* the independent KLD of one probe */
+    if (!rc) {
+        const lmp_intplan_cand *c = &pl.u[ui].cand[pk];
+        const int V = lmp_model_n_vocab(m), S = cal.seq_len, W = cal.n_samples;
+        float *la = malloc(sizeof(float) * (size_t)W * S * V), *lb = malloc(sizeof(float) * (size_t)W * S * V);
+        for (int w = 0; w < W && !rc; w++)
+            rc = logits_of(m, cal.tokens + (size_t)w * S, S, la + (size_t)w * S * V);
+        lmp_qtensor q[2];
+        memset(q, 0, sizeof q);
+        lmp_wmat keep[2];
+        static const lmp_linear gu[2] = {LMP_LIN_GATE, LMP_LIN_UP};
+        for (int k = 0; k < 2 && !rc; k++) {
+            const lmp_wmat *wm = lmp_model_linear(m, 0, gu[k]);
+            keep[k] = *wm;
+            float *Wf = malloc(sizeof(float) * (size_t)(wm->rows * wm->cols));
+            for (int64_t row = 0; row < wm->rows; row++)
+                lmp_wmat_row_f32(wm, row, Wf + row * wm->cols);
+            lmp_rtn_params rp;
+            lmp_rtn_default_params(&rp);
+            rp.bits = c->bits;
+            rp.group_size = c->group_size;
+            rp.sym = true;
+            rc = lmp_quant_rtn(Wf, wm->rows, wm->cols, &rp, &q[k]);
+            free(Wf);
+        }
+        for (int k = 0; k < 2 && !rc; k++)
+            rc = lmp_model_set_linear_q(m, 0, gu[k], &q[k]);
+        for (int w = 0; w < W && !rc; w++)
+            rc = logits_of(m, cal.tokens + (size_t)w * S, S, lb + (size_t)w * S * V);
+        double kl = rc ? -1 : kld_rows(la, lb, W * S, V) / (W * S);
+        CHECK(rc == 0 && fabs(kl - c->kld) <= 1e-3 * kl,
+              "probe of %s at %d-bit group %d: KLD %.6g, independently %.6g", pl.u[ui].name, c->bits, c->group_size,
+              c->kld, kl);
+        for (int k = 0; k < 2; k++)
+            lmp_model_set_linear(m, 0, gu[k], &keep[k]);
+        lmp_qtensor_free(&q[0]);
+        lmp_qtensor_free(&q[1]);
+        free(la);
+        free(lb);
+    }
+    lmp_intplan_free(&pl);
+    lmp_calib_free(&cal);
+    lmp_model_free(m);
+}
+
 int main(void)
 {
     test_gptq_dynamic();
@@ -475,6 +622,7 @@ int main(void)
     test_bytes();
     test_solve();
     test_model();
+    test_kld_calib();
     printf("%d passed, %d failed\n", t_pass, t_fail);
     return t_fail ? 1 : 0;
 }
