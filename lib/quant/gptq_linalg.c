@@ -20,7 +20,8 @@
 enum {
     NB = 128,   /* Cholesky / inverse panel width */
     TS = 256,   /* tile side of the products */
-    XROWS = 1024 /* rows of X converted to double at a time */
+    ST = 256,   /* tile side of the X^T X update */
+    KC = 512    /* tokens summed in f32 before a Hessian tile is added to in double */
 };
 
 static int64_t min64(int64_t a, int64_t b)
@@ -32,6 +33,11 @@ static int64_t min64(int64_t a, int64_t b)
 
 int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double alpha, double beta)
 {
+    /* Per upper tile (ti <= tj; one task each, numbered row by row) and per chunk of KC
+     * tokens: the chunk's X^T X tile in f32 (one single-threaded sgemm / ssyrk, sums of
+     * at most KC products in f32 registers), then H_tile = b H_tile + alpha G in double.
+     * The tile of H stays in cache across the chunks; the chunks are added in token order,
+     * so the bits depend on (cols, n) only. */
     if (n <= 0) {
         if (beta != 1.0)
             for (int64_t i = 0; i < cols; i++)
@@ -39,41 +45,57 @@ int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double
                     H[i * cols + j] *= beta;
         return LMP_OK;
     }
-    const int64_t rows_at = min64(n, XROWS);
-    double *xd = malloc((size_t)(rows_at * cols) * sizeof(double));
-    if (!xd)
-        return lmp_err(LMP_ENOMEM, "out of memory for a Hessian update (%lld x %lld)", (long long)rows_at,
-                       (long long)cols);
-    const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
-    for (int64_t r0 = 0; r0 < n; r0 += XROWS) {
-        const int64_t k = min64(XROWS, n - r0);
-        const double b = r0 == 0 ? beta : 1.0;
-        #pragma omp parallel
-        {
-            #pragma omp for schedule(static)
-            for (int64_t i = 0; i < k * cols; i++)
-                xd[i] = X[r0 * cols + i];
-            /* upper tiles (ti <= tj), numbered row by row; one BLAS call each */
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t p = 0; p < npairs; p++) {
-                int64_t ti = 0, q = p;
-                while (q >= nt - ti) {
-                    q -= nt - ti;
-                    ti++;
-                }
-                const int64_t tj = ti + q;
-                const int64_t i0 = ti * TS, j0 = tj * TS;
-                const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
+    const int64_t nt = (cols + ST - 1) / ST, npairs = nt * (nt + 1) / 2;
+    int fail = 0;
+    #pragma omp parallel
+    {
+        float *g = malloc((size_t)(ST * ST) * sizeof(float));
+        if (!g) {
+            #pragma omp atomic write
+            fail = 1;
+        }
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t p = 0; p < npairs; p++) {
+            if (!g)
+                continue;
+            int64_t ti = 0, q = p;
+            while (q >= nt - ti) {
+                q -= nt - ti;
+                ti++;
+            }
+            const int64_t tj = ti + q;
+            const int64_t i0 = ti * ST, j0 = tj * ST;
+            const int64_t mi = min64(ST, cols - i0), mj = min64(ST, cols - j0);
+            for (int64_t r0 = 0; r0 < n; r0 += KC) {
+                const int64_t k = min64(KC, n - r0);
+                const double b = r0 == 0 ? beta : 1.0;
+                const float *x = X + r0 * cols;
                 if (ti == tj) /* the upper triangle of a diagonal tile */
-                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)k, alpha, xd + i0, (int)cols, b,
-                                H + i0 * cols + i0, (int)cols);
+                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)k, 1.0f, x + i0, (int)cols,
+                                0.0f, g, (int)mj);
                 else
-                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mi, (int)mj, (int)k, alpha, xd + i0,
-                                (int)cols, xd + j0, (int)cols, b, H + i0 * cols + j0, (int)cols);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)mi, (int)mj, (int)k, 1.0f, x + i0,
+                                (int)cols, x + j0, (int)cols, 0.0f, g, (int)mj);
+                for (int64_t i = 0; i < mi; i++) {
+                    double *h = H + (i0 + i) * cols + j0;
+                    const float *gr = g + i * mj;
+                    const int64_t js = ti == tj ? i : 0;
+                    if (b == 0.0)
+                        for (int64_t j = js; j < mj; j++)
+                            h[j] = alpha * (double)gr[j];
+                    else if (b == 1.0)
+                        for (int64_t j = js; j < mj; j++)
+                            h[j] += alpha * (double)gr[j];
+                    else
+                        for (int64_t j = js; j < mj; j++)
+                            h[j] = b * h[j] + alpha * (double)gr[j];
+                }
             }
         }
+        free(g);
     }
-    free(xd);
+    if (fail)
+        return lmp_err(LMP_ENOMEM, "out of memory for a Hessian update (%lld columns)", (long long)cols);
     return LMP_OK;
 }
 
@@ -263,9 +285,12 @@ double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_
     /* a^T H a = 2 a^T (upper(H) a) - sum_i H_ii a_i^2: one triangular product per tile of
      * rows (half a full product's work; only H's upper triangle is read); the tiles' sums
      * are added in tile order */
-    enum { RT = 64 };
     if (rows <= 0 || cols <= 0)
         return 0.0;
+    /* tall matrices in tiles of 256 rows (each triangular product packs H once: fewer
+     * passes over it), short ones in tiles of 64 (work for every thread); the tiling
+     * depends on rows only */
+    const int64_t RT = rows >= 1024 ? 256 : 64;
     const int64_t nt = (rows + RT - 1) / RT;
     double *part = calloc((size_t)nt, sizeof(double));
     if (!part)

@@ -54,19 +54,23 @@ static void build_hessian(void)
     CHECK(lmp_gptq_hessian_add(H, IN, X + 100 * IN, 300, &ns) == 0, "%s", lmp_errmsg());
     CHECK(lmp_gptq_hessian_add(H, IN, X + 400 * IN, N - 400, &ns) == 0, "%s", lmp_errmsg());
     CHECK(ns == N, "nsamples %lld", (long long)ns);
-    /* equals 2/N X^T X */
+    /* equals 2/N X^T X (products summed in f32 per window of up to 512 tokens, added in
+     * double: errors measured against sqrt(H_ii H_jj), the scale of |H_ij|) */
     double worst = 0;
     for (int i = 0; i < IN; i += 7)
         for (int j = 0; j < IN; j += 5) {
-            double s = 0;
-            for (int n = 0; n < N; n++)
+            double s = 0, si = 0, sj = 0;
+            for (int n = 0; n < N; n++) {
                 s += (double)X[n * IN + i] * X[n * IN + j];
+                si += (double)X[n * IN + i] * X[n * IN + i];
+                sj += (double)X[n * IN + j] * X[n * IN + j];
+            }
             s *= 2.0 / N;
-            double e = fabs(s - H[i * IN + j]) / (fabs(s) + 1e-9);
+            double e = fabs(s - H[i * IN + j]) / (sqrt(si * sj) * (2.0 / N));
             if (e > worst)
                 worst = e;
         }
-    CHECK(worst < 1e-9, "running Hessian vs 2/N X^T X: worst relative error %g", worst);
+    CHECK(worst < 1e-5, "running Hessian vs 2/N X^T X: worst error %g of sqrt(H_ii H_jj)", worst);
 }
 
 /* ||W X^T - Q X^T||_F^2 / ||W X^T||_F^2 */
