@@ -49,10 +49,10 @@
  * (dequantized once per KC x nr panel and shared by up to 512 rows of X).
  * M == 1 (decoding): rows in fixed groups of four through a four-row kernel (dot4 /
  * dotq4) that shares the horizontal sums, in work shares (lmp_k_share: each thread's
- * contiguous share first, then the rest of the others'; q4_0 repacked
+ * contiguous share first, then the rest of the others'; q4_0 and iq4_nl repacked
  * into the interleaved layout, kernels.h LMP_WL_Q4_0X16: groups of 16 rows through
- * gemv_q4x16, one result per lane; the other paths read its rows back); matrices under
- * LMP_K_PAR_MIN_BYTES (env LMP_GEMM_PAR_MIN) run on the calling thread (no fork/join).
+ * gemv_q4x16 / gemv_iq4nlx16, one result per lane; the other paths read its rows back);
+ * matrices under LMP_K_PAR_MIN_BYTES (env LMP_GEMM_PAR_MIN) run on the calling thread (no fork/join).
  * Batched path: the next weight panel is prefetched
  * into L2 while the current one is multiplied (the weights come from DRAM once per
  * call; without it the panel decode was ~10% of a pp512 profile).
@@ -348,7 +348,11 @@ static void x16_group(const lmp_wmat *W, const lmp_kimpl *k, int64_t g, const fl
 {
     const int64_t K = W->cols;
     if (xa) {
-        k->gemv_q4x16((const uint8_t *)W->data + (size_t)g * 16 * W->row_bytes, xa, K, o);
+        const uint8_t *grp = (const uint8_t *)W->data + (size_t)g * 16 * W->row_bytes;
+        if (W->dtype == LMP_DT_IQ4_NL)
+            k->gemv_iq4nlx16(grp, xa, K, o);
+        else
+            k->gemv_q4x16(grp, xa, K, o);
         return;
     }
     void *row = malloc(W->row_bytes);
@@ -358,7 +362,7 @@ static void x16_group(const lmp_wmat *W, const lmp_kimpl *k, int64_t g, const fl
             continue;
         }
         lmp_k_x16_rows(W, 16 * g + r, 1, 0, K / 32, row);
-        o[r] = k->dt[LMP_DT_Q4_0].dot(row, x, K);
+        o[r] = k->dt[W->dtype].dot(row, x, K);
     }
     free(row);
 }
@@ -1049,14 +1053,14 @@ void lmp_gemm_intgroup_ref(float *Y, const float *X, const lmp_wmat *W, const fl
 
 bool lmp_wmat_repack_wanted(const lmp_wmat *w)
 {
-    if (!w || w->q || w->layout != LMP_WL_ROWS || w->dtype != LMP_DT_Q4_0 || w->rows <= 0 ||
-        w->rows % 16 || w->cols <= 0 || w->cols % 32 || !w->data)
+    if (!w || w->q || w->layout != LMP_WL_ROWS ||
+        (w->dtype != LMP_DT_Q4_0 && w->dtype != LMP_DT_IQ4_NL) || w->rows <= 0 || w->rows % 16 || w->cols <= 0 || w->cols % 32 || !w->data)
         return false;
     const char *e = getenv("LMP_Q4_REPACK");
     if (e && !strcmp(e, "0"))
         return false;
     const lmp_kimpl *k = lmp_k_impl(lmp_kernels_isa());
-    return k && k->q4x16_simd && !lmp_gemm_exact();
+    return k && (w->dtype == LMP_DT_IQ4_NL ? k->iq4nlx16_simd : k->q4x16_simd) && !lmp_gemm_exact();
 }
 
 void lmp_wmat_row_f32(const lmp_wmat *w, int64_t r, float *out)

@@ -25,7 +25,8 @@ typedef struct {
 } lmp_wmat;
 
 /* How `data` holds the rows. LMP_WL_ROWS: row r at data + r * row_bytes. LMP_WL_Q4_0X16
- * (q4_0 only, rows a multiple of 16): rows interleaved in groups of 16 for the decoding
+ * (q4_0, or iq4_nl, whose 18-byte blocks have the same fields: an f16 d, then 16 bytes of
+ * nibbles; rows a multiple of 16): rows interleaved in groups of 16 for the decoding
  * kernel, the same bytes in another order (lmp_wmat_repack). Group g (rows 16g..16g+15)
  * at data + g * 16 * row_bytes holds, for nb = cols / 32 blocks, first nb x 256 bytes of
  * nibbles, then nb x 32 bytes of f16 scales. Block b's nibbles are four 64-byte words at
@@ -35,13 +36,13 @@ typedef struct {
  * layouts with the same results as the rows they hold. */
 typedef enum { LMP_WL_ROWS = 0, LMP_WL_Q4_0X16 = 1 } lmp_wlayout;
 
-/* true when w (q4_0, row layout, rows a multiple of 16) would be repacked for the
- * kernel variant in use: only where that variant decodes the interleaved layout faster
- * (AVX512-VNNI), and not when LMP_Q4_REPACK=0 is in the environment. */
+/* true when w (q4_0 or iq4_nl, row layout, rows a multiple of 16) would be repacked for
+ * the kernel variant in use: only where that variant decodes the interleaved layout
+ * faster (AVX512-VNNI), and not when LMP_Q4_REPACK=0 is in the environment. */
 bool lmp_wmat_repack_wanted(const lmp_wmat *w);
 /* Copies w's rows into *buf (allocated here, 64-byte aligned, rows * row_bytes bytes;
  * the caller frees it after the last use of w) in the LMP_WL_Q4_0X16 layout and points
- * w at it. Parallel (OpenMP). w must be q4_0 in row layout with rows % 16 == 0. */
+ * w at it. Parallel (OpenMP). w must be q4_0 or iq4_nl in row layout with rows % 16 == 0. */
 int lmp_wmat_repack(lmp_wmat *w, void **buf);
 /* Row r of a dense or block weight (not intgroup) in row layout, whatever w's layout:
  * row_bytes bytes into dst (for code that reads the blocks themselves). */

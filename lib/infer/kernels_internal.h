@@ -157,6 +157,10 @@ typedef struct {
      * variant's is faster than the row kernels (lmp_wmat_repack_wanted). */
     void (*gemv_q4x16)(const void *grp, const void *xq, int64_t n, float out[16]);
     bool q4x16_simd;
+    /* The same for iq4_nl weights in that layout (the nibbles index LMP_IQ4NL_VALUES);
+     * the reference's per row as ref_dotq_iq4_nl (bitwise). */
+    void (*gemv_iq4nlx16)(const void *grp, const void *xq, int64_t n, float out[16]);
+    bool iq4nlx16_simd;
     /* Intgroup weights (lmp_wmat.q, lib/core/qtensor.h), f32 activations. ig_deq is the
      * strip decoder of the batched path: dst[j] = w[n][k0 + j] for j < kc (k0 a
      * multiple of LMP_K_KC), exactly lmp_qtensor_dequant_range's values. ig_rows is the

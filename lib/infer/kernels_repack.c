@@ -10,8 +10,12 @@
  * shuffles, no horizontal sums, one vector of 16 results per group. The bytes are the
  * same (same size, same nibbles, same f16 scales), only their order changes, so the
  * repacked copy replaces the rows rather than adding to them.
+ * iq4_nl blocks have the same fields (f16 d, then 16 bytes of nibbles, low nibbles the
+ * first 16 elements), only the nibble's value differs (LMP_IQ4NL_VALUES instead of
+ * nibble - 8), so they use the same layout and code, with a kernel of their own.
  * A leaf: whether a weight is repacked is the driver's choice (lmp_wmat_repack_wanted in
- * kernels.c); the SIMD kernel on this layout is kernels_avx512_act.c's gemv_q4x16.
+ * kernels.c); the SIMD kernels on this layout are kernels_avx512_act.c's gemv_q4x16 and
+ * kernels_lowbit.c's gemv_iq4nlx16.
  */
 #include "kernels_internal.h"
 
@@ -43,15 +47,19 @@ static void pack_block(const uint8_t *src, size_t rb, int64_t nb, int64_t b, uin
 int lmp_wmat_repack(lmp_wmat *w, void **buf)
 {
     *buf = NULL;
-    if (w->q || w->layout != LMP_WL_ROWS || w->dtype != LMP_DT_Q4_0 || w->rows % 16 ||
-        w->cols % 32 || w->row_bytes != lmp_dtype_row_bytes(LMP_DT_Q4_0, w->cols))
-        return lmp_err(LMP_EINVAL, "repack: expected q4_0 rows in groups of 16, got %s [%lld, %lld]",
+    _Static_assert(sizeof(lmp_block_q4_0) == 18 && sizeof(lmp_block_iq4_nl) == 18,
+                   "q4_0 and iq4_nl blocks share the interleaved layout");
+    if (w->q || w->layout != LMP_WL_ROWS ||
+        (w->dtype != LMP_DT_Q4_0 && w->dtype != LMP_DT_IQ4_NL) || w->rows % 16 || w->cols % 32 ||
+        w->row_bytes != lmp_dtype_row_bytes(w->dtype, w->cols))
+        return lmp_err(LMP_EINVAL,
+                       "repack: expected q4_0 or iq4_nl rows in groups of 16, got %s [%lld, %lld]",
                        lmp_dtype_info(w->dtype)->name, (long long)w->rows, (long long)w->cols);
     const size_t bytes = (size_t)w->rows * w->row_bytes;
     uint8_t *dst = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!dst)
-        return lmp_err(LMP_ENOMEM, "out of memory repacking a [%lld, %lld] q4_0 matrix",
-                       (long long)w->rows, (long long)w->cols);
+        return lmp_err(LMP_ENOMEM, "out of memory repacking a [%lld, %lld] %s matrix",
+                       (long long)w->rows, (long long)w->cols, lmp_dtype_info(w->dtype)->name);
     const uint8_t *src = w->data;
     const size_t rb = w->row_bytes;
     const int64_t ng = w->rows / 16, nb = w->cols / 32;
@@ -117,4 +125,36 @@ static void gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out
     }
 }
 
-void lmp_kimpl_fill_repack_ref(lmp_kimpl *k) { k->gemv_q4x16 = gemv_q4x16_ref; }
+/* The same for iq4_nl: per row s += (float)isum * (dw * dx) block by block, isum over the
+ * code table's values, as ref_dotq_iq4_nl (kernels_lowbit.c): the same bits. */
+static void gemv_iq4nlx16_ref(const void *grp, const void *xq, int64_t n, float out[16])
+{
+    static const int8_t nl[16] = LMP_IQ4NL_VALUES;
+    const int8_t *xs = xq;
+    const float *xd = lmp_xq8_d(xq, n);
+    const int64_t nb = n / 32;
+    for (int r = 0; r < 16; r++)
+        out[r] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *q = (const uint8_t *)grp + x16_words(b);
+        const uint8_t *d = (const uint8_t *)grp + x16_scales(nb, b);
+        const int8_t *x = xs + 32 * b;
+        for (int r = 0; r < 16; r++) {
+            uint16_t h;
+            memcpy(&h, d + 2 * r, 2);
+            int32_t is = 0;
+            for (int j = 0; j < 4; j++)
+                for (int t = 0; t < 4; t++) {
+                    const uint8_t v = q[64 * j + 4 * r + t];
+                    is += nl[v & 15] * x[4 * j + t] + nl[v >> 4] * x[16 + 4 * j + t];
+                }
+            out[r] += (float)is * (lmp_f16_to_f32(h) * xd[b]);
+        }
+    }
+}
+
+void lmp_kimpl_fill_repack_ref(lmp_kimpl *k)
+{
+    k->gemv_q4x16 = gemv_q4x16_ref;
+    k->gemv_iq4nlx16 = gemv_iq4nlx16_ref;
+}

@@ -92,9 +92,9 @@ static int grow_ptrs(void **arr, int n, int *cap)
     return 0;
 }
 
-/* q4_0 weights go into the interleaved layout of the decoding kernel when the kernels
- * in use decode it faster (kernels.h: lmp_wmat_repack_wanted): the same bytes in another
- * order, in memory the model owns. A file-mapped original's pages are dropped from the
+/* q4_0 and iq4_nl weights go into the interleaved layout of the decoding kernel when
+ * the kernels in use decode it faster (kernels.h: lmp_wmat_repack_wanted): the same bytes
+ * in another order, in memory the model owns. A file-mapped original's pages are dropped from the
  * resident set afterwards (the mapping stays; the tied embeddings read rows through it),
  * so the model's footprint stays one copy of the weights. */
 static int repack(lmp_model *m, const lmp_tensor *t, lmp_wmat *w, bool release)

@@ -758,89 +758,110 @@ static void test_helpers(lmp_isa isa, uint64_t seed)
     }
 }
 
-/* q4_0 repacked into the interleaved layout (kernels.h: LMP_WL_Q4_0X16): the same rows
- * read back; lmp_gemm on it equal to lmp_gemm on the rows: bitwise for the reference
- * (same arithmetic per row) and for every variant's batched path (its panels are packed
- * from the rows read back), within f32 accumulation order for the SIMD decoding kernel;
- * lmp_gemv_team bitwise equal to lmp_gemm M = 1 for 1-3 threads; exact mode too. */
+/* One case of test_repack: dtype dt (q4_0 or iq4_nl) from rounded normal rows, or (rnd)
+ * rows of random bytes: every nibble, scales 2^-7 .. 2^-5 of either sign. */
+static void repack_case(const lmp_isa *isas, int nisa, lmp_dtype dt, bool rnd, shape sh,
+                        uint64_t seed)
+{
+    const char *dn = lmp_dtype_info(dt)->name;
+    const lmp_dtype_traits *t = lmp_dtype_info(dt);
+    const int64_t M = sh.M, N = sh.N, K = sh.K;
+    const size_t rb = lmp_dtype_row_bytes(dt, K);
+    lmp_rng r;
+    lmp_rng_seed(&r, seed);
+    float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * K);
+    float *bias = malloc(sizeof(float) * N), *Y1 = malloc(sizeof(float) * M * N);
+    float *Y2 = malloc(sizeof(float) * M * N), *f1 = malloc(sizeof(float) * K);
+    float *f2 = malloc(sizeof(float) * K);
+    uint8_t *Wq = malloc(rb * N), *back = malloc(rb * N);
+    fill_normal(&r, X, M * K, 1.0f);
+    fill_normal(&r, bias, N, 0.5f);
+    for (int64_t n = 0; n < N; n++) {
+        fill_normal(&r, Wf, K, 0.05f);
+        t->from_f32(Wf, Wq + n * rb, K);
+    }
+    if (rnd) /* any nibbles; scales of 2^-7 .. 2^-5 (f16 exponents 8..10) */
+        for (size_t i = 0; i < rb * N; i += 18) {
+            for (int j = 0; j < 16; j++)
+                Wq[i + 2 + j] = (uint8_t)lmp_rng_next(&r);
+            const uint64_t e = 8 + lmp_rng_next(&r) % 3;
+            const uint16_t h = (uint16_t)(e << 10 | (lmp_rng_next(&r) & 0x83ff));
+            memcpy(Wq + i, &h, 2);
+        }
+    const lmp_wmat W = {dt, N, K, Wq, rb, NULL, LMP_WL_ROWS};
+    lmp_wmat P = W;
+    void *buf = NULL;
+    int rc = lmp_wmat_repack(&P, &buf);
+    CHECK(rc == 0 && P.layout == LMP_WL_Q4_0X16 && P.data == buf && buf != Wq,
+          "repack %s [%ld, %ld]: %s", dn, (long)N, (long)K, lmp_errmsg());
+    if (rc) {
+        free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
+        return;
+    }
+    CHECK(memcmp(buf, Wq, rb * N) != 0 || N * K == 0, "repacked bytes are reordered");
+    lmp_k_x16_rows(&P, 0, (int)N, 0, K / 32, back);
+    CHECK(memcmp(back, Wq, rb * N) == 0, "%s [%ld, %ld]: rows read back differ", dn, (long)N, (long)K);
+    bool rows_ok = true;
+    for (int64_t n = 0; n < N; n++) {
+        lmp_wmat_row_f32(&W, n, f1);
+        lmp_wmat_row_f32(&P, n, f2);
+        rows_ok = rows_ok && memcmp(f1, f2, sizeof(float) * K) == 0;
+    }
+    CHECK(rows_ok, "%s [%ld, %ld]: lmp_wmat_row_f32 differs between layouts", dn, (long)N, (long)K);
+    for (int i = 0; i < nisa; i++) {
+        lmp_kernels_set_isa(isas[i]);
+        for (int exact = 0; exact < 2; exact++) {
+            lmp_gemm_set_exact(exact);
+            lmp_set_num_threads(2);
+            const float *b = (seed & 1) ? bias : NULL;
+            lmp_gemm(Y1, X, &W, b, M);
+            lmp_gemm(Y2, X, &P, b, M);
+            /* bitwise where both layouts run the same arithmetic: the reference
+             * (its interleaved kernel is its row kernel per row), and the batched
+             * path (panels packed from the rows read back); the SIMD row kernels
+             * sum in other orders than the interleaved one */
+            const bool bitwise = isas[i] == LMP_ISA_REF || M >= 16;
+            double worst = 0;
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < N; n++) {
+                    double mag = b ? fabs(b[n]) : 0;
+                    lmp_wmat_row_f32(&W, n, f1);
+                    for (int64_t k = 0; k < K; k++)
+                        mag += fabs((double)X[m * K + k] * f1[k]);
+                    const double e = fabs((double)Y1[m * N + n] - Y2[m * N + n]) / (mag > 0 ? mag : 1);
+                    worst = e > worst || e != e ? e : worst;
+                }
+            if (bitwise)
+                CHECK(memcmp(Y1, Y2, sizeof(float) * M * N) == 0,
+                      "%sx16/%s exact=%d M=%ld N=%ld K=%ld: not bitwise equal to the rows",
+                      dn, lmp_isa_name(isas[i]), exact, (long)M, (long)N, (long)K);
+            else
+                CHECK(worst <= TOL_GEMM, "%sx16/%s M=%ld N=%ld K=%ld: rel diff %.3g from the rows",
+                      dn, lmp_isa_name(isas[i]), (long)M, (long)N, (long)K, worst);
+            CHECK(team_equal(&P, X, b), "%sx16/%s exact=%d N=%ld K=%ld: lmp_gemv_team differs "
+                  "from lmp_gemm M=1", dn, lmp_isa_name(isas[i]), exact, (long)N, (long)K);
+        }
+        lmp_gemm_set_exact(false);
+    }
+    free(buf);
+    free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
+}
+
+/* q4_0 and iq4_nl repacked into the interleaved layout (kernels.h: LMP_WL_Q4_0X16): the
+ * same rows read back; lmp_gemm on it equal to lmp_gemm on the rows: bitwise for the
+ * reference (same arithmetic per row) and for every variant's batched path (its panels
+ * are packed from the rows read back), within f32 accumulation order for the SIMD
+ * decoding kernel; lmp_gemv_team bitwise equal to lmp_gemm M = 1 for 1-3 threads; exact
+ * mode too. iq4_nl also on rows of random bytes (every code in every lane and nibble). */
 static void test_repack(const lmp_isa *isas, int nisa)
 {
     static const shape shapes[] = {{1, 16, 32}, {1, 48, 96}, {3, 32, 256}, {1, 64, 2048},
-                                   {17, 48, 96}, {40, 32, 512}, {2, 16, 2080}};
-    const lmp_dtype_traits *t = lmp_dtype_info(LMP_DT_Q4_0);
-    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
-        const int64_t M = shapes[si].M, N = shapes[si].N, K = shapes[si].K;
-        const size_t rb = lmp_dtype_row_bytes(LMP_DT_Q4_0, K);
-        lmp_rng r;
-        lmp_rng_seed(&r, SEED + 500 + si);
-        float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * K);
-        float *bias = malloc(sizeof(float) * N), *Y1 = malloc(sizeof(float) * M * N);
-        float *Y2 = malloc(sizeof(float) * M * N), *f1 = malloc(sizeof(float) * K);
-        float *f2 = malloc(sizeof(float) * K);
-        uint8_t *Wq = malloc(rb * N), *back = malloc(rb * N);
-        fill_normal(&r, X, M * K, 1.0f);
-        fill_normal(&r, bias, N, 0.5f);
-        for (int64_t n = 0; n < N; n++) {
-            fill_normal(&r, Wf, K, 0.05f);
-            t->from_f32(Wf, Wq + n * rb, K);
-        }
-        const lmp_wmat W = {LMP_DT_Q4_0, N, K, Wq, rb, NULL, LMP_WL_ROWS};
-        lmp_wmat P = W;
-        void *buf = NULL;
-        int rc = lmp_wmat_repack(&P, &buf);
-        CHECK(rc == 0 && P.layout == LMP_WL_Q4_0X16 && P.data == buf && buf != Wq,
-              "repack [%ld, %ld]: %s", (long)N, (long)K, lmp_errmsg());
-        if (rc) {
-            free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
-            continue;
-        }
-        CHECK(memcmp(buf, Wq, rb * N) != 0 || N * K == 0, "repacked bytes are reordered");
-        lmp_k_x16_rows(&P, 0, (int)N, 0, K / 32, back);
-        CHECK(memcmp(back, Wq, rb * N) == 0, "[%ld, %ld]: rows read back differ", (long)N, (long)K);
-        bool rows_ok = true;
-        for (int64_t n = 0; n < N; n++) {
-            lmp_wmat_row_f32(&W, n, f1);
-            lmp_wmat_row_f32(&P, n, f2);
-            rows_ok = rows_ok && memcmp(f1, f2, sizeof(float) * K) == 0;
-        }
-        CHECK(rows_ok, "[%ld, %ld]: lmp_wmat_row_f32 differs between layouts", (long)N, (long)K);
-        for (int i = 0; i < nisa; i++) {
-            lmp_kernels_set_isa(isas[i]);
-            for (int exact = 0; exact < 2; exact++) {
-                lmp_gemm_set_exact(exact);
-                lmp_set_num_threads(2);
-                const float *b = (si & 1) ? bias : NULL;
-                lmp_gemm(Y1, X, &W, b, M);
-                lmp_gemm(Y2, X, &P, b, M);
-                /* bitwise where both layouts run the same arithmetic: the reference
-                 * (its interleaved kernel is its row kernel per row), and the batched
-                 * path (panels packed from the rows read back); the SIMD row kernels
-                 * sum in other orders than the interleaved one */
-                const bool bitwise = isas[i] == LMP_ISA_REF || M >= 16;
-                double worst = 0;
-                for (int64_t m = 0; m < M; m++)
-                    for (int64_t n = 0; n < N; n++) {
-                        double mag = b ? fabs(b[n]) : 0;
-                        lmp_wmat_row_f32(&W, n, f1);
-                        for (int64_t k = 0; k < K; k++)
-                            mag += fabs((double)X[m * K + k] * f1[k]);
-                        const double e = fabs((double)Y1[m * N + n] - Y2[m * N + n]) / (mag > 0 ? mag : 1);
-                        worst = e > worst || e != e ? e : worst;
-                    }
-                if (bitwise)
-                    CHECK(memcmp(Y1, Y2, sizeof(float) * M * N) == 0,
-                          "q4_0x16/%s exact=%d M=%ld N=%ld K=%ld: not bitwise equal to the rows",
-                          lmp_isa_name(isas[i]), exact, (long)M, (long)N, (long)K);
-                else
-                    CHECK(worst <= TOL_GEMM, "q4_0x16/%s M=%ld N=%ld K=%ld: rel diff %.3g from the rows",
-                          lmp_isa_name(isas[i]), (long)M, (long)N, (long)K, worst);
-                CHECK(team_equal(&P, X, b), "q4_0x16/%s exact=%d N=%ld K=%ld: lmp_gemv_team differs "
-                      "from lmp_gemm M=1", lmp_isa_name(isas[i]), exact, (long)N, (long)K);
-            }
-            lmp_gemm_set_exact(false);
-        }
-        free(buf);
-        free(X), free(Wf), free(bias), free(Y1), free(Y2), free(f1), free(f2), free(Wq), free(back);
+                                   {17, 48, 96}, {40, 32, 512}, {2, 16, 2080}, {1, 32, 576}};
+    const size_t nshape = sizeof shapes / sizeof *shapes;
+    for (size_t si = 0; si < nshape; si++) {
+        repack_case(isas, nisa, LMP_DT_Q4_0, false, shapes[si], SEED + 500 + si);
+        repack_case(isas, nisa, LMP_DT_IQ4_NL, false, shapes[si], SEED + 520 + si);
+        repack_case(isas, nisa, LMP_DT_IQ4_NL, true, shapes[si], SEED + 540 + si);
     }
     lmp_kernels_set_isa(LMP_ISA_AUTO);
     /* when: q4_0 with rows in groups of 16, a variant whose kernel pays, not disabled */
@@ -856,12 +877,17 @@ static void test_repack(const lmp_isa *isas, int nisa)
     w8.dtype = LMP_DT_Q8_0;
     w8.row_bytes = 34;
     CHECK(!lmp_wmat_repack_wanted(&w15) && !lmp_wmat_repack_wanted(&w8), "15 rows or q8_0: no repack");
+    lmp_wmat wnl = w;
+    wnl.dtype = LMP_DT_IQ4_NL;
+    const bool simd_nl = lmp_k_impl(lmp_kernels_isa())->iq4nlx16_simd;
+    CHECK(lmp_wmat_repack_wanted(&wnl) == simd_nl,
+          "iq4_nl repack wanted iff the variant has the kernel (%d)", simd_nl);
     void *buf = (void *)1;
     CHECK(lmp_wmat_repack(&w15, &buf) != 0 && buf == NULL && w15.layout == LMP_WL_ROWS,
           "repack refuses 15 rows");
     if (simd)
-        printf("q4_0x16 repack: %zu shapes checked against the row layout\n",
-               sizeof shapes / sizeof *shapes);
+        printf("x16 repack: %zu shapes x (q4_0, iq4_nl, iq4_nl random bytes) checked against "
+               "the row layout\n", nshape);
 }
 
 /* The batched path with rows of X owned by threads (kernels.c: LMP_K_OWN_ROWS) forced on
