@@ -97,9 +97,10 @@ void lmp_wmat_row_raw(const lmp_wmat *w, int64_t r, void *dst)
         memcpy(dst, (const uint8_t *)w->data + (size_t)r * w->row_bytes, w->row_bytes);
 }
 
-/* Per row: s += (float)isum * (dw * dx) block by block, as ref_dotq_q4_0 (kernels_ref.c),
- * so the reference gives the same bits in either layout. */
-static void gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16])
+/* Per row: s += (float)isum * (dw * dx) block by block, isum over val[code] (q4_0: code - 8;
+ * iq4_nl: its code table), as ref_dotq_q4_0 (kernels_ref.c) and ref_dotq_iq4_nl
+ * (kernels_lowbit.c) do, so the reference gives the same bits in either layout. */
+static void gemv_x16_ref(const int8_t val[16], const void *grp, const void *xq, int64_t n, float out[16])
 {
     const int8_t *xs = xq;
     const float *xd = lmp_xq8_d(xq, n);
@@ -117,40 +118,23 @@ static void gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out
             for (int j = 0; j < 4; j++)
                 for (int t = 0; t < 4; t++) {
                     const uint8_t v = q[64 * j + 4 * r + t];
-                    is += ((int32_t)(v & 15) - 8) * x[4 * j + t];
-                    is += ((int32_t)(v >> 4) - 8) * x[16 + 4 * j + t];
+                    is += val[v & 15] * x[4 * j + t] + val[v >> 4] * x[16 + 4 * j + t];
                 }
             out[r] += (float)is * (lmp_f16_to_f32(h) * xd[b]);
         }
     }
 }
 
-/* The same for iq4_nl: per row s += (float)isum * (dw * dx) block by block, isum over the
- * code table's values, as ref_dotq_iq4_nl (kernels_lowbit.c): the same bits. */
+static void gemv_q4x16_ref(const void *grp, const void *xq, int64_t n, float out[16])
+{
+    static const int8_t q4[16] = { -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7 };
+    gemv_x16_ref(q4, grp, xq, n, out);
+}
+
 static void gemv_iq4nlx16_ref(const void *grp, const void *xq, int64_t n, float out[16])
 {
     static const int8_t nl[16] = LMP_IQ4NL_VALUES;
-    const int8_t *xs = xq;
-    const float *xd = lmp_xq8_d(xq, n);
-    const int64_t nb = n / 32;
-    for (int r = 0; r < 16; r++)
-        out[r] = 0.0f;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *q = (const uint8_t *)grp + x16_words(b);
-        const uint8_t *d = (const uint8_t *)grp + x16_scales(nb, b);
-        const int8_t *x = xs + 32 * b;
-        for (int r = 0; r < 16; r++) {
-            uint16_t h;
-            memcpy(&h, d + 2 * r, 2);
-            int32_t is = 0;
-            for (int j = 0; j < 4; j++)
-                for (int t = 0; t < 4; t++) {
-                    const uint8_t v = q[64 * j + 4 * r + t];
-                    is += nl[v & 15] * x[4 * j + t] + nl[v >> 4] * x[16 + 4 * j + t];
-                }
-            out[r] += (float)is * (lmp_f16_to_f32(h) * xd[b]);
-        }
-    }
+    gemv_x16_ref(nl, grp, xq, n, out);
 }
 
 void lmp_kimpl_fill_repack_ref(lmp_kimpl *k)

@@ -7,21 +7,8 @@
 # Used by tests/cli/test_struct_fused.sh (phi3's fused tensors) and tests/cli/test_moe.sh.
 import glob, json, os, struct, sys
 import numpy as np
-
-
-def raw(d):
-    out = {}
-    dt = {"F32": np.float32, "I64": np.int64, "U8": np.uint8, "F16": np.float16}
-    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        b = open(f, "rb").read()
-        n = struct.unpack("<Q", b[:8])[0]
-        h = json.loads(b[8:8 + n])
-        for k, v in h.items():
-            if k == "__metadata__":
-                continue
-            a, e = v["data_offsets"]
-            out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype=dt[v["dtype"]]).reshape(v["shape"])
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_util import read_tensors as raw
 
 
 d, c = raw(sys.argv[1]), raw(sys.argv[2])

@@ -10,21 +10,8 @@
 # OUT the same log-probs as PRUNED (tests/cli/test_moe.sh).
 import glob, json, os, re, shutil, struct, sys
 import numpy as np
-
-
-def load(d):
-    out = {}
-    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        b = open(f, "rb").read()
-        n = struct.unpack("<Q", b[:8])[0]
-        h = json.loads(b[8:8 + n])
-        for k, v in h.items():
-            if k == "__metadata__":
-                continue
-            assert v["dtype"] == "F32", (k, v["dtype"])
-            a, e = v["data_offsets"]
-            out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype=np.float32).reshape(v["shape"]).copy()
-    return out, json.load(open(os.path.join(d, "config.json")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from st_util import load_f32 as load, kept_blocks
 
 
 def save(d, tensors):
@@ -38,18 +25,6 @@ def save(d, tensors):
     h += b" " * (-len(h) % 8)
     with open(os.path.join(d, "model.safetensors"), "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def kept_blocks(orig, new, width):
-    nb = orig.shape[1] // width
-    keep = []
-    for j in range(new.shape[1] // width):
-        blk = new[:, j * width:(j + 1) * width]
-        m = [i for i in range(nb) if np.array_equal(orig[:, i * width:(i + 1) * width], blk)]
-        assert len(m) == 1, ("column block", j, m)
-        keep.append(m[0])
-    assert keep == sorted(keep), keep
-    return keep
 
 
 o, oc = load(sys.argv[1])

@@ -52,8 +52,12 @@ for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
         ok "$fam: prune wanda 50% (fused tensors, dense)" "$B" prune "$M" -o "$T/$fam-pr" --method wanda \
             --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32
         ok "$fam: pruned model runs" "$B" ppl "$T/$fam-pr" -f "$TXT" --ctx 32 --chunks 1
-        refuses "$fam: compressed sparse format refused for fused" "fused" "$B" prune "$M" -o "$T/$fam-prc" \
+        ok "$fam: prune wanda 50% to compressed-tensors (fused tensors compressed)" "$B" prune "$M" -o "$T/$fam-prc" \
             --method wanda --sparsity 0.5 --calib "$TXT" --calib-samples 2 --calib-seqlen 32 --format compressed-tensors
+        d=$("$B" ppl "$T/$fam-pr" -f "$TXT" --ctx 32 --chunks 1 --json 2>/dev/null)
+        c=$("$B" ppl "$T/$fam-prc" -f "$TXT" --ctx 32 --chunks 1 --json 2>/dev/null)
+        check "$fam: compressed folder gives the dense pruned folder's ppl ($(jget ppl "$c") = $(jget ppl "$d"))" \
+            "[ -n '$(jget ppl "$d")' ] && [ '$(jget ppl "$c")' = '$(jget ppl "$d")' ]"
         ;;
     *)
         ok "$fam: gptq" "$B" quantize "$M" -o "$T/$fam-gptq" --method gptq --calib "$TXT" \

@@ -140,6 +140,7 @@ refuses "bad --target-kld-probes" "target-kld-probes" $Q --target-bpw 3.6 --targ
 check "nothing written (refusals)" "[ -z \"\$(ls '$T' | grep bad)\" ]"
 
 # GPTQ with calibration text: the units' errors calibrated against KLD probes (2 per unit)
+# (err is printed with 9 significant digits, so the sum is compared to 1e-7 relative)
 ok "gptq dry run, KLD-calibrated" "$LMP_BIN" quantize "$M" --method gptq $CAND --target-bpw 3.6 --dry-run --json \
     --calib "$TXT" --calib-samples 4 --calib-seqlen 32
 cp "$T/out" "$T/kld.json"
@@ -147,7 +148,7 @@ check "kld calibration: 48 probes on 4 x 32 tokens, within the budget, err = sum
 import json, sys
 j = json.load(open(\"$T/kld.json\"))
 ok = j[\"kld_calibrated\"] is True and j[\"kld_probes\"] == 48 and j[\"kld_windows\"] == 4 and j[\"kld_seqlen\"] == 32
-ok = ok and j[\"linear_bytes\"] <= j[\"budget\"] and abs(j[\"err\"] - sum(u[\"err\"] for u in j[\"units\"])) <= 1e-9 * j[\"err\"]
+ok = ok and j[\"linear_bytes\"] <= j[\"budget\"] and abs(j[\"err\"] - sum(u[\"err\"] for u in j[\"units\"])) <= 1e-7 * j[\"err\"]
 sys.exit(0 if ok else 1)'"
 ok "gptq dry run, --target-kld-probes 0" "$LMP_BIN" quantize "$M" --method gptq $CAND --target-bpw 3.6 --dry-run --json \
     --calib "$TXT" --calib-samples 4 --calib-seqlen 32 --target-kld-probes 0

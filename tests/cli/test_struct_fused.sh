@@ -25,34 +25,10 @@ ok "synth tiny-phi3" "$B" synth --preset tiny-phi3 -o "$M"
 cat > "$T/check.py" <<'EOF'
 # usage: check.py ORIG PRUNED KIND: the fused rows of every block against the kept heads /
 # channels that o_proj / down_proj's columns show
-import json, struct, sys, glob, os
+import os, sys
 import numpy as np
-
-def load(d):
-    out = {}
-    for f in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
-        b = open(f, "rb").read()
-        n = struct.unpack("<Q", b[:8])[0]
-        h = json.loads(b[8:8 + n])
-        for k, v in h.items():
-            if k == "__metadata__":
-                continue
-            assert v["dtype"] == "F32", (k, v["dtype"])
-            a, e = v["data_offsets"]
-            out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype=np.float32).reshape(v["shape"])
-    return out, json.load(open(os.path.join(d, "config.json")))
-
-def kept_blocks(orig, new, width):
-    # the original column blocks (of `width`) each new column block equals, in order
-    nb = orig.shape[1] // width
-    keep = []
-    for j in range(new.shape[1] // width):
-        blk = new[:, j * width:(j + 1) * width]
-        m = [i for i in range(nb) if np.array_equal(orig[:, i * width:(i + 1) * width], blk)]
-        assert len(m) == 1, ("column block", j, m)
-        keep.append(m[0])
-    assert keep == sorted(keep), keep
-    return keep
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "cli"))  # the tests run from the repository root
+from st_util import load_f32 as load, kept_blocks
 
 o, oc = load(sys.argv[1])
 n, nc = load(sys.argv[2])
