@@ -46,6 +46,14 @@ float *lmp_awq_model_bias(lmp_model *m, int layer, lmp_linear which)
     return lmp_model_bias_mut(m, layer, which);
 }
 
+static bool lmp_awq_any_experts(const lmp_model *m)
+{
+    for (int l = 0; l < lmp_model_config(m)->n_layers; l++)
+        if (lmp_model_n_experts(m, l) > 0)
+            return true;
+    return false;
+}
+
 /* ---------------------------------------------------------------- folding --------- */
 
 bool lmp_awq_has_vo(const lmp_config *c)
@@ -228,6 +236,7 @@ typedef struct {
      * sum over tokens is taken per window group and the groups combined in group order
      * (lmp_calib_gsum), so the bits do not depend on the rank count. */
     bool self, split;
+    bool prenorm; /* this block has norms in front of q/k/v and gate/up (the QKV / MLP folds) */
     int wlo, whi, ng;             /* ng: window groups */
     lmp_calib_store cap;
     uint64_t cap_bytes;
@@ -951,8 +960,10 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
         if (b && !(a->blk.bias[k] = dup_vec(b, a->orig[k].rows)))
             goto oom;
     }
-    if (!(a->blk.attn_norm = dup_vec(lmp_awq_model_norm(a->m, l, false), a->d)) ||
-        !(a->blk.ffn_norm = dup_vec(lmp_awq_model_norm(a->m, l, true), a->d)))
+    a->prenorm = lmp_model_config(a->m)->norms != LMP_NORM_POST && lmp_awq_model_norm(a->m, l, false) &&
+                 lmp_awq_model_norm(a->m, l, true);
+    if (a->prenorm && (!(a->blk.attn_norm = dup_vec(lmp_awq_model_norm(a->m, l, false), a->d)) ||
+                       !(a->blk.ffn_norm = dup_vec(lmp_awq_model_norm(a->m, l, true), a->d))))
         goto oom;
     Q = malloc(sizeof(float) * (size_t)maxw);
     D = malloc(sizeof(float) * (size_t)maxw);
@@ -977,7 +988,8 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 
     /* 2. scale search, every group on the original block (as the reference) */
     for (int g = 0; g < LMP_AWQ_NGROUPS; g++) {
-        if ((g == LMP_AWQ_VO && !lmp_awq_has_vo(lmp_model_config(a->m))) || (sparse && g >= LMP_AWQ_MLP))
+        if ((g == LMP_AWQ_VO && !lmp_awq_has_vo(lmp_model_config(a->m))) || (sparse && g >= LMP_AWQ_MLP) ||
+            (!a->prenorm && (g == LMP_AWQ_QKV || g == LMP_AWQ_MLP)))
             continue;
         float ratio = 0;
         if (!(s[g] = malloc(sizeof(float) * (size_t)a->cols[g_class[g]])))
@@ -1533,16 +1545,23 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         return lmp_err(LMP_EINVAL, "quantize: AWQ needs calibration text (--calib FILE)");
     const lmp_config *c = lmp_model_config(m);
     const int nl = c->n_layers;
-    /* AWQ folds the scales of q/k/v and gate/up into the RMSNorm in front of them: a block
-     * without one (olmo2's post-norm-only layout) has nowhere exact to put them, so it is
-     * refused rather than quantized wrongly. A post-norm after o/down (gemma2/3) does not
-     * matter: v->o and up->down folds leave those outputs unchanged. */
-    if (c->norms == LMP_NORM_POST || !lmp_model_norm_mut(m, 0, false) || !lmp_model_norm_mut(m, 0, true))
+    /* AWQ folds the scales of q/k/v and gate/up into the RMSNorm in front of them. A block
+     * without one (olmo2: its norms follow the attention and the MLP) has nowhere exact to
+     * put those two, so they are not searched (scale 1: clipping and quantization only, as
+     * llm-compressor does when a mapping has no smoothing layer); the v -> o and up -> down
+     * scales fold into the linears themselves and are searched as for every family. A
+     * post-norm after o/down (gemma2/3, olmo2) does not matter: those folds leave the
+     * linears' outputs unchanged. */
+    const bool prenorm = c->norms != LMP_NORM_POST && lmp_model_norm_mut(m, 0, false) && lmp_model_norm_mut(m, 0, true);
+    if (!prenorm && lmp_awq_any_experts(m))
         return lmp_err(LMP_EUNSUPPORTED,
-                       "quantize: AWQ needs a norm in front of q/k/v and gate/up to fold its scales "
-                       "into; %s has none (its norms follow the attention and the MLP): use --method "
-                       "gptq or rtn",
+                       "quantize: AWQ on an expert model needs a norm in front of the experts to fold "
+                       "their shared scale into; %s has none: use --method gptq or rtn",
                        c->model_type);
+    if (!prenorm)
+        lmp_info("awq: %s has no norm in front of q/k/v and gate/up: their scales are not searched (scale 1; "
+                 "clipping still applies); v->o and up->down are",
+                 c->model_type);
     res->n_layers = nl;
     res->lin = calloc((size_t)nl * LMP_LIN_COUNT, sizeof *res->lin);
     res->layer_seconds = calloc((size_t)nl, sizeof *res->layer_seconds);
