@@ -149,14 +149,18 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
  * the model's KLD measured. Those in-context differences replace the tensors-alone
  * predictions around the current choice (the rest of each front: the alone differences
  * scaled by the neighbour's in-context / alone ratio), the budget is solved again, the new
- * plan installed and measured, and kept only if its KLD on the calibration windows is
- * lower. Up to `rounds` rounds; stops when a round moves nothing or does not improve.
+ * plan installed and measured, and kept only if its KLD on the VALIDATION windows (as
+ * many again as the probes', the calibration text's next ones, never probed; the probe
+ * windows themselves when the text is too short) is at least 0.1% lower. Up to `rounds`
+ * rounds; stops when a round moves nothing or does not improve.
  * Then moves, with the in-context differences of the installed plan (measured again if a
  * kept round left them stale): one tensor a type dearer and one or two others a type
  * cheaper (or one dearer into the budget's slack, or one cheaper alone where that
  * measured a lower KLD), best predicted gain first, each measured whole and kept only if
- * the KLD falls by at least 0.1%; after a kept move the moved tensors' neighbours are
- * measured again in the new context. Up to `pairs` moves measured, stopping after
+ * the validation KLD falls by at least 0.1%; after a kept move the moved tensors'
+ * neighbours are measured again in the new context.
+ * Measured on gutenberg-5M (docs/results.md): the held-out KLD did not fall, so `lmpress
+ * quantize` runs it only with --target-refine N. Up to `pairs` moves measured, stopping after
  * `patience` in a row not kept or when no untried move predicts a gain.
  * On return p holds the kept plan (choices, bytes) with the candidates' alone
  * predictions as before, and kld_solved / kld_refined say what was measured. */
