@@ -732,34 +732,33 @@ TV static inline __m512 v_iq3_s(const void *row, const void *xq, int64_t n)
 }
 #undef IQ3S_LOOK
 
-/* IQ2_XS on Q8K: sub-blocks ib, ib + 1 a register; the sign bytes of the eight codes
- * (ksigns: 7 bits and their parity) as a mask negating x, the half-block scales 2 sc + 1
- * (byte 2 ib + h of sc, 128-bit lane 2 (ib % 2) + h) in vpdpwssd. */
-TV static inline __m512i blk2_iq2_xs(const lmp_block_iq2_xs *bi, int ib, const int8_t *xb, __m512i sc)
+/* IQ2_XS on Q8K without scalar grid loads: every grid byte is 8, 25 or 43, so entry e
+ * packs into one 16-bit word of eight 2-bit codes (k_iq2xs_code, filled from
+ * lmp_iq2xs_grid). A super-block's 32 indices (the low 9 bits of its qs words) look up
+ * their words with vpermi2w (6 index bits, eight 64-entry tables chosen by bits 6-8 in
+ * three rounds of blends); the sign bytes come from one vpermi2b on a 128-entry table of
+ * lmp_iq_ksigns (bits 9-15 of each word). Register r (weights 64 r .. 64 r + 63, codes
+ * 8 r .. 8 r + 7) gets code 8 r + q's word into qword q (vpermw), vpmultishiftqb pulls
+ * out the eight 2-bit codes as bytes, vpshufb maps them to 8 / 25 / 43; then as before:
+ * the signs negate x, vpmaddubsw, the half-block scales 2 sc + 1 in vpdpwssd, int32
+ * lanes over the super-block, one conversion and FMA. The integer sums are
+ * ref_dotq_iq2_xs's. Replaces a row that loaded the eight grid entries of each pair of
+ * sub-blocks one at a time into a zmm and computed the sign parities in vector shifts
+ * (TinyLlama's up projection: see docs/benchmarks.md). */
+static _Alignas(64) uint16_t k_iq2xs_code[512];
+static _Alignas(64) uint8_t k_iq2xs_ks[128];
+static void fill_iq2xs_code(void)
 {
-    const uint16_t *c = bi->qs + 4 * ib;
-    const __m512i g = _mm512_setr_epi64((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
-                                        (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511],
-                                        (long long)lmp_iq2xs_grid[c[4] & 511], (long long)lmp_iq2xs_grid[c[5] & 511],
-                                        (long long)lmp_iq2xs_grid[c[6] & 511], (long long)lmp_iq2xs_grid[c[7] & 511]);
-    /* the 7 sign bits of each code, and the parity bit on top */
-    const __m128i s7 = _mm_srli_epi16(_mm_loadu_si128((const __m128i *)c), 9);
-    __m128i p = _mm_xor_si128(s7, _mm_srli_epi16(s7, 4));
-    p = _mm_xor_si128(p, _mm_srli_epi16(p, 2));
-    p = _mm_xor_si128(p, _mm_srli_epi16(p, 1));
-    const __m128i sb = _mm_or_si128(s7, _mm_slli_epi16(_mm_and_si128(p, _mm_set1_epi16(1)), 7));
-    const uint64_t sg = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(sb, sb));
-    const __m512i x = _mm512_loadu_si512(xb + 32 * ib);
-    const __m512i sx = _mm512_mask_sub_epi8(x, (__mmask64)sg, _mm512_setzero_si512(), x);
-    const __m512i idx = _mm512_setr_epi32(0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
-                                          0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
-                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
-                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
-                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
-                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
-                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001,
-                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001);
-    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(g, sx), _mm512_shuffle_epi8(sc, idx));
+    for (int e = 0; e < 512; e++) {
+        unsigned w = 0;
+        for (int j = 0; j < 8; j++) {
+            const unsigned v = (unsigned)(lmp_iq2xs_grid[e] >> 8 * j) & 255;
+            w |= (v == 8 ? 0u : v == 25 ? 1u : 2u) << 2 * j; /* 43 the only other value */
+        }
+        k_iq2xs_code[e] = (uint16_t)w;
+    }
+    for (int i = 0; i < 128; i++)
+        k_iq2xs_ks[i] = lmp_iq_ksigns(i);
 }
 
 TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
@@ -767,19 +766,65 @@ TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
     const lmp_block_iq2_xs *b = row;
     const int8_t *xs = xq;
     const float *xd = lmp_xq8k_d(xq, n);
+    __m512i t[16];
+    for (int j = 0; j < 16; j++)
+        t[j] = _mm512_load_si512(k_iq2xs_code + 32 * j);
+    const __m512i ks0 = _mm512_load_si512(k_iq2xs_ks), ks1 = _mm512_load_si512(k_iq2xs_ks + 64);
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m512i ctrl = _mm512_set1_epi64(0x0e0c0a0806040200ll), three = _mm512_set1_epi8(3);
+    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128), b8 = _mm512_set1_epi16(256);
+    /* word 4 q of register r's source: code 8 r + q */
+#define QIDX(r)                                                                                    \
+    _mm512_setr_epi64(8 * (r), 8 * (r) + 1, 8 * (r) + 2, 8 * (r) + 3, 8 * (r) + 4, 8 * (r) + 5, 8 * (r) + 6, \
+                      8 * (r) + 7)
+    /* half-block scale bytes 4 r + L of sc as words of 128-bit lane L (as the old rows' idx) */
+#define SIDX(r)                                                                                    \
+    _mm512_setr_epi32(0x80008000 | (4 * (r)) * 0x10001, 0x80008000 | (4 * (r)) * 0x10001,           \
+                      0x80008000 | (4 * (r)) * 0x10001, 0x80008000 | (4 * (r)) * 0x10001,           \
+                      0x80008000 | (4 * (r) + 1) * 0x10001, 0x80008000 | (4 * (r) + 1) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 1) * 0x10001, 0x80008000 | (4 * (r) + 1) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 2) * 0x10001, 0x80008000 | (4 * (r) + 2) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 2) * 0x10001, 0x80008000 | (4 * (r) + 2) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 3) * 0x10001, 0x80008000 | (4 * (r) + 3) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 3) * 0x10001, 0x80008000 | (4 * (r) + 3) * 0x10001)
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++) {
         const lmp_block_iq2_xs *bi = &b[i];
         const int8_t *xb = xs + 256 * i;
+        const __m512i q = _mm512_loadu_si512(bi->qs);
+        const __mmask32 m6 = _mm512_test_epi16_mask(q, b6), m7 = _mm512_test_epi16_mask(q, b7),
+                        m8 = _mm512_test_epi16_mask(q, b8);
+#define LK(k) _mm512_permutex2var_epi16(t[2 * (k)], q, t[2 * (k) + 1])
+        const __m512i e01 = _mm512_mask_blend_epi16(m6, LK(0), LK(1)), e23 = _mm512_mask_blend_epi16(m6, LK(2), LK(3));
+        const __m512i e45 = _mm512_mask_blend_epi16(m6, LK(4), LK(5)), e67 = _mm512_mask_blend_epi16(m6, LK(6), LK(7));
+#undef LK
+        const __m512i e = _mm512_mask_blend_epi16(m8, _mm512_mask_blend_epi16(m7, e01, e23),
+                                                  _mm512_mask_blend_epi16(m7, e45, e67));
+        /* the 32 sign bytes: ksigns of bits 9-15 */
+        const __m512i s7 = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(q, 9)));
+        uint64_t sg[4];
+        _mm256_storeu_si256((__m256i *)sg, _mm512_castsi512_si256(_mm512_permutex2var_epi8(ks0, s7, ks1)));
         uint64_t s8;
         memcpy(&s8, bi->scales, 8);
         const __m128i sc16 = nibbles16(s8);
         const __m512i sc = _mm512_broadcast_i32x4(_mm_add_epi8(_mm_add_epi8(sc16, sc16), _mm_set1_epi8(1)));
-        const __m512i s0 = _mm512_add_epi32(blk2_iq2_xs(bi, 0, xb, sc), blk2_iq2_xs(bi, 4, xb, sc));
-        const __m512i s1 = _mm512_add_epi32(blk2_iq2_xs(bi, 2, xb, sc), blk2_iq2_xs(bi, 6, xb, sc));
+#define R(a, r)                                                                                    \
+    _mm512_dpwssd_epi32(                                                                           \
+        (a),                                                                                       \
+        _mm512_maddubs_epi16(                                                                      \
+            _mm512_shuffle_epi8(vals, _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi16(QIDX(r), e)), three)), \
+            _mm512_mask_sub_epi8(_mm512_loadu_si512(xb + 64 * (r)), (__mmask64)sg[r], _mm512_setzero_si512(), \
+                                 _mm512_loadu_si512(xb + 64 * (r)))),                              \
+        _mm512_shuffle_epi8(sc, SIDX(r)))
+        __m512i s0 = R(_mm512_setzero_si512(), 0), s1 = R(_mm512_setzero_si512(), 1);
+        s0 = R(s0, 2);
+        s1 = R(s1, 3);
+#undef R
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
                               _mm512_set1_ps(_cvtsh_ss(bi->d) * 0.125f * xd[i]), acc);
     }
+#undef QIDX
+#undef SIDX
     return acc;
 }
 
@@ -874,6 +919,7 @@ void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
     k->gemv_iq4nlx16 = gemv_iq4nlx16;
     k->iq4nlx16_simd = true;
     fill_iq3s_nib();
+    fill_iq2xs_code();
 }
 
 #endif /* __x86_64__ */
