@@ -702,12 +702,20 @@ void lmp_plan_probe_close(lmp_plan_probe *p)
 /* Tensor `name` as the GGUF holds it: the source's, else the model's own file's. */
 static const lmp_tensor *fwd_find(const plan_fwd *f, const char *name)
 {
+    const lmp_tensor *t = NULL;
     if (!f->src)
-        return lmp_ckpt_find(lmp_model_ckpt(f->m), name);
-    for (int i = 0; i < f->src->n_tensors; i++)
+        t = lmp_ckpt_find(lmp_model_ckpt(f->m), name);
+    for (int i = 0; f->src && i < f->src->n_tensors && !t; i++)
         if (strcmp(f->src->tensors[i].name, name) == 0)
-            return f->st[i].data ? &f->st[i] : NULL;
-    return NULL;
+            t = f->st[i].data ? &f->st[i] : NULL;
+    int layer = -1;
+    lmp_linear which = LMP_LIN_Q;
+    if (t && tensor_site(name, lmp_model_config(f->m)->n_layers, &layer, &which) == SITE_LINEAR) {
+        const lmp_wmat *w = lmp_model_linear(f->m, layer, which);
+        if (!w || t->ndim != 2 || w->rows != t->shape[0] || w->cols != t->shape[1])
+            return NULL; /* not one of the engine's linears as it is (phi3's fused ffn_up) */
+    }
+    return t;
 }
 
 /* The model f->m (loaded from an HF folder) made the one the GGUF of source s holds: every
@@ -752,8 +760,12 @@ static int fwd_adopt(plan_fwd *f, const lmp_gguf_src *s)
                       .row_bytes = lmp_dtype_row_bytes(t->dtype, cols)};
         if (site == SITE_LINEAR) {
             const lmp_wmat *cur = lmp_model_linear(f->m, layer, which);
-            if (!cur || cur->rows != rows || cur->cols != cols)
-                continue; /* not one of the model's linears as it is (phi3's fused ffn_up) */
+            if (!cur || cur->rows != rows || cur->cols != cols) { /* phi3's fused ffn_up: not probed */
+                free(f->own[i]);
+                f->own[i] = NULL;
+                t->data = NULL;
+                continue;
+            }
             rc = lmp_model_set_linear(f->m, layer, which, &w);
         } else if (site == SITE_OUTPUT) {
             rc = lmp_model_set_output(f->m, &w);
