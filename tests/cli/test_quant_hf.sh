@@ -68,6 +68,15 @@ import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:])
 k = ('bytes', 'params', 'predicted_err', 'min_bytes', 'max_bytes', 'fixed_bytes', 'tensors')
 sys.exit(0 if a['tensors'] and all(a[x] == b[x] for x in k) else 1)\" '$T/pd.json' '$T/pg.json'"
+"$LMP_BIN" quantize "$T/tiny-phi3" --target-bpw 5 --dry-run --json --target-calib "$CAL" --target-probes 1 \
+    --target-refine 0 > "$T/pd.json" 2> /dev/null
+"$LMP_BIN" quantize "$T/tiny-phi3.gguf" --target-bpw 5 --dry-run --json --target-calib "$CAL" --target-probes 1 \
+    --target-refine 0 > "$T/pg.json" 2> /dev/null
+check "phi3 calibrated dry run (fused ffn_up not probed): the folder's plan = the GGUF's" "$PY -c \"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+k = ('bytes', 'predicted_err', 'calibrated', 'probes', 'tensors')
+sys.exit(0 if a['calibrated'] and all(a[x] == b[x] for x in k) else 1)\" '$T/pd.json' '$T/pg.json'"
 ok "json from the folder" "$LMP_BIN" quantize "$T/tiny" -o "$T/pj.gguf" --target-bpw 4 --json
 check "json: no conversion time, the target kept" \
     "grep -q '\"convert_seconds\": 0.0000' '$T/out' && $PY -c \"import json,sys; d=json.load(open('$T/out')); sys.exit(0 if 8 * d['bytes_out'] <= 4 * d['parameters'] else 1)\""
