@@ -39,8 +39,10 @@ for fam in phi3 gemma gemma2 gemma3 qwen3 smollm3 granite olmo2; do
     case $fam in
     phi3)
         # written as published Phi-3 GPTQ checkpoints are: one fused qkv_proj / gate_up_proj
+        # (8 windows: on 2 x 32 tokens the calibration seeds alone move this ppl from 714 to
+        # 908 against the float 783)
         ok "$fam: gptq (fused tensors)" "$B" quantize "$M" -o "$T/$fam-gptq" --method gptq --calib "$TXT" \
-            --calib-samples 2 --calib-seqlen 32 --group-size 32
+            --calib-samples 8 --calib-seqlen 32 --group-size 32
         check "$fam: gptq folder holds qkv_proj.qweight" "'$B' inspect '$T/$fam-gptq' | grep -q 'layers.0.self_attn.qkv_proj.qweight'"
         check "$fam: gptq folder holds gate_up_proj.qweight" "'$B' inspect '$T/$fam-gptq' | grep -q 'layers.0.mlp.gate_up_proj.qweight'"
         g=$("$B" ppl "$T/$fam-gptq" -f "$TXT" --protocol llamacpp --ctx 32 --chunks 2 --json 2>/dev/null)

@@ -157,14 +157,18 @@ check "moe-gptq -np 3: split (3/3/2 windows)" "grep -q 'windows per rank 3/3/2 o
 
 # --- failures: a rank killed mid-run (SIGKILL on its 4th collective, as the OOM killer
 # would): mpirun ends every rank, says which died, exits non-zero; no output, no temporary
-LMP_DEBUG_DIST_KILL=1:4 run_np 2 "$B" distill export "$G" -f "$TXT" -o "$T/k.h5" --ctx 128 --chunks 5 --top-k 16 \
-    > "$T/k.out" 2> "$T/k.err"
+# (the ranks' scratch under a TMPDIR of this test's own: other tests may run ranks at the
+# same time; short, as OpenMPI puts its sockets there too)
+KT=$(mktemp -d /tmp/lmpk.XXXXXX)
+TMPDIR=$KT LMP_DEBUG_DIST_KILL=1:4 run_np 2 "$B" distill export "$G" -f "$TXT" -o "$T/k.h5" --ctx 128 --chunks 5 \
+    --top-k 16 > "$T/k.out" 2> "$T/k.err"
 rc=$?
 check "killed rank: job exits non-zero (got $rc)" "[ $rc -ne 0 ]"
 check "killed rank: mpirun names the rank" "grep -q 'rank 1' '$T/k.err'"
 check "killed rank: no output file" "[ ! -e '$T/k.h5' ]"
 check "killed rank: no temporary file" "! ls '$T' | grep -q 'k.h5.tmp'"
-check "killed rank: no scratch folder of the ranks left" "! ls -d \${TMPDIR:-/tmp}/lmpress-rank1.* 2> /dev/null | grep -q ."
+check "killed rank: no scratch folder of the ranks left" "! ls -d '$KT'/lmpress-rank1.* 2> /dev/null | grep -q ."
+rm -rf "$KT"
 # a rank that fails alone (its own error, no agreement): MPI_Abort ends the job
 LMP_DEBUG_DIST_KILL= run_np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec "$0" ppl "$1" -f /nonexistent/text.txt; else exec "$0" ppl "$1" -f "$2" --ctx 128 --chunks 4; fi' \
     "$B" "$G" "$TXT" > "$T/a.out" 2> "$T/a.err"
