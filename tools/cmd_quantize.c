@@ -107,6 +107,9 @@ int cmd_quantize(int argc, char **argv)
         {"no-clip", 0, OPT_OFF, &ip.pipe.awq_clip, NULL, "AWQ: skip the clipping-range search"},
         {"no-duo-scaling", 0, OPT_OFF, &ip.pipe.awq_duo_scaling, NULL, "AWQ: scales from activations only (s = x^a, "
                                                                        "the paper's) instead of AutoAWQ's x^a / w^(1-a)"},
+        {"awq-search-tokens", 0, OPT_I32, &ip.pipe.awq_search_tokens, "N",
+         "AWQ: the scale searches' losses and the error figures on about N sampled calibration tokens (q/k/v: "
+         "whole windows holding as many), not all (default 1024; 0: all tokens, as AutoAWQ)"},
         {"act-order", 0, OPT_TRI, &act, "no-act-order", "GPTQ: columns by decreasing Hessian diagonal (default), "
                                                          "or in order"},
         {"no-true-sequential", 0, OPT_OFF, &ip.pipe.true_sequential, NULL,
