@@ -152,41 +152,53 @@ static rope_par layer_rope(const lmp_model *m, int l, int n_ctx)
  * each head; the rest pass through: partial rotary); ggml's interleaved layout (GGUF llama
  * files) pairs 2j with 2j+1. Pair j turns by pos * inv[j]; cos and sin are scaled by
  * mscale. */
+/* Token i of rope_apply: angles into cosv / sinv (half floats each), then every head. */
+static void rope_token(const lmp_model *m, float *x, int i, int pos0, int n_heads, float *cosv,
+                       float *sinv, rope_par rp)
+{
+    const int hd = m->cfg.head_dim, half = m->rope_dim / 2;
+    const float *inv = rp.inv, ms = rp.mscale;
+    float p = (float)(pos0 + i);
+    for (int j = 0; j < half; j++) {
+        float a = p * inv[j]; /* f32 angle, as transformers computes it */
+        cosv[j] = cosf(a) * ms;
+        sinv[j] = sinf(a) * ms;
+    }
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + ((int64_t)i * n_heads + h) * hd;
+        if (m->interleaved) {
+            for (int j = 0; j < half; j++) {
+                float x0 = v[2 * j], x1 = v[2 * j + 1];
+                v[2 * j] = x0 * cosv[j] - x1 * sinv[j];
+                v[2 * j + 1] = x0 * sinv[j] + x1 * cosv[j];
+            }
+        } else {
+            for (int j = 0; j < half; j++) {
+                float x0 = v[j], x1 = v[j + half];
+                v[j] = x0 * cosv[j] - x1 * sinv[j];
+                v[j + half] = x0 * sinv[j] + x1 * cosv[j];
+            }
+        }
+    }
+}
+
 static void rope_apply(const lmp_model *m, float *x, int n, int pos0, int n_heads, float *cs,
                        rope_par rp)
 {
     if (!rp.inv)
         return;
     const int hd = m->cfg.head_dim, half = m->rope_dim / 2;
-    const float *inv = rp.inv, ms = rp.mscale;
     /* tokens over threads when each can keep its angles on the stack (head_dim <= 512) */
     const bool par = n > 1 && half <= 256 && (int64_t)n * n_heads * hd >= ROWS_PAR_MIN;
-#pragma omp parallel for schedule(static) if (par)
+    if (!par) { /* no parallel region at all: even an inactive one ends in a futex wake */
+        for (int i = 0; i < n; i++)
+            rope_token(m, x, i, pos0, n_heads, cs, cs + half, rp);
+        return;
+    }
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float own[512];
-        float *cosv = par ? own : cs, *sinv = cosv + half;
-        float p = (float)(pos0 + i);
-        for (int j = 0; j < half; j++) {
-            float a = p * inv[j]; /* f32 angle, as transformers computes it */
-            cosv[j] = cosf(a) * ms;
-            sinv[j] = sinf(a) * ms;
-        }
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((int64_t)i * n_heads + h) * hd;
-            if (m->interleaved) {
-                for (int j = 0; j < half; j++) {
-                    float x0 = v[2 * j], x1 = v[2 * j + 1];
-                    v[2 * j] = x0 * cosv[j] - x1 * sinv[j];
-                    v[2 * j + 1] = x0 * sinv[j] + x1 * cosv[j];
-                }
-            } else {
-                for (int j = 0; j < half; j++) {
-                    float x0 = v[j], x1 = v[j + half];
-                    v[j] = x0 * cosv[j] - x1 * sinv[j];
-                    v[j + half] = x0 * sinv[j] + x1 * cosv[j];
-                }
-            }
-        }
+        rope_token(m, x, i, pos0, n_heads, own, own + half, rp);
     }
 }
 
@@ -703,8 +715,15 @@ static int decode_one(lmp_session *s, const int32_t *token, float *logits)
     int rc = b.team ? lmp_model_embed(m, token, 1, x)
                     : lmp_err(LMP_ENOMEM, "out of memory (decoding buffers)");
     if (!rc) {
+        /* one thread: no region, so the team's barriers and singles are plain calls (in a
+         * team of one, libgomp still ends each with a futex wake: ~390 system calls a
+         * token on SmolLM2-135M, ~7% of its decoding time on this VM) */
+        if (nthr == 1) {
+            decode_team(m, s, x, logits, &b, nthr);
+        } else {
 #pragma omp parallel num_threads(nthr)
-        decode_team(m, s, x, logits, &b, nthr);
+            decode_team(m, s, x, logits, &b, nthr);
+        }
         s->pos += 1;
     }
     lmp_team_free(b.team);

@@ -647,72 +647,118 @@ TV static inline __m512 v_iq4_xs(const void *row, const void *xq, int64_t n)
     return acc;
 }
 
-/* IQ3_S on Q8K: sub-blocks ib, ib + 1 a register; the 16 grid entries gathered (their
- * 9-bit indices: qs bytes, bit 8 from qh as a mask), the grid bytes unsigned, the 64 sign
- * bits of the two sub-blocks as a mask negating x, the scales 1 + 2 sc in vpdpwssd.
- * (Sixteen scalar look-ups inserted into a zmm went through the stack: store-forwarding
- * stalls, 2x slower than the AVX2 row.) */
-TV static inline __m512i blk2_iq3_s(const lmp_block_iq3_s *bi, int ib, const int8_t *xb, __m512i sc)
+/* IQ3_S on Q8K without a gather: the grid as two byte planes looked up 64 codes at a time
+ * with vpermi2b. Each grid byte is odd, 1..15, so entry e packs into two bytes, plane 0
+ * holding bytes 0 | 1 << 4 and plane 1 bytes 2 | 3 << 4 (k_iq3s_nib, filled from
+ * lmp_iq3s_grid with the variant's table). A super-block's 64 indices (qs bytes, bit 8
+ * from qh) select one of four 128-entry quarters (qh bit, qs bit 7: two blends) within
+ * which vpermi2b reads the low 7 bits: 8 vpermi2b and 6 blends per super-block for all
+ * its grid bytes. Unpacking the planes (bytes, then nibbles) interleaves them within
+ * 128-bit lanes, so the indices are permuted first (k_iq3s_perm: position 16 c + 4 r + k
+ * takes code 16 r + 4 c + k) and register r then holds weights 64 r .. 64 r + 63 in
+ * order, against x as stored: the signs of those weights (eight sign bytes) negate x,
+ * vpmaddubsw of the unsigned grid bytes, the scales 1 + 2 sc in vpdpwssd (sub-blocks
+ * 2 r, 2 r + 1), int32 lanes over the super-block, one conversion and FMA. The integer
+ * sums are ref_dotq_iq3_s's. Replaces a row that gathered 16 grid entries a register
+ * with vpgatherdd (4 gathers a super-block, ~90 cycles: TinyLlama's up projection
+ * 1147 us against 355 us for IQ4_XS; the gather-free row: see docs/benchmarks.md). */
+static _Alignas(64) uint8_t k_iq3s_nib[2][512];
+static void fill_iq3s_nib(void)
 {
-    const __m512i i8 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bi->qs + 8 * ib)));
-    uint16_t h;
-    memcpy(&h, bi->qh + ib, 2);
-    const __m512i idx = _mm512_mask_or_epi32(i8, (__mmask16)h, i8, _mm512_set1_epi32(256));
-    const __m512i g = _mm512_i32gather_epi32(idx, (const void *)lmp_iq3s_grid, 4);
-    uint64_t sg;
-    memcpy(&sg, bi->signs + 4 * ib, 8);
-    const __m512i x = _mm512_loadu_si512(xb + 32 * ib);
-    const __m512i sx = _mm512_mask_sub_epi8(x, (__mmask64)sg, _mm512_setzero_si512(), x);
-    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(g, sx), WORD2(sc, ib));
+    for (int e = 0; e < 512; e++) {
+        const uint32_t g = lmp_iq3s_grid[e];
+        k_iq3s_nib[0][e] = (uint8_t)((g & 15) | ((g >> 8) & 15) << 4);
+        k_iq3s_nib[1][e] = (uint8_t)(((g >> 16) & 15) | ((g >> 24) & 15) << 4);
+    }
 }
+/* byte p = 16 c + 4 r + k takes code 16 r + 4 c + k (an involution) */
+static const uint8_t k_iq3s_perm[64] = {
+#define G(c, r) 16 * (r) + 4 * (c), 16 * (r) + 4 * (c) + 1, 16 * (r) + 4 * (c) + 2, 16 * (r) + 4 * (c) + 3
+    G(0, 0), G(0, 1), G(0, 2), G(0, 3), G(1, 0), G(1, 1), G(1, 2), G(1, 3),
+    G(2, 0), G(2, 1), G(2, 2), G(2, 3), G(3, 0), G(3, 1), G(3, 2), G(3, 3),
+#undef G
+};
+
+/* plane lookup: quarter (qh bit, qs bit 7) of the 512 entries, 7 index bits within it */
+#define IQ3S_LOOK(t, I, m7, m8)                                                                    \
+    _mm512_mask_blend_epi8((m8),                                                                   \
+                           _mm512_mask_blend_epi8((m7), _mm512_permutex2var_epi8((t)[0], (I), (t)[1]), \
+                                                  _mm512_permutex2var_epi8((t)[2], (I), (t)[3])), \
+                           _mm512_mask_blend_epi8((m7), _mm512_permutex2var_epi8((t)[4], (I), (t)[5]), \
+                                                  _mm512_permutex2var_epi8((t)[6], (I), (t)[7])))
 
 TV static inline __m512 v_iq3_s(const void *row, const void *xq, int64_t n)
 {
     const lmp_block_iq3_s *b = row;
     const int8_t *xs = xq;
     const float *xd = lmp_xq8k_d(xq, n);
+    __m512i ta[8], tb[8];
+    for (int j = 0; j < 8; j++) {
+        ta[j] = _mm512_load_si512(k_iq3s_nib[0] + 64 * j);
+        tb[j] = _mm512_load_si512(k_iq3s_nib[1] + 64 * j);
+    }
+    const __m512i perm = _mm512_loadu_si512(k_iq3s_perm), f = _mm512_set1_epi8(15);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++) {
         const lmp_block_iq3_s *bi = &b[i];
         const int8_t *xb = xs + 256 * i;
+        uint64_t qh;
+        memcpy(&qh, bi->qh, 8);
+        const __m512i I = _mm512_permutexvar_epi8(perm, _mm512_loadu_si512(bi->qs));
+        const __mmask64 m7 = _mm512_movepi8_mask(I);
+        const __mmask64 m8 = _mm512_movepi8_mask(_mm512_permutexvar_epi8(perm, _mm512_movm_epi8(qh)));
+        const __m512i pa = IQ3S_LOOK(ta, I, m7, m8), pb = IQ3S_LOOK(tb, I, m7, m8);
+        /* entry words (plane 0, plane 1), then each word's nibbles as bytes 0-3 */
+        const __m512i u0 = _mm512_unpacklo_epi8(pa, pb), u1 = _mm512_unpackhi_epi8(pa, pb);
+        const __m512i l0 = _mm512_and_si512(u0, f), h0 = _mm512_and_si512(_mm512_srli_epi16(u0, 4), f);
+        const __m512i l1 = _mm512_and_si512(u1, f), h1 = _mm512_and_si512(_mm512_srli_epi16(u1, 4), f);
         uint32_t s4;
         memcpy(&s4, bi->scales, 4);
         const __m512i sc = _mm512_broadcast_i32x4(odd16(nibbles16(s4)));
-        const __m512i s0 = _mm512_add_epi32(blk2_iq3_s(bi, 0, xb, sc), blk2_iq3_s(bi, 4, xb, sc));
-        const __m512i s1 = _mm512_add_epi32(blk2_iq3_s(bi, 2, xb, sc), blk2_iq3_s(bi, 6, xb, sc));
+        uint64_t sg[4];
+        memcpy(sg, bi->signs, 32);
+#define R(a, r, g)                                                                                 \
+    _mm512_dpwssd_epi32((a), _mm512_maddubs_epi16((g), _mm512_mask_sub_epi8(                        \
+                                 _mm512_loadu_si512(xb + 64 * (r)), (__mmask64)sg[r], _mm512_setzero_si512(), \
+                                 _mm512_loadu_si512(xb + 64 * (r)))), WORD2(sc, 2 * (r)))
+        __m512i s0 = R(_mm512_setzero_si512(), 0, _mm512_unpacklo_epi8(l0, h0));
+        __m512i s1 = R(_mm512_setzero_si512(), 1, _mm512_unpackhi_epi8(l0, h0));
+        s0 = R(s0, 2, _mm512_unpacklo_epi8(l1, h1));
+        s1 = R(s1, 3, _mm512_unpackhi_epi8(l1, h1));
+#undef R
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(_cvtsh_ss(bi->d) * xd[i]), acc);
     }
     return acc;
 }
+#undef IQ3S_LOOK
 
-/* IQ2_XS on Q8K: sub-blocks ib, ib + 1 a register; the sign bytes of the eight codes
- * (ksigns: 7 bits and their parity) as a mask negating x, the half-block scales 2 sc + 1
- * (byte 2 ib + h of sc, 128-bit lane 2 (ib % 2) + h) in vpdpwssd. */
-TV static inline __m512i blk2_iq2_xs(const lmp_block_iq2_xs *bi, int ib, const int8_t *xb, __m512i sc)
+/* IQ2_XS on Q8K without scalar grid loads: every grid byte is 8, 25 or 43, so entry e
+ * packs into one 16-bit word of eight 2-bit codes (k_iq2xs_code, filled from
+ * lmp_iq2xs_grid). A super-block's 32 indices (the low 9 bits of its qs words) look up
+ * their words with vpermi2w (6 index bits, eight 64-entry tables chosen by bits 6-8 in
+ * three rounds of blends); the sign bytes come from one vpermi2b on a 128-entry table of
+ * lmp_iq_ksigns (bits 9-15 of each word). Register r (weights 64 r .. 64 r + 63, codes
+ * 8 r .. 8 r + 7) gets code 8 r + q's word into qword q (vpermw), vpmultishiftqb pulls
+ * out the eight 2-bit codes as bytes, vpshufb maps them to 8 / 25 / 43; then as before:
+ * the signs negate x, vpmaddubsw, the half-block scales 2 sc + 1 in vpdpwssd, int32
+ * lanes over the super-block, one conversion and FMA. The integer sums are
+ * ref_dotq_iq2_xs's. Replaces a row that loaded the eight grid entries of each pair of
+ * sub-blocks one at a time into a zmm and computed the sign parities in vector shifts
+ * (TinyLlama's up projection: see docs/benchmarks.md). */
+static _Alignas(64) uint16_t k_iq2xs_code[512];
+static _Alignas(64) uint8_t k_iq2xs_ks[128];
+static void fill_iq2xs_code(void)
 {
-    const uint16_t *c = bi->qs + 4 * ib;
-    const __m512i g = _mm512_setr_epi64((long long)lmp_iq2xs_grid[c[0] & 511], (long long)lmp_iq2xs_grid[c[1] & 511],
-                                        (long long)lmp_iq2xs_grid[c[2] & 511], (long long)lmp_iq2xs_grid[c[3] & 511],
-                                        (long long)lmp_iq2xs_grid[c[4] & 511], (long long)lmp_iq2xs_grid[c[5] & 511],
-                                        (long long)lmp_iq2xs_grid[c[6] & 511], (long long)lmp_iq2xs_grid[c[7] & 511]);
-    /* the 7 sign bits of each code, and the parity bit on top */
-    const __m128i s7 = _mm_srli_epi16(_mm_loadu_si128((const __m128i *)c), 9);
-    __m128i p = _mm_xor_si128(s7, _mm_srli_epi16(s7, 4));
-    p = _mm_xor_si128(p, _mm_srli_epi16(p, 2));
-    p = _mm_xor_si128(p, _mm_srli_epi16(p, 1));
-    const __m128i sb = _mm_or_si128(s7, _mm_slli_epi16(_mm_and_si128(p, _mm_set1_epi16(1)), 7));
-    const uint64_t sg = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(sb, sb));
-    const __m512i x = _mm512_loadu_si512(xb + 32 * ib);
-    const __m512i sx = _mm512_mask_sub_epi8(x, (__mmask64)sg, _mm512_setzero_si512(), x);
-    const __m512i idx = _mm512_setr_epi32(0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
-                                          0x80008000 | (2 * ib) * 0x10001, 0x80008000 | (2 * ib) * 0x10001,
-                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
-                                          0x80008000 | (2 * ib + 1) * 0x10001, 0x80008000 | (2 * ib + 1) * 0x10001,
-                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
-                                          0x80008000 | (2 * ib + 2) * 0x10001, 0x80008000 | (2 * ib + 2) * 0x10001,
-                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001,
-                                          0x80008000 | (2 * ib + 3) * 0x10001, 0x80008000 | (2 * ib + 3) * 0x10001);
-    return _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(g, sx), _mm512_shuffle_epi8(sc, idx));
+    for (int e = 0; e < 512; e++) {
+        unsigned w = 0;
+        for (int j = 0; j < 8; j++) {
+            const unsigned v = (unsigned)(lmp_iq2xs_grid[e] >> 8 * j) & 255;
+            w |= (v == 8 ? 0u : v == 25 ? 1u : 2u) << 2 * j; /* 43 the only other value */
+        }
+        k_iq2xs_code[e] = (uint16_t)w;
+    }
+    for (int i = 0; i < 128; i++)
+        k_iq2xs_ks[i] = lmp_iq_ksigns(i);
 }
 
 TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
@@ -720,19 +766,65 @@ TV static inline __m512 v_iq2_xs(const void *row, const void *xq, int64_t n)
     const lmp_block_iq2_xs *b = row;
     const int8_t *xs = xq;
     const float *xd = lmp_xq8k_d(xq, n);
+    __m512i t[16];
+    for (int j = 0; j < 16; j++)
+        t[j] = _mm512_load_si512(k_iq2xs_code + 32 * j);
+    const __m512i ks0 = _mm512_load_si512(k_iq2xs_ks), ks1 = _mm512_load_si512(k_iq2xs_ks + 64);
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m512i ctrl = _mm512_set1_epi64(0x0e0c0a0806040200ll), three = _mm512_set1_epi8(3);
+    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128), b8 = _mm512_set1_epi16(256);
+    /* word 4 q of register r's source: code 8 r + q */
+#define QIDX(r)                                                                                    \
+    _mm512_setr_epi64(8 * (r), 8 * (r) + 1, 8 * (r) + 2, 8 * (r) + 3, 8 * (r) + 4, 8 * (r) + 5, 8 * (r) + 6, \
+                      8 * (r) + 7)
+    /* half-block scale bytes 4 r + L of sc as words of 128-bit lane L (as the old rows' idx) */
+#define SIDX(r)                                                                                    \
+    _mm512_setr_epi32(0x80008000 | (4 * (r)) * 0x10001, 0x80008000 | (4 * (r)) * 0x10001,           \
+                      0x80008000 | (4 * (r)) * 0x10001, 0x80008000 | (4 * (r)) * 0x10001,           \
+                      0x80008000 | (4 * (r) + 1) * 0x10001, 0x80008000 | (4 * (r) + 1) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 1) * 0x10001, 0x80008000 | (4 * (r) + 1) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 2) * 0x10001, 0x80008000 | (4 * (r) + 2) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 2) * 0x10001, 0x80008000 | (4 * (r) + 2) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 3) * 0x10001, 0x80008000 | (4 * (r) + 3) * 0x10001,   \
+                      0x80008000 | (4 * (r) + 3) * 0x10001, 0x80008000 | (4 * (r) + 3) * 0x10001)
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++) {
         const lmp_block_iq2_xs *bi = &b[i];
         const int8_t *xb = xs + 256 * i;
+        const __m512i q = _mm512_loadu_si512(bi->qs);
+        const __mmask32 m6 = _mm512_test_epi16_mask(q, b6), m7 = _mm512_test_epi16_mask(q, b7),
+                        m8 = _mm512_test_epi16_mask(q, b8);
+#define LK(k) _mm512_permutex2var_epi16(t[2 * (k)], q, t[2 * (k) + 1])
+        const __m512i e01 = _mm512_mask_blend_epi16(m6, LK(0), LK(1)), e23 = _mm512_mask_blend_epi16(m6, LK(2), LK(3));
+        const __m512i e45 = _mm512_mask_blend_epi16(m6, LK(4), LK(5)), e67 = _mm512_mask_blend_epi16(m6, LK(6), LK(7));
+#undef LK
+        const __m512i e = _mm512_mask_blend_epi16(m8, _mm512_mask_blend_epi16(m7, e01, e23),
+                                                  _mm512_mask_blend_epi16(m7, e45, e67));
+        /* the 32 sign bytes: ksigns of bits 9-15 */
+        const __m512i s7 = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(q, 9)));
+        uint64_t sg[4];
+        _mm256_storeu_si256((__m256i *)sg, _mm512_castsi512_si256(_mm512_permutex2var_epi8(ks0, s7, ks1)));
         uint64_t s8;
         memcpy(&s8, bi->scales, 8);
         const __m128i sc16 = nibbles16(s8);
         const __m512i sc = _mm512_broadcast_i32x4(_mm_add_epi8(_mm_add_epi8(sc16, sc16), _mm_set1_epi8(1)));
-        const __m512i s0 = _mm512_add_epi32(blk2_iq2_xs(bi, 0, xb, sc), blk2_iq2_xs(bi, 4, xb, sc));
-        const __m512i s1 = _mm512_add_epi32(blk2_iq2_xs(bi, 2, xb, sc), blk2_iq2_xs(bi, 6, xb, sc));
+#define R(a, r)                                                                                    \
+    _mm512_dpwssd_epi32(                                                                           \
+        (a),                                                                                       \
+        _mm512_maddubs_epi16(                                                                      \
+            _mm512_shuffle_epi8(vals, _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, _mm512_permutexvar_epi16(QIDX(r), e)), three)), \
+            _mm512_mask_sub_epi8(_mm512_loadu_si512(xb + 64 * (r)), (__mmask64)sg[r], _mm512_setzero_si512(), \
+                                 _mm512_loadu_si512(xb + 64 * (r)))),                              \
+        _mm512_shuffle_epi8(sc, SIDX(r)))
+        __m512i s0 = R(_mm512_setzero_si512(), 0), s1 = R(_mm512_setzero_si512(), 1);
+        s0 = R(s0, 2);
+        s1 = R(s1, 3);
+#undef R
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)),
                               _mm512_set1_ps(_cvtsh_ss(bi->d) * 0.125f * xd[i]), acc);
     }
+#undef QIDX
+#undef SIDX
     return acc;
 }
 
@@ -826,6 +918,8 @@ void lmp_kimpl_fill_lowbit_avx512_vnni(lmp_kimpl *k)
 #undef SET
     k->gemv_iq4nlx16 = gemv_iq4nlx16;
     k->iq4nlx16_simd = true;
+    fill_iq3s_nib();
+    fill_iq2xs_code();
 }
 
 #endif /* __x86_64__ */

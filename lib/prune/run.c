@@ -106,6 +106,7 @@ typedef struct {
     lmp_qtensor qt[LMP_LIN_COUNT];
     lmp_wmat pw[LMP_LIN_COUNT];
     err_ctx ec;
+    bool h_err;                  /* errors from the Hessians, not measured by a re-run */
     lmp_pexperts x;              /* a sparse block's experts (pexperts.c) */
 } pr_ctx;
 
@@ -134,14 +135,33 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     c->mask[w] = malloc((size_t)(rows * cols));
     if (!c->mask[w])
         return lmp_err(LMP_ENOMEM, "out of memory");
+    float *W0 = NULL; /* h_err: the weights before pruning */
+    if (c->h_err && b->cal && !(W0 = malloc((size_t)(rows * cols) * sizeof(float))))
+        return lmp_err(LMP_ENOMEM, "out of memory");
+    if (W0)
+        memcpy(W0, c->Wp[w], (size_t)(rows * cols) * sizeof(float));
     if (p->spec.method == LMP_PRUNE_SPARSEGPT)
         rc = lmp_prune_linear(c->Wp[w], rows, cols, b->st.H[cls], &p->spec, c->mask[w], &c->qt[w], &st->loss);
     else
         rc = lmp_prune_linear_norms(c->Wp[w], rows, cols, b->st.xsq[cls], &p->spec, c->mask[w]);
-    if (rc)
+    if (rc) {
+        free(W0);
         return lmp_err_prefix(rc, "%s.weight", st->name);
+    }
     if (p->spec.qbits) /* the installed copy is what the quantized tensor holds */
         lmp_qtensor_dequant(&c->qt[w], c->Wp[w]);
+    if (W0) { /* ||X (W - W')^T|| / ||X W^T|| as tr(D H D^T) over tr(W H W^T): under the
+               * true-sequential walk H holds exactly the inputs the pruned block gives this
+               * linear, the ones the re-run would measure on */
+        const double den = lmp_gptq_quad_trace(W0, b->st.H[cls], rows, cols);
+        for (int64_t i = 0; i < rows * cols; i++)
+            W0[i] -= c->Wp[w][i];
+        const double num = lmp_gptq_quad_trace(W0, b->st.H[cls], rows, cols);
+        free(W0);
+        if (den < 0 || num == -1.0) /* (-1: out of memory; a trace of real weights is >= 0) */
+            return lmp_err(LMP_ENOMEM, "out of memory measuring %s", st->name);
+        st->err = den > 0 ? sqrt(fmax(num, 0.0) / den) : 0.0;
+    }
     snprintf(c->qt[w].name, sizeof c->qt[w].name, "%s", st->name);
     st->seconds = lmp_time_s() - t0;
     for (int64_t i = 0; i < rows * cols; i++)
@@ -220,7 +240,7 @@ static int pr_end(void *ctx, lmp_calib_block *b)
         c->res->params += (uint64_t)(st[w].rows * st[w].cols);
         c->res->zeros += (uint64_t)st[w].zeros;
     }
-    if (b->cal)
+    if (b->cal && !c->h_err)
         for (int w = 0; w < LMP_LIN_COUNT; w++)
             st[w].err = sparse && w >= LMP_LIN_GATE ? -1
                         : c->ec.sums[1][w] > 0 ? sqrt(c->ec.sums[0][w] / c->ec.sums[1][w]) : 0.0;
@@ -271,7 +291,21 @@ static const lmp_calib_method g_wanda_row = {
     .linear_share = pr_share,
     .rerun_sums = pr_rerun_sums,
 };
-/* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input. */
+/* SparseGPT (and SparseGPT + joint quantization): the Hessian of every input.
+ * True-sequential (the default), the errors come from the Hessians and there is no re-run
+ * hook, so the driver walks the block in stages (each linear runs once per window);
+ * otherwise the Hessians are the original block's inputs and the re-run measures. */
+static const lmp_calib_method g_sparsegpt_seq_row = {
+    .name = "sparsegpt",
+    .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
+    .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_finish = lmp_gptq_sym_from_upper,
+    .begin = pr_begin,
+    .linear = pr_linear,
+    .end = pr_end,
+    .cleanup = pr_cleanup,
+    .linear_share = pr_share,
+};
 static const lmp_calib_method g_sparsegpt_row = {
     .name = "sparsegpt",
     .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
@@ -327,7 +361,9 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
     /* True-sequential: one statistics pass per distinct input, the linears before it
      * already pruned; otherwise one pass over the original block for all of them. */
     const bool ts = p->true_sequential < 0 ? method == LMP_PRUNE_SPARSEGPT : p->true_sequential != 0;
-    const lmp_calib_method *row = method == LMP_PRUNE_SPARSEGPT ? &g_sparsegpt_row
+    pc.h_err = method == LMP_PRUNE_SPARSEGPT && ts;
+    const lmp_calib_method *row = pc.h_err                      ? &g_sparsegpt_seq_row
+                                  : method == LMP_PRUNE_SPARSEGPT ? &g_sparsegpt_row
                                   : method == LMP_PRUNE_WANDA   ? &g_wanda_row
                                                                 : &g_magnitude_row;
     lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress};
