@@ -164,7 +164,7 @@ int cmd_quantize(int argc, char **argv)
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
                     "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]\n"
-                    "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] "
+                    "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] [--awq-search-tokens N] "
                     "[--no-duo-scaling] [--format awq|gptq_v2|compressed-tensors] --calib FILE [...]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
         "or .safetensors (read as `lmpress convert` would write its GGUF, no temporary file) or an\n"
@@ -185,7 +185,8 @@ int cmd_quantize(int argc, char **argv)
         "calibration text and folded into the preceding RMSNorm / v_proj / up_proj (olmo2 has no norm in front\n"
         "of q/k/v and gate/up: those scales stay 1), a clipping search, then\n"
         "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
-        "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens;\n"
+        "the scale searches measure their losses on 1024 sampled tokens of them (--awq-search-tokens).\n"
         "--target-bpw X / --target-size SIZE with --method (instead of --bits / --group-size): bits and group\n"
         "size per linear (q/k/v share one, gate/up share one: vLLM fuses them), among --target-bits (2,3,4,8)\n"
         "x --target-groups (32,64,128,-1), to least summed relative output error tr(dW H dW^T) / tr(W H W^T)\n"
