@@ -25,6 +25,7 @@ void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
     p->target_bpw = -1;
     p->target_probes = -1;
     p->target_refine = -1;
+    p->target_tokens = -1;
 }
 
 bool lmp_job_parse_bytes(const char *s, double *bytes)
@@ -63,8 +64,10 @@ int lmp_job_gguf_check_args(const char *model, const char *out, const lmp_job_gg
         return lmp_err(LMP_EINVAL, "--target-probes %d: must be 0 (every point) to 16", p->target_probes);
     if (p->target_refine < -1 || p->target_refine > 10)
         return lmp_err(LMP_EINVAL, "--target-refine %d: must be 0 (none) to 10", p->target_refine);
-    if ((p->target_calib || p->target_probes != -1 || p->target_refine != -1) && !target)
-        return lmp_err(LMP_EINVAL, "--target-calib / --target-probes / --target-refine need --target-bpw or "
+    if (p->target_tokens != -1 && (p->target_tokens < 64 || p->target_tokens > 1048576))
+        return lmp_err(LMP_EINVAL, "--target-tokens %d: must be 64 to 1048576", p->target_tokens);
+    if ((p->target_calib || p->target_probes != -1 || p->target_refine != -1 || p->target_tokens != -1) && !target)
+        return lmp_err(LMP_EINVAL, "--target-calib / --target-probes / --target-refine / --target-tokens need --target-bpw or "
                        "--target-size");
     if (p->dry_run && !target)
         return lmp_err(LMP_EINVAL, "--dry-run needs --target-bpw or --target-size");

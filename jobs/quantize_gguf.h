@@ -46,6 +46,7 @@ typedef struct {
     const char *target_calib;
     int target_probes;         /* -1: not given */
     int target_refine;         /* --target-refine rounds (-1: not given, the default 2; 0: none) */
+    int target_tokens;         /* --target-tokens: probe positions (-1: not given, the default 1,024) */
 } lmp_job_gguf_params;
 
 typedef struct {

@@ -23,15 +23,18 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
                "\"min_bytes\": %llu, \"max_bytes\": %llu, \"fixed_bytes\": %llu, \"measure_seconds\": %.3f, "
                "\"calibrated\": %s, \"calib_windows\": %d, \"calib_seqlen\": %d, \"probes\": %d, "
                "\"calib_seconds\": %.3f, \"refine_rounds\": %d, \"refine_probes\": %d, \"refine_seconds\": %.3f, "
-               "\"calib_kld_solved\": %.6g, \"calib_kld\": %.6g, ",
+               "\"calib_kld_solved\": %.6g, \"calib_kld\": %.6g, \"val_windows\": %d, \"val_kld_solved\": %.6g, "
+               "\"val_kld\": %.6g, ",
                (unsigned long long)budget, (unsigned long long)p->bytes, (unsigned long long)p->params, bpw, p->err,
                (unsigned long long)p->min_bytes, (unsigned long long)p->max_bytes,
                (unsigned long long)p->fixed_bytes, p->seconds, p->calibrated ? "true" : "false", p->calib_windows,
                p->calib_seqlen, p->n_probes, p->calib_seconds, p->refine_rounds, p->refine_probes, p->refine_seconds,
-               p->refine_probes ? p->kld_solved : -1, p->refine_probes ? p->kld_refined : -1);
+               p->refine_probes ? p->kld_solved : -1, p->refine_probes ? p->kld_refined : -1, p->val_windows,
+               p->refine_probes ? p->kld_val_solved : -1, p->refine_probes ? p->kld_val_refined : -1);
         printf("\"refine_tried\": [");
         for (int r = 0; r < p->refine_tried; r++)
-            printf("%s{\"moved\": %d, \"calib_kld\": %.6g}", r ? ", " : "", p->refine_moved[r], p->refine_kld[r]);
+            printf("%s{\"moved\": %d, \"calib_kld\": %.6g, \"val_kld\": %.6g}", r ? ", " : "", p->refine_moved[r],
+                   p->refine_kld[r], p->refine_kld_val[r]);
         printf("], \"refine_pairs\": %d, \"refine_pairs_tried\": %d, \"tensors\": [", p->refine_pairs,
                p->refine_pairs_tried);
         for (int i = 0; i < p->n; i++) {
@@ -73,14 +76,16 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
                 p->seconds, p->n_probes, p->calib_windows, p->calib_seqlen, p->calib_seconds);
     if (p->refine_probes)
         fprintf(f, "plan: in context, %d probes, %d round(s) kept in %.1f s: the whole plan's KL divergence on the "
-                   "calibration text %.5g as solved, %.5g kept\n",
-                p->refine_probes, p->refine_rounds, p->refine_seconds, p->kld_solved, p->kld_refined);
+                   "calibration text %.5g as solved, %.5g kept; on %d validation windows %.5g as solved, %.5g kept\n",
+                p->refine_probes, p->refine_rounds, p->refine_seconds, p->kld_solved, p->kld_refined, p->val_windows,
+                p->kld_val_solved, p->kld_val_refined);
     for (int r = 0; r < p->refine_tried; r++)
-        fprintf(f, "plan: round %d moved %d tensors: calibration KL divergence %.5g%s\n", r + 1, p->refine_moved[r],
-                p->refine_kld[r], r < p->refine_rounds ? "" : " (not lower: not kept)");
+        fprintf(f, "plan: round %d moved %d tensors: calibration KL divergence %.5g, validation %.5g%s\n", r + 1,
+                p->refine_moved[r], p->refine_kld[r], p->refine_kld_val[r],
+                r < p->refine_rounds ? "" : " (not lower: not kept)");
     if (p->refine_probes)
-        fprintf(f, "plan: %d of %d pair move(s) kept (a tensor a type dearer, another cheaper)\n", p->refine_pairs,
-                p->refine_pairs_tried);
+        fprintf(f, "plan: %d of %d move(s) kept (a tensor a type dearer, others cheaper; kept where the validation "
+                   "KL divergence falls)\n", p->refine_pairs, p->refine_pairs_tried);
 }
 
 int quantize_plan_make(const char *src, const char *model, const quantize_plan_opts *o, char ***rules, int *n_rules)
@@ -110,6 +115,8 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
         cp.target_bpw = p.params ? (double)budget * 8.0 / (double)p.params : 0;
         if (o->probes)
             cp.probes = o->probes < 0 ? 0 : o->probes;
+        if (o->tokens > 0)
+            cp.tokens = o->tokens;
         if ((rc = lmp_plan_calibrate(src, &pp, &cp, &p))) {
             lmp_plan_free(&p);
             return rc;
@@ -184,6 +191,7 @@ int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *
     c->po.calib_path = p->target_calib ? p->target_calib : p->imatrix_calib; /* the probes' default text */
     c->po.calib_field = p->calib.text_field;
     c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
-    c->po.refine = p->target_refine < 0 ? 0 : p->target_refine == 0 ? -1 : p->target_refine;
+    c->po.refine = p->target_refine <= 0 ? -1 : p->target_refine; /* off unless asked (docs/results.md) */
+    c->po.tokens = p->target_tokens;
     return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }

@@ -22,8 +22,9 @@ typedef struct {
     const char *calib_path;
     const char *calib_field;  /* JSONL text field, or NULL */
     int probes;               /* points probed per tensor (0: the default, 2; -1: all) */
+    int tokens;               /* probe positions (<= 0: the default, 1,024) */
     int refine;               /* rounds in context after the solve (lmp_plan_refine; 0: the
-                                 default, 2; -1: none) */
+                                 library's default, 2; -1: none, the command's default) */
 } quantize_plan_opts;
 
 /* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With

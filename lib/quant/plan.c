@@ -333,8 +333,9 @@ void lmp_plan_calib_default_params(lmp_plan_calib_params *p)
     memset(p, 0, sizeof *p);
     lmp_calib_default_params(&p->cp);
     p->cp.mode = LMP_CALIB_CHUNKS;
-    p->cp.n_samples = 8;
-    p->cp.seq_len = 128;
+    p->cp.n_samples = 0; /* 0: tokens / seq_len windows */
+    p->cp.seq_len = 256;
+    p->tokens = 1024;
     p->probes = 2;
 }
 
@@ -369,6 +370,7 @@ typedef struct {
     lmp_model *m;
     bool own_model;          /* fwd_close frees m (fwd_open loaded it) */
     int W, S, L, d, V;       /* windows, tokens per window, layers, hidden, vocab */
+    int w0, w1;              /* the windows fwd_kld measures (default all) */
     const int32_t *tokens;   /* [W][S] */
     float *h;                /* [L + 1][W * S][d]: the input of block l (h[L]: the final states) */
     float *base_lp;          /* [W * S][V] log-softmax of the original model */
@@ -445,12 +447,12 @@ static int run_window(plan_fwd *f, int w, int from, int mode, double *kld)
 static int fwd_kld(plan_fwd *f, int from, double *kld)
 {
     double s = 0;
-    for (int w = 0; w < f->W; w++) {
+    for (int w = f->w0; w < f->w1; w++) {
         int rc = run_window(f, w, from, 0, &s);
         if (rc)
             return rc;
     }
-    *kld = s / ((double)f->W * f->S);
+    *kld = s / ((double)(f->w1 - f->w0) * f->S);
     return 0;
 }
 
@@ -580,6 +582,8 @@ static int fwd_setup(plan_fwd *f)
     f->L = cfg->n_layers;
     f->d = (int)cfg->hidden_size;
     f->V = lmp_model_n_vocab(f->m);
+    f->w0 = 0;
+    f->w1 = f->W;
     size_t ntok = (size_t)f->W * f->S;
     f->h = malloc(sizeof(float) * (size_t)(f->L + 1) * ntok * (size_t)f->d);
     f->base_lp = malloc(sizeof(float) * ntok * (size_t)f->V);
@@ -653,7 +657,7 @@ void lmp_plan_probe_close(lmp_plan_probe *p)
 
 /* Loads the model of GGUF `in` and the calibration windows, and runs the original once:
  * its log-probs and every block's input kept. */
-static int fwd_open(const char *in, const lmp_plan_calib_params *cp, plan_fwd *f, lmp_calib_data *cal)
+static int fwd_open(const char *in, const lmp_plan_calib_params *cp, int mult, plan_fwd *f, lmp_calib_data *cal)
 {
     memset(f, 0, sizeof *f);
     memset(cal, 0, sizeof *cal);
@@ -672,6 +676,9 @@ static int fwd_open(const char *in, const lmp_plan_calib_params *cp, plan_fwd *f
     lmp_calib_params wp = cp->cp;
     if (wp.seq_len > cfg->max_pos)
         wp.seq_len = cfg->max_pos;
+    if (wp.n_samples <= 0) /* windows of the model's context (up to seq_len), `tokens` in all */
+        wp.n_samples = wp.seq_len > 0 && cp->tokens > wp.seq_len ? cp->tokens / wp.seq_len : 1;
+    wp.n_samples *= mult;
     if ((rc = lmp_calib_load(f->m, cp->calib_path, &wp, cal))) {
         fwd_close(f, cal);
         return rc;
@@ -689,7 +696,7 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
     double t0 = lmp_time_s();
     plan_fwd f;
     lmp_calib_data cal;
-    int rc = fwd_open(in, cp, &f, &cal);
+    int rc = fwd_open(in, cp, 1, &f, &cal);
     if (rc)
         return rc;
     const lmp_ckpt *ck = lmp_model_ckpt(f.m);
@@ -856,24 +863,83 @@ typedef struct {
     const float *imp;
 } plan_where;
 
-/* Mean KLD of the model as installed now over all windows, caching every block's input. */
-static int fwd_cache(plan_fwd *f, double *kld)
+/* Mean KLD of the model as installed now over the windows fwd_kld measures (*kld) and over
+ * the others (*kval; NULL: not wanted), caching every block's input of every window. */
+static int fwd_cache(plan_fwd *f, double *kld, double *kval)
 {
-    double s = 0;
+    double s = 0, v = 0;
     for (int w = 0; w < f->W; w++) {
-        int rc = run_window(f, w, 0, RW_STORE_H, &s);
+        int rc = run_window(f, w, 0, RW_STORE_H, w >= f->w0 && w < f->w1 ? &s : &v);
         if (rc)
             return rc;
     }
-    *kld = s / ((double)f->W * f->S);
+    *kld = s / ((double)(f->w1 - f->w0) * f->S);
+    if (kval)
+        *kval = f->W > f->w1 - f->w0 ? v / ((double)(f->W - (f->w1 - f->w0)) * f->S) : *kld;
     return 0;
+}
+
+/* Mean KLD over the validation windows (those fwd_kld does not measure; all when there are
+ * none) with the model as it is now, from block `from`. */
+static int fwd_kld_val(plan_fwd *f, int from, double *kld)
+{
+    int w0 = f->w0, w1 = f->w1;
+    if (f->W > w1 - w0) {
+        f->w0 = w1;
+        f->w1 = f->W;
+    }
+    int rc = fwd_kld(f, from, kld);
+    f->w0 = w0;
+    f->w1 = w1;
+    return rc;
 }
 
 void lmp_plan_refine_default_params(lmp_plan_refine_params *r)
 {
     memset(r, 0, sizeof *r);
     r->rounds = 2;
-    r->pairs = 8;
+    r->pairs = 24;
+    r->patience = 8;
+}
+
+typedef struct {
+    int up, dn1, dn2; /* tensors moved one type dearer / cheaper, -1: none */
+} plan_move;
+
+/* The in-context differences of tensor i at its current choice c, the model (every
+ * tensor at its choice) at KLD k0: its two neighbours on the front installed alone and
+ * measured (cx[c +- 1] = KLD - k0), the rest of the front the alone-calibrated
+ * differences `al` scaled on each side by the ratio the neighbour measured (never
+ * negative). */
+static int probe_neighbours(plan_fwd *f, const plan_where *wh, bool tied, lmp_plan_tensor *pt, double k0,
+                            const double *al, double *cx, int *n_probes)
+{
+    int c = pt->choice, rc = 0;
+    for (int k = 0; k < pt->n_cand; k++)
+        cx[k] = NAN;
+    cx[c] = 0;
+    if (wh->site == SITE_NONE)
+        return 0;
+    for (int d = -1; d <= 1 && !rc; d += 2) {
+        int k = c + d;
+        if (k < 0 || k >= pt->n_cand)
+            continue;
+        double kl = 0;
+        lmp_dtype dt = pt->cand[k].dt;
+        rc = probe_one(f, wh->t, wh->site, wh->layer, wh->which, tied, dt,
+                       wh->imp && lmp_quant_uses_weights(dt) ? wh->imp : NULL, &kl);
+        (*n_probes)++;
+        cx[k] = kl - k0;
+    }
+    for (int d = -1; d <= 1; d += 2) {
+        int kn = c + d;
+        if (kn < 0 || kn >= pt->n_cand)
+            continue;
+        double da = al[kn] - al[c], rho = da != 0 ? cx[kn] / da : 1;
+        for (int k = kn + d; k >= 0 && k < pt->n_cand; k += d)
+            cx[k] = cx[kn] + (al[k] - al[kn]) * (rho > 0 ? rho : 1);
+    }
+    return rc;
 }
 
 int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
@@ -882,21 +948,28 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
     double t0 = lmp_time_s();
     plan_fwd f;
     lmp_calib_data cal;
-    int rc = fwd_open(in, cp, &f, &cal);
+    /* twice the windows: the first half for the probes, the second half decides what is
+     * kept (a text too short for both: the same windows decide) */
+    int rc = fwd_open(in, cp, 2, &f, &cal);
+    if (rc == LMP_EINVAL)
+        rc = fwd_open(in, cp, 1, &f, &cal);
+    else if (!rc)
+        f.w1 = f.W / 2;
     if (rc)
         return rc;
     const lmp_ckpt *ck = lmp_model_ckpt(f.m);
     bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
     size_t n = (size_t)p->n + 1;
+    int max_moves = rp->pairs > 0 ? rp->pairs : 0;
     plan_where *wh = calloc(n, sizeof *wh);
     void **buf = calloc(n, sizeof *buf);
     lmp_tensor *emb = calloc(1, sizeof *emb); /* the installed embedding's descriptor */
     double *alone = calloc(n * LMP_PLAN_MAX_CAND, sizeof *alone);
     double *ctx = calloc(n * LMP_PLAN_MAX_CAND, sizeof *ctx);
-    int *prev = calloc(n, sizeof *prev);
-    uint8_t *used = calloc(n, 1), *tried = calloc(n * (n + 1), 1);
-    bool fresh = false;
-    if (!wh || !buf || !emb || !alone || !ctx || !prev || !used || !tried) {
+    int *prev = calloc(n, sizeof *prev), *downs = calloc(n, sizeof *downs);
+    plan_move *tried = calloc((size_t)max_moves + 1, sizeof *tried);
+    bool stale = true; /* ctx does not describe the installed plan */
+    if (!wh || !buf || !emb || !alone || !ctx || !prev || !downs || !tried) {
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
         goto done;
     }
@@ -915,18 +988,23 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
             alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
     }
 #define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
+#define INSTALL(i, k)                                                                                                 \
+    install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, p->t[i].cand[k].dt,                         \
+                QW(i, p->t[i].cand[k].dt), &buf[i], emb)
+#define CX(i) (ctx + (size_t)(i) * LMP_PLAN_MAX_CAND)
+#define AL(i) (alone + (size_t)(i) * LMP_PLAN_MAX_CAND)
     /* the plan as solved, all installed */
     for (int i = 0; i < p->n && !rc; i++)
-        if (wh[i].site != SITE_NONE) {
-            lmp_dtype dt = p->t[i].cand[p->t[i].choice].dt;
-            rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &buf[i], emb);
-        }
-    double k0 = 0;
+        if (wh[i].site != SITE_NONE)
+            rc = INSTALL(i, p->t[i].choice);
+    double k0 = 0, v0 = 0; /* the installed plan's KLD on the probe / validation windows */
     if (!rc)
-        rc = fwd_cache(&f, &k0);
+        rc = fwd_cache(&f, &k0, &v0);
     if (rc)
         goto done;
     p->kld_solved = k0;
+    p->kld_val_solved = v0;
+    p->val_windows = f.W - (f.w1 - f.w0);
     p->refine_rounds = 0;
     p->refine_tried = 0;
     int n_probes = 0;
@@ -934,181 +1012,197 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         /* every tensor moved alone to its neighbours on the front, in the context of the rest */
         for (int i = 0; i < p->n && !rc; i++) {
             lmp_plan_tensor *pt = &p->t[i];
-            double *cx = ctx + (size_t)i * LMP_PLAN_MAX_CAND;
-            const double *al = alone + (size_t)i * LMP_PLAN_MAX_CAND;
+            rc = probe_neighbours(&f, &wh[i], tied, pt, k0, AL(i), CX(i), &n_probes);
             int c = pt->choice;
-            for (int k = 0; k < pt->n_cand; k++)
-                cx[k] = NAN;
-            cx[c] = 0;
-            if (wh[i].site == SITE_NONE)
-                continue;
-            for (int d = -1; d <= 1 && !rc; d += 2) {
-                int k = c + d;
-                if (k < 0 || k >= pt->n_cand)
-                    continue;
-                double kl = 0;
-                lmp_dtype dt = pt->cand[k].dt;
-                rc = probe_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &kl);
-                n_probes++;
-                cx[k] = kl - k0;
-            }
-            /* the rest of the front: the alone-calibrated differences, scaled on each side
-             * by the ratio the neighbour measured in context (never negative) */
-            for (int d = -1; d <= 1; d += 2) {
-                int kn = c + d;
-                if (kn < 0 || kn >= pt->n_cand)
-                    continue;
-                double da = al[kn] - al[c], rho = da != 0 ? cx[kn] / da : 1;
-                for (int k = kn + d; k >= 0 && k < pt->n_cand; k += d)
-                    cx[k] = cx[kn] + (al[k] - al[kn]) * (rho > 0 ? rho : 1);
-            }
-            if (rp->progress)
+            if (!rc && rp->progress && wh[i].site != SITE_NONE)
                 fprintf(stderr, "[refine %d: %d/%d] %-28s %s %.3g | %s | %s %.3g\n", round + 1, i + 1, p->n, pt->name,
-                        c > 0 ? lmp_dtype_info(pt->cand[c - 1].dt)->name : "-", c > 0 ? cx[c - 1] : 0,
+                        c > 0 ? lmp_dtype_info(pt->cand[c - 1].dt)->name : "-", c > 0 ? CX(i)[c - 1] : 0,
                         lmp_dtype_info(pt->cand[c].dt)->name,
                         c + 1 < pt->n_cand ? lmp_dtype_info(pt->cand[c + 1].dt)->name : "-",
-                        c + 1 < pt->n_cand ? cx[c + 1] : 0);
+                        c + 1 < pt->n_cand ? CX(i)[c + 1] : 0);
         }
         if (rc)
             break;
+        stale = false;
         /* solve on the in-context costs (the alone ones restored after) */
         for (int i = 0; i < p->n; i++) {
             prev[i] = p->t[i].choice;
             for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = ctx[(size_t)i * LMP_PLAN_MAX_CAND + k];
+                p->t[i].cand[k].err = CX(i)[k];
         }
         int src = lmp_plan_solve(p, budget);
         for (int i = 0; i < p->n; i++)
             for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = alone[(size_t)i * LMP_PLAN_MAX_CAND + k];
+                p->t[i].cand[k].err = AL(i)[k];
         int moved = 0;
         for (int i = 0; !src && i < p->n; i++)
             moved += p->t[i].choice != prev[i];
         if (src || moved == 0) {
             for (int i = 0; i < p->n; i++)
                 p->t[i].choice = prev[i];
-            fresh = true;
             break;
         }
         for (int i = 0; i < p->n && !rc; i++)
-            if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i]) {
-                lmp_dtype dt = p->t[i].cand[p->t[i].choice].dt;
-                rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt), &buf[i],
-                                 emb);
-            }
-        double k1 = 0;
+            if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i])
+                rc = INSTALL(i, p->t[i].choice);
+        double k1 = 0, v1 = 0;
         if (!rc)
-            rc = fwd_cache(&f, &k1);
+            rc = fwd_cache(&f, &k1, &v1);
         if (rc)
             break;
+        bool better = v1 < v0 * (1 - 1e-3);
         if (p->refine_tried < 10) {
             p->refine_moved[p->refine_tried] = moved;
+            p->refine_kld_val[p->refine_tried] = v1;
             p->refine_kld[p->refine_tried++] = k1;
         }
         if (rp->progress)
-            fprintf(stderr, "[refine %d] %d tensors moved: calibration KLD %.5g -> %.5g%s\n", round + 1, moved, k0, k1,
-                    k1 < k0 ? "" : " (not better: kept the previous plan)");
-        if (k1 >= k0) { /* back to the plan the differences were measured on */
+            fprintf(stderr, "[refine %d] %d tensors moved: calibration KLD %.5g -> %.5g, validation %.5g -> %.5g%s\n",
+                    round + 1, moved, k0, k1, v0, v1, better ? "" : " (not better: kept the previous plan)");
+        if (!better) { /* back to the plan the differences were measured on: they hold again */
             for (int i = 0; i < p->n && !rc; i++)
                 if (p->t[i].choice != prev[i]) {
                     p->t[i].choice = prev[i];
-                    if (wh[i].site != SITE_NONE) {
-                        lmp_dtype dt = p->t[i].cand[prev[i]].dt;
-                        rc = install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, dt, QW(i, dt),
-                                         &buf[i], emb);
-                    }
+                    if (wh[i].site != SITE_NONE)
+                        rc = INSTALL(i, prev[i]);
                 }
             double kb = 0;
             if (!rc)
-                rc = fwd_cache(&f, &kb);
-            fresh = true;
+                rc = fwd_cache(&f, &kb, NULL);
             break;
         }
         k0 = k1;
+        v0 = v1;
+        stale = true;
         p->refine_rounds = round + 1;
     }
-    /* Pair moves: when the last re-solve was not kept, the in-context differences still
-     * describe the installed plan; one tensor one type dearer and another one cheaper,
-     * within the budget, in the order of their predicted gain, each measured whole and
-     * kept if the KLD falls (a kept move makes the differences of its two tensors stale:
-     * they are not moved again). */
+    /* Moves: with the in-context differences of the installed plan (measured again if a
+     * kept round made them stale), one tensor a type dearer and up to two others a type
+     * cheaper (or one dearer into the budget's slack, or one cheaper where that measured
+     * a lower KLD), in the order of their predicted gain, each measured whole and kept
+     * if the KLD falls; after a kept move the moved tensors' neighbours are measured
+     * again in the new context. Stops after `pairs` moves measured, `patience` in a row
+     * not kept, or when no move predicts a gain. */
     p->refine_pairs = 0;
     p->refine_pairs_tried = 0;
     p->bytes = p->fixed_bytes;
     for (int i = 0; i < p->n; i++)
         p->bytes += p->t[i].cand[p->t[i].choice].bytes;
-    for (int tries = 0; fresh && !rc && tries < rp->pairs; tries++) {
-        int bi = -1, bj = -1;
+    if (!rc && max_moves > 0 && stale) {
+        for (int i = 0; i < p->n && !rc; i++)
+            rc = probe_neighbours(&f, &wh[i], tied, &p->t[i], k0, AL(i), CX(i), &n_probes);
+        stale = false;
+    }
+    int fails = 0;
+    for (int tries = 0; !rc && tries < max_moves && (rp->patience <= 0 || fails < rp->patience); tries++) {
+        /* cheaper moves, least in-context loss first (for the third tensor of a move) */
+        int nd = 0;
+        for (int j = 0; j < p->n; j++)
+            if (wh[j].site != SITE_NONE && p->t[j].choice > 0)
+                downs[nd++] = j;
+        for (int a = 1; a < nd; a++) /* insertion sort by the loss */
+            for (int b = a; b > 0 && CX(downs[b])[p->t[downs[b]].choice - 1] <
+                                         CX(downs[b - 1])[p->t[downs[b - 1]].choice - 1]; b--) {
+                int s = downs[b];
+                downs[b] = downs[b - 1];
+                downs[b - 1] = s;
+            }
+        plan_move best = {-1, -1, -1};
         double bg = 0;
-        for (int i = 0; i < p->n; i++) {
-            int ci = p->t[i].choice;
-            if (wh[i].site == SITE_NONE || used[i] || ci + 1 >= p->t[i].n_cand)
-                continue;
-            double gain = -ctx[(size_t)i * LMP_PLAN_MAX_CAND + ci + 1];
-            uint64_t up = p->t[i].cand[ci + 1].bytes - p->t[i].cand[ci].bytes;
-            for (int j = -1; j < p->n; j++) { /* j = -1: no partner (the budget's slack) */
-                double loss = 0;
-                uint64_t down = 0;
-                if (j >= 0) {
-                    int cj = p->t[j].choice;
-                    if (j == i || wh[j].site == SITE_NONE || used[j] || cj == 0)
-                        continue;
-                    loss = ctx[(size_t)j * LMP_PLAN_MAX_CAND + cj - 1];
-                    down = p->t[j].cand[cj].bytes - p->t[j].cand[cj - 1].bytes;
-                }
-                if (p->bytes + up > budget + down || tried[(size_t)i * n + (size_t)(j + 1)])
+        for (int u = -1; u < p->n; u++) {
+            double gu = 0;
+            int64_t bu = 0;
+            if (u >= 0) {
+                int cu = p->t[u].choice;
+                if (wh[u].site == SITE_NONE || cu + 1 >= p->t[u].n_cand)
                     continue;
-                if (gain - loss > bg) {
-                    bg = gain - loss;
-                    bi = i;
-                    bj = j;
+                gu = -CX(u)[cu + 1];
+                bu = (int64_t)(p->t[u].cand[cu + 1].bytes - p->t[u].cand[cu].bytes);
+            }
+            for (int a = -1; a < nd; a++) {
+                int d1 = a >= 0 ? downs[a] : -1;
+                if (d1 == u || (u < 0 && d1 < 0))
+                    continue;
+                double g = gu;
+                int64_t need = (int64_t)p->bytes + bu - (int64_t)budget;
+                if (d1 >= 0) {
+                    int c1 = p->t[d1].choice;
+                    g -= CX(d1)[c1 - 1];
+                    need -= (int64_t)(p->t[d1].cand[c1].bytes - p->t[d1].cand[c1 - 1].bytes);
+                }
+                plan_move mv = {u, d1, -1};
+                if (need > 0) { /* a second cheaper tensor, the least loss that frees enough */
+                    if (u < 0 || d1 < 0)
+                        continue;
+                    for (int b = 0; b < nd && mv.dn2 < 0; b++) {
+                        int d2 = downs[b], c2 = p->t[d2].choice;
+                        if (d2 == u || d2 == d1 ||
+                            (int64_t)(p->t[d2].cand[c2].bytes - p->t[d2].cand[c2 - 1].bytes) < need)
+                            continue;
+                        mv.dn2 = d2;
+                        g -= CX(d2)[c2 - 1];
+                    }
+                    if (mv.dn2 < 0)
+                        continue;
+                }
+                if (g <= bg)
+                    continue;
+                bool seen = false;
+                for (int t = 0; t < p->refine_pairs_tried && !seen; t++)
+                    seen = tried[t].up == mv.up && ((tried[t].dn1 == mv.dn1 && tried[t].dn2 == mv.dn2) ||
+                                                    (tried[t].dn1 == mv.dn2 && tried[t].dn2 == mv.dn1));
+                if (!seen) {
+                    bg = g;
+                    best = mv;
                 }
             }
         }
-        if (bi < 0)
+        if (best.up < 0 && best.dn1 < 0)
             break;
-        tried[(size_t)bi * n + (size_t)(bj + 1)] = 1;
-        p->refine_pairs_tried++;
-        int mv[2] = {bi, bj}, dk[2] = {1, -1};
-        for (int m = 0; m < 2 && !rc; m++)
+        tried[p->refine_pairs_tried++] = best;
+        int mv[3] = {best.up, best.dn1, best.dn2}, dk[3] = {1, -1, -1};
+        int from = f.L;
+        for (int m = 0; m < 3 && !rc; m++)
             if (mv[m] >= 0) {
-                lmp_plan_tensor *pt = &p->t[mv[m]];
-                lmp_dtype dt = pt->cand[pt->choice + dk[m]].dt;
-                rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
-                                 QW(mv[m], dt), &buf[mv[m]], emb);
+                rc = INSTALL(mv[m], p->t[mv[m]].choice + dk[m]);
+                from = wh[mv[m]].from < from ? wh[mv[m]].from : from;
             }
-        int from = wh[bi].from;
-        if (bj >= 0 && wh[bj].from < from)
-            from = wh[bj].from;
-        double k1 = 0;
+        double v1 = 0;
         if (!rc)
-            rc = fwd_kld(&f, from, &k1);
+            rc = fwd_kld_val(&f, from, &v1);
         if (rc)
             break;
-        bool keep = k1 < k0;
+        bool keep = v1 < v0 * (1 - 1e-3); /* at least 0.1% lower on the validation windows */
         if (rp->progress)
-            fprintf(stderr, "[refine pair] %s up, %s down: predicted %.3g, KLD %.5g -> %.5g%s\n", p->t[bi].name,
-                    bj >= 0 ? p->t[bj].name : "-", -bg, k0, k1, keep ? "" : " (not kept)");
-        for (int m = 0; m < 2 && !rc; m++)
+            fprintf(stderr, "[refine move %d] %s up, %s and %s down: predicted %.3g, validation KLD %.5g -> %.5g%s\n",
+                    tries + 1, best.up >= 0 ? p->t[best.up].name : "-", best.dn1 >= 0 ? p->t[best.dn1].name : "-",
+                    best.dn2 >= 0 ? p->t[best.dn2].name : "-", -bg, v0, v1, keep ? "" : " (not kept)");
+        for (int m = 0; m < 3 && !rc; m++)
             if (mv[m] >= 0) {
                 lmp_plan_tensor *pt = &p->t[mv[m]];
                 if (keep) {
                     pt->choice += dk[m];
                     p->bytes = p->bytes + pt->cand[pt->choice].bytes - pt->cand[pt->choice - dk[m]].bytes;
-                    used[mv[m]] = 1;
                 } else {
-                    lmp_dtype dt = pt->cand[pt->choice].dt;
-                    rc = install_one(&f, wh[mv[m]].t, wh[mv[m]].site, wh[mv[m]].layer, wh[mv[m]].which, tied, dt,
-                                     QW(mv[m], dt), &buf[mv[m]], emb);
+                    rc = INSTALL(mv[m], pt->choice);
                 }
             }
-        if (keep && !rc) {
-            rc = fwd_cache(&f, &k1);
-            k0 = k1;
-            p->refine_pairs++;
+        if (!keep) {
+            fails++;
+            continue;
         }
+        fails = 0;
+        p->refine_pairs++;
+        if (!rc)
+            rc = fwd_cache(&f, &k0, &v0); /* the new plan's block inputs (v0 = v1) */
+        for (int m = 0; m < 3 && !rc; m++)
+            if (mv[m] >= 0)
+                rc = probe_neighbours(&f, &wh[mv[m]], tied, &p->t[mv[m]], k0, AL(mv[m]), CX(mv[m]), &n_probes);
     }
 #undef QW
+#undef INSTALL
+#undef CX
+#undef AL
     if (!rc) {
         p->bytes = p->fixed_bytes;
         p->err = 0;
@@ -1117,6 +1211,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
             p->err += p->t[i].cand[p->t[i].choice].err;
         }
         p->kld_refined = k0;
+        p->kld_val_refined = v0;
         p->refine_probes = n_probes;
     }
 done:
@@ -1130,7 +1225,7 @@ done:
     free(alone);
     free(ctx);
     free(prev);
-    free(used);
+    free(downs);
     free(tried);
     return rc;
 }

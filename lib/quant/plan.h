@@ -66,13 +66,18 @@ typedef struct {
     /* after lmp_plan_refine: the plan's KLD measured on the calibration windows, as solved
      * from the tensors-alone predictions and after the in-context rounds kept */
     double kld_solved, kld_refined;
+    /* the same on the validation windows (the calibration text's next windows, which decide
+     * what is kept; val_windows 0: none, the probe windows decided) */
+    double kld_val_solved, kld_val_refined;
+    int val_windows;
     int refine_rounds, refine_probes;
     double refine_seconds;
     int refine_tried;                /* rounds whose new plan was measured */
-    int refine_pairs;                /* pair moves kept */
-    int refine_pairs_tried;          /* pair moves measured */
+    int refine_pairs;                /* moves kept (lmp_plan_refine: a tensor dearer, others cheaper) */
+    int refine_pairs_tried;          /* moves measured */
     int refine_moved[10];            /* per such round: tensors whose type changed */
     double refine_kld[10];           /* per such round: the new plan's calibration KLD */
+    double refine_kld_val[10];       /* ... and on the validation windows */
 } lmp_plan;
 
 /* Keeps the Pareto-optimal points of c[0..n) (fewer bytes or lower error than every
@@ -123,7 +128,9 @@ void lmp_plan_free(lmp_plan *p); /* accepts NULL */
  * with the earlier blocks' outputs cached. */
 typedef struct {
     const char *calib_path;   /* calibration text (lmp_calib_load) */
-    lmp_calib_params cp;      /* windows (chunks with BOS, as imatrix) */
+    lmp_calib_params cp;      /* windows (chunks with BOS, as imatrix); default seq_len 256 (capped to
+                                 the model's context), n_samples 0: `tokens` / seq_len windows */
+    int tokens;               /* calibration positions when cp.n_samples is 0 (default 1,024) */
     double target_bpw;        /* probe the points nearest this; <= 0: the middle of each front */
     int probes;               /* points probed per tensor; 0 = all (default 2) */
     bool progress;
@@ -142,17 +149,25 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
  * the model's KLD measured. Those in-context differences replace the tensors-alone
  * predictions around the current choice (the rest of each front: the alone differences
  * scaled by the neighbour's in-context / alone ratio), the budget is solved again, the new
- * plan installed and measured, and kept only if its KLD on the calibration windows is
- * lower. Up to `rounds` rounds; stops when a round moves nothing or does not improve.
- * Then, with the differences of that last round (they describe the installed plan), up to
- * `pairs` single moves (one tensor a type dearer, another one cheaper, or one dearer into
- * the budget's slack), best predicted gain first, each measured whole and kept only if the
- * KLD falls.
+ * plan installed and measured, and kept only if its KLD on the VALIDATION windows (as
+ * many again as the probes', the calibration text's next ones, never probed; the probe
+ * windows themselves when the text is too short) is at least 0.1% lower. Up to `rounds`
+ * rounds; stops when a round moves nothing or does not improve.
+ * Then moves, with the in-context differences of the installed plan (measured again if a
+ * kept round left them stale): one tensor a type dearer and one or two others a type
+ * cheaper (or one dearer into the budget's slack, or one cheaper alone where that
+ * measured a lower KLD), best predicted gain first, each measured whole and kept only if
+ * the validation KLD falls by at least 0.1%; after a kept move the moved tensors'
+ * neighbours are measured again in the new context.
+ * Measured on gutenberg-5M (docs/results.md): the held-out KLD did not fall, so `lmpress
+ * quantize` runs it only with --target-refine N. Up to `pairs` moves measured, stopping after
+ * `patience` in a row not kept or when no untried move predicts a gain.
  * On return p holds the kept plan (choices, bytes) with the candidates' alone
  * predictions as before, and kld_solved / kld_refined say what was measured. */
 typedef struct {
     int rounds;     /* default 2 */
-    int pairs;      /* pair moves tried after a round that kept nothing (default 8) */
+    int pairs;      /* moves measured at most (default 24; 0: none) */
+    int patience;   /* stop after this many moves in a row not kept (default 8; 0: never) */
     bool progress;
 } lmp_plan_refine_params;
 

@@ -4,7 +4,8 @@
 # env: TYPES (uniform recipes), TARGETS (plan bits per weight), REFINE (--target-refine rounds
 # of each plan, e.g. "2 0" for with and without the refinement; default 2),
 # INT_METHODS (e.g. "rtn gptq": integer-group folders, uniform 4/3-bit g128 against the
-# --target-bpw plan at exactly their packed size; default none).
+# --target-bpw plan at exactly their packed size; default none), PLAN_TOKENS (--target-tokens of
+# the plans, default 1024), EXTRA (more quantize options for the plans).
 # Importance matrix and the plans' KLD probes from TinyStories (calibration), KLD on
 # wiki.test.raw (held out), both
 # from ../shared/fixtures/text. Prints one line per file: name bytes bpw kld.
@@ -21,7 +22,7 @@ mkdir -p "$W"
     --imatrix-out "$W/imatrix.dat" --force >/dev/null 2>&1
 one() { # name, quantize args...
     n=$1; shift
-    $B quantize "$W/base.gguf" -o "$W/$n.gguf" --imatrix "$W/imatrix.dat" --force --json "$@" > "$W/$n.q.json" 2>/dev/null
+    $B quantize "$W/base.gguf" -o "$W/$n.gguf" --imatrix "$W/imatrix.dat" --force --json "$@" > "$W/$n.q.json" 2> "$W/$n.err"
     k=$($B eval "$W/$n.gguf" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])') ||
     k=$($B eval "$W/$n.gguf" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])')
     # bits per weight as the target counts them: tensor bytes x 8 / parameters (the JSON's
@@ -29,10 +30,12 @@ one() { # name, quantize args...
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["bytes_out"], "%.4f" % (8 * d["bytes_out"] / d["parameters"]), sys.argv[3])' "$W/$n.q.json" "$n" "$k"
 }
 for t in ${TYPES:-q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq2_m iq3_xxs iq3_xs iq3_s iq3_m iq4_xs iq4_nl}; do one "$t" --type "$t"; done
-# the plans' KLD probes run on the calibration text too (8 x 128 tokens of it), never on wiki
+# the plans' KLD probes run on the calibration text too (PLAN_TOKENS of it in windows of 256,
+# the refinement's validation on as many after them), never on wiki
 for b in ${TARGETS:-2.5 3.5 4.5}; do
     for r in ${REFINE:-2}; do
-        one "mix$b-r$r" --target-bpw "$b" --target-calib "$T/tinystories-valid-sample.txt" --target-refine "$r"
+        one "mix$b-r$r" --target-bpw "$b" --target-calib "$T/tinystories-valid-sample.txt" --target-refine "$r" \
+            --target-tokens "${PLAN_TOKENS:-1024}" ${EXTRA:-}
     done
 done
 # integer-group folders: KLD of the folder against the same teacher; the plan's --target-bpw

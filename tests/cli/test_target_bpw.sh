@@ -43,28 +43,35 @@ check "--target-size: at most 400000 bytes of tensors" "[ \"\$(J '$T/sz.json' 'd
 # KLD calibration (--target-calib): every tensor probed end to end; a probe's KLD is the one
 # `lmpress eval` measures on a file with only that tensor quantized (independent path: the
 # GGUF writer, the loader and the session engine against the planner's cached block runner)
-ok "calibrated dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' > '$T/c35.json'"
+ok "calibrated dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-refine 2 > '$T/c35.json'"
 check "calibrated: flag, probes, windows" "[ \"\$(J '$T/c35.json' 'd[\"calibrated\"] and d[\"probes\"] >= len(d[\"tensors\"]) and d[\"calib_windows\"] == 8 and d[\"bpw\"] <= 3.5')\" = True ]"
 check "calibrated: every tensor has a probed point" "[ \"\$(J '$T/c35.json' 'all(any(c[\"kld\"] >= 0 for c in t[\"front\"]) for t in d[\"tensors\"])')\" = True ]"
 PT=$(J "$T/c35.json" '[c["type"] for t in d["tensors"] if t["name"] == "blk.0.ffn_down.weight" for c in t["front"] if c["kld"] >= 0][0]')
 PK=$(J "$T/c35.json" '[c["kld"] for t in d["tensors"] if t["name"] == "blk.0.ffn_down.weight" for c in t["front"] if c["kld"] >= 0][0]')
 ok "one tensor alone as $PT" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/one.gguf" --type f32 --tensor-type "^blk\.0\.ffn_down\.weight\$=$PT" --imatrix "$T/m.dat"
-ok "teacher on the calibration windows" "$LMP_BIN" distill export "$T/m.gguf" -f "$T/cal.txt" -o "$T/cal.h5" --ctx 128 --chunks 8 --full
-ok "eval the one-tensor file" sh -c "'$LMP_BIN' eval '$T/one.gguf' --base '$T/cal.h5' --json > '$T/one.json'"
+# the teacher holds 16 windows: the planner's 8 probe windows, then its 8 validation windows
+ok "teacher on the calibration windows" "$LMP_BIN" distill export "$T/m.gguf" -f "$T/cal.txt" -o "$T/cal.h5" --ctx 128 --chunks 16 --full
+ok "eval the one-tensor file" sh -c "'$LMP_BIN' eval '$T/one.gguf' --base '$T/cal.h5' --chunks 8 --json > '$T/one.json'"
 check "probe KLD = eval's KLD ($PK)" "[ \"\$(J '$T/one.json' 'abs(d[\"kld\"] - $PK) <= 1e-3 * d[\"kld\"] + 1e-7 and d[\"kld\"] > 0')\" = True ]"
 ok "calibrated write 3.0" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c30.gguf" --target-bpw 3 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-probes 1 --json
 check "calibrated write: within 3 bits per parameter" "[ \"\$(J '$T/out' '8 * d[\"bytes_out\"] / d[\"parameters\"] <= 3.0')\" = True ]"
-# refinement in context (--target-refine, default 2 rounds): the kept plan's KLD on the
-# calibration windows is never above the solved one's, and it is the KLD `lmpress eval`
-# measures on the written file against the teacher of the same windows (the whole plan:
-# GGUF writer, loader and session engine against the planner's installed model)
-check "refined: kept KLD <= every plan measured (lower only by kept pair moves)" "[ \"\$(J '$T/c35.json' 'd[\"calib_kld\"] > 0 and d[\"calib_kld\"] <= min([d[\"calib_kld_solved\"]] + [r[\"calib_kld\"] for r in d[\"refine_tried\"]]) and (d[\"refine_pairs\"] > 0 or d[\"calib_kld\"] == min([d[\"calib_kld_solved\"]] + [r[\"calib_kld\"] for r in d[\"refine_tried\"]]))')\" = True ]"
-ok "calibrated write 3.5 (the dry run's plan)" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --json
-ok "eval the written plan" sh -c "'$LMP_BIN' eval '$T/c35.gguf' --base '$T/cal.h5' --json > '$T/c35e.json'"
+# refinement in context (--target-refine N, off by default): what is kept is decided on the
+# calibration text's next 8 windows (validation), so the kept plan's KLD there is never above
+# the solved one's; the plan's KLD on the probe windows is the KLD `lmpress eval` measures on
+# the written file against the teacher of the same windows (the whole plan: GGUF writer,
+# loader and session engine against the planner's installed model)
+check "refined: 8 validation windows, kept validation KLD <= the solved plan's" "[ \"\$(J '$T/c35.json' 'd[\"val_windows\"] == 8 and d[\"calib_seqlen\"] == 128 and 0 < d[\"val_kld\"] <= d[\"val_kld_solved\"] and all(r[\"val_kld\"] > 0 for r in d[\"refine_tried\"])')\" = True ]"
+ok "calibrated write 3.5 (the dry run's plan)" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-refine 2 --json
+ok "eval the written plan" sh -c "'$LMP_BIN' eval '$T/c35.gguf' --base '$T/cal.h5' --chunks 8 --json > '$T/c35e.json'"
 CK=$(J "$T/c35.json" 'd["calib_kld"]')
 check "plan's calibration KLD = eval's KLD of the file ($CK)" "[ \"\$(J '$T/c35e.json' 'abs(d[\"kld\"] - $CK) <= 1e-3 * d[\"kld\"]')\" = True ]"
-ok "--target-refine 0" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-refine 0 > '$T/r0.json'"
-check "--target-refine 0: nothing measured in context" "[ \"\$(J '$T/r0.json' 'd[\"calib_kld\"] == -1 and d[\"refine_probes\"] == 0')\" = True ]"
+ok "eval the written plan on all 16 windows" sh -c "'$LMP_BIN' eval '$T/c35.gguf' --base '$T/cal.h5' --json > '$T/c35v.json'"
+CV=$(J "$T/c35.json" 'd["val_kld"]')
+check "plan's validation KLD ($CV) = eval's on windows 9-16" "[ \"\$(J '$T/c35v.json' 'abs(2 * d[\"kld\"] - $CK - $CV) <= 2e-3 * d[\"kld\"]')\" = True ]"
+ok "no --target-refine, --target-tokens 512" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-tokens 512 > '$T/r0.json'"
+check "without --target-refine: nothing measured in context" "[ \"\$(J '$T/r0.json' 'd[\"calib_kld\"] == -1 and d[\"refine_probes\"] == 0')\" = True ]"
+check "--target-tokens 512: 4 windows of 128" "[ \"\$(J '$T/r0.json' 'd[\"calib_windows\"] == 4 and d[\"calib_seqlen\"] == 128')\" = True ]"
+refuses "bad --target-tokens" "target-tokens" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tk.gguf" --target-bpw 4 --target-tokens 3
 refuses "bad --target-refine" "target-refine" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tr.gguf" --target-bpw 4 --target-refine 99
 refuses "--target-calib without a target" "need --target-bpw" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tc.gguf" --type q4_0 --target-calib "$T/cal.txt"
 refuses "missing --target-calib text" "nope.txt" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tm.gguf" --target-bpw 4 --target-calib "$T/nope.txt"
