@@ -334,6 +334,9 @@ typedef struct lmp_calib_method {
     unsigned classes;   /* input classes gathered (bit 1 << LMP_IN_*); 0: all four */
     unsigned flags;     /* LMP_CALIB_* */
     int (*hessian_add)(double *H, int64_t cols, const float *X, int64_t n, int64_t *ns);
+    /* the same on X rounded to bf16 (products exact, f32 sums as hessian_add's), used
+     * instead of hessian_add when lmp_calib_opts.bf16 is set; NULL: hessian_add always */
+    int (*hessian_add_bf16)(double *H, int64_t cols, const float *X, int64_t n, int64_t *ns);
     /* after a pass, on each Hessian it gathered (NULL: none; e.g. hessian_add fills one
      * triangle per window and this mirrors it once) */
     void (*hessian_finish)(double *H, int64_t cols);
@@ -381,6 +384,13 @@ typedef struct {
     bool progress;         /* bar on stderr (silent when not a TTY) */
     const char *unit;      /* progress unit (default "block passes") */
     lmp_calib_times *times; /* when not NULL: the phases' times, added to (also logged at debug level) */
+    /* bf16 calibration (GPTQ's default, as the reference implementations run their
+     * calibration forward in the model's bf16): the linears the row installs run in the
+     * walk as bf16 copies (their dequantized values rounded to bf16; lmp_gemm then rounds
+     * X to bf16 and sums the exact products in f32), and the row's Hessians are gathered
+     * with hessian_add_bf16 where it has one. Only the walk's arithmetic changes: the
+     * linears the row is given (b->orig) and the engine elsewhere are untouched. */
+    bool bf16;
 } lmp_calib_opts;
 
 /* Runs `row` over every block of m. cal may be NULL (no passes; per-linear actions).

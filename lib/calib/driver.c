@@ -141,6 +141,7 @@ typedef struct {
     int n_experts;
     int64_t e_hidden, e_ff;
     double seconds;          /* time inside the hook */
+    bool bf16;               /* lmp_calib_opts.bf16: the row's hessian_add_bf16 where it has one */
 } stat_ctx;
 
 /* A row's re-run hook, timed. */
@@ -200,7 +201,8 @@ static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float 
     const int cls = lmp_linear_input(which);
     if (which == lmp_input_first(cls)) {
         if (st->H[cls]) {
-            int rc = h->row->hessian_add(st->H[cls], in, X, n, &st->ns[cls]);
+            int rc = h->bf16 && h->row->hessian_add_bf16 ? h->row->hessian_add_bf16(st->H[cls], in, X, n, &st->ns[cls])
+                                                          : h->row->hessian_add(st->H[cls], in, X, n, &st->ns[cls]);
             if (rc)
                 return rc;
         }
@@ -313,7 +315,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     }
     if (rc)
         goto done;
-    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff, 0};
+    stat_ctx sc = {row, st, true, LMP_LIN_COUNT, b->n_experts, b->e_hidden, b->e_ff, 0, o->bf16};
     /* calmpi: this rank's windows, statistics per window group */
     lmp_calib_dist ds;
     lmp_calib_dist_open(&ds, row, cal->n_samples);
@@ -377,6 +379,52 @@ static int aux_io(act_store *aux, const lmp_model *m, float *bscr, int L, int st
     return put ? store_put_n(aux, s, p, (int64_t)L * w) : store_get_n(aux, s, p, (int64_t)L * w);
 }
 
+/* Installs linear w of block l for the walk: the row's result as it is, or (bf16
+ * calibration) a bf16 copy of its values in *bfw (the caller frees it after restoring the
+ * original): each row dequantized (lmp_wmat_row_f32, the values the intgroup kernels
+ * multiply by) and rounded to nearest even bf16. */
+static int install_linear(lmp_model *m, int l, lmp_linear w, const lmp_calib_block *b, bool bf16, uint16_t **bfw)
+{
+    lmp_wmat src;
+    if (b->install_q[w]) {
+        int rc = lmp_wmat_intgroup(&src, b->install_q[w]);
+        if (rc)
+            return rc;
+    } else {
+        src = *b->install_w[w];
+    }
+    if (!bf16)
+        return b->install_q[w] ? lmp_model_set_linear_q(m, l, w, b->install_q[w]) : lmp_model_set_linear(m, l, w, &src);
+    const int64_t rows = src.rows, cols = src.cols;
+    free(*bfw);
+    *bfw = malloc((size_t)(rows * cols) * sizeof(uint16_t));
+    if (!*bfw)
+        return lmp_err(LMP_ENOMEM, "out of memory for a bf16 copy of layer %d %s", l, lmp_linear_name(w));
+    uint16_t *dst = *bfw;
+    int fail = 0;
+    #pragma omp parallel
+    {
+        float *row = malloc((size_t)cols * sizeof(float));
+        if (!row) {
+            #pragma omp atomic write
+            fail = 1;
+        }
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!row)
+                continue;
+            lmp_wmat_row_f32(&src, r, row);
+            lmp_f32_to_bf16_row(row, dst + r * cols, cols);
+        }
+        free(row);
+    }
+    if (fail)
+        return lmp_err(LMP_ENOMEM, "out of memory for a bf16 copy of layer %d %s", l, lmp_linear_name(w));
+    const lmp_wmat bw = {.dtype = LMP_DT_BF16, .rows = rows, .cols = cols, .data = dst,
+                         .row_bytes = (size_t)cols * sizeof(uint16_t)};
+    return lmp_model_set_linear(m, l, w, &bw);
+}
+
 int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_method *row, void *ctx,
                   const lmp_calib_opts *o)
 {
@@ -421,6 +469,12 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     timed_hook th = {row->rerun_hook, ctx, 0};
     lmp_linear_hook rhook = row->rerun_hook ? timed_call : NULL;
     bool installed[LMP_LIN_COUNT] = {0};
+    uint16_t *bfw[LMP_LIN_COUNT] = {0}; /* bf16 calibration: the installed copies */
+    /* bf16 calibration rounds X to bf16 in lmp_gemm: its exact mode (f32 activations) is
+     * off for the run */
+    const bool bf16 = o->bf16 && cal, exact0 = lmp_gemm_exact();
+    if (bf16)
+        lmp_gemm_set_exact(false);
     /* calmpi: this rank's windows [ds.lo, ds.hi) (all of them when not split); the act
      * store holds those only, window s at s - ds.lo */
     lmp_calib_dist ds;
@@ -499,7 +553,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     if (!o->progress)
         pg.enabled = false;
     b.pg = &pg;
-    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff, 0};
+    stat_ctx sc = {row, &b.st, false, LMP_LIN_COUNT, b.n_experts, b.e_hidden, b.e_ff, 0, o->bf16};
 
     for (int l = 0; l < nl; l++) {
         block_setup(&b, m, l);
@@ -603,12 +657,8 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 for (int w = 0; w < LMP_LIN_COUNT; w++) {
                     if (!in_pass[w])
                         continue;
-                    if (cal && b.install_q[w]) {
-                        if ((rc = lmp_model_set_linear_q(m, l, (lmp_linear)w, b.install_q[w])))
-                            goto layer_end;
-                        installed[w] = true;
-                    } else if (cal && b.install_w[w]) {
-                        if ((rc = lmp_model_set_linear(m, l, (lmp_linear)w, b.install_w[w])))
+                    if (cal && (b.install_q[w] || b.install_w[w])) {
+                        if ((rc = install_linear(m, l, (lmp_linear)w, &b, bf16, &bfw[w])))
                             goto layer_end;
                         installed[w] = true;
                     }
@@ -627,9 +677,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             stats_free(&b.st);
             for (int w = 0; w < LMP_LIN_COUNT && cal && !flt; w++)
                 if (b.install_w[w] || b.install_q[w]) {
-                    rc = b.install_q[w] ? lmp_model_set_linear_q(m, l, (lmp_linear)w, b.install_q[w])
-                                        : lmp_model_set_linear(m, l, (lmp_linear)w, b.install_w[w]);
-                    if (rc)
+                    if ((rc = install_linear(m, l, (lmp_linear)w, &b, bf16, &bfw[w])))
                         goto layer_end;
                     installed[w] = true;
                 }
@@ -686,6 +734,8 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             if (installed[w])
                 lmp_model_set_linear(m, l, (lmp_linear)w, &b.orig[w]);
             installed[w] = false;
+            free(bfw[w]);
+            bfw[w] = NULL;
         }
         stats_free(&b.st);
         if (row->cleanup)
@@ -710,6 +760,10 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
         o->times->end += T.end;
     }
 done:
+    if (bf16)
+        lmp_gemm_set_exact(exact0);
+    for (int w = 0; w < LMP_LIN_COUNT; w++)
+        free(bfw[w]);
     lmp_calib_dist_close(&ds); /* calmpi */
     stats_free(&b.st);
     store_close(&act);

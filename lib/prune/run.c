@@ -153,14 +153,18 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     if (W0) { /* ||X (W - W')^T|| / ||X W^T|| as tr(D H D^T) over tr(W H W^T): under the
                * true-sequential walk H holds exactly the inputs the pruned block gives this
                * linear, the ones the re-run would measure on */
-        const double den = lmp_gptq_quad_trace(W0, b->st.H[cls], rows, cols);
-        for (int64_t i = 0; i < rows * cols; i++)
-            W0[i] -= c->Wp[w][i];
-        const double num = lmp_gptq_quad_trace(W0, b->st.H[cls], rows, cols);
+        float *D = malloc((size_t)(rows * cols) * sizeof(float));
+        double tr[2];
+        if (D)
+            for (int64_t i = 0; i < rows * cols; i++)
+                D[i] = W0[i] - c->Wp[w][i];
+        const float *A[2] = {W0, D}; /* one pass over H for both (as GPTQ's report) */
+        const bool ok = D && lmp_gptq_quad_traces_f32(A, 2, b->st.H[cls], rows, cols, tr) == 0;
         free(W0);
-        if (den < 0 || num == -1.0) /* (-1: out of memory; a trace of real weights is >= 0) */
+        free(D);
+        if (!ok)
             return lmp_err(LMP_ENOMEM, "out of memory measuring %s", st->name);
-        st->err = den > 0 ? sqrt(fmax(num, 0.0) / den) : 0.0;
+        st->err = tr[0] > 0 ? sqrt(fmax(tr[1], 0.0) / tr[0]) : 0.0;
     }
     snprintf(c->qt[w].name, sizeof c->qt[w].name, "%s", st->name);
     st->seconds = lmp_time_s() - t0;

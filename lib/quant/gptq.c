@@ -82,9 +82,24 @@ static void minmax(const float *x, int64_t n, float *mn, float *mx)
     *mx = b;
 }
 
+void lmp_gptq_cache_free(lmp_gptq_cache *c)
+{
+    free(c->Hinv);
+    free(c->perm);
+    memset(c, 0, sizeof *c);
+}
+
 int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
                    const lmp_gptq_params *p, lmp_qtensor *out, double *loss)
 {
+    return lmp_quant_gptq_cached(W, rows, cols, H, p, NULL, 0, out, loss);
+}
+
+int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const double *H, const lmp_gptq_params *p,
+                          lmp_gptq_cache *cache, uint64_t tag, lmp_qtensor *out, double *loss)
+{
+    const bool hit = cache && tag && cache->Hinv && cache->tag == tag && cache->H == H && cache->cols == cols &&
+                     cache->percdamp == p->percdamp && cache->act_order == p->act_order;
     int rc;
     const int bits = p->bits, maxq = (1 << bits) - 1;
     const bool grouped = p->group_size != -1;
@@ -176,6 +191,29 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
             }
     }
 
+    double t_chol = lmp_time_s();
+    if (hit) { /* the factor and permutation of this H, computed for an earlier linear */
+        memcpy(perm, cache->perm, (size_t)cols * sizeof(int));
+        Hinv = cache->Hinv;
+        free(Hd);
+        Hd = NULL;
+        if (p->act_order) {
+            float *wt = malloc((size_t)cols * sizeof(float));
+            if (!wt) {
+                Hinv = NULL;
+                rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for act-order");
+                goto cleanup;
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                float *w = Wp + r * cols;
+                for (int64_t i = 0; i < cols; i++)
+                    wt[i] = w[perm[i]];
+                memcpy(w, wt, (size_t)cols * sizeof(float));
+            }
+            free(wt);
+        }
+        goto factored;
+    }
     /* Hd = H with dead diagonals set to 1, and with act-order permuted by decreasing
      * diagonal, built straight from H (no second cols x cols buffer) */
     if (p->act_order) {
@@ -219,7 +257,6 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
 
     /* H += damp I; Hinv = the upper Cholesky factor of H^-1 (the reference's
      * cholesky(cholesky_inverse(cholesky(H)), upper=True)) */
-    double t_chol = lmp_time_s();
     {
         double mean = 0.0;
         for (int64_t i = 0; i < cols; i++)
@@ -259,6 +296,15 @@ int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
             Hinv = (float *)(void *)Hd; /* shrinking failed: keep the block */
         Hd = NULL;
     }
+    if (cache && tag) { /* kept for the next linear of this H (the cache owns it now) */
+        int *pc = malloc((size_t)cols * sizeof(int));
+        if (pc) {
+            lmp_gptq_cache_free(cache);
+            memcpy(pc, perm, (size_t)cols * sizeof(int));
+            *cache = (lmp_gptq_cache){tag, H, cols, p->percdamp, p->act_order, Hinv, pc};
+        }
+    }
+factored:
     t_chol = lmp_time_s() - t_chol;
     double t_loop = lmp_time_s(), t_gemm = 0.0;
     for (int64_t i1 = 0; i1 < cols; i1 += bs) {
@@ -341,7 +387,8 @@ cleanup:
         lmp_qtensor_free(out);
     free(Wp);
     free(Hd);
-    free(Hinv);
+    if (!cache || Hinv != cache->Hinv)
+        free(Hinv);
     free(W1);
     free(Err);
     free(cur_s);

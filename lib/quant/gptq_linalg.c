@@ -369,3 +369,67 @@ void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, fl
                         X + j0, (int)cols, 0.0f, G + i0 * cols + j0, (int)cols);
     }
 }
+
+/* ---------------------------------------------------------------- tr(A H A^T), f32 */
+
+double lmp_gptq_quad_traces_f32(const float *const *A, int na, const double *H, int64_t rows, int64_t cols,
+                                double *out)
+{
+    /* Per upper tile pair (ti <= tj) of H, narrowed to f32 (the diagonal tile whole, from
+     * its upper triangle): Y = A[:, ti] H_f[ti, tj] with one single-threaded sgemm per
+     * matrix (sums of at most TS products in f32), then sum_r A[r, tj] . Y[r] in double,
+     * twice for an off-diagonal pair. Each pair's sum is kept and the pairs are added in
+     * order: the bits depend on (rows, cols) only. Half the products of a full A H, at
+     * the f32 rate. */
+    for (int a = 0; a < na; a++)
+        out[a] = 0.0;
+    if (rows <= 0 || cols <= 0 || na <= 0)
+        return 0.0;
+    const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
+    double *part = calloc((size_t)(npairs * na), sizeof(double));
+    if (!part)
+        return -1.0;
+    int fail = 0;
+    #pragma omp parallel
+    {
+        float *hf = malloc((size_t)(TS * TS) * sizeof(float));
+        float *y = malloc((size_t)(rows * TS) * sizeof(float));
+        if (!hf || !y) {
+            #pragma omp atomic write
+            fail = 1;
+        }
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t p = 0; p < npairs; p++) {
+            if (!hf || !y)
+                continue;
+            int64_t ti = 0, q = p;
+            while (q >= nt - ti) {
+                q -= nt - ti;
+                ti++;
+            }
+            const int64_t tj = ti + q, i0 = ti * TS, j0 = tj * TS;
+            const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
+            for (int64_t i = 0; i < mi; i++)
+                for (int64_t j = 0; j < mj; j++)
+                    hf[i * mj + j] = (float)(ti == tj && j < i ? H[(j0 + j) * cols + i0 + i] : H[(i0 + i) * cols + j0 + j]);
+            for (int a = 0; a < na; a++) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)mj, (int)mi, 1.0f, A[a] + i0,
+                            (int)cols, hf, (int)mj, 0.0f, y, (int)mj);
+                double s = 0.0;
+                for (int64_t r = 0; r < rows; r++) {
+                    const float *ar = A[a] + r * cols + j0, *yr = y + r * mj;
+                    for (int64_t j = 0; j < mj; j++)
+                        s += (double)ar[j] * (double)yr[j];
+                }
+                part[p * na + a] = ti == tj ? s : 2.0 * s;
+            }
+        }
+        free(hf);
+        free(y);
+    }
+    for (int64_t p = 0; p < npairs && !fail; p++)
+        for (int a = 0; a < na; a++)
+            out[a] += part[p * na + a];
+    free(part);
+    return fail ? -1.0 : 0.0;
+}

@@ -98,6 +98,16 @@ int lmp_gptq_hessian_add_upper(double *H, int64_t cols, const float *X, int64_t 
  * (H full symmetric, as lmp_quant_gptq takes it). */
 int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double alpha, double beta);
 void lmp_gptq_sym_from_upper(double *H, int64_t cols);
+/* The same update on X rounded to bf16 (lib/quant/gptq_bf16.c; bf16 calibration): each
+ * tile's sums of exact bf16 x bf16 products in f32 in vdpbf16ps's order, then into H in
+ * double as above. The AVX-512 BF16 path and the portable one give the same bits, for any
+ * thread count. lmp_gptq_hessian_add_upper_bf16 is lmp_gptq_hessian_add_upper on it.
+ * lmp_gptq_bf16_native: the AVX-512 BF16 path is used (the CPU has it, the engine's
+ * variant is AVX-512, not forced off); lmp_gptq_bf16_force_portable: tests. */
+int lmp_gptq_syrk_acc_bf16(double *H, int64_t cols, const float *X, int64_t n, double alpha, double beta);
+int lmp_gptq_hessian_add_upper_bf16(double *H, int64_t cols, const float *X, int64_t n, int64_t *nsamples);
+bool lmp_gptq_bf16_native(void);
+void lmp_gptq_bf16_force_portable(bool on);
 
 /* Dense kernels of GPTQ and SparseGPT (lib/quant/gptq_linalg.c), thread-count independent
  * (fixed tiles, each one single-threaded BLAS call):
@@ -118,6 +128,13 @@ void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const
  * triangle is read), in double, thread-count independent, half the work of a full
  * product; -1 when out of memory. */
 double lmp_gptq_quad_trace(const float *A, const double *H, int64_t rows, int64_t cols);
+/* out[a] = tr(A[a] H A[a]^T) for na matrices A[a] f32 [rows][cols] on one pass over H
+ * (its upper triangle read, narrowed to f32 per tile): f32 products summed per tile of
+ * 256 columns, the rest in double (relative difference from lmp_gptq_quad_trace ~1e-6;
+ * the report's figures, twice its speed). Thread-count independent. Returns 0, or -1 when
+ * out of memory. */
+double lmp_gptq_quad_traces_f32(const float *const *A, int na, const double *H, int64_t rows, int64_t cols,
+                                double *out);
 /* f32 products with the same bits for any thread count (AWQ's searches): C = alpha op(A)
  * op(B) + beta C, row-major, op = transpose when ta / tb, as cblas_sgemm's arguments;
  * G's upper triangle = alpha X^T X for X [n][cols] (the lower one is not written). */
@@ -138,5 +155,23 @@ void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, fl
  * definite or W holds non-finite values). */
 int lmp_quant_gptq(const float *W, int64_t rows, int64_t cols, const double *H,
                    const lmp_gptq_params *p, lmp_qtensor *out, double *loss);
+
+/* The factor of H^-1 and the act-order permutation, kept for the next linear of the same
+ * input (q/k/v share one Hessian, gate/up another): lmp_quant_gptq_cached with a cache
+ * whose key (the caller's tag, H's address, cols, percdamp, act_order) matches reuses
+ * them (the same values it would compute: the same bits), otherwise computes them and
+ * keeps them there. Zero-initialize; lmp_gptq_cache_free releases. */
+typedef struct {
+    uint64_t tag;       /* the caller's name for H (e.g. layer and input class); 0: none */
+    const double *H;
+    int64_t cols;
+    float percdamp;
+    bool act_order;
+    float *Hinv;        /* [cols][cols] */
+    int *perm;          /* [cols] */
+} lmp_gptq_cache;
+int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const double *H, const lmp_gptq_params *p,
+                          lmp_gptq_cache *cache, uint64_t tag, lmp_qtensor *out, double *loss);
+void lmp_gptq_cache_free(lmp_gptq_cache *c);
 
 #endif

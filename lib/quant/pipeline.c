@@ -20,12 +20,25 @@
 
 /* ---------------------------------------------------------------- one linear ------ */
 
+static int quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear which, const lmp_wmat *wm,
+                           const double *H, const char *name, lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report,
+                           lmp_gptq_cache *cache, uint64_t tag);
+
 int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear which, const lmp_wmat *wm,
                               const double *H, const char *name, lmp_qtensor *q, lmp_qlinear_stats *st,
                               double *t_report)
 {
+    return quantize_linear(p, layer, which, wm, H, name, q, st, t_report, NULL, 0);
+}
+
+/* cache, tag: GPTQ's factor of H^-1 kept for the next linear of the same H (tag: the
+ * caller's name for H, nonzero) */
+static int quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear which, const lmp_wmat *wm,
+                           const double *H, const char *name, lmp_qtensor *q, lmp_qlinear_stats *st, double *t_report,
+                           lmp_gptq_cache *cache, uint64_t tag)
+{
     const int bits = lmp_qpipe_lin_bits(p, layer, which), group = lmp_qpipe_lin_group(p, layer, which);
-    float *W = NULL, *Qf = NULL;
+    float *W = NULL, *Qf = NULL, *Dg = NULL, *Dr = NULL;
     lmp_qtensor rq = {0};
     double t0 = lmp_time_s();
     int rc = lmp_calib_weight_f32(wm, name, &W);
@@ -50,7 +63,7 @@ int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear w
         gp.static_groups = p->static_groups;
         gp.percdamp = p->damp;
         gp.blocksize = p->blocksize;
-        rc = lmp_quant_gptq(W, rows, cols, H, &gp, q, &st->loss);
+        rc = lmp_quant_gptq_cached(W, rows, cols, H, &gp, cache, tag, q, &st->loss);
     } else {
         rc = lmp_quant_rtn(W, rows, cols, &rp, q);
     }
@@ -61,26 +74,38 @@ int lmp_qpipe_quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear w
     snprintf(q->name, sizeof q->name, "%s", name);
     double t_rep = lmp_time_s();
     if (H) {
+        /* tr(A H A^T) for W (the denominator), W - GPTQ's result and W - RTN's, on one
+         * pass over H in f32 products (lmp_gptq_quad_traces_f32) */
+        const bool rtn2 = p->method == LMP_QMETHOD_GPTQ && p->compare_rtn;
         Qf = malloc((size_t)(rows * cols) * sizeof(float));
-        if (!Qf) {
+        Dg = malloc((size_t)(rows * cols) * sizeof(float));
+        Dr = rtn2 ? malloc((size_t)(rows * cols) * sizeof(float)) : NULL;
+        if (!Qf || !Dg || (rtn2 && !Dr)) {
             rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
             goto done;
         }
         lmp_qtensor_dequant(q, Qf);
-        double den = lmp_qpipe_trace_w(W, H, rows, cols);
-        st->err = den < 0 ? -1 : lmp_qpipe_rel_error_den(W, Qf, H, rows, cols, den);
-        if (p->method == LMP_QMETHOD_RTN) {
-            st->err_rtn = st->err;
-        } else if (p->compare_rtn) {
+        for (int64_t i = 0; i < rows * cols; i++)
+            Dg[i] = W[i] - Qf[i];
+        if (rtn2) {
             if ((rc = lmp_quant_rtn(W, rows, cols, &rp, &rq)))
                 goto done;
             lmp_qtensor_dequant(&rq, Qf);
-            st->err_rtn = den < 0 ? -1 : lmp_qpipe_rel_error_den(W, Qf, H, rows, cols, den);
+            for (int64_t i = 0; i < rows * cols; i++)
+                Dr[i] = W[i] - Qf[i];
         }
-        if (st->err < 0 || (p->compare_rtn && p->method == LMP_QMETHOD_GPTQ && st->err_rtn < 0)) {
+        const float *A[3] = {W, Dg, Dr};
+        double tr[3];
+        if (lmp_gptq_quad_traces_f32(A, rtn2 ? 3 : 2, H, rows, cols, tr) < 0) {
             rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
             goto done;
         }
+        const double den = tr[0];
+        st->err = den > 0 ? sqrt(fmax(tr[1], 0.0) / den) : 0.0;
+        if (p->method == LMP_QMETHOD_RTN)
+            st->err_rtn = st->err;
+        else if (rtn2)
+            st->err_rtn = den > 0 ? sqrt(fmax(tr[2], 0.0) / den) : 0.0;
     }
     st->seconds = lmp_time_s() - t0;
     *t_report += lmp_time_s() - t_rep;
@@ -90,6 +115,8 @@ done:
     lmp_qtensor_free(&rq);
     free(W);
     free(Qf);
+    free(Dg);
+    free(Dr);
     return rc;
 }
 
@@ -100,6 +127,7 @@ typedef struct {
     lmp_qpipe_result *res;
     lmp_qtensor qt[LMP_LIN_COUNT];
     lmp_qexperts x;              /* a sparse block's experts (qexperts.c) */
+    lmp_gptq_cache gc;           /* the block's last factor of H^-1 (q/k/v and gate/up share theirs) */
 } qp_ctx;
 
 static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
@@ -120,8 +148,10 @@ static int qp_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
         st->err = st->err_rtn = -1;
         return LMP_OK;
     }
-    int rc = lmp_qpipe_quantize_linear(p, l, w, &b->orig[w], b->st.H[lmp_linear_input(w)], st->name, &q->qt[w], st,
-                                       &res->report_seconds);
+    const int cls = lmp_linear_input(w);
+    const uint64_t tag = ((uint64_t)l * LMP_IN_COUNT + (uint64_t)cls) * 256u + (uint64_t)b->pass + 1u;
+    int rc = quantize_linear(p, l, w, &b->orig[w], b->st.H[cls], st->name, &q->qt[w], st, &res->report_seconds, &q->gc,
+                             tag);
     if (rc)
         return rc;
     /* the engine runs the intgroup payload in place (bitwise the dequantized f32 copy's
@@ -179,6 +209,7 @@ static void qp_cleanup(void *ctx, lmp_calib_block *b)
 {
     qp_ctx *q = ctx;
     lmp_qexperts_restore(&q->x, b->m, b->layer);
+    lmp_gptq_cache_free(&q->gc);
     for (int w = 0; w < LMP_LIN_COUNT; w++)
         lmp_qtensor_free(&q->qt[w]);
 }
@@ -188,6 +219,7 @@ static const lmp_calib_method g_gptq_row = {
     .name = "gptq",
     .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_add_bf16 = lmp_gptq_hessian_add_upper_bf16,
     .hessian_finish = lmp_gptq_sym_from_upper,
     .linear = qp_linear,
     .end = qp_end,
@@ -235,7 +267,7 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
     q.p = p;
     q.res = res;
     lmp_calib_opts o = {.true_sequential = p->true_sequential, .calib_bos = p->calib_bos, .progress = p->progress,
-                        .times = &res->phases};
+                        .times = &res->phases, .bf16 = p->method == LMP_QMETHOD_GPTQ && !p->calib_f32};
     rc = lmp_calib_run(m, cal, p->method == LMP_QMETHOD_GPTQ ? &g_gptq_row : &g_rtn_row, &q, &o);
     lmp_qexperts_free(&q.x);
     res->seconds = lmp_time_s() - t_start;

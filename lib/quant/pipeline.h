@@ -119,6 +119,10 @@ typedef struct {
     /* The first token of every calibration window replaced by the model's BOS (when it
      * has one), as lmp_prune_params.calib_bos (default false) */
     bool calib_bos;
+    /* GPTQ: the calibration walk in f32 (the linears installed for it as they are, the
+     * Hessians from f32 X). Default false: bf16 calibration (lmp_calib_opts.bf16), as
+     * the reference implementations run it in the model's bf16; see docs/benchmarks.md. */
+    bool calib_f32;
     /* After each block (may be NULL): layer, seconds, for per-layer log lines. */
     void (*on_layer_done)(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st);
     void *log_ctx;

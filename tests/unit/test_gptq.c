@@ -400,6 +400,40 @@ static void test_dead_and_threads(void)
     CHECK(lmp_quant_gptq(W, OUT, IN, H, &gp, &a, NULL) == LMP_EINVAL, "9 bits refused");
 }
 
+/* The factor cache (q/k/v share a Hessian): a second and third linear on the same H
+ * through lmp_quant_gptq_cached give the bits of lmp_quant_gptq (act-order and not); a
+ * different tag or percdamp recomputes. */
+static void test_factor_cache(void)
+{
+    static float W2[OUT * IN];
+    for (int i = 0; i < OUT * IN; i++)
+        W2[i] = W[(i * 7) % (OUT * IN)] * 1.5f;
+    lmp_gptq_cache c = {0};
+    for (int ao = 0; ao < 2; ao++)
+        for (int k = 0; k < 4; k++) {
+            const float *w = k % 2 ? W2 : W;
+            lmp_gptq_params gp;
+            lmp_gptq_default_params(&gp);
+            gp.act_order = ao;
+            gp.percdamp = k == 3 ? 0.05f : 0.01f;
+            lmp_qtensor a, b;
+            double la, lb;
+            CHECK(lmp_quant_gptq(w, OUT, IN, H, &gp, &a, &la) == 0, "%s", lmp_errmsg());
+            CHECK(lmp_quant_gptq_cached(w, OUT, IN, H, &gp, &c, 5 + (uint64_t)ao, &b, &lb) == 0, "%s", lmp_errmsg());
+            bool same = la == lb && a.ig.n_groups == b.ig.n_groups &&
+                        memcmp(a.ig.scales, b.ig.scales, sizeof(float) * (size_t)(OUT * a.ig.n_groups)) == 0;
+            for (int r = 0; r < OUT && same; r++)
+                for (int j = 0; j < IN && same; j++)
+                    same = lmp_ig_code(&a.ig, r, j) == lmp_ig_code(&b.ig, r, j);
+            CHECK(same, "cached factor (act-order %d, call %d) differs from lmp_quant_gptq", ao, k);
+            CHECK(c.Hinv && c.tag == 5 + (uint64_t)ao && c.percdamp == gp.percdamp, "cache holds call %d's factor", k);
+            lmp_qtensor_free(&a);
+            lmp_qtensor_free(&b);
+        }
+    lmp_gptq_cache_free(&c);
+    CHECK(!c.Hinv && !c.perm, "cache freed");
+}
+
 int main(void)
 {
     uint64_t seed = 20240611;
@@ -410,6 +444,7 @@ int main(void)
     test_identity_hessian();
     test_lazy_vs_naive();
     test_dead_and_threads();
+    test_factor_cache();
     if (t_fail)
         fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     return test_finish();
