@@ -1243,6 +1243,9 @@ int lmp_convert_src_open(const char *in, lmp_gguf_src *s)
     s->n_head = cf->n_heads;
     s->n_head_kv = cf->n_kv_heads;
     s->n_expert = cf->n_experts;
+    /* as plan_gguf permutes (an HF llama) or keeps (a GGUF's own layout) the q/k rows */
+    const lmp_family *fam = lmp_family_find(cf->model_type);
+    s->qk_interleaved = cs->c.kind == LMP_CKPT_GGUF ? cs->c.qk_interleaved : fam && fam->qk_interleaved;
     s->write_meta = src_meta;
     s->rows = src_rows;
     s->done = src_done;

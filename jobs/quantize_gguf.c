@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
 {
@@ -150,27 +149,20 @@ static void note_experts(const lmp_imatrix *im, bool notes)
         fprintf(stderr, "imatrix: every expert was reached by the calibration tokens\n");
 }
 
-/* Converts an HF checkpoint to the temporary GGUF `tmp`; messages name `out`, the file
- * the user asked for, instead of the temporary. */
-static int convert_first(const char *model, const char *tmp, const char *out, bool notes)
+/* Runs the plan hook on the GGUF `model` (s NULL) or on source s (an HF checkpoint through
+ * the converter) and makes its rules the writer's overrides: every planned tensor is
+ * overridden, q8_0 gives the file type, the plan was printed. */
+static int run_plan(const lmp_job_gguf_params *p, const char *model, const lmp_gguf_src *s, lmp_gguf_quant_params *q,
+                    char ***rules, int *n_rules)
 {
-    lmp_convert_params cp;
-    lmp_convert_result cr;
-    lmp_convert_default_params(&cp);
-    cp.force = true;
-    cp.quiet = true;
-    if (notes)
-        fprintf(stderr, "converting %s to GGUF (llama.cpp names and vocabulary) first\n", model);
-    int e = lmp_convert(model, tmp, &cp, &cr);
-    if (e) {
-        char msg[1024];
-        const char *m = lmp_errmsg(), *at = strstr(m, tmp);
-        if (at) {
-            snprintf(msg, sizeof msg, "%.*s%s%s", (int)(at - m), m, out, at + strlen(tmp));
-            lmp_err(e, "%s", msg);
-        }
-    }
-    return e;
+    int rc = p->plan(p->plan_ctx, model, s, q, rules, n_rules);
+    if (rc || p->dry_run)
+        return rc;
+    q->type = "q8_0";
+    q->tensor_type = (const char *const *)*rules;
+    q->n_tensor_type = *n_rules;
+    q->on_tensor = NULL;
+    return LMP_OK;
 }
 
 int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf_params *p, lmp_job_gguf_result *r)
@@ -186,7 +178,7 @@ int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf
     lmp_gguf_quant_params q = p->q;
     lmp_imatrix im = {0};
     lmp_imatrix_file imf = {0};
-    char *tmp = NULL, **rules = NULL;
+    char **rules = NULL;
     int n_rules = 0;
 
     if (p->imatrix_file) { /* read first: a broken file fails before any conversion */
@@ -241,48 +233,22 @@ int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf
     if (!lmp_dist_root())
         goto done;
     const bool hf = lmp_path_is_dir(model) || !lmp_str_endswith_ci(model, ".gguf");
-    if (hf && !p->plan) { /* tensors streamed from the converter: no temporary GGUF */
+    if (hf) { /* tensors streamed from the converter, for the plan and the writer: no temporary GGUF */
         lmp_gguf_src s;
         if (p->notes)
             fprintf(stderr, "reading %s through the GGUF converter (llama.cpp names and vocabulary)\n", model);
-        if (!(rc = lmp_convert_src_open(model, &s)))
+        if (!(rc = lmp_convert_src_open(model, &s)) && p->plan)
+            rc = run_plan(p, model, &s, &q, &rules, &n_rules);
+        if (!rc && !dry)
             rc = lmp_gguf_quantize_src(&s, out, &q, &r->q);
         lmp_convert_src_close(&s);
         goto done;
     }
-    const char *src = model;
-    if (hf) { /* the planner measures a GGUF file: convert to a temporary one first */
-        size_t n = strlen(out) + 64;
-        if (!(tmp = malloc(n))) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory");
-            goto done;
-        }
-        snprintf(tmp, n, "%s.src.tmp.%ld.gguf", out, (long)getpid());
-        lmp_temp_register(tmp, false); /* removed on SIGINT/SIGTERM */
-        double tc = lmp_time_s();
-        rc = convert_first(model, tmp, out, p->notes);
-        r->convert_seconds = lmp_time_s() - tc;
-        if (rc)
-            goto done;
-        src = tmp;
-    }
-
-    if (p->plan) { /* measure, solve, and override every planned tensor */
-        if ((rc = p->plan(p->plan_ctx, src, &q, &rules, &n_rules)) || dry)
-            goto done;
-        q.type = "q8_0"; /* every planned tensor is overridden; q8_0 gives the file type */
-        q.tensor_type = (const char *const *)rules;
-        q.n_tensor_type = n_rules;
-        q.on_tensor = NULL; /* the plan was printed */
-    }
-    rc = lmp_gguf_quantize(src, out, &q, &r->q);
+    if (p->plan && ((rc = run_plan(p, model, NULL, &q, &rules, &n_rules)) || dry))
+        goto done;
+    rc = lmp_gguf_quantize(model, out, &q, &r->q);
 done:
     rc = lmp_dist_status(rc);
-    if (tmp) {
-        unlink(tmp);
-        lmp_temp_unregister(tmp);
-        free(tmp);
-    }
     for (int i = 0; i < n_rules; i++)
         free(rules[i]);
     free(rules);

@@ -7,9 +7,9 @@
  * weights (computed from calibration text as llama-imatrix does, or read from
  * llama-imatrix's file, optionally saved), the source (a GGUF file, or an HF checkpoint
  * read through formats' lmp_convert_src_open: no temporary GGUF), an optional type plan
- * (--target-bpw, through a hook the tools' planner fills; it measures a GGUF file, so an
- * HF checkpoint is converted to a temporary GGUF for it), and lib/quant's GGUF writer
- * with llama.cpp's mixes.
+ * (--target-bpw, through a hook the tools' planner fills; from an HF checkpoint it
+ * measures the converter's stream too), and lib/quant's GGUF writer with llama.cpp's
+ * mixes.
  */
 #ifndef LMP_JOBS_QUANTIZE_GGUF_H
 #define LMP_JOBS_QUANTIZE_GGUF_H
@@ -17,12 +17,13 @@
 #include "lib/quant/pipeline.h"
 #include "lib/quant/quant.h"
 
-/* Chooses per-tensor types for the GGUF `src` (a plan), given the importance weights
- * in q (weights, weights_ctx, weights_len; NULL when none). Returns the overrides
- * "^name$=type" in *rules (owned by the job afterwards: each string and the array are
- * freed). Returns status. */
-typedef int (*lmp_job_gguf_plan_fn)(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules,
-                                    int *n_rules);
+/* Chooses per-tensor types (a plan) for the GGUF file `model` (s NULL), or for the GGUF
+ * tensors source s hands out (an HF checkpoint `model` through formats' converter), given
+ * the importance weights in q (weights, weights_ctx, weights_len; NULL when none).
+ * Returns the overrides "^name$=type" in *rules (owned by the job afterwards: each string
+ * and the array are freed). Returns status. */
+typedef int (*lmp_job_gguf_plan_fn)(void *ctx, const char *model, const lmp_gguf_src *s,
+                                    const lmp_gguf_quant_params *q, char ***rules, int *n_rules);
 
 typedef struct {
     /* the GGUF writer's preferences: type, tensor_type overrides, keep, allow_requantize,
@@ -55,7 +56,7 @@ typedef struct {
     int imatrix_chunks, imatrix_entries;
     int64_t imatrix_tokens;
     double seconds;            /* the whole job: conversion, importance, plan, quantizing */
-    double imatrix_seconds, convert_seconds;
+    double imatrix_seconds, convert_seconds; /* convert: 0 (no temporary GGUF is written) */
 } lmp_job_gguf_result;
 
 void lmp_job_gguf_default_params(lmp_job_gguf_params *p);
@@ -75,9 +76,8 @@ bool lmp_job_parse_bytes(const char *s, double *bytes);
 /* Runs the job on `model` (HF folder, .safetensors or f32/f16/bf16 GGUF) into the GGUF
  * `out`: lmp_job_gguf_check, an existing out refused before any work (LMP_EEXIST unless
  * q.force), importance weights first (a bad file or text fails before conversion), then
- * lmp_gguf_quantize_src on the GGUF file or on lmp_convert_src_open(model); with a plan,
- * an HF model is converted to a temporary GGUF beside out first (removed on every path,
- * and on SIGINT). Under mpirun the importance weights are computed by every rank and the
+ * lmp_gguf_quantize_src on the GGUF file or on lmp_convert_src_open(model) (with a plan,
+ * the same source is measured first: no temporary GGUF either). Under mpirun the importance weights are computed by every rank and the
  * rest is rank 0's; every rank returns rank 0's status (lmp_dist_status). Returns status;
  * *r filled (zeros on the other ranks). */
 int lmp_job_quantize_gguf(const char *model, const char *out, const lmp_job_gguf_params *p, lmp_job_gguf_result *r);

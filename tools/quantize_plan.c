@@ -97,6 +97,7 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
     pp.weights_ctx = o->weights_ctx;
     pp.weights_len = o->weights_len;
     pp.progress = false;
+    pp.src = o->gsrc;
     lmp_plan p;
     int rc = lmp_plan_measure(src, &pp, &p);
     if (rc)
@@ -178,13 +179,15 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
     return LMP_OK;
 }
 
-int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules)
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_src *s, const lmp_gguf_quant_params *q,
+                       char ***rules, int *n_rules)
 {
     quantize_plan_ctx *c = ctx;
     const lmp_job_gguf_params *p = c->gp;
     c->po.target_bpw = p->target_bpw;
     c->po.target_size = p->target_size;
     c->po.dry_run = p->dry_run;
+    c->po.gsrc = s;
     c->po.weights = q->weights;
     c->po.weights_ctx = q->weights_ctx;
     c->po.weights_len = q->weights_len;

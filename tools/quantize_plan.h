@@ -25,9 +25,13 @@ typedef struct {
     int tokens;               /* probe positions (<= 0: the default, 1,024) */
     int refine;               /* rounds in context after the solve (lmp_plan_refine; 0: the
                                  library's default, 2; -1: none, the command's default) */
+    /* the GGUF tensors from a source (an HF folder `src` through formats' converter; the
+     * probes load the folder's model), or NULL: the GGUF file `src`'s */
+    const lmp_gguf_src *gsrc;
 } quantize_plan_opts;
 
-/* Measures and solves the plan for the GGUF `src` (`model` names it in messages). With
+/* Measures and solves the plan for the GGUF `src`, or for the tensors o->gsrc hands out
+ * of the HF folder `src` (`model` names it in messages). With
  * dry_run prints it (table or JSON) on stdout; otherwise prints it on stderr (not with
  * json) and returns the overrides "^name$=type" in *rules (owned: free each and the
  * array). Returns the lmp status. */
@@ -42,6 +46,7 @@ typedef struct {
     const char *model;     /* named in messages */
     const lmp_job_gguf_params *gp;
 } quantize_plan_ctx;
-int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_quant_params *q, char ***rules, int *n_rules);
+int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_src *s, const lmp_gguf_quant_params *q,
+                       char ***rules, int *n_rules);
 
 #endif

@@ -97,6 +97,19 @@ int lmp_model_n_vocab(const lmp_model *m); /* rows of the output matrix */
 /* true when q/k rows are in ggml's interleaved RoPE order (GGUF llama files): the engine
  * then rotates pairs (2i, 2i+1) instead of HF's (i, i + head_dim/2). */
 bool lmp_model_rope_interleaved(const lmp_model *m);
+/* Sets that order for every later forward pass, for a caller that has installed q/k
+ * weights (and biases) permuted as GGUF holds them (lmp_model_set_linear) into a model
+ * loaded from an HF folder: the size-targeted planner runs an HF folder's model exactly as
+ * the converted GGUF's. Nothing is permuted here. */
+void lmp_model_set_rope_interleaved(lmp_model *m, bool interleaved);
+/* A model loaded from an HF checkpoint of a family whose GGUF llama.cpp permutes (llama,
+ * mistral, granite, smollm3, mixtral): its q/k weight rows (copies owned by the model) and
+ * biases put in ggml's interleaved order and the RoPE pairs taken so, i.e. the model the
+ * converted GGUF holds, computing the same numbers to the last bit (the order of the
+ * attention sums follows the rows). Nothing to do for other models. Importance weights
+ * computed from an HF folder so equal the converted GGUF's. LMP_EUNSUPPORTED for q/k
+ * weights that are not dense rows. Returns status. */
+int lmp_model_gguf_qk_order(lmp_model *m);
 
 /* The RMSNorm weights of block `layer` (hidden floats; the attention norm, or the FFN
  * norm when ffn) and the bias of linear `which` (rows floats, or NULL: no bias), owned by

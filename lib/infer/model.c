@@ -565,6 +565,47 @@ const lmp_ckpt *lmp_model_ckpt(const lmp_model *m) { return &m->ckpt; }
 const lmp_tokenizer *lmp_model_tokenizer(const lmp_model *m) { return m->tok; }
 int lmp_model_n_vocab(const lmp_model *m) { return m->n_vocab; }
 bool lmp_model_rope_interleaved(const lmp_model *m) { return m->interleaved; }
+void lmp_model_set_rope_interleaved(lmp_model *m, bool interleaved) { m->interleaved = interleaved; }
+
+int lmp_model_gguf_qk_order(lmp_model *m)
+{
+    const lmp_family *fam = lmp_family_find(m->cfg.model_type);
+    if (m->interleaved || m->ckpt.kind == LMP_CKPT_GGUF || !fam || !fam->qk_interleaved)
+        return 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int w = LMP_LIN_Q; w <= LMP_LIN_K; w++) {
+            lmp_wmat *cur = &m->layers[l].w[w];
+            const int heads = w == LMP_LIN_Q ? m->cfg.n_heads : m->cfg.n_kv_heads;
+            const int64_t hd = cur->rows / heads;
+            if (cur->q || cur->layout != LMP_WL_ROWS || !cur->data || hd * heads != cur->rows || hd % 2)
+                return lmp_err(LMP_EUNSUPPORTED, "%s: layer %d %s: only dense q/k rows can be put in GGUF order",
+                               m->ckpt.path, l, lmp_linear_name((lmp_linear)w));
+            void *arr = m->repacked;
+            int rc = grow_ptrs(&arr, m->n_repacked, &m->cap_repacked);
+            m->repacked = arr;
+            uint8_t *buf = rc ? NULL : malloc((size_t)cur->rows * cur->row_bytes);
+            float *bias = m->layers[l].bias[w], *tmp = bias ? malloc(sizeof(float) * (size_t)cur->rows) : NULL;
+            if (rc || !buf || (bias && !tmp)) {
+                free(buf);
+                free(tmp);
+                return rc ? rc : lmp_err(LMP_ENOMEM, "out of memory");
+            }
+            for (int64_t r = 0; r < cur->rows; r++) {
+                int64_t from = lmp_qk_perm_row(r, heads, hd, true);
+                memcpy(buf + (size_t)r * cur->row_bytes, (const uint8_t *)cur->data + (size_t)from * cur->row_bytes,
+                       cur->row_bytes);
+                if (bias)
+                    tmp[r] = bias[from];
+            }
+            if (bias)
+                memcpy(bias, tmp, sizeof(float) * (size_t)cur->rows);
+            free(tmp);
+            m->repacked[m->n_repacked++] = buf;
+            cur->data = buf;
+        }
+    m->interleaved = true;
+    return 0;
+}
 
 int lmp_model_bos(const lmp_model *m)
 {

@@ -618,9 +618,51 @@ static int ckpt_rows(void *ctx, int i, int64_t r0, int64_t nr, void *buf, const 
     return LMP_OK;
 }
 
+void lmp_gguf_file_src_close(lmp_gguf_src *s)
+{
+    if (!s)
+        return;
+    if (s->ctx) {
+        lmp_ckpt_close(s->ctx);
+        free(s->ctx);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+int lmp_gguf_file_src_open(const char *in, lmp_gguf_src *s)
+{
+    memset(s, 0, sizeof *s);
+    lmp_ckpt *c = calloc(1, sizeof *c);
+    if (!c)
+        return lmp_err(LMP_ENOMEM, "quantize: out of memory");
+    int rc = lmp_ckpt_open(c, in);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    if (c->kind != LMP_CKPT_GGUF) {
+        lmp_ckpt_close(c);
+        free(c);
+        return lmp_err(LMP_EINVAL, "%s: not a GGUF file (an HF checkpoint is read through formats' "
+                                   "lmp_convert_src_open)", in);
+    }
+    *s = (lmp_gguf_src){.path = c->path,
+                        .n_tensors = c->n_tensors,
+                        .tensors = c->tensors,
+                        .n_layers = c->config.n_layers,
+                        .n_head = c->config.n_heads,
+                        .n_head_kv = c->config.n_kv_heads,
+                        .n_expert = c->config.n_experts,
+                        .qk_interleaved = c->qk_interleaved,
+                        .ctx = c,
+                        .write_meta = ckpt_meta,
+                        .rows = ckpt_rows};
+    return LMP_OK;
+}
+
 int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_params *p, lmp_gguf_quant_result *res)
 {
-    lmp_ckpt c;
+    lmp_gguf_src s;
     int rc;
     if (!lmp_gguf_qtype_find(p->type) || !lmp_str_endswith_ci(in, ".gguf") || lmp_path_is_dir(in)) {
         memset(res, 0, sizeof *res);
@@ -631,23 +673,13 @@ int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_para
         lmp_gguf_src none = {.path = in};
         return lmp_gguf_quantize_src(&none, out, p, res); /* refuses the type with the list */
     }
-    if ((rc = lmp_ckpt_open(&c, in))) {
+    if ((rc = lmp_gguf_file_src_open(in, &s))) {
         memset(res, 0, sizeof *res);
         res->rel_rms_max = -1;
         return rc;
     }
-    lmp_gguf_src s = {.path = c.path,
-                      .n_tensors = c.n_tensors,
-                      .tensors = c.tensors,
-                      .n_layers = c.config.n_layers,
-                      .n_head = c.config.n_heads,
-                      .n_head_kv = c.config.n_kv_heads,
-                      .n_expert = c.config.n_experts,
-                      .ctx = &c,
-                      .write_meta = ckpt_meta,
-                      .rows = ckpt_rows};
     rc = lmp_gguf_quantize_src(&s, out, p, res);
-    lmp_ckpt_close(&c);
+    lmp_gguf_file_src_close(&s);
     return rc;
 }
 

@@ -129,8 +129,12 @@ int lmp_imatrix_compute(const char *model, const char *calib_path, const lmp_cal
     lmp_model *m = NULL;
     lmp_calib_data cal = {0};
     int rc = lmp_model_load(&m, model);
-    if (rc)
+    if (!rc) /* an HF llama computes as its GGUF does: the same importance to the last bit */
+        rc = lmp_model_gguf_qk_order(m);
+    if (rc) {
+        lmp_model_free(m);
         return rc;
+    }
     lmp_calib_params p = *cp;
     if (p.seq_len == 0) {
         int ctx = lmp_model_config(m)->max_pos > 0 ? lmp_model_config(m)->max_pos : 512;

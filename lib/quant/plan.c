@@ -210,6 +210,37 @@ static int measure_one(const lmp_tensor *t, lmp_dtype dt, const float *qw, const
     return LMP_OK;
 }
 
+/* Tensor i of source s whole into *t: its data in the source's mapping, or in *own
+ * (malloc'd; the caller frees it) where the source converts the rows. */
+static int src_tensor(const lmp_gguf_src *s, int i, lmp_tensor *t, void **own)
+{
+    *t = s->tensors[i];
+    *own = NULL;
+    int64_t cols = t->ndim ? t->shape[t->ndim - 1] : 1, rows = cols ? lmp_tensor_nelem(t) / cols : 0;
+    void *buf = malloc(t->nbytes ? t->nbytes : 1);
+    const void *p = NULL;
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "plan: out of memory reading tensor '%s'", t->name);
+    int rc = s->rows(s->ctx, i, 0, rows, buf, &p);
+    if (!rc && !p)
+        rc = lmp_err(LMP_EIO, "%s: cannot read tensor '%s'", s->path, t->name);
+    if (rc || p != buf)
+        free(buf);
+    else
+        *own = buf;
+    t->data = rc ? NULL : (void *)p;
+    t->owned = false;
+    return rc;
+}
+
+static bool src_has(const lmp_gguf_src *s, const char *name)
+{
+    for (int i = 0; i < s->n_tensors; i++)
+        if (strcmp(s->tensors[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
 {
     memset(out, 0, sizeof *out);
@@ -222,26 +253,30 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
     }
     if (n_types < 1 || n_types > LMP_PLAN_MAX_CAND)
         return lmp_err(LMP_EINVAL, "plan: 1 to %d candidate types", LMP_PLAN_MAX_CAND);
-    lmp_ckpt c;
-    int rc = lmp_ckpt_open(&c, in);
+    lmp_gguf_src file; /* the GGUF file `in`, unless pp->src hands out the tensors */
+    const lmp_gguf_src *sc = pp->src ? pp->src : &file;
+    int rc = pp->src ? LMP_OK : lmp_gguf_file_src_open(in, &file);
     if (rc)
         return rc;
     double t0 = lmp_time_s();
     const lmp_gguf_qtype *q8 = lmp_gguf_qtype_find("q8_0");
     lmp_gguf_mix_info mi = {0};
-    mi.n_layers = c.config.n_layers;
-    mi.n_head = c.config.n_heads;
-    mi.n_head_kv = c.config.n_kv_heads;
-    mi.tied = lmp_ckpt_find(&c, "output.weight") == NULL;
+    mi.n_layers = sc->n_layers;
+    mi.n_head = sc->n_head;
+    mi.n_head_kv = sc->n_head_kv;
+    mi.tied = !src_has(sc, "output.weight");
     mi.has_imatrix = pp->weights != NULL;
-    out->t = calloc((size_t)c.n_tensors + 1, sizeof *out->t);
+    out->t = calloc((size_t)sc->n_tensors + 1, sizeof *out->t);
     if (!out->t) {
-        lmp_ckpt_close(&c);
+        if (!pp->src)
+            lmp_gguf_file_src_close(&file);
         return lmp_err(LMP_ENOMEM, "plan: out of memory");
     }
     int n_imp = 0, n_imp_wanted = 0;
-    for (int i = 0; i < c.n_tensors && !rc; i++) {
-        const lmp_tensor *t = &c.tensors[i];
+    for (int i = 0; i < sc->n_tensors && !rc; i++) {
+        const lmp_tensor *t = &sc->tensors[i]; /* its data read below, when it is measured */
+        lmp_tensor tt;
+        void *own = NULL;
         out->params += (uint64_t)lmp_tensor_nelem(t);
         const lmp_dtype_traits *ti = lmp_dtype_info(t->dtype);
         if (lmp_gguf_mix_type(q8, &mi, t->name, t->ndim, t->shape) < 0 || t->ndim < 2) {
@@ -271,6 +306,8 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
         snprintf(pt->name, sizeof pt->name, "%s", t->name);
         pt->params = lmp_tensor_nelem(t);
         double ref = 0;
+        rc = src_tensor(sc, i, &tt, &own);
+        t = &tt;
         for (int k = 0; k < n_types && !rc; k++) {
             lmp_dtype dt = types[k];
             if (lmp_dtype_row_bytes(dt, cols) == 0 || !lmp_dtype_info(dt)->from_f32)
@@ -292,6 +329,9 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
             cd->bytes = (uint64_t)lmp_dtype_row_bytes(dt, cols) * (uint64_t)(pt->params / cols);
             cd->err = se;
         }
+        free(own);
+        if (!rc && sc->done)
+            sc->done(sc->ctx, i); /* its pages may go (the mapping of a large model) */
         if (rc)
             break;
         if (pt->n_cand == 0) { /* no candidate fits: kept as it is */
@@ -305,7 +345,7 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
         }
         pt->n_cand = lmp_plan_pareto(pt->cand, pt->n_cand);
         if (pp->progress)
-            fprintf(stderr, "[%d/%d] %-32s %d candidates on the front, %s %.3g .. %s %.3g\n", i + 1, c.n_tensors,
+            fprintf(stderr, "[%d/%d] %-32s %d candidates on the front, %s %.3g .. %s %.3g\n", i + 1, sc->n_tensors,
                     pt->name, pt->n_cand, lmp_dtype_info(pt->cand[0].dt)->name, pt->cand[0].err,
                     lmp_dtype_info(pt->cand[pt->n_cand - 1].dt)->name, pt->cand[pt->n_cand - 1].err);
     }
@@ -320,7 +360,8 @@ int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out)
         out->max_bytes += out->t[i].cand[out->t[i].n_cand - 1].bytes;
     }
     out->seconds = lmp_time_s() - t0;
-    lmp_ckpt_close(&c);
+    if (!pp->src)
+        lmp_gguf_file_src_close(&file);
     if (rc)
         lmp_plan_free(out);
     return rc;
@@ -375,6 +416,9 @@ typedef struct {
     float *h;                /* [L + 1][W * S][d]: the input of block l (h[L]: the final states) */
     float *base_lp;          /* [W * S][V] log-softmax of the original model */
     float *x, *logits;       /* work: [S][d], [HEAD_ROWS][V] */
+    const lmp_gguf_src *src; /* the GGUF tensors (lmp_plan_params.src), or NULL: m's file's */
+    lmp_tensor *st;          /* (src->n_tensors) the source's tensors the model took, with data */
+    void **own;              /* (src->n_tensors) their converted bytes, or NULL */
 } plan_fwd;
 
 #define HEAD_ROWS 64
@@ -571,6 +615,10 @@ static void fwd_close(plan_fwd *f, lmp_calib_data *cal)
         lmp_calib_free(cal);
     if (f->own_model)
         lmp_model_free(f->m);
+    for (int i = 0; f->own && i < f->src->n_tensors; i++)
+        free(f->own[i]); /* after the model that borrowed them */
+    free(f->own);
+    free(f->st);
     memset(f, 0, sizeof *f);
 }
 
@@ -655,9 +703,92 @@ void lmp_plan_probe_close(lmp_plan_probe *p)
     free(p);
 }
 
-/* Loads the model of GGUF `in` and the calibration windows, and runs the original once:
- * its log-probs and every block's input kept. */
-static int fwd_open(const char *in, const lmp_plan_calib_params *cp, int mult, plan_fwd *f, lmp_calib_data *cal)
+/* Tensor `name` as the GGUF holds it: the source's, else the model's own file's. */
+static const lmp_tensor *fwd_find(const plan_fwd *f, const char *name)
+{
+    const lmp_tensor *t = NULL;
+    if (!f->src)
+        t = lmp_ckpt_find(lmp_model_ckpt(f->m), name);
+    for (int i = 0; f->src && i < f->src->n_tensors && !t; i++)
+        if (strcmp(f->src->tensors[i].name, name) == 0)
+            t = f->st[i].data ? &f->st[i] : NULL;
+    int layer = -1;
+    lmp_linear which = LMP_LIN_Q;
+    if (t && tensor_site(name, lmp_model_config(f->m)->n_layers, &layer, &which) == SITE_LINEAR) {
+        const lmp_wmat *w = lmp_model_linear(f->m, layer, which);
+        if (!w || t->ndim != 2 || w->rows != t->shape[0] || w->cols != t->shape[1])
+            return NULL; /* not one of the engine's linears as it is (phi3's fused ffn_up) */
+    }
+    return t;
+}
+
+/* The model f->m (loaded from an HF folder) made the one the GGUF of source s holds: every
+ * linear, the embedding, the output and the q/k/v biases replaced by the source's tensors
+ * (llama's q/k rows permuted), and the RoPE pairs taken in the source's order. The norms
+ * are the same numbers either way. */
+static int fwd_adopt(plan_fwd *f, const lmp_gguf_src *s)
+{
+    const int L = lmp_model_config(f->m)->n_layers;
+    f->src = s;
+    f->st = calloc((size_t)s->n_tensors + 1, sizeof *f->st);
+    f->own = calloc((size_t)s->n_tensors + 1, sizeof *f->own);
+    if (!f->st || !f->own)
+        return lmp_err(LMP_ENOMEM, "plan: out of memory");
+    const bool tied = !src_has(s, "output.weight");
+    int rc = LMP_OK;
+    for (int i = 0; i < s->n_tensors && !rc; i++) {
+        char wname[LMP_MAX_NAME];
+        const char *nm = s->tensors[i].name;
+        size_t n = strlen(nm);
+        bool bias = n > 5 && strcmp(nm + n - 5, ".bias") == 0 && n + 2 < sizeof wname;
+        snprintf(wname, sizeof wname, "%.*s%s", (int)(bias ? n - 5 : n), nm, bias ? ".weight" : "");
+        int layer = -1;
+        lmp_linear which = LMP_LIN_Q;
+        plan_site site = tensor_site(wname, L, &layer, &which);
+        if (site == SITE_NONE || (bias && site != SITE_LINEAR))
+            continue;
+        lmp_tensor *t = &f->st[i];
+        if ((rc = src_tensor(s, i, t, &f->own[i])))
+            break;
+        const int64_t cols = t->shape[t->ndim - 1], rows = lmp_tensor_nelem(t) / cols;
+        if (bias) {
+            float *b = lmp_model_bias_mut(f->m, layer, which);
+            const lmp_dtype_traits *tr = lmp_dtype_info(t->dtype);
+            if (!b || t->ndim != 1 || !tr->to_f32 || lmp_model_linear(f->m, layer, which)->rows != cols)
+                rc = lmp_err(LMP_EFORMAT, "%s: bias '%s' does not fit the model", s->path, nm);
+            else
+                tr->to_f32(t->data, b, cols);
+            continue;
+        }
+        lmp_wmat w = {.dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data,
+                      .row_bytes = lmp_dtype_row_bytes(t->dtype, cols)};
+        if (site == SITE_LINEAR) {
+            const lmp_wmat *cur = lmp_model_linear(f->m, layer, which);
+            if (!cur || cur->rows != rows || cur->cols != cols) { /* phi3's fused ffn_up: not probed */
+                free(f->own[i]);
+                f->own[i] = NULL;
+                t->data = NULL;
+                continue;
+            }
+            rc = lmp_model_set_linear(f->m, layer, which, &w);
+        } else if (site == SITE_OUTPUT) {
+            rc = lmp_model_set_output(f->m, &w);
+        } else if (!(rc = lmp_model_set_embed(f->m, t)) && tied) {
+            rc = lmp_model_set_output(f->m, &w);
+        }
+        if (!rc && f->own[i] && s->done)
+            s->done(s->ctx, i); /* the folder's own rows are no longer used */
+    }
+    if (!rc)
+        lmp_model_set_rope_interleaved(f->m, s->qk_interleaved);
+    return rc;
+}
+
+/* Loads the model of GGUF `in` (or of the HF folder `in`, made the one pp->src's GGUF
+ * holds) and the calibration windows, and runs the original once: its log-probs and every
+ * block's input kept. */
+static int fwd_open(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, int mult,
+                    plan_fwd *f, lmp_calib_data *cal)
 {
     memset(f, 0, sizeof *f);
     memset(cal, 0, sizeof *cal);
@@ -672,6 +803,10 @@ static int fwd_open(const char *in, const lmp_plan_calib_params *cp, int mult, p
         lmp_model_free(f->m);
         f->m = NULL;
         return lmp_err(LMP_EUNSUPPORTED, "%s: KLD calibration of a mixture of experts is not supported", in);
+    }
+    if (pp->src && (rc = fwd_adopt(f, pp->src))) {
+        fwd_close(f, cal);
+        return rc;
     }
     lmp_calib_params wp = cp->cp;
     if (wp.seq_len > cfg->max_pos)
@@ -696,11 +831,11 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
     double t0 = lmp_time_s();
     plan_fwd f;
     lmp_calib_data cal;
-    int rc = fwd_open(in, cp, 1, &f, &cal);
+    int rc = fwd_open(in, pp, cp, 1, &f, &cal);
     if (rc)
         return rc;
-    const lmp_ckpt *ck = lmp_model_ckpt(f.m);
-    bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
+    const plan_fwd *ck = &f;
+    bool tied = fwd_find(ck, "output.weight") == NULL;
     int n_probes = 0;
     double *logscale = calloc((size_t)p->n + 1, sizeof *logscale);
     bool *probed = calloc((size_t)p->n + 1, sizeof *probed);
@@ -716,7 +851,7 @@ int lmp_plan_calibrate(const char *in, const lmp_plan_params *pp, const lmp_plan
         int layer = -1;
         lmp_linear which = LMP_LIN_Q;
         plan_site site = tensor_site(pt->name, f.L, &layer, &which);
-        const lmp_tensor *t = lmp_ckpt_find(ck, pt->name);
+        const lmp_tensor *t = fwd_find(ck, pt->name);
         if (site == SITE_NONE || !t)
             continue; /* given the median ratio below */
         int64_t cols = t->shape[t->ndim - 1];
@@ -950,15 +1085,15 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
     lmp_calib_data cal;
     /* twice the windows: the first half for the probes, the second half decides what is
      * kept (a text too short for both: the same windows decide) */
-    int rc = fwd_open(in, cp, 2, &f, &cal);
+    int rc = fwd_open(in, pp, cp, 2, &f, &cal);
     if (rc == LMP_EINVAL)
-        rc = fwd_open(in, cp, 1, &f, &cal);
+        rc = fwd_open(in, pp, cp, 1, &f, &cal);
     else if (!rc)
         f.w1 = f.W / 2;
     if (rc)
         return rc;
-    const lmp_ckpt *ck = lmp_model_ckpt(f.m);
-    bool tied = lmp_ckpt_find(ck, "output.weight") == NULL;
+    const plan_fwd *ck = &f;
+    bool tied = fwd_find(ck, "output.weight") == NULL;
     size_t n = (size_t)p->n + 1;
     int max_moves = rp->pairs > 0 ? rp->pairs : 0;
     plan_where *wh = calloc(n, sizeof *wh);
@@ -976,7 +1111,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
     for (int i = 0; i < p->n; i++) {
         lmp_plan_tensor *pt = &p->t[i];
         wh[i].site = tensor_site(pt->name, f.L, &wh[i].layer, &wh[i].which);
-        wh[i].t = lmp_ckpt_find(ck, pt->name);
+        wh[i].t = fwd_find(ck, pt->name);
         if (wh[i].site == SITE_NONE || !wh[i].t) {
             wh[i].site = SITE_NONE; /* left at its choice, never installed: not refined */
             continue;

@@ -101,6 +101,12 @@ typedef struct {
     const lmp_dtype *types;        /* candidates, NULL = the default list */
     int n_types;
     bool progress;                 /* one line per tensor on stderr */
+    /* optional: the GGUF tensors from a source (quant.h lmp_gguf_src; an HF folder through
+     * formats' lmp_convert_src_open: no temporary GGUF), `in` then naming the checkpoint
+     * lmp_model_load opens for the KLD probes (the HF folder), whose linears, embedding,
+     * output, q/k biases and RoPE order are replaced by the source's, so the probes run
+     * the model the GGUF would hold. NULL: the tensors of the GGUF file `in`. */
+    const lmp_gguf_src *src;
 } lmp_plan_params;
 
 /* The default candidates: q2_K..q6_K, q8_0, iq4_xs, iq3_s, iq4_nl, q4_0, q4_1, q5_0, q5_1,
@@ -108,7 +114,8 @@ typedef struct {
  * types llama-quantize refuses without an imatrix). Writes up to `max` types into out, returns the count. */
 int lmp_plan_default_types(bool imatrix, lmp_dtype *out, int max);
 
-/* Measures every candidate of every quantizable tensor of the f32/f16/bf16 GGUF `in`
+/* Measures every candidate of every quantizable tensor of the f32/f16/bf16 GGUF `in` (or
+ * pp->src's)
  * (types whose blocks do not fit a tensor's rows, and imatrix-only types for a tensor
  * without an importance entry, are skipped). *out is owned (lmp_plan_free). */
 int lmp_plan_measure(const char *in, const lmp_plan_params *pp, lmp_plan *out);

@@ -145,7 +145,9 @@ void lmp_gguf_quant_default_params(lmp_gguf_quant_params *p);
  * dtypes, shapes, order) and metadata of a GGUF file (lmp_gguf_quantize) or of any
  * checkpoint as formats' converter would write it (formats.h lmp_convert_src_open: an HF
  * folder streamed through the converter, no temporary GGUF). The source hands out rows
- * tensor by tensor, so memory stays at one chunk of rows plus the output. */
+ * tensor by tensor, so memory stays at one chunk of rows plus the output. A source may be
+ * read in several passes (the size-targeted planner measures every tensor, then the
+ * writer streams them), each pass in order. */
 typedef struct lmp_gguf_writer lmp_gguf_writer;
 typedef struct {
     const char *path;          /* the input, named in messages */
@@ -153,6 +155,7 @@ typedef struct {
     const lmp_tensor *tensors; /* (n_tensors) GGUF name, dtype, ndim, shape, nbytes; data unused */
     /* the model, for the mixes: block_count, head counts, expert_count (0: dense) */
     int n_layers, n_head, n_head_kv, n_expert;
+    bool qk_interleaved;       /* attn_q / attn_k rows in ggml's interleaved RoPE order (llama) */
     void *ctx;
     /* Adds every metadata KV the GGUF holds, in its order (the quantizer then replaces
      * general.file_type in place and adds the quantization keys). Returns status. */
@@ -172,6 +175,11 @@ typedef struct {
  * does not depend on formats/). */
 int lmp_gguf_quantize(const char *in, const char *out, const lmp_gguf_quant_params *p,
                       lmp_gguf_quant_result *res);
+/* The GGUF file `in` as a source (its tensors handed out of the mapping). A checkpoint
+ * that is not GGUF is LMP_EINVAL (it goes through formats' lmp_convert_src_open).
+ * lmp_gguf_file_src_close frees it (accepts a zeroed source). Returns status. */
+int lmp_gguf_file_src_open(const char *in, lmp_gguf_src *s);
+void lmp_gguf_file_src_close(lmp_gguf_src *s);
 /* Quantizes the tensors of `src` into the GGUF `out`: every KV of the source, then
  * general.file_type and general.quantization_version (2) set, tensors keep their order
  * and names. Streams tensor by tensor with bounded memory (rows of one tensor in parallel

@@ -5,6 +5,9 @@
 # `convert HF -o x.gguf && quantize x.gguf` writes, for every family the converter
 # handles (Q/K permutation, fused phi3, gemma's 1 + w norms, stacked and split experts,
 # rope factor tensors); bad input is refused naming the file, with nothing written.
+# The size-targeted plan (--target-bpw / --target-size) from a folder measures the same
+# stream and probes the folder's model made the GGUF's (q/k rows and RoPE order): the
+# same bytes as convert then plan, uncalibrated, calibrated, with importance weights.
 . tests/cli/lib.sh
 
 same() { # name, folder, extra quantize options...: direct = convert then quantize
@@ -37,8 +40,47 @@ same "tiny-gemma3 q4_k_m --imatrix-calib" "$T/tiny-gemma3" --type q4_k_m --imatr
 ok "imatrix of the llama folder" "$LMP_BIN" quantize "$T/tiny" -o "$T/i.gguf" --type q4_k_m \
     --imatrix-calib "$T/tiny/corpus.txt" --calib-samples 4 --calib-seqlen 64 --imatrix-out "$T/tiny.dat"
 same "tiny iq3_xxs --imatrix FILE" "$T/tiny" --type iq3_xxs --imatrix "$T/tiny.dat"
-# (--target-bpw: the planner measures a GGUF file, so from a folder it still converts to a
-# temporary one first, as before; test_target_bpw.sh covers the planner)
+# llama too: the folder's model computes with its q/k rows in GGUF order (lmp_model_gguf_qk_order)
+same "tiny q4_k_m --imatrix-calib" "$T/tiny" --type q4_k_m --imatrix-calib "$T/tiny/corpus.txt" \
+    --calib-samples 4 --calib-seqlen 64
+
+# ---- the size-targeted plan from the folder (test_target_bpw.sh covers the planner itself)
+CAL=$T/cal.txt
+head -c 20000 "$LMP_FIXTURES/text/wiki.test.raw" > "$CAL" 2>/dev/null
+[ -s "$CAL" ] || for i in $(seq 1 40); do cat "$T/tiny/corpus.txt"; done > "$CAL"
+same "tiny --target-bpw 3.5" "$T/tiny" --target-bpw 3.5
+check "the plan says so, and converts nothing to a file" \
+    "grep -q 'through the GGUF converter' '$T/derr' && grep -q '^plan: ' '$T/derr' && ! grep -q 'converting' '$T/derr'"
+same "tiny --target-size 700K" "$T/tiny" --target-size 700K
+same "tiny --target-bpw 4.5 --imatrix FILE" "$T/tiny" --target-bpw 4.5 --imatrix "$T/tiny.dat"
+same "tiny --target-bpw 4 calibrated, refined" "$T/tiny" --target-bpw 4 --target-calib "$CAL" --target-probes 1 \
+    --target-refine 1
+check "calibrated: probes and refinement ran" "grep -q 'end-to-end probes' '$T/derr' && grep -q 'in context' '$T/derr'"
+same "tiny-llama3 --target-bpw 3.5" "$T/tiny-llama3" --target-bpw 3.5
+same "tiny-llama3 --target-bpw 4 --imatrix-calib (calibrated by it)" "$T/tiny-llama3" --target-bpw 4 \
+    --imatrix-calib "$CAL" --calib-samples 4 --calib-seqlen 64 --target-probes 1 --target-refine 1
+same "tiny-qwen2 --target-bpw 5 calibrated (biases)" "$T/tiny-qwen2" --target-bpw 5 --target-calib "$CAL" \
+    --target-probes 1 --target-refine 0
+"$LMP_BIN" quantize "$T/tiny-llama3" --target-bpw 3 --dry-run --json > "$T/pd.json" 2> /dev/null
+"$LMP_BIN" quantize "$T/tiny-llama3.gguf" --target-bpw 3 --dry-run --json > "$T/pg.json" 2> /dev/null
+check "dry run: the folder's plan = the GGUF's (every tensor, type and error)" "$PY -c \"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+k = ('bytes', 'params', 'predicted_err', 'min_bytes', 'max_bytes', 'fixed_bytes', 'tensors')
+sys.exit(0 if a['tensors'] and all(a[x] == b[x] for x in k) else 1)\" '$T/pd.json' '$T/pg.json'"
+"$LMP_BIN" quantize "$T/tiny-phi3" --target-bpw 5 --dry-run --json --target-calib "$CAL" --target-probes 1 \
+    --target-refine 0 > "$T/pd.json" 2> /dev/null
+"$LMP_BIN" quantize "$T/tiny-phi3.gguf" --target-bpw 5 --dry-run --json --target-calib "$CAL" --target-probes 1 \
+    --target-refine 0 > "$T/pg.json" 2> /dev/null
+check "phi3 calibrated dry run (fused ffn_up not probed): the folder's plan = the GGUF's" "$PY -c \"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+k = ('bytes', 'predicted_err', 'calibrated', 'probes', 'tensors')
+sys.exit(0 if a['calibrated'] and all(a[x] == b[x] for x in k) else 1)\" '$T/pd.json' '$T/pg.json'"
+ok "json from the folder" "$LMP_BIN" quantize "$T/tiny" -o "$T/pj.gguf" --target-bpw 4 --json
+check "json: no conversion time, the target kept" \
+    "grep -q '\"convert_seconds\": 0.0000' '$T/out' && $PY -c \"import json,sys; d=json.load(open('$T/out')); sys.exit(0 if 8 * d['bytes_out'] <= 4 * d['parameters'] else 1)\""
+check "no temporary GGUF beside the output" "[ -s '$T/pj.gguf' ] && ! ls -a '$T' | grep -q 'tmp'"
 
 # ---- bad input: the file named, non-zero exit, nothing written
 B=$T/bad
@@ -80,6 +122,19 @@ refuses "NaN in a permuted tensor" "$B-nan-self_attn: tensor model.layers.0.self
 refuses "NaN in an unchanged tensor" "$B-nan-mlp: tensor model.layers.1.mlp.down_proj.weight row 0 column 37" \
     "$LMP_BIN" quantize "$B-nan-mlp" -o "$T/b4.gguf" --type q8_0
 check "bad input: nothing written" "[ -z \"\$(ls '$T' | grep '^b[234]')\" ]"
+# planned from bad folders: a shard missing, a truncated one, a target out of reach
+"$LMP_BIN" synth --preset tiny --dtype bf16 --shard-mb 1 -o "$B-shards" > /dev/null 2>&1
+shard=$(ls "$B-shards" | grep -- '-of-' | tail -n 1)
+rm -f "$B-shards/$shard"
+check "a sharded folder (one shard removed)" "[ -n '$shard' ] && [ -s '$B-shards/model.safetensors.index.json' ]"
+refuses "planned: a missing shard" "$shard" "$LMP_BIN" quantize "$B-shards" -o "$T/b5.gguf" --target-bpw 4
+refuses "planned: a truncated shard" "model.safetensors" "$LMP_BIN" quantize "$B-trunc" -o "$T/b6.gguf" --target-bpw 4
+refuses "planned: NaN in a permuted tensor" "q_proj.weight row 0 column 37" "$LMP_BIN" quantize "$B-nan-self_attn" \
+    -o "$T/b7.gguf" --target-bpw 4
+refuses "planned: a target below the cheapest plan" "$T/tiny: .*achievable" "$LMP_BIN" quantize "$T/tiny" \
+    -o "$T/b8.gguf" --target-bpw 1.5
+refuses "planned: a bad size" "target-size" "$LMP_BIN" quantize "$T/tiny" -o "$T/b9.gguf" --target-size 12Q
+check "planned bad input: nothing written, no temporary left" "[ -z \"\$(ls '$T' | grep '^b[5-9]')\" ]"
 
 # ---- under mpirun: rank 0 alone reads the folder and writes, the others wait for it
 if command -v mpirun > /dev/null 2>&1 && [ -z "$LMP_NO_MPI" ]; then
