@@ -152,6 +152,10 @@ int lmp_qmodel_quant_check(const lmp_qmodel_quant_params *p)
         return lmp_err(LMP_EINVAL, "--act-order applies to GPTQ only (RTN rounds each column on its own)");
     if (!awq && (!q->awq_clip || !q->awq_duo_scaling))
         return lmp_err(LMP_EINVAL, "--no-clip / --no-duo-scaling apply to AWQ only (--method awq)");
+    if (!awq && q->awq_search_tokens > 0)
+        return lmp_err(LMP_EINVAL, "--awq-search-tokens applies to AWQ only (--method awq)");
+    if (q->awq_search_tokens < -1)
+        return lmp_err(LMP_EINVAL, "--awq-search-tokens %d: must be 0 (all tokens) or positive", q->awq_search_tokens);
     if ((unsigned)p->write.format >= LMP_QFMT_COUNT)
         return lmp_err(LMP_EINVAL, "--format: unknown format %d", (int)p->write.format);
     if (p->write.format == LMP_QFMT_GPTQ_V1 && !q->sym)

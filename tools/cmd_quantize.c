@@ -112,6 +112,9 @@ int cmd_quantize(int argc, char **argv)
         {"no-clip", 0, OPT_OFF, &ip.pipe.awq_clip, NULL, "AWQ: skip the clipping-range search"},
         {"no-duo-scaling", 0, OPT_OFF, &ip.pipe.awq_duo_scaling, NULL, "AWQ: scales from activations only (s = x^a, "
                                                                        "the paper's) instead of AutoAWQ's x^a / w^(1-a)"},
+        {"awq-search-tokens", 0, OPT_I32, &ip.pipe.awq_search_tokens, "N",
+         "AWQ: the scale searches' losses and the error figures on about N sampled calibration tokens (q/k/v: "
+         "whole windows holding as many), not all (default 1024; 0: all tokens, as AutoAWQ)"},
         {"act-order", 0, OPT_TRI, &act, "no-act-order", "GPTQ: columns by decreasing Hessian diagonal (default), "
                                                          "or in order"},
         {"no-true-sequential", 0, OPT_OFF, &ip.pipe.true_sequential, NULL,
@@ -169,7 +172,7 @@ int cmd_quantize(int argc, char **argv)
                     "       lmpress quantize MODEL -o OUTDIR --method gptq|rtn [--bits 4] [--group-size 128] [--asym] "
                     "[--no-act-order] [--damp 0.01] [--format gptq|gptq_v2|compressed-tensors] --calib FILE "
                     "[--calib-samples N] [--calib-seqlen L] [--seed S] [--force] [--verbose] [--json]\n"
-                    "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] "
+                    "       lmpress quantize MODEL -o OUTDIR --method awq [--group-size 128] [--no-clip] [--awq-search-tokens N] "
                     "[--no-duo-scaling] [--format awq|gptq_v2|compressed-tensors] --calib FILE [...]",
         "Quantize a checkpoint to GGUF with llama.cpp's block types (round to nearest). MODEL is an HF folder\n"
         "or .safetensors (read as `lmpress convert` would write its GGUF, no temporary file) or an\n"
@@ -190,7 +193,8 @@ int cmd_quantize(int argc, char **argv)
         "calibration text and folded into the preceding RMSNorm / v_proj / up_proj (olmo2 has no norm in front\n"
         "of q/k/v and gate/up: those scales stay 1), a clipping search, then\n"
         "asymmetric 4-bit group quantization; written as an AutoAWQ GEMM folder (the folded norm weights\n"
-        "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens.\n"
+        "included) or, with --format, gptq_v2 / compressed-tensors. Calibration default 128 x 512 tokens;\n"
+        "the scale searches measure their losses on 1024 sampled tokens of them (--awq-search-tokens).\n"
         "--target-bpw X / --target-size SIZE with --method (instead of --bits / --group-size): bits and group\n"
         "size per linear (q/k/v share one, gate/up share one: vLLM fuses them), among --target-bits (2,3,4,8)\n"
         "x --target-groups (32,64,128,-1), to least summed relative output error tr(dW H dW^T) / tr(W H W^T)\n"

@@ -169,6 +169,30 @@ static void fake_quant(const float *W, float *Q, int64_t rows, int64_t cols, int
             group_fake(W + r * cols + c0, Q + r * cols + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym);
 }
 
+/* out = Q(W diag(s)) diag(s)^-1 for W (rows, cols), groups of gs columns: each row scaled,
+ * fake-quantized and unscaled in a per-thread row buffer (the same arithmetic per element
+ * as the three whole-matrix passes it replaces, rows in parallel). */
+static void scaled_fake_quant(const float *W, const float *s, float *out, int64_t rows, int64_t cols, int gs, int bits,
+                              bool sym)
+{
+#pragma omp parallel
+    {
+        float *t = malloc(sizeof(float) * (size_t)cols);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *w = W + r * cols;
+            float *o = out + r * cols, *x = t ? t : o; /* no buffer: in out itself */
+            for (int64_t j = 0; j < cols; j++)
+                x[j] = w[j] * s[j];
+            for (int64_t c0 = 0; c0 < cols; c0 += gs)
+                group_fake(x + c0, o + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym);
+            for (int64_t j = 0; j < cols; j++)
+                o[j] /= s[j];
+        }
+        free(t);
+    }
+}
+
 int lmp_awq_quant(const float *W, int64_t rows, int64_t cols, int bits, int group_size, bool sym, lmp_qtensor *out)
 {
     int rc = lmp_qtensor_intgroup_init(out, rows, cols, bits, group_size, sym, false);
@@ -250,6 +274,17 @@ typedef struct {
     float *gw;                    /* one window's f32 Gram (largest width squared) */
     float *Xs[LMP_IN_COUNT];      /* the clip search's sampled tokens (ns_clip rows), every rank */
     int64_t ns_clip, step_clip;
+    /* The search sample (dense models, 0 < awq_search_tokens < T, see search_sample): the
+     * grid searches' losses and the error figures on ns sampled tokens (one per stratum of
+     * T / ns tokens) and, for q/k/v, on nqw whole windows, held on every rank, the grid's
+     * candidates split among the ranks. No captured-input store, no Gram matrix. */
+    bool samp;
+    int64_t ns, *stok;            /* sampled token indices, ascending */
+    float *S[LMP_IN_COUNT];       /* (ns, cols) their inputs (divided by the scales after the fold) */
+    float *Sh;                    /* (ns, ff) the float block's act(gate x) * up x of them */
+    int nqw, *qw;                 /* the q/k/v search's windows, ascending */
+    float *qin, *qref;            /* (nqw, L, d) their block inputs, (nqw, L, qd) their o_proj inputs */
+    float *bscr;                  /* lmp_block_scratch_floats(m, L, 0) */
 } awq_ctx;
 
 typedef struct {
@@ -415,7 +450,7 @@ static int qkv_loss(awq_ctx *a, float *const cand[3], double *loss)
 
 /* act(g) * u in place on n values: SwiGLU, or GeGLU with the tanh GELU (gemma; the
  * engine's forward.c computes the same) */
-static void act_mul(const awq_ctx *a, float *g, const float *u, int64_t n)
+static void act_mul1(const awq_ctx *a, float *g, const float *u, int64_t n)
 {
     if (lmp_model_config(a->m)->act != LMP_ACT_GELU_TANH) {
         lmp_silu_mul(g, u, n);
@@ -426,6 +461,16 @@ static void act_mul(const awq_ctx *a, float *g, const float *u, int64_t n)
         const float x = g[j];
         g[j] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[j];
     }
+}
+
+/* act_mul1 on rows of width w (n = rows * w values), one call per row, rows in parallel:
+ * the same bits for any thread count. */
+static void act_mul(const awq_ctx *a, float *g, const float *u, int64_t n, int64_t w)
+{
+    const int64_t rows = n / w;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        act_mul1(a, g + r * w, u + r * w, w);
 }
 
 /* gate/up outputs (with biases) of weights wg, wu on k tokens x into g, u (k x ff). */
@@ -451,7 +496,7 @@ static void mlp_ref(const awq_ctx *a, const float *x, int64_t n, float *href, fl
     for (int64_t t0 = 0; t0 < n; t0 += CH) {
         const int64_t k = n - t0 < CH ? n - t0 : CH;
         mlp_gu(a, x + t0 * a->d, k, a->blk.w[LMP_LIN_GATE], a->blk.w[LMP_LIN_UP], buf, buf + CH * ff);
-        act_mul(a, buf, buf + CH * ff, k * ff);
+        act_mul(a, buf, buf + CH * ff, k * ff, ff);
         if (href + t0 * ff != buf) /* (mlp_loss computes one chunk in place) */
             memcpy(href + t0 * ff, buf, sizeof(float) * (size_t)(k * ff));
     }
@@ -476,7 +521,7 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
             const int64_t k = a->L - t0 < CH ? a->L - t0 : CH;
             float *gc = buf, *uc = buf + CH * ff;
             mlp_gu(a, a->wx[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
-            act_mul(a, gc, uc, k * ff);
+            act_mul(a, gc, uc, k * ff, ff);
             const float *ref = a->self ? a->whref + t0 * ff : buf + 2 * CH * ff;
             if (!a->self)
                 mlp_ref(a, a->wx[LMP_IN_MLP] + t0 * d, k, buf + 2 * CH * ff, buf + 2 * CH * ff);
@@ -492,6 +537,262 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
         *loss = gs.total[0] / ((double)a->T * (double)d);
     lmp_calib_gsum_close(&gs);
     return rc;
+}
+
+/* ---------------------------------------------------------------- the search sample */
+
+#define CHS 512 /* tokens per chunk of the sample's products */
+
+/* splitmix64's finalizer: a fixed hash of a stratum's index */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* The sample of n_tok (< T) tokens: T cut into ns = T / floor(T / n_tok) strata of step =
+ * floor(T / n_tok) consecutive tokens, one token from each at a fixed pseudo-random offset
+ * (a plain stride that divides the window length would take the same positions of every
+ * window, every window's first token among them); the q/k/v windows, ceil(ns / L) of the N,
+ * evenly spread. Depends on T, L and n_tok only (not on ranks or threads). */
+static int search_sample(awq_ctx *a, int64_t n_tok)
+{
+    const int64_t step = a->T / n_tok;
+    a->ns = a->T / step;
+    a->nqw = (int)((a->ns + a->L - 1) / a->L);
+    a->nqw = a->nqw > a->N ? a->N : a->nqw;
+    a->stok = malloc(sizeof(int64_t) * (size_t)a->ns);
+    a->qw = malloc(sizeof(int) * (size_t)a->nqw);
+    a->Sh = malloc(sizeof(float) * (size_t)(a->ns * a->ff));
+    a->qin = malloc(sizeof(float) * (size_t)(a->nqw * a->L * a->d));
+    a->qref = malloc(sizeof(float) * (size_t)(a->nqw * a->L * a->qd));
+    bool ok = a->stok && a->qw && a->Sh && a->qin && a->qref;
+    for (int c = 0; c < LMP_IN_COUNT && ok; c++)
+        ok = (a->S[c] = malloc(sizeof(float) * (size_t)(a->ns * a->cols[c]))) != NULL;
+    if (!ok)
+        return lmp_err(LMP_ENOMEM, "out of memory (AWQ's search sample, %lld tokens)", (long long)a->ns);
+    for (int64_t i = 0; i < a->ns; i++)
+        a->stok[i] = i * step + (int64_t)(mix64((uint64_t)i) % (uint64_t)step);
+    for (int j = 0; j < a->nqw; j++)
+        a->qw[j] = (int)(((int64_t)(2 * j + 1) * a->N) / (2 * a->nqw));
+    return LMP_OK;
+}
+
+static void sample_free(awq_ctx *a)
+{
+    free(a->stok);
+    free(a->qw);
+    free(a->Sh);
+    free(a->qin);
+    free(a->qref);
+    for (int c = 0; c < LMP_IN_COUNT; c++)
+        free(a->S[c]);
+}
+
+/* The first sample at or after token t. */
+static int64_t sample_at(const awq_ctx *a, int64_t t)
+{
+    int64_t lo = 0, hi = a->ns;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a->stok[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Windows [*w0, *w1) rank r of the run holds. */
+static void rank_windows(const awq_ctx *a, int r, int *w0, int *w1)
+{
+    int glo, ghi, x;
+    *w0 = *w1 = 0;
+    lmp_calib_own_groups(a->ng, r, lmp_dist_size(), &glo, &ghi);
+    if (ghi <= glo)
+        return;
+    lmp_calib_group_windows(a->N, a->ng, glo, w0, &x);
+    lmp_calib_group_windows(a->N, a->ng, ghi - 1, &x, w1);
+}
+
+/* q[j] += |x[t][j]| over L tokens of width in, every column's sum in token order (columns
+ * in parallel: the bits of the serial loop). */
+static void add_abs(const float *x, int64_t L, int64_t in, double *q)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t j0 = 0; j0 < in; j0 += 256) {
+        const int64_t j1 = j0 + 256 < in ? j0 + 256 : in;
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t j = j0; j < j1; j++)
+                q[j] += fabs((double)x[t * in + j]);
+    }
+}
+
+/* Self: window s's inputs of every linear (the float block run with a capture hook) into
+ * wbuf, and the MLP's reference activations. */
+typedef struct {
+    float *buf;
+    const int64_t *coff;
+} wcap_ctx;
+
+static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
+{
+    (void)layer;
+    wcap_ctx *c = user;
+    const int cls = lmp_linear_input(which);
+    if (lmp_hook_expert() < 0 && which == lmp_input_first(cls))
+        memcpy(c->buf + c->coff[cls], X, sizeof(float) * (size_t)(n * in));
+    return 0;
+}
+
+/* Sample mode, step 1: one float run of each of this rank's windows, whose outputs go
+ * forward at once (the next block's inputs); from its captured inputs: mean |x| per class
+ * (summed per window group), the sampled tokens' inputs, the q/k/v windows' block and
+ * o_proj inputs, and (need) the clip search's tokens; then every rank gets the others'
+ * rows (exact copies) and computes the samples' MLP references. */
+static int awq_inputs_s(awq_ctx *a, const bool need[LMP_IN_COUNT])
+{
+    const int64_t L = a->L, d = a->d, qd = a->qd;
+    int64_t off[LMP_IN_COUNT + 1] = {0};
+    for (int c = 0; c < LMP_IN_COUNT; c++)
+        off[c + 1] = off[c] + a->cols[c];
+    int64_t step = a->T / a->p->awq_clip_tokens;
+    step = step < 1 ? 1 : step;
+    const int64_t nsc = (a->T + step - 1) / step;
+    a->ns_clip = nsc;
+    a->step_clip = step;
+    lmp_calib_gsum gx;
+    int rc = lmp_calib_gsum_open(&gx, (size_t)off[LMP_IN_COUNT], a->ng, a->split);
+    for (int c = 0; c < LMP_IN_COUNT && !rc; c++)
+        if (need[c] && !(a->Xs[c] = malloc(sizeof(float) * (size_t)(nsc * a->cols[c]))))
+            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples)");
+    wcap_ctx wc = {a->wbuf, a->coff};
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        int j = -1;
+        for (int q = 0; q < a->nqw; q++)
+            if (a->qw[q] == s)
+                j = q;
+        if ((rc = get_state(a, s, a->scratch)))
+            break;
+        if (j >= 0)
+            memcpy(a->qin + j * L * d, a->scratch, sizeof(float) * (size_t)(L * d));
+        if ((rc = lmp_block_run_buf(a->m, a->layer, a->scratch, (int)L, 0, NULL, wcap_hook, &wc, a->bscr)) ||
+            (rc = lmp_calib_state_put(a->b, s, a->scratch)))
+            break;
+        if (j >= 0)
+            memcpy(a->qref + j * L * qd, a->wbuf + a->coff[LMP_IN_O], sizeof(float) * (size_t)(L * qd));
+        double *acc = lmp_calib_gsum_at(&gx, wgroup(a, s));
+        for (int c = 0; c < LMP_IN_COUNT; c++)
+            add_abs(a->wbuf + a->coff[c], L, a->cols[c], acc + off[c]);
+        const int64_t t0 = (int64_t)s * L, t1 = t0 + L;
+        for (int64_t i = sample_at(a, t0); i < a->ns && a->stok[i] < t1; i++)
+            for (int c = 0; c < LMP_IN_COUNT; c++)
+                memcpy(a->S[c] + i * a->cols[c], a->wbuf + a->coff[c] + (a->stok[i] - t0) * a->cols[c],
+                       sizeof(float) * (size_t)a->cols[c]);
+        for (int64_t t = (t0 + step - 1) / step; t < nsc && t * step < t1; t++)
+            for (int c = 0; c < LMP_IN_COUNT; c++)
+                if (need[c])
+                    memcpy(a->Xs[c] + t * a->cols[c], a->wbuf + a->coff[c] + (t * step - t0) * a->cols[c],
+                           sizeof(float) * (size_t)a->cols[c]);
+        tick(a);
+    }
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gx);
+    for (int c = 0; c < LMP_IN_COUNT && !rc; c++)
+        for (int64_t j = 0; j < a->cols[c]; j++)
+            a->xmean[c][j] = (float)(gx.total[off[c] + j] / (double)a->T);
+    lmp_calib_gsum_close(&gx);
+    if (!rc && a->split && lmp_dist_size() > 1)
+        for (int r = 0; r < lmp_dist_size() && !rc; r++) {
+            int w0, w1;
+            rank_windows(a, r, &w0, &w1);
+            if (w1 <= w0)
+                continue;
+            const int64_t i0 = sample_at(a, (int64_t)w0 * L), i1 = sample_at(a, (int64_t)w1 * L);
+            for (int c = 0; c < LMP_IN_COUNT && !rc && i1 > i0; c++)
+                rc = lmp_dist_bcast(a->S[c] + i0 * a->cols[c], sizeof(float) * (size_t)((i1 - i0) * a->cols[c]), r);
+            for (int q = 0; q < a->nqw && !rc; q++)
+                if (a->qw[q] >= w0 && a->qw[q] < w1 &&
+                    !(rc = lmp_dist_bcast(a->qin + q * L * d, sizeof(float) * (size_t)(L * d), r)))
+                    rc = lmp_dist_bcast(a->qref + q * L * qd, sizeof(float) * (size_t)(L * qd), r);
+            int64_t c0 = ((int64_t)w0 * L + step - 1) / step, c1 = ((int64_t)w1 * L + step - 1) / step;
+            c1 = c1 < nsc ? c1 : nsc;
+            for (int c = 0; c < LMP_IN_COUNT && !rc && c1 > c0; c++)
+                if (need[c])
+                    rc = lmp_dist_bcast(a->Xs[c] + c0 * a->cols[c], sizeof(float) * (size_t)((c1 - c0) * a->cols[c]),
+                                        r);
+        }
+    if (rc)
+        return rc;
+    float *buf = malloc(sizeof(float) * (size_t)(2 * CH * a->ff));
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (AWQ inputs)");
+    mlp_ref(a, a->S[LMP_IN_MLP], a->ns, a->Sh, buf);
+    free(buf);
+    return LMP_OK;
+}
+
+/* ||X D^T||^2 over the sample's tokens of class cls. */
+static double samp_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
+{
+    return out_sq(a->S[cls], a->ns, a->cols[cls], D, rows, a->obuf);
+}
+
+/* Sample mode: the q/k/v candidates' attention-module output error on the q/k/v windows. */
+static int qkv_loss_s(awq_ctx *a, float *const cand[3], double *loss)
+{
+    const int64_t L = a->L, d = a->d, qd = a->qd;
+    lmp_wmat w[3];
+    int rc = LMP_OK;
+    for (int i = 0; i < 3 && !rc; i++) {
+        lmp_linear k = (lmp_linear)(LMP_LIN_Q + i);
+        w[i] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = a->orig[k].rows, .cols = a->orig[k].cols, .data = cand[i],
+                          .row_bytes = (size_t)a->orig[k].cols * sizeof(float)};
+        rc = lmp_model_set_linear(a->m, a->layer, k, &w[i]);
+    }
+    double acc = 0;
+    for (int j = 0; j < a->nqw && !rc; j++) {
+        memcpy(a->scratch, a->qin + j * L * d, sizeof(float) * (size_t)(L * d));
+        if ((rc = lmp_block_run_stages(a->m, a->layer, a->scratch, (int)L, LMP_STAGE_IN, LMP_STAGE_O, NULL, NULL,
+                                       a->bscr)))
+            break;
+        int64_t wd;
+        const float *o = lmp_block_stage_buf(a->m, a->bscr, (int)L, LMP_STAGE_O, &wd), *ref = a->qref + j * L * qd;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < L * qd; i++)
+            a->xo[i] = o[i] - ref[i];
+        acc += out_sq(a->xo, L, qd, a->blk.w[LMP_LIN_O], d, a->obuf);
+    }
+    for (int i = 0; i < 3; i++)
+        lmp_model_set_linear(a->m, a->layer, (lmp_linear)(LMP_LIN_Q + i), &a->orig[LMP_LIN_Q + i]);
+    *loss = acc / ((double)a->nqw * (double)L * (double)d);
+    return rc;
+}
+
+/* Sample mode: the MLP's output error with candidate gate/up on the sampled tokens. */
+static int mlp_loss_s(awq_ctx *a, const float *cg, const float *cu, double *loss)
+{
+    const int64_t d = a->d, ff = a->ff;
+    float *buf = malloc(sizeof(float) * (size_t)(2 * CHS * ff));
+    if (!buf)
+        return lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
+    double acc = 0;
+    for (int64_t t0 = 0; t0 < a->ns; t0 += CHS) {
+        const int64_t k = a->ns - t0 < CHS ? a->ns - t0 : CHS;
+        float *gc = buf, *uc = buf + CHS * ff;
+        const float *ref = a->Sh + t0 * ff;
+        mlp_gu(a, a->S[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
+        act_mul(a, gc, uc, k * ff, ff);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < k * ff; i++)
+            gc[i] -= ref[i];
+        acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
+    }
+    free(buf);
+    *loss = acc / ((double)a->ns * (double)d);
+    return LMP_OK;
 }
 
 /* s = mean|x|^r (/ (w_mean^(1-r) + 1e-4) with duo scaling), clamped at 1e-4, divided by
@@ -558,28 +859,26 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
     const int64_t in = a->cols[cls];
     const int grid = a->p->awq_grid;
     const bool sym = a->p->sym;
-    float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0}, *tmp = NULL;
+    float *s = malloc(sizeof(float) * (size_t)in), *wm = NULL, *cand[3] = {0};
     double *losses = malloc(sizeof(double) * (size_t)(grid > 0 ? grid : 1));
     int n = 0, rc = LMP_OK;
-    int64_t maxrows = 0;
     for (; g_lins[g][n] != LMP_LIN_COUNT; n++) {
         int64_t r = lin_rows(a, g_lins[g][n]);
         cand[n] = malloc(sizeof(float) * (size_t)(r * in));
-        maxrows = r > maxrows ? r : maxrows;
         if (!cand[n])
             rc = LMP_ENOMEM;
     }
-    tmp = malloc(sizeof(float) * (size_t)(maxrows * in));
     if (a->p->awq_duo_scaling)
         wm = malloc(sizeof(float) * (size_t)in);
-    if (rc || !s || !tmp || !losses || (a->p->awq_duo_scaling && !wm)) {
+    if (rc || !s || !losses || (a->p->awq_duo_scaling && !wm)) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ scale search)");
         goto done;
     }
     if (wm)
         weight_mean(a, g, in, wm);
     /* candidates [ilo, ihi) here: all, or this rank's share when the loss needs no window */
-    const bool share = a->split && (g == LMP_AWQ_VO || g == LMP_AWQ_DOWN) && a->G[cls] && lmp_dist_size() > 1;
+    const bool share =
+        a->split && lmp_dist_size() > 1 && (a->samp || ((g == LMP_AWQ_VO || g == LMP_AWQ_DOWN) && a->G[cls]));
     int64_t ilo = 0, ihi = grid;
     if (share)
         lmp_dist_share(grid, &ilo, &ihi);
@@ -588,17 +887,19 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
         make_scales(a->xmean[cls], wm, in, r, s);
         for (int k = 0; k < n; k++) { /* Q(W diag(s)) diag(s)^-1 */
             lmp_linear lk = g_lins[g][k];
-            int64_t rows = lin_rows(a, lk);
-            const float *W = a->blk.w[lk];
-            for (int64_t e = 0; e < rows * in; e++)
-                tmp[e] = W[e] * s[e % in];
-            fake_quant(tmp, cand[k], rows, in, eff_gs_lin(a->p, a->layer, lk, in), lmp_qpipe_lin_bits(a->p, a->layer, lk),
-                       sym);
-            for (int64_t e = 0; e < rows * in; e++)
-                cand[k][e] /= s[e % in];
+            scaled_fake_quant(a->blk.w[lk], s, cand[k], lin_rows(a, lk), in, eff_gs_lin(a->p, a->layer, lk, in),
+                              lmp_qpipe_lin_bits(a->p, a->layer, lk), sym);
         }
         double loss = 0;
-        if (g == LMP_AWQ_QKV) {
+        if (a->samp && g == LMP_AWQ_QKV) {
+            if ((rc = qkv_loss_s(a, cand, &loss)))
+                goto done;
+            tick(a);
+        } else if (a->samp && g == LMP_AWQ_MLP) {
+            if ((rc = mlp_loss_s(a, cand[0], cand[1], &loss)))
+                goto done;
+            tick(a);
+        } else if (g == LMP_AWQ_QKV) {
             if ((rc = qkv_loss(a, cand, &loss)))
                 goto done;
         } else if (g == LMP_AWQ_MLP) {
@@ -608,11 +909,17 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
         } else {
             lmp_linear lk = g_lins[g][0];
             int64_t rows = lin_rows(a, lk);
+            const float *W = a->blk.w[lk];
+            float *D = cand[0];
+#pragma omp parallel for schedule(static)
             for (int64_t e = 0; e < rows * in; e++)
-                cand[0][e] = a->blk.w[lk][e] - cand[0][e];
-            if ((rc = lin_sq(a, cls, cand[0], rows, &loss)))
+                D[e] = W[e] - D[e];
+            if (a->samp)
+                loss = samp_sq(a, cls, D, rows) / ((double)a->ns * (double)rows);
+            else if ((rc = lin_sq(a, cls, D, rows, &loss)))
                 goto done;
-            loss /= (double)a->T * (double)rows;
+            else
+                loss /= (double)a->T * (double)rows;
             tick(a);
         }
         losses[i] = loss;
@@ -639,11 +946,13 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
         goto done;
     }
     *ratio_out = (float)bi / (float)grid;
+    if (getenv("LMP_AWQ_TRACE")) /* measurements (docs/benchmarks.md): the chosen ratio and the losses */
+        lmp_info("awq trace: layer %d group %d ratio %d/%d loss %.9g (ratio 0: %.9g)", a->layer, g, bi, grid, best_loss,
+                 losses[0]);
     make_scales(a->xmean[cls], wm, in, *ratio_out, best);
 done:
     free(s);
     free(wm);
-    free(tmp);
     free(losses);
     for (int k = 0; k < 3; k++)
         free(cand[k]);
@@ -788,11 +1097,15 @@ done:
 static int rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, int64_t rows, float *D, double *out)
 {
     int64_t in = a->cols[cls];
+#pragma omp parallel for schedule(static)
     for (int64_t e = 0; e < rows * in; e++)
         D[e] = Wref[e] - Q[e];
     double num = 0, den = 0;
-    int rc = lin_sq(a, cls, D, rows, &num);
-    if (!rc)
+    int rc = LMP_OK;
+    if (a->samp) {
+        num = samp_sq(a, cls, D, rows);
+        den = samp_sq(a, cls, Wref, rows);
+    } else if (!(rc = lin_sq(a, cls, D, rows, &num)))
         rc = lin_sq(a, cls, Wref, rows, &den);
     *out = den > 0 ? sqrt(num / den) : 0.0;
     return rc;
@@ -833,22 +1146,6 @@ static void block_free(awq_ctx *a)
 
 static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st);
 
-/* Self: window s's inputs of every linear (the float block run with a capture hook) into
- * wbuf, and the MLP's reference activations. */
-typedef struct {
-    float *buf;
-    const int64_t *coff;
-} wcap_ctx;
-
-static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
-{
-    (void)layer;
-    wcap_ctx *c = user;
-    const int cls = lmp_linear_input(which);
-    if (lmp_hook_expert() < 0 && which == lmp_input_first(cls))
-        memcpy(c->buf + c->coff[cls], X, sizeof(float) * (size_t)(n * in));
-    return 0;
-}
 
 /* 1. the inputs of every linear of this rank's windows (self: captured here into cap;
  * experts: the driver's capture) and their sums per window group: mean |x| per class and
@@ -887,17 +1184,16 @@ static int awq_inputs(awq_ctx *a, int nclass)
         for (int c = 0; c < nclass; c++) {
             const int64_t in = a->cols[c];
             const float *x = a->wx[c];
-            double *q = acc + off[c];
-            for (int64_t t = 0; t < a->L; t++) /* every token, in order */
-                for (int64_t j = 0; j < in; j++)
-                    q[j] += fabs((double)x[t * in + j]);
+            add_abs(x, a->L, in, acc + off[c]); /* every token, in order */
             if (!a->gram[c])
                 continue;
             double *h = lmp_calib_gsum_at(&gg[c], g);
+            const float *gw = a->gw;
             lmp_ssyrk_fixed_upper(a->gw, in, x, a->L, 1.0f);
+#pragma omp parallel for schedule(dynamic, 16)
             for (int64_t i = 0; i < in; i++)
                 for (int64_t j = i; j < in; j++)
-                    h[i * in + j] += a->gw[i * in + j];
+                    h[i * in + j] += gw[i * in + j];
         }
     }
     free(mbuf);
@@ -973,9 +1269,12 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     /* 1. the inputs of every linear, their means and Gram matrices (the Grams of the
      * classes the dense linears read: a sparse block's FFN has its own path) */
     const int nclass = sparse ? LMP_IN_DOWN : LMP_IN_COUNT;
+    bool need[LMP_IN_COUNT] = {0}; /* the classes the clip search reads */
+    for (int k = LMP_LIN_V; k < nlin && p->awq_clip; k++)
+        need[lmp_linear_input((lmp_linear)k)] = true;
     for (int c = 0; c < LMP_IN_COUNT; c++)
-        a->gram[c] = c < (sparse ? LMP_IN_MLP : LMP_IN_COUNT) && a->T > a->cols[c];
-    if ((rc = awq_inputs(a, nclass)))
+        a->gram[c] = !a->samp && c < (sparse ? LMP_IN_MLP : LMP_IN_COUNT) && a->T > a->cols[c];
+    if ((rc = a->samp ? awq_inputs_s(a, need) : awq_inputs(a, nclass)))
         goto done;
     /* RTN (AWQ's quantizer, no scales, no clip) on the original weights, for comparison */
     for (int k = 0; k < nlin && p->compare_rtn; k++) {
@@ -1006,7 +1305,14 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
             continue;
         int c = g_class[g];
         const int64_t in = a->cols[c];
-        if (a->self) {
+        if (a->samp) {
+            for (int64_t t = 0; t < a->ns; t++)
+                for (int64_t j = 0; j < in; j++)
+                    a->S[c][t * in + j] /= s[g][j];
+            for (int64_t t = 0; a->Xs[c] && t < a->ns_clip; t++)
+                for (int64_t j = 0; j < in; j++)
+                    a->Xs[c][t * in + j] /= s[g][j];
+        } else if (a->self) {
             a->xs[c] = s[g];
             a->wcur = -1;
         } else {
@@ -1015,6 +1321,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
                     a->X[c][t * in + j] /= s[g][j];
         }
         if (a->G[c]) /* X diag(1/s): G -> diag(1/s) G diag(1/s) */
+#pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < in; i++)
                 for (int64_t j = 0; j < in; j++)
                     a->G[c][i * in + j] /= s[g][i] * s[g][j];
@@ -1024,10 +1331,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
             goto oom;
     /* clipping (not q/k: "due to qk bmm, it is hard to clip precisely") on sampled tokens */
     if (p->awq_clip) {
-        bool need[LMP_IN_COUNT] = {0};
-        for (int k = LMP_LIN_V; k < nlin; k++)
-            need[lmp_linear_input((lmp_linear)k)] = true;
-        if ((rc = clip_samples(a, need)))
+        if (!a->samp && (rc = clip_samples(a, need)))
             goto done;
         for (int k = LMP_LIN_V; k < nlin; k++) {
             if ((rc = clip_linear(a, (lmp_linear)k)))
@@ -1062,7 +1366,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     }
     if (sparse && (rc = awq_moe_block(a, st)))
         goto done;
-    if (a->self)
+    if (a->self && !a->samp) /* (sample mode: forwarded as the inputs were captured) */
         rc = awq_forward(a);
     goto done;
 oom:
@@ -1133,15 +1437,10 @@ static void awq_wmean(const awq_ctx *a, float *const *ws, int n, int64_t rows, i
     free(acc);
 }
 
-/* Q(W diag(s)) diag(s)^-1 of W (rows, in) into out (tmp: rows x in scratch). */
-static void awq_cand(const awq_ctx *a, const float *W, const float *s, int64_t rows, int64_t in, float *tmp,
-                     float *out)
+/* Q(W diag(s)) diag(s)^-1 of W (rows, in) into out. */
+static void awq_cand(const awq_ctx *a, const float *W, const float *s, int64_t rows, int64_t in, float *out)
 {
-    for (int64_t e = 0; e < rows * in; e++)
-        tmp[e] = W[e] * s[e % in];
-    fake_quant(tmp, out, rows, in, eff_gs(a->p, in), a->p->bits, a->p->sym);
-    for (int64_t e = 0; e < rows * in; e++)
-        out[e] /= s[e % in];
+    scaled_fake_quant(W, s, out, rows, in, eff_gs(a->p, in), a->p->bits, a->p->sym);
 }
 
 static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
@@ -1229,14 +1528,14 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
             const int64_t ne = a->eXn[e];
             if (!ne)
                 continue;
-            awq_cand(a, a->ew[3 * e], s, ff, d, tmp, cg);
-            awq_cand(a, a->ew[3 * e + 1], s, ff, d, tmp, cu);
+            awq_cand(a, a->ew[3 * e], s, ff, d, cg);
+            awq_cand(a, a->ew[3 * e + 1], s, ff, d, cu);
             awq_gather(a, e, Xe);
             for (int64_t t0 = 0; t0 < ne; t0 += CH) {
                 const int64_t k = ne - t0 < CH ? ne - t0 : CH;
                 lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cg, d, 0.0f, gc, ff);
                 lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cu, d, 0.0f, uc, ff);
-                act_mul(a, gc, uc, k * ff);
+                act_mul(a, gc, uc, k * ff, ff);
                 for (int64_t j = 0; j < k * ff; j++) /* against the float block's down input */
                     gc[j] -= a->eX[e][t0 * ff + j];
                 loss += out_sq(gc, k, ff, a->ew[3 * e + 2], d, a->obuf);
@@ -1281,7 +1580,7 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
         for (int i = 0; i < grid; i++) {
             const float r = (float)i / (float)grid;
             make_scales(xm, p->awq_duo_scaling ? wm : NULL, ff, r, sb);
-            awq_cand(a, a->ew[3 * e + 2], sb, d, ff, tmp, cg);
+            awq_cand(a, a->ew[3 * e + 2], sb, d, ff, cg);
             for (int64_t j = 0; j < mw; j++)
                 cg[j] = a->ew[3 * e + 2][j] - cg[j];
             double loss = out_sq(a->eX[e], ne, ff, cg, d, a->obuf) / ((double)ne * (double)d);
@@ -1428,8 +1727,9 @@ static int awq_row_block(void *ctx, lmp_calib_block *b)
         a->coff[LMP_IN_DOWN] = a->L * (2 * a->d + a->qd);
         a->hoff = a->L * (2 * a->d + a->qd + a->ff);
         const uint64_t held = b->states ? (uint64_t)(a->whi - a->wlo) * (uint64_t)(a->L * a->d) * sizeof(float) : 0;
-        int rc = lmp_calib_store_open(&a->cap, a->cap_bytes, win, true, held,
-                                      "AWQ's captured inputs (every linear's, and the MLP's reference outputs)");
+        int rc = a->samp ? LMP_OK
+                         : lmp_calib_store_open(&a->cap, a->cap_bytes, win, true, held,
+                                                "AWQ's captured inputs (every linear's, and the MLP's reference outputs)");
         if (rc)
             return rc;
         if (!(a->wbuf = malloc(sizeof(float) * (size_t)win)))
@@ -1504,6 +1804,8 @@ static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
     const lmp_qpipe_params *p = a->p;
     const bool vo = lmp_awq_has_vo(lmp_model_config(b->m));
     const uint64_t n = (uint64_t)(b->w_hi - b->w_lo); /* this rank's windows; self: inputs and forward too */
+    if (a->samp) /* the windows once; each candidate once (at most the whole grid on this rank) */
+        return n + (uint64_t)p->awq_grid * (vo ? 4 : 3) + (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
     return n * (uint64_t)((a->self ? 2 : 1) + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
            (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
 }
@@ -1589,7 +1891,22 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.self = !lmp_model_is_moe(m);
     a.cap.fd = -1;
     a.wcur = -1;
-    if (a.self) { /* this rank's windows (calib_dist.h), as the driver splits them */
+    const int64_t nst = p->awq_search_tokens < 0 ? LMP_AWQ_SEARCH_TOKENS : p->awq_search_tokens;
+    a.samp = a.self && nst > 0 && nst < a.T;
+    if (a.self && !(a.bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, (int)a.L, 0)))) {
+        rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ block scratch)");
+        goto done;
+    }
+    if (a.samp) { /* the search sample: no captured-input store, no Gram matrix */
+        if ((rc = search_sample(&a, nst)))
+            goto done;
+        const uint64_t sb = (uint64_t)a.ns * (uint64_t)(cap_window(&a) / a.L) * sizeof(float) +
+                            (uint64_t)a.nqw * (uint64_t)(a.L * (a.d + a.qd)) * sizeof(float);
+        res->act_bytes = (uint64_t)a.N * (uint64_t)(a.L * a.d) * sizeof(float) + sb;
+        lmp_info("awq: grid searches and error figures on %lld sampled tokens of %lld (q/k/v: %d whole window%s of "
+                 "%d; --awq-search-tokens, 0: all); the sample %.1f MiB f32 on every rank, no captured-input store",
+                 (long long)a.ns, (long long)a.T, a.nqw, a.nqw == 1 ? "" : "s", a.L, sb / 1048576.0);
+    } else if (a.self) { /* this rank's windows (calib_dist.h), as the driver splits them */
         const int G = a.N < LMP_CALIB_GROUPS ? a.N : LMP_CALIB_GROUPS;
         int glo, ghi, wlo = 0, whi = 0, x;
         lmp_calib_own_groups(G, lmp_dist_rank(), lmp_dist_size(), &glo, &ghi);
@@ -1647,6 +1964,8 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     rc = lmp_calib_run(m, cal, a.self ? &g_awq_self_row : &g_awq_row, &a, &o);
 done:
     block_free(&a);
+    sample_free(&a);
+    free(a.bscr);
     lmp_calib_store_close(&a.cap);
     free(a.wbuf);
     free(a.gw);

@@ -111,6 +111,11 @@ typedef struct {
     bool awq_duo_scaling;
     bool awq_clip;
     int awq_clip_tokens;
+    /* Dense models: the grid searches' losses (and the per-linear error figures) on about
+     * this many sampled calibration tokens (q/k/v: on whole windows holding as many)
+     * instead of all of them (AutoAWQ's); 0: all tokens; < 0 (default): LMP_AWQ_SEARCH_TOKENS.
+     * Runs with at most this many tokens search on all of them. */
+    int awq_search_tokens;
     /* The first token of every calibration window replaced by the model's BOS (when it
      * has one), as lmp_prune_params.calib_bos (default false) */
     bool calib_bos;
@@ -188,6 +193,10 @@ int lmp_qpipe_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_param
  *  4. AWQ's group quantizer (lmp_awq_quant) on the scaled, clipped weights.
  * Memory: the inputs of all four linear classes for all samples (tokens x (3 hidden +
  * FFN) f32, as AutoAWQ's input_feat), twice the hidden states, one block's weights. */
+
+/* The default of lmp_qpipe_params.awq_search_tokens (docs/benchmarks.md, "AWQ search
+ * sample"). */
+#define LMP_AWQ_SEARCH_TOKENS 1024
 
 typedef enum { LMP_AWQ_QKV = 0, LMP_AWQ_VO, LMP_AWQ_MLP, LMP_AWQ_DOWN, LMP_AWQ_NGROUPS } lmp_awq_group;
 

@@ -26,6 +26,7 @@ void lmp_qpipe_default_params(lmp_qpipe_params *p)
     p->awq_duo_scaling = true;
     p->awq_clip = true;
     p->awq_clip_tokens = 512;
+    p->awq_search_tokens = -1;
 }
 
 void lmp_qpipe_result_free(lmp_qpipe_result *r)

@@ -4,7 +4,7 @@
 # group's collectives (build/tests/test_dist under mpirun); ppl, eval, distill export and
 # compare, which split their windows across ranks; GPTQ, SparseGPT, Wanda, RTN, imatrix
 # (windows and solves split among ranks) and AWQ (windows split, its sums per window group,
-# also with its stores spilled) on gutenberg-5M, GPTQ on tiny-mixtral (expert Hessians
+# also with its stores spilled; its search sample gathered, the candidates split) on gutenberg-5M, GPTQ on tiny-mixtral (expert Hessians
 # combined per group) at -np 1, 2, 3 (byte-identical outputs; each rank held its share);
 # ranks other than 0 print nothing; a rank
 # killed mid-run and an unreachable host end the job non-zero with a message and no output.
@@ -148,6 +148,13 @@ LMP_CALIB_SPILL=0 run_np 2 "$B" quantize "$G" --method awq --calib "$TXT" --cali
     -o "$T/spill.awq" > /dev/null 2> "$T/awq.spill.err"
 check "awq -np 2, hidden states and captured inputs spilled: byte-identical output" \
     "grep -q \"AWQ's captured inputs.*spilled\" '$T/awq.spill.err' && diff -r '$T/1.awq' '$T/spill.awq' > /dev/null"
+# AWQ's search sample (--awq-search-tokens under the 384 tokens: 128 sampled tokens, 4 q/k/v
+# windows spread over the ranks' shares): the rows gathered on every rank, the grid's
+# candidates split among the ranks
+calibrated awq-sample awqs quantize "$G" --method awq --calib "$TXT" --calib-samples 12 --calib-seqlen 32 \
+    --awq-search-tokens 100
+check "awq-sample -np 3: says what it searched on" "grep -q '128 sampled tokens of 384 (q/k/v: 4 whole windows' '$T/awq-sample.3.err'"
+check "awq-sample: not the full search's bytes" "[ -d '$T/1.awqs' ] && ! diff -r '$T/1.awq' '$T/1.awqs' > /dev/null"
 # expert models (awqdist): every expert's Hessian combined per window group
 "$B" synth --preset tiny-mixtral -o "$T/mix" --seed 7 > /dev/null 2>&1
 # shellcheck disable=SC2086

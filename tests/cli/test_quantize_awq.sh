@@ -4,8 +4,9 @@
 # folded norm weights differing from the input's, tokenizer files, no dense linear
 # weight), --json summary, the same bytes with 1 and 2 threads, compressed-tensors and
 # gptq_v2 output of AWQ weights, a qwen2 synth model without GQA (v -> o group, biases);
-# --imatrix-calib on the GGUF path (provenance keys); refused inputs: AWQ without
-# --calib, --act-order, 3-bit AWQ folder, --no-clip without AWQ, --imatrix-calib with
+# --imatrix-calib on the GGUF path (provenance keys); the search sample (--awq-search-tokens:
+# other bytes, 1 and 2 threads the same, all tokens = the full search); refused inputs: AWQ without
+# --calib, --act-order, 3-bit AWQ folder, --no-clip / --awq-search-tokens without AWQ, --imatrix-calib with
 # --method, a calibration text too short for the imatrix chunks.
 . tests/cli/lib.sh
 if ! "$LMP_BIN" quantize --help 2>/dev/null | grep -q -- "--method.*awq"; then
@@ -55,6 +56,20 @@ check "tokenizer copied, no quantize_config.json" "cmp -s '$M/tokenizer.json' '$
 check "no temporary left" "[ -z \"\$(ls $T | grep tmp)\" ]"
 ok "awq, one thread" "$LMP_BIN" quantize "$M" -o "$T/a1" --method awq $C -t 1
 check "same bytes with 1 and 2 threads" "cmp -s '$T/a/model.safetensors' '$T/a1/model.safetensors'"
+
+# the search sample: 64 of the 256 tokens (q/k/v on one whole window), thread-count independent
+ok "awq, search sample" "$LMP_BIN" quantize "$M" -o "$T/as" --method awq $C --awq-search-tokens 64 --json
+cp "$T/out" "$T/as.json"
+check "search sample said on stderr" "grep -q 'on 64 sampled tokens of 256 (q/k/v: 1 whole window of 64' '$T/err'"
+check "search sample: other bytes than the full search" "! cmp -s '$T/a/model.safetensors' '$T/as/model.safetensors'"
+check "search sample: AWQ below RTN on most linears" \
+    "$PY -c 'import json,sys; j=json.load(open(\"$T/as.json\")); sys.exit(0 if j[\"compared\"] == 42 and j[\"worse_than_rtn\"] <= 12 else 1)'"
+check "search sample: layer 0's RTN errors on the sample within 25% of those on every token" \
+    "$PY -c 'import json,sys; a=json.load(open(\"$T/a.json\"))[\"layers\"]; b=json.load(open(\"$T/as.json\"))[\"layers\"]; sys.exit(0 if all(abs(x[\"err_rtn\"] / y[\"err_rtn\"] - 1) < 0.25 for x, y in zip(a[:7], b[:7])) else 1)'"
+ok "awq, search sample, one thread" "$LMP_BIN" quantize "$M" -o "$T/as1" --method awq $C --awq-search-tokens 64 -t 1
+check "search sample: same bytes with 1 and 2 threads" "cmp -s '$T/as/model.safetensors' '$T/as1/model.safetensors'"
+ok "awq, --awq-search-tokens at the token count" "$LMP_BIN" quantize "$M" -o "$T/af" --method awq $C --awq-search-tokens 256
+check "a sample of every token is the full search" "cmp -s '$T/a/model.safetensors' '$T/af/model.safetensors'"
 
 ok "awq as compressed-tensors, no clip, x-only scales" "$LMP_BIN" quantize "$M" -o "$T/act" --method awq $C \
     --format compressed-tensors --no-clip --no-duo-scaling --group-size 64 --verbose
@@ -107,6 +122,10 @@ refuses "awq without --calib" "calib" "$LMP_BIN" quantize "$M" -o "$T/x1" --meth
 refuses "awq --act-order" "act-order" "$LMP_BIN" quantize "$M" -o "$T/x2" --method awq $C --act-order
 refuses "awq folder, 3 bits" "4-bit" "$LMP_BIN" quantize "$M" -o "$T/x3" --method awq $C --bits 3
 refuses "--no-clip without awq" "AWQ only" "$LMP_BIN" quantize "$M" -o "$T/x4" --method rtn --no-clip
+refuses "--awq-search-tokens without awq" "AWQ only" "$LMP_BIN" quantize "$M" -o "$T/x7" --method gptq $C \
+    --awq-search-tokens 64
+refuses "negative --awq-search-tokens" "search-tokens" "$LMP_BIN" quantize "$M" -o "$T/x8" --method awq $C \
+    --awq-search-tokens -5
 refuses "--imatrix-calib with --method" "do not mix" "$LMP_BIN" quantize "$M" -o "$T/x5" --method awq $C \
     --imatrix-calib "$TXT"
 head -c 2000 "$TXT" > "$T/short.txt"
