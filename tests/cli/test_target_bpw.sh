@@ -43,7 +43,7 @@ check "--target-size: at most 400000 bytes of tensors" "[ \"\$(J '$T/sz.json' 'd
 # KLD calibration (--target-calib): every tensor probed end to end; a probe's KLD is the one
 # `lmpress eval` measures on a file with only that tensor quantized (independent path: the
 # GGUF writer, the loader and the session engine against the planner's cached block runner)
-ok "calibrated dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-refine 2 > '$T/c35.json'"
+ok "calibrated dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-refine 1 > '$T/c35.json'"
 check "calibrated: flag, probes, windows" "[ \"\$(J '$T/c35.json' 'd[\"calibrated\"] and d[\"probes\"] >= len(d[\"tensors\"]) and d[\"calib_windows\"] == 8 and d[\"bpw\"] <= 3.5')\" = True ]"
 check "calibrated: every tensor has a probed point" "[ \"\$(J '$T/c35.json' 'all(any(c[\"kld\"] >= 0 for c in t[\"front\"]) for t in d[\"tensors\"])')\" = True ]"
 PT=$(J "$T/c35.json" '[c["type"] for t in d["tensors"] if t["name"] == "blk.0.ffn_down.weight" for c in t["front"] if c["kld"] >= 0][0]')
@@ -61,7 +61,7 @@ check "calibrated write: within 3 bits per parameter" "[ \"\$(J '$T/out' '8 * d[
 # the written file against the teacher of the same windows (the whole plan: GGUF writer,
 # loader and session engine against the planner's installed model)
 check "refined: 8 validation windows, kept validation KLD <= the solved plan's" "[ \"\$(J '$T/c35.json' 'd[\"val_windows\"] == 8 and d[\"calib_seqlen\"] == 128 and 0 < d[\"val_kld\"] <= d[\"val_kld_solved\"] and all(r[\"val_kld\"] > 0 for r in d[\"refine_tried\"])')\" = True ]"
-ok "calibrated write 3.5 (the dry run's plan)" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-refine 2 --json
+ok "calibrated write 3.5 (the dry run's plan)" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/c35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-refine 1 --json
 ok "eval the written plan" sh -c "'$LMP_BIN' eval '$T/c35.gguf' --base '$T/cal.h5' --chunks 8 --json > '$T/c35e.json'"
 CK=$(J "$T/c35.json" 'd["calib_kld"]')
 check "plan's calibration KLD = eval's KLD of the file ($CK)" "[ \"\$(J '$T/c35e.json' 'abs(d[\"kld\"] - $CK) <= 1e-3 * d[\"kld\"]')\" = True ]"
