@@ -7,7 +7,8 @@
  * blocks, intgroup payloads) and handed back to be installed; the driver runs the block
  * again on the hidden states in place, so block i+1 sees the outputs of the PRUNED block i
  * (as the Wanda and SparseGPT reference code do), and the re-run's hook measures each
- * linear's output error. Not here: the walk (lib/calib/driver.c), the algorithms
+ * linear's output error (true-sequential SparseGPT: taken from its Hessian instead, and the
+ * block walked in stages). Not here: the walk (lib/calib/driver.c), the algorithms
  * (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
