@@ -17,6 +17,7 @@
 #include "qpipe_internal.h"
 #include "quant.h"
 #include "../core/dist.h"
+#include "../infer/kernels.h"
 /* Interim: the f32 norm and bias vectors live in lib/infer's private model struct and
  * lib/infer has no public accessor yet (lmp_awq_model_norm / _bias below are the only
  * users; replace them by lmp_model_norm / lmp_model_bias when lib/infer has them). */
@@ -126,22 +127,14 @@ static float f16_round(float s)
     return lmp_f16_to_f32(lmp_f32_to_f16(s));
 }
 
-/* pseudo_quantize_tensor's parameters of one group w[0..n). */
-static void group_params(const float *w, int64_t n, int bits, bool sym, float *scale, int *zero)
+/* The parameters from a group's extremes (sym: amax = max |w|; else mn, mx). */
+static void params_of(float amax, float mn, float mx, int bits, bool sym, float *scale, int *zero)
 {
     const int maxq = (1 << bits) - 1;
     if (sym) {
-        float amax = 0.0f;
-        for (int64_t i = 0; i < n; i++)
-            amax = fmaxf(amax, fabsf(w[i]));
         *scale = f16_round(fmaxf(amax, 1e-5f) / (float)((1 << (bits - 1)) - 1));
         *zero = 1 << (bits - 1);
         return;
-    }
-    float mn = w[0], mx = w[0];
-    for (int64_t i = 1; i < n; i++) {
-        mn = fminf(mn, w[i]);
-        mx = fmaxf(mx, w[i]);
     }
     float s = f16_round(fmaxf(mx - mn, 1e-5f) / (float)maxq);
     float z = -rintf(mn / s);
@@ -149,8 +142,26 @@ static void group_params(const float *w, int64_t n, int bits, bool sym, float *s
     *zero = z < 0.0f ? 0 : z > (float)maxq ? maxq : (int)z;
 }
 
-/* q[i] = dequant(quant(w[i])) for one group. */
-static void group_fake(const float *w, float *q, int64_t n, int bits, bool sym)
+/* pseudo_quantize_tensor's parameters of one group w[0..n). */
+static void group_params(const float *w, int64_t n, int bits, bool sym, float *scale, int *zero)
+{
+    if (sym) {
+        float amax = 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            amax = fmaxf(amax, fabsf(w[i]));
+        params_of(amax, 0, 0, bits, sym, scale, zero);
+        return;
+    }
+    float mn = w[0], mx = w[0];
+    for (int64_t i = 1; i < n; i++) {
+        mn = fminf(mn, w[i]);
+        mx = fmaxf(mx, w[i]);
+    }
+    params_of(0, mn, mx, bits, sym, scale, zero);
+}
+
+/* q[i] = dequant(quant(w[i])) for one group (portable). */
+static void group_fake_ref(const float *w, float *q, int64_t n, int bits, bool sym)
 {
     float s;
     int z;
@@ -158,6 +169,112 @@ static void group_fake(const float *w, float *q, int64_t n, int bits, bool sym)
     const int maxq = (1 << bits) - 1;
     for (int64_t i = 0; i < n; i++)
         q[i] = s * (float)(lmp_intq_code(w[i], s, z, maxq) - z);
+}
+
+/* The same with AVX-512F, the same bits: the extremes of finite values do not depend on
+ * the order they are taken in (a zero's sign may differ, which moves neither the scale
+ * nor the zero point), and per element the same IEEE division, round-to-nearest-even,
+ * clamp and integer difference as lmp_intq_code. Optionally clamps w to [-clip, clip]
+ * first (clip > 0: the clip search) and scales it by sc / unscales by sc (sc != NULL:
+ * the scale search's Q(w s) / s). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AWQ_AVX512 1
+#define TQ __attribute__((target("avx512f")))
+TQ static void group_fake_512(const float *w, float *q, int64_t n, int bits, bool sym, const float *sc, float clip)
+{
+    const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1);
+    const int64_t nf = n - n % 16;
+    const __m512 vc = _mm512_set1_ps(clip);
+    const __m512 nvc = _mm512_set1_ps(-clip);
+#define AWQ_LOAD(i, m)                                                                                                 \
+    ({                                                                                                                 \
+        __m512 x_ = _mm512_maskz_loadu_ps((m), w + (i));                                                               \
+        if (sc)                                                                                                        \
+            x_ = _mm512_mul_ps(x_, _mm512_maskz_loadu_ps((m), sc + (i)));                                              \
+        if (clip > 0)                                                                                                  \
+            x_ = _mm512_min_ps(_mm512_max_ps(x_, nvc), vc);                                                            \
+        x_;                                                                                                            \
+    })
+    float amax = 0, mn = 0, mx = 0;
+    if (sym) {
+        __m512 a = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nf; i += 16)
+            a = _mm512_max_ps(a, _mm512_abs_ps(AWQ_LOAD(i, (__mmask16)0xffff)));
+        if (tail)
+            a = _mm512_max_ps(a, _mm512_abs_ps(AWQ_LOAD(nf, tail)));
+        amax = _mm512_reduce_max_ps(a);
+    } else {
+        __m512 lo = _mm512_set1_ps(INFINITY), hi = _mm512_set1_ps(-INFINITY);
+        for (int64_t i = 0; i < nf; i += 16) {
+            __m512 x = AWQ_LOAD(i, (__mmask16)0xffff);
+            lo = _mm512_min_ps(lo, x);
+            hi = _mm512_max_ps(hi, x);
+        }
+        if (tail) {
+            __m512 x = AWQ_LOAD(nf, tail);
+            lo = _mm512_mask_min_ps(lo, tail, lo, x);
+            hi = _mm512_mask_max_ps(hi, tail, hi, x);
+        }
+        mn = _mm512_reduce_min_ps(lo);
+        mx = _mm512_reduce_max_ps(hi);
+    }
+    float s;
+    int z;
+    params_of(amax, mn, mx, bits, sym, &s, &z);
+    const __m512 vs = _mm512_set1_ps(s), vzf = _mm512_set1_ps((float)z), vmax = _mm512_set1_ps((float)((1 << bits) - 1));
+    const __m512i vz = _mm512_set1_epi32(z);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = i < nf ? (__mmask16)0xffff : tail;
+        __m512 x = AWQ_LOAD(i, m);
+        __m512 r = _mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vzf), _mm512_setzero_ps()), vmax);
+        __m512 o = _mm512_mul_ps(vs, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvttps_epi32(r), vz)));
+        if (sc)
+            o = _mm512_div_ps(o, _mm512_maskz_loadu_ps(m, sc + i));
+        _mm512_mask_storeu_ps(q + i, m, o);
+    }
+#undef AWQ_LOAD
+}
+#endif
+
+static bool use_512(void)
+{
+#ifdef AWQ_AVX512
+    return lmp_kernels_isa() == LMP_ISA_AVX512;
+#else
+    return false;
+#endif
+}
+
+/* q = Q(clamp(w, +-clip) sc) / sc for one group of n (sc NULL: no scaling; clip 0: no
+ * clamp); q may equal w only without sc and clip. */
+static void group_fake_x(const float *w, float *q, int64_t n, int bits, bool sym, const float *sc, float clip, bool v512)
+{
+#ifdef AWQ_AVX512
+    if (v512) {
+        group_fake_512(w, q, n, bits, sym, sc, clip);
+        return;
+    }
+#endif
+    (void)v512;
+    if (!sc && !(clip > 0)) {
+        group_fake_ref(w, q, n, bits, sym);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) { /* in q (which then must not be w) */
+        float x = sc ? w[j] * sc[j] : w[j];
+        q[j] = clip > 0 ? fminf(fmaxf(x, -clip), clip) : x;
+    }
+    group_fake_ref(q, q, n, bits, sym);
+    if (sc)
+        for (int64_t j = 0; j < n; j++)
+            q[j] /= sc[j];
+}
+
+static void group_fake(const float *w, float *q, int64_t n, int bits, bool sym)
+{
+    group_fake_x(w, q, n, bits, sym, NULL, 0, use_512());
 }
 
 /* Q = fake-quantized W (rows, cols), groups of gs columns. */
@@ -169,28 +286,18 @@ static void fake_quant(const float *W, float *Q, int64_t rows, int64_t cols, int
             group_fake(W + r * cols + c0, Q + r * cols + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym);
 }
 
-/* out = Q(W diag(s)) diag(s)^-1 for W (rows, cols), groups of gs columns: each row scaled,
- * fake-quantized and unscaled in a per-thread row buffer (the same arithmetic per element
- * as the three whole-matrix passes it replaces, rows in parallel). */
+/* out = Q(W diag(s)) diag(s)^-1 for W (rows, cols), groups of gs columns: per group
+ * scaled, fake-quantized and unscaled (group_fake_x: the same arithmetic per element as
+ * the three whole-matrix passes it replaces), rows in parallel. */
 static void scaled_fake_quant(const float *W, const float *s, float *out, int64_t rows, int64_t cols, int gs, int bits,
                               bool sym)
 {
-#pragma omp parallel
-    {
-        float *t = malloc(sizeof(float) * (size_t)cols);
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            const float *w = W + r * cols;
-            float *o = out + r * cols, *x = t ? t : o; /* no buffer: in out itself */
-            for (int64_t j = 0; j < cols; j++)
-                x[j] = w[j] * s[j];
-            for (int64_t c0 = 0; c0 < cols; c0 += gs)
-                group_fake(x + c0, o + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym);
-            for (int64_t j = 0; j < cols; j++)
-                o[j] /= s[j];
-        }
-        free(t);
-    }
+    const bool v = use_512();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c0 = 0; c0 < cols; c0 += gs)
+            group_fake_x(W + r * cols + c0, out + r * cols + c0, cols - c0 < gs ? cols - c0 : gs, bits, sym, s + c0, 0,
+                         v);
 }
 
 int lmp_awq_quant(const float *W, int64_t rows, int64_t cols, int bits, int group_size, bool sym, lmp_qtensor *out)
@@ -285,6 +392,17 @@ typedef struct {
     int nqw, *qw;                 /* the q/k/v search's windows, ascending */
     float *qin, *qref;            /* (nqw, L, d) their block inputs, (nqw, L, qd) their o_proj inputs */
     float *bscr;                  /* lmp_block_scratch_floats(m, L, 0) */
+    /* bf16 calibration (dense models; not --calib-f32): the block's float passes run on
+     * bf16 copies of its linears (the engine's bf16 products: X rounded to bf16, f32 sums),
+     * and, in sample mode, the searches' losses and the error figures too (candidates
+     * rounded to bf16). wb: the original weights' bf16 values (borrowed from the model
+     * when it holds them as plain bf16 rows, else owned in bwown and installed for the
+     * walk); worig: the model's own linears, put back at the end of the block. */
+    bool bf16;
+    const uint16_t *wb[LMP_LIN_COUNT];
+    uint16_t *bwown[LMP_LIN_COUNT];
+    lmp_wmat worig[LMP_LIN_COUNT];
+    uint16_t *db, *db2;           /* sample mode: two bf16 buffers of the largest linear */
 } awq_ctx;
 
 typedef struct {
@@ -543,6 +661,84 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
 
 #define CHS 512 /* tokens per chunk of the sample's products */
 
+/* dst = W (rows, cols) rounded to bf16 (nearest even), rows in parallel. */
+static void to_bf16(const float *W, int64_t rows, int64_t cols, uint16_t *dst)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        lmp_f32_to_bf16_row(W + r * cols, dst + r * cols, cols);
+}
+
+static lmp_wmat bmat(const uint16_t *w, int64_t rows, int64_t cols)
+{
+    return (lmp_wmat){.dtype = LMP_DT_BF16, .rows = rows, .cols = cols, .data = w,
+                      .row_bytes = (size_t)cols * sizeof(uint16_t)};
+}
+
+/* ||X D^T||_F^2 with the engine's bf16 products (X rounded to bf16, f32 sums) for X
+ * (T, in), D bf16 (rows, in), in chunks of CHS tokens (buf: CHS * rows); each token's
+ * squares summed in double, the tokens in order (any thread count: the same bits). */
+static double out_sq_b(const float *X, int64_t T, int64_t in, const uint16_t *D, int64_t rows, float *buf)
+{
+    const lmp_wmat w = bmat(D, rows, in);
+    double acc = 0, rs[CHS];
+    for (int64_t t0 = 0; t0 < T; t0 += CHS) {
+        const int64_t k = T - t0 < CHS ? T - t0 : CHS;
+        lmp_gemm(buf, X + t0 * in, &w, NULL, k);
+#pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < k; t++) {
+            double e = 0;
+            for (int64_t i = 0; i < rows; i++)
+                e += (double)buf[t * rows + i] * buf[t * rows + i];
+            rs[t] = e;
+        }
+        for (int64_t t = 0; t < k; t++)
+            acc += rs[t];
+    }
+    return acc;
+}
+
+/* The bf16 copies of the block's linears for its float passes (bf16 mode, see awq_ctx). */
+static int bf16_walk(awq_ctx *a, int nlin)
+{
+    for (int k = 0; k < nlin; k++) {
+        const lmp_wmat *o = &a->orig[k];
+        const int64_t rows = o->rows, cols = o->cols;
+        a->worig[k] = *o;
+        if (o->dtype == LMP_DT_BF16 && !o->q && o->layout == LMP_WL_ROWS && o->row_bytes == (size_t)cols * 2) {
+            a->wb[k] = o->data;
+            continue;
+        }
+        if (!(a->bwown[k] = malloc(sizeof(uint16_t) * (size_t)(rows * cols))))
+            return lmp_err(LMP_ENOMEM, "out of memory for a bf16 copy of layer %d %s", a->layer,
+                           lmp_linear_name((lmp_linear)k));
+        to_bf16(a->blk.w[k], rows, cols, a->bwown[k]);
+        a->wb[k] = a->bwown[k];
+        a->orig[k] = bmat(a->bwown[k], rows, cols);
+        int rc = lmp_model_set_linear(a->m, a->layer, (lmp_linear)k, &a->orig[k]);
+        if (rc)
+            return rc;
+    }
+    return LMP_OK;
+}
+
+/* The model's own linears back (after the block's last float pass). */
+static void bf16_unwalk(awq_ctx *a)
+{
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        if (a->bwown[k]) {
+            lmp_model_set_linear(a->m, a->layer, (lmp_linear)k, &a->worig[k]);
+            a->orig[k] = a->worig[k];
+        }
+        free(a->bwown[k]);
+        a->bwown[k] = NULL;
+        a->wb[k] = NULL;
+    }
+    free(a->db);
+    free(a->db2);
+    a->db = a->db2 = NULL;
+}
+
 /* splitmix64's finalizer: a fixed hash of a stratum's index */
 static uint64_t mix64(uint64_t x)
 {
@@ -729,7 +925,18 @@ static int awq_inputs_s(awq_ctx *a, const bool need[LMP_IN_COUNT])
     float *buf = malloc(sizeof(float) * (size_t)(2 * CH * a->ff));
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (AWQ inputs)");
-    mlp_ref(a, a->S[LMP_IN_MLP], a->ns, a->Sh, buf);
+    if (a->bf16) { /* the float block's products, as the candidates' in mlp_loss_s */
+        const lmp_wmat wg = bmat(a->wb[LMP_LIN_GATE], a->ff, a->d), wu = bmat(a->wb[LMP_LIN_UP], a->ff, a->d);
+        for (int64_t t0 = 0; t0 < a->ns; t0 += CH) {
+            const int64_t k = a->ns - t0 < CH ? a->ns - t0 : CH;
+            lmp_gemm(buf, a->S[LMP_IN_MLP] + t0 * d, &wg, a->blk.bias[LMP_LIN_GATE], k);
+            lmp_gemm(buf + CH * a->ff, a->S[LMP_IN_MLP] + t0 * d, &wu, a->blk.bias[LMP_LIN_UP], k);
+            act_mul(a, buf, buf + CH * a->ff, k * a->ff, a->ff);
+            memcpy(a->Sh + t0 * a->ff, buf, sizeof(float) * (size_t)(k * a->ff));
+        }
+    } else {
+        mlp_ref(a, a->S[LMP_IN_MLP], a->ns, a->Sh, buf);
+    }
     free(buf);
     return LMP_OK;
 }
@@ -740,16 +947,31 @@ static double samp_sq(awq_ctx *a, int cls, const float *D, int64_t rows)
     return out_sq(a->S[cls], a->ns, a->cols[cls], D, rows, a->obuf);
 }
 
+/* The same in bf16 (D rounded into buf). */
+static double samp_sq_b(awq_ctx *a, int cls, const float *D, int64_t rows, uint16_t *buf)
+{
+    to_bf16(D, rows, a->cols[cls], buf);
+    return out_sq_b(a->S[cls], a->ns, a->cols[cls], buf, rows, a->obuf);
+}
+
 /* Sample mode: the q/k/v candidates' attention-module output error on the q/k/v windows. */
 static int qkv_loss_s(awq_ctx *a, float *const cand[3], double *loss)
 {
     const int64_t L = a->L, d = a->d, qd = a->qd;
     lmp_wmat w[3];
     int rc = LMP_OK;
+    int64_t boff = 0;
     for (int i = 0; i < 3 && !rc; i++) {
         lmp_linear k = (lmp_linear)(LMP_LIN_Q + i);
-        w[i] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = a->orig[k].rows, .cols = a->orig[k].cols, .data = cand[i],
-                          .row_bytes = (size_t)a->orig[k].cols * sizeof(float)};
+        const int64_t rows = a->orig[k].rows, cols = a->orig[k].cols;
+        if (a->bf16) { /* the candidates in bf16, as the walk's linears */
+            to_bf16(cand[i], rows, cols, a->db + boff);
+            w[i] = bmat(a->db + boff, rows, cols);
+            boff += rows * cols;
+        } else {
+            w[i] = (lmp_wmat){.dtype = LMP_DT_F32, .rows = rows, .cols = cols, .data = cand[i],
+                              .row_bytes = (size_t)cols * sizeof(float)};
+        }
         rc = lmp_model_set_linear(a->m, a->layer, k, &w[i]);
     }
     double acc = 0;
@@ -763,7 +985,8 @@ static int qkv_loss_s(awq_ctx *a, float *const cand[3], double *loss)
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < L * qd; i++)
             a->xo[i] = o[i] - ref[i];
-        acc += out_sq(a->xo, L, qd, a->blk.w[LMP_LIN_O], d, a->obuf);
+        acc += a->bf16 ? out_sq_b(a->xo, L, qd, a->wb[LMP_LIN_O], d, a->obuf)
+                       : out_sq(a->xo, L, qd, a->blk.w[LMP_LIN_O], d, a->obuf);
     }
     for (int i = 0; i < 3; i++)
         lmp_model_set_linear(a->m, a->layer, (lmp_linear)(LMP_LIN_Q + i), &a->orig[LMP_LIN_Q + i]);
@@ -779,16 +1002,29 @@ static int mlp_loss_s(awq_ctx *a, const float *cg, const float *cu, double *loss
     if (!buf)
         return lmp_err(LMP_ENOMEM, "out of memory (AWQ MLP search)");
     double acc = 0;
+    lmp_wmat wg, wu;
+    if (a->bf16) {
+        to_bf16(cg, ff, d, a->db);
+        to_bf16(cu, ff, d, a->db2);
+        wg = bmat(a->db, ff, d);
+        wu = bmat(a->db2, ff, d);
+    }
     for (int64_t t0 = 0; t0 < a->ns; t0 += CHS) {
         const int64_t k = a->ns - t0 < CHS ? a->ns - t0 : CHS;
         float *gc = buf, *uc = buf + CHS * ff;
         const float *ref = a->Sh + t0 * ff;
-        mlp_gu(a, a->S[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
+        if (a->bf16) {
+            lmp_gemm(gc, a->S[LMP_IN_MLP] + t0 * d, &wg, a->blk.bias[LMP_LIN_GATE], k);
+            lmp_gemm(uc, a->S[LMP_IN_MLP] + t0 * d, &wu, a->blk.bias[LMP_LIN_UP], k);
+        } else {
+            mlp_gu(a, a->S[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
+        }
         act_mul(a, gc, uc, k * ff, ff);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < k * ff; i++)
             gc[i] -= ref[i];
-        acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
+        acc += a->bf16 ? out_sq_b(gc, k, ff, a->wb[LMP_LIN_DOWN], d, a->obuf)
+                       : out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
     }
     free(buf);
     *loss = acc / ((double)a->ns * (double)d);
@@ -833,8 +1069,10 @@ static void weight_mean(const awq_ctx *a, int g, int64_t in, float *wm)
         lmp_linear k = g_lins[g][i];
         const float *W = a->blk.w[k];
         int64_t rows = lin_rows(a, k);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c0 = 0; c0 < in; c0 += gs) {
+        /* column groups in parallel, each column's rows in order: the serial loop's sums */
+#pragma omp parallel for schedule(static)
+        for (int64_t c0 = 0; c0 < in; c0 += gs)
+            for (int64_t r = 0; r < rows; r++) {
                 int64_t c1 = c0 + gs < in ? c0 + gs : in;
                 float amax = 0;
                 for (int64_t c = c0; c < c1; c++)
@@ -915,7 +1153,8 @@ static int search_scales(awq_ctx *a, int g, float *best, float *ratio_out)
             for (int64_t e = 0; e < rows * in; e++)
                 D[e] = W[e] - D[e];
             if (a->samp)
-                loss = samp_sq(a, cls, D, rows) / ((double)a->ns * (double)rows);
+                loss = (a->bf16 ? samp_sq_b(a, cls, D, rows, a->db) : samp_sq(a, cls, D, rows)) /
+                       ((double)a->ns * (double)rows);
             else if ((rc = lin_sq(a, cls, D, rows, &loss)))
                 goto done;
             else
@@ -1037,6 +1276,7 @@ static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float
 {
     const bool sym = a->p->sym;
     enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
+    const bool v512 = use_512();
     float *G = malloc(sizeof(float) * (size_t)gs * gs);
     float *D = malloc(sizeof(float) * (size_t)(rows * gs)), *P = malloc(sizeof(float) * (size_t)(rows * gs));
     float *orgmax = malloc(sizeof(float) * (size_t)rows), *best = malloc(sizeof(float) * (size_t)rows);
@@ -1048,6 +1288,7 @@ static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float
     }
     for (int64_t c0 = 0; c0 < in; c0 += gs) {
         lmp_sgemm_fixed(true, false, gs, gs, ns, 1.0f / (float)ns, Xs + c0, in, Xs + c0, in, 0.0f, G, gs);
+#pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             float m = 0;
             for (int j = 0; j < gs; j++)
@@ -1060,13 +1301,12 @@ static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float
             for (int64_t r = 0; r < rows; r++) {
                 const float *w = W + r * in + c0;
                 float mx = orgmax[r] * (1.0f - (float)i / N_GRID), *d = D + r * gs;
-                for (int j = 0; j < gs; j++)
-                    d[j] = fminf(fmaxf(w[j], -mx), mx);
-                group_fake(d, d, gs, bits, sym);
+                group_fake_x(w, d, gs, bits, sym, NULL, mx > 0 ? mx : 0, v512);
                 for (int j = 0; j < gs; j++)
                     d[j] -= w[j];
             }
             lmp_sgemm_fixed(false, false, rows, gs, gs, 1.0f, D, gs, G, gs, 0.0f, P, gs);
+#pragma omp parallel for schedule(static)
             for (int64_t r = 0; r < rows; r++) {
                 double e = 0;
                 for (int j = 0; j < gs; j++)
@@ -1077,6 +1317,7 @@ static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float
                 }
             }
         }
+#pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++)
             for (int j = 0; j < gs; j++) {
                 float *w = &W[r * in + c0 + j];
@@ -1102,7 +1343,10 @@ static int rel_err(awq_ctx *a, int cls, const float *Wref, const float *Q, int64
         D[e] = Wref[e] - Q[e];
     double num = 0, den = 0;
     int rc = LMP_OK;
-    if (a->samp) {
+    if (a->samp && a->bf16) {
+        num = samp_sq_b(a, cls, D, rows, a->db);
+        den = samp_sq_b(a, cls, Wref, rows, a->db2);
+    } else if (a->samp) {
         num = samp_sq(a, cls, D, rows);
         den = samp_sq(a, cls, Wref, rows);
     } else if (!(rc = lin_sq(a, cls, D, rows, &num)))
@@ -1265,6 +1509,15 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     D = malloc(sizeof(float) * (size_t)maxw);
     if (!Q || !D)
         goto oom;
+    if (a->bf16 && (rc = bf16_walk(a, nlin)))
+        goto done;
+    if (a->bf16 && a->samp) {
+        const int64_t qkv = (a->qd + 2 * a->kvd) * a->d, n = qkv > maxw ? qkv : maxw;
+        a->db = malloc(sizeof(uint16_t) * (size_t)n);
+        a->db2 = malloc(sizeof(uint16_t) * (size_t)n);
+        if (!a->db || !a->db2)
+            goto oom;
+    }
 
     /* 1. the inputs of every linear, their means and Gram matrices (the Grams of the
      * classes the dense linears read: a sparse block's FFN has its own path) */
@@ -1372,6 +1625,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
 oom:
     rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ, block %d)", l);
 done:
+    bf16_unwalk(a);
     free(Q);
     free(D);
     return rc;
@@ -1893,6 +2147,10 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.wcur = -1;
     const int64_t nst = p->awq_search_tokens < 0 ? LMP_AWQ_SEARCH_TOKENS : p->awq_search_tokens;
     a.samp = a.self && nst > 0 && nst < a.T;
+    a.bf16 = a.self && !p->calib_f32;
+    const bool exact0 = lmp_gemm_exact(); /* bf16: X rounded to bf16 in lmp_gemm (its exact mode off for the run) */
+    if (a.bf16)
+        lmp_gemm_set_exact(false);
     if (a.self && !(a.bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, (int)a.L, 0)))) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ block scratch)");
         goto done;
@@ -1949,7 +2207,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     maxrows = a.qd > maxrows ? a.qd : maxrows;
     a.scratch = malloc(sizeof(float) * (size_t)(a.L * a.d));
     a.xo = malloc(sizeof(float) * (size_t)(a.L * a.qd));
-    a.obuf = malloc(sizeof(float) * (size_t)(CH * maxrows));
+    a.obuf = malloc(sizeof(float) * (size_t)(CHS * maxrows)); /* (out_sq: CH rows of it) */
     bool ok = a.scratch && a.xo && a.obuf;
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         a.xmean[k] = malloc(sizeof(float) * (size_t)a.cols[k]);
@@ -1963,6 +2221,8 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress, .times = &res->phases};
     rc = lmp_calib_run(m, cal, a.self ? &g_awq_self_row : &g_awq_row, &a, &o);
 done:
+    if (a.bf16)
+        lmp_gemm_set_exact(exact0);
     block_free(&a);
     sample_free(&a);
     free(a.bscr);

@@ -121,7 +121,10 @@ typedef struct {
     bool calib_bos;
     /* GPTQ: the calibration walk in f32 (the linears installed for it as they are, the
      * Hessians from f32 X). Default false: bf16 calibration (lmp_calib_opts.bf16), as
-     * the reference implementations run it in the model's bf16; see docs/benchmarks.md. */
+     * the reference implementations run it in the model's bf16; see docs/benchmarks.md.
+     * AWQ (dense models): the float passes on the linears as they are and the sample
+     * searches' products in f32 (the bytes before bf16 AWQ); default: bf16 copies of the
+     * block's linears for its float passes and bf16 products of the sample's losses. */
     bool calib_f32;
     /* After each block (may be NULL): layer, seconds, for per-layer log lines. */
     void (*on_layer_done)(void *ctx, int layer, int n_layers, double seconds, const lmp_qlinear_stats *st);

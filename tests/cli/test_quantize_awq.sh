@@ -68,6 +68,17 @@ check "search sample: layer 0's RTN errors on the sample within 25% of those on 
     "$PY -c 'import json,sys; a=json.load(open(\"$T/a.json\"))[\"layers\"]; b=json.load(open(\"$T/as.json\"))[\"layers\"]; sys.exit(0 if all(abs(x[\"err_rtn\"] / y[\"err_rtn\"] - 1) < 0.25 for x, y in zip(a[:7], b[:7])) else 1)'"
 ok "awq, search sample, one thread" "$LMP_BIN" quantize "$M" -o "$T/as1" --method awq $C --awq-search-tokens 64 -t 1
 check "search sample: same bytes with 1 and 2 threads" "cmp -s '$T/as/model.safetensors' '$T/as1/model.safetensors'"
+# bf16 (default) against --calib-f32 (f32 float passes and search products: the bytes before bf16 AWQ)
+ok "awq, search sample in f32" "$LMP_BIN" quantize "$M" -o "$T/as32" --method awq $C --awq-search-tokens 64 --calib-f32 --json
+cp "$T/out" "$T/as32.json"
+check "search sample: bf16 products give other bytes than --calib-f32" \
+    "! cmp -s '$T/as/model.safetensors' '$T/as32/model.safetensors'"
+check "search sample: bf16 RTN error figures within 2% of the f32 ones (every linear)" \
+    "$PY -c 'import json,sys; a=json.load(open(\"$T/as32.json\"))[\"layers\"]; b=json.load(open(\"$T/as.json\"))[\"layers\"]; sys.exit(0 if len(a) == 42 and all(abs(x[\"err_rtn\"] / y[\"err_rtn\"] - 1) < 0.02 for x, y in zip(a, b)) else 1)'"
+ok "awq, search sample in f32, one thread" "$LMP_BIN" quantize "$M" -o "$T/as321" --method awq $C --awq-search-tokens 64 \
+    --calib-f32 -t 1
+check "search sample in f32: same bytes with 1 and 2 threads" \
+    "cmp -s '$T/as32/model.safetensors' '$T/as321/model.safetensors'"
 ok "awq, --awq-search-tokens at the token count" "$LMP_BIN" quantize "$M" -o "$T/af" --method awq $C --awq-search-tokens 256
 check "a sample of every token is the full search" "cmp -s '$T/a/model.safetensors' '$T/af/model.safetensors'"
 
