@@ -167,7 +167,7 @@ static int set_alloc(const lmp_calib_dist *d, lmp_calib_stats *st)
     memset(st, 0, sizeof *st);
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         const size_t c = (size_t)d->cols[k];
-        if (t->H[k] && !(st->H[k] = calloc(c * c, sizeof(double))))
+        if (t->H[k] && !(st->H[k] = lmp_calloc_big(c * c, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory for a window group's %zu x %zu Hessian", c, c);
         if (t->xsq[k] && !(st->xsq[k] = calloc(c, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory (a window group's statistics)");
