@@ -79,6 +79,9 @@ int cmd_prune(int argc, char **argv)
          "q/k/v, o, gate/up, down pruned in turn, each on the outputs of the ones before (default for sparsegpt), "
          "or all statistics of a block from one pass over the original block (default for wanda, as its "
          "reference code)"},
+        {"calib-f32", 0, OPT_FLAG, &p.prune.calib_f32, NULL,
+         "true-sequential sparsegpt: calibration forward and Hessians in f32 (default: activations rounded to bf16 "
+         "for their products, as GPTQ's; faster)"},
         {0},
     };
     const cli_opt strct[] = {

@@ -256,17 +256,38 @@ static int hinv_upper(const double *H, int64_t cols, float damp_frac, float **ou
     return LMP_OK;
 }
 
-static int sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s, uint8_t *keep,
-                     lmp_qtensor *q, double *loss_out)
+void lmp_prune_hcache_free(lmp_prune_hcache *c)
 {
-    uint8_t *dead = malloc((size_t)cols);
+    if (!c)
+        return;
+    free(c->U);
+    free(c->dead);
+    memset(c, 0, sizeof *c);
+}
+
+static int sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s, uint8_t *keep,
+                     lmp_qtensor *q, double *loss_out, lmp_prune_hcache *cache, uint64_t tag)
+{
+    uint8_t *dead = NULL;
     float *U = NULL, *Err = NULL, *S = NULL;
     double *rloss = NULL;
-    int rc;
-    if (!dead)
-        return lmp_err(LMP_ENOMEM, "out of memory");
-    if ((rc = hinv_upper(H, cols, s->damp, &U, dead)))
-        goto done;
+    int rc = LMP_OK;
+    bool cached = cache && tag && cache->U && cache->tag == tag && cache->H == H && cache->cols == cols &&
+                  cache->damp == s->damp;
+    if (cached) { /* the cache's factor: the same values hinv_upper would give */
+        U = cache->U;
+        dead = cache->dead;
+    } else {
+        if (!(dead = malloc((size_t)cols)))
+            return lmp_err(LMP_ENOMEM, "out of memory");
+        if ((rc = hinv_upper(H, cols, s->damp, &U, dead)))
+            goto done;
+        if (cache && tag) { /* kept for the next linear of this H (the cache owns it now) */
+            lmp_prune_hcache_free(cache);
+            *cache = (lmp_prune_hcache){tag, H, cols, s->damp, U, dead};
+            cached = true;
+        }
+    }
     const int64_t B = s->blocksize;
     Err = malloc((size_t)(rows * B) * sizeof(float));
     S = malloc((size_t)(rows * B) * sizeof(float));
@@ -369,8 +390,10 @@ static int sparsegpt(float *W, int64_t rows, int64_t cols, const double *H, cons
 done:
     if (rc && q && s->qbits)
         lmp_qtensor_free(q);
-    free(dead);
-    free(U);
+    if (!cached) {
+        free(dead);
+        free(U);
+    }
     free(Err);
     free(S);
     free(rloss);
@@ -418,6 +441,12 @@ static int check_finite(const float *W, int64_t rows, int64_t cols)
 int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s, uint8_t *mask,
                      lmp_qtensor *q, double *loss)
 {
+    return lmp_prune_linear_cached(W, rows, cols, H, s, NULL, 0, mask, q, loss);
+}
+
+int lmp_prune_linear_cached(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s,
+                            lmp_prune_hcache *cache, uint64_t tag, uint8_t *mask, lmp_qtensor *q, double *loss)
+{
     int rc = lmp_prune_spec_check(s, cols, "linear");
     if (rc)
         return rc;
@@ -433,7 +462,7 @@ int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, cons
     if (!keep)
         return lmp_err(LMP_ENOMEM, "out of memory");
     if (s->method == LMP_PRUNE_SPARSEGPT)
-        rc = sparsegpt(W, rows, cols, H, s, keep, q, loss);
+        rc = sparsegpt(W, rows, cols, H, s, keep, q, loss, cache, tag);
     else /* Wanda: the diagonal of H is ||X_j||^2 up to a common factor */
         rc = prune_scored(W, rows, cols, H, cols + 1, s, keep);
     if (keep != mask)

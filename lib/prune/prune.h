@@ -72,6 +72,23 @@ int64_t lmp_prune_matrix_zeros(const lmp_prune_spec *s, int64_t rows, int64_t co
 int lmp_prune_linear(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s,
                      uint8_t *mask, lmp_qtensor *q, double *loss);
 
+/* SparseGPT's factor of (H + damp I)^-1 kept for the next linear of the same input (q/k/v
+ * share one Hessian, gate/up another): lmp_prune_linear_cached with a cache whose key (the
+ * caller's tag, H's address, cols, damp) matches reuses it (the values it would compute:
+ * the same bits), otherwise computes it and keeps it there. Zero-initialize;
+ * lmp_prune_hcache_free releases. */
+typedef struct {
+    uint64_t tag; /* the caller's name for H (e.g. layer and input class); 0: none */
+    const double *H;
+    int64_t cols;
+    float damp;
+    float *U;      /* [cols][cols] */
+    uint8_t *dead; /* [cols] */
+} lmp_prune_hcache;
+int lmp_prune_linear_cached(float *W, int64_t rows, int64_t cols, const double *H, const lmp_prune_spec *s,
+                            lmp_prune_hcache *cache, uint64_t tag, uint8_t *mask, lmp_qtensor *q, double *loss);
+void lmp_prune_hcache_free(lmp_prune_hcache *c);
+
 /* Magnitude or Wanda from the input norms alone: xsq[cols] = sum over the calibration
  * tokens of X_j^2 (any common scale; ignored by magnitude, may be NULL there). Same masks
  * as lmp_prune_linear with an H whose diagonal is xsq, without the cols x cols matrix. */
@@ -120,6 +137,10 @@ typedef struct {
      * Default false: the windows as given (the Wanda / SparseGPT reference scripts); no
      * consistent effect measured on gutenberg-5M (docs/results.md). */
     bool calib_bos;
+    /* True-sequential SparseGPT calibrates in bf16 by default, as GPTQ (lmp_calib_opts.bf16:
+     * the walk multiplies bf16 copies of the installed linears by bf16-rounded activations
+     * and X^T X sums bf16-rounded inputs); true: the f32 walk and Hessians. */
+    bool calib_f32;
     bool progress;
     lmp_prune_sink sink;
     lmp_prune_expert_sink expert_sink; /* may be NULL */

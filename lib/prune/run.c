@@ -7,8 +7,8 @@
  * blocks, intgroup payloads) and handed back to be installed; the driver runs the block
  * again on the hidden states in place, so block i+1 sees the outputs of the PRUNED block i
  * (as the Wanda and SparseGPT reference code do), and the re-run's hook measures each
- * linear's output error (true-sequential SparseGPT: taken from its Hessian instead, and the
- * block walked in stages). Not here: the walk (lib/calib/driver.c), the algorithms
+ * linear's output error (true-sequential SparseGPT: taken from its Hessian instead, the
+ * block walked in stages and, unless calib_f32, calibrated in bf16 as GPTQ). Not here: the walk (lib/calib/driver.c), the algorithms
  * (prune.c), file layouts (formats/sparse.c).
  */
 #include "prune.h"
@@ -109,6 +109,7 @@ typedef struct {
     err_ctx ec;
     bool h_err;                  /* errors from the Hessians, not measured by a re-run */
     lmp_pexperts x;              /* a sparse block's experts (pexperts.c) */
+    lmp_prune_hcache hc;         /* SparseGPT: the block's last factor (q/k/v and gate/up share theirs) */
 } pr_ctx;
 
 static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
@@ -142,7 +143,8 @@ static int pr_linear(void *ctx, lmp_calib_block *b, lmp_linear w)
     if (W0)
         memcpy(W0, c->Wp[w], (size_t)(rows * cols) * sizeof(float));
     if (p->spec.method == LMP_PRUNE_SPARSEGPT)
-        rc = lmp_prune_linear(c->Wp[w], rows, cols, b->st.H[cls], &p->spec, c->mask[w], &c->qt[w], &st->loss);
+        rc = lmp_prune_linear_cached(c->Wp[w], rows, cols, b->st.H[cls], &p->spec, &c->hc,
+                                     (uint64_t)l * LMP_LIN_COUNT + (uint64_t)cls + 1, c->mask[w], &c->qt[w], &st->loss);
     else
         rc = lmp_prune_linear_norms(c->Wp[w], rows, cols, b->st.xsq[cls], &p->spec, c->mask[w]);
     if (rc) {
@@ -264,6 +266,7 @@ static void pr_cleanup(void *ctx, lmp_calib_block *b)
 {
     pr_ctx *c = ctx;
     lmp_pexperts_restore(&c->x, b->m, b->layer);
+    lmp_prune_hcache_free(&c->hc);
     for (int w = 0; w < LMP_LIN_COUNT; w++) {
         free(c->Wp[w]);
         free(c->mask[w]);
@@ -304,6 +307,7 @@ static const lmp_calib_method g_sparsegpt_seq_row = {
     .name = "sparsegpt",
     .stats = LMP_STAT_HESSIAN | LMP_STAT_EXPERT_HESSIAN,
     .hessian_add = lmp_gptq_hessian_add_upper,
+    .hessian_add_bf16 = lmp_gptq_hessian_add_upper_bf16,
     .hessian_finish = lmp_gptq_sym_from_upper,
     .begin = pr_begin,
     .linear = pr_linear,
@@ -371,9 +375,13 @@ int lmp_prune_run(lmp_model *m, const lmp_calib_data *cal, const lmp_prune_param
                                   : method == LMP_PRUNE_SPARSEGPT ? &g_sparsegpt_row
                                   : method == LMP_PRUNE_WANDA   ? &g_wanda_row
                                                                 : &g_magnitude_row;
-    lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress};
+    /* bf16 calibration (the walk's products and X^T X on bf16-rounded activations) for
+     * the staged SparseGPT walk, as GPTQ's; --calib-f32 keeps f32 */
+    lmp_calib_opts o = {.true_sequential = ts, .calib_bos = p->calib_bos, .progress = p->progress,
+                        .bf16 = pc.h_err && !p->calib_f32};
     rc = lmp_calib_run(m, cal, row, &pc, &o);
     lmp_pexperts_free(&pc.x);
+    lmp_prune_hcache_free(&pc.hc);
 done:
     free(pc.ec.y0);
     free(pc.ec.y1);

@@ -96,9 +96,18 @@ ok = ok and all(bin(b & 15).count('1') == 2 and bin(b >> 4).count('1') == 2 for 
 # --no-true-sequential from a re-run of the pruned block on every window. Block 0's q/k/v
 # see the same inputs and are pruned the same way in both walks, so the two measures must
 # agree there (to the printed digits); block 0's o_proj differs (pruned q/k/v before it).
-ok "sparsegpt 50%, true-sequential (staged, Hessian errors)" "$LMP_BIN" prune "$M" -o "$T/sgts" --method sparsegpt \
-    --sparsity 0.5 $C --json
+# (f32 calibration for the comparison: the re-run measures in f32)
+ok "sparsegpt 50%, true-sequential (staged, Hessian errors), --calib-f32" "$LMP_BIN" prune "$M" -o "$T/sgts" \
+    --method sparsegpt --sparsity 0.5 --calib-f32 $C --json
 cp "$T/out" "$T/sgts.json"
+ok "sparsegpt 50%, true-sequential, bf16 calibration (the default)" "$LMP_BIN" prune "$M" -o "$T/sgbf" \
+    --method sparsegpt --sparsity 0.5 $C --json
+cp "$T/out" "$T/sgbf.json"
+check "bf16 calibration: other bytes, every linear's error within 5% of the f32 walk's" "! cmp -s '$T/sgts/model.safetensors' '$T/sgbf/model.safetensors' && $PY - '$T/sgts.json' '$T/sgbf.json' <<'PYEOF'
+import json, sys
+a, b = (dict((l['name'], l['err']) for l in json.load(open(f))['layers']) for f in sys.argv[1:3])
+sys.exit(0 if len(a) == len(b) > 0 and all(a[k] > 0 and abs(b[k] - a[k]) <= 0.05 * a[k] for k in a) else 1)
+PYEOF"
 ok "sparsegpt 50%, one pass (re-run errors)" "$LMP_BIN" prune "$M" -o "$T/sgone" --method sparsegpt --sparsity 0.5 \
     --no-true-sequential $C --json
 cp "$T/out" "$T/sgone.json"

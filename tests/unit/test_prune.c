@@ -161,6 +161,40 @@ static void test_synthetic(void)
     lmp_prune_linear(W, R, C, H, &s2, mask, NULL, NULL);
     double e_sp = lmp_qpipe_rel_error(W0, W, H, R, C);
     CHECK(e_joint > e_sp && e_joint < 1.5 * e_sp, "joint error %.4f vs pruning alone %.4f", e_joint, e_sp);
+    /* the factor cache: two linears of one H (q/k/v, gate/up) give the bits of uncached
+     * calls, the second reusing the first's factor; another tag or damp computes anew */
+    {
+        lmp_prune_spec sc;
+        lmp_prune_default_spec(&sc);
+        sc.method = LMP_PRUNE_SPARSEGPT;
+        sc.sparsity = 0.5;
+        float *Wa = malloc(R * C * sizeof(float)), *Wb = malloc(R * C * sizeof(float));
+        uint8_t *mb = malloc(R * C);
+        lmp_prune_hcache hc = {0};
+        bool same = true;
+        const float *keep_u = NULL;
+        for (int k = 0; k < 4; k++) {
+            memcpy(Wa, W0, sizeof(float) * R * C);
+            for (int64_t i = 0; i < R * C; i++) /* linear k: another matrix of the same input */
+                Wa[i] *= 1.0f + 0.25f * (float)k * (float)((i * 7 + k) % 5 - 2);
+            memcpy(Wb, Wa, sizeof(float) * R * C);
+            sc.damp = k == 3 ? 0.02f : 0.01f;
+            const uint64_t tag = k == 2 ? 99 : 5;
+            CHECK(lmp_prune_linear_cached(Wa, R, C, H, &sc, &hc, tag, mask, NULL, NULL) == 0 &&
+                  lmp_prune_linear(Wb, R, C, H, &sc, mb, NULL, NULL) == 0, "cached sparsegpt: %s", lmp_errmsg());
+            same &= !memcmp(Wa, Wb, sizeof(float) * R * C) && !memcmp(mask, mb, R * C);
+            if (k == 1)
+                CHECK(hc.U == keep_u, "the second linear of the same H and tag reuses the factor");
+            if (k >= 2)
+                CHECK(hc.U != keep_u && hc.tag == tag && hc.damp == sc.damp, "another tag / damp: a new factor (%d)", k);
+            keep_u = hc.U;
+        }
+        CHECK(same, "cached SparseGPT gives the uncached bits");
+        lmp_prune_hcache_free(&hc);
+        free(Wa);
+        free(Wb);
+        free(mb);
+    }
     lmp_qtensor_free(&q);
     free(D);
     free(W0);
