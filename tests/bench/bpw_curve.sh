@@ -5,7 +5,9 @@
 # of each plan, e.g. "2 0" for with and without the refinement; default 2),
 # INT_METHODS (e.g. "rtn gptq": integer-group folders, uniform 4/3-bit g128 against the
 # --target-bpw plan at exactly their packed size; default none), PLAN_TOKENS (--target-tokens of
-# the plans, default 1024), EXTRA (more quantize options for the plans).
+# the plans, default 1024), EXTRA (more quantize options for the plans), CAL_EVAL=1 (each file's
+# KLD also on the plans' probe windows, the first 4 x CTX tokens of the calibration text, and on
+# its held-out second half: two more columns, docs/results.md "why the plans lose per byte").
 # Importance matrix and the plans' KLD probes from TinyStories (calibration), KLD on
 # wiki.test.raw (held out), both
 # from ../shared/fixtures/text. Prints one line per file: name bytes bpw kld.
@@ -20,6 +22,17 @@ mkdir -p "$W"
 [ -f "$W/imatrix.dat" ] || $B quantize "$W/base.gguf" -o "$W/imx-q8.gguf" --type q8_0 \
     --imatrix-calib "$T/tinystories-valid-sample.txt" --calib-samples ${IMX_SAMPLES:-16} --calib-seqlen "$CTX" \
     --imatrix-out "$W/imatrix.dat" --force >/dev/null 2>&1
+if [ "${CAL_EVAL:-0}" = 1 ]; then
+    [ -f "$W/teacher-cal.h5" ] || $B distill export "$W/base.gguf" -f "$T/tinystories-valid-sample.txt" \
+        -o "$W/teacher-cal.h5" --ctx "$CTX" --chunks 4 --full >/dev/null
+    [ -f "$W/ts-half.txt" ] || python3 -c 'import sys; s=open(sys.argv[1]).read(); open(sys.argv[2],"w").write(s[len(s)//2:])' \
+        "$T/tinystories-valid-sample.txt" "$W/ts-half.txt"
+    [ -f "$W/teacher-ts.h5" ] || $B distill export "$W/base.gguf" -f "$W/ts-half.txt" -o "$W/teacher-ts.h5" \
+        --ctx "$CTX" --chunks "$CHUNKS" --full >/dev/null
+fi
+kld() { # file, teacher
+    $B eval "$1" --base "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])'
+}
 one() { # name, quantize args...
     n=$1; shift
     $B quantize "$W/base.gguf" -o "$W/$n.gguf" --imatrix "$W/imatrix.dat" --force --json "$@" > "$W/$n.q.json" 2> "$W/$n.err"
@@ -27,6 +40,7 @@ one() { # name, quantize args...
     k=$($B eval "$W/$n.gguf" --base "$W/teacher.h5" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kld"])')
     # bits per weight as the target counts them: tensor bytes x 8 / parameters (the JSON's
     # "bpw" is issue 18's file-level figure, header and vocabulary included)
+    [ "${CAL_EVAL:-0}" = 1 ] && k="$k cal $(kld "$W/$n.gguf" "$W/teacher-cal.h5") ts-half $(kld "$W/$n.gguf" "$W/teacher-ts.h5")"
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], d["bytes_out"], "%.4f" % (8 * d["bytes_out"] / d["parameters"]), sys.argv[3])' "$W/$n.q.json" "$n" "$k"
 }
 for t in ${TYPES:-q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq1_s iq1_m iq2_xxs iq2_xs iq2_s iq2_m iq3_xxs iq3_xs iq3_s iq3_m iq4_xs iq4_nl}; do one "$t" --type "$t"; done
