@@ -167,7 +167,7 @@ static int set_alloc(const lmp_calib_dist *d, lmp_calib_stats *st)
     memset(st, 0, sizeof *st);
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         const size_t c = (size_t)d->cols[k];
-        if (t->H[k] && !(st->H[k] = calloc(c * c, sizeof(double))))
+        if (t->H[k] && !(st->H[k] = lmp_calloc_big(c * c, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory for a window group's %zu x %zu Hessian", c, c);
         if (t->xsq[k] && !(st->xsq[k] = calloc(c, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory (a window group's statistics)");
@@ -191,12 +191,30 @@ static int set_alloc(const lmp_calib_dist *d, lmp_calib_stats *st)
     return LMP_OK;
 }
 
+/* n doubles at p zeroed / copied in row-sized chunks over the threads (elementwise: the
+ * same bits whatever the thread count) */
+static void par_zero(double *p, int64_t n)
+{
+    enum { CH = 1 << 16 };
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i += CH)
+        memset(p + i, 0, sizeof(double) * (size_t)(n - i < CH ? n - i : CH));
+}
+
+static void par_copy(double *h, const double *p, int64_t n)
+{
+    enum { CH = 1 << 16 };
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i += CH)
+        memcpy(h + i, p + i, sizeof(double) * (size_t)(n - i < CH ? n - i : CH));
+}
+
 static void set_zero(const lmp_calib_dist *d, lmp_calib_stats *st)
 {
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         const size_t c = (size_t)d->cols[k];
         if (st->H[k])
-            memset(st->H[k], 0, c * c * sizeof(double));
+            par_zero(st->H[k], (int64_t)(c * c));
         if (st->xsq[k])
             memset(st->xsq[k], 0, c * sizeof(double));
         st->ns[k] = 0;
@@ -219,9 +237,10 @@ static void set_zero(const lmp_calib_dist *d, lmp_calib_stats *st)
 static void hess_fold(double *h, const double *p, int64_t n2, int64_t nH, int64_t nP, bool first)
 {
     if (first || nH == 0) {
-        memcpy(h, p, sizeof(double) * (size_t)n2);
+        par_copy(h, p, n2);
     } else if (nP > 0) {
         const double keep = (double)nH / (double)(nH + nP), take = (double)nP / (double)(nH + nP);
+        #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n2; i++)
             h[i] = h[i] * keep + p[i] * take;
     }

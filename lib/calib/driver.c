@@ -35,7 +35,7 @@ uint64_t lmp_calib_act_bytes(const lmp_model *m, const lmp_calib_data *cal)
 int lmp_calib_weight_f32(const lmp_wmat *w, const char *name, float **out)
 {
     *out = NULL;
-    float *W = malloc((size_t)(w->rows * w->cols) * sizeof(float));
+    float *W = lmp_malloc_big((size_t)(w->rows * w->cols) * sizeof(float));
     if (!W)
         return lmp_err(LMP_ENOMEM, "out of memory converting %s.weight to f32", name);
     for (int64_t r = 0; r < w->rows; r++) /* dense, block or intgroup rows */
@@ -237,7 +237,7 @@ static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const l
         if (row->classes && !(row->classes & (1u << cls)))
             continue;
         const int64_t cols = b->cols[cls];
-        if ((row->stats & LMP_STAT_HESSIAN) && !(st->H[cls] = calloc((size_t)(cols * cols), sizeof(double))))
+        if ((row->stats & LMP_STAT_HESSIAN) && !(st->H[cls] = lmp_calloc_big((size_t)(cols * cols), sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory for a %lld x %lld Hessian", (long long)cols, (long long)cols);
         if ((row->stats & LMP_STAT_XSQ) && !(st->xsq[cls] = calloc((size_t)cols, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory for the statistics of a %lld-column input", (long long)cols);
@@ -397,7 +397,7 @@ static int install_linear(lmp_model *m, int l, lmp_linear w, const lmp_calib_blo
         return b->install_q[w] ? lmp_model_set_linear_q(m, l, w, b->install_q[w]) : lmp_model_set_linear(m, l, w, &src);
     const int64_t rows = src.rows, cols = src.cols;
     free(*bfw);
-    *bfw = malloc((size_t)(rows * cols) * sizeof(uint16_t));
+    *bfw = lmp_malloc_big((size_t)(rows * cols) * sizeof(uint16_t));
     if (!*bfw)
         return lmp_err(LMP_ENOMEM, "out of memory for a bf16 copy of layer %d %s", l, lmp_linear_name(w));
     uint16_t *dst = *bfw;

@@ -36,7 +36,7 @@ int lmp_calib_store_open(lmp_calib_store *st, uint64_t bytes, int64_t win, bool 
     st->fd = -1;
     st->win = win;
     if (!allow_spill || held + bytes <= lmp_calib_spill_threshold()) {
-        st->mem = malloc(bytes ? bytes : 1);
+        st->mem = lmp_malloc_big(bytes ? bytes : 1);
         return st->mem ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory for the %s (%.1f MiB)", what,
                                           bytes / 1048576.0);
     }

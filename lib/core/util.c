@@ -76,6 +76,42 @@ void lmp_mmap_release(const void *p, size_t n)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+void lmp_mem_hugepages(void *p, size_t n)
+{
+    /* only worth it for buffers of several 2 MiB pages; the kernel backs the aligned
+     * 2 MiB stretches inside [p, p+n) with huge pages where THP is in "madvise" mode */
+    enum { MIN = 4u << 20 };
+    static long page;
+    if (!p || n < MIN)
+        return;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+#ifdef MADV_HUGEPAGE
+    if (b > a)
+        madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)a;
+    (void)b;
+#endif
+}
+
+void *lmp_malloc_big(size_t n)
+{
+    void *p = malloc(n);
+    lmp_mem_hugepages(p, n);
+    return p;
+}
+
+void *lmp_calloc_big(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p)
+        lmp_mem_hugepages(p, n * size);
+    return p;
+}
+
 void lmp_mmap_prefetch(const void *p, size_t n)
 {
     static long page;

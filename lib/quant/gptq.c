@@ -82,6 +82,39 @@ static void minmax(const float *x, int64_t n, float *mn, float *mx)
     *mx = b;
 }
 
+double lmp_gptq_err_trace(const float *D, const double *H, int64_t rows, int64_t cols, float percdamp, double loss)
+{
+    double mean = 0.0;
+    float *live = malloc((size_t)cols * sizeof(float));
+    double *rs = malloc((size_t)rows * sizeof(double));
+    if (!live || !rs) {
+        free(live);
+        free(rs);
+        return NAN;
+    }
+    for (int64_t i = 0; i < cols; i++) {
+        mean += H[i * cols + i] == 0.0 ? 1.0 : H[i * cols + i];
+        live[i] = H[i * cols + i] != 0.0 ? 1.0f : 0.0f;
+    }
+    const double damp = (double)percdamp * (mean / (double)cols);
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) { /* per row in column order, the rows in row order */
+        const float *d = D + r * cols;
+        double s = 0.0;
+        for (int64_t j = 0; j < cols; j++) {
+            const double v = (double)(d[j] * live[j]);
+            s += v * v;
+        }
+        rs[r] = s;
+    }
+    double dd = 0.0;
+    for (int64_t r = 0; r < rows; r++)
+        dd += rs[r];
+    free(live);
+    free(rs);
+    return 2.0 * loss - damp * dd;
+}
+
 void lmp_gptq_cache_free(lmp_gptq_cache *c)
 {
     free(c->Hinv);
@@ -123,8 +156,8 @@ int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const doub
     lmp_intgroup *ig = &out->ig;
     const int gs = ig->gs, ng = ig->n_groups;
 
-    Wp = malloc((size_t)rows * cols * sizeof(float));
-    Hd = malloc((size_t)cols * cols * sizeof(double)); /* later reused in place for Hinv */
+    Wp = lmp_malloc_big((size_t)rows * cols * sizeof(float));
+    Hd = lmp_malloc_big((size_t)cols * cols * sizeof(double)); /* later reused in place for Hinv */
     W1 = malloc((size_t)rows * bs * sizeof(float));
     Err = malloc((size_t)rows * bs * sizeof(float));
     cur_s = malloc((size_t)rows * sizeof(float));

@@ -174,4 +174,14 @@ int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const doub
                           lmp_gptq_cache *cache, uint64_t tag, lmp_qtensor *out, double *loss);
 void lmp_gptq_cache_free(lmp_gptq_cache *c);
 
+/* tr(D H D^T) for GPTQ's result, D = W - Q (f32 [rows][cols], Q dequantized), from the
+ * solve instead of a product with H: GPTQ's errors E (err_j = (w_j - q_j) / U_jj, U the
+ * upper Cholesky factor of Hd^-1, Hd = H with dead diagonals set to 1 plus damp I) give
+ * D = E U, so tr(D Hd D^T) = ||E||_F^2 = 2 loss (loss: lmp_quant_gptq's sum of Losses), and
+ * tr(D H D^T) = 2 loss - damp sum over live columns of ||D[:, j]||^2 (a dead column's row
+ * and column of H are zero). Exact in exact arithmetic; with GPTQ's f32 column loop it
+ * differs from the product (lmp_gptq_quad_trace) by ~1e-6 relative (test_gptq). damp is
+ * GPTQ's: percdamp x the mean of H's diagonal with dead entries counted as 1. */
+double lmp_gptq_err_trace(const float *D, const double *H, int64_t rows, int64_t cols, float percdamp, double loss);
+
 #endif

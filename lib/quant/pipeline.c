@@ -38,7 +38,7 @@ static int quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear whic
                            lmp_gptq_cache *cache, uint64_t tag)
 {
     const int bits = lmp_qpipe_lin_bits(p, layer, which), group = lmp_qpipe_lin_group(p, layer, which);
-    float *W = NULL, *Qf = NULL, *Dg = NULL, *Dr = NULL;
+    float *W = NULL, *Dg = NULL, *Dr = NULL;
     lmp_qtensor rq = {0};
     double t0 = lmp_time_s();
     int rc = lmp_calib_weight_f32(wm, name, &W);
@@ -74,38 +74,43 @@ static int quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear whic
     snprintf(q->name, sizeof q->name, "%s", name);
     double t_rep = lmp_time_s();
     if (H) {
-        /* tr(A H A^T) for W (the denominator), W - GPTQ's result and W - RTN's, on one
-         * pass over H in f32 products (lmp_gptq_quad_traces_f32) */
-        const bool rtn2 = p->method == LMP_QMETHOD_GPTQ && p->compare_rtn;
-        Qf = malloc((size_t)(rows * cols) * sizeof(float));
-        Dg = malloc((size_t)(rows * cols) * sizeof(float));
-        Dr = rtn2 ? malloc((size_t)(rows * cols) * sizeof(float)) : NULL;
-        if (!Qf || !Dg || (rtn2 && !Dr)) {
+        /* tr(A H A^T) for W (the denominator), RTN's W - Q (RTN, or GPTQ's comparison) on
+         * one pass over H in f32 products (lmp_gptq_quad_traces_f32); GPTQ's own from its
+         * solve (lmp_gptq_err_trace: its Losses, no product) */
+        const bool gptq = p->method == LMP_QMETHOD_GPTQ, rtn2 = gptq && p->compare_rtn;
+        Dg = lmp_malloc_big((size_t)(rows * cols) * sizeof(float));
+        Dr = rtn2 ? lmp_malloc_big((size_t)(rows * cols) * sizeof(float)) : NULL;
+        if (!Dg || (rtn2 && !Dr)) {
             rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
             goto done;
         }
-        lmp_qtensor_dequant(q, Qf);
+        lmp_qtensor_dequant(q, Dg);
         for (int64_t i = 0; i < rows * cols; i++)
-            Dg[i] = W[i] - Qf[i];
+            Dg[i] = W[i] - Dg[i];
         if (rtn2) {
             if ((rc = lmp_quant_rtn(W, rows, cols, &rp, &rq)))
                 goto done;
-            lmp_qtensor_dequant(&rq, Qf);
+            lmp_qtensor_dequant(&rq, Dr);
             for (int64_t i = 0; i < rows * cols; i++)
-                Dr[i] = W[i] - Qf[i];
+                Dr[i] = W[i] - Dr[i];
         }
-        const float *A[3] = {W, Dg, Dr};
-        double tr[3];
-        if (lmp_gptq_quad_traces_f32(A, rtn2 ? 3 : 2, H, rows, cols, tr) < 0) {
+        const float *A[2] = {W, gptq ? Dr : Dg};
+        double tr[2] = {0, 0};
+        if (lmp_gptq_quad_traces_f32(A, gptq && !rtn2 ? 1 : 2, H, rows, cols, tr) < 0) {
             rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
             goto done;
         }
         const double den = tr[0];
-        st->err = den > 0 ? sqrt(fmax(tr[1], 0.0) / den) : 0.0;
+        const double tg = gptq ? lmp_gptq_err_trace(Dg, H, rows, cols, p->damp, st->loss) : tr[1];
+        if (isnan(tg)) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory measuring %s", name);
+            goto done;
+        }
+        st->err = den > 0 ? sqrt(fmax(tg, 0.0) / den) : 0.0;
         if (p->method == LMP_QMETHOD_RTN)
             st->err_rtn = st->err;
         else if (rtn2)
-            st->err_rtn = den > 0 ? sqrt(fmax(tr[2], 0.0) / den) : 0.0;
+            st->err_rtn = den > 0 ? sqrt(fmax(tr[1], 0.0) / den) : 0.0;
     }
     st->seconds = lmp_time_s() - t0;
     *t_report += lmp_time_s() - t_rep;
@@ -114,7 +119,6 @@ done:
         lmp_qtensor_free(q);
     lmp_qtensor_free(&rq);
     free(W);
-    free(Qf);
     free(Dg);
     free(Dr);
     return rc;

@@ -434,6 +434,64 @@ static void test_factor_cache(void)
     CHECK(!c.Hinv && !c.perm, "cache freed");
 }
 
+/* lmp_gptq_err_trace (GPTQ's tr(D H D^T) from its Losses, the error report's figure)
+ * against the product lmp_gptq_quad_trace in double: bits 2-8, sym / asym, plain,
+ * act-order, static groups, per channel, two dampings, a Hessian with dead columns. */
+static void test_err_trace(void)
+{
+    static float Xd[N * IN], Qd[OUT * IN], D[OUT * IN];
+    static double Hd[IN * IN];
+    memcpy(Xd, X, sizeof Xd);
+    for (int n = 0; n < N; n++)
+        Xd[n * IN + 5] = Xd[n * IN + 77] = 0.0f;
+    memset(Hd, 0, sizeof Hd);
+    int64_t ns = 0;
+    lmp_gptq_hessian_add(Hd, IN, Xd, N, &ns);
+    static const int bitsv[] = {2, 3, 4, 8};
+    double worst = 0, worst_damp = 0;
+    int cases = 0;
+    for (int dead = 0; dead < 2; dead++)
+        for (int bi = 0; bi < 4; bi++)
+            for (int sym = 0; sym < 2; sym++)
+                for (int mode = 0; mode < 4; mode++)
+                    for (int dp = 0; dp < 2; dp++) {
+                        const double *h = dead ? Hd : H;
+                        lmp_gptq_params gp;
+                        lmp_gptq_default_params(&gp);
+                        gp.bits = bitsv[bi];
+                        gp.sym = sym;
+                        gp.group_size = mode == 3 ? -1 : 32;
+                        gp.act_order = mode == 1 || mode == 2;
+                        gp.static_groups = mode == 2;
+                        gp.blocksize = 48;
+                        gp.percdamp = dp ? 0.1f : 0.01f;
+                        lmp_qtensor q;
+                        double loss = -1;
+                        if (lmp_quant_gptq(W, OUT, IN, h, &gp, &q, &loss)) {
+                            CHECK(0, "gptq: %s", lmp_errmsg());
+                            continue;
+                        }
+                        lmp_qtensor_dequant(&q, Qd);
+                        for (int i = 0; i < OUT * IN; i++)
+                            D[i] = W[i] - Qd[i];
+                        const double ref = lmp_gptq_quad_trace(D, h, OUT, IN);
+                        const double id = lmp_gptq_err_trace(D, h, OUT, IN, gp.percdamp, loss);
+                        const double rel = fabs(id - ref) / ref;
+                        /* the damping term's share of 2 loss: how much cancellation */
+                        const double share = (2.0 * loss - id) / (2.0 * loss);
+                        if (rel > worst)
+                            worst = rel;
+                        if (share > worst_damp)
+                            worst_damp = share;
+                        CHECK(ref > 0 && rel < 1e-5, "dead %d b%d sym%d mode %d damp %g: identity %.10g vs product %.10g",
+                              dead, gp.bits, sym, mode, gp.percdamp, id, ref);
+                        cases++;
+                        lmp_qtensor_free(&q);
+                    }
+    printf("GPTQ's tr(D H D^T) from its Losses vs the double product: worst relative difference %.3g over %d cases "
+           "(damping term up to %.1f%% of 2 loss)\n", worst, cases, 100.0 * worst_damp);
+}
+
 int main(void)
 {
     uint64_t seed = 20240611;
@@ -445,6 +503,7 @@ int main(void)
     test_lazy_vs_naive();
     test_dead_and_threads();
     test_factor_cache();
+    test_err_trace();
     if (t_fail)
         fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     return test_finish();
