@@ -82,6 +82,18 @@ static void minmax(const float *x, int64_t n, float *mn, float *mx)
     *mx = b;
 }
 
+/* Act-order: every row of W[rows][cols] in the column order perm (w'[i] = w[perm[i]]);
+ * wt: scratch of cols floats. */
+static void permute_cols(float *W, int64_t rows, int64_t cols, const int *perm, float *wt)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *w = W + r * cols;
+        for (int64_t i = 0; i < cols; i++)
+            wt[i] = w[perm[i]];
+        memcpy(w, wt, (size_t)cols * sizeof(float));
+    }
+}
+
 double lmp_gptq_err_trace(const float *D, const double *H, int64_t rows, int64_t cols, float percdamp, double loss)
 {
     double mean = 0.0;
@@ -237,12 +249,7 @@ int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const doub
                 rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for act-order");
                 goto cleanup;
             }
-            for (int64_t r = 0; r < rows; r++) {
-                float *w = Wp + r * cols;
-                for (int64_t i = 0; i < cols; i++)
-                    wt[i] = w[perm[i]];
-                memcpy(w, wt, (size_t)cols * sizeof(float));
-            }
+            permute_cols(Wp, rows, cols, perm, wt);
             free(wt);
         }
         goto factored;
@@ -274,12 +281,7 @@ int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const doub
             if (dr[i] == 0.0)
                 dr[i] = 1.0;
         }
-        for (int64_t r = 0; r < rows; r++) {
-            float *w = Wp + r * cols;
-            for (int64_t i = 0; i < cols; i++)
-                wt[i] = w[perm[i]];
-            memcpy(w, wt, (size_t)cols * sizeof(float));
-        }
+        permute_cols(Wp, rows, cols, perm, wt);
         free(wt);
     } else {
         memcpy(Hd, H, (size_t)cols * cols * sizeof(double));

@@ -198,12 +198,8 @@ int lmp_gptq_syrk_acc_bf16(double *H, int64_t cols, const float *X, int64_t n, d
         for (int64_t t = 0; t < npairs; t++) {
             if (!g)
                 continue;
-            int64_t ti = 0, rem = t;
-            while (rem >= nt - ti) {
-                rem -= nt - ti;
-                ti++;
-            }
-            const int64_t tj = ti + rem;
+            int64_t ti, tj;
+            lmp_tile_pair_upper(t, nt, &ti, &tj);
             const int64_t i0 = ti * ST, j0 = tj * ST;
             const int64_t mi = min64(ST, cols - i0), mj = min64(ST, cols - j0);
             for (int64_t q = 0; q < nch; q++) {

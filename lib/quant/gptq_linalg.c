@@ -58,12 +58,8 @@ int lmp_gptq_syrk_acc(double *H, int64_t cols, const float *X, int64_t n, double
         for (int64_t p = 0; p < npairs; p++) {
             if (!g)
                 continue;
-            int64_t ti = 0, q = p;
-            while (q >= nt - ti) {
-                q -= nt - ti;
-                ti++;
-            }
-            const int64_t tj = ti + q;
+            int64_t ti, tj;
+            lmp_tile_pair_upper(p, nt, &ti, &tj);
             const int64_t i0 = ti * ST, j0 = tj * ST;
             const int64_t mi = min64(ST, cols - i0), mj = min64(ST, cols - j0);
             for (int64_t r0 = 0; r0 < n; r0 += KC) {
@@ -354,12 +350,9 @@ void lmp_ssyrk_fixed_upper(float *G, int64_t cols, const float *X, int64_t n, fl
     const int64_t nt = (cols + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t p = 0; p < npairs; p++) {
-        int64_t ti = 0, q = p;
-        while (q >= nt - ti) {
-            q -= nt - ti;
-            ti++;
-        }
-        const int64_t tj = ti + q, i0 = ti * TS, j0 = tj * TS;
+        int64_t ti, tj;
+        lmp_tile_pair_upper(p, nt, &ti, &tj);
+        const int64_t i0 = ti * TS, j0 = tj * TS;
         const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
         if (ti == tj)
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)mi, (int)n, alpha, X + i0, (int)cols, 0.0f,
@@ -402,12 +395,9 @@ double lmp_gptq_quad_traces_f32(const float *const *A, int na, const double *H, 
         for (int64_t p = 0; p < npairs; p++) {
             if (!hf || !y)
                 continue;
-            int64_t ti = 0, q = p;
-            while (q >= nt - ti) {
-                q -= nt - ti;
-                ti++;
-            }
-            const int64_t tj = ti + q, i0 = ti * TS, j0 = tj * TS;
+            int64_t ti, tj;
+            lmp_tile_pair_upper(p, nt, &ti, &tj);
+            const int64_t i0 = ti * TS, j0 = tj * TS;
             const int64_t mi = min64(TS, cols - i0), mj = min64(TS, cols - j0);
             for (int64_t i = 0; i < mi; i++)
                 for (int64_t j = 0; j < mj; j++)

@@ -38,6 +38,19 @@ bool lmp_qtensor_intgroup_equal(const lmp_qtensor *a, const lmp_qtensor *b, char
 void lmp_intq_find_params(float xmin, float xmax, int bits, bool sym, bool scale_f16,
                           float *scale, int *zero);
 /* q = clamp(round(w / scale) + zero, 0, 2^bits - 1) (ties to even, f32 arithmetic). */
+/* Upper-triangle tile pairs (ti <= tj) of nt x nt tiles numbered row by row: pair p's
+ * (ti, tj). The fixed tilings of X^T X and tr(A H A^T) share their work in this order. */
+static inline void lmp_tile_pair_upper(int64_t p, int64_t nt, int64_t *ti, int64_t *tj)
+{
+    int64_t i = 0;
+    while (p >= nt - i) {
+        p -= nt - i;
+        i++;
+    }
+    *ti = i;
+    *tj = i + p;
+}
+
 static inline int lmp_intq_code(float w, float scale, int zero, int maxq)
 {
     float q = __builtin_rintf(w / scale) + (float)zero;
