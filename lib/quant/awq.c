@@ -864,7 +864,7 @@ typedef struct {
     /* a sparse block: the window's routed rows per expert (cnt), their token rows (tok),
      * the down inputs at buf + roff, filled expert by expert (at: rows so far) */
     int *cnt, *tok;
-    int64_t roff, at;
+    int64_t roff, at, cap; /* cap: the routed rows a window holds (L x topk) */
 } wcap_ctx;
 
 static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
@@ -884,6 +884,8 @@ static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, in
         for (int64_t i = 0; i < n; i++)
             memcpy(c->buf + c->coff[LMP_IN_MLP] + (int64_t)rows[i] * in, X + i * in, sizeof(float) * (size_t)in);
     else if (which == LMP_LIN_DOWN) { /* experts in ascending order, each called once */
+        if (c->at + n > c->cap)
+            return lmp_err(LMP_EINVAL, "AWQ: more routed rows in a window than its tokens x experts per token");
         memcpy(c->buf + c->roff + c->at * in, X, sizeof(float) * (size_t)(n * in));
         memcpy(c->tok + c->at, rows, sizeof(int) * (size_t)n);
         c->cnt[e] = (int)n;
@@ -913,7 +915,7 @@ static int awq_inputs_s(awq_ctx *a, const bool need[LMP_IN_COUNT])
     for (int c = 0; c < LMP_IN_COUNT && !rc; c++)
         if (need[c] && !(a->Xs[c] = malloc(sizeof(float) * (size_t)(nsc * a->cols[c]))))
             rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples)");
-    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, 0, 0};
+    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, 0, 0, 0};
     for (int s = a->wlo; s < a->whi && !rc; s++) {
         int j = -1;
         for (int q = 0; q < a->nqw; q++)
@@ -1461,7 +1463,7 @@ static int awq_inputs(awq_ctx *a, int nclass)
     float *mbuf = sparse ? NULL : malloc(sizeof(float) * (size_t)(2 * CH * a->ff));
     if (!rc && !sparse && !mbuf)
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ inputs)");
-    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, a->roff, 0};
+    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, a->roff, 0, (int64_t)a->L * a->topk};
     for (int s = a->wlo; s < a->whi && !rc; s++) {
         a->wcur = -1;
         if (sparse) {
