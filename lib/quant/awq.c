@@ -1815,9 +1815,9 @@ static void down_rows(awq_ctx *a, const float *xg, const float *xd, int64_t n, d
 
 /* The clip search's rows of expert e: every step-th of its routed rows (all windows, in
  * window order; ns of them), their gate/up inputs into sg (ns x d) and down inputs into
- * sdn (ns x eff), as loaded (after the fold: divided by the scales); each rank's from it
- * (exact copies: the rows one process samples). */
-static int expert_clip_rows(awq_ctx *a, int e, int64_t step, int64_t ns, float *sg, float *sdn)
+ * sdn (ns x eff), as loaded (after the fold: divided by the scales); on rank `owner`, the
+ * other ranks' rows sent to it (exact copies: the rows one process samples). */
+static int expert_clip_rows(awq_ctx *a, int e, int64_t step, int64_t ns, float *sg, float *sdn, int owner)
 {
     const int64_t d = a->d, ff = a->eff;
     int64_t base = 0;
@@ -1847,8 +1847,13 @@ static int expert_clip_rows(awq_ctx *a, int e, int64_t step, int64_t ns, float *
         }
         int64_t t0 = (b0 + step - 1) / step, t1 = (b1 + step - 1) / step;
         t1 = t1 < ns ? t1 : ns;
-        if (w1 > w0 && t1 > t0 && !(rc = lmp_dist_bcast(sg + t0 * d, sizeof(float) * (size_t)((t1 - t0) * d), r)))
-            rc = lmp_dist_bcast(sdn + t0 * ff, sizeof(float) * (size_t)((t1 - t0) * ff), r);
+        if (w1 <= w0 || t1 <= t0 || r == owner) /* (every rank walks the same (expert, rank) order) */
+            continue;
+        const size_t bg = sizeof(float) * (size_t)((t1 - t0) * d), bd = sizeof(float) * (size_t)((t1 - t0) * ff);
+        if (lmp_dist_rank() == r && !(rc = lmp_dist_send(sg + t0 * d, bg, owner)))
+            rc = lmp_dist_send(sdn + t0 * ff, bd, owner);
+        else if (lmp_dist_rank() == owner && !(rc = lmp_dist_recv(sg + t0 * d, bg, r)))
+            rc = lmp_dist_recv(sdn + t0 * ff, bd, r);
     }
     return rc;
 }
@@ -1893,7 +1898,7 @@ static int share_owner(int64_t n, int64_t i)
 }
 
 /* Step 4 of awq_moe_block: every reached expert's gate, up and down clipped (as clip_core)
- * on its sampled routed rows. */
+ * on its sampled routed rows, gathered on the rank that searches the expert's clamps. */
 static int moe_clip(awq_ctx *a)
 {
     const lmp_qpipe_params *p = a->p;
@@ -1920,7 +1925,7 @@ static int moe_clip(awq_ctx *a)
         if (!xg[e] || !xd[e])
             rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples of expert %d)", e);
         else
-            rc = expert_clip_rows(a, e, step, ns[e], xg[e], xd[e]);
+            rc = expert_clip_rows(a, e, step, ns[e], xg[e], xd[e], share ? share_owner(E, e) : 0);
         if (e < elo || e >= ehi) {
             free(xg[e]);
             free(xd[e]);
@@ -2129,9 +2134,9 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
         if (!(a->ewfold[k] = dup_vec(a->ew[k], n)))
             goto oom;
     }
-    /* 4. clipping on every step-th routed token of the expert: the rows gathered on every
-     * rank, each expert's search on one rank (lmp_dist_share over the experts, split runs),
-     * its clamps (one per row and group) then sent to the others, which apply them */
+    /* 4. clipping on every step-th routed token of the expert: each expert's search on one
+     * rank (lmp_dist_share over the experts, split runs), which the others send their rows
+     * to; its clamps (one per row and group) then broadcast, and applied by the others */
     if (p->awq_clip && (rc = moe_clip(a)))
         goto done;
     /* 5. quantization and the error figures */
