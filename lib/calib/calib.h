@@ -18,8 +18,7 @@
  *  - the row's per-linear action (or its per-block action) on those statistics; whatever
  *    it hands back (b->install_q / b->install_w) is installed in the model;
  *  - the block re-run on the hidden states in place so that the next block sees the
- *    COMPRESSED outputs (or, LMP_CALIB_FLOAT_FORWARD, the float outputs of the statistics
- *    pass: AWQ's reference feeds the float block forward);
+ *    COMPRESSED outputs;
  *  - the row's end hook (sinks, per-layer reports), the block's mapped pages released,
  *    its original weights restored, the row's cleanup.
  * Methods that compress nothing (imatrix: LMP_CALIB_STREAM) walk window by window through
@@ -218,25 +217,16 @@ static inline int lmp_calib_store_put(lmp_calib_store *st, int s, const float *s
 enum {
     LMP_STAT_HESSIAN = 1u << 0, /* H: double [cols][cols], accumulated by row->hessian_add */
     LMP_STAT_XSQ = 1u << 1,     /* xsq: double [cols], sum over tokens of x_j^2, token order */
-    LMP_STAT_CAPTURE = 1u << 2, /* X: f32 [N * L][cols], every token's input, window order */
     LMP_STAT_EXPERTS = 1u << 3, /* mixture of experts: exsq / ecount per expert (routed tokens) */
     /* mixture of experts: one Hessian per expert of a sparse layer, from the tokens routed
      * to it only (eH / ens, by row->hessian_add), for the passes gathering the gate/up input
      * (class LMP_IN_MLP: [E][hidden][hidden]) and the down input (LMP_IN_DOWN: [E][ff][ff]);
      * an expert no token reached keeps a zero Hessian and ens 0 (lib/calib/experts.c) */
     LMP_STAT_EXPERT_HESSIAN = 1u << 4,
-    /* mixture of experts, with LMP_STAT_CAPTURE: in a sparse layer X[LMP_IN_MLP] is filled
-     * from the experts' routed rows (every token reaches k experts: the FFN-normed input of
-     * every token), and each expert's down inputs are kept with their tokens (eX / eT /
-     * eXn) */
-    LMP_STAT_EXPERT_CAPTURE = 1u << 5,
 };
 
 /* Row flags. */
 enum {
-    /* The next block sees the float block's outputs: one statistics pass that runs every
-     * window to the end of the block (not stopped early) into b->next, and no re-run. */
-    LMP_CALIB_FLOAT_FORWARD = 1u << 0,
     /* Nothing is installed: windows are streamed one at a time through every block
      * (statistics of all blocks at once), then row->block is called per block. */
     LMP_CALIB_STREAM = 1u << 1,
@@ -253,8 +243,6 @@ typedef struct {
     double *H[LMP_IN_COUNT];
     int64_t ns[LMP_IN_COUNT];      /* tokens hessian_add has seen */
     double *xsq[LMP_IN_COUNT];
-    float *X[LMP_IN_COUNT];
-    int64_t off;                   /* CAPTURE: first token row of the running window */
     /* LMP_STAT_EXPERTS: [E][hidden] (gate/up input) then [E][moe_ff] (down input) sums of
      * x^2 over the tokens routed to each expert, and [E] their counts */
     double *exsq;
@@ -265,12 +253,6 @@ typedef struct {
     double **eH[LMP_IN_COUNT];
     int64_t *ens[LMP_IN_COUNT];
     int e_n;                       /* experts eH / ens hold (0: none) */
-    /* LMP_STAT_EXPERT_CAPTURE (sparse layers only): expert e's down inputs eX[e] (eXn[e]
-     * rows of moe_ff f32, window order) and their token rows eT[e] (into X[LMP_IN_MLP]) */
-    float **eX;
-    int64_t **eT;
-    int64_t *eXn, *eXcap;
-    int eX_n;
 } lmp_calib_stats;
 
 /* lib/calib/experts.c: the per-expert statistics of a sparse layer (the driver calls
@@ -299,7 +281,6 @@ typedef struct {
     const lmp_calib_data *cal;     /* NULL: no calibration (per-linear actions only) */
     int N, L;                      /* windows and their length (0 without calibration) */
     float *states;                 /* (N * L, hidden) the block's inputs; NULL when spilled to a file */
-    float *next;                   /* FLOAT_FORWARD: (N * L, hidden) the float block's outputs */
     float *scratch;                /* (L, hidden) */
     int64_t cols[LMP_IN_COUNT];    /* width of each input class */
     lmp_calib_stats st;            /* the current pass */
@@ -371,7 +352,7 @@ typedef struct {
     double embed;    /* the windows' embedding */
     double forward;  /* block runs (statistics passes, stage advances, re-runs) and the
                       * states' spill I/O, the hooks below excluded */
-    double stats;    /* the statistics hook (Hessians, sums of squares, captures, mirrors) */
+    double stats;    /* the statistics hook (Hessians, sums of squares, mirrors) */
     double solve;    /* the row's per-linear / per-block actions and the installs */
     double rerun;    /* the row's re-run hook and per-window callback (error measures) */
     double end;      /* the row's end hooks (sinks: a layer written) */

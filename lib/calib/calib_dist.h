@@ -38,9 +38,8 @@
  * expert by expert); the expert linears' solves run on every rank (every rank installs the
  * same experts; not split).
  *
- * Not split (every rank computes everything, as one process): rows that capture inputs
- * through the driver or feed the float block forward (no row does at present), and rows
- * with re-run hooks but no rerun_sums.
+ * Not split (every rank computes everything, as one process): rows with re-run hooks but
+ * no rerun_sums (no row at present).
  *
  * Memory per rank: its windows' hidden states, one total per statistic, one group's
  * partial on rank 0, and on other ranks the partials of their groups until the pass

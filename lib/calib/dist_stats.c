@@ -47,11 +47,9 @@ void lmp_calib_dist_open(lmp_calib_dist *d, const lmp_calib_method *row, int N)
     d->size = lmp_dist_size();
     d->cur = d->rcur = -1;
     d->bytes0 = lmp_dist_bytes();
-    /* rows that read every window at once (captured inputs, the float block forward) or
-     * keep re-run sums the driver cannot see are not split */
+    /* rows that keep re-run sums the driver cannot see are not split */
     const bool rerun = row->rerun_hook || row->rerun_window;
-    d->grouped = N > 0 && !(row->flags & LMP_CALIB_FLOAT_FORWARD) && !(row->stats & LMP_STAT_CAPTURE) &&
-                 (!rerun || row->rerun_sums);
+    d->grouped = N > 0 && (!rerun || row->rerun_sums);
     d->share_solves = row->linear && row->linear_share && d->size > 1;
     d->lo = 0;
     d->hi = N;

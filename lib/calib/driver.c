@@ -208,8 +208,6 @@ static int stat_hook_body(stat_ctx *h, int layer, lmp_linear which, const float 
         }
         if (st->xsq[cls])
             xsq_add(st->xsq[cls], X, n, in);
-        if (st->X[cls])
-            memcpy(st->X[cls] + st->off * in, X, (size_t)(n * in) * sizeof(float));
     }
     return which == h->stop_at ? LMP_PASS_DONE : 0;
 }
@@ -219,7 +217,6 @@ static void stats_free(lmp_calib_stats *st)
     for (int k = 0; k < LMP_IN_COUNT; k++) {
         free(st->H[k]);
         free(st->xsq[k]);
-        free(st->X[k]);
     }
     free(st->exsq);
     free(st->ecount);
@@ -228,8 +225,7 @@ static void stats_free(lmp_calib_stats *st)
 }
 
 /* Allocates the row's statistics for the classes of one pass (group: -1 terminated). */
-static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const lmp_calib_block *b, const int *group,
-                       int64_t ntok)
+static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const lmp_calib_block *b, const int *group)
 {
     memset(st, 0, sizeof *st);
     for (int k = 0; group[k] >= 0; k++) {
@@ -241,9 +237,6 @@ static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const l
             return lmp_err(LMP_ENOMEM, "out of memory for a %lld x %lld Hessian", (long long)cols, (long long)cols);
         if ((row->stats & LMP_STAT_XSQ) && !(st->xsq[cls] = calloc((size_t)cols, sizeof(double))))
             return lmp_err(LMP_ENOMEM, "out of memory for the statistics of a %lld-column input", (long long)cols);
-        if ((row->stats & LMP_STAT_CAPTURE) && !(st->X[cls] = malloc((size_t)(ntok * cols) * sizeof(float))))
-            return lmp_err(LMP_ENOMEM, "out of memory for the captured inputs (%lld tokens x %lld columns f32: %.1f MiB)",
-                           (long long)ntok, (long long)cols, (double)ntok * (double)cols * 4 / 1048576.0);
     }
     int rc = lmp_calib_expert_alloc(st, row, b->m, b->layer, group, row->classes); /* experts.c (moecal) */
     if (rc)
@@ -261,8 +254,6 @@ static int stats_alloc(lmp_calib_stats *st, const lmp_calib_method *row, const l
 /* The last class of a pass the row gathers: the pass stops after its first linear. */
 static lmp_linear pass_stop(const lmp_calib_method *row, const int *group)
 {
-    if (row->flags & LMP_CALIB_FLOAT_FORWARD)
-        return LMP_LIN_COUNT;
     int last = -1;
     for (int k = 0; group[k] >= 0; k++)
         if (!row->classes || (row->classes & (1u << group[k])))
@@ -311,7 +302,7 @@ static int run_stream(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_m
     }
     for (int l = 0; l < nl && !rc; l++) {
         block_setup(b, m, l);
-        rc = stats_alloc(&st[l], row, b, all, 0);
+        rc = stats_alloc(&st[l], row, b, all);
     }
     if (rc)
         goto done;
@@ -432,7 +423,6 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     const int nl = c->n_layers;
     const int64_t d = c->hidden_size;
     const int N = cal ? cal->n_samples : 0, L = cal ? cal->seq_len : 0;
-    const bool flt = (row->flags & LMP_CALIB_FLOAT_FORWARD) != 0;
     int rc = LMP_OK;
     lmp_calib_block b;
     memset(&b, 0, sizeof b);
@@ -453,7 +443,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
      * linears of the earlier ones already installed), otherwise one for all four. */
     const bool stats = cal && row->stats;
     int groups[LMP_IN_COUNT][LMP_IN_COUNT + 1];
-    const int n_groups = lmp_input_groups(stats && o->true_sequential && !flt, groups);
+    const int n_groups = lmp_input_groups(stats && o->true_sequential, groups);
     /* Staged walk (true-sequential, dense blocks): the windows' state is carried from one
      * stage boundary to the next (x in act, the attention output / FFN activation in aux),
      * so each stage of the block runs once per window, after the linears before it are
@@ -493,8 +483,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     float *bscr = NULL; /* the block runner's scratch, for L tokens */
     if (cal) {
         const uint64_t bytes = (uint64_t)n_own * (uint64_t)L * (uint64_t)d * sizeof(float); /* calmpi */
-        /* AWQ's rows read every window's states at once: memory */
-        if ((rc = store_open(&act, bytes, (int64_t)L * d, !flt, 0, "calibration activations")))
+        if ((rc = store_open(&act, bytes, (int64_t)L * d, true, 0, "calibration activations")))
             goto done;
         uint64_t aux_bytes = 0;
         if (staged_ok) {
@@ -506,19 +495,17 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 goto done;
         }
         if (act.mem || aux.mem)
-            lmp_info("calibration memory: %d x %d tokens, hidden states %.1f MiB f32%s%s, stage states %.1f MiB%s",
-                     N, L, bytes / 1048576.0, act.mem ? " in memory" : " spilled", flt ? " (twice)" : "",
+            lmp_info("calibration memory: %d x %d tokens, hidden states %.1f MiB f32%s, stage states %.1f MiB%s",
+                     N, L, bytes / 1048576.0, act.mem ? " in memory" : " spilled",
                      aux_bytes / 1048576.0, !staged_ok ? " (none)" : aux.mem ? " in memory" : " spilled");
         b.states = act.mem;
         b.scratch = malloc((size_t)L * d * sizeof(float));
         bscr = malloc(lmp_block_scratch_floats(m, L, 0) * sizeof(float));
-        if (flt)
-            b.next = malloc(bytes);
         if (act.fd >= 0 && row->rerun_window)
             win2 = malloc((size_t)L * d * sizeof(float));
-        if (!b.scratch || !bscr || (flt && !b.next) || (act.fd >= 0 && row->rerun_window && !win2)) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%d x %d x %lld f32 = %.1f MiB%s)",
-                         N, L, (long long)d, bytes / 1048576.0, flt ? ", twice" : "");
+        if (!b.scratch || !bscr || (act.fd >= 0 && row->rerun_window && !win2)) {
+            rc = lmp_err(LMP_ENOMEM, "out of memory for the calibration activations (%d x %d x %lld f32 = %.1f MiB)",
+                         N, L, (long long)d, bytes / 1048576.0);
             goto done;
         }
         const int bos = o->calib_bos ? lmp_model_bos(m) : -1;
@@ -540,7 +527,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
     }
 
     /* one bar for the whole model (layers x passes), so its ETA is the job's */
-    uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + (flt ? 0 : 1)) * n_own : LMP_LIN_COUNT;
+    uint64_t per_layer = cal ? (uint64_t)((stats ? n_groups : 0) + 1) * n_own : LMP_LIN_COUNT;
     if (row->steps) {
         block_setup(&b, m, 0);
         per_layer = row->steps(ctx, &b);
@@ -573,64 +560,51 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
              * of the group before it run once, installed); the statistics then start there */
             const int c0 = staged ? groups[g][0] : LMP_STAGE_IN;
             if (stats) {
-                if ((rc = stats_alloc(&b.st, row, &b, groups[g], (int64_t)N * L)))
+                if ((rc = stats_alloc(&b.st, row, &b, groups[g])))
                     goto layer_end;
                 sc.stop_at = pass_stop(row, groups[g]);
-                const bool gather = flt || sc.stop_at != LMP_LIN_COUNT || !staged;
+                const bool gather = sc.stop_at != LMP_LIN_COUNT || !staged;
                 t_loops -= lmp_time_s();
-                if (flt) { /* every window to the end of the block, into next */
-                    for (int s = 0; s < N; s++) {
-                        const int64_t off = (int64_t)s * L;
-                        float *x = b.next + off * d;
-                        memcpy(x, b.states + off * d, sizeof(float) * (size_t)(L * d));
-                        b.st.off = off;
-                        if ((rc = lmp_block_run_buf(m, l, x, L, 0, NULL, stat_hook, &sc, bscr)))
-                            goto layer_end;
-                        lmp_calib_tick(&b);
-                    }
-                } else {
-                    /* calmpi: this rank's windows, each gathered into its window group's
-                     * statistics, the groups combined after the pass */
-                    if ((rc = lmp_calib_dist_pass_begin(&ds, &b.st, 1, &b)))
+                /* calmpi: this rank's windows, each gathered into its window group's
+                 * statistics, the groups combined after the pass */
+                if ((rc = lmp_calib_dist_pass_begin(&ds, &b.st, 1, &b)))
+                    goto layer_end;
+                for (int s = ds.lo; s < ds.hi; s++) {
+                    float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
+                    if ((rc = lmp_calib_dist_window(&ds, s, &sc.st)) ||
+                        (!act.mem && (rc = store_get(&act, s - ds.lo, x))))
                         goto layer_end;
-                    for (int s = ds.lo; s < ds.hi; s++) {
-                        float *x = act.mem ? act.mem + (int64_t)(s - ds.lo) * L * d : b.scratch;
-                        if ((rc = lmp_calib_dist_window(&ds, s, &sc.st)) ||
-                            (!act.mem && (rc = store_get(&act, s - ds.lo, x))))
+                    if (at < c0) { /* advance: [at, c0) on the installed linears */
+                        if ((rc = aux_io(&aux, m, bscr, L, at, s - ds.lo, false)) ||
+                            (rc = lmp_block_run_stages(m, l, x, L, at, c0, rhook, &th, bscr)))
                             goto layer_end;
-                        if (at < c0) { /* advance: [at, c0) on the installed linears */
-                            if ((rc = aux_io(&aux, m, bscr, L, at, s - ds.lo, false)) ||
-                                (rc = lmp_block_run_stages(m, l, x, L, at, c0, rhook, &th, bscr)))
-                                goto layer_end;
-                            /* x changes in the o_proj stage; the stage buffer is c0's */
-                            if ((!act.mem && at <= LMP_STAGE_O && c0 > LMP_STAGE_O &&
-                                 (rc = store_put(&act, s - ds.lo, x))) ||
-                                (rc = aux_io(&aux, m, bscr, L, c0, s - ds.lo, true)))
-                                goto layer_end;
-                        }
-                        if (gather) {
-                            b.st.off = (int64_t)s * L;
-                            if (staged && c1 == c0) {
-                                /* stops at the class's first linear: x and the scratch's
-                                 * state are left as they are */
-                                rc = lmp_block_run_stages(m, l, x, L, c0, c0 + 1, stat_hook, &sc, bscr);
-                            } else { /* on a copy: the states stay as they are */
-                                float *xc = b.scratch;
-                                if (x != xc)
-                                    memcpy(xc, x, sizeof(float) * (size_t)(L * d));
-                                rc = lmp_block_run_stages(m, l, xc, L, c0, LMP_STAGE_OUT, stat_hook, &sc, bscr);
-                            }
-                            if (rc != 0 && rc != LMP_PASS_DONE)
-                                goto layer_end;
-                            rc = LMP_OK;
-                        }
-                        lmp_calib_tick(&b);
+                        /* x changes in the o_proj stage; the stage buffer is c0's */
+                        if ((!act.mem && at <= LMP_STAGE_O && c0 > LMP_STAGE_O &&
+                             (rc = store_put(&act, s - ds.lo, x))) ||
+                            (rc = aux_io(&aux, m, bscr, L, c0, s - ds.lo, true)))
+                            goto layer_end;
                     }
-                    at = c0;
-                    if ((rc = lmp_calib_dist_pass_end(&ds)))
-                        goto layer_end;
-                    sc.st = &b.st;
+                    if (gather) {
+                        if (staged && c1 == c0) {
+                            /* stops at the class's first linear: x and the scratch's
+                             * state are left as they are */
+                            rc = lmp_block_run_stages(m, l, x, L, c0, c0 + 1, stat_hook, &sc, bscr);
+                        } else { /* on a copy: the states stay as they are */
+                            float *xc = b.scratch;
+                            if (x != xc)
+                                memcpy(xc, x, sizeof(float) * (size_t)(L * d));
+                            rc = lmp_block_run_stages(m, l, xc, L, c0, LMP_STAGE_OUT, stat_hook, &sc, bscr);
+                        }
+                        if (rc != 0 && rc != LMP_PASS_DONE)
+                            goto layer_end;
+                        rc = LMP_OK;
+                    }
+                    lmp_calib_tick(&b);
                 }
+                at = c0;
+                if ((rc = lmp_calib_dist_pass_end(&ds)))
+                    goto layer_end;
+                sc.st = &b.st;
                 t_loops += lmp_time_s();
                 T.stats -= lmp_time_s();
                 for (int k = 0; k < LMP_IN_COUNT && row->hessian_finish; k++) {
@@ -675,7 +649,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
             if ((rc = row->block(ctx, &b)))
                 goto layer_end;
             stats_free(&b.st);
-            for (int w = 0; w < LMP_LIN_COUNT && cal && !flt; w++)
+            for (int w = 0; w < LMP_LIN_COUNT && cal; w++)
                 if (b.install_w[w] || b.install_q[w]) {
                     if ((rc = install_linear(m, l, (lmp_linear)w, &b, bf16, &bfw[w])))
                         goto layer_end;
@@ -683,11 +657,7 @@ int lmp_calib_run(lmp_model *m, const lmp_calib_data *cal, const lmp_calib_metho
                 }
         }
         T.solve += lmp_time_s();
-        if (flt) { /* the float outputs are the next block's inputs */
-            float *t = act.mem;
-            act.mem = b.states = b.next;
-            b.next = t;
-        } else if (!self_walk) { /* awqdist: a self-walking row left the next inputs itself */
+        if (!self_walk) { /* awqdist: a self-walking row left the next inputs itself */
             /* the compressed block produces the next block's inputs: the rest of it from
              * the boundary the states are at (the whole block when not staged) */
             float *in = !row->rerun_window ? NULL : act.mem ? b.scratch : win2;
@@ -768,7 +738,6 @@ done:
     stats_free(&b.st);
     store_close(&act);
     store_close(&aux);
-    free(b.next);
     free(b.scratch);
     free(bscr);
     free(win2);

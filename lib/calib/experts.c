@@ -20,15 +20,6 @@ int lmp_calib_expert_alloc(lmp_calib_stats *st, const struct lmp_calib_method *r
                            int layer, const int *group, unsigned classes)
 {
     const int E = lmp_model_n_experts(m, layer);
-    if ((row->stats & LMP_STAT_EXPERT_CAPTURE) && E > 0) {
-        st->eX = calloc((size_t)E, sizeof *st->eX);
-        st->eT = calloc((size_t)E, sizeof *st->eT);
-        st->eXn = calloc((size_t)E, sizeof *st->eXn);
-        st->eXcap = calloc((size_t)E, sizeof *st->eXcap);
-        st->eX_n = E;
-        if (!st->eX || !st->eT || !st->eXn || !st->eXcap)
-            return lmp_err(LMP_ENOMEM, "out of memory (expert inputs)");
-    }
     if (!(row->stats & LMP_STAT_EXPERT_HESSIAN) || E <= 0)
         return LMP_OK;
     const lmp_config *c = lmp_model_config(m);
@@ -56,29 +47,6 @@ int lmp_calib_expert_add(lmp_calib_stats *st, const struct lmp_calib_method *row
                          const float *X, int64_t n, int64_t in)
 {
     const int cls = which == LMP_LIN_GATE ? LMP_IN_MLP : LMP_IN_DOWN;
-    const int *rows = lmp_hook_expert_rows();
-    if (st->eX && rows && ex >= 0 && ex < st->eX_n) {
-        if (which == LMP_LIN_GATE && st->X[LMP_IN_MLP]) /* every token's normed input */
-            for (int64_t i = 0; i < n; i++)
-                memcpy(st->X[LMP_IN_MLP] + (st->off + rows[i]) * in, X + i * in, sizeof(float) * (size_t)in);
-        if (which == LMP_LIN_DOWN) {
-            if (st->eXn[ex] + n > st->eXcap[ex]) {
-                int64_t cap = 2 * (st->eXn[ex] + n);
-                float *a = realloc(st->eX[ex], sizeof(float) * (size_t)(cap * in));
-                if (a)
-                    st->eX[ex] = a;
-                int64_t *b = a ? realloc(st->eT[ex], sizeof(int64_t) * (size_t)cap) : NULL;
-                if (!a || !b)
-                    return lmp_err(LMP_ENOMEM, "out of memory (expert %d inputs)", ex);
-                st->eT[ex] = b;
-                st->eXcap[ex] = cap;
-            }
-            memcpy(st->eX[ex] + st->eXn[ex] * in, X, sizeof(float) * (size_t)(n * in));
-            for (int64_t i = 0; i < n; i++)
-                st->eT[ex][st->eXn[ex] + i] = st->off + rows[i];
-            st->eXn[ex] += n;
-        }
-    }
     if (!st->eH[cls] || ex < 0 || ex >= st->e_n)
         return LMP_OK;
     return row->hessian_add(st->eH[cls][ex], in, X, n, &st->ens[cls][ex]);
@@ -95,18 +63,6 @@ void lmp_calib_expert_free(lmp_calib_stats *st)
         st->ens[k] = NULL;
     }
     st->e_n = 0;
-    for (int e = 0; st->eX && e < st->eX_n; e++) {
-        free(st->eX[e]);
-        free(st->eT[e]);
-    }
-    free(st->eX);
-    free(st->eT);
-    free(st->eXn);
-    free(st->eXcap);
-    st->eX = NULL;
-    st->eT = NULL;
-    st->eXn = st->eXcap = NULL;
-    st->eX_n = 0;
 }
 
 const char *lmp_expert_hf_prefix(const lmp_config *c, int layer, int expert, lmp_linear which, char *buf, size_t n)
