@@ -280,20 +280,29 @@ static void test_quantizer(void)
     lmp_qtensor_free(&q);
 }
 
+/* A synthetic model of cfg written under the test's temporary folder as name, loaded;
+ * NULL (a failed check) when either step fails. */
+static lmp_model *synth_load(const char *name, const lmp_config *cfg, uint64_t seed)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir(), name);
+    lmp_synth_params sp;
+    lmp_synth_default_params(&sp);
+    sp.config = *cfg;
+    sp.seed = seed;
+    lmp_model *m = NULL;
+    CHECK(lmp_synth_write(&sp, dir) == 0, "synth: %s", lmp_errmsg());
+    CHECK(lmp_model_load(&m, dir) == 0, "load: %s", lmp_errmsg());
+    return m;
+}
+
 static void test_fold(void)
 {
     /* qwen2 without GQA: every group applies, q/k/v biases (v's is folded) */
     const lmp_synth_preset *pr = lmp_synth_find("tiny-qwen2");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/qwen2-mha", tmpdir());
-    lmp_synth_params sp;
-    lmp_synth_default_params(&sp);
-    sp.config = pr->config;
-    sp.config.n_kv_heads = sp.config.n_heads;
-    sp.seed = 11;
-    lmp_model *m = NULL;
-    CHECK(lmp_synth_write(&sp, dir) == 0, "synth: %s", lmp_errmsg());
-    CHECK(lmp_model_load(&m, dir) == 0, "load: %s", lmp_errmsg());
+    lmp_config cfg = pr->config;
+    cfg.n_kv_heads = cfg.n_heads;
+    lmp_model *m = synth_load("qwen2-mha", &cfg, 11);
     if (!m)
         return;
     const lmp_config *c = lmp_model_config(m);
@@ -395,15 +404,7 @@ static void moe_free(moe_rec *mr)
 
 static void test_moe_awq(void)
 {
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/mixtral", tmpdir());
-    lmp_synth_params sp;
-    lmp_synth_default_params(&sp);
-    sp.config = lmp_synth_find("tiny-mixtral")->config;
-    sp.seed = 7;
-    lmp_model *m = NULL;
-    CHECK(lmp_synth_write(&sp, dir) == 0, "synth: %s", lmp_errmsg());
-    CHECK(lmp_model_load(&m, dir) == 0, "load: %s", lmp_errmsg());
+    lmp_model *m = synth_load("mixtral", &lmp_synth_find("tiny-mixtral")->config, 7);
     if (!m)
         return;
     const lmp_config *c = lmp_model_config(m);
