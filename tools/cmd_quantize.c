@@ -128,8 +128,9 @@ int cmd_quantize(int argc, char **argv)
         {"calib-bos", 0, OPT_FLAG, &ip.pipe.calib_bos, NULL,
          "replace the first token of every calibration window by BOS (as inference inputs start)"},
         {"calib-f32", 0, OPT_FLAG, &ip.pipe.calib_f32, NULL,
-         "GPTQ and AWQ: calibration forward, Hessians and AWQ's search products in f32 (default: activations rounded "
-         "to bf16 for their products, as the references run them in bf16; about twice as fast)"},
+         "GPTQ and AWQ: calibration forward, Hessians and AWQ's search products in f32, GPTQ's factor of H^-1 in "
+         "double (default: activations rounded to bf16 for their products and the factor in f32, as the references "
+         "run them; about twice as fast)"},
         {"damp", 0, OPT_F32, &ip.pipe.damp, "F", "GPTQ: dampening, a fraction of mean(diag(H)) in (0, 1) "
                                                  "(default 0.01)"},
         {"format", 0, OPT_NAME, &format, fmt_choices,

@@ -109,155 +109,26 @@ void lmp_gptq_sym_from_upper(double *H, int64_t cols)
 
 /* ---------------------------------------------------------------- Cholesky -------- */
 
-/* Unblocked lower Cholesky of the kb x kb block at A (leading dimension ld), in place;
- * returns 0 or the 1-based column that is not positive. */
-static int64_t chol_block(double *A, int64_t kb, int64_t ld)
-{
-    for (int64_t j = 0; j < kb; j++) {
-        double *rj = A + j * ld;
-        double d = rj[j];
-        for (int64_t p = 0; p < j; p++)
-            d -= rj[p] * rj[p];
-        if (!(d > 0.0) || !isfinite(d))
-            return j + 1;
-        const double l = sqrt(d);
-        rj[j] = l;
-        for (int64_t i = j + 1; i < kb; i++) {
-            double *ri = A + i * ld;
-            double s = ri[j];
-            for (int64_t p = 0; p < j; p++)
-                s -= ri[p] * rj[p];
-            ri[j] = s / l;
-        }
-    }
-    return 0;
-}
-
-/* Inverse of the lower triangular kb x kb block at A in place (upper part left alone).
- * M = L^-1: M[j][j] = 1 / L[j][j], and below the diagonal
- * M[i][j] = -M[i][i] (L[i][j] M[j][j] + sum_{j<p<i} L[i][p] M[p][j]), columns left to right
- * (columns right of j still hold L) and rows top down (M[p][j], p < i, is done). */
-static void trinv_block(double *A, int64_t kb, int64_t ld)
-{
-    for (int64_t j = 0; j < kb; j++)
-        A[j * ld + j] = 1.0 / A[j * ld + j];
-    for (int64_t j = 0; j < kb; j++)
-        for (int64_t i = j + 1; i < kb; i++) {
-            double s = A[i * ld + j] * A[j * ld + j];
-            for (int64_t p = j + 1; p < i; p++)
-                s += A[i * ld + p] * A[p * ld + j];
-            A[i * ld + j] = -s * A[i * ld + i];
-        }
-}
-
-int64_t lmp_gptq_chol_lower(double *A, int64_t n)
-{
-    for (int64_t k0 = 0; k0 < n; k0 += NB) {
-        const int64_t kb = min64(NB, n - k0), r0 = k0 + kb, nr = n - r0;
-        int64_t info = chol_block(A + k0 * n + k0, kb, n);
-        if (info)
-            return k0 + info;
-        if (nr <= 0)
-            break;
-        const int64_t nt = (nr + TS - 1) / TS, npairs = nt * (nt + 1) / 2;
-        #pragma omp parallel
-        {
-            /* panel: A[r, k0:k0+kb] = A[r, k0:k0+kb] L_kk^-T */
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t t = 0; t < nt; t++) {
-                const int64_t i0 = r0 + t * TS, mi = min64(TS, n - i0);
-                cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)mi, (int)kb, 1.0,
-                            A + k0 * n + k0, (int)n, A + i0 * n + k0, (int)n);
-            }
-            /* trailing lower tiles (ti >= tj): A[ti, tj] -= A[ti, panel] A[tj, panel]^T */
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t p = 0; p < npairs; p++) {
-                int64_t ti = 0, q = p;
-                while (q > ti) {
-                    q -= ti + 1;
-                    ti++;
-                }
-                const int64_t tj = q;
-                const int64_t i0 = r0 + ti * TS, j0 = r0 + tj * TS;
-                const int64_t mi = min64(TS, n - i0), mj = min64(TS, n - j0);
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mi, (int)mj, (int)kb, -1.0,
-                            A + i0 * n + k0, (int)n, A + j0 * n + k0, (int)n, 1.0, A + i0 * n + j0, (int)n);
-            }
-        }
-    }
-    return 0;
-}
-
-int lmp_gptq_trinv_lower(double *A, int64_t n)
-{
-    /* the strictly upper part is zeroed so that diagonal tiles multiply as full tiles */
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        memset(A + i * n + i + 1, 0, (size_t)(n - i - 1) * sizeof(double));
-    const int64_t nblk = (n + NB - 1) / NB;
-    double *pan = malloc((size_t)(n * NB) * sizeof(double)); /* L[r0:, block] */
-    double *tmp = malloc((size_t)(n * NB) * sizeof(double));
-    if (!pan || !tmp) {
-        free(pan);
-        free(tmp);
-        return lmp_err(LMP_ENOMEM, "out of memory inverting a %lld x %lld triangle", (long long)n, (long long)n);
-    }
-    for (int64_t b = nblk - 1; b >= 0; b--) {
-        const int64_t j0 = b * NB, jb = min64(NB, n - j0), r0 = j0 + jb, nr = n - r0;
-        double *Mjj = A + j0 * n + j0;
-        trinv_block(Mjj, jb, n);
-        if (nr <= 0)
-            continue;
-        for (int64_t r = 0; r < nr; r++)
-            memcpy(pan + r * jb, A + (r0 + r) * n + j0, (size_t)jb * sizeof(double));
-        const int64_t nt = (nr + NB - 1) / NB;
-        /* row tile [i0, i0+mi): M[i, j-block] = -(M[i, r0:i0+mi] L[r0:i0+mi, j-block]) M_jj,
-         * the rows of M right of the block being final (later blocks were done first) */
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t t = nt - 1; t >= 0; t--) {
-            const int64_t i0 = r0 + t * NB, mi = min64(NB, n - i0), kk = i0 + mi - r0;
-            double *tt = tmp + (i0 - r0) * jb;
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mi, (int)jb, (int)kk, 1.0, A + i0 * n + r0,
-                        (int)n, pan, (int)jb, 0.0, tt, (int)jb);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mi, (int)jb, (int)jb, -1.0, tt, (int)jb,
-                        Mjj, (int)n, 0.0, A + i0 * n + j0, (int)n);
-        }
-    }
-    free(pan);
-    free(tmp);
-    return LMP_OK;
-}
-
-static void reverse(double *A, int64_t n)
-{
-    const int64_t nn = n * n;
-    #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nn / 2; i++) {
-        double t = A[i];
-        A[i] = A[nn - 1 - i];
-        A[nn - 1 - i] = t;
-    }
-}
-
-int lmp_gptq_hinv_upper(double *A, int64_t n, int64_t *bad)
-{
-    /* With R the reversal permutation, the lower Cholesky factor L of R A R gives
-     * A = (R L R)(R L R)^T, so A^-1 = U^T U with U = R L^-1 R: upper triangular with a
-     * positive diagonal, the (unique) upper Cholesky factor of A^-1. Reversing the array
-     * maps (i, j) to (n-1-i, n-1-j). */
-    *bad = 0;
-    reverse(A, n);
-    int64_t info = lmp_gptq_chol_lower(A, n);
-    if (info) {
-        *bad = n - info + 1; /* the column of A, 1-based */
-        return lmp_err(LMP_ERANGE, "matrix not positive definite (column %lld)", (long long)*bad);
-    }
-    int rc = lmp_gptq_trinv_lower(A, n);
-    if (rc)
-        return rc;
-    reverse(A, n);
-    return LMP_OK;
-}
+/* the factor in double (lmp_gptq_hinv_upper: SparseGPT, GPTQ under --calib-f32) and in
+ * float (lmp_gptq_hinv_upper_f32: GPTQ) */
+#define REAL double
+#define NAME(x) x
+#define GEMM cblas_dgemm
+#define TRSM cblas_dtrsm
+#include "gptq_factor.inc"
+#undef REAL
+#undef NAME
+#undef GEMM
+#undef TRSM
+#define REAL float
+#define NAME(x) x##_f32
+#define GEMM cblas_sgemm
+#define TRSM cblas_strsm
+#include "gptq_factor.inc"
+#undef REAL
+#undef NAME
+#undef GEMM
+#undef TRSM
 
 void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const float *B, int64_t ldb, int64_t m,
                        int64_t n, int64_t k)

@@ -85,6 +85,8 @@ typedef struct {
     float percdamp;     /* damp = percdamp * mean(diag(H)) (default 0.01) */
     int blocksize;      /* lazy batch width (default 128) */
     bool scale_f16;     /* round scales to f16 before coding (default true) */
+    bool factor_f64;    /* the factor of H^-1 in double (default false: in float, as the
+                           reference's torch float32; half the time and memory) */
 } lmp_gptq_params;
 
 void lmp_gptq_default_params(lmp_gptq_params *p);
@@ -135,6 +137,11 @@ void lmp_gptq_bf16_force_portable(bool on);
 int64_t lmp_gptq_chol_lower(double *A, int64_t n);
 int lmp_gptq_trinv_lower(double *A, int64_t n);
 int lmp_gptq_hinv_upper(double *A, int64_t n, int64_t *bad);
+/* The same three in float (BLAS products in f32, the unblocked diagonal blocks summed in
+ * double): GPTQ's factor (lmp_gptq_params.factor_f64 false). */
+int64_t lmp_gptq_chol_lower_f32(float *A, int64_t n);
+int lmp_gptq_trinv_lower_f32(float *A, int64_t n);
+int lmp_gptq_hinv_upper_f32(float *A, int64_t n, int64_t *bad);
 void lmp_gptq_gemm_sub(float *C, int64_t ldc, const float *A, int64_t lda, const float *B, int64_t ldb, int64_t m,
                        int64_t n, int64_t k);
 /* tr(A H A^T) for A f32 [rows][cols] and H symmetric double [cols][cols] (its upper
@@ -182,6 +189,7 @@ typedef struct {
     bool act_order;
     float *Hinv;        /* [cols][cols] */
     int *perm;          /* [cols] */
+    bool factor_f64;
 } lmp_gptq_cache;
 int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const double *H, const lmp_gptq_params *p,
                           lmp_gptq_cache *cache, uint64_t tag, lmp_qtensor *out, double *loss);

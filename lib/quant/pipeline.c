@@ -63,6 +63,7 @@ static int quantize_linear(const lmp_qpipe_params *p, int layer, lmp_linear whic
         gp.static_groups = p->static_groups;
         gp.percdamp = p->damp;
         gp.blocksize = p->blocksize;
+        gp.factor_f64 = p->calib_f32; /* --calib-f32: the full-precision path (f64 factor) */
         rc = lmp_quant_gptq_cached(W, rows, cols, H, &gp, cache, tag, q, &st->loss);
     } else {
         rc = lmp_quant_rtn(W, rows, cols, &rp, q);

@@ -310,26 +310,28 @@ static void test_lazy_vs_naive(void)
     static uint8_t ref[OUT * IN];
     for (int bits = 3; bits <= 4; bits++) {
         naive_gptq(bits, false, ref);
-        for (int bs = 16; bs <= 128; bs *= 8) {
-            lmp_gptq_params gp;
-            lmp_gptq_default_params(&gp);
-            gp.bits = bits;
-            gp.sym = false;
-            gp.group_size = -1;
-            gp.blocksize = bs;
-            lmp_qtensor q;
-            CHECK(lmp_quant_gptq(W, OUT, IN, H, &gp, &q, NULL) == 0, "%s", lmp_errmsg());
-            int diff = 0;
-            for (int r = 0; r < OUT; r++)
-                for (int c = 0; c < IN; c++)
-                    diff += lmp_ig_code(&q.ig, r, c) != ref[r * IN + c];
-            /* f32 vs double can flip a code sitting on a rounding boundary */
-            CHECK(diff <= OUT * IN / 200, "b%d blocksize %d: %d of %d codes differ from plain Alg. 1",
-                  bits, bs, diff, OUT * IN);
-            printf("b%d blocksize %3d: %d of %d codes differ from the plain double version\n", bits,
-                   bs, diff, OUT * IN);
-            lmp_qtensor_free(&q);
-        }
+        for (int f64 = 0; f64 <= 1; f64++)
+            for (int bs = 16; bs <= 128; bs *= 8) {
+                lmp_gptq_params gp;
+                lmp_gptq_default_params(&gp);
+                gp.bits = bits;
+                gp.sym = false;
+                gp.group_size = -1;
+                gp.blocksize = bs;
+                gp.factor_f64 = f64;
+                lmp_qtensor q;
+                CHECK(lmp_quant_gptq(W, OUT, IN, H, &gp, &q, NULL) == 0, "%s", lmp_errmsg());
+                int diff = 0;
+                for (int r = 0; r < OUT; r++)
+                    for (int c = 0; c < IN; c++)
+                        diff += lmp_ig_code(&q.ig, r, c) != ref[r * IN + c];
+                /* f32 vs double can flip a code sitting on a rounding boundary */
+                CHECK(diff <= OUT * IN / 200, "b%d blocksize %d factor %s: %d of %d codes differ from plain Alg. 1",
+                      bits, bs, f64 ? "f64" : "f32", diff, OUT * IN);
+                printf("b%d blocksize %3d factor %s: %d of %d codes differ from the plain double version\n", bits,
+                       bs, f64 ? "f64" : "f32", diff, OUT * IN);
+                lmp_qtensor_free(&q);
+            }
     }
 }
 

@@ -196,6 +196,59 @@ static void test_hinv(const double *H)
     free(B);
 }
 
+/* The float factor (GPTQ's default) against the double one on the same H, thread-count
+ * independence, and the refusals. */
+static void test_hinv_f32(const double *H)
+{
+    double *D = malloc(sizeof(double) * C * C);
+    float *F[3];
+    memcpy(D, H, sizeof(double) * C * C);
+    int64_t bad = -1;
+    CHECK(lmp_gptq_hinv_upper(D, C, &bad) == 0, "%s", lmp_errmsg());
+    for (int t = 0; t < 3; t++) {
+        lmp_set_num_threads(t + 1);
+        F[t] = malloc(sizeof(float) * C * C);
+        for (int64_t i = 0; i < (int64_t)C * C; i++)
+            F[t][i] = (float)H[i];
+        bad = -1;
+        CHECK(lmp_gptq_hinv_upper_f32(F[t], C, &bad) == 0 && bad == 0, "f32: %s", lmp_errmsg());
+    }
+    lmp_set_num_threads(0);
+    for (int t = 1; t < 3; t++)
+        CHECK(memcmp(F[0], F[t], sizeof(float) * C * C) == 0, "hinv_upper_f32: 1 and %d threads differ", t + 1);
+    double worst = 0, umax = 0;
+    int below = 0, diag = 0;
+    for (int i = 0; i < C; i++) {
+        diag += !(F[0][i * C + i] > 0);
+        for (int j = 0; j < C; j++) {
+            if (j < i) {
+                below += F[0][i * C + j] != 0.0f;
+                continue;
+            }
+            umax = fmax(umax, fabs(D[i * C + j]));
+            worst = fmax(worst, fabs(F[0][i * C + j] - D[i * C + j]));
+        }
+    }
+    CHECK(below == 0 && diag == 0, "f32 U upper with a positive diagonal (%d below, %d diagonal)", below, diag);
+    /* the float rounding of H alone moves U by ~cond(H) x 6e-8 */
+    CHECK(worst / umax < 1e-5 && worst > 0, "f32 U vs double U: max difference %g of max |U| %g", worst, umax);
+    printf("hinv_upper_f32 [%d]: max |U_f32 - U_f64| / max |U| = %.3g\n", C, worst / umax);
+    /* indefinite: named as in double */
+    for (int64_t i = 0; i < (int64_t)C * C; i++)
+        F[1][i] = (float)H[i];
+    F[1][300 * C + 300] = -1.0f;
+    CHECK(lmp_gptq_hinv_upper_f32(F[1], C, &bad) == LMP_ERANGE && bad > 0 && bad <= C,
+          "f32 indefinite refused (bad %lld)", (long long)bad);
+    memset(F[1], 0, sizeof(float) * C * C);
+    for (int i = 0; i < C; i++)
+        F[1][i * C + i] = i == C - 5 ? 0.0f : 1.0f;
+    CHECK(lmp_gptq_hinv_upper_f32(F[1], C, &bad) == LMP_ERANGE && bad == C - 4,
+          "f32 zero pivot at column %d named (got %lld)", C - 4, (long long)bad);
+    for (int t = 0; t < 3; t++)
+        free(F[t]);
+    free(D);
+}
+
 static void test_gemm(void)
 {
     enum { M = 600, K = 128, NN = 1100 };
@@ -382,6 +435,7 @@ int main(void)
     test_syrk(X);
     double *H = make_h(X);
     test_hinv(H);
+    test_hinv_f32(H);
     test_gemm();
     test_quad(H);
     test_f32();
