@@ -29,10 +29,9 @@
  * held in memory up to a threshold (LMP_CALIB_SPILL, default 2 GiB) and above it in an
  * unlinked temporary file read and written one window at a time (exact: the same bits),
  * plus one block's statistics (a double cols x cols Hessian per distinct input of the
- * pass) and whatever the row keeps for one block. Nothing grows with depth. AWQ's row on
- * dense models walks the windows itself (LMP_CALIB_SELF_WALK) and keeps its captured
- * inputs in a store of its own, spilled the same way; on expert models it reads every
- * window at once and keeps its states (twice) and captured inputs in memory.
+ * pass) and whatever the row keeps for one block. Nothing grows with depth. AWQ's row
+ * (dense and expert models) walks the windows itself (LMP_CALIB_SELF_WALK) and keeps its
+ * captured inputs in a store of its own, spilled the same way.
  */
 #ifndef LMP_CALIB_H
 #define LMP_CALIB_H

@@ -30,8 +30,8 @@
  * (lmp_dist_status), and linear_share broadcasts each result from its owner in linear
  * order, so that every rank installs the same compressed block.
  *
- * Rows that walk the windows themselves (LMP_CALIB_SELF_WALK: AWQ on dense models) get
- * this rank's windows and combine their sums through lmp_calib_gsum below.
+ * Rows that walk the windows themselves (LMP_CALIB_SELF_WALK: AWQ, dense and expert
+ * models) get this rank's windows and combine their sums through lmp_calib_gsum below.
  *
  * Experts (mixtral, qwen3_moe): every expert's Hessian and token count (eH / ens) is
  * gathered per group and combined as the dense Hessians (the same running-mean merge,
@@ -39,8 +39,8 @@
  * same experts; not split).
  *
  * Not split (every rank computes everything, as one process): rows that capture inputs
- * or feed the float block forward (AWQ on expert models), and rows with re-run hooks but
- * no rerun_sums.
+ * through the driver or feed the float block forward (no row does at present), and rows
+ * with re-run hooks but no rerun_sums.
  *
  * Memory per rank: its windows' hidden states, one total per statistic, one group's
  * partial on rank 0, and on other ranks the partials of their groups until the pass

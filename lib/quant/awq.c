@@ -339,8 +339,6 @@ typedef struct {
     int layer;
     int64_t d, qd, kvd, ff, T;
     int N, L;
-    const float *states;          /* (T, d) block inputs */
-    float *X[LMP_IN_COUNT];       /* (T, cols) captured linear inputs */
     int64_t cols[LMP_IN_COUNT];
     float *xmean[LMP_IN_COUNT];   /* (cols) mean |x| */
     float *G[LMP_IN_COUNT];       /* (cols, cols) X^T X, built on first use when tokens > cols */
@@ -353,19 +351,30 @@ typedef struct {
     lmp_qpipe_result *res;
     lmp_qtensor qt[LMP_LIN_COUNT];
     /* a sparse block (mixture of experts): its experts, see awq_moe */
-    int E;
+    int E;                        /* this block's experts (0: a dense block) */
     int64_t eff;                  /* expert FFN width */
     float **ew, **ewfold;         /* (3E) expert e's gate, up, down f32 (folded in place); scaled, not clipped */
     lmp_qtensor *eqt;             /* (3E) */
     float *router;                /* (E, d) f32, folded */
-    float **eX;                   /* (E) the driver's routed down inputs per expert (eXn rows) */
-    int64_t **eT, *eXn;           /* (E) their token rows into X[MLP] */
-    /* The windows (lib/calib/calib_dist.h). Dense models (self): the row walks this rank's
-     * windows [wlo, whi) itself (LMP_CALIB_SELF_WALK) and keeps each window's captured inputs
-     * (and the MLP's reference activations) in cap, spilled like the hidden states. Expert
-     * models: the driver's capture of every window (X, states), not split. Either way every
-     * sum over tokens is taken per window group and the groups combined in group order
-     * (lmp_calib_gsum), so the bits do not depend on the rank count. */
+    /* Expert models: a sparse block's window in cap holds q/k/v's, o's and the experts'
+     * (every token's) gate/up inputs, then the routed down inputs at roff, expert by expert
+     * (window order, tokens ascending in each); wcnt (N x Emax, every rank's windows,
+     * gathered) counts each window's rows per expert, rtok (this rank's windows, L x topk
+     * each) their token rows in the window. */
+    bool moe;
+    int Emax, topk;
+    int64_t roff;
+    int *wcnt, *rtok;
+    int64_t *ecnt;                /* (Emax) routed rows per expert, all windows */
+    float *exm;                   /* (Emax, eff) mean |down input| per expert */
+    float *exg;                   /* (L, d) one window's gate/up inputs of one expert, gathered */
+    float *const *esd;            /* after the fold: expert e's down scale (NULL: none), divided on load */
+    /* The windows (lib/calib/calib_dist.h): the row walks this rank's windows [wlo, whi)
+     * itself (LMP_CALIB_SELF_WALK) and keeps each window's captured inputs (and the MLP's
+     * reference activations, or a sparse block's routed inputs) in cap, spilled like the
+     * hidden states. Every sum over tokens is taken per window group and the groups
+     * combined in group order (lmp_calib_gsum), so the bits do not depend on the rank
+     * count. */
     bool self, split;
     bool prenorm; /* this block has norms in front of q/k/v and gate/up (the QKV / MLP folds) */
     int wlo, whi, ng;             /* ng: window groups */
@@ -445,39 +454,62 @@ static int wgroup(const awq_ctx *a, int s) { return lmp_calib_window_group(a->N,
 /* Block input of window s (L x d) into dst. */
 static int get_state(awq_ctx *a, int s, float *dst)
 {
-    if (a->self)
-        return lmp_calib_state_get(a->b, s, dst);
-    memcpy(dst, a->states + (int64_t)s * a->L * a->d, sizeof(float) * (size_t)(a->L * a->d));
-    return LMP_OK;
+    return lmp_calib_state_get(a->b, s, dst);
 }
 
-/* Points wx / whref at window s's captured inputs (self: read from cap, divided by the
- * folded scales; experts: into the driver's capture). */
+/* Window s's routed rows before expert e's (a sparse block). */
+static int64_t expert_off(const awq_ctx *a, int s, int e)
+{
+    int64_t off = 0;
+    for (int x = 0; x < e; x++)
+        off += a->wcnt[(int64_t)s * a->Emax + x];
+    return off;
+}
+
+/* Points wx / whref at window s's captured inputs, read from cap and divided by the
+ * folded scales (a sparse block: no down / href class; its routed down inputs by their
+ * expert's down scale). */
 static int load_window(awq_ctx *a, int s)
 {
-    if (!a->self) {
-        for (int c = 0; c < LMP_IN_COUNT; c++)
-            a->wx[c] = a->X[c] ? a->X[c] + (int64_t)s * a->L * a->cols[c] : NULL;
-        return LMP_OK;
-    }
     if (a->wcur == s)
         return LMP_OK;
     a->wcur = -1;
     int rc = lmp_calib_store_get(&a->cap, s - a->wlo, a->wbuf);
     if (rc)
         return rc;
+    const int nc = a->E > 0 ? LMP_IN_DOWN : LMP_IN_COUNT;
     for (int c = 0; c < LMP_IN_COUNT; c++) {
         float *x = a->wbuf + a->coff[c];
         const int64_t in = a->cols[c];
-        if (a->xs[c])
+        if (c < nc && a->xs[c])
             for (int64_t t = 0; t < a->L; t++)
                 for (int64_t j = 0; j < in; j++)
                     x[t * in + j] /= a->xs[c][j];
-        a->wx[c] = x;
+        a->wx[c] = c < nc ? x : NULL;
     }
-    a->whref = a->wbuf + a->hoff;
+    a->whref = a->E > 0 ? NULL : a->wbuf + a->hoff;
+    for (int e = 0; a->E > 0 && a->esd && e < a->E; e++) {
+        const int64_t n = a->wcnt[(int64_t)s * a->Emax + e], ff = a->eff;
+        float *x = a->wbuf + a->roff + expert_off(a, s, e) * ff;
+        const float *sd = a->esd[e];
+        for (int64_t t = 0; sd && t < n; t++)
+            for (int64_t j = 0; j < ff; j++)
+                x[t * ff + j] /= sd[j];
+    }
     a->wcur = s;
     return LMP_OK;
+}
+
+/* Expert e's routed rows of window s (loaded): their gate/up inputs gathered into xg
+ * (n x d), *xd pointed at their down inputs (n x eff); returns n. */
+static int64_t win_expert(const awq_ctx *a, int s, int e, float *xg, const float **xd)
+{
+    const int64_t off = expert_off(a, s, e), n = a->wcnt[(int64_t)s * a->Emax + e], d = a->d;
+    const int *tok = a->rtok + (int64_t)(s - a->wlo) * a->L * a->topk + off;
+    for (int64_t i = 0; xg && i < n; i++)
+        memcpy(xg + i * d, a->wx[LMP_IN_MLP] + (int64_t)tok[i] * d, sizeof(float) * (size_t)d);
+    *xd = a->wbuf + a->roff + off * a->eff;
+    return n;
 }
 
 /* ||X D^T||_F^2 for X (T, in), D (rows, in), in chunks of CH tokens (buf: CH * rows). */
@@ -621,12 +653,12 @@ static void mlp_ref(const awq_ctx *a, const float *x, int64_t n, float *href, fl
 }
 
 /* MLP output error: down(act(gate x) * up x) with candidate gate/up against the float
- * block's (self: href captured with the window; experts' models: recomputed), per window
+ * block's (href, captured with the window), per window
  * in chunks of CH tokens, summed per window group. */
 static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
 {
     const int64_t d = a->d, ff = a->ff;
-    float *buf = malloc(sizeof(float) * (size_t)(4 * CH * ff));
+    float *buf = malloc(sizeof(float) * (size_t)(2 * CH * ff));
     lmp_calib_gsum gs;
     int rc = lmp_calib_gsum_open(&gs, 1, a->ng, a->split);
     if (!rc && !buf)
@@ -640,9 +672,7 @@ static int mlp_loss(awq_ctx *a, const float *cg, const float *cu, double *loss)
             float *gc = buf, *uc = buf + CH * ff;
             mlp_gu(a, a->wx[LMP_IN_MLP] + t0 * d, k, cg, cu, gc, uc);
             act_mul(a, gc, uc, k * ff, ff);
-            const float *ref = a->self ? a->whref + t0 * ff : buf + 2 * CH * ff;
-            if (!a->self)
-                mlp_ref(a, a->wx[LMP_IN_MLP] + t0 * d, k, buf + 2 * CH * ff, buf + 2 * CH * ff);
+            const float *ref = a->whref + t0 * ff;
             for (int64_t i = 0; i < k * ff; i++)
                 gc[i] -= ref[i];
             *acc += out_sq(gc, k, ff, a->blk.w[LMP_LIN_DOWN], d, a->obuf);
@@ -831,15 +861,36 @@ static void add_abs(const float *x, int64_t L, int64_t in, double *q)
 typedef struct {
     float *buf;
     const int64_t *coff;
+    /* a sparse block: the window's routed rows per expert (cnt), their token rows (tok),
+     * the down inputs at buf + roff, filled expert by expert (at: rows so far) */
+    int *cnt, *tok;
+    int64_t roff, at, cap; /* cap: the routed rows a window holds (L x topk) */
 } wcap_ctx;
 
 static int wcap_hook(void *user, int layer, lmp_linear which, const float *X, int64_t n, int64_t in)
 {
     (void)layer;
     wcap_ctx *c = user;
-    const int cls = lmp_linear_input(which);
-    if (lmp_hook_expert() < 0 && which == lmp_input_first(cls))
-        memcpy(c->buf + c->coff[cls], X, sizeof(float) * (size_t)(n * in));
+    const int cls = lmp_linear_input(which), e = lmp_hook_expert();
+    if (e < 0) {
+        if (which == lmp_input_first(cls))
+            memcpy(c->buf + c->coff[cls], X, sizeof(float) * (size_t)(n * in));
+        return 0;
+    }
+    const int *rows = lmp_hook_expert_rows();
+    if (!c->cnt || !rows)
+        return lmp_err(LMP_EINVAL, "AWQ: expert inputs of a block it did not expect to be sparse");
+    if (which == LMP_LIN_GATE) /* every token's normed input: the rows of the tokens routed here */
+        for (int64_t i = 0; i < n; i++)
+            memcpy(c->buf + c->coff[LMP_IN_MLP] + (int64_t)rows[i] * in, X + i * in, sizeof(float) * (size_t)in);
+    else if (which == LMP_LIN_DOWN) { /* experts in ascending order, each called once */
+        if (c->at + n > c->cap)
+            return lmp_err(LMP_EINVAL, "AWQ: more routed rows in a window than its tokens x experts per token");
+        memcpy(c->buf + c->roff + c->at * in, X, sizeof(float) * (size_t)(n * in));
+        memcpy(c->tok + c->at, rows, sizeof(int) * (size_t)n);
+        c->cnt[e] = (int)n;
+        c->at += n;
+    }
     return 0;
 }
 
@@ -864,7 +915,7 @@ static int awq_inputs_s(awq_ctx *a, const bool need[LMP_IN_COUNT])
     for (int c = 0; c < LMP_IN_COUNT && !rc; c++)
         if (need[c] && !(a->Xs[c] = malloc(sizeof(float) * (size_t)(nsc * a->cols[c]))))
             rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples)");
-    wcap_ctx wc = {a->wbuf, a->coff};
+    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, 0, 0, 0};
     for (int s = a->wlo; s < a->whi && !rc; s++) {
         int j = -1;
         for (int q = 0; q < a->nqw; q++)
@@ -1202,14 +1253,15 @@ done:
  * (i < 10) minimizing mean over sampled tokens of (x . (Q(clamp(w)) - w))^2, computed
  * as d^T G d with G = X^T X / n of the group's columns; then W clamped. The sampled tokens
  * (every step-th of all windows, a->Xs) are gathered on every rank (clip_samples). */
-static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits);
+static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits,
+                     float *thr);
 
 static int clip_linear(awq_ctx *a, lmp_linear k)
 {
     const int cls = lmp_linear_input(k);
     const int64_t in = a->cols[cls];
     return clip_core(a, a->blk.w[k], lin_rows(a, k), in, a->Xs[cls], a->ns_clip, eff_gs_lin(a->p, a->layer, k, in),
-                     lmp_qpipe_lin_bits(a->p, a->layer, k));
+                     lmp_qpipe_lin_bits(a->p, a->layer, k), NULL);
 }
 
 /* The sampled token t of every step-th: its rows per class from this rank's windows, then
@@ -1254,25 +1306,22 @@ static int clip_samples(awq_ctx *a, const bool need[LMP_IN_COUNT])
     return rc;
 }
 
-/* W (rows, in) clipped on the sampled tokens of X (T, in) (the experts' routed tokens),
- * quantized at (gs, bits). */
-static int clip_w(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *X, int64_t T, int gs, int bits)
+/* W (rows, in) clamped per (row, group of gs columns) at thr (rows x in / gs). */
+static void clip_apply(float *W, int64_t rows, int64_t in, int gs, const float *thr)
 {
-    int64_t step = T / a->p->awq_clip_tokens;
-    if (step < 1)
-        step = 1;
-    int64_t ns = (T + step - 1) / step;
-    float *Xs = malloc(sizeof(float) * (size_t)(ns * in));
-    if (!Xs)
-        return lmp_err(LMP_ENOMEM, "out of memory (AWQ clip search)");
-    for (int64_t t = 0; t < ns; t++)
-        memcpy(Xs + t * in, X + t * step * in, sizeof(float) * (size_t)in);
-    int rc = clip_core(a, W, rows, in, Xs, ns, gs, bits);
-    free(Xs);
-    return rc;
+    const int64_t ng = in / gs;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < in; j++) {
+            const float b = thr[r * ng + j / gs];
+            W[r * in + j] = fminf(fmaxf(W[r * in + j], -b), b);
+        }
 }
 
-static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits)
+/* (thr: when not NULL, the chosen clamp of every (row, group), rows x in / gs, for
+ * clip_apply elsewhere) */
+static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float *Xs, int64_t ns, int gs, int bits,
+                     float *thr)
 {
     const bool sym = a->p->sym;
     enum { N_GRID = 20, N_SHRINK = 10 }; /* n_grid 20, max_shrink 0.5 */
@@ -1323,6 +1372,8 @@ static int clip_core(awq_ctx *a, float *W, int64_t rows, int64_t in, const float
                 float *w = &W[r * in + c0 + j];
                 *w = fminf(fmaxf(*w, -best[r]), best[r]);
             }
+        for (int64_t r = 0; thr && r < rows; r++)
+            thr[r * (in / gs) + c0 / gs] = best[r];
     }
 done:
     free(G);
@@ -1391,36 +1442,49 @@ static void block_free(awq_ctx *a)
 static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st);
 
 
-/* 1. the inputs of every linear of this rank's windows (self: captured here into cap;
- * experts: the driver's capture) and their sums per window group: mean |x| per class and
- * the Gram matrices X^T X of the classes with more tokens than columns (f32 per window,
- * added in double). */
+/* 1. the inputs of every linear of this rank's windows (captured here into cap) and
+ * their sums per window group: mean |x| per class (a sparse block: and per expert of its
+ * routed down inputs) and the Gram matrices X^T X of the classes with more tokens than
+ * columns (f32 per window, added in double); a sparse block's routed rows per window and
+ * expert then reach every rank (wcnt). */
 static int awq_inputs(awq_ctx *a, int nclass)
 {
+    const bool sparse = a->E > 0;
     int64_t off[LMP_IN_COUNT + 1] = {0};
     for (int c = 0; c < nclass; c++)
         off[c + 1] = off[c] + a->cols[c];
+    const int64_t eoff = off[nclass], en = sparse ? (int64_t)a->E * a->eff : 0; /* the experts' |x| sums */
     lmp_calib_gsum gx, gg[LMP_IN_COUNT];
     memset(gg, 0, sizeof gg);
-    int rc = lmp_calib_gsum_open(&gx, (size_t)off[nclass], a->ng, a->split);
+    int rc = lmp_calib_gsum_open(&gx, (size_t)(eoff + en), a->ng, a->split);
     for (int c = 0; c < nclass && !rc; c++)
         if (a->gram[c])
             rc = lmp_calib_gsum_open(&gg[c], (size_t)(a->cols[c] * a->cols[c]), a->ng, a->split);
-    float *mbuf = a->self ? malloc(sizeof(float) * (size_t)(2 * CH * a->ff)) : NULL;
-    if (!rc && a->self && !mbuf)
+    float *mbuf = sparse ? NULL : malloc(sizeof(float) * (size_t)(2 * CH * a->ff));
+    if (!rc && !sparse && !mbuf)
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ inputs)");
-    wcap_ctx wc = {a->wbuf, a->coff};
+    wcap_ctx wc = {a->wbuf, a->coff, NULL, NULL, a->roff, 0, (int64_t)a->L * a->topk};
     for (int s = a->wlo; s < a->whi && !rc; s++) {
-        if (a->self) {
-            a->wcur = -1;
-            if ((rc = get_state(a, s, a->scratch)) ||
-                (rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, wcap_hook, &wc)))
-                break;
-            mlp_ref(a, a->wbuf + a->coff[LMP_IN_MLP], a->L, a->wbuf + a->hoff, mbuf);
-            if ((rc = lmp_calib_store_put(&a->cap, s - a->wlo, a->wbuf)))
-                break;
-            tick(a);
+        a->wcur = -1;
+        if (sparse) {
+            wc.cnt = a->wcnt + (int64_t)s * a->Emax;
+            wc.tok = a->rtok + (int64_t)(s - a->wlo) * a->L * a->topk;
+            wc.at = 0;
+            memset(wc.cnt, 0, sizeof(int) * (size_t)a->Emax);
         }
+        if ((rc = get_state(a, s, a->scratch)) ||
+            (rc = lmp_block_run(a->m, a->layer, a->scratch, a->L, 0, NULL, wcap_hook, &wc)))
+            break;
+        if (sparse && wc.at != (int64_t)a->L * a->topk) {
+            rc = lmp_err(LMP_EINVAL, "AWQ: layer %d: %lld routed rows in a window of %d tokens, expected %d per token",
+                         a->layer, (long long)wc.at, a->L, a->topk);
+            break;
+        }
+        if (!sparse)
+            mlp_ref(a, a->wbuf + a->coff[LMP_IN_MLP], a->L, a->wbuf + a->hoff, mbuf);
+        if ((rc = lmp_calib_store_put(&a->cap, s - a->wlo, a->wbuf)))
+            break;
+        tick(a);
         if ((rc = load_window(a, s)))
             break;
         const int g = wgroup(a, s);
@@ -1439,10 +1503,32 @@ static int awq_inputs(awq_ctx *a, int nclass)
                 for (int64_t j = i; j < in; j++)
                     h[i * in + j] += gw[i * in + j];
         }
+        for (int e = 0; e < a->E; e++) { /* each expert's routed rows, in order */
+            const float *xd;
+            const int64_t n = win_expert(a, s, e, NULL, &xd);
+            add_abs(xd, n, a->eff, acc + eoff + (int64_t)e * a->eff);
+        }
     }
     free(mbuf);
+    if (sparse && !rc) { /* every rank's windows' routed rows per expert */
+        for (int r = 0; r < lmp_dist_size() && a->split && !rc; r++) {
+            int w0, w1;
+            rank_windows(a, r, &w0, &w1);
+            if (w1 > w0)
+                rc = lmp_dist_bcast(a->wcnt + (int64_t)w0 * a->Emax, sizeof(int) * (size_t)((w1 - w0) * a->Emax), r);
+        }
+        for (int e = 0; e < a->E; e++) {
+            a->ecnt[e] = 0;
+            for (int s = 0; s < a->N; s++)
+                a->ecnt[e] += a->wcnt[(int64_t)s * a->Emax + e];
+        }
+    }
     if (!rc)
         rc = lmp_calib_gsum_end(&gx);
+    for (int e = 0; e < a->E && !rc; e++)
+        for (int64_t j = 0; j < a->eff; j++)
+            a->exm[e * a->eff + j] =
+                a->ecnt[e] ? (float)(gx.total[eoff + e * a->eff + j] / (double)a->ecnt[e]) : 0.0f;
     for (int c = 0; c < nclass && !rc; c++) {
         for (int64_t j = 0; j < a->cols[c]; j++)
             a->xmean[c][j] = (float)(gx.total[off[c] + j] / (double)a->T);
@@ -1565,13 +1651,9 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
             for (int64_t t = 0; a->Xs[c] && t < a->ns_clip; t++)
                 for (int64_t j = 0; j < in; j++)
                     a->Xs[c][t * in + j] /= s[g][j];
-        } else if (a->self) {
+        } else {
             a->xs[c] = s[g];
             a->wcur = -1;
-        } else {
-            for (int64_t t = 0; t < a->T; t++)
-                for (int64_t j = 0; j < in; j++)
-                    a->X[c][t * in + j] /= s[g][j];
         }
         if (a->G[c]) /* X diag(1/s): G -> diag(1/s) G diag(1/s) */
 #pragma omp parallel for schedule(static)
@@ -1619,7 +1701,7 @@ static int awq_block(awq_ctx *a, lmp_qtensor *qt, lmp_qlinear_stats *st)
     }
     if (sparse && (rc = awq_moe_block(a, st)))
         goto done;
-    if (a->self && !a->samp) /* (sample mode: forwarded as the inputs were captured) */
+    if (!a->samp) /* (sample mode: forwarded as the inputs were captured) */
         rc = awq_forward(a);
     goto done;
 oom:
@@ -1647,22 +1729,133 @@ done:
  * get the shared scale (the fold must hold for every expert), no down scale and no
  * clipping, and are named in a warning. */
 
-static int64_t awq_gather(const awq_ctx *a, int e, float *dst)
+/* The windows (calib_dist.h): every sum over an expert's routed rows is taken per window
+ * over this rank's windows, summed per window group and the groups combined in group order
+ * (lmp_calib_gsum, collective when split), so the bits do not depend on the rank count.
+ * fn adds n doubles into acc for the rows of one window: xg their gate/up inputs (rows x d,
+ * gathered when asked), xd their down inputs (rows x eff). */
+typedef void (*erows_fn)(awq_ctx *a, const float *xg, const float *xd, int64_t rows, double *acc, void *u);
+
+static int expert_sum(awq_ctx *a, int e, size_t n, bool gather, erows_fn fn, void *u, double *out)
 {
-    const int64_t ne = a->eXn[e];
-    for (int64_t i = 0; i < ne; i++)
-        memcpy(dst + i * a->d, a->X[LMP_IN_MLP] + a->eT[e][i] * a->d, sizeof(float) * (size_t)a->d);
-    return ne;
+    lmp_calib_gsum gs;
+    int rc = lmp_calib_gsum_open(&gs, n, a->ng, a->split);
+    for (int s = a->wlo; s < a->whi && !rc; s++) {
+        double *acc = lmp_calib_gsum_at(&gs, wgroup(a, s));
+        if (!a->wcnt[(int64_t)s * a->Emax + e] || (rc = load_window(a, s)))
+            continue;
+        const float *xd;
+        const int64_t k = win_expert(a, s, e, gather ? a->exg : NULL, &xd);
+        fn(a, a->exg, xd, k, acc, u);
+    }
+    if (!rc)
+        rc = lmp_calib_gsum_end(&gs);
+    if (!rc)
+        memcpy(out, gs.total, sizeof(double) * n);
+    lmp_calib_gsum_close(&gs);
+    return rc;
 }
 
-/* ||X (Wref - Q)^T|| / ||X Wref^T|| over n rows of X; D scratch of rows x in. */
-static double awq_rel(awq_ctx *a, const float *X, int64_t n, int64_t in, const float *Wref, const float *Q,
-                      int64_t rows, float *D)
+/* error figures: ||X D_q^T||^2 and ||X W_q^T||^2 of gate, up (X: gate/up inputs) and down */
+typedef struct {
+    const float *D[3], *W[3];
+} erel_ctx;
+
+static void rel_rows(awq_ctx *a, const float *xg, const float *xd, int64_t n, double *acc, void *u)
 {
-    for (int64_t e = 0; e < rows * in; e++)
-        D[e] = Wref[e] - Q[e];
-    double num = out_sq(X, n, in, D, rows, a->obuf), den = out_sq(X, n, in, Wref, rows, a->obuf);
-    return den > 0 ? sqrt(num / den) : 0.0;
+    const erel_ctx *r = u;
+    for (int q = 0; q < 3; q++) {
+        const float *X = q < 2 ? xg : xd;
+        const int64_t in = q < 2 ? a->d : a->eff, rows = q < 2 ? a->eff : a->d;
+        acc[2 * q] += out_sq(X, n, in, r->D[q], rows, a->obuf);
+        acc[2 * q + 1] += out_sq(X, n, in, r->W[q], rows, a->obuf);
+    }
+}
+
+/* expert e's three figures sqrt(||X (Wref - Q)^T||^2 / ||X Wref^T||^2) over its routed rows
+ * (D: Wref - Q of gate, up, down) */
+static int expert_rel(awq_ctx *a, int e, float *const D[3], float *const W[3], double rel[3])
+{
+    erel_ctx u = {{D[0], D[1], D[2]}, {W[0], W[1], W[2]}};
+    double t[6];
+    int rc = expert_sum(a, e, 6, true, rel_rows, &u, t);
+    for (int q = 0; q < 3; q++)
+        rel[q] = !rc && t[2 * q + 1] > 0 ? sqrt(t[2 * q] / t[2 * q + 1]) : 0.0;
+    return rc;
+}
+
+/* the gate/up search: the expert's output error with candidate gate/up (cg, cu) against
+ * the float block's down input */
+typedef struct {
+    const float *cg, *cu, *wd;
+    float *gc, *uc; /* CH x eff each */
+} egu_ctx;
+
+static void gu_rows(awq_ctx *a, const float *xg, const float *xd, int64_t n, double *acc, void *u)
+{
+    const egu_ctx *c = u;
+    const int64_t d = a->d, ff = a->eff;
+    for (int64_t t0 = 0; t0 < n; t0 += CH) {
+        const int64_t k = n - t0 < CH ? n - t0 : CH;
+        lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, xg + t0 * d, d, c->cg, d, 0.0f, c->gc, ff);
+        lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, xg + t0 * d, d, c->cu, d, 0.0f, c->uc, ff);
+        act_mul(a, c->gc, c->uc, k * ff, ff);
+        for (int64_t j = 0; j < k * ff; j++)
+            c->gc[j] -= xd[t0 * ff + j];
+        acc[0] += out_sq(c->gc, k, ff, c->wd, d, a->obuf);
+    }
+}
+
+/* the down search: ||X D^T||^2 over the down inputs */
+static void down_rows(awq_ctx *a, const float *xg, const float *xd, int64_t n, double *acc, void *u)
+{
+    (void)xg;
+    acc[0] += out_sq(xd, n, a->eff, (const float *)u, a->d, a->obuf);
+}
+
+/* The clip search's rows of expert e: every step-th of its routed rows (all windows, in
+ * window order; ns of them), their gate/up inputs into sg (ns x d) and down inputs into
+ * sdn (ns x eff), as loaded (after the fold: divided by the scales); on rank `owner`, the
+ * other ranks' rows sent to it (exact copies: the rows one process samples). */
+static int expert_clip_rows(awq_ctx *a, int e, int64_t step, int64_t ns, float *sg, float *sdn, int owner)
+{
+    const int64_t d = a->d, ff = a->eff;
+    int64_t base = 0;
+    int rc = LMP_OK;
+    for (int s = 0; s < a->N && !rc; s++) {
+        const int64_t n = a->wcnt[(int64_t)s * a->Emax + e];
+        int64_t t = (base + step - 1) / step; /* the first sample at or after the window's first row */
+        if (s >= a->wlo && s < a->whi && t < ns && t * step < base + n && !(rc = load_window(a, s))) {
+            const float *xd;
+            win_expert(a, s, e, NULL, &xd);
+            const int *tok = a->rtok + (int64_t)(s - a->wlo) * a->L * a->topk + expert_off(a, s, e);
+            for (; t < ns && t * step < base + n; t++) {
+                const int64_t i = t * step - base;
+                memcpy(sg + t * d, a->wx[LMP_IN_MLP] + (int64_t)tok[i] * d, sizeof(float) * (size_t)d);
+                memcpy(sdn + t * ff, xd + i * ff, sizeof(float) * (size_t)ff);
+            }
+        }
+        base += n;
+    }
+    for (int r = 0; r < lmp_dist_size() && a->split && lmp_dist_size() > 1 && !rc; r++) {
+        int w0, w1;
+        rank_windows(a, r, &w0, &w1);
+        int64_t b0 = 0, b1 = 0;
+        for (int s = 0; s < w1; s++) {
+            b1 += a->wcnt[(int64_t)s * a->Emax + e];
+            b0 += s < w0 ? a->wcnt[(int64_t)s * a->Emax + e] : 0;
+        }
+        int64_t t0 = (b0 + step - 1) / step, t1 = (b1 + step - 1) / step;
+        t1 = t1 < ns ? t1 : ns;
+        if (w1 <= w0 || t1 <= t0 || r == owner) /* (every rank walks the same (expert, rank) order) */
+            continue;
+        const size_t bg = sizeof(float) * (size_t)((t1 - t0) * d), bd = sizeof(float) * (size_t)((t1 - t0) * ff);
+        if (lmp_dist_rank() == r && !(rc = lmp_dist_send(sg + t0 * d, bg, owner)))
+            rc = lmp_dist_send(sdn + t0 * ff, bd, owner);
+        else if (lmp_dist_rank() == owner && !(rc = lmp_dist_recv(sg + t0 * d, bg, r)))
+            rc = lmp_dist_recv(sdn + t0 * ff, bd, r);
+    }
+    return rc;
 }
 
 /* The weight mean of duo scaling over `n` matrices (rows, in) of ws. */
@@ -1697,6 +1890,78 @@ static void awq_cand(const awq_ctx *a, const float *W, const float *s, int64_t r
     scaled_fake_quant(W, s, out, rows, in, eff_gs(a->p, in), a->p->bits, a->p->sym);
 }
 
+/* The rank whose lmp_dist_share of n items holds item i. */
+static int share_owner(int64_t n, int64_t i)
+{
+    const int64_t size = lmp_dist_size(), q = n / size, e = n % size;
+    return (int)(i < e * (q + 1) ? i / (q + 1) : e + (i - e * (q + 1)) / q);
+}
+
+/* Step 4 of awq_moe_block: every reached expert's gate, up and down clipped (as clip_core)
+ * on its sampled routed rows, gathered on the rank that searches the expert's clamps. */
+static int moe_clip(awq_ctx *a)
+{
+    const lmp_qpipe_params *p = a->p;
+    const int E = a->E;
+    const int64_t d = a->d, ff = a->eff;
+    const int64_t ntg = ff * (d / eff_gs(p, d)), nt = 2 * ntg + d * (ff / eff_gs(p, ff)); /* clamps per expert */
+    const bool share = a->split && lmp_dist_size() > 1;
+    int64_t elo = 0, ehi = E;
+    if (share)
+        lmp_dist_share(E, &elo, &ehi);
+    float *thr = malloc(sizeof(float) * (size_t)(E * nt));
+    float **xg = calloc((size_t)E, sizeof *xg), **xd = calloc((size_t)E, sizeof *xd);
+    int64_t *ns = calloc((size_t)E, sizeof *ns);
+    int rc = thr && xg && xd && ns ? LMP_OK : lmp_err(LMP_ENOMEM, "out of memory (AWQ experts' clip search)");
+    for (int e = 0; e < E && !rc; e++) { /* the rows (collective when split): this rank's experts' kept */
+        const int64_t ne = a->ecnt[e];
+        if (!ne)
+            continue;
+        int64_t step = ne / p->awq_clip_tokens;
+        step = step < 1 ? 1 : step;
+        ns[e] = (ne + step - 1) / step;
+        xg[e] = malloc(sizeof(float) * (size_t)(ns[e] * d));
+        xd[e] = malloc(sizeof(float) * (size_t)(ns[e] * ff));
+        if (!xg[e] || !xd[e])
+            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ clip samples of expert %d)", e);
+        else
+            rc = expert_clip_rows(a, e, step, ns[e], xg[e], xd[e], share ? share_owner(E, e) : 0);
+        if (e < elo || e >= ehi) {
+            free(xg[e]);
+            free(xd[e]);
+            xg[e] = xd[e] = NULL;
+        }
+    }
+    for (int e = (int)elo; e < ehi && !rc; e++) { /* this rank's experts */
+        for (int q = 0; q < 3 && xg[e] && !rc; q++) {
+            const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
+            rc = clip_core(a, a->ew[3 * e + q], rows, in, q < 2 ? xg[e] : xd[e], ns[e], eff_gs(p, in), p->bits,
+                           thr + e * nt + q * ntg);
+        }
+        tick(a);
+    }
+    if (share)
+        rc = lmp_dist_status(rc);
+    for (int e = 0; e < E && share && !rc; e++) { /* the others' clamps, from their rank */
+        if (!a->ecnt[e] || (rc = lmp_dist_bcast(thr + e * nt, sizeof(float) * (size_t)nt, share_owner(E, e))) ||
+            (e >= elo && e < ehi))
+            continue;
+        for (int q = 0; q < 3; q++) {
+            const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
+            clip_apply(a->ew[3 * e + q], rows, in, eff_gs(p, in), thr + e * nt + q * ntg);
+        }
+    }
+    for (int e = 0; xg && xd && e < E; e++) {
+        free(xg[e]);
+        free(xd[e]);
+    }
+    free(xg);
+    free(xd);
+    free(ns);
+    free(thr);
+    return rc;
+}
+
 static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
 {
     const lmp_qpipe_params *p = a->p;
@@ -1704,7 +1969,7 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
     const int l = a->layer, E = a->E, grid = p->awq_grid;
     const int64_t d = a->d, ff = a->eff, mw = d * ff;
     int rc = LMP_OK;
-    float *s = NULL, *sb = NULL, *wm = NULL, *cg = NULL, *cu = NULL, *tmp = NULL, *Xe = NULL, *gc = NULL, *uc = NULL;
+    float *s = NULL, *sb = NULL, *wm = NULL, *cg = NULL, *cu = NULL, *tmp = NULL, *gc = NULL, *uc = NULL;
     float **sd = NULL;
     double err[3] = {0}, err_rtn[3] = {0}, wsum = 0;
     char missed[512];
@@ -1722,11 +1987,9 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
     cg = malloc(sizeof(float) * (size_t)mw);
     cu = malloc(sizeof(float) * (size_t)mw);
     tmp = malloc(sizeof(float) * (size_t)mw);
-    Xe = malloc(sizeof(float) * (size_t)(a->T * d));
     gc = malloc(sizeof(float) * (size_t)(CH * ff));
     uc = malloc(sizeof(float) * (size_t)(CH * ff));
-    if (!a->ew || !a->ewfold || !a->eqt || !a->router || !sd || !s || !sb || !wm || !cg || !cu || !tmp || !Xe ||
-        !gc || !uc)
+    if (!a->ew || !a->ewfold || !a->eqt || !a->router || !sd || !s || !sb || !wm || !cg || !cu || !tmp || !gc || !uc)
         goto oom;
     for (int k = 0; k < 3 * E; k++) {
         char name[LMP_MAX_NAME];
@@ -1748,17 +2011,24 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
         }
         tr->to_f32(t->data, a->router, E * d);
     }
+    float *const dq[3] = {cg, cu, tmp};
     /* RTN (AWQ's quantizer, no scales, no clip) on the original experts, routed inputs */
-    for (int e = 0; e < E; e++) {
-        const int64_t ne = a->eXn[e];
+    for (int e = 0; e < E && p->compare_rtn; e++) {
+        const int64_t ne = a->ecnt[e];
         if (!ne)
             continue;
-        awq_gather(a, e, Xe);
         for (int q = 0; q < 3; q++) {
             const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
-            fake_quant(a->ew[3 * e + q], cg, rows, in, eff_gs(p, in), p->bits, p->sym);
-            err_rtn[q] += (double)ne * awq_rel(a, q < 2 ? Xe : a->eX[e], ne, in, a->ew[3 * e + q], cg, rows, tmp);
+            const float *W = a->ew[3 * e + q];
+            fake_quant(W, dq[q], rows, in, eff_gs(p, in), p->bits, p->sym);
+            for (int64_t j = 0; j < mw; j++)
+                dq[q][j] = W[j] - dq[q][j];
         }
+        double rel[3];
+        if ((rc = expert_rel(a, e, dq, &a->ew[3 * e], rel)))
+            goto done;
+        for (int q = 0; q < 3; q++)
+            err_rtn[q] += (double)ne * rel[q];
     }
     /* 1. the shared gate/up scale: every expert's output error on its routed tokens */
     if (p->awq_duo_scaling) {
@@ -1779,23 +2049,19 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
         double loss = 0;
         int64_t pairs = 0;
         for (int e = 0; e < E; e++) {
-            const int64_t ne = a->eXn[e];
+            const int64_t ne = a->ecnt[e];
             if (!ne)
                 continue;
             awq_cand(a, a->ew[3 * e], s, ff, d, cg);
             awq_cand(a, a->ew[3 * e + 1], s, ff, d, cu);
-            awq_gather(a, e, Xe);
-            for (int64_t t0 = 0; t0 < ne; t0 += CH) {
-                const int64_t k = ne - t0 < CH ? ne - t0 : CH;
-                lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cg, d, 0.0f, gc, ff);
-                lmp_sgemm_fixed(false, true, k, ff, d, 1.0f, Xe + t0 * d, d, cu, d, 0.0f, uc, ff);
-                act_mul(a, gc, uc, k * ff, ff);
-                for (int64_t j = 0; j < k * ff; j++) /* against the float block's down input */
-                    gc[j] -= a->eX[e][t0 * ff + j];
-                loss += out_sq(gc, k, ff, a->ew[3 * e + 2], d, a->obuf);
-            }
+            egu_ctx u = {cg, cu, a->ew[3 * e + 2], gc, uc};
+            double le;
+            if ((rc = expert_sum(a, e, 1, true, gu_rows, &u, &le)))
+                goto done;
+            loss += le;
             pairs += ne;
         }
+        tick(a);
         if (pairs == 0)
             break;
         loss /= (double)pairs * (double)d;
@@ -1810,24 +2076,16 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
     memcpy(s, sb, sizeof(float) * (size_t)d);
     /* 2. per expert: up -> down on its routed down inputs */
     for (int e = 0; e < E; e++) {
-        const int64_t ne = a->eXn[e];
+        const int64_t ne = a->ecnt[e];
         if (!ne) {
             n_missed++;
             if (mlen + 8 < sizeof missed)
                 mlen += (size_t)snprintf(missed + mlen, sizeof missed - mlen, " %d", e);
             continue;
         }
-        float *xm = malloc(sizeof(float) * (size_t)ff);
-        if (!xm || !(sd[e] = malloc(sizeof(float) * (size_t)ff))) {
-            free(xm);
+        if (!(sd[e] = malloc(sizeof(float) * (size_t)ff)))
             goto oom;
-        }
-        for (int64_t j = 0; j < ff; j++) {
-            double acc = 0;
-            for (int64_t t = 0; t < ne; t++)
-                acc += fabs((double)a->eX[e][t * ff + j]);
-            xm[j] = (float)(acc / (double)ne);
-        }
+        const float *xm = a->exm + e * ff;
         if (p->awq_duo_scaling)
             awq_wmean(a, &a->ew[3 * e + 2], 1, d, ff, wm);
         double bl = INFINITY;
@@ -1837,20 +2095,24 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
             awq_cand(a, a->ew[3 * e + 2], sb, d, ff, cg);
             for (int64_t j = 0; j < mw; j++)
                 cg[j] = a->ew[3 * e + 2][j] - cg[j];
-            double loss = out_sq(a->eX[e], ne, ff, cg, d, a->obuf) / ((double)ne * (double)d);
+            double loss;
+            if ((rc = expert_sum(a, e, 1, false, down_rows, cg, &loss)))
+                goto done;
+            loss /= (double)ne * (double)d;
             if (loss < bl) {
                 bl = loss;
                 memcpy(sd[e], sb, sizeof(float) * (size_t)ff);
             }
         }
-        free(xm);
+        tick(a);
         if (!(bl < INFINITY)) {
             rc = lmp_err(LMP_ERANGE, "AWQ: layer %d expert %d: no finite loss in the down scale search", l, e);
             goto done;
         }
     }
     /* 3. fold: ffn norm / s, every expert's gate/up and the router's columns * s; per
-     * expert up rows / sd, down columns * sd; the captured inputs follow */
+     * expert up rows / sd, down columns * sd; the captured inputs follow (divided as they
+     * are loaded) */
     for (int64_t j = 0; j < d; j++)
         a->blk.ffn_norm[j] /= s[j];
     for (int e = 0; e < E; e++) {
@@ -1861,47 +2123,51 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
                 for (int64_t j = 0; j < d; j++)
                     a->ew[3 * e + 1][r * d + j] /= sd[e][r];
             scale_cols(a->ew[3 * e + 2], d, ff, sd[e]);
-            for (int64_t t = 0; t < a->eXn[e]; t++)
-                for (int64_t j = 0; j < ff; j++)
-                    a->eX[e][t * ff + j] /= sd[e][j];
         }
     }
     scale_cols(a->router, E, d, s);
-    for (int64_t t = 0; t < a->T; t++)
-        for (int64_t j = 0; j < d; j++)
-            a->X[LMP_IN_MLP][t * d + j] /= s[j];
+    a->xs[LMP_IN_MLP] = s;
+    a->esd = sd;
+    a->wcur = -1;
     for (int k = 0; k < 3 * E; k++) {
         const int64_t n = mw;
         if (!(a->ewfold[k] = dup_vec(a->ew[k], n)))
             goto oom;
     }
-    /* 4. clipping (routed tokens) and 5. quantization */
+    /* 4. clipping on every step-th routed token of the expert: each expert's search on one
+     * rank (lmp_dist_share over the experts, split runs), which the others send their rows
+     * to; its clamps (one per row and group) then broadcast, and applied by the others */
+    if (p->awq_clip && (rc = moe_clip(a)))
+        goto done;
+    /* 5. quantization and the error figures */
     for (int e = 0; e < E; e++) {
-        const int64_t ne = a->eXn[e];
-        if (ne)
-            awq_gather(a, e, Xe);
+        const int64_t ne = a->ecnt[e];
         for (int q = 0; q < 3; q++) {
             const int k = 3 * e + q;
             const int64_t rows = q < 2 ? ff : d, in = q < 2 ? d : ff;
-            const float *X = q < 2 ? Xe : a->eX[e];
             char name[LMP_MAX_NAME];
             lmp_expert_hf_prefix(c, l, e, (lmp_linear)(LMP_LIN_GATE + q), name, sizeof name);
-            if (ne && p->awq_clip && (rc = clip_w(a, a->ew[k], rows, in, X, ne, eff_gs(p, in), p->bits)))
-                goto done;
             if ((rc = lmp_awq_quant(a->ew[k], rows, in, p->bits, p->group_size, p->sym, &a->eqt[k]))) {
                 rc = lmp_err_prefix(rc, "%s.weight", name);
                 goto done;
             }
             snprintf(a->eqt[k].name, sizeof a->eqt[k].name, "%s", name);
-            if (ne) {
-                lmp_qtensor_dequant(&a->eqt[k], cg);
-                err[q] += (double)ne * awq_rel(a, X, ne, in, a->ewfold[k], cg, rows, tmp);
-            }
+            lmp_qtensor_dequant(&a->eqt[k], dq[q]);
+            for (int64_t j = 0; j < mw; j++)
+                dq[q][j] = a->ewfold[k][j] - dq[q][j];
             a->res->params += (uint64_t)(rows * in);
             a->res->qbytes += lmp_qtensor_nbytes(&a->eqt[k]);
             a->res->n_expert_linears++;
         }
+        if (ne) {
+            double rel[3];
+            if ((rc = expert_rel(a, e, dq, &a->ewfold[3 * e], rel)))
+                goto done;
+            for (int q = 0; q < 3; q++)
+                err[q] += (double)ne * rel[q];
+        }
         wsum += (double)ne;
+        tick(a);
     }
     for (int q = 0; q < 3; q++) {
         lmp_qlinear_stats *sk = &st[LMP_LIN_GATE + q];
@@ -1923,6 +2189,9 @@ static int awq_moe_block(awq_ctx *a, lmp_qlinear_stats *st)
 oom:
     rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ experts, block %d)", l);
 done:
+    a->xs[LMP_IN_MLP] = NULL; /* (s and sd are freed here; the windows are not read again) */
+    a->esd = NULL;
+    a->wcur = -1;
     for (int e = 0; sd && e < E; e++)
         free(sd[e]);
     free(sd);
@@ -1932,7 +2201,6 @@ done:
     free(cg);
     free(cu);
     free(tmp);
-    free(Xe);
     free(gc);
     free(uc);
     return rc;
@@ -1959,21 +2227,36 @@ static void awq_moe_free(awq_ctx *a)
 
 /* ---------------------------------------------------------------- the row --------- */
 
-/* Self: the captured inputs' store (this rank's windows), once for the run. */
-static int64_t cap_window(const awq_ctx *a) { return a->L * (2 * a->d + a->qd + 2 * a->ff); }
+/* The captured inputs' store (this rank's windows), once for the run: a window of a dense
+ * block holds its four inputs and the MLP's reference outputs, one of a sparse block its
+ * q/k/v, o and gate/up inputs and every token's topk routed down inputs (roff on). */
+static bool any_dense(const awq_ctx *a)
+{
+    for (int l = 0; l < lmp_model_config(a->m)->n_layers; l++)
+        if (lmp_model_n_experts(a->m, l) <= 0)
+            return true;
+    return false;
+}
+
+static int64_t cap_window(const awq_ctx *a)
+{
+    const int64_t dense = a->L * (2 * a->d + a->qd + 2 * a->ff), sparse = a->roff + a->L * a->topk * a->eff;
+    if (!a->moe)
+        return dense;
+    return any_dense(a) && dense > sparse ? dense : sparse;
+}
 
 static int awq_row_block(void *ctx, lmp_calib_block *b)
 {
     awq_ctx *a = ctx;
     a->b = b;
     a->layer = b->layer;
-    a->states = b->states;
     a->wlo = b->w_lo;
     a->whi = b->w_hi;
     a->ng = b->G;
     a->split = b->split;
     a->wcur = -1;
-    if (a->self && !a->wbuf) {
+    if (!a->wbuf) {
         const int64_t win = cap_window(a);
         a->coff[LMP_IN_ATTN] = 0;
         a->coff[LMP_IN_O] = a->L * a->d;
@@ -1981,22 +2264,18 @@ static int awq_row_block(void *ctx, lmp_calib_block *b)
         a->coff[LMP_IN_DOWN] = a->L * (2 * a->d + a->qd);
         a->hoff = a->L * (2 * a->d + a->qd + a->ff);
         const uint64_t held = b->states ? (uint64_t)(a->whi - a->wlo) * (uint64_t)(a->L * a->d) * sizeof(float) : 0;
-        int rc = a->samp ? LMP_OK
-                         : lmp_calib_store_open(&a->cap, a->cap_bytes, win, true, held,
-                                                "AWQ's captured inputs (every linear's, and the MLP's reference outputs)");
+        const char *what = a->moe ? "AWQ's captured inputs (q/k/v's, o's, the experts' gate/up and routed down inputs)"
+                                  : "AWQ's captured inputs (every linear's, and the MLP's reference outputs)";
+        int rc = a->samp ? LMP_OK : lmp_calib_store_open(&a->cap, a->cap_bytes, win, true, held, what);
         if (rc)
             return rc;
         if (!(a->wbuf = malloc(sizeof(float) * (size_t)win)))
             return lmp_err(LMP_ENOMEM, "out of memory (one window of AWQ's captured inputs, %.1f MiB)",
                            (double)win * 4 / 1048576.0);
     }
-    for (int k = 0; k < LMP_IN_COUNT; k++)
-        a->X[k] = b->st.X[k];
     a->E = lmp_model_n_experts(b->m, b->layer);
-    a->eff = lmp_model_config(b->m)->moe_ff;
-    a->eX = b->st.eX;
-    a->eT = b->st.eT;
-    a->eXn = b->st.eXn;
+    if (a->E > a->Emax)
+        return lmp_err(LMP_EINVAL, "AWQ: layer %d has %d experts, the config %d", b->layer, a->E, a->Emax);
     return awq_block(a, a->qt, &a->res->lin[b->layer * LMP_LIN_COUNT]);
 }
 
@@ -2048,8 +2327,6 @@ static void awq_row_cleanup(void *ctx, lmp_calib_block *b)
     awq_moe_free(a);
     a->E = 0;
     block_free(a);
-    for (int k = 0; k < LMP_IN_COUNT; k++)
-        a->X[k] = NULL;
 }
 
 static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
@@ -2060,28 +2337,18 @@ static uint64_t awq_row_steps(void *ctx, const lmp_calib_block *b)
     const uint64_t n = (uint64_t)(b->w_hi - b->w_lo); /* this rank's windows; self: inputs and forward too */
     if (a->samp) /* the windows once; each candidate once (at most the whole grid on this rank) */
         return n + (uint64_t)p->awq_grid * (vo ? 4 : 3) + (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
-    return n * (uint64_t)((a->self ? 2 : 1) + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) +
-           (p->awq_clip ? 5 : 0) + LMP_LIN_COUNT;
+    if (a->moe) /* (a sparse block: the gate/up candidates, each expert's down search and quantization) */
+        return n * (uint64_t)(2 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 2 : 1) + 2 * (uint64_t)a->Emax +
+               (p->awq_clip ? 2 : 0) + LMP_LIN_GATE;
+    return n * (uint64_t)(2 + p->awq_grid) + (uint64_t)p->awq_grid * (vo ? 3 : 2) + (p->awq_clip ? 5 : 0) +
+           LMP_LIN_COUNT;
 }
 
-/* AWQ on a dense model: the row walks this rank's windows itself (inputs captured into
- * its own store, losses summed per window group, the float block's outputs forward). */
-static const lmp_calib_method g_awq_self_row = {
-    .name = "awq",
-    .flags = LMP_CALIB_SELF_WALK,
-    .block = awq_row_block,
-    .end = awq_row_end,
-    .cleanup = awq_row_cleanup,
-    .steps = awq_row_steps,
-};
-
-/* AWQ on an expert model: every linear's input (and the experts' routed inputs) captured
- * by the driver on the float block of every window, whose outputs go forward (not split
- * among ranks, held in memory). */
+/* AWQ: the row walks this rank's windows itself (inputs captured into its own store,
+ * losses summed per window group, the float block's outputs forward). */
 static const lmp_calib_method g_awq_row = {
     .name = "awq",
-    .stats = LMP_STAT_CAPTURE | LMP_STAT_EXPERT_CAPTURE,
-    .flags = LMP_CALIB_FLOAT_FORWARD,
+    .flags = LMP_CALIB_SELF_WALK,
     .block = awq_row_block,
     .end = awq_row_end,
     .cleanup = awq_row_cleanup,
@@ -2142,16 +2409,23 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
     a.cols[LMP_IN_DOWN] = a.ff;
     res->n_samples = a.N;
     res->seq_len = a.L;
-    a.self = !lmp_model_is_moe(m);
+    a.moe = lmp_model_is_moe(m);
     a.cap.fd = -1;
     a.wcur = -1;
+    /* expert models: the full search in f32 (no search sample, no bf16 calibration yet) */
     const int64_t nst = p->awq_search_tokens < 0 ? LMP_AWQ_SEARCH_TOKENS : p->awq_search_tokens;
-    a.samp = a.self && nst > 0 && nst < a.T;
-    a.bf16 = a.self && !p->calib_f32;
+    a.samp = !a.moe && nst > 0 && nst < a.T;
+    a.bf16 = !a.moe && !p->calib_f32;
+    if (a.moe) {
+        a.Emax = c->n_experts;
+        a.topk = c->n_experts_used;
+        a.eff = c->moe_ff;
+        a.roff = a.L * (2 * a.d + a.qd);
+    }
     const bool exact0 = lmp_gemm_exact(); /* bf16: X rounded to bf16 in lmp_gemm (its exact mode off for the run) */
     if (a.bf16)
         lmp_gemm_set_exact(false);
-    if (a.self && !(a.bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, (int)a.L, 0)))) {
+    if (!(a.bscr = malloc(sizeof(float) * lmp_block_scratch_floats(m, (int)a.L, 0)))) {
         rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ block scratch)");
         goto done;
     }
@@ -2164,7 +2438,7 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         lmp_info("awq: grid searches and error figures on %lld sampled tokens of %lld (q/k/v: %d whole window%s of "
                  "%d; --awq-search-tokens, 0: all); the sample %.1f MiB f32 on every rank, no captured-input store",
                  (long long)a.ns, (long long)a.T, a.nqw, a.nqw == 1 ? "" : "s", a.L, sb / 1048576.0);
-    } else if (a.self) { /* this rank's windows (calib_dist.h), as the driver splits them */
+    } else { /* this rank's windows (calib_dist.h), as the driver splits them */
         const int G = a.N < LMP_CALIB_GROUPS ? a.N : LMP_CALIB_GROUPS;
         int glo, ghi, wlo = 0, whi = 0, x;
         lmp_calib_own_groups(G, lmp_dist_rank(), lmp_dist_size(), &glo, &ghi);
@@ -2173,30 +2447,40 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
             lmp_calib_group_windows(a.N, G, ghi - 1, &x, &whi);
         }
         a.cap_bytes = (uint64_t)(whi - wlo) * (uint64_t)cap_window(&a) * sizeof(float);
+        /* a sparse block's Grams: q/k/v's and o's inputs only; a dense block's every input */
+        const int ngram = a.moe && !any_dense(&a) ? LMP_IN_MLP : LMP_IN_COUNT;
         uint64_t gram = 0, gmax = 0;
-        for (int k = 0; k < LMP_IN_COUNT; k++)
+        for (int k = 0; k < ngram; k++)
             if (a.T > a.cols[k]) { /* f32 matrix, double total and one double group partial */
                 gram += (uint64_t)(a.cols[k] * a.cols[k]) * 20;
                 gmax = (uint64_t)(a.cols[k] * a.cols[k]) > gmax ? (uint64_t)(a.cols[k] * a.cols[k]) : gmax;
             }
         res->act_bytes = (uint64_t)(whi - wlo) * (uint64_t)(a.L * a.d) * sizeof(float) + a.cap_bytes;
-        lmp_info("awq memory: captured inputs and MLP reference outputs %.1f MiB f32 (%d of %d windows x %d tokens x "
-                 "%lld floats), held like the hidden states (in memory up to LMP_CALIB_SPILL, else spilled, one "
-                 "window resident); Gram matrices %.1f MiB (f32, double sums), one window's f32 Gram %.1f MiB",
-                 a.cap_bytes / 1048576.0, whi - wlo, a.N, a.L, (long long)(cap_window(&a) / a.L),
-                 gram / 1048576.0, gmax * 4 / 1048576.0);
-        if (gmax && !(a.gw = malloc(sizeof(float) * (size_t)gmax))) {
-            rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ Gram matrices, %.1f MiB)", gmax * 4 / 1048576.0);
-            goto done;
+        if (!a.moe)
+            lmp_info("awq memory: captured inputs and MLP reference outputs %.1f MiB f32 (%d of %d windows x %d tokens "
+                     "x %lld floats), held like the hidden states (in memory up to LMP_CALIB_SPILL, else spilled, one "
+                     "window resident); Gram matrices %.1f MiB (f32, double sums), one window's f32 Gram %.1f MiB",
+                     a.cap_bytes / 1048576.0, whi - wlo, a.N, a.L, (long long)(cap_window(&a) / a.L),
+                     gram / 1048576.0, gmax * 4 / 1048576.0);
+        else { /* the routing: rows per window and expert (every rank's windows), token rows (this rank's) */
+            const uint64_t route = ((uint64_t)a.N * (uint64_t)a.Emax + (uint64_t)(whi - wlo) * (uint64_t)(a.L * a.topk)) *
+                                   sizeof(int);
+            lmp_info("awq memory: captured inputs %.1f MiB f32 (%d of %d windows x %d tokens x %lld floats: q/k/v's, "
+                     "o's and the experts' gate/up inputs, and each token's %d routed down inputs), held like the "
+                     "hidden states (in memory up to LMP_CALIB_SPILL, else spilled, one window resident); routing "
+                     "%.2f MiB; Gram matrices %.1f MiB (f32, double sums), one window's f32 Gram %.1f MiB",
+                     a.cap_bytes / 1048576.0, whi - wlo, a.N, a.L, (long long)(cap_window(&a) / a.L), a.topk,
+                     route / 1048576.0, gram / 1048576.0, gmax * 4 / 1048576.0);
+            a.wcnt = calloc((size_t)a.N * (size_t)a.Emax, sizeof(int));
+            a.rtok = malloc(sizeof(int) * ((size_t)(whi - wlo) * (size_t)(a.L * a.topk) + 1));
+            a.ecnt = calloc((size_t)a.Emax, sizeof(int64_t));
+            a.exm = malloc(sizeof(float) * (size_t)(a.Emax * a.eff));
+            a.exg = malloc(sizeof(float) * (size_t)(a.L * a.d));
+            if (!a.wcnt || !a.rtok || !a.ecnt || !a.exm || !a.exg) {
+                rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ's routing, %.1f MiB)", route / 1048576.0);
+                goto done;
+            }
         }
-    } else {
-        uint64_t feat = 0, gmax = 0;
-        for (int k = 0; k < LMP_IN_COUNT; k++) {
-            feat += (uint64_t)a.T * (uint64_t)a.cols[k] * sizeof(float);
-            if (a.T > a.cols[k] && (uint64_t)(a.cols[k] * a.cols[k]) > gmax)
-                gmax = (uint64_t)(a.cols[k] * a.cols[k]);
-        }
-        res->act_bytes = 2 * lmp_calib_act_bytes(m, cal) + feat;
         if (gmax && !(a.gw = malloc(sizeof(float) * (size_t)gmax))) {
             rc = lmp_err(LMP_ENOMEM, "out of memory (AWQ Gram matrices, %.1f MiB)", gmax * 4 / 1048576.0);
             goto done;
@@ -2219,13 +2503,18 @@ int lmp_awq_run(lmp_model *m, const lmp_calib_data *cal, const lmp_qpipe_params 
         goto done;
     }
     lmp_calib_opts o = {.calib_bos = p->calib_bos, .progress = p->progress, .times = &res->phases};
-    rc = lmp_calib_run(m, cal, a.self ? &g_awq_self_row : &g_awq_row, &a, &o);
+    rc = lmp_calib_run(m, cal, &g_awq_row, &a, &o);
 done:
     if (a.bf16)
         lmp_gemm_set_exact(exact0);
     block_free(&a);
     sample_free(&a);
     free(a.bscr);
+    free(a.wcnt);
+    free(a.rtok);
+    free(a.ecnt);
+    free(a.exm);
+    free(a.exg);
     lmp_calib_store_close(&a.cap);
     free(a.wbuf);
     free(a.gw);

@@ -5,7 +5,8 @@
 # compare, which split their windows across ranks; GPTQ, SparseGPT, Wanda, RTN, imatrix
 # (windows and solves split among ranks) and AWQ (windows split, its sums per window group,
 # also with its stores spilled; its search sample gathered, the candidates split) on gutenberg-5M, GPTQ on tiny-mixtral (expert Hessians
-# combined per group) at -np 1, 2, 3 (byte-identical outputs; each rank held its share);
+# combined per group) and AWQ on tiny-mixtral / tiny-qwen3-moe (routed inputs per window,
+# expert sums per window group, also spilled) at -np 1, 2, 3 (byte-identical outputs; each rank held its share);
 # ranks other than 0 print nothing; a rank
 # killed mid-run and an unreachable host end the job non-zero with a message and no output.
 # Skipped when mpirun or the fixtures are absent.
@@ -161,6 +162,24 @@ check "awq-sample: not the full search's bytes" "[ -d '$T/1.awqs' ] && ! diff -r
 calibrated moe-gptq moe-gptq quantize "$T/mix" --method gptq --calib "$T/mix/corpus.txt" --calib-samples 8 \
     --calib-seqlen 32 --group-size 32
 check "moe-gptq -np 3: split (3/3/2 windows)" "grep -q 'windows per rank 3/3/2 of 8 (8 window groups)' '$T/moe-gptq.3.err'"
+# AWQ on expert models (awqmoe): each rank walks its windows, keeps their routed expert
+# inputs in its store and sums every expert loss per window group; each expert's clip
+# search on one rank. tiny-mixtral (8 experts, top 2) and tiny-qwen3-moe (16 experts, top 4,
+# a dense layer between sparse ones), 12 x 32 tokens; spilled at -np 3.
+"$B" synth --preset tiny-qwen3-moe -o "$T/q3m" --seed 7 > /dev/null 2>&1
+for m in mix q3m; do
+    # shellcheck disable=SC2086
+    calibrated moe-awq-$m moe-awq-$m quantize "$T/$m" --method awq --calib "$T/$m/corpus.txt" --calib-samples 12 \
+        --calib-seqlen 32 --group-size 32
+    check "moe-awq-$m -np 3: split (6/4/2 windows), data moved" \
+        "grep -q 'windows per rank 6/4/2 of 12 (8 window groups)' '$T/moe-awq-$m.3.err' && grep -q 'rank 0 sent and received [1-9]' '$T/moe-awq-$m.3.err'"
+    check "moe-awq-$m -np 3: states its captured inputs (routed) up front" \
+        "grep -q 'awq memory: captured inputs .*(6 of 12 windows .*routed down inputs' '$T/moe-awq-$m.3.err'"
+    LMP_CALIB_SPILL=0 run_np 3 "$B" quantize "$T/$m" --method awq --calib "$T/$m/corpus.txt" --calib-samples 12 \
+        --calib-seqlen 32 --group-size 32 -o "$T/spill.moe-awq-$m" > /dev/null 2> "$T/moe-awq-$m.spill.err"
+    check "moe-awq-$m -np 3, hidden states and captured inputs spilled: byte-identical output" \
+        "grep -q \"AWQ's captured inputs.*spilled\" '$T/moe-awq-$m.spill.err' && diff -r '$T/1.moe-awq-$m' '$T/spill.moe-awq-$m' > /dev/null"
+done
 
 # --- failures: a rank killed mid-run (SIGKILL on its 4th collective, as the OOM killer
 # would): mpirun ends every rank, says which died, exits non-zero; no output, no temporary

@@ -12,6 +12,8 @@
  *  - the AWQ folder reads back to exactly the pipeline's qtensors, with the folded norm
  *    weights and every other tensor as they should be;
  *  - refused inputs (act-order, no calibration, bad group size, 3-bit AWQ folder);
+ *  - AWQ on a synthetic mixtral's experts: its window store spilled gives the same bits,
+ *    every expert quantized, unreached experts counted;
  *  - imatrix: q4_0 / q3_k_m / q2_k GGUF with importance weights against without
  *    (perplexity, same protocol), provenance keys.
  * LMP_SLOW=1 uses more calibration. Skipped without the fixtures.
@@ -302,6 +304,170 @@ static void test_fold(void)
     lmp_model_free(m);
 }
 
+/* AWQ on expert models (awqmoe): the row keeps each window's captured and routed inputs in
+ * its window store; spilled to a file (LMP_CALIB_SPILL=0) the run must give the same bits
+ * (every dense and expert tensor, the folded norms and router, the error figures), every
+ * expert linear is quantized, the figures are real ratios, and with 4 tokens the experts
+ * no token reached are counted (3 linears each) while every expert is still written. */
+typedef struct {
+    int E, n_layers;
+    lmp_qtensor *eq; /* [n_layers][3E] */
+    float *router;   /* [n_layers][E][d] */
+    int64_t d;
+    recorder r;
+} moe_rec;
+
+static int moe_expert_sink(void *ctx, int layer, int n, const lmp_qtensor *qe)
+{
+    moe_rec *m = ctx;
+    if (n != m->E)
+        return LMP_EINVAL;
+    for (int k = 0; k < 3 * n; k++) {
+        int rc = copy_qtensor(&m->eq[layer * 3 * n + k], &qe[k]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int moe_fold(void *ctx, int layer, const lmp_qfold *f)
+{
+    moe_rec *m = ctx;
+    if (!f->router)
+        return LMP_EINVAL;
+    memcpy(m->router + (int64_t)layer * m->E * m->d, f->router, sizeof(float) * (size_t)(m->E * m->d));
+    return rec_fold(&m->r, layer, f);
+}
+
+/* (a sparse block's gate/up/down slots are empty: its experts go to moe_expert_sink) */
+static int moe_sink(void *ctx, int layer, const lmp_qtensor *q, const lmp_qlinear_stats *st)
+{
+    recorder *r = &((moe_rec *)ctx)->r;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        int rc = q[k].rows > 0 ? copy_qtensor(&r->q[layer * LMP_LIN_COUNT + k], &q[k]) : 0;
+        if (rc)
+            return rc;
+        r->st[layer * LMP_LIN_COUNT + k] = st[k];
+    }
+    return 0;
+}
+
+static bool same_qtensor(const lmp_qtensor *a, const lmp_qtensor *b)
+{
+    const lmp_intgroup *x = &a->ig, *y = &b->ig;
+    if (a->rows == 0 || b->rows == 0)
+        return a->rows == b->rows;
+    return a->rows == b->rows && a->cols == b->cols && x->n_groups == y->n_groups &&
+           memcmp(x->codes, y->codes, (size_t)(a->rows * x->row_bytes)) == 0 &&
+           memcmp(x->scales, y->scales, (size_t)(a->rows * x->n_groups) * sizeof(float)) == 0 &&
+           memcmp(x->zeros, y->zeros, (size_t)(a->rows * x->n_groups)) == 0;
+}
+
+static int moe_run(lmp_model *m, const lmp_calib_data *cal, moe_rec *mr, lmp_qpipe_result *res)
+{
+    const lmp_config *c = lmp_model_config(m);
+    memset(mr, 0, sizeof *mr);
+    mr->E = c->n_experts;
+    mr->n_layers = c->n_layers;
+    mr->d = c->hidden_size;
+    mr->eq = calloc((size_t)(c->n_layers * 3 * mr->E), sizeof *mr->eq);
+    mr->router = calloc((size_t)(c->n_layers * mr->E * mr->d), sizeof(float));
+    rec_init(&mr->r, c->n_layers, c->hidden_size);
+    lmp_qpipe_params pp;
+    pipe_params(&pp, LMP_QMETHOD_AWQ, false);
+    pp.group_size = 32;
+    pp.compare_rtn = true;
+    pp.sink = moe_sink;
+    pp.expert_sink = moe_expert_sink;
+    pp.fold_sink = moe_fold;
+    pp.sink_ctx = mr;
+    return lmp_qpipe_run(m, cal, &pp, res);
+}
+
+static void moe_free(moe_rec *mr)
+{
+    for (int i = 0; mr->eq && i < mr->n_layers * 3 * mr->E; i++)
+        lmp_qtensor_free(&mr->eq[i]);
+    free(mr->eq);
+    free(mr->router);
+    rec_free(&mr->r);
+}
+
+static void test_moe_awq(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/mixtral", tmpdir());
+    lmp_synth_params sp;
+    lmp_synth_default_params(&sp);
+    sp.config = lmp_synth_find("tiny-mixtral")->config;
+    sp.seed = 7;
+    lmp_model *m = NULL;
+    CHECK(lmp_synth_write(&sp, dir) == 0, "synth: %s", lmp_errmsg());
+    CHECK(lmp_model_load(&m, dir) == 0, "load: %s", lmp_errmsg());
+    if (!m)
+        return;
+    const lmp_config *c = lmp_model_config(m);
+    const int nl = c->n_layers, E = c->n_experts;
+    const char *txt = lmp_synth_corpus();
+    for (int pass = 0; pass < 2; pass++) {
+        lmp_calib_params cp;
+        lmp_calib_default_params(&cp);
+        cp.n_samples = pass ? 1 : 12;
+        cp.seq_len = pass ? 4 : 32;
+        lmp_calib_data cal;
+        if (lmp_calib_from_text(m, txt, strlen(txt), "synth corpus", &cp, &cal)) {
+            CHECK(0, "calibration: %s", lmp_errmsg());
+            break;
+        }
+        moe_rec a, b;
+        lmp_qpipe_result ra, rb;
+        unsetenv("LMP_CALIB_SPILL");
+        int rc = moe_run(m, &cal, &a, &ra);
+        CHECK(rc == 0, "%d x %d: moe awq: %s", cp.n_samples, cp.seq_len, lmp_errmsg());
+        setenv("LMP_CALIB_SPILL", "0", 1);
+        int rc2 = moe_run(m, &cal, &b, &rb);
+        unsetenv("LMP_CALIB_SPILL");
+        CHECK(rc2 == 0, "%d x %d: moe awq spilled: %s", cp.n_samples, cp.seq_len, lmp_errmsg());
+        if (!rc && !rc2) {
+            bool same = memcmp(a.router, b.router, sizeof(float) * (size_t)(nl * E * c->hidden_size)) == 0 &&
+                        memcmp(a.r.norms, b.r.norms, sizeof(float) * (size_t)(nl * 2 * c->hidden_size)) == 0;
+            for (int i = 0; i < nl * 3 * E; i++)
+                same = same && same_qtensor(&a.eq[i], &b.eq[i]);
+            bool figs = true;
+            for (int i = 0; i < nl * LMP_LIN_COUNT; i++) {
+                same = same && same_qtensor(&a.r.q[i], &b.r.q[i]) && a.r.st[i].err == b.r.st[i].err &&
+                       a.r.st[i].err_rtn == b.r.st[i].err_rtn;
+                figs = figs && a.r.st[i].err > 0 && a.r.st[i].err < 1 && a.r.st[i].err_rtn > 0 &&
+                       a.r.st[i].err_rtn < 1;
+            }
+            CHECK(same, "%d x %d: spilled run differs from the in-memory one", cp.n_samples, cp.seq_len);
+            CHECK(figs, "%d x %d: error figures not in (0, 1)", cp.n_samples, cp.seq_len);
+            CHECK(ra.n_expert_linears == nl * 3 * E, "%d expert linears quantized, expected %d", ra.n_expert_linears,
+                  nl * 3 * E);
+            bool written = true;
+            for (int i = 0; i < nl * 3 * E; i++)
+                written = written && a.eq[i].rows > 0 && a.eq[i].name[0];
+            CHECK(written, "an expert tensor was not handed to the sink");
+            if (pass)
+                CHECK(ra.n_expert_unreached > 0 && ra.n_expert_unreached % 3 == 0 &&
+                          ra.n_expert_unreached < nl * 3 * E,
+                      "4 tokens: %d unreached expert linears", ra.n_expert_unreached);
+            else
+                CHECK(ra.n_expert_unreached == 0, "384 tokens: %d unreached expert linears", ra.n_expert_unreached);
+            printf("awq on tiny-mixtral experts (%d x %d tokens): spilled = in memory, %d unreached expert linears\n",
+                   cp.n_samples, cp.seq_len, ra.n_expert_unreached);
+        }
+        if (!rc)
+            lmp_qpipe_result_free(&ra);
+        if (!rc2)
+            lmp_qpipe_result_free(&rb);
+        moe_free(&a);
+        moe_free(&b);
+        lmp_calib_free(&cal);
+    }
+    lmp_model_free(m);
+}
+
 static void test_imatrix(lmp_model *m, const char *model)
 {
     lmp_calib_params cp;
@@ -424,6 +590,7 @@ int main(void)
     g_slow = getenv("LMP_SLOW") && atoi(getenv("LMP_SLOW")) > 0;
     test_quantizer();
     test_fold();
+    test_moe_awq();
     const char *model = fixture("models/gutenberg-5M");
     const char *text = fixture("text/wikitext2-test.gptq-join.txt");
     if (!model || !text) {
