@@ -25,6 +25,7 @@ void lmp_job_gguf_default_params(lmp_job_gguf_params *p)
     p->target_probes = -1;
     p->target_refine = -1;
     p->target_tokens = -1;
+    p->target_context = -1;
 }
 
 bool lmp_job_parse_bytes(const char *s, double *bytes)
@@ -65,8 +66,13 @@ int lmp_job_gguf_check_args(const char *model, const char *out, const lmp_job_gg
         return lmp_err(LMP_EINVAL, "--target-refine %d: must be 0 (none) to 10", p->target_refine);
     if (p->target_tokens != -1 && (p->target_tokens < 64 || p->target_tokens > 1048576))
         return lmp_err(LMP_EINVAL, "--target-tokens %d: must be 64 to 1048576", p->target_tokens);
-    if ((p->target_calib || p->target_probes != -1 || p->target_refine != -1 || p->target_tokens != -1) && !target)
-        return lmp_err(LMP_EINVAL, "--target-calib / --target-probes / --target-refine / --target-tokens need --target-bpw or "
+    if (p->target_context < -1 || p->target_context > 10)
+        return lmp_err(LMP_EINVAL, "--target-context %d: must be 0 (none) to 10", p->target_context);
+    if (p->target_context > 0 && p->target_refine > 0)
+        return lmp_err(LMP_EINVAL, "--target-context and --target-refine: give one of them");
+    if ((p->target_calib || p->target_probes != -1 || p->target_refine != -1 || p->target_tokens != -1 ||
+         p->target_context != -1) && !target)
+        return lmp_err(LMP_EINVAL, "--target-calib / --target-probes / --target-refine / --target-tokens / --target-context need --target-bpw or "
                        "--target-size");
     if (p->dry_run && !target)
         return lmp_err(LMP_EINVAL, "--dry-run needs --target-bpw or --target-size");

@@ -48,6 +48,7 @@ typedef struct {
     int target_probes;         /* -1: not given */
     int target_refine;         /* --target-refine rounds (-1: not given, the default 2; 0: none) */
     int target_tokens;         /* --target-tokens: probe positions (-1: not given, the default 1,024) */
+    int target_context;        /* --target-context rounds of block weights in context (-1: not given, none) */
 } lmp_job_gguf_params;
 
 typedef struct {

@@ -79,6 +79,12 @@ int cmd_quantize(int argc, char **argv)
                                                               "to its neighbouring types in its context, then single "
                                                               "moves (default 0: none; on gutenberg-5M it did not "
                                                               "lower the KLD on other text)"},
+        {"target-context", 0, OPT_I32, &gp.target_context, "N", "with a target and calibration text: rounds in "
+                                                                "which the solved plan is measured whole, each "
+                                                                "block restored in its context, the predictions "
+                                                                "weighted per block and the budget solved again; "
+                                                                "the plan of least KLD on further tokens kept "
+                                                                "(default 0: none)"},
         {"dry-run", 0, OPT_FLAG, &gp.dry_run, NULL, "with a target: print the plan (tensor, type, bytes, "
                                                        "predicted error) and write nothing"},
         {"tensor-type", 0, OPT_MULTI, &tt, "REGEX=TYPE", "tensors whose GGUF name matches REGEX get TYPE (repeatable; "
@@ -227,7 +233,11 @@ int cmd_quantize(int argc, char **argv)
         "moved alone to its neighbouring types in that context, the budget solved again on those measured\n"
         "differences; then up to 24 moves (a tensor a type dearer, one or two others cheaper) in the order of\n"
         "their measured gain. A new plan is kept only if its KL divergence on as many FURTHER tokens of the\n"
-        "text (validation, not probed) is at least 0.1% lower. --dry-run prints the plan.\n"
+        "text (validation, not probed) is at least 0.1% lower. Or (--target-context N rounds; off by\n"
+        "default) the solved plan is run whole, each block's tensors restored to the original in that\n"
+        "context, the block's fall of KL divergence over its alone prediction weights its tensors'\n"
+        "predictions, the budget is solved again; of the plans measured the one of least KL divergence on\n"
+        "the further tokens is kept. --dry-run prints the plan.\n"
         "--imatrix-calib FILE (GGUF path): llama.cpp-style importance weights, E[x^2] per input column of\n"
         "every linear over consecutive chunks of FILE (default 128 x 512 tokens) through the float model;\n"
         "recorded as quantize.imatrix.* keys. --imatrix FILE uses llama-imatrix's file instead (the weights\n"

@@ -16,6 +16,7 @@
 static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FILE *f, bool json, bool table)
 {
     double bpw = p->params ? p->bytes * 8.0 / (double)p->params : 0;
+    const bool whole = p->refine_probes || p->ctx_probes; /* the plan measured whole */
     if (json) {
         printf("{\"input\": ");
         cli_json_str(model);
@@ -29,8 +30,17 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
                (unsigned long long)p->min_bytes, (unsigned long long)p->max_bytes,
                (unsigned long long)p->fixed_bytes, p->seconds, p->calibrated ? "true" : "false", p->calib_windows,
                p->calib_seqlen, p->n_probes, p->calib_seconds, p->refine_rounds, p->refine_probes, p->refine_seconds,
-               p->refine_probes ? p->kld_solved : -1, p->refine_probes ? p->kld_refined : -1, p->val_windows,
-               p->refine_probes ? p->kld_val_solved : -1, p->refine_probes ? p->kld_val_refined : -1);
+               whole ? p->kld_solved : -1, whole ? p->kld_refined : -1, p->val_windows,
+               whole ? p->kld_val_solved : -1, whole ? p->kld_val_refined : -1);
+        printf("\"context_probes\": %d, \"context_seconds\": %.3f, \"context_kept\": %d, \"context_tried\": [",
+               p->ctx_probes, p->ctx_seconds, p->ctx_kept);
+        for (int r = 0; r < p->ctx_tried; r++)
+            printf("%s{\"moved\": %d, \"calib_kld\": %.6g, \"val_kld\": %.6g}", r ? ", " : "", p->ctx_moved[r],
+                   p->ctx_kld[r], p->ctx_kld_val[r]);
+        printf("], \"context_blocks\": [");
+        for (int b = 0; b < p->ctx_blocks; b++)
+            printf("%s%.6g", b ? ", " : "", p->ctx_block_kld[b]);
+        printf("], ");
         printf("\"refine_tried\": [");
         for (int r = 0; r < p->refine_tried; r++)
             printf("%s{\"moved\": %d, \"calib_kld\": %.6g, \"val_kld\": %.6g}", r ? ", " : "", p->refine_moved[r],
@@ -83,6 +93,15 @@ static void print_plan(const lmp_plan *p, const char *model, uint64_t budget, FI
         fprintf(f, "plan: round %d moved %d tensors: calibration KL divergence %.5g, validation %.5g%s\n", r + 1,
                 p->refine_moved[r], p->refine_kld[r], p->refine_kld_val[r],
                 r < p->refine_rounds ? "" : " (not lower: not kept)");
+    if (p->ctx_probes)
+        fprintf(f, "plan: in context, %d block passes in %.1f s: the whole plan's KL divergence on the calibration "
+                   "text %.5g as solved, %.5g kept; on %d validation windows %.5g as solved, %.5g kept (plan %d of %d "
+                   "re-solved kept; 0: as solved)\n",
+                p->ctx_probes, p->ctx_seconds, p->kld_solved, p->kld_refined, p->val_windows, p->kld_val_solved,
+                p->kld_val_refined, p->ctx_kept, p->ctx_tried);
+    for (int r = 0; r < p->ctx_tried; r++)
+        fprintf(f, "plan: context round %d moved %d tensors: calibration KL divergence %.5g, validation %.5g\n", r + 1,
+                p->ctx_moved[r], p->ctx_kld[r], p->ctx_kld_val[r]);
     if (p->refine_probes)
         fprintf(f, "plan: %d of %d move(s) kept (a tensor a type dearer, others cheaper; kept where the validation "
                    "KL divergence falls)\n", p->refine_pairs, p->refine_pairs_tried);
@@ -143,6 +162,15 @@ int quantize_plan_make(const char *src, const char *model, const quantize_plan_o
             return rc;
         }
     }
+    if (p.calibrated && o->context > 0) {
+        lmp_plan_context_params xp;
+        lmp_plan_context_default_params(&xp);
+        xp.iters = o->context;
+        if ((rc = lmp_plan_context(src, &pp, &cp, &xp, &p, budget))) {
+            lmp_plan_free(&p);
+            return rc;
+        }
+    }
     if (o->dry_run) {
         print_plan(&p, model, budget, stdout, o->json, true);
         lmp_plan_free(&p);
@@ -196,5 +224,6 @@ int quantize_plan_hook(void *ctx, const char *src, const lmp_gguf_src *s, const 
     c->po.probes = p->target_probes < 0 ? 0 : p->target_probes == 0 ? -1 : p->target_probes;
     c->po.refine = p->target_refine <= 0 ? -1 : p->target_refine; /* off unless asked (docs/results.md) */
     c->po.tokens = p->target_tokens;
+    c->po.context = p->target_context;
     return quantize_plan_make(src, c->model, &c->po, rules, n_rules);
 }

@@ -25,6 +25,8 @@ typedef struct {
     int tokens;               /* probe positions (<= 0: the default, 1,024) */
     int refine;               /* rounds in context after the solve (lmp_plan_refine; 0: the
                                  library's default, 2; -1: none, the command's default) */
+    int context;              /* rounds of block weights in context after the solve
+                                 (lmp_plan_context; <= 0: none) */
     /* the GGUF tensors from a source (an HF folder `src` through formats' converter; the
      * probes load the folder's model), or NULL: the GGUF file `src`'s */
     const lmp_gguf_src *gsrc;

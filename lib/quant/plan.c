@@ -1364,3 +1364,218 @@ done:
     free(tried);
     return rc;
 }
+
+/* ---------------------------------------------------------------- weights in context */
+
+void lmp_plan_context_default_params(lmp_plan_context_params *c)
+{
+    memset(c, 0, sizeof *c);
+    c->iters = 2;
+}
+
+/* Tensor i of the model set to descriptor w (and, for the embedding, e). */
+static int ctx_set(plan_fwd *f, const plan_where *wh, bool tied, const lmp_wmat *w, const lmp_tensor *e)
+{
+    if (wh->site == SITE_LINEAR)
+        return lmp_model_set_linear(f->m, wh->layer, wh->which, w);
+    int rc = 0;
+    if (wh->site == SITE_OUTPUT || tied)
+        rc = lmp_model_set_output(f->m, w);
+    if (!rc && wh->site == SITE_EMBED)
+        rc = lmp_model_set_embed(f->m, e);
+    return rc;
+}
+
+int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
+                     const lmp_plan_context_params *xp, lmp_plan *p, uint64_t budget)
+{
+    double t0 = lmp_time_s();
+    plan_fwd f;
+    lmp_calib_data cal;
+    int rc = fwd_open(in, pp, cp, 2, &f, &cal); /* the second half: validation windows */
+    if (rc == LMP_EINVAL)
+        rc = fwd_open(in, pp, cp, 1, &f, &cal);
+    else if (!rc)
+        f.w1 = f.W / 2;
+    if (rc)
+        return rc;
+    bool tied = fwd_find(&f, "output.weight") == NULL;
+    size_t n = (size_t)p->n + 1;
+    plan_where *wh = calloc(n, sizeof *wh);
+    void **buf = calloc(n, sizeof *buf);
+    lmp_tensor *emb = calloc(1, sizeof *emb);
+    lmp_wmat *orig = calloc(n, sizeof *orig), *cur = calloc(n, sizeof *cur);
+    const lmp_tensor *orig_e = lmp_model_embed_tensor(f.m);
+    double *alone = calloc(n * LMP_PLAN_MAX_CAND, sizeof *alone);
+    double *wt = calloc(n, sizeof *wt), *wraw = calloc(n, sizeof *wraw);
+    int *best = calloc(n, sizeof *best), *prev = calloc(n, sizeof *prev);
+    if (!wh || !buf || !emb || !orig || !cur || !alone || !wt || !wraw || !best || !prev) {
+        rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < p->n; i++) {
+        lmp_plan_tensor *pt = &p->t[i];
+        wh[i].site = tensor_site(pt->name, f.L, &wh[i].layer, &wh[i].which);
+        wh[i].t = fwd_find(&f, pt->name);
+        if (wh[i].site == SITE_NONE || !wh[i].t)
+            wh[i].site = SITE_NONE;
+        wh[i].from = wh[i].site == SITE_LINEAR ? wh[i].layer : wh[i].site == SITE_OUTPUT ? f.L : 0;
+        if (wh[i].site == SITE_LINEAR)
+            orig[i] = *lmp_model_linear(f.m, wh[i].layer, wh[i].which);
+        else if (wh[i].site != SITE_NONE && (wh[i].site == SITE_OUTPUT || tied))
+            orig[i] = *lmp_model_output(f.m);
+        if (wh[i].site != SITE_NONE) {
+            int64_t cols = wh[i].t->shape[wh[i].t->ndim - 1];
+            wh[i].imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
+        }
+        for (int k = 0; k < pt->n_cand; k++)
+            alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
+        wt[i] = 1;
+    }
+#define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
+#define INSTALL(i, k)                                                                                                 \
+    install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, p->t[i].cand[k].dt,                         \
+                QW(i, p->t[i].cand[k].dt), &buf[i], emb)
+#define AL(i) (alone + (size_t)(i) * LMP_PLAN_MAX_CAND)
+    for (int i = 0; i < p->n && !rc; i++)
+        if (wh[i].site != SITE_NONE && !(rc = INSTALL(i, p->t[i].choice)))
+            cur[i] = wh[i].site == SITE_LINEAR ? *lmp_model_linear(f.m, wh[i].layer, wh[i].which)
+                                                : *lmp_model_output(f.m);
+    double k0 = 0, v0 = 0;
+    if (!rc)
+        rc = fwd_cache(&f, &k0, &v0);
+    if (rc)
+        goto done;
+    p->kld_solved = k0;
+    p->kld_val_solved = v0;
+    p->val_windows = f.W - (f.w1 - f.w0);
+    p->ctx_tried = 0;
+    p->ctx_kept = 0;
+    double best_v = v0, best_k = k0;
+    for (int i = 0; i < p->n; i++)
+        best[i] = p->t[i].choice;
+    int n_probes = 0;
+    for (int it = 0; it < xp->iters && !rc; it++) {
+        /* each block's contribution in context: the installed plan with the block's tensors
+         * restored to the original, every other tensor at its planned type */
+        for (int g = 0; g < f.L && !rc; g++) {
+            int from = f.L, cnt = 0;
+            double a = 0, kr = 0;
+            for (int i = 0; i < p->n && !rc; i++)
+                if (wh[i].site == SITE_LINEAR && wh[i].layer == g) {
+                    rc = ctx_set(&f, &wh[i], tied, &orig[i], orig_e);
+                    from = wh[i].from < from ? wh[i].from : from;
+                    a += AL(i)[p->t[i].choice];
+                    cnt++;
+                }
+            if (!rc && cnt)
+                rc = fwd_kld(&f, from, &kr);
+            for (int i = 0; i < p->n; i++)
+                if (wh[i].site == SITE_LINEAR && wh[i].layer == g) {
+                    int r2 = ctx_set(&f, &wh[i], tied, &cur[i], emb);
+                    rc = rc ? rc : r2;
+                }
+            if (!cnt)
+                continue;
+            n_probes++;
+            if (it == 0 && g < 64) {
+                p->ctx_block_kld[g] = kr;
+                p->ctx_blocks = g + 1;
+            }
+            double w = a > 0 ? (k0 - kr) / a : 1;
+            for (int i = 0; i < p->n; i++)
+                if (wh[i].site == SITE_LINEAR && wh[i].layer == g)
+                    wraw[i] = w;
+            if (xp->progress)
+                fprintf(stderr, "[context %d] block %d: alone %.4g, in context %.4g (x%.3g)\n", it + 1, g, a, k0 - kr, w);
+        }
+        if (rc)
+            break;
+        /* tensors outside the blocks (the embedding, the output): the blocks' geometric mean */
+        double lm = 0;
+        int nm = 0;
+        for (int i = 0; i < p->n; i++)
+            if (wh[i].site == SITE_LINEAR) {
+                double w = wraw[i] < 0.25 ? 0.25 : wraw[i] > 4 ? 4 : wraw[i];
+                lm += log(w);
+                nm++;
+            }
+        for (int i = 0; i < p->n; i++) {
+            double w = wh[i].site == SITE_LINEAR ? wraw[i] : nm ? exp(lm / nm) : 1;
+            w = w < 0.25 ? 0.25 : w > 4 ? 4 : w;
+            wt[i] = it == 0 ? w : sqrt(wt[i] * w); /* later rounds: averaged with the earlier weight */
+        }
+        for (int i = 0; i < p->n; i++) {
+            prev[i] = p->t[i].choice;
+            for (int k = 0; k < p->t[i].n_cand; k++)
+                p->t[i].cand[k].err = AL(i)[k] * wt[i];
+        }
+        int src = lmp_plan_solve(p, budget);
+        for (int i = 0; i < p->n; i++)
+            for (int k = 0; k < p->t[i].n_cand; k++)
+                p->t[i].cand[k].err = AL(i)[k];
+        int moved = 0;
+        for (int i = 0; !src && i < p->n; i++)
+            moved += p->t[i].choice != prev[i];
+        if (src || moved == 0) {
+            for (int i = 0; i < p->n; i++)
+                p->t[i].choice = prev[i];
+            break;
+        }
+        for (int i = 0; i < p->n && !rc; i++)
+            if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i] && !(rc = INSTALL(i, p->t[i].choice)))
+                cur[i] = wh[i].site == SITE_LINEAR ? *lmp_model_linear(f.m, wh[i].layer, wh[i].which)
+                                                    : *lmp_model_output(f.m);
+        if (!rc)
+            rc = fwd_cache(&f, &k0, &v0);
+        if (rc)
+            break;
+        if (p->ctx_tried < 10) {
+            p->ctx_moved[p->ctx_tried] = moved;
+            p->ctx_kld[p->ctx_tried] = k0;
+            p->ctx_kld_val[p->ctx_tried++] = v0;
+        }
+        bool better = v0 < best_v;
+        if (xp->progress)
+            fprintf(stderr, "[context %d] %d tensors moved: calibration KLD %.5g, validation %.5g (best %.5g)\n",
+                    it + 1, moved, k0, v0, best_v);
+        if (better) {
+            best_v = v0;
+            best_k = k0;
+            p->ctx_kept = it + 1;
+            for (int i = 0; i < p->n; i++)
+                best[i] = p->t[i].choice;
+        }
+    }
+#undef QW
+#undef INSTALL
+#undef AL
+    if (!rc) {
+        p->bytes = p->fixed_bytes;
+        p->err = 0;
+        for (int i = 0; i < p->n; i++) {
+            p->t[i].choice = best[i];
+            p->bytes += p->t[i].cand[best[i]].bytes;
+            p->err += p->t[i].cand[best[i]].err;
+        }
+        p->kld_refined = best_k;
+        p->kld_val_refined = best_v;
+        p->ctx_probes = n_probes;
+    }
+done:
+    p->ctx_seconds = lmp_time_s() - t0;
+    fwd_close(&f, &cal);
+    for (int i = 0; buf && i < p->n; i++)
+        free(buf[i]);
+    free(buf);
+    free(wh);
+    free(emb);
+    free(orig);
+    free(cur);
+    free(alone);
+    free(wt);
+    free(wraw);
+    free(best);
+    free(prev);
+    return rc;
+}

@@ -78,6 +78,17 @@ typedef struct {
     int refine_moved[10];            /* per such round: tensors whose type changed */
     double refine_kld[10];           /* per such round: the new plan's calibration KLD */
     double refine_kld_val[10];       /* ... and on the validation windows */
+    /* after lmp_plan_context (kld_solved / kld_refined / kld_val_* as above: the solved plan
+     * and the kept one) */
+    int ctx_probes;                  /* tensors restored in context (one pass each) */
+    int ctx_tried;                   /* re-solved plans measured */
+    int ctx_kept;                    /* which one was kept (0: the plan as solved) */
+    int ctx_moved[10];               /* per re-solve: tensors whose type changed */
+    double ctx_kld[10], ctx_kld_val[10]; /* per re-solve: calibration / validation KLD */
+    int ctx_blocks;                  /* blocks of ctx_block_kld (at most 64) */
+    double ctx_block_kld[64];        /* first round: the calibration KLD of the solved plan with
+                                        block b's tensors restored to the original */
+    double ctx_seconds;
 } lmp_plan;
 
 /* Keeps the Pareto-optimal points of c[0..n) (fewer bytes or lower error than every
@@ -181,6 +192,32 @@ typedef struct {
 void lmp_plan_refine_default_params(lmp_plan_refine_params *r);
 int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
                     const lmp_plan_refine_params *rp, lmp_plan *p, uint64_t budget);
+
+/* Block weights in context (issue 21: the tensors' contributions compound across blocks).
+ * The solved plan p is installed whole and its KLD measured on the calibration windows;
+ * then each block's planned tensors are restored together to the original, every other
+ * tensor at its planned type, and the fall of the model's KLD is the block's contribution
+ * in context. Its ratio to the block's summed alone predictions (clamped to 0.25 .. 4)
+ * weights every point of the block's tensors' fronts (tensors outside the blocks: the
+ * blocks' geometric mean), the budget is solved again on the weighted predictions, and the
+ * new plan installed and measured. Up to `iters` rounds (later rounds average the ratio
+ * measured in the new plan's context with the earlier weight, geometrically); stops when a
+ * re-solve moves nothing. Of the plans measured (the solved one included) the one with the
+ * lowest KLD on the VALIDATION windows (the calibration text's next windows, as many as the
+ * probes'; the probe windows when the text is too short) is kept. Cost per round: one pass
+ * from each block on and one whole pass over all windows. Measured on gutenberg-5M
+ * (docs/results.md): it does not lower the held-out KLD there, so `lmpress quantize` runs it
+ * only with --target-context N. On return p holds the kept plan with the candidates' alone
+ * predictions as before; kld_solved / kld_refined (and _val_) say what was measured,
+ * ctx_block_kld the first round's block-restored KLDs. */
+typedef struct {
+    int iters;      /* default 2 */
+    bool progress;
+} lmp_plan_context_params;
+
+void lmp_plan_context_default_params(lmp_plan_context_params *c);
+int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
+                     const lmp_plan_context_params *xp, lmp_plan *p, uint64_t budget);
 
 /* A KLD probe session over a model the caller owns (the integer-group planner's
  * calibration, lib/quant/intplan.c): the original's log-probs on `windows` x `seq_len`

@@ -5,7 +5,8 @@
 # of each plan, e.g. "2 0" for with and without the refinement; default 2),
 # INT_METHODS (e.g. "rtn gptq": integer-group folders, uniform 4/3-bit g128 against the
 # --target-bpw plan at exactly their packed size; default none), PLAN_TOKENS (--target-tokens of
-# the plans, default 1024), EXTRA (more quantize options for the plans), CAL_EVAL=1 (each file's
+# the plans, default 1024), EXTRA (more quantize options for the plans, e.g. "--target-context 3"
+# for the block weights in context, docs/results.md "2026-12-08 (planctx)"), CAL_EVAL=1 (each file's
 # KLD also on the plans' probe windows, the first 4 x CTX tokens of the calibration text, and on
 # its held-out second half: two more columns, docs/results.md "why the plans lose per byte").
 # Importance matrix and the plans' KLD probes from TinyStories (calibration), KLD on

@@ -71,6 +71,30 @@ check "plan's validation KLD ($CV) = eval's on windows 9-16" "[ \"\$(J '$T/c35v.
 ok "no --target-refine, --target-tokens 512" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-tokens 512 > '$T/r0.json'"
 check "without --target-refine: nothing measured in context" "[ \"\$(J '$T/r0.json' 'd[\"calib_kld\"] == -1 and d[\"refine_probes\"] == 0')\" = True ]"
 check "--target-tokens 512: 4 windows of 128" "[ \"\$(J '$T/r0.json' 'd[\"calib_windows\"] == 4 and d[\"calib_seqlen\"] == 128')\" = True ]"
+# block weights in context (--target-context N, off by default): the solved plan measured whole,
+# each block restored to the original in that context; the figure of block 0 restored is the KLD
+# `lmpress eval` measures on a file of the solved plan with block 0 left at f32 (independent
+# path: writer, loader, session engine); the kept plan is never worse on the validation windows
+# than any plan measured, and its two KLDs are eval's on the teacher's windows 1-8 and 9-16
+ok "solved plan (--target-context 0)" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-context 0 > '$T/x0.json'"
+check "--target-context 0: nothing measured in context" "[ \"\$(J '$T/x0.json' 'd[\"context_probes\"] == 0 and d[\"calib_kld\"] == -1')\" = True ]"
+ok "context dry run 3.5" sh -c "'$LMP_BIN' quantize '$T/m.gguf' --target-bpw 3.5 --dry-run --json --imatrix '$T/m.dat' --target-calib '$T/cal.txt' --target-probes 1 --target-context 2 > '$T/x35.json'"
+check "context: 2 blocks per round, kept validation KLD <= every plan's, within 3.5" "[ \"\$(J '$T/x35.json' 'len(d[\"context_blocks\"]) == 2 and d[\"context_probes\"] in (2 * len(d[\"context_tried\"]), 2 * len(d[\"context_tried\"]) + 2) and d[\"val_windows\"] == 8 and 0 < d[\"val_kld\"] <= min([d[\"val_kld_solved\"]] + [r[\"val_kld\"] for r in d[\"context_tried\"]]) and d[\"bpw\"] <= 3.5')\" = True ]"
+check "context: solved plan = the plan without context" "[ \"\$(python3 -c \"import json; a=json.load(open('$T/x0.json')); b=json.load(open('$T/x35.json')); print(a['bytes'] > 0 and b['calib_kld_solved'] > 0 and (b['context_kept'] > 0 or [t['type'] for t in a['tensors']] == [t['type'] for t in b['tensors']]))\")\" = True ]"
+RULES=$(J "$T/x0.json" '" ".join("--tensor-type ^%s$=%s" % (t["name"].replace(".", "\\."), t["type"]) for t in d["tensors"] if not t["name"].startswith("blk.0."))')
+ok "solved plan with block 0 at f32" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/b0.gguf" --type f32 $RULES --imatrix "$T/m.dat"
+ok "eval it" sh -c "'$LMP_BIN' eval '$T/b0.gguf' --base '$T/cal.h5' --chunks 8 --json > '$T/b0.json'"
+B0=$(J "$T/x35.json" 'd["context_blocks"][0]')
+check "block 0 restored in context ($B0) = eval's KLD of that file" "[ \"\$(J '$T/b0.json' 'abs(d[\"kld\"] - $B0) <= 1e-3 * d[\"kld\"] and d[\"kld\"] > 0')\" = True ]"
+ok "context write 3.5" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/x35.gguf" --target-bpw 3.5 --imatrix "$T/m.dat" --target-calib "$T/cal.txt" --target-probes 1 --target-context 2 --json
+ok "eval the context plan" sh -c "'$LMP_BIN' eval '$T/x35.gguf' --base '$T/cal.h5' --json > '$T/x35v.json'"
+ok "eval the context plan, windows 1-8" sh -c "'$LMP_BIN' eval '$T/x35.gguf' --base '$T/cal.h5' --chunks 8 --json > '$T/x35e.json'"
+XK=$(J "$T/x35.json" 'd["calib_kld"]'); XV=$(J "$T/x35.json" 'd["val_kld"]')
+check "context plan's calibration KLD ($XK) = eval's" "[ \"\$(J '$T/x35e.json' 'abs(d[\"kld\"] - $XK) <= 1e-3 * d[\"kld\"]')\" = True ]"
+check "context plan's validation KLD ($XV) = eval's on windows 9-16" "[ \"\$(J '$T/x35v.json' 'abs(2 * d[\"kld\"] - $XK - $XV) <= 2e-3 * d[\"kld\"]')\" = True ]"
+refuses "bad --target-context" "target-context" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/xc.gguf" --target-bpw 4 --target-context 99
+refuses "--target-context with --target-refine" "give one" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/xr.gguf" --target-bpw 4 --target-context 1 --target-refine 1
+check "refused: nothing written" "[ ! -e '$T/xc.gguf' ] && [ ! -e '$T/xr.gguf' ]"
 refuses "bad --target-tokens" "target-tokens" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tk.gguf" --target-bpw 4 --target-tokens 3
 refuses "bad --target-refine" "target-refine" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tr.gguf" --target-bpw 4 --target-refine 99
 refuses "--target-calib without a target" "need --target-bpw" "$LMP_BIN" quantize "$T/m.gguf" -o "$T/tc.gguf" --type q4_0 --target-calib "$T/cal.txt"

@@ -2,12 +2,16 @@
  * Size-targeted plan (lib/quant/plan.c): Pareto fronts, and the budget solver checked
  * against brute force over every combination on small random cases; out-of-range
  * targets refused; the measurement on a tiny GGUF (errors decrease with bits, bytes as
- * the block layouts say).
+ * the block layouts say); block weights in context (lmp_plan_context) on gutenberg-5M
+ * (skipped without fixtures): one block-restored pass per block and round, the kept plan
+ * within the budget and the least validation KLD of the plans measured, the candidates'
+ * predictions left as they were.
  */
 #include "test.h"
 #include "lib/core/core.h"
 #include "lib/quant/plan.h"
 #include "lib/infer/kernels.h"
+#include "formats/formats.h"
 
 #include <math.h>
 
@@ -164,6 +168,107 @@ static void test_default_types(void)
     CHECK(lmp_plan_default_types(true, b, 4) == 4, "the list is cut at max");
 }
 
+/* lmp_plan_context on gutenberg-5M (its HF folder through the converter's source), two
+ * candidate types so that it stays fast: q4_0 and q8_0, 512 probe tokens. */
+static void test_context(void)
+{
+    const char *model = fixture("models/gutenberg-5M");
+    const char *text = fixture("text/tinystories-valid-sample.txt");
+    if (!model || !text) {
+        SKIP("fixtures models/gutenberg-5M and text/tinystories-valid-sample.txt not found (LMP_FIXTURES)");
+        return;
+    }
+    lmp_gguf_src s;
+    memset(&s, 0, sizeof s);
+    if (lmp_convert_src_open(model, &s)) {
+        CHECK(0, "open %s: %s", model, lmp_errmsg());
+        lmp_convert_src_close(&s);
+        return;
+    }
+    lmp_dtype types[2] = {LMP_DT_Q4_0, LMP_DT_Q8_0};
+    lmp_plan_params pp = {0};
+    pp.types = types;
+    pp.n_types = 2;
+    pp.src = &s;
+    lmp_plan p;
+    int rc = lmp_plan_measure(model, &pp, &p);
+    CHECK(rc == 0, "measure: %s", lmp_errmsg());
+    if (rc) {
+        lmp_convert_src_close(&s);
+        return;
+    }
+    lmp_plan_calib_params cp;
+    lmp_plan_calib_default_params(&cp);
+    cp.calib_path = text;
+    cp.tokens = 512;
+    cp.probes = 1;
+    uint64_t budget = p.min_bytes + (p.max_bytes - p.min_bytes) / 2;
+    rc = lmp_plan_calibrate(model, &pp, &cp, &p);
+    CHECK(rc == 0 && p.calibrated, "calibrate: %s", lmp_errmsg());
+    rc = rc ? rc : lmp_plan_solve(&p, budget);
+    CHECK(rc == 0, "solve: %s", lmp_errmsg());
+    int n = p.n, mixed = 0;
+    double *err = malloc(sizeof(double) * (size_t)n * LMP_PLAN_MAX_CAND);
+    int *solved = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; err && solved && i < n; i++) {
+        solved[i] = p.t[i].choice;
+        mixed |= 1 << p.t[i].choice;
+        for (int k = 0; k < p.t[i].n_cand; k++)
+            err[(size_t)i * LMP_PLAN_MAX_CAND + k] = p.t[i].cand[k].err;
+    }
+    CHECK(mixed == 3, "the solved plan mixes q4_0 and q8_0 (%d)", mixed);
+    lmp_plan_context_params xp;
+    lmp_plan_context_default_params(&xp);
+    CHECK(xp.iters == 2, "default rounds %d", xp.iters);
+    xp.iters = 3;
+    if (!rc && err && solved) {
+        rc = lmp_plan_context(model, &pp, &cp, &xp, &p, budget);
+        CHECK(rc == 0, "context: %s", lmp_errmsg());
+    }
+    if (!rc && err && solved) {
+        CHECK(p.ctx_blocks == 6, "6 blocks measured (%d)", p.ctx_blocks);
+        /* rounds measured: those re-solved and measured, plus one that moved nothing */
+        CHECK(p.ctx_probes == 6 * p.ctx_tried || p.ctx_probes == 6 * (p.ctx_tried + 1), "%d block passes, %d plans",
+              p.ctx_probes, p.ctx_tried);
+        CHECK(p.val_windows == 2 && p.kld_solved > 0 && p.kld_val_solved > 0, "validation windows %d, KLD %g / %g",
+              p.val_windows, p.kld_solved, p.kld_val_solved);
+        /* restoring every block in turn: the falls add up to a positive amount (a single block's
+         * may not: the in-context difference of a block at q8_0 is below the noise) */
+        double fall = 0;
+        bool pos = true;
+        for (int b = 0; b < p.ctx_blocks; b++) {
+            fall += p.kld_solved - p.ctx_block_kld[b];
+            pos = pos && p.ctx_block_kld[b] > 0;
+        }
+        CHECK(pos && fall > 0.2 * p.kld_solved, "the blocks restored in context: %g of %g", fall, p.kld_solved);
+        double vmin = p.kld_val_solved;
+        for (int r = 0; r < p.ctx_tried; r++)
+            vmin = p.ctx_kld_val[r] < vmin ? p.ctx_kld_val[r] : vmin;
+        CHECK(p.kld_val_refined == vmin, "kept validation KLD %g, least measured %g", p.kld_val_refined, vmin);
+        CHECK(p.ctx_kept > 0 || p.kld_refined == p.kld_solved, "kept the solved plan: its KLD");
+        uint64_t bytes = p.fixed_bytes;
+        double e = 0;
+        bool same = true, back = true;
+        for (int i = 0; i < n; i++) {
+            bytes += p.t[i].cand[p.t[i].choice].bytes;
+            e += p.t[i].cand[p.t[i].choice].err;
+            same = same && p.t[i].choice == solved[i];
+            for (int k = 0; k < p.t[i].n_cand; k++)
+                back = back && p.t[i].cand[k].err == err[(size_t)i * LMP_PLAN_MAX_CAND + k];
+        }
+        CHECK(bytes == p.bytes && bytes <= budget, "kept plan %llu bytes, budget %llu", (unsigned long long)bytes,
+              (unsigned long long)budget);
+        CHECK(fabs(e - p.err) <= 1e-12 * e, "predicted error of the kept plan");
+        CHECK(back, "the candidates' predictions changed");
+        CHECK(p.ctx_kept > 0 || same, "kept 0 but the choices moved");
+        CHECK(p.ctx_kept == 0 || !same, "kept a re-solved plan but the choices are the solved ones");
+    }
+    free(err);
+    free(solved);
+    lmp_plan_free(&p);
+    lmp_convert_src_close(&s);
+}
+
 int main(void)
 {
     test_default_types();
@@ -171,6 +276,7 @@ int main(void)
     test_solver_brute();
     test_solver_coarse();
     test_solver_range();
+    test_context();
     printf("%d passed, %d failed\n", t_pass, t_fail);
     return t_fail ? 1 : 0;
 }
