@@ -7,8 +7,9 @@
  * reported Losses. Produces the canonical intgroup lmp_qtensor; knows no file format.
  *
  * Precision: the Cholesky factor of H^-1, the column loop and the block updates in f32
- * like the reference (the factor in double with factor_f64). Within a block every output row is independent
- * (its group parameters are per row too), so the column loop runs in parallel over rows;
+ * like the reference (the factor in double with factor_f64, or when the f32 one meets a
+ * non-positive pivot). Within a block every output row is independent (its group
+ * parameters are per row too), so the column loop runs in parallel over rows;
  * the factor and the block updates are gptq_linalg.c's fixed tilings (OpenBLAS's own
  * threading changes the bits with the thread count); the result does not depend on it.
  */
@@ -382,33 +383,44 @@ int lmp_quant_gptq_cached(const float *W, int64_t rows, int64_t cols, const doub
             mean += h == 0.0 ? 1.0 : h;
         }
         const double damp = (double)p->percdamp * (mean / (double)cols);
-        const bool f64 = p->factor_f64;
-        void *A = lmp_malloc_big((size_t)cols * cols * (f64 ? sizeof(double) : sizeof(float)));
-        if (!A) {
-            rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for the [%lld, %lld] factor", (long long)cols,
-                         (long long)cols);
-            goto cleanup;
-        }
-        #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < cols; i++) {
-            const double *hr = H + (int64_t)perm[i] * cols;
-            const double hd = hr[perm[i]] == 0.0 ? 1.0 : hr[perm[i]];
-            if (f64) {
-                double *dr = (double *)A + i * cols;
-                for (int64_t j = 0; j < cols; j++)
-                    dr[j] = hr[perm[j]];
-                dr[i] = hd + damp;
-            } else {
-                float *fr = (float *)A + i * cols;
-                for (int64_t j = 0; j < cols; j++)
-                    fr[j] = (float)hr[perm[j]];
-                fr[i] = (float)(hd + damp);
+        /* f32 first (unless factor_f64); an f32 factor that meets a non-positive pivot is
+         * redone in double before the matrix is called indefinite */
+        bool f64 = p->factor_f64;
+        void *A = NULL;
+        for (;;) {
+            A = lmp_malloc_big((size_t)cols * cols * (f64 ? sizeof(double) : sizeof(float)));
+            if (!A) {
+                rc = lmp_err(LMP_ENOMEM, "gptq: out of memory for the [%lld, %lld] factor", (long long)cols,
+                             (long long)cols);
+                goto cleanup;
             }
-        }
-        int64_t bad = 0;
-        rc = f64 ? lmp_gptq_hinv_upper(A, cols, &bad) : lmp_gptq_hinv_upper_f32(A, cols, &bad);
-        if (rc) {
+            #pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < cols; i++) {
+                const double *hr = H + (int64_t)perm[i] * cols;
+                const double hd = hr[perm[i]] == 0.0 ? 1.0 : hr[perm[i]];
+                if (f64) {
+                    double *dr = (double *)A + i * cols;
+                    for (int64_t j = 0; j < cols; j++)
+                        dr[j] = hr[perm[j]];
+                    dr[i] = hd + damp;
+                } else {
+                    float *fr = (float *)A + i * cols;
+                    for (int64_t j = 0; j < cols; j++)
+                        fr[j] = (float)hr[perm[j]];
+                    fr[i] = (float)(hd + damp);
+                }
+            }
+            int64_t bad = 0;
+            rc = f64 ? lmp_gptq_hinv_upper(A, cols, &bad) : lmp_gptq_hinv_upper_f32(A, cols, &bad);
+            if (!rc)
+                break;
             free(A);
+            if (rc == LMP_ERANGE && !f64) {
+                lmp_warn("gptq: [%lld x %lld]: the f32 factor of H + damp meets a non-positive pivot (column %lld); "
+                         "factored in double instead", (long long)rows, (long long)cols, (long long)bad);
+                f64 = true;
+                continue;
+            }
             if (rc == LMP_ERANGE)
                 rc = lmp_err(LMP_ERANGE,
                              "gptq: H + damp is not positive definite (column %lld); raise percdamp (now %g)",

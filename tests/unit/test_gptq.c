@@ -9,6 +9,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <string.h>
 
 enum { N = 512, IN = 128, OUT = 64 };
 
@@ -397,6 +398,31 @@ static void test_dead_and_threads(void)
     gp.percdamp = 0;
     CHECK(lmp_quant_gptq(W, OUT, IN, Hneg, &gp, &a, NULL) == LMP_ERANGE, "indefinite H refused: %s",
           lmp_errmsg());
+    /* positive definite in double, singular once rounded to f32 (1 - 1e-9 -> 1): the f32
+     * factor meets a zero pivot and is redone in double (the same codes as factor_f64);
+     * exactly singular is refused */
+    {
+        enum { R2 = 4, C2 = 2 };
+        const float w2[R2 * C2] = {0.5f, -0.25f, 0.125f, 1.0f, -0.75f, 0.3f, 0.9f, -0.1f};
+        double h2[C2 * C2] = {1.0, 1.0 - 1e-9, 1.0 - 1e-9, 1.0};
+        lmp_gptq_params g2;
+        lmp_gptq_default_params(&g2);
+        g2.group_size = -1;
+        g2.percdamp = 0;
+        lmp_qtensor qa, qb;
+        CHECK(lmp_quant_gptq(w2, R2, C2, h2, &g2, &qa, NULL) == 0, "f32 pivot lost: not redone in double: %s",
+              lmp_errmsg());
+        g2.factor_f64 = true;
+        CHECK(lmp_quant_gptq(w2, R2, C2, h2, &g2, &qb, NULL) == 0, "%s", lmp_errmsg());
+        CHECK(lmp_qtensor_intgroup_equal(&qa, &qb, NULL, 0), "the redone factor differs from factor_f64's");
+        lmp_qtensor_free(&qa);
+        lmp_qtensor_free(&qb);
+        h2[1] = h2[2] = 1.0;
+        g2.factor_f64 = false;
+        CHECK(lmp_quant_gptq(w2, R2, C2, h2, &g2, &qa, NULL) == LMP_ERANGE &&
+                  strstr(lmp_errmsg(), "not positive definite"),
+              "singular H refused: %s", lmp_errmsg());
+    }
     gp.percdamp = 0.01f;
     gp.bits = 9;
     CHECK(lmp_quant_gptq(W, OUT, IN, H, &gp, &a, NULL) == LMP_EINVAL, "9 bits refused");
