@@ -1077,23 +1077,86 @@ static int probe_neighbours(plan_fwd *f, const plan_where *wh, bool tied, lmp_pl
     return rc;
 }
 
+/* The in-context searches' forward (refine, context): twice the windows, the first half
+ * for the probes and the second half deciding what is kept (a text too short for both:
+ * the same windows decide). */
+static int fwd_open_halves(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp, plan_fwd *f,
+                           lmp_calib_data *cal)
+{
+    int rc = fwd_open(in, pp, cp, 2, f, cal);
+    if (rc == LMP_EINVAL)
+        return fwd_open(in, pp, cp, 1, f, cal);
+    if (!rc)
+        f->w1 = f->W / 2;
+    return rc;
+}
+
+/* Where each plan tensor sits in the forward (SITE_NONE: not found there, never
+ * installed), its importance weights, and its candidates' errors alone
+ * (alone[i * LMP_PLAN_MAX_CAND + k]). */
+static void where_setup(const plan_fwd *f, const lmp_plan_params *pp, const lmp_plan *p, plan_where *wh,
+                        double *alone)
+{
+    for (int i = 0; i < p->n; i++) {
+        const lmp_plan_tensor *pt = &p->t[i];
+        wh[i].site = tensor_site(pt->name, f->L, &wh[i].layer, &wh[i].which);
+        wh[i].t = fwd_find(f, pt->name);
+        if (!wh[i].t)
+            wh[i].site = SITE_NONE;
+        wh[i].from = wh[i].site == SITE_LINEAR ? wh[i].layer : wh[i].site == SITE_OUTPUT ? f->L : 0;
+        if (wh[i].site != SITE_NONE) {
+            int64_t cols = wh[i].t->shape[wh[i].t->ndim - 1];
+            wh[i].imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
+        }
+        for (int k = 0; k < pt->n_cand; k++)
+            alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
+    }
+}
+
+/* The budget solved again on the costs cost[i * LMP_PLAN_MAX_CAND + k] (times scale[i]
+ * when scale), the candidates' alone errors put back after; prev gets the choices before.
+ * Returns how many tensors moved; 0 (the previous choices back) when none did or the
+ * solve failed. */
+static int resolve_moved(lmp_plan *p, uint64_t budget, const double *cost, const double *scale, const double *alone,
+                         int *prev)
+{
+    for (int i = 0; i < p->n; i++) {
+        prev[i] = p->t[i].choice;
+        for (int k = 0; k < p->t[i].n_cand; k++)
+            p->t[i].cand[k].err = cost[(size_t)i * LMP_PLAN_MAX_CAND + k] * (scale ? scale[i] : 1.0);
+    }
+    int src = lmp_plan_solve(p, budget);
+    for (int i = 0; i < p->n; i++)
+        for (int k = 0; k < p->t[i].n_cand; k++)
+            p->t[i].cand[k].err = alone[(size_t)i * LMP_PLAN_MAX_CAND + k];
+    int moved = 0;
+    for (int i = 0; !src && i < p->n; i++)
+        moved += p->t[i].choice != prev[i];
+    if (src || moved == 0) {
+        for (int i = 0; i < p->n; i++)
+            p->t[i].choice = prev[i];
+        return 0;
+    }
+    return moved;
+}
+
+/* The two searches below share these (their locals f, wh, tied, buf, emb, p, alone) */
+#define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
+#define INSTALL(i, k)                                                                                                 \
+    install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, p->t[i].cand[k].dt,                         \
+                QW(i, p->t[i].cand[k].dt), &buf[i], emb)
+#define AL(i) (alone + (size_t)(i) * LMP_PLAN_MAX_CAND)
+
 int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_calib_params *cp,
                     const lmp_plan_refine_params *rp, lmp_plan *p, uint64_t budget)
 {
     double t0 = lmp_time_s();
     plan_fwd f;
     lmp_calib_data cal;
-    /* twice the windows: the first half for the probes, the second half decides what is
-     * kept (a text too short for both: the same windows decide) */
-    int rc = fwd_open(in, pp, cp, 2, &f, &cal);
-    if (rc == LMP_EINVAL)
-        rc = fwd_open(in, pp, cp, 1, &f, &cal);
-    else if (!rc)
-        f.w1 = f.W / 2;
+    int rc = fwd_open_halves(in, pp, cp, &f, &cal);
     if (rc)
         return rc;
-    const plan_fwd *ck = &f;
-    bool tied = fwd_find(ck, "output.weight") == NULL;
+    bool tied = fwd_find(&f, "output.weight") == NULL;
     size_t n = (size_t)p->n + 1;
     int max_moves = rp->pairs > 0 ? rp->pairs : 0;
     plan_where *wh = calloc(n, sizeof *wh);
@@ -1108,26 +1171,8 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
         goto done;
     }
-    for (int i = 0; i < p->n; i++) {
-        lmp_plan_tensor *pt = &p->t[i];
-        wh[i].site = tensor_site(pt->name, f.L, &wh[i].layer, &wh[i].which);
-        wh[i].t = fwd_find(ck, pt->name);
-        if (wh[i].site == SITE_NONE || !wh[i].t) {
-            wh[i].site = SITE_NONE; /* left at its choice, never installed: not refined */
-            continue;
-        }
-        wh[i].from = wh[i].site == SITE_LINEAR ? wh[i].layer : wh[i].site == SITE_OUTPUT ? f.L : 0;
-        int64_t cols = wh[i].t->shape[wh[i].t->ndim - 1];
-        wh[i].imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
-        for (int k = 0; k < pt->n_cand; k++)
-            alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
-    }
-#define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
-#define INSTALL(i, k)                                                                                                 \
-    install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, p->t[i].cand[k].dt,                         \
-                QW(i, p->t[i].cand[k].dt), &buf[i], emb)
+    where_setup(&f, pp, p, wh, alone); /* SITE_NONE: left at its choice, never installed */
 #define CX(i) (ctx + (size_t)(i) * LMP_PLAN_MAX_CAND)
-#define AL(i) (alone + (size_t)(i) * LMP_PLAN_MAX_CAND)
     /* the plan as solved, all installed */
     for (int i = 0; i < p->n && !rc; i++)
         if (wh[i].site != SITE_NONE)
@@ -1160,23 +1205,9 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
             break;
         stale = false;
         /* solve on the in-context costs (the alone ones restored after) */
-        for (int i = 0; i < p->n; i++) {
-            prev[i] = p->t[i].choice;
-            for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = CX(i)[k];
-        }
-        int src = lmp_plan_solve(p, budget);
-        for (int i = 0; i < p->n; i++)
-            for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = AL(i)[k];
-        int moved = 0;
-        for (int i = 0; !src && i < p->n; i++)
-            moved += p->t[i].choice != prev[i];
-        if (src || moved == 0) {
-            for (int i = 0; i < p->n; i++)
-                p->t[i].choice = prev[i];
+        int moved = resolve_moved(p, budget, ctx, NULL, alone, prev);
+        if (moved == 0)
             break;
-        }
         for (int i = 0; i < p->n && !rc; i++)
             if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i])
                 rc = INSTALL(i, p->t[i].choice);
@@ -1334,10 +1365,7 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
             if (mv[m] >= 0)
                 rc = probe_neighbours(&f, &wh[mv[m]], tied, &p->t[mv[m]], k0, AL(mv[m]), CX(mv[m]), &n_probes);
     }
-#undef QW
-#undef INSTALL
 #undef CX
-#undef AL
     if (!rc) {
         p->bytes = p->fixed_bytes;
         p->err = 0;
@@ -1392,11 +1420,7 @@ int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_c
     double t0 = lmp_time_s();
     plan_fwd f;
     lmp_calib_data cal;
-    int rc = fwd_open(in, pp, cp, 2, &f, &cal); /* the second half: validation windows */
-    if (rc == LMP_EINVAL)
-        rc = fwd_open(in, pp, cp, 1, &f, &cal);
-    else if (!rc)
-        f.w1 = f.W / 2;
+    int rc = fwd_open_halves(in, pp, cp, &f, &cal); /* the second half: validation windows */
     if (rc)
         return rc;
     bool tied = fwd_find(&f, "output.weight") == NULL;
@@ -1413,30 +1437,14 @@ int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_c
         rc = lmp_err(LMP_ENOMEM, "plan: out of memory");
         goto done;
     }
+    where_setup(&f, pp, p, wh, alone);
     for (int i = 0; i < p->n; i++) {
-        lmp_plan_tensor *pt = &p->t[i];
-        wh[i].site = tensor_site(pt->name, f.L, &wh[i].layer, &wh[i].which);
-        wh[i].t = fwd_find(&f, pt->name);
-        if (wh[i].site == SITE_NONE || !wh[i].t)
-            wh[i].site = SITE_NONE;
-        wh[i].from = wh[i].site == SITE_LINEAR ? wh[i].layer : wh[i].site == SITE_OUTPUT ? f.L : 0;
         if (wh[i].site == SITE_LINEAR)
             orig[i] = *lmp_model_linear(f.m, wh[i].layer, wh[i].which);
         else if (wh[i].site != SITE_NONE && (wh[i].site == SITE_OUTPUT || tied))
             orig[i] = *lmp_model_output(f.m);
-        if (wh[i].site != SITE_NONE) {
-            int64_t cols = wh[i].t->shape[wh[i].t->ndim - 1];
-            wh[i].imp = pp->weights ? pp->weights(pp->weights_ctx, pt->name, cols) : NULL;
-        }
-        for (int k = 0; k < pt->n_cand; k++)
-            alone[(size_t)i * LMP_PLAN_MAX_CAND + k] = pt->cand[k].err;
         wt[i] = 1;
     }
-#define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
-#define INSTALL(i, k)                                                                                                 \
-    install_one(&f, wh[i].t, wh[i].site, wh[i].layer, wh[i].which, tied, p->t[i].cand[k].dt,                         \
-                QW(i, p->t[i].cand[k].dt), &buf[i], emb)
-#define AL(i) (alone + (size_t)(i) * LMP_PLAN_MAX_CAND)
     for (int i = 0; i < p->n && !rc; i++)
         if (wh[i].site != SITE_NONE && !(rc = INSTALL(i, p->t[i].choice)))
             cur[i] = wh[i].site == SITE_LINEAR ? *lmp_model_linear(f.m, wh[i].layer, wh[i].which)
@@ -1505,23 +1513,9 @@ int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_c
             w = w < 0.25 ? 0.25 : w > 4 ? 4 : w;
             wt[i] = it == 0 ? w : sqrt(wt[i] * w); /* later rounds: averaged with the earlier weight */
         }
-        for (int i = 0; i < p->n; i++) {
-            prev[i] = p->t[i].choice;
-            for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = AL(i)[k] * wt[i];
-        }
-        int src = lmp_plan_solve(p, budget);
-        for (int i = 0; i < p->n; i++)
-            for (int k = 0; k < p->t[i].n_cand; k++)
-                p->t[i].cand[k].err = AL(i)[k];
-        int moved = 0;
-        for (int i = 0; !src && i < p->n; i++)
-            moved += p->t[i].choice != prev[i];
-        if (src || moved == 0) {
-            for (int i = 0; i < p->n; i++)
-                p->t[i].choice = prev[i];
+        int moved = resolve_moved(p, budget, alone, wt, alone, prev);
+        if (moved == 0)
             break;
-        }
         for (int i = 0; i < p->n && !rc; i++)
             if (wh[i].site != SITE_NONE && p->t[i].choice != prev[i] && !(rc = INSTALL(i, p->t[i].choice)))
                 cur[i] = wh[i].site == SITE_LINEAR ? *lmp_model_linear(f.m, wh[i].layer, wh[i].which)
