@@ -1140,6 +1140,19 @@ static int resolve_moved(lmp_plan *p, uint64_t budget, const double *cost, const
     return moved;
 }
 
+/* The installed plan's KLD on the probe (k) and validation (v) windows, kept in p as the
+ * solved plan's. */
+static int measure_solved(plan_fwd *f, lmp_plan *p, double *k, double *v)
+{
+    int rc = fwd_cache(f, k, v);
+    if (!rc) {
+        p->kld_solved = *k;
+        p->kld_val_solved = *v;
+        p->val_windows = f->W - (f->w1 - f->w0);
+    }
+    return rc;
+}
+
 /* The two searches below share these (their locals f, wh, tied, buf, emb, p, alone) */
 #define QW(i, dt) (wh[i].imp && lmp_quant_uses_weights(dt) ? wh[i].imp : NULL)
 #define INSTALL(i, k)                                                                                                 \
@@ -1178,13 +1191,8 @@ int lmp_plan_refine(const char *in, const lmp_plan_params *pp, const lmp_plan_ca
         if (wh[i].site != SITE_NONE)
             rc = INSTALL(i, p->t[i].choice);
     double k0 = 0, v0 = 0; /* the installed plan's KLD on the probe / validation windows */
-    if (!rc)
-        rc = fwd_cache(&f, &k0, &v0);
-    if (rc)
+    if (rc || (rc = measure_solved(&f, p, &k0, &v0)))
         goto done;
-    p->kld_solved = k0;
-    p->kld_val_solved = v0;
-    p->val_windows = f.W - (f.w1 - f.w0);
     p->refine_rounds = 0;
     p->refine_tried = 0;
     int n_probes = 0;
@@ -1450,13 +1458,8 @@ int lmp_plan_context(const char *in, const lmp_plan_params *pp, const lmp_plan_c
             cur[i] = wh[i].site == SITE_LINEAR ? *lmp_model_linear(f.m, wh[i].layer, wh[i].which)
                                                 : *lmp_model_output(f.m);
     double k0 = 0, v0 = 0;
-    if (!rc)
-        rc = fwd_cache(&f, &k0, &v0);
-    if (rc)
+    if (rc || (rc = measure_solved(&f, p, &k0, &v0)))
         goto done;
-    p->kld_solved = k0;
-    p->kld_val_solved = v0;
-    p->val_windows = f.W - (f.w1 - f.w0);
     p->ctx_tried = 0;
     p->ctx_kept = 0;
     double best_v = v0, best_k = k0;
