@@ -158,6 +158,20 @@ static void test_rtn_half_step(void)
           "codes round half to even and clamp");
 }
 
+/* GPTQ's parameters for one of the tests' four modes (0 plain, 1 act-order, 2 act-order
+ * with static groups, 3 per channel): groups of 32, lazy batches of 48 (not a multiple of
+ * the group size: partial blocks) */
+static void mode_params(lmp_gptq_params *gp, int bits, bool sym, int mode)
+{
+    lmp_gptq_default_params(gp);
+    gp->bits = bits;
+    gp->sym = sym;
+    gp->group_size = mode == 3 ? -1 : 32;
+    gp->act_order = mode == 1 || mode == 2;
+    gp->static_groups = mode == 2;
+    gp->blocksize = 48;
+}
+
 static void test_gptq_beats_rtn(void)
 {
     static const int bitsv[] = {3, 4};
@@ -165,13 +179,7 @@ static void test_gptq_beats_rtn(void)
         for (int sym = 0; sym < 2; sym++)
             for (int mode = 0; mode < 4; mode++) { /* plain, act-order, act+static, per-channel */
                 lmp_gptq_params gp;
-                lmp_gptq_default_params(&gp);
-                gp.bits = bitsv[bi];
-                gp.sym = sym;
-                gp.group_size = mode == 3 ? -1 : 32;
-                gp.act_order = mode == 1 || mode == 2;
-                gp.static_groups = mode == 2;
-                gp.blocksize = 48; /* not a multiple of the group size: partial blocks */
+                mode_params(&gp, bitsv[bi], sym, mode);
                 lmp_rtn_params rp;
                 lmp_rtn_default_params(&rp);
                 rp.bits = gp.bits;
@@ -336,17 +344,22 @@ static void test_lazy_vs_naive(void)
     }
 }
 
-static void test_dead_and_threads(void)
+/* Hd = the Hessian of X with input columns 5 and 77 never active (dead) */
+static void dead_hessian(double *Hd)
 {
-    /* columns 5 and 77 never active */
     static float Xd[N * IN];
-    static double Hd[IN * IN];
     memcpy(Xd, X, sizeof Xd);
     for (int n = 0; n < N; n++)
         Xd[n * IN + 5] = Xd[n * IN + 77] = 0.0f;
-    memset(Hd, 0, sizeof Hd);
+    memset(Hd, 0, sizeof(double) * IN * IN);
     int64_t ns = 0;
     lmp_gptq_hessian_add(Hd, IN, Xd, N, &ns);
+}
+
+static void test_dead_and_threads(void)
+{
+    static double Hd[IN * IN];
+    dead_hessian(Hd);
     for (int act = 0; act < 2; act++) {
         lmp_gptq_params gp;
         lmp_gptq_default_params(&gp);
@@ -467,14 +480,9 @@ static void test_factor_cache(void)
  * act-order, static groups, per channel, two dampings, a Hessian with dead columns. */
 static void test_err_trace(void)
 {
-    static float Xd[N * IN], Qd[OUT * IN], D[OUT * IN];
+    static float Qd[OUT * IN], D[OUT * IN];
     static double Hd[IN * IN];
-    memcpy(Xd, X, sizeof Xd);
-    for (int n = 0; n < N; n++)
-        Xd[n * IN + 5] = Xd[n * IN + 77] = 0.0f;
-    memset(Hd, 0, sizeof Hd);
-    int64_t ns = 0;
-    lmp_gptq_hessian_add(Hd, IN, Xd, N, &ns);
+    dead_hessian(Hd);
     static const int bitsv[] = {2, 3, 4, 8};
     double worst = 0, worst_damp = 0;
     int cases = 0;
@@ -485,13 +493,7 @@ static void test_err_trace(void)
                     for (int dp = 0; dp < 2; dp++) {
                         const double *h = dead ? Hd : H;
                         lmp_gptq_params gp;
-                        lmp_gptq_default_params(&gp);
-                        gp.bits = bitsv[bi];
-                        gp.sym = sym;
-                        gp.group_size = mode == 3 ? -1 : 32;
-                        gp.act_order = mode == 1 || mode == 2;
-                        gp.static_groups = mode == 2;
-                        gp.blocksize = 48;
+                        mode_params(&gp, bitsv[bi], sym, mode);
                         gp.percdamp = dp ? 0.1f : 0.01f;
                         lmp_qtensor q;
                         double loss = -1;
